@@ -1,0 +1,166 @@
+# bygate - build, test, bench, install. `make run` and `make test` are the
+# README's two commands; both install missing Debian packages first (deps).
+#
+# Layout of the build: everything lands in $(BUILD) (default build/):
+#   bygated bygate-child bygate bygate-state, plugins/*.so, lib/*.a, tests/.
+# `make asan` builds the same tree into build-asan/ with ASan+UBSan and runs
+# the whole suite against it.
+
+BUILD    ?= build
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+CC       ?= cc
+PYTHON   ?= python3
+
+PKGS     := hiredis libconfig lmdb libevent jansson libcrypto libsystemd libseccomp
+DEB_PKGS := build-essential pkg-config libhiredis-dev libconfig-dev liblmdb-dev \
+            libevent-dev libjansson-dev libssl-dev libsystemd-dev libseccomp-dev \
+            libcmocka-dev redis-server redis-tools python3
+
+SAN_FLAGS ?=
+OPT       ?= -O2
+CFLAGS   ?= $(OPT) -g
+CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
+            -fno-strict-aliasing -D_GNU_SOURCE -I. -Iinclude $(SAN_FLAGS)
+LDFLAGS  += $(SAN_FLAGS)
+
+LIB_HIREDIS := -lhiredis
+LIB_EVENT   := -levent
+LIB_JANSSON := -ljansson
+LIB_CONFIG  := -lconfig
+LIB_CRYPTO  := -lcrypto
+LIB_SYSTEMD := -lsystemd
+LIB_LMDB    := -llmdb
+
+OBJ := $(BUILD)/obj
+LIBDIR := $(BUILD)/lib
+
+src_of = $(sort $(wildcard $(1)/*.c))
+obj_of = $(patsubst %.c,$(OBJ)/%.o,$(1))
+
+COMMON_SRC := $(call src_of,common)
+IPC_SRC    := $(call src_of,ipc)
+WIRE_SRC   := $(call src_of,wire)
+CONF_SRC   := $(call src_of,conf)
+SUP_SRC    := $(call src_of,supervisor)
+CHILD_SRC  := $(call src_of,child)
+CLIENT_LIB_SRC := $(filter-out client/cli.c,$(call src_of,client))
+STATE_SRC  := $(call src_of,state)
+PLUGIN_SRC := $(call src_of,examples/plugins)
+UNIT_SRC   := $(call src_of,tests/unit)
+BENCH_SRC  := $(call src_of,bench)
+
+LIB_COMMON := $(LIBDIR)/libbgcommon.a
+LIB_IPC    := $(LIBDIR)/libbgipc.a
+LIB_WIRE   := $(LIBDIR)/libbgwire.a
+LIB_CONF   := $(LIBDIR)/libbgconf.a
+LIB_CLIENT := $(LIBDIR)/libbygate.a
+
+BINS    := $(BUILD)/bygated $(BUILD)/bygate-child $(BUILD)/bygate
+PLUGINS := $(patsubst examples/plugins/%.c,$(BUILD)/plugins/%.so,$(PLUGIN_SRC))
+UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
+
+.PHONY: all deps run test unit-test integration-test asan bench install clean format
+all: $(BINS) $(PLUGINS)
+
+-include $(shell find $(OBJ) -name '*.d' 2>/dev/null)
+
+$(OBJ)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(OBJ)/examples/plugins/%.o: examples/plugins/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fPIC -MMD -MP -c $< -o $@
+
+$(LIB_COMMON): $(call obj_of,$(COMMON_SRC))
+$(LIB_IPC): $(call obj_of,$(IPC_SRC))
+$(LIB_WIRE): $(call obj_of,$(WIRE_SRC))
+$(LIB_CONF): $(call obj_of,$(CONF_SRC))
+$(LIB_CLIENT): $(call obj_of,$(CLIENT_LIB_SRC))
+$(LIBDIR)/%.a:
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $^
+
+SUP_LIBS := $(LIB_WIRE) $(LIB_CONF) $(LIB_IPC) $(LIB_COMMON)
+SUP_LDLIBS := $(LIB_HIREDIS) $(LIB_EVENT) $(LIB_JANSSON) $(LIB_CONFIG) $(LIB_CRYPTO) $(LIB_SYSTEMD) -lm
+
+$(BUILD)/bygated: $(call obj_of,$(SUP_SRC)) $(SUP_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(SUP_LDLIBS)
+
+# The child exports its bg_ctx_* symbols to the plugins it dlopen()s.
+$(BUILD)/bygate-child: $(call obj_of,$(CHILD_SRC)) $(LIB_IPC) $(LIB_COMMON)
+	$(CC) $(LDFLAGS) -rdynamic -o $@ $^ $(LIB_JANSSON) -ldl
+
+$(BUILD)/bygate: $(OBJ)/client/cli.o $(LIB_CLIENT) $(LIB_WIRE) $(LIB_CONF) $(LIB_COMMON)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_HIREDIS) $(LIB_JANSSON) $(LIB_CONFIG) $(LIB_CRYPTO)
+
+$(BUILD)/plugins/%.so: $(OBJ)/examples/plugins/%.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -shared -o $@ $<
+
+ALL_LIBS := $(LIB_CLIENT) $(LIB_WIRE) $(LIB_CONF) $(LIB_IPC) $(LIB_COMMON)
+$(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(ALL_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(SUP_LDLIBS) $(LIB_HIREDIS) -lpthread
+
+$(BUILD)/bench/%: $(OBJ)/bench/%.o $(ALL_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(SUP_LDLIBS) -lpthread
+
+# ---- set-up -------------------------------------------------------------
+# Installs the missing Debian packages when run as root (apt-get update
+# first); otherwise prints the exact command and stops.
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "deps: installing$$missing"; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing || exit 1; \
+	  else \
+	    echo "deps: missing Debian packages. Run:"; \
+	    echo "  sudo apt-get update && sudo apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	$(PYTHON) scripts/run.py --build $(BUILD) --config etc/bygate.conf
+
+test: deps
+	@$(MAKE) --no-print-directory all tests
+	$(PYTHON) tests/run.py --build $(BUILD)
+
+tests: $(UNIT_TESTS) $(BUILD)/bygate-child $(BUILD)/bygated $(BUILD)/bygate $(PLUGINS)
+
+asan: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \
+	  SAN_FLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" all tests
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $(PYTHON) tests/run.py --build build-asan
+
+bench: deps
+	@$(MAKE) --no-print-directory all $(BENCH_BINS)
+	$(PYTHON) bench/run.py --build $(BUILD)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/bygate/plugins \
+	  $(DESTDIR)$(PREFIX)/include/bygate $(DESTDIR)$(PREFIX)/share/doc/bygate \
+	  $(DESTDIR)$(PREFIX)/libexec/bygate $(DESTDIR)/etc/bygate
+	install -m 755 $(BUILD)/bygated $(BUILD)/bygate $(DESTDIR)$(PREFIX)/bin/
+	install -m 755 $(BUILD)/bygate-child $(DESTDIR)$(PREFIX)/libexec/bygate/
+	install -m 644 $(PLUGINS) $(DESTDIR)$(PREFIX)/lib/bygate/plugins/
+	install -m 644 include/bygate/*.h $(DESTDIR)$(PREFIX)/include/bygate/
+	install -m 644 $(LIB_CLIENT) $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 etc/bygate.conf $(DESTDIR)/etc/bygate/bygate.conf.example
+	install -m 644 README.md $(wildcard docs/*.md) $(DESTDIR)$(PREFIX)/share/doc/bygate/
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build build-asan

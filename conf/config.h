@@ -1,0 +1,101 @@
+/* conf/config.h - bygate configuration: one declarative table (conf/table.c)
+ * drives parsing of the libconfig file, defaults, bounds, validation, the
+ * by-framework environment overrides (WIRE 1.1), `bygated -T` and the
+ * generated commented etc/bygate.conf. Shared by bygated and the bygate
+ * client, so both always agree on address, database and key schema.
+ * This component never logs and never exits: errors come back as text. */
+#ifndef BG_CONF_CONFIG_H
+#define BG_CONF_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+enum bg_key_schema { BG_SCHEMA_V1 = 1, BG_SCHEMA_V2 = 2 };
+enum bg_log_format { BG_LOG_TEXT = 0, BG_LOG_JSON = 1 };
+enum bg_log_level { BG_LOG_DEBUG = 0, BG_LOG_INFO, BG_LOG_WARN, BG_LOG_ERROR };
+enum bg_handler_kind { BG_HANDLER_PLUGIN = 1, BG_HANDLER_EXEC = 2 };
+
+struct bg_agent_type_conf {
+	char *name;
+	enum bg_handler_kind handler; /* "plugin" (exec: a later issue) */
+	char *plugin;		      /* absolute path of the .so */
+	char *options_json;	      /* the `options` group as a JSON object */
+	int max_attempts;	      /* default 1 */
+	int timeout_ms;		      /* 0 = none */
+};
+
+struct bg_config {
+	char *path; /* absolute path of the file loaded */
+
+	/* redis */
+	char *redis_host;
+	int redis_port;
+	int redis_db;
+	char *redis_username; /* "" = none */
+	char *redis_password; /* "" = none */
+	int redis_connect_timeout_ms;
+	int redis_command_timeout_ms; /* per-request deadline */
+	int redis_reconnect_max_ms;   /* back-off ceiling */
+	enum bg_key_schema key_schema; /* resolved by the WIRE 1.1 rule */
+	bool redis_cluster;	       /* REDIS_MODE=cluster or cluster host set */
+
+	/* worker */
+	char *worker_id;      /* default "bygate-<hostname>" */
+	char *consumer_group; /* default "agent_engines" */
+	int fetch_count;      /* prefetch beyond free capacity, default 10 */
+	int block_ms;	      /* XREADGROUP BLOCK, default 2000 */
+	int lease_ttl_s;      /* 30 */
+	int heartbeat_interval_ms; /* 5000 */
+	int reclaim_min_idle_ms;   /* 60000 */
+	int64_t max_entry_age_s;   /* 604800 */
+	int max_deliveries;	   /* 10 */
+	int drain_timeout_ms;	   /* SIGTERM drain bound, 30000 */
+	int slow_task_ms;	   /* INFO log above this, 10000 */
+
+	/* pool */
+	int pool_size;		 /* children, default 4 */
+	int max_tasks_per_child; /* recycle after (with jitter), 0 = never */
+	int64_t ring_bytes;	 /* per ring, power of two, default 1 MiB */
+	int64_t max_message_bytes; /* default 16 MiB */
+	int64_t max_events_per_task;
+	int64_t max_event_bytes_per_task;
+	int respawn_backoff_max_ms;
+	char *child_path; /* bygate-child binary; default next to bygated */
+
+	/* paths */
+	char *state_dir;
+	char *workspace_dir;
+
+	/* logging */
+	enum bg_log_level log_level;
+	enum bg_log_format log_format;
+	char *log_file; /* "" = stderr */
+
+	/* http */
+	int http_port; /* 0 = off */
+	char *http_bind;
+
+	struct bg_agent_type_conf *agent_types;
+	int n_agent_types;
+};
+
+/* Load `path`: defaults, then the file, then environment overrides, then
+ * validation. Relative paths in the file are resolved against the file's
+ * directory. On failure returns -1 and writes "file:line: message" (or a
+ * message naming the key or variable) to err. */
+int bg_config_load(const char *path, struct bg_config *out, char *err,
+		   size_t errlen);
+void bg_config_free(struct bg_config *cfg);
+
+/* Print the effective configuration in libconfig syntax (bygated -T);
+ * the password is masked. */
+void bg_config_dump(const struct bg_config *cfg, FILE *f);
+
+/* Print a commented template of every key (what etc/bygate.conf is made of). */
+void bg_config_write_template(FILE *f);
+
+const struct bg_agent_type_conf *bg_config_agent_type(const struct bg_config *c,
+						       const char *name);
+
+#endif

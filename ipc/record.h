@@ -1,0 +1,84 @@
+/* ipc/record.h - the record kinds that cross the rings and the packing of
+ * their payloads: a counted list of length-prefixed byte strings
+ * (u32 count, then per field u32 length + bytes, little-endian host order).
+ * Every payload has a fixed field count per kind; unpacking validates the
+ * count and every length against the payload size. */
+#ifndef BG_IPC_RECORD_H
+#define BG_IPC_RECORD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+
+enum bg_rec_kind {
+	BG_REC_PAD = 0,
+	/* down: supervisor -> child */
+	BG_REC_CONFIG = 1, /* tag 0; bg_conf_field x (1 + 4 per agent type) */
+	BG_REC_TASK = 2,   /* tag = task tag; enum bg_task_field */
+	BG_REC_CANCEL = 3, /* tag = task tag; [reason, mode] */
+	BG_REC_STOP = 4,   /* tag 0; finish the current task, then exit */
+	/* up: child -> supervisor */
+	BG_REC_HELLO = 16,  /* tag 0; [pid, handler names] after CONFIG loaded */
+	BG_REC_EVENT = 17,  /* tag; enum bg_event_field */
+	BG_REC_RESULT = 18, /* tag; enum bg_result_field; ends the task */
+	BG_REC_LOG = 19,    /* tag (0 = child itself); [level, text] */
+	BG_REC_FATAL = 20,  /* tag 0; [text]: child cannot serve, will exit */
+};
+
+/* BG_REC_CONFIG: field 0 = number of agent types (decimal); then per agent
+ * type: name, handler kind ("plugin"), plugin path, options (JSON object). */
+#define BG_CONF_FIELDS_PER_TYPE 4
+
+enum bg_task_field {
+	BG_TF_AGENT_TYPE,
+	BG_TF_ACTION,	       /* "ASK_AGENT" | "RESUME" */
+	BG_TF_EXECUTION_ID,
+	BG_TF_MESSAGE_ID,
+	BG_TF_SESSION_ID,
+	BG_TF_TRACE_ID,
+	BG_TF_SOURCE_AGENT_TYPE,
+	BG_TF_PARENT_MESSAGE_ID,
+	BG_TF_TASK_GROUP_ID,
+	BG_TF_USER_CODE,
+	BG_TF_USER_NAME,
+	BG_TF_METADATA, /* raw JSON object */
+	BG_TF_BODY,	/* raw JSON object: the command body */
+	BG_TF_RESUMED,	/* "0" | "1" */
+	BG_TF_WORKSPACE,
+	BG_TF_ATTEMPT, /* decimal, 1-based */
+	BG_TF__COUNT
+};
+
+enum bg_event_field {
+	BG_EF_KIND,	    /* "chunk" | "state" | "artifact" | "sub_step" */
+	BG_EF_CONTENT,	    /* text */
+	BG_EF_EVENT_TYPE,   /* override of the event_type, "" = default */
+	BG_EF_CONTENT_TYPE, /* override of the contentType code, "" = default */
+	BG_EF_METADATA,	    /* raw JSON object, "" = {} */
+	BG_EF__COUNT
+};
+
+enum bg_result_field {
+	BG_RF_STATUS,	  /* business status string, "" = COMPLETED */
+	BG_RF_CONTENT,	  /* raw JSON value (string or array), "" = none */
+	BG_RF_REPLY_DATA, /* raw JSON value, "" = null */
+	BG_RF_METADATA,	  /* raw JSON object, "" = {} */
+	BG_RF_ERROR,	  /* "" or why the handler failed (status FAILED) */
+	BG_RF__COUNT
+};
+
+/* Append the packed form of v[0..n) to out. 0 or -ENOMEM / -EMSGSIZE. */
+int bg_rec_pack(struct bg_buf *out, const struct bg_str *v, uint32_t n);
+
+/* Parse a packed payload into exactly n views pointing into payload.
+ * 0, or -EBADMSG when the count differs or a length overruns. */
+int bg_rec_unpack(const void *payload, size_t len, struct bg_str *v,
+		  uint32_t n);
+
+/* Like bg_rec_unpack, for a variable count: *n_out receives the count (at
+ * most max). */
+int bg_rec_unpack_var(const void *payload, size_t len, struct bg_str *v,
+		      uint32_t max, uint32_t *n_out);
+
+#endif
