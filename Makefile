@@ -47,6 +47,7 @@ CHILD_SRC  := $(call src_of,child)
 CLIENT_LIB_SRC := $(filter-out client/cli.c,$(call src_of,client))
 STATE_SRC  := $(call src_of,state)
 PLUGIN_SRC := $(call src_of,examples/plugins)
+TEST_PLUGIN_SRC := $(call src_of,tests/plugins)
 UNIT_SRC   := $(call src_of,tests/unit)
 BENCH_SRC  := $(call src_of,bench)
 
@@ -58,6 +59,7 @@ LIB_CLIENT := $(LIBDIR)/libbygate.a
 
 BINS    := $(BUILD)/bygated $(BUILD)/bygate-child $(BUILD)/bygate
 PLUGINS := $(patsubst examples/plugins/%.c,$(BUILD)/plugins/%.so,$(PLUGIN_SRC))
+TEST_PLUGINS := $(patsubst tests/plugins/%.c,$(BUILD)/test-plugins/%.so,$(TEST_PLUGIN_SRC))
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
@@ -71,6 +73,10 @@ $(OBJ)/%.o: %.c
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(OBJ)/examples/plugins/%.o: examples/plugins/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fPIC -MMD -MP -c $< -o $@
+
+$(OBJ)/tests/plugins/%.o: tests/plugins/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fPIC -MMD -MP -c $< -o $@
 
@@ -98,6 +104,10 @@ $(BUILD)/bygate: $(OBJ)/client/cli.o $(LIB_CLIENT) $(LIB_WIRE) $(LIB_CONF) $(LIB
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_HIREDIS) $(LIB_JANSSON) $(LIB_CONFIG) $(LIB_CRYPTO)
 
 $(BUILD)/plugins/%.so: $(OBJ)/examples/plugins/%.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -shared -o $@ $<
+
+$(BUILD)/test-plugins/%.so: $(OBJ)/tests/plugins/%.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -shared -o $@ $<
 
@@ -135,7 +145,7 @@ test: deps
 	@$(MAKE) --no-print-directory all tests
 	$(PYTHON) tests/run.py --build $(BUILD)
 
-tests: $(UNIT_TESTS) $(BUILD)/bygate-child $(BUILD)/bygated $(BUILD)/bygate $(PLUGINS)
+tests: $(UNIT_TESTS) $(BUILD)/bygate-child $(BUILD)/bygated $(BUILD)/bygate $(PLUGINS) $(TEST_PLUGINS)
 
 asan: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \

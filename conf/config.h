@@ -80,20 +80,40 @@ struct bg_config {
 	int n_agent_types;
 };
 
+#define BG_CONFIG_DEFAULT_PATH "/etc/bygate/bygate.conf"
+
+/* The file to load when none is given on the command line: $BYGATE_CONFIG
+ * if set and non-empty, else BG_CONFIG_DEFAULT_PATH. */
+const char *bg_config_default_path(void);
+
 /* Load `path`: defaults, then the file, then environment overrides, then
  * validation. Relative paths in the file are resolved against the file's
- * directory. On failure returns -1 and writes "file:line: message" (or a
- * message naming the key or variable) to err. */
+ * directory. path NULL loads no file (defaults and environment only, no
+ * agent type required: what a client needs); cfg->path is then "".
+ * On failure returns -1, leaves *out zeroed and writes "file:line: message"
+ * (or a message naming the key or variable) to err. The plugin files are
+ * not opened: their existence is for the caller to check. */
 int bg_config_load(const char *path, struct bg_config *out, char *err,
 		   size_t errlen);
 void bg_config_free(struct bg_config *cfg);
 
-/* Print the effective configuration in libconfig syntax (bygated -T);
- * the password is masked. */
+/* For SIGHUP: 0 when every key that differs between old and next may be
+ * reloaded; else -1 and err names the first key that needs a restart. */
+int bg_config_reload_check(const struct bg_config *old,
+			   const struct bg_config *next, char *err,
+			   size_t errlen);
+
+/* Print the effective configuration in libconfig syntax (bygated -T); it
+ * re-loads to the same configuration, except that a non-empty password is
+ * printed as "***". */
 void bg_config_dump(const struct bg_config *cfg, FILE *f);
 
-/* Print a commented template of every key (what etc/bygate.conf is made of). */
+/* Print a commented template of every key (what etc/bygate.conf is made
+ * of); it loads as the defaults with one example agent type. */
 void bg_config_write_template(FILE *f);
+
+/* Print the key reference as a Markdown table (docs/configuration.md). */
+void bg_config_write_markdown(FILE *f);
 
 const struct bg_agent_type_conf *bg_config_agent_type(const struct bg_config *c,
 						       const char *name);

@@ -62,30 +62,46 @@ _Static_assert(sizeof(struct bg_rec_hdr) == 16, "record header ABI");
 #define BG_REC_LAST 0x2u
 #define BG_REC_WHOLE (BG_REC_FIRST | BG_REC_LAST)
 
-/* Process-local view of one ring. Zero-initialise, then bg_ring_attach(). */
+/* Process-local view of one ring. Zero-initialise, then bg_ring_attach().
+ * One view serves as producer (push/send) or consumer (peek/pop/recv); each
+ * side keeps its own index locally and only ever reads the peer's index from
+ * shared memory, validating it (it never trusts its own index there). */
 struct bg_ring {
 	struct bg_ring_ctl *ctl;
 	uint8_t *data;
 	uint64_t capacity; /* local copy, validated at attach */
-	uint32_t max_record; /* largest payload of one record */
+	uint32_t max_record; /* largest payload of one record: capacity/4 - 16,
+			      * so a record plus a pad before it always fits
+			      * in half the ring */
+	uint32_t peeked; /* bytes of the record last peeked, 0 = none */
+	uint64_t head; /* producer: next write; consumer: last valid head */
+	uint64_t tail; /* consumer: next read; producer: last valid tail */
 };
 
-/* Bytes of shared memory a ring of `capacity` data bytes needs. capacity
- * must be a power of two, at least 4096. */
+#define BG_RING_MIN_CAPACITY 4096u
+#define BG_RING_MAX_CAPACITY (1ull << 30)
+
+/* Bytes of shared memory a ring of `capacity` data bytes needs (the data
+ * follows the struct bg_ring_ctl). capacity must be a power of two between
+ * BG_RING_MIN_CAPACITY and BG_RING_MAX_CAPACITY; 0 when it is not. */
 size_t bg_ring_footprint(uint64_t capacity);
 
-/* Initialise a fresh ring in `mem` (producer and consumer zeroed). */
+/* Initialise a fresh ring in `mem` (producer and consumer zeroed); mem must
+ * be 64-byte aligned. -EINVAL on a bad capacity. */
 int bg_ring_format(void *mem, uint64_t capacity);
 
 /* Attach a local view to a ring in `mem`; `capacity` is what the attacher
- * expects (it never trusts the value in shared memory). -EPROTO when the
- * magic or capacity do not match. */
+ * expects (it never trusts the value in shared memory). -EINVAL when
+ * `capacity` itself is invalid; -EPROTO when the magic or capacity in mem do
+ * not match or head/tail are already inconsistent. */
 int bg_ring_attach(struct bg_ring *r, void *mem, uint64_t capacity);
 
 /* ---- record level ---- */
 
 /* Append one record. 0; -EAGAIN when there is no room now; -EMSGSIZE when
- * len > r->max_record (use bg_ring_send for messages). Publishes with a
+ * len > r->max_record (use bg_ring_send for messages); -EINVAL on unknown
+ * flags or kind BG_REC_PAD (0); -EPROTO when the consumer's tail is invalid
+ * (behind the last one seen, ahead of head, or misaligned). Publishes with a
  * release store; does not ring any doorbell (see bg_ring_need_wake_consumer).*/
 int bg_ring_push(struct bg_ring *r, uint16_t kind, uint16_t flags,
 		 uint64_t tag, const void *payload, uint32_t len);
@@ -98,14 +114,20 @@ struct bg_ring_rec {
 	uint32_t len;
 };
 
-/* Look at the oldest record without consuming it, skipping pad records.
- * 0; -EAGAIN when empty; -EPROTO when the producer broke the protocol. */
+/* Look at the oldest record without consuming it, skipping (and freeing)
+ * pad records. 0; -EAGAIN when empty; -EPROTO when the producer broke the
+ * protocol: head misaligned, moved back, or beyond tail + capacity; a record
+ * longer than max_record, crossing head or the end of the ring; unknown
+ * flags; a pad record that does not exactly fill the end of the ring.
+ * The header is copied before it is validated; the payload may still be
+ * changed by a hostile peer, so copy it before trusting its content. */
 int bg_ring_peek(struct bg_ring *r, struct bg_ring_rec *out);
 
 /* Consume the record last returned by bg_ring_peek. */
 void bg_ring_pop(struct bg_ring *r);
 
-/* Bytes currently used / free (as seen by the caller). */
+/* Bytes in use as seen by the caller (head - tail of its view): an upper
+ * bound for a producer, a lower bound for a consumer. */
 uint64_t bg_ring_used(const struct bg_ring *r);
 
 /* ---- doorbell handshake (DESIGN 5) ----
@@ -116,7 +138,11 @@ uint64_t bg_ring_used(const struct bg_ring *r);
  * bg_ring_consumer_sleep_done().
  * Producer: after pushing, bg_ring_need_wake_consumer() fences and returns
  * whether the consumer's flag is set (then write the eventfd).
- * The same pair exists for a producer waiting for space. */
+ * The same pair exists for a producer waiting for space: `need` is the
+ * payload length of the record it wants to push (r->max_record is always
+ * safe); the consumer, after popping, wakes it only once that record fits.
+ * A flag found set while the peer's index is invalid means "wake/do not
+ * sleep": the next push/peek then reports -EPROTO. */
 bool bg_ring_consumer_sleep_prepare(struct bg_ring *r);
 void bg_ring_consumer_sleep_done(struct bg_ring *r);
 bool bg_ring_need_wake_consumer(struct bg_ring *r);
@@ -124,9 +150,12 @@ bool bg_ring_producer_sleep_prepare(struct bg_ring *r, uint32_t need);
 void bg_ring_producer_sleep_done(struct bg_ring *r);
 bool bg_ring_need_wake_producer(struct bg_ring *r);
 
-/* eventfd helpers. ring: write 1 (EAGAIN on a saturated counter is fine).
- * drain: read and discard. wait: poll for readability up to timeout_ms;
- * returns 1 readable, 0 timeout, -errno. */
+/* eventfd helpers. create: eventfd(EFD_CLOEXEC | EFD_NONBLOCK) into *fd.
+ * ring: write 1 (EAGAIN on a saturated counter is fine).
+ * drain: read and discard (the fd must be non-blocking, as created here).
+ * wait: poll for readability up to timeout_ms (-1 = forever);
+ * returns 1 readable, 0 timeout, -errno (-EINTR on a signal). */
+int bg_doorbell_create(int *fd);
 int bg_doorbell_ring(int fd);
 int bg_doorbell_drain(int fd);
 int bg_doorbell_wait(int fd, int timeout_ms);
@@ -147,7 +176,10 @@ struct bg_msg_out {
 
 /* Push as many fragments of m as fit. 0 when the whole message is in the
  * ring; -EAGAIN when the ring filled up (call again later, m remembers its
- * position). Never truncates. */
+ * position); -EINVAL when kind is 0, off > len or p is NULL with len > 0;
+ * -EPROTO as bg_ring_push.
+ * A message of at most max_record bytes (including 0) is one record with
+ * BG_REC_WHOLE. Never truncates. */
 int bg_ring_send(struct bg_ring *r, struct bg_msg_out *m);
 
 struct bg_msg_in {
@@ -161,11 +193,13 @@ struct bg_msg_in {
 };
 
 /* Consume records into m until one whole message is assembled.
- * 1: a message is in m (kind, tag, buf, len; valid until the next call);
+ * 1: a message is in m (kind, tag, buf, len; valid until the next call;
+ *    buf is never NULL and is NUL-terminated, the NUL not counted);
  * 0: no complete message yet (ring empty);
  * -EPROTO: bad record, fragment sequence or index; -EMSGSIZE: message larger
  * than max_len; -ENOMEM. After an error the ring must be abandoned. */
 int bg_ring_recv(struct bg_ring *r, struct bg_msg_in *m);
+/* Free m->buf and reset m to empty; max_len is kept. */
 void bg_msg_in_free(struct bg_msg_in *m);
 
 #endif

@@ -49,7 +49,7 @@ struct bg_seg_hdr {
 	uint64_t up_off;
 	uint64_t up_cap;
 	uint64_t max_message; /* largest message either side may send */
-	uint8_t reserved[64 - 8 * 7];
+	/* (no reserved bytes: the fields above fill the first cache line) */
 	struct bg_scoreboard score;
 };
 _Static_assert(sizeof(struct bg_seg_hdr) == 128, "segment header ABI");
@@ -64,16 +64,26 @@ struct bg_segment {
 	struct bg_ring up;
 };
 
-/* Supervisor: create a sealed-size memfd (MFD_CLOEXEC) holding a formatted
- * segment with rings of `ring_bytes` each (power of two). */
+/* Supervisor: create a sealed-size memfd (MFD_CLOEXEC; F_SEAL_SHRINK |
+ * F_SEAL_GROW, so a child cannot truncate it under our mapping) holding a
+ * formatted segment with rings of `ring_bytes` each (a valid ring capacity,
+ * see bg_ring_footprint) and both rings attached. -EINVAL on a bad
+ * ring_bytes or a max_message of 0 or above UINT32_MAX; -errno of the
+ * failed call otherwise. Layout: header at 0, down ring at 128, up ring
+ * right after the down ring. */
 int bg_segment_create(uint32_t slot, uint32_t generation, uint64_t ring_bytes,
 		      uint64_t max_message, struct bg_segment *out);
 
 /* Child: map and validate a segment received as `fd` (magic, version,
- * sizes against the file size). -EPROTO when invalid. */
+ * seg_size equal to the file size, ring offsets 64-aligned, inside the file
+ * and not overlapping, ring capacities powers of two, ring headers) and
+ * attach both rings. -EPROTO when invalid. On success the segment owns fd;
+ * on failure fd stays open and the caller's. */
 int bg_segment_attach(int fd, struct bg_segment *out);
 
-/* Unmap and close. Safe on a zeroed segment. */
+/* Unmap and close, then leave seg with base NULL and fd -1. Does nothing on
+ * a zeroed segment (base NULL: fd 0 is not closed). A caller that closed
+ * or handed off seg->fd itself sets it to -1 first. */
 void bg_segment_close(struct bg_segment *seg);
 
 #endif

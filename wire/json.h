@@ -20,7 +20,10 @@ int bg_json_escape(struct bg_buf *out, const char *s, size_t n);
 
 /* Append the decoded value of a JSON string literal (with its quotes).
  * Decodes \uXXXX including surrogate pairs to UTF-8. 0, -EINVAL for a
- * malformed literal, -ENOMEM. */
+ * malformed literal, -ENOMEM. An unpaired surrogate escape (\ud800 alone)
+ * is malformed here and in bg_json_skip/valid, as in jansson, so the hot
+ * path and the jansson cold path accept exactly the same strings. \u0000
+ * is accepted and decodes to a NUL byte (values are length-counted). */
 int bg_json_unescape(struct bg_buf *out, struct bg_str literal);
 
 /* Validate the single JSON value starting at p[0] (leading whitespace
@@ -31,19 +34,74 @@ int bg_json_skip(const char *p, size_t len, size_t *end);
 bool bg_json_valid(const char *p, size_t len);
 
 /* Find top-level member `key` of the JSON object `obj` (must be a valid
- * object) and return its raw value span in *val. 0, -ENOENT, -EINVAL. */
+ * object) and return its raw value span in *val. 0, -ENOENT, -EINVAL.
+ * Keys are compared decoded; with duplicate keys the last one wins, as in
+ * Python's json and jansson. */
 int bg_json_obj_get(struct bg_str obj, const char *key, struct bg_str *val);
 
 /* Append to out a copy of the object `obj` in which member `key` has the raw
- * JSON value `raw` (replaced in place if present, appended otherwise). */
+ * JSON value `raw` (replaced in place if present - the last occurrence of a
+ * duplicated key - otherwise appended as `,"key":raw` before the closing
+ * brace). Every other byte is preserved. 0, -EINVAL (obj not a valid object
+ * or raw not a valid value), -ENOMEM; out is unchanged on error. */
 int bg_json_obj_set(struct bg_buf *out, struct bg_str obj, const char *key,
 		    struct bg_str raw);
 
-/* Append to out a copy of the JSON array `arr` with the raw value appended. */
+/* Append to out a copy of the JSON array `arr` with the raw value appended.
+ * 0, -EINVAL, -ENOMEM; out is unchanged on error. */
 int bg_json_arr_append(struct bg_buf *out, struct bg_str arr, struct bg_str raw);
 
 /* Type of the raw value (first non-space character): '"', '{', '[', 'n'
  * (null), 't'/'f' (bool), '0' (number), or 0 when empty. */
 char bg_json_type(struct bg_str raw);
+
+/* True when the string literal `lit` (quotes included) is well formed and
+ * decodes to exactly the bytes of the C string `s`. */
+bool bg_json_str_eq(struct bg_str lit, const char *s);
+
+/* True when the string literal `lit` is well formed and decodes to nothing
+ * or only to whitespace (Python's str.isspace() set, so "blank" means what
+ * by-framework's content.strip() means). */
+bool bg_json_str_blank(struct bg_str lit);
+
+/* Streaming walk over one object's members, for single-pass scanners that
+ * want to descend into some member values without scanning them twice:
+ *
+ *	bg_json_iter_open(&it, p, len, 0, 0);
+ *	while ((rc = bg_json_iter_key(&it, &key)) == 1)
+ *		rc = bg_json_iter_value(&it, &val);   (or _enter ... _leave)
+ *
+ * Every byte walked is validated exactly as bg_json_skip does. The iterator
+ * borrows p; it allocates nothing. */
+struct bg_json_iter {
+	const char *p; /* the whole document */
+	size_t len;
+	size_t pos;    /* offset of the next unread byte */
+	int depth;     /* containers open, this object included */
+	int state;     /* private */
+};
+
+/* Open the object whose '{' is the next non-space byte at p[pos]. `depth`
+ * counts the containers already open around it. 0, or -EINVAL when the
+ * value there is not an object or would exceed BG_JSON_MAX_DEPTH. */
+int bg_json_iter_open(struct bg_json_iter *it, const char *p, size_t len,
+		      size_t pos, int depth);
+
+/* Read the next member's key. Returns 1 with *key = the key literal (quotes
+ * included) and it->pos at the member's value; 0 when the object is closed
+ * (it->pos just past its '}'); -EINVAL for malformed input. After a 1 the
+ * caller must consume the value with _value or _enter/_leave. */
+int bg_json_iter_key(struct bg_json_iter *it, struct bg_str *key);
+
+/* Validate and step over the value of the current member; *val = its span. */
+int bg_json_iter_value(struct bg_json_iter *it, struct bg_str *val);
+
+/* Open the current member's value (which must be an object) as `child`. */
+int bg_json_iter_enter(struct bg_json_iter *it, struct bg_json_iter *child);
+
+/* After `child` returned 0 from _key, resume `it` past the child object and
+ * store the child's whole span in *val. -EINVAL when child is not closed. */
+int bg_json_iter_leave(struct bg_json_iter *it, const struct bg_json_iter *child,
+		       struct bg_str *val);
 
 #endif

@@ -1,0 +1,171 @@
+/* child/channel.c - bygate-child's side of the two rings: sending messages
+ * up (waiting for space with the producer handshake), receiving messages
+ * down (sleeping with the consumer handshake), and the non-blocking poll
+ * that lets a running handler see CANCEL and STOP. Never spins: every wait
+ * blocks on fd 4 with a timeout, after which the parent is checked. */
+#include "child/child.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+size_t bg_child_max_message(const struct bg_child *c)
+{
+	return c->in.max_len;
+}
+
+/* Block on our doorbell (fd 4) for at most BG_CHILD_WAIT_MS, then drain it.
+ * The caller has set its waiting flag; on a timeout the supervisor may be
+ * gone, which we detect by our parent changing. */
+static void wait_doorbell(struct bg_child *c)
+{
+	int rc = bg_doorbell_wait(BG_CHILD_FD_WAKE_CHILD, BG_CHILD_WAIT_MS);
+	if (rc < 0 && rc != -EINTR)
+		bg_child_die(c, BG_CHILD_EXIT_SEGMENT,
+			     "waiting on fd %d failed: %s",
+			     BG_CHILD_FD_WAKE_CHILD, strerror(-rc));
+	if (rc == 1)
+		bg_doorbell_drain(BG_CHILD_FD_WAKE_CHILD);
+	if (getppid() != c->ppid)
+		bg_child_die(c, BG_CHILD_EXIT_ORPHAN,
+			     "supervisor (pid %ld) is gone", (long)c->ppid);
+}
+
+static void wake_supervisor(void)
+{
+	bg_doorbell_ring(BG_CHILD_FD_WAKE_SUPERVISOR);
+}
+
+int bg_child_send_packed(struct bg_child *c, uint16_t kind, uint64_t tag,
+			 const void *p, size_t len)
+{
+	if (len > bg_child_max_message(c) || len > UINT32_MAX)
+		return -EMSGSIZE;
+	struct bg_ring *up = &c->seg.up;
+	struct bg_msg_out m = { .kind = kind, .tag = tag, .p = p,
+				.len = (uint32_t)len };
+	for (;;) {
+		int rc = bg_ring_send(up, &m);
+		if (rc != -EAGAIN && rc != 0)
+			bg_child_die(c, BG_CHILD_EXIT_PROTOCOL,
+				     "up ring: %s", strerror(-rc));
+		if (bg_ring_need_wake_consumer(up))
+			wake_supervisor();
+		if (rc == 0)
+			return 0;
+		uint32_t left = m.len - m.off;
+		uint32_t need = left < up->max_record ? left : up->max_record;
+		if (bg_ring_producer_sleep_prepare(up, need))
+			wait_doorbell(c);
+		bg_ring_producer_sleep_done(up);
+	}
+}
+
+int bg_child_send(struct bg_child *c, uint16_t kind, uint64_t tag,
+		  const struct bg_str *v, uint32_t n)
+{
+	bg_buf_reset(&c->out);
+	int rc = bg_rec_pack(&c->out, v, n);
+	if (rc)
+		return rc;
+	return bg_child_send_packed(c, kind, tag, c->out.p, c->out.len);
+}
+
+/* One whole message from the down ring into c->in, without blocking.
+ * 1 when one is there, 0 when not. */
+static int recv_ring(struct bg_child *c)
+{
+	struct bg_ring *down = &c->seg.down;
+	int rc = bg_ring_recv(down, &c->in);
+	if (bg_ring_need_wake_producer(down))
+		wake_supervisor();
+	if (rc < 0)
+		bg_child_die(c, BG_CHILD_EXIT_PROTOCOL, "down ring: %s",
+			     strerror(-rc));
+	return rc;
+}
+
+static void msg_from_ring(const struct bg_child *c, struct bg_child_msg *out)
+{
+	*out = (struct bg_child_msg){ .kind = c->in.kind, .tag = c->in.tag,
+				      .p = c->in.buf, .len = c->in.len };
+}
+
+void bg_child_next(struct bg_child *c, struct bg_child_msg *out)
+{
+	free(c->held);
+	c->held = NULL;
+	if (c->queue) {
+		c->held = c->queue;
+		c->queue = c->held->next;
+		if (c->queue == NULL)
+			c->queue_tail = NULL;
+		*out = c->held->msg;
+		return;
+	}
+	struct bg_ring *down = &c->seg.down;
+	while (recv_ring(c) == 0) {
+		if (bg_ring_consumer_sleep_prepare(down))
+			wait_doorbell(c);
+		bg_ring_consumer_sleep_done(down);
+	}
+	msg_from_ring(c, out);
+}
+
+/* A CANCEL for a task still in the queue marks that task. */
+static void cancel_queued(struct bg_child *c, uint64_t tag)
+{
+	for (struct bg_child_queued *q = c->queue; q; q = q->next)
+		if (q->msg.kind == BG_REC_TASK && q->msg.tag == tag)
+			q->msg.cancelled = true;
+}
+
+static void enqueue(struct bg_child *c, const struct bg_child_msg *m)
+{
+	struct bg_child_queued *q = malloc(sizeof(*q) + m->len);
+	if (q == NULL)
+		bg_child_die(c, BG_CHILD_EXIT_PROTOCOL,
+			     "out of memory queueing a message");
+	memcpy(q->data, m->p, m->len);
+	q->next = NULL;
+	q->msg = *m;
+	q->msg.p = q->data;
+	if (c->queue_tail)
+		c->queue_tail->next = q;
+	else
+		c->queue = q;
+	c->queue_tail = q;
+}
+
+void bg_child_poll(struct bg_child *c)
+{
+	struct bg_child_msg m;
+	while (recv_ring(c) == 1) {
+		msg_from_ring(c, &m);
+		if (m.kind == BG_REC_STOP) {
+			c->stop_requested = true;
+		} else if (m.kind == BG_REC_CANCEL) {
+			if (c->in_task && m.tag == c->task_tag)
+				c->cancel_flag = true;
+			else
+				cancel_queued(c, m.tag);
+		} else {
+			enqueue(c, &m);
+		}
+	}
+}
+
+void bg_child_channel_free(struct bg_child *c)
+{
+	free(c->held);
+	c->held = NULL;
+	while (c->queue) {
+		struct bg_child_queued *q = c->queue;
+		c->queue = q->next;
+		free(q);
+	}
+	c->queue_tail = NULL;
+	bg_msg_in_free(&c->in);
+	bg_buf_free(&c->out);
+}

@@ -1,0 +1,193 @@
+/* child/main.c - bygate-child: attach the segment inherited as fd 3, load
+ * the handlers a CONFIG names, say HELLO, then run TASKs one at a time
+ * until STOP. Started by bygated (posix_spawn) as
+ * `bygate-child --slot N [--generation G]`; exit codes are in child.h. */
+#include "child/child.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Static so that everything it owns stays reachable until exit. */
+static struct bg_child g_child = { .slot = -1 };
+
+void bg_child_warn(struct bg_child *c, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "bygate-child[slot %ld pid %ld]: %s\n", c->slot,
+		(long)getpid(), msg);
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void bg_child_score(struct bg_child *c, enum bg_score_state st, uint64_t tag)
+{
+	struct bg_scoreboard *s = c->seg.hdr ? &c->seg.hdr->score : NULL;
+	if (s == NULL)
+		return;
+	__atomic_store_n(&s->current_tag, tag, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->busy_since_ms, st == BG_SCORE_BUSY ? now_ms() : 0,
+			 __ATOMIC_RELAXED);
+	__atomic_store_n(&s->state, (uint32_t)st, __ATOMIC_RELEASE);
+}
+
+_Noreturn void bg_child_die(struct bg_child *c, int code, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (code != 0)
+		bg_child_warn(c, "%s", msg);
+	bg_child_score(c, BG_SCORE_EXITING, 0);
+	if (!c->in_task)
+		bg_child_unload(c);
+	bg_child_channel_free(c);
+	bg_segment_close(&c->seg);
+	exit(code);
+}
+
+static int parse_long(const char *s, long *out)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < 0)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+/* --slot N is required; --generation G is accepted for `ps` only. */
+static void parse_args(struct bg_child *c, int argc, char **argv)
+{
+	long v;
+	for (int i = 1; i < argc; i += 2) {
+		if (i + 1 >= argc || parse_long(argv[i + 1], &v) ||
+		    (strcmp(argv[i], "--slot") && strcmp(argv[i], "--generation")))
+			goto usage;
+		if (strcmp(argv[i], "--slot") == 0)
+			c->slot = v;
+	}
+	if (c->slot >= 0)
+		return;
+usage:
+	fprintf(stderr, "usage: bygate-child --slot N [--generation G]\n"
+			"  (started by bygated with its segment as fd 3 and "
+			"doorbells as fds 4 and 5)\n");
+	exit(BG_CHILD_EXIT_USAGE);
+}
+
+/* fds 3-5 must be open; they are made close-on-exec so nothing a handler
+ * starts inherits them, and our doorbell is made non-blocking for drains. */
+static void check_fds(struct bg_child *c)
+{
+	for (int fd = BG_CHILD_FD_SEGMENT; fd <= BG_CHILD_FD_WAKE_SUPERVISOR;
+	     fd++) {
+		int fl = fcntl(fd, F_GETFD);
+		if (fl == -1 || fcntl(fd, F_SETFD, fl | FD_CLOEXEC) == -1)
+			bg_child_die(c, BG_CHILD_EXIT_SEGMENT,
+				     "fd %d not inherited: %s", fd,
+				     strerror(errno));
+	}
+	int st = fcntl(BG_CHILD_FD_WAKE_CHILD, F_GETFL);
+	if (st == -1 || (!(st & O_NONBLOCK) &&
+			 fcntl(BG_CHILD_FD_WAKE_CHILD, F_SETFL,
+			       st | O_NONBLOCK) == -1))
+		bg_child_die(c, BG_CHILD_EXIT_SEGMENT,
+			     "fd %d: cannot make non-blocking: %s",
+			     BG_CHILD_FD_WAKE_CHILD, strerror(errno));
+}
+
+static void attach(struct bg_child *c)
+{
+	check_fds(c);
+	int rc = bg_segment_attach(BG_CHILD_FD_SEGMENT, &c->seg);
+	if (rc)
+		bg_child_die(c, BG_CHILD_EXIT_SEGMENT,
+			     "fd %d is not a valid segment: %s",
+			     BG_CHILD_FD_SEGMENT, strerror(-rc));
+	if (c->seg.hdr->slot != (uint64_t)c->slot)
+		bg_child_die(c, BG_CHILD_EXIT_SEGMENT,
+			     "segment is for slot %u, not %ld",
+			     c->seg.hdr->slot, c->slot);
+	c->in.max_len = c->seg.hdr->max_message;
+	__atomic_store_n(&c->seg.hdr->score.pid, (uint32_t)getpid(),
+			 __ATOMIC_RELAXED);
+	bg_child_score(c, BG_SCORE_STARTING, 0);
+}
+
+/* Wait for CONFIG, load it, answer HELLO (or FATAL and exit 71). */
+static void configure(struct bg_child *c)
+{
+	struct bg_child_msg m;
+	bg_child_next(c, &m);
+	if (m.kind == BG_REC_STOP)
+		bg_child_die(c, 0, "stopped before CONFIG");
+	if (m.kind != BG_REC_CONFIG)
+		bg_child_die(c, BG_CHILD_EXIT_PROTOCOL,
+			     "expected CONFIG, got record kind %u", m.kind);
+	struct bg_buf text = { 0 };
+	int rc = bg_child_load(c, m.p, m.len, &text);
+	if (rc == 0)
+		rc = bg_child_agent_names(c, &text);
+	if (rc) {
+		if (text.len == 0)
+			bg_buf_printf(&text, "CONFIG refused: %s", strerror(-rc));
+		struct bg_str v = { text.p ? text.p : "", text.len };
+		bg_child_send(c, BG_REC_FATAL, 0, &v, 1);
+		bg_child_die(c, BG_CHILD_EXIT_CONFIG, "%s", v.p);
+	}
+	char pid[24];
+	snprintf(pid, sizeof(pid), "%ld", (long)getpid());
+	struct bg_str hello[2] = { bg_str_c(pid), { text.p, text.len } };
+	rc = bg_child_send(c, BG_REC_HELLO, 0, hello, 2);
+	bg_buf_free(&text);
+	if (rc)
+		bg_child_die(c, BG_CHILD_EXIT_CONFIG, "cannot send HELLO: %s",
+			     strerror(-rc));
+	bg_child_score(c, BG_SCORE_IDLE, 0);
+}
+
+int main(int argc, char **argv)
+{
+	struct bg_child *c = &g_child;
+	parse_args(c, argc, argv);
+	c->ppid = getppid();
+	attach(c);
+	configure(c);
+	for (;;) {
+		struct bg_child_msg m;
+		bg_child_next(c, &m);
+		switch (m.kind) {
+		case BG_REC_TASK:
+			bg_child_run(c, &m);
+			if (c->stop_requested)
+				bg_child_die(c, 0, "stopped");
+			break;
+		case BG_REC_CANCEL: /* for a task that already finished */
+			break;
+		case BG_REC_STOP:
+			bg_child_die(c, 0, "stopped");
+		default:
+			bg_child_die(c, BG_CHILD_EXIT_PROTOCOL,
+				     "unexpected record kind %u (tag %llu)",
+				     m.kind, (unsigned long long)m.tag);
+		}
+	}
+}

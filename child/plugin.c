@@ -1,0 +1,230 @@
+/* child/plugin.c - the CONFIG record: per agent type a handler kind, a
+ * plugin path and options. Each distinct plugin is dlopen()ed once, its
+ * `bg_handler` checked against BG_HANDLER_ABI_VERSION, and init() called
+ * per agent type. Errors name the agent type and the path, for FATAL. */
+#include "child/child.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CONF_MAX_FIELDS (1 + BG_CONF_FIELDS_PER_TYPE * BG_CHILD_MAX_TYPES)
+
+enum { CF_NAME, CF_KIND, CF_PATH, CF_OPTIONS };
+
+static char *dup_str(struct bg_str s)
+{
+	return strndup(s.p, s.len);
+}
+
+/* Store the message for the FATAL record; returns rc. */
+__attribute__((format(printf, 3, 4))) static int
+fail(struct bg_buf *err, int rc, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	bg_buf_reset(err);
+	bg_buf_puts(err, msg);
+	return rc;
+}
+
+static const char *dl_error(void)
+{
+	const char *e = dlerror();
+	return e ? e : "unknown error";
+}
+
+static struct bg_plugin *find_plugin(struct bg_child *c, struct bg_str path)
+{
+	for (size_t i = 0; i < c->n_plugins; i++)
+		if (bg_str_eq(path, c->plugins[i].path))
+			return &c->plugins[i];
+	return NULL;
+}
+
+static int open_plugin(struct bg_plugin *pl, const char *agent,
+		       struct bg_buf *err)
+{
+	const char *path = pl->path;
+	pl->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (pl->dl == NULL)
+		return fail(err, -ENOENT,
+			    "agent type '%s': cannot load plugin %s: %s", agent,
+			    path, dl_error());
+	dlerror();
+	pl->h = dlsym(pl->dl, "bg_handler");
+	if (pl->h == NULL)
+		return fail(err, -ENOENT,
+			    "agent type '%s': plugin %s does not export "
+			    "bg_handler: %s",
+			    agent, path, dl_error());
+	if (pl->h->abi_version != BG_HANDLER_ABI_VERSION)
+		return fail(err, -EPROTO,
+			    "agent type '%s': plugin %s has ABI version %u, "
+			    "expected %u",
+			    agent, path, pl->h->abi_version,
+			    BG_HANDLER_ABI_VERSION);
+	if (pl->h->process == NULL)
+		return fail(err, -EINVAL,
+			    "agent type '%s': plugin %s has no process()",
+			    agent, path);
+	return 0;
+}
+
+/* The plugin serving `path`, loaded on first use. */
+static int get_plugin(struct bg_child *c, struct bg_str path,
+		      const char *agent, struct bg_plugin **out,
+		      struct bg_buf *err)
+{
+	*out = find_plugin(c, path);
+	if (*out)
+		return 0;
+	struct bg_plugin *pl = &c->plugins[c->n_plugins];
+	pl->path = dup_str(path);
+	if (pl->path == NULL)
+		return -ENOMEM;
+	c->n_plugins++;
+	*out = pl;
+	return open_plugin(pl, agent, err);
+}
+
+/* The agent type count: 1..BG_CHILD_MAX_TYPES in decimal, else 0. */
+static size_t parse_count(struct bg_str s)
+{
+	size_t v = 0;
+	for (size_t i = 0; i < s.len; i++) {
+		if (s.p[i] < '0' || s.p[i] > '9' || v > BG_CHILD_MAX_TYPES)
+			return 0;
+		v = v * 10 + (size_t)(s.p[i] - '0');
+	}
+	return v <= BG_CHILD_MAX_TYPES ? v : 0;
+}
+
+static int valid_name(struct bg_str s)
+{
+	return s.len > 0 && s.len <= 255 && !memchr(s.p, ',', s.len) &&
+	       !memchr(s.p, '\0', s.len);
+}
+
+static int check_type(struct bg_child *c, const struct bg_str *f,
+		      const char *name, struct bg_buf *err)
+{
+	if (!valid_name(f[CF_NAME]))
+		return fail(err, -EINVAL,
+			    "invalid agent type name '%s' (1-255 bytes, no "
+			    "commas)",
+			    name);
+	if (bg_child_find_agent(c, name))
+		return fail(err, -EINVAL, "agent type '%s' configured twice",
+			    name);
+	if (!bg_str_eq(f[CF_KIND], "plugin"))
+		return fail(err, -ENOTSUP,
+			    "agent type '%s': handler kind '%.*s' is not "
+			    "supported (only \"plugin\")",
+			    name, (int)f[CF_KIND].len, f[CF_KIND].p);
+	if (f[CF_PATH].len == 0 || memchr(f[CF_PATH].p, '\0', f[CF_PATH].len))
+		return fail(err, -EINVAL, "agent type '%s': no plugin path",
+			    name);
+	return 0;
+}
+
+/* Register, load and init one agent type from its 4 CONFIG fields. */
+static int add_type(struct bg_child *c, const struct bg_str *f,
+		    struct bg_buf *err)
+{
+	char *name = dup_str(f[CF_NAME]);
+	char *opts = f[CF_OPTIONS].len ? dup_str(f[CF_OPTIONS]) : strdup("{}");
+	int rc = name && opts ? check_type(c, f, name, err) : -ENOMEM;
+	struct bg_agent *a = &c->agents[c->n_agents];
+	if (rc == 0)
+		rc = get_plugin(c, f[CF_PATH], name, &a->plugin, err);
+	if (rc == 0) {
+		a->name = name;
+		name = NULL;
+		c->n_agents++;
+		int (*init)(const char *, const char *, void **) =
+			a->plugin->h->init;
+		rc = init ? init(a->name, opts, &a->state) : 0;
+		a->inited = rc == 0;
+		if (rc)
+			rc = fail(err, -ECANCELED,
+				  "agent type '%s': init() of plugin %s failed "
+				  "with %d",
+				  a->name, a->plugin->path, rc);
+	}
+	free(name);
+	free(opts);
+	return rc;
+}
+
+int bg_child_load(struct bg_child *c, const uint8_t *p, size_t len,
+		  struct bg_buf *err)
+{
+	static struct bg_str f[CONF_MAX_FIELDS];
+	uint32_t n = 0;
+	size_t types = 0;
+	if (bg_rec_unpack_var(p, len, f, CONF_MAX_FIELDS, &n) == 0 && n >= 1)
+		types = parse_count(f[0]);
+	if (types == 0 || n != 1 + BG_CONF_FIELDS_PER_TYPE * types)
+		return fail(err, -EBADMSG,
+			    "malformed CONFIG record (%u fields, at most %u "
+			    "agent types)",
+			    n, BG_CHILD_MAX_TYPES);
+	c->agents = calloc(types, sizeof(*c->agents));
+	c->plugins = calloc(types, sizeof(*c->plugins));
+	if (c->agents == NULL || c->plugins == NULL)
+		return -ENOMEM;
+	for (size_t i = 0; i < types; i++) {
+		int rc = add_type(c, &f[1 + BG_CONF_FIELDS_PER_TYPE * i], err);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+int bg_child_agent_names(const struct bg_child *c, struct bg_buf *out)
+{
+	bg_buf_reset(out);
+	for (size_t i = 0; i < c->n_agents; i++) {
+		int rc = bg_buf_printf(out, "%s%s", i ? "," : "",
+				       c->agents[i].name);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+struct bg_agent *bg_child_find_agent(struct bg_child *c, const char *name)
+{
+	for (size_t i = 0; i < c->n_agents; i++)
+		if (strcmp(c->agents[i].name, name) == 0)
+			return &c->agents[i];
+	return NULL;
+}
+
+void bg_child_unload(struct bg_child *c)
+{
+	for (size_t i = 0; i < c->n_agents; i++) {
+		struct bg_agent *a = &c->agents[i];
+		if (a->inited && a->plugin->h->shutdown)
+			a->plugin->h->shutdown(a->state);
+		a->inited = false;
+		free(a->name);
+	}
+	for (size_t i = 0; i < c->n_plugins; i++) {
+		if (c->plugins[i].dl)
+			dlclose(c->plugins[i].dl);
+		free(c->plugins[i].path);
+	}
+	free(c->agents);
+	free(c->plugins);
+	c->agents = NULL;
+	c->plugins = NULL;
+	c->n_agents = c->n_plugins = 0;
+}

@@ -1,0 +1,251 @@
+/* conf/print.c - the table printed three ways: the effective configuration
+ * (bygated -T), the commented template etc/bygate.conf is made of, and the
+ * Markdown key reference of docs/configuration.md. */
+#include "conf/table.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* The agent type the template shows (a config needs at least one). */
+static const struct bg_agent_type_conf example_agent = {
+	.name = "echo",
+	.handler = BG_HANDLER_PLUGIN,
+	.plugin = "/usr/local/lib/bygate/plugins/echo.so",
+	.options_json = "{}",
+	.max_attempts = 1,
+	.timeout_ms = 0,
+};
+
+/* The value of k in base, or its default when base is NULL. */
+static void put_value(FILE *f, const struct bg_conf_key *k, const void *base,
+		      bool mask)
+{
+	switch (k->type) {
+	case BG_CONF_INT:
+	case BG_CONF_INT64: {
+		long long v = base ? bg_conf_get_int(k, base) : k->def_int;
+		fprintf(f, "%lld%s", v, v < INT32_MIN || v > INT32_MAX ? "L" : "");
+		break;
+	}
+	case BG_CONF_ENUM:
+		fprintf(f, "\"%s\"",
+			bg_conf_enum_name(k, base ? (int)bg_conf_get_int(k, base)
+						  : (int)k->def_int));
+		break;
+	case BG_CONF_JSON:
+		bg_conf_print_json_group(f, base ? bg_conf_get_str(k, base)
+						 : k->def_str);
+		break;
+	default: {
+		const char *s = base ? bg_conf_get_str(k, base) : k->def_str;
+		bool hide = mask && (k->flags & BG_CONF_SECRET) && s[0];
+		bg_conf_print_string(f, hide ? "***" : s);
+		break;
+	}
+	}
+}
+
+static const struct bg_conf_env *env_of(const struct bg_conf_key *k)
+{
+	for (size_t i = 0; i < bg_conf_nenvs; i++)
+		if (!strcmp(bg_conf_envs[i].group, k->group) &&
+		    !strcmp(bg_conf_envs[i].name, k->name))
+			return &bg_conf_envs[i];
+	return NULL;
+}
+
+/* Word-wrapped "# " comment lines at the given indentation (tabs), within
+ * 78 columns. */
+static void put_comment(FILE *f, const char *indent, const char *text)
+{
+	int width = 76 - 8 * (int)strlen(indent);
+	while (*text) {
+		int n = (int)strlen(text);
+		if (n > width) {
+			n = width;
+			while (n > 0 && text[n] != ' ')
+				n--;
+			if (n == 0)
+				n = width;
+		}
+		fprintf(f, "%s# %.*s\n", indent, n, text);
+		text += n;
+		while (*text == ' ')
+			text++;
+	}
+}
+
+/* "default 2000 ms; range 100..60000; env X; reload: SIGHUP" */
+static void put_meta(FILE *f, const struct bg_conf_key *k)
+{
+	if (k->flags & BG_CONF_REQUIRED) {
+		fputs("required", f);
+	} else {
+		fputs("default ", f);
+		put_value(f, k, NULL, false);
+		if (k->unit)
+			fprintf(f, " %s", k->unit);
+	}
+	if (k->type == BG_CONF_INT || k->type == BG_CONF_INT64)
+		fprintf(f, "; %s%lld..%lld",
+			k->flags & BG_CONF_POW2 ? "power of two in " : "range ",
+			(long long)k->min, (long long)k->max);
+	const struct bg_conf_env *ev = env_of(k);
+	if (ev)
+		fprintf(f, "; env %s%s%s%s", ev->var,
+			ev->fallback ? " (or " : "",
+			ev->fallback ? ev->fallback : "", ev->fallback ? ")" : "");
+	fprintf(f, "; reload: %s",
+		k->flags & BG_CONF_RELOAD ? "SIGHUP" : "restart");
+}
+
+static void put_key(FILE *f, const char *indent, const struct bg_conf_key *k,
+		    const void *base, bool commented)
+{
+	if (commented) {
+		char *meta = NULL;
+		size_t len = 0;
+		FILE *m = open_memstream(&meta, &len);
+		if (m) {
+			put_meta(m, k);
+			fclose(m);
+		}
+		put_comment(f, indent, k->doc);
+		put_comment(f, indent, meta ? meta : "");
+		free(meta);
+	}
+	fprintf(f, "%s%s = ", indent, k->name);
+	put_value(f, k, base, !commented);
+	fputs(";\n", f);
+}
+
+static void put_agents(FILE *f, const struct bg_agent_type_conf *at, int n,
+		       bool commented)
+{
+	fputs("agent_types = (\n", f);
+	for (int i = 0; i < n; i++) {
+		fputs(i ? "\t},\n\t{\n" : "\t{\n", f);
+		for (size_t j = 0; j < bg_conf_nagent_keys; j++) {
+			if (j && commented)
+				fputs("\n", f);
+			put_key(f, "\t\t", &bg_conf_agent_keys[j], &at[i],
+				commented);
+		}
+	}
+	fputs(n ? "\t}\n);\n" : ");\n", f);
+}
+
+/* base NULL prints the defaults (the template). */
+static void put_config(FILE *f, const struct bg_config *base, bool commented)
+{
+	const char *group = NULL;
+	for (size_t i = 0; i < bg_conf_nkeys; i++) {
+		const struct bg_conf_key *k = &bg_conf_keys[i];
+		if (group == NULL || strcmp(group, k->group)) {
+			if (group)
+				fputs("};\n\n", f);
+			group = k->group;
+			fprintf(f, "%s = {\n", group);
+		} else if (commented) {
+			fputs("\n", f);
+		}
+		put_key(f, "\t", k, base, commented);
+	}
+	fputs("};\n\n", f);
+}
+
+void bg_config_dump(const struct bg_config *cfg, FILE *f)
+{
+	fprintf(f,
+		"# bygate effective configuration: %s\n"
+		"# (file, then environment; redis.password is masked)\n"
+		"# redis cluster mode (from the environment): %s\n\n",
+		cfg->path && cfg->path[0] ? cfg->path : "(no file)",
+		cfg->redis_cluster ? "yes" : "no");
+	put_config(f, cfg, false);
+	put_agents(f, cfg->agent_types, cfg->n_agent_types, false);
+}
+
+void bg_config_write_template(FILE *f)
+{
+	fputs("# bygate configuration (libconfig syntax). Every key is shown with\n"
+	      "# its default, unit and allowed range, the by-framework environment\n"
+	      "# variable that overrides it (the environment wins over this file),\n"
+	      "# and how a change takes effect: \"reload: SIGHUP\" (kill -HUP\n"
+	      "# bygated) or \"reload: restart\". Relative paths (plugin,\n"
+	      "# state_dir, workspace_dir, child_path, log file) are resolved\n"
+	      "# against the directory containing this file. Unknown keys are\n"
+	      "# errors. Check a file with `bygated -t`; print the effective\n"
+	      "# configuration with `bygated -T`.\n\n",
+	      f);
+	put_config(f, NULL, true);
+	put_comment(f, "",
+		    "One entry per agent type this worker serves (at least "
+		    "one).");
+	put_agents(f, &example_agent, 1, true);
+}
+
+/* Markdown table cell text: '|', '<' and '>' escaped. */
+static void put_cell(FILE *f, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '<' || *s == '>')
+			fputs(*s == '<' ? "&lt;" : "&gt;", f);
+		else if (*s == '|')
+			fputs("\\|", f);
+		else
+			fputc(*s, f);
+	}
+}
+
+static void put_allowed(FILE *f, const struct bg_conf_key *k)
+{
+	if (k->type == BG_CONF_INT || k->type == BG_CONF_INT64) {
+		fprintf(f, "%s%lld..%lld",
+			k->flags & BG_CONF_POW2 ? "power of two, " : "",
+			(long long)k->min, (long long)k->max);
+	} else if (k->type == BG_CONF_ENUM) {
+		for (const struct bg_conf_name *e = k->names; e->name; e++)
+			fprintf(f, "%s`%s`", e == k->names ? "" : ", ", e->name);
+	} else if (k->type == BG_CONF_JSON) {
+		fputs("any group", f);
+	} else {
+		fputs(k->min ? "non-empty" : "any", f);
+		if (k->type == BG_CONF_PATH)
+			fputs(" path", f);
+	}
+}
+
+static void put_md_row(FILE *f, const struct bg_conf_key *k)
+{
+	fprintf(f, "| `%s.%s` | ", k->group, k->name);
+	if (k->flags & BG_CONF_REQUIRED) {
+		fputs("required", f);
+	} else {
+		fputc('`', f);
+		put_value(f, k, NULL, false);
+		fprintf(f, "`%s%s", k->unit ? " " : "", k->unit ? k->unit : "");
+	}
+	fputs(" | ", f);
+	put_allowed(f, k);
+	const struct bg_conf_env *ev = env_of(k);
+	if (ev)
+		fprintf(f, " | `%s`%s%s%s", ev->var, ev->fallback ? ", `" : "",
+			ev->fallback ? ev->fallback : "", ev->fallback ? "`" : "");
+	else
+		fputs(" | ", f);
+	fprintf(f, " | %s | ", k->flags & BG_CONF_RELOAD ? "yes" : "no");
+	put_cell(f, k->doc);
+	fputs(" |\n", f);
+}
+
+void bg_config_write_markdown(FILE *f)
+{
+	fputs("| Key | Default | Allowed | Environment | SIGHUP | Meaning |\n"
+	      "|---|---|---|---|---|---|\n",
+	      f);
+	for (size_t i = 0; i < bg_conf_nkeys; i++)
+		put_md_row(f, &bg_conf_keys[i]);
+	for (size_t i = 0; i < bg_conf_nagent_keys; i++)
+		put_md_row(f, &bg_conf_agent_keys[i]);
+}

@@ -1,0 +1,313 @@
+/* conf/table.c - the configuration table: every key of bygate.conf with its
+ * type, default, bounds, unit, reload flag, destination and documentation.
+ * Parsing, validation, -T, the template and docs all read this one table. */
+#include "conf/table.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+_Static_assert(sizeof(enum bg_key_schema) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum bg_log_level) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum bg_log_format) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum bg_handler_kind) == sizeof(int), "enum size");
+
+/* Offsets whose field type is checked at compile time. */
+#define OFF_T(S, f, T) \
+	(offsetof(S, f) + 0 * sizeof(_Generic(((S *)0)->f, T: 1)))
+#define OFF_E(S, f) \
+	(offsetof(S, f) + 0 * sizeof(char[sizeof(((S *)0)->f) == sizeof(int) ? 1 : -1]))
+
+#define C struct bg_config
+#define A struct bg_agent_type_conf
+#define INT(g, n, S, f, def, lo, hi, unit, fl, doc) \
+	{ g, n, BG_CONF_INT, fl, lo, hi, def, NULL, NULL, unit, OFF_T(S, f, int), doc }
+#define I64(g, n, f, def, lo, hi, unit, fl, doc) \
+	{ g, n, BG_CONF_INT64, fl, lo, hi, def, NULL, NULL, unit, OFF_T(C, f, int64_t), doc }
+#define STR(g, n, S, f, def, minlen, fl, doc) \
+	{ g, n, BG_CONF_STR, fl, minlen, 0, 0, def, NULL, NULL, OFF_T(S, f, char *), doc }
+#define PATH(g, n, S, f, def, minlen, fl, doc) \
+	{ g, n, BG_CONF_PATH, fl, minlen, 0, 0, def, NULL, NULL, OFF_T(S, f, char *), doc }
+#define ENUM(g, n, S, f, def, names, fl, doc) \
+	{ g, n, BG_CONF_ENUM, fl, 0, 0, def, NULL, names, NULL, OFF_E(S, f), doc }
+
+#define R BG_CONF_RELOAD
+#define AG BG_CONF_AGENT_GROUP
+
+static const struct bg_conf_name schema_names[] = {
+	{ "v1", BG_SCHEMA_V1 }, { "v2", BG_SCHEMA_V2 }, { NULL, 0 }
+};
+static const struct bg_conf_name level_names[] = {
+	{ "debug", BG_LOG_DEBUG }, { "info", BG_LOG_INFO },
+	{ "warn", BG_LOG_WARN },   { "error", BG_LOG_ERROR },
+	{ NULL, 0 }
+};
+static const struct bg_conf_name format_names[] = {
+	{ "text", BG_LOG_TEXT }, { "json", BG_LOG_JSON }, { NULL, 0 }
+};
+static const struct bg_conf_name handler_names[] = {
+	{ "plugin", BG_HANDLER_PLUGIN }, { "exec", BG_HANDLER_EXEC }, { NULL, 0 }
+};
+
+const struct bg_conf_key bg_conf_keys[] = {
+	STR("redis", "host", C, redis_host, "127.0.0.1", 1, 0,
+	    "Redis server host name or IP address."),
+	INT("redis", "port", C, redis_port, 6379, 1, 65535, NULL, 0,
+	    "Redis server TCP port."),
+	INT("redis", "db", C, redis_db, 0, 0, 65535, NULL, 0,
+	    "Redis database number (SELECT). Clients and workers must agree."),
+	STR("redis", "username", C, redis_username, "", 0, 0,
+	    "Redis ACL user name; \"\" = the default user."),
+	STR("redis", "password", C, redis_password, "", 0, BG_CONF_SECRET,
+	    "Redis password; \"\" = no AUTH. Printed as \"***\" by bygated -T."),
+	INT("redis", "connect_timeout_ms", C, redis_connect_timeout_ms, 2000,
+	    1, 600000, "ms", R, "Deadline of one connection attempt."),
+	INT("redis", "command_timeout_ms", C, redis_command_timeout_ms, 5000,
+	    1, 600000, "ms", R,
+	    "Deadline of one request (beyond BLOCK for the blocking read); "
+	    "on expiry the connection is dropped and re-established."),
+	INT("redis", "reconnect_max_ms", C, redis_reconnect_max_ms, 5000, 100,
+	    600000, "ms", R, "Ceiling of the reconnect back-off."),
+	ENUM("redis", "key_schema", C, key_schema, BG_SCHEMA_V1, schema_names,
+	     0,
+	     "Redis key layout, \"v1\" or \"v2\" (WIRE 1.1). The environment "
+	     "wins: REDIS_KEY_SCHEMA_VERSION if set, else v2 when "
+	     "REDIS_CLUSTER_HOST is non-empty, else this key, else v1. "
+	     "Clients and workers must use the same schema."),
+
+	STR("worker", "id", C, worker_id, "", 0, 0,
+	    "Worker id: consumer name, lease and worker stream name. "
+	    "\"\" = \"bygate-<hostname>\". At most 128 bytes, no '/', "
+	    "whitespace, braces or control characters."),
+	STR("worker", "consumer_group", C, consumer_group, "agent_engines", 1,
+	    0, "Consumer group of the control streams (by-framework default)."),
+	INT("worker", "fetch_count", C, fetch_count, 10, 0, 1000, NULL, R,
+	    "Entries read beyond the free pool capacity (prefetch)."),
+	INT("worker", "block_ms", C, block_ms, 2000, 100, 60000, "ms", R,
+	    "XREADGROUP BLOCK time of the read connection."),
+	INT("worker", "lease_ttl_s", C, lease_ttl_s, 30, 2, 3600, "s", 0,
+	    "TTL of the worker's online lease (by-framework: 30 s)."),
+	INT("worker", "heartbeat_interval_ms", C, heartbeat_interval_ms, 5000,
+	    100, 600000, "ms", 0,
+	    "Lease heartbeat period; must be below lease_ttl_s."),
+	INT("worker", "reclaim_min_idle_ms", C, reclaim_min_idle_ms, 60000,
+	    1000, 86400000, "ms", R,
+	    "A dead peer's pending entries are reclaimed after this idle time; "
+	    "at least 2 x lease_ttl_s."),
+	I64("worker", "max_entry_age_s", max_entry_age_s, 604800, 60, 31536000,
+	    "s", R,
+	    "Older control-stream entries are dead-lettered as stale, not run."),
+	INT("worker", "max_deliveries", C, max_deliveries, 10, 1, 1000, NULL, R,
+	    "An entry delivered more often (crash loop) is dead-lettered."),
+	INT("worker", "drain_timeout_ms", C, drain_timeout_ms, 30000, 0,
+	    3600000, "ms", R,
+	    "On SIGTERM, running tasks get this long before children are "
+	    "killed."),
+	INT("worker", "slow_task_ms", C, slow_task_ms, 10000, 0, 86400000,
+	    "ms", R, "Tasks slower than this are logged at INFO; 0 = all."),
+
+	INT("pool", "size", C, pool_size, 4, 1, 1024, NULL, R,
+	    "Number of child processes (tasks run concurrently)."),
+	INT("pool", "max_tasks_per_child", C, max_tasks_per_child, 10000, 0,
+	    1000000000, NULL, R,
+	    "A child is recycled after about this many tasks; 0 = never."),
+	I64("pool", "ring_bytes", ring_bytes, 1048576, 65536, 67108864,
+	    "bytes", R | BG_CONF_POW2,
+	    "Size of each shared-memory ring; a power of two."),
+	I64("pool", "max_message_bytes", max_message_bytes, 16777216, 65536,
+	    536870912, "bytes", R,
+	    "Largest task or event; larger ones fail the task."),
+	I64("pool", "max_events_per_task", max_events_per_task, 100000, 1,
+	    1000000000, NULL, R,
+	    "Events one task may publish; more fail the task."),
+	I64("pool", "max_event_bytes_per_task", max_event_bytes_per_task,
+	    67108864, 65536, 1073741824, "bytes", R,
+	    "Event bytes one task may publish; more fail the task."),
+	INT("pool", "respawn_backoff_max_ms", C, respawn_backoff_max_ms, 30000,
+	    100, 600000, "ms", R,
+	    "Ceiling of the back-off between respawns of a crashing child."),
+	PATH("pool", "child_path", C, child_path, "", 0, R,
+	     "The bygate-child binary; \"\" = the one next to bygated."),
+
+	PATH("paths", "state_dir", C, state_dir, "/var/lib/bygate", 1, 0,
+	     "LMDB journal and lock file."),
+	PATH("paths", "workspace_dir", C, workspace_dir,
+	     "/var/lib/bygate/workspaces", 1, 0,
+	     "Root of the per-session workspaces."),
+
+	ENUM("log", "level", C, log_level, BG_LOG_INFO, level_names, R,
+	     "\"debug\", \"info\", \"warn\" or \"error\"."),
+	ENUM("log", "format", C, log_format, BG_LOG_TEXT, format_names, R,
+	     "\"text\" or \"json\" (one object per line)."),
+	PATH("log", "file", C, log_file, "", 0, R,
+	     "Log file, reopened on SIGUSR1; \"\" = stderr."),
+
+	INT("http", "port", C, http_port, 0, 0, 65535, NULL, 0,
+	    "Port of /readyz and /metrics; 0 = no HTTP listener."),
+	STR("http", "bind", C, http_bind, "127.0.0.1", 1, 0,
+	    "Address the HTTP listener binds."),
+};
+const size_t bg_conf_nkeys = sizeof(bg_conf_keys) / sizeof(bg_conf_keys[0]);
+
+const struct bg_conf_key bg_conf_agent_keys[] = {
+	STR(AG, "name", A, name, "", 1, R | BG_CONF_REQUIRED,
+	    "Agent type served (stream ctrl:agent_type:<name>). Unique, at "
+	    "most 128 bytes, no '/', whitespace, braces or control "
+	    "characters."),
+	ENUM(AG, "handler", A, handler, BG_HANDLER_PLUGIN, handler_names, R,
+	     "\"plugin\" (a shared object run inside the child); \"exec\" is "
+	     "not supported yet."),
+	PATH(AG, "plugin", A, plugin, "", 0, R,
+	     "The plugin .so; required with handler = \"plugin\"."),
+	INT(AG, "max_attempts", A, max_attempts, 1, 1, 100, NULL, R,
+	    "Attempts per execution (1 = no retry after a crash, timeout or "
+	    "handler error)."),
+	INT(AG, "timeout_ms", A, timeout_ms, 0, 0, 604800000, "ms", R,
+	    "Wall-clock limit of one attempt; 0 = none."),
+	{ AG, "options", BG_CONF_JSON, R, 0, 0, 0, "{}", NULL, NULL,
+	  OFF_T(A, options_json, char *),
+	  "Any group; handed to the handler as a JSON object. Integers "
+	  "beyond 32 bits need an L suffix (libconfig 1.5)." },
+};
+const size_t bg_conf_nagent_keys =
+	sizeof(bg_conf_agent_keys) / sizeof(bg_conf_agent_keys[0]);
+
+const struct bg_conf_env bg_conf_envs[] = {
+	{ "REDIS_HOST", NULL, "redis", "host" },
+	{ "REDIS_PORT", NULL, "redis", "port" },
+	{ "REDIS_DATABASE", "REDIS_DB", "redis", "db" },
+	{ "REDIS_USERNAME", NULL, "redis", "username" },
+	{ "REDIS_PASSWORD", NULL, "redis", "password" },
+	{ "BYAI_WORKER_CONCURRENCY", NULL, "pool", "size" },
+	{ "BYAI_WORKER_FETCH_COUNT", NULL, "worker", "fetch_count" },
+	{ "BYAI_WORKER_HEALTH_PORT", NULL, "http", "port" },
+};
+const size_t bg_conf_nenvs = sizeof(bg_conf_envs) / sizeof(bg_conf_envs[0]);
+
+int bg_conf_fail(struct bg_conf_err *e, const char *fmt, ...)
+{
+	if (e && e->buf && e->len) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(e->buf, e->len, fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
+const struct bg_conf_key *bg_conf_key_find(const char *group,
+					   const char *name)
+{
+	bool agent = strcmp(group, BG_CONF_AGENT_GROUP) == 0;
+	const struct bg_conf_key *keys = agent ? bg_conf_agent_keys : bg_conf_keys;
+	size_t n = agent ? bg_conf_nagent_keys : bg_conf_nkeys;
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(keys[i].group, group) && !strcmp(keys[i].name, name))
+			return &keys[i];
+	return NULL;
+}
+
+const char *bg_conf_enum_name(const struct bg_conf_key *k, int value)
+{
+	for (const struct bg_conf_name *e = k->names; e->name; e++)
+		if (e->value == value)
+			return e->name;
+	return "?";
+}
+
+int bg_conf_enum_value(const struct bg_conf_key *k, const char *name,
+		       int *value)
+{
+	for (const struct bg_conf_name *e = k->names; e->name; e++)
+		if (!strcmp(e->name, name)) {
+			*value = e->value;
+			return 0;
+		}
+	return -1;
+}
+
+int64_t bg_conf_get_int(const struct bg_conf_key *k, const void *base)
+{
+	const char *p = (const char *)base + k->offset;
+	if (k->type == BG_CONF_INT64)
+		return *(const int64_t *)p;
+	return *(const int *)p;
+}
+
+void bg_conf_set_int(const struct bg_conf_key *k, void *base, int64_t v)
+{
+	char *p = (char *)base + k->offset;
+	if (k->type == BG_CONF_INT64)
+		*(int64_t *)p = v;
+	else
+		*(int *)p = (int)v;
+}
+
+const char *bg_conf_get_str(const struct bg_conf_key *k, const void *base)
+{
+	const char *s = *(char *const *)((const char *)base + k->offset);
+	return s ? s : "";
+}
+
+void bg_conf_put_str(const struct bg_conf_key *k, void *base, char *s)
+{
+	char **p = (char **)((char *)base + k->offset);
+	free(*p);
+	*p = s;
+}
+
+int bg_conf_check_int(const struct bg_conf_key *k, int64_t v, char *msg,
+		      size_t n)
+{
+	if (v < k->min || v > k->max) {
+		snprintf(msg, n, "%lld is out of range (allowed %lld..%lld%s%s)",
+			 (long long)v, (long long)k->min, (long long)k->max,
+			 k->unit ? " " : "", k->unit ? k->unit : "");
+		return -1;
+	}
+	if ((k->flags & BG_CONF_POW2) && (v & (v - 1)) != 0) {
+		snprintf(msg, n, "%lld is not a power of two", (long long)v);
+		return -1;
+	}
+	return 0;
+}
+
+int bg_conf_check_str(const struct bg_conf_key *k, const char *s, char *msg,
+		      size_t n)
+{
+	if (strlen(s) < (size_t)k->min) {
+		snprintf(msg, n, "must not be empty");
+		return -1;
+	}
+	return 0;
+}
+
+static bool is_string_type(enum bg_conf_type t)
+{
+	return t == BG_CONF_STR || t == BG_CONF_PATH || t == BG_CONF_JSON;
+}
+
+int bg_conf_set_defaults(const struct bg_conf_key *keys, size_t n, void *base)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct bg_conf_key *k = &keys[i];
+		if (!is_string_type(k->type)) {
+			bg_conf_set_int(k, base, k->def_int);
+			continue;
+		}
+		char *s = strdup(k->def_str);
+		if (s == NULL)
+			return -ENOMEM;
+		bg_conf_put_str(k, base, s);
+	}
+	return 0;
+}
+
+void bg_conf_free_strings(const struct bg_conf_key *keys, size_t n,
+			  void *base)
+{
+	for (size_t i = 0; i < n; i++)
+		if (is_string_type(keys[i].type))
+			bg_conf_put_str(&keys[i], base, NULL);
+}

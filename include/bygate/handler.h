@@ -1,0 +1,257 @@
+/* bygate/handler.h - the bygate plugin SDK: everything a native agent
+ * handler (a shared object loaded by bygate-child) needs, and its reference
+ * manual. A plugin includes only this header and needs no bygate library:
+ * the bg_* functions below are provided by the bygate-child process.
+ *
+ * @section intro Writing a handler
+ *
+ * A plugin is a shared object (`cc -shared -fPIC -I include -o my.so my.c`)
+ * that exports one constant, `bg_handler`:
+ *
+ *	#include <bygate/handler.h>
+ *
+ *	static int my_process(void *state, const struct bg_task *task,
+ *			      struct bg_ctx *ctx)
+ *	{
+ *		bg_ctx_chunk(ctx, "thinking...");
+ *		return bg_ctx_result(ctx, NULL, "done", NULL, NULL);
+ *	}
+ *
+ *	BG_HANDLER_EXPORT const struct bg_handler bg_handler = {
+ *		.abi_version = BG_HANDLER_ABI_VERSION,
+ *		.name = "my-handler",
+ *		.process = my_process,
+ *	};
+ *
+ * Every bygate-child process loads the plugins of all configured agent
+ * types once, calls init() once per agent type, then runs tasks one at a
+ * time, calling process() for each, and shutdown() once per agent type
+ * when it exits. A child serves many tasks: a plugin may keep warm state
+ * (connections, caches) in the state pointer that init() returns.
+ *
+ * @section rules Rules every handler must follow
+ *
+ *  - Call the bg_task_* and bg_ctx_* functions only from the thread that
+ *    runs process(), and only while process() runs; the task and context
+ *    pointers are invalid once it returns. A plugin may start its own
+ *    threads, but those must not call into bygate.
+ *  - Streamed events (chunk, state, artifact, sub_step) leave the process
+ *    as soon as the call returns; the result is sent when process()
+ *    returns.
+ *  - Every text argument is UTF-8. Every *_json argument must be valid
+ *    JSON of the documented type; bygate-child validates it and answers
+ *    -EINVAL otherwise (integers beyond 64 bits are rejected too). Nothing
+ *    is ever truncated: an event or result larger than the configured
+ *    `max_message_bytes` (default 16 MiB) fails with -EMSGSIZE.
+ *  - Open files with O_CLOEXEC (or close them), so that programs you start
+ *    inherit nothing of bygate's.
+ *
+ * @section caveats Caveats
+ *
+ *  - A crash (signal, abort, exit) of the handler kills the child process
+ *    that runs it. The task's attempt ends: by default the execution is
+ *    finished FAILED; agent types configured with max_attempts > 1 re-run
+ *    it in a fresh child, after a state event "RETRY <n>". Chunks already
+ *    streamed stay published, so a retried task may repeat them.
+ *  - A task that overruns its timeout, or is cancelled and does not return
+ *    within the grace period, is stopped with SIGTERM and then SIGKILL.
+ *  - Children are sandboxed by the supervisor and recycled after a number
+ *    of tasks; never rely on a child living long.
+ */
+#ifndef BYGATE_HANDLER_H
+#define BYGATE_HANDLER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Version of the plugin ABI described here. A plugin whose
+ * bg_handler.abi_version differs is refused at load time. */
+#define BG_HANDLER_ABI_VERSION 1u
+
+/** Put in front of the bg_handler definition: keeps the symbol visible
+ * even when the plugin is built with -fvisibility=hidden. */
+#define BG_HANDLER_EXPORT __attribute__((visibility("default")))
+
+struct bg_task; /* the task being run (read-only, opaque) */
+struct bg_ctx;	/* the running task's context: emit events, set the result */
+
+/** The handler a plugin exports as `const struct bg_handler bg_handler`. */
+struct bg_handler {
+	/** Must be BG_HANDLER_ABI_VERSION. */
+	uint32_t abi_version;
+	/** Human-readable name, for logs. May be NULL. */
+	const char *name;
+	/** Optional (may be NULL). Called once per agent type served by this
+	 * plugin, in every child, before any task. @p agent_type is the
+	 * configured agent type name, @p options_json the agent type's
+	 * `options` group as a JSON object text ("{}" when none); both are
+	 * valid only during the call. Store any per-agent-type state in
+	 * *state (initially NULL); it is passed to process() and shutdown().
+	 * Return 0, or nonzero to refuse: the child then reports the agent
+	 * type, the plugin path and the code to the supervisor and exits, and
+	 * the supervisor does not start (or stops) serving. */
+	int (*init)(const char *agent_type, const char *options_json,
+		    void **state);
+	/** Required. Run one task. @p state is what init() stored. Stream
+	 * events with bg_ctx_chunk() and friends, set the outcome with
+	 * bg_ctx_result(), bg_ctx_result_json() or bg_ctx_fail(), and return
+	 * 0. Returning nonzero without having set a result finishes the task
+	 * FAILED with the error "handler returned <rc>"; returning 0 without
+	 * a result finishes it COMPLETED with no content. */
+	int (*process)(void *state, const struct bg_task *task,
+		       struct bg_ctx *ctx);
+	/** Optional (may be NULL). Called once per agent type whose init()
+	 * succeeded, when the child exits normally (not after a crash). */
+	void (*shutdown)(void *state);
+};
+
+/* The plugin's definition must match this declaration (in C++ it also
+ * gives the const object the external, C linkage bygate-child looks up). */
+BG_HANDLER_EXPORT extern const struct bg_handler bg_handler;
+
+/* ---- the task --------------------------------------------------------- */
+
+/** Text attributes of a task (by-framework message header and execution). */
+enum bg_task_attr {
+	BG_TASK_AGENT_TYPE,	   /* agent type this task is for */
+	BG_TASK_ACTION,		   /* "ASK_AGENT" or "RESUME" */
+	BG_TASK_EXECUTION_ID,	   /* "exec-..." */
+	BG_TASK_MESSAGE_ID,	   /* the request's message id */
+	BG_TASK_SESSION_ID,
+	BG_TASK_TRACE_ID,
+	BG_TASK_SOURCE_AGENT_TYPE, /* caller agent type; "" for a root task */
+	BG_TASK_PARENT_MESSAGE_ID, /* "" for a root task */
+	BG_TASK_TASK_GROUP_ID,	   /* scatter-gather group, usually "" */
+	BG_TASK_USER_CODE,
+	BG_TASK_USER_NAME,
+	BG_TASK_WORKSPACE,	   /* task workspace directory, "" if none */
+};
+
+/** Value of attribute @p attr: a NUL-terminated string, "" when the
+ * attribute is empty, NULL only for an unknown @p attr. */
+const char *bg_task_get(const struct bg_task *task, enum bg_task_attr attr);
+
+/** The request content (body.content): its text when it is a JSON string,
+ * otherwise its compact JSON text (a list of messages, an object); "" when
+ * absent or null. Never NULL. Text containing U+0000 ends there: use
+ * bg_task_body_json() for such content. */
+const char *bg_task_content(const struct bg_task *task);
+
+/** The whole command body as JSON object text (`content`,
+ * `wait_for_reply`, `extra_payload` for ASK_AGENT; `content`, `status`,
+ * `reply_data` for RESUME). Never NULL. */
+const char *bg_task_body_json(const struct bg_task *task);
+
+/** The message header's `metadata` as JSON object text ("{}" when none). */
+const char *bg_task_metadata_json(const struct bg_task *task);
+
+/** 1 when the task resumes an earlier execution (a RESUME: a user's reply
+ * or a sub-agent's callback), 0 for a fresh request. */
+int bg_task_is_resumed(const struct bg_task *task);
+
+/** Attempt number, 1 for the first run; greater after a crash retry. */
+int bg_task_attempt(const struct bg_task *task);
+
+/* ---- the context: streamed events ---------------------------------------
+ * Every emit function returns 0, or a negative errno: -EINVAL for a NULL
+ * text or invalid argument, -EMSGSIZE when the event would exceed
+ * max_message_bytes, -ENOMEM. The event is published on the session's data
+ * stream right away, in call order. */
+
+/** Stream a piece of the answer: an `answerDelta` event (for a sub-agent,
+ * i.e. a task called by another agent, bygate turns it into
+ * `reasoningLogDelta`), contentType "1002", role "assistant". */
+int bg_ctx_chunk(struct bg_ctx *ctx, const char *text);
+
+/** bg_ctx_chunk() with overrides; NULL keeps the default.
+ * @p event_type: one of answerDelta, reasoningLogDelta, reasoningLogStart,
+ *   reasoningLogEnd, finalAnswer, appStreamResponse, taskCreate,
+ *   stepComplete, taskStop (else -EINVAL). Emitting appStreamResponse ends
+ *   the client's turn; bygate then does not emit its own.
+ * @p content_type: a contentType code of 1 to 8 digits, e.g. "2001".
+ * @p metadata_json: a JSON object, the event's `metadata`. */
+int bg_ctx_chunk_ex(struct bg_ctx *ctx, const char *text,
+		    const char *event_type, const char *content_type,
+		    const char *metadata_json);
+
+/** A state change (`reasoningLogDelta`, contentType "3003"), e.g.
+ * "A_CALLING_B". */
+int bg_ctx_state(struct bg_ctx *ctx, const char *text);
+
+/** A produced file (`reasoningLogDelta`, contentType "3010", content
+ * `[{"fileUrl": url}]`). */
+int bg_ctx_artifact(struct bg_ctx *ctx, const char *url);
+
+/** A sub-step title (`reasoningLogDelta`, contentType "1002"), published
+ * under a fresh message id whose parent is the task's message id. */
+int bg_ctx_sub_step(struct bg_ctx *ctx, const char *title);
+
+/* ---- the context: the result ---------------------------------------------
+ * A task has one result; the first successful call of bg_ctx_result,
+ * bg_ctx_result_json or bg_ctx_fail sets it and later calls return
+ * -EALREADY. The result is validated and size-checked when set and sent
+ * when process() returns. */
+
+/** Set the result.
+ * @p status: NULL = "COMPLETED". Known states (COMPLETED, FAILED,
+ *   CANCELLED, WAITING_USER, ...) are matched case-insensitively; any other
+ *   string is stored as is and leaves the execution open (not terminal).
+ *   At most 128 bytes, no control characters (else -EINVAL).
+ * @p content_text: the answer text, NULL = no content.
+ * @p reply_data_json: any JSON value for the caller, NULL = null.
+ * @p metadata_json: a JSON object, NULL = {}; the keys error_type,
+ *   error_message, error_code, failed_stage and retryable are copied to
+ *   the execution record.
+ * 0, -EINVAL, -EMSGSIZE, -EALREADY, -ENOMEM. */
+int bg_ctx_result(struct bg_ctx *ctx, const char *status,
+		  const char *content_text, const char *reply_data_json,
+		  const char *metadata_json);
+
+/** bg_ctx_result() with the content as raw JSON: a JSON string or an array
+ * of objects (e.g. BaiYing messages `[{"role": ..., "content": ...}]`);
+ * NULL = no content. */
+int bg_ctx_result_json(struct bg_ctx *ctx, const char *status,
+		       const char *content_json, const char *reply_data_json,
+		       const char *metadata_json);
+
+/** Fail the task: status FAILED, reply_data {"error": message}, metadata
+ * {"error_type": "HandlerError", "error_message": message,
+ * "failed_stage": "process_command"}. NULL message = "handler failed".
+ * 0, -EALREADY, -EINVAL, -EMSGSIZE, -ENOMEM. */
+int bg_ctx_fail(struct bg_ctx *ctx, const char *message);
+
+/* ---- the context: other --------------------------------------------------*/
+
+/** 1 once the task has been cancelled (by-framework cancel_task): stop
+ * soon, e.g. with bg_ctx_result(ctx, "CANCELLED", ...), else 0. Cheap
+ * enough to call in a loop. A handler that ignores it is terminated after
+ * the cancel grace period (at once for a force cancel). */
+int bg_ctx_cancelled(struct bg_ctx *ctx);
+
+/** The task's workspace directory (created by bygate, per session and
+ * agent type), "" when no workspace is configured. Never NULL. */
+const char *bg_ctx_workspace(struct bg_ctx *ctx);
+
+/* ---- options helpers, for init() ----------------------------------------*/
+
+/** Read integer member @p key of the JSON object @p options_json.
+ * 0 and *out set; -ENOENT when absent; -EINVAL when not an integer or
+ * @p options_json is not a JSON object. */
+int bg_options_get_int(const char *options_json, const char *key,
+		       long long *out);
+
+/** Read string member @p key of @p options_json into *out, a copy the
+ * caller releases with free(). 0; -ENOENT; -EINVAL when not a string;
+ * -ENOMEM. */
+int bg_options_get_string(const char *options_json, const char *key,
+			  char **out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,153 @@
+"""A private redis-server on a free loopback port (never 6379, never the
+system service), with no persistence, its data and log in a given directory.
+Used as a context manager; stop() and close() leave no process behind."""
+
+import os
+import shutil
+from signal import SIGKILL, SIGTERM
+import tempfile
+import time
+
+from . import proc
+from .resp import RespClient
+
+__all__ = ["RedisServer", "RedisStartError"]
+
+
+class RedisStartError(RuntimeError):
+    pass
+
+
+class RedisServer:
+    """start() picks a free port (retrying on a collision) and waits until
+    PING answers; stop() sends SIGTERM, then SIGKILL after a timeout. A stopped
+    server can be started again on the same port (Redis outage tests).
+    `directory` defaults to a temporary one, removed by close()."""
+
+    def __init__(self, directory=None, *, args=(), binary="redis-server",
+                 start_timeout=10.0, label="redis-server"):
+        self._own_dir = directory is None
+        self.dir = str(directory) if directory else tempfile.mkdtemp(
+            prefix="bygate-redis-")
+        os.makedirs(self.dir, exist_ok=True)
+        self.log_path = os.path.join(self.dir, "redis.log")
+        self.out_path = os.path.join(self.dir, "redis.out")
+        self.extra_args = [str(a) for a in args]
+        self.binary = binary
+        self.start_timeout = start_timeout
+        self.label = label
+        self.host = "127.0.0.1"
+        self.port = None
+        self.proc = None
+
+    def __enter__(self):
+        if self.proc is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        return "RedisServer(%s:%s pid %s)" % (self.host, self.port, self.pid)
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def alive(self):
+        return self.proc is not None and self.proc.alive()
+
+    def argv(self, port):
+        return [self.binary, "--port", port, "--bind", self.host,
+                "--save", "", "--appendonly", "no", "--dir", self.dir,
+                "--daemonize", "no", "--protected-mode", "yes",
+                "--logfile", self.log_path, *self.extra_args]
+
+    def start(self, port=None):
+        """Start on `port`, else on the previous port, else on a free one
+        (then retrying a few other free ports if it is taken meanwhile)."""
+        if self.alive():
+            return self
+        if shutil.which(self.binary) is None:
+            raise RedisStartError("%s not found in PATH (install redis-server)"
+                                  % self.binary)
+        fixed = port or self.port
+        last = None
+        for _ in range(1 if fixed else 5):
+            try:
+                return self._start_on(fixed or proc.free_port())
+            except RedisStartError as e:
+                last = e
+        raise last
+
+    def _start_on(self, port):
+        offsets = {p: os.path.getsize(p) if os.path.exists(p) else 0
+                   for p in (self.log_path, self.out_path)}
+        self.port = port
+        self.proc = proc.spawn(self.argv(port), label=self.label,
+                               log_path=self.out_path,
+                               pdeathsig=SIGKILL)
+        deadline = time.monotonic() + self.start_timeout
+        with self.client(timeout=1.0) as c:
+            while time.monotonic() < deadline and self.proc.alive():
+                try:
+                    if c.ping():
+                        return self
+                except (OSError, ConnectionError):
+                    time.sleep(0.02)
+        self.proc.kill()
+        raise RedisStartError("redis-server on port %d did not answer PING:\n%s"
+                              % (port, _read_from(offsets)))
+
+    def stop(self, timeout=5.0):
+        """Stop the server process (idempotent; start() may follow). Returns
+        the exit status, or None if it was never started."""
+        if self.proc is None:
+            return None
+        return self.proc.stop(SIGTERM, timeout, leftover_grace=0)
+
+    def close(self):
+        """stop(), then remove the directory if it was a temporary one."""
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self._own_dir = False
+
+    def kill(self):
+        """SIGKILL, as in a crash."""
+        if self.proc is not None:
+            self.proc.kill()
+
+    def signal(self, sig):
+        """E.g. SIGSTOP / SIGCONT to simulate a hung server."""
+        if self.proc is not None:
+            self.proc.signal(sig)
+
+    def client(self, **kw):
+        """A new RespClient for this server (caller closes it)."""
+        if self.port is None:
+            raise RedisStartError("redis-server not started")
+        return RespClient(self.host, self.port, **kw)
+
+    def env(self):
+        """The by-framework variables pointing a process at this server."""
+        return {"REDIS_HOST": self.host, "REDIS_PORT": str(self.port)}
+
+    def log_tail(self, lines=20):
+        return proc.tail_text(self.log_path, lines)
+
+
+def _read_from(offsets):
+    """What each file gained since the given offsets, labelled."""
+    parts = []
+    for path, offset in offsets.items():
+        try:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                text = f.read().decode("utf-8", "replace").strip()
+        except OSError:
+            continue
+        if text:
+            parts.append("--- %s ---\n%s" % (path, text[-2000:]))
+    return "\n".join(parts) or "(no output)"

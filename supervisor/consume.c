@@ -1,0 +1,204 @@
+/* supervisor/consume.c - consumer-group set-up and the single read of
+ * DESIGN 3: one XREADGROUP over the worker stream and, while there is
+ * capacity, every agent-type stream, never asking for more than free
+ * capacity plus a small prefetch; a blocked read that lacks the agent
+ * streams is released with CLIENT UNBLOCK as soon as capacity returns. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "supervisor/daemon.h"
+#include "supervisor/log.h"
+
+int bg_consume_capacity(const struct bg_daemon *d)
+{
+	int size = bg_pool_size(d->pool);
+	int prefetch = d->cfg->fetch_count < size ? d->cfg->fetch_count : size;
+	int in_flight = d->n_tasks;
+	int free_slots = size + prefetch - in_flight;
+	return free_slots > 0 ? free_slots : 0;
+}
+
+static void issue_read(struct bg_daemon *d);
+
+static void on_read(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	struct bg_daemon *d = priv;
+	d->read_in_flight = false;
+	d->unblock_sent = false;
+	if (r == NULL)
+		return; /* connection lost; entries stay in our PEL */
+	if (r->type == REDIS_REPLY_ERROR) {
+		bg_warn("XREADGROUP failed: %s", r->str);
+		if (strncmp(r->str, "NOGROUP", 7) == 0) {
+			d->groups_ready = false;
+			bg_consume_on_ctl_up(d);
+		}
+		return;
+	}
+	if (r->type == REDIS_REPLY_ARRAY) {
+		for (size_t s = 0; s < r->elements; s++) {
+			redisReply *sr = r->element[s];
+			if (sr->type != REDIS_REPLY_ARRAY || sr->elements != 2)
+				continue;
+			int idx = -1;
+			for (int i = 0; i < d->n_streams; i++)
+				if (strcmp(d->streams[i], sr->element[0]->str) == 0)
+					idx = i;
+			redisReply *entries = sr->element[1];
+			if (idx < 0 || entries->type != REDIS_REPLY_ARRAY)
+				continue;
+			for (size_t e = 0; e < entries->elements; e++) {
+				redisReply *en = entries->element[e];
+				if (en->type != REDIS_REPLY_ARRAY ||
+				    en->elements < 2)
+					continue;
+				redisReply *f = en->element[1];
+				const char *data = NULL;
+				size_t len = 0;
+				bool has = false;
+				for (size_t k = 0; f->type == REDIS_REPLY_ARRAY &&
+						   k + 1 < f->elements;
+				     k += 2)
+					if (strcmp(f->element[k]->str, "data") == 0) {
+						data = f->element[k + 1]->str;
+						len = f->element[k + 1]->len;
+						has = true;
+						break;
+					}
+				bg_task_accept(d, idx, en->element[0]->str, data,
+					       len, has);
+			}
+		}
+	}
+}
+
+static void issue_read(struct bg_daemon *d)
+{
+	if (d->read_in_flight || !d->groups_ready || d->draining ||
+	    d->stopping || !bg_rconn_ready(d->rd))
+		return;
+	int cap = bg_consume_capacity(d);
+	bool agents = cap > 0;
+	int n = agents ? d->n_streams : 1;
+	const char **argv = calloc((size_t)(9 + 2 * n), sizeof(char *));
+	if (argv == NULL)
+		return;
+	char count[16], block[16];
+	snprintf(count, sizeof(count), "%d", cap > 0 ? cap : 1);
+	snprintf(block, sizeof(block), "%d", d->cfg->block_ms);
+	int a = 0;
+	argv[a++] = "XREADGROUP";
+	argv[a++] = "GROUP";
+	argv[a++] = d->group;
+	argv[a++] = d->worker_id;
+	argv[a++] = "COUNT";
+	argv[a++] = count;
+	argv[a++] = "BLOCK";
+	argv[a++] = block;
+	argv[a++] = "STREAMS";
+	for (int i = 0; i < n; i++)
+		argv[a++] = d->streams[i];
+	for (int i = 0; i < n; i++)
+		argv[a++] = ">";
+	if (bg_rconn_cmd(d->rd, on_read, d, d->cfg->block_ms, a, argv, NULL) ==
+	    0) {
+		d->read_in_flight = true;
+		d->read_has_agents = agents;
+	}
+	free(argv);
+}
+
+static void unblock_read(struct bg_daemon *d)
+{
+	long long id = bg_rconn_client_id(d->rd);
+	if (d->unblock_sent || id == 0 || !bg_rconn_ready(d->ctl))
+		return;
+	char ids[32];
+	snprintf(ids, sizeof(ids), "%lld", id);
+	if (bg_rconn_cmdv(d->ctl, NULL, NULL, 0,
+			  (const char *const[]){ "CLIENT", "UNBLOCK", ids,
+						 NULL }) == 0)
+		d->unblock_sent = true;
+}
+
+void bg_consume_kick(struct bg_daemon *d)
+{
+	if (d->read_in_flight) {
+		bool stop = d->draining || d->stopping;
+		if (stop || (!d->read_has_agents && bg_consume_capacity(d) > 0))
+			unblock_read(d);
+		return;
+	}
+	issue_read(d);
+}
+
+/* ---- set-up on the control connection ---- */
+
+static void log_ready(struct bg_daemon *d)
+{
+	if (d->ready_logged)
+		return;
+	d->ready_logged = true;
+	struct bg_buf types = { 0 };
+	for (int i = 0; i < d->cfg->n_agent_types; i++)
+		bg_buf_printf(&types, "%s%s", i ? "," : "",
+			      d->cfg->agent_types[i].name);
+	bg_info("bygated ready: worker %s, group %s, %d children, key schema "
+		"v%d, agent types %s",
+		d->worker_id, d->group, bg_pool_size(d->pool),
+		(int)d->cfg->key_schema, types.p ? types.p : "");
+	bg_buf_free(&types);
+}
+
+static void on_group_created(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	struct bg_daemon *d = priv;
+	if (r == NULL) {
+		d->groups_failed = true; /* retried when ctl is back */
+	} else if (r->type == REDIS_REPLY_ERROR &&
+		   strncmp(r->str, "BUSYGROUP", 9) != 0) {
+		bg_error("XGROUP CREATE failed: %s", r->str);
+		d->groups_failed = true;
+	}
+	if (--d->groups_pending == 0 && !d->groups_failed) {
+		d->groups_ready = true;
+		log_ready(d);
+		bg_consume_kick(d);
+	}
+}
+
+static void on_time(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	struct bg_daemon *d = priv;
+	if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2)
+		return;
+	int64_t ms = strtoll(r->element[0]->str, NULL, 10) * 1000 +
+		     strtoll(r->element[1]->str, NULL, 10) / 1000;
+	d->redis_offset_ms = ms - bg_now_ms();
+}
+
+void bg_consume_sync_time(struct bg_daemon *d)
+{
+	bg_rconn_cmdv(d->ctl, on_time, d, 0,
+		      (const char *const[]){ "TIME", NULL });
+}
+
+void bg_consume_on_ctl_up(struct bg_daemon *d)
+{
+	bg_consume_sync_time(d);
+	if (d->groups_ready || d->groups_pending > 0)
+		return;
+	d->groups_failed = false;
+	for (int i = 0; i < d->n_streams; i++) {
+		if (bg_rconn_cmdv(d->ctl, on_group_created, d, 0,
+				  (const char *const[]){ "XGROUP", "CREATE",
+							 d->streams[i], d->group,
+							 "0", "MKSTREAM",
+							 NULL }) == 0)
+			d->groups_pending++;
+	}
+}

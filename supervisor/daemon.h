@@ -1,0 +1,162 @@
+/* supervisor/daemon.h - bygated's internal state shared by its subsystems:
+ * the daemon (connections, pool, queues) and one struct bg_task per stream
+ * entry this host holds, from pickup until its finish is applied.
+ * Internal to supervisor/: nothing outside includes it. */
+#ifndef BG_SUPERVISOR_DAEMON_H
+#define BG_SUPERVISOR_DAEMON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+#include "conf/config.h"
+#include "supervisor/pool.h"
+#include "supervisor/redis.h"
+#include "wire/command.h"
+
+struct event;
+
+enum bg_task_state {
+	BG_TASK_PICKUP,	   /* registry read in flight */
+	BG_TASK_QUEUED,	   /* waiting for an idle child */
+	BG_TASK_RUNNING,   /* in a child */
+	BG_TASK_FINISHING, /* finish transaction built, EXEC not confirmed */
+};
+
+/* How an attempt ends; every kind goes through the one finish builder. */
+enum bg_outcome {
+	BG_OUT_RESULT,	   /* the handler returned (any status) */
+	BG_OUT_FAILED,	   /* crash, protocol error, caps: FAILED + error */
+	BG_OUT_DEADLETTER, /* malformed/stale entry: dead letter (+FAILED) */
+	BG_OUT_ACK_ONLY,   /* terminal replay or ignored command: XACK only */
+};
+
+struct bg_task {
+	struct bg_task *next, *prev; /* in the daemon's all-tasks list */
+	struct bg_task *qnext;	     /* in the dispatch queue */
+	struct bg_daemon *d;
+	uint64_t tag;
+	enum bg_task_state state;
+	int stream_idx; /* 0 = worker stream, 1.. = agent types */
+	char *stream;	/* stream key */
+	char *entry_id;
+	char *data; /* the entry's raw `data` field (NULL when absent) */
+	size_t data_len;
+	struct bg_cmd cmd;
+	bool cmd_ok;
+
+	/* identity, owned copies */
+	char message_id[128];
+	char *session_id, *trace_id, *agent_type, *source_agent_type;
+	char *parent_message_id;
+	const char *handler_type; /* configured agent type that runs it */
+	char execution_id[32];
+	char *reg_key, *data_key;
+	bool has_source_agent;
+	bool record_exists;
+	struct bg_buf record; /* the record as last written by us */
+
+	/* run */
+	int slot;
+	int pid;
+	int64_t picked_ms, started_ms;
+	uint64_t events, event_bytes;
+	bool events_capped;
+	bool end_marker_emitted;
+
+	/* outcome */
+	enum bg_outcome outcome;
+	char *status;	    /* normalised business status */
+	struct bg_buf content, reply_data, result_metadata;
+	char *error_message; /* FAILED/DEADLETTER reason */
+	const char *error_code;
+	const char *error_type;
+	const char *failed_stage;
+
+	/* finish transaction */
+	int finish_tries;
+	bool finish_unknown; /* EXEC outcome unknown: check PEL on reconnect */
+	struct event *retry_ev;
+};
+
+struct bg_event_ctx;
+void bg_event_ctx_of(const struct bg_task *t, struct bg_event_ctx *ctx);
+
+struct bg_keyset; /* per-turn "EXPIRE already sent" set */
+
+struct bg_daemon {
+	struct bg_config *cfg;
+	struct event_base *base;
+	struct bg_rconn *rd, *wr, *ctl;
+	struct bg_pool *pool;
+	char *worker_id;
+	char *group;
+	int n_streams;	/* 1 + agent types */
+	char **streams; /* [0] worker stream, [1..] agent-type streams */
+	char *deadletter_key;
+
+	struct bg_task all; /* circular list head */
+	int n_tasks;
+	struct bg_task *q_head, *q_tail; /* dispatch queue */
+	int n_queued;
+	uint64_t next_tag;
+
+	bool groups_ready;
+	int groups_pending;
+	bool groups_failed;
+	bool read_in_flight;
+	bool read_has_agents;
+	bool unblock_sent;
+	bool ready_logged;
+	int64_t redis_offset_ms; /* redis TIME - local realtime */
+	char pickup_sha[41];
+
+	bool draining, stopping;
+	int exit_code;
+	struct event *drain_timer;
+	struct event *time_timer;
+
+	struct bg_keyset *expired;
+
+	/* counters */
+	uint64_t n_completed, n_failed, n_deadlettered, n_acked_only;
+	uint64_t n_finish_retries, n_unknown_outcomes;
+};
+
+int64_t bg_now_ms(void);	 /* realtime, ms */
+int64_t bg_mono_ms(void);	 /* monotonic, ms */
+int64_t bg_redis_now_ms(const struct bg_daemon *d);
+struct bg_log_ids bg_task_log_ids(const struct bg_task *t);
+
+/* consume.c */
+void bg_consume_on_ctl_up(struct bg_daemon *d);
+void bg_consume_kick(struct bg_daemon *d);
+void bg_consume_sync_time(struct bg_daemon *d);
+int bg_consume_capacity(const struct bg_daemon *d);
+
+/* task.c */
+void bg_task_accept(struct bg_daemon *d, int stream_idx, const char *id,
+		    const char *data, size_t data_len, bool has_data);
+void bg_task_dispatch(struct bg_daemon *d);
+void bg_task_on_idle(void *arg, int slot);
+void bg_task_on_message(void *arg, int slot, uint16_t kind, uint64_t tag,
+			const uint8_t *payload, size_t len);
+void bg_task_on_child_lost(void *arg, int slot, uint64_t tag,
+			   const char *why);
+void bg_task_on_wr_up(struct bg_daemon *d);
+void bg_task_free(struct bg_daemon *d, struct bg_task *t);
+/* Send one write-connection command with EXPIRE dedupe helpers. */
+void bg_expire_once(struct bg_daemon *d, const char *key);
+void bg_turn_end(struct bg_daemon *d);
+
+/* finish.c */
+void bg_finish(struct bg_daemon *d, struct bg_task *t);
+void bg_finish_resend_unknown(struct bg_daemon *d);
+
+/* keyset.c */
+struct bg_keyset *bg_keyset_new(void);
+bool bg_keyset_add(struct bg_keyset *s, const char *key); /* true = new */
+void bg_keyset_clear(struct bg_keyset *s);
+void bg_keyset_free(struct bg_keyset *s);
+
+#endif

@@ -1,0 +1,437 @@
+/* supervisor/finish.c - the one finish builder (DESIGN 4): whatever ends an
+ * attempt (result, handler error, child death, dead letter, terminal
+ * replay) is written as a single MULTI/EXEC whose last command is the XACK,
+ * so an entry is pending exactly when its finish was not applied. A refused
+ * EXEC is retried with back-off; an unknown outcome (no reply) is resolved
+ * after reconnect by asking Redis whether the entry is still pending.
+ *
+ * Journal seam: the next step journals the finish in LMDB right before
+ * send_finish() and deletes it in finish_applied(). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "supervisor/daemon.h"
+#include "supervisor/log.h"
+#include "wire/event.h"
+#include "wire/ids.h"
+#include "wire/json.h"
+#include "wire/keys.h"
+#include "wire/record.h"
+#include "wire/result.h"
+
+/* Commands of one transaction, stored back to back in `store`. */
+struct txn {
+	struct bg_buf store;
+	size_t off[64][8];
+	size_t len[64][8];
+	int argc[64];
+	int n;
+	bool overflow;
+};
+
+static void txn_cmd(struct txn *x, int argc, const struct bg_str *argv)
+{
+	if (x->n >= 64 || argc > 8) {
+		x->overflow = true;
+		return;
+	}
+	for (int i = 0; i < argc; i++) {
+		x->off[x->n][i] = x->store.len;
+		x->len[x->n][i] = argv[i].len;
+		if (bg_buf_append(&x->store, argv[i].p, argv[i].len))
+			x->overflow = true;
+	}
+	x->argc[x->n++] = argc;
+}
+
+#define TXN(x, ...)                                                         \
+	do {                                                                \
+		const struct bg_str a_[] = { __VA_ARGS__ };                 \
+		txn_cmd((x), (int)(sizeof(a_) / sizeof(a_[0])), a_);        \
+	} while (0)
+#define S(s) bg_str_c(s)
+
+static void on_exec(struct bg_rconn *c, redisReply *r, void *priv);
+
+static void send_txn(struct bg_daemon *d, struct bg_task *t, struct txn *x)
+{
+	const char *argv[8];
+	if (bg_rconn_cmdv(d->wr, NULL, NULL, 0,
+			  (const char *const[]){ "MULTI", NULL }) != 0) {
+		t->finish_unknown = true; /* not sent: resend on reconnect */
+		return;
+	}
+	for (int i = 0; i < x->n; i++) {
+		for (int j = 0; j < x->argc[i]; j++)
+			argv[j] = x->store.p + x->off[i][j];
+		bg_rconn_cmd(d->wr, NULL, NULL, 0, x->argc[i], argv,
+			     x->len[i]);
+	}
+	bg_rconn_cmdv(d->wr, on_exec, t, 0,
+		      (const char *const[]){ "EXEC", NULL });
+}
+
+static void add_event(struct bg_daemon *d, struct bg_task *t, struct txn *x,
+		      enum bg_event_kind kind, struct bg_str content)
+{
+	(void)d;
+	char uuid[33];
+	bg_uuid_hex(uuid, true);
+	struct bg_event_ctx ctx;
+	bg_event_ctx_of(t, &ctx);
+	struct bg_event ev = { .kind = kind,
+			       .content = content,
+			       .now_ms = bg_now_ms(),
+			       .uuid = { uuid, 32 } };
+	struct bg_buf out = { 0 };
+	if (bg_event_build(&out, &ctx, &ev) == 0)
+		TXN(x, S("XADD"), S(t->data_key), S("*"), S("data"),
+		    ((struct bg_str){ out.p, out.len }));
+	bg_buf_free(&out);
+}
+
+/* Status, content and reply_data as the caller and the record see them. */
+struct outcome_view {
+	struct bg_str status;
+	struct bg_str content;
+	struct bg_str reply_data;
+	struct bg_str metadata;
+	struct bg_buf scratch; /* owns reply_data when built here */
+};
+
+static void view_outcome(const struct bg_task *t, struct outcome_view *v)
+{
+	memset(v, 0, sizeof(*v));
+	if (t->outcome == BG_OUT_RESULT) {
+		v->status = S(t->status);
+		v->content = (struct bg_str){ t->content.p, t->content.len };
+		v->reply_data = (struct bg_str){ t->reply_data.p,
+						 t->reply_data.len };
+		v->metadata = (struct bg_str){ t->result_metadata.p,
+					       t->result_metadata.len };
+		return;
+	}
+	v->status = S("FAILED");
+	v->content = S("");
+	bg_buf_puts(&v->scratch, "{\"error\":");
+	const char *why = t->error_message ? t->error_message : "failed";
+	bg_json_escape(&v->scratch, why, strlen(why));
+	bg_buf_puts(&v->scratch, "}");
+	v->reply_data = (struct bg_str){ v->scratch.p, v->scratch.len };
+	v->metadata = (struct bg_str){ t->result_metadata.p,
+				       t->result_metadata.len };
+}
+
+static void add_callback(struct bg_daemon *d, struct bg_task *t,
+			 struct txn *x, const struct outcome_view *v)
+{
+	struct bg_cmd *c = &t->cmd;
+	char new_id[32];
+	bg_id_new(new_id, sizeof(new_id), "msg-");
+	struct bg_callback cb = {
+		.message_id = S(t->message_id),
+		.session_id = S(t->session_id),
+		.trace_id = S(t->trace_id),
+		.source_agent_type = S(t->source_agent_type),
+		.target_agent_type = S(t->agent_type),
+		.parent_message_id = S(t->parent_message_id),
+		.task_group_id = c->hdr[BG_HDR_TASK_GROUP_ID],
+		.user_code = c->hdr[BG_HDR_USER_CODE],
+		.user_name = c->hdr[BG_HDR_USER_NAME],
+		.metadata = c->hdr[BG_HDR_METADATA],
+		.langfuse_parent_observation_id =
+			c->hdr[BG_HDR_LANGFUSE_PARENT_OBSERVATION_ID],
+		.execution_id = S(t->execution_id),
+		.worker_id = S(d->worker_id),
+		.new_message_id = S(new_id),
+		.status = v->status,
+		.content = v->content,
+		.reply_data = v->reply_data,
+		.result_metadata = v->metadata,
+	};
+	struct bg_buf cmd = { 0 }, key = { 0 };
+	if (bg_result_callback(&cmd, &cb) == 0 &&
+	    bg_key_build(&key, d->cfg->key_schema, BG_KEY_AGENT_TYPE_CTRL,
+			 S(t->source_agent_type), S(""), S("")) == 0)
+		TXN(x, S("XADD"), ((struct bg_str){ key.p, key.len }), S("*"),
+		    S("data"), ((struct bg_str){ cmd.p, cmd.len }));
+	else
+		bg_warn("cannot build the callback of %s", t->execution_id);
+	bg_buf_free(&cmd);
+	bg_buf_free(&key);
+}
+
+static void json_str(struct bg_buf *b, const char *s)
+{
+	bg_json_escape(b, s, strlen(s));
+}
+
+/* The record's final state: status, timeline, finished_at, error fields. */
+static void add_record(struct bg_daemon *d, struct bg_task *t, struct txn *x,
+		       const struct outcome_view *v, struct bg_buf *rec)
+{
+	(void)d;
+	struct bg_record_errors errs = { 0 };
+	struct bg_buf e[4] = { { 0 } };
+	if (t->outcome == BG_OUT_RESULT) {
+		if (bg_record_errors_from(&errs, v->metadata, v->reply_data))
+			memset(&errs, 0, sizeof(errs));
+	} else {
+		json_str(&e[0], t->error_message ? t->error_message : "failed");
+		json_str(&e[1], t->error_code ? t->error_code : "FAILED");
+		json_str(&e[2], t->failed_stage ? t->failed_stage
+						: t->outcome == BG_OUT_DEADLETTER
+							  ? "pickup"
+							  : "process_command");
+		json_str(&e[3], t->error_type ? t->error_type
+					      : t->outcome == BG_OUT_DEADLETTER
+						? "DeadLettered"
+						: "TaskFailed");
+		errs.error_message = (struct bg_str){ e[0].p, e[0].len };
+		errs.error_code = (struct bg_str){ e[1].p, e[1].len };
+		errs.failed_stage = (struct bg_str){ e[2].p, e[2].len };
+		errs.error_type = (struct bg_str){ e[3].p, e[3].len };
+	}
+	struct bg_record_update u = { .status = v->status,
+				      .worker_id = S(""),
+				      .now_ms = bg_now_ms(),
+				      .errors = &errs };
+	if (bg_record_update(rec, (struct bg_str){ t->record.p, t->record.len },
+			     &u) == 0) {
+		char field[64];
+		snprintf(field, sizeof(field), "exec:%s", t->execution_id);
+		TXN(x, S("HSET"), S(t->reg_key), S(field),
+		    ((struct bg_str){ rec->p, rec->len }));
+		TXN(x, S("EXPIRE"), S(t->reg_key), S("604800"));
+	} else {
+		bg_warn("cannot update the record of %s", t->execution_id);
+	}
+	for (int i = 0; i < 4; i++)
+		bg_buf_free(&e[i]);
+}
+
+static void add_deadletter(struct bg_daemon *d, struct bg_task *t,
+			   struct txn *x)
+{
+	struct bg_deadletter dl = {
+		.execution_id = S(t->record_exists ? t->execution_id : ""),
+		.target_agent_type = S(t->agent_type ? t->agent_type : ""),
+		.reason = S(t->error_message ? t->error_message : ""),
+		.stream = S(t->stream),
+		.entry_id = S(t->entry_id),
+		.delivery_count = 1,
+		.error_code = S(t->error_code ? t->error_code : "malformed"),
+		.has_data = t->data != NULL,
+		.data = { t->data ? t->data : "", t->data_len },
+	};
+	struct bg_buf out = { 0 };
+	if (bg_result_deadletter(&out, &dl) == 0)
+		TXN(x, S("XADD"), S(d->deadletter_key), S("*"), S("data"),
+		    ((struct bg_str){ out.p, out.len }));
+	bg_buf_free(&out);
+}
+
+static void build_finish(struct bg_daemon *d, struct bg_task *t,
+			 struct txn *x, struct bg_buf *rec)
+{
+	struct outcome_view v;
+	view_outcome(t, &v);
+	bool runs = t->outcome == BG_OUT_RESULT || t->outcome == BG_OUT_FAILED;
+	if (runs && t->has_source_agent)
+		add_callback(d, t, x, &v);
+	bool wrote_data = false;
+	if (t->outcome == BG_OUT_RESULT) {
+		struct bg_buf fm = { 0 };
+		bool present = false;
+		if (bg_result_final_message(v.content, v.reply_data, &fm,
+					    &present) == 0 &&
+		    present) {
+			add_event(d, t, x, BG_EVENT_FINAL_ANSWER,
+				  (struct bg_str){ fm.p, fm.len });
+			wrote_data = true;
+		}
+		bg_buf_free(&fm);
+	}
+	if (runs && bg_result_wants_end_marker(t->has_source_agent, v.status,
+					       false, false,
+					       t->end_marker_emitted)) {
+		add_event(d, t, x, BG_EVENT_END_OF_STREAM, S(""));
+		wrote_data = true;
+	}
+	if (wrote_data)
+		TXN(x, S("EXPIRE"), S(t->data_key), S("604800"));
+	if (t->outcome == BG_OUT_DEADLETTER)
+		add_deadletter(d, t, x);
+	if (t->record_exists && t->outcome != BG_OUT_ACK_ONLY)
+		add_record(d, t, x, &v, rec);
+	TXN(x, S("XACK"), S(t->stream), S(d->group), S(t->entry_id));
+	bg_buf_free(&v.scratch);
+}
+
+static void send_finish(struct bg_daemon *d, struct bg_task *t)
+{
+	struct txn *x = calloc(1, sizeof(*x));
+	struct bg_buf rec = { 0 };
+	if (x == NULL) {
+		t->finish_unknown = true;
+		return;
+	}
+	t->finish_unknown = false;
+	build_finish(d, t, x, &rec);
+	if (x->overflow) {
+		struct bg_log_ids ids = bg_task_log_ids(t);
+		bg_log_task(BG_LOG_ERROR, &ids,
+			    "finish transaction could not be built; entry %s "
+			    "left pending",
+			    t->entry_id);
+	} else {
+		send_txn(d, t, x);
+	}
+	bg_buf_free(&rec);
+	bg_buf_free(&x->store);
+	free(x);
+}
+
+static void count_outcome(struct bg_daemon *d, const struct bg_task *t)
+{
+	switch (t->outcome) {
+	case BG_OUT_RESULT:
+		if (strcmp(t->status, "FAILED") == 0)
+			d->n_failed++;
+		else
+			d->n_completed++;
+		break;
+	case BG_OUT_FAILED:
+		d->n_failed++;
+		break;
+	case BG_OUT_DEADLETTER:
+		d->n_deadlettered++;
+		break;
+	case BG_OUT_ACK_ONLY:
+		d->n_acked_only++;
+		break;
+	}
+}
+
+static void finish_applied(struct bg_daemon *d, struct bg_task *t)
+{
+	count_outcome(d, t);
+	struct bg_log_ids ids = bg_task_log_ids(t);
+	int64_t ms = t->started_ms ? bg_mono_ms() - t->started_ms : 0;
+	if (t->outcome == BG_OUT_DEADLETTER)
+		bg_log_task(BG_LOG_WARN, &ids,
+			    "entry %s on %s dead-lettered (%s): %s", t->entry_id,
+			    t->stream, t->error_code ? t->error_code : "",
+			    t->error_message ? t->error_message : "");
+	else if (t->outcome == BG_OUT_FAILED)
+		bg_log_task(BG_LOG_INFO, &ids, "task FAILED after %lld ms: %s",
+			    (long long)ms,
+			    t->error_message ? t->error_message : "");
+	else if (ms > d->cfg->slow_task_ms)
+		bg_log_task(BG_LOG_INFO, &ids, "slow task: %s after %lld ms",
+			    t->status ? t->status : "", (long long)ms);
+	else
+		bg_log_task(BG_LOG_DEBUG, &ids, "task finished: %s in %lld ms",
+			    t->status ? t->status : "acked", (long long)ms);
+	bg_task_free(d, t);
+}
+
+static void on_retry(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	struct bg_task *t = arg;
+	send_finish(t->d, t);
+}
+
+static void schedule_retry(struct bg_daemon *d, struct bg_task *t,
+			   const char *why)
+{
+	d->n_finish_retries++;
+	int ms = 100 << (t->finish_tries > 6 ? 6 : t->finish_tries);
+	if (ms > 5000)
+		ms = 5000;
+	t->finish_tries++;
+	if (t->finish_tries == 1 || t->finish_tries % 20 == 0) {
+		struct bg_log_ids ids = bg_task_log_ids(t);
+		bg_log_task(BG_LOG_WARN, &ids,
+			    "finish transaction refused (%s); entry %s stays "
+			    "pending, retry %d in %d ms",
+			    why, t->entry_id, t->finish_tries, ms);
+	}
+	if (t->retry_ev == NULL)
+		t->retry_ev = evtimer_new(d->base, on_retry, t);
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	evtimer_add(t->retry_ev, &tv);
+}
+
+static void on_exec(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	struct bg_task *t = priv;
+	struct bg_daemon *d = t->d;
+	if (r == NULL) {
+		d->n_unknown_outcomes++;
+		t->finish_unknown = true;
+		return;
+	}
+	if (r->type == REDIS_REPLY_ERROR || r->type == REDIS_REPLY_NIL) {
+		schedule_retry(d, t, r->type == REDIS_REPLY_NIL
+					     ? "EXEC aborted"
+					     : r->str);
+		return;
+	}
+	if (r->type == REDIS_REPLY_ARRAY) {
+		for (size_t i = 0; i < r->elements; i++)
+			if (r->element[i]->type == REDIS_REPLY_ERROR) {
+				struct bg_log_ids ids = bg_task_log_ids(t);
+				bg_log_task(BG_LOG_ERROR, &ids,
+					    "finish command %zu failed inside "
+					    "EXEC: %s",
+					    i + 1, r->element[i]->str);
+			}
+	}
+	finish_applied(d, t);
+}
+
+void bg_finish(struct bg_daemon *d, struct bg_task *t)
+{
+	t->state = BG_TASK_FINISHING;
+	t->finish_tries = 0;
+	send_finish(d, t);
+}
+
+/* After the write connection is back: a finish whose EXEC outcome is
+ * unknown is re-sent only if Redis still lists the entry as pending (the
+ * transaction is all or nothing, XACK included). */
+static void on_pending_check(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	struct bg_task *t = priv;
+	if (r == NULL) {
+		t->finish_unknown = true;
+		return;
+	}
+	if (r->type == REDIS_REPLY_ARRAY && r->elements == 0) {
+		finish_applied(t->d, t);
+		return;
+	}
+	send_finish(t->d, t);
+}
+
+void bg_finish_resend_unknown(struct bg_daemon *d)
+{
+	for (struct bg_task *t = d->all.next; t != &d->all; t = t->next) {
+		if (t->state != BG_TASK_FINISHING || !t->finish_unknown)
+			continue;
+		t->finish_unknown = false;
+		bg_rconn_cmdv(d->wr, on_pending_check, t, 0,
+			      (const char *const[]){ "XPENDING", t->stream,
+						     d->group, t->entry_id,
+						     t->entry_id, "1", NULL });
+	}
+}

@@ -1,0 +1,344 @@
+/* supervisor/main.c - bygated: command line, start-up, the event loop
+ * (one EVLOOP_ONCE turn, then the end-of-turn work) and signals: TERM
+ * drains in-flight tasks within drain_timeout_ms, INT stops at once,
+ * USR1 reopens the log. Signal handlers only set flags (libevent). */
+#include <errno.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "supervisor/daemon.h"
+#include "supervisor/log.h"
+#include "wire/keys.h"
+
+enum { EXIT_OK = 0, EXIT_CONFIG = 1, EXIT_USAGE = 2, EXIT_RUNTIME = 3 };
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: bygated -c FILE [-t | -T]\n"
+		"  -c FILE  configuration file (libconfig; see bygate.conf(5))\n"
+		"  -t       check the configuration and exit (0 = valid)\n"
+		"  -T       print the effective configuration and exit\n"
+		"  -h       this help\n");
+}
+
+static int mkdir_p(const char *path)
+{
+	char tmp[PATH_MAX];
+	snprintf(tmp, sizeof(tmp), "%s", path);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0750) == -1 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(tmp, 0750) == -1 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static char *default_child_path(void)
+{
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0)
+		return strdup("bygate-child");
+	self[n] = '\0';
+	char out[PATH_MAX + 32];
+	snprintf(out, sizeof(out), "%s/bygate-child", dirname(self));
+	return strdup(out);
+}
+
+static char *key_of(const struct bg_daemon *d, enum bg_key_kind k,
+		    const char *id)
+{
+	struct bg_buf b = { 0 };
+	if (bg_key_build(&b, d->cfg->key_schema, k, bg_str_c(id), bg_str_c(""),
+			 bg_str_c("")) != 0) {
+		bg_buf_free(&b);
+		return NULL;
+	}
+	return bg_buf_steal(&b);
+}
+
+static void on_conn_state(struct bg_rconn *c, bool up, void *arg)
+{
+	struct bg_daemon *d = arg;
+	if (c == d->ctl && up)
+		bg_consume_on_ctl_up(d);
+	if (c == d->wr && up)
+		bg_task_on_wr_up(d);
+	if (c == d->rd && !up)
+		d->read_in_flight = false;
+	bg_consume_kick(d);
+}
+
+static struct bg_rconn *new_conn(struct bg_daemon *d, const char *role)
+{
+	const struct bg_config *cfg = d->cfg;
+	char name[256];
+	snprintf(name, sizeof(name), "bygated:%s:%s", cfg->worker_id, role);
+	struct bg_rconn_opts o = {
+		.role = role,
+		.host = cfg->redis_host,
+		.port = cfg->redis_port,
+		.db = cfg->redis_db,
+		.username = cfg->redis_username,
+		.password = cfg->redis_password,
+		.client_name = name,
+		.connect_timeout_ms = cfg->redis_connect_timeout_ms,
+		.command_timeout_ms = cfg->redis_command_timeout_ms,
+		.reconnect_max_ms = cfg->redis_reconnect_max_ms,
+	};
+	return bg_rconn_new(d->base, &o, on_conn_state, d);
+}
+
+static void begin_stop(struct bg_daemon *d)
+{
+	d->stopping = true;
+	bg_pool_shutdown(d->pool, false);
+	event_base_loopbreak(d->base);
+}
+
+static void on_drain_timeout(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	struct bg_daemon *d = arg;
+	bg_warn("drain timeout (%d ms) reached with %d tasks in flight; they "
+		"stay pending in Redis for recovery",
+		d->cfg->drain_timeout_ms, d->n_tasks);
+	begin_stop(d);
+}
+
+static void on_signal(evutil_socket_t sig, short ev, void *arg)
+{
+	(void)ev;
+	struct bg_daemon *d = arg;
+	if (sig == SIGUSR1) {
+		bg_log_reopen();
+		bg_info("log reopened");
+	} else if (sig == SIGHUP) {
+		bg_warn("SIGHUP: configuration reload is not supported by this "
+			"version; configuration unchanged");
+	} else if (sig == SIGINT || d->draining) {
+		bg_info("%s: stopping now", sig == SIGINT ? "SIGINT" : "SIGTERM");
+		begin_stop(d);
+	} else {
+		bg_info("SIGTERM: draining %d tasks (at most %d ms)", d->n_tasks,
+			d->cfg->drain_timeout_ms);
+		d->draining = true;
+		bg_consume_kick(d);
+		int ms = d->cfg->drain_timeout_ms;
+		struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+		evtimer_add(d->drain_timer, &tv);
+	}
+}
+
+static void on_time_tick(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	bg_consume_sync_time(arg);
+}
+
+static int daemon_init(struct bg_daemon *d, struct bg_config *cfg)
+{
+	d->cfg = cfg;
+	d->all.next = d->all.prev = &d->all;
+	d->worker_id = cfg->worker_id;
+	d->group = cfg->consumer_group;
+	d->base = event_base_new();
+	d->expired = bg_keyset_new();
+	if (d->base == NULL || d->expired == NULL)
+		return -ENOMEM;
+	d->n_streams = 1 + cfg->n_agent_types;
+	d->streams = calloc((size_t)d->n_streams, sizeof(char *));
+	if (d->streams == NULL)
+		return -ENOMEM;
+	d->streams[0] = key_of(d, BG_KEY_WORKER_CTRL, cfg->worker_id);
+	for (int i = 0; i < cfg->n_agent_types; i++)
+		d->streams[i + 1] = key_of(d, BG_KEY_AGENT_TYPE_CTRL,
+					   cfg->agent_types[i].name);
+	d->deadletter_key = key_of(d, BG_KEY_DEADLETTER, "");
+	for (int i = 0; i < d->n_streams; i++)
+		if (d->streams[i] == NULL)
+			return -EINVAL;
+	if (d->deadletter_key == NULL)
+		return -EINVAL;
+	return 0;
+}
+
+static void daemon_free(struct bg_daemon *d)
+{
+	while (d->all.next != &d->all && d->all.next != NULL) {
+		struct bg_task *t = d->all.next;
+		t->prev->next = t->next;
+		t->next->prev = t->prev;
+		bg_cmd_free(&t->cmd);
+		free(t);
+	}
+	bg_rconn_free(d->rd);
+	bg_rconn_free(d->wr);
+	bg_rconn_free(d->ctl);
+	bg_pool_free(d->pool);
+	for (int i = 0; i < d->n_streams && d->streams; i++)
+		free(d->streams[i]);
+	free(d->streams);
+	free(d->deadletter_key);
+	bg_keyset_free(d->expired);
+	if (d->drain_timer)
+		event_free(d->drain_timer);
+	if (d->time_timer)
+		event_free(d->time_timer);
+	if (d->base)
+		event_base_free(d->base);
+}
+
+static int run(struct bg_daemon *d)
+{
+	struct bg_config *cfg = d->cfg;
+	char *child = cfg->child_path && cfg->child_path[0]
+			      ? strdup(cfg->child_path)
+			      : default_child_path();
+	if (access(child, X_OK) != 0) {
+		bg_error("bygate-child not executable at %s: %s", child,
+			 strerror(errno));
+		free(child);
+		return EXIT_RUNTIME;
+	}
+	struct bg_pool_ops ops = { bg_task_on_idle, bg_task_on_message,
+				   bg_task_on_child_lost };
+	d->pool = bg_pool_new(d->base, cfg, child, &ops, d);
+	free(child);
+	if (d->pool == NULL || bg_pool_start(d->pool) != 0) {
+		bg_error("cannot start the child pool");
+		return EXIT_RUNTIME;
+	}
+	d->rd = new_conn(d, "read");
+	d->wr = new_conn(d, "write");
+	d->ctl = new_conn(d, "control");
+	if (!d->rd || !d->wr || !d->ctl)
+		return EXIT_RUNTIME;
+	int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1 };
+	struct event *sev[4];
+	for (int i = 0; i < 4; i++) {
+		sev[i] = evsignal_new(d->base, sigs[i], on_signal, d);
+		evsignal_add(sev[i], NULL);
+	}
+	d->drain_timer = evtimer_new(d->base, on_drain_timeout, d);
+	d->time_timer = event_new(d->base, -1, EV_PERSIST, on_time_tick, d);
+	struct timeval tv30 = { 30, 0 };
+	event_add(d->time_timer, &tv30);
+	bg_rconn_start(d->ctl);
+	bg_rconn_start(d->wr);
+	bg_rconn_start(d->rd);
+	while (!d->stopping) {
+		event_base_loop(d->base, EVLOOP_ONCE);
+		bg_turn_end(d);
+		if (d->draining && d->n_tasks == 0) {
+			bg_info("drained: no task in flight");
+			d->stopping = true;
+		}
+	}
+	bg_pool_shutdown(d->pool, false);
+	for (int i = 0; i < 4; i++)
+		event_free(sev[i]);
+	bg_info("bygated stopped (completed %llu, failed %llu, "
+		"dead-lettered %llu, acknowledged only %llu)",
+		(unsigned long long)d->n_completed,
+		(unsigned long long)d->n_failed,
+		(unsigned long long)d->n_deadlettered,
+		(unsigned long long)d->n_acked_only);
+	return d->exit_code;
+}
+
+int main(int argc, char **argv)
+{
+	const char *path = NULL;
+	int check = 0, dump = 0, opt;
+	while ((opt = getopt(argc, argv, "c:tTh")) != -1) {
+		switch (opt) {
+		case 'c':
+			path = optarg;
+			break;
+		case 't':
+			check = 1;
+			break;
+		case 'T':
+			dump = 1;
+			break;
+		case 'h':
+			usage(stdout);
+			return EXIT_OK;
+		default:
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (path == NULL) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	struct bg_config cfg;
+	char err[1024];
+	if (bg_config_load(path, &cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "%s\n", err);
+		return EXIT_CONFIG;
+	}
+	if (check) {
+		printf("%s: configuration is valid\n", cfg.path);
+		bg_config_free(&cfg);
+		return EXIT_OK;
+	}
+	if (dump) {
+		bg_config_dump(&cfg, stdout);
+		bg_config_free(&cfg);
+		return EXIT_OK;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	srandom((unsigned)getpid() ^ (unsigned)bg_now_ms());
+	bg_log_open(cfg.log_level, cfg.log_format, cfg.log_file);
+	if (cfg.redis_cluster) {
+		bg_error("Redis Cluster mode (REDIS_MODE=cluster or "
+			 "REDIS_CLUSTER_HOST) is not supported: hiredis 0.14 "
+			 "has no Cluster client; run v2 keys on a standalone "
+			 "server (REDIS_KEY_SCHEMA_VERSION=v2)");
+		bg_config_free(&cfg);
+		return EXIT_RUNTIME;
+	}
+	int rc = mkdir_p(cfg.state_dir);
+	if (rc == 0)
+		rc = mkdir_p(cfg.workspace_dir);
+	if (rc) {
+		bg_error("cannot create state or workspace directory: %s",
+			 strerror(-rc));
+		bg_config_free(&cfg);
+		return EXIT_RUNTIME;
+	}
+	struct bg_daemon d;
+	memset(&d, 0, sizeof(d));
+	if (daemon_init(&d, &cfg) != 0) {
+		bg_error("cannot initialise bygated");
+		daemon_free(&d);
+		bg_config_free(&cfg);
+		return EXIT_RUNTIME;
+	}
+	bg_info("bygated starting: worker %s, redis %s:%d db %d", cfg.worker_id,
+		cfg.redis_host, cfg.redis_port, cfg.redis_db);
+	rc = run(&d);
+	daemon_free(&d);
+	bg_config_free(&cfg);
+	return rc;
+}

@@ -1,0 +1,698 @@
+/* supervisor/pool.c - prefork pool of sandbox-ready bygate-child processes
+ * and the supervisor side of their rings (see pool.h). */
+#include "supervisor/pool.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "common/buf.h"
+#include "ipc/record.h"
+#include "ipc/segment.h"
+#include "supervisor/log.h"
+
+extern char **environ;
+
+enum child_state {
+	CH_EMPTY,    /* no process; respawn pending */
+	CH_STARTING, /* spawned, waiting for HELLO */
+	CH_IDLE,
+	CH_BUSY,
+	CH_STOPPING, /* STOP sent or killed; waiting for exit */
+};
+
+/* One queued outgoing message (owned copy). */
+struct out_msg {
+	struct out_msg *next;
+	struct bg_msg_out m;
+	uint8_t data[];
+};
+
+struct bg_child {
+	struct bg_pool *pool;
+	int slot;
+	pid_t pid;
+	uint32_t generation;
+	enum child_state state;
+	struct bg_segment seg;
+	int wake_child_fd; /* we ring it: fd 4 in the child */
+	int wake_sup_fd;   /* it rings us: fd 5 in the child */
+	struct event *ev_wake;
+	struct out_msg *out_head, *out_tail;
+	struct bg_msg_in in;
+	uint64_t tag;
+	uint64_t tasks_done;
+	uint64_t recycle_after;
+	bool ring_pending;   /* doorbell to ring at end of turn */
+	bool recycling;
+	const char *kill_reason; /* set when we killed it */
+	int64_t started_ms;
+	int quick_deaths;
+	int64_t respawn_at_ms;
+};
+
+struct bg_pool {
+	struct event_base *base;
+	const struct bg_config *cfg;
+	char *child_path;
+	struct bg_pool_ops ops;
+	void *arg;
+	struct bg_child *c;
+	int n;
+	uint32_t generation;
+	bool shutting_down;
+	struct bg_buf config_payload;
+	struct event *ev_sigchld;
+	struct event *ev_sweep;
+	struct bg_pool_stats stats;
+};
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void child_process_up(struct bg_child *ch);
+
+static void child_kill(struct bg_child *ch, const char *reason)
+{
+	if (ch->pid <= 0)
+		return;
+	if (ch->kill_reason == NULL)
+		ch->kill_reason = reason;
+	ch->state = CH_STOPPING;
+	/* The child leads its own process group: its helpers die too. */
+	if (kill(-ch->pid, SIGKILL) == -1)
+		kill(ch->pid, SIGKILL);
+}
+
+static void release_resources(struct bg_child *ch)
+{
+	if (ch->ev_wake) {
+		event_free(ch->ev_wake);
+		ch->ev_wake = NULL;
+	}
+	if (ch->wake_child_fd >= 0)
+		close(ch->wake_child_fd);
+	if (ch->wake_sup_fd >= 0)
+		close(ch->wake_sup_fd);
+	ch->wake_child_fd = ch->wake_sup_fd = -1;
+	bg_segment_close(&ch->seg);
+	memset(&ch->seg, 0, sizeof(ch->seg));
+	ch->seg.fd = -1;
+	while (ch->out_head) {
+		struct out_msg *m = ch->out_head;
+		ch->out_head = m->next;
+		free(m);
+	}
+	ch->out_tail = NULL;
+	bg_msg_in_free(&ch->in);
+	memset(&ch->in, 0, sizeof(ch->in));
+}
+
+/* Push queued outgoing messages into the down ring as far as they fit. */
+static void child_flush_out(struct bg_child *ch)
+{
+	while (ch->out_head) {
+		struct out_msg *m = ch->out_head;
+		int rc = bg_ring_send(&ch->seg.down, &m->m);
+		if (bg_ring_need_wake_consumer(&ch->seg.down))
+			ch->ring_pending = true;
+		if (rc == -EAGAIN) {
+			/* The child rings us when it frees space. */
+			if (!bg_ring_producer_sleep_prepare(&ch->seg.down,
+							    4096))
+				continue;
+			return;
+		}
+		if (rc != 0) {
+			bg_error("slot %d: cannot send record kind %u to child "
+				 "pid %d: %s",
+				 ch->slot, m->m.kind, (int)ch->pid,
+				 strerror(-rc));
+			child_kill(ch, "message could not be sent");
+			return;
+		}
+		ch->out_head = m->next;
+		if (ch->out_head == NULL)
+			ch->out_tail = NULL;
+		free(m);
+	}
+}
+
+static int child_queue(struct bg_child *ch, uint16_t kind, uint64_t tag,
+		       const void *p, size_t len)
+{
+	if (len > (size_t)ch->pool->cfg->max_message_bytes)
+		return -EMSGSIZE;
+	struct out_msg *m = malloc(sizeof(*m) + len);
+	if (m == NULL)
+		return -ENOMEM;
+	memset(m, 0, sizeof(*m));
+	memcpy(m->data, p, len);
+	m->m.kind = kind;
+	m->m.tag = tag;
+	m->m.p = m->data;
+	m->m.len = (uint32_t)len;
+	if (ch->out_tail)
+		ch->out_tail->next = m;
+	else
+		ch->out_head = m;
+	ch->out_tail = m;
+	child_flush_out(ch);
+	return 0;
+}
+
+static void on_wake(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)ev;
+	struct bg_child *ch = arg;
+	bg_doorbell_drain(fd);
+	child_process_up(ch);
+}
+
+static int dup_high(int fd)
+{
+	return fcntl(fd, F_DUPFD_CLOEXEC, 10);
+}
+
+static int spawn_child(struct bg_child *ch)
+{
+	struct bg_pool *p = ch->pool;
+	int rc = bg_segment_create((uint32_t)ch->slot, p->generation,
+				   (uint64_t)p->cfg->ring_bytes,
+				   (uint64_t)p->cfg->max_message_bytes,
+				   &ch->seg);
+	if (rc) {
+		bg_error("slot %d: bg_segment_create() failed: %s", ch->slot,
+			 strerror(-rc));
+		ch->seg.fd = -1;
+		return rc;
+	}
+	ch->wake_child_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	ch->wake_sup_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (ch->wake_child_fd == -1 || ch->wake_sup_fd == -1) {
+		rc = -errno;
+		bg_error("slot %d: eventfd() failed: %s", ch->slot,
+			 strerror(errno));
+		release_resources(ch);
+		return rc;
+	}
+	/* Sources above 9 so that dup2 onto 3..5 always clears CLOEXEC. */
+	int src[3] = { dup_high(ch->seg.fd), dup_high(ch->wake_child_fd),
+		       dup_high(ch->wake_sup_fd) };
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawnattr_init(&attr);
+	for (int i = 0; i < 3; i++)
+		posix_spawn_file_actions_adddup2(&fa, src[i],
+						 BG_CHILD_FD_SEGMENT + i);
+	sigset_t none, defaults;
+	sigemptyset(&none);
+	sigemptyset(&defaults);
+	int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGCHLD, SIGPIPE };
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigaddset(&defaults, sigs[i]);
+	posix_spawnattr_setsigmask(&attr, &none);
+	posix_spawnattr_setsigdefault(&attr, &defaults);
+	posix_spawnattr_setpgroup(&attr, 0);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK |
+					       POSIX_SPAWN_SETSIGDEF |
+					       POSIX_SPAWN_SETPGROUP);
+	char slot_s[16], gen_s[16];
+	snprintf(slot_s, sizeof(slot_s), "%d", ch->slot);
+	snprintf(gen_s, sizeof(gen_s), "%u", p->generation);
+	char *argv[] = { p->child_path, "--slot", slot_s, "--generation",
+			 gen_s, NULL };
+	pid_t pid;
+	rc = posix_spawn(&pid, p->child_path, &fa, &attr, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	for (int i = 0; i < 3; i++)
+		if (src[i] >= 0)
+			close(src[i]);
+	if (rc != 0) {
+		bg_error("slot %d: posix_spawn(%s) failed: %s", ch->slot,
+			 p->child_path, strerror(rc));
+		release_resources(ch);
+		return -rc;
+	}
+	ch->pid = pid;
+	ch->state = CH_STARTING;
+	ch->tag = 0;
+	ch->kill_reason = NULL;
+	ch->recycling = false;
+	ch->tasks_done = 0;
+	ch->generation = p->generation;
+	ch->started_ms = mono_ms();
+	ch->in.max_len = (size_t)p->cfg->max_message_bytes;
+	uint64_t base = (uint64_t)p->cfg->max_tasks_per_child;
+	ch->recycle_after = base ? base + (uint64_t)random() % (base / 10 + 1)
+				 : 0;
+	ch->ev_wake = event_new(p->base, ch->wake_sup_fd, EV_READ | EV_PERSIST,
+				on_wake, ch);
+	event_add(ch->ev_wake, NULL);
+	p->stats.spawned++;
+	bg_debug("slot %d: spawned bygate-child pid %d", ch->slot, (int)pid);
+	rc = child_queue(ch, BG_REC_CONFIG, 0, p->config_payload.p,
+			 p->config_payload.len);
+	if (rc) {
+		child_kill(ch, "config could not be sent");
+		return rc;
+	}
+	/* We consume the up ring from the loop: announce that we wait. */
+	bg_ring_consumer_sleep_prepare(&ch->seg.up);
+	return 0;
+}
+
+static void child_protocol_error(struct bg_child *ch, const char *what)
+{
+	bg_error("slot %d: child pid %d broke the IPC protocol (%s); killing it",
+		 ch->slot, (int)ch->pid, what);
+	ch->pool->stats.protocol_kills++;
+	child_kill(ch, "the child broke the IPC protocol");
+}
+
+static void handle_log(struct bg_child *ch, uint64_t tag, const uint8_t *p,
+		       size_t len)
+{
+	struct bg_str f[2];
+	if (bg_rec_unpack(p, len, f, 2)) {
+		child_protocol_error(ch, "malformed LOG record");
+		return;
+	}
+	enum bg_log_level lvl = BG_LOG_INFO;
+	if (bg_str_eq(f[0], "debug"))
+		lvl = BG_LOG_DEBUG;
+	else if (bg_str_eq(f[0], "warn"))
+		lvl = BG_LOG_WARN;
+	else if (bg_str_eq(f[0], "error"))
+		lvl = BG_LOG_ERROR;
+	bg_log(lvl, "slot %d pid %d task %llu: %.*s", ch->slot, (int)ch->pid,
+	       (unsigned long long)tag, (int)(f[1].len > 4000 ? 4000 : f[1].len),
+	       f[1].p);
+}
+
+static void handle_message(struct bg_child *ch)
+{
+	struct bg_pool *p = ch->pool;
+	struct bg_msg_in *in = &ch->in;
+	switch (in->kind) {
+	case BG_REC_HELLO:
+		if (ch->state != CH_STARTING) {
+			child_protocol_error(ch, "unexpected HELLO");
+			return;
+		}
+		ch->state = CH_IDLE;
+		ch->quick_deaths = 0;
+		bg_debug("slot %d: child pid %d ready", ch->slot, (int)ch->pid);
+		p->ops.on_idle(p->arg, ch->slot);
+		return;
+	case BG_REC_FATAL: {
+		struct bg_str f[1];
+		if (bg_rec_unpack(in->buf, in->len, f, 1) == 0)
+			bg_error("slot %d: child pid %d cannot serve: %.*s",
+				 ch->slot, (int)ch->pid, (int)f[0].len, f[0].p);
+		ch->quick_deaths++;
+		child_kill(ch, "the child reported a fatal error");
+		return;
+	}
+	case BG_REC_LOG:
+		handle_log(ch, in->tag, in->buf, in->len);
+		return;
+	case BG_REC_EVENT:
+	case BG_REC_RESULT:
+		if (ch->state != CH_BUSY || in->tag != ch->tag) {
+			child_protocol_error(ch, "record for a task it does "
+						 "not run");
+			return;
+		}
+		p->ops.on_message(p->arg, ch->slot, in->kind, in->tag, in->buf,
+				  in->len);
+		if (in->kind == BG_REC_RESULT && ch->state == CH_BUSY) {
+			ch->tag = 0;
+			ch->tasks_done++;
+			ch->state = CH_IDLE;
+			if (ch->recycle_after &&
+			    ch->tasks_done >= ch->recycle_after)
+				ch->recycling = true;
+			if (!ch->recycling && !p->shutting_down)
+				p->ops.on_idle(p->arg, ch->slot);
+		}
+		return;
+	default:
+		child_protocol_error(ch, "unknown record kind");
+	}
+}
+
+static void child_process_up(struct bg_child *ch)
+{
+	if (ch->pid <= 0 || ch->seg.base == NULL ||
+	    ch->kill_reason != NULL)
+		return;
+	bg_ring_consumer_sleep_done(&ch->seg.up);
+	for (;;) {
+		int rc = bg_ring_recv(&ch->seg.up, &ch->in);
+		if (bg_ring_need_wake_producer(&ch->seg.up))
+			ch->ring_pending = true;
+		if (rc == 1) {
+			handle_message(ch);
+			if (ch->kill_reason != NULL || ch->seg.base == NULL)
+				return;
+			continue;
+		}
+		if (rc < 0) {
+			child_protocol_error(ch, rc == -EMSGSIZE
+							 ? "message larger than "
+							   "max_message_bytes"
+							 : "corrupt ring");
+			return;
+		}
+		if (bg_ring_consumer_sleep_prepare(&ch->seg.up))
+			break;
+	}
+	child_flush_out(ch);
+}
+
+static void describe_status(int status, char *buf, size_t n)
+{
+	if (WIFEXITED(status))
+		snprintf(buf, n, "exited with status %d", WEXITSTATUS(status));
+	else if (WIFSIGNALED(status))
+		snprintf(buf, n, "was killed by signal %d (%s)",
+			 WTERMSIG(status), strsignal(WTERMSIG(status)));
+	else
+		snprintf(buf, n, "ended with wait status %d", status);
+}
+
+static void schedule_respawn(struct bg_child *ch)
+{
+	struct bg_pool *p = ch->pool;
+	int64_t delay = 0;
+	if (ch->quick_deaths > 0) {
+		delay = 100LL << (ch->quick_deaths > 10 ? 10 : ch->quick_deaths);
+		if (delay > p->cfg->respawn_backoff_max_ms)
+			delay = p->cfg->respawn_backoff_max_ms;
+	}
+	ch->respawn_at_ms = mono_ms() + delay;
+	if (delay > 0)
+		bg_warn("slot %d: respawning in %lld ms (%d quick deaths)",
+			ch->slot, (long long)delay, ch->quick_deaths);
+}
+
+static void child_reaped(struct bg_child *ch, int status)
+{
+	struct bg_pool *p = ch->pool;
+	char why[256], st[96];
+	describe_status(status, st, sizeof(st));
+	uint64_t tag = ch->tag;
+	if (ch->kill_reason)
+		snprintf(why, sizeof(why), "child process (pid %d, slot %d) %s: %s",
+			 (int)ch->pid, ch->slot, st, ch->kill_reason);
+	else
+		snprintf(why, sizeof(why), "child process (pid %d, slot %d) %s",
+			 (int)ch->pid, ch->slot, st);
+	bool expected = ch->recycling && WIFEXITED(status) &&
+			WEXITSTATUS(status) == 0;
+	if (expected) {
+		p->stats.recycled++;
+		bg_debug("%s (recycled after %llu tasks)", why,
+			 (unsigned long long)ch->tasks_done);
+	} else if (!p->shutting_down) {
+		bg_warn("%s", why);
+	}
+	if (!expected && mono_ms() - ch->started_ms < 1000)
+		ch->quick_deaths++;
+	else if (expected || tag)
+		ch->quick_deaths = 0;
+	ch->pid = 0;
+	ch->tag = 0;
+	ch->state = CH_EMPTY;
+	ch->recycling = false;
+	release_resources(ch);
+	if (tag) {
+		p->stats.died_busy++;
+		p->ops.on_child_lost(p->arg, ch->slot, tag, why);
+	}
+	if (!p->shutting_down)
+		schedule_respawn(ch);
+}
+
+static void on_sigchld(evutil_socket_t sig, short ev, void *arg)
+{
+	(void)sig;
+	(void)ev;
+	struct bg_pool *p = arg;
+	for (;;) {
+		int status;
+		pid_t pid = waitpid(-1, &status, WNOHANG);
+		if (pid <= 0)
+			break;
+		for (int i = 0; i < p->n; i++)
+			if (p->c[i].pid == pid) {
+				/* Read what it sent before it died. */
+				child_process_up(&p->c[i]);
+				child_reaped(&p->c[i], status);
+				break;
+			}
+	}
+}
+
+static bool any_recycling(const struct bg_pool *p)
+{
+	for (int i = 0; i < p->n; i++)
+		if (p->c[i].recycling && p->c[i].state == CH_STOPPING)
+			return true;
+	return false;
+}
+
+/* Every 100 ms: the safety-net sweep of DESIGN 5, respawns and recycling. */
+static void on_sweep(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	struct bg_pool *p = arg;
+	int64_t now = mono_ms();
+	for (int i = 0; i < p->n; i++) {
+		struct bg_child *ch = &p->c[i];
+		if (ch->pid > 0) {
+			child_process_up(ch);
+			child_flush_out(ch);
+		} else if (!p->shutting_down && ch->state == CH_EMPTY &&
+			   now >= ch->respawn_at_ms) {
+			if (spawn_child(ch) != 0) {
+				ch->quick_deaths++;
+				schedule_respawn(ch);
+			}
+		}
+	}
+	for (int i = 0; i < p->n && !p->shutting_down; i++) {
+		struct bg_child *ch = &p->c[i];
+		if (ch->recycling && ch->state == CH_IDLE && !any_recycling(p)) {
+			ch->state = CH_STOPPING;
+			child_queue(ch, BG_REC_STOP, 0, "", 0);
+		}
+	}
+	bg_pool_end_of_turn(p);
+}
+
+static int build_config_payload(struct bg_pool *p)
+{
+	const struct bg_config *cfg = p->cfg;
+	int n = cfg->n_agent_types;
+	struct bg_str *v = calloc((size_t)(1 + BG_CONF_FIELDS_PER_TYPE * n),
+				  sizeof(*v));
+	if (v == NULL)
+		return -ENOMEM;
+	char count[16];
+	snprintf(count, sizeof(count), "%d", n);
+	v[0] = bg_str_c(count);
+	for (int i = 0; i < n; i++) {
+		const struct bg_agent_type_conf *t = &cfg->agent_types[i];
+		struct bg_str *f = &v[1 + BG_CONF_FIELDS_PER_TYPE * i];
+		f[0] = bg_str_c(t->name);
+		f[1] = bg_str_c("plugin");
+		f[2] = bg_str_c(t->plugin);
+		f[3] = bg_str_c(t->options_json ? t->options_json : "{}");
+	}
+	int rc = bg_rec_pack(&p->config_payload, v,
+			     (uint32_t)(1 + BG_CONF_FIELDS_PER_TYPE * n));
+	free(v);
+	return rc;
+}
+
+struct bg_pool *bg_pool_new(struct event_base *base,
+			    const struct bg_config *cfg,
+			    const char *child_path,
+			    const struct bg_pool_ops *ops, void *arg)
+{
+	struct bg_pool *p = calloc(1, sizeof(*p));
+	if (p == NULL)
+		return NULL;
+	p->base = base;
+	p->cfg = cfg;
+	p->child_path = strdup(child_path);
+	p->ops = *ops;
+	p->arg = arg;
+	p->n = cfg->pool_size;
+	p->generation = 1;
+	p->c = calloc((size_t)p->n, sizeof(*p->c));
+	if (p->child_path == NULL || p->c == NULL ||
+	    build_config_payload(p) != 0) {
+		bg_pool_free(p);
+		return NULL;
+	}
+	for (int i = 0; i < p->n; i++) {
+		p->c[i].pool = p;
+		p->c[i].slot = i;
+		p->c[i].seg.fd = -1;
+		p->c[i].wake_child_fd = p->c[i].wake_sup_fd = -1;
+	}
+	return p;
+}
+
+int bg_pool_start(struct bg_pool *p)
+{
+	p->ev_sigchld = evsignal_new(p->base, SIGCHLD, on_sigchld, p);
+	p->ev_sweep = event_new(p->base, -1, EV_PERSIST, on_sweep, p);
+	if (p->ev_sigchld == NULL || p->ev_sweep == NULL)
+		return -ENOMEM;
+	evsignal_add(p->ev_sigchld, NULL);
+	struct timeval tv = { 0, 100 * 1000 };
+	event_add(p->ev_sweep, &tv);
+	for (int i = 0; i < p->n; i++) {
+		int rc = spawn_child(&p->c[i]);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+void bg_pool_free(struct bg_pool *p)
+{
+	if (p == NULL)
+		return;
+	for (int i = 0; p->c && i < p->n; i++) {
+		if (p->c[i].pid > 0) {
+			child_kill(&p->c[i], "shutdown");
+			waitpid(p->c[i].pid, NULL, 0);
+			p->c[i].pid = 0;
+		}
+		release_resources(&p->c[i]);
+	}
+	if (p->ev_sigchld)
+		event_free(p->ev_sigchld);
+	if (p->ev_sweep)
+		event_free(p->ev_sweep);
+	bg_buf_free(&p->config_payload);
+	free(p->c);
+	free(p->child_path);
+	free(p);
+}
+
+int bg_pool_size(const struct bg_pool *p)
+{
+	return p->n;
+}
+
+static int count_state(const struct bg_pool *p, enum child_state s)
+{
+	int n = 0;
+	for (int i = 0; i < p->n; i++)
+		n += p->c[i].state == s && p->c[i].pid > 0;
+	return n;
+}
+
+int bg_pool_idle_count(const struct bg_pool *p)
+{
+	int n = 0;
+	for (int i = 0; i < p->n; i++)
+		n += p->c[i].state == CH_IDLE && !p->c[i].recycling;
+	return n;
+}
+
+int bg_pool_busy_count(const struct bg_pool *p)
+{
+	return count_state(p, CH_BUSY);
+}
+
+int bg_pool_alive_count(const struct bg_pool *p)
+{
+	int n = 0;
+	for (int i = 0; i < p->n; i++)
+		n += p->c[i].pid > 0;
+	return n;
+}
+
+int bg_pool_idle_slot(const struct bg_pool *p)
+{
+	for (int i = 0; i < p->n; i++)
+		if (p->c[i].state == CH_IDLE && !p->c[i].recycling &&
+		    p->c[i].pid > 0)
+			return i;
+	return -1;
+}
+
+pid_t bg_pool_pid(const struct bg_pool *p, int slot)
+{
+	return (slot >= 0 && slot < p->n) ? p->c[slot].pid : 0;
+}
+
+int bg_pool_run(struct bg_pool *p, int slot, uint64_t tag,
+		const void *payload, size_t len)
+{
+	struct bg_child *ch = &p->c[slot];
+	if (ch->state != CH_IDLE || ch->recycling || ch->pid <= 0)
+		return -EBUSY;
+	int rc = child_queue(ch, BG_REC_TASK, tag, payload, len);
+	if (rc)
+		return rc;
+	ch->state = CH_BUSY;
+	ch->tag = tag;
+	return 0;
+}
+
+void bg_pool_end_of_turn(struct bg_pool *p)
+{
+	for (int i = 0; i < p->n; i++) {
+		struct bg_child *ch = &p->c[i];
+		if (ch->ring_pending && ch->wake_child_fd >= 0)
+			bg_doorbell_ring(ch->wake_child_fd);
+		ch->ring_pending = false;
+	}
+}
+
+void bg_pool_shutdown(struct bg_pool *p, bool graceful)
+{
+	p->shutting_down = true;
+	for (int i = 0; i < p->n; i++) {
+		struct bg_child *ch = &p->c[i];
+		if (ch->pid <= 0)
+			continue;
+		if (graceful && ch->state != CH_STOPPING) {
+			ch->state = ch->state == CH_BUSY ? CH_BUSY : CH_STOPPING;
+			child_queue(ch, BG_REC_STOP, 0, "", 0);
+		} else if (!graceful) {
+			child_kill(ch, "bygated is stopping");
+		}
+	}
+	bg_pool_end_of_turn(p);
+}
+
+void bg_pool_get_stats(const struct bg_pool *p, struct bg_pool_stats *s)
+{
+	*s = p->stats;
+}

@@ -1,0 +1,71 @@
+/* supervisor/pool.h - the prefork pool of bygate-child processes: one
+ * shared-memory segment and two eventfd doorbells per slot, spawn with
+ * posix_spawn (fds 0-2 plus segment and doorbells as 3-5), reap, respawn with
+ * back-off, recycle by task count with jitter one child at a time, and the
+ * supervisor side of the rings (everything a child writes is validated: a
+ * violation kills it). The task layer sees only slots, tags and messages. */
+#ifndef BG_SUPERVISOR_POOL_H
+#define BG_SUPERVISOR_POOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "conf/config.h"
+
+struct event_base;
+struct bg_pool;
+
+struct bg_pool_ops {
+	/* A child is ready for a task (after start-up or its last result). */
+	void (*on_idle)(void *arg, int slot);
+	/* A complete BG_REC_EVENT or BG_REC_RESULT for the task `tag`
+	 * running in `slot`. The payload is valid during the call only. */
+	void (*on_message)(void *arg, int slot, uint16_t kind, uint64_t tag,
+			   const uint8_t *payload, size_t len);
+	/* The child of `slot` is gone while running task `tag` (0 = none);
+	 * `why` explains it for an operator (exit status, signal, kill
+	 * reason). */
+	void (*on_child_lost)(void *arg, int slot, uint64_t tag,
+			      const char *why);
+};
+
+struct bg_pool *bg_pool_new(struct event_base *base,
+			    const struct bg_config *cfg,
+			    const char *child_path,
+			    const struct bg_pool_ops *ops, void *arg);
+int bg_pool_start(struct bg_pool *p);
+void bg_pool_free(struct bg_pool *p);
+
+int bg_pool_size(const struct bg_pool *p);
+int bg_pool_idle_count(const struct bg_pool *p);
+int bg_pool_busy_count(const struct bg_pool *p);
+int bg_pool_alive_count(const struct bg_pool *p);
+/* Any idle slot, or -1. */
+int bg_pool_idle_slot(const struct bg_pool *p);
+pid_t bg_pool_pid(const struct bg_pool *p, int slot);
+
+/* Hand a packed BG_REC_TASK payload (copied) to an idle slot, which becomes
+ * busy with `tag`. 0, -EBUSY (slot not idle), -ENOMEM. */
+int bg_pool_run(struct bg_pool *p, int slot, uint64_t tag,
+		const void *payload, size_t len);
+
+/* Ring the doorbells marked during this loop turn (at most once each). */
+void bg_pool_end_of_turn(struct bg_pool *p);
+
+/* Stop: ask every child to exit after its task (graceful) or SIGKILL the
+ * process groups now (!graceful). bg_pool_alive_count() reaches 0 once all
+ * are reaped; no child is respawned after this. */
+void bg_pool_shutdown(struct bg_pool *p, bool graceful);
+
+/* Counters for logs and metrics. */
+struct bg_pool_stats {
+	uint64_t spawned;
+	uint64_t died_busy;
+	uint64_t recycled;
+	uint64_t protocol_kills;
+};
+void bg_pool_get_stats(const struct bg_pool *p, struct bg_pool_stats *s);
+
+#endif

@@ -1,0 +1,398 @@
+/* supervisor/redis.c - asynchronous hiredis connection with set-up,
+ * per-request deadlines and reconnection (see redis.h). */
+#include "supervisor/redis.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <hiredis/adapters/libevent.h>
+#include <hiredis/async.h>
+
+#include "supervisor/log.h"
+
+struct bg_rreq {
+	struct bg_rreq *next, *prev;
+	struct bg_rconn *conn;
+	bg_rconn_reply_fn fn;
+	void *priv;
+	int64_t deadline_ms;
+	size_t bytes;
+};
+
+enum rconn_state { RC_DOWN, RC_CONNECTING, RC_READY, RC_CLOSED };
+
+struct bg_rconn {
+	struct event_base *base;
+	struct bg_rconn_opts o;
+	char *host, *username, *password, *role, *client_name;
+	bg_rconn_state_fn on_state;
+	void *arg;
+	redisAsyncContext *ac;
+	enum rconn_state state;
+	int setup_pending; /* set-up replies still expected */
+	bool setup_failed;
+	long long client_id;
+	struct bg_rreq head; /* circular list of requests in flight */
+	size_t n_pending, pending_bytes;
+	int64_t connect_deadline_ms;
+	int backoff_ms;
+	uint64_t reconnects;
+	struct event *tick;	 /* deadline checks, every 100 ms */
+	struct event *retry;	 /* reconnect timer */
+};
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static char *dupe(const char *s)
+{
+	return strdup(s ? s : "");
+}
+
+static void req_unlink(struct bg_rreq *q)
+{
+	q->prev->next = q->next;
+	q->next->prev = q->prev;
+	q->conn->n_pending--;
+	q->conn->pending_bytes -= q->bytes;
+}
+
+static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+	(void)ac;
+	struct bg_rreq *q = privdata;
+	struct bg_rconn *c = q->conn;
+	req_unlink(q);
+	if (q->fn)
+		q->fn(c, r, q->priv);
+	free(q);
+}
+
+static void schedule_retry(struct bg_rconn *c)
+{
+	if (c->state == RC_CLOSED)
+		return;
+	c->state = RC_DOWN;
+	c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : 100;
+	if (c->backoff_ms > c->o.reconnect_max_ms)
+		c->backoff_ms = c->o.reconnect_max_ms;
+	struct timeval tv = { c->backoff_ms / 1000,
+			      (c->backoff_ms % 1000) * 1000 };
+	evtimer_add(c->retry, &tv);
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+	struct bg_rconn *c = ac->data;
+	bool was_ready = c->state == RC_READY;
+	c->ac = NULL;
+	c->client_id = 0;
+	if (c->state == RC_CLOSED)
+		return;
+	if (status != REDIS_OK)
+		bg_warn("redis %s connection to %s:%d lost: %s", c->role,
+			c->host, c->o.port, ac->errstr[0] ? ac->errstr : "closed");
+	schedule_retry(c);
+	if (was_ready && c->on_state)
+		c->on_state(c, false, c->arg);
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+	struct bg_rconn *c = ac->data;
+	if (status != REDIS_OK) {
+		/* hiredis frees the context after this callback. */
+		bg_warn("redis %s connection to %s:%d failed: %s", c->role,
+			c->host, c->o.port, ac->errstr);
+		c->ac = NULL;
+		schedule_retry(c);
+		return;
+	}
+	redisEnableKeepAlive((redisContext *)&ac->c);
+}
+
+static void on_setup_reply(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	const char *what = priv;
+	if (r == NULL)
+		return; /* connection lost: on_disconnect handles it */
+	if (bg_reply_is_error(r)) {
+		bg_error("redis %s connection: %s failed: %s", c->role, what,
+			 r->str);
+		c->setup_failed = true;
+	} else if (strcmp(what, "CLIENT ID") == 0 &&
+		   r->type == REDIS_REPLY_INTEGER) {
+		c->client_id = r->integer;
+	}
+	if (--c->setup_pending > 0)
+		return;
+	if (c->setup_failed) {
+		bg_rconn_drop(c, "set-up failed");
+		return;
+	}
+	c->state = RC_READY;
+	c->backoff_ms = 0;
+	bg_info("redis %s connection ready (%s:%d db %d, client id %lld)",
+		c->role, c->host, c->o.port, c->o.db, c->client_id);
+	if (c->on_state)
+		c->on_state(c, true, c->arg);
+}
+
+static int send_raw(struct bg_rconn *c, bg_rconn_reply_fn fn, void *priv,
+		    int extra_ms, int argc, const char **argv,
+		    const size_t *lens)
+{
+	struct bg_rreq *q = calloc(1, sizeof(*q));
+	if (q == NULL)
+		return -ENOMEM;
+	q->conn = c;
+	q->fn = fn;
+	q->priv = priv;
+	q->deadline_ms = now_ms() + c->o.command_timeout_ms + extra_ms;
+	for (int i = 0; i < argc; i++)
+		q->bytes += (lens ? lens[i] : strlen(argv[i])) + 16;
+	if (redisAsyncCommandArgv(c->ac, on_reply, q, argc, argv, lens) !=
+	    REDIS_OK) {
+		free(q);
+		return -ENOTCONN;
+	}
+	q->next = &c->head;
+	q->prev = c->head.prev;
+	c->head.prev->next = q;
+	c->head.prev = q;
+	c->n_pending++;
+	c->pending_bytes += q->bytes;
+	return 0;
+}
+
+static void setup_cmd(struct bg_rconn *c, const char *what,
+		      const char *const *args)
+{
+	int n = 0;
+	while (args[n])
+		n++;
+	if (send_raw(c, on_setup_reply, (void *)what, 0, n, (const char **)args,
+		     NULL) == 0)
+		c->setup_pending++;
+}
+
+static void do_connect(struct bg_rconn *c)
+{
+	redisAsyncContext *ac = redisAsyncConnect(c->host, c->o.port);
+	if (ac == NULL) {
+		schedule_retry(c);
+		return;
+	}
+	if (ac->err) {
+		bg_warn("redis %s connect to %s:%d: %s", c->role, c->host,
+			c->o.port, ac->errstr);
+		redisAsyncFree(ac);
+		schedule_retry(c);
+		return;
+	}
+	/* hiredis 0.14 has no option for close-on-exec: set it before any
+	 * child can be spawned (the loop is single-threaded). */
+	int fl = fcntl(ac->c.fd, F_GETFD);
+	if (fl != -1)
+		fcntl(ac->c.fd, F_SETFD, fl | FD_CLOEXEC);
+	ac->data = c;
+	c->ac = ac;
+	c->state = RC_CONNECTING;
+	c->setup_pending = 0;
+	c->setup_failed = false;
+	c->connect_deadline_ms = now_ms() + c->o.connect_timeout_ms;
+	redisLibeventAttach(ac, c->base);
+	redisAsyncSetConnectCallback(ac, on_connect);
+	redisAsyncSetDisconnectCallback(ac, on_disconnect);
+	if (c->password[0]) {
+		if (c->username[0])
+			setup_cmd(c, "AUTH",
+				  (const char *const[]){ "AUTH", c->username,
+							 c->password, NULL });
+		else
+			setup_cmd(c, "AUTH",
+				  (const char *const[]){ "AUTH", c->password,
+							 NULL });
+	}
+	char db[16];
+	snprintf(db, sizeof(db), "%d", c->o.db);
+	setup_cmd(c, "SELECT", (const char *const[]){ "SELECT", db, NULL });
+	setup_cmd(c, "CLIENT SETNAME",
+		  (const char *const[]){ "CLIENT", "SETNAME", c->client_name,
+					 NULL });
+	setup_cmd(c, "CLIENT ID", (const char *const[]){ "CLIENT", "ID", NULL });
+}
+
+static void on_retry(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	struct bg_rconn *c = arg;
+	if (c->state == RC_DOWN) {
+		c->reconnects++;
+		do_connect(c);
+	}
+}
+
+static void on_tick(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	struct bg_rconn *c = arg;
+	int64_t now = now_ms();
+	if (c->state == RC_CONNECTING && c->ac &&
+	    !(c->ac->c.flags & REDIS_CONNECTED) &&
+	    now > c->connect_deadline_ms) {
+		bg_rconn_drop(c, "connect timeout");
+		return;
+	}
+	if (c->n_pending && c->head.next->deadline_ms < now) {
+		bg_rconn_drop(c, "request deadline expired");
+	}
+}
+
+struct bg_rconn *bg_rconn_new(struct event_base *base,
+			      const struct bg_rconn_opts *opts,
+			      bg_rconn_state_fn on_state, void *arg)
+{
+	struct bg_rconn *c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return NULL;
+	c->base = base;
+	c->o = *opts;
+	c->host = dupe(opts->host);
+	c->username = dupe(opts->username);
+	c->password = dupe(opts->password);
+	c->role = dupe(opts->role);
+	c->client_name = dupe(opts->client_name);
+	for (char *p = c->client_name; *p; p++)
+		if (*p == ' ' || *p == '\n' || *p == '\r')
+			*p = '_'; /* CLIENT SETNAME refuses spaces */
+	c->on_state = on_state;
+	c->arg = arg;
+	c->head.next = c->head.prev = &c->head;
+	c->state = RC_DOWN;
+	c->tick = event_new(base, -1, EV_PERSIST, on_tick, c);
+	c->retry = evtimer_new(base, on_retry, c);
+	if (!c->host || !c->username || !c->password || !c->role ||
+	    !c->client_name || !c->tick || !c->retry) {
+		bg_rconn_free(c);
+		return NULL;
+	}
+	struct timeval tv = { 0, 100 * 1000 };
+	event_add(c->tick, &tv);
+	return c;
+}
+
+void bg_rconn_start(struct bg_rconn *c)
+{
+	if (c->state == RC_DOWN && c->ac == NULL)
+		do_connect(c);
+}
+
+void bg_rconn_drop(struct bg_rconn *c, const char *why)
+{
+	if (c->ac == NULL)
+		return;
+	bg_warn("redis %s connection dropped: %s", c->role, why);
+	redisAsyncContext *ac = c->ac;
+	bool was_ready = c->state == RC_READY;
+	/* on_disconnect only runs for connected contexts; make the state
+	 * change here either way. */
+	c->state = RC_CLOSED; /* silence on_disconnect during the free */
+	redisAsyncFree(ac);
+	c->ac = NULL;
+	c->client_id = 0;
+	c->state = RC_DOWN;
+	schedule_retry(c);
+	if (was_ready && c->on_state)
+		c->on_state(c, false, c->arg);
+}
+
+void bg_rconn_free(struct bg_rconn *c)
+{
+	if (c == NULL)
+		return;
+	c->state = RC_CLOSED;
+	if (c->ac) {
+		redisAsyncContext *ac = c->ac;
+		c->ac = NULL;
+		redisAsyncFree(ac);
+	}
+	if (c->tick)
+		event_free(c->tick);
+	if (c->retry)
+		event_free(c->retry);
+	free(c->host);
+	free(c->username);
+	free(c->password);
+	free(c->role);
+	free(c->client_name);
+	free(c);
+}
+
+bool bg_rconn_ready(const struct bg_rconn *c)
+{
+	return c->state == RC_READY;
+}
+
+const char *bg_rconn_role(const struct bg_rconn *c)
+{
+	return c->role;
+}
+
+long long bg_rconn_client_id(const struct bg_rconn *c)
+{
+	return c->client_id;
+}
+
+size_t bg_rconn_pending(const struct bg_rconn *c)
+{
+	return c->n_pending;
+}
+
+size_t bg_rconn_pending_bytes(const struct bg_rconn *c)
+{
+	return c->pending_bytes;
+}
+
+uint64_t bg_rconn_reconnects(const struct bg_rconn *c)
+{
+	return c->reconnects;
+}
+
+int bg_rconn_cmd(struct bg_rconn *c, bg_rconn_reply_fn fn, void *priv,
+		 int extra_ms, int argc, const char **argv, const size_t *lens)
+{
+	if (c->state != RC_READY || c->ac == NULL)
+		return -ENOTCONN;
+	return send_raw(c, fn, priv, extra_ms, argc, argv, lens);
+}
+
+int bg_rconn_cmdv(struct bg_rconn *c, bg_rconn_reply_fn fn, void *priv,
+		  int extra_ms, const char *const *args)
+{
+	int n = 0;
+	while (args[n])
+		n++;
+	return bg_rconn_cmd(c, fn, priv, extra_ms, n, (const char **)args,
+			    NULL);
+}
+
+bool bg_reply_is_error(const redisReply *r)
+{
+	return r && r->type == REDIS_REPLY_ERROR;
+}
+
+const char *bg_reply_error(const redisReply *r)
+{
+	return bg_reply_is_error(r) ? r->str : "";
+}

@@ -1,0 +1,74 @@
+/* supervisor/redis.h - one asynchronous hiredis connection on bygated's
+ * libevent loop (DESIGN 3): connect with AUTH / SELECT / CLIENT SETNAME,
+ * FD_CLOEXEC and TCP keepalive on every (re)connect, a deadline per request
+ * (hiredis 0.14 has none: an expired deadline drops the connection), and
+ * reconnection with capped exponential back-off.
+ *
+ * A reply callback receives NULL when the outcome is unknown (connection
+ * lost or deadline expired before the reply); callers resolve that by the
+ * recovery rules, never by guessing. */
+#ifndef BG_SUPERVISOR_REDIS_H
+#define BG_SUPERVISOR_REDIS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <hiredis/hiredis.h>
+
+struct event_base;
+struct bg_rconn;
+
+typedef void (*bg_rconn_reply_fn)(struct bg_rconn *c, redisReply *reply,
+				  void *priv);
+/* Called when the connection becomes ready (up = true, after the set-up
+ * commands succeeded) or is lost (up = false). */
+typedef void (*bg_rconn_state_fn)(struct bg_rconn *c, bool up, void *arg);
+
+struct bg_rconn_opts {
+	const char *role; /* "read", "write", "control": for logs and SETNAME */
+	const char *host;
+	int port;
+	int db;
+	const char *username; /* NULL or "" = none */
+	const char *password; /* NULL or "" = none */
+	const char *client_name;
+	int connect_timeout_ms;
+	int command_timeout_ms;
+	int reconnect_max_ms;
+};
+
+struct bg_rconn *bg_rconn_new(struct event_base *base,
+			      const struct bg_rconn_opts *opts,
+			      bg_rconn_state_fn on_state, void *arg);
+/* Start connecting (and keep reconnecting until closed). */
+void bg_rconn_start(struct bg_rconn *c);
+/* Drop the connection now (pending callbacks get NULL) and reconnect. */
+void bg_rconn_drop(struct bg_rconn *c, const char *why);
+/* Close for good and free. Pending callbacks get NULL. */
+void bg_rconn_free(struct bg_rconn *c);
+
+bool bg_rconn_ready(const struct bg_rconn *c);
+const char *bg_rconn_role(const struct bg_rconn *c);
+/* CLIENT ID of the current connection (for CLIENT UNBLOCK), 0 if unknown. */
+long long bg_rconn_client_id(const struct bg_rconn *c);
+/* Requests sent and not answered yet, and their formatted bytes. */
+size_t bg_rconn_pending(const struct bg_rconn *c);
+size_t bg_rconn_pending_bytes(const struct bg_rconn *c);
+uint64_t bg_rconn_reconnects(const struct bg_rconn *c);
+
+/* Send one command. extra_ms extends this request's deadline beyond
+ * command_timeout_ms (e.g. the BLOCK time of XREADGROUP). fn may be NULL.
+ * 0, or -ENOTCONN when the connection is not ready (nothing sent). */
+int bg_rconn_cmd(struct bg_rconn *c, bg_rconn_reply_fn fn, void *priv,
+		 int extra_ms, int argc, const char **argv,
+		 const size_t *lens);
+/* Same, from a NULL-terminated list of C strings. */
+int bg_rconn_cmdv(struct bg_rconn *c, bg_rconn_reply_fn fn, void *priv,
+		  int extra_ms, const char *const *args);
+
+/* Reply helpers for callers. */
+bool bg_reply_is_error(const redisReply *r);
+const char *bg_reply_error(const redisReply *r); /* "" when not an error */
+
+#endif

@@ -1,0 +1,688 @@
+/* supervisor/task.c - the task path of DESIGN 4: scan an entry, decide
+ * (run, terminal replay, ignored command, dead letter), read and update the
+ * execution record, dispatch to an idle child, publish its streamed events
+ * live and hand its end to the finish builder. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <openssl/sha.h>
+
+#include "ipc/record.h"
+#include "supervisor/daemon.h"
+#include "supervisor/log.h"
+#include "wire/event.h"
+#include "wire/ids.h"
+#include "wire/json.h"
+#include "wire/keys.h"
+#include "wire/record.h"
+
+/* Reads the record of a message id in one round trip; never decodes JSON
+ * (DESIGN 4.6). Returns nil, or {execution_id, record or nil}. */
+static const char PICKUP_LUA[] =
+	"local id = redis.call('HGET', KEYS[1], 'msg_map:' .. ARGV[1])\n"
+	"if not id then return false end\n"
+	"return {id, redis.call('HGET', KEYS[1], 'exec:' .. id)}\n";
+
+int64_t bg_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t bg_mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t bg_redis_now_ms(const struct bg_daemon *d)
+{
+	return bg_now_ms() + d->redis_offset_ms;
+}
+
+struct bg_log_ids bg_task_log_ids(const struct bg_task *t)
+{
+	struct bg_log_ids ids = { t->session_id,
+				  t->execution_id[0] ? t->execution_id : NULL,
+				  t->message_id[0] ? t->message_id : NULL,
+				  t->slot, t->pid };
+	return ids;
+}
+
+static char *dup_str(struct bg_str s)
+{
+	char *p = malloc(s.len + 1);
+	if (p) {
+		memcpy(p, s.p, s.len);
+		p[s.len] = '\0';
+	}
+	return p;
+}
+
+static char *build_key(const struct bg_daemon *d, enum bg_key_kind kind,
+		       const char *id)
+{
+	struct bg_buf b = { 0 };
+	if (bg_key_build(&b, d->cfg->key_schema, kind, bg_str_c(id),
+			 bg_str_c(""), bg_str_c("")) != 0) {
+		bg_buf_free(&b);
+		return NULL;
+	}
+	return bg_buf_steal(&b);
+}
+
+void bg_expire_once(struct bg_daemon *d, const char *key)
+{
+	if (!bg_keyset_add(d->expired, key))
+		return;
+	bg_rconn_cmdv(d->wr, NULL, NULL, 0,
+		      (const char *const[]){ "EXPIRE", key, "604800", NULL });
+}
+
+void bg_turn_end(struct bg_daemon *d)
+{
+	bg_keyset_clear(d->expired);
+	bg_pool_end_of_turn(d->pool);
+}
+
+void bg_task_free(struct bg_daemon *d, struct bg_task *t)
+{
+	t->prev->next = t->next;
+	t->next->prev = t->prev;
+	d->n_tasks--;
+	if (t->retry_ev)
+		event_free(t->retry_ev);
+	bg_cmd_free(&t->cmd);
+	free(t->stream);
+	free(t->entry_id);
+	free(t->data);
+	free(t->session_id);
+	free(t->trace_id);
+	free(t->agent_type);
+	free(t->source_agent_type);
+	free(t->parent_message_id);
+	free(t->reg_key);
+	free(t->data_key);
+	free(t->status);
+	free(t->error_message);
+	bg_buf_free(&t->record);
+	bg_buf_free(&t->content);
+	bg_buf_free(&t->reply_data);
+	bg_buf_free(&t->result_metadata);
+	free(t);
+	bg_consume_kick(d);
+}
+
+static struct bg_task *find_task(struct bg_daemon *d, uint64_t tag)
+{
+	for (struct bg_task *t = d->all.next; t != &d->all; t = t->next)
+		if (t->tag == tag)
+			return t;
+	return NULL;
+}
+
+/* End the attempt now through the finish builder. */
+static void end_task(struct bg_daemon *d, struct bg_task *t,
+		     enum bg_outcome outcome, const char *error_code,
+		     const char *why)
+{
+	t->outcome = outcome;
+	t->error_code = error_code;
+	if (why) {
+		free(t->error_message);
+		t->error_message = strdup(why);
+	}
+	bg_finish(d, t);
+}
+
+static uint64_t entry_ms(const char *id)
+{
+	return strtoull(id, NULL, 10);
+}
+
+static void queue_push(struct bg_daemon *d, struct bg_task *t)
+{
+	t->state = BG_TASK_QUEUED;
+	t->qnext = NULL;
+	if (d->q_tail)
+		d->q_tail->qnext = t;
+	else
+		d->q_head = t;
+	d->q_tail = t;
+	d->n_queued++;
+}
+
+static struct bg_task *queue_pop(struct bg_daemon *d)
+{
+	struct bg_task *t = d->q_head;
+	if (t) {
+		d->q_head = t->qnext;
+		if (d->q_head == NULL)
+			d->q_tail = NULL;
+		d->n_queued--;
+	}
+	return t;
+}
+
+static void send_pickup(struct bg_daemon *d, struct bg_task *t);
+
+/* ---- the RUNNING write (WIRE 6.4 step 6) ---- */
+
+static void on_running_written(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	(void)priv;
+	if (r && r->type == REDIS_REPLY_ERROR)
+		bg_warn("execution record update refused: %s", r->str);
+}
+
+static int write_running(struct bg_daemon *d, struct bg_task *t,
+			 const struct bg_record *existing)
+{
+	int64_t now = bg_now_ms();
+	int rc;
+	struct bg_buf out = { 0 };
+	if (existing) {
+		struct bg_record_update u = { .status = bg_str_c("RUNNING"),
+					      .worker_id = bg_str_c(d->worker_id),
+					      .now_ms = now };
+		rc = bg_record_update(&out, bg_str_c(t->record.p), &u);
+	} else {
+		struct bg_record_new n = {
+			.execution_id = bg_str_c(t->execution_id),
+			.message_id = bg_str_c(t->message_id),
+			.session_id = bg_str_c(t->session_id),
+			.trace_id = bg_str_c(t->trace_id),
+			.parent_message_id = bg_str_c(t->parent_message_id),
+			.worker_id = bg_str_c(d->worker_id),
+			.target_agent_type = bg_str_c(t->agent_type),
+			.stream_name = bg_str_c(t->stream),
+			.redis_message_id = bg_str_c(t->entry_id),
+			.cancel_reason = bg_str_c(""),
+			.now_ms = now,
+		};
+		rc = bg_record_build_running(&out, &n);
+	}
+	if (rc) {
+		bg_buf_free(&out);
+		return rc;
+	}
+	bg_buf_free(&t->record);
+	t->record = out;
+	char field[64], mapf[160];
+	snprintf(field, sizeof(field), "exec:%s", t->execution_id);
+	snprintf(mapf, sizeof(mapf), "msg_map:%s", t->message_id);
+	const char *argv[6] = { "HSET", t->reg_key, field, t->record.p, mapf,
+				t->execution_id };
+	size_t lens[6] = { 4, strlen(t->reg_key), strlen(field), t->record.len,
+			   strlen(mapf), strlen(t->execution_id) };
+	bg_rconn_cmd(d->wr, on_running_written, NULL, 0, existing ? 4 : 6, argv,
+		     lens);
+	bg_expire_once(d, t->reg_key);
+	t->record_exists = true;
+	return 0;
+}
+
+/* ---- pickup decision (WIRE 6.4 steps 2-6) ---- */
+
+static void decide(struct bg_daemon *d, struct bg_task *t, redisReply *r)
+{
+	struct bg_record rec = { 0 };
+	bool have = false;
+	if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+	    r->element[1]->type == REDIS_REPLY_STRING &&
+	    r->element[0]->type == REDIS_REPLY_STRING) {
+		struct bg_str js = { r->element[1]->str, r->element[1]->len };
+		if (bg_record_read(&rec, js) == 0) {
+			have = true;
+			snprintf(t->execution_id, sizeof(t->execution_id), "%.*s",
+				 (int)r->element[0]->len, r->element[0]->str);
+			bg_buf_append(&t->record, js.p, js.len);
+		} else {
+			struct bg_log_ids ids = bg_task_log_ids(t);
+			bg_log_task(BG_LOG_WARN, &ids,
+				    "stored execution record is not valid JSON; "
+				    "starting a new execution");
+		}
+	}
+	bool is_resume = t->cmd.action == BG_ACTION_RESUME;
+	if (have && bg_status_is_terminal(rec.status) && !is_resume) {
+		struct bg_log_ids ids = bg_task_log_ids(t);
+		bg_log_task(BG_LOG_INFO, &ids,
+			    "terminal replay: execution already %.*s, entry %s "
+			    "acknowledged without running",
+			    (int)rec.status.len, rec.status.p, t->entry_id);
+		bg_record_free(&rec);
+		end_task(d, t, BG_OUT_ACK_ONLY, NULL, NULL);
+		return;
+	}
+	if (!have)
+		bg_id_new(t->execution_id, sizeof(t->execution_id), "exec-");
+	else if (rec.parent_message_id.len) {
+		free(t->parent_message_id);
+		t->parent_message_id = dup_str(rec.parent_message_id);
+	}
+	int rc = bg_cmd_validate_task(&t->cmd);
+	if (rc) {
+		bg_record_free(&rec);
+		t->record_exists = have;
+		end_task(d, t, BG_OUT_DEADLETTER, bg_cmd_error_code(rc),
+			 bg_cmd_error_text(rc));
+		return;
+	}
+	rc = write_running(d, t, have ? &rec : NULL);
+	bg_record_free(&rec);
+	if (rc) {
+		end_task(d, t, BG_OUT_FAILED, "INTERNAL",
+			 "cannot build the execution record");
+		return;
+	}
+	queue_push(d, t);
+	bg_task_dispatch(d);
+}
+
+static void on_pickup(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	struct bg_task *t = priv;
+	struct bg_daemon *d = t->d;
+	if (r == NULL) {
+		/* Outcome unknown (a read: harmless): retry after reconnect. */
+		t->state = BG_TASK_PICKUP;
+		t->finish_unknown = true;
+		return;
+	}
+	if (r->type == REDIS_REPLY_ERROR) {
+		if (strncmp(r->str, "NOSCRIPT", 8) == 0) {
+			bg_rconn_cmdv(d->wr, NULL, NULL, 0,
+				      (const char *const[]){ "SCRIPT", "LOAD",
+							     PICKUP_LUA, NULL });
+			send_pickup(d, t);
+			return;
+		}
+		struct bg_log_ids ids = bg_task_log_ids(t);
+		bg_log_task(BG_LOG_WARN, &ids,
+			    "registry read refused (%s); retrying", r->str);
+		t->finish_unknown = true;
+		bg_rconn_drop(d->wr, "registry read refused");
+		return;
+	}
+	decide(d, t, r);
+}
+
+static void send_pickup(struct bg_daemon *d, struct bg_task *t)
+{
+	t->state = BG_TASK_PICKUP;
+	t->finish_unknown = false;
+	if (bg_rconn_cmdv(d->wr, on_pickup, t, 0,
+			  (const char *const[]){ "EVALSHA", d->pickup_sha, "1",
+						 t->reg_key, t->message_id,
+						 NULL }) != 0)
+		t->finish_unknown = true; /* sent again when wr is back */
+}
+
+void bg_task_on_wr_up(struct bg_daemon *d)
+{
+	unsigned char sha[SHA_DIGEST_LENGTH];
+	SHA1((const unsigned char *)PICKUP_LUA, sizeof(PICKUP_LUA) - 1, sha);
+	for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
+		snprintf(d->pickup_sha + 2 * i, 3, "%02x", sha[i]);
+	bg_rconn_cmdv(d->wr, NULL, NULL, 0,
+		      (const char *const[]){ "SCRIPT", "LOAD", PICKUP_LUA,
+					     NULL });
+	for (struct bg_task *t = d->all.next; t != &d->all; t = t->next)
+		if (t->state == BG_TASK_PICKUP && t->finish_unknown)
+			send_pickup(d, t);
+	bg_finish_resend_unknown(d);
+}
+
+/* ---- accept ---- */
+
+static bool id_usable(struct bg_str s)
+{
+	if (s.len == 0 || s.len > 512)
+		return false;
+	for (size_t i = 0; i < s.len; i++)
+		if ((unsigned char)s.p[i] < 0x20 || s.p[i] == 0x7f)
+			return false;
+	return true;
+}
+
+void bg_task_accept(struct bg_daemon *d, int stream_idx, const char *id,
+		    const char *data, size_t data_len, bool has_data)
+{
+	struct bg_task *t = calloc(1, sizeof(*t));
+	if (t == NULL)
+		return; /* stays pending in Redis; recovered from the PEL */
+	t->d = d;
+	t->tag = ++d->next_tag;
+	t->slot = -1;
+	t->stream_idx = stream_idx;
+	t->stream = strdup(d->streams[stream_idx]);
+	t->entry_id = strdup(id);
+	t->picked_ms = bg_mono_ms();
+	t->next = &d->all;
+	t->prev = d->all.prev;
+	d->all.prev->next = t;
+	d->all.prev = t;
+	d->n_tasks++;
+	const char *agent = stream_idx > 0
+				    ? d->cfg->agent_types[stream_idx - 1].name
+				    : "";
+	t->agent_type = strdup(agent);
+	if (!has_data) {
+		end_task(d, t, BG_OUT_DEADLETTER, "no_data",
+			 "stream entry has no `data` field");
+		return;
+	}
+	t->data = malloc(data_len + 1);
+	if (t->data == NULL) {
+		end_task(d, t, BG_OUT_DEADLETTER, "too_large",
+			 "entry too large for memory");
+		return;
+	}
+	memcpy(t->data, data, data_len);
+	t->data[data_len] = '\0';
+	t->data_len = data_len;
+	int rc = bg_cmd_scan(t->data, t->data_len, &t->cmd);
+	if (rc) {
+		end_task(d, t, BG_OUT_DEADLETTER, bg_cmd_error_code(rc),
+			 bg_cmd_error_text(rc));
+		return;
+	}
+	t->cmd_ok = true;
+	struct bg_cmd *c = &t->cmd;
+	if (c->need_message_id)
+		bg_id_new(t->message_id, sizeof(t->message_id), "msg-");
+	else
+		snprintf(t->message_id, sizeof(t->message_id), "%.*s",
+			 (int)c->hdr[BG_HDR_MESSAGE_ID].len,
+			 c->hdr[BG_HDR_MESSAGE_ID].p);
+	t->session_id = dup_str(c->hdr[BG_HDR_SESSION_ID]);
+	t->trace_id = dup_str(c->hdr[BG_HDR_TRACE_ID]);
+	t->source_agent_type = dup_str(c->hdr[BG_HDR_SOURCE_AGENT_TYPE]);
+	t->parent_message_id = dup_str(c->hdr[BG_HDR_PARENT_MESSAGE_ID]);
+	if (c->hdr[BG_HDR_TARGET_AGENT_TYPE].len) {
+		free(t->agent_type);
+		t->agent_type = dup_str(c->hdr[BG_HDR_TARGET_AGENT_TYPE]);
+	}
+	uint64_t age_limit = (uint64_t)d->cfg->max_entry_age_s * 1000;
+	uint64_t now = (uint64_t)bg_redis_now_ms(d);
+	if (entry_ms(id) + age_limit < now) {
+		end_task(d, t, BG_OUT_DEADLETTER, "stale",
+			 "entry is older than max_entry_age; not run");
+		return;
+	}
+	if (c->action != BG_ACTION_ASK_AGENT && c->action != BG_ACTION_RESUME) {
+		struct bg_log_ids ids = bg_task_log_ids(t);
+		bg_log_task(stream_idx == 0 ? BG_LOG_WARN : BG_LOG_INFO, &ids,
+			    "%s on %s is not handled by this bygated; "
+			    "acknowledged",
+			    bg_action_name(c->action), t->stream);
+		end_task(d, t, BG_OUT_ACK_ONLY, NULL, NULL);
+		return;
+	}
+	if (!id_usable(bg_str_c(t->session_id)) ||
+	    !id_usable(bg_str_c(t->message_id)) ||
+	    !id_usable(bg_str_c(t->agent_type))) {
+		end_task(d, t, BG_OUT_DEADLETTER, "invalid_id",
+			 "session_id, message_id or target_agent_type is "
+			 "empty, longer than 512 bytes or has control "
+			 "characters");
+		return;
+	}
+	/* The handler is the one of the stream's agent type; events carry
+	 * the header's target_agent_type, as in by-framework. A task routed
+	 * to this worker directly names its type in the header. */
+	t->handler_type = stream_idx > 0 ? agent : t->agent_type;
+	t->has_source_agent = t->source_agent_type[0] != '\0' &&
+			      c->action != BG_ACTION_RESUME;
+	t->reg_key = build_key(d, BG_KEY_SESSION_REGISTRY, t->session_id);
+	t->data_key = build_key(d, BG_KEY_SESSION_DATA, t->session_id);
+	if (t->reg_key == NULL || t->data_key == NULL) {
+		end_task(d, t, BG_OUT_DEADLETTER, "invalid_id",
+			 "cannot build the session keys");
+		return;
+	}
+	send_pickup(d, t);
+}
+
+/* ---- dispatch ---- */
+
+static const struct bg_agent_type_conf *find_type(const struct bg_daemon *d,
+						  const char *name)
+{
+	return bg_config_agent_type(d->cfg, name);
+}
+
+static int pack_task(struct bg_daemon *d, struct bg_task *t,
+		     struct bg_buf *out)
+{
+	struct bg_str v[BG_TF__COUNT];
+	struct bg_cmd *c = &t->cmd;
+	v[BG_TF_AGENT_TYPE] = bg_str_c(t->handler_type);
+	v[BG_TF_ACTION] = bg_str_c(bg_action_name(c->action));
+	v[BG_TF_EXECUTION_ID] = bg_str_c(t->execution_id);
+	v[BG_TF_MESSAGE_ID] = bg_str_c(t->message_id);
+	v[BG_TF_SESSION_ID] = bg_str_c(t->session_id);
+	v[BG_TF_TRACE_ID] = bg_str_c(t->trace_id);
+	v[BG_TF_SOURCE_AGENT_TYPE] = bg_str_c(t->source_agent_type);
+	v[BG_TF_PARENT_MESSAGE_ID] = bg_str_c(t->parent_message_id);
+	v[BG_TF_TASK_GROUP_ID] = c->hdr[BG_HDR_TASK_GROUP_ID];
+	v[BG_TF_USER_CODE] = c->hdr[BG_HDR_USER_CODE];
+	v[BG_TF_USER_NAME] = c->hdr[BG_HDR_USER_NAME];
+	v[BG_TF_METADATA] = c->hdr[BG_HDR_METADATA];
+	v[BG_TF_BODY] = c->body;
+	v[BG_TF_RESUMED] = bg_str_c(c->action == BG_ACTION_RESUME ? "1" : "0");
+	v[BG_TF_WORKSPACE] = bg_str_c("");
+	v[BG_TF_ATTEMPT] = bg_str_c("1");
+	(void)d;
+	return bg_rec_pack(out, v, BG_TF__COUNT);
+}
+
+void bg_task_dispatch(struct bg_daemon *d)
+{
+	struct bg_buf payload = { 0 };
+	while (d->q_head) {
+		int slot = bg_pool_idle_slot(d->pool);
+		if (slot < 0)
+			break;
+		struct bg_task *t = queue_pop(d);
+		if (find_type(d, t->handler_type) == NULL) {
+			end_task(d, t, BG_OUT_FAILED, "UNKNOWN_AGENT_TYPE",
+				 "no handler is configured for this agent "
+				 "type on this worker");
+			continue;
+		}
+		bg_buf_reset(&payload);
+		int rc = pack_task(d, t, &payload);
+		if (rc == 0)
+			rc = bg_pool_run(d->pool, slot, t->tag, payload.p,
+					 payload.len);
+		if (rc) {
+			end_task(d, t, BG_OUT_FAILED,
+				 rc == -EMSGSIZE ? "PAYLOAD_TOO_LARGE"
+						 : "DISPATCH_FAILED",
+				 rc == -EMSGSIZE
+					 ? "task larger than max_message_bytes"
+					 : "task could not be handed to a child");
+			continue;
+		}
+		t->state = BG_TASK_RUNNING;
+		t->slot = slot;
+		t->pid = (int)bg_pool_pid(d->pool, slot);
+		t->started_ms = bg_mono_ms();
+		struct bg_log_ids ids = bg_task_log_ids(t);
+		bg_log_task(BG_LOG_DEBUG, &ids, "task started (%s entry %s)",
+			    bg_action_name(t->cmd.action), t->entry_id);
+	}
+	bg_buf_free(&payload);
+}
+
+void bg_task_on_idle(void *arg, int slot)
+{
+	(void)slot;
+	struct bg_daemon *d = arg;
+	bg_task_dispatch(d);
+	bg_consume_kick(d);
+}
+
+/* ---- messages from the child ---- */
+
+static void on_event_written(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	(void)priv;
+	if (r && r->type == REDIS_REPLY_ERROR)
+		bg_warn("event XADD refused: %s", r->str);
+}
+
+static bool event_kind(struct bg_str k, enum bg_event_kind *out)
+{
+	static const struct {
+		const char *name;
+		enum bg_event_kind kind;
+	} kinds[] = { { "chunk", BG_EVENT_CHUNK },
+		      { "state", BG_EVENT_STATE },
+		      { "artifact", BG_EVENT_ARTIFACT },
+		      { "sub_step", BG_EVENT_SUB_STEP } };
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+		if (bg_str_eq(k, kinds[i].name)) {
+			*out = kinds[i].kind;
+			return true;
+		}
+	return false;
+}
+
+void bg_event_ctx_of(const struct bg_task *t, struct bg_event_ctx *ctx)
+{
+	ctx->trace_id = bg_str_c(t->trace_id);
+	ctx->session_id = bg_str_c(t->session_id);
+	ctx->agent_type = bg_str_c(t->agent_type);
+	ctx->message_id = bg_str_c(t->message_id);
+	ctx->parent_message_id = bg_str_c(t->parent_message_id);
+	ctx->is_sub_agent = t->has_source_agent;
+}
+
+static void handle_event(struct bg_daemon *d, struct bg_task *t,
+			 const uint8_t *p, size_t len)
+{
+	struct bg_str f[BG_EF__COUNT];
+	enum bg_event_kind kind;
+	if (bg_rec_unpack(p, len, f, BG_EF__COUNT) ||
+	    !event_kind(f[BG_EF_KIND], &kind)) {
+		struct bg_log_ids ids = bg_task_log_ids(t);
+		bg_log_task(BG_LOG_WARN, &ids, "malformed event record dropped");
+		return;
+	}
+	t->events++;
+	t->event_bytes += f[BG_EF_CONTENT].len;
+	if (t->events > (uint64_t)d->cfg->max_events_per_task ||
+	    t->event_bytes > (uint64_t)d->cfg->max_event_bytes_per_task) {
+		if (!t->events_capped) {
+			struct bg_log_ids ids = bg_task_log_ids(t);
+			bg_log_task(BG_LOG_WARN, &ids,
+				    "task exceeded max_events_per_task or "
+				    "max_event_bytes_per_task; further events "
+				    "dropped and the task will fail");
+		}
+		t->events_capped = true;
+		return;
+	}
+	char uuid[33], sub_id[32];
+	bg_uuid_hex(uuid, true);
+	struct bg_event_ctx ctx;
+	bg_event_ctx_of(t, &ctx);
+	struct bg_event ev = { .kind = kind,
+			       .content = f[BG_EF_CONTENT],
+			       .event_type = f[BG_EF_EVENT_TYPE],
+			       .content_type = f[BG_EF_CONTENT_TYPE],
+			       .metadata = f[BG_EF_METADATA],
+			       .now_ms = bg_now_ms(),
+			       .uuid = { uuid, 32 } };
+	if (kind == BG_EVENT_SUB_STEP) {
+		bg_id_new(sub_id, sizeof(sub_id), "msg-");
+		ev.message_id = bg_str_c(sub_id);
+	}
+	struct bg_str et = bg_event_type_of(&ctx, &ev);
+	if (!t->has_source_agent && bg_str_eq(et, "appStreamResponse"))
+		t->end_marker_emitted = true;
+	struct bg_buf out = { 0 };
+	if (bg_event_build(&out, &ctx, &ev) == 0) {
+		const char *argv[5] = { "XADD", t->data_key, "*", "data",
+					out.p };
+		size_t lens[5] = { 4, strlen(t->data_key), 1, 4, out.len };
+		bg_rconn_cmd(d->wr, on_event_written, NULL, 0, 5, argv, lens);
+		bg_expire_once(d, t->data_key);
+	}
+	bg_buf_free(&out);
+}
+
+static void handle_result(struct bg_daemon *d, struct bg_task *t,
+			  const uint8_t *p, size_t len)
+{
+	struct bg_str f[BG_RF__COUNT];
+	if (bg_rec_unpack(p, len, f, BG_RF__COUNT)) {
+		end_task(d, t, BG_OUT_FAILED, "PROTOCOL",
+			 "the child sent a malformed result");
+		return;
+	}
+	if (t->events_capped) {
+		end_task(d, t, BG_OUT_FAILED, "EVENT_LIMIT",
+			 "the task exceeded max_events_per_task or "
+			 "max_event_bytes_per_task");
+		return;
+	}
+	if (f[BG_RF_ERROR].len) {
+		bg_buf_append(&t->result_metadata, f[BG_RF_METADATA].p,
+			      f[BG_RF_METADATA].len);
+		bg_buf_append(&t->reply_data, f[BG_RF_REPLY_DATA].p,
+			      f[BG_RF_REPLY_DATA].len);
+		char *why = dup_str(f[BG_RF_ERROR]);
+		end_task(d, t, BG_OUT_FAILED, NULL, why);
+		free(why);
+		return;
+	}
+	struct bg_str st = bg_status_normalize(f[BG_RF_STATUS]);
+	t->status = dup_str(st);
+	bg_buf_append(&t->content, f[BG_RF_CONTENT].p, f[BG_RF_CONTENT].len);
+	bg_buf_append(&t->reply_data, f[BG_RF_REPLY_DATA].p,
+		      f[BG_RF_REPLY_DATA].len);
+	bg_buf_append(&t->result_metadata, f[BG_RF_METADATA].p,
+		      f[BG_RF_METADATA].len);
+	end_task(d, t, BG_OUT_RESULT, NULL, NULL);
+}
+
+void bg_task_on_message(void *arg, int slot, uint16_t kind, uint64_t tag,
+			const uint8_t *payload, size_t len)
+{
+	(void)slot;
+	struct bg_daemon *d = arg;
+	struct bg_task *t = find_task(d, tag);
+	if (t == NULL || t->state != BG_TASK_RUNNING)
+		return;
+	if (kind == BG_REC_EVENT)
+		handle_event(d, t, payload, len);
+	else
+		handle_result(d, t, payload, len);
+}
+
+void bg_task_on_child_lost(void *arg, int slot, uint64_t tag, const char *why)
+{
+	(void)slot;
+	struct bg_daemon *d = arg;
+	struct bg_task *t = find_task(d, tag);
+	if (t == NULL || t->state != BG_TASK_RUNNING)
+		return;
+	struct bg_log_ids ids = bg_task_log_ids(t);
+	bg_log_task(BG_LOG_WARN, &ids, "task failed: %s", why);
+	t->error_type = "ChildProcessDied";
+	end_task(d, t, BG_OUT_FAILED, "CHILD_DIED", why);
+}

@@ -1,0 +1,218 @@
+"""The integration-test fixture `h`: a per-test temporary directory, private
+redis-server(s), bygated instances configured from dicts, the bygate CLI, and
+cleanup of every process even when the test fails. tests/run.py passes an `h`
+to every `def test_xxx(h)` in tests/integration/test_*.py.
+
+    def test_echo_streams_chunks(h):
+        d = h.start_bygated({"pool": {"size": 1}})
+        out = h.bygate("send", "--agent-type", "echo", "--session", "s1",
+                       "--content", "hi", "--wait")
+        assert out.returncode == 0, out.stderr
+        events = h.client().stream_data(h.keys.data_stream("s1"))
+"""
+
+import itertools
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+if str(REPO / "scripts") not in sys.path:
+    sys.path.insert(0, str(REPO / "scripts"))
+
+from bglib import proc  # noqa: E402
+from bglib.bygated import (Bygated, BygatedError, READY_LINE, ready_log,  # noqa: E402,F401
+                           ready_lease, ready_any_lease, ready_either,
+                           lease_is_online)
+from bglib.keys import Keys  # noqa: E402
+from bglib.libconfig import Raw, deep_merge, render  # noqa: E402,F401
+from bglib.redisserver import RedisServer, RedisStartError  # noqa: E402,F401
+from bglib.resp import (RespClient, RespError, RespTimeout,  # noqa: E402,F401
+                        decode_entries, entry_data, pairs_to_dict)
+from bglib.proc import wait_until, pid_alive  # noqa: E402,F401
+
+
+def build_dir():
+    """The build directory under test: $BYGATE_BUILD (set by tests/run.py),
+    else <repo>/build; always absolute."""
+    return pathlib.Path(os.environ.get("BYGATE_BUILD") or REPO / "build").resolve()
+
+
+def timeout(seconds):
+    """Decorator: this test's watchdog timeout instead of the runner's."""
+    def mark(fn):
+        fn.timeout = seconds
+        return fn
+    return mark
+
+
+class Harness:
+    """Owns everything a test starts; close() stops it all in reverse order.
+    The temporary directory is removed after a passing test and kept (its
+    path printed by the runner) after a failing one."""
+
+    def __init__(self, name="test", build=None, keep_tmp=False):
+        self.name = name
+        self.build = pathlib.Path(build).resolve() if build else build_dir()
+        self.tmp = pathlib.Path(tempfile.mkdtemp(prefix="bygate-%s-" % name))
+        self.keep_tmp = keep_tmp or bool(os.environ.get("BYGATE_KEEP_TMP"))
+        self.keys = Keys(os.environ.get("BYGATE_TEST_KEY_SCHEMA", "v1"))
+        self._redis = None
+        self._owned = []      # RedisServer, Bygated, RespClient: closed reversed
+        self._bygateds = []
+        self._ids = itertools.count(1)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.close(failed=exc_type is not None)
+
+    # -- paths -----------------------------------------------------------
+
+    def bin(self, name):
+        """Absolute path of a built program (bygated, bygate, bygate-child)."""
+        return self.build / name
+
+    def plugin(self, name):
+        """build/plugins/<name>.so, else build/test-plugins/<name>.so."""
+        for sub in ("plugins", "test-plugins"):
+            p = self.build / sub / (name + ".so")
+            if p.exists():
+                return p
+        return self.build / "plugins" / (name + ".so")
+
+    def agent_type(self, name, plugin=None, options=None, **settings):
+        """An agent_types entry: plugin handler, plugin <name>.so by default."""
+        entry = {"name": name, "handler": "plugin",
+                 "plugin": str(self.plugin(plugin or name))}
+        if options is not None:
+            entry["options"] = options
+        entry.update(settings)
+        return entry
+
+    # -- redis -----------------------------------------------------------
+
+    @property
+    def redis(self):
+        """The test's default redis-server, started on first use."""
+        if self._redis is None:
+            self._redis = self.start_redis()
+        return self._redis
+
+    def start_redis(self, args=()):
+        """Another private redis-server (its data under the test's tmp)."""
+        r = RedisServer(self.tmp / ("redis%d" % next(self._ids)), args=args)
+        self._owned.append(r)
+        r.start()
+        return r
+
+    def client(self, redis=None, **kw):
+        """A RespClient to `redis` (default: h.redis), closed at cleanup."""
+        c = (redis or self.redis).client(**kw)
+        self._owned.append(c)
+        return c
+
+    def env(self, redis=None, **extra):
+        """A clean environment (no inherited REDIS_*/BYAI_* variables) that
+        points by-framework processes at `redis` (default h.redis)."""
+        return proc.clean_env(dict((redis or self.redis).env(), **extra))
+
+    # -- bygated ---------------------------------------------------------
+
+    def config(self, overrides=None, redis=None, worker_id=None):
+        """The default test configuration merged with overrides (a None value
+        removes a key). Each call gets fresh state and workspace dirs."""
+        n = next(self._ids)
+        base = self.tmp / ("bygated%d" % n)
+        (base / "state").mkdir(parents=True, exist_ok=True)
+        (base / "workspace").mkdir(parents=True, exist_ok=True)
+        r = redis or self.redis
+        cfg = {
+            "redis": {"host": r.host, "port": r.port},
+            "worker": {"id": worker_id or "itest-w%d" % n},
+            "pool": {"size": 2},
+            "paths": {"state_dir": str(base / "state"),
+                      "workspace_dir": str(base / "workspace")},
+            "log": {"level": "debug"},
+            "agent_types": [self.agent_type("echo")],
+        }
+        return deep_merge(cfg, overrides)
+
+    def bygated(self, overrides=None, *, config=None, redis=None, env=None,
+                args=(), ready=ready_log, start_timeout=30.0):
+        """A Bygated (not started) for config (a dict or a file path; default
+        h.config(overrides)), in its own directory under the test's tmp."""
+        if config is None:
+            config = self.config(overrides, redis=redis)
+        workdir = self.tmp / ("bygated-run%d" % next(self._ids))
+        d = Bygated(self.bin("bygated"), config, workdir,
+                    env=env if env is not None else proc.clean_env(),
+                    args=args, ready=ready, start_timeout=start_timeout,
+                    label="bygated#%d" % (len(self._bygateds) + 1))
+        self._owned.append(d)
+        self._bygateds.append(d)
+        return d
+
+    def start_bygated(self, overrides=None, *, wait=True, timeout=None, **kw):
+        """bygated(...) then start(wait): raises BygatedError with its log
+        tail if it exits or is not ready in time."""
+        return self.bygated(overrides, **kw).start(wait, timeout)
+
+    @property
+    def worker_id(self):
+        """The worker id of the most recently created bygated config."""
+        for d in reversed(self._bygateds):
+            if isinstance(d.config, dict):
+                return d.config.get("worker", {}).get("id")
+        return None
+
+    # -- CLI -------------------------------------------------------------
+
+    def bygate(self, *args, redis=None, env=None, timeout=60.0, input=None):
+        """Run the bygate CLI to completion with REDIS_HOST/REDIS_PORT of
+        `redis`; returns CompletedProcess (text stdout/stderr, returncode)."""
+        exe = self.bin("bygate")
+        if not exe.exists():
+            raise FileNotFoundError("%s is not built (run `make all`)" % exe)
+        return subprocess.run(
+            [str(exe), *[str(a) for a in args]],
+            env=env if env is not None else self.env(redis),
+            input=input, capture_output=True, text=True, timeout=timeout,
+            cwd=str(self.tmp), stdin=None if input is not None else subprocess.DEVNULL)
+
+    def spawn(self, argv, label=None, env=None, **kw):
+        """Start any helper process, tracked and killed at cleanup."""
+        return proc.spawn(argv, label=label or os.path.basename(str(argv[0])),
+                          env=env if env is not None else self.env(), **kw)
+
+    # -- cleanup and reports ---------------------------------------------
+
+    def failure_report(self, lines=40):
+        """Log tails of every bygated this test started (for the runner)."""
+        parts = []
+        for d in self._bygateds:
+            parts.append("--- %s log tail (%s) ---\n%s" % (
+                d.label, d.log_path, d.log_tail(lines) or "(empty)"))
+        return "\n".join(parts)
+
+    def close(self, failed=False):
+        """Stop everything (bygated gracefully with a bound, then redis),
+        close clients, then remove the tmp dir unless the test failed."""
+        errors = []
+        for obj in reversed(self._owned):
+            try:
+                if isinstance(obj, Bygated):
+                    obj.stop(timeout=10.0)
+                else:
+                    obj.close()
+            except Exception as e:  # cleanup must go on
+                errors.append("%r: %s" % (obj, e))
+        self._owned.clear()
+        if not (failed or self.keep_tmp):
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        if errors:
+            raise RuntimeError("cleanup failed: " + "; ".join(errors))

@@ -1,0 +1,62 @@
+/* wire/keys.h - every Redis key bygate or its client touches (WIRE 1.2),
+ * built by one function under the v1 or v2 schema, and the schema selection
+ * rule of WIRE 1.1. A Python client and bygate disagreeing on a key is a
+ * silent outage: no other code may format a key by hand. */
+#ifndef BG_WIRE_KEYS_H
+#define BG_WIRE_KEYS_H
+
+#include "common/buf.h"
+#include "conf/config.h" /* enum bg_key_schema */
+
+/* The ids each kind takes are listed as (id, id2, id3); unused ids must be
+ * empty. S = session id, W = worker id, T = agent type, G = task group id. */
+enum bg_key_kind {
+	BG_KEY_AGENT_TYPE_CTRL,     /* (T) stream; no hash tag under v2 */
+	BG_KEY_WORKER_CTRL,	    /* (W) stream */
+	BG_KEY_SESSION_DATA,	    /* (S) data stream */
+	BG_KEY_SESSION_CHECKPOINT,  /* (S, consumer name) */
+	BG_KEY_SESSION_REGISTRY,    /* (S) execution records hash */
+	BG_KEY_SESSION_KV,	    /* (S) bygate's session kv hash */
+	BG_KEY_TASK_GROUP,	    /* (G) */
+	BG_KEY_TASK_GROUP_RESULTS,  /* (G) */
+	BG_KEY_KNOWN_WORKERS,	    /* () */
+	BG_KEY_WORKER_AGENT_TYPES,  /* (W) declared agent types */
+	BG_KEY_AGENT_TYPE_MEMBERS,  /* (T) routing set */
+	BG_KEY_AGENT_TYPE_DENIED,   /* (T) denylist */
+	BG_KEY_WORKER_ONLINE,	    /* (W) lease; W = "*" gives the SCAN pattern */
+	BG_KEY_WORKER_ADMIN,	    /* (W) */
+	BG_KEY_ADMIN_WORKERS,	    /* () */
+	BG_KEY_WORKER_STATUS,	    /* (W) counters */
+	BG_KEY_WORKER_EXECUTIONS,   /* (W) history index */
+	BG_KEY_WORKER_ACTIVE_INDEX, /* (W) active execution index */
+	BG_KEY_WORKER_ACTIVE_SNAPSHOTS,	 /* (W) */
+	BG_KEY_WORKER_HISTORY_SNAPSHOTS, /* (W) */
+	BG_KEY_AGENT_CONFIG_SNAPSHOT,	 /* (execution id) */
+	BG_KEY_PLUGIN_RELOAD_ACK,	 /* (reload id) */
+	BG_KEY_WAKEUP,			 /* () */
+	BG_KEY_WAKEUP_RESULT,		 /* (execution id) */
+	BG_KEY_PENDING_DELIVERIES,	 /* () */
+	BG_KEY_DEADLETTER,		 /* () */
+	BG_KEY_CIRCUIT,			 /* (T) */
+	BG_KEY_FALLBACK,		 /* (T) */
+	BG_KEY_QUOTA,			 /* (user code) */
+	BG_KEY_WAKEUP_DEDUPE, /* (T, user code, region); empty id2/id3 -> "_" */
+	BG_KEY__COUNT
+};
+
+/* Append the key of `kind` under `schema` to out. Required ids must be
+ * non-empty and unused ids empty (BG_KEY_WAKEUP_DEDUPE's id2/id3 may be
+ * empty and are then written as "_"). Ids are copied verbatim. 0, -EINVAL
+ * (bad schema/kind/ids; out unchanged), -ENOMEM. */
+int bg_key_build(struct bg_buf *out, enum bg_key_schema schema,
+		 enum bg_key_kind kind, struct bg_str id, struct bg_str id2,
+		 struct bg_str id3);
+
+/* WIRE 1.1: env REDIS_KEY_SCHEMA_VERSION when set (non-NULL: must be "v1" or
+ * "v2", anything else, "" included, is -EINVAL); else v2 when
+ * REDIS_CLUSTER_HOST is non-empty; else `configured` when non-NULL ("v1" or
+ * "v2", else -EINVAL); else v1. Pass getenv() results; 0 with *out set. */
+int bg_key_schema_select(const char *env_version, const char *env_cluster_host,
+			 const char *configured, enum bg_key_schema *out);
+
+#endif

@@ -1,0 +1,325 @@
+/* wire/record.c - execution records (WIRE 6.1-6.4): a one-pass reader of
+ * the fields a worker decides on, creation templates, and status updates
+ * spliced into the stored bytes with bg_json_obj_set. */
+#include "wire/record.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "wire/json.h"
+#include "wire/send.h"
+
+/* ---- reading ---------------------------------------------------------- */
+
+static const struct {
+	const char *key;
+	size_t off;
+} str_fields[] = {
+	{ "execution_id", offsetof(struct bg_record, execution_id) },
+	{ "message_id", offsetof(struct bg_record, message_id) },
+	{ "status", offsetof(struct bg_record, status) },
+	{ "parent_message_id", offsetof(struct bg_record, parent_message_id) },
+	{ "worker_id", offsetof(struct bg_record, worker_id) },
+	{ "source_agent_type", offsetof(struct bg_record, source_agent_type) },
+	{ "target_agent_type", offsetof(struct bg_record, target_agent_type) },
+	{ "cancel_reason", offsetof(struct bg_record, cancel_reason) },
+};
+#define N_STR_FIELDS (sizeof(str_fields) / sizeof(str_fields[0]))
+
+static struct bg_str *field_at(struct bg_record *r, size_t i)
+{
+	return (struct bg_str *)((char *)r + str_fields[i].off);
+}
+
+/* Parse a JSON number span as int64 (ms timestamps; fractions truncated). */
+static int parse_int64(struct bg_str raw, int64_t *v)
+{
+	char num[64];
+	if (raw.len == 0 || raw.len >= sizeof(num))
+		return -EINVAL;
+	memcpy(num, raw.p, raw.len);
+	num[raw.len] = '\0';
+	double d = strtod(num, NULL);
+	if (!isfinite(d) || d >= 9.2e18 || d <= -9.2e18)
+		return -EINVAL;
+	*v = (int64_t)d;
+	return 0;
+}
+
+/* Decode a string-or-null member into r->store; its offset goes to *off. */
+static int read_str(struct bg_record *r, struct bg_str val, size_t *off,
+		    size_t *len)
+{
+	char t = bg_json_type(val);
+	if (t == 'n') {
+		*len = 0;
+		return 0;
+	}
+	if (t != '"')
+		return -EINVAL;
+	*off = r->store.len;
+	int rc = bg_json_unescape(&r->store, val);
+	*len = r->store.len - *off;
+	return rc;
+}
+
+static int read_scalar(struct bg_record *r, struct bg_str key,
+		       struct bg_str val)
+{
+	char t = bg_json_type(val);
+	if (bg_json_str_eq(key, "cancel_requested")) {
+		if (t != 't' && t != 'f' && t != 'n')
+			return -EINVAL;
+		r->cancel_requested = t == 't';
+	} else if (bg_json_str_eq(key, "started_at")) {
+		r->started_at = 0;
+		if (t == '0')
+			return parse_int64(val, &r->started_at);
+		if (t != 'n')
+			return -EINVAL;
+	}
+	return 0;
+}
+
+static int read_members(struct bg_record *r, struct bg_str json,
+			size_t off[], size_t len[])
+{
+	struct bg_json_iter it;
+	struct bg_str key, val;
+	int rc = bg_json_iter_open(&it, json.p, json.len, 0, 0);
+
+	while (rc == 0 && (rc = bg_json_iter_key(&it, &key)) == 1) {
+		rc = bg_json_iter_value(&it, &val);
+		size_t i = 0;
+		while (rc == 0 && i < N_STR_FIELDS &&
+		       !bg_json_str_eq(key, str_fields[i].key))
+			i++;
+		if (rc == 0 && i < N_STR_FIELDS)
+			rc = read_str(r, val, &off[i], &len[i]);
+		else if (rc == 0)
+			rc = read_scalar(r, key, val);
+	}
+	for (size_t p = it.pos; rc == 0 && p < json.len; p++)
+		if (!strchr(" \t\r\n", json.p[p]) || json.p[p] == '\0')
+			rc = -EINVAL;
+	return rc;
+}
+
+int bg_record_read(struct bg_record *r, struct bg_str json)
+{
+	size_t off[N_STR_FIELDS] = { 0 }, len[N_STR_FIELDS] = { 0 };
+
+	memset(r, 0, sizeof(*r));
+	int rc = read_members(r, json, off, len);
+	if (rc == 0)
+		rc = bg_buf_reserve(&r->store, 0); /* p non-NULL */
+	if (rc) {
+		bg_record_free(r);
+		return rc;
+	}
+	for (size_t i = 0; i < N_STR_FIELDS; i++)
+		*field_at(r, i) = (struct bg_str){ r->store.p + off[i], len[i] };
+	return 0;
+}
+
+void bg_record_free(struct bg_record *r)
+{
+	bg_buf_free(&r->store);
+	memset(r, 0, sizeof(*r));
+}
+
+/* ---- creation --------------------------------------------------------- */
+
+int bg_record_build_running(struct bg_buf *out, const struct bg_record_new *n)
+{
+	int64_t now = n->now_ms;
+	return bg_wire_fmt(out,
+		"{\"execution_id\":%s,\"message_id\":%s,\"session_id\":%s,"
+		"\"trace_id\":%s,\"parent_message_id\":%s,\"worker_id\":%s,"
+		"\"target_agent_type\":%s,\"stream_name\":%s,"
+		"\"redis_message_id\":%s,\"status\":\"RUNNING\","
+		"\"cancel_requested\":%b,\"cancel_reason\":%s,"
+		"\"created_at\":%d,\"updated_at\":%d,\"started_at\":%d,"
+		"\"finished_at\":0,\"timeline\":[{\"status\":\"RUNNING\","
+		"\"timestamp\":%d}]}",
+		n->execution_id, n->message_id, n->session_id, n->trace_id,
+		n->parent_message_id, n->worker_id, n->target_agent_type,
+		n->stream_name, n->redis_message_id, (int)n->cancel_requested,
+		n->cancel_reason, now, now, now, now);
+}
+
+static struct bg_str or_default(struct bg_str v, const char *def)
+{
+	return v.len ? v : bg_str_c(def);
+}
+
+int bg_record_build_queued(struct bg_buf *out, const struct bg_record_queued *q)
+{
+	int64_t now = q->now_ms;
+	int rc = bg_wire_fmt(out,
+		"{\"execution_id\":%s,\"message_id\":%s,\"session_id\":%s,"
+		"\"trace_id\":%s,\"parent_message_id\":%s,"
+		"\"source_agent_type\":%s,\"target_agent_type\":%s,"
+		"\"stream_name\":%s,\"status\":\"QUEUED\",",
+		q->execution_id, q->message_id, q->session_id, q->trace_id,
+		q->parent_message_id, q->source_agent_type,
+		q->target_agent_type, q->stream_name);
+	if (rc == 0 && q->route)
+		rc = bg_wire_fmt(out,
+			"\"route_policy\":%s,\"route_status\":%s,"
+			"\"selected_agent_type\":%s,"
+			"\"availability_error_code\":%s,"
+			"\"availability_error\":%s,",
+			or_default(q->route_policy, "FAIL_FAST"),
+			or_default(q->route_status, "DELIVER_NOW"),
+			q->selected_agent_type, q->availability_error_code,
+			q->availability_error);
+	if (rc == 0)
+		rc = bg_wire_fmt(out,
+			"\"created_at\":%d,\"updated_at\":%d,\"started_at\":0,"
+			"\"finished_at\":0,\"timeline\":[{\"status\":\"QUEUED\","
+			"\"timestamp\":%d}],\"worker_id\":\"\","
+			"\"cancel_requested\":false,\"cancel_reason\":\"\"}",
+			now, now, now);
+	return rc;
+}
+
+/* ---- completion fields ------------------------------------------------ */
+
+/* Member `key` of a raw object, or empty when absent, null or not an
+ * object. -EINVAL when raw is malformed. */
+static int member_or_empty(struct bg_str obj, const char *key,
+			   struct bg_str *val)
+{
+	*val = (struct bg_str){ NULL, 0 };
+	if (obj.len == 0)
+		return 0;
+	if (!bg_json_valid(obj.p, obj.len))
+		return -EINVAL;
+	if (bg_json_type(obj) != '{' || bg_json_obj_get(obj, key, val) != 0 ||
+	    bg_json_type(*val) == 'n')
+		*val = (struct bg_str){ NULL, 0 };
+	return 0;
+}
+
+int bg_record_errors_from(struct bg_record_errors *e, struct bg_str metadata,
+			  struct bg_str reply_data)
+{
+	int rc = member_or_empty(metadata, "error_type", &e->error_type);
+	if (!rc)
+		rc = member_or_empty(metadata, "error_message", &e->error_message);
+	if (!rc)
+		rc = member_or_empty(metadata, "error_code", &e->error_code);
+	if (!rc)
+		rc = member_or_empty(metadata, "failed_stage", &e->failed_stage);
+	if (!rc)
+		rc = member_or_empty(metadata, "retryable", &e->retryable);
+	if (!rc && e->error_message.len == 0)
+		rc = member_or_empty(reply_data, "error", &e->error_message);
+	return rc;
+}
+
+/* ---- status update ---------------------------------------------------- */
+
+static void set_timeline(struct bg_wire_splice *s,
+			 const struct bg_record_update *u)
+{
+	struct bg_str tl;
+	struct bg_buf entry = { 0 };
+
+	if (s->rc)
+		return;
+	s->rc = bg_wire_fmt(&entry, "{\"status\":%s,\"timestamp\":%d}",
+			    u->status, (int64_t)u->now_ms);
+	struct bg_str e = { entry.p, entry.len };
+	if (s->rc == 0 && bg_json_obj_get(s->cur, "timeline", &tl) == 0 &&
+	    bg_json_type(tl) == '[') {
+		struct bg_buf arr = { 0 };
+		s->rc = bg_json_arr_append(&arr, tl, e);
+		bg_wire_splice_set(s, "timeline",
+				   (struct bg_str){ arr.p, arr.len });
+		bg_buf_free(&arr);
+	} else {
+		bg_wire_splice_fmt(s, "timeline", "[%r]", e);
+	}
+	bg_buf_free(&entry);
+}
+
+/* True when the stored started_at is absent, null or zero. */
+static bool started_unset(struct bg_str rec)
+{
+	struct bg_str v;
+	int64_t t = 0;
+	if (bg_json_obj_get(rec, "started_at", &v) != 0)
+		return true;
+	char type = bg_json_type(v);
+	return type == 'n' || (type == '0' && parse_int64(v, &t) == 0 && t == 0);
+}
+
+static void set_errors(struct bg_wire_splice *s, const struct bg_record_errors *e)
+{
+	if (e == NULL)
+		return;
+	bg_wire_splice_set(s, "error_type", e->error_type);
+	bg_wire_splice_set(s, "error_message", e->error_message);
+	bg_wire_splice_set(s, "error_code", e->error_code);
+	bg_wire_splice_set(s, "failed_stage", e->failed_stage);
+	bg_wire_splice_set(s, "retryable", e->retryable);
+}
+
+int bg_record_update(struct bg_buf *out, struct bg_str record,
+		     const struct bg_record_update *u)
+{
+	struct bg_wire_splice s = { .cur = record };
+	int64_t now = u->now_ms;
+
+	if (bg_json_type(record) != '{' || !bg_json_valid(record.p, record.len))
+		return -EINVAL;
+	bg_wire_splice_fmt(&s, "status", "%s", u->status);
+	if (u->worker_id.len)
+		bg_wire_splice_fmt(&s, "worker_id", "%s", u->worker_id);
+	bg_wire_splice_fmt(&s, "updated_at", "%d", now);
+	set_timeline(&s, u);
+	if (s.rc == 0 && bg_str_eq(u->status, "RUNNING") && started_unset(s.cur))
+		bg_wire_splice_fmt(&s, "started_at", "%d", now);
+	if (bg_status_is_terminal(u->status))
+		bg_wire_splice_fmt(&s, "finished_at", "%d", now);
+	if (u->cancel) {
+		bg_wire_splice_fmt(&s, "cancel_requested", "true");
+		bg_wire_splice_fmt(&s, "cancel_reason", "%s", u->cancel_reason);
+	}
+	set_errors(&s, u->errors);
+	if (s.rc == 0)
+		s.rc = bg_buf_append(out, s.cur.p, s.cur.len);
+	bg_wire_splice_free(&s);
+	return s.rc;
+}
+
+/* ---- status strings --------------------------------------------------- */
+
+static const char *const agent_states[] = {
+	"STARTING",     "COMPLETED",     "FAILED",       "CANCELLING",
+	"CANCELLED",    "RESUMED",       "WAITING_AGENT", "WAITING_USER",
+	"QUEUED",       "CALLING_AGENT",
+};
+
+struct bg_str bg_status_normalize(struct bg_str status)
+{
+	if (status.len == 0)
+		return bg_str_c("COMPLETED");
+	for (size_t i = 0; i < sizeof(agent_states) / sizeof(agent_states[0]); i++)
+		if (strlen(agent_states[i]) == status.len &&
+		    strncasecmp(agent_states[i], status.p, status.len) == 0)
+			return bg_str_c(agent_states[i]);
+	return status;
+}
+
+bool bg_status_is_terminal(struct bg_str status)
+{
+	return bg_str_eq(status, "COMPLETED") || bg_str_eq(status, "FAILED") ||
+	       bg_str_eq(status, "CANCELLED");
+}
