@@ -21,6 +21,8 @@ int bg_consume_capacity(const struct bg_daemon *d)
 
 static void issue_read(struct bg_daemon *d);
 
+static void handle_read_reply(struct bg_daemon *d, redisReply *r);
+
 static void on_read(struct bg_rconn *c, redisReply *r, void *priv)
 {
 	(void)c;
@@ -29,6 +31,12 @@ static void on_read(struct bg_rconn *c, redisReply *r, void *priv)
 	d->unblock_sent = false;
 	if (r == NULL)
 		return; /* connection lost; entries stay in our PEL */
+	handle_read_reply(d, r);
+	bg_consume_kick(d);
+}
+
+static void handle_read_reply(struct bg_daemon *d, redisReply *r)
+{
 	if (r->type == REDIS_REPLY_ERROR) {
 		bg_warn("XREADGROUP failed: %s", r->str);
 		if (strncmp(r->str, "NOGROUP", 7) == 0) {
