@@ -17,12 +17,12 @@
 
 /* Exit codes of bygate-child (the supervisor logs them). 0 = STOP honoured. */
 #define BG_CHILD_EXIT_USAGE 64	  /* bad command line */
-#define BG_CHILD_EXIT_SEGMENT 70  /* fd 3-5 missing or segment invalid */
-#define BG_CHILD_EXIT_CONFIG 71	  /* CONFIG refused; a FATAL record says why */
-#define BG_CHILD_EXIT_PROTOCOL 72 /* the supervisor broke the ring protocol */
+#define BG_CHILD_EXIT_SEGMENT 70  /* fds 3-5 missing, segment invalid */
+#define BG_CHILD_EXIT_CONFIG 71	  /* CONFIG refused; FATAL says why */
+#define BG_CHILD_EXIT_PROTOCOL 72 /* the supervisor broke the protocol */
 #define BG_CHILD_EXIT_ORPHAN 73	  /* the supervisor (parent) is gone */
 
-#define BG_CHILD_WAIT_MS 1000	/* every doorbell wait times out (DESIGN 5) */
+#define BG_CHILD_WAIT_MS 1000	/* every doorbell wait times out */
 #define BG_CHILD_MAX_TYPES 256	/* agent types one CONFIG may carry */
 #define BG_CHILD_MAX_STATUS 128 /* bytes of a handler's status string */
 
@@ -63,7 +63,7 @@ struct bg_child {
 	struct bg_msg_in in;	/* down-ring reassembly */
 	struct bg_buf out;	/* packing scratch for up-ring messages */
 	struct bg_child_queued *queue, *queue_tail;
-	struct bg_child_queued *held; /* returned by bg_child_next, freed next */
+	struct bg_child_queued *held; /* last returned by bg_child_next */
 	bool in_task;		/* process() is on the stack */
 	uint64_t task_tag;
 	bool cancel_flag;	/* the running task was cancelled */

@@ -78,10 +78,11 @@ static void parse_args(struct bg_child *c, int argc, char **argv)
 {
 	long v;
 	for (int i = 1; i < argc; i += 2) {
+		bool slot = strcmp(argv[i], "--slot") == 0;
 		if (i + 1 >= argc || parse_long(argv[i + 1], &v) ||
-		    (strcmp(argv[i], "--slot") && strcmp(argv[i], "--generation")))
+		    (!slot && strcmp(argv[i], "--generation")))
 			goto usage;
-		if (strcmp(argv[i], "--slot") == 0)
+		if (slot)
 			c->slot = v;
 	}
 	if (c->slot >= 0)
@@ -148,7 +149,8 @@ static void configure(struct bg_child *c)
 		rc = bg_child_agent_names(c, &text);
 	if (rc) {
 		if (text.len == 0)
-			bg_buf_printf(&text, "CONFIG refused: %s", strerror(-rc));
+			bg_buf_printf(&text, "CONFIG refused: %s",
+				      strerror(-rc));
 		struct bg_str v = { text.p ? text.p : "", text.len };
 		bg_child_send(c, BG_REC_FATAL, 0, &v, 1);
 		bg_child_die(c, BG_CHILD_EXIT_CONFIG, "%s", v.p);

@@ -15,12 +15,27 @@ struct load_ctx {
 	struct bg_conf_err *e;
 };
 
-/* "file:line: " of a setting (an @include'd file names itself). */
+/* How messages name a file: libconfig gives an @include'd one relative to
+ * the include directory, which is the directory of the main file. */
+static const char *file_name(struct load_ctx *x, const char *file, char *buf,
+			     size_t n)
+{
+	if (file == NULL)
+		return x->path;
+	if (file[0] == '/')
+		return file;
+	snprintf(buf, n, "%s/%s", x->dir, file);
+	return buf;
+}
+
+/* "file:line: what: msg" for a setting. */
 static int fail_at(struct load_ctx *x, const config_setting_t *s,
 		   const char *what, const char *msg)
 {
-	const char *file = config_setting_source_file(s);
-	return bg_conf_fail(x->e, "%s:%u: %s: %s", file ? file : x->path,
+	char buf[PATH_MAX];
+	return bg_conf_fail(x->e, "%s:%u: %s: %s",
+			    file_name(x, config_setting_source_file(s), buf,
+				      sizeof buf),
 			    config_setting_source_line(s), what, msg);
 }
 
@@ -87,11 +102,11 @@ static int parse_string(struct load_ctx *x, const struct bg_conf_key *k,
 			bg_conf_set_int(k, base, ev);
 			return 0;
 		}
-		int off = snprintf(msg, n, "\"%s\" is not one of", v);
-		for (const struct bg_conf_name *e = k->names; e->name; e++)
-			off += snprintf(msg + off, n > (size_t)off ? n - off : 0,
-					"%s \"%s\"", e == k->names ? "" : ",",
-					e->name);
+		size_t off = snprintf(msg, n, "\"%.64s\" is not one of", v);
+		for (const struct bg_conf_name *e = k->names;
+		     e->name && off < n; e++)
+			off += snprintf(msg + off, n - off, "%s \"%s\"",
+					e == k->names ? "" : ",", e->name);
 		return -1;
 	}
 	if (bg_conf_check_str(k, v, msg, n))
@@ -277,8 +292,10 @@ static int read_file(struct load_ctx *x, struct bg_config *cfg)
 		rc = bg_conf_fail(x->e, "%s: cannot read: %s", x->path,
 				  strerror(errno ? errno : EIO));
 	} else {
-		const char *file = config_error_file(&lc);
-		rc = bg_conf_fail(x->e, "%s:%d: %s", file ? file : x->path,
+		char buf[PATH_MAX];
+		rc = bg_conf_fail(x->e, "%s:%d: %s",
+				  file_name(x, config_error_file(&lc), buf,
+					    sizeof buf),
 				  config_error_line(&lc), config_error_text(&lc));
 	}
 	config_destroy(&lc);

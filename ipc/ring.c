@@ -346,6 +346,39 @@ int bg_doorbell_wait(int fd, int timeout_ms)
 	return 1;
 }
 
+/* Sleep on fd between a sleep_prepare that returned true and its done. */
+static int doorbell_sleep(int fd, int timeout_ms)
+{
+	int rc = bg_doorbell_wait(fd, timeout_ms);
+	if (rc == -EINTR)
+		return 1;
+	if (rc == 1) {
+		int d = bg_doorbell_drain(fd);
+		if (d)
+			return d;
+	}
+	return rc;
+}
+
+int bg_ring_wait_data(struct bg_ring *r, int fd, int timeout_ms)
+{
+	if (!bg_ring_consumer_sleep_prepare(r))
+		return 1;
+	int rc = doorbell_sleep(fd, timeout_ms);
+	bg_ring_consumer_sleep_done(r);
+	return rc;
+}
+
+int bg_ring_wait_space(struct bg_ring *r, int fd, uint32_t need,
+		       int timeout_ms)
+{
+	if (!bg_ring_producer_sleep_prepare(r, need))
+		return 1;
+	int rc = doorbell_sleep(fd, timeout_ms);
+	bg_ring_producer_sleep_done(r);
+	return rc;
+}
+
 /* ---- messages ---- */
 
 int bg_ring_send(struct bg_ring *r, struct bg_msg_out *m)

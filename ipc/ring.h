@@ -150,6 +150,16 @@ bool bg_ring_producer_sleep_prepare(struct bg_ring *r, uint32_t need);
 void bg_ring_producer_sleep_done(struct bg_ring *r);
 bool bg_ring_need_wake_producer(struct bg_ring *r);
 
+/* The whole sleeping side of the handshake on doorbell `fd`: prepare, poll up
+ * to timeout_ms, done, drain. 1: look at the ring again (data/space may be
+ * there, we were woken, or a signal interrupted the wait); 0: timed out;
+ * -errno from poll/read. Before sleeping, a consumer must have woken a
+ * waiting producer (bg_ring_need_wake_producer after its last pop) and a
+ * producer a waiting consumer, or both sleep until the timeout. */
+int bg_ring_wait_data(struct bg_ring *r, int fd, int timeout_ms);
+int bg_ring_wait_space(struct bg_ring *r, int fd, uint32_t need,
+		       int timeout_ms);
+
 /* eventfd helpers. create: eventfd(EFD_CLOEXEC | EFD_NONBLOCK) into *fd.
  * ring: write 1 (EAGAIN on a saturated counter is fine).
  * drain: read and discard (the fd must be non-blocking, as created here).

@@ -137,6 +137,7 @@ int bg_event_build(struct bg_buf *out, const struct bg_event_ctx *ctx,
 
 	struct bg_buf tmp = { 0 };
 	struct event_vals v;
+	size_t mark = out->len;
 	int rc = resolve(&v, &tmp, ctx, ev);
 	if (rc == 0)
 		rc = bg_wire_fmt(out,
@@ -159,6 +160,8 @@ int bg_event_build(struct bg_buf *out, const struct bg_event_ctx *ctx,
 			v.parent_message_id, ev->object_type, ev->status, v.role,
 			v.content, ev->function_call, ev->tool_calls,
 			or_default(ev->metadata, "{}"));
+	if (rc)
+		bg_wire_truncate(out, mark);
 	bg_buf_free(&tmp);
 	return rc;
 }

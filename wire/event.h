@@ -59,8 +59,8 @@ struct bg_str bg_event_type_of(const struct bg_event_ctx *ctx,
 			       const struct bg_event *ev);
 
 /* Append the DataMessage JSON (the value of the entry's `data` field).
- * 0, -EINVAL (malformed raw JSON member, unknown kind), -ENOMEM; on error
- * out may hold a partial text and must be reset by the caller. */
+ * 0, -EINVAL (malformed raw JSON member, unknown kind, SUB_STEP without
+ * message id), -ENOMEM; out is unchanged on error. */
 int bg_event_build(struct bg_buf *out, const struct bg_event_ctx *ctx,
 		   const struct bg_event *ev);
 

@@ -160,6 +160,7 @@ static struct bg_str or_default(struct bg_str v, const char *def)
 int bg_record_build_queued(struct bg_buf *out, const struct bg_record_queued *q)
 {
 	int64_t now = q->now_ms;
+	size_t mark = out->len;
 	int rc = bg_wire_fmt(out,
 		"{\"execution_id\":%s,\"message_id\":%s,\"session_id\":%s,"
 		"\"trace_id\":%s,\"parent_message_id\":%s,"
@@ -185,6 +186,8 @@ int bg_record_build_queued(struct bg_buf *out, const struct bg_record_queued *q)
 			"\"timestamp\":%d}],\"worker_id\":\"\","
 			"\"cancel_requested\":false,\"cancel_reason\":\"\"}",
 			now, now, now);
+	if (rc)
+		bg_wire_truncate(out, mark);
 	return rc;
 }
 

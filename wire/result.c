@@ -39,7 +39,7 @@ static int python_dumps(struct bg_buf *out, struct bg_str raw)
 			rc = bg_json_skip(raw.p + i, raw.len - i, &end);
 			if (rc == 0)
 				rc = redump_string(out, (struct bg_str){ raw.p + i, end });
-			i += end;
+			i += rc == 0 ? end : 0;
 			continue;
 		}
 		if (c == ',')
@@ -87,6 +87,8 @@ int bg_result_final_message(struct bg_str content, struct bg_str reply_data,
 	bg_wire_truncate(out, mark);
 	rc = python_dumps(out, reply_data);
 	*present = rc == 0;
+	if (rc)
+		bg_wire_truncate(out, mark);
 	return rc;
 }
 
@@ -118,10 +120,11 @@ static void merge_object(struct bg_wire_splice *s, struct bg_str from)
 		bg_buf_reset(&name);
 		if (rc == 0)
 			rc = bg_json_unescape(&name, key);
-		if (rc == 0 && (name.p == NULL || strlen(name.p) != name.len))
+		const char *k = name.p ? name.p : "";
+		if (rc == 0 && strlen(k) != name.len)
 			rc = -EINVAL;
 		if (rc == 0)
-			bg_wire_splice_set(s, name.p, val);
+			bg_wire_splice_set(s, k, val);
 		if (rc == 0)
 			rc = s->rc;
 	}

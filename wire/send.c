@@ -49,6 +49,7 @@ static int put_directive(struct bg_buf *out, char d, va_list *ap)
 int bg_wire_vfmt(struct bg_buf *out, const char *tmpl, va_list ap)
 {
 	va_list cp;
+	size_t mark = out->len;
 	int rc = 0;
 
 	va_copy(cp, ap);
@@ -63,6 +64,8 @@ int bg_wire_vfmt(struct bg_buf *out, const char *tmpl, va_list ap)
 		tmpl = pct[1] ? pct + 2 : pct + 1;
 	}
 	va_end(cp);
+	if (rc)
+		bg_wire_truncate(out, mark);
 	return rc;
 }
 

@@ -17,7 +17,8 @@
  *   %r  struct bg_str, raw JSON copied verbatim (null when empty); the
  *       caller guarantees it is valid JSON
  *   %d  int64_t     %b  bool (passed as int)     %%  a literal '%'
- * 0, -ENOMEM, or -EINVAL for an unknown directive. */
+ * 0, -ENOMEM, or -EINVAL for an unknown directive; out is unchanged on
+ * error. */
 int bg_wire_fmt(struct bg_buf *out, const char *tmpl, ...);
 int bg_wire_vfmt(struct bg_buf *out, const char *tmpl, va_list ap);
 

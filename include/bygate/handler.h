@@ -55,8 +55,8 @@
  *    streamed stay published, so a retried task may repeat them.
  *  - A task that overruns its timeout, or is cancelled and does not return
  *    within the grace period, is stopped with SIGTERM and then SIGKILL.
- *  - Children are sandboxed by the supervisor and recycled after a number
- *    of tasks; never rely on a child living long.
+ *  - Children may be sandboxed by the supervisor and are recycled after a
+ *    number of tasks; never rely on a child living long.
  */
 #ifndef BYGATE_HANDLER_H
 #define BYGATE_HANDLER_H
@@ -73,11 +73,17 @@ extern "C" {
 #define BG_HANDLER_ABI_VERSION 1u
 
 /** Put in front of the bg_handler definition: keeps the symbol visible
- * even when the plugin is built with -fvisibility=hidden. */
-#define BG_HANDLER_EXPORT __attribute__((visibility("default")))
+ * even when the plugin is built with -fvisibility=hidden. (In C++ the
+ * declaration below already carries it; repeating it there warns.) */
+#define BG_HANDLER_VISIBLE __attribute__((visibility("default")))
+#ifdef __cplusplus
+#define BG_HANDLER_EXPORT
+#else
+#define BG_HANDLER_EXPORT BG_HANDLER_VISIBLE
+#endif
 
 struct bg_task; /* the task being run (read-only, opaque) */
-struct bg_ctx;	/* the running task's context: emit events, set the result */
+struct bg_ctx;	/* the running task's context: events and result */
 
 /** The handler a plugin exports as `const struct bg_handler bg_handler`. */
 struct bg_handler {
@@ -92,8 +98,8 @@ struct bg_handler {
 	 * valid only during the call. Store any per-agent-type state in
 	 * *state (initially NULL); it is passed to process() and shutdown().
 	 * Return 0, or nonzero to refuse: the child then reports the agent
-	 * type, the plugin path and the code to the supervisor and exits, and
-	 * the supervisor does not start (or stops) serving. */
+	 * type, the plugin path and the code to bygated (which logs it) and
+	 * exits without serving any task. */
 	int (*init)(const char *agent_type, const char *options_json,
 		    void **state);
 	/** Required. Run one task. @p state is what init() stored. Stream
@@ -111,7 +117,7 @@ struct bg_handler {
 
 /* The plugin's definition must match this declaration (in C++ it also
  * gives the const object the external, C linkage bygate-child looks up). */
-BG_HANDLER_EXPORT extern const struct bg_handler bg_handler;
+BG_HANDLER_VISIBLE extern const struct bg_handler bg_handler;
 
 /* ---- the task --------------------------------------------------------- */
 

@@ -3,7 +3,7 @@
  * the real binary with them as fds 3-5, and talks to it over the rings.
  * Needs the binaries (else every test is skipped, saying so):
  *   make build/bygate-child build/plugins/echo.so build/plugins/sleep.so \
- *     build/test-plugins/{fdlist,crash,emitall,fail,big}.so \
+ *     build/test-plugins/{fdlist,crash,emitall,fail,big,contract}.so \
  *     build/tests/test_child && build/tests/test_child
  * BYGATE_BUILD selects another build tree (e.g. build-asan). */
 #include <errno.h>
@@ -36,6 +36,7 @@ extern char **environ;
 #define MAX_MESSAGE (1u << 20)
 #define WAIT_MS 10000 /* generous: only a broken child takes this long */
 #define MAX_FIELDS 64
+#define MAX_AGENTS 16
 
 static char g_build[PATH_MAX];
 
@@ -51,9 +52,11 @@ struct sup {
 };
 
 static const char *const needed[] = {
-	"bygate-child",		 "plugins/echo.so",	    "plugins/sleep.so",
-	"test-plugins/fdlist.so", "test-plugins/crash.so", "test-plugins/emitall.so",
-	"test-plugins/fail.so",	 "test-plugins/big.so",
+	"bygate-child",		  "plugins/echo.so",
+	"plugins/sleep.so",	  "test-plugins/fdlist.so",
+	"test-plugins/crash.so",  "test-plugins/emitall.so",
+	"test-plugins/fail.so",	  "test-plugins/big.so",
+	"test-plugins/contract.so",
 };
 
 static void build_path(char *out, size_t n, const char *rel)
@@ -89,7 +92,6 @@ static long now_ms(void)
 static void sup_spawn(struct sup *s, uint64_t max_message)
 {
 	require_binaries();
-	memset(s, 0, sizeof(*s));
 	assert_int_equal(bg_segment_create(SLOT, 1, RING_BYTES, max_message,
 					   &s->seg),
 			 0);
@@ -144,17 +146,30 @@ static int sup_reap(struct sup *s)
 	return status;
 }
 
-static void sup_free(struct sup *s)
+static int sup_setup(void **state)
 {
+	struct sup *s = calloc(1, sizeof(*s));
+	s->wake_child = s->wake_sup = -1;
+	*state = s;
+	return 0;
+}
+
+/* Runs after every test, failed or skipped: no child is left behind. */
+static int sup_teardown(void **state)
+{
+	struct sup *s = *state;
 	if (s->pid > 0) {
 		kill(s->pid, SIGKILL);
 		waitpid(s->pid, NULL, 0);
-		s->pid = 0;
 	}
 	bg_msg_in_free(&s->in);
 	bg_segment_close(&s->seg);
-	close(s->wake_child);
-	close(s->wake_sup);
+	if (s->wake_child >= 0)
+		close(s->wake_child);
+	if (s->wake_sup >= 0)
+		close(s->wake_sup);
+	free(s);
+	return 0;
 }
 
 static void sup_send(struct sup *s, uint16_t kind, uint64_t tag,
@@ -185,13 +200,14 @@ static bool sup_recv(struct sup *s)
 {
 	long deadline = now_ms() + WAIT_MS;
 	for (;;) {
+		bool dead = child_exited(s);
 		int rc = bg_ring_recv(&s->seg.up, &s->in);
 		if (bg_ring_need_wake_producer(&s->seg.up))
 			bg_doorbell_ring(s->wake_child);
 		assert_true(rc >= 0);
 		if (rc == 1)
 			break;
-		if (child_exited(s) && bg_ring_used(&s->seg.up) == 0)
+		if (dead)
 			return false;
 		assert_true(now_ms() < deadline);
 		if (bg_ring_consumer_sleep_prepare(&s->seg.up))
@@ -232,15 +248,16 @@ static const struct agent_conf std_agents[] = {
 	{ "crash", "test-plugins/crash.so", "{}" },
 	{ "fail", "test-plugins/fail.so", "{}" },
 	{ "big", "test-plugins/big.so", "{}" },
+	{ "contract", "test-plugins/contract.so", "{}" },
 };
 #define N_STD (sizeof(std_agents) / sizeof(*std_agents))
 
 static void sup_config(struct sup *s, const struct agent_conf *a, size_t n)
 {
-	static char paths[8][PATH_MAX + 64];
-	struct bg_str v[1 + 4 * 8];
+	static char paths[MAX_AGENTS][PATH_MAX + 64];
+	struct bg_str v[1 + BG_CONF_FIELDS_PER_TYPE * MAX_AGENTS];
 	char count[8];
-	assert_true(n <= 8);
+	assert_true(n <= MAX_AGENTS);
 	snprintf(count, sizeof(count), "%zu", n);
 	v[0] = bg_str_c(count);
 	for (size_t i = 0; i < n; i++) {
@@ -253,7 +270,8 @@ static void sup_config(struct sup *s, const struct agent_conf *a, size_t n)
 		v[3 + 4 * i] = bg_str_c(paths[i]);
 		v[4 + 4 * i] = bg_str_c(a[i].options);
 	}
-	sup_send(s, BG_REC_CONFIG, 0, v, (uint32_t)(1 + 4 * n));
+	sup_send(s, BG_REC_CONFIG, 0, v,
+		 (uint32_t)(1 + BG_CONF_FIELDS_PER_TYPE * n));
 }
 
 /* A child configured with all test agents, past its HELLO. */
@@ -337,92 +355,85 @@ static void expect_exit_code(struct sup *s, int code)
 
 static void test_child_answers_config_with_hello_naming_agent_types(void **st)
 {
-	struct sup s;
-	sup_spawn(&s, MAX_MESSAGE);
-	sup_config(&s, std_agents, N_STD);
-	expect_kind(&s, BG_REC_HELLO, 2);
+	struct sup *s = *st;
+	sup_spawn(s, MAX_MESSAGE);
+	sup_config(s, std_agents, N_STD);
+	expect_kind(s, BG_REC_HELLO, 2);
 	char pid[24];
-	snprintf(pid, sizeof(pid), "%ld", (long)s.pid);
-	assert_field(&s, 0, pid);
-	assert_field(&s, 1, "echo,sleep,emitall,fdlist,crash,fail,big");
-	assert_int_equal(s.seg.hdr->score.pid, (uint32_t)s.pid);
-	sup_free(&s);
+	snprintf(pid, sizeof(pid), "%ld", (long)s->pid);
+	assert_field(s, 0, pid);
+	assert_field(s, 1, "echo,sleep,emitall,fdlist,crash,fail,big,contract");
+	assert_int_equal(s->seg.hdr->score.pid, (uint32_t)s->pid);
 }
 
 static void test_child_exits_0_on_stop(void **st)
 {
-	struct sup s;
-	sup_start(&s, MAX_MESSAGE);
-	stop_and_expect_exit_0(&s);
-	sup_free(&s);
+	struct sup *s = *st;
+	sup_start(s, MAX_MESSAGE);
+	stop_and_expect_exit_0(s);
 }
 
 static void test_echo_streams_chunks_then_result_with_the_text(void **st)
 {
 	const char *text = "Plan a trip to Kyoto with three stops";
-	struct sup s;
-	sup_start(&s, MAX_MESSAGE);
-	sup_task(&s, 11, "echo", text);
+	struct sup *s = *st;
+	sup_start(s, MAX_MESSAGE);
+	sup_task(s, 11, "echo", text);
 	char got[256] = "";
 	int chunks = 0;
-	for (; sup_recv(&s) && s.in.kind == BG_REC_EVENT; chunks++) {
-		assert_int_equal(s.in.tag, 11);
-		assert_field(&s, BG_EF_KIND, "chunk");
-		strncat(got, s.f[BG_EF_CONTENT].p, s.f[BG_EF_CONTENT].len);
+	for (; sup_recv(s) && s->in.kind == BG_REC_EVENT; chunks++) {
+		assert_int_equal(s->in.tag, 11);
+		assert_field(s, BG_EF_KIND, "chunk");
+		strncat(got, s->f[BG_EF_CONTENT].p, s->f[BG_EF_CONTENT].len);
 	}
 	assert_true(chunks >= 2 && chunks <= 3);
 	assert_string_equal(got, text);
-	assert_int_equal(s.in.kind, BG_REC_RESULT);
-	assert_field(&s, BG_RF_STATUS, "");
-	assert_field(&s, BG_RF_CONTENT,
+	assert_int_equal(s->in.kind, BG_REC_RESULT);
+	assert_field(s, BG_RF_STATUS, "");
+	assert_field(s, BG_RF_CONTENT,
 		     "\"Plan a trip to Kyoto with three stops\"");
-	stop_and_expect_exit_0(&s);
-	sup_free(&s);
+	stop_and_expect_exit_0(s);
 }
 
 static void test_emitall_sends_its_four_events_in_order(void **st)
 {
-	struct sup s;
-	sup_start(&s, MAX_MESSAGE);
-	sup_task(&s, 12, "emitall", "go");
-	expect_event(&s, 12, "chunk", "Hello");
-	expect_event(&s, 12, "state", "A_CALLING_B");
-	expect_event(&s, 12, "artifact", "https://files.example/report.pdf");
-	expect_event(&s, 12, "sub_step", "step one");
-	expect_result(&s, 12, "", "\"Itinerary ready\"");
-	stop_and_expect_exit_0(&s);
-	sup_free(&s);
+	struct sup *s = *st;
+	sup_start(s, MAX_MESSAGE);
+	sup_task(s, 12, "emitall", "go");
+	expect_event(s, 12, "chunk", "Hello");
+	expect_event(s, 12, "state", "A_CALLING_B");
+	expect_event(s, 12, "artifact", "https://files.example/report.pdf");
+	expect_event(s, 12, "sub_step", "step one");
+	expect_result(s, 12, "", "\"Itinerary ready\"");
+	stop_and_expect_exit_0(s);
 }
 
 static void test_child_holds_only_fds_0_to_5(void **st)
 {
-	struct sup s;
-	sup_start(&s, MAX_MESSAGE);
-	sup_task(&s, 13, "fdlist", "");
-	expect_result(&s, 13, "", "\"0 1 2 3 4 5\"");
-	stop_and_expect_exit_0(&s);
-	sup_free(&s);
+	struct sup *s = *st;
+	sup_start(s, MAX_MESSAGE);
+	sup_task(s, 13, "fdlist", "");
+	expect_result(s, 13, "", "\"0 1 2 3 4 5\"");
+	stop_and_expect_exit_0(s);
 }
 
 static void test_killed_handler_leaves_its_chunk_and_dies_of_sigkill(void **st)
 {
-	struct sup s;
-	sup_start(&s, MAX_MESSAGE);
-	sup_task(&s, 14, "crash", "kill");
-	expect_event(&s, 14, "chunk", "about to die");
-	assert_false(sup_recv(&s));
-	expect_killed_by(&s, SIGKILL);
-	sup_free(&s);
+	struct sup *s = *st;
+	sup_start(s, MAX_MESSAGE);
+	sup_task(s, 14, "crash", "kill");
+	expect_event(s, 14, "chunk", "about to die");
+	assert_false(sup_recv(s));
+	expect_killed_by(s, SIGKILL);
 }
 
 static void test_aborting_handler_kills_the_child_with_sigabrt(void **st)
 {
-	struct sup s;
-	sup_start(&s, MAX_MESSAGE);
-	sup_task(&s, 15, "crash", "abort");
-	assert_false(sup_recv(&s));
-	expect_killed_by(&s, SIGABRT);
-	sup_free(&s);
+	struct sup *s = *st;
+	sup_start(s, MAX_MESSAGE);
+	sup_task(s, 15, "crash", "abort");
+	assert_false(sup_recv(s));
+	expect_killed_by(s, SIGABRT);
 }
 
 static void test_bad_plugin_path_sends_fatal_naming_it_and_exits_71(void **st)
@@ -431,16 +442,15 @@ static void test_bad_plugin_path_sends_fatal_naming_it_and_exits_71(void **st)
 		{ "echo", "plugins/echo.so", "{}" },
 		{ "ghost", "/nonexistent/ghost.so", "{}" },
 	};
-	struct sup s;
-	sup_spawn(&s, MAX_MESSAGE);
-	sup_config(&s, bad, 2);
-	expect_kind(&s, BG_REC_FATAL, 1);
+	struct sup *s = *st;
+	sup_spawn(s, MAX_MESSAGE);
+	sup_config(s, bad, 2);
+	expect_kind(s, BG_REC_FATAL, 1);
 	char text[1024];
-	snprintf(text, sizeof(text), "%.*s", (int)s.f[0].len, s.f[0].p);
+	snprintf(text, sizeof(text), "%.*s", (int)s->f[0].len, s->f[0].p);
 	assert_non_null(strstr(text, "'ghost'"));
 	assert_non_null(strstr(text, "/nonexistent/ghost.so"));
-	expect_exit_code(&s, 71);
-	sup_free(&s);
+	expect_exit_code(s, 71);
 }
 
 static void test_failing_init_sends_fatal_and_exits_71(void **st)
@@ -448,103 +458,123 @@ static void test_failing_init_sends_fatal_and_exits_71(void **st)
 	const struct agent_conf bad[] = {
 		{ "sleep", "plugins/sleep.so", "{\"default_ms\": \"soon\"}" },
 	};
-	struct sup s;
-	sup_spawn(&s, MAX_MESSAGE);
-	sup_config(&s, bad, 1);
-	expect_kind(&s, BG_REC_FATAL, 1);
+	struct sup *s = *st;
+	sup_spawn(s, MAX_MESSAGE);
+	sup_config(s, bad, 1);
+	expect_kind(s, BG_REC_FATAL, 1);
 	char text[1024];
-	snprintf(text, sizeof(text), "%.*s", (int)s.f[0].len, s.f[0].p);
+	snprintf(text, sizeof(text), "%.*s", (int)s->f[0].len, s->f[0].p);
 	assert_non_null(strstr(text, "init()"));
-	expect_exit_code(&s, 71);
-	sup_free(&s);
+	expect_exit_code(s, 71);
 }
 
 static void test_ctx_fail_yields_failed_result_with_error_fields(void **st)
 {
-	struct sup s;
-	sup_start(&s, MAX_MESSAGE);
-	sup_task(&s, 16, "fail", "x");
-	expect_result(&s, 16, "FAILED", "");
-	assert_field(&s, BG_RF_REPLY_DATA, "{\"error\":\"boom\"}");
-	assert_field(&s, BG_RF_ERROR, "boom");
-	json_t *meta = json_loadb(s.f[BG_RF_METADATA].p,
-				  s.f[BG_RF_METADATA].len, 0, NULL);
+	struct sup *s = *st;
+	sup_start(s, MAX_MESSAGE);
+	sup_task(s, 16, "fail", "x");
+	expect_result(s, 16, "FAILED", "");
+	assert_field(s, BG_RF_REPLY_DATA, "{\"error\":\"boom\"}");
+	assert_field(s, BG_RF_ERROR, "boom");
+	json_t *meta = json_loadb(s->f[BG_RF_METADATA].p,
+				  s->f[BG_RF_METADATA].len, 0, NULL);
 	assert_string_equal(json_string_value(json_object_get(meta,
 							      "error_message")),
 			    "boom");
 	json_decref(meta);
-	stop_and_expect_exit_0(&s);
-	sup_free(&s);
+	stop_and_expect_exit_0(s);
 }
 
 static void test_task_for_unknown_agent_type_fails(void **st)
 {
-	struct sup s;
-	sup_start(&s, MAX_MESSAGE);
-	sup_task(&s, 17, "nobody", "x");
-	expect_result(&s, 17, "FAILED", "");
-	assert_field(&s, BG_RF_ERROR, "no handler for agent type 'nobody'");
-	stop_and_expect_exit_0(&s);
-	sup_free(&s);
+	struct sup *s = *st;
+	sup_start(s, MAX_MESSAGE);
+	sup_task(s, 17, "nobody", "x");
+	expect_result(s, 17, "FAILED", "");
+	assert_field(s, BG_RF_ERROR, "no handler for agent type 'nobody'");
+	stop_and_expect_exit_0(s);
 }
 
 static void test_messages_larger_than_the_ring_are_fragmented(void **st)
 {
-	struct sup s;
-	sup_start(&s, MAX_MESSAGE);
-	sup_task(&s, 18, "big", "200000"); /* about 3 rings */
-	expect_kind(&s, BG_REC_EVENT, BG_EF__COUNT);
-	assert_int_equal(s.f[BG_EF_CONTENT].len, 200000);
-	assert_int_equal(s.f[BG_EF_CONTENT].p[199999], 'x');
-	expect_kind(&s, BG_REC_RESULT, BG_RF__COUNT);
-	assert_int_equal(s.f[BG_RF_CONTENT].len, 200000 + 2);
-	stop_and_expect_exit_0(&s);
-	sup_free(&s);
+	struct sup *s = *st;
+	sup_start(s, MAX_MESSAGE);
+	sup_task(s, 18, "big", "200000"); /* about 3 rings */
+	expect_kind(s, BG_REC_EVENT, BG_EF__COUNT);
+	assert_int_equal(s->f[BG_EF_CONTENT].len, 200000);
+	assert_int_equal(s->f[BG_EF_CONTENT].p[199999], 'x');
+	expect_kind(s, BG_REC_RESULT, BG_RF__COUNT);
+	assert_int_equal(s->f[BG_RF_CONTENT].len, 200000 + 2);
+	stop_and_expect_exit_0(s);
 }
 
 static void test_event_over_max_message_is_refused_not_truncated(void **st)
 {
-	struct sup s;
-	sup_start(&s, 64 * 1024);
-	sup_task(&s, 19, "big", "100000");
-	expect_result(&s, 19, "FAILED", "");
+	struct sup *s = *st;
+	sup_start(s, 64 * 1024);
+	sup_task(s, 19, "big", "100000");
+	expect_result(s, 19, "FAILED", "");
 	char want[48];
 	snprintf(want, sizeof(want), "handler returned %d", -EMSGSIZE);
-	assert_field(&s, BG_RF_ERROR, want);
-	stop_and_expect_exit_0(&s);
-	sup_free(&s);
+	assert_field(s, BG_RF_ERROR, want);
+	stop_and_expect_exit_0(s);
 }
 
 static void test_cancel_reaches_the_running_handler(void **st)
 {
-	struct sup s;
-	sup_start(&s, MAX_MESSAGE);
-	sup_task(&s, 20, "sleep", "60000");
+	struct sup *s = *st;
+	sup_start(s, MAX_MESSAGE);
+	sup_task(s, 20, "sleep", "60000");
 	struct bg_str cancel[2] = { BG_STR_LIT("user"), BG_STR_LIT("graceful") };
-	sup_send(&s, BG_REC_CANCEL, 20, cancel, 2);
-	expect_result(&s, 20, "CANCELLED", "");
-	stop_and_expect_exit_0(&s);
-	sup_free(&s);
+	sup_send(s, BG_REC_CANCEL, 20, cancel, 2);
+	expect_result(s, 20, "CANCELLED", "");
+	stop_and_expect_exit_0(s);
 }
 
 static void test_stop_during_a_task_exits_after_its_result(void **st)
 {
-	struct sup s;
-	sup_start(&s, MAX_MESSAGE);
-	sup_task(&s, 21, "sleep", "50");
-	sup_simple(&s, BG_REC_STOP);
-	expect_result(&s, 21, "", "\"50\"");
-	expect_exit_code(&s, 0);
-	sup_free(&s);
+	struct sup *s = *st;
+	sup_start(s, MAX_MESSAGE);
+	sup_task(s, 21, "sleep", "50");
+	sup_simple(s, BG_REC_STOP);
+	expect_result(s, 21, "", "\"50\"");
+	expect_exit_code(s, 0);
+}
+
+static void test_sdk_refuses_invalid_arguments_and_second_result(void **st)
+{
+	struct sup *s = *st;
+	sup_start(s, MAX_MESSAGE);
+	sup_task(s, 22, "contract", "");
+	expect_event(s, 22, "chunk", "x");
+	assert_field(s, BG_EF_EVENT_TYPE, "reasoningLogDelta");
+	assert_field(s, BG_EF_CONTENT_TYPE, "3003");
+	assert_field(s, BG_EF_METADATA, "{\"k\": 1}");
+	expect_event(s, 22, "state", "ok");
+	expect_result(s, 22, "completed",
+		      "[{\"role\": \"assistant\", \"content\": \"hi\"}]");
+	assert_field(s, BG_RF_REPLY_DATA, "{\"n\": 1}");
+	assert_field(s, BG_RF_METADATA, "");
+	stop_and_expect_exit_0(s);
+}
+
+static void test_task_sent_while_another_runs_is_run_after_it(void **st)
+{
+	struct sup *s = *st;
+	sup_start(s, MAX_MESSAGE);
+	sup_task(s, 23, "sleep", "30");
+	sup_task(s, 24, "fdlist", "");
+	expect_result(s, 23, "", "\"30\"");
+	expect_result(s, 24, "", "\"0 1 2 3 4 5\"");
+	stop_and_expect_exit_0(s);
 }
 
 static void test_unknown_record_kind_exits_72(void **st)
 {
-	struct sup s;
-	sup_start(&s, MAX_MESSAGE);
-	sup_simple(&s, 99);
-	expect_exit_code(&s, 72);
-	sup_free(&s);
+	struct sup *s = *st;
+	sup_start(s, MAX_MESSAGE);
+	sup_simple(s, 99);
+	expect_exit_code(s, 72);
 }
 
 int main(void)
@@ -553,23 +583,26 @@ int main(void)
 	if (realpath(b && *b ? b : "build", g_build) == NULL)
 		snprintf(g_build, sizeof(g_build), "%s", b && *b ? b : "build");
 	signal(SIGPIPE, SIG_IGN);
+#define T(test) cmocka_unit_test_setup_teardown(test, sup_setup, sup_teardown)
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_child_answers_config_with_hello_naming_agent_types),
-		cmocka_unit_test(test_child_exits_0_on_stop),
-		cmocka_unit_test(test_echo_streams_chunks_then_result_with_the_text),
-		cmocka_unit_test(test_emitall_sends_its_four_events_in_order),
-		cmocka_unit_test(test_child_holds_only_fds_0_to_5),
-		cmocka_unit_test(test_killed_handler_leaves_its_chunk_and_dies_of_sigkill),
-		cmocka_unit_test(test_aborting_handler_kills_the_child_with_sigabrt),
-		cmocka_unit_test(test_bad_plugin_path_sends_fatal_naming_it_and_exits_71),
-		cmocka_unit_test(test_failing_init_sends_fatal_and_exits_71),
-		cmocka_unit_test(test_ctx_fail_yields_failed_result_with_error_fields),
-		cmocka_unit_test(test_task_for_unknown_agent_type_fails),
-		cmocka_unit_test(test_messages_larger_than_the_ring_are_fragmented),
-		cmocka_unit_test(test_event_over_max_message_is_refused_not_truncated),
-		cmocka_unit_test(test_cancel_reaches_the_running_handler),
-		cmocka_unit_test(test_stop_during_a_task_exits_after_its_result),
-		cmocka_unit_test(test_unknown_record_kind_exits_72),
+		T(test_child_answers_config_with_hello_naming_agent_types),
+		T(test_child_exits_0_on_stop),
+		T(test_echo_streams_chunks_then_result_with_the_text),
+		T(test_emitall_sends_its_four_events_in_order),
+		T(test_child_holds_only_fds_0_to_5),
+		T(test_killed_handler_leaves_its_chunk_and_dies_of_sigkill),
+		T(test_aborting_handler_kills_the_child_with_sigabrt),
+		T(test_bad_plugin_path_sends_fatal_naming_it_and_exits_71),
+		T(test_failing_init_sends_fatal_and_exits_71),
+		T(test_ctx_fail_yields_failed_result_with_error_fields),
+		T(test_task_for_unknown_agent_type_fails),
+		T(test_messages_larger_than_the_ring_are_fragmented),
+		T(test_event_over_max_message_is_refused_not_truncated),
+		T(test_cancel_reaches_the_running_handler),
+		T(test_stop_during_a_task_exits_after_its_result),
+		T(test_sdk_refuses_invalid_arguments_and_second_result),
+		T(test_task_sent_while_another_runs_is_run_after_it),
+		T(test_unknown_record_kind_exits_72),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -504,6 +504,43 @@ static void test_doorbell_wakes_a_waiter_once_until_drained(void **state)
 	close(fd);
 }
 
+static void test_wait_data_returns_at_once_when_data_present(void **state)
+{
+	struct rings *t = *state;
+	int fd;
+	assert_int_equal(bg_doorbell_create(&fd), 0);
+	assert_int_equal(push_pattern(&t->prod, 1, 8), 0);
+	assert_int_equal(bg_ring_wait_data(&t->cons, fd, 10000), 1);
+	assert_int_equal(t->cons.ctl->consumer_waiting, 0);
+	close(fd);
+}
+
+static void test_wait_data_times_out_on_empty_ring_and_clears_flag(
+	void **state)
+{
+	struct rings *t = *state;
+	int fd;
+	assert_int_equal(bg_doorbell_create(&fd), 0);
+	assert_int_equal(bg_ring_wait_data(&t->cons, fd, 1), 0);
+	assert_int_equal(t->cons.ctl->consumer_waiting, 0);
+	assert_int_equal(bg_doorbell_ring(fd), 0);
+	assert_int_equal(bg_ring_wait_data(&t->cons, fd, 10000), 1);
+	assert_int_equal(bg_doorbell_wait(fd, 0), 0); /* drained */
+	close(fd);
+}
+
+static void test_wait_space_returns_at_once_when_record_fits(void **state)
+{
+	struct rings *t = *state;
+	int fd;
+	assert_int_equal(bg_doorbell_create(&fd), 0);
+	assert_int_equal(bg_ring_wait_space(&t->prod, fd, 1008, 10000), 1);
+	fill_ring(t);
+	assert_int_equal(bg_ring_wait_space(&t->prod, fd, 64, 1), 0);
+	assert_int_equal(t->prod.ctl->producer_waiting, 0);
+	close(fd);
+}
+
 /* ---- segment ---- */
 
 static void test_segment_create_then_attach_shares_both_rings(void **state)
@@ -656,6 +693,17 @@ static void packed(struct bg_buf *b, uint32_t n)
 	assert_int_equal(bg_rec_pack(b, v, n), 0);
 }
 
+static void test_record_pack_above_4_gib_is_emsgsize(void **state)
+{
+	struct bg_str one = { "x", (size_t)UINT32_MAX + 1 };
+	struct bg_str two[2] = { { "x", UINT32_MAX / 2 }, { "x", UINT32_MAX / 2 } };
+	struct bg_buf b = { 0 };
+	assert_int_equal(bg_rec_pack(&b, &one, 1), -EMSGSIZE);
+	assert_int_equal(bg_rec_pack(&b, two, 2), -EMSGSIZE);
+	assert_int_equal(b.len, 0);
+	bg_buf_free(&b);
+}
+
 static void test_record_unpack_of_wrong_count_is_ebadmsg(void **state)
 {
 	struct bg_buf b = { 0 };
@@ -747,6 +795,9 @@ int main(void)
 		RT(test_need_wake_consumer_is_false_without_sleeper),
 		RT(test_producer_sleep_prepare_is_false_when_space),
 		RT(test_producer_is_woken_only_once_its_record_fits),
+		RT(test_wait_data_returns_at_once_when_data_present),
+		RT(test_wait_data_times_out_on_empty_ring_and_clears_flag),
+		RT(test_wait_space_returns_at_once_when_record_fits),
 		cmocka_unit_test(test_doorbell_wakes_a_waiter_once_until_drained),
 		cmocka_unit_test(test_segment_create_then_attach_shares_both_rings),
 		cmocka_unit_test(test_segment_memfd_cannot_be_shrunk),
@@ -756,6 +807,7 @@ int main(void)
 		cmocka_unit_test(test_segment_attach_rejects_inconsistent_headers),
 		cmocka_unit_test(test_segment_attach_with_corrupted_ring_is_eproto),
 		cmocka_unit_test(test_record_pack_unpack_round_trips),
+		cmocka_unit_test(test_record_pack_above_4_gib_is_emsgsize),
 		cmocka_unit_test(test_record_unpack_of_wrong_count_is_ebadmsg),
 		cmocka_unit_test(test_record_unpack_of_overrunning_length_is_ebadmsg),
 		cmocka_unit_test(test_record_unpack_of_trailing_bytes_is_ebadmsg),

@@ -104,14 +104,11 @@ static int wait_for_space(struct stress *s, const struct bg_msg_out *m)
 	struct bg_ring *r = &s->seg.up;
 	uint32_t left = m->len - m->off;
 	int rc = wake(r, s->data_fd); /* never sleep on unannounced data */
-	if (rc || !bg_ring_producer_sleep_prepare(
-			  r, left < r->max_record ? left : r->max_record))
-		return rc;
-	rc = bg_doorbell_wait(s->space_fd, WAIT_MS);
-	bg_ring_producer_sleep_done(r);
-	if (rc < 0 && rc != -EINTR)
-		return rc;
-	return bg_doorbell_drain(s->space_fd);
+	if (rc == 0)
+		rc = bg_ring_wait_space(r, s->space_fd,
+					left < r->max_record ? left : r->max_record,
+					WAIT_MS);
+	return rc < 0 ? rc : 0;
 }
 
 /* Child body: send messages [0, count) and exit. Returns an exit status. */
@@ -183,19 +180,14 @@ static int wait_for_data(struct stress *s, time_t deadline)
 	struct bg_ring *r = &s->seg.up;
 	if (bg_ring_need_wake_producer(r) && bg_doorbell_ring(s->space_fd))
 		return -EIO;
-	if (!bg_ring_consumer_sleep_prepare(r))
-		return 0;
-	int rc = bg_doorbell_wait(s->data_fd, WAIT_MS);
-	bg_ring_consumer_sleep_done(r);
+	int rc = bg_ring_wait_data(r, s->data_fd, WAIT_MS);
 	if (rc == 0 && waitpid(s->pid, NULL, WNOHANG) == s->pid) {
 		s->pid = 0;
 		return -ECHILD;
 	}
 	if (time(NULL) > deadline)
 		return -ETIMEDOUT;
-	if (rc < 0 && rc != -EINTR)
-		return rc;
-	return bg_doorbell_drain(s->data_fd);
+	return rc < 0 ? rc : 0;
 }
 
 struct consumed {

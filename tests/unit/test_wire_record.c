@@ -228,9 +228,6 @@ static void test_read_rejects_malformed_records(void **state)
 		"", "null", "[]", "\"exec\"", "{", "{\"status\": \"RUNNING\"",
 		"{\"status\": \"RUNNING\",}", "{\"status\" \"x\"}", "{} x",
 		"{\"status\": \"\\ud800\"}", "{\"status\": 'x'}",
-		"{\"a\": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
-		"[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]"
-		"]]]]]]]]]]]]]]]]]}",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct bg_record r = { 0 };
@@ -250,6 +247,20 @@ static void test_read_rejects_members_of_the_wrong_type(void **state)
 		struct bg_record r = { 0 };
 		assert_int_equal(bg_record_read(&r, bg_str_c(bad[i])), -EINVAL);
 	}
+}
+
+static void test_read_rejects_nesting_beyond_the_limit(void **state)
+{
+	struct bg_buf json = { 0 };
+	struct bg_record r = { 0 };
+	bg_buf_puts(&json, "{\"a\": ");
+	for (int i = 0; i < 100; i++)
+		bg_buf_puts(&json, "[");
+	for (int i = 0; i < 100; i++)
+		bg_buf_puts(&json, "]");
+	bg_buf_puts(&json, "}");
+	assert_int_equal(bg_record_read(&r, (struct bg_str){ json.p, json.len }), -EINVAL);
+	bg_buf_free(&json);
 }
 
 static void test_read_handles_embedded_nul_without_overrun(void **state)
@@ -462,6 +473,7 @@ int main(void)
 		cmocka_unit_test(test_read_decodes_escaped_strings),
 		cmocka_unit_test(test_read_rejects_malformed_records),
 		cmocka_unit_test(test_read_rejects_members_of_the_wrong_type),
+		cmocka_unit_test(test_read_rejects_nesting_beyond_the_limit),
 		cmocka_unit_test(test_read_handles_embedded_nul_without_overrun),
 		cmocka_unit_test(test_update_keeps_unknown_members_byte_for_byte),
 		cmocka_unit_test(test_update_appends_the_timeline),
