@@ -133,8 +133,15 @@ static int parse_value(struct load_ctx *x, const struct bg_conf_key *k,
 	}
 	if (k->type == BG_CONF_JSON) {
 		char *json;
-		if (bg_conf_options_to_json(s, &json, x->e))
-			return -1;
+		const config_setting_t *bad;
+		if (bg_conf_options_to_json(s, &json, &bad)) {
+			const char *name = config_setting_name(bad);
+			snprintf(msg, sizeof msg,
+				 "cannot convert \"%.64s\" to JSON (a string "
+				 "that is not UTF-8?)",
+				 name ? name : "(list element)");
+			return fail_at(x, bad, what, msg);
+		}
 		bg_conf_put_str(k, base, json);
 		return 0;
 	}

@@ -40,12 +40,14 @@ static json_t *to_json(const config_setting_t *s, const config_setting_t **bad)
 	for (int i = 0; i < config_setting_length(s); i++) {
 		const config_setting_t *m = config_setting_get_elem(s, i);
 		json_t *mv = to_json(m, bad);
-		int rc = mv == NULL ? -1
-			 : json_is_object(v)
-				 ? json_object_set_new(v, config_setting_name(m), mv)
-				 : json_array_append_new(v, mv);
+		int rc = -1;
+		if (mv && json_is_object(v))
+			rc = json_object_set_new(v, config_setting_name(m), mv);
+		else if (mv)
+			rc = json_array_append_new(v, mv);
 		if (rc) {
-			*bad = m;
+			if (mv)
+				*bad = m;
 			json_decref(v);
 			return NULL;
 		}
@@ -54,21 +56,13 @@ static json_t *to_json(const config_setting_t *s, const config_setting_t **bad)
 }
 
 int bg_conf_options_to_json(const config_setting_t *group, char **out,
-			    struct bg_conf_err *e)
+			    const config_setting_t **bad)
 {
-	const config_setting_t *bad = group;
-	json_t *v = to_json(group, &bad);
+	*bad = group;
+	json_t *v = to_json(group, bad);
 	*out = v ? json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
 	json_decref(v);
-	if (*out)
-		return 0;
-	const char *file = config_setting_source_file(bad);
-	return bg_conf_fail(e,
-			    "%s:%u: agent_types.options: cannot convert "
-			    "\"%s\" to JSON (not valid UTF-8?)",
-			    file ? file : "config", config_setting_source_line(bad),
-			    config_setting_name(bad) ? config_setting_name(bad)
-						     : "(element)");
+	return *out ? 0 : -1;
 }
 
 /* libconfig string escapes: \\ \" \n \r \t \f and \xNN for other control

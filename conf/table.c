@@ -16,21 +16,26 @@ _Static_assert(sizeof(enum bg_handler_kind) == sizeof(int), "enum size");
 /* Offsets whose field type is checked at compile time. */
 #define OFF_T(S, f, T) \
 	(offsetof(S, f) + 0 * sizeof(_Generic(((S *)0)->f, T: 1)))
-#define OFF_E(S, f) \
-	(offsetof(S, f) + 0 * sizeof(char[sizeof(((S *)0)->f) == sizeof(int) ? 1 : -1]))
+#define INT_SIZED(S, f) (sizeof(((S *)0)->f) == sizeof(int) ? 1 : -1)
+#define OFF_E(S, f) (offsetof(S, f) + 0 * sizeof(char[INT_SIZED(S, f)]))
 
 #define C struct bg_config
 #define A struct bg_agent_type_conf
-#define INT(g, n, S, f, def, lo, hi, unit, fl, doc) \
-	{ g, n, BG_CONF_INT, fl, lo, hi, def, NULL, NULL, unit, OFF_T(S, f, int), doc }
-#define I64(g, n, f, def, lo, hi, unit, fl, doc) \
-	{ g, n, BG_CONF_INT64, fl, lo, hi, def, NULL, NULL, unit, OFF_T(C, f, int64_t), doc }
-#define STR(g, n, S, f, def, minlen, fl, doc) \
-	{ g, n, BG_CONF_STR, fl, minlen, 0, 0, def, NULL, NULL, OFF_T(S, f, char *), doc }
-#define PATH(g, n, S, f, def, minlen, fl, doc) \
-	{ g, n, BG_CONF_PATH, fl, minlen, 0, 0, def, NULL, NULL, OFF_T(S, f, char *), doc }
-#define ENUM(g, n, S, f, def, names, fl, doc) \
-	{ g, n, BG_CONF_ENUM, fl, 0, 0, def, NULL, names, NULL, OFF_E(S, f), doc }
+#define INT(g, n, S, f, def, lo, hi, unit, fl, doc)                   \
+	{ g, n, BG_CONF_INT, fl, lo, hi, def, NULL, NULL, unit,       \
+	  OFF_T(S, f, int), doc }
+#define I64(g, n, f, def, lo, hi, unit, fl, doc)                      \
+	{ g, n, BG_CONF_INT64, fl, lo, hi, def, NULL, NULL, unit,     \
+	  OFF_T(C, f, int64_t), doc }
+#define STR(g, n, S, f, def, minlen, fl, doc)                         \
+	{ g, n, BG_CONF_STR, fl, minlen, 0, 0, def, NULL, NULL,       \
+	  OFF_T(S, f, char *), doc }
+#define PATH(g, n, S, f, def, minlen, fl, doc)                        \
+	{ g, n, BG_CONF_PATH, fl, minlen, 0, 0, def, NULL, NULL,      \
+	  OFF_T(S, f, char *), doc }
+#define ENUM(g, n, S, f, def, names, fl, doc)                         \
+	{ g, n, BG_CONF_ENUM, fl, 0, 0, def, NULL, names, NULL,       \
+	  OFF_E(S, f), doc }
 
 #define R BG_CONF_RELOAD
 #define AG BG_CONF_AGENT_GROUP

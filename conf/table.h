@@ -117,11 +117,12 @@ const struct bg_conf_key *bg_conf_first_change(const struct bg_config *a,
 					       const struct bg_config *b,
 					       bool fixed_only);
 
-/* options group -> JSON object text (malloc'd) into *out. On failure -1 and
- * e gets "file:line: message". */
+/* options group -> JSON object text (malloc'd) into *out. On failure
+ * (a string that is not UTF-8, or no memory) -1 and *bad is the setting
+ * that could not be converted. */
 struct config_setting_t;
 int bg_conf_options_to_json(const struct config_setting_t *group,
-			    char **out, struct bg_conf_err *e);
+			    char **out, const struct config_setting_t **bad);
 /* Print a JSON object text as a libconfig group (bg_config_dump). */
 void bg_conf_print_json_group(FILE *f, const char *json);
 /* Print s as a quoted libconfig string. */

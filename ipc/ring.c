@@ -157,13 +157,12 @@ int bg_ring_push(struct bg_ring *r, uint16_t kind, uint16_t flags,
 
 /* ---- consumer ---- */
 
-/* Re-read the producer's head: aligned, not moved back, at most capacity
- * bytes ahead of our tail. */
+/* Re-read the producer's head once everything seen is consumed: aligned
+ * and in [tail, tail + capacity]. */
 static int refresh_head(struct bg_ring *r)
 {
 	uint64_t h = ld_acq(&r->ctl->head);
-	uint64_t used = h - r->tail;
-	if ((h & ALIGN_MASK) || used > r->capacity || used < r->head - r->tail)
+	if ((h & ALIGN_MASK) || h - r->tail > r->capacity)
 		return -EPROTO;
 	r->head = h;
 	return 0;
@@ -408,6 +407,8 @@ static int msg_reserve(struct bg_msg_in *m, size_t need)
 	if (need <= m->cap)
 		return 0;
 	size_t limit = m->max_len < SIZE_MAX ? m->max_len + 1 : SIZE_MAX;
+	if (need > limit)
+		return -EMSGSIZE;
 	size_t cap = m->cap ? m->cap : 256;
 	while (cap < need)
 		cap = cap > limit / 2 ? limit : cap * 2;

@@ -220,6 +220,9 @@ static int spawn_child(struct bg_child *ch)
 	for (int i = 0; i < 3; i++)
 		posix_spawn_file_actions_adddup2(&fa, src[i],
 						 BG_CHILD_FD_SEGMENT + i);
+	/* Belt and braces: every descriptor of bygated is close-on-exec, and
+	 * nothing above fd 5 reaches the child even if one is not. */
+	posix_spawn_file_actions_addclosefrom_np(&fa, BG_CHILD_FD_WAKE_SUPERVISOR + 1);
 	sigset_t none, defaults;
 	sigemptyset(&none);
 	sigemptyset(&defaults);

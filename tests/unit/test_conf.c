@@ -641,6 +641,13 @@ static void test_options_must_be_a_group(void **state)
 		   2, "agent_types.options: expected a group");
 }
 
+static void test_options_that_are_not_utf8_are_rejected(void **state)
+{
+	load_fails("agent_types = ( { name = \"a\"; plugin = \"a.so\";\n"
+		   "  options = { ok = 1;\n bad = \"\\xff\"; }; } );\n",
+		   3, "cannot convert \"bad\" to JSON");
+}
+
 /* ---- -T dump, reload check -------------------------------------------- */
 
 static void dump_to(const struct bg_config *cfg, const char *name, char *path)
@@ -926,6 +933,7 @@ int main(int argc, char **argv)
 		T(test_absolute_paths_are_kept),
 		T(test_options_group_becomes_a_json_object),
 		T(test_options_must_be_a_group),
+		T(test_options_that_are_not_utf8_are_rejected),
 		T(test_dump_reloads_to_an_equal_config),
 		T(test_dump_masks_the_password),
 		T(test_reload_check_refuses_a_restart_only_change),

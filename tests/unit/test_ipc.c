@@ -281,9 +281,12 @@ static void expect_recv_eproto(struct rings *t)
 	bg_msg_in_free(&in);
 }
 
+/* The orphan fragment follows a whole message of the same kind and tag, so
+ * only the missing FIRST is wrong. */
 static void test_fragment_without_first_is_eproto(void **state)
 {
 	struct rings *t = *state;
+	assert_int_equal(bg_ring_push(&t->prod, KIND, BG_REC_WHOLE, 1, "a", 1), 0);
 	assert_int_equal(bg_ring_push(&t->prod, KIND, 0, 1, "ab", 2), 0);
 	expect_recv_eproto(t);
 }
@@ -291,6 +294,7 @@ static void test_fragment_without_first_is_eproto(void **state)
 static void test_last_without_first_is_eproto(void **state)
 {
 	struct rings *t = *state;
+	assert_int_equal(bg_ring_push(&t->prod, KIND, BG_REC_WHOLE, 1, "a", 1), 0);
 	assert_int_equal(bg_ring_push(&t->prod, KIND, BG_REC_LAST, 1, "ab", 2),
 			 0);
 	expect_recv_eproto(t);
@@ -324,9 +328,12 @@ static void test_tag_change_mid_message_is_eproto(void **state)
 
 /* ---- hostile indices ---- */
 
+/* Hostile-index tests keep a valid record at tail, so that only the index
+ * check can reject them. */
 static void test_head_beyond_tail_plus_capacity_is_eproto(void **state)
 {
 	struct rings *t = *state;
+	assert_int_equal(push_pattern(&t->prod, 1, 64), 0);
 	t->prod.ctl->head = CAP + 16;
 	expect_peek(&t->cons, -EPROTO);
 }
@@ -336,7 +343,8 @@ static void test_head_behind_tail_is_eproto(void **state)
 	struct rings *t = *state;
 	assert_int_equal(push_pattern(&t->prod, 1, 64), 0);
 	expect_pattern(&t->cons, 1, 64);
-	t->prod.ctl->head = 16;
+	assert_int_equal(push_pattern(&t->prod, 2, 64), 0);
+	t->prod.ctl->head = 64;
 	expect_peek(&t->cons, -EPROTO);
 }
 
@@ -394,7 +402,7 @@ static void test_record_len_overrunning_head_is_eproto(void **state)
 static void test_record_len_above_max_record_is_eproto(void **state)
 {
 	struct rings *t = *state;
-	forge_hdr(t, 0, UINT32_MAX, KIND, BG_REC_WHOLE, 1);
+	forge_hdr(t, 0, t->cons.max_record + 1, KIND, BG_REC_WHOLE, 1);
 	t->prod.ctl->head = CAP;
 	expect_peek(&t->cons, -EPROTO);
 }
@@ -413,6 +421,7 @@ static void test_pad_not_filling_ring_end_is_eproto(void **state)
 	struct rings *t = *state;
 	start_at(t, CAP - 64);
 	forge_hdr(t, CAP - 64, 0, 0, 0, 0);
+	forge_hdr(t, CAP, 16, KIND, BG_REC_WHOLE, 1);
 	t->prod.ctl->head = CAP + 32;
 	expect_peek(&t->cons, -EPROTO);
 }
