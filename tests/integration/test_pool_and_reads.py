@@ -85,3 +85,20 @@ def test_a_plugin_that_cannot_load_keeps_bygated_alive_and_explains(h):
     time.sleep(1.0)
     assert d.alive
     assert "respawning in" in d.log_text()
+
+
+def test_every_descriptor_of_bygated_is_close_on_exec(h):
+    import os
+    d = h.start_bygated()
+    c = h.client()
+    mid = pc.send(c, h.keys, "s-cloexec", "echo", "hi")[0]
+    wait_until(lambda: done(c, h.keys, "s-cloexec", [mid]), 10, what="task")
+    leaky = []
+    for fd in os.listdir("/proc/%d/fd" % d.pid):
+        if int(fd) <= 2:
+            continue
+        with open("/proc/%d/fdinfo/%s" % (d.pid, fd)) as f:
+            flags = [l for l in f if l.startswith("flags:")][0]
+        if not int(flags.split()[1], 8) & 0o2000000:
+            leaky.append((fd, os.readlink("/proc/%d/fd/%s" % (d.pid, fd))))
+    assert leaky == [], leaky
