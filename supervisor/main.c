@@ -24,8 +24,9 @@ enum { EXIT_OK = 0, EXIT_CONFIG = 1, EXIT_USAGE = 2, EXIT_RUNTIME = 3 };
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: bygated -c FILE [-t | -T]\n"
-		"  -c FILE  configuration file (libconfig; see bygate.conf(5))\n"
+		"usage: bygated [-c FILE] [-t | -T]\n"
+		"  -c FILE  configuration file (default $BYGATE_CONFIG, else\n"
+		"           /etc/bygate/bygate.conf)\n"
 		"  -t       check the configuration and exit (0 = valid)\n"
 		"  -T       print the effective configuration and exit\n"
 		"  -h       this help\n");
@@ -287,10 +288,8 @@ int main(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
-	if (path == NULL) {
-		usage(stderr);
-		return EXIT_USAGE;
-	}
+	if (path == NULL)
+		path = bg_config_default_path(); /* $BYGATE_CONFIG or /etc */
 	struct bg_config cfg;
 	char err[1024];
 	if (bg_config_load(path, &cfg, err, sizeof(err)) != 0) {

@@ -4,7 +4,7 @@
 test_*.py with a fixture `h` and a watchdog timeout, and ends with one line
 `N passed, N failed`. Exit status 1 if anything failed or nothing ran.
 
-    python3 tests/run.py --build build [-k PATTERN] [--unit-only]
+    python3 tests/run.py --build build [-k PATTERN] [-q] [--unit-only]
                          [--integration-only] [--timeout SECONDS]
 """
 
@@ -122,11 +122,15 @@ def describe_status(rc):
     return "exit status %d" % rc
 
 
-def run_unit_binary(path, build, timeout, results):
+def run_unit_binary(path, build, timeout, results, quiet=False):
+    """Run one unit-test binary, streaming its output (with quiet: only if it
+    fails), and add its counts to results."""
     name = path.name
-    print("-- %s" % name)
+    if not quiet:
+        print("-- %s" % name)
     start = time.monotonic()
     counts = CmockaCounts()
+    held = []
     env = dict(os.environ, BYGATE_BUILD=str(build))
     p = subprocess.Popen([str(path)], stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -136,7 +140,10 @@ def run_unit_binary(path, build, timeout, results):
         for raw in p.stdout:
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
             counts.feed(line)
-            print(INDENT + line)
+            if quiet:
+                held.append(line)
+            else:
+                print(INDENT + line)
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
     try:
@@ -153,6 +160,8 @@ def run_unit_binary(path, build, timeout, results):
     if failed == 0 and rc != 0:
         failed = 1
     if failed:
+        if held:
+            print(indented("\n".join(held)))
         names = counts.failed_names or [describe_status(rc)]
         results.add(passed, failed, ["unit %s: %s" % (name, n) for n in names])
         print("FAIL %s (%d passed, %d failed, %s, %.1fs)"
@@ -172,7 +181,7 @@ def run_unit_tests(build, args, results):
     if not binaries:
         print("(no unit-test binaries)")
     for b in binaries:
-        run_unit_binary(b, build, args.unit_timeout, results)
+        run_unit_binary(b, build, args.unit_timeout, results, args.quiet)
 
 
 # ---- integration tests ---------------------------------------------------
@@ -356,6 +365,8 @@ def parse_args(argv):
     ap.add_argument("-k", metavar="PATTERN",
                     help="only tests whose name (binary, or module.function) "
                          "contains PATTERN or matches it as a glob")
+    ap.add_argument("-q", "--quiet", action="store_true",
+                    help="show a unit-test binary's output only if it fails")
     ap.add_argument("--timeout", type=float, default=120.0,
                     help="per integration test watchdog, seconds (120)")
     ap.add_argument("--unit-timeout", type=float, default=300.0,

@@ -126,6 +126,31 @@ static int next_value(struct bg_json_iter *it, struct bg_str *v)
 	return bg_json_iter_value(it, v) ? BG_CMD_EINVALID_JSON : 0;
 }
 
+/* The current member's value must be an object, walked member by member
+ * with `member` (*span = its bytes), or null (*span untouched). */
+static int scan_object(struct scan *s, struct bg_json_iter *it,
+		       int (*member)(struct scan *, struct bg_json_iter *,
+				     struct bg_str),
+		       struct bg_str *span)
+{
+	struct bg_json_iter o;
+	struct bg_str key, v;
+	int rc;
+
+	if (peek(it) != '{') {
+		rc = next_value(it, &v);
+		return rc || v.p[0] == 'n' ? rc : BG_CMD_EINVALID_JSON;
+	}
+	if (bg_json_iter_enter(it, &o))
+		return BG_CMD_EINVALID_JSON;
+	while ((rc = bg_json_iter_key(&o, &key)) == 1)
+		if ((rc = member(s, &o, key)) != 0)
+			return rc;
+	if (rc || bg_json_iter_leave(it, &o, span))
+		return BG_CMD_EINVALID_JSON;
+	return 0;
+}
+
 /* ---- header -------------------------------------------------------------- */
 
 static const struct bg_str empty_obj = { "{}", 2 };
@@ -186,25 +211,13 @@ static int scan_header_member(struct scan *s, struct bg_json_iter *h,
 
 static int scan_header(struct scan *s, struct bg_json_iter *top)
 {
-	struct bg_json_iter h;
-	struct bg_str key, v;
+	struct bg_str span = { NULL, 0 };
 	int rc;
 
 	reset_header(s);
-	s->saw_header = false;
-	if (peek(top) != '{') {
-		rc = next_value(top, &v);
-		return rc || v.p[0] == 'n' ? rc : BG_CMD_EINVALID_JSON;
-	}
-	if (bg_json_iter_enter(top, &h))
-		return BG_CMD_EINVALID_JSON;
-	while ((rc = bg_json_iter_key(&h, &key)) == 1)
-		if ((rc = scan_header_member(s, &h, key)) != 0)
-			return rc;
-	if (rc || bg_json_iter_leave(top, &h, &v))
-		return BG_CMD_EINVALID_JSON;
-	s->saw_header = true;
-	return 0;
+	rc = scan_object(s, top, scan_header_member, &span);
+	s->saw_header = rc == 0 && span.p != NULL;
+	return rc;
 }
 
 /* ---- body ---------------------------------------------------------------- */
@@ -262,23 +275,8 @@ static int scan_body_member(struct scan *s, struct bg_json_iter *b,
 
 static int scan_body(struct scan *s, struct bg_json_iter *top)
 {
-	struct bg_json_iter b;
-	struct bg_str key, v;
-	int rc;
-
 	reset_body(s);
-	if (peek(top) != '{') {
-		rc = next_value(top, &v);
-		return rc || v.p[0] == 'n' ? rc : BG_CMD_EINVALID_JSON;
-	}
-	if (bg_json_iter_enter(top, &b))
-		return BG_CMD_EINVALID_JSON;
-	while ((rc = bg_json_iter_key(&b, &key)) == 1)
-		if ((rc = scan_body_member(s, &b, key)) != 0)
-			return rc;
-	if (rc || bg_json_iter_leave(top, &b, &s->cmd->body))
-		return BG_CMD_EINVALID_JSON;
-	return 0;
+	return scan_object(s, top, scan_body_member, &s->cmd->body);
 }
 
 /* ---- top level ----------------------------------------------------------- */

@@ -14,8 +14,10 @@
 
 #define BG_JSON_MAX_DEPTH 64
 
-/* Append s[0..n) as a quoted JSON string. Control characters, '"' and '\\'
- * are escaped; invalid UTF-8 sequences become U+FFFD. 0 or -ENOMEM. */
+/* Append s[0..n) as a quoted JSON string. '"', '\\' and control characters
+ * are escaped (\n \t \r \b \f, else \u00XX); valid UTF-8 is copied raw;
+ * each maximal ill-formed UTF-8 subpart (Unicode 3.9, as Python's
+ * errors="replace") becomes "\ufffd". 0 or -ENOMEM (out unchanged). */
 int bg_json_escape(struct bg_buf *out, const char *s, size_t n);
 
 /* Append the decoded value of a JSON string literal (with its quotes).

@@ -133,7 +133,7 @@ class Bygated:
         self.write_config()
         self.starts += 1
         with open(self.log_path, "ab") as f:
-            f.write(("=== harness: start #%d: %s ===\n" % (
+            f.write(("=== start #%d: %s ===\n" % (
                 self.starts, " ".join(self.argv()))).encode())
             self._log_start = f.tell()
         self.proc = proc.spawn(self.argv(), label=self.label,

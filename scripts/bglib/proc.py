@@ -165,17 +165,22 @@ class Tracked:
         self._kill_leftovers(0)
 
     def _kill_leftovers(self, grace):
-        live = lambda: {p: t for p, t in self.seen.items() if pid_alive(p, t)}
+        def live():
+            return {p: t for p, t in self.seen.items() if pid_alive(p, t)}
         deadline = time.monotonic() + grace
         while live() and time.monotonic() < deadline:
             time.sleep(0.05)
-        for p, t in live().items():
+        left = live()
+        for p in left:
             st = proc_stat(p)
             self.leftovers.append((p, st[3] if st else "?"))
             try:
                 os.kill(p, SIGKILL)
             except ProcessLookupError:
                 pass
+        deadline = time.monotonic() + 5.0
+        while live() and time.monotonic() < deadline:
+            time.sleep(0.01)
         self.seen.clear()
 
 

@@ -9,9 +9,11 @@ import tempfile
 import time
 
 from . import proc
-from .resp import RespClient
+from .resp import RespClient, RespError
 
 __all__ = ["RedisServer", "RedisStartError"]
+
+READY_LINE = "Ready to accept connections"
 
 
 class RedisStartError(RuntimeError):
@@ -82,23 +84,31 @@ class RedisServer:
         raise last
 
     def _start_on(self, port):
+        """Start on port; ready once our own log says so (another server on
+        the same port would answer PING too) and PING is answered."""
         offsets = {p: os.path.getsize(p) if os.path.exists(p) else 0
                    for p in (self.log_path, self.out_path)}
         self.port = port
         self.proc = proc.spawn(self.argv(port), label=self.label,
-                               log_path=self.out_path,
-                               pdeathsig=SIGKILL)
+                               log_path=self.out_path, pdeathsig=SIGKILL)
         deadline = time.monotonic() + self.start_timeout
-        with self.client(timeout=1.0) as c:
-            while time.monotonic() < deadline and self.proc.alive():
-                try:
-                    if c.ping():
-                        return self
-                except (OSError, ConnectionError):
-                    time.sleep(0.02)
+        while time.monotonic() < deadline and self.proc.alive():
+            if READY_LINE in _read_from({self.log_path: offsets[self.log_path]}):
+                if self._answers():
+                    return self
+            time.sleep(0.02)
         self.proc.kill()
-        raise RedisStartError("redis-server on port %d did not answer PING:\n%s"
+        raise RedisStartError("redis-server on port %d did not become ready:\n%s"
                               % (port, _read_from(offsets)))
+
+    def _answers(self):
+        try:
+            with self.client(timeout=1.0) as c:
+                return c.ping()
+        except RespError as e:
+            return e.code in ("NOAUTH", "WRONGPASS")
+        except (OSError, ConnectionError):
+            return False
 
     def stop(self, timeout=5.0):
         """Stop the server process (idempotent; start() may follow). Returns

@@ -228,16 +228,33 @@ def test_redis_fixture_leaves_no_process_after_close():
     assert not os.path.exists(directory)
 
 
-def test_redis_start_retries_on_port_collision():
+def test_redis_start_on_a_taken_port_fails_clearly():
     with RedisServer() as a:
         b = RedisServer()
         try:
             b.start(port=a.port)
         except Exception as e:
-            assert "did not answer PING" in str(e), e
+            assert "did not become ready" in str(e), e
+            assert "Address already in use" in str(e), e
         else:
             raise AssertionError("second server on the same port started")
         finally:
+            b.close()
+
+
+def test_redis_start_moves_to_another_port_on_collision():
+    with RedisServer() as a:
+        taken = iter([a.port])
+        real = proc.free_port
+        proc.free_port = lambda exclude=(): next(taken, None) or real(exclude)
+        b = RedisServer()
+        try:
+            b.start()
+            assert b.port != a.port
+            with b.client() as c:
+                assert c.ping()
+        finally:
+            proc.free_port = real
             b.close()
 
 
@@ -450,8 +467,9 @@ def test_runner_counts_cmocka_results_and_crashes(h):
     write_exe(tests / "t_fail", CMOCKA_FAIL)
     write_exe(tests / "t_crash", CMOCKA_CRASH)
     (tests / "README").write_text("not a test")
-    rc, out = run_runner("--build", h.tmp / "b", "--unit-only")
+    rc, out = run_runner("--build", h.tmp / "b", "--unit-only", "-q")
     assert rc == 1, out
+    assert "boom" in out and "test_c" not in out, out  # -q: failures only
     assert out.rstrip().splitlines()[-1] == "4 passed, 2 failed", out
     assert "unit t_fail: test_b" in out and "killed by SIGSEGV" in out, out
     rc, out = run_runner("--build", h.tmp / "b", "--unit-only", "-k", "t_pass")

@@ -650,7 +650,7 @@ static void test_segment_attach_of_garbage_memfd_is_eproto(void **state)
 
 static void bad_version(struct bg_seg_hdr *h) { h->version++; }
 static void bad_size(struct bg_seg_hdr *h) { h->seg_size += 64; }
-static void overlapping(struct bg_seg_hdr *h) { h->up_off = h->down_off + 64; }
+static void overlapping(struct bg_seg_hdr *h) { h->up_off = h->down_off; }
 static void misaligned(struct bg_seg_hdr *h) { h->up_off += 16; }
 static void into_header(struct bg_seg_hdr *h) { h->down_off = 64; }
 static void beyond_end(struct bg_seg_hdr *h) { h->up_cap *= 2; }
@@ -728,8 +728,11 @@ static void test_record_unpack_of_overrunning_length_is_ebadmsg(void **state)
 	struct bg_buf b = { 0 };
 	struct bg_str v[2];
 	packed(&b, 2);
-	uint32_t huge = UINT32_MAX;
+	uint32_t huge = UINT32_MAX, over = 100;
 	memcpy(b.p + 4 + 4 + 3, &huge, 4);
+	assert_int_equal(bg_rec_unpack(b.p, b.len, v, 2), -EBADMSG);
+	packed(&b, 2);
+	memcpy(b.p + 4, &over, 4);
 	assert_int_equal(bg_rec_unpack(b.p, b.len, v, 2), -EBADMSG);
 	packed(&b, 2);
 	assert_int_equal(bg_rec_unpack(b.p, b.len - 1, v, 2), -EBADMSG);

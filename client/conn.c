@@ -1,0 +1,261 @@
+/* client/conn.c - a libbygate client's life: configuration through the
+ * daemon's own loader, the synchronous hiredis connection (connect, AUTH,
+ * SELECT, timeouts), the command path and its error codes. */
+#include "client/client_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+const char *bg_client_strerror(int rc)
+{
+	switch (rc) {
+	case 0:
+		return "success";
+	case BG_CLIENT_ECONFIG:
+		return "configuration error";
+	case BG_CLIENT_ECONNECT:
+		return "cannot connect to Redis";
+	case BG_CLIENT_EREDIS:
+		return "Redis error";
+	case BG_CLIENT_EIO:
+		return "Redis connection lost";
+	case BG_CLIENT_EPROTO:
+		return "unexpected reply from Redis";
+	case BG_CLIENT_EINTR:
+		return "interrupted";
+	default:
+		return rc < 0 && rc > -4096 ? strerror(-rc) : "unknown error";
+	}
+}
+
+int bg_client_fail(struct bg_client *c, int rc, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(c->errmsg, sizeof c->errmsg, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+const char *bg_client_errmsg(const struct bg_client *c)
+{
+	return c ? c->errmsg : "";
+}
+
+void bg_client_interrupt(struct bg_client *c)
+{
+	if (c == NULL)
+		return;
+	c->interrupted = 1;
+	if (c->fd >= 0)
+		shutdown(c->fd, SHUT_RDWR);
+}
+
+static struct timeval tv_of_ms(int64_t ms)
+{
+	return (struct timeval){ .tv_sec = ms / 1000,
+				 .tv_usec = (ms % 1000) * 1000 };
+}
+
+void bg_client_set_timeout(struct bg_client *c, int ms)
+{
+	int64_t total = c->cfg.redis_command_timeout_ms;
+	if (ms == 0)
+		total = 0;
+	else if (ms > 0)
+		total += ms;
+	redisSetTimeout(c->redis, tv_of_ms(total));
+}
+
+/* The failure of the connection itself (NULL reply). */
+static int io_failure(struct bg_client *c, const char *what)
+{
+	if (c->interrupted)
+		return bg_client_fail(c, BG_CLIENT_EINTR, "interrupted");
+	return bg_client_fail(c, BG_CLIENT_EIO, "%s: %s", what,
+			      c->redis->errstr[0] ? c->redis->errstr
+						  : "connection lost");
+}
+
+int bg_client_command(struct bg_client *c, redisReply **out, int argc,
+		      const char **argv, const size_t *lens)
+{
+	*out = NULL;
+	if (c->interrupted)
+		return bg_client_fail(c, BG_CLIENT_EINTR, "interrupted");
+	redisReply *r = redisCommandArgv(c->redis, argc, argv, lens);
+	if (r == NULL)
+		return io_failure(c, argv[0]);
+	if (r->type == REDIS_REPLY_ERROR) {
+		bg_client_fail(c, BG_CLIENT_EREDIS, "%s: %.400s", argv[0],
+			       r->str ? r->str : "");
+		freeReplyObject(r);
+		return BG_CLIENT_EREDIS;
+	}
+	*out = r;
+	return 0;
+}
+
+int bg_client_pipeline(struct bg_client *c, redisReply **out, int n,
+		       const int *argc, const char **const *argv,
+		       const size_t *const *lens)
+{
+	for (int i = 0; i < n; i++)
+		out[i] = NULL;
+	if (c->interrupted)
+		return bg_client_fail(c, BG_CLIENT_EINTR, "interrupted");
+	for (int i = 0; i < n; i++)
+		if (redisAppendCommandArgv(c->redis, argc[i], argv[i],
+					   lens[i]) != REDIS_OK)
+			return bg_client_fail(c, -ENOMEM, "out of memory");
+	for (int i = 0; i < n; i++) {
+		void *r = NULL;
+		if (redisGetReply(c->redis, &r) != REDIS_OK) {
+			for (int j = 0; j < i; j++) {
+				freeReplyObject(out[j]);
+				out[j] = NULL;
+			}
+			return io_failure(c, argv[i][0]);
+		}
+		out[i] = r;
+	}
+	return 0;
+}
+
+int bg_client_key(struct bg_client *c, struct bg_buf *out,
+		  enum bg_key_kind kind, const char *id)
+{
+	struct bg_str none = { NULL, 0 };
+	bg_buf_reset(out);
+	if (id == NULL || id[0] == '\0')
+		return -EINVAL;
+	return bg_key_build(out, c->cfg.key_schema, kind, bg_str_c(id), none,
+			    none);
+}
+
+int bg_client_reply_is_str(const redisReply *r)
+{
+	return r != NULL && (r->type == REDIS_REPLY_STRING ||
+			     r->type == REDIS_REPLY_STATUS) &&
+	       r->str != NULL;
+}
+
+int bg_client_copy_id(char *out, size_t cap, const char *s, size_t len)
+{
+	if (len >= cap)
+		return -EINVAL;
+	memcpy(out, s, len);
+	out[len] = '\0';
+	return 0;
+}
+
+/* One setup command; a failure is a connection failure. */
+static int setup_command(struct bg_client *c, int argc, const char **argv)
+{
+	redisReply *r;
+	int rc = bg_client_command(c, &r, argc, argv, NULL);
+	freeReplyObject(r);
+	if (rc)
+		rc = bg_client_fail(c, BG_CLIENT_ECONNECT, "%s", c->errmsg);
+	return rc;
+}
+
+static int authenticate(struct bg_client *c)
+{
+	const struct bg_config *cfg = &c->cfg;
+	int rc = 0;
+	if (cfg->redis_password && cfg->redis_password[0]) {
+		const char *user = cfg->redis_username;
+		if (user && user[0])
+			rc = setup_command(c, 3, (const char *[]){
+				"AUTH", user, cfg->redis_password });
+		else
+			rc = setup_command(c, 2, (const char *[]){
+				"AUTH", cfg->redis_password });
+	}
+	if (rc == 0 && cfg->redis_db != 0) {
+		char db[16];
+		snprintf(db, sizeof db, "%d", cfg->redis_db);
+		rc = setup_command(c, 2, (const char *[]){ "SELECT", db });
+	}
+	return rc;
+}
+
+static int connect_redis(struct bg_client *c)
+{
+	const struct bg_config *cfg = &c->cfg;
+	struct timeval tv = tv_of_ms(cfg->redis_connect_timeout_ms);
+	if (cfg->redis_host[0] == '/')
+		c->redis = redisConnectUnixWithTimeout(cfg->redis_host, tv);
+	else
+		c->redis = redisConnectWithTimeout(cfg->redis_host,
+						   cfg->redis_port, tv);
+	if (c->redis == NULL)
+		return bg_client_fail(c, -ENOMEM, "out of memory");
+	if (c->redis->err)
+		return bg_client_fail(c, BG_CLIENT_ECONNECT,
+				      "cannot connect to Redis at %s:%d: %s",
+				      cfg->redis_host, cfg->redis_port,
+				      c->redis->errstr);
+	c->fd = c->redis->fd;
+	/* hiredis 0.14 has no option for it; a forking caller leaks nothing */
+	int flags = fcntl(c->fd, F_GETFD);
+	if (flags != -1)
+		fcntl(c->fd, F_SETFD, flags | FD_CLOEXEC);
+	bg_client_set_timeout(c, -1);
+	return authenticate(c);
+}
+
+static void copy_err(char *err, size_t errlen, const char *msg)
+{
+	if (errlen > 0)
+		snprintf(err, errlen, "%s", msg);
+}
+
+int bg_client_open(const char *config_path, struct bg_client **out,
+		   char *err, size_t errlen)
+{
+	*out = NULL;
+	copy_err(err, errlen, "");
+	struct bg_client *c = calloc(1, sizeof *c);
+	if (c == NULL) {
+		copy_err(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	c->fd = -1;
+	int rc = 0;
+	if (bg_config_load(config_path, &c->cfg, c->errmsg,
+			   sizeof c->errmsg) != 0)
+		rc = BG_CLIENT_ECONFIG;
+	else if (c->cfg.redis_cluster)
+		rc = bg_client_fail(c, BG_CLIENT_ECONFIG,
+				    "Redis Cluster is not supported (REDIS_MODE "
+				    "or REDIS_CLUSTER_HOST); bygate needs a "
+				    "standalone server");
+	else
+		rc = connect_redis(c);
+	if (rc) {
+		copy_err(err, errlen, c->errmsg);
+		bg_client_close(c);
+		return rc;
+	}
+	c->errmsg[0] = '\0';
+	*out = c;
+	return 0;
+}
+
+void bg_client_close(struct bg_client *c)
+{
+	if (c == NULL)
+		return;
+	if (c->redis)
+		redisFree(c->redis);
+	bg_config_free(&c->cfg);
+	free(c);
+}
