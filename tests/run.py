@@ -52,7 +52,8 @@ def selected(name, pattern):
     if not pattern:
         return True
     if any(c in pattern for c in "*?["):
-        return fnmatch.fnmatch(name, pattern) or fnmatch.fnmatch(name, "*%s*" % pattern)
+        return (fnmatch.fnmatch(name, pattern)
+                or fnmatch.fnmatch(name, "*%s*" % pattern))
     return pattern in name
 
 
@@ -95,7 +96,7 @@ class CmockaCounts:
             self.ok_lines += 1
         else:
             m = self.TEST_FAILED.match(line)
-            if m and m.group(1) not in self.failed_names and not m.group(1).startswith("---"):
+            if m and m.group(1) not in self.failed_names:
                 self.failed_names.append(m.group(1))
 
     def _summary(self):
@@ -155,6 +156,7 @@ def run_unit_binary(path, build, timeout, results, quiet=False):
             os.killpg(p.pid, signal.SIGKILL)
             p.wait()
         reader.join(5)
+    warn_leftovers(name)
     passed, failed = counts.counts()
     took = time.monotonic() - start
     if failed == 0 and rc != 0:
@@ -263,7 +265,8 @@ def discover(directory, pattern, results):
         for name, fn in vars(module).items():
             full = "%s.%s" % (path.stem, name)
             if (name.startswith("test_") and inspect.isfunction(fn)
-                    and fn.__module__ == module.__name__ and selected(full, pattern)):
+                    and fn.__module__ == module.__name__
+                    and selected(full, pattern)):
                 found.append((full, fn))
     return found
 
@@ -325,9 +328,15 @@ def run_integration_test(full, fn, args, results):
             print(indented(report["logs"]))
         for h in harnesses:
             print(INDENT + "(test files kept in %s)" % h.tmp)
-    for pid, comm in report.get("orphans", []):
+    warn_leftovers(full, report["orphans"])
+
+
+def warn_leftovers(name, orphans=None):
+    """Kill and report processes a test left behind (adopted by us as their
+    subreaper) -- a sign that something does not clean up after itself."""
+    for pid, comm in proc.reap_orphans() if orphans is None else orphans:
         print(INDENT + "warning: killed leftover process %d (%s) after %s"
-              % (pid, comm, full))
+              % (pid, comm, name))
 
 
 def cleanup_test(harnesses, position, failed):

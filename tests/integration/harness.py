@@ -24,9 +24,10 @@ if str(REPO / "scripts") not in sys.path:
     sys.path.insert(0, str(REPO / "scripts"))
 
 from bglib import proc  # noqa: E402
-from bglib.bygated import (Bygated, BygatedError, READY_LINE, ready_log,  # noqa: E402,F401
-                           ready_lease, ready_any_lease, ready_either,
-                           lease_is_online)
+# Re-exported for tests: `from harness import RespError, wait_until, ...`.
+from bglib.bygated import (Bygated, BygatedError, READY_LINE,  # noqa: E402,F401
+                           ready_log, ready_lease, ready_any_lease,
+                           ready_either, lease_is_online)
 from bglib.keys import Keys  # noqa: E402
 from bglib.libconfig import Raw, deep_merge, render  # noqa: E402,F401
 from bglib.redisserver import RedisServer, RedisStartError  # noqa: E402,F401
@@ -182,7 +183,8 @@ class Harness:
             [str(exe), *[str(a) for a in args]],
             env=env if env is not None else self.env(redis),
             input=input, capture_output=True, text=True, timeout=timeout,
-            cwd=str(self.tmp), stdin=None if input is not None else subprocess.DEVNULL)
+            cwd=str(self.tmp),
+            stdin=None if input is not None else subprocess.DEVNULL)
 
     def spawn(self, argv, label=None, env=None, **kw):
         """Start any helper process, tracked and killed at cleanup."""

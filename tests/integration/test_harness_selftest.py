@@ -14,7 +14,7 @@ import threading
 import time
 
 from harness import (REPO, Bygated, BygatedError, Harness, Keys, Raw,
-                     RedisServer, RespClient, RespError, RespTimeout,
+                     RedisServer, RespError, RespTimeout,
                      deep_merge, lease_is_online, pid_alive, ready_any_lease,
                      ready_lease, render, wait_until)
 from bglib import proc
@@ -27,7 +27,8 @@ FAKE_BYGATED = """#!%s
 import os, signal, subprocess, sys, time
 conf = sys.argv[sys.argv.index("-c") + 1]
 mode = os.environ.get("FAKE_BYGATED_MODE", "")
-print("fake bygated: config %%s REDIS_PORT %%s" %% (conf, os.environ.get("REDIS_PORT")), flush=True)
+print("fake bygated: config %%s REDIS_PORT %%s"
+      %% (conf, os.environ.get("REDIS_PORT")), flush=True)
 if mode == "exit3":
     print("fatal: bad config", flush=True)
     sys.exit(3)
@@ -330,11 +331,12 @@ def test_deep_merge_merges_groups_and_drops_none():
 
 
 def test_keys_follow_v1_and_v2_schema():
-    assert Keys("v1").data_stream("S") == "byai_gateway:session:S:data_stream"
-    assert Keys("v2").data_stream("S") == "byai_gateway:v2:session:{S}:data_stream"
-    assert Keys("v1").worker_online("W") == "byai_gateway:registry:worker:online:W"
-    assert Keys("v2").worker_online("W") == "byai_gateway:v2:registry:worker:{W}:online"
-    assert Keys("v2").ctrl_agent_type("T") == "byai_gateway:v2:ctrl:agent_type:T"
+    v1, v2 = Keys("v1"), Keys("v2")
+    assert v1.data_stream("S") == "byai_gateway:session:S:data_stream"
+    assert v2.data_stream("S") == "byai_gateway:v2:session:{S}:data_stream"
+    assert v1.worker_online("W") == "byai_gateway:registry:worker:online:W"
+    assert v2.worker_online("W") == "byai_gateway:v2:registry:worker:{W}:online"
+    assert v2.ctrl_agent_type("T") == "byai_gateway:v2:ctrl:agent_type:T"
 
 
 # ---- bygated fixture (with a fake daemon) ---------------------------------
