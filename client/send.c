@@ -81,6 +81,8 @@ static struct bg_str str_of(const json_t *v)
 /* Python's bool() of a JSON value. */
 static bool truthy(const json_t *v)
 {
+	if (v == NULL)
+		return false;
 	switch (json_typeof(v)) {
 	case JSON_TRUE:
 		return true;

@@ -125,6 +125,9 @@ static void release_resources(struct bg_child *ch)
 /* Push queued outgoing messages into the down ring as far as they fit. */
 static void child_flush_out(struct bg_child *ch)
 {
+	if (ch->seg.base == NULL)
+		return;
+	bg_ring_producer_sleep_done(&ch->seg.down);
 	while (ch->out_head) {
 		struct out_msg *m = ch->out_head;
 		int rc = bg_ring_send(&ch->seg.down, &m->m);
@@ -132,8 +135,12 @@ static void child_flush_out(struct bg_child *ch)
 			ch->ring_pending = true;
 		if (rc == -EAGAIN) {
 			/* The child rings us when it frees space. */
+			uint32_t left = m->m.len - m->m.off;
+			uint32_t need = left < ch->seg.down.max_record
+						? left
+						: ch->seg.down.max_record;
 			if (!bg_ring_producer_sleep_prepare(&ch->seg.down,
-							    4096))
+							    need))
 				continue;
 			return;
 		}

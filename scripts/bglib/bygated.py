@@ -180,13 +180,14 @@ class Bygated:
         if self.proc is not None:
             self.proc.signal(sig)
 
-    def stop(self, sig=SIGTERM, timeout=15.0):
+    def stop(self, sig=SIGTERM, timeout=15.0, leftover_grace=2.0):
         """Send sig (SIGTERM graceful drain, SIGINT fast stop), wait up to
-        timeout, then SIGKILL; children left running are killed and listed in
-        self.leftovers. Returns the exit status (negative: signal)."""
+        timeout, then SIGKILL; children still running leftover_grace s later
+        are killed and listed in self.leftovers. Returns the exit status
+        (negative: killed by that signal)."""
         if self.proc is None:
             return None
-        return self.proc.stop(sig, timeout)
+        return self.proc.stop(sig, timeout, leftover_grace)
 
     def terminate(self, timeout=15.0):
         return self.stop(SIGTERM, timeout)

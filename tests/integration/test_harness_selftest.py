@@ -390,7 +390,7 @@ def test_bygated_fixture_kills_children_left_behind(h):
         env = proc.clean_env({"FAKE_BYGATED_MODE": "orphan-child"})
         d = fh.start_bygated(env=env)
         kid = d.child_pids()[0]
-        d.stop()
+        d.stop(leftover_grace=0.2)
         assert not pid_alive(kid)
         assert [p for p, _ in d.leftovers] == [kid]
 
