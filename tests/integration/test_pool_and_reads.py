@@ -102,3 +102,24 @@ def test_every_descriptor_of_bygated_is_close_on_exec(h):
         if not int(flags.split()[1], 8) & 0o2000000:
             leaky.append((fd, os.readlink("/proc/%d/fd/%s" % (d.pid, fd))))
     assert leaky == [], leaky
+
+
+def test_a_hung_redis_trips_request_deadlines_and_work_resumes(h):
+    import os
+    d = h.start_bygated({"redis": {"command_timeout_ms": 300},
+                         "worker": {"block_ms": 200},
+                         "agent_types": [h.agent_type("sleep")]})
+    c = h.client()
+    mid = pc.send(c, h.keys, "s-hung", "sleep", "300")[0]
+    os.kill(h.redis.pid, signal.SIGSTOP)
+    try:
+        d.wait_log("deadline expired", timeout=10)
+    finally:
+        os.kill(h.redis.pid, signal.SIGCONT)
+    wait_until(lambda: done(c, h.keys, "s-hung", [mid]), 20,
+               what="task completes after redis resumes")
+    later = pc.send(c, h.keys, "s-hung", "sleep", "1")[0]
+    wait_until(lambda: done(c, h.keys, "s-hung", [later]), 20,
+               what="new task after redis resumes")
+    assert pc.pending_count(c, h.keys.ctrl_agent_type("sleep")) == 0
+    assert d.alive
