@@ -49,6 +49,8 @@ static int mkdir_p(const char *path)
 	return 0;
 }
 
+/* bygate-child next to bygated (a build tree), else in the installed
+ * layout <prefix>/libexec/bygate/ beside <prefix>/bin/. */
 static char *default_child_path(void)
 {
 	char self[PATH_MAX];
@@ -56,8 +58,16 @@ static char *default_child_path(void)
 	if (n <= 0)
 		return strdup("bygate-child");
 	self[n] = '\0';
-	char out[PATH_MAX + 32];
-	snprintf(out, sizeof(out), "%s/bygate-child", dirname(self));
+	const char *dir = dirname(self);
+	char out[PATH_MAX + 64];
+	snprintf(out, sizeof(out), "%s/bygate-child", dir);
+	if (access(out, X_OK) != 0) {
+		char alt[PATH_MAX + 64];
+		snprintf(alt, sizeof(alt), "%s/../libexec/bygate/bygate-child",
+			 dir);
+		if (access(alt, X_OK) == 0)
+			return strdup(alt);
+	}
 	return strdup(out);
 }
 
