@@ -63,7 +63,7 @@ TEST_PLUGINS := $(patsubst tests/plugins/%.c,$(BUILD)/test-plugins/%.so,$(TEST_P
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
-.PHONY: all deps run test unit-test integration-test asan bench install clean format
+.PHONY: all deps run test unit-test integration-test tests asan bench install clean format
 all: $(BINS) $(PLUGINS)
 
 -include $(shell find $(OBJ) -name '*.d' 2>/dev/null)
@@ -144,6 +144,14 @@ run: deps
 test: deps
 	@$(MAKE) --no-print-directory all tests
 	$(PYTHON) tests/run.py --build $(BUILD)
+
+unit-test: deps
+	@$(MAKE) --no-print-directory all tests
+	$(PYTHON) tests/run.py --build $(BUILD) --unit-only
+
+integration-test: deps
+	@$(MAKE) --no-print-directory all tests
+	$(PYTHON) tests/run.py --build $(BUILD) --integration-only
 
 tests: $(UNIT_TESTS) $(BUILD)/bygate-child $(BUILD)/bygated $(BUILD)/bygate $(PLUGINS) $(TEST_PLUGINS)
 

@@ -62,6 +62,8 @@ struct bg_task {
 	int64_t picked_ms, started_ms;
 	uint64_t events, event_bytes;
 	bool events_capped;
+	bool timed_out;
+	struct event *timeout_ev; /* attempt deadline, then the kill grace */
 	bool end_marker_emitted;
 
 	/* outcome */

@@ -675,6 +675,21 @@ int bg_pool_run(struct bg_pool *p, int slot, uint64_t tag,
 	return 0;
 }
 
+void bg_pool_signal(struct bg_pool *p, int slot, int sig, const char *reason)
+{
+	struct bg_child *ch = &p->c[slot];
+	if (ch->pid <= 0)
+		return;
+	if (ch->kill_reason == NULL)
+		ch->kill_reason = reason;
+	if (sig == SIGKILL) {
+		child_kill(ch, reason);
+		return;
+	}
+	if (kill(-ch->pid, sig) == -1)
+		kill(ch->pid, sig);
+}
+
 void bg_pool_end_of_turn(struct bg_pool *p)
 {
 	for (int i = 0; i < p->n; i++) {

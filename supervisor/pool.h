@@ -51,6 +51,10 @@ pid_t bg_pool_pid(const struct bg_pool *p, int slot);
 int bg_pool_run(struct bg_pool *p, int slot, uint64_t tag,
 		const void *payload, size_t len);
 
+/* Signal the process group of the child in `slot` (e.g. SIGTERM, then
+ * SIGKILL for a timeout); `reason` is kept for the exit report. */
+void bg_pool_signal(struct bg_pool *p, int slot, int sig, const char *reason);
+
 /* Ring the doorbells marked during this loop turn (at most once each). */
 void bg_pool_end_of_turn(struct bg_pool *p);
 

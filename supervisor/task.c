@@ -9,6 +9,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <signal.h>
+
 #include <event2/event.h>
 #include <openssl/sha.h>
 
@@ -99,6 +101,8 @@ void bg_task_free(struct bg_daemon *d, struct bg_task *t)
 	d->n_tasks--;
 	if (t->retry_ev)
 		event_free(t->retry_ev);
+	if (t->timeout_ev)
+		event_free(t->timeout_ev);
 	bg_cmd_free(&t->cmd);
 	free(t->stream);
 	free(t->entry_id);
@@ -487,6 +491,67 @@ static int pack_task(struct bg_daemon *d, struct bg_task *t,
 	return bg_rec_pack(out, v, BG_TF__COUNT);
 }
 
+/* Grace after SIGTERM before the child's process group gets SIGKILL. */
+#define BG_TIMEOUT_GRACE_MS 2000
+
+static void read_wchan(int pid, char *out, size_t n)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/wchan", pid);
+	FILE *f = fopen(path, "re");
+	out[0] = '\0';
+	if (f) {
+		if (fgets(out, (int)n, f) == NULL)
+			out[0] = '\0';
+		fclose(f);
+	}
+	if (out[0] == '\0' || strcmp(out, "0") == 0)
+		snprintf(out, n, "running");
+}
+
+static void on_task_timeout(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	struct bg_task *t = arg;
+	struct bg_daemon *d = t->d;
+	if (t->state != BG_TASK_RUNNING || t->slot < 0)
+		return;
+	struct bg_log_ids ids = bg_task_log_ids(t);
+	if (t->timed_out) {
+		bg_log_task(BG_LOG_INFO, &ids,
+			    "task still running %d ms after SIGTERM; SIGKILL "
+			    "to the child's process group",
+			    BG_TIMEOUT_GRACE_MS);
+		bg_pool_signal(d->pool, t->slot, SIGKILL, "timed out");
+		return;
+	}
+	t->timed_out = true;
+	char wchan[64];
+	read_wchan(t->pid, wchan, sizeof(wchan));
+	bg_log_task(BG_LOG_INFO, &ids,
+		    "task timed out after %lld ms (child wchan %s); SIGTERM to "
+		    "the child's process group",
+		    (long long)(bg_mono_ms() - t->started_ms), wchan);
+	bg_pool_signal(d->pool, t->slot, SIGTERM, "timed out");
+	struct timeval tv = { BG_TIMEOUT_GRACE_MS / 1000,
+			      (BG_TIMEOUT_GRACE_MS % 1000) * 1000 };
+	evtimer_add(t->timeout_ev, &tv);
+}
+
+static void arm_timeout(struct bg_daemon *d, struct bg_task *t)
+{
+	const struct bg_agent_type_conf *tc = find_type(d, t->handler_type);
+	if (tc == NULL || tc->timeout_ms <= 0)
+		return;
+	t->timeout_ev = evtimer_new(d->base, on_task_timeout, t);
+	if (t->timeout_ev == NULL)
+		return;
+	struct timeval tv = { tc->timeout_ms / 1000,
+			      (tc->timeout_ms % 1000) * 1000 };
+	evtimer_add(t->timeout_ev, &tv);
+}
+
 void bg_task_dispatch(struct bg_daemon *d)
 {
 	struct bg_buf payload = { 0 };
@@ -519,6 +584,7 @@ void bg_task_dispatch(struct bg_daemon *d)
 		t->slot = slot;
 		t->pid = (int)bg_pool_pid(d->pool, slot);
 		t->started_ms = bg_mono_ms();
+		arm_timeout(d, t);
 		struct bg_log_ids ids = bg_task_log_ids(t);
 		bg_log_task(BG_LOG_DEBUG, &ids, "task started (%s entry %s)",
 			    bg_action_name(t->cmd.action), t->entry_id);
@@ -682,6 +748,18 @@ void bg_task_on_child_lost(void *arg, int slot, uint64_t tag, const char *why)
 	if (t == NULL || t->state != BG_TASK_RUNNING)
 		return;
 	struct bg_log_ids ids = bg_task_log_ids(t);
+	if (t->timed_out) {
+		const struct bg_agent_type_conf *tc =
+			find_type(d, t->handler_type);
+		char msg[512];
+		snprintf(msg, sizeof(msg),
+			 "task timed out after %d ms (timeout_ms of agent type "
+			 "%s); %s",
+			 tc ? tc->timeout_ms : 0, t->handler_type, why);
+		t->error_type = "TaskTimeout";
+		end_task(d, t, BG_OUT_FAILED, "TIMEOUT", msg);
+		return;
+	}
 	bg_log_task(BG_LOG_WARN, &ids, "task failed: %s", why);
 	t->error_type = "ChildProcessDied";
 	end_task(d, t, BG_OUT_FAILED, "CHILD_DIED", why);

@@ -123,3 +123,26 @@ def test_a_hung_redis_trips_request_deadlines_and_work_resumes(h):
                what="new task after redis resumes")
     assert pc.pending_count(c, h.keys.ctrl_agent_type("sleep")) == 0
     assert d.alive
+
+
+def test_a_task_past_its_timeout_fails_with_timeout_and_the_next_succeeds(h):
+    d = h.start_bygated({"pool": {"size": 1},
+                         "agent_types": [h.agent_type("sleep",
+                                                      timeout_ms=300),
+                                         h.agent_type("crash",
+                                                      timeout_ms=300)]})
+    c = h.client()
+    slow = pc.send(c, h.keys, "s-to", "sleep", "10000")[0]
+    hang = pc.send(c, h.keys, "s-to", "crash", "hang")[0]
+    for m in (slow, hang):
+        rec = wait_until(lambda: (lambda r: r if r and r["status"] ==
+                                  "FAILED" else None)(
+            pc.record(c, h.keys, "s-to", m)), 20, what="timeout")
+        assert rec["error_code"] == "TIMEOUT", rec
+        assert "timed out after 300 ms" in rec["error_message"], rec
+    # the handler that ignores SIGTERM needed the SIGKILL after the grace
+    assert "SIGKILL" in d.log_text()
+    assert "wchan" in d.log_text()
+    ok = pc.send(c, h.keys, "s-to", "sleep", "5")[0]
+    wait_until(lambda: done(c, h.keys, "s-to", [ok]), 10, what="next task")
+    assert pc.pending_count(c, h.keys.ctrl_agent_type("sleep")) == 0

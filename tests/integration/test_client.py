@@ -1,0 +1,325 @@
+"""The bygate CLI and libbygate (issue: client send/tail/status): what
+`bygate send` writes is the Python GatewayClient.send_message layout (WIRE
+2.5 first example, 6.1, 6.2), `tail` shows a session's events, `send
+--wait` follows a live bygated to the end of the turn, and the exit status
+tells unreachable Redis (3) and bad arguments (2) apart."""
+
+import hashlib
+import json
+import os
+import re
+import select
+import signal
+import subprocess
+import time
+
+from harness import wait_until, timeout
+from bglib import proc
+from bglib.keys import Keys
+from bglib.libconfig import render
+
+# WIRE 2.5, first example, decoded.
+WIRE_2_5_ASK = {
+    "action_type": "ASK_AGENT",
+    "header": {"message_id": "msg-1a2b3c4d", "session_id": "sess-42",
+               "trace_id": "9f1c2e3d4b5a69788796a5b4c3d2e1f0",
+               "source_agent_type": "", "target_agent_type": "planner",
+               "parent_message_id": "", "task_group_id": "",
+               "user_code": "u-001", "user_name": "alice",
+               "metadata": {"channel": "web"},
+               "trace_parent_span_id": "70cb4086a837a8bb",
+               "langfuse_parent_observation_id": "70cb4086a837a8bb"},
+    "body": {"content": "Plan a trip to Kyoto", "wait_for_reply": False}}
+
+# WIRE 6.2's example record minus what only a worker writes; bygate's record
+# builder also writes cancel_requested/cancel_reason (read as false/"").
+RECORD_KEYS = {
+    "execution_id", "message_id", "session_id", "trace_id",
+    "parent_message_id", "source_agent_type", "target_agent_type",
+    "stream_name", "status", "route_policy", "route_status",
+    "selected_agent_type", "availability_error_code", "availability_error",
+    "created_at", "updated_at", "started_at", "finished_at", "timeline",
+    "worker_id", "cancel_requested", "cancel_reason"}
+
+KYOTO = ("send", "--agent-type", "planner", "--session", "sess-42",
+         "--content", "Plan a trip to Kyoto", "--user", "u-001",
+         "--user-name", "alice", "--metadata", '{"channel": "web"}')
+
+
+def span16(message_id):
+    return hashlib.md5((message_id + ":client.dispatch").encode()).hexdigest()[:16]
+
+
+def ok(out):
+    assert out.returncode == 0, "exit %d\nstdout: %s\nstderr: %s" % (
+        out.returncode, out.stdout, out.stderr)
+    return out
+
+
+def json_lines(text):
+    return [json.loads(l) for l in text.splitlines() if l.strip()]
+
+
+def data_message(session, mid, event_type, content, agent="planner"):
+    """A WIRE 3.7 data-stream event, as a Python worker writes it."""
+    return json.dumps({
+        "trace_id": "9f1c2e3d4b5a69788796a5b4c3d2e1f0", "session_id": session,
+        "event_type": event_type, "source_agent_type": agent,
+        "message_id": mid, "parent_message_id": "", "timestamp": 1718000000123,
+        "data": {"id": "3F2A9C0D6E1B4A7C8D5E2F1A0B9C8D7E", "created": 1718000000,
+                 "model": "", "object": "", "contentType": "1002",
+                 "agentId": agent, "orderId": mid, "parentOrderId": "",
+                 "objectType": None, "status": None,
+                 "choices": [{"index": 0, "finish_reason": "",
+                              "delta": {"role": "assistant", "content": content,
+                                        "function_call": None,
+                                        "function_response": None,
+                                        "tool_calls": None,
+                                        "tool_responses": None}}]},
+        "state_msg": "", "artifact_url": "", "metadata": {}})
+
+
+def xadd_event(c, keys, session, mid, event_type, content):
+    return c.call("XADD", keys.data_stream(session), "*", "data",
+                  data_message(session, mid, event_type, content))
+
+
+# ---- send: what is written ----------------------------------------------
+
+def test_send_writes_the_wire_2_5_ask_agent(h):
+    out = ok(h.bygate(*KYOTO))
+    mid = out.stdout.strip()
+    assert re.fullmatch(r"msg-[0-9a-f]{8}", mid), out.stdout
+    entries = h.client().xrange(h.keys.ctrl_agent_type("planner"))
+    assert len(entries) == 1 and list(entries[0][1]) == ["data"]
+    got = json.loads(entries[0][1]["data"])
+    hdr = got["header"]
+    assert re.fullmatch(r"[0-9a-f]{32}", hdr["trace_id"])
+    assert hdr["message_id"] == mid
+    assert hdr["trace_parent_span_id"] == span16(mid)
+    assert hdr["langfuse_parent_observation_id"] == span16(mid)
+    want = json.loads(json.dumps(WIRE_2_5_ASK))
+    want["header"].update(message_id=mid, trace_id=hdr["trace_id"],
+                          trace_parent_span_id=span16(mid),
+                          langfuse_parent_observation_id=span16(mid))
+    assert got == want
+
+
+def test_send_writes_a_queued_record_like_wire_6_2(h):
+    before = int(time.time() * 1000)
+    out = ok(h.bygate("--json", *KYOTO))
+    sent = json.loads(out.stdout)
+    c = h.client()
+    reg = h.keys.registry("sess-42")
+    assert c.call("HGET", reg, "msg_map:" + sent["message_id"]) == sent["execution_id"]
+    rec = json.loads(c.call("HGET", reg, "exec:" + sent["execution_id"]))
+    assert set(rec) == RECORD_KEYS
+    trace = json.loads(c.xrange(h.keys.ctrl_agent_type("planner"))[0][1]["data"])["header"]["trace_id"]
+    assert rec == dict(rec, execution_id=sent["execution_id"],
+                       message_id=sent["message_id"], session_id="sess-42",
+                       trace_id=trace, parent_message_id="",
+                       source_agent_type="client", target_agent_type="planner",
+                       stream_name=h.keys.ctrl_agent_type("planner"),
+                       status="QUEUED", route_policy="FAIL_FAST",
+                       route_status="DELIVER_NOW", selected_agent_type="",
+                       availability_error_code="", availability_error="",
+                       started_at=0, finished_at=0, worker_id="",
+                       cancel_requested=False, cancel_reason="")
+    assert before <= rec["created_at"] == rec["updated_at"] <= time.time() * 1000
+    assert rec["timeline"] == [{"status": "QUEUED",
+                                "timestamp": rec["created_at"]}]
+    assert 604000 < c.call("TTL", reg) <= 604800
+    assert re.fullmatch(r"exec-[0-9a-f]{8}", sent["execution_id"])
+    assert sent["entry_id"] == c.xrange(h.keys.ctrl_agent_type("planner"))[0][0]
+
+
+def test_send_initialises_the_record_before_the_entry_in_one_transaction(h):
+    m = h.client()
+    assert m.call("MONITOR") == "OK"
+    ok(h.bygate(*KYOTO))
+    names = []
+    while "EXEC" not in names:
+        line = m._reader.read(True)  # MONITOR: one status line per command
+        names.append(line.split('"')[1].upper())
+    assert names == ["MULTI", "HSET", "EXPIRE", "XADD", "EXEC"]
+
+
+def test_send_moves_python_metadata_and_extra_keys_as_send_message_does(h):
+    ok(h.bygate("send", "--agent-type", "planner", "--session", "s-meta",
+                "--content", "hi", "--message-id", "m-given",
+                "--trace-id", "0123456789abcdef0123456789abcdef",
+                "--metadata", '{"trace_parent_span_id": "aaaabbbbccccdddd", "k": 1}',
+                "--extra", '{"wait_for_reply": true, "x": [1]}'))
+    cmd = h.client().stream_data(h.keys.ctrl_agent_type("planner"))[0]
+    assert cmd["header"]["message_id"] == "m-given"
+    assert cmd["header"]["trace_id"] == "0123456789abcdef0123456789abcdef"
+    assert cmd["header"]["metadata"] == {"k": 1}
+    assert cmd["header"]["trace_parent_span_id"] == "aaaabbbbccccdddd"
+    assert cmd["header"]["langfuse_parent_observation_id"] == "aaaabbbbccccdddd"
+    assert cmd["body"] == {"content": "hi", "wait_for_reply": True,
+                           "extra_payload": {"x": [1]}}
+
+
+def test_send_uses_v2_keys_when_the_environment_says_so(h):
+    env = h.env(REDIS_KEY_SCHEMA_VERSION="v2")
+    out = ok(h.bygate("--json", *KYOTO, env=env))
+    sent = json.loads(out.stdout)
+    v2 = Keys("v2")
+    c = h.client()
+    assert len(c.xrange(v2.ctrl_agent_type("planner"))) == 1
+    assert c.call("HGET", v2.registry("sess-42"),
+                  "msg_map:" + sent["message_id"]) == sent["execution_id"]
+    assert c.call("EXISTS", Keys("v1").registry("sess-42")) == 0
+
+
+def test_send_reads_redis_address_from_the_config_file(h):
+    cfg = h.tmp / "client.conf"
+    cfg.write_text(render(h.config()))
+    out = ok(h.bygate("-c", cfg, *KYOTO, env=proc.clean_env()))
+    mid = out.stdout.strip()
+    assert h.client().stream_data(h.keys.ctrl_agent_type("planner"))[0][
+        "header"]["message_id"] == mid
+
+
+# ---- tail and status ------------------------------------------------------
+
+def test_tail_prints_events_written_by_hand(h):
+    c = h.client()
+    first = xadd_event(c, h.keys, "s-tail", "msg-1", "answerDelta", "Hello")
+    xadd_event(c, h.keys, "s-tail", "msg-1", "finalAnswer", "Hello world")
+    c.call("XADD", h.keys.data_stream("s-tail"), "*", "data", "not json")
+    out = ok(h.bygate("tail", "--session", "s-tail"))
+    assert out.stdout.splitlines()[:2] == [
+        "[answerDelta] planner msg-1: Hello",
+        "[finalAnswer] planner msg-1: Hello world"]
+    assert out.stdout.splitlines()[2].startswith("[invalid] entry ")
+    lines = json_lines(ok(h.bygate("tail", "--session", "s-tail", "--json")).stdout)
+    assert [l["event_type"] for l in lines] == ["answerDelta", "finalAnswer", ""]
+    assert lines[0]["entry_id"] == first and lines[0]["content"] == "Hello"
+    assert lines[0]["event"]["data"]["orderId"] == "msg-1"
+    assert lines[2]["event"] is None and lines[2]["raw"] == "not json"
+    later = ok(h.bygate("tail", "--session", "s-tail", "--from", first))
+    assert len(later.stdout.splitlines()) == 2
+
+
+def test_tail_of_an_unknown_session_prints_nothing(h):
+    out = ok(h.bygate("tail", "--session", "nobody"))
+    assert out.stdout == ""
+
+
+def read_line(p, deadline):
+    buf = b""
+    fd = p.stdout.fileno()
+    while not buf.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        assert left > 0, "no output line in time (got %r)" % buf
+        if select.select([fd], [], [], left)[0]:
+            chunk = os.read(fd, 1)
+            assert chunk, "bygate tail exited early"
+            buf += chunk
+    return json.loads(buf)
+
+
+def test_tail_follow_prints_new_events_until_sigint(h):
+    c = h.client()
+    xadd_event(c, h.keys, "s-f", "msg-1", "answerDelta", "old")
+    p = h.spawn([h.bin("bygate"), "tail", "--session", "s-f", "--follow",
+                 "--json"], stdout=subprocess.PIPE).popen
+    deadline = time.monotonic() + 10
+    assert read_line(p, deadline)["content"] == "old"
+    xadd_event(c, h.keys, "s-f", "msg-2", "answerDelta", "new")
+    assert read_line(p, deadline)["content"] == "new"
+    p.send_signal(signal.SIGINT)
+    assert p.wait(10) == 0
+
+
+def test_status_shows_the_session_records(h):
+    a = json.loads(ok(h.bygate("--json", *KYOTO)).stdout)
+    b = json.loads(ok(h.bygate("--json", *KYOTO)).stdout)
+    recs = json.loads(ok(h.bygate("status", "--session", "sess-42",
+                                  "--json")).stdout)
+    assert {r["execution_id"] for r in recs} == {a["execution_id"],
+                                                  b["execution_id"]}
+    one = json.loads(ok(h.bygate("status", "--session", "sess-42", "--json",
+                                 "--message-id", b["message_id"])).stdout)
+    assert one["execution_id"] == b["execution_id"] and one["status"] == "QUEUED"
+    table = ok(h.bygate("status", "--session", "sess-42")).stdout.splitlines()
+    assert table[0].startswith("EXECUTION") and len(table) == 3
+    assert all(l.rstrip().endswith("QUEUED") for l in table[1:])
+    missing = h.bygate("status", "--session", "sess-42", "--message-id", "nope")
+    assert missing.returncode == 1 and "no execution" in missing.stderr
+
+
+# ---- send --wait against bygated -----------------------------------------
+
+@timeout(60)
+def test_send_wait_prints_the_events_of_a_live_bygated_and_exits_0(h):
+    h.start_bygated()
+    out = ok(h.bygate("send", "--agent-type", "echo", "--session", "s-w",
+                      "--content", "hello wide world", "--wait"))
+    lines = out.stdout.splitlines()
+    mid = lines[0]
+    deltas = [l for l in lines if l.startswith("[answerDelta] echo %s: " % mid)]
+    assert "".join(l.split(": ", 1)[1] for l in deltas) == "hello wide world"
+    assert "[finalAnswer] echo %s: hello wide world" % mid in lines
+    assert "[appStreamResponse] echo %s: " % mid in lines
+    assert lines[-1] == "%s: COMPLETED" % mid
+
+
+@timeout(60)
+def test_send_wait_json_gives_one_line_per_event_and_the_final_record(h):
+    h.start_bygated()
+    out = ok(h.bygate("send", "--agent-type", "echo", "--session", "s-j",
+                      "--content", "one two three", "--wait", "--json"))
+    lines = json_lines(out.stdout)
+    sent, events, final = lines[0], lines[1:-1], lines[-1]
+    assert set(sent) >= {"message_id", "execution_id", "entry_id"}
+    assert [e["event_type"] for e in events][-2:] == ["finalAnswer",
+                                                      "appStreamResponse"]
+    assert all(e["message_id"] == sent["message_id"] for e in events)
+    assert final["status"] == "COMPLETED"
+    assert final["record"]["execution_id"] == sent["execution_id"]
+    assert final["record"]["worker_id"] == h.worker_id
+
+
+def test_send_wait_times_out_with_exit_1_when_no_worker_answers(h):
+    out = h.bygate("send", "--agent-type", "nobody", "--session", "s-t",
+                   "--content", "anyone?", "--wait", "--timeout-ms", "300")
+    assert out.returncode == 1
+    assert "timed out" in out.stderr and "QUEUED" in out.stderr
+
+
+# ---- exit codes ------------------------------------------------------------
+
+def test_unreachable_redis_exits_3(h):
+    env = proc.clean_env({"REDIS_HOST": "127.0.0.1",
+                          "REDIS_PORT": proc.free_port()})
+    for args in (KYOTO, ("tail", "--session", "s"), ("status", "--session", "s")):
+        out = h.bygate(*args, env=env)
+        assert out.returncode == 3, (args, out.stderr)
+        assert "cannot connect" in out.stderr
+
+
+def test_bad_arguments_exit_2(h):
+    cases = [
+        ("send", "--session", "s", "--content", "x"),  # no --agent-type
+        ("send", "--agent-type", "t", "--session", "s"),  # no --content
+        ("send", "--agent-type", "t", "--session", "s", "--content", "x",
+         "--bogus"),
+        ("send", "--agent-type", "t", "--session", "s", "--content", "x",
+         "--timeout-ms", "soon"),
+        ("send", "--agent-type", "t", "--session", "s", "--content", "x",
+         "--metadata", "[1, 2]"),
+        ("send", "--agent-type", "t", "--session", "s", "--content", "x",
+         "--extra", "{not json"),
+        ("send", "--agent-type", "t", "--session", "s", "--content", "  "),
+        ("tail",),
+        ("status", "--session", "s", "extra-arg"),
+        ("launch", "--now"),
+        (),
+    ]
+    for args in cases:
+        out = h.bygate(*args)
+        assert out.returncode == 2, (args, out.returncode, out.stderr)
+        assert out.stderr, args
+    assert h.client().call("EXISTS", h.keys.ctrl_agent_type("t")) == 0
