@@ -5,11 +5,12 @@
  *
  *   loadgen --port P [--host H] [--mode full|closed] [--tasks N]
  *           [--sessions S] [--agent-type T] [--batch B] [--warmup W]
- *           [--timeout-s SECONDS]
+ *           [--read-gap-ms MS] [--timeout-s SECONDS]
  *
  * full: all tasks pipelined B per round trip as fast as Redis takes them,
  * while a reader thread (second connection) XREAD BLOCKs on all S data
- * streams. closed: one task in flight; the same thread XREADs the task's
+ * streams, at most one XREAD per --read-gap-ms (default 0: back to back;
+ * a gap keeps the reader's own Redis load small). closed: one task in flight; the same thread XREADs the task's
  * data stream until its appStreamResponse arrives. Latency = local
  * CLOCK_MONOTONIC when the XREAD reply carrying the appStreamResponse was
  * received minus the time just before the round trip that wrote the task's
@@ -17,6 +18,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <unistd.h>
 
 #include "bench/bench.h"
 
@@ -37,6 +39,7 @@ struct lg {
 	int port;
 	long n, sessions, batch, warmup;
 	double deadline_us;
+	double read_gap_us; /* full mode: least time between two XREADs */
 	struct lg_slot *slots;
 	uint32_t *map; /* open addressing: slot index + 1, 0 = empty */
 	size_t map_mask;
@@ -280,8 +283,14 @@ static void *reader_main(void *arg)
 {
 	struct lg *g = arg;
 	redisContext *c = bench_connect(PROG, g->host, g->port);
-	while (g->done < g->n && bench_now_us() < g->deadline_us)
+	double last = 0;
+	while (g->done < g->n && bench_now_us() < g->deadline_us) {
+		double wait = last + g->read_gap_us - bench_now_us();
+		if (wait > 0)
+			usleep((useconds_t)wait);
+		last = bench_now_us();
 		read_streams(g, c, 0, g->sessions);
+	}
 	redisFree(c);
 	return NULL;
 }
@@ -356,17 +365,20 @@ int main(int argc, char **argv)
 	g.sessions = bench_opt_long(argc, argv, "--sessions", 100);
 	g.batch = bench_opt_long(argc, argv, "--batch", 100);
 	g.warmup = bench_opt_long(argc, argv, "--warmup", 0);
+	g.read_gap_us = 1000.0 * (double)bench_opt_long(argc, argv,
+						       "--read-gap-ms", 0);
 	const char *mode = bench_opt(argc, argv, "--mode", "full");
 	const char *agent_type = bench_opt(argc, argv, "--agent-type", "noop");
 	long timeout_s = bench_opt_long(argc, argv, "--timeout-s", 120);
 	bool closed = strcmp(mode, "closed") == 0;
 	if (g.port <= 0 || g.n <= 0 || g.n >= UINT32_MAX / 2 ||
 	    g.sessions <= 0 || g.batch <= 0 || timeout_s <= 0 ||
+	    g.read_gap_us < 0 ||
 	    (!closed && strcmp(mode, "full") != 0)) {
 		fprintf(stderr, "usage: loadgen --port P [--host H] "
 				"[--mode full|closed] [--tasks N] [--sessions S] "
 				"[--agent-type T] [--batch B] [--warmup W] "
-				"[--timeout-s SECONDS]\n");
+				"[--read-gap-ms MS] [--timeout-s SECONDS]\n");
 		return 2;
 	}
 	build_all(&g, agent_type);

@@ -177,12 +177,14 @@ static void print_event_json(const struct bg_client_event *ev)
 static void print_event_text(const struct bg_client_event *ev)
 {
 	if (!ev->valid) {
-		printf("[invalid] entry %s: ", ev->entry_id);
-		if (ev->raw)
-			fwrite(ev->raw, 1, ev->raw_len, stdout);
+		/* escaped: the bytes may be anything, terminal controls too */
+		struct bg_buf lit = { 0 };
+		if (ev->raw && bg_json_escape(&lit, ev->raw, ev->raw_len) == 0)
+			printf("[invalid] entry %s: %s\n", ev->entry_id, lit.p);
 		else
-			fputs("(no data field)", stdout);
-		putchar('\n');
+			printf("[invalid] entry %s: (no data field)\n",
+			       ev->entry_id);
+		bg_buf_free(&lit);
 		return;
 	}
 	printf("[%s] %s %s: ", ev->event_type, ev->source_agent_type,

@@ -161,9 +161,7 @@ static int setup_command(struct bg_client *c, int argc, const char **argv)
 	redisReply *r;
 	int rc = bg_client_command(c, &r, argc, argv, NULL);
 	freeReplyObject(r);
-	if (rc)
-		rc = bg_client_fail(c, BG_CLIENT_ECONNECT, "%s", c->errmsg);
-	return rc;
+	return rc ? BG_CLIENT_ECONNECT : 0; /* c->errmsg says why */
 }
 
 static int authenticate(struct bg_client *c)

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import time
 
-from harness import wait_until, timeout
+from harness import timeout
 from bglib import proc
 from bglib.keys import Keys
 from bglib.libconfig import render
@@ -192,7 +192,7 @@ def test_tail_prints_events_written_by_hand(h):
     assert out.stdout.splitlines()[:2] == [
         "[answerDelta] planner msg-1: Hello",
         "[finalAnswer] planner msg-1: Hello world"]
-    assert out.stdout.splitlines()[2].startswith("[invalid] entry ")
+    assert out.stdout.splitlines()[2].endswith(': "not json"')
     lines = json_lines(ok(h.bygate("tail", "--session", "s-tail", "--json")).stdout)
     assert [l["event_type"] for l in lines] == ["answerDelta", "finalAnswer", ""]
     assert lines[0]["entry_id"] == first and lines[0]["content"] == "Hello"
@@ -200,6 +200,26 @@ def test_tail_prints_events_written_by_hand(h):
     assert lines[2]["event"] is None and lines[2]["raw"] == "not json"
     later = ok(h.bygate("tail", "--session", "s-tail", "--from", first))
     assert len(later.stdout.splitlines()) == 2
+
+
+def test_tail_survives_malformed_entries(h):
+    c = h.client()
+    key = h.keys.data_stream("s-bad")
+    c.call("XADD", key, "*", "other", "x")
+    c.call("XADD", key, "*", "data", "[1]")
+    c.call("XADD", key, "*", "data", b'{"event_type": "\xff\xfe"}')
+    c.call("XADD", key, "*", "data", '{"event_type": 5, "data": {"choices": 3}}')
+    c.call("XADD", key, "*", "data", '{"data": {"choices": [{"delta": {"content": 7}}]}}')
+    c.call("XADD", key, "*", "data", "[" * 5000 + "]" * 5000)
+    lines = json_lines(ok(h.bygate("tail", "--session", "s-bad", "--json")).stdout)
+    assert len(lines) == 6
+    assert all(l["event_type"] == "" and l["content"] is None for l in lines)
+    assert [l["event"] is None for l in lines] == [True, True, True, False,
+                                                   False, True]
+    assert "raw" not in lines[0] and lines[1]["raw"] == "[1]"
+    assert "\ufffd" in lines[2]["raw"]
+    text = ok(h.bygate("tail", "--session", "s-bad")).stdout.splitlines()
+    assert len(text) == 6 and text[0].endswith("(no data field)")
 
 
 def test_tail_of_an_unknown_session_prints_nothing(h):
@@ -298,6 +318,17 @@ def test_unreachable_redis_exits_3(h):
         out = h.bygate(*args, env=env)
         assert out.returncode == 3, (args, out.stderr)
         assert "cannot connect" in out.stderr
+
+
+def test_send_authenticates_and_selects_the_configured_database(h):
+    r = h.start_redis(args=("--requirepass", "sekret"))
+    env = h.env(r, REDIS_PASSWORD="sekret", REDIS_DATABASE="3")
+    mid = ok(h.bygate(*KYOTO, env=env)).stdout.strip()
+    c = h.client(r, password="sekret", db=3)
+    assert c.stream_data(h.keys.ctrl_agent_type("planner"))[0][
+        "header"]["message_id"] == mid
+    bad = h.bygate(*KYOTO, env=h.env(r, REDIS_PASSWORD="wrong"))
+    assert bad.returncode == 3 and "WRONGPASS" in bad.stderr, bad.stderr
 
 
 def test_bad_arguments_exit_2(h):

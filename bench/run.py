@@ -1,0 +1,734 @@
+#!/usr/bin/env python3
+"""`make bench`: the end-to-end benchmark of bygated and its floors, each
+phase on a fresh private redis-server on a free loopback port.
+
+  1. full load: build/bench/loadgen sends N no-op tasks (agent type `noop`,
+     plugin noop.so) over S sessions as fast as Redis takes them, to bygated
+     with a pool of P children; tasks/s, latency p50/p99, Redis commands and
+     CPU per task, bygated's and its children's CPU per task;
+  2. closed loop: one task in flight at a time, latency p50/p99;
+  3. the bare stream floor (build/bench/stream_floor);
+  4. the wire floor (<repo>/../shared/bench/wire_floor.py N 10 0 piped into
+     redis-cli --pipe), and bygate's tasks/s divided by it;
+  5. the ring benchmark (build/bench/ring_bench), when built.
+
+Prints one readable report and, last, one JSON line with every figure.
+Standard library only; processes are stopped by pid at the end, also on
+failure or Ctrl-C. Exit status 1 if any phase failed.
+
+    python3 bench/run.py --build build [--tasks N] [--quick]
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+if str(REPO / "scripts") not in sys.path:
+    sys.path.insert(0, str(REPO / "scripts"))
+
+from bglib import proc  # noqa: E402
+from bglib.bygated import Bygated, BygatedError  # noqa: E402
+from bglib.keys import Keys  # noqa: E402
+from bglib.redisserver import RedisServer, RedisStartError  # noqa: E402
+from bglib.resp import RespError  # noqa: E402
+
+WIRE_FLOOR = REPO.parent / "shared" / "bench" / "wire_floor.py"
+AGENT_TYPE = "noop"
+WORKER_ID = "bench-w1"
+GROUP = "agent_engines"
+TICK = os.sysconf("SC_CLK_TCK")
+RULE = "-" * 72
+# Commands the load generator sends per task (HSET, EXPIRE, XADD); its
+# XREADs are counted by the program itself.
+CLIENT_COMMANDS = {"hset": 1, "expire": 1, "xadd": 1}
+# At full load the reader XREADs at most every READ_GAP_MS: completion times
+# are up to that late, and the reader's own Redis load stays small.
+READ_GAP_MS = 2
+
+
+class PhaseError(Exception):
+    """A phase could not produce its figures; the message says why."""
+
+
+def say(text=""):
+    print(text, flush=True)
+
+
+def per_task(value, n):
+    return value / n if n else 0.0
+
+
+# ---- measurements ---------------------------------------------------------
+
+def parse_info(text):
+    """INFO text -> {field: value} (values of commandstats lines as dicts)."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#") or ":" not in line:
+            continue
+        key, value = line.split(":", 1)
+        if key.startswith("cmdstat_"):
+            out[key] = dict(kv.split("=", 1) for kv in value.split(","))
+        else:
+            out[key] = value
+    return out
+
+
+class RedisSnapshot:
+    """INFO commandstats and INFO cpu of one moment. The benchmark's own
+    INFO calls are left out of the command counts."""
+
+    def __init__(self, client):
+        stats = parse_info(client.call("INFO", "commandstats"))
+        cpu = parse_info(client.call("INFO", "cpu"))
+        self.cpu_s = float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"])
+        self.calls, self.usec = {}, {}
+        for key, v in stats.items():
+            name = key[len("cmdstat_"):]
+            if name == "info":
+                continue
+            self.calls[name] = int(v["calls"])
+            self.usec[name] = int(v["usec"])
+
+    def delta(self, before):
+        """{command: (calls, usec)} of the commands run since `before`, and
+        the Redis CPU seconds used meanwhile."""
+        cmds = {}
+        for name, calls in self.calls.items():
+            dc = calls - before.calls.get(name, 0)
+            du = self.usec[name] - before.usec.get(name, 0)
+            if dc or du:
+                cmds[name] = (dc, du)
+        return cmds, self.cpu_s - before.cpu_s
+
+
+def proc_ticks(pid):
+    """(utime + stime, cutime + cstime) of a process in clock ticks, or
+    None when it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            data = f.read()
+    except OSError:
+        return None
+    fields = data[data.rfind(")") + 2:].split()
+    return int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
+
+
+def proc_counters(pid):
+    """{syscr, syscw, voluntary_ctxt_switches, nonvoluntary_ctxt_switches}
+    of a process (missing ones are 0)."""
+    out = {}
+    for name in ("io", "status"):
+        try:
+            with open("/proc/%d/%s" % (pid, name)) as f:
+                for line in f:
+                    key, _, value = line.partition(":")
+                    if key in ("syscr", "syscw", "voluntary_ctxt_switches",
+                               "nonvoluntary_ctxt_switches"):
+                        out[key] = int(value)
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+class CpuSnapshot:
+    """CPU ticks of bygated and of each of its live children (the children
+    that exited meanwhile are in bygated's cutime + cstime once reaped), and
+    bygated's read/write system calls and context switches."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.own, self.reaped = proc_ticks(pid) or (0, 0)
+        self.counters = proc_counters(pid)
+        self.children = {}
+        for c in proc.children_of(pid):
+            t = proc_ticks(c)
+            if t is not None:
+                self.children[c] = t[0]
+
+    def delta(self, before):
+        """(bygated seconds, children seconds, {counter: increase})."""
+        kids = sum(t - before.children.get(c, 0)
+                   for c, t in self.children.items())
+        kids -= sum(t for c, t in before.children.items()
+                    if c not in self.children)
+        kids += self.reaped - before.reaped
+        counters = {k: v - before.counters.get(k, 0)
+                    for k, v in self.counters.items()}
+        return (self.own - before.own) / TICK, kids / TICK, counters
+
+
+# ---- fixtures -------------------------------------------------------------
+
+class Run:
+    """Owns the temporary directory and every process of the run."""
+
+    def __init__(self, args):
+        self.args = args
+        self.build = args.build
+        self.tmp = pathlib.Path(tempfile.mkdtemp(prefix="bygate-bench-"))
+        self.keys = Keys("v1")
+        self.owned = []
+        self.n_dirs = 0
+
+    def dir(self, name):
+        self.n_dirs += 1
+        d = self.tmp / ("%02d-%s" % (self.n_dirs, name))
+        d.mkdir(parents=True)
+        return d
+
+    def redis(self, name):
+        r = RedisServer(self.dir("redis-" + name),
+                        label="redis-server (bench %s)" % name)
+        self.owned.append(r)
+        try:
+            r.start()
+        except RedisStartError as e:
+            raise PhaseError(str(e)) from None
+        return r
+
+    def bygated(self, redis, name):
+        base = self.dir("bygated-" + name)
+        for sub in ("state", "workspace"):
+            (base / sub).mkdir()
+        cfg = {
+            "redis": {"host": redis.host, "port": redis.port},
+            "worker": {"id": WORKER_ID, "block_ms": 2000},
+            "pool": {"size": self.args.pool},
+            "paths": {"state_dir": str(base / "state"),
+                      "workspace_dir": str(base / "workspace")},
+            "log": {"level": "warn"},
+            "agent_types": [{"name": AGENT_TYPE, "handler": "plugin",
+                             "plugin": str(self.build / "plugins" /
+                                           (AGENT_TYPE + ".so"))}],
+        }
+        client = redis.client(timeout=2.0)
+        self.owned.append(client)
+        d = Bygated(self.build / "bygated", cfg, base, env=proc.clean_env(),
+                    ready=self.ready(client), label="bygated (bench %s)" % name)
+        self.owned.append(d)
+        try:
+            d.start()
+        except BygatedError as e:
+            raise PhaseError(str(e)) from None
+        return d
+
+    def ready(self, client):
+        """bygated is blocked in its XREADGROUP (a consumer appears only
+        with its first entry) and its whole pool is up."""
+        def predicate(d):
+            try:
+                clients = client.call("CLIENT", "LIST").splitlines()
+            except (RespError, OSError, ConnectionError):
+                return False
+            reading = any("cmd=xreadgroup" in c and " flags=b" in c
+                          for c in clients)
+            return reading and len(d.child_pids()) == self.args.pool
+        return predicate
+
+    def program(self, argv, name, stdin=None, timeout=None):
+        """Run a helper program to completion, tracked (killed on Ctrl-C);
+        returns (exit status, stdout text, stderr text)."""
+        out, err = self.tmp / (name + ".out"), self.tmp / (name + ".err")
+        with open(out, "wb") as fo, open(err, "wb") as fe:
+            t = proc.spawn(argv, label=name, stdin=stdin or subprocess.DEVNULL,
+                           stdout=fo, stderr=fe, pdeathsig=signal.SIGKILL)
+            self.owned.append(t)
+            try:
+                rc = t.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                t.kill()
+                raise PhaseError("%s still running after %.0f s: killed"
+                                 % (name, timeout)) from None
+        return rc, out.read_text(), err.read_text()
+
+    def close_phase(self):
+        """Stop what the phase started (bygated gracefully, then redis)."""
+        while self.owned:
+            obj = self.owned.pop()
+            try:
+                if isinstance(obj, Bygated):
+                    obj.stop(timeout=10.0)
+                elif isinstance(obj, proc.Tracked):
+                    obj.kill()
+                else:
+                    obj.close()
+            except Exception as e:  # cleanup goes on
+                say("  (cleanup of %r failed: %s)" % (obj, e))
+
+    def close(self, keep):
+        self.close_phase()
+        proc.kill_since(0)
+        if keep:
+            say("bench files kept in %s" % self.tmp)
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+# ---- phases ---------------------------------------------------------------
+
+def loadgen_json(rc, out, err, what):
+    lines = [l for l in out.splitlines() if l.startswith("{")]
+    if not lines:
+        raise PhaseError("%s printed no result (exit %s): %s"
+                         % (what, rc, err.strip()[-2000:]))
+    return json.loads(lines[-1])
+
+
+def command_table(cmds, n, client_calls):
+    """Lines of the per-command table, most Redis time first."""
+    lines = ["    %-22s %9s %8s %9s %9s" % ("command", "calls/task", "client",
+                                            "usec/task", "usec/call")]
+    for name, (calls, usec) in sorted(cmds.items(), key=lambda kv: -kv[1][1]):
+        lines.append("    %-22s %9.2f %8.2f %9.2f %9.2f" % (
+            name, per_task(calls, n), per_task(client_calls.get(name, 0), n),
+            per_task(usec, n), usec / calls if calls else 0.0))
+    return lines
+
+
+def check_outcome(client, keys, n, sessions):
+    """Every execution COMPLETED and nothing pending; returns a note."""
+    pending = client.call("XPENDING", keys.ctrl_agent_type(AGENT_TYPE),
+                          GROUP)[0]
+    statuses = {}
+    for s in range(sessions):
+        for v in client.call("HVALS", keys.registry("bench-s%d" % s)):
+            if v.startswith("{"):
+                st = json.loads(v).get("status")
+                statuses[st] = statuses.get(st, 0) + 1
+    if statuses.get("COMPLETED", 0) != n or pending:
+        raise PhaseError("outcome check failed: statuses %s, %d pending"
+                         % (statuses, pending))
+    return "all %d executions COMPLETED, 0 pending" % n
+
+
+def start_perf(run, pid):
+    """perf record of bygated (call graphs), or None without perf."""
+    if shutil.which("perf") is None:
+        return None
+    return proc.spawn(["perf", "record", "-F", "999", "-g", "-o",
+                       run.tmp / "perf.data", "-p", pid], label="perf",
+                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_perf(run, t):
+    """Stop perf record; the top symbols by self time, as text lines."""
+    if t is None:
+        return ["perf not installed"]
+    t.stop(signal.SIGINT, timeout=30.0)
+    r = subprocess.run(["perf", "report", "-i", str(run.tmp / "perf.data"),
+                        "--stdio", "--no-children", "--sort", "dso,symbol",
+                        "-g", "none", "--percent-limit", "1"],
+                       capture_output=True, text=True, timeout=120)
+    lines = [l.rstrip() for l in r.stdout.splitlines()
+             if l.strip() and not l.startswith("#")]
+    return lines[:30] or [r.stderr.strip()[-500:]]
+
+
+def bygate_phase(run, name, mode, n, warmup=0, profile=False):
+    a = run.args
+    r = run.redis(name)
+    d = run.bygated(r, name)
+    c = r.client(timeout=30.0)
+    run.owned.append(c)
+    argv = [run.build / "bench" / "loadgen", "--port", r.port, "--mode", mode,
+            "--tasks", n, "--sessions", a.sessions, "--agent-type", AGENT_TYPE,
+            "--warmup", warmup, "--timeout-s", a.timeout,
+            "--read-gap-ms", READ_GAP_MS if mode == "full" else 0]
+    perf = start_perf(run, d.pid) if profile else None
+    rs0, cpu0 = RedisSnapshot(c), CpuSnapshot(d.pid)
+    rc, out, err = run.program(argv, "loadgen-" + name, timeout=a.timeout + 30)
+    rs1, cpu1 = RedisSnapshot(c), CpuSnapshot(d.pid)
+    perf_lines = stop_perf(run, perf) if profile else None
+    lg = loadgen_json(rc, out, err, "loadgen")
+    if rc != 0 or not d.alive():
+        raise PhaseError("loadgen exit %s (%d/%d ended, %d duplicate ends), "
+                         "bygated %s; bygated log tail:\n%s" % (
+                             rc, lg["completed"], n, lg["duplicates"],
+                             "alive" if d.alive() else "exited",
+                             d.log_tail(20)))
+    cmds, redis_cpu = rs1.delta(rs0)
+    own_cpu, kids_cpu, counters = cpu1.delta(cpu0)
+    client_calls = {k: v * n for k, v in CLIENT_COMMANDS.items()}
+    client_calls["xread"] = lg["read_commands"]
+    total = sum(calls for calls, _ in cmds.values())
+    client = lg["send_commands"] + lg["read_commands"]
+    xread_usec = cmds.get("xread", (0, 0))[1]
+    res = {
+        "tasks": n, "sessions": a.sessions, "pool": a.pool,
+        "tasks_per_s": lg["tasks_per_s"], "elapsed_s": lg["elapsed_s"],
+        "submit_s": lg["submit_s"], "latency_us": lg["latency_us"],
+        "redis_commands_per_task": per_task(total, n),
+        "bygated_commands_per_task": per_task(total - client, n),
+        "client_commands_per_task": per_task(client, n),
+        "redis_cpu_us_per_task": per_task(redis_cpu * 1e6, n),
+        "redis_cpu_us_per_task_without_reader":
+            per_task(redis_cpu * 1e6 - xread_usec, n),
+        "redis_command_us_per_task": per_task(
+            sum(u for _, u in cmds.values()), n),
+        "bygated_cpu_us_per_task": per_task(own_cpu * 1e6, n),
+        "children_cpu_us_per_task": per_task(kids_cpu * 1e6, n),
+        "bygated_syscalls_per_task": {
+            "read": per_task(counters.get("syscr", 0), n),
+            "write": per_task(counters.get("syscw", 0), n)},
+        "bygated_context_switches_per_task": per_task(
+            counters.get("voluntary_ctxt_switches", 0) +
+            counters.get("nonvoluntary_ctxt_switches", 0), n),
+        "commands": {k: {"calls": v[0], "usec": v[1]} for k, v in cmds.items()},
+    }
+    if perf_lines is not None:
+        res["perf_top"] = perf_lines
+    res["outcome"] = check_outcome(c, run.keys, n, a.sessions)
+    return res, command_table(cmds, n, client_calls)
+
+
+def report_bygate(title, res, table, closed):
+    lat = res["latency_us"]
+    say(RULE)
+    say(title)
+    say("  %d no-op tasks over %d sessions, pool of %d children; %s"
+        % (res["tasks"], res["sessions"], res["pool"], res["outcome"]))
+    if not closed:
+        say("  throughput      %9.0f tasks/s  (first submit -> last "
+            "appStreamResponse: %.3f s; all submitted in %.3f s)"
+            % (res["tasks_per_s"], res["elapsed_s"], res["submit_s"]))
+    say("  latency         p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms"
+        " (%d tasks%s)" % (lat["p50"] / 1e3, lat["p90"] / 1e3,
+                           lat["p99"] / 1e3, lat["max"] / 1e3, lat["n"],
+                           ", after %d warm-up" % lat["warmup"]
+                           if lat["warmup"] else ""))
+    say("  redis commands  %6.2f per task: bygated %.2f, load generator %.2f"
+        % (res["redis_commands_per_task"], res["bygated_commands_per_task"],
+           res["client_commands_per_task"]))
+    say("  redis CPU       %6.1f us per task (%.1f us without the reader's "
+        "XREADs; %.1f us inside commands)"
+        % (res["redis_cpu_us_per_task"],
+           res["redis_cpu_us_per_task_without_reader"],
+           res["redis_command_us_per_task"]))
+    say("  bygated CPU     %6.1f us per task; its children %.1f us per task"
+        % (res["bygated_cpu_us_per_task"], res["children_cpu_us_per_task"]))
+    sc = res["bygated_syscalls_per_task"]
+    say("  bygated         %.2f read + %.2f write system calls and %.2f context "
+        "switches per task" % (sc["read"], sc["write"],
+                               res["bygated_context_switches_per_task"]))
+    say("  INFO commandstats per task (client = load generator's share):")
+    for line in table:
+        say(line)
+
+
+def stream_floor_phase(run, n):
+    r = run.redis("stream-floor")
+    c = r.client(timeout=30.0)
+    run.owned.append(c)
+    argv = [run.build / "bench" / "stream_floor", "--port", r.port,
+            "--tasks", n, "--sessions", run.args.sessions, "--batch", 10]
+    rs0 = RedisSnapshot(c)
+    rc, out, err = run.program(argv, "stream_floor", timeout=run.args.timeout)
+    rs1 = RedisSnapshot(c)
+    sf = loadgen_json(rc, out, err, "stream_floor")
+    if rc != 0:
+        raise PhaseError("stream_floor exit %d: %s" % (rc, err.strip()))
+    cmds, cpu = rs1.delta(rs0)
+    return {"tasks": n, "batch": sf["batch"], "tasks_per_s": sf["tasks_per_s"],
+            "elapsed_s": sf["elapsed_s"],
+            "redis_commands_per_task": per_task(
+                sum(v[0] for v in cmds.values()), n),
+            "redis_cpu_us_per_task": per_task(cpu * 1e6, n)}
+
+
+def wire_floor_phase(run, n):
+    if not WIRE_FLOOR.is_file():
+        return None
+    resp = run.tmp / "wire_floor.resp"
+    with open(resp, "wb") as f:
+        gen = subprocess.run([sys.executable, str(WIRE_FLOOR), str(n), "10",
+                              "0"], stdout=f, stderr=subprocess.PIPE,
+                             timeout=run.args.timeout)
+    if gen.returncode != 0:
+        raise PhaseError("wire_floor.py failed: %s" % gen.stderr.decode())
+    r = run.redis("wire-floor")
+    c = r.client(timeout=30.0)
+    run.owned.append(c)
+    c.call("CONFIG", "RESETSTAT")
+    rs0 = RedisSnapshot(c)
+    t0 = time.monotonic()
+    with open(resp, "rb") as f:
+        rc, out, err = run.program(["redis-cli", "-p", r.port, "--pipe"],
+                                   "redis-cli-pipe", stdin=f,
+                                   timeout=run.args.timeout)
+    dt = time.monotonic() - t0
+    rs1 = RedisSnapshot(c)
+    m = re.search(r"errors: (\d+), replies: (\d+)", out)
+    if rc != 0 or m is None or m.group(1) != "0":
+        raise PhaseError("redis-cli --pipe exit %d: %s %s"
+                         % (rc, out.strip(), err.strip()))
+    cmds, cpu = rs1.delta(rs0)
+    return {"tasks": n, "batch": 10, "stats": 0, "tasks_per_s": n / dt,
+            "elapsed_s": dt,
+            "redis_commands_per_task": per_task(
+                sum(v[0] for v in cmds.values()), n),
+            "redis_command_us_per_task": per_task(
+                sum(v[1] for v in cmds.values()), n),
+            "redis_cpu_us_per_task": per_task(cpu * 1e6, n)}
+
+
+def ring_phase(run):
+    exe = run.build / "bench" / "ring_bench"
+    if not os.access(exe, os.X_OK):
+        return None
+    argv = [exe] + (["2000000", "2000"] if run.args.quick else [])
+    rc, out, err = run.program(argv, "ring_bench", timeout=run.args.timeout)
+    if rc != 0:
+        raise PhaseError("ring_bench exit %d: %s" % (rc, err.strip()))
+    res = {"lines": out.strip().splitlines()}
+    m = re.search(r"([\d.]+) M records/s", out)
+    if m:
+        res["one_way_m_records_per_s"] = float(m.group(1))
+    m = re.search(r"round trip.*?p50 ([\d.]+) us, p99 ([\d.]+) us", out)
+    if m:
+        res["round_trip_p50_us"] = float(m.group(1))
+        res["round_trip_p99_us"] = float(m.group(2))
+    return res
+
+
+# ---- main -----------------------------------------------------------------
+
+def check_built(build):
+    need = [build / "bygated", build / "bygate-child",
+            build / "plugins" / (AGENT_TYPE + ".so"),
+            build / "bench" / "loadgen", build / "bench" / "stream_floor"]
+    missing = [str(p) for p in need if not p.exists()]
+    if missing:
+        raise PhaseError("not built: %s (run `make bench`)"
+                         % ", ".join(missing))
+
+
+def phase(results, failures, key, title, fn, *a, **kw):
+    """Run one phase with its own redis/bygated, stopped at its end; its
+    result, or None when it failed (the failure is recorded and shown)."""
+    run = a[0]
+    t0 = time.monotonic()
+    value = None
+    try:
+        value = fn(*a, **kw)
+    except PhaseError as e:
+        failures.append("%s: %s" % (title, e))
+        say(RULE)
+        say("%s FAILED: %s" % (title, e))
+    finally:
+        run.close_phase()
+    results.setdefault("phase_seconds", {})[key] = round(
+        time.monotonic() - t0, 2)
+    return value
+
+
+def summary(results):
+    full, wire = results.get("bygate_full"), results.get("wire_floor")
+    closed, stream = results.get("bygate_closed"), results.get("stream_floor")
+    say(RULE)
+    say("Summary")
+    if full:
+        say("  bygate          %9.0f tasks/s, p50 %.1f ms / p99 %.1f ms at "
+            "full load" % (full["tasks_per_s"], full["latency_us"]["p50"] / 1e3,
+                           full["latency_us"]["p99"] / 1e3))
+    if closed:
+        say("  closed loop     p50 %.3f ms / p99 %.3f ms (one task in flight)"
+            % (closed["latency_us"]["p50"] / 1e3,
+               closed["latency_us"]["p99"] / 1e3))
+    if stream:
+        say("  stream floor    %9.0f tasks/s, %.2f commands and %.1f us Redis "
+            "CPU per task" % (stream["tasks_per_s"],
+                              stream["redis_commands_per_task"],
+                              stream["redis_cpu_us_per_task"]))
+    if wire:
+        say("  wire floor      %9.0f tasks/s, %.2f commands and %.1f us Redis "
+            "CPU per task" % (wire["tasks_per_s"],
+                              wire["redis_commands_per_task"],
+                              wire["redis_cpu_us_per_task"]))
+    elif not WIRE_FLOOR.is_file():
+        say("  wire floor      skipped: %s not found" % WIRE_FLOOR)
+    if full and wire:
+        results["bygate_over_wire_floor"] = full["tasks_per_s"] / wire["tasks_per_s"]
+        say("  bygate / wire floor = %.3f" % results["bygate_over_wire_floor"])
+    if full and stream:
+        results["bygate_over_stream_floor"] = (full["tasks_per_s"] /
+                                               stream["tasks_per_s"])
+        say("  bygate / stream floor = %.3f" % results["bygate_over_stream_floor"])
+
+
+def full_load(run, results, failures):
+    """--repeat full-load runs, each on a fresh redis and bygated; the run
+    with the median tasks/s is reported in full. --perf adds one profiled
+    run, not counted."""
+    a = run.args
+    runs = []
+    for k in range(a.repeat):
+        res = phase(results, failures, "bygate_full_%d" % (k + 1),
+                    "Full load run %d" % (k + 1), bygate_phase, run,
+                    "full%d" % (k + 1), "full", a.tasks)
+        if res:
+            runs.append(res)
+    if runs:
+        runs.sort(key=lambda r: r[0]["tasks_per_s"])
+        res, table = runs[len(runs) // 2]
+        res["runs_tasks_per_s"] = [round(r[0]["tasks_per_s"], 1) for r in runs]
+        report_bygate("Full load (all tasks submitted at once; median of %d "
+                      "runs: %s tasks/s)" % (len(runs), ", ".join(
+                          "%.0f" % t for t in res["runs_tasks_per_s"])),
+                      res, table, closed=False)
+        results["bygate_full"] = res
+    else:
+        results["bygate_full"] = None
+    if a.perf:
+        res = phase(results, failures, "perf", "Profiled run", bygate_phase,
+                    run, "perf", "full", a.tasks, profile=True)
+        if res:
+            say(RULE)
+            say("perf profile of bygated during one more full-load run "
+                "(%.0f tasks/s under perf), self time by symbol:"
+                % res[0]["tasks_per_s"])
+            for line in res[0]["perf_top"]:
+                say("  " + line)
+            results["perf_top"] = res[0]["perf_top"]
+
+
+def run_all(run, results, failures):
+    a = run.args
+    check_built(a.build)
+    say("bygate benchmark: %d tasks, %d sessions, pool %d, %d closed-loop "
+        "tasks, %d full-load run(s)%s" % (
+            a.tasks, a.sessions, a.pool, a.closed_tasks, a.repeat,
+            " (quick)" if a.quick else ""))
+    say("latency = local CLOCK_MONOTONIC from just before the round trip that "
+        "writes a task to the receipt of the XREAD reply carrying its "
+        "appStreamResponse (at full load the reader XREADs at most every %d "
+        "ms)" % READ_GAP_MS)
+    full_load(run, results, failures)
+    warm = min(50, a.closed_tasks // 10)
+    res = phase(results, failures, "bygate_closed", "Closed loop",
+                bygate_phase, run, "closed", "closed", a.closed_tasks, warm)
+    if res:
+        report_bygate("Closed loop (exactly one task in flight)", *res,
+                      closed=True)
+        results["bygate_closed"] = res[0]
+    sf = results["stream_floor"] = phase(
+        results, failures, "stream_floor", "Stream floor", stream_floor_phase,
+        run, a.tasks)
+    if sf:
+        say(RULE)
+        say("Stream floor (XADD + XREADGROUP + XADD + XACK, no processing, "
+            "batches of %d, one connection)" % sf["batch"])
+        say("  %9.0f tasks/s, %.2f commands and %.1f us Redis CPU per task"
+            % (sf["tasks_per_s"], sf["redis_commands_per_task"],
+               sf["redis_cpu_us_per_task"]))
+    wf = results["wire_floor"] = phase(
+        results, failures, "wire_floor", "Wire floor", wire_floor_phase, run,
+        a.tasks)
+    say(RULE)
+    if wf:
+        say("Wire floor (%s %d 10 0 | redis-cli --pipe)" % (WIRE_FLOOR.name,
+                                                          a.tasks))
+        say("  %9.0f tasks/s, %.2f commands per task, %.1f us Redis CPU per "
+            "task (%.1f us inside commands)" % (
+                wf["tasks_per_s"], wf["redis_commands_per_task"],
+                wf["redis_cpu_us_per_task"], wf["redis_command_us_per_task"]))
+    elif not WIRE_FLOOR.is_file():
+        say("Wire floor SKIPPED: %s not found (the shared directory sits "
+            "next to the repository)" % WIRE_FLOOR)
+    rb = results["ring"] = phase(results, failures, "ring", "Ring benchmark",
+                                 ring_phase, run)
+    say(RULE)
+    if rb:
+        say("Ring benchmark (%s)" % (a.build / "bench" / "ring_bench"))
+        for line in rb["lines"]:
+            say("  " + line)
+    elif not os.access(a.build / "bench" / "ring_bench", os.X_OK):
+        say("Ring benchmark SKIPPED: %s not built"
+            % (a.build / "bench" / "ring_bench"))
+    summary(results)
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--build", type=pathlib.Path, default=REPO / "build")
+    ap.add_argument("--tasks", type=int, default=20000,
+                    help="tasks of the full-load run and the floors")
+    ap.add_argument("--sessions", type=int, default=100)
+    ap.add_argument("--pool", type=int, default=8, help="bygated children")
+    ap.add_argument("--closed-tasks", type=int, default=None,
+                    help="closed-loop tasks (default tasks/10, at most 2000; "
+                         "100 with --quick)")
+    ap.add_argument("--repeat", type=int, default=None,
+                    help="full-load runs, the median is reported (default 3; "
+                         "1 with --quick)")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run: one full-load run, fewer closed-loop "
+                         "tasks, short ring bench")
+    ap.add_argument("--perf", action="store_true",
+                    help="one more full-load run under `perf record`, "
+                         "printing bygated's top symbols")
+    ap.add_argument("--timeout", type=int, default=120,
+                    help="seconds one measurement may take")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the temporary directory (logs, configs)")
+    a = ap.parse_args(argv)
+    a.build = a.build.resolve()
+    if a.closed_tasks is None:
+        a.closed_tasks = max(20, min(2000, a.tasks // 10))
+        if a.quick:
+            a.closed_tasks = min(a.closed_tasks, 100)
+    if a.repeat is None:
+        a.repeat = 1 if a.quick else 3
+    if min(a.tasks, a.sessions, a.pool, a.closed_tasks, a.repeat) < 1:
+        ap.error("--tasks, --sessions, --pool, --closed-tasks and --repeat "
+                 "must be >= 1")
+    return a
+
+
+def on_signal(signum, frame):
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    for s in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, on_signal)
+    run = Run(args)
+    results = {"tasks": args.tasks, "sessions": args.sessions,
+               "pool": args.pool, "quick": args.quick}
+    failures = []
+    t0 = time.monotonic()
+    try:
+        run_all(run, results, failures)
+    except PhaseError as e:
+        failures.append(str(e))
+        say("bench: %s" % e)
+    except KeyboardInterrupt:
+        say("\nbench: interrupted; stopping everything")
+        run.close(keep=args.keep)
+        return 130
+    finally:
+        if run.owned:
+            run.close_phase()
+    run.close(keep=args.keep or bool(failures))
+    results["seconds"] = round(time.monotonic() - t0, 1)
+    results["failures"] = failures
+    say(RULE)
+    if failures:
+        say("bench: %d phase(s) failed" % len(failures))
+    say("bench finished in %.1f s" % results["seconds"])
+    print(json.dumps(results, sort_keys=True), flush=True)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
