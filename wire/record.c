@@ -183,8 +183,7 @@ int bg_record_build_queued(struct bg_buf *out, const struct bg_record_queued *q)
 		rc = bg_wire_fmt(out,
 			"\"created_at\":%d,\"updated_at\":%d,\"started_at\":0,"
 			"\"finished_at\":0,\"timeline\":[{\"status\":\"QUEUED\","
-			"\"timestamp\":%d}],\"worker_id\":\"\","
-			"\"cancel_requested\":false,\"cancel_reason\":\"\"}",
+			"\"timestamp\":%d}],\"worker_id\":\"\"}",
 			now, now, now);
 	if (rc)
 		bg_wire_truncate(out, mark);

@@ -31,15 +31,14 @@ WIRE_2_5_ASK = {
                "langfuse_parent_observation_id": "70cb4086a837a8bb"},
     "body": {"content": "Plan a trip to Kyoto", "wait_for_reply": False}}
 
-# WIRE 6.2's example record minus what only a worker writes; bygate's record
-# builder also writes cancel_requested/cancel_reason (read as false/"").
+# WIRE 6.2's example record minus what only a worker writes.
 RECORD_KEYS = {
     "execution_id", "message_id", "session_id", "trace_id",
     "parent_message_id", "source_agent_type", "target_agent_type",
     "stream_name", "status", "route_policy", "route_status",
     "selected_agent_type", "availability_error_code", "availability_error",
     "created_at", "updated_at", "started_at", "finished_at", "timeline",
-    "worker_id", "cancel_requested", "cancel_reason"}
+    "worker_id"}
 
 KYOTO = ("send", "--agent-type", "planner", "--session", "sess-42",
          "--content", "Plan a trip to Kyoto", "--user", "u-001",
@@ -123,8 +122,7 @@ def test_send_writes_a_queued_record_like_wire_6_2(h):
                        status="QUEUED", route_policy="FAIL_FAST",
                        route_status="DELIVER_NOW", selected_agent_type="",
                        availability_error_code="", availability_error="",
-                       started_at=0, finished_at=0, worker_id="",
-                       cancel_requested=False, cancel_reason="")
+                       started_at=0, finished_at=0, worker_id="")
     assert before <= rec["created_at"] == rec["updated_at"] <= time.time() * 1000
     assert rec["timeline"] == [{"status": "QUEUED",
                                 "timestamp": rec["created_at"]}]
