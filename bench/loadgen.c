@@ -137,6 +137,18 @@ static void build_all(struct lg *g, const char *agent_type)
 	bg_buf_free(&reg);
 }
 
+static void free_all(struct lg *g)
+{
+	for (long s = 0; s < g->sessions; s++)
+		free(g->data_keys[s]);
+	free(g->data_keys);
+	free(g->last_ids);
+	free(g->slots);
+	free(g->map);
+	free(g->off);
+	bg_buf_free(&g->resp);
+}
+
 /* ---- sending ---- */
 
 /* Write tasks [from, to) in one round trip; stamps their submit time. */
@@ -391,5 +403,7 @@ int main(int argc, char **argv)
 		run_full(&g, c);
 	report(&g, mode, t_first);
 	redisFree(c);
-	return g.done == g.n && g.duplicates == 0 ? 0 : 1;
+	int rc = g.done == g.n && g.duplicates == 0 ? 0 : 1;
+	free_all(&g);
+	return rc;
 }

@@ -327,6 +327,7 @@ def stop_perf(run, t):
     t.stop(signal.SIGINT, timeout=30.0)
     r = subprocess.run(["perf", "report", "-i", str(run.tmp / "perf.data"),
                         "--stdio", "--no-children", "--sort", "dso,symbol",
+                        "--fields", "overhead,dso,sym",
                         "-g", "none", "--percent-limit", "1"],
                        capture_output=True, text=True, timeout=120)
     lines = [l.rstrip() for l in r.stdout.splitlines()
@@ -448,13 +449,15 @@ def stream_floor_phase(run, n):
 def wire_floor_phase(run, n):
     if not WIRE_FLOOR.is_file():
         return None
-    resp = run.tmp / "wire_floor.resp"
-    with open(resp, "wb") as f:
-        gen = subprocess.run([sys.executable, str(WIRE_FLOOR), str(n), "10",
-                              "0"], stdout=f, stderr=subprocess.PIPE,
-                             timeout=run.args.timeout)
-    if gen.returncode != 0:
-        raise PhaseError("wire_floor.py failed: %s" % gen.stderr.decode())
+    resp = run.tmp / ("wire_floor-%d.resp" % n)
+    if not resp.exists():  # generated once for every run
+        with open(resp, "wb") as f:
+            gen = subprocess.run([sys.executable, str(WIRE_FLOOR), str(n),
+                                  "10", "0"], stdout=f, stderr=subprocess.PIPE,
+                                 timeout=run.args.timeout)
+        if gen.returncode != 0:
+            resp.unlink()
+            raise PhaseError("wire_floor.py failed: %s" % gen.stderr.decode())
     r = run.redis("wire-floor")
     c = r.client(timeout=30.0)
     run.owned.append(c)
@@ -565,29 +568,45 @@ def summary(results):
         say("  bygate / stream floor = %.3f" % results["bygate_over_stream_floor"])
 
 
-def full_load(run, results, failures):
-    """--repeat full-load runs, each on a fresh redis and bygated; the run
-    with the median tasks/s is reported in full. --perf adds one profiled
-    run, not counted."""
-    a = run.args
+def rate(value):
+    return (value[0] if isinstance(value, tuple) else value)["tasks_per_s"]
+
+
+def median_of_runs(results, failures, key, title, fn, run, *a):
+    """--repeat runs of a phase, each on a fresh redis (and bygated); the
+    run with the median tasks/s, its figures extended with every run's
+    tasks/s (runs_tasks_per_s). None when no run gave figures."""
     runs = []
-    for k in range(a.repeat):
-        res = phase(results, failures, "bygate_full_%d" % (k + 1),
-                    "Full load run %d" % (k + 1), bygate_phase, run,
-                    "full%d" % (k + 1), "full", a.tasks)
-        if res:
-            runs.append(res)
-    if runs:
-        runs.sort(key=lambda r: r[0]["tasks_per_s"])
-        res, table = runs[len(runs) // 2]
-        res["runs_tasks_per_s"] = [round(r[0]["tasks_per_s"], 1) for r in runs]
-        report_bygate("Full load (all tasks submitted at once; median of %d "
-                      "runs: %s tasks/s)" % (len(runs), ", ".join(
-                          "%.0f" % t for t in res["runs_tasks_per_s"])),
-                      res, table, closed=False)
-        results["bygate_full"] = res
-    else:
-        results["bygate_full"] = None
+    for k in range(run.args.repeat):
+        value = phase(results, failures, "%s_%d" % (key, k + 1),
+                      "%s (run %d)" % (title, k + 1), fn, run, *a)
+        if value:
+            runs.append(value)
+    if not runs:
+        return None
+    runs.sort(key=rate)
+    value = runs[len(runs) // 2]
+    main = value[0] if isinstance(value, tuple) else value
+    main["runs_tasks_per_s"] = [round(rate(v), 1) for v in runs]
+    return value
+
+
+def runs_note(res):
+    n = len(res["runs_tasks_per_s"])
+    return "" if n == 1 else "; median of %d runs: %s tasks/s" % (
+        n, ", ".join("%.0f" % t for t in res["runs_tasks_per_s"]))
+
+
+def full_load(run, results, failures):
+    """The full-load runs, then with --perf one more run under perf record
+    (not counted: perf slows bygated down)."""
+    a = run.args
+    res = median_of_runs(results, failures, "bygate_full", "Full load",
+                         bygate_phase, run, "full", "full", a.tasks)
+    results["bygate_full"] = res[0] if res else None
+    if res:
+        report_bygate("Full load (all tasks submitted at once%s)"
+                      % runs_note(res[0]), *res, closed=False)
     if a.perf:
         res = phase(results, failures, "perf", "Profiled run", bygate_phase,
                     run, "perf", "full", a.tasks, profile=True)
@@ -620,23 +639,23 @@ def run_all(run, results, failures):
         report_bygate("Closed loop (exactly one task in flight)", *res,
                       closed=True)
         results["bygate_closed"] = res[0]
-    sf = results["stream_floor"] = phase(
+    sf = results["stream_floor"] = median_of_runs(
         results, failures, "stream_floor", "Stream floor", stream_floor_phase,
         run, a.tasks)
     if sf:
         say(RULE)
         say("Stream floor (XADD + XREADGROUP + XADD + XACK, no processing, "
-            "batches of %d, one connection)" % sf["batch"])
+            "batches of %d, one connection%s)" % (sf["batch"], runs_note(sf)))
         say("  %9.0f tasks/s, %.2f commands and %.1f us Redis CPU per task"
             % (sf["tasks_per_s"], sf["redis_commands_per_task"],
                sf["redis_cpu_us_per_task"]))
-    wf = results["wire_floor"] = phase(
+    wf = results["wire_floor"] = median_of_runs(
         results, failures, "wire_floor", "Wire floor", wire_floor_phase, run,
         a.tasks)
     say(RULE)
     if wf:
-        say("Wire floor (%s %d 10 0 | redis-cli --pipe)" % (WIRE_FLOOR.name,
-                                                          a.tasks))
+        say("Wire floor (%s %d 10 0 | redis-cli --pipe%s)"
+            % (WIRE_FLOOR.name, a.tasks, runs_note(wf)))
         say("  %9.0f tasks/s, %.2f commands per task, %.1f us Redis CPU per "
             "task (%.1f us inside commands)" % (
                 wf["tasks_per_s"], wf["redis_commands_per_task"],
@@ -668,8 +687,8 @@ def parse_args(argv):
                     help="closed-loop tasks (default tasks/10, at most 2000; "
                          "100 with --quick)")
     ap.add_argument("--repeat", type=int, default=None,
-                    help="full-load runs, the median is reported (default 3; "
-                         "1 with --quick)")
+                    help="runs of the full load and of each floor, the median "
+                         "is reported (default 3; 1 with --quick)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: one full-load run, fewer closed-loop "
                          "tasks, short ring bench")

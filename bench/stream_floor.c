@@ -69,6 +69,19 @@ static void build_all(struct floor *f, const char *agent_type)
 	bg_buf_free(&key);
 }
 
+static void free_all(struct floor *f)
+{
+	for (long i = 0; i < f->n; i++) {
+		free(f->data_keys[i]);
+		bg_buf_free(&f->ask[i]);
+		bg_buf_free(&f->event[i]);
+	}
+	free(f->data_keys);
+	free(f->ask);
+	free(f->event);
+	free(f->ids);
+}
+
 /* Finish the previous batch: one event XADD and one XACK per entry. */
 static void append_finish(struct floor *f, struct bg_buf *out, long first)
 {
@@ -169,5 +182,6 @@ int main(int argc, char **argv)
 	       f.n, f.sessions, f.batch, dt / 1e6, (double)f.n / (dt / 1e6),
 	       f.commands + 1);
 	redisFree(c);
+	free_all(&f);
 	return 0;
 }

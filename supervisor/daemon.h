@@ -53,6 +53,7 @@ struct bg_task {
 	char execution_id[32];
 	char *reg_key, *data_key;
 	bool has_source_agent;
+	bool is_resumed;
 	bool record_exists;
 	struct bg_buf record; /* the record as last written by us */
 

@@ -267,6 +267,8 @@ static void decide(struct bg_daemon *d, struct bg_task *t, redisReply *r)
 		end_task(d, t, BG_OUT_ACK_ONLY, NULL, NULL);
 		return;
 	}
+	/* WIRE 6.4 step 5: resumed = a RESUME, or a record past QUEUED. */
+	t->is_resumed = is_resume || (have && !bg_str_eq(rec.status, "QUEUED"));
 	if (!have)
 		bg_id_new(t->execution_id, sizeof(t->execution_id), "exec-");
 	else if (rec.parent_message_id.len) {
@@ -484,7 +486,7 @@ static int pack_task(struct bg_daemon *d, struct bg_task *t,
 	v[BG_TF_USER_NAME] = c->hdr[BG_HDR_USER_NAME];
 	v[BG_TF_METADATA] = c->hdr[BG_HDR_METADATA];
 	v[BG_TF_BODY] = c->body;
-	v[BG_TF_RESUMED] = bg_str_c(c->action == BG_ACTION_RESUME ? "1" : "0");
+	v[BG_TF_RESUMED] = bg_str_c(t->is_resumed ? "1" : "0");
 	v[BG_TF_WORKSPACE] = bg_str_c("");
 	v[BG_TF_ATTEMPT] = bg_str_c("1");
 	(void)d;

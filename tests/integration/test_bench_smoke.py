@@ -1,0 +1,72 @@
+"""Smoke test of `make bench` (bench/run.py): a small run prints every
+figure of the report and its final JSON line, and exits 0. It asserts
+nothing about speed. The bench programs are built here when missing
+(`make test` does not build them)."""
+
+import json
+import os
+import subprocess
+import sys
+
+from harness import REPO, timeout
+
+PROGRAMS = ("loadgen", "stream_floor")
+WIRE_FLOOR = REPO.parent / "shared" / "bench" / "wire_floor.py"
+ASAN_FLAGS = "-fsanitize=address,undefined -fno-omit-frame-pointer"
+
+
+def linked_with_asan(binary):
+    try:
+        with open(binary, "rb") as f:
+            return b"libasan.so" in f.read()
+    except OSError:
+        return False
+
+
+def ensure_bench_programs(build):
+    """make the bench programs of `build` that are missing, with the
+    sanitizer flags when the build's bygated has them."""
+    missing = [p for p in PROGRAMS if not (build / "bench" / p).exists()]
+    if not missing:
+        return
+    rel = os.path.relpath(build, REPO)
+    cmd = ["make", "--no-print-directory", "BUILD=" + rel]
+    if linked_with_asan(build / "bygated"):
+        cmd += ["OPT=-O1", "SAN_FLAGS=" + ASAN_FLAGS]
+    cmd += ["%s/bench/%s" % (rel, p) for p in missing]
+    r = subprocess.run(cmd, cwd=str(REPO), capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, "%s\n%s%s" % (" ".join(cmd), r.stdout, r.stderr)
+
+
+@timeout(600)
+def test_bench_quick_run_prints_every_figure_and_exits_0(h):
+    ensure_bench_programs(h.build)
+    r = subprocess.run([sys.executable, str(REPO / "bench" / "run.py"),
+                        "--build", str(h.build), "--tasks", "300", "--quick"],
+                       cwd=str(REPO), capture_output=True, text=True,
+                       timeout=300, stdin=subprocess.DEVNULL)
+    out = r.stdout
+    assert r.returncode == 0, out[-4000:] + r.stderr[-2000:]
+    for text in ("Full load", "tasks/s", "latency", "p50", "p99",
+                 "redis commands", "redis CPU", "bygated CPU",
+                 "Closed loop", "Stream floor", "Summary"):
+        assert text in out, "%r missing from:\n%s" % (text, out)
+    res = json.loads(out.strip().splitlines()[-1])
+    assert res["failures"] == []
+    for phase in ("bygate_full", "bygate_closed"):
+        fig = res[phase]
+        assert fig["tasks_per_s"] > 0 and fig["latency_us"]["p50"] > 0
+        assert fig["latency_us"]["p99"] >= fig["latency_us"]["p50"]
+        assert fig["redis_commands_per_task"] > fig["client_commands_per_task"]
+        assert fig["redis_cpu_us_per_task"] > 0
+        assert fig["bygated_cpu_us_per_task"] >= 0
+        assert fig["children_cpu_us_per_task"] >= 0
+    assert res["bygate_full"]["tasks"] == 300
+    assert res["stream_floor"]["tasks_per_s"] > 0
+    if WIRE_FLOOR.is_file():
+        assert res["wire_floor"]["tasks_per_s"] > 0
+        assert res["bygate_over_wire_floor"] > 0
+        assert "bygate / wire floor" in out
+    else:
+        assert "Wire floor SKIPPED" in out
