@@ -9,12 +9,13 @@
  *
  * full: all tasks pipelined B per round trip as fast as Redis takes them,
  * while a reader thread (second connection) XREAD BLOCKs on all S data
- * streams, at most one XREAD per --read-gap-ms (default 0: back to back;
- * a gap keeps the reader's own Redis load small). closed: one task in flight; the same thread XREADs the task's
- * data stream until its appStreamResponse arrives. Latency = local
- * CLOCK_MONOTONIC when the XREAD reply carrying the appStreamResponse was
- * received minus the time just before the round trip that wrote the task's
- * commands. Prints one JSON line; exit 0 when every task ended exactly once. */
+ * streams, at most once per --read-gap-ms (default 0: back to back; a gap
+ * keeps the reader's own Redis load small). closed: one task in flight;
+ * the same thread XREADs the task's data stream until its
+ * appStreamResponse arrives. Latency = local CLOCK_MONOTONIC when the XREAD
+ * reply carrying the appStreamResponse was received minus the time just
+ * before the round trip that wrote the task's commands. Prints one JSON
+ * line; exit 0 when every task ended exactly once. */
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>

@@ -12,6 +12,9 @@ phase on a fresh private redis-server on a free loopback port.
      redis-cli --pipe), and bygate's tasks/s divided by it;
   5. the ring benchmark (build/bench/ring_bench), when built.
 
+The full load and each floor run --repeat times (default 3), each time on a
+fresh redis-server, and the run with the median tasks/s is reported. --perf
+adds one full-load run under `perf record` and prints bygated's top symbols.
 Prints one readable report and, last, one JSON line with every figure.
 Standard library only; processes are stopped by pid at the end, also on
 failure or Ctrl-C. Exit status 1 if any phase failed.
@@ -24,6 +27,7 @@ import json
 import os
 import pathlib
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -121,6 +125,12 @@ def proc_ticks(pid):
         return None
     fields = data[data.rfind(")") + 2:].split()
     return int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
+
+
+def reaped_cpu_s():
+    """User + system CPU seconds of this process's reaped children."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def proc_counters(pid):
@@ -327,12 +337,16 @@ def stop_perf(run, t):
     t.stop(signal.SIGINT, timeout=30.0)
     r = subprocess.run(["perf", "report", "-i", str(run.tmp / "perf.data"),
                         "--stdio", "--no-children", "--sort", "dso,symbol",
-                        "--fields", "overhead,dso,sym",
                         "-g", "none", "--percent-limit", "1"],
                        capture_output=True, text=True, timeout=120)
-    lines = [l.rstrip() for l in r.stdout.splitlines()
-             if l.strip() and not l.startswith("#")]
-    return lines[:30] or [r.stderr.strip()[-500:]]
+    rows = []
+    for line in r.stdout.splitlines():
+        m = re.match(r"\s*([\d.]+)%\s+(.*?)(\s+-\s+-)?\s*$", line)
+        if m:
+            rows.append((float(m.group(1)), m.group(2)))
+    rows.sort(key=lambda row: -row[0])
+    return (["%6.2f%%  %s" % row for row in rows[:25]] or
+            [r.stderr.strip()[-500:]])
 
 
 def bygate_phase(run, name, mode, n, warmup=0, profile=False):
@@ -346,8 +360,12 @@ def bygate_phase(run, name, mode, n, warmup=0, profile=False):
             "--warmup", warmup, "--timeout-s", a.timeout,
             "--read-gap-ms", READ_GAP_MS if mode == "full" else 0]
     perf = start_perf(run, d.pid) if profile else None
+    if perf is not None:
+        run.owned.append(perf)
     rs0, cpu0 = RedisSnapshot(c), CpuSnapshot(d.pid)
+    lg0 = reaped_cpu_s()
     rc, out, err = run.program(argv, "loadgen-" + name, timeout=a.timeout + 30)
+    lg_cpu = reaped_cpu_s() - lg0
     rs1, cpu1 = RedisSnapshot(c), CpuSnapshot(d.pid)
     perf_lines = stop_perf(run, perf) if profile else None
     lg = loadgen_json(rc, out, err, "loadgen")
@@ -378,6 +396,7 @@ def bygate_phase(run, name, mode, n, warmup=0, profile=False):
             sum(u for _, u in cmds.values()), n),
         "bygated_cpu_us_per_task": per_task(own_cpu * 1e6, n),
         "children_cpu_us_per_task": per_task(kids_cpu * 1e6, n),
+        "loadgen_cpu_us_per_task": per_task(lg_cpu * 1e6, n),
         "bygated_syscalls_per_task": {
             "read": per_task(counters.get("syscr", 0), n),
             "write": per_task(counters.get("syscw", 0), n)},
@@ -388,6 +407,11 @@ def bygate_phase(run, name, mode, n, warmup=0, profile=False):
     }
     if perf_lines is not None:
         res["perf_top"] = perf_lines
+    res["cpu_us_per_task"] = (res["redis_cpu_us_per_task"] +
+                              res["bygated_cpu_us_per_task"] +
+                              res["children_cpu_us_per_task"] +
+                              res["loadgen_cpu_us_per_task"])
+    res["cores_busy"] = res["cpu_us_per_task"] * n / 1e6 / lg["elapsed_s"]
     res["outcome"] = check_outcome(c, run.keys, n, a.sessions)
     return res, command_table(cmds, n, client_calls)
 
@@ -417,9 +441,14 @@ def report_bygate(title, res, table, closed):
            res["redis_command_us_per_task"]))
     say("  bygated CPU     %6.1f us per task; its children %.1f us per task"
         % (res["bygated_cpu_us_per_task"], res["children_cpu_us_per_task"]))
+    say("  all CPU         %6.1f us per task (redis + bygated + children + "
+        "load generator %.1f us)%s" % (
+            res["cpu_us_per_task"], res["loadgen_cpu_us_per_task"],
+            "" if closed else ": %.2f of %d cores busy over the run"
+            % (res["cores_busy"], os.cpu_count())))
     sc = res["bygated_syscalls_per_task"]
-    say("  bygated         %.2f read + %.2f write system calls and %.2f context "
-        "switches per task" % (sc["read"], sc["write"],
+    say("  bygated         %.2f read + %.2f write system calls and %.2f "
+        "context switches per task" % (sc["read"], sc["write"],
                                res["bygated_context_switches_per_task"]))
     say("  INFO commandstats per task (client = load generator's share):")
     for line in table:
@@ -560,12 +589,14 @@ def summary(results):
     elif not WIRE_FLOOR.is_file():
         say("  wire floor      skipped: %s not found" % WIRE_FLOOR)
     if full and wire:
-        results["bygate_over_wire_floor"] = full["tasks_per_s"] / wire["tasks_per_s"]
+        results["bygate_over_wire_floor"] = (full["tasks_per_s"] /
+                                             wire["tasks_per_s"])
         say("  bygate / wire floor = %.3f" % results["bygate_over_wire_floor"])
     if full and stream:
         results["bygate_over_stream_floor"] = (full["tasks_per_s"] /
                                                stream["tasks_per_s"])
-        say("  bygate / stream floor = %.3f" % results["bygate_over_stream_floor"])
+        say("  bygate / stream floor = %.3f"
+            % results["bygate_over_stream_floor"])
 
 
 def rate(value):
@@ -624,7 +655,7 @@ def run_all(run, results, failures):
     a = run.args
     check_built(a.build)
     say("bygate benchmark: %d tasks, %d sessions, pool %d, %d closed-loop "
-        "tasks, %d full-load run(s)%s" % (
+        "tasks, %d run(s) of the full load and of each floor%s" % (
             a.tasks, a.sessions, a.pool, a.closed_tasks, a.repeat,
             " (quick)" if a.quick else ""))
     say("latency = local CLOCK_MONOTONIC from just before the round trip that "
@@ -719,7 +750,7 @@ def on_signal(signum, frame):
 
 def main(argv=None):
     args = parse_args(argv)
-    for s in (signal.SIGTERM, signal.SIGHUP):
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, on_signal)
     run = Run(args)
     results = {"tasks": args.tasks, "sessions": args.sessions,
