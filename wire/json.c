@@ -285,6 +285,10 @@ bool bg_json_str_eq(struct bg_str lit, const char *s)
 
 	if (lit.len < 2 || lit.p[0] != '"')
 		return false;
+	/* Fast path: a literal without escapes is compared as bytes. */
+	if (memchr(lit.p + 1, '\\', lit.len - 2) == NULL)
+		return lit.len - 2 == sn && lit.p[lit.len - 1] == '"' &&
+		       memcmp(lit.p + 1, s, sn) == 0;
 	while ((rc = str_char(lit.p, lit.len, &i, &cp)) == 1) {
 		size_t m = utf8_encode(cp, u);
 		if (sn - k < m || memcmp(s + k, u, m) != 0)
@@ -655,4 +659,81 @@ int bg_json_arr_append(struct bg_buf *out, struct bg_str arr, struct bg_str raw)
 	first = skip_ws(arr.p, arr.len, skip_ws(arr.p, arr.len, 0) + 1);
 	return splice(out, arr, close, close, first == close ? "" : ",", NULL,
 		      raw);
+}
+
+/* ---- one-pass multi-member edit ------------------------------------------ */
+
+static bool raw_is_zero(struct bg_str v)
+{
+	return (v.len == 4 && memcmp(v.p, "null", 4) == 0) ||
+	       (v.len == 1 && v.p[0] == '0');
+}
+
+static int edit_value(struct bg_buf *out, const struct bg_json_edit *e,
+		      struct bg_str old)
+{
+	switch (e->op) {
+	case BG_JSON_SET_IF_ZERO:
+		if (!raw_is_zero(old))
+			return bg_buf_append(out, old.p, old.len);
+		/* fall through */
+	case BG_JSON_SET:
+		return bg_buf_append(out, e->raw.p, e->raw.len);
+	case BG_JSON_APPEND:
+		if (bg_json_type(old) == '[')
+			return bg_json_arr_append(out, old, e->raw);
+		break;
+	}
+	int rc = bg_buf_append(out, "[", 1);
+	if (rc == 0)
+		rc = bg_buf_append(out, e->raw.p, e->raw.len);
+	return rc ? rc : bg_buf_append(out, "]", 1);
+}
+
+int bg_json_obj_edit(struct bg_buf *out, struct bg_str obj,
+		     const struct bg_json_edit *edits, size_t n)
+{
+	struct bg_json_iter it = { 0 };
+	struct bg_str k, v;
+	size_t mark = out->len, copied = 0, members = 0;
+	uint64_t seen = 0;
+	int rc = n > 64 ? -EINVAL : bg_json_iter_open(&it, obj.p, obj.len, 0, 0);
+
+	while (rc == 0 && (rc = bg_json_iter_key(&it, &k)) == 1) {
+		members++;
+		if ((rc = bg_json_iter_value(&it, &v)) != 0)
+			break;
+		size_t i = 0;
+		while (i < n && !bg_json_str_eq(k, edits[i].key))
+			i++;
+		if (i == n)
+			continue;
+		seen |= 1ULL << i;
+		rc = bg_buf_append(out, obj.p + copied, (size_t)(v.p - obj.p) - copied);
+		if (rc == 0)
+			rc = edit_value(out, &edits[i], v);
+		copied = (size_t)(v.p - obj.p) + v.len;
+	}
+	size_t close = it.pos - 1;
+	if (rc == 0 && skip_ws(obj.p, obj.len, it.pos) != obj.len)
+		rc = -EINVAL;
+	if (rc == 0)
+		rc = bg_buf_append(out, obj.p + copied, close - copied);
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		if (seen & (1ULL << i))
+			continue;
+		struct bg_str none = { "null", 4 };
+		rc = bg_buf_printf(out, "%s\"%s\":", members++ ? "," : "",
+				   edits[i].key);
+		if (rc == 0)
+			rc = edit_value(out, &edits[i], none);
+	}
+	if (rc == 0)
+		rc = bg_buf_append(out, obj.p + close, obj.len - close);
+	if (rc) {
+		out->len = mark;
+		if (out->p)
+			out->p[mark] = '\0';
+	}
+	return rc;
 }

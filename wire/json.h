@@ -49,6 +49,27 @@ int bg_json_obj_get(struct bg_str obj, const char *key, struct bg_str *val);
 int bg_json_obj_set(struct bg_buf *out, struct bg_str obj, const char *key,
 		    struct bg_str raw);
 
+/* One member edit of bg_json_obj_edit. */
+enum bg_json_edit_op {
+	BG_JSON_SET,	     /* the member's value becomes raw */
+	BG_JSON_APPEND,	     /* raw is appended to the member's array value;
+				an absent or non-array member becomes [raw] */
+	BG_JSON_SET_IF_ZERO, /* set only when absent, null or the number 0 */
+};
+struct bg_json_edit {
+	const char *key;   /* plain key, no escapes needed */
+	struct bg_str raw; /* a valid JSON value (the caller's duty) */
+	enum bg_json_edit_op op;
+};
+
+/* Append to out a copy of the object `obj` with every edit applied (at most
+ * 64), in ONE validating pass over obj (the hot-path record update, DESIGN
+ * 4.6): matching members are rewritten in place, the others copied byte for
+ * byte, edited keys that are absent are appended in order. 0, -EINVAL for a
+ * malformed obj (out unchanged), -ENOMEM. */
+int bg_json_obj_edit(struct bg_buf *out, struct bg_str obj,
+		     const struct bg_json_edit *edits, size_t n);
+
 /* Append to out a copy of the JSON array `arr` with the raw value appended.
  * 0, -EINVAL, -ENOMEM; out is unchanged on error. */
 int bg_json_arr_append(struct bg_buf *out, struct bg_str arr, struct bg_str raw);

@@ -227,78 +227,82 @@ int bg_record_errors_from(struct bg_record_errors *e, struct bg_str metadata,
 
 /* ---- status update ---------------------------------------------------- */
 
-static void set_timeline(struct bg_wire_splice *s,
-			 const struct bg_record_update *u)
-{
-	struct bg_str tl;
-	struct bg_buf entry = { 0 };
+/* Scratch values of one update; `edits` point into `vals` once built. */
+struct record_edits {
+	struct bg_buf vals;
+	size_t off[16], len[16];
+	struct bg_json_edit e[16];
+	size_t n;
+	int rc;
+};
 
-	if (s->rc)
+static void add_edit(struct record_edits *r, const char *key,
+		     enum bg_json_edit_op op, const char *tmpl, ...)
+{
+	if (r->rc || r->n == 16)
 		return;
-	s->rc = bg_wire_fmt(&entry, "{\"status\":%s,\"timestamp\":%d}",
-			    u->status, (int64_t)u->now_ms);
-	struct bg_str e = { entry.p, entry.len };
-	if (s->rc == 0 && bg_json_obj_get(s->cur, "timeline", &tl) == 0 &&
-	    bg_json_type(tl) == '[') {
-		struct bg_buf arr = { 0 };
-		s->rc = bg_json_arr_append(&arr, tl, e);
-		bg_wire_splice_set(s, "timeline",
-				   (struct bg_str){ arr.p, arr.len });
-		bg_buf_free(&arr);
-	} else {
-		bg_wire_splice_fmt(s, "timeline", "[%r]", e);
-	}
-	bg_buf_free(&entry);
+	va_list ap;
+	size_t start = r->vals.len;
+	va_start(ap, tmpl);
+	r->rc = bg_wire_vfmt(&r->vals, tmpl, ap);
+	va_end(ap);
+	r->off[r->n] = start;
+	r->len[r->n] = r->vals.len - start;
+	r->e[r->n].key = key;
+	r->e[r->n].op = op;
+	r->n++;
 }
 
-/* True when the stored started_at is absent, null or zero. */
-static bool started_unset(struct bg_str rec)
+/* Error fields are raw JSON from a result: checked, since they are spliced
+ * into the record as they are. */
+static void add_raw(struct record_edits *r, const char *key, struct bg_str raw)
 {
-	struct bg_str v;
-	int64_t t = 0;
-	if (bg_json_obj_get(rec, "started_at", &v) != 0)
-		return true;
-	char type = bg_json_type(v);
-	return type == 'n' || (type == '0' && parse_int64(v, &t) == 0 && t == 0);
-}
-
-static void set_errors(struct bg_wire_splice *s, const struct bg_record_errors *e)
-{
-	if (e == NULL)
+	if (raw.len == 0)
 		return;
-	bg_wire_splice_set(s, "error_type", e->error_type);
-	bg_wire_splice_set(s, "error_message", e->error_message);
-	bg_wire_splice_set(s, "error_code", e->error_code);
-	bg_wire_splice_set(s, "failed_stage", e->failed_stage);
-	bg_wire_splice_set(s, "retryable", e->retryable);
+	if (!bg_json_valid(raw.p, raw.len))
+		r->rc = -EINVAL;
+	add_edit(r, key, BG_JSON_SET, "%r", raw);
 }
 
 int bg_record_update(struct bg_buf *out, struct bg_str record,
 		     const struct bg_record_update *u)
 {
-	struct bg_wire_splice s = { .cur = record };
+	struct record_edits r = { 0 };
 	int64_t now = u->now_ms;
 
-	if (bg_json_type(record) != '{' || !bg_json_valid(record.p, record.len))
+	if (bg_json_type(record) != '{')
 		return -EINVAL;
-	bg_wire_splice_fmt(&s, "status", "%s", u->status);
+	add_edit(&r, "status", BG_JSON_SET, "%s", u->status);
 	if (u->worker_id.len)
-		bg_wire_splice_fmt(&s, "worker_id", "%s", u->worker_id);
-	bg_wire_splice_fmt(&s, "updated_at", "%d", now);
-	set_timeline(&s, u);
-	if (s.rc == 0 && bg_str_eq(u->status, "RUNNING") && started_unset(s.cur))
-		bg_wire_splice_fmt(&s, "started_at", "%d", now);
+		add_edit(&r, "worker_id", BG_JSON_SET, "%s", u->worker_id);
+	add_edit(&r, "updated_at", BG_JSON_SET, "%d", now);
+	add_edit(&r, "timeline", BG_JSON_APPEND,
+		 "{\"status\":%s,\"timestamp\":%d}", u->status, now);
+	if (bg_str_eq(u->status, "RUNNING"))
+		add_edit(&r, "started_at", BG_JSON_SET_IF_ZERO, "%d", now);
 	if (bg_status_is_terminal(u->status))
-		bg_wire_splice_fmt(&s, "finished_at", "%d", now);
+		add_edit(&r, "finished_at", BG_JSON_SET, "%d", now);
 	if (u->cancel) {
-		bg_wire_splice_fmt(&s, "cancel_requested", "true");
-		bg_wire_splice_fmt(&s, "cancel_reason", "%s", u->cancel_reason);
+		add_edit(&r, "cancel_requested", BG_JSON_SET, "true");
+		add_edit(&r, "cancel_reason", BG_JSON_SET, "%s",
+			 u->cancel_reason);
 	}
-	set_errors(&s, u->errors);
-	if (s.rc == 0)
-		s.rc = bg_buf_append(out, s.cur.p, s.cur.len);
-	bg_wire_splice_free(&s);
-	return s.rc;
+	if (u->errors) {
+		add_raw(&r, "error_type", u->errors->error_type);
+		add_raw(&r, "error_message", u->errors->error_message);
+		add_raw(&r, "error_code", u->errors->error_code);
+		add_raw(&r, "failed_stage", u->errors->failed_stage);
+		add_raw(&r, "retryable", u->errors->retryable);
+	}
+	int rc = r.rc;
+	if (rc == 0) {
+		for (size_t i = 0; i < r.n; i++)
+			r.e[i].raw = (struct bg_str){ r.vals.p + r.off[i],
+						      r.len[i] };
+		rc = bg_json_obj_edit(out, record, r.e, r.n);
+	}
+	bg_buf_free(&r.vals);
+	return rc;
 }
 
 /* ---- status strings --------------------------------------------------- */

@@ -490,6 +490,52 @@ static void test_iter_refuses_misuse(void **st)
 	assert_int_equal(bg_json_iter_enter(&top, &child), -EINVAL);
 }
 
+static void edit_expect(const char *obj, const struct bg_json_edit *e, size_t n,
+			const char *want)
+{
+	struct bg_buf out = { 0 };
+	assert_int_equal(bg_json_obj_edit(&out, bg_str_c(obj), e, n), 0);
+	assert_string_equal(out.p, want);
+	bg_buf_free(&out);
+}
+
+static void test_obj_edit_rewrites_in_place_and_appends_missing(void **state)
+{
+	(void)state;
+	const struct bg_json_edit e[] = {
+		{ "status", BG_STR_LIT("\"RUNNING\""), BG_JSON_SET },
+		{ "timeline", BG_STR_LIT("2"), BG_JSON_APPEND },
+		{ "started_at", BG_STR_LIT("7"), BG_JSON_SET_IF_ZERO },
+		{ "new", BG_STR_LIT("true"), BG_JSON_SET },
+	};
+	edit_expect("{\"status\": \"QUEUED\", \"x\": {\"status\": 1}, "
+		    "\"timeline\": [1], \"started_at\": 0}",
+		    e, 4,
+		    "{\"status\": \"RUNNING\", \"x\": {\"status\": 1}, "
+		    "\"timeline\": [1,2], \"started_at\": 7,\"new\":true}");
+	edit_expect("{}", e, 4,
+		    "{\"status\":\"RUNNING\",\"timeline\":[2],"
+		    "\"started_at\":7,\"new\":true}");
+	edit_expect("{\"started_at\": 5}", &e[2], 1, "{\"started_at\": 5}");
+	edit_expect("{\"timeline\": null}", &e[1], 1, "{\"timeline\": [2]}");
+}
+
+static void test_obj_edit_rejects_malformed_objects_untouched(void **state)
+{
+	(void)state;
+	const struct bg_json_edit e = { "a", BG_STR_LIT("1"), BG_JSON_SET };
+	const char *bad[] = { "", "[]", "{\"a\": }", "{\"a\": 1} {", "{\"a\" 1}",
+			      "{\"a\": 1,}" };
+	struct bg_buf out = { 0 };
+	bg_buf_puts(&out, "keep");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(bg_json_obj_edit(&out, bg_str_c(bad[i]), &e, 1),
+				 -EINVAL);
+		assert_string_equal(out.p, "keep");
+	}
+	bg_buf_free(&out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -525,6 +571,8 @@ int main(void)
 		cmocka_unit_test(test_arr_append_rejects_non_arrays),
 		cmocka_unit_test(test_iter_descends_without_rescanning),
 		cmocka_unit_test(test_iter_refuses_misuse),
+		cmocka_unit_test(test_obj_edit_rewrites_in_place_and_appends_missing),
+		cmocka_unit_test(test_obj_edit_rejects_malformed_objects_untouched),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
