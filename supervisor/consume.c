@@ -10,12 +10,19 @@
 #include "supervisor/daemon.h"
 #include "supervisor/log.h"
 
+/* Free capacity: children that are or will soon be idle, plus a small
+ * prefetch (min(worker.fetch_count, pool.size)), minus the entries that
+ * still need a child (picked up, queued, running). Entries whose finish is
+ * in flight hold no child and do not count, up to a bound of 4 x pool.size
+ * finishes (e.g. while Redis refuses writes) beyond which reading stops. */
 int bg_consume_capacity(const struct bg_daemon *d)
 {
 	int size = bg_pool_size(d->pool);
 	int prefetch = d->cfg->fetch_count < size ? d->cfg->fetch_count : size;
-	int in_flight = d->n_tasks;
-	int free_slots = size + prefetch - in_flight;
+	if (d->n_finishing >= 4 * size)
+		return 0;
+	int need_child = d->n_tasks - d->n_finishing;
+	int free_slots = size + prefetch - need_child;
 	return free_slots > 0 ? free_slots : 0;
 }
 

@@ -100,6 +100,7 @@ struct bg_daemon {
 
 	struct bg_task all; /* circular list head */
 	int n_tasks;
+	int n_finishing; /* tasks in BG_TASK_FINISHING */
 	struct bg_task *q_head, *q_tail; /* dispatch queue */
 	int n_queued;
 	uint64_t next_tag;

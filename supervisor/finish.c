@@ -400,6 +400,8 @@ static void on_exec(struct bg_rconn *c, redisReply *r, void *priv)
 
 void bg_finish(struct bg_daemon *d, struct bg_task *t)
 {
+	if (t->state != BG_TASK_FINISHING)
+		d->n_finishing++;
 	t->state = BG_TASK_FINISHING;
 	t->finish_tries = 0;
 	send_finish(d, t);

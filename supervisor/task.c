@@ -99,6 +99,8 @@ void bg_task_free(struct bg_daemon *d, struct bg_task *t)
 	t->prev->next = t->next;
 	t->next->prev = t->prev;
 	d->n_tasks--;
+	if (t->state == BG_TASK_FINISHING)
+		d->n_finishing--;
 	if (t->retry_ev)
 		event_free(t->retry_ev);
 	if (t->timeout_ev)
