@@ -113,7 +113,6 @@ struct bg_daemon {
 	bool unblock_sent;
 	bool ready_logged;
 	int64_t redis_offset_ms; /* redis TIME - local realtime */
-	char pickup_sha[41];
 
 	bool draining, stopping;
 	int exit_code;

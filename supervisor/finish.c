@@ -272,9 +272,24 @@ static void build_finish(struct bg_daemon *d, struct bg_task *t,
 	bg_buf_free(&v.scratch);
 }
 
+/* One transaction buffer for the whole daemon: the commands are copied into
+ * hiredis's output buffer before send_txn returns. */
+static struct txn *txn_get(void)
+{
+	static struct txn *x;
+	if (x == NULL)
+		x = calloc(1, sizeof(*x));
+	if (x) {
+		x->n = 0;
+		x->overflow = false;
+		bg_buf_reset(&x->store);
+	}
+	return x;
+}
+
 static void send_finish(struct bg_daemon *d, struct bg_task *t)
 {
-	struct txn *x = calloc(1, sizeof(*x));
+	struct txn *x = txn_get();
 	struct bg_buf rec = { 0 };
 	if (x == NULL) {
 		t->finish_unknown = true;
@@ -292,8 +307,6 @@ static void send_finish(struct bg_daemon *d, struct bg_task *t)
 		send_txn(d, t, x);
 	}
 	bg_buf_free(&rec);
-	bg_buf_free(&x->store);
-	free(x);
 }
 
 static void count_outcome(struct bg_daemon *d, const struct bg_task *t)
