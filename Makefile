@@ -45,7 +45,7 @@ CONF_SRC   := $(call src_of,conf)
 SUP_SRC    := $(call src_of,supervisor)
 CHILD_SRC  := $(call src_of,child)
 CLIENT_LIB_SRC := $(filter-out client/cli.c,$(call src_of,client))
-STATE_SRC  := $(call src_of,state)
+STATE_SRC  := $(filter-out state/bygate_state.c,$(call src_of,state))
 PLUGIN_SRC := $(call src_of,examples/plugins)
 TEST_PLUGIN_SRC := $(call src_of,tests/plugins)
 UNIT_SRC   := $(call src_of,tests/unit)
@@ -56,8 +56,9 @@ LIB_IPC    := $(LIBDIR)/libbgipc.a
 LIB_WIRE   := $(LIBDIR)/libbgwire.a
 LIB_CONF   := $(LIBDIR)/libbgconf.a
 LIB_CLIENT := $(LIBDIR)/libbygate.a
+LIB_STATE  := $(LIBDIR)/libbgstate.a
 
-BINS    := $(BUILD)/bygated $(BUILD)/bygate-child $(BUILD)/bygate
+BINS    := $(BUILD)/bygated $(BUILD)/bygate-child $(BUILD)/bygate $(BUILD)/bygate-state
 PLUGINS := $(patsubst examples/plugins/%.c,$(BUILD)/plugins/%.so,$(PLUGIN_SRC))
 TEST_PLUGINS := $(patsubst tests/plugins/%.c,$(BUILD)/test-plugins/%.so,$(TEST_PLUGIN_SRC))
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
@@ -85,13 +86,14 @@ $(LIB_IPC): $(call obj_of,$(IPC_SRC))
 $(LIB_WIRE): $(call obj_of,$(WIRE_SRC))
 $(LIB_CONF): $(call obj_of,$(CONF_SRC))
 $(LIB_CLIENT): $(call obj_of,$(CLIENT_LIB_SRC))
+$(LIB_STATE): $(call obj_of,$(STATE_SRC))
 $(LIBDIR)/%.a:
 	@mkdir -p $(dir $@)
 	rm -f $@
 	ar rcs $@ $^
 
-SUP_LIBS := $(LIB_WIRE) $(LIB_CONF) $(LIB_IPC) $(LIB_COMMON)
-SUP_LDLIBS := $(LIB_HIREDIS) $(LIB_EVENT) $(LIB_JANSSON) $(LIB_CONFIG) $(LIB_CRYPTO) $(LIB_SYSTEMD) -lm
+SUP_LIBS := $(LIB_WIRE) $(LIB_STATE) $(LIB_CONF) $(LIB_IPC) $(LIB_COMMON)
+SUP_LDLIBS := $(LIB_HIREDIS) $(LIB_EVENT) $(LIB_JANSSON) $(LIB_CONFIG) $(LIB_CRYPTO) $(LIB_SYSTEMD) $(LIB_LMDB) -lm
 
 $(BUILD)/bygated: $(call obj_of,$(SUP_SRC)) $(SUP_LIBS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(SUP_LDLIBS)
@@ -103,6 +105,9 @@ $(BUILD)/bygate-child: $(call obj_of,$(CHILD_SRC)) $(LIB_IPC) $(LIB_COMMON)
 $(BUILD)/bygate: $(OBJ)/client/cli.o $(LIB_CLIENT) $(LIB_WIRE) $(LIB_CONF) $(LIB_COMMON)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_HIREDIS) $(LIB_JANSSON) $(LIB_CONFIG) $(LIB_CRYPTO)
 
+$(BUILD)/bygate-state: $(OBJ)/state/bygate_state.o $(LIB_STATE) $(LIB_CONF) $(LIB_WIRE) $(LIB_COMMON)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_LMDB) $(LIB_HIREDIS) $(LIB_JANSSON) $(LIB_CONFIG) $(LIB_CRYPTO)
+
 $(BUILD)/plugins/%.so: $(OBJ)/examples/plugins/%.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -shared -o $@ $<
@@ -111,7 +116,7 @@ $(BUILD)/test-plugins/%.so: $(OBJ)/tests/plugins/%.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -shared -o $@ $<
 
-ALL_LIBS := $(LIB_CLIENT) $(LIB_WIRE) $(LIB_CONF) $(LIB_IPC) $(LIB_COMMON)
+ALL_LIBS := $(LIB_CLIENT) $(LIB_WIRE) $(LIB_STATE) $(LIB_CONF) $(LIB_IPC) $(LIB_COMMON)
 $(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(ALL_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(SUP_LDLIBS) $(LIB_HIREDIS) -lpthread
@@ -169,7 +174,7 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/bygate/plugins \
 	  $(DESTDIR)$(PREFIX)/include/bygate $(DESTDIR)$(PREFIX)/share/doc/bygate \
 	  $(DESTDIR)$(PREFIX)/libexec/bygate $(DESTDIR)/etc/bygate
-	install -m 755 $(BUILD)/bygated $(BUILD)/bygate $(DESTDIR)$(PREFIX)/bin/
+	install -m 755 $(BUILD)/bygated $(BUILD)/bygate $(BUILD)/bygate-state $(DESTDIR)$(PREFIX)/bin/
 	install -m 755 $(BUILD)/bygate-child $(DESTDIR)$(PREFIX)/libexec/bygate/
 	install -m 644 $(PLUGINS) $(DESTDIR)$(PREFIX)/lib/bygate/plugins/
 	install -m 644 include/bygate/*.h $(DESTDIR)$(PREFIX)/include/bygate/
