@@ -15,6 +15,7 @@ enum bg_key_schema { BG_SCHEMA_V1 = 1, BG_SCHEMA_V2 = 2 };
 enum bg_log_format { BG_LOG_TEXT = 0, BG_LOG_JSON = 1 };
 enum bg_log_level { BG_LOG_DEBUG = 0, BG_LOG_INFO, BG_LOG_WARN, BG_LOG_ERROR };
 enum bg_handler_kind { BG_HANDLER_PLUGIN = 1, BG_HANDLER_EXEC = 2 };
+enum bg_durability { BG_DURABILITY_PROCESS = 0, BG_DURABILITY_SYNC = 1 };
 
 struct bg_agent_type_conf {
 	char *name;
@@ -23,6 +24,7 @@ struct bg_agent_type_conf {
 	char *options_json;	      /* the `options` group as a JSON object */
 	int max_attempts;	      /* default 1 */
 	int timeout_ms;		      /* 0 = none */
+	int retry_backoff_ms;	      /* first retry delay, doubled each time */
 };
 
 struct bg_config {
@@ -52,6 +54,8 @@ struct bg_config {
 	int max_deliveries;	   /* 10 */
 	int drain_timeout_ms;	   /* SIGTERM drain bound, 30000 */
 	int slow_task_ms;	   /* INFO log above this, 10000 */
+	int lease_wait_s;	   /* wait for a lease held elsewhere, 90 */
+	int reconcile_interval_ms; /* own-PEL reconcile and reclaim, 30000 */
 
 	/* pool */
 	int pool_size;		 /* children, default 4 */
@@ -62,10 +66,16 @@ struct bg_config {
 	int64_t max_event_bytes_per_task;
 	int respawn_backoff_max_ms;
 	char *child_path; /* bygate-child binary; default next to bygated */
+	int crash_storm_deaths;	   /* child deaths ... */
+	int crash_storm_window_ms; /* ... within this window open the breaker */
+	int crash_storm_pause_ms;  /* respawning paused this long */
 
 	/* paths */
 	char *state_dir;
 	char *workspace_dir;
+	enum bg_durability durability; /* LMDB: process (NOSYNC) or sync */
+	int64_t history_max;	       /* recent finishes kept in LMDB */
+	int64_t session_idle_ttl_s;    /* idle session workspaces removed */
 
 	/* logging */
 	enum bg_log_level log_level;

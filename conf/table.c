@@ -51,6 +51,10 @@ static const struct bg_conf_name level_names[] = {
 static const struct bg_conf_name format_names[] = {
 	{ "text", BG_LOG_TEXT }, { "json", BG_LOG_JSON }, { NULL, 0 }
 };
+static const struct bg_conf_name durability_names[] = {
+	{ "process", BG_DURABILITY_PROCESS }, { "sync", BG_DURABILITY_SYNC },
+	{ NULL, 0 }
+};
 static const struct bg_conf_name handler_names[] = {
 	{ "plugin", BG_HANDLER_PLUGIN }, { "exec", BG_HANDLER_EXEC }, { NULL, 0 }
 };
@@ -111,6 +115,14 @@ const struct bg_conf_key bg_conf_keys[] = {
 	    "killed."),
 	INT("worker", "slow_task_ms", C, slow_task_ms, 10000, 0, 86400000,
 	    "ms", R, "Tasks slower than this are logged at INFO; 0 = all."),
+	INT("worker", "lease_wait_s", C, lease_wait_s, 90, 0, 86400, "s", R,
+	    "At start, how long to wait for this worker id's lease held by "
+	    "another process (a crashed owner's lease expiring) before "
+	    "exiting."),
+	INT("worker", "reconcile_interval_ms", C, reconcile_interval_ms, 30000,
+	    1000, 3600000, "ms", R,
+	    "Period of the own pending-list reconcile and of the reclaim of "
+	    "dead peers' entries."),
 
 	INT("pool", "size", C, pool_size, 4, 1, 1024, NULL, R,
 	    "Number of child processes (tasks run concurrently)."),
@@ -134,12 +146,33 @@ const struct bg_conf_key bg_conf_keys[] = {
 	    "Ceiling of the back-off between respawns of a crashing child."),
 	PATH("pool", "child_path", C, child_path, "", 0, R,
 	     "The bygate-child binary; \"\" = the one next to bygated."),
+	INT("pool", "crash_storm_deaths", C, crash_storm_deaths, 10, 1, 100000,
+	    NULL, R,
+	    "This many child deaths within crash_storm_window_ms open the "
+	    "crash-storm breaker."),
+	INT("pool", "crash_storm_window_ms", C, crash_storm_window_ms, 10000,
+	    100, 3600000, "ms", R, "Window of the crash-storm breaker."),
+	INT("pool", "crash_storm_pause_ms", C, crash_storm_pause_ms, 30000, 100,
+	    3600000, "ms", R,
+	    "While the breaker is open no child is respawned and nothing is "
+	    "read for the agent types."),
 
 	PATH("paths", "state_dir", C, state_dir, "/var/lib/bygate", 1, 0,
 	     "LMDB journal and lock file."),
 	PATH("paths", "workspace_dir", C, workspace_dir,
 	     "/var/lib/bygate/workspaces", 1, 0,
 	     "Root of the per-session workspaces."),
+	ENUM("paths", "durability", C, durability, BG_DURABILITY_PROCESS,
+	     durability_names, 0,
+	     "LMDB journal durability: \"process\" (MDB_NOSYNC: survives any "
+	     "process crash; after an unclean OS restart the journal is moved "
+	     "aside and Redis recovery takes over) or \"sync\" (fsync per "
+	     "loop turn)."),
+	I64("paths", "history_max", history_max, 100000, 0, 100000000, NULL, R,
+	    "Recent finishes kept in the LMDB history (bygate-state)."),
+	I64("paths", "session_idle_ttl_s", session_idle_ttl_s, 604800, 60,
+	    31536000, "s", R,
+	    "Session workspaces unused this long are removed."),
 
 	ENUM("log", "level", C, log_level, BG_LOG_INFO, level_names, R,
 	     "\"debug\", \"info\", \"warn\" or \"error\"."),
@@ -169,7 +202,11 @@ const struct bg_conf_key bg_conf_agent_keys[] = {
 	    "Attempts per execution (1 = no retry after a crash, timeout or "
 	    "handler error)."),
 	INT(AG, "timeout_ms", A, timeout_ms, 0, 0, 604800000, "ms", R,
-	    "Wall-clock limit of one attempt; 0 = none."),
+	    "Wall-clock limit of one attempt (SIGTERM to the child's process "
+	    "group, SIGKILL 2 s later, FAILED with TIMEOUT); 0 = none."),
+	INT(AG, "retry_backoff_ms", A, retry_backoff_ms, 1000, 0, 3600000,
+	    "ms", R,
+	    "Delay before the second attempt, doubled for each further one."),
 	{ AG, "options", BG_CONF_JSON, R, 0, 0, 0, "{}", NULL, NULL,
 	  OFF_T(A, options_json, char *),
 	  "Any group; handed to the handler as a JSON object. Integers "
