@@ -42,6 +42,7 @@ COMMON_SRC := $(call src_of,common)
 IPC_SRC    := $(call src_of,ipc)
 WIRE_SRC   := $(call src_of,wire)
 CONF_SRC   := $(call src_of,conf)
+WS_SRC     := $(call src_of,workspace)
 SUP_SRC    := $(call src_of,supervisor)
 CHILD_SRC  := $(call src_of,child)
 CLIENT_LIB_SRC := $(filter-out client/cli.c,$(call src_of,client))
@@ -57,6 +58,7 @@ LIB_WIRE   := $(LIBDIR)/libbgwire.a
 LIB_CONF   := $(LIBDIR)/libbgconf.a
 LIB_CLIENT := $(LIBDIR)/libbygate.a
 LIB_STATE  := $(LIBDIR)/libbgstate.a
+LIB_WS     := $(LIBDIR)/libbgworkspace.a
 
 BINS    := $(BUILD)/bygated $(BUILD)/bygate-child $(BUILD)/bygate $(BUILD)/bygate-state
 PLUGINS := $(patsubst examples/plugins/%.c,$(BUILD)/plugins/%.so,$(PLUGIN_SRC))
@@ -87,12 +89,13 @@ $(LIB_WIRE): $(call obj_of,$(WIRE_SRC))
 $(LIB_CONF): $(call obj_of,$(CONF_SRC))
 $(LIB_CLIENT): $(call obj_of,$(CLIENT_LIB_SRC))
 $(LIB_STATE): $(call obj_of,$(STATE_SRC))
+$(LIB_WS): $(call obj_of,$(WS_SRC))
 $(LIBDIR)/%.a:
 	@mkdir -p $(dir $@)
 	rm -f $@
 	ar rcs $@ $^
 
-SUP_LIBS := $(LIB_WIRE) $(LIB_STATE) $(LIB_CONF) $(LIB_IPC) $(LIB_COMMON)
+SUP_LIBS := $(LIB_WIRE) $(LIB_STATE) $(LIB_WS) $(LIB_CONF) $(LIB_IPC) $(LIB_COMMON)
 SUP_LDLIBS := $(LIB_HIREDIS) $(LIB_EVENT) $(LIB_JANSSON) $(LIB_CONFIG) $(LIB_CRYPTO) $(LIB_SYSTEMD) $(LIB_LMDB) -lm
 
 $(BUILD)/bygated: $(call obj_of,$(SUP_SRC)) $(SUP_LIBS)
@@ -116,7 +119,7 @@ $(BUILD)/test-plugins/%.so: $(OBJ)/tests/plugins/%.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -shared -o $@ $<
 
-ALL_LIBS := $(LIB_CLIENT) $(LIB_WIRE) $(LIB_STATE) $(LIB_CONF) $(LIB_IPC) $(LIB_COMMON)
+ALL_LIBS := $(LIB_CLIENT) $(LIB_WIRE) $(LIB_STATE) $(LIB_WS) $(LIB_CONF) $(LIB_IPC) $(LIB_COMMON)
 $(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(ALL_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(SUP_LDLIBS) $(LIB_HIREDIS) -lpthread
