@@ -27,6 +27,7 @@ int bg_consume_capacity(const struct bg_daemon *d)
 }
 
 static void issue_read(struct bg_daemon *d);
+static void log_ready(struct bg_daemon *d);
 
 static void handle_read_reply(struct bg_daemon *d, redisReply *r);
 
@@ -92,7 +93,8 @@ static void handle_read_reply(struct bg_daemon *d, redisReply *r)
 static void issue_read(struct bg_daemon *d)
 {
 	if (d->read_in_flight || !d->groups_ready || d->draining ||
-	    d->stopping || !bg_rconn_ready(d->rd))
+	    d->stopping || !bg_rconn_ready(d->rd) || !bg_lease_held(d) ||
+	    !d->start_reconciled)
 		return;
 	int cap = bg_consume_capacity(d);
 	bool agents = cap > 0;
@@ -121,6 +123,10 @@ static void issue_read(struct bg_daemon *d)
 	    0) {
 		d->read_in_flight = true;
 		d->read_has_agents = agents;
+		if (!d->reader_ready) {
+			log_ready(d);
+			bg_lease_reader_ready(d); /* online only from now */
+		}
 	}
 	free(argv);
 }
@@ -180,7 +186,10 @@ static void on_group_created(struct bg_rconn *c, redisReply *r, void *priv)
 	}
 	if (--d->groups_pending == 0 && !d->groups_failed) {
 		d->groups_ready = true;
-		log_ready(d);
+		if (!d->start_reconciled) {
+			bg_recover_forget_applied(d);
+			bg_recover_own(d, true);
+		}
 		bg_consume_kick(d);
 	}
 }
@@ -202,9 +211,22 @@ void bg_consume_sync_time(struct bg_daemon *d)
 		      (const char *const[]){ "TIME", NULL });
 }
 
+/* The control connection is (back) up: the lease first; groups and
+ * recovery follow once it is held. */
 void bg_consume_on_ctl_up(struct bg_daemon *d)
 {
 	bg_consume_sync_time(d);
+	bg_lease_on_ctl_up(d);
+	if (!bg_lease_held(d))
+		return;
+	if (!d->groups_ready)
+		bg_consume_on_lease_held(d);
+	else
+		bg_recover_own(d, false); /* after every reconnect */
+}
+
+void bg_consume_on_lease_held(struct bg_daemon *d)
+{
 	if (d->groups_ready || d->groups_pending > 0)
 		return;
 	d->groups_failed = false;

@@ -29,6 +29,7 @@ enum bg_outcome {
 	BG_OUT_FAILED,	   /* crash, protocol error, caps: FAILED + error */
 	BG_OUT_DEADLETTER, /* malformed/stale entry: dead letter (+FAILED) */
 	BG_OUT_ACK_ONLY,   /* terminal replay or ignored command: XACK only */
+	BG_OUT_REPLAY,	   /* a journaled finish re-sent by recovery */
 };
 
 struct bg_task {
@@ -76,7 +77,19 @@ struct bg_task {
 	const char *error_type;
 	const char *failed_stage;
 
+	/* attempts (DESIGN 6) */
+	int attempt;	     /* 1-based, the attempt running */
+	int failed_attempts; /* attempts ended by death, timeout, retryable */
+	int deliveries;	     /* Redis delivery count when known */
+	bool deadletter;     /* FAILED and also dead-lettered (poison) */
+	bool retry_pending;
+	bool recovered;	     /* fetched by PEL reconcile or reclaim */
+
 	/* finish transaction */
+	struct bg_buf finish_blob; /* the commands, as journaled */
+	bool finish_held;    /* outside the fencing window */
+	bool verify_owner;   /* after a lease lapse: check XPENDING first */
+	bool exec_sent;
 	int finish_tries;
 	bool finish_unknown; /* EXEC outcome unknown: check PEL on reconnect */
 	struct event *retry_ev;
@@ -114,6 +127,20 @@ struct bg_daemon {
 	bool ready_logged;
 	int64_t redis_offset_ms; /* redis TIME - local realtime */
 
+	/* lease (lease.c) */
+	int lease_state;	  /* enum in lease.c */
+	char lease_token[33];
+	char *lease_key;
+	int64_t lease_last_ok_ms; /* monotonic: claim or last heartbeat OK */
+	int64_t lease_wait_until_ms;
+	int lease_attempts;
+	bool lease_first_beat_done;
+	uint64_t lease_lapses;
+	bool reader_ready;
+	struct event *lease_timer;
+	struct bg_state *state; /* LMDB (state/state.h); NULL = none */
+	int lock_fd;
+
 	bool draining, stopping;
 	int exit_code;
 	struct event *drain_timer;
@@ -124,6 +151,14 @@ struct bg_daemon {
 	/* counters */
 	uint64_t n_completed, n_failed, n_deadlettered, n_acked_only;
 	uint64_t n_finish_retries, n_unknown_outcomes;
+	uint64_t n_lost_to_peer, n_recovered_finishes, n_reclaimed;
+	uint64_t n_retries;
+	bool journaled_this_turn;
+	uint64_t state_errors;
+	int recover_calls;	/* reconcile requests in flight */
+	bool start_reconciled;	/* reads wait for the start-up reconcile */
+	uint64_t n_recovered_finishes_started;
+	struct event *reconcile_timer;
 };
 
 int64_t bg_now_ms(void);	 /* realtime, ms */
@@ -131,7 +166,29 @@ int64_t bg_mono_ms(void);	 /* monotonic, ms */
 int64_t bg_redis_now_ms(const struct bg_daemon *d);
 struct bg_log_ids bg_task_log_ids(const struct bg_task *t);
 
+/* lease.c */
+void bg_lease_start(struct bg_daemon *d);
+void bg_lease_on_ctl_up(struct bg_daemon *d);
+void bg_lease_reader_ready(struct bg_daemon *d);
+bool bg_lease_held(const struct bg_daemon *d);
+bool bg_lease_may_finish(const struct bg_daemon *d);
+void bg_lease_release(struct bg_daemon *d);
+void bg_lease_free(struct bg_daemon *d);
+bool bg_lease_released(const struct bg_daemon *d);
+
+/* Exit codes of bygated. */
+enum {
+	BG_EXIT_OK = 0,
+	BG_EXIT_CONFIG = 1,
+	BG_EXIT_USAGE = 2,
+	BG_EXIT_RUNTIME = 3,
+	BG_EXIT_LEASE_BUSY = 4, /* worker id held elsewhere past lease_wait_s */
+	BG_EXIT_LEASE_LOST = 5, /* heartbeat found another owner */
+	BG_EXIT_LOCKED = 6,     /* state directory locked by another bygated */
+};
+
 /* consume.c */
+void bg_consume_on_lease_held(struct bg_daemon *d);
 void bg_consume_on_ctl_up(struct bg_daemon *d);
 void bg_consume_kick(struct bg_daemon *d);
 void bg_consume_sync_time(struct bg_daemon *d);
@@ -147,13 +204,28 @@ void bg_task_on_message(void *arg, int slot, uint16_t kind, uint64_t tag,
 void bg_task_on_child_lost(void *arg, int slot, uint64_t tag,
 			   const char *why);
 void bg_task_on_wr_up(struct bg_daemon *d);
+void bg_task_accept_recovered(struct bg_daemon *d, int stream_idx,
+			      const char *id, const char *data,
+			      size_t data_len, bool has_data, int deliveries);
+void bg_task_replay_finish(struct bg_daemon *d, int stream_idx,
+			   const char *id, struct bg_str blob);
 void bg_task_free(struct bg_daemon *d, struct bg_task *t);
 /* Send one write-connection command with EXPIRE dedupe helpers. */
 void bg_expire_once(struct bg_daemon *d, const char *key);
 void bg_turn_end(struct bg_daemon *d);
 
+/* recover.c */
+void bg_recover_own(struct bg_daemon *d, bool at_start);
+void bg_recover_peers(struct bg_daemon *d);
+void bg_recover_forget_applied(struct bg_daemon *d);
+
 /* finish.c */
 void bg_finish(struct bg_daemon *d, struct bg_task *t);
+void bg_finish_mark_verify(struct bg_daemon *d);
+void bg_finish_replay(struct bg_daemon *d, struct bg_task *t,
+		      struct bg_str blob);
+bool bg_finish_blob_valid(struct bg_str blob);
+void bg_finish_release_held(struct bg_daemon *d);
 void bg_finish_resend_unknown(struct bg_daemon *d);
 
 /* keyset.c */

@@ -1,19 +1,28 @@
 /* supervisor/finish.c - the one finish builder (DESIGN 4): whatever ends an
  * attempt (result, handler error, child death, dead letter, terminal
  * replay) is written as a single MULTI/EXEC whose last command is the XACK,
- * so an entry is pending exactly when its finish was not applied. A refused
- * EXEC is retried with back-off; an unknown outcome (no reply) is resolved
- * after reconnect by asking Redis whether the entry is still pending.
+ * so an entry is pending exactly when its finish was not applied.
  *
- * Journal seam: the next step journals the finish in LMDB right before
- * send_finish() and deletes it in finish_applied(). */
+ * The transaction is built once into a blob (u32 count; per command u32
+ * argc; per argument u32 length + bytes; little endian): the blob is what
+ * the LMDB journal keeps (written before the MULTI/EXEC leaves the process:
+ * the journal commits at the end of the loop turn, hiredis flushes in the
+ * next one) and what every retry and every recovery sends, byte for byte.
+ * A refused EXEC is retried with back-off; an unknown outcome (no reply) is
+ * resolved after reconnect by asking Redis whether the entry is still
+ * pending; a finish outside the lease's fencing window is held until the
+ * next successful heartbeat, and after a lease lapse each entry is checked
+ * to be still ours before its finish is sent. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
+#include "common/fault.h"
+#include "state/state.h"
 #include "supervisor/daemon.h"
 #include "supervisor/log.h"
 #include "wire/event.h"
@@ -23,29 +32,37 @@
 #include "wire/record.h"
 #include "wire/result.h"
 
-/* Commands of one transaction, stored back to back in `store`. */
+#define TXN_MAX_CMDS 64
+#define TXN_MAX_ARGS 8
+
+/* A transaction being serialised into a blob. */
 struct txn {
-	struct bg_buf store;
-	size_t off[64][8];
-	size_t len[64][8];
-	int argc[64];
-	int n;
+	struct bg_buf *blob;
+	uint32_t n;
 	bool overflow;
 };
 
+static void put_u32(struct bg_buf *b, uint32_t v)
+{
+	if (bg_buf_append(b, &v, sizeof(v)))
+		b->len = b->len; /* caller checks overflow via the append rc */
+}
+
 static void txn_cmd(struct txn *x, int argc, const struct bg_str *argv)
 {
-	if (x->n >= 64 || argc > 8) {
+	if (x->n >= TXN_MAX_CMDS || argc > TXN_MAX_ARGS) {
 		x->overflow = true;
 		return;
 	}
+	size_t before = x->blob->len;
+	put_u32(x->blob, (uint32_t)argc);
 	for (int i = 0; i < argc; i++) {
-		x->off[x->n][i] = x->store.len;
-		x->len[x->n][i] = argv[i].len;
-		if (bg_buf_append(&x->store, argv[i].p, argv[i].len))
-			x->overflow = true;
+		put_u32(x->blob, (uint32_t)argv[i].len);
+		bg_buf_append(x->blob, argv[i].p, argv[i].len);
 	}
-	x->argc[x->n++] = argc;
+	if (x->blob->len == before)
+		x->overflow = true;
+	x->n++;
 }
 
 #define TXN(x, ...)                                                         \
@@ -55,22 +72,76 @@ static void txn_cmd(struct txn *x, int argc, const struct bg_str *argv)
 	} while (0)
 #define S(s) bg_str_c(s)
 
+static uint32_t get_u32(const char *p)
+{
+	uint32_t v;
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+/* Parse one command of a blob at *off into argv/lens; false when the blob
+ * is malformed (a journal record from another version, or corruption). */
+static bool blob_cmd(struct bg_str blob, size_t *off, int *argc,
+		     const char **argv, size_t *lens)
+{
+	if (blob.len - *off < 4)
+		return false;
+	uint32_t n = get_u32(blob.p + *off);
+	*off += 4;
+	if (n == 0 || n > TXN_MAX_ARGS)
+		return false;
+	for (uint32_t i = 0; i < n; i++) {
+		if (blob.len - *off < 4)
+			return false;
+		uint32_t len = get_u32(blob.p + *off);
+		*off += 4;
+		if (blob.len - *off < len)
+			return false;
+		argv[i] = blob.p + *off;
+		lens[i] = len;
+		*off += len;
+	}
+	*argc = (int)n;
+	return true;
+}
+
+bool bg_finish_blob_valid(struct bg_str blob)
+{
+	if (blob.len < 4)
+		return false;
+	uint32_t n = get_u32(blob.p);
+	size_t off = 4;
+	const char *argv[TXN_MAX_ARGS];
+	size_t lens[TXN_MAX_ARGS];
+	int argc;
+	for (uint32_t i = 0; i < n; i++)
+		if (!blob_cmd(blob, &off, &argc, argv, lens))
+			return false;
+	return n > 0 && off == blob.len;
+}
+
 static void on_exec(struct bg_rconn *c, redisReply *r, void *priv);
 
-static void send_txn(struct bg_daemon *d, struct bg_task *t, struct txn *x)
+/* MULTI, the blob's commands, EXEC. */
+static void send_blob(struct bg_daemon *d, struct bg_task *t)
 {
-	const char *argv[8];
+	struct bg_str blob = { t->finish_blob.p, t->finish_blob.len };
+	const char *argv[TXN_MAX_ARGS];
+	size_t lens[TXN_MAX_ARGS];
+	int argc;
 	if (bg_rconn_cmdv(d->wr, NULL, NULL, 0,
 			  (const char *const[]){ "MULTI", NULL }) != 0) {
-		t->finish_unknown = true; /* not sent: resend on reconnect */
+		t->finish_unknown = true; /* not sent: resent on reconnect */
 		return;
 	}
-	for (int i = 0; i < x->n; i++) {
-		for (int j = 0; j < x->argc[i]; j++)
-			argv[j] = x->store.p + x->off[i][j];
-		bg_rconn_cmd(d->wr, NULL, NULL, 0, x->argc[i], argv,
-			     x->len[i]);
+	uint32_t n = get_u32(blob.p);
+	size_t off = 4;
+	for (uint32_t i = 0; i < n; i++) {
+		if (!blob_cmd(blob, &off, &argc, argv, lens))
+			break; /* validated when built or read from LMDB */
+		bg_rconn_cmd(d->wr, NULL, NULL, 0, argc, argv, lens);
 	}
+	t->exec_sent = true;
 	bg_rconn_cmdv(d->wr, on_exec, t, 0,
 		      (const char *const[]){ "EXEC", NULL });
 }
@@ -223,7 +294,7 @@ static void add_deadletter(struct bg_daemon *d, struct bg_task *t,
 		.reason = S(t->error_message ? t->error_message : ""),
 		.stream = S(t->stream),
 		.entry_id = S(t->entry_id),
-		.delivery_count = 1,
+		.delivery_count = t->deliveries > 0 ? t->deliveries : 1,
 		.error_code = S(t->error_code ? t->error_code : "malformed"),
 		.has_data = t->data != NULL,
 		.data = { t->data ? t->data : "", t->data_len },
@@ -264,7 +335,7 @@ static void build_finish(struct bg_daemon *d, struct bg_task *t,
 	}
 	if (wrote_data)
 		TXN(x, S("EXPIRE"), S(t->data_key), S("604800"));
-	if (t->outcome == BG_OUT_DEADLETTER)
+	if (t->outcome == BG_OUT_DEADLETTER || t->deadletter)
 		add_deadletter(d, t, x);
 	if (t->record_exists && t->outcome != BG_OUT_ACK_ONLY)
 		add_record(d, t, x, &v, rec);
@@ -272,41 +343,55 @@ static void build_finish(struct bg_daemon *d, struct bg_task *t,
 	bg_buf_free(&v.scratch);
 }
 
-/* One transaction buffer for the whole daemon: the commands are copied into
- * hiredis's output buffer before send_txn returns. */
-static struct txn *txn_get(void)
+/* Build the finish blob once and journal it (DESIGN 4: before the
+ * MULTI/EXEC is sent). */
+static int build_blob(struct bg_daemon *d, struct bg_task *t)
 {
-	static struct txn *x;
-	if (x == NULL)
-		x = calloc(1, sizeof(*x));
-	if (x) {
-		x->n = 0;
-		x->overflow = false;
-		bg_buf_reset(&x->store);
+	struct bg_buf rec = { 0 };
+	uint32_t zero = 0;
+	struct txn x = { &t->finish_blob, 0, false };
+	bg_buf_reset(&t->finish_blob);
+	bg_buf_append(&t->finish_blob, &zero, sizeof(zero));
+	build_finish(d, t, &x, &rec);
+	bg_buf_free(&rec);
+	if (x.overflow || t->finish_blob.len < 4) {
+		bg_buf_reset(&t->finish_blob);
+		return -ENOMEM;
 	}
-	return x;
+	memcpy(t->finish_blob.p, &x.n, sizeof(x.n));
+	if (bg_fault_hit("finish.before_journal"))
+		_exit(BG_FAULT_EXIT);
+	if (d->state) {
+		bg_state_journal_put(d->state, S(t->stream), S(t->entry_id),
+				     (struct bg_str){ t->finish_blob.p,
+						      t->finish_blob.len });
+		d->journaled_this_turn = true;
+	}
+	return 0;
 }
 
+static void on_owner_check(struct bg_rconn *c, redisReply *r, void *priv);
+
+/* Send the finish unless fencing holds it or ownership must be checked. */
 static void send_finish(struct bg_daemon *d, struct bg_task *t)
 {
-	struct txn *x = txn_get();
-	struct bg_buf rec = { 0 };
-	if (x == NULL) {
-		t->finish_unknown = true;
+	t->finish_unknown = false;
+	if (!bg_lease_may_finish(d)) {
+		t->finish_held = true;
 		return;
 	}
-	t->finish_unknown = false;
-	build_finish(d, t, x, &rec);
-	if (x->overflow) {
-		struct bg_log_ids ids = bg_task_log_ids(t);
-		bg_log_task(BG_LOG_ERROR, &ids,
-			    "finish transaction could not be built; entry %s "
-			    "left pending",
-			    t->entry_id);
-	} else {
-		send_txn(d, t, x);
+	t->finish_held = false;
+	if (t->verify_owner) {
+		if (bg_rconn_cmdv(d->wr, on_owner_check, t, 0,
+				  (const char *const[]){
+					  "XPENDING", t->stream, d->group,
+					  "IDLE", "0", t->entry_id,
+					  t->entry_id, "1", d->worker_id,
+					  NULL }) != 0)
+			t->finish_unknown = true;
+		return;
 	}
-	bg_buf_free(&rec);
+	send_blob(d, t);
 }
 
 static void count_outcome(struct bg_daemon *d, const struct bg_task *t)
@@ -327,11 +412,58 @@ static void count_outcome(struct bg_daemon *d, const struct bg_task *t)
 	case BG_OUT_ACK_ONLY:
 		d->n_acked_only++;
 		break;
+	case BG_OUT_REPLAY:
+		d->n_recovered_finishes++;
+		break;
 	}
+}
+
+static const char *hist_status(const struct bg_task *t, char *buf, size_t n)
+{
+	switch (t->outcome) {
+	case BG_OUT_RESULT:
+		return t->status ? t->status : "COMPLETED";
+	case BG_OUT_FAILED:
+		return t->deadletter ? "FAILED+DEADLETTER" : "FAILED";
+	case BG_OUT_DEADLETTER:
+		snprintf(buf, n, "DEADLETTER:%s",
+			 t->error_code ? t->error_code : "");
+		return buf;
+	case BG_OUT_ACK_ONLY:
+		return "ACKED";
+	case BG_OUT_REPLAY:
+		return "RECOVERED";
+	}
+	return "?";
+}
+
+/* The finish is in Redis: forget it here (journal, in-flight mirror) and
+ * keep a line of history. */
+static void forget(struct bg_daemon *d, struct bg_task *t)
+{
+	if (d->state == NULL)
+		return;
+	char buf[96];
+	bg_state_journal_del(d->state, S(t->stream), S(t->entry_id));
+	bg_state_exec_del(d->state, S(t->stream), S(t->entry_id));
+	struct bg_state_hist h = {
+		.stream = S(t->stream),
+		.entry_id = S(t->entry_id),
+		.execution_id = S(t->execution_id),
+		.message_id = S(t->message_id),
+		.session_id = S(t->session_id ? t->session_id : ""),
+		.agent_type = S(t->agent_type ? t->agent_type : ""),
+		.status = S(hist_status(t, buf, sizeof(buf))),
+		.finished_ms = bg_now_ms(),
+		.duration_ms = t->started_ms ? bg_mono_ms() - t->started_ms : 0,
+		.attempt = (uint32_t)t->attempt,
+	};
+	bg_state_hist_add(d->state, &h);
 }
 
 static void finish_applied(struct bg_daemon *d, struct bg_task *t)
 {
+	forget(d, t);
 	count_outcome(d, t);
 	struct bg_log_ids ids = bg_task_log_ids(t);
 	int64_t ms = t->started_ms ? bg_mono_ms() - t->started_ms : 0;
@@ -387,6 +519,11 @@ static void on_exec(struct bg_rconn *c, redisReply *r, void *priv)
 	(void)c;
 	struct bg_task *t = priv;
 	struct bg_daemon *d = t->d;
+	if (r != NULL && bg_fault_hit("finish.exec_reply_lost")) {
+		/* The reply is dropped with the connection: outcome unknown. */
+		bg_rconn_drop(d->wr, "fault injection: EXEC reply lost");
+		r = NULL;
+	}
 	if (r == NULL) {
 		d->n_unknown_outcomes++;
 		t->finish_unknown = true;
@@ -408,6 +545,8 @@ static void on_exec(struct bg_rconn *c, redisReply *r, void *priv)
 					    i + 1, r->element[i]->str);
 			}
 	}
+	if (bg_fault_hit("finish.after_exec"))
+		_exit(BG_FAULT_EXIT);
 	finish_applied(d, t);
 }
 
@@ -417,7 +556,69 @@ void bg_finish(struct bg_daemon *d, struct bg_task *t)
 		d->n_finishing++;
 	t->state = BG_TASK_FINISHING;
 	t->finish_tries = 0;
+	if (t->timeout_ev)
+		evtimer_del(t->timeout_ev);
+	if (t->outcome != BG_OUT_REPLAY && build_blob(d, t) != 0) {
+		struct bg_log_ids ids = bg_task_log_ids(t);
+		bg_log_task(BG_LOG_ERROR, &ids,
+			    "finish transaction could not be built; entry %s "
+			    "left pending for recovery",
+			    t->entry_id);
+		return;
+	}
 	send_finish(d, t);
+}
+
+/* Replay a finish read from the journal (recovery): the entry is still
+ * pending, so the transaction was not applied and is sent as it was. */
+void bg_finish_replay(struct bg_daemon *d, struct bg_task *t,
+		      struct bg_str blob)
+{
+	bg_buf_reset(&t->finish_blob);
+	bg_buf_append(&t->finish_blob, blob.p, blob.len);
+	t->outcome = BG_OUT_REPLAY;
+	bg_finish(d, t);
+}
+
+static void on_owner_check(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	struct bg_task *t = priv;
+	struct bg_daemon *d = t->d;
+	if (r == NULL) {
+		t->finish_unknown = true;
+		return;
+	}
+	if (r->type == REDIS_REPLY_ARRAY && r->elements == 1) {
+		t->verify_owner = false;
+		send_finish(d, t);
+		return;
+	}
+	struct bg_log_ids ids = bg_task_log_ids(t);
+	bg_log_task(BG_LOG_WARN, &ids,
+		    "entry %s on %s is no longer in this worker's pending list "
+		    "(claimed by another worker while our lease lapsed): not "
+		    "finishing it here",
+		    t->entry_id, t->stream);
+	d->n_lost_to_peer++;
+	if (d->state) {
+		bg_state_journal_del(d->state, S(t->stream), S(t->entry_id));
+		bg_state_exec_del(d->state, S(t->stream), S(t->entry_id));
+	}
+	bg_task_free(d, t);
+}
+
+void bg_finish_mark_verify(struct bg_daemon *d)
+{
+	for (struct bg_task *t = d->all.next; t != &d->all; t = t->next)
+		t->verify_owner = true;
+}
+
+void bg_finish_release_held(struct bg_daemon *d)
+{
+	for (struct bg_task *t = d->all.next; t != &d->all; t = t->next)
+		if (t->state == BG_TASK_FINISHING && t->finish_held)
+			send_finish(d, t);
 }
 
 /* After the write connection is back: a finish whose EXEC outcome is
@@ -435,7 +636,7 @@ static void on_pending_check(struct bg_rconn *c, redisReply *r, void *priv)
 		finish_applied(t->d, t);
 		return;
 	}
-	send_finish(t->d, t);
+	send_finish(t->d, t); /* still pending: not applied, send it again */
 }
 
 void bg_finish_resend_unknown(struct bg_daemon *d)

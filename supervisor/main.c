@@ -15,11 +15,19 @@
 
 #include <event2/event.h>
 
+#include "common/fault.h"
+#include "state/state.h"
 #include "supervisor/daemon.h"
 #include "supervisor/log.h"
 #include "wire/keys.h"
 
-enum { EXIT_OK = 0, EXIT_CONFIG = 1, EXIT_USAGE = 2, EXIT_RUNTIME = 3 };
+#include <fcntl.h>
+#include <sys/file.h>
+
+#define EXIT_OK BG_EXIT_OK
+#define EXIT_CONFIG BG_EXIT_CONFIG
+#define EXIT_USAGE BG_EXIT_USAGE
+#define EXIT_RUNTIME BG_EXIT_RUNTIME
 
 static void usage(FILE *f)
 {
@@ -161,7 +169,101 @@ static void on_time_tick(evutil_socket_t fd, short ev, void *arg)
 {
 	(void)fd;
 	(void)ev;
-	bg_consume_sync_time(arg);
+	struct bg_daemon *d = arg;
+	bg_consume_sync_time(d);
+	int dead = 0;
+	if (d->state && bg_state_reader_check(d->state, &dead) == 0 && dead)
+		bg_warn("LMDB: %d stale reader slots cleared", dead);
+}
+
+static void on_reconcile_tick(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	struct bg_daemon *d = arg;
+	bg_recover_own(d, false);
+	bg_recover_peers(d);
+}
+
+/* <state_dir>/bygated.lock, held for the process's lifetime: proves to
+ * the next bygated on this state directory that we are dead (DESIGN 6). */
+static int take_lock(struct bg_daemon *d)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/bygated.lock", d->cfg->state_dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+	if (fd == -1) {
+		bg_error("open(%s) failed: %s", path, strerror(errno));
+		return BG_EXIT_RUNTIME;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
+		char pid[32] = "";
+		ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+		pid[n > 0 ? n : 0] = '\0';
+		bg_error("state directory %s is in use by another bygated "
+			 "(pid %s): refusing to start",
+			 d->cfg->state_dir, pid[0] ? pid : "unknown");
+		close(fd);
+		return BG_EXIT_LOCKED;
+	}
+	char pid[32];
+	int n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	if (ftruncate(fd, 0) == 0 && pwrite(fd, pid, (size_t)n, 0) != n)
+		bg_warn("cannot write the pid into %s", path);
+	d->lock_fd = fd;
+	return 0;
+}
+
+static int open_state(struct bg_daemon *d)
+{
+	struct bg_state_opts o = {
+		.dir = d->cfg->state_dir,
+		.sync = d->cfg->durability == BG_DURABILITY_SYNC,
+		.history_max = (uint64_t)d->cfg->history_max,
+	};
+	bool moved = false;
+	int rc = bg_state_open(&o, &d->state, &moved);
+	if (rc) {
+		bg_error("cannot open the LMDB state in %s: %s",
+			 d->cfg->state_dir,
+			 d->state ? bg_state_errmsg(d->state) : strerror(-rc));
+		return BG_EXIT_RUNTIME;
+	}
+	if (moved)
+		bg_warn("LMDB state was not closed cleanly before an OS restart "
+			"(durability process): moved aside, starting empty; "
+			"Redis recovery takes over");
+	struct bg_buf wid = { 0 };
+	if (bg_state_meta_get(d->state, "worker_id", &wid) == 0 &&
+	    strcmp(wid.p, d->worker_id) != 0) {
+		bg_warn("state directory was used by worker %s, now %s: its "
+			"lease token is ignored",
+			wid.p, d->worker_id);
+		bg_state_meta_put(d->state, "lease_token", bg_str_c(""));
+		bg_state_commit(d->state);
+	}
+	bg_buf_free(&wid);
+	return 0;
+}
+
+/* End of a loop turn: one LMDB commit, before hiredis flushes the turn's
+ * writes in the next turn (so a finish is journaled before it is sent). */
+static void turn_end(struct bg_daemon *d)
+{
+	if (d->state && bg_state_buffered(d->state)) {
+		int rc = bg_state_commit(d->state);
+		if (rc) {
+			d->state_errors++;
+			if (d->state_errors == 1 || d->state_errors % 1000 == 0)
+				bg_error("LMDB commit failed (%llu times): %s",
+					 (unsigned long long)d->state_errors,
+					 bg_state_errmsg(d->state));
+		}
+	}
+	if (d->journaled_this_turn && bg_fault_hit("finish.after_journal"))
+		_exit(BG_FAULT_EXIT);
+	d->journaled_this_turn = false;
+	bg_turn_end(d);
 }
 
 static int daemon_init(struct bg_daemon *d, struct bg_config *cfg)
@@ -213,6 +315,13 @@ static void daemon_free(struct bg_daemon *d)
 		event_free(d->drain_timer);
 	if (d->time_timer)
 		event_free(d->time_timer);
+	if (d->reconcile_timer)
+		event_free(d->reconcile_timer);
+	bg_lease_free(d);
+	if (d->state)
+		bg_state_close(d->state);
+	if (d->lock_fd > 0)
+		close(d->lock_fd);
 	if (d->base)
 		event_base_free(d->base);
 }
@@ -233,6 +342,11 @@ static int run(struct bg_daemon *d)
 				   bg_task_on_child_lost };
 	d->pool = bg_pool_new(d->base, cfg, child, &ops, d);
 	free(child);
+	int lrc = take_lock(d);
+	if (lrc == 0)
+		lrc = open_state(d);
+	if (lrc)
+		return lrc;
 	if (d->pool == NULL || bg_pool_start(d->pool) != 0) {
 		bg_error("cannot start the child pool");
 		return EXIT_RUNTIME;
@@ -252,18 +366,34 @@ static int run(struct bg_daemon *d)
 	d->time_timer = event_new(d->base, -1, EV_PERSIST, on_time_tick, d);
 	struct timeval tv30 = { 30, 0 };
 	event_add(d->time_timer, &tv30);
+	d->reconcile_timer = event_new(d->base, -1, EV_PERSIST,
+				       on_reconcile_tick, d);
+	int rms = cfg->reconcile_interval_ms;
+	struct timeval tvr = { rms / 1000, (rms % 1000) * 1000 };
+	event_add(d->reconcile_timer, &tvr);
 	bg_rconn_start(d->ctl);
 	bg_rconn_start(d->wr);
 	bg_rconn_start(d->rd);
 	while (!d->stopping) {
 		event_base_loop(d->base, EVLOOP_ONCE);
-		bg_turn_end(d);
+		turn_end(d);
 		if (d->draining && d->n_tasks == 0) {
 			bg_info("drained: no task in flight");
 			d->stopping = true;
 		}
 	}
 	bg_pool_shutdown(d->pool, false);
+	if (d->exit_code != BG_EXIT_LEASE_LOST) {
+		/* WIRE 5.8: token-checked release, then membership removal. */
+		bg_lease_release(d);
+		int64_t until = bg_mono_ms() + 2000;
+		while (!bg_lease_released(d) && bg_mono_ms() < until)
+			event_base_loop(d->base, EVLOOP_ONCE);
+		for (int i = 0; i < 10 && bg_rconn_pending(d->ctl); i++)
+			event_base_loop(d->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+	}
+	if (d->state)
+		bg_state_commit(d->state);
 	for (int i = 0; i < 4; i++)
 		event_free(sev[i]);
 	bg_info("bygated stopped (completed %llu, failed %llu, "

@@ -14,6 +14,7 @@
 #include <event2/event.h>
 
 #include "ipc/record.h"
+#include "state/state.h"
 #include "supervisor/daemon.h"
 #include "supervisor/log.h"
 #include "wire/event.h"
@@ -114,6 +115,7 @@ void bg_task_free(struct bg_daemon *d, struct bg_task *t)
 	bg_buf_free(&t->content);
 	bg_buf_free(&t->reply_data);
 	bg_buf_free(&t->result_metadata);
+	bg_buf_free(&t->finish_blob);
 	free(t);
 	bg_consume_kick(d);
 }
@@ -259,6 +261,22 @@ static void decide(struct bg_daemon *d, struct bg_task *t,
 		end_task(d, t, BG_OUT_ACK_ONLY, NULL, NULL);
 		return;
 	}
+	if (t->deliveries > d->cfg->max_deliveries) {
+		char why[160];
+		snprintf(why, sizeof(why),
+			 "entry delivered %d times (max_deliveries %d): "
+			 "dead-lettered as poison without running again",
+			 t->deliveries, d->cfg->max_deliveries);
+		if (!have)
+			bg_id_new(t->execution_id, sizeof(t->execution_id),
+				  "exec-");
+		bg_record_free(&rec);
+		t->record_exists = have;
+		t->deadletter = true;
+		t->error_type = "PoisonEntry";
+		end_task(d, t, BG_OUT_FAILED, "max_deliveries", why);
+		return;
+	}
 	/* WIRE 6.4 step 5: resumed = a RESUME, or a record past QUEUED. */
 	t->is_resumed = is_resume || (have && !bg_str_eq(rec.status, "QUEUED"));
 	if (!have)
@@ -381,12 +399,26 @@ static bool id_usable(struct bg_str s)
 	return true;
 }
 
-void bg_task_accept(struct bg_daemon *d, int stream_idx, const char *id,
-		    const char *data, size_t data_len, bool has_data)
+static bool task_exists(const struct bg_daemon *d, const char *stream,
+			const char *id)
 {
+	for (const struct bg_task *t = d->all.next; t != &d->all; t = t->next)
+		if (strcmp(t->entry_id, id) == 0 && strcmp(t->stream, stream) == 0)
+			return true;
+	return false;
+}
+
+/* A task for entry `id` of stream `stream_idx`, linked into d->all; NULL
+ * when out of memory or when this entry is already held here (a read reply
+ * and a reconcile can both deliver it). */
+static struct bg_task *new_task(struct bg_daemon *d, int stream_idx,
+				const char *id)
+{
+	if (task_exists(d, d->streams[stream_idx], id))
+		return NULL;
 	struct bg_task *t = calloc(1, sizeof(*t));
 	if (t == NULL)
-		return; /* stays pending in Redis; recovered from the PEL */
+		return NULL; /* stays pending in Redis; recovered from the PEL */
 	t->d = d;
 	t->tag = ++d->next_tag;
 	t->slot = -1;
@@ -394,11 +426,63 @@ void bg_task_accept(struct bg_daemon *d, int stream_idx, const char *id,
 	t->stream = strdup(d->streams[stream_idx]);
 	t->entry_id = strdup(id);
 	t->picked_ms = bg_mono_ms();
+	t->deliveries = 1;
 	t->next = &d->all;
 	t->prev = d->all.prev;
 	d->all.prev->next = t;
 	d->all.prev = t;
 	d->n_tasks++;
+	return t;
+}
+
+void bg_task_replay_finish(struct bg_daemon *d, int stream_idx,
+			   const char *id, struct bg_str blob)
+{
+	struct bg_task *t = new_task(d, stream_idx, id);
+	if (t == NULL)
+		return;
+	t->recovered = true;
+	bg_finish_replay(d, t, blob);
+}
+
+static void accept_entry(struct bg_daemon *d, struct bg_task *t,
+			 int stream_idx, const char *id, const char *data,
+			 size_t data_len, bool has_data);
+
+void bg_task_accept(struct bg_daemon *d, int stream_idx, const char *id,
+		    const char *data, size_t data_len, bool has_data)
+{
+	struct bg_task *t = new_task(d, stream_idx, id);
+	if (t)
+		accept_entry(d, t, stream_idx, id, data, data_len, has_data);
+}
+
+/* An entry fetched again by recovery or reclaim: its delivery count is
+ * known; the attempts already counted against it come from LMDB. */
+void bg_task_accept_recovered(struct bg_daemon *d, int stream_idx,
+			      const char *id, const char *data,
+			      size_t data_len, bool has_data, int deliveries)
+{
+	struct bg_task *t = new_task(d, stream_idx, id);
+	if (t == NULL)
+		return;
+	t->recovered = true;
+	t->deliveries = deliveries;
+	if (d->state) {
+		struct bg_state_exec e;
+		struct bg_buf store = { 0 };
+		if (bg_state_exec_get(d->state, bg_str_c(d->streams[stream_idx]),
+				      bg_str_c(id), &e, &store) == 0)
+			t->failed_attempts = (int)e.interrupted;
+		bg_buf_free(&store);
+	}
+	accept_entry(d, t, stream_idx, id, data, data_len, has_data);
+}
+
+static void accept_entry(struct bg_daemon *d, struct bg_task *t,
+			 int stream_idx, const char *id, const char *data,
+			 size_t data_len, bool has_data)
+{
 	const char *agent = stream_idx > 0
 				    ? d->cfg->agent_types[stream_idx - 1].name
 				    : "";
@@ -513,6 +597,95 @@ static int pack_task(struct bg_daemon *d, struct bg_task *t,
 	return bg_rec_pack(out, v, BG_TF__COUNT);
 }
 
+/* The in-flight mirror of DESIGN 6 (from dispatch until the finish is
+ * applied), with the attempts counted against this entry. */
+static void mirror_exec(struct bg_daemon *d, struct bg_task *t)
+{
+	if (d->state == NULL)
+		return;
+	struct bg_state_exec e = {
+		.execution_id = bg_str_c(t->execution_id),
+		.message_id = bg_str_c(t->message_id),
+		.session_id = bg_str_c(t->session_id),
+		.agent_type = bg_str_c(t->agent_type),
+		.slot = t->slot,
+		.pid = t->pid,
+		.attempt = (uint32_t)t->attempt,
+		.interrupted = (uint32_t)t->failed_attempts,
+		.started_ms = bg_now_ms(),
+		.first_seen_ms = bg_now_ms() - (bg_mono_ms() - t->picked_ms),
+	};
+	bg_state_exec_put(d->state, bg_str_c(t->stream), bg_str_c(t->entry_id),
+			  &e);
+}
+
+static void publish_event(struct bg_daemon *d, struct bg_task *t,
+			  const struct bg_event *ev);
+
+/* A retried attempt first says so on the session stream (DESIGN 4.3). */
+static void publish_retry_event(struct bg_daemon *d, struct bg_task *t)
+{
+	char text[32], uuid[33];
+	snprintf(text, sizeof(text), "RETRY %d", t->attempt - 1);
+	bg_uuid_hex(uuid, true);
+	struct bg_event ev = { .kind = BG_EVENT_STATE,
+			       .content = bg_str_c(text),
+			       .now_ms = bg_now_ms(),
+			       .uuid = { uuid, 32 } };
+	publish_event(d, t, &ev);
+}
+
+static void on_retry_due(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	struct bg_task *t = arg;
+	t->retry_pending = false;
+	queue_push(t->d, t);
+	bg_task_dispatch(t->d);
+}
+
+/* The attempt failed (child death, timeout, retryable handler error): run
+ * it again after the agent type's back-off while attempts remain. Returns
+ * false when they are exhausted (the caller fails the task). */
+static bool retry_attempt(struct bg_daemon *d, struct bg_task *t,
+			  const char *why)
+{
+	const struct bg_agent_type_conf *tc = find_type(d, t->handler_type);
+	int max = tc ? tc->max_attempts : 1;
+	t->failed_attempts++;
+	if (d->state)
+		mirror_exec(d, t);
+	if (t->failed_attempts >= max || d->draining || d->stopping)
+		return false;
+	int64_t ms = tc ? (int64_t)tc->retry_backoff_ms
+			      << (t->failed_attempts - 1 > 10
+					  ? 10
+					  : t->failed_attempts - 1)
+			: 0;
+	if (ms > 600000)
+		ms = 600000;
+	struct bg_log_ids ids = bg_task_log_ids(t);
+	bg_log_task(BG_LOG_INFO, &ids,
+		    "attempt %d of %d failed (%s); retrying in %lld ms",
+		    t->failed_attempts, max, why, (long long)ms);
+	d->n_retries++;
+	t->slot = -1;
+	t->state = BG_TASK_QUEUED;
+	t->retry_pending = true;
+	if (t->timeout_ev) {
+		evtimer_del(t->timeout_ev);
+		event_free(t->timeout_ev);
+		t->timeout_ev = NULL;
+	}
+	t->timed_out = false;
+	if (t->retry_ev == NULL)
+		t->retry_ev = evtimer_new(d->base, on_retry_due, t);
+	struct timeval tv = { (long)(ms / 1000), (long)(ms % 1000) * 1000 };
+	evtimer_add(t->retry_ev, &tv);
+	return true;
+}
+
 /* Grace after SIGTERM before the child's process group gets SIGKILL. */
 #define BG_TIMEOUT_GRACE_MS 2000
 
@@ -606,6 +779,10 @@ void bg_task_dispatch(struct bg_daemon *d)
 		t->slot = slot;
 		t->pid = (int)bg_pool_pid(d->pool, slot);
 		t->started_ms = bg_mono_ms();
+		t->attempt = t->failed_attempts + 1;
+		mirror_exec(d, t);
+		if (t->attempt > 1)
+			publish_retry_event(d, t);
 		arm_timeout(d, t);
 		struct bg_log_ids ids = bg_task_log_ids(t);
 		bg_log_task(BG_LOG_DEBUG, &ids, "task started (%s entry %s)",
@@ -702,8 +879,17 @@ static void handle_event(struct bg_daemon *d, struct bg_task *t,
 	struct bg_str et = bg_event_type_of(&ctx, &ev);
 	if (!t->has_source_agent && bg_str_eq(et, "appStreamResponse"))
 		t->end_marker_emitted = true;
+	publish_event(d, t, &ev);
+}
+
+/* A streamed event goes out at once, outside the finish transaction. */
+static void publish_event(struct bg_daemon *d, struct bg_task *t,
+			  const struct bg_event *ev)
+{
+	struct bg_event_ctx ctx;
+	bg_event_ctx_of(t, &ctx);
 	struct bg_buf out = { 0 };
-	if (bg_event_build(&out, &ctx, &ev) == 0) {
+	if (bg_event_build(&out, &ctx, ev) == 0) {
 		const char *argv[5] = { "XADD", t->data_key, "*", "data",
 					out.p };
 		size_t lens[5] = { 4, strlen(t->data_key), 1, 4, out.len };
@@ -734,7 +920,13 @@ static void handle_result(struct bg_daemon *d, struct bg_task *t,
 		bg_buf_append(&t->reply_data, f[BG_RF_REPLY_DATA].p,
 			      f[BG_RF_REPLY_DATA].len);
 		char *why = dup_str(f[BG_RF_ERROR]);
-		end_task(d, t, BG_OUT_FAILED, NULL, why);
+		struct bg_str rv;
+		bool retryable =
+			bg_json_obj_get(f[BG_RF_METADATA], "retryable", &rv) ==
+				0 &&
+			bg_str_eq(rv, "true");
+		if (!(retryable && retry_attempt(d, t, why ? why : "failed")))
+			end_task(d, t, BG_OUT_FAILED, NULL, why);
 		free(why);
 		return;
 	}
@@ -778,11 +970,27 @@ void bg_task_on_child_lost(void *arg, int slot, uint64_t tag, const char *why)
 			 "task timed out after %d ms (timeout_ms of agent type "
 			 "%s); %s",
 			 tc ? tc->timeout_ms : 0, t->handler_type, why);
+		if (retry_attempt(d, t, "timeout"))
+			return;
 		t->error_type = "TaskTimeout";
 		end_task(d, t, BG_OUT_FAILED, "TIMEOUT", msg);
 		return;
 	}
-	bg_log_task(BG_LOG_WARN, &ids, "task failed: %s", why);
+	bg_log_task(BG_LOG_WARN, &ids, "attempt %d failed: %s",
+		    t->failed_attempts + 1, why);
+	if (retry_attempt(d, t, "child died"))
+		return;
 	t->error_type = "ChildProcessDied";
+	if (t->failed_attempts > 1) {
+		/* It killed its child on every attempt: a poison task. */
+		char msg[600];
+		snprintf(msg, sizeof(msg),
+			 "the task's child process died in each of its %d "
+			 "attempts (last: %s)",
+			 t->failed_attempts, why);
+		t->deadletter = true;
+		end_task(d, t, BG_OUT_FAILED, "CHILD_DIED", msg);
+		return;
+	}
 	end_task(d, t, BG_OUT_FAILED, "CHILD_DIED", why);
 }

@@ -59,7 +59,7 @@ def test_tasks_complete_across_a_redis_connection_loss(h):
     wait_until(lambda: done(c, h.keys, "s-conn", [later]), 20,
                what="new task after reconnect")
     assert pc.pending_count(c, h.keys.ctrl_agent_type("sleep")) == 0
-    assert d.alive
+    assert d.alive()
 
 
 def test_sigint_stops_at_once_and_leaves_running_work_pending(h):
@@ -83,7 +83,7 @@ def test_a_plugin_that_cannot_load_keeps_bygated_alive_and_explains(h):
     d.start(wait=False)
     d.wait_log("missing.so", timeout=10)
     time.sleep(1.0)
-    assert d.alive
+    assert d.alive()
     assert "respawning in" in d.log_text()
 
 
@@ -122,7 +122,7 @@ def test_a_hung_redis_trips_request_deadlines_and_work_resumes(h):
     wait_until(lambda: done(c, h.keys, "s-hung", [later]), 20,
                what="new task after redis resumes")
     assert pc.pending_count(c, h.keys.ctrl_agent_type("sleep")) == 0
-    assert d.alive
+    assert d.alive()
 
 
 def test_a_task_past_its_timeout_fails_with_timeout_and_the_next_succeeds(h):

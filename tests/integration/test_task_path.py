@@ -181,7 +181,7 @@ def test_child_killed_mid_task_fails_the_task_and_the_pool_recovers(h):
     assert "pid %d" % before[0] in failed["error_message"], failed
     evs = pc.events(c, h.keys, "s-kill")
     assert len(ends(evs, m1)) == 1 and len(ends(evs, m2)) == 1
-    assert d.alive
+    assert d.alive()
     wait_until(lambda: len(d.child_pids()) == 2, 10, what="pool refilled")
     assert before[0] not in d.child_pids()
     m3, _ = pc.send(c, h.keys, "s-kill", "sleep", "5")
@@ -259,7 +259,7 @@ def test_malformed_entries_are_dead_lettered_and_valid_ones_complete(h):
     assert len(gen) == 1 and gen[0]["message_id"].startswith("msg-")
     # blank content: the sender's record exists? no (hand-written entry):
     assert pc.pending_count(c, stream) == 0
-    assert d.alive
+    assert d.alive()
 
 
 def test_stale_entry_is_dead_lettered_without_running(h):

@@ -1,0 +1,349 @@
+/* state/db.c - the operations of each database (meta, journal, inflight,
+ * history, sessions): writes go to the buffer of commit.c, reads and walks
+ * see committed data in their own read transaction. A record that does not
+ * decode is BG_STATE_ECORRUPT, never read past its bytes. */
+#include <errno.h>
+#include <string.h>
+
+#include "state/internal.h"
+
+/* ---- helpers ---- */
+
+static int entry_key(struct bg_buf *key, struct bg_str stream,
+		     struct bg_str entry_id)
+{
+	int rc = bg_state_key_add(key, stream);
+	return rc ? rc : bg_state_key_add(key, entry_id);
+}
+
+static int session_key(struct bg_buf *key, struct bg_str agent_type,
+		       struct bg_str user_code, struct bg_str session_id)
+{
+	int rc = bg_state_key_add(key, agent_type);
+	rc = rc ? rc : bg_state_key_add(key, user_code);
+	return rc ? rc : bg_state_key_add(key, session_id);
+}
+
+/* Buffer the put (rec) or delete (rec NULL); rc is an encoding result.
+ * Frees key and rec. */
+static int push(struct bg_state *st, enum bg_state_db db, int rc,
+		struct bg_buf *key, struct bg_buf *rec)
+{
+	if (rc)
+		rc = bg_state_fail(st, rc, "%s: cannot encode record (%s)",
+				   bg_state_db_name(db), strerror(-rc));
+	else
+		rc = bg_state_op_push(st, db, key, rec);
+	bg_buf_free(key);
+	if (rec)
+		bg_buf_free(rec);
+	return rc;
+}
+
+/* Append the committed record of key to out. -ENOENT when absent. */
+static int read_record(struct bg_state *st, enum bg_state_db db,
+		       const struct bg_buf *key, struct bg_buf *out)
+{
+	if (!st->has_db[db])
+		return bg_state_fail(st, -ENOENT, "no %s database",
+				     bg_state_db_name(db));
+	MDB_txn *txn;
+	int rc = bg_state_txn_begin(st, false, &txn);
+	if (rc)
+		return rc;
+	MDB_val k = { key->len, key->p }, v;
+	rc = mdb_get(txn, st->dbi[db], &k, &v);
+	if (rc == 0 && bg_buf_append(out, v.mv_data, v.mv_size))
+		rc = ENOMEM;
+	mdb_txn_abort(txn);
+	return bg_state_fail_mdb(st, "mdb_get", rc);
+}
+
+static int corrupt(struct bg_state *st, enum bg_state_db db, struct bg_str a,
+		   struct bg_str b)
+{
+	return bg_state_fail(st, BG_STATE_ECORRUPT,
+			     "%s record (%.*s, %.*s) does not decode",
+			     bg_state_db_name(db), (int)a.len, a.p, (int)b.len,
+			     b.p);
+}
+
+/* Walk every record of db in key order. fn sees LMDB's memory, valid
+ * during the call only; a record it cannot decode counts in *bad and the
+ * walk goes on. */
+typedef int (*walk_fn)(void *ctx, struct bg_str key, struct bg_str val,
+		       size_t *bad);
+
+static int walk(struct bg_state *st, enum bg_state_db db, walk_fn fn,
+		void *ctx)
+{
+	if (!st->has_db[db])
+		return 0;
+	MDB_txn *txn;
+	MDB_cursor *c;
+	int rc = bg_state_txn_begin(st, false, &txn);
+	if (rc)
+		return rc;
+	if ((rc = mdb_cursor_open(txn, st->dbi[db], &c))) {
+		mdb_txn_abort(txn);
+		return bg_state_fail_mdb(st, "mdb_cursor_open", rc);
+	}
+	size_t bad = 0;
+	MDB_val k, v;
+	MDB_cursor_op op = MDB_FIRST;
+	int fn_rc = 0;
+	st->walking++;
+	while (fn_rc == 0 && (rc = mdb_cursor_get(c, &k, &v, op)) == 0) {
+		op = MDB_NEXT;
+		fn_rc = fn(ctx, (struct bg_str){ k.mv_data, k.mv_size },
+			   (struct bg_str){ v.mv_data, v.mv_size }, &bad);
+	}
+	st->walking--;
+	mdb_cursor_close(c);
+	mdb_txn_abort(txn);
+	if (fn_rc)
+		return fn_rc;
+	if (rc != MDB_NOTFOUND)
+		return bg_state_fail_mdb(st, "mdb_cursor_get", rc);
+	if (bad)
+		return bg_state_fail(st, BG_STATE_ECORRUPT,
+				     "%s: %zu record(s) do not decode",
+				     bg_state_db_name(db), bad);
+	return 0;
+}
+
+/* ---- meta ---- */
+
+static int meta_key(struct bg_buf *key, const char *name)
+{
+	return bg_buf_puts(key, name);
+}
+
+int bg_state_meta_put(struct bg_state *st, const char *key, struct bg_str val)
+{
+	struct bg_buf k = { 0 }, rec = { 0 };
+	int rc = meta_key(&k, key);
+	rc = rc ? rc : bg_state_blob_encode(&rec, val);
+	return push(st, BG_DB_META, rc, &k, &rec);
+}
+
+/* Append the payload of a blob record (meta, journal) to out. */
+static int read_blob(struct bg_state *st, enum bg_state_db db,
+		     struct bg_buf *key, struct bg_str a, struct bg_str b,
+		     struct bg_buf *out)
+{
+	struct bg_buf rec = { 0 };
+	struct bg_str val;
+	int rc = read_record(st, db, key, &rec);
+	if (rc == 0 && bg_state_blob_decode((struct bg_str){ rec.p, rec.len },
+					    &val))
+		rc = corrupt(st, db, a, b);
+	if (rc == 0 && bg_buf_append(out, val.p, val.len))
+		rc = bg_state_fail(st, -ENOMEM, "out of memory");
+	bg_buf_free(&rec);
+	bg_buf_free(key);
+	return rc;
+}
+
+int bg_state_meta_get(struct bg_state *st, const char *key, struct bg_buf *out)
+{
+	struct bg_buf k = { 0 };
+	if (meta_key(&k, key))
+		return bg_state_fail(st, -ENOMEM, "out of memory");
+	return read_blob(st, BG_DB_META, &k, bg_str_c(key), BG_STR_LIT(""),
+			 out);
+}
+
+/* ---- journal ---- */
+
+int bg_state_journal_put(struct bg_state *st, struct bg_str stream,
+			 struct bg_str entry_id, struct bg_str finish)
+{
+	struct bg_buf k = { 0 }, rec = { 0 };
+	int rc = entry_key(&k, stream, entry_id);
+	rc = rc ? rc : bg_state_blob_encode(&rec, finish);
+	return push(st, BG_DB_JOURNAL, rc, &k, &rec);
+}
+
+int bg_state_journal_del(struct bg_state *st, struct bg_str stream,
+			 struct bg_str entry_id)
+{
+	struct bg_buf k = { 0 };
+	return push(st, BG_DB_JOURNAL, entry_key(&k, stream, entry_id), &k,
+		    NULL);
+}
+
+int bg_state_journal_get(struct bg_state *st, struct bg_str stream,
+			 struct bg_str entry_id, struct bg_buf *finish)
+{
+	struct bg_buf k = { 0 };
+	if (entry_key(&k, stream, entry_id)) {
+		bg_buf_free(&k);
+		return bg_state_fail(st, -EINVAL, "journal key too long");
+	}
+	return read_blob(st, BG_DB_JOURNAL, &k, stream, entry_id, finish);
+}
+
+struct journal_walk {
+	bg_state_journal_fn fn;
+	void *arg;
+};
+
+static int journal_visit(void *ctx, struct bg_str key, struct bg_str val,
+			 size_t *bad)
+{
+	struct journal_walk *w = ctx;
+	struct bg_str parts[2], finish;
+	if (bg_state_key_split(key, parts, 2) ||
+	    bg_state_blob_decode(val, &finish)) {
+		++*bad;
+		return 0;
+	}
+	return w->fn(w->arg, parts[0], parts[1], finish);
+}
+
+int bg_state_journal_each(struct bg_state *st, bg_state_journal_fn fn,
+			  void *arg)
+{
+	struct journal_walk w = { fn, arg };
+	return walk(st, BG_DB_JOURNAL, journal_visit, &w);
+}
+
+/* ---- executions in flight ---- */
+
+int bg_state_exec_put(struct bg_state *st, struct bg_str stream,
+		      struct bg_str entry_id, const struct bg_state_exec *e)
+{
+	struct bg_buf k = { 0 }, rec = { 0 };
+	int rc = entry_key(&k, stream, entry_id);
+	rc = rc ? rc : bg_state_exec_encode(&rec, e);
+	return push(st, BG_DB_INFLIGHT, rc, &k, &rec);
+}
+
+int bg_state_exec_del(struct bg_state *st, struct bg_str stream,
+		      struct bg_str entry_id)
+{
+	struct bg_buf k = { 0 };
+	return push(st, BG_DB_INFLIGHT, entry_key(&k, stream, entry_id), &k,
+		    NULL);
+}
+
+int bg_state_exec_get(struct bg_state *st, struct bg_str stream,
+		      struct bg_str entry_id, struct bg_state_exec *e,
+		      struct bg_buf *store)
+{
+	struct bg_buf k = { 0 };
+	int rc = entry_key(&k, stream, entry_id);
+	size_t off = store->len;
+	if (rc)
+		rc = bg_state_fail(st, -EINVAL, "inflight key too long");
+	else
+		rc = read_record(st, BG_DB_INFLIGHT, &k, store);
+	bg_buf_free(&k);
+	if (rc)
+		return rc;
+	struct bg_str rec = { store->p + off, store->len - off };
+	return bg_state_exec_decode(rec, e)
+		       ? corrupt(st, BG_DB_INFLIGHT, stream, entry_id)
+		       : 0;
+}
+
+struct exec_walk {
+	bg_state_exec_fn fn;
+	void *arg;
+};
+
+static int exec_visit(void *ctx, struct bg_str key, struct bg_str val,
+		      size_t *bad)
+{
+	struct exec_walk *w = ctx;
+	struct bg_str parts[2];
+	struct bg_state_exec e;
+	if (bg_state_key_split(key, parts, 2) ||
+	    bg_state_exec_decode(val, &e)) {
+		++*bad;
+		return 0;
+	}
+	return w->fn(w->arg, parts[0], parts[1], &e);
+}
+
+int bg_state_exec_each(struct bg_state *st, bg_state_exec_fn fn, void *arg)
+{
+	struct exec_walk w = { fn, arg };
+	return walk(st, BG_DB_INFLIGHT, exec_visit, &w);
+}
+
+/* ---- history ---- */
+
+int bg_state_hist_add(struct bg_state *st, const struct bg_state_hist *h)
+{
+	struct bg_buf k = { 0 }, rec = { 0 };
+	int rc = bg_state_hist_key(&k, h->finished_ms, st->hist_seq++);
+	rc = rc ? rc : bg_state_hist_encode(&rec, h);
+	return push(st, BG_DB_HISTORY, rc, &k, &rec);
+}
+
+struct hist_walk {
+	bg_state_hist_fn fn;
+	void *arg;
+};
+
+static int hist_visit(void *ctx, struct bg_str key, struct bg_str val,
+		      size_t *bad)
+{
+	struct hist_walk *w = ctx;
+	struct bg_state_hist h;
+	if (key.len != BG_STATE_HIST_KEY_LEN || bg_state_hist_decode(val, &h)) {
+		++*bad;
+		return 0;
+	}
+	return w->fn(w->arg, &h);
+}
+
+int bg_state_hist_each(struct bg_state *st, bg_state_hist_fn fn, void *arg)
+{
+	struct hist_walk w = { fn, arg };
+	return walk(st, BG_DB_HISTORY, hist_visit, &w);
+}
+
+/* ---- sessions ---- */
+
+int bg_state_session_put(struct bg_state *st, const struct bg_state_session *s)
+{
+	struct bg_buf k = { 0 }, rec = { 0 };
+	int rc = session_key(&k, s->agent_type, s->user_code, s->session_id);
+	rc = rc ? rc : bg_state_session_encode(&rec, s);
+	return push(st, BG_DB_SESSIONS, rc, &k, &rec);
+}
+
+int bg_state_session_del(struct bg_state *st, struct bg_str agent_type,
+			 struct bg_str user_code, struct bg_str session_id)
+{
+	struct bg_buf k = { 0 };
+	int rc = session_key(&k, agent_type, user_code, session_id);
+	return push(st, BG_DB_SESSIONS, rc, &k, NULL);
+}
+
+struct session_walk {
+	bg_state_session_fn fn;
+	void *arg;
+};
+
+static int session_visit(void *ctx, struct bg_str key, struct bg_str val,
+			 size_t *bad)
+{
+	struct session_walk *w = ctx;
+	struct bg_state_session s;
+	if (bg_state_session_decode(key, val, &s)) {
+		++*bad;
+		return 0;
+	}
+	return w->fn(w->arg, &s);
+}
+
+int bg_state_session_each(struct bg_state *st, bg_state_session_fn fn,
+			  void *arg)
+{
+	struct session_walk w = { fn, arg };
+	return walk(st, BG_DB_SESSIONS, session_visit, &w);
+}

@@ -1,0 +1,365 @@
+/* supervisor/recover.c - recovery and reclaim (DESIGN 6), all decided from
+ * Redis, the authority:
+ *  - own pending list: at start (no idle filter: the state-directory lock
+ *    proves the previous owner is dead), after reconnects and every
+ *    reconcile_interval_ms (IDLE 10 s, so entries just read are left to
+ *    their read): an entry with a journaled finish gets that finish re-sent
+ *    (pending means not applied); any other entry not in flight here is
+ *    fetched with XCLAIM <me> 0 and re-run, or dead-lettered past
+ *    max_deliveries;
+ *  - peers: a consumer's entries are reclaimed only when its online lease
+ *    is absent and they are idle past reclaim_min_idle (XPENDING summary,
+ *    GET lease, XPENDING IDLE per consumer, XCLAIM with the same min idle:
+ *    one winner). Never JUSTID keep-alives, never DELCONSUMER;
+ *  - at start, journal and in-flight records whose entries are no longer
+ *    pending are dropped (their finish was applied before the crash). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "state/state.h"
+#include "supervisor/daemon.h"
+#include "supervisor/log.h"
+#include "wire/keys.h"
+
+#define PAGE "500"
+
+struct scan {
+	struct bg_daemon *d;
+	int stream;
+	int idle_ms;
+	char *consumer; /* NULL = me */
+};
+
+static void scan_done(struct bg_daemon *d)
+{
+	if (--d->recover_calls == 0 && !d->start_reconciled) {
+		d->start_reconciled = true;
+		bg_info("start-up reconcile done: %llu finishes re-sent, %llu "
+			"entries re-run or dead-lettered",
+			(unsigned long long)d->n_recovered_finishes_started,
+			(unsigned long long)d->n_reclaimed);
+		bg_consume_kick(d);
+	}
+}
+
+static bool in_flight(const struct bg_daemon *d, const char *stream,
+		      const char *id)
+{
+	for (const struct bg_task *t = d->all.next; t != &d->all; t = t->next)
+		if (strcmp(t->entry_id, id) == 0 && strcmp(t->stream, stream) == 0)
+			return true;
+	return false;
+}
+
+static const char *field_data(redisReply *fields, size_t *len)
+{
+	if (fields == NULL || fields->type != REDIS_REPLY_ARRAY)
+		return NULL;
+	for (size_t k = 0; k + 1 < fields->elements; k += 2)
+		if (fields->element[k]->type == REDIS_REPLY_STRING &&
+		    strcmp(fields->element[k]->str, "data") == 0) {
+			*len = fields->element[k + 1]->len;
+			return fields->element[k + 1]->str;
+		}
+	return NULL;
+}
+
+struct claim_ctx {
+	struct bg_daemon *d;
+	int stream;
+	int deliveries;
+	bool peer;
+};
+
+static void on_claimed(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	struct claim_ctx *cc = priv;
+	struct bg_daemon *d = cc->d;
+	if (r && r->type == REDIS_REPLY_ARRAY) {
+		for (size_t i = 0; i < r->elements; i++) {
+			redisReply *en = r->element[i];
+			if (en->type != REDIS_REPLY_ARRAY || en->elements < 2 ||
+			    en->element[0]->type != REDIS_REPLY_STRING)
+				continue;
+			size_t len = 0;
+			const char *data = field_data(en->element[1], &len);
+			const char *id = en->element[0]->str;
+			if (in_flight(d, d->streams[cc->stream], id))
+				continue;
+			d->n_reclaimed++;
+			bg_info("%s entry %s on %s (delivery %d)",
+				cc->peer ? "reclaimed dead peer's" : "re-running own",
+				id, d->streams[cc->stream], cc->deliveries);
+			bg_task_accept_recovered(d, cc->stream, id, data, len,
+						 data != NULL, cc->deliveries);
+		}
+	}
+	free(cc);
+	scan_done(d);
+}
+
+static void claim_ids(struct bg_daemon *d, int stream, const char *min_idle,
+		      const char **ids, int n, int deliveries, bool peer)
+{
+	if (n == 0)
+		return;
+	const char **argv = calloc((size_t)(5 + n), sizeof(char *));
+	struct claim_ctx *cc = calloc(1, sizeof(*cc));
+	if (argv == NULL || cc == NULL) {
+		free(argv);
+		free(cc);
+		return;
+	}
+	int a = 0;
+	argv[a++] = "XCLAIM";
+	argv[a++] = d->streams[stream];
+	argv[a++] = d->group;
+	argv[a++] = d->worker_id;
+	argv[a++] = min_idle;
+	for (int i = 0; i < n; i++)
+		argv[a++] = ids[i];
+	*cc = (struct claim_ctx){ d, stream, deliveries, peer };
+	if (bg_rconn_cmd(d->ctl, on_claimed, cc, 0, a, argv, NULL) == 0)
+		d->recover_calls++;
+	else
+		free(cc);
+	free(argv);
+}
+
+static void send_scan(struct bg_daemon *d, int stream, int idle_ms,
+		      const char *start, const char *consumer);
+
+/* One page of XPENDING ... IDLE <ms> <start> + 500 <consumer>. */
+static void on_pending_page(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	struct scan *sc = priv;
+	struct bg_daemon *d = sc->d;
+	const char *stream = d->streams[sc->stream];
+	bool peer = sc->consumer != NULL;
+	if (r && r->type == REDIS_REPLY_ARRAY) {
+		char min_idle[32];
+		snprintf(min_idle, sizeof(min_idle), "%d",
+			 peer ? sc->idle_ms : 0);
+		for (size_t i = 0; i < r->elements; i++) {
+			redisReply *e = r->element[i];
+			if (e->type != REDIS_REPLY_ARRAY || e->elements < 4)
+				continue;
+			const char *id = e->element[0]->str;
+			int deliveries = (int)e->element[3]->integer + 1;
+			if (in_flight(d, stream, id))
+				continue;
+			struct bg_buf blob = { 0 };
+			if (!peer && d->state &&
+			    bg_state_journal_get(d->state, bg_str_c(stream),
+						 bg_str_c(id), &blob) == 0 &&
+			    bg_finish_blob_valid((struct bg_str){ blob.p,
+								 blob.len })) {
+				d->n_recovered_finishes_started++;
+				bg_info("re-sending the journaled finish of entry "
+					"%s on %s (still pending: not applied)",
+					id, stream);
+				bg_task_replay_finish(d, sc->stream, id,
+						      (struct bg_str){ blob.p,
+								       blob.len });
+			} else {
+				claim_ids(d, sc->stream, min_idle, &id, 1,
+					  deliveries, peer);
+			}
+			bg_buf_free(&blob);
+		}
+		if (r->elements == (size_t)atoi(PAGE)) {
+			char next[64];
+			snprintf(next, sizeof(next), "(%s",
+				 r->element[r->elements - 1]->element[0]->str);
+			send_scan(d, sc->stream, sc->idle_ms, next,
+				  sc->consumer);
+		}
+	}
+	free(sc->consumer);
+	free(sc);
+	scan_done(d);
+}
+
+static void send_scan(struct bg_daemon *d, int stream, int idle_ms,
+		      const char *start, const char *consumer)
+{
+	struct scan *sc = calloc(1, sizeof(*sc));
+	if (sc == NULL)
+		return;
+	*sc = (struct scan){ d, stream, idle_ms,
+			     consumer ? strdup(consumer) : NULL };
+	char idle[32];
+	snprintf(idle, sizeof(idle), "%d", idle_ms);
+	if (bg_rconn_cmdv(d->ctl, on_pending_page, sc, 0,
+			  (const char *const[]){
+				  "XPENDING", d->streams[stream], d->group,
+				  "IDLE", idle, start, "+", PAGE,
+				  consumer ? consumer : d->worker_id,
+				  NULL }) == 0) {
+		d->recover_calls++;
+	} else {
+		free(sc->consumer);
+		free(sc);
+	}
+}
+
+/* Reconcile this consumer's pending list on every stream. */
+void bg_recover_own(struct bg_daemon *d, bool at_start)
+{
+	if (!bg_lease_held(d) || !d->groups_ready || !bg_rconn_ready(d->ctl))
+		return;
+	d->recover_calls++; /* guard until every scan is sent */
+	for (int i = 0; i < d->n_streams; i++)
+		send_scan(d, i, at_start ? 0 : 10000, "-", NULL);
+	scan_done(d);
+}
+
+/* ---- peers ---- */
+
+struct peer_ctx {
+	struct bg_daemon *d;
+	int stream;
+	char *consumer;
+};
+
+static void on_peer_lease(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	struct peer_ctx *pc = priv;
+	struct bg_daemon *d = pc->d;
+	if (r && r->type == REDIS_REPLY_NIL)
+		send_scan(d, pc->stream, d->cfg->reclaim_min_idle_ms, "-",
+			  pc->consumer);
+	free(pc->consumer);
+	free(pc);
+}
+
+static void on_pending_summary(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	struct peer_ctx *pc = priv;
+	struct bg_daemon *d = pc->d;
+	if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 4 &&
+	    r->element[3]->type == REDIS_REPLY_ARRAY) {
+		redisReply *cons = r->element[3];
+		for (size_t i = 0; i < cons->elements; i++) {
+			redisReply *e = cons->element[i];
+			if (e->type != REDIS_REPLY_ARRAY || e->elements < 1 ||
+			    e->element[0]->type != REDIS_REPLY_STRING)
+				continue;
+			const char *name = e->element[0]->str;
+			if (strcmp(name, d->worker_id) == 0)
+				continue;
+			struct bg_buf key = { 0 };
+			struct peer_ctx *q = calloc(1, sizeof(*q));
+			if (q == NULL ||
+			    bg_key_build(&key, d->cfg->key_schema,
+					 BG_KEY_WORKER_ONLINE, bg_str_c(name),
+					 bg_str_c(""), bg_str_c("")) != 0) {
+				free(q);
+				bg_buf_free(&key);
+				continue;
+			}
+			*q = (struct peer_ctx){ d, pc->stream, strdup(name) };
+			if (bg_rconn_cmdv(d->ctl, on_peer_lease, q, 0,
+					  (const char *const[]){ "GET", key.p,
+								 NULL }) != 0) {
+				free(q->consumer);
+				free(q);
+			}
+			bg_buf_free(&key);
+		}
+	}
+	free(pc);
+}
+
+void bg_recover_peers(struct bg_daemon *d)
+{
+	if (!bg_lease_held(d) || !d->groups_ready || d->draining ||
+	    !bg_rconn_ready(d->ctl))
+		return;
+	for (int i = 0; i < d->n_streams; i++) {
+		struct peer_ctx *pc = calloc(1, sizeof(*pc));
+		if (pc == NULL)
+			return;
+		*pc = (struct peer_ctx){ d, i, NULL };
+		if (bg_rconn_cmdv(d->ctl, on_pending_summary, pc, 0,
+				  (const char *const[]){ "XPENDING",
+							 d->streams[i],
+							 d->group, NULL }) != 0)
+			free(pc);
+	}
+}
+
+/* ---- start-up clean-up of LMDB records whose finish was applied ---- */
+
+struct forget_ctx {
+	struct bg_daemon *d;
+	char *stream, *id;
+};
+
+static void on_forget_check(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	struct forget_ctx *fc = priv;
+	struct bg_daemon *d = fc->d;
+	if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 0 &&
+	    !in_flight(d, fc->stream, fc->id) && d->state) {
+		bg_state_journal_del(d->state, bg_str_c(fc->stream),
+				     bg_str_c(fc->id));
+		bg_state_exec_del(d->state, bg_str_c(fc->stream),
+				  bg_str_c(fc->id));
+	}
+	free(fc->stream);
+	free(fc->id);
+	free(fc);
+}
+
+static void check_forget(struct bg_daemon *d, struct bg_str stream,
+			 struct bg_str id)
+{
+	struct forget_ctx *fc = calloc(1, sizeof(*fc));
+	if (fc == NULL)
+		return;
+	fc->d = d;
+	fc->stream = strndup(stream.p, stream.len);
+	fc->id = strndup(id.p, id.len);
+	if (fc->stream == NULL || fc->id == NULL ||
+	    bg_rconn_cmdv(d->ctl, on_forget_check, fc, 0,
+			  (const char *const[]){ "XPENDING", fc->stream,
+						 d->group, fc->id, fc->id, "1",
+						 NULL }) != 0) {
+		free(fc->stream);
+		free(fc->id);
+		free(fc);
+	}
+}
+
+static int forget_journal(void *arg, struct bg_str stream, struct bg_str id,
+			  struct bg_str finish)
+{
+	(void)finish;
+	check_forget(arg, stream, id);
+	return 0;
+}
+
+static int forget_exec(void *arg, struct bg_str stream, struct bg_str id,
+		       const struct bg_state_exec *e)
+{
+	(void)e;
+	check_forget(arg, stream, id);
+	return 0;
+}
+
+void bg_recover_forget_applied(struct bg_daemon *d)
+{
+	if (d->state == NULL)
+		return;
+	bg_state_journal_each(d->state, forget_journal, d);
+	bg_state_exec_each(d->state, forget_exec, d);
+}

@@ -1,0 +1,262 @@
+"""Nothing lost, nothing run twice (issue 3): the LMDB journal, the registry
+lease and PEL recovery, with kill -9 and deterministic fault points."""
+
+import json
+import os
+import signal
+import time
+
+from harness import wait_until, pid_alive, timeout
+import pyclient as pc
+
+FAST = {"worker": {"lease_ttl_s": 2, "heartbeat_interval_ms": 500,
+                   "reclaim_min_idle_ms": 4000, "reconcile_interval_ms": 1000,
+                   "block_ms": 500}}
+
+
+def cfg(h, **over):
+    base = {"worker": dict(FAST["worker"]),
+            "agent_types": [h.agent_type("sleep")]}
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            base[k].update(v)
+        else:
+            base[k] = v
+    return base
+
+
+def terminal(c, keys, s, m):
+    r = pc.record(c, keys, s, m)
+    return r if r and r["status"] in ("COMPLETED", "FAILED") else None
+
+
+def wait_terminal(c, keys, s, m, t=30):
+    return wait_until(lambda: terminal(c, keys, s, m), t,
+                      what="execution of %s to finish" % m)
+
+
+def count(evs, mid, kind):
+    return sum(1 for e in evs if e["message_id"] == mid
+               and e["event_type"] == kind)
+
+
+def assert_once(c, keys, s, m, status="COMPLETED"):
+    rec = terminal(c, keys, s, m)
+    assert rec and rec["status"] == status, rec
+    tl = [t["status"] for t in rec["timeline"]]
+    assert sum(1 for x in tl if x in ("COMPLETED", "FAILED")) == 1, tl
+    evs = pc.events(c, keys, s)
+    assert count(evs, m, "appStreamResponse") == 1, evs
+    if status == "COMPLETED":
+        assert count(evs, m, "finalAnswer") == 1
+
+
+def restart(h, d):
+    """A new bygated on the same config and state directory."""
+    n = h.bygated(config=d.config_path if hasattr(d, "config_path")
+                  else d.config)
+    return n.start()
+
+
+@timeout(90)
+def test_kill_9_mid_task_the_restart_reruns_it_once(h):
+    d = h.start_bygated(cfg(h))
+    c = h.client()
+    mids = [pc.send(c, h.keys, "s-k9", "sleep", "1500")[0] for _ in range(3)]
+    wait_until(lambda: all((pc.record(c, h.keys, "s-k9", m) or {})
+                           .get("status") == "RUNNING" for m in mids), 10,
+               what="tasks running")
+    kids = d.child_pids()
+    d.kill()
+    wait_until(lambda: not any(pid_alive(p) for p in kids), 5,
+               what="orphaned children to exit")
+    d2 = restart(h, d)
+    d2.wait_log("start-up reconcile done", timeout=10)
+    for m in mids:
+        wait_terminal(c, h.keys, "s-k9", m)
+        assert_once(c, h.keys, "s-k9", m)
+    assert pc.pending_count(c, h.keys.ctrl_agent_type("sleep")) == 0
+    # the restart proven by the lock took its own lease at once
+    assert "taken over at once" in d2.log_text()
+
+
+def fault_case(h, point):
+    c = h.client()
+    conf = cfg(h)
+    d = h.bygated(conf)
+    d.env = dict(d.env, BYGATE_FAULT=point)
+    d.start()
+    mid, _ = pc.send(c, h.keys, "s-fault", "sleep", "50")
+    d.wait_exit(20)
+    assert d.returncode != 0  # died at the fault point (or dropped a reply)
+    d2 = h.bygated(config=d.config)
+    d2.start()
+    wait_terminal(c, h.keys, "s-fault", mid)
+    time.sleep(1.0)
+    assert_once(c, h.keys, "s-fault", mid)
+    assert pc.pending_count(c, h.keys.ctrl_agent_type("sleep")) == 0
+
+
+def test_crash_before_the_journal_write_recovers_once(h):
+    fault_case(h, "finish.before_journal")
+
+
+def test_crash_after_the_journal_write_before_exec_recovers_once(h):
+    fault_case(h, "finish.after_journal")
+
+
+def test_crash_after_exec_before_the_journal_delete_recovers_once(h):
+    fault_case(h, "finish.after_exec")
+
+
+def test_exec_reply_lost_with_the_connection_is_resolved_once(h):
+    d = h.bygated(cfg(h))
+    d.env = dict(d.env, BYGATE_FAULT="finish.exec_reply_lost")
+    d.start()
+    c = h.client()
+    mid, _ = pc.send(c, h.keys, "s-lost", "sleep", "20")
+    wait_terminal(c, h.keys, "s-lost", mid)
+    d.wait_log("EXEC reply lost", timeout=10)
+    time.sleep(1.5)
+    assert_once(c, h.keys, "s-lost", mid)
+    assert pc.pending_count(c, h.keys.ctrl_agent_type("sleep")) == 0
+    assert d.alive()
+
+
+@timeout(120)
+def test_a_dead_peers_entries_are_reclaimed_after_its_lease_expires(h):
+    a = h.start_bygated(cfg(h, pool={"size": 2}))
+    b = h.start_bygated(cfg(h, pool={"size": 2}))
+    c = h.client()
+    mids = [pc.send(c, h.keys, "s-peer", "sleep", "3000")[0]
+            for _ in range(4)]
+    wait_until(lambda: all((pc.record(c, h.keys, "s-peer", m) or {})
+                           .get("status") == "RUNNING" for m in mids), 10,
+               what="tasks running on both workers")
+    owners = {pc.record(c, h.keys, "s-peer", m)["worker_id"] for m in mids}
+    victim = a if a.config["worker"]["id"] in owners else b
+    other = b if victim is a else a
+    vkids = victim.child_pids()
+    victim.kill()
+    for p in vkids:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for m in mids:
+        wait_terminal(c, h.keys, "s-peer", m, t=60)
+        assert_once(c, h.keys, "s-peer", m)
+    assert "reclaimed dead peer's entry" in other.log_text()
+    assert pc.pending_count(c, h.keys.ctrl_agent_type("sleep")) == 0
+
+
+@timeout(60)
+def test_a_long_task_on_a_live_worker_is_never_stolen(h):
+    a = h.start_bygated(cfg(h, pool={"size": 1}))
+    c = h.client()
+    mid, _ = pc.send(c, h.keys, "s-long", "sleep", "9000")
+    wait_until(lambda: (pc.record(c, h.keys, "s-long", mid) or {})
+               .get("status") == "RUNNING", 10, what="running")
+    b = h.start_bygated(cfg(h, pool={"size": 1}))
+    rec = wait_terminal(c, h.keys, "s-long", mid, t=30)
+    assert rec["worker_id"] == a.config["worker"]["id"]
+    assert "reclaimed" not in b.log_text()
+    assert_once(c, h.keys, "s-long", mid)
+
+
+@timeout(60)
+def test_a_second_bygated_with_the_same_worker_id_refuses_to_consume(h):
+    conf = cfg(h, worker={"lease_wait_s": 3})
+    a = h.start_bygated(conf)
+    conf2 = json.loads(json.dumps(a.config))
+    conf2["paths"] = h.config()["paths"]  # another state directory
+    b = h.bygated(config=conf2)
+    b.start(wait=False)
+    b.wait_exit(20)
+    assert b.returncode == 4, b.log_tail()
+    assert "refusing to consume" in b.log_text()
+    assert a.alive()
+    # and one on the same state directory is refused by the lock
+    c2 = h.bygated(config=a.config)
+    c2.start(wait=False)
+    c2.wait_exit(10)
+    assert c2.returncode == 6, c2.log_tail()
+
+
+@timeout(90)
+def test_a_stopped_worker_whose_entries_were_reclaimed_does_not_finish_them(h):
+    a = h.start_bygated(cfg(h, pool={"size": 1}))
+    c = h.client()
+    mid, _ = pc.send(c, h.keys, "s-stop", "sleep", "1500")
+    wait_until(lambda: (pc.record(c, h.keys, "s-stop", mid) or {})
+               .get("status") == "RUNNING", 10, what="running on a")
+    kids = a.child_pids()
+    a.signal(signal.SIGSTOP)
+    for p in kids:
+        os.kill(p, signal.SIGSTOP)
+    try:
+        b = h.start_bygated(cfg(h, pool={"size": 1}))
+        wait_until(lambda: "reclaimed dead peer's entry" in b.log_text(),
+                   40, what="b reclaims a's entry")
+        rec = wait_terminal(c, h.keys, "s-stop", mid, t=30)
+        assert rec["worker_id"] == b.config["worker"]["id"]
+    finally:
+        for p in kids:
+            try:
+                os.kill(p, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        a.signal(signal.SIGCONT)
+    time.sleep(4.0)
+    assert_once(c, h.keys, "s-stop", mid)
+    log = a.log_text()
+    assert ("lease" in log and ("lapsed" in log or "lost" in log)), log[-2000:]
+    assert pc.pending_count(c, h.keys.ctrl_agent_type("sleep")) == 0
+
+
+@timeout(90)
+def test_a_poison_task_is_dead_lettered_and_does_not_block_others(h):
+    d = h.start_bygated(cfg(h, pool={"size": 2}, agent_types=[
+        h.agent_type("crash", max_attempts=3, retry_backoff_ms=50),
+        h.agent_type("sleep")]))
+    c = h.client()
+    poison, _ = pc.send(c, h.keys, "s-poison", "crash", "kill")
+    goods = [pc.send(c, h.keys, "s-poison", "sleep", "20")[0]
+             for _ in range(5)]
+    rec = wait_terminal(c, h.keys, "s-poison", poison, t=30)
+    assert rec["status"] == "FAILED" and rec["error_code"] == "CHILD_DIED"
+    for m in goods:
+        assert wait_terminal(c, h.keys, "s-poison", m)["status"] == "COMPLETED"
+    dl = c.stream_data(h.keys.deadletter())
+    assert len(dl) == 1 and dl[0]["execution_id"] == rec["execution_id"], dl
+    evs = pc.events(c, h.keys, "s-poison")
+    retries = [e for e in evs if e["message_id"] == poison
+               and e["data"]["choices"][0]["delta"]["content"]
+               .startswith("RETRY")]
+    assert len(retries) == 2, retries
+    assert count(evs, poison, "appStreamResponse") == 1
+    assert pc.pending_count(c, h.keys.ctrl_agent_type("crash")) == 0
+    assert d.alive()
+
+
+def test_entries_delivered_more_than_max_deliveries_are_dead_lettered(h):
+    c = h.client()
+    stream = h.keys.ctrl_agent_type("sleep")
+    conf = cfg(h, worker={"max_deliveries": 2})
+    mid, _ = pc.send(c, h.keys, "s-md", "sleep", "10")
+    c.call("XGROUP", "CREATE", stream, "agent_engines", "0", "MKSTREAM")
+    for _ in range(3):  # three deliveries to a consumer that never acks
+        c.call("XREADGROUP", "GROUP", "agent_engines",
+               conf["worker"].get("id") or "ghost", "COUNT", "1",
+               "STREAMS", stream, ">" if _ == 0 else "0")
+    d = h.bygated(conf)
+    # make the ghost deliveries ours: same worker id as the consumer above
+    d.config["worker"]["id"] = "ghost"
+    d.start()
+    rec = wait_terminal(c, h.keys, "s-md", mid)
+    assert rec["status"] == "FAILED" and rec["error_code"] == "max_deliveries"
+    dl = c.stream_data(h.keys.deadletter())
+    assert dl and dl[0]["error_code"] == "max_deliveries"
+    assert dl[0]["delivery_count"] >= 3
+    assert count(pc.events(c, h.keys, "s-md"), mid, "appStreamResponse") == 1
+    assert pc.pending_count(c, stream) == 0

@@ -1,0 +1,64 @@
+/* workspace/workspace.h - node-local per-session workspace directories.
+ * Checks ids before they become path components; creates, measures and
+ * removes the directories without following a symlink or leaving the root. */
+#ifndef BG_WORKSPACE_WORKSPACE_H
+#define BG_WORKSPACE_WORKSPACE_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+
+/* Layout below the root (docs/workspaces.md):
+ *   <agent_type>/<user_code or "_">/sessions/<session_id>/         session
+ *   <session>/private/<execution_id>.<attempt>/                    one task */
+#define BG_WS_ID_MAX 128  /* bytes of one id */
+#define BG_WS_NO_USER "_" /* directory of an empty user_code */
+
+/* 0 if `id` may become one path component, else -EINVAL with a text naming
+ * `what` and the reason in err. Refused: empty (unless allow_empty), more
+ * than BG_WS_ID_MAX bytes, "." and "..", '/', NUL, C0/C1 control characters
+ * and DEL, invalid UTF-8. err may be NULL; errlen 128+ is enough. */
+int bg_ws_check_id(struct bg_str id, const char *what, bool allow_empty,
+		   char *err, size_t errlen);
+
+struct bg_ws_paths {
+	char session[PATH_MAX];     /* <root>/<rel_session> */
+	char private_dir[PATH_MAX]; /* <root>/<rel_private> */
+	char rel_session[PATH_MAX]; /* <agent>/<user>/sessions/<session> */
+	char rel_private[PATH_MAX]; /* <rel_session>/private/<exec>.<attempt> */
+};
+
+/* Checks every id, then creates (mode 0750 less umask) the session directory
+ * and an empty private directory for this execution attempt below `root` (an
+ * existing absolute directory); a private directory left by an earlier run
+ * of the same attempt is emptied. Nothing is created when an id is refused.
+ * Errors: -EINVAL (bad id or root), -ELOOP (a component is a symlink),
+ * -ENOTDIR, -ENAMETOOLONG, other -errno; text in err. `out` (16 KiB) is
+ * meaningful only on success. */
+int bg_ws_prepare(const char *root, struct bg_str agent_type,
+		  struct bg_str user_code, struct bg_str session_id,
+		  struct bg_str execution_id, unsigned attempt,
+		  struct bg_ws_paths *out, char *err, size_t errlen);
+
+/* Removes p->rel_private below root with everything in it: symlinks inside
+ * are unlinked, never followed. 0 if it is already gone. */
+int bg_ws_remove_private(const char *root, const struct bg_ws_paths *p,
+			 char *err, size_t errlen);
+
+/* Disk usage of a session directory: the sum of st_blocks * 512 of the
+ * directory and everything below it, symlinks counted as themselves, hard
+ * links once per name, unreadable subdirectories as their own entry only.
+ * rel_session must have the layout's shape ("a/u/sessions/s"). */
+int bg_ws_measure(const char *root, const char *rel_session, int64_t *bytes,
+		  char *err, size_t errlen);
+
+/* Removes a session directory and everything in it, then removes its
+ * parents "sessions", <user> and <agent_type> while they are empty. 0 if it
+ * is already gone. */
+int bg_ws_remove_session(const char *root, const char *rel_session,
+			 char *err, size_t errlen);
+
+#endif
