@@ -22,6 +22,7 @@ static const int attr_field[] = {
 	[BG_TASK_USER_CODE] = BG_TF_USER_CODE,
 	[BG_TASK_USER_NAME] = BG_TF_USER_NAME,
 	[BG_TASK_WORKSPACE] = BG_TF_WORKSPACE,
+	[BG_TASK_PRIVATE_DIR] = BG_TF_PRIVATE_DIR,
 };
 
 static int copy_fields(struct bg_task *t, const struct bg_str *v)

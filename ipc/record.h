@@ -45,8 +45,9 @@ enum bg_task_field {
 	BG_TF_METADATA, /* raw JSON object */
 	BG_TF_BODY,	/* raw JSON object: the command body */
 	BG_TF_RESUMED,	/* "0" | "1" */
-	BG_TF_WORKSPACE,
+	BG_TF_WORKSPACE, /* the session workspace directory */
 	BG_TF_ATTEMPT, /* decimal, 1-based */
+	BG_TF_PRIVATE_DIR, /* per-task directory, removed after the task */
 	BG_TF__COUNT
 };
 

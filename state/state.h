@@ -61,17 +61,29 @@ struct bg_state_opts {
  * environment is renamed to lmdb.unclean-<unix time> and a fresh one is
  * created (*moved_aside = true); Redis recovery then takes over. Writes
  * boot_id and clean_close "0" at open (writer), clean_close "1" at close.
- * Runs mdb_reader_check. Sets FD_CLOEXEC on every descriptor LMDB opened
- * (data file and lock file). */
+ * Runs mdb_reader_check (writer only: a read-only open changes nothing).
+ * Sets FD_CLOEXEC on every descriptor LMDB opened (data file and lock
+ * file). A newer schema is BG_STATE_ESCHEMA; a read-only open of a missing
+ * environment is -ENOENT. On failure *out is NULL and bg_state_errmsg(NULL)
+ * gives the reason. */
 int bg_state_open(const struct bg_state_opts *opts, struct bg_state **out,
 		  bool *moved_aside);
+/* Writer: commits what is still buffered with clean_close "1", then (in
+ * "process" durability) flushes to disk. Call bg_state_commit() first and
+ * check it: a failure here is silent (clean_close stays "0"). */
 void bg_state_close(struct bg_state *st);
-/* Text of the last error (the failed call and LMDB's message). */
+/* Text of the last error (the failed call and LMDB's message); st NULL:
+ * the last failed bg_state_open() of this thread. */
 const char *bg_state_errmsg(const struct bg_state *st);
+/* Where bg_state_open() moved an unclean environment, else NULL. */
+const char *bg_state_moved_aside_path(const struct bg_state *st);
 
 /* Apply the buffered writes in one write transaction. 0 when nothing was
  * buffered or all applied; on error the buffer is kept for the next try.
- * MDB_READERS_FULL triggers a reader check and one retry. */
+ * MDB_READERS_FULL triggers a reader check and one retry. The history is
+ * pruned in the same transaction. -EBUSY from inside an each() callback
+ * (growing the map needs every transaction closed). Writes are -EROFS
+ * read-only, -EINVAL for a key over 511 bytes. */
 int bg_state_commit(struct bg_state *st);
 size_t bg_state_buffered(const struct bg_state *st);
 
@@ -91,11 +103,25 @@ int bg_state_journal_del(struct bg_state *st, struct bg_str stream,
 int bg_state_journal_get(struct bg_state *st, struct bg_str stream,
 			 struct bg_str entry_id, struct bg_buf *finish);
 /* Calls fn for every journaled finish (committed data), in key order;
- * a non-zero return from fn stops the walk and is returned. */
+ * a non-zero return from fn stops the walk and is returned. The views
+ * passed to fn are valid during the call only. Every *_each skips records
+ * that do not decode and then returns BG_STATE_ECORRUPT. */
 typedef int (*bg_state_journal_fn)(void *arg, struct bg_str stream,
 				   struct bg_str entry_id, struct bg_str finish);
 int bg_state_journal_each(struct bg_state *st, bg_state_journal_fn fn,
 			  void *arg);
+
+/* A finish's bytes: little-endian u32 command count, then per command u32
+ * argc and per argument u32 length + bytes. finish_add appends a command
+ * (an empty buffer starts a finish); finish_each checks the whole finish
+ * (BG_STATE_ECORRUPT, fn never called) then calls fn per command in
+ * order, argv pointing into finish; fn's non-zero return stops it. */
+int bg_state_finish_add(struct bg_buf *finish, int argc,
+			const struct bg_str *argv);
+typedef int (*bg_state_finish_fn)(void *arg, int argc,
+				  const struct bg_str *argv);
+int bg_state_finish_each(struct bg_str finish, bg_state_finish_fn fn,
+			 void *arg);
 
 /* ---- executions in flight ---- */
 struct bg_state_exec {

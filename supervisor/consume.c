@@ -19,7 +19,8 @@ int bg_consume_capacity(const struct bg_daemon *d)
 {
 	int size = bg_pool_size(d->pool);
 	int prefetch = d->cfg->fetch_count < size ? d->cfg->fetch_count : size;
-	if (d->n_finishing >= 4 * size)
+	if (d->n_finishing >= 4 * size || bg_pool_breaker_open(d->pool) ||
+	    bg_pool_alive_count(d->pool) == 0)
 		return 0;
 	int need_child = d->n_tasks - d->n_finishing;
 	int free_slots = size + prefetch - need_child;

@@ -15,6 +15,7 @@
 #include "wire/command.h"
 
 struct event;
+struct bg_ws_paths;
 
 enum bg_task_state {
 	BG_TASK_PICKUP,	   /* registry read in flight */
@@ -59,6 +60,7 @@ struct bg_task {
 	struct bg_buf record; /* the record as last written by us */
 
 	/* run */
+	struct bg_ws_paths *ws; /* session and private directories */
 	int slot;
 	int pid;
 	int64_t picked_ms, started_ms;
@@ -159,6 +161,7 @@ struct bg_daemon {
 	bool start_reconciled;	/* reads wait for the start-up reconcile */
 	uint64_t n_recovered_finishes_started;
 	struct event *reconcile_timer;
+	int64_t last_gc_ms;
 };
 
 int64_t bg_now_ms(void);	 /* realtime, ms */
@@ -210,9 +213,13 @@ void bg_task_accept_recovered(struct bg_daemon *d, int stream_idx,
 void bg_task_replay_finish(struct bg_daemon *d, int stream_idx,
 			   const char *id, struct bg_str blob);
 void bg_task_free(struct bg_daemon *d, struct bg_task *t);
+void bg_task_release_private(struct bg_daemon *d, struct bg_task *t);
 /* Send one write-connection command with EXPIRE dedupe helpers. */
 void bg_expire_once(struct bg_daemon *d, const char *key);
 void bg_turn_end(struct bg_daemon *d);
+
+/* sessions.c */
+void bg_sessions_gc(struct bg_daemon *d);
 
 /* recover.c */
 void bg_recover_own(struct bg_daemon *d, bool at_start);

@@ -183,6 +183,10 @@ static void on_reconcile_tick(evutil_socket_t fd, short ev, void *arg)
 	struct bg_daemon *d = arg;
 	bg_recover_own(d, false);
 	bg_recover_peers(d);
+	if (bg_mono_ms() - d->last_gc_ms >= 60000) {
+		d->last_gc_ms = bg_mono_ms();
+		bg_sessions_gc(d);
+	}
 }
 
 /* <state_dir>/bygated.lock, held for the process's lifetime: proves to

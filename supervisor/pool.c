@@ -75,6 +75,10 @@ struct bg_pool {
 	struct event *ev_sigchld;
 	struct event *ev_sweep;
 	struct bg_pool_stats stats;
+	/* crash-storm breaker: times of the last crash_storm_deaths deaths */
+	int64_t *deaths;
+	int n_deaths, death_pos;
+	int64_t breaker_until_ms;
 };
 
 static int64_t mono_ms(void)
@@ -423,6 +427,36 @@ static void schedule_respawn(struct bg_child *ch)
 			ch->slot, (long long)delay, ch->quick_deaths);
 }
 
+/* DESIGN 6: N unexpected deaths within T open a breaker instead of
+ * fork-looping; no child is respawned until it closes. */
+static void note_death(struct bg_pool *p)
+{
+	int n = p->cfg->crash_storm_deaths;
+	int64_t now = mono_ms();
+	if (p->deaths == NULL || n <= 0)
+		return;
+	p->deaths[p->death_pos] = now;
+	p->death_pos = (p->death_pos + 1) % n;
+	if (p->n_deaths < n)
+		p->n_deaths++;
+	int64_t oldest = p->deaths[p->death_pos % n];
+	if (p->n_deaths == n && now - oldest <= p->cfg->crash_storm_window_ms &&
+	    now >= p->breaker_until_ms) {
+		p->breaker_until_ms = now + p->cfg->crash_storm_pause_ms;
+		p->stats.breaker_opened++;
+		p->n_deaths = 0;
+		bg_error("crash storm: %d child deaths within %d ms; breaker open, "
+			 "no child is respawned and no task read for %d ms",
+			 n, p->cfg->crash_storm_window_ms,
+			 p->cfg->crash_storm_pause_ms);
+	}
+}
+
+bool bg_pool_breaker_open(const struct bg_pool *p)
+{
+	return mono_ms() < p->breaker_until_ms;
+}
+
 static void child_reaped(struct bg_child *ch, int status)
 {
 	struct bg_pool *p = ch->pool;
@@ -444,6 +478,8 @@ static void child_reaped(struct bg_child *ch, int status)
 	} else if (!p->shutting_down) {
 		bg_warn("%s", why);
 	}
+	if (!expected && !p->shutting_down)
+		note_death(p);
 	if (!expected && mono_ms() - ch->started_ms < 1000)
 		ch->quick_deaths++;
 	else if (expected || tag)
@@ -502,7 +538,7 @@ static void on_sweep(evutil_socket_t fd, short ev, void *arg)
 			child_process_up(ch);
 			child_flush_out(ch);
 		} else if (!p->shutting_down && ch->state == CH_EMPTY &&
-			   now >= ch->respawn_at_ms) {
+			   now >= ch->respawn_at_ms && now >= p->breaker_until_ms) {
 			if (spawn_child(ch) != 0) {
 				ch->quick_deaths++;
 				schedule_respawn(ch);
@@ -560,6 +596,10 @@ struct bg_pool *bg_pool_new(struct event_base *base,
 	p->n = cfg->pool_size;
 	p->generation = 1;
 	p->c = calloc((size_t)p->n, sizeof(*p->c));
+	p->deaths = calloc((size_t)(cfg->crash_storm_deaths > 0
+					    ? cfg->crash_storm_deaths
+					    : 1),
+			   sizeof(int64_t));
 	if (p->child_path == NULL || p->c == NULL ||
 	    build_config_payload(p) != 0) {
 		bg_pool_free(p);
@@ -608,6 +648,7 @@ void bg_pool_free(struct bg_pool *p)
 	if (p->ev_sweep)
 		event_free(p->ev_sweep);
 	bg_buf_free(&p->config_payload);
+	free(p->deaths);
 	free(p->c);
 	free(p->child_path);
 	free(p);

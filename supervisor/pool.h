@@ -69,7 +69,11 @@ struct bg_pool_stats {
 	uint64_t died_busy;
 	uint64_t recycled;
 	uint64_t protocol_kills;
+	uint64_t breaker_opened;
 };
+/* The crash-storm breaker is open: nothing is respawned (or should be
+ * read for the agent types). */
+bool bg_pool_breaker_open(const struct bg_pool *p);
 void bg_pool_get_stats(const struct bg_pool *p, struct bg_pool_stats *s);
 
 #endif

@@ -15,6 +15,7 @@
 
 #include "ipc/record.h"
 #include "state/state.h"
+#include "workspace/workspace.h"
 #include "supervisor/daemon.h"
 #include "supervisor/log.h"
 #include "wire/event.h"
@@ -116,6 +117,8 @@ void bg_task_free(struct bg_daemon *d, struct bg_task *t)
 	bg_buf_free(&t->reply_data);
 	bg_buf_free(&t->result_metadata);
 	bg_buf_free(&t->finish_blob);
+	bg_task_release_private(d, t);
+	free(t->ws);
 	free(t);
 	bg_consume_kick(d);
 }
@@ -133,6 +136,7 @@ static void end_task(struct bg_daemon *d, struct bg_task *t,
 		     enum bg_outcome outcome, const char *error_code,
 		     const char *why)
 {
+	bg_task_release_private(d, t);
 	t->outcome = outcome;
 	t->error_code = error_code;
 	if (why) {
@@ -572,6 +576,61 @@ static const struct bg_agent_type_conf *find_type(const struct bg_daemon *d,
 	return bg_config_agent_type(d->cfg, name);
 }
 
+/* The session workspace and this attempt's private directory, created by
+ * bygated (never by the sandboxed child) after every id was validated
+ * (workspace/workspace.h). A hostile id fails the task, creating nothing. */
+static int prepare_workspace(struct bg_daemon *d, struct bg_task *t)
+{
+	char err[512];
+	if (t->ws == NULL && (t->ws = calloc(1, sizeof(*t->ws))) == NULL) {
+		end_task(d, t, BG_OUT_FAILED, "INTERNAL", "out of memory");
+		return -1;
+	}
+	int rc = bg_ws_prepare(d->cfg->workspace_dir,
+			       bg_str_c(t->handler_type),
+			       t->cmd.hdr[BG_HDR_USER_CODE],
+			       bg_str_c(t->session_id),
+			       bg_str_c(t->execution_id), (unsigned)t->attempt,
+			       t->ws, err, sizeof(err));
+	if (rc) {
+		free(t->ws);
+		t->ws = NULL;
+		t->error_type = "InvalidWorkspace";
+		end_task(d, t, BG_OUT_FAILED, "INVALID_ID", err);
+		return -1;
+	}
+	if (d->state) {
+		int64_t now = bg_now_ms();
+		struct bg_state_session ss = {
+			.agent_type = bg_str_c(t->handler_type),
+			.user_code = t->cmd.hdr[BG_HDR_USER_CODE],
+			.session_id = bg_str_c(t->session_id),
+			.path = bg_str_c(t->ws->rel_session),
+			.created_ms = now,
+			.last_used_ms = now,
+			.bytes = -1,
+		};
+		bg_state_session_put(d->state, &ss);
+	}
+	return 0;
+}
+
+/* Remove the attempt's private directory (after the attempt). */
+void bg_task_release_private(struct bg_daemon *d, struct bg_task *t)
+{
+	char err[512];
+	if (t->ws == NULL || t->ws->private_dir[0] == '\0')
+		return;
+	if (bg_ws_remove_private(d->cfg->workspace_dir, t->ws, err,
+				 sizeof(err)) != 0) {
+		struct bg_log_ids ids = bg_task_log_ids(t);
+		bg_log_task(BG_LOG_WARN, &ids,
+			    "cannot remove the task's private directory: %s",
+			    err);
+	}
+	t->ws->private_dir[0] = '\0';
+}
+
 static int pack_task(struct bg_daemon *d, struct bg_task *t,
 		     struct bg_buf *out)
 {
@@ -591,8 +650,11 @@ static int pack_task(struct bg_daemon *d, struct bg_task *t,
 	v[BG_TF_METADATA] = c->hdr[BG_HDR_METADATA];
 	v[BG_TF_BODY] = c->body;
 	v[BG_TF_RESUMED] = bg_str_c(t->is_resumed ? "1" : "0");
-	v[BG_TF_WORKSPACE] = bg_str_c("");
-	v[BG_TF_ATTEMPT] = bg_str_c("1");
+	v[BG_TF_WORKSPACE] = bg_str_c(t->ws ? t->ws->session : "");
+	v[BG_TF_PRIVATE_DIR] = bg_str_c(t->ws ? t->ws->private_dir : "");
+	char attempt[16];
+	snprintf(attempt, sizeof(attempt), "%d", t->attempt);
+	v[BG_TF_ATTEMPT] = bg_str_c(attempt);
 	(void)d;
 	return bg_rec_pack(out, v, BG_TF__COUNT);
 }
@@ -670,6 +732,7 @@ static bool retry_attempt(struct bg_daemon *d, struct bg_task *t,
 		    "attempt %d of %d failed (%s); retrying in %lld ms",
 		    t->failed_attempts, max, why, (long long)ms);
 	d->n_retries++;
+	bg_task_release_private(d, t);
 	t->slot = -1;
 	t->state = BG_TASK_QUEUED;
 	t->retry_pending = true;
@@ -761,6 +824,9 @@ void bg_task_dispatch(struct bg_daemon *d)
 				 "type on this worker");
 			continue;
 		}
+		t->attempt = t->failed_attempts + 1;
+		if (prepare_workspace(d, t) != 0)
+			continue;
 		bg_buf_reset(&payload);
 		int rc = pack_task(d, t, &payload);
 		if (rc == 0)
@@ -779,7 +845,6 @@ void bg_task_dispatch(struct bg_daemon *d)
 		t->slot = slot;
 		t->pid = (int)bg_pool_pid(d->pool, slot);
 		t->started_ms = bg_mono_ms();
-		t->attempt = t->failed_attempts + 1;
 		mirror_exec(d, t);
 		if (t->attempt > 1)
 			publish_retry_event(d, t);

@@ -85,7 +85,7 @@ int bg_ws_check_name(struct bg_str name, const char *what, size_t max,
 		     char *err, size_t errlen)
 {
 	const unsigned char *s = (const unsigned char *)name.p;
-	char why[64], q[QUOTE_MAX];
+	char why[96], q[QUOTE_MAX];
 
 	if (name.len == 0)
 		snprintf(why, sizeof(why), "is empty");

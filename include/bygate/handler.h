@@ -134,7 +134,11 @@ enum bg_task_attr {
 	BG_TASK_TASK_GROUP_ID,	   /* scatter-gather group, usually "" */
 	BG_TASK_USER_CODE,
 	BG_TASK_USER_NAME,
-	BG_TASK_WORKSPACE,	   /* task workspace directory, "" if none */
+	BG_TASK_WORKSPACE,	   /* the session's workspace directory: kept
+				      across the session's tasks on this
+				      host, "" if none */
+	BG_TASK_PRIVATE_DIR,	   /* this task's private directory, removed
+				      after the task; "" if none */
 };
 
 /** Value of attribute @p attr: a NUL-terminated string, "" when the

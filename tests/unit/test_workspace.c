@@ -1,0 +1,712 @@
+/* tests/unit/test_workspace.c - the workspace layout, id validation, and
+ * confinement: hostile ids create nothing, planted symlinks are never
+ * followed, removal and measurement stay below the root. */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "workspace/workspace.h"
+
+/* Each test runs in its own mkdtemp directory `top` holding the workspace
+ * `root` and a sibling `outside` that nothing may touch. */
+struct fx {
+	char top[64];
+	char root[128];
+	char outside[128];
+	struct bg_ws_paths p;
+	char err[256];
+};
+
+static char *path_of(char *buf, const char *dir, const char *rel)
+{
+	int n = snprintf(buf, PATH_MAX, "%s/%s", dir, rel);
+	assert_true(n > 0 && n < PATH_MAX);
+	return buf;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag,
+		    struct FTW *f)
+{
+	(void)st, (void)flag, (void)f;
+	return remove(path);
+}
+
+static int setup(void **state)
+{
+	struct fx *fx = calloc(1, sizeof(*fx));
+
+	umask(022);
+	strcpy(fx->top, "/tmp/bgws-XXXXXX");
+	assert_non_null(mkdtemp(fx->top));
+	path_of(fx->root, fx->top, "root");
+	path_of(fx->outside, fx->top, "outside");
+	assert_int_equal(mkdir(fx->root, 0755), 0);
+	assert_int_equal(mkdir(fx->outside, 0755), 0);
+	*state = fx;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *fx = *state;
+
+	nftw(fx->top, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	free(fx);
+	return 0;
+}
+
+/* ---- helpers ---- */
+
+static struct bg_buf listing;
+static size_t listing_base;
+
+static int list_entry(const char *path, const struct stat *st, int flag,
+		      struct FTW *f)
+{
+	(void)flag, (void)f;
+	bg_buf_printf(&listing, "%s %o %lld\n", path + listing_base,
+		      (unsigned)st->st_mode,
+		      S_ISDIR(st->st_mode) ? 0LL : (long long)st->st_size);
+	return 0;
+}
+
+/* A recursive listing (name, mode, size) of dir; caller frees. */
+static char *list_tree(const char *dir)
+{
+	listing_base = strlen(dir);
+	assert_int_equal(nftw(dir, list_entry, 16, FTW_PHYS), 0);
+	return bg_buf_steal(&listing);
+}
+
+static void write_file(const char *path, size_t size)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	char block[4096];
+
+	assert_true(fd >= 0);
+	memset(block, 'x', sizeof(block));
+	for (size_t done = 0; done < size;) {
+		size_t n = size - done < sizeof(block) ? size - done :
+							 sizeof(block);
+		assert_int_equal(write(fd, block, n), (ssize_t)n);
+		done += n;
+	}
+	close(fd);
+}
+
+static bool exists(const char *path)
+{
+	struct stat st;
+	return lstat(path, &st) == 0;
+}
+
+static bool is_dir(const char *path)
+{
+	struct stat st;
+	return lstat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static int prepare(struct fx *fx, const char *agent, const char *user,
+		   const char *session, const char *exec, unsigned attempt)
+{
+	fx->err[0] = '\0';
+	return bg_ws_prepare(fx->root, bg_str_c(agent), bg_str_c(user),
+			     bg_str_c(session), bg_str_c(exec), attempt,
+			     &fx->p, fx->err, sizeof(fx->err));
+}
+
+/* ---- ids ---- */
+
+static void test_check_id_accepts_printable_utf8_names(void **state)
+{
+	static const char *const ok[] = { "planner", "sess-42", "a.b_c",
+					  "_",	     " x",	 "\xe7\x94\xa8\xe6\x88\xb7-1",
+					  "..a",     ".hidden" };
+	char id128[129];
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+		assert_int_equal(bg_ws_check_id(bg_str_c(ok[i]), "id", false,
+						NULL, 0),
+				 0);
+	memset(id128, 'a', 128);
+	id128[128] = '\0';
+	assert_int_equal(bg_ws_check_id(bg_str_c(id128), "id", false, NULL, 0),
+			 0);
+	assert_int_equal(bg_ws_check_id(bg_str_c(""), "user_code", true, NULL,
+					0),
+			 0);
+}
+
+static void test_check_id_names_field_and_reason(void **state)
+{
+	char err[256];
+	(void)state;
+
+	assert_int_equal(bg_ws_check_id(bg_str_c("../../etc"), "session_id",
+					false, err, sizeof(err)),
+			 -EINVAL);
+	assert_string_equal(err, "session_id \"../../etc\" is not allowed as a "
+				 "directory name: contains '/'");
+	assert_int_equal(bg_ws_check_id(bg_str_c("x\n"), "user_code", true, err,
+					sizeof(err)),
+			 -EINVAL);
+	assert_string_equal(err, "user_code \"x\\x0a\" is not allowed as a "
+				 "directory name: contains control character "
+				 "0x0a");
+	assert_int_equal(bg_ws_check_id(bg_str_c("\xff\"q"), "agent_type",
+					false, err, sizeof(err)),
+			 -EINVAL);
+	assert_string_equal(err, "agent_type \"\\xff\\\"q\" is not allowed as "
+				 "a directory name: is not valid UTF-8 (byte 0)");
+}
+
+static void test_check_id_cuts_long_names_in_messages(void **state)
+{
+	char id[201], err[256];
+	(void)state;
+
+	memset(id, 'a', 200);
+	id[200] = '\0';
+	assert_int_equal(bg_ws_check_id(bg_str_c(id), "session_id", false, err,
+					sizeof(err)),
+			 -EINVAL);
+	assert_non_null(strstr(err, "...\" is not allowed"));
+	assert_non_null(strstr(err, "longer than 128 bytes (200)"));
+}
+
+struct hostile {
+	struct bg_str id;
+	const char *why;
+};
+
+#define H(lit, why) { { lit, sizeof(lit) - 1 }, why }
+static char long_id[201];
+static const struct hostile hostile[] = {
+	H("..", "names the current or parent directory"),
+	H(".", "names the current or parent directory"),
+	H("a/b", "contains '/'"),
+	H("../../x", "contains '/'"),
+	H("x\n", "contains control character 0x0a"),
+	H("x\x01", "contains control character 0x01"),
+	H("x\x7f", "contains control character 0x7f"),
+	H("x\xc2\x85", "contains control character U+0085"),
+	H("x\0y", "contains a NUL byte"),
+	H("\xff\xfe", "is not valid UTF-8 (byte 0)"),
+	H("a\xc0\xaf", "is not valid UTF-8 (byte 1)"),
+	H("\xed\xa0\x80", "is not valid UTF-8 (byte 0)"),
+	H("ab\xe4\xb8", "is not valid UTF-8 (byte 2)"),
+	{ { long_id, 200 }, "is longer than 128 bytes (200)" },
+	H("", "is empty"),
+};
+
+static void expect_refused(struct fx *fx, const char *field, struct bg_str a,
+			   struct bg_str u, struct bg_str s, struct bg_str e,
+			   const char *why)
+{
+	char want[128];
+	int rc = bg_ws_prepare(fx->root, a, u, s, e, 1, &fx->p, fx->err,
+			       sizeof(fx->err));
+
+	assert_int_equal(rc, -EINVAL);
+	snprintf(want, sizeof(want), "%s \"", field);
+	assert_memory_equal(fx->err, want, strlen(want));
+	snprintf(want, sizeof(want), " is not allowed as a directory name: %s",
+		 why);
+	assert_non_null(strstr(fx->err, want));
+}
+
+static void test_prepare_refuses_hostile_ids_and_creates_nothing(void **state)
+{
+	struct fx *fx = *state;
+	struct bg_str ok = BG_STR_LIT("ok");
+	char *before;
+
+	memset(long_id, 'a', 200);
+	before = list_tree(fx->top);
+	for (size_t i = 0; i < sizeof(hostile) / sizeof(hostile[0]); i++) {
+		struct bg_str h = hostile[i].id;
+		const char *why = hostile[i].why;
+		expect_refused(fx, "agent_type", h, ok, ok, ok, why);
+		if (h.len)
+			expect_refused(fx, "user_code", ok, h, ok, ok, why);
+		expect_refused(fx, "session_id", ok, ok, h, ok, why);
+		expect_refused(fx, "execution_id", ok, ok, ok, h, why);
+	}
+	char *after = list_tree(fx->top);
+	assert_string_equal(before, after);
+	free(before);
+	free(after);
+}
+
+/* ---- prepare ---- */
+
+static void test_prepare_creates_session_and_private_dirs(void **state)
+{
+	struct fx *fx = *state;
+	char want[PATH_MAX];
+	struct stat st;
+
+	assert_int_equal(prepare(fx, "planner", "u-1", "sess-9", "exec-1", 2),
+			 0);
+	assert_string_equal(fx->p.rel_session, "planner/u-1/sessions/sess-9");
+	assert_string_equal(fx->p.rel_private,
+			    "planner/u-1/sessions/sess-9/private/exec-1.2");
+	assert_string_equal(fx->p.session,
+			    path_of(want, fx->root, fx->p.rel_session));
+	assert_string_equal(fx->p.private_dir,
+			    path_of(want, fx->root, fx->p.rel_private));
+	assert_int_equal(lstat(fx->p.session, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	assert_int_equal(st.st_mode & 07777, 0750);
+	assert_int_equal(lstat(fx->p.private_dir, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	assert_int_equal(st.st_mode & 07777, 0750);
+}
+
+static void test_prepare_maps_empty_user_code_to_underscore(void **state)
+{
+	struct fx *fx = *state;
+	char want[PATH_MAX];
+
+	assert_int_equal(prepare(fx, "planner", "", "s1", "e1", 1), 0);
+	assert_string_equal(fx->p.rel_session, "planner/_/sessions/s1");
+	assert_true(is_dir(path_of(want, fx->root, "planner/_/sessions/s1")));
+}
+
+static void test_prepare_ignores_trailing_slash_of_root(void **state)
+{
+	struct fx *fx = *state;
+	char root[PATH_MAX], want[PATH_MAX];
+
+	snprintf(root, sizeof(root), "%s//", fx->root);
+	assert_int_equal(bg_ws_prepare(root, bg_str_c("a"), bg_str_c("u"),
+				       bg_str_c("s"), bg_str_c("e"), 1, &fx->p,
+				       fx->err, sizeof(fx->err)),
+			 0);
+	assert_string_equal(fx->p.session,
+			    path_of(want, fx->root, "a/u/sessions/s"));
+}
+
+static void test_session_dir_persists_across_tasks(void **state)
+{
+	struct fx *fx = *state;
+	char f[PATH_MAX], first[PATH_MAX];
+
+	assert_int_equal(prepare(fx, "a", "u", "s", "e1", 1), 0);
+	write_file(path_of(f, fx->p.session, "notes.txt"), 10);
+	strcpy(first, fx->p.private_dir);
+	assert_int_equal(bg_ws_remove_private(fx->root, &fx->p, NULL, 0), 0);
+	assert_int_equal(prepare(fx, "a", "u", "s", "e2", 1), 0);
+	assert_true(exists(f));
+	assert_false(exists(first));
+	assert_true(is_dir(fx->p.private_dir));
+}
+
+static void test_prepare_empties_private_dir_of_same_attempt(void **state)
+{
+	struct fx *fx = *state;
+	char f[PATH_MAX], *tree;
+
+	assert_int_equal(prepare(fx, "a", "u", "s", "e1", 3), 0);
+	write_file(path_of(f, fx->p.private_dir, "left-over"), 100);
+	assert_int_equal(mkdir(path_of(f, fx->p.private_dir, "sub"), 0700), 0);
+	write_file(path_of(f, fx->p.private_dir, "sub/x"), 100);
+	assert_int_equal(prepare(fx, "a", "u", "s", "e1", 3), 0);
+	tree = list_tree(fx->p.private_dir);
+	assert_string_equal(tree, " 40750 0\n"); /* the dir alone */
+	free(tree);
+}
+
+static void test_prepare_refuses_relative_or_missing_root(void **state)
+{
+	struct fx *fx = *state;
+	char missing[PATH_MAX];
+
+	assert_int_equal(bg_ws_prepare("rel/root", bg_str_c("a"), bg_str_c(""),
+				       bg_str_c("s"), bg_str_c("e"), 1, &fx->p,
+				       fx->err, sizeof(fx->err)),
+			 -EINVAL);
+	assert_non_null(strstr(fx->err, "not an absolute path"));
+	path_of(missing, fx->top, "nope");
+	assert_int_equal(bg_ws_prepare(missing, bg_str_c("a"), bg_str_c(""),
+				       bg_str_c("s"), bg_str_c("e"), 1, &fx->p,
+				       fx->err, sizeof(fx->err)),
+			 -ENOENT);
+	assert_false(exists(missing));
+}
+
+static void test_prepare_refuses_symlinked_agent_dir(void **state)
+{
+	struct fx *fx = *state;
+	char link[PATH_MAX];
+
+	assert_int_equal(symlink(fx->outside,
+				 path_of(link, fx->root, "planner")),
+			 0);
+	assert_int_equal(prepare(fx, "planner", "u", "s", "e", 1), -ELOOP);
+	assert_string_equal(fx->err, "workspace path \"planner\" is a symbolic "
+				     "link; refusing to follow it");
+	char *tree = list_tree(fx->outside);
+	assert_string_equal(tree, " 40755 0\n");
+	free(tree);
+}
+
+static void test_prepare_refuses_symlink_planted_at_private(void **state)
+{
+	struct fx *fx = *state;
+	char link[PATH_MAX];
+
+	assert_int_equal(prepare(fx, "a", "u", "s", "e", 1), 0);
+	path_of(link, fx->p.session, "private");
+	assert_int_equal(bg_ws_remove_private(fx->root, &fx->p, NULL, 0), 0);
+	assert_int_equal(rmdir(link), 0);
+	assert_int_equal(symlink(fx->outside, link), 0);
+	assert_int_equal(prepare(fx, "a", "u", "s", "e", 2), -ELOOP);
+	assert_non_null(strstr(fx->err, "\"a/u/sessions/s/private\""));
+	char *tree = list_tree(fx->outside);
+	assert_string_equal(tree, " 40755 0\n");
+	free(tree);
+}
+
+static void test_prepare_refuses_file_in_place_of_dir(void **state)
+{
+	struct fx *fx = *state;
+	char f[PATH_MAX];
+
+	write_file(path_of(f, fx->root, "a"), 1);
+	assert_int_equal(prepare(fx, "a", "u", "s", "e", 1), -ENOTDIR);
+	assert_string_equal(fx->err, "workspace path \"a\" exists and is not a "
+				     "directory");
+}
+
+/* ---- remove_private ---- */
+
+static void test_remove_private_unlinks_planted_symlinks(void **state)
+{
+	struct fx *fx = *state;
+	char f[PATH_MAX], secret[PATH_MAX], *before, *after;
+
+	write_file(path_of(secret, fx->outside, "secret"), 1000);
+	before = list_tree(fx->top);
+	assert_int_equal(prepare(fx, "a", "u", "s", "e", 1), 0);
+	assert_int_equal(symlink(secret, path_of(f, fx->p.private_dir, "l")),
+			 0);
+	assert_int_equal(symlink(fx->outside,
+				 path_of(f, fx->p.private_dir, "dirlink")),
+			 0);
+	assert_int_equal(mkdir(path_of(f, fx->p.private_dir, "d"), 0700), 0);
+	assert_int_equal(symlink("../../../../../../../outside",
+				 path_of(f, fx->p.private_dir, "d/up")),
+			 0);
+	write_file(path_of(f, fx->p.private_dir, "d/file"), 5000);
+
+	assert_int_equal(bg_ws_remove_private(fx->root, &fx->p, fx->err,
+					      sizeof(fx->err)),
+			 0);
+	assert_false(exists(fx->p.private_dir));
+	assert_true(is_dir(fx->p.session));
+	assert_int_equal(bg_ws_remove_session(fx->root, fx->p.rel_session, NULL,
+					      0),
+			 0);
+	after = list_tree(fx->top);
+	assert_string_equal(before, after);
+	free(before);
+	free(after);
+}
+
+static void test_remove_private_unlinks_private_dir_replaced_by_symlink(
+	void **state)
+{
+	struct fx *fx = *state;
+	char secret[PATH_MAX], *before, *after;
+
+	write_file(path_of(secret, fx->outside, "secret"), 10);
+	assert_int_equal(prepare(fx, "a", "u", "s", "e", 1), 0);
+	assert_int_equal(rmdir(fx->p.private_dir), 0);
+	assert_int_equal(symlink(fx->outside, fx->p.private_dir), 0);
+	before = list_tree(fx->outside);
+	assert_int_equal(bg_ws_remove_private(fx->root, &fx->p, NULL, 0), 0);
+	assert_false(exists(fx->p.private_dir));
+	after = list_tree(fx->outside);
+	assert_string_equal(before, after);
+	free(before);
+	free(after);
+}
+
+static void test_remove_private_removes_read_only_dirs(void **state)
+{
+	struct fx *fx = *state;
+	char f[PATH_MAX];
+
+	assert_int_equal(prepare(fx, "a", "u", "s", "e", 1), 0);
+	assert_int_equal(mkdir(path_of(f, fx->p.private_dir, "ro"), 0700), 0);
+	write_file(path_of(f, fx->p.private_dir, "ro/f"), 10);
+	chmod(f, 0444);
+	assert_int_equal(chmod(path_of(f, fx->p.private_dir, "ro"), 0555), 0);
+	assert_int_equal(mkdir(path_of(f, fx->p.private_dir, "none"), 0700),
+			 0);
+	write_file(path_of(f, fx->p.private_dir, "none/f"), 10);
+	assert_int_equal(chmod(path_of(f, fx->p.private_dir, "none"), 0), 0);
+	assert_int_equal(chmod(fx->p.private_dir, 0500), 0);
+
+	assert_int_equal(bg_ws_remove_private(fx->root, &fx->p, fx->err,
+					      sizeof(fx->err)),
+			 0);
+	assert_false(exists(fx->p.private_dir));
+}
+
+/* Deeper than any descriptor budget: the walk holds one at a time. */
+static void test_remove_private_removes_very_deep_tree(void **state)
+{
+	struct fx *fx = *state;
+	int fd, next;
+	int64_t bytes;
+
+	assert_int_equal(prepare(fx, "a", "u", "s", "e", 1), 0);
+	fd = open(fx->p.private_dir, O_RDONLY | O_DIRECTORY);
+	for (int i = 0; i < 2000; i++) {
+		assert_int_equal(mkdirat(fd, "d", 0700), 0);
+		next = openat(fd, "d", O_RDONLY | O_DIRECTORY);
+		assert_true(next >= 0);
+		close(fd);
+		fd = next;
+	}
+	close(fd);
+	assert_int_equal(bg_ws_measure(fx->root, fx->p.rel_session, &bytes,
+				       fx->err, sizeof(fx->err)),
+			 0);
+	assert_int_equal(bg_ws_remove_private(fx->root, &fx->p, fx->err,
+					      sizeof(fx->err)),
+			 0);
+	assert_false(exists(fx->p.private_dir));
+}
+
+static void test_remove_private_is_idempotent(void **state)
+{
+	struct fx *fx = *state;
+
+	assert_int_equal(prepare(fx, "a", "u", "s", "e", 1), 0);
+	assert_int_equal(bg_ws_remove_private(fx->root, &fx->p, NULL, 0), 0);
+	assert_int_equal(bg_ws_remove_private(fx->root, &fx->p, NULL, 0), 0);
+	assert_int_equal(bg_ws_remove_session(fx->root, fx->p.rel_session, NULL,
+					      0),
+			 0);
+	assert_int_equal(bg_ws_remove_private(fx->root, &fx->p, NULL, 0), 0);
+}
+
+static void test_remove_private_refuses_path_of_other_shape(void **state)
+{
+	static const char *const bad[] = {
+		"a/u/sessions/s/private/..",
+		"a/u/sessions/s/private/../../../../../outside",
+		"a/u/sessions/s",
+		"/abs/u/sessions/s/private/e.1",
+		"a/u/sessions/s/public/e.1",
+		"a/u/sessions/s/private/e.1/",
+		"",
+	};
+	struct fx *fx = *state;
+	char *before, *after;
+
+	assert_int_equal(prepare(fx, "a", "u", "s", "e", 1), 0);
+	before = list_tree(fx->top);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct bg_ws_paths p = fx->p;
+		strcpy(p.rel_private, bad[i]);
+		assert_int_equal(bg_ws_remove_private(fx->root, &p, fx->err,
+						      sizeof(fx->err)),
+				 -EINVAL);
+		assert_non_null(strstr(fx->err, "does not have the shape"));
+	}
+	after = list_tree(fx->top);
+	assert_string_equal(before, after);
+	free(before);
+	free(after);
+}
+
+/* ---- measure ---- */
+
+static void test_measure_counts_allocated_bytes(void **state)
+{
+	struct fx *fx = *state;
+	char f[PATH_MAX];
+	int64_t empty, full;
+
+	assert_int_equal(prepare(fx, "a", "u", "s", "e", 1), 0);
+	assert_int_equal(bg_ws_measure(fx->root, fx->p.rel_session, &empty,
+				       NULL, 0),
+			 0);
+	write_file(path_of(f, fx->p.session, "big"), 200000);
+	write_file(path_of(f, fx->p.private_dir, "small"), 30000);
+	assert_int_equal(bg_ws_measure(fx->root, fx->p.rel_session, &full,
+				       NULL, 0),
+			 0);
+	assert_true(full - empty >= 230000);
+	assert_true(full - empty < 230000 + 64 * 1024);
+}
+
+static void test_measure_does_not_follow_symlinks(void **state)
+{
+	struct fx *fx = *state;
+	char f[PATH_MAX], big[PATH_MAX];
+	int64_t before, after;
+
+	write_file(path_of(big, fx->outside, "big"), 1 << 20);
+	assert_int_equal(prepare(fx, "a", "u", "s", "e", 1), 0);
+	assert_int_equal(bg_ws_measure(fx->root, fx->p.rel_session, &before,
+				       NULL, 0),
+			 0);
+	assert_int_equal(symlink(big, path_of(f, fx->p.session, "l")), 0);
+	assert_int_equal(symlink(fx->outside, path_of(f, fx->p.session, "d")),
+			 0);
+	assert_int_equal(bg_ws_measure(fx->root, fx->p.rel_session, &after,
+				       NULL, 0),
+			 0);
+	assert_true(after - before < 64 * 1024);
+}
+
+static void test_measure_refuses_path_of_other_shape(void **state)
+{
+	static const char *const bad[] = { "../outside", "a/u/sessions/..",
+					   "a/u/sessions", "/a/u/sessions/s",
+					   "a/u/other/s", "a//sessions/s",
+					   "a/u/sessions/s/private" };
+	struct fx *fx = *state;
+	int64_t bytes = 7;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(bg_ws_measure(fx->root, bad[i], &bytes,
+					       fx->err, sizeof(fx->err)),
+				 -EINVAL);
+		assert_non_null(strstr(fx->err, "does not have the shape"));
+	}
+}
+
+/* ---- remove_session ---- */
+
+static void test_remove_session_prunes_empty_parents(void **state)
+{
+	struct fx *fx = *state;
+	char rel1[PATH_MAX], f[PATH_MAX];
+
+	assert_int_equal(prepare(fx, "a", "u", "s1", "e", 1), 0);
+	strcpy(rel1, fx->p.rel_session);
+	write_file(path_of(f, fx->p.private_dir, "f"), 10);
+	assert_int_equal(prepare(fx, "a", "u", "s2", "e", 1), 0);
+
+	assert_int_equal(bg_ws_remove_session(fx->root, rel1, fx->err,
+					      sizeof(fx->err)),
+			 0);
+	assert_false(exists(path_of(f, fx->root, rel1)));
+	assert_true(is_dir(fx->p.session));
+
+	assert_int_equal(bg_ws_remove_session(fx->root, fx->p.rel_session,
+					      fx->err, sizeof(fx->err)),
+			 0);
+	assert_false(exists(path_of(f, fx->root, "a")));
+	char *tree = list_tree(fx->root);
+	assert_string_equal(tree, " 40755 0\n");
+	free(tree);
+}
+
+static void test_remove_session_keeps_parents_of_other_users(void **state)
+{
+	struct fx *fx = *state;
+	char f[PATH_MAX];
+
+	assert_int_equal(prepare(fx, "a", "u2", "s", "e", 1), 0);
+	assert_int_equal(prepare(fx, "a", "u1", "s", "e", 1), 0);
+	assert_int_equal(bg_ws_remove_session(fx->root, fx->p.rel_session, NULL,
+					      0),
+			 0);
+	assert_false(exists(path_of(f, fx->root, "a/u1")));
+	assert_true(is_dir(path_of(f, fx->root, "a/u2/sessions/s")));
+}
+
+static void test_remove_session_refuses_path_of_other_shape(void **state)
+{
+	static const char *const bad[] = { "../outside", "a/u/sessions/..",
+					   "a/u/sessions", "a/u/../../outside",
+					   "a/u/sessions/s/private" };
+	struct fx *fx = *state;
+	char *before, *after;
+
+	assert_int_equal(prepare(fx, "a", "u", "s", "e", 1), 0);
+	before = list_tree(fx->top);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(bg_ws_remove_session(fx->root, bad[i], NULL, 0),
+				 -EINVAL);
+	after = list_tree(fx->top);
+	assert_string_equal(before, after);
+	free(before);
+	free(after);
+}
+
+static void test_remove_session_does_not_follow_symlinked_parent(void **state)
+{
+	struct fx *fx = *state;
+	char f[PATH_MAX], *before, *after;
+
+	assert_int_equal(mkdir(path_of(f, fx->outside, "sessions"), 0755), 0);
+	assert_int_equal(mkdir(path_of(f, fx->outside, "sessions/s"), 0755),
+			 0);
+	write_file(path_of(f, fx->outside, "sessions/s/keep"), 10);
+	assert_int_equal(mkdir(path_of(f, fx->root, "a"), 0755), 0);
+	assert_int_equal(symlink(fx->outside, path_of(f, fx->root, "a/u")), 0);
+	before = list_tree(fx->outside);
+	assert_int_equal(bg_ws_remove_session(fx->root, "a/u/sessions/s",
+					      fx->err, sizeof(fx->err)),
+			 -ELOOP);
+	after = list_tree(fx->outside);
+	assert_string_equal(before, after);
+	free(before);
+	free(after);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_check_id_accepts_printable_utf8_names),
+		cmocka_unit_test(test_check_id_names_field_and_reason),
+		cmocka_unit_test(test_check_id_cuts_long_names_in_messages),
+		T(test_prepare_refuses_hostile_ids_and_creates_nothing),
+		T(test_prepare_creates_session_and_private_dirs),
+		T(test_prepare_maps_empty_user_code_to_underscore),
+		T(test_prepare_ignores_trailing_slash_of_root),
+		T(test_session_dir_persists_across_tasks),
+		T(test_prepare_empties_private_dir_of_same_attempt),
+		T(test_prepare_refuses_relative_or_missing_root),
+		T(test_prepare_refuses_symlinked_agent_dir),
+		T(test_prepare_refuses_symlink_planted_at_private),
+		T(test_prepare_refuses_file_in_place_of_dir),
+		T(test_remove_private_unlinks_planted_symlinks),
+		T(test_remove_private_unlinks_private_dir_replaced_by_symlink),
+		T(test_remove_private_removes_read_only_dirs),
+		T(test_remove_private_removes_very_deep_tree),
+		T(test_remove_private_is_idempotent),
+		T(test_remove_private_refuses_path_of_other_shape),
+		T(test_measure_counts_allocated_bytes),
+		T(test_measure_does_not_follow_symlinks),
+		T(test_measure_refuses_path_of_other_shape),
+		T(test_remove_session_prunes_empty_parents),
+		T(test_remove_session_keeps_parents_of_other_users),
+		T(test_remove_session_refuses_path_of_other_shape),
+		T(test_remove_session_does_not_follow_symlinked_parent),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
