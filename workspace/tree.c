@@ -124,7 +124,7 @@ struct walk {
 		     const struct stat *st);
 	/* Called in the parent once a descended directory is walked. */
 	int (*leave)(struct walk *w, int dirfd, const char *name);
-	bool skip_unreadable; /* an EACCES directory is not descended into */
+	bool lenient; /* skip unreadable dirs and mount points (measure) */
 	bool incomplete;      /* removal: a subdirectory was not empty */
 	int64_t bytes;	      /* measurement */
 	const char *rel;      /* the top directory, for error texts */
@@ -167,12 +167,8 @@ static int walk_fail(struct walk *w, const char *name, const char *what,
 	return rc;
 }
 
-static int push_level(struct walk *w, int fd)
+static int push_level(struct walk *w, const struct stat *st)
 {
-	struct stat st;
-
-	if (fstat(fd, &st) == -1)
-		return -errno;
 	if (w->depth == w->cap) {
 		size_t cap = w->cap ? w->cap * 2 : 16;
 		struct level *lv = realloc(w->lv, cap * sizeof(*lv));
@@ -183,8 +179,8 @@ static int push_level(struct walk *w, int fd)
 	w->lv[w->depth++] = (struct level){ .names = w->names.len,
 					    .next = w->names.len,
 					    .cur = 0,
-					    .dev = st.st_dev,
-					    .ino = st.st_ino };
+					    .dev = st->st_dev,
+					    .ino = st->st_ino };
 	return 0;
 }
 
@@ -211,7 +207,7 @@ static int list_level(struct walk *w, int fd)
 			continue;
 		if (fstatat(fd, n, &st, AT_SYMLINK_NOFOLLOW) == -1) {
 			if (errno != ENOENT &&
-			    !(errno == EACCES && w->skip_unreadable))
+			    !(errno == EACCES && w->lenient))
 				rc = walk_fail(w, n, "fstatat", -errno);
 			continue;
 		}
@@ -238,11 +234,24 @@ static int descend(struct walk *w, int *fd, const char *name)
 		if (e == ELOOP || e == ENOTDIR)
 			w->incomplete = true; /* replaced: a later pass sees it */
 		if (e == ENOENT || e == ELOOP || e == ENOTDIR ||
-		    (e == EACCES && w->skip_unreadable))
+		    (e == EACCES && w->lenient))
 			return 0;
 		return walk_fail(w, name, "openat", -e);
 	}
-	int rc = push_level(w, cfd);
+	struct stat st;
+	int rc = fstat(cfd, &st) == -1 ? -errno : 0;
+	if (rc == 0 && st.st_dev != w->lv[0].dev) {
+		char q[PATH_MAX / 8];
+		close(cfd);
+		if (w->lenient)
+			return 0;
+		walk_path(w, name, q, sizeof(q));
+		bg_ws_errf(w->err, w->errlen, "%s is on another file system "
+			   "(a mount point); not walking into it", q);
+		return -EXDEV;
+	}
+	if (rc == 0)
+		rc = push_level(w, &st);
 	if (rc) {
 		close(cfd);
 		return walk_fail(w, name, "fstat", rc);
@@ -282,11 +291,12 @@ static int ascend(struct walk *w, int *fd)
 static int walk_run(struct walk *w, int top)
 {
 	int fd = fcntl(top, F_DUPFD_CLOEXEC, 0);
+	struct stat st;
 	int rc;
 
 	if (fd == -1)
 		return walk_fail(w, ".", "fcntl", -errno);
-	rc = push_level(w, fd);
+	rc = fstat(fd, &st) == -1 ? -errno : push_level(w, &st);
 	rc = rc ? walk_fail(w, ".", "fstat", rc) : list_level(w, fd);
 	while (rc == 0) {
 		struct level *l = &w->lv[w->depth - 1];
@@ -407,7 +417,7 @@ static int measure_visit(struct walk *w, int dirfd, const char *name,
 int bg_ws_tree_measure(int fd, const char *rel, int64_t *bytes, char *err,
 		       size_t errlen)
 {
-	struct walk w = { .visit = measure_visit, .skip_unreadable = true,
+	struct walk w = { .visit = measure_visit, .lenient = true,
 			  .rel = rel, .err = err, .errlen = errlen };
 	struct stat st;
 

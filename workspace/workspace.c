@@ -15,8 +15,8 @@
 #define PREPARE_RETRIES 3 /* a concurrent prune may remove a fresh parent */
 
 static const char *const session_shape[] = { NULL, NULL, "sessions", NULL };
-static const char *const private_shape[] = { NULL,	 NULL,	    "sessions",
-					     NULL,	 "private", NULL };
+static const char *const private_shape[] = { NULL, NULL,      "sessions",
+					     NULL, "private", NULL };
 #define SESSION_SHAPE "<agent_type>/<user_code>/sessions/<session_id>"
 #define PRIVATE_SHAPE SESSION_SHAPE "/private/<execution_id>.<attempt>"
 

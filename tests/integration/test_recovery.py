@@ -60,7 +60,10 @@ def restart(h, d):
 
 @timeout(90)
 def test_kill_9_mid_task_the_restart_reruns_it_once(h):
-    d = h.start_bygated(cfg(h))
+    # by-framework's lease TTL: the restart must not wait it out
+    d = h.start_bygated(cfg(h, worker={"lease_ttl_s": 30,
+                                       "heartbeat_interval_ms": 5000,
+                                       "reclaim_min_idle_ms": 60000}))
     c = h.client()
     mids = [pc.send(c, h.keys, "s-k9", "sleep", "1500")[0] for _ in range(3)]
     wait_until(lambda: all((pc.record(c, h.keys, "s-k9", m) or {})

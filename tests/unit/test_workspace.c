@@ -58,10 +58,20 @@ static int setup(void **state)
 	return 0;
 }
 
+static int chmod_dir(const char *path, const struct stat *st, int flag,
+		     struct FTW *f)
+{
+	(void)st, (void)f;
+	if (flag == FTW_D || flag == FTW_DNR)
+		chmod(path, 0700); /* a failed test may leave 0000 dirs */
+	return 0;
+}
+
 static int teardown(void **state)
 {
 	struct fx *fx = *state;
 
+	nftw(fx->top, chmod_dir, 16, FTW_PHYS);
 	nftw(fx->top, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	free(fx);
 	return 0;
@@ -131,9 +141,11 @@ static int prepare(struct fx *fx, const char *agent, const char *user,
 
 static void test_check_id_accepts_printable_utf8_names(void **state)
 {
-	static const char *const ok[] = { "planner", "sess-42", "a.b_c",
-					  "_",	     " x",	 "\xe7\x94\xa8\xe6\x88\xb7-1",
-					  "..a",     ".hidden" };
+	static const char *const ok[] = {
+		"planner", "sess-42", "a.b_c", "_", " x",
+		"\xe7\x94\xa8\xe6\x88\xb7-1", /* UTF-8 */
+		"..a", ".hidden",
+	};
 	char id128[129];
 	(void)state;
 

@@ -1,0 +1,310 @@
+"""The end-of-run checks of the crash test (tests/crash/chaos.py): one
+snapshot of everything Redis holds about the test's tasks, then the
+guarantees of DESIGN 6 checked message by message, each failure naming the
+message ids and what was seen for them (record, timeline, events, pending
+entry)."""
+
+import collections
+import json
+import re
+
+TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
+DETAIL_LINES = 12
+
+Task = collections.namedtuple("Task", "session mid eid content")
+
+
+class Check:
+    """One numbered guarantee: ok, or failed with problem lines (one per
+    message), or skipped with a reason."""
+
+    def __init__(self, number, title):
+        self.number, self.title = number, title
+        self.problems = []
+        self.skipped = None
+        self.note = ""
+
+    @property
+    def ok(self):
+        return not self.problems
+
+    def fail(self, line):
+        self.problems.append(line)
+
+    def status(self):
+        if self.skipped:
+            return "skipped (%s)" % self.skipped
+        return "ok" if self.ok else "FAILED (%d)" % len(self.problems)
+
+    def report(self):
+        """Lines for the summary: the verdict, then the first problems."""
+        head = "(%d) %s: %s%s" % (self.number, self.title, self.status(),
+                                  " - " + self.note if self.note else "")
+        lines = [head]
+        for p in self.problems[:DETAIL_LINES]:
+            lines.append("      " + p)
+        if len(self.problems) > DETAIL_LINES:
+            lines.append("      ... and %d more"
+                         % (len(self.problems) - DETAIL_LINES))
+        return lines
+
+
+def _group_info(client, stream, group):
+    for g in client.call("XINFO", "GROUPS", stream) or []:
+        info = dict(zip(g[::2], g[1::2]))
+        if info.get("name") == group:
+            return info
+    return None
+
+
+def group_progress(client, stream, group):
+    """(entries read by the group, pending) from XINFO GROUPS, or None while
+    the group does not exist; entries-read may be None (Redis cannot tell)."""
+    try:
+        info = _group_info(client, stream, group)
+    except Exception:  # stream not created yet
+        return None
+    if info is None:
+        return None
+    return info.get("entries-read"), info.get("pending", 0)
+
+
+class Snapshot:
+    """What Redis holds after the run, indexed by message id."""
+
+    def __init__(self, client, keys, tasks, stream, group):
+        self.tasks = tasks
+        self.stream, self.group = stream, group
+        self.records = collections.defaultdict(list)  # mid -> [(eid, rec)]
+        self.msg_map = {}                              # mid -> eid
+        self.stray = []                                # (session, eid, mid)
+        self.events = collections.defaultdict(list)   # mid -> [event dict]
+        self.entry_of = {}                             # mid -> stream entry id
+        self.pending = {}                              # entry id -> details
+        self._read(client, keys)
+
+    def _read(self, client, keys):
+        mids = {t.mid for t in self.tasks}
+        for session in sorted({t.session for t in self.tasks}):
+            self._read_registry(client.hgetall(keys.registry(session)),
+                                session, mids)
+            for ev in client.stream_data(keys.data_stream(session)):
+                if isinstance(ev, dict):
+                    self.events[ev.get("message_id")].append(ev)
+        for entry_id, fields in client.xrange(self.stream):
+            try:
+                mid = json.loads(fields.get("data", ""))["header"]["message_id"]
+            except (ValueError, KeyError, TypeError):
+                continue
+            self.entry_of.setdefault(mid, entry_id)
+        self.group_info = _group_info(client, self.stream, self.group) or {}
+        self.stream_info = dict(_pairs(client.call("XINFO", "STREAM",
+                                                   self.stream)))
+        self.pending_summary = client.call("XPENDING", self.stream, self.group)
+        for eid, consumer, idle, count in client.call(
+                "XPENDING", self.stream, self.group, "-", "+", 100000) or []:
+            self.pending[eid] = (consumer, idle, count)
+        self.deadletters = client.stream_data(keys.deadletter())
+
+    def _read_registry(self, reg, session, mids):
+        for field, value in reg.items():
+            if field.startswith("msg_map:"):
+                self.msg_map[field[len("msg_map:"):]] = value
+            elif field.startswith("exec:"):
+                try:
+                    rec = json.loads(value)
+                except ValueError:
+                    rec = {"status": "<invalid JSON: %r>" % value[:80]}
+                mid = rec.get("message_id") if isinstance(rec, dict) else None
+                if mid in mids:
+                    self.records[mid].append((field[len("exec:"):], rec))
+                else:
+                    self.stray.append((session, field[len("exec:"):], mid))
+
+    # -- derived views ---------------------------------------------------
+
+    def record(self, mid):
+        """The message's record if it has exactly one, else None."""
+        recs = self.records.get(mid, [])
+        return recs[0][1] if len(recs) == 1 else None
+
+    def event_types(self, mid):
+        return [e.get("event_type") for e in self.events.get(mid, [])]
+
+    def describe(self, task):
+        """One line with everything seen for a message."""
+        parts = ["%s (session %s, sent exec %s, entry %s)" % (
+            task.mid, task.session, task.eid,
+            self.entry_of.get(task.mid, "not in stream"))]
+        recs = self.records.get(task.mid, [])
+        if not recs:
+            parts.append("no record")
+        for eid, rec in recs:
+            parts.append("record %s: status %s, timeline %s" % (
+                eid, rec.get("status"), timeline_text(rec)))
+            if rec.get("error_message"):
+                parts.append("error %r" % rec["error_message"][:120])
+        parts.append("msg_map %s" % self.msg_map.get(task.mid, "missing"))
+        parts.append("events %s" % (self.event_types(task.mid) or "none"))
+        entry = self.entry_of.get(task.mid)
+        if entry in self.pending:
+            consumer, idle, count = self.pending[entry]
+            parts.append("PENDING: consumer %s, idle %d ms, delivered %d"
+                         % (consumer, idle, count))
+        return "; ".join(parts)
+
+
+def _pairs(flat):
+    return zip(flat[::2], flat[1::2])
+
+
+def timeline_text(rec):
+    tl = rec.get("timeline")
+    if not isinstance(tl, list):
+        return "<no timeline>"
+    return ">".join(str(e.get("status")) if isinstance(e, dict) else "?"
+                    for e in tl)
+
+
+# ---- the checks ------------------------------------------------------------
+
+def check_records(snap):
+    """(1) every message has exactly one execution record, the one the
+    sender created (msg_map agrees), in a terminal status."""
+    c = Check(1, "one terminal execution record per message")
+    for t in snap.tasks:
+        recs = snap.records.get(t.mid, [])
+        why = None
+        if len(recs) != 1:
+            why = "%d execution records" % len(recs)
+        elif recs[0][0] != t.eid or recs[0][1].get("execution_id") != t.eid:
+            why = "record is not the sender's execution"
+        elif snap.msg_map.get(t.mid) != t.eid:
+            why = "msg_map does not point at the sender's execution"
+        elif recs[0][1].get("status") not in TERMINAL:
+            why = "not terminal"
+        if why:
+            c.fail("%s: %s" % (why, snap.describe(t)))
+    for session, eid, mid in snap.stray:
+        c.fail("stray record exec %s in session %s for unknown message %r"
+               % (eid, session, mid))
+    return c
+
+
+def check_end_markers(snap):
+    """(2) exactly one appStreamResponse per root message, and it is the
+    message's last event."""
+    c = Check(2, "one appStreamResponse per message, last")
+    for t in snap.tasks:
+        types = snap.event_types(t.mid)
+        n = types.count("appStreamResponse")
+        if n != 1:
+            c.fail("%d appStreamResponse: %s" % (n, snap.describe(t)))
+        elif types[-1] != "appStreamResponse":
+            c.fail("events after appStreamResponse: %s" % snap.describe(t))
+    return c
+
+
+def check_final_answers(snap):
+    """(3) no finalAnswer twice; a COMPLETED sleep answers its content once."""
+    c = Check(3, "finalAnswer never duplicated")
+    for t in snap.tasks:
+        finals = [e for e in snap.events.get(t.mid, [])
+                  if e.get("event_type") == "finalAnswer"]
+        rec = snap.record(t.mid) or {}
+        if len(finals) > 1:
+            c.fail("%d finalAnswer: %s" % (len(finals), snap.describe(t)))
+        elif rec.get("status") == "COMPLETED":
+            if not finals:
+                c.fail("COMPLETED without finalAnswer: %s" % snap.describe(t))
+            elif _content(finals[0]) != t.content:
+                c.fail("finalAnswer %r, sent %r: %s" % (
+                    _content(finals[0]), t.content, snap.describe(t)))
+    return c
+
+
+def _content(event):
+    try:
+        return event["data"]["choices"][0]["delta"]["content"]
+    except (KeyError, IndexError, TypeError):
+        return None
+
+
+def check_group(snap):
+    """(4) nothing pending, the group has read every entry (lag 0)."""
+    c = Check(4, "consumer group drained")
+    g, s = snap.group_info, snap.stream_info
+    summary = snap.pending_summary or [0]
+    if summary[0] != 0:
+        c.fail("XPENDING summary: %d pending (%s)" % (summary[0], summary))
+    by_entry = {snap.entry_of[t.mid]: t for t in snap.tasks
+                if t.mid in snap.entry_of}
+    for entry, (consumer, idle, count) in sorted(snap.pending.items()):
+        t = by_entry.get(entry)
+        c.fail("pending %s (consumer %s, idle %d ms, delivered %d): %s" % (
+            entry, consumer, idle, count,
+            snap.describe(t) if t else "not one of the test's messages"))
+    if g.get("lag") not in (0, None):
+        c.fail("XINFO GROUPS lag %s (expected 0)" % g.get("lag"))
+    if g.get("lag") is None:
+        c.fail("XINFO GROUPS lag is nil: Redis cannot tell what was read")
+    added = s.get("entries-added")
+    if g.get("entries-read") != added or added != len(snap.tasks):
+        c.fail("entries-read %s, entries-added %s, tasks sent %d" % (
+            g.get("entries-read"), added, len(snap.tasks)))
+    return c
+
+
+def check_timelines(snap):
+    """(6) no record's timeline holds two terminal entries; a terminal
+    record's timeline ends with its status."""
+    c = Check(6, "at most one terminal entry per timeline")
+    for t in snap.tasks:
+        for _, rec in snap.records.get(t.mid, []):
+            tl = rec.get("timeline") if isinstance(rec, dict) else None
+            if not isinstance(tl, list):
+                c.fail("timeline missing: %s" % snap.describe(t))
+                continue
+            states = [e.get("status") for e in tl if isinstance(e, dict)]
+            n = sum(1 for s in states if s in TERMINAL)
+            if n > 1:
+                c.fail("%d terminal entries: %s" % (n, snap.describe(t)))
+            elif rec.get("status") in TERMINAL and (
+                    not states or states[-1] != rec.get("status")):
+                c.fail("timeline does not end with the status: %s"
+                       % snap.describe(t))
+    return c
+
+
+def run_checks(snap):
+    """The Redis-side checks (1, 2, 3, 4, 6) in order."""
+    return [check_records(snap), check_end_markers(snap),
+            check_final_answers(snap), check_group(snap),
+            check_timelines(snap)]
+
+
+def outcome_counts(snap):
+    """{status: n} over the messages' single records, plus 'reruns': how
+    many executions ran more than once (RUNNING twice in the timeline), and
+    the commonest FAILED error messages."""
+    counts = collections.Counter()
+    errors = collections.Counter()
+    reruns = 0
+    for t in snap.tasks:
+        rec = snap.record(t.mid)
+        if rec is None:
+            counts["no single record"] += 1
+            continue
+        counts[rec.get("status")] += 1
+        if rec.get("status") == "FAILED":
+            errors[_error_kind(rec.get("error_message", ""))] += 1
+        tl = rec.get("timeline") or []
+        if sum(1 for e in tl if isinstance(e, dict)
+               and e.get("status") == "RUNNING") > 1:
+            reruns += 1
+    return counts, reruns, errors
+
+
+def _error_kind(msg):
+    """An error message with its numbers blanked, to group similar ones."""
+    return re.sub(r"\d+", "N", str(msg))[:100]
