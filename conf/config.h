@@ -15,7 +15,11 @@ enum bg_key_schema { BG_SCHEMA_V1 = 1, BG_SCHEMA_V2 = 2 };
 enum bg_log_format { BG_LOG_TEXT = 0, BG_LOG_JSON = 1 };
 enum bg_log_level { BG_LOG_DEBUG = 0, BG_LOG_INFO, BG_LOG_WARN, BG_LOG_ERROR };
 enum bg_handler_kind { BG_HANDLER_PLUGIN = 1, BG_HANDLER_EXEC = 2 };
-enum bg_durability { BG_DURABILITY_PROCESS = 0, BG_DURABILITY_SYNC = 1 };
+enum bg_durability {
+	BG_DURABILITY_PROCESS = 0,
+	BG_DURABILITY_SYNC = 1,
+	BG_DURABILITY_NONE = 2, /* no LMDB at all: benchmarks only */
+};
 
 struct bg_agent_type_conf {
 	char *name;

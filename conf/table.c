@@ -53,7 +53,7 @@ static const struct bg_conf_name format_names[] = {
 };
 static const struct bg_conf_name durability_names[] = {
 	{ "process", BG_DURABILITY_PROCESS }, { "sync", BG_DURABILITY_SYNC },
-	{ NULL, 0 }
+	{ "none", BG_DURABILITY_NONE }, { NULL, 0 }
 };
 static const struct bg_conf_name handler_names[] = {
 	{ "plugin", BG_HANDLER_PLUGIN }, { "exec", BG_HANDLER_EXEC }, { NULL, 0 }
@@ -166,8 +166,10 @@ const struct bg_conf_key bg_conf_keys[] = {
 	     durability_names, 0,
 	     "LMDB journal durability: \"process\" (MDB_NOSYNC: survives any "
 	     "process crash; after an unclean OS restart the journal is moved "
-	     "aside and Redis recovery takes over) or \"sync\" (fsync per "
-	     "loop turn)."),
+	     "aside and Redis recovery takes over), \"sync\" (fsync per "
+	     "loop turn) or \"none\" (no journal at all: finishes are not "
+	     "journaled and a restart waits out the lease TTL; for "
+	     "benchmarks only)."),
 	I64("paths", "history_max", history_max, 100000, 0, 100000000, NULL, R,
 	    "Recent finishes kept in the LMDB history (bygate-state)."),
 	I64("paths", "session_idle_ttl_s", session_idle_ttl_s, 604800, 60,

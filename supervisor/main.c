@@ -220,6 +220,12 @@ static int take_lock(struct bg_daemon *d)
 
 static int open_state(struct bg_daemon *d)
 {
+	if (d->cfg->durability == BG_DURABILITY_NONE) {
+		bg_warn("paths.durability = \"none\": no LMDB journal (for "
+			"benchmarks); finishes are not journaled and a restart "
+			"waits out the lease TTL");
+		return 0;
+	}
 	struct bg_state_opts o = {
 		.dir = d->cfg->state_dir,
 		.sync = d->cfg->durability == BG_DURABILITY_SYNC,
