@@ -112,6 +112,18 @@ static int walk(struct bg_state *st, enum bg_state_db db, walk_fn fn,
 	return 0;
 }
 
+/* The caller's callback of a walk, by database. */
+struct user_walk {
+	union {
+		bg_state_meta_fn meta;
+		bg_state_journal_fn journal;
+		bg_state_exec_fn exec;
+		bg_state_hist_fn hist;
+		bg_state_session_fn session;
+	} fn;
+	void *arg;
+};
+
 /* ---- meta ---- */
 
 static int meta_key(struct bg_buf *key, const char *name)
@@ -154,6 +166,24 @@ int bg_state_meta_get(struct bg_state *st, const char *key, struct bg_buf *out)
 			 out);
 }
 
+static int meta_visit(void *ctx, struct bg_str key, struct bg_str val,
+		      size_t *bad)
+{
+	struct user_walk *w = ctx;
+	struct bg_str v;
+	if (bg_state_blob_decode(val, &v)) {
+		++*bad;
+		return 0;
+	}
+	return w->fn.meta(w->arg, key, v);
+}
+
+int bg_state_meta_each(struct bg_state *st, bg_state_meta_fn fn, void *arg)
+{
+	struct user_walk w = { .fn.meta = fn, .arg = arg };
+	return walk(st, BG_DB_META, meta_visit, &w);
+}
+
 /* ---- journal ---- */
 
 int bg_state_journal_put(struct bg_state *st, struct bg_str stream,
@@ -184,28 +214,23 @@ int bg_state_journal_get(struct bg_state *st, struct bg_str stream,
 	return read_blob(st, BG_DB_JOURNAL, &k, stream, entry_id, finish);
 }
 
-struct journal_walk {
-	bg_state_journal_fn fn;
-	void *arg;
-};
-
 static int journal_visit(void *ctx, struct bg_str key, struct bg_str val,
 			 size_t *bad)
 {
-	struct journal_walk *w = ctx;
+	struct user_walk *w = ctx;
 	struct bg_str parts[2], finish;
 	if (bg_state_key_split(key, parts, 2) ||
 	    bg_state_blob_decode(val, &finish)) {
 		++*bad;
 		return 0;
 	}
-	return w->fn(w->arg, parts[0], parts[1], finish);
+	return w->fn.journal(w->arg, parts[0], parts[1], finish);
 }
 
 int bg_state_journal_each(struct bg_state *st, bg_state_journal_fn fn,
 			  void *arg)
 {
-	struct journal_walk w = { fn, arg };
+	struct user_walk w = { .fn.journal = fn, .arg = arg };
 	return walk(st, BG_DB_JOURNAL, journal_visit, &w);
 }
 
@@ -248,15 +273,10 @@ int bg_state_exec_get(struct bg_state *st, struct bg_str stream,
 		       : 0;
 }
 
-struct exec_walk {
-	bg_state_exec_fn fn;
-	void *arg;
-};
-
 static int exec_visit(void *ctx, struct bg_str key, struct bg_str val,
 		      size_t *bad)
 {
-	struct exec_walk *w = ctx;
+	struct user_walk *w = ctx;
 	struct bg_str parts[2];
 	struct bg_state_exec e;
 	if (bg_state_key_split(key, parts, 2) ||
@@ -264,12 +284,12 @@ static int exec_visit(void *ctx, struct bg_str key, struct bg_str val,
 		++*bad;
 		return 0;
 	}
-	return w->fn(w->arg, parts[0], parts[1], &e);
+	return w->fn.exec(w->arg, parts[0], parts[1], &e);
 }
 
 int bg_state_exec_each(struct bg_state *st, bg_state_exec_fn fn, void *arg)
 {
-	struct exec_walk w = { fn, arg };
+	struct user_walk w = { .fn.exec = fn, .arg = arg };
 	return walk(st, BG_DB_INFLIGHT, exec_visit, &w);
 }
 
@@ -283,26 +303,21 @@ int bg_state_hist_add(struct bg_state *st, const struct bg_state_hist *h)
 	return push(st, BG_DB_HISTORY, rc, &k, &rec);
 }
 
-struct hist_walk {
-	bg_state_hist_fn fn;
-	void *arg;
-};
-
 static int hist_visit(void *ctx, struct bg_str key, struct bg_str val,
 		      size_t *bad)
 {
-	struct hist_walk *w = ctx;
+	struct user_walk *w = ctx;
 	struct bg_state_hist h;
 	if (key.len != BG_STATE_HIST_KEY_LEN || bg_state_hist_decode(val, &h)) {
 		++*bad;
 		return 0;
 	}
-	return w->fn(w->arg, &h);
+	return w->fn.hist(w->arg, &h);
 }
 
 int bg_state_hist_each(struct bg_state *st, bg_state_hist_fn fn, void *arg)
 {
-	struct hist_walk w = { fn, arg };
+	struct user_walk w = { .fn.hist = fn, .arg = arg };
 	return walk(st, BG_DB_HISTORY, hist_visit, &w);
 }
 
@@ -324,26 +339,21 @@ int bg_state_session_del(struct bg_state *st, struct bg_str agent_type,
 	return push(st, BG_DB_SESSIONS, rc, &k, NULL);
 }
 
-struct session_walk {
-	bg_state_session_fn fn;
-	void *arg;
-};
-
 static int session_visit(void *ctx, struct bg_str key, struct bg_str val,
 			 size_t *bad)
 {
-	struct session_walk *w = ctx;
+	struct user_walk *w = ctx;
 	struct bg_state_session s;
 	if (bg_state_session_decode(key, val, &s)) {
 		++*bad;
 		return 0;
 	}
-	return w->fn(w->arg, &s);
+	return w->fn.session(w->arg, &s);
 }
 
 int bg_state_session_each(struct bg_state *st, bg_state_session_fn fn,
 			  void *arg)
 {
-	struct session_walk w = { fn, arg };
+	struct user_walk w = { .fn.session = fn, .arg = arg };
 	return walk(st, BG_DB_SESSIONS, session_visit, &w);
 }

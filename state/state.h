@@ -94,6 +94,9 @@ int bg_state_reader_check(struct bg_state *st, int *dead);
 int bg_state_meta_put(struct bg_state *st, const char *key, struct bg_str val);
 /* *out receives a copy (appended); -ENOENT when absent. */
 int bg_state_meta_get(struct bg_state *st, const char *key, struct bg_buf *out);
+typedef int (*bg_state_meta_fn)(void *arg, struct bg_str key,
+				struct bg_str val);
+int bg_state_meta_each(struct bg_state *st, bg_state_meta_fn fn, void *arg);
 
 /* ---- journal of unpublished finishes ---- */
 int bg_state_journal_put(struct bg_state *st, struct bg_str stream,

@@ -595,8 +595,14 @@ static int prepare_workspace(struct bg_daemon *d, struct bg_task *t)
 	if (rc) {
 		free(t->ws);
 		t->ws = NULL;
-		t->error_type = "InvalidWorkspace";
-		end_task(d, t, BG_OUT_FAILED, "INVALID_ID", err);
+		/* -EINVAL: a hostile or malformed id; -ELOOP/-ENOTDIR: a link
+		 * or file planted in the tree; anything else: the host. */
+		t->error_type = rc == -EINVAL ? "InvalidId" : "WorkspaceError";
+		end_task(d, t, BG_OUT_FAILED,
+			 rc == -EINVAL			   ? "INVALID_ID"
+			 : rc == -ELOOP || rc == -ENOTDIR ? "WORKSPACE_CONFINEMENT"
+							  : "WORKSPACE_ERROR",
+			 err);
 		return -1;
 	}
 	if (d->state) {

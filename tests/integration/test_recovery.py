@@ -263,3 +263,76 @@ def test_entries_delivered_more_than_max_deliveries_are_dead_lettered(h):
     assert dl[0]["delivery_count"] >= 3
     assert count(pc.events(c, h.keys, "s-md"), mid, "appStreamResponse") == 1
     assert pc.pending_count(c, stream) == 0
+
+
+@timeout(90)
+def test_a_redis_outage_longer_than_the_lease_loses_and_duplicates_nothing(h):
+    d = h.start_bygated(cfg(h, pool={"size": 2}))
+    c = h.client()
+    mids = [pc.send(c, h.keys, "s-out", "sleep", "600")[0] for _ in range(4)]
+    wait_until(lambda: any((pc.record(c, h.keys, "s-out", m) or {})
+                           .get("status") == "RUNNING" for m in mids), 10,
+               what="tasks running")
+    os.kill(h.redis.pid, signal.SIGSTOP)
+    time.sleep(3.5)  # longer than lease_ttl_s: finishes are held (fencing)
+    os.kill(h.redis.pid, signal.SIGCONT)
+    for m in mids:
+        wait_terminal(c, h.keys, "s-out", m, t=40)
+        assert_once(c, h.keys, "s-out", m)
+    assert pc.pending_count(c, h.keys.ctrl_agent_type("sleep")) == 0
+    assert d.alive()
+
+
+def test_a_crash_storm_opens_the_breaker_instead_of_fork_looping(h):
+    d = h.start_bygated(cfg(h, pool={"size": 2, "crash_storm_deaths": 3,
+                                     "crash_storm_window_ms": 10000,
+                                     "crash_storm_pause_ms": 3000},
+                            agent_types=[h.agent_type("crash"),
+                                         h.agent_type("sleep")]))
+    c = h.client()
+    bad = [pc.send(c, h.keys, "s-storm", "crash", "abort")[0]
+           for _ in range(4)]
+    d.wait_log("crash storm", timeout=20)
+    for m in bad:
+        assert wait_terminal(c, h.keys, "s-storm", m, t=30)["status"] == \
+            "FAILED"
+    ok = pc.send(c, h.keys, "s-storm", "sleep", "5")[0]
+    assert wait_terminal(c, h.keys, "s-storm", ok, t=30)["status"] == \
+        "COMPLETED"
+    assert d.alive()
+
+
+def test_hostile_ids_never_touch_anything_outside_the_workspace_dir(h):
+    box = h.tmp / "box"  # the workspace root's parent: must stay as it is
+    (box / "ws").mkdir(parents=True)
+    (box / "sibling").mkdir()
+    d = h.start_bygated(cfg(h, paths={"workspace_dir": str(box / "ws")}))
+    c = h.client()
+    hostile = ["../../escape", "..", "a/b", "x\ny", "\u0001", "s" * 300]
+    mids = []
+    for sid in hostile:
+        mids.append((sid, pc.send(c, h.keys, sid if "\n" not in sid
+                                  else sid, "sleep", "1")[0]))
+    users = ["../../u", "u/..", "..", "u\u0000x"]
+    for u in users:
+        mids.append(("s-user", pc.send(c, h.keys, "s-user", "sleep", "1",
+                                       user_code=u)[0]))
+    dl = []
+    for sid, m in mids:
+        rec = wait_until(lambda: terminal(c, h.keys, sid, m) or
+                         [x for x in c.stream_data(h.keys.deadletter())
+                          if m in (x.get("entry") or "")], 20,
+                         what="hostile task %r ends" % (sid,))
+        if isinstance(rec, dict):
+            assert rec["status"] == "FAILED", rec
+            assert rec["error_code"] in ("INVALID_ID", "invalid_id"), rec
+        else:
+            dl.append(rec)
+    assert sorted(os.listdir(box)) == ["sibling", "ws"]
+    assert os.listdir(box / "sibling") == []
+    ws = d.config["paths"]["workspace_dir"]
+    for dirpath, dirnames, filenames in os.walk(ws):
+        for n in dirnames + filenames:
+            full = os.path.realpath(os.path.join(dirpath, n))
+            assert full.startswith(os.path.realpath(ws)), full
+    assert pc.pending_count(c, h.keys.ctrl_agent_type("sleep")) == 0

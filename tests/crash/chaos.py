@@ -1,0 +1,558 @@
+#!/usr/bin/env python3
+"""The crash test behind `make crashtest` (DESIGN 6 and 11): kill -9 of
+bygated or of any child at any moment loses no task and finishes none twice.
+
+A private redis-server and one bygated (pool 4, the `sleep` plugin, short
+lease and reconcile periods, one state directory kept across restarts) run
+N tasks sent the way the Python client sends them, while bygated is SIGKILLed
+and restarted and random children are SIGKILLed at random points of the
+progress. Then every message must have exactly one terminal record, one end
+marker, no duplicated finalAnswer, an empty pending list, a clean
+`bygate-state check`, and timelines with at most one terminal entry.
+
+    python3 tests/crash/chaos.py --build build [--tasks 2000] [--kills 10]
+        [--child-kills 10] [--seed N] [--wait 120] [--log-level info] [--keep]
+
+Exit status 0 only if every check passes. Importable: run(...) returns a
+Result (tests/integration/test_chaos.py runs a small one in `make test`)."""
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = pathlib.Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+for _p in (REPO / "scripts", REPO / "tests" / "integration", HERE):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+
+from bglib import proc  # noqa: E402
+from bglib.bygated import Bygated, BygatedError  # noqa: E402
+from bglib.keys import Keys  # noqa: E402
+from bglib.redisserver import RedisServer  # noqa: E402
+import pyclient as pc  # noqa: E402
+import verify  # noqa: E402
+
+WORKER = "chaos-w1"
+AGENT = "sleep"
+GROUP = "agent_engines"
+SESSIONS = 20
+POOL = 4
+MAX_ATTEMPTS = 3
+MAX_SLEEP_MS = 50
+BATCH = 20            # tasks per pipelined send
+BACKLOG = 100         # sent but not yet acked, before sending pauses
+ORPHAN_GRACE_S = 2.0  # a dead bygated's children must be gone by then
+STALL_FIRE_S = 5.0    # no progress this long: fire the next event anyway
+STALL_GIVE_UP_S = 30.0
+TICK_S = 0.01
+RECONCILE_LINE = "start-up reconcile done"
+RECONCILE_RE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z.*"
+                          + RECONCILE_LINE + r"(.*)$", re.M)
+
+
+class ChaosAbort(RuntimeError):
+    """The run cannot go on (bygated does not start); checks still run."""
+
+
+class Restart:
+    """One bygated restart: when, at which progress, and what the log said."""
+
+    def __init__(self, n, done, old_pid, planned, log_from):
+        self.n, self.done, self.old_pid, self.planned = n, done, old_pid, planned
+        self.log_from = log_from
+        self.wall = time.time()
+        self.ready_s = None
+        self.reconcile_s = None
+        self.reconcile_text = ""
+
+    def describe(self):
+        rec = ("%.2f s" % self.reconcile_s if self.reconcile_s is not None
+               else "n/a")
+        ready = "%.2f s" % self.ready_s if self.ready_s is not None else "n/a"
+        kind = "kill" if self.planned else "UNPLANNED exit"
+        return "#%d (%s at %d done): reconcile done %s (ready %s)%s" % (
+            self.n, kind, self.done, rec, ready,
+            "; " + self.reconcile_text if self.reconcile_text else "")
+
+
+class Result:
+    def __init__(self, ok, summary, workdir):
+        self.ok, self.summary, self.workdir = ok, summary, workdir
+
+
+def worker_config(build, redis, base, log_level):
+    """bygated's configuration: the same for every restart, so the state
+    directory (and the lease token in it) carries over."""
+    return {
+        "redis": {"host": redis.host, "port": redis.port},
+        "worker": {"id": WORKER, "lease_ttl_s": 2,
+                   "heartbeat_interval_ms": 500, "reclaim_min_idle_ms": 4000,
+                   "block_ms": 500, "reconcile_interval_ms": 2000},
+        # Child kills are the point here: keep the crash-storm breaker out.
+        "pool": {"size": POOL, "crash_storm_deaths": 100},
+        "paths": {"state_dir": str(base / "state"),
+                  "workspace_dir": str(base / "workspace")},
+        "log": {"level": log_level},
+        "agent_types": [{"name": AGENT, "handler": "plugin",
+                         "plugin": str(build / "plugins" / "sleep.so"),
+                         "max_attempts": MAX_ATTEMPTS,
+                         "retry_backoff_ms": 100}],
+    }
+
+
+class Chaos:
+    def __init__(self, build, tasks, kills, child_kills, seed, workdir,
+                 wait_s, log_level, out):
+        self.build = pathlib.Path(build).resolve()
+        self.n_tasks, self.n_kills, self.n_child_kills = tasks, kills, child_kills
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.dir = workdir
+        self.wait_s, self.log_level = wait_s, log_level
+        self.out = out
+        self.keys = Keys("v1")
+        self.stream = self.keys.ctrl_agent_type(AGENT)
+        self.redis = self.d = self.c = None
+        self.tasks, self.cmds = [], []
+        self.sent = 0
+        self.done = 0
+        self.events = []          # [(acked threshold, "kill" | "child")]
+        self.restarts = []
+        self.child_kills = []     # (pid, done)
+        self.orphan_watch = []    # (deadline, old bygated pid, {pid: start})
+        self.orphans_left = []    # (pid, comm, old bygated pid)
+        self.failures = []        # run-time failures (outside the checks)
+        self.t0 = time.monotonic()
+        self.phase_s = {}
+
+    def say(self, fmt, *args):
+        self.out("[%6.1fs] %s" % (time.monotonic() - self.t0, fmt % args))
+
+    # -- set-up ----------------------------------------------------------
+
+    def plan(self):
+        """The tasks (content = a sleep in ms) and the progress points at
+        which each kill fires."""
+        for i in range(self.n_tasks):
+            session = "chaos-s%02d" % (i % SESSIONS)
+            content = str(self.rng.randint(0, MAX_SLEEP_MS))
+            cmd = pc.ask_command(session, AGENT, content)
+            eid, cmds = pc.send_commands(self.keys, cmd)
+            self.tasks.append(verify.Task(session, cmd["header"]["message_id"],
+                                          eid, content))
+            self.cmds.append(cmds)
+        lo = max(1, self.n_tasks * 3 // 100)
+        hi = max(lo, self.n_tasks * 9 // 10)
+        self.events = sorted(
+            [(self.rng.randint(lo, hi), "kill") for _ in range(self.n_kills)]
+            + [(self.rng.randint(lo, hi), "child")
+               for _ in range(self.n_child_kills)])
+
+    def start(self):
+        for sub in ("state", "workspace", "redis", "bygated"):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        self.redis = RedisServer(self.dir / "redis")
+        self.redis.start()
+        self.c = self.redis.client(timeout=30.0)
+        cfg = worker_config(self.build, self.redis, self.dir, self.log_level)
+        self.d = Bygated(self.build / "bygated", cfg, self.dir / "bygated",
+                         env=proc.clean_env(), start_timeout=30.0,
+                         label="bygated(chaos)")
+        self.restart(0, None, planned=True)
+        self.say("redis %s:%d, bygated pid %d, workdir %s", self.redis.host,
+                 self.redis.port, self.d.pid, self.dir)
+
+    def restart(self, done, old_pid, planned):
+        """(Re)start bygated with the same config and state directory."""
+        r = Restart(len(self.restarts), done, old_pid, planned,
+                    self.d.log_mark())
+        m0 = time.monotonic()
+        try:
+            self.d.start(wait=True)
+        except BygatedError as e:
+            raise ChaosAbort("bygated did not start (restart #%d): %s"
+                             % (r.n, e)) from None
+        r.ready_s = time.monotonic() - m0
+        self.restarts.append(r)
+
+    # -- the chaos -------------------------------------------------------
+
+    def progress(self):
+        """Entries finished (read by the group and acked), polled cheaply."""
+        p = verify.group_progress(self.c, self.stream, GROUP)
+        if p is not None and p[0] is not None:
+            self.done = max(self.done, p[0] - p[1])
+        return p
+
+    def send_batch(self):
+        batch = self.cmds[self.sent:self.sent + BATCH]
+        self.c.pipeline([c for cmds in batch for c in cmds])
+        self.sent += len(batch)
+
+    def kill_bygated(self):
+        old = self.d.pid
+        orphans = proc.descendants_of(old)
+        self.d.kill()
+        self.orphan_watch.append((time.monotonic() + ORPHAN_GRACE_S, old,
+                                  orphans))
+        self.restart(self.done, old, planned=True)
+        self.say("SIGKILL bygated pid %d (children %s) at %d/%d done; "
+                 "restarted as pid %d, ready in %.2f s", old,
+                 sorted(orphans) or "none", self.done, self.n_tasks,
+                 self.d.pid, self.restarts[-1].ready_s)
+
+    def kill_child(self):
+        """SIGKILL a random child of the live bygated; False if none yet."""
+        kids = self.d.child_pids()
+        if not kids:
+            return False
+        pid = self.rng.choice(kids)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return False
+        self.child_kills.append((pid, self.done))
+        self.say("SIGKILL child pid %d of bygated %d at %d/%d done", pid,
+                 self.d.pid, self.done, self.n_tasks)
+        return True
+
+    def housekeeping(self):
+        """Kill a dead bygated's children still alive after the grace (and
+        report them); notice bygated exiting on its own and restart it."""
+        now = time.monotonic()
+        for w in [w for w in self.orphan_watch if w[0] <= now]:
+            self.orphan_watch.remove(w)
+            self.orphans_left += kill_alive(w[2], w[1])
+        if not self.d.alive():
+            status = self.d.returncode
+            self.failures.append(
+                "bygated pid %d exited by itself with status %s at %d/%d "
+                "done; log tail:\n%s" % (self.d.pid, status, self.done,
+                                         self.n_tasks,
+                                         indent(self.d.log_tail(25))))
+            self.say("bygated pid %d EXITED by itself (status %s); restarting",
+                     self.d.pid, status)
+            old = self.d.pid
+            self.orphan_watch.append((now + ORPHAN_GRACE_S, old,
+                                      dict(self.d.proc.seen)))
+            self.restart(self.done, old, planned=False)
+            if sum(1 for r in self.restarts if not r.planned) > 5:
+                raise ChaosAbort("bygated keeps exiting by itself")
+
+    def drive(self):
+        """Send every task in batches while firing the kills at their
+        progress points."""
+        last, changed = -1, time.monotonic()
+        while self.sent < self.n_tasks or self.events:
+            self.housekeeping()
+            self.progress()
+            now = time.monotonic()
+            if self.done != last:
+                last, changed = self.done, now
+            if self.sent < self.n_tasks and self.sent - self.done < BACKLOG:
+                self.send_batch()
+            stalled = now - changed
+            if self.events and (self.done >= self.events[0][0]
+                                or stalled >= STALL_FIRE_S):
+                if self.fire(self.events[0][1]):
+                    self.events.pop(0)
+            if stalled >= STALL_GIVE_UP_S:
+                self.failures.append(
+                    "no progress for %.0f s while sending (%d sent, %d done, "
+                    "%d kills not fired)" % (stalled, self.sent, self.done,
+                                             len(self.events)))
+                self.events = []
+                while self.sent < self.n_tasks:
+                    self.send_batch()
+                return
+            time.sleep(TICK_S)
+
+    def fire(self, kind):
+        if kind == "kill":
+            self.kill_bygated()
+            return True
+        return self.kill_child()
+
+    def settle(self):
+        """Wait (bounded) until every entry is read and acked and every
+        message has a terminal record."""
+        deadline = time.monotonic() + self.wait_s
+        last, changed, next_records = None, time.monotonic(), 0.0
+        while True:
+            self.housekeeping()
+            p = self.progress()
+            now = time.monotonic()
+            if p != last:
+                last, changed = p, now
+            if p == (self.n_tasks, 0) and now >= next_records:
+                next_records = now + 0.5
+                if self.count_terminal() == self.n_tasks:
+                    self.say("all %d tasks terminal, nothing pending",
+                             self.n_tasks)
+                    return
+            if now - changed >= STALL_GIVE_UP_S or now >= deadline:
+                self.failures.append(
+                    "not settled: %s after %.0f s (entries-read, pending = "
+                    "%s; %d/%d records terminal); details in the checks"
+                    % ("no progress" if now < deadline else "gave up",
+                       now - changed if now < deadline else self.wait_s, p,
+                       self.count_terminal(), self.n_tasks))
+                return
+            time.sleep(0.1)
+
+    def count_terminal(self):
+        mids = {t.mid for t in self.tasks}
+        n = 0
+        for s in sorted({t.session for t in self.tasks}):
+            for f, v in self.c.hgetall(self.keys.registry(s)).items():
+                if f.startswith("exec:") and '"message_id"' in v:
+                    rec = json.loads(v)
+                    n += (rec.get("message_id") in mids
+                          and rec.get("status") in verify.TERMINAL)
+        return n
+
+    # -- the end ---------------------------------------------------------
+
+    def stop(self):
+        """SIGTERM bygated (graceful drain); its exit status must be 0."""
+        pid = self.d.pid
+        rc = self.d.stop(signal.SIGTERM, timeout=40.0)
+        for p, comm in self.d.leftovers:
+            self.orphans_left.append((p, comm, pid))
+        if rc != 0:
+            self.failures.append("bygated pid %d exited with status %s on "
+                                 "SIGTERM; log tail:\n%s"
+                                 % (pid, rc, indent(self.d.log_tail(25))))
+        self.say("bygated pid %d stopped with SIGTERM: status %s", pid, rc)
+
+    def state_check(self):
+        """(5) `bygate-state check` against Redis, with bygated stopped."""
+        c = verify.Check(5, "bygate-state check")
+        exe = self.build / "bygate-state"
+        if not os.access(str(exe), os.X_OK):
+            c.skipped = "%s is not built" % exe
+            return c
+        argv = [str(exe), "-d", str(self.dir / "state"), "check", "--redis",
+                "%s:%d" % (self.redis.host, self.redis.port), "--worker",
+                WORKER]
+        try:
+            p = subprocess.run(argv, capture_output=True, text=True,
+                               timeout=60, env=proc.clean_env(),
+                               stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            c.fail("`%s` did not finish in 60 s" % " ".join(argv))
+            return c
+        text = (p.stdout + p.stderr).strip()
+        if "unknown command" in text.lower():
+            c.skipped = "bygate-state has no `check` command yet"
+        elif p.returncode != 0:
+            c.fail("`%s` exited %d:" % (" ".join(argv), p.returncode))
+            for line in text.splitlines()[:40]:
+                c.fail("  " + line)
+        else:
+            c.note = text.splitlines()[-1] if text else "exit 0"
+        return c
+
+    def recovery_times(self):
+        """Fill each restart's time from its start to the log line
+        "start-up reconcile done" (timestamps of bygated's own log)."""
+        text_end = None
+        for r in reversed(self.restarts):
+            seg = self.d.log_text(since=r.log_from)
+            if text_end is not None:
+                seg = seg[:text_end - r.log_from]
+            text_end = r.log_from
+            m = RECONCILE_RE.search(seg)
+            if m:
+                ts = datetime.datetime.strptime(
+                    m.group(1), "%Y-%m-%dT%H:%M:%S.%f").replace(
+                        tzinfo=datetime.timezone.utc).timestamp()
+                r.reconcile_s = max(0.0, ts - r.wall)
+                r.reconcile_text = m.group(2).strip(" :")
+
+    def await_orphans(self):
+        """Give the last dead bygated's children their grace, then judge."""
+        while self.orphan_watch:
+            time.sleep(max(0.0, min(w[0] for w in self.orphan_watch)
+                           - time.monotonic()))
+            self.housekeeping()
+
+    def cleanup(self):
+        """Kill by pid whatever is still running: bygated and its children,
+        a dead bygated's children (not reported: their grace was cut
+        short), redis-server."""
+        if self.d is not None and self.d.alive():
+            self.d.proc.kill()
+        for _, old, orphans in self.orphan_watch:
+            kill_alive(orphans, old)
+        self.orphan_watch = []
+        if self.c is not None:
+            self.c.close()
+        if self.redis is not None:
+            self.redis.stop()
+
+    # -- report ----------------------------------------------------------
+
+    def summary(self, checks, snap):
+        lines = ["== chaos summary ==",
+                 "tasks %d over %d sessions (sleep 0-%d ms, pool %d, "
+                 "max_attempts %d), seed %s" % (
+                     self.n_tasks, SESSIONS, MAX_SLEEP_MS, POOL, MAX_ATTEMPTS,
+                     self.seed)]
+        planned = [r for r in self.restarts[1:] if r.planned]
+        unplanned = [r for r in self.restarts if not r.planned]
+        lines.append("bygated kills %d (asked %d), unplanned exits %d; child "
+                     "kills %d (asked %d)" % (len(planned), self.n_kills,
+                                             len(unplanned),
+                                             len(self.child_kills),
+                                             self.n_child_kills))
+        lines.append("children still alive %.0f s after their bygated died "
+                     "(killed): %s" % (ORPHAN_GRACE_S, ", ".join(
+                         "%d (%s, of bygated %d)" % o
+                         for o in self.orphans_left) or "none"))
+        if snap is not None:
+            counts, reruns, errors = verify.outcome_counts(snap)
+            lines.append("completed %d, failed %d%s; executions run more than "
+                         "once %d; dead letters %d" % (
+                             counts.get("COMPLETED", 0),
+                             counts.get("FAILED", 0),
+                             "".join(", %s %d" % kv for kv in counts.items()
+                                     if kv[0] not in ("COMPLETED", "FAILED")),
+                             reruns, len(snap.deadletters)))
+            for msg, n in errors.most_common(5):
+                lines.append("  FAILED x%d: %s" % (n, msg))
+        lines.append("recovery (restart -> \"%s\" in bygated's log):"
+                     % RECONCILE_LINE)
+        for r in self.restarts:
+            lines.append("  " + ("initial start: reconcile done %s"
+                                 % ("%.2f s" % r.reconcile_s
+                                    if r.reconcile_s is not None else "n/a")
+                                 if r.n == 0 else r.describe()))
+        lines.append("wall time %.1f s (%s)" % (
+            time.monotonic() - self.t0,
+            ", ".join("%s %.1f s" % kv for kv in self.phase_s.items())))
+        for f in self.failures:
+            lines.append("FAILURE: " + f)
+        lines.append("checks:")
+        for c in checks:
+            lines += ["  " + l for l in c.report()]
+        return lines
+
+
+def kill_alive(pids, parent):
+    """SIGKILL those of {pid: start time} still alive; [(pid, comm, parent)]."""
+    left = []
+    for pid, start in pids.items():
+        if proc.pid_alive(pid, start):
+            st = proc.proc_stat(pid)
+            left.append((pid, st[3] if st else "?", parent))
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    return left
+
+
+def indent(text, pad="    "):
+    return "\n".join(pad + l for l in text.splitlines())
+
+
+def run(build, tasks=2000, kills=10, child_kills=10, seed=None, *,
+        wait_s=120.0, log_level="info", workdir=None, keep=False, out=print):
+    """Run the crash test; returns a Result (ok, summary text, workdir).
+    The work directory is removed after a pass unless keep."""
+    if seed is None:
+        seed = random.SystemRandom().randrange(1 << 31)
+    base = pathlib.Path(workdir or tempfile.mkdtemp(prefix="bygate-chaos-"))
+    ch = Chaos(build, tasks, kills, child_kills, seed, base, wait_s,
+               log_level, out)
+    mark = proc.mark()
+    checks, snap = [], None
+    try:
+        ch.plan()
+        phase = time.monotonic()
+        try:
+            ch.start()
+            ch.drive()
+            ch.phase_s["drive"] = time.monotonic() - phase
+            phase = time.monotonic()
+            ch.settle()
+            ch.phase_s["settle"] = time.monotonic() - phase
+            ch.await_orphans()
+        except ChaosAbort as e:
+            ch.failures.append(str(e))
+        if ch.d is not None and ch.d.alive():
+            ch.stop()
+        ch.recovery_times()
+        if ch.c is not None:
+            snap = verify.Snapshot(ch.c, ch.keys, ch.tasks, ch.stream, GROUP)
+            checks = verify.run_checks(snap)
+            checks.insert(4, ch.state_check())
+    finally:
+        ch.cleanup()
+        proc.kill_since(mark)
+    ok = not ch.failures and checks and all(c.ok for c in checks)
+    lines = ch.summary(checks, snap)
+    if not ok:
+        if ch.d is not None:
+            lines.append("bygated log %s, tail:" % ch.d.log_path)
+            lines.append(indent(ch.d.log_tail(30)))
+        lines.append("work directory kept: %s" % base)
+    elif not keep:
+        shutil.rmtree(base, ignore_errors=True)
+    lines.append("RESULT: %s" % ("PASS" if ok else "FAIL"))
+    return Result(bool(ok), "\n".join(lines), base)
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--build", default="build", help="build directory")
+    ap.add_argument("--tasks", type=int, default=2000)
+    ap.add_argument("--kills", type=int, default=10,
+                    help="SIGKILLs (and restarts) of bygated")
+    ap.add_argument("--child-kills", type=int, default=10,
+                    help="SIGKILLs of a random child")
+    ap.add_argument("--seed", type=int, help="plan seed (default: random, "
+                    "printed; repeats the plan, not the timing)")
+    ap.add_argument("--wait", type=float, default=120.0,
+                    help="bound on the final wait for completion, seconds")
+    ap.add_argument("--log-level", default="info",
+                    choices=("debug", "info", "warn", "error"))
+    ap.add_argument("--workdir", help="directory for redis, state and logs "
+                    "(default: a new temporary one)")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the work directory after a pass")
+    return ap.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        res = run(args.build, args.tasks, args.kills, args.child_kills,
+                  args.seed, wait_s=args.wait, log_level=args.log_level,
+                  workdir=args.workdir, keep=args.keep)
+    except KeyboardInterrupt:
+        print("chaos: interrupted; every process it started was killed")
+        return 130
+    print(res.summary)
+    return 0 if res.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
