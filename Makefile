@@ -66,7 +66,7 @@ TEST_PLUGINS := $(patsubst tests/plugins/%.c,$(BUILD)/test-plugins/%.so,$(TEST_P
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
-.PHONY: all deps run test unit-test integration-test tests asan bench install clean format
+.PHONY: all deps run test unit-test integration-test tests asan bench crashtest install clean format
 all: $(BINS) $(PLUGINS)
 
 -include $(shell find $(OBJ) -name '*.d' 2>/dev/null)
@@ -168,6 +168,12 @@ asan: deps
 	  SAN_FLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" all tests
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  $(PYTHON) tests/run.py --build build-asan
+
+# The full chaos run (2,000 tasks, 10 kill -9 of bygated, random child kills);
+# `make test` runs a small one (tests/integration/test_chaos.py).
+crashtest: deps
+	@$(MAKE) --no-print-directory all tests
+	$(PYTHON) tests/crash/chaos.py --build $(BUILD)
 
 bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BINS)
