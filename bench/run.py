@@ -57,6 +57,10 @@ CLIENT_COMMANDS = {"hset": 1, "expire": 1, "xadd": 1}
 # At full load the reader XREADs at most every READ_GAP_MS: completion times
 # are up to that late, and the reader's own Redis load stays small.
 READ_GAP_MS = 2
+# paths.durability values the full load runs with (journal cost), and the
+# one of every other phase and of the summary's ratios (bygated's default).
+DURABILITY_MODES = ("none", "process", "sync")
+DEFAULT_DURABILITY = "process"
 
 
 class PhaseError(Exception):
@@ -206,7 +210,11 @@ class Run:
             raise PhaseError(str(e)) from None
         return r
 
-    def bygated(self, redis, name):
+    def bygated(self, redis, name, durability="process",
+                agent_type=AGENT_TYPE, log_level="warn", wait=True):
+        """A bygated on `redis` (pool --pool, worker WORKER_ID, a fresh state
+        directory), started and, with wait, ready; without wait it is only
+        configured (call start() to run it)."""
         base = self.dir("bygated-" + name)
         for sub in ("state", "workspace"):
             (base / sub).mkdir()
@@ -215,21 +223,23 @@ class Run:
             "worker": {"id": WORKER_ID, "block_ms": 2000},
             "pool": {"size": self.args.pool},
             "paths": {"state_dir": str(base / "state"),
-                      "workspace_dir": str(base / "workspace")},
-            "log": {"level": "warn"},
-            "agent_types": [{"name": AGENT_TYPE, "handler": "plugin",
+                      "workspace_dir": str(base / "workspace"),
+                      "durability": durability},
+            "log": {"level": log_level},
+            "agent_types": [{"name": agent_type, "handler": "plugin",
                              "plugin": str(self.build / "plugins" /
-                                           (AGENT_TYPE + ".so"))}],
+                                           (agent_type + ".so"))}],
         }
         client = redis.client(timeout=2.0)
         self.owned.append(client)
         d = Bygated(self.build / "bygated", cfg, base, env=proc.clean_env(),
                     ready=self.ready(client), label="bygated (bench %s)" % name)
         self.owned.append(d)
-        try:
-            d.start()
-        except BygatedError as e:
-            raise PhaseError(str(e)) from None
+        if wait:
+            try:
+                d.start()
+            except BygatedError as e:
+                raise PhaseError(str(e)) from None
         return d
 
     def ready(self, client):
@@ -349,10 +359,11 @@ def stop_perf(run, t):
             [r.stderr.strip()[-500:]])
 
 
-def bygate_phase(run, name, mode, n, warmup=0, profile=False):
+def bygate_phase(run, name, mode, n, warmup=0, profile=False,
+                 durability=DEFAULT_DURABILITY):
     a = run.args
     r = run.redis(name)
-    d = run.bygated(r, name)
+    d = run.bygated(r, name, durability=durability)
     c = r.client(timeout=30.0)
     run.owned.append(c)
     argv = [run.build / "bench" / "loadgen", "--port", r.port, "--mode", mode,
@@ -384,7 +395,7 @@ def bygate_phase(run, name, mode, n, warmup=0, profile=False):
     xread_usec = cmds.get("xread", (0, 0))[1]
     res = {
         "tasks": n, "sessions": a.sessions, "pool": a.pool,
-        "tasks_per_s": lg["tasks_per_s"], "elapsed_s": lg["elapsed_s"],
+        "durability": durability, "tasks_per_s": lg["tasks_per_s"], "elapsed_s": lg["elapsed_s"],
         "submit_s": lg["submit_s"], "latency_us": lg["latency_us"],
         "redis_commands_per_task": per_task(total, n),
         "bygated_commands_per_task": per_task(total - client, n),
@@ -603,23 +614,28 @@ def rate(value):
     return (value[0] if isinstance(value, tuple) else value)["tasks_per_s"]
 
 
+def median_run(runs):
+    """The run with the median tasks/s, its figures extended with every
+    run's tasks/s (runs_tasks_per_s); None without runs."""
+    if not runs:
+        return None
+    runs = sorted(runs, key=rate)
+    value = runs[len(runs) // 2]
+    main = value[0] if isinstance(value, tuple) else value
+    main["runs_tasks_per_s"] = [round(rate(v), 1) for v in runs]
+    return value
+
+
 def median_of_runs(results, failures, key, title, fn, run, *a):
     """--repeat runs of a phase, each on a fresh redis (and bygated); the
-    run with the median tasks/s, its figures extended with every run's
-    tasks/s (runs_tasks_per_s). None when no run gave figures."""
+    median run (median_run). None when no run gave figures."""
     runs = []
     for k in range(run.args.repeat):
         value = phase(results, failures, "%s_%d" % (key, k + 1),
                       "%s (run %d)" % (title, k + 1), fn, run, *a)
         if value:
             runs.append(value)
-    if not runs:
-        return None
-    runs.sort(key=rate)
-    value = runs[len(runs) // 2]
-    main = value[0] if isinstance(value, tuple) else value
-    main["runs_tasks_per_s"] = [round(rate(v), 1) for v in runs]
-    return value
+    return median_run(runs)
 
 
 def runs_note(res):
@@ -628,16 +644,79 @@ def runs_note(res):
         n, ", ".join("%.0f" % t for t in res["runs_tasks_per_s"]))
 
 
-def full_load(run, results, failures):
-    """The full-load runs, then with --perf one more run under perf record
-    (not counted: perf slows bygated down)."""
+def full_load_modes(run, results, failures):
+    """--repeat full-load runs in each durability mode, interleaved (none,
+    process, sync, none, ...) so that a drift of the machine's speed
+    weighs on every mode alike; {mode: median run} of the modes that gave
+    figures."""
     a = run.args
-    res = median_of_runs(results, failures, "bygate_full", "Full load",
-                         bygate_phase, run, "full", "full", a.tasks)
+    runs = {m: [] for m in DURABILITY_MODES}
+    for k in range(a.repeat):
+        for m in DURABILITY_MODES:
+            value = phase(results, failures, "bygate_full_%s_%d" % (m, k + 1),
+                          "Full load, durability %s (run %d)" % (m, k + 1),
+                          bygate_phase, run, "full-" + m, "full", a.tasks,
+                          durability=m)
+            if value:
+                runs[m].append(value)
+    return {m: median_run(v) for m, v in runs.items() if v}
+
+
+def journal_cost(res):
+    """{mode: figures} of the full load per durability mode, with the
+    ratios process/none and sync/none when both sides ran."""
+    out = {}
+    for m, (fig, _) in res.items():
+        out[m] = {k: fig[k] for k in (
+            "tasks_per_s", "runs_tasks_per_s", "bygated_cpu_us_per_task",
+            "children_cpu_us_per_task", "redis_cpu_us_per_task",
+            "bygated_syscalls_per_task")}
+    for m in DURABILITY_MODES:
+        if m != "none" and m in out and "none" in out:
+            out["%s_over_none" % m] = (out[m]["tasks_per_s"] /
+                                       out["none"]["tasks_per_s"])
+    return out
+
+
+def report_journal_cost(jc, a):
+    say(RULE)
+    say("Journal cost: full load (%d no-op tasks, pool %d) per "
+        "paths.durability, median of %d run(s) each, runs interleaved"
+        % (a.tasks, a.pool, a.repeat))
+    say("    %-8s %9s %8s %12s %9s %11s  %s" % (
+        "mode", "tasks/s", "/ none", "bygated CPU", "children",
+        "writes", "runs (tasks/s)"))
+    for m in DURABILITY_MODES:
+        if m not in jc:
+            say("    %-8s FAILED" % m)
+            continue
+        f = jc[m]
+        ratio = jc.get("%s_over_none" % m, 1.0 if m == "none" else None)
+        say("    %-8s %9.0f %8s %9.1f us %6.1f us %6.2f/task  %s" % (
+            m, f["tasks_per_s"], "-" if ratio is None else "%.3f" % ratio,
+            f["bygated_cpu_us_per_task"], f["children_cpu_us_per_task"],
+            f["bygated_syscalls_per_task"]["write"],
+            ", ".join("%.0f" % t for t in f["runs_tasks_per_s"])))
+    say("  none = no journal (benchmarks only); process = LMDB MDB_NOSYNC "
+        "(default); sync = fsync per loop-turn commit. CPU = utime + stime "
+        "per task; writes = bygated's write system calls per task")
+
+
+def full_load(run, results, failures):
+    """The full-load runs in every durability mode (the default mode's
+    median run is the full-load figure), then with --perf one more run
+    under perf record (not counted: perf slows bygated down)."""
+    a = run.args
+    by_mode = full_load_modes(run, results, failures)
+    res = by_mode.get(DEFAULT_DURABILITY)
     results["bygate_full"] = res[0] if res else None
     if res:
-        report_bygate("Full load (all tasks submitted at once%s)"
-                      % runs_note(res[0]), *res, closed=False)
+        report_bygate("Full load (all tasks submitted at once, durability %s"
+                      "%s)" % (DEFAULT_DURABILITY, runs_note(res[0])), *res,
+                      closed=False)
+    if by_mode:
+        results["journal_cost"] = journal_cost(by_mode)
+        report_journal_cost(results["journal_cost"], a)
     if a.perf:
         res = phase(results, failures, "perf", "Profiled run", bygate_phase,
                     run, "perf", "full", a.tasks, profile=True)

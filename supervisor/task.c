@@ -1032,6 +1032,9 @@ void bg_task_on_child_lost(void *arg, int slot, uint64_t tag, const char *why)
 	struct bg_task *t = find_task(d, tag);
 	if (t == NULL || t->state != BG_TASK_RUNNING)
 		return;
+	if (d->stopping)
+		return; /* we killed it to stop: the entry stays pending for
+			   the next bygated (or a peer) to recover */
 	struct bg_log_ids ids = bg_task_log_ids(t);
 	if (t->timed_out) {
 		const struct bg_agent_type_conf *tc =

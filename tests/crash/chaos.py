@@ -445,8 +445,9 @@ class Chaos:
         for f in self.failures:
             lines.append("FAILURE: " + f)
         lines.append("checks:")
+        describe = verify.Describer(snap, self.d.log_text()) if snap else None
         for c in checks:
-            lines += ["  " + l for l in c.report()]
+            lines += ["  " + l for l in c.report(describe)]
         return lines
 
 

@@ -15,12 +15,13 @@ Task = collections.namedtuple("Task", "session mid eid content")
 
 
 class Check:
-    """One numbered guarantee: ok, or failed with problem lines (one per
-    message), or skipped with a reason."""
+    """One numbered guarantee: ok, or failed with problems (a reason and,
+    when it is about one message, that message), or skipped with a
+    reason."""
 
     def __init__(self, number, title):
         self.number, self.title = number, title
-        self.problems = []
+        self.problems = []  # (why, Task or None)
         self.skipped = None
         self.note = ""
 
@@ -28,21 +29,26 @@ class Check:
     def ok(self):
         return not self.problems
 
-    def fail(self, line):
-        self.problems.append(line)
+    def fail(self, why, task=None):
+        self.problems.append((why, task))
 
     def status(self):
         if self.skipped:
             return "skipped (%s)" % self.skipped
-        return "ok" if self.ok else "FAILED (%d)" % len(self.problems)
+        if self.ok:
+            return "ok"
+        kinds = collections.Counter(why for why, t in self.problems if t)
+        return "FAILED (%d problems%s)" % (len(self.problems), "".join(
+            "; %d x %s" % (n, why) for why, n in kinds.most_common(4)))
 
-    def report(self):
-        """Lines for the summary: the verdict, then the first problems."""
-        head = "(%d) %s: %s%s" % (self.number, self.title, self.status(),
-                                  " - " + self.note if self.note else "")
-        lines = [head]
-        for p in self.problems[:DETAIL_LINES]:
-            lines.append("      " + p)
+    def report(self, describe):
+        """Lines for the summary: the verdict, then the first problems,
+        each message shown through describe(task)."""
+        lines = ["(%d) %s: %s%s" % (self.number, self.title, self.status(),
+                                    " - " + self.note if self.note else "")]
+        for why, task in self.problems[:DETAIL_LINES]:
+            lines.append("      %s%s" % (why, ": " + describe(task)
+                                         if task else ""))
         if len(self.problems) > DETAIL_LINES:
             lines.append("      ... and %d more"
                          % (len(self.problems) - DETAIL_LINES))
@@ -131,11 +137,12 @@ class Snapshot:
     def event_types(self, mid):
         return [e.get("event_type") for e in self.events.get(mid, [])]
 
-    def describe(self, task):
-        """One line with everything seen for a message."""
-        parts = ["%s (session %s, sent exec %s, entry %s)" % (
+    def describe(self, task, log_text=""):
+        """One line with everything seen for a message, and the last lines
+        of bygated's log (log_text) that name it."""
+        parts = ["%s (session %s, sent exec %s, stream entry %s)" % (
             task.mid, task.session, task.eid,
-            self.entry_of.get(task.mid, "not in stream"))]
+            self.entry_of.get(task.mid, "missing"))]
         recs = self.records.get(task.mid, [])
         if not recs:
             parts.append("no record")
@@ -143,15 +150,34 @@ class Snapshot:
             parts.append("record %s: status %s, timeline %s" % (
                 eid, rec.get("status"), timeline_text(rec)))
             if rec.get("error_message"):
-                parts.append("error %r" % rec["error_message"][:120])
-        parts.append("msg_map %s" % self.msg_map.get(task.mid, "missing"))
+                parts.append("error %r" % str(rec["error_message"])[:120])
+        parts.append("msg_map -> %s" % self.msg_map.get(task.mid, "missing"))
         parts.append("events %s" % (self.event_types(task.mid) or "none"))
         entry = self.entry_of.get(task.mid)
         if entry in self.pending:
             consumer, idle, count = self.pending[entry]
             parts.append("PENDING: consumer %s, idle %d ms, delivered %d"
                          % (consumer, idle, count))
+        logged = [l.strip() for l in log_text.splitlines() if task.mid in l]
+        if logged:
+            parts.append("%d log lines, last: %s" % (
+                len(logged), " | ".join(l[:200] for l in logged[-2:])))
         return "; ".join(parts)
+
+
+class Describer:
+    """describe(task) for the report: everything about a message the first
+    time it is named, its id alone after that."""
+
+    def __init__(self, snap, log_text=""):
+        self.snap, self.log_text = snap, log_text
+        self.shown = set()
+
+    def __call__(self, task):
+        if task.mid in self.shown:
+            return "%s (details above)" % task.mid
+        self.shown.add(task.mid)
+        return self.snap.describe(task, self.log_text)
 
 
 def _pairs(flat):
@@ -174,17 +200,14 @@ def check_records(snap):
     c = Check(1, "one terminal execution record per message")
     for t in snap.tasks:
         recs = snap.records.get(t.mid, [])
-        why = None
         if len(recs) != 1:
-            why = "%d execution records" % len(recs)
+            c.fail("%d execution records" % len(recs), t)
         elif recs[0][0] != t.eid or recs[0][1].get("execution_id") != t.eid:
-            why = "record is not the sender's execution"
+            c.fail("record is not the sender's execution", t)
         elif snap.msg_map.get(t.mid) != t.eid:
-            why = "msg_map does not point at the sender's execution"
+            c.fail("msg_map does not point at the sender's execution", t)
         elif recs[0][1].get("status") not in TERMINAL:
-            why = "not terminal"
-        if why:
-            c.fail("%s: %s" % (why, snap.describe(t)))
+            c.fail("not terminal", t)
     for session, eid, mid in snap.stray:
         c.fail("stray record exec %s in session %s for unknown message %r"
                % (eid, session, mid))
@@ -199,9 +222,9 @@ def check_end_markers(snap):
         types = snap.event_types(t.mid)
         n = types.count("appStreamResponse")
         if n != 1:
-            c.fail("%d appStreamResponse: %s" % (n, snap.describe(t)))
+            c.fail("%d appStreamResponse" % n, t)
         elif types[-1] != "appStreamResponse":
-            c.fail("events after appStreamResponse: %s" % snap.describe(t))
+            c.fail("events after appStreamResponse", t)
     return c
 
 
@@ -213,13 +236,13 @@ def check_final_answers(snap):
                   if e.get("event_type") == "finalAnswer"]
         rec = snap.record(t.mid) or {}
         if len(finals) > 1:
-            c.fail("%d finalAnswer: %s" % (len(finals), snap.describe(t)))
+            c.fail("%d finalAnswer" % len(finals), t)
         elif rec.get("status") == "COMPLETED":
             if not finals:
-                c.fail("COMPLETED without finalAnswer: %s" % snap.describe(t))
+                c.fail("COMPLETED without finalAnswer", t)
             elif _content(finals[0]) != t.content:
-                c.fail("finalAnswer %r, sent %r: %s" % (
-                    _content(finals[0]), t.content, snap.describe(t)))
+                c.fail("finalAnswer %r, sent %r" % (_content(finals[0]),
+                                                     t.content), t)
     return c
 
 
@@ -230,24 +253,32 @@ def _content(event):
         return None
 
 
+def _id_key(entry_id):
+    ms, _, seq = entry_id.partition("-")
+    return (int(ms), int(seq or 0)) if ms.isdigit() else (0, 0)
+
+
 def check_group(snap):
     """(4) nothing pending, the group has read every entry (lag 0)."""
     c = Check(4, "consumer group drained")
     g, s = snap.group_info, snap.stream_info
     summary = snap.pending_summary or [0]
     if summary[0] != 0:
-        c.fail("XPENDING summary: %d pending (%s)" % (summary[0], summary))
+        c.fail("XPENDING summary: %d pending, per consumer %s"
+               % (summary[0], summary[3] if len(summary) > 3 else "?"))
     by_entry = {snap.entry_of[t.mid]: t for t in snap.tasks
                 if t.mid in snap.entry_of}
-    for entry, (consumer, idle, count) in sorted(snap.pending.items()):
-        t = by_entry.get(entry)
-        c.fail("pending %s (consumer %s, idle %d ms, delivered %d): %s" % (
-            entry, consumer, idle, count,
-            snap.describe(t) if t else "not one of the test's messages"))
-    if g.get("lag") not in (0, None):
-        c.fail("XINFO GROUPS lag %s (expected 0)" % g.get("lag"))
+    for entry in sorted(snap.pending, key=_id_key):
+        if entry in by_entry:
+            c.fail("still pending", by_entry[entry])
+        else:
+            c.fail("pending entry %s (consumer, idle ms, deliveries %s) is "
+                   "not one of the test's messages"
+                   % (entry, snap.pending[entry]))
     if g.get("lag") is None:
         c.fail("XINFO GROUPS lag is nil: Redis cannot tell what was read")
+    elif g.get("lag") != 0:
+        c.fail("XINFO GROUPS lag %s (expected 0)" % g.get("lag"))
     added = s.get("entries-added")
     if g.get("entries-read") != added or added != len(snap.tasks):
         c.fail("entries-read %s, entries-added %s, tasks sent %d" % (
@@ -263,16 +294,15 @@ def check_timelines(snap):
         for _, rec in snap.records.get(t.mid, []):
             tl = rec.get("timeline") if isinstance(rec, dict) else None
             if not isinstance(tl, list):
-                c.fail("timeline missing: %s" % snap.describe(t))
+                c.fail("timeline missing", t)
                 continue
             states = [e.get("status") for e in tl if isinstance(e, dict)]
-            n = sum(1 for s in states if s in TERMINAL)
+            n = sum(1 for st in states if st in TERMINAL)
             if n > 1:
-                c.fail("%d terminal entries: %s" % (n, snap.describe(t)))
+                c.fail("%d terminal entries" % n, t)
             elif rec.get("status") in TERMINAL and (
                     not states or states[-1] != rec.get("status")):
-                c.fail("timeline does not end with the status: %s"
-                       % snap.describe(t))
+                c.fail("timeline does not end with the status", t)
     return c
 
 

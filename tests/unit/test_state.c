@@ -25,7 +25,7 @@
 
 #include "state/state.h"
 
-static char tmpdir[64];
+static char tmpdir[PATH_MAX / 2];
 
 #define S(x) bg_str_c(x)
 #define STREAM "byai_gateway:ctrl:agent_type:echo"
@@ -966,7 +966,16 @@ static void test_every_truncated_finish_is_ecorrupt(void **state)
 	bg_buf_free(&f);
 }
 
-/* ---- the fixture of tests/integration/test_bygate_state.py ---- */
+/* ---- the fixture of tests/integration/test_bygate_state.py ----
+ * Worker fixture-w, lease token tok-fixture-1; on STREAM:
+ *   1700000000000-1  journal (MULTI, HSET with a 300-byte value, XACK,
+ *                    EXEC) and inflight exec-1 (sess-a)
+ *   1700000000000-2  journal only (MULTI, XACK, EXEC)
+ *   1700000000000-3  inflight exec-3 (sess-b)
+ *   1700000000000-4  inflight exec-4 (sess-a)
+ *   1700000000000-0  history exec-h (sess-a), COMPLETED
+ * and session (echo, u1, sess-a). --corrupt adds an undecodable inflight
+ * record for 1700000000000-9. */
 
 static int make_fixture(const char *dir, bool corrupt)
 {
@@ -1002,6 +1011,8 @@ static int make_fixture(const char *dir, bool corrupt)
 			     (struct bg_str){ f1.p, f1.len });
 	bg_state_journal_put(st, S(STREAM), S("1700000000000-2"),
 			     (struct bg_str){ f2.p, f2.len });
+	struct bg_state_exec e1 = sample_exec("exec-1", 2);
+	bg_state_exec_put(st, S(STREAM), S("1700000000000-1"), &e1);
 	struct bg_state_exec e3 = sample_exec("exec-3", 0);
 	e3.session_id = S("sess-b");
 	struct bg_state_exec e4 = sample_exec("exec-4", 1);

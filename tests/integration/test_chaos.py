@@ -1,0 +1,21 @@
+"""The crash test of tests/crash/chaos.py at a small size inside `make test`
+(the full one is `make crashtest`): 300 tasks while bygated is SIGKILLed and
+restarted 3 times and a random child is SIGKILLed 3 times; nothing may be
+lost or finished twice."""
+
+import sys
+
+from harness import REPO, timeout
+
+if str(REPO / "tests" / "crash") not in sys.path:
+    sys.path.insert(0, str(REPO / "tests" / "crash"))
+
+import chaos  # noqa: E402
+
+
+@timeout(180)
+def test_chaos_small(h):
+    progress = []
+    res = chaos.run(h.build, tasks=300, kills=3, child_kills=3, wait_s=90.0,
+                    workdir=h.tmp / "chaos", keep=True, out=progress.append)
+    assert res.ok, "\n".join(progress + [res.summary])
