@@ -161,7 +161,7 @@ integration-test: deps
 	@$(MAKE) --no-print-directory all tests
 	$(PYTHON) tests/run.py --build $(BUILD) --integration-only
 
-tests: $(UNIT_TESTS) $(BUILD)/bygate-child $(BUILD)/bygated $(BUILD)/bygate $(PLUGINS) $(TEST_PLUGINS)
+tests: $(UNIT_TESTS) $(BINS) $(PLUGINS) $(TEST_PLUGINS) $(BENCH_BINS)
 
 asan: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \

@@ -5,15 +5,20 @@ phase on a fresh private redis-server on a free loopback port.
   1. full load: build/bench/loadgen sends N no-op tasks (agent type `noop`,
      plugin noop.so) over S sessions as fast as Redis takes them, to bygated
      with a pool of P children; tasks/s, latency p50/p99, Redis commands and
-     CPU per task, bygated's and its children's CPU per task;
+     CPU per task, bygated's and its children's CPU per task; in each
+     paths.durability mode (none, process, sync: the journal's cost), the
+     default mode (process) giving the full-load figures;
   2. closed loop: one task in flight at a time, latency p50/p99;
-  3. the bare stream floor (build/bench/stream_floor);
-  4. the wire floor (<repo>/../shared/bench/wire_floor.py N 10 0 piped into
+  3. recovery (bench/recovery.py): a fresh bygated over 1,000 entries left
+     in its consumer's pending list, and a restart after kill -9;
+  4. the bare stream floor (build/bench/stream_floor);
+  5. the wire floor (<repo>/../shared/bench/wire_floor.py N 10 0 piped into
      redis-cli --pipe), and bygate's tasks/s divided by it;
-  5. the ring benchmark (build/bench/ring_bench), when built.
+  6. the ring benchmark (build/bench/ring_bench), when built.
 
-The full load and each floor run --repeat times (default 3), each time on a
-fresh redis-server, and the run with the median tasks/s is reported. --perf
+The full load (in each durability mode), the recovery phases and each floor
+run --repeat times (default 3), each time on a fresh redis-server, and the
+run with the median tasks/s (the median time) is reported. --perf
 adds one full-load run under `perf record` and prints bygated's top symbols.
 Prints one readable report and, last, one JSON line with every figure.
 Standard library only; processes are stopped by pid at the end, also on
@@ -44,6 +49,7 @@ from bglib.bygated import Bygated, BygatedError  # noqa: E402
 from bglib.keys import Keys  # noqa: E402
 from bglib.redisserver import RedisServer, RedisStartError  # noqa: E402
 from bglib.resp import RespError  # noqa: E402
+import recovery  # noqa: E402  (bench/recovery.py: the recovery phases)
 
 WIRE_FLOOR = REPO.parent / "shared" / "bench" / "wire_floor.py"
 AGENT_TYPE = "noop"
@@ -211,16 +217,18 @@ class Run:
         return r
 
     def bygated(self, redis, name, durability="process",
-                agent_type=AGENT_TYPE, log_level="warn", wait=True):
-        """A bygated on `redis` (pool --pool, worker WORKER_ID, a fresh state
-        directory), started and, with wait, ready; without wait it is only
-        configured (call start() to run it)."""
+                agent_type=AGENT_TYPE, log_level="warn", worker=None,
+                wait=True):
+        """A bygated on `redis` (pool --pool, worker WORKER_ID and the
+        `worker` settings, a fresh state directory), started and, with wait,
+        ready; without wait it is only configured (call start() to run it)."""
         base = self.dir("bygated-" + name)
         for sub in ("state", "workspace"):
             (base / sub).mkdir()
         cfg = {
             "redis": {"host": redis.host, "port": redis.port},
-            "worker": {"id": WORKER_ID, "block_ms": 2000},
+            "worker": dict({"id": WORKER_ID, "block_ms": 2000},
+                           **(worker or {})),
             "pool": {"size": self.args.pool},
             "paths": {"state_dir": str(base / "state"),
                       "workspace_dir": str(base / "workspace"),
@@ -548,6 +556,7 @@ def ring_phase(run):
 def check_built(build):
     need = [build / "bygated", build / "bygate-child",
             build / "plugins" / (AGENT_TYPE + ".so"),
+            build / "plugins" / "sleep.so",
             build / "bench" / "loadgen", build / "bench" / "stream_floor"]
     missing = [str(p) for p in need if not p.exists()]
     if missing:
@@ -563,7 +572,7 @@ def phase(results, failures, key, title, fn, *a, **kw):
     value = None
     try:
         value = fn(*a, **kw)
-    except PhaseError as e:
+    except (PhaseError, recovery.RecoveryError) as e:
         failures.append("%s: %s" % (title, e))
         say(RULE)
         say("%s FAILED: %s" % (title, e))
@@ -599,6 +608,8 @@ def summary(results):
                               wire["redis_cpu_us_per_task"]))
     elif not WIRE_FLOOR.is_file():
         say("  wire floor      skipped: %s not found" % WIRE_FLOOR)
+    summary_journal(results.get("journal_cost"))
+    recovery.summary(results.get("recovery"), say)
     if full and wire:
         results["bygate_over_wire_floor"] = (full["tasks_per_s"] /
                                              wire["tasks_per_s"])
@@ -608,6 +619,19 @@ def summary(results):
                                                stream["tasks_per_s"])
         say("  bygate / stream floor = %.3f"
             % results["bygate_over_stream_floor"])
+
+
+def summary_journal(jc):
+    if not jc:
+        return
+    say("  journal cost    %s" % ", ".join(
+        "%s %.0f tasks/s (%.1f us bygated CPU/task)"
+        % (m, jc[m]["tasks_per_s"], jc[m]["bygated_cpu_us_per_task"])
+        for m in DURABILITY_MODES if m in jc))
+    ratios = ["%s/none = %.3f" % (m, jc["%s_over_none" % m])
+              for m in DURABILITY_MODES if "%s_over_none" % m in jc]
+    if ratios:
+        say("                  " + ", ".join(ratios))
 
 
 def rate(value):
@@ -749,6 +773,8 @@ def run_all(run, results, failures):
         report_bygate("Closed loop (exactly one task in flight)", *res,
                       closed=True)
         results["bygate_closed"] = res[0]
+    recovery.recovery(run, results, lambda *pa: phase(results, failures, *pa),
+                      say, RULE)
     sf = results["stream_floor"] = median_of_runs(
         results, failures, "stream_floor", "Stream floor", stream_floor_phase,
         run, a.tasks)

@@ -377,7 +377,8 @@ static int show_journal(void *arg, struct bg_str stream, struct bg_str id,
 		struct cmd_sink k = { json_array(), NULL };
 		json_object_set_new(row, "stream", jtext(stream));
 		json_object_set_new(row, "entry_id", jtext(id));
-		json_object_set_new(row, "bytes", json_integer((json_int_t)finish.len));
+		json_object_set_new(row, "bytes",
+				    json_integer((json_int_t)finish.len));
 		if (ok)
 			bg_state_finish_each(finish, show_cmd, &k);
 		json_object_set_new(row, "commands", k.cmds);
@@ -392,7 +393,8 @@ static int show_journal(void *arg, struct bg_str stream, struct bg_str id,
 	bg_buf_puts(t, " ");
 	render(t, id);
 	if (!ok) {
-		bg_buf_printf(t, "  undecodable finish (%zu bytes)\n", finish.len);
+		bg_buf_printf(t, "  undecodable finish (%zu bytes)\n",
+			      finish.len);
 		return 0;
 	}
 	bg_buf_printf(t, "  %zu commands, %zu bytes\n", ncmd, finish.len);
@@ -626,6 +628,9 @@ static int cmd_get(struct bg_state *st, const struct args *a)
 			rc = bg_state_hist_each(st, collect_hist_keys, &f);
 		if (rc == BG_STATE_ECORRUPT)
 			rc = 0; /* walk_db reports it below */
+		else if (rc)
+			fprintf(stderr, "bygate-state: %s\n",
+				bg_state_errmsg(st));
 	}
 	struct out o;
 	struct dump d = { &o, &f };
@@ -828,46 +833,39 @@ static bool is_worker(const struct check *c, const struct bg_buf *who)
 	return who->p && strcmp(who->p, c->worker) == 0;
 }
 
-/* A journaled finish: pending under us = not applied yet (bygated re-sends
- * it); acked = applied, the journal delete is still to come. */
-static void check_journaled(struct check *c, const struct item *it)
-{
-	struct bg_str s = { it->stream, it->slen }, id = { it->id, it->ilen };
-	struct bg_buf who = { 0 };
-	int p = entry_pending(c, s, id, &who);
-	if (p == 1 && is_worker(c, &who))
-		finding(c, "ok", "journal", s, id,
-			"finish journaled, entry pending: not applied yet "
-			"(bygated re-sends it)");
-	else if (p == 1)
-		finding(c, "discrepancy", "journal", s, id,
-			"journaled here but pending under consumer %s", who.p);
-	else if (p == 0)
-		finding(c, soft(c), "journal", s, id,
-			"stale journal entry (finish applied, delete pending)");
-	else if (p == -1)
-		finding(c, "discrepancy", "journal", s, id,
-			"cannot tell whether the entry is pending: %s", who.p);
-	bg_buf_free(&who);
-}
+/* What a journal or inflight entry's XPENDING answer means. */
+static const struct verdicts {
+	const char *what, *pending, *elsewhere, *acked;
+} entry_verdicts[] = {
+	{ "journal",
+	  "finish journaled, entry pending: not applied yet (bygated "
+	  "re-sends it)",
+	  "journaled here but pending", /* under consumer C */
+	  "stale journal entry (finish applied, delete pending)" },
+	{ "inflight", "in flight here, entry pending",
+	  "in flight here but pending",
+	  "in flight here but not pending in Redis (finish applied or entry "
+	  "gone; the mirror entry is stale)" },
+};
 
-static void check_inflight(struct check *c, const struct item *it)
+/* A journaled finish pending under us is not applied yet (bygated re-sends
+ * it); acked, it was applied and the journal delete is still to come. An
+ * execution in flight must be pending under us. */
+static void check_entry(struct check *c, const struct item *it)
 {
+	const struct verdicts *v = &entry_verdicts[it->kind == 'i'];
 	struct bg_str s = { it->stream, it->slen }, id = { it->id, it->ilen };
 	struct bg_buf who = { 0 };
 	int p = entry_pending(c, s, id, &who);
 	if (p == 1 && is_worker(c, &who))
-		finding(c, "ok", "inflight", s, id,
-			"in flight here, entry pending");
+		finding(c, "ok", v->what, s, id, "%s", v->pending);
 	else if (p == 1)
-		finding(c, "discrepancy", "inflight", s, id,
-			"in flight here but pending under consumer %s", who.p);
+		finding(c, "discrepancy", v->what, s, id,
+			"%s under consumer %s", v->elsewhere, who.p);
 	else if (p == 0)
-		finding(c, soft(c), "inflight", s, id,
-			"in flight here but not pending in Redis (finish "
-			"applied or entry gone; the mirror entry is stale)");
+		finding(c, soft(c), v->what, s, id, "%s", v->acked);
 	else if (p == -1)
-		finding(c, "discrepancy", "inflight", s, id,
+		finding(c, "discrepancy", v->what, s, id,
 			"cannot tell whether the entry is pending: %s", who.p);
 	bg_buf_free(&who);
 }
@@ -955,8 +953,9 @@ static void check_lease(struct check *c, struct bg_state *st)
 		const struct bg_str argv[] = { BG_STR_LIT("GET"),
 					       { key.p, key.len } };
 		redisReply *r = command(c, 2, argv);
+		struct bg_str tok = { token.p ? token.p : "", token.len };
 		if (r)
-			check_lease_value(c, (struct bg_str){ token.p ? token.p : "", token.len }, r);
+			check_lease_value(c, tok, r);
 		freeReplyObject(r);
 	}
 	bg_buf_free(&token);
@@ -1079,20 +1078,23 @@ static int redis_setup(struct check *c, const char *host, int port)
 	return rc;
 }
 
+static const char *jget(json_t *obj, const char *name)
+{
+	return json_string_value(json_object_get(obj, name));
+}
+
 static void print_check(struct check *c)
 {
 	size_t n = json_array_size(c->findings);
 	for (size_t i = 0; i < n; i++) {
 		json_t *f = json_array_get(c->findings, i);
-		const char *v = json_string_value(json_object_get(f, "verdict"));
-		const char *stream = json_string_value(json_object_get(f, "stream"));
-		const char *id = json_string_value(json_object_get(f, "entry_id"));
+		const char *v = jget(f, "verdict"), *stream = jget(f, "stream");
+		const char *id = jget(f, "entry_id");
 		printf("%-5s %-8s %s%s%s%s%s\n",
 		       v[0] == 'o' ? "OK" : v[0] == 'i' ? "INFO" : "DIFF",
-		       json_string_value(json_object_get(f, "check")),
-		       stream ? stream : "", stream ? " " : "", id ? id : "",
-		       stream ? ": " : "",
-		       json_string_value(json_object_get(f, "reason")));
+		       jget(f, "check"), stream ? stream : "",
+		       stream ? " " : "", id ? id : "", stream ? ": " : "",
+		       jget(f, "reason"));
 	}
 	printf("%s: %d agree, %d discrepancies, %d informational "
 	       "(worker %s, group %s, bygated %s)\n",
@@ -1130,12 +1132,8 @@ static int run_check(struct check *c, struct bg_state *st, bool from_file)
 {
 	if (load_known(c, st) || add_config_streams(c, from_file))
 		return EXIT_OPEN;
-	for (size_t i = 0; !c->lost && i < c->known.n; i++) {
-		if (c->known.v[i].kind == 'j')
-			check_journaled(c, &c->known.v[i]);
-		else
-			check_inflight(c, &c->known.v[i]);
-	}
+	for (size_t i = 0; !c->lost && i < c->known.n; i++)
+		check_entry(c, &c->known.v[i]);
 	for (size_t i = 0; !c->lost && i < c->streams.n; i++)
 		check_own_pel(c, (struct bg_str){ c->streams.v[i].stream,
 						  c->streams.v[i].slen });
@@ -1162,9 +1160,10 @@ static int cmd_check(struct bg_state *st, const struct args *a,
 			   : cfg->worker_id;
 	c.running = bygated_running(state_dir);
 	c.findings = json_array();
+	bool from_file = a->config != NULL || a->state_dir == NULL;
 	int code = redis_setup(&c, host ? host : cfg->redis_host, port)
 			   ? EXIT_OPEN
-			   : run_check(&c, st, a->config != NULL || a->state_dir == NULL);
+			   : run_check(&c, st, from_file);
 	if (code != EXIT_OPEN) {
 		if (a->json)
 			print_check_json(&c);

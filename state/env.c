@@ -287,7 +287,12 @@ static int writer_begin(struct bg_state *st, bool may_move, bool *unclean)
 		mdb_txn_abort(txn);
 		return rc;
 	}
-	return bg_state_fail_mdb(st, "mdb_txn_commit", mdb_txn_commit(txn));
+	rc = bg_state_fail_mdb(st, "mdb_txn_commit", mdb_txn_commit(txn));
+	/* clean_close "0" must be on disk before any unsynced write is */
+	if (rc == 0 && !st->sync)
+		rc = bg_state_fail_mdb(st, "mdb_env_sync",
+				       mdb_env_sync(st->env, 1));
+	return rc;
 }
 
 /* A read transaction opens the databases that exist and checks the schema;
@@ -442,14 +447,24 @@ int bg_state_open(const struct bg_state_opts *opts, struct bg_state **out,
 	return 0;
 }
 
+/* Everything is flushed before clean_close "1" is written (and flushed), so
+ * a marker that reached the disk never vouches for pages that did not; only
+ * a crash within the last commit's few microseconds escapes this. */
+static void mark_clean(struct bg_state *st)
+{
+	if (bg_state_commit(st) || (!st->sync && mdb_env_sync(st->env, 1)))
+		return;
+	if (bg_state_meta_put(st, "clean_close", BG_STR_LIT("1")) == 0 &&
+	    bg_state_commit(st) == 0 && !st->sync)
+		mdb_env_sync(st->env, 1);
+}
+
 void bg_state_close(struct bg_state *st)
 {
 	if (st == NULL)
 		return;
-	if (st->env && !st->ro && st->walking == 0 &&
-	    bg_state_meta_put(st, "clean_close", BG_STR_LIT("1")) == 0 &&
-	    bg_state_commit(st) == 0 && !st->sync)
-		mdb_env_sync(st->env, 1);
+	if (st->env && !st->ro && st->walking == 0)
+		mark_clean(st);
 	env_stop(st);
 	bg_state_ops_clear(st);
 	free(st->ops);

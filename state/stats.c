@@ -63,7 +63,8 @@ int bg_state_get_stats(struct bg_state *st, struct bg_state_stats *s)
 	struct readers r = { 0, 0 };
 	rc = mdb_reader_list(st->env, count_reader, &r);
 	if (rc < 0)
-		return bg_state_fail(st, BG_STATE_ELMDB, "mdb_reader_list failed");
+		return bg_state_fail(st, BG_STATE_ELMDB,
+				     "mdb_reader_list failed");
 	s->readers_used = r.used;
 	s->stale_readers = r.stale;
 	return count_entries(st, s);

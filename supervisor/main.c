@@ -235,14 +235,14 @@ static int open_state(struct bg_daemon *d)
 	int rc = bg_state_open(&o, &d->state, &moved);
 	if (rc) {
 		bg_error("cannot open the LMDB state in %s: %s",
-			 d->cfg->state_dir,
-			 d->state ? bg_state_errmsg(d->state) : strerror(-rc));
+			 d->cfg->state_dir, bg_state_errmsg(NULL));
 		return BG_EXIT_RUNTIME;
 	}
 	if (moved)
 		bg_warn("LMDB state was not closed cleanly before an OS restart "
-			"(durability process): moved aside, starting empty; "
-			"Redis recovery takes over");
+			"(durability process): moved aside to %s, starting empty; "
+			"Redis recovery takes over",
+			bg_state_moved_aside_path(d->state));
 	struct bg_buf wid = { 0 };
 	if (bg_state_meta_get(d->state, "worker_id", &wid) == 0 &&
 	    strcmp(wid.p, d->worker_id) != 0) {

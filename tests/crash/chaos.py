@@ -11,7 +11,8 @@ marker, no duplicated finalAnswer, an empty pending list, a clean
 `bygate-state check`, and timelines with at most one terminal entry.
 
     python3 tests/crash/chaos.py --build build [--tasks 2000] [--kills 10]
-        [--child-kills 10] [--seed N] [--wait 120] [--log-level info] [--keep]
+        [--child-kills 10] [--seed N] [--wait 120] [--log-level info]
+        [--fault POINT[:N]] [--workdir DIR] [--keep]
 
 Exit status 0 only if every check passes. Importable: run(...) returns a
 Result (tests/integration/test_chaos.py runs a small one in `make test`)."""
@@ -56,9 +57,14 @@ ORPHAN_GRACE_S = 2.0  # a dead bygated's children must be gone by then
 STALL_FIRE_S = 5.0    # no progress this long: fire the next event anyway
 STALL_GIVE_UP_S = 30.0
 TICK_S = 0.01
+FAULT_EXIT = 86       # common/fault.h BG_FAULT_EXIT
+MAX_FAULT_EXITS = 1000
 RECONCILE_LINE = "start-up reconcile done"
 RECONCILE_RE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z.*"
                           + RECONCILE_LINE + r"(.*)$", re.M)
+
+SANITIZER_RE = re.compile(r"ERROR: (Address|Leak|Thread)Sanitizer|"
+                          r"runtime error: ")
 
 
 class ChaosAbort(RuntimeError):
@@ -68,8 +74,12 @@ class ChaosAbort(RuntimeError):
 class Restart:
     """One bygated restart: when, at which progress, and what the log said."""
 
-    def __init__(self, n, done, old_pid, planned, log_from):
-        self.n, self.done, self.old_pid, self.planned = n, done, old_pid, planned
+    KINDS = {"start": "initial start", "kill": "kill",
+             "fault": "fault-point exit", "unplanned": "UNPLANNED exit"}
+
+    def __init__(self, n, done, old_pid, kind, log_from):
+        self.n, self.done = n, done
+        self.old_pid, self.kind = old_pid, kind
         self.log_from = log_from
         self.wall = time.time()
         self.ready_s = None
@@ -80,9 +90,8 @@ class Restart:
         rec = ("%.2f s" % self.reconcile_s if self.reconcile_s is not None
                else "n/a")
         ready = "%.2f s" % self.ready_s if self.ready_s is not None else "n/a"
-        kind = "kill" if self.planned else "UNPLANNED exit"
-        return "#%d (%s at %d done): reconcile done %s (ready %s)%s" % (
-            self.n, kind, self.done, rec, ready,
+        return "start #%d (%s at %d done): reconcile done %s (ready %s)%s" % (
+            self.n, self.KINDS[self.kind], self.done, rec, ready,
             "; " + self.reconcile_text if self.reconcile_text else "")
 
 
@@ -113,13 +122,15 @@ def worker_config(build, redis, base, log_level):
 
 class Chaos:
     def __init__(self, build, tasks, kills, child_kills, seed, workdir,
-                 wait_s, log_level, out):
+                 wait_s, log_level, fault, out):
         self.build = pathlib.Path(build).resolve()
-        self.n_tasks, self.n_kills, self.n_child_kills = tasks, kills, child_kills
+        self.n_tasks = tasks
+        self.n_kills, self.n_child_kills = kills, child_kills
         self.seed = seed
         self.rng = random.Random(seed)
         self.dir = workdir
         self.wait_s, self.log_level = wait_s, log_level
+        self.fault = fault
         self.out = out
         self.keys = Keys("v1")
         self.stream = self.keys.ctrl_agent_type(AGENT)
@@ -166,22 +177,26 @@ class Chaos:
         self.redis.start()
         self.c = self.redis.client(timeout=30.0)
         cfg = worker_config(self.build, self.redis, self.dir, self.log_level)
+        env = proc.clean_env()
+        env.pop("BYGATE_FAULT", None)
+        if self.fault:
+            env["BYGATE_FAULT"] = self.fault
         self.d = Bygated(self.build / "bygated", cfg, self.dir / "bygated",
-                         env=proc.clean_env(), start_timeout=30.0,
+                         env=env, start_timeout=30.0,
                          label="bygated(chaos)")
-        self.restart(0, None, planned=True)
+        self.restart(0, None, "start")
         self.say("redis %s:%d, bygated pid %d, workdir %s", self.redis.host,
                  self.redis.port, self.d.pid, self.dir)
 
-    def restart(self, done, old_pid, planned):
-        """(Re)start bygated with the same config and state directory."""
-        r = Restart(len(self.restarts), done, old_pid, planned,
-                    self.d.log_mark())
+    def restart(self, done, old_pid, kind):
+        """(Re)start bygated with the same config and state directory;
+        numbered as the log's "=== start #n" markers."""
+        r = Restart(self.d.starts + 1, done, old_pid, kind, self.d.log_mark())
         m0 = time.monotonic()
         try:
             self.d.start(wait=True)
         except BygatedError as e:
-            raise ChaosAbort("bygated did not start (restart #%d): %s"
+            raise ChaosAbort("bygated did not start (start #%d): %s"
                              % (r.n, e)) from None
         r.ready_s = time.monotonic() - m0
         self.restarts.append(r)
@@ -206,7 +221,7 @@ class Chaos:
         self.d.kill()
         self.orphan_watch.append((time.monotonic() + ORPHAN_GRACE_S, old,
                                   orphans))
-        self.restart(self.done, old, planned=True)
+        self.restart(self.done, old, "kill")
         self.say("SIGKILL bygated pid %d (children %s) at %d/%d done; "
                  "restarted as pid %d, ready in %.2f s", old,
                  sorted(orphans) or "none", self.done, self.n_tasks,
@@ -234,21 +249,26 @@ class Chaos:
         for w in [w for w in self.orphan_watch if w[0] <= now]:
             self.orphan_watch.remove(w)
             self.orphans_left += kill_alive(w[2], w[1])
-        if not self.d.alive():
-            status = self.d.returncode
+        if self.d.alive():
+            return
+        status, old = self.d.returncode, self.d.pid
+        kind = ("fault" if self.fault and status == FAULT_EXIT
+                else "unplanned")
+        if kind == "unplanned":
             self.failures.append(
                 "bygated pid %d exited by itself with status %s at %d/%d "
-                "done; log tail:\n%s" % (self.d.pid, status, self.done,
+                "done; log tail:\n%s" % (old, status, self.done,
                                          self.n_tasks,
                                          indent(self.d.log_tail(25))))
-            self.say("bygated pid %d EXITED by itself (status %s); restarting",
-                     self.d.pid, status)
-            old = self.d.pid
-            self.orphan_watch.append((now + ORPHAN_GRACE_S, old,
-                                      dict(self.d.proc.seen)))
-            self.restart(self.done, old, planned=False)
-            if sum(1 for r in self.restarts if not r.planned) > 5:
-                raise ChaosAbort("bygated keeps exiting by itself")
+        self.say("bygated pid %d exited with status %s (%s); restarting",
+                 old, status, Restart.KINDS[kind])
+        self.orphan_watch.append((now + ORPHAN_GRACE_S, old,
+                                  dict(self.d.proc.seen)))
+        self.restart(self.done, old, kind)
+        n = sum(1 for r in self.restarts if r.kind == kind)
+        if n > (5 if kind == "unplanned" else MAX_FAULT_EXITS):
+            raise ChaosAbort("bygated exited by itself %d times (%s)"
+                             % (n, Restart.KINDS[kind]))
 
     def drive(self):
         """Send every task in batches while firing the kills at their
@@ -330,7 +350,7 @@ class Chaos:
         rc = self.d.stop(signal.SIGTERM, timeout=40.0)
         for p, comm in self.d.leftovers:
             self.orphans_left.append((p, comm, pid))
-        if rc != 0:
+        if rc != 0 and not (self.fault and rc == FAULT_EXIT):
             self.failures.append("bygated pid %d exited with status %s on "
                                  "SIGTERM; log tail:\n%s"
                                  % (pid, rc, indent(self.d.log_tail(25))))
@@ -388,6 +408,15 @@ class Chaos:
                            - time.monotonic()))
             self.housekeeping()
 
+    def sanitizer_reports(self):
+        """An ASan/UBSan report anywhere in the log (bygated or a child,
+        e.g. under `make asan`) is a failure even if nothing was lost."""
+        lines = [l for l in self.d.log_text().splitlines()
+                 if SANITIZER_RE.search(l)] if self.d else []
+        if lines:
+            self.failures.append("%d sanitizer report lines in the log, "
+                                 "first: %s" % (len(lines), lines[0][:300]))
+
     def cleanup(self):
         """Kill by pid whatever is still running: bygated and its children,
         a dead bygated's children (not reported: their grace was cut
@@ -410,13 +439,14 @@ class Chaos:
                  "max_attempts %d), seed %s" % (
                      self.n_tasks, SESSIONS, MAX_SLEEP_MS, POOL, MAX_ATTEMPTS,
                      self.seed)]
-        planned = [r for r in self.restarts[1:] if r.planned]
-        unplanned = [r for r in self.restarts if not r.planned]
-        lines.append("bygated kills %d (asked %d), unplanned exits %d; child "
-                     "kills %d (asked %d)" % (len(planned), self.n_kills,
-                                             len(unplanned),
-                                             len(self.child_kills),
-                                             self.n_child_kills))
+        kinds = [r.kind for r in self.restarts]
+        lines.append("bygated kills %d (asked %d), fault-point exits %d%s, "
+                     "unplanned exits %d; child kills %d (asked %d)" % (
+                         kinds.count("kill"), self.n_kills,
+                         kinds.count("fault"),
+                         " (BYGATE_FAULT=%s)" % self.fault if self.fault
+                         else "", kinds.count("unplanned"),
+                         len(self.child_kills), self.n_child_kills))
         lines.append("children still alive %.0f s after their bygated died "
                      "(killed): %s" % (ORPHAN_GRACE_S, ", ".join(
                          "%d (%s, of bygated %d)" % o
@@ -435,16 +465,13 @@ class Chaos:
         lines.append("recovery (restart -> \"%s\" in bygated's log):"
                      % RECONCILE_LINE)
         for r in self.restarts:
-            lines.append("  " + ("initial start: reconcile done %s"
-                                 % ("%.2f s" % r.reconcile_s
-                                    if r.reconcile_s is not None else "n/a")
-                                 if r.n == 0 else r.describe()))
-        lines.append("wall time %.1f s (%s)" % (
-            time.monotonic() - self.t0,
-            ", ".join("%s %.1f s" % kv for kv in self.phase_s.items())))
+            lines.append("  " + r.describe())
+        lines.append("wall time %.1f s%s" % (
+            time.monotonic() - self.t0, "".join(
+                ", %s %.1f s" % kv for kv in self.phase_s.items())))
         for f in self.failures:
             lines.append("FAILURE: " + f)
-        lines.append("checks:")
+        lines.append("checks:" if checks else "checks: none (no task sent)")
         describe = verify.Describer(snap, self.d.log_text()) if snap else None
         for c in checks:
             lines += ["  " + l for l in c.report(describe)]
@@ -452,7 +479,8 @@ class Chaos:
 
 
 def kill_alive(pids, parent):
-    """SIGKILL those of {pid: start time} still alive; [(pid, comm, parent)]."""
+    """SIGKILL those of {pid: start time} still alive; returns
+    [(pid, comm, parent)] of them."""
     left = []
     for pid, start in pids.items():
         if proc.pid_alive(pid, start):
@@ -470,14 +498,17 @@ def indent(text, pad="    "):
 
 
 def run(build, tasks=2000, kills=10, child_kills=10, seed=None, *,
-        wait_s=120.0, log_level="info", workdir=None, keep=False, out=print):
+        wait_s=120.0, log_level="info", fault=None, workdir=None, keep=False,
+        out=print):
     """Run the crash test; returns a Result (ok, summary text, workdir).
-    The work directory is removed after a pass unless keep."""
+    fault: a BYGATE_FAULT value for every bygated run (its exits with
+    status 86 are then expected and restarted). The work directory is
+    removed after a pass unless keep."""
     if seed is None:
         seed = random.SystemRandom().randrange(1 << 31)
     base = pathlib.Path(workdir or tempfile.mkdtemp(prefix="bygate-chaos-"))
     ch = Chaos(build, tasks, kills, child_kills, seed, base, wait_s,
-               log_level, out)
+               log_level, fault, out)
     mark = proc.mark()
     checks, snap = [], None
     try:
@@ -493,11 +524,17 @@ def run(build, tasks=2000, kills=10, child_kills=10, seed=None, *,
             ch.await_orphans()
         except ChaosAbort as e:
             ch.failures.append(str(e))
+            ch.say("ABORT: %s", str(e).splitlines()[0])
+        if ch.sent < ch.n_tasks:
+            ch.failures.append("only %d of %d tasks were sent; the checks "
+                               "cover those" % (ch.sent, ch.n_tasks))
         if ch.d is not None and ch.d.alive():
             ch.stop()
         ch.recovery_times()
-        if ch.c is not None:
-            snap = verify.Snapshot(ch.c, ch.keys, ch.tasks, ch.stream, GROUP)
+        ch.sanitizer_reports()
+        if ch.c is not None and ch.sent:
+            snap = verify.Snapshot(ch.c, ch.keys, ch.tasks[:ch.sent],
+                                   ch.stream, GROUP)
             checks = verify.run_checks(snap)
             checks.insert(4, ch.state_check())
     finally:
@@ -530,6 +567,9 @@ def parse_args(argv):
                     help="bound on the final wait for completion, seconds")
     ap.add_argument("--log-level", default="info",
                     choices=("debug", "info", "warn", "error"))
+    ap.add_argument("--fault", metavar="POINT[:N]",
+                    help="run every bygated with BYGATE_FAULT=POINT[:N] "
+                    "(docs/testing.md); its exits at the point are restarted")
     ap.add_argument("--workdir", help="directory for redis, state and logs "
                     "(default: a new temporary one)")
     ap.add_argument("--keep", action="store_true",
@@ -547,7 +587,7 @@ def main(argv=None):
     try:
         res = run(args.build, args.tasks, args.kills, args.child_kills,
                   args.seed, wait_s=args.wait, log_level=args.log_level,
-                  workdir=args.workdir, keep=args.keep)
+                  fault=args.fault, workdir=args.workdir, keep=args.keep)
     except KeyboardInterrupt:
         print("chaos: interrupted; every process it started was killed")
         return 130

@@ -8,6 +8,8 @@ import collections
 import json
 import re
 
+from bglib.resp import RespError
+
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
 DETAIL_LINES = 12
 
@@ -99,16 +101,19 @@ class Snapshot:
                     self.events[ev.get("message_id")].append(ev)
         for entry_id, fields in client.xrange(self.stream):
             try:
-                mid = json.loads(fields.get("data", ""))["header"]["message_id"]
+                head = json.loads(fields.get("data", ""))["header"]
+                mid = head["message_id"]
             except (ValueError, KeyError, TypeError):
                 continue
             self.entry_of.setdefault(mid, entry_id)
-        self.group_info = _group_info(client, self.stream, self.group) or {}
-        self.stream_info = dict(_pairs(client.call("XINFO", "STREAM",
-                                                   self.stream)))
-        self.pending_summary = client.call("XPENDING", self.stream, self.group)
-        for eid, consumer, idle, count in client.call(
-                "XPENDING", self.stream, self.group, "-", "+", 100000) or []:
+        self.group_info = _or(lambda: _group_info(
+            client, self.stream, self.group), None) or {}
+        self.stream_info = dict(_pairs(_or(lambda: client.call(
+            "XINFO", "STREAM", self.stream), [])))
+        self.pending_summary = _or(lambda: client.call(
+            "XPENDING", self.stream, self.group), [0])
+        for eid, consumer, idle, count in _or(lambda: client.call(
+                "XPENDING", self.stream, self.group, "-", "+", 100000), []):
             self.pending[eid] = (consumer, idle, count)
         self.deadletters = client.stream_data(keys.deadletter())
 
@@ -178,6 +183,15 @@ class Describer:
             return "%s (details above)" % task.mid
         self.shown.add(task.mid)
         return self.snap.describe(task, self.log_text)
+
+
+def _or(fn, default):
+    """fn(), or default when Redis answers an error (no such stream or
+    group: bygated never started)."""
+    try:
+        return fn()
+    except RespError:
+        return default
 
 
 def _pairs(flat):

@@ -50,7 +50,9 @@ def test_bench_quick_run_prints_every_figure_and_exits_0(h):
     assert r.returncode == 0, out[-4000:] + r.stderr[-2000:]
     for text in ("Full load", "tasks/s", "latency", "p50", "p99",
                  "redis commands", "redis CPU", "bygated CPU",
-                 "Closed loop", "Stream floor", "Summary"):
+                 "Closed loop", "Stream floor", "Summary", "Journal cost",
+                 "process/none", "sync/none", "Recovery", "reconcile done",
+                 "kill -9", "lease held"):
         assert text in out, "%r missing from:\n%s" % (text, out)
     res = json.loads(out.strip().splitlines()[-1])
     assert res["failures"] == []
@@ -63,6 +65,16 @@ def test_bench_quick_run_prints_every_figure_and_exits_0(h):
         assert fig["bygated_cpu_us_per_task"] >= 0
         assert fig["children_cpu_us_per_task"] >= 0
     assert res["bygate_full"]["tasks"] == 300
+    assert res["bygate_full"]["durability"] == "process"
+    jc = res["journal_cost"]
+    for mode in ("none", "process", "sync"):
+        assert jc[mode]["tasks_per_s"] > 0
+        assert jc[mode]["bygated_cpu_us_per_task"] >= 0
+    assert jc["process_over_none"] > 0 and jc["sync_over_none"] > 0
+    pel, k9 = res["recovery"]["pel"], res["recovery"]["kill9"]
+    assert 0 < pel["reconciled_s"] <= pel["all_completed_s"]
+    assert k9["pending_at_kill"] > 0
+    assert k9["reconciled_s"] > 0 and k9["lease_held_s"] > 0
     assert res["stream_floor"]["tasks_per_s"] > 0
     if WIRE_FLOOR.is_file():
         assert res["wire_floor"]["tasks_per_s"] > 0

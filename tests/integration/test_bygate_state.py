@@ -9,8 +9,10 @@ import hashlib
 import json
 import subprocess
 
+from bglib import proc
 from bglib.keys import Keys
 from bglib.libconfig import render
+from harness import wait_until
 
 STREAM = "byai_gateway:ctrl:agent_type:echo"
 WORKER = "fixture-w"
@@ -97,6 +99,7 @@ def test_dump_shows_every_database_decoded(h):
     assert "      XACK %s agent_engines %s\n" % (STREAM, eid(1)) in text
     assert "x" * 200 + "...(300 bytes)" in text
     assert "x" * 201 not in text
+    assert "      SET k %s\n" % r"a\x01\xffb\\" in text  # bytes escaped
     assert "execution=exec-3" in text and "session=sess-b" in text
     assert "COMPLETED %s %s" % (STREAM, eid(0)) in text
     assert "echo u1 sess-a path=/ws/echo/u1/sessions/sess-a" in text
@@ -256,6 +259,29 @@ def test_check_with_config_reads_state_dir_redis_and_worker_stream(h):
     pel = [f for f in doc["findings"] if f["check"] == "pel"]
     assert [(f["stream"], f["entry_id"]) for f in pel] == [(worker_stream,
                                                              "5-0")]
+
+
+def test_reads_and_checks_the_state_of_a_running_bygated(h):
+    d = h.start_bygated()
+    out = h.bygate("send", "--agent-type", "echo", "--session", "s-live",
+                   "--content", "hi", "--wait")
+    assert out.returncode == 0, out.stderr
+    env = proc.clean_env()  # the tool reads what bygated reads: the file
+
+    def check():
+        c = tool(h, "-c", d.config_path, "check", "--json", env=env)
+        return c if c.returncode == 0 else None
+    c = wait_until(check, 10, 0.2, "bygate-state check to agree")
+    doc = json.loads(c.stdout)
+    assert doc["bygated_running"] is True
+    assert [f["verdict"] for f in doc["findings"]
+            if f["check"] == "lease"] == ["ok"]
+    g = wait_until(lambda: json.loads(tool(
+        h, "-c", d.config_path, "get", "--session", "s-live", "--json",
+        env=env).stdout)["history"], 10, 0.2, "the finish in the history")
+    assert g[0]["status"] == "COMPLETED"
+    stats = tool(h, "-c", d.config_path, "stats", env=env)
+    assert stats.returncode == 0, stats.stderr
 
 
 def test_exit_codes_for_usage_unreachable_redis_and_missing_state(h):

@@ -970,7 +970,8 @@ static void test_every_truncated_finish_is_ecorrupt(void **state)
  * Worker fixture-w, lease token tok-fixture-1; on STREAM:
  *   1700000000000-1  journal (MULTI, HSET with a 300-byte value, XACK,
  *                    EXEC) and inflight exec-1 (sess-a)
- *   1700000000000-2  journal only (MULTI, XACK, EXEC)
+ *   1700000000000-2  journal only (MULTI, SET k with bytes 01 ff and a
+ *                    backslash, XACK, EXEC)
  *   1700000000000-3  inflight exec-3 (sess-b)
  *   1700000000000-4  inflight exec-4 (sess-a)
  *   1700000000000-0  history exec-h (sess-a), COMPLETED
@@ -1002,7 +1003,9 @@ static int make_fixture(const char *dir, bool corrupt)
 	bg_state_finish_add(&f1, 4, hset);
 	bg_state_finish_add(&f1, 4, ack1);
 	bg_state_finish_add(&f1, 1, exec);
+	const struct bg_str odd[] = { S("SET"), S("k"), S("a\x01\xff" "b\\") };
 	bg_state_finish_add(&f2, 1, multi);
+	bg_state_finish_add(&f2, 3, odd);
 	bg_state_finish_add(&f2, 4, ack2);
 	bg_state_finish_add(&f2, 1, exec);
 	bg_state_meta_put(st, "worker_id", S("fixture-w"));
@@ -1022,7 +1025,8 @@ static int make_fixture(const char *dir, bool corrupt)
 	bg_state_hist_add(st, &h);
 	struct bg_state_session s = {
 		.agent_type = S("echo"), .user_code = S("u1"),
-		.session_id = S("sess-a"), .path = S("/ws/echo/u1/sessions/sess-a"),
+		.session_id = S("sess-a"),
+		.path = S("/ws/echo/u1/sessions/sess-a"),
 		.created_ms = 1700000000000, .last_used_ms = 1700000001000,
 		.bytes = 4096,
 	};
@@ -1042,9 +1046,10 @@ static int make_fixture(const char *dir, bool corrupt)
 
 int main(int argc, char **argv)
 {
-	if (argc >= 3 && strcmp(argv[1], "--make-fixture") == 0)
-		return make_fixture(argv[2],
-				    argc >= 4 && strcmp(argv[3], "--corrupt") == 0);
+	if (argc >= 3 && strcmp(argv[1], "--make-fixture") == 0) {
+		bool corrupt = argc >= 4 && strcmp(argv[3], "--corrupt") == 0;
+		return make_fixture(argv[2], corrupt);
+	}
 #define T(f) cmocka_unit_test_setup_teardown(f, make_dir, remove_dir)
 	const struct CMUnitTest tests[] = {
 		T(test_meta_put_then_get_returns_value),
