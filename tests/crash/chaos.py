@@ -121,6 +121,9 @@ def worker_config(build, redis, base, log_level):
 
 
 class Chaos:
+    """One run: plan(), start(), drive(), settle(), stop(), then the checks;
+    cleanup() kills by pid whatever is left, whatever happened."""
+
     def __init__(self, build, tasks, kills, child_kills, seed, workdir,
                  wait_s, log_level, fault, out):
         self.build = pathlib.Path(build).resolve()
