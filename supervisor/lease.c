@@ -11,6 +11,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
+
 #include <event2/event.h>
 
 #include "state/state.h"
@@ -60,16 +65,39 @@ static char *key_of(const struct bg_daemon *d, enum bg_key_kind k,
 	return bg_buf_steal(&b);
 }
 
+/* The host's first non-loopback IPv4 address that is up (WIRE 5.1: "best
+ * non-loopback IPv4"), else 127.0.0.1. Looked up once. */
+static const char *host_ip(void)
+{
+	static char ip[INET_ADDRSTRLEN];
+	if (ip[0])
+		return ip;
+	snprintf(ip, sizeof(ip), "127.0.0.1");
+	struct ifaddrs *ifs;
+	if (getifaddrs(&ifs) == -1)
+		return ip;
+	for (struct ifaddrs *i = ifs; i; i = i->ifa_next) {
+		if (i->ifa_addr == NULL || i->ifa_addr->sa_family != AF_INET ||
+		    (i->ifa_flags & IFF_LOOPBACK) || !(i->ifa_flags & IFF_UP))
+			continue;
+		const struct sockaddr_in *sin =
+			(const struct sockaddr_in *)(const void *)i->ifa_addr;
+		inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof(ip));
+		break;
+	}
+	freeifaddrs(ifs);
+	return ip;
+}
+
 /* The presence JSON of WIRE 5.1 (compact separators). */
 static void lease_value(const struct bg_daemon *d, const char *token,
 			int64_t last_seen, char *out, size_t n)
 {
-	char host[256] = "127.0.0.1";
+	(void)d;
 	snprintf(out, n,
 		 "{\"version\":1,\"token\":\"%s\",\"last_seen\":%lld,"
 		 "\"ip_address\":\"%s\"}",
-		 token, (long long)last_seen, host);
-	(void)d;
+		 token, (long long)last_seen, host_ip());
 }
 
 static void arm(struct bg_daemon *d, int ms)

@@ -336,3 +336,32 @@ def test_hostile_ids_never_touch_anything_outside_the_workspace_dir(h):
             full = os.path.realpath(os.path.join(dirpath, n))
             assert full.startswith(os.path.realpath(ws)), full
     assert pc.pending_count(c, h.keys.ctrl_agent_type("sleep")) == 0
+
+
+def test_the_lease_and_membership_follow_wire_5_and_are_released(h):
+    d = h.start_bygated(cfg(h, agent_types=[h.agent_type("sleep"),
+                                            h.agent_type("echo")]))
+    c = h.client()
+    w = d.config["worker"]["id"]
+    key = "byai_gateway:registry:worker:online:" + w
+    lease = wait_until(lambda: (lambda v: v if v and json.loads(v)
+                                ["last_seen"] > 0 else None)(
+        c.call("GET", key)), 10, what="online lease")
+    j = json.loads(lease)
+    assert set(j) == {"version", "token", "last_seen", "ip_address"}
+    assert j["version"] == 1 and len(j["token"]) == 32
+    assert 0 < c.call("TTL", key) <= 2
+    assert w in c.call("SMEMBERS", "byai_gateway:registry:workers")
+    assert sorted(c.call("SMEMBERS", "byai_gateway:registry:worker:"
+                         "agent_types:" + w)) == ["echo", "sleep"]
+    for t in ("echo", "sleep"):
+        assert w in c.call("SMEMBERS", "byai_gateway:registry:agent_type:"
+                           "workers:" + t)
+    d.stop()
+    assert c.call("GET", key) is None
+    assert w not in c.call("SMEMBERS", "byai_gateway:registry:workers")
+    assert c.call("EXISTS", "byai_gateway:registry:worker:agent_types:"
+                  + w) == 0
+    for t in ("echo", "sleep"):
+        assert w not in c.call("SMEMBERS", "byai_gateway:registry:"
+                               "agent_type:workers:" + t)
