@@ -16,7 +16,7 @@ import sys
 import time
 
 sys.path.append(str(pathlib.Path(__file__).resolve().parents[1] /
-                       "tests" / "integration"))
+                "tests" / "integration"))
 import pyclient  # noqa: E402  (sends exactly as GatewayClient.send_message)
 
 from bglib import proc  # noqa: E402
