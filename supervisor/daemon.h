@@ -149,6 +149,14 @@ struct bg_daemon {
 	struct event *time_timer;
 
 	struct bg_keyset *expired;
+	struct bg_metrics *metrics; /* metrics.h */
+	struct bg_http *http;	    /* http.c; NULL when http.port = 0 */
+
+	/* admin lifecycle (control.c): "active", "suspended", "evicted" */
+	char lifecycle[16];
+	bool *denied; /* per agent type, from the denylist */
+	int64_t started_mono_ms;
+	int64_t last_read_issued_ms; /* consumer_stalled (DESIGN 8) */
 
 	/* counters */
 	uint64_t n_completed, n_failed, n_deadlettered, n_acked_only;
