@@ -1,18 +1,25 @@
 /* client/client_internal.h - what the files of libbygate share: the client
- * struct, the synchronous Redis command path with its error mapping, and
- * key building under the configured schema. Not installed. */
+ * struct, the synchronous Redis command path with its error mapping, key
+ * building under the configured schema, and the small readers every command
+ * needs (string lists, JSON values under a key, the WIRE 5.1/5.2 online
+ * tests). Not installed. */
 #ifndef BG_CLIENT_INTERNAL_H
 #define BG_CLIENT_INTERNAL_H
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <hiredis/hiredis.h>
+#include <jansson.h>
 
 #include "bygate/client.h"
 #include "common/buf.h"
 #include "conf/config.h"
 #include "wire/keys.h"
+
+#define BG_CLIENT_SESSION_TTL "604800" /* WIRE 1.2: 7 days */
 
 struct bg_client {
 	redisContext *redis;
@@ -33,12 +40,23 @@ int bg_client_fail(struct bg_client *c, int rc, const char *fmt, ...)
 int bg_client_command(struct bg_client *c, redisReply **out, int argc,
 		      const char **argv, const size_t *lens);
 
+/* bg_client_command over NUL-terminated arguments, the list ended by NULL
+ * (at most 15). out may be NULL when the reply does not matter. */
+int bg_client_cmd(struct bg_client *c, redisReply **out, ...)
+	__attribute__((sentinel));
+
 /* Pipeline n commands and read their n replies into out[] (the caller
  * frees each with freeReplyObject; all are NULL on error). An error reply
  * is left in place for the caller to judge. 0 or a BG_CLIENT_E* code. */
 int bg_client_pipeline(struct bg_client *c, redisReply **out, int n,
 		       const int *argc, const char **const *argv,
 		       const size_t *const *lens);
+
+/* A MULTI/EXEC transaction of NUL-terminated commands (cmds[i] ends with
+ * NULL): 0 with *exec the EXEC reply (an array of n replies, checked for
+ * error replies), or a BG_CLIENT_E* code with c->errmsg naming `what`. */
+int bg_client_transact(struct bg_client *c, const char *what, int n,
+		       const char *const *const *cmds, redisReply **exec);
 
 /* Socket timeout for the next replies: ms plus the command timeout
  * (ms < 0: the command timeout alone; 0: none, for BLOCK 0). */
@@ -49,10 +67,145 @@ void bg_client_set_timeout(struct bg_client *c, int ms);
 int bg_client_key(struct bg_client *c, struct bg_buf *out,
 		  enum bg_key_kind kind, const char *id);
 
+/* Same for the kinds that take no id (known workers, mgmt streams...). */
+int bg_client_key0(struct bg_client *c, struct bg_buf *out,
+		   enum bg_key_kind kind);
+
 /* A reply element that must be a bulk or status string. */
 int bg_client_reply_is_str(const redisReply *r);
 
 /* Copy the NUL-terminated s into out[cap]; -EINVAL when it does not fit. */
 int bg_client_copy_id(char *out, size_t cap, const char *s, size_t len);
+
+/* Unix epoch milliseconds. */
+int64_t bg_client_now_ms(void);
+
+/* An owned list of NUL-terminated strings. A zeroed struct is empty. */
+struct bg_client_strs {
+	char **v;
+	size_t n, cap;
+};
+int bg_client_strs_add(struct bg_client_strs *s, const char *p, size_t len);
+bool bg_client_strs_has(const struct bg_client_strs *s, const char *p);
+void bg_client_strs_sort(struct bg_client_strs *s);
+void bg_client_strs_free(struct bg_client_strs *s);
+
+/* Append the string elements of an array reply (SMEMBERS, ZRANGE...) to
+ * out, skipping anything that is not a string. */
+int bg_client_strs_from_reply(struct bg_client_strs *out, const redisReply *r);
+
+/* SMEMBERS key into out (appended). */
+int bg_client_smembers(struct bg_client *c, const char *key,
+		       struct bg_client_strs *out);
+
+/* GET key, decoded: *out is a new reference to the JSON object stored
+ * there, or NULL when the key is absent or holds anything but a JSON
+ * object (WIRE 7: readers accept only objects). */
+int bg_client_get_object(struct bg_client *c, const char *key, json_t **out);
+
+/* XADD key * data <data>; id_out (BG_CLIENT_ENTRY_ID_MAX bytes, may be
+ * NULL) receives the entry id. */
+int bg_client_xadd(struct bg_client *c, const char *key, const char *data,
+		   char *id_out);
+
+/* The WIRE 5.1 online test of a lease value: a JSON object is online iff
+ * its last_seen is above 0; anything else that is not a JSON object (the
+ * legacy "1", non-JSON) is online. raw NULL (no key) is offline. */
+bool bg_client_lease_online(const char *raw, size_t len);
+
+/* check_worker_online (WIRE 5.1): GET the worker's lease and test it. */
+int bg_client_worker_online(struct bg_client *c, const char *worker,
+			    bool *online);
+
+/* check_agent_type_online (WIRE 5.2): the members of the agent type's
+ * routing set whose lease is online, appended to out in SMEMBERS order. */
+int bg_client_online_workers(struct bg_client *c, const char *agent_type,
+			     struct bg_client_strs *out);
+
+/* The string member `key` of a JSON object ("" when absent or not a
+ * string; obj may be NULL). */
+const char *bg_client_jstr(const json_t *obj, const char *key);
+
+/* Python's int(v or 0) of a JSON member: integers, reals (truncated),
+ * booleans and decimal strings; anything else is 0. */
+int64_t bg_client_jint(const json_t *obj, const char *key);
+
+/* The entry of an XREAD/XREADGROUP/XRANGE entry array element: its id and
+ * the value of its `data` field (NULL when it has none). -EINVAL when the
+ * element is not an [id, fields] pair. */
+int bg_client_entry(const redisReply *e, const char **id,
+		    const redisReply **data);
+
+/* The entries array of a one-stream XREAD / XREADGROUP reply; an empty
+ * array when the reply is nil (block timed out). NULL when malformed. */
+const redisReply *bg_client_xread_entries(const redisReply *r);
+
+/* Admin (WIRE 5.6) and control headers: every header string empty but
+ * those given, metadata {}. */
+struct bg_send_header;
+int bg_client_admin_header(struct bg_send_header *h, char message_id[33],
+			   char trace_id[33]);
+
+/* WIRE 5.9: after the record of an execution changed from old to new (both
+ * JSON objects; old may be NULL), update the worker statistics keys of
+ * new's worker_id as WorkerRegistry._update_worker_execution_stats does.
+ * A record without worker_id changes nothing. */
+int bg_client_worker_stats(struct bg_client *c, const json_t *old,
+			   const json_t *new_rec, int64_t now);
+
+/* ---- availability routing (client/availability.c, WIRE 7) ------------ */
+
+/* A DeliveryIntent: what prepare_delivery decides on. command is the full
+ * command JSON (command_payload), metadata the caller's header metadata
+ * object as given ("" = {}). */
+struct bg_client_intent {
+	const char *execution_id;
+	const char *message_id;
+	const char *session_id;
+	const char *trace_id;
+	const char *source; /* "client" */
+	const char *target_agent_type;
+	const char *user_code;
+	const char *region;
+	long long priority;
+	const char *policy;
+	int timeout_ms; /* < 0: do not wait */
+	struct bg_str command;
+	struct bg_str metadata;
+};
+
+enum bg_client_route {
+	BG_ROUTE_DELIVER_NOW,
+	BG_ROUTE_WAIT_AND_DELIVER,
+	BG_ROUTE_QUEUE_PENDING,
+	BG_ROUTE_FALLBACK,
+	BG_ROUTE_REJECT,
+};
+
+/* prepare_delivery's result. For QUEUE_PENDING nothing is written yet: the
+ * caller writes the PendingDelivery (and, with `wakeup`, the WakeupRequest
+ * first) in its own transaction with the record. */
+struct bg_client_route_result {
+	enum bg_client_route status;
+	bool wakeup;
+	char selected[BG_CLIENT_ID_MAX]; /* FALLBACK: the agent type */
+	char error_code[BG_CLIENT_CODE_MAX];
+	char error[512];
+};
+
+/* The route status string of WIRE 7 ("DELIVER_NOW", ...). */
+const char *bg_client_route_name(enum bg_client_route s);
+
+/* WIRE 7 prepare_delivery, in its order. Only WAKE_AND_WAIT writes (its
+ * WakeupRequest) and blocks (on the decision stream, up to timeout_ms). */
+int bg_client_prepare_delivery(struct bg_client *c,
+			       const struct bg_client_intent *in,
+			       struct bg_client_route_result *out);
+
+/* The WakeupRequest and PendingDelivery JSON of an intent (appended). */
+int bg_client_wakeup_json(struct bg_client *c, struct bg_buf *out,
+			  const struct bg_client_intent *in);
+int bg_client_pending_json(struct bg_client *c, struct bg_buf *out,
+			   const struct bg_client_intent *in);
 
 #endif

@@ -1,11 +1,12 @@
-/* client/send.c - bg_client_send: the ASK_AGENT of Python's
- * GatewayClient.send_message with its QUEUED execution record, written in
- * one MULTI/EXEC so no worker can see the entry before the record. */
+/* client/send.c - bg_client_send and bg_client_reply: the ASK_AGENT and
+ * user RESUME of Python's GatewayClient.send_message, routed (direct worker
+ * or WIRE 7 availability), with the execution record written in the same
+ * MULTI/EXEC as the stream entries, before them. */
 #include "client/client_internal.h"
 
 #include <errno.h>
 #include <string.h>
-#include <time.h>
+#include <stdio.h>
 
 #include <jansson.h>
 
@@ -14,7 +15,6 @@
 #include "wire/record.h"
 #include "wire/send.h"
 
-#define SESSION_TTL "604800" /* WIRE 1.2: 7 days, on every registry write */
 
 /* A JSON object given by the caller, with some members taken out as Python
  * dict.pop() does. text views the object to send (the caller's bytes when
@@ -101,52 +101,67 @@ static bool truthy(const json_t *v)
 	}
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
-/* Everything one send builds before it talks to Redis. */
+/* Everything one send or reply builds before it talks to Redis. */
 struct send_plan {
+	const struct bg_send_request *req;
+	bool resume;  /* a RESUME (bg_client_reply) */
+	bool resumed; /* its execution exists: reused, no record written */
 	char message_id[BG_CLIENT_ID_MAX];
-	char execution_id[BG_ID_CAP("exec-")];
+	char execution_id[BG_CLIENT_ID_MAX];
 	char trace_id[BG_CLIENT_ID_MAX];
+	char target[BG_CLIENT_ID_MAX]; /* the agent type, after a fallback */
+	const char *policy;
+	const char *route_status;
+	struct bg_client_route_result route;
 	struct popped meta, extra;
+	char *reply_own; /* a reply_data popped from extra_payload */
 	struct bg_buf command, record, registry, stream, exec_field, msg_field;
+	struct bg_buf wakeup, wakeup_key, pending, pending_key;
 };
 
 static void plan_free(struct send_plan *p)
 {
 	popped_free(&p->meta);
 	popped_free(&p->extra);
-	bg_buf_free(&p->command);
-	bg_buf_free(&p->record);
-	bg_buf_free(&p->registry);
-	bg_buf_free(&p->stream);
-	bg_buf_free(&p->exec_field);
-	bg_buf_free(&p->msg_field);
+	free(p->reply_own);
+	struct bg_buf *bufs[] = { &p->command, &p->record, &p->registry,
+				  &p->stream, &p->exec_field, &p->msg_field,
+				  &p->wakeup, &p->wakeup_key, &p->pending,
+				  &p->pending_key };
+	for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+		bg_buf_free(bufs[i]);
 }
 
-static int plan_ids(struct bg_client *c, const struct bg_send_request *req,
-		    struct send_plan *p)
+static bool given(const char *s)
 {
+	return s && s[0];
+}
+
+static int copy_given(char *out, size_t cap, const char *s)
+{
+	return bg_client_copy_id(out, cap, s, strlen(s));
+}
+
+static int plan_ids(struct bg_client *c, struct send_plan *p)
+{
+	const struct bg_send_request *req = p->req;
 	int rc;
-	if (req->message_id && req->message_id[0])
-		rc = bg_client_copy_id(p->message_id, sizeof p->message_id,
-				       req->message_id, strlen(req->message_id));
+	if (given(req->message_id))
+		rc = copy_given(p->message_id, sizeof p->message_id,
+				req->message_id);
 	else
 		rc = bg_id_new(p->message_id, sizeof p->message_id, "msg-");
 	if (rc == 0)
 		rc = bg_id_new(p->execution_id, sizeof p->execution_id, "exec-");
-	if (rc == 0 && req->trace_id && req->trace_id[0])
-		rc = bg_client_copy_id(p->trace_id, sizeof p->trace_id,
-				       req->trace_id, strlen(req->trace_id));
+	if (rc == 0 && given(req->trace_id))
+		rc = copy_given(p->trace_id, sizeof p->trace_id, req->trace_id);
 	else if (rc == 0)
 		rc = bg_uuid_hex(p->trace_id, false);
+	if (rc == 0 && given(req->agent_type))
+		rc = copy_given(p->target, sizeof p->target, req->agent_type);
 	if (rc == -EINVAL)
-		return bg_client_fail(c, rc, "message id or trace id longer "
+		return bg_client_fail(c, rc, "an id or agent type is longer "
 					     "than %d bytes",
 				      BG_CLIENT_ID_MAX - 1);
 	if (rc)
@@ -155,27 +170,71 @@ static int plan_ids(struct bg_client *c, const struct bg_send_request *req,
 	return 0;
 }
 
-/* The ASK_AGENT JSON (WIRE 2.5) into p->command. */
-static int plan_command(struct bg_client *c, const struct bg_send_request *req,
-			struct send_plan *p)
+/* A reply reuses the execution its message maps to (WIRE 6.8): its id,
+ * and its agent type unless one was given. */
+static int find_resumed(struct bg_client *c, struct send_plan *p)
+{
+	char *raw = NULL;
+	size_t len = 0;
+	int rc = bg_client_get_execution(c, p->req->session_id, p->message_id,
+					 &raw, &len);
+	if (rc == -ENOENT)
+		rc = 0;
+	json_t *rec = raw ? json_loadb(raw, len, 0, NULL) : NULL;
+	const char *id = bg_client_jstr(rec, "execution_id");
+	const char *type = bg_client_jstr(rec, "target_agent_type");
+	if (rc == 0 && id[0] && strlen(id) < sizeof p->execution_id) {
+		p->resumed = true;
+		strcpy(p->execution_id, id);
+		if (!p->target[0] && strlen(type) < sizeof p->target)
+			strcpy(p->target, type);
+	}
+	json_decref(rec);
+	free(raw);
+	if (rc == 0 && !p->target[0])
+		return bg_client_fail(c, -EINVAL, "no agent type: message %s "
+				      "has no execution in session %s",
+				      p->message_id, p->req->session_id);
+	return rc;
+}
+
+/* The metadata and extra_payload members Python moves (WIRE 2.3). */
+static int plan_popped(struct bg_client *c, struct send_plan *p)
 {
 	static const char *const meta_keys[] = {
 		"trace_parent_span_id", "langfuse_parent_observation_id"
 	};
-	static const char *const extra_keys[] = { "wait_for_reply" };
-	if (pop_members(req->metadata, meta_keys, 2, &p->meta))
+	static const char *const ask_keys[] = { "wait_for_reply" };
+	static const char *const resume_keys[] = { "status", "reply_data" };
+	if (pop_members(p->req->metadata, meta_keys, 2, &p->meta))
 		return bg_client_fail(c, -EINVAL, "metadata is not a JSON "
 						  "object");
-	if (pop_members(req->extra_payload, extra_keys, 1, &p->extra))
+	if (pop_members(p->req->extra_payload, p->resume ? resume_keys
+							 : ask_keys,
+			p->resume ? 2 : 1, &p->extra))
 		return bg_client_fail(c, -EINVAL, "extra_payload is not a JSON "
 						  "object");
+	if (p->resume && !given(p->req->reply_data) && p->extra.vals[1]) {
+		p->reply_own = json_dumps(p->extra.vals[1], JSON_COMPACT |
+							     JSON_ENCODE_ANY);
+		if (p->reply_own == NULL)
+			return bg_client_fail(c, -ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
+/* The command JSON (WIRE 2.5) for the current target into p->command. */
+static int plan_command(struct bg_client *c, struct send_plan *p)
+{
+	const struct bg_send_request *req = p->req;
 	struct bg_str span = str_of(p->meta.vals[0]);
 	struct bg_str langfuse = str_of(p->meta.vals[1]);
 	struct bg_send_header h = {
 		.message_id = bg_str_c(p->message_id),
 		.session_id = bg_str_c(req->session_id),
 		.trace_id = bg_str_c(p->trace_id),
-		.target_agent_type = bg_str_c(req->agent_type),
+		.target_agent_type = bg_str_c(p->target),
+		.parent_message_id = bg_str_c(req->parent_message_id),
 		.user_code = bg_str_c(req->user_code),
 		.user_name = bg_str_c(req->user_name),
 		.metadata = p->meta.text,
@@ -186,11 +245,24 @@ static int plan_command(struct bg_client *c, const struct bg_send_request *req,
 	struct bg_send_body b = {
 		.content = bg_str_c(req->content),
 		.content_is_json = req->content_is_json,
-		.wait_for_reply = req->wait_for_reply ||
-				  truthy(p->extra.vals[0]),
 		.extra_payload = p->extra.text,
 	};
-	int rc = bg_send_ask(&p->command, &h, &b);
+	int rc;
+	bg_buf_reset(&p->command);
+	if (p->resume) {
+		b.status = given(req->status) ? bg_str_c(req->status)
+					      : str_of(p->extra.vals[0]);
+		b.reply_data = bg_str_c(given(req->reply_data)
+					? req->reply_data : p->reply_own);
+		rc = bg_send_resume(&p->command, &h, &b);
+	} else {
+		b.wait_for_reply = req->wait_for_reply ||
+				   truthy(p->extra.vals[0]);
+		rc = bg_send_ask(&p->command, &h, &b);
+	}
+	if (rc == -EINVAL && p->resume)
+		return bg_client_fail(c, rc, "a reply needs a status or a "
+				      "content, and reply_data must be JSON");
 	if (rc == -EINVAL)
 		return bg_client_fail(c, rc, req->content_is_json
 			? "content is not a non-empty JSON array or object"
@@ -201,122 +273,261 @@ static int plan_command(struct bg_client *c, const struct bg_send_request *req,
 	return 0;
 }
 
-/* The keys, hash fields and QUEUED record (WIRE 6.1, 6.2). */
-static int plan_record(struct bg_client *c, const struct bg_send_request *req,
-		       struct send_plan *p)
+/* ---- routing ------------------------------------------------------------ */
+
+static int rejected(struct bg_client *c, struct send_plan *p, const char *code,
+		    const char *msg)
+{
+	p->route.status = BG_ROUTE_REJECT;
+	snprintf(p->route.error_code, sizeof p->route.error_code, "%s", code);
+	snprintf(p->route.error, sizeof p->route.error, "%s", msg);
+	return bg_client_fail(c, BG_CLIENT_EREJECTED, "%s: %s", code, msg);
+}
+
+/* WIRE 6.9: the worker's lease must be online unless SEND_ANYWAY. */
+static int route_direct(struct bg_client *c, struct send_plan *p)
+{
+	const char *w = p->req->worker_id;
+	bool online = true;
+	char msg[BG_CLIENT_ID_MAX + 64];
+	int rc = 0;
+	if (strcmp(p->policy, "SEND_ANYWAY"))
+		rc = bg_client_worker_online(c, w, &online);
+	if (rc)
+		return rc;
+	if (!online) {
+		snprintf(msg, sizeof msg, "Target worker '%s' is not online or "
+					  "not registered", w);
+		return rejected(c, p, "WORKER_NOT_ONLINE", msg);
+	}
+	p->route_status = "DIRECT_WORKER";
+	return bg_client_key(c, &p->stream, BG_KEY_WORKER_CTRL, w);
+}
+
+static int route_availability(struct bg_client *c, struct send_plan *p)
+{
+	const struct bg_send_request *req = p->req;
+	struct bg_client_intent in = {
+		.execution_id = p->execution_id,
+		.message_id = p->message_id,
+		.session_id = req->session_id,
+		.trace_id = p->trace_id,
+		.source = "client",
+		.target_agent_type = p->target,
+		.user_code = req->user_code,
+		.region = req->region,
+		.priority = req->priority,
+		.policy = p->policy,
+		.timeout_ms = req->timeout_ms,
+		.command = { p->command.p, p->command.len },
+		.metadata = bg_str_c(req->metadata),
+	};
+	int rc = bg_client_prepare_delivery(c, &in, &p->route);
+	p->route_status = bg_client_route_name(p->route.status);
+	if (rc || p->route.status == BG_ROUTE_REJECT)
+		return rc;
+	if (p->route.status == BG_ROUTE_QUEUE_PENDING) {
+		rc = bg_client_key0(c, &p->pending_key,
+				    BG_KEY_PENDING_DELIVERIES);
+		if (rc == 0)
+			rc = bg_client_pending_json(c, &p->pending, &in);
+		if (rc == 0 && p->route.wakeup)
+			rc = bg_client_key0(c, &p->wakeup_key, BG_KEY_WAKEUP);
+		if (rc == 0 && p->route.wakeup)
+			rc = bg_client_wakeup_json(c, &p->wakeup, &in);
+		if (rc == 0) /* the record's stream_name */
+			rc = bg_buf_puts(&p->stream, p->pending_key.p);
+		return rc;
+	}
+	if (p->route.status == BG_ROUTE_FALLBACK) {
+		strcpy(p->target, p->route.selected);
+		rc = plan_command(c, p); /* header.target_agent_type rewritten */
+	}
+	if (rc == 0)
+		rc = bg_client_key(c, &p->stream, BG_KEY_AGENT_TYPE_CTRL,
+				   p->target);
+	return rc;
+}
+
+/* ---- records and the transaction --------------------------------------- */
+
+static int plan_fields(struct bg_client *c, struct send_plan *p)
 {
 	int rc = bg_client_key(c, &p->registry, BG_KEY_SESSION_REGISTRY,
-			       req->session_id);
-	if (!rc)
-		rc = bg_client_key(c, &p->stream, BG_KEY_AGENT_TYPE_CTRL,
-				   req->agent_type);
+			       p->req->session_id);
 	if (!rc)
 		rc = bg_buf_printf(&p->exec_field, "exec:%s", p->execution_id);
 	if (!rc)
 		rc = bg_buf_printf(&p->msg_field, "msg_map:%s", p->message_id);
+	return rc;
+}
+
+/* The QUEUED record of initialize_execution (WIRE 6.2). */
+static int build_queued(struct send_plan *p)
+{
 	struct bg_record_queued q = {
 		.execution_id = bg_str_c(p->execution_id),
 		.message_id = bg_str_c(p->message_id),
-		.session_id = bg_str_c(req->session_id),
+		.session_id = bg_str_c(p->req->session_id),
 		.trace_id = bg_str_c(p->trace_id),
+		.parent_message_id = bg_str_c(p->req->parent_message_id),
 		.source_agent_type = BG_STR_LIT("client"),
-		.target_agent_type = bg_str_c(req->agent_type),
+		.target_agent_type = bg_str_c(p->target),
 		.stream_name = { p->stream.p, p->stream.len },
-		.route = true, /* FAIL_FAST / DELIVER_NOW by default */
-		.now_ms = now_ms(),
+		.route = true,
+		.route_policy = bg_str_c(p->policy),
+		.route_status = bg_str_c(p->route_status),
+		.selected_agent_type = bg_str_c(p->route.selected),
+		.now_ms = bg_client_now_ms(),
 	};
-	if (!rc)
-		rc = bg_record_build_queued(&p->record, &q);
-	if (rc)
-		return bg_client_fail(c, rc, "cannot build the record: %s",
-				      strerror(-rc));
-	return 0;
+	return bg_record_build_queued(&p->record, &q);
 }
 
-/* The first error reply among replies[0..n), or NULL. */
-static const redisReply *first_error(redisReply *const *replies, size_t n)
+/* The FAILED record of record_failed_route_decision. */
+static int build_failed(struct send_plan *p)
 {
-	for (size_t i = 0; i < n; i++) {
-		const redisReply *r = replies[i];
-		if (r && r->type == REDIS_REPLY_ERROR)
-			return r;
-		if (r && r->type == REDIS_REPLY_ARRAY) {
-			const redisReply *e = first_error(r->element,
-							  r->elements);
-			if (e)
-				return e;
-		}
-	}
-	return NULL;
+	int64_t now = bg_client_now_ms();
+	struct bg_str code = bg_str_c(p->route.error_code);
+	struct bg_str msg = bg_str_c(p->route.error);
+	return bg_wire_fmt(&p->record,
+		"{\"execution_id\":%s,\"message_id\":%s,\"session_id\":%s,"
+		"\"trace_id\":%s,\"parent_message_id\":%s,"
+		"\"source_agent_type\":\"client\",\"target_agent_type\":%s,"
+		"\"stream_name\":\"\",\"status\":\"FAILED\",\"route_policy\":%s,"
+		"\"route_status\":\"REJECT\",\"selected_agent_type\":\"\","
+		"\"availability_error_code\":%s,\"availability_error\":%s,"
+		"\"error_code\":%s,\"error_message\":%s,"
+		"\"failed_stage\":\"availability\",\"created_at\":%d,"
+		"\"updated_at\":%d,\"started_at\":0,\"finished_at\":0,"
+		"\"timeline\":[{\"status\":\"FAILED\",\"timestamp\":%d}]}",
+		bg_str_c(p->execution_id), bg_str_c(p->message_id),
+		bg_str_c(p->req->session_id), bg_str_c(p->trace_id),
+		bg_str_c(p->req->parent_message_id), bg_str_c(p->target),
+		bg_str_c(p->policy), code, msg, code, msg, now, now, now);
 }
 
-/* EXEC's reply: [HSET count, EXPIRE 1, XADD entry id]. */
-static int check_exec(struct bg_client *c, redisReply **r,
-		      struct bg_send_response *resp)
-{
-	const redisReply *err = first_error(r, 5);
-	if (err)
-		return bg_client_fail(c, BG_CLIENT_EREDIS, "send: %.400s",
-				      err->str ? err->str : "error");
-	const redisReply *exec = r[4];
-	if (exec->type != REDIS_REPLY_ARRAY || exec->elements != 3 ||
-	    !bg_client_reply_is_str(exec->element[2]))
-		return bg_client_fail(c, BG_CLIENT_EPROTO,
-				      "send: unexpected EXEC reply");
-	const redisReply *id = exec->element[2];
-	if (bg_client_copy_id(resp->entry_id, sizeof resp->entry_id, id->str,
-			      id->len))
-		return bg_client_fail(c, BG_CLIENT_EPROTO,
-				      "send: entry id too long");
-	return 0;
-}
-
-static int transact(struct bg_client *c, struct send_plan *p,
+/* One MULTI/EXEC: [record + msg_map, EXPIRE] then the stream entries.
+ * Entry ids land in resp. */
+static int transact(struct bg_client *c, struct send_plan *p, bool entries,
 		    struct bg_send_response *resp)
 {
-	const char *multi[] = { "MULTI" }, *exec[] = { "EXEC" };
 	const char *hset[] = { "HSET", p->registry.p, p->exec_field.p,
-			       p->record.p, p->msg_field.p, p->execution_id };
-	size_t hset_len[] = { 4, p->registry.len, p->exec_field.len,
-			      p->record.len, p->msg_field.len,
-			      strlen(p->execution_id) };
-	const char *expire[] = { "EXPIRE", p->registry.p, SESSION_TTL };
-	const char *xadd[] = { "XADD", p->stream.p, "*", "data", p->command.p };
-	size_t xadd_len[] = { 4, p->stream.len, 1, 4, p->command.len };
-	const int argc[] = { 1, 6, 3, 5, 1 };
-	const char **argv[] = { multi, hset, expire, xadd, exec };
-	const size_t *lens[] = { NULL, hset_len, NULL, xadd_len, NULL };
-	redisReply *r[5];
-	int rc = bg_client_pipeline(c, r, 5, argc, argv, lens);
+			       p->record.p, p->msg_field.p, p->execution_id,
+			       NULL };
+	const char *expire[] = { "EXPIRE", p->registry.p,
+				 BG_CLIENT_SESSION_TTL, NULL };
+	const char *wake[] = { "XADD", p->wakeup_key.p, "*", "data",
+			       p->wakeup.p, NULL };
+	const char *pend[] = { "XADD", p->pending_key.p, "*", "data",
+			       p->pending.p, NULL };
+	const char *cmd[] = { "XADD", p->stream.p, "*", "data", p->command.p,
+			      NULL };
+	const char *const *cmds[4];
+	char *ids[4] = { NULL };
+	int n = 0;
+	if (!p->resumed || !entries) {
+		cmds[n++] = hset;
+		cmds[n++] = expire;
+	}
+	if (entries && p->route.status == BG_ROUTE_QUEUE_PENDING) {
+		if (p->route.wakeup)
+			cmds[n++] = wake;
+		ids[n] = resp->pending_id;
+		cmds[n++] = pend;
+	} else if (entries) {
+		ids[n] = resp->entry_id;
+		cmds[n++] = cmd;
+	}
+	redisReply *exec;
+	int rc = bg_client_transact(c, "send", n, cmds, &exec);
+	for (int i = 0; rc == 0 && i < n; i++) {
+		const redisReply *r = exec->element[i];
+		if (ids[i] && (!bg_client_reply_is_str(r) ||
+			       bg_client_copy_id(ids[i], BG_CLIENT_ENTRY_ID_MAX,
+						 r->str, r->len)))
+			rc = bg_client_fail(c, BG_CLIENT_EPROTO,
+					    "send: unexpected XADD reply");
+	}
+	freeReplyObject(exec);
+	return rc;
+}
+
+static void fill_response(const struct send_plan *p,
+			  struct bg_send_response *resp)
+{
+	strcpy(resp->message_id, p->message_id);
+	strcpy(resp->execution_id, p->execution_id);
+	strcpy(resp->trace_id, p->trace_id);
+	strcpy(resp->target_agent_type, p->target);
+	snprintf(resp->route_status, sizeof resp->route_status, "%s",
+		 p->route_status ? p->route_status : "REJECT");
+	snprintf(resp->stream, sizeof resp->stream, "%s",
+		 p->stream.p ? p->stream.p : "");
+	resp->resumed = p->resumed;
+	strcpy(resp->error_code, p->route.error_code);
+	strcpy(resp->error, p->route.error);
+}
+
+/* Route, then write: the record and entries, or the rejected record. */
+static int route_and_write(struct bg_client *c, struct send_plan *p,
+			   struct bg_send_response *resp)
+{
+	int rc = given(p->req->worker_id) ? route_direct(c, p)
+					  : route_availability(c, p);
+	if (rc == BG_CLIENT_EREJECTED)
+		return rc; /* direct route: nothing written, as in Python */
 	if (rc == 0)
-		rc = check_exec(c, r, resp);
-	for (int i = 0; i < 5; i++)
-		freeReplyObject(r[i]);
+		rc = plan_fields(c, p);
+	if (rc == 0 && p->route.status == BG_ROUTE_REJECT) {
+		rc = build_failed(p);
+		if (rc == 0)
+			rc = transact(c, p, false, resp);
+		return rc ? rc : bg_client_fail(c, BG_CLIENT_EREJECTED, "%s: %s",
+						 p->route.error_code,
+						 p->route.error);
+	}
+	if (rc == 0 && !p->resumed)
+		rc = build_queued(p);
+	if (rc == 0)
+		rc = transact(c, p, true, resp);
+	return rc;
+}
+
+static int send_or_reply(struct bg_client *c, const struct bg_send_request *req,
+			 bool resume, struct bg_send_response *resp)
+{
+	c->errmsg[0] = '\0';
+	memset(resp, 0, sizeof *resp);
+	if (!given(req->session_id) || (!resume && !given(req->agent_type)) ||
+	    (!resume && !req->content) || (resume && !given(req->message_id)))
+		return bg_client_fail(c, -EINVAL, resume
+			? "message id and session are required"
+			: "agent type, session and content are required");
+	struct send_plan p = { .req = req, .resume = resume };
+	p.policy = given(req->route_policy) ? req->route_policy : "FAIL_FAST";
+	int rc = plan_ids(c, &p);
+	if (rc == 0 && resume)
+		rc = find_resumed(c, &p);
+	if (rc == 0)
+		rc = plan_popped(c, &p);
+	if (rc == 0)
+		rc = plan_command(c, &p);
+	if (rc == 0)
+		rc = route_and_write(c, &p, resp);
+	if (rc == 0 || rc == BG_CLIENT_EREJECTED)
+		fill_response(&p, resp);
+	plan_free(&p);
 	return rc;
 }
 
 int bg_client_send(struct bg_client *c, const struct bg_send_request *req,
 		   struct bg_send_response *resp)
 {
-	c->errmsg[0] = '\0';
-	memset(resp, 0, sizeof *resp);
-	if (!req->agent_type || !req->agent_type[0] || !req->session_id ||
-	    !req->session_id[0] || !req->content)
-		return bg_client_fail(c, -EINVAL, "agent type, session and "
-						  "content are required");
-	struct send_plan p = { 0 };
-	int rc = plan_ids(c, req, &p);
-	if (!rc)
-		rc = plan_command(c, req, &p);
-	if (!rc)
-		rc = plan_record(c, req, &p);
-	if (!rc)
-		rc = transact(c, &p, resp);
-	if (!rc) {
-		strcpy(resp->message_id, p.message_id);
-		strcpy(resp->execution_id, p.execution_id);
-		strcpy(resp->trace_id, p.trace_id);
-	}
-	plan_free(&p);
-	return rc;
+	return send_or_reply(c, req, false, resp);
+}
+
+int bg_client_reply(struct bg_client *c, const struct bg_send_request *req,
+		    struct bg_send_response *resp)
+{
+	return send_or_reply(c, req, true, resp);
 }

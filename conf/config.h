@@ -60,6 +60,7 @@ struct bg_config {
 	int slow_task_ms;	   /* INFO log above this, 10000 */
 	int lease_wait_s;	   /* wait for a lease held elsewhere, 90 */
 	int reconcile_interval_ms; /* own-PEL reconcile and reclaim, 30000 */
+	int cancel_grace_ms;	   /* cancel flag -> SIGTERM -> SIGKILL, 5000 */
 
 	/* pool */
 	int pool_size;		 /* children, default 4 */

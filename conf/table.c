@@ -119,6 +119,10 @@ const struct bg_conf_key bg_conf_keys[] = {
 	    "At start, how long to wait for this worker id's lease held by "
 	    "another process (a crashed owner's lease expiring) before "
 	    "exiting."),
+	INT("worker", "cancel_grace_ms", C, cancel_grace_ms, 5000, 0, 600000,
+	    "ms", R,
+	    "A graceful CANCEL_TASK: the handler's cancel flag is set, SIGTERM "
+	    "follows after this long, SIGKILL after as long again."),
 	INT("worker", "reconcile_interval_ms", C, reconcile_interval_ms, 30000,
 	    1000, 3600000, "ms", R,
 	    "Period of the own pending-list reconcile and of the reclaim of "

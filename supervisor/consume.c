@@ -91,6 +91,31 @@ static void handle_read_reply(struct bg_daemon *d, redisReply *r)
 	}
 }
 
+/* Whether the read should cover stream i now: the worker stream always;
+ * an agent-type stream while there is capacity, the worker is active and
+ * the type is not denied to it (WIRE 5.5, 5.6). */
+static bool wants_stream(const struct bg_daemon *d, int i, int cap)
+{
+	if (i == 0)
+		return true;
+	return cap > 0 && !bg_control_suspended(d) &&
+	       !(d->denied && d->denied[i - 1]);
+}
+
+static uint64_t mask_with(const struct bg_daemon *d, int cap)
+{
+	uint64_t m = 0;
+	for (int i = 0; i < d->n_streams; i++)
+		if (wants_stream(d, i, cap))
+			m |= 1ULL << (i < 63 ? i : 63);
+	return m;
+}
+
+static uint64_t want_mask(const struct bg_daemon *d)
+{
+	return mask_with(d, bg_consume_capacity(d));
+}
+
 static void issue_read(struct bg_daemon *d)
 {
 	if (d->read_in_flight || !d->groups_ready || d->draining ||
@@ -98,9 +123,8 @@ static void issue_read(struct bg_daemon *d)
 	    !d->start_reconciled)
 		return;
 	int cap = bg_consume_capacity(d);
-	bool agents = cap > 0;
-	int n = agents ? d->n_streams : 1;
-	const char **argv = calloc((size_t)(9 + 2 * n), sizeof(char *));
+	const char **argv = calloc((size_t)(9 + 2 * d->n_streams),
+				   sizeof(char *));
 	if (argv == NULL)
 		return;
 	char count[16], block[16];
@@ -116,14 +140,19 @@ static void issue_read(struct bg_daemon *d)
 	argv[a++] = "BLOCK";
 	argv[a++] = block;
 	argv[a++] = "STREAMS";
-	for (int i = 0; i < n; i++)
-		argv[a++] = d->streams[i];
+	int n = 0;
+	for (int i = 0; i < d->n_streams; i++)
+		if (wants_stream(d, i, cap)) {
+			argv[a++] = d->streams[i];
+			n++;
+		}
 	for (int i = 0; i < n; i++)
 		argv[a++] = ">";
 	if (bg_rconn_cmd(d->rd, on_read, d, d->cfg->block_ms, a, argv, NULL) ==
 	    0) {
 		d->read_in_flight = true;
-		d->read_has_agents = agents;
+		d->read_mask = want_mask(d);
+		d->last_read_issued_ms = bg_mono_ms();
 		if (!d->reader_ready) {
 			log_ready(d);
 			bg_lease_reader_ready(d); /* online only from now */
@@ -148,8 +177,15 @@ static void unblock_read(struct bg_daemon *d)
 void bg_consume_kick(struct bg_daemon *d)
 {
 	if (d->read_in_flight) {
+		/* Re-issue at once when the streams the read should cover
+		 * changed (capacity back, suspend/resume, denylist) or on stop:
+		 * a blocked read that gained streams is released; one that
+		 * lost some is left to return (its entries are ours). */
 		bool stop = d->draining || d->stopping;
-		if (stop || (!d->read_has_agents && bg_consume_capacity(d) > 0))
+		uint64_t want = want_mask(d);
+		uint64_t allowed = mask_with(d, 1); /* capacity aside */
+		if (stop || (want & ~d->read_mask) != 0 ||
+		    (d->read_mask & ~allowed) != 0)
 			unblock_read(d);
 		return;
 	}

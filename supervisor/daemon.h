@@ -68,6 +68,12 @@ struct bg_task {
 	bool events_capped;
 	bool timed_out;
 	struct event *timeout_ev; /* attempt deadline, then the kill grace */
+	bool cancel_requested;	  /* CANCEL_TASK or the record says so */
+	bool cancel_termed;	  /* SIGTERM sent after the cancel grace */
+	char *cancel_reason;
+	struct event *cancel_ev;
+	bool parent_cancelled;	  /* the caller asked for the cancel */
+	bool ending;		  /* an asynchronous end is under way */
 	bool end_marker_emitted;
 
 	/* outcome */
@@ -100,6 +106,7 @@ struct bg_task {
 struct bg_event_ctx;
 void bg_event_ctx_of(const struct bg_task *t, struct bg_event_ctx *ctx);
 
+struct reload;
 struct bg_keyset; /* per-turn "EXPIRE already sent" set */
 
 struct bg_daemon {
@@ -124,7 +131,7 @@ struct bg_daemon {
 	int groups_pending;
 	bool groups_failed;
 	bool read_in_flight;
-	bool read_has_agents;
+	uint64_t read_mask; /* streams the read in flight covers */
 	bool unblock_sent;
 	bool ready_logged;
 	int64_t redis_offset_ms; /* redis TIME - local realtime */
@@ -155,6 +162,8 @@ struct bg_daemon {
 	/* admin lifecycle (control.c): "active", "suspended", "evicted" */
 	char lifecycle[16];
 	bool *denied; /* per agent type, from the denylist */
+	struct reload *reloads;
+	struct event *reload_timer;
 	int64_t started_mono_ms;
 	int64_t last_read_issued_ms; /* consumer_stalled (DESIGN 8) */
 
@@ -186,6 +195,7 @@ bool bg_lease_may_finish(const struct bg_daemon *d);
 void bg_lease_release(struct bg_daemon *d);
 void bg_lease_free(struct bg_daemon *d);
 bool bg_lease_released(const struct bg_daemon *d);
+void bg_lease_register_membership(struct bg_daemon *d);
 
 /* Exit codes of bygated. */
 enum {
@@ -222,9 +232,23 @@ void bg_task_replay_finish(struct bg_daemon *d, int stream_idx,
 			   const char *id, struct bg_str blob);
 void bg_task_free(struct bg_daemon *d, struct bg_task *t);
 void bg_task_release_private(struct bg_daemon *d, struct bg_task *t);
+void bg_task_end_ack(struct bg_daemon *d, struct bg_task *t);
+void bg_task_end_deadletter(struct bg_daemon *d, struct bg_task *t,
+			    const char *code, const char *why);
 /* Send one write-connection command with EXPIRE dedupe helpers. */
 void bg_expire_once(struct bg_daemon *d, const char *key);
 void bg_turn_end(struct bg_daemon *d);
+
+/* control.c */
+void bg_control_handle(struct bg_daemon *d, struct bg_task *t);
+void bg_control_cancel_task(struct bg_daemon *d, struct bg_task *t,
+			    const char *reason, bool force);
+void bg_control_set_lifecycle(struct bg_daemon *d, const char *lifecycle,
+			      bool force);
+bool bg_control_suspended(const struct bg_daemon *d);
+void bg_control_refresh_admin(struct bg_daemon *d);
+void bg_control_set_denied(struct bg_daemon *d, int type, bool denied);
+void bg_control_free(struct bg_daemon *d);
 
 /* sessions.c */
 void bg_sessions_gc(struct bg_daemon *d);

@@ -312,7 +312,7 @@ static void build_finish(struct bg_daemon *d, struct bg_task *t,
 	struct outcome_view v;
 	view_outcome(t, &v);
 	bool runs = t->outcome == BG_OUT_RESULT || t->outcome == BG_OUT_FAILED;
-	if (runs && t->has_source_agent)
+	if (runs && t->has_source_agent && !t->parent_cancelled)
 		add_callback(d, t, x, &v);
 	bool wrote_data = false;
 	if (t->outcome == BG_OUT_RESULT) {

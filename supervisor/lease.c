@@ -147,6 +147,7 @@ static void became_held(struct bg_daemon *d, const char *how)
 		free(known);
 	}
 	bg_info("lease of worker %s %s", d->worker_id, how);
+	bg_control_refresh_admin(d); /* lifecycle known before the first read */
 	bg_consume_on_lease_held(d);
 }
 
@@ -290,8 +291,10 @@ static void on_denied(struct bg_rconn *c, redisReply *r, void *priv)
 	(void)c;
 	struct member_check *m = priv;
 	struct bg_daemon *d = m->d;
+	if (r && r->type == REDIS_REPLY_INTEGER)
+		bg_control_set_denied(d, m->type, r->integer == 1);
 	if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 0 &&
-	    d->lease_state == L_HELD) {
+	    d->lease_state == L_HELD && !bg_control_suspended(d)) {
 		char *members = key_of(d, BG_KEY_AGENT_TYPE_MEMBERS,
 				       d->cfg->agent_types[m->type].name);
 		if (members)
@@ -304,7 +307,9 @@ static void on_denied(struct bg_rconn *c, redisReply *r, void *priv)
 	free(m);
 }
 
-static void register_membership(struct bg_daemon *d)
+/* WIRE 5.2 / 5.4: membership (only while the admin lifecycle is active)
+ * and the denylist refresh. Called after the admin hash was read. */
+void bg_lease_register_membership(struct bg_daemon *d)
 {
 	char *known = key_of(d, BG_KEY_KNOWN_WORKERS, "");
 	char *declared = key_of(d, BG_KEY_WORKER_AGENT_TYPES, d->worker_id);
@@ -365,7 +370,7 @@ static void on_heartbeat(struct bg_rconn *c, redisReply *r, void *priv)
 		d->lease_lapses++;
 		bg_finish_mark_verify(d);
 	}
-	register_membership(d);
+	bg_control_refresh_admin(d); /* then membership and denylist */
 	bg_finish_release_held(d);
 }
 

@@ -295,6 +295,9 @@ static int daemon_init(struct bg_daemon *d, struct bg_config *cfg)
 		d->streams[i + 1] = key_of(d, BG_KEY_AGENT_TYPE_CTRL,
 					   cfg->agent_types[i].name);
 	d->deadletter_key = key_of(d, BG_KEY_DEADLETTER, "");
+	d->denied = calloc((size_t)cfg->n_agent_types + 1, sizeof(bool));
+	snprintf(d->lifecycle, sizeof(d->lifecycle), "active");
+	d->started_mono_ms = bg_mono_ms();
 	for (int i = 0; i < d->n_streams; i++)
 		if (d->streams[i] == NULL)
 			return -EINVAL;
@@ -328,6 +331,7 @@ static void daemon_free(struct bg_daemon *d)
 	if (d->reconcile_timer)
 		event_free(d->reconcile_timer);
 	bg_lease_free(d);
+	bg_control_free(d);
 	if (d->state)
 		bg_state_close(d->state);
 	if (d->lock_fd > 0)

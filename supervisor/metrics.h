@@ -15,7 +15,17 @@ struct bg_metrics;
 /* Task outcomes as labels: completed, failed, cancelled, deadlettered,
  * acked (terminal replay or ignored command), suspended (non-terminal). */
 struct bg_metrics *bg_metrics_new(void);
+/* Free after the Redis connections: a pending XPENDING reply still
+ * reaches the metrics (as NULL) when the control connection is freed. */
 void bg_metrics_free(struct bg_metrics *m);
+
+/* Register the configured agent types (their series exist from the start)
+ * and refresh the pending-entries gauges every 5 s on the control
+ * connection (XPENDING summary and XPENDING - + 1 <worker> per stream).
+ * Called by bg_http_start; d->metrics NULL is a no-op. 0 or -ENOMEM. */
+int bg_metrics_start(struct bg_daemon *d);
+/* Stop the refresh timer (before event_base_free); idempotent. */
+void bg_metrics_stop(struct bg_metrics *m);
 
 /* A finish was applied: agent type, outcome label, run time (dispatch to
  * result, 0 if never dispatched) and queue wait (read to dispatch). */

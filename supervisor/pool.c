@@ -79,6 +79,8 @@ struct bg_pool {
 	int64_t *deaths;
 	int n_deaths, death_pos;
 	int64_t breaker_until_ms;
+	char gen_failure[512]; /* why the current generation cannot load */
+	uint32_t gen_failed;   /* generation of that failure */
 };
 
 static int64_t mono_ms(void)
@@ -337,9 +339,13 @@ static void handle_message(struct bg_child *ch)
 		return;
 	case BG_REC_FATAL: {
 		struct bg_str f[1];
-		if (bg_rec_unpack(in->buf, in->len, f, 1) == 0)
+		if (bg_rec_unpack(in->buf, in->len, f, 1) == 0) {
 			bg_error("slot %d: child pid %d cannot serve: %.*s",
 				 ch->slot, (int)ch->pid, (int)f[0].len, f[0].p);
+			snprintf(p->gen_failure, sizeof(p->gen_failure), "%.*s",
+				 (int)f[0].len, f[0].p);
+			p->gen_failed = ch->generation;
+		}
 		ch->quick_deaths++;
 		child_kill(ch, "the child reported a fatal error");
 		return;
@@ -714,6 +720,64 @@ int bg_pool_run(struct bg_pool *p, int slot, uint64_t tag,
 	ch->state = CH_BUSY;
 	ch->tag = tag;
 	return 0;
+}
+
+int bg_pool_cancel(struct bg_pool *p, int slot, uint64_t tag,
+		   const char *reason, const char *mode)
+{
+	struct bg_child *ch = &p->c[slot];
+	if (ch->pid <= 0 || ch->state != CH_BUSY || ch->tag != tag)
+		return -ESRCH;
+	struct bg_buf payload = { 0 };
+	struct bg_str v[2] = { bg_str_c(reason), bg_str_c(mode) };
+	int rc = bg_rec_pack(&payload, v, 2);
+	if (rc == 0)
+		rc = child_queue(ch, BG_REC_CANCEL, tag, payload.p, payload.len);
+	bg_buf_free(&payload);
+	return rc;
+}
+
+uint32_t bg_pool_new_generation(struct bg_pool *p)
+{
+	p->generation++;
+	for (int i = 0; i < p->n; i++)
+		if (p->c[i].pid > 0 && p->c[i].generation < p->generation)
+			p->c[i].recycling = true;
+	return p->generation;
+}
+
+uint32_t bg_pool_generation(const struct bg_pool *p)
+{
+	return p->generation;
+}
+
+int bg_pool_generation_state(const struct bg_pool *p, const char **why)
+{
+	if (p->gen_failed == p->generation) {
+		*why = p->gen_failure;
+		return -1;
+	}
+	for (int i = 0; i < p->n; i++) {
+		const struct bg_child *ch = &p->c[i];
+		if (ch->pid <= 0 || ch->generation != p->generation ||
+		    ch->state == CH_STARTING || ch->state == CH_STOPPING)
+			return 0;
+	}
+	return 1;
+}
+
+int bg_pool_set_config(struct bg_pool *p, const struct bg_config *cfg)
+{
+	const struct bg_config *old = p->cfg;
+	p->cfg = cfg;
+	bg_buf_reset(&p->config_payload);
+	int rc = build_config_payload(p);
+	if (rc) {
+		p->cfg = old;
+		bg_buf_reset(&p->config_payload);
+		build_config_payload(p);
+	}
+	return rc;
 }
 
 void bg_pool_signal(struct bg_pool *p, int slot, int sig, const char *reason)

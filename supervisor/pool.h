@@ -55,6 +55,25 @@ int bg_pool_run(struct bg_pool *p, int slot, uint64_t tag,
  * SIGKILL for a timeout); `reason` is kept for the exit report. */
 void bg_pool_signal(struct bg_pool *p, int slot, int sig, const char *reason);
 
+/* Send a cooperative cancel for task `tag` running in `slot` (the handler
+ * sees it through bg_ctx_cancelled). 0, -ESRCH when the slot does not run
+ * that task. */
+int bg_pool_cancel(struct bg_pool *p, int slot, uint64_t tag,
+		   const char *reason, const char *mode);
+
+/* Reload: a new generation. Every child of an older generation is recycled
+ * (after its current task), one at a time; new children load their plugins
+ * afresh. Returns the new generation. */
+uint32_t bg_pool_new_generation(struct bg_pool *p);
+uint32_t bg_pool_generation(const struct bg_pool *p);
+/* 1 when every slot runs a ready child of the current generation, 0 while
+ * the recycle is under way, -1 when a child of the current generation
+ * could not load its handlers (*why set, owned by the pool). */
+int bg_pool_generation_state(const struct bg_pool *p, const char **why);
+/* Replace the configuration the children are given (SIGHUP); takes effect
+ * for children spawned from now on (use a new generation to recycle). */
+int bg_pool_set_config(struct bg_pool *p, const struct bg_config *cfg);
+
 /* Ring the doorbells marked during this loop turn (at most once each). */
 void bg_pool_end_of_turn(struct bg_pool *p);
 

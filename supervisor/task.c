@@ -99,6 +99,9 @@ void bg_task_free(struct bg_daemon *d, struct bg_task *t)
 		event_free(t->retry_ev);
 	if (t->timeout_ev)
 		event_free(t->timeout_ev);
+	if (t->cancel_ev)
+		event_free(t->cancel_ev);
+	free(t->cancel_reason);
 	bg_cmd_free(&t->cmd);
 	free(t->stream);
 	free(t->entry_id);
@@ -144,6 +147,83 @@ static void end_task(struct bg_daemon *d, struct bg_task *t,
 		t->error_message = strdup(why);
 	}
 	bg_finish(d, t);
+}
+
+void bg_task_end_ack(struct bg_daemon *d, struct bg_task *t)
+{
+	end_task(d, t, BG_OUT_ACK_ONLY, NULL, NULL);
+}
+
+void bg_task_end_deadletter(struct bg_daemon *d, struct bg_task *t,
+			    const char *code, const char *why)
+{
+	end_task(d, t, BG_OUT_DEADLETTER, code, why);
+}
+
+/* ---- cancellation (WIRE 6.10) ---- */
+
+static void finish_cancelled_now(struct bg_daemon *d, struct bg_task *t)
+{
+	struct bg_log_ids ids = bg_task_log_ids(t);
+	bg_log_task(BG_LOG_INFO, &ids, "execution CANCELLED (%s)",
+		    t->cancel_reason ? t->cancel_reason : "cancelled");
+	free(t->status);
+	t->status = strdup("CANCELLED");
+	bg_buf_reset(&t->content);
+	bg_buf_reset(&t->reply_data);
+	bg_buf_puts(&t->reply_data, "{\"reason\":");
+	const char *why = t->cancel_reason ? t->cancel_reason : "cancelled";
+	bg_json_escape(&t->reply_data, why, strlen(why));
+	bg_buf_puts(&t->reply_data, "}");
+	end_task(d, t, BG_OUT_RESULT, NULL, NULL);
+}
+
+static void on_parent_record(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	struct bg_task *t = priv;
+	if (r && r->type == REDIS_REPLY_STRING) {
+		struct bg_record rec = { 0 };
+		if (bg_record_read(&rec, (struct bg_str){ r->str, r->len }) == 0)
+			t->parent_cancelled = rec.cancel_requested;
+		bg_record_free(&rec);
+	}
+	finish_cancelled_now(t->d, t);
+}
+
+static void on_parent_map(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	struct bg_task *t = priv;
+	char field[160];
+	if (r && r->type == REDIS_REPLY_STRING && r->len < 100) {
+		snprintf(field, sizeof(field), "exec:%.*s", (int)r->len, r->str);
+		if (bg_rconn_cmdv(t->d->wr, on_parent_record, t, 0,
+				  (const char *const[]){ "HGET", t->reg_key,
+							 field, NULL }) == 0)
+			return;
+	}
+	finish_cancelled_now(t->d, t);
+}
+
+/* End a cancelled execution: CANCELLED, reply_data {"reason"}, an end
+ * marker for a root task, and a callback to a waiting caller unless the
+ * caller itself asked for the cancel (its record has cancel_requested). */
+static void finish_cancelled(struct bg_daemon *d, struct bg_task *t)
+{
+	char field[160];
+	if (t->ending)
+		return;
+	t->ending = true; /* nothing else may end it meanwhile */
+	if (!t->has_source_agent || t->parent_message_id[0] == '\0') {
+		finish_cancelled_now(d, t);
+		return;
+	}
+	snprintf(field, sizeof(field), "msg_map:%s", t->parent_message_id);
+	if (bg_rconn_cmdv(d->wr, on_parent_map, t, 0,
+			  (const char *const[]){ "HGET", t->reg_key, field,
+						 NULL }) != 0)
+		finish_cancelled_now(d, t);
 }
 
 static uint64_t entry_ms(const char *id)
@@ -279,6 +359,21 @@ static void decide(struct bg_daemon *d, struct bg_task *t,
 		t->deadletter = true;
 		t->error_type = "PoisonEntry";
 		end_task(d, t, BG_OUT_FAILED, "max_deliveries", why);
+		return;
+	}
+	if (have && rec.cancel_requested) {
+		/* Lazy cancel (WIRE 6.10): finished CANCELLED, never run. */
+		t->cancel_requested = true;
+		if (t->cancel_reason == NULL)
+			t->cancel_reason = dup_str(rec.cancel_reason);
+	}
+	if (t->cancel_requested) {
+		bg_record_free(&rec);
+		t->record_exists = have;
+		if (!have)
+			bg_id_new(t->execution_id, sizeof(t->execution_id),
+				  "exec-");
+		finish_cancelled(d, t);
 		return;
 	}
 	/* WIRE 6.4 step 5: resumed = a RESUME, or a record past QUEUED. */
@@ -535,12 +630,7 @@ static void accept_entry(struct bg_daemon *d, struct bg_task *t,
 		return;
 	}
 	if (c->action != BG_ACTION_ASK_AGENT && c->action != BG_ACTION_RESUME) {
-		struct bg_log_ids ids = bg_task_log_ids(t);
-		bg_log_task(stream_idx == 0 ? BG_LOG_WARN : BG_LOG_INFO, &ids,
-			    "%s on %s is not handled by this bygated; "
-			    "acknowledged",
-			    bg_action_name(c->action), t->stream);
-		end_task(d, t, BG_OUT_ACK_ONLY, NULL, NULL);
+		bg_control_handle(d, t);
 		return;
 	}
 	if (!id_usable(bg_str_c(t->session_id)) ||
@@ -824,6 +914,10 @@ void bg_task_dispatch(struct bg_daemon *d)
 		if (slot < 0)
 			break;
 		struct bg_task *t = queue_pop(d);
+		if (t->cancel_requested) {
+			finish_cancelled(d, t);
+			continue;
+		}
 		if (find_type(d, t->handler_type) == NULL) {
 			end_task(d, t, BG_OUT_FAILED, "UNKNOWN_AGENT_TYPE",
 				 "no handler is configured for this agent "
@@ -979,6 +1073,10 @@ static void handle_result(struct bg_daemon *d, struct bg_task *t,
 			 "the child sent a malformed result");
 		return;
 	}
+	if (t->cancel_requested) {
+		finish_cancelled(d, t); /* the handler saw the cancel flag */
+		return;
+	}
 	if (t->events_capped) {
 		end_task(d, t, BG_OUT_FAILED, "EVENT_LIMIT",
 			 "the task exceeded max_events_per_task or "
@@ -1017,7 +1115,7 @@ void bg_task_on_message(void *arg, int slot, uint16_t kind, uint64_t tag,
 	(void)slot;
 	struct bg_daemon *d = arg;
 	struct bg_task *t = find_task(d, tag);
-	if (t == NULL || t->state != BG_TASK_RUNNING)
+	if (t == NULL || t->state != BG_TASK_RUNNING || t->ending)
 		return;
 	if (kind == BG_REC_EVENT)
 		handle_event(d, t, payload, len);
@@ -1030,11 +1128,15 @@ void bg_task_on_child_lost(void *arg, int slot, uint64_t tag, const char *why)
 	(void)slot;
 	struct bg_daemon *d = arg;
 	struct bg_task *t = find_task(d, tag);
-	if (t == NULL || t->state != BG_TASK_RUNNING)
+	if (t == NULL || t->state != BG_TASK_RUNNING || t->ending)
 		return;
 	if (d->stopping)
 		return; /* we killed it to stop: the entry stays pending for
 			   the next bygated (or a peer) to recover */
+	if (t->cancel_requested) {
+		finish_cancelled(d, t);
+		return;
+	}
 	struct bg_log_ids ids = bg_task_log_ids(t);
 	if (t->timed_out) {
 		const struct bg_agent_type_conf *tc =

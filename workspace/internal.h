@@ -1,5 +1,6 @@
 /* workspace/internal.h - helpers shared by the workspace sources (ids,
- * confined directory walks); not part of the component's API. */
+ * confined directory walks, the descriptor cache); not part of the
+ * component's API. */
 #ifndef BG_WORKSPACE_INTERNAL_H
 #define BG_WORKSPACE_INTERNAL_H
 
@@ -8,6 +9,7 @@
 #include <stdint.h>
 
 #include "common/buf.h"
+#include "workspace/workspace.h"
 
 /* Like bg_ws_check_id for a non-empty name of at most `max` bytes. */
 int bg_ws_check_name(struct bg_str name, const char *what, size_t max,
@@ -22,12 +24,40 @@ void bg_ws_quote(char *out, size_t outlen, const char *s, size_t len);
 void bg_ws_errf(char *err, size_t errlen, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-/* Opens rel[0..len) below dirfd one component at a time with O_NOFOLLOW,
- * creating missing directories (0750) when `create`. A component that is a
- * symlink gives -ELOOP, a non-directory -ENOTDIR; empty, "." and ".."
- * components -EINVAL. len 0 duplicates dirfd. *fd is O_CLOEXEC. */
-int bg_ws_open_rel(int dirfd, const char *rel, size_t len, bool create,
+/* How bg_ws_open_at and bg_ws_open_rel open a directory. */
+enum {
+	BG_WS_CREATE = 1,   /* create missing directories (mode 0750) */
+	BG_WS_READABLE = 2, /* the result is O_RDONLY (listable), not O_PATH */
+};
+
+/* Opens the directory dirfd/name with O_NOFOLLOW | O_CLOEXEC, creating it
+ * when missing and `how` has BG_WS_CREATE. A symlink gives -ELOOP, a
+ * non-directory -ENOTDIR; shown[0..len) names it in error texts. */
+int bg_ws_open_at(int dirfd, const char *name, unsigned how, int *fd,
+		  const char *shown, size_t len, char *err, size_t errlen);
+
+/* bg_ws_open_at for each component of rel[0..len) in turn (the ones before
+ * the last always O_PATH); empty, "." and ".." components give -EINVAL.
+ * len 0 duplicates dirfd (O_CLOEXEC). */
+int bg_ws_open_rel(int dirfd, const char *rel, size_t len, unsigned how,
 		   int *fd, char *err, size_t errlen);
+
+/* The cache's key: a root (no trailing '/') and a rel_session below it. */
+struct bg_ws_key {
+	const char *root, *rel;
+	size_t rootlen, rellen;
+};
+
+/* The cached descriptor of k (marked most recently used), or -1. */
+int bg_ws_cache_find(struct bg_ws_cache *c, const struct bg_ws_key *k);
+
+/* Stores fd under k (absent from the cache), closing the least recently
+ * used entry's descriptor when full. The cache owns fd from now on; it is
+ * closed at once if it cannot be stored. */
+void bg_ws_cache_put(struct bg_ws_cache *c, const struct bg_ws_key *k, int fd);
+
+/* Removes k's entry and closes its descriptor; no-op when absent. */
+void bg_ws_cache_drop(struct bg_ws_cache *c, const struct bg_ws_key *k);
 
 /* Removes everything inside the open directory fd without following
  * symlinks or leaving it. rel names fd in error texts. */

@@ -12,6 +12,7 @@
 #include "workspace/internal.h"
 
 #define DIR_FLAGS (O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+#define PATH_FLAGS (O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
 #define CREATE_RETRIES 3 /* a concurrent removal may rmdir what we made */
 #define EMPTY_RETRIES 3	 /* a writer may add entries while we remove */
 
@@ -29,42 +30,49 @@ static int classify_open_error(int dirfd, const char *name, int rc)
 	return -ENOTDIR;
 }
 
-static int open_step(int dirfd, const char *name, bool create, int *fd,
-		     const char *rel, size_t len, char *err, size_t errlen)
+static int open_failed(int dirfd, const char *name, const char *what, int rc,
+		       const char *shown, size_t len, char *err, size_t errlen)
 {
 	char q[PATH_MAX / 16];
 
-	bg_ws_quote(q, sizeof(q), rel, len);
+	bg_ws_quote(q, sizeof(q), shown, len);
+	if (rc == -ELOOP || rc == -ENOTDIR)
+		rc = classify_open_error(dirfd, name, rc);
+	if (rc == -ELOOP)
+		bg_ws_errf(err, errlen, "workspace path %s is a symbolic link; "
+			   "refusing to follow it", q);
+	else if (rc == -ENOTDIR)
+		bg_ws_errf(err, errlen, "workspace path %s exists and is not a "
+			   "directory", q);
+	else
+		bg_ws_errf(err, errlen, "%s(%s) failed: %s", what, q,
+			   strerror(-rc));
+	return rc;
+}
+
+/* Tries the open first and creates only what is missing, so that the usual
+ * case (everything exists) costs one openat per component. */
+int bg_ws_open_at(int dirfd, const char *name, unsigned how, int *fd,
+		  const char *shown, size_t len, char *err, size_t errlen)
+{
+	int flags = how & BG_WS_READABLE ? DIR_FLAGS : PATH_FLAGS;
+
 	for (int tries = 0;; tries++) {
-		if (create && mkdirat(dirfd, name, 0750) == -1 &&
-		    errno != EEXIST) {
-			int rc = -errno;
-			bg_ws_errf(err, errlen, "mkdirat(%s) failed: %s", q,
-				   strerror(-rc));
-			return rc;
-		}
-		*fd = openat(dirfd, name, DIR_FLAGS);
+		*fd = openat(dirfd, name, flags);
 		if (*fd != -1)
 			return 0;
-		if (errno == ENOENT && create && tries < CREATE_RETRIES)
-			continue;
-		int rc = classify_open_error(dirfd, name, -errno);
-		if (rc == -ELOOP)
-			bg_ws_errf(err, errlen,
-				   "workspace path %s is a symbolic link; "
-				   "refusing to follow it", q);
-		else if (rc == -ENOTDIR)
-			bg_ws_errf(err, errlen,
-				   "workspace path %s exists and is not a "
-				   "directory", q);
-		else
-			bg_ws_errf(err, errlen, "openat(%s) failed: %s", q,
-				   strerror(-rc));
-		return rc;
+		int rc = -errno;
+		if (rc != -ENOENT || !(how & BG_WS_CREATE) ||
+		    tries == CREATE_RETRIES)
+			return open_failed(dirfd, name, "openat", rc, shown,
+					   len, err, errlen);
+		if (mkdirat(dirfd, name, 0750) == -1 && errno != EEXIST)
+			return open_failed(dirfd, name, "mkdirat", -errno,
+					   shown, len, err, errlen);
 	}
 }
 
-int bg_ws_open_rel(int dirfd, const char *rel, size_t len, bool create,
+int bg_ws_open_rel(int dirfd, const char *rel, size_t len, unsigned how,
 		   int *fd, char *err, size_t errlen)
 {
 	char name[NAME_MAX + 1];
@@ -91,8 +99,9 @@ int bg_ws_open_rel(int dirfd, const char *rel, size_t len, bool create,
 		}
 		memcpy(name, rel + i, n);
 		name[n] = '\0';
-		int next, rc = open_step(cur, name, create, &next, rel, j, err,
-					 errlen);
+		int next, rc = bg_ws_open_at(cur, name,
+					     j == len ? how : how & BG_WS_CREATE,
+					     &next, rel, j, err, errlen);
 		if (cur != dirfd)
 			close(cur);
 		if (rc)

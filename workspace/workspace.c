@@ -20,24 +20,32 @@ static const char *const private_shape[] = { NULL, NULL,      "sessions",
 #define SESSION_SHAPE "<agent_type>/<user_code>/sessions/<session_id>"
 #define PRIVATE_SHAPE SESSION_SHAPE "/private/<execution_id>.<attempt>"
 
-static int open_root(const char *root, int *fd, char *err, size_t errlen)
+static int check_root(const char *root, char *err, size_t errlen)
 {
 	char q[PATH_MAX / 8];
 
+	if (root != NULL && root[0] == '/')
+		return 0;
 	bg_ws_quote(q, sizeof(q), root ? root : "", root ? strlen(root) : 0);
-	if (root == NULL || root[0] != '/') {
-		bg_ws_errf(err, errlen,
-			   "workspace root %s is not an absolute path", q);
-		return -EINVAL;
-	}
-	*fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (*fd == -1) {
-		int rc = -errno;
-		bg_ws_errf(err, errlen, "open(%s) of the workspace root "
-			   "failed: %s", q, strerror(-rc));
+	bg_ws_errf(err, errlen, "workspace root %s is not an absolute path", q);
+	return -EINVAL;
+}
+
+static int open_root(const char *root, int *fd, char *err, size_t errlen)
+{
+	char q[PATH_MAX / 8];
+	int rc = check_root(root, err, errlen);
+
+	if (rc)
 		return rc;
-	}
-	return 0;
+	*fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (*fd != -1)
+		return 0;
+	rc = -errno;
+	bg_ws_quote(q, sizeof(q), root, strlen(root));
+	bg_ws_errf(err, errlen, "open(%s) of the workspace root failed: %s", q,
+		   strerror(-rc));
+	return rc;
 }
 
 /* 0 if rel has the layout's shape: one valid name per NULL of `shape`, the
@@ -87,15 +95,23 @@ path_printf(char *out, size_t outlen, const char *fmt, ...)
 	return n < 0 || (size_t)n >= outlen ? -ENAMETOOLONG : 0;
 }
 
+/* Length of root without its trailing slashes. */
+static size_t root_len(const char *root)
+{
+	size_t rl = strlen(root);
+
+	while (rl > 0 && root[rl - 1] == '/')
+		rl--;
+	return rl;
+}
+
 static int fill_paths(const char *root, struct bg_str agent, struct bg_str user,
 		      struct bg_str session, const char *private_name,
 		      struct bg_ws_paths *out)
 {
-	size_t rl = strlen(root);
+	size_t rl = root_len(root);
 	int rc;
 
-	while (rl > 0 && root[rl - 1] == '/')
-		rl--;
 	rc = path_printf(out->rel_session, sizeof(out->rel_session),
 			 "%.*s/%.*s/sessions/%.*s", (int)agent.len, agent.p,
 			 (int)user.len, user.p, (int)session.len, session.p);
@@ -128,67 +144,148 @@ static int check_ids(struct bg_str agent_type, struct bg_str user_code,
 	return rc;
 }
 
-int bg_ws_prepare(const char *root, struct bg_str agent_type,
-		  struct bg_str user_code, struct bg_str session_id,
-		  struct bg_str execution_id, unsigned attempt,
-		  struct bg_ws_paths *out, char *err, size_t errlen)
+static struct bg_ws_key session_key(const char *root, const char *rel,
+				   size_t rellen)
 {
-	struct bg_str user = user_code.len ? user_code :
-					     BG_STR_LIT(BG_WS_NO_USER);
-	char name[BG_WS_ID_MAX + 16];
-	int rootfd, fd, rc;
+	return (struct bg_ws_key){ .root = root, .rootlen = root_len(root),
+				   .rel = rel, .rellen = rellen };
+}
 
-	rc = check_ids(agent_type, user_code, session_id, execution_id, err,
-		       errlen);
-	if (rc)
-		return rc;
-	snprintf(name, sizeof(name), "%.*s.%u", (int)execution_id.len,
-		 execution_id.p, attempt);
+/* Runs op(sfd, arg, ...) on a descriptor (O_PATH) of the session directory
+ * k->rel below root: the cached one if op succeeds there (its errors are
+ * not reported: the entry is dropped and everything redone), else one
+ * opened by a confined walk from the root, creating missing directories
+ * when `create` (and retrying a walk that a concurrent prune made fail with
+ * -ENOENT). The walked descriptor is cached when op succeeds. */
+static int in_session(struct bg_ws_cache *c, const char *root,
+		      const struct bg_ws_key *k, bool create,
+		      int (*op)(int sfd, const void *arg, char *err,
+				size_t errlen),
+		      const void *arg, char *err, size_t errlen)
+{
+	int rootfd, sfd, rc;
+
+	if (c != NULL && (sfd = bg_ws_cache_find(c, k)) != -1) {
+		if (op(sfd, arg, NULL, 0) == 0)
+			return 0;
+		bg_ws_cache_drop(c, k);
+	}
 	rc = open_root(root, &rootfd, err, errlen);
 	if (rc)
 		return rc;
-	rc = fill_paths(root, agent_type, user, session_id, name, out);
-	if (rc)
-		bg_ws_errf(err, errlen, "workspace path below root \"%.64s\" "
-			   "is longer than PATH_MAX", root);
-	for (int tries = 0; rc == 0; tries++) {
-		rc = bg_ws_open_rel(rootfd, out->rel_private,
-				    strlen(out->rel_private), true, &fd, err,
+	for (int tries = 0;; tries++) {
+		rc = bg_ws_open_rel(rootfd, k->rel, k->rellen,
+				    create ? BG_WS_CREATE : 0, &sfd, err,
 				    errlen);
-		if (rc != -ENOENT || tries == PREPARE_RETRIES)
+		if (rc == 0)
+			rc = op(sfd, arg, err, errlen);
+		if (rc == 0 && c != NULL)
+			bg_ws_cache_put(c, k, sfd);
+		else if (sfd != -1)
+			close(sfd);
+		if (rc != -ENOENT || !create || tries == PREPARE_RETRIES)
 			break;
-		rc = 0;
-	}
-	if (rc == 0) {
-		rc = bg_ws_tree_empty(fd, out->rel_private, err, errlen);
-		close(fd);
 	}
 	close(rootfd);
 	return rc;
 }
 
-int bg_ws_remove_private(const char *root, const struct bg_ws_paths *p,
-			 char *err, size_t errlen)
-{
-	int rootfd, pfd, rc;
+/* A private directory: rel is its rel_private, rel[slash] the '/' before
+ * its name, rel[0..slash) the "private" directory. */
+struct private_dir {
+	const char *rel;
+	size_t slash;
+};
 
-	rc = check_rel(p ? p->rel_private : NULL, private_shape, 6,
-		       PRIVATE_SHAPE, err, errlen);
+/* Creates sfd/private/<name> empty: a single mkdirat when it is new, else
+ * the left-over is opened with O_NOFOLLOW and emptied. */
+static int make_private(int sfd, const void *arg, char *err, size_t errlen)
+{
+	const struct private_dir *a = arg;
+	const char *name = a->rel + a->slash + 1;
+	int pfd, fd, rc;
+
+	rc = bg_ws_open_at(sfd, "private", BG_WS_CREATE, &pfd, a->rel,
+			   a->slash, err, errlen);
+	if (rc)
+		return rc;
+	if (mkdirat(pfd, name, 0750) == -1) {
+		rc = bg_ws_open_at(pfd, name, BG_WS_CREATE | BG_WS_READABLE,
+				   &fd, a->rel, strlen(a->rel), err, errlen);
+		if (rc == 0) {
+			rc = bg_ws_tree_empty(fd, a->rel, err, errlen);
+			close(fd);
+		}
+	}
+	close(pfd);
+	return rc;
+}
+
+/* Removes sfd/private/<name>: a single rmdir when the handler left it
+ * empty, else the confined walk (which also unlinks a planted symlink). */
+static int remove_private(int sfd, const void *arg, char *err, size_t errlen)
+{
+	const struct private_dir *a = arg;
+	const char *name = a->rel + a->slash + 1;
+	int pfd, rc;
+
+	rc = bg_ws_open_at(sfd, "private", 0, &pfd, a->rel, a->slash, err,
+			   errlen);
+	if (rc)
+		return rc;
+	if (unlinkat(pfd, name, AT_REMOVEDIR) == -1 && errno != ENOENT)
+		rc = bg_ws_tree_remove(pfd, name, a->rel, err, errlen);
+	close(pfd);
+	return rc;
+}
+
+int bg_ws_prepare(struct bg_ws_cache *c, const char *root,
+		  struct bg_str agent_type, struct bg_str user_code,
+		  struct bg_str session_id, struct bg_str execution_id,
+		  unsigned attempt, struct bg_ws_paths *out, char *err,
+		  size_t errlen)
+{
+	struct bg_str user = user_code.len ? user_code :
+					     BG_STR_LIT(BG_WS_NO_USER);
+	char name[BG_WS_ID_MAX + 16];
+	int rc;
+
+	rc = check_ids(agent_type, user_code, session_id, execution_id, err,
+		       errlen);
 	if (rc == 0)
-		rc = open_root(root, &rootfd, err, errlen);
+		rc = check_root(root, err, errlen);
+	if (rc)
+		return rc;
+	snprintf(name, sizeof(name), "%.*s.%u", (int)execution_id.len,
+		 execution_id.p, attempt);
+	if (fill_paths(root, agent_type, user, session_id, name, out) != 0) {
+		bg_ws_errf(err, errlen, "workspace path below root \"%.64s\" "
+			   "is longer than PATH_MAX", root);
+		return -ENAMETOOLONG;
+	}
+	size_t len = strlen(out->rel_private);
+	struct private_dir a = { out->rel_private, len - strlen(name) - 1 };
+	struct bg_ws_key k = session_key(root, out->rel_session,
+					 strlen(out->rel_session));
+	return in_session(c, root, &k, true, make_private, &a, err, errlen);
+}
+
+int bg_ws_remove_private(struct bg_ws_cache *c, const char *root,
+			 const struct bg_ws_paths *p, char *err,
+			 size_t errlen)
+{
+	int rc = check_rel(p ? p->rel_private : NULL, private_shape, 6,
+			   PRIVATE_SHAPE, err, errlen);
+	if (rc == 0)
+		rc = check_root(root, err, errlen);
 	if (rc)
 		return rc;
 	const char *rel = p->rel_private;
 	size_t slash = last_slash(rel, strlen(rel));
-	rc = bg_ws_open_rel(rootfd, rel, slash, false, &pfd, err, errlen);
-	if (rc == 0) {
-		rc = bg_ws_tree_remove(pfd, rel + slash + 1, rel, err, errlen);
-		close(pfd);
-	} else if (rc == -ENOENT) {
-		rc = 0; /* already gone */
-	}
-	close(rootfd);
-	return rc;
+	struct private_dir a = { rel, slash };
+	struct bg_ws_key k = session_key(root, rel, last_slash(rel, slash));
+	rc = in_session(c, root, &k, false, remove_private, &a, err, errlen);
+	return rc == -ENOENT ? 0 : rc; /* already gone */
 }
 
 int bg_ws_measure(const char *root, const char *rel_session, int64_t *bytes,
@@ -203,8 +300,8 @@ int bg_ws_measure(const char *root, const char *rel_session, int64_t *bytes,
 		rc = open_root(root, &rootfd, err, errlen);
 	if (rc)
 		return rc;
-	rc = bg_ws_open_rel(rootfd, rel_session, strlen(rel_session), false,
-			    &fd, err, errlen);
+	rc = bg_ws_open_rel(rootfd, rel_session, strlen(rel_session),
+			    BG_WS_READABLE, &fd, err, errlen);
 	if (rc == 0) {
 		rc = bg_ws_tree_measure(fd, rel_session, bytes, err, errlen);
 		close(fd);
@@ -227,7 +324,7 @@ static int rmdir_rel(int rootfd, const char *rel, size_t len, char *err,
 		return -ENAMETOOLONG;
 	memcpy(name, rel + start, len - start);
 	name[len - start] = '\0';
-	rc = bg_ws_open_rel(rootfd, rel, slash, false, &pfd, err, errlen);
+	rc = bg_ws_open_rel(rootfd, rel, slash, 0, &pfd, err, errlen);
 	if (rc)
 		return rc;
 	rc = unlinkat(pfd, name, AT_REMOVEDIR) == -1 ? -errno : 0;
@@ -241,20 +338,24 @@ static int rmdir_rel(int rootfd, const char *rel, size_t len, char *err,
 	return rc;
 }
 
-int bg_ws_remove_session(const char *root, const char *rel_session,
-			 char *err, size_t errlen)
+int bg_ws_remove_session(struct bg_ws_cache *c, const char *root,
+			 const char *rel_session, char *err, size_t errlen)
 {
 	int rootfd, pfd, rc;
 
 	rc = check_rel(rel_session, session_shape, 4, SESSION_SHAPE, err,
 		       errlen);
+	if (rc == 0 && c != NULL && root != NULL) {
+		struct bg_ws_key k = session_key(root, rel_session,
+						 strlen(rel_session));
+		bg_ws_cache_drop(c, &k);
+	}
 	if (rc == 0)
 		rc = open_root(root, &rootfd, err, errlen);
 	if (rc)
 		return rc;
 	size_t end = last_slash(rel_session, strlen(rel_session));
-	rc = bg_ws_open_rel(rootfd, rel_session, end, false, &pfd, err,
-			    errlen);
+	rc = bg_ws_open_rel(rootfd, rel_session, end, 0, &pfd, err, errlen);
 	if (rc == 0) {
 		rc = bg_ws_tree_remove(pfd, rel_session + end + 1, rel_session,
 				       err, errlen);

@@ -31,22 +31,45 @@ struct bg_ws_paths {
 	char rel_private[PATH_MAX]; /* <rel_session>/private/<exec>.<attempt> */
 };
 
+/* A bounded LRU cache of descriptors (O_PATH) of session directories, keyed
+ * by (root, rel_session), so that a repeat task of a session skips the
+ * confined walk from the root: an open descriptor stays bound to the real
+ * directory even if a path component is later swapped for a symlink, and
+ * everything below it is still opened with O_NOFOLLOW each time. A cached
+ * entry that stops working (the directory was removed behind our back) is
+ * dropped and the walk redone. Not thread-safe: one owner, one thread.
+ * Each entry holds one descriptor; the least recently used one is closed
+ * when `max` are held. Functions below take the cache as their first
+ * argument; NULL means no cache (every call walks from the root). */
+#define BG_WS_CACHE_MAX 256 /* bygated's size: descriptors held at most */
+struct bg_ws_cache;
+
+/* Creates an empty cache of at most max (>= 1) entries: 0 or -ENOMEM,
+ * -EINVAL for max 0. */
+int bg_ws_cache_new(size_t max, struct bg_ws_cache **out);
+
+/* Closes every descriptor the cache holds and frees it. NULL is a no-op. */
+void bg_ws_cache_free(struct bg_ws_cache *c);
+
 /* Checks every id, then creates (mode 0750 less umask) the session directory
  * and an empty private directory for this execution attempt below `root` (an
- * existing absolute directory); a private directory left by an earlier run
- * of the same attempt is emptied. Nothing is created when an id is refused.
+ * existing absolute directory, spelt the same way on every call for the
+ * cache to hit); a private directory left by an earlier run of the same
+ * attempt is emptied. Nothing is created when an id is refused.
  * Errors: -EINVAL (bad id or root), -ELOOP (a component is a symlink),
  * -ENOTDIR, -ENAMETOOLONG, other -errno; text in err. `out` (16 KiB) is
  * meaningful only on success. */
-int bg_ws_prepare(const char *root, struct bg_str agent_type,
-		  struct bg_str user_code, struct bg_str session_id,
-		  struct bg_str execution_id, unsigned attempt,
-		  struct bg_ws_paths *out, char *err, size_t errlen);
+int bg_ws_prepare(struct bg_ws_cache *c, const char *root,
+		  struct bg_str agent_type, struct bg_str user_code,
+		  struct bg_str session_id, struct bg_str execution_id,
+		  unsigned attempt, struct bg_ws_paths *out, char *err,
+		  size_t errlen);
 
 /* Removes p->rel_private below root with everything in it: symlinks inside
  * are unlinked, never followed. 0 if it is already gone. */
-int bg_ws_remove_private(const char *root, const struct bg_ws_paths *p,
-			 char *err, size_t errlen);
+int bg_ws_remove_private(struct bg_ws_cache *c, const char *root,
+			 const struct bg_ws_paths *p, char *err,
+			 size_t errlen);
 
 /* Disk usage of a session directory: the sum of st_blocks * 512 of the
  * directory and everything below it, symlinks counted as themselves, hard
@@ -57,8 +80,9 @@ int bg_ws_measure(const char *root, const char *rel_session, int64_t *bytes,
 
 /* Removes a session directory and everything in it, then removes its
  * parents "sessions", <user> and <agent_type> while they are empty. 0 if it
- * is already gone. */
-int bg_ws_remove_session(const char *root, const char *rel_session,
-			 char *err, size_t errlen);
+ * is already gone. The session's cache entry is dropped (its descriptor
+ * closed) first, whatever the outcome. */
+int bg_ws_remove_session(struct bg_ws_cache *c, const char *root,
+			 const char *rel_session, char *err, size_t errlen);
 
 #endif

@@ -1,7 +1,9 @@
 /* bygate/client.h - libbygate: the client side of the by-framework wire
- * protocol (send a task to an agent type, follow a session's events, read
- * execution records), and its reference manual. What it writes is what the
- * Python GatewayClient.send_message writes, so workers cannot tell them apart.
+ * protocol (send a task or a reply with availability routing, follow a
+ * session's events, read and cancel executions, administer workers, reload
+ * plugins, run the wakeup gate), and its reference manual. What it writes
+ * is what the Python GatewayClient, WorkerManager, WakeupController and
+ * DeliveryGate write, so workers cannot tell them apart.
  *
  * @section intro Using the library
  *
@@ -25,8 +27,10 @@
  * bg_client_open and never re-established: after any error whose code is
  * BG_CLIENT_EIO or BG_CLIENT_EINTR the client is unusable and must be
  * closed. Every call blocks for at most the configured command timeout
- * (redis.command_timeout_ms) plus, for bg_client_read_events, its block
- * time. A client is not thread-safe; use one per thread.
+ * (redis.command_timeout_ms) plus its own block time (bg_client_read_events,
+ * a WAKE_AND_WAIT send, bg_client_reload_acks), except bg_client_gate,
+ * which runs until stopped. A client is not thread-safe; use one per
+ * thread.
  *
  * Every string handed to the library is UTF-8 and NUL-terminated; every
  * string it hands back lives until the callback returns (events, records)
@@ -38,9 +42,14 @@
  *
  *  - Redis Cluster is not supported (bg_client_open refuses it, as bygated
  *    does); the v2 key schema on a standalone server is.
- *  - bg_client_send does no availability routing: the record says
- *    route_policy FAIL_FAST and route_status DELIVER_NOW, as Python records
- *    a send to an agent type that is online, whether or not one is.
+ *  - The default route policy is FAIL_FAST, as in Python: a send to an
+ *    agent type with no online worker is rejected (BG_CLIENT_EREJECTED)
+ *    and leaves a FAILED record. SEND_ANYWAY writes the entry regardless.
+ *  - Python writes a send's registry record and its stream entries as
+ *    separate commands; bygate writes them in one MULTI/EXEC, record first.
+ *    The keys, entries and JSON are the same.
+ *  - Trace-root and span writes of the Python client (WIRE 9.2) are not
+ *    written.
  *  - A turn that suspends (ask_user, or waiting on sub-agents) writes no
  *    appStreamResponse end marker, so a reader waiting for one waits until
  *    its own timeout.
@@ -48,6 +57,7 @@
 #ifndef BYGATE_CLIENT_H
 #define BYGATE_CLIENT_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -64,6 +74,7 @@ enum bg_client_error {
 	BG_CLIENT_EIO = -5004,      /* connection lost or timed out */
 	BG_CLIENT_EPROTO = -5005,   /* a reply not of the documented shape */
 	BG_CLIENT_EINTR = -5006,    /* bg_client_interrupt() was called */
+	BG_CLIENT_EREJECTED = -5007, /* availability routing refused a send */
 };
 
 /* A short description of any code returned by this library (static). */
@@ -99,41 +110,264 @@ const char *bg_client_errmsg(const struct bg_client *c);
  * with BG_CLIENT_EINTR. The connection is shut down; close the client. */
 void bg_client_interrupt(struct bg_client *c);
 
-/* A task for an agent type (WIRE 2.5, first example). NULL and "" are the
- * same for every optional member. */
+/* A task for an agent type (WIRE 2.5, first example), or with
+ * bg_client_reply a user reply (WIRE 2.5 "User reply", 6.8). NULL and ""
+ * are the same for every optional member. */
 struct bg_send_request {
-	const char *agent_type;    /* required: header.target_agent_type */
+	const char *agent_type;    /* header.target_agent_type: required by
+				      send; reply defaults to the record's */
 	const char *session_id;    /* required */
-	const char *content;       /* required: non-blank text, or JSON */
+	const char *content;       /* send: non-blank text, or JSON; reply:
+				      may be empty when status is given */
 	bool content_is_json;      /* content is a JSON array or object */
 	const char *user_code;
 	const char *user_name;
 	const char *metadata;      /* JSON object: header.metadata */
 	const char *extra_payload; /* JSON object: body.extra_payload */
-	bool wait_for_reply;       /* body.wait_for_reply */
-	const char *message_id;    /* default: a new msg-xxxxxxxx */
+	bool wait_for_reply;       /* body.wait_for_reply (send only) */
+	const char *message_id;    /* send: default a new msg-xxxxxxxx;
+				      reply: required, the message resumed */
 	const char *trace_id;      /* default: a new uuid4 hex */
+	const char *parent_message_id;
+
+	/* Routing (WIRE 7 and 6.9). */
+	const char *route_policy;  /* FAIL_FAST (default), SEND_ANYWAY,
+				      WAKE_AND_WAIT, WAKE_AND_QUEUE, QUEUE_ONLY */
+	int timeout_ms;            /* WAKE_AND_WAIT bound: 0 = 30000, < 0 =
+				      do not wait (an immediate timeout) */
+	const char *region;
+	long long priority;
+	const char *worker_id;     /* direct routing to this worker's stream */
+
+	/* bg_client_reply only (RESUME body, WIRE 2.3). */
+	const char *status;
+	const char *reply_data;    /* raw JSON; default null */
 };
+
+/* Longest route status / error code, NUL included. */
+#define BG_CLIENT_CODE_MAX 40
 
 struct bg_send_response {
 	char message_id[BG_CLIENT_ID_MAX];
 	char execution_id[BG_CLIENT_ID_MAX];
 	char trace_id[BG_CLIENT_ID_MAX];
-	char entry_id[BG_CLIENT_ENTRY_ID_MAX]; /* of the control-stream entry */
+	char entry_id[BG_CLIENT_ENTRY_ID_MAX]; /* of the control-stream entry;
+						  "" when none was written */
+	char pending_id[BG_CLIENT_ENTRY_ID_MAX]; /* of the PendingDelivery */
+	/* DELIVER_NOW, WAIT_AND_DELIVER, QUEUE_PENDING,
+	 * FALLBACK_TO_OTHER_AGENT_TYPE, DIRECT_WORKER or REJECT */
+	char route_status[BG_CLIENT_CODE_MAX];
+	char target_agent_type[BG_CLIENT_ID_MAX]; /* after a fallback */
+	char stream[2 * BG_CLIENT_ID_MAX];        /* the record's stream_name */
+	bool resumed;  /* reply: the execution of the message was found */
+	/* With BG_CLIENT_EREJECTED: AGENT_CIRCUIT_OPEN, TENANT_QUOTA_EXCEEDED,
+	 * AGENT_TYPE_UNAVAILABLE or WORKER_NOT_ONLINE, and the message. */
+	char error_code[BG_CLIENT_CODE_MAX];
+	char error[512];
 };
 
-/* Send an ASK_AGENT as GatewayClient.send_message does: in one MULTI/EXEC,
- * the QUEUED execution record and its msg_map field in the session
- * registry, the registry's 7-day EXPIRE, then the XADD to the agent type's
- * control stream. The record exists before any worker can read the entry.
+/* Send an ASK_AGENT as GatewayClient.send_message does (WIRE 2.5, 6.1,
+ * 6.2, 6.9, 7). Routing first:
+ *  - worker_id set (direct routing): the worker's lease must be online
+ *    unless route_policy is SEND_ANYWAY (else BG_CLIENT_EREJECTED with
+ *    WORKER_NOT_ONLINE and nothing written); the command goes to its worker
+ *    stream and the record says route_status DIRECT_WORKER;
+ *  - else prepare_delivery of WIRE 7, in its order: circuit, quota (with a
+ *    user_code), SEND_ANYWAY, online members, fallback, then the policy.
+ *    WAKE_AND_WAIT writes its WakeupRequest and blocks on the execution's
+ *    decision stream for up to timeout_ms.
+ * Then, in one MULTI/EXEC: the QUEUED execution record (route_policy,
+ * route_status, selected_agent_type...) and its msg_map field, the
+ * registry's 7-day EXPIRE, and the XADD of the command to the chosen
+ * stream - or, for QUEUE_PENDING, the WakeupRequest (WAKE_AND_QUEUE) and
+ * the PendingDelivery, the record's stream_name being the pending stream.
+ * The record exists before any worker or gate can read the entry. A
+ * FALLBACK_TO_OTHER_AGENT_TYPE rewrites header.target_agent_type and the
+ * record's to the selected type.
+ * A rejected route writes the FAILED record of record_failed_route_decision
+ * (failed_stage "availability", route_status REJECT, error code and text)
+ * and returns BG_CLIENT_EREJECTED with resp->error_code / resp->error.
  * As in Python, metadata members trace_parent_span_id and
  * langfuse_parent_observation_id move to the header, and an extra_payload
  * member wait_for_reply moves to the body.
- * 0 with *resp filled; -EINVAL (a required member missing, blank content,
- * metadata / extra_payload / JSON content malformed, an id too long), or a
- * BG_CLIENT_E* code; then nothing was written. */
+ * 0 with *resp filled; BG_CLIENT_EREJECTED; -EINVAL (a required member
+ * missing, blank content, metadata / extra_payload / JSON content
+ * malformed, an id too long), then nothing was written; or another
+ * BG_CLIENT_E* code. */
 int bg_client_send(struct bg_client *c, const struct bg_send_request *req,
 		   struct bg_send_response *resp);
+
+/* A user reply (WIRE 6.8): a RESUME with req->message_id, routed exactly
+ * as bg_client_send routes. The execution of the message (msg_map, then the
+ * record) is reused: its execution id, and its target_agent_type unless
+ * req->agent_type is given; its record is not re-initialised (resp->resumed
+ * is then true). With no such execution a new QUEUED record is created as
+ * for a send, and req->agent_type is required. status and reply_data
+ * members of extra_payload move to the body, as in Python; req->status and
+ * req->reply_data take precedence over them. The body needs a non-empty
+ * status or content (-EINVAL otherwise). Same results as bg_client_send. */
+int bg_client_reply(struct bg_client *c, const struct bg_send_request *req,
+		    struct bg_send_response *resp);
+
+/* One execution a cancel marked CANCELLING (bg_cancel_cb). */
+struct bg_client_cancelled {
+	const char *execution_id;
+	const char *message_id;
+	const char *worker_id; /* "" when the record had none */
+	const char *entry_id;  /* of the CANCEL_TASK entry; "" when none */
+};
+typedef int (*bg_cancel_cb)(void *arg, const struct bg_client_cancelled *n);
+
+struct bg_cancel_request {
+	const char *session_id;   /* required */
+	const char *message_id;   /* NULL: every execution of the session */
+	const char *reason;
+	const char *cancel_mode;  /* "graceful" (default) or "force" */
+	const char *requested_by; /* default "client" */
+	bg_cancel_cb cb;          /* may be NULL; called per cancelled node */
+	void *arg;
+};
+
+struct bg_cancel_response {
+	char status[BG_CLIENT_CODE_MAX]; /* CANCEL_REQUESTED, ALREADY_FINISHED,
+					    NOT_FOUND */
+	char execution_id[BG_CLIENT_ID_MAX]; /* of the message's execution */
+	char worker_id[BG_CLIENT_ID_MAX];
+	int cancelled_count;
+	int already_finished_count;	 /* terminal records flagged */
+	char error[512];		 /* NOT_FOUND / ALREADY_FINISHED */
+};
+
+/* GatewayClient.cancel_task (message_id set) or cancel_session (WIRE
+ * 6.10): the execution of the message and, breadth first over the
+ * parent_message_id edges of the session's records, its descendants.
+ * Terminal records get cancel_requested (and the reason) with their status
+ * unchanged; the others become CANCELLING (cancel_requested, cancel_reason,
+ * a timeline entry), and those with a worker_id get a CANCEL_TASK on that
+ * worker's stream. Each record is a read-modify-write of its JSON, and the
+ * worker statistics keys (WIRE 5.9) follow, as in Python. 0 with *resp
+ * filled (its status says what happened), or a negative error. */
+int bg_client_cancel(struct bg_client *c, const struct bg_cancel_request *req,
+		     struct bg_cancel_response *resp);
+
+/* Workers (WIRE 5.1-5.9), as JSON for the caller to free(): an array of
+ * worker objects, sorted by id, for every worker with an online-lease key
+ * (SCAN), in the known_workers set or in admin_workers:
+ *   {"worker_id", "online", "last_seen", "ip_address", "lease" (the stored
+ *    value decoded, or null), "agent_types" [sorted], "lifecycle"
+ *    ("active" when no admin state), "lifecycle_reason",
+ *    "lifecycle_updated_at", "counts" {"total", "active", "queued",
+ *    "running", "cancelling", "completed", "failed", "cancelled"},
+ *    "last_updated_at", "last_started_at", "last_finished_at"}
+ * 0 or a negative error. */
+int bg_client_workers(struct bg_client *c, char **json_out);
+
+/* One worker's object as above plus "active_executions" (ZREVRANGE of the
+ * active index, at most 100, with their snapshots) and
+ * "recent_executions" (the history index, at most 20). -ENOENT when
+ * nothing at all is stored about the worker. */
+int bg_client_worker_info(struct bg_client *c, const char *worker_id,
+			  char **json_out);
+
+/* WorkerManager operations (WIRE 5.5, 5.6). */
+enum bg_admin_op {
+	BG_ADMIN_SUSPEND,      /* lifecycle suspended, out of routing */
+	BG_ADMIN_RESUME,       /* lifecycle active, back in routing */
+	BG_ADMIN_EVICT,	       /* lifecycle evicted, out of routing */
+	BG_ADMIN_ALLOW_REJOIN, /* admin state deleted */
+};
+
+/* Apply op to the worker: the durable admin hash (and admin_workers), the
+ * routing change and the push command on the worker's stream, exactly as
+ * the WIRE 5.6 table says. force is EVICT_WORKER's body.force. *json_out
+ * (to free()) describes what was done: {"worker_id", "operation",
+ * "lifecycle", "entry_id", "agent_types"} (agent_types: the routing sets
+ * changed). 0 or a negative error. */
+int bg_client_admin(struct bg_client *c, enum bg_admin_op op,
+		    const char *worker_id, const char *reason, bool force,
+		    char **json_out);
+
+/* deny_worker_for_type: SADD the denylist, SREM the routing set. */
+int bg_client_deny(struct bg_client *c, const char *agent_type,
+		   const char *worker_id);
+
+/* allow_worker_for_type: SREM the denylist; then (a bygate addition, the
+ * worker's own heartbeat would do it within 5 s) SADD the routing set when
+ * the worker declares the type and its admin lifecycle is active. *added
+ * (may be NULL) says whether it was re-added. */
+int bg_client_allow(struct bg_client *c, const char *agent_type,
+		    const char *worker_id, bool *added);
+
+/* reload_plugins_for_agent_type (WIRE 8.1): a RELOAD_PLUGINS on the stream
+ * of every online worker of the type. reload_id NULL or "": a new
+ * reload-xxxxxxxx. *json_out (to free()): {"reload_id", "agent_type",
+ * "worker_ids", "dispatched_count"}. 0 or a negative error. */
+int bg_client_reload(struct bg_client *c, const char *agent_type,
+		     const char *reason, const char *reload_id, char **json_out);
+
+/* collect_reload_acks: XREAD COUNT 100 [BLOCK block_ms] of the reload's
+ * ACK stream after last_id (block_ms < 0: no BLOCK). *json_out (to free())
+ * is the array of the ACK objects read (entries that are not JSON objects
+ * are skipped); last_id (BG_CLIENT_ENTRY_ID_MAX bytes) is advanced past
+ * every entry read. 0 or a negative error. */
+int bg_client_reload_acks(struct bg_client *c, const char *reload_id,
+			  char *last_id, int block_ms, char **json_out);
+
+/* DeliveryGate.dispatch_ready (WIRE 7): the PendingDelivery entries of
+ * execution_id (the whole pending stream read from 0-0), by priority
+ * descending, each command_payload XADDed to its delivery_stream - each
+ * pending entry at most once, ever: an atomic script adds the entry id to
+ * the gate's delivered set and XADDs only if it was not there (docs/
+ * client.md). Entries whose delivery_stream is not the control stream of
+ * their target_agent_type, or whose command_payload is not an object, are
+ * skipped. *delivered (may be NULL) counts the XADDs done. */
+int bg_client_dispatch_ready(struct bg_client *c, const char *execution_id,
+			     int *delivered);
+
+/* The reference wakeup controller and delivery gate (WIRE 7). */
+struct bg_gate_options {
+	const char *provider; /* required: run with sh -c per wakeup */
+	const char *group;    /* consumer group on mgmt:wakeup; default
+				 "bygate_gate" */
+	const char *consumer; /* default "gate-<hostname>" */
+	int max_attempts;     /* provider runs before FAILED; default 3 */
+	int provider_timeout_ms; /* a run is killed after; default 120000 */
+	int online_timeout_ms;	 /* READY: wait for an online worker; 30000 */
+	bool once; /* handle what is there (own PEL, then new), then return */
+};
+
+/* What the gate did with one WakeupRequest. */
+struct bg_gate_event {
+	const char *entry_id;
+	const char *execution_id;
+	const char *agent_type;
+	const char *status; /* the decision written: READY, QUEUED, REJECTED,
+			       FAILED; "INVALID" for an unusable entry */
+	const char *reason;
+	int attempts;	    /* provider runs */
+	int delivered;	    /* pending entries XADDed */
+	const char *decision; /* the decision JSON written, or NULL */
+};
+typedef void (*bg_gate_cb)(void *arg, const struct bg_gate_event *ev);
+
+/* Run the gate until *stop becomes non-zero (checked at least every
+ * second, and while a provider runs) or, with o->once, until nothing is
+ * left. WakeupRequests are read through the gate's own consumer group
+ * (XGROUP CREATE ... 0 MKSTREAM; its own pending entries first, then >)
+ * and acknowledged only once handled, so a restarted gate resumes
+ * unfinished requests and never replays handled ones. Per request: the
+ * dedupe claim (SET ... NX EX 30; a claim holding this execution id is
+ * this gate's own earlier attempt), the provider (exit 0 READY, 3
+ * REJECTED, else retried, FAILED after max_attempts) with BYGATE_AGENT_TYPE,
+ * BYGATE_USER_CODE, BYGATE_REGION, BYGATE_EXECUTION_ID, BYGATE_SESSION_ID,
+ * BYGATE_ATTEMPT and REDIS_HOST / REDIS_PORT / REDIS_KEY_SCHEMA_VERSION
+ * in its environment; on READY a bounded wait for an online worker and
+ * bg_client_dispatch_ready; then the WakeupDecision on the execution's
+ * result stream (and on the dead-letter stream when FAILED). cb (may be
+ * NULL) reports each request. 0 when stopped or done, or a negative
+ * error (Redis failed; the request in hand stays pending). */
+int bg_client_gate(struct bg_client *c, const struct bg_gate_options *o,
+		   const volatile sig_atomic_t *stop, bg_gate_cb cb, void *arg);
 
 /* One entry of a session data stream (WIRE 3.2). String members are ""
  * when the member is absent or not a string. */
