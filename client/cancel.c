@@ -51,11 +51,9 @@ static int add_rec(void *arg, const struct bg_client_record *r)
 	return 0;
 }
 
-static const json_t *sort_base;
-
-static int by_parent(const void *a, const void *b)
+static int by_parent(const void *a, const void *b, void *recs)
 {
-	const json_t *const *r = (const json_t *const *)sort_base;
+	json_t *const *r = recs;
 	return strcmp(bg_client_jstr(r[*(const size_t *)a], "parent_message_id"),
 		      bg_client_jstr(r[*(const size_t *)b],
 				     "parent_message_id"));
@@ -72,8 +70,7 @@ static int tree_load(struct bg_client *c, const char *session, struct tree *t)
 		return -ENOMEM;
 	for (size_t i = 0; i < t->n; i++)
 		t->by_parent[i] = i;
-	sort_base = (const json_t *)t->recs;
-	qsort(t->by_parent, t->n, sizeof *t->by_parent, by_parent);
+	qsort_r(t->by_parent, t->n, sizeof *t->by_parent, by_parent, t->recs);
 	return 0;
 }
 
@@ -93,18 +90,13 @@ static size_t first_child(const struct tree *t, const char *mid)
 	return lo;
 }
 
-/* Mark the record of execution id in the tree as seen (no revisits: a
- * registry with a parent cycle or duplicated message ids must end). */
-static bool take(struct tree *t, const char *exec_id)
+/* Mark the tree's copy of the walk's root as seen. */
+static void take_root(struct tree *t, const char *exec_id)
 {
 	for (size_t i = 0; i < t->n; i++)
 		if (!strcmp(bg_client_jstr(t->recs[i], "execution_id"),
-			    exec_id)) {
-			if (t->seen[i])
-				return false;
+			    exec_id))
 			t->seen[i] = true;
-		}
-	return true;
 }
 
 /* ---- one record ---------------------------------------------------------- */
@@ -282,7 +274,9 @@ static int apply(struct cancel_ctx *x, json_t **nodes, size_t n)
 	return rc;
 }
 
-/* BFS from the target over the tree; nodes (borrowed) in visit order. */
+/* BFS from the target over the tree; nodes (borrowed) in visit order.
+ * Each record is visited once, so a registry with a parent cycle or
+ * duplicated message ids cannot make the walk loop. */
 static int walk(struct tree *t, json_t *target, json_t ***out, size_t *n)
 {
 	json_t **q = malloc((t->n + 1) * sizeof *q);
@@ -290,18 +284,20 @@ static int walk(struct tree *t, json_t *target, json_t ***out, size_t *n)
 		return -ENOMEM;
 	size_t len = 0;
 	q[len++] = target;
-	take(t, bg_client_jstr(target, "execution_id"));
+	take_root(t, bg_client_jstr(target, "execution_id"));
 	for (size_t head = 0; head < len; head++) {
 		const char *mid = bg_client_jstr(q[head], "message_id");
 		if (!mid[0])
 			continue; /* "" is the parent of every root */
 		for (size_t i = first_child(t, mid); i < t->n; i++) {
-			json_t *ch = t->recs[t->by_parent[i]];
-			if (strcmp(bg_client_jstr(ch, "parent_message_id"), mid))
+			size_t k = t->by_parent[i];
+			if (strcmp(bg_client_jstr(t->recs[k],
+						  "parent_message_id"), mid))
 				break;
-			if (!t->seen[t->by_parent[i]] &&
-			    take(t, bg_client_jstr(ch, "execution_id")))
-				q[len++] = ch;
+			if (!t->seen[k]) {
+				t->seen[k] = true;
+				q[len++] = t->recs[k];
+			}
 		}
 	}
 	*out = q;

@@ -315,7 +315,9 @@ static void build_finish(struct bg_daemon *d, struct bg_task *t,
 	if (runs && t->has_source_agent && !t->parent_cancelled)
 		add_callback(d, t, x, &v);
 	bool wrote_data = false;
-	if (t->outcome == BG_OUT_RESULT) {
+	/* A cancelled task has no final answer (WIRE 3.6: callback, then
+	 * the end marker only). */
+	if (t->outcome == BG_OUT_RESULT && !t->cancel_requested) {
 		struct bg_buf fm = { 0 };
 		bool present = false;
 		if (bg_result_final_message(v.content, v.reply_data, &fm,

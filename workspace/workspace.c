@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "workspace/internal.h"
@@ -177,12 +178,13 @@ static int in_session(struct bg_ws_cache *c, const char *root,
 		rc = bg_ws_open_rel(rootfd, k->rel, k->rellen,
 				    create ? BG_WS_CREATE : 0, &sfd, err,
 				    errlen);
-		if (rc == 0)
+		if (rc == 0) {
 			rc = op(sfd, arg, err, errlen);
-		if (rc == 0 && c != NULL)
-			bg_ws_cache_put(c, k, sfd);
-		else if (sfd != -1)
-			close(sfd);
+			if (rc == 0 && c != NULL)
+				bg_ws_cache_put(c, k, sfd);
+			else
+				close(sfd);
+		}
 		if (rc != -ENOENT || !create || tries == PREPARE_RETRIES)
 			break;
 	}

@@ -20,8 +20,10 @@
 #include "workspace/workspace.h"
 
 /* Each test runs in its own mkdtemp directory `top` holding the workspace
- * `root` and a sibling `outside` that nothing may touch. */
+ * `root` and a sibling `outside` that nothing may touch. The layout and
+ * confinement tests run twice: without a descriptor cache and with one. */
 struct fx {
+	struct bg_ws_cache *cache; /* NULL in the uncached run */
 	char top[64];
 	char root[128];
 	char outside[128];
@@ -58,6 +60,14 @@ static int setup(void **state)
 	return 0;
 }
 
+static int setup_cached(void **state)
+{
+	setup(state);
+	struct fx *fx = *state;
+	assert_int_equal(bg_ws_cache_new(BG_WS_CACHE_MAX, &fx->cache), 0);
+	return 0;
+}
+
 static int chmod_dir(const char *path, const struct stat *st, int flag,
 		     struct FTW *f)
 {
@@ -71,6 +81,7 @@ static int teardown(void **state)
 {
 	struct fx *fx = *state;
 
+	bg_ws_cache_free(fx->cache);
 	nftw(fx->top, chmod_dir, 16, FTW_PHYS);
 	nftw(fx->top, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	free(fx);
@@ -128,13 +139,34 @@ static bool is_dir(const char *path)
 	return lstat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+static int prepare_in(struct fx *fx, const char *root, const char *agent,
+		      const char *user, const char *session, const char *exec,
+		      unsigned attempt)
+{
+	fx->err[0] = '\0';
+	return bg_ws_prepare(fx->cache, root, bg_str_c(agent), bg_str_c(user),
+			     bg_str_c(session), bg_str_c(exec), attempt, &fx->p,
+			     fx->err, sizeof(fx->err));
+}
+
 static int prepare(struct fx *fx, const char *agent, const char *user,
 		   const char *session, const char *exec, unsigned attempt)
 {
+	return prepare_in(fx, fx->root, agent, user, session, exec, attempt);
+}
+
+static int remove_private(struct fx *fx)
+{
 	fx->err[0] = '\0';
-	return bg_ws_prepare(fx->root, bg_str_c(agent), bg_str_c(user),
-			     bg_str_c(session), bg_str_c(exec), attempt,
-			     &fx->p, fx->err, sizeof(fx->err));
+	return bg_ws_remove_private(fx->cache, fx->root, &fx->p, fx->err,
+				    sizeof(fx->err));
+}
+
+static int remove_session(struct fx *fx, const char *rel)
+{
+	fx->err[0] = '\0';
+	return bg_ws_remove_session(fx->cache, fx->root, rel, fx->err,
+				    sizeof(fx->err));
 }
 
 /* ---- ids ---- */
@@ -229,8 +261,8 @@ static void expect_refused(struct fx *fx, const char *field, struct bg_str a,
 			   const char *why)
 {
 	char want[128];
-	int rc = bg_ws_prepare(fx->root, a, u, s, e, 1, &fx->p, fx->err,
-			       sizeof(fx->err));
+	int rc = bg_ws_prepare(fx->cache, fx->root, a, u, s, e, 1, &fx->p,
+			       fx->err, sizeof(fx->err));
 
 	assert_int_equal(rc, -EINVAL);
 	snprintf(want, sizeof(want), "%s \"", field);
@@ -304,10 +336,7 @@ static void test_prepare_ignores_trailing_slash_of_root(void **state)
 	char root[PATH_MAX], want[PATH_MAX];
 
 	snprintf(root, sizeof(root), "%s//", fx->root);
-	assert_int_equal(bg_ws_prepare(root, bg_str_c("a"), bg_str_c("u"),
-				       bg_str_c("s"), bg_str_c("e"), 1, &fx->p,
-				       fx->err, sizeof(fx->err)),
-			 0);
+	assert_int_equal(prepare_in(fx, root, "a", "u", "s", "e", 1), 0);
 	assert_string_equal(fx->p.session,
 			    path_of(want, fx->root, "a/u/sessions/s"));
 }
@@ -320,7 +349,7 @@ static void test_session_dir_persists_across_tasks(void **state)
 	assert_int_equal(prepare(fx, "a", "u", "s", "e1", 1), 0);
 	write_file(path_of(f, fx->p.session, "notes.txt"), 10);
 	strcpy(first, fx->p.private_dir);
-	assert_int_equal(bg_ws_remove_private(fx->root, &fx->p, NULL, 0), 0);
+	assert_int_equal(remove_private(fx), 0);
 	assert_int_equal(prepare(fx, "a", "u", "s", "e2", 1), 0);
 	assert_true(exists(f));
 	assert_false(exists(first));
@@ -347,15 +376,11 @@ static void test_prepare_refuses_relative_or_missing_root(void **state)
 	struct fx *fx = *state;
 	char missing[PATH_MAX];
 
-	assert_int_equal(bg_ws_prepare("rel/root", bg_str_c("a"), bg_str_c(""),
-				       bg_str_c("s"), bg_str_c("e"), 1, &fx->p,
-				       fx->err, sizeof(fx->err)),
+	assert_int_equal(prepare_in(fx, "rel/root", "a", "", "s", "e", 1),
 			 -EINVAL);
 	assert_non_null(strstr(fx->err, "not an absolute path"));
 	path_of(missing, fx->top, "nope");
-	assert_int_equal(bg_ws_prepare(missing, bg_str_c("a"), bg_str_c(""),
-				       bg_str_c("s"), bg_str_c("e"), 1, &fx->p,
-				       fx->err, sizeof(fx->err)),
+	assert_int_equal(prepare_in(fx, missing, "a", "", "s", "e", 1),
 			 -ENOENT);
 	assert_false(exists(missing));
 }
@@ -383,7 +408,7 @@ static void test_prepare_refuses_symlink_planted_at_private(void **state)
 
 	assert_int_equal(prepare(fx, "a", "u", "s", "e", 1), 0);
 	path_of(link, fx->p.session, "private");
-	assert_int_equal(bg_ws_remove_private(fx->root, &fx->p, NULL, 0), 0);
+	assert_int_equal(remove_private(fx), 0);
 	assert_int_equal(rmdir(link), 0);
 	assert_int_equal(symlink(fx->outside, link), 0);
 	assert_int_equal(prepare(fx, "a", "u", "s", "e", 2), -ELOOP);
@@ -425,14 +450,10 @@ static void test_remove_private_unlinks_planted_symlinks(void **state)
 			 0);
 	write_file(path_of(f, fx->p.private_dir, "d/file"), 5000);
 
-	assert_int_equal(bg_ws_remove_private(fx->root, &fx->p, fx->err,
-					      sizeof(fx->err)),
-			 0);
+	assert_int_equal(remove_private(fx), 0);
 	assert_false(exists(fx->p.private_dir));
 	assert_true(is_dir(fx->p.session));
-	assert_int_equal(bg_ws_remove_session(fx->root, fx->p.rel_session, NULL,
-					      0),
-			 0);
+	assert_int_equal(remove_session(fx, fx->p.rel_session), 0);
 	after = list_tree(fx->top);
 	assert_string_equal(before, after);
 	free(before);
@@ -450,7 +471,7 @@ static void test_remove_private_unlinks_private_dir_replaced_by_symlink(
 	assert_int_equal(rmdir(fx->p.private_dir), 0);
 	assert_int_equal(symlink(fx->outside, fx->p.private_dir), 0);
 	before = list_tree(fx->outside);
-	assert_int_equal(bg_ws_remove_private(fx->root, &fx->p, NULL, 0), 0);
+	assert_int_equal(remove_private(fx), 0);
 	assert_false(exists(fx->p.private_dir));
 	after = list_tree(fx->outside);
 	assert_string_equal(before, after);
@@ -474,9 +495,7 @@ static void test_remove_private_removes_read_only_dirs(void **state)
 	assert_int_equal(chmod(path_of(f, fx->p.private_dir, "none"), 0), 0);
 	assert_int_equal(chmod(fx->p.private_dir, 0500), 0);
 
-	assert_int_equal(bg_ws_remove_private(fx->root, &fx->p, fx->err,
-					      sizeof(fx->err)),
-			 0);
+	assert_int_equal(remove_private(fx), 0);
 	assert_false(exists(fx->p.private_dir));
 }
 
@@ -500,9 +519,7 @@ static void test_remove_private_removes_very_deep_tree(void **state)
 	assert_int_equal(bg_ws_measure(fx->root, fx->p.rel_session, &bytes,
 				       fx->err, sizeof(fx->err)),
 			 0);
-	assert_int_equal(bg_ws_remove_private(fx->root, &fx->p, fx->err,
-					      sizeof(fx->err)),
-			 0);
+	assert_int_equal(remove_private(fx), 0);
 	assert_false(exists(fx->p.private_dir));
 }
 
@@ -511,12 +528,10 @@ static void test_remove_private_is_idempotent(void **state)
 	struct fx *fx = *state;
 
 	assert_int_equal(prepare(fx, "a", "u", "s", "e", 1), 0);
-	assert_int_equal(bg_ws_remove_private(fx->root, &fx->p, NULL, 0), 0);
-	assert_int_equal(bg_ws_remove_private(fx->root, &fx->p, NULL, 0), 0);
-	assert_int_equal(bg_ws_remove_session(fx->root, fx->p.rel_session, NULL,
-					      0),
-			 0);
-	assert_int_equal(bg_ws_remove_private(fx->root, &fx->p, NULL, 0), 0);
+	assert_int_equal(remove_private(fx), 0);
+	assert_int_equal(remove_private(fx), 0);
+	assert_int_equal(remove_session(fx, fx->p.rel_session), 0);
+	assert_int_equal(remove_private(fx), 0);
 }
 
 static void test_remove_private_refuses_path_of_other_shape(void **state)
@@ -538,8 +553,8 @@ static void test_remove_private_refuses_path_of_other_shape(void **state)
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct bg_ws_paths p = fx->p;
 		strcpy(p.rel_private, bad[i]);
-		assert_int_equal(bg_ws_remove_private(fx->root, &p, fx->err,
-						      sizeof(fx->err)),
+		assert_int_equal(bg_ws_remove_private(fx->cache, fx->root, &p,
+						      fx->err, sizeof(fx->err)),
 				 -EINVAL);
 		assert_non_null(strstr(fx->err, "does not have the shape"));
 	}
@@ -619,15 +634,11 @@ static void test_remove_session_prunes_empty_parents(void **state)
 	write_file(path_of(f, fx->p.private_dir, "f"), 10);
 	assert_int_equal(prepare(fx, "a", "u", "s2", "e", 1), 0);
 
-	assert_int_equal(bg_ws_remove_session(fx->root, rel1, fx->err,
-					      sizeof(fx->err)),
-			 0);
+	assert_int_equal(remove_session(fx, rel1), 0);
 	assert_false(exists(path_of(f, fx->root, rel1)));
 	assert_true(is_dir(fx->p.session));
 
-	assert_int_equal(bg_ws_remove_session(fx->root, fx->p.rel_session,
-					      fx->err, sizeof(fx->err)),
-			 0);
+	assert_int_equal(remove_session(fx, fx->p.rel_session), 0);
 	assert_false(exists(path_of(f, fx->root, "a")));
 	char *tree = list_tree(fx->root);
 	assert_string_equal(tree, " 40755 0\n");
@@ -641,9 +652,7 @@ static void test_remove_session_keeps_parents_of_other_users(void **state)
 
 	assert_int_equal(prepare(fx, "a", "u2", "s", "e", 1), 0);
 	assert_int_equal(prepare(fx, "a", "u1", "s", "e", 1), 0);
-	assert_int_equal(bg_ws_remove_session(fx->root, fx->p.rel_session, NULL,
-					      0),
-			 0);
+	assert_int_equal(remove_session(fx, fx->p.rel_session), 0);
 	assert_false(exists(path_of(f, fx->root, "a/u1")));
 	assert_true(is_dir(path_of(f, fx->root, "a/u2/sessions/s")));
 }
@@ -659,8 +668,7 @@ static void test_remove_session_refuses_path_of_other_shape(void **state)
 	assert_int_equal(prepare(fx, "a", "u", "s", "e", 1), 0);
 	before = list_tree(fx->top);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		assert_int_equal(bg_ws_remove_session(fx->root, bad[i], NULL, 0),
-				 -EINVAL);
+		assert_int_equal(remove_session(fx, bad[i]), -EINVAL);
 	after = list_tree(fx->top);
 	assert_string_equal(before, after);
 	free(before);
@@ -679,9 +687,7 @@ static void test_remove_session_does_not_follow_symlinked_parent(void **state)
 	assert_int_equal(mkdir(path_of(f, fx->root, "a"), 0755), 0);
 	assert_int_equal(symlink(fx->outside, path_of(f, fx->root, "a/u")), 0);
 	before = list_tree(fx->outside);
-	assert_int_equal(bg_ws_remove_session(fx->root, "a/u/sessions/s",
-					      fx->err, sizeof(fx->err)),
-			 -ELOOP);
+	assert_int_equal(remove_session(fx, "a/u/sessions/s"), -ELOOP);
 	after = list_tree(fx->outside);
 	assert_string_equal(before, after);
 	free(before);
