@@ -1,7 +1,9 @@
 /* client/cli.c - `bygate`, the command-line client over libbygate: send a
- * task (and follow its events to the end of the turn), tail a session's
- * events, show a session's execution records. Exit status: 0 success,
- * 1 failure or timeout, 2 usage error, 3 cannot connect (docs/client.md). */
+ * task or a reply with availability routing (and follow its events to the
+ * end of the turn), tail a session's events, show and cancel executions,
+ * list and administer workers, reload plugins, run the wakeup gate.
+ * Exit status: 0 success, 1 failed, rejected or timed out, 2 usage error,
+ * 3 cannot connect (docs/client.md). */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -23,7 +25,8 @@
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_CONNECT = 3 };
 
-#define DEFAULT_TIMEOUT_MS 60000
+#define DEFAULT_TIMEOUT_MS 60000 /* send --wait */
+#define RELOAD_TIMEOUT_MS 30000  /* reload --wait */
 #define FOLLOW_BLOCK_MS 5000
 /* A Python worker writes the end marker before the final record status. */
 #define SETTLE_MS 3000
@@ -34,15 +37,35 @@ static const char usage_text[] =
 	"\n"
 	"  send   --agent-type T --session S --content TEXT [--content-json]\n"
 	"         [--user U] [--user-name N] [--metadata JSON] [--extra JSON]\n"
-	"         [--message-id ID] [--trace-id ID] [--wait]\n"
-	"         [--timeout-ms MS (default 60000)] [--json]\n"
-	"  tail   --session S [--from ID] [--follow] [--json]\n"
-	"  status --session S [--message-id M] [--json]\n"
+	"         [--message-id ID] [--trace-id ID] [--parent-message-id ID]\n"
+	"         [--route-policy FAIL_FAST|SEND_ANYWAY|WAKE_AND_WAIT|\n"
+	"                         WAKE_AND_QUEUE|QUEUE_ONLY] [--timeout-ms MS]\n"
+	"         [--region R] [--priority N] [--worker W]\n"
+	"         [--wait [--wait-timeout-ms MS]]\n"
+	"  reply  MESSAGE_ID --session S [--content TEXT] [--status S]\n"
+	"         [--reply-data JSON] [--agent-type T] [send's other options]\n"
+	"  tail   --session S [--from ID] [--follow]\n"
+	"  status --session S [--message-id M]\n"
+	"  cancel MESSAGE_ID --session S [--reason R] [--mode graceful|force]\n"
+	"  cancel-session SESSION [--reason R] [--mode graceful|force]\n"
+	"  workers [list] | workers info WORKER_ID\n"
+	"  suspend WORKER_ID [--reason R]     resume WORKER_ID\n"
+	"  evict WORKER_ID [--reason R] [--force]\n"
+	"  allow-rejoin WORKER_ID\n"
+	"  deny AGENT_TYPE WORKER_ID          allow AGENT_TYPE WORKER_ID\n"
+	"  reload AGENT_TYPE [--reason R] [--reload-id ID]\n"
+	"         [--wait [--timeout-ms MS]]\n"
+	"  gate   --provider COMMAND [--group G] [--consumer C] [--once]\n"
+	"         [--max-attempts N] [--provider-timeout-ms MS]\n"
+	"         [--online-timeout-ms MS]\n"
+	"  dispatch EXECUTION_ID\n"
 	"\n"
+	"  Every command takes --json (machine output).\n"
 	"  -c FILE  configuration (default: $BYGATE_CONFIG, else\n"
 	"           /etc/bygate/bygate.conf if it exists, else defaults);\n"
 	"           REDIS_HOST, REDIS_PORT, REDIS_DB, ... override it.\n"
-	"exit status: 0 ok, 1 failure or timeout, 2 usage, 3 cannot connect\n";
+	"exit status: 0 ok, 1 failed, rejected or timed out, 2 usage,\n"
+	"             3 cannot connect\n";
 
 struct cli {
 	const char *config;
@@ -229,10 +252,11 @@ static int parse_ms(const char *s, int *out)
 	return 0;
 }
 
-/* getopt_long over a command's own argv (argv[0] = the command name). */
+/* getopt_long over a command's own argv (argv[0] = the command name);
+ * options may follow the positional arguments (GNU permutation). */
 static int next_opt(int argc, char **argv, const struct option *opts)
 {
-	return getopt_long(argc, argv, "+", opts, NULL);
+	return getopt_long(argc, argv, "", opts, NULL);
 }
 
 static int no_positional(int argc, char **argv)
@@ -242,36 +266,114 @@ static int no_positional(int argc, char **argv)
 	return EXIT_OK;
 }
 
-/* ---- send ----------------------------------------------------------- */
+/* ---- send and reply --------------------------------------------------- */
 
 struct send_args {
 	struct bg_send_request req;
+	bool reply;
 	bool wait;
-	int timeout_ms;
+	int wait_timeout_ms;
 };
 
 enum {
 	OPT_AGENT = 1000, OPT_SESSION, OPT_CONTENT, OPT_CONTENT_JSON,
 	OPT_USER, OPT_USER_NAME, OPT_METADATA, OPT_EXTRA, OPT_MESSAGE_ID,
 	OPT_TRACE_ID, OPT_WAIT, OPT_TIMEOUT, OPT_JSON, OPT_FROM, OPT_FOLLOW,
+	OPT_WAIT_TIMEOUT, OPT_POLICY, OPT_REGION, OPT_PRIORITY, OPT_WORKER,
+	OPT_PARENT, OPT_STATUS, OPT_REPLY_DATA, OPT_REASON, OPT_MODE,
+	OPT_FORCE, OPT_RELOAD_ID, OPT_PROVIDER, OPT_GROUP, OPT_CONSUMER,
+	OPT_ONCE, OPT_MAX_ATTEMPTS, OPT_PROVIDER_TIMEOUT, OPT_ONLINE_TIMEOUT,
 };
 
+#define ROUTE_OPTIONS                                                        \
+	{ "session", required_argument, NULL, OPT_SESSION },                 \
+	{ "content", required_argument, NULL, OPT_CONTENT },                 \
+	{ "content-json", no_argument, NULL, OPT_CONTENT_JSON },             \
+	{ "user", required_argument, NULL, OPT_USER },                       \
+	{ "user-name", required_argument, NULL, OPT_USER_NAME },             \
+	{ "metadata", required_argument, NULL, OPT_METADATA },               \
+	{ "extra", required_argument, NULL, OPT_EXTRA },                     \
+	{ "trace-id", required_argument, NULL, OPT_TRACE_ID },               \
+	{ "parent-message-id", required_argument, NULL, OPT_PARENT },        \
+	{ "wait", no_argument, NULL, OPT_WAIT },                             \
+	{ "wait-timeout-ms", required_argument, NULL, OPT_WAIT_TIMEOUT },    \
+	{ "timeout-ms", required_argument, NULL, OPT_TIMEOUT },              \
+	{ "route-policy", required_argument, NULL, OPT_POLICY },             \
+	{ "region", required_argument, NULL, OPT_REGION },                   \
+	{ "priority", required_argument, NULL, OPT_PRIORITY },               \
+	{ "worker", required_argument, NULL, OPT_WORKER },                   \
+	{ "agent-type", required_argument, NULL, OPT_AGENT },                \
+	{ "json", no_argument, NULL, OPT_JSON }
+
 static const struct option send_opts[] = {
-	{ "agent-type", required_argument, NULL, OPT_AGENT },
-	{ "session", required_argument, NULL, OPT_SESSION },
-	{ "content", required_argument, NULL, OPT_CONTENT },
-	{ "content-json", no_argument, NULL, OPT_CONTENT_JSON },
-	{ "user", required_argument, NULL, OPT_USER },
-	{ "user-name", required_argument, NULL, OPT_USER_NAME },
-	{ "metadata", required_argument, NULL, OPT_METADATA },
-	{ "extra", required_argument, NULL, OPT_EXTRA },
+	ROUTE_OPTIONS,
 	{ "message-id", required_argument, NULL, OPT_MESSAGE_ID },
-	{ "trace-id", required_argument, NULL, OPT_TRACE_ID },
-	{ "wait", no_argument, NULL, OPT_WAIT },
-	{ "timeout-ms", required_argument, NULL, OPT_TIMEOUT },
-	{ "json", no_argument, NULL, OPT_JSON },
 	{ NULL, 0, NULL, 0 },
 };
+
+static const struct option reply_opts[] = {
+	ROUTE_OPTIONS,
+	{ "status", required_argument, NULL, OPT_STATUS },
+	{ "reply-data", required_argument, NULL, OPT_REPLY_DATA },
+	{ NULL, 0, NULL, 0 },
+};
+
+static const char *const policies[] = { "FAIL_FAST", "SEND_ANYWAY",
+					"WAKE_AND_WAIT", "WAKE_AND_QUEUE",
+					"QUEUE_ONLY" };
+
+static int parse_policy(const char *s, const char **out)
+{
+	for (size_t i = 0; i < sizeof policies / sizeof policies[0]; i++)
+		if (!strcmp(s, policies[i])) {
+			*out = policies[i];
+			return EXIT_OK;
+		}
+	return usage_error("bad --route-policy '%s'", s);
+}
+
+static int parse_priority(const char *s, long long *out)
+{
+	char *end;
+	errno = 0;
+	*out = strtoll(s, &end, 10);
+	if (errno || end == s || *end)
+		return usage_error("bad --priority '%s'", s);
+	return EXIT_OK;
+}
+
+/* --timeout-ms of the availability wait: 0 means "do not wait". */
+static int parse_avail_ms(const char *s, int *out)
+{
+	if (!strcmp(s, "0")) {
+		*out = -1;
+		return EXIT_OK;
+	}
+	return parse_ms(s, out) ? usage_error("bad --timeout-ms '%s'", s)
+				: EXIT_OK;
+}
+
+static int route_option(struct bg_send_request *r, int opt)
+{
+	switch (opt) {
+	case OPT_USER: r->user_code = optarg; break;
+	case OPT_USER_NAME: r->user_name = optarg; break;
+	case OPT_METADATA: r->metadata = optarg; break;
+	case OPT_EXTRA: r->extra_payload = optarg; break;
+	case OPT_TRACE_ID: r->trace_id = optarg; break;
+	case OPT_PARENT: r->parent_message_id = optarg; break;
+	case OPT_REGION: r->region = optarg; break;
+	case OPT_WORKER: r->worker_id = optarg; break;
+	case OPT_STATUS: r->status = optarg; break;
+	case OPT_REPLY_DATA: r->reply_data = optarg; break;
+	case OPT_MESSAGE_ID: r->message_id = optarg; break;
+	case OPT_POLICY: return parse_policy(optarg, &r->route_policy);
+	case OPT_PRIORITY: return parse_priority(optarg, &r->priority);
+	case OPT_TIMEOUT: return parse_avail_ms(optarg, &r->timeout_ms);
+	default: return usage_error("%s: bad option", "send");
+	}
+	return EXIT_OK;
+}
 
 static int send_option(struct cli *cli, struct send_args *a, int opt)
 {
@@ -281,43 +383,58 @@ static int send_option(struct cli *cli, struct send_args *a, int opt)
 	case OPT_SESSION: r->session_id = optarg; break;
 	case OPT_CONTENT: r->content = optarg; break;
 	case OPT_CONTENT_JSON: r->content_is_json = true; break;
-	case OPT_USER: r->user_code = optarg; break;
-	case OPT_USER_NAME: r->user_name = optarg; break;
-	case OPT_METADATA: r->metadata = optarg; break;
-	case OPT_EXTRA: r->extra_payload = optarg; break;
-	case OPT_MESSAGE_ID: r->message_id = optarg; break;
-	case OPT_TRACE_ID: r->trace_id = optarg; break;
 	case OPT_WAIT: a->wait = true; break;
 	case OPT_JSON: cli->json = true; break;
-	case OPT_TIMEOUT:
-		if (parse_ms(optarg, &a->timeout_ms))
-			return usage_error("bad --timeout-ms '%s'", optarg);
+	case OPT_WAIT_TIMEOUT:
+		if (parse_ms(optarg, &a->wait_timeout_ms))
+			return usage_error("bad --wait-timeout-ms '%s'", optarg);
 		break;
 	default:
-		return usage_error("%s: bad option", "send");
+		return route_option(r, opt);
 	}
 	return EXIT_OK;
+}
+
+static int require(int status, const char *cmd, const char *what,
+		   const char *v)
+{
+	if (status == EXIT_OK && (!v || !v[0])) {
+		fprintf(stderr, "bygate: %s: %s is required\n", cmd, what);
+		fputs(usage_text, stderr);
+		return EXIT_USAGE;
+	}
+	return status;
 }
 
 static int parse_send(struct cli *cli, int argc, char **argv,
 		      struct send_args *a)
 {
+	const struct option *opts = a->reply ? reply_opts : send_opts;
+	const char *cmd = a->reply ? "reply" : "send";
 	int opt, rc = EXIT_OK;
-	a->timeout_ms = DEFAULT_TIMEOUT_MS;
-	while (rc == EXIT_OK && (opt = next_opt(argc, argv, send_opts)) != -1)
+	a->wait_timeout_ms = DEFAULT_TIMEOUT_MS;
+	while (rc == EXIT_OK && (opt = next_opt(argc, argv, opts)) != -1)
 		rc = send_option(cli, a, opt);
+	if (rc == EXIT_OK && a->reply && optind < argc)
+		a->req.message_id = argv[optind++];
 	if (rc == EXIT_OK)
 		rc = no_positional(argc, argv);
-	if (rc == EXIT_OK && (!a->req.agent_type || !a->req.agent_type[0]))
-		rc = usage_error("send: %s is required", "--agent-type");
-	if (rc == EXIT_OK && (!a->req.session_id || !a->req.session_id[0]))
-		rc = usage_error("send: %s is required", "--session");
-	if (rc == EXIT_OK && !a->req.content)
-		rc = usage_error("send: %s is required", "--content");
+	if (a->reply)
+		rc = require(rc, cmd, "MESSAGE_ID", a->req.message_id);
+	else
+		rc = require(rc, cmd, "--agent-type", a->req.agent_type);
+	rc = require(rc, cmd, "--session", a->req.session_id);
+	if (!a->reply && rc == EXIT_OK && !a->req.content)
+		rc = require(rc, cmd, "--content", NULL);
 	return rc;
 }
 
-static void print_sent(const struct cli *cli,
+static void set_str(json_t *o, const char *key, const char *v)
+{
+	json_object_set_new(o, key, jstr_c(v));
+}
+
+static void print_sent(const struct cli *cli, const struct send_args *a,
 		       const struct bg_send_response *r)
 {
 	if (!cli->json) {
@@ -325,11 +442,39 @@ static void print_sent(const struct cli *cli,
 		return;
 	}
 	json_t *o = json_object();
-	json_object_set_new(o, "message_id", jstr_c(r->message_id));
-	json_object_set_new(o, "execution_id", jstr_c(r->execution_id));
-	json_object_set_new(o, "entry_id", jstr_c(r->entry_id));
-	json_object_set_new(o, "trace_id", jstr_c(r->trace_id));
+	set_str(o, "message_id", r->message_id);
+	set_str(o, "execution_id", r->execution_id);
+	set_str(o, "entry_id", r->entry_id);
+	set_str(o, "trace_id", r->trace_id);
+	set_str(o, "route_status", r->route_status);
+	set_str(o, "target_agent_type", r->target_agent_type);
+	set_str(o, "stream", r->stream);
+	if (r->pending_id[0])
+		set_str(o, "pending_entry_id", r->pending_id);
+	if (a->reply)
+		json_object_set_new(o, "resumed", json_boolean(r->resumed));
 	print_json(o);
+}
+
+/* A send availability routing refused: stderr, and the JSON result. */
+static int print_rejected(const struct cli *cli, const struct send_args *a,
+			  const struct bg_send_response *r)
+{
+	fprintf(stderr, "bygate: %s rejected: %s: %s\n",
+		a->reply ? "reply" : "send", r->error_code, r->error);
+	if (cli->json) {
+		json_t *o = json_object();
+		json_object_set_new(o, "success", json_false());
+		set_str(o, "status", "FAILED");
+		set_str(o, "message_id", r->message_id);
+		set_str(o, "execution_id", r->execution_id);
+		set_str(o, "trace_id", r->trace_id);
+		set_str(o, "route_status", "REJECT");
+		set_str(o, "error_code", r->error_code);
+		set_str(o, "error", r->error);
+		print_json(o);
+	}
+	return EXIT_FAIL;
 }
 
 static int64_t mono_ms(void)
@@ -444,32 +589,47 @@ static int wait_for_end(struct cli *cli, const struct send_args *a,
 		json_decref(rec);
 		return fail(cli, "reading the execution record", src);
 	}
-	int status = report_outcome(cli, r, rec, rc == 1, a->timeout_ms);
+	int status = report_outcome(cli, r, rec, rc == 1, a->wait_timeout_ms);
 	json_decref(rec);
 	return status;
 }
 
-static int cmd_send(struct cli *cli, int argc, char **argv)
+
+static int run_send(struct cli *cli, int argc, char **argv, bool reply)
 {
-	struct send_args a = { 0 };
+	struct send_args a = { .reply = reply };
 	int status = parse_send(cli, argc, argv, &a);
 	if (status == EXIT_OK)
 		status = connect_client(cli);
 	if (status != EXIT_OK)
 		return status;
 	char last[BG_CLIENT_ENTRY_ID_MAX] = "0-0";
-	int64_t deadline = mono_ms() + a.timeout_ms;
 	int rc = a.wait ? bg_client_last_entry_id(cli->client,
 						  a.req.session_id, last)
 			: 0;
 	if (rc)
 		return fail(cli, "reading the data stream", rc);
 	struct bg_send_response r;
-	rc = bg_client_send(cli->client, &a.req, &r);
+	rc = reply ? bg_client_reply(cli->client, &a.req, &r)
+		   : bg_client_send(cli->client, &a.req, &r);
+	if (rc == BG_CLIENT_EREJECTED)
+		return print_rejected(cli, &a, &r);
 	if (rc)
-		return fail(cli, "send", rc);
-	print_sent(cli, &r);
+		return fail(cli, reply ? "reply" : "send", rc);
+	print_sent(cli, &a, &r);
+	/* the --wait bound starts once routing (WAKE_AND_WAIT) is done */
+	int64_t deadline = mono_ms() + a.wait_timeout_ms;
 	return a.wait ? wait_for_end(cli, &a, &r, last, deadline) : EXIT_OK;
+}
+
+static int cmd_send(struct cli *cli, int argc, char **argv)
+{
+	return run_send(cli, argc, argv, false);
+}
+
+static int cmd_reply(struct cli *cli, int argc, char **argv)
+{
+	return run_send(cli, argc, argv, true);
 }
 
 /* ---- tail ----------------------------------------------------------- */
@@ -706,6 +866,629 @@ static int cmd_status(struct cli *cli, int argc, char **argv)
 	return status;
 }
 
+
+/* ---- cancel ------------------------------------------------------------- */
+
+static const struct option cancel_opts[] = {
+	{ "session", required_argument, NULL, OPT_SESSION },
+	{ "reason", required_argument, NULL, OPT_REASON },
+	{ "mode", required_argument, NULL, OPT_MODE },
+	{ "json", no_argument, NULL, OPT_JSON },
+	{ NULL, 0, NULL, 0 },
+};
+
+static int on_cancelled(void *arg, const struct bg_client_cancelled *n)
+{
+	json_t *o = json_object();
+	set_str(o, "execution_id", n->execution_id);
+	set_str(o, "message_id", n->message_id);
+	set_str(o, "worker_id", n->worker_id);
+	set_str(o, "entry_id", n->entry_id);
+	return json_array_append_new(arg, o) ? -ENOMEM : 0;
+}
+
+static int print_cancel(const struct cli *cli, const struct bg_cancel_request *q,
+			const struct bg_cancel_response *r, json_t *nodes)
+{
+	bool ok = !strcmp(r->status, "CANCEL_REQUESTED");
+	if (cli->json) {
+		json_t *o = json_object();
+		json_object_set_new(o, "success", json_boolean(ok));
+		set_str(o, "status", r->status);
+		set_str(o, "session_id", q->session_id);
+		if (q->message_id) {
+			set_str(o, "message_id", q->message_id);
+			set_str(o, "execution_id", r->execution_id);
+			set_str(o, "worker_id", r->worker_id);
+		}
+		json_object_set_new(o, "cancelled_count",
+				    json_integer(r->cancelled_count));
+		json_object_set_new(o, "already_finished_count",
+				    json_integer(r->already_finished_count));
+		set_str(o, "error", r->error);
+		json_object_set_new(o, "cancelled", json_incref(nodes));
+		print_json(o);
+	} else if (ok) {
+		printf("%s: %d execution(s)\n", r->status, r->cancelled_count);
+	} else {
+		fprintf(stderr, "bygate: %s: %s\n", r->status, r->error);
+	}
+	return ok ? EXIT_OK : EXIT_FAIL;
+}
+
+static int run_cancel(struct cli *cli, int argc, char **argv, bool session)
+{
+	struct bg_cancel_request q = { 0 };
+	const char *cmd = session ? "cancel-session" : "cancel";
+	int opt, status = EXIT_OK;
+	while (status == EXIT_OK &&
+	       (opt = next_opt(argc, argv, cancel_opts)) != -1) {
+		if (opt == OPT_SESSION && !session)
+			q.session_id = optarg;
+		else if (opt == OPT_REASON)
+			q.reason = optarg;
+		else if (opt == OPT_MODE && (!strcmp(optarg, "graceful") ||
+					     !strcmp(optarg, "force")))
+			q.cancel_mode = optarg;
+		else if (opt == OPT_JSON)
+			cli->json = true;
+		else
+			status = usage_error("%s: bad option", cmd);
+	}
+	if (status == EXIT_OK && optind < argc) {
+		if (session)
+			q.session_id = argv[optind++];
+		else
+			q.message_id = argv[optind++];
+	}
+	if (status == EXIT_OK)
+		status = no_positional(argc, argv);
+	if (!session)
+		status = require(status, cmd, "MESSAGE_ID", q.message_id);
+	status = require(status, cmd, session ? "SESSION" : "--session",
+			 q.session_id);
+	if (status == EXIT_OK)
+		status = connect_client(cli);
+	if (status != EXIT_OK)
+		return status;
+	json_t *nodes = json_array();
+	struct bg_cancel_response r;
+	q.cb = on_cancelled;
+	q.arg = nodes;
+	int rc = bg_client_cancel(cli->client, &q, &r);
+	status = rc ? fail(cli, cmd, rc) : print_cancel(cli, &q, &r, nodes);
+	json_decref(nodes);
+	return status;
+}
+
+static int cmd_cancel(struct cli *cli, int argc, char **argv)
+{
+	return run_cancel(cli, argc, argv, false);
+}
+
+static int cmd_cancel_session(struct cli *cli, int argc, char **argv)
+{
+	return run_cancel(cli, argc, argv, true);
+}
+
+/* ---- simple commands: positional arguments and --json --------------- */
+
+/* Parse `argv[0] ARG...` with the options opts (NULL: --json only) into
+ * pos[0..npos); every positional is required. */
+static int parse_positional(struct cli *cli, int argc, char **argv,
+			    const struct option *opts, int (*on)(int, void *),
+			    void *arg, const char **pos, int npos,
+			    const char *names)
+{
+	static const struct option json_only[] = {
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ NULL, 0, NULL, 0 },
+	};
+	int opt, status = EXIT_OK;
+	while (status == EXIT_OK &&
+	       (opt = next_opt(argc, argv, opts ? opts : json_only)) != -1) {
+		if (opt == OPT_JSON)
+			cli->json = true;
+		else if (on == NULL || on(opt, arg) != EXIT_OK)
+			status = usage_error("%s: bad option", argv[0]);
+	}
+	for (int i = 0; status == EXIT_OK && i < npos; i++) {
+		if (optind >= argc || !argv[optind][0]) {
+			fprintf(stderr, "bygate: usage: %s %s\n", argv[0],
+				names);
+			return EXIT_USAGE;
+		}
+		pos[i] = argv[optind++];
+	}
+	if (status == EXIT_OK)
+		status = no_positional(argc, argv);
+	if (status == EXIT_OK)
+		status = connect_client(cli);
+	return status;
+}
+
+/* Print a library JSON document (and free it): as is with --json, else
+ * through text(). */
+static int print_doc(const struct cli *cli, char *doc,
+		     void (*text)(const json_t *))
+{
+	json_t *v = json_loads(doc, JSON_DECODE_ANY, NULL);
+	if (cli->json || text == NULL)
+		puts(doc);
+	else
+		text(v);
+	json_decref(v);
+	free(doc);
+	return EXIT_OK;
+}
+
+/* ---- workers -------------------------------------------------------- */
+
+static json_int_t jint(const json_t *o, const char *key)
+{
+	return json_integer_value(json_object_get(o, key));
+}
+
+static void join_strings(const json_t *a, char *out, size_t cap)
+{
+	size_t i, n = 0;
+	json_t *v;
+	out[0] = '\0';
+	json_array_foreach(a, i, v)
+		n += snprintf(out + n, n < cap ? cap - n : 0, "%s%s",
+			      i ? "," : "", json_string_value(v)
+					    ? json_string_value(v) : "");
+	if (n == 0)
+		snprintf(out, cap, "-");
+}
+
+static void worker_row(const json_t *w)
+{
+	char types[256], seen[40];
+	const json_t *counts = json_object_get(w, "counts");
+	join_strings(json_object_get(w, "agent_types"), types, sizeof types);
+	printf("%-24s %-7s %-10s %-24s %6lld %6lld  %s\n",
+	       record_str(w, "worker_id"),
+	       json_is_true(json_object_get(w, "online")) ? "online" : "offline",
+	       record_str(w, "lifecycle"), types,
+	       (long long)jint(counts, "active"),
+	       (long long)jint(counts, "total"),
+	       fmt_ms(jint(w, "last_seen"), seen, sizeof seen));
+}
+
+static void worker_header(void)
+{
+	printf("%-24s %-7s %-10s %-24s %6s %6s  %s\n", "WORKER", "STATE",
+	       "LIFECYCLE", "AGENT TYPES", "ACTIVE", "TOTAL",
+	       "LAST SEEN (UTC)");
+}
+
+static void workers_text(const json_t *a)
+{
+	size_t i;
+	json_t *w;
+	worker_header();
+	json_array_foreach(a, i, w)
+		worker_row(w);
+}
+
+static void executions_text(const char *title, const json_t *a)
+{
+	size_t i;
+	json_t *e;
+	printf("%s: %zu\n", title, json_array_size(a));
+	json_array_foreach(a, i, e)
+		printf("  %-14s %-14s %-16s %-20s %s\n",
+		       record_str(e, "execution_id"), record_str(e, "message_id"),
+		       record_str(e, "target_agent_type"),
+		       record_str(e, "session_id"), record_str(e, "status"));
+}
+
+static void worker_info_text(const json_t *w)
+{
+	worker_header();
+	worker_row(w);
+	const char *why = record_str(w, "lifecycle_reason");
+	if (why[0])
+		printf("lifecycle reason: %s\n", why);
+	executions_text("active executions",
+			json_object_get(w, "active_executions"));
+	executions_text("recent executions",
+			json_object_get(w, "recent_executions"));
+}
+
+static int cmd_workers(struct cli *cli, int argc, char **argv)
+{
+	const char *pos[2] = { NULL, NULL };
+	bool info = argc > 1 && !strcmp(argv[1], "info");
+	if (argc > 1 && (info || !strcmp(argv[1], "list"))) {
+		argc--;
+		argv++;
+	}
+	int status = parse_positional(cli, argc, argv, NULL, NULL, NULL, pos,
+				      info ? 1 : 0, "info WORKER_ID");
+	if (status != EXIT_OK)
+		return status;
+	char *doc;
+	int rc = info ? bg_client_worker_info(cli->client, pos[0], &doc)
+		      : bg_client_workers(cli->client, &doc);
+	if (rc == -ENOENT) {
+		fprintf(stderr, "bygate: %s\n", bg_client_errmsg(cli->client));
+		return EXIT_FAIL;
+	}
+	if (rc)
+		return fail(cli, "workers", rc);
+	return print_doc(cli, doc, info ? worker_info_text : workers_text);
+}
+
+/* ---- worker administration ------------------------------------------ */
+
+struct admin_args {
+	const char *reason;
+	bool force;
+	bool force_allowed;
+};
+
+static int admin_option(int opt, void *arg)
+{
+	struct admin_args *a = arg;
+	if (opt == OPT_REASON)
+		a->reason = optarg;
+	else if (opt == OPT_FORCE && a->force_allowed)
+		a->force = true;
+	else
+		return EXIT_USAGE;
+	return EXIT_OK;
+}
+
+static void admin_text(const json_t *o)
+{
+	char types[512];
+	join_strings(json_object_get(o, "agent_types"), types, sizeof types);
+	printf("%s: %s (lifecycle %s; routing sets changed: %s)\n",
+	       record_str(o, "worker_id"), record_str(o, "operation"),
+	       record_str(o, "lifecycle"), types);
+}
+
+static int run_admin(struct cli *cli, int argc, char **argv,
+		     enum bg_admin_op op)
+{
+	static const struct option opts[] = {
+		{ "reason", required_argument, NULL, OPT_REASON },
+		{ "force", no_argument, NULL, OPT_FORCE },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct admin_args a = { .force_allowed = op == BG_ADMIN_EVICT };
+	const char *w = NULL;
+	int status = parse_positional(cli, argc, argv,
+				      op == BG_ADMIN_SUSPEND ||
+				      op == BG_ADMIN_EVICT ? opts : NULL,
+				      admin_option, &a, &w, 1, "WORKER_ID");
+	if (status != EXIT_OK)
+		return status;
+	char *doc;
+	int rc = bg_client_admin(cli->client, op, w, a.reason, a.force, &doc);
+	return rc ? fail(cli, argv[0], rc) : print_doc(cli, doc, admin_text);
+}
+
+static int cmd_suspend(struct cli *cli, int argc, char **argv)
+{
+	return run_admin(cli, argc, argv, BG_ADMIN_SUSPEND);
+}
+
+static int cmd_resume(struct cli *cli, int argc, char **argv)
+{
+	return run_admin(cli, argc, argv, BG_ADMIN_RESUME);
+}
+
+static int cmd_evict(struct cli *cli, int argc, char **argv)
+{
+	return run_admin(cli, argc, argv, BG_ADMIN_EVICT);
+}
+
+static int cmd_allow_rejoin(struct cli *cli, int argc, char **argv)
+{
+	return run_admin(cli, argc, argv, BG_ADMIN_ALLOW_REJOIN);
+}
+
+static int run_access(struct cli *cli, int argc, char **argv, bool allow)
+{
+	const char *pos[2];
+	bool added = false;
+	int status = parse_positional(cli, argc, argv, NULL, NULL, NULL, pos,
+				      2, "AGENT_TYPE WORKER_ID");
+	if (status != EXIT_OK)
+		return status;
+	int rc = allow ? bg_client_allow(cli->client, pos[0], pos[1], &added)
+		       : bg_client_deny(cli->client, pos[0], pos[1]);
+	if (rc)
+		return fail(cli, argv[0], rc);
+	if (cli->json) {
+		json_t *o = json_object();
+		set_str(o, "agent_type", pos[0]);
+		set_str(o, "worker_id", pos[1]);
+		set_str(o, "operation", allow ? "allow" : "deny");
+		json_object_set_new(o, "routing", json_boolean(
+			allow ? added : false));
+		print_json(o);
+	} else {
+		printf("%s: %s for %s%s\n", pos[1], allow ? "allowed" : "denied",
+		       pos[0], added ? " (back in its routing set)" : "");
+	}
+	return EXIT_OK;
+}
+
+static int cmd_deny(struct cli *cli, int argc, char **argv)
+{
+	return run_access(cli, argc, argv, false);
+}
+
+static int cmd_allow(struct cli *cli, int argc, char **argv)
+{
+	return run_access(cli, argc, argv, true);
+}
+
+/* ---- reload --------------------------------------------------------- */
+
+struct reload_args {
+	const char *reason, *reload_id;
+	bool wait;
+	int timeout_ms;
+};
+
+static int reload_option(int opt, void *arg)
+{
+	struct reload_args *a = arg;
+	if (opt == OPT_REASON)
+		a->reason = optarg;
+	else if (opt == OPT_RELOAD_ID)
+		a->reload_id = optarg;
+	else if (opt == OPT_WAIT)
+		a->wait = true;
+	else if (opt == OPT_TIMEOUT && !parse_ms(optarg, &a->timeout_ms))
+		return EXIT_OK;
+	else
+		return EXIT_USAGE;
+	return EXIT_OK;
+}
+
+/* The ack of a dispatched worker not seen before, or NULL. */
+static bool new_ack(const json_t *workers, json_t *acked, const json_t *ack)
+{
+	const char *w = json_string_value(json_object_get(ack, "worker_id"));
+	size_t i;
+	json_t *v;
+	bool dispatched = false;
+	json_array_foreach(workers, i, v)
+		dispatched |= w && json_string_value(v) &&
+			      !strcmp(w, json_string_value(v));
+	if (!dispatched || json_object_get(acked, w))
+		return false;
+	json_object_set_new(acked, w, json_true());
+	return true;
+}
+
+/* Collect ACKs until every dispatched worker sent one or the deadline. */
+static int collect_acks(struct cli *cli, json_t *out, int timeout_ms)
+{
+	char last[BG_CLIENT_ENTRY_ID_MAX] = "0-0";
+	const char *rid = record_str(out, "reload_id");
+	const json_t *workers = json_object_get(out, "worker_ids");
+	json_t *acks = json_array(), *acked = json_object();
+	int64_t deadline = mono_ms() + timeout_ms;
+	int rc = 0;
+	json_object_set_new(out, "acks", acks);
+	while (json_object_size(acked) < json_array_size(workers)) {
+		int64_t left = deadline - mono_ms();
+		char *doc;
+		if (left <= 0)
+			break;
+		rc = bg_client_reload_acks(cli->client, rid, last, (int)left,
+					   &doc);
+		if (rc)
+			break;
+		json_t *batch = json_loads(doc, 0, NULL), *a;
+		size_t i;
+		free(doc);
+		json_array_foreach(batch, i, a)
+			if (new_ack(workers, acked, a))
+				json_array_append(acks, a);
+		json_decref(batch);
+	}
+	json_object_set_new(out, "complete", json_boolean(
+		json_object_size(acked) == json_array_size(workers)));
+	json_decref(acked);
+	return rc;
+}
+
+/* Exit status of a reload: every dispatched worker acked success. */
+static int reload_status(const json_t *o, bool wait)
+{
+	size_t i;
+	json_t *a;
+	if (jint(o, "dispatched_count") == 0) {
+		fprintf(stderr, "bygate: reload: no online worker of %s\n",
+			record_str(o, "agent_type"));
+		return EXIT_FAIL;
+	}
+	if (!wait)
+		return EXIT_OK;
+	int status = EXIT_OK;
+	json_array_foreach(json_object_get(o, "acks"), i, a)
+		if (strcmp(record_str(a, "status"), "success")) {
+			fprintf(stderr, "bygate: reload failed on %s: %s\n",
+				record_str(a, "worker_id"),
+				record_str(a, "error"));
+			status = EXIT_FAIL;
+		}
+	if (!json_is_true(json_object_get(o, "complete"))) {
+		fprintf(stderr, "bygate: reload: timed out waiting for acks\n");
+		status = EXIT_FAIL;
+	}
+	return status;
+}
+
+static void reload_text(const json_t *o)
+{
+	char ids[512];
+	size_t i;
+	json_t *a;
+	join_strings(json_object_get(o, "worker_ids"), ids, sizeof ids);
+	printf("%s: %s: dispatched to %lld worker(s): %s\n",
+	       record_str(o, "reload_id"), record_str(o, "agent_type"),
+	       (long long)jint(o, "dispatched_count"), ids);
+	json_array_foreach(json_object_get(o, "acks"), i, a)
+		printf("  %s: %s (version %lld -> %lld)%s%s\n",
+		       record_str(a, "worker_id"), record_str(a, "status"),
+		       (long long)jint(a, "version_before"),
+		       (long long)jint(a, "version_after"),
+		       record_str(a, "error")[0] ? ": " : "",
+		       record_str(a, "error"));
+}
+
+static int cmd_reload(struct cli *cli, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "reason", required_argument, NULL, OPT_REASON },
+		{ "reload-id", required_argument, NULL, OPT_RELOAD_ID },
+		{ "wait", no_argument, NULL, OPT_WAIT },
+		{ "timeout-ms", required_argument, NULL, OPT_TIMEOUT },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct reload_args a = { .timeout_ms = RELOAD_TIMEOUT_MS };
+	const char *type = NULL;
+	int status = parse_positional(cli, argc, argv, opts, reload_option, &a,
+				      &type, 1, "AGENT_TYPE");
+	if (status != EXIT_OK)
+		return status;
+	char *doc;
+	int rc = bg_client_reload(cli->client, type, a.reason, a.reload_id,
+				  &doc);
+	if (rc)
+		return fail(cli, "reload", rc);
+	json_t *o = json_loads(doc, 0, NULL);
+	free(doc);
+	if (a.wait && jint(o, "dispatched_count") > 0)
+		rc = collect_acks(cli, o, a.timeout_ms);
+	if (rc) {
+		json_decref(o);
+		return fail(cli, "reading reload acks", rc);
+	}
+	if (cli->json)
+		print_json(json_incref(o));
+	else
+		reload_text(o);
+	status = reload_status(o, a.wait);
+	json_decref(o);
+	return status;
+}
+
+/* ---- gate ----------------------------------------------------------- */
+
+static volatile sig_atomic_t g_stop;
+
+static void on_stop(int sig)
+{
+	g_stop = sig;
+}
+
+static int gate_option(int opt, void *arg)
+{
+	struct bg_gate_options *o = arg;
+	int *ms = opt == OPT_MAX_ATTEMPTS ? &o->max_attempts
+		  : opt == OPT_PROVIDER_TIMEOUT ? &o->provider_timeout_ms
+		  : opt == OPT_ONLINE_TIMEOUT ? &o->online_timeout_ms : NULL;
+	if (opt == OPT_PROVIDER)
+		o->provider = optarg;
+	else if (opt == OPT_GROUP)
+		o->group = optarg;
+	else if (opt == OPT_CONSUMER)
+		o->consumer = optarg;
+	else if (opt == OPT_ONCE)
+		o->once = true;
+	else if (ms == NULL || parse_ms(optarg, ms))
+		return EXIT_USAGE;
+	return EXIT_OK;
+}
+
+static void on_gate_event(void *arg, const struct bg_gate_event *ev)
+{
+	const struct cli *cli = arg;
+	if (!cli->json) {
+		printf("%s %s %s: %s (%d attempt(s), %d delivered)%s%s\n",
+		       ev->entry_id, ev->execution_id, ev->agent_type,
+		       ev->status, ev->attempts, ev->delivered,
+		       ev->reason[0] ? ": " : "", ev->reason);
+		return;
+	}
+	json_t *o = json_object();
+	set_str(o, "entry_id", ev->entry_id);
+	set_str(o, "execution_id", ev->execution_id);
+	set_str(o, "agent_type", ev->agent_type);
+	set_str(o, "status", ev->status);
+	set_str(o, "reason", ev->reason);
+	json_object_set_new(o, "attempts", json_integer(ev->attempts));
+	json_object_set_new(o, "delivered", json_integer(ev->delivered));
+	json_t *d = ev->decision ? json_loads(ev->decision, 0, NULL) : NULL;
+	json_object_set_new(o, "decision", d ? d : json_null());
+	print_json(o);
+}
+
+static int cmd_gate(struct cli *cli, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "provider", required_argument, NULL, OPT_PROVIDER },
+		{ "group", required_argument, NULL, OPT_GROUP },
+		{ "consumer", required_argument, NULL, OPT_CONSUMER },
+		{ "once", no_argument, NULL, OPT_ONCE },
+		{ "max-attempts", required_argument, NULL, OPT_MAX_ATTEMPTS },
+		{ "provider-timeout-ms", required_argument, NULL,
+		  OPT_PROVIDER_TIMEOUT },
+		{ "online-timeout-ms", required_argument, NULL,
+		  OPT_ONLINE_TIMEOUT },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct bg_gate_options o = { 0 };
+	int status = parse_positional(cli, argc, argv, opts, gate_option, &o,
+				      NULL, 0, "");
+	status = require(status, "gate", "--provider", o.provider);
+	if (status != EXIT_OK)
+		return status;
+	/* the gate stops between steps: no connection shutdown on a signal */
+	struct sigaction sa = { .sa_handler = on_stop };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	int rc = bg_client_gate(cli->client, &o, &g_stop, on_gate_event, cli);
+	return rc ? fail(cli, "gate", rc) : EXIT_OK;
+}
+
+static int cmd_dispatch(struct cli *cli, int argc, char **argv)
+{
+	const char *exec_id = NULL;
+	int delivered = 0;
+	int status = parse_positional(cli, argc, argv, NULL, NULL, NULL,
+				      &exec_id, 1, "EXECUTION_ID");
+	if (status != EXIT_OK)
+		return status;
+	int rc = bg_client_dispatch_ready(cli->client, exec_id, &delivered);
+	if (rc)
+		return fail(cli, "dispatch", rc);
+	if (cli->json) {
+		json_t *o = json_object();
+		set_str(o, "execution_id", exec_id);
+		json_object_set_new(o, "delivered", json_integer(delivered));
+		print_json(o);
+	} else {
+		printf("%s: %d pending delivery(ies) dispatched\n", exec_id,
+		       delivered);
+	}
+	return EXIT_OK;
+}
+
 /* ---- main ----------------------------------------------------------- */
 
 static const struct {
@@ -713,8 +1496,21 @@ static const struct {
 	int (*run)(struct cli *, int, char **);
 } commands[] = {
 	{ "send", cmd_send },
+	{ "reply", cmd_reply },
 	{ "tail", cmd_tail },
 	{ "status", cmd_status },
+	{ "cancel", cmd_cancel },
+	{ "cancel-session", cmd_cancel_session },
+	{ "workers", cmd_workers },
+	{ "suspend", cmd_suspend },
+	{ "resume", cmd_resume },
+	{ "evict", cmd_evict },
+	{ "allow-rejoin", cmd_allow_rejoin },
+	{ "deny", cmd_deny },
+	{ "allow", cmd_allow },
+	{ "reload", cmd_reload },
+	{ "gate", cmd_gate },
+	{ "dispatch", cmd_dispatch },
 };
 
 static const struct option global_opts[] = {
@@ -756,3 +1552,4 @@ int main(int argc, char **argv)
 	}
 	return usage_error("unknown command '%s'", name);
 }
+

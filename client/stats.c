@@ -29,6 +29,8 @@ static void copy_member(json_t *snap, const json_t *rec, const char *key,
 
 static bool truthy(const json_t *v)
 {
+	if (v == NULL)
+		return false;
 	switch (json_typeof(v)) {
 	case JSON_TRUE:
 		return true;

@@ -93,6 +93,10 @@ struct bg_config {
 
 	struct bg_agent_type_conf *agent_types;
 	int n_agent_types;
+
+	/* bygated's chain of replaced configurations (SIGHUP), freed at exit;
+	 * not set by the loader. */
+	struct bg_config *next_old;
 };
 
 #define BG_CONFIG_DEFAULT_PATH "/etc/bygate/bygate.conf"

@@ -203,6 +203,7 @@ static void log_ready(struct bg_daemon *d)
 	for (int i = 0; i < d->cfg->n_agent_types; i++)
 		bg_buf_printf(&types, "%s%s", i ? "," : "",
 			      d->cfg->agent_types[i].name);
+	bg_notify_status(d, "READY=1\n"); /* lease held, recovered, reading */
 	bg_info("bygated ready: worker %s, group %s, %d children, key schema "
 		"v%d, agent types %s",
 		d->worker_id, d->group, bg_pool_size(d->pool),

@@ -57,6 +57,8 @@ struct bg_task {
 	bool has_source_agent;
 	bool is_resumed;
 	bool record_exists;
+	char prev_status[64]; /* the record's status at pickup when it was
+				 already this worker's, "" otherwise */
 	struct bg_buf record; /* the record as last written by us */
 
 	/* run */
@@ -179,8 +181,10 @@ struct bg_daemon {
 	uint64_t n_recovered_finishes_started;
 	struct event *reconcile_timer;
 	int64_t last_gc_ms;
+	struct bg_ws_cache *ws_cache; /* session dir descriptors; NULL = none */
 };
 
+void bg_notify_status(struct bg_daemon *d, const char *state);
 int64_t bg_now_ms(void);	 /* realtime, ms */
 int64_t bg_mono_ms(void);	 /* monotonic, ms */
 int64_t bg_redis_now_ms(const struct bg_daemon *d);
@@ -238,6 +242,12 @@ void bg_task_end_deadletter(struct bg_daemon *d, struct bg_task *t,
 /* Send one write-connection command with EXPIRE dedupe helpers. */
 void bg_expire_once(struct bg_daemon *d, const char *key);
 void bg_turn_end(struct bg_daemon *d);
+
+/* stats.c */
+typedef void (*bg_stats_emit_fn)(void *ctx, int argc, const struct bg_str *argv);
+void bg_stats_update(struct bg_daemon *d, struct bg_str record,
+		     const char *execution_id, const char *old_status,
+		     const char *new_status, bg_stats_emit_fn emit, void *ctx);
 
 /* control.c */
 void bg_control_handle(struct bg_daemon *d, struct bg_task *t);

@@ -32,7 +32,7 @@
 #include "wire/record.h"
 #include "wire/result.h"
 
-#define TXN_MAX_CMDS 64
+#define TXN_MAX_CMDS 96
 #define TXN_MAX_ARGS 8
 
 /* A transaction being serialised into a blob. */
@@ -144,6 +144,11 @@ static void send_blob(struct bg_daemon *d, struct bg_task *t)
 	t->exec_sent = true;
 	bg_rconn_cmdv(d->wr, on_exec, t, 0,
 		      (const char *const[]){ "EXEC", NULL });
+}
+
+static void emit_txn(void *ctx, int argc, const struct bg_str *argv)
+{
+	txn_cmd(ctx, argc, argv);
 }
 
 static void add_event(struct bg_daemon *d, struct bg_task *t, struct txn *x,
@@ -278,6 +283,14 @@ static void add_record(struct bg_daemon *d, struct bg_task *t, struct txn *x,
 		TXN(x, S("HSET"), S(t->reg_key), S(field),
 		    ((struct bg_str){ rec->p, rec->len }));
 		TXN(x, S("EXPIRE"), S(t->reg_key), S("604800"));
+		/* WIRE 5.9: the dashboard's view of this worker. */
+		char st[64];
+		snprintf(st, sizeof(st), "%.*s", (int)v->status.len,
+			 v->status.p);
+		bg_stats_update(d, (struct bg_str){ rec->p, rec->len },
+				t->execution_id,
+				t->prev_status[0] ? t->prev_status : NULL, st,
+				emit_txn, x);
 	} else {
 		bg_warn("cannot update the record of %s", t->execution_id);
 	}

@@ -54,15 +54,19 @@ bool bg_http_consumer_healthy(const struct bg_daemon *d, int64_t now_ms)
 	return cap == 0 || since <= 3 * block;
 }
 
+/* An eviction drains at once (control.c sets draining), where the
+ * reference first stops consuming and reports "evicted" while it waits for
+ * its tasks: an evicted worker keeps reporting "evicted" while it drains. */
 const char *bg_http_ready_reason(const struct bg_daemon *d, int64_t now_ms)
 {
+	bool evicted = strcmp(lifecycle(d), "evicted") == 0;
 	if (!d->reader_ready)
 		return "starting";
-	if (d->draining || d->stopping)
+	if ((d->draining || d->stopping) && !evicted)
 		return "draining";
 	if (!redis_up(d))
 		return "redis_unavailable";
-	if (strcmp(lifecycle(d), "evicted") == 0)
+	if (evicted)
 		return "evicted";
 	if (strcmp(lifecycle(d), "suspended") == 0)
 		return "suspended";

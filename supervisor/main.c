@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <systemd/sd-daemon.h>
 
 #include "common/fault.h"
 #include "state/state.h"
@@ -141,6 +142,86 @@ static void on_drain_timeout(evutil_socket_t fd, short ev, void *arg)
 	begin_stop(d);
 }
 
+/* systemd Type=notify (no-ops without NOTIFY_SOCKET). */
+void bg_notify_status(struct bg_daemon *d, const char *state)
+{
+	struct bg_pool_stats ps;
+	bg_pool_get_stats(d->pool, &ps);
+	sd_notifyf(0,
+		   "%sSTATUS=%s: %d children (%d busy), %d tasks in flight; "
+		   "completed %llu, failed %llu, dead-lettered %llu",
+		   state ? state : "", d->lifecycle, bg_pool_alive_count(d->pool),
+		   bg_pool_busy_count(d->pool), d->n_tasks,
+		   (unsigned long long)d->n_completed,
+		   (unsigned long long)d->n_failed,
+		   (unsigned long long)d->n_deadlettered);
+}
+
+static bool same_agent_types(const struct bg_config *a,
+			     const struct bg_config *b)
+{
+	if (a->n_agent_types != b->n_agent_types)
+		return false;
+	for (int i = 0; i < a->n_agent_types; i++)
+		if (strcmp(a->agent_types[i].name, b->agent_types[i].name) != 0)
+			return false;
+	return true;
+}
+
+/* SIGHUP (DESIGN 8): validate the file first and keep the running
+ * configuration on any error; else apply the reloadable keys and recycle
+ * the children by generation so they load their handlers afresh. The old
+ * configuration stays allocated until exit (tasks in flight point into
+ * it). */
+static void reload_config(struct bg_daemon *d)
+{
+	char err[1024];
+	sd_notify(0, "RELOADING=1\nSTATUS=reloading the configuration");
+	struct bg_config *next = calloc(1, sizeof(*next));
+	int rc = next ? bg_config_load(d->cfg->path, next, err, sizeof(err))
+		      : -1;
+	if (rc == 0 && bg_config_reload_check(d->cfg, next, err, sizeof(err)))
+		rc = -1;
+	if (rc == 0 && !same_agent_types(d->cfg, next)) {
+		snprintf(err, sizeof(err),
+			 "agent types added, removed or reordered: restart "
+			 "bygated to apply that");
+		rc = -1;
+	}
+	if (rc == 0 && next->pool_size != d->cfg->pool_size) {
+		snprintf(err, sizeof(err), "pool.size changed: restart bygated "
+					   "to apply that");
+		rc = -1;
+	}
+	if (rc != 0) {
+		bg_error("SIGHUP: %s; keeping the running configuration",
+			 next ? err : "out of memory");
+		sd_notifyf(0, "READY=1\nSTATUS=reload failed, running on the "
+			      "previous configuration: %s",
+			   next ? err : "out of memory");
+		if (next) {
+			bg_config_free(next);
+			free(next);
+		}
+		return;
+	}
+	next->next_old = d->cfg;
+	d->cfg = next;
+	bg_log_open(next->log_level, next->log_format, next->log_file);
+	struct bg_rconn *conns[] = { d->rd, d->wr, d->ctl };
+	for (int i = 0; i < 3; i++)
+		bg_rconn_set_timeouts(conns[i], next->redis_connect_timeout_ms,
+				      next->redis_command_timeout_ms,
+				      next->redis_reconnect_max_ms);
+	bg_pool_set_config(d->pool, next);
+	uint32_t gen = bg_pool_new_generation(d->pool);
+	bg_info("SIGHUP: configuration reloaded from %s; children recycled "
+		"one at a time (generation %u)",
+		next->path, gen);
+	bg_notify_status(d, "READY=1\n");
+	bg_consume_kick(d);
+}
+
 static void on_signal(evutil_socket_t sig, short ev, void *arg)
 {
 	(void)ev;
@@ -149,14 +230,14 @@ static void on_signal(evutil_socket_t sig, short ev, void *arg)
 		bg_log_reopen();
 		bg_info("log reopened");
 	} else if (sig == SIGHUP) {
-		bg_warn("SIGHUP: configuration reload is not supported by this "
-			"version; configuration unchanged");
+		reload_config(d);
 	} else if (sig == SIGINT || d->draining) {
 		bg_info("%s: stopping now", sig == SIGINT ? "SIGINT" : "SIGTERM");
 		begin_stop(d);
 	} else {
 		bg_info("SIGTERM: draining %d tasks (at most %d ms)", d->n_tasks,
 			d->cfg->drain_timeout_ms);
+		sd_notify(0, "STOPPING=1\nSTATUS=draining");
 		d->draining = true;
 		bg_consume_kick(d);
 		int ms = d->cfg->drain_timeout_ms;
@@ -171,9 +252,19 @@ static void on_time_tick(evutil_socket_t fd, short ev, void *arg)
 	(void)ev;
 	struct bg_daemon *d = arg;
 	bg_consume_sync_time(d);
+	if (d->ready_logged)
+		bg_notify_status(d, NULL);
 	int dead = 0;
 	if (d->state && bg_state_reader_check(d->state, &dead) == 0 && dead)
 		bg_warn("LMDB: %d stale reader slots cleared", dead);
+}
+
+static void on_watchdog(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	(void)arg;
+	sd_notify(0, "WATCHDOG=1"); /* the loop turns: we are alive */
 }
 
 static void on_reconcile_tick(evutil_socket_t fd, short ev, void *arg)
@@ -385,6 +476,14 @@ static int run(struct bg_daemon *d)
 	int rms = cfg->reconcile_interval_ms;
 	struct timeval tvr = { rms / 1000, (rms % 1000) * 1000 };
 	event_add(d->reconcile_timer, &tvr);
+	uint64_t wd_usec = 0;
+	struct event *wd = NULL;
+	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0) {
+		wd = event_new(d->base, -1, EV_PERSIST, on_watchdog, d);
+		struct timeval tvw = { (time_t)(wd_usec / 2000000),
+				       (suseconds_t)((wd_usec / 2) % 1000000) };
+		event_add(wd, &tvw);
+	}
 	bg_rconn_start(d->ctl);
 	bg_rconn_start(d->wr);
 	bg_rconn_start(d->rd);
@@ -396,6 +495,9 @@ static int run(struct bg_daemon *d)
 			d->stopping = true;
 		}
 	}
+	sd_notify(0, "STOPPING=1\nSTATUS=stopping");
+	if (wd)
+		event_free(wd);
 	bg_pool_shutdown(d->pool, false);
 	if (d->exit_code != BG_EXIT_LEASE_LOST) {
 		/* WIRE 5.8: token-checked release, then membership removal. */
@@ -491,7 +593,14 @@ int main(int argc, char **argv)
 	bg_info("bygated starting: worker %s, redis %s:%d db %d", cfg.worker_id,
 		cfg.redis_host, cfg.redis_port, cfg.redis_db);
 	rc = run(&d);
+	struct bg_config *live = d.cfg;
 	daemon_free(&d);
+	while (live && live != &cfg) { /* configurations replaced by SIGHUP */
+		struct bg_config *older = live->next_old;
+		bg_config_free(live);
+		free(live);
+		live = older;
+	}
 	bg_config_free(&cfg);
 	return rc;
 }

@@ -238,24 +238,32 @@ static void pel_send(struct bg_metrics *m, int i, const char *const *args,
 		m->pel_calls++;
 }
 
+/* A one-shot timer, re-armed: 5 s after a refresh was sent, 1 s while the
+ * control connection is down or the last refresh is unanswered. */
 static void pel_refresh(evutil_socket_t fd, short ev, void *arg)
 {
 	(void)fd;
 	(void)ev;
 	struct bg_metrics *m = arg;
 	struct bg_daemon *d = m->d;
-	if (m->pel_calls > 0 || d->ctl == NULL || !bg_rconn_ready(d->ctl))
-		return;
-	for (int i = 0; i < m->pel_n; i++) {
-		const char *s = d->streams[i];
-		pel_send(m, i,
-			 (const char *const[]){ "XPENDING", s, d->group, NULL },
-			 on_pel_summary);
-		pel_send(m, i,
-			 (const char *const[]){ "XPENDING", s, d->group, "-",
-						"+", "1", d->worker_id, NULL },
-			 on_pel_own);
+	struct timeval tv = { 1, 0 };
+	if (m->pel_calls == 0 && d->ctl != NULL && bg_rconn_ready(d->ctl)) {
+		for (int i = 0; i < m->pel_n && i < d->n_streams; i++) {
+			const char *s = d->streams[i];
+			pel_send(m, i,
+				 (const char *const[]){ "XPENDING", s,
+							d->group, NULL },
+				 on_pel_summary);
+			pel_send(m, i,
+				 (const char *const[]){ "XPENDING", s,
+							d->group, "-", "+",
+							"1", d->worker_id,
+							NULL },
+				 on_pel_own);
+		}
+		tv.tv_sec = PEL_REFRESH_S;
 	}
+	evtimer_add(m->pel_timer, &tv);
 }
 
 int bg_metrics_start(struct bg_daemon *d)
@@ -267,7 +275,7 @@ int bg_metrics_start(struct bg_daemon *d)
 	for (int i = 0; i < d->cfg->n_agent_types; i++)
 		type_of(m, d->cfg->agent_types[i].name);
 	m->pel = calloc((size_t)d->n_streams, sizeof(*m->pel));
-	m->pel_timer = event_new(d->base, -1, EV_PERSIST, pel_refresh, m);
+	m->pel_timer = evtimer_new(d->base, pel_refresh, m);
 	if (m->pel == NULL || m->pel_timer == NULL) {
 		bg_metrics_stop(m);
 		return -ENOMEM;
@@ -275,9 +283,8 @@ int bg_metrics_start(struct bg_daemon *d)
 	m->pel_n = d->n_streams;
 	for (int i = 0; i < m->pel_n; i++)
 		m->pel[i].m = m;
-	struct timeval tv = { PEL_REFRESH_S, 0 };
-	event_add(m->pel_timer, &tv);
-	event_active(m->pel_timer, EV_TIMEOUT, 0);
+	struct timeval tv = { 1, 0 };
+	evtimer_add(m->pel_timer, &tv);
 	return 0;
 }
 
@@ -554,7 +561,7 @@ static int put_pel_family(struct bg_buf *out, const struct bg_metrics *m,
 	int64_t now = bg_redis_now_ms(d);
 	if (bg_prom_family(out, f->name, f->type, f->help))
 		return -ENOMEM;
-	for (int i = 0; i < m->pel_n; i++) {
+	for (int i = 0; i < m->pel_n && i < d->n_streams; i++) {
 		if (!m->pel[i].known)
 			continue;
 		for (int w = 0; w < 2; w++) {

@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "supervisor/promtext.h"
@@ -98,7 +99,11 @@ static int put_value(struct bg_buf *out, double v)
 		return bg_buf_puts(out, v > 0 ? "+Inf" : "-Inf");
 	if (v == floor(v) && fabs(v) < 9007199254740992.0)
 		return bg_buf_printf(out, "%.0f", v);
-	return bg_buf_printf(out, "%.17g", v);
+	char s[32]; /* the shorter of 15 and 17 digits that reads back as v */
+	snprintf(s, sizeof(s), "%.15g", v);
+	if (strtod(s, NULL) != v)
+		snprintf(s, sizeof(s), "%.17g", v);
+	return bg_buf_puts(out, s);
 }
 
 static int put_labels(struct bg_buf *out, const struct bg_prom_label *l,

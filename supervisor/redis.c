@@ -339,6 +339,14 @@ void bg_rconn_free(struct bg_rconn *c)
 	free(c);
 }
 
+void bg_rconn_set_timeouts(struct bg_rconn *c, int connect_ms, int command_ms,
+			   int reconnect_max_ms)
+{
+	c->o.connect_timeout_ms = connect_ms;
+	c->o.command_timeout_ms = command_ms;
+	c->o.reconnect_max_ms = reconnect_max_ms;
+}
+
 bool bg_rconn_ready(const struct bg_rconn *c)
 {
 	return c->state == RC_READY;

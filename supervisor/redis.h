@@ -48,6 +48,9 @@ void bg_rconn_drop(struct bg_rconn *c, const char *why);
 /* Close for good and free. Pending callbacks get NULL. */
 void bg_rconn_free(struct bg_rconn *c);
 
+/* New timeouts (SIGHUP): for requests sent and connections made from now. */
+void bg_rconn_set_timeouts(struct bg_rconn *c, int connect_ms, int command_ms,
+			   int reconnect_max_ms);
 bool bg_rconn_ready(const struct bg_rconn *c);
 const char *bg_rconn_role(const struct bg_rconn *c);
 /* CLIENT ID of the current connection (for CLIENT UNBLOCK), 0 if unknown. */

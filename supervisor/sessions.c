@@ -37,8 +37,8 @@ static int gc_one(void *arg, const struct bg_state_session *s)
 	bool idle = g->now - s->last_used_ms >
 		    d->cfg->session_idle_ttl_s * 1000;
 	if (idle && !session_busy(d, s->session_id)) {
-		if (bg_ws_remove_session(d->cfg->workspace_dir, rel, err,
-					 sizeof(err)) == 0) {
+		if (bg_ws_remove_session(d->ws_cache, d->cfg->workspace_dir,
+					 rel, err, sizeof(err)) == 0) {
 			bg_state_session_del(d->state, s->agent_type,
 					     s->user_code, s->session_id);
 			g->removed++;

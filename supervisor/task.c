@@ -267,6 +267,18 @@ static void on_running_written(struct bg_rconn *c, redisReply *r, void *priv)
 		bg_warn("execution record update refused: %s", r->str);
 }
 
+static void emit_wr(void *ctx, int argc, const struct bg_str *argv)
+{
+	struct bg_daemon *d = ctx;
+	const char *a[8];
+	size_t l[8];
+	for (int i = 0; i < argc && i < 8; i++) {
+		a[i] = argv[i].p;
+		l[i] = argv[i].len;
+	}
+	bg_rconn_cmd(d->wr, NULL, NULL, 0, argc, a, l);
+}
+
 static int write_running(struct bg_daemon *d, struct bg_task *t,
 			 const struct bg_record *existing)
 {
@@ -311,6 +323,11 @@ static int write_running(struct bg_daemon *d, struct bg_task *t,
 		     lens);
 	bg_expire_once(d, t->reg_key);
 	t->record_exists = true;
+	bg_stats_update(d, (struct bg_str){ t->record.p, t->record.len },
+			t->execution_id,
+			t->prev_status[0] ? t->prev_status : NULL, "RUNNING",
+			emit_wr, d);
+	snprintf(t->prev_status, sizeof(t->prev_status), "RUNNING");
 	return 0;
 }
 
@@ -335,6 +352,9 @@ static void decide(struct bg_daemon *d, struct bg_task *t,
 		}
 	}
 	bool is_resume = t->cmd.action == BG_ACTION_RESUME;
+	if (have && rec.worker_id.len && bg_str_eq(rec.worker_id, d->worker_id))
+		snprintf(t->prev_status, sizeof(t->prev_status), "%.*s",
+			 (int)rec.status.len, rec.status.p);
 	if (have && bg_status_is_terminal(rec.status) && !is_resume) {
 		struct bg_log_ids ids = bg_task_log_ids(t);
 		bg_log_task(BG_LOG_INFO, &ids,
@@ -676,7 +696,9 @@ static int prepare_workspace(struct bg_daemon *d, struct bg_task *t)
 		end_task(d, t, BG_OUT_FAILED, "INTERNAL", "out of memory");
 		return -1;
 	}
-	int rc = bg_ws_prepare(d->cfg->workspace_dir,
+	if (d->ws_cache == NULL) /* on failure: no cache, every task walks */
+		(void)bg_ws_cache_new(BG_WS_CACHE_MAX, &d->ws_cache);
+	int rc = bg_ws_prepare(d->ws_cache, d->cfg->workspace_dir,
 			       bg_str_c(t->handler_type),
 			       t->cmd.hdr[BG_HDR_USER_CODE],
 			       bg_str_c(t->session_id),
@@ -717,8 +739,8 @@ void bg_task_release_private(struct bg_daemon *d, struct bg_task *t)
 	char err[512];
 	if (t->ws == NULL || t->ws->private_dir[0] == '\0')
 		return;
-	if (bg_ws_remove_private(d->cfg->workspace_dir, t->ws, err,
-				 sizeof(err)) != 0) {
+	if (bg_ws_remove_private(d->ws_cache, d->cfg->workspace_dir, t->ws,
+				 err, sizeof(err)) != 0) {
 		struct bg_log_ids ids = bg_task_log_ids(t);
 		bg_log_task(BG_LOG_WARN, &ids,
 			    "cannot remove the task's private directory: %s",

@@ -329,3 +329,67 @@ bool bg_status_is_terminal(struct bg_str status)
 	return bg_str_eq(status, "COMPLETED") || bg_str_eq(status, "FAILED") ||
 	       bg_str_eq(status, "CANCELLED");
 }
+
+/* ---- worker execution snapshot (WIRE 5.9) ----------------------------- */
+
+/* The snapshot's keys in by-framework's order, with the value written when
+ * the record lacks the member. */
+static const struct {
+	const char *key;
+	const char *absent;
+} snapshot_keys[] = {
+	{ "execution_id", "\"\"" },	      { "message_id", "\"\"" },
+	{ "session_id", "\"\"" },	      { "trace_id", "\"\"" },
+	{ "worker_id", "\"\"" },	      { "source_agent_type", "\"\"" },
+	{ "target_agent_type", "\"\"" },      { "stream_name", "\"\"" },
+	{ "redis_message_id", "\"\"" },	      { "status", "\"\"" },
+	{ "created_at", "0" },		      { "started_at", "0" },
+	{ "finished_at", "0" },		      { "updated_at", "0" },
+	{ "parent_message_id", "\"\"" },      { "cancel_requested", "false" },
+	{ "cancel_reason", "\"\"" },	      { "route_policy", "\"\"" },
+	{ "route_status", "\"\"" },	      { "selected_agent_type", "\"\"" },
+	{ "availability_error_code", "\"\"" }, { "availability_error", "\"\"" },
+	{ "error_type", "\"\"" },	      { "error_message", "\"\"" },
+	{ "error_code", "\"\"" },	      { "failed_stage", "\"\"" },
+	{ "retryable", "null" },	      { "agent_configs_version", "0" },
+	{ "agent_configs_snapshot_key", "\"\"" },
+	{ "agent_config_audit", "null" },
+};
+#define N_SNAPSHOT_KEYS (sizeof(snapshot_keys) / sizeof(snapshot_keys[0]))
+
+int bg_record_snapshot(struct bg_buf *out, struct bg_str record)
+{
+	struct bg_str val[N_SNAPSHOT_KEYS] = { { 0 } };
+	struct bg_json_iter it;
+	struct bg_str k, v;
+	size_t mark = out->len;
+	int rc = bg_json_iter_open(&it, record.p, record.len, 0, 0);
+	while (rc == 0 && (rc = bg_json_iter_key(&it, &k)) == 1) {
+		if ((rc = bg_json_iter_value(&it, &v)) != 0)
+			break;
+		for (size_t i = 0; i < N_SNAPSHOT_KEYS; i++)
+			if (bg_json_str_eq(k, snapshot_keys[i].key)) {
+				val[i] = v;
+				break;
+			}
+	}
+	if (rc)
+		return -EINVAL;
+	rc = bg_buf_append(out, "{", 1);
+	for (size_t i = 0; rc == 0 && i < N_SNAPSHOT_KEYS; i++) {
+		struct bg_str x = val[i].len ? val[i]
+					     : bg_str_c(snapshot_keys[i].absent);
+		rc = bg_buf_printf(out, "%s\"%s\":", i ? "," : "",
+				   snapshot_keys[i].key);
+		if (rc == 0)
+			rc = bg_buf_append(out, x.p, x.len);
+	}
+	if (rc == 0)
+		rc = bg_buf_append(out, "}", 1);
+	if (rc) {
+		out->len = mark;
+		if (out->p)
+			out->p[mark] = '\0';
+	}
+	return rc;
+}

@@ -124,4 +124,10 @@ struct bg_str bg_status_normalize(struct bg_str status);
 /* Exactly COMPLETED, FAILED or CANCELLED (case-sensitive, WIRE 3.8). */
 bool bg_status_is_terminal(struct bg_str status);
 
+/* The per-worker execution snapshot of WIRE 5.9 (dashboard data): the 30
+ * keys of by-framework's _build_worker_execution_snapshot taken from the
+ * record bytes, absent members written as "", 0, false or null. Appends
+ * to out; 0 or -EINVAL for a malformed record (out unchanged). */
+int bg_record_snapshot(struct bg_buf *out, struct bg_str record);
+
 #endif

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "workspace/internal.h"
@@ -24,6 +25,18 @@ struct bg_ws_cache {
 	struct entry lru; /* list head: lru.next most, lru.prev least recent */
 };
 
+/* At most an eighth of the descriptor limit, so that the cache cannot
+ * starve the rest of the process (children, connections) of descriptors. */
+static size_t fd_budget(size_t max)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur / 8 < max)
+		return rl.rlim_cur / 8 > 0 ? (size_t)(rl.rlim_cur / 8) : 1;
+	return max;
+}
+
 int bg_ws_cache_new(size_t max, struct bg_ws_cache **out)
 {
 	size_t nb = 16;
@@ -31,6 +44,7 @@ int bg_ws_cache_new(size_t max, struct bg_ws_cache **out)
 
 	if (max == 0 || max > SIZE_MAX / 4)
 		return -EINVAL;
+	max = fd_budget(max);
 	while (nb < max)
 		nb *= 2;
 	c = calloc(1, sizeof(*c));

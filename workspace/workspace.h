@@ -31,21 +31,20 @@ struct bg_ws_paths {
 	char rel_private[PATH_MAX]; /* <rel_session>/private/<exec>.<attempt> */
 };
 
-/* A bounded LRU cache of descriptors (O_PATH) of session directories, keyed
- * by (root, rel_session), so that a repeat task of a session skips the
- * confined walk from the root: an open descriptor stays bound to the real
- * directory even if a path component is later swapped for a symlink, and
- * everything below it is still opened with O_NOFOLLOW each time. A cached
- * entry that stops working (the directory was removed behind our back) is
- * dropped and the walk redone. Not thread-safe: one owner, one thread.
- * Each entry holds one descriptor; the least recently used one is closed
- * when `max` are held. Functions below take the cache as their first
- * argument; NULL means no cache (every call walks from the root). */
-#define BG_WS_CACHE_MAX 256 /* bygated's size: descriptors held at most */
+/* A bounded LRU cache of O_PATH descriptors of session directories, keyed
+ * by (root, rel_session): a repeat task of a session skips the walk from
+ * the root. A descriptor stays bound to the real directory even if a
+ * component of its path is later swapped for a symlink; `private` and
+ * below are still opened with O_NOFOLLOW every time. An entry that stops
+ * working (its directory was removed behind our back) is dropped and the
+ * walk redone. One descriptor per entry; the least recently used entry is
+ * closed when full. Not thread-safe. The functions below take the cache
+ * first; NULL means none (every call walks from the root). */
+#define BG_WS_CACHE_MAX 256 /* bygated's size: entries (descriptors) */
 struct bg_ws_cache;
 
-/* Creates an empty cache of at most max (>= 1) entries: 0 or -ENOMEM,
- * -EINVAL for max 0. */
+/* Creates an empty cache of at most max entries, and at most an eighth of
+ * the soft RLIMIT_NOFILE at this time: 0, -EINVAL for max 0, -ENOMEM. */
 int bg_ws_cache_new(size_t max, struct bg_ws_cache **out);
 
 /* Closes every descriptor the cache holds and frees it. NULL is a no-op. */

@@ -2,7 +2,10 @@
 `bygate send` writes is the Python GatewayClient.send_message layout (WIRE
 2.5 first example, 6.1, 6.2), `tail` shows a session's events, `send
 --wait` follows a live bygated to the end of the turn, and the exit status
-tells unreachable Redis (3) and bad arguments (2) apart."""
+tells unreachable Redis (3) and bad arguments (2) apart.
+
+Also the helpers the other test_client_*.py / test_gate.py files share
+(fake workers, control-plane keys)."""
 
 import hashlib
 import json
@@ -43,6 +46,76 @@ RECORD_KEYS = {
 KYOTO = ("send", "--agent-type", "planner", "--session", "sess-42",
          "--content", "Plan a trip to Kyoto", "--user", "u-001",
          "--user-name", "alice", "--metadata", '{"channel": "web"}')
+
+
+# A send to a type with an online worker, as in the WIRE examples (the
+# default FAIL_FAST policy rejects a send nobody can take).
+KYOTO_ANYWAY = KYOTO + ("--route-policy", "SEND_ANYWAY")
+
+
+def fake_worker(h, agent_type, worker="fake-w1", keys=None, client=None,
+                online=True, declare=True):
+    """A worker as routing sees it (WIRE 5.1, 5.2): an online lease (or a
+    claimed one, last_seen 0, with online=False) and membership."""
+    keys = keys or h.keys
+    c = client or h.client()
+    lease = {"version": 1, "token": "tok-" + worker,
+             "last_seen": int(time.time() * 1000) if online else 0,
+             "ip_address": "10.0.0.5"}
+    c.call("SET", keys.worker_online(worker), json.dumps(lease), "EX", 60)
+    c.call("SADD", keys.agent_type_members(agent_type), worker)
+    if declare:
+        c.call("SADD", keys.worker_agent_types(worker), agent_type)
+    c.call("SADD", keys.known_workers(), worker)
+    return worker
+
+
+def _prefix(keys):
+    return "byai_gateway:" if keys.schema == "v1" else "byai_gateway:v2:"
+
+
+def cp_key(keys, suffix):
+    """A control-plane key (WIRE 1.2: no hash tag under v2)."""
+    return _prefix(keys) + "control_plane:" + suffix
+
+
+def wakeup_stream(keys):
+    return cp_key(keys, "mgmt:wakeup")
+
+
+def result_stream(keys, exec_id):
+    return cp_key(keys, "mgmt:wakeup:result:" + exec_id)
+
+
+def pending_stream(keys):
+    return cp_key(keys, "mgmt:delivery:pending")
+
+
+def deadletter_stream(keys):
+    return cp_key(keys, "mgmt:deadletter")
+
+
+def worker_key(keys, worker, what):
+    """registry:worker:<what>:<W> (v1) / registry:worker:{<W>}:<what>."""
+    if keys.schema == "v1":
+        return _prefix(keys) + "registry:worker:%s:%s" % (what, worker)
+    return _prefix(keys) + "registry:worker:{%s}:%s" % (worker, what)
+
+
+def admin_workers_key(keys):
+    return _prefix(keys) + "registry:worker:admin_workers"
+
+
+def reload_ack_stream(keys, reload_id):
+    return _prefix(keys) + "plugin_reload:%s:ack" % reload_id
+
+
+def bygate_json(h, *args, code=0, **kw):
+    """Run `bygate ... --json`, check the exit status, return the JSON."""
+    out = h.bygate(*args, "--json", **kw)
+    assert out.returncode == code, "exit %d (want %d)\nstdout: %s\nstderr: %s" % (
+        out.returncode, code, out.stdout, out.stderr)
+    return json.loads(out.stdout.splitlines()[0]) if out.stdout.strip() else None
 
 
 def span16(message_id):
@@ -86,6 +159,7 @@ def xadd_event(c, keys, session, mid, event_type, content):
 # ---- send: what is written ----------------------------------------------
 
 def test_send_writes_the_wire_2_5_ask_agent(h):
+    fake_worker(h, "planner")
     out = ok(h.bygate(*KYOTO))
     mid = out.stdout.strip()
     assert re.fullmatch(r"msg-[0-9a-f]{8}", mid), out.stdout
@@ -105,6 +179,7 @@ def test_send_writes_the_wire_2_5_ask_agent(h):
 
 
 def test_send_writes_a_queued_record_like_wire_6_2(h):
+    fake_worker(h, "planner")
     before = int(time.time() * 1000)
     out = ok(h.bygate("--json", *KYOTO))
     sent = json.loads(out.stdout)
@@ -132,6 +207,7 @@ def test_send_writes_a_queued_record_like_wire_6_2(h):
 
 
 def test_send_initialises_the_record_before_the_entry_in_one_transaction(h):
+    fake_worker(h, "planner")
     m = h.client()
     assert m.call("MONITOR") == "OK"
     ok(h.bygate(*KYOTO))
@@ -139,11 +215,15 @@ def test_send_initialises_the_record_before_the_entry_in_one_transaction(h):
     while "EXEC" not in names:
         line = m._reader.read(True)  # MONITOR: one status line per command
         names.append(line.split('"')[1].upper())
-    assert names == ["MULTI", "HSET", "EXPIRE", "XADD", "EXEC"]
+    # routing reads first (circuit, quota, members, lease), then the writes
+    assert names[names.index("MULTI"):] == ["MULTI", "HSET", "EXPIRE",
+                                             "XADD", "EXEC"]
+    assert set(names[:names.index("MULTI")]) <= {"GET", "SMEMBERS"}
 
 
 def test_send_moves_python_metadata_and_extra_keys_as_send_message_does(h):
     ok(h.bygate("send", "--agent-type", "planner", "--session", "s-meta",
+                "--route-policy", "SEND_ANYWAY",
                 "--content", "hi", "--message-id", "m-given",
                 "--trace-id", "0123456789abcdef0123456789abcdef",
                 "--metadata", '{"trace_parent_span_id": "aaaabbbbccccdddd", "k": 1}',
@@ -160,9 +240,10 @@ def test_send_moves_python_metadata_and_extra_keys_as_send_message_does(h):
 
 def test_send_uses_v2_keys_when_the_environment_says_so(h):
     env = h.env(REDIS_KEY_SCHEMA_VERSION="v2")
+    v2 = Keys("v2")
+    fake_worker(h, "planner", keys=v2)
     out = ok(h.bygate("--json", *KYOTO, env=env))
     sent = json.loads(out.stdout)
-    v2 = Keys("v2")
     c = h.client()
     assert len(c.xrange(v2.ctrl_agent_type("planner"))) == 1
     assert c.call("HGET", v2.registry("sess-42"),
@@ -173,7 +254,7 @@ def test_send_uses_v2_keys_when_the_environment_says_so(h):
 def test_send_reads_redis_address_from_the_config_file(h):
     cfg = h.tmp / "client.conf"
     cfg.write_text(render(h.config()))
-    out = ok(h.bygate("-c", cfg, *KYOTO, env=proc.clean_env()))
+    out = ok(h.bygate("-c", cfg, *KYOTO_ANYWAY, env=proc.clean_env()))
     mid = out.stdout.strip()
     assert h.client().stream_data(h.keys.ctrl_agent_type("planner"))[0][
         "header"]["message_id"] == mid
@@ -252,8 +333,8 @@ def test_tail_follow_prints_new_events_until_sigint(h):
 
 
 def test_status_shows_the_session_records(h):
-    a = json.loads(ok(h.bygate("--json", *KYOTO)).stdout)
-    b = json.loads(ok(h.bygate("--json", *KYOTO)).stdout)
+    a = json.loads(ok(h.bygate("--json", *KYOTO_ANYWAY)).stdout)
+    b = json.loads(ok(h.bygate("--json", *KYOTO_ANYWAY)).stdout)
     recs = json.loads(ok(h.bygate("status", "--session", "sess-42",
                                   "--json")).stdout)
     assert {r["execution_id"] for r in recs} == {a["execution_id"],
@@ -302,7 +383,8 @@ def test_send_wait_json_gives_one_line_per_event_and_the_final_record(h):
 
 def test_send_wait_times_out_with_exit_1_when_no_worker_answers(h):
     out = h.bygate("send", "--agent-type", "nobody", "--session", "s-t",
-                   "--content", "anyone?", "--wait", "--timeout-ms", "300")
+                   "--content", "anyone?", "--route-policy", "SEND_ANYWAY",
+                   "--wait", "--wait-timeout-ms", "300")
     assert out.returncode == 1
     assert "timed out" in out.stderr and "QUEUED" in out.stderr
 
@@ -312,7 +394,11 @@ def test_send_wait_times_out_with_exit_1_when_no_worker_answers(h):
 def test_unreachable_redis_exits_3(h):
     env = proc.clean_env({"REDIS_HOST": "127.0.0.1",
                           "REDIS_PORT": proc.free_port()})
-    for args in (KYOTO, ("tail", "--session", "s"), ("status", "--session", "s")):
+    for args in (KYOTO, ("tail", "--session", "s"), ("status", "--session", "s"),
+                 ("reply", "m", "--session", "s", "--content", "x"),
+                 ("cancel", "m", "--session", "s"), ("workers",),
+                 ("suspend", "w"), ("reload", "t"),
+                 ("gate", "--provider", "true", "--once")):
         out = h.bygate(*args, env=env)
         assert out.returncode == 3, (args, out.stderr)
         assert "cannot connect" in out.stderr
@@ -321,11 +407,11 @@ def test_unreachable_redis_exits_3(h):
 def test_send_authenticates_and_selects_the_configured_database(h):
     r = h.start_redis(args=("--requirepass", "sekret"))
     env = h.env(r, REDIS_PASSWORD="sekret", REDIS_DATABASE="3")
-    mid = ok(h.bygate(*KYOTO, env=env)).stdout.strip()
+    mid = ok(h.bygate(*KYOTO_ANYWAY, env=env)).stdout.strip()
     c = h.client(r, password="sekret", db=3)
     assert c.stream_data(h.keys.ctrl_agent_type("planner"))[0][
         "header"]["message_id"] == mid
-    bad = h.bygate(*KYOTO, env=h.env(r, REDIS_PASSWORD="wrong"))
+    bad = h.bygate(*KYOTO_ANYWAY, env=h.env(r, REDIS_PASSWORD="wrong"))
     assert bad.returncode == 3 and "WRONGPASS" in bad.stderr, bad.stderr
 
 
@@ -342,6 +428,27 @@ def test_bad_arguments_exit_2(h):
         ("send", "--agent-type", "t", "--session", "s", "--content", "x",
          "--extra", "{not json"),
         ("send", "--agent-type", "t", "--session", "s", "--content", "  "),
+        ("send", "--agent-type", "t", "--session", "s", "--content", "x",
+         "--route-policy", "SOMETIMES"),
+        ("send", "--agent-type", "t", "--session", "s", "--content", "x",
+         "--priority", "high"),
+        ("send", "--agent-type", "t", "--session", "s", "--content", "x",
+         "--status", "COMPLETED"),  # a reply option
+        ("reply", "--session", "s", "--content", "x"),  # no MESSAGE_ID
+        ("reply", "msg-1", "--session", "s"),  # neither content nor status
+        ("cancel", "msg-1"),  # no --session
+        ("cancel", "msg-1", "--session", "s", "--mode", "brutal"),
+        ("cancel-session",),
+        ("workers", "info"),
+        ("suspend",),
+        ("resume", "w", "--reason", "x"),  # resume takes no reason
+        ("suspend", "w", "--force"),  # only evict has --force
+        ("deny", "t"),
+        ("reload",),
+        ("reload", "t", "--timeout-ms", "never"),
+        ("gate",),  # no --provider
+        ("gate", "--provider", "true", "--max-attempts", "0"),
+        ("dispatch",),
         ("tail",),
         ("status", "--session", "s", "extra-arg"),
         ("launch", "--now"),

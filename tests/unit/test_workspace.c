@@ -1,6 +1,7 @@
 /* tests/unit/test_workspace.c - the workspace layout, id validation, and
  * confinement: hostile ids create nothing, planted symlinks are never
  * followed, removal and measurement stay below the root. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -694,7 +695,145 @@ static void test_remove_session_does_not_follow_symlinked_parent(void **state)
 	free(after);
 }
 
+/* ---- descriptor cache ---- */
+
+/* Descriptors of this process open on dir or below it; a removed directory
+ * still held open shows as "<dir> (deleted)". */
+static int fds_on(const char *dir)
+{
+	DIR *d = opendir("/proc/self/fd");
+	size_t n = strlen(dir);
+	struct dirent *de;
+	int count = 0;
+
+	assert_non_null(d);
+	while ((de = readdir(d)) != NULL) {
+		char link[64], target[PATH_MAX];
+		snprintf(link, sizeof(link), "/proc/self/fd/%.32s", de->d_name);
+		ssize_t len = readlink(link, target, sizeof(target) - 1);
+		if (de->d_name[0] == '.' || len < 0)
+			continue;
+		target[len] = '\0';
+		if (strncmp(target, dir, n) == 0 &&
+		    (target[n] == '\0' || target[n] == '/' || target[n] == ' '))
+			count++;
+	}
+	closedir(d);
+	return count;
+}
+
+static void test_private_swapped_for_symlink_fails_writing_nothing_outside(
+	void **state)
+{
+	struct fx *fx = *state;
+	char priv[PATH_MAX], f[PATH_MAX], *tree;
+
+	assert_int_equal(prepare(fx, "a", "u", "s", "e", 1), 0);
+	assert_int_equal(remove_private(fx), 0);
+	path_of(priv, fx->p.session, "private");
+	assert_int_equal(rename(priv, path_of(f, fx->p.session, "old")), 0);
+	assert_int_equal(symlink(path_of(f, fx->outside, "made"), priv), 0);
+	assert_int_equal(prepare(fx, "a", "u", "s", "e", 2), -ELOOP);
+	assert_non_null(strstr(fx->err, "\"a/u/sessions/s/private\""));
+	assert_int_equal(unlink(priv), 0);
+	assert_int_equal(symlink(fx->outside, priv), 0);
+	assert_int_equal(prepare(fx, "a", "u", "s", "e", 3), -ELOOP);
+	tree = list_tree(fx->outside);
+	assert_string_equal(tree, " 40755 0\n");
+	free(tree);
+}
+
+/* The cached descriptor stays bound to the real session directory: a
+ * symlink planted in place of a component of its path is not followed. */
+static void test_cached_session_ignores_symlink_planted_on_its_path(
+	void **state)
+{
+	struct fx *fx = *state;
+	char a[PATH_MAX], moved[PATH_MAX], f[PATH_MAX], *before, *after;
+
+	assert_int_equal(mkdir(path_of(f, fx->outside, "u"), 0755), 0);
+	assert_int_equal(mkdir(path_of(f, fx->outside, "u/sessions"), 0755), 0);
+	assert_int_equal(mkdir(path_of(f, fx->outside, "u/sessions/s"), 0755),
+			 0);
+	assert_int_equal(prepare(fx, "a", "u", "s", "e", 1), 0);
+	assert_int_equal(remove_private(fx), 0);
+	path_of(a, fx->root, "a");
+	assert_int_equal(rename(a, path_of(moved, fx->root, "moved")), 0);
+	assert_int_equal(symlink(fx->outside, a), 0);
+	before = list_tree(fx->outside);
+
+	assert_int_equal(prepare(fx, "a", "u", "s", "e", 2), 0);
+	assert_true(is_dir(path_of(f, moved, "u/sessions/s/private/e.2")));
+	assert_int_equal(remove_private(fx), 0);
+	assert_false(exists(f));
+	after = list_tree(fx->outside);
+	assert_string_equal(before, after);
+	free(before);
+	free(after);
+}
+
+static void test_remove_session_closes_its_cached_descriptor(void **state)
+{
+	struct fx *fx = *state;
+	char s1[PATH_MAX], s2[PATH_MAX];
+
+	assert_int_equal(prepare(fx, "a", "u", "s1", "e", 1), 0);
+	strcpy(s1, fx->p.session);
+	assert_int_equal(prepare(fx, "a", "u", "s2", "e", 1), 0);
+	strcpy(s2, fx->p.session);
+	assert_int_equal(fds_on(s1), 1);
+	assert_int_equal(remove_session(fx, "a/u/sessions/s1"), 0);
+	assert_false(exists(s1));
+	assert_int_equal(fds_on(s1), 0);
+	assert_int_equal(fds_on(s2), 1);
+	assert_int_equal(prepare(fx, "a", "u", "s1", "e", 1), 0);
+	assert_true(is_dir(fx->p.private_dir));
+}
+
+static void test_cache_closes_least_recently_used_descriptor(void **state)
+{
+	struct fx *fx = *state;
+	char s[3][PATH_MAX];
+
+	bg_ws_cache_free(fx->cache);
+	assert_int_equal(bg_ws_cache_new(2, &fx->cache), 0);
+	for (int i = 0; i < 3; i++) {
+		char sid[8];
+		snprintf(sid, sizeof(sid), "s%d", i);
+		assert_int_equal(prepare(fx, "a", "u", sid, "e", 1), 0);
+		strcpy(s[i], fx->p.session);
+		if (i == 1) /* s0 used again: s1 is now the oldest */
+			assert_int_equal(prepare(fx, "a", "u", "s0", "e", 2), 0);
+	}
+	assert_int_equal(fds_on(s[0]), 1);
+	assert_int_equal(fds_on(s[1]), 0);
+	assert_int_equal(fds_on(s[2]), 1);
+	bg_ws_cache_free(fx->cache);
+	fx->cache = NULL;
+	assert_int_equal(fds_on(fx->root), 0);
+}
+
+static void test_cache_recovers_from_session_removed_behind_its_back(
+	void **state)
+{
+	struct fx *fx = *state;
+	char f[PATH_MAX];
+
+	assert_int_equal(prepare(fx, "a", "u", "s", "e", 1), 0);
+	assert_int_equal(remove_private(fx), 0);
+	assert_int_equal(nftw(path_of(f, fx->root, "a"), rm_entry, 16,
+			      FTW_DEPTH | FTW_PHYS),
+			 0);
+	assert_int_equal(prepare(fx, "a", "u", "s", "e", 2), 0);
+	assert_true(is_dir(fx->p.private_dir));
+	assert_int_equal(fds_on(fx->root), 1);
+	assert_int_equal(remove_private(fx), 0);
+	assert_false(exists(fx->p.private_dir));
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define TC(f) { #f " (cached)", f, setup_cached, teardown, NULL }
+#define BOTH(f) T(f), TC(f)
 
 int main(void)
 {
@@ -703,28 +842,33 @@ int main(void)
 		cmocka_unit_test(test_check_id_names_field_and_reason),
 		cmocka_unit_test(test_check_id_cuts_long_names_in_messages),
 		T(test_prepare_refuses_hostile_ids_and_creates_nothing),
-		T(test_prepare_creates_session_and_private_dirs),
-		T(test_prepare_maps_empty_user_code_to_underscore),
-		T(test_prepare_ignores_trailing_slash_of_root),
-		T(test_session_dir_persists_across_tasks),
-		T(test_prepare_empties_private_dir_of_same_attempt),
-		T(test_prepare_refuses_relative_or_missing_root),
-		T(test_prepare_refuses_symlinked_agent_dir),
-		T(test_prepare_refuses_symlink_planted_at_private),
-		T(test_prepare_refuses_file_in_place_of_dir),
-		T(test_remove_private_unlinks_planted_symlinks),
-		T(test_remove_private_unlinks_private_dir_replaced_by_symlink),
-		T(test_remove_private_removes_read_only_dirs),
-		T(test_remove_private_removes_very_deep_tree),
-		T(test_remove_private_is_idempotent),
-		T(test_remove_private_refuses_path_of_other_shape),
-		T(test_measure_counts_allocated_bytes),
-		T(test_measure_does_not_follow_symlinks),
-		T(test_measure_refuses_path_of_other_shape),
-		T(test_remove_session_prunes_empty_parents),
-		T(test_remove_session_keeps_parents_of_other_users),
-		T(test_remove_session_refuses_path_of_other_shape),
-		T(test_remove_session_does_not_follow_symlinked_parent),
+		BOTH(test_prepare_creates_session_and_private_dirs),
+		BOTH(test_prepare_maps_empty_user_code_to_underscore),
+		BOTH(test_prepare_ignores_trailing_slash_of_root),
+		BOTH(test_session_dir_persists_across_tasks),
+		BOTH(test_prepare_empties_private_dir_of_same_attempt),
+		BOTH(test_prepare_refuses_relative_or_missing_root),
+		BOTH(test_prepare_refuses_symlinked_agent_dir),
+		BOTH(test_prepare_refuses_symlink_planted_at_private),
+		BOTH(test_prepare_refuses_file_in_place_of_dir),
+		BOTH(test_remove_private_unlinks_planted_symlinks),
+		BOTH(test_remove_private_unlinks_private_dir_replaced_by_symlink),
+		BOTH(test_remove_private_removes_read_only_dirs),
+		BOTH(test_remove_private_removes_very_deep_tree),
+		BOTH(test_remove_private_is_idempotent),
+		BOTH(test_remove_private_refuses_path_of_other_shape),
+		BOTH(test_measure_counts_allocated_bytes),
+		BOTH(test_measure_does_not_follow_symlinks),
+		BOTH(test_measure_refuses_path_of_other_shape),
+		BOTH(test_remove_session_prunes_empty_parents),
+		BOTH(test_remove_session_keeps_parents_of_other_users),
+		BOTH(test_remove_session_refuses_path_of_other_shape),
+		BOTH(test_remove_session_does_not_follow_symlinked_parent),
+		BOTH(test_private_swapped_for_symlink_fails_writing_nothing_outside),
+		TC(test_cached_session_ignores_symlink_planted_on_its_path),
+		TC(test_remove_session_closes_its_cached_descriptor),
+		TC(test_cache_closes_least_recently_used_descriptor),
+		TC(test_cache_recovers_from_session_removed_behind_its_back),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
