@@ -284,3 +284,90 @@ def test_a_denied_agent_type_is_no_longer_read(h):
     c.call("SREM", "byai_gateway:registry:agent_type:denied:sleep", w)
     wait_until(lambda: status(c, h.keys, "s-d", m_sleep) == "COMPLETED", 10,
                what="sleep read again after allow")
+
+
+SNAPSHOT_KEYS = [
+    "execution_id", "message_id", "session_id", "trace_id", "worker_id",
+    "source_agent_type", "target_agent_type", "stream_name",
+    "redis_message_id", "status", "created_at", "started_at", "finished_at",
+    "updated_at", "parent_message_id", "cancel_requested", "cancel_reason",
+    "route_policy", "route_status", "selected_agent_type",
+    "availability_error_code", "availability_error", "error_type",
+    "error_message", "error_code", "failed_stage", "retryable",
+    "agent_configs_version", "agent_configs_snapshot_key",
+    "agent_config_audit"]
+
+
+def test_dashboard_counters_and_snapshots_follow_wire_5_9(h):
+    d = start(h)
+    c = h.client()
+    w = d.config["worker"]["id"]
+    base = "byai_gateway:registry:worker:"
+    done = [pc.send(c, h.keys, "s-dash", "sleep", "1")[0] for _ in range(3)]
+    for m in done:
+        wait_until(lambda: status(c, h.keys, "s-dash", m) == "COMPLETED",
+                   10, what="done")
+    long_mid, long_eid = pc.send(c, h.keys, "s-dash", "sleep", "3000")
+    wait_until(lambda: status(c, h.keys, "s-dash", long_mid) == "RUNNING",
+               10, what="running")
+    time.sleep(0.2)
+    st = c.hgetall(base + "status:" + w)
+    assert st["total_count"] == "4" and st["completed_count"] == "3"
+    assert st["running_count"] == "1" and st["active_count"] == "1"
+    for k in ("last_updated_at", "last_started_at", "last_finished_at"):
+        assert int(st[k]) > 0
+    assert c.call("ZCARD", base + "executions:" + w) == 4
+    assert c.call("ZRANGE", base + "active_execution_index:" + w, 0, -1) \
+        == [long_eid]
+    snap = json.loads(c.call("HGET", base + "active_snapshots:" + w,
+                             long_eid))
+    assert list(snap) == SNAPSHOT_KEYS
+    assert snap["status"] == "RUNNING" and snap["worker_id"] == w
+    hist = c.hgetall(base + "history_snapshots:" + w)
+    assert len(hist) == 4
+    for k in ("status", "executions", "active_execution_index",
+              "history_snapshots"):
+        ttl = c.call("TTL", base + k + ":" + w)
+        assert 604000 < ttl <= 604800, (k, ttl)
+    wait_until(lambda: status(c, h.keys, "s-dash", long_mid) == "COMPLETED",
+               10, what="long done")
+    st = c.hgetall(base + "status:" + w)
+    assert st["completed_count"] == "4" and st["running_count"] == "0"
+    assert st["active_count"] == "0"
+    assert c.call("ZCARD", base + "active_execution_index:" + w) == 0
+    assert c.call("HLEN", base + "active_snapshots:" + w) == 0
+    last = json.loads(c.call("HGET", base + "history_snapshots:" + w,
+                             long_eid))
+    assert list(last) == SNAPSHOT_KEYS and last["status"] == "COMPLETED"
+    assert last["finished_at"] >= last["started_at"] > 0
+
+
+@timeout(60)
+def test_sighup_keeps_the_old_config_on_error_and_applies_a_valid_change(h):
+    d = start(h)
+    c = h.client()
+    kids = set(d.child_pids())
+    good = open(d.config_path).read()
+    with open(d.config_path, "w") as f:
+        f.write(good + "\nbroken = ;\n")
+    d.signal(signal.SIGHUP)
+    d.wait_log("keeping the running configuration", timeout=5)
+    m1, _ = pc.send(c, h.keys, "s-hup", "sleep", "1")
+    wait_until(lambda: status(c, h.keys, "s-hup", m1) == "COMPLETED", 10,
+               what="still serving")
+    assert set(d.child_pids()) == kids
+    with open(d.config_path, "w") as f:
+        f.write(good.replace('level = "debug"', 'level = "info"'))
+    d.signal(signal.SIGHUP)
+    d.wait_log("configuration reloaded", timeout=5)
+    wait_until(lambda: not kids & set(d.child_pids()) and
+               len(d.child_pids()) == len(kids), 15,
+               what="children recycled")
+    m2, _ = pc.send(c, h.keys, "s-hup", "sleep", "1")
+    wait_until(lambda: status(c, h.keys, "s-hup", m2) == "COMPLETED", 10,
+               what="serving after reload")
+    mark = len(d.log_text())
+    m3, _ = pc.send(c, h.keys, "s-hup", "sleep", "1")
+    wait_until(lambda: status(c, h.keys, "s-hup", m3) == "COMPLETED", 10,
+               what="served")
+    assert "debug" not in d.log_text()[mark:]  # the new level applies
