@@ -24,7 +24,38 @@ enum bg_rec_kind {
 	BG_REC_RESULT = 18, /* tag; enum bg_result_field; ends the task */
 	BG_REC_LOG = 19,    /* tag (0 = child itself); [level, text] */
 	BG_REC_FATAL = 20,  /* tag 0; [text]: child cannot serve, will exit */
+	BG_REC_CALL = 21,   /* tag; enum bg_call_field: an operation that needs
+			       bygated (kv, call_agent, dispatch_group,
+			       ask_user); answered by exactly one REPLY */
+	/* down */
+	BG_REC_REPLY = 5,   /* tag; enum bg_reply_field */
 };
+
+/* BG_REC_CALL: op is "kv_get", "kv_set", "call_agent", "dispatch_group"
+ * or "ask_user"; args is a JSON object:
+ *   kv_get          {"key": str}
+ *   kv_set          {"key": str, "value": any JSON}
+ *   call_agent      {"target_agent_type": str, "content": str | array,
+ *                    "wait_for_reply": bool (default true),
+ *                    "extra_payload": obj, "metadata": obj,
+ *                    "route_policy": str (default FAIL_FAST)}
+ *   dispatch_group  {"tasks": [{"target_agent_type", "content",
+ *                    "extra_payload"?, "metadata"?}], "wait_for_reply": bool}
+ *   ask_user        {"prompt": str | obj}
+ * BG_REC_REPLY result (JSON object):
+ *   kv_get          {"found": bool, "value": any}
+ *   kv_set          {"ok": true}
+ *   call_agent      WIRE 6.6: {"status":"QUEUED","message_id",
+ *                    "parent_message_id","target_agent_type"} or
+ *                   {"status":"FAILED","message_id":"","error","error_code"}
+ *   dispatch_group  {"status":"GROUP_QUEUED","task_group_id",
+ *                    "dispatched_tasks":[{"message_id","target_agent_type"}]}
+ *   ask_user        {"status":"WAITING_USER"}
+ *   any, on error   {"error": str, "error_code": str}
+ * Writes are applied in the attempt's finish transaction (the outbox,
+ * DESIGN 4); kv_get sees this attempt's own buffered sets. */
+enum bg_call_field { BG_CF_OP, BG_CF_ID, BG_CF_ARGS, BG_CF__COUNT };
+enum bg_reply_field { BG_YF_ID, BG_YF_RESULT, BG_YF__COUNT };
 
 /* BG_REC_CONFIG: field 0 = number of agent types (decimal); then per agent
  * type: name, handler kind ("plugin"), plugin path, options (JSON object). */
@@ -48,6 +79,8 @@ enum bg_task_field {
 	BG_TF_WORKSPACE, /* the session workspace directory */
 	BG_TF_ATTEMPT, /* decimal, 1-based */
 	BG_TF_PRIVATE_DIR, /* per-task directory, removed after the task */
+	BG_TF_GROUP_RESULTS, /* JSON object {child message id: result} when a
+				dispatch_group joined, "" otherwise */
 	BG_TF__COUNT
 };
 

@@ -246,6 +246,56 @@ int bg_ctx_cancelled(struct bg_ctx *ctx);
  * agent type), "" when no workspace is configured. Never NULL. */
 const char *bg_ctx_workspace(struct bg_ctx *ctx);
 
+/** This task's private directory (removed after the attempt), "" if none. */
+const char *bg_ctx_private_dir(struct bg_ctx *ctx);
+
+/* ---- the context: agents calling agents, the user, session state ---------
+ * These operations go through bygated. Their writes (the callee's request
+ * and execution record, the group hash, the ask_user form event, kv sets)
+ * are applied when the attempt finishes, in the same transaction as its
+ * result (the outbox); a retried attempt never sends them twice. Each
+ * returns 0 and a JSON object the caller releases with free() in *reply,
+ * or a negative errno (-EINVAL bad arguments, -EMSGSIZE too large,
+ * -EPIPE bygated went away). Error results come back as a reply object
+ * with "error" and "error_code" (e.g. a FAIL_FAST route with no online
+ * worker: {"status":"FAILED","error_code":"AGENT_TYPE_UNAVAILABLE",...}). */
+
+/** Call another agent type (WIRE 6.6). wait_for_reply != 0 suspends this
+ * execution after the handler returns (status WAITING_AGENT unless the
+ * handler sets another): the callee's completion resumes it with a RESUME
+ * whose content/status/reply_data are the callee's result. 0 hands this
+ * session's stream over to the callee. @p options_json may be NULL or an
+ * object with "extra_payload", "metadata", "route_policy". *reply: WIRE
+ * 6.6's {"status":"QUEUED","message_id",...}. */
+int bg_ctx_call_agent(struct bg_ctx *ctx, const char *target_agent_type,
+		      const char *content, int wait_for_reply,
+		      const char *options_json, char **reply);
+
+/** Fan out (WIRE 6.7): @p tasks_json is an array of {"target_agent_type",
+ * "content", "extra_payload"?, "metadata"?}. With wait_for_reply this
+ * execution is resumed once, after the last child finished, and
+ * bg_task_group_results() then holds every child's result. */
+int bg_ctx_dispatch_group(struct bg_ctx *ctx, const char *tasks_json,
+			  int wait_for_reply, char **reply);
+
+/** Ask the user (WIRE 6.8): publishes the form event and suspends this
+ * execution (WAITING_USER); the user's reply arrives as a RESUME whose
+ * content is the answer. @p prompt is text, or a JSON object with a
+ * "questions" key (sent verbatim, contentType 3014). */
+int bg_ctx_ask_user(struct bg_ctx *ctx, const char *prompt, char **reply);
+
+/** Session state kept in Redis (seen by every worker and every resume of
+ * the session, 7 days): get returns 0 with *value_json = the stored JSON
+ * value (free()) or -ENOENT; set stores a JSON value (at most 64 KiB per
+ * value) when the attempt finishes; a get sees this attempt's own sets. */
+int bg_ctx_kv_get(struct bg_ctx *ctx, const char *key, char **value_json);
+int bg_ctx_kv_set(struct bg_ctx *ctx, const char *key, const char *value_json);
+
+/** When this RESUME joined a dispatch_group: the JSON object {child
+ * message id: {"status","content","reply_data","metadata",
+ * "extra_payload"}} of every child; "" otherwise. Never NULL. */
+const char *bg_task_group_results(const struct bg_task *task);
+
 /* ---- options helpers, for init() ----------------------------------------*/
 
 /** Read integer member @p key of the JSON object @p options_json.
