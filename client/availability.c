@@ -171,13 +171,6 @@ int bg_client_pending_json(struct bg_client *c, struct bg_buf *out,
 
 /* ---- WAKE_AND_WAIT ------------------------------------------------------ */
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The decision an entry carries for this execution, or NULL to skip it
  * (no data, not a JSON object, another execution's). */
 static json_t *decode_decision(const redisReply *data, const char *exec_id)
@@ -237,11 +230,11 @@ static int wait_decision(struct bg_client *c, const struct bg_client_intent *in,
 	struct bg_buf key = { 0 };
 	char last[BG_CLIENT_ENTRY_ID_MAX] = "0-0";
 	int timeout = in->timeout_ms == 0 ? DEFAULT_TIMEOUT_MS : in->timeout_ms;
-	int64_t deadline = mono_ms() + (timeout > 0 ? timeout : 0);
+	int64_t deadline = bg_client_mono_ms() + (timeout > 0 ? timeout : 0);
 	int rc = bg_client_key(c, &key, BG_KEY_WAKEUP_RESULT, in->execution_id);
 	*d = NULL;
 	while (rc == 0) {
-		int64_t left = deadline - mono_ms();
+		int64_t left = deadline - bg_client_mono_ms();
 		bool timed_out;
 		if (left <= 0)
 			break;

@@ -135,7 +135,8 @@ static int edit_record(struct bg_buf *out, struct bg_str raw, bool cancelling,
 		struct bg_json_edit e[3] = {
 			{ "cancel_requested", BG_STR_LIT("true"), BG_JSON_SET },
 			{ "updated_at", { vals.p, now_len }, BG_JSON_SET },
-			{ "cancel_reason", { vals.p + now_len, vals.len - now_len },
+			{ "cancel_reason",
+			  { vals.p + now_len, vals.len - now_len },
 			  BG_JSON_SET },
 		};
 		rc = bg_json_obj_edit(out, raw, e, reason[0] ? 3 : 2);
@@ -167,7 +168,10 @@ static int mark(struct cancel_ctx *x, const char *exec_id, bool cancelling)
 		json_t *old = json_loadb(r->str, r->len, 0, NULL);
 		json_t *neu = json_loadb(next.p, next.len, 0, NULL);
 		if (rc == 0)
-			rc = bg_client_worker_stats(x->c, old, neu, now);
+			rc = bg_client_worker_stats(x->c, old, neu,
+						    (struct bg_str){ next.p,
+								     next.len },
+						    now);
 		json_decref(old);
 		json_decref(neu);
 	}

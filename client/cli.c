@@ -973,8 +973,8 @@ static int cmd_cancel_session(struct cli *cli, int argc, char **argv)
 
 /* ---- simple commands: positional arguments and --json --------------- */
 
-/* Parse `argv[0] ARG...` with the options opts (NULL: --json only) into
- * pos[0..npos); every positional is required. */
+/* Parse `argv[0] ARG...` with the options opts (NULL: --json only; on()
+ * handles the others) into pos[0..npos); every positional is required. */
 static int parse_positional(struct cli *cli, int argc, char **argv,
 			    const struct option *opts, int (*on)(int, void *),
 			    void *arg, const char **pos, int npos,
@@ -1002,8 +1002,6 @@ static int parse_positional(struct cli *cli, int argc, char **argv,
 	}
 	if (status == EXIT_OK)
 		status = no_positional(argc, argv);
-	if (status == EXIT_OK)
-		status = connect_client(cli);
 	return status;
 }
 
@@ -1106,7 +1104,9 @@ static int cmd_workers(struct cli *cli, int argc, char **argv)
 		argv++;
 	}
 	int status = parse_positional(cli, argc, argv, NULL, NULL, NULL, pos,
-				      info ? 1 : 0, "info WORKER_ID");
+				      info ? 1 : 0, "WORKER_ID");
+	if (status == EXIT_OK)
+		status = connect_client(cli);
 	if (status != EXIT_OK)
 		return status;
 	char *doc;
@@ -1165,6 +1165,8 @@ static int run_admin(struct cli *cli, int argc, char **argv,
 				      op == BG_ADMIN_SUSPEND ||
 				      op == BG_ADMIN_EVICT ? opts : NULL,
 				      admin_option, &a, &w, 1, "WORKER_ID");
+	if (status == EXIT_OK)
+		status = connect_client(cli);
 	if (status != EXIT_OK)
 		return status;
 	char *doc;
@@ -1198,6 +1200,8 @@ static int run_access(struct cli *cli, int argc, char **argv, bool allow)
 	bool added = false;
 	int status = parse_positional(cli, argc, argv, NULL, NULL, NULL, pos,
 				      2, "AGENT_TYPE WORKER_ID");
+	if (status == EXIT_OK)
+		status = connect_client(cli);
 	if (status != EXIT_OK)
 		return status;
 	int rc = allow ? bg_client_allow(cli->client, pos[0], pos[1], &added)
@@ -1361,6 +1365,8 @@ static int cmd_reload(struct cli *cli, int argc, char **argv)
 	const char *type = NULL;
 	int status = parse_positional(cli, argc, argv, opts, reload_option, &a,
 				      &type, 1, "AGENT_TYPE");
+	if (status == EXIT_OK)
+		status = connect_client(cli);
 	if (status != EXIT_OK)
 		return status;
 	char *doc;
@@ -1455,6 +1461,8 @@ static int cmd_gate(struct cli *cli, int argc, char **argv)
 	int status = parse_positional(cli, argc, argv, opts, gate_option, &o,
 				      NULL, 0, "");
 	status = require(status, "gate", "--provider", o.provider);
+	if (status == EXIT_OK)
+		status = connect_client(cli);
 	if (status != EXIT_OK)
 		return status;
 	/* the gate stops between steps: no connection shutdown on a signal */
@@ -1472,6 +1480,8 @@ static int cmd_dispatch(struct cli *cli, int argc, char **argv)
 	int delivered = 0;
 	int status = parse_positional(cli, argc, argv, NULL, NULL, NULL,
 				      &exec_id, 1, "EXECUTION_ID");
+	if (status == EXIT_OK)
+		status = connect_client(cli);
 	if (status != EXIT_OK)
 		return status;
 	int rc = bg_client_dispatch_ready(cli->client, exec_id, &delivered);

@@ -77,8 +77,10 @@ int bg_client_reply_is_str(const redisReply *r);
 /* Copy the NUL-terminated s into out[cap]; -EINVAL when it does not fit. */
 int bg_client_copy_id(char *out, size_t cap, const char *s, size_t len);
 
-/* Unix epoch milliseconds. */
+/* Unix epoch milliseconds; a monotonic clock in ms; a sleep. */
 int64_t bg_client_now_ms(void);
+int64_t bg_client_mono_ms(void);
+void bg_client_sleep_ms(int ms);
 
 /* An owned list of NUL-terminated strings. A zeroed struct is empty. */
 struct bg_client_strs {
@@ -126,6 +128,9 @@ int bg_client_online_workers(struct bg_client *c, const char *agent_type,
  * string; obj may be NULL). */
 const char *bg_client_jstr(const json_t *obj, const char *key);
 
+/* Python's bool() of a JSON value (NULL is false). */
+bool bg_client_jtruthy(const json_t *v);
+
 /* Python's int(v or 0) of a JSON member: integers, reals (truncated),
  * booleans and decimal strings; anything else is 0. */
 int64_t bg_client_jint(const json_t *obj, const char *key);
@@ -147,11 +152,13 @@ int bg_client_admin_header(struct bg_send_header *h, char message_id[33],
 			   char trace_id[33]);
 
 /* WIRE 5.9: after the record of an execution changed from old to new (both
- * JSON objects; old may be NULL), update the worker statistics keys of
- * new's worker_id as WorkerRegistry._update_worker_execution_stats does.
- * A record without worker_id changes nothing. */
+ * JSON objects, new_raw the bytes of new; old may be NULL), update the
+ * worker statistics keys of new's worker_id as WorkerRegistry.
+ * _update_worker_execution_stats does. A record without worker_id changes
+ * nothing. */
 int bg_client_worker_stats(struct bg_client *c, const json_t *old,
-			   const json_t *new_rec, int64_t now);
+			   const json_t *new_rec, struct bg_str new_raw,
+			   int64_t now);
 
 /* ---- availability routing (client/availability.c, WIRE 7) ------------ */
 

@@ -29,6 +29,8 @@ const char *bg_client_strerror(int rc)
 		return "unexpected reply from Redis";
 	case BG_CLIENT_EINTR:
 		return "interrupted";
+	case BG_CLIENT_EREJECTED:
+		return "rejected by availability routing";
 	default:
 		return rc < 0 && rc > -4096 ? strerror(-rc) : "unknown error";
 	}

@@ -56,19 +56,6 @@ static bool stopped(const struct gate *g)
 	return g->stop && *g->stop;
 }
 
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
-}
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int positive_or(int v, int def)
 {
 	return v > 0 ? v : def;
@@ -150,15 +137,15 @@ static int claim(struct gate *g, const struct request *r, bool *claimed)
  * holds them. */
 static int wait_online(struct gate *g, struct request *r)
 {
-	int64_t deadline = mono_ms() + positive_or(g->o->online_timeout_ms,
-						   30000);
+	int64_t deadline = bg_client_mono_ms() +
+			   positive_or(g->o->online_timeout_ms, 30000);
 	for (;;) {
 		bg_client_strs_free(&r->workers);
 		int rc = bg_client_online_workers(g->c, r->type, &r->workers);
 		if (rc || r->workers.n > 0 || stopped(g) ||
-		    mono_ms() >= deadline)
+		    bg_client_mono_ms() >= deadline)
 			return rc;
-		sleep_ms(POLL_MS);
+		bg_client_sleep_ms(POLL_MS);
 	}
 }
 
@@ -166,15 +153,16 @@ static int wait_online(struct gate *g, struct request *r)
  * entry that was not written yet. */
 static int dispatch(struct gate *g, struct request *r)
 {
-	int64_t until = mono_ms() + (strcmp(r->policy, "WAKE_AND_QUEUE")
-				     ? 0 : QUEUE_GRACE_MS);
+	bool grace = !strcmp(r->policy, "WAKE_AND_QUEUE");
+	int64_t until = bg_client_mono_ms() + (grace ? QUEUE_GRACE_MS : 0);
 	for (;;) {
 		struct bg_dispatch_result res;
 		int rc = bg_client_dispatch(g->c, r->exec_id, &res);
 		r->delivered += res.delivered;
-		if (rc || res.found > 0 || stopped(g) || mono_ms() >= until)
+		if (rc || res.found > 0 || stopped(g) ||
+		    bg_client_mono_ms() >= until)
 			return rc;
-		sleep_ms(POLL_MS);
+		bg_client_sleep_ms(POLL_MS);
 	}
 }
 
@@ -407,12 +395,11 @@ static int create_group(struct gate *g)
 
 static int run(struct gate *g)
 {
-	size_t n;
+	size_t n = 1;
 	int rc = create_group(g);
 	/* own PEL first: requests a previous run took and did not finish */
-	do
-		rc = rc ? rc : read_once(g, "0", false, &n);
-	while (rc == 0 && n > 0 && !stopped(g));
+	while (rc == 0 && n > 0 && !stopped(g))
+		rc = read_once(g, "0", false, &n);
 	while (rc == 0 && !stopped(g)) {
 		rc = read_once(g, ">", !g->o->once, &n);
 		if (rc == 0 && n == 0 && g->o->once)

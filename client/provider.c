@@ -69,18 +69,11 @@ static void child(const char *cmd, char **env, int out_fd)
 	_exit(127);
 }
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Wait for pid; kill its group on timeout or stop. */
 static int reap(pid_t pid, int timeout_ms, const volatile sig_atomic_t *stop,
 		struct bg_provider_result *out)
 {
-	int64_t deadline = mono_ms() + timeout_ms;
+	int64_t deadline = bg_client_mono_ms() + timeout_ms;
 	int status;
 	for (;;) {
 		pid_t w = waitpid(pid, &status, WNOHANG);
@@ -88,7 +81,7 @@ static int reap(pid_t pid, int timeout_ms, const volatile sig_atomic_t *stop,
 			break;
 		if (w == -1 && errno != EINTR)
 			return -errno;
-		out->timed_out = mono_ms() >= deadline;
+		out->timed_out = bg_client_mono_ms() >= deadline;
 		out->stopped = stop && *stop;
 		if (out->timed_out || out->stopped) {
 			kill(-pid, SIGKILL);
@@ -97,8 +90,7 @@ static int reap(pid_t pid, int timeout_ms, const volatile sig_atomic_t *stop,
 				;
 			break;
 		}
-		struct timespec ts = { 0, POLL_MS * 1000000L };
-		nanosleep(&ts, NULL);
+		bg_client_sleep_ms(POLL_MS);
 	}
 	out->status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 	out->signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;

@@ -107,6 +107,20 @@ int64_t bg_client_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t bg_client_mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void bg_client_sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+}
+
 /* ---- string lists ---------------------------------------------------- */
 
 int bg_client_strs_add(struct bg_client_strs *s, const char *p, size_t len)
@@ -222,6 +236,26 @@ const char *bg_client_jstr(const json_t *obj, const char *key)
 {
 	const char *s = json_string_value(json_object_get(obj, key));
 	return s ? s : "";
+}
+
+bool bg_client_jtruthy(const json_t *v)
+{
+	switch (v ? json_typeof(v) : JSON_NULL) {
+	case JSON_TRUE:
+		return true;
+	case JSON_INTEGER:
+		return json_integer_value(v) != 0;
+	case JSON_REAL:
+		return json_real_value(v) != 0.0;
+	case JSON_STRING:
+		return json_string_length(v) > 0;
+	case JSON_ARRAY:
+		return json_array_size(v) > 0;
+	case JSON_OBJECT:
+		return json_object_size(v) > 0;
+	default:
+		return false;
+	}
 }
 
 int64_t bg_client_jint(const json_t *obj, const char *key)

@@ -78,28 +78,6 @@ static struct bg_str str_of(const json_t *v)
 	return (struct bg_str){ json_string_value(v), json_string_length(v) };
 }
 
-/* Python's bool() of a JSON value. */
-static bool truthy(const json_t *v)
-{
-	if (v == NULL)
-		return false;
-	switch (json_typeof(v)) {
-	case JSON_TRUE:
-		return true;
-	case JSON_INTEGER:
-		return json_integer_value(v) != 0;
-	case JSON_REAL:
-		return json_real_value(v) != 0.0;
-	case JSON_STRING:
-		return json_string_length(v) > 0;
-	case JSON_ARRAY:
-		return json_array_size(v) > 0;
-	case JSON_OBJECT:
-		return json_object_size(v) > 0;
-	default:
-		return false;
-	}
-}
 
 
 /* Everything one send or reply builds before it talks to Redis. */
@@ -257,7 +235,7 @@ static int plan_command(struct bg_client *c, struct send_plan *p)
 		rc = bg_send_resume(&p->command, &h, &b);
 	} else {
 		b.wait_for_reply = req->wait_for_reply ||
-				   truthy(p->extra.vals[0]);
+				   bg_client_jtruthy(p->extra.vals[0]);
 		rc = bg_send_ask(&p->command, &h, &b);
 	}
 	if (rc == -EINVAL && p->resume)

@@ -11,78 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "wire/record.h"
+
 static bool terminal(const char *status)
 {
-	return !strcmp(status, "COMPLETED") || !strcmp(status, "FAILED") ||
-	       !strcmp(status, "CANCELLED");
-}
-
-/* execution.get(key, "") as a JSON value (whatever type it has). */
-static void copy_member(json_t *snap, const json_t *rec, const char *key,
-			json_t *def)
-{
-	json_t *v = json_object_get(rec, key);
-	json_object_set_new(snap, key, v ? json_incref(v) : def);
-	if (v)
-		json_decref(def);
-}
-
-static bool truthy(const json_t *v)
-{
-	if (v == NULL)
-		return false;
-	switch (json_typeof(v)) {
-	case JSON_TRUE:
-		return true;
-	case JSON_INTEGER:
-		return json_integer_value(v) != 0;
-	case JSON_REAL:
-		return json_real_value(v) != 0.0;
-	case JSON_STRING:
-		return json_string_length(v) > 0;
-	case JSON_ARRAY:
-		return json_array_size(v) > 0;
-	case JSON_OBJECT:
-		return json_object_size(v) > 0;
-	default:
-		return false;
-	}
-}
-
-/* _build_worker_execution_snapshot */
-static char *snapshot(const json_t *rec)
-{
-	static const char *const strs[] = {
-		"execution_id", "message_id", "session_id", "trace_id",
-		"worker_id", "source_agent_type", "target_agent_type",
-		"stream_name", "redis_message_id", "status",
-	};
-	static const char *const times[] = { "created_at", "started_at",
-					     "finished_at", "updated_at" };
-	static const char *const strs2[] = {
-		"parent_message_id", "cancel_reason", "route_policy",
-		"route_status", "selected_agent_type",
-		"availability_error_code", "availability_error", "error_type",
-		"error_message", "error_code", "failed_stage",
-	};
-	json_t *s = json_object();
-	for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
-		copy_member(s, rec, strs[i], json_string(""));
-	for (size_t i = 0; i < sizeof times / sizeof times[0]; i++)
-		json_object_set_new(s, times[i],
-				    json_integer(bg_client_jint(rec, times[i])));
-	json_object_set_new(s, "cancel_requested", json_boolean(truthy(
-		json_object_get(rec, "cancel_requested"))));
-	for (size_t i = 0; i < sizeof strs2 / sizeof strs2[0]; i++)
-		copy_member(s, rec, strs2[i], json_string(""));
-	json_object_set_new(s, "retryable", json_boolean(truthy(
-		json_object_get(rec, "retryable"))));
-	copy_member(s, rec, "agent_configs_version", json_integer(0));
-	copy_member(s, rec, "agent_configs_snapshot_key", json_string(""));
-	copy_member(s, rec, "agent_config_audit", json_null());
-	char *text = json_dumps(s, JSON_COMPACT | JSON_ENSURE_ASCII);
-	json_decref(s);
-	return text;
+	return bg_status_is_terminal(bg_str_c(status));
 }
 
 /* "<status.lower()>_count" */
@@ -224,7 +157,8 @@ static int run_pipe(struct bg_client *c, struct pipe *p)
 }
 
 int bg_client_worker_stats(struct bg_client *c, const json_t *old,
-			   const json_t *new_rec, int64_t now)
+			   const json_t *new_rec, struct bg_str new_raw,
+			   int64_t now)
 {
 	const char *w = bg_client_jstr(new_rec, "worker_id");
 	const char *old_w = bg_client_jstr(old, "worker_id");
@@ -245,15 +179,17 @@ int bg_client_worker_stats(struct bg_client *c, const json_t *old,
 	struct stats_keys k = { 0 };
 	struct pipe p = { 0 };
 	char fields[2][64];
-	char *snap = snapshot(new_rec);
-	int rc = snap ? build_keys(c, w, &k) : -ENOMEM;
-	ch.snap = snap;
+	struct bg_buf snap = { 0 };
+	int rc = bg_record_snapshot(&snap, new_raw);
+	if (rc == 0)
+		rc = build_keys(c, w, &k);
+	ch.snap = snap.p;
 	if (rc == 0) {
 		counters(&p, &k, &ch, fields);
 		indexes(&p, &k, &ch);
 		rc = run_pipe(c, &p);
 	}
-	free(snap);
+	bg_buf_free(&snap);
 	free_keys(&k);
 	return rc;
 }

@@ -15,6 +15,7 @@ enum bg_key_schema { BG_SCHEMA_V1 = 1, BG_SCHEMA_V2 = 2 };
 enum bg_log_format { BG_LOG_TEXT = 0, BG_LOG_JSON = 1 };
 enum bg_log_level { BG_LOG_DEBUG = 0, BG_LOG_INFO, BG_LOG_WARN, BG_LOG_ERROR };
 enum bg_handler_kind { BG_HANDLER_PLUGIN = 1, BG_HANDLER_EXEC = 2 };
+enum bg_exec_mode { BG_EXEC_PERSISTENT = 0, BG_EXEC_PER_TASK = 1 };
 enum bg_durability {
 	BG_DURABILITY_PROCESS = 0,
 	BG_DURABILITY_SYNC = 1,
@@ -23,9 +24,15 @@ enum bg_durability {
 
 struct bg_agent_type_conf {
 	char *name;
-	enum bg_handler_kind handler; /* "plugin" (exec: a later issue) */
-	char *plugin;		      /* absolute path of the .so */
+	enum bg_handler_kind handler; /* "plugin" or "exec" */
+	char *plugin;		      /* plugin: absolute path of the .so */
 	char *options_json;	      /* the `options` group as a JSON object */
+	char *command;		      /* exec: program and arguments, split by
+					 bg_config_command_argv; run in the
+					 configuration file's directory */
+	enum bg_exec_mode mode;	      /* exec: default persistent */
+	int max_inflight;	      /* exec: tasks at once in one program */
+	int max_line_bytes;	      /* exec: longest protocol line */
 	int max_attempts;	      /* default 1 */
 	int timeout_ms;		      /* 0 = none */
 	int retry_backoff_ms;	      /* first retry delay, doubled each time */
@@ -136,5 +143,14 @@ void bg_config_write_markdown(FILE *f);
 
 const struct bg_agent_type_conf *bg_config_agent_type(const struct bg_config *c,
 						       const char *name);
+
+/* Split an exec `command` into its words, as a JSON array of strings in
+ * *argv_json (malloc'd). Words are separated by blanks; '...' quotes
+ * literally; "..." quotes with \" and \\ as escapes; outside quotes a
+ * backslash escapes the next character. Nothing is expanded: there is no
+ * shell, and an unquoted | & ; < > ( ) $ or ` is refused. 0, or -1 with
+ * the reason in err (-1 without a message when out of memory). */
+int bg_config_command_argv(const char *command, char **argv_json, char *err,
+			   size_t errlen);
 
 #endif

@@ -197,6 +197,33 @@ static bool present(const config_setting_t *grp, const char *name)
 	return config_setting_get_member(grp, name) != NULL;
 }
 
+/* The keys of a handler = "exec" agent type, after they were parsed. */
+static int check_exec(struct load_ctx *x, const config_setting_t *s,
+		      const struct bg_agent_type_conf *at, const char *what)
+{
+	char msg[256], bad[200];
+	char *argv = NULL;
+	if (at->plugin[0] != '\0')
+		return fail_at(x, s, what,
+			       "plugin is for handler = \"plugin\"; handler "
+			       "\"exec\" runs command = \"program args\"");
+	if (at->command[0] == '\0')
+		return fail_at(x, s, what,
+			       "handler \"exec\" requires command = "
+			       "\"program args\"");
+	if (bg_config_command_argv(at->command, &argv, bad, sizeof bad)) {
+		snprintf(msg, sizeof msg, "command: %s",
+			 bad[0] ? bad : "out of memory");
+		return fail_at(x, s, what, msg);
+	}
+	free(argv);
+	if (at->max_inflight > 1 && at->mode == BG_EXEC_PER_TASK)
+		return fail_at(x, s, what,
+			       "max_inflight > 1 needs mode = \"persistent\" "
+			       "(a per_task program runs one task)");
+	return 0;
+}
+
 static int parse_agent(struct load_ctx *x, const config_setting_t *s,
 		       struct bg_agent_type_conf *at, int idx)
 {
@@ -220,13 +247,15 @@ static int parse_agent(struct load_ctx *x, const config_setting_t *s,
 	if (bg_conf_check_name(at->name, msg, sizeof msg))
 		return fail_at(x, s, what, msg);
 	if (at->handler == BG_HANDLER_EXEC)
-		return fail_at(x, s, what,
-			       "handler \"exec\" is not supported yet; use "
-			       "handler = \"plugin\"");
+		return check_exec(x, s, at, what);
 	if (at->plugin[0] == '\0')
 		return fail_at(x, s, what,
 			       "handler \"plugin\" requires plugin = "
 			       "\"path/to/handler.so\"");
+	if (at->command[0] != '\0')
+		return fail_at(x, s, what,
+			       "command is for handler = \"exec\"; this agent "
+			       "type has handler = \"plugin\"");
 	return 0;
 }
 

@@ -14,6 +14,9 @@ static const struct bg_agent_type_conf example_agent = {
 	.options_json = "{}",
 	.max_attempts = 1,
 	.timeout_ms = 0,
+	.mode = BG_EXEC_PERSISTENT,
+	.max_inflight = 1,
+	.max_line_bytes = 1048576,
 };
 
 /* The value of k in base, or its default when base is NULL. */
@@ -174,9 +177,10 @@ void bg_config_write_template(FILE *f)
 	      "# and how a change takes effect: \"reload: SIGHUP\" (kill -HUP\n"
 	      "# bygated) or \"reload: restart\". Relative paths (plugin,\n"
 	      "# state_dir, workspace_dir, child_path, log file) are resolved\n"
-	      "# against the directory containing this file. Unknown keys are\n"
-	      "# errors. Check a file with `bygated -t`; print the effective\n"
-	      "# configuration with `bygated -T`.\n\n",
+	      "# against the directory containing this file, and exec commands\n"
+	      "# run in it. Unknown keys are errors. Check a file with\n"
+	      "# `bygated -t`; print the effective configuration with\n"
+	      "# `bygated -T`.\n\n",
 	      f);
 	put_config(f, NULL, true);
 	put_comment(f, "",

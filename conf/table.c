@@ -12,6 +12,7 @@ _Static_assert(sizeof(enum bg_key_schema) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum bg_log_level) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum bg_log_format) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum bg_handler_kind) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum bg_exec_mode) == sizeof(int), "enum size");
 
 /* Offsets whose field type is checked at compile time. */
 #define OFF_T(S, f, T) \
@@ -57,6 +58,10 @@ static const struct bg_conf_name durability_names[] = {
 };
 static const struct bg_conf_name handler_names[] = {
 	{ "plugin", BG_HANDLER_PLUGIN }, { "exec", BG_HANDLER_EXEC }, { NULL, 0 }
+};
+static const struct bg_conf_name mode_names[] = {
+	{ "persistent", BG_EXEC_PERSISTENT }, { "per_task", BG_EXEC_PER_TASK },
+	{ NULL, 0 }
 };
 
 const struct bg_conf_key bg_conf_keys[] = {
@@ -200,10 +205,29 @@ const struct bg_conf_key bg_conf_agent_keys[] = {
 	    "most 128 bytes, no '/', whitespace, braces or control "
 	    "characters."),
 	ENUM(AG, "handler", A, handler, BG_HANDLER_PLUGIN, handler_names, R,
-	     "\"plugin\" (a shared object run inside the child); \"exec\" is "
-	     "not supported yet."),
+	     "\"plugin\" (a shared object run inside the child) or \"exec\" "
+	     "(a program in any language speaking docs/handler-protocol.md "
+	     "on its stdin and stdout)."),
 	PATH(AG, "plugin", A, plugin, "", 0, R,
 	     "The plugin .so; required with handler = \"plugin\"."),
+	STR(AG, "command", A, command, "", 0, R,
+	    "handler = \"exec\": the program and its arguments, e.g. "
+	    "\"python3 agents/planner.py --fast\". Split into words at blanks "
+	    "with '...' and \"...\" quoting; no shell (write \"sh -c '...'\" "
+	    "for one). Run in the directory of this file, so relative paths in "
+	    "it are relative to the file; a program name without '/' is "
+	    "looked up in PATH."),
+	ENUM(AG, "mode", A, mode, BG_EXEC_PERSISTENT, mode_names, R,
+	     "handler = \"exec\": \"persistent\" (one long-lived program per "
+	     "child, started on the first task) or \"per_task\" (a fresh "
+	     "program for every task)."),
+	INT(AG, "max_inflight", A, max_inflight, 1, 1, 64, NULL, R,
+	    "handler = \"exec\", mode \"persistent\": tasks one program may "
+	    "run at once (every protocol line names its task)."),
+	INT(AG, "max_line_bytes", A, max_line_bytes, 1048576, 1024, 268435456,
+	    "bytes", R,
+	    "handler = \"exec\": longest protocol line in either direction; "
+	    "a longer line from the program fails its tasks."),
 	INT(AG, "max_attempts", A, max_attempts, 1, 1, 100, NULL, R,
 	    "Attempts per execution (1 = no retry after a crash, timeout or "
 	    "handler error)."),

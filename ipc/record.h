@@ -14,7 +14,8 @@
 enum bg_rec_kind {
 	BG_REC_PAD = 0,
 	/* down: supervisor -> child */
-	BG_REC_CONFIG = 1, /* tag 0; bg_conf_field x (1 + 4 per agent type) */
+	BG_REC_CONFIG = 1, /* tag 0; [count, then enum bg_conf_type_field
+			      per agent type] */
 	BG_REC_TASK = 2,   /* tag = task tag; enum bg_task_field */
 	BG_REC_CANCEL = 3, /* tag = task tag; [reason, mode] */
 	BG_REC_STOP = 4,   /* tag 0; finish the current task, then exit */
@@ -58,8 +59,22 @@ enum bg_call_field { BG_CF_OP, BG_CF_ID, BG_CF_ARGS, BG_CF__COUNT };
 enum bg_reply_field { BG_YF_ID, BG_YF_RESULT, BG_YF__COUNT };
 
 /* BG_REC_CONFIG: field 0 = number of agent types (decimal); then per agent
- * type: name, handler kind ("plugin"), plugin path, options (JSON object). */
-#define BG_CONF_FIELDS_PER_TYPE 4
+ * type the BG_CONF_FIELDS_PER_TYPE fields of enum bg_conf_type_field. */
+enum bg_conf_type_field {
+	BG_KF_NAME,	    /* agent type name */
+	BG_KF_KIND,	    /* handler kind: "plugin" | "exec" */
+	BG_KF_PLUGIN,	    /* plugin: absolute .so path; exec: "" */
+	BG_KF_OPTIONS,	    /* the options group as a JSON object, "" = {} */
+	BG_KF_ARGV,	    /* exec: the command's words as a JSON array of
+			       strings (bg_config_command_argv); plugin: "" */
+	BG_KF_WORKDIR,	    /* exec: working directory of the program (the
+			       configuration file's directory); plugin: "" */
+	BG_KF_MODE,	    /* exec: "persistent" | "per_task"; plugin: "" */
+	BG_KF_MAX_INFLIGHT, /* exec: decimal 1..64; plugin: "" */
+	BG_KF_MAX_LINE,	    /* exec: max_line_bytes, decimal; plugin: "" */
+	BG_KF__COUNT
+};
+#define BG_CONF_FIELDS_PER_TYPE BG_KF__COUNT
 
 enum bg_task_field {
 	BG_TF_AGENT_TYPE,

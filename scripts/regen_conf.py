@@ -34,9 +34,17 @@ SLEEP = """\t},
 \t\thandler = "plugin";
 \t\tplugin = "../build/plugins/sleep.so";
 \t\toptions = { default_ms = 20; };
-\t}
-);
+\t},
 """
+# The Python example agents of examples/python/ (docs/handler-protocol.md):
+# an exec command runs in this file's directory, hence the "../".
+PYTHON_AGENTS = ("planner", "researcher", "writer", "summariser", "approver")
+PYTHON_AGENT = """\t{
+\t\tname = "%s";
+\t\thandler = "exec";
+\t\tcommand = "python3 ../examples/python/%s.py";
+\t\ttimeout_ms = 60000;
+\t}"""
 
 
 def run(flag):
@@ -51,7 +59,8 @@ def main():
             sys.exit("template changed: %r not found" % old)
         conf = conf.replace(old, new, 1)
     i = conf.rindex("\t}\n);")
-    conf = conf[:i] + SLEEP
+    conf = conf[:i] + SLEEP + ",\n".join(
+        PYTHON_AGENT % (n, n) for n in PYTHON_AGENTS) + "\n);\n"
     (ROOT / "etc" / "bygate.conf").write_text(conf)
     md = run("--markdown")
     doc_path = ROOT / "docs" / "configuration.md"

@@ -16,6 +16,7 @@
 
 struct event;
 struct bg_ws_paths;
+struct json_t;
 
 enum bg_task_state {
 	BG_TASK_PICKUP,	   /* registry read in flight */
@@ -94,6 +95,18 @@ struct bg_task {
 	bool deadletter;     /* FAILED and also dead-lettered (poison) */
 	bool retry_pending;
 	bool recovered;	     /* fetched by PEL reconcile or reclaim */
+
+	/* outbox (outbox.c): writes of handler operations, applied in the
+	 * finish transaction; commands in the finish-blob encoding */
+	struct bg_buf outbox;
+	uint32_t outbox_n;
+	struct json_t *kv;	     /* this attempt's kv sets */
+	bool suspended;		     /* call_agent/dispatch_group wait, ask_user */
+	bool permission_transferred; /* handed the stream to a callee */
+	char callback_to[160];	     /* caller agent type to call back when
+					terminal ("" = none): WIRE 6.6 and
+					"bygate decisions" 16 */
+	char *group_results;	     /* JSON of a joined dispatch_group */
 
 	/* finish transaction */
 	struct bg_buf finish_blob; /* the commands, as journaled */
@@ -242,6 +255,11 @@ void bg_task_end_deadletter(struct bg_daemon *d, struct bg_task *t,
 /* Send one write-connection command with EXPIRE dedupe helpers. */
 void bg_expire_once(struct bg_daemon *d, const char *key);
 void bg_turn_end(struct bg_daemon *d);
+
+/* outbox.c */
+void bg_outbox_call(struct bg_daemon *d, struct bg_task *t, const uint8_t *p,
+		    size_t len);
+void bg_outbox_reset(struct bg_task *t);
 
 /* stats.c */
 typedef void (*bg_stats_emit_fn)(void *ctx, int argc, const struct bg_str *argv);

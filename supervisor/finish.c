@@ -25,6 +25,7 @@
 #include "state/state.h"
 #include "supervisor/daemon.h"
 #include "supervisor/log.h"
+#include "supervisor/metrics.h"
 #include "wire/event.h"
 #include "wire/ids.h"
 #include "wire/json.h"
@@ -32,7 +33,7 @@
 #include "wire/record.h"
 #include "wire/result.h"
 
-#define TXN_MAX_CMDS 96
+#define TXN_MAX_CMDS 4096
 #define TXN_MAX_ARGS 8
 
 /* A transaction being serialised into a blob. */
@@ -71,6 +72,18 @@ static void txn_cmd(struct txn *x, int argc, const struct bg_str *argv)
 		txn_cmd((x), (int)(sizeof(a_) / sizeof(a_[0])), a_);        \
 	} while (0)
 #define S(s) bg_str_c(s)
+
+/* Append commands already encoded (an outbox) to the transaction. */
+static void txn_append(struct txn *x, const struct bg_buf *cmds, uint32_t n)
+{
+	if (x->n + n > TXN_MAX_CMDS + 4096) {
+		x->overflow = true;
+		return;
+	}
+	if (bg_buf_append(x->blob, cmds->p, cmds->len))
+		x->overflow = true;
+	x->n += n;
+}
 
 static uint32_t get_u32(const char *p)
 {
@@ -325,7 +338,14 @@ static void build_finish(struct bg_daemon *d, struct bg_task *t,
 	struct outcome_view v;
 	view_outcome(t, &v);
 	bool runs = t->outcome == BG_OUT_RESULT || t->outcome == BG_OUT_FAILED;
-	if (runs && t->has_source_agent && !t->parent_cancelled)
+	/* The handler's writes (callee records and requests, group hash,
+	 * form event, kv sets), only for an attempt that returned. */
+	if (t->outcome == BG_OUT_RESULT && t->outbox_n)
+		txn_append(x, &t->outbox, t->outbox_n);
+	/* "bygate decisions" 16: the caller is called back when this
+	 * execution is terminal, not when it suspends on its own callees. */
+	if (runs && t->callback_to[0] && !t->parent_cancelled &&
+	    bg_status_is_terminal(v.status))
 		add_callback(d, t, x, &v);
 	bool wrote_data = false;
 	/* A cancelled task has no final answer (WIRE 3.6: callback, then
@@ -343,7 +363,8 @@ static void build_finish(struct bg_daemon *d, struct bg_task *t,
 		bg_buf_free(&fm);
 	}
 	if (runs && bg_result_wants_end_marker(t->has_source_agent, v.status,
-					       false, false,
+					       t->permission_transferred,
+					       t->suspended,
 					       t->end_marker_emitted)) {
 		add_event(d, t, x, BG_EVENT_END_OF_STREAM, S(""));
 		wrote_data = true;
@@ -476,10 +497,43 @@ static void forget(struct bg_daemon *d, struct bg_task *t)
 	bg_state_hist_add(d->state, &h);
 }
 
+static const char *metric_outcome(const struct bg_task *t)
+{
+	switch (t->outcome) {
+	case BG_OUT_RESULT:
+		if (strcmp(t->status, "COMPLETED") == 0)
+			return "completed";
+		if (strcmp(t->status, "FAILED") == 0)
+			return "failed";
+		if (strcmp(t->status, "CANCELLED") == 0)
+			return "cancelled";
+		return "suspended";
+	case BG_OUT_FAILED:
+		return t->deadletter ? "deadlettered" : "failed";
+	case BG_OUT_DEADLETTER:
+		return "deadlettered";
+	case BG_OUT_ACK_ONLY:
+		return "acked";
+	case BG_OUT_REPLAY:
+		break;
+	}
+	return NULL;
+}
+
 static void finish_applied(struct bg_daemon *d, struct bg_task *t)
 {
 	forget(d, t);
 	count_outcome(d, t);
+	const char *label = metric_outcome(t);
+	if (label) {
+		int64_t now = bg_mono_ms();
+		bg_metrics_task_done(
+			d->metrics,
+			t->handler_type ? t->handler_type
+					: (t->agent_type ? t->agent_type : ""),
+			label, t->started_ms ? now - t->started_ms : 0,
+			t->started_ms ? t->started_ms - t->picked_ms : 0);
+	}
 	struct bg_log_ids ids = bg_task_log_ids(t);
 	int64_t ms = t->started_ms ? bg_mono_ms() - t->started_ms : 0;
 	if (t->outcome == BG_OUT_DEADLETTER)
@@ -541,6 +595,7 @@ static void on_exec(struct bg_rconn *c, redisReply *r, void *priv)
 	}
 	if (r == NULL) {
 		d->n_unknown_outcomes++;
+		bg_metrics_unknown_outcome(d->metrics);
 		t->finish_unknown = true;
 		return;
 	}

@@ -21,6 +21,7 @@
 #include "state/state.h"
 #include "supervisor/daemon.h"
 #include "supervisor/log.h"
+#include "supervisor/metrics.h"
 #include "wire/ids.h"
 #include "wire/keys.h"
 
@@ -368,6 +369,7 @@ static void on_heartbeat(struct bg_rconn *c, redisReply *r, void *priv)
 			"still ours before it is finished",
 			d->worker_id);
 		d->lease_lapses++;
+		bg_metrics_lease_lapse(d->metrics);
 		bg_finish_mark_verify(d);
 	}
 	bg_control_refresh_admin(d); /* then membership and denylist */

@@ -19,6 +19,8 @@
 #include "common/fault.h"
 #include "state/state.h"
 #include "supervisor/daemon.h"
+#include "supervisor/http.h"
+#include "supervisor/metrics.h"
 #include "supervisor/log.h"
 #include "wire/keys.h"
 
@@ -375,7 +377,8 @@ static int daemon_init(struct bg_daemon *d, struct bg_config *cfg)
 	d->group = cfg->consumer_group;
 	d->base = event_base_new();
 	d->expired = bg_keyset_new();
-	if (d->base == NULL || d->expired == NULL)
+	d->metrics = bg_metrics_new();
+	if (d->base == NULL || d->expired == NULL || d->metrics == NULL)
 		return -ENOMEM;
 	d->n_streams = 1 + cfg->n_agent_types;
 	d->streams = calloc((size_t)d->n_streams, sizeof(char *));
@@ -409,6 +412,8 @@ static void daemon_free(struct bg_daemon *d)
 	bg_rconn_free(d->rd);
 	bg_rconn_free(d->wr);
 	bg_rconn_free(d->ctl);
+	bg_http_stop(d);
+	bg_metrics_free(d->metrics);
 	bg_pool_free(d->pool);
 	for (int i = 0; i < d->n_streams && d->streams; i++)
 		free(d->streams[i]);
@@ -476,6 +481,8 @@ static int run(struct bg_daemon *d)
 	int rms = cfg->reconcile_interval_ms;
 	struct timeval tvr = { rms / 1000, (rms % 1000) * 1000 };
 	event_add(d->reconcile_timer, &tvr);
+	if (bg_http_start(d) != 0)
+		return EXIT_RUNTIME;
 	uint64_t wd_usec = 0;
 	struct event *wd = NULL;
 	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0) {
@@ -510,6 +517,7 @@ static int run(struct bg_daemon *d)
 	}
 	if (d->state)
 		bg_state_commit(d->state);
+	bg_http_stop(d);
 	for (int i = 0; i < 4; i++)
 		event_free(sev[i]);
 	bg_info("bygated stopped (completed %llu, failed %llu, "

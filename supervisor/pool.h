@@ -20,7 +20,7 @@ struct bg_pool;
 struct bg_pool_ops {
 	/* A child is ready for a task (after start-up or its last result). */
 	void (*on_idle)(void *arg, int slot);
-	/* A complete BG_REC_EVENT or BG_REC_RESULT for the task `tag`
+	/* A complete BG_REC_EVENT, BG_REC_CALL or BG_REC_RESULT for the task `tag`
 	 * running in `slot`. The payload is valid during the call only. */
 	void (*on_message)(void *arg, int slot, uint16_t kind, uint64_t tag,
 			   const uint8_t *payload, size_t len);
@@ -54,6 +54,11 @@ int bg_pool_run(struct bg_pool *p, int slot, uint64_t tag,
 /* Signal the process group of the child in `slot` (e.g. SIGTERM, then
  * SIGKILL for a timeout); `reason` is kept for the exit report. */
 void bg_pool_signal(struct bg_pool *p, int slot, int sig, const char *reason);
+
+/* Answer a BG_REC_CALL of task `tag` in `slot` with a packed BG_REC_REPLY
+ * payload. 0, -ESRCH when the slot no longer runs that task. */
+int bg_pool_reply(struct bg_pool *p, int slot, uint64_t tag,
+		  const void *payload, size_t len);
 
 /* Send a cooperative cancel for task `tag` running in `slot` (the handler
  * sees it through bg_ctx_cancelled). 0, -ESRCH when the slot does not run

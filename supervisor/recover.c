@@ -22,6 +22,7 @@
 #include "state/state.h"
 #include "supervisor/daemon.h"
 #include "supervisor/log.h"
+#include "supervisor/metrics.h"
 #include "wire/keys.h"
 
 #define PAGE "500"
@@ -91,6 +92,7 @@ static void on_claimed(struct bg_rconn *c, redisReply *r, void *priv)
 			if (in_flight(d, d->streams[cc->stream], id))
 				continue;
 			d->n_reclaimed++;
+			bg_metrics_reclaimed(d->metrics, cc->peer);
 			bg_info("%s entry %s on %s (delivery %d)",
 				cc->peer ? "reclaimed dead peer's" : "re-running own",
 				id, d->streams[cc->stream], cc->deliveries);

@@ -18,7 +18,9 @@
 #include "workspace/workspace.h"
 #include "supervisor/daemon.h"
 #include "supervisor/log.h"
+#include "supervisor/metrics.h"
 #include "wire/event.h"
+#include <jansson.h>
 #include "wire/ids.h"
 #include "wire/json.h"
 #include "wire/keys.h"
@@ -74,6 +76,18 @@ static char *build_key(const struct bg_daemon *d, enum bg_key_kind kind,
 	return bg_buf_steal(&b);
 }
 
+static char *build_key_kind(const struct bg_daemon *d, enum bg_key_kind kind,
+			    struct bg_str id)
+{
+	struct bg_buf b = { 0 };
+	if (bg_key_build(&b, d->cfg->key_schema, kind, id, bg_str_c(""),
+			 bg_str_c("")) != 0) {
+		bg_buf_free(&b);
+		return NULL;
+	}
+	return bg_buf_steal(&b);
+}
+
 void bg_expire_once(struct bg_daemon *d, const char *key)
 {
 	if (!bg_keyset_add(d->expired, key))
@@ -120,6 +134,9 @@ void bg_task_free(struct bg_daemon *d, struct bg_task *t)
 	bg_buf_free(&t->reply_data);
 	bg_buf_free(&t->result_metadata);
 	bg_buf_free(&t->finish_blob);
+	bg_outbox_reset(t);
+	bg_buf_free(&t->outbox);
+	free(t->group_results);
 	bg_task_release_private(d, t);
 	free(t->ws);
 	free(t);
@@ -280,7 +297,7 @@ static void emit_wr(void *ctx, int argc, const struct bg_str *argv)
 }
 
 static int write_running(struct bg_daemon *d, struct bg_task *t,
-			 const struct bg_record *existing)
+			 bool existing)
 {
 	int64_t now = bg_now_ms();
 	int rc;
@@ -330,6 +347,9 @@ static int write_running(struct bg_daemon *d, struct bg_task *t,
 	snprintf(t->prev_status, sizeof(t->prev_status), "RUNNING");
 	return 0;
 }
+
+static void start_running(struct bg_daemon *d, struct bg_task *t);
+static void join_group(struct bg_daemon *d, struct bg_task *t);
 
 /* ---- pickup decision (WIRE 6.4 steps 2-6) ---- */
 
@@ -404,6 +424,18 @@ static void decide(struct bg_daemon *d, struct bg_task *t,
 		free(t->parent_message_id);
 		t->parent_message_id = dup_str(rec.parent_message_id);
 	}
+	/* "bygate decisions" 16: a resumed sub-agent still calls its caller
+	 * back when it finishes; the record remembers who that is (the
+	 * caller's type, set by call_agent with wait_for_reply). */
+	if (have && is_resume && rec.source_agent_type.len &&
+	    !bg_str_eq(rec.source_agent_type, "client")) {
+		snprintf(t->callback_to, sizeof(t->callback_to), "%.*s",
+			 (int)rec.source_agent_type.len,
+			 rec.source_agent_type.p);
+		free(t->source_agent_type);
+		t->source_agent_type = strdup(t->callback_to);
+		t->has_source_agent = true;
+	}
 	int rc = bg_cmd_validate_task(&t->cmd);
 	if (rc) {
 		bg_record_free(&rec);
@@ -412,15 +444,156 @@ static void decide(struct bg_daemon *d, struct bg_task *t,
 			 bg_cmd_error_text(rc));
 		return;
 	}
-	rc = write_running(d, t, have ? &rec : NULL);
 	bg_record_free(&rec);
-	if (rc) {
+	t->record_exists = have;
+	if (t->cmd.action == BG_ACTION_RESUME &&
+	    t->cmd.hdr[BG_HDR_TASK_GROUP_ID].len) {
+		join_group(d, t); /* continues in start_running() */
+		return;
+	}
+	start_running(d, t);
+}
+
+/* RUNNING write and into the dispatch queue. */
+static void start_running(struct bg_daemon *d, struct bg_task *t)
+{
+	if (write_running(d, t, t->record_exists) != 0) {
 		end_task(d, t, BG_OUT_FAILED, "INTERNAL",
 			 "cannot build the execution record");
 		return;
 	}
 	queue_push(d, t);
 	bg_task_dispatch(d);
+}
+
+/* ---- dispatch_group joins (WIRE 6.7, "bygate decisions" 6 and 14) ----
+ * One script on the group's slot: the child's result is stored under its
+ * own message id (HSETNX) and the counter advances only when it is new,
+ * so a duplicate callback never counts twice. The callback that completes
+ * the join claims it (bygate_joined_by = its entry id) and resumes the
+ * caller; a re-delivery of that same entry (crash before its finish)
+ * resumes it again, any other callback is acknowledged and writes
+ * nothing else (the caller's record is left as it is). Returns nil when
+ * the group is unknown (a plain resume), else {run, completed, total}. */
+static const char JOIN_LUA[] =
+	"local total = redis.call('HGET', KEYS[1], 'total')\n"
+	"if not total then return false end\n"
+	"local completed\n"
+	"if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 1 then\n"
+	"  completed = redis.call('HINCRBY', KEYS[1], 'completed', 1)\n"
+	"  redis.call('EXPIRE', KEYS[2], 86400)\n"
+	"else\n"
+	"  completed = tonumber(redis.call('HGET', KEYS[1], 'completed'))\n"
+	"end\n"
+	"if completed >= tonumber(total) then\n"
+	"  redis.call('HSETNX', KEYS[1], 'bygate_joined_by', ARGV[3])\n"
+	"  if redis.call('HGET', KEYS[1], 'bygate_joined_by') == ARGV[3] then\n"
+	"    return {1, completed, tonumber(total)} end\n"
+	"end\n"
+	"return {0, completed, tonumber(total)}\n";
+
+static void on_group_results(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	struct bg_task *t = priv;
+	if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
+		t->finish_unknown = true; /* retried after reconnect */
+		end_task(t->d, t, BG_OUT_FAILED, "JOIN",
+			 "cannot read the group results");
+		return;
+	}
+	struct bg_buf j = { 0 };
+	bg_buf_puts(&j, "{");
+	for (size_t i = 0; i + 1 < r->elements; i += 2) {
+		struct bg_str v = { r->element[i + 1]->str,
+				    r->element[i + 1]->len };
+		if (!bg_json_valid(v.p, v.len))
+			v = bg_str_c("null");
+		if (i)
+			bg_buf_puts(&j, ",");
+		bg_json_escape(&j, r->element[i]->str, r->element[i]->len);
+		bg_buf_puts(&j, ":");
+		bg_buf_append(&j, v.p, v.len);
+	}
+	bg_buf_puts(&j, "}");
+	free(t->group_results);
+	t->group_results = bg_buf_steal(&j);
+	start_running(t->d, t);
+}
+
+static void on_join(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	struct bg_task *t = priv;
+	struct bg_daemon *d = t->d;
+	if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+		end_task(d, t, BG_OUT_FAILED, "JOIN",
+			 r ? r->str : "Redis unavailable during the join");
+		return;
+	}
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
+		start_running(d, t); /* unknown group: a plain resume */
+		return;
+	}
+	struct bg_log_ids ids = bg_task_log_ids(t);
+	if (r->element[0]->integer != 1) {
+		bg_log_task(BG_LOG_DEBUG, &ids,
+			    "group %.*s: %lld of %lld results; waiting for the "
+			    "rest",
+			    (int)t->cmd.hdr[BG_HDR_TASK_GROUP_ID].len,
+			    t->cmd.hdr[BG_HDR_TASK_GROUP_ID].p,
+			    r->element[1]->integer, r->element[2]->integer);
+		end_task(d, t, BG_OUT_ACK_ONLY, NULL, NULL);
+		return;
+	}
+	bg_log_task(BG_LOG_DEBUG, &ids, "group joined (%lld results): resuming",
+		    r->element[2]->integer);
+	char *rk = build_key_kind(d, BG_KEY_TASK_GROUP_RESULTS,
+				  t->cmd.hdr[BG_HDR_TASK_GROUP_ID]);
+	if (rk == NULL ||
+	    bg_rconn_cmdv(d->wr, on_group_results, t, 0,
+			  (const char *const[]){ "HGETALL", rk, NULL }) != 0)
+		end_task(d, t, BG_OUT_FAILED, "JOIN",
+			 "cannot read the group results");
+	free(rk);
+}
+
+static void join_group(struct bg_daemon *d, struct bg_task *t)
+{
+	struct bg_cmd *c = &t->cmd;
+	struct bg_str g = c->hdr[BG_HDR_TASK_GROUP_ID];
+	char *gk = build_key_kind(d, BG_KEY_TASK_GROUP, g);
+	char *rk = build_key_kind(d, BG_KEY_TASK_GROUP_RESULTS, g);
+	/* The result of this child: its RESUME body's parts. */
+	struct bg_buf res = { 0 };
+	bg_buf_puts(&res, "{\"status\":");
+	bg_json_escape(&res, c->status.p, c->status.len);
+	bg_buf_puts(&res, ",\"reply_data\":");
+	bg_buf_append(&res, c->reply_data.len ? c->reply_data.p : "null",
+		      c->reply_data.len ? c->reply_data.len : 4);
+	bg_buf_puts(&res, ",\"content\":");
+	bg_buf_append(&res, c->content.len ? c->content.p : "\"\"",
+		      c->content.len ? c->content.len : 2);
+	bg_buf_puts(&res, ",\"metadata\":");
+	bg_buf_append(&res, c->hdr[BG_HDR_METADATA].p,
+		      c->hdr[BG_HDR_METADATA].len);
+	bg_buf_puts(&res, ",\"extra_payload\":");
+	bg_buf_append(&res, c->extra_payload.p, c->extra_payload.len);
+	bg_buf_puts(&res, "}");
+	/* keyed by the child's message id: the callback's parent_message_id */
+	char child[160];
+	snprintf(child, sizeof(child), "%.*s",
+		 (int)c->hdr[BG_HDR_PARENT_MESSAGE_ID].len,
+		 c->hdr[BG_HDR_PARENT_MESSAGE_ID].p);
+	if (gk == NULL || rk == NULL ||
+	    bg_rconn_cmdv(d->wr, on_join, t, 0,
+			  (const char *const[]){ "EVAL", JOIN_LUA, "2", gk, rk,
+						 child, res.p, t->entry_id,
+						 NULL }) != 0)
+		end_task(d, t, BG_OUT_FAILED, "JOIN", "cannot run the join");
+	free(gk);
+	free(rk);
+	bg_buf_free(&res);
 }
 
 /* The pickup read is two pipelined HGETs (msg_map, then the record): a
@@ -668,6 +841,9 @@ static void accept_entry(struct bg_daemon *d, struct bg_task *t,
 	t->handler_type = stream_idx > 0 ? agent : t->agent_type;
 	t->has_source_agent = t->source_agent_type[0] != '\0' &&
 			      c->action != BG_ACTION_RESUME;
+	if (t->has_source_agent)
+		snprintf(t->callback_to, sizeof(t->callback_to), "%s",
+			 t->source_agent_type);
 	t->reg_key = build_key(d, BG_KEY_SESSION_REGISTRY, t->session_id);
 	t->data_key = build_key(d, BG_KEY_SESSION_DATA, t->session_id);
 	if (t->reg_key == NULL || t->data_key == NULL) {
@@ -770,6 +946,7 @@ static int pack_task(struct bg_daemon *d, struct bg_task *t,
 	v[BG_TF_RESUMED] = bg_str_c(t->is_resumed ? "1" : "0");
 	v[BG_TF_WORKSPACE] = bg_str_c(t->ws ? t->ws->session : "");
 	v[BG_TF_PRIVATE_DIR] = bg_str_c(t->ws ? t->ws->private_dir : "");
+	v[BG_TF_GROUP_RESULTS] = bg_str_c(t->group_results);
 	char attempt[16];
 	snprintf(attempt, sizeof(attempt), "%d", t->attempt);
 	v[BG_TF_ATTEMPT] = bg_str_c(attempt);
@@ -850,6 +1027,7 @@ static bool retry_attempt(struct bg_daemon *d, struct bg_task *t,
 		    "attempt %d of %d failed (%s); retrying in %lld ms",
 		    t->failed_attempts, max, why, (long long)ms);
 	d->n_retries++;
+	bg_metrics_retry(d->metrics);
 	bg_task_release_private(d, t);
 	t->slot = -1;
 	t->state = BG_TASK_QUEUED;
@@ -947,6 +1125,7 @@ void bg_task_dispatch(struct bg_daemon *d)
 			continue;
 		}
 		t->attempt = t->failed_attempts + 1;
+		bg_outbox_reset(t);
 		if (prepare_workspace(d, t) != 0)
 			continue;
 		bg_buf_reset(&payload);
@@ -1141,6 +1320,8 @@ void bg_task_on_message(void *arg, int slot, uint16_t kind, uint64_t tag,
 		return;
 	if (kind == BG_REC_EVENT)
 		handle_event(d, t, payload, len);
+	else if (kind == BG_REC_CALL)
+		bg_outbox_call(d, t, payload, len);
 	else
 		handle_result(d, t, payload, len);
 }

@@ -554,10 +554,57 @@ static void test_unsafe_worker_id_is_rejected(void **state)
 	load_fails("worker = { id = \"a b\"; };\n" AGENTS, 0, "worker.id");
 }
 
-static void test_exec_handler_is_not_supported_yet(void **state)
+static void test_exec_handler_loads_with_its_defaults(void **state)
+{
+	struct bg_config cfg;
+	load_ok("agent_types = ( { name = \"py\"; handler = \"exec\";\n"
+		"  command = \"python3 agents/py.py\"; } );\n",
+		&cfg);
+	const struct bg_agent_type_conf *a = &cfg.agent_types[0];
+	assert_int_equal(a->handler, BG_HANDLER_EXEC);
+	assert_string_equal(a->command, "python3 agents/py.py");
+	assert_int_equal(a->mode, BG_EXEC_PERSISTENT);
+	assert_int_equal(a->max_inflight, 1);
+	assert_int_equal(a->max_line_bytes, 1048576);
+	bg_config_free(&cfg);
+}
+
+static void test_exec_handler_requires_a_command(void **state)
 {
 	load_fails("agent_types = ( { name = \"py\"; handler = \"exec\"; } );\n",
-		   1, "handler \"exec\" is not supported yet");
+		   1, "handler \"exec\" requires command");
+}
+
+static void test_exec_max_inflight_needs_persistent_mode(void **state)
+{
+	load_fails("agent_types = ( { name = \"py\"; handler = \"exec\";\n"
+		   "  command = \"p\"; mode = \"per_task\"; max_inflight = 2; "
+		   "} );\n",
+		   1, "max_inflight > 1 needs mode = \"persistent\"");
+}
+
+static void test_exec_command_with_shell_syntax_is_refused(void **state)
+{
+	load_fails("agent_types = ( { name = \"py\"; handler = \"exec\";\n"
+		   "  command = \"python3 a.py 2>/dev/null\"; } );\n",
+		   1, "not run by a shell");
+}
+
+static void test_command_splits_words_and_honours_quotes(void **state)
+{
+	char *argv = NULL, err[200];
+	assert_int_equal(bg_config_command_argv(
+				 " python3  'a b.py' \"say \\\"hi\\\"\" c\\ d '|'",
+				 &argv, err, sizeof err),
+			 0);
+	assert_string_equal(argv, "[\"python3\",\"a b.py\",\"say \\\"hi\\\"\","
+				  "\"c d\",\"|\"]");
+	free(argv);
+	assert_int_equal(bg_config_command_argv("p 'open", &argv, err,
+						sizeof err),
+			 -1);
+	assert_non_null(strstr(err, "unterminated"));
+	assert_null(argv);
 }
 
 static void test_plugin_handler_requires_a_plugin(void **state)
@@ -927,7 +974,11 @@ int main(int argc, char **argv)
 		T(test_agent_type_name_is_required),
 		T(test_unsafe_agent_type_names_are_rejected),
 		T(test_unsafe_worker_id_is_rejected),
-		T(test_exec_handler_is_not_supported_yet),
+		T(test_exec_handler_loads_with_its_defaults),
+		T(test_exec_handler_requires_a_command),
+		T(test_exec_max_inflight_needs_persistent_mode),
+		T(test_exec_command_with_shell_syntax_is_refused),
+		T(test_command_splits_words_and_honours_quotes),
 		T(test_plugin_handler_requires_a_plugin),
 		T(test_relative_paths_resolve_against_the_file_dir),
 		T(test_absolute_paths_are_kept),

@@ -1,0 +1,661 @@
+/* supervisor/outbox.c - the operations a handler asks bygated for
+ * (BG_REC_CALL, ipc/record.h): kv get/set, call_agent, dispatch_group,
+ * ask_user. Reads are live (kv get, the availability checks of a route);
+ * every write is buffered in the attempt's outbox and applied in its
+ * finish transaction (DESIGN 4.3), so a retried or crashed attempt never
+ * sends a request twice and the callee's record always precedes its ASK. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "ipc/record.h"
+#include "supervisor/daemon.h"
+#include "supervisor/log.h"
+#include "wire/event.h"
+#include "wire/ids.h"
+#include "wire/json.h"
+#include "wire/keys.h"
+#include "wire/record.h"
+#include "wire/send.h"
+
+#define S(s) bg_str_c(s)
+#define KV_MAX_VALUE (64 * 1024)
+#define KV_MAX_KEY 256
+
+/* ---- the outbox: commands in the finish-blob encoding ---- */
+
+static void put_u32(struct bg_buf *b, uint32_t v)
+{
+	bg_buf_append(b, &v, sizeof(v));
+}
+
+static void outbox_cmd(struct bg_task *t, int argc, const struct bg_str *argv)
+{
+	put_u32(&t->outbox, (uint32_t)argc);
+	for (int i = 0; i < argc; i++) {
+		put_u32(&t->outbox, (uint32_t)argv[i].len);
+		bg_buf_append(&t->outbox, argv[i].p, argv[i].len);
+	}
+	t->outbox_n++;
+}
+
+#define OUT(t, ...)                                                         \
+	do {                                                                \
+		const struct bg_str a_[] = { __VA_ARGS__ };                 \
+		outbox_cmd((t), (int)(sizeof(a_) / sizeof(a_[0])), a_);     \
+	} while (0)
+
+static struct bg_str bs(const struct bg_buf *b)
+{
+	return (struct bg_str){ b->p ? b->p : "", b->len };
+}
+
+static char *key_of(const struct bg_daemon *d, enum bg_key_kind k,
+		    struct bg_str id)
+{
+	struct bg_buf b = { 0 };
+	if (bg_key_build(&b, d->cfg->key_schema, k, id, S(""), S("")) != 0) {
+		bg_buf_free(&b);
+		return NULL;
+	}
+	return bg_buf_steal(&b);
+}
+
+/* ---- replies ---- */
+
+static void reply_text(struct bg_daemon *d, struct bg_task *t, const char *id,
+		       const char *json)
+{
+	struct bg_buf payload = { 0 };
+	struct bg_str v[BG_YF__COUNT] = { S(id), S(json) };
+	if (t->state == BG_TASK_RUNNING && t->slot >= 0 &&
+	    bg_rec_pack(&payload, v, BG_YF__COUNT) == 0)
+		bg_pool_reply(d->pool, t->slot, t->tag, payload.p, payload.len);
+	bg_buf_free(&payload);
+}
+
+static void reply(struct bg_daemon *d, struct bg_task *t, const char *id,
+		  json_t *result)
+{
+	char *txt = json_dumps(result, JSON_COMPACT);
+	reply_text(d, t, id, txt ? txt : "{\"error\":\"out of memory\"}");
+	free(txt);
+	json_decref(result);
+}
+
+static void reply_error(struct bg_daemon *d, struct bg_task *t, const char *id,
+			const char *code, const char *msg)
+{
+	reply(d, t, id,
+	      json_pack("{s:s,s:s,s:s,s:s}", "status", "FAILED", "message_id",
+			"", "error", msg, "error_code", code));
+}
+
+/* ---- kv (DESIGN 6: session kv in Redis, written through the outbox) ---- */
+
+struct pending {
+	struct bg_daemon *d;
+	uint64_t tag;
+	char id[32];
+	char *key;
+};
+
+static struct bg_task *task_of(struct bg_daemon *d, uint64_t tag)
+{
+	for (struct bg_task *t = d->all.next; t != &d->all; t = t->next)
+		if (t->tag == tag)
+			return t;
+	return NULL;
+}
+
+static void on_kv_get(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	struct pending *p = priv;
+	struct bg_task *t = task_of(p->d, p->tag);
+	if (t) {
+		json_t *v = NULL;
+		if (r && r->type == REDIS_REPLY_STRING)
+			v = json_loadb(r->str, r->len, JSON_DECODE_ANY, NULL);
+		if (r == NULL)
+			reply(p->d, t, p->id,
+			      json_pack("{s:s,s:s}", "error",
+					"Redis unavailable", "error_code",
+					"UNAVAILABLE"));
+		else
+			reply(p->d, t, p->id,
+			      json_pack("{s:b,s:o}", "found", v != NULL,
+					"value", v ? v : json_null()));
+	}
+	free(p->key);
+	free(p);
+}
+
+static void kv_get(struct bg_daemon *d, struct bg_task *t, const char *id,
+		   json_t *args)
+{
+	const char *k = json_string_value(json_object_get(args, "key"));
+	if (k == NULL || !*k || strlen(k) > KV_MAX_KEY) {
+		reply_error(d, t, id, "INVALID_ARGUMENT",
+			    "kv_get needs a non-empty key of at most 256 bytes");
+		return;
+	}
+	json_t *own = t->kv ? json_object_get(t->kv, k) : NULL;
+	if (own) { /* this attempt's own buffered set */
+		reply(d, t, id,
+		      json_pack("{s:b,s:O}", "found", 1, "value", own));
+		return;
+	}
+	char *key = key_of(d, BG_KEY_SESSION_KV, S(t->session_id));
+	struct pending *p = calloc(1, sizeof(*p));
+	if (key == NULL || p == NULL) {
+		free(key);
+		free(p);
+		reply_error(d, t, id, "INTERNAL", "out of memory");
+		return;
+	}
+	*p = (struct pending){ d, t->tag, "", key };
+	snprintf(p->id, sizeof(p->id), "%s", id);
+	if (bg_rconn_cmdv(d->wr, on_kv_get, p, 0,
+			  (const char *const[]){ "HGET", key, k, NULL }) != 0) {
+		free(p->key);
+		free(p);
+		reply_error(d, t, id, "UNAVAILABLE", "Redis unavailable");
+	}
+}
+
+static void kv_set(struct bg_daemon *d, struct bg_task *t, const char *id,
+		   json_t *args)
+{
+	const char *k = json_string_value(json_object_get(args, "key"));
+	json_t *v = json_object_get(args, "value");
+	char *txt = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+	if (k == NULL || !*k || strlen(k) > KV_MAX_KEY || txt == NULL) {
+		free(txt);
+		reply_error(d, t, id, "INVALID_ARGUMENT",
+			    "kv_set needs a non-empty key of at most 256 bytes "
+			    "and a JSON value");
+		return;
+	}
+	if (strlen(txt) > KV_MAX_VALUE) {
+		free(txt);
+		reply_error(d, t, id, "VALUE_TOO_LARGE",
+			    "kv_set: the value is larger than 64 KiB");
+		return;
+	}
+	if (t->kv == NULL)
+		t->kv = json_object();
+	json_object_set(t->kv, k, v);
+	char *key = key_of(d, BG_KEY_SESSION_KV, S(t->session_id));
+	if (key) {
+		OUT(t, S("HSET"), S(key), S(k), S(txt));
+		OUT(t, S("EXPIRE"), S(key), S("604800"));
+	}
+	free(key);
+	free(txt);
+	reply(d, t, id, json_pack("{s:b}", "ok", 1));
+}
+
+/* ---- requests to other agents (WIRE 6.6, 6.7) ---- */
+
+struct request {
+	const char *target;
+	json_t *content;
+	bool wait;
+	json_t *extra, *metadata;
+	const char *group;	 /* task group id or "" */
+	const char *policy;	 /* route_policy for the record, NULL = none */
+	const char *route_status;
+	char message_id[32];
+	char execution_id[32];
+};
+
+static int content_text(json_t *content, struct bg_send_body *b,
+			char **owned)
+{
+	*owned = NULL;
+	if (json_is_string(content)) {
+		b->content = (struct bg_str){ json_string_value(content),
+					      json_string_length(content) };
+		b->content_is_json = false;
+		return 0;
+	}
+	if (json_is_array(content) || json_is_object(content)) {
+		*owned = json_dumps(content, JSON_COMPACT);
+		if (*owned == NULL)
+			return -1;
+		b->content = S(*owned);
+		b->content_is_json = true;
+		return 0;
+	}
+	return -1;
+}
+
+/* The callee's record and ASK into the outbox (record first). */
+static int outbox_request(struct bg_daemon *d, struct bg_task *t,
+			  struct request *rq)
+{
+	struct bg_cmd *c = &t->cmd;
+	char span[17], fw[64];
+	bg_id_new(rq->message_id, sizeof(rq->message_id), "msg-");
+	bg_id_new(rq->execution_id, sizeof(rq->execution_id), "exec-");
+	snprintf(fw, sizeof(fw), "%s:client.dispatch", rq->message_id);
+	bg_span_id16(span, fw, strlen(fw));
+	json_t *md = json_is_object(rq->metadata) ? json_deep_copy(rq->metadata)
+						  : json_object();
+	json_object_set_new(md, "trace_parent_span_id", json_string(span));
+	json_object_set_new(md, "framework_parent_span_id", json_string(fw));
+	char *mdtxt = json_dumps(md, JSON_COMPACT);
+	json_decref(md);
+	char *ctxt = NULL, *extxt = NULL;
+	struct bg_send_body body = { .wait_for_reply = rq->wait };
+	if (content_text(rq->content, &body, &ctxt) != 0 || mdtxt == NULL) {
+		free(mdtxt);
+		free(ctxt);
+		return -1;
+	}
+	if (json_is_object(rq->extra) && json_object_size(rq->extra)) {
+		extxt = json_dumps(rq->extra, JSON_COMPACT);
+		body.extra_payload = S(extxt);
+	}
+	const char *source = rq->wait ? t->agent_type : "";
+	struct bg_send_header h = {
+		.message_id = S(rq->message_id),
+		.session_id = S(t->session_id),
+		.trace_id = S(t->trace_id),
+		.source_agent_type = S(source),
+		.target_agent_type = S(rq->target),
+		.parent_message_id = S(t->message_id),
+		.task_group_id = S(rq->group),
+		.user_code = c->hdr[BG_HDR_USER_CODE],
+		.user_name = c->hdr[BG_HDR_USER_NAME],
+		.metadata = S(mdtxt),
+		.trace_parent_span_id = S(span),
+		.langfuse_parent_observation_id =
+			c->hdr[BG_HDR_LANGFUSE_PARENT_OBSERVATION_ID],
+	};
+	struct bg_buf ask = { 0 }, rec = { 0 };
+	char *stream = key_of(d, BG_KEY_AGENT_TYPE_CTRL, S(rq->target));
+	struct bg_record_queued q = {
+		.execution_id = S(rq->execution_id),
+		.message_id = S(rq->message_id),
+		.session_id = S(t->session_id),
+		.trace_id = S(t->trace_id),
+		.parent_message_id = S(t->message_id),
+		.source_agent_type = S(source),
+		.target_agent_type = S(rq->target),
+		.stream_name = S(stream ? stream : ""),
+		.route = rq->policy != NULL,
+		.route_policy = S(rq->policy ? rq->policy : ""),
+		.route_status = S(rq->route_status ? rq->route_status : ""),
+		.selected_agent_type = S(""),
+		.availability_error_code = S(""),
+		.availability_error = S(""),
+		.now_ms = bg_now_ms(),
+	};
+	int rc = stream && bg_send_ask(&ask, &h, &body) == 0 &&
+				 bg_record_build_queued(&rec, &q) == 0
+			 ? 0
+			 : -1;
+	if (rc == 0) {
+		char f1[64], f2[160];
+		snprintf(f1, sizeof(f1), "exec:%s", rq->execution_id);
+		snprintf(f2, sizeof(f2), "msg_map:%s", rq->message_id);
+		OUT(t, S("HSET"), S(t->reg_key), S(f1), bs(&rec), S(f2),
+		    S(rq->execution_id));
+		OUT(t, S("EXPIRE"), S(t->reg_key), S("604800"));
+		OUT(t, S("XADD"), S(stream), S("*"), S("data"), bs(&ask));
+	}
+	bg_buf_free(&ask);
+	bg_buf_free(&rec);
+	free(stream);
+	free(mdtxt);
+	free(ctxt);
+	free(extxt);
+	return rc;
+}
+
+/* call_agent's route (WIRE 7, sender side): circuit, quota, SEND_ANYWAY,
+ * online check, then the policy. FAIL_FAST and SEND_ANYWAY route here;
+ * the queueing policies (WAKE_AND_QUEUE, QUEUE_ONLY) and WAKE_AND_WAIT
+ * are answered with an error for now (see docs/handler-protocol.md). */
+struct route {
+	struct bg_daemon *d;
+	uint64_t tag;
+	char id[32];
+	json_t *args;
+	int step;
+	char target[160];
+	char policy[32];
+};
+
+static void route_step(struct route *r, redisReply *reply_);
+
+static void on_route(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	route_step(priv, r);
+}
+
+static void route_free(struct route *r)
+{
+	json_decref(r->args);
+	free(r);
+}
+
+static void route_deliver(struct route *r, struct bg_task *t,
+			  const char *status)
+{
+	struct request rq = {
+		.target = r->target,
+		.content = json_object_get(r->args, "content"),
+		.wait = !json_is_false(json_object_get(r->args,
+						       "wait_for_reply")),
+		.extra = json_object_get(r->args, "extra_payload"),
+		.metadata = json_object_get(r->args, "metadata"),
+		.group = "",
+		.policy = r->policy,
+		.route_status = status,
+	};
+	if (outbox_request(r->d, t, &rq) != 0) {
+		reply_error(r->d, t, r->id, "INVALID_ARGUMENT",
+			    "call_agent: content must be a string, an array "
+			    "or an object");
+		return;
+	}
+	if (rq.wait)
+		t->suspended = true;
+	else
+		t->permission_transferred = true;
+	reply(r->d, t, r->id,
+	      json_pack("{s:s,s:s,s:s,s:s}", "status", "QUEUED", "message_id",
+			rq.message_id, "parent_message_id", t->message_id,
+			"target_agent_type", r->target));
+}
+
+static bool lease_online(const redisReply *v)
+{
+	if (v == NULL || v->type != REDIS_REPLY_STRING)
+		return false;
+	if (v->str[0] != '{')
+		return true; /* legacy value: online */
+	const char *p = strstr(v->str, "\"last_seen\"");
+	if (p == NULL)
+		return false;
+	p = strchr(p, ':');
+	return p && strtoll(p + 1, NULL, 10) > 0;
+}
+
+static void route_step(struct route *r, redisReply *rep)
+{
+	struct bg_daemon *d = r->d;
+	struct bg_task *t = task_of(d, r->tag);
+	if (t == NULL || t->state != BG_TASK_RUNNING) {
+		route_free(r);
+		return;
+	}
+	if (r->step > 0 && rep == NULL) {
+		reply_error(d, t, r->id, "UNAVAILABLE", "Redis unavailable");
+		route_free(r);
+		return;
+	}
+	char *key = NULL;
+	switch (r->step++) {
+	case 0: /* circuit */
+		key = key_of(d, BG_KEY_CIRCUIT, S(r->target));
+		break;
+	case 1:
+		if (rep->type == REDIS_REPLY_STRING) {
+			json_t *j = json_loads(rep->str, 0, NULL);
+			const char *st = json_string_value(json_object_get(j,
+									   "state"));
+			if (st && strcasecmp(st, "OPEN") == 0) {
+				const char *why = json_string_value(
+					json_object_get(j, "reason"));
+				reply_error(d, t, r->id, "AGENT_CIRCUIT_OPEN",
+					    why ? why : "agent circuit is open");
+				json_decref(j);
+				route_free(r);
+				return;
+			}
+			json_decref(j);
+		}
+		if (strcmp(r->policy, "SEND_ANYWAY") == 0) {
+			route_deliver(r, t, "DELIVER_NOW");
+			route_free(r);
+			return;
+		}
+		key = key_of(d, BG_KEY_AGENT_TYPE_MEMBERS, S(r->target));
+		if (key)
+			bg_rconn_cmdv(d->ctl, on_route, r, 0,
+				      (const char *const[]){ "SMEMBERS", key,
+							     NULL });
+		free(key);
+		return;
+	case 2: { /* members -> their leases */
+		if (rep->type != REDIS_REPLY_ARRAY || rep->elements == 0)
+			break;
+		const char **argv = calloc(rep->elements + 1, sizeof(char *));
+		char **keys = calloc(rep->elements, sizeof(char *));
+		argv[0] = "MGET";
+		for (size_t i = 0; i < rep->elements; i++) {
+			keys[i] = key_of(d, BG_KEY_WORKER_ONLINE,
+					 S(rep->element[i]->str));
+			argv[i + 1] = keys[i] ? keys[i] : "";
+		}
+		bg_rconn_cmd(d->ctl, on_route, r, 0, (int)rep->elements + 1,
+			     argv, NULL);
+		for (size_t i = 0; i < rep->elements; i++)
+			free(keys[i]);
+		free(keys);
+		free(argv);
+		return;
+	}
+	case 3:
+		for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY &&
+				   i < rep->elements;
+		     i++)
+			if (lease_online(rep->element[i])) {
+				route_deliver(r, t, "DELIVER_NOW");
+				route_free(r);
+				return;
+			}
+		break;
+	}
+	if (key) { /* step 0 -> GET circuit */
+		bg_rconn_cmdv(d->ctl, on_route, r, 0,
+			      (const char *const[]){ "GET", key, NULL });
+		free(key);
+		return;
+	}
+	/* no online worker */
+	char msg[512];
+	if (strcmp(r->policy, "FAIL_FAST") == 0)
+		snprintf(msg, sizeof(msg),
+			 "No online worker found for agent_type '%s'", r->target);
+	else
+		snprintf(msg, sizeof(msg),
+			 "route policy %s is not supported inside a handler yet; "
+			 "no online worker found for agent_type '%s'",
+			 r->policy, r->target);
+	reply_error(d, t, r->id, "AGENT_TYPE_UNAVAILABLE", msg);
+	route_free(r);
+}
+
+static void call_agent(struct bg_daemon *d, struct bg_task *t, const char *id,
+		       json_t *args)
+{
+	const char *target =
+		json_string_value(json_object_get(args, "target_agent_type"));
+	const char *policy =
+		json_string_value(json_object_get(args, "route_policy"));
+	if (target == NULL || !*target || strlen(target) > 128) {
+		reply_error(d, t, id, "INVALID_ARGUMENT",
+			    "call_agent needs target_agent_type");
+		return;
+	}
+	struct route *r = calloc(1, sizeof(*r));
+	if (r == NULL) {
+		reply_error(d, t, id, "INTERNAL", "out of memory");
+		return;
+	}
+	r->d = d;
+	r->tag = t->tag;
+	snprintf(r->id, sizeof(r->id), "%s", id);
+	snprintf(r->target, sizeof(r->target), "%s", target);
+	snprintf(r->policy, sizeof(r->policy), "%s",
+		 policy && *policy ? policy : "FAIL_FAST");
+	r->args = json_incref(args);
+	route_step(r, NULL);
+}
+
+static void dispatch_group(struct bg_daemon *d, struct bg_task *t,
+			   const char *id, json_t *args)
+{
+	json_t *tasks = json_object_get(args, "tasks");
+	bool wait = !json_is_false(json_object_get(args, "wait_for_reply"));
+	if (!json_is_array(tasks)) {
+		reply_error(d, t, id, "INVALID_ARGUMENT",
+			    "dispatch_group needs a tasks array");
+		return;
+	}
+	if (json_array_size(tasks) == 0) {
+		reply(d, t, id,
+		      json_pack("{s:s,s:s}", "status", "EMPTY", "task_group_id",
+				""));
+		return;
+	}
+	char g[32], n[16];
+	bg_id_new(g, sizeof(g), "tg-");
+	size_t mark = t->outbox.len;
+	uint32_t mark_n = t->outbox_n;
+	if (wait) {
+		char *gk = key_of(d, BG_KEY_TASK_GROUP, S(g));
+		snprintf(n, sizeof(n), "%zu", json_array_size(tasks));
+		if (gk) {
+			OUT(t, S("HSET"), S(gk), S("total"), S(n),
+			    S("completed"), S("0"), S("source_agent_type"),
+			    S(t->agent_type));
+			OUT(t, S("EXPIRE"), S(gk), S("86400"));
+		}
+		free(gk);
+	}
+	json_t *done = json_array();
+	size_t i;
+	json_t *task;
+	json_array_foreach(tasks, i, task)
+	{
+		const char *target = json_string_value(
+			json_object_get(task, "target_agent_type"));
+		struct request rq = {
+			.target = target ? target : "",
+			.content = json_object_get(task, "content"),
+			.wait = wait,
+			.extra = json_object_get(task, "extra_payload"),
+			.metadata = json_object_get(task, "metadata"),
+			.group = g,
+		};
+		if (target == NULL || !*target ||
+		    outbox_request(d, t, &rq) != 0) {
+			t->outbox.len = mark; /* all or nothing */
+			t->outbox_n = mark_n;
+			json_decref(done);
+			reply_error(d, t, id, "INVALID_ARGUMENT",
+				    "dispatch_group: every task needs "
+				    "target_agent_type and a content");
+			return;
+		}
+		json_array_append_new(done,
+				      json_pack("{s:s,s:s}", "message_id",
+						rq.message_id,
+						"target_agent_type", target));
+	}
+	if (wait)
+		t->suspended = true;
+	else
+		t->permission_transferred = true;
+	reply(d, t, id,
+	      json_pack("{s:s,s:s,s:o}", "status", "GROUP_QUEUED",
+			"task_group_id", g, "dispatched_tasks", done));
+}
+
+static void ask_user(struct bg_daemon *d, struct bg_task *t, const char *id,
+		     json_t *args)
+{
+	json_t *prompt = json_object_get(args, "prompt");
+	char *txt = json_is_string(prompt) ? strdup(json_string_value(prompt))
+		    : prompt		   ? json_dumps(prompt, JSON_COMPACT)
+					   : NULL;
+	if (txt == NULL) {
+		reply_error(d, t, id, "INVALID_ARGUMENT",
+			    "ask_user needs a prompt");
+		return;
+	}
+	char uuid[33];
+	bg_uuid_hex(uuid, true);
+	struct bg_event_ctx ctx;
+	bg_event_ctx_of(t, &ctx);
+	struct bg_event ev = { .kind = BG_EVENT_ASK_USER,
+			       .content = S(txt),
+			       .now_ms = bg_now_ms(),
+			       .uuid = { uuid, 32 } };
+	struct bg_buf out = { 0 };
+	if (bg_event_build(&out, &ctx, &ev) == 0) {
+		OUT(t, S("XADD"), S(t->data_key), S("*"), S("data"), bs(&out));
+		OUT(t, S("EXPIRE"), S(t->data_key), S("604800"));
+	}
+	bg_buf_free(&out);
+	free(txt);
+	t->suspended = true;
+	reply(d, t, id, json_pack("{s:s}", "status", "WAITING_USER"));
+}
+
+void bg_outbox_call(struct bg_daemon *d, struct bg_task *t, const uint8_t *p,
+		    size_t len)
+{
+	struct bg_str f[BG_CF__COUNT];
+	if (bg_rec_unpack(p, len, f, BG_CF__COUNT) || f[BG_CF_ID].len > 20) {
+		struct bg_log_ids ids = bg_task_log_ids(t);
+		bg_log_task(BG_LOG_WARN, &ids, "malformed handler call dropped");
+		return;
+	}
+	char id[32], op[32];
+	snprintf(id, sizeof(id), "%.*s", (int)f[BG_CF_ID].len, f[BG_CF_ID].p);
+	snprintf(op, sizeof(op), "%.*s",
+		 (int)(f[BG_CF_OP].len < 31 ? f[BG_CF_OP].len : 31),
+		 f[BG_CF_OP].p);
+	json_t *args = json_loadb(f[BG_CF_ARGS].p, f[BG_CF_ARGS].len, 0, NULL);
+	if (!json_is_object(args)) {
+		json_decref(args);
+		reply_error(d, t, id, "INVALID_ARGUMENT",
+			    "operation arguments must be a JSON object");
+		return;
+	}
+	if (strcmp(op, "kv_get") == 0)
+		kv_get(d, t, id, args);
+	else if (strcmp(op, "kv_set") == 0)
+		kv_set(d, t, id, args);
+	else if (strcmp(op, "call_agent") == 0)
+		call_agent(d, t, id, args);
+	else if (strcmp(op, "dispatch_group") == 0)
+		dispatch_group(d, t, id, args);
+	else if (strcmp(op, "ask_user") == 0)
+		ask_user(d, t, id, args);
+	else
+		reply_error(d, t, id, "UNKNOWN_OPERATION",
+			    "unknown handler operation");
+	json_decref(args);
+}
+
+/* A new attempt starts with an empty outbox (DESIGN 4.3). */
+void bg_outbox_reset(struct bg_task *t)
+{
+	bg_buf_reset(&t->outbox);
+	t->outbox_n = 0;
+	json_decref(t->kv);
+	t->kv = NULL;
+	t->suspended = false;
+	t->permission_transferred = false;
+}
