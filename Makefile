@@ -179,7 +179,21 @@ bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BINS)
 	$(PYTHON) bench/run.py --build $(BUILD)
 
-install: all
+# One archive with everything a libbygate program needs (client, wire,
+# conf, common), so `pkg-config --libs bygate` links on its own.
+VERSION ?= 0.1.0
+LIB_CLIENT_DIST := $(LIBDIR)/libbygate-dist.a
+$(LIB_CLIENT_DIST): $(call obj_of,$(CLIENT_LIB_SRC) $(WIRE_SRC) $(CONF_SRC) $(COMMON_SRC))
+
+install: all $(LIB_CLIENT_DIST)
+	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(PREFIX)/lib/pkgconfig \
+	  $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5 \
+	  $(DESTDIR)$(PREFIX)/share/man/man8
+	sed 's|/usr/local|$(PREFIX)|g' etc/bygated.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/bygated.service
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' etc/bygate.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/bygate.pc
+	install -m 644 docs/man/bygate.1 docs/man/bygate-state.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 644 docs/man/bygate.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/
+	install -m 644 docs/man/bygated.8 $(DESTDIR)$(PREFIX)/share/man/man8/
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/bygate/plugins \
 	  $(DESTDIR)$(PREFIX)/include/bygate $(DESTDIR)$(PREFIX)/share/doc/bygate \
 	  $(DESTDIR)$(PREFIX)/libexec/bygate $(DESTDIR)/etc/bygate
@@ -187,7 +201,7 @@ install: all
 	install -m 755 $(BUILD)/bygate-child $(DESTDIR)$(PREFIX)/libexec/bygate/
 	install -m 644 $(PLUGINS) $(DESTDIR)$(PREFIX)/lib/bygate/plugins/
 	install -m 644 include/bygate/*.h $(DESTDIR)$(PREFIX)/include/bygate/
-	install -m 644 $(LIB_CLIENT) $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 $(LIB_CLIENT_DIST) $(DESTDIR)$(PREFIX)/lib/libbygate.a
 	install -m 644 etc/bygate.conf $(DESTDIR)/etc/bygate/bygate.conf.example
 	install -m 644 README.md $(wildcard docs/*.md) $(DESTDIR)$(PREFIX)/share/doc/bygate/
 
