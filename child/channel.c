@@ -1,8 +1,9 @@
 /* child/channel.c - bygate-child's side of the two rings: sending messages
  * up (waiting for space with the producer handshake), receiving messages
- * down (sleeping with the consumer handshake), and the non-blocking poll
- * that lets a running handler see CANCEL and STOP. Never spins: every wait
- * blocks on fd 4 with a timeout, after which the parent is checked. */
+ * down (sleeping with the consumer handshake), the non-blocking poll that
+ * lets a running handler see CANCEL and STOP, and the wait for a REPLY.
+ * Never spins: every wait blocks on fd 4 with a timeout, after which the
+ * parent is checked. */
 #include "child/child.h"
 
 #include <errno.h>
@@ -15,12 +16,16 @@ size_t bg_child_max_message(const struct bg_child *c)
 	return c->in.max_len;
 }
 
-/* Block on our doorbell (fd 4) for at most BG_CHILD_WAIT_MS, then drain it.
- * The caller has set its waiting flag; on a timeout the supervisor may be
+/* Block on our doorbell (fd 4) for at most BG_CHILD_WAIT_MS, then drain it;
+ * with `programs`, the exec programs' pipes are served meanwhile. The
+ * caller has set its waiting flag; on a timeout the supervisor may be
  * gone, which we detect by our parent changing. */
-static void wait_doorbell(struct bg_child *c)
+static void wait_doorbell(struct bg_child *c, bool programs)
 {
-	int rc = bg_doorbell_wait(BG_CHILD_FD_WAKE_CHILD, BG_CHILD_WAIT_MS);
+	int rc = programs && c->progs
+			 ? bg_child_exec_wait(c, BG_CHILD_WAIT_MS)
+			 : bg_doorbell_wait(BG_CHILD_FD_WAKE_CHILD,
+					    BG_CHILD_WAIT_MS);
 	if (rc < 0 && rc != -EINTR)
 		bg_child_die(c, BG_CHILD_EXIT_SEGMENT,
 			     "waiting on fd %d failed: %s",
@@ -57,7 +62,7 @@ int bg_child_send_packed(struct bg_child *c, uint16_t kind, uint64_t tag,
 		uint32_t left = m.len - m.off;
 		uint32_t need = left < up->max_record ? left : up->max_record;
 		if (bg_ring_producer_sleep_prepare(up, need))
-			wait_doorbell(c);
+			wait_doorbell(c, false); /* no program I/O: it sends */
 		bg_ring_producer_sleep_done(up);
 	}
 }
@@ -92,6 +97,24 @@ static void msg_from_ring(const struct bg_child *c, struct bg_child_msg *out)
 				      .p = c->in.buf, .len = c->in.len };
 }
 
+void bg_child_sleep(struct bg_child *c)
+{
+	struct bg_ring *down = &c->seg.down;
+	if (bg_ring_consumer_sleep_prepare(down))
+		wait_doorbell(c, true);
+	else if (c->progs)
+		bg_child_exec_wait(c, 0);
+	bg_ring_consumer_sleep_done(down);
+}
+
+int bg_child_try_recv(struct bg_child *c, struct bg_child_msg *out)
+{
+	if (recv_ring(c) == 0)
+		return 0;
+	msg_from_ring(c, out);
+	return 1;
+}
+
 void bg_child_next(struct bg_child *c, struct bg_child_msg *out)
 {
 	free(c->held);
@@ -104,13 +127,8 @@ void bg_child_next(struct bg_child *c, struct bg_child_msg *out)
 		*out = c->held->msg;
 		return;
 	}
-	struct bg_ring *down = &c->seg.down;
-	while (recv_ring(c) == 0) {
-		if (bg_ring_consumer_sleep_prepare(down))
-			wait_doorbell(c);
-		bg_ring_consumer_sleep_done(down);
-	}
-	msg_from_ring(c, out);
+	while (bg_child_try_recv(c, out) == 0)
+		bg_child_sleep(c);
 }
 
 /* A CANCEL for a task still in the queue marks that task. */
@@ -121,7 +139,7 @@ static void cancel_queued(struct bg_child *c, uint64_t tag)
 			q->msg.cancelled = true;
 }
 
-static void enqueue(struct bg_child *c, const struct bg_child_msg *m)
+void bg_child_enqueue(struct bg_child *c, const struct bg_child_msg *m)
 {
 	struct bg_child_queued *q = malloc(sizeof(*q) + m->len);
 	if (q == NULL)
@@ -138,21 +156,85 @@ static void enqueue(struct bg_child *c, const struct bg_child_msg *m)
 	c->queue_tail = q;
 }
 
+static void on_cancel(struct bg_child *c, const struct bg_child_msg *m)
+{
+	struct bg_str f[2];
+	if (bg_rec_unpack(m->p, m->len, f, 2))
+		bg_child_die(c, BG_CHILD_EXIT_PROTOCOL,
+			     "malformed CANCEL record (tag %llu)",
+			     (unsigned long long)m->tag);
+	struct bg_ctx *x = bg_child_exec_task(c, m->tag);
+	if (c->running && c->running->tag == m->tag)
+		c->running->cancelled = true;
+	else if (x)
+		bg_child_exec_cancel(c, x, f[0]);
+	else
+		cancel_queued(c, m->tag);
+}
+
+bool bg_child_absorb(struct bg_child *c, const struct bg_child_msg *m)
+{
+	if (m->kind == BG_REC_STOP)
+		c->stop_requested = true;
+	else if (m->kind == BG_REC_CANCEL)
+		on_cancel(c, m);
+	else
+		return false;
+	return true;
+}
+
+static _Noreturn void unexpected(struct bg_child *c,
+				 const struct bg_child_msg *m)
+{
+	bg_child_die(c, BG_CHILD_EXIT_PROTOCOL,
+		     "unexpected record kind %u (tag %llu)", m->kind,
+		     (unsigned long long)m->tag);
+}
+
 void bg_child_poll(struct bg_child *c)
 {
 	struct bg_child_msg m;
-	while (recv_ring(c) == 1) {
-		msg_from_ring(c, &m);
-		if (m.kind == BG_REC_STOP) {
-			c->stop_requested = true;
-		} else if (m.kind == BG_REC_CANCEL) {
-			if (c->in_task && m.tag == c->task_tag)
-				c->cancel_flag = true;
-			else
-				cancel_queued(c, m.tag);
-		} else {
-			enqueue(c, &m);
+	while (bg_child_try_recv(c, &m)) {
+		if (m.kind == BG_REC_REPLY)
+			unexpected(c, &m);
+		if (!bg_child_absorb(c, &m))
+			bg_child_enqueue(c, &m);
+	}
+}
+
+/* Is m the REPLY to (tag, id)? Dies on a REPLY to anything else. */
+static bool is_reply(struct bg_child *c, const struct bg_child_msg *m,
+		     uint64_t tag, const char *id, struct bg_str *result)
+{
+	struct bg_str f[BG_YF__COUNT];
+	if (m->kind != BG_REC_REPLY)
+		return false;
+	if (bg_rec_unpack(m->p, m->len, f, BG_YF__COUNT) || m->tag != tag ||
+	    !bg_str_eq(f[BG_YF_ID], id))
+		bg_child_die(c, BG_CHILD_EXIT_PROTOCOL,
+			     "REPLY for tag %llu does not answer the pending "
+			     "call %s of tag %llu",
+			     (unsigned long long)m->tag, id,
+			     (unsigned long long)tag);
+	*result = f[BG_YF_RESULT];
+	return true;
+}
+
+void bg_child_await_reply(struct bg_child *c, uint64_t tag, const char *id,
+			  struct bg_str *result)
+{
+	struct bg_child_msg m;
+	for (;;) {
+		while (bg_child_try_recv(c, &m)) {
+			if (is_reply(c, &m, tag, id, result))
+				return;
+			if (bg_child_absorb(c, &m))
+				continue;
+			if (m.kind != BG_REC_TASK)
+				unexpected(c, &m);
+			bg_child_enqueue(c, &m);
 		}
+		bg_child_sleep(c);
 	}
 }
 

@@ -1,11 +1,14 @@
 /* child/child.h - internals of bygate-child: the runtime state shared by the
- * channel (ring I/O with doorbells, channel.c), the plugin loader
- * (plugin.c), task decoding (task.c) and the bg_ctx_* implementation of
- * include/bygate/handler.h (ctx.c). Not installed; plugins never see it. */
+ * channel (ring I/O with doorbells, channel.c), the CONFIG loader
+ * (plugin.c), task decoding (task.c), the bg_ctx_* implementation of
+ * include/bygate/handler.h (ctx.c, call.c) and the exec handlers (exec.c:
+ * the programs; protocol.c: docs/handler-protocol.md). Not installed;
+ * plugins never see it. */
 #ifndef BG_CHILD_CHILD_H
 #define BG_CHILD_CHILD_H
 
 #include <jansson.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -49,11 +52,61 @@ struct bg_plugin {
 	const struct bg_handler *h;
 };
 
+/* handler = "exec": how an agent type's program is run (CONFIG fields). */
+struct bg_exec {
+	char **argv;	  /* NULL-terminated */
+	char **envp;	  /* environ + BYGATE_AGENT_TYPE, BYGATE_HANDLER_PROTOCOL */
+	char *workdir;	  /* the program's working directory */
+	bool per_task;	  /* a fresh program per task (else persistent) */
+	int max_inflight; /* tasks at once in one persistent program */
+	size_t max_line;  /* longest line, bytes without the newline */
+	struct bg_prog *prog; /* the persistent program, NULL until needed */
+};
+
 struct bg_agent {
 	char *name;
-	struct bg_plugin *plugin;
+	struct bg_plugin *plugin; /* NULL for an exec agent type */
+	struct bg_exec *exec;	  /* NULL for a plugin agent type */
 	void *state;
 	bool inited;
+};
+
+/* A running exec program (exec.c). Our ends of its pipes are
+ * non-blocking and close-on-exec; -1 once closed. */
+struct bg_prog {
+	struct bg_agent *agent;
+	pid_t pid;
+	int in_fd, out_fd, err_fd; /* its stdin (we write), stdout, stderr */
+	struct bg_buf out;	   /* stdout bytes not yet a whole line */
+	struct bg_buf err;	   /* stderr bytes not yet a whole line */
+	bool err_skip;		   /* dropping the rest of a long stderr line */
+	struct bg_buf pending;	   /* lines not yet written to its stdin */
+	size_t pending_off;
+	int n_tasks;		   /* tasks in flight in it */
+	bool retiring;		   /* per_task, result in: waiting for exit */
+	int64_t deadline_ms;	   /* retiring: killed at this monotonic time */
+	char last_err[160];	   /* its last stderr line, for messages */
+	struct bg_prog *next;	   /* c->progs */
+};
+
+/* The running task behind the opaque struct bg_ctx of the SDK: from TASK
+ * to RESULT, for plugin and exec tasks alike. */
+struct bg_ctx {
+	struct bg_child *c;
+	struct bg_task *task;
+	uint64_t tag;
+	struct bg_agent *agent;	 /* NULL when the task failed to decode */
+	struct bg_buf result;	 /* packed RESULT payload once has_result */
+	bool has_result;
+	bool cancelled;		 /* a CANCEL for this task arrived */
+	const char *suspend;	 /* default status after a suspending call */
+	uint64_t n_calls;	 /* CALL ids issued: "1", "2", ... */
+	const char *call_op;	 /* the CALL awaiting its REPLY, or NULL */
+	const char *call_suspend; /* status its success implies, or NULL */
+	/* exec tasks */
+	struct bg_prog *prog;	 /* the program running it */
+	json_t *req_id;		 /* the program's id of that request */
+	struct bg_ctx *next;	 /* c->exec_tasks */
 };
 
 struct bg_child {
@@ -64,14 +117,16 @@ struct bg_child {
 	struct bg_buf out;	/* packing scratch for up-ring messages */
 	struct bg_child_queued *queue, *queue_tail;
 	struct bg_child_queued *held; /* last returned by bg_child_next */
-	bool in_task;		/* process() is on the stack */
-	uint64_t task_tag;
-	bool cancel_flag;	/* the running task was cancelled */
+	struct bg_ctx *running;	/* the plugin task whose process() runs */
 	bool stop_requested;	/* STOP seen: exit after the running task */
 	struct bg_plugin *plugins;
 	size_t n_plugins;
 	struct bg_agent *agents;
 	size_t n_agents;
+	struct bg_ctx *exec_tasks; /* exec tasks in flight */
+	struct bg_prog *progs;	   /* running programs */
+	struct pollfd *pfd;	   /* exec.c's poll set */
+	size_t pfd_cap;
 };
 
 /* ---- main.c ---- */
@@ -99,12 +154,29 @@ int bg_child_send_packed(struct bg_child *c, uint16_t kind, uint64_t tag,
 /* Largest payload either side may send. */
 size_t bg_child_max_message(const struct bg_child *c);
 /* Next down message: a queued one first, else wait on the ring (with the
- * doorbell handshake). Dies on a protocol error or when orphaned. */
+ * doorbell handshake, serving the exec programs' pipes meanwhile). Dies on
+ * a protocol error or when orphaned. */
 void bg_child_next(struct bg_child *c, struct bg_child_msg *out);
-/* Without blocking, read what the down ring holds: a CANCEL for the running
- * task sets cancel_flag, STOP sets stop_requested, anything else is queued
- * for bg_child_next. */
+/* One message straight from the down ring without blocking: 1 and *out
+ * (valid until the next read), or 0. */
+int bg_child_try_recv(struct bg_child *c, struct bg_child_msg *out);
+/* Sleep until the down ring may hold something, at most BG_CHILD_WAIT_MS
+ * (serving the exec programs' pipes meanwhile); dies when orphaned. */
+void bg_child_sleep(struct bg_child *c);
+/* Handle a STOP (sets stop_requested) or a CANCEL (for the running plugin
+ * task, an exec task in flight or a queued TASK); false for other kinds. */
+bool bg_child_absorb(struct bg_child *c, const struct bg_child_msg *m);
+/* Keep m (copied) for bg_child_next. */
+void bg_child_enqueue(struct bg_child *c, const struct bg_child_msg *m);
+/* Without blocking, read what the down ring holds: STOP and CANCEL are
+ * absorbed, a REPLY is a protocol error, anything else is queued. */
 void bg_child_poll(struct bg_child *c);
+/* Block until the REPLY to CALL `id` of task `tag` arrives (absorbing and
+ * queueing what bg_child_poll does); *result views its result inside the
+ * reassembly buffer, valid until the next read. Anything else is a
+ * protocol error (dies). */
+void bg_child_await_reply(struct bg_child *c, uint64_t tag, const char *id,
+			  struct bg_str *result);
 /* Free the queue and reassembly state. */
 void bg_child_channel_free(struct bg_child *c);
 
@@ -134,10 +206,100 @@ struct bg_task {
  * error); -EINVAL (body not a JSON object: the task fails); -ENOMEM. */
 int bg_child_task_parse(struct bg_task *t, const uint8_t *p, size_t len);
 void bg_child_task_free(struct bg_task *t);
+/* The agent type a TASK payload names, or an empty view. */
+struct bg_str bg_child_task_agent_type(const uint8_t *p, size_t len);
 
 /* ---- ctx.c: running a task ---- */
 
-/* Run one TASK message to its RESULT. */
+/* Run one TASK message to its RESULT (exec tasks: and every exec task
+ * started meanwhile, see bg_child_exec_drain). */
 void bg_child_run(struct bg_child *c, const struct bg_child_msg *m);
+/* A decoded task for TASK message m, or a task already failed with the
+ * reason; NULL only without memory. */
+struct bg_ctx *bg_child_ctx_new(struct bg_child *c,
+				const struct bg_child_msg *m);
+/* Send ctx's RESULT (COMPLETED, or the suspend status, when none was set)
+ * and free ctx. */
+void bg_child_finish(struct bg_child *c, struct bg_ctx *ctx);
+/* The validating core of bg_ctx_chunk_ex & co; kind is "chunk", "state",
+ * "artifact" or "sub_step". */
+int bg_child_emit(struct bg_ctx *ctx, const char *kind, const char *text,
+		  const char *event_type, const char *content_type,
+		  const char *metadata_json);
+/* bg_ctx_result_json() / bg_ctx_fail() without the one-result rule check
+ * of the public functions being bypassed: same returns. */
+int bg_child_result(struct bg_ctx *ctx, const char *status,
+		    const char *content_json, const char *reply_data_json,
+		    const char *metadata_json);
+/* Fail the task with msg, replacing any result. */
+void bg_child_fail_task(struct bg_ctx *ctx, const char *msg);
+
+/* ---- call.c: operations answered by bygated (CALL / REPLY) ---- */
+
+/* Validate args (a JSON object) for op and send the CALL; ctx->call_op is
+ * then set until bg_child_call_done. 0; -EINVAL with the reason in *why;
+ * -EMSGSIZE; -ENOMEM. */
+int bg_child_call_send(struct bg_ctx *ctx, const char *op, json_t *args,
+		       const char **why);
+/* The CALL id ctx's pending call was sent with ("1", "2", ...). */
+void bg_child_call_id(const struct bg_ctx *ctx, char *out, size_t n);
+/* The REPLY's result arrived: parse it into *result (an object) and note
+ * the status a suspending call implies. 0, or -EBADMSG (not an object). */
+int bg_child_call_done(struct bg_ctx *ctx, struct bg_str text,
+		       json_t **result);
+
+/* ---- exec.c: programs of handler = "exec" ---- */
+
+/* The exec fields of a CONFIG agent type (f: enum bg_conf_type_field).
+ * 0, or a negative errno with the message in *err. */
+int bg_child_exec_configure(struct bg_agent *a, const struct bg_str *f,
+			    struct bg_buf *err);
+void bg_child_exec_free(struct bg_exec *x);
+/* Start exec task ctx (decoded, agent->exec set) in its program. */
+void bg_child_exec_start(struct bg_child *c, struct bg_ctx *ctx);
+/* Serve the programs and the down ring until no exec task is in flight
+ * and every per_task program has exited. A TASK arriving meanwhile starts
+ * at once when its persistent program has room (max_inflight), else it is
+ * queued for bg_child_next. */
+void bg_child_exec_drain(struct bg_child *c);
+/* One poll of fd 4 and the programs' pipes, at most timeout_ms; serves
+ * what is ready. 1 when fd 4 is readable, 0, or a negative errno. */
+int bg_child_exec_wait(struct bg_child *c, int timeout_ms);
+/* A CANCEL for exec task ctx: tell its program. */
+void bg_child_exec_cancel(struct bg_child *c, struct bg_ctx *ctx,
+			  struct bg_str reason);
+/* The exec task in flight with this tag, or NULL. */
+struct bg_ctx *bg_child_exec_task(struct bg_child *c, uint64_t tag);
+/* A REPLY for exec task ctx: hand the result to its program. */
+void bg_child_exec_reply(struct bg_child *c, struct bg_ctx *ctx,
+			 struct bg_str id, struct bg_str result);
+/* Kill prog, failing its tasks with "<who> <what>"; prog is freed. */
+void bg_child_prog_fail(struct bg_child *c, struct bg_prog *prog,
+			const char *what);
+/* Queue line (without its newline) for prog's stdin; fails prog (and
+ * returns -1) when it exceeds max_line_bytes. */
+int bg_child_prog_write(struct bg_child *c, struct bg_prog *prog,
+			const char *line, size_t len);
+/* Exec task ctx is finished (result set): send it and release its slot. */
+void bg_child_exec_finish(struct bg_child *c, struct bg_ctx *ctx);
+/* End every program: graceful closes their stdin and gives them a moment
+ * to exit, else they are killed at once. */
+void bg_child_exec_shutdown(struct bg_child *c, bool graceful);
+
+/* ---- protocol.c: bygate-handler-protocol 1 (docs/handler-protocol.md) */
+
+#define BG_PROTOCOL_VERSION 1
+/* The task line of ctx (no newline). 0 or -ENOMEM. */
+int bg_proto_task_line(const struct bg_ctx *ctx, struct bg_buf *out);
+/* The cancel and reply lines (no newline). 0 or -ENOMEM / -EBADMSG
+ * (result not JSON). */
+int bg_proto_cancel_line(const struct bg_ctx *ctx, struct bg_str reason,
+			 struct bg_buf *out);
+int bg_proto_reply_line(const struct bg_ctx *ctx, json_t *id,
+			json_t *result, struct bg_buf *out);
+/* One line the program wrote (no newline). A protocol violation kills the
+ * program (bg_child_prog_fail); prog may be freed on return. */
+void bg_proto_handle_line(struct bg_child *c, struct bg_prog *prog,
+			  const char *line, size_t len);
 
 #endif

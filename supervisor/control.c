@@ -23,18 +23,6 @@
 #include "wire/keys.h"
 #include "wire/json.h"
 
-static char *key_of(const struct bg_daemon *d, enum bg_key_kind k,
-		    const char *id)
-{
-	struct bg_buf b = { 0 };
-	if (bg_key_build(&b, d->cfg->key_schema, k, bg_str_c(id), bg_str_c(""),
-			 bg_str_c("")) != 0) {
-		bg_buf_free(&b);
-		return NULL;
-	}
-	return bg_buf_steal(&b);
-}
-
 static const char *jstr(json_t *o, const char *k)
 {
 	const char *s = json_string_value(json_object_get(o, k));
@@ -137,7 +125,7 @@ struct reload {
 
 static void publish_ack(struct bg_daemon *d, const struct reload *r)
 {
-	char *key = key_of(d, BG_KEY_PLUGIN_RELOAD_ACK, r->id);
+	char *key = bg_dkey(d, BG_KEY_PLUGIN_RELOAD_ACK, r->id);
 	json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:i,s:i,s:s}", "reload_id",
 			      r->id, "worker_id", d->worker_id, "status",
 			      r->done > 0 ? "success" : "failure", "reason",
@@ -268,7 +256,7 @@ static void on_admin(struct bg_rconn *c, redisReply *r, void *priv)
 /* The durable admin hash (WIRE 5.6): at start and on every heartbeat. */
 void bg_control_refresh_admin(struct bg_daemon *d)
 {
-	char *key = key_of(d, BG_KEY_WORKER_ADMIN, d->worker_id);
+	char *key = bg_dkey(d, BG_KEY_WORKER_ADMIN, d->worker_id);
 	if (key)
 		bg_rconn_cmdv(d->ctl, on_admin, d, 0,
 			      (const char *const[]){ "HGETALL", key, NULL });

@@ -198,6 +198,13 @@ struct bg_daemon {
 };
 
 void bg_notify_status(struct bg_daemon *d, const char *state);
+/* keys.c: a key of this daemon's schema (wire/keys.h), malloc'd. */
+enum bg_key_kind;
+char *bg_dkey(const struct bg_daemon *d, enum bg_key_kind kind,
+	      const char *id);
+char *bg_dkey_s(const struct bg_daemon *d, enum bg_key_kind kind,
+		struct bg_str id);
+
 int64_t bg_now_ms(void);	 /* realtime, ms */
 int64_t bg_mono_ms(void);	 /* monotonic, ms */
 int64_t bg_redis_now_ms(const struct bg_daemon *d);

@@ -54,18 +54,6 @@ static const char RELEASE_LUA[] =
 	"true) then redis.call('DEL', KEYS[1]) return 1 end\n"
 	"return 0\n";
 
-static char *key_of(const struct bg_daemon *d, enum bg_key_kind k,
-		    const char *id)
-{
-	struct bg_buf b = { 0 };
-	if (bg_key_build(&b, d->cfg->key_schema, k, bg_str_c(id), bg_str_c(""),
-			 bg_str_c("")) != 0) {
-		bg_buf_free(&b);
-		return NULL;
-	}
-	return bg_buf_steal(&b);
-}
-
 /* The host's first non-loopback IPv4 address that is up (WIRE 5.1: "best
  * non-loopback IPv4"), else 127.0.0.1. Looked up once. */
 static const char *host_ip(void)
@@ -140,7 +128,7 @@ static void became_held(struct bg_daemon *d, const char *how)
 	d->lease_state = L_HELD;
 	d->lease_last_ok_ms = bg_mono_ms();
 	save_token(d);
-	char *known = key_of(d, BG_KEY_KNOWN_WORKERS, "");
+	char *known = bg_dkey(d, BG_KEY_KNOWN_WORKERS, "");
 	if (known) {
 		bg_rconn_cmdv(d->ctl, NULL, NULL, 0,
 			      (const char *const[]){ "SADD", known,
@@ -296,7 +284,7 @@ static void on_denied(struct bg_rconn *c, redisReply *r, void *priv)
 		bg_control_set_denied(d, m->type, r->integer == 1);
 	if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 0 &&
 	    d->lease_state == L_HELD && !bg_control_suspended(d)) {
-		char *members = key_of(d, BG_KEY_AGENT_TYPE_MEMBERS,
+		char *members = bg_dkey(d, BG_KEY_AGENT_TYPE_MEMBERS,
 				       d->cfg->agent_types[m->type].name);
 		if (members)
 			bg_rconn_cmdv(d->ctl, NULL, NULL, 0,
@@ -312,8 +300,8 @@ static void on_denied(struct bg_rconn *c, redisReply *r, void *priv)
  * and the denylist refresh. Called after the admin hash was read. */
 void bg_lease_register_membership(struct bg_daemon *d)
 {
-	char *known = key_of(d, BG_KEY_KNOWN_WORKERS, "");
-	char *declared = key_of(d, BG_KEY_WORKER_AGENT_TYPES, d->worker_id);
+	char *known = bg_dkey(d, BG_KEY_KNOWN_WORKERS, "");
+	char *declared = bg_dkey(d, BG_KEY_WORKER_AGENT_TYPES, d->worker_id);
 	if (known)
 		bg_rconn_cmdv(d->ctl, NULL, NULL, 0,
 			      (const char *const[]){ "SADD", known,
@@ -323,7 +311,7 @@ void bg_lease_register_membership(struct bg_daemon *d)
 		bg_rconn_cmdv(d->ctl, NULL, NULL, 0,
 			      (const char *const[]){ "SADD", declared, t,
 						     NULL });
-		char *denied = key_of(d, BG_KEY_AGENT_TYPE_DENIED, t);
+		char *denied = bg_dkey(d, BG_KEY_AGENT_TYPE_DENIED, t);
 		struct member_check *m = calloc(1, sizeof(*m));
 		if (denied && m) {
 			m->d = d;
@@ -407,7 +395,7 @@ void bg_lease_start(struct bg_daemon *d)
 {
 	if (d->lease_timer == NULL) {
 		d->lease_timer = evtimer_new(d->base, on_timer, d);
-		d->lease_key = key_of(d, BG_KEY_WORKER_ONLINE, d->worker_id);
+		d->lease_key = bg_dkey(d, BG_KEY_WORKER_ONLINE, d->worker_id);
 		bg_uuid_hex(d->lease_token, false);
 	}
 	claim(d);
@@ -459,8 +447,8 @@ static void on_released(struct bg_rconn *c, redisReply *r, void *priv)
 			"unavailable); membership left alone");
 		return;
 	}
-	char *known = key_of(d, BG_KEY_KNOWN_WORKERS, "");
-	char *declared = key_of(d, BG_KEY_WORKER_AGENT_TYPES, d->worker_id);
+	char *known = bg_dkey(d, BG_KEY_KNOWN_WORKERS, "");
+	char *declared = bg_dkey(d, BG_KEY_WORKER_AGENT_TYPES, d->worker_id);
 	if (declared)
 		bg_rconn_cmdv(d->ctl, NULL, NULL, 0,
 			      (const char *const[]){ "DEL", declared, NULL });
@@ -469,7 +457,7 @@ static void on_released(struct bg_rconn *c, redisReply *r, void *priv)
 			      (const char *const[]){ "SREM", known,
 						     d->worker_id, NULL });
 	for (int i = 0; i < d->cfg->n_agent_types; i++) {
-		char *m = key_of(d, BG_KEY_AGENT_TYPE_MEMBERS,
+		char *m = bg_dkey(d, BG_KEY_AGENT_TYPE_MEMBERS,
 				 d->cfg->agent_types[i].name);
 		if (m)
 			bg_rconn_cmdv(d->ctl, NULL, NULL, 0,

@@ -82,18 +82,6 @@ static char *default_child_path(void)
 	return strdup(out);
 }
 
-static char *key_of(const struct bg_daemon *d, enum bg_key_kind k,
-		    const char *id)
-{
-	struct bg_buf b = { 0 };
-	if (bg_key_build(&b, d->cfg->key_schema, k, bg_str_c(id), bg_str_c(""),
-			 bg_str_c("")) != 0) {
-		bg_buf_free(&b);
-		return NULL;
-	}
-	return bg_buf_steal(&b);
-}
-
 static void on_conn_state(struct bg_rconn *c, bool up, void *arg)
 {
 	struct bg_daemon *d = arg;
@@ -384,11 +372,11 @@ static int daemon_init(struct bg_daemon *d, struct bg_config *cfg)
 	d->streams = calloc((size_t)d->n_streams, sizeof(char *));
 	if (d->streams == NULL)
 		return -ENOMEM;
-	d->streams[0] = key_of(d, BG_KEY_WORKER_CTRL, cfg->worker_id);
+	d->streams[0] = bg_dkey(d, BG_KEY_WORKER_CTRL, cfg->worker_id);
 	for (int i = 0; i < cfg->n_agent_types; i++)
-		d->streams[i + 1] = key_of(d, BG_KEY_AGENT_TYPE_CTRL,
+		d->streams[i + 1] = bg_dkey(d, BG_KEY_AGENT_TYPE_CTRL,
 					   cfg->agent_types[i].name);
-	d->deadletter_key = key_of(d, BG_KEY_DEADLETTER, "");
+	d->deadletter_key = bg_dkey(d, BG_KEY_DEADLETTER, "");
 	d->denied = calloc((size_t)cfg->n_agent_types + 1, sizeof(bool));
 	snprintf(d->lifecycle, sizeof(d->lifecycle), "active");
 	d->started_mono_ms = bg_mono_ms();

@@ -52,17 +52,6 @@ static struct bg_str bs(const struct bg_buf *b)
 	return (struct bg_str){ b->p ? b->p : "", b->len };
 }
 
-static char *key_of(const struct bg_daemon *d, enum bg_key_kind k,
-		    struct bg_str id)
-{
-	struct bg_buf b = { 0 };
-	if (bg_key_build(&b, d->cfg->key_schema, k, id, S(""), S("")) != 0) {
-		bg_buf_free(&b);
-		return NULL;
-	}
-	return bg_buf_steal(&b);
-}
-
 /* ---- replies ---- */
 
 static void reply_text(struct bg_daemon *d, struct bg_task *t, const char *id,
@@ -148,7 +137,7 @@ static void kv_get(struct bg_daemon *d, struct bg_task *t, const char *id,
 		      json_pack("{s:b,s:O}", "found", 1, "value", own));
 		return;
 	}
-	char *key = key_of(d, BG_KEY_SESSION_KV, S(t->session_id));
+	char *key = bg_dkey_s(d, BG_KEY_SESSION_KV, S(t->session_id));
 	struct pending *p = calloc(1, sizeof(*p));
 	if (key == NULL || p == NULL) {
 		free(key);
@@ -188,7 +177,7 @@ static void kv_set(struct bg_daemon *d, struct bg_task *t, const char *id,
 	if (t->kv == NULL)
 		t->kv = json_object();
 	json_object_set(t->kv, k, v);
-	char *key = key_of(d, BG_KEY_SESSION_KV, S(t->session_id));
+	char *key = bg_dkey_s(d, BG_KEY_SESSION_KV, S(t->session_id));
 	if (key) {
 		OUT(t, S("HSET"), S(key), S(k), S(txt));
 		OUT(t, S("EXPIRE"), S(key), S("604800"));
@@ -277,7 +266,7 @@ static int outbox_request(struct bg_daemon *d, struct bg_task *t,
 			c->hdr[BG_HDR_LANGFUSE_PARENT_OBSERVATION_ID],
 	};
 	struct bg_buf ask = { 0 }, rec = { 0 };
-	char *stream = key_of(d, BG_KEY_AGENT_TYPE_CTRL, S(rq->target));
+	char *stream = bg_dkey_s(d, BG_KEY_AGENT_TYPE_CTRL, S(rq->target));
 	struct bg_record_queued q = {
 		.execution_id = S(rq->execution_id),
 		.message_id = S(rq->message_id),
@@ -404,7 +393,7 @@ static void route_step(struct route *r, redisReply *rep)
 	char *key = NULL;
 	switch (r->step++) {
 	case 0: /* circuit */
-		key = key_of(d, BG_KEY_CIRCUIT, S(r->target));
+		key = bg_dkey_s(d, BG_KEY_CIRCUIT, S(r->target));
 		break;
 	case 1:
 		if (rep->type == REDIS_REPLY_STRING) {
@@ -427,7 +416,7 @@ static void route_step(struct route *r, redisReply *rep)
 			route_free(r);
 			return;
 		}
-		key = key_of(d, BG_KEY_AGENT_TYPE_MEMBERS, S(r->target));
+		key = bg_dkey_s(d, BG_KEY_AGENT_TYPE_MEMBERS, S(r->target));
 		if (key)
 			bg_rconn_cmdv(d->ctl, on_route, r, 0,
 				      (const char *const[]){ "SMEMBERS", key,
@@ -441,7 +430,7 @@ static void route_step(struct route *r, redisReply *rep)
 		char **keys = calloc(rep->elements, sizeof(char *));
 		argv[0] = "MGET";
 		for (size_t i = 0; i < rep->elements; i++) {
-			keys[i] = key_of(d, BG_KEY_WORKER_ONLINE,
+			keys[i] = bg_dkey_s(d, BG_KEY_WORKER_ONLINE,
 					 S(rep->element[i]->str));
 			argv[i + 1] = keys[i] ? keys[i] : "";
 		}
@@ -532,7 +521,7 @@ static void dispatch_group(struct bg_daemon *d, struct bg_task *t,
 	size_t mark = t->outbox.len;
 	uint32_t mark_n = t->outbox_n;
 	if (wait) {
-		char *gk = key_of(d, BG_KEY_TASK_GROUP, S(g));
+		char *gk = bg_dkey_s(d, BG_KEY_TASK_GROUP, S(g));
 		snprintf(n, sizeof(n), "%zu", json_array_size(tasks));
 		if (gk) {
 			OUT(t, S("HSET"), S(gk), S("total"), S(n),

@@ -64,30 +64,6 @@ static char *dup_str(struct bg_str s)
 	return p;
 }
 
-static char *build_key(const struct bg_daemon *d, enum bg_key_kind kind,
-		       const char *id)
-{
-	struct bg_buf b = { 0 };
-	if (bg_key_build(&b, d->cfg->key_schema, kind, bg_str_c(id),
-			 bg_str_c(""), bg_str_c("")) != 0) {
-		bg_buf_free(&b);
-		return NULL;
-	}
-	return bg_buf_steal(&b);
-}
-
-static char *build_key_kind(const struct bg_daemon *d, enum bg_key_kind kind,
-			    struct bg_str id)
-{
-	struct bg_buf b = { 0 };
-	if (bg_key_build(&b, d->cfg->key_schema, kind, id, bg_str_c(""),
-			 bg_str_c("")) != 0) {
-		bg_buf_free(&b);
-		return NULL;
-	}
-	return bg_buf_steal(&b);
-}
-
 void bg_expire_once(struct bg_daemon *d, const char *key)
 {
 	if (!bg_keyset_add(d->expired, key))
@@ -548,7 +524,7 @@ static void on_join(struct bg_rconn *c, redisReply *r, void *priv)
 	}
 	bg_log_task(BG_LOG_DEBUG, &ids, "group joined (%lld results): resuming",
 		    r->element[2]->integer);
-	char *rk = build_key_kind(d, BG_KEY_TASK_GROUP_RESULTS,
+	char *rk = bg_dkey_s(d, BG_KEY_TASK_GROUP_RESULTS,
 				  t->cmd.hdr[BG_HDR_TASK_GROUP_ID]);
 	if (rk == NULL ||
 	    bg_rconn_cmdv(d->wr, on_group_results, t, 0,
@@ -562,8 +538,8 @@ static void join_group(struct bg_daemon *d, struct bg_task *t)
 {
 	struct bg_cmd *c = &t->cmd;
 	struct bg_str g = c->hdr[BG_HDR_TASK_GROUP_ID];
-	char *gk = build_key_kind(d, BG_KEY_TASK_GROUP, g);
-	char *rk = build_key_kind(d, BG_KEY_TASK_GROUP_RESULTS, g);
+	char *gk = bg_dkey_s(d, BG_KEY_TASK_GROUP, g);
+	char *rk = bg_dkey_s(d, BG_KEY_TASK_GROUP_RESULTS, g);
 	/* The result of this child: its RESUME body's parts. */
 	struct bg_buf res = { 0 };
 	bg_buf_puts(&res, "{\"status\":");
@@ -844,8 +820,8 @@ static void accept_entry(struct bg_daemon *d, struct bg_task *t,
 	if (t->has_source_agent)
 		snprintf(t->callback_to, sizeof(t->callback_to), "%s",
 			 t->source_agent_type);
-	t->reg_key = build_key(d, BG_KEY_SESSION_REGISTRY, t->session_id);
-	t->data_key = build_key(d, BG_KEY_SESSION_DATA, t->session_id);
+	t->reg_key = bg_dkey(d, BG_KEY_SESSION_REGISTRY, t->session_id);
+	t->data_key = bg_dkey(d, BG_KEY_SESSION_DATA, t->session_id);
 	if (t->reg_key == NULL || t->data_key == NULL) {
 		end_task(d, t, BG_OUT_DEADLETTER, "invalid_id",
 			 "cannot build the session keys");
