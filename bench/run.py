@@ -12,7 +12,7 @@ phase on a fresh private redis-server on a free loopback port.
   3. recovery (bench/recovery.py): a fresh bygated over 1,000 entries left
      in its consumer's pending list, and a restart after kill -9;
   4. the bare stream floor (build/bench/stream_floor);
-  5. the wire floor (<repo>/../shared/bench/wire_floor.py N 10 0 piped into
+  5. the wire floor (<repo>/../shared/bench/wire_floor.py N 10 1 piped into
      redis-cli --pipe), and bygate's tasks/s divided by it;
   6. the ring benchmark (build/bench/ring_bench), when built.
 
@@ -199,6 +199,7 @@ class Run:
         self.keys = Keys("v1")
         self.owned = []
         self.n_dirs = 0
+        self.shm_dirs = []
 
     def dir(self, name):
         self.n_dirs += 1
@@ -225,13 +226,21 @@ class Run:
         base = self.dir("bygated-" + name)
         for sub in ("state", "workspace"):
             (base / sub).mkdir()
+        # Workspaces on tmpfs, as docs/workspaces.md advises for
+        # production: on this VM's ext4 (no journal, discard) every
+        # per-attempt mkdir scans recently deleted inodes.
+        ws = base / "workspace"
+        if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
+            ws = pathlib.Path(tempfile.mkdtemp(prefix="bygate-bench-ws-",
+                                               dir="/dev/shm"))
+            self.shm_dirs.append(ws)
         cfg = {
             "redis": {"host": redis.host, "port": redis.port},
             "worker": dict({"id": WORKER_ID, "block_ms": 2000},
                            **(worker or {})),
             "pool": {"size": self.args.pool},
             "paths": {"state_dir": str(base / "state"),
-                      "workspace_dir": str(base / "workspace"),
+                      "workspace_dir": str(ws),
                       "durability": durability},
             "log": {"level": log_level},
             "agent_types": [{"name": agent_type, "handler": "plugin",
@@ -296,6 +305,8 @@ class Run:
     def close(self, keep):
         self.close_phase()
         proc.kill_since(0)
+        for ws in self.shm_dirs:
+            shutil.rmtree(ws, ignore_errors=True)
         if keep:
             say("bench files kept in %s" % self.tmp)
         else:
@@ -494,14 +505,20 @@ def stream_floor_phase(run, n):
             "redis_cpu_us_per_task": per_task(cpu * 1e6, n)}
 
 
-def wire_floor_phase(run, n):
+# bygated writes the dashboard stats of WIRE 5.9, so the floor it is
+# compared with is wire_floor.py with STATS=1 (shared/bench/README.md).
+WIRE_FLOOR_STATS = 1
+
+
+def wire_floor_phase(run, n, stats=WIRE_FLOOR_STATS):
     if not WIRE_FLOOR.is_file():
         return None
-    resp = run.tmp / ("wire_floor-%d.resp" % n)
+    resp = run.tmp / ("wire_floor-%d-%d.resp" % (n, stats))
     if not resp.exists():  # generated once for every run
         with open(resp, "wb") as f:
             gen = subprocess.run([sys.executable, str(WIRE_FLOOR), str(n),
-                                  "10", "0"], stdout=f, stderr=subprocess.PIPE,
+                                  "10", str(stats)], stdout=f,
+                                 stderr=subprocess.PIPE,
                                  timeout=run.args.timeout)
         if gen.returncode != 0:
             resp.unlink()
@@ -523,7 +540,7 @@ def wire_floor_phase(run, n):
         raise PhaseError("redis-cli --pipe exit %d: %s %s"
                          % (rc, out.strip(), err.strip()))
     cmds, cpu = rs1.delta(rs0)
-    return {"tasks": n, "batch": 10, "stats": 0, "tasks_per_s": n / dt,
+    return {"tasks": n, "batch": 10, "stats": stats, "tasks_per_s": n / dt,
             "elapsed_s": dt,
             "redis_commands_per_task": per_task(
                 sum(v[0] for v in cmds.values()), n),
@@ -602,7 +619,7 @@ def summary(results):
                               stream["redis_commands_per_task"],
                               stream["redis_cpu_us_per_task"]))
     if wire:
-        say("  wire floor      %9.0f tasks/s, %.2f commands and %.1f us Redis "
+        say("  wire floor+stats %8.0f tasks/s, %.2f commands and %.1f us Redis "
             "CPU per task" % (wire["tasks_per_s"],
                               wire["redis_commands_per_task"],
                               wire["redis_cpu_us_per_task"]))
@@ -790,7 +807,7 @@ def run_all(run, results, failures):
         a.tasks)
     say(RULE)
     if wf:
-        say("Wire floor (%s %d 10 0 | redis-cli --pipe%s)"
+        say("Wire floor, with the WIRE 5.9 stats (%s %d 10 1 | redis-cli --pipe%s)"
             % (WIRE_FLOOR.name, a.tasks, runs_note(wf)))
         say("  %9.0f tasks/s, %.2f commands per task, %.1f us Redis CPU per "
             "task (%.1f us inside commands)" % (

@@ -85,6 +85,8 @@ struct bg_prog {
 	int n_tasks;		   /* tasks in flight in it */
 	bool retiring;		   /* per_task, result in: waiting for exit */
 	int64_t deadline_ms;	   /* retiring: killed at this monotonic time */
+	bool reaped, killed;	   /* waited for; we had to SIGKILL it */
+	int status;		   /* its wait status once reaped */
 	char last_err[160];	   /* its last stderr line, for messages */
 	struct bg_prog *next;	   /* c->progs */
 };
@@ -125,7 +127,8 @@ struct bg_child {
 	size_t n_agents;
 	struct bg_ctx *exec_tasks; /* exec tasks in flight */
 	struct bg_prog *progs;	   /* running programs */
-	struct pollfd *pfd;	   /* exec.c's poll set */
+	struct pollfd *pfd;	   /* exec.c's poll set ... */
+	struct bg_prog **pfd_prog; /* ... and whose pipes those are */
 	size_t pfd_cap;
 };
 
@@ -226,8 +229,8 @@ void bg_child_finish(struct bg_child *c, struct bg_ctx *ctx);
 int bg_child_emit(struct bg_ctx *ctx, const char *kind, const char *text,
 		  const char *event_type, const char *content_type,
 		  const char *metadata_json);
-/* bg_ctx_result_json() / bg_ctx_fail() without the one-result rule check
- * of the public functions being bypassed: same returns. */
+/* bg_ctx_result_json() without its one-result rule (the exec protocol
+ * enforces its own): same returns. */
 int bg_child_result(struct bg_ctx *ctx, const char *status,
 		    const char *content_json, const char *reply_data_json,
 		    const char *metadata_json);
@@ -297,9 +300,9 @@ int bg_proto_cancel_line(const struct bg_ctx *ctx, struct bg_str reason,
 			 struct bg_buf *out);
 int bg_proto_reply_line(const struct bg_ctx *ctx, json_t *id,
 			json_t *result, struct bg_buf *out);
-/* One line the program wrote (no newline). A protocol violation kills the
- * program (bg_child_prog_fail); prog may be freed on return. */
-void bg_proto_handle_line(struct bg_child *c, struct bg_prog *prog,
-			  const char *line, size_t len);
+/* One line the program wrote (no newline). 0, or -1 when it broke the
+ * protocol: it was killed and freed (bg_child_prog_fail). */
+int bg_proto_handle_line(struct bg_child *c, struct bg_prog *prog,
+			 const char *line, size_t len);
 
 #endif

@@ -1,21 +1,13 @@
 /* child/ctx.c - running one task: the struct bg_ctx handed to process(),
  * the bg_ctx_* functions of include/bygate/handler.h (events are sent up at
- * once, the result is validated, packed and kept until process() returns)
- * and the single RESULT record that ends every task. */
+ * once, the result is validated, packed and kept until the task ends) and
+ * the single RESULT record that ends every task, plugin or exec. */
 #include "child/child.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-struct bg_ctx {
-	struct bg_child *c;
-	const struct bg_task *task;
-	uint64_t tag;
-	struct bg_buf result; /* packed RESULT payload once has_result */
-	bool has_result;
-};
 
 enum json_want { WANT_ANY, WANT_OBJECT, WANT_CONTENT };
 
@@ -87,9 +79,9 @@ static struct bg_str opt(const char *s)
 	return bg_str_c(s); /* NULL -> "" = the default on the wire */
 }
 
-static int emit(struct bg_ctx *ctx, const char *kind, const char *text,
-		const char *event_type, const char *content_type,
-		const char *metadata_json)
+int bg_child_emit(struct bg_ctx *ctx, const char *kind, const char *text,
+		  const char *event_type, const char *content_type,
+		  const char *metadata_json)
 {
 	if (ctx == NULL || text == NULL || check_event_type(event_type) ||
 	    check_content_type(content_type) ||
@@ -107,30 +99,30 @@ static int emit(struct bg_ctx *ctx, const char *kind, const char *text,
 
 int bg_ctx_chunk(struct bg_ctx *ctx, const char *text)
 {
-	return emit(ctx, "chunk", text, NULL, NULL, NULL);
+	return bg_child_emit(ctx, "chunk", text, NULL, NULL, NULL);
 }
 
 int bg_ctx_chunk_ex(struct bg_ctx *ctx, const char *text,
 		    const char *event_type, const char *content_type,
 		    const char *metadata_json)
 {
-	return emit(ctx, "chunk", text, event_type, content_type,
+	return bg_child_emit(ctx, "chunk", text, event_type, content_type,
 		    metadata_json);
 }
 
 int bg_ctx_state(struct bg_ctx *ctx, const char *text)
 {
-	return emit(ctx, "state", text, NULL, NULL, NULL);
+	return bg_child_emit(ctx, "state", text, NULL, NULL, NULL);
 }
 
 int bg_ctx_artifact(struct bg_ctx *ctx, const char *url)
 {
-	return emit(ctx, "artifact", url, NULL, NULL, NULL);
+	return bg_child_emit(ctx, "artifact", url, NULL, NULL, NULL);
 }
 
 int bg_ctx_sub_step(struct bg_ctx *ctx, const char *title)
 {
-	return emit(ctx, "sub_step", title, NULL, NULL, NULL);
+	return bg_child_emit(ctx, "sub_step", title, NULL, NULL, NULL);
 }
 
 /* Validate and pack the result; `content` is raw JSON already checked. */
@@ -142,7 +134,7 @@ static int set_result(struct bg_ctx *ctx, const char *status,
 	    check_json(metadata_json, WANT_OBJECT))
 		return -EINVAL;
 	struct bg_str v[BG_RF__COUNT] = {
-		[BG_RF_STATUS] = opt(status),
+		[BG_RF_STATUS] = opt(status ? status : ctx->suspend),
 		[BG_RF_CONTENT] = opt(content),
 		[BG_RF_REPLY_DATA] = opt(reply_data_json),
 		[BG_RF_METADATA] = opt(metadata_json),
@@ -156,6 +148,16 @@ static int set_result(struct bg_ctx *ctx, const char *status,
 	return rc;
 }
 
+int bg_child_result(struct bg_ctx *ctx, const char *status,
+		    const char *content_json, const char *reply_data_json,
+		    const char *metadata_json)
+{
+	if (check_json(content_json, WANT_CONTENT))
+		return -EINVAL;
+	return set_result(ctx, status, content_json, reply_data_json,
+			  metadata_json, NULL);
+}
+
 int bg_ctx_result_json(struct bg_ctx *ctx, const char *status,
 		       const char *content_json, const char *reply_data_json,
 		       const char *metadata_json)
@@ -164,10 +166,8 @@ int bg_ctx_result_json(struct bg_ctx *ctx, const char *status,
 		return -EINVAL;
 	if (ctx->has_result)
 		return -EALREADY;
-	if (check_json(content_json, WANT_CONTENT))
-		return -EINVAL;
-	return set_result(ctx, status, content_json, reply_data_json,
-			  metadata_json, NULL);
+	return bg_child_result(ctx, status, content_json, reply_data_json,
+			       metadata_json);
 }
 
 /* Compact JSON text of j (consumed); NULL when j is NULL (invalid UTF-8)
@@ -220,7 +220,7 @@ int bg_ctx_cancelled(struct bg_ctx *ctx)
 	if (ctx == NULL)
 		return 0;
 	bg_child_poll(ctx->c);
-	return ctx->c->cancel_flag;
+	return ctx->cancelled;
 }
 
 const char *bg_ctx_workspace(struct bg_ctx *ctx)
@@ -228,8 +228,12 @@ const char *bg_ctx_workspace(struct bg_ctx *ctx)
 	return ctx ? bg_task_get(ctx->task, BG_TASK_WORKSPACE) : "";
 }
 
-/* FAILED with `msg`, or a generic message when msg cannot be sent. */
-static void fail_task(struct bg_ctx *ctx, const char *msg)
+const char *bg_ctx_private_dir(struct bg_ctx *ctx)
+{
+	return ctx ? bg_task_get(ctx->task, BG_TASK_PRIVATE_DIR) : "";
+}
+
+void bg_child_fail_task(struct bg_ctx *ctx, const char *msg)
 {
 	ctx->has_result = false;
 	if (bg_ctx_fail(ctx, msg))
@@ -237,65 +241,97 @@ static void fail_task(struct bg_ctx *ctx, const char *msg)
 				 "too large)");
 }
 
-static void call_handler(struct bg_child *c, struct bg_ctx *ctx,
-			 struct bg_agent *a, bool cancelled)
+static void call_handler(struct bg_child *c, struct bg_ctx *ctx)
 {
-	c->in_task = true;
-	c->task_tag = ctx->tag;
-	c->cancel_flag = cancelled;
+	struct bg_agent *a = ctx->agent;
+	c->running = ctx;
 	int rc = a->plugin->h->process(a->state, ctx->task, ctx);
-	c->in_task = false;
-	c->cancel_flag = false;
+	c->running = NULL;
 	if (!ctx->has_result && rc != 0) {
 		char msg[48];
 		snprintf(msg, sizeof(msg), "handler returned %d", rc);
-		fail_task(ctx, msg);
-	} else if (!ctx->has_result) {
-		set_result(ctx, NULL, NULL, NULL, NULL, NULL);
+		bg_child_fail_task(ctx, msg);
 	}
 }
 
-/* Parse, find the handler and run; any failure becomes the result. */
-static void run(struct bg_child *c, struct bg_ctx *ctx, struct bg_task *t,
-		const struct bg_child_msg *m)
+/* Decode m into ctx and find its handler; a failure becomes the result. */
+static void decode(struct bg_child *c, struct bg_ctx *ctx,
+		   const struct bg_child_msg *m)
 {
-	int rc = bg_child_task_parse(t, m->p, m->len);
+	int rc = bg_child_task_parse(ctx->task, m->p, m->len);
 	if (rc == -EBADMSG)
 		bg_child_die(c, BG_CHILD_EXIT_PROTOCOL,
 			     "malformed TASK record (tag %llu)",
 			     (unsigned long long)m->tag);
 	if (rc) {
-		fail_task(ctx, rc == -EINVAL ? "task body is not a JSON object"
-					     : strerror(-rc));
+		bg_child_fail_task(ctx, rc == -EINVAL
+						? "task body is not a JSON object"
+						: strerror(-rc));
 		return;
 	}
-	struct bg_agent *a = bg_child_find_agent(c, t->f[BG_TF_AGENT_TYPE]);
-	if (a == NULL) {
+	const char *type = ctx->task->f[BG_TF_AGENT_TYPE];
+	ctx->agent = bg_child_find_agent(c, type);
+	if (ctx->agent == NULL) {
 		char msg[320];
 		snprintf(msg, sizeof(msg), "no handler for agent type '%.255s'",
-			 t->f[BG_TF_AGENT_TYPE]);
-		fail_task(ctx, msg);
-		return;
+			 type);
+		bg_child_fail_task(ctx, msg);
 	}
-	call_handler(c, ctx, a, m->cancelled);
+}
+
+struct bg_ctx *bg_child_ctx_new(struct bg_child *c,
+				const struct bg_child_msg *m)
+{
+	struct bg_ctx *ctx = calloc(1, sizeof(*ctx));
+	struct bg_task *t = calloc(1, sizeof(*t));
+	if (ctx == NULL || t == NULL) {
+		free(ctx);
+		free(t);
+		return NULL;
+	}
+	*ctx = (struct bg_ctx){ .c = c, .task = t, .tag = m->tag,
+				.cancelled = m->cancelled };
+	bg_child_score(c, BG_SCORE_BUSY, m->tag);
+	decode(c, ctx, m);
+	return ctx;
+}
+
+void bg_child_finish(struct bg_child *c, struct bg_ctx *ctx)
+{
+	if (!ctx->has_result)
+		set_result(ctx, NULL, NULL, NULL, NULL, NULL);
+	int rc = ctx->has_result
+			 ? bg_child_send_packed(c, BG_REC_RESULT, ctx->tag,
+						ctx->result.p, ctx->result.len)
+			 : -ENOMEM;
+	if (rc)
+		bg_child_die(c, BG_CHILD_EXIT_PROTOCOL,
+			     "cannot send the RESULT of tag %llu: %s",
+			     (unsigned long long)ctx->tag, strerror(-rc));
+	bg_child_task_free(ctx->task);
+	free(ctx->task);
+	bg_buf_free(&ctx->result);
+	json_decref(ctx->req_id);
+	free(ctx);
+	__atomic_add_fetch(&c->seg.hdr->score.tasks_done, 1, __ATOMIC_RELAXED);
+	if (c->exec_tasks == NULL)
+		bg_child_score(c, BG_SCORE_IDLE, 0);
 }
 
 void bg_child_run(struct bg_child *c, const struct bg_child_msg *m)
 {
-	struct bg_task t;
-	struct bg_ctx ctx = { .c = c, .task = &t, .tag = m->tag };
-	bg_child_score(c, BG_SCORE_BUSY, m->tag);
-	run(c, &ctx, &t, m);
-	int rc = ctx.has_result
-			 ? bg_child_send_packed(c, BG_REC_RESULT, m->tag,
-						ctx.result.p, ctx.result.len)
-			 : -ENOMEM;
-	bg_child_task_free(&t);
-	bg_buf_free(&ctx.result);
-	if (rc)
+	struct bg_ctx *ctx = bg_child_ctx_new(c, m);
+	if (ctx == NULL)
 		bg_child_die(c, BG_CHILD_EXIT_PROTOCOL,
-			     "cannot send the RESULT of tag %llu: %s",
-			     (unsigned long long)m->tag, strerror(-rc));
-	__atomic_add_fetch(&c->seg.hdr->score.tasks_done, 1, __ATOMIC_RELAXED);
-	bg_child_score(c, BG_SCORE_IDLE, 0);
+			     "out of memory for the task of tag %llu",
+			     (unsigned long long)m->tag);
+	if (ctx->has_result) {
+		bg_child_finish(c, ctx);
+	} else if (ctx->agent->exec) {
+		bg_child_exec_start(c, ctx);
+		bg_child_exec_drain(c);
+	} else {
+		call_handler(c, ctx);
+		bg_child_finish(c, ctx);
+	}
 }

@@ -1,6 +1,7 @@
 /* child/main.c - bygate-child: attach the segment inherited as fd 3, load
- * the handlers a CONFIG names, say HELLO, then run TASKs one at a time
- * until STOP. Started by bygated (posix_spawn) as
+ * the handlers a CONFIG names, say HELLO, then run TASKs (one at a time;
+ * several only within one persistent exec program, see exec.c) until
+ * STOP. Started by bygated (posix_spawn) as
  * `bygate-child --slot N [--generation G]`; exit codes are in child.h. */
 #include "child/child.h"
 
@@ -55,7 +56,8 @@ _Noreturn void bg_child_die(struct bg_child *c, int code, const char *fmt, ...)
 	if (code != 0)
 		bg_child_warn(c, "%s", msg);
 	bg_child_score(c, BG_SCORE_EXITING, 0);
-	if (!c->in_task)
+	bg_child_exec_shutdown(c, code == 0);
+	if (c->running == NULL)
 		bg_child_unload(c);
 	bg_child_channel_free(c);
 	bg_segment_close(&c->seg);

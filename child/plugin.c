@@ -1,7 +1,8 @@
-/* child/plugin.c - the CONFIG record: per agent type a handler kind, a
- * plugin path and options. Each distinct plugin is dlopen()ed once, its
- * `bg_handler` checked against BG_HANDLER_ABI_VERSION, and init() called
- * per agent type. Errors name the agent type and the path, for FATAL. */
+/* child/plugin.c - the CONFIG record: per agent type a handler kind and its
+ * settings (enum bg_conf_type_field). Each distinct plugin is dlopen()ed
+ * once, its `bg_handler` checked against BG_HANDLER_ABI_VERSION, and init()
+ * called per agent type; exec agent types are handed to exec.c. Errors
+ * name the agent type and the path, for FATAL. */
 #include "child/child.h"
 
 #include <dlfcn.h>
@@ -12,8 +13,6 @@
 #include <string.h>
 
 #define CONF_MAX_FIELDS (1 + BG_CONF_FIELDS_PER_TYPE * BG_CHILD_MAX_TYPES)
-
-enum { CF_NAME, CF_KIND, CF_PATH, CF_OPTIONS };
 
 static char *dup_str(struct bg_str s)
 {
@@ -115,7 +114,7 @@ static int valid_name(struct bg_str s)
 static int check_type(struct bg_child *c, const struct bg_str *f,
 		      const char *name, struct bg_buf *err)
 {
-	if (!valid_name(f[CF_NAME]))
+	if (!valid_name(f[BG_KF_NAME]))
 		return fail(err, -EINVAL,
 			    "invalid agent type name '%s' (1-255 bytes, no "
 			    "commas)",
@@ -123,40 +122,54 @@ static int check_type(struct bg_child *c, const struct bg_str *f,
 	if (bg_child_find_agent(c, name))
 		return fail(err, -EINVAL, "agent type '%s' configured twice",
 			    name);
-	if (!bg_str_eq(f[CF_KIND], "plugin"))
+	if (bg_str_eq(f[BG_KF_KIND], "exec"))
+		return 0;
+	if (!bg_str_eq(f[BG_KF_KIND], "plugin"))
 		return fail(err, -ENOTSUP,
 			    "agent type '%s': handler kind '%.*s' is not "
-			    "supported (only \"plugin\")",
-			    name, (int)f[CF_KIND].len, f[CF_KIND].p);
-	if (f[CF_PATH].len == 0 || memchr(f[CF_PATH].p, '\0', f[CF_PATH].len))
+			    "supported (\"plugin\" or \"exec\")",
+			    name, (int)f[BG_KF_KIND].len, f[BG_KF_KIND].p);
+	struct bg_str path = f[BG_KF_PLUGIN];
+	if (path.len == 0 || memchr(path.p, '\0', path.len))
 		return fail(err, -EINVAL, "agent type '%s': no plugin path",
 			    name);
 	return 0;
 }
 
-/* Register, load and init one agent type from its 4 CONFIG fields. */
+/* Load the plugin of agent type a and init() it. */
+static int add_plugin(struct bg_child *c, struct bg_agent *a,
+		      struct bg_str path, const char *opts, struct bg_buf *err)
+{
+	int rc = get_plugin(c, path, a->name, &a->plugin, err);
+	if (rc)
+		return rc;
+	int (*init)(const char *, const char *, void **) = a->plugin->h->init;
+	rc = init ? init(a->name, opts, &a->state) : 0;
+	a->inited = rc == 0;
+	if (rc)
+		return fail(err, -ECANCELED,
+			    "agent type '%s': init() of plugin %s failed with "
+			    "%d",
+			    a->name, a->plugin->path, rc);
+	return 0;
+}
+
+/* Register, then load and init (plugin) or configure (exec) one agent type
+ * from its CONFIG fields. */
 static int add_type(struct bg_child *c, const struct bg_str *f,
 		    struct bg_buf *err)
 {
-	char *name = dup_str(f[CF_NAME]);
-	char *opts = f[CF_OPTIONS].len ? dup_str(f[CF_OPTIONS]) : strdup("{}");
+	char *name = dup_str(f[BG_KF_NAME]);
+	char *opts = f[BG_KF_OPTIONS].len ? dup_str(f[BG_KF_OPTIONS])
+					  : strdup("{}");
 	int rc = name && opts ? check_type(c, f, name, err) : -ENOMEM;
-	struct bg_agent *a = &c->agents[c->n_agents];
-	if (rc == 0)
-		rc = get_plugin(c, f[CF_PATH], name, &a->plugin, err);
 	if (rc == 0) {
+		struct bg_agent *a = &c->agents[c->n_agents++];
 		a->name = name;
 		name = NULL;
-		c->n_agents++;
-		int (*init)(const char *, const char *, void **) =
-			a->plugin->h->init;
-		rc = init ? init(a->name, opts, &a->state) : 0;
-		a->inited = rc == 0;
-		if (rc)
-			rc = fail(err, -ECANCELED,
-				  "agent type '%s': init() of plugin %s failed "
-				  "with %d",
-				  a->name, a->plugin->path, rc);
+		rc = bg_str_eq(f[BG_KF_KIND], "exec")
+			     ? bg_child_exec_configure(a, f, err)
+			     : add_plugin(c, a, f[BG_KF_PLUGIN], opts, err);
 	}
 	free(name);
 	free(opts);
@@ -215,6 +228,7 @@ void bg_child_unload(struct bg_child *c)
 		if (a->inited && a->plugin->h->shutdown)
 			a->plugin->h->shutdown(a->state);
 		a->inited = false;
+		bg_child_exec_free(a->exec);
 		free(a->name);
 	}
 	for (size_t i = 0; i < c->n_plugins; i++) {

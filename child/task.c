@@ -120,3 +120,16 @@ int bg_task_attempt(const struct bg_task *task)
 	long v = strtol(task->f[BG_TF_ATTEMPT], NULL, 10);
 	return v >= 1 && v <= 1000000 ? (int)v : 1;
 }
+
+const char *bg_task_group_results(const struct bg_task *task)
+{
+	return task ? task->f[BG_TF_GROUP_RESULTS] : "";
+}
+
+struct bg_str bg_child_task_agent_type(const uint8_t *p, size_t len)
+{
+	struct bg_str v[BG_TF__COUNT];
+	if (bg_rec_unpack(p, len, v, BG_TF__COUNT))
+		return (struct bg_str){ "", 0 };
+	return v[BG_TF_AGENT_TYPE];
+}

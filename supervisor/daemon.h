@@ -272,7 +272,8 @@ void bg_outbox_reset(struct bg_task *t);
 typedef void (*bg_stats_emit_fn)(void *ctx, int argc, const struct bg_str *argv);
 void bg_stats_update(struct bg_daemon *d, struct bg_str record,
 		     const char *execution_id, const char *old_status,
-		     const char *new_status, bg_stats_emit_fn emit, void *ctx);
+		     const char *new_status, bool in_txn, bg_stats_emit_fn emit,
+		     void *ctx);
 
 /* control.c */
 void bg_control_handle(struct bg_daemon *d, struct bg_task *t);

@@ -303,7 +303,7 @@ static void add_record(struct bg_daemon *d, struct bg_task *t, struct txn *x,
 		bg_stats_update(d, (struct bg_str){ rec->p, rec->len },
 				t->execution_id,
 				t->prev_status[0] ? t->prev_status : NULL, st,
-				emit_txn, x);
+				true, emit_txn, x);
 	} else {
 		bg_warn("cannot update the record of %s", t->execution_id);
 	}

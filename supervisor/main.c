@@ -21,6 +21,7 @@
 #include "supervisor/daemon.h"
 #include "supervisor/http.h"
 #include "supervisor/metrics.h"
+#include "workspace/workspace.h"
 #include "supervisor/log.h"
 #include "wire/keys.h"
 
@@ -416,6 +417,7 @@ static void daemon_free(struct bg_daemon *d)
 		event_free(d->reconcile_timer);
 	bg_lease_free(d);
 	bg_control_free(d);
+	bg_ws_cache_free(d->ws_cache);
 	if (d->state)
 		bg_state_close(d->state);
 	if (d->lock_fd > 0)

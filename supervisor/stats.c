@@ -30,9 +30,15 @@ static void key(const struct bg_daemon *d, enum bg_key_kind k,
 
 /* old_status: the record's status before this change when it already
  * belonged to this worker, NULL when the execution is new to it. */
+static struct bg_str bs_of(const struct bg_buf *b)
+{
+	return (struct bg_str){ b->p ? b->p : "", b->len };
+}
+
 void bg_stats_update(struct bg_daemon *d, struct bg_str record,
 		     const char *execution_id, const char *old_status,
-		     const char *new_status, bg_stats_emit_fn emit, void *ctx)
+		     const char *new_status, bool in_txn, bg_stats_emit_fn emit,
+		     void *ctx)
 {
 	struct bg_buf st = { 0 }, ex = { 0 }, ai = { 0 }, as = { 0 },
 		      hs = { 0 }, snap = { 0 };
@@ -94,10 +100,18 @@ void bg_stats_update(struct bg_daemon *d, struct bg_str record,
 		emit(ctx, 4, (struct bg_str[]){ S("HSET"), sas,
 						S(execution_id), ssnap });
 	}
-	struct bg_str keys[] = { sst, sex, sai, sas, shs };
-	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-		emit(ctx, 3, (struct bg_str[]){ S("EXPIRE"), keys[i],
-						S("604800") });
+	/* Inside a finish transaction every key gets its EXPIRE (the blob
+	 * may be replayed alone); on the write pipeline one EXPIRE per key
+	 * per loop turn is enough (WIRE 11 item 6). */
+	struct bg_buf *keys[] = { &st, &ex, &ai, &as, &hs };
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		if (in_txn)
+			emit(ctx, 3, (struct bg_str[]){ S("EXPIRE"),
+							bs_of(keys[i]),
+							S("604800") });
+		else
+			bg_expire_once(d, keys[i]->p);
+	}
 	bg_buf_free(&st);
 	bg_buf_free(&ex);
 	bg_buf_free(&ai);

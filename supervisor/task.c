@@ -319,7 +319,7 @@ static int write_running(struct bg_daemon *d, struct bg_task *t,
 	bg_stats_update(d, (struct bg_str){ t->record.p, t->record.len },
 			t->execution_id,
 			t->prev_status[0] ? t->prev_status : NULL, "RUNNING",
-			emit_wr, d);
+			false, emit_wr, d);
 	snprintf(t->prev_status, sizeof(t->prev_status), "RUNNING");
 	return 0;
 }

@@ -31,8 +31,8 @@ static size_t fd_budget(size_t max)
 {
 	struct rlimit rl;
 
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-	    rl.rlim_cur / 8 < max)
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+	    rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur / 8 < max)
 		return rl.rlim_cur / 8 > 0 ? (size_t)(rl.rlim_cur / 8) : 1;
 	return max;
 }
@@ -48,7 +48,9 @@ int bg_ws_cache_new(size_t max, struct bg_ws_cache **out)
 	while (nb < max)
 		nb *= 2;
 	c = calloc(1, sizeof(*c));
-	if (c == NULL || (c->buckets = calloc(nb, sizeof(*c->buckets))) == NULL) {
+	if (c != NULL)
+		c->buckets = calloc(nb, sizeof(*c->buckets));
+	if (c == NULL || c->buckets == NULL) {
 		free(c);
 		return -ENOMEM;
 	}

@@ -1,0 +1,830 @@
+/* child/exec.c - handler = "exec": the programs. Each is started with
+ * posix_spawn in the agent type's working directory, inheriting only fds
+ * 0-2 (pipes to this child) and staying in the child's process group, so
+ * every signal bygated sends the group (task timeout, cancel, shutdown)
+ * reaches it too. Its stdout carries protocol lines (protocol.c), its
+ * stderr goes to bygated's log a line at a time. A program that breaks
+ * the protocol or dies fails the tasks it was running and is killed; the
+ * next task starts a fresh one. */
+#include "child/child.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define READ_CHUNK 65536
+#define LOG_LINE_MAX 2000	/* bytes of one stderr line sent to the log */
+#define RETIRE_GRACE_MS 2000	/* per_task program: exit after its result */
+#define SHUTDOWN_GRACE_MS 1000	/* all programs at a normal child exit */
+#define EXIT_WAIT_MS 500	/* a program that closed its stdout */
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- configuration ------------------------------------------------------ */
+
+void bg_child_exec_free(struct bg_exec *x)
+{
+	if (x == NULL)
+		return;
+	for (char **a = x->argv; a && *a; a++)
+		free(*a);
+	free(x->argv);
+	if (x->envp) {
+		size_t n = 0;
+		while (x->envp[n])
+			n++;
+		free(x->envp[n - 2]); /* the two entries we added */
+		free(x->envp[n - 1]);
+	}
+	free(x->envp);
+	free(x->workdir);
+	free(x);
+}
+
+/* A decimal in [lo, hi] from a CONFIG field; -1 when not. */
+static long field_long(struct bg_str s, long lo, long hi)
+{
+	long v = 0;
+	if (s.len == 0 || s.len > 10)
+		return -1;
+	for (size_t i = 0; i < s.len; i++) {
+		if (s.p[i] < '0' || s.p[i] > '9')
+			return -1;
+		v = v * 10 + (s.p[i] - '0');
+	}
+	return v >= lo && v <= hi ? v : -1;
+}
+
+/* argv from the JSON array of non-empty strings in s. */
+static int parse_argv(struct bg_exec *x, struct bg_str s)
+{
+	json_t *a = json_loadb(s.p, s.len, 0, NULL);
+	size_t n = json_array_size(a);
+	int rc = n ? 0 : -EINVAL;
+	if (rc == 0 && (x->argv = calloc(n + 1, sizeof(char *))) == NULL)
+		rc = -ENOMEM;
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		json_t *w = json_array_get(a, i);
+		if (!json_is_string(w) || json_string_length(w) == 0 ||
+		    strlen(json_string_value(w)) != json_string_length(w))
+			rc = -EINVAL;
+		else if ((x->argv[i] = strdup(json_string_value(w))) == NULL)
+			rc = -ENOMEM;
+	}
+	json_decref(a);
+	return rc;
+}
+
+/* environ plus BYGATE_AGENT_TYPE and BYGATE_HANDLER_PROTOCOL. */
+static int make_envp(struct bg_exec *x, const char *agent)
+{
+	size_t n = 0;
+	while (environ[n])
+		n++;
+	x->envp = calloc(n + 3, sizeof(char *));
+	if (x->envp == NULL)
+		return -ENOMEM;
+	memcpy(x->envp, environ, n * sizeof(char *));
+	if (asprintf(&x->envp[n], "BYGATE_AGENT_TYPE=%s", agent) == -1 ||
+	    asprintf(&x->envp[n + 1], "BYGATE_HANDLER_PROTOCOL=%d",
+		     BG_PROTOCOL_VERSION) == -1) {
+		x->envp[n] = x->envp[n + 1] = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+int bg_child_exec_configure(struct bg_agent *a, const struct bg_str *f,
+			    struct bg_buf *err)
+{
+	struct bg_exec *x = calloc(1, sizeof(*x));
+	if (x == NULL)
+		return -ENOMEM;
+	a->exec = x;
+	/* Writing to a program that died must be an error, not our death;
+	 * programs get the default action back (posix_spawn below). */
+	signal(SIGPIPE, SIG_IGN);
+	long inflight = field_long(f[BG_KF_MAX_INFLIGHT], 1, 64);
+	long max_line = field_long(f[BG_KF_MAX_LINE], 1024, 1L << 30);
+	bool per_task = bg_str_eq(f[BG_KF_MODE], "per_task");
+	const char *bad = NULL;
+	int rc = parse_argv(x, f[BG_KF_ARGV]);
+	if (rc == -EINVAL)
+		bad = "command";
+	else if (rc == 0 && inflight < 0)
+		bad = "max_inflight";
+	else if (rc == 0 && max_line < 0)
+		bad = "max_line_bytes";
+	else if (rc == 0 && !per_task && !bg_str_eq(f[BG_KF_MODE], "persistent"))
+		bad = "mode";
+	else if (rc == 0 && (f[BG_KF_WORKDIR].len == 0 ||
+			     memchr(f[BG_KF_WORKDIR].p, '\0',
+				    f[BG_KF_WORKDIR].len)))
+		bad = "working directory";
+	if (bad) {
+		bg_buf_reset(err);
+		bg_buf_printf(err, "agent type '%s': invalid exec %s in CONFIG",
+			      a->name, bad);
+		return -EINVAL;
+	}
+	x->per_task = per_task;
+	x->max_inflight = per_task ? 1 : (int)inflight;
+	x->max_line = (size_t)max_line;
+	x->workdir = strndup(f[BG_KF_WORKDIR].p, f[BG_KF_WORKDIR].len);
+	if (rc == 0 && x->workdir == NULL)
+		rc = -ENOMEM;
+	return rc ? rc : make_envp(x, a->name);
+}
+
+/* ---- starting, stopping ------------------------------------------------- */
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+static int nonblock(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+	return fl == -1 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) == -1 ? -errno
+								     : 0;
+}
+
+/* Spawn with p[0] = its stdin read end, o[1] stdout, e[1] stderr. */
+static int spawn(struct bg_exec *x, pid_t *pid, int in, int out, int err)
+{
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t at;
+	sigset_t none, dfl;
+	sigemptyset(&none);
+	sigemptyset(&dfl);
+	sigaddset(&dfl, SIGPIPE);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawnattr_init(&at);
+	posix_spawn_file_actions_adddup2(&fa, in, 0);
+	posix_spawn_file_actions_adddup2(&fa, out, 1);
+	posix_spawn_file_actions_adddup2(&fa, err, 2);
+	posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+	posix_spawn_file_actions_addchdir_np(&fa, x->workdir);
+	posix_spawnattr_setsigmask(&at, &none);
+	posix_spawnattr_setsigdefault(&at, &dfl);
+	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK |
+					      POSIX_SPAWN_SETSIGDEF);
+	int rc = posix_spawnp(pid, x->argv[0], &fa, &at, x->argv, x->envp);
+	posix_spawnattr_destroy(&at);
+	posix_spawn_file_actions_destroy(&fa);
+	return -rc;
+}
+
+/* A running program for agent a, linked into c->progs. 0, or a negative
+ * errno with the failed call named in why. */
+static int prog_start(struct bg_child *c, struct bg_agent *a,
+		      struct bg_prog **out, const char **why)
+{
+	int in[2] = { -1, -1 }, o[2] = { -1, -1 }, e[2] = { -1, -1 };
+	struct bg_prog *p = calloc(1, sizeof(*p));
+	int rc = p ? 0 : -ENOMEM;
+	*why = "pipe2()";
+	if (rc == 0 && (pipe2(in, O_CLOEXEC) == -1 || pipe2(o, O_CLOEXEC) == -1 ||
+			pipe2(e, O_CLOEXEC) == -1))
+		rc = -errno;
+	if (rc == 0 && ((rc = nonblock(in[1])) || (rc = nonblock(o[0])) ||
+			(rc = nonblock(e[0]))))
+		*why = "fcntl(O_NONBLOCK)";
+	if (rc == 0 && (rc = spawn(a->exec, &p->pid, in[0], o[1], e[1])))
+		*why = "posix_spawn()";
+	close_fd(&in[0]);
+	close_fd(&o[1]);
+	close_fd(&e[1]);
+	if (rc) {
+		close_fd(&in[1]);
+		close_fd(&o[0]);
+		close_fd(&e[0]);
+		free(p);
+		return rc;
+	}
+	p->agent = a;
+	p->in_fd = in[1];
+	p->out_fd = o[0];
+	p->err_fd = e[0];
+	p->next = c->progs;
+	c->progs = p;
+	*out = p;
+	return 0;
+}
+
+/* Wait for p up to ms, then SIGKILL it; its wait status, once. */
+static int prog_wait(struct bg_prog *p, int ms)
+{
+	int64_t end = mono_ms() + ms;
+	while (!p->reaped) {
+		pid_t r = waitpid(p->pid, &p->status, WNOHANG);
+		if (r == p->pid || (r == -1 && errno != EINTR)) {
+			p->reaped = true;
+		} else if (r == 0 && mono_ms() >= end) {
+			kill(p->pid, SIGKILL);
+			p->killed = true;
+			ms = 1000000; /* now wait for the SIGKILL */
+			end = mono_ms() + ms;
+		} else if (r == 0) {
+			struct timespec ts = { 0, 1000 * 1000 };
+			nanosleep(&ts, NULL);
+		}
+	}
+	return p->status;
+}
+
+static void prog_unlink(struct bg_child *c, struct bg_prog *p)
+{
+	for (struct bg_prog **pp = &c->progs; *pp; pp = &(*pp)->next)
+		if (*pp == p) {
+			*pp = p->next;
+			break;
+		}
+	if (p->agent->exec->prog == p)
+		p->agent->exec->prog = NULL;
+}
+
+/* Unlink, close our ends, reap (killing it after ms), free. */
+static void prog_free(struct bg_child *c, struct bg_prog *p, int ms)
+{
+	prog_unlink(c, p);
+	close_fd(&p->in_fd);
+	close_fd(&p->out_fd);
+	close_fd(&p->err_fd);
+	prog_wait(p, ms);
+	bg_buf_free(&p->out);
+	bg_buf_free(&p->err);
+	bg_buf_free(&p->pending);
+	free(p);
+}
+
+static void describe_status(const struct bg_prog *p, char *buf, size_t n)
+{
+	int st = p->status;
+	if (p->killed)
+		snprintf(buf, n, "closed its stdout but did not exit");
+	else if (WIFEXITED(st))
+		snprintf(buf, n, "exited with status %d", WEXITSTATUS(st));
+	else if (WIFSIGNALED(st))
+		snprintf(buf, n, "was killed by signal %d (%s)", WTERMSIG(st),
+			 strsignal(WTERMSIG(st)));
+	else
+		snprintf(buf, n, "ended with wait status %d", st);
+}
+
+/* "exec handler 'python3' of agent type 'planner' (pid 42)" */
+static void who(const struct bg_prog *p, char *buf, size_t n)
+{
+	snprintf(buf, n, "exec handler '%.100s' of agent type '%.128s' "
+			 "(pid %ld)",
+		 p->agent->exec->argv[0], p->agent->name, (long)p->pid);
+}
+
+static void child_log(struct bg_child *c, uint64_t tag, const char *level,
+		      const char *text)
+{
+	struct bg_str v[2] = { bg_str_c(level), bg_str_c(text) };
+	bg_child_send(c, BG_REC_LOG, tag, v, 2);
+}
+
+void bg_child_prog_fail(struct bg_child *c, struct bg_prog *p,
+			const char *what)
+{
+	char name[300], msg[1024];
+	who(p, name, sizeof(name));
+	if (!p->reaped)
+		kill(p->pid, SIGKILL);
+	snprintf(msg, sizeof(msg), "%s %s%s%s%s", name, what,
+		 p->last_err[0] ? " (its last stderr line: \"" : "",
+		 p->last_err, p->last_err[0] ? "\")" : "");
+	bool had_tasks = p->n_tasks > 0;
+	for (struct bg_ctx *x = c->exec_tasks, *next; x; x = next) {
+		next = x->next;
+		if (x->prog == p) {
+			bg_child_fail_task(x, msg);
+			bg_child_exec_finish(c, x);
+		}
+	}
+	if (!had_tasks)
+		child_log(c, 0, "warn", msg);
+	prog_free(c, p, 0);
+}
+
+/* ---- stderr to the log -------------------------------------------------- */
+
+/* prog's only task, or NULL. */
+static struct bg_ctx *only_task(struct bg_child *c, struct bg_prog *p)
+{
+	if (p->n_tasks != 1)
+		return NULL;
+	for (struct bg_ctx *x = c->exec_tasks; x; x = x->next)
+		if (x->prog == p)
+			return x;
+	return NULL;
+}
+
+/* One stderr line to bygated's log, with the execution id when the
+ * program runs exactly one task (tagged with it), else tag 0. */
+static void log_err_line(struct bg_child *c, struct bg_prog *p,
+			 const char *line, size_t len)
+{
+	struct bg_ctx *x = only_task(c, p);
+	struct bg_buf b = { 0 };
+	snprintf(p->last_err, sizeof(p->last_err), "%.*s", (int)len, line);
+	bg_buf_printf(&b, "%s pid %ld%s%s%s stderr: %.*s", p->agent->name,
+		      (long)p->pid, x ? " [" : "",
+		      x ? x->task->f[BG_TF_EXECUTION_ID] : "", x ? "]" : "",
+		      (int)len, line);
+	if (b.p)
+		child_log(c, x ? x->tag : 0, "info", b.p);
+	bg_buf_free(&b);
+}
+
+/* Log the whole lines of p->err (at eof also the rest); a line longer than
+ * LOG_LINE_MAX is cut there and the rest of it dropped. */
+static void flush_err_lines(struct bg_child *c, struct bg_prog *p, bool eof)
+{
+	size_t start = 0;
+	while (start < p->err.len) {
+		char *s = p->err.p + start;
+		size_t left = p->err.len - start;
+		char *nl = memchr(s, '\n', left);
+		size_t n = nl ? (size_t)(nl - s) : left;
+		if (nl == NULL && !eof && n <= LOG_LINE_MAX)
+			break;
+		if (!p->err_skip)
+			log_err_line(c, p, s, n > LOG_LINE_MAX ? LOG_LINE_MAX : n);
+		p->err_skip = nl == NULL && !eof;
+		start += nl ? n + 1 : left;
+	}
+	memmove(p->err.p, p->err.p + start, p->err.len - start);
+	p->err.len -= start;
+}
+
+/* Read what stderr holds. */
+static void read_err(struct bg_child *c, struct bg_prog *p)
+{
+	while (p->err_fd >= 0 && bg_buf_reserve(&p->err, READ_CHUNK) == 0) {
+		ssize_t n = read(p->err_fd, p->err.p + p->err.len, READ_CHUNK);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && errno == EAGAIN)
+			return;
+		if (n > 0)
+			p->err.len += (size_t)n;
+		flush_err_lines(c, p, n <= 0);
+		if (n <= 0)
+			close_fd(&p->err_fd);
+	}
+}
+
+/* ---- stdin, stdout ------------------------------------------------------ */
+
+int bg_child_prog_write(struct bg_child *c, struct bg_prog *p,
+			const char *line, size_t len)
+{
+	if (len > p->agent->exec->max_line) {
+		char what[160];
+		snprintf(what, sizeof(what),
+			 "was to be sent a line of %zu bytes, above "
+			 "max_line_bytes (%zu)",
+			 len, p->agent->exec->max_line);
+		bg_child_prog_fail(c, p, what);
+		return -1;
+	}
+	if (p->in_fd < 0)
+		return 0; /* retiring: nothing more for it */
+	if (bg_buf_append(&p->pending, line, len) ||
+	    bg_buf_append(&p->pending, "\n", 1)) {
+		bg_child_prog_fail(c, p, "could not be written to (out of "
+					 "memory)");
+		return -1;
+	}
+	return 0;
+}
+
+/* Write what is pending. 0, or -1 when p was failed (it closed its stdin
+ * while we had lines for it). */
+static int write_pending(struct bg_child *c, struct bg_prog *p)
+{
+	while (p->in_fd >= 0 && p->pending_off < p->pending.len) {
+		ssize_t n = write(p->in_fd, p->pending.p + p->pending_off,
+				  p->pending.len - p->pending_off);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && errno == EAGAIN)
+			return 0;
+		if (n == -1) {
+			char what[128];
+			snprintf(what, sizeof(what),
+				 "stopped reading its stdin (write: %s)",
+				 strerror(errno));
+			bg_child_prog_fail(c, p, what);
+			return -1;
+		}
+		p->pending_off += (size_t)n;
+	}
+	bg_buf_reset(&p->pending);
+	p->pending_off = 0;
+	return 0;
+}
+
+/* The program closed its stdout: it exited (or is made to). Its tasks
+ * fail; a per_task program that exited 0 after its result is done. */
+static void stdout_closed(struct bg_child *c, struct bg_prog *p)
+{
+	char how[100], msg[600];
+	close_fd(&p->out_fd);
+	close_fd(&p->in_fd);
+	read_err(c, p);
+	prog_wait(p, EXIT_WAIT_MS);
+	describe_status(p, how, sizeof(how));
+	if (p->n_tasks > 0) {
+		snprintf(msg, sizeof(msg),
+			 "%s before sending the result of its task", how);
+		bg_child_prog_fail(c, p, msg);
+		return;
+	}
+	bool clean = WIFEXITED(p->status) && WEXITSTATUS(p->status) == 0;
+	if (!(p->retiring && clean && !p->killed)) {
+		char name[300];
+		who(p, name, sizeof(name));
+		snprintf(msg, sizeof(msg), "%s %s %s", name, how,
+			 p->retiring ? "after its result" : "while idle");
+		child_log(c, 0, "warn", msg);
+	}
+	prog_free(c, p, 0);
+}
+
+/* Read stdout and handle every whole line. 0, or -1 when p is gone. */
+static int read_out(struct bg_child *c, struct bg_prog *p)
+{
+	size_t max = p->agent->exec->max_line;
+	for (;;) {
+		if (bg_buf_reserve(&p->out, READ_CHUNK)) {
+			bg_child_prog_fail(c, p, "could not be read (out of "
+						 "memory)");
+			return -1;
+		}
+		ssize_t n = read(p->out_fd, p->out.p + p->out.len, READ_CHUNK);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && errno == EAGAIN)
+			return 0;
+		if (n <= 0) {
+			stdout_closed(c, p);
+			return -1;
+		}
+		size_t start = 0, scan = p->out.len;
+		p->out.len += (size_t)n;
+		char *nl;
+		while ((nl = memchr(p->out.p + scan, '\n',
+				    p->out.len - scan)) != NULL) {
+			size_t len = (size_t)(nl - (p->out.p + start));
+			scan = start + len + 1;
+			if (len > max)
+				break;
+			if (len && p->out.p[start + len - 1] == '\r')
+				len--;
+			if (len && bg_proto_handle_line(c, p, p->out.p + start,
+							len))
+				return -1;
+			start = scan;
+		}
+		memmove(p->out.p, p->out.p + start, p->out.len - start);
+		p->out.len -= start;
+		if (p->out.len > max) {
+			char what[128];
+			snprintf(what, sizeof(what),
+				 "wrote a line longer than max_line_bytes "
+				 "(%zu)",
+				 max);
+			bg_child_prog_fail(c, p, what);
+			return -1;
+		}
+	}
+}
+
+/* ---- the poll loop -------------------------------------------------------- */
+
+static int reserve_pfd(struct bg_child *c, size_t n)
+{
+	if (n <= c->pfd_cap)
+		return 0;
+	struct pollfd *pfd = realloc(c->pfd, n * sizeof(*pfd));
+	struct bg_prog **progs = pfd ? realloc(c->pfd_prog,
+					       n * sizeof(*progs))
+				     : NULL;
+	if (pfd)
+		c->pfd = pfd;
+	if (progs)
+		c->pfd_prog = progs;
+	if (pfd == NULL || progs == NULL)
+		return -ENOMEM;
+	c->pfd_cap = n;
+	return 0;
+}
+
+/* Kill per_task programs that did not exit in time after their result. */
+static void kill_overdue(struct bg_child *c)
+{
+	int64_t now = mono_ms();
+	for (struct bg_prog *p = c->progs, *next; p; p = next) {
+		next = p->next;
+		if (p->retiring && now >= p->deadline_ms)
+			bg_child_prog_fail(c, p, "did not exit within 2 s "
+						 "of its result; killed");
+	}
+}
+
+static void serve(struct bg_child *c, struct bg_prog *p,
+		  const struct pollfd *f)
+{
+	if (f[1].revents)
+		read_err(c, p);
+	if (f[2].revents && write_pending(c, p))
+		return;
+	if (f[0].revents)
+		read_out(c, p);
+}
+
+int bg_child_exec_wait(struct bg_child *c, int timeout_ms)
+{
+	size_t n = 0;
+	for (struct bg_prog *p = c->progs; p; p = p->next)
+		n++;
+	if (reserve_pfd(c, 1 + 3 * n))
+		return -ENOMEM;
+	struct pollfd *f = c->pfd;
+	f[0] = (struct pollfd){ .fd = BG_CHILD_FD_WAKE_CHILD, .events = POLLIN };
+	int64_t now = mono_ms();
+	size_t i = 0;
+	for (struct bg_prog *p = c->progs; p; p = p->next, i++) {
+		c->pfd_prog[i] = p;
+		bool out = p->pending_off < p->pending.len;
+		f[1 + 3 * i] = (struct pollfd){ p->out_fd, POLLIN, 0 };
+		f[2 + 3 * i] = (struct pollfd){ p->err_fd, POLLIN, 0 };
+		f[3 + 3 * i] = (struct pollfd){ out ? p->in_fd : -1, POLLOUT, 0 };
+		if (p->retiring && p->deadline_ms - now < timeout_ms)
+			timeout_ms = (int)(p->deadline_ms > now
+						   ? p->deadline_ms - now
+						   : 0);
+	}
+	if (poll(f, 1 + 3 * n, timeout_ms) == -1)
+		return errno == EINTR ? 0 : -errno;
+	/* Serving a program frees at most that program. */
+	for (i = 0; i < n; i++)
+		serve(c, c->pfd_prog[i], &f[1 + 3 * i]);
+	kill_overdue(c);
+	return (f[0].revents & POLLIN) ? 1 : 0;
+}
+
+/* ---- tasks ---------------------------------------------------------------- */
+
+struct bg_ctx *bg_child_exec_task(struct bg_child *c, uint64_t tag)
+{
+	for (struct bg_ctx *x = c->exec_tasks; x; x = x->next)
+		if (x->tag == tag)
+			return x;
+	return NULL;
+}
+
+/* The persistent program of x, if it is still alive. */
+static struct bg_prog *live_prog(struct bg_child *c, struct bg_exec *x)
+{
+	struct bg_prog *p = x->prog;
+	if (p && waitpid(p->pid, &p->status, WNOHANG) == p->pid) {
+		p->reaped = true;
+		stdout_closed(c, p); /* logs how it ended, frees it */
+		return NULL;
+	}
+	return p;
+}
+
+/* Fail ctx before it reached a program. */
+static void fail_early(struct bg_child *c, struct bg_ctx *ctx,
+		       const char *msg)
+{
+	bg_child_fail_task(ctx, msg);
+	bg_child_finish(c, ctx);
+}
+
+void bg_child_exec_start(struct bg_child *c, struct bg_ctx *ctx)
+{
+	struct bg_exec *x = ctx->agent->exec;
+	struct bg_buf line = { 0 };
+	char msg[512];
+	if (bg_proto_task_line(ctx, &line)) {
+		bg_buf_free(&line);
+		fail_early(c, ctx, "out of memory for the task line");
+		return;
+	}
+	if (line.len > x->max_line) {
+		snprintf(msg, sizeof(msg),
+			 "the task line is %zu bytes, above max_line_bytes "
+			 "(%zu) of agent type '%.128s'",
+			 line.len, x->max_line, ctx->agent->name);
+		bg_buf_free(&line);
+		fail_early(c, ctx, msg);
+		return;
+	}
+	struct bg_prog *p = x->per_task ? NULL : live_prog(c, x);
+	const char *why;
+	int rc = p ? 0 : prog_start(c, ctx->agent, &p, &why);
+	if (rc) {
+		snprintf(msg, sizeof(msg),
+			 "cannot start exec handler '%.100s' of agent type "
+			 "'%.128s': %s: %s",
+			 x->argv[0], ctx->agent->name, why, strerror(-rc));
+		bg_buf_free(&line);
+		fail_early(c, ctx, msg);
+		return;
+	}
+	if (!x->per_task)
+		x->prog = p;
+	ctx->prog = p;
+	p->n_tasks++;
+	ctx->next = c->exec_tasks;
+	c->exec_tasks = ctx;
+	bool cancelled = ctx->cancelled;
+	if (bg_child_prog_write(c, p, line.p, line.len) == 0 && cancelled)
+		bg_child_exec_cancel(c, ctx, bg_str_c(""));
+	bg_buf_free(&line);
+}
+
+void bg_child_exec_finish(struct bg_child *c, struct bg_ctx *ctx)
+{
+	for (struct bg_ctx **pp = &c->exec_tasks; *pp; pp = &(*pp)->next)
+		if (*pp == ctx) {
+			*pp = ctx->next;
+			break;
+		}
+	struct bg_prog *p = ctx->prog;
+	if (p && --p->n_tasks == 0 && p->agent->exec->per_task) {
+		p->retiring = true;
+		p->deadline_ms = mono_ms() + RETIRE_GRACE_MS;
+		close_fd(&p->in_fd); /* end of input: time to exit */
+	}
+	bg_child_finish(c, ctx);
+}
+
+void bg_child_exec_cancel(struct bg_child *c, struct bg_ctx *ctx,
+			  struct bg_str reason)
+{
+	struct bg_buf line = { 0 };
+	ctx->cancelled = true;
+	if (bg_proto_cancel_line(ctx, reason, &line) == 0)
+		bg_child_prog_write(c, ctx->prog, line.p, line.len);
+	bg_buf_free(&line);
+}
+
+void bg_child_exec_reply(struct bg_child *c, struct bg_ctx *ctx,
+			 struct bg_str id, struct bg_str result)
+{
+	char want[24];
+	json_t *res = NULL;
+	bg_child_call_id(ctx, want, sizeof(want));
+	if (ctx->req_id == NULL || !bg_str_eq(id, want) ||
+	    bg_child_call_done(ctx, result, &res))
+		bg_child_die(c, BG_CHILD_EXIT_PROTOCOL,
+			     "REPLY %.*s of tag %llu does not answer a pending "
+			     "call with a JSON object",
+			     (int)(id.len > 24 ? 24 : id.len), id.p,
+			     (unsigned long long)ctx->tag);
+	struct bg_buf line = { 0 };
+	int rc = bg_proto_reply_line(ctx, ctx->req_id, res, &line);
+	if (rc == 0 && line.len > ctx->agent->exec->max_line) {
+		json_t *err = json_pack(
+			"{s:s,s:s}", "error",
+			"the reply is longer than max_line_bytes", "error_code",
+			"LINE_TOO_LONG");
+		bg_buf_reset(&line);
+		rc = err ? bg_proto_reply_line(ctx, ctx->req_id, err, &line)
+			 : -ENOMEM;
+		json_decref(err);
+	}
+	json_decref(res);
+	json_decref(ctx->req_id);
+	ctx->req_id = NULL;
+	if (rc)
+		bg_child_prog_fail(c, ctx->prog, "could not be sent its reply "
+						 "(out of memory)");
+	else
+		bg_child_prog_write(c, ctx->prog, line.p, line.len);
+	bg_buf_free(&line);
+}
+
+/* ---- the exec loop ------------------------------------------------------- */
+
+static bool any_retiring(const struct bg_child *c)
+{
+	for (struct bg_prog *p = c->progs; p; p = p->next)
+		if (p->retiring)
+			return true;
+	return false;
+}
+
+/* May the TASK m start now, next to the tasks in flight? Only in a
+ * persistent program with room left (max_inflight). */
+static bool joins_now(struct bg_child *c, const struct bg_child_msg *m)
+{
+	struct bg_str name = bg_child_task_agent_type(m->p, m->len);
+	for (size_t i = 0; i < c->n_agents; i++) {
+		struct bg_agent *a = &c->agents[i];
+		if (!bg_str_eq(name, a->name))
+			continue;
+		return a->exec && a->exec->prog && !m->cancelled &&
+		       a->exec->prog->n_tasks < a->exec->max_inflight;
+	}
+	return false;
+}
+
+static void on_reply(struct bg_child *c, const struct bg_child_msg *m)
+{
+	struct bg_str f[BG_YF__COUNT];
+	struct bg_ctx *ctx = bg_child_exec_task(c, m->tag);
+	if (bg_rec_unpack(m->p, m->len, f, BG_YF__COUNT) || ctx == NULL)
+		bg_child_die(c, BG_CHILD_EXIT_PROTOCOL,
+			     "malformed REPLY, or one for tag %llu which is "
+			     "not running",
+			     (unsigned long long)m->tag);
+	bg_child_exec_reply(c, ctx, f[BG_YF_ID], f[BG_YF_RESULT]);
+}
+
+static void start_msg(struct bg_child *c, const struct bg_child_msg *m)
+{
+	struct bg_ctx *ctx = bg_child_ctx_new(c, m);
+	if (ctx == NULL)
+		bg_child_die(c, BG_CHILD_EXIT_PROTOCOL,
+			     "out of memory for the task of tag %llu",
+			     (unsigned long long)m->tag);
+	if (ctx->has_result)
+		bg_child_finish(c, ctx);
+	else
+		bg_child_exec_start(c, ctx);
+}
+
+/* What the down ring holds, while exec tasks run. */
+static void intake(struct bg_child *c)
+{
+	struct bg_child_msg m;
+	while (bg_child_try_recv(c, &m)) {
+		if (bg_child_absorb(c, &m))
+			continue;
+		if (m.kind == BG_REC_REPLY)
+			on_reply(c, &m);
+		else if (m.kind == BG_REC_TASK && joins_now(c, &m))
+			start_msg(c, &m);
+		else if (m.kind == BG_REC_TASK)
+			bg_child_enqueue(c, &m);
+		else
+			bg_child_die(c, BG_CHILD_EXIT_PROTOCOL,
+				     "unexpected record kind %u (tag %llu)",
+				     m.kind, (unsigned long long)m.tag);
+	}
+}
+
+void bg_child_exec_drain(struct bg_child *c)
+{
+	while (c->exec_tasks || any_retiring(c)) {
+		intake(c);
+		if (c->exec_tasks || any_retiring(c))
+			bg_child_sleep(c);
+	}
+}
+
+void bg_child_exec_shutdown(struct bg_child *c, bool graceful)
+{
+	for (struct bg_prog *p = c->progs; p; p = p->next) {
+		close_fd(&p->in_fd);
+		if (!graceful && !p->reaped)
+			kill(p->pid, SIGKILL);
+	}
+	int64_t end = mono_ms() + (graceful ? SHUTDOWN_GRACE_MS : 0);
+	while (c->progs) {
+		int64_t left = end - mono_ms();
+		prog_free(c, c->progs, left > 0 ? (int)left : 0);
+	}
+	free(c->pfd);
+	free(c->pfd_prog);
+	c->pfd = NULL;
+	c->pfd_prog = NULL;
+	c->pfd_cap = 0;
+}

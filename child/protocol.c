@@ -1,0 +1,327 @@
+/* child/protocol.c - bygate-handler-protocol 1 (docs/handler-protocol.md):
+ * the lines this child writes to an exec program (task, cancel, reply) and
+ * the decoding of the lines it reads back into the same events, results
+ * and calls a plugin makes through the SDK, with the same validation.
+ * Anything the program gets wrong is a protocol violation: the program is
+ * killed and its tasks fail with a message saying what it wrote. */
+#include "child/child.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define QUOTE_MAX 80 /* bytes of a bad line quoted in the error message */
+
+/* ---- bygate -> program ---------------------------------------------------- */
+
+/* JSON text of a task field, or NULL when empty or invalid. */
+static json_t *field_json(const struct bg_ctx *ctx, int f)
+{
+	const char *s = ctx->task->f[f];
+	return s[0] ? json_loads(s, JSON_DECODE_ANY, NULL) : NULL;
+}
+
+static json_t *header(const struct bg_ctx *ctx)
+{
+	const char *const *f = ctx->task->f;
+	json_t *meta = field_json(ctx, BG_TF_METADATA);
+	if (!json_is_object(meta)) {
+		json_decref(meta);
+		meta = json_object();
+	}
+	return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:o,s:s,s:s}",
+			 "message_id", f[BG_TF_MESSAGE_ID], "session_id",
+			 f[BG_TF_SESSION_ID], "trace_id", f[BG_TF_TRACE_ID],
+			 "source_agent_type", f[BG_TF_SOURCE_AGENT_TYPE],
+			 "target_agent_type", f[BG_TF_AGENT_TYPE],
+			 "parent_message_id", f[BG_TF_PARENT_MESSAGE_ID],
+			 "task_group_id", f[BG_TF_TASK_GROUP_ID], "user_code",
+			 f[BG_TF_USER_CODE], "user_name", f[BG_TF_USER_NAME],
+			 "metadata", meta, "trace_parent_span_id", "",
+			 "langfuse_parent_observation_id", "");
+}
+
+/* Dump j (consumed) as one line into out. */
+static int put_line(json_t *j, struct bg_buf *out)
+{
+	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	int rc = s ? bg_buf_puts(out, s) : -ENOMEM;
+	free(s);
+	return rc;
+}
+
+int bg_proto_task_line(const struct bg_ctx *ctx, struct bg_buf *out)
+{
+	const char *const *f = ctx->task->f;
+	json_t *groups = field_json(ctx, BG_TF_GROUP_RESULTS);
+	json_t *line = json_pack(
+		"{s:s,s:i,s:I,s:s,s:o,s:O,s:s,s:s,s:s,s:b,s:i,s:o}", "type",
+		"task", "protocol", BG_PROTOCOL_VERSION, "task",
+		(json_int_t)ctx->tag, "action_type", f[BG_TF_ACTION],
+		"header", header(ctx), "body", ctx->task->body, "execution_id",
+		f[BG_TF_EXECUTION_ID], "workspace", f[BG_TF_WORKSPACE],
+		"private_dir", f[BG_TF_PRIVATE_DIR], "resumed",
+		bg_task_is_resumed(ctx->task), "attempt",
+		bg_task_attempt(ctx->task), "group_results",
+		json_is_object(groups) ? groups : json_null());
+	if (!json_is_object(groups))
+		json_decref(groups);
+	return put_line(line, out);
+}
+
+int bg_proto_cancel_line(const struct bg_ctx *ctx, struct bg_str reason,
+			 struct bg_buf *out)
+{
+	json_t *r = json_stringn(reason.p, reason.len);
+	return put_line(json_pack("{s:s,s:I,s:o}", "type", "cancel", "task",
+				  (json_int_t)ctx->tag, "reason",
+				  r ? r : json_string("")),
+			out);
+}
+
+int bg_proto_reply_line(const struct bg_ctx *ctx, json_t *id,
+			json_t *result, struct bg_buf *out)
+{
+	return put_line(json_pack("{s:s,s:I,s:O,s:O}", "type", "reply",
+				  "task", (json_int_t)ctx->tag, "id", id,
+				  "result", result),
+			out);
+}
+
+/* ---- program -> bygate ---------------------------------------------------- */
+
+/* One decoded line and where it came from. */
+struct line {
+	struct bg_child *c;
+	struct bg_prog *prog;
+	json_t *j;
+	struct bg_ctx *ctx; /* its task */
+	const char *type;
+};
+
+/* Kill the program for what the line did: -1. */
+static int violation(struct line *l, const char *what)
+{
+	char msg[400];
+	snprintf(msg, sizeof(msg), "broke bygate-handler-protocol %d: %s",
+		 BG_PROTOCOL_VERSION, what);
+	bg_child_prog_fail(l->c, l->prog, msg);
+	return -1;
+}
+
+/* violation() with "<type> line: <what>". */
+static int bad_field(struct line *l, const char *what)
+{
+	char msg[300];
+	snprintf(msg, sizeof(msg), "%.32s line: %s", l->type, what);
+	return violation(l, msg);
+}
+
+/* The task a line names ("task": its number, or its decimal text; may be
+ * left out while the program runs exactly one task). */
+static struct bg_ctx *find_task(struct line *l)
+{
+	json_t *t = json_object_get(l->j, "task");
+	struct bg_ctx *only = NULL;
+	int n = 0;
+	for (struct bg_ctx *x = l->c->exec_tasks; x; x = x->next) {
+		if (x->prog != l->prog)
+			continue;
+		n++;
+		only = x;
+		char tag[24];
+		snprintf(tag, sizeof(tag), "%llu", (unsigned long long)x->tag);
+		if ((json_is_integer(t) &&
+		     json_integer_value(t) == (json_int_t)x->tag) ||
+		    (json_is_string(t) && !strcmp(json_string_value(t), tag)))
+			return x;
+	}
+	return t == NULL && n == 1 ? only : NULL;
+}
+
+/* Optional string member; false when present and not a string. */
+static bool opt_str(json_t *o, const char *key, const char **out)
+{
+	json_t *v = json_object_get(o, key);
+	*out = json_string_value(v);
+	return v == NULL || json_is_string(v);
+}
+
+/* Optional member as JSON text (malloc'd, *out NULL when absent). */
+static int opt_json(json_t *o, const char *key, char **out)
+{
+	json_t *v = json_object_get(o, key);
+	*out = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+	return v && *out == NULL ? -ENOMEM : 0;
+}
+
+static int on_event(struct line *l)
+{
+	const char *text, *et, *ct = NULL;
+	char ct_buf[24], *meta = NULL;
+	json_t *ctv = json_object_get(l->j, "content_type");
+	if (json_is_integer(ctv)) {
+		snprintf(ct_buf, sizeof(ct_buf), "%lld",
+			 (long long)json_integer_value(ctv));
+		ct = ct_buf;
+	} else if (ctv && !(ct = json_string_value(ctv))) {
+		return bad_field(l, "content_type must be a string or a "
+				    "number");
+	}
+	if (!opt_str(l->j, "content", &text) || text == NULL)
+		return bad_field(l, "content must be a string");
+	if (!opt_str(l->j, "event_type", &et))
+		return bad_field(l, "event_type must be a string");
+	if (opt_json(l->j, "metadata", &meta))
+		return bad_field(l, "out of memory");
+	int rc = bg_child_emit(l->ctx, l->type, text, et, ct, meta);
+	free(meta);
+	if (rc == -EMSGSIZE)
+		return bad_field(l, "the event exceeds max_message_bytes");
+	if (rc)
+		return bad_field(l, rc == -EINVAL
+					    ? "invalid event_type, content_type "
+					      "or metadata (an object)"
+					    : strerror(-rc));
+	return 0;
+}
+
+static int on_result(struct line *l)
+{
+	const char *status, *error;
+	char *content = NULL, *reply = NULL, *meta = NULL;
+	if (!opt_str(l->j, "status", &status) ||
+	    !opt_str(l->j, "error", &error))
+		return bad_field(l, "status and error must be strings");
+	int rc = error ? bg_ctx_fail(l->ctx, error) : 0;
+	if (error == NULL &&
+	    !(rc = opt_json(l->j, "content", &content)) &&
+	    !(rc = opt_json(l->j, "reply_data", &reply)) &&
+	    !(rc = opt_json(l->j, "metadata", &meta)))
+		rc = bg_child_result(l->ctx, status, content, reply, meta);
+	free(content);
+	free(reply);
+	free(meta);
+	if (rc)
+		return bad_field(l, rc == -EMSGSIZE
+					    ? "the result exceeds "
+					      "max_message_bytes"
+					    : "invalid status (1-128 bytes), "
+					      "content (a string or an array "
+					      "of objects), reply_data or "
+					      "metadata (an object)");
+	bg_child_exec_finish(l->c, l->ctx);
+	return 0;
+}
+
+/* Answer request l at once (not through bygated). */
+static int reply_now(struct line *l, json_t *result)
+{
+	struct bg_buf out = { 0 };
+	int rc = result ? bg_proto_reply_line(l->ctx, json_object_get(l->j, "id"),
+					      result, &out)
+			: -ENOMEM;
+	json_decref(result);
+	rc = rc ? violation(l, "no memory for the reply")
+		: bg_child_prog_write(l->c, l->prog, out.p, out.len);
+	bg_buf_free(&out);
+	return rc;
+}
+
+static int on_request(struct line *l)
+{
+	json_t *id = json_object_get(l->j, "id");
+	if (!(json_is_integer(id) || json_is_string(id)))
+		return bad_field(l, "id must be a number or a string");
+	if (l->ctx->req_id)
+		return bad_field(l, "sent before the reply to its previous "
+				    "request");
+	if (!strcmp(l->type, "check_cancelled"))
+		return reply_now(l, json_pack("{s:b}", "cancelled",
+					      l->ctx->cancelled));
+	json_t *args = json_deep_copy(l->j);
+	json_object_del(args, "type");
+	json_object_del(args, "task");
+	json_object_del(args, "id");
+	const char *why = NULL;
+	int rc = args ? bg_child_call_send(l->ctx, l->type, args, &why)
+		      : -ENOMEM;
+	json_decref(args);
+	if (rc == 0) {
+		l->ctx->req_id = json_incref(id);
+		return 0;
+	}
+	return reply_now(l, json_pack("{s:s,s:s}", "error",
+				      why ? why : strerror(-rc), "error_code",
+				      rc == -EINVAL ? "INVALID_ARGUMENT"
+						    : "REQUEST_FAILED"));
+}
+
+static const char *const event_kinds[] = { "chunk", "state", "artifact",
+					   "sub_step" };
+static const char *const requests[] = { "ask_user", "call_agent",
+					"dispatch_group", "kv_get", "kv_set",
+					"check_cancelled" };
+
+static bool one_of(const char *s, const char *const *set, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(s, set[i]) == 0)
+			return true;
+	return false;
+}
+
+#define ONE_OF(s, set) one_of(s, set, sizeof(set) / sizeof(*(set)))
+
+/* "invalid JSON ... : '<line start>'" */
+static int quote_violation(struct line *l, const char *what, const char *p,
+			   size_t len)
+{
+	char msg[200], quote[QUOTE_MAX + 1];
+	size_t n = len > QUOTE_MAX ? QUOTE_MAX : len;
+	for (size_t i = 0; i < n; i++) /* the message must stay UTF-8 */
+		quote[i] = p[i] >= 0x20 && p[i] < 0x7f ? p[i] : '?';
+	quote[n] = '\0';
+	snprintf(msg, sizeof(msg), "%s: '%s%s'", what, quote,
+		 len > QUOTE_MAX ? "..." : "");
+	return violation(l, msg);
+}
+
+static int dispatch(struct line *l)
+{
+	json_t *type = json_object_get(l->j, "type");
+	if (!json_is_string(type))
+		return violation(l, "a line without a \"type\" string");
+	l->type = json_string_value(type);
+	bool ev = ONE_OF(l->type, event_kinds);
+	bool req = ONE_OF(l->type, requests);
+	if (!ev && !req && strcmp(l->type, "result")) {
+		char msg[120];
+		snprintf(msg, sizeof(msg), "unknown line type '%.64s'",
+			 l->type);
+		return violation(l, msg);
+	}
+	if ((l->ctx = find_task(l)) == NULL)
+		return bad_field(l, l->prog->n_tasks
+					    ? "\"task\" does not name a task "
+					      "this program is running"
+					    : "written while the program runs "
+					      "no task");
+	return ev ? on_event(l) : req ? on_request(l) : on_result(l);
+}
+
+int bg_proto_handle_line(struct bg_child *c, struct bg_prog *prog,
+			 const char *line, size_t len)
+{
+	struct line l = { .c = c, .prog = prog };
+	l.j = json_loadb(line, len, 0, NULL);
+	int rc = json_is_object(l.j)
+			 ? dispatch(&l)
+			 : quote_violation(&l, "a line that is not a JSON "
+					       "object",
+					   line, len);
+	json_decref(l.j);
+	return rc;
+}

@@ -1,0 +1,281 @@
+"""bygate_agent - write a bygate agent in Python (standard library only).
+
+bygate runs the program (agent type with handler = "exec") and talks to it
+in JSON lines on stdin/stdout: bygate-handler-protocol 1, specified in
+docs/handler-protocol.md. This module speaks it for you:
+
+    import bygate_agent
+
+    def handle(ctx):
+        ctx.chunk("thinking...")
+        return "done: " + ctx.content
+
+    if __name__ == "__main__":
+        bygate_agent.run(handle)
+
+`handle(ctx)` runs once per task; what it returns becomes the result
+(WIRE 6.5): None = no content; a str = the answer text (a known state
+such as "WAITING_USER" = that status); a dict with any of status, content,
+reply_data, metadata (or finalAnswer / final_answer) = a structured
+result; any other dict or value = reply_data. An exception fails the task
+with its message. Without an explicit status a task finishes COMPLETED,
+or WAITING_USER / WAITING_AGENT when it called ask_user / call_agent /
+dispatch_group (waiting for the reply) and is resumed later with a new
+task whose ctx.resumed is True.
+
+Works in both modes (per_task: one task, then stdin closes; persistent:
+many tasks). Tasks run in threads, so an agent type with max_inflight > 1
+runs several at once; ctx is not shared between tasks. While run() is in
+charge, print() and anything else written to stdout go to stderr, which
+bygate copies to its log (with the execution id).
+"""
+
+import json
+import os
+import queue
+import sys
+import threading
+import traceback
+
+PROTOCOL = 1
+AGENT_STATES = ("STARTING", "COMPLETED", "FAILED", "CANCELLING", "CANCELLED",
+                "RESUMED", "WAITING_AGENT", "WAITING_USER", "QUEUED",
+                "CALLING_AGENT")
+_STRUCTURED = {"status", "content", "reply_data", "metadata",
+               "extra_payload", "finalAnswer", "final_answer"}
+
+
+class BygateError(Exception):
+    """A request bygate answered with an error (e.g. an invalid argument):
+    .error is its message, .code its error_code."""
+
+    def __init__(self, reply):
+        super().__init__(reply.get("error", "request failed"))
+        self.error = reply.get("error", "")
+        self.code = reply.get("error_code", "")
+        self.reply = reply
+
+
+class _Channel:
+    """The protocol stream: one writer lock, replies routed per task."""
+
+    def __init__(self, out):
+        self._out = out
+        self._lock = threading.Lock()
+        self.replies = {}  # task -> queue.Queue of reply lines
+        self.contexts = {}  # task -> Context
+
+    def send(self, obj):
+        data = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+        with self._lock:
+            self._out.write(data.encode("utf-8") + b"\n")
+            self._out.flush()
+
+
+class Context:
+    """One task. Attributes: task (its number), action_type ("ASK_AGENT" or
+    "RESUME"), header (the 12 by-framework header keys), body, content
+    (body.content: text, or a list of messages), execution_id, message_id,
+    session_id, agent_type, workspace, private_dir, resumed (a RESUME: the
+    user's answer or a called agent's result is in content / body),
+    attempt, group_results (after dispatch_group: {message id: result} of
+    every child, else None)."""
+
+    def __init__(self, channel, msg):
+        self._ch = channel
+        self._ids = 0
+        self._cancel = threading.Event()
+        self.task = msg["task"]
+        self.action_type = msg.get("action_type", "ASK_AGENT")
+        self.header = msg.get("header") or {}
+        self.body = msg.get("body") or {}
+        self.content = self.body.get("content", "")
+        self.execution_id = msg.get("execution_id", "")
+        self.message_id = self.header.get("message_id", "")
+        self.session_id = self.header.get("session_id", "")
+        self.agent_type = self.header.get("target_agent_type", "")
+        self.workspace = msg.get("workspace", "")
+        self.private_dir = msg.get("private_dir", "")
+        self.resumed = bool(msg.get("resumed", False))
+        self.attempt = msg.get("attempt", 1)
+        self.group_results = msg.get("group_results")
+
+    # -- streamed events (published at once) ---------------------------
+
+    def _event(self, kind, content, **extra):
+        line = {"type": kind, "task": self.task, "content": content}
+        line.update({k: v for k, v in extra.items() if v is not None})
+        self._ch.send(line)
+
+    def chunk(self, text, event_type=None, content_type=None, metadata=None):
+        """A piece of the answer (answerDelta; reasoningLogDelta for an
+        agent called by another)."""
+        self._event("chunk", text, event_type=event_type,
+                    content_type=content_type, metadata=metadata)
+
+    def state(self, text):
+        """A state change, e.g. "PLANNER_CALLING_RESEARCHER"."""
+        self._event("state", text)
+
+    def artifact(self, url):
+        """A produced file (its URL)."""
+        self._event("artifact", url)
+
+    def sub_step(self, title):
+        """A sub-step title, under a fresh message id."""
+        self._event("sub_step", title)
+
+    def log(self, text):
+        """A line in bygate's log (stderr)."""
+        sys.stderr.write("%s\n" % text)
+        sys.stderr.flush()
+
+    # -- requests answered by bygate -----------------------------------
+
+    def _request(self, kind, **args):
+        self._ids += 1
+        line = {"type": kind, "task": self.task, "id": self._ids}
+        line.update({k: v for k, v in args.items() if v is not None})
+        self._ch.send(line)
+        reply = self._ch.replies[self.task].get()
+        return reply.get("result") or {}
+
+    def _checked(self, kind, **args):
+        result = self._request(kind, **args)
+        if "error" in result and result.get("status") != "FAILED":
+            raise BygateError(result)
+        return result
+
+    def ask_user(self, prompt):
+        """Ask the user (text, or a {"questions": ...} object); the task
+        then ends WAITING_USER and the answer arrives in a new task
+        (resumed, content = the answer). Returns {"status": "WAITING_USER"}."""
+        return self._checked("ask_user", prompt=prompt)
+
+    def call_agent(self, target_agent_type, content, wait_for_reply=True,
+                   extra_payload=None, metadata=None, route_policy=None):
+        """Ask another agent type. With wait_for_reply this task ends
+        WAITING_AGENT and the callee's result resumes it (a new task,
+        resumed, content / body["reply_data"] = the callee's). Returns
+        {"status": "QUEUED", "message_id", ...}, or {"status": "FAILED",
+        "error", "error_code"} when it cannot be routed."""
+        return self._checked("call_agent",
+                             target_agent_type=target_agent_type,
+                             content=content, wait_for_reply=wait_for_reply,
+                             extra_payload=extra_payload, metadata=metadata,
+                             route_policy=route_policy)
+
+    def dispatch_group(self, tasks, wait_for_reply=True):
+        """Fan out: tasks = [{"target_agent_type", "content", ...}]. With
+        wait_for_reply this task is resumed once, after the last child,
+        with ctx.group_results holding every child's result."""
+        return self._checked("dispatch_group", tasks=list(tasks),
+                             wait_for_reply=wait_for_reply)
+
+    def kv_get(self, key, default=None):
+        """Session state (seen by every task of the session)."""
+        result = self._checked("kv_get", key=key)
+        return result.get("value") if result.get("found") else default
+
+    def kv_set(self, key, value):
+        """Store a JSON value (at most 64 KiB) when this task finishes."""
+        self._checked("kv_set", key=key, value=value)
+
+    def cancelled(self):
+        """True once the task was cancelled: stop soon."""
+        if not self._cancel.is_set():
+            if self._request("check_cancelled").get("cancelled"):
+                self._cancel.set()
+        return self._cancel.is_set()
+
+
+def result_line(task, value):
+    """The result line for a handler's return value (WIRE 6.5)."""
+    line = {"type": "result", "task": task}
+    if value is None:
+        return line
+    if isinstance(value, str):
+        line["status" if value in AGENT_STATES else "content"] = value
+        return line
+    if isinstance(value, dict):
+        keys = set(value)
+        if keys & {"reply_data", "content", "finalAnswer", "final_answer"} \
+                or (keys and keys <= _STRUCTURED):
+            content = value.get("content")
+            if content is None:
+                content = value.get("finalAnswer", value.get("final_answer"))
+            for k, v in (("status", value.get("status")),
+                         ("content", content),
+                         ("reply_data", value.get("reply_data")),
+                         ("metadata", value.get("metadata"))):
+                if v is not None:
+                    line[k] = v
+            return line
+        if value.get("status") is not None:
+            line["status"] = value["status"]
+        if value.get("metadata") is not None:
+            line["metadata"] = value["metadata"]
+        line["reply_data"] = value
+        return line
+    if isinstance(value, list) and value and \
+            all(isinstance(v, dict) for v in value):
+        line["content"] = value
+        return line
+    line["reply_data"] = value
+    return line
+
+
+def _run_task(channel, handler, ctx):
+    try:
+        line = result_line(ctx.task, handler(ctx))
+    except Exception as e:  # the task fails, the program goes on
+        traceback.print_exc(file=sys.stderr)
+        sys.stderr.flush()
+        line = {"type": "result", "task": ctx.task,
+                "error": "%s: %s" % (type(e).__name__, e)}
+    try:
+        channel.send(line)
+    except (TypeError, ValueError) as e:  # not JSON-serialisable
+        channel.send({"type": "result", "task": ctx.task,
+                      "error": "result is not JSON: %s" % e})
+    finally:
+        channel.replies.pop(ctx.task, None)
+        channel.contexts.pop(ctx.task, None)
+
+
+def _protocol_out():
+    """The real stdout for protocol lines; fd 1 and sys.stdout are pointed
+    at stderr so that stray prints cannot break the protocol."""
+    fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return os.fdopen(fd, "wb", buffering=0)
+
+
+def run(handler):
+    """Serve tasks until stdin closes, then wait for running ones."""
+    channel = _Channel(_protocol_out())
+    stdin = sys.stdin.buffer
+    threads = []
+    for raw in stdin:
+        if not raw.strip():
+            continue
+        msg = json.loads(raw)
+        kind, task = msg.get("type"), msg.get("task")
+        if kind == "task":
+            if msg.get("protocol") != PROTOCOL:
+                sys.stderr.write("bygate_agent: protocol %r, expected %d\n"
+                                 % (msg.get("protocol"), PROTOCOL))
+            ctx = Context(channel, msg)
+            channel.replies[task] = queue.Queue()
+            channel.contexts[task] = ctx
+            t = threading.Thread(target=_run_task,
+                                 args=(channel, handler, ctx), daemon=True)
+            t.start()
+            threads = [x for x in threads if x.is_alive()] + [t]
+        elif kind == "reply" and task in channel.replies:
+            channel.replies[task].put(msg)
+        elif kind == "cancel" and task in channel.contexts:
+            channel.contexts[task]._cancel.set()
+    for t in threads:
+        t.join()

@@ -1,0 +1,66 @@
+"""A test agent on examples/python/bygate_agent.py: what it does is chosen
+by the first word of the task content (tests/unit/test_child.c,
+tests/integration/test_exec_handlers.py)."""
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "..", "..", "examples", "python"))
+import bygate_agent  # noqa: E402
+
+
+def handle(ctx):
+    words = ctx.content.split(" ", 1) if isinstance(ctx.content, str) else [""]
+    what, arg = words[0], (words[1] if len(words) > 1 else "")
+    if what == "echo":
+        ctx.chunk(arg)
+        ctx.state("S")
+        return "echo: " + arg
+    if what == "pid":
+        return str(os.getpid())
+    if what == "fields":
+        return {"reply_data": {
+            "execution_id": ctx.execution_id, "message_id": ctx.message_id,
+            "action_type": ctx.action_type, "resumed": ctx.resumed,
+            "attempt": ctx.attempt, "group_results": ctx.group_results,
+            "header_keys": sorted(ctx.header), "body": ctx.body,
+            "workspace": ctx.workspace, "private_dir": ctx.private_dir,
+            "cwd": os.getcwd(), "agent_env": os.environ.get(
+                "BYGATE_AGENT_TYPE"), "fds": sorted(os.listdir("/proc/self/fd"))}}
+    if what == "stderr":
+        print(arg)  # run() sends stdout to stderr too
+        sys.stderr.flush()
+        time.sleep(0.2)
+        return "logged"
+    if what == "ask":
+        ctx.ask_user("Which city?")
+        return None
+    if what == "call":
+        r = ctx.call_agent("researcher", "Find hotels")
+        ctx.chunk(json.dumps(r, sort_keys=True))
+        return None
+    if what == "kv":
+        ctx.kv_set("k", {"n": 1})
+        return json.dumps(ctx.kv_get("k"))
+    if what == "badcall":
+        try:
+            ctx.call_agent("", "x")
+        except bygate_agent.BygateError as e:
+            return "refused: " + e.code
+        return "accepted"
+    if what == "raise":
+        raise ValueError("boom")
+    if what == "sleep":
+        time.sleep(int(arg) / 1000.0)
+        return "slept " + arg
+    if what == "cancel-wait":
+        while not ctx.cancelled():
+            time.sleep(0.01)
+        return "CANCELLED"
+    return "noop"
+
+
+if __name__ == "__main__":
+    bygate_agent.run(handle)

@@ -1,0 +1,88 @@
+/* tests/plugins/calls.c - test plugin for the SDK operations answered by
+ * bygated (tests/unit/test_child.c plays bygated): the task content names
+ * the operation; what came back is streamed as chunks. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <bygate/handler.h>
+
+/* Chunk the reply text (or the error code) and release it. */
+static void show(struct bg_ctx *ctx, int rc, char **reply_p)
+{
+	char *reply = *reply_p;
+	*reply_p = NULL;
+	char buf[64];
+	if (rc) {
+		snprintf(buf, sizeof(buf), "rc %d", rc);
+		bg_ctx_chunk(ctx, buf);
+	} else {
+		bg_ctx_chunk(ctx, reply);
+	}
+	free(reply);
+}
+
+static int process(void *state, const struct bg_task *task, struct bg_ctx *ctx)
+{
+	const char *what = bg_task_content(task);
+	char *reply = NULL;
+	if (!strcmp(what, "ask")) {
+		show(ctx, bg_ctx_ask_user(ctx, "Which city?", &reply), &reply);
+		return 0; /* no result: WAITING_USER */
+	}
+	if (!strcmp(what, "call")) {
+		show(ctx, bg_ctx_call_agent(ctx, "researcher", "Find hotels", 1,
+					    "{\"metadata\": {\"k\": 1}}", &reply),
+		     &reply);
+		return 0; /* WAITING_AGENT */
+	}
+	if (!strcmp(what, "handoff")) {
+		show(ctx, bg_ctx_call_agent(ctx, "writer", "Write", 0, NULL,
+					    &reply),
+		     &reply);
+		return 0; /* COMPLETED: nothing to wait for */
+	}
+	if (!strcmp(what, "group")) {
+		show(ctx, bg_ctx_dispatch_group(
+				  ctx,
+				  "[{\"target_agent_type\": \"writer\", "
+				  "\"content\": \"a\"}]",
+				  1, &reply),
+		     &reply);
+		return bg_ctx_result(ctx, NULL, "dispatched", NULL, NULL);
+	}
+	if (!strcmp(what, "kv")) {
+		reply = strdup("set");
+		show(ctx, bg_ctx_kv_set(ctx, "k", "{\"n\": 1}"), &reply);
+		show(ctx, bg_ctx_kv_get(ctx, "k", &reply), &reply);
+		show(ctx, bg_ctx_kv_get(ctx, "missing", &reply), &reply);
+		return 0;
+	}
+	if (!strcmp(what, "invalid")) {
+		show(ctx, bg_ctx_call_agent(ctx, "", "x", 1, NULL, &reply),
+		     &reply);
+		show(ctx, bg_ctx_kv_set(ctx, "k", "{not json"), &reply);
+		show(ctx, bg_ctx_dispatch_group(ctx, "{}", 1, &reply), &reply);
+		return 0;
+	}
+	if (!strcmp(what, "cancel")) {
+		show(ctx, bg_ctx_kv_get(ctx, "k", &reply), &reply);
+		return bg_ctx_cancelled(ctx)
+			       ? bg_ctx_result(ctx, "CANCELLED", NULL, NULL,
+					       NULL)
+			       : 0;
+	}
+	if (!strcmp(what, "dirs")) {
+		bg_ctx_chunk(ctx, bg_ctx_private_dir(ctx));
+		bg_ctx_chunk(ctx, bg_task_group_results(task));
+		return 0;
+	}
+	return -EINVAL;
+}
+
+BG_HANDLER_EXPORT const struct bg_handler bg_handler = {
+	.abi_version = BG_HANDLER_ABI_VERSION,
+	.name = "calls",
+	.process = process,
+};
