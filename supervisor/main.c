@@ -250,6 +250,18 @@ static void on_time_tick(evutil_socket_t fd, short ev, void *arg)
 		bg_warn("LMDB: %d stale reader slots cleared", dead);
 }
 
+static void on_child_exit(void *arg, const char *reason)
+{
+	struct bg_daemon *d = arg;
+	bg_metrics_child_exit(d->metrics, reason);
+}
+
+static void on_ring_stall(void *arg)
+{
+	struct bg_daemon *d = arg;
+	bg_metrics_ring_stall(d->metrics);
+}
+
 static void on_watchdog(evutil_socket_t fd, short ev, void *arg)
 {
 	(void)fd;
@@ -439,7 +451,8 @@ static int run(struct bg_daemon *d)
 		return EXIT_RUNTIME;
 	}
 	struct bg_pool_ops ops = { bg_task_on_idle, bg_task_on_message,
-				   bg_task_on_child_lost };
+				   bg_task_on_child_lost, on_child_exit,
+				   on_ring_stall };
 	d->pool = bg_pool_new(d->base, cfg, child, &ops, d);
 	free(child);
 	int lrc = take_lock(d);

@@ -140,6 +140,8 @@ static void child_flush_out(struct bg_child *ch)
 		if (bg_ring_need_wake_consumer(&ch->seg.down))
 			ch->ring_pending = true;
 		if (rc == -EAGAIN) {
+			if (ch->pool->ops.on_ring_stall)
+				ch->pool->ops.on_ring_stall(ch->pool->arg);
 			/* The child rings us when it frees space. */
 			uint32_t left = m->m.len - m->m.off;
 			uint32_t need = left < ch->seg.down.max_record
@@ -464,6 +466,27 @@ bool bg_pool_breaker_open(const struct bg_pool *p)
 	return mono_ms() < p->breaker_until_ms;
 }
 
+/* The metrics label of a child's end, from our own kill reason first. */
+static const char *exit_reason(const struct bg_child *ch, bool expected)
+{
+	const char *k = ch->kill_reason;
+	if (expected)
+		return "recycle";
+	if (ch->pool->shutting_down)
+		return "shutdown";
+	if (k == NULL)
+		return "crash";
+	if (strstr(k, "timed out"))
+		return "timeout";
+	if (strstr(k, "cancel"))
+		return "cancel";
+	if (strstr(k, "protocol"))
+		return "protocol";
+	if (strstr(k, "fatal"))
+		return "fatal";
+	return "crash";
+}
+
 static void child_reaped(struct bg_child *ch, int status)
 {
 	struct bg_pool *p = ch->pool;
@@ -487,6 +510,8 @@ static void child_reaped(struct bg_child *ch, int status)
 	}
 	if (!expected && !p->shutting_down)
 		note_death(p);
+	if (p->ops.on_child_exit)
+		p->ops.on_child_exit(p->arg, exit_reason(ch, expected));
 	if (!expected && mono_ms() - ch->started_ms < 1000)
 		ch->quick_deaths++;
 	else if (expected || tag)

@@ -29,6 +29,10 @@ struct bg_pool_ops {
 	 * reason). */
 	void (*on_child_lost)(void *arg, int slot, uint64_t tag,
 			      const char *why);
+	/* Metrics: a child ended (reason: crash, timeout, cancel, recycle,
+	 * protocol, shutdown, fatal); a down ring was full. May be NULL. */
+	void (*on_child_exit)(void *arg, const char *reason);
+	void (*on_ring_stall)(void *arg);
 };
 
 struct bg_pool *bg_pool_new(struct event_base *base,
