@@ -129,11 +129,11 @@ const struct bg_conf_key bg_conf_keys[] = {
 	    "A graceful CANCEL_TASK: the handler's cancel flag is set, SIGTERM "
 	    "follows after this long, SIGKILL after as long again."),
 	INT("worker", "reconcile_interval_ms", C, reconcile_interval_ms, 30000,
-	    1000, 3600000, "ms", R,
+	    1000, 3600000, "ms", 0,
 	    "Period of the own pending-list reconcile and of the reclaim of "
 	    "dead peers' entries."),
 
-	INT("pool", "size", C, pool_size, 4, 1, 1024, NULL, R,
+	INT("pool", "size", C, pool_size, 4, 1, 1024, NULL, 0,
 	    "Number of child processes (tasks run concurrently)."),
 	INT("pool", "max_tasks_per_child", C, max_tasks_per_child, 10000, 0,
 	    1000000000, NULL, R,
@@ -153,7 +153,7 @@ const struct bg_conf_key bg_conf_keys[] = {
 	INT("pool", "respawn_backoff_max_ms", C, respawn_backoff_max_ms, 30000,
 	    100, 600000, "ms", R,
 	    "Ceiling of the back-off between respawns of a crashing child."),
-	PATH("pool", "child_path", C, child_path, "", 0, R,
+	PATH("pool", "child_path", C, child_path, "", 0, 0,
 	     "The bygate-child binary; \"\" = the one next to bygated."),
 	INT("pool", "crash_storm_deaths", C, crash_storm_deaths, 10, 1, 100000,
 	    NULL, R,

@@ -77,6 +77,7 @@ struct bg_pool {
 	struct bg_pool_stats stats;
 	/* crash-storm breaker: times of the last crash_storm_deaths deaths */
 	int64_t *deaths;
+	int deaths_cap;
 	int n_deaths, death_pos;
 	int64_t breaker_until_ms;
 	char gen_failure[512]; /* why the current generation cannot load */
@@ -441,6 +442,8 @@ static void schedule_respawn(struct bg_child *ch)
 static void note_death(struct bg_pool *p)
 {
 	int n = p->cfg->crash_storm_deaths;
+	if (n > p->deaths_cap) /* raised by SIGHUP: the array keeps its size */
+		n = p->deaths_cap;
 	int64_t now = mono_ms();
 	if (p->deaths == NULL || n <= 0)
 		return;
@@ -669,10 +672,9 @@ struct bg_pool *bg_pool_new(struct event_base *base,
 	p->n = cfg->pool_size;
 	p->generation = 1;
 	p->c = calloc((size_t)p->n, sizeof(*p->c));
-	p->deaths = calloc((size_t)(cfg->crash_storm_deaths > 0
-					    ? cfg->crash_storm_deaths
-					    : 1),
-			   sizeof(int64_t));
+	p->deaths_cap = cfg->crash_storm_deaths > 0 ? cfg->crash_storm_deaths
+						     : 1;
+	p->deaths = calloc((size_t)p->deaths_cap, sizeof(int64_t));
 	if (p->child_path == NULL || p->c == NULL ||
 	    build_config_payload(p) != 0) {
 		bg_pool_free(p);

@@ -759,8 +759,8 @@ static void test_reload_check_accepts_reloadable_changes(void **state)
 {
 	struct bg_config a, b;
 	char err[256] = "";
-	load_ok("pool = { size = 2; };\n" AGENTS, &a);
-	load_ok("pool = { size = 6; }; log = { level = \"debug\"; };\n"
+	load_ok("pool = { max_tasks_per_child = 2; };\n" AGENTS, &a);
+	load_ok("pool = { max_tasks_per_child = 6; }; log = { level = \"debug\"; };\n"
 		"agent_types = ( { name = \"other\"; plugin = \"o.so\"; } );\n",
 		&b);
 	assert_int_equal(bg_config_reload_check(&a, &b, err, sizeof err), 0);
