@@ -14,7 +14,11 @@ phase on a fresh private redis-server on a free loopback port.
   4. the bare stream floor (build/bench/stream_floor);
   5. the wire floor (<repo>/../shared/bench/wire_floor.py N 10 1 piped into
      redis-cli --pipe), and bygate's tasks/s divided by it;
-  6. the ring benchmark (build/bench/ring_bench), when built.
+  6. the ring benchmark (build/bench/ring_bench), when built;
+  7. handlers: --handler-tasks tasks (default 2,000) through the C noop
+     and echo plugins, a no-op Python exec agent (bench/noop_agent.py) kept
+     warm (mode persistent) and the same agent started per task (per_task,
+     at most 500 tasks: an interpreter start each).
 
 The full load (in each durability mode), the recovery phases and each floor
 run --repeat times (default 3), each time on a fresh redis-server, and the
@@ -219,10 +223,12 @@ class Run:
 
     def bygated(self, redis, name, durability="process",
                 agent_type=AGENT_TYPE, log_level="warn", worker=None,
-                wait=True):
+                wait=True, agent=None):
         """A bygated on `redis` (pool --pool, worker WORKER_ID and the
         `worker` settings, a fresh state directory), started and, with wait,
-        ready; without wait it is only configured (call start() to run it)."""
+        ready; without wait it is only configured (call start() to run it).
+        Its one agent type: `agent` (an agent_types entry), else the plugin
+        <agent_type>.so."""
         base = self.dir("bygated-" + name)
         for sub in ("state", "workspace"):
             (base / sub).mkdir()
@@ -243,9 +249,9 @@ class Run:
                       "workspace_dir": str(ws),
                       "durability": durability},
             "log": {"level": log_level},
-            "agent_types": [{"name": agent_type, "handler": "plugin",
-                             "plugin": str(self.build / "plugins" /
-                                           (agent_type + ".so"))}],
+            "agent_types": [agent or {
+                "name": agent_type, "handler": "plugin",
+                "plugin": str(self.build / "plugins" / (agent_type + ".so"))}],
         }
         client = redis.client(timeout=2.0)
         self.owned.append(client)
@@ -570,6 +576,81 @@ def ring_phase(run):
 
 # ---- main -----------------------------------------------------------------
 
+# The handlers phase: (key, title, agent_types entry of agent type
+# HANDLER_AGENT given the build directory).
+HANDLER_AGENT = "hbench"
+NOOP_AGENT = REPO / "bench" / "noop_agent.py"
+HANDLERS = (
+    ("c_noop", "C noop plugin",
+     lambda b: {"handler": "plugin", "plugin": str(b / "plugins" / "noop.so")}),
+    ("c_echo", "C echo plugin",
+     lambda b: {"handler": "plugin", "plugin": str(b / "plugins" / "echo.so")}),
+    ("python_persistent", "Python no-op, persistent",
+     lambda b: {"handler": "exec", "mode": "persistent",
+                "command": "python3 %s" % NOOP_AGENT}),
+    ("python_per_task", "Python no-op, per_task",
+     lambda b: {"handler": "exec", "mode": "per_task",
+                "command": "python3 %s" % NOOP_AGENT}),
+)
+
+
+def handler_phase(run, key, entry, n):
+    """n tasks at full load through one kind of handler; tasks/s."""
+    a = run.args
+    r = run.redis("handlers-" + key)
+    d = run.bygated(r, "handlers-" + key,
+                    agent=dict(entry(run.build), name=HANDLER_AGENT))
+    warm = 2 * a.pool  # starts every persistent program first
+    argv = [run.build / "bench" / "loadgen", "--port", r.port, "--mode",
+            "full", "--tasks", n, "--sessions", a.sessions, "--agent-type",
+            HANDLER_AGENT, "--warmup", warm, "--timeout-s", a.timeout,
+            "--read-gap-ms", READ_GAP_MS]
+    cpu0 = CpuSnapshot(d.pid)
+    rc, out, err = run.program(argv, "loadgen-handlers-" + key,
+                               timeout=a.timeout + 30)
+    lg = loadgen_json(rc, out, err, "loadgen")
+    if rc != 0 or not d.alive():
+        raise PhaseError("loadgen exit %s (%d/%d ended), bygated %s; log "
+                         "tail:\n%s" % (rc, lg["completed"], n,
+                                        "alive" if d.alive() else "exited",
+                                        d.log_tail(20)))
+    own_cpu, _, _ = CpuSnapshot(d.pid).delta(cpu0)
+    return {"tasks": n, "pool": a.pool, "tasks_per_s": lg["tasks_per_s"],
+            "latency_us": lg["latency_us"],
+            "bygated_cpu_us_per_task": per_task(own_cpu * 1e6, n)}
+
+
+# per_task starts an interpreter per task (about 0.1 s of CPU here): fewer
+# tasks keep `make bench` short without changing the figure.
+PER_TASK_MAX = 500
+
+
+def handlers(run, results, failures):
+    a = run.args
+    res = results["handlers"] = {}
+    for key, title, entry in HANDLERS:
+        n = a.handler_tasks
+        if key == "python_per_task":
+            n = min(n, PER_TASK_MAX)
+        r = phase(results, failures, "handlers_" + key, "Handlers: " + title,
+                  handler_phase, run, key, entry, n)
+        if r:
+            res[key] = r
+    say(RULE)
+    say("Handlers (full load, pool %d, no-op work)" % a.pool)
+    for key, title, _ in HANDLERS:
+        if key in res:
+            lat = res[key]["latency_us"]
+            say("  %-26s %8.0f tasks/s  (%d tasks; latency p50 %.0f ms, "
+                "p99 %.0f ms)" % (title, res[key]["tasks_per_s"],
+                                  res[key]["tasks"], lat["p50"] / 1000,
+                                  lat["p99"] / 1000))
+    base = res.get("c_echo", {}).get("tasks_per_s")
+    for key in ("python_persistent", "python_per_task"):
+        if base and key in res:
+            res[key]["of_c_echo"] = round(res[key]["tasks_per_s"] / base, 3)
+
+
 def check_built(build):
     need = [build / "bygated", build / "bygate-child",
             build / "plugins" / (AGENT_TYPE + ".so"),
@@ -774,6 +855,9 @@ def full_load(run, results, failures):
 def run_all(run, results, failures):
     a = run.args
     check_built(a.build)
+    if a.only_handlers:
+        handlers(run, results, failures)
+        return
     say("bygate benchmark: %d tasks, %d sessions, pool %d, %d closed-loop "
         "tasks, %d run(s) of the full load and of each floor%s" % (
             a.tasks, a.sessions, a.pool, a.closed_tasks, a.repeat,
@@ -826,6 +910,8 @@ def run_all(run, results, failures):
     elif not os.access(a.build / "bench" / "ring_bench", os.X_OK):
         say("Ring benchmark SKIPPED: %s not built"
             % (a.build / "bench" / "ring_bench"))
+    if a.handler_tasks:
+        handlers(run, results, failures)
     summary(results)
 
 
@@ -850,6 +936,11 @@ def parse_args(argv):
                          "printing bygated's top symbols")
     ap.add_argument("--timeout", type=int, default=120,
                     help="seconds one measurement may take")
+    ap.add_argument("--handler-tasks", type=int, default=None,
+                    help="tasks per handler kind of the handlers phase "
+                         "(default 2000; 200 with --quick; 0 skips it)")
+    ap.add_argument("--only-handlers", action="store_true",
+                    help="run only the handlers phase")
     ap.add_argument("--keep", action="store_true",
                     help="keep the temporary directory (logs, configs)")
     a = ap.parse_args(argv)
@@ -860,6 +951,8 @@ def parse_args(argv):
             a.closed_tasks = min(a.closed_tasks, 100)
     if a.repeat is None:
         a.repeat = 1 if a.quick else 3
+    if a.handler_tasks is None:
+        a.handler_tasks = 200 if a.quick else 2000
     if min(a.tasks, a.sessions, a.pool, a.closed_tasks, a.repeat) < 1:
         ap.error("--tasks, --sessions, --pool, --closed-tasks and --repeat "
                  "must be >= 1")

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define KEY_MAX_BYTES 512
+#define KEY_MAX_BYTES 256
 #define KV_VALUE_MAX_BYTES (64 * 1024)
 #define NAME_MAX_BYTES 128
 
@@ -56,7 +56,7 @@ static const char *check_key(json_t *args)
 {
 	return is_text(json_object_get(args, "key"), KEY_MAX_BYTES)
 		       ? NULL
-		       : "key must be a string of 1-512 bytes";
+		       : "key must be a string of 1-256 bytes";
 }
 
 static const char *check_call_agent(json_t *args)

@@ -55,7 +55,9 @@ struct bg_plugin {
 /* handler = "exec": how an agent type's program is run (CONFIG fields). */
 struct bg_exec {
 	char **argv;	  /* NULL-terminated */
-	char **envp;	  /* environ + BYGATE_AGENT_TYPE, BYGATE_HANDLER_PROTOCOL */
+	char **envp;	  /* environ and own_env */
+#define BG_EXEC_OWN_ENV 3
+	char *own_env[BG_EXEC_OWN_ENV]; /* BYGATE_AGENT_TYPE=... & co */
 	char *workdir;	  /* the program's working directory */
 	bool per_task;	  /* a fresh program per task (else persistent) */
 	int max_inflight; /* tasks at once in one persistent program */
@@ -279,8 +281,9 @@ void bg_child_exec_reply(struct bg_child *c, struct bg_ctx *ctx,
 /* Kill prog, failing its tasks with "<who> <what>"; prog is freed. */
 void bg_child_prog_fail(struct bg_child *c, struct bg_prog *prog,
 			const char *what);
-/* Queue line (without its newline) for prog's stdin; fails prog (and
- * returns -1) when it exceeds max_line_bytes. */
+/* Write line (without its newline) to prog's stdin, queueing what the
+ * pipe does not take at once. -1 when prog was failed (and freed): the
+ * line exceeds max_line_bytes, or prog stopped reading while running. */
 int bg_child_prog_write(struct bg_child *c, struct bg_prog *prog,
 			const char *line, size_t len);
 /* Exec task ctx is finished (result set): send it and release its slot. */

@@ -43,13 +43,8 @@ void bg_child_exec_free(struct bg_exec *x)
 	for (char **a = x->argv; a && *a; a++)
 		free(*a);
 	free(x->argv);
-	if (x->envp) {
-		size_t n = 0;
-		while (x->envp[n])
-			n++;
-		free(x->envp[n - 2]); /* the two entries we added */
-		free(x->envp[n - 1]);
-	}
+	for (int i = 0; i < BG_EXEC_OWN_ENV; i++)
+		free(x->own_env[i]);
 	free(x->envp);
 	free(x->workdir);
 	free(x);
@@ -89,22 +84,41 @@ static int parse_argv(struct bg_exec *x, struct bg_str s)
 	return rc;
 }
 
-/* environ plus BYGATE_AGENT_TYPE and BYGATE_HANDLER_PROTOCOL. */
+/* Does environment entry e set one of the variables in own[]? */
+static bool is_own(const char *e, char *const *own, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		size_t len = strcspn(own[i], "=") + 1;
+		if (strncmp(e, own[i], len) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* environ with BYGATE_AGENT_TYPE, BYGATE_HANDLER_PROTOCOL and
+ * BYGATE_MAX_INFLIGHT set (x->own_env). */
 static int make_envp(struct bg_exec *x, const char *agent)
 {
-	size_t n = 0;
+	char **own = x->own_env;
+	if (asprintf(&own[0], "BYGATE_AGENT_TYPE=%s", agent) == -1)
+		own[0] = NULL; /* asprintf leaves it undefined */
+	if (asprintf(&own[1], "BYGATE_HANDLER_PROTOCOL=%d",
+		     BG_PROTOCOL_VERSION) == -1)
+		own[1] = NULL;
+	if (asprintf(&own[2], "BYGATE_MAX_INFLIGHT=%d", x->max_inflight) == -1)
+		own[2] = NULL;
+	if (!own[0] || !own[1] || !own[2])
+		return -ENOMEM;
+	size_t n = 0, k = 0;
 	while (environ[n])
 		n++;
-	x->envp = calloc(n + 3, sizeof(char *));
+	x->envp = calloc(n + BG_EXEC_OWN_ENV + 1, sizeof(char *));
 	if (x->envp == NULL)
 		return -ENOMEM;
-	memcpy(x->envp, environ, n * sizeof(char *));
-	if (asprintf(&x->envp[n], "BYGATE_AGENT_TYPE=%s", agent) == -1 ||
-	    asprintf(&x->envp[n + 1], "BYGATE_HANDLER_PROTOCOL=%d",
-		     BG_PROTOCOL_VERSION) == -1) {
-		x->envp[n] = x->envp[n + 1] = NULL;
-		return -ENOMEM;
-	}
+	for (size_t i = 0; i < n; i++)
+		if (!is_own(environ[i], own, BG_EXEC_OWN_ENV))
+			x->envp[k++] = environ[i];
+	memcpy(&x->envp[k], own, sizeof(x->own_env));
 	return 0;
 }
 
@@ -129,7 +143,8 @@ int bg_child_exec_configure(struct bg_agent *a, const struct bg_str *f,
 		bad = "max_inflight";
 	else if (rc == 0 && max_line < 0)
 		bad = "max_line_bytes";
-	else if (rc == 0 && !per_task && !bg_str_eq(f[BG_KF_MODE], "persistent"))
+	else if (rc == 0 && !per_task &&
+		 !bg_str_eq(f[BG_KF_MODE], "persistent"))
 		bad = "mode";
 	else if (rc == 0 && (f[BG_KF_WORKDIR].len == 0 ||
 			     memchr(f[BG_KF_WORKDIR].p, '\0',
@@ -166,7 +181,8 @@ static int nonblock(int fd)
 								     : 0;
 }
 
-/* Spawn with p[0] = its stdin read end, o[1] stdout, e[1] stderr. */
+/* posix_spawnp x's command in x->workdir with in, out and err as its fds
+ * 0-2 and nothing else, default signal handling. 0 or -errno. */
 static int spawn(struct bg_exec *x, pid_t *pid, int in, int out, int err)
 {
 	posix_spawn_file_actions_t fa;
@@ -229,23 +245,32 @@ static int prog_start(struct bg_child *c, struct bg_agent *a,
 	return 0;
 }
 
+/* Has p exited (reaped now) within ms? */
+static bool exits_within(struct bg_prog *p, int ms)
+{
+	for (int64_t end = mono_ms() + ms; !p->reaped; ) {
+		pid_t r = waitpid(p->pid, &p->status, WNOHANG);
+		if (r == p->pid)
+			p->reaped = true;
+		else if (r == -1 && errno != EINTR)
+			return false;
+		else if (mono_ms() >= end)
+			return false;
+		else
+			nanosleep(&(struct timespec){ 0, 1000 * 1000 }, NULL);
+	}
+	return true;
+}
+
 /* Wait for p up to ms, then SIGKILL it; its wait status, once. */
 static int prog_wait(struct bg_prog *p, int ms)
 {
-	int64_t end = mono_ms() + ms;
-	while (!p->reaped) {
-		pid_t r = waitpid(p->pid, &p->status, WNOHANG);
-		if (r == p->pid || (r == -1 && errno != EINTR)) {
-			p->reaped = true;
-		} else if (r == 0 && mono_ms() >= end) {
-			kill(p->pid, SIGKILL);
-			p->killed = true;
-			ms = 1000000; /* now wait for the SIGKILL */
-			end = mono_ms() + ms;
-		} else if (r == 0) {
-			struct timespec ts = { 0, 1000 * 1000 };
-			nanosleep(&ts, NULL);
-		}
+	if (!exits_within(p, ms)) {
+		kill(p->pid, SIGKILL);
+		p->killed = true;
+		while (waitpid(p->pid, &p->status, 0) == -1 && errno == EINTR)
+			;
+		p->reaped = true;
 	}
 	return p->status;
 }
@@ -340,6 +365,24 @@ static struct bg_ctx *only_task(struct bg_child *c, struct bg_prog *p)
 	return NULL;
 }
 
+/* Keep the start of a stderr line for failure messages, which must be
+ * UTF-8: control characters become spaces, and when the kept bytes are not
+ * valid UTF-8 (or were cut inside a character) every non-ASCII byte
+ * becomes '?'. */
+static void keep_last_err(struct bg_prog *p, const char *line, size_t len)
+{
+	size_t n = len < sizeof(p->last_err) - 1 ? len : sizeof(p->last_err) - 1;
+	json_t *valid = json_stringn(line, n);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)line[i];
+		p->last_err[i] = ch < 0x20 || ch == 0x7f ? ' '
+				 : ch >= 0x80 && !valid ? '?'
+							: (char)ch;
+	}
+	p->last_err[n] = '\0';
+	json_decref(valid);
+}
+
 /* One stderr line to bygated's log, with the execution id when the
  * program runs exactly one task (tagged with it), else tag 0. */
 static void log_err_line(struct bg_child *c, struct bg_prog *p,
@@ -347,7 +390,7 @@ static void log_err_line(struct bg_child *c, struct bg_prog *p,
 {
 	struct bg_ctx *x = only_task(c, p);
 	struct bg_buf b = { 0 };
-	snprintf(p->last_err, sizeof(p->last_err), "%.*s", (int)len, line);
+	keep_last_err(p, line, len);
 	bg_buf_printf(&b, "%s pid %ld%s%s%s stderr: %.*s", p->agent->name,
 		      (long)p->pid, x ? " [" : "",
 		      x ? x->task->f[BG_TF_EXECUTION_ID] : "", x ? "]" : "",
@@ -369,7 +412,7 @@ static void flush_err_lines(struct bg_child *c, struct bg_prog *p, bool eof)
 		size_t n = nl ? (size_t)(nl - s) : left;
 		if (nl == NULL && !eof && n <= LOG_LINE_MAX)
 			break;
-		if (!p->err_skip)
+		if (!p->err_skip && n > 0)
 			log_err_line(c, p, s, n > LOG_LINE_MAX ? LOG_LINE_MAX : n);
 		p->err_skip = nl == NULL && !eof;
 		start += nl ? n + 1 : left;
@@ -397,6 +440,8 @@ static void read_err(struct bg_child *c, struct bg_prog *p)
 
 /* ---- stdin, stdout ------------------------------------------------------ */
 
+static int write_pending(struct bg_child *c, struct bg_prog *p);
+
 int bg_child_prog_write(struct bg_child *c, struct bg_prog *p,
 			const char *line, size_t len)
 {
@@ -410,18 +455,18 @@ int bg_child_prog_write(struct bg_child *c, struct bg_prog *p,
 		return -1;
 	}
 	if (p->in_fd < 0)
-		return 0; /* retiring: nothing more for it */
+		return 0; /* retiring or exited: nothing more for it */
 	if (bg_buf_append(&p->pending, line, len) ||
 	    bg_buf_append(&p->pending, "\n", 1)) {
 		bg_child_prog_fail(c, p, "could not be written to (out of "
 					 "memory)");
 		return -1;
 	}
-	return 0;
+	return write_pending(c, p); /* what the pipe takes now goes now */
 }
 
-/* Write what is pending. 0, or -1 when p was failed (it closed its stdin
- * while we had lines for it). */
+/* Write what is pending. 0, or -1 when p was failed: its stdin is gone
+ * while it still runs. When it exited, its stdout's end reports that. */
 static int write_pending(struct bg_child *c, struct bg_prog *p)
 {
 	while (p->in_fd >= 0 && p->pending_off < p->pending.len) {
@@ -436,6 +481,9 @@ static int write_pending(struct bg_child *c, struct bg_prog *p)
 			snprintf(what, sizeof(what),
 				 "stopped reading its stdin (write: %s)",
 				 strerror(errno));
+			close_fd(&p->in_fd);
+			if (exits_within(p, EXIT_WAIT_MS / 10))
+				break;
 			bg_child_prog_fail(c, p, what);
 			return -1;
 		}
@@ -488,7 +536,10 @@ static int read_out(struct bg_child *c, struct bg_prog *p)
 			continue;
 		if (n == -1 && errno == EAGAIN)
 			return 0;
-		if (n <= 0) {
+		if (n <= 0) { /* a last line may lack its newline */
+			if (p->out.len && p->out.len <= max &&
+			    bg_proto_handle_line(c, p, p->out.p, p->out.len))
+				return -1;
 			stdout_closed(c, p);
 			return -1;
 		}
@@ -522,7 +573,7 @@ static int read_out(struct bg_child *c, struct bg_prog *p)
 	}
 }
 
-/* ---- the poll loop -------------------------------------------------------- */
+/* ---- the poll loop ------------------------------------------------------- */
 
 static int reserve_pfd(struct bg_child *c, size_t n)
 {
@@ -596,7 +647,7 @@ int bg_child_exec_wait(struct bg_child *c, int timeout_ms)
 	return (f[0].revents & POLLIN) ? 1 : 0;
 }
 
-/* ---- tasks ---------------------------------------------------------------- */
+/* ---- tasks --------------------------------------------------------------- */
 
 struct bg_ctx *bg_child_exec_task(struct bg_child *c, uint64_t tag)
 {

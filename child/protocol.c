@@ -13,7 +13,7 @@
 
 #define QUOTE_MAX 80 /* bytes of a bad line quoted in the error message */
 
-/* ---- bygate -> program ---------------------------------------------------- */
+/* ---- bygate -> program --------------------------------------------------- */
 
 /* JSON text of a task field, or NULL when empty or invalid. */
 static json_t *field_json(const struct bg_ctx *ctx, int f)
@@ -90,7 +90,7 @@ int bg_proto_reply_line(const struct bg_ctx *ctx, json_t *id,
 			out);
 }
 
-/* ---- program -> bygate ---------------------------------------------------- */
+/* ---- program -> bygate --------------------------------------------------- */
 
 /* One decoded line and where it came from. */
 struct line {

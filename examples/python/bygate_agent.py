@@ -24,8 +24,8 @@ dispatch_group (waiting for the reply) and is resumed later with a new
 task whose ctx.resumed is True.
 
 Works in both modes (per_task: one task, then stdin closes; persistent:
-many tasks). Tasks run in threads, so an agent type with max_inflight > 1
-runs several at once; ctx is not shared between tasks. While run() is in
+many tasks). With max_inflight > 1 each task runs in its own thread, so
+several run at once (ctx is per task); otherwise one after the other. While run() is in
 charge, print() and anything else written to stdout go to stderr, which
 bygate copies to its log (with the execution id).
 """
@@ -57,12 +57,15 @@ class BygateError(Exception):
 
 
 class _Channel:
-    """The protocol stream: one writer lock, replies routed per task."""
+    """The protocol streams: lines out under one lock; lines in read by
+    run() (and, one task at a time, by the waiting request itself)."""
 
-    def __init__(self, out):
+    def __init__(self, out, inp, threaded):
         self._out = out
+        self._in = inp
         self._lock = threading.Lock()
-        self.replies = {}  # task -> queue.Queue of reply lines
+        self.threaded = threaded
+        self.replies = {}  # task -> queue.Queue of reply lines (threaded)
         self.contexts = {}  # task -> Context
 
     def send(self, obj):
@@ -70,6 +73,39 @@ class _Channel:
         with self._lock:
             self._out.write(data.encode("utf-8") + b"\n")
             self._out.flush()
+
+    def next_message(self):
+        """The next line from bygate as a dict; None at the end of input."""
+        for raw in self._in:
+            if raw.strip():
+                return json.loads(raw)
+        return None
+
+    def route(self, msg):
+        """A reply or cancel line for a running task."""
+        task = msg.get("task")
+        if msg.get("type") == "reply" and task in self.replies:
+            self.replies[task].put(msg)
+        elif msg.get("type") == "cancel" and task in self.contexts:
+            self.contexts[task]._cancel.set()
+
+    def wait_reply(self, task):
+        if self.threaded:
+            msg = self.replies[task].get()
+        else:
+            msg = self.next_message()
+            while msg is not None and not (msg.get("type") == "reply" and
+                                           msg.get("task") == task):
+                self.route(msg)
+                msg = self.next_message()
+        if msg is None:
+            raise EOFError("bygate closed the input before replying")
+        return msg
+
+    def end(self):
+        """End of input: wake every task still waiting for a reply."""
+        for q in list(self.replies.values()):
+            q.put(None)
 
 
 class Context:
@@ -137,8 +173,7 @@ class Context:
         line = {"type": kind, "task": self.task, "id": self._ids}
         line.update({k: v for k, v in args.items() if v is not None})
         self._ch.send(line)
-        reply = self._ch.replies[self.task].get()
-        return reply.get("result") or {}
+        return self._ch.wait_reply(self.task).get("result") or {}
 
     def _checked(self, kind, **args):
         result = self._request(kind, **args)
@@ -253,29 +288,32 @@ def _protocol_out():
 
 
 def run(handler):
-    """Serve tasks until stdin closes, then wait for running ones."""
-    channel = _Channel(_protocol_out())
-    stdin = sys.stdin.buffer
+    """Serve tasks until stdin closes, then wait for running ones. With
+    BYGATE_MAX_INFLIGHT (set by bygate) above 1, each task runs in its own
+    thread; else one at a time in this one."""
+    threaded = int(os.environ.get("BYGATE_MAX_INFLIGHT", "1") or 1) > 1
+    channel = _Channel(_protocol_out(), sys.stdin.buffer, threaded)
     threads = []
-    for raw in stdin:
-        if not raw.strip():
+    while True:
+        msg = channel.next_message()
+        if msg is None:
+            break
+        if msg.get("type") != "task":
+            channel.route(msg)
             continue
-        msg = json.loads(raw)
-        kind, task = msg.get("type"), msg.get("task")
-        if kind == "task":
-            if msg.get("protocol") != PROTOCOL:
-                sys.stderr.write("bygate_agent: protocol %r, expected %d\n"
-                                 % (msg.get("protocol"), PROTOCOL))
-            ctx = Context(channel, msg)
-            channel.replies[task] = queue.Queue()
-            channel.contexts[task] = ctx
-            t = threading.Thread(target=_run_task,
-                                 args=(channel, handler, ctx), daemon=True)
-            t.start()
-            threads = [x for x in threads if x.is_alive()] + [t]
-        elif kind == "reply" and task in channel.replies:
-            channel.replies[task].put(msg)
-        elif kind == "cancel" and task in channel.contexts:
-            channel.contexts[task]._cancel.set()
+        if msg.get("protocol") != PROTOCOL:
+            sys.stderr.write("bygate_agent: protocol %r, expected %d\n"
+                             % (msg.get("protocol"), PROTOCOL))
+        ctx = Context(channel, msg)
+        channel.contexts[ctx.task] = ctx
+        if not threaded:
+            _run_task(channel, handler, ctx)
+            continue
+        channel.replies[ctx.task] = queue.Queue()
+        t = threading.Thread(target=_run_task, args=(channel, handler, ctx),
+                             daemon=True)
+        t.start()
+        threads = [x for x in threads if x.is_alive()] + [t]
+    channel.end()
     for t in threads:
         t.join()
