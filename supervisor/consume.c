@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/fault.h"
 #include "supervisor/daemon.h"
 #include "supervisor/log.h"
 
@@ -122,6 +123,13 @@ static void issue_read(struct bg_daemon *d)
 	    d->stopping || !bg_rconn_ready(d->rd) || !bg_lease_held(d) ||
 	    !d->start_reconciled)
 		return;
+	/* Fault point for /readyz's consumer_stalled: from the n-th read on,
+	 * no read is issued any more. */
+	static bool stalled;
+	if (stalled || bg_fault_hit("consume.stall")) {
+		stalled = true;
+		return;
+	}
 	int cap = bg_consume_capacity(d);
 	const char **argv = calloc((size_t)(9 + 2 * d->n_streams),
 				   sizeof(char *));

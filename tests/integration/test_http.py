@@ -321,3 +321,16 @@ def test_the_listener_and_its_connections_are_close_on_exec(h):
                            what="bygated's socket in state " + state)
         assert all(f & os.O_CLOEXEC for f in flags), (state, flags)
     c.close()
+
+
+def test_readyz_is_503_consumer_stalled_when_reads_stop(h):
+    # fault point: from the 2nd read on none is issued (a wedged consumer)
+    port = proc.free_port()
+    d = h.bygated({"http": {"port": port}, "worker": dict(FAST),
+                   "agent_types": [h.agent_type("echo")]})
+    d.env = dict(d.env, BYGATE_FAULT="consume.stall:2")
+    d.start()
+    d.http_port = port
+    status, body = wait_reason(d, "consumer_stalled", t=15)
+    assert status == 503 and body["consumer_healthy"] is False
+    assert body["ready"] is False
