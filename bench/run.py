@@ -18,7 +18,9 @@ phase on a fresh private redis-server on a free loopback port.
   7. handlers: --handler-tasks tasks (default 2,000) through the C noop
      and echo plugins, a no-op Python exec agent (bench/noop_agent.py) kept
      warm (mode persistent) and the same agent started per task (per_task,
-     at most 500 tasks: an interpreter start each).
+     at most 500 tasks: an interpreter start each); then the persistent
+     agent waiting 50 ms per task (an LLM call) with max_inflight 1 and 8
+     (at most 500 tasks each).
 
 The full load (in each durability mode), the recovery phases and each floor
 run --repeat times (default 3), each time on a fresh redis-server, and the
@@ -579,6 +581,7 @@ def ring_phase(run):
 # The handlers phase: (key, title, agent_types entry of agent type
 # HANDLER_AGENT given the build directory).
 HANDLER_AGENT = "hbench"
+WAIT_MS = 50
 NOOP_AGENT = REPO / "bench" / "noop_agent.py"
 HANDLERS = (
     ("c_noop", "C noop plugin",
@@ -591,6 +594,15 @@ HANDLERS = (
     ("python_per_task", "Python no-op, per_task",
      lambda b: {"handler": "exec", "mode": "per_task",
                 "command": "python3 %s" % NOOP_AGENT}),
+    # An agent that mostly waits (an LLM call): what max_inflight buys.
+    ("python_wait_inflight1", "Python 50 ms wait, max_inflight 1",
+     lambda b: {"handler": "exec", "mode": "persistent", "max_inflight": 1,
+                "command": "python3 %s --sleep-ms %d" % (NOOP_AGENT,
+                                                         WAIT_MS)}),
+    ("python_wait_inflight8", "Python 50 ms wait, max_inflight 8",
+     lambda b: {"handler": "exec", "mode": "persistent", "max_inflight": 8,
+                "command": "python3 %s --sleep-ms %d" % (NOOP_AGENT,
+                                                         WAIT_MS)}),
 )
 
 
@@ -630,18 +642,18 @@ def handlers(run, results, failures):
     res = results["handlers"] = {}
     for key, title, entry in HANDLERS:
         n = a.handler_tasks
-        if key == "python_per_task":
+        if key == "python_per_task" or key.startswith("python_wait"):
             n = min(n, PER_TASK_MAX)
         r = phase(results, failures, "handlers_" + key, "Handlers: " + title,
                   handler_phase, run, key, entry, n)
         if r:
             res[key] = r
     say(RULE)
-    say("Handlers (full load, pool %d, no-op work)" % a.pool)
+    say("Handlers (full load, pool %d, no-op work unless said)" % a.pool)
     for key, title, _ in HANDLERS:
         if key in res:
             lat = res[key]["latency_us"]
-            say("  %-26s %8.0f tasks/s  (%d tasks; latency p50 %.0f ms, "
+            say("  %-34s %8.0f tasks/s  (%d tasks; latency p50 %.0f ms, "
                 "p99 %.0f ms)" % (title, res[key]["tasks_per_s"],
                                   res[key]["tasks"], lat["p50"] / 1000,
                                   lat["p99"] / 1000))

@@ -103,6 +103,8 @@ struct bg_ctx {
 	struct bg_buf result;	 /* packed RESULT payload once has_result */
 	bool has_result;
 	bool cancelled;		 /* a CANCEL for this task arrived */
+	char *extra_payload;	 /* JSON object for the callback, or NULL */
+	bool interrupted;	 /* failed by the death of a shared program */
 	const char *suspend;	 /* default status after a suspending call */
 	uint64_t n_calls;	 /* CALL ids issued: "1", "2", ... */
 	const char *call_op;	 /* the CALL awaiting its REPLY, or NULL */

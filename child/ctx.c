@@ -139,6 +139,8 @@ static int set_result(struct bg_ctx *ctx, const char *status,
 		[BG_RF_REPLY_DATA] = opt(reply_data_json),
 		[BG_RF_METADATA] = opt(metadata_json),
 		[BG_RF_ERROR] = opt(error),
+		[BG_RF_EXTRA_PAYLOAD] = opt(ctx->extra_payload),
+		[BG_RF_INTERRUPTED] = opt(ctx->interrupted ? "1" : NULL),
 	};
 	bg_buf_reset(&ctx->result);
 	int rc = bg_rec_pack(&ctx->result, v, BG_RF__COUNT);
@@ -194,6 +196,22 @@ int bg_ctx_result(struct bg_ctx *ctx, const char *status,
 			    metadata_json, NULL);
 	free(content);
 	return rc;
+}
+
+int bg_ctx_extra_payload(struct bg_ctx *ctx, const char *object_json)
+{
+	if (ctx == NULL)
+		return -EINVAL;
+	if (ctx->has_result)
+		return -EALREADY;
+	if (object_json == NULL || check_json(object_json, WANT_OBJECT))
+		return -EINVAL;
+	char *copy = strdup(object_json);
+	if (copy == NULL)
+		return -ENOMEM;
+	free(ctx->extra_payload);
+	ctx->extra_payload = copy;
+	return 0;
 }
 
 int bg_ctx_fail(struct bg_ctx *ctx, const char *message)
@@ -312,6 +330,7 @@ void bg_child_finish(struct bg_child *c, struct bg_ctx *ctx)
 	free(ctx->task);
 	bg_buf_free(&ctx->result);
 	json_decref(ctx->req_id);
+	free(ctx->extra_payload);
 	free(ctx);
 	__atomic_add_fetch(&c->seg.hdr->score.tasks_done, 1, __ATOMIC_RELAXED);
 	if (c->exec_tasks == NULL)

@@ -340,9 +340,13 @@ void bg_child_prog_fail(struct bg_child *c, struct bg_prog *p,
 		 p->last_err[0] ? " (its last stderr line: \"" : "",
 		 p->last_err, p->last_err[0] ? "\")" : "");
 	bool had_tasks = p->n_tasks > 0;
+	/* With several tasks in it, which one killed it is unknown: bygated
+	 * re-runs each alone before the failure counts (DESIGN 5). */
+	bool shared = p->n_tasks > 1;
 	for (struct bg_ctx *x = c->exec_tasks, *next; x; x = next) {
 		next = x->next;
 		if (x->prog == p) {
+			x->interrupted = shared;
 			bg_child_fail_task(x, msg);
 			bg_child_exec_finish(c, x);
 		}

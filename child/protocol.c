@@ -38,8 +38,10 @@ static json_t *header(const struct bg_ctx *ctx)
 			 "parent_message_id", f[BG_TF_PARENT_MESSAGE_ID],
 			 "task_group_id", f[BG_TF_TASK_GROUP_ID], "user_code",
 			 f[BG_TF_USER_CODE], "user_name", f[BG_TF_USER_NAME],
-			 "metadata", meta, "trace_parent_span_id", "",
-			 "langfuse_parent_observation_id", "");
+			 "metadata", meta, "trace_parent_span_id",
+			 f[BG_TF_TRACE_PARENT_SPAN_ID],
+			 "langfuse_parent_observation_id",
+			 f[BG_TF_LANGFUSE_PARENT_OBSERVATION_ID]);
 }
 
 /* Dump j (consumed) as one line into out. */
@@ -191,11 +193,17 @@ static int on_event(struct line *l)
 static int on_result(struct line *l)
 {
 	const char *status, *error;
-	char *content = NULL, *reply = NULL, *meta = NULL;
+	char *content = NULL, *reply = NULL, *meta = NULL, *extra = NULL;
 	if (!opt_str(l->j, "status", &status) ||
 	    !opt_str(l->j, "error", &error))
 		return bad_field(l, "status and error must be strings");
-	int rc = error ? bg_ctx_fail(l->ctx, error) : 0;
+	int rc = opt_json(l->j, "extra_payload", &extra);
+	if (rc == 0 && extra && strcmp(extra, "null") != 0 &&
+	    (rc = bg_ctx_extra_payload(l->ctx, extra)))
+		rc = -EINVAL;
+	free(extra);
+	if (rc == 0 && error)
+		rc = bg_ctx_fail(l->ctx, error);
 	if (error == NULL &&
 	    !(rc = opt_json(l->j, "content", &content)) &&
 	    !(rc = opt_json(l->j, "reply_data", &reply)) &&
@@ -210,8 +218,9 @@ static int on_result(struct line *l)
 					      "max_message_bytes"
 					    : "invalid status (1-128 bytes), "
 					      "content (a string or an array "
-					      "of objects), reply_data or "
-					      "metadata (an object)");
+					      "of objects), reply_data, "
+					      "metadata or extra_payload (an "
+					      "object)");
 	bg_child_exec_finish(l->c, l->ctx);
 	return 0;
 }

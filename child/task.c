@@ -23,6 +23,9 @@ static const int attr_field[] = {
 	[BG_TASK_USER_NAME] = BG_TF_USER_NAME,
 	[BG_TASK_WORKSPACE] = BG_TF_WORKSPACE,
 	[BG_TASK_PRIVATE_DIR] = BG_TF_PRIVATE_DIR,
+	[BG_TASK_TRACE_PARENT_SPAN_ID] = BG_TF_TRACE_PARENT_SPAN_ID,
+	[BG_TASK_LANGFUSE_PARENT_OBSERVATION_ID] =
+		BG_TF_LANGFUSE_PARENT_OBSERVATION_ID,
 };
 
 static int copy_fields(struct bg_task *t, const struct bg_str *v)

@@ -11,9 +11,7 @@
 #include <strings.h>
 #include <time.h>
 
-#include "wire/send.h"
-
-#define DEFAULT_TIMEOUT_MS 30000
+#include "wire/route.h"
 
 const char *bg_client_route_name(enum bg_client_route s)
 {
@@ -46,14 +44,6 @@ static int unavailable(struct bg_client_route_result *out, const char *type)
 		      "No online worker found for agent_type '%s'", type);
 }
 
-/* str(obj.get(key) or default) for the string members WIRE 7 reads. */
-static const char *reason_or(const json_t *obj, const char *key,
-			     const char *def)
-{
-	const char *s = bg_client_jstr(obj, key);
-	return s[0] ? s : def;
-}
-
 /* The JSON object stored under the key of (kind, id), or NULL. */
 static int read_object(struct bg_client *c, enum bg_key_kind kind,
 		       const char *id, json_t **out)
@@ -72,21 +62,20 @@ static int check_policy(struct bg_client *c, const struct bg_client_intent *in,
 			struct bg_client_route_result *out, bool *done)
 {
 	json_t *v;
+	const char *why;
 	*done = false;
 	int rc = read_object(c, BG_KEY_CIRCUIT, in->target_agent_type, &v);
-	if (rc == 0 && v && !strcasecmp(bg_client_jstr(v, "state"), "OPEN")) {
+	if (rc == 0 && bg_route_circuit_open(v, &why)) {
 		*done = true;
-		reject(out, "AGENT_CIRCUIT_OPEN", "%s",
-		       reason_or(v, "reason", "agent circuit is open"));
+		reject(out, "AGENT_CIRCUIT_OPEN", "%s", why);
 	}
 	json_decref(v);
 	if (rc || *done || !in->user_code || !in->user_code[0])
 		return rc;
 	rc = read_object(c, BG_KEY_QUOTA, in->user_code, &v);
-	if (rc == 0 && json_is_false(json_object_get(v, "available"))) {
+	if (rc == 0 && bg_route_quota_exceeded(v, &why)) {
 		*done = true;
-		reject(out, "TENANT_QUOTA_EXCEEDED", "%s",
-		       reason_or(v, "reason", "tenant quota exceeded"));
+		reject(out, "TENANT_QUOTA_EXCEEDED", "%s", why);
 	}
 	json_decref(v);
 	return rc;
@@ -108,9 +97,7 @@ static int check_fallback(struct bg_client *c, const char *type,
 	json_t *v;
 	*done = false;
 	int rc = read_object(c, BG_KEY_FALLBACK, type, &v);
-	const char *sel = reason_or(v, "selected_agent_type",
-			  reason_or(v, "agent_type",
-			  reason_or(v, "target_agent_type", "")));
+	const char *sel = bg_route_fallback_type(v);
 	if (rc == 0 && sel[0] && strlen(sel) < sizeof out->selected)
 		rc = type_online(c, sel, done);
 	if (rc == 0 && *done) {
@@ -123,68 +110,49 @@ static int check_fallback(struct bg_client *c, const char *type,
 
 /* ---- records ---------------------------------------------------------- */
 
-static struct bg_str obj_or_empty(struct bg_str raw)
+/* The wire view of an intent (wire/route.h builds the records). */
+static struct bg_route_intent wire_intent(const struct bg_client_intent *in)
 {
-	return raw.len ? raw : BG_STR_LIT("{}");
+	return (struct bg_route_intent){
+		.execution_id = bg_str_c(in->execution_id),
+		.message_id = bg_str_c(in->message_id),
+		.session_id = bg_str_c(in->session_id),
+		.trace_id = bg_str_c(in->trace_id),
+		.source = bg_str_c(in->source),
+		.target_agent_type = bg_str_c(in->target_agent_type),
+		.user_code = bg_str_c(in->user_code),
+		.region = bg_str_c(in->region),
+		.priority = in->priority,
+		.policy = bg_str_c(in->policy),
+		.timeout_ms = in->timeout_ms,
+		.command = in->command,
+		.metadata = in->metadata,
+	};
 }
 
 int bg_client_wakeup_json(struct bg_client *c, struct bg_buf *out,
 			  const struct bg_client_intent *in)
 {
-	int timeout = in->timeout_ms == 0 ? DEFAULT_TIMEOUT_MS : in->timeout_ms;
-	return bg_wire_fmt(out,
-		"{\"execution_id\":%s,\"target_agent_type\":%s,"
-		"\"session_id\":%s,\"trace_id\":%s,\"message_id\":%s,"
-		"\"source\":%s,\"policy\":%s,\"timeout_ms\":%d,"
-		"\"user_code\":%s,\"region\":%s,\"priority\":%d,"
-		"\"metadata\":%r,\"command_payload\":%r}",
-		bg_str_c(in->execution_id), bg_str_c(in->target_agent_type),
-		bg_str_c(in->session_id), bg_str_c(in->trace_id),
-		bg_str_c(in->message_id), bg_str_c(in->source),
-		bg_str_c(in->policy), (int64_t)(timeout < 0 ? 0 : timeout),
-		bg_str_c(in->user_code), bg_str_c(in->region),
-		(int64_t)in->priority, obj_or_empty(in->metadata), in->command);
+	struct bg_route_intent wi = wire_intent(in);
+	return bg_route_wakeup_json(out, &wi);
 }
 
 int bg_client_pending_json(struct bg_client *c, struct bg_buf *out,
 			   const struct bg_client_intent *in)
 {
 	struct bg_buf stream = { 0 };
+	struct bg_route_intent wi = wire_intent(in);
 	int rc = bg_client_key(c, &stream, BG_KEY_AGENT_TYPE_CTRL,
 			       in->target_agent_type);
 	if (rc == 0)
-		rc = bg_wire_fmt(out,
-			"{\"execution_id\":%s,\"message_id\":%s,"
-			"\"session_id\":%s,\"trace_id\":%s,"
-			"\"target_agent_type\":%s,\"delivery_stream\":%s,"
-			"\"command_payload\":%r,\"user_code\":%s,"
-			"\"region\":%s,\"priority\":%d,\"metadata\":%r}",
-			bg_str_c(in->execution_id), bg_str_c(in->message_id),
-			bg_str_c(in->session_id), bg_str_c(in->trace_id),
-			bg_str_c(in->target_agent_type),
-			(struct bg_str){ stream.p, stream.len }, in->command,
-			bg_str_c(in->user_code), bg_str_c(in->region),
-			(int64_t)in->priority, obj_or_empty(in->metadata));
+		rc = bg_route_pending_json(out, &wi,
+					   (struct bg_str){ stream.p,
+							    stream.len });
 	bg_buf_free(&stream);
 	return rc;
 }
 
 /* ---- WAKE_AND_WAIT ------------------------------------------------------ */
-
-/* The decision an entry carries for this execution, or NULL to skip it
- * (no data, not a JSON object, another execution's). */
-static json_t *decode_decision(const redisReply *data, const char *exec_id)
-{
-	if (data == NULL)
-		return NULL;
-	json_t *d = json_loadb(data->str, data->len, 0, NULL);
-	const char *id = bg_client_jstr(d, "execution_id");
-	if (!json_is_object(d) || (id[0] && strcmp(id, exec_id))) {
-		json_decref(d);
-		return NULL;
-	}
-	return d;
-}
 
 /* Read one entry of the result stream after *last, blocking up to ms.
  * *d is the decision (NULL on timeout or a skipped entry); *timed_out. */
@@ -216,7 +184,8 @@ static int read_decision(struct bg_client *c, const char *key, char *last,
 							 "entry");
 	else {
 		strcpy(last, id);
-		*d = decode_decision(data, exec_id);
+		*d = data ? bg_route_decision(data->str, data->len, exec_id)
+			  : NULL;
 	}
 	freeReplyObject(r);
 	return rc;
@@ -229,8 +198,8 @@ static int wait_decision(struct bg_client *c, const struct bg_client_intent *in,
 {
 	struct bg_buf key = { 0 };
 	char last[BG_CLIENT_ENTRY_ID_MAX] = "0-0";
-	int timeout = in->timeout_ms == 0 ? DEFAULT_TIMEOUT_MS : in->timeout_ms;
-	int64_t deadline = bg_client_mono_ms() + (timeout > 0 ? timeout : 0);
+	int64_t deadline = bg_client_mono_ms() +
+			   bg_route_timeout_ms(in->timeout_ms);
 	int rc = bg_client_key(c, &key, BG_KEY_WAKEUP_RESULT, in->execution_id);
 	*d = NULL;
 	while (rc == 0) {
@@ -242,9 +211,7 @@ static int wait_decision(struct bg_client *c, const struct bg_client_intent *in,
 				   d, &timed_out);
 		if (rc || timed_out)
 			break;
-		const char *st = json_object_get(*d, "status")
-				 ? bg_client_jstr(*d, "status") : "FAILED";
-		if (*d && strcmp(st, "STARTING") && strcmp(st, "QUEUED"))
+		if (*d && bg_route_decision_final(*d))
 			break;
 		json_decref(*d);
 		*d = NULL;
@@ -266,32 +233,32 @@ static int wake_and_wait(struct bg_client *c, const struct bg_client_intent *in,
 	if (rc == 0)
 		rc = wait_decision(c, in, &d);
 	const char *type = in->target_agent_type;
-	const char *st = json_object_get(d, "status")
-			 ? bg_client_jstr(d, "status") : "FAILED";
-	const char *sel = bg_client_jstr(d, "selected_agent_type");
 	bool online = false;
 	if (rc || d == NULL) {
 		if (rc == 0)
 			reject(out, "AGENT_TYPE_UNAVAILABLE", "Timed out waiting "
 			       "for worker wakeup for agent_type '%s'", type);
-	} else if (!strcmp(st, "READY")) {
-		rc = type_online(c, type, &online);
-		if (rc == 0 && online)
-			out->status = BG_ROUTE_WAIT_AND_DELIVER;
-		else if (rc == 0)
-			unavailable(out, type);
-	} else if (!strcmp(st, "FALLBACK") && sel[0] &&
-		   strlen(sel) < sizeof out->selected) {
-		out->status = BG_ROUTE_FALLBACK;
-		strcpy(out->selected, sel);
 	} else {
-		/* a FALLBACK naming no type is refused, not sent to "" */
-		const char *why = bg_client_jstr(d, "reason");
-		if (why[0])
-			reject(out, "AGENT_TYPE_UNAVAILABLE", "%s", why);
-		else
-			reject(out, "AGENT_TYPE_UNAVAILABLE", "Wakeup rejected "
-			       "for agent_type '%s'", type);
+		switch (bg_route_decision_verdict(d, type, out->selected,
+						  sizeof out->selected,
+						  out->error,
+						  sizeof out->error)) {
+		case BG_VERDICT_READY:
+			rc = type_online(c, type, &online);
+			if (rc == 0 && online)
+				out->status = BG_ROUTE_WAIT_AND_DELIVER;
+			else if (rc == 0)
+				unavailable(out, type);
+			break;
+		case BG_VERDICT_FALLBACK:
+			out->status = BG_ROUTE_FALLBACK;
+			break;
+		case BG_VERDICT_REJECT:
+			out->status = BG_ROUTE_REJECT;
+			snprintf(out->error_code, sizeof out->error_code, "%s",
+				 "AGENT_TYPE_UNAVAILABLE");
+			break;
+		}
 	}
 	json_decref(d);
 	bg_buf_free(&req);

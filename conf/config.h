@@ -144,6 +144,10 @@ void bg_config_write_markdown(FILE *f);
 const struct bg_agent_type_conf *bg_config_agent_type(const struct bg_config *c,
 						       const char *name);
 
+/* Tasks one child may run at once: the largest max_inflight of a
+ * persistent exec agent type, 1 when there is none. */
+int bg_config_max_share(const struct bg_config *c);
+
 /* Split an exec `command` into its words, as a JSON array of strings in
  * *argv_json (malloc'd). Words are separated by blanks; '...' quotes
  * literally; "..." quotes with \" and \\ as escapes; outside quotes a

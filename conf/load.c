@@ -403,6 +403,18 @@ const struct bg_agent_type_conf *bg_config_agent_type(const struct bg_config *c,
 	return NULL;
 }
 
+int bg_config_max_share(const struct bg_config *c)
+{
+	int m = 1;
+	for (int i = 0; i < c->n_agent_types; i++) {
+		const struct bg_agent_type_conf *t = &c->agent_types[i];
+		if (t->handler == BG_HANDLER_EXEC &&
+		    t->mode != BG_EXEC_PER_TASK && t->max_inflight > m)
+			m = t->max_inflight;
+	}
+	return m;
+}
+
 const char *bg_config_default_path(void)
 {
 	const char *env = getenv("BYGATE_CONFIG");

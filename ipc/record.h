@@ -39,7 +39,10 @@ enum bg_rec_kind {
  *   call_agent      {"target_agent_type": str, "content": str | array,
  *                    "wait_for_reply": bool (default true),
  *                    "extra_payload": obj, "metadata": obj,
- *                    "route_policy": str (default FAIL_FAST)}
+ *                    "route_policy": str (default FAIL_FAST; SEND_ANYWAY,
+ *                    WAKE_AND_WAIT, WAKE_AND_QUEUE, QUEUE_ONLY: WIRE 7),
+ *                    "timeout_ms": int (WAKE_AND_WAIT's wait, default
+ *                    30000), "region": str, "priority": int}
  *   dispatch_group  {"tasks": [{"target_agent_type", "content",
  *                    "extra_payload"?, "metadata"?}], "wait_for_reply": bool}
  *   ask_user        {"prompt": str | obj}
@@ -47,8 +50,11 @@ enum bg_rec_kind {
  *   kv_get          {"found": bool, "value": any}
  *   kv_set          {"ok": true}
  *   call_agent      WIRE 6.6: {"status":"QUEUED","message_id",
- *                    "parent_message_id","target_agent_type"} or
- *                   {"status":"FAILED","message_id":"","error","error_code"}
+ *                    "parent_message_id","target_agent_type"} (the type
+ *                    after a fallback; WAKE_AND_QUEUE / QUEUE_ONLY add
+ *                    "route_status":"QUEUE_PENDING") or
+ *                   {"status":"FAILED","message_id":"","error","error_code"};
+ *                    WAKE_AND_WAIT replies when decided (<= timeout_ms)
  *   dispatch_group  {"status":"GROUP_QUEUED","task_group_id",
  *                    "dispatched_tasks":[{"message_id","target_agent_type"}]}
  *   ask_user        {"status":"WAITING_USER"}
@@ -96,6 +102,8 @@ enum bg_task_field {
 	BG_TF_PRIVATE_DIR, /* per-task directory, removed after the task */
 	BG_TF_GROUP_RESULTS, /* JSON object {child message id: result} when a
 				dispatch_group joined, "" otherwise */
+	BG_TF_TRACE_PARENT_SPAN_ID,	    /* the command header's */
+	BG_TF_LANGFUSE_PARENT_OBSERVATION_ID, /* the command header's */
 	BG_TF__COUNT
 };
 
@@ -114,6 +122,11 @@ enum bg_result_field {
 	BG_RF_REPLY_DATA, /* raw JSON value, "" = null */
 	BG_RF_METADATA,	  /* raw JSON object, "" = {} */
 	BG_RF_ERROR,	  /* "" or why the handler failed (status FAILED) */
+	BG_RF_EXTRA_PAYLOAD, /* raw JSON object for the callback's
+				body.extra_payload (WIRE 6.6), "" = none */
+	BG_RF_INTERRUPTED, /* "1": the task failed only because the program it
+			      shared with other tasks died; bygated re-runs
+			      it alone without counting the attempt */
 	BG_RF__COUNT
 };
 

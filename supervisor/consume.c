@@ -11,14 +11,16 @@
 #include "supervisor/daemon.h"
 #include "supervisor/log.h"
 
-/* Free capacity: children that are or will soon be idle, plus a small
+/* Free capacity: task places in children that are or will soon be free
+ * (pool.size, times the largest max_inflight of a persistent exec agent
+ * type: DESIGN 5), plus a small
  * prefetch (min(worker.fetch_count, pool.size)), minus the entries that
  * still need a child (picked up, queued, running). Entries whose finish is
  * in flight hold no child and do not count, up to a bound of 4 x pool.size
  * finishes (e.g. while Redis refuses writes) beyond which reading stops. */
 int bg_consume_capacity(const struct bg_daemon *d)
 {
-	int size = bg_pool_size(d->pool);
+	int size = bg_pool_size(d->pool) * bg_config_max_share(d->cfg);
 	int prefetch = d->cfg->fetch_count < size ? d->cfg->fetch_count : size;
 	if (d->n_finishing >= 4 * size || bg_pool_breaker_open(d->pool) ||
 	    bg_pool_alive_count(d->pool) == 0)

@@ -82,7 +82,7 @@ struct bg_task {
 	/* outcome */
 	enum bg_outcome outcome;
 	char *status;	    /* normalised business status */
-	struct bg_buf content, reply_data, result_metadata;
+	struct bg_buf content, reply_data, result_metadata, extra_payload;
 	char *error_message; /* FAILED/DEADLETTER reason */
 	const char *error_code;
 	const char *error_type;
@@ -95,6 +95,11 @@ struct bg_task {
 	bool deadletter;     /* FAILED and also dead-lettered (poison) */
 	bool retry_pending;
 	bool recovered;	     /* fetched by PEL reconcile or reclaim */
+	bool isolate;	     /* run alone: it was interrupted by the death of
+				a child or program it shared (DESIGN 5) */
+	int reruns;	     /* re-runs that did not count as attempts */
+	bool rerun_announce; /* say "RERUN <n>" when it starts */
+	bool shared;	     /* runs in a child next to other tasks */
 
 	/* outbox (outbox.c): writes of handler operations, applied in the
 	 * finish transaction; commands in the finish-blob encoding */
@@ -246,7 +251,7 @@ void bg_task_dispatch(struct bg_daemon *d);
 void bg_task_on_idle(void *arg, int slot);
 void bg_task_on_message(void *arg, int slot, uint16_t kind, uint64_t tag,
 			const uint8_t *payload, size_t len);
-void bg_task_on_child_lost(void *arg, int slot, uint64_t tag,
+void bg_task_on_child_lost(void *arg, int slot, const uint64_t *tags, int n,
 			   const char *why);
 void bg_task_on_wr_up(struct bg_daemon *d);
 void bg_task_accept_recovered(struct bg_daemon *d, int stream_idx,

@@ -189,6 +189,7 @@ struct outcome_view {
 	struct bg_str content;
 	struct bg_str reply_data;
 	struct bg_str metadata;
+	struct bg_str extra_payload; /* raw object, "" = none */
 	struct bg_buf scratch; /* owns reply_data when built here */
 };
 
@@ -202,6 +203,8 @@ static void view_outcome(const struct bg_task *t, struct outcome_view *v)
 						 t->reply_data.len };
 		v->metadata = (struct bg_str){ t->result_metadata.p,
 					       t->result_metadata.len };
+		v->extra_payload = (struct bg_str){ t->extra_payload.p,
+						    t->extra_payload.len };
 		return;
 	}
 	v->status = S("FAILED");
@@ -241,6 +244,7 @@ static void add_callback(struct bg_daemon *d, struct bg_task *t,
 		.content = v->content,
 		.reply_data = v->reply_data,
 		.result_metadata = v->metadata,
+		.extra_payload = v->extra_payload,
 	};
 	struct bg_buf cmd = { 0 }, key = { 0 };
 	if (bg_result_callback(&cmd, &cb) == 0 &&

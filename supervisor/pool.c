@@ -26,8 +26,8 @@ extern char **environ;
 enum child_state {
 	CH_EMPTY,    /* no process; respawn pending */
 	CH_STARTING, /* spawned, waiting for HELLO */
-	CH_IDLE,
-	CH_BUSY,
+	CH_IDLE,     /* ready, no task */
+	CH_BUSY,     /* ready, n_tags > 0 tasks in flight */
 	CH_STOPPING, /* STOP sent or killed; waiting for exit */
 };
 
@@ -50,7 +50,9 @@ struct bg_child {
 	struct event *ev_wake;
 	struct out_msg *out_head, *out_tail;
 	struct bg_msg_in in;
-	uint64_t tag;
+	uint64_t tags[BG_POOL_MAX_INFLIGHT]; /* tasks in flight, n_tags of them */
+	int n_tags;
+	int group; /* what they share (bg_pool_run), -1 = exclusive */
 	uint64_t tasks_done;
 	uint64_t recycle_after;
 	bool ring_pending;   /* doorbell to ring at end of turn */
@@ -271,7 +273,8 @@ static int spawn_child(struct bg_child *ch)
 	}
 	ch->pid = pid;
 	ch->state = CH_STARTING;
-	ch->tag = 0;
+	ch->n_tags = 0;
+	ch->group = -1;
 	ch->kill_reason = NULL;
 	ch->recycling = false;
 	ch->tasks_done = 0;
@@ -325,6 +328,28 @@ static void handle_log(struct bg_child *ch, uint64_t tag, const uint8_t *p,
 	       f[1].p);
 }
 
+static int tag_index(const struct bg_child *ch, uint64_t tag)
+{
+	for (int i = 0; i < ch->n_tags; i++)
+		if (ch->tags[i] == tag)
+			return i;
+	return -1;
+}
+
+/* Task tags[i] ended with its RESULT: the child has room again (idle once
+ * its last task is done; recycled then when it is due). */
+static void task_done(struct bg_child *ch, int i)
+{
+	ch->tags[i] = ch->tags[--ch->n_tags];
+	ch->tasks_done++;
+	if (ch->n_tags > 0)
+		return;
+	ch->state = CH_IDLE;
+	ch->group = -1;
+	if (ch->recycle_after && ch->tasks_done >= ch->recycle_after)
+		ch->recycling = true;
+}
+
 static void handle_message(struct bg_child *ch)
 {
 	struct bg_pool *p = ch->pool;
@@ -358,25 +383,23 @@ static void handle_message(struct bg_child *ch)
 		return;
 	case BG_REC_EVENT:
 	case BG_REC_CALL:
-	case BG_REC_RESULT:
-		if (ch->state != CH_BUSY || in->tag != ch->tag) {
+	case BG_REC_RESULT: {
+		int i = tag_index(ch, in->tag);
+		if (ch->state != CH_BUSY || i < 0) {
 			child_protocol_error(ch, "record for a task it does "
 						 "not run");
 			return;
 		}
+		if (in->kind == BG_REC_RESULT)
+			task_done(ch, i);
 		p->ops.on_message(p->arg, ch->slot, in->kind, in->tag, in->buf,
 				  in->len);
-		if (in->kind == BG_REC_RESULT && ch->state == CH_BUSY) {
-			ch->tag = 0;
-			ch->tasks_done++;
-			ch->state = CH_IDLE;
-			if (ch->recycle_after &&
-			    ch->tasks_done >= ch->recycle_after)
-				ch->recycling = true;
-			if (!ch->recycling && !p->shutting_down)
-				p->ops.on_idle(p->arg, ch->slot);
-		}
+		if (in->kind == BG_REC_RESULT && ch->pid > 0 &&
+		    ch->state != CH_STOPPING && !ch->recycling &&
+		    !p->shutting_down)
+			p->ops.on_idle(p->arg, ch->slot);
 		return;
+	}
 	default:
 		child_protocol_error(ch, "unknown record kind");
 	}
@@ -495,7 +518,9 @@ static void child_reaped(struct bg_child *ch, int status)
 	struct bg_pool *p = ch->pool;
 	char why[256], st[96];
 	describe_status(status, st, sizeof(st));
-	uint64_t tag = ch->tag;
+	uint64_t tags[BG_POOL_MAX_INFLIGHT];
+	int n_tags = ch->n_tags;
+	memcpy(tags, ch->tags, sizeof(tags[0]) * (size_t)n_tags);
 	if (ch->kill_reason)
 		snprintf(why, sizeof(why), "child process (pid %d, slot %d) %s: %s",
 			 (int)ch->pid, ch->slot, st, ch->kill_reason);
@@ -517,16 +542,17 @@ static void child_reaped(struct bg_child *ch, int status)
 		p->ops.on_child_exit(p->arg, exit_reason(ch, expected));
 	if (!expected && mono_ms() - ch->started_ms < 1000)
 		ch->quick_deaths++;
-	else if (expected || tag)
+	else if (expected || n_tags)
 		ch->quick_deaths = 0;
 	ch->pid = 0;
-	ch->tag = 0;
+	ch->n_tags = 0;
+	ch->group = -1;
 	ch->state = CH_EMPTY;
 	ch->recycling = false;
 	release_resources(ch);
-	if (tag) {
+	if (n_tags) {
 		p->stats.died_busy++;
-		p->ops.on_child_lost(p->arg, ch->slot, tag, why);
+		p->ops.on_child_lost(p->arg, ch->slot, tags, n_tags, why);
 	}
 	if (!p->shutting_down)
 		schedule_respawn(ch);
@@ -763,13 +789,31 @@ int bg_pool_alive_count(const struct bg_pool *p)
 	return n;
 }
 
-int bg_pool_idle_slot(const struct bg_pool *p)
+/* Room for one more task of `group` in ch (see bg_pool_pick), 0 = none. */
+static int free_room(const struct bg_child *ch, int group, int limit)
 {
-	for (int i = 0; i < p->n; i++)
-		if (p->c[i].state == CH_IDLE && !p->c[i].recycling &&
-		    p->c[i].pid > 0)
-			return i;
-	return -1;
+	if (ch->pid <= 0 || ch->recycling ||
+	    (ch->state != CH_IDLE && ch->state != CH_BUSY))
+		return 0;
+	if (ch->n_tags == 0)
+		return group >= 0 && limit > 1 ? limit : 1;
+	if (group < 0 || limit <= 1 || ch->group != group ||
+	    ch->n_tags >= limit)
+		return 0;
+	return limit - ch->n_tags;
+}
+
+int bg_pool_pick(const struct bg_pool *p, int group, int limit)
+{
+	int best = -1, best_room = 0;
+	for (int i = 0; i < p->n; i++) {
+		int room = free_room(&p->c[i], group, limit);
+		if (room > best_room) {
+			best = i;
+			best_room = room;
+		}
+	}
+	return best;
 }
 
 pid_t bg_pool_pid(const struct bg_pool *p, int slot)
@@ -777,17 +821,20 @@ pid_t bg_pool_pid(const struct bg_pool *p, int slot)
 	return (slot >= 0 && slot < p->n) ? p->c[slot].pid : 0;
 }
 
-int bg_pool_run(struct bg_pool *p, int slot, uint64_t tag,
-		const void *payload, size_t len)
+int bg_pool_run(struct bg_pool *p, int slot, uint64_t tag, int group,
+		int limit, const void *payload, size_t len)
 {
 	struct bg_child *ch = &p->c[slot];
-	if (ch->state != CH_IDLE || ch->recycling || ch->pid <= 0)
+	if (limit > BG_POOL_MAX_INFLIGHT)
+		limit = BG_POOL_MAX_INFLIGHT;
+	if (free_room(ch, group, limit) == 0)
 		return -EBUSY;
 	int rc = child_queue(ch, BG_REC_TASK, tag, payload, len);
 	if (rc)
 		return rc;
 	ch->state = CH_BUSY;
-	ch->tag = tag;
+	ch->group = limit > 1 ? group : -1;
+	ch->tags[ch->n_tags++] = tag;
 	return 0;
 }
 
@@ -795,7 +842,7 @@ int bg_pool_reply(struct bg_pool *p, int slot, uint64_t tag,
 		  const void *payload, size_t len)
 {
 	struct bg_child *ch = &p->c[slot];
-	if (ch->pid <= 0 || ch->state != CH_BUSY || ch->tag != tag)
+	if (ch->pid <= 0 || ch->state != CH_BUSY || tag_index(ch, tag) < 0)
 		return -ESRCH;
 	return child_queue(ch, BG_REC_REPLY, tag, payload, len);
 }
@@ -804,7 +851,7 @@ int bg_pool_cancel(struct bg_pool *p, int slot, uint64_t tag,
 		   const char *reason, const char *mode)
 {
 	struct bg_child *ch = &p->c[slot];
-	if (ch->pid <= 0 || ch->state != CH_BUSY || ch->tag != tag)
+	if (ch->pid <= 0 || ch->state != CH_BUSY || tag_index(ch, tag) < 0)
 		return -ESRCH;
 	struct bg_buf payload = { 0 };
 	struct bg_str v[2] = { bg_str_c(reason), bg_str_c(mode) };

@@ -18,17 +18,18 @@ struct event_base;
 struct bg_pool;
 
 struct bg_pool_ops {
-	/* A child is ready for a task (after start-up or its last result). */
+	/* A child has room for a task (after start-up or a result). */
 	void (*on_idle)(void *arg, int slot);
 	/* A complete BG_REC_EVENT, BG_REC_CALL or BG_REC_RESULT for the task `tag`
 	 * running in `slot`. The payload is valid during the call only. */
 	void (*on_message)(void *arg, int slot, uint16_t kind, uint64_t tag,
 			   const uint8_t *payload, size_t len);
-	/* The child of `slot` is gone while running task `tag` (0 = none);
+	/* The child of `slot` is gone while running the n > 0 tasks
+	 * tags[0..n) (several only for a shared child, see bg_pool_run);
 	 * `why` explains it for an operator (exit status, signal, kill
 	 * reason). */
-	void (*on_child_lost)(void *arg, int slot, uint64_t tag,
-			      const char *why);
+	void (*on_child_lost)(void *arg, int slot, const uint64_t *tags,
+			      int n, const char *why);
 	/* Metrics: a child ended (reason: crash, timeout, cancel, recycle,
 	 * protocol, shutdown, fatal); a down ring was full. May be NULL. */
 	void (*on_child_exit)(void *arg, const char *reason);
@@ -46,14 +47,22 @@ int bg_pool_size(const struct bg_pool *p);
 int bg_pool_idle_count(const struct bg_pool *p);
 int bg_pool_busy_count(const struct bg_pool *p);
 int bg_pool_alive_count(const struct bg_pool *p);
-/* Any idle slot, or -1. */
-int bg_pool_idle_slot(const struct bg_pool *p);
+/* Tasks in flight at once in one child, at most (exec max_inflight). */
+#define BG_POOL_MAX_INFLIGHT 64
+
+/* The slot with the most free room for a task of `group`, or -1. A task
+ * with group < 0 or limit <= 1 needs an idle child to itself; tasks of one
+ * group >= 0 (an agent type index) with limit > 1 may share a child, up to
+ * `limit` of them and never with tasks of another group. An idle child has
+ * `limit` free; children being recycled have none. */
+int bg_pool_pick(const struct bg_pool *p, int group, int limit);
 pid_t bg_pool_pid(const struct bg_pool *p, int slot);
 
-/* Hand a packed BG_REC_TASK payload (copied) to an idle slot, which becomes
- * busy with `tag`. 0, -EBUSY (slot not idle), -ENOMEM. */
-int bg_pool_run(struct bg_pool *p, int slot, uint64_t tag,
-		const void *payload, size_t len);
+/* Hand a packed BG_REC_TASK payload (copied) to `slot` for task `tag`
+ * under the sharing rule of bg_pool_pick. 0, -EBUSY (no room there),
+ * -ENOMEM, -EMSGSIZE. */
+int bg_pool_run(struct bg_pool *p, int slot, uint64_t tag, int group,
+		int limit, const void *payload, size_t len);
 
 /* Signal the process group of the child in `slot` (e.g. SIGTERM, then
  * SIGKILL for a timeout); `reason` is kept for the exit report. */

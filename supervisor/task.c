@@ -109,6 +109,7 @@ void bg_task_free(struct bg_daemon *d, struct bg_task *t)
 	bg_buf_free(&t->content);
 	bg_buf_free(&t->reply_data);
 	bg_buf_free(&t->result_metadata);
+	bg_buf_free(&t->extra_payload);
 	bg_buf_free(&t->finish_blob);
 	bg_outbox_reset(t);
 	bg_buf_free(&t->outbox);
@@ -233,6 +234,17 @@ static void queue_push(struct bg_daemon *d, struct bg_task *t)
 	else
 		d->q_head = t;
 	d->q_tail = t;
+	d->n_queued++;
+}
+
+/* Ahead of the queue: an interrupted task keeps its place in line. */
+static void queue_push_front(struct bg_daemon *d, struct bg_task *t)
+{
+	t->state = BG_TASK_QUEUED;
+	t->qnext = d->q_head;
+	d->q_head = t;
+	if (d->q_tail == NULL)
+		d->q_tail = t;
 	d->n_queued++;
 }
 
@@ -923,6 +935,9 @@ static int pack_task(struct bg_daemon *d, struct bg_task *t,
 	v[BG_TF_WORKSPACE] = bg_str_c(t->ws ? t->ws->session : "");
 	v[BG_TF_PRIVATE_DIR] = bg_str_c(t->ws ? t->ws->private_dir : "");
 	v[BG_TF_GROUP_RESULTS] = bg_str_c(t->group_results);
+	v[BG_TF_TRACE_PARENT_SPAN_ID] = c->hdr[BG_HDR_TRACE_PARENT_SPAN_ID];
+	v[BG_TF_LANGFUSE_PARENT_OBSERVATION_ID] =
+		c->hdr[BG_HDR_LANGFUSE_PARENT_OBSERVATION_ID];
 	char attempt[16];
 	snprintf(attempt, sizeof(attempt), "%d", t->attempt);
 	v[BG_TF_ATTEMPT] = bg_str_c(attempt);
@@ -955,11 +970,15 @@ static void mirror_exec(struct bg_daemon *d, struct bg_task *t)
 static void publish_event(struct bg_daemon *d, struct bg_task *t,
 			  const struct bg_event *ev);
 
-/* A retried attempt first says so on the session stream (DESIGN 4.3). */
-static void publish_retry_event(struct bg_daemon *d, struct bg_task *t)
+/* A retried attempt first says so on the session stream (DESIGN 4.3):
+ * "RETRY <n>" for the n-th retry, "RERUN <n>" for the n-th re-run of an
+ * attempt interrupted by the death of a shared child (not counted). */
+static void publish_retry_event(struct bg_daemon *d, struct bg_task *t,
+				bool rerun)
 {
 	char text[32], uuid[33];
-	snprintf(text, sizeof(text), "RETRY %d", t->attempt - 1);
+	snprintf(text, sizeof(text), rerun ? "RERUN %d" : "RETRY %d",
+		 rerun ? t->reruns : t->attempt - 1);
 	bg_uuid_hex(uuid, true);
 	struct bg_event ev = { .kind = BG_EVENT_STATE,
 			       .content = bg_str_c(text),
@@ -976,6 +995,42 @@ static void on_retry_due(evutil_socket_t fd, short ev, void *arg)
 	t->retry_pending = false;
 	queue_push(t->d, t);
 	bg_task_dispatch(t->d);
+}
+
+/* The attempt is over without a finish: its directory, child and timer
+ * are released before it runs again. */
+static void attempt_stopped(struct bg_daemon *d, struct bg_task *t)
+{
+	bg_task_release_private(d, t);
+	t->slot = -1;
+	if (t->timeout_ev) {
+		evtimer_del(t->timeout_ev);
+		event_free(t->timeout_ev);
+		t->timeout_ev = NULL;
+	}
+	t->timed_out = false;
+}
+
+/* The attempt was interrupted by the death of a child (or program) it
+ * shared with other tasks and did not cause: run it again at once, without
+ * counting an attempt, alone in a child when the culprit is unknown
+ * (DESIGN 5: re-run one at a time before the crash counts). */
+static void rerun_interrupted(struct bg_daemon *d, struct bg_task *t,
+			      bool alone, const char *why)
+{
+	struct bg_log_ids ids = bg_task_log_ids(t);
+	bg_log_task(BG_LOG_INFO, &ids,
+		    "attempt %d interrupted by the loss of a shared %s (%s); "
+		    "re-run%s without counting it",
+		    t->attempt, alone ? "child or program" : "child", why,
+		    alone ? " alone" : "");
+	attempt_stopped(d, t);
+	t->isolate = t->isolate || alone;
+	t->reruns++;
+	t->rerun_announce = true;
+	if (d->stopping)
+		return;
+	queue_push_front(d, t);
 }
 
 /* The attempt failed (child death, timeout, retryable handler error): run
@@ -1004,16 +1059,9 @@ static bool retry_attempt(struct bg_daemon *d, struct bg_task *t,
 		    t->failed_attempts, max, why, (long long)ms);
 	d->n_retries++;
 	bg_metrics_retry(d->metrics);
-	bg_task_release_private(d, t);
-	t->slot = -1;
+	attempt_stopped(d, t);
 	t->state = BG_TASK_QUEUED;
 	t->retry_pending = true;
-	if (t->timeout_ev) {
-		evtimer_del(t->timeout_ev);
-		event_free(t->timeout_ev);
-		t->timeout_ev = NULL;
-	}
-	t->timed_out = false;
 	if (t->retry_ev == NULL)
 		t->retry_ev = evtimer_new(d->base, on_retry_due, t);
 	struct timeval tv = { (long)(ms / 1000), (long)(ms % 1000) * 1000 };
@@ -1050,23 +1098,55 @@ static void on_task_timeout(evutil_socket_t fd, short ev, void *arg)
 	struct bg_log_ids ids = bg_task_log_ids(t);
 	if (t->timed_out) {
 		bg_log_task(BG_LOG_INFO, &ids,
-			    "task still running %d ms after SIGTERM; SIGKILL "
-			    "to the child's process group",
-			    BG_TIMEOUT_GRACE_MS);
+			    "task still running %d ms after %s; SIGKILL to the "
+			    "child's process group",
+			    BG_TIMEOUT_GRACE_MS,
+			    t->shared ? "its cancel line" : "SIGTERM");
 		bg_pool_signal(d->pool, t->slot, SIGKILL, "timed out");
 		return;
 	}
 	t->timed_out = true;
 	char wchan[64];
 	read_wchan(t->pid, wchan, sizeof(wchan));
+	/* A shared child runs other tasks: the program is told through the
+	 * protocol first; only the kill after the grace ends them all. */
 	bg_log_task(BG_LOG_INFO, &ids,
-		    "task timed out after %lld ms (child wchan %s); SIGTERM to "
-		    "the child's process group",
-		    (long long)(bg_mono_ms() - t->started_ms), wchan);
-	bg_pool_signal(d->pool, t->slot, SIGTERM, "timed out");
+		    "task timed out after %lld ms (child wchan %s); %s",
+		    (long long)(bg_mono_ms() - t->started_ms), wchan,
+		    t->shared ? "cancel line to its program"
+			      : "SIGTERM to the child's process group");
+	if (t->shared)
+		bg_pool_cancel(d->pool, t->slot, t->tag, "timeout", "timeout");
+	else
+		bg_pool_signal(d->pool, t->slot, SIGTERM, "timed out");
 	struct timeval tv = { BG_TIMEOUT_GRACE_MS / 1000,
 			      (BG_TIMEOUT_GRACE_MS % 1000) * 1000 };
 	evtimer_add(t->timeout_ev, &tv);
+}
+
+static void arm_timeout(struct bg_daemon *d, struct bg_task *t);
+
+/* t runs in slot now (shared: next to other tasks of its agent type). */
+static void started(struct bg_daemon *d, struct bg_task *t, int slot,
+		    bool shared)
+{
+	t->state = BG_TASK_RUNNING;
+	t->slot = slot;
+	t->shared = shared;
+	t->pid = (int)bg_pool_pid(d->pool, slot);
+	t->started_ms = bg_mono_ms();
+	mirror_exec(d, t);
+	if (t->rerun_announce) {
+		t->rerun_announce = false;
+		publish_retry_event(d, t, true);
+	} else if (t->attempt > 1) {
+		publish_retry_event(d, t, false);
+	}
+	arm_timeout(d, t);
+	struct bg_log_ids ids = bg_task_log_ids(t);
+	bg_log_task(BG_LOG_DEBUG, &ids, "task started (%s entry %s%s)",
+		    bg_action_name(t->cmd.action), t->entry_id,
+		    shared ? ", shared child" : "");
 }
 
 static void arm_timeout(struct bg_daemon *d, struct bg_task *t)
@@ -1082,19 +1162,43 @@ static void arm_timeout(struct bg_daemon *d, struct bg_task *t)
 	evtimer_add(t->timeout_ev, &tv);
 }
 
+/* How task t may share a child (bg_pool_pick): tasks of a persistent exec
+ * agent type with max_inflight > 1 share up to that many, unless t must
+ * run alone; everything else needs a child to itself. */
+static void placement(const struct bg_daemon *d, const struct bg_task *t,
+		      const struct bg_agent_type_conf *tc, int *group,
+		      int *limit)
+{
+	*group = -1;
+	*limit = 1;
+	if (tc->handler == BG_HANDLER_EXEC && tc->mode != BG_EXEC_PER_TASK &&
+	    tc->max_inflight > 1 && !t->isolate) {
+		*group = (int)(tc - d->cfg->agent_types);
+		*limit = tc->max_inflight;
+	}
+}
+
 void bg_task_dispatch(struct bg_daemon *d)
 {
 	struct bg_buf payload = { 0 };
 	while (d->q_head) {
-		int slot = bg_pool_idle_slot(d->pool);
-		if (slot < 0)
-			break;
-		struct bg_task *t = queue_pop(d);
+		/* First in, first placed: a task waiting for a child to itself
+		 * is not overtaken by tasks that could share one. */
+		struct bg_task *t = d->q_head;
+		const struct bg_agent_type_conf *tc =
+			find_type(d, t->handler_type);
+		int slot = -1, group = -1, limit = 1;
+		if (tc && !t->cancel_requested) {
+			placement(d, t, tc, &group, &limit);
+			if ((slot = bg_pool_pick(d->pool, group, limit)) < 0)
+				break;
+		}
+		queue_pop(d);
 		if (t->cancel_requested) {
 			finish_cancelled(d, t);
 			continue;
 		}
-		if (find_type(d, t->handler_type) == NULL) {
+		if (tc == NULL) {
 			end_task(d, t, BG_OUT_FAILED, "UNKNOWN_AGENT_TYPE",
 				 "no handler is configured for this agent "
 				 "type on this worker");
@@ -1107,8 +1211,8 @@ void bg_task_dispatch(struct bg_daemon *d)
 		bg_buf_reset(&payload);
 		int rc = pack_task(d, t, &payload);
 		if (rc == 0)
-			rc = bg_pool_run(d->pool, slot, t->tag, payload.p,
-					 payload.len);
+			rc = bg_pool_run(d->pool, slot, t->tag, group, limit,
+					 payload.p, payload.len);
 		if (rc) {
 			end_task(d, t, BG_OUT_FAILED,
 				 rc == -EMSGSIZE ? "PAYLOAD_TOO_LARGE"
@@ -1118,17 +1222,7 @@ void bg_task_dispatch(struct bg_daemon *d)
 					 : "task could not be handed to a child");
 			continue;
 		}
-		t->state = BG_TASK_RUNNING;
-		t->slot = slot;
-		t->pid = (int)bg_pool_pid(d->pool, slot);
-		t->started_ms = bg_mono_ms();
-		mirror_exec(d, t);
-		if (t->attempt > 1)
-			publish_retry_event(d, t);
-		arm_timeout(d, t);
-		struct bg_log_ids ids = bg_task_log_ids(t);
-		bg_log_task(BG_LOG_DEBUG, &ids, "task started (%s entry %s)",
-			    bg_action_name(t->cmd.action), t->entry_id);
+		started(d, t, slot, limit > 1);
 	}
 	bg_buf_free(&payload);
 }
@@ -1241,6 +1335,25 @@ static void publish_event(struct bg_daemon *d, struct bg_task *t,
 	bg_buf_free(&out);
 }
 
+static void end_timed_out(struct bg_daemon *d, struct bg_task *t,
+			  const char *why);
+
+/* Keep the result's raw JSON members (a retried attempt's are replaced). */
+static void take_result(struct bg_task *t, const struct bg_str *f)
+{
+	struct {
+		struct bg_buf *b;
+		int f;
+	} m[] = { { &t->content, BG_RF_CONTENT },
+		  { &t->reply_data, BG_RF_REPLY_DATA },
+		  { &t->result_metadata, BG_RF_METADATA },
+		  { &t->extra_payload, BG_RF_EXTRA_PAYLOAD } };
+	for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
+		bg_buf_reset(m[i].b);
+		bg_buf_append(m[i].b, f[m[i].f].p, f[m[i].f].len);
+	}
+}
+
 static void handle_result(struct bg_daemon *d, struct bg_task *t,
 			  const uint8_t *p, size_t len)
 {
@@ -1254,35 +1367,35 @@ static void handle_result(struct bg_daemon *d, struct bg_task *t,
 		finish_cancelled(d, t); /* the handler saw the cancel flag */
 		return;
 	}
+	if (t->timed_out) { /* it answered the timeout's cancel line */
+		end_timed_out(d, t, "the handler stopped after its cancel "
+				    "line");
+		return;
+	}
 	if (t->events_capped) {
 		end_task(d, t, BG_OUT_FAILED, "EVENT_LIMIT",
 			 "the task exceeded max_events_per_task or "
 			 "max_event_bytes_per_task");
 		return;
 	}
+	take_result(t, f);
 	if (f[BG_RF_ERROR].len) {
-		bg_buf_append(&t->result_metadata, f[BG_RF_METADATA].p,
-			      f[BG_RF_METADATA].len);
-		bg_buf_append(&t->reply_data, f[BG_RF_REPLY_DATA].p,
-			      f[BG_RF_REPLY_DATA].len);
 		char *why = dup_str(f[BG_RF_ERROR]);
 		struct bg_str rv;
 		bool retryable =
 			bg_json_obj_get(f[BG_RF_METADATA], "retryable", &rv) ==
 				0 &&
 			bg_str_eq(rv, "true");
-		if (!(retryable && retry_attempt(d, t, why ? why : "failed")))
+		if (bg_str_eq(f[BG_RF_INTERRUPTED], "1") && !t->isolate)
+			rerun_interrupted(d, t, true, why ? why : "failed");
+		else if (!(retryable &&
+			   retry_attempt(d, t, why ? why : "failed")))
 			end_task(d, t, BG_OUT_FAILED, NULL, why);
 		free(why);
 		return;
 	}
 	struct bg_str st = bg_status_normalize(f[BG_RF_STATUS]);
 	t->status = dup_str(st);
-	bg_buf_append(&t->content, f[BG_RF_CONTENT].p, f[BG_RF_CONTENT].len);
-	bg_buf_append(&t->reply_data, f[BG_RF_REPLY_DATA].p,
-		      f[BG_RF_REPLY_DATA].len);
-	bg_buf_append(&t->result_metadata, f[BG_RF_METADATA].p,
-		      f[BG_RF_METADATA].len);
 	end_task(d, t, BG_OUT_RESULT, NULL, NULL);
 }
 
@@ -1302,35 +1415,34 @@ void bg_task_on_message(void *arg, int slot, uint16_t kind, uint64_t tag,
 		handle_result(d, t, payload, len);
 }
 
-void bg_task_on_child_lost(void *arg, int slot, uint64_t tag, const char *why)
+/* FAILED/TIMEOUT, or a retry while attempts remain. */
+static void end_timed_out(struct bg_daemon *d, struct bg_task *t,
+			  const char *why)
 {
-	(void)slot;
-	struct bg_daemon *d = arg;
-	struct bg_task *t = find_task(d, tag);
-	if (t == NULL || t->state != BG_TASK_RUNNING || t->ending)
+	const struct bg_agent_type_conf *tc = find_type(d, t->handler_type);
+	char msg[512];
+	snprintf(msg, sizeof(msg),
+		 "task timed out after %d ms (timeout_ms of agent type %s); %s",
+		 tc ? tc->timeout_ms : 0, t->handler_type, why);
+	if (retry_attempt(d, t, "timeout"))
 		return;
-	if (d->stopping)
-		return; /* we killed it to stop: the entry stays pending for
-			   the next bygated (or a peer) to recover */
+	t->error_type = "TaskTimeout";
+	end_task(d, t, BG_OUT_FAILED, "TIMEOUT", msg);
+}
+
+/* The child of task t died: cancelled, timed out, retried or failed. */
+static void child_lost(struct bg_daemon *d, struct bg_task *t,
+		       const char *why)
+{
 	if (t->cancel_requested) {
 		finish_cancelled(d, t);
 		return;
 	}
-	struct bg_log_ids ids = bg_task_log_ids(t);
 	if (t->timed_out) {
-		const struct bg_agent_type_conf *tc =
-			find_type(d, t->handler_type);
-		char msg[512];
-		snprintf(msg, sizeof(msg),
-			 "task timed out after %d ms (timeout_ms of agent type "
-			 "%s); %s",
-			 tc ? tc->timeout_ms : 0, t->handler_type, why);
-		if (retry_attempt(d, t, "timeout"))
-			return;
-		t->error_type = "TaskTimeout";
-		end_task(d, t, BG_OUT_FAILED, "TIMEOUT", msg);
+		end_timed_out(d, t, why);
 		return;
 	}
+	struct bg_log_ids ids = bg_task_log_ids(t);
 	bg_log_task(BG_LOG_WARN, &ids, "attempt %d failed: %s",
 		    t->failed_attempts + 1, why);
 	if (retry_attempt(d, t, "child died"))
@@ -1348,4 +1460,45 @@ void bg_task_on_child_lost(void *arg, int slot, uint64_t tag, const char *why)
 		return;
 	}
 	end_task(d, t, BG_OUT_FAILED, "CHILD_DIED", why);
+}
+
+static struct bg_task *running_task(struct bg_daemon *d, uint64_t tag)
+{
+	struct bg_task *t = find_task(d, tag);
+	return t && t->state == BG_TASK_RUNNING && !t->ending ? t : NULL;
+}
+
+/* A task whose own timeout or cancel ended its child. */
+static bool caused_kill(const struct bg_task *t)
+{
+	return t->timed_out || t->cancel_requested;
+}
+
+void bg_task_on_child_lost(void *arg, int slot, const uint64_t *tags, int n,
+			   const char *why)
+{
+	(void)slot;
+	struct bg_daemon *d = arg;
+	if (d->stopping)
+		return; /* we killed it to stop: the entries stay pending for
+			   the next bygated (or a peer) to recover */
+	/* Several tasks shared the child: the ones that caused the kill end
+	 * as usual; the others did not fail and run again uncounted, each
+	 * alone when nobody is known to have caused it (a crash). */
+	bool culprit = false;
+	for (int i = 0; i < n; i++) {
+		struct bg_task *t = running_task(d, tags[i]);
+		culprit = culprit || (t && caused_kill(t));
+	}
+	for (int i = 0; i < n; i++) {
+		struct bg_task *t = running_task(d, tags[i]);
+		if (t == NULL)
+			continue;
+		if (n == 1 || caused_kill(t) || (t->isolate && !culprit))
+			child_lost(d, t, why);
+		else
+			rerun_interrupted(d, t, !culprit, why);
+	}
+	if (n > 1)
+		bg_task_dispatch(d);
 }

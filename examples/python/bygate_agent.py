@@ -242,7 +242,8 @@ def result_line(task, value):
             for k, v in (("status", value.get("status")),
                          ("content", content),
                          ("reply_data", value.get("reply_data")),
-                         ("metadata", value.get("metadata"))):
+                         ("metadata", value.get("metadata")),
+                         ("extra_payload", value.get("extra_payload"))):
                 if v is not None:
                     line[k] = v
             return line

@@ -139,6 +139,8 @@ enum bg_task_attr {
 				      host, "" if none */
 	BG_TASK_PRIVATE_DIR,	   /* this task's private directory, removed
 				      after the task; "" if none */
+	BG_TASK_TRACE_PARENT_SPAN_ID, /* the command header's, often "" */
+	BG_TASK_LANGFUSE_PARENT_OBSERVATION_ID, /* the command header's */
 };
 
 /** Value of attribute @p attr: a NUL-terminated string, "" when the
@@ -227,6 +229,13 @@ int bg_ctx_result(struct bg_ctx *ctx, const char *status,
 int bg_ctx_result_json(struct bg_ctx *ctx, const char *status,
 		       const char *content_json, const char *reply_data_json,
 		       const char *metadata_json);
+
+/** The extra_payload of the result (WIRE 6.5): a JSON object the caller
+ * receives as body.extra_payload of its callback (call_agent with
+ * wait_for_reply) and in the group results of a dispatch_group. Call it
+ * before the result is set. 0, -EINVAL (not a JSON object), -EALREADY,
+ * -ENOMEM. */
+int bg_ctx_extra_payload(struct bg_ctx *ctx, const char *object_json);
 
 /** Fail the task: status FAILED, reply_data {"error": message}, metadata
  * {"error_type": "HandlerError", "error_message": message,

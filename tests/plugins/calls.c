@@ -1,6 +1,10 @@
 /* tests/plugins/calls.c - test plugin for the SDK operations answered by
  * bygated (tests/unit/test_child.c plays bygated): the task content names
- * the operation; what came back is streamed as chunks. */
+ * the operation; what came back is streamed as chunks. "route <options>"
+ * (tests/integration/test_agent_routes.py) calls options.target with the
+ * options object as call_agent's (route_policy, timeout_ms...): a QUEUED
+ * reply suspends the task, any other ends it COMPLETED "unrouted: <reply>";
+ * the RESUME then completes it with "resumed: <callee's content>". */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,10 +27,33 @@ static void show(struct bg_ctx *ctx, int rc, char **reply_p)
 	free(reply);
 }
 
+static int route(struct bg_ctx *ctx, const char *options)
+{
+	char *target = NULL, *reply = NULL, text[4096];
+	if (bg_options_get_string(options, "target", &target) != 0)
+		return -EINVAL;
+	int rc = bg_ctx_call_agent(ctx, target, "routed work", 1, options,
+				   &reply);
+	free(target);
+	if (rc == 0 && strstr(reply, "\"status\":\"QUEUED\"")) {
+		show(ctx, rc, &reply);
+		return 0; /* WAITING_AGENT */
+	}
+	snprintf(text, sizeof(text), "unrouted: %s", rc ? "rc" : reply);
+	free(reply);
+	return bg_ctx_result(ctx, "COMPLETED", text, NULL, NULL);
+}
+
 static int process(void *state, const struct bg_task *task, struct bg_ctx *ctx)
 {
 	const char *what = bg_task_content(task);
-	char *reply = NULL;
+	char *reply = NULL, text[4096];
+	if (!strcmp(bg_task_get(task, BG_TASK_ACTION), "RESUME")) {
+		snprintf(text, sizeof(text), "resumed: %s", what);
+		return bg_ctx_result(ctx, "COMPLETED", text, NULL, NULL);
+	}
+	if (!strncmp(what, "route ", 6))
+		return route(ctx, what + 6);
 	if (!strcmp(what, "ask")) {
 		show(ctx, bg_ctx_ask_user(ctx, "Which city?", &reply), &reply);
 		return 0; /* no result: WAITING_USER */

@@ -1173,6 +1173,48 @@ static void test_exec_max_inflight_runs_two_tasks_in_one_program(void **st)
 	stop_and_expect_exit_0(s);
 }
 
+/* The program dying with two tasks in it fails both as interrupted (for
+ * bygated to re-run alone); dying with one fails it plainly. */
+static void test_exec_shared_program_crash_marks_its_tasks_interrupted(
+	void **st)
+{
+	struct sup *s = *st;
+	exec_start(s);
+	sup_task(s, 68, "py2", "sleep 3000");
+	sup_task(s, 69, "py2", "crash-after 2");
+	for (int i = 0; i < 2; i++) {
+		expect_kind(s, BG_REC_RESULT, BG_RF__COUNT);
+		assert_true(s->in.tag == 68 || s->in.tag == 69);
+		assert_field(s, BG_RF_STATUS, "FAILED");
+		assert_field(s, BG_RF_INTERRUPTED, "1");
+	}
+	sup_task(s, 70, "py2", "crash-after 1");
+	expect_failed(s, 70, "killed by signal 9");
+	assert_field(s, BG_RF_INTERRUPTED, "");
+	stop_and_expect_exit_0(s);
+}
+
+static void test_exec_result_extra_payload_and_trace_ids_pass_through(
+	void **st)
+{
+	struct sup *s = *st;
+	exec_start(s);
+	const char *extra[BG_TF__COUNT] = {
+		[BG_TF_TRACE_PARENT_SPAN_ID] = "70cb4086a837a8bb",
+		[BG_TF_LANGFUSE_PARENT_OBSERVATION_ID] = "obs-1",
+	};
+	sup_task_ex(s, 71, "py", "fields", extra);
+	expect_result(s, 71, "", "");
+	assert_true(field_has(s, BG_RF_REPLY_DATA,
+			      "\"trace_parent_span_id\":\"70cb4086a837a8bb\""));
+	assert_true(field_has(s, BG_RF_REPLY_DATA,
+			      "\"langfuse_parent_observation_id\":\"obs-1\""));
+	sup_task(s, 72, "py", "barrier 1");
+	expect_kind(s, BG_REC_RESULT, BG_RF__COUNT);
+	assert_true(field_has(s, BG_RF_EXTRA_PAYLOAD, "{\"pid\":"));
+	stop_and_expect_exit_0(s);
+}
+
 /* Wait until pid is gone or a zombie; false after WAIT_MS. */
 static bool pid_ends(long pid)
 {
@@ -1300,6 +1342,8 @@ int main(void)
 		T(test_exec_program_that_cannot_start_fails_the_task),
 		T(test_exec_task_line_over_max_line_fails_only_that_task),
 		T(test_exec_max_inflight_runs_two_tasks_in_one_program),
+		T(test_exec_shared_program_crash_marks_its_tasks_interrupted),
+		T(test_exec_result_extra_payload_and_trace_ids_pass_through),
 		T(test_exec_program_dies_with_the_child_process_group),
 		T(test_stop_ends_the_idle_programs),
 	};

@@ -3,12 +3,27 @@ by the first word of the task content (tests/unit/test_child.c,
 tests/integration/test_exec_handlers.py)."""
 import json
 import os
+import signal
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "..", "..", "examples", "python"))
 import bygate_agent  # noqa: E402
+
+
+_arrived = threading.Condition()
+_count = [0]
+
+
+def barrier(n, seconds):
+    """True when n tasks (this one included) reached a barrier in this
+    process within `seconds`: they ran at the same time in one program."""
+    with _arrived:
+        _count[0] += 1
+        _arrived.notify_all()
+        return _arrived.wait_for(lambda: _count[0] >= n, seconds)
 
 
 def handle(ctx):
@@ -26,6 +41,9 @@ def handle(ctx):
             "action_type": ctx.action_type, "resumed": ctx.resumed,
             "attempt": ctx.attempt, "group_results": ctx.group_results,
             "header_keys": sorted(ctx.header), "body": ctx.body,
+            "trace_parent_span_id": ctx.header["trace_parent_span_id"],
+            "langfuse_parent_observation_id":
+                ctx.header["langfuse_parent_observation_id"],
             "workspace": ctx.workspace, "private_dir": ctx.private_dir,
             "cwd": os.getcwd(), "agent_env": os.environ.get(
                 "BYGATE_AGENT_TYPE"), "fds": sorted(os.listdir("/proc/self/fd"))}}
@@ -50,6 +68,21 @@ def handle(ctx):
         except bygate_agent.BygateError as e:
             return "refused: " + e.code
         return "accepted"
+    if what == "barrier":  # "barrier N [extra ms]"
+        n, _, ms = arg.partition(" ")
+        met = barrier(int(n), 2)
+        time.sleep(int(ms or 0) / 1000.0)
+        return {"content": "%s %d" % ("met" if met else "alone",
+                                      os.getpid()),
+                "reply_data": {"pid": os.getpid()},
+                "extra_payload": {"pid": os.getpid()}}
+    if what == "crash-after":  # kills its program once N tasks are in it
+        barrier(int(arg), 2)
+        os.kill(os.getpid(), signal.SIGKILL)
+    if what == "timeout-aware":  # ends at its cancel line (a timeout)
+        while not ctx.cancelled():
+            time.sleep(0.01)
+        return "stopped"
     if what == "raise":
         raise ValueError("boom")
     if what == "sleep":
