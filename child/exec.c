@@ -797,7 +797,8 @@ static bool any_retiring(const struct bg_child *c)
 }
 
 /* May the TASK m start now, next to the tasks in flight? Only in a
- * persistent program with room left (max_inflight). */
+ * persistent program with room left (max_inflight), started for it when
+ * its agent type has none yet. */
 static bool joins_now(struct bg_child *c, const struct bg_child_msg *m)
 {
 	struct bg_str name = bg_child_task_agent_type(m->p, m->len);
@@ -805,8 +806,9 @@ static bool joins_now(struct bg_child *c, const struct bg_child_msg *m)
 		struct bg_agent *a = &c->agents[i];
 		if (!bg_str_eq(name, a->name))
 			continue;
-		return a->exec && a->exec->prog && !m->cancelled &&
-		       a->exec->prog->n_tasks < a->exec->max_inflight;
+		struct bg_exec *x = a->exec;
+		return x && !x->per_task && !m->cancelled &&
+		       (x->prog == NULL || x->prog->n_tasks < x->max_inflight);
 	}
 	return false;
 }
@@ -856,9 +858,30 @@ static void intake(struct bg_child *c)
 	}
 }
 
+/* Start the queued TASKs that may join now (queued while they could not,
+ * e.g. behind a per_task program still exiting). */
+static void start_queued(struct bg_child *c)
+{
+	struct bg_child_queued **pp = &c->queue, *prev = NULL;
+	while (*pp) {
+		struct bg_child_queued *q = *pp;
+		if (q->msg.kind != BG_REC_TASK || !joins_now(c, &q->msg)) {
+			prev = q;
+			pp = &q->next;
+			continue;
+		}
+		*pp = q->next;
+		if (c->queue_tail == q)
+			c->queue_tail = prev;
+		start_msg(c, &q->msg); /* the task copies what it keeps */
+		free(q);
+	}
+}
+
 void bg_child_exec_drain(struct bg_child *c)
 {
 	while (c->exec_tasks || any_retiring(c)) {
+		start_queued(c);
 		intake(c);
 		if (c->exec_tasks || any_retiring(c))
 			bg_child_sleep(c);

@@ -13,6 +13,7 @@
 #include "wire/ids.h"
 #include "wire/json.h"
 #include "wire/record.h"
+#include "wire/route.h"
 #include "wire/send.h"
 
 
@@ -340,10 +341,10 @@ static int plan_fields(struct bg_client *c, struct send_plan *p)
 	return rc;
 }
 
-/* The QUEUED record of initialize_execution (WIRE 6.2). */
-static int build_queued(struct send_plan *p)
+/* The record members of the plan (WIRE 6.2). */
+static struct bg_record_queued record_fields(const struct send_plan *p)
 {
-	struct bg_record_queued q = {
+	return (struct bg_record_queued){
 		.execution_id = bg_str_c(p->execution_id),
 		.message_id = bg_str_c(p->message_id),
 		.session_id = bg_str_c(p->req->session_id),
@@ -358,30 +359,25 @@ static int build_queued(struct send_plan *p)
 		.selected_agent_type = bg_str_c(p->route.selected),
 		.now_ms = bg_client_now_ms(),
 	};
+}
+
+/* The QUEUED record of initialize_execution (WIRE 6.2). */
+static int build_queued(struct send_plan *p)
+{
+	struct bg_record_queued q = record_fields(p);
 	return bg_record_build_queued(&p->record, &q);
 }
 
-/* The FAILED record of record_failed_route_decision. */
+/* The FAILED record of record_failed_route_decision: no stream, no
+ * selected agent type. */
 static int build_failed(struct send_plan *p)
 {
-	int64_t now = bg_client_now_ms();
-	struct bg_str code = bg_str_c(p->route.error_code);
-	struct bg_str msg = bg_str_c(p->route.error);
-	return bg_wire_fmt(&p->record,
-		"{\"execution_id\":%s,\"message_id\":%s,\"session_id\":%s,"
-		"\"trace_id\":%s,\"parent_message_id\":%s,"
-		"\"source_agent_type\":\"client\",\"target_agent_type\":%s,"
-		"\"stream_name\":\"\",\"status\":\"FAILED\",\"route_policy\":%s,"
-		"\"route_status\":\"REJECT\",\"selected_agent_type\":\"\","
-		"\"availability_error_code\":%s,\"availability_error\":%s,"
-		"\"error_code\":%s,\"error_message\":%s,"
-		"\"failed_stage\":\"availability\",\"created_at\":%d,"
-		"\"updated_at\":%d,\"started_at\":0,\"finished_at\":0,"
-		"\"timeline\":[{\"status\":\"FAILED\",\"timestamp\":%d}]}",
-		bg_str_c(p->execution_id), bg_str_c(p->message_id),
-		bg_str_c(p->req->session_id), bg_str_c(p->trace_id),
-		bg_str_c(p->req->parent_message_id), bg_str_c(p->target),
-		bg_str_c(p->policy), code, msg, code, msg, now, now, now);
+	struct bg_record_queued q = record_fields(p);
+	q.stream_name = BG_STR_LIT("");
+	q.selected_agent_type = BG_STR_LIT("");
+	q.availability_error_code = bg_str_c(p->route.error_code);
+	q.availability_error = bg_str_c(p->route.error);
+	return bg_route_failed_record(&p->record, &q);
 }
 
 /* One MULTI/EXEC: [record + msg_map, EXPIRE] then the stream entries.

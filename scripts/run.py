@@ -22,6 +22,9 @@ from bglib.keys import Keys  # noqa: E402
 from bglib.redisserver import RedisServer, RedisStartError  # noqa: E402
 
 DEMO_TEXT = "Hello from bygate: this text streams back in chunks"
+# The multi-agent demo (examples/python): planner calls researcher, then
+# writer, and is resumed by each reply.
+AGENTS_DEMO = ("planner", "demo-agents", "Plan a weekend in Kyoto")
 RULE = "-" * 72
 
 
@@ -122,13 +125,33 @@ def start_bygated(args, redis, env, signals):
     return d
 
 
-def send_command(args, session, content):
+def send_command(args, session, content, agent_type=None):
     return [shown(args.build / "bygate"), "send", "--agent-type",
-            args.agent_type, "--session", session, "--content", content, "--wait"]
+            agent_type or args.agent_type, "--session", session,
+            "--content", content, "--wait"]
 
 
 def run_demo(args, env, signals):
-    argv = send_command(args, args.session, DEMO_TEXT)
+    run_shown(args, env, signals, send_command(args, args.session, DEMO_TEXT))
+    agent, session, text = AGENTS_DEMO
+    if not agent_configured(args, agent):
+        return
+    say("A multi-agent flow: %s calls researcher, then writer (Python exec "
+        "agents, examples/python); the session stream carries every "
+        "agent's events:" % agent)
+    run_shown(args, env, signals,
+              send_command(args, session, text, agent_type=agent))
+
+
+def agent_configured(args, name):
+    try:
+        text = args.config.read_text()
+    except OSError:
+        return False
+    return ('name = "%s"' % name) in text
+
+
+def run_shown(args, env, signals, argv):
     say("\n$ %s" % " ".join(_quote(a) for a in argv))
     p = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL)
     deadline = time.monotonic() + args.demo_timeout
@@ -148,8 +171,8 @@ def run_demo(args, env, signals):
                 p.kill()
                 p.wait()
     if p.returncode != 0:
-        raise Failure("the demo task failed (bygate send exited with %d)"
-                      % p.returncode)
+        raise Failure("the demo failed (%s exited with %d)"
+                      % (" ".join(argv[1:3]), p.returncode))
     say("")
 
 

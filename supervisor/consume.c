@@ -11,23 +11,58 @@
 #include "supervisor/daemon.h"
 #include "supervisor/log.h"
 
-/* Free capacity: task places in children that are or will soon be free
- * (pool.size, times the largest max_inflight of a persistent exec agent
- * type: DESIGN 5), plus a small
- * prefetch (min(worker.fetch_count, pool.size)), minus the entries that
- * still need a child (picked up, queued, running). Entries whose finish is
- * in flight hold no child and do not count, up to a bound of 4 x pool.size
- * finishes (e.g. while Redis refuses writes) beyond which reading stops. */
-int bg_consume_capacity(const struct bg_daemon *d)
+/* Agent-type stream i's tasks may share a child (max_inflight > 1). */
+static bool stream_shares(const struct bg_daemon *d, int i)
 {
-	int size = bg_pool_size(d->pool) * bg_config_max_share(d->cfg);
+	if (i < 1 || i > d->cfg->n_agent_types)
+		return false;
+	const struct bg_agent_type_conf *t = &d->cfg->agent_types[i - 1];
+	return t->handler == BG_HANDLER_EXEC && t->mode != BG_EXEC_PER_TASK &&
+	       t->max_inflight > 1;
+}
+
+/* Free capacity for entries that need a child to themselves (`alone`)
+ * and for entries that may share one (`shared`, DESIGN 5): places in
+ * children that are or will soon be free plus a small prefetch
+ * (min(worker.fetch_count, pool.size)), minus the entries that still need
+ * a child (picked up, queued, running). Entries whose finish is in flight
+ * hold no child and do not count, up to a bound of 4 x pool.size finishes
+ * (e.g. while Redis refuses writes) beyond which reading stops. */
+struct capacity {
+	int alone, shared;
+};
+
+static struct capacity capacity_of(const struct bg_daemon *d)
+{
+	struct capacity c = { 0, 0 };
+	int size = bg_pool_size(d->pool);
+	int share = bg_config_max_share(d->cfg);
 	int prefetch = d->cfg->fetch_count < size ? d->cfg->fetch_count : size;
 	if (d->n_finishing >= 4 * size || bg_pool_breaker_open(d->pool) ||
 	    bg_pool_alive_count(d->pool) == 0)
-		return 0;
-	int need_child = d->n_tasks - d->n_finishing;
-	int free_slots = size + prefetch - need_child;
-	return free_slots > 0 ? free_slots : 0;
+		return c;
+	int need = d->n_tasks - d->n_finishing;
+	int need_shared = 0;
+	if (share > 1) /* only then does the kind matter */
+		for (const struct bg_task *t = d->all.next; t != &d->all;
+		     t = t->next)
+			need_shared += t->state != BG_TASK_FINISHING &&
+				       stream_shares(d, t->stream_idx);
+	int need_alone = need - need_shared;
+	c.alone = size + prefetch - need_alone -
+		  (need_shared + share - 1) / share;
+	c.shared = size * share + prefetch - need_shared - need_alone * share;
+	if (c.alone < 0)
+		c.alone = 0;
+	if (c.shared < 0 || share == 1)
+		c.shared = share == 1 ? c.alone : 0;
+	return c;
+}
+
+int bg_consume_capacity(const struct bg_daemon *d)
+{
+	struct capacity c = capacity_of(d);
+	return c.alone > c.shared ? c.alone : c.shared;
 }
 
 static void issue_read(struct bg_daemon *d);
@@ -97,15 +132,17 @@ static void handle_read_reply(struct bg_daemon *d, redisReply *r)
 /* Whether the read should cover stream i now: the worker stream always;
  * an agent-type stream while there is capacity, the worker is active and
  * the type is not denied to it (WIRE 5.5, 5.6). */
-static bool wants_stream(const struct bg_daemon *d, int i, int cap)
+static bool wants_stream(const struct bg_daemon *d, int i,
+			 struct capacity cap)
 {
 	if (i == 0)
 		return true;
-	return cap > 0 && !bg_control_suspended(d) &&
+	int room = stream_shares(d, i) ? cap.shared : cap.alone;
+	return room > 0 && !bg_control_suspended(d) &&
 	       !(d->denied && d->denied[i - 1]);
 }
 
-static uint64_t mask_with(const struct bg_daemon *d, int cap)
+static uint64_t mask_with(const struct bg_daemon *d, struct capacity cap)
 {
 	uint64_t m = 0;
 	for (int i = 0; i < d->n_streams; i++)
@@ -116,7 +153,23 @@ static uint64_t mask_with(const struct bg_daemon *d, int cap)
 
 static uint64_t want_mask(const struct bg_daemon *d)
 {
-	return mask_with(d, bg_consume_capacity(d));
+	return mask_with(d, capacity_of(d));
+}
+
+/* COUNT applies to each stream of the read: the smallest capacity of the
+ * kinds it covers (the worker stream may carry either). */
+static int read_count(const struct bg_daemon *d, struct capacity cap)
+{
+	bool alone = false, shared = false;
+	for (int i = 1; i < d->n_streams; i++)
+		if (wants_stream(d, i, cap)) {
+			if (stream_shares(d, i))
+				shared = true;
+			else
+				alone = true;
+		}
+	int n = shared && !alone ? cap.shared : cap.alone;
+	return n > 0 ? n : 1;
 }
 
 static void issue_read(struct bg_daemon *d)
@@ -132,13 +185,13 @@ static void issue_read(struct bg_daemon *d)
 		stalled = true;
 		return;
 	}
-	int cap = bg_consume_capacity(d);
+	struct capacity cap = capacity_of(d);
 	const char **argv = calloc((size_t)(9 + 2 * d->n_streams),
 				   sizeof(char *));
 	if (argv == NULL)
 		return;
 	char count[16], block[16];
-	snprintf(count, sizeof(count), "%d", cap > 0 ? cap : 1);
+	snprintf(count, sizeof(count), "%d", read_count(d, cap));
 	snprintf(block, sizeof(block), "%d", d->cfg->block_ms);
 	int a = 0;
 	argv[a++] = "XREADGROUP";
@@ -193,7 +246,8 @@ void bg_consume_kick(struct bg_daemon *d)
 		 * lost some is left to return (its entries are ours). */
 		bool stop = d->draining || d->stopping;
 		uint64_t want = want_mask(d);
-		uint64_t allowed = mask_with(d, 1); /* capacity aside */
+		/* capacity aside */
+		uint64_t allowed = mask_with(d, (struct capacity){ 1, 1 });
 		if (stop || (want & ~d->read_mask) != 0 ||
 		    (d->read_mask & ~allowed) != 0)
 			unblock_read(d);

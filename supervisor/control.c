@@ -40,7 +40,9 @@ static void on_cancel_grace(evutil_socket_t fd, short ev, void *arg)
 	if (t->state != BG_TASK_RUNNING || t->slot < 0)
 		return;
 	struct bg_log_ids ids = bg_task_log_ids(t);
-	if (!t->cancel_termed) {
+	/* A shared child runs other tasks: no SIGTERM stage (DESIGN 8: only
+	 * a kill ends the process, and the others re-run uncounted). */
+	if (!t->cancel_termed && !t->shared) {
 		t->cancel_termed = true;
 		bg_log_task(BG_LOG_INFO, &ids,
 			    "cancel: the handler is still running %d ms after "
@@ -53,8 +55,8 @@ static void on_cancel_grace(evutil_socket_t fd, short ev, void *arg)
 		evtimer_add(t->cancel_ev, &tv);
 		return;
 	}
-	bg_log_task(BG_LOG_INFO, &ids,
-		    "cancel: still running after SIGTERM; SIGKILL");
+	bg_log_task(BG_LOG_INFO, &ids, "cancel: still running after %s; SIGKILL",
+		    t->shared ? "its cancel line" : "SIGTERM");
 	bg_pool_signal(d->pool, t->slot, SIGKILL, "cancelled");
 }
 

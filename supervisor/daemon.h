@@ -100,6 +100,8 @@ struct bg_task {
 	int reruns;	     /* re-runs that did not count as attempts */
 	bool rerun_announce; /* say "RERUN <n>" when it starts */
 	bool shared;	     /* runs in a child next to other tasks */
+	uint32_t run_id;     /* bumped whenever it is handed to a child: an
+				answer for an earlier run is stale */
 
 	/* outbox (outbox.c): writes of handler operations, applied in the
 	 * finish transaction; commands in the finish-blob encoding */
@@ -260,6 +262,8 @@ void bg_task_accept_recovered(struct bg_daemon *d, int stream_idx,
 void bg_task_replay_finish(struct bg_daemon *d, int stream_idx,
 			   const char *id, struct bg_str blob);
 void bg_task_free(struct bg_daemon *d, struct bg_task *t);
+/* At exit: free every task, with no other effect. */
+void bg_task_free_all(struct bg_daemon *d);
 void bg_task_release_private(struct bg_daemon *d, struct bg_task *t);
 void bg_task_end_ack(struct bg_daemon *d, struct bg_task *t);
 void bg_task_end_deadletter(struct bg_daemon *d, struct bg_task *t,
@@ -272,6 +276,7 @@ void bg_turn_end(struct bg_daemon *d);
 void bg_outbox_call(struct bg_daemon *d, struct bg_task *t, const uint8_t *p,
 		    size_t len);
 void bg_outbox_reset(struct bg_task *t);
+void bg_outbox_routes_free(struct bg_daemon *d); /* route.c, at exit */
 
 /* stats.c */
 typedef void (*bg_stats_emit_fn)(void *ctx, int argc, const struct bg_str *argv);

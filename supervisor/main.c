@@ -403,13 +403,7 @@ static int daemon_init(struct bg_daemon *d, struct bg_config *cfg)
 
 static void daemon_free(struct bg_daemon *d)
 {
-	while (d->all.next != &d->all && d->all.next != NULL) {
-		struct bg_task *t = d->all.next;
-		t->prev->next = t->next;
-		t->next->prev = t->prev;
-		bg_cmd_free(&t->cmd);
-		free(t);
-	}
+	bg_task_free_all(d);
 	bg_rconn_free(d->rd);
 	bg_rconn_free(d->wr);
 	bg_rconn_free(d->ctl);
@@ -429,6 +423,7 @@ static void daemon_free(struct bg_daemon *d)
 		event_free(d->reconcile_timer);
 	bg_lease_free(d);
 	bg_control_free(d);
+	bg_outbox_routes_free(d);
 	bg_ws_cache_free(d->ws_cache);
 	if (d->state)
 		bg_state_close(d->state);

@@ -57,6 +57,7 @@ struct bg_child {
 	uint64_t recycle_after;
 	bool ring_pending;   /* doorbell to ring at end of turn */
 	bool recycling;
+	bool broken;		 /* broke the protocol: nothing more is read */
 	const char *kill_reason; /* set when we killed it */
 	int64_t started_ms;
 	int quick_deaths;
@@ -276,6 +277,7 @@ static int spawn_child(struct bg_child *ch)
 	ch->n_tags = 0;
 	ch->group = -1;
 	ch->kill_reason = NULL;
+	ch->broken = false;
 	ch->recycling = false;
 	ch->tasks_done = 0;
 	ch->generation = p->generation;
@@ -305,6 +307,7 @@ static void child_protocol_error(struct bg_child *ch, const char *what)
 	bg_error("slot %d: child pid %d broke the IPC protocol (%s); killing it",
 		 ch->slot, (int)ch->pid, what);
 	ch->pool->stats.protocol_kills++;
+	ch->broken = true;
 	child_kill(ch, "the child broke the IPC protocol");
 }
 
@@ -342,12 +345,13 @@ static void task_done(struct bg_child *ch, int i)
 {
 	ch->tags[i] = ch->tags[--ch->n_tags];
 	ch->tasks_done++;
-	if (ch->n_tags > 0)
-		return;
-	ch->state = CH_IDLE;
-	ch->group = -1;
+	/* Due: no new task (a shared child under load would never empty). */
 	if (ch->recycle_after && ch->tasks_done >= ch->recycle_after)
 		ch->recycling = true;
+	if (ch->n_tags > 0 || ch->state != CH_BUSY)
+		return; /* a killed child stays CH_STOPPING */
+	ch->state = CH_IDLE;
+	ch->group = -1;
 }
 
 static void handle_message(struct bg_child *ch)
@@ -385,7 +389,7 @@ static void handle_message(struct bg_child *ch)
 	case BG_REC_CALL:
 	case BG_REC_RESULT: {
 		int i = tag_index(ch, in->tag);
-		if (ch->state != CH_BUSY || i < 0) {
+		if (i < 0) {
 			child_protocol_error(ch, "record for a task it does "
 						 "not run");
 			return;
@@ -395,7 +399,7 @@ static void handle_message(struct bg_child *ch)
 		p->ops.on_message(p->arg, ch->slot, in->kind, in->tag, in->buf,
 				  in->len);
 		if (in->kind == BG_REC_RESULT && ch->pid > 0 &&
-		    ch->state != CH_STOPPING && !ch->recycling &&
+		    ch->kill_reason == NULL && !ch->recycling &&
 		    !p->shutting_down)
 			p->ops.on_idle(p->arg, ch->slot);
 		return;
@@ -405,10 +409,13 @@ static void handle_message(struct bg_child *ch)
 	}
 }
 
+/* Read what the child sent. Also after we killed it (for one task's
+ * timeout or cancel): the results its other tasks already sent count.
+ * Not after it broke the protocol, and not once the pool is stopping. */
 static void child_process_up(struct bg_child *ch)
 {
-	if (ch->pid <= 0 || ch->seg.base == NULL ||
-	    ch->kill_reason != NULL)
+	if (ch->pid <= 0 || ch->seg.base == NULL || ch->broken ||
+	    ch->pool->shutting_down)
 		return;
 	bg_ring_consumer_sleep_done(&ch->seg.up);
 	for (;;) {
@@ -417,7 +424,7 @@ static void child_process_up(struct bg_child *ch)
 			ch->ring_pending = true;
 		if (rc == 1) {
 			handle_message(ch);
-			if (ch->kill_reason != NULL || ch->seg.base == NULL)
+			if (ch->broken || ch->seg.base == NULL)
 				return;
 			continue;
 		}
@@ -792,7 +799,7 @@ int bg_pool_alive_count(const struct bg_pool *p)
 /* Room for one more task of `group` in ch (see bg_pool_pick), 0 = none. */
 static int free_room(const struct bg_child *ch, int group, int limit)
 {
-	if (ch->pid <= 0 || ch->recycling ||
+	if (ch->pid <= 0 || ch->recycling || ch->kill_reason ||
 	    (ch->state != CH_IDLE && ch->state != CH_BUSY))
 		return 0;
 	if (ch->n_tags == 0)
@@ -803,10 +810,13 @@ static int free_room(const struct bg_child *ch, int group, int limit)
 	return limit - ch->n_tags;
 }
 
-int bg_pool_pick(const struct bg_pool *p, int group, int limit)
+int bg_pool_pick(const struct bg_pool *p, int group, int limit,
+		 bool busy_only)
 {
 	int best = -1, best_room = 0;
 	for (int i = 0; i < p->n; i++) {
+		if (busy_only && p->c[i].n_tags == 0)
+			continue;
 		int room = free_room(&p->c[i], group, limit);
 		if (room > best_room) {
 			best = i;

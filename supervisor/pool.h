@@ -54,8 +54,11 @@ int bg_pool_alive_count(const struct bg_pool *p);
  * with group < 0 or limit <= 1 needs an idle child to itself; tasks of one
  * group >= 0 (an agent type index) with limit > 1 may share a child, up to
  * `limit` of them and never with tasks of another group. An idle child has
- * `limit` free; children being recycled have none. */
-int bg_pool_pick(const struct bg_pool *p, int group, int limit);
+ * `limit` free; children being recycled or killed have none. busy_only:
+ * only children already running tasks (idle ones are kept for a task that
+ * needs one to itself). */
+int bg_pool_pick(const struct bg_pool *p, int group, int limit,
+		 bool busy_only);
 pid_t bg_pool_pid(const struct bg_pool *p, int slot);
 
 /* Hand a packed BG_REC_TASK payload (copied) to `slot` for task `tag`

@@ -78,7 +78,7 @@ void bg_turn_end(struct bg_daemon *d)
 	bg_pool_end_of_turn(d->pool);
 }
 
-void bg_task_free(struct bg_daemon *d, struct bg_task *t)
+static void task_release(struct bg_daemon *d, struct bg_task *t)
 {
 	t->prev->next = t->next;
 	t->next->prev = t->prev;
@@ -117,7 +117,20 @@ void bg_task_free(struct bg_daemon *d, struct bg_task *t)
 	bg_task_release_private(d, t);
 	free(t->ws);
 	free(t);
+}
+
+void bg_task_free(struct bg_daemon *d, struct bg_task *t)
+{
+	task_release(d, t);
 	bg_consume_kick(d);
+}
+
+void bg_task_free_all(struct bg_daemon *d)
+{
+	while (d->all.next != &d->all && d->all.next != NULL)
+		task_release(d, d->all.next);
+	d->q_head = d->q_tail = NULL;
+	d->n_queued = 0;
 }
 
 static struct bg_task *find_task(struct bg_daemon *d, uint64_t tag)
@@ -209,6 +222,13 @@ static void finish_cancelled(struct bg_daemon *d, struct bg_task *t)
 	if (t->ending)
 		return;
 	t->ending = true; /* nothing else may end it meanwhile */
+	/* Its child no longer runs it (and may run others): no signal from a
+	 * late timer may reach that child. */
+	t->slot = -1;
+	if (t->cancel_ev)
+		evtimer_del(t->cancel_ev);
+	if (t->timeout_ev)
+		evtimer_del(t->timeout_ev);
 	if (!t->has_source_agent || t->parent_message_id[0] == '\0') {
 		finish_cancelled_now(d, t);
 		return;
@@ -246,18 +266,6 @@ static void queue_push_front(struct bg_daemon *d, struct bg_task *t)
 	if (d->q_tail == NULL)
 		d->q_tail = t;
 	d->n_queued++;
-}
-
-static struct bg_task *queue_pop(struct bg_daemon *d)
-{
-	struct bg_task *t = d->q_head;
-	if (t) {
-		d->q_head = t->qnext;
-		if (d->q_head == NULL)
-			d->q_tail = NULL;
-		d->n_queued--;
-	}
-	return t;
 }
 
 static void send_pickup(struct bg_daemon *d, struct bg_task *t);
@@ -1009,7 +1017,13 @@ static void attempt_stopped(struct bg_daemon *d, struct bg_task *t)
 		t->timeout_ev = NULL;
 	}
 	t->timed_out = false;
+	t->events = t->event_bytes = 0; /* the caps are per attempt */
+	t->events_capped = false;
 }
+
+/* Shared re-runs of one attempt before it must run alone: a task next to
+ * others that keep getting killed is not re-run forever. */
+#define BG_SHARED_RERUNS_MAX 3
 
 /* The attempt was interrupted by the death of a child (or program) it
  * shared with other tasks and did not cause: run it again at once, without
@@ -1025,8 +1039,8 @@ static void rerun_interrupted(struct bg_daemon *d, struct bg_task *t,
 		    t->attempt, alone ? "child or program" : "child", why,
 		    alone ? " alone" : "");
 	attempt_stopped(d, t);
-	t->isolate = t->isolate || alone;
 	t->reruns++;
+	t->isolate = t->isolate || alone || t->reruns >= BG_SHARED_RERUNS_MAX;
 	t->rerun_announce = true;
 	if (d->stopping)
 		return;
@@ -1133,6 +1147,7 @@ static void started(struct bg_daemon *d, struct bg_task *t, int slot,
 	t->state = BG_TASK_RUNNING;
 	t->slot = slot;
 	t->shared = shared;
+	t->run_id++;
 	t->pid = (int)bg_pool_pid(d->pool, slot);
 	t->started_ms = bg_mono_ms();
 	mirror_exec(d, t);
@@ -1178,51 +1193,78 @@ static void placement(const struct bg_daemon *d, const struct bg_task *t,
 	}
 }
 
+/* Take t out of the dispatch queue; prev is the task before it or NULL. */
+static void queue_unlink(struct bg_daemon *d, struct bg_task *prev,
+			 struct bg_task *t)
+{
+	if (prev)
+		prev->qnext = t->qnext;
+	else
+		d->q_head = t->qnext;
+	if (d->q_tail == t)
+		d->q_tail = prev;
+	t->qnext = NULL;
+	d->n_queued--;
+}
+
+/* Hand queued task t (already out of the queue) to slot. */
+static void dispatch_one(struct bg_daemon *d, struct bg_task *t, int slot,
+			 int group, int limit, struct bg_buf *payload)
+{
+	t->attempt = t->failed_attempts + 1;
+	bg_outbox_reset(t);
+	if (prepare_workspace(d, t) != 0)
+		return;
+	bg_buf_reset(payload);
+	int rc = pack_task(d, t, payload);
+	if (rc == 0)
+		rc = bg_pool_run(d->pool, slot, t->tag, group, limit, payload->p,
+				 payload->len);
+	if (rc) {
+		end_task(d, t, BG_OUT_FAILED,
+			 rc == -EMSGSIZE ? "PAYLOAD_TOO_LARGE" : "DISPATCH_FAILED",
+			 rc == -EMSGSIZE ? "task larger than max_message_bytes"
+					 : "task could not be handed to a child");
+		return;
+	}
+	started(d, t, slot, limit > 1);
+}
+
+/* Place queued tasks in order. Tasks that need a child to themselves keep
+ * their order among themselves; once one of them waits for an idle child,
+ * tasks that can share are placed only next to tasks already running, so
+ * the next child to empty is kept for it (no starvation either way). */
 void bg_task_dispatch(struct bg_daemon *d)
 {
 	struct bg_buf payload = { 0 };
-	while (d->q_head) {
-		/* First in, first placed: a task waiting for a child to itself
-		 * is not overtaken by tasks that could share one. */
-		struct bg_task *t = d->q_head;
+	bool waiting_alone = false;
+	struct bg_task *prev = NULL, *next;
+	for (struct bg_task *t = d->q_head; t; t = next) {
+		next = t->qnext;
 		const struct bg_agent_type_conf *tc =
 			find_type(d, t->handler_type);
 		int slot = -1, group = -1, limit = 1;
 		if (tc && !t->cancel_requested) {
 			placement(d, t, tc, &group, &limit);
-			if ((slot = bg_pool_pick(d->pool, group, limit)) < 0)
-				break;
+			bool alone = limit <= 1;
+			if (!(alone && waiting_alone))
+				slot = bg_pool_pick(d->pool, group, limit,
+						    waiting_alone);
+			if (slot < 0) {
+				waiting_alone = waiting_alone || alone;
+				prev = t;
+				continue;
+			}
 		}
-		queue_pop(d);
-		if (t->cancel_requested) {
+		queue_unlink(d, prev, t);
+		if (t->cancel_requested)
 			finish_cancelled(d, t);
-			continue;
-		}
-		if (tc == NULL) {
+		else if (tc == NULL)
 			end_task(d, t, BG_OUT_FAILED, "UNKNOWN_AGENT_TYPE",
 				 "no handler is configured for this agent "
 				 "type on this worker");
-			continue;
-		}
-		t->attempt = t->failed_attempts + 1;
-		bg_outbox_reset(t);
-		if (prepare_workspace(d, t) != 0)
-			continue;
-		bg_buf_reset(&payload);
-		int rc = pack_task(d, t, &payload);
-		if (rc == 0)
-			rc = bg_pool_run(d->pool, slot, t->tag, group, limit,
-					 payload.p, payload.len);
-		if (rc) {
-			end_task(d, t, BG_OUT_FAILED,
-				 rc == -EMSGSIZE ? "PAYLOAD_TOO_LARGE"
-						 : "DISPATCH_FAILED",
-				 rc == -EMSGSIZE
-					 ? "task larger than max_message_bytes"
-					 : "task could not be handed to a child");
-			continue;
-		}
-		started(d, t, slot, limit > 1);
+		else
+			dispatch_one(d, t, slot, group, limit, &payload);
 	}
 	bg_buf_free(&payload);
 }
@@ -1386,9 +1428,10 @@ static void handle_result(struct bg_daemon *d, struct bg_task *t,
 			bg_json_obj_get(f[BG_RF_METADATA], "retryable", &rv) ==
 				0 &&
 			bg_str_eq(rv, "true");
-		if (bg_str_eq(f[BG_RF_INTERRUPTED], "1") && !t->isolate)
+		if (bg_str_eq(f[BG_RF_INTERRUPTED], "1") && !t->isolate) {
 			rerun_interrupted(d, t, true, why ? why : "failed");
-		else if (!(retryable &&
+			bg_task_dispatch(d); /* its child may be recycling */
+		} else if (!(retryable &&
 			   retry_attempt(d, t, why ? why : "failed")))
 			end_task(d, t, BG_OUT_FAILED, NULL, why);
 		free(why);

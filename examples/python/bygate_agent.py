@@ -188,17 +188,22 @@ class Context:
         return self._checked("ask_user", prompt=prompt)
 
     def call_agent(self, target_agent_type, content, wait_for_reply=True,
-                   extra_payload=None, metadata=None, route_policy=None):
+                   extra_payload=None, metadata=None, route_policy=None,
+                   *, timeout_ms=None, region=None, priority=None):
         """Ask another agent type. With wait_for_reply this task ends
         WAITING_AGENT and the callee's result resumes it (a new task,
         resumed, content / body["reply_data"] = the callee's). Returns
         {"status": "QUEUED", "message_id", ...}, or {"status": "FAILED",
-        "error", "error_code"} when it cannot be routed."""
+        "error", "error_code"} when it cannot be routed. route_policy:
+        FAIL_FAST (default), SEND_ANYWAY, WAKE_AND_WAIT (blocks up to
+        timeout_ms, default 30000), WAKE_AND_QUEUE, QUEUE_ONLY; region and
+        priority go to the wakeup controller and the delivery queue."""
         return self._checked("call_agent",
                              target_agent_type=target_agent_type,
                              content=content, wait_for_reply=wait_for_reply,
                              extra_payload=extra_payload, metadata=metadata,
-                             route_policy=route_policy)
+                             route_policy=route_policy, timeout_ms=timeout_ms,
+                             region=region, priority=priority)
 
     def dispatch_group(self, tasks, wait_for_reply=True):
         """Fan out: tasks = [{"target_agent_type", "content", ...}]. With

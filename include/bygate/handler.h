@@ -274,8 +274,17 @@ const char *bg_ctx_private_dir(struct bg_ctx *ctx);
  * handler sets another): the callee's completion resumes it with a RESUME
  * whose content/status/reply_data are the callee's result. 0 hands this
  * session's stream over to the callee. @p options_json may be NULL or an
- * object with "extra_payload", "metadata", "route_policy". *reply: WIRE
- * 6.6's {"status":"QUEUED","message_id",...}. */
+ * object with "extra_payload" and "metadata" (objects) and the route
+ * (WIRE 7): "route_policy" (a string: FAIL_FAST, the default, SEND_ANYWAY,
+ * WAKE_AND_WAIT, WAKE_AND_QUEUE or QUEUE_ONLY), "timeout_ms" (an integer:
+ * how long WAKE_AND_WAIT waits for a worker, blocking this call; absent or
+ * 0 = 30000, negative = one check, at most a day), "region" (a string of
+ * at most 159 bytes) and "priority" (an integer), both passed on in the
+ * WakeupRequest and PendingDelivery. *reply: WIRE 6.6's
+ * {"status":"QUEUED","message_id",...}, with "route_status":"QUEUE_PENDING"
+ * when WAKE_AND_QUEUE or QUEUE_ONLY queued it; a refused route replies
+ * "status":"FAILED" with error_code AGENT_TYPE_UNAVAILABLE,
+ * AGENT_CIRCUIT_OPEN or TENANT_QUOTA_EXCEEDED. */
 int bg_ctx_call_agent(struct bg_ctx *ctx, const char *target_agent_type,
 		      const char *content, int wait_for_reply,
 		      const char *options_json, char **reply);

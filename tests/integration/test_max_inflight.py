@@ -9,6 +9,7 @@ tests/integration/agents/testagent.py."""
 
 import json
 import os
+import re
 import pathlib
 import signal
 import uuid
@@ -180,3 +181,35 @@ def test_extra_payload_of_a_result_reaches_the_callers_callback(h):
     body = entries[0]["body"]
     assert body["extra_payload"]["pid"] > 0
     assert body["status"] == "COMPLETED"
+
+
+def test_a_task_needing_a_child_alone_neither_starves_nor_blocks_sharing(h):
+    """pool 2, both children running shared tasks: a plugin task waits for
+    the next child to empty (it is kept for it), while shared tasks sent
+    after it still go next to the running ones."""
+    d = h.start_bygated({"pool": {"size": 2}, "agent_types": [
+        {"name": "py", "handler": "exec", "mode": "persistent",
+         "max_inflight": 4,
+         "command": "python3 %s" % (AGENTS / "testagent.py")},
+        h.agent_type("echo")]})
+    wait_until(lambda: len(re.findall(r"child pid \d+ ready",
+                                      d.log_text())) == 2,
+               10, what="both children ready")
+    c = h.client()
+    first = send_all(c, h.keys, "s-mix", ["sleep 1500"] * 2)
+    wait_until(lambda: all((pc.record(c, h.keys, "s-mix", m) or {})
+                           .get("status") == "RUNNING" for m, _ in first),
+               10, what="two shared tasks running")
+    alone, _ = pc.send(c, h.keys, "s-mix", "echo", "hello")
+    late = send_all(c, h.keys, "s-mix", ["echo late %d" % i
+                                         for i in range(4)])
+    recs = finished(c, h.keys, "s-mix",
+                    [m for m, _ in first] + [alone] + [m for m, _ in late])
+    assert all(r["status"] == "COMPLETED" for r in recs), recs
+    # (started_at is the pickup, so the ends tell the order)
+    first_start = min(r["started_at"] for r in recs[:2])
+    echo = recs[2]
+    # the plugin task ran once a child emptied (after its 1.5 s sleep) ...
+    assert echo["finished_at"] - first_start >= 1400, recs
+    # ... and the shared tasks sent after it were not held behind it
+    assert all(r["finished_at"] - first_start < 1000 for r in recs[3:]), recs
