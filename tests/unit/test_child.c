@@ -1194,6 +1194,24 @@ static void test_exec_shared_program_crash_marks_its_tasks_interrupted(
 	stop_and_expect_exit_0(s);
 }
 
+/* Shared tasks arriving while a per_task program is still exiting after
+ * its result (the supervisor saw the child idle) both start at once in a
+ * new persistent program: none waits behind the other. */
+static void test_exec_tasks_queued_behind_an_exiting_program_join(void **st)
+{
+	struct sup *s = *st;
+	exec_start(s);
+	sup_task(s, 73, "py1", "linger 700");
+	expect_result(s, 73, "", "\"lingering\"");
+	sup_task(s, 74, "py2", "barrier 2");
+	sup_task(s, 75, "py2", "barrier 2");
+	for (int i = 0; i < 2; i++) {
+		expect_kind(s, BG_REC_RESULT, BG_RF__COUNT);
+		assert_true(field_has(s, BG_RF_CONTENT, "\"met "));
+	}
+	stop_and_expect_exit_0(s);
+}
+
 static void test_exec_result_extra_payload_and_trace_ids_pass_through(
 	void **st)
 {
@@ -1344,6 +1362,7 @@ int main(void)
 		T(test_exec_max_inflight_runs_two_tasks_in_one_program),
 		T(test_exec_shared_program_crash_marks_its_tasks_interrupted),
 		T(test_exec_result_extra_payload_and_trace_ids_pass_through),
+		T(test_exec_tasks_queued_behind_an_exiting_program_join),
 		T(test_exec_program_dies_with_the_child_process_group),
 		T(test_stop_ends_the_idle_programs),
 	};

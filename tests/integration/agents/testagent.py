@@ -83,6 +83,9 @@ def handle(ctx):
         while not ctx.cancelled():
             time.sleep(0.01)
         return "stopped"
+    if what == "linger":  # per_task: the program outlives its result
+        threading.Thread(target=time.sleep, args=(int(arg) / 1000.0,)).start()
+        return "lingering"
     if what == "raise":
         raise ValueError("boom")
     if what == "sleep":
