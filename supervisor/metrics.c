@@ -474,6 +474,14 @@ static int put_pool(struct bg_buf *out, const struct bg_daemon *d)
 		  (double)ps.breaker_opened },
 		{ "bygate_children_spawned_total", "counter",
 		  "Child processes started.", (double)ps.spawned },
+		{ "bygate_tasks_in_children", "gauge",
+		  "Tasks running in children (several per child for exec agent "
+		  "types with max_inflight > 1).",
+		  (double)bg_pool_task_count(d->pool) },
+		{ "bygate_read_capacity", "gauge",
+		  "Entries the next read may fetch: free task places plus the "
+		  "prefetch.",
+		  (double)bg_consume_capacity(d) },
 	};
 	static const struct scalar children = {
 		"bygate_pool_children", "gauge",

@@ -788,6 +788,14 @@ int bg_pool_busy_count(const struct bg_pool *p)
 	return count_state(p, CH_BUSY);
 }
 
+int bg_pool_task_count(const struct bg_pool *p)
+{
+	int n = 0;
+	for (int i = 0; i < p->n; i++)
+		n += p->c[i].n_tags;
+	return n;
+}
+
 int bg_pool_alive_count(const struct bg_pool *p)
 {
 	int n = 0;

@@ -47,6 +47,8 @@ int bg_pool_size(const struct bg_pool *p);
 int bg_pool_idle_count(const struct bg_pool *p);
 int bg_pool_busy_count(const struct bg_pool *p);
 int bg_pool_alive_count(const struct bg_pool *p);
+/* Tasks in flight over all children. */
+int bg_pool_task_count(const struct bg_pool *p);
 /* Tasks in flight at once in one child, at most (exec max_inflight). */
 #define BG_POOL_MAX_INFLIGHT 64
 
