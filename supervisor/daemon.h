@@ -18,6 +18,11 @@ struct event;
 struct bg_ws_paths;
 struct json_t;
 
+/* Longest id (session, message, agent type) a command may carry, and room
+ * for a registry field naming one ("msg_map:<message id>"). */
+#define BG_ID_MAX 512
+#define BG_FIELD_MAX (BG_ID_MAX + 16)
+
 enum bg_task_state {
 	BG_TASK_PICKUP,	   /* registry read in flight */
 	BG_TASK_QUEUED,	   /* waiting for an idle child */
@@ -49,7 +54,7 @@ struct bg_task {
 	bool cmd_ok;
 
 	/* identity, owned copies */
-	char message_id[128];
+	char message_id[BG_ID_MAX + 1];
 	char *session_id, *trace_id, *agent_type, *source_agent_type;
 	char *parent_message_id;
 	const char *handler_type; /* configured agent type that runs it */
@@ -110,7 +115,7 @@ struct bg_task {
 	struct json_t *kv;	     /* this attempt's kv sets */
 	bool suspended;		     /* call_agent/dispatch_group wait, ask_user */
 	bool permission_transferred; /* handed the stream to a callee */
-	char callback_to[160];	     /* caller agent type to call back when
+	char callback_to[BG_ID_MAX + 1]; /* caller agent type to call back when
 					terminal ("" = none): WIRE 6.6 and
 					"bygate decisions" 16 */
 	char *group_results;	     /* JSON of a joined dispatch_group */

@@ -4,6 +4,7 @@
  * is buffered in the attempt's outbox and applied in its finish
  * transaction (DESIGN 4.3), so a retried or crashed attempt never sends a
  * request twice and the callee's record always precedes its ASK. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,22 +49,36 @@ struct bg_str bg_outbox_bytes(const struct bg_buf *b)
 
 /* ---- replies ---- */
 
-static void reply_text(struct bg_daemon *d, struct bg_task *t, const char *id,
-		       const char *json)
+/* The answer when the real one cannot be sent: every request gets one. */
+static const char REPLY_TOO_LARGE[] =
+	"{\"status\":\"FAILED\",\"message_id\":\"\",\"error\":\"the reply "
+	"is larger than max_message_bytes\",\"error_code\":\"REPLY_TOO_LARGE\"}";
+static const char REPLY_UNENCODABLE[] =
+	"{\"status\":\"FAILED\",\"message_id\":\"\",\"error\":\"the reply "
+	"could not be encoded (invalid UTF-8 or out of memory)\","
+	"\"error_code\":\"INTERNAL\"}";
+
+static int reply_text(struct bg_daemon *d, struct bg_task *t, const char *id,
+		      const char *json)
 {
 	struct bg_buf payload = { 0 };
 	struct bg_str v[BG_YF__COUNT] = { S(id), S(json) };
+	int rc = -ESRCH;
 	if (t->state == BG_TASK_RUNNING && t->slot >= 0 &&
-	    bg_rec_pack(&payload, v, BG_YF__COUNT) == 0)
-		bg_pool_reply(d->pool, t->slot, t->tag, payload.p, payload.len);
+	    (rc = bg_rec_pack(&payload, v, BG_YF__COUNT)) == 0)
+		rc = bg_pool_reply(d->pool, t->slot, t->tag, payload.p,
+				   payload.len);
 	bg_buf_free(&payload);
+	return rc;
 }
 
 void bg_outbox_reply(struct bg_daemon *d, struct bg_task *t, const char *id,
 		     json_t *result)
 {
-	char *txt = json_dumps(result, JSON_COMPACT);
-	reply_text(d, t, id, txt ? txt : "{\"error\":\"out of memory\"}");
+	char *txt = result ? json_dumps(result, JSON_COMPACT) : NULL;
+	int rc = reply_text(d, t, id, txt ? txt : REPLY_UNENCODABLE);
+	if (rc == -EMSGSIZE)
+		reply_text(d, t, id, REPLY_TOO_LARGE);
 	free(txt);
 	json_decref(result);
 }
@@ -267,7 +282,7 @@ int bg_outbox_build_ask(struct bg_task *t, struct bg_outbox_req *rq,
 void bg_outbox_record(struct bg_task *t, const char *execution_id,
 		      const char *message_id, const struct bg_buf *rec)
 {
-	char f1[64], f2[160];
+	char f1[64], f2[BG_FIELD_MAX];
 	snprintf(f1, sizeof(f1), "exec:%s", execution_id);
 	snprintf(f2, sizeof(f2), "msg_map:%s", message_id);
 	BG_OUT(t, S("HSET"), S(t->reg_key), S(f1), bg_outbox_bytes(rec),

@@ -9,6 +9,7 @@
  * so it is sent at once (a retried attempt may repeat it; the controller's
  * dedupe answers the repeat). Each step is a continuation run when its
  * reply arrives; a route whose attempt has ended meanwhile is dropped. */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -435,7 +436,8 @@ static void on_wait_online(struct route *r, struct bg_task *t, bool online)
 	if (left > ROUTE_POLL_MS)
 		left = ROUTE_POLL_MS;
 	struct timeval tv = { 0, (suseconds_t)left * 1000 };
-	evtimer_add(r->timer, &tv);
+	if (r->timer == NULL || evtimer_add(r->timer, &tv) != 0)
+		route_fail(r, t, "INTERNAL", "cannot arm the wait timer");
 }
 
 static void decided(struct route *r, struct bg_task *t, const json_t *dec)
@@ -652,6 +654,30 @@ static const char *route_options(struct route *r, json_t *args)
 	return NULL;
 }
 
+/* WIRE 2.3: a non-blank string, a non-empty list, or an object. */
+static bool content_ok(const json_t *content)
+{
+	if (json_is_string(content)) {
+		for (const char *s = json_string_value(content); *s; s++)
+			if (!isspace((unsigned char)*s))
+				return true;
+		return false;
+	}
+	return (json_is_array(content) && json_array_size(content) > 0) ||
+	       json_is_object(content);
+}
+
+static bool policy_known(const char *p)
+{
+	static const char *const known[] = { "FAIL_FAST", "SEND_ANYWAY",
+					     "WAKE_AND_WAIT", "WAKE_AND_QUEUE",
+					     "QUEUE_ONLY" };
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if (strcmp(p, known[i]) == 0)
+			return true;
+	return false;
+}
+
 void bg_outbox_call_agent(struct bg_daemon *d, struct bg_task *t,
 			  const char *id, json_t *args)
 {
@@ -665,11 +691,17 @@ void bg_outbox_call_agent(struct bg_daemon *d, struct bg_task *t,
 				      "call_agent needs target_agent_type");
 		return;
 	}
-	if (!json_is_string(content) && !json_is_array(content) &&
-	    !json_is_object(content)) {
+	if (!content_ok(content)) {
 		bg_outbox_reply_error(d, t, id, "INVALID_ARGUMENT",
-				      "call_agent: content must be a string, "
-				      "an array or an object");
+				      "call_agent: content must be a non-blank "
+				      "string, a non-empty array or an object");
+		return;
+	}
+	if (policy && *policy && !policy_known(policy)) {
+		bg_outbox_reply_error(d, t, id, "INVALID_ARGUMENT",
+				      "call_agent: route_policy must be "
+				      "FAIL_FAST, SEND_ANYWAY, WAKE_AND_WAIT, "
+				      "WAKE_AND_QUEUE or QUEUE_ONLY");
 		return;
 	}
 	struct route *r = calloc(1, sizeof(*r));

@@ -218,7 +218,7 @@ static void on_parent_map(struct bg_rconn *c, redisReply *r, void *priv)
  * caller itself asked for the cancel (its record has cancel_requested). */
 static void finish_cancelled(struct bg_daemon *d, struct bg_task *t)
 {
-	char field[160];
+	char field[BG_FIELD_MAX];
 	if (t->ending)
 		return;
 	t->ending = true; /* nothing else may end it meanwhile */
@@ -325,7 +325,7 @@ static int write_running(struct bg_daemon *d, struct bg_task *t,
 	}
 	bg_buf_free(&t->record);
 	t->record = out;
-	char field[64], mapf[160];
+	char field[64], mapf[BG_FIELD_MAX];
 	snprintf(field, sizeof(field), "exec:%s", t->execution_id);
 	snprintf(mapf, sizeof(mapf), "msg_map:%s", t->message_id);
 	const char *argv[6] = { "HSET", t->reg_key, field, t->record.p, mapf,
@@ -577,7 +577,7 @@ static void join_group(struct bg_daemon *d, struct bg_task *t)
 	bg_buf_append(&res, c->extra_payload.p, c->extra_payload.len);
 	bg_buf_puts(&res, "}");
 	/* keyed by the child's message id: the callback's parent_message_id */
-	char child[160];
+	char child[BG_ID_MAX + 1];
 	snprintf(child, sizeof(child), "%.*s",
 		 (int)c->hdr[BG_HDR_PARENT_MESSAGE_ID].len,
 		 c->hdr[BG_HDR_PARENT_MESSAGE_ID].p);
@@ -656,7 +656,7 @@ static void on_pickup_map(struct bg_rconn *c, redisReply *r, void *priv)
 
 static void send_pickup(struct bg_daemon *d, struct bg_task *t)
 {
-	char field[160];
+	char field[BG_FIELD_MAX];
 	t->state = BG_TASK_PICKUP;
 	t->finish_unknown = false;
 	t->execution_id[0] = '\0';
@@ -679,7 +679,7 @@ void bg_task_on_wr_up(struct bg_daemon *d)
 
 static bool id_usable(struct bg_str s)
 {
-	if (s.len == 0 || s.len > 512)
+	if (s.len == 0 || s.len > BG_ID_MAX)
 		return false;
 	for (size_t i = 0; i < s.len; i++)
 		if ((unsigned char)s.p[i] < 0x20 || s.p[i] == 0x7f)
@@ -824,11 +824,15 @@ static void accept_entry(struct bg_daemon *d, struct bg_task *t,
 	}
 	if (!id_usable(bg_str_c(t->session_id)) ||
 	    !id_usable(bg_str_c(t->message_id)) ||
+	    c->hdr[BG_HDR_MESSAGE_ID].len > BG_ID_MAX ||
+	    c->hdr[BG_HDR_SOURCE_AGENT_TYPE].len > BG_ID_MAX ||
+	    c->hdr[BG_HDR_PARENT_MESSAGE_ID].len > BG_ID_MAX ||
 	    !id_usable(bg_str_c(t->agent_type))) {
 		end_task(d, t, BG_OUT_DEADLETTER, "invalid_id",
 			 "session_id, message_id or target_agent_type is "
 			 "empty, longer than 512 bytes or has control "
-			 "characters");
+			 "characters (or source_agent_type or "
+			 "parent_message_id is longer than 512 bytes)");
 		return;
 	}
 	/* The handler is the one of the stream's agent type; events carry

@@ -328,3 +328,32 @@ def test_a_caller_cancelled_while_it_waits_drops_its_route(h):
     assert [r for r in records(h, s) if r["parent_message_id"] == mid] == []
     assert commands(h, "beta") == []
     assert d.alive()
+
+
+def test_an_unknown_route_policy_is_refused_before_routing(h):
+    start(h, [caller(h), callee(h, "beta")])
+    s = "s-bad"
+    mid = call(h, s, target="beta", route_policy="WAKE_UP_PLEASE")
+    finished(h, s, mid)
+    reply = the_reply(h, s, mid)
+    assert reply["status"] == "FAILED"
+    assert reply["error_code"] == "INVALID_ARGUMENT"
+    assert "route_policy" in reply["error"]
+    # nothing was routed or recorded for a callee
+    assert [r for r in records(h, s) if r["parent_message_id"] == mid] == []
+    assert commands(h, "beta") == []
+
+
+def test_a_caller_with_a_long_message_id_is_resumed(h):
+    """Ids up to 512 bytes are valid (WIRE leaves them free-form): the
+    callback must find the caller by its whole message id."""
+    start(h, [caller(h), callee(h, "beta")])
+    s = "s-long"
+    mid = "msg-" + "x" * 300
+    pc.send(h.client(), h.keys, s, "alpha",
+            "route " + json.dumps({"target": "beta"}), message_id=mid)
+    r = finished(h, s, mid)
+    assert r["status"] == "COMPLETED"
+    assert texts(h, s, mid, ("finalAnswer",))[0].startswith("resumed: ")
+    assert len(resumes(h)) == 1
+    assert resumes(h)[0]["header"]["message_id"] == mid
