@@ -31,6 +31,7 @@ LIB_CONFIG  := -lconfig
 LIB_CRYPTO  := -lcrypto
 LIB_SYSTEMD := -lsystemd
 LIB_LMDB    := -llmdb
+LIB_SECCOMP := -lseccomp
 
 OBJ := $(BUILD)/obj
 LIBDIR := $(BUILD)/lib
@@ -103,7 +104,7 @@ $(BUILD)/bygated: $(call obj_of,$(SUP_SRC)) $(SUP_LIBS)
 
 # The child exports its bg_ctx_* symbols to the plugins it dlopen()s.
 $(BUILD)/bygate-child: $(call obj_of,$(CHILD_SRC)) $(LIB_IPC) $(LIB_COMMON)
-	$(CC) $(LDFLAGS) -rdynamic -o $@ $^ $(LIB_JANSSON) -ldl
+	$(CC) $(LDFLAGS) -rdynamic -o $@ $^ $(LIB_JANSSON) $(LIB_SECCOMP) -ldl
 
 $(BUILD)/bygate: $(OBJ)/client/cli.o $(LIB_CLIENT) $(LIB_WIRE) $(LIB_CONF) $(LIB_COMMON)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_HIREDIS) $(LIB_JANSSON) $(LIB_CONFIG) $(LIB_CRYPTO)

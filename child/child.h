@@ -1,9 +1,9 @@
 /* child/child.h - internals of bygate-child: the runtime state shared by the
  * channel (ring I/O with doorbells, channel.c), the CONFIG loader
  * (plugin.c), task decoding (task.c), the bg_ctx_* implementation of
- * include/bygate/handler.h (ctx.c, call.c) and the exec handlers (exec.c:
- * the programs; protocol.c: docs/handler-protocol.md). Not installed;
- * plugins never see it. */
+ * include/bygate/handler.h (ctx.c, call.c), the exec handlers (exec.c:
+ * the programs; protocol.c: docs/handler-protocol.md) and the sandbox
+ * (sandbox.c). Not installed; plugins never see it. */
 #ifndef BG_CHILD_CHILD_H
 #define BG_CHILD_CHILD_H
 
@@ -24,6 +24,7 @@
 #define BG_CHILD_EXIT_CONFIG 71	  /* CONFIG refused; FATAL says why */
 #define BG_CHILD_EXIT_PROTOCOL 72 /* the supervisor broke the protocol */
 #define BG_CHILD_EXIT_ORPHAN 73	  /* the supervisor (parent) is gone */
+#define BG_CHILD_EXIT_SANDBOX 74  /* the sandbox failed; FATAL says why */
 
 #define BG_CHILD_WAIT_MS 1000	/* every doorbell wait times out */
 #define BG_CHILD_MAX_TYPES 256	/* agent types one CONFIG may carry */
@@ -118,6 +119,7 @@ struct bg_ctx {
 struct bg_child {
 	struct bg_segment seg;
 	long slot;
+	bool no_sandbox;	/* --no-sandbox (pool.sandbox = false) */
 	pid_t ppid;		/* the supervisor; a change means it died */
 	struct bg_msg_in in;	/* down-ring reassembly */
 	struct bg_buf out;	/* packing scratch for up-ring messages */
@@ -293,6 +295,15 @@ void bg_child_exec_finish(struct bg_child *c, struct bg_ctx *ctx);
 /* End every program: graceful closes their stdin and gives them a moment
  * to exit, else they are killed at once. */
 void bg_child_exec_shutdown(struct bg_child *c, bool graceful);
+
+/* ---- sandbox.c ---- */
+
+/* Apply the sandbox to this process and everything it will start: no new
+ * privileges, RLIMIT_CORE 0, and the seccomp filter (docs/architecture.md,
+ * "Sandbox"). Call it before any handler is loaded, while the process is
+ * single-threaded. 0, or a negative errno with the step that failed in
+ * why (n bytes). */
+int bg_child_sandbox_apply(char *why, size_t n);
 
 /* ---- protocol.c: bygate-handler-protocol 1 (docs/handler-protocol.md) */
 

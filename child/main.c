@@ -1,9 +1,11 @@
-/* child/main.c - bygate-child: attach the segment inherited as fd 3, load
- * the handlers a CONFIG names, say HELLO, then run TASKs (one at a time;
- * several only within one persistent exec program, see exec.c) until
- * STOP. Started by bygated (posix_spawn) as
- * `bygate-child --slot N [--generation G]`; exit codes are in child.h. */
+/* child/main.c - bygate-child: attach the segment inherited as fd 3, apply
+ * the sandbox (sandbox.c), load the handlers a CONFIG names, say HELLO,
+ * then run TASKs (one at a time; several only within one persistent exec
+ * program, see exec.c) until STOP. Started by bygated (posix_spawn) as
+ * `bygate-child --slot N [--generation G] [--no-sandbox]`; exit codes are
+ * in child.h. */
 #include "child/child.h"
+#include "common/fault.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -75,22 +77,29 @@ static int parse_long(const char *s, long *out)
 	return 0;
 }
 
-/* --slot N is required; --generation G is accepted for `ps` only. */
+/* --slot N is required; --generation G is accepted for `ps` only;
+ * --no-sandbox (pool.sandbox = false) skips the sandbox. */
 static void parse_args(struct bg_child *c, int argc, char **argv)
 {
 	long v;
-	for (int i = 1; i < argc; i += 2) {
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--no-sandbox") == 0) {
+			c->no_sandbox = true;
+			continue;
+		}
 		bool slot = strcmp(argv[i], "--slot") == 0;
 		if (i + 1 >= argc || parse_long(argv[i + 1], &v) ||
 		    (!slot && strcmp(argv[i], "--generation")))
 			goto usage;
 		if (slot)
 			c->slot = v;
+		i++;
 	}
 	if (c->slot >= 0)
 		return;
 usage:
-	fprintf(stderr, "usage: bygate-child --slot N [--generation G]\n"
+	fprintf(stderr, "usage: bygate-child --slot N [--generation G] "
+			"[--no-sandbox]\n"
 			"  (started by bygated with its segment as fd 3 and "
 			"doorbells as fds 4 and 5)\n");
 	exit(BG_CHILD_EXIT_USAGE);
@@ -135,6 +144,38 @@ static void attach(struct bg_child *c)
 	bg_child_score(c, BG_SCORE_STARTING, 0);
 }
 
+/* Tell the supervisor why this child cannot serve (a FATAL record), then
+ * exit with code. */
+static _Noreturn void fatal(struct bg_child *c, int code, struct bg_buf *text)
+{
+	struct bg_str v = { text->p ? text->p : "", text->len };
+	bg_child_send(c, BG_REC_FATAL, 0, &v, 1);
+	bg_child_die(c, code, "%.*s", (int)v.len, v.p);
+}
+
+/* Before any handler is loaded (so plugins and exec programs inherit it);
+ * a failure is FATAL unless the operator turned the sandbox off. The
+ * fault point child.sandbox fails it as a kernel without seccomp would. */
+static void sandbox(struct bg_child *c)
+{
+	if (c->no_sandbox)
+		return;
+	char why[160];
+	int rc = -ENOSYS;
+	if (bg_fault_hit("child.sandbox"))
+		snprintf(why, sizeof(why), "seccomp_load (fault point)");
+	else
+		rc = bg_child_sandbox_apply(why, sizeof(why));
+	if (rc == 0)
+		return;
+	struct bg_buf text = { 0 };
+	bg_buf_printf(&text,
+		      "cannot apply the child sandbox: %s: %s (pool.sandbox = "
+		      "false runs children without it)",
+		      why, strerror(-rc));
+	fatal(c, BG_CHILD_EXIT_SANDBOX, &text);
+}
+
 /* Wait for CONFIG, load it, answer HELLO (or FATAL and exit 71). */
 static void configure(struct bg_child *c)
 {
@@ -153,9 +194,7 @@ static void configure(struct bg_child *c)
 		if (text.len == 0)
 			bg_buf_printf(&text, "CONFIG refused: %s",
 				      strerror(-rc));
-		struct bg_str v = { text.p ? text.p : "", text.len };
-		bg_child_send(c, BG_REC_FATAL, 0, &v, 1);
-		bg_child_die(c, BG_CHILD_EXIT_CONFIG, "%s", v.p);
+		fatal(c, BG_CHILD_EXIT_CONFIG, &text);
 	}
 	char pid[24];
 	snprintf(pid, sizeof(pid), "%ld", (long)getpid());
@@ -174,6 +213,7 @@ int main(int argc, char **argv)
 	parse_args(c, argc, argv);
 	c->ppid = getppid();
 	attach(c);
+	sandbox(c);
 	configure(c);
 	for (;;) {
 		struct bg_child_msg m;

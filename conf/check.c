@@ -88,7 +88,7 @@ static bool key_equal(const struct bg_conf_key *k, const void *a,
 		      const void *b)
 {
 	if (k->type == BG_CONF_INT || k->type == BG_CONF_INT64 ||
-	    k->type == BG_CONF_ENUM)
+	    k->type == BG_CONF_ENUM || k->type == BG_CONF_BOOL)
 		return bg_conf_get_int(k, a) == bg_conf_get_int(k, b);
 	return strcmp(bg_conf_get_str(k, a), bg_conf_get_str(k, b)) == 0;
 }

@@ -81,6 +81,7 @@ struct bg_config {
 	int crash_storm_deaths;	   /* child deaths ... */
 	int crash_storm_window_ms; /* ... within this window open the breaker */
 	int crash_storm_pause_ms;  /* respawning paused this long */
+	bool sandbox; /* children apply their sandbox (child/sandbox.c) */
 
 	/* paths */
 	char *state_dir;

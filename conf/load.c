@@ -72,6 +72,8 @@ static const char *type_word(enum bg_conf_type t)
 		return "an integer";
 	case BG_CONF_JSON:
 		return "a group { ... }";
+	case BG_CONF_BOOL:
+		return "true or false";
 	default:
 		return "a string";
 	}
@@ -86,6 +88,8 @@ static bool type_matches(enum bg_conf_type t, const config_setting_t *s)
 		return st == CONFIG_TYPE_INT || st == CONFIG_TYPE_INT64;
 	case BG_CONF_JSON:
 		return st == CONFIG_TYPE_GROUP;
+	case BG_CONF_BOOL:
+		return st == CONFIG_TYPE_BOOL;
 	default:
 		return st == CONFIG_TYPE_STRING;
 	}
@@ -143,6 +147,10 @@ static int parse_value(struct load_ctx *x, const struct bg_conf_key *k,
 			return fail_at(x, bad, what, msg);
 		}
 		bg_conf_put_str(k, base, json);
+		return 0;
+	}
+	if (k->type == BG_CONF_BOOL) {
+		bg_conf_set_int(k, base, config_setting_get_bool(s));
 		return 0;
 	}
 	if (k->type == BG_CONF_INT || k->type == BG_CONF_INT64) {

@@ -35,6 +35,11 @@ static void put_value(FILE *f, const struct bg_conf_key *k, const void *base,
 			bg_conf_enum_name(k, base ? (int)bg_conf_get_int(k, base)
 						  : (int)k->def_int));
 		break;
+	case BG_CONF_BOOL:
+		fputs((base ? bg_conf_get_int(k, base) : k->def_int) ? "true"
+								    : "false",
+		      f);
+		break;
 	case BG_CONF_JSON:
 		bg_conf_print_json_group(f, base ? bg_conf_get_str(k, base)
 						 : k->def_str);
@@ -211,6 +216,8 @@ static void put_allowed(FILE *f, const struct bg_conf_key *k)
 	} else if (k->type == BG_CONF_ENUM) {
 		for (const struct bg_conf_name *e = k->names; e->name; e++)
 			fprintf(f, "%s`%s`", e == k->names ? "" : ", ", e->name);
+	} else if (k->type == BG_CONF_BOOL) {
+		fputs("`true`, `false`", f);
 	} else if (k->type == BG_CONF_JSON) {
 		fputs("any group", f);
 	} else {

@@ -37,6 +37,9 @@ _Static_assert(sizeof(enum bg_exec_mode) == sizeof(int), "enum size");
 #define ENUM(g, n, S, f, def, names, fl, doc)                         \
 	{ g, n, BG_CONF_ENUM, fl, 0, 0, def, NULL, names, NULL,       \
 	  OFF_E(S, f), doc }
+#define BOOL(g, n, S, f, def, fl, doc)                                \
+	{ g, n, BG_CONF_BOOL, fl, 0, 1, def, NULL, NULL, NULL,        \
+	  OFF_T(S, f, bool), doc }
 
 #define R BG_CONF_RELOAD
 #define AG BG_CONF_AGENT_GROUP
@@ -165,6 +168,16 @@ const struct bg_conf_key bg_conf_keys[] = {
 	    3600000, "ms", R,
 	    "While the breaker is open no child is respawned and nothing is "
 	    "read for the agent types."),
+	BOOL("pool", "sandbox", C, sandbox, 1, R,
+	     "Each child applies a sandbox before it loads a handler, and "
+	     "everything it starts inherits it: no new privileges, no core "
+	     "dumps, and a seccomp filter that refuses privileged, "
+	     "host-altering and cross-process system calls (mount, ptrace, "
+	     "namespaces, modules, clocks...) with EPERM; see "
+	     "docs/architecture.md, \"Sandbox\". A child that cannot apply "
+	     "it (kernel without seccomp) refuses to serve. false runs "
+	     "children without it. A change applies to the children started "
+	     "after the SIGHUP (a new generation)."),
 
 	PATH("paths", "state_dir", C, state_dir, "/var/lib/bygate", 1, 0,
 	     "LMDB journal and lock file."),
@@ -233,7 +246,9 @@ const struct bg_conf_key bg_conf_agent_keys[] = {
 	    "handler error)."),
 	INT(AG, "timeout_ms", A, timeout_ms, 0, 0, 604800000, "ms", R,
 	    "Wall-clock limit of one attempt (SIGTERM to the child's process "
-	    "group, SIGKILL 2 s later, FAILED with TIMEOUT); 0 = none."),
+	    "group, SIGKILL 2 s later, FAILED with TIMEOUT; with max_inflight "
+	    "> 1 a cancel line to the program first, the kill only if it has "
+	    "not answered 2 s later); 0 = none."),
 	INT(AG, "retry_backoff_ms", A, retry_backoff_ms, 1000, 0, 3600000,
 	    "ms", R,
 	    "Delay before the second attempt, doubled for each further one."),
@@ -304,6 +319,8 @@ int64_t bg_conf_get_int(const struct bg_conf_key *k, const void *base)
 	const char *p = (const char *)base + k->offset;
 	if (k->type == BG_CONF_INT64)
 		return *(const int64_t *)p;
+	if (k->type == BG_CONF_BOOL)
+		return *(const bool *)p;
 	return *(const int *)p;
 }
 
@@ -312,6 +329,8 @@ void bg_conf_set_int(const struct bg_conf_key *k, void *base, int64_t v)
 	char *p = (char *)base + k->offset;
 	if (k->type == BG_CONF_INT64)
 		*(int64_t *)p = v;
+	else if (k->type == BG_CONF_BOOL)
+		*(bool *)p = v != 0;
 	else
 		*(int *)p = (int)v;
 }

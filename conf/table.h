@@ -19,6 +19,7 @@ enum bg_conf_type {
 			  directory of the file; "" stays "" */
 	BG_CONF_ENUM,  /* an int-sized enum, spelled as one of names[] */
 	BG_CONF_JSON,  /* char *, a libconfig group stored as a JSON object */
+	BG_CONF_BOOL,  /* bool, spelled true or false; read as 0 or 1 */
 };
 
 #define BG_CONF_RELOAD 0x1u   /* SIGHUP applies a change of this key */
@@ -78,7 +79,8 @@ int bg_conf_enum_value(const struct bg_conf_key *k, const char *name,
 		       int *value);
 
 /* Typed access to the destination of k inside base (a struct bg_config or
- * a struct bg_agent_type_conf, as k's table says). */
+ * a struct bg_agent_type_conf, as k's table says); INT, INT64, ENUM and
+ * BOOL (0 or 1) go through the _int pair. */
 int64_t bg_conf_get_int(const struct bg_conf_key *k, const void *base);
 void bg_conf_set_int(const struct bg_conf_key *k, void *base, int64_t v);
 const char *bg_conf_get_str(const struct bg_conf_key *k, const void *base);

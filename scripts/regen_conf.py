@@ -65,10 +65,10 @@ def main():
     md = run("--markdown")
     doc_path = ROOT / "docs" / "configuration.md"
     doc = doc_path.read_text()
-    i = doc.index("| Key")
+    i = doc.index("\n| Key |") + 1  # not the "| Variable | Key |" table
     j = doc.find("\n\n", i)
-    j = len(doc) if j < 0 else j
-    doc = doc[:i] + md[md.index("| Key"):].strip("\n") + doc[j:]
+    tail = doc[j:] if j >= 0 else "\n"  # the table may end the file
+    doc = doc[:i] + md[md.index("| Key"):].strip("\n") + tail
     doc_path.write_text(doc)
     print("etc/bygate.conf and docs/configuration.md regenerated")
 

@@ -258,7 +258,7 @@ static int spawn_child(struct bg_child *ch)
 	snprintf(slot_s, sizeof(slot_s), "%d", ch->slot);
 	snprintf(gen_s, sizeof(gen_s), "%u", p->generation);
 	char *argv[] = { p->child_path, "--slot", slot_s, "--generation",
-			 gen_s, NULL };
+			 gen_s, p->cfg->sandbox ? NULL : "--no-sandbox", NULL };
 	pid_t pid;
 	rc = posix_spawn(&pid, p->child_path, &fa, &attr, argv, environ);
 	posix_spawn_file_actions_destroy(&fa);

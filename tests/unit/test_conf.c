@@ -123,6 +123,7 @@ static void test_defaults_fill_every_key_the_file_omits(void **state)
 	assert_int_equal(cfg.max_event_bytes_per_task, 67108864);
 	assert_int_equal(cfg.respawn_backoff_max_ms, 30000);
 	assert_string_equal(cfg.child_path, "");
+	assert_true(cfg.sandbox);
 	assert_string_equal(cfg.state_dir, "/var/lib/bygate");
 	assert_string_equal(cfg.workspace_dir, "/var/lib/bygate/workspaces");
 	assert_int_equal(cfg.log_level, BG_LOG_INFO);
@@ -160,7 +161,7 @@ static void test_default_worker_id_is_bygate_dash_hostname(void **state)
 	"pool = { size = 2; max_tasks_per_child = 0; ring_bytes = 65536;\n" \
 	"  max_message_bytes = 65536; max_events_per_task = 5;\n" \
 	"  max_event_bytes_per_task = 131072; respawn_backoff_max_ms = 100;\n" \
-	"  child_path = \"/opt/bygate-child\"; };\n" \
+	"  child_path = \"/opt/bygate-child\"; sandbox = false; };\n" \
 	"paths = { state_dir = \"/srv/state\"; workspace_dir = \"/srv/ws\"; };\n" \
 	"log = { level = \"debug\"; format = \"json\"; file = \"/var/log/b.log\"; };\n" \
 	"http = { port = 9100; bind = \"0.0.0.0\"; };\n"
@@ -205,6 +206,7 @@ static void test_full_file_sets_every_key(void **state)
 	assert_int_equal(cfg.max_event_bytes_per_task, 131072);
 	assert_int_equal(cfg.respawn_backoff_max_ms, 100);
 	assert_string_equal(cfg.child_path, "/opt/bygate-child");
+	assert_false(cfg.sandbox);
 	assert_string_equal(cfg.state_dir, "/srv/state");
 	assert_string_equal(cfg.workspace_dir, "/srv/ws");
 	assert_int_equal(cfg.log_level, BG_LOG_DEBUG);
@@ -424,6 +426,12 @@ static void test_number_for_a_string_key_is_rejected(void **state)
 {
 	load_fails("\n\nredis = { host = 1; };\n" AGENTS, 3,
 		   "redis.host: expected a string");
+}
+
+static void test_string_for_a_bool_key_is_rejected(void **state)
+{
+	load_fails("pool = { sandbox = \"no\"; };\n" AGENTS, 1,
+		   "pool.sandbox: expected true or false");
 }
 
 static void test_out_of_range_names_key_and_allowed_range(void **state)
@@ -760,7 +768,8 @@ static void test_reload_check_accepts_reloadable_changes(void **state)
 	struct bg_config a, b;
 	char err[256] = "";
 	load_ok("pool = { max_tasks_per_child = 2; };\n" AGENTS, &a);
-	load_ok("pool = { max_tasks_per_child = 6; }; log = { level = \"debug\"; };\n"
+	load_ok("pool = { max_tasks_per_child = 6; sandbox = false; };\n"
+		"log = { level = \"debug\"; };\n"
 		"agent_types = ( { name = \"other\"; plugin = \"o.so\"; } );\n",
 		&b);
 	assert_int_equal(bg_config_reload_check(&a, &b, err, sizeof err), 0);
@@ -833,7 +842,7 @@ static void test_template_loads_as_the_defaults(void **state)
 		if (k == bg_conf_key_find("worker", "id"))
 			continue;
 		if (k->type == BG_CONF_INT || k->type == BG_CONF_INT64 ||
-		    k->type == BG_CONF_ENUM)
+		    k->type == BG_CONF_ENUM || k->type == BG_CONF_BOOL)
 			assert_int_equal(bg_conf_get_int(k, &cfg), k->def_int);
 		else
 			assert_string_equal(bg_conf_get_str(k, &cfg), k->def_str);
@@ -957,6 +966,7 @@ int main(int argc, char **argv)
 		T(test_wrong_type_reports_file_and_line),
 		T(test_float_for_an_integer_key_is_rejected),
 		T(test_number_for_a_string_key_is_rejected),
+		T(test_string_for_a_bool_key_is_rejected),
 		T(test_out_of_range_names_key_and_allowed_range),
 		T(test_ring_bytes_must_be_a_power_of_two),
 		T(test_bad_enum_value_lists_the_choices),

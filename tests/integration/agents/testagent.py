@@ -4,6 +4,8 @@ tests/integration/test_exec_handlers.py)."""
 import json
 import os
 import signal
+import socket
+import subprocess
 import sys
 import threading
 import time
@@ -24,6 +26,35 @@ def barrier(n, seconds):
         _count[0] += 1
         _arrived.notify_all()
         return _arrived.wait_for(lambda: _count[0] >= n, seconds)
+
+
+def ordinary_work(ctx, host, port):
+    """A subprocess, a thread, a TCP round trip (Redis PING) and a file in
+    the workspace: "ok" for each, or the exception."""
+    out = []
+
+    def step(name, fn):
+        try:
+            fn()
+            out.append(name + " ok")
+        except Exception as e:  # reported, not raised: the test reads it
+            out.append("%s %r" % (name, e))
+
+    def ping():
+        with socket.create_connection((host, int(port)), timeout=5) as s:
+            s.sendall(b"PING\r\n")
+            assert s.recv(64).startswith(b"+PONG"), "no PONG"
+
+    def write():
+        with open(os.path.join(ctx.workspace, "work.txt"), "w") as f:
+            f.write("ok\n")
+    step("subprocess", lambda: subprocess.run(["sh", "-c", "exit 0"],
+                                              check=True))
+    t = threading.Thread(target=lambda: None)
+    step("thread", lambda: (t.start(), t.join()))
+    step("tcp", ping)
+    step("workspace", write)
+    return ", ".join(out)
 
 
 def handle(ctx):
@@ -47,6 +78,12 @@ def handle(ctx):
             "workspace": ctx.workspace, "private_dir": ctx.private_dir,
             "cwd": os.getcwd(), "agent_env": os.environ.get(
                 "BYGATE_AGENT_TYPE"), "fds": sorted(os.listdir("/proc/self/fd"))}}
+    if what == "status":  # the sandbox this program inherited
+        with open("/proc/self/status") as f:
+            return "\n".join(line.rstrip("\n") for line in f
+                             if line.startswith(("NoNewPrivs:", "Seccomp:")))
+    if what == "work":  # "work HOST PORT": what agents do, under the sandbox
+        return ordinary_work(ctx, *arg.split())
     if what == "stderr":
         print(arg)  # run() sends stdout to stderr too
         sys.stderr.flush()
