@@ -11,6 +11,7 @@
 
 #include "wire/send.h"
 #include "wire/ids.h"
+#include "wire/route.h"
 
 #define MAX_ARGS 16
 
@@ -317,14 +318,7 @@ const redisReply *bg_client_xread_entries(const redisReply *r)
 
 bool bg_client_lease_online(const char *raw, size_t len)
 {
-	if (raw == NULL)
-		return false;
-	json_t *v = json_loadb(raw, len, JSON_DECODE_ANY, NULL);
-	bool online = true; /* non-JSON or not an object: legacy */
-	if (json_is_object(v))
-		online = bg_client_jint(v, "last_seen") > 0;
-	json_decref(v);
-	return online;
+	return bg_route_lease_online(raw, len);
 }
 
 int bg_client_worker_online(struct bg_client *c, const char *worker,

@@ -216,15 +216,8 @@ static json_t *reply_object(const redisReply *rep)
 
 static bool lease_online(const redisReply *v)
 {
-	if (v == NULL || v->type != REDIS_REPLY_STRING)
-		return false;
-	if (v->str[0] != '{')
-		return true; /* legacy value: online */
-	const char *p = strstr(v->str, "\"last_seen\"");
-	if (p == NULL)
-		return false;
-	p = strchr(p, ':');
-	return p && strtoll(p + 1, NULL, 10) > 0;
+	return v && v->type == REDIS_REPLY_STRING &&
+	       bg_route_lease_online(v->str, v->len);
 }
 
 /* ---- check_agent_type_online (WIRE 5.2): members, then their leases ---- */

@@ -109,6 +109,38 @@ const char *bg_route_fallback_type(const json_t *obj)
 			     str_or(obj, "target_agent_type", "")));
 }
 
+/* An integer member as Python's int() of the stored value would take it:
+ * an integer, a real, true, or a decimal string; 0 otherwise. */
+static int64_t loose_int(const json_t *obj, const char *key)
+{
+	const json_t *v = json_object_get(obj, key);
+	if (json_is_integer(v))
+		return json_integer_value(v);
+	if (json_is_real(v))
+		return (int64_t)json_real_value(v);
+	if (json_is_true(v))
+		return 1;
+	if (json_is_string(v)) {
+		char *end;
+		const char *s = json_string_value(v);
+		long long n = strtoll(s, &end, 10);
+		return end != s && *end == '\0' ? n : 0;
+	}
+	return 0;
+}
+
+bool bg_route_lease_online(const char *raw, size_t len)
+{
+	if (raw == NULL)
+		return false;
+	json_t *v = json_loadb(raw, len, JSON_DECODE_ANY, NULL);
+	bool online = true; /* not JSON, or not an object: a legacy lease */
+	if (json_is_object(v))
+		online = loose_int(v, "last_seen") > 0;
+	json_decref(v);
+	return online;
+}
+
 json_t *bg_route_object(const char *raw, size_t len)
 {
 	json_t *v = raw ? json_loadb(raw, len, 0, NULL) : NULL;

@@ -15,6 +15,12 @@
 #include "common/buf.h"
 #include "wire/record.h"
 
+/* Whether a worker's online lease value (WIRE 5.2) says it is online: a
+ * JSON object with last_seen > 0 (an integer, a real, true or a decimal
+ * string, as Python reads it), or any legacy non-object value. raw NULL
+ * (no lease) is offline. */
+bool bg_route_lease_online(const char *raw, size_t len);
+
 /* prepare_delivery's wait when the sender names none (Python's default). */
 #define BG_ROUTE_DEFAULT_TIMEOUT_MS 30000
 

@@ -423,6 +423,40 @@ static void test_fallback_of_nothing_is_empty(void **state)
 	assert_fallback(NULL, "");
 }
 
+/* ---- bg_route_lease_online ---------------------------------------------- */
+
+static bool online(const char *raw)
+{
+	return bg_route_lease_online(raw, raw ? strlen(raw) : 0);
+}
+
+static void test_lease_with_a_positive_last_seen_is_online(void **state)
+{
+	(void)state;
+	assert_true(online("{\"version\":1,\"last_seen\":1795457298792}"));
+	assert_true(online("{\"last_seen\":\"1795457298792\"}"));
+	assert_true(online("{\"last_seen\":12.5}"));
+	assert_true(online(" {\"last_seen\":true}"));
+}
+
+static void test_lease_before_its_first_beat_is_offline(void **state)
+{
+	(void)state;
+	assert_false(online("{\"version\":1,\"last_seen\":0}"));
+	assert_false(online("{\"token\":\"t\"}"));
+	assert_false(online("{\"nested\":{\"last_seen\":5},\"last_seen\":0}"));
+	assert_false(online("{\"last_seen\":\"soon\"}"));
+	assert_false(online(NULL));
+}
+
+static void test_legacy_lease_values_are_online(void **state)
+{
+	(void)state;
+	assert_true(online("1"));
+	assert_true(online("worker-host-1"));
+	assert_true(online("[1,2]"));
+}
+
 /* ---- bg_route_object ---------------------------------------------------- */
 
 static void test_object_decodes_a_json_object(void **state)
@@ -635,6 +669,9 @@ int main(void)
 		cmocka_unit_test(test_rejected_decision_gives_its_reason),
 		cmocka_unit_test(test_decision_without_status_or_reason_is_rejected),
 		cmocka_unit_test(test_rejection_reason_is_truncated_to_its_buffer),
+		cmocka_unit_test(test_lease_with_a_positive_last_seen_is_online),
+		cmocka_unit_test(test_lease_before_its_first_beat_is_offline),
+		cmocka_unit_test(test_legacy_lease_values_are_online),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
