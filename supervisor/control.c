@@ -49,6 +49,7 @@ static void on_cancel_grace(evutil_socket_t fd, short ev, void *arg)
 			    "the cancel flag; SIGTERM to the child's process "
 			    "group",
 			    d->cfg->cancel_grace_ms);
+		t->signalled = true;
 		bg_pool_signal(d->pool, t->slot, SIGTERM, "cancelled");
 		struct timeval tv = { d->cfg->cancel_grace_ms / 1000,
 				      (d->cfg->cancel_grace_ms % 1000) * 1000 };
@@ -57,6 +58,7 @@ static void on_cancel_grace(evutil_socket_t fd, short ev, void *arg)
 	}
 	bg_log_task(BG_LOG_INFO, &ids, "cancel: still running after %s; SIGKILL",
 		    t->shared ? "its cancel line" : "SIGTERM");
+	t->signalled = true;
 	bg_pool_signal(d->pool, t->slot, SIGKILL, "cancelled");
 }
 
@@ -80,6 +82,7 @@ void bg_control_cancel_task(struct bg_daemon *d, struct bg_task *t,
 	if (t->state != BG_TASK_RUNNING || t->slot < 0)
 		return;
 	if (force) {
+		t->signalled = true;
 		bg_pool_signal(d->pool, t->slot, SIGKILL, "cancelled (force)");
 		return;
 	}

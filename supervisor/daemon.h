@@ -105,6 +105,7 @@ struct bg_task {
 	int reruns;	     /* re-runs that did not count as attempts */
 	bool rerun_announce; /* say "RERUN <n>" when it starts */
 	bool shared;	     /* runs in a child next to other tasks */
+	bool signalled;	     /* its timeout or cancel signalled its child */
 	uint32_t run_id;     /* bumped whenever it is handed to a child: an
 				answer for an earlier run is stale */
 

@@ -1021,6 +1021,7 @@ static void attempt_stopped(struct bg_daemon *d, struct bg_task *t)
 		t->timeout_ev = NULL;
 	}
 	t->timed_out = false;
+	t->signalled = false;
 	t->events = t->event_bytes = 0; /* the caps are per attempt */
 	t->events_capped = false;
 }
@@ -1120,6 +1121,7 @@ static void on_task_timeout(evutil_socket_t fd, short ev, void *arg)
 			    "child's process group",
 			    BG_TIMEOUT_GRACE_MS,
 			    t->shared ? "its cancel line" : "SIGTERM");
+		t->signalled = true;
 		bg_pool_signal(d->pool, t->slot, SIGKILL, "timed out");
 		return;
 	}
@@ -1133,10 +1135,12 @@ static void on_task_timeout(evutil_socket_t fd, short ev, void *arg)
 		    (long long)(bg_mono_ms() - t->started_ms), wchan,
 		    t->shared ? "cancel line to its program"
 			      : "SIGTERM to the child's process group");
-	if (t->shared)
+	if (t->shared) {
 		bg_pool_cancel(d->pool, t->slot, t->tag, "timeout", "timeout");
-	else
+	} else {
+		t->signalled = true;
 		bg_pool_signal(d->pool, t->slot, SIGTERM, "timed out");
+	}
 	struct timeval tv = { BG_TIMEOUT_GRACE_MS / 1000,
 			      (BG_TIMEOUT_GRACE_MS % 1000) * 1000 };
 	evtimer_add(t->timeout_ev, &tv);
@@ -1515,10 +1519,11 @@ static struct bg_task *running_task(struct bg_daemon *d, uint64_t tag)
 	return t && t->state == BG_TASK_RUNNING && !t->ending ? t : NULL;
 }
 
-/* A task whose own timeout or cancel ended its child. */
+/* A task whose own timeout or cancel signalled its child (a cancel line
+ * still unanswered does not make it the cause of a crash). */
 static bool caused_kill(const struct bg_task *t)
 {
-	return t->timed_out || t->cancel_requested;
+	return t->signalled;
 }
 
 void bg_task_on_child_lost(void *arg, int slot, const uint64_t *tags, int n,
