@@ -175,6 +175,7 @@ asan: deps
 crashtest: deps
 	@$(MAKE) --no-print-directory all tests
 	$(PYTHON) tests/crash/chaos.py --build $(BUILD)
+	$(PYTHON) tests/crash/chaos.py --build $(BUILD) --shared 8
 
 bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BINS)

@@ -100,7 +100,19 @@ class Result:
         self.ok, self.summary, self.workdir = ok, summary, workdir
 
 
-def worker_config(build, redis, base, log_level):
+def agent_type(build, shared):
+    """The sleep plugin, or with shared > 1 its exec twin
+    (tests/crash/sleep_agent.py) running up to `shared` tasks at once in
+    each child's program (max_inflight, DESIGN 5)."""
+    if shared > 1:
+        return {"name": AGENT, "handler": "exec", "mode": "persistent",
+                "max_inflight": shared,
+                "command": "python3 %s" % (HERE / "sleep_agent.py")}
+    return {"name": AGENT, "handler": "plugin",
+            "plugin": str(build / "plugins" / "sleep.so")}
+
+
+def worker_config(build, redis, base, log_level, shared=0):
     """bygated's configuration: the same for every restart, so the state
     directory (and the lease token in it) carries over."""
     return {
@@ -113,10 +125,9 @@ def worker_config(build, redis, base, log_level):
         "paths": {"state_dir": str(base / "state"),
                   "workspace_dir": str(base / "workspace")},
         "log": {"level": log_level},
-        "agent_types": [{"name": AGENT, "handler": "plugin",
-                         "plugin": str(build / "plugins" / "sleep.so"),
-                         "max_attempts": MAX_ATTEMPTS,
-                         "retry_backoff_ms": 100}],
+        "agent_types": [dict(agent_type(build, shared),
+                             max_attempts=MAX_ATTEMPTS,
+                             retry_backoff_ms=100)],
     }
 
 
@@ -127,6 +138,7 @@ class Chaos:
     def __init__(self, build, tasks, kills, child_kills, seed, workdir,
                  wait_s, log_level, fault, out):
         self.build = pathlib.Path(build).resolve()
+        self.shared = 0  # set by run(): max_inflight of the exec agent
         self.n_tasks = tasks
         self.n_kills, self.n_child_kills = kills, child_kills
         self.seed = seed
@@ -179,7 +191,8 @@ class Chaos:
         self.redis = RedisServer(self.dir / "redis")
         self.redis.start()
         self.c = self.redis.client(timeout=30.0)
-        cfg = worker_config(self.build, self.redis, self.dir, self.log_level)
+        cfg = worker_config(self.build, self.redis, self.dir, self.log_level,
+                            self.shared)
         env = proc.clean_env()
         env.pop("BYGATE_FAULT", None)
         if self.fault:
@@ -439,9 +452,10 @@ class Chaos:
     def summary(self, checks, snap):
         lines = ["== chaos summary ==",
                  "tasks %d over %d sessions (sleep 0-%d ms, pool %d, "
-                 "max_attempts %d), seed %s" % (
+                 "max_attempts %d, %s), seed %s" % (
                      self.n_tasks, SESSIONS, MAX_SLEEP_MS, POOL, MAX_ATTEMPTS,
-                     self.seed)]
+                     "Python exec agent, max_inflight %d" % self.shared
+                     if self.shared > 1 else "sleep plugin", self.seed)]
         kinds = [r.kind for r in self.restarts]
         lines.append("bygated kills %d (asked %d), fault-point exits %d%s, "
                      "unplanned exits %d; child kills %d (asked %d)" % (
@@ -502,7 +516,7 @@ def indent(text, pad="    "):
 
 def run(build, tasks=2000, kills=10, child_kills=10, seed=None, *,
         wait_s=120.0, log_level="info", fault=None, workdir=None, keep=False,
-        out=print):
+        out=print, shared=0):
     """Run the crash test; returns a Result (ok, summary text, workdir).
     fault: a BYGATE_FAULT value for every bygated run (its exits with
     status 86 are then expected and restarted). The work directory is
@@ -512,6 +526,7 @@ def run(build, tasks=2000, kills=10, child_kills=10, seed=None, *,
     base = pathlib.Path(workdir or tempfile.mkdtemp(prefix="bygate-chaos-"))
     ch = Chaos(build, tasks, kills, child_kills, seed, base, wait_s,
                log_level, fault, out)
+    ch.shared = shared
     mark = proc.mark()
     checks, snap = [], None
     try:
@@ -577,6 +592,10 @@ def parse_args(argv):
                     "(default: a new temporary one)")
     ap.add_argument("--keep", action="store_true",
                     help="keep the work directory after a pass")
+    ap.add_argument("--shared", type=int, default=0, metavar="N",
+                    help="run the tasks in a Python exec agent with "
+                    "max_inflight N (several tasks per child) instead of "
+                    "the sleep plugin")
     return ap.parse_args(argv)
 
 
@@ -590,7 +609,8 @@ def main(argv=None):
     try:
         res = run(args.build, args.tasks, args.kills, args.child_kills,
                   args.seed, wait_s=args.wait, log_level=args.log_level,
-                  fault=args.fault, workdir=args.workdir, keep=args.keep)
+                  fault=args.fault, workdir=args.workdir, keep=args.keep,
+                  shared=args.shared)
     except KeyboardInterrupt:
         print("chaos: interrupted; every process it started was killed")
         return 130

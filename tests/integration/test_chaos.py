@@ -19,3 +19,15 @@ def test_chaos_small(h):
     res = chaos.run(h.build, tasks=300, kills=3, child_kills=3, wait_s=90.0,
                     workdir=h.tmp / "chaos", keep=True, out=progress.append)
     assert res.ok, "\n".join(progress + [res.summary])
+
+
+@timeout(180)
+def test_chaos_small_with_shared_children(h):
+    """The same with several tasks per child (a Python exec agent with
+    max_inflight 4): kills of children running several tasks re-run them
+    uncounted; still nothing lost or finished twice."""
+    progress = []
+    res = chaos.run(h.build, tasks=300, kills=3, child_kills=3, wait_s=90.0,
+                    workdir=h.tmp / "chaos", keep=True, out=progress.append,
+                    shared=4)
+    assert res.ok, "\n".join(progress + [res.summary])
