@@ -49,8 +49,9 @@ static struct capacity capacity_of(const struct bg_daemon *d)
 			need_shared += t->state != BG_TASK_FINISHING &&
 				       stream_shares(d, t->stream_idx);
 	int need_alone = need - need_shared;
+	/* shared tasks spread over children before they fill them */
 	c.alone = size + prefetch - need_alone -
-		  (need_shared + share - 1) / share;
+		  bg_pool_shared_children(d->pool);
 	c.shared = size * share + prefetch - need_shared - need_alone * share;
 	if (c.alone < 0)
 		c.alone = 0;
@@ -168,7 +169,10 @@ static int read_count(const struct bg_daemon *d, struct capacity cap)
 			else
 				alone = true;
 		}
-	int n = shared && !alone ? cap.shared : cap.alone;
+	int n = shared && !alone   ? cap.shared
+		: alone && !shared ? cap.alone
+		: cap.alone < cap.shared ? cap.alone
+					  : cap.shared;
 	return n > 0 ? n : 1;
 }
 

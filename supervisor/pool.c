@@ -58,6 +58,7 @@ struct bg_child {
 	bool ring_pending;   /* doorbell to ring at end of turn */
 	bool recycling;
 	bool broken;		 /* broke the protocol: nothing more is read */
+	bool exited;		 /* reaped: its last records are being read */
 	const char *kill_reason; /* set when we killed it */
 	int64_t started_ms;
 	int quick_deaths;
@@ -278,6 +279,7 @@ static int spawn_child(struct bg_child *ch)
 	ch->group = -1;
 	ch->kill_reason = NULL;
 	ch->broken = false;
+	ch->exited = false;
 	ch->recycling = false;
 	ch->tasks_done = 0;
 	ch->generation = p->generation;
@@ -350,8 +352,14 @@ static void task_done(struct bg_child *ch, int i)
 		ch->recycling = true;
 	if (ch->n_tags > 0 || ch->state != CH_BUSY)
 		return; /* a killed child stays CH_STOPPING */
-	ch->state = CH_IDLE;
 	ch->group = -1;
+	if (ch->kill_reason) {
+		/* Signalled (SIGTERM of a timeout or cancel) but it answered:
+		 * it must not linger idle and unusable. */
+		child_kill(ch, ch->kill_reason);
+		return;
+	}
+	ch->state = CH_IDLE;
 }
 
 static void handle_message(struct bg_child *ch)
@@ -399,7 +407,7 @@ static void handle_message(struct bg_child *ch)
 		p->ops.on_message(p->arg, ch->slot, in->kind, in->tag, in->buf,
 				  in->len);
 		if (in->kind == BG_REC_RESULT && ch->pid > 0 &&
-		    ch->kill_reason == NULL && !ch->recycling &&
+		    ch->kill_reason == NULL && !ch->exited && !ch->recycling &&
 		    !p->shutting_down)
 			p->ops.on_idle(p->arg, ch->slot);
 		return;
@@ -577,7 +585,9 @@ static void on_sigchld(evutil_socket_t sig, short ev, void *arg)
 			break;
 		for (int i = 0; i < p->n; i++)
 			if (p->c[i].pid == pid) {
-				/* Read what it sent before it died. */
+				/* Read what it sent before it died; nothing
+				 * is handed to it meanwhile. */
+				p->c[i].exited = true;
 				child_process_up(&p->c[i]);
 				child_reaped(&p->c[i], status);
 				break;
@@ -796,6 +806,14 @@ int bg_pool_task_count(const struct bg_pool *p)
 	return n;
 }
 
+int bg_pool_shared_children(const struct bg_pool *p)
+{
+	int n = 0;
+	for (int i = 0; i < p->n; i++)
+		n += p->c[i].n_tags > 0 && p->c[i].group >= 0;
+	return n;
+}
+
 int bg_pool_alive_count(const struct bg_pool *p)
 {
 	int n = 0;
@@ -807,7 +825,7 @@ int bg_pool_alive_count(const struct bg_pool *p)
 /* Room for one more task of `group` in ch (see bg_pool_pick), 0 = none. */
 static int free_room(const struct bg_child *ch, int group, int limit)
 {
-	if (ch->pid <= 0 || ch->recycling || ch->kill_reason ||
+	if (ch->pid <= 0 || ch->recycling || ch->kill_reason || ch->exited ||
 	    (ch->state != CH_IDLE && ch->state != CH_BUSY))
 		return 0;
 	if (ch->n_tags == 0)
@@ -818,12 +836,27 @@ static int free_room(const struct bg_child *ch, int group, int limit)
 	return limit - ch->n_tags;
 }
 
+/* The busy child with the fewest tasks (the lowest slot on a tie): the one
+ * left to drain for a task waiting for a child to itself. -1 = none. */
+static int draining_child(const struct bg_pool *p)
+{
+	int best = -1;
+	for (int i = 0; i < p->n; i++) {
+		const struct bg_child *ch = &p->c[i];
+		if (ch->n_tags > 0 && ch->pid > 0 && !ch->exited &&
+		    (best < 0 || ch->n_tags < p->c[best].n_tags))
+			best = i;
+	}
+	return best;
+}
+
 int bg_pool_pick(const struct bg_pool *p, int group, int limit,
 		 bool busy_only)
 {
 	int best = -1, best_room = 0;
+	int drain = busy_only ? draining_child(p) : -1;
 	for (int i = 0; i < p->n; i++) {
-		if (busy_only && p->c[i].n_tags == 0)
+		if (busy_only && (p->c[i].n_tags == 0 || i == drain))
 			continue;
 		int room = free_room(&p->c[i], group, limit);
 		if (room > best_room) {

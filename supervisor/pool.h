@@ -49,6 +49,8 @@ int bg_pool_busy_count(const struct bg_pool *p);
 int bg_pool_alive_count(const struct bg_pool *p);
 /* Tasks in flight over all children. */
 int bg_pool_task_count(const struct bg_pool *p);
+/* Children running tasks that share them (bg_pool_run's group >= 0). */
+int bg_pool_shared_children(const struct bg_pool *p);
 /* Tasks in flight at once in one child, at most (exec max_inflight). */
 #define BG_POOL_MAX_INFLIGHT 64
 
@@ -56,9 +58,10 @@ int bg_pool_task_count(const struct bg_pool *p);
  * with group < 0 or limit <= 1 needs an idle child to itself; tasks of one
  * group >= 0 (an agent type index) with limit > 1 may share a child, up to
  * `limit` of them and never with tasks of another group. An idle child has
- * `limit` free; children being recycled or killed have none. busy_only:
- * only children already running tasks (idle ones are kept for a task that
- * needs one to itself). */
+ * `limit` free; children being recycled, killed or reaped have none.
+ * busy_only (a task waits for a child to itself): only children already
+ * running tasks, and not the one with the fewest, which is left to drain
+ * for the waiting task. */
 int bg_pool_pick(const struct bg_pool *p, int group, int limit,
 		 bool busy_only);
 pid_t bg_pool_pid(const struct bg_pool *p, int slot);

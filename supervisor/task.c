@@ -1546,7 +1546,9 @@ void bg_task_on_child_lost(void *arg, int slot, const uint64_t *tags, int n,
 		struct bg_task *t = running_task(d, tags[i]);
 		if (t == NULL)
 			continue;
-		if (n == 1 || caused_kill(t) || (t->isolate && !culprit))
+		/* A timed-out task ends TIMEOUT whatever happens next. */
+		if (n == 1 || caused_kill(t) || t->timed_out ||
+		    t->cancel_requested || (t->isolate && !culprit))
 			child_lost(d, t, why);
 		else
 			rerun_interrupted(d, t, !culprit, why);

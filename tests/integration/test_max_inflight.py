@@ -183,8 +183,8 @@ def test_extra_payload_of_a_result_reaches_the_callers_callback(h):
 
 def test_a_task_needing_a_child_alone_neither_starves_nor_blocks_sharing(h):
     """pool 2, both children running shared tasks: a plugin task waits for
-    the next child to empty (it is kept for it), while shared tasks sent
-    after it still go next to the running ones."""
+    a child to empty (one is left to drain for it), while shared tasks sent
+    after it still go next to the tasks running in the other."""
     d = h.start_bygated({"pool": {"size": 2}, "agent_types": [
         {"name": "py", "handler": "exec", "mode": "persistent",
          "max_inflight": 4,
@@ -199,8 +199,10 @@ def test_a_task_needing_a_child_alone_neither_starves_nor_blocks_sharing(h):
                            .get("status") == "RUNNING" for m, _ in first),
                10, what="two shared tasks running")
     alone, _ = pc.send(c, h.keys, "s-mix", "echo", "hello")
+    # child 0 (fewest tasks, lowest slot) is left to drain for it; the
+    # other has room for 3 more
     late = send_all(c, h.keys, "s-mix", ["echo late %d" % i
-                                         for i in range(4)])
+                                         for i in range(3)])
     recs = finished(c, h.keys, "s-mix",
                     [m for m, _ in first] + [alone] + [m for m, _ in late])
     assert all(r["status"] == "COMPLETED" for r in recs), recs
