@@ -261,20 +261,7 @@ bool bg_client_jtruthy(const json_t *v)
 
 int64_t bg_client_jint(const json_t *obj, const char *key)
 {
-	const json_t *v = json_object_get(obj, key);
-	if (json_is_integer(v))
-		return json_integer_value(v);
-	if (json_is_real(v))
-		return (int64_t)json_real_value(v);
-	if (json_is_true(v))
-		return 1;
-	if (json_is_string(v)) {
-		char *end;
-		const char *s = json_string_value(v);
-		long long n = strtoll(s, &end, 10);
-		return end != s && *end == '\0' ? n : 0;
-	}
-	return 0;
+	return bg_route_int(obj, key);
 }
 
 /* ---- streams ---------------------------------------------------------- */

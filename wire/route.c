@@ -109,9 +109,7 @@ const char *bg_route_fallback_type(const json_t *obj)
 			     str_or(obj, "target_agent_type", "")));
 }
 
-/* An integer member as Python's int() of the stored value would take it:
- * an integer, a real, true, or a decimal string; 0 otherwise. */
-static int64_t loose_int(const json_t *obj, const char *key)
+int64_t bg_route_int(const json_t *obj, const char *key)
 {
 	const json_t *v = json_object_get(obj, key);
 	if (json_is_integer(v))
@@ -136,7 +134,7 @@ bool bg_route_lease_online(const char *raw, size_t len)
 	json_t *v = json_loadb(raw, len, JSON_DECODE_ANY, NULL);
 	bool online = true; /* not JSON, or not an object: a legacy lease */
 	if (json_is_object(v))
-		online = loose_int(v, "last_seen") > 0;
+		online = bg_route_int(v, "last_seen") > 0;
 	json_decref(v);
 	return online;
 }

@@ -15,6 +15,11 @@
 #include "common/buf.h"
 #include "wire/record.h"
 
+/* An integer member of obj as Python's int() of the stored value takes it:
+ * an integer, a real (truncated), true (1) or a decimal string; 0 for
+ * anything else or a missing member. */
+int64_t bg_route_int(const json_t *obj, const char *key);
+
 /* Whether a worker's online lease value (WIRE 5.2) says it is online: a
  * JSON object with last_seen > 0 (an integer, a real, true or a decimal
  * string, as Python reads it), or any legacy non-object value. raw NULL

@@ -89,12 +89,12 @@ def descendants_of(pid):
     kids = {}
     for p, st in stats.items():
         kids.setdefault(st[0], []).append(p)
-    out, todo = {}, [pid]
-    while todo:
-        for c in kids.get(todo.pop(), []):
+    out, to_visit = {}, [pid]
+    while to_visit:
+        for c in kids.get(to_visit.pop(), []):
             if c not in out:
                 out[c] = stats[c][2]
-                todo.append(c)
+                to_visit.append(c)
     return out
 
 
