@@ -25,6 +25,8 @@
 #define BG_CHILD_EXIT_PROTOCOL 72 /* the supervisor broke the protocol */
 #define BG_CHILD_EXIT_ORPHAN 73	  /* the supervisor (parent) is gone */
 #define BG_CHILD_EXIT_SANDBOX 74  /* the sandbox failed; FATAL says why */
+#define BG_CHILD_EXIT_TASK_DIED 75 /* a task process ended without its
+				      RESULT; score.task_status says how */
 
 #define BG_CHILD_WAIT_MS 1000	/* every doorbell wait times out */
 #define BG_CHILD_MAX_TYPES 256	/* agent types one CONFIG may carry */

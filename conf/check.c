@@ -81,7 +81,7 @@ int bg_conf_validate(struct bg_config *cfg, struct bg_conf_err *e)
 				    "%s: no agent_types: at least one agent type "
 				    "is required",
 				    origin(cfg));
-	return 0;
+	return bg_conf_sandbox_resolve(cfg, e);
 }
 
 static bool key_equal(const struct bg_conf_key *k, const void *a,

@@ -16,6 +16,24 @@ enum bg_log_format { BG_LOG_TEXT = 0, BG_LOG_JSON = 1 };
 enum bg_log_level { BG_LOG_DEBUG = 0, BG_LOG_INFO, BG_LOG_WARN, BG_LOG_ERROR };
 enum bg_handler_kind { BG_HANDLER_PLUGIN = 1, BG_HANDLER_EXEC = 2 };
 enum bg_exec_mode { BG_EXEC_PERSISTENT = 0, BG_EXEC_PER_TASK = 1 };
+/* Per agent type isolation (docs/security.md). */
+enum bg_sandbox_profile { BG_PROFILE_STRICT = 0, BG_PROFILE_TRUSTED = 1 };
+enum bg_net_policy { BG_NET_NONE = 0, BG_NET_CONNECT = 1, BG_NET_HOST = 2 };
+#define BG_SANDBOX_MAX_PORTS 64
+
+/* An agent type's sandbox: the `sandbox` group gives the defaults, an agent
+ * type's own `sandbox = { ... }` overrides them (conf/sandbox.c). Limits
+ * are 0 for "no limit". */
+struct bg_sandbox_conf {
+	enum bg_sandbox_profile profile;
+	enum bg_net_policy network;
+	int memory_mb;	  /* address space of a task's processes, MiB */
+	int processes;	  /* processes of the task (RLIMIT_NPROC) */
+	int open_files;	  /* descriptors per process (RLIMIT_NOFILE) */
+	int cpu_seconds;  /* CPU time per process (RLIMIT_CPU) */
+	int file_size_mb; /* largest file a task writes (RLIMIT_FSIZE) */
+};
+
 enum bg_durability {
 	BG_DURABILITY_PROCESS = 0,
 	BG_DURABILITY_SYNC = 1,
@@ -36,6 +54,13 @@ struct bg_agent_type_conf {
 	int max_attempts;	      /* default 1 */
 	int timeout_ms;		      /* 0 = none */
 	int retry_backoff_ms;	      /* first retry delay, doubled each time */
+	char *sandbox_json;	      /* the agent type's `sandbox` overrides */
+	char *env_json;		      /* `env`: variables for its handler */
+	/* Resolved by the loader from the defaults and sandbox_json: */
+	struct bg_sandbox_conf sandbox;
+	int connect_ports[BG_SANDBOX_MAX_PORTS]; /* network = "connect" */
+	int n_connect_ports;
+	char *read_paths_json; /* JSON array of absolute paths, read-only */
 };
 
 struct bg_config {
@@ -82,6 +107,8 @@ struct bg_config {
 	int crash_storm_window_ms; /* ... within this window open the breaker */
 	int crash_storm_pause_ms;  /* respawning paused this long */
 	bool sandbox; /* children apply their sandbox (child/sandbox.c) */
+	bool sandbox_require; /* refuse to start without a protection */
+	struct bg_sandbox_conf sandbox_defaults; /* the `sandbox` group */
 
 	/* paths */
 	char *state_dir;
@@ -148,6 +175,14 @@ const struct bg_agent_type_conf *bg_config_agent_type(const struct bg_config *c,
 /* Tasks one child may run at once: the largest max_inflight of a
  * persistent exec agent type, 1 when there is none. */
 int bg_config_max_share(const struct bg_config *c);
+
+/* The effective sandbox of agent type t as a JSON object (malloc'd into
+ * *out): profile, network, connect_ports, read_paths, the limits, and
+ * agent_dir (<workspace_dir>/<name>); with_env adds its `env` object
+ * (secrets: for the child, never for printing). 0, or -1 out of memory. */
+int bg_config_sandbox_json(const struct bg_config *cfg,
+			   const struct bg_agent_type_conf *t, bool with_env,
+			   char **out);
 
 /* Split an exec `command` into its words, as a JSON array of strings in
  * *argv_json (malloc'd). Words are separated by blanks; '...' quotes

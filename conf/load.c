@@ -312,7 +312,8 @@ static int parse_root(struct load_ctx *x, const config_setting_t *root,
 		} else if (!is_group_name(name)) {
 			return fail_at(x, s, name,
 				       "unknown key (valid: redis, worker, "
-				       "pool, paths, log, http, agent_types)");
+				       "pool, sandbox, paths, log, http, "
+				       "agent_types)");
 		} else if (config_setting_type(s) != CONFIG_TYPE_GROUP) {
 			return fail_at(x, s, name, "expected a group { ... }");
 		} else if (parse_members(x, s, name, bg_conf_keys,
@@ -393,9 +394,11 @@ void bg_config_free(struct bg_config *cfg)
 {
 	if (cfg == NULL)
 		return;
-	for (int i = 0; i < cfg->n_agent_types; i++)
+	for (int i = 0; i < cfg->n_agent_types; i++) {
 		bg_conf_free_strings(bg_conf_agent_keys, bg_conf_nagent_keys,
 				     &cfg->agent_types[i]);
+		bg_conf_sandbox_free(&cfg->agent_types[i]);
+	}
 	free(cfg->agent_types);
 	bg_conf_free_strings(bg_conf_keys, bg_conf_nkeys, cfg);
 	free(cfg->path);

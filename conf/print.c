@@ -3,6 +3,7 @@
  * Markdown key reference of docs/configuration.md. */
 #include "conf/table.h"
 
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,12 +13,29 @@ static const struct bg_agent_type_conf example_agent = {
 	.handler = BG_HANDLER_PLUGIN,
 	.plugin = "/usr/local/lib/bygate/plugins/echo.so",
 	.options_json = "{}",
+	.sandbox_json = "{}",
+	.env_json = "{}",
 	.max_attempts = 1,
 	.timeout_ms = 0,
 	.mode = BG_EXEC_PERSISTENT,
 	.max_inflight = 1,
 	.max_line_bytes = 1048576,
 };
+
+/* A JSON object printed as a group with every value shown as "***". */
+static void put_masked_group(FILE *f, const char *json)
+{
+	json_t *j = json_loads(json ? json : "{}", 0, NULL);
+	const char *name;
+	json_t *v;
+	json_object_foreach(j, name, v)
+		json_object_set_new(j, name, json_string("***"));
+	char *masked = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER)
+			 : NULL;
+	bg_conf_print_json_group(f, masked ? masked : "{}");
+	free(masked);
+	json_decref(j);
+}
 
 /* The value of k in base, or its default when base is NULL. */
 static void put_value(FILE *f, const struct bg_conf_key *k, const void *base,
@@ -40,10 +58,14 @@ static void put_value(FILE *f, const struct bg_conf_key *k, const void *base,
 								    : "false",
 		      f);
 		break;
-	case BG_CONF_JSON:
-		bg_conf_print_json_group(f, base ? bg_conf_get_str(k, base)
-						 : k->def_str);
+	case BG_CONF_JSON: {
+		const char *s = base ? bg_conf_get_str(k, base) : k->def_str;
+		if (mask && (k->flags & BG_CONF_SECRET))
+			put_masked_group(f, s);
+		else
+			bg_conf_print_json_group(f, s);
 		break;
+	}
 	default: {
 		const char *s = base ? bg_conf_get_str(k, base) : k->def_str;
 		bool hide = mask && (k->flags & BG_CONF_SECRET) && s[0];
@@ -127,17 +149,37 @@ static void put_key(FILE *f, const char *indent, const struct bg_conf_key *k,
 	fputs(";\n", f);
 }
 
-static void put_agents(FILE *f, const struct bg_agent_type_conf *at, int n,
+/* -T shows, above an agent type's own `sandbox` overrides, its effective
+ * sandbox (the sandbox group's defaults, then its overrides) as a comment
+ * (so the dump still loads back to an equal configuration). */
+static void put_effective(FILE *f, const struct bg_config *cfg,
+			  const struct bg_conf_key *k,
+			  const struct bg_agent_type_conf *t)
+{
+	char *json = NULL;
+	if (cfg == NULL || strcmp(k->name, "sandbox") ||
+	    bg_config_sandbox_json(cfg, t, false, &json))
+		return;
+	fputs("\t\t# effective sandbox: ", f);
+	for (const char *c = json; *c; c++) /* control bytes are \u-escaped */
+		fputc(*c, f);
+	fputs("\n", f);
+	free(json);
+}
+
+static void put_agents(FILE *f, const struct bg_config *cfg,
+		       const struct bg_agent_type_conf *at, int n,
 		       bool commented)
 {
 	fputs("agent_types = (\n", f);
 	for (int i = 0; i < n; i++) {
 		fputs(i ? "\t},\n\t{\n" : "\t{\n", f);
 		for (size_t j = 0; j < bg_conf_nagent_keys; j++) {
+			const struct bg_conf_key *k = &bg_conf_agent_keys[j];
 			if (j && commented)
 				fputs("\n", f);
-			put_key(f, "\t\t", &bg_conf_agent_keys[j], &at[i],
-				commented);
+			put_effective(f, cfg, k, &at[i]);
+			put_key(f, "\t\t", k, &at[i], commented);
 		}
 	}
 	fputs(n ? "\t}\n);\n" : ");\n", f);
@@ -171,7 +213,7 @@ void bg_config_dump(const struct bg_config *cfg, FILE *f)
 		cfg->path && cfg->path[0] ? cfg->path : "(no file)",
 		cfg->redis_cluster ? "yes" : "no");
 	put_config(f, cfg, false);
-	put_agents(f, cfg->agent_types, cfg->n_agent_types, false);
+	put_agents(f, cfg, cfg->agent_types, cfg->n_agent_types, false);
 }
 
 void bg_config_write_template(FILE *f)
@@ -191,7 +233,7 @@ void bg_config_write_template(FILE *f)
 	put_comment(f, "",
 		    "One entry per agent type this worker serves (at least "
 		    "one).");
-	put_agents(f, &example_agent, 1, true);
+	put_agents(f, NULL, &example_agent, 1, true);
 }
 
 /* Markdown table cell text: '|', '<' and '>' escaped. */

@@ -55,6 +55,14 @@ static const struct bg_conf_name level_names[] = {
 static const struct bg_conf_name format_names[] = {
 	{ "text", BG_LOG_TEXT }, { "json", BG_LOG_JSON }, { NULL, 0 }
 };
+static const struct bg_conf_name profile_names[] = {
+	{ "strict", BG_PROFILE_STRICT }, { "trusted", BG_PROFILE_TRUSTED },
+	{ NULL, 0 }
+};
+static const struct bg_conf_name network_names[] = {
+	{ "none", BG_NET_NONE }, { "connect", BG_NET_CONNECT },
+	{ "host", BG_NET_HOST }, { NULL, 0 }
+};
 static const struct bg_conf_name durability_names[] = {
 	{ "process", BG_DURABILITY_PROCESS }, { "sync", BG_DURABILITY_SYNC },
 	{ "none", BG_DURABILITY_NONE }, { NULL, 0 }
@@ -179,6 +187,48 @@ const struct bg_conf_key bg_conf_keys[] = {
 	     "children without it. A change applies to the children started "
 	     "after the SIGHUP (a new generation)."),
 
+	BOOL("sandbox", "require", C, sandbox_require, 1, 0,
+	     "Refuse to start when a protection the configuration asks for "
+	     "is not available from the kernel (Landlock, seccomp, PID "
+	     "namespaces, the pool user); false starts with a warning naming "
+	     "what is missing. docs/security.md."),
+	ENUM("sandbox", "profile", C, sandbox_defaults.profile,
+	     BG_PROFILE_STRICT, profile_names, R,
+	     "Default profile of an agent type: \"strict\" (a fresh process "
+	     "per task confined to its session's workspace, the network "
+	     "policy, the limits below, process tree killed at task end) or "
+	     "\"trusted\" (the task runs in the child itself with the pool "
+	     "user's rights and the base seccomp filter only; a warning at "
+	     "start). An agent type's own sandbox = { profile = ...; } "
+	     "overrides every key of this group."),
+	ENUM("sandbox", "network", C, sandbox_defaults.network, BG_NET_NONE,
+	     network_names, R,
+	     "\"none\" (no sockets but Unix socketpairs), \"connect\" "
+	     "(outgoing TCP to the agent type's connect_ports only, UDP for "
+	     "DNS; no raw or packet sockets, no listening) or \"host\" (no "
+	     "restriction; a warning at start)."),
+	INT("sandbox", "memory_mb", C, sandbox_defaults.memory_mb, 1024, 0,
+	    1048576, "MiB", R,
+	    "Address space of each process of a task (RLIMIT_AS); a refused "
+	    "allocation that ends the task fails it with RESOURCE_LIMIT. "
+	    "0 = no limit."),
+	INT("sandbox", "processes", C, sandbox_defaults.processes, 256, 0,
+	    1000000, NULL, R,
+	    "Processes a task may run at once (RLIMIT_NPROC, counted per "
+	    "pool user: see docs/security.md); 0 = no limit."),
+	INT("sandbox", "open_files", C, sandbox_defaults.open_files, 1024, 0,
+	    1048576, NULL, R,
+	    "Open descriptors per process of a task (RLIMIT_NOFILE); 0 = the "
+	    "child's own limit."),
+	INT("sandbox", "cpu_seconds", C, sandbox_defaults.cpu_seconds, 3600,
+	    0, 31536000, "s", R,
+	    "CPU time per process of a task (RLIMIT_CPU); over it the task "
+	    "fails with RESOURCE_LIMIT. 0 = no limit."),
+	INT("sandbox", "file_size_mb", C, sandbox_defaults.file_size_mb, 1024,
+	    0, 1048576, "MiB", R,
+	    "Largest file a task may write (RLIMIT_FSIZE); over it the task "
+	    "fails with RESOURCE_LIMIT. 0 = no limit."),
+
 	PATH("paths", "state_dir", C, state_dir, "/var/lib/bygate", 1, 0,
 	     "LMDB journal and lock file."),
 	PATH("paths", "workspace_dir", C, workspace_dir,
@@ -252,6 +302,21 @@ const struct bg_conf_key bg_conf_agent_keys[] = {
 	INT(AG, "retry_backoff_ms", A, retry_backoff_ms, 1000, 0, 3600000,
 	    "ms", R,
 	    "Delay before the second attempt, doubled for each further one."),
+	{ AG, "sandbox", BG_CONF_JSON, R, 0, 0, 0, "{}", NULL, NULL,
+	  OFF_T(A, sandbox_json, char *),
+	  "This agent type's sandbox: any key of the sandbox group (profile, "
+	  "network, memory_mb, processes, open_files, cpu_seconds, "
+	  "file_size_mb) overriding its default, plus connect_ports = [443, "
+	  "...] (network = \"connect\") and read_paths = [\"/opt/models\", "
+	  "...] (read-only for its tasks; relative paths are resolved against "
+	  "this file's directory). `bygated -T` prints the effective "
+	  "sandbox." },
+	{ AG, "env", BG_CONF_JSON, R | BG_CONF_SECRET, 0, 0, 0, "{}", NULL,
+	  NULL,
+	  OFF_T(A, env_json, char *),
+	  "Environment variables of this agent type's handler programs and "
+	  "plugin tasks, e.g. { OPENAI_API_KEY = \"...\"; }; nothing of "
+	  "bygated's own environment reaches them." },
 	{ AG, "options", BG_CONF_JSON, R, 0, 0, 0, "{}", NULL, NULL,
 	  OFF_T(A, options_json, char *),
 	  "Any group; handed to the handler as a JSON object. Integers "

@@ -107,6 +107,11 @@ int bg_conf_apply_env(struct bg_config *cfg, struct bg_conf_err *e);
 
 /* Cross-key validation after the environment is applied. */
 int bg_conf_validate(struct bg_config *cfg, struct bg_conf_err *e);
+/* sandbox.c: resolve every agent type's effective sandbox (defaults, then
+ * its `sandbox` group) and check its `env`. 0 or -1 with the message. */
+int bg_conf_sandbox_resolve(struct bg_config *cfg, struct bg_conf_err *e);
+/* What bg_conf_sandbox_resolve allocated for agent type t. */
+void bg_conf_sandbox_free(struct bg_agent_type_conf *t);
 /* 0 when s may be a worker id or agent type name: 1..128 bytes, no '/',
  * whitespace, control characters or braces, not "." or "..". Otherwise -1
  * and the reason in msg. */

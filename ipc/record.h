@@ -78,6 +78,8 @@ enum bg_conf_type_field {
 	BG_KF_MODE,	    /* exec: "persistent" | "per_task"; plugin: "" */
 	BG_KF_MAX_INFLIGHT, /* exec: decimal 1..64; plugin: "" */
 	BG_KF_MAX_LINE,	    /* exec: max_line_bytes, decimal; plugin: "" */
+	BG_KF_SANDBOX,	    /* the effective sandbox and env, a JSON object
+			       (bg_config_sandbox_json with env) */
 	BG_KF__COUNT
 };
 #define BG_CONF_FIELDS_PER_TYPE BG_KF__COUNT

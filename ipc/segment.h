@@ -34,7 +34,12 @@ struct bg_scoreboard {
 	uint64_t tasks_done;
 	uint64_t current_tag;
 	uint64_t busy_since_ms;
-	uint8_t reserved[32];
+	/* Set by the child just before it exits BG_CHILD_EXIT_TASK_DIED: the
+	 * wait status of the task process that ended without its RESULT, so
+	 * the supervisor describes the task's end, not the child's exit. */
+	uint32_t task_status;
+	uint32_t task_status_set; /* 1 when task_status holds a status */
+	uint8_t reserved[24];
 };
 _Static_assert(sizeof(struct bg_scoreboard) == 64, "scoreboard ABI");
 
