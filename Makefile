@@ -67,7 +67,7 @@ TEST_PLUGINS := $(patsubst tests/plugins/%.c,$(BUILD)/test-plugins/%.so,$(TEST_P
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
-.PHONY: all deps run test unit-test integration-test tests asan bench crashtest install clean format
+.PHONY: all deps user run test unit-test integration-test tests asan bench crashtest install clean format
 all: $(BINS) $(PLUGINS)
 
 -include $(shell find $(OBJ) -name '*.d' 2>/dev/null)
@@ -146,25 +146,36 @@ deps:
 	  fi; \
 	fi
 
-run: deps
+# The system user the children run as when bygated is root (pool.user,
+# default "bygate"), created as packages do; skipped when not root (bygated
+# then keeps its own uid for the children).
+POOL_USER ?= bygate
+user:
+	@if [ "$$(id -u)" = 0 ] && ! getent passwd $(POOL_USER) >/dev/null; then \
+	  echo "user: creating the system user $(POOL_USER)"; \
+	  useradd --system --no-create-home --home-dir /nonexistent \
+	    --shell /usr/sbin/nologin --user-group $(POOL_USER) || exit 1; \
+	fi
+
+run: deps user
 	@$(MAKE) --no-print-directory all
 	$(PYTHON) scripts/run.py --build $(BUILD) --config etc/bygate.conf
 
-test: deps
+test: deps user
 	@$(MAKE) --no-print-directory all tests
 	$(PYTHON) tests/run.py --build $(BUILD)
 
-unit-test: deps
+unit-test: deps user
 	@$(MAKE) --no-print-directory all tests
 	$(PYTHON) tests/run.py --build $(BUILD) --unit-only
 
-integration-test: deps
+integration-test: deps user
 	@$(MAKE) --no-print-directory all tests
 	$(PYTHON) tests/run.py --build $(BUILD) --integration-only
 
 tests: $(UNIT_TESTS) $(BINS) $(PLUGINS) $(TEST_PLUGINS) $(BENCH_BINS)
 
-asan: deps
+asan: deps user
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \
 	  SAN_FLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" all tests
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
@@ -172,12 +183,12 @@ asan: deps
 
 # The full chaos run (2,000 tasks, 10 kill -9 of bygated, random child kills);
 # `make test` runs a small one (tests/integration/test_chaos.py).
-crashtest: deps
+crashtest: deps user
 	@$(MAKE) --no-print-directory all tests
 	$(PYTHON) tests/crash/chaos.py --build $(BUILD)
 	$(PYTHON) tests/crash/chaos.py --build $(BUILD) --shared 8
 
-bench: deps
+bench: deps user
 	@$(MAKE) --no-print-directory all $(BENCH_BINS)
 	$(PYTHON) bench/run.py --build $(BUILD)
 
@@ -187,7 +198,7 @@ VERSION ?= 0.1.0
 LIB_CLIENT_DIST := $(LIBDIR)/libbygate-dist.a
 $(LIB_CLIENT_DIST): $(call obj_of,$(CLIENT_LIB_SRC) $(WIRE_SRC) $(CONF_SRC) $(COMMON_SRC))
 
-install: all $(LIB_CLIENT_DIST)
+install: all user $(LIB_CLIENT_DIST)
 	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(PREFIX)/lib/pkgconfig \
 	  $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5 \
 	  $(DESTDIR)$(PREFIX)/share/man/man8

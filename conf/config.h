@@ -103,6 +103,8 @@ struct bg_config {
 	int64_t max_event_bytes_per_task;
 	int respawn_backoff_max_ms;
 	char *child_path; /* bygate-child binary; default next to bygated */
+	char *pool_user;  /* children run as this user (bygated root) */
+	char *pool_group; /* and group; "" = the user's primary group */
 	int crash_storm_deaths;	   /* child deaths ... */
 	int crash_storm_window_ms; /* ... within this window open the breaker */
 	int crash_storm_pause_ms;  /* respawning paused this long */

@@ -166,6 +166,16 @@ const struct bg_conf_key bg_conf_keys[] = {
 	    "Ceiling of the back-off between respawns of a crashing child."),
 	PATH("pool", "child_path", C, child_path, "", 0, 0,
 	     "The bygate-child binary; \"\" = the one next to bygated."),
+	STR("pool", "user", C, pool_user, "bygate", 1, 0,
+	    "When bygated runs as root, its children run as this user (never "
+	    "root): no supplementary group, no capability, each child PID 1 "
+	    "of its own PID namespace. It must exist (`make user` creates "
+	    "\"bygate\"); bygated refuses to start otherwise. The child "
+	    "binary, the plugins and workspace_dir must be reachable by it. "
+	    "Ignored when bygated is not root (children keep its uid)."),
+	STR("pool", "group", C, pool_group, "", 0, 0,
+	    "Group of the children when bygated runs as root; \"\" = the "
+	    "primary group of pool.user."),
 	INT("pool", "crash_storm_deaths", C, crash_storm_deaths, 10, 1, 100000,
 	    NULL, R,
 	    "This many child deaths within crash_storm_window_ms open the "

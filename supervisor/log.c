@@ -1,5 +1,6 @@
 /* supervisor/log.c - text or JSON log lines, one write(2) per line so lines
- * from bygated and its children never interleave mid-line. */
+ * never interleave mid-line, and every control character escaped so that
+ * no text bygated logs (an id, a child's output) can forge a line. */
 #include "supervisor/log.h"
 
 #include <errno.h>
@@ -57,6 +58,50 @@ int bg_log_enabled(enum bg_log_level level)
 	return level >= g_log.level;
 }
 
+/* Length of the valid UTF-8 sequence (2-4 bytes, no overlong form, no
+ * surrogate, at most U+10FFFF) at u[0..n), 0 if there is none. */
+static size_t utf8_len(const unsigned char *u, size_t n)
+{
+	unsigned c = u[0];
+	size_t k = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
+	if (k == 0 || c > 0xf4 || k > n)
+		return 0;
+	for (size_t i = 1; i < k; i++)
+		if ((u[i] & 0xc0) != 0x80)
+			return 0;
+	if ((c == 0xe0 && u[1] < 0xa0) || (c == 0xed && u[1] > 0x9f) ||
+	    (c == 0xf0 && u[1] < 0x90) || (c == 0xf4 && u[1] > 0x8f))
+		return 0;
+	return k;
+}
+
+int bg_log_escape(struct bg_buf *out, const char *s, size_t n, bool backslash)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t run = 0, i = 0;
+	int rc = 0;
+	while (rc == 0 && i < n) {
+		unsigned char c = u[i];
+		if (c >= 0x20 && c < 0x7f && (c != '\\' || !backslash)) {
+			i++;
+			continue;
+		}
+		size_t k = c >= 0x80 ? utf8_len(u + i, n - i) : 0;
+		if (k) {
+			i += k;
+			continue;
+		}
+		rc = bg_buf_append(out, s + run, i - run);
+		if (rc == 0)
+			rc = c == '\\' ? bg_buf_append(out, "\\\\", 2)
+				       : bg_buf_printf(out, "\\x%02x", c);
+		run = ++i;
+	}
+	if (rc == 0)
+		rc = bg_buf_append(out, s + run, i - run);
+	return rc;
+}
+
 static void put_time(struct bg_buf *b)
 {
 	struct timeval tv;
@@ -77,9 +122,9 @@ static void json_member(struct bg_buf *b, const char *key, const char *val)
 static void emit(enum bg_log_level level, const struct bg_log_ids *ids,
 		 const char *fmt, va_list ap)
 {
-	char msg[8192];
+	char msg[16384];
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	struct bg_buf b = { 0 };
+	struct bg_buf b = { 0 }, line = { 0 };
 	if (g_log.fmt == BG_LOG_JSON) {
 		bg_buf_puts(&b, "{\"ts\":\"");
 		put_time(&b);
@@ -113,12 +158,21 @@ static void emit(enum bg_log_level level, const struct bg_log_ids *ids,
 				bg_buf_printf(&b, " pid=%d", ids->pid);
 			bg_buf_puts(&b, ")");
 		}
-		bg_buf_puts(&b, "\n");
+		/* Ids and messages may hold untrusted text: one line, always. */
+		if (b.p && bg_log_escape(&line, b.p, b.len, false) == 0 &&
+		    bg_buf_puts(&line, "\n") == 0) {
+			bg_buf_free(&b);
+			b = line;
+			line = (struct bg_buf){ 0 };
+		} else if (b.p) {
+			bg_buf_puts(&b, "\n");
+		}
 	}
 	if (b.p) {
 		ssize_t w = write(g_log.fd, b.p, b.len);
 		(void)w;
 	}
+	bg_buf_free(&line);
 	bg_buf_free(&b);
 }
 

@@ -4,6 +4,10 @@
 #ifndef BG_SUPERVISOR_LOG_H
 #define BG_SUPERVISOR_LOG_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "common/buf.h"
 #include "conf/config.h"
 
 struct bg_log_ids {
@@ -24,6 +28,14 @@ void bg_log(enum bg_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void bg_log_task(enum bg_log_level level, const struct bg_log_ids *ids,
 		 const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Append s[0..n) to out with every control character (below 0x20, 0x7f)
+ * and every byte that is not part of valid UTF-8 written as \xNN, and with
+ * backslash, '\\' written as "\\\\" (unambiguous: for a child's raw
+ * output). Every log line goes through it without backslash (the JSON
+ * format escapes through its encoder). 0 or -ENOMEM. */
+int bg_log_escape(struct bg_buf *out, const char *s, size_t n,
+		  bool backslash);
 
 #define bg_debug(...) bg_log(BG_LOG_DEBUG, __VA_ARGS__)
 #define bg_info(...) bg_log(BG_LOG_INFO, __VA_ARGS__)

@@ -21,6 +21,7 @@
 #include "supervisor/daemon.h"
 #include "supervisor/http.h"
 #include "supervisor/metrics.h"
+#include "supervisor/spawn.h"
 #include "workspace/workspace.h"
 #include "supervisor/log.h"
 #include "wire/keys.h"
@@ -59,6 +60,122 @@ static int mkdir_p(const char *path)
 	if (mkdir(tmp, 0750) == -1 && errno != EEXIST)
 		return -errno;
 	return 0;
+}
+
+/* What the pool user may do on st (R_OK, W_OK, X_OK bits), from the mode
+ * bits: it has no supplementary group, and ACLs are not consulted. */
+static bool pool_user_may(const struct stat *st,
+			  const struct bg_spawn_identity *who, int need)
+{
+	int shift = st->st_uid == who->uid ? 6 : st->st_gid == who->gid ? 3 : 0;
+	return ((int)(st->st_mode >> shift) & need) == need;
+}
+
+/* Whether the pool user reaches `path` (search on every directory above
+ * it, `need` on itself). false with the first component that stops it in
+ * `where`; a missing component is not this check's business (true). */
+static bool pool_user_reaches(const struct bg_spawn_identity *who,
+			      const char *path, int need, char *where,
+			      size_t n)
+{
+	char buf[PATH_MAX];
+	if (path == NULL || path[0] != '/' ||
+	    snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+		return true;
+	for (char *p = buf + 1;; p++) {
+		bool last = *p == '\0';
+		if (*p != '/' && !last)
+			continue;
+		char save = *p;
+		*p = '\0';
+		struct stat st;
+		if (p > buf + 1 && p[-1] != '/' && stat(buf, &st) == 0 &&
+		    !pool_user_may(&st, who, last ? need : X_OK)) {
+			snprintf(where, n, "%s", buf);
+			return false;
+		}
+		if (last)
+			return true;
+		*p = save;
+	}
+}
+
+/* Whether a is b or below it (both absolute, as the loader made them). */
+static bool path_within(const char *a, const char *b)
+{
+	size_t n = strlen(b);
+	while (n > 1 && b[n - 1] == '/')
+		n--;
+	return strncmp(a, b, n) == 0 && (a[n] == '\0' || a[n] == '/');
+}
+
+/* bygated root, children the pool user (docs/security.md): the state
+ * directory (LMDB, lock) is root's 0700, or 0711 when workspace_dir lies
+ * inside it (its files stay 0600/0640 root); workspace_dir is root's 0711
+ * (passable, not listable); what the workspace component creates below it
+ * is set up by bg_ws_set_owner. Then what the pool user must reach is
+ * checked: the child binary and workspace_dir (refusing to start), the
+ * plugins and the exec programs' directory (an error each). */
+static int secure_dirs(const struct bg_config *cfg, const char *child,
+		       const struct bg_spawn_identity *who)
+{
+	if (!who->privileged)
+		return 0;
+	bool ws_inside = path_within(cfg->workspace_dir, cfg->state_dir);
+	if (chmod(cfg->state_dir, ws_inside ? 0711 : 0700) == -1 ||
+	    chown(cfg->workspace_dir, 0, 0) == -1 ||
+	    chmod(cfg->workspace_dir, 0711) == -1) {
+		bg_error("cannot set the modes of %s and %s: %s",
+			 cfg->state_dir, cfg->workspace_dir, strerror(errno));
+		return EXIT_RUNTIME;
+	}
+	bg_ws_set_owner(who->uid, who->gid);
+	char where[PATH_MAX];
+	int rc = 0;
+	if (!pool_user_reaches(who, child, X_OK, where, sizeof(where))) {
+		bg_error("the pool user %s (uid %d) cannot execute %s: %s is not "
+			 "open to it (a parent directory with mode 0700?); "
+			 "refusing to start",
+			 who->user, (int)who->uid, child, where);
+		rc = EXIT_RUNTIME;
+	}
+	if (!pool_user_reaches(who, cfg->workspace_dir, X_OK, where,
+			       sizeof(where))) {
+		bg_error("the pool user %s (uid %d) cannot reach workspace_dir "
+			 "%s: %s is not open to it (a parent directory with "
+			 "mode 0700?); refusing to start",
+			 who->user, (int)who->uid, cfg->workspace_dir, where);
+		rc = EXIT_RUNTIME;
+	}
+	for (int i = 0; i < cfg->n_agent_types; i++) {
+		const struct bg_agent_type_conf *t = &cfg->agent_types[i];
+		if (t->handler == BG_HANDLER_PLUGIN &&
+		    !pool_user_reaches(who, t->plugin, R_OK, where,
+				       sizeof(where)))
+			bg_error("agent type %s: the pool user %s (uid %d) "
+				 "cannot read its plugin %s: %s is not open "
+				 "to it",
+				 t->name, who->user, (int)who->uid, t->plugin,
+				 where);
+	}
+	if (cfg->path && cfg->path[0]) {
+		char dir[PATH_MAX];
+		snprintf(dir, sizeof(dir), "%s", cfg->path);
+		char *slash = strrchr(dir, '/');
+		if (slash && slash != dir)
+			*slash = '\0';
+		for (int i = 0; i < cfg->n_agent_types; i++)
+			if (cfg->agent_types[i].handler == BG_HANDLER_EXEC &&
+			    !pool_user_reaches(who, dir, X_OK, where,
+					       sizeof(where))) {
+				bg_error("exec programs run in %s, which the "
+					 "pool user %s (uid %d) cannot enter: "
+					 "%s is not open to it",
+					 dir, who->user, (int)who->uid, where);
+				break;
+			}
+	}
+	return rc;
 }
 
 /* bygate-child next to bygated (a build tree), else in the installed
@@ -433,7 +550,7 @@ static void daemon_free(struct bg_daemon *d)
 		event_base_free(d->base);
 }
 
-static int run(struct bg_daemon *d)
+static int run(struct bg_daemon *d, const struct bg_spawn_identity *who)
 {
 	struct bg_config *cfg = d->cfg;
 	char *child = cfg->child_path && cfg->child_path[0]
@@ -445,10 +562,15 @@ static int run(struct bg_daemon *d)
 		free(child);
 		return EXIT_RUNTIME;
 	}
+	int src = secure_dirs(cfg, child, who);
+	if (src) {
+		free(child);
+		return src;
+	}
 	struct bg_pool_ops ops = { bg_task_on_idle, bg_task_on_message,
 				   bg_task_on_child_lost, on_child_exit,
 				   on_ring_stall };
-	d->pool = bg_pool_new(d->base, cfg, child, &ops, d);
+	d->pool = bg_pool_new(d->base, cfg, child, who, &ops, d);
 	free(child);
 	int lrc = take_lock(d);
 	if (lrc == 0)
@@ -579,6 +701,22 @@ int main(int argc, char **argv)
 		bg_config_free(&cfg);
 		return EXIT_RUNTIME;
 	}
+	struct bg_spawn_identity who;
+	if (bg_spawn_resolve(cfg.pool_user, cfg.pool_group, &who, err,
+			     sizeof(err)) != 0) {
+		bg_error("%s; refusing to start", err);
+		bg_config_free(&cfg);
+		return EXIT_CONFIG;
+	}
+	if (who.privileged)
+		bg_info("children run as user %s (uid %d), group %s (gid %d), "
+			"without capabilities, each PID 1 of its own PID "
+			"namespace",
+			who.user, (int)who.uid, who.group, (int)who.gid);
+	else
+		bg_warn("children run as uid %d (bygated is not root): no PID "
+			"namespace per child, no user switch",
+			(int)who.uid);
 	int rc = mkdir_p(cfg.state_dir);
 	if (rc == 0)
 		rc = mkdir_p(cfg.workspace_dir);
@@ -598,7 +736,7 @@ int main(int argc, char **argv)
 	}
 	bg_info("bygated starting: worker %s, redis %s:%d db %d", cfg.worker_id,
 		cfg.redis_host, cfg.redis_port, cfg.redis_db);
-	rc = run(&d);
+	rc = run(&d, &who);
 	struct bg_config *live = d.cfg;
 	daemon_free(&d);
 	while (live && live != &cfg) { /* configurations replaced by SIGHUP */

@@ -1,11 +1,11 @@
 /* supervisor/pool.c - prefork pool of sandbox-ready bygate-child processes
- * and the supervisor side of their rings (see pool.h). */
+ * (started by spawn.c), the supervisor side of their rings and the capture
+ * of their stdout/stderr into the log (see pool.h). */
 #include "supervisor/pool.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,8 +20,32 @@
 #include "ipc/record.h"
 #include "ipc/segment.h"
 #include "supervisor/log.h"
+#include "supervisor/spawn.h"
 
-extern char **environ;
+/* A child's stdout/stderr (one pipe): lines of at most OUT_LINE_MAX bytes
+ * (the rest of a longer line is counted, not logged), at most
+ * OUT_BUDGET_BYTES per OUT_WINDOW_MS per child (each line costs its length
+ * plus OUT_LINE_COST, so a flood of empty lines is bounded too). */
+#define OUT_LINE_MAX 2048
+#define OUT_BUDGET_BYTES (1024 * 1024)
+#define OUT_WINDOW_MS 60000
+#define OUT_LINE_COST 64
+
+/* The child's exit status when a task process it forked ended without its
+ * RESULT: score.task_status then holds that process's wait status
+ * (BG_CHILD_EXIT_TASK_DIED of child/child.h, a child internal). */
+#define CHILD_EXIT_TASK_DIED 75
+
+struct child_output {
+	int fd; /* read end, O_NONBLOCK | O_CLOEXEC; -1 = none */
+	struct event *ev;
+	char line[OUT_LINE_MAX];
+	size_t len;	  /* bytes in line */
+	uint64_t cut;	  /* bytes of the current line beyond OUT_LINE_MAX */
+	int64_t win_start_ms;
+	uint64_t win_bytes;
+	uint64_t dropped; /* bytes dropped in this window */
+};
 
 enum child_state {
 	CH_EMPTY,    /* no process; respawn pending */
@@ -50,6 +74,7 @@ struct bg_child {
 	struct event *ev_wake;
 	struct out_msg *out_head, *out_tail;
 	struct bg_msg_in in;
+	struct child_output out;
 	uint64_t tags[BG_POOL_MAX_INFLIGHT]; /* tasks in flight, n_tags of them */
 	int n_tags;
 	int group; /* what they share (bg_pool_run), -1 = exclusive */
@@ -69,6 +94,7 @@ struct bg_pool {
 	struct event_base *base;
 	const struct bg_config *cfg;
 	char *child_path;
+	struct bg_spawner *spawner;
 	struct bg_pool_ops ops;
 	void *arg;
 	struct bg_child *c;
@@ -208,6 +234,157 @@ static int dup_high(int fd)
 	return fcntl(fd, F_DUPFD_CLOEXEC, 10);
 }
 
+/* ---- the child's stdout/stderr ------------------------------------------ */
+
+/* Log the line held in o (escaped, prefixed) and start a new one. */
+static void output_line(struct bg_child *ch)
+{
+	struct child_output *o = &ch->out;
+	struct bg_buf b = { 0 };
+	if (bg_log_escape(&b, o->line, o->len, true) == 0) {
+		if (o->cut)
+			bg_warn("slot %d pid %d: %.*s ... (%llu bytes cut)",
+				ch->slot, (int)ch->pid, (int)b.len,
+				b.p ? b.p : "", (unsigned long long)o->cut);
+		else
+			bg_warn("slot %d pid %d: %.*s", ch->slot, (int)ch->pid,
+				(int)b.len, b.p ? b.p : "");
+	}
+	bg_buf_free(&b);
+	o->len = 0;
+	o->cut = 0;
+}
+
+static void output_report_dropped(struct bg_child *ch)
+{
+	struct child_output *o = &ch->out;
+	if (o->dropped)
+		bg_warn("slot %d: output dropped (%llu bytes)", ch->slot,
+			(unsigned long long)o->dropped);
+	o->dropped = 0;
+}
+
+/* Take n bytes of output: split into lines within the budget. */
+static void output_take(struct bg_child *ch, const char *p, size_t n)
+{
+	struct child_output *o = &ch->out;
+	int64_t now = mono_ms();
+	if (now - o->win_start_ms >= OUT_WINDOW_MS) {
+		output_report_dropped(ch);
+		o->win_start_ms = now;
+		o->win_bytes = 0;
+	}
+	while (n > 0) {
+		if (o->win_bytes >= OUT_BUDGET_BYTES) {
+			if (o->dropped == 0) {
+				if (o->len || o->cut)
+					output_line(ch);
+				bg_warn("slot %d pid %d: more than %d bytes of "
+					"output within %d s; the rest is "
+					"dropped until the window ends",
+					ch->slot, (int)ch->pid,
+					OUT_BUDGET_BYTES, OUT_WINDOW_MS / 1000);
+			}
+			o->dropped += n;
+			return;
+		}
+		const char *nl = memchr(p, '\n', n);
+		size_t take = nl ? (size_t)(nl - p) : n;
+		size_t room = OUT_LINE_MAX - o->len;
+		size_t keep = take < room ? take : room;
+		memcpy(o->line + o->len, p, keep);
+		o->len += keep;
+		o->cut += take - keep;
+		o->win_bytes += take;
+		p += take;
+		n -= take;
+		if (nl) {
+			o->win_bytes += 1 + OUT_LINE_COST;
+			output_line(ch);
+			p++;
+			n--;
+		}
+	}
+}
+
+/* Read what the pipe holds (to EOF or EAGAIN). */
+static void output_read(struct bg_child *ch)
+{
+	char buf[65536];
+	while (ch->out.fd >= 0) {
+		ssize_t n = read(ch->out.fd, buf, sizeof(buf));
+		if (n > 0) {
+			output_take(ch, buf, (size_t)n);
+			continue;
+		}
+		if (n == -1 && errno == EINTR)
+			continue;
+		break; /* EOF, EAGAIN (a helper may still hold it) or error */
+	}
+}
+
+static void on_output(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	output_read(arg);
+}
+
+/* The child is gone: read what is left, log the last partial line and
+ * close. Processes it left behind (bygated not root, no PID namespace)
+ * lose the pipe. */
+static void output_close(struct bg_child *ch)
+{
+	struct child_output *o = &ch->out;
+	if (o->fd < 0)
+		return;
+	output_read(ch);
+	if (o->len || o->cut)
+		output_line(ch);
+	output_report_dropped(ch);
+	if (o->ev)
+		event_free(o->ev);
+	close(o->fd);
+	o->ev = NULL;
+	o->fd = -1;
+}
+
+/* A pipe for the child's fds 1 and 2: the read end (non-blocking) into
+ * ch->out with its event, the write end (blocking, above 9) in *wfd. */
+static int output_open(struct bg_child *ch, int *wfd)
+{
+	int fds[2];
+	if (pipe2(fds, O_CLOEXEC) == -1)
+		return -errno;
+	int hi = dup_high(fds[1]);
+	int e = errno;
+	close(fds[1]);
+	if (hi == -1 || fcntl(fds[0], F_SETFL, O_NONBLOCK) == -1) {
+		e = hi == -1 ? e : errno;
+		if (hi != -1)
+			close(hi);
+		close(fds[0]);
+		return -e;
+	}
+	struct child_output *o = &ch->out;
+	o->ev = event_new(ch->pool->base, fds[0], EV_READ | EV_PERSIST,
+			  on_output, ch);
+	if (o->ev == NULL) {
+		close(hi);
+		close(fds[0]);
+		return -ENOMEM;
+	}
+	event_add(o->ev, NULL);
+	o->fd = fds[0];
+	o->len = 0;
+	o->cut = 0;
+	o->dropped = 0;
+	o->win_start_ms = mono_ms();
+	o->win_bytes = 0;
+	*wfd = hi;
+	return 0;
+}
+
 static int spawn_child(struct bg_child *ch)
 {
 	struct bg_pool *p = ch->pool;
@@ -230,48 +407,42 @@ static int spawn_child(struct bg_child *ch)
 		release_resources(ch);
 		return rc;
 	}
-	/* Sources above 9 so that dup2 onto 3..5 always clears CLOEXEC. */
+	int out_w = -1;
+	rc = output_open(ch, &out_w);
+	if (rc) {
+		bg_error("slot %d: cannot make the output pipe: %s", ch->slot,
+			 strerror(-rc));
+		release_resources(ch);
+		return rc;
+	}
+	/* Sources above 9 (spawn.h): dup2 onto 3..5 clears CLOEXEC. */
 	int src[3] = { dup_high(ch->seg.fd), dup_high(ch->wake_child_fd),
 		       dup_high(ch->wake_sup_fd) };
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawnattr_init(&attr);
-	for (int i = 0; i < 3; i++)
-		posix_spawn_file_actions_adddup2(&fa, src[i],
-						 BG_CHILD_FD_SEGMENT + i);
-	/* Belt and braces: every descriptor of bygated is close-on-exec, and
-	 * nothing above fd 5 reaches the child even if one is not. */
-	posix_spawn_file_actions_addclosefrom_np(&fa, BG_CHILD_FD_WAKE_SUPERVISOR + 1);
-	sigset_t none, defaults;
-	sigemptyset(&none);
-	sigemptyset(&defaults);
-	int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGCHLD, SIGPIPE };
-	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-		sigaddset(&defaults, sigs[i]);
-	posix_spawnattr_setsigmask(&attr, &none);
-	posix_spawnattr_setsigdefault(&attr, &defaults);
-	posix_spawnattr_setpgroup(&attr, 0);
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK |
-					       POSIX_SPAWN_SETSIGDEF |
-					       POSIX_SPAWN_SETPGROUP);
 	char slot_s[16], gen_s[16];
 	snprintf(slot_s, sizeof(slot_s), "%d", ch->slot);
 	snprintf(gen_s, sizeof(gen_s), "%u", p->generation);
 	char *argv[] = { p->child_path, "--slot", slot_s, "--generation",
 			 gen_s, p->cfg->sandbox ? NULL : "--no-sandbox", NULL };
-	pid_t pid;
-	rc = posix_spawn(&pid, p->child_path, &fa, &attr, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&attr);
+	pid_t pid = 0;
+	char err[512] = "";
+	if (src[0] < 0 || src[1] < 0 || src[2] < 0) {
+		rc = -errno;
+		snprintf(err, sizeof(err), "fcntl(F_DUPFD_CLOEXEC) failed: %s",
+			 strerror(errno));
+	} else {
+		rc = bg_spawn_child(p->spawner, p->child_path, argv, src,
+				    out_w, &pid, err, sizeof(err));
+	}
 	for (int i = 0; i < 3; i++)
 		if (src[i] >= 0)
 			close(src[i]);
+	close(out_w);
 	if (rc != 0) {
-		bg_error("slot %d: posix_spawn(%s) failed: %s", ch->slot,
-			 p->child_path, strerror(rc));
+		bg_error("slot %d: cannot start %s: %s", ch->slot,
+			 p->child_path, err);
+		output_close(ch);
 		release_resources(ch);
-		return -rc;
+		return rc;
 	}
 	ch->pid = pid;
 	ch->state = CH_STARTING;
@@ -449,8 +620,21 @@ static void child_process_up(struct bg_child *ch)
 	child_flush_out(ch);
 }
 
-static void describe_status(int status, char *buf, size_t n)
+/* How the child ended, for the operator and the task record. A child that
+ * exited CHILD_EXIT_TASK_DIED with a task status on its scoreboard is
+ * described by that status: the task process it forked died (a crash, a
+ * kill of a timeout or cancel), and the text is the one a child dying that
+ * way would get. Read before the segment is released. */
+static void describe_status(const struct bg_child *ch, int status, char *buf,
+			    size_t n)
 {
+	const struct bg_seg_hdr *hdr = ch->seg.hdr;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == CHILD_EXIT_TASK_DIED &&
+	    hdr != NULL &&
+	    __atomic_load_n(&hdr->score.task_status_set, __ATOMIC_ACQUIRE) ==
+		    1)
+		status = (int)__atomic_load_n(&hdr->score.task_status,
+					      __ATOMIC_RELAXED);
 	if (WIFEXITED(status))
 		snprintf(buf, n, "exited with status %d", WEXITSTATUS(status));
 	else if (WIFSIGNALED(status))
@@ -532,7 +716,8 @@ static void child_reaped(struct bg_child *ch, int status)
 {
 	struct bg_pool *p = ch->pool;
 	char why[256], st[96];
-	describe_status(status, st, sizeof(st));
+	describe_status(ch, status, st, sizeof(st));
+	output_close(ch); /* its last words before the report of its end */
 	uint64_t tags[BG_POOL_MAX_INFLIGHT];
 	int n_tags = ch->n_tags;
 	memcpy(tags, ch->tags, sizeof(tags[0]) * (size_t)n_tags);
@@ -636,18 +821,23 @@ static void on_sweep(evutil_socket_t fd, short ev, void *arg)
 /* Strings of one agent type's CONFIG fields that cfg does not hold. */
 struct config_scratch {
 	char *argv; /* JSON array, malloc'd */
+	char *sandbox; /* JSON object, malloc'd */
 	char max_inflight[16];
 	char max_line[24];
 };
 
 /* The enum bg_conf_type_field fields of agent type t into f[]; `dir` is
  * the configuration file's directory, where exec programs run. */
-static int config_fields(const struct bg_agent_type_conf *t, const char *dir,
+static int config_fields(const struct bg_config *cfg,
+			 const struct bg_agent_type_conf *t, const char *dir,
 			 struct config_scratch *x, struct bg_str *f)
 {
 	for (int k = 0; k < BG_KF__COUNT; k++)
 		f[k] = bg_str_c("");
 	f[BG_KF_NAME] = bg_str_c(t->name);
+	if (bg_config_sandbox_json(cfg, t, true, &x->sandbox))
+		return -ENOMEM;
+	f[BG_KF_SANDBOX] = bg_str_c(x->sandbox);
 	f[BG_KF_OPTIONS] = bg_str_c(t->options_json ? t->options_json : "{}");
 	if (t->handler != BG_HANDLER_EXEC) {
 		f[BG_KF_KIND] = bg_str_c("plugin");
@@ -687,12 +877,14 @@ static int build_config_payload(struct bg_pool *p)
 	if (rc == 0)
 		v[0] = bg_str_c(count);
 	for (int i = 0; rc == 0 && i < n; i++)
-		rc = config_fields(&cfg->agent_types[i], dir, &x[i],
+		rc = config_fields(cfg, &cfg->agent_types[i], dir, &x[i],
 				   &v[1 + BG_CONF_FIELDS_PER_TYPE * i]);
 	if (rc == 0)
 		rc = bg_rec_pack(&p->config_payload, v, nf);
-	for (int i = 0; x && i < n; i++)
+	for (int i = 0; x && i < n; i++) {
 		free(x[i].argv);
+		free(x[i].sandbox);
+	}
 	free(x);
 	free(v);
 	free(dir);
@@ -702,11 +894,18 @@ static int build_config_payload(struct bg_pool *p)
 struct bg_pool *bg_pool_new(struct event_base *base,
 			    const struct bg_config *cfg,
 			    const char *child_path,
+			    const struct bg_spawn_identity *who,
 			    const struct bg_pool_ops *ops, void *arg)
 {
 	struct bg_pool *p = calloc(1, sizeof(*p));
 	if (p == NULL)
 		return NULL;
+	char err[256];
+	if (bg_spawn_prepare(who, &p->spawner, err, sizeof(err)) != 0) {
+		bg_error("cannot prepare the children's start: %s", err);
+		free(p);
+		return NULL;
+	}
 	p->base = base;
 	p->cfg = cfg;
 	p->child_path = strdup(child_path);
@@ -727,6 +926,7 @@ struct bg_pool *bg_pool_new(struct event_base *base,
 		p->c[i].pool = p;
 		p->c[i].slot = i;
 		p->c[i].seg.fd = -1;
+		p->c[i].out.fd = -1;
 		p->c[i].wake_child_fd = p->c[i].wake_sup_fd = -1;
 	}
 	return p;
@@ -759,6 +959,7 @@ void bg_pool_free(struct bg_pool *p)
 			waitpid(p->c[i].pid, NULL, 0);
 			p->c[i].pid = 0;
 		}
+		output_close(&p->c[i]);
 		release_resources(&p->c[i]);
 	}
 	if (p->ev_sigchld)
@@ -769,6 +970,7 @@ void bg_pool_free(struct bg_pool *p)
 	free(p->deaths);
 	free(p->c);
 	free(p->child_path);
+	bg_spawn_free(p->spawner);
 	free(p);
 }
 

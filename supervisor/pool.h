@@ -1,6 +1,7 @@
 /* supervisor/pool.h - the prefork pool of bygate-child processes: one
- * shared-memory segment and two eventfd doorbells per slot, spawn with
- * posix_spawn (fds 0-2 plus segment and doorbells as 3-5), reap, respawn with
+ * shared-memory segment and two eventfd doorbells per slot, start under the
+ * pool's identity (spawn.h: segment and doorbells as fds 3-5, stdout and
+ * stderr a pipe whose lines are logged escaped and bounded), reap, respawn with
  * back-off, recycle by task count with jitter one child at a time, and the
  * supervisor side of the rings (everything a child writes is validated: a
  * violation kills it). The task layer sees only slots, tags and messages. */
@@ -13,6 +14,7 @@
 #include <sys/types.h>
 
 #include "conf/config.h"
+#include "supervisor/spawn.h"
 
 struct event_base;
 struct bg_pool;
@@ -39,6 +41,7 @@ struct bg_pool_ops {
 struct bg_pool *bg_pool_new(struct event_base *base,
 			    const struct bg_config *cfg,
 			    const char *child_path,
+			    const struct bg_spawn_identity *who,
 			    const struct bg_pool_ops *ops, void *arg);
 int bg_pool_start(struct bg_pool *p);
 void bg_pool_free(struct bg_pool *p);

@@ -26,9 +26,18 @@ void bg_ws_errf(char *err, size_t errlen, const char *fmt, ...)
 
 /* How bg_ws_open_at and bg_ws_open_rel open a directory. */
 enum {
-	BG_WS_CREATE = 1,   /* create missing directories (mode 0750) */
+	BG_WS_CREATE = 1,   /* create missing directories (bg_ws_set_owner) */
 	BG_WS_READABLE = 2, /* the result is O_RDONLY (listable), not O_PATH */
+	BG_WS_OWNED = 4,    /* a directory created is the owner's (0700) */
 };
+
+/* The owner set by bg_ws_set_owner: true and *uid, *gid when one is. */
+bool bg_ws_owner(uid_t *uid, gid_t *gid);
+
+/* Gives the directory fd (not O_PATH) its mode: 0700 and the owner when
+ * `owned` and an owner is set, 0711 when only an owner is set (a directory
+ * above a session). Nothing without an owner. 0 or -errno. */
+int bg_ws_fix_dir(int fd, bool owned);
 
 /* Opens the directory dirfd/name with O_NOFOLLOW | O_CLOEXEC, creating it
  * when missing and `how` has BG_WS_CREATE. A symlink gives -ELOOP, a

@@ -16,6 +16,52 @@
 #define CREATE_RETRIES 3 /* a concurrent removal may rmdir what we made */
 #define EMPTY_RETRIES 3	 /* a writer may add entries while we remove */
 
+static struct {
+	bool set;
+	uid_t uid;
+	gid_t gid;
+} g_owner;
+
+void bg_ws_set_owner(uid_t uid, gid_t gid)
+{
+	g_owner.set = uid != (uid_t)-1;
+	g_owner.uid = uid;
+	g_owner.gid = gid;
+}
+
+bool bg_ws_owner(uid_t *uid, gid_t *gid)
+{
+	if (g_owner.set) {
+		*uid = g_owner.uid;
+		*gid = g_owner.gid;
+	}
+	return g_owner.set;
+}
+
+int bg_ws_fix_dir(int fd, bool owned)
+{
+	if (!g_owner.set)
+		return 0;
+	if (owned && fchown(fd, g_owner.uid, g_owner.gid) == -1)
+		return -errno;
+	return fchmod(fd, owned ? 0700 : 0711) == -1 ? -errno : 0;
+}
+
+/* A directory just made by mkdirat: its owner and mode (umask aside).
+ * Opened without following a symlink: a name swapped meanwhile in a
+ * directory the owner may write is refused, never followed. */
+static int fix_created(int dirfd, const char *name, bool owned)
+{
+	if (!g_owner.set)
+		return 0;
+	int fd = openat(dirfd, name, DIR_FLAGS);
+	if (fd == -1)
+		return -errno;
+	int rc = bg_ws_fix_dir(fd, owned);
+	close(fd);
+	return rc;
+}
+
 /* Why dirfd/name could not be opened as a directory: -ELOOP for a symlink,
  * -ENOTDIR for anything else that is no directory, else `rc`. */
 static int classify_open_error(int dirfd, const char *name, int rc)
@@ -66,9 +112,16 @@ int bg_ws_open_at(int dirfd, const char *name, unsigned how, int *fd,
 		    tries == CREATE_RETRIES)
 			return open_failed(dirfd, name, "openat", rc, shown,
 					   len, err, errlen);
-		if (mkdirat(dirfd, name, 0750) == -1 && errno != EEXIST)
-			return open_failed(dirfd, name, "mkdirat", -errno,
+		bool owned = how & BG_WS_OWNED;
+		if (mkdirat(dirfd, name, g_owner.set ? 0700 : 0750) == -1) {
+			if (errno != EEXIST)
+				return open_failed(dirfd, name, "mkdirat",
+						   -errno, shown, len, err,
+						   errlen);
+		} else if ((rc = fix_created(dirfd, name, owned)) != 0) {
+			return open_failed(dirfd, name, "fchown/fchmod", rc,
 					   shown, len, err, errlen);
+		}
 	}
 }
 

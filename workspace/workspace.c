@@ -176,7 +176,8 @@ static int in_session(struct bg_ws_cache *c, const char *root,
 		return rc;
 	for (int tries = 0;; tries++) {
 		rc = bg_ws_open_rel(rootfd, k->rel, k->rellen,
-				    create ? BG_WS_CREATE : 0, &sfd, err,
+				    create ? BG_WS_CREATE | BG_WS_OWNED : 0,
+				    &sfd, err,
 				    errlen);
 		if (rc == 0) {
 			rc = op(sfd, arg, err, errlen);
@@ -199,23 +200,63 @@ struct private_dir {
 	size_t slash;
 };
 
-/* Creates sfd/private/<name> empty: a single mkdirat when it is new, else
- * the left-over is opened with O_NOFOLLOW and emptied. */
+/* A session directory made before an owner was set (or by hand) is given
+ * to the owner (bg_ws_set_owner); sfd may be O_PATH. */
+static int own_session(int sfd, const char *rel, size_t len, char *err,
+		       size_t errlen)
+{
+	uid_t uid;
+	gid_t gid;
+	struct stat st;
+
+	if (!bg_ws_owner(&uid, &gid) || fstat(sfd, &st) == -1 ||
+	    (st.st_uid == uid && st.st_gid == gid))
+		return 0;
+	if (fchownat(sfd, "", uid, gid, AT_EMPTY_PATH) == 0)
+		return 0;
+	int rc = -errno;
+	char q[PATH_MAX / 8];
+	bg_ws_quote(q, sizeof(q), rel, len);
+	bg_ws_errf(err, errlen, "fchownat(%s) to the pool user failed: %s", q,
+		   strerror(-rc));
+	return rc;
+}
+
+/* Creates sfd/private/<name> empty (the owner's, bg_ws_set_owner): a single
+ * mkdirat when it is new, else the left-over is opened with O_NOFOLLOW and
+ * emptied. */
 static int make_private(int sfd, const void *arg, char *err, size_t errlen)
 {
 	const struct private_dir *a = arg;
 	const char *name = a->rel + a->slash + 1;
 	int pfd, fd, rc;
+	uid_t uid;
+	gid_t gid;
+	bool owned = bg_ws_owner(&uid, &gid);
 
-	rc = bg_ws_open_at(sfd, "private", BG_WS_CREATE, &pfd, a->rel,
-			   a->slash, err, errlen);
+	rc = own_session(sfd, a->rel, a->slash - strlen("/private"), err,
+			 errlen);
+	if (rc == 0)
+		rc = bg_ws_open_at(sfd, "private", BG_WS_CREATE | BG_WS_OWNED,
+				   &pfd, a->rel, a->slash, err, errlen);
 	if (rc)
 		return rc;
-	if (mkdirat(pfd, name, 0750) == -1) {
-		rc = bg_ws_open_at(pfd, name, BG_WS_CREATE | BG_WS_READABLE,
+	if (mkdirat(pfd, name, owned ? 0700 : 0750) == 0) {
+		/* Not following a name the owner swapped for a symlink. */
+		if (owned &&
+		    fchownat(pfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) == -1) {
+			rc = -errno;
+			bg_ws_errf(err, errlen, "fchownat(%s) failed: %s",
+				   a->rel, strerror(-rc));
+		}
+	} else {
+		rc = bg_ws_open_at(pfd, name, BG_WS_CREATE | BG_WS_READABLE |
+						      BG_WS_OWNED,
 				   &fd, a->rel, strlen(a->rel), err, errlen);
 		if (rc == 0) {
 			rc = bg_ws_tree_empty(fd, a->rel, err, errlen);
+			if (rc == 0)
+				rc = bg_ws_fix_dir(fd, true);
 			close(fd);
 		}
 	}

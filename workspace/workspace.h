@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "common/buf.h"
 
@@ -16,6 +17,18 @@
  *   <session>/private/<execution_id>.<attempt>/                    one task */
 #define BG_WS_ID_MAX 128  /* bytes of one id */
 #define BG_WS_NO_USER "_" /* directory of an empty user_code */
+
+/* Who owns what bg_ws_prepare creates. By default (uid (uid_t)-1) the
+ * caller: every directory is made 0750 less umask. bygated running as root
+ * sets the pool user (its children run as that user): the session
+ * directory, its "private" directory and each private directory are then
+ * owned by uid:gid with mode 0700, and the directories above a session
+ * (<agent_type>, <user>, "sessions") are the caller's with mode 0711: the
+ * pool user can pass through them to a session whose name it knows, but
+ * cannot list them (other sessions, agent types, user codes). An existing
+ * session directory of another owner is given to uid:gid. Process-wide;
+ * call before the first bg_ws_prepare. */
+void bg_ws_set_owner(uid_t uid, gid_t gid);
 
 /* 0 if `id` may become one path component, else -EINVAL with a text naming
  * `what` and the reason in err. Refused: empty (unless allow_empty), more

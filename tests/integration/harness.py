@@ -59,6 +59,10 @@ class Harness:
         self.name = name
         self.build = pathlib.Path(build).resolve() if build else build_dir()
         self.tmp = pathlib.Path(tempfile.mkdtemp(prefix="bygate-%s-" % name))
+        # mkdtemp makes it 0700: children running as the pool user (bygated
+        # root, pool.user) must pass through it to their workspace and to
+        # the exec programs' directory (the config file's).
+        os.chmod(self.tmp, 0o711)
         self.keep_tmp = keep_tmp or bool(os.environ.get("BYGATE_KEEP_TMP"))
         self.keys = Keys(os.environ.get("BYGATE_TEST_KEY_SCHEMA", "v1"))
         self._redis = None
