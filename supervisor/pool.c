@@ -24,8 +24,9 @@
 
 /* A child's stdout/stderr (one pipe): lines of at most OUT_LINE_MAX bytes
  * (the rest of a longer line is counted, not logged), at most
- * OUT_BUDGET_BYTES per OUT_WINDOW_MS per child (each line costs its length
- * plus OUT_LINE_COST, so a flood of empty lines is bounded too). */
+ * OUT_BUDGET_BYTES of log per OUT_WINDOW_MS per child (each line costs its
+ * escaped length plus OUT_LINE_COST, so a flood of empty lines is bounded
+ * too); the rest is counted and reported once per window. */
 #define OUT_LINE_MAX 2048
 #define OUT_BUDGET_BYTES (1024 * 1024)
 #define OUT_WINDOW_MS 60000
@@ -242,6 +243,7 @@ static void output_line(struct bg_child *ch)
 	struct child_output *o = &ch->out;
 	struct bg_buf b = { 0 };
 	if (bg_log_escape(&b, o->line, o->len, true) == 0) {
+		o->win_bytes += b.len + OUT_LINE_COST;
 		if (o->cut)
 			bg_warn("slot %d pid %d: %.*s ... (%llu bytes cut)",
 				ch->slot, (int)ch->pid, (int)b.len,
@@ -295,11 +297,9 @@ static void output_take(struct bg_child *ch, const char *p, size_t n)
 		memcpy(o->line + o->len, p, keep);
 		o->len += keep;
 		o->cut += take - keep;
-		o->win_bytes += take;
 		p += take;
 		n -= take;
 		if (nl) {
-			o->win_bytes += 1 + OUT_LINE_COST;
 			output_line(ch);
 			p++;
 			n--;
