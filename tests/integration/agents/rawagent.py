@@ -11,6 +11,20 @@ import time
 out = sys.stdout
 
 
+def host_pid():
+    """This process's pid as bygated and the tests see it: under a root
+    bygated each child is PID 1 of its own PID namespace and os.getpid()
+    is local to it; /proc (the host's) lists every level in NSpid."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("NSpid:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return os.getpid()
+
+
 def send(obj):
     out.write(json.dumps(obj) + "\n")
     out.flush()
@@ -22,7 +36,7 @@ for raw in sys.stdin:
         continue
     task = msg["task"]
     what = str(msg["body"].get("content", "")).split(" ")[0]
-    sys.stderr.write("rawagent pid %d task %s: %s\n" % (os.getpid(), task, what))
+    sys.stderr.write("rawagent pid %d task %s: %s\n" % (host_pid(), task, what))
     sys.stderr.flush()
     if what == "bad-json":
         out.write("{this is not json\n")

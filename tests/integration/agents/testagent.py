@@ -15,6 +15,20 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
 import bygate_agent  # noqa: E402
 
 
+def host_pid():
+    """This process's pid as bygated and the tests see it: under a root
+    bygated each child is PID 1 of its own PID namespace and os.getpid()
+    is local to it; /proc (the host's) lists every level in NSpid."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("NSpid:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return os.getpid()
+
+
 _arrived = threading.Condition()
 _count = [0]
 
@@ -65,7 +79,7 @@ def handle(ctx):
         ctx.state("S")
         return "echo: " + arg
     if what == "pid":
-        return str(os.getpid())
+        return str(host_pid())
     if what == "fields":
         return {"reply_data": {
             "execution_id": ctx.execution_id, "message_id": ctx.message_id,
@@ -110,9 +124,9 @@ def handle(ctx):
         met = barrier(int(n), 2)
         time.sleep(int(ms or 0) / 1000.0)
         return {"content": "%s %d" % ("met" if met else "alone",
-                                      os.getpid()),
-                "reply_data": {"pid": os.getpid()},
-                "extra_payload": {"pid": os.getpid()}}
+                                      host_pid()),
+                "reply_data": {"pid": host_pid()},
+                "extra_payload": {"pid": host_pid()}}
     if what == "crash-after":  # kills its program once N tasks are in it
         barrier(int(arg), 2)
         os.kill(os.getpid(), signal.SIGKILL)
