@@ -304,9 +304,69 @@ struct dump {
 	struct filter *f;
 };
 
+/* meta "suspects": one readable item per suspect. */
+struct suspects_view {
+	json_t *arr;	    /* JSON */
+	struct bg_buf *txt; /* text */
+};
+
+static int show_suspect(void *arg, const struct bg_state_suspect *s)
+{
+	struct suspects_view *v = arg;
+	if (v->arr) {
+		json_array_append_new(
+			v->arr, json_pack("{s:o s:o s:i s:b}", "stream",
+					  jtext(s->stream), "entry_id",
+					  jtext(s->entry_id), "alone_crashes",
+					  (int)s->alone_crashes, "running",
+					  s->running));
+		return 0;
+	}
+	bg_buf_puts(v->txt, " ");
+	render(v->txt, s->stream);
+	bg_buf_puts(v->txt, "/");
+	render(v->txt, s->entry_id);
+	bg_buf_printf(v->txt, "(alone_crashes %u%s)", s->alone_crashes,
+		      s->running ? ", running" : "");
+	return 0;
+}
+
+static bool show_suspects(struct dump *d, struct bg_str key, struct bg_str val)
+{
+	if (!bg_str_eq(key, "suspects"))
+		return false;
+	if (d->o->json) {
+		struct suspects_view v = { json_array(), NULL };
+		if (bg_state_suspects_parse(val, show_suspect, &v) != 0) {
+			json_decref(v.arr);
+			return false;
+		}
+		json_t *row = json_object();
+		json_object_set_new(row, "key", jtext(key));
+		json_object_set_new(row, "value", v.arr);
+		row_json(d->o, BG_DB_META, row);
+		return true;
+	}
+	struct bg_buf items = { 0 };
+	struct suspects_view v = { NULL, &items };
+	if (bg_state_suspects_parse(val, show_suspect, &v) != 0) {
+		bg_buf_free(&items);
+		return false;
+	}
+	struct bg_buf *t = row_text(d->o, BG_DB_META);
+	bg_buf_puts(t, "suspects =");
+	if (items.len)
+		bg_buf_append(t, items.p, items.len);
+	bg_buf_puts(t, "\n");
+	bg_buf_free(&items);
+	return true;
+}
+
 static int show_meta(void *arg, struct bg_str key, struct bg_str val)
 {
 	struct dump *d = arg;
+	if (show_suspects(d, key, val))
+		return 0;
 	const unsigned char *u = (const unsigned char *)val.p;
 	bool number = bg_str_eq(key, "schema") && val.len == 4;
 	long long num = number ? (long long)u[0] << 24 | u[1] << 16 |

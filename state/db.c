@@ -184,6 +184,55 @@ int bg_state_meta_each(struct bg_state *st, bg_state_meta_fn fn, void *arg)
 	return walk(st, BG_DB_META, meta_visit, &w);
 }
 
+/* ---- suspects (one meta value) ---- */
+
+#define SUSPECTS_KEY "suspects"
+
+int bg_state_suspects_put(struct bg_state *st, const struct bg_state_suspect *v,
+			  size_t n)
+{
+	struct bg_buf k = { 0 }, val = { 0 }, rec = { 0 };
+	int rc = meta_key(&k, SUSPECTS_KEY);
+	if (n == 0)
+		return push(st, BG_DB_META, rc, &k, NULL);
+	rc = rc ? rc : bg_state_suspects_encode(&val, v, n);
+	rc = rc ? rc : bg_state_blob_encode(&rec, (struct bg_str){ val.p,
+								    val.len });
+	bg_buf_free(&val);
+	return push(st, BG_DB_META, rc, &k, &rec);
+}
+
+int bg_state_suspects_parse(struct bg_str val, bg_state_suspect_fn fn,
+			    void *arg)
+{
+	return bg_state_suspects_decode(val, fn, arg);
+}
+
+int bg_state_suspects_each(struct bg_state *st, bg_state_suspect_fn fn,
+			   void *arg)
+{
+	struct bg_buf val = { 0 };
+	int rc = bg_state_meta_get(st, SUSPECTS_KEY, &val);
+	if (rc == -ENOENT) {
+		bg_buf_free(&val);
+		return 0;
+	}
+	if (rc == 0) {
+		rc = bg_state_suspects_decode((struct bg_str){ val.p, val.len },
+					      fn, arg);
+		if (rc == BG_STATE_ECORRUPT)
+			rc = bg_state_fail(st, rc,
+					   "meta \"suspects\" does not decode");
+	}
+	bg_buf_free(&val);
+	return rc;
+}
+
+bool bg_state_was_closed_cleanly(const struct bg_state *st)
+{
+	return st->was_clean;
+}
+
 /* ---- journal ---- */
 
 int bg_state_journal_put(struct bg_state *st, struct bg_str stream,

@@ -275,6 +275,10 @@ static int writer_begin(struct bg_state *st, bool may_move, bool *unclean)
 		mdb_txn_abort(txn);
 		return rc;
 	}
+	struct bg_str clean;
+	st->was_clean = !fresh &&
+			meta_read(st, txn, "clean_close", &clean) == 0 &&
+			bg_str_eq(clean, "1");
 	uint8_t schema[4] = { 0, 0, 0, BG_STATE_SCHEMA };
 	if (fresh)
 		rc = meta_write(st, txn, "schema",

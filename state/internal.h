@@ -34,6 +34,7 @@ struct bg_state {
 	size_t nops, ops_cap;
 	char path[PATH_MAX];	 /* <dir>/lmdb */
 	char moved_to[PATH_MAX]; /* "" unless moved aside at open */
+	bool was_clean;		 /* clean_close "1" found at open */
 	char err[512];
 };
 
@@ -80,6 +81,11 @@ int bg_state_session_encode(struct bg_buf *rec,
 			    const struct bg_state_session *s);
 int bg_state_session_decode(struct bg_str key, struct bg_str rec,
 			    struct bg_state_session *s);
+/* The meta "suspects" value (inside its blob): see state.h. */
+int bg_state_suspects_encode(struct bg_buf *val,
+			     const struct bg_state_suspect *v, size_t n);
+int bg_state_suspects_decode(struct bg_str val, bg_state_suspect_fn fn,
+			     void *arg);
 /* meta and journal values: version byte + opaque bytes. */
 int bg_state_blob_encode(struct bg_buf *rec, struct bg_str val);
 int bg_state_blob_decode(struct bg_str rec, struct bg_str *val);

@@ -223,3 +223,48 @@ int bg_state_session_decode(struct bg_str key, struct bg_str rec,
 	s->path = rd_str(&r, 4);
 	return rd_done(&r);
 }
+
+/* suspects list: u32 count, then per suspect u32 alone_crashes, u8
+ * running, stream and entry id as u32 length + bytes. */
+int bg_state_suspects_encode(struct bg_buf *val,
+			     const struct bg_state_suspect *v, size_t n)
+{
+	if (n > UINT32_MAX)
+		return -EINVAL;
+	int rc = put_be(val, n, 4);
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		rc = put_be(val, v[i].alone_crashes, 4);
+		rc = rc ? rc : put_be(val, v[i].running ? 1 : 0, 1);
+		rc = rc ? rc : put_str32(val, v[i].stream);
+		rc = rc ? rc : put_str32(val, v[i].entry_id);
+	}
+	return rc;
+}
+
+/* Checks the whole list before the first call of fn. */
+int bg_state_suspects_decode(struct bg_str val, bg_state_suspect_fn fn,
+			     void *arg)
+{
+	for (int pass = 0; pass < 2; pass++) {
+		struct rd r = { (const uint8_t *)val.p, val.len, 0, false };
+		uint64_t n = rd_be(&r, 4);
+		for (uint64_t i = 0; i < n && !r.bad; i++) {
+			struct bg_state_suspect s;
+			s.alone_crashes = (uint32_t)rd_be(&r, 4);
+			uint64_t running = rd_be(&r, 1);
+			s.running = running == 1;
+			if (running > 1)
+				r.bad = true;
+			s.stream = rd_str(&r, 4);
+			s.entry_id = rd_str(&r, 4);
+			if (pass == 1 && !r.bad) {
+				int rc = fn(arg, &s);
+				if (rc)
+					return rc;
+			}
+		}
+		if (pass == 0 && rd_done(&r))
+			return BG_STATE_ECORRUPT;
+	}
+	return 0;
+}

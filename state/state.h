@@ -6,7 +6,8 @@
  * Databases (all records versioned: first byte = record version):
  *   meta      "schema" -> u32 schema version; "lease_token" -> token;
  *             "worker_id"; "boot_id" (kernel boot id at last open);
- *             "clean_close" -> "1"/"0"
+ *             "clean_close" -> "1"/"0"; "suspects" -> the list of entries
+ *             to re-run one at a time after an unclean exit (below)
  *   journal   key(stream, entry id) -> finish: the exact commands of the
  *             finish transaction, journaled before its MULTI/EXEC is sent,
  *             deleted once EXEC succeeded (or the entry is found acked)
@@ -151,6 +152,36 @@ typedef int (*bg_state_exec_fn)(void *arg, struct bg_str stream,
 				struct bg_str entry_id,
 				const struct bg_state_exec *e);
 int bg_state_exec_each(struct bg_state *st, bg_state_exec_fn fn, void *arg);
+
+/* ---- suspects (meta "suspects", docs/recovery.md) ----
+ * The entries that were pending here when bygated died, re-run one at a
+ * time before anything else runs; the list survives a crash during that
+ * re-run. Stored as one meta value (a handful of entries, rewritten
+ * whole): u32 count, then per suspect u32 alone_crashes, u8 running,
+ * stream and entry id as u32 length + bytes (integers big-endian). */
+struct bg_state_suspect {
+	struct bg_str stream;
+	struct bg_str entry_id;
+	uint32_t alone_crashes; /* times bygated died while it ran alone */
+	bool running;		/* being re-run now: a death is its own */
+};
+/* Replace the list (n 0 removes it); buffered like every write. */
+int bg_state_suspects_put(struct bg_state *st, const struct bg_state_suspect *v,
+			  size_t n);
+/* Calls fn for each suspect of the committed list, in order (views valid
+ * during the call only); no list calls nothing and returns 0; a list that
+ * does not decode is BG_STATE_ECORRUPT and fn is never called. */
+typedef int (*bg_state_suspect_fn)(void *arg,
+				   const struct bg_state_suspect *s);
+int bg_state_suspects_each(struct bg_state *st, bg_state_suspect_fn fn,
+			   void *arg);
+/* The same over a meta "suspects" value already read (bygate-state). */
+int bg_state_suspects_parse(struct bg_str val, bg_state_suspect_fn fn,
+			    void *arg);
+/* Whether the previous writer closed this environment cleanly (clean_close
+ * "1" found at open). False for a new or moved-aside environment, for a
+ * read-only open, and after any death of the previous bygated. */
+bool bg_state_was_closed_cleanly(const struct bg_state *st);
 
 /* ---- history of recent finishes (bounded) ---- */
 struct bg_state_hist {

@@ -39,8 +39,8 @@ static struct capacity capacity_of(const struct bg_daemon *d)
 	int share = bg_config_max_share(d->cfg);
 	int prefetch = d->cfg->fetch_count < size ? d->cfg->fetch_count : size;
 	if (d->n_finishing >= 4 * size || bg_pool_breaker_open(d->pool) ||
-	    bg_pool_alive_count(d->pool) == 0)
-		return c;
+	    bg_pool_alive_count(d->pool) == 0 || bg_suspects_active(d))
+		return c; /* suspects run alone: no room for anything else */
 	int need = d->n_tasks - d->n_finishing;
 	int need_shared = 0;
 	if (share > 1) /* only then does the kind matter */
@@ -220,10 +220,9 @@ static void issue_read(struct bg_daemon *d)
 		d->read_in_flight = true;
 		d->read_mask = want_mask(d);
 		d->last_read_issued_ms = bg_mono_ms();
-		if (!d->reader_ready) {
-			log_ready(d);
+		log_ready(d); /* once */
+		if (!d->reader_ready) /* (already, after suspects) */
 			bg_lease_reader_ready(d); /* online only from now */
-		}
 	}
 	free(argv);
 }
@@ -243,6 +242,7 @@ static void unblock_read(struct bg_daemon *d)
 
 void bg_consume_kick(struct bg_daemon *d)
 {
+	bg_suspects_kick(d); /* the next suspect, when one is due */
 	if (d->read_in_flight) {
 		/* Re-issue at once when the streams the read should cover
 		 * changed (capacity back, suspend/resume, denylist) or on stop:

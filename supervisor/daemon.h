@@ -208,6 +208,7 @@ struct bg_daemon {
 	struct event *reconcile_timer;
 	int64_t last_gc_ms;
 	struct bg_ws_cache *ws_cache; /* session dir descriptors; NULL = none */
+	struct bg_suspects *suspects; /* suspects.c; NULL until start-up */
 };
 
 void bg_notify_status(struct bg_daemon *d, const char *state);
@@ -309,6 +310,21 @@ void bg_sessions_gc(struct bg_daemon *d);
 void bg_recover_own(struct bg_daemon *d, bool at_start);
 void bg_recover_peers(struct bg_daemon *d);
 void bg_recover_forget_applied(struct bg_daemon *d);
+
+/* suspects.c: after an unclean exit the entries pending here are re-run
+ * one at a time before anything is read (docs/recovery.md, "Suspects") */
+bool bg_suspects_collecting(struct bg_daemon *d);
+void bg_suspects_add(struct bg_daemon *d, int stream_idx, const char *id,
+		     int delivery_count);
+void bg_suspects_scan_failed(struct bg_daemon *d);
+bool bg_suspects_retry_scan(struct bg_daemon *d);
+bool bg_suspects_begin(struct bg_daemon *d);
+bool bg_suspects_active(const struct bg_daemon *d);
+void bg_suspects_kick(struct bg_daemon *d);
+void bg_suspects_task_done(struct bg_daemon *d, const struct bg_task *t);
+int bg_suspects_alone_crashes(const struct bg_daemon *d,
+			      const struct bg_task *t);
+void bg_suspects_free(struct bg_daemon *d);
 
 /* finish.c */
 void bg_finish(struct bg_daemon *d, struct bg_task *t);

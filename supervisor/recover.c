@@ -12,7 +12,9 @@
  *    GET lease, XPENDING IDLE per consumer, XCLAIM with the same min idle:
  *    one winner). Never JUSTID keep-alives, never DELCONSUMER;
  *  - at start, journal and in-flight records whose entries are no longer
- *    pending are dropped (their finish was applied before the crash). */
+ *    pending are dropped (their finish was applied before the crash);
+ *  - after an unclean exit the start-up scan collects the entries to re-run
+ *    as suspects instead of claiming them (suspects.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,16 +36,28 @@ struct scan {
 	char *consumer; /* NULL = me */
 };
 
+/* The start-up reconcile ends here: reading starts, unless suspects of an
+ * unclean exit are to be re-run first (suspects.c), or a reply was lost
+ * with the connection while they were being collected (collected again
+ * after the reconnect). */
 static void scan_done(struct bg_daemon *d)
 {
-	if (--d->recover_calls == 0 && !d->start_reconciled) {
-		d->start_reconciled = true;
-		bg_info("start-up reconcile done: %llu finishes re-sent, %llu "
-			"entries re-run or dead-lettered",
-			(unsigned long long)d->n_recovered_finishes_started,
-			(unsigned long long)d->n_reclaimed);
-		bg_consume_kick(d);
+	if (--d->recover_calls != 0 || d->start_reconciled ||
+	    bg_suspects_active(d))
+		return;
+	if (bg_suspects_retry_scan(d)) {
+		bg_warn("start-up reconcile incomplete (Redis connection "
+			"lost); done again after the reconnect");
+		return;
 	}
+	bg_info("start-up reconcile done: %llu finishes re-sent, %llu "
+		"entries re-run or dead-lettered",
+		(unsigned long long)d->n_recovered_finishes_started,
+		(unsigned long long)d->n_reclaimed);
+	if (bg_suspects_begin(d))
+		return;
+	d->start_reconciled = true;
+	bg_consume_kick(d);
 }
 
 static bool in_flight(const struct bg_daemon *d, const char *stream,
@@ -143,6 +157,11 @@ static void on_pending_page(struct bg_rconn *c, redisReply *r, void *priv)
 	struct bg_daemon *d = sc->d;
 	const char *stream = d->streams[sc->stream];
 	bool peer = sc->consumer != NULL;
+	/* at start after an unclean exit: suspects, claimed one at a time */
+	bool collect = !peer && !d->start_reconciled &&
+		       bg_suspects_collecting(d);
+	if (collect && r == NULL)
+		bg_suspects_scan_failed(d);
 	if (r && r->type == REDIS_REPLY_ARRAY) {
 		char min_idle[32];
 		snprintf(min_idle, sizeof(min_idle), "%d",
@@ -152,7 +171,8 @@ static void on_pending_page(struct bg_rconn *c, redisReply *r, void *priv)
 			if (e->type != REDIS_REPLY_ARRAY || e->elements < 4)
 				continue;
 			const char *id = e->element[0]->str;
-			int deliveries = (int)e->element[3]->integer + 1;
+			int count = (int)e->element[3]->integer;
+			int deliveries = count + 1;
 			if (in_flight(d, stream, id))
 				continue;
 			struct bg_buf blob = { 0 };
@@ -168,6 +188,8 @@ static void on_pending_page(struct bg_rconn *c, redisReply *r, void *priv)
 				bg_task_replay_finish(d, sc->stream, id,
 						      (struct bg_str){ blob.p,
 								       blob.len });
+			} else if (collect) {
+				bg_suspects_add(d, sc->stream, id, count);
 			} else {
 				claim_ids(d, sc->stream, min_idle, &id, 1,
 					  deliveries, peer);
@@ -215,6 +237,17 @@ void bg_recover_own(struct bg_daemon *d, bool at_start)
 {
 	if (!bg_lease_held(d) || !d->groups_ready || !bg_rconn_ready(d->ctl))
 		return;
+	if (bg_suspects_active(d)) {
+		/* the entries pending here are the suspects: nothing else is
+		 * claimed; a claim whose reply was lost is sent again */
+		bg_suspects_kick(d);
+		return;
+	}
+	if (!d->start_reconciled) {
+		if (d->recover_calls > 0)
+			return; /* the start-up scan is still under way */
+		at_start = true; /* its replies were lost: scan again */
+	}
 	d->recover_calls++; /* guard until every scan is sent */
 	for (int i = 0; i < d->n_streams; i++)
 		send_scan(d, i, at_start ? 0 : 10000, "-", NULL);
@@ -283,8 +316,8 @@ static void on_pending_summary(struct bg_rconn *c, redisReply *r, void *priv)
 void bg_recover_peers(struct bg_daemon *d)
 {
 	if (!bg_lease_held(d) || !d->groups_ready || d->draining ||
-	    !bg_rconn_ready(d->ctl))
-		return;
+	    !bg_rconn_ready(d->ctl) || !d->start_reconciled)
+		return; /* nothing runs beside the suspects (suspects.c) */
 	for (int i = 0; i < d->n_streams; i++) {
 		struct peer_ctx *pc = calloc(1, sizeof(*pc));
 		if (pc == NULL)

@@ -8,11 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <signal.h>
 
 #include <event2/event.h>
 
+#include "common/fault.h"
 #include "ipc/record.h"
 #include "state/state.h"
 #include "workspace/workspace.h"
@@ -121,16 +123,20 @@ static void task_release(struct bg_daemon *d, struct bg_task *t)
 
 void bg_task_free(struct bg_daemon *d, struct bg_task *t)
 {
+	bg_suspects_task_done(d, t);
 	task_release(d, t);
 	bg_consume_kick(d);
 }
 
+/* At exit: the tasks and the suspect list in memory (the one in LMDB is
+ * kept for the next start). */
 void bg_task_free_all(struct bg_daemon *d)
 {
 	while (d->all.next != &d->all && d->all.next != NULL)
 		task_release(d, d->all.next);
 	d->q_head = d->q_tail = NULL;
 	d->n_queued = 0;
+	bg_suspects_free(d);
 }
 
 static struct bg_task *find_task(struct bg_daemon *d, uint64_t tag)
@@ -382,11 +388,23 @@ static void decide(struct bg_daemon *d, struct bg_task *t,
 		return;
 	}
 	if (t->deliveries > d->cfg->max_deliveries) {
-		char why[160];
-		snprintf(why, sizeof(why),
-			 "entry delivered %d times (max_deliveries %d): "
-			 "dead-lettered as poison without running again",
-			 t->deliveries, d->cfg->max_deliveries);
+		char why[320];
+		int alone = bg_suspects_alone_crashes(d, t);
+		if (alone > 0)
+			snprintf(why, sizeof(why),
+				 "entry delivered %d times (max_deliveries "
+				 "%d): bygated died %d time%s while it ran "
+				 "alone (re-run as a suspect after an unclean "
+				 "exit); dead-lettered as poison without "
+				 "running again",
+				 t->deliveries, d->cfg->max_deliveries, alone,
+				 alone == 1 ? "" : "s");
+		else
+			snprintf(why, sizeof(why),
+				 "entry delivered %d times (max_deliveries "
+				 "%d): dead-lettered as poison without running "
+				 "again",
+				 t->deliveries, d->cfg->max_deliveries);
 		if (!have)
 			bg_id_new(t->execution_id, sizeof(t->execution_id),
 				  "exec-");
@@ -1148,6 +1166,39 @@ static void on_task_timeout(evutil_socket_t fd, short ev, void *arg)
 
 static void arm_timeout(struct bg_daemon *d, struct bg_task *t);
 
+static void on_fault_crash(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	(void)arg;
+	_exit(BG_FAULT_EXIT);
+}
+
+/* Fault point task.crash_on_content (docs/testing.md): bygated dies (exit
+ * 86) BYGATE_FAULT_DELAY_MS (default 0) after handing a child a task whose
+ * entry holds the text of BYGATE_FAULT_MARKER: the stand-in for a bug of
+ * bygated that one input triggers (a task cannot signal bygated). */
+static void fault_crash_on_content(struct bg_daemon *d, const struct bg_task *t)
+{
+	static const char *marker;
+	static bool looked;
+	if (!looked) {
+		marker = getenv("BYGATE_FAULT_MARKER");
+		looked = true;
+	}
+	if (marker == NULL || marker[0] == '\0' || t->data == NULL ||
+	    memmem(t->data, t->data_len, marker, strlen(marker)) == NULL ||
+	    !bg_fault_hit("task.crash_on_content"))
+		return;
+	const char *delay = getenv("BYGATE_FAULT_DELAY_MS");
+	long ms = delay ? strtol(delay, NULL, 10) : 0;
+	struct event *ev = ms > 0 ? evtimer_new(d->base, on_fault_crash, NULL)
+				  : NULL;
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	if (ev == NULL || evtimer_add(ev, &tv) != 0)
+		_exit(BG_FAULT_EXIT);
+}
+
 /* t runs in slot now (shared: next to other tasks of its agent type). */
 static void started(struct bg_daemon *d, struct bg_task *t, int slot,
 		    bool shared)
@@ -1170,6 +1221,7 @@ static void started(struct bg_daemon *d, struct bg_task *t, int slot,
 	bg_log_task(BG_LOG_DEBUG, &ids, "task started (%s entry %s%s)",
 		    bg_action_name(t->cmd.action), t->entry_id,
 		    shared ? ", shared child" : "");
+	fault_crash_on_content(d, t);
 }
 
 static void arm_timeout(struct bg_daemon *d, struct bg_task *t)
