@@ -45,6 +45,9 @@ static void usage(FILE *f)
 		"  -h       this help\n");
 }
 
+/* path and its missing parents; a parent made here is 0711 (children
+ * running as the pool user pass through it to workspace_dir, and list
+ * nothing), path itself 0750 (secure_dirs sets its final mode). */
 static int mkdir_p(const char *path)
 {
 	char tmp[PATH_MAX];
@@ -53,7 +56,9 @@ static int mkdir_p(const char *path)
 		if (*p != '/')
 			continue;
 		*p = '\0';
-		if (mkdir(tmp, 0750) == -1 && errno != EEXIST)
+		if (mkdir(tmp, 0711) == 0)
+			(void)chmod(tmp, 0711); /* whatever the umask */
+		else if (errno != EEXIST)
 			return -errno;
 		*p = '/';
 	}
