@@ -83,6 +83,7 @@ static int teardown(void **state)
 	struct fx *fx = *state;
 
 	bg_ws_cache_free(fx->cache);
+	bg_ws_set_owner((uid_t)-1, (gid_t)-1); /* process-wide: for the next */
 	nftw(fx->top, chmod_dir, 16, FTW_PHYS);
 	nftw(fx->top, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	free(fx);
@@ -319,6 +320,69 @@ static void test_prepare_creates_session_and_private_dirs(void **state)
 	assert_int_equal(lstat(fx->p.private_dir, &st), 0);
 	assert_true(S_ISDIR(st.st_mode));
 	assert_int_equal(st.st_mode & 07777, 0750);
+}
+
+/* bygated root, children the pool user: what they write is theirs, what
+ * leads to other sessions is root's and passable but not listable. */
+#define POOL_UID 4242
+#define POOL_GID 4243
+
+static void expect_dir(const char *path, uid_t uid, gid_t gid, mode_t mode)
+{
+	struct stat st;
+
+	assert_int_equal(lstat(path, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	assert_int_equal(st.st_uid, uid);
+	assert_int_equal(st.st_gid, gid);
+	assert_int_equal(st.st_mode & 07777, mode);
+}
+
+static void test_owner_gets_session_and_private_dirs_others_pass(void **state)
+{
+	struct fx *fx = *state;
+	char path[PATH_MAX];
+
+	if (geteuid() != 0)
+		skip(); /* chown needs root */
+	bg_ws_set_owner(POOL_UID, POOL_GID);
+	umask(077); /* modes do not depend on it */
+	assert_int_equal(prepare(fx, "planner", "u-1", "sess-9", "exec-1", 2),
+			 0);
+	umask(022);
+	expect_dir(fx->p.session, POOL_UID, POOL_GID, 0700);
+	expect_dir(path_of(path, fx->p.session, "private"), POOL_UID, POOL_GID,
+		   0700);
+	expect_dir(fx->p.private_dir, POOL_UID, POOL_GID, 0700);
+	const char *above[] = { "planner", "planner/u-1",
+				"planner/u-1/sessions" };
+	for (size_t i = 0; i < 3; i++)
+		expect_dir(path_of(path, fx->root, above[i]), 0, 0, 0711);
+	/* A left-over private dir of the same attempt is emptied and the
+	 * owner's again. */
+	assert_int_equal(chown(fx->p.private_dir, 0, 0), 0);
+	assert_int_equal(prepare(fx, "planner", "u-1", "sess-9", "exec-1", 2),
+			 0);
+	expect_dir(fx->p.private_dir, POOL_UID, POOL_GID, 0700);
+	/* bygated (root) still removes what the owner holds. */
+	assert_int_equal(remove_private(fx), 0);
+	assert_int_equal(access(fx->p.private_dir, F_OK), -1);
+}
+
+static void test_owner_takes_over_an_existing_session_dir(void **state)
+{
+	struct fx *fx = *state;
+
+	if (geteuid() != 0)
+		skip();
+	assert_int_equal(prepare(fx, "planner", "u-1", "sess-9", "exec-1", 1),
+			 0);
+	expect_dir(fx->p.session, 0, 0, 0750);
+	bg_ws_set_owner(POOL_UID, POOL_GID);
+	assert_int_equal(prepare(fx, "planner", "u-1", "sess-9", "exec-2", 1),
+			 0);
+	expect_dir(fx->p.session, POOL_UID, POOL_GID, 0750);
+	expect_dir(fx->p.private_dir, POOL_UID, POOL_GID, 0700);
 }
 
 static void test_prepare_maps_empty_user_code_to_underscore(void **state)
@@ -843,6 +907,8 @@ int main(void)
 		cmocka_unit_test(test_check_id_cuts_long_names_in_messages),
 		T(test_prepare_refuses_hostile_ids_and_creates_nothing),
 		BOTH(test_prepare_creates_session_and_private_dirs),
+		BOTH(test_owner_gets_session_and_private_dirs_others_pass),
+		BOTH(test_owner_takes_over_an_existing_session_dir),
 		BOTH(test_prepare_maps_empty_user_code_to_underscore),
 		BOTH(test_prepare_ignores_trailing_slash_of_root),
 		BOTH(test_session_dir_persists_across_tasks),
