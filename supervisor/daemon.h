@@ -314,6 +314,7 @@ void bg_recover_forget_applied(struct bg_daemon *d);
 /* suspects.c: after an unclean exit the entries pending here are re-run
  * one at a time before anything is read (docs/recovery.md, "Suspects") */
 bool bg_suspects_collecting(struct bg_daemon *d);
+bool bg_suspects_clean_start(struct bg_daemon *d);
 void bg_suspects_add(struct bg_daemon *d, int stream_idx, const char *id,
 		     int delivery_count);
 void bg_suspects_scan_failed(struct bg_daemon *d);

@@ -118,12 +118,15 @@ static void on_claimed(struct bg_rconn *c, redisReply *r, void *priv)
 	scan_done(d);
 }
 
+/* retry_count >= 0: XCLAIM ... RETRYCOUNT <retry_count> (the delivery is
+ * not counted), else the claim counts one more delivery. */
 static void claim_ids(struct bg_daemon *d, int stream, const char *min_idle,
-		      const char **ids, int n, int deliveries, bool peer)
+		      const char **ids, int n, int deliveries, bool peer,
+		      int retry_count)
 {
 	if (n == 0)
 		return;
-	const char **argv = calloc((size_t)(5 + n), sizeof(char *));
+	const char **argv = calloc((size_t)(7 + n), sizeof(char *));
 	struct claim_ctx *cc = calloc(1, sizeof(*cc));
 	if (argv == NULL || cc == NULL) {
 		free(argv);
@@ -138,6 +141,12 @@ static void claim_ids(struct bg_daemon *d, int stream, const char *min_idle,
 	argv[a++] = min_idle;
 	for (int i = 0; i < n; i++)
 		argv[a++] = ids[i];
+	char count[16];
+	if (retry_count >= 0) {
+		snprintf(count, sizeof(count), "%d", retry_count);
+		argv[a++] = "RETRYCOUNT";
+		argv[a++] = count;
+	}
 	*cc = (struct claim_ctx){ d, stream, deliveries, peer };
 	if (bg_rconn_cmd(d->ctl, on_claimed, cc, 0, a, argv, NULL) == 0)
 		d->recover_calls++;
@@ -158,8 +167,8 @@ static void on_pending_page(struct bg_rconn *c, redisReply *r, void *priv)
 	const char *stream = d->streams[sc->stream];
 	bool peer = sc->consumer != NULL;
 	/* at start after an unclean exit: suspects, claimed one at a time */
-	bool collect = !peer && !d->start_reconciled &&
-		       bg_suspects_collecting(d);
+	bool at_start = !peer && !d->start_reconciled;
+	bool collect = at_start && bg_suspects_collecting(d);
 	if (collect && r == NULL)
 		bg_suspects_scan_failed(d);
 	if (r && r->type == REDIS_REPLY_ARRAY) {
@@ -190,9 +199,14 @@ static void on_pending_page(struct bg_rconn *c, redisReply *r, void *priv)
 								       blob.len });
 			} else if (collect) {
 				bg_suspects_add(d, sc->stream, id, count);
+			} else if (at_start && bg_suspects_clean_start(d)) {
+				/* left pending by a clean stop: no death to
+				 * charge anyone for */
+				claim_ids(d, sc->stream, min_idle, &id, 1,
+					  count, peer, count);
 			} else {
 				claim_ids(d, sc->stream, min_idle, &id, 1,
-					  deliveries, peer);
+					  deliveries, peer, -1);
 			}
 			bg_buf_free(&blob);
 		}

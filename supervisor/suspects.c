@@ -42,6 +42,7 @@ struct kept {
 struct bg_suspects {
 	bool collecting;  /* the start-up scan collects instead of claiming */
 	bool clean;	  /* the previous bygated closed LMDB cleanly */
+	bool clean_start; /* ... and left no suspects: nothing to re-run */
 	bool scan_failed; /* a start-up XPENDING reply was lost */
 	struct kept *kept; /* the list found in LMDB */
 	int n_kept;
@@ -98,7 +99,16 @@ bool bg_suspects_collecting(struct bg_daemon *d)
 	x->collecting = !x->clean || x->n_kept > 0 || rc != 0;
 	if (rc)
 		x->clean = false;
+	x->clean_start = !x->collecting;
 	return x->collecting;
+}
+
+/* After a clean stop that left entries pending (drain timeout, SIGINT):
+ * they are claimed at once, without counting a delivery (no death). */
+bool bg_suspects_clean_start(struct bg_daemon *d)
+{
+	bg_suspects_collecting(d); /* decides on first use */
+	return d->suspects && d->suspects->clean_start;
 }
 
 void bg_suspects_add(struct bg_daemon *d, int stream_idx, const char *id,

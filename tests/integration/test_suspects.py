@@ -196,3 +196,26 @@ def test_after_an_unclean_exit_suspects_run_one_at_a_time_then_reading_resumes(h
     d.start()
     # (its suspect line would precede the ready line start() waited for)
     assert "suspects" not in d.log_text(since_start=True)
+
+
+@timeout(60)
+def test_entries_left_by_a_clean_stop_are_rerun_at_once_and_not_charged(h):
+    c = h.client()
+    d = h.start_bygated(cfg(h, max_deliveries=3))
+    stream = h.keys.ctrl_agent_type("sleep")
+    mid, _ = pc.send(c, h.keys, "s-int", "sleep", "1500")
+    wait_until(lambda: (pc.record(c, h.keys, "s-int", mid) or {})
+               .get("status") == "RUNNING", 10, what="task running")
+    d.interrupt()  # SIGINT: children killed, the entry left pending
+    [[entry, _, _, n]] = c.call("XPENDING", stream, "agent_engines",
+                                "-", "+", 10)
+    assert n == 1
+    d.start()  # ready (reading) at once: no suspect re-run first
+    assert "suspects" not in d.log_text(since_start=True)
+    d.wait_log("re-running own entry %s" % entry, timeout=10)
+    [[_, _, _, n]] = c.call("XPENDING", stream, "agent_engines",
+                            "-", "+", 10)
+    assert n == 1, "a clean stop was charged a delivery"
+    wait_until(lambda: terminal(c, h.keys, "s-int", mid), 20,
+               what="the re-run to finish")
+    assert_completed_once(c, h.keys, "s-int", mid)

@@ -746,6 +746,97 @@ static void test_open_marks_unclean_and_close_marks_clean(void **state)
 	bg_buf_free(&out);
 }
 
+static void test_was_closed_cleanly_only_after_a_clean_close(void **state)
+{
+	struct bg_state *st = open_rw();
+	assert_false(bg_state_was_closed_cleanly(st)); /* new environment */
+	bg_state_close(st);
+	st = open_rw();
+	assert_true(bg_state_was_closed_cleanly(st));
+	bg_state_close(st);
+	pid_t pid = fork(); /* a writer that dies without closing */
+	assert_true(pid != -1);
+	if (pid == 0) {
+		struct bg_state *w = NULL;
+		struct bg_state_opts o = { .dir = tmpdir };
+		_exit(bg_state_open(&o, &w, NULL) != 0);
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	st = open_rw();
+	assert_false(bg_state_was_closed_cleanly(st));
+	bg_state_close(st);
+}
+
+/* ---- suspects ---- */
+
+struct seen_suspects {
+	int n;
+	char text[256];
+};
+
+static int collect_suspect(void *arg, const struct bg_state_suspect *s)
+{
+	struct seen_suspects *v = arg;
+	size_t len = strlen(v->text);
+	snprintf(v->text + len, sizeof(v->text) - len, "%.*s/%.*s:%u:%d;",
+		 (int)s->stream.len, s->stream.p, (int)s->entry_id.len,
+		 s->entry_id.p, s->alone_crashes, s->running);
+	v->n++;
+	return 0;
+}
+
+static void test_suspects_round_trip_in_order_and_are_removed(void **state)
+{
+	struct bg_state *st = open_rw();
+	struct bg_state_suspect in[2] = {
+		{ .stream = S(STREAM), .entry_id = S("9-0"),
+		  .alone_crashes = 0 },
+		{ .stream = S("other"), .entry_id = S("1-0"),
+		  .alone_crashes = 2, .running = true },
+	};
+	struct seen_suspects v = { 0 };
+	assert_int_equal(bg_state_suspects_each(st, collect_suspect, &v), 0);
+	assert_int_equal(v.n, 0); /* none yet */
+	assert_int_equal(bg_state_suspects_put(st, in, 2), 0);
+	assert_int_equal(bg_state_commit(st), 0);
+	assert_int_equal(bg_state_suspects_each(st, collect_suspect, &v), 0);
+	assert_int_equal(v.n, 2);
+	assert_string_equal(v.text, STREAM "/9-0:0:0;other/1-0:2:1;");
+	assert_int_equal(bg_state_suspects_put(st, NULL, 0), 0);
+	assert_int_equal(bg_state_commit(st), 0);
+	memset(&v, 0, sizeof(v));
+	assert_int_equal(bg_state_suspects_each(st, collect_suspect, &v), 0);
+	assert_int_equal(v.n, 0);
+	bg_state_close(st);
+}
+
+static void test_a_truncated_suspect_list_is_ecorrupt_and_unread(void **state)
+{
+	struct bg_state *st = open_rw();
+	struct bg_state_suspect in = { .stream = S(STREAM),
+				       .entry_id = S("9-0") };
+	struct bg_buf full = { 0 };
+	assert_int_equal(bg_state_suspects_put(st, &in, 1), 0);
+	assert_int_equal(bg_state_commit(st), 0);
+	assert_int_equal(bg_state_meta_get(st, "suspects", &full), 0);
+	for (size_t cut = 0; cut < full.len; cut++) {
+		assert_int_equal(bg_state_meta_put(st, "suspects",
+						   (struct bg_str){ full.p,
+								    cut }),
+				 0);
+		assert_int_equal(bg_state_commit(st), 0);
+		struct seen_suspects v = { 0 };
+		assert_int_equal(bg_state_suspects_each(st, collect_suspect,
+							&v),
+				 BG_STATE_ECORRUPT);
+		assert_int_equal(v.n, 0);
+	}
+	bg_buf_free(&full);
+	bg_state_close(st);
+}
+
 /* ---- read-only ---- */
 
 static void test_read_only_open_sees_committed_data_and_refuses_writes(
@@ -1079,6 +1170,9 @@ int main(int argc, char **argv)
 		T(test_other_boot_after_clean_close_is_kept),
 		T(test_sync_durability_never_moves_aside),
 		T(test_open_marks_unclean_and_close_marks_clean),
+		T(test_was_closed_cleanly_only_after_a_clean_close),
+		T(test_suspects_round_trip_in_order_and_are_removed),
+		T(test_a_truncated_suspect_list_is_ecorrupt_and_unread),
 		T(test_read_only_open_sees_committed_data_and_refuses_writes),
 		T(test_read_only_open_of_missing_environment_is_enoent),
 		T(test_read_only_open_writes_nothing),
