@@ -68,7 +68,8 @@ UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
 .PHONY: all deps user run test unit-test integration-test tests asan bench crashtest install clean format
-all: $(BINS) $(PLUGINS)
+MEMWATCH := $(BUILD)/libbygate-memwatch.so
+all: $(BINS) $(PLUGINS) $(MEMWATCH)
 
 -include $(shell find $(OBJ) -name '*.d' 2>/dev/null)
 
@@ -111,6 +112,11 @@ $(BUILD)/bygate: $(OBJ)/client/cli.o $(LIB_CLIENT) $(LIB_WIRE) $(LIB_CONF) $(LIB
 
 $(BUILD)/bygate-state: $(OBJ)/state/bygate_state.o $(LIB_STATE) $(LIB_CONF) $(LIB_WIRE) $(LIB_COMMON)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_LMDB) $(LIB_HIREDIS) $(LIB_JANSSON) $(LIB_CONFIG) $(LIB_CRYPTO)
+
+# Preloaded into exec programs (docs/security.md, memory_mb): never built
+# with the sanitizers, which must not be loaded into a Python process.
+$(MEMWATCH): child/preload/memwatch.c child/memwatch.h
+	$(CC) $(filter-out $(SAN_FLAGS),$(CFLAGS)) -fPIC -shared -o $@ $< -ldl
 
 $(BUILD)/plugins/%.so: $(OBJ)/examples/plugins/%.o
 	@mkdir -p $(dir $@)
@@ -173,7 +179,7 @@ integration-test: deps user
 	@$(MAKE) --no-print-directory all tests
 	$(PYTHON) tests/run.py --build $(BUILD) --integration-only
 
-tests: $(UNIT_TESTS) $(BINS) $(PLUGINS) $(TEST_PLUGINS) $(BENCH_BINS)
+tests: $(UNIT_TESTS) $(BINS) $(PLUGINS) $(MEMWATCH) $(TEST_PLUGINS) $(BENCH_BINS)
 
 asan: deps user
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \
@@ -212,6 +218,7 @@ install: all user $(LIB_CLIENT_DIST)
 	  $(DESTDIR)$(PREFIX)/libexec/bygate $(DESTDIR)/etc/bygate
 	install -m 755 $(BUILD)/bygated $(BUILD)/bygate $(BUILD)/bygate-state $(DESTDIR)$(PREFIX)/bin/
 	install -m 755 $(BUILD)/bygate-child $(DESTDIR)$(PREFIX)/libexec/bygate/
+	install -m 644 $(MEMWATCH) $(DESTDIR)$(PREFIX)/libexec/bygate/
 	install -m 644 $(PLUGINS) $(DESTDIR)$(PREFIX)/lib/bygate/plugins/
 	install -m 644 include/bygate/*.h $(DESTDIR)$(PREFIX)/include/bygate/
 	install -m 644 $(LIB_CLIENT_DIST) $(DESTDIR)$(PREFIX)/lib/libbygate.a

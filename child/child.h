@@ -62,14 +62,33 @@ struct bg_exec {
 #define BG_EXEC_OWN_ENV 3
 	char *own_env[BG_EXEC_OWN_ENV]; /* BYGATE_AGENT_TYPE=... & co */
 	char *workdir;	  /* the program's working directory */
+	char *preload;	  /* "LD_PRELOAD=.../libbygate-memwatch.so" or NULL */
 	bool per_task;	  /* a fresh program per task (else persistent) */
 	int max_inflight; /* tasks at once in one persistent program */
 	size_t max_line;  /* longest line, bytes without the newline */
 	struct bg_prog *prog; /* the persistent program, NULL until needed */
 };
 
+/* An agent type's sandbox from CONFIG (BG_KF_SANDBOX; confine.c). */
+#define BG_CONFINE_MAX_PORTS 64
+enum { BG_CONFINE_NET_NONE, BG_CONFINE_NET_CONNECT, BG_CONFINE_NET_HOST };
+struct bg_confine {
+	bool strict;	 /* profile "strict": a confined process per task */
+	int network;	 /* BG_CONFINE_NET_* */
+	int ports[BG_CONFINE_MAX_PORTS], n_ports; /* network "connect" */
+	char **read_paths; /* read-only for its tasks */
+	size_t n_read_paths;
+	char **program_paths; /* exec: its program's files (read-only) */
+	size_t n_program_paths;
+	char **env;	 /* "NAME=value" of the agent type's `env` */
+	size_t n_env;
+	long memory_mb, processes, open_files, cpu_seconds, file_size_mb;
+	char *agent_dir; /* <workspace_dir>/<agent type> */
+};
+
 struct bg_agent {
 	char *name;
+	struct bg_confine confine;
 	struct bg_plugin *plugin; /* NULL for an exec agent type */
 	struct bg_exec *exec;	  /* NULL for a plugin agent type */
 	void *state;
@@ -93,6 +112,8 @@ struct bg_prog {
 	bool reaped, killed;	   /* waited for; we had to SIGKILL it */
 	int status;		   /* its wait status once reaped */
 	char last_err[160];	   /* its last stderr line, for messages */
+	size_t err_logged, err_dropped; /* stderr bytes logged / not */
+	bool mem_refused;	   /* its allocator was refused memory */
 	struct bg_prog *next;	   /* c->progs */
 };
 
@@ -108,6 +129,8 @@ struct bg_ctx {
 	bool cancelled;		 /* a CANCEL for this task arrived */
 	char *extra_payload;	 /* JSON object for the callback, or NULL */
 	bool interrupted;	 /* failed by the death of a shared program */
+	bool failed;		 /* the result set is FAILED */
+	bool mem_refused;	 /* its program's allocation was refused */
 	const char *suspend;	 /* default status after a suspending call */
 	uint64_t n_calls;	 /* CALL ids issued: "1", "2", ... */
 	const char *call_op;	 /* the CALL awaiting its REPLY, or NULL */
@@ -122,6 +145,8 @@ struct bg_child {
 	struct bg_segment seg;
 	long slot;
 	bool no_sandbox;	/* --no-sandbox (pool.sandbox = false) */
+	bool task_process;	/* a task process (taskproc.c): the rings are
+				   ours only until our RESULT is sent */
 	pid_t ppid;		/* the supervisor; a change means it died */
 	struct bg_msg_in in;	/* down-ring reassembly */
 	struct bg_buf out;	/* packing scratch for up-ring messages */
@@ -244,6 +269,10 @@ int bg_child_result(struct bg_ctx *ctx, const char *status,
 		    const char *metadata_json);
 /* Fail the task with msg, replacing any result. */
 void bg_child_fail_task(struct bg_ctx *ctx, const char *msg);
+/* Fail the task with error_code RESOURCE_LIMIT naming `limit` (a sandbox
+ * key, e.g. "memory_mb"), replacing any result. */
+void bg_child_fail_limit(struct bg_ctx *ctx, const char *msg,
+			 const char *limit);
 
 /* ---- call.c: operations answered by bygated (CALL / REPLY) ---- */
 
@@ -306,6 +335,40 @@ void bg_child_exec_shutdown(struct bg_child *c, bool graceful);
  * single-threaded. 0, or a negative errno with the step that failed in
  * why (n bytes). */
 int bg_child_sandbox_apply(char *why, size_t n);
+
+/* ---- confine.c: the strict profile (docs/security.md) ---- */
+
+/* Parse a CONFIG sandbox object ("" = trusted). 0, -EINVAL, -ENOMEM. */
+int bg_confine_parse(struct bg_confine *cf, struct bg_str text);
+void bg_confine_free(struct bg_confine *cf);
+/* Note an exec program's own files (argv resolved against workdir). */
+int bg_confine_program_paths(struct bg_confine *cf, char *const *argv,
+			     const char *workdir);
+/* Confine this process for good (strict profile only): no dumping,
+ * Landlock with rw[] read-write (plus system files, read_paths, the
+ * program's files and `plugin` read-only), the network filter and the
+ * limits. 0, or a negative errno with the failed step in why. */
+int bg_confine_apply(const struct bg_confine *cf, const char *const *rw,
+		     size_t n_rw, const char *plugin, char *why, size_t wn);
+/* RLIMIT_AS alone (exec programs of sanitizer builds). */
+int bg_confine_memory(const struct bg_confine *cf, char *why, size_t wn);
+
+/* ---- taskproc.c: a fresh process per strict task ---- */
+
+/* Does TASK m run in a task process of its own (strict plugin or per_task
+ * agent type, sandbox on)? */
+bool bg_child_isolated(struct bg_child *c, const struct bg_child_msg *m);
+/* Run TASK m in a fresh confined process forked from this one, capture
+ * its output, kill what it left behind, and account for its end. */
+void bg_child_run_isolated(struct bg_child *c, const struct bg_child_msg *m);
+/* An allocation was refused (the memory limit): noted for this task
+ * process and for the child that waits for it. */
+void bg_child_note_mem_refused(void);
+/* Was one refused in this (task) process? */
+bool bg_child_mem_refused(void);
+/* Rebuild exec agent a's program environment from the current environ
+ * (a task process changed it). */
+void bg_child_exec_env(struct bg_agent *a);
 
 /* ---- protocol.c: bygate-handler-protocol 1 (docs/handler-protocol.md) */
 

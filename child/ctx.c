@@ -143,6 +143,7 @@ static int set_result(struct bg_ctx *ctx, const char *status,
 		[BG_RF_INTERRUPTED] = opt(ctx->interrupted ? "1" : NULL),
 	};
 	bg_buf_reset(&ctx->result);
+	ctx->failed = status && !strcmp(status, "FAILED");
 	int rc = bg_rec_pack(&ctx->result, v, BG_RF__COUNT);
 	if (rc == 0 && ctx->result.len > bg_child_max_message(ctx->c))
 		rc = -EMSGSIZE;
@@ -214,23 +215,48 @@ int bg_ctx_extra_payload(struct bg_ctx *ctx, const char *object_json)
 	return 0;
 }
 
-int bg_ctx_fail(struct bg_ctx *ctx, const char *message)
+/* FAILED with reply {"error": msg} and the record's error fields in the
+ * metadata; error_code and limit are added when not NULL. */
+static int fail_with(struct bg_ctx *ctx, const char *msg,
+		     const char *error_type, const char *error_code,
+		     const char *limit)
 {
-	if (ctx == NULL)
-		return -EINVAL;
-	if (ctx->has_result)
-		return -EALREADY;
-	const char *msg = message ? message : "handler failed";
+	json_t *meta_j = json_pack("{s:s,s:s,s:s}", "error_type", error_type,
+				   "error_message", msg, "failed_stage",
+				   "process_command");
+	if (meta_j && error_code)
+		json_object_set_new(meta_j, "error_code",
+				    json_string(error_code));
+	if (meta_j && limit)
+		json_object_set_new(meta_j, "resource_limit",
+				    json_string(limit));
 	char *reply = dump(json_pack("{s:s}", "error", msg));
-	char *meta = dump(json_pack("{s:s,s:s,s:s}", "error_type",
-				    "HandlerError", "error_message", msg,
-				    "failed_stage", "process_command"));
+	char *meta = dump(meta_j);
 	int rc = reply && meta ? set_result(ctx, "FAILED", NULL, reply, meta,
 					    msg)
 			       : -EINVAL;
 	free(reply);
 	free(meta);
 	return rc;
+}
+
+int bg_ctx_fail(struct bg_ctx *ctx, const char *message)
+{
+	if (ctx == NULL)
+		return -EINVAL;
+	if (ctx->has_result)
+		return -EALREADY;
+	return fail_with(ctx, message ? message : "handler failed",
+			 "HandlerError", NULL, NULL);
+}
+
+void bg_child_fail_limit(struct bg_ctx *ctx, const char *msg,
+			 const char *limit)
+{
+	ctx->has_result = false;
+	if (fail_with(ctx, msg, "ResourceLimitExceeded", "RESOURCE_LIMIT",
+		      limit))
+		bg_child_fail_task(ctx, "resource limit reached");
 }
 
 int bg_ctx_cancelled(struct bg_ctx *ctx)
@@ -314,10 +340,27 @@ struct bg_ctx *bg_child_ctx_new(struct bg_child *c,
 	return ctx;
 }
 
+/* A FAILED task whose allocation was refused ran out of its memory: say
+ * so (RESOURCE_LIMIT) instead of whatever the handler made of it. */
+static void explain_memory(struct bg_child *c, struct bg_ctx *ctx)
+{
+	if (!ctx->has_result || !ctx->failed || ctx->agent == NULL ||
+	    ctx->agent->confine.memory_mb <= 0 ||
+	    !(ctx->mem_refused || (c->task_process && bg_child_mem_refused())))
+		return;
+	char msg[200];
+	snprintf(msg, sizeof(msg),
+		 "resource limit reached: memory_mb: an allocation past the "
+		 "task's %ld MiB of address space was refused",
+		 ctx->agent->confine.memory_mb);
+	bg_child_fail_limit(ctx, msg, "memory_mb");
+}
+
 void bg_child_finish(struct bg_child *c, struct bg_ctx *ctx)
 {
 	if (!ctx->has_result)
 		set_result(ctx, NULL, NULL, NULL, NULL, NULL);
+	explain_memory(c, ctx);
 	int rc = ctx->has_result
 			 ? bg_child_send_packed(c, BG_REC_RESULT, ctx->tag,
 						ctx->result.p, ctx->result.len)

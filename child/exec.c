@@ -1,5 +1,5 @@
 /* child/exec.c - handler = "exec": the programs. Each is started with
- * posix_spawn in the agent type's working directory, inheriting only fds
+ * fork and exec in the agent type's working directory, inheriting only fds
  * 0-2 (pipes to this child) and staying in the child's process group, so
  * every signal bygated sends the group (task timeout, cancel, shutdown)
  * reaches it too. Its stdout carries protocol lines (protocol.c), its
@@ -7,11 +7,12 @@
  * the protocol or dies fails the tasks it was running and is killed; the
  * next task starts a fresh one. */
 #include "child/child.h"
+#include "child/memwatch.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/syscall.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,10 +20,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
 extern char **environ;
 
 #define READ_CHUNK 65536
 #define LOG_LINE_MAX 2000	/* bytes of one stderr line sent to the log */
+#define PROG_LOG_CAP (64 * 1024) /* stderr bytes logged while a program runs
+				    its tasks; the rest is counted */
 #define RETIRE_GRACE_MS 2000	/* per_task program: exit after its result */
 #define SHUTDOWN_GRACE_MS 1000	/* all programs at a normal child exit */
 #define EXIT_WAIT_MS 500	/* a program that closed its stdout */
@@ -47,6 +54,7 @@ void bg_child_exec_free(struct bg_exec *x)
 		free(x->own_env[i]);
 	free(x->envp);
 	free(x->workdir);
+	free(x->preload);
 	free(x);
 }
 
@@ -95,12 +103,38 @@ static bool is_own(const char *e, char *const *own, size_t n)
 	return false;
 }
 
-/* environ with BYGATE_AGENT_TYPE, BYGATE_HANDLER_PROTOCOL and
- * BYGATE_MAX_INFLIGHT set (x->own_env). */
-static int make_envp(struct bg_exec *x, const char *agent)
+/* The program's environment: environ (the child's, built by bygated; a
+ * task process's own, see taskproc.c), then the agent type's `env`, then
+ * BYGATE_AGENT_TYPE, BYGATE_HANDLER_PROTOCOL and BYGATE_MAX_INFLIGHT
+ * (x->own_env), each name once. */
+static int build_envp(struct bg_exec *x, const struct bg_confine *cf)
 {
 	char **own = x->own_env;
-	if (asprintf(&own[0], "BYGATE_AGENT_TYPE=%s", agent) == -1)
+	size_t n = 0, k = 0;
+	while (environ[n])
+		n++;
+	free(x->envp);
+	x->envp = calloc(n + cf->n_env + BG_EXEC_OWN_ENV + 2, sizeof(char *));
+	if (x->envp == NULL)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		if (!is_own(environ[i], own, BG_EXEC_OWN_ENV) &&
+		    !is_own(environ[i], cf->env, cf->n_env))
+			x->envp[k++] = environ[i];
+	for (size_t i = 0; i < cf->n_env; i++)
+		if (!is_own(cf->env[i], own, BG_EXEC_OWN_ENV))
+			x->envp[k++] = cf->env[i];
+	memcpy(&x->envp[k], own, sizeof(x->own_env));
+	k += BG_EXEC_OWN_ENV;
+	if (x->preload && !getenv("LD_PRELOAD"))
+		x->envp[k++] = x->preload;
+	return 0;
+}
+
+static int make_envp(struct bg_exec *x, const struct bg_agent *a)
+{
+	char **own = x->own_env;
+	if (asprintf(&own[0], "BYGATE_AGENT_TYPE=%s", a->name) == -1)
 		own[0] = NULL; /* asprintf leaves it undefined */
 	if (asprintf(&own[1], "BYGATE_HANDLER_PROTOCOL=%d",
 		     BG_PROTOCOL_VERSION) == -1)
@@ -109,16 +143,51 @@ static int make_envp(struct bg_exec *x, const char *agent)
 		own[2] = NULL;
 	if (!own[0] || !own[1] || !own[2])
 		return -ENOMEM;
-	size_t n = 0, k = 0;
-	while (environ[n])
-		n++;
-	x->envp = calloc(n + BG_EXEC_OWN_ENV + 1, sizeof(char *));
-	if (x->envp == NULL)
+	return build_envp(x, &a->confine);
+}
+
+void bg_child_exec_env(struct bg_agent *a)
+{
+	if (build_envp(a->exec, &a->confine))
+		_exit(BG_CHILD_EXIT_TASK_DIED); /* a task process without memory */
+}
+
+/* A strict agent type with a memory limit gets libbygate-memwatch.so
+ * (next to this binary) preloaded, and may read it. */
+static int memwatch(struct bg_agent *a)
+{
+	struct bg_exec *x = a->exec;
+	struct bg_confine *cf = &a->confine;
+	if (!cf->strict || cf->memory_mb <= 0)
+		return 0;
+	char self[4096];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0)
+		return 0;
+	self[n] = '\0';
+	char *slash = strrchr(self, '/');
+	if (slash == NULL)
+		return 0;
+	*slash = '\0';
+	char *lib = NULL;
+	if (asprintf(&lib, "%s/%s", self, BG_MEMWATCH_LIB) == -1)
 		return -ENOMEM;
-	for (size_t i = 0; i < n; i++)
-		if (!is_own(environ[i], own, BG_EXEC_OWN_ENV))
-			x->envp[k++] = environ[i];
-	memcpy(&x->envp[k], own, sizeof(x->own_env));
+	if (access(lib, R_OK) == -1) {
+		free(lib); /* not installed: failures stay unexplained */
+		return 0;
+	}
+	char **paths = realloc(cf->program_paths,
+			       (cf->n_program_paths + 2) * sizeof(char *));
+	if (paths == NULL || asprintf(&x->preload, "LD_PRELOAD=%s", lib) == -1) {
+		if (paths)
+			cf->program_paths = paths;
+		free(lib);
+		x->preload = NULL;
+		return -ENOMEM;
+	}
+	cf->program_paths = paths;
+	cf->program_paths[cf->n_program_paths++] = lib;
+	cf->program_paths[cf->n_program_paths] = NULL;
 	return 0;
 }
 
@@ -162,7 +231,11 @@ int bg_child_exec_configure(struct bg_agent *a, const struct bg_str *f,
 	x->workdir = strndup(f[BG_KF_WORKDIR].p, f[BG_KF_WORKDIR].len);
 	if (rc == 0 && x->workdir == NULL)
 		rc = -ENOMEM;
-	return rc ? rc : make_envp(x, a->name);
+	if (rc == 0)
+		rc = bg_confine_program_paths(&a->confine, x->argv, x->workdir);
+	if (rc == 0)
+		rc = memwatch(a);
+	return rc ? rc : make_envp(x, a);
 }
 
 /* ---- starting, stopping ------------------------------------------------- */
@@ -181,31 +254,92 @@ static int nonblock(int fd)
 								     : 0;
 }
 
-/* posix_spawnp x's command in x->workdir with in, out and err as its fds
- * 0-2 and nothing else, default signal handling. 0 or -errno. */
-static int spawn(struct bg_exec *x, pid_t *pid, int in, int out, int err)
+/* Where a program failed before it ran, for its error pipe. */
+struct spawn_err {
+	int err;
+	char why[160];
+};
+
+static _Noreturn void spawn_failed(int fd, int err, const char *why)
 {
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t at;
-	sigset_t none, dfl;
+	struct spawn_err e = { err, "" };
+	snprintf(e.why, sizeof(e.why), "%s", why);
+	ssize_t w = write(fd, &e, sizeof(e));
+	(void)w;
+	_exit(127);
+}
+
+/* In the forked process: fds, directory, signals, confinement, exec. */
+static _Noreturn void spawn_exec(struct bg_child *c, struct bg_agent *a,
+				 int in, int out, int err, int efd)
+{
+	struct bg_exec *x = a->exec;
+	if (dup2(in, 0) == -1 || dup2(out, 1) == -1 || dup2(err, 2) == -1)
+		spawn_failed(efd, errno, "dup2()");
+	/* Everything else is closed by the exec (the error pipe too). */
+	if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) == -1)
+		for (int fd = 3; fd < 1024; fd++)
+			if (fd != efd)
+				close(fd);
+	if (chdir(x->workdir) == -1)
+		spawn_failed(efd, errno, "chdir() to the working directory");
+	for (int sig = 1; sig < NSIG; sig++)
+		signal(sig, SIG_DFL);
+	sigset_t none;
 	sigemptyset(&none);
-	sigemptyset(&dfl);
-	sigaddset(&dfl, SIGPIPE);
-	posix_spawn_file_actions_init(&fa);
-	posix_spawnattr_init(&at);
-	posix_spawn_file_actions_adddup2(&fa, in, 0);
-	posix_spawn_file_actions_adddup2(&fa, out, 1);
-	posix_spawn_file_actions_adddup2(&fa, err, 2);
-	posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-	posix_spawn_file_actions_addchdir_np(&fa, x->workdir);
-	posix_spawnattr_setsigmask(&at, &none);
-	posix_spawnattr_setsigdefault(&at, &dfl);
-	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK |
-					      POSIX_SPAWN_SETSIGDEF);
-	int rc = posix_spawnp(pid, x->argv[0], &fa, &at, x->argv, x->envp);
-	posix_spawnattr_destroy(&at);
-	posix_spawn_file_actions_destroy(&fa);
-	return -rc;
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	char why[200] = "";
+	int rc = 0;
+	if (a->confine.strict && !x->per_task && !c->no_sandbox) {
+		/* A persistent program serves every session of its agent
+		 * type: confined to the agent type's tree. */
+		const char *rw[] = { a->confine.agent_dir };
+		rc = bg_confine_apply(&a->confine, rw, 1, NULL, why,
+				      sizeof(why));
+	} else if (a->confine.strict && !c->no_sandbox) {
+		rc = bg_confine_memory(&a->confine, why, sizeof(why));
+	}
+	if (rc)
+		spawn_failed(efd, -rc, why);
+	execvpe(x->argv[0], x->argv, x->envp);
+	spawn_failed(efd, errno, "execvp()");
+}
+
+/* Start a's command in its working directory with in, out and err as fds
+ * 0-2 and nothing else, default signal handling, and (strict persistent
+ * programs) the agent type's confinement. 0 or -errno with why set. */
+static int spawn(struct bg_child *c, struct bg_agent *a, pid_t *pid, int in,
+		 int out, int err, const char **why)
+{
+	static char reason[200];
+	int ep[2];
+	if (pipe2(ep, O_CLOEXEC) == -1) {
+		*why = "pipe2()";
+		return -errno;
+	}
+	pid_t p = fork();
+	if (p == 0) {
+		close(ep[0]);
+		spawn_exec(c, a, in, out, err, ep[1]);
+	}
+	int rc = p == -1 ? -errno : 0;
+	close(ep[1]);
+	struct spawn_err e;
+	ssize_t n = p == -1 ? 0 : read(ep[0], &e, sizeof(e));
+	close(ep[0]);
+	if (p == -1) {
+		*why = "fork()";
+	} else if (n == (ssize_t)sizeof(e)) {
+		while (waitpid(p, NULL, 0) == -1 && errno == EINTR)
+			;
+		e.why[sizeof(e.why) - 1] = '\0';
+		snprintf(reason, sizeof(reason), "%s", e.why);
+		*why = reason;
+		rc = e.err > 0 ? -e.err : -EINVAL;
+	} else {
+		*pid = p;
+	}
+	return rc;
 }
 
 /* A running program for agent a, linked into c->progs. 0, or a negative
@@ -223,8 +357,8 @@ static int prog_start(struct bg_child *c, struct bg_agent *a,
 	if (rc == 0 && ((rc = nonblock(in[1])) || (rc = nonblock(o[0])) ||
 			(rc = nonblock(e[0]))))
 		*why = "fcntl(O_NONBLOCK)";
-	if (rc == 0 && (rc = spawn(a->exec, &p->pid, in[0], o[1], e[1])))
-		*why = "posix_spawn()";
+	if (rc == 0)
+		rc = spawn(c, a, &p->pid, in[0], o[1], e[1], why);
 	close_fd(&in[0]);
 	close_fd(&o[1]);
 	close_fd(&e[1]);
@@ -394,6 +528,16 @@ static void log_err_line(struct bg_child *c, struct bg_prog *p,
 {
 	struct bg_ctx *x = only_task(c, p);
 	struct bg_buf b = { 0 };
+	if (len == sizeof(BG_MEMWATCH_MARKER) - 1 &&
+	    !memcmp(line, BG_MEMWATCH_MARKER, len)) {
+		p->mem_refused = true;
+		bg_child_note_mem_refused();
+	}
+	if (p->err_logged + len > PROG_LOG_CAP) {
+		p->err_dropped += len + 1;
+		return;
+	}
+	p->err_logged += len + 1;
 	keep_last_err(p, line, len);
 	bg_buf_printf(&b, "%s pid %ld%s%s%s stderr: %.*s", p->agent->name,
 		      (long)p->pid, x ? " [" : "",
@@ -628,7 +772,9 @@ int bg_child_exec_wait(struct bg_child *c, int timeout_ms)
 	if (reserve_pfd(c, 1 + 3 * n))
 		return -ENOMEM;
 	struct pollfd *f = c->pfd;
-	f[0] = (struct pollfd){ .fd = BG_CHILD_FD_WAKE_CHILD, .events = POLLIN };
+	bool ring = !(c->task_process && c->exec_tasks == NULL);
+	f[0] = (struct pollfd){ .fd = ring ? BG_CHILD_FD_WAKE_CHILD : -1,
+				.events = POLLIN };
 	int64_t now = mono_ms();
 	size_t i = 0;
 	for (struct bg_prog *p = c->progs; p; p = p->next, i++) {
@@ -732,7 +878,25 @@ void bg_child_exec_finish(struct bg_child *c, struct bg_ctx *ctx)
 			break;
 		}
 	struct bg_prog *p = ctx->prog;
-	if (p && --p->n_tasks == 0 && p->agent->exec->per_task) {
+	/* A refused allocation is written to stderr before the failure it
+	 * causes reaches stdout: read it first. */
+	if (p && p->err_fd >= 0)
+		read_err(c, p);
+	if (p && p->mem_refused)
+		ctx->mem_refused = true;
+	if (p && --p->n_tasks == 0)
+		p->mem_refused = false;
+	if (p && p->n_tasks == 0 && p->err_dropped) {
+		char msg[200];
+		snprintf(msg, sizeof(msg),
+			 "%zu bytes of the program's stderr not logged (at "
+			 "most %d while it runs its tasks)",
+			 p->err_dropped, PROG_LOG_CAP);
+		child_log(c, ctx->tag, "warn", msg);
+	}
+	if (p && p->n_tasks == 0)
+		p->err_logged = p->err_dropped = 0;
+	if (p && p->n_tasks == 0 && p->agent->exec->per_task) {
 		p->retiring = true;
 		p->deadline_ms = mono_ms() + RETIRE_GRACE_MS;
 		close_fd(&p->in_fd); /* end of input: time to exit */
@@ -881,6 +1045,12 @@ static void start_queued(struct bg_child *c)
 void bg_child_exec_drain(struct bg_child *c)
 {
 	while (c->exec_tasks || any_retiring(c)) {
+		if (c->task_process && c->exec_tasks == NULL) {
+			/* Our RESULT is sent: the ring is the child's again
+			 * (taskproc.c); only wait for the program to exit. */
+			bg_child_exec_wait(c, BG_CHILD_WAIT_MS);
+			continue;
+		}
 		start_queued(c);
 		intake(c);
 		if (c->exec_tasks || any_retiring(c))

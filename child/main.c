@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -212,6 +213,10 @@ int main(int argc, char **argv)
 	struct bg_child *c = &g_child;
 	parse_args(c, argc, argv);
 	c->ppid = getppid();
+	/* Orphans of our task processes come to us (we are the init of our
+	 * PID namespace too, when bygated runs as root): taskproc.c kills
+	 * them when their task ends. */
+	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 	attach(c);
 	sandbox(c);
 	configure(c);
@@ -220,7 +225,10 @@ int main(int argc, char **argv)
 		bg_child_next(c, &m);
 		switch (m.kind) {
 		case BG_REC_TASK:
-			bg_child_run(c, &m);
+			if (bg_child_isolated(c, &m))
+				bg_child_run_isolated(c, &m);
+			else
+				bg_child_run(c, &m);
 			if (c->stop_requested)
 				bg_child_die(c, 0, "stopped");
 			break;

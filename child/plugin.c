@@ -167,7 +167,13 @@ static int add_type(struct bg_child *c, const struct bg_str *f,
 		struct bg_agent *a = &c->agents[c->n_agents++];
 		a->name = name;
 		name = NULL;
-		rc = bg_str_eq(f[BG_KF_KIND], "exec")
+		rc = bg_confine_parse(&a->confine, f[BG_KF_SANDBOX]);
+		if (rc)
+			fail(err, rc, "agent type '%s': invalid sandbox in "
+				      "CONFIG",
+			     a->name);
+		else
+			rc = bg_str_eq(f[BG_KF_KIND], "exec")
 			     ? bg_child_exec_configure(a, f, err)
 			     : add_plugin(c, a, f[BG_KF_PLUGIN], opts, err);
 	}
@@ -229,6 +235,7 @@ void bg_child_unload(struct bg_child *c)
 			a->plugin->h->shutdown(a->state);
 		a->inited = false;
 		bg_child_exec_free(a->exec);
+		bg_confine_free(&a->confine);
 		free(a->name);
 	}
 	for (size_t i = 0; i < c->n_plugins; i++) {

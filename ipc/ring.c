@@ -221,6 +221,17 @@ void bg_ring_pop(struct bg_ring *r)
 	st_rel(&r->ctl->tail, r->tail);
 }
 
+int bg_ring_resync(struct bg_ring *r)
+{
+	uint64_t h = ld_acq(&r->ctl->head), t = ld_acq(&r->ctl->tail);
+	if ((h & ALIGN_MASK) || (t & ALIGN_MASK) || h - t > r->capacity)
+		return -EPROTO;
+	r->head = h;
+	r->tail = t;
+	r->peeked = 0;
+	return 0;
+}
+
 /* ---- doorbell handshake ----
  * Dekker pattern: each side stores (index or flag), issues a seq_cst fence,
  * then loads the other's. At least one of the two sees the other's store,

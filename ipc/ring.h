@@ -81,6 +81,11 @@ struct bg_ring {
 #define BG_RING_MIN_CAPACITY 4096u
 #define BG_RING_MAX_CAPACITY (1ull << 30)
 
+/* Reload the local copies of head and tail from shared memory, after
+ * another process (a forked task process of the child) produced or
+ * consumed in this side's place. 0, or -EPROTO when they are invalid. */
+int bg_ring_resync(struct bg_ring *r);
+
 /* Bytes of shared memory a ring of `capacity` data bytes needs (the data
  * follows the struct bg_ring_ctl). capacity must be a power of two between
  * BG_RING_MIN_CAPACITY and BG_RING_MAX_CAPACITY; 0 when it is not. */

@@ -1492,8 +1492,18 @@ static void handle_result(struct bg_daemon *d, struct bg_task *t,
 			rerun_interrupted(d, t, true, why ? why : "failed");
 			bg_task_dispatch(d); /* its child may be recycling */
 		} else if (!(retryable &&
-			   retry_attempt(d, t, why ? why : "failed")))
-			end_task(d, t, BG_OUT_FAILED, NULL, why);
+			   retry_attempt(d, t, why ? why : "failed"))) {
+			/* The child's own explanation of a sandbox limit
+			 * (child/taskproc.c): kept as the record's code. */
+			struct bg_str ec;
+			bool limit = bg_json_obj_get(f[BG_RF_METADATA],
+						     "error_code", &ec) == 0 &&
+				     bg_str_eq(ec, "\"RESOURCE_LIMIT\"");
+			if (limit)
+				t->error_type = "ResourceLimitExceeded";
+			end_task(d, t, BG_OUT_FAILED,
+				 limit ? "RESOURCE_LIMIT" : NULL, why);
+		}
 		free(why);
 		return;
 	}

@@ -36,6 +36,9 @@ from bglib.resp import (RespClient, RespError, RespTimeout,  # noqa: E402,F401
 from bglib.proc import wait_until, pid_alive  # noqa: E402,F401
 
 
+EXAMPLES_PY = pathlib.Path(__file__).resolve().parents[2] / "examples" / "python"
+
+
 def build_dir():
     """The build directory under test: $BYGATE_BUILD (set by tests/run.py),
     else <repo>/build; always absolute."""
@@ -145,7 +148,14 @@ class Harness:
             "log": {"level": "debug"},
             "agent_types": [self.agent_type("echo")],
         }
-        return deep_merge(cfg, overrides)
+        cfg = deep_merge(cfg, overrides)
+        for at in cfg.get("agent_types") or []:
+            # The test agents import examples/python/bygate_agent.py: an
+            # agent type declares what it reads besides its own directory.
+            if at.get("handler") == "exec":
+                sb = at.setdefault("sandbox", {})
+                sb.setdefault("read_paths", [str(EXAMPLES_PY)])
+        return cfg
 
     def bygated(self, overrides=None, *, config=None, redis=None, env=None,
                 args=(), ready=ready_log, start_timeout=30.0):

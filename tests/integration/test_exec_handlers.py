@@ -123,13 +123,28 @@ def test_killed_program_fails_the_task_and_the_next_succeeds(h):
 
 @timeout(60)
 def test_hang_past_timeout_fails_the_task_and_the_next_succeeds(h):
-    d, _ = fails_then_next_succeeds(h, "persistent", "hang", "timed out",
-                                    timeout_ms=1500)
-    text = d.log_text()
-    pid = int(text.split("rawagent pid ")[1].split()[0])
-    wait_until(lambda: not os.path.exists("/proc/%d" % pid) or
-               open("/proc/%d/stat" % pid).read().split(")")[1].split()[0]
-               == "Z", 10, what="the hung program to be gone")
+    fails_then_next_succeeds(h, "persistent", "hang", "timed out",
+                             timeout_ms=1500)
+    # The log names the program's pid inside its child's PID namespace:
+    # look for the programs on the host. Only the fresh one that ran
+    # "fine" may be left.
+    wait_until(lambda: len(live_processes("rawagent.py")) <= 1, 10,
+               what="the hung program to be gone")
+
+
+def live_processes(needle):
+    """Host pids of live (not zombie) processes whose command line holds
+    needle."""
+    out = []
+    for d in os.listdir("/proc"):
+        try:
+            cmd = open("/proc/%s/cmdline" % d, "rb").read().replace(b"\0", b" ")
+            state = open("/proc/%s/stat" % d).read().split(")")[1].split()[0]
+        except (OSError, ValueError, IndexError):
+            continue
+        if needle.encode() in cmd and state != "Z":
+            out.append(int(d))
+    return out
 
 
 def test_stderr_lines_reach_the_log_with_the_execution_id(h):

@@ -20,8 +20,11 @@ ALLOWED = ("fork-exec", "thread", "write-workspace", "personality-query")
 
 
 def start(h, sandbox=True, size=1):
+    # "work" connects to redis: the agent type lists its port.
     py = {"name": "py", "handler": "exec",
-          "command": "python3 %s" % (AGENTS / "testagent.py")}
+          "command": "python3 %s" % (AGENTS / "testagent.py"),
+          "sandbox": {"network": "connect",
+                      "connect_ports": [h.redis.port]}}
     return h.start_bygated({
         "pool": {"size": size, "sandbox": sandbox},
         "agent_types": [h.agent_type("sandbox"), py]})

@@ -1,0 +1,501 @@
+/* child/taskproc.c - a fresh process per task of a strict agent type
+ * (plugin or per_task exec): forked from the preloaded child, confined to
+ * its session (confine.c), running the task on the rings exactly as the
+ * child would, then gone. The child meanwhile only reads the task's
+ * output (bounded, escaped, one line at a time with the execution id) and
+ * waits; when the task process ends it kills whatever the task left
+ * running (the child is the init of its PID namespace, or a subreaper),
+ * picks the rings up where the task process left them, and accounts for
+ * an end without a RESULT: a resource limit becomes a FAILED result with
+ * error_code RESOURCE_LIMIT, anything else ends the child so that bygated
+ * sees the task's death as it always did (exit BG_CHILD_EXIT_TASK_DIED,
+ * the task process's status in the scoreboard). */
+#include "child/child.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define OUTPUT_CAP (64 * 1024) /* bytes of a task's output logged */
+#define LINE_CAP 1024	       /* bytes of one logged line */
+
+/* Written by the task process, read by the child after it ended. */
+struct task_share {
+	uint32_t result_sent; /* its RESULT is in the up ring */
+	uint32_t stop;	      /* it absorbed a STOP */
+	uint32_t mem_refused; /* an allocation was refused (memory_mb) */
+	uint32_t lost;	      /* it queued a message meant for the child */
+};
+
+static struct task_share *g_share;
+extern char **environ;
+
+bool bg_child_isolated(struct bg_child *c, const struct bg_child_msg *m)
+{
+	if (c->no_sandbox)
+		return false;
+	struct bg_str type = bg_child_task_agent_type(m->p, m->len);
+	char name[256];
+	if (type.len == 0 || type.len >= sizeof(name))
+		return false;
+	memcpy(name, type.p, type.len);
+	name[type.len] = '\0';
+	struct bg_agent *a = bg_child_find_agent(c, name);
+	return a && a->confine.strict && (a->exec == NULL || a->exec->per_task);
+}
+
+static bool g_mem_refused;
+
+void bg_child_note_mem_refused(void)
+{
+	g_mem_refused = true;
+	if (g_share)
+		__atomic_store_n(&g_share->mem_refused, 1, __ATOMIC_RELAXED);
+}
+
+bool bg_child_mem_refused(void)
+{
+	return g_mem_refused;
+}
+
+/* ---- output ------------------------------------------------------------ */
+
+struct output {
+	int fd;
+	char id[96]; /* the execution id, escaped */
+	struct bg_buf line;
+	size_t logged, dropped;
+	bool cut; /* the current line is past LINE_CAP */
+};
+
+/* Append s[0..n) with control bytes and backslashes escaped. */
+static void escape_into(struct bg_buf *b, const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (ch == '\\')
+			bg_buf_puts(b, "\\\\");
+		else if (ch < 0x20 || ch == 0x7f)
+			bg_buf_printf(b, "\\x%02x", ch);
+		else
+			bg_buf_append(b, &s[i], 1);
+	}
+}
+
+static void emit_line(struct bg_child *c, struct output *o)
+{
+	struct bg_buf msg = { 0 };
+	bg_buf_printf(&msg, "bygate-child[slot %ld]: %s: ", c->slot, o->id);
+	escape_into(&msg, o->line.p ? o->line.p : "", o->line.len);
+	if (o->cut)
+		bg_buf_puts(&msg, " [line cut]");
+	bg_buf_puts(&msg, "\n");
+	if (msg.p && o->logged + o->line.len <= OUTPUT_CAP) {
+		ssize_t w = write(STDERR_FILENO, msg.p, msg.len);
+		(void)w;
+		o->logged += o->line.len;
+	} else {
+		o->dropped += o->line.len;
+	}
+	bg_buf_free(&msg);
+	bg_buf_reset(&o->line);
+	o->cut = false;
+}
+
+/* Read what the pipe holds now; false at EOF or error. */
+static bool read_output(struct bg_child *c, struct output *o)
+{
+	char buf[4096];
+	for (;;) {
+		ssize_t n = read(o->fd, buf, sizeof(buf));
+		if (n == 0)
+			return false;
+		if (n == -1)
+			return errno == EAGAIN || errno == EINTR;
+		for (ssize_t i = 0; i < n; i++) {
+			if (buf[i] == '\n') {
+				emit_line(c, o);
+				continue;
+			}
+			if (o->line.len < LINE_CAP)
+				bg_buf_append(&o->line, &buf[i], 1);
+			else if (!o->cut)
+				o->cut = true;
+			if (o->cut)
+				o->dropped++;
+		}
+	}
+}
+
+static void end_output(struct bg_child *c, struct output *o)
+{
+	if (o->line.len)
+		emit_line(c, o);
+	if (o->dropped)
+		bg_child_warn(c, "%s: %zu bytes of the task's output not logged "
+				 "(at most %d per task, lines cut at %d)",
+			      o->id, o->dropped, OUTPUT_CAP, LINE_CAP);
+	bg_buf_free(&o->line);
+	close(o->fd);
+}
+
+/* ---- what a task leaves behind ----------------------------------------- */
+
+static bool is_program(struct bg_child *c, pid_t pid)
+{
+	for (struct bg_prog *p = c->progs; p; p = p->next)
+		if (p->pid == pid && !p->reaped)
+			return true;
+	return false;
+}
+
+/* pid h of procfs's PID namespace (the host's: /proc is not remounted)
+ * as our own namespace numbers it: the last NSpid of /proc/h/status. */
+static pid_t ns_pid(pid_t h)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof(path), "/proc/%ld/status", (long)h);
+	FILE *f = fopen(path, "re");
+	pid_t pid = h;
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "NSpid:", 6)) {
+			char *last = strrchr(line, '\t');
+			pid = last ? (pid_t)strtol(last + 1, NULL, 10) : h;
+			break;
+		}
+	if (f)
+		fclose(f);
+	return pid;
+}
+
+/* Our children now, in our PID namespace's numbers:
+ * /proc/self/task/<tid>/children of every thread. */
+static size_t list_children(pid_t *out, size_t max)
+{
+	size_t n = 0;
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	while (d && (e = readdir(d)) != NULL && n < max) {
+		if (e->d_name[0] == '.')
+			continue;
+		char path[300];
+		snprintf(path, sizeof(path), "/proc/self/task/%s/children",
+			 e->d_name);
+		FILE *f = fopen(path, "re");
+		long pid;
+		while (f && n < max && fscanf(f, "%ld", &pid) == 1)
+			out[n++] = (pid_t)pid;
+		if (f)
+			fclose(f);
+	}
+	if (d)
+		closedir(d);
+	for (size_t i = 0; i < n; i++)
+		out[i] = ns_pid(out[i]);
+	return n;
+}
+
+/* Kill every process the task left: its orphans are re-parented to us
+ * (PID namespace init, or subreaper), their children follow when they
+ * die, so repeat until only the persistent programs are left. */
+static void kill_leftovers(struct bg_child *c)
+{
+	pid_t pids[512];
+	for (int round = 0; round < 10000; round++) {
+		size_t n = list_children(pids, 512), killed = 0;
+		for (size_t i = 0; i < n; i++) {
+			if (is_program(c, pids[i]))
+				continue;
+			kill(pids[i], SIGKILL);
+			killed++;
+		}
+		for (size_t i = 0; i < n; i++)
+			if (!is_program(c, pids[i]))
+				while (waitpid(pids[i], NULL, 0) == -1 &&
+				       errno == EINTR)
+					;
+		if (killed == 0)
+			return;
+	}
+	bg_child_warn(c, "processes left by a task survive 10000 rounds of "
+			 "SIGKILL");
+}
+
+/* ---- the task process --------------------------------------------------- */
+
+static void copy_field(char *dst, size_t n, struct bg_str v)
+{
+	size_t len = v.len < n - 1 ? v.len : n - 1;
+	memcpy(dst, v.p, len);
+	dst[len] = '\0';
+}
+
+/* The task's environment: PATH, LANG, LC_* and TZ of the child's (built by
+ * bygated), HOME and TMPDIR in the task's directories, its BYGATE_*
+ * variables, then the agent type's `env`. */
+static void task_environment(struct bg_agent *a, const struct bg_str *v)
+{
+	static const char *const keep[] = { "PATH=", "LANG=", "LC_", "TZ=",
+					    NULL };
+	size_t n = 0;
+	for (char **e = environ; *e; e++)
+		n++;
+	char **old = calloc(n + 1, sizeof(char *));
+	for (size_t i = 0, k = 0; old && i < n; i++)
+		for (const char *const *p = keep; *p; p++)
+			if (!strncmp(environ[i], *p, strlen(*p))) {
+				old[k++] = strdup(environ[i]);
+				break;
+			}
+	clearenv();
+	for (size_t i = 0; old && old[i]; i++)
+		putenv(old[i]); /* kept for the process's life */
+	free(old);
+	char f[4096];
+	static const struct {
+		const char *name;
+		int field;
+	} vars[] = {
+		{ "HOME", BG_TF_WORKSPACE },
+		{ "BYGATE_WORKSPACE", BG_TF_WORKSPACE },
+		{ "TMPDIR", BG_TF_PRIVATE_DIR },
+		{ "BYGATE_PRIVATE_DIR", BG_TF_PRIVATE_DIR },
+		{ "BYGATE_SESSION_ID", BG_TF_SESSION_ID },
+		{ "BYGATE_EXECUTION_ID", BG_TF_EXECUTION_ID },
+		{ "BYGATE_AGENT_TYPE", BG_TF_AGENT_TYPE },
+	};
+	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
+		copy_field(f, sizeof(f), v[vars[i].field]);
+		if (f[0])
+			setenv(vars[i].name, f, 1);
+	}
+	for (size_t i = 0; i < a->confine.n_env; i++)
+		putenv(a->confine.env[i]);
+	if (a->exec)
+		bg_child_exec_env(a);
+}
+
+/* In the forked process: confine, run, leave. Never returns. */
+static _Noreturn void task_process(struct bg_child *c,
+				   const struct bg_child_msg *m,
+				   struct bg_agent *a, const struct bg_str *v,
+				   int out_fd)
+{
+	if (dup2(out_fd, STDOUT_FILENO) == -1 ||
+	    dup2(out_fd, STDERR_FILENO) == -1)
+		_exit(BG_CHILD_EXIT_TASK_DIED);
+	close(out_fd);
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	c->ppid = getppid(); /* the child: orphan checks watch it now */
+	c->task_process = true;
+	task_environment(a, v);
+	char ws[4096], priv[4096], why[200] = "";
+	copy_field(ws, sizeof(ws), v[BG_TF_WORKSPACE]);
+	copy_field(priv, sizeof(priv), v[BG_TF_PRIVATE_DIR]);
+	const char *rw[2];
+	size_t n_rw = 0;
+	if (ws[0])
+		rw[n_rw++] = ws;
+	if (priv[0])
+		rw[n_rw++] = priv;
+	int rc = bg_confine_apply(&a->confine, rw, n_rw,
+				  a->plugin ? a->plugin->path : NULL, why,
+				  sizeof(why));
+	if (rc) {
+		struct bg_ctx *ctx = bg_child_ctx_new(c, m);
+		char msg[320];
+		snprintf(msg, sizeof(msg),
+			 "cannot confine the task (sandbox.profile strict): "
+			 "%s: %s",
+			 why, strerror(-rc));
+		if (ctx) {
+			bg_child_fail_task(ctx, msg);
+			bg_child_finish(c, ctx);
+			g_share->result_sent = 1;
+		}
+		_exit(0);
+	}
+	bg_child_run(c, m);
+	__atomic_store_n(&g_share->lost, c->queue != NULL, __ATOMIC_RELAXED);
+	__atomic_store_n(&g_share->stop, c->stop_requested, __ATOMIC_RELAXED);
+	__atomic_store_n(&g_share->result_sent, 1, __ATOMIC_RELEASE);
+	_exit(0);
+}
+
+/* ---- accounting --------------------------------------------------------- */
+
+static void describe(int status, char *buf, size_t n)
+{
+	if (WIFEXITED(status))
+		snprintf(buf, n, "exited with status %d", WEXITSTATUS(status));
+	else if (WIFSIGNALED(status))
+		snprintf(buf, n, "was killed by signal %d (%s)",
+			 WTERMSIG(status), strsignal(WTERMSIG(status)));
+	else
+		snprintf(buf, n, "ended with wait status %d", status);
+}
+
+/* The limit a task process that ended without its RESULT ran into, or
+ * NULL. */
+static const char *limit_hit(const struct bg_confine *cf, int status,
+			     const struct rusage *ru, bool mem_refused,
+			     char *text, size_t n)
+{
+	int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+	long cpu = ru->ru_utime.tv_sec + ru->ru_stime.tv_sec;
+	if (cf->cpu_seconds &&
+	    (sig == SIGXCPU || (sig == SIGKILL && cpu >= cf->cpu_seconds))) {
+		snprintf(text, n, "cpu_seconds: the task used its %ld s of CPU",
+			 cf->cpu_seconds);
+		return "cpu_seconds";
+	}
+	if (cf->file_size_mb && sig == SIGXFSZ) {
+		snprintf(text, n, "file_size_mb: the task wrote past the %ld "
+				  "MiB file size limit",
+			 cf->file_size_mb);
+		return "file_size_mb";
+	}
+	if (cf->memory_mb && mem_refused) {
+		snprintf(text, n, "memory_mb: an allocation past the task's "
+				  "%ld MiB of address space was refused",
+			 cf->memory_mb);
+		return "memory_mb";
+	}
+	return NULL;
+}
+
+/* A FAILED result with error_code RESOURCE_LIMIT, sent by the child. */
+static void fail_limit(struct bg_child *c, const struct bg_child_msg *m,
+		       const char *limit, const char *text)
+{
+	struct bg_ctx *ctx = bg_child_ctx_new(c, m);
+	if (ctx == NULL)
+		bg_child_die(c, BG_CHILD_EXIT_PROTOCOL, "out of memory");
+	char msg[400];
+	snprintf(msg, sizeof(msg), "resource limit reached: %s", text);
+	bg_child_fail_limit(ctx, msg, limit);
+	bg_child_finish(c, ctx);
+}
+
+static void resync(struct bg_child *c)
+{
+	if (bg_ring_resync(&c->seg.down) || bg_ring_resync(&c->seg.up))
+		bg_child_die(c, BG_CHILD_EXIT_PROTOCOL,
+			     "rings left invalid by a task process");
+}
+
+void bg_child_run_isolated(struct bg_child *c, const struct bg_child_msg *m)
+{
+	struct bg_str v[BG_TF__COUNT];
+	if (bg_rec_unpack(m->p, m->len, v, BG_TF__COUNT))
+		bg_child_die(c, BG_CHILD_EXIT_PROTOCOL,
+			     "malformed TASK record (tag %llu)",
+			     (unsigned long long)m->tag);
+	char name[256];
+	copy_field(name, sizeof(name), v[BG_TF_AGENT_TYPE]);
+	struct bg_agent *a = bg_child_find_agent(c, name);
+	if (g_share == NULL) {
+		g_share = mmap(NULL, sizeof(*g_share), PROT_READ | PROT_WRITE,
+			       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		if (g_share == MAP_FAILED)
+			bg_child_die(c, BG_CHILD_EXIT_PROTOCOL,
+				     "mmap(task share) failed: %s",
+				     strerror(errno));
+	}
+	memset(g_share, 0, sizeof(*g_share));
+	struct output o = { .fd = -1 };
+	struct bg_buf id = { 0 };
+	escape_into(&id, v[BG_TF_EXECUTION_ID].p,
+		    v[BG_TF_EXECUTION_ID].len < 80 ? v[BG_TF_EXECUTION_ID].len
+						    : 80);
+	copy_field(o.id, sizeof(o.id),
+		   (struct bg_str){ id.p ? id.p : "", id.len });
+	bg_buf_free(&id);
+	int pfd[2];
+	if (pipe2(pfd, O_CLOEXEC) == -1)
+		bg_child_die(c, BG_CHILD_EXIT_PROTOCOL, "pipe2() failed: %s",
+			     strerror(errno));
+	bg_child_score(c, BG_SCORE_BUSY, m->tag);
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(pfd[0]);
+		task_process(c, m, a, v, pfd[1]);
+	}
+	close(pfd[1]);
+	if (pid == -1)
+		bg_child_die(c, BG_CHILD_EXIT_PROTOCOL,
+			     "fork() of a task process failed: %s",
+			     strerror(errno));
+	o.fd = pfd[0];
+	fcntl(o.fd, F_SETFL, O_NONBLOCK);
+	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	bool open = true;
+	for (;;) {
+		struct pollfd p[2];
+		nfds_t n = 0;
+		if (open)
+			p[n++] = (struct pollfd){ o.fd, POLLIN, 0 };
+		if (pidfd >= 0)
+			p[n++] = (struct pollfd){ pidfd, POLLIN, 0 };
+		int r = poll(p, n, pidfd >= 0 ? -1 : 50);
+		if (r == -1 && errno != EINTR)
+			break;
+		if (open && r > 0 && (p[0].revents & (POLLIN | POLLHUP)))
+			open = read_output(c, &o);
+		siginfo_t si = { 0 };
+		if (pidfd >= 0 ? r > 0 && (p[n - 1].revents & POLLIN)
+			       : waitid(P_PID, (id_t)pid, &si,
+					WEXITED | WNOHANG | WNOWAIT) == 0 &&
+					 si.si_pid == pid)
+			break;
+	}
+	int status = 0;
+	struct rusage ru = { 0 };
+	while (wait4(pid, &status, 0, &ru) == -1 && errno == EINTR)
+		;
+	if (pidfd >= 0)
+		close(pidfd);
+	kill_leftovers(c);
+	while (read_output(c, &o))
+		;
+	end_output(c, &o);
+	resync(c);
+	if (g_share->lost)
+		bg_child_die(c, BG_CHILD_EXIT_PROTOCOL,
+			     "a task process read a message meant for the child");
+	if (g_share->result_sent) {
+		if (g_share->stop)
+			c->stop_requested = true;
+		bg_child_score(c, BG_SCORE_IDLE, 0);
+		return;
+	}
+	char limit_text[200], st[96];
+	const char *limit = a ? limit_hit(&a->confine, status, &ru,
+					  g_share->mem_refused, limit_text,
+					  sizeof(limit_text))
+			      : NULL;
+	describe(status, st, sizeof(st));
+	if (limit) {
+		fail_limit(c, m, limit, limit_text);
+		bg_child_die(c, BG_CHILD_EXIT_TASK_DIED,
+			     "task process %d %s: %s; child replaced",
+			     (int)pid, st, limit_text);
+	}
+	__atomic_store_n(&c->seg.hdr->score.task_status, (uint32_t)status,
+			 __ATOMIC_RELAXED);
+	__atomic_store_n(&c->seg.hdr->score.task_status_set, 1,
+			 __ATOMIC_RELEASE);
+	bg_child_die(c, BG_CHILD_EXIT_TASK_DIED, "task process %d %s",
+		     (int)pid, st);
+}
