@@ -71,6 +71,11 @@ static int keep_one(void *arg, const struct bg_state_suspect *s)
 	k[x->n_kept] = (struct kept){ strndup(s->stream.p, s->stream.len),
 				      strndup(s->entry_id.p, s->entry_id.len),
 				      s->alone_crashes, s->running };
+	if (k[x->n_kept].stream == NULL || k[x->n_kept].id == NULL) {
+		free(k[x->n_kept].stream);
+		free(k[x->n_kept].id);
+		return -1;
+	}
 	x->n_kept++;
 	return 0;
 }
@@ -125,8 +130,11 @@ void bg_suspects_add(struct bg_daemon *d, int stream_idx, const char *id,
 		x->v = v;
 		x->cap = cap;
 	}
+	char *copy = strdup(id);
+	if (copy == NULL)
+		return;
 	x->v[x->n++] = (struct suspect){ .stream = stream_idx,
-					 .id = strdup(id),
+					 .id = copy,
 					 .pending = delivery_count };
 }
 
@@ -369,6 +377,10 @@ static void on_claimed(struct bg_rconn *c, redisReply *r, void *priv)
 	const char *data = field_data(en->element[1], &len);
 	char *id = strdup(s->id);
 	int stream = s->stream;
+	if (id == NULL) {
+		x->cur = CUR_LOST; /* out of memory: asked again later */
+		return;
+	}
 	x->cur = CUR_RUNNING;
 	/* May end (and free) the task at once: bg_suspects_task_done. */
 	bg_task_accept_recovered(d, stream, id, data, len, data != NULL,
