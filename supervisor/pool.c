@@ -242,7 +242,10 @@ static void output_line(struct bg_child *ch)
 {
 	struct child_output *o = &ch->out;
 	struct bg_buf b = { 0 };
-	if (bg_log_escape(&b, o->line, o->len, true) == 0) {
+	/* Control characters only: the zygote already escapes its task
+	 * processes' lines, backslashes included, and escaping those again
+	 * would double them. No line can be forged either way. */
+	if (bg_log_escape(&b, o->line, o->len, false) == 0) {
 		o->win_bytes += b.len + OUT_LINE_COST;
 		if (o->cut)
 			bg_warn("slot %d pid %d: %.*s ... (%llu bytes cut)",

@@ -20,6 +20,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/fault.h"
+
 extern char **environ;
 
 struct bg_spawner {
@@ -279,9 +281,11 @@ static int close_above_5(int a, int b)
 	return 0;
 }
 
+/* fault_setuid: the fault point spawn.setuid, evaluated before the clone
+ * (bg_fault_hit is not async-signal-safe): setresuid "fails" with EPERM. */
 static _Noreturn void in_child(const struct bg_spawner *s, const char *path,
 			       char *const argv[], const int fds[3],
-			       int out_fd, int errfd)
+			       int out_fd, int errfd, bool fault_setuid)
 {
 	const struct bg_spawn_identity *who = &s->who;
 	/* Every source is above 9, so these never clobber one another and
@@ -311,11 +315,18 @@ static _Noreturn void in_child(const struct bg_spawner *s, const char *path,
 			if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) == -1 &&
 			    errno != EINVAL)
 				fail(errfd, ST_CAPBSET);
-		if (setgroups(0, NULL) == -1)
+		/* Raw system calls: glibc's wrappers would broadcast the
+		 * change to the threads it believes exist (set*id of a
+		 * multi-threaded process), which are the parent's. */
+		if (syscall(SYS_setgroups, 0, NULL) == -1)
 			fail(errfd, ST_SETGROUPS);
-		if (setresgid(who->gid, who->gid, who->gid) == -1)
+		if (syscall(SYS_setresgid, who->gid, who->gid, who->gid) == -1)
 			fail(errfd, ST_SETGID);
-		if (setresuid(who->uid, who->uid, who->uid) == -1)
+		if (fault_setuid) {
+			errno = EPERM;
+			fail(errfd, ST_SETUID);
+		}
+		if (syscall(SYS_setresuid, who->uid, who->uid, who->uid) == -1)
 			fail(errfd, ST_SETUID);
 	}
 	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) == -1 &&
@@ -373,12 +384,13 @@ int bg_spawn_child(const struct bg_spawner *s, const char *path,
 	sigset_t all, old;
 	sigfillset(&all);
 	sigprocmask(SIG_SETMASK, &all, &old);
+	bool fault_setuid = s->who.privileged && bg_fault_hit("spawn.setuid");
 	unsigned long flags = SIGCHLD;
 	if (s->who.privileged)
 		flags |= CLONE_NEWPID;
 	long r = syscall(SYS_clone, flags, 0, NULL, NULL, 0);
 	if (r == 0)
-		in_child(s, path, argv, fds, out_fd, ep[1]);
+		in_child(s, path, argv, fds, out_fd, ep[1], fault_setuid);
 	int clone_errno = errno;
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	close(ep[1]);
