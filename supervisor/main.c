@@ -21,6 +21,7 @@
 #include "supervisor/daemon.h"
 #include "supervisor/http.h"
 #include "supervisor/metrics.h"
+#include "supervisor/sandbox.h"
 #include "supervisor/spawn.h"
 #include "workspace/workspace.h"
 #include "supervisor/log.h"
@@ -692,6 +693,9 @@ int main(int argc, char **argv)
 	}
 	if (dump) {
 		bg_config_dump(&cfg, stdout);
+		struct bg_sandbox_support sup;
+		bg_sandbox_probe(geteuid() == 0, &sup);
+		bg_sandbox_print(stdout, &sup);
 		bg_config_free(&cfg);
 		return EXIT_OK;
 	}
@@ -722,6 +726,13 @@ int main(int argc, char **argv)
 		bg_warn("children run as uid %d (bygated is not root): no PID "
 			"namespace per child, no user switch",
 			(int)who.uid);
+	struct bg_sandbox_support support;
+	bg_sandbox_probe(who.privileged, &support);
+	if (bg_sandbox_report(&cfg, &support, err, sizeof(err)) != 0) {
+		bg_error("%s; refusing to start", err);
+		bg_config_free(&cfg);
+		return EXIT_CONFIG;
+	}
 	int rc = mkdir_p(cfg.state_dir);
 	if (rc == 0)
 		rc = mkdir_p(cfg.workspace_dir);

@@ -10,9 +10,8 @@ Runs as root only (bygated switches its children to the pool user)."""
 
 import os
 import pathlib
-import signal
 import socket
-import time
+import subprocess
 
 from harness import wait_until
 import pyclient as pc
@@ -375,3 +374,39 @@ def test_trusted_profile_shows_what_it_allows(h):
     assert answer(h, c, "hostile", "signal %d 0" % d.pid) == "ESRCH"
     assert answer(h, c, "hostile", "ptrace %d" % d.pid) == "EPERM"
     assert "trusted" in d.log_text()
+
+
+# ---- what the kernel provides --------------------------------------------
+
+def test_missing_protection_refuses_start_unless_require_is_false(h):
+    """A kernel without Landlock (fault point sandbox.no_landlock): bygated
+    names what is missing and refuses to start; sandbox.require = false
+    starts it with a warning. The start-up log says what each agent type
+    gets, and -T prints the effective sandbox."""
+    d = h.bygated({"agent_types": hostile_types(h)})
+    d.env = dict(d.env, BYGATE_FAULT="sandbox.no_landlock")
+    d.start(wait=False)
+    d.wait_exit(15)
+    assert d.returncode != 0
+    assert "the kernel does not provide: Landlock" in d.log_text()
+    d = h.bygated({"sandbox": {"require": False},
+                   "agent_types": hostile_types(h)})
+    d.env = dict(d.env, BYGATE_FAULT="sandbox.no_landlock")
+    d.start()
+    text = d.log_text()
+    assert "sandbox.require = false: starting without Landlock" in text
+    assert "agent type hostile: profile strict" in text
+
+
+def test_dump_prints_each_agent_types_effective_sandbox(h):
+    d = h.bygated({"sandbox": {"memory_mb": 512},
+                   "agent_types": hostile_types(h, network="connect",
+                                                connect_ports=[443])})
+    d.write_config()
+    out = subprocess.run([str(h.bin("bygated")), "-c", str(d.config_path),
+                          "-T"], capture_output=True, text=True,
+                         check=True).stdout
+    assert ('# effective sandbox: {"profile":"strict","network":"connect",'
+            '"connect_ports":[443]') in out, out
+    assert '"memory_mb":512' in out
+    assert "# sandbox support of this kernel and process: Landlock" in out

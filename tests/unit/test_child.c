@@ -1141,7 +1141,7 @@ static void test_exec_program_that_cannot_start_fails_the_task(void **st)
 	exec_start(s);
 	sup_task(s, 63, "ghost", "x");
 	expect_failed(s, 63, "cannot start exec handler '/nonexistent/agent' "
-			     "of agent type 'ghost': posix_spawn(): No such "
+			     "of agent type 'ghost': execvp(): No such "
 			     "file or directory");
 	stop_and_expect_exit_0(s);
 }
