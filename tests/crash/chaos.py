@@ -524,6 +524,8 @@ def run(build, tasks=2000, kills=10, child_kills=10, seed=None, *,
     if seed is None:
         seed = random.SystemRandom().randrange(1 << 31)
     base = pathlib.Path(workdir or tempfile.mkdtemp(prefix="bygate-chaos-"))
+    if not workdir:  # mkdtemp's 0700: the pool user passes to its workspace
+        os.chmod(base, 0o711)
     ch = Chaos(build, tasks, kills, child_kills, seed, base, wait_s,
                log_level, fault, out)
     ch.shared = shared
