@@ -31,6 +31,8 @@
 #define OUT_BUDGET_BYTES (1024 * 1024)
 #define OUT_WINDOW_MS 60000
 #define OUT_LINE_COST 64
+#define OUT_READ_PER_TURN (256 * 1024) /* bytes read per loop turn */
+#define OUT_READ_AT_EXIT (4 * 1024 * 1024) /* drained when it is gone */
 
 /* The child's exit status when a task process it forked ended without its
  * RESULT: score.task_status then holds that process's wait status
@@ -310,14 +312,18 @@ static void output_take(struct bg_child *ch, const char *p, size_t n)
 	}
 }
 
-/* Read what the pipe holds (to EOF or EAGAIN). */
-static void output_read(struct bg_child *ch)
+/* Read what the pipe holds (to EOF or EAGAIN), at most `max` bytes: a
+ * child writing without pause must not hold the loop (the event fires
+ * again on the next turn). */
+static void output_read(struct bg_child *ch, size_t max)
 {
 	char buf[65536];
-	while (ch->out.fd >= 0) {
+	size_t got = 0;
+	while (ch->out.fd >= 0 && got < max) {
 		ssize_t n = read(ch->out.fd, buf, sizeof(buf));
 		if (n > 0) {
 			output_take(ch, buf, (size_t)n);
+			got += (size_t)n;
 			continue;
 		}
 		if (n == -1 && errno == EINTR)
@@ -330,18 +336,18 @@ static void on_output(evutil_socket_t fd, short ev, void *arg)
 {
 	(void)fd;
 	(void)ev;
-	output_read(arg);
+	output_read(arg, OUT_READ_PER_TURN);
 }
 
-/* The child is gone: read what is left, log the last partial line and
- * close. Processes it left behind (bygated not root, no PID namespace)
- * lose the pipe. */
+/* The child is gone: read what is left (bounded), log the last partial
+ * line and close. Processes it left behind (bygated not root, no PID
+ * namespace) lose the pipe. */
 static void output_close(struct bg_child *ch)
 {
 	struct child_output *o = &ch->out;
 	if (o->fd < 0)
 		return;
-	output_read(ch);
+	output_read(ch, OUT_READ_AT_EXIT);
 	if (o->len || o->cut)
 		output_line(ch);
 	output_report_dropped(ch);
