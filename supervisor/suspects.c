@@ -244,7 +244,8 @@ static void classify(struct bg_daemon *d, struct bg_suspects *x)
 		if (s->charged)
 			s->alone_crashes++;
 	}
-	qsort(x->v, (size_t)x->n, sizeof(*x->v), order_cmp);
+	if (x->n > 1)
+		qsort(x->v, (size_t)x->n, sizeof(*x->v), order_cmp);
 }
 
 /* At the end of the start-up scan. True when suspects are to be re-run:
