@@ -326,7 +326,7 @@ static int show_suspect(void *arg, const struct bg_state_suspect *s)
 	render(v->txt, s->stream);
 	bg_buf_puts(v->txt, "/");
 	render(v->txt, s->entry_id);
-	bg_buf_printf(v->txt, "(alone_crashes %u%s)", s->alone_crashes,
+	bg_buf_printf(v->txt, " (alone_crashes %u%s)", s->alone_crashes,
 		      s->running ? ", running" : "");
 	return 0;
 }
