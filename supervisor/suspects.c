@@ -13,6 +13,7 @@
 #include "state/state.h"
 #include "supervisor/daemon.h"
 #include "supervisor/log.h"
+#include "supervisor/metrics.h"
 
 struct suspect {
 	int stream; /* index into d->streams */
@@ -383,6 +384,8 @@ static void on_claimed(struct bg_rconn *c, redisReply *r, void *priv)
 		return;
 	}
 	x->cur = CUR_RUNNING;
+	d->n_reclaimed++;
+	bg_metrics_reclaimed(d->metrics, false);
 	/* May end (and free) the task at once: bg_suspects_task_done. */
 	bg_task_accept_recovered(d, stream, id, data, len, data != NULL,
 				 target_count(s));
