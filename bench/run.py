@@ -225,7 +225,7 @@ class Run:
 
     def bygated(self, redis, name, durability="process",
                 agent_type=AGENT_TYPE, log_level="warn", worker=None,
-                wait=True, agent=None):
+                wait=True, agent=None, sandbox="strict"):
         """A bygated on `redis` (pool --pool, worker WORKER_ID and the
         `worker` settings, a fresh state directory), started and, with wait,
         ready; without wait it is only configured (call start() to run it).
@@ -255,6 +255,12 @@ class Run:
                 "name": agent_type, "handler": "plugin",
                 "plugin": str(self.build / "plugins" / (agent_type + ".so"))}],
         }
+        # sandbox: "strict" (the default profile), "trusted" (the task in
+        # the child itself) or "off" (pool.sandbox = false: no filter).
+        if sandbox == "off":
+            cfg["pool"]["sandbox"] = False
+        elif sandbox == "trusted":
+            cfg["sandbox"] = {"profile": "trusted"}
         client = redis.client(timeout=2.0)
         self.owned.append(client)
         d = Bygated(self.build / "bygated", cfg, base, env=proc.clean_env(),
@@ -387,10 +393,10 @@ def stop_perf(run, t):
 
 
 def bygate_phase(run, name, mode, n, warmup=0, profile=False,
-                 durability=DEFAULT_DURABILITY):
+                 durability=DEFAULT_DURABILITY, sandbox="strict"):
     a = run.args
     r = run.redis(name)
-    d = run.bygated(r, name, durability=durability)
+    d = run.bygated(r, name, durability=durability, sandbox=sandbox)
     c = r.client(timeout=30.0)
     run.owned.append(c)
     argv = [run.build / "bench" / "loadgen", "--port", r.port, "--mode", mode,
@@ -864,11 +870,77 @@ def full_load(run, results, failures):
             results["perf_top"] = res[0]["perf_top"]
 
 
+SANDBOX_MODES = ("off", "trusted", "strict")
+
+
+def sandbox_cost(run, results, failures):
+    """The default sandbox's cost (docs/security.md): the noop plugin at full
+    load and in the closed loop with pool.sandbox = false ("off"), the
+    trusted profile, and the default strict profile (a confined process
+    per task), interleaved --repeat times; medians."""
+    a = run.args
+    full = {m: [] for m in SANDBOX_MODES}
+    closed = {m: [] for m in SANDBOX_MODES}
+    warm = min(50, a.closed_tasks // 10)
+    for k in range(a.repeat):
+        for m in SANDBOX_MODES:
+            v = phase(results, failures, "sandbox_full_%s_%d" % (m, k + 1),
+                      "Sandbox %s, full load (run %d)" % (m, k + 1),
+                      bygate_phase, run, "sb-full-" + m, "full", a.tasks,
+                      sandbox=m)
+            if v:
+                full[m].append(v)
+            v = phase(results, failures, "sandbox_closed_%s_%d" % (m, k + 1),
+                      "Sandbox %s, closed loop (run %d)" % (m, k + 1),
+                      bygate_phase, run, "sb-closed-" + m, "closed",
+                      a.closed_tasks, warm, sandbox=m)
+            if v:
+                closed[m].append(v)
+    out = {}
+    for m in SANDBOX_MODES:
+        f, c = median_run(full[m]), median_run(closed[m])
+        if not f or not c:
+            continue
+        f, c = f[0], c[0]
+        out[m] = {"tasks_per_s": f["tasks_per_s"],
+                  "runs_tasks_per_s": f["runs_tasks_per_s"],
+                  "bygated_cpu_us_per_task": f["bygated_cpu_us_per_task"],
+                  "children_cpu_us_per_task": f["children_cpu_us_per_task"],
+                  "closed_p50_us": c["latency_us"]["p50"],
+                  "closed_p99_us": c["latency_us"]["p99"]}
+    if "off" in out:
+        for m in out:
+            out[m]["throughput_vs_off"] = round(
+                out[m]["tasks_per_s"] / out["off"]["tasks_per_s"], 3)
+            out[m]["closed_p50_extra_us"] = round(
+                out[m]["closed_p50_us"] - out["off"]["closed_p50_us"], 1)
+    results["sandbox_cost"] = out
+    say(RULE)
+    say("Sandbox cost: noop plugin, %d tasks at full load, %d in the closed "
+        "loop, pool %d (medians of %d interleaved runs)"
+        % (a.tasks, a.closed_tasks, a.pool, a.repeat))
+    say("  %-8s %10s %8s %12s %12s %10s %10s" % (
+        "sandbox", "tasks/s", "vs off", "bygated us", "children us",
+        "closed p50", "closed p99"))
+    for m, f in out.items():
+        say("  %-8s %10.0f %8s %12.1f %12.1f %8.0f us %8.0f us" % (
+            m, f["tasks_per_s"],
+            "%.2f" % f["throughput_vs_off"] if "throughput_vs_off" in f
+            else "-", f["bygated_cpu_us_per_task"],
+            f["children_cpu_us_per_task"], f["closed_p50_us"],
+            f["closed_p99_us"]))
+    say("  (bygated us / children us: CPU per task of bygated and of its "
+        "children, task processes included)")
+
+
 def run_all(run, results, failures):
     a = run.args
     check_built(a.build)
     if a.only_handlers:
         handlers(run, results, failures)
+        return
+    if a.only_sandbox:
+        sandbox_cost(run, results, failures)
         return
     say("bygate benchmark: %d tasks, %d sessions, pool %d, %d closed-loop "
         "tasks, %d run(s) of the full load and of each floor%s" % (
@@ -924,6 +996,7 @@ def run_all(run, results, failures):
             % (a.build / "bench" / "ring_bench"))
     if a.handler_tasks:
         handlers(run, results, failures)
+    sandbox_cost(run, results, failures)
     summary(results)
 
 
@@ -953,6 +1026,8 @@ def parse_args(argv):
                          "(default 2000; 200 with --quick; 0 skips it)")
     ap.add_argument("--only-handlers", action="store_true",
                     help="run only the handlers phase")
+    ap.add_argument("--only-sandbox", action="store_true",
+                    help="run only the sandbox-cost phase")
     ap.add_argument("--keep", action="store_true",
                     help="keep the temporary directory (logs, configs)")
     a = ap.parse_args(argv)

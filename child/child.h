@@ -84,6 +84,15 @@ struct bg_confine {
 	size_t n_env;
 	long memory_mb, processes, open_files, cpu_seconds, file_size_mb;
 	char *agent_dir; /* <workspace_dir>/<agent type> */
+	/* Prepared once (bg_confine_prepare): the read-only paths open, the
+	 * network filter compiled. */
+	struct bg_confine_fd {
+		int fd;
+		uint64_t rights;
+	} *fds;
+	size_t n_fds;
+	struct sock_filter *net_bpf;
+	unsigned short net_bpf_len;
 };
 
 struct bg_agent {
@@ -350,6 +359,13 @@ int bg_confine_program_paths(struct bg_confine *cf, char *const *argv,
  * limits. 0, or a negative errno with the failed step in why. */
 int bg_confine_apply(const struct bg_confine *cf, const char *const *rw,
 		     size_t n_rw, const char *plugin, char *why, size_t wn);
+/* Open the read-only paths and compile the network filter once, in the
+ * child (after CONFIG), so that a task process only adds and loads them.
+ * 0, or a negative errno with the step in why. */
+int bg_confine_prepare(struct bg_confine *cf, const char *plugin, char *why,
+		       size_t wn);
+/* Close the prepared paths (a task process, once confined). */
+void bg_confine_close(struct bg_confine *cf);
 /* RLIMIT_AS alone (exec programs of sanitizer builds). */
 int bg_confine_memory(const struct bg_confine *cf, char *why, size_t wn);
 

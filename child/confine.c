@@ -15,8 +15,12 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -143,6 +147,10 @@ void bg_confine_free(struct bg_confine *cf)
 	free_strs(cf->env, cf->n_env);
 	free_strs(cf->program_paths, cf->n_program_paths);
 	free(cf->agent_dir);
+	for (size_t i = 0; i < cf->n_fds; i++)
+		close(cf->fds[i].fd);
+	free(cf->fds);
+	free(cf->net_bpf);
 	memset(cf, 0, sizeof(*cf));
 }
 
@@ -262,6 +270,18 @@ static int landlock(const struct bg_confine *cf, const char *const *rw,
 		       BG_LL_FS_TRUNCATE;
 	const char *plug[] = { plugin };
 	int rc = add_list(rs, rw, n_rw, fs, fs, why, wn);
+	if (rc == 0 && cf->fds) {
+		/* Prepared at CONFIG: the read-only paths are open already. */
+		for (size_t i = 0; rc == 0 && i < cf->n_fds; i++) {
+			struct bg_landlock_path_rule r = {
+				cf->fds[i].rights & fs, cf->fds[i].fd };
+			if (r.allowed_access &&
+			    (rc = bg_landlock_add_rule(rs, BG_LL_RULE_PATH, &r)))
+				fail(why, wn, rc, "landlock_add_rule(%s)",
+				     "a prepared path");
+		}
+		goto net;
+	}
 	if (rc == 0)
 		rc = add_list(rs, system_ro, SIZE_MAX, ro, fs, why, wn);
 	if (rc == 0)
@@ -274,6 +294,7 @@ static int landlock(const struct bg_confine *cf, const char *const *rw,
 			      cf->n_program_paths, ro, fs, why, wn);
 	if (rc == 0 && plugin)
 		rc = add_list(rs, plug, 1, ro, fs, why, wn);
+net:
 	if (rc == 0 && attr.handled_access_net)
 		rc = add_ports(rs, cf, why, wn);
 	if (rc == 0 && (rc = bg_landlock_restrict_self(rs)))
@@ -293,14 +314,15 @@ static int deny(scmp_filter_ctx ctx, int nr, unsigned argc,
 
 /* none: sockets of AF_UNIX only. connect: AF_UNIX, AF_INET, AF_INET6, and
  * no raw or packet sockets. Both: no listen(). EACCES, as a firewall
- * would answer. */
-static int net_filter(const struct bg_confine *cf, char *why, size_t wn)
+ * would answer. NULL for host (no filter) or on failure (why set). */
+static scmp_filter_ctx net_filter(const struct bg_confine *cf, char *why,
+				  size_t wn)
 {
-	if (cf->network == BG_CONFINE_NET_HOST)
-		return 0;
 	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
-	if (ctx == NULL)
-		return fail(why, wn, -ENOMEM, "seccomp_init", NULL);
+	if (ctx == NULL) {
+		fail(why, wn, -ENOMEM, "seccomp_init", NULL);
+		return NULL;
+	}
 	int rc = deny(ctx, SCMP_SYS(listen), 0, SCMP_A0(SCMP_CMP_EQ, 0));
 	int so = SCMP_SYS(socket);
 	if (cf->network == BG_CONFINE_NET_NONE) {
@@ -321,9 +343,55 @@ static int net_filter(const struct bg_confine *cf, char *why, size_t wn)
 			rc = deny(ctx, so, 1,
 				  SCMP_A1(SCMP_CMP_MASKED_EQ, 0xf, SOCK_PACKET));
 	}
-	if (rc)
+	if (rc) {
 		fail(why, wn, rc, "seccomp_rule_add(socket)", NULL);
-	else if ((rc = seccomp_load(ctx)))
+		seccomp_release(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+/* The network filter compiled once (the child, at CONFIG): a task process
+ * only loads it. */
+static int compile_net(struct bg_confine *cf, char *why, size_t wn)
+{
+	scmp_filter_ctx ctx = net_filter(cf, why, wn);
+	if (ctx == NULL)
+		return -EINVAL;
+	int fd = memfd_create("bygate-net-filter", MFD_CLOEXEC);
+	int rc = fd == -1 ? -errno : seccomp_export_bpf(ctx, fd);
+	off_t size = rc == 0 ? lseek(fd, 0, SEEK_END) : -1;
+	seccomp_release(ctx);
+	if (rc == 0 && (size <= 0 || size % sizeof(struct sock_filter) ||
+			size / sizeof(struct sock_filter) > BPF_MAXINSNS))
+		rc = -EINVAL;
+	if (rc == 0 && (cf->net_bpf = malloc((size_t)size)) == NULL)
+		rc = -ENOMEM;
+	if (rc == 0 && pread(fd, cf->net_bpf, (size_t)size, 0) != size)
+		rc = -EIO;
+	if (fd != -1)
+		close(fd);
+	if (rc)
+		return fail(why, wn, rc, "seccomp_export_bpf(network)", NULL);
+	cf->net_bpf_len = (unsigned short)(size / sizeof(struct sock_filter));
+	return 0;
+}
+
+static int load_net(const struct bg_confine *cf, char *why, size_t wn)
+{
+	if (cf->network == BG_CONFINE_NET_HOST)
+		return 0;
+	if (cf->net_bpf) {
+		struct sock_fprog prog = { cf->net_bpf_len, cf->net_bpf };
+		if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == -1)
+			return fail(why, wn, -errno, "seccomp(network)", NULL);
+		return 0;
+	}
+	scmp_filter_ctx ctx = net_filter(cf, why, wn);
+	if (ctx == NULL)
+		return -EINVAL;
+	int rc = seccomp_load(ctx);
+	if (rc)
 		fail(why, wn, rc, "seccomp_load(network)", NULL);
 	seccomp_release(ctx);
 	return rc;
@@ -370,6 +438,64 @@ static int limits(const struct bg_confine *cf, char *why, size_t wn)
 	return rc;
 }
 
+/* Open path for a prepared rule with `rights` (masked for a file). */
+static int prepare_path(struct bg_confine *cf, const char *path,
+			uint64_t rights)
+{
+	int fd = open(path, O_PATH | O_CLOEXEC);
+	if (fd == -1)
+		return errno == ENOENT || errno == EACCES ? 0 : -errno;
+	struct stat st;
+	if (fstat(fd, &st) == -1 || (!S_ISDIR(st.st_mode) &&
+				     !(rights &= BG_LL_FS_FILE_RIGHTS))) {
+		close(fd);
+		return 0;
+	}
+	cf->fds[cf->n_fds].fd = fd;
+	cf->fds[cf->n_fds].rights = rights;
+	cf->n_fds++;
+	return 0;
+}
+
+int bg_confine_prepare(struct bg_confine *cf, const char *plugin, char *why,
+		       size_t wn)
+{
+	if (!cf->strict)
+		return 0;
+	size_t n = sizeof(system_ro) / sizeof(*system_ro) +
+		   sizeof(devices_rw) / sizeof(*devices_rw) +
+		   cf->n_read_paths + cf->n_program_paths + 1;
+	cf->fds = calloc(n, sizeof(*cf->fds));
+	if (cf->fds == NULL)
+		return fail(why, wn, -ENOMEM, "calloc", NULL);
+	uint64_t ro = BG_LL_FS_EXECUTE | BG_LL_FS_READ_FILE | BG_LL_FS_READ_DIR;
+	uint64_t dev = BG_LL_FS_READ_FILE | BG_LL_FS_WRITE_FILE |
+		       BG_LL_FS_TRUNCATE;
+	int rc = 0;
+	for (const char *const *p = system_ro; rc == 0 && *p; p++)
+		rc = prepare_path(cf, *p, ro);
+	for (const char *const *p = devices_rw; rc == 0 && *p; p++)
+		rc = prepare_path(cf, *p, dev);
+	for (size_t i = 0; rc == 0 && i < cf->n_read_paths; i++)
+		rc = prepare_path(cf, cf->read_paths[i], ro);
+	for (size_t i = 0; rc == 0 && i < cf->n_program_paths; i++)
+		rc = prepare_path(cf, cf->program_paths[i], ro);
+	if (rc == 0 && plugin)
+		rc = prepare_path(cf, plugin, ro);
+	if (rc)
+		return fail(why, wn, rc, "open(O_PATH) of a read-only path",
+			    NULL);
+	return cf->network == BG_CONFINE_NET_HOST ? 0
+						  : compile_net(cf, why, wn);
+}
+
+void bg_confine_close(struct bg_confine *cf)
+{
+	for (size_t i = 0; i < cf->n_fds; i++)
+		close(cf->fds[i].fd);
+	cf->n_fds = 0;
+}
+
 int bg_confine_apply(const struct bg_confine *cf, const char *const *rw,
 		     size_t n_rw, const char *plugin, char *why, size_t wn)
 {
@@ -381,7 +507,7 @@ int bg_confine_apply(const struct bg_confine *cf, const char *const *rw,
 		return fail(why, wn, -errno, "prctl(PR_SET_DUMPABLE)", NULL);
 	int rc = landlock(cf, rw, n_rw, plugin, why, wn);
 	if (rc == 0)
-		rc = net_filter(cf, why, wn);
+		rc = load_net(cf, why, wn);
 	if (rc == 0)
 		rc = limits(cf, why, wn);
 	return rc;

@@ -176,6 +176,14 @@ static int add_type(struct bg_child *c, const struct bg_str *f,
 			rc = bg_str_eq(f[BG_KF_KIND], "exec")
 			     ? bg_child_exec_configure(a, f, err)
 			     : add_plugin(c, a, f[BG_KF_PLUGIN], opts, err);
+		char why[200] = "";
+		if (rc == 0 && !c->no_sandbox &&
+		    (rc = bg_confine_prepare(&a->confine,
+					     a->plugin ? a->plugin->path : NULL,
+					     why, sizeof(why))))
+			fail(err, rc, "agent type '%s': cannot prepare its "
+				      "sandbox: %s: %s",
+			     a->name, why, strerror(-rc));
 	}
 	free(name);
 	free(opts);

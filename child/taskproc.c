@@ -7,9 +7,10 @@
  * running (the child is the init of its PID namespace, or a subreaper),
  * picks the rings up where the task process left them, and accounts for
  * an end without a RESULT: a resource limit becomes a FAILED result with
- * error_code RESOURCE_LIMIT, anything else ends the child so that bygated
- * sees the task's death as it always did (exit BG_CHILD_EXIT_TASK_DIED,
- * the task process's status in the scoreboard). */
+ * error_code RESOURCE_LIMIT sent by the child, which serves on; anything
+ * else ends the child so that bygated sees the task's death as it always
+ * did (exit BG_CHILD_EXIT_TASK_DIED, the task process's status in the
+ * scoreboard). */
 #include "child/child.h"
 
 #include <dirent.h>
@@ -212,6 +213,13 @@ static size_t list_children(pid_t *out, size_t max)
 static void kill_leftovers(struct bg_child *c)
 {
 	pid_t pids[512];
+	/* Nothing is left when we have no child at all (the usual case of a
+	 * plugin task without programs): skip the /proc walk. */
+	siginfo_t si;
+	if (c->progs == NULL &&
+	    waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) == -1 &&
+	    errno == ECHILD)
+		return;
 	for (int round = 0; round < 10000; round++) {
 		size_t n = list_children(pids, 512), killed = 0;
 		for (size_t i = 0; i < n; i++) {
@@ -326,6 +334,8 @@ static _Noreturn void task_process(struct bg_child *c,
 		}
 		_exit(0);
 	}
+	for (size_t i = 0; i < c->n_agents; i++)
+		bg_confine_close(&c->agents[i].confine);
 	bg_child_run(c, m);
 	__atomic_store_n(&g_share->lost, c->queue != NULL, __ATOMIC_RELAXED);
 	__atomic_store_n(&g_share->stop, c->stop_requested, __ATOMIC_RELAXED);
@@ -469,6 +479,8 @@ void bg_child_run_isolated(struct bg_child *c, const struct bg_child_msg *m)
 	kill_leftovers(c);
 	while (read_output(c, &o))
 		;
+	char o_id[sizeof(o.id)];
+	memcpy(o_id, o.id, sizeof(o_id));
 	end_output(c, &o);
 	resync(c);
 	if (g_share->lost)
@@ -487,10 +499,14 @@ void bg_child_run_isolated(struct bg_child *c, const struct bg_child_msg *m)
 			      : NULL;
 	describe(status, st, sizeof(st));
 	if (limit) {
+		/* The task process is gone and so is all it left: this child
+		 * was never touched by it and serves on (exiting after the
+		 * RESULT would cost the next task bygated sends here). */
+		bg_child_warn(c, "%s: task process %d %s: %s", o_id, (int)pid,
+			      st, limit_text);
 		fail_limit(c, m, limit, limit_text);
-		bg_child_die(c, BG_CHILD_EXIT_TASK_DIED,
-			     "task process %d %s: %s; child replaced",
-			     (int)pid, st, limit_text);
+		bg_child_score(c, BG_SCORE_IDLE, 0);
+		return;
 	}
 	__atomic_store_n(&c->seg.hdr->score.task_status, (uint32_t)status,
 			 __ATOMIC_RELAXED);
