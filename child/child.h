@@ -74,6 +74,7 @@ struct bg_exec {
 enum { BG_CONFINE_NET_NONE, BG_CONFINE_NET_CONNECT, BG_CONFINE_NET_HOST };
 struct bg_confine {
 	bool strict;	 /* profile "strict": a confined process per task */
+	bool exec;	 /* an exec agent type: its program gets RLIMIT_NPROC */
 	int network;	 /* BG_CONFINE_NET_* */
 	int ports[BG_CONFINE_MAX_PORTS], n_ports; /* network "connect" */
 	char **read_paths; /* read-only for its tasks */
@@ -366,6 +367,8 @@ int bg_confine_prepare(struct bg_confine *cf, const char *plugin, char *why,
 		       size_t wn);
 /* Close the prepared paths (a task process, once confined). */
 void bg_confine_close(struct bg_confine *cf);
+/* RLIMIT_NPROC alone (exec programs, at their exec). */
+int bg_confine_processes(const struct bg_confine *cf, char *why, size_t wn);
 /* RLIMIT_AS alone (exec programs of sanitizer builds). */
 int bg_confine_memory(const struct bg_confine *cf, char *why, size_t wn);
 

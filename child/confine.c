@@ -415,10 +415,17 @@ int bg_confine_memory(const struct bg_confine *cf, char *why, size_t wn)
 	return limit(RLIMIT_AS, cf->memory_mb << 20, 0, "RLIMIT_AS", why, wn);
 }
 
+int bg_confine_processes(const struct bg_confine *cf, char *why, size_t wn)
+{
+	return limit(RLIMIT_NPROC, cf->processes, 0, "RLIMIT_NPROC", why, wn);
+}
+
 static int limits(const struct bg_confine *cf, char *why, size_t wn)
 {
-	int rc = limit(RLIMIT_NPROC, cf->processes, 0, "RLIMIT_NPROC", why,
-		       wn);
+	/* An exec program gets it at its exec (bg_child_exec): the count is
+	 * the pool user's, and our fork of the program must not fail for
+	 * another task's processes. */
+	int rc = cf->exec ? 0 : bg_confine_processes(cf, why, wn);
 	if (rc == 0)
 		rc = limit(RLIMIT_NOFILE, cf->open_files, 0, "RLIMIT_NOFILE",
 			   why, wn);

@@ -231,6 +231,7 @@ int bg_child_exec_configure(struct bg_agent *a, const struct bg_str *f,
 	x->workdir = strndup(f[BG_KF_WORKDIR].p, f[BG_KF_WORKDIR].len);
 	if (rc == 0 && x->workdir == NULL)
 		rc = -ENOMEM;
+	a->confine.exec = true;
 	if (rc == 0)
 		rc = bg_confine_program_paths(&a->confine, x->argv, x->workdir);
 	if (rc == 0)
@@ -299,6 +300,8 @@ static _Noreturn void spawn_exec(struct bg_child *c, struct bg_agent *a,
 	} else if (a->confine.strict && !c->no_sandbox) {
 		rc = bg_confine_memory(&a->confine, why, sizeof(why));
 	}
+	if (rc == 0 && a->confine.strict && !c->no_sandbox)
+		rc = bg_confine_processes(&a->confine, why, sizeof(why));
 	if (rc)
 		spawn_failed(efd, -rc, why);
 	execvpe(x->argv[0], x->argv, x->envp);

@@ -410,3 +410,23 @@ def test_dump_prints_each_agent_types_effective_sandbox(h):
             '"connect_ports":[443]') in out, out
     assert '"memory_mb":512' in out
     assert "# sandbox support of this kernel and process: Landlock" in out
+
+
+def test_persistent_program_is_confined_to_its_agent_types_tree(h):
+    """A persistent program serves every session of its agent type (the
+    documented trade-off): it reaches them, and nothing else."""
+    if skip_unless_root():
+        return
+    persistent = {"name": "hostile_pers", "handler": "exec",
+                  "command": "python3 %s" % (AGENTS / "hostile.py")}
+    d = start(h, extra=[persistent])
+    c = h.client()
+    ws, secret = victim_file(h, c, d)
+    answer(h, c, "hostile_pers", "whoami", session="s-other")
+    other = workspace_of(d, "hostile_pers", "s-other") / "note.txt"
+    other.write_text("same type\n")
+    os.chown(other, ws.stat().st_uid, ws.stat().st_gid)
+    assert answer(h, c, "hostile_pers", "read %s" % secret) == "EACCES"
+    assert answer(h, c, "hostile_pers", "read %s" % d.config_path) == "EACCES"
+    assert answer(h, c, "hostile_pers", "read %s" % other) == "ok"
+    assert answer(h, c, "hostile_pers", "socket inet") == "EACCES"
