@@ -44,11 +44,15 @@ def start(h, profile="strict", size=3, extra=(), redis_password=None,
 
 def run(h, c, agent, content, session="s-attacker", timeout=30):
     mid, _ = pc.send(c, h.keys, session, agent, content)
+    return mid, terminal(h, c, session, mid, timeout)
 
+
+def terminal(h, c, session, mid, timeout=60):
+    """The record of message mid once it is terminal."""
     def done():
         rec = pc.record(c, h.keys, session, mid)
         return rec if rec and rec["status"] in TERMINAL else None
-    return mid, wait_until(done, timeout, what="%s %r" % (agent, content))
+    return wait_until(done, timeout, what="message %s" % mid)
 
 
 def answer(h, c, agent, content, session="s-attacker"):
@@ -257,9 +261,7 @@ def test_memory_over_the_limit_fails_alone_with_resource_limit(h):
         _, rec = run(h, c, agent, "alloc 4096")
         resource_limited(rec, "memory_mb")
     for i, mid in enumerate(benign):
-        rec = wait_until(lambda: (lambda r: r if r and r["status"] in TERMINAL
-                                  else None)(pc.record(c, h.keys, "s-b%d" % i,
-                                                       mid)), 30)
+        rec = terminal(h, c, "s-b%d" % i, mid)
         assert rec["status"] == "COMPLETED", rec
     # A task within the limit still runs.
     assert answer(h, c, "hostile_py", "alloc 64") == "allocated 67108864"
@@ -343,9 +345,7 @@ def test_benign_tasks_beside_every_attack_complete_once(h):
         pc.send(c, h.keys, "s-attacker", "hostile", a)
         pc.send(c, h.keys, "s-attacker", "hostile_py", a)
     for session, mid in benign:
-        rec = wait_until(lambda: (lambda r: r if r and r["status"] in TERMINAL
-                                  else None)(pc.record(c, h.keys, session,
-                                                       mid)), 60)
+        rec = terminal(h, c, session, mid)
         assert rec["status"] == "COMPLETED", rec
         finals = [e for e in pc.events(c, h.keys, session)
                   if e["message_id"] == mid and
