@@ -12,6 +12,7 @@
  * did (exit BG_CHILD_EXIT_TASK_DIED, the task process's status in the
  * scoreboard). */
 #include "child/child.h"
+#include "common/waitstatus.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -345,17 +346,6 @@ static _Noreturn void task_process(struct bg_child *c,
 
 /* ---- accounting --------------------------------------------------------- */
 
-static void describe(int status, char *buf, size_t n)
-{
-	if (WIFEXITED(status))
-		snprintf(buf, n, "exited with status %d", WEXITSTATUS(status));
-	else if (WIFSIGNALED(status))
-		snprintf(buf, n, "was killed by signal %d (%s)",
-			 WTERMSIG(status), strsignal(WTERMSIG(status)));
-	else
-		snprintf(buf, n, "ended with wait status %d", status);
-}
-
 /* The limit a task process that ended without its RESULT ran into, or
  * NULL. */
 static const char *limit_hit(const struct bg_confine *cf, int status,
@@ -497,7 +487,7 @@ void bg_child_run_isolated(struct bg_child *c, const struct bg_child_msg *m)
 					  g_share->mem_refused, limit_text,
 					  sizeof(limit_text))
 			      : NULL;
-	describe(status, st, sizeof(st));
+	bg_wait_status_text(status, st, sizeof(st));
 	if (limit) {
 		/* The task process is gone and so is all it left: this child
 		 * was never touched by it and serves on (exiting after the

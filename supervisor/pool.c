@@ -2,6 +2,7 @@
  * (started by spawn.c), the supervisor side of their rings and the capture
  * of their stdout/stderr into the log (see pool.h). */
 #include "supervisor/pool.h"
+#include "common/waitstatus.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -644,13 +645,7 @@ static void describe_status(const struct bg_child *ch, int status, char *buf,
 		    1)
 		status = (int)__atomic_load_n(&hdr->score.task_status,
 					      __ATOMIC_RELAXED);
-	if (WIFEXITED(status))
-		snprintf(buf, n, "exited with status %d", WEXITSTATUS(status));
-	else if (WIFSIGNALED(status))
-		snprintf(buf, n, "was killed by signal %d (%s)",
-			 WTERMSIG(status), strsignal(WTERMSIG(status)));
-	else
-		snprintf(buf, n, "ended with wait status %d", status);
+	bg_wait_status_text(status, buf, n);
 }
 
 static void schedule_respawn(struct bg_child *ch)
