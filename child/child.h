@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -374,6 +375,9 @@ int bg_confine_memory(const struct bg_confine *cf, char *why, size_t wn);
 
 /* ---- taskproc.c: a fresh process per strict task ---- */
 
+/* Set while a task process runs (the child's SIGTERM handler leaves the
+ * kill ladder to it). */
+extern volatile sig_atomic_t bg_child_task_process_running;
 /* Does TASK m run in a task process of its own (strict plugin or per_task
  * agent type, sandbox on)? */
 bool bg_child_isolated(struct bg_child *c, const struct bg_child_msg *m);

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -208,6 +209,27 @@ static void configure(struct bg_child *c)
 	bg_child_score(c, BG_SCORE_IDLE, 0);
 }
 
+/* As the init of its PID namespace the child would ignore SIGTERM (the
+ * kernel delivers only signals init handles): the kill ladder of a timeout
+ * or cancel (SIGTERM to the process group, SIGKILL 2 s later) ends a task
+ * the child runs itself at the first step, as it ends any process, and
+ * bygated reads "killed by signal 15" from the scoreboard. */
+static void on_sigterm(int sig)
+{
+	struct bg_seg_hdr *h = g_child.seg.hdr;
+	/* A task process got the same SIGTERM: its end, or its deafness and
+	 * the SIGKILL that follows, decides (taskproc.c). */
+	if (bg_child_task_process_running)
+		return;
+	if (h) {
+		__atomic_store_n(&h->score.task_status, (uint32_t)sig,
+				 __ATOMIC_RELAXED);
+		__atomic_store_n(&h->score.task_status_set, 1,
+				 __ATOMIC_RELEASE);
+	}
+	_exit(BG_CHILD_EXIT_TASK_DIED);
+}
+
 int main(int argc, char **argv)
 {
 	struct bg_child *c = &g_child;
@@ -218,6 +240,7 @@ int main(int argc, char **argv)
 	 * them when their task ends. */
 	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 	attach(c);
+	signal(SIGTERM, on_sigterm);
 	sandbox(c);
 	configure(c);
 	for (;;) {

@@ -41,6 +41,7 @@ struct task_share {
 };
 
 static struct task_share *g_share;
+volatile sig_atomic_t bg_child_task_process_running;
 extern char **environ;
 
 bool bg_child_isolated(struct bg_child *c, const struct bg_child_msg *m)
@@ -427,8 +428,11 @@ void bg_child_run_isolated(struct bg_child *c, const struct bg_child_msg *m)
 		bg_child_die(c, BG_CHILD_EXIT_PROTOCOL, "pipe2() failed: %s",
 			     strerror(errno));
 	bg_child_score(c, BG_SCORE_BUSY, m->tag);
+	bg_child_task_process_running = 1;
 	pid_t pid = fork();
 	if (pid == 0) {
+		bg_child_task_process_running = 0;
+		signal(SIGTERM, SIG_DFL);
 		close(pfd[0]);
 		task_process(c, m, a, v, pfd[1]);
 	}
@@ -466,6 +470,7 @@ void bg_child_run_isolated(struct bg_child *c, const struct bg_child_msg *m)
 		;
 	if (pidfd >= 0)
 		close(pidfd);
+	bg_child_task_process_running = 0;
 	kill_leftovers(c);
 	while (read_output(c, &o))
 		;

@@ -124,7 +124,10 @@ const struct bg_conf_key bg_conf_keys[] = {
 	    "s", R,
 	    "Older control-stream entries are dead-lettered as stale, not run."),
 	INT("worker", "max_deliveries", C, max_deliveries, 10, 1, 1000, NULL, R,
-	    "An entry delivered more often (crash loop) is dead-lettered."),
+	    "An entry delivered more often (crash loop) is dead-lettered. A "
+	    "death of bygated counts only for an entry that was alone in "
+	    "flight: after an unclean exit the entries in flight re-run one "
+	    "at a time first (docs/recovery.md, \"Suspects\")."),
 	INT("worker", "drain_timeout_ms", C, drain_timeout_ms, 30000, 0,
 	    3600000, "ms", R,
 	    "On SIGTERM, running tasks get this long before children are "
