@@ -198,6 +198,20 @@ def test_bygated_refuses_to_start_without_the_pool_user(h):
     assert "pool.user \"bygate-no-such-user\"" in text and "useradd" in text
 
 
+@skip_unless_root
+def test_a_workspace_dir_the_pool_user_cannot_reach_stops_bygated(h):
+    closed = h.tmp / "closed"
+    closed.mkdir()
+    os.chmod(closed, 0o700)  # what mkdtemp makes
+    d = h.bygated({"pool": {"size": 1},
+                   "paths": {"workspace_dir": str(closed / "ws")}})
+    d.start(wait=False)
+    assert d.wait_exit(timeout=15) == 3
+    assert ("the pool user %s (uid %d) cannot reach workspace_dir %s: %s "
+            "is not open to it" % (POOL_USER, pwd.getpwnam(POOL_USER).pw_uid,
+                                   closed / "ws", closed)) in d.log_text()
+
+
 def switch_failed(h, pw):
     return "slot 0: cannot start %s: setresuid to %s:%s (uid %d gid %d) " \
         "failed in the new child: Operation not permitted" % (
