@@ -13,7 +13,7 @@ import re
 import signal
 import subprocess
 
-from harness import proc, wait_until
+from harness import proc, render, wait_until
 import pyclient as pc
 
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
@@ -210,6 +210,45 @@ def test_a_workspace_dir_the_pool_user_cannot_reach_stops_bygated(h):
     assert ("the pool user %s (uid %d) cannot reach workspace_dir %s: %s "
             "is not open to it" % (POOL_USER, pwd.getpwnam(POOL_USER).pw_uid,
                                    closed / "ws", closed)) in d.log_text()
+
+
+@skip_unless_root
+def test_started_unprivileged_bygated_keeps_its_uid_and_the_rest_holds(h):
+    """bygated run as the pool user itself (setpriv): no switch, no PID
+    namespace, said at start; built environment, fds 0-5 and no
+    capability still hold."""
+    pw = pwd.getpwnam(POOL_USER)
+    cfg = h.config({"pool": {"size": 1},
+                    "agent_types": [h.agent_type("identity")]})
+    base = os.path.dirname(cfg["paths"]["state_dir"])
+    for top, _, _ in os.walk(base):
+        os.chown(top, pw.pw_uid, pw.pw_gid)
+    conf = os.path.join(base, "bygate.conf")
+    with open(conf, "w") as f:
+        f.write(render(cfg))
+    log = os.path.join(base, "bygated.log")
+    env = proc.clean_env({"SECRET_OF_BYGATED": "x"})
+    h.spawn(["setpriv", "--reuid=%d" % pw.pw_uid, "--regid=%d" % pw.pw_gid,
+             "--clear-groups", "--", h.bin("bygated"), "-c", conf],
+            label="bygated (unprivileged)", env=env, log_path=log)
+
+    def log_text():
+        with open(log, errors="replace") as f:
+            return f.read()
+    wait_until(lambda: "bygated ready" in log_text(), 30,
+               what="the unprivileged bygated to be ready")
+    assert ("children run as uid %d (bygated is not root): no PID namespace "
+            "per child, no user switch" % pw.pw_uid) in log_text()
+    c = h.client()
+    assert answer(h, c, "ids") == "uid %d gid %d groups 0" % (
+        pw.pw_uid, pw.pw_gid)
+    names = set(answer(h, c, "env").split())
+    assert "SECRET_OF_BYGATED" not in names and "PATH" in names
+    assert answer(h, c, "fds") == "0 1 2 3 4 5"
+    caps = dict(line.split(":", 1) for line in
+                answer(h, c, "caps").splitlines())
+    assert all(int(caps[k], 16) == 0
+               for k in ("CapInh", "CapPrm", "CapEff", "CapAmb"))
 
 
 def switch_failed(h, pw):
