@@ -445,17 +445,47 @@ static int limits(const struct bg_confine *cf, char *why, size_t wn)
 	return rc;
 }
 
-/* Open path for a prepared rule with `rights` (masked for a file). */
-static int prepare_path(struct bg_confine *cf, const char *path,
+/* Is path inside a directory already prepared with at least `rights`
+ * (/lib, /bin, /sbin are /usr's on a merged-/usr system)? One rule
+ * fewer for every task. */
+static bool covered(const struct bg_confine *cf, char *const *real, size_t n,
+		    const char *path, uint64_t rights)
+{
+	for (size_t i = 0; i < n; i++) {
+		size_t len = strlen(real[i]);
+		if ((cf->fds[i].rights & rights) == rights &&
+		    !strncmp(path, real[i], len) &&
+		    (path[len] == '/' || path[len] == '\0'))
+			return true;
+	}
+	return false;
+}
+
+/* Open path for a prepared rule with `rights` (masked for a file), unless
+ * a prepared directory covers it already. */
+static int prepare_path(struct bg_confine *cf, char **real, const char *path,
 			uint64_t rights)
 {
-	int fd = open(path, O_PATH | O_CLOEXEC);
-	if (fd == -1)
+	char *r = realpath(path, NULL);
+	if (r == NULL)
+		return errno == ENOENT || errno == EACCES || errno == ENOTDIR
+			       ? 0
+			       : -errno;
+	if (covered(cf, real, cf->n_fds, r, rights)) {
+		free(r);
+		return 0;
+	}
+	int fd = open(r, O_PATH | O_CLOEXEC);
+	if (fd == -1) {
+		free(r);
 		return errno == ENOENT || errno == EACCES ? 0 : -errno;
+	}
+	real[cf->n_fds] = r;
 	struct stat st;
 	if (fstat(fd, &st) == -1 || (!S_ISDIR(st.st_mode) &&
 				     !(rights &= BG_LL_FS_FILE_RIGHTS))) {
 		close(fd);
+		free(r);
 		return 0;
 	}
 	cf->fds[cf->n_fds].fd = fd;
@@ -478,17 +508,21 @@ int bg_confine_prepare(struct bg_confine *cf, const char *plugin, char *why,
 	uint64_t ro = BG_LL_FS_EXECUTE | BG_LL_FS_READ_FILE | BG_LL_FS_READ_DIR;
 	uint64_t dev = BG_LL_FS_READ_FILE | BG_LL_FS_WRITE_FILE |
 		       BG_LL_FS_TRUNCATE;
-	int rc = 0;
+	char **real = calloc(n, sizeof(char *));
+	int rc = real ? 0 : -ENOMEM;
 	for (const char *const *p = system_ro; rc == 0 && *p; p++)
-		rc = prepare_path(cf, *p, ro);
+		rc = prepare_path(cf, real, *p, ro);
 	for (const char *const *p = devices_rw; rc == 0 && *p; p++)
-		rc = prepare_path(cf, *p, dev);
+		rc = prepare_path(cf, real, *p, dev);
 	for (size_t i = 0; rc == 0 && i < cf->n_read_paths; i++)
-		rc = prepare_path(cf, cf->read_paths[i], ro);
+		rc = prepare_path(cf, real, cf->read_paths[i], ro);
 	for (size_t i = 0; rc == 0 && i < cf->n_program_paths; i++)
-		rc = prepare_path(cf, cf->program_paths[i], ro);
+		rc = prepare_path(cf, real, cf->program_paths[i], ro);
 	if (rc == 0 && plugin)
-		rc = prepare_path(cf, plugin, ro);
+		rc = prepare_path(cf, real, plugin, ro);
+	for (size_t i = 0; real && i < n; i++)
+		free(real[i]);
+	free(real);
 	if (rc)
 		return fail(why, wn, rc, "open(O_PATH) of a read-only path",
 			    NULL);

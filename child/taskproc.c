@@ -336,8 +336,12 @@ static _Noreturn void task_process(struct bg_child *c,
 		}
 		_exit(0);
 	}
-	for (size_t i = 0; i < c->n_agents; i++)
-		bg_confine_close(&c->agents[i].confine);
+	/* Nothing above the rings' fds 3-5 is the task's: the prepared
+	 * paths, and the pipes of the child's persistent programs (another
+	 * agent type's stdin) are closed. */
+	if (syscall(SYS_close_range, 6, ~0U, 0) == -1)
+		for (size_t i = 0; i < c->n_agents; i++)
+			bg_confine_close(&c->agents[i].confine);
 	bg_child_run(c, m);
 	__atomic_store_n(&g_share->lost, c->queue != NULL, __ATOMIC_RELAXED);
 	__atomic_store_n(&g_share->stop, c->stop_requested, __ATOMIC_RELAXED);
