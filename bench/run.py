@@ -931,6 +931,15 @@ def sandbox_cost(run, results, failures):
             f["closed_p99_us"]))
     say("  (bygated us / children us: CPU per task of bygated and of its "
         "children, task processes included)")
+    floor = run.build / "bench" / "fork_floor"
+    if os.access(floor, os.X_OK):
+        rc, out, _ = run.program([floor, 300], "fork_floor", timeout=120)
+        lines = out.strip().splitlines() if rc == 0 else []
+        if lines:
+            results["fork_floor"] = json.loads(lines[-1])
+            say("  the machine's floor for a process per task (%s):" % floor)
+            for line in lines[:-1]:
+                say("    " + line)
 
 
 def run_all(run, results, failures):
