@@ -373,7 +373,18 @@ def test_trusted_profile_shows_what_it_allows(h):
     assert answer(h, c, "hostile", "mknod") == "EPERM"
     assert answer(h, c, "hostile", "signal %d 0" % d.pid) == "ESRCH"
     assert answer(h, c, "hostile", "ptrace %d" % d.pid) == "EPERM"
-    assert "trusted" in d.log_text()
+    assert "s3cret" not in answer(h, c, "hostile", "env")
+    # No per-task process tree: an escaped daemon outlives its task...
+    assert answer(h, c, "hostile", "escape") == "ok"
+    wait_until(lambda: len(named("bghostile-esc")) == 1, 10,
+               what="the escaped daemon")
+    assert answer(h, c, "hostile", "whoami").startswith("uid ")
+    assert len(named("bghostile-esc")) == 1
+    # ... but not its child's PID namespace.
+    d.kill()
+    wait_until(lambda: not named("bghostile-esc"), 10,
+               what="the escaped daemon to die with bygated")
+    assert "profile \"trusted\"" in d.log_text()
 
 
 # ---- what the kernel provides --------------------------------------------
