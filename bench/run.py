@@ -20,7 +20,15 @@ phase on a fresh private redis-server on a free loopback port.
      warm (mode persistent) and the same agent started per task (per_task,
      at most 500 tasks: an interpreter start each); then the persistent
      agent waiting 50 ms per task (an LLM call) with max_inflight 1 and 8
-     (at most 500 tasks each).
+     (at most 500 tasks each);
+  8. sandbox cost: the noop plugin at full load and in the closed loop with
+     pool.sandbox = false, the trusted profile and the default strict
+     profile (a confined process per task), interleaved, and the
+     machine's fork floor (build/bench/fork_floor).
+
+Every phase but the last runs its agent types under sandbox.profile
+"trusted" (the task in the child itself), so that its figures are the task
+path's; the sandbox's own cost is phase 8 (docs/security.md).
 
 The full load (in each durability mode), the recovery phases and each floor
 run --repeat times (default 3), each time on a fresh redis-server, and the
@@ -225,7 +233,7 @@ class Run:
 
     def bygated(self, redis, name, durability="process",
                 agent_type=AGENT_TYPE, log_level="warn", worker=None,
-                wait=True, agent=None, sandbox="strict"):
+                wait=True, agent=None, sandbox="trusted"):
         """A bygated on `redis` (pool --pool, worker WORKER_ID and the
         `worker` settings, a fresh state directory), started and, with wait,
         ready; without wait it is only configured (call start() to run it).
@@ -255,8 +263,10 @@ class Run:
                 "name": agent_type, "handler": "plugin",
                 "plugin": str(self.build / "plugins" / (agent_type + ".so"))}],
         }
-        # sandbox: "strict" (the default profile), "trusted" (the task in
-        # the child itself) or "off" (pool.sandbox = false: no filter).
+        # sandbox: "trusted" (the task in the child itself: what every
+        # phase but the sandbox cost measures, so that their figures are
+        # the task path's), "strict" (the default profile: a confined
+        # process per task) or "off" (pool.sandbox = false: no filter).
         if sandbox == "off":
             cfg["pool"]["sandbox"] = False
         elif sandbox == "trusted":
@@ -393,7 +403,7 @@ def stop_perf(run, t):
 
 
 def bygate_phase(run, name, mode, n, warmup=0, profile=False,
-                 durability=DEFAULT_DURABILITY, sandbox="strict"):
+                 durability=DEFAULT_DURABILITY, sandbox="trusted"):
     a = run.args
     r = run.redis(name)
     d = run.bygated(r, name, durability=durability, sandbox=sandbox)
