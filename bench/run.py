@@ -210,6 +210,8 @@ class Run:
         self.args = args
         self.build = args.build
         self.tmp = pathlib.Path(tempfile.mkdtemp(prefix="bygate-bench-"))
+        # Passable (not listable) by the pool user the children run as.
+        os.chmod(self.tmp, 0o711)
         self.keys = Keys("v1")
         self.owned = []
         self.n_dirs = 0
@@ -249,6 +251,7 @@ class Run:
         if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
             ws = pathlib.Path(tempfile.mkdtemp(prefix="bygate-bench-ws-",
                                                dir="/dev/shm"))
+            os.chmod(ws, 0o711)
             self.shm_dirs.append(ws)
         cfg = {
             "redis": {"host": redis.host, "port": redis.port},

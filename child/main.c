@@ -243,6 +243,14 @@ int main(int argc, char **argv)
 	signal(SIGTERM, on_sigterm);
 	sandbox(c);
 	configure(c);
+	/* A write to a program or spare that died is an error, not our
+	 * death (task processes and programs get SIGPIPE back). */
+	signal(SIGPIPE, SIG_IGN);
+	for (size_t i = 0; i < c->n_agents; i++) {
+		struct bg_agent *a = &c->agents[i];
+		if (a->confine.strict && (a->exec == NULL || a->exec->per_task))
+			bg_child_spare_start(c);
+	}
 	for (;;) {
 		struct bg_child_msg m;
 		bg_child_next(c, &m);

@@ -38,7 +38,25 @@ struct task_share {
 	uint32_t stop;	      /* it absorbed a STOP */
 	uint32_t mem_refused; /* an allocation was refused (memory_mb) */
 	uint32_t lost;	      /* it queued a message meant for the child */
+	/* The TASK handed to a spare (the message itself is in g_msg). */
+	uint64_t tag;
+	uint32_t len;
+	uint16_t kind;
+	uint8_t cancelled;
 };
+
+/* A spare task process, forked ahead while the child waits for work: it
+ * blocks on `go` until the child has a task for it, then confines itself
+ * and runs it. The fork (about a millisecond on a VM) leaves the task's
+ * critical path. */
+struct spare {
+	pid_t pid; /* 0: none */
+	int go_fd; /* write one byte: the task is in g_share and g_msg */
+	int out_fd;
+};
+static struct spare g_spare = { 0, -1, -1 };
+static uint8_t *g_msg; /* shared copy of the TASK, max_message bytes */
+static size_t g_msg_cap;
 
 static struct task_share *g_share;
 volatile sig_atomic_t bg_child_task_process_running;
@@ -302,10 +320,11 @@ static _Noreturn void task_process(struct bg_child *c,
 				   struct bg_agent *a, const struct bg_str *v,
 				   int out_fd)
 {
-	if (dup2(out_fd, STDOUT_FILENO) == -1 ||
-	    dup2(out_fd, STDERR_FILENO) == -1)
+	if (out_fd >= 0 && (dup2(out_fd, STDOUT_FILENO) == -1 ||
+			    dup2(out_fd, STDERR_FILENO) == -1))
 		_exit(BG_CHILD_EXIT_TASK_DIED);
-	close(out_fd);
+	if (out_fd >= 0)
+		close(out_fd);
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	c->ppid = getppid(); /* the child: orphan checks watch it now */
 	c->task_process = true;
@@ -400,6 +419,142 @@ static void resync(struct bg_child *c)
 			     "rings left invalid by a task process");
 }
 
+static void share_map(struct bg_child *c)
+{
+	if (g_share != NULL)
+		return;
+	g_share = mmap(NULL, sizeof(*g_share), PROT_READ | PROT_WRITE,
+		       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (g_share == MAP_FAILED)
+		bg_child_die(c, BG_CHILD_EXIT_PROTOCOL,
+			     "mmap(task share) failed: %s", strerror(errno));
+	/* Reserved, not committed: a TASK is usually a few KiB. */
+	g_msg_cap = bg_child_max_message(c);
+	g_msg = mmap(NULL, g_msg_cap, PROT_READ | PROT_WRITE,
+		     MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (g_msg == MAP_FAILED) {
+		g_msg = NULL;
+		g_msg_cap = 0;
+	}
+}
+
+static void spare_drop(void)
+{
+	if (g_spare.pid > 0) {
+		kill(g_spare.pid, SIGKILL);
+		while (waitpid(g_spare.pid, NULL, 0) == -1 && errno == EINTR)
+			;
+	}
+	if (g_spare.go_fd >= 0)
+		close(g_spare.go_fd);
+	if (g_spare.out_fd >= 0)
+		close(g_spare.out_fd);
+	g_spare = (struct spare){ 0, -1, -1 };
+}
+
+/* In the spare: wait for the go, take the TASK from shared memory and pick
+ * the rings up where the child left them. Never returns. */
+static _Noreturn void spare_wait(struct bg_child *c, int go)
+{
+	uint8_t b;
+	ssize_t n;
+	while ((n = read(go, &b, 1)) == -1 && errno == EINTR)
+		;
+	if (n != 1)
+		_exit(0); /* dropped, or the child is gone */
+	close(go);
+	struct bg_child_msg m = {
+		.kind = g_share->kind, .tag = g_share->tag, .p = g_msg,
+		.len = g_share->len, .cancelled = g_share->cancelled != 0 };
+	if (bg_ring_resync(&c->seg.down) || bg_ring_resync(&c->seg.up))
+		_exit(BG_CHILD_EXIT_TASK_DIED);
+	/* The child's queue as it was at our fork is not ours to serve. */
+	c->queue = c->queue_tail = NULL;
+	c->held = NULL;
+	c->stop_requested = false;
+	struct bg_str v[BG_TF__COUNT];
+	char name[256];
+	if (bg_rec_unpack(m.p, m.len, v, BG_TF__COUNT))
+		_exit(BG_CHILD_EXIT_TASK_DIED);
+	copy_field(name, sizeof(name), v[BG_TF_AGENT_TYPE]);
+	task_process(c, &m, bg_child_find_agent(c, name), v, -1);
+}
+
+void bg_child_spare_start(struct bg_child *c)
+{
+	if (g_spare.pid > 0 || c->no_sandbox)
+		return;
+	share_map(c);
+	if (g_msg == NULL)
+		return;
+	int go[2], out[2];
+	if (pipe2(go, O_CLOEXEC) == -1)
+		return;
+	if (pipe2(out, O_CLOEXEC) == -1) {
+		close(go[0]);
+		close(go[1]);
+		return;
+	}
+	pid_t pid = fork();
+	if (pid == 0) {
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGPIPE, SIG_DFL);
+		close(go[1]);
+		close(out[0]);
+		if (dup2(out[1], STDOUT_FILENO) == -1 ||
+		    dup2(out[1], STDERR_FILENO) == -1)
+			_exit(0);
+		close(out[1]);
+		/* The child's ends of its programs' pipes: held here while
+		 * we wait, a program would never see its stdin close. */
+		for (struct bg_prog *p = c->progs; p; p = p->next) {
+			if (p->in_fd >= 0)
+				close(p->in_fd);
+			if (p->out_fd >= 0)
+				close(p->out_fd);
+			if (p->err_fd >= 0)
+				close(p->err_fd);
+		}
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		spare_wait(c, go[0]);
+	}
+	close(go[0]);
+	close(out[1]);
+	if (pid == -1) {
+		close(go[1]);
+		close(out[0]);
+		return;
+	}
+	g_spare = (struct spare){ pid, go[1], out[0] };
+}
+
+/* Hand TASK m to the spare: its pid and output pipe, or 0 when there is
+ * no usable spare (the caller forks). */
+static pid_t spare_take(const struct bg_child_msg *m, int *out_fd)
+{
+	if (g_spare.pid <= 0)
+		return 0;
+	if (m->len > g_msg_cap ||
+	    waitpid(g_spare.pid, NULL, WNOHANG) != 0) { /* gone, or too big */
+		spare_drop();
+		return 0;
+	}
+	memcpy(g_msg, m->p, m->len);
+	g_share->kind = m->kind;
+	g_share->tag = m->tag;
+	g_share->len = (uint32_t)m->len;
+	g_share->cancelled = m->cancelled;
+	if (write(g_spare.go_fd, "g", 1) != 1) {
+		spare_drop();
+		return 0;
+	}
+	pid_t pid = g_spare.pid;
+	*out_fd = g_spare.out_fd;
+	close(g_spare.go_fd);
+	g_spare = (struct spare){ 0, -1, -1 };
+	return pid;
+}
+
 void bg_child_run_isolated(struct bg_child *c, const struct bg_child_msg *m)
 {
 	struct bg_str v[BG_TF__COUNT];
@@ -410,14 +565,7 @@ void bg_child_run_isolated(struct bg_child *c, const struct bg_child_msg *m)
 	char name[256];
 	copy_field(name, sizeof(name), v[BG_TF_AGENT_TYPE]);
 	struct bg_agent *a = bg_child_find_agent(c, name);
-	if (g_share == NULL) {
-		g_share = mmap(NULL, sizeof(*g_share), PROT_READ | PROT_WRITE,
-			       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-		if (g_share == MAP_FAILED)
-			bg_child_die(c, BG_CHILD_EXIT_PROTOCOL,
-				     "mmap(task share) failed: %s",
-				     strerror(errno));
-	}
+	share_map(c);
 	memset(g_share, 0, sizeof(*g_share));
 	struct output o = { .fd = -1 };
 	struct bg_buf id = { 0 };
@@ -427,25 +575,31 @@ void bg_child_run_isolated(struct bg_child *c, const struct bg_child_msg *m)
 	copy_field(o.id, sizeof(o.id),
 		   (struct bg_str){ id.p ? id.p : "", id.len });
 	bg_buf_free(&id);
-	int pfd[2];
-	if (pipe2(pfd, O_CLOEXEC) == -1)
-		bg_child_die(c, BG_CHILD_EXIT_PROTOCOL, "pipe2() failed: %s",
-			     strerror(errno));
 	bg_child_score(c, BG_SCORE_BUSY, m->tag);
 	bg_child_task_process_running = 1;
-	pid_t pid = fork();
+	int out_fd = -1;
+	pid_t pid = spare_take(m, &out_fd);
 	if (pid == 0) {
-		bg_child_task_process_running = 0;
-		signal(SIGTERM, SIG_DFL);
-		close(pfd[0]);
-		task_process(c, m, a, v, pfd[1]);
+		int pfd[2];
+		if (pipe2(pfd, O_CLOEXEC) == -1)
+			bg_child_die(c, BG_CHILD_EXIT_PROTOCOL,
+				     "pipe2() failed: %s", strerror(errno));
+		pid = fork();
+		if (pid == 0) {
+			bg_child_task_process_running = 0;
+			signal(SIGTERM, SIG_DFL);
+			signal(SIGPIPE, SIG_DFL);
+			close(pfd[0]);
+			task_process(c, m, a, v, pfd[1]);
+		}
+		close(pfd[1]);
+		if (pid == -1)
+			bg_child_die(c, BG_CHILD_EXIT_PROTOCOL,
+				     "fork() of a task process failed: %s",
+				     strerror(errno));
+		out_fd = pfd[0];
 	}
-	close(pfd[1]);
-	if (pid == -1)
-		bg_child_die(c, BG_CHILD_EXIT_PROTOCOL,
-			     "fork() of a task process failed: %s",
-			     strerror(errno));
-	o.fd = pfd[0];
+	o.fd = out_fd;
 	fcntl(o.fd, F_SETFL, O_NONBLOCK);
 	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	bool open = true;
@@ -485,15 +639,19 @@ void bg_child_run_isolated(struct bg_child *c, const struct bg_child_msg *m)
 	if (g_share->lost)
 		bg_child_die(c, BG_CHILD_EXIT_PROTOCOL,
 			     "a task process read a message meant for the child");
-	if (g_share->result_sent) {
-		if (g_share->stop)
+	bool sent = g_share->result_sent, stop = g_share->stop;
+	bool mem = g_share->mem_refused;
+	if (sent) {
+		if (stop)
 			c->stop_requested = true;
 		bg_child_score(c, BG_SCORE_IDLE, 0);
+		if (!stop)
+			bg_child_spare_start(c);
 		return;
 	}
 	char limit_text[200], st[96];
 	const char *limit = a ? limit_hit(&a->confine, status, &ru,
-					  g_share->mem_refused, limit_text,
+					  mem, limit_text,
 					  sizeof(limit_text))
 			      : NULL;
 	bg_wait_status_text(status, st, sizeof(st));
@@ -505,6 +663,7 @@ void bg_child_run_isolated(struct bg_child *c, const struct bg_child_msg *m)
 			      st, limit_text);
 		fail_limit(c, m, limit, limit_text);
 		bg_child_score(c, BG_SCORE_IDLE, 0);
+		bg_child_spare_start(c);
 		return;
 	}
 	__atomic_store_n(&c->seg.hdr->score.task_status, (uint32_t)status,

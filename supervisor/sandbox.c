@@ -105,9 +105,6 @@ int bg_sandbox_report(const struct bg_config *cfg,
 				"Landlock ABI 6 (signal and abstract socket "
 				"scopes)");
 	}
-	if (!s->privileged)
-		bg_warn("bygated is not root: children keep its uid and share "
-			"its PID namespace; per-task confinement still applies");
 	if (lack[0] == '\0')
 		return 0;
 	if (cfg->sandbox_require) {
