@@ -103,9 +103,11 @@ SUP_LDLIBS := $(LIB_HIREDIS) $(LIB_EVENT) $(LIB_JANSSON) $(LIB_CONFIG) $(LIB_CRY
 $(BUILD)/bygated: $(call obj_of,$(SUP_SRC)) $(SUP_LIBS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(SUP_LDLIBS)
 
-# The child exports its bg_ctx_* symbols to the plugins it dlopen()s.
+# The child exports its bg_ctx_* symbols to the plugins it dlopen()s. Its
+# symbols are bound at start (-z now), not lazily in every task process it
+# forks (docs/security.md, "What it costs").
 $(BUILD)/bygate-child: $(call obj_of,$(CHILD_SRC)) $(LIB_IPC) $(LIB_COMMON)
-	$(CC) $(LDFLAGS) -rdynamic -o $@ $^ $(LIB_JANSSON) $(LIB_SECCOMP) -ldl
+	$(CC) $(LDFLAGS) -rdynamic -Wl,-z,now -o $@ $^ $(LIB_JANSSON) $(LIB_SECCOMP) -ldl
 
 $(BUILD)/bygate: $(OBJ)/client/cli.o $(LIB_CLIENT) $(LIB_WIRE) $(LIB_CONF) $(LIB_COMMON)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_HIREDIS) $(LIB_JANSSON) $(LIB_CONFIG) $(LIB_CRYPTO)
