@@ -310,6 +310,11 @@ void bg_sessions_gc(struct bg_daemon *d);
 void bg_recover_own(struct bg_daemon *d, bool at_start);
 void bg_recover_peers(struct bg_daemon *d);
 void bg_recover_forget_applied(struct bg_daemon *d);
+/* Is entry id of stream held by a task here? */
+bool bg_recover_in_flight(const struct bg_daemon *d, const char *stream,
+			  const char *id);
+/* The `data` field of an entry's field array (XCLAIM, XRANGE), or NULL. */
+const char *bg_recover_entry_data(redisReply *fields, size_t *len);
 
 /* suspects.c: after an unclean exit the entries pending here are re-run
  * one at a time before anything is read (docs/recovery.md, "Suspects") */

@@ -60,8 +60,8 @@ static void scan_done(struct bg_daemon *d)
 	bg_consume_kick(d);
 }
 
-static bool in_flight(const struct bg_daemon *d, const char *stream,
-		      const char *id)
+bool bg_recover_in_flight(const struct bg_daemon *d, const char *stream,
+			  const char *id)
 {
 	for (const struct bg_task *t = d->all.next; t != &d->all; t = t->next)
 		if (strcmp(t->entry_id, id) == 0 && strcmp(t->stream, stream) == 0)
@@ -69,7 +69,7 @@ static bool in_flight(const struct bg_daemon *d, const char *stream,
 	return false;
 }
 
-static const char *field_data(redisReply *fields, size_t *len)
+const char *bg_recover_entry_data(redisReply *fields, size_t *len)
 {
 	if (fields == NULL || fields->type != REDIS_REPLY_ARRAY)
 		return NULL;
@@ -101,9 +101,10 @@ static void on_claimed(struct bg_rconn *c, redisReply *r, void *priv)
 			    en->element[0]->type != REDIS_REPLY_STRING)
 				continue;
 			size_t len = 0;
-			const char *data = field_data(en->element[1], &len);
+			const char *data =
+				bg_recover_entry_data(en->element[1], &len);
 			const char *id = en->element[0]->str;
-			if (in_flight(d, d->streams[cc->stream], id))
+			if (bg_recover_in_flight(d, d->streams[cc->stream], id))
 				continue;
 			d->n_reclaimed++;
 			bg_metrics_reclaimed(d->metrics, cc->peer);
@@ -182,7 +183,7 @@ static void on_pending_page(struct bg_rconn *c, redisReply *r, void *priv)
 			const char *id = e->element[0]->str;
 			int count = (int)e->element[3]->integer;
 			int deliveries = count + 1;
-			if (in_flight(d, stream, id))
+			if (bg_recover_in_flight(d, stream, id))
 				continue;
 			struct bg_buf blob = { 0 };
 			if (!peer && d->state &&
@@ -358,7 +359,7 @@ static void on_forget_check(struct bg_rconn *c, redisReply *r, void *priv)
 	struct forget_ctx *fc = priv;
 	struct bg_daemon *d = fc->d;
 	if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 0 &&
-	    !in_flight(d, fc->stream, fc->id) && d->state) {
+	    !bg_recover_in_flight(d, fc->stream, fc->id) && d->state) {
 		bg_state_journal_del(d->state, bg_str_c(fc->stream),
 				     bg_str_c(fc->id));
 		bg_state_exec_del(d->state, bg_str_c(fc->stream),

@@ -323,28 +323,6 @@ static void head_done(struct bg_daemon *d)
 	persist(d, false);
 }
 
-static bool task_held(const struct bg_daemon *d, const struct suspect *s)
-{
-	for (const struct bg_task *t = d->all.next; t != &d->all; t = t->next)
-		if (strcmp(t->entry_id, s->id) == 0 &&
-		    strcmp(t->stream, d->streams[s->stream]) == 0)
-			return true;
-	return false;
-}
-
-static const char *field_data(redisReply *fields, size_t *len)
-{
-	if (fields == NULL || fields->type != REDIS_REPLY_ARRAY)
-		return NULL;
-	for (size_t k = 0; k + 1 < fields->elements; k += 2)
-		if (fields->element[k]->type == REDIS_REPLY_STRING &&
-		    strcmp(fields->element[k]->str, "data") == 0) {
-			*len = fields->element[k + 1]->len;
-			return fields->element[k + 1]->str;
-		}
-	return NULL;
-}
-
 static int target_count(const struct suspect *s)
 {
 	return s->pending + (s->charged ? 1 : 0);
@@ -376,7 +354,7 @@ static void on_claimed(struct bg_rconn *c, redisReply *r, void *priv)
 		return;
 	}
 	size_t len = 0;
-	const char *data = field_data(en->element[1], &len);
+	const char *data = bg_recover_entry_data(en->element[1], &len);
 	char *id = strdup(s->id);
 	int stream = s->stream;
 	if (id == NULL) {
@@ -390,7 +368,9 @@ static void on_claimed(struct bg_rconn *c, redisReply *r, void *priv)
 	bg_task_accept_recovered(d, stream, id, data, len, data != NULL,
 				 target_count(s));
 	if (x->cur == CUR_RUNNING && x->n > 0 &&
-	    strcmp(x->v[0].id, id) == 0 && !task_held(d, &x->v[0])) {
+	    strcmp(x->v[0].id, id) == 0 &&
+	    !bg_recover_in_flight(d, d->streams[x->v[0].stream],
+				  x->v[0].id)) {
 		head_done(d); /* no task could be made: left to the reconcile */
 		bg_suspects_kick(d);
 	}

@@ -160,8 +160,8 @@ def test_relative_command_runs_in_the_config_directory(h):
         {"name": "rel", "handler": "exec",
          "command": "python3 ./agents/rawagent.py"}]})
     os.makedirs(os.path.join(d.workdir, "agents"), exist_ok=True)
-    shutil.copy(AGENTS / "rawagent.py",
-                os.path.join(d.workdir, "agents", "rawagent.py"))
+    for name in ("rawagent.py", "nspid.py"):
+        shutil.copy(AGENTS / name, os.path.join(d.workdir, "agents", name))
     d.start()
     c = h.client()
     _, rec = run(c, h.keys, "s-rel", "rel", "here")

@@ -13,20 +13,9 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "..", "..", "examples", "python"))
 import bygate_agent  # noqa: E402
+from nspid import host_pid  # noqa: E402
 
 
-def host_pid():
-    """This process's pid as bygated and the tests see it: under a root
-    bygated each child is PID 1 of its own PID namespace and os.getpid()
-    is local to it; /proc (the host's) lists every level in NSpid."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("NSpid:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return os.getpid()
 
 
 _arrived = threading.Condition()
