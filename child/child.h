@@ -387,14 +387,20 @@ void bg_child_spare_start(struct bg_child *c);
 /* Run TASK m in a fresh confined process forked from this one, capture
  * its output, kill what it left behind, and account for its end. */
 void bg_child_run_isolated(struct bg_child *c, const struct bg_child_msg *m);
-/* An allocation was refused (the memory limit): noted for this task
- * process and for the child that waits for it. */
-void bg_child_note_mem_refused(void);
-/* Was one refused in this (task) process? */
-bool bg_child_mem_refused(void);
+
 /* Rebuild exec agent a's program environment from the current environ
  * (a task process changed it). */
 void bg_child_exec_env(struct bg_agent *a);
+
+/* ---- memwatch.c: refused allocations ---- */
+
+/* An allocation was refused (the memory limit): noted for this process
+ * and, through *bg_child_mem_refused_shared when set, for the child that
+ * waits for it. */
+void bg_child_note_mem_refused(void);
+extern uint32_t *bg_child_mem_refused_shared;
+/* Was one refused in this (task) process? */
+bool bg_child_mem_refused(void);
 
 /* ---- protocol.c: bygate-handler-protocol 1 (docs/handler-protocol.md) */
 

@@ -190,6 +190,9 @@ static void configure(struct bg_child *c)
 			     "expected CONFIG, got record kind %u", m.kind);
 	struct bg_buf text = { 0 };
 	int rc = bg_child_load(c, m.p, m.len, &text);
+	/* Parsed and copied: the agent types' env (secrets) must not linger
+	 * in the reassembly buffer every task process inherits. */
+	explicit_bzero((void *)m.p, m.len);
 	if (rc == 0)
 		rc = bg_child_agent_names(c, &text);
 	if (rc) {

@@ -76,19 +76,7 @@ bool bg_child_isolated(struct bg_child *c, const struct bg_child_msg *m)
 	return a && a->confine.strict && (a->exec == NULL || a->exec->per_task);
 }
 
-static bool g_mem_refused;
 
-void bg_child_note_mem_refused(void)
-{
-	g_mem_refused = true;
-	if (g_share)
-		__atomic_store_n(&g_share->mem_refused, 1, __ATOMIC_RELAXED);
-}
-
-bool bg_child_mem_refused(void)
-{
-	return g_mem_refused;
-}
 
 /* ---- output ------------------------------------------------------------ */
 
@@ -328,6 +316,13 @@ static _Noreturn void task_process(struct bg_child *c,
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	c->ppid = getppid(); /* the child: orphan checks watch it now */
 	c->task_process = true;
+	/* Another agent type's `env` (its API keys) is no business of this
+	 * task: wiped from our copy of the child's memory. */
+	for (size_t i = 0; i < c->n_agents; i++)
+		if (&c->agents[i] != a)
+			for (size_t k = 0; k < c->agents[i].confine.n_env; k++)
+				explicit_bzero(c->agents[i].confine.env[k],
+					       strlen(c->agents[i].confine.env[k]));
 	task_environment(a, v);
 	char ws[4096], priv[4096], why[200] = "";
 	copy_field(ws, sizeof(ws), v[BG_TF_WORKSPACE]);
@@ -428,6 +423,7 @@ static void share_map(struct bg_child *c)
 	if (g_share == MAP_FAILED)
 		bg_child_die(c, BG_CHILD_EXIT_PROTOCOL,
 			     "mmap(task share) failed: %s", strerror(errno));
+	bg_child_mem_refused_shared = &g_share->mem_refused;
 	/* Reserved, not committed: a TASK is usually a few KiB. */
 	g_msg_cap = bg_child_max_message(c);
 	g_msg = mmap(NULL, g_msg_cap, PROT_READ | PROT_WRITE,

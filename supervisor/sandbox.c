@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "common/fault.h"
 #include "common/landlock.h"
@@ -105,6 +106,15 @@ int bg_sandbox_report(const struct bg_config *cfg,
 				"Landlock ABI 6 (signal and abstract socket "
 				"scopes)");
 	}
+	struct stat st;
+	if (cfg->path && cfg->path[0] && stat(cfg->path, &st) == 0 &&
+	    ((st.st_mode & S_IROTH) || ((st.st_mode & S_IRGRP) && st.st_gid)))
+		bg_warn("the configuration file %s is readable by other users "
+			"(mode %04o, group %d): strict tasks cannot read it, but "
+			"a trusted one, or anything else running as the pool "
+			"user, can (the Redis password); install it root:root "
+			"0600",
+			cfg->path, (unsigned)(st.st_mode & 07777), (int)st.st_gid);
 	if (lack[0] == '\0')
 		return 0;
 	if (cfg->sandbox_require) {
