@@ -141,6 +141,10 @@ static void attach(struct bg_child *c)
 			     "segment is for slot %u, not %ld",
 			     c->seg.hdr->slot, c->slot);
 	c->in.max_len = c->seg.hdr->max_message;
+	/* What we consume is zeroed in the ring: task processes map it, and
+	 * an earlier TASK (another session's, or CONFIG's secrets) must not
+	 * be readable there. */
+	c->seg.down.wipe = true;
 	__atomic_store_n(&c->seg.hdr->score.pid, (uint32_t)getpid(),
 			 __ATOMIC_RELAXED);
 	bg_child_score(c, BG_SCORE_STARTING, 0);
@@ -256,13 +260,21 @@ int main(int argc, char **argv)
 	}
 	for (;;) {
 		struct bg_child_msg m;
+		bool isolated;
 		bg_child_next(c, &m);
 		switch (m.kind) {
 		case BG_REC_TASK:
-			if (bg_child_isolated(c, &m))
+			isolated = bg_child_isolated(c, &m);
+			if (isolated)
 				bg_child_run_isolated(c, &m);
 			else
 				bg_child_run(c, &m);
+			/* Decoded into the task's own copies: no trace left
+			 * for the next task process to inherit... */
+			explicit_bzero((void *)m.p, m.len);
+			/* ... which may be forked now. */
+			if (isolated && !c->stop_requested)
+				bg_child_spare_start(c);
 			if (c->stop_requested)
 				bg_child_die(c, 0, "stopped");
 			break;

@@ -1,12 +1,17 @@
-/* child/memwatch.c - refused allocations: the flag of this process and the
+/* child/memwatch.c - the child's allocator. Refused allocations: the flag
+ * of this process and the
  * one shared with the child (bg_child_mem_refused_shared, set by
  * taskproc.c), and bygate-child's allocator wrappers: in a task process an
  * allocation refused by the memory limit (RLIMIT_AS) is noted for the
  * child, which explains the task's end as RESOURCE_LIMIT (taskproc.c).
- * Plugins allocate through them too: the executable's malloc comes first
- * in symbol lookup. Sanitizer builds keep the sanitizer's allocator. */
+ * And freed memory is zeroed. Plugins allocate through these too: the
+ * executable's malloc comes first in symbol lookup. Sanitizer builds keep
+ * the sanitizer's allocator. */
 #include "child/child.h"
 #include "child/memwatch.h"
+
+#include <malloc.h>
+#include <string.h>
 
 #if defined(__SANITIZE_ADDRESS__)
 #define BG_NO_MEMWATCH 1
@@ -33,5 +38,39 @@ bool bg_child_mem_refused(void)
 }
 
 #ifndef BG_NO_MEMWATCH
-BG_MEMWATCH_WRAPPERS(bg_child_note_mem_refused)
+extern void __libc_free(void *p);
+
+BG_MEMWATCH_ALLOC(bg_child_note_mem_refused)
+
+/* Freed memory is zeroed: the child reads other sessions' tasks and output
+ * (and runs trusted tasks itself), and every task process it forks
+ * inherits its heap, free chunks included. */
+void free(void *p)
+{
+	if (p) {
+		explicit_bzero(p, malloc_usable_size(p));
+		__libc_free(p);
+	}
+}
+
+/* Growing in place keeps the block; moving it zeroes the old one (which
+ * the C library's realloc would free as it was). */
+void *realloc(void *p, size_t n)
+{
+	if (p == NULL)
+		return malloc(n);
+	if (n == 0) {
+		free(p);
+		return NULL;
+	}
+	size_t old = malloc_usable_size(p);
+	if (n <= old)
+		return p;
+	void *q = malloc(n);
+	if (q) {
+		memcpy(q, p, old);
+		free(p);
+	}
+	return q;
+}
 #endif

@@ -18,9 +18,9 @@ extern void *__libc_malloc(size_t n);
 extern void *__libc_calloc(size_t n, size_t size);
 extern void *__libc_realloc(void *p, size_t n);
 
-/* malloc, calloc and realloc over the C library's, calling refused()
- * when one returns NULL for a non-zero size; nothing else changes. */
-#define BG_MEMWATCH_WRAPPERS(refused)                              \
+/* malloc and calloc over the C library's, calling refused() when one
+ * returns NULL for a non-zero size; nothing else changes. */
+#define BG_MEMWATCH_ALLOC(refused)                                 \
 	static void *bg_memwatch_note(void *p, size_t n)            \
 	{                                                           \
 		if (p == NULL && n)                                 \
@@ -35,7 +35,11 @@ extern void *__libc_realloc(void *p, size_t n);
 	{                                                           \
 		return bg_memwatch_note(__libc_calloc(n, size),     \
 					n * size);                  \
-	}                                                           \
+	}
+
+/* The same and realloc (the preload library). */
+#define BG_MEMWATCH_WRAPPERS(refused)                              \
+	BG_MEMWATCH_ALLOC(refused)                                  \
 	void *realloc(void *p, size_t n)                            \
 	{                                                           \
 		return bg_memwatch_note(__libc_realloc(p, n), n);   \

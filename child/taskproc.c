@@ -632,6 +632,8 @@ void bg_child_run_isolated(struct bg_child *c, const struct bg_child_msg *m)
 	memcpy(o_id, o.id, sizeof(o_id));
 	end_output(c, &o);
 	resync(c);
+	if (g_msg && g_share->len)
+		explicit_bzero(g_msg, g_share->len);
 	if (g_share->lost)
 		bg_child_die(c, BG_CHILD_EXIT_PROTOCOL,
 			     "a task process read a message meant for the child");
@@ -641,8 +643,6 @@ void bg_child_run_isolated(struct bg_child *c, const struct bg_child_msg *m)
 		if (stop)
 			c->stop_requested = true;
 		bg_child_score(c, BG_SCORE_IDLE, 0);
-		if (!stop)
-			bg_child_spare_start(c);
 		return;
 	}
 	char limit_text[200], st[96];
@@ -659,7 +659,6 @@ void bg_child_run_isolated(struct bg_child *c, const struct bg_child_msg *m)
 			      st, limit_text);
 		fail_limit(c, m, limit, limit_text);
 		bg_child_score(c, BG_SCORE_IDLE, 0);
-		bg_child_spare_start(c);
 		return;
 	}
 	__atomic_store_n(&c->seg.hdr->score.task_status, (uint32_t)status,

@@ -216,6 +216,8 @@ void bg_ring_pop(struct bg_ring *r)
 {
 	if (!r->peeked)
 		return;
+	if (r->wipe) /* before the producer may reuse the bytes */
+		memset(r->data + (r->tail & (r->capacity - 1)), 0, r->peeked);
 	r->tail += r->peeked;
 	r->peeked = 0;
 	st_rel(&r->ctl->tail, r->tail);
@@ -425,9 +427,16 @@ static int msg_reserve(struct bg_msg_in *m, size_t need)
 		cap = cap > limit / 2 ? limit : cap * 2;
 	if (cap > limit)
 		cap = limit;
-	uint8_t *p = realloc(m->buf, cap);
+	/* Not realloc: a message must not stay behind in freed memory (a
+	 * child's task processes inherit its heap). */
+	uint8_t *p = malloc(cap);
 	if (p == NULL)
 		return -ENOMEM;
+	if (m->buf) {
+		memcpy(p, m->buf, m->len);
+		explicit_bzero(m->buf, m->cap);
+		free(m->buf);
+	}
 	m->buf = p;
 	m->cap = cap;
 	return 0;

@@ -76,6 +76,8 @@ struct bg_ring {
 	uint32_t peeked; /* bytes of the record last peeked, 0 = none */
 	uint64_t head; /* producer: next write; consumer: last valid head */
 	uint64_t tail; /* consumer: next read; producer: last valid tail */
+	bool wipe;     /* consumer: zero each record as it is popped (what a
+			  task process maps must not hold earlier tasks') */
 };
 
 #define BG_RING_MIN_CAPACITY 4096u

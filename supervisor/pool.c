@@ -408,6 +408,10 @@ static int spawn_child(struct bg_child *ch)
 		ch->seg.fd = -1;
 		return rc;
 	}
+	/* Records we read are zeroed in the ring: the child's next task
+	 * process maps it and must not find an earlier task's events or
+	 * result (another session's) there. */
+	ch->seg.up.wipe = true;
 	ch->wake_child_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	ch->wake_sup_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (ch->wake_child_fd == -1 || ch->wake_sup_fd == -1) {

@@ -147,6 +147,41 @@ def test_hostile_cannot_touch_other_sessions_types_config_state_or_log(h):
         assert answer(h, c, agent, "read %s" % (own / "mine.txt")) == "ok"
 
 
+def test_another_agent_types_secrets_are_not_in_a_task_process(h):
+    """Every child holds every agent type's env; a task process keeps only
+    its own agent type's (the others are wiped from its copy)."""
+    if skip_unless_root():
+        return
+    keeper = h.agent_type("keeper", plugin="echo",
+                          env={"API_KEY": "sk-keeper-4f9a2c"})
+    start(h, size=1, extra=[keeper])
+    c = h.client()
+    assert answer(h, c, "keeper", "x") == "x"
+    rev = "sk-keeper-4f9a2c"[::-1]
+    assert answer(h, c, "hostile", "memscan %s" % rev) == "absent"
+    # The probe works: the hostile type's own env is there.
+    mine = h.agent_type("hostile2", plugin="hostile",
+                        env={"API_KEY": "sk-mine-77d1e0"})
+    h2 = start(h, size=1, extra=[mine])
+    c2 = h.client()
+    assert answer(h, c2, "hostile2", "memscan %s"
+                  % "sk-mine-77d1e0"[::-1]) == "found"
+    assert h2.alive
+
+
+def test_another_sessions_task_and_output_are_not_in_a_task_process(h):
+    """The rings and the child's heap are inherited by each task process:
+    an earlier task of another session (its content, its output) has been
+    wiped from them. One child, so both tasks run on it."""
+    if skip_unless_root():
+        return
+    secret = "victim-prompt-8e1d55"
+    start(h, size=1)
+    c = h.client()
+    assert answer(h, c, "echo", secret, session="s-victim") == secret
+    assert answer(h, c, "hostile", "memscan %s" % secret[::-1]) == "absent"
+
+
 def test_hostile_cannot_find_or_use_the_redis_password(h):
     if skip_unless_root():
         return

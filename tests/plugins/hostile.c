@@ -212,6 +212,43 @@ static int fsize(struct bg_ctx *ctx)
 	return fd == -1 ? errno : 0;
 }
 
+/* Is the reverse of `rev` anywhere in our readable memory, other than in
+ * the buffer we build it in? (Secrets of other agent types the child
+ * holds must not be in a task process's copy of its memory.) */
+static int memscan(struct bg_ctx *ctx, const char *rev)
+{
+	char needle[256];
+	size_t n = strlen(rev);
+	if (n == 0 || n >= sizeof(needle))
+		return bg_ctx_fail(ctx, "bad needle");
+	for (size_t i = 0; i < n; i++)
+		needle[i] = rev[n - 1 - i];
+	FILE *f = fopen("/proc/self/maps", "re");
+	char line[512];
+	int found = 0;
+	while (f && !found && fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+		char perm[8];
+		if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perm) != 3 ||
+		    perm[0] != 'r' || strstr(line, "[vvar") ||
+		    strstr(line, "[vsyscall"))
+			continue;
+		const char *p = (const char *)lo, *end = (const char *)hi;
+		while (p < end) {
+			const char *m = memmem(p, (size_t)(end - p), needle, n);
+			if (m == NULL)
+				break;
+			if (m != needle)
+				found = 1;
+			p = m + 1;
+		}
+	}
+	if (f)
+		fclose(f);
+	explicit_bzero(needle, sizeof(needle));
+	return answer(ctx, found ? "found" : "absent");
+}
+
 static int hostile_process(void *state, const struct bg_task *task,
 			   struct bg_ctx *ctx)
 {
@@ -269,6 +306,8 @@ static int hostile_process(void *state, const struct bg_task *task,
 			;
 	} else if (!strcmp(what, "fsize"))
 		err = fsize(ctx);
+	else if (!strcmp(what, "memscan"))
+		return memscan(ctx, a1);
 	else if (!strcmp(what, "whoami")) {
 		char out[128];
 		snprintf(out, sizeof(out), "uid %d gid %d pid %d",
