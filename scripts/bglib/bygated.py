@@ -122,6 +122,9 @@ class Bygated:
             with open(self.config_path, "w") as f:
                 f.write(render(self.config, header="written by the bygate "
                                "test harness (scripts/bglib)"))
+            # As docs/security.md says to install it: it holds the Redis
+            # password, and children run as another user.
+            os.chmod(self.config_path, 0o600)
 
     def start(self, wait=True, timeout=None):
         """Start (again) and, with wait, block until ready(). Raises

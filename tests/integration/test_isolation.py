@@ -124,6 +124,10 @@ def test_hostile_cannot_touch_other_sessions_types_config_state_or_log(h):
     ws, secret = victim_file(h, c, d)
     root = pathlib.Path(d.config["paths"]["workspace_dir"])
     state = pathlib.Path(d.config["paths"]["state_dir"])
+    # Readable by mode, as a careless install leaves them: what refuses
+    # the reads below is the task's confinement, not the file's mode.
+    for path in (d.config_path, d.log_path):
+        os.chmod(path, 0o644)
     targets = {
         "read %s" % secret: "EACCES",
         "write %s" % (ws / "planted.txt"): "EACCES",
