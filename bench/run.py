@@ -175,8 +175,9 @@ def proc_counters(pid):
 
 
 class CpuSnapshot:
-    """CPU ticks of bygated and of each of its live children (the children
-    that exited meanwhile are in bygated's cutime + cstime once reaped), and
+    """CPU ticks of bygated and of each of its live children, theirs and
+    their reaped processes' (the children that exited meanwhile are in
+    bygated's cutime + cstime once reaped), and
     bygated's read/write system calls and context switches."""
 
     def __init__(self, pid):
@@ -187,7 +188,9 @@ class CpuSnapshot:
         for c in proc.children_of(pid):
             t = proc_ticks(c)
             if t is not None:
-                self.children[c] = t[0]
+                # With the processes a child reaped itself (the strict
+                # profile's task processes, per_task programs).
+                self.children[c] = t[0] + t[1]
 
     def delta(self, before):
         """(bygated seconds, children seconds, {counter: increase})."""
