@@ -37,7 +37,15 @@ bool bg_child_mem_refused(void)
 	return g_mem_refused;
 }
 
-#ifndef BG_NO_MEMWATCH
+#ifdef BG_NO_MEMWATCH
+/* Sanitizer builds keep AddressSanitizer's allocator: have it zero what
+ * is freed too (the defaults; ASAN_OPTIONS may still override them). */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void)
+{
+	return "max_free_fill_size=2147483647:free_fill_byte=0";
+}
+#else
 extern void __libc_free(void *p);
 
 BG_MEMWATCH_ALLOC(bg_child_note_mem_refused)

@@ -6,6 +6,8 @@
  * process. */
 #include <bygate/handler.h>
 
+#include "tests/plugins/probe.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -23,14 +25,6 @@
 #include <unistd.h>
 
 extern char **environ;
-
-static const char *outcome(int err)
-{
-	if (err == 0)
-		return "ok";
-	const char *name = strerrorname_np(err);
-	return name ? name : "unknown errno";
-}
 
 /* fn's errno (0 = success) from a forked process, so an allowed call
  * cannot change the child. */
