@@ -401,6 +401,9 @@ void bg_child_note_mem_refused(void);
 extern uint32_t *bg_child_mem_refused_shared;
 /* Was one refused in this (task) process? */
 bool bg_child_mem_refused(void);
+/* Set in a task process: what it frees dies with it and nothing is
+ * forked from it, so frees skip the zeroing (and its page faults). */
+extern bool bg_child_no_scrub;
 
 /* ---- protocol.c: bygate-handler-protocol 1 (docs/handler-protocol.md) */
 

@@ -23,6 +23,7 @@
 
 static bool g_mem_refused;
 uint32_t *bg_child_mem_refused_shared;
+bool bg_child_no_scrub;
 
 void bg_child_note_mem_refused(void)
 {
@@ -55,10 +56,9 @@ BG_MEMWATCH_ALLOC(bg_child_note_mem_refused)
  * inherits its heap, free chunks included. */
 void free(void *p)
 {
-	if (p) {
+	if (p && !bg_child_no_scrub)
 		explicit_bzero(p, malloc_usable_size(p));
-		__libc_free(p);
-	}
+	__libc_free(p);
 }
 
 /* Growing in place keeps the block; moving it zeroes the old one (which

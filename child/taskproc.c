@@ -316,6 +316,7 @@ static _Noreturn void task_process(struct bg_child *c,
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	c->ppid = getppid(); /* the child: orphan checks watch it now */
 	c->task_process = true;
+	bg_child_no_scrub = true;
 	/* Another agent type's `env` (its API keys) is no business of this
 	 * task: wiped from our copy of the child's memory. */
 	for (size_t i = 0; i < c->n_agents; i++)
