@@ -393,6 +393,10 @@ def main(argv=None):
     sys.stdout.reconfigure(line_buffering=True)
     build = pathlib.Path(args.build).resolve()
     os.environ["BYGATE_BUILD"] = str(build)
+    opened = proc.make_reachable_by_others(REPO, build)
+    if opened:
+        print("run.py: the pool user could not reach the checkout; opened "
+              "%d path(s), e.g. %s" % (len(opened), opened[0]))
     proc.become_subreaper()
     signal.signal(signal.SIGALRM, Watchdog.on_alarm)
     results = Results()

@@ -303,3 +303,49 @@ def reap_orphans():
         except ChildProcessError:
             pass
     return found
+
+
+def make_reachable_by_others(repo, build):
+    """bygated runs its children as an unprivileged pool user (as root;
+    docs/security.md): the child binary, the plugins, the example and test
+    agents must be reachable by that user. A checkout under a directory
+    closed to others (a mkdtemp directory, /root) or made with a strict
+    umask is not: give every directory above it the search bit (passable,
+    not listable) and the checkout's runtime files read (and search)
+    permission for others. Returns the lines saying what was changed.
+    Nothing is done when not root (the children then keep our uid)."""
+    if os.geteuid() != 0:
+        return []
+    changed = []
+    repo = os.path.realpath(str(repo))
+    d = repo
+    while True:
+        st = os.stat(d)
+        if not st.st_mode & 0o001:
+            os.chmod(d, (st.st_mode & 0o7777) | 0o001)
+            changed.append("%s: search permission for others (o+x)" % d)
+        parent = os.path.dirname(d)
+        if parent == d:
+            break
+        d = parent
+    subdirs = [str(build), os.path.join(repo, "examples"),
+               os.path.join(repo, "tests", "integration", "agents"),
+               os.path.join(repo, "etc")]
+    for top in subdirs:
+        d = os.path.dirname(os.path.realpath(top))
+        while d.startswith(repo + "/"):  # the levels between: passable
+            st = os.stat(d)
+            if not st.st_mode & 0o001:
+                os.chmod(d, (st.st_mode & 0o7777) | 0o001)
+                changed.append(d)
+            d = os.path.dirname(d)
+        for root, dirs, files in os.walk(top):
+            for name in [root] + [os.path.join(root, f) for f in files]:
+                st = os.lstat(name)
+                mode = st.st_mode & 0o7777
+                want = mode | 0o004 | (0o001 if (mode & 0o100 or
+                                                 name == root) else 0)
+                if want != mode and not os.path.islink(name):
+                    os.chmod(name, want)
+                    changed.append(name)
+    return changed
