@@ -355,12 +355,12 @@ void bg_confine_free(struct bg_confine *cf);
 /* Note an exec program's own files (argv resolved against workdir). */
 int bg_confine_program_paths(struct bg_confine *cf, char *const *argv,
 			     const char *workdir);
-/* Confine this process for good (strict profile only): no dumping,
- * Landlock with rw[] read-write (plus system files, read_paths, the
- * program's files and `plugin` read-only), the network filter and the
- * limits. 0, or a negative errno with the failed step in why. */
+/* Confine this process for good (strict profile only, after
+ * bg_confine_prepare): no dumping, Landlock with rw[] read-write plus the
+ * prepared read-only paths, the network filter and the limits. 0, or a
+ * negative errno with the failed step in why. */
 int bg_confine_apply(const struct bg_confine *cf, const char *const *rw,
-		     size_t n_rw, const char *plugin, char *why, size_t wn);
+		     size_t n_rw, char *why, size_t wn);
 /* Open the read-only paths and compile the network filter once, in the
  * child (after CONFIG), so that a task process only adds and loads them.
  * 0, or a negative errno with the step in why. */

@@ -220,18 +220,6 @@ static int add_path(int ruleset, const char *path, uint64_t rights,
 	return rc;
 }
 
-static int add_list(int rs, const char *const *paths, size_t n,
-		    uint64_t rights, uint64_t handled, char *why, size_t wn)
-{
-	for (size_t i = 0; i < n && paths[i]; i++) {
-		int rc = add_path(rs, paths[i], rights, handled);
-		if (rc)
-			return fail(why, wn, rc, "landlock_add_rule(%s)",
-				    paths[i]);
-	}
-	return 0;
-}
-
 static int add_ports(int rs, const struct bg_confine *cf, char *why,
 		     size_t wn)
 {
@@ -246,11 +234,12 @@ static int add_ports(int rs, const struct bg_confine *cf, char *why,
 	return 0;
 }
 
-/* Restrict this process to rw[] (every right) plus what every task may
- * read, on the kernel's Landlock ABI; rights the kernel lacks are not
+/* Restrict this process to rw[] (every right) plus the paths prepared at
+ * CONFIG (bg_confine_prepare: system files, read_paths, the program or
+ * plugin), on the kernel's Landlock ABI; rights the kernel lacks are not
  * asked for (bygated said at start what is missing). */
 static int landlock(const struct bg_confine *cf, const char *const *rw,
-		    size_t n_rw, const char *plugin, char *why, size_t wn)
+		    size_t n_rw, char *why, size_t wn)
 {
 	int abi = bg_landlock_abi();
 	if (abi < 1)
@@ -265,36 +254,18 @@ static int landlock(const struct bg_confine *cf, const char *const *rw,
 	int rs = bg_landlock_create(&attr, bg_landlock_attr_size(abi), 0);
 	if (rs < 0)
 		return fail(why, wn, rs, "landlock_create_ruleset", NULL);
-	uint64_t ro = BG_LL_FS_EXECUTE | BG_LL_FS_READ_FILE | BG_LL_FS_READ_DIR;
-	uint64_t dev = BG_LL_FS_READ_FILE | BG_LL_FS_WRITE_FILE |
-		       BG_LL_FS_TRUNCATE;
-	const char *plug[] = { plugin };
-	int rc = add_list(rs, rw, n_rw, fs, fs, why, wn);
-	if (rc == 0 && cf->fds) {
-		/* Prepared at CONFIG: the read-only paths are open already. */
-		for (size_t i = 0; rc == 0 && i < cf->n_fds; i++) {
-			struct bg_landlock_path_rule r = {
-				cf->fds[i].rights & fs, cf->fds[i].fd };
-			if (r.allowed_access &&
-			    (rc = bg_landlock_add_rule(rs, BG_LL_RULE_PATH, &r)))
-				fail(why, wn, rc, "landlock_add_rule(%s)",
-				     "a prepared path");
-		}
-		goto net;
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < n_rw; i++)
+		if ((rc = add_path(rs, rw[i], fs, fs)))
+			fail(why, wn, rc, "landlock_add_rule(%s)", rw[i]);
+	for (size_t i = 0; rc == 0 && i < cf->n_fds; i++) {
+		struct bg_landlock_path_rule r = { cf->fds[i].rights & fs,
+						   cf->fds[i].fd };
+		if (r.allowed_access &&
+		    (rc = bg_landlock_add_rule(rs, BG_LL_RULE_PATH, &r)))
+			fail(why, wn, rc, "landlock_add_rule(%s)",
+			     "a prepared path");
 	}
-	if (rc == 0)
-		rc = add_list(rs, system_ro, SIZE_MAX, ro, fs, why, wn);
-	if (rc == 0)
-		rc = add_list(rs, devices_rw, SIZE_MAX, dev, fs, why, wn);
-	if (rc == 0)
-		rc = add_list(rs, (const char *const *)cf->read_paths,
-			      cf->n_read_paths, ro, fs, why, wn);
-	if (rc == 0)
-		rc = add_list(rs, (const char *const *)cf->program_paths,
-			      cf->n_program_paths, ro, fs, why, wn);
-	if (rc == 0 && plugin)
-		rc = add_list(rs, plug, 1, ro, fs, why, wn);
-net:
 	if (rc == 0 && attr.handled_access_net)
 		rc = add_ports(rs, cf, why, wn);
 	if (rc == 0 && (rc = bg_landlock_restrict_self(rs)))
@@ -381,20 +352,12 @@ static int load_net(const struct bg_confine *cf, char *why, size_t wn)
 {
 	if (cf->network == BG_CONFINE_NET_HOST)
 		return 0;
-	if (cf->net_bpf) {
-		struct sock_fprog prog = { cf->net_bpf_len, cf->net_bpf };
-		if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == -1)
-			return fail(why, wn, -errno, "seccomp(network)", NULL);
-		return 0;
-	}
-	scmp_filter_ctx ctx = net_filter(cf, why, wn);
-	if (ctx == NULL)
-		return -EINVAL;
-	int rc = seccomp_load(ctx);
-	if (rc)
-		fail(why, wn, rc, "seccomp_load(network)", NULL);
-	seccomp_release(ctx);
-	return rc;
+	struct sock_fprog prog = { cf->net_bpf_len, cf->net_bpf };
+	if (cf->net_bpf == NULL) /* bg_confine_prepare was not called */
+		return fail(why, wn, -EINVAL, "seccomp(network)", NULL);
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == -1)
+		return fail(why, wn, -errno, "seccomp(network)", NULL);
+	return 0;
 }
 
 /* ---- limits ------------------------------------------------------------ */
@@ -538,7 +501,7 @@ void bg_confine_close(struct bg_confine *cf)
 }
 
 int bg_confine_apply(const struct bg_confine *cf, const char *const *rw,
-		     size_t n_rw, const char *plugin, char *why, size_t wn)
+		     size_t n_rw, char *why, size_t wn)
 {
 	if (!cf->strict)
 		return 0;
@@ -546,7 +509,7 @@ int bg_confine_apply(const struct bg_confine *cf, const char *const *rw,
 	 * environment through /proc, nor attach to us. */
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == -1)
 		return fail(why, wn, -errno, "prctl(PR_SET_DUMPABLE)", NULL);
-	int rc = landlock(cf, rw, n_rw, plugin, why, wn);
+	int rc = landlock(cf, rw, n_rw, why, wn);
 	if (rc == 0)
 		rc = load_net(cf, why, wn);
 	if (rc == 0)

@@ -295,7 +295,7 @@ static _Noreturn void spawn_exec(struct bg_child *c, struct bg_agent *a,
 		/* A persistent program serves every session of its agent
 		 * type: confined to the agent type's tree. */
 		const char *rw[] = { a->confine.agent_dir };
-		rc = bg_confine_apply(&a->confine, rw, 1, NULL, why,
+		rc = bg_confine_apply(&a->confine, rw, 1, why,
 				      sizeof(why));
 	} else if (a->confine.strict && !c->no_sandbox) {
 		rc = bg_confine_memory(&a->confine, why, sizeof(why));

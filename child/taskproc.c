@@ -334,9 +334,7 @@ static _Noreturn void task_process(struct bg_child *c,
 		rw[n_rw++] = ws;
 	if (priv[0])
 		rw[n_rw++] = priv;
-	int rc = bg_confine_apply(&a->confine, rw, n_rw,
-				  a->plugin ? a->plugin->path : NULL, why,
-				  sizeof(why));
+	int rc = bg_confine_apply(&a->confine, rw, n_rw, why, sizeof(why));
 	if (rc) {
 		struct bg_ctx *ctx = bg_child_ctx_new(c, m);
 		char msg[320];
