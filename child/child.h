@@ -378,15 +378,18 @@ int bg_confine_memory(const struct bg_confine *cf, char *why, size_t wn);
 /* Set while a task process runs (the child's SIGTERM handler leaves the
  * kill ladder to it). */
 extern volatile sig_atomic_t bg_child_task_process_running;
-/* Does TASK m run in a task process of its own (strict plugin or per_task
- * agent type, sandbox on)? */
-bool bg_child_isolated(struct bg_child *c, const struct bg_child_msg *m);
+/* The agent type of TASK m when it runs in a task process of its own
+ * (strict plugin or per_task agent type, sandbox on), else NULL. */
+struct bg_agent *bg_child_isolated(struct bg_child *c,
+				   const struct bg_child_msg *m);
 /* Fork a spare task process ahead of the next strict task (none while
  * one waits, or with the sandbox off). */
 void bg_child_spare_start(struct bg_child *c);
-/* Run TASK m in a fresh confined process forked from this one, capture
- * its output, kill what it left behind, and account for its end. */
-void bg_child_run_isolated(struct bg_child *c, const struct bg_child_msg *m);
+/* Run TASK m of agent type a (bg_child_isolated) in a fresh confined
+ * process forked from this one, capture its output, kill what it left
+ * behind, and account for its end. */
+void bg_child_run_isolated(struct bg_child *c, const struct bg_child_msg *m,
+			   struct bg_agent *a);
 
 /* Rebuild exec agent a's program environment from the current environ
  * (a task process changed it). */

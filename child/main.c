@@ -260,13 +260,13 @@ int main(int argc, char **argv)
 	}
 	for (;;) {
 		struct bg_child_msg m;
-		bool isolated;
+		struct bg_agent *isolated;
 		bg_child_next(c, &m);
 		switch (m.kind) {
 		case BG_REC_TASK:
 			isolated = bg_child_isolated(c, &m);
 			if (isolated)
-				bg_child_run_isolated(c, &m);
+				bg_child_run_isolated(c, &m, isolated);
 			else
 				bg_child_run(c, &m);
 			/* Decoded into the task's own copies: no trace left

@@ -62,21 +62,22 @@ static struct task_share *g_share;
 volatile sig_atomic_t bg_child_task_process_running;
 extern char **environ;
 
-bool bg_child_isolated(struct bg_child *c, const struct bg_child_msg *m)
+struct bg_agent *bg_child_isolated(struct bg_child *c,
+				   const struct bg_child_msg *m)
 {
 	if (c->no_sandbox)
-		return false;
+		return NULL;
 	struct bg_str type = bg_child_task_agent_type(m->p, m->len);
 	char name[256];
 	if (type.len == 0 || type.len >= sizeof(name))
-		return false;
+		return NULL;
 	memcpy(name, type.p, type.len);
 	name[type.len] = '\0';
 	struct bg_agent *a = bg_child_find_agent(c, name);
-	return a && a->confine.strict && (a->exec == NULL || a->exec->per_task);
+	return a && a->confine.strict && (a->exec == NULL || a->exec->per_task)
+		       ? a
+		       : NULL;
 }
-
-
 
 /* ---- output ------------------------------------------------------------ */
 
@@ -550,16 +551,14 @@ static pid_t spare_take(const struct bg_child_msg *m, int *out_fd)
 	return pid;
 }
 
-void bg_child_run_isolated(struct bg_child *c, const struct bg_child_msg *m)
+void bg_child_run_isolated(struct bg_child *c, const struct bg_child_msg *m,
+			   struct bg_agent *a)
 {
 	struct bg_str v[BG_TF__COUNT];
 	if (bg_rec_unpack(m->p, m->len, v, BG_TF__COUNT))
 		bg_child_die(c, BG_CHILD_EXIT_PROTOCOL,
 			     "malformed TASK record (tag %llu)",
 			     (unsigned long long)m->tag);
-	char name[256];
-	copy_field(name, sizeof(name), v[BG_TF_AGENT_TYPE]);
-	struct bg_agent *a = bg_child_find_agent(c, name);
 	share_map(c);
 	memset(g_share, 0, sizeof(*g_share));
 	struct output o = { .fd = -1 };
