@@ -9,62 +9,10 @@
 
 #include "common/fault.h"
 #include "supervisor/daemon.h"
+#include "supervisor/lease.h"
 #include "supervisor/log.h"
-
-/* Agent-type stream i's tasks may share a child (max_inflight > 1). */
-static bool stream_shares(const struct bg_daemon *d, int i)
-{
-	if (i < 1 || i > d->cfg->n_agent_types)
-		return false;
-	const struct bg_agent_type_conf *t = &d->cfg->agent_types[i - 1];
-	return t->handler == BG_HANDLER_EXEC && t->mode != BG_EXEC_PER_TASK &&
-	       t->max_inflight > 1;
-}
-
-/* Free capacity for entries that need a child to themselves (`alone`)
- * and for entries that may share one (`shared`, DESIGN 5): places in
- * children that are or will soon be free plus a small prefetch
- * (min(worker.fetch_count, pool.size)), minus the entries that still need
- * a child (picked up, queued, running). Entries whose finish is in flight
- * hold no child and do not count, up to a bound of 4 x pool.size finishes
- * (e.g. while Redis refuses writes) beyond which reading stops. */
-struct capacity {
-	int alone, shared;
-};
-
-static struct capacity capacity_of(const struct bg_daemon *d)
-{
-	struct capacity c = { 0, 0 };
-	int size = bg_pool_size(d->pool);
-	int share = bg_config_max_share(d->cfg);
-	int prefetch = d->cfg->fetch_count < size ? d->cfg->fetch_count : size;
-	if (d->n_finishing >= 4 * size || bg_pool_breaker_open(d->pool) ||
-	    bg_pool_alive_count(d->pool) == 0 || bg_suspects_active(d))
-		return c; /* suspects run alone: no room for anything else */
-	int need = d->n_tasks - d->n_finishing;
-	int need_shared = 0;
-	if (share > 1) /* only then does the kind matter */
-		for (const struct bg_task *t = d->all.next; t != &d->all;
-		     t = t->next)
-			need_shared += t->state != BG_TASK_FINISHING &&
-				       stream_shares(d, t->stream_idx);
-	int need_alone = need - need_shared;
-	/* shared tasks spread over children before they fill them */
-	c.alone = size + prefetch - need_alone -
-		  bg_pool_shared_children(d->pool);
-	c.shared = size * share + prefetch - need_shared - need_alone * share;
-	if (c.alone < 0)
-		c.alone = 0;
-	if (c.shared < 0 || share == 1)
-		c.shared = share == 1 ? c.alone : 0;
-	return c;
-}
-
-int bg_consume_capacity(const struct bg_daemon *d)
-{
-	struct capacity c = capacity_of(d);
-	return c.alone > c.shared ? c.alone : c.shared;
-}
+#include "supervisor/pickup.h"
+#include "supervisor/schedule.h"
 
 static void issue_read(struct bg_daemon *d);
 static void log_ready(struct bg_daemon *d);
@@ -79,8 +27,7 @@ static void on_read(struct bg_rconn *c, redisReply *r, void *priv)
 	d->unblock_sent = false;
 	if (r == NULL)
 		return; /* connection lost; entries stay in our PEL */
-	handle_read_reply(d, r);
-	bg_consume_kick(d);
+	handle_read_reply(d, r); /* the next read: at the turn's end */
 }
 
 static void handle_read_reply(struct bg_daemon *d, redisReply *r)
@@ -110,21 +57,12 @@ static void handle_read_reply(struct bg_daemon *d, redisReply *r)
 				if (en->type != REDIS_REPLY_ARRAY ||
 				    en->elements < 2)
 					continue;
-				redisReply *f = en->element[1];
-				const char *data = NULL;
-				size_t len = 0;
-				bool has = false;
-				for (size_t k = 0; f->type == REDIS_REPLY_ARRAY &&
-						   k + 1 < f->elements;
-				     k += 2)
-					if (strcmp(f->element[k]->str, "data") == 0) {
-						data = f->element[k + 1]->str;
-						len = f->element[k + 1]->len;
-						has = true;
-						break;
-					}
-				bg_task_accept(d, idx, en->element[0]->str, data,
-					       len, has);
+				const redisReply *data =
+					bg_reply_field(en->element[1], "data");
+				bg_pickup_accept(d, idx, en->element[0]->str,
+						 data ? data->str : NULL,
+						 data ? data->len : 0,
+						 data != NULL);
 			}
 		}
 	}
@@ -134,16 +72,16 @@ static void handle_read_reply(struct bg_daemon *d, redisReply *r)
  * an agent-type stream while there is capacity, the worker is active and
  * the type is not denied to it (WIRE 5.5, 5.6). */
 static bool wants_stream(const struct bg_daemon *d, int i,
-			 struct capacity cap)
+			 struct bg_capacity cap)
 {
 	if (i == 0)
 		return true;
-	int room = stream_shares(d, i) ? cap.shared : cap.alone;
+	int room = bg_schedule_stream_shares(d, i) ? cap.shared : cap.alone;
 	return room > 0 && !bg_control_suspended(d) &&
 	       !(d->denied && d->denied[i - 1]);
 }
 
-static uint64_t mask_with(const struct bg_daemon *d, struct capacity cap)
+static uint64_t mask_with(const struct bg_daemon *d, struct bg_capacity cap)
 {
 	uint64_t m = 0;
 	for (int i = 0; i < d->n_streams; i++)
@@ -154,17 +92,17 @@ static uint64_t mask_with(const struct bg_daemon *d, struct capacity cap)
 
 static uint64_t want_mask(const struct bg_daemon *d)
 {
-	return mask_with(d, capacity_of(d));
+	return mask_with(d, bg_schedule_room(d));
 }
 
 /* COUNT applies to each stream of the read: the smallest capacity of the
  * kinds it covers (the worker stream may carry either). */
-static int read_count(const struct bg_daemon *d, struct capacity cap)
+static int read_count(const struct bg_daemon *d, struct bg_capacity cap)
 {
 	bool alone = false, shared = false;
 	for (int i = 1; i < d->n_streams; i++)
 		if (wants_stream(d, i, cap)) {
-			if (stream_shares(d, i))
+			if (bg_schedule_stream_shares(d, i))
 				shared = true;
 			else
 				alone = true;
@@ -189,7 +127,7 @@ static void issue_read(struct bg_daemon *d)
 		stalled = true;
 		return;
 	}
-	struct capacity cap = capacity_of(d);
+	struct bg_capacity cap = bg_schedule_room(d);
 	const char **argv = calloc((size_t)(9 + 2 * d->n_streams),
 				   sizeof(char *));
 	if (argv == NULL)
@@ -251,7 +189,7 @@ void bg_consume_kick(struct bg_daemon *d)
 		bool stop = d->draining || d->stopping;
 		uint64_t want = want_mask(d);
 		/* capacity aside */
-		uint64_t allowed = mask_with(d, (struct capacity){ 1, 1 });
+		uint64_t allowed = mask_with(d, (struct bg_capacity){ 1, 1 });
 		if (stop || (want & ~d->read_mask) != 0 ||
 		    (d->read_mask & ~allowed) != 0)
 			unblock_read(d);
@@ -296,7 +234,6 @@ static void on_group_created(struct bg_rconn *c, redisReply *r, void *priv)
 			bg_recover_forget_applied(d);
 			bg_recover_own(d, true);
 		}
-		bg_consume_kick(d);
 	}
 }
 

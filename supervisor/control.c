@@ -19,6 +19,9 @@
 #include <jansson.h>
 
 #include "supervisor/daemon.h"
+#include "supervisor/end.h"
+#include "supervisor/kill.h"
+#include "supervisor/lease.h"
 #include "supervisor/log.h"
 #include "wire/keys.h"
 #include "wire/json.h"
@@ -31,42 +34,11 @@ static const char *jstr(json_t *o, const char *k)
 
 /* ---- cancel ---- */
 
-static void on_cancel_grace(evutil_socket_t fd, short ev, void *arg)
+/* Cancel job t (found here by execution or message id). */
+static void cancel_job(struct bg_daemon *d, struct bg_job *t,
+		       const char *reason, bool force)
 {
-	(void)fd;
-	(void)ev;
-	struct bg_task *t = arg;
-	struct bg_daemon *d = t->d;
-	if (t->state != BG_TASK_RUNNING || t->slot < 0)
-		return;
-	struct bg_log_ids ids = bg_task_log_ids(t);
-	/* A shared child runs other tasks: no SIGTERM stage (DESIGN 8: only
-	 * a kill ends the process, and the others re-run uncounted). */
-	if (!t->cancel_termed && !t->shared) {
-		t->cancel_termed = true;
-		bg_log_task(BG_LOG_INFO, &ids,
-			    "cancel: the handler is still running %d ms after "
-			    "the cancel flag; SIGTERM to the child's process "
-			    "group",
-			    d->cfg->cancel_grace_ms);
-		t->signalled = true;
-		bg_pool_signal(d->pool, t->slot, SIGTERM, "cancelled");
-		struct timeval tv = { d->cfg->cancel_grace_ms / 1000,
-				      (d->cfg->cancel_grace_ms % 1000) * 1000 };
-		evtimer_add(t->cancel_ev, &tv);
-		return;
-	}
-	bg_log_task(BG_LOG_INFO, &ids, "cancel: still running after %s; SIGKILL",
-		    t->shared ? "its cancel line" : "SIGTERM");
-	t->signalled = true;
-	bg_pool_signal(d->pool, t->slot, SIGKILL, "cancelled");
-}
-
-/* Cancel task t (found here by execution or message id). */
-void bg_control_cancel_task(struct bg_daemon *d, struct bg_task *t,
-			    const char *reason, bool force)
-{
-	struct bg_log_ids ids = bg_task_log_ids(t);
+	struct bg_log_ids ids = bg_job_log_ids(t);
 	free(t->cancel_reason);
 	t->cancel_reason = strdup(reason && reason[0] ? reason : "cancelled");
 	if (t->cancel_requested && !force)
@@ -74,25 +46,9 @@ void bg_control_cancel_task(struct bg_daemon *d, struct bg_task *t,
 	t->cancel_requested = true;
 	bg_log_task(BG_LOG_INFO, &ids, "cancel requested (%s, %s)",
 		    force ? "force" : "graceful", t->cancel_reason);
-	if (t->state == BG_TASK_QUEUED || t->state == BG_TASK_PICKUP) {
-		/* Not started: finished CANCELLED when it reaches dispatch
-		 * (QUEUED) or its record is read (PICKUP). */
-		return;
-	}
-	if (t->state != BG_TASK_RUNNING || t->slot < 0)
-		return;
-	if (force) {
-		t->signalled = true;
-		bg_pool_signal(d->pool, t->slot, SIGKILL, "cancelled (force)");
-		return;
-	}
-	bg_pool_cancel(d->pool, t->slot, t->tag, t->cancel_reason, "graceful");
-	if (t->cancel_ev == NULL)
-		t->cancel_ev = evtimer_new(d->base, on_cancel_grace, t);
-	struct timeval tv = { d->cfg->cancel_grace_ms / 1000,
-			      (d->cfg->cancel_grace_ms % 1000) * 1000 };
-	if (t->cancel_ev)
-		evtimer_add(t->cancel_ev, &tv);
+	/* Not started (PICKUP, QUEUED, BACKOFF): finished CANCELLED when it
+	 * reaches dispatch or its record is read. */
+	bg_kill_start(d, t, force ? BG_KILL_FORCE : BG_KILL_CANCEL);
 }
 
 static void handle_cancel(struct bg_daemon *d, json_t *body)
@@ -100,15 +56,14 @@ static void handle_cancel(struct bg_daemon *d, json_t *body)
 	const char *mid = jstr(body, "target_message_id");
 	const char *eid = jstr(body, "target_execution_id");
 	bool force = strcmp(jstr(body, "cancel_mode"), "force") == 0;
-	for (struct bg_task *t = d->all.next; t != &d->all; t = t->next) {
-		if (t->state == BG_TASK_FINISHING || !t->cmd_ok)
+	for (struct bg_job *t = d->all.next; t != &d->all; t = t->next) {
+		if (bg_job_finishing(t) || !t->cmd_ok)
 			continue;
 		bool match = (eid[0] && strcmp(t->execution_id, eid) == 0) ||
 			     (!eid[0] && mid[0] &&
 			      strcmp(t->message_id, mid) == 0);
 		if (match) {
-			bg_control_cancel_task(d, t, jstr(body, "reason"),
-					       force);
+			cancel_job(d, t, jstr(body, "reason"), force);
 			return;
 		}
 	}
@@ -233,13 +188,85 @@ void bg_control_set_lifecycle(struct bg_daemon *d, const char *lifecycle,
 			bg_pool_shutdown(d->pool, false);
 		}
 	}
-	bg_consume_kick(d); /* the read changes: suspended reads no agents */
+	/* the read changes at the turn's end: suspended reads no agents */
 }
 
 bool bg_control_suspended(const struct bg_daemon *d)
 {
 	return strcmp(d->lifecycle, "suspended") == 0 ||
 	       strcmp(d->lifecycle, "evicted") == 0;
+}
+
+static void set_denied(struct bg_daemon *d, int type, bool denied)
+{
+	if (d->denied == NULL || d->denied[type] == denied)
+		return;
+	d->denied[type] = denied;
+	bg_info("agent type %s is %s for this worker", d->cfg->agent_types[type]
+							       .name,
+		denied ? "denied: no longer read" : "allowed again");
+}
+
+/* ---- membership and denylist (WIRE 5.2, 5.4) ---- */
+
+struct member_check {
+	struct bg_daemon *d;
+	int type;
+};
+
+static void on_denied(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	struct member_check *m = priv;
+	struct bg_daemon *d = m->d;
+	if (r && r->type == REDIS_REPLY_INTEGER)
+		set_denied(d, m->type, r->integer == 1);
+	if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 0 &&
+	    bg_lease_held(d) && !bg_control_suspended(d)) {
+		char *members = bg_dkey(d, BG_KEY_AGENT_TYPE_MEMBERS,
+				       d->cfg->agent_types[m->type].name);
+		if (members)
+			bg_rconn_cmdv(d->ctl, NULL, NULL, 0,
+				      (const char *const[]){ "SADD", members,
+							     d->worker_id,
+							     NULL });
+		free(members);
+	}
+	free(m);
+}
+
+/* WIRE 5.2 / 5.4: membership (only while the admin lifecycle is active)
+ * and the denylist refresh. Called after the admin hash was read. */
+static void register_membership(struct bg_daemon *d)
+{
+	char *known = bg_dkey(d, BG_KEY_KNOWN_WORKERS, "");
+	char *declared = bg_dkey(d, BG_KEY_WORKER_AGENT_TYPES, d->worker_id);
+	if (known)
+		bg_rconn_cmdv(d->ctl, NULL, NULL, 0,
+			      (const char *const[]){ "SADD", known,
+						     d->worker_id, NULL });
+	for (int i = 0; i < d->cfg->n_agent_types && declared; i++) {
+		const char *t = d->cfg->agent_types[i].name;
+		bg_rconn_cmdv(d->ctl, NULL, NULL, 0,
+			      (const char *const[]){ "SADD", declared, t,
+						     NULL });
+		char *denied = bg_dkey(d, BG_KEY_AGENT_TYPE_DENIED, t);
+		struct member_check *m = calloc(1, sizeof(*m));
+		if (denied && m) {
+			m->d = d;
+			m->type = i;
+			if (bg_rconn_cmdv(d->ctl, on_denied, m, 0,
+					  (const char *const[]){
+						  "SISMEMBER", denied,
+						  d->worker_id, NULL }) != 0)
+				free(m);
+		} else {
+			free(m);
+		}
+		free(denied);
+	}
+	free(known);
+	free(declared);
 }
 
 static void on_admin(struct bg_rconn *c, redisReply *r, void *priv)
@@ -255,7 +282,7 @@ static void on_admin(struct bg_rconn *c, redisReply *r, void *priv)
 		    r->element[i + 1]->type == REDIS_REPLY_STRING)
 			lifecycle = r->element[i + 1]->str;
 	bg_control_set_lifecycle(d, lifecycle, false);
-	bg_lease_register_membership(d);
+	register_membership(d);
 }
 
 /* The durable admin hash (WIRE 5.6): at start and on every heartbeat. */
@@ -268,38 +295,27 @@ void bg_control_refresh_admin(struct bg_daemon *d)
 	free(key);
 }
 
-void bg_control_set_denied(struct bg_daemon *d, int type, bool denied)
-{
-	if (d->denied == NULL || d->denied[type] == denied)
-		return;
-	d->denied[type] = denied;
-	bg_info("agent type %s is %s for this worker", d->cfg->agent_types[type]
-							       .name,
-		denied ? "denied: no longer read" : "allowed again");
-	bg_consume_kick(d);
-}
-
 /* ---- dispatch of control entries ---- */
 
 /* A known non-task action. On the worker stream it is handled; on an
  * agent-type stream it is acknowledged and ignored, as by-framework does.
  * The entry is acknowledged through the finish builder either way. */
-void bg_control_handle(struct bg_daemon *d, struct bg_task *t)
+void bg_control_handle(struct bg_daemon *d, struct bg_job *t)
 {
 	enum bg_action a = t->cmd.action;
 	if (t->stream_idx != 0) {
-		struct bg_log_ids ids = bg_task_log_ids(t);
+		struct bg_log_ids ids = bg_job_log_ids(t);
 		bg_log_task(BG_LOG_INFO, &ids,
 			    "%s on agent-type stream %s: acknowledged and "
 			    "ignored (control commands go to the worker stream)",
 			    bg_action_name(a), t->stream);
-		bg_task_end_ack(d, t);
+		bg_end_ack(d, t);
 		return;
 	}
 	json_t *cmd = NULL;
 	const char *err = NULL;
 	if (bg_cmd_parse_full(t->data, t->data_len, &cmd, &err) != 0) {
-		bg_task_end_deadletter(d, t, err ? err : "invalid_body",
+		bg_end_deadletter(d, t, err ? err : "invalid_body",
 				       "control command body is invalid");
 		return;
 	}
@@ -327,7 +343,7 @@ void bg_control_handle(struct bg_daemon *d, struct bg_task *t)
 	}
 	json_decref(cmd);
 	if (!d->stopping)
-		bg_task_end_ack(d, t);
+		bg_end_ack(d, t);
 }
 
 void bg_control_free(struct bg_daemon *d)

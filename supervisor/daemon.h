@@ -1,5 +1,5 @@
 /* supervisor/daemon.h - bygated's internal state shared by its subsystems:
- * the daemon (connections, pool, queues) and one struct bg_task per stream
+ * the daemon (connections, pool, queues) and one struct bg_job per stream
  * entry this host holds, from pickup until its finish is applied.
  * Internal to supervisor/: nothing outside includes it. */
 #ifndef BG_SUPERVISOR_DAEMON_H
@@ -12,127 +12,26 @@
 #include "conf/config.h"
 #include "supervisor/pool.h"
 #include "supervisor/redis.h"
+#include "common/clock.h"
+#include "supervisor/job.h"
+#include "supervisor/lease.h"
 #include "wire/command.h"
 
 struct event;
 struct bg_ws_paths;
-struct json_t;
+struct bg_daemon;
 
-/* Longest id (session, message, agent type) a command may carry, and room
- * for a registry field naming one ("msg_map:<message id>"). */
-#define BG_ID_MAX 512
-#define BG_FIELD_MAX (BG_ID_MAX + 16)
-
-enum bg_task_state {
-	BG_TASK_PICKUP,	   /* registry read in flight */
-	BG_TASK_QUEUED,	   /* waiting for an idle child */
-	BG_TASK_RUNNING,   /* in a child */
-	BG_TASK_FINISHING, /* finish transaction built, EXEC not confirmed */
+/* Reports that run upward, wired once by main.c: a lower file never calls
+ * a higher one (docs/architecture.md, "Who may call whom"). */
+struct bg_hooks {
+	/* job.c: a job is about to be freed (the suspect list's head) */
+	void (*job_freed)(struct bg_daemon *d, const struct bg_job *t);
+	/* lease.c: the lease is held (claimed or taken over) */
+	void (*lease_held)(struct bg_daemon *d);
+	/* lease.c: a heartbeat renewed it; lapsed = it had expired and was
+	 * re-created, so work in flight may have been claimed meanwhile */
+	void (*lease_renewed)(struct bg_daemon *d, bool lapsed);
 };
-
-/* How an attempt ends; every kind goes through the one finish builder. */
-enum bg_outcome {
-	BG_OUT_RESULT,	   /* the handler returned (any status) */
-	BG_OUT_FAILED,	   /* crash, protocol error, caps: FAILED + error */
-	BG_OUT_DEADLETTER, /* malformed/stale entry: dead letter (+FAILED) */
-	BG_OUT_ACK_ONLY,   /* terminal replay or ignored command: XACK only */
-	BG_OUT_REPLAY,	   /* a journaled finish re-sent by recovery */
-};
-
-struct bg_task {
-	struct bg_task *next, *prev; /* in the daemon's all-tasks list */
-	struct bg_task *qnext;	     /* in the dispatch queue */
-	struct bg_daemon *d;
-	uint64_t tag;
-	enum bg_task_state state;
-	int stream_idx; /* 0 = worker stream, 1.. = agent types */
-	char *stream;	/* stream key */
-	char *entry_id;
-	char *data; /* the entry's raw `data` field (NULL when absent) */
-	size_t data_len;
-	struct bg_cmd cmd;
-	bool cmd_ok;
-
-	/* identity, owned copies */
-	char message_id[BG_ID_MAX + 1];
-	char *session_id, *trace_id, *agent_type, *source_agent_type;
-	char *parent_message_id;
-	const char *handler_type; /* configured agent type that runs it */
-	char execution_id[32];
-	char *reg_key, *data_key;
-	bool has_source_agent;
-	bool is_resumed;
-	bool record_exists;
-	char prev_status[64]; /* the record's status at pickup when it was
-				 already this worker's, "" otherwise */
-	struct bg_buf record; /* the record as last written by us */
-
-	/* run */
-	struct bg_ws_paths *ws; /* session and private directories */
-	int slot;
-	int pid;
-	int64_t picked_ms, started_ms;
-	uint64_t events, event_bytes;
-	bool events_capped;
-	bool timed_out;
-	struct event *timeout_ev; /* attempt deadline, then the kill grace */
-	bool cancel_requested;	  /* CANCEL_TASK or the record says so */
-	bool cancel_termed;	  /* SIGTERM sent after the cancel grace */
-	char *cancel_reason;
-	struct event *cancel_ev;
-	bool parent_cancelled;	  /* the caller asked for the cancel */
-	bool ending;		  /* an asynchronous end is under way */
-	bool end_marker_emitted;
-
-	/* outcome */
-	enum bg_outcome outcome;
-	char *status;	    /* normalised business status */
-	struct bg_buf content, reply_data, result_metadata, extra_payload;
-	char *error_message; /* FAILED/DEADLETTER reason */
-	const char *error_code;
-	const char *error_type;
-	const char *failed_stage;
-
-	/* attempts (DESIGN 6) */
-	int attempt;	     /* 1-based, the attempt running */
-	int failed_attempts; /* attempts ended by death, timeout, retryable */
-	int deliveries;	     /* Redis delivery count when known */
-	bool deadletter;     /* FAILED and also dead-lettered (poison) */
-	bool retry_pending;
-	bool recovered;	     /* fetched by PEL reconcile or reclaim */
-	bool isolate;	     /* run alone: it was interrupted by the death of
-				a child or program it shared (DESIGN 5) */
-	int reruns;	     /* re-runs that did not count as attempts */
-	bool rerun_announce; /* say "RERUN <n>" when it starts */
-	bool shared;	     /* runs in a child next to other tasks */
-	bool signalled;	     /* its timeout or cancel signalled its child */
-	uint32_t run_id;     /* bumped whenever it is handed to a child: an
-				answer for an earlier run is stale */
-
-	/* outbox (outbox.c): writes of handler operations, applied in the
-	 * finish transaction; commands in the finish-blob encoding */
-	struct bg_buf outbox;
-	uint32_t outbox_n;
-	struct json_t *kv;	     /* this attempt's kv sets */
-	bool suspended;		     /* call_agent/dispatch_group wait, ask_user */
-	bool permission_transferred; /* handed the stream to a callee */
-	char callback_to[BG_ID_MAX + 1]; /* caller agent type to call back when
-					terminal ("" = none): WIRE 6.6 and
-					"bygate decisions" 16 */
-	char *group_results;	     /* JSON of a joined dispatch_group */
-
-	/* finish transaction */
-	struct bg_buf finish_blob; /* the commands, as journaled */
-	bool finish_held;    /* outside the fencing window */
-	bool verify_owner;   /* after a lease lapse: check XPENDING first */
-	bool exec_sent;
-	int finish_tries;
-	bool finish_unknown; /* EXEC outcome unknown: check PEL on reconnect */
-	struct event *retry_ev;
-};
-
-struct bg_event_ctx;
-void bg_event_ctx_of(const struct bg_task *t, struct bg_event_ctx *ctx);
 
 struct reload;
 struct bg_keyset; /* per-turn "EXPIRE already sent" set */
@@ -148,10 +47,11 @@ struct bg_daemon {
 	char **streams; /* [0] worker stream, [1..] agent-type streams */
 	char *deadletter_key;
 
-	struct bg_task all; /* circular list head */
+	struct bg_hooks hooks;
+	struct bg_job all; /* circular list head */
 	int n_tasks;
-	int n_finishing; /* tasks in BG_TASK_FINISHING */
-	struct bg_task *q_head, *q_tail; /* dispatch queue */
+	int n_finishing; /* jobs finishing (bg_job_finishing) */
+	struct bg_job *q_head, *q_tail; /* the ready queue */
 	int n_queued;
 	uint64_t next_tag;
 
@@ -165,7 +65,7 @@ struct bg_daemon {
 	int64_t redis_offset_ms; /* redis TIME - local realtime */
 
 	/* lease (lease.c) */
-	int lease_state;	  /* enum in lease.c */
+	enum bg_lease_state lease_state;
 	char lease_token[33];
 	char *lease_key;
 	int64_t lease_last_ok_ms; /* monotonic: claim or last heartbeat OK */
@@ -209,8 +109,10 @@ struct bg_daemon {
 	int64_t last_gc_ms;
 	struct bg_ws_cache *ws_cache; /* session dir descriptors; NULL = none */
 	struct bg_suspects *suspects; /* suspects.c; NULL until start-up */
+	bool suspects_active; /* suspects run one at a time: read nothing */
 };
 
+/* notify.c: systemd Type=notify status (no-op without NOTIFY_SOCKET) */
 void bg_notify_status(struct bg_daemon *d, const char *state);
 /* keys.c: a key of this daemon's schema (wire/keys.h), malloc'd. */
 enum bg_key_kind;
@@ -219,21 +121,11 @@ char *bg_dkey(const struct bg_daemon *d, enum bg_key_kind kind,
 char *bg_dkey_s(const struct bg_daemon *d, enum bg_key_kind kind,
 		struct bg_str id);
 
-int64_t bg_now_ms(void);	 /* realtime, ms */
-int64_t bg_mono_ms(void);	 /* monotonic, ms */
-int64_t bg_redis_now_ms(const struct bg_daemon *d);
-struct bg_log_ids bg_task_log_ids(const struct bg_task *t);
-
-/* lease.c */
-void bg_lease_start(struct bg_daemon *d);
-void bg_lease_on_ctl_up(struct bg_daemon *d);
-void bg_lease_reader_ready(struct bg_daemon *d);
-bool bg_lease_held(const struct bg_daemon *d);
-bool bg_lease_may_finish(const struct bg_daemon *d);
-void bg_lease_release(struct bg_daemon *d);
-void bg_lease_free(struct bg_daemon *d);
-bool bg_lease_released(const struct bg_daemon *d);
-void bg_lease_register_membership(struct bg_daemon *d);
+/* Redis's clock (TIME, refreshed every 30 s by consume.c), in ms. */
+static inline int64_t bg_redis_now_ms(const struct bg_daemon *d)
+{
+	return bg_now_ms() + d->redis_offset_ms;
+}
 
 /* Exit codes of bygated. */
 enum {
@@ -249,41 +141,12 @@ enum {
 /* consume.c */
 void bg_consume_on_lease_held(struct bg_daemon *d);
 void bg_consume_on_ctl_up(struct bg_daemon *d);
+/* Re-arm the read: called once per loop turn by main.c (turn end). */
 void bg_consume_kick(struct bg_daemon *d);
 void bg_consume_sync_time(struct bg_daemon *d);
-int bg_consume_capacity(const struct bg_daemon *d);
-
-/* task.c */
-void bg_task_accept(struct bg_daemon *d, int stream_idx, const char *id,
-		    const char *data, size_t data_len, bool has_data);
-void bg_task_dispatch(struct bg_daemon *d);
-void bg_task_on_idle(void *arg, int slot);
-void bg_task_on_message(void *arg, int slot, uint16_t kind, uint64_t tag,
-			const uint8_t *payload, size_t len);
-void bg_task_on_child_lost(void *arg, int slot, const uint64_t *tags, int n,
-			   const char *why);
-void bg_task_on_wr_up(struct bg_daemon *d);
-void bg_task_accept_recovered(struct bg_daemon *d, int stream_idx,
-			      const char *id, const char *data,
-			      size_t data_len, bool has_data, int deliveries);
-void bg_task_replay_finish(struct bg_daemon *d, int stream_idx,
-			   const char *id, struct bg_str blob);
-void bg_task_free(struct bg_daemon *d, struct bg_task *t);
-/* At exit: free every task, with no other effect. */
-void bg_task_free_all(struct bg_daemon *d);
-void bg_task_release_private(struct bg_daemon *d, struct bg_task *t);
-void bg_task_end_ack(struct bg_daemon *d, struct bg_task *t);
-void bg_task_end_deadletter(struct bg_daemon *d, struct bg_task *t,
-			    const char *code, const char *why);
-/* Send one write-connection command with EXPIRE dedupe helpers. */
-void bg_expire_once(struct bg_daemon *d, const char *key);
-void bg_turn_end(struct bg_daemon *d);
 
 /* outbox.c */
-void bg_outbox_call(struct bg_daemon *d, struct bg_task *t, const uint8_t *p,
-		    size_t len);
-void bg_outbox_reset(struct bg_task *t);
-void bg_outbox_routes_free(struct bg_daemon *d); /* route.c, at exit */
+void bg_outbox_reset(struct bg_job *t);
 
 /* stats.c */
 typedef void (*bg_stats_emit_fn)(void *ctx, int argc, const struct bg_str *argv);
@@ -293,14 +156,11 @@ void bg_stats_update(struct bg_daemon *d, struct bg_str record,
 		     void *ctx);
 
 /* control.c */
-void bg_control_handle(struct bg_daemon *d, struct bg_task *t);
-void bg_control_cancel_task(struct bg_daemon *d, struct bg_task *t,
-			    const char *reason, bool force);
+void bg_control_handle(struct bg_daemon *d, struct bg_job *t);
 void bg_control_set_lifecycle(struct bg_daemon *d, const char *lifecycle,
 			      bool force);
 bool bg_control_suspended(const struct bg_daemon *d);
 void bg_control_refresh_admin(struct bg_daemon *d);
-void bg_control_set_denied(struct bg_daemon *d, int type, bool denied);
 void bg_control_free(struct bg_daemon *d);
 
 /* sessions.c */
@@ -310,11 +170,6 @@ void bg_sessions_gc(struct bg_daemon *d);
 void bg_recover_own(struct bg_daemon *d, bool at_start);
 void bg_recover_peers(struct bg_daemon *d);
 void bg_recover_forget_applied(struct bg_daemon *d);
-/* Is entry id of stream held by a task here? */
-bool bg_recover_in_flight(const struct bg_daemon *d, const char *stream,
-			  const char *id);
-/* The `data` field of an entry's field array (XCLAIM, XRANGE), or NULL. */
-const char *bg_recover_entry_data(redisReply *fields, size_t *len);
 
 /* suspects.c: after an unclean exit the entries pending here are re-run
  * one at a time before anything is read (docs/recovery.md, "Suspects") */
@@ -325,17 +180,14 @@ void bg_suspects_add(struct bg_daemon *d, int stream_idx, const char *id,
 void bg_suspects_scan_failed(struct bg_daemon *d);
 bool bg_suspects_retry_scan(struct bg_daemon *d);
 bool bg_suspects_begin(struct bg_daemon *d);
-bool bg_suspects_active(const struct bg_daemon *d);
 void bg_suspects_kick(struct bg_daemon *d);
-void bg_suspects_task_done(struct bg_daemon *d, const struct bg_task *t);
-int bg_suspects_alone_crashes(const struct bg_daemon *d,
-			      const struct bg_task *t);
+void bg_suspects_job_freed(struct bg_daemon *d, const struct bg_job *t);
 void bg_suspects_free(struct bg_daemon *d);
 
 /* finish.c */
-void bg_finish(struct bg_daemon *d, struct bg_task *t);
+void bg_finish(struct bg_daemon *d, struct bg_job *t);
 void bg_finish_mark_verify(struct bg_daemon *d);
-void bg_finish_replay(struct bg_daemon *d, struct bg_task *t,
+void bg_finish_replay(struct bg_daemon *d, struct bg_job *t,
 		      struct bg_str blob);
 bool bg_finish_blob_valid(struct bg_str blob);
 void bg_finish_release_held(struct bg_daemon *d);
@@ -346,5 +198,7 @@ struct bg_keyset *bg_keyset_new(void);
 bool bg_keyset_add(struct bg_keyset *s, const char *key); /* true = new */
 void bg_keyset_clear(struct bg_keyset *s);
 void bg_keyset_free(struct bg_keyset *s);
+/* EXPIRE key (604800 s) on the write connection, once per loop turn. */
+void bg_expire_once(struct bg_daemon *d, const char *key);
 
 #endif

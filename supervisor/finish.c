@@ -136,7 +136,7 @@ bool bg_finish_blob_valid(struct bg_str blob)
 static void on_exec(struct bg_rconn *c, redisReply *r, void *priv);
 
 /* MULTI, the blob's commands, EXEC. */
-static void send_blob(struct bg_daemon *d, struct bg_task *t)
+static void send_blob(struct bg_daemon *d, struct bg_job *t)
 {
 	struct bg_str blob = { t->finish_blob.p, t->finish_blob.len };
 	const char *argv[TXN_MAX_ARGS];
@@ -144,9 +144,11 @@ static void send_blob(struct bg_daemon *d, struct bg_task *t)
 	int argc;
 	if (bg_rconn_cmdv(d->wr, NULL, NULL, 0,
 			  (const char *const[]){ "MULTI", NULL }) != 0) {
-		t->finish_unknown = true; /* not sent: resent on reconnect */
+		/* not sent: checked and sent again after the reconnect */
+		bg_job_move(t, BG_JOB_FINISH_UNKNOWN);
 		return;
 	}
+	bg_job_move(t, BG_JOB_FINISH_SENT);
 	uint32_t n = get_u32(blob.p);
 	size_t off = 4;
 	for (uint32_t i = 0; i < n; i++) {
@@ -154,7 +156,6 @@ static void send_blob(struct bg_daemon *d, struct bg_task *t)
 			break; /* validated when built or read from LMDB */
 		bg_rconn_cmd(d->wr, NULL, NULL, 0, argc, argv, lens);
 	}
-	t->exec_sent = true;
 	bg_rconn_cmdv(d->wr, on_exec, t, 0,
 		      (const char *const[]){ "EXEC", NULL });
 }
@@ -164,14 +165,14 @@ static void emit_txn(void *ctx, int argc, const struct bg_str *argv)
 	txn_cmd(ctx, argc, argv);
 }
 
-static void add_event(struct bg_daemon *d, struct bg_task *t, struct txn *x,
+static void add_event(struct bg_daemon *d, struct bg_job *t, struct txn *x,
 		      enum bg_event_kind kind, struct bg_str content)
 {
 	(void)d;
 	char uuid[33];
 	bg_uuid_hex(uuid, true);
 	struct bg_event_ctx ctx;
-	bg_event_ctx_of(t, &ctx);
+	bg_job_event_ctx(t, &ctx);
 	struct bg_event ev = { .kind = kind,
 			       .content = content,
 			       .now_ms = bg_now_ms(),
@@ -193,10 +194,10 @@ struct outcome_view {
 	struct bg_buf scratch; /* owns reply_data when built here */
 };
 
-static void view_outcome(const struct bg_task *t, struct outcome_view *v)
+static void view_outcome(const struct bg_job *t, struct outcome_view *v)
 {
 	memset(v, 0, sizeof(*v));
-	if (t->outcome == BG_OUT_RESULT) {
+	if (t->end_kind == BG_END_RESULT) {
 		v->status = S(t->status);
 		v->content = (struct bg_str){ t->content.p, t->content.len };
 		v->reply_data = (struct bg_str){ t->reply_data.p,
@@ -218,7 +219,7 @@ static void view_outcome(const struct bg_task *t, struct outcome_view *v)
 				       t->result_metadata.len };
 }
 
-static void add_callback(struct bg_daemon *d, struct bg_task *t,
+static void add_callback(struct bg_daemon *d, struct bg_job *t,
 			 struct txn *x, const struct outcome_view *v)
 {
 	struct bg_cmd *c = &t->cmd;
@@ -264,24 +265,24 @@ static void json_str(struct bg_buf *b, const char *s)
 }
 
 /* The record's final state: status, timeline, finished_at, error fields. */
-static void add_record(struct bg_daemon *d, struct bg_task *t, struct txn *x,
+static void add_record(struct bg_daemon *d, struct bg_job *t, struct txn *x,
 		       const struct outcome_view *v, struct bg_buf *rec)
 {
 	(void)d;
 	struct bg_record_errors errs = { 0 };
 	struct bg_buf e[4] = { { 0 } };
-	if (t->outcome == BG_OUT_RESULT) {
+	if (t->end_kind == BG_END_RESULT) {
 		if (bg_record_errors_from(&errs, v->metadata, v->reply_data))
 			memset(&errs, 0, sizeof(errs));
 	} else {
 		json_str(&e[0], t->error_message ? t->error_message : "failed");
 		json_str(&e[1], t->error_code ? t->error_code : "FAILED");
 		json_str(&e[2], t->failed_stage ? t->failed_stage
-						: t->outcome == BG_OUT_DEADLETTER
+						: t->end_kind == BG_END_DEADLETTER
 							  ? "pickup"
 							  : "process_command");
 		json_str(&e[3], t->error_type ? t->error_type
-					      : t->outcome == BG_OUT_DEADLETTER
+					      : t->end_kind == BG_END_DEADLETTER
 						? "DeadLettered"
 						: "TaskFailed");
 		errs.error_message = (struct bg_str){ e[0].p, e[0].len };
@@ -315,7 +316,7 @@ static void add_record(struct bg_daemon *d, struct bg_task *t, struct txn *x,
 		bg_buf_free(&e[i]);
 }
 
-static void add_deadletter(struct bg_daemon *d, struct bg_task *t,
+static void add_deadletter(struct bg_daemon *d, struct bg_job *t,
 			   struct txn *x)
 {
 	struct bg_deadletter dl = {
@@ -336,15 +337,15 @@ static void add_deadletter(struct bg_daemon *d, struct bg_task *t,
 	bg_buf_free(&out);
 }
 
-static void build_finish(struct bg_daemon *d, struct bg_task *t,
+static void build_finish(struct bg_daemon *d, struct bg_job *t,
 			 struct txn *x, struct bg_buf *rec)
 {
 	struct outcome_view v;
 	view_outcome(t, &v);
-	bool runs = t->outcome == BG_OUT_RESULT || t->outcome == BG_OUT_FAILED;
+	bool runs = t->end_kind == BG_END_RESULT || t->end_kind == BG_END_FAILED;
 	/* The handler's writes (callee records and requests, group hash,
 	 * form event, kv sets), only for an attempt that returned. */
-	if (t->outcome == BG_OUT_RESULT && t->outbox_n)
+	if (t->end_kind == BG_END_RESULT && t->outbox_n)
 		txn_append(x, &t->outbox, t->outbox_n);
 	/* "bygate decisions" 16: the caller is called back when this
 	 * execution is terminal, not when it suspends on its own callees. */
@@ -354,7 +355,7 @@ static void build_finish(struct bg_daemon *d, struct bg_task *t,
 	bool wrote_data = false;
 	/* A cancelled task has no final answer (WIRE 3.6: callback, then
 	 * the end marker only). */
-	if (t->outcome == BG_OUT_RESULT && !t->cancel_requested) {
+	if (t->end_kind == BG_END_RESULT && !t->cancel_requested) {
 		struct bg_buf fm = { 0 };
 		bool present = false;
 		if (bg_result_final_message(v.content, v.reply_data, &fm,
@@ -375,9 +376,9 @@ static void build_finish(struct bg_daemon *d, struct bg_task *t,
 	}
 	if (wrote_data)
 		TXN(x, S("EXPIRE"), S(t->data_key), S("604800"));
-	if (t->outcome == BG_OUT_DEADLETTER || t->deadletter)
+	if (t->end_kind == BG_END_DEADLETTER || t->deadletter)
 		add_deadletter(d, t, x);
-	if (t->record_exists && t->outcome != BG_OUT_ACK_ONLY)
+	if (t->record_exists && t->end_kind != BG_END_ACK_ONLY)
 		add_record(d, t, x, &v, rec);
 	TXN(x, S("XACK"), S(t->stream), S(d->group), S(t->entry_id));
 	bg_buf_free(&v.scratch);
@@ -385,7 +386,7 @@ static void build_finish(struct bg_daemon *d, struct bg_task *t,
 
 /* Build the finish blob once and journal it (DESIGN 4: before the
  * MULTI/EXEC is sent). */
-static int build_blob(struct bg_daemon *d, struct bg_task *t)
+static int build_blob(struct bg_daemon *d, struct bg_job *t)
 {
 	struct bg_buf rec = { 0 };
 	uint32_t zero = 0;
@@ -413,65 +414,64 @@ static int build_blob(struct bg_daemon *d, struct bg_task *t)
 static void on_owner_check(struct bg_rconn *c, redisReply *r, void *priv);
 
 /* Send the finish unless fencing holds it or ownership must be checked. */
-static void send_finish(struct bg_daemon *d, struct bg_task *t)
+static void send_finish(struct bg_daemon *d, struct bg_job *t)
 {
-	t->finish_unknown = false;
 	if (!bg_lease_may_finish(d)) {
-		t->finish_held = true;
+		bg_job_move(t, BG_JOB_FINISH_HELD);
 		return;
 	}
-	t->finish_held = false;
 	if (t->verify_owner) {
+		bg_job_move(t, BG_JOB_FINISH_SENT);
 		if (bg_rconn_cmdv(d->wr, on_owner_check, t, 0,
 				  (const char *const[]){
 					  "XPENDING", t->stream, d->group,
 					  "IDLE", "0", t->entry_id,
 					  t->entry_id, "1", d->worker_id,
 					  NULL }) != 0)
-			t->finish_unknown = true;
+			bg_job_move(t, BG_JOB_FINISH_UNKNOWN);
 		return;
 	}
 	send_blob(d, t);
 }
 
-static void count_outcome(struct bg_daemon *d, const struct bg_task *t)
+static void count_outcome(struct bg_daemon *d, const struct bg_job *t)
 {
-	switch (t->outcome) {
-	case BG_OUT_RESULT:
+	switch (t->end_kind) {
+	case BG_END_RESULT:
 		if (strcmp(t->status, "FAILED") == 0)
 			d->n_failed++;
 		else
 			d->n_completed++;
 		break;
-	case BG_OUT_FAILED:
+	case BG_END_FAILED:
 		d->n_failed++;
 		break;
-	case BG_OUT_DEADLETTER:
+	case BG_END_DEADLETTER:
 		d->n_deadlettered++;
 		break;
-	case BG_OUT_ACK_ONLY:
+	case BG_END_ACK_ONLY:
 		d->n_acked_only++;
 		break;
-	case BG_OUT_REPLAY:
+	case BG_END_REPLAY:
 		d->n_recovered_finishes++;
 		break;
 	}
 }
 
-static const char *hist_status(const struct bg_task *t, char *buf, size_t n)
+static const char *hist_status(const struct bg_job *t, char *buf, size_t n)
 {
-	switch (t->outcome) {
-	case BG_OUT_RESULT:
+	switch (t->end_kind) {
+	case BG_END_RESULT:
 		return t->status ? t->status : "COMPLETED";
-	case BG_OUT_FAILED:
+	case BG_END_FAILED:
 		return t->deadletter ? "FAILED+DEADLETTER" : "FAILED";
-	case BG_OUT_DEADLETTER:
+	case BG_END_DEADLETTER:
 		snprintf(buf, n, "DEADLETTER:%s",
 			 t->error_code ? t->error_code : "");
 		return buf;
-	case BG_OUT_ACK_ONLY:
+	case BG_END_ACK_ONLY:
 		return "ACKED";
-	case BG_OUT_REPLAY:
+	case BG_END_REPLAY:
 		return "RECOVERED";
 	}
 	return "?";
@@ -479,7 +479,7 @@ static const char *hist_status(const struct bg_task *t, char *buf, size_t n)
 
 /* The finish is in Redis: forget it here (journal, in-flight mirror) and
  * keep a line of history. */
-static void forget(struct bg_daemon *d, struct bg_task *t)
+static void forget(struct bg_daemon *d, struct bg_job *t)
 {
 	if (d->state == NULL)
 		return;
@@ -501,10 +501,10 @@ static void forget(struct bg_daemon *d, struct bg_task *t)
 	bg_state_hist_add(d->state, &h);
 }
 
-static const char *metric_outcome(const struct bg_task *t)
+static const char *metric_outcome(const struct bg_job *t)
 {
-	switch (t->outcome) {
-	case BG_OUT_RESULT:
+	switch (t->end_kind) {
+	case BG_END_RESULT:
 		if (strcmp(t->status, "COMPLETED") == 0)
 			return "completed";
 		if (strcmp(t->status, "FAILED") == 0)
@@ -512,19 +512,19 @@ static const char *metric_outcome(const struct bg_task *t)
 		if (strcmp(t->status, "CANCELLED") == 0)
 			return "cancelled";
 		return "suspended";
-	case BG_OUT_FAILED:
+	case BG_END_FAILED:
 		return t->deadletter ? "deadlettered" : "failed";
-	case BG_OUT_DEADLETTER:
+	case BG_END_DEADLETTER:
 		return "deadlettered";
-	case BG_OUT_ACK_ONLY:
+	case BG_END_ACK_ONLY:
 		return "acked";
-	case BG_OUT_REPLAY:
+	case BG_END_REPLAY:
 		break;
 	}
 	return NULL;
 }
 
-static void finish_applied(struct bg_daemon *d, struct bg_task *t)
+static void finish_applied(struct bg_daemon *d, struct bg_job *t)
 {
 	forget(d, t);
 	count_outcome(d, t);
@@ -538,14 +538,14 @@ static void finish_applied(struct bg_daemon *d, struct bg_task *t)
 			label, t->started_ms ? now - t->started_ms : 0,
 			t->started_ms ? t->started_ms - t->picked_ms : 0);
 	}
-	struct bg_log_ids ids = bg_task_log_ids(t);
+	struct bg_log_ids ids = bg_job_log_ids(t);
 	int64_t ms = t->started_ms ? bg_mono_ms() - t->started_ms : 0;
-	if (t->outcome == BG_OUT_DEADLETTER)
+	if (t->end_kind == BG_END_DEADLETTER)
 		bg_log_task(BG_LOG_WARN, &ids,
 			    "entry %s on %s dead-lettered (%s): %s", t->entry_id,
 			    t->stream, t->error_code ? t->error_code : "",
 			    t->error_message ? t->error_message : "");
-	else if (t->outcome == BG_OUT_FAILED)
+	else if (t->end_kind == BG_END_FAILED)
 		bg_log_task(BG_LOG_INFO, &ids, "task FAILED after %lld ms: %s",
 			    (long long)ms,
 			    t->error_message ? t->error_message : "");
@@ -555,27 +555,28 @@ static void finish_applied(struct bg_daemon *d, struct bg_task *t)
 	else
 		bg_log_task(BG_LOG_DEBUG, &ids, "task finished: %s in %lld ms",
 			    t->status ? t->status : "acked", (long long)ms);
-	bg_task_free(d, t);
+	bg_job_free(d, t);
 }
 
 static void on_retry(evutil_socket_t fd, short ev, void *arg)
 {
 	(void)fd;
 	(void)ev;
-	struct bg_task *t = arg;
+	struct bg_job *t = arg;
 	send_finish(t->d, t);
 }
 
-static void schedule_retry(struct bg_daemon *d, struct bg_task *t,
+static void schedule_retry(struct bg_daemon *d, struct bg_job *t,
 			   const char *why)
 {
+	bg_job_move(t, BG_JOB_FINISH_BACKOFF);
 	d->n_finish_retries++;
 	int ms = 100 << (t->finish_tries > 6 ? 6 : t->finish_tries);
 	if (ms > 5000)
 		ms = 5000;
 	t->finish_tries++;
 	if (t->finish_tries == 1 || t->finish_tries % 20 == 0) {
-		struct bg_log_ids ids = bg_task_log_ids(t);
+		struct bg_log_ids ids = bg_job_log_ids(t);
 		bg_log_task(BG_LOG_WARN, &ids,
 			    "finish transaction refused (%s); entry %s stays "
 			    "pending, retry %d in %d ms",
@@ -590,7 +591,7 @@ static void schedule_retry(struct bg_daemon *d, struct bg_task *t,
 static void on_exec(struct bg_rconn *c, redisReply *r, void *priv)
 {
 	(void)c;
-	struct bg_task *t = priv;
+	struct bg_job *t = priv;
 	struct bg_daemon *d = t->d;
 	if (r != NULL && bg_fault_hit("finish.exec_reply_lost")) {
 		/* The reply is dropped with the connection: outcome unknown. */
@@ -600,7 +601,7 @@ static void on_exec(struct bg_rconn *c, redisReply *r, void *priv)
 	if (r == NULL) {
 		d->n_unknown_outcomes++;
 		bg_metrics_unknown_outcome(d->metrics);
-		t->finish_unknown = true;
+		bg_job_move(t, BG_JOB_FINISH_UNKNOWN);
 		return;
 	}
 	if (r->type == REDIS_REPLY_ERROR || r->type == REDIS_REPLY_NIL) {
@@ -612,7 +613,7 @@ static void on_exec(struct bg_rconn *c, redisReply *r, void *priv)
 	if (r->type == REDIS_REPLY_ARRAY) {
 		for (size_t i = 0; i < r->elements; i++)
 			if (r->element[i]->type == REDIS_REPLY_ERROR) {
-				struct bg_log_ids ids = bg_task_log_ids(t);
+				struct bg_log_ids ids = bg_job_log_ids(t);
 				bg_log_task(BG_LOG_ERROR, &ids,
 					    "finish command %zu failed inside "
 					    "EXEC: %s",
@@ -624,16 +625,12 @@ static void on_exec(struct bg_rconn *c, redisReply *r, void *priv)
 	finish_applied(d, t);
 }
 
-void bg_finish(struct bg_daemon *d, struct bg_task *t)
+void bg_finish(struct bg_daemon *d, struct bg_job *t)
 {
-	if (t->state != BG_TASK_FINISHING)
-		d->n_finishing++;
-	t->state = BG_TASK_FINISHING;
 	t->finish_tries = 0;
-	if (t->timeout_ev)
-		evtimer_del(t->timeout_ev);
-	if (t->outcome != BG_OUT_REPLAY && build_blob(d, t) != 0) {
-		struct bg_log_ids ids = bg_task_log_ids(t);
+	if (t->end_kind != BG_END_REPLAY && build_blob(d, t) != 0) {
+		bg_job_move(t, BG_JOB_ABANDONED);
+		struct bg_log_ids ids = bg_job_log_ids(t);
 		bg_log_task(BG_LOG_ERROR, &ids,
 			    "finish transaction could not be built; entry %s "
 			    "left pending for recovery",
@@ -645,22 +642,22 @@ void bg_finish(struct bg_daemon *d, struct bg_task *t)
 
 /* Replay a finish read from the journal (recovery): the entry is still
  * pending, so the transaction was not applied and is sent as it was. */
-void bg_finish_replay(struct bg_daemon *d, struct bg_task *t,
+void bg_finish_replay(struct bg_daemon *d, struct bg_job *t,
 		      struct bg_str blob)
 {
 	bg_buf_reset(&t->finish_blob);
 	bg_buf_append(&t->finish_blob, blob.p, blob.len);
-	t->outcome = BG_OUT_REPLAY;
+	t->end_kind = BG_END_REPLAY;
 	bg_finish(d, t);
 }
 
 static void on_owner_check(struct bg_rconn *c, redisReply *r, void *priv)
 {
 	(void)c;
-	struct bg_task *t = priv;
+	struct bg_job *t = priv;
 	struct bg_daemon *d = t->d;
 	if (r == NULL) {
-		t->finish_unknown = true;
+		bg_job_move(t, BG_JOB_FINISH_UNKNOWN);
 		return;
 	}
 	if (r->type == REDIS_REPLY_ARRAY && r->elements == 1) {
@@ -668,7 +665,7 @@ static void on_owner_check(struct bg_rconn *c, redisReply *r, void *priv)
 		send_finish(d, t);
 		return;
 	}
-	struct bg_log_ids ids = bg_task_log_ids(t);
+	struct bg_log_ids ids = bg_job_log_ids(t);
 	bg_log_task(BG_LOG_WARN, &ids,
 		    "entry %s on %s is no longer in this worker's pending list "
 		    "(claimed by another worker while our lease lapsed): not "
@@ -679,19 +676,19 @@ static void on_owner_check(struct bg_rconn *c, redisReply *r, void *priv)
 		bg_state_journal_del(d->state, S(t->stream), S(t->entry_id));
 		bg_state_exec_del(d->state, S(t->stream), S(t->entry_id));
 	}
-	bg_task_free(d, t);
+	bg_job_free(d, t);
 }
 
 void bg_finish_mark_verify(struct bg_daemon *d)
 {
-	for (struct bg_task *t = d->all.next; t != &d->all; t = t->next)
+	for (struct bg_job *t = d->all.next; t != &d->all; t = t->next)
 		t->verify_owner = true;
 }
 
 void bg_finish_release_held(struct bg_daemon *d)
 {
-	for (struct bg_task *t = d->all.next; t != &d->all; t = t->next)
-		if (t->state == BG_TASK_FINISHING && t->finish_held)
+	for (struct bg_job *t = d->all.next; t != &d->all; t = t->next)
+		if (t->state == BG_JOB_FINISH_HELD)
 			send_finish(d, t);
 }
 
@@ -701,9 +698,9 @@ void bg_finish_release_held(struct bg_daemon *d)
 static void on_pending_check(struct bg_rconn *c, redisReply *r, void *priv)
 {
 	(void)c;
-	struct bg_task *t = priv;
+	struct bg_job *t = priv;
 	if (r == NULL) {
-		t->finish_unknown = true;
+		bg_job_move(t, BG_JOB_FINISH_UNKNOWN);
 		return;
 	}
 	if (r->type == REDIS_REPLY_ARRAY && r->elements == 0) {
@@ -715,13 +712,15 @@ static void on_pending_check(struct bg_rconn *c, redisReply *r, void *priv)
 
 void bg_finish_resend_unknown(struct bg_daemon *d)
 {
-	for (struct bg_task *t = d->all.next; t != &d->all; t = t->next) {
-		if (t->state != BG_TASK_FINISHING || !t->finish_unknown)
+	for (struct bg_job *t = d->all.next; t != &d->all; t = t->next) {
+		if (t->state != BG_JOB_FINISH_UNKNOWN)
 			continue;
-		t->finish_unknown = false;
-		bg_rconn_cmdv(d->wr, on_pending_check, t, 0,
-			      (const char *const[]){ "XPENDING", t->stream,
-						     d->group, t->entry_id,
-						     t->entry_id, "1", NULL });
+		bg_job_move(t, BG_JOB_FINISH_SENT);
+		if (bg_rconn_cmdv(d->wr, on_pending_check, t, 0,
+				  (const char *const[]){ "XPENDING", t->stream,
+							 d->group, t->entry_id,
+							 t->entry_id, "1",
+							 NULL }) != 0)
+			bg_job_move(t, BG_JOB_FINISH_UNKNOWN);
 	}
 }

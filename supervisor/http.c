@@ -16,6 +16,7 @@
 #include <jansson.h>
 
 #include "supervisor/daemon.h"
+#include "supervisor/schedule.h"
 #include "supervisor/http.h"
 #include "supervisor/log.h"
 #include "supervisor/metrics.h"
@@ -50,7 +51,7 @@ bool bg_http_consumer_healthy(const struct bg_daemon *d, int64_t now_ms)
 	if (d->read_in_flight)
 		return since <= block + d->cfg->redis_command_timeout_ms +
 					3 * block;
-	int cap = d->pool ? bg_consume_capacity(d) : 0;
+	int cap = d->pool ? bg_schedule_capacity(d) : 0;
 	return cap == 0 || since <= 3 * block;
 }
 

@@ -88,3 +88,11 @@ void bg_keyset_free(struct bg_keyset *s)
 	free(s->slots);
 	free(s);
 }
+
+void bg_expire_once(struct bg_daemon *d, const char *key)
+{
+	if (!bg_keyset_add(d->expired, key))
+		return;
+	bg_rconn_cmdv(d->wr, NULL, NULL, 0,
+		      (const char *const[]){ "EXPIRE", key, "604800", NULL });
+}

@@ -25,8 +25,6 @@
 #include "wire/ids.h"
 #include "wire/keys.h"
 
-enum lease_state { L_NONE, L_CLAIMING, L_WAITING, L_HELD, L_LOST, L_RELEASED };
-
 /* 1 renewed, 2 re-created after a lapse, 0 owned by someone else,
  * -1 unparseable stored value. */
 static const char HEARTBEAT_LUA[] =
@@ -97,9 +95,9 @@ static void arm(struct bg_daemon *d, int ms)
 
 static void lease_lost(struct bg_daemon *d, const char *why)
 {
-	if (d->lease_state == L_LOST)
+	if (d->lease_state == BG_LEASE_LOST)
 		return;
-	d->lease_state = L_LOST;
+	d->lease_state = BG_LEASE_LOST;
 	bg_error("lease of worker %s lost (%s): killing the children, "
 		 "publishing nothing more and exiting (code %d); entries in "
 		 "flight stay pending for their new owner",
@@ -125,7 +123,7 @@ static void claim(struct bg_daemon *d);
 
 static void became_held(struct bg_daemon *d, const char *how)
 {
-	d->lease_state = L_HELD;
+	d->lease_state = BG_LEASE_HELD;
 	d->lease_last_ok_ms = bg_mono_ms();
 	save_token(d);
 	char *known = bg_dkey(d, BG_KEY_KNOWN_WORKERS, "");
@@ -136,15 +134,14 @@ static void became_held(struct bg_daemon *d, const char *how)
 		free(known);
 	}
 	bg_info("lease of worker %s %s", d->worker_id, how);
-	bg_control_refresh_admin(d); /* lifecycle known before the first read */
-	bg_consume_on_lease_held(d);
+	d->hooks.lease_held(d);
 }
 
 static void wait_and_retry(struct bg_daemon *d, const char *holder)
 {
 	int64_t now = bg_mono_ms();
-	if (d->lease_state != L_WAITING) {
-		d->lease_state = L_WAITING;
+	if (d->lease_state != BG_LEASE_WAITING) {
+		d->lease_state = BG_LEASE_WAITING;
 		d->lease_wait_until_ms = now + (int64_t)d->cfg->lease_wait_s * 1000;
 		bg_warn("worker id %s is in use (lease %s); waiting up to %d s "
 			"for it to expire before consuming anything",
@@ -256,11 +253,11 @@ static void on_claim(struct bg_rconn *c, redisReply *r, void *priv)
 static void claim(struct bg_daemon *d)
 {
 	char val[256], ttl[16];
-	if (d->lease_state == L_HELD || d->lease_state == L_LOST ||
+	if (d->lease_state == BG_LEASE_HELD || d->lease_state == BG_LEASE_LOST ||
 	    d->stopping)
 		return;
-	if (d->lease_state == L_NONE)
-		d->lease_state = L_CLAIMING;
+	if (d->lease_state == BG_LEASE_NONE)
+		d->lease_state = BG_LEASE_CLAIMING;
 	lease_value(d, d->lease_token, 0, val, sizeof(val));
 	snprintf(ttl, sizeof(ttl), "%d", d->cfg->lease_ttl_s);
 	bg_rconn_cmdv(d->ctl, on_claim, d, 0,
@@ -268,73 +265,13 @@ static void claim(struct bg_daemon *d)
 					     "EX", ttl, NULL });
 }
 
-/* ---- heartbeat and membership (WIRE 5.2, 5.4) ---- */
-
-struct member_check {
-	struct bg_daemon *d;
-	int type;
-};
-
-static void on_denied(struct bg_rconn *c, redisReply *r, void *priv)
-{
-	(void)c;
-	struct member_check *m = priv;
-	struct bg_daemon *d = m->d;
-	if (r && r->type == REDIS_REPLY_INTEGER)
-		bg_control_set_denied(d, m->type, r->integer == 1);
-	if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 0 &&
-	    d->lease_state == L_HELD && !bg_control_suspended(d)) {
-		char *members = bg_dkey(d, BG_KEY_AGENT_TYPE_MEMBERS,
-				       d->cfg->agent_types[m->type].name);
-		if (members)
-			bg_rconn_cmdv(d->ctl, NULL, NULL, 0,
-				      (const char *const[]){ "SADD", members,
-							     d->worker_id,
-							     NULL });
-		free(members);
-	}
-	free(m);
-}
-
-/* WIRE 5.2 / 5.4: membership (only while the admin lifecycle is active)
- * and the denylist refresh. Called after the admin hash was read. */
-void bg_lease_register_membership(struct bg_daemon *d)
-{
-	char *known = bg_dkey(d, BG_KEY_KNOWN_WORKERS, "");
-	char *declared = bg_dkey(d, BG_KEY_WORKER_AGENT_TYPES, d->worker_id);
-	if (known)
-		bg_rconn_cmdv(d->ctl, NULL, NULL, 0,
-			      (const char *const[]){ "SADD", known,
-						     d->worker_id, NULL });
-	for (int i = 0; i < d->cfg->n_agent_types && declared; i++) {
-		const char *t = d->cfg->agent_types[i].name;
-		bg_rconn_cmdv(d->ctl, NULL, NULL, 0,
-			      (const char *const[]){ "SADD", declared, t,
-						     NULL });
-		char *denied = bg_dkey(d, BG_KEY_AGENT_TYPE_DENIED, t);
-		struct member_check *m = calloc(1, sizeof(*m));
-		if (denied && m) {
-			m->d = d;
-			m->type = i;
-			if (bg_rconn_cmdv(d->ctl, on_denied, m, 0,
-					  (const char *const[]){
-						  "SISMEMBER", denied,
-						  d->worker_id, NULL }) != 0)
-				free(m);
-		} else {
-			free(m);
-		}
-		free(denied);
-	}
-	free(known);
-	free(declared);
-}
+/* ---- heartbeat (WIRE 5.2) ---- */
 
 static void on_heartbeat(struct bg_rconn *c, redisReply *r, void *priv)
 {
 	(void)c;
 	struct bg_daemon *d = priv;
-	if (r == NULL || d->lease_state != L_HELD)
+	if (r == NULL || d->lease_state != BG_LEASE_HELD)
 		return; /* a failed beat: the fencing window keeps counting */
 	if (r->type != REDIS_REPLY_INTEGER) {
 		bg_warn("lease heartbeat failed: %s",
@@ -358,10 +295,8 @@ static void on_heartbeat(struct bg_rconn *c, redisReply *r, void *priv)
 			d->worker_id);
 		d->lease_lapses++;
 		bg_metrics_lease_lapse(d->metrics);
-		bg_finish_mark_verify(d);
 	}
-	bg_control_refresh_admin(d); /* then membership and denylist */
-	bg_finish_release_held(d);
+	d->hooks.lease_renewed(d, lapsed);
 }
 
 static void heartbeat(struct bg_daemon *d)
@@ -380,12 +315,12 @@ static void on_timer(evutil_socket_t fd, short ev, void *arg)
 	(void)fd;
 	(void)ev;
 	struct bg_daemon *d = arg;
-	if (d->lease_state == L_HELD) {
+	if (d->lease_state == BG_LEASE_HELD) {
 		/* The first beat (last_seen > 0: online) waits for the reader. */
 		if (d->reader_ready && bg_rconn_ready(d->ctl))
 			heartbeat(d);
 		arm(d, d->cfg->heartbeat_interval_ms);
-	} else if (d->lease_state == L_WAITING || d->lease_state == L_CLAIMING) {
+	} else if (d->lease_state == BG_LEASE_WAITING || d->lease_state == BG_LEASE_CLAIMING) {
 		if (bg_rconn_ready(d->ctl))
 			claim(d);
 	}
@@ -403,10 +338,10 @@ void bg_lease_start(struct bg_daemon *d)
 
 void bg_lease_on_ctl_up(struct bg_daemon *d)
 {
-	if (d->lease_state == L_NONE || d->lease_state == L_CLAIMING ||
-	    d->lease_state == L_WAITING)
+	if (d->lease_state == BG_LEASE_NONE || d->lease_state == BG_LEASE_CLAIMING ||
+	    d->lease_state == BG_LEASE_WAITING)
 		bg_lease_start(d);
-	else if (d->lease_state == L_HELD && d->reader_ready)
+	else if (d->lease_state == BG_LEASE_HELD && d->reader_ready)
 		heartbeat(d); /* publish nothing before the lease is checked */
 }
 
@@ -421,14 +356,14 @@ void bg_lease_reader_ready(struct bg_daemon *d)
 
 bool bg_lease_held(const struct bg_daemon *d)
 {
-	return d->lease_state == L_HELD;
+	return d->lease_state == BG_LEASE_HELD;
 }
 
 /* DESIGN 6 fencing: no finish later than lease_ttl - 2 x interval after
  * the last successful heartbeat (or the claim). */
 bool bg_lease_may_finish(const struct bg_daemon *d)
 {
-	if (d->lease_state != L_HELD)
+	if (d->lease_state != BG_LEASE_HELD)
 		return false;
 	int64_t window = (int64_t)d->cfg->lease_ttl_s * 1000 -
 			 2LL * d->cfg->heartbeat_interval_ms;
@@ -441,7 +376,7 @@ static void on_released(struct bg_rconn *c, redisReply *r, void *priv)
 {
 	(void)c;
 	struct bg_daemon *d = priv;
-	d->lease_state = L_RELEASED;
+	d->lease_state = BG_LEASE_RELEASED;
 	if (r == NULL || r->type != REDIS_REPLY_INTEGER || r->integer != 1) {
 		bg_warn("lease not released (not ours any more, or Redis "
 			"unavailable); membership left alone");
@@ -475,21 +410,21 @@ static void on_released(struct bg_rconn *c, redisReply *r, void *priv)
  * keeps the loop running until the replies came (or a short bound). */
 void bg_lease_release(struct bg_daemon *d)
 {
-	if (d->lease_state != L_HELD || !bg_rconn_ready(d->ctl)) {
-		d->lease_state = L_RELEASED;
+	if (d->lease_state != BG_LEASE_HELD || !bg_rconn_ready(d->ctl)) {
+		d->lease_state = BG_LEASE_RELEASED;
 		return;
 	}
 	if (bg_rconn_cmdv(d->ctl, on_released, d, 0,
 			  (const char *const[]){ "EVAL", RELEASE_LUA, "1",
 						 d->lease_key, d->lease_token,
 						 NULL }) != 0)
-		d->lease_state = L_RELEASED;
+		d->lease_state = BG_LEASE_RELEASED;
 }
 
 bool bg_lease_released(const struct bg_daemon *d)
 {
-	return d->lease_state == L_RELEASED || d->lease_state == L_LOST ||
-	       d->lease_state == L_NONE;
+	return d->lease_state == BG_LEASE_RELEASED || d->lease_state == BG_LEASE_LOST ||
+	       d->lease_state == BG_LEASE_NONE;
 }
 
 void bg_lease_free(struct bg_daemon *d)

@@ -18,7 +18,12 @@
 
 #include "common/fault.h"
 #include "state/state.h"
+#include "supervisor/attempt.h"
 #include "supervisor/daemon.h"
+#include "supervisor/route.h"
+#include "supervisor/lease.h"
+#include "supervisor/pickup.h"
+#include "supervisor/schedule.h"
 #include "supervisor/http.h"
 #include "supervisor/metrics.h"
 #include "supervisor/sandbox.h"
@@ -211,11 +216,12 @@ static void on_conn_state(struct bg_rconn *c, bool up, void *arg)
 	struct bg_daemon *d = arg;
 	if (c == d->ctl && up)
 		bg_consume_on_ctl_up(d);
-	if (c == d->wr && up)
-		bg_task_on_wr_up(d);
+	if (c == d->wr && up) {
+		bg_pickup_on_wr_up(d);
+		bg_finish_resend_unknown(d);
+	}
 	if (c == d->rd && !up)
 		d->read_in_flight = false;
-	bg_consume_kick(d);
 }
 
 static struct bg_rconn *new_conn(struct bg_daemon *d, const char *role)
@@ -254,21 +260,6 @@ static void on_drain_timeout(evutil_socket_t fd, short ev, void *arg)
 		"stay pending in Redis for recovery",
 		d->cfg->drain_timeout_ms, d->n_tasks);
 	begin_stop(d);
-}
-
-/* systemd Type=notify (no-ops without NOTIFY_SOCKET). */
-void bg_notify_status(struct bg_daemon *d, const char *state)
-{
-	struct bg_pool_stats ps;
-	bg_pool_get_stats(d->pool, &ps);
-	sd_notifyf(0,
-		   "%sSTATUS=%s: %d children (%d busy), %d tasks in flight; "
-		   "completed %llu, failed %llu, dead-lettered %llu",
-		   state ? state : "", d->lifecycle, bg_pool_alive_count(d->pool),
-		   bg_pool_busy_count(d->pool), d->n_tasks,
-		   (unsigned long long)d->n_completed,
-		   (unsigned long long)d->n_failed,
-		   (unsigned long long)d->n_deadlettered);
 }
 
 static bool same_agent_types(const struct bg_config *a,
@@ -333,7 +324,6 @@ static void reload_config(struct bg_daemon *d)
 		"one at a time (generation %u)",
 		next->path, gen);
 	bg_notify_status(d, "READY=1\n");
-	bg_consume_kick(d);
 }
 
 static void on_signal(evutil_socket_t sig, short ev, void *arg)
@@ -352,8 +342,7 @@ static void on_signal(evutil_socket_t sig, short ev, void *arg)
 		bg_info("SIGTERM: draining %d tasks (at most %d ms)", d->n_tasks,
 			d->cfg->drain_timeout_ms);
 		sd_notify(0, "STOPPING=1\nSTATUS=draining");
-		d->draining = true;
-		bg_consume_kick(d);
+		d->draining = true; /* the read stops at the turn's end */
 		int ms = d->cfg->drain_timeout_ms;
 		struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 		evtimer_add(d->drain_timer, &tv);
@@ -473,10 +462,14 @@ static int open_state(struct bg_daemon *d)
 	return 0;
 }
 
-/* End of a loop turn: one LMDB commit, before hiredis flushes the turn's
- * writes in the next turn (so a finish is journaled before it is sent). */
+/* End of a loop turn: the one place queued jobs are placed and the read
+ * is re-armed, then one LMDB commit, before hiredis flushes the turn's
+ * writes in the next turn (so a finish is journaled before it is sent),
+ * and each child's doorbell rung at most once. */
 static void turn_end(struct bg_daemon *d)
 {
+	bg_schedule_dispatch(d);
+	bg_consume_kick(d);
 	if (d->state && bg_state_buffered(d->state)) {
 		int rc = bg_state_commit(d->state);
 		if (rc) {
@@ -490,13 +483,39 @@ static void turn_end(struct bg_daemon *d)
 	if (d->journaled_this_turn && bg_fault_hit("finish.after_journal"))
 		_exit(BG_FAULT_EXIT);
 	d->journaled_this_turn = false;
-	bg_turn_end(d);
+	bg_keyset_clear(d->expired);
+	bg_pool_end_of_turn(d->pool);
+}
+
+/* ---- reports from below (struct bg_hooks, struct bg_pool_ops) ---- */
+
+static void on_lease_held(struct bg_daemon *d)
+{
+	bg_control_refresh_admin(d); /* lifecycle known before the first read */
+	bg_consume_on_lease_held(d);
+}
+
+static void on_lease_renewed(struct bg_daemon *d, bool lapsed)
+{
+	if (lapsed)
+		bg_finish_mark_verify(d); /* check each is still ours */
+	bg_control_refresh_admin(d);	  /* then membership and denylist */
+	bg_finish_release_held(d);
+}
+
+static void on_child_idle(void *arg, int slot)
+{
+	(void)slot;
+	bg_schedule_dispatch(arg);
 }
 
 static int daemon_init(struct bg_daemon *d, struct bg_config *cfg)
 {
 	d->cfg = cfg;
 	d->all.next = d->all.prev = &d->all;
+	d->hooks = (struct bg_hooks){ .job_freed = bg_suspects_job_freed,
+				      .lease_held = on_lease_held,
+				      .lease_renewed = on_lease_renewed };
 	d->worker_id = cfg->worker_id;
 	d->group = cfg->consumer_group;
 	d->base = event_base_new();
@@ -526,7 +545,8 @@ static int daemon_init(struct bg_daemon *d, struct bg_config *cfg)
 
 static void daemon_free(struct bg_daemon *d)
 {
-	bg_task_free_all(d);
+	bg_job_free_all(d);
+	bg_suspects_free(d); /* the list in LMDB is kept for the next start */
 	bg_rconn_free(d->rd);
 	bg_rconn_free(d->wr);
 	bg_rconn_free(d->ctl);
@@ -546,7 +566,7 @@ static void daemon_free(struct bg_daemon *d)
 		event_free(d->reconcile_timer);
 	bg_lease_free(d);
 	bg_control_free(d);
-	bg_outbox_routes_free(d);
+	bg_route_free_all(d);
 	bg_ws_cache_free(d->ws_cache);
 	if (d->state)
 		bg_state_close(d->state);
@@ -573,8 +593,8 @@ static int run(struct bg_daemon *d, const struct bg_spawn_identity *who)
 		free(child);
 		return src;
 	}
-	struct bg_pool_ops ops = { bg_task_on_idle, bg_task_on_message,
-				   bg_task_on_child_lost, on_child_exit,
+	struct bg_pool_ops ops = { on_child_idle, bg_attempt_on_message,
+				   bg_attempt_on_child_lost, on_child_exit,
 				   on_ring_stall };
 	d->pool = bg_pool_new(d->base, cfg, child, who, &ops, d);
 	free(child);

@@ -1,9 +1,9 @@
-/* supervisor/outbox.c - the operations a handler asks bygated for
- * (BG_REC_CALL, ipc/record.h): kv get/set, call_agent (its route is
- * route.c), dispatch_group, ask_user. Reads are live (kv get); every write
- * is buffered in the attempt's outbox and applied in its finish
- * transaction (DESIGN 4.3), so a retried or crashed attempt never sends a
- * request twice and the callee's record always precedes its ASK. */
+/* supervisor/outbox.c - an attempt's outbox and its answers to the
+ * handler: every write a handler operation makes (calls.c, route.c) is
+ * buffered here and applied in the attempt's finish transaction (DESIGN
+ * 4.3), so a retried or crashed attempt never sends a request twice and
+ * the callee's record always precedes its ASK; the builders of requests
+ * to other agents (WIRE 6.6, 6.7) and the REPLY records. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,8 +22,6 @@
 #include "wire/send.h"
 
 #define S(s) bg_str_c(s)
-#define KV_MAX_VALUE (64 * 1024)
-#define KV_MAX_KEY 256
 
 /* ---- the outbox: commands in the finish-blob encoding ---- */
 
@@ -32,7 +30,7 @@ static void put_u32(struct bg_buf *b, uint32_t v)
 	bg_buf_append(b, &v, sizeof(v));
 }
 
-void bg_outbox_cmd(struct bg_task *t, int argc, const struct bg_str *argv)
+void bg_outbox_cmd(struct bg_job *t, int argc, const struct bg_str *argv)
 {
 	put_u32(&t->outbox, (uint32_t)argc);
 	for (int i = 0; i < argc; i++) {
@@ -58,13 +56,13 @@ static const char REPLY_UNENCODABLE[] =
 	"could not be encoded (invalid UTF-8 or out of memory)\","
 	"\"error_code\":\"INTERNAL\"}";
 
-static int reply_text(struct bg_daemon *d, struct bg_task *t, const char *id,
+static int reply_text(struct bg_daemon *d, struct bg_job *t, const char *id,
 		      const char *json)
 {
 	struct bg_buf payload = { 0 };
 	struct bg_str v[BG_YF__COUNT] = { S(id), S(json) };
 	int rc = -ESRCH;
-	if (t->state == BG_TASK_RUNNING && t->slot >= 0 &&
+	if (bg_job_in_child(t) && t->slot >= 0 &&
 	    (rc = bg_rec_pack(&payload, v, BG_YF__COUNT)) == 0)
 		rc = bg_pool_reply(d->pool, t->slot, t->tag, payload.p,
 				   payload.len);
@@ -72,7 +70,7 @@ static int reply_text(struct bg_daemon *d, struct bg_task *t, const char *id,
 	return rc;
 }
 
-void bg_outbox_reply(struct bg_daemon *d, struct bg_task *t, const char *id,
+void bg_outbox_reply(struct bg_daemon *d, struct bg_job *t, const char *id,
 		     json_t *result)
 {
 	char *txt = result ? json_dumps(result, JSON_COMPACT) : NULL;
@@ -83,7 +81,7 @@ void bg_outbox_reply(struct bg_daemon *d, struct bg_task *t, const char *id,
 	json_decref(result);
 }
 
-void bg_outbox_reply_error(struct bg_daemon *d, struct bg_task *t,
+void bg_outbox_reply_error(struct bg_daemon *d, struct bg_job *t,
 			   const char *id, const char *code, const char *msg)
 {
 	bg_outbox_reply(d, t, id,
@@ -92,118 +90,18 @@ void bg_outbox_reply_error(struct bg_daemon *d, struct bg_task *t,
 				  code));
 }
 
-/* ---- kv (DESIGN 6: session kv in Redis, written through the outbox) ---- */
+/* ---- the job a late answer belongs to ---- */
 
-struct pending {
-	struct bg_daemon *d;
-	uint64_t tag;
-	uint32_t run_id;
-	char id[32];
-	char *key;
-};
-
-struct bg_task *bg_outbox_task_of(struct bg_daemon *d, uint64_t tag,
+struct bg_job *bg_outbox_task_of(struct bg_daemon *d, uint64_t tag,
 				  uint32_t run_id)
 {
-	for (struct bg_task *t = d->all.next; t != &d->all; t = t->next)
+	for (struct bg_job *t = d->all.next; t != &d->all; t = t->next)
 		if (t->tag == tag)
-			return t->state == BG_TASK_RUNNING && !t->ending &&
+			return bg_job_in_child(t) &&
 					       t->run_id == run_id
 				       ? t
 				       : NULL;
 	return NULL;
-}
-
-static void on_kv_get(struct bg_rconn *c, redisReply *r, void *priv)
-{
-	(void)c;
-	struct pending *p = priv;
-	struct bg_task *t = bg_outbox_task_of(p->d, p->tag, p->run_id);
-	if (t) {
-		json_t *v = NULL;
-		if (r && r->type == REDIS_REPLY_STRING)
-			v = json_loadb(r->str, r->len, JSON_DECODE_ANY, NULL);
-		if (r == NULL)
-			bg_outbox_reply(p->d, t, p->id,
-					json_pack("{s:s,s:s}", "error",
-						  "Redis unavailable",
-						  "error_code", "UNAVAILABLE"));
-		else
-			bg_outbox_reply(p->d, t, p->id,
-					json_pack("{s:b,s:o}", "found",
-						  v != NULL, "value",
-						  v ? v : json_null()));
-	}
-	free(p->key);
-	free(p);
-}
-
-static void kv_get(struct bg_daemon *d, struct bg_task *t, const char *id,
-		   json_t *args)
-{
-	const char *k = json_string_value(json_object_get(args, "key"));
-	if (k == NULL || !*k || strlen(k) > KV_MAX_KEY) {
-		bg_outbox_reply_error(d, t, id, "INVALID_ARGUMENT",
-				      "kv_get needs a non-empty key of at "
-				      "most 256 bytes");
-		return;
-	}
-	json_t *own = t->kv ? json_object_get(t->kv, k) : NULL;
-	if (own) { /* this attempt's own buffered set */
-		bg_outbox_reply(d, t, id,
-				json_pack("{s:b,s:O}", "found", 1, "value",
-					  own));
-		return;
-	}
-	char *key = bg_dkey_s(d, BG_KEY_SESSION_KV, S(t->session_id));
-	struct pending *p = calloc(1, sizeof(*p));
-	if (key == NULL || p == NULL) {
-		free(key);
-		free(p);
-		bg_outbox_reply_error(d, t, id, "INTERNAL", "out of memory");
-		return;
-	}
-	*p = (struct pending){ d, t->tag, t->run_id, "", key };
-	snprintf(p->id, sizeof(p->id), "%s", id);
-	if (bg_rconn_cmdv(d->wr, on_kv_get, p, 0,
-			  (const char *const[]){ "HGET", key, k, NULL }) != 0) {
-		free(p->key);
-		free(p);
-		bg_outbox_reply_error(d, t, id, "UNAVAILABLE",
-				      "Redis unavailable");
-	}
-}
-
-static void kv_set(struct bg_daemon *d, struct bg_task *t, const char *id,
-		   json_t *args)
-{
-	const char *k = json_string_value(json_object_get(args, "key"));
-	json_t *v = json_object_get(args, "value");
-	char *txt = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-	if (k == NULL || !*k || strlen(k) > KV_MAX_KEY || txt == NULL) {
-		free(txt);
-		bg_outbox_reply_error(d, t, id, "INVALID_ARGUMENT",
-				      "kv_set needs a non-empty key of at "
-				      "most 256 bytes and a JSON value");
-		return;
-	}
-	if (strlen(txt) > KV_MAX_VALUE) {
-		free(txt);
-		bg_outbox_reply_error(d, t, id, "VALUE_TOO_LARGE",
-				      "kv_set: the value is larger than 64 KiB");
-		return;
-	}
-	if (t->kv == NULL)
-		t->kv = json_object();
-	json_object_set(t->kv, k, v);
-	char *key = bg_dkey_s(d, BG_KEY_SESSION_KV, S(t->session_id));
-	if (key) {
-		BG_OUT(t, S("HSET"), S(key), S(k), S(txt));
-		BG_OUT(t, S("EXPIRE"), S(key), S("604800"));
-	}
-	free(key);
-	free(txt);
-	bg_outbox_reply(d, t, id, json_pack("{s:b}", "ok", 1));
 }
 
 /* ---- requests to other agents (WIRE 6.6, 6.7) ---- */
@@ -229,7 +127,7 @@ static int content_text(json_t *content, struct bg_send_body *b,
 	return -1;
 }
 
-int bg_outbox_build_ask(struct bg_task *t, struct bg_outbox_req *rq,
+int bg_outbox_build_ask(struct bg_job *t, struct bg_outbox_req *rq,
 			struct bg_buf *ask)
 {
 	struct bg_cmd *c = &t->cmd;
@@ -279,7 +177,7 @@ int bg_outbox_build_ask(struct bg_task *t, struct bg_outbox_req *rq,
 	return rc;
 }
 
-void bg_outbox_record(struct bg_task *t, const char *execution_id,
+void bg_outbox_record(struct bg_job *t, const char *execution_id,
 		      const char *message_id, const struct bg_buf *rec)
 {
 	char f1[64], f2[BG_FIELD_MAX];
@@ -290,7 +188,7 @@ void bg_outbox_record(struct bg_task *t, const char *execution_id,
 	BG_OUT(t, S("EXPIRE"), S(t->reg_key), S("604800"));
 }
 
-struct bg_record_queued bg_outbox_callee_fields(const struct bg_task *t,
+struct bg_record_queued bg_outbox_callee_fields(const struct bg_job *t,
 						const struct bg_outbox_req *rq,
 						const char *stream_name)
 {
@@ -313,7 +211,7 @@ struct bg_record_queued bg_outbox_callee_fields(const struct bg_task *t,
 	};
 }
 
-int bg_outbox_callee_record(struct bg_task *t, const struct bg_outbox_req *rq,
+int bg_outbox_callee_record(struct bg_job *t, const struct bg_outbox_req *rq,
 			    const char *stream_name)
 {
 	struct bg_buf rec = { 0 };
@@ -325,7 +223,7 @@ int bg_outbox_callee_record(struct bg_task *t, const struct bg_outbox_req *rq,
 	return rc;
 }
 
-int bg_outbox_request(struct bg_daemon *d, struct bg_task *t,
+int bg_outbox_request(struct bg_daemon *d, struct bg_job *t,
 		      struct bg_outbox_req *rq)
 {
 	struct bg_buf ask = { 0 };
@@ -342,152 +240,8 @@ int bg_outbox_request(struct bg_daemon *d, struct bg_task *t,
 	return rc;
 }
 
-/* ---- dispatch_group, ask_user ---- */
-
-static void dispatch_group(struct bg_daemon *d, struct bg_task *t,
-			   const char *id, json_t *args)
-{
-	json_t *tasks = json_object_get(args, "tasks");
-	bool wait = !json_is_false(json_object_get(args, "wait_for_reply"));
-	if (!json_is_array(tasks)) {
-		bg_outbox_reply_error(d, t, id, "INVALID_ARGUMENT",
-				      "dispatch_group needs a tasks array");
-		return;
-	}
-	if (json_array_size(tasks) == 0) {
-		bg_outbox_reply(d, t, id,
-				json_pack("{s:s,s:s}", "status", "EMPTY",
-					  "task_group_id", ""));
-		return;
-	}
-	char g[32], n[16];
-	bg_id_new(g, sizeof(g), "tg-");
-	size_t mark = t->outbox.len;
-	uint32_t mark_n = t->outbox_n;
-	if (wait) {
-		char *gk = bg_dkey_s(d, BG_KEY_TASK_GROUP, S(g));
-		snprintf(n, sizeof(n), "%zu", json_array_size(tasks));
-		if (gk) {
-			BG_OUT(t, S("HSET"), S(gk), S("total"), S(n),
-			       S("completed"), S("0"), S("source_agent_type"),
-			       S(t->agent_type));
-			BG_OUT(t, S("EXPIRE"), S(gk), S("86400"));
-		}
-		free(gk);
-	}
-	json_t *done = json_array();
-	size_t i;
-	json_t *task;
-	json_array_foreach(tasks, i, task)
-	{
-		const char *target = json_string_value(
-			json_object_get(task, "target_agent_type"));
-		struct bg_outbox_req rq = {
-			.target = target ? target : "",
-			.content = json_object_get(task, "content"),
-			.wait = wait,
-			.extra = json_object_get(task, "extra_payload"),
-			.metadata = json_object_get(task, "metadata"),
-			.group = g,
-		};
-		if (target == NULL || !*target ||
-		    bg_outbox_request(d, t, &rq) != 0) {
-			t->outbox.len = mark; /* all or nothing */
-			t->outbox_n = mark_n;
-			json_decref(done);
-			bg_outbox_reply_error(d, t, id, "INVALID_ARGUMENT",
-					      "dispatch_group: every task "
-					      "needs target_agent_type and a "
-					      "content");
-			return;
-		}
-		json_array_append_new(done,
-				      json_pack("{s:s,s:s}", "message_id",
-						rq.message_id,
-						"target_agent_type", target));
-	}
-	if (wait)
-		t->suspended = true;
-	else
-		t->permission_transferred = true;
-	bg_outbox_reply(d, t, id,
-			json_pack("{s:s,s:s,s:o}", "status", "GROUP_QUEUED",
-				  "task_group_id", g, "dispatched_tasks",
-				  done));
-}
-
-static void ask_user(struct bg_daemon *d, struct bg_task *t, const char *id,
-		     json_t *args)
-{
-	json_t *prompt = json_object_get(args, "prompt");
-	char *txt = json_is_string(prompt) ? strdup(json_string_value(prompt))
-		    : prompt		   ? json_dumps(prompt, JSON_COMPACT)
-					   : NULL;
-	if (txt == NULL) {
-		bg_outbox_reply_error(d, t, id, "INVALID_ARGUMENT",
-				      "ask_user needs a prompt");
-		return;
-	}
-	char uuid[33];
-	bg_uuid_hex(uuid, true);
-	struct bg_event_ctx ctx;
-	bg_event_ctx_of(t, &ctx);
-	struct bg_event ev = { .kind = BG_EVENT_ASK_USER,
-			       .content = S(txt),
-			       .now_ms = bg_now_ms(),
-			       .uuid = { uuid, 32 } };
-	struct bg_buf out = { 0 };
-	if (bg_event_build(&out, &ctx, &ev) == 0) {
-		BG_OUT(t, S("XADD"), S(t->data_key), S("*"), S("data"),
-		       bg_outbox_bytes(&out));
-		BG_OUT(t, S("EXPIRE"), S(t->data_key), S("604800"));
-	}
-	bg_buf_free(&out);
-	free(txt);
-	t->suspended = true;
-	bg_outbox_reply(d, t, id, json_pack("{s:s}", "status", "WAITING_USER"));
-}
-
-void bg_outbox_call(struct bg_daemon *d, struct bg_task *t, const uint8_t *p,
-		    size_t len)
-{
-	struct bg_str f[BG_CF__COUNT];
-	if (bg_rec_unpack(p, len, f, BG_CF__COUNT) || f[BG_CF_ID].len > 20) {
-		struct bg_log_ids ids = bg_task_log_ids(t);
-		bg_log_task(BG_LOG_WARN, &ids, "malformed handler call dropped");
-		return;
-	}
-	char id[32], op[32];
-	snprintf(id, sizeof(id), "%.*s", (int)f[BG_CF_ID].len, f[BG_CF_ID].p);
-	snprintf(op, sizeof(op), "%.*s",
-		 (int)(f[BG_CF_OP].len < 31 ? f[BG_CF_OP].len : 31),
-		 f[BG_CF_OP].p);
-	json_t *args = json_loadb(f[BG_CF_ARGS].p, f[BG_CF_ARGS].len, 0, NULL);
-	if (!json_is_object(args)) {
-		json_decref(args);
-		bg_outbox_reply_error(d, t, id, "INVALID_ARGUMENT",
-				      "operation arguments must be a JSON "
-				      "object");
-		return;
-	}
-	if (strcmp(op, "kv_get") == 0)
-		kv_get(d, t, id, args);
-	else if (strcmp(op, "kv_set") == 0)
-		kv_set(d, t, id, args);
-	else if (strcmp(op, "call_agent") == 0)
-		bg_outbox_call_agent(d, t, id, args);
-	else if (strcmp(op, "dispatch_group") == 0)
-		dispatch_group(d, t, id, args);
-	else if (strcmp(op, "ask_user") == 0)
-		ask_user(d, t, id, args);
-	else
-		bg_outbox_reply_error(d, t, id, "UNKNOWN_OPERATION",
-				      "unknown handler operation");
-	json_decref(args);
-}
-
 /* A new attempt starts with an empty outbox (DESIGN 4.3). */
-void bg_outbox_reset(struct bg_task *t)
+void bg_outbox_reset(struct bg_job *t)
 {
 	bg_buf_reset(&t->outbox);
 	t->outbox_n = 0;

@@ -14,11 +14,11 @@
 #include "wire/record.h"
 
 struct bg_daemon;
-struct bg_task;
+struct bg_job;
 
 /* Append one command, argv[0..argc), to t's outbox in the finish-blob
  * encoding (DESIGN 4.3); BG_OUT(t, S("HSET"), ...) lists the arguments. */
-void bg_outbox_cmd(struct bg_task *t, int argc, const struct bg_str *argv);
+void bg_outbox_cmd(struct bg_job *t, int argc, const struct bg_str *argv);
 
 #define BG_OUT(t, ...)                                                      \
 	do {                                                                \
@@ -31,16 +31,16 @@ struct bg_str bg_outbox_bytes(const struct bg_buf *b);
 
 /* Answer the handler's call `id` with result (the reference is taken)
  * while t runs in a child; nothing otherwise. */
-void bg_outbox_reply(struct bg_daemon *d, struct bg_task *t, const char *id,
+void bg_outbox_reply(struct bg_daemon *d, struct bg_job *t, const char *id,
 		     json_t *result);
 /* The FAILED answer {status, message_id "", error, error_code}. */
-void bg_outbox_reply_error(struct bg_daemon *d, struct bg_task *t,
+void bg_outbox_reply_error(struct bg_daemon *d, struct bg_job *t,
 			   const char *id, const char *code, const char *msg);
 
 /* The task with this tag while it still runs the run `run_id` that asked
- * (struct bg_task run_id), or NULL: it has ended, or was re-run or retried
+ * (struct bg_job run_id), or NULL: it has ended, or was re-run or retried
  * meanwhile and must not get an answer meant for an earlier run. */
-struct bg_task *bg_outbox_task_of(struct bg_daemon *d, uint64_t tag,
+struct bg_job *bg_outbox_task_of(struct bg_daemon *d, uint64_t tag,
 				  uint32_t run_id);
 
 /* A request to another agent (WIRE 6.6, 6.7); the members view memory the
@@ -61,31 +61,26 @@ struct bg_outbox_req {
 /* The callee's ASK_AGENT (WIRE 6.6 steps 1-3) into ask, minting rq's ids
  * when empty. 0, or -1 (content neither a string, an array nor an object;
  * no memory). */
-int bg_outbox_build_ask(struct bg_task *t, struct bg_outbox_req *rq,
+int bg_outbox_build_ask(struct bg_job *t, struct bg_outbox_req *rq,
 			struct bg_buf *ask);
 
 /* The members of rq's callee record (WIRE 6.2) sent to stream_name. */
-struct bg_record_queued bg_outbox_callee_fields(const struct bg_task *t,
+struct bg_record_queued bg_outbox_callee_fields(const struct bg_job *t,
 						const struct bg_outbox_req *rq,
 						const char *stream_name);
 
 /* An execution record and its msg_map into the outbox (WIRE 6.1). */
-void bg_outbox_record(struct bg_task *t, const char *execution_id,
+void bg_outbox_record(struct bg_job *t, const char *execution_id,
 		      const char *message_id, const struct bg_buf *rec);
 
 /* The callee's QUEUED record (initialize_execution, WIRE 6.6 step 5),
  * created with stream_name, into the outbox. 0 or a negative error. */
-int bg_outbox_callee_record(struct bg_task *t, const struct bg_outbox_req *rq,
+int bg_outbox_callee_record(struct bg_job *t, const struct bg_outbox_req *rq,
 			    const char *stream_name);
 
 /* The callee's record and ASK to its agent type's control stream into the
  * outbox (record first). 0 or -1. */
-int bg_outbox_request(struct bg_daemon *d, struct bg_task *t,
+int bg_outbox_request(struct bg_daemon *d, struct bg_job *t,
 		      struct bg_outbox_req *rq);
-
-/* route.c: call_agent with its route (WIRE 7); answers the handler when
- * the route is decided. args stays the caller's (a reference is kept). */
-void bg_outbox_call_agent(struct bg_daemon *d, struct bg_task *t,
-			  const char *id, json_t *args);
 
 #endif

@@ -23,6 +23,8 @@
 
 #include "state/state.h"
 #include "supervisor/daemon.h"
+#include "supervisor/lease.h"
+#include "supervisor/pickup.h"
 #include "supervisor/log.h"
 #include "supervisor/metrics.h"
 #include "wire/keys.h"
@@ -43,7 +45,7 @@ struct scan {
 static void scan_done(struct bg_daemon *d)
 {
 	if (--d->recover_calls != 0 || d->start_reconciled ||
-	    bg_suspects_active(d))
+	    d->suspects_active)
 		return;
 	if (bg_suspects_retry_scan(d)) {
 		bg_warn("start-up reconcile incomplete (Redis connection "
@@ -56,31 +58,9 @@ static void scan_done(struct bg_daemon *d)
 		(unsigned long long)d->n_reclaimed);
 	if (bg_suspects_begin(d))
 		return;
-	d->start_reconciled = true;
-	bg_consume_kick(d);
+	d->start_reconciled = true; /* the read starts at the turn's end */
 }
 
-bool bg_recover_in_flight(const struct bg_daemon *d, const char *stream,
-			  const char *id)
-{
-	for (const struct bg_task *t = d->all.next; t != &d->all; t = t->next)
-		if (strcmp(t->entry_id, id) == 0 && strcmp(t->stream, stream) == 0)
-			return true;
-	return false;
-}
-
-const char *bg_recover_entry_data(redisReply *fields, size_t *len)
-{
-	if (fields == NULL || fields->type != REDIS_REPLY_ARRAY)
-		return NULL;
-	for (size_t k = 0; k + 1 < fields->elements; k += 2)
-		if (fields->element[k]->type == REDIS_REPLY_STRING &&
-		    strcmp(fields->element[k]->str, "data") == 0) {
-			*len = fields->element[k + 1]->len;
-			return fields->element[k + 1]->str;
-		}
-	return NULL;
-}
 
 struct claim_ctx {
 	struct bg_daemon *d;
@@ -100,19 +80,20 @@ static void on_claimed(struct bg_rconn *c, redisReply *r, void *priv)
 			if (en->type != REDIS_REPLY_ARRAY || en->elements < 2 ||
 			    en->element[0]->type != REDIS_REPLY_STRING)
 				continue;
-			size_t len = 0;
-			const char *data =
-				bg_recover_entry_data(en->element[1], &len);
+			const redisReply *data =
+				bg_reply_field(en->element[1], "data");
 			const char *id = en->element[0]->str;
-			if (bg_recover_in_flight(d, d->streams[cc->stream], id))
+			if (bg_job_holds(d, d->streams[cc->stream], id))
 				continue;
 			d->n_reclaimed++;
 			bg_metrics_reclaimed(d->metrics, cc->peer);
 			bg_info("%s entry %s on %s (delivery %d)",
 				cc->peer ? "reclaimed dead peer's" : "re-running own",
 				id, d->streams[cc->stream], cc->deliveries);
-			bg_task_accept_recovered(d, cc->stream, id, data, len,
-						 data != NULL, cc->deliveries);
+			bg_pickup_accept_recovered(
+				d, cc->stream, id, data ? data->str : NULL,
+				data ? data->len : 0, data != NULL,
+				cc->deliveries, 0);
 		}
 	}
 	free(cc);
@@ -183,7 +164,7 @@ static void on_pending_page(struct bg_rconn *c, redisReply *r, void *priv)
 			const char *id = e->element[0]->str;
 			int count = (int)e->element[3]->integer;
 			int deliveries = count + 1;
-			if (bg_recover_in_flight(d, stream, id))
+			if (bg_job_holds(d, stream, id))
 				continue;
 			struct bg_buf blob = { 0 };
 			if (!peer && d->state &&
@@ -195,7 +176,7 @@ static void on_pending_page(struct bg_rconn *c, redisReply *r, void *priv)
 				bg_info("re-sending the journaled finish of entry "
 					"%s on %s (still pending: not applied)",
 					id, stream);
-				bg_task_replay_finish(d, sc->stream, id,
+				bg_pickup_replay_finish(d, sc->stream, id,
 						      (struct bg_str){ blob.p,
 								       blob.len });
 			} else if (collect) {
@@ -252,7 +233,7 @@ void bg_recover_own(struct bg_daemon *d, bool at_start)
 {
 	if (!bg_lease_held(d) || !d->groups_ready || !bg_rconn_ready(d->ctl))
 		return;
-	if (bg_suspects_active(d)) {
+	if (d->suspects_active) {
 		/* the entries pending here are the suspects: nothing else is
 		 * claimed; a claim whose reply was lost is sent again */
 		bg_suspects_kick(d);
@@ -359,7 +340,7 @@ static void on_forget_check(struct bg_rconn *c, redisReply *r, void *priv)
 	struct forget_ctx *fc = priv;
 	struct bg_daemon *d = fc->d;
 	if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 0 &&
-	    !bg_recover_in_flight(d, fc->stream, fc->id) && d->state) {
+	    !bg_job_holds(d, fc->stream, fc->id) && d->state) {
 		bg_state_journal_del(d->state, bg_str_c(fc->stream),
 				     bg_str_c(fc->id));
 		bg_state_exec_del(d->state, bg_str_c(fc->stream),

@@ -404,3 +404,17 @@ const char *bg_reply_error(const redisReply *r)
 {
 	return bg_reply_is_error(r) ? r->str : "";
 }
+
+const redisReply *bg_reply_field(const redisReply *fields, const char *name)
+{
+	if (fields == NULL || fields->type != REDIS_REPLY_ARRAY)
+		return NULL;
+	for (size_t k = 0; k + 1 < fields->elements; k += 2)
+		if (fields->element[k]->type == REDIS_REPLY_STRING &&
+		    strcmp(fields->element[k]->str, name) == 0)
+			return fields->element[k + 1]->type ==
+					       REDIS_REPLY_STRING
+				       ? fields->element[k + 1]
+				       : NULL;
+	return NULL;
+}

@@ -72,6 +72,10 @@ int bg_rconn_cmdv(struct bg_rconn *c, bg_rconn_reply_fn fn, void *priv,
 
 /* Reply helpers for callers. */
 bool bg_reply_is_error(const redisReply *r);
+/* The value of field `name` in a field array (a stream entry's fields from
+ * XREADGROUP, XCLAIM or XRANGE, an HGETALL reply), or NULL when absent or
+ * not a string. */
+const redisReply *bg_reply_field(const redisReply *fields, const char *name);
 const char *bg_reply_error(const redisReply *r); /* "" when not an error */
 
 #endif

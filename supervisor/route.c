@@ -20,6 +20,7 @@
 #include "supervisor/daemon.h"
 #include "supervisor/log.h"
 #include "supervisor/outbox.h"
+#include "supervisor/route.h"
 #include "wire/ids.h"
 #include "wire/keys.h"
 #include "wire/record.h"
@@ -31,9 +32,9 @@
 #define ROUTE_FALLBACK "FALLBACK_TO_OTHER_AGENT_TYPE"
 
 struct route;
-typedef void (*route_fn)(struct route *r, struct bg_task *t,
+typedef void (*route_fn)(struct route *r, struct bg_job *t,
 			 redisReply *rep);
-typedef void (*online_fn)(struct route *r, struct bg_task *t, bool online);
+typedef void (*online_fn)(struct route *r, struct bg_job *t, bool online);
 
 struct route {
 	struct bg_daemon *d;
@@ -59,7 +60,7 @@ struct route {
 	struct route *live_prev, *live_next; /* in `live` */
 };
 
-/* Every route not yet freed, for bg_outbox_routes_free at exit. */
+/* Every route not yet freed, for bg_route_free_all at exit. */
 static struct route *live;
 
 static void route_link(struct route *r)
@@ -87,7 +88,7 @@ static void route_free(struct route *r)
 /* At exit: frees d's routes between two polls of WAKE_AND_WAIT (only their
  * timer would). A route with a read in flight is its reply's to free; the
  * connection's free delivers that reply (NULL). */
-void bg_outbox_routes_free(struct bg_daemon *d)
+void bg_route_free_all(struct bg_daemon *d)
 {
 	struct route *next;
 	for (struct route *r = live; r; r = next) {
@@ -98,15 +99,15 @@ void bg_outbox_routes_free(struct bg_daemon *d)
 }
 
 /* The running attempt that asked, or NULL. */
-static struct bg_task *route_task(const struct route *r)
+static struct bg_job *route_task(const struct route *r)
 {
 	return bg_outbox_task_of(r->d, r->tag, r->run_id);
 }
 
-static void route_note(const struct route *r, const struct bg_task *t,
+static void route_note(const struct route *r, const struct bg_job *t,
 		       const char *what, const char *detail)
 {
-	struct bg_log_ids ids = bg_task_log_ids(t);
+	struct bg_log_ids ids = bg_job_log_ids(t);
 	bg_log_task(BG_LOG_DEBUG, &ids, "call_agent %s (%s, callee %s): %s%s%s",
 		    r->target, r->policy, r->message_id, what,
 		    detail[0] ? ": " : "", detail);
@@ -114,7 +115,7 @@ static void route_note(const struct route *r, const struct bg_task *t,
 
 /* The route cannot be decided (Redis unavailable, no memory): an error
  * reply, nothing written. */
-static void route_fail(struct route *r, struct bg_task *t, const char *code,
+static void route_fail(struct route *r, struct bg_job *t, const char *code,
 		       const char *msg)
 {
 	route_note(r, t, "failed", msg);
@@ -143,7 +144,7 @@ static void request_of(const struct route *r, const char *type,
 
 /* REJECT (record_failed_route_decision): the callee's FAILED record into
  * the outbox and the error to the handler. */
-static void route_reject(struct route *r, struct bg_task *t, const char *code,
+static void route_reject(struct route *r, struct bg_job *t, const char *code,
 			 const char *msg)
 {
 	struct bg_outbox_req rq;
@@ -160,7 +161,7 @@ static void route_reject(struct route *r, struct bg_task *t, const char *code,
 	route_free(r);
 }
 
-static void route_unavailable(struct route *r, struct bg_task *t,
+static void route_unavailable(struct route *r, struct bg_job *t,
 			      const char *fmt)
 {
 	char msg[512];
@@ -173,7 +174,7 @@ static void on_route(struct bg_rconn *c, redisReply *rep, void *priv)
 	(void)c;
 	struct route *r = priv;
 	r->in_flight = false;
-	struct bg_task *t = route_task(r);
+	struct bg_job *t = route_task(r);
 	if (t == NULL)
 		route_free(r);
 	else if (rep == NULL || rep->type == REDIS_REPLY_ERROR)
@@ -183,7 +184,7 @@ static void on_route(struct bg_rconn *c, redisReply *rep, void *priv)
 }
 
 /* Send a read on the control connection; next runs with its reply. */
-static void route_send(struct route *r, struct bg_task *t, route_fn next,
+static void route_send(struct route *r, struct bg_job *t, route_fn next,
 		       int argc, const char **argv)
 {
 	r->next = next;
@@ -194,7 +195,7 @@ static void route_send(struct route *r, struct bg_task *t, route_fn next,
 }
 
 /* `cmd <the key of (kind, id)>`, e.g. GET of an operator's value. */
-static void route_read(struct route *r, struct bg_task *t, route_fn next,
+static void route_read(struct route *r, struct bg_job *t, route_fn next,
 		       const char *cmd, enum bg_key_kind kind, struct bg_str id)
 {
 	char *key = bg_dkey_s(r->d, kind, id);
@@ -222,7 +223,7 @@ static bool lease_online(const redisReply *v)
 
 /* ---- check_agent_type_online (WIRE 5.2): members, then their leases ---- */
 
-static void on_leases(struct route *r, struct bg_task *t, redisReply *rep)
+static void on_leases(struct route *r, struct bg_job *t, redisReply *rep)
 {
 	bool online = false;
 	for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY && i < rep->elements;
@@ -231,7 +232,7 @@ static void on_leases(struct route *r, struct bg_task *t, redisReply *rep)
 	r->then(r, t, online);
 }
 
-static void on_members(struct route *r, struct bg_task *t, redisReply *rep)
+static void on_members(struct route *r, struct bg_job *t, redisReply *rep)
 {
 	if (rep->type != REDIS_REPLY_ARRAY || rep->elements == 0) {
 		r->then(r, t, false);
@@ -260,7 +261,7 @@ static void on_members(struct route *r, struct bg_task *t, redisReply *rep)
 	free(argv);
 }
 
-static void check_online(struct route *r, struct bg_task *t, const char *type,
+static void check_online(struct route *r, struct bg_job *t, const char *type,
 			 online_fn then)
 {
 	r->then = then;
@@ -271,7 +272,7 @@ static void check_online(struct route *r, struct bg_task *t, const char *type,
 /* ---- outcomes ---- */
 
 /* WIRE 6.6's reply; a queued request adds its route_status. */
-static void reply_queued(struct route *r, struct bg_task *t,
+static void reply_queued(struct route *r, struct bg_job *t,
 			 const struct bg_outbox_req *rq, const char *queued)
 {
 	if (rq->wait)
@@ -290,7 +291,7 @@ static void reply_queued(struct route *r, struct bg_task *t,
 
 /* DELIVER_NOW, WAIT_AND_DELIVER, FALLBACK_TO_OTHER_AGENT_TYPE: the
  * callee's record and ASK to `type`'s control stream. */
-static void route_deliver(struct route *r, struct bg_task *t,
+static void route_deliver(struct route *r, struct bg_job *t,
 			  const char *status, const char *type)
 {
 	struct bg_outbox_req rq;
@@ -308,7 +309,7 @@ static void route_deliver(struct route *r, struct bg_task *t,
 /* The DeliveryIntent of the route, for its WakeupRequest and
  * PendingDelivery; command is the ASK, mdtxt the metadata's JSON. */
 static struct bg_route_intent route_intent(const struct route *r,
-					   const struct bg_task *t,
+					   const struct bg_job *t,
 					   const struct bg_buf *ask,
 					   const char *mdtxt)
 {
@@ -331,7 +332,7 @@ static struct bg_route_intent route_intent(const struct route *r,
 
 /* The ASK and the WakeupRequest (wake) and/or PendingDelivery (pending)
  * JSON of the route. 0 or -1. */
-static int route_records(struct route *r, struct bg_task *t,
+static int route_records(struct route *r, struct bg_job *t,
 			 struct bg_outbox_req *rq, struct bg_buf *ask,
 			 struct bg_buf *wake, struct bg_buf *pending)
 {
@@ -356,7 +357,7 @@ static int route_records(struct route *r, struct bg_task *t,
  * callee's record (stream_name = the pending stream), the WakeupRequest
  * (wake) and the PendingDelivery the delivery gate later turns into the
  * ASK (`bygate gate`, `bygate dispatch`). */
-static void route_queue(struct route *r, struct bg_task *t, bool wake)
+static void route_queue(struct route *r, struct bg_job *t, bool wake)
 {
 	struct bg_outbox_req rq;
 	request_of(r, r->target, &rq);
@@ -389,21 +390,21 @@ static void route_queue(struct route *r, struct bg_task *t, bool wake)
 
 /* ---- WAKE_AND_WAIT: the decision, or an online worker, by polling ---- */
 
-static void wait_poll(struct route *r, struct bg_task *t);
+static void wait_poll(struct route *r, struct bg_job *t);
 
 static void on_wait_tick(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
 	struct route *r = arg;
-	struct bg_task *t = route_task(r);
+	struct bg_job *t = route_task(r);
 	if (t == NULL)
 		route_free(r);
 	else
 		wait_poll(r, t);
 }
 
-static void on_ready_online(struct route *r, struct bg_task *t, bool online)
+static void on_ready_online(struct route *r, struct bg_job *t, bool online)
 {
 	if (online)
 		route_deliver(r, t, "WAIT_AND_DELIVER", r->target);
@@ -414,7 +415,7 @@ static void on_ready_online(struct route *r, struct bg_task *t, bool online)
 
 /* No decision yet: an online worker is as good as READY ([ts] polls only
  * this); else wait for the next poll, or time out. */
-static void on_wait_online(struct route *r, struct bg_task *t, bool online)
+static void on_wait_online(struct route *r, struct bg_job *t, bool online)
 {
 	int64_t left = r->deadline_ms - bg_mono_ms();
 	if (online) {
@@ -433,7 +434,7 @@ static void on_wait_online(struct route *r, struct bg_task *t, bool online)
 		route_fail(r, t, "INTERNAL", "cannot arm the wait timer");
 }
 
-static void decided(struct route *r, struct bg_task *t, const json_t *dec)
+static void decided(struct route *r, struct bg_job *t, const json_t *dec)
 {
 	char err[512];
 	switch (bg_route_decision_verdict(dec, r->target, r->selected,
@@ -462,18 +463,12 @@ static const redisReply *entry_data(struct route *r, const redisReply *e)
 	    strcmp(e->element[0]->str, r->last) == 0)
 		return NULL;
 	snprintf(r->last, sizeof(r->last), "%s", e->element[0]->str);
-	const redisReply *f = e->element[1];
-	for (size_t i = 0; i + 1 < f->elements; i += 2)
-		if (f->element[i]->type == REDIS_REPLY_STRING &&
-		    strcmp(f->element[i]->str, "data") == 0 &&
-		    f->element[i + 1]->type == REDIS_REPLY_STRING)
-			return f->element[i + 1];
-	return NULL;
+	return bg_reply_field(e->element[1], "data");
 }
 
 /* The first final decision after r->last (STARTING and QUEUED skipped,
  * as the client does), else the online check. */
-static void on_decisions(struct route *r, struct bg_task *t, redisReply *rep)
+static void on_decisions(struct route *r, struct bg_job *t, redisReply *rep)
 {
 	json_t *dec = NULL;
 	for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY &&
@@ -495,7 +490,7 @@ static void on_decisions(struct route *r, struct bg_task *t, redisReply *rep)
 	json_decref(dec);
 }
 
-static void wait_poll(struct route *r, struct bg_task *t)
+static void wait_poll(struct route *r, struct bg_job *t)
 {
 	char *key = bg_dkey(r->d, BG_KEY_WAKEUP_RESULT, r->execution_id);
 	if (key == NULL) {
@@ -510,7 +505,7 @@ static void wait_poll(struct route *r, struct bg_task *t)
 }
 
 /* Send the WakeupRequest now (see above), then poll until timeout_ms. */
-static void wait_start(struct route *r, struct bg_task *t)
+static void wait_start(struct route *r, struct bg_job *t)
 {
 	struct bg_outbox_req rq;
 	request_of(r, r->target, &rq);
@@ -537,7 +532,7 @@ static void wait_start(struct route *r, struct bg_task *t)
 
 /* ---- the steps of prepare_delivery ---- */
 
-static void apply_policy(struct route *r, struct bg_task *t)
+static void apply_policy(struct route *r, struct bg_job *t)
 {
 	if (strcmp(r->policy, "FAIL_FAST") == 0)
 		route_unavailable(r, t,
@@ -556,7 +551,7 @@ static void apply_policy(struct route *r, struct bg_task *t)
 	}
 }
 
-static void on_fallback_online(struct route *r, struct bg_task *t,
+static void on_fallback_online(struct route *r, struct bg_job *t,
 			       bool online)
 {
 	if (online)
@@ -566,7 +561,7 @@ static void on_fallback_online(struct route *r, struct bg_task *t,
 }
 
 /* _resolve_configured_fallback: an online fallback type takes it. */
-static void on_fallback(struct route *r, struct bg_task *t, redisReply *rep)
+static void on_fallback(struct route *r, struct bg_job *t, redisReply *rep)
 {
 	json_t *v = reply_object(rep);
 	const char *sel = bg_route_fallback_type(v);
@@ -580,7 +575,7 @@ static void on_fallback(struct route *r, struct bg_task *t, redisReply *rep)
 		apply_policy(r, t);
 }
 
-static void on_target_online(struct route *r, struct bg_task *t, bool online)
+static void on_target_online(struct route *r, struct bg_job *t, bool online)
 {
 	if (online)
 		route_deliver(r, t, "DELIVER_NOW", r->target);
@@ -589,7 +584,7 @@ static void on_target_online(struct route *r, struct bg_task *t, bool online)
 			   S(r->target));
 }
 
-static void after_checks(struct route *r, struct bg_task *t)
+static void after_checks(struct route *r, struct bg_job *t)
 {
 	if (strcmp(r->policy, "SEND_ANYWAY") == 0)
 		route_deliver(r, t, "DELIVER_NOW", r->target);
@@ -597,7 +592,7 @@ static void after_checks(struct route *r, struct bg_task *t)
 		check_online(r, t, r->target, on_target_online);
 }
 
-static void on_quota(struct route *r, struct bg_task *t, redisReply *rep)
+static void on_quota(struct route *r, struct bg_job *t, redisReply *rep)
 {
 	json_t *v = reply_object(rep);
 	const char *why;
@@ -609,7 +604,7 @@ static void on_quota(struct route *r, struct bg_task *t, redisReply *rep)
 }
 
 /* The quota is checked only for a task with a user code. */
-static void on_circuit(struct route *r, struct bg_task *t, redisReply *rep)
+static void on_circuit(struct route *r, struct bg_job *t, redisReply *rep)
 {
 	json_t *v = reply_object(rep);
 	const char *why;
@@ -671,7 +666,7 @@ static bool policy_known(const char *p)
 	return false;
 }
 
-void bg_outbox_call_agent(struct bg_daemon *d, struct bg_task *t,
+void bg_route_call_agent(struct bg_daemon *d, struct bg_job *t,
 			  const char *id, json_t *args)
 {
 	const char *target =

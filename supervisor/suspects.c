@@ -12,6 +12,8 @@
 
 #include "state/state.h"
 #include "supervisor/daemon.h"
+#include "supervisor/lease.h"
+#include "supervisor/pickup.h"
 #include "supervisor/log.h"
 #include "supervisor/metrics.h"
 
@@ -266,6 +268,7 @@ bool bg_suspects_begin(struct bg_daemon *d)
 		return false;
 	}
 	x->active = true;
+	d->suspects_active = true;
 	x->cur = CUR_NONE;
 	x->total = x->n;
 	x->began_ms = bg_mono_ms();
@@ -293,24 +296,19 @@ bool bg_suspects_begin(struct bg_daemon *d)
 	return true;
 }
 
-bool bg_suspects_active(const struct bg_daemon *d)
-{
-	return d->suspects && d->suspects->active;
-}
-
 /* ---- one at a time ---- */
 
 static void finish_phase(struct bg_daemon *d)
 {
 	struct bg_suspects *x = get(d);
 	x->active = false;
+	d->suspects_active = false;
 	persist(d, false); /* the list is empty: removed */
 	bg_info("suspects done: %d entr%s re-run one at a time in %lld ms "
 		"(%d dead-lettered); reading resumes",
 		x->total, x->total == 1 ? "y" : "ies",
 		(long long)(bg_mono_ms() - x->began_ms), x->deadlettered);
-	d->start_reconciled = true;
-	bg_consume_kick(d);
+	d->start_reconciled = true; /* the read starts at the turn's end */
 }
 
 /* The head is finished with (done, gone or not ours): the next may go. */
@@ -353,9 +351,9 @@ static void on_claimed(struct bg_rconn *c, redisReply *r, void *priv)
 		bg_suspects_kick(d);
 		return;
 	}
-	size_t len = 0;
-	const char *data = bg_recover_entry_data(en->element[1], &len);
+	const redisReply *data = bg_reply_field(en->element[1], "data");
 	char *id = strdup(s->id);
+	int alone_crashes = (int)s->alone_crashes;
 	int stream = s->stream;
 	if (id == NULL) {
 		x->cur = CUR_LOST; /* out of memory: asked again later */
@@ -364,12 +362,13 @@ static void on_claimed(struct bg_rconn *c, redisReply *r, void *priv)
 	x->cur = CUR_RUNNING;
 	d->n_reclaimed++;
 	bg_metrics_reclaimed(d->metrics, false);
-	/* May end (and free) the task at once: bg_suspects_task_done. */
-	bg_task_accept_recovered(d, stream, id, data, len, data != NULL,
-				 target_count(s));
+	/* May end (and free) the job at once: bg_suspects_job_freed. */
+	bg_pickup_accept_recovered(d, stream, id, data ? data->str : NULL,
+				   data ? data->len : 0, data != NULL,
+				   target_count(s), alone_crashes);
 	if (x->cur == CUR_RUNNING && x->n > 0 &&
 	    strcmp(x->v[0].id, id) == 0 &&
-	    !bg_recover_in_flight(d, d->streams[x->v[0].stream],
+	    !bg_job_holds(d, d->streams[x->v[0].stream],
 				  x->v[0].id)) {
 		head_done(d); /* no task could be made: left to the reconcile */
 		bg_suspects_kick(d);
@@ -465,7 +464,7 @@ void bg_suspects_kick(struct bg_daemon *d)
 }
 
 /* Task t is being freed (its finish applied, or the entry lost). */
-void bg_suspects_task_done(struct bg_daemon *d, const struct bg_task *t)
+void bg_suspects_job_freed(struct bg_daemon *d, const struct bg_job *t)
 {
 	struct bg_suspects *x = get(d);
 	if (x == NULL || !x->active || x->cur != CUR_RUNNING || x->n == 0 ||
@@ -475,17 +474,6 @@ void bg_suspects_task_done(struct bg_daemon *d, const struct bg_task *t)
 	if (t->deadletter)
 		x->deadlettered++;
 	head_done(d);
-}
-
-int bg_suspects_alone_crashes(const struct bg_daemon *d,
-			      const struct bg_task *t)
-{
-	const struct bg_suspects *x = d->suspects;
-	if (x == NULL || !x->active || x->n == 0 ||
-	    strcmp(t->entry_id, x->v[0].id) != 0 ||
-	    strcmp(t->stream, d->streams[x->v[0].stream]) != 0)
-		return 0;
-	return (int)x->v[0].alone_crashes;
 }
 
 void bg_suspects_free(struct bg_daemon *d)
@@ -498,4 +486,5 @@ void bg_suspects_free(struct bg_daemon *d)
 	free_kept(x);
 	free(x);
 	d->suspects = NULL;
+	d->suspects_active = false;
 }

@@ -1,0 +1,272 @@
+/* supervisor/job.c - the jobs this host holds: their states and the one
+ * function that changes them, the list of all jobs, the ready queue, and
+ * what a job owns (job.h). Calls nothing above it: the suspect list learns
+ * of a freed job through the daemon's job_freed hook. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "common/clock.h"
+#include "supervisor/daemon.h"
+#include "wire/event.h"
+#include "workspace/workspace.h"
+
+static const char *const state_names[BG_JOB__COUNT] = {
+	[BG_JOB_PICKUP] = "PICKUP",
+	[BG_JOB_PICKUP_LOST] = "PICKUP_LOST",
+	[BG_JOB_QUEUED] = "QUEUED",
+	[BG_JOB_BACKOFF] = "BACKOFF",
+	[BG_JOB_RUNNING] = "RUNNING",
+	[BG_JOB_KILLING] = "KILLING",
+	[BG_JOB_ENDING] = "ENDING",
+	[BG_JOB_FINISH_HELD] = "FINISH_HELD",
+	[BG_JOB_FINISH_SENT] = "FINISH_SENT",
+	[BG_JOB_FINISH_BACKOFF] = "FINISH_BACKOFF",
+	[BG_JOB_FINISH_UNKNOWN] = "FINISH_UNKNOWN",
+	[BG_JOB_ABANDONED] = "ABANDONED",
+};
+
+const char *bg_job_state_name(enum bg_job_state s)
+{
+	return (unsigned)s < BG_JOB__COUNT ? state_names[s] : "?";
+}
+
+#define B(s) (1u << (s))
+/* Where an end can go: the finish builder's first states. */
+#define TO_FINISH                                                         \
+	(B(BG_JOB_FINISH_HELD) | B(BG_JOB_FINISH_SENT) |                  \
+	 B(BG_JOB_FINISH_UNKNOWN) | B(BG_JOB_ABANDONED))
+
+/* allowed[from] = the states a job may move to (docs/architecture.md). */
+static const unsigned allowed[BG_JOB__COUNT] = {
+	[BG_JOB_PICKUP] = B(BG_JOB_PICKUP_LOST) | B(BG_JOB_QUEUED) |
+			  B(BG_JOB_ENDING) | TO_FINISH,
+	[BG_JOB_PICKUP_LOST] = B(BG_JOB_PICKUP),
+	[BG_JOB_QUEUED] = B(BG_JOB_RUNNING) | B(BG_JOB_ENDING) | TO_FINISH,
+	[BG_JOB_BACKOFF] = B(BG_JOB_QUEUED),
+	[BG_JOB_RUNNING] = B(BG_JOB_KILLING) | B(BG_JOB_QUEUED) |
+			   B(BG_JOB_BACKOFF) | B(BG_JOB_ENDING) | TO_FINISH,
+	[BG_JOB_KILLING] = B(BG_JOB_BACKOFF) | B(BG_JOB_ENDING) | TO_FINISH,
+	[BG_JOB_ENDING] = TO_FINISH,
+	[BG_JOB_FINISH_HELD] = B(BG_JOB_FINISH_SENT) |
+			       B(BG_JOB_FINISH_UNKNOWN),
+	[BG_JOB_FINISH_SENT] = B(BG_JOB_FINISH_HELD) |
+			       B(BG_JOB_FINISH_BACKOFF) |
+			       B(BG_JOB_FINISH_UNKNOWN),
+	[BG_JOB_FINISH_BACKOFF] = B(BG_JOB_FINISH_HELD) |
+				  B(BG_JOB_FINISH_SENT) |
+				  B(BG_JOB_FINISH_UNKNOWN),
+	[BG_JOB_FINISH_UNKNOWN] = B(BG_JOB_FINISH_SENT),
+	[BG_JOB_ABANDONED] = 0,
+};
+
+bool bg_job_may_move(enum bg_job_state from, enum bg_job_state to)
+{
+	if ((unsigned)from >= BG_JOB__COUNT || (unsigned)to >= BG_JOB__COUNT)
+		return false;
+	return from == to || (allowed[from] & B(to)) != 0;
+}
+
+bool bg_job_finishing(const struct bg_job *t)
+{
+	return t->state >= BG_JOB_FINISH_HELD;
+}
+
+bool bg_job_in_child(const struct bg_job *t)
+{
+	return t->state == BG_JOB_RUNNING || t->state == BG_JOB_KILLING;
+}
+
+void bg_job_move(struct bg_job *t, enum bg_job_state to)
+{
+	if (!bg_job_may_move(t->state, to)) {
+		struct bg_log_ids ids = bg_job_log_ids(t);
+		bg_log_task(BG_LOG_ERROR, &ids,
+			    "bug: job of entry %s moved from %s to %s; "
+			    "aborting (the entry stays pending for recovery)",
+			    t->entry_id, bg_job_state_name(t->state),
+			    bg_job_state_name(to));
+		abort();
+	}
+	bool was = bg_job_finishing(t);
+	t->state = to;
+	t->d->n_finishing += (int)bg_job_finishing(t) - (int)was;
+}
+
+struct bg_log_ids bg_job_log_ids(const struct bg_job *t)
+{
+	struct bg_log_ids ids = { t->session_id,
+				  t->execution_id[0] ? t->execution_id : NULL,
+				  t->message_id[0] ? t->message_id : NULL,
+				  t->slot, t->pid };
+	return ids;
+}
+
+void bg_job_event_ctx(const struct bg_job *t, struct bg_event_ctx *ctx)
+{
+	ctx->trace_id = bg_str_c(t->trace_id);
+	ctx->session_id = bg_str_c(t->session_id);
+	ctx->agent_type = bg_str_c(t->agent_type);
+	ctx->message_id = bg_str_c(t->message_id);
+	ctx->parent_message_id = bg_str_c(t->parent_message_id);
+	ctx->is_sub_agent = t->has_source_agent;
+}
+
+/* ---- the list of all jobs ---- */
+
+bool bg_job_holds(const struct bg_daemon *d, const char *stream,
+		  const char *id)
+{
+	for (const struct bg_job *t = d->all.next; t != &d->all; t = t->next)
+		if (strcmp(t->entry_id, id) == 0 && strcmp(t->stream, stream) == 0)
+			return true;
+	return false;
+}
+
+struct bg_job *bg_job_new(struct bg_daemon *d, int stream_idx,
+			  const char *id)
+{
+	if (bg_job_holds(d, d->streams[stream_idx], id))
+		return NULL;
+	struct bg_job *t = calloc(1, sizeof(*t));
+	if (t == NULL)
+		return NULL; /* stays pending in Redis; recovered from the PEL */
+	t->d = d;
+	t->tag = ++d->next_tag;
+	t->state = BG_JOB_PICKUP;
+	t->slot = -1;
+	t->stream_idx = stream_idx;
+	t->stream = strdup(d->streams[stream_idx]);
+	t->entry_id = strdup(id);
+	t->picked_ms = bg_mono_ms();
+	t->deliveries = 1;
+	t->next = &d->all;
+	t->prev = d->all.prev;
+	d->all.prev->next = t;
+	d->all.prev = t;
+	d->n_tasks++;
+	return t;
+}
+
+struct bg_job *bg_job_find(struct bg_daemon *d, uint64_t tag)
+{
+	for (struct bg_job *t = d->all.next; t != &d->all; t = t->next)
+		if (t->tag == tag)
+			return t;
+	return NULL;
+}
+
+void bg_job_release_private(struct bg_daemon *d, struct bg_job *t)
+{
+	char err[512];
+	if (t->ws == NULL || t->ws->private_dir[0] == '\0')
+		return;
+	if (bg_ws_remove_private(d->ws_cache, d->cfg->workspace_dir, t->ws,
+				 err, sizeof(err)) != 0) {
+		struct bg_log_ids ids = bg_job_log_ids(t);
+		bg_log_task(BG_LOG_WARN, &ids,
+			    "cannot remove the task's private directory: %s",
+			    err);
+	}
+	t->ws->private_dir[0] = '\0';
+}
+
+static void free_event(struct event **ev)
+{
+	if (*ev)
+		event_free(*ev);
+	*ev = NULL;
+}
+
+static void release(struct bg_daemon *d, struct bg_job *t)
+{
+	t->prev->next = t->next;
+	t->next->prev = t->prev;
+	d->n_tasks--;
+	if (bg_job_finishing(t))
+		d->n_finishing--;
+	free_event(&t->retry_ev);
+	free_event(&t->deadline_ev);
+	free_event(&t->kill_ev);
+	free(t->cancel_reason);
+	bg_cmd_free(&t->cmd);
+	free(t->stream);
+	free(t->entry_id);
+	free(t->data);
+	free(t->session_id);
+	free(t->trace_id);
+	free(t->agent_type);
+	free(t->source_agent_type);
+	free(t->parent_message_id);
+	free(t->reg_key);
+	free(t->data_key);
+	free(t->status);
+	free(t->error_message);
+	bg_buf_free(&t->record);
+	bg_buf_free(&t->content);
+	bg_buf_free(&t->reply_data);
+	bg_buf_free(&t->result_metadata);
+	bg_buf_free(&t->extra_payload);
+	bg_buf_free(&t->finish_blob);
+	bg_buf_free(&t->outbox);
+	json_decref(t->kv);
+	free(t->group_results);
+	bg_job_release_private(d, t);
+	free(t->ws);
+	free(t);
+}
+
+void bg_job_free(struct bg_daemon *d, struct bg_job *t)
+{
+	if (d->hooks.job_freed)
+		d->hooks.job_freed(d, t);
+	release(d, t);
+}
+
+void bg_job_free_all(struct bg_daemon *d)
+{
+	while (d->all.next != &d->all && d->all.next != NULL)
+		release(d, d->all.next);
+	d->q_head = d->q_tail = NULL;
+	d->n_queued = 0;
+}
+
+/* ---- the ready queue ---- */
+
+void bg_job_enqueue(struct bg_daemon *d, struct bg_job *t)
+{
+	bg_job_move(t, BG_JOB_QUEUED);
+	t->qnext = NULL;
+	if (d->q_tail)
+		d->q_tail->qnext = t;
+	else
+		d->q_head = t;
+	d->q_tail = t;
+	d->n_queued++;
+}
+
+void bg_job_enqueue_front(struct bg_daemon *d, struct bg_job *t)
+{
+	bg_job_move(t, BG_JOB_QUEUED);
+	t->qnext = d->q_head;
+	d->q_head = t;
+	if (d->q_tail == NULL)
+		d->q_tail = t;
+	d->n_queued++;
+}
+
+void bg_job_dequeue(struct bg_daemon *d, struct bg_job *prev,
+		    struct bg_job *t)
+{
+	if (prev)
+		prev->qnext = t->qnext;
+	else
+		d->q_head = t->qnext;
+	if (d->q_tail == t)
+		d->q_tail = prev;
+	t->qnext = NULL;
+	d->n_queued--;
+}
