@@ -78,7 +78,7 @@ static int prepare_workspace(struct bg_daemon *d, struct bg_job *t)
 			.last_used_ms = now,
 			.bytes = -1,
 		};
-		bg_state_session_put(d->state, &ss);
+		(void)bg_lmdb_check(d, bg_state_session_put(d->state, &ss), "session put");
 	}
 	return 0;
 }
@@ -133,8 +133,8 @@ static void mirror_exec(struct bg_daemon *d, struct bg_job *t)
 		.started_ms = bg_now_ms(),
 		.first_seen_ms = bg_now_ms() - (bg_mono_ms() - t->picked_ms),
 	};
-	bg_state_exec_put(d->state, bg_str_c(t->stream), bg_str_c(t->entry_id),
-			  &e);
+	(void)bg_lmdb_check(d, bg_state_exec_put(d->state, bg_str_c(t->stream), bg_str_c(t->entry_id),
+			  &e), "exec put");
 }
 
 static void on_retry_due(evutil_socket_t fd, short ev, void *arg)

@@ -114,6 +114,9 @@ struct bg_daemon {
 
 /* notify.c: systemd Type=notify status (no-op without NOTIFY_SOCKET) */
 void bg_notify_status(struct bg_daemon *d, const char *state);
+/* lmdb_check.c: count and log a failed LMDB write (rc != 0) naming
+ * `what`; returns rc. */
+int bg_lmdb_check(struct bg_daemon *d, int rc, const char *what);
 /* keys.c: a key of this daemon's schema (wire/keys.h), malloc'd. */
 enum bg_key_kind;
 char *bg_dkey(const struct bg_daemon *d, enum bg_key_kind kind,

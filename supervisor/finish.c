@@ -403,9 +403,9 @@ static int build_blob(struct bg_daemon *d, struct bg_job *t)
 	if (bg_fault_hit("finish.before_journal"))
 		_exit(BG_FAULT_EXIT);
 	if (d->state) {
-		bg_state_journal_put(d->state, S(t->stream), S(t->entry_id),
+		(void)bg_lmdb_check(d, bg_state_journal_put(d->state, S(t->stream), S(t->entry_id),
 				     (struct bg_str){ t->finish_blob.p,
-						      t->finish_blob.len });
+						      t->finish_blob.len }), "journal put");
 		d->journaled_this_turn = true;
 	}
 	return 0;
@@ -484,8 +484,8 @@ static void forget(struct bg_daemon *d, struct bg_job *t)
 	if (d->state == NULL)
 		return;
 	char buf[96];
-	bg_state_journal_del(d->state, S(t->stream), S(t->entry_id));
-	bg_state_exec_del(d->state, S(t->stream), S(t->entry_id));
+	(void)bg_lmdb_check(d, bg_state_journal_del(d->state, S(t->stream), S(t->entry_id)), "journal del");
+	(void)bg_lmdb_check(d, bg_state_exec_del(d->state, S(t->stream), S(t->entry_id)), "exec del");
 	struct bg_state_hist h = {
 		.stream = S(t->stream),
 		.entry_id = S(t->entry_id),
@@ -498,7 +498,7 @@ static void forget(struct bg_daemon *d, struct bg_job *t)
 		.duration_ms = t->started_ms ? bg_mono_ms() - t->started_ms : 0,
 		.attempt = (uint32_t)t->attempt,
 	};
-	bg_state_hist_add(d->state, &h);
+	(void)bg_lmdb_check(d, bg_state_hist_add(d->state, &h), "hist add");
 }
 
 static const char *metric_outcome(const struct bg_job *t)
@@ -673,8 +673,8 @@ static void on_owner_check(struct bg_rconn *c, redisReply *r, void *priv)
 		    t->entry_id, t->stream);
 	d->n_lost_to_peer++;
 	if (d->state) {
-		bg_state_journal_del(d->state, S(t->stream), S(t->entry_id));
-		bg_state_exec_del(d->state, S(t->stream), S(t->entry_id));
+		(void)bg_lmdb_check(d, bg_state_journal_del(d->state, S(t->stream), S(t->entry_id)), "journal del");
+		(void)bg_lmdb_check(d, bg_state_exec_del(d->state, S(t->stream), S(t->entry_id)), "exec del");
 	}
 	bg_job_free(d, t);
 }

@@ -111,12 +111,14 @@ static void save_token(struct bg_daemon *d)
 {
 	if (d->state == NULL)
 		return;
-	bg_state_meta_put(d->state, "lease_token", bg_str_c(d->lease_token));
-	bg_state_meta_put(d->state, "worker_id", bg_str_c(d->worker_id));
-	int rc = bg_state_commit(d->state);
-	if (rc)
-		bg_error("cannot store the lease token in LMDB: %s",
-			 bg_state_errmsg(d->state));
+	int rc = bg_state_meta_put(d->state, "lease_token",
+				   bg_str_c(d->lease_token));
+	if (rc == 0)
+		rc = bg_state_meta_put(d->state, "worker_id",
+				       bg_str_c(d->worker_id));
+	if (rc == 0)
+		rc = bg_state_commit(d->state);
+	(void)bg_lmdb_check(d, rc, "store of the lease token");
 }
 
 static void claim(struct bg_daemon *d);

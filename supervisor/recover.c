@@ -341,10 +341,10 @@ static void on_forget_check(struct bg_rconn *c, redisReply *r, void *priv)
 	struct bg_daemon *d = fc->d;
 	if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 0 &&
 	    !bg_job_holds(d, fc->stream, fc->id) && d->state) {
-		bg_state_journal_del(d->state, bg_str_c(fc->stream),
-				     bg_str_c(fc->id));
-		bg_state_exec_del(d->state, bg_str_c(fc->stream),
-				  bg_str_c(fc->id));
+		(void)bg_lmdb_check(d, bg_state_journal_del(d->state, bg_str_c(fc->stream),
+				     bg_str_c(fc->id)), "journal del");
+		(void)bg_lmdb_check(d, bg_state_exec_del(d->state, bg_str_c(fc->stream),
+				  bg_str_c(fc->id)), "exec del");
 	}
 	free(fc->stream);
 	free(fc->id);

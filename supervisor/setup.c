@@ -239,7 +239,7 @@ int bg_setup_state(struct bg_daemon *d)
 		bg_warn("state directory was used by worker %s, now %s: its "
 			"lease token is ignored",
 			wid.p, d->worker_id);
-		bg_state_meta_put(d->state, "lease_token", bg_str_c(""));
+		(void)bg_lmdb_check(d, bg_state_meta_put(d->state, "lease_token", bg_str_c("")), "meta put");
 		bg_state_commit(d->state);
 	}
 	bg_buf_free(&wid);
