@@ -47,7 +47,8 @@ WS_SRC     := $(call src_of,workspace)
 SUP_SRC    := $(call src_of,supervisor)
 CHILD_SRC  := $(call src_of,child)
 CLIENT_LIB_SRC := $(filter-out client/cli.c,$(call src_of,client))
-STATE_SRC  := $(filter-out state/bygate_state.c,$(call src_of,state))
+STATE_SRC  := $(call src_of,state)
+STATE_TOOL_SRC := $(call src_of,state/tool)
 PLUGIN_SRC := $(call src_of,examples/plugins)
 TEST_PLUGIN_SRC := $(call src_of,tests/plugins)
 UNIT_SRC   := $(call src_of,tests/unit)
@@ -112,7 +113,9 @@ $(BUILD)/bygate-child: $(call obj_of,$(CHILD_SRC)) $(LIB_IPC) $(LIB_COMMON)
 $(BUILD)/bygate: $(OBJ)/client/cli.o $(LIB_CLIENT) $(LIB_WIRE) $(LIB_CONF) $(LIB_COMMON)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_HIREDIS) $(LIB_JANSSON) $(LIB_CONFIG) $(LIB_CRYPTO)
 
-$(BUILD)/bygate-state: $(OBJ)/state/bygate_state.o $(LIB_STATE) $(LIB_CONF) $(LIB_WIRE) $(LIB_COMMON)
+# bygate-state: state/tool/ over libbgstate, with libbygate's Redis
+# connection (client/conn.h).
+$(BUILD)/bygate-state: $(call obj_of,$(STATE_TOOL_SRC)) $(LIB_STATE) $(LIB_CLIENT) $(LIB_CONF) $(LIB_WIRE) $(LIB_COMMON)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_LMDB) $(LIB_HIREDIS) $(LIB_JANSSON) $(LIB_CONFIG) $(LIB_CRYPTO)
 
 # Preloaded into exec programs (docs/security.md, memory_mb): never built
