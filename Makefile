@@ -136,6 +136,16 @@ $(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(ALL_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(SUP_LDLIBS) $(LIB_HIREDIS) -lpthread
 
+# The libFuzzer targets of tests/fuzz/, built with the replay driver
+# tests/fuzz/driver.c (no libFuzzer needed) into $(BUILD)/tests/, where the
+# unit suite runs them over their seed corpus tests/fuzz/corpus/<target>/.
+FUZZ_SRC  := $(filter-out tests/fuzz/driver.c,$(call src_of,tests/fuzz))
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/tests/%,$(FUZZ_SRC))
+$(BUILD)/tests/fuzz_%: $(OBJ)/tests/fuzz/fuzz_%.o $(OBJ)/tests/fuzz/driver.o $(ALL_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(SUP_LDLIBS) $(LIB_HIREDIS)
+tests: $(FUZZ_BINS)
+
 $(BUILD)/bench/%: $(OBJ)/bench/%.o $(ALL_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(SUP_LDLIBS) -lpthread
