@@ -47,7 +47,8 @@ WS_SRC     := $(call src_of,workspace)
 SUP_SRC    := $(call src_of,supervisor)
 CHILD_SRC  := $(call src_of,child)
 CLIENT_LIB_SRC := $(filter-out client/cli.c,$(call src_of,client))
-STATE_SRC  := $(filter-out state/bygate_state.c,$(call src_of,state))
+STATE_SRC  := $(call src_of,state)
+STATE_TOOL_SRC := $(call src_of,state/tool)
 PLUGIN_SRC := $(call src_of,examples/plugins)
 TEST_PLUGIN_SRC := $(call src_of,tests/plugins)
 UNIT_SRC   := $(call src_of,tests/unit)
@@ -112,7 +113,9 @@ $(BUILD)/bygate-child: $(call obj_of,$(CHILD_SRC)) $(LIB_IPC) $(LIB_COMMON)
 $(BUILD)/bygate: $(OBJ)/client/cli.o $(LIB_CLIENT) $(LIB_WIRE) $(LIB_CONF) $(LIB_COMMON)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_HIREDIS) $(LIB_JANSSON) $(LIB_CONFIG) $(LIB_CRYPTO)
 
-$(BUILD)/bygate-state: $(OBJ)/state/bygate_state.o $(LIB_STATE) $(LIB_CONF) $(LIB_WIRE) $(LIB_COMMON)
+# bygate-state: state/tool/ over libbgstate, with libbygate's Redis
+# connection (client/conn.h).
+$(BUILD)/bygate-state: $(call obj_of,$(STATE_TOOL_SRC)) $(LIB_STATE) $(LIB_CLIENT) $(LIB_CONF) $(LIB_WIRE) $(LIB_COMMON)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_LMDB) $(LIB_HIREDIS) $(LIB_JANSSON) $(LIB_CONFIG) $(LIB_CRYPTO)
 
 # Preloaded into exec programs (docs/security.md, memory_mb): never built
@@ -132,6 +135,16 @@ ALL_LIBS := $(LIB_CLIENT) $(LIB_WIRE) $(LIB_STATE) $(LIB_WS) $(LIB_CONF) $(LIB_I
 $(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(ALL_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(SUP_LDLIBS) $(LIB_HIREDIS) -lpthread
+
+# The libFuzzer targets of tests/fuzz/, built with the replay driver
+# tests/fuzz/driver.c (no libFuzzer needed) into $(BUILD)/tests/, where the
+# unit suite runs them over their seed corpus tests/fuzz/corpus/<target>/.
+FUZZ_SRC  := $(filter-out tests/fuzz/driver.c,$(call src_of,tests/fuzz))
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/tests/%,$(FUZZ_SRC))
+$(BUILD)/tests/fuzz_%: $(OBJ)/tests/fuzz/fuzz_%.o $(OBJ)/tests/fuzz/driver.o $(ALL_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(SUP_LDLIBS) $(LIB_HIREDIS)
+tests: $(FUZZ_BINS)
 
 $(BUILD)/bench/%: $(OBJ)/bench/%.o $(ALL_LIBS)
 	@mkdir -p $(dir $@)

@@ -3,7 +3,8 @@
  * down (sleeping with the consumer handshake), the non-blocking poll that
  * lets a running handler see CANCEL and STOP, and the wait for a REPLY.
  * Never spins: every wait blocks on fd 4 with a timeout, after which the
- * parent is checked. */
+ * parent is checked. Below exec.c: the programs' pipes are served, and a
+ * CANCEL reaches an exec task, through c->ops (struct bg_child_ops). */
 #include "child/child.h"
 
 #include <errno.h>
@@ -11,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-size_t bg_child_max_message(const struct bg_child *c)
+size_t bg_child_max_message(const struct bg_child_proc *c)
 {
 	return c->in.max_len;
 }
@@ -20,10 +21,10 @@ size_t bg_child_max_message(const struct bg_child *c)
  * with `programs`, the exec programs' pipes are served meanwhile. The
  * caller has set its waiting flag; on a timeout the supervisor may be
  * gone, which we detect by our parent changing. */
-static void wait_doorbell(struct bg_child *c, bool programs)
+static void wait_doorbell(struct bg_child_proc *c, bool programs)
 {
 	int rc = programs && c->progs
-			 ? bg_child_exec_wait(c, BG_CHILD_WAIT_MS)
+			 ? c->ops->wait(c, BG_CHILD_WAIT_MS)
 			 : bg_doorbell_wait(BG_CHILD_FD_WAKE_CHILD,
 					    BG_CHILD_WAIT_MS);
 	if (rc < 0 && rc != -EINTR)
@@ -42,7 +43,7 @@ static void wake_supervisor(void)
 	bg_doorbell_ring(BG_CHILD_FD_WAKE_SUPERVISOR);
 }
 
-int bg_child_send_packed(struct bg_child *c, uint16_t kind, uint64_t tag,
+int bg_child_send_packed(struct bg_child_proc *c, uint16_t kind, uint64_t tag,
 			 const void *p, size_t len)
 {
 	if (len > bg_child_max_message(c) || len > UINT32_MAX)
@@ -67,7 +68,7 @@ int bg_child_send_packed(struct bg_child *c, uint16_t kind, uint64_t tag,
 	}
 }
 
-int bg_child_send(struct bg_child *c, uint16_t kind, uint64_t tag,
+int bg_child_send(struct bg_child_proc *c, uint16_t kind, uint64_t tag,
 		  const struct bg_str *v, uint32_t n)
 {
 	bg_buf_reset(&c->out);
@@ -79,7 +80,7 @@ int bg_child_send(struct bg_child *c, uint16_t kind, uint64_t tag,
 
 /* One whole message from the down ring into c->in, without blocking.
  * 1 when one is there, 0 when not. */
-static int recv_ring(struct bg_child *c)
+static int recv_ring(struct bg_child_proc *c)
 {
 	struct bg_ring *down = &c->seg.down;
 	int rc = bg_ring_recv(down, &c->in);
@@ -91,23 +92,24 @@ static int recv_ring(struct bg_child *c)
 	return rc;
 }
 
-static void msg_from_ring(const struct bg_child *c, struct bg_child_msg *out)
+static void msg_from_ring(const struct bg_child_proc *c,
+			  struct bg_child_msg *out)
 {
 	*out = (struct bg_child_msg){ .kind = c->in.kind, .tag = c->in.tag,
 				      .p = c->in.buf, .len = c->in.len };
 }
 
-void bg_child_sleep(struct bg_child *c)
+void bg_child_sleep(struct bg_child_proc *c)
 {
 	struct bg_ring *down = &c->seg.down;
 	if (bg_ring_consumer_sleep_prepare(down))
 		wait_doorbell(c, true);
 	else if (c->progs)
-		bg_child_exec_wait(c, 0);
+		c->ops->wait(c, 0);
 	bg_ring_consumer_sleep_done(down);
 }
 
-int bg_child_try_recv(struct bg_child *c, struct bg_child_msg *out)
+int bg_child_try_recv(struct bg_child_proc *c, struct bg_child_msg *out)
 {
 	if (recv_ring(c) == 0)
 		return 0;
@@ -115,7 +117,7 @@ int bg_child_try_recv(struct bg_child *c, struct bg_child_msg *out)
 	return 1;
 }
 
-void bg_child_next(struct bg_child *c, struct bg_child_msg *out)
+void bg_child_next(struct bg_child_proc *c, struct bg_child_msg *out)
 {
 	free(c->held);
 	c->held = NULL;
@@ -132,14 +134,14 @@ void bg_child_next(struct bg_child *c, struct bg_child_msg *out)
 }
 
 /* A CANCEL for a task still in the queue marks that task. */
-static void cancel_queued(struct bg_child *c, uint64_t tag)
+static void cancel_queued(struct bg_child_proc *c, uint64_t tag)
 {
 	for (struct bg_child_queued *q = c->queue; q; q = q->next)
 		if (q->msg.kind == BG_REC_TASK && q->msg.tag == tag)
 			q->msg.cancelled = true;
 }
 
-void bg_child_enqueue(struct bg_child *c, const struct bg_child_msg *m)
+void bg_child_enqueue(struct bg_child_proc *c, const struct bg_child_msg *m)
 {
 	struct bg_child_queued *q = malloc(sizeof(*q) + m->len);
 	if (q == NULL)
@@ -156,23 +158,20 @@ void bg_child_enqueue(struct bg_child *c, const struct bg_child_msg *m)
 	c->queue_tail = q;
 }
 
-static void on_cancel(struct bg_child *c, const struct bg_child_msg *m)
+static void on_cancel(struct bg_child_proc *c, const struct bg_child_msg *m)
 {
 	struct bg_str f[2];
 	if (bg_rec_unpack(m->p, m->len, f, 2))
 		bg_child_die(c, BG_CHILD_EXIT_PROTOCOL,
 			     "malformed CANCEL record (tag %llu)",
 			     (unsigned long long)m->tag);
-	struct bg_ctx *x = bg_child_exec_task(c, m->tag);
 	if (c->running && c->running->tag == m->tag)
 		c->running->cancelled = true;
-	else if (x)
-		bg_child_exec_cancel(c, x, f[0]);
-	else
+	else if (!c->ops->cancel(c, m->tag, f[0]))
 		cancel_queued(c, m->tag);
 }
 
-bool bg_child_absorb(struct bg_child *c, const struct bg_child_msg *m)
+bool bg_child_absorb(struct bg_child_proc *c, const struct bg_child_msg *m)
 {
 	if (m->kind == BG_REC_STOP)
 		c->stop_requested = true;
@@ -183,7 +182,7 @@ bool bg_child_absorb(struct bg_child *c, const struct bg_child_msg *m)
 	return true;
 }
 
-static _Noreturn void unexpected(struct bg_child *c,
+static _Noreturn void unexpected(struct bg_child_proc *c,
 				 const struct bg_child_msg *m)
 {
 	bg_child_die(c, BG_CHILD_EXIT_PROTOCOL,
@@ -191,7 +190,7 @@ static _Noreturn void unexpected(struct bg_child *c,
 		     (unsigned long long)m->tag);
 }
 
-void bg_child_poll(struct bg_child *c)
+void bg_child_poll(struct bg_child_proc *c)
 {
 	struct bg_child_msg m;
 	while (bg_child_try_recv(c, &m)) {
@@ -203,7 +202,7 @@ void bg_child_poll(struct bg_child *c)
 }
 
 /* Is m the REPLY to (tag, id)? Dies on a REPLY to anything else. */
-static bool is_reply(struct bg_child *c, const struct bg_child_msg *m,
+static bool is_reply(struct bg_child_proc *c, const struct bg_child_msg *m,
 		     uint64_t tag, const char *id, struct bg_str *result)
 {
 	struct bg_str f[BG_YF__COUNT];
@@ -220,7 +219,7 @@ static bool is_reply(struct bg_child *c, const struct bg_child_msg *m,
 	return true;
 }
 
-void bg_child_await_reply(struct bg_child *c, uint64_t tag, const char *id,
+void bg_child_await_reply(struct bg_child_proc *c, uint64_t tag, const char *id,
 			  struct bg_str *result)
 {
 	struct bg_child_msg m;
@@ -238,7 +237,7 @@ void bg_child_await_reply(struct bg_child *c, uint64_t tag, const char *id,
 	}
 }
 
-void bg_child_channel_free(struct bg_child *c)
+void bg_child_channel_free(struct bg_child_proc *c)
 {
 	free(c->held);
 	c->held = NULL;

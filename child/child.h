@@ -1,9 +1,19 @@
-/* child/child.h - internals of bygate-child: the runtime state shared by the
- * channel (ring I/O with doorbells, channel.c), the CONFIG loader
- * (plugin.c), task decoding (task.c), the bg_ctx_* implementation of
- * include/bygate/handler.h (ctx.c, call.c), the exec handlers (exec.c:
- * the programs; protocol.c: docs/handler-protocol.md) and the sandbox
- * (sandbox.c). Not installed; plugins never see it. */
+/* child/child.h - internals of bygate-child. Not installed; plugins never
+ * see it. The files of child/, each calling only the ones below it (what a
+ * lower file needs from an upper one goes through struct bg_child_ops,
+ * set by main.c):
+ *   main.c       start-up, CONFIG, HELLO, the TASK loop; sets c->ops
+ *   taskproc.c   a fresh confined process per strict task
+ *   taskwatch.c  its output logged, what it left behind killed
+ *   run.c        one TASK to its RESULT: process() or the exec program
+ *   exec.c       exec tasks: task/cancel/reply lines, stdout, the poll
+ *   protocol.c   bygate-handler-protocol 1 (docs/handler-protocol.md)
+ *   program.c    exec programs: start, stdin, stderr, end
+ *   call.c, ctx.c   the bg_ctx_* of include/bygate/handler.h, RESULT
+ *   plugin.c, execconf.c   the CONFIG record: plugins, exec agent types
+ *   channel.c    the rings (up and down messages, doorbells)
+ *   proc.c       the process: its state, scoreboard, warn, die, SIGTERM
+ *   task.c, options.c, confine.c, sandbox.c, memwatch.c   leaves */
 #ifndef BG_CHILD_CHILD_H
 #define BG_CHILD_CHILD_H
 
@@ -106,8 +116,9 @@ struct bg_agent {
 	bool inited;
 };
 
-/* A running exec program (exec.c). Our ends of its pipes are
+/* A running exec program (program.c). Our ends of its pipes are
  * non-blocking and close-on-exec; -1 once closed. */
+#define BG_PROG_READ_CHUNK 65536 /* bytes read from its pipes at a time */
 struct bg_prog {
 	struct bg_agent *agent;
 	pid_t pid;
@@ -131,7 +142,7 @@ struct bg_prog {
 /* The running task behind the opaque struct bg_ctx of the SDK: from TASK
  * to RESULT, for plugin and exec tasks alike. */
 struct bg_ctx {
-	struct bg_child *c;
+	struct bg_child_proc *c;
 	struct bg_task *task;
 	uint64_t tag;
 	struct bg_agent *agent;	 /* NULL when the task failed to decode */
@@ -152,7 +163,32 @@ struct bg_ctx {
 	struct bg_ctx *next;	 /* c->exec_tasks */
 };
 
-struct bg_child {
+struct bg_child_proc;
+
+/* What the lower files need from the upper ones (the shape of
+ * supervisor/pool.h's bg_pool_ops): main.c sets every member before any
+ * other call, and channel.c and proc.c call up only through it. */
+struct bg_child_ops {
+	/* channel.c, waiting for the down ring while exec programs run
+	 * (c->progs): poll fd 4 and the programs' pipes for at most
+	 * timeout_ms, serving what is ready. 1 when fd 4 is readable, 0, or
+	 * a negative errno (bg_child_exec_wait). */
+	int (*wait)(struct bg_child_proc *c, int timeout_ms);
+	/* channel.c, a CANCEL not for the running plugin task: tell the exec
+	 * task in flight with this tag; false when there is none (a queued
+	 * TASK is then marked). */
+	bool (*cancel)(struct bg_child_proc *c, uint64_t tag,
+		       struct bg_str reason);
+	/* proc.c, bg_child_die before exit: end the exec programs
+	 * (gracefully when exiting 0), shutdown() the handlers unless one is
+	 * inside process(), free the channel. */
+	void (*release)(struct bg_child_proc *c, bool graceful);
+};
+
+/* The bygate-child process: one per process (bg_child_self); a task
+ * process has its own copy, made by fork. */
+struct bg_child_proc {
+	const struct bg_child_ops *ops; /* the upper files' calls */
 	struct bg_segment seg;
 	long slot;
 	bool no_sandbox;	/* --no-sandbox (pool.sandbox = false) */
@@ -176,68 +212,80 @@ struct bg_child {
 	size_t pfd_cap;
 };
 
-/* ---- main.c ---- */
+/* ---- proc.c: the process ---- */
 
+/* The process's struct bg_child_proc (static: what it owns stays reachable
+ * until exit). */
+struct bg_child_proc *bg_child_self(void);
+/* Handle SIGTERM as the end of the task the child runs itself (see
+ * proc.c); set while a task process runs, which decides instead. */
+void bg_child_catch_sigterm(void);
+extern volatile sig_atomic_t bg_child_task_process_running;
 /* Message on stderr, prefixed with the slot and pid. */
-void bg_child_warn(struct bg_child *c, const char *fmt, ...)
+void bg_child_warn(struct bg_child_proc *c, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-/* Warn, run the handlers' shutdown() (unless a task is running), mark the
- * scoreboard EXITING and exit with `code`. */
-_Noreturn void bg_child_die(struct bg_child *c, int code, const char *fmt, ...)
+/* Warn (code != 0), mark the scoreboard EXITING, c->ops->release (the
+ * programs ended, the handlers' shutdown() unless a task is running),
+ * and exit with `code`. */
+_Noreturn void bg_child_die(struct bg_child_proc *c, int code,
+			    const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* Scoreboard updates (display only). */
-void bg_child_score(struct bg_child *c, enum bg_score_state st, uint64_t tag);
+void bg_child_score(struct bg_child_proc *c, enum bg_score_state st,
+		    uint64_t tag);
+/* CLOCK_MONOTONIC in milliseconds. */
+int64_t bg_child_mono_ms(void);
 
 /* ---- channel.c: the rings ---- */
 
 /* Pack v[0..n) and send it up as one message of `kind`, waiting for ring
  * space as long as needed (dies when the supervisor disappears).
  * 0, -EMSGSIZE when the packed message exceeds max_message, -ENOMEM. */
-int bg_child_send(struct bg_child *c, uint16_t kind, uint64_t tag,
+int bg_child_send(struct bg_child_proc *c, uint16_t kind, uint64_t tag,
 		  const struct bg_str *v, uint32_t n);
 /* Send an already packed payload. Same returns as bg_child_send. */
-int bg_child_send_packed(struct bg_child *c, uint16_t kind, uint64_t tag,
+int bg_child_send_packed(struct bg_child_proc *c, uint16_t kind, uint64_t tag,
 			 const void *p, size_t len);
 /* Largest payload either side may send. */
-size_t bg_child_max_message(const struct bg_child *c);
+size_t bg_child_max_message(const struct bg_child_proc *c);
 /* Next down message: a queued one first, else wait on the ring (with the
  * doorbell handshake, serving the exec programs' pipes meanwhile). Dies on
  * a protocol error or when orphaned. */
-void bg_child_next(struct bg_child *c, struct bg_child_msg *out);
+void bg_child_next(struct bg_child_proc *c, struct bg_child_msg *out);
 /* One message straight from the down ring without blocking: 1 and *out
  * (valid until the next read), or 0. */
-int bg_child_try_recv(struct bg_child *c, struct bg_child_msg *out);
+int bg_child_try_recv(struct bg_child_proc *c, struct bg_child_msg *out);
 /* Sleep until the down ring may hold something, at most BG_CHILD_WAIT_MS
  * (serving the exec programs' pipes meanwhile); dies when orphaned. */
-void bg_child_sleep(struct bg_child *c);
+void bg_child_sleep(struct bg_child_proc *c);
 /* Handle a STOP (sets stop_requested) or a CANCEL (for the running plugin
  * task, an exec task in flight or a queued TASK); false for other kinds. */
-bool bg_child_absorb(struct bg_child *c, const struct bg_child_msg *m);
+bool bg_child_absorb(struct bg_child_proc *c, const struct bg_child_msg *m);
 /* Keep m (copied) for bg_child_next. */
-void bg_child_enqueue(struct bg_child *c, const struct bg_child_msg *m);
+void bg_child_enqueue(struct bg_child_proc *c, const struct bg_child_msg *m);
 /* Without blocking, read what the down ring holds: STOP and CANCEL are
  * absorbed, a REPLY is a protocol error, anything else is queued. */
-void bg_child_poll(struct bg_child *c);
+void bg_child_poll(struct bg_child_proc *c);
 /* Block until the REPLY to CALL `id` of task `tag` arrives (absorbing and
  * queueing what bg_child_poll does); *result views its result inside the
  * reassembly buffer, valid until the next read. Anything else is a
  * protocol error (dies). */
-void bg_child_await_reply(struct bg_child *c, uint64_t tag, const char *id,
+void bg_child_await_reply(struct bg_child_proc *c, uint64_t tag, const char *id,
 			  struct bg_str *result);
 /* Free the queue and reassembly state. */
-void bg_child_channel_free(struct bg_child *c);
+void bg_child_channel_free(struct bg_child_proc *c);
 
 /* ---- plugin.c: CONFIG, loading, init and shutdown ---- */
 
 /* Load the handlers a CONFIG payload names and init() each agent type.
  * 0, or a negative errno with a message for the FATAL record in *err. */
-int bg_child_load(struct bg_child *c, const uint8_t *p, size_t len,
+int bg_child_load(struct bg_child_proc *c, const uint8_t *p, size_t len,
 		  struct bg_buf *err);
 /* Comma-separated agent type names, for HELLO. 0 or -ENOMEM. */
-int bg_child_agent_names(const struct bg_child *c, struct bg_buf *out);
-struct bg_agent *bg_child_find_agent(struct bg_child *c, const char *name);
+int bg_child_agent_names(const struct bg_child_proc *c, struct bg_buf *out);
+struct bg_agent *bg_child_find_agent(struct bg_child_proc *c, const char *name);
 /* shutdown() every initialised agent type, then dlclose and free. */
-void bg_child_unload(struct bg_child *c);
+void bg_child_unload(struct bg_child_proc *c);
 
 /* ---- task.c: TASK payloads ---- */
 
@@ -258,16 +306,13 @@ struct bg_str bg_child_task_agent_type(const uint8_t *p, size_t len);
 
 /* ---- ctx.c: running a task ---- */
 
-/* Run one TASK message to its RESULT (exec tasks: and every exec task
- * started meanwhile, see bg_child_exec_drain). */
-void bg_child_run(struct bg_child *c, const struct bg_child_msg *m);
 /* A decoded task for TASK message m, or a task already failed with the
  * reason; NULL only without memory. */
-struct bg_ctx *bg_child_ctx_new(struct bg_child *c,
+struct bg_ctx *bg_child_ctx_new(struct bg_child_proc *c,
 				const struct bg_child_msg *m);
 /* Send ctx's RESULT (COMPLETED, or the suspend status, when none was set)
  * and free ctx. */
-void bg_child_finish(struct bg_child *c, struct bg_ctx *ctx);
+void bg_child_finish(struct bg_child_proc *c, struct bg_ctx *ctx);
 /* The validating core of bg_ctx_chunk_ex & co; kind is "chunk", "state",
  * "artifact" or "sub_step". */
 int bg_child_emit(struct bg_ctx *ctx, const char *kind, const char *text,
@@ -299,44 +344,80 @@ void bg_child_call_id(const struct bg_ctx *ctx, char *out, size_t n);
 int bg_child_call_done(struct bg_ctx *ctx, struct bg_str text,
 		       json_t **result);
 
-/* ---- exec.c: programs of handler = "exec" ---- */
+/* ---- execconf.c: exec agent types from CONFIG ---- */
 
 /* The exec fields of a CONFIG agent type (f: enum bg_conf_type_field).
  * 0, or a negative errno with the message in *err. */
 int bg_child_exec_configure(struct bg_agent *a, const struct bg_str *f,
 			    struct bg_buf *err);
 void bg_child_exec_free(struct bg_exec *x);
-/* Start exec task ctx (decoded, agent->exec set) in its program. */
-void bg_child_exec_start(struct bg_child *c, struct bg_ctx *ctx);
-/* Serve the programs and the down ring until no exec task is in flight
- * and every per_task program has exited. A TASK arriving meanwhile starts
- * at once when its persistent program has room (max_inflight), else it is
- * queued for bg_child_next. */
-void bg_child_exec_drain(struct bg_child *c);
-/* One poll of fd 4 and the programs' pipes, at most timeout_ms; serves
- * what is ready. 1 when fd 4 is readable, 0, or a negative errno. */
-int bg_child_exec_wait(struct bg_child *c, int timeout_ms);
-/* A CANCEL for exec task ctx: tell its program. */
-void bg_child_exec_cancel(struct bg_child *c, struct bg_ctx *ctx,
-			  struct bg_str reason);
-/* The exec task in flight with this tag, or NULL. */
-struct bg_ctx *bg_child_exec_task(struct bg_child *c, uint64_t tag);
-/* A REPLY for exec task ctx: hand the result to its program. */
-void bg_child_exec_reply(struct bg_child *c, struct bg_ctx *ctx,
-			 struct bg_str id, struct bg_str result);
+/* Rebuild exec agent a's program environment from the current environ
+ * (a task process changed it). */
+void bg_child_exec_env(struct bg_agent *a);
+
+/* ---- program.c: the programs of handler = "exec" ---- */
+
+/* A running program for agent a, linked into c->progs. 0, or a negative
+ * errno with the failed call named in why. */
+int bg_child_prog_start(struct bg_child_proc *c, struct bg_agent *a,
+			struct bg_prog **out, const char **why);
 /* Kill prog, failing its tasks with "<who> <what>"; prog is freed. */
-void bg_child_prog_fail(struct bg_child *c, struct bg_prog *prog,
+void bg_child_prog_fail(struct bg_child_proc *c, struct bg_prog *prog,
 			const char *what);
 /* Write line (without its newline) to prog's stdin, queueing what the
  * pipe does not take at once. -1 when prog was failed (and freed): the
  * line exceeds max_line_bytes, or prog stopped reading while running. */
-int bg_child_prog_write(struct bg_child *c, struct bg_prog *prog,
+int bg_child_prog_write(struct bg_child_proc *c, struct bg_prog *prog,
 			const char *line, size_t len);
-/* Exec task ctx is finished (result set): send it and release its slot. */
-void bg_child_exec_finish(struct bg_child *c, struct bg_ctx *ctx);
+/* Write what is queued for prog's stdin, as far as the pipe takes it.
+ * 0, or -1 when prog was failed (and freed). */
+int bg_child_prog_flush(struct bg_child_proc *c, struct bg_prog *prog);
+/* Log the stderr lines prog wrote (reading what its pipe holds). */
+void bg_child_prog_read_err(struct bg_child_proc *c, struct bg_prog *prog);
+/* prog closed its stdout, or was reaped: reap it, fail its tasks, log how
+ * it ended unless a per_task program exited cleanly; prog is freed. */
+void bg_child_prog_closed(struct bg_child_proc *c, struct bg_prog *prog);
+/* Unlink prog, close our ends, reap it (killed after ms), free it. */
+void bg_child_prog_free(struct bg_child_proc *c, struct bg_prog *prog,
+			int ms);
+/* Kill the per_task programs that did not exit in time after their
+ * result. */
+void bg_child_prog_kill_overdue(struct bg_child_proc *c);
+/* Exec task ctx is finished (result set): release its place in its
+ * program, send its RESULT and free it. */
+void bg_child_exec_finish(struct bg_child_proc *c, struct bg_ctx *ctx);
 /* End every program: graceful closes their stdin and gives them a moment
  * to exit, else they are killed at once. */
-void bg_child_exec_shutdown(struct bg_child *c, bool graceful);
+void bg_child_prog_end_all(struct bg_child_proc *c, bool graceful);
+
+/* ---- exec.c: the tasks of handler = "exec" ---- */
+
+/* Start exec task ctx (decoded, agent->exec set) in its program. */
+void bg_child_exec_start(struct bg_child_proc *c, struct bg_ctx *ctx);
+/* Serve the programs and the down ring until no exec task is in flight
+ * and every per_task program has exited. A TASK arriving meanwhile starts
+ * at once when its persistent program has room (max_inflight), else it is
+ * queued for bg_child_next. */
+void bg_child_exec_drain(struct bg_child_proc *c);
+/* One poll of fd 4 and the programs' pipes, at most timeout_ms; serves
+ * what is ready. 1 when fd 4 is readable, 0, or a negative errno. */
+int bg_child_exec_wait(struct bg_child_proc *c, int timeout_ms);
+/* A CANCEL for exec task ctx: tell its program. */
+void bg_child_exec_cancel(struct bg_child_proc *c, struct bg_ctx *ctx,
+			  struct bg_str reason);
+/* The exec task in flight with this tag, or NULL. */
+struct bg_ctx *bg_child_exec_task(struct bg_child_proc *c, uint64_t tag);
+/* A REPLY for exec task ctx: hand the result to its program. */
+void bg_child_exec_reply(struct bg_child_proc *c, struct bg_ctx *ctx,
+			 struct bg_str id, struct bg_str result);
+/* End every program (bg_child_prog_end_all) and free the poll set. */
+void bg_child_exec_shutdown(struct bg_child_proc *c, bool graceful);
+
+/* ---- run.c ---- */
+
+/* Run one TASK message to its RESULT in this process (exec tasks: and
+ * every exec task started meanwhile, see bg_child_exec_drain). */
+void bg_child_run(struct bg_child_proc *c, const struct bg_child_msg *m);
 
 /* ---- sandbox.c ---- */
 
@@ -375,25 +456,41 @@ int bg_confine_memory(const struct bg_confine *cf, char *why, size_t wn);
 
 /* ---- taskproc.c: a fresh process per strict task ---- */
 
-/* Set while a task process runs (the child's SIGTERM handler leaves the
- * kill ladder to it). */
-extern volatile sig_atomic_t bg_child_task_process_running;
 /* The agent type of TASK m when it runs in a task process of its own
  * (strict plugin or per_task agent type, sandbox on), else NULL. */
-struct bg_agent *bg_child_isolated(struct bg_child *c,
+struct bg_agent *bg_child_isolated(struct bg_child_proc *c,
 				   const struct bg_child_msg *m);
 /* Fork a spare task process ahead of the next strict task (none while
  * one waits, or with the sandbox off). */
-void bg_child_spare_start(struct bg_child *c);
+void bg_child_spare_start(struct bg_child_proc *c);
 /* Run TASK m of agent type a (bg_child_isolated) in a fresh confined
  * process forked from this one, capture its output, kill what it left
  * behind, and account for its end. */
-void bg_child_run_isolated(struct bg_child *c, const struct bg_child_msg *m,
-			   struct bg_agent *a);
+void bg_child_run_isolated(struct bg_child_proc *c,
+			   const struct bg_child_msg *m, struct bg_agent *a);
 
-/* Rebuild exec agent a's program environment from the current environ
- * (a task process changed it). */
-void bg_child_exec_env(struct bg_agent *a);
+/* ---- taskwatch.c: around a task process ---- */
+
+/* A task process's output (stdout and stderr, one pipe), logged by the
+ * child a line at a time. */
+struct bg_task_output {
+	int fd;
+	char id[96]; /* the execution id, escaped */
+	struct bg_buf line;
+	size_t logged, dropped;
+	bool cut; /* the current line is past its cap */
+};
+/* An output with no pipe yet (fd -1), named for execution_id. */
+void bg_child_output_init(struct bg_task_output *o,
+			  struct bg_str execution_id);
+/* Read what the pipe holds now, logging each whole line on stderr;
+ * false at EOF or error. */
+bool bg_child_output_read(struct bg_child_proc *c, struct bg_task_output *o);
+/* Log the unfinished line and what was not logged; close the pipe. */
+void bg_child_output_end(struct bg_child_proc *c, struct bg_task_output *o);
+/* Kill every process a task left: our children but the running exec
+ * programs, repeatedly (orphans are re-parented to us). */
+void bg_child_kill_leftovers(struct bg_child_proc *c);
 
 /* ---- memwatch.c: refused allocations ---- */
 
@@ -421,7 +518,7 @@ int bg_proto_reply_line(const struct bg_ctx *ctx, json_t *id,
 			json_t *result, struct bg_buf *out);
 /* One line the program wrote (no newline). 0, or -1 when it broke the
  * protocol: it was killed and freed (bg_child_prog_fail). */
-int bg_proto_handle_line(struct bg_child *c, struct bg_prog *prog,
+int bg_proto_handle_line(struct bg_child_proc *c, struct bg_prog *prog,
 			 const char *line, size_t len);
 
 #endif

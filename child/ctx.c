@@ -285,21 +285,8 @@ void bg_child_fail_task(struct bg_ctx *ctx, const char *msg)
 				 "too large)");
 }
 
-static void call_handler(struct bg_child *c, struct bg_ctx *ctx)
-{
-	struct bg_agent *a = ctx->agent;
-	c->running = ctx;
-	int rc = a->plugin->h->process(a->state, ctx->task, ctx);
-	c->running = NULL;
-	if (!ctx->has_result && rc != 0) {
-		char msg[48];
-		snprintf(msg, sizeof(msg), "handler returned %d", rc);
-		bg_child_fail_task(ctx, msg);
-	}
-}
-
 /* Decode m into ctx and find its handler; a failure becomes the result. */
-static void decode(struct bg_child *c, struct bg_ctx *ctx,
+static void decode(struct bg_child_proc *c, struct bg_ctx *ctx,
 		   const struct bg_child_msg *m)
 {
 	int rc = bg_child_task_parse(ctx->task, m->p, m->len);
@@ -323,7 +310,7 @@ static void decode(struct bg_child *c, struct bg_ctx *ctx,
 	}
 }
 
-struct bg_ctx *bg_child_ctx_new(struct bg_child *c,
+struct bg_ctx *bg_child_ctx_new(struct bg_child_proc *c,
 				const struct bg_child_msg *m)
 {
 	struct bg_ctx *ctx = calloc(1, sizeof(*ctx));
@@ -342,7 +329,7 @@ struct bg_ctx *bg_child_ctx_new(struct bg_child *c,
 
 /* A FAILED task whose allocation was refused ran out of its memory: say
  * so (RESOURCE_LIMIT) instead of whatever the handler made of it. */
-static void explain_memory(struct bg_child *c, struct bg_ctx *ctx)
+static void explain_memory(struct bg_child_proc *c, struct bg_ctx *ctx)
 {
 	if (!ctx->has_result || !ctx->failed || ctx->agent == NULL ||
 	    ctx->agent->confine.memory_mb <= 0 ||
@@ -356,7 +343,7 @@ static void explain_memory(struct bg_child *c, struct bg_ctx *ctx)
 	bg_child_fail_limit(ctx, msg, "memory_mb");
 }
 
-void bg_child_finish(struct bg_child *c, struct bg_ctx *ctx)
+void bg_child_finish(struct bg_child_proc *c, struct bg_ctx *ctx)
 {
 	if (!ctx->has_result)
 		set_result(ctx, NULL, NULL, NULL, NULL, NULL);
@@ -378,22 +365,4 @@ void bg_child_finish(struct bg_child *c, struct bg_ctx *ctx)
 	__atomic_add_fetch(&c->seg.hdr->score.tasks_done, 1, __ATOMIC_RELAXED);
 	if (c->exec_tasks == NULL)
 		bg_child_score(c, BG_SCORE_IDLE, 0);
-}
-
-void bg_child_run(struct bg_child *c, const struct bg_child_msg *m)
-{
-	struct bg_ctx *ctx = bg_child_ctx_new(c, m);
-	if (ctx == NULL)
-		bg_child_die(c, BG_CHILD_EXIT_PROTOCOL,
-			     "out of memory for the task of tag %llu",
-			     (unsigned long long)m->tag);
-	if (ctx->has_result) {
-		bg_child_finish(c, ctx);
-	} else if (ctx->agent->exec) {
-		bg_child_exec_start(c, ctx);
-		bg_child_exec_drain(c);
-	} else {
-		call_handler(c, ctx);
-		bg_child_finish(c, ctx);
-	}
 }

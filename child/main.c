@@ -3,70 +3,47 @@
  * then run TASKs (one at a time; several only within one persistent exec
  * program, see exec.c) until STOP. Started by bygated (posix_spawn) as
  * `bygate-child --slot N [--generation G] [--no-sandbox]`; exit codes are
- * in child.h. */
+ * in child.h. The top of child/: it also gives the lower files their
+ * up-calls (struct bg_child_ops). */
 #include "child/child.h"
 #include "common/fault.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <time.h>
 #include <unistd.h>
 
-/* Static so that everything it owns stays reachable until exit. */
-static struct bg_child g_child = { .slot = -1 };
+/* ---- what the lower files call up to (struct bg_child_ops) --------------- */
 
-void bg_child_warn(struct bg_child *c, const char *fmt, ...)
+/* A CANCEL for an exec task in flight goes to its program. */
+static bool cancel_exec(struct bg_child_proc *c, uint64_t tag,
+			struct bg_str reason)
 {
-	char msg[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "bygate-child[slot %ld pid %ld]: %s\n", c->slot,
-		(long)getpid(), msg);
+	struct bg_ctx *x = bg_child_exec_task(c, tag);
+	if (x)
+		bg_child_exec_cancel(c, x, reason);
+	return x != NULL;
 }
 
-static uint64_t now_ms(void)
+/* Before exit: end the programs (gracefully after STOP), shutdown() the
+ * handlers unless one is inside process(), free the channel. */
+static void release(struct bg_child_proc *c, bool graceful)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-void bg_child_score(struct bg_child *c, enum bg_score_state st, uint64_t tag)
-{
-	struct bg_scoreboard *s = c->seg.hdr ? &c->seg.hdr->score : NULL;
-	if (s == NULL)
-		return;
-	__atomic_store_n(&s->current_tag, tag, __ATOMIC_RELAXED);
-	__atomic_store_n(&s->busy_since_ms, st == BG_SCORE_BUSY ? now_ms() : 0,
-			 __ATOMIC_RELAXED);
-	__atomic_store_n(&s->state, (uint32_t)st, __ATOMIC_RELEASE);
-}
-
-_Noreturn void bg_child_die(struct bg_child *c, int code, const char *fmt, ...)
-{
-	char msg[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	if (code != 0)
-		bg_child_warn(c, "%s", msg);
-	bg_child_score(c, BG_SCORE_EXITING, 0);
-	bg_child_exec_shutdown(c, code == 0);
+	bg_child_exec_shutdown(c, graceful);
 	if (c->running == NULL)
 		bg_child_unload(c);
 	bg_child_channel_free(c);
-	bg_segment_close(&c->seg);
-	exit(code);
 }
+
+static const struct bg_child_ops child_ops = {
+	.wait = bg_child_exec_wait,
+	.cancel = cancel_exec,
+	.release = release,
+};
 
 static int parse_long(const char *s, long *out)
 {
@@ -81,7 +58,7 @@ static int parse_long(const char *s, long *out)
 
 /* --slot N is required; --generation G is accepted for `ps` only;
  * --no-sandbox (pool.sandbox = false) skips the sandbox. */
-static void parse_args(struct bg_child *c, int argc, char **argv)
+static void parse_args(struct bg_child_proc *c, int argc, char **argv)
 {
 	long v;
 	for (int i = 1; i < argc; i++) {
@@ -109,7 +86,7 @@ usage:
 
 /* fds 3-5 must be open; they are made close-on-exec so nothing a handler
  * starts inherits them, and our doorbell is made non-blocking for drains. */
-static void check_fds(struct bg_child *c)
+static void check_fds(struct bg_child_proc *c)
 {
 	for (int fd = BG_CHILD_FD_SEGMENT; fd <= BG_CHILD_FD_WAKE_SUPERVISOR;
 	     fd++) {
@@ -128,7 +105,7 @@ static void check_fds(struct bg_child *c)
 			     BG_CHILD_FD_WAKE_CHILD, strerror(errno));
 }
 
-static void attach(struct bg_child *c)
+static void attach(struct bg_child_proc *c)
 {
 	check_fds(c);
 	int rc = bg_segment_attach(BG_CHILD_FD_SEGMENT, &c->seg);
@@ -152,7 +129,8 @@ static void attach(struct bg_child *c)
 
 /* Tell the supervisor why this child cannot serve (a FATAL record), then
  * exit with code. */
-static _Noreturn void fatal(struct bg_child *c, int code, struct bg_buf *text)
+static _Noreturn void fatal(struct bg_child_proc *c, int code,
+			    struct bg_buf *text)
 {
 	struct bg_str v = { text->p ? text->p : "", text->len };
 	bg_child_send(c, BG_REC_FATAL, 0, &v, 1);
@@ -162,7 +140,7 @@ static _Noreturn void fatal(struct bg_child *c, int code, struct bg_buf *text)
 /* Before any handler is loaded (so plugins and exec programs inherit it);
  * a failure is FATAL unless the operator turned the sandbox off. The
  * fault point child.sandbox fails it as a kernel without seccomp would. */
-static void sandbox(struct bg_child *c)
+static void sandbox(struct bg_child_proc *c)
 {
 	if (c->no_sandbox)
 		return;
@@ -183,7 +161,7 @@ static void sandbox(struct bg_child *c)
 }
 
 /* Wait for CONFIG, load it, answer HELLO (or FATAL and exit 71). */
-static void configure(struct bg_child *c)
+static void configure(struct bg_child_proc *c)
 {
 	struct bg_child_msg m;
 	bg_child_next(c, &m);
@@ -216,30 +194,10 @@ static void configure(struct bg_child *c)
 	bg_child_score(c, BG_SCORE_IDLE, 0);
 }
 
-/* As the init of its PID namespace the child would ignore SIGTERM (the
- * kernel delivers only signals init handles): the kill ladder of a timeout
- * or cancel (SIGTERM to the process group, SIGKILL 2 s later) ends a task
- * the child runs itself at the first step, as it ends any process, and
- * bygated reads "killed by signal 15" from the scoreboard. */
-static void on_sigterm(int sig)
-{
-	struct bg_seg_hdr *h = g_child.seg.hdr;
-	/* A task process got the same SIGTERM: its end, or its deafness and
-	 * the SIGKILL that follows, decides (taskproc.c). */
-	if (bg_child_task_process_running)
-		return;
-	if (h) {
-		__atomic_store_n(&h->score.task_status, (uint32_t)sig,
-				 __ATOMIC_RELAXED);
-		__atomic_store_n(&h->score.task_status_set, 1,
-				 __ATOMIC_RELEASE);
-	}
-	_exit(BG_CHILD_EXIT_TASK_DIED);
-}
-
 int main(int argc, char **argv)
 {
-	struct bg_child *c = &g_child;
+	struct bg_child_proc *c = bg_child_self();
+	c->ops = &child_ops;
 	parse_args(c, argc, argv);
 	c->ppid = getppid();
 	/* Orphans of our task processes come to us (we are the init of our
@@ -247,7 +205,7 @@ int main(int argc, char **argv)
 	 * them when their task ends. */
 	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 	attach(c);
-	signal(SIGTERM, on_sigterm);
+	bg_child_catch_sigterm();
 	sandbox(c);
 	configure(c);
 	/* A write to a program or spare that died is an error, not our

@@ -39,7 +39,8 @@ static const char *dl_error(void)
 	return e ? e : "unknown error";
 }
 
-static struct bg_plugin *find_plugin(struct bg_child *c, struct bg_str path)
+static struct bg_plugin *find_plugin(struct bg_child_proc *c,
+				     struct bg_str path)
 {
 	for (size_t i = 0; i < c->n_plugins; i++)
 		if (bg_str_eq(path, c->plugins[i].path))
@@ -77,7 +78,7 @@ static int open_plugin(struct bg_plugin *pl, const char *agent,
 }
 
 /* The plugin serving `path`, loaded on first use. */
-static int get_plugin(struct bg_child *c, struct bg_str path,
+static int get_plugin(struct bg_child_proc *c, struct bg_str path,
 		      const char *agent, struct bg_plugin **out,
 		      struct bg_buf *err)
 {
@@ -111,7 +112,7 @@ static int valid_name(struct bg_str s)
 	       !memchr(s.p, '\0', s.len);
 }
 
-static int check_type(struct bg_child *c, const struct bg_str *f,
+static int check_type(struct bg_child_proc *c, const struct bg_str *f,
 		      const char *name, struct bg_buf *err)
 {
 	if (!valid_name(f[BG_KF_NAME]))
@@ -137,7 +138,7 @@ static int check_type(struct bg_child *c, const struct bg_str *f,
 }
 
 /* Load the plugin of agent type a and init() it. */
-static int add_plugin(struct bg_child *c, struct bg_agent *a,
+static int add_plugin(struct bg_child_proc *c, struct bg_agent *a,
 		      struct bg_str path, const char *opts, struct bg_buf *err)
 {
 	int rc = get_plugin(c, path, a->name, &a->plugin, err);
@@ -156,7 +157,7 @@ static int add_plugin(struct bg_child *c, struct bg_agent *a,
 
 /* Register, then load and init (plugin) or configure (exec) one agent type
  * from its CONFIG fields. */
-static int add_type(struct bg_child *c, const struct bg_str *f,
+static int add_type(struct bg_child_proc *c, const struct bg_str *f,
 		    struct bg_buf *err)
 {
 	char *name = dup_str(f[BG_KF_NAME]);
@@ -190,7 +191,7 @@ static int add_type(struct bg_child *c, const struct bg_str *f,
 	return rc;
 }
 
-int bg_child_load(struct bg_child *c, const uint8_t *p, size_t len,
+int bg_child_load(struct bg_child_proc *c, const uint8_t *p, size_t len,
 		  struct bg_buf *err)
 {
 	static struct bg_str f[CONF_MAX_FIELDS];
@@ -215,7 +216,7 @@ int bg_child_load(struct bg_child *c, const uint8_t *p, size_t len,
 	return 0;
 }
 
-int bg_child_agent_names(const struct bg_child *c, struct bg_buf *out)
+int bg_child_agent_names(const struct bg_child_proc *c, struct bg_buf *out)
 {
 	bg_buf_reset(out);
 	for (size_t i = 0; i < c->n_agents; i++) {
@@ -227,7 +228,7 @@ int bg_child_agent_names(const struct bg_child *c, struct bg_buf *out)
 	return 0;
 }
 
-struct bg_agent *bg_child_find_agent(struct bg_child *c, const char *name)
+struct bg_agent *bg_child_find_agent(struct bg_child_proc *c, const char *name)
 {
 	for (size_t i = 0; i < c->n_agents; i++)
 		if (strcmp(c->agents[i].name, name) == 0)
@@ -235,7 +236,7 @@ struct bg_agent *bg_child_find_agent(struct bg_child *c, const char *name)
 	return NULL;
 }
 
-void bg_child_unload(struct bg_child *c)
+void bg_child_unload(struct bg_child_proc *c)
 {
 	for (size_t i = 0; i < c->n_agents; i++) {
 		struct bg_agent *a = &c->agents[i];

@@ -96,7 +96,7 @@ int bg_proto_reply_line(const struct bg_ctx *ctx, json_t *id,
 
 /* One decoded line and where it came from. */
 struct line {
-	struct bg_child *c;
+	struct bg_child_proc *c;
 	struct bg_prog *prog;
 	json_t *j;
 	struct bg_ctx *ctx; /* its task */
@@ -321,7 +321,7 @@ static int dispatch(struct line *l)
 	return ev ? on_event(l) : req ? on_request(l) : on_result(l);
 }
 
-int bg_proto_handle_line(struct bg_child *c, struct bg_prog *prog,
+int bg_proto_handle_line(struct bg_child_proc *c, struct bg_prog *prog,
 			 const char *line, size_t len)
 {
 	struct line l = { .c = c, .prog = prog };

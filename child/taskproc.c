@@ -2,19 +2,18 @@
  * (plugin or per_task exec): forked from the preloaded child, confined to
  * its session (confine.c), running the task on the rings exactly as the
  * child would, then gone. The child meanwhile only reads the task's
- * output (bounded, escaped, one line at a time with the execution id) and
- * waits; when the task process ends it kills whatever the task left
- * running (the child is the init of its PID namespace, or a subreaper),
- * picks the rings up where the task process left them, and accounts for
- * an end without a RESULT: a resource limit becomes a FAILED result with
- * error_code RESOURCE_LIMIT sent by the child, which serves on; anything
- * else ends the child so that bygated sees the task's death as it always
- * did (exit BG_CHILD_EXIT_TASK_DIED, the task process's status in the
- * scoreboard). */
+ * output (bounded, escaped, one line at a time with the execution id:
+ * taskwatch.c) and waits; when the task process ends it kills whatever the
+ * task left running (the child is the init of its PID namespace, or a
+ * subreaper: taskwatch.c), picks the rings up where the task process left
+ * them, and accounts for an end without a RESULT: a resource limit becomes
+ * a FAILED result with error_code RESOURCE_LIMIT sent by the child, which
+ * serves on; anything else ends the child so that bygated sees the task's
+ * death as it always did (exit BG_CHILD_EXIT_TASK_DIED, the task
+ * process's status in the scoreboard). */
 #include "child/child.h"
 #include "common/waitstatus.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -28,9 +27,6 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#define OUTPUT_CAP (64 * 1024) /* bytes of a task's output logged */
-#define LINE_CAP 1024	       /* bytes of one logged line */
 
 /* Written by the task process, read by the child after it ended. */
 struct task_share {
@@ -59,10 +55,9 @@ static uint8_t *g_msg; /* shared copy of the TASK, max_message bytes */
 static size_t g_msg_cap;
 
 static struct task_share *g_share;
-volatile sig_atomic_t bg_child_task_process_running;
 extern char **environ;
 
-struct bg_agent *bg_child_isolated(struct bg_child *c,
+struct bg_agent *bg_child_isolated(struct bg_child_proc *c,
 				   const struct bg_child_msg *m)
 {
 	if (c->no_sandbox)
@@ -77,176 +72,6 @@ struct bg_agent *bg_child_isolated(struct bg_child *c,
 	return a && a->confine.strict && (a->exec == NULL || a->exec->per_task)
 		       ? a
 		       : NULL;
-}
-
-/* ---- output ------------------------------------------------------------ */
-
-struct output {
-	int fd;
-	char id[96]; /* the execution id, escaped */
-	struct bg_buf line;
-	size_t logged, dropped;
-	bool cut; /* the current line is past LINE_CAP */
-};
-
-/* Append s[0..n) with control bytes and backslashes escaped. */
-static void escape_into(struct bg_buf *b, const char *s, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)s[i];
-		if (ch == '\\')
-			bg_buf_puts(b, "\\\\");
-		else if (ch < 0x20 || ch == 0x7f)
-			bg_buf_printf(b, "\\x%02x", ch);
-		else
-			bg_buf_append(b, &s[i], 1);
-	}
-}
-
-static void emit_line(struct bg_child *c, struct output *o)
-{
-	struct bg_buf msg = { 0 };
-	bg_buf_printf(&msg, "bygate-child[slot %ld]: %s: ", c->slot, o->id);
-	escape_into(&msg, o->line.p ? o->line.p : "", o->line.len);
-	if (o->cut)
-		bg_buf_puts(&msg, " [line cut]");
-	bg_buf_puts(&msg, "\n");
-	if (msg.p && o->logged + o->line.len <= OUTPUT_CAP) {
-		ssize_t w = write(STDERR_FILENO, msg.p, msg.len);
-		(void)w;
-		o->logged += o->line.len;
-	} else {
-		o->dropped += o->line.len;
-	}
-	bg_buf_free(&msg);
-	bg_buf_reset(&o->line);
-	o->cut = false;
-}
-
-/* Read what the pipe holds now; false at EOF or error. */
-static bool read_output(struct bg_child *c, struct output *o)
-{
-	char buf[4096];
-	for (;;) {
-		ssize_t n = read(o->fd, buf, sizeof(buf));
-		if (n == 0)
-			return false;
-		if (n == -1)
-			return errno == EAGAIN || errno == EINTR;
-		for (ssize_t i = 0; i < n; i++) {
-			if (buf[i] == '\n') {
-				emit_line(c, o);
-				continue;
-			}
-			if (o->line.len < LINE_CAP)
-				bg_buf_append(&o->line, &buf[i], 1);
-			else if (!o->cut)
-				o->cut = true;
-			if (o->cut)
-				o->dropped++;
-		}
-	}
-}
-
-static void end_output(struct bg_child *c, struct output *o)
-{
-	if (o->line.len)
-		emit_line(c, o);
-	if (o->dropped)
-		bg_child_warn(c, "%s: %zu bytes of the task's output not logged "
-				 "(at most %d per task, lines cut at %d)",
-			      o->id, o->dropped, OUTPUT_CAP, LINE_CAP);
-	bg_buf_free(&o->line);
-	close(o->fd);
-}
-
-/* ---- what a task leaves behind ----------------------------------------- */
-
-static bool is_program(struct bg_child *c, pid_t pid)
-{
-	for (struct bg_prog *p = c->progs; p; p = p->next)
-		if (p->pid == pid && !p->reaped)
-			return true;
-	return false;
-}
-
-/* pid h of procfs's PID namespace (the host's: /proc is not remounted)
- * as our own namespace numbers it: the last NSpid of /proc/h/status. */
-static pid_t ns_pid(pid_t h)
-{
-	char path[64], line[256];
-	snprintf(path, sizeof(path), "/proc/%ld/status", (long)h);
-	FILE *f = fopen(path, "re");
-	pid_t pid = h;
-	while (f && fgets(line, sizeof(line), f))
-		if (!strncmp(line, "NSpid:", 6)) {
-			char *last = strrchr(line, '\t');
-			pid = last ? (pid_t)strtol(last + 1, NULL, 10) : h;
-			break;
-		}
-	if (f)
-		fclose(f);
-	return pid;
-}
-
-/* Our children now, in our PID namespace's numbers:
- * /proc/self/task/<tid>/children of every thread. */
-static size_t list_children(pid_t *out, size_t max)
-{
-	size_t n = 0;
-	DIR *d = opendir("/proc/self/task");
-	struct dirent *e;
-	while (d && (e = readdir(d)) != NULL && n < max) {
-		if (e->d_name[0] == '.')
-			continue;
-		char path[300];
-		snprintf(path, sizeof(path), "/proc/self/task/%s/children",
-			 e->d_name);
-		FILE *f = fopen(path, "re");
-		long pid;
-		while (f && n < max && fscanf(f, "%ld", &pid) == 1)
-			out[n++] = (pid_t)pid;
-		if (f)
-			fclose(f);
-	}
-	if (d)
-		closedir(d);
-	for (size_t i = 0; i < n; i++)
-		out[i] = ns_pid(out[i]);
-	return n;
-}
-
-/* Kill every process the task left: its orphans are re-parented to us
- * (PID namespace init, or subreaper), their children follow when they
- * die, so repeat until only the persistent programs are left. */
-static void kill_leftovers(struct bg_child *c)
-{
-	pid_t pids[512];
-	/* Nothing is left when we have no child at all (the usual case of a
-	 * plugin task without programs): skip the /proc walk. */
-	siginfo_t si;
-	if (c->progs == NULL &&
-	    waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) == -1 &&
-	    errno == ECHILD)
-		return;
-	for (int round = 0; round < 10000; round++) {
-		size_t n = list_children(pids, 512), killed = 0;
-		for (size_t i = 0; i < n; i++) {
-			if (is_program(c, pids[i]))
-				continue;
-			kill(pids[i], SIGKILL);
-			killed++;
-		}
-		for (size_t i = 0; i < n; i++)
-			if (!is_program(c, pids[i]))
-				while (waitpid(pids[i], NULL, 0) == -1 &&
-				       errno == EINTR)
-					;
-		if (killed == 0)
-			return;
-	}
-	bg_child_warn(c, "processes left by a task survive 10000 rounds of "
-			 "SIGKILL");
 }
 
 /* ---- the task process --------------------------------------------------- */
@@ -304,7 +129,7 @@ static void task_environment(struct bg_agent *a, const struct bg_str *v)
 }
 
 /* In the forked process: confine, run, leave. Never returns. */
-static _Noreturn void task_process(struct bg_child *c,
+static _Noreturn void task_process(struct bg_child_proc *c,
 				   const struct bg_child_msg *m,
 				   struct bg_agent *a, const struct bg_str *v,
 				   int out_fd)
@@ -395,7 +220,7 @@ static const char *limit_hit(const struct bg_confine *cf, int status,
 }
 
 /* A FAILED result with error_code RESOURCE_LIMIT, sent by the child. */
-static void fail_limit(struct bg_child *c, const struct bg_child_msg *m,
+static void fail_limit(struct bg_child_proc *c, const struct bg_child_msg *m,
 		       const char *limit, const char *text)
 {
 	struct bg_ctx *ctx = bg_child_ctx_new(c, m);
@@ -407,14 +232,14 @@ static void fail_limit(struct bg_child *c, const struct bg_child_msg *m,
 	bg_child_finish(c, ctx);
 }
 
-static void resync(struct bg_child *c)
+static void resync(struct bg_child_proc *c)
 {
 	if (bg_ring_resync(&c->seg.down) || bg_ring_resync(&c->seg.up))
 		bg_child_die(c, BG_CHILD_EXIT_PROTOCOL,
 			     "rings left invalid by a task process");
 }
 
-static void share_map(struct bg_child *c)
+static void share_map(struct bg_child_proc *c)
 {
 	if (g_share != NULL)
 		return;
@@ -450,7 +275,7 @@ static void spare_drop(void)
 
 /* In the spare: wait for the go, take the TASK from shared memory and pick
  * the rings up where the child left them. Never returns. */
-static _Noreturn void spare_wait(struct bg_child *c, int go)
+static _Noreturn void spare_wait(struct bg_child_proc *c, int go)
 {
 	uint8_t b;
 	ssize_t n;
@@ -476,7 +301,7 @@ static _Noreturn void spare_wait(struct bg_child *c, int go)
 	task_process(c, &m, bg_child_find_agent(c, name), v, -1);
 }
 
-void bg_child_spare_start(struct bg_child *c)
+void bg_child_spare_start(struct bg_child_proc *c)
 {
 	if (g_spare.pid > 0 || c->no_sandbox)
 		return;
@@ -551,8 +376,8 @@ static pid_t spare_take(const struct bg_child_msg *m, int *out_fd)
 	return pid;
 }
 
-void bg_child_run_isolated(struct bg_child *c, const struct bg_child_msg *m,
-			   struct bg_agent *a)
+void bg_child_run_isolated(struct bg_child_proc *c,
+			   const struct bg_child_msg *m, struct bg_agent *a)
 {
 	struct bg_str v[BG_TF__COUNT];
 	if (bg_rec_unpack(m->p, m->len, v, BG_TF__COUNT))
@@ -561,14 +386,8 @@ void bg_child_run_isolated(struct bg_child *c, const struct bg_child_msg *m,
 			     (unsigned long long)m->tag);
 	share_map(c);
 	memset(g_share, 0, sizeof(*g_share));
-	struct output o = { .fd = -1 };
-	struct bg_buf id = { 0 };
-	escape_into(&id, v[BG_TF_EXECUTION_ID].p,
-		    v[BG_TF_EXECUTION_ID].len < 80 ? v[BG_TF_EXECUTION_ID].len
-						    : 80);
-	copy_field(o.id, sizeof(o.id),
-		   (struct bg_str){ id.p ? id.p : "", id.len });
-	bg_buf_free(&id);
+	struct bg_task_output o;
+	bg_child_output_init(&o, v[BG_TF_EXECUTION_ID]);
 	bg_child_score(c, BG_SCORE_BUSY, m->tag);
 	bg_child_task_process_running = 1;
 	int out_fd = -1;
@@ -608,7 +427,7 @@ void bg_child_run_isolated(struct bg_child *c, const struct bg_child_msg *m,
 		if (r == -1 && errno != EINTR)
 			break;
 		if (open && r > 0 && (p[0].revents & (POLLIN | POLLHUP)))
-			open = read_output(c, &o);
+			open = bg_child_output_read(c, &o);
 		siginfo_t si = { 0 };
 		if (pidfd >= 0 ? r > 0 && (p[n - 1].revents & POLLIN)
 			       : waitid(P_PID, (id_t)pid, &si,
@@ -623,12 +442,12 @@ void bg_child_run_isolated(struct bg_child *c, const struct bg_child_msg *m,
 	if (pidfd >= 0)
 		close(pidfd);
 	bg_child_task_process_running = 0;
-	kill_leftovers(c);
-	while (read_output(c, &o))
+	bg_child_kill_leftovers(c);
+	while (bg_child_output_read(c, &o))
 		;
 	char o_id[sizeof(o.id)];
 	memcpy(o_id, o.id, sizeof(o_id));
-	end_output(c, &o);
+	bg_child_output_end(c, &o);
 	resync(c);
 	if (g_msg && g_share->len)
 		explicit_bzero(g_msg, g_share->len);

@@ -1,7 +1,9 @@
 /* client/conn.c - a libbygate client's life: configuration through the
  * daemon's own loader, the synchronous hiredis connection (connect, AUTH,
- * SELECT, timeouts), the command path and its error codes. */
+ * SELECT, timeouts; also used alone by bygate-state, client/conn.h), the
+ * command path and its error codes. */
 #include "client/client_internal.h"
+#include "client/conn.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -75,14 +77,42 @@ void bg_client_set_timeout(struct bg_client *c, int ms)
 	redisSetTimeout(c->redis, tv_of_ms(total));
 }
 
-/* The failure of the connection itself (NULL reply). */
+/* The failure of the connection itself (no reply to `what`): BG_CLIENT_EIO
+ * with "<what>: <hiredis's reason>" in err. */
+static int lost(redisContext *redis, const char *what, char *err,
+		size_t errlen)
+{
+	snprintf(err, errlen, "%s: %s", what,
+		 redis->errstr[0] ? redis->errstr : "connection lost");
+	return BG_CLIENT_EIO;
+}
+
 static int io_failure(struct bg_client *c, const char *what)
 {
 	if (c->interrupted)
 		return bg_client_fail(c, BG_CLIENT_EINTR, "interrupted");
-	return bg_client_fail(c, BG_CLIENT_EIO, "%s: %s", what,
-			      c->redis->errstr[0] ? c->redis->errstr
-						  : "connection lost");
+	return lost(c->redis, what, c->errmsg, sizeof c->errmsg);
+}
+
+/* One command on redis, for a client or not: 0 with *out the reply; an
+ * error reply is freed and is BG_CLIENT_EREDIS ("<command>: <reply>" in
+ * err), no reply BG_CLIENT_EIO (lost()). */
+static int command_on(redisContext *redis, redisReply **out, int argc,
+		      const char **argv, const size_t *lens, char *err,
+		      size_t errlen)
+{
+	*out = NULL;
+	redisReply *r = redisCommandArgv(redis, argc, argv, lens);
+	if (r == NULL)
+		return lost(redis, argv[0], err, errlen);
+	if (r->type == REDIS_REPLY_ERROR) {
+		snprintf(err, errlen, "%s: %.400s", argv[0],
+			 r->str ? r->str : "");
+		freeReplyObject(r);
+		return BG_CLIENT_EREDIS;
+	}
+	*out = r;
+	return 0;
 }
 
 int bg_client_command(struct bg_client *c, redisReply **out, int argc,
@@ -91,17 +121,11 @@ int bg_client_command(struct bg_client *c, redisReply **out, int argc,
 	*out = NULL;
 	if (c->interrupted)
 		return bg_client_fail(c, BG_CLIENT_EINTR, "interrupted");
-	redisReply *r = redisCommandArgv(c->redis, argc, argv, lens);
-	if (r == NULL)
-		return io_failure(c, argv[0]);
-	if (r->type == REDIS_REPLY_ERROR) {
-		bg_client_fail(c, BG_CLIENT_EREDIS, "%s: %.400s", argv[0],
-			       r->str ? r->str : "");
-		freeReplyObject(r);
-		return BG_CLIENT_EREDIS;
-	}
-	*out = r;
-	return 0;
+	int rc = command_on(c->redis, out, argc, argv, lens, c->errmsg,
+			    sizeof c->errmsg);
+	if (rc == BG_CLIENT_EIO && c->interrupted)
+		return bg_client_fail(c, BG_CLIENT_EINTR, "interrupted");
+	return rc;
 }
 
 int bg_client_pipeline(struct bg_client *c, redisReply **out, int n,
@@ -157,59 +181,84 @@ int bg_client_copy_id(char *out, size_t cap, const char *s, size_t len)
 	return 0;
 }
 
-/* One setup command; a failure is a connection failure. */
-static int setup_command(struct bg_client *c, int argc, const char **argv)
+/* One setup command (AUTH, SELECT): its reply only matters as an error. */
+static int setup_command(redisContext *redis, int argc, const char **argv,
+			 char *err, size_t errlen)
 {
 	redisReply *r;
-	int rc = bg_client_command(c, &r, argc, argv, NULL);
+	int rc = command_on(redis, &r, argc, argv, NULL, err, errlen);
 	freeReplyObject(r);
-	return rc ? BG_CLIENT_ECONNECT : 0; /* c->errmsg says why */
+	return rc;
 }
 
-static int authenticate(struct bg_client *c)
+static int authenticate(const struct bg_config *cfg, redisContext *redis,
+			char *err, size_t errlen)
 {
-	const struct bg_config *cfg = &c->cfg;
 	int rc = 0;
 	if (cfg->redis_password && cfg->redis_password[0]) {
 		const char *user = cfg->redis_username;
-		if (user && user[0])
-			rc = setup_command(c, 3, (const char *[]){
-				"AUTH", user, cfg->redis_password });
-		else
-			rc = setup_command(c, 2, (const char *[]){
-				"AUTH", cfg->redis_password });
+		const char *pass = cfg->redis_password;
+		bool named = user && user[0];
+		/* AUTH [username] password */
+		const char *argv[] = { "AUTH", named ? user : pass, pass };
+		rc = setup_command(redis, named ? 3 : 2, argv, err, errlen);
 	}
 	if (rc == 0 && cfg->redis_db != 0) {
 		char db[16];
 		snprintf(db, sizeof db, "%d", cfg->redis_db);
-		rc = setup_command(c, 2, (const char *[]){ "SELECT", db });
+		rc = setup_command(redis, 2, (const char *[]){ "SELECT", db },
+				   err, errlen);
 	}
 	return rc;
 }
 
+int bg_client_redis_connect(const struct bg_config *cfg, const char *host,
+			    int port, redisContext **out, char *err,
+			    size_t errlen)
+{
+	struct timeval tv = tv_of_ms(cfg->redis_connect_timeout_ms);
+	redisContext *redis = host[0] == '/'
+				      ? redisConnectUnixWithTimeout(host, tv)
+				      : redisConnectWithTimeout(host, port, tv);
+	int rc = 0;
+	*out = NULL;
+	if (redis == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	if (redis->err) {
+		snprintf(err, errlen, "cannot connect to Redis at %s:%d: %s",
+			 host, port, redis->errstr);
+		rc = BG_CLIENT_ECONNECT;
+	} else {
+		/* hiredis 0.14 has no option for it; a forking caller leaks
+		 * nothing */
+		int flags = fcntl(redis->fd, F_GETFD);
+		if (flags != -1)
+			fcntl(redis->fd, F_SETFD, flags | FD_CLOEXEC);
+		redisSetTimeout(redis,
+				tv_of_ms(cfg->redis_command_timeout_ms));
+		rc = authenticate(cfg, redis, err, errlen);
+	}
+	if (rc) {
+		redisFree(redis);
+		return rc;
+	}
+	*out = redis;
+	return 0;
+}
+
+/* Every failure to set the connection up is BG_CLIENT_ECONNECT (but
+ * -ENOMEM); c->errmsg says why. */
 static int connect_redis(struct bg_client *c)
 {
-	const struct bg_config *cfg = &c->cfg;
-	struct timeval tv = tv_of_ms(cfg->redis_connect_timeout_ms);
-	if (cfg->redis_host[0] == '/')
-		c->redis = redisConnectUnixWithTimeout(cfg->redis_host, tv);
-	else
-		c->redis = redisConnectWithTimeout(cfg->redis_host,
-						   cfg->redis_port, tv);
-	if (c->redis == NULL)
-		return bg_client_fail(c, -ENOMEM, "out of memory");
-	if (c->redis->err)
-		return bg_client_fail(c, BG_CLIENT_ECONNECT,
-				      "cannot connect to Redis at %s:%d: %s",
-				      cfg->redis_host, cfg->redis_port,
-				      c->redis->errstr);
+	int rc = bg_client_redis_connect(&c->cfg, c->cfg.redis_host,
+					 c->cfg.redis_port, &c->redis,
+					 c->errmsg, sizeof c->errmsg);
+	if (rc)
+		return rc == -ENOMEM ? rc : BG_CLIENT_ECONNECT;
 	c->fd = c->redis->fd;
-	/* hiredis 0.14 has no option for it; a forking caller leaks nothing */
-	int flags = fcntl(c->fd, F_GETFD);
-	if (flags != -1)
-		fcntl(c->fd, F_SETFD, flags | FD_CLOEXEC);
-	bg_client_set_timeout(c, -1);
-	return authenticate(c);
+	return 0;
 }
 
 static void copy_err(char *err, size_t errlen, const char *msg)

@@ -1,10 +1,10 @@
 /* state/env.c - the LMDB environment's life: open (create, schema check,
- * the unclean-restart move-aside of DESIGN 6, close-on-exec descriptors),
- * close (clean_close "1"), transactions and error text. */
+ * the unclean-restart move-aside of DESIGN 6, close-on-exec descriptors)
+ * and close (clean_close "1", through commit.c and db.c). The top of
+ * state/: the files below it (base.c, commit.c, db.c) never call it. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,33 +23,7 @@
 /* The message of the last failed bg_state_open() of this thread. */
 static __thread char open_err[512];
 
-/* ---- errors ---- */
-
-int bg_state_fail(struct bg_state *st, int code, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(st->err, sizeof st->err, fmt, ap);
-	va_end(ap);
-	return code;
-}
-
-int bg_state_mdb_code(int rc)
-{
-	return rc == 0		    ? 0
-	       : rc > 0		    ? -rc
-	       : rc == MDB_NOTFOUND ? -ENOENT
-	       : rc == MDB_MAP_FULL ? BG_STATE_EMAPFULL
-				    : BG_STATE_ELMDB;
-}
-
-int bg_state_fail_mdb(struct bg_state *st, const char *call, int rc)
-{
-	if (rc == 0)
-		return 0;
-	return bg_state_fail(st, bg_state_mdb_code(rc), "%s: %s", call,
-			     mdb_strerror(rc));
-}
+/* ---- error text and where the environment went ---- */
 
 const char *bg_state_errmsg(const struct bg_state *st)
 {
@@ -59,43 +33,6 @@ const char *bg_state_errmsg(const struct bg_state *st)
 const char *bg_state_moved_aside_path(const struct bg_state *st)
 {
 	return st->moved_to[0] ? st->moved_to : NULL;
-}
-
-const char *bg_state_db_name(enum bg_state_db db)
-{
-	static const char *const names[BG_DB__COUNT] = {
-		"meta", "journal", "inflight", "history", "sessions"
-	};
-	return (unsigned)db < BG_DB__COUNT ? names[db] : "?";
-}
-
-/* ---- transactions ---- */
-
-int bg_state_txn_begin(struct bg_state *st, bool write, MDB_txn **txn)
-{
-	unsigned flags = write ? 0 : MDB_RDONLY;
-	int rc = mdb_txn_begin(st->env, NULL, flags, txn);
-	if (rc == MDB_READERS_FULL) {
-		int dead;
-		mdb_reader_check(st->env, &dead);
-		rc = mdb_txn_begin(st->env, NULL, flags, txn);
-	}
-	if (rc == MDB_MAP_RESIZED && st->walking == 0) {
-		/* another process (bygated) grew the map: adopt its size */
-		rc = mdb_env_set_mapsize(st->env, 0);
-		if (rc == 0)
-			rc = mdb_txn_begin(st->env, NULL, flags, txn);
-	}
-	return bg_state_fail_mdb(st, "mdb_txn_begin", rc);
-}
-
-int bg_state_reader_check(struct bg_state *st, int *dead)
-{
-	int n = 0;
-	int rc = mdb_reader_check(st->env, &n);
-	if (dead)
-		*dead = n;
-	return bg_state_fail_mdb(st, "mdb_reader_check", rc);
 }
 
 /* ---- close-on-exec ---- */

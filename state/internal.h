@@ -1,6 +1,14 @@
 /* state/internal.h - what the files of state/ share: the handle, the write
  * buffer (op log), the key and record codecs and the error helpers. Not an
- * interface: nothing outside state/ includes it. */
+ * interface: nothing outside state/ includes it.
+ *
+ * The files call downwards only, from the top:
+ *   env.c     open and close          -> db.c, commit.c, record.c, base.c
+ *   db.c      the databases           -> commit.c, record.c, base.c
+ *   stats.c   figures                 -> base.c
+ *   commit.c  the op log, commit      -> record.c, base.c
+ *   record.c, finish.c  the codecs    (call nothing of state/)
+ *   base.c    errors, names, transactions (calls nothing of state/) */
 #ifndef BG_STATE_INTERNAL_H
 #define BG_STATE_INTERNAL_H
 
@@ -38,7 +46,7 @@ struct bg_state {
 	char err[512];
 };
 
-/* ---- errors (env.c) ---- */
+/* ---- errors (base.c) ---- */
 /* Record "<call>: <mdb_strerror(rc)>" and return the bygate code of an
  * LMDB or errno result (MDB_NOTFOUND -> -ENOENT, errno -> -errno, other
  * MDB_* -> BG_STATE_ELMDB). rc 0 returns 0 and records nothing. */
@@ -49,7 +57,7 @@ int bg_state_mdb_code(int rc);
 int bg_state_fail(struct bg_state *st, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-/* ---- transactions (env.c) ---- */
+/* ---- transactions (base.c) ---- */
 /* Begin a transaction, handling MDB_READERS_FULL (reader check, one retry)
  * and MDB_MAP_RESIZED (adopt the new size when no walk is open). */
 int bg_state_txn_begin(struct bg_state *st, bool write, MDB_txn **txn);
