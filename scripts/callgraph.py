@@ -17,6 +17,8 @@ import os
 import subprocess
 import sys
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 def symbols(obj):
     out = subprocess.run(["nm", "--format=posix", obj], check=True,
@@ -34,8 +36,12 @@ def symbols(obj):
     return defined, used
 
 
-def graph(objdir):
-    files = sorted(f for f in os.listdir(objdir) if f.endswith(".o"))
+def graph(objdir, srcdir=None):
+    """Objects without a source file (left over from an older tree) are
+    skipped when srcdir is given."""
+    files = sorted(f for f in os.listdir(objdir) if f.endswith(".o") and
+                   (srcdir is None or
+                    os.path.exists(os.path.join(srcdir, f[:-2] + ".c"))))
     defs, uses = {}, {}
     for f in files:
         defs[f], uses[f] = symbols(os.path.join(objdir, f))
@@ -99,7 +105,8 @@ def main():
         if not os.path.isdir(objdir):
             print("%s: no objects in %s (build first)" % (folder, objdir))
             return 2
-        edges = graph(objdir)
+        srcdir = os.path.join(REPO, folder)
+        edges = graph(objdir, srcdir if os.path.isdir(srcdir) else None)
         if not a.quiet:
             for f in sorted(edges):
                 for g in sorted(edges[f]):

@@ -11,7 +11,7 @@ import tempfile
 
 from harness import REPO, build_dir
 
-FOLDERS = ("supervisor",)
+FOLDERS = ("supervisor", "child", "state")
 
 
 def test_no_circle_of_calls_in_any_folder():
