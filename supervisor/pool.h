@@ -4,7 +4,8 @@
  * stderr a pipe whose lines are logged escaped and bounded), reap, respawn with
  * back-off, recycle by task count with jitter one child at a time, and the
  * supervisor side of the rings (everything a child writes is validated: a
- * violation kills it). The task layer sees only slots, tags and messages. */
+ * violation kills it). The task layer sees only slots, tags and messages.
+ * The code is pool.c and its parts pool_*.c (listed in pool_int.h). */
 #ifndef BG_SUPERVISOR_POOL_H
 #define BG_SUPERVISOR_POOL_H
 

@@ -9,7 +9,7 @@
  * (relative to the current directory: tests/run.py runs the binaries from
  * the repository root). Each input is run as is, then every prefix of it
  * (the reads past a shortened end), then BG_FUZZ_MUTATIONS (environment,
- * default 2000) mutations of it. The mutations are drawn from a generator
+ * default 5000) mutations of it. The mutations are drawn from a generator
  * seeded with the input's bytes, so `fuzz_<name> FILE` repeats a failure
  * exactly. The target reports a bug by crashing (abort, a sanitizer); the
  * driver's last line then names the input and the variant. Flags starting
@@ -39,7 +39,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define DEFAULT_MUTATIONS 2000
+#define DEFAULT_MUTATIONS 5000
 #define MAX_GROWTH 256 /* bytes a mutation may add */
 
 /* What runs now, for the crash report (read by a signal handler). */

@@ -14,6 +14,7 @@ to every `def test_xxx(h)` in tests/integration/test_*.py.
 import itertools
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -37,6 +38,72 @@ from bglib.proc import wait_until, pid_alive  # noqa: E402,F401
 
 
 EXAMPLES_PY = pathlib.Path(__file__).resolve().parents[2] / "examples" / "python"
+
+
+# ---- positive signals before a negative assertion (docs/testing.md) ------
+# "X did not happen" checked after a bare time.sleep passes whenever the
+# sleep was too short. Wait first for something that proves bygated got
+# past the point where X would have happened, then assert.
+
+def info_count(client, section, name, field):
+    """A counter of the Redis server behind `client` from INFO <section>:
+    the `field` of the line `name` (e.g. "commandstats", "cmdstat_xread",
+    "calls"; "errorstats", "errorstat_EXECABORT", "count"), 0 if absent."""
+    text = client.call("INFO", section)
+    m = re.search(r"^%s:(?:.*,)?%s=(\d+)" % (re.escape(name), re.escape(field)),
+                  text, re.M)
+    return int(m.group(1)) if m else 0
+
+
+def command_calls(client, command):
+    """How many times the Redis server has run `command` (INFO commandstats;
+    a blocking command counts when it is issued, not when it returns)."""
+    return info_count(client, "commandstats", "cmdstat_" + command.lower(),
+                      "calls")
+
+
+def wait_reads(client, n=3, timeout=10.0, command="xreadgroup"):
+    """Wait until the Redis server has been sent `n` more XREADGROUPs than
+    now. bygated has one read in flight at a time and issues the next only
+    after the reply to the last, so with one bygated on this Redis its
+    consumer loop has turned n - 1 times since the call: an entry it was
+    able to read then is delivered (and picked up) by now. Only meaningful
+    when nothing else on this Redis runs `command`."""
+    start = command_calls(client, command)
+    return wait_until(lambda: command_calls(client, command) >= start + n,
+                      timeout, what="%d more %s calls" % (n, command.upper()))
+
+
+def blocked_in(client, command):
+    """The CLIENT LIST lines of the connections blocked (flag b) in
+    `command` right now. A reader blocked after entries were added has read
+    past them: a blocked read with entries after its id returns at once."""
+    return [line for line in client.call("CLIENT", "LIST").splitlines()
+            if " cmd=%s " % command.lower() in line
+            and "b" in line.split(" flags=", 1)[1].split(" ", 1)[0]]
+
+
+TASK_END = ("task finished: ", "slow task: ", "task FAILED after ",
+            "dead-lettered (", "not finishing it here")
+
+
+def task_end_pattern(message_id):
+    """The log line in which bygated is done with a task of message_id:
+    its finish applied and the task freed (`task finished: STATUS` is a
+    debug line, the test configuration's level), a dead letter, or a
+    finish dropped after a lapsed lease."""
+    return re.compile(r"^.*(?:%s).*\bmsg=%s[ )].*$" % (
+        "|".join(re.escape(p) for p in TASK_END), re.escape(message_id)),
+        re.M)
+
+
+def wait_task_end(d, message_id, timeout=10.0, since=None):
+    """Wait until bygated `d` logs that it is done with a task of
+    message_id (task_end_pattern; from `since`, a d.log_mark(), default its
+    last start): whatever it was going to write for that execution is in
+    Redis. Returns the line."""
+    return d.wait_log(task_end_pattern(message_id), timeout=timeout,
+                      since=since)
 
 
 def build_dir():

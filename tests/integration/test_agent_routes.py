@@ -9,7 +9,7 @@ plugin calls.c ("route <options>"), the callee flow.c's worker role."""
 import json
 import time
 
-from harness import wait_until
+from harness import wait_until, wait_task_end
 import pyclient as pc
 from test_client import cp_key, fake_worker, wakeup_stream, pending_stream
 from test_client_routes import FAILED_KEYS, decide, wakeup_request
@@ -321,10 +321,11 @@ def test_a_caller_cancelled_while_it_waits_drops_its_route(h):
     out = h.bygate("cancel", mid, "--session", s, "--mode", "force")
     assert out.returncode == 0, out.stderr
     assert finished(h, s, mid)["status"] == "CANCELLED"
+    wait_task_end(d, mid)  # the caller's task is over in bygated
     # the route ended with the attempt: a worker showing up now changes
     # nothing, and nothing is written for the callee
     fake_worker(h, "beta")
-    time.sleep(0.5)
+    time.sleep(0.5)  # 5 route polls (100 ms): room for a leftover delivery
     assert [r for r in records(h, s) if r["parent_message_id"] == mid] == []
     assert commands(h, "beta") == []
     assert d.alive()

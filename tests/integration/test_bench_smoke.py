@@ -23,6 +23,24 @@ def linked_with_asan(binary):
         return False
 
 
+# CPU figures are whole clock ticks shared out over the tasks, so a small
+# one can be 0; what a process used fits in the wall time of its phase
+# (bygated is one thread, its children share the cores); phase_seconds are
+# rounded to 10 ms.
+TICK_US = 1e6 / os.sysconf("SC_CLK_TCK")
+
+
+def phase_us(res, key):
+    """The longest wall time (us) of the phases `key` or `key`_<n>."""
+    return max(v for k, v in res["phase_seconds"].items()
+               if k == key or k.startswith(key + "_")) * 1e6
+
+
+def assert_cpu_fits(us_per_task, tasks, wall_us, cores=1):
+    assert 0 <= us_per_task * tasks <= wall_us * cores + 2 * TICK_US + 1e4, (
+        us_per_task, tasks, wall_us, cores)
+
+
 def ensure_bench_programs(build):
     """make the bench programs of `build` that are missing, with the
     sanitizer flags when the build's bygated has them."""
@@ -56,21 +74,32 @@ def test_bench_quick_run_prints_every_figure_and_exits_0(h):
         assert text in out, "%r missing from:\n%s" % (text, out)
     res = json.loads(out.strip().splitlines()[-1])
     assert res["failures"] == []
+    walls = {"bygate_full": phase_us(res, "bygate_full_process"),
+             "bygate_closed": phase_us(res, "bygate_closed")}
     for phase in ("bygate_full", "bygate_closed"):
         fig = res[phase]
         assert fig["tasks_per_s"] > 0 and fig["latency_us"]["p50"] > 0
         assert fig["latency_us"]["p99"] >= fig["latency_us"]["p50"]
         assert fig["redis_commands_per_task"] > fig["client_commands_per_task"]
         assert fig["redis_cpu_us_per_task"] > 0
-        assert fig["bygated_cpu_us_per_task"] >= 0
-        assert fig["children_cpu_us_per_task"] >= 0
+        assert_cpu_fits(fig["bygated_cpu_us_per_task"], fig["tasks"],
+                        walls[phase])
+        assert_cpu_fits(fig["children_cpu_us_per_task"], fig["tasks"],
+                        walls[phase], os.cpu_count())
     assert res["bygate_full"]["tasks"] == 300
     assert res["bygate_full"]["durability"] == "process"
+    # 300 tasks cost bygated several ticks (the closed loop's 30 may not)
+    assert res["bygate_full"]["bygated_cpu_us_per_task"] > 0
     jc = res["journal_cost"]
     for mode in ("none", "process", "sync"):
         assert jc[mode]["tasks_per_s"] > 0
-        assert jc[mode]["bygated_cpu_us_per_task"] >= 0
+        assert jc[mode]["bygated_cpu_us_per_task"] > 0
+        assert_cpu_fits(jc[mode]["bygated_cpu_us_per_task"], res["tasks"],
+                        phase_us(res, "bygate_full_" + mode))
     assert jc["process_over_none"] > 0 and jc["sync_over_none"] > 0
+    # the strict profile's process per task: the children's figure counts
+    # the processes they reap (the trusted ones above can round to 0)
+    assert res["sandbox_cost"]["strict"]["children_cpu_us_per_task"] > 0
     pel, k9 = res["recovery"]["pel"], res["recovery"]["kill9"]
     assert 0 < pel["reconciled_s"] <= pel["all_completed_s"]
     assert k9["pending_at_kill"] > 0

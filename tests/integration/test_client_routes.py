@@ -8,7 +8,7 @@ import json
 import subprocess
 import time
 
-from harness import wait_until
+from harness import wait_until, blocked_in
 from bglib.keys import Keys
 from test_client import (fake_worker, cp_key, wakeup_stream, result_stream,
                          pending_stream, bygate_json, span16, ok)
@@ -281,7 +281,9 @@ def test_wake_and_wait_delivers_after_a_ready_decision(h):
     decide(h, "exec-someone-else", "READY")
     h.client().call("XADD", result_stream(h.keys, eid), "*", "other", "x")
     decide(h, eid, "QUEUED", reason="wakeup already in progress")
-    time.sleep(0.1)
+    # the CLI has read all of them and waits for the next
+    wait_until(lambda: p.poll() is not None or blocked_in(h.client(), "xread"),
+               10, what="the CLI to read past the decisions")
     assert p.poll() is None  # none of these is an answer
     fake_worker(h, "planner")
     decide(h, eid, "READY")

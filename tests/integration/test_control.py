@@ -8,7 +8,7 @@ import signal
 import time
 import uuid
 
-from harness import wait_until, timeout
+from harness import wait_until, timeout, wait_reads, wait_task_end
 import pyclient as pc
 
 FAST = {"lease_ttl_s": 2, "heartbeat_interval_ms": 300,
@@ -59,7 +59,8 @@ def test_graceful_cancel_reaches_the_handler_and_ends_cancelled(h):
                what="cancelled")
     assert len(ends(c, h.keys, "s-c1", mid)) == 1
     # cooperative: the sleep handler saw the flag, its child survived
-    time.sleep(0.5)
+    wait_task_end(d, mid)
+    time.sleep(0.5)  # past cancel_grace_ms (300): room for a wrong SIGTERM
     assert set(d.child_pids()) == kids
     assert "SIGTERM" not in d.log_text()
     assert pc.pending_count(c, h.keys.ctrl_agent_type("sleep")) == 0
@@ -134,7 +135,8 @@ def callback_case(h, parent_cancelled):
     cancel(c, h.keys, w, cmid, ceid, "s-c5")
     wait_until(lambda: status(c, h.keys, "s-c5", cmid) == "CANCELLED", 10,
                what="child cancelled")
-    time.sleep(0.3)
+    # everything bygated writes for the child (a callback or not) is in
+    wait_task_end(d, cmid)
     back = c.stream_data(h.keys.ctrl_agent_type("planner"))
     resumes = [x for x in back if x["action_type"] == "RESUME"]
     # a sub-agent never closes the user's stream
@@ -221,11 +223,11 @@ def test_suspend_stops_consumption_and_resume_restarts_it(h):
     admin_hash(c, w, "suspended")
     control(c, h.keys, w, "SUSPEND_WORKER", {"reason": "maintenance"})
     d.wait_log("-> suspended", timeout=5)
-    time.sleep(0.5)
+    wait_reads(c, 2)  # the read in flight at the suspension is over
     waiting, _ = pc.send(c, h.keys, "s-s", "sleep", "1")
     wait_until(lambda: status(c, h.keys, "s-s", running) == "COMPLETED", 10,
                what="in-flight task finishes while suspended")
-    time.sleep(1.0)
+    wait_reads(c, 3)  # reads since `waiting` and the free child: not it
     assert status(c, h.keys, "s-s", waiting) == "QUEUED"
     members = "byai_gateway:registry:agent_type:workers:sleep"
     admin_hash(c, w, "active")
@@ -243,8 +245,9 @@ def test_a_durable_suspension_is_honoured_at_start(h):
     d = h.bygated({"worker": dict(FAST, id=w),
                    "agent_types": [h.agent_type("sleep")]})
     d.start()
+    d.wait_log("-> suspended", timeout=5)
     mid, _ = pc.send(c, h.keys, "s-s2", "sleep", "1")
-    time.sleep(1.5)
+    wait_reads(c, 3)  # bygated reads (its worker stream), but not `mid`
     assert status(c, h.keys, "s-s2", mid) == "QUEUED"
     assert w not in c.call("SMEMBERS",
                            "byai_gateway:registry:agent_type:workers:sleep")
@@ -277,7 +280,7 @@ def test_a_denied_agent_type_is_no_longer_read(h):
     m_echo, _ = pc.send(c, h.keys, "s-d", "echo", "still served")
     wait_until(lambda: status(c, h.keys, "s-d", m_echo) == "COMPLETED", 10,
                what="echo still read")
-    time.sleep(1.0)
+    wait_reads(c, 3)  # reads after the one that found echo: not sleep
     assert status(c, h.keys, "s-d", m_sleep) == "QUEUED"
     assert w not in c.call("SMEMBERS",
                            "byai_gateway:registry:agent_type:workers:sleep")
@@ -310,7 +313,14 @@ def test_dashboard_counters_and_snapshots_follow_wire_5_9(h):
     long_mid, long_eid = pc.send(c, h.keys, "s-dash", "sleep", "3000")
     wait_until(lambda: status(c, h.keys, "s-dash", long_mid) == "RUNNING",
                10, what="running")
-    time.sleep(0.2)
+    # the stats follow the RUNNING record on the write pipeline: wait for
+    # the active snapshot and the EXPIREs sent after it
+    wait_until(lambda: c.call("HEXISTS", base + "active_snapshots:" + w,
+                              long_eid) and
+               all(c.call("TTL", base + k + ":" + w) > 0
+                   for k in ("status", "executions", "active_execution_index",
+                             "history_snapshots")), 5,
+               what="the stats of the RUNNING write")
     st = c.hgetall(base + "status:" + w)
     assert st["total_count"] == "4" and st["completed_count"] == "3"
     assert st["running_count"] == "1" and st["active_count"] == "1"

@@ -584,7 +584,15 @@ def test_make_run_keeps_running_until_sigterm(h):
     try:
         wait_until(lambda: any("Following" in l for l in lines), 30,
                    what="the make run banner")
-        time.sleep(0.3)
+        # it got to copying the log: a line added to it shows up
+        log = h.tmp / "run" / "bygated.log"
+
+        def copied():
+            with open(log, "a") as f:
+                f.write("selftest: still followed\n")
+            return p.poll() is not None or any(
+                "selftest: still followed" in l for l in lines)
+        wait_until(copied, 10, interval=0.3, what="a log line copied")
         assert p.poll() is None, "".join(lines)
         p.send_signal(signal.SIGTERM)
         assert p.wait(30) == 0, "".join(lines)

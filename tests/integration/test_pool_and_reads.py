@@ -3,7 +3,6 @@ fast stop: behaviours an operator relies on."""
 
 import json
 import signal
-import time
 
 from harness import wait_until, pid_alive, timeout
 import pyclient as pc
@@ -37,7 +36,12 @@ def test_reads_never_exceed_capacity_and_resume_through_unblock(h):
     c = h.client()
     stream = h.keys.ctrl_agent_type("sleep")
     mids = [pc.send(c, h.keys, "s-cap", "sleep", "300")[0] for _ in range(6)]
-    time.sleep(0.2)
+    # first the reads that fill the capacity: the first task runs and a
+    # second entry is prefetched (more, if the reads overshoot)
+    wait_until(lambda: any((pc.record(c, h.keys, "s-cap", m) or {})
+                           .get("status") == "RUNNING" for m in mids) and
+               pc.pending_count(c, stream) >= 2, 10,
+               what="one task running and one prefetched")
     # one running + one prefetched at most; the rest stays in the stream
     assert pc.pending_count(c, stream) <= 2
     wait_until(lambda: done(c, h.keys, "s-cap", mids), 30,
@@ -69,6 +73,7 @@ def test_sigint_stops_at_once_and_leaves_running_work_pending(h):
     wait_until(lambda: (pc.record(c, h.keys, "s-int", mid) or {})
                .get("status") == "RUNNING", 10, what="task running")
     kids = d.child_pids()
+    assert kids  # else the check below passes on nothing
     d.signal(signal.SIGINT)
     d.wait_exit(5)
     assert all(not pid_alive(p) for p in kids)
@@ -82,7 +87,11 @@ def test_a_plugin_that_cannot_load_keeps_bygated_alive_and_explains(h):
     d = h.bygated({"agent_types": [bad]})
     d.start(wait=False)
     d.wait_log("missing.so", timeout=10)
-    time.sleep(1.0)
+    # a respawned child failed again too (each start of the two slots
+    # schedules a respawn): bygated has been through a respawn round
+    wait_until(lambda: not d.alive() or
+               d.log_text().count("respawning in") >= 3, 15,
+               what="a respawned child to fail again")
     assert d.alive()
     assert "respawning in" in d.log_text()
 

@@ -7,7 +7,8 @@ import os
 import signal
 import time
 
-from harness import wait_until, pid_alive, timeout
+from harness import (wait_until, pid_alive, timeout, info_count,
+                     wait_task_end)
 import pyclient as pc
 
 EVENT_KEYS = {"trace_id", "session_id", "event_type", "source_agent_type",
@@ -133,7 +134,7 @@ def test_1000_tasks_over_3_sessions_complete_once_in_order(h):
 
 
 def test_finished_message_added_again_is_acked_not_run(h):
-    h.start_bygated()
+    d = h.start_bygated()
     c = h.client()
     cmd = pc.ask_command("s-replay", "echo", "once only")
     _, cmds = pc.send_commands(h.keys, cmd)
@@ -142,13 +143,15 @@ def test_finished_message_added_again_is_acked_not_run(h):
     wait_finished(c, h.keys, "s-replay", mid)
     n_events = len(pc.events(c, h.keys, "s-replay"))
     stream = h.keys.ctrl_agent_type("echo")
+    mark = d.log_mark()
     again = c.call("XADD", stream, "*", "data", json.dumps(cmd))
 
     def delivered_and_acked():
         g = dict(zip(*[iter(c.call("XINFO", "GROUPS", stream)[0])] * 2))
         return g["last-delivered-id"] == again and g["pending"] == 0
     wait_until(delivered_and_acked, 10, what="replay acked")
-    time.sleep(0.3)
+    # bygated is done with the replayed entry: nothing more comes for it
+    wait_task_end(d, mid, since=mark)
     assert len(pc.events(c, h.keys, "s-replay")) == n_events
     rec = pc.record(c, h.keys, "s-replay", mid)
     assert [t["status"] for t in rec["timeline"]].count("RUNNING") == 1
@@ -170,7 +173,7 @@ def test_child_killed_mid_task_fails_the_task_and_the_pool_recovers(h):
     for m in (m1, m2):
         wait_until(lambda: (pc.record(c, h.keys, "s-kill", m) or {})
                    .get("status") == "RUNNING", 10, what="tasks running")
-    time.sleep(0.2)
+    time.sleep(0.2)  # pacing only: both handlers into their sleep first
     os.kill(before[0], signal.SIGKILL)
     r1 = wait_finished(c, h.keys, "s-kill", m1)
     r2 = wait_finished(c, h.keys, "s-kill", m2)
@@ -190,15 +193,21 @@ def test_child_killed_mid_task_fails_the_task_and_the_pool_recovers(h):
 
 
 def test_finish_is_atomic_when_redis_refuses_writes(h):
-    h.start_bygated({"agent_types": [h.agent_type("sleep")]})
+    d = h.start_bygated({"agent_types": [h.agent_type("sleep")]})
     c = h.client()
     stream = h.keys.ctrl_agent_type("sleep")
     mid, _ = pc.send(c, h.keys, "s-oom", "sleep", "1500")
     wait_until(lambda: (pc.record(c, h.keys, "s-oom", mid) or {})
                .get("status") == "RUNNING", 10, what="task running")
+    mark = d.log_mark()
     c.call("CONFIG", "SET", "maxmemory-policy", "noeviction")
     c.call("CONFIG", "SET", "maxmemory", "1")
-    time.sleep(3.0)  # the task ends; its finish is refused and retried
+    # the task ends; its finish is refused and retried (only the finish is
+    # a MULTI/EXEC: each refusal is one EXECABORT)
+    d.wait_log("finish transaction refused", timeout=10, since=mark)
+    wait_until(lambda: info_count(c, "errorstats", "errorstat_EXECABORT",
+                                  "count") >= 3, 10,
+               what="the finish refused twice more")
     assert pc.pending_count(c, stream) == 1
     rec = pc.record(c, h.keys, "s-oom", mid)
     assert rec["status"] == "RUNNING"

@@ -1,0 +1,82 @@
+/* supervisor/pool_config.c - the CONFIG record every bygate-child is sent
+ * after its start: the agent types of the configuration (name, handler,
+ * sandbox, exec command and limits) packed once per configuration. */
+#include "supervisor/pool_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Strings of one agent type's CONFIG fields that cfg does not hold. */
+struct config_scratch {
+	char *argv; /* JSON array, malloc'd */
+	char *sandbox; /* JSON object, malloc'd */
+	char max_inflight[16];
+	char max_line[24];
+};
+
+/* The enum bg_conf_type_field fields of agent type t into f[]; `dir` is
+ * the configuration file's directory, where exec programs run. */
+static int config_fields(const struct bg_config *cfg,
+			 const struct bg_agent_type_conf *t, const char *dir,
+			 struct config_scratch *x, struct bg_str *f)
+{
+	for (int k = 0; k < BG_KF__COUNT; k++)
+		f[k] = bg_str_c("");
+	f[BG_KF_NAME] = bg_str_c(t->name);
+	if (bg_config_sandbox_json(cfg, t, true, &x->sandbox))
+		return -ENOMEM;
+	f[BG_KF_SANDBOX] = bg_str_c(x->sandbox);
+	f[BG_KF_OPTIONS] = bg_str_c(t->options_json ? t->options_json : "{}");
+	if (t->handler != BG_HANDLER_EXEC) {
+		f[BG_KF_KIND] = bg_str_c("plugin");
+		f[BG_KF_PLUGIN] = bg_str_c(t->plugin);
+		return 0;
+	}
+	char err[200];
+	if (bg_config_command_argv(t->command, &x->argv, err, sizeof(err)))
+		return -EINVAL; /* the loader validated it: out of memory */
+	snprintf(x->max_inflight, sizeof(x->max_inflight), "%d",
+		 t->max_inflight);
+	snprintf(x->max_line, sizeof(x->max_line), "%d", t->max_line_bytes);
+	f[BG_KF_KIND] = bg_str_c("exec");
+	f[BG_KF_ARGV] = bg_str_c(x->argv);
+	f[BG_KF_WORKDIR] = bg_str_c(dir);
+	f[BG_KF_MODE] = bg_str_c(t->mode == BG_EXEC_PER_TASK ? "per_task"
+							     : "persistent");
+	f[BG_KF_MAX_INFLIGHT] = bg_str_c(x->max_inflight);
+	f[BG_KF_MAX_LINE] = bg_str_c(x->max_line);
+	return 0;
+}
+
+int bg_pool_build_config(struct bg_pool *p)
+{
+	const struct bg_config *cfg = p->cfg;
+	int n = cfg->n_agent_types;
+	uint32_t nf = (uint32_t)(1 + BG_CONF_FIELDS_PER_TYPE * n);
+	struct bg_str *v = calloc(nf, sizeof(*v));
+	struct config_scratch *x = calloc((size_t)(n ? n : 1), sizeof(*x));
+	char *dir = strdup(cfg->path && cfg->path[0] ? cfg->path : "/");
+	int rc = v && x && dir ? 0 : -ENOMEM;
+	char *slash = dir ? strrchr(dir, '/') : NULL;
+	if (slash)
+		slash[slash == dir ? 1 : 0] = '\0';
+	char count[16];
+	snprintf(count, sizeof(count), "%d", n);
+	if (rc == 0)
+		v[0] = bg_str_c(count);
+	for (int i = 0; rc == 0 && i < n; i++)
+		rc = config_fields(cfg, &cfg->agent_types[i], dir, &x[i],
+				   &v[1 + BG_CONF_FIELDS_PER_TYPE * i]);
+	if (rc == 0)
+		rc = bg_rec_pack(&p->config_payload, v, nf);
+	for (int i = 0; x && i < n; i++) {
+		free(x[i].argv);
+		free(x[i].sandbox);
+	}
+	free(x);
+	free(v);
+	free(dir);
+	return rc;
+}
