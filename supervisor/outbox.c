@@ -27,19 +27,46 @@
 
 /* ---- the outbox: commands in the finish-blob encoding ---- */
 
-static void put_u32(struct bg_buf *b, uint32_t v)
+/* struct bg_task keeps the outbox as the list's buffer and count; a list
+ * that failed is kept as the count OUTBOX_FAILED (the codec's error is
+ * logged when it happens), until the next attempt resets it. */
+#define OUTBOX_FAILED UINT32_MAX
+
+static struct bg_cmdlist outbox_load(const struct bg_task *t)
 {
-	bg_buf_append(b, &v, sizeof(v));
+	bool failed = t->outbox_n == OUTBOX_FAILED;
+	return (struct bg_cmdlist){ .buf = t->outbox,
+				    .n = failed ? 0 : t->outbox_n,
+				    .err = failed ? -ENOMEM : 0 };
+}
+
+static void outbox_store(struct bg_task *t, const struct bg_cmdlist *l)
+{
+	t->outbox = l->buf;
+	t->outbox_n = l->err ? OUTBOX_FAILED : l->n;
 }
 
 void bg_outbox_cmd(struct bg_task *t, int argc, const struct bg_str *argv)
 {
-	put_u32(&t->outbox, (uint32_t)argc);
-	for (int i = 0; i < argc; i++) {
-		put_u32(&t->outbox, (uint32_t)argv[i].len);
-		bg_buf_append(&t->outbox, argv[i].p, argv[i].len);
+	struct bg_cmdlist l = outbox_load(t);
+	bool failed = l.err != 0;
+	int rc = bg_cmdlist_add(&l, argc, argv);
+	outbox_store(t, &l);
+	if (rc && !failed) {
+		struct bg_log_ids ids = bg_task_log_ids(t);
+		bg_log_task(BG_LOG_ERROR, &ids,
+			    "handler write %.*s could not be kept in the outbox "
+			    "(%s): the finish of entry %s will not be sent",
+			    argc > 0 ? (int)argv[0].len : 0,
+			    argc > 0 ? argv[0].p : "", strerror(-rc),
+			    t->entry_id);
 	}
-	t->outbox_n++;
+}
+
+int bg_outbox_splice(const struct bg_task *t, struct bg_cmdlist *x)
+{
+	struct bg_cmdlist l = outbox_load(t);
+	return bg_cmdlist_append(x, &l);
 }
 
 struct bg_str bg_outbox_bytes(const struct bg_buf *b)
@@ -362,8 +389,8 @@ static void dispatch_group(struct bg_daemon *d, struct bg_task *t,
 	}
 	char g[32], n[16];
 	bg_id_new(g, sizeof(g), "tg-");
-	size_t mark = t->outbox.len;
-	uint32_t mark_n = t->outbox_n;
+	struct bg_cmdlist ob = outbox_load(t);
+	struct bg_cmdlist_mark mark = bg_cmdlist_tell(&ob);
 	if (wait) {
 		char *gk = bg_dkey_s(d, BG_KEY_TASK_GROUP, S(g));
 		snprintf(n, sizeof(n), "%zu", json_array_size(tasks));
@@ -392,8 +419,9 @@ static void dispatch_group(struct bg_daemon *d, struct bg_task *t,
 		};
 		if (target == NULL || !*target ||
 		    bg_outbox_request(d, t, &rq) != 0) {
-			t->outbox.len = mark; /* all or nothing */
-			t->outbox_n = mark_n;
+			ob = outbox_load(t); /* all or nothing */
+			bg_cmdlist_rewind(&ob, mark);
+			outbox_store(t, &ob);
 			json_decref(done);
 			bg_outbox_reply_error(d, t, id, "INVALID_ARGUMENT",
 					      "dispatch_group: every task "
