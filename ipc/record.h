@@ -1,6 +1,7 @@
 /* ipc/record.h - the record kinds that cross the rings and the packing of
  * their payloads: a counted list of length-prefixed byte strings
- * (u32 count, then per field u32 length + bytes, little-endian host order).
+ * (u32 count, then per field u32 length + bytes, little-endian host order),
+ * i.e. one command of common/cmdlist.h.
  * Every payload has a fixed field count per kind; unpacking validates the
  * count and every length against the payload size. */
 #ifndef BG_IPC_RECORD_H

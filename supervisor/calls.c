@@ -144,8 +144,7 @@ static void dispatch_group(struct bg_daemon *d, struct bg_job *t,
 	}
 	char g[32], n[16];
 	bg_id_new(g, sizeof(g), "tg-");
-	size_t mark = t->outbox.len;
-	uint32_t mark_n = t->outbox_n;
+	struct bg_cmdlist_mark mark = bg_cmdlist_tell(&t->outbox);
 	if (wait) {
 		char *gk = bg_dkey_s(d, BG_KEY_TASK_GROUP, S(g));
 		snprintf(n, sizeof(n), "%zu", json_array_size(tasks));
@@ -174,8 +173,7 @@ static void dispatch_group(struct bg_daemon *d, struct bg_job *t,
 		};
 		if (target == NULL || !*target ||
 		    bg_outbox_request(d, t, &rq) != 0) {
-			t->outbox.len = mark; /* all or nothing */
-			t->outbox_n = mark_n;
+			bg_cmdlist_rewind(&t->outbox, mark); /* all or nothing */
 			json_decref(done);
 			bg_outbox_reply_error(d, t, id, "INVALID_ARGUMENT",
 					      "dispatch_group: every task "

@@ -3,8 +3,9 @@
  * replay) is written as a single MULTI/EXEC whose last command is the XACK,
  * so an entry is pending exactly when its finish was not applied.
  *
- * The transaction is built once into a blob (u32 count; per command u32
- * argc; per argument u32 length + bytes; little endian): the blob is what
+ * The transaction is built once into a blob (a command list of
+ * common/cmdlist.h: u32 count; per command u32 argc; per argument u32
+ * length + bytes; little endian): the blob is what
  * the LMDB journal keeps (written before the MULTI/EXEC leaves the process:
  * the journal commits at the end of the loop turn, hiredis flushes in the
  * next one) and what every retry and every recovery sends, byte for byte.
@@ -21,11 +22,13 @@
 
 #include <event2/event.h>
 
+#include "common/cmdlist.h"
 #include "common/fault.h"
 #include "state/state.h"
 #include "supervisor/daemon.h"
 #include "supervisor/log.h"
 #include "supervisor/metrics.h"
+#include "supervisor/outbox.h"
 #include "wire/event.h"
 #include "wire/ids.h"
 #include "wire/json.h"
@@ -33,114 +36,29 @@
 #include "wire/record.h"
 #include "wire/result.h"
 
+/* Commands of one finish transaction, the outbox included. */
 #define TXN_MAX_CMDS 4096
-#define TXN_MAX_ARGS 8
 
-/* A transaction being serialised into a blob. */
-struct txn {
-	struct bg_buf *blob;
-	uint32_t n;
-	bool overflow;
-};
-
-static void put_u32(struct bg_buf *b, uint32_t v)
-{
-	if (bg_buf_append(b, &v, sizeof(v)))
-		b->len = b->len; /* caller checks overflow via the append rc */
-}
-
-static void txn_cmd(struct txn *x, int argc, const struct bg_str *argv)
-{
-	if (x->n >= TXN_MAX_CMDS || argc > TXN_MAX_ARGS) {
-		x->overflow = true;
-		return;
-	}
-	size_t before = x->blob->len;
-	put_u32(x->blob, (uint32_t)argc);
-	for (int i = 0; i < argc; i++) {
-		put_u32(x->blob, (uint32_t)argv[i].len);
-		bg_buf_append(x->blob, argv[i].p, argv[i].len);
-	}
-	if (x->blob->len == before)
-		x->overflow = true;
-	x->n++;
-}
-
-#define TXN(x, ...)                                                         \
-	do {                                                                \
-		const struct bg_str a_[] = { __VA_ARGS__ };                 \
-		txn_cmd((x), (int)(sizeof(a_) / sizeof(a_[0])), a_);        \
-	} while (0)
+/* The transaction is a command list (common/cmdlist.h) whose error is
+ * checked once, when it is built. */
+#define TXN(x, ...) BG_CMDLIST_ADD((x), __VA_ARGS__)
 #define S(s) bg_str_c(s)
-
-/* Append commands already encoded (an outbox) to the transaction. */
-static void txn_append(struct txn *x, const struct bg_buf *cmds, uint32_t n)
-{
-	if (x->n + n > TXN_MAX_CMDS + 4096) {
-		x->overflow = true;
-		return;
-	}
-	if (bg_buf_append(x->blob, cmds->p, cmds->len))
-		x->overflow = true;
-	x->n += n;
-}
-
-static uint32_t get_u32(const char *p)
-{
-	uint32_t v;
-	memcpy(&v, p, sizeof(v));
-	return v;
-}
-
-/* Parse one command of a blob at *off into argv/lens; false when the blob
- * is malformed (a journal record from another version, or corruption). */
-static bool blob_cmd(struct bg_str blob, size_t *off, int *argc,
-		     const char **argv, size_t *lens)
-{
-	if (blob.len - *off < 4)
-		return false;
-	uint32_t n = get_u32(blob.p + *off);
-	*off += 4;
-	if (n == 0 || n > TXN_MAX_ARGS)
-		return false;
-	for (uint32_t i = 0; i < n; i++) {
-		if (blob.len - *off < 4)
-			return false;
-		uint32_t len = get_u32(blob.p + *off);
-		*off += 4;
-		if (blob.len - *off < len)
-			return false;
-		argv[i] = blob.p + *off;
-		lens[i] = len;
-		*off += len;
-	}
-	*argc = (int)n;
-	return true;
-}
 
 bool bg_finish_blob_valid(struct bg_str blob)
 {
-	if (blob.len < 4)
-		return false;
-	uint32_t n = get_u32(blob.p);
-	size_t off = 4;
-	const char *argv[TXN_MAX_ARGS];
-	size_t lens[TXN_MAX_ARGS];
-	int argc;
-	for (uint32_t i = 0; i < n; i++)
-		if (!blob_cmd(blob, &off, &argc, argv, lens))
-			return false;
-	return n > 0 && off == blob.len;
+	uint32_t n;
+	return bg_cmdlist_check(blob, &n) == 0 && n > 0;
 }
 
 static void on_exec(struct bg_rconn *c, redisReply *r, void *priv);
 
-/* MULTI, the blob's commands, EXEC. */
+/* MULTI, the blob's commands, EXEC. The blob was checked by bg_finish. */
 static void send_blob(struct bg_daemon *d, struct bg_job *t)
 {
 	struct bg_str blob = { t->finish_blob.p, t->finish_blob.len };
-	const char *argv[TXN_MAX_ARGS];
-	size_t lens[TXN_MAX_ARGS];
+	struct bg_cmdlist_iter it;
+	const char *argv[BG_CMDLIST_MAX_ARGS];
+	size_t lens[BG_CMDLIST_MAX_ARGS];
 	int argc;
 	if (bg_rconn_cmdv(d->wr, NULL, NULL, 0,
 			  (const char *const[]){ "MULTI", NULL }) != 0) {
@@ -148,25 +66,36 @@ static void send_blob(struct bg_daemon *d, struct bg_job *t)
 		bg_job_move(t, BG_JOB_FINISH_UNKNOWN);
 		return;
 	}
-	bg_job_move(t, BG_JOB_FINISH_SENT);
-	uint32_t n = get_u32(blob.p);
-	size_t off = 4;
-	for (uint32_t i = 0; i < n; i++) {
-		if (!blob_cmd(blob, &off, &argc, argv, lens))
-			break; /* validated when built or read from LMDB */
+	int rc = bg_cmdlist_iter_init(&it, blob);
+	while (rc == 0 && (rc = bg_cmdlist_next(&it, &argc, argv, lens,
+						BG_CMDLIST_MAX_ARGS)) > 0) {
 		bg_rconn_cmd(d->wr, NULL, NULL, 0, argc, argv, lens);
+		rc = 0;
 	}
+	if (rc != 0) { /* never a part of a transaction */
+		bg_rconn_cmdv(d->wr, NULL, NULL, 0,
+			      (const char *const[]){ "DISCARD", NULL });
+		struct bg_log_ids ids = bg_job_log_ids(t);
+		bg_log_task(BG_LOG_ERROR, &ids,
+			    "finish transaction of entry %s is corrupt in "
+			    "memory: not sent, entry left pending",
+			    t->entry_id);
+		bg_job_move(t, BG_JOB_ABANDONED);
+		return;
+	}
+	bg_job_move(t, BG_JOB_FINISH_SENT);
 	bg_rconn_cmdv(d->wr, on_exec, t, 0,
 		      (const char *const[]){ "EXEC", NULL });
 }
 
 static void emit_txn(void *ctx, int argc, const struct bg_str *argv)
 {
-	txn_cmd(ctx, argc, argv);
+	bg_cmdlist_add(ctx, argc, argv);
 }
 
-static void add_event(struct bg_daemon *d, struct bg_job *t, struct txn *x,
-		      enum bg_event_kind kind, struct bg_str content)
+static void add_event(struct bg_daemon *d, struct bg_job *t,
+		      struct bg_cmdlist *x, enum bg_event_kind kind,
+		      struct bg_str content)
 {
 	(void)d;
 	char uuid[33];
@@ -220,7 +149,7 @@ static void view_outcome(const struct bg_job *t, struct outcome_view *v)
 }
 
 static void add_callback(struct bg_daemon *d, struct bg_job *t,
-			 struct txn *x, const struct outcome_view *v)
+			 struct bg_cmdlist *x, const struct outcome_view *v)
 {
 	struct bg_cmd *c = &t->cmd;
 	char new_id[32];
@@ -265,8 +194,9 @@ static void json_str(struct bg_buf *b, const char *s)
 }
 
 /* The record's final state: status, timeline, finished_at, error fields. */
-static void add_record(struct bg_daemon *d, struct bg_job *t, struct txn *x,
-		       const struct outcome_view *v, struct bg_buf *rec)
+static void add_record(struct bg_daemon *d, struct bg_job *t,
+		       struct bg_cmdlist *x, const struct outcome_view *v,
+		       struct bg_buf *rec)
 {
 	(void)d;
 	struct bg_record_errors errs = { 0 };
@@ -317,7 +247,7 @@ static void add_record(struct bg_daemon *d, struct bg_job *t, struct txn *x,
 }
 
 static void add_deadletter(struct bg_daemon *d, struct bg_job *t,
-			   struct txn *x)
+			   struct bg_cmdlist *x)
 {
 	struct bg_deadletter dl = {
 		.execution_id = S(t->record_exists ? t->execution_id : ""),
@@ -338,15 +268,15 @@ static void add_deadletter(struct bg_daemon *d, struct bg_job *t,
 }
 
 static void build_finish(struct bg_daemon *d, struct bg_job *t,
-			 struct txn *x, struct bg_buf *rec)
+			 struct bg_cmdlist *x, struct bg_buf *rec)
 {
 	struct outcome_view v;
 	view_outcome(t, &v);
 	bool runs = t->end_kind == BG_END_RESULT || t->end_kind == BG_END_FAILED;
 	/* The handler's writes (callee records and requests, group hash,
 	 * form event, kv sets), only for an attempt that returned. */
-	if (t->end_kind == BG_END_RESULT && t->outbox_n)
-		txn_append(x, &t->outbox, t->outbox_n);
+	if (t->end_kind == BG_END_RESULT)
+		bg_outbox_splice(t, x);
 	/* "bygate decisions" 16: the caller is called back when this
 	 * execution is terminal, not when it suspends on its own callees. */
 	if (runs && t->callback_to[0] && !t->parent_cancelled &&
@@ -385,21 +315,23 @@ static void build_finish(struct bg_daemon *d, struct bg_job *t,
 }
 
 /* Build the finish blob once and journal it (DESIGN 4: before the
- * MULTI/EXEC is sent). */
+ * MULTI/EXEC is sent). A command that could not be added (no memory, the
+ * outbox failed) fails it all: nothing is journaled or sent. */
 static int build_blob(struct bg_daemon *d, struct bg_job *t)
 {
 	struct bg_buf rec = { 0 };
-	uint32_t zero = 0;
-	struct txn x = { &t->finish_blob, 0, false };
-	bg_buf_reset(&t->finish_blob);
-	bg_buf_append(&t->finish_blob, &zero, sizeof(zero));
+	struct bg_cmdlist x = { .buf = t->finish_blob }; /* reuses its memory */
+	bg_cmdlist_reset(&x);
 	build_finish(d, t, &x, &rec);
 	bg_buf_free(&rec);
-	if (x.overflow || t->finish_blob.len < 4) {
+	t->finish_blob = x.buf;
+	int rc = x.err;
+	if (rc == 0 && (x.n == 0 || x.n > TXN_MAX_CMDS))
+		rc = -E2BIG;
+	if (rc) {
 		bg_buf_reset(&t->finish_blob);
-		return -ENOMEM;
+		return rc;
 	}
-	memcpy(t->finish_blob.p, &x.n, sizeof(x.n));
 	if (bg_fault_hit("finish.before_journal"))
 		_exit(BG_FAULT_EXIT);
 	if (d->state) {
@@ -625,16 +557,29 @@ static void on_exec(struct bg_rconn *c, redisReply *r, void *priv)
 	finish_applied(d, t);
 }
 
+/* A journaled blob copied by bg_finish_replay: sent only if whole. */
+static int replay_blob(const struct bg_job *t)
+{
+	if (t->finish_blob.len == 0)
+		return -ENOMEM; /* the copy failed */
+	return bg_finish_blob_valid((struct bg_str){ t->finish_blob.p,
+						     t->finish_blob.len })
+		       ? 0
+		       : -EBADMSG;
+}
+
 void bg_finish(struct bg_daemon *d, struct bg_job *t)
 {
 	t->finish_tries = 0;
-	if (t->end_kind != BG_END_REPLAY && build_blob(d, t) != 0) {
-		bg_job_move(t, BG_JOB_ABANDONED);
+	int rc = t->end_kind == BG_END_REPLAY ? replay_blob(t)
+					     : build_blob(d, t);
+	if (rc != 0) {
 		struct bg_log_ids ids = bg_job_log_ids(t);
 		bg_log_task(BG_LOG_ERROR, &ids,
-			    "finish transaction could not be built; entry %s "
-			    "left pending for recovery",
-			    t->entry_id);
+			    "finish transaction could not be built (%s); entry "
+			    "%s left pending for recovery",
+			    strerror(-rc), t->entry_id);
+		bg_job_move(t, BG_JOB_ABANDONED);
 		return;
 	}
 	send_finish(d, t);
@@ -646,7 +591,8 @@ void bg_finish_replay(struct bg_daemon *d, struct bg_job *t,
 		      struct bg_str blob)
 {
 	bg_buf_reset(&t->finish_blob);
-	bg_buf_append(&t->finish_blob, blob.p, blob.len);
+	if (bg_buf_append(&t->finish_blob, blob.p, blob.len) != 0)
+		bg_buf_reset(&t->finish_blob); /* refused by bg_finish */
 	t->end_kind = BG_END_REPLAY;
 	bg_finish(d, t);
 }

@@ -51,14 +51,16 @@ static const unsigned allowed[BG_JOB__COUNT] = {
 			   B(BG_JOB_BACKOFF) | B(BG_JOB_ENDING) | TO_FINISH,
 	[BG_JOB_KILLING] = B(BG_JOB_BACKOFF) | B(BG_JOB_ENDING) | TO_FINISH,
 	[BG_JOB_ENDING] = TO_FINISH,
+	/* ABANDONED from a finish state: its blob found corrupt when sent */
 	[BG_JOB_FINISH_HELD] = B(BG_JOB_FINISH_SENT) |
-			       B(BG_JOB_FINISH_UNKNOWN),
+			       B(BG_JOB_FINISH_UNKNOWN) | B(BG_JOB_ABANDONED),
 	[BG_JOB_FINISH_SENT] = B(BG_JOB_FINISH_HELD) |
 			       B(BG_JOB_FINISH_BACKOFF) |
-			       B(BG_JOB_FINISH_UNKNOWN),
+			       B(BG_JOB_FINISH_UNKNOWN) | B(BG_JOB_ABANDONED),
 	[BG_JOB_FINISH_BACKOFF] = B(BG_JOB_FINISH_HELD) |
 				  B(BG_JOB_FINISH_SENT) |
-				  B(BG_JOB_FINISH_UNKNOWN),
+				  B(BG_JOB_FINISH_UNKNOWN) |
+				  B(BG_JOB_ABANDONED),
 	[BG_JOB_FINISH_UNKNOWN] = B(BG_JOB_FINISH_SENT),
 	[BG_JOB_ABANDONED] = 0,
 };
@@ -211,7 +213,7 @@ static void release(struct bg_daemon *d, struct bg_job *t)
 	bg_buf_free(&t->result_metadata);
 	bg_buf_free(&t->extra_payload);
 	bg_buf_free(&t->finish_blob);
-	bg_buf_free(&t->outbox);
+	bg_cmdlist_free(&t->outbox);
 	json_decref(t->kv);
 	free(t->group_results);
 	bg_job_release_private(d, t);

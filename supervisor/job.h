@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "common/buf.h"
+#include "common/cmdlist.h"
 #include "supervisor/log.h"
 #include "wire/command.h"
 
@@ -129,8 +130,7 @@ struct bg_job {
 
 	/* handler operations (outbox.c): writes applied in the finish
 	 * transaction, commands in the finish-blob encoding */
-	struct bg_buf outbox;
-	uint32_t outbox_n;
+	struct bg_cmdlist outbox;
 	struct json_t *kv;	     /* this attempt's kv sets */
 	bool suspended;		     /* call_agent/dispatch_group wait, ask_user */
 	bool permission_transferred; /* handed the stream to a callee */

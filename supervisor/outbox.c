@@ -1,9 +1,10 @@
 /* supervisor/outbox.c - an attempt's outbox and its answers to the
  * handler: every write a handler operation makes (calls.c, route.c) is
- * buffered here and applied in the attempt's finish transaction (DESIGN
- * 4.3), so a retried or crashed attempt never sends a request twice and
- * the callee's record always precedes its ASK; the builders of requests
- * to other agents (WIRE 6.6, 6.7) and the REPLY records. */
+ * buffered here, a command list (common/cmdlist.h), and applied in the
+ * attempt's finish transaction (DESIGN 4.3), so a retried or crashed
+ * attempt never sends a request twice and the callee's record always
+ * precedes its ASK; the builders of requests to other agents (WIRE 6.6,
+ * 6.7) and the REPLY records. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,19 +26,24 @@
 
 /* ---- the outbox: commands in the finish-blob encoding ---- */
 
-static void put_u32(struct bg_buf *b, uint32_t v)
-{
-	bg_buf_append(b, &v, sizeof(v));
-}
-
 void bg_outbox_cmd(struct bg_job *t, int argc, const struct bg_str *argv)
 {
-	put_u32(&t->outbox, (uint32_t)argc);
-	for (int i = 0; i < argc; i++) {
-		put_u32(&t->outbox, (uint32_t)argv[i].len);
-		bg_buf_append(&t->outbox, argv[i].p, argv[i].len);
+	bool failed = t->outbox.err != 0;
+	int rc = bg_cmdlist_add(&t->outbox, argc, argv);
+	if (rc && !failed) {
+		struct bg_log_ids ids = bg_job_log_ids(t);
+		bg_log_task(BG_LOG_ERROR, &ids,
+			    "handler write %.*s could not be kept in the outbox "
+			    "(%s): the finish of entry %s will not be sent",
+			    argc > 0 ? (int)argv[0].len : 0,
+			    argc > 0 ? argv[0].p : "", strerror(-rc),
+			    t->entry_id);
 	}
-	t->outbox_n++;
+}
+
+int bg_outbox_splice(const struct bg_job *t, struct bg_cmdlist *x)
+{
+	return bg_cmdlist_append(x, &t->outbox);
 }
 
 struct bg_str bg_outbox_bytes(const struct bg_buf *b)
@@ -243,8 +249,7 @@ int bg_outbox_request(struct bg_daemon *d, struct bg_job *t,
 /* A new attempt starts with an empty outbox (DESIGN 4.3). */
 void bg_outbox_reset(struct bg_job *t)
 {
-	bg_buf_reset(&t->outbox);
-	t->outbox_n = 0;
+	bg_cmdlist_reset(&t->outbox);
 	json_decref(t->kv);
 	t->kv = NULL;
 	t->suspended = false;

@@ -11,13 +11,17 @@
 #include <jansson.h>
 
 #include "common/buf.h"
+#include "common/cmdlist.h"
 #include "wire/record.h"
 
 struct bg_daemon;
 struct bg_job;
 
-/* Append one command, argv[0..argc), to t's outbox in the finish-blob
- * encoding (DESIGN 4.3); BG_OUT(t, S("HSET"), ...) lists the arguments. */
+/* Append one command, argv[0..argc), to t's outbox, a command list
+ * (common/cmdlist.h, DESIGN 4.3); BG_OUT(t, S("HSET"), ...) lists the
+ * arguments. A command that cannot be kept (no memory, more than
+ * BG_CMDLIST_MAX_ARGS arguments) is logged and fails the outbox: the
+ * attempt's finish then cannot be built (bg_outbox_splice). */
 void bg_outbox_cmd(struct bg_job *t, int argc, const struct bg_str *argv);
 
 #define BG_OUT(t, ...)                                                      \
@@ -25,6 +29,10 @@ void bg_outbox_cmd(struct bg_job *t, int argc, const struct bg_str *argv);
 		const struct bg_str a_[] = { __VA_ARGS__ };                 \
 		bg_outbox_cmd((t), (int)(sizeof(a_) / sizeof(a_[0])), a_);  \
 	} while (0)
+
+/* Add t's outbox after the commands of the finish transaction x: x fails
+ * when the outbox did. Returns x's error. */
+int bg_outbox_splice(const struct bg_job *t, struct bg_cmdlist *x);
 
 /* A view of b's bytes ("" when b has none). */
 struct bg_str bg_outbox_bytes(const struct bg_buf *b);
