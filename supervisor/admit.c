@@ -41,18 +41,18 @@ static int write_running(struct bg_daemon *d, struct bg_job *t,
 		struct bg_record_update u = { .status = bg_str_c("RUNNING"),
 					      .worker_id = bg_str_c(d->worker_id),
 					      .now_ms = now };
-		rc = bg_record_update(&out, bg_str_c(t->record.p), &u);
+		rc = bg_record_update(&out, bg_str_c(t->id.record.p), &u);
 	} else {
 		struct bg_record_new n = {
-			.execution_id = bg_str_c(t->execution_id),
-			.message_id = bg_str_c(t->message_id),
-			.session_id = bg_str_c(t->session_id),
-			.trace_id = bg_str_c(t->trace_id),
-			.parent_message_id = bg_str_c(t->parent_message_id),
+			.execution_id = bg_str_c(t->id.execution_id),
+			.message_id = bg_str_c(t->id.message_id),
+			.session_id = bg_str_c(t->id.session_id),
+			.trace_id = bg_str_c(t->id.trace_id),
+			.parent_message_id = bg_str_c(t->id.parent_message_id),
 			.worker_id = bg_str_c(d->worker_id),
-			.target_agent_type = bg_str_c(t->agent_type),
-			.stream_name = bg_str_c(t->stream),
-			.redis_message_id = bg_str_c(t->entry_id),
+			.target_agent_type = bg_str_c(t->id.agent_type),
+			.stream_name = bg_str_c(t->id.stream),
+			.redis_message_id = bg_str_c(t->id.entry_id),
 			.cancel_reason = bg_str_c(""),
 			.now_ms = now,
 		};
@@ -62,31 +62,31 @@ static int write_running(struct bg_daemon *d, struct bg_job *t,
 		bg_buf_free(&out);
 		return rc;
 	}
-	bg_buf_free(&t->record);
-	t->record = out;
+	bg_buf_free(&t->id.record);
+	t->id.record = out;
 	char field[64], mapf[BG_FIELD_MAX];
-	snprintf(field, sizeof(field), "exec:%s", t->execution_id);
-	snprintf(mapf, sizeof(mapf), "msg_map:%s", t->message_id);
-	const char *argv[6] = { "HSET", t->reg_key, field, t->record.p, mapf,
-				t->execution_id };
-	size_t lens[6] = { 4, strlen(t->reg_key), strlen(field), t->record.len,
-			   strlen(mapf), strlen(t->execution_id) };
+	snprintf(field, sizeof(field), "exec:%s", t->id.execution_id);
+	snprintf(mapf, sizeof(mapf), "msg_map:%s", t->id.message_id);
+	const char *argv[6] = { "HSET", t->id.reg_key, field, t->id.record.p, mapf,
+				t->id.execution_id };
+	size_t lens[6] = { 4, strlen(t->id.reg_key), strlen(field), t->id.record.len,
+			   strlen(mapf), strlen(t->id.execution_id) };
 	bg_rconn_cmd(d->wr, on_running_written, NULL, 0, existing ? 4 : 6, argv,
 		     lens);
-	bg_expire_once(d, t->reg_key);
-	t->record_exists = true;
-	bg_stats_update(d, (struct bg_str){ t->record.p, t->record.len },
-			t->execution_id,
-			t->prev_status[0] ? t->prev_status : NULL, "RUNNING",
+	bg_expire_once(d, t->id.reg_key);
+	t->id.record_exists = true;
+	bg_stats_update(d, (struct bg_str){ t->id.record.p, t->id.record.len },
+			t->id.execution_id,
+			t->id.prev_status[0] ? t->id.prev_status : NULL, "RUNNING",
 			false, emit_wr, d);
-	snprintf(t->prev_status, sizeof(t->prev_status), "RUNNING");
+	snprintf(t->id.prev_status, sizeof(t->id.prev_status), "RUNNING");
 	return 0;
 }
 
 
 void bg_admit(struct bg_daemon *d, struct bg_job *t)
 {
-	if (write_running(d, t, t->record_exists) != 0) {
+	if (write_running(d, t, t->id.record_exists) != 0) {
 		bg_end(d, t, BG_END_FAILED, "INTERNAL",
 		       "cannot build the execution record");
 		return;

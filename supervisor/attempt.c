@@ -42,24 +42,24 @@ static char *dup_str(struct bg_str s)
 static int prepare_workspace(struct bg_daemon *d, struct bg_job *t)
 {
 	char err[512];
-	if (t->ws == NULL && (t->ws = calloc(1, sizeof(*t->ws))) == NULL) {
+	if (t->run.ws == NULL && (t->run.ws = calloc(1, sizeof(*t->run.ws))) == NULL) {
 		bg_end(d, t, BG_END_FAILED, "INTERNAL", "out of memory");
 		return -1;
 	}
 	if (d->ws_cache == NULL) /* on failure: no cache, every task walks */
 		(void)bg_ws_cache_new(BG_WS_CACHE_MAX, &d->ws_cache);
 	int rc = bg_ws_prepare(d->ws_cache, d->cfg->workspace_dir,
-			       bg_str_c(t->handler_type),
-			       t->cmd.hdr[BG_HDR_USER_CODE],
-			       bg_str_c(t->session_id),
-			       bg_str_c(t->execution_id), (unsigned)t->attempt,
-			       t->ws, err, sizeof(err));
+			       bg_str_c(t->id.handler_type),
+			       t->id.cmd.hdr[BG_HDR_USER_CODE],
+			       bg_str_c(t->id.session_id),
+			       bg_str_c(t->id.execution_id), (unsigned)t->run.attempt,
+			       t->run.ws, err, sizeof(err));
 	if (rc) {
-		free(t->ws);
-		t->ws = NULL;
+		free(t->run.ws);
+		t->run.ws = NULL;
 		/* -EINVAL: a hostile or malformed id; -ELOOP/-ENOTDIR: a link
 		 * or file planted in the tree; anything else: the host. */
-		t->error_type = rc == -EINVAL ? "InvalidId" : "WorkspaceError";
+		t->end.error_type = rc == -EINVAL ? "InvalidId" : "WorkspaceError";
 		bg_end(d, t, BG_END_FAILED,
 			 rc == -EINVAL			   ? "INVALID_ID"
 			 : rc == -ELOOP || rc == -ENOTDIR ? "WORKSPACE_CONFINEMENT"
@@ -70,10 +70,10 @@ static int prepare_workspace(struct bg_daemon *d, struct bg_job *t)
 	if (d->state) {
 		int64_t now = bg_now_ms();
 		struct bg_state_session ss = {
-			.agent_type = bg_str_c(t->handler_type),
-			.user_code = t->cmd.hdr[BG_HDR_USER_CODE],
-			.session_id = bg_str_c(t->session_id),
-			.path = bg_str_c(t->ws->rel_session),
+			.agent_type = bg_str_c(t->id.handler_type),
+			.user_code = t->id.cmd.hdr[BG_HDR_USER_CODE],
+			.session_id = bg_str_c(t->id.session_id),
+			.path = bg_str_c(t->run.ws->rel_session),
 			.created_ms = now,
 			.last_used_ms = now,
 			.bytes = -1,
@@ -87,29 +87,29 @@ static int pack_task(struct bg_daemon *d, struct bg_job *t,
 		     struct bg_buf *out)
 {
 	struct bg_str v[BG_TF__COUNT];
-	struct bg_cmd *c = &t->cmd;
-	v[BG_TF_AGENT_TYPE] = bg_str_c(t->handler_type);
+	struct bg_cmd *c = &t->id.cmd;
+	v[BG_TF_AGENT_TYPE] = bg_str_c(t->id.handler_type);
 	v[BG_TF_ACTION] = bg_str_c(bg_action_name(c->action));
-	v[BG_TF_EXECUTION_ID] = bg_str_c(t->execution_id);
-	v[BG_TF_MESSAGE_ID] = bg_str_c(t->message_id);
-	v[BG_TF_SESSION_ID] = bg_str_c(t->session_id);
-	v[BG_TF_TRACE_ID] = bg_str_c(t->trace_id);
-	v[BG_TF_SOURCE_AGENT_TYPE] = bg_str_c(t->source_agent_type);
-	v[BG_TF_PARENT_MESSAGE_ID] = bg_str_c(t->parent_message_id);
+	v[BG_TF_EXECUTION_ID] = bg_str_c(t->id.execution_id);
+	v[BG_TF_MESSAGE_ID] = bg_str_c(t->id.message_id);
+	v[BG_TF_SESSION_ID] = bg_str_c(t->id.session_id);
+	v[BG_TF_TRACE_ID] = bg_str_c(t->id.trace_id);
+	v[BG_TF_SOURCE_AGENT_TYPE] = bg_str_c(t->id.source_agent_type);
+	v[BG_TF_PARENT_MESSAGE_ID] = bg_str_c(t->id.parent_message_id);
 	v[BG_TF_TASK_GROUP_ID] = c->hdr[BG_HDR_TASK_GROUP_ID];
 	v[BG_TF_USER_CODE] = c->hdr[BG_HDR_USER_CODE];
 	v[BG_TF_USER_NAME] = c->hdr[BG_HDR_USER_NAME];
 	v[BG_TF_METADATA] = c->hdr[BG_HDR_METADATA];
 	v[BG_TF_BODY] = c->body;
-	v[BG_TF_RESUMED] = bg_str_c(t->is_resumed ? "1" : "0");
-	v[BG_TF_WORKSPACE] = bg_str_c(t->ws ? t->ws->session : "");
-	v[BG_TF_PRIVATE_DIR] = bg_str_c(t->ws ? t->ws->private_dir : "");
-	v[BG_TF_GROUP_RESULTS] = bg_str_c(t->group_results);
+	v[BG_TF_RESUMED] = bg_str_c(t->id.is_resumed ? "1" : "0");
+	v[BG_TF_WORKSPACE] = bg_str_c(t->run.ws ? t->run.ws->session : "");
+	v[BG_TF_PRIVATE_DIR] = bg_str_c(t->run.ws ? t->run.ws->private_dir : "");
+	v[BG_TF_GROUP_RESULTS] = bg_str_c(t->id.group_results);
 	v[BG_TF_TRACE_PARENT_SPAN_ID] = c->hdr[BG_HDR_TRACE_PARENT_SPAN_ID];
 	v[BG_TF_LANGFUSE_PARENT_OBSERVATION_ID] =
 		c->hdr[BG_HDR_LANGFUSE_PARENT_OBSERVATION_ID];
 	char attempt[16];
-	snprintf(attempt, sizeof(attempt), "%d", t->attempt);
+	snprintf(attempt, sizeof(attempt), "%d", t->run.attempt);
 	v[BG_TF_ATTEMPT] = bg_str_c(attempt);
 	(void)d;
 	return bg_rec_pack(out, v, BG_TF__COUNT);
@@ -122,18 +122,18 @@ static void mirror_exec(struct bg_daemon *d, struct bg_job *t)
 	if (d->state == NULL)
 		return;
 	struct bg_state_exec e = {
-		.execution_id = bg_str_c(t->execution_id),
-		.message_id = bg_str_c(t->message_id),
-		.session_id = bg_str_c(t->session_id),
-		.agent_type = bg_str_c(t->agent_type),
-		.slot = t->slot,
-		.pid = t->pid,
-		.attempt = (uint32_t)t->attempt,
-		.interrupted = (uint32_t)t->failed_attempts,
+		.execution_id = bg_str_c(t->id.execution_id),
+		.message_id = bg_str_c(t->id.message_id),
+		.session_id = bg_str_c(t->id.session_id),
+		.agent_type = bg_str_c(t->id.agent_type),
+		.slot = t->run.slot,
+		.pid = t->run.pid,
+		.attempt = (uint32_t)t->run.attempt,
+		.interrupted = (uint32_t)t->run.failed_attempts,
 		.started_ms = bg_now_ms(),
-		.first_seen_ms = bg_now_ms() - (bg_mono_ms() - t->picked_ms),
+		.first_seen_ms = bg_now_ms() - (bg_mono_ms() - t->run.picked_ms),
 	};
-	(void)bg_lmdb_check(d, bg_state_exec_put(d->state, bg_str_c(t->stream), bg_str_c(t->entry_id),
+	(void)bg_lmdb_check(d, bg_state_exec_put(d->state, bg_str_c(t->id.stream), bg_str_c(t->id.entry_id),
 			  &e), "exec put");
 }
 
@@ -151,11 +151,11 @@ static void attempt_stopped(struct bg_daemon *d, struct bg_job *t)
 {
 	bg_job_release_private(d, t);
 	bg_kill_disarm(t);
-	t->slot = -1;
-	t->timed_out = false;
-	t->signalled = false;
-	t->events = t->event_bytes = 0; /* the caps are per attempt */
-	t->events_capped = false;
+	t->run.slot = -1;
+	t->run.timed_out = false;
+	t->run.signalled = false;
+	t->run.events = t->run.event_bytes = 0; /* the caps are per attempt */
+	t->run.events_capped = false;
 }
 
 /* Shared re-runs of one attempt before it must run alone: a task next to
@@ -173,12 +173,12 @@ static void rerun_interrupted(struct bg_daemon *d, struct bg_job *t,
 	bg_log_task(BG_LOG_INFO, &ids,
 		    "attempt %d interrupted by the loss of a shared %s (%s); "
 		    "re-run%s without counting it",
-		    t->attempt, alone ? "child or program" : "child", why,
+		    t->run.attempt, alone ? "child or program" : "child", why,
 		    alone ? " alone" : "");
 	attempt_stopped(d, t);
-	t->reruns++;
-	t->isolate = t->isolate || alone || t->reruns >= BG_SHARED_RERUNS_MAX;
-	t->rerun_announce = true;
+	t->run.reruns++;
+	t->run.isolate = t->run.isolate || alone || t->run.reruns >= BG_SHARED_RERUNS_MAX;
+	t->run.rerun_announce = true;
 	if (d->stopping)
 		return;
 	bg_job_enqueue_front(d, t);
@@ -190,24 +190,24 @@ static void rerun_interrupted(struct bg_daemon *d, struct bg_job *t,
 static bool retry_attempt(struct bg_daemon *d, struct bg_job *t,
 			  const char *why)
 {
-	const struct bg_agent_type_conf *tc = bg_config_agent_type(d->cfg, t->handler_type);
+	const struct bg_agent_type_conf *tc = bg_config_agent_type(d->cfg, t->id.handler_type);
 	int max = tc ? tc->max_attempts : 1;
-	t->failed_attempts++;
+	t->run.failed_attempts++;
 	if (d->state)
 		mirror_exec(d, t);
-	if (t->failed_attempts >= max || d->draining || d->stopping)
+	if (t->run.failed_attempts >= max || d->draining || d->stopping)
 		return false;
 	int64_t ms = tc ? (int64_t)tc->retry_backoff_ms
-			      << (t->failed_attempts - 1 > 10
+			      << (t->run.failed_attempts - 1 > 10
 					  ? 10
-					  : t->failed_attempts - 1)
+					  : t->run.failed_attempts - 1)
 			: 0;
 	if (ms > 600000)
 		ms = 600000;
 	struct bg_log_ids ids = bg_job_log_ids(t);
 	bg_log_task(BG_LOG_INFO, &ids,
 		    "attempt %d of %d failed (%s); retrying in %lld ms",
-		    t->failed_attempts, max, why, (long long)ms);
+		    t->run.failed_attempts, max, why, (long long)ms);
 	d->n_retries++;
 	bg_metrics_retry(d->metrics);
 	attempt_stopped(d, t);
@@ -239,8 +239,8 @@ static void fault_crash_on_content(struct bg_daemon *d, const struct bg_job *t)
 		marker = getenv("BYGATE_FAULT_MARKER");
 		looked = true;
 	}
-	if (marker == NULL || marker[0] == '\0' || t->data == NULL ||
-	    memmem(t->data, t->data_len, marker, strlen(marker)) == NULL ||
+	if (marker == NULL || marker[0] == '\0' || t->id.data == NULL ||
+	    memmem(t->id.data, t->id.data_len, marker, strlen(marker)) == NULL ||
 	    !bg_fault_hit("task.crash_on_content"))
 		return;
 	const char *delay = getenv("BYGATE_FAULT_DELAY_MS");
@@ -257,22 +257,22 @@ static void started(struct bg_daemon *d, struct bg_job *t, int slot,
 		    bool shared)
 {
 	bg_job_move(t, BG_JOB_RUNNING);
-	t->slot = slot;
-	t->shared = shared;
-	t->run_id++;
-	t->pid = (int)bg_pool_pid(d->pool, slot);
-	t->started_ms = bg_mono_ms();
+	t->run.slot = slot;
+	t->run.shared = shared;
+	t->run.run_id++;
+	t->run.pid = (int)bg_pool_pid(d->pool, slot);
+	t->run.started_ms = bg_mono_ms();
 	mirror_exec(d, t);
-	if (t->rerun_announce) {
-		t->rerun_announce = false;
+	if (t->run.rerun_announce) {
+		t->run.rerun_announce = false;
 		bg_events_announce_retry(d, t, true);
-	} else if (t->attempt > 1) {
+	} else if (t->run.attempt > 1) {
 		bg_events_announce_retry(d, t, false);
 	}
 	bg_kill_arm_deadline(d, t);
 	struct bg_log_ids ids = bg_job_log_ids(t);
 	bg_log_task(BG_LOG_DEBUG, &ids, "task started (%s entry %s%s)",
-		    bg_action_name(t->cmd.action), t->entry_id,
+		    bg_action_name(t->id.cmd.action), t->id.entry_id,
 		    shared ? ", shared child" : "");
 	fault_crash_on_content(d, t);
 }
@@ -280,7 +280,7 @@ static void started(struct bg_daemon *d, struct bg_job *t, int slot,
 void bg_attempt_start(struct bg_daemon *d, struct bg_job *t, int slot,
 		      int limit, int group, struct bg_buf *payload)
 {
-	t->attempt = t->failed_attempts + 1;
+	t->run.attempt = t->run.failed_attempts + 1;
 	bg_outbox_reset(t);
 	if (prepare_workspace(d, t) != 0)
 		return;
@@ -308,10 +308,10 @@ static void take_result(struct bg_job *t, const struct bg_str *f)
 	struct {
 		struct bg_buf *b;
 		int f;
-	} m[] = { { &t->content, BG_RF_CONTENT },
-		  { &t->reply_data, BG_RF_REPLY_DATA },
-		  { &t->result_metadata, BG_RF_METADATA },
-		  { &t->extra_payload, BG_RF_EXTRA_PAYLOAD } };
+	} m[] = { { &t->end.content, BG_RF_CONTENT },
+		  { &t->end.reply_data, BG_RF_REPLY_DATA },
+		  { &t->end.result_metadata, BG_RF_METADATA },
+		  { &t->end.extra_payload, BG_RF_EXTRA_PAYLOAD } };
 	for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
 		bg_buf_reset(m[i].b);
 		bg_buf_append(m[i].b, f[m[i].f].p, f[m[i].f].len);
@@ -327,16 +327,16 @@ static void handle_result(struct bg_daemon *d, struct bg_job *t,
 			 "the child sent a malformed result");
 		return;
 	}
-	if (t->cancel_requested) {
+	if (t->run.cancel_requested) {
 		bg_end_cancelled(d, t); /* the handler saw the cancel flag */
 		return;
 	}
-	if (t->timed_out) { /* it answered the timeout's cancel line */
+	if (t->run.timed_out) { /* it answered the timeout's cancel line */
 		end_timed_out(d, t, "the handler stopped after its cancel "
 				    "line");
 		return;
 	}
-	if (t->events_capped) {
+	if (t->run.events_capped) {
 		bg_end(d, t, BG_END_FAILED, "EVENT_LIMIT",
 			 "the task exceeded max_events_per_task or "
 			 "max_event_bytes_per_task");
@@ -350,7 +350,7 @@ static void handle_result(struct bg_daemon *d, struct bg_job *t,
 			bg_json_obj_get(f[BG_RF_METADATA], "retryable", &rv) ==
 				0 &&
 			bg_str_eq(rv, "true");
-		if (bg_str_eq(f[BG_RF_INTERRUPTED], "1") && !t->isolate) {
+		if (bg_str_eq(f[BG_RF_INTERRUPTED], "1") && !t->run.isolate) {
 			rerun_interrupted(d, t, true, why ? why : "failed");
 		} else if (!(retryable &&
 			   retry_attempt(d, t, why ? why : "failed"))) {
@@ -361,7 +361,7 @@ static void handle_result(struct bg_daemon *d, struct bg_job *t,
 						     "error_code", &ec) == 0 &&
 				     bg_str_eq(ec, "\"RESOURCE_LIMIT\"");
 			if (limit)
-				t->error_type = "ResourceLimitExceeded";
+				t->end.error_type = "ResourceLimitExceeded";
 			bg_end(d, t, BG_END_FAILED,
 				 limit ? "RESOURCE_LIMIT" : NULL, why);
 		}
@@ -369,7 +369,7 @@ static void handle_result(struct bg_daemon *d, struct bg_job *t,
 		return;
 	}
 	struct bg_str st = bg_status_normalize(f[BG_RF_STATUS]);
-	t->status = dup_str(st);
+	t->end.status = dup_str(st);
 	bg_end(d, t, BG_END_RESULT, NULL, NULL);
 }
 
@@ -393,14 +393,14 @@ void bg_attempt_on_message(void *arg, int slot, uint16_t kind, uint64_t tag,
 static void end_timed_out(struct bg_daemon *d, struct bg_job *t,
 			  const char *why)
 {
-	const struct bg_agent_type_conf *tc = bg_config_agent_type(d->cfg, t->handler_type);
+	const struct bg_agent_type_conf *tc = bg_config_agent_type(d->cfg, t->id.handler_type);
 	char msg[512];
 	snprintf(msg, sizeof(msg),
 		 "task timed out after %d ms (timeout_ms of agent type %s); %s",
-		 tc ? tc->timeout_ms : 0, t->handler_type, why);
+		 tc ? tc->timeout_ms : 0, t->id.handler_type, why);
 	if (retry_attempt(d, t, "timeout"))
 		return;
-	t->error_type = "TaskTimeout";
+	t->end.error_type = "TaskTimeout";
 	bg_end(d, t, BG_END_FAILED, "TIMEOUT", msg);
 }
 
@@ -408,28 +408,28 @@ static void end_timed_out(struct bg_daemon *d, struct bg_job *t,
 static void child_lost(struct bg_daemon *d, struct bg_job *t,
 		       const char *why)
 {
-	if (t->cancel_requested) {
+	if (t->run.cancel_requested) {
 		bg_end_cancelled(d, t);
 		return;
 	}
-	if (t->timed_out) {
+	if (t->run.timed_out) {
 		end_timed_out(d, t, why);
 		return;
 	}
 	struct bg_log_ids ids = bg_job_log_ids(t);
 	bg_log_task(BG_LOG_WARN, &ids, "attempt %d failed: %s",
-		    t->failed_attempts + 1, why);
+		    t->run.failed_attempts + 1, why);
 	if (retry_attempt(d, t, "child died"))
 		return;
-	t->error_type = "ChildProcessDied";
-	if (t->failed_attempts > 1) {
+	t->end.error_type = "ChildProcessDied";
+	if (t->run.failed_attempts > 1) {
 		/* It killed its child on every attempt: a poison task. */
 		char msg[600];
 		snprintf(msg, sizeof(msg),
 			 "the task's child process died in each of its %d "
 			 "attempts (last: %s)",
-			 t->failed_attempts, why);
-		t->deadletter = true;
+			 t->run.failed_attempts, why);
+		t->end.deadletter = true;
 		bg_end(d, t, BG_END_FAILED, "CHILD_DIED", msg);
 		return;
 	}
@@ -446,7 +446,7 @@ static struct bg_job *running_task(struct bg_daemon *d, uint64_t tag)
  * still unanswered does not make it the cause of a crash). */
 static bool caused_kill(const struct bg_job *t)
 {
-	return t->signalled;
+	return t->run.signalled;
 }
 
 void bg_attempt_on_child_lost(void *arg, int slot, const uint64_t *tags, int n,
@@ -470,8 +470,8 @@ void bg_attempt_on_child_lost(void *arg, int slot, const uint64_t *tags, int n,
 		if (t == NULL)
 			continue;
 		/* A timed-out task ends TIMEOUT whatever happens next. */
-		if (n == 1 || caused_kill(t) || t->timed_out ||
-		    t->cancel_requested || (t->isolate && !culprit))
+		if (n == 1 || caused_kill(t) || t->run.timed_out ||
+		    t->run.cancel_requested || (t->run.isolate && !culprit))
 			child_lost(d, t, why);
 		else
 			rerun_interrupted(d, t, !culprit, why);

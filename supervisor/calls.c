@@ -66,14 +66,14 @@ static void kv_get(struct bg_daemon *d, struct bg_job *t, const char *id,
 				      "most 256 bytes");
 		return;
 	}
-	json_t *own = t->kv ? json_object_get(t->kv, k) : NULL;
+	json_t *own = t->run.kv ? json_object_get(t->run.kv, k) : NULL;
 	if (own) { /* this attempt's own buffered set */
 		bg_outbox_reply(d, t, id,
 				json_pack("{s:b,s:O}", "found", 1, "value",
 					  own));
 		return;
 	}
-	char *key = bg_dkey_s(d, BG_KEY_SESSION_KV, S(t->session_id));
+	char *key = bg_dkey_s(d, BG_KEY_SESSION_KV, S(t->id.session_id));
 	struct pending *p = calloc(1, sizeof(*p));
 	if (key == NULL || p == NULL) {
 		free(key);
@@ -81,7 +81,7 @@ static void kv_get(struct bg_daemon *d, struct bg_job *t, const char *id,
 		bg_outbox_reply_error(d, t, id, "INTERNAL", "out of memory");
 		return;
 	}
-	*p = (struct pending){ d, t->tag, t->run_id, "", key };
+	*p = (struct pending){ d, t->tag, t->run.run_id, "", key };
 	snprintf(p->id, sizeof(p->id), "%s", id);
 	if (bg_rconn_cmdv(d->wr, on_kv_get, p, 0,
 			  (const char *const[]){ "HGET", key, k, NULL }) != 0) {
@@ -111,10 +111,10 @@ static void kv_set(struct bg_daemon *d, struct bg_job *t, const char *id,
 				      "kv_set: the value is larger than 64 KiB");
 		return;
 	}
-	if (t->kv == NULL)
-		t->kv = json_object();
-	json_object_set(t->kv, k, v);
-	char *key = bg_dkey_s(d, BG_KEY_SESSION_KV, S(t->session_id));
+	if (t->run.kv == NULL)
+		t->run.kv = json_object();
+	json_object_set(t->run.kv, k, v);
+	char *key = bg_dkey_s(d, BG_KEY_SESSION_KV, S(t->id.session_id));
 	if (key) {
 		BG_OUT(t, S("HSET"), S(key), S(k), S(txt));
 		BG_OUT(t, S("EXPIRE"), S(key), S("604800"));
@@ -144,14 +144,14 @@ static void dispatch_group(struct bg_daemon *d, struct bg_job *t,
 	}
 	char g[32], n[16];
 	bg_id_new(g, sizeof(g), "tg-");
-	struct bg_cmdlist_mark mark = bg_cmdlist_tell(&t->outbox);
+	struct bg_cmdlist_mark mark = bg_cmdlist_tell(&t->run.outbox);
 	if (wait) {
 		char *gk = bg_dkey_s(d, BG_KEY_TASK_GROUP, S(g));
 		snprintf(n, sizeof(n), "%zu", json_array_size(tasks));
 		if (gk) {
 			BG_OUT(t, S("HSET"), S(gk), S("total"), S(n),
 			       S("completed"), S("0"), S("source_agent_type"),
-			       S(t->agent_type));
+			       S(t->id.agent_type));
 			BG_OUT(t, S("EXPIRE"), S(gk), S("86400"));
 		}
 		free(gk);
@@ -173,7 +173,7 @@ static void dispatch_group(struct bg_daemon *d, struct bg_job *t,
 		};
 		if (target == NULL || !*target ||
 		    bg_outbox_request(d, t, &rq) != 0) {
-			bg_cmdlist_rewind(&t->outbox, mark); /* all or nothing */
+			bg_cmdlist_rewind(&t->run.outbox, mark); /* all or nothing */
 			json_decref(done);
 			bg_outbox_reply_error(d, t, id, "INVALID_ARGUMENT",
 					      "dispatch_group: every task "
@@ -187,9 +187,9 @@ static void dispatch_group(struct bg_daemon *d, struct bg_job *t,
 						"target_agent_type", target));
 	}
 	if (wait)
-		t->suspended = true;
+		t->run.suspended = true;
 	else
-		t->permission_transferred = true;
+		t->run.permission_transferred = true;
 	bg_outbox_reply(d, t, id,
 			json_pack("{s:s,s:s,s:o}", "status", "GROUP_QUEUED",
 				  "task_group_id", g, "dispatched_tasks",
@@ -218,13 +218,13 @@ static void ask_user(struct bg_daemon *d, struct bg_job *t, const char *id,
 			       .uuid = { uuid, 32 } };
 	struct bg_buf out = { 0 };
 	if (bg_event_build(&out, &ctx, &ev) == 0) {
-		BG_OUT(t, S("XADD"), S(t->data_key), S("*"), S("data"),
+		BG_OUT(t, S("XADD"), S(t->id.data_key), S("*"), S("data"),
 		       bg_outbox_bytes(&out));
-		BG_OUT(t, S("EXPIRE"), S(t->data_key), S("604800"));
+		BG_OUT(t, S("EXPIRE"), S(t->id.data_key), S("604800"));
 	}
 	bg_buf_free(&out);
 	free(txt);
-	t->suspended = true;
+	t->run.suspended = true;
 	bg_outbox_reply(d, t, id, json_pack("{s:s}", "status", "WAITING_USER"));
 }
 

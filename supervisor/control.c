@@ -39,13 +39,13 @@ static void cancel_job(struct bg_daemon *d, struct bg_job *t,
 		       const char *reason, bool force)
 {
 	struct bg_log_ids ids = bg_job_log_ids(t);
-	free(t->cancel_reason);
-	t->cancel_reason = strdup(reason && reason[0] ? reason : "cancelled");
-	if (t->cancel_requested && !force)
+	free(t->run.cancel_reason);
+	t->run.cancel_reason = strdup(reason && reason[0] ? reason : "cancelled");
+	if (t->run.cancel_requested && !force)
 		return;
-	t->cancel_requested = true;
+	t->run.cancel_requested = true;
 	bg_log_task(BG_LOG_INFO, &ids, "cancel requested (%s, %s)",
-		    force ? "force" : "graceful", t->cancel_reason);
+		    force ? "force" : "graceful", t->run.cancel_reason);
 	/* Not started (PICKUP, QUEUED, BACKOFF): finished CANCELLED when it
 	 * reaches dispatch or its record is read. */
 	bg_kill_start(d, t, force ? BG_KILL_FORCE : BG_KILL_CANCEL);
@@ -57,11 +57,11 @@ static void handle_cancel(struct bg_daemon *d, json_t *body)
 	const char *eid = jstr(body, "target_execution_id");
 	bool force = strcmp(jstr(body, "cancel_mode"), "force") == 0;
 	for (struct bg_job *t = d->all.next; t != &d->all; t = t->next) {
-		if (bg_job_finishing(t) || !t->cmd_ok)
+		if (bg_job_finishing(t) || !t->id.cmd_ok)
 			continue;
-		bool match = (eid[0] && strcmp(t->execution_id, eid) == 0) ||
+		bool match = (eid[0] && strcmp(t->id.execution_id, eid) == 0) ||
 			     (!eid[0] && mid[0] &&
-			      strcmp(t->message_id, mid) == 0);
+			      strcmp(t->id.message_id, mid) == 0);
 		if (match) {
 			cancel_job(d, t, jstr(body, "reason"), force);
 			return;
@@ -302,19 +302,19 @@ void bg_control_refresh_admin(struct bg_daemon *d)
  * The entry is acknowledged through the finish builder either way. */
 void bg_control_handle(struct bg_daemon *d, struct bg_job *t)
 {
-	enum bg_action a = t->cmd.action;
-	if (t->stream_idx != 0) {
+	enum bg_action a = t->id.cmd.action;
+	if (t->id.stream_idx != 0) {
 		struct bg_log_ids ids = bg_job_log_ids(t);
 		bg_log_task(BG_LOG_INFO, &ids,
 			    "%s on agent-type stream %s: acknowledged and "
 			    "ignored (control commands go to the worker stream)",
-			    bg_action_name(a), t->stream);
+			    bg_action_name(a), t->id.stream);
 		bg_end_ack(d, t);
 		return;
 	}
 	json_t *cmd = NULL;
 	const char *err = NULL;
-	if (bg_cmd_parse_full(t->data, t->data_len, &cmd, &err) != 0) {
+	if (bg_cmd_parse_full(t->id.data, t->id.data_len, &cmd, &err) != 0) {
 		bg_end_deadletter(d, t, err ? err : "invalid_body",
 				       "control command body is invalid");
 		return;

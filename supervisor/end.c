@@ -15,11 +15,11 @@ void bg_end(struct bg_daemon *d, struct bg_job *t, enum bg_end_kind kind,
 {
 	bg_job_release_private(d, t);
 	bg_kill_disarm(t);
-	t->end_kind = kind;
-	t->error_code = error_code;
+	t->end.end_kind = kind;
+	t->end.error_code = error_code;
 	if (why) {
-		free(t->error_message);
-		t->error_message = strdup(why);
+		free(t->end.error_message);
+		t->end.error_message = strdup(why);
 	}
 	bg_finish(d, t);
 }
@@ -40,15 +40,15 @@ void bg_end_deadletter(struct bg_daemon *d, struct bg_job *t,
 static void cancelled_now(struct bg_daemon *d, struct bg_job *t)
 {
 	struct bg_log_ids ids = bg_job_log_ids(t);
-	const char *why = t->cancel_reason ? t->cancel_reason : "cancelled";
+	const char *why = t->run.cancel_reason ? t->run.cancel_reason : "cancelled";
 	bg_log_task(BG_LOG_INFO, &ids, "execution CANCELLED (%s)", why);
-	free(t->status);
-	t->status = strdup("CANCELLED");
-	bg_buf_reset(&t->content);
-	bg_buf_reset(&t->reply_data);
-	bg_buf_puts(&t->reply_data, "{\"reason\":");
-	bg_json_escape(&t->reply_data, why, strlen(why));
-	bg_buf_puts(&t->reply_data, "}");
+	free(t->end.status);
+	t->end.status = strdup("CANCELLED");
+	bg_buf_reset(&t->end.content);
+	bg_buf_reset(&t->end.reply_data);
+	bg_buf_puts(&t->end.reply_data, "{\"reason\":");
+	bg_json_escape(&t->end.reply_data, why, strlen(why));
+	bg_buf_puts(&t->end.reply_data, "}");
 	bg_end(d, t, BG_END_RESULT, NULL, NULL);
 }
 
@@ -59,7 +59,7 @@ static void on_parent_record(struct bg_rconn *c, redisReply *r, void *priv)
 	if (r && r->type == REDIS_REPLY_STRING) {
 		struct bg_record rec = { 0 };
 		if (bg_record_read(&rec, (struct bg_str){ r->str, r->len }) == 0)
-			t->parent_cancelled = rec.cancel_requested;
+			t->run.parent_cancelled = rec.cancel_requested;
 		bg_record_free(&rec);
 	}
 	cancelled_now(t->d, t);
@@ -73,7 +73,7 @@ static void on_parent_map(struct bg_rconn *c, redisReply *r, void *priv)
 	if (r && r->type == REDIS_REPLY_STRING && r->len < 100) {
 		snprintf(field, sizeof(field), "exec:%.*s", (int)r->len, r->str);
 		if (bg_rconn_cmdv(t->d->wr, on_parent_record, t, 0,
-				  (const char *const[]){ "HGET", t->reg_key,
+				  (const char *const[]){ "HGET", t->id.reg_key,
 							 field, NULL }) == 0)
 			return;
 	}
@@ -88,15 +88,15 @@ void bg_end_cancelled(struct bg_daemon *d, struct bg_job *t)
 	bg_job_move(t, BG_JOB_ENDING); /* nothing else may end it meanwhile */
 	/* Its child no longer runs it (and may run others): no signal from a
 	 * late timer may reach that child. */
-	t->slot = -1;
+	t->run.slot = -1;
 	bg_kill_disarm(t);
-	if (!t->has_source_agent || t->parent_message_id[0] == '\0') {
+	if (!t->id.has_source_agent || t->id.parent_message_id[0] == '\0') {
 		cancelled_now(d, t);
 		return;
 	}
-	snprintf(field, sizeof(field), "msg_map:%s", t->parent_message_id);
+	snprintf(field, sizeof(field), "msg_map:%s", t->id.parent_message_id);
 	if (bg_rconn_cmdv(d->wr, on_parent_map, t, 0,
-			  (const char *const[]){ "HGET", t->reg_key, field,
+			  (const char *const[]){ "HGET", t->id.reg_key, field,
 						 NULL }) != 0)
 		cancelled_now(d, t);
 }

@@ -49,18 +49,18 @@ void bg_events_take(struct bg_daemon *d, struct bg_job *t, const uint8_t *p,
 		bg_log_task(BG_LOG_WARN, &ids, "malformed event record dropped");
 		return;
 	}
-	t->events++;
-	t->event_bytes += f[BG_EF_CONTENT].len;
-	if (t->events > (uint64_t)d->cfg->max_events_per_task ||
-	    t->event_bytes > (uint64_t)d->cfg->max_event_bytes_per_task) {
-		if (!t->events_capped) {
+	t->run.events++;
+	t->run.event_bytes += f[BG_EF_CONTENT].len;
+	if (t->run.events > (uint64_t)d->cfg->max_events_per_task ||
+	    t->run.event_bytes > (uint64_t)d->cfg->max_event_bytes_per_task) {
+		if (!t->run.events_capped) {
 			struct bg_log_ids ids = bg_job_log_ids(t);
 			bg_log_task(BG_LOG_WARN, &ids,
 				    "task exceeded max_events_per_task or "
 				    "max_event_bytes_per_task; further events "
 				    "dropped and the task will fail");
 		}
-		t->events_capped = true;
+		t->run.events_capped = true;
 		return;
 	}
 	char uuid[33], sub_id[32];
@@ -79,8 +79,8 @@ void bg_events_take(struct bg_daemon *d, struct bg_job *t, const uint8_t *p,
 		ev.message_id = bg_str_c(sub_id);
 	}
 	struct bg_str et = bg_event_type_of(&ctx, &ev);
-	if (!t->has_source_agent && bg_str_eq(et, "appStreamResponse"))
-		t->end_marker_emitted = true;
+	if (!t->id.has_source_agent && bg_str_eq(et, "appStreamResponse"))
+		t->run.end_marker_emitted = true;
 	bg_events_publish(d, t, &ev);
 }
 
@@ -92,11 +92,11 @@ void bg_events_publish(struct bg_daemon *d, struct bg_job *t,
 	bg_job_event_ctx(t, &ctx);
 	struct bg_buf out = { 0 };
 	if (bg_event_build(&out, &ctx, ev) == 0) {
-		const char *argv[5] = { "XADD", t->data_key, "*", "data",
+		const char *argv[5] = { "XADD", t->id.data_key, "*", "data",
 					out.p };
-		size_t lens[5] = { 4, strlen(t->data_key), 1, 4, out.len };
+		size_t lens[5] = { 4, strlen(t->id.data_key), 1, 4, out.len };
 		bg_rconn_cmd(d->wr, on_event_written, NULL, 0, 5, argv, lens);
-		bg_expire_once(d, t->data_key);
+		bg_expire_once(d, t->id.data_key);
 	}
 	bg_buf_free(&out);
 }
@@ -109,7 +109,7 @@ void bg_events_announce_retry(struct bg_daemon *d, struct bg_job *t,
 {
 	char text[32], uuid[33];
 	snprintf(text, sizeof(text), rerun ? "RERUN %d" : "RETRY %d",
-		 rerun ? t->reruns : t->attempt - 1);
+		 rerun ? t->run.reruns : t->run.attempt - 1);
 	bg_uuid_hex(uuid, true);
 	struct bg_event ev = { .kind = BG_EVENT_STATE,
 			       .content = bg_str_c(text),

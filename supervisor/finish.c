@@ -52,7 +52,7 @@ static void on_exec(struct bg_rconn *c, redisReply *r, void *priv);
 /* MULTI, the blob's commands, EXEC. The blob was checked by bg_finish. */
 static void send_blob(struct bg_daemon *d, struct bg_job *t)
 {
-	struct bg_str blob = { t->finish_blob.p, t->finish_blob.len };
+	struct bg_str blob = { t->fin.finish_blob.p, t->fin.finish_blob.len };
 	struct bg_cmdlist_iter it;
 	const char *argv[BG_CMDLIST_MAX_ARGS];
 	size_t lens[BG_CMDLIST_MAX_ARGS];
@@ -76,7 +76,7 @@ static void send_blob(struct bg_daemon *d, struct bg_job *t)
 		bg_log_task(BG_LOG_ERROR, &ids,
 			    "finish transaction of entry %s is corrupt in "
 			    "memory: not sent, entry left pending",
-			    t->entry_id);
+			    t->id.entry_id);
 		bg_job_move(t, BG_JOB_ABANDONED);
 		return;
 	}
@@ -94,13 +94,13 @@ static void send_finish(struct bg_daemon *d, struct bg_job *t)
 		bg_job_move(t, BG_JOB_FINISH_HELD);
 		return;
 	}
-	if (t->verify_owner) {
+	if (t->fin.verify_owner) {
 		bg_job_move(t, BG_JOB_FINISH_SENT);
 		if (bg_rconn_cmdv(d->wr, on_owner_check, t, 0,
 				  (const char *const[]){
-					  "XPENDING", t->stream, d->group,
-					  "IDLE", "0", t->entry_id,
-					  t->entry_id, "1", d->worker_id,
+					  "XPENDING", t->id.stream, d->group,
+					  "IDLE", "0", t->id.entry_id,
+					  t->id.entry_id, "1", d->worker_id,
 					  NULL }) != 0)
 			bg_job_move(t, BG_JOB_FINISH_UNKNOWN);
 		return;
@@ -110,9 +110,9 @@ static void send_finish(struct bg_daemon *d, struct bg_job *t)
 
 static void count_outcome(struct bg_daemon *d, const struct bg_job *t)
 {
-	switch (t->end_kind) {
+	switch (t->end.end_kind) {
 	case BG_END_RESULT:
-		if (strcmp(t->status, "FAILED") == 0)
+		if (strcmp(t->end.status, "FAILED") == 0)
 			d->n_failed++;
 		else
 			d->n_completed++;
@@ -134,14 +134,14 @@ static void count_outcome(struct bg_daemon *d, const struct bg_job *t)
 
 static const char *hist_status(const struct bg_job *t, char *buf, size_t n)
 {
-	switch (t->end_kind) {
+	switch (t->end.end_kind) {
 	case BG_END_RESULT:
-		return t->status ? t->status : "COMPLETED";
+		return t->end.status ? t->end.status : "COMPLETED";
 	case BG_END_FAILED:
-		return t->deadletter ? "FAILED+DEADLETTER" : "FAILED";
+		return t->end.deadletter ? "FAILED+DEADLETTER" : "FAILED";
 	case BG_END_DEADLETTER:
 		snprintf(buf, n, "DEADLETTER:%s",
-			 t->error_code ? t->error_code : "");
+			 t->end.error_code ? t->end.error_code : "");
 		return buf;
 	case BG_END_ACK_ONLY:
 		return "ACKED";
@@ -158,36 +158,36 @@ static void forget(struct bg_daemon *d, struct bg_job *t)
 	if (d->state == NULL)
 		return;
 	char buf[96];
-	(void)bg_lmdb_check(d, bg_state_journal_del(d->state, S(t->stream), S(t->entry_id)), "journal del");
-	(void)bg_lmdb_check(d, bg_state_exec_del(d->state, S(t->stream), S(t->entry_id)), "exec del");
+	(void)bg_lmdb_check(d, bg_state_journal_del(d->state, S(t->id.stream), S(t->id.entry_id)), "journal del");
+	(void)bg_lmdb_check(d, bg_state_exec_del(d->state, S(t->id.stream), S(t->id.entry_id)), "exec del");
 	struct bg_state_hist h = {
-		.stream = S(t->stream),
-		.entry_id = S(t->entry_id),
-		.execution_id = S(t->execution_id),
-		.message_id = S(t->message_id),
-		.session_id = S(t->session_id ? t->session_id : ""),
-		.agent_type = S(t->agent_type ? t->agent_type : ""),
+		.stream = S(t->id.stream),
+		.entry_id = S(t->id.entry_id),
+		.execution_id = S(t->id.execution_id),
+		.message_id = S(t->id.message_id),
+		.session_id = S(t->id.session_id ? t->id.session_id : ""),
+		.agent_type = S(t->id.agent_type ? t->id.agent_type : ""),
 		.status = S(hist_status(t, buf, sizeof(buf))),
 		.finished_ms = bg_now_ms(),
-		.duration_ms = t->started_ms ? bg_mono_ms() - t->started_ms : 0,
-		.attempt = (uint32_t)t->attempt,
+		.duration_ms = t->run.started_ms ? bg_mono_ms() - t->run.started_ms : 0,
+		.attempt = (uint32_t)t->run.attempt,
 	};
 	(void)bg_lmdb_check(d, bg_state_hist_add(d->state, &h), "hist add");
 }
 
 static const char *metric_outcome(const struct bg_job *t)
 {
-	switch (t->end_kind) {
+	switch (t->end.end_kind) {
 	case BG_END_RESULT:
-		if (strcmp(t->status, "COMPLETED") == 0)
+		if (strcmp(t->end.status, "COMPLETED") == 0)
 			return "completed";
-		if (strcmp(t->status, "FAILED") == 0)
+		if (strcmp(t->end.status, "FAILED") == 0)
 			return "failed";
-		if (strcmp(t->status, "CANCELLED") == 0)
+		if (strcmp(t->end.status, "CANCELLED") == 0)
 			return "cancelled";
 		return "suspended";
 	case BG_END_FAILED:
-		return t->deadletter ? "deadlettered" : "failed";
+		return t->end.deadletter ? "deadlettered" : "failed";
 	case BG_END_DEADLETTER:
 		return "deadlettered";
 	case BG_END_ACK_ONLY:
@@ -207,28 +207,28 @@ static void finish_applied(struct bg_daemon *d, struct bg_job *t)
 		int64_t now = bg_mono_ms();
 		bg_metrics_task_done(
 			d->metrics,
-			t->handler_type ? t->handler_type
-					: (t->agent_type ? t->agent_type : ""),
-			label, t->started_ms ? now - t->started_ms : 0,
-			t->started_ms ? t->started_ms - t->picked_ms : 0);
+			t->id.handler_type ? t->id.handler_type
+					: (t->id.agent_type ? t->id.agent_type : ""),
+			label, t->run.started_ms ? now - t->run.started_ms : 0,
+			t->run.started_ms ? t->run.started_ms - t->run.picked_ms : 0);
 	}
 	struct bg_log_ids ids = bg_job_log_ids(t);
-	int64_t ms = t->started_ms ? bg_mono_ms() - t->started_ms : 0;
-	if (t->end_kind == BG_END_DEADLETTER)
+	int64_t ms = t->run.started_ms ? bg_mono_ms() - t->run.started_ms : 0;
+	if (t->end.end_kind == BG_END_DEADLETTER)
 		bg_log_task(BG_LOG_WARN, &ids,
-			    "entry %s on %s dead-lettered (%s): %s", t->entry_id,
-			    t->stream, t->error_code ? t->error_code : "",
-			    t->error_message ? t->error_message : "");
-	else if (t->end_kind == BG_END_FAILED)
+			    "entry %s on %s dead-lettered (%s): %s", t->id.entry_id,
+			    t->id.stream, t->end.error_code ? t->end.error_code : "",
+			    t->end.error_message ? t->end.error_message : "");
+	else if (t->end.end_kind == BG_END_FAILED)
 		bg_log_task(BG_LOG_INFO, &ids, "task FAILED after %lld ms: %s",
 			    (long long)ms,
-			    t->error_message ? t->error_message : "");
+			    t->end.error_message ? t->end.error_message : "");
 	else if (ms > d->cfg->slow_task_ms)
 		bg_log_task(BG_LOG_INFO, &ids, "slow task: %s after %lld ms",
-			    t->status ? t->status : "", (long long)ms);
+			    t->end.status ? t->end.status : "", (long long)ms);
 	else
 		bg_log_task(BG_LOG_DEBUG, &ids, "task finished: %s in %lld ms",
-			    t->status ? t->status : "acked", (long long)ms);
+			    t->end.status ? t->end.status : "acked", (long long)ms);
 	bg_job_free(d, t);
 }
 
@@ -245,16 +245,16 @@ static void schedule_retry(struct bg_daemon *d, struct bg_job *t,
 {
 	bg_job_move(t, BG_JOB_FINISH_BACKOFF);
 	d->n_finish_retries++;
-	int ms = 100 << (t->finish_tries > 6 ? 6 : t->finish_tries);
+	int ms = 100 << (t->fin.finish_tries > 6 ? 6 : t->fin.finish_tries);
 	if (ms > 5000)
 		ms = 5000;
-	t->finish_tries++;
-	if (t->finish_tries == 1 || t->finish_tries % 20 == 0) {
+	t->fin.finish_tries++;
+	if (t->fin.finish_tries == 1 || t->fin.finish_tries % 20 == 0) {
 		struct bg_log_ids ids = bg_job_log_ids(t);
 		bg_log_task(BG_LOG_WARN, &ids,
 			    "finish transaction refused (%s); entry %s stays "
 			    "pending, retry %d in %d ms",
-			    why, t->entry_id, t->finish_tries, ms);
+			    why, t->id.entry_id, t->fin.finish_tries, ms);
 	}
 	if (t->retry_ev == NULL)
 		t->retry_ev = evtimer_new(d->base, on_retry, t);
@@ -302,25 +302,25 @@ static void on_exec(struct bg_rconn *c, redisReply *r, void *priv)
 /* A journaled blob copied by bg_finish_replay: sent only if whole. */
 static int replay_blob(const struct bg_job *t)
 {
-	if (t->finish_blob.len == 0)
+	if (t->fin.finish_blob.len == 0)
 		return -ENOMEM; /* the copy failed */
-	return bg_finish_blob_valid((struct bg_str){ t->finish_blob.p,
-						     t->finish_blob.len })
+	return bg_finish_blob_valid((struct bg_str){ t->fin.finish_blob.p,
+						     t->fin.finish_blob.len })
 		       ? 0
 		       : -EBADMSG;
 }
 
 void bg_finish(struct bg_daemon *d, struct bg_job *t)
 {
-	t->finish_tries = 0;
-	int rc = t->end_kind == BG_END_REPLAY ? replay_blob(t)
+	t->fin.finish_tries = 0;
+	int rc = t->end.end_kind == BG_END_REPLAY ? replay_blob(t)
 					     : bg_finish_build(d, t);
 	if (rc != 0) {
 		struct bg_log_ids ids = bg_job_log_ids(t);
 		bg_log_task(BG_LOG_ERROR, &ids,
 			    "finish transaction could not be built (%s); entry "
 			    "%s left pending for recovery",
-			    strerror(-rc), t->entry_id);
+			    strerror(-rc), t->id.entry_id);
 		bg_job_move(t, BG_JOB_ABANDONED);
 		return;
 	}
@@ -332,10 +332,10 @@ void bg_finish(struct bg_daemon *d, struct bg_job *t)
 void bg_finish_replay(struct bg_daemon *d, struct bg_job *t,
 		      struct bg_str blob)
 {
-	bg_buf_reset(&t->finish_blob);
-	if (bg_buf_append(&t->finish_blob, blob.p, blob.len) != 0)
-		bg_buf_reset(&t->finish_blob); /* refused by bg_finish */
-	t->end_kind = BG_END_REPLAY;
+	bg_buf_reset(&t->fin.finish_blob);
+	if (bg_buf_append(&t->fin.finish_blob, blob.p, blob.len) != 0)
+		bg_buf_reset(&t->fin.finish_blob); /* refused by bg_finish */
+	t->end.end_kind = BG_END_REPLAY;
 	bg_finish(d, t);
 }
 
@@ -349,7 +349,7 @@ static void on_owner_check(struct bg_rconn *c, redisReply *r, void *priv)
 		return;
 	}
 	if (r->type == REDIS_REPLY_ARRAY && r->elements == 1) {
-		t->verify_owner = false;
+		t->fin.verify_owner = false;
 		send_finish(d, t);
 		return;
 	}
@@ -358,11 +358,11 @@ static void on_owner_check(struct bg_rconn *c, redisReply *r, void *priv)
 		    "entry %s on %s is no longer in this worker's pending list "
 		    "(claimed by another worker while our lease lapsed): not "
 		    "finishing it here",
-		    t->entry_id, t->stream);
+		    t->id.entry_id, t->id.stream);
 	d->n_lost_to_peer++;
 	if (d->state) {
-		(void)bg_lmdb_check(d, bg_state_journal_del(d->state, S(t->stream), S(t->entry_id)), "journal del");
-		(void)bg_lmdb_check(d, bg_state_exec_del(d->state, S(t->stream), S(t->entry_id)), "exec del");
+		(void)bg_lmdb_check(d, bg_state_journal_del(d->state, S(t->id.stream), S(t->id.entry_id)), "journal del");
+		(void)bg_lmdb_check(d, bg_state_exec_del(d->state, S(t->id.stream), S(t->id.entry_id)), "exec del");
 	}
 	bg_job_free(d, t);
 }
@@ -370,7 +370,7 @@ static void on_owner_check(struct bg_rconn *c, redisReply *r, void *priv)
 void bg_finish_mark_verify(struct bg_daemon *d)
 {
 	for (struct bg_job *t = d->all.next; t != &d->all; t = t->next)
-		t->verify_owner = true;
+		t->fin.verify_owner = true;
 }
 
 void bg_finish_release_held(struct bg_daemon *d)
@@ -405,9 +405,9 @@ void bg_finish_resend_unknown(struct bg_daemon *d)
 			continue;
 		bg_job_move(t, BG_JOB_FINISH_SENT);
 		if (bg_rconn_cmdv(d->wr, on_pending_check, t, 0,
-				  (const char *const[]){ "XPENDING", t->stream,
-							 d->group, t->entry_id,
-							 t->entry_id, "1",
+				  (const char *const[]){ "XPENDING", t->id.stream,
+							 d->group, t->id.entry_id,
+							 t->id.entry_id, "1",
 							 NULL }) != 0)
 			bg_job_move(t, BG_JOB_FINISH_UNKNOWN);
 	}

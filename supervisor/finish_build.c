@@ -52,7 +52,7 @@ static void add_event(struct bg_daemon *d, struct bg_job *t,
 			       .uuid = { uuid, 32 } };
 	struct bg_buf out = { 0 };
 	if (bg_event_build(&out, &ctx, &ev) == 0)
-		TXN(x, S("XADD"), S(t->data_key), S("*"), S("data"),
+		TXN(x, S("XADD"), S(t->id.data_key), S("*"), S("data"),
 		    ((struct bg_str){ out.p, out.len }));
 	bg_buf_free(&out);
 }
@@ -70,48 +70,48 @@ struct outcome_view {
 static void view_outcome(const struct bg_job *t, struct outcome_view *v)
 {
 	memset(v, 0, sizeof(*v));
-	if (t->end_kind == BG_END_RESULT) {
-		v->status = S(t->status);
-		v->content = (struct bg_str){ t->content.p, t->content.len };
-		v->reply_data = (struct bg_str){ t->reply_data.p,
-						 t->reply_data.len };
-		v->metadata = (struct bg_str){ t->result_metadata.p,
-					       t->result_metadata.len };
-		v->extra_payload = (struct bg_str){ t->extra_payload.p,
-						    t->extra_payload.len };
+	if (t->end.end_kind == BG_END_RESULT) {
+		v->status = S(t->end.status);
+		v->content = (struct bg_str){ t->end.content.p, t->end.content.len };
+		v->reply_data = (struct bg_str){ t->end.reply_data.p,
+						 t->end.reply_data.len };
+		v->metadata = (struct bg_str){ t->end.result_metadata.p,
+					       t->end.result_metadata.len };
+		v->extra_payload = (struct bg_str){ t->end.extra_payload.p,
+						    t->end.extra_payload.len };
 		return;
 	}
 	v->status = S("FAILED");
 	v->content = S("");
 	bg_buf_puts(&v->scratch, "{\"error\":");
-	const char *why = t->error_message ? t->error_message : "failed";
+	const char *why = t->end.error_message ? t->end.error_message : "failed";
 	bg_json_escape(&v->scratch, why, strlen(why));
 	bg_buf_puts(&v->scratch, "}");
 	v->reply_data = (struct bg_str){ v->scratch.p, v->scratch.len };
-	v->metadata = (struct bg_str){ t->result_metadata.p,
-				       t->result_metadata.len };
+	v->metadata = (struct bg_str){ t->end.result_metadata.p,
+				       t->end.result_metadata.len };
 }
 
 static void add_callback(struct bg_daemon *d, struct bg_job *t,
 			 struct bg_cmdlist *x, const struct outcome_view *v)
 {
-	struct bg_cmd *c = &t->cmd;
+	struct bg_cmd *c = &t->id.cmd;
 	char new_id[32];
 	bg_id_new(new_id, sizeof(new_id), "msg-");
 	struct bg_callback cb = {
-		.message_id = S(t->message_id),
-		.session_id = S(t->session_id),
-		.trace_id = S(t->trace_id),
-		.source_agent_type = S(t->source_agent_type),
-		.target_agent_type = S(t->agent_type),
-		.parent_message_id = S(t->parent_message_id),
+		.message_id = S(t->id.message_id),
+		.session_id = S(t->id.session_id),
+		.trace_id = S(t->id.trace_id),
+		.source_agent_type = S(t->id.source_agent_type),
+		.target_agent_type = S(t->id.agent_type),
+		.parent_message_id = S(t->id.parent_message_id),
 		.task_group_id = c->hdr[BG_HDR_TASK_GROUP_ID],
 		.user_code = c->hdr[BG_HDR_USER_CODE],
 		.user_name = c->hdr[BG_HDR_USER_NAME],
 		.metadata = c->hdr[BG_HDR_METADATA],
 		.langfuse_parent_observation_id =
 			c->hdr[BG_HDR_LANGFUSE_PARENT_OBSERVATION_ID],
-		.execution_id = S(t->execution_id),
+		.execution_id = S(t->id.execution_id),
 		.worker_id = S(d->worker_id),
 		.new_message_id = S(new_id),
 		.status = v->status,
@@ -123,11 +123,11 @@ static void add_callback(struct bg_daemon *d, struct bg_job *t,
 	struct bg_buf cmd = { 0 }, key = { 0 };
 	if (bg_result_callback(&cmd, &cb) == 0 &&
 	    bg_key_build(&key, d->cfg->key_schema, BG_KEY_AGENT_TYPE_CTRL,
-			 S(t->source_agent_type), S(""), S("")) == 0)
+			 S(t->id.source_agent_type), S(""), S("")) == 0)
 		TXN(x, S("XADD"), ((struct bg_str){ key.p, key.len }), S("*"),
 		    S("data"), ((struct bg_str){ cmd.p, cmd.len }));
 	else
-		bg_warn("cannot build the callback of %s", t->execution_id);
+		bg_warn("cannot build the callback of %s", t->id.execution_id);
 	bg_buf_free(&cmd);
 	bg_buf_free(&key);
 }
@@ -145,18 +145,18 @@ static void add_record(struct bg_daemon *d, struct bg_job *t,
 	(void)d;
 	struct bg_record_errors errs = { 0 };
 	struct bg_buf e[4] = { { 0 } };
-	if (t->end_kind == BG_END_RESULT) {
+	if (t->end.end_kind == BG_END_RESULT) {
 		if (bg_record_errors_from(&errs, v->metadata, v->reply_data))
 			memset(&errs, 0, sizeof(errs));
 	} else {
-		json_str(&e[0], t->error_message ? t->error_message : "failed");
-		json_str(&e[1], t->error_code ? t->error_code : "FAILED");
-		json_str(&e[2], t->failed_stage ? t->failed_stage
-						: t->end_kind == BG_END_DEADLETTER
+		json_str(&e[0], t->end.error_message ? t->end.error_message : "failed");
+		json_str(&e[1], t->end.error_code ? t->end.error_code : "FAILED");
+		json_str(&e[2], t->end.failed_stage ? t->end.failed_stage
+						: t->end.end_kind == BG_END_DEADLETTER
 							  ? "pickup"
 							  : "process_command");
-		json_str(&e[3], t->error_type ? t->error_type
-					      : t->end_kind == BG_END_DEADLETTER
+		json_str(&e[3], t->end.error_type ? t->end.error_type
+					      : t->end.end_kind == BG_END_DEADLETTER
 						? "DeadLettered"
 						: "TaskFailed");
 		errs.error_message = (struct bg_str){ e[0].p, e[0].len };
@@ -168,23 +168,23 @@ static void add_record(struct bg_daemon *d, struct bg_job *t,
 				      .worker_id = S(""),
 				      .now_ms = bg_now_ms(),
 				      .errors = &errs };
-	if (bg_record_update(rec, (struct bg_str){ t->record.p, t->record.len },
+	if (bg_record_update(rec, (struct bg_str){ t->id.record.p, t->id.record.len },
 			     &u) == 0) {
 		char field[64];
-		snprintf(field, sizeof(field), "exec:%s", t->execution_id);
-		TXN(x, S("HSET"), S(t->reg_key), S(field),
+		snprintf(field, sizeof(field), "exec:%s", t->id.execution_id);
+		TXN(x, S("HSET"), S(t->id.reg_key), S(field),
 		    ((struct bg_str){ rec->p, rec->len }));
-		TXN(x, S("EXPIRE"), S(t->reg_key), S("604800"));
+		TXN(x, S("EXPIRE"), S(t->id.reg_key), S("604800"));
 		/* WIRE 5.9: the dashboard's view of this worker. */
 		char st[64];
 		snprintf(st, sizeof(st), "%.*s", (int)v->status.len,
 			 v->status.p);
 		bg_stats_update(d, (struct bg_str){ rec->p, rec->len },
-				t->execution_id,
-				t->prev_status[0] ? t->prev_status : NULL, st,
+				t->id.execution_id,
+				t->id.prev_status[0] ? t->id.prev_status : NULL, st,
 				true, emit_txn, x);
 	} else {
-		bg_warn("cannot update the record of %s", t->execution_id);
+		bg_warn("cannot update the record of %s", t->id.execution_id);
 	}
 	for (int i = 0; i < 4; i++)
 		bg_buf_free(&e[i]);
@@ -194,15 +194,15 @@ static void add_deadletter(struct bg_daemon *d, struct bg_job *t,
 			   struct bg_cmdlist *x)
 {
 	struct bg_deadletter dl = {
-		.execution_id = S(t->record_exists ? t->execution_id : ""),
-		.target_agent_type = S(t->agent_type ? t->agent_type : ""),
-		.reason = S(t->error_message ? t->error_message : ""),
-		.stream = S(t->stream),
-		.entry_id = S(t->entry_id),
-		.delivery_count = t->deliveries > 0 ? t->deliveries : 1,
-		.error_code = S(t->error_code ? t->error_code : "malformed"),
-		.has_data = t->data != NULL,
-		.data = { t->data ? t->data : "", t->data_len },
+		.execution_id = S(t->id.record_exists ? t->id.execution_id : ""),
+		.target_agent_type = S(t->id.agent_type ? t->id.agent_type : ""),
+		.reason = S(t->end.error_message ? t->end.error_message : ""),
+		.stream = S(t->id.stream),
+		.entry_id = S(t->id.entry_id),
+		.delivery_count = t->id.deliveries > 0 ? t->id.deliveries : 1,
+		.error_code = S(t->end.error_code ? t->end.error_code : "malformed"),
+		.has_data = t->id.data != NULL,
+		.data = { t->id.data ? t->id.data : "", t->id.data_len },
 	};
 	struct bg_buf out = { 0 };
 	if (bg_result_deadletter(&out, &dl) == 0)
@@ -216,20 +216,20 @@ static void build_finish(struct bg_daemon *d, struct bg_job *t,
 {
 	struct outcome_view v;
 	view_outcome(t, &v);
-	bool runs = t->end_kind == BG_END_RESULT || t->end_kind == BG_END_FAILED;
+	bool runs = t->end.end_kind == BG_END_RESULT || t->end.end_kind == BG_END_FAILED;
 	/* The handler's writes (callee records and requests, group hash,
 	 * form event, kv sets), only for an attempt that returned. */
-	if (t->end_kind == BG_END_RESULT)
+	if (t->end.end_kind == BG_END_RESULT)
 		bg_outbox_splice(t, x);
 	/* "bygate decisions" 16: the caller is called back when this
 	 * execution is terminal, not when it suspends on its own callees. */
-	if (runs && t->callback_to[0] && !t->parent_cancelled &&
+	if (runs && t->id.callback_to[0] && !t->run.parent_cancelled &&
 	    bg_status_is_terminal(v.status))
 		add_callback(d, t, x, &v);
 	bool wrote_data = false;
 	/* A cancelled task has no final answer (WIRE 3.6: callback, then
 	 * the end marker only). */
-	if (t->end_kind == BG_END_RESULT && !t->cancel_requested) {
+	if (t->end.end_kind == BG_END_RESULT && !t->run.cancel_requested) {
 		struct bg_buf fm = { 0 };
 		bool present = false;
 		if (bg_result_final_message(v.content, v.reply_data, &fm,
@@ -241,20 +241,20 @@ static void build_finish(struct bg_daemon *d, struct bg_job *t,
 		}
 		bg_buf_free(&fm);
 	}
-	if (runs && bg_result_wants_end_marker(t->has_source_agent, v.status,
-					       t->permission_transferred,
-					       t->suspended,
-					       t->end_marker_emitted)) {
+	if (runs && bg_result_wants_end_marker(t->id.has_source_agent, v.status,
+					       t->run.permission_transferred,
+					       t->run.suspended,
+					       t->run.end_marker_emitted)) {
 		add_event(d, t, x, BG_EVENT_END_OF_STREAM, S(""));
 		wrote_data = true;
 	}
 	if (wrote_data)
-		TXN(x, S("EXPIRE"), S(t->data_key), S("604800"));
-	if (t->end_kind == BG_END_DEADLETTER || t->deadletter)
+		TXN(x, S("EXPIRE"), S(t->id.data_key), S("604800"));
+	if (t->end.end_kind == BG_END_DEADLETTER || t->end.deadletter)
 		add_deadletter(d, t, x);
-	if (t->record_exists && t->end_kind != BG_END_ACK_ONLY)
+	if (t->id.record_exists && t->end.end_kind != BG_END_ACK_ONLY)
 		add_record(d, t, x, &v, rec);
-	TXN(x, S("XACK"), S(t->stream), S(d->group), S(t->entry_id));
+	TXN(x, S("XACK"), S(t->id.stream), S(d->group), S(t->id.entry_id));
 	bg_buf_free(&v.scratch);
 }
 
@@ -264,24 +264,24 @@ static void build_finish(struct bg_daemon *d, struct bg_job *t,
 int bg_finish_build(struct bg_daemon *d, struct bg_job *t)
 {
 	struct bg_buf rec = { 0 };
-	struct bg_cmdlist x = { .buf = t->finish_blob }; /* reuses its memory */
+	struct bg_cmdlist x = { .buf = t->fin.finish_blob }; /* reuses its memory */
 	bg_cmdlist_reset(&x);
 	build_finish(d, t, &x, &rec);
 	bg_buf_free(&rec);
-	t->finish_blob = x.buf;
+	t->fin.finish_blob = x.buf;
 	int rc = x.err;
 	if (rc == 0 && (x.n == 0 || x.n > TXN_MAX_CMDS))
 		rc = -E2BIG;
 	if (rc) {
-		bg_buf_reset(&t->finish_blob);
+		bg_buf_reset(&t->fin.finish_blob);
 		return rc;
 	}
 	if (bg_fault_hit("finish.before_journal"))
 		_exit(BG_FAULT_EXIT);
 	if (d->state) {
-		(void)bg_lmdb_check(d, bg_state_journal_put(d->state, S(t->stream), S(t->entry_id),
-				     (struct bg_str){ t->finish_blob.p,
-						      t->finish_blob.len }), "journal put");
+		(void)bg_lmdb_check(d, bg_state_journal_put(d->state, S(t->id.stream), S(t->id.entry_id),
+				     (struct bg_str){ t->fin.finish_blob.p,
+						      t->fin.finish_blob.len }), "journal put");
 		d->journaled_this_turn = true;
 	}
 	return 0;

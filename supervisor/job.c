@@ -89,7 +89,7 @@ void bg_job_move(struct bg_job *t, enum bg_job_state to)
 		bg_log_task(BG_LOG_ERROR, &ids,
 			    "bug: job of entry %s moved from %s to %s; "
 			    "aborting (the entry stays pending for recovery)",
-			    t->entry_id, bg_job_state_name(t->state),
+			    t->id.entry_id, bg_job_state_name(t->state),
 			    bg_job_state_name(to));
 		abort();
 	}
@@ -100,21 +100,21 @@ void bg_job_move(struct bg_job *t, enum bg_job_state to)
 
 struct bg_log_ids bg_job_log_ids(const struct bg_job *t)
 {
-	struct bg_log_ids ids = { t->session_id,
-				  t->execution_id[0] ? t->execution_id : NULL,
-				  t->message_id[0] ? t->message_id : NULL,
-				  t->slot, t->pid };
+	struct bg_log_ids ids = { t->id.session_id,
+				  t->id.execution_id[0] ? t->id.execution_id : NULL,
+				  t->id.message_id[0] ? t->id.message_id : NULL,
+				  t->run.slot, t->run.pid };
 	return ids;
 }
 
 void bg_job_event_ctx(const struct bg_job *t, struct bg_event_ctx *ctx)
 {
-	ctx->trace_id = bg_str_c(t->trace_id);
-	ctx->session_id = bg_str_c(t->session_id);
-	ctx->agent_type = bg_str_c(t->agent_type);
-	ctx->message_id = bg_str_c(t->message_id);
-	ctx->parent_message_id = bg_str_c(t->parent_message_id);
-	ctx->is_sub_agent = t->has_source_agent;
+	ctx->trace_id = bg_str_c(t->id.trace_id);
+	ctx->session_id = bg_str_c(t->id.session_id);
+	ctx->agent_type = bg_str_c(t->id.agent_type);
+	ctx->message_id = bg_str_c(t->id.message_id);
+	ctx->parent_message_id = bg_str_c(t->id.parent_message_id);
+	ctx->is_sub_agent = t->id.has_source_agent;
 }
 
 /* ---- the list of all jobs ---- */
@@ -123,7 +123,7 @@ bool bg_job_holds(const struct bg_daemon *d, const char *stream,
 		  const char *id)
 {
 	for (const struct bg_job *t = d->all.next; t != &d->all; t = t->next)
-		if (strcmp(t->entry_id, id) == 0 && strcmp(t->stream, stream) == 0)
+		if (strcmp(t->id.entry_id, id) == 0 && strcmp(t->id.stream, stream) == 0)
 			return true;
 	return false;
 }
@@ -139,12 +139,12 @@ struct bg_job *bg_job_new(struct bg_daemon *d, int stream_idx,
 	t->d = d;
 	t->tag = ++d->next_tag;
 	t->state = BG_JOB_PICKUP;
-	t->slot = -1;
-	t->stream_idx = stream_idx;
-	t->stream = strdup(d->streams[stream_idx]);
-	t->entry_id = strdup(id);
-	t->picked_ms = bg_mono_ms();
-	t->deliveries = 1;
+	t->run.slot = -1;
+	t->id.stream_idx = stream_idx;
+	t->id.stream = strdup(d->streams[stream_idx]);
+	t->id.entry_id = strdup(id);
+	t->run.picked_ms = bg_mono_ms();
+	t->id.deliveries = 1;
 	t->next = &d->all;
 	t->prev = d->all.prev;
 	d->all.prev->next = t;
@@ -164,16 +164,16 @@ struct bg_job *bg_job_find(struct bg_daemon *d, uint64_t tag)
 void bg_job_release_private(struct bg_daemon *d, struct bg_job *t)
 {
 	char err[512];
-	if (t->ws == NULL || t->ws->private_dir[0] == '\0')
+	if (t->run.ws == NULL || t->run.ws->private_dir[0] == '\0')
 		return;
-	if (bg_ws_remove_private(d->ws_cache, d->cfg->workspace_dir, t->ws,
+	if (bg_ws_remove_private(d->ws_cache, d->cfg->workspace_dir, t->run.ws,
 				 err, sizeof(err)) != 0) {
 		struct bg_log_ids ids = bg_job_log_ids(t);
 		bg_log_task(BG_LOG_WARN, &ids,
 			    "cannot remove the task's private directory: %s",
 			    err);
 	}
-	t->ws->private_dir[0] = '\0';
+	t->run.ws->private_dir[0] = '\0';
 }
 
 static void free_event(struct event **ev)
@@ -191,33 +191,33 @@ static void release(struct bg_daemon *d, struct bg_job *t)
 	if (bg_job_finishing(t))
 		d->n_finishing--;
 	free_event(&t->retry_ev);
-	free_event(&t->deadline_ev);
-	free_event(&t->kill_ev);
-	free(t->cancel_reason);
-	bg_cmd_free(&t->cmd);
-	free(t->stream);
-	free(t->entry_id);
-	free(t->data);
-	free(t->session_id);
-	free(t->trace_id);
-	free(t->agent_type);
-	free(t->source_agent_type);
-	free(t->parent_message_id);
-	free(t->reg_key);
-	free(t->data_key);
-	free(t->status);
-	free(t->error_message);
-	bg_buf_free(&t->record);
-	bg_buf_free(&t->content);
-	bg_buf_free(&t->reply_data);
-	bg_buf_free(&t->result_metadata);
-	bg_buf_free(&t->extra_payload);
-	bg_buf_free(&t->finish_blob);
-	bg_cmdlist_free(&t->outbox);
-	json_decref(t->kv);
-	free(t->group_results);
+	free_event(&t->run.deadline_ev);
+	free_event(&t->run.kill_ev);
+	free(t->run.cancel_reason);
+	bg_cmd_free(&t->id.cmd);
+	free(t->id.stream);
+	free(t->id.entry_id);
+	free(t->id.data);
+	free(t->id.session_id);
+	free(t->id.trace_id);
+	free(t->id.agent_type);
+	free(t->id.source_agent_type);
+	free(t->id.parent_message_id);
+	free(t->id.reg_key);
+	free(t->id.data_key);
+	free(t->end.status);
+	free(t->end.error_message);
+	bg_buf_free(&t->id.record);
+	bg_buf_free(&t->end.content);
+	bg_buf_free(&t->end.reply_data);
+	bg_buf_free(&t->end.result_metadata);
+	bg_buf_free(&t->end.extra_payload);
+	bg_buf_free(&t->fin.finish_blob);
+	bg_cmdlist_free(&t->run.outbox);
+	json_decref(t->run.kv);
+	free(t->id.group_results);
 	bg_job_release_private(d, t);
-	free(t->ws);
+	free(t->run.ws);
 	free(t);
 }
 

@@ -64,14 +64,8 @@ enum bg_end_kind {
 /* Why the kill ladder runs (kill.c). */
 enum bg_kill_reason { BG_KILL_TIMEOUT, BG_KILL_CANCEL, BG_KILL_FORCE };
 
-struct bg_job {
-	struct bg_job *next, *prev; /* in the daemon's list of all jobs */
-	struct bg_job *qnext;	    /* in the ready queue (QUEUED) */
-	struct bg_daemon *d;
-	uint64_t tag; /* names it on the rings */
-	enum bg_job_state state;
-
-	/* identity: the entry and the command it carries (pickup.c) */
+/* The entry and the command it carries, set at pickup (pickup.c). */
+struct bg_job_id {
 	int stream_idx; /* 0 = worker stream, 1.. = agent types */
 	char *stream;	/* stream key */
 	char *entry_id;
@@ -98,8 +92,10 @@ struct bg_job {
 	int deliveries;	     /* Redis delivery count when known */
 	int alone_crashes;   /* times bygated died while it ran alone */
 	bool recovered;	     /* fetched by PEL reconcile or reclaim */
+};
 
-	/* attempt: the run in a child (schedule.c, attempt.c, kill.c) */
+/* Its runs in children (schedule.c, attempt.c, kill.c, calls.c). */
+struct bg_job_run {
 	struct bg_ws_paths *ws; /* session and private directories */
 	int slot;
 	int pid;
@@ -117,7 +113,6 @@ struct bg_job {
 	bool events_capped;
 	bool end_marker_emitted;
 	struct event *deadline_ev; /* the attempt's timeout_ms */
-	struct event *retry_ev;	   /* BACKOFF, then FINISH_BACKOFF */
 	/* the kill ladder (kill.c) */
 	bool timed_out;
 	bool cancel_requested; /* CANCEL_TASK or the record says so */
@@ -127,15 +122,15 @@ struct bg_job {
 	int kill_step;	       /* 0 none, then the steps of kill.c */
 	bool signalled;	       /* its ladder signalled its child */
 	struct event *kill_ev;
-
-	/* handler operations (outbox.c): writes applied in the finish
-	 * transaction, commands in the finish-blob encoding */
+	/* handler operations: writes applied in the finish transaction */
 	struct bg_cmdlist outbox;
 	struct json_t *kv;	     /* this attempt's kv sets */
 	bool suspended;		     /* call_agent/dispatch_group wait, ask_user */
 	bool permission_transferred; /* handed the stream to a callee */
+};
 
-	/* outcome (end.c) */
+/* How it ended (attempt.c, end.c). */
+struct bg_job_outcome {
 	enum bg_end_kind end_kind;
 	char *status; /* normalised business status */
 	struct bg_buf content, reply_data, result_metadata, extra_payload;
@@ -144,11 +139,26 @@ struct bg_job {
 	const char *error_type;
 	const char *failed_stage;
 	bool deadletter; /* FAILED and also dead-lettered (poison) */
+};
 
-	/* finish (finish.c) */
+/* Its finish transaction (finish_build.c, finish.c). */
+struct bg_job_finish {
 	struct bg_buf finish_blob; /* the commands, as journaled */
 	bool verify_owner;	   /* after a lease lapse: XPENDING first */
 	int finish_tries;
+};
+
+struct bg_job {
+	struct bg_job *next, *prev; /* in the daemon's list of all jobs */
+	struct bg_job *qnext;	    /* in the ready queue (QUEUED) */
+	struct bg_daemon *d;
+	uint64_t tag; /* names it on the rings */
+	enum bg_job_state state;
+	struct event *retry_ev; /* BACKOFF, then FINISH_BACKOFF */
+	struct bg_job_id id;
+	struct bg_job_run run;
+	struct bg_job_outcome end;
+	struct bg_job_finish fin;
 };
 
 /* The name of a state, for logs and tests. */

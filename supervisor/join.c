@@ -62,8 +62,8 @@ static void on_group_results(struct bg_rconn *c, redisReply *r, void *priv)
 		bg_buf_append(&j, v.p, v.len);
 	}
 	bg_buf_puts(&j, "}");
-	free(t->group_results);
-	t->group_results = bg_buf_steal(&j);
+	free(t->id.group_results);
+	t->id.group_results = bg_buf_steal(&j);
 	bg_admit(t->d, t);
 }
 
@@ -86,8 +86,8 @@ static void on_join(struct bg_rconn *c, redisReply *r, void *priv)
 		bg_log_task(BG_LOG_DEBUG, &ids,
 			    "group %.*s: %lld of %lld results; waiting for the "
 			    "rest",
-			    (int)t->cmd.hdr[BG_HDR_TASK_GROUP_ID].len,
-			    t->cmd.hdr[BG_HDR_TASK_GROUP_ID].p,
+			    (int)t->id.cmd.hdr[BG_HDR_TASK_GROUP_ID].len,
+			    t->id.cmd.hdr[BG_HDR_TASK_GROUP_ID].p,
 			    r->element[1]->integer, r->element[2]->integer);
 		bg_end(d, t, BG_END_ACK_ONLY, NULL, NULL);
 		return;
@@ -95,7 +95,7 @@ static void on_join(struct bg_rconn *c, redisReply *r, void *priv)
 	bg_log_task(BG_LOG_DEBUG, &ids, "group joined (%lld results): resuming",
 		    r->element[2]->integer);
 	char *rk = bg_dkey_s(d, BG_KEY_TASK_GROUP_RESULTS,
-				  t->cmd.hdr[BG_HDR_TASK_GROUP_ID]);
+				  t->id.cmd.hdr[BG_HDR_TASK_GROUP_ID]);
 	if (rk == NULL ||
 	    bg_rconn_cmdv(d->wr, on_group_results, t, 0,
 			  (const char *const[]){ "HGETALL", rk, NULL }) != 0)
@@ -106,7 +106,7 @@ static void on_join(struct bg_rconn *c, redisReply *r, void *priv)
 
 void bg_join_group(struct bg_daemon *d, struct bg_job *t)
 {
-	struct bg_cmd *c = &t->cmd;
+	struct bg_cmd *c = &t->id.cmd;
 	struct bg_str g = c->hdr[BG_HDR_TASK_GROUP_ID];
 	char *gk = bg_dkey_s(d, BG_KEY_TASK_GROUP, g);
 	char *rk = bg_dkey_s(d, BG_KEY_TASK_GROUP_RESULTS, g);
@@ -134,7 +134,7 @@ void bg_join_group(struct bg_daemon *d, struct bg_job *t)
 	if (gk == NULL || rk == NULL ||
 	    bg_rconn_cmdv(d->wr, on_join, t, 0,
 			  (const char *const[]){ "EVAL", JOIN_LUA, "2", gk, rk,
-						 child, res.p, t->entry_id,
+						 child, res.p, t->id.entry_id,
 						 NULL }) != 0)
 		bg_end(d, t, BG_END_FAILED, "JOIN", "cannot run the join");
 	free(gk);

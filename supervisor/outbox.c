@@ -28,8 +28,8 @@
 
 void bg_outbox_cmd(struct bg_job *t, int argc, const struct bg_str *argv)
 {
-	bool failed = t->outbox.err != 0;
-	int rc = bg_cmdlist_add(&t->outbox, argc, argv);
+	bool failed = t->run.outbox.err != 0;
+	int rc = bg_cmdlist_add(&t->run.outbox, argc, argv);
 	if (rc && !failed) {
 		struct bg_log_ids ids = bg_job_log_ids(t);
 		bg_log_task(BG_LOG_ERROR, &ids,
@@ -37,13 +37,13 @@ void bg_outbox_cmd(struct bg_job *t, int argc, const struct bg_str *argv)
 			    "(%s): the finish of entry %s will not be sent",
 			    argc > 0 ? (int)argv[0].len : 0,
 			    argc > 0 ? argv[0].p : "", strerror(-rc),
-			    t->entry_id);
+			    t->id.entry_id);
 	}
 }
 
 int bg_outbox_splice(const struct bg_job *t, struct bg_cmdlist *x)
 {
-	return bg_cmdlist_append(x, &t->outbox);
+	return bg_cmdlist_append(x, &t->run.outbox);
 }
 
 struct bg_str bg_outbox_bytes(const struct bg_buf *b)
@@ -68,9 +68,9 @@ static int reply_text(struct bg_daemon *d, struct bg_job *t, const char *id,
 	struct bg_buf payload = { 0 };
 	struct bg_str v[BG_YF__COUNT] = { S(id), S(json) };
 	int rc = -ESRCH;
-	if (bg_job_in_child(t) && t->slot >= 0 &&
+	if (bg_job_in_child(t) && t->run.slot >= 0 &&
 	    (rc = bg_rec_pack(&payload, v, BG_YF__COUNT)) == 0)
-		rc = bg_pool_reply(d->pool, t->slot, t->tag, payload.p,
+		rc = bg_pool_reply(d->pool, t->run.slot, t->tag, payload.p,
 				   payload.len);
 	bg_buf_free(&payload);
 	return rc;
@@ -104,7 +104,7 @@ struct bg_job *bg_outbox_task_of(struct bg_daemon *d, uint64_t tag,
 	for (struct bg_job *t = d->all.next; t != &d->all; t = t->next)
 		if (t->tag == tag)
 			return bg_job_in_child(t) &&
-					       t->run_id == run_id
+					       t->run.run_id == run_id
 				       ? t
 				       : NULL;
 	return NULL;
@@ -136,7 +136,7 @@ static int content_text(json_t *content, struct bg_send_body *b,
 int bg_outbox_build_ask(struct bg_job *t, struct bg_outbox_req *rq,
 			struct bg_buf *ask)
 {
-	struct bg_cmd *c = &t->cmd;
+	struct bg_cmd *c = &t->id.cmd;
 	char span[17], fw[64];
 	if (!rq->message_id[0])
 		bg_id_new(rq->message_id, sizeof(rq->message_id), "msg-");
@@ -163,11 +163,11 @@ int bg_outbox_build_ask(struct bg_job *t, struct bg_outbox_req *rq,
 	}
 	struct bg_send_header h = {
 		.message_id = S(rq->message_id),
-		.session_id = S(t->session_id),
-		.trace_id = S(t->trace_id),
-		.source_agent_type = S(rq->wait ? t->agent_type : ""),
+		.session_id = S(t->id.session_id),
+		.trace_id = S(t->id.trace_id),
+		.source_agent_type = S(rq->wait ? t->id.agent_type : ""),
 		.target_agent_type = S(rq->target),
-		.parent_message_id = S(t->message_id),
+		.parent_message_id = S(t->id.message_id),
 		.task_group_id = S(rq->group),
 		.user_code = c->hdr[BG_HDR_USER_CODE],
 		.user_name = c->hdr[BG_HDR_USER_NAME],
@@ -189,9 +189,9 @@ void bg_outbox_record(struct bg_job *t, const char *execution_id,
 	char f1[64], f2[BG_FIELD_MAX];
 	snprintf(f1, sizeof(f1), "exec:%s", execution_id);
 	snprintf(f2, sizeof(f2), "msg_map:%s", message_id);
-	BG_OUT(t, S("HSET"), S(t->reg_key), S(f1), bg_outbox_bytes(rec),
+	BG_OUT(t, S("HSET"), S(t->id.reg_key), S(f1), bg_outbox_bytes(rec),
 	       S(f2), S(execution_id));
-	BG_OUT(t, S("EXPIRE"), S(t->reg_key), S("604800"));
+	BG_OUT(t, S("EXPIRE"), S(t->id.reg_key), S("604800"));
 }
 
 struct bg_record_queued bg_outbox_callee_fields(const struct bg_job *t,
@@ -201,10 +201,10 @@ struct bg_record_queued bg_outbox_callee_fields(const struct bg_job *t,
 	return (struct bg_record_queued){
 		.execution_id = S(rq->execution_id),
 		.message_id = S(rq->message_id),
-		.session_id = S(t->session_id),
-		.trace_id = S(t->trace_id),
-		.parent_message_id = S(t->message_id),
-		.source_agent_type = S(rq->wait ? t->agent_type : ""),
+		.session_id = S(t->id.session_id),
+		.trace_id = S(t->id.trace_id),
+		.parent_message_id = S(t->id.message_id),
+		.source_agent_type = S(rq->wait ? t->id.agent_type : ""),
 		.target_agent_type = S(rq->target),
 		.stream_name = S(stream_name),
 		.route = rq->policy != NULL,
@@ -249,9 +249,9 @@ int bg_outbox_request(struct bg_daemon *d, struct bg_job *t,
 /* A new attempt starts with an empty outbox (DESIGN 4.3). */
 void bg_outbox_reset(struct bg_job *t)
 {
-	bg_cmdlist_reset(&t->outbox);
-	json_decref(t->kv);
-	t->kv = NULL;
-	t->suspended = false;
-	t->permission_transferred = false;
+	bg_cmdlist_reset(&t->run.outbox);
+	json_decref(t->run.kv);
+	t->run.kv = NULL;
+	t->run.suspended = false;
+	t->run.permission_transferred = false;
 }

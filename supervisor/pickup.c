@@ -37,7 +37,7 @@ static uint64_t entry_ms(const char *id)
 
 /* ---- pickup decision (WIRE 6.4 steps 2-6) ---- */
 
-/* `js` is the stored record of execution t->execution_id, or NULL when
+/* `js` is the stored record of execution t->id.execution_id, or NULL when
  * the message id maps to no record. */
 static void decide(struct bg_daemon *d, struct bg_job *t,
 		   const struct bg_str *js)
@@ -47,7 +47,7 @@ static void decide(struct bg_daemon *d, struct bg_job *t,
 	if (js) {
 		if (bg_record_read(&rec, *js) == 0) {
 			have = true;
-			bg_buf_append(&t->record, js->p, js->len);
+			bg_buf_append(&t->id.record, js->p, js->len);
 		} else {
 			struct bg_log_ids ids = bg_job_log_ids(t);
 			bg_log_task(BG_LOG_WARN, &ids,
@@ -55,23 +55,23 @@ static void decide(struct bg_daemon *d, struct bg_job *t,
 				    "starting a new execution");
 		}
 	}
-	bool is_resume = t->cmd.action == BG_ACTION_RESUME;
+	bool is_resume = t->id.cmd.action == BG_ACTION_RESUME;
 	if (have && rec.worker_id.len && bg_str_eq(rec.worker_id, d->worker_id))
-		snprintf(t->prev_status, sizeof(t->prev_status), "%.*s",
+		snprintf(t->id.prev_status, sizeof(t->id.prev_status), "%.*s",
 			 (int)rec.status.len, rec.status.p);
 	if (have && bg_status_is_terminal(rec.status) && !is_resume) {
 		struct bg_log_ids ids = bg_job_log_ids(t);
 		bg_log_task(BG_LOG_INFO, &ids,
 			    "terminal replay: execution already %.*s, entry %s "
 			    "acknowledged without running",
-			    (int)rec.status.len, rec.status.p, t->entry_id);
+			    (int)rec.status.len, rec.status.p, t->id.entry_id);
 		bg_record_free(&rec);
 		bg_end(d, t, BG_END_ACK_ONLY, NULL, NULL);
 		return;
 	}
-	if (t->deliveries > d->cfg->max_deliveries) {
+	if (t->id.deliveries > d->cfg->max_deliveries) {
 		char why[320];
-		int alone = t->alone_crashes;
+		int alone = t->id.alone_crashes;
 		if (alone > 0)
 			snprintf(why, sizeof(why),
 				 "entry delivered %d times (max_deliveries "
@@ -79,71 +79,71 @@ static void decide(struct bg_daemon *d, struct bg_job *t,
 				 "alone (re-run as a suspect after an unclean "
 				 "exit); dead-lettered as poison without "
 				 "running again",
-				 t->deliveries, d->cfg->max_deliveries, alone,
+				 t->id.deliveries, d->cfg->max_deliveries, alone,
 				 alone == 1 ? "" : "s");
 		else
 			snprintf(why, sizeof(why),
 				 "entry delivered %d times (max_deliveries "
 				 "%d): dead-lettered as poison without running "
 				 "again",
-				 t->deliveries, d->cfg->max_deliveries);
+				 t->id.deliveries, d->cfg->max_deliveries);
 		if (!have)
-			bg_id_new(t->execution_id, sizeof(t->execution_id),
+			bg_id_new(t->id.execution_id, sizeof(t->id.execution_id),
 				  "exec-");
 		bg_record_free(&rec);
-		t->record_exists = have;
-		t->deadletter = true;
-		t->error_type = "PoisonEntry";
+		t->id.record_exists = have;
+		t->end.deadletter = true;
+		t->end.error_type = "PoisonEntry";
 		bg_end(d, t, BG_END_FAILED, "max_deliveries", why);
 		return;
 	}
 	if (have && rec.cancel_requested) {
 		/* Lazy cancel (WIRE 6.10): finished CANCELLED, never run. */
-		t->cancel_requested = true;
-		if (t->cancel_reason == NULL)
-			t->cancel_reason = dup_str(rec.cancel_reason);
+		t->run.cancel_requested = true;
+		if (t->run.cancel_reason == NULL)
+			t->run.cancel_reason = dup_str(rec.cancel_reason);
 	}
-	if (t->cancel_requested) {
+	if (t->run.cancel_requested) {
 		bg_record_free(&rec);
-		t->record_exists = have;
+		t->id.record_exists = have;
 		if (!have)
-			bg_id_new(t->execution_id, sizeof(t->execution_id),
+			bg_id_new(t->id.execution_id, sizeof(t->id.execution_id),
 				  "exec-");
 		bg_end_cancelled(d, t);
 		return;
 	}
 	/* WIRE 6.4 step 5: resumed = a RESUME, or a record past QUEUED. */
-	t->is_resumed = is_resume || (have && !bg_str_eq(rec.status, "QUEUED"));
+	t->id.is_resumed = is_resume || (have && !bg_str_eq(rec.status, "QUEUED"));
 	if (!have)
-		bg_id_new(t->execution_id, sizeof(t->execution_id), "exec-");
+		bg_id_new(t->id.execution_id, sizeof(t->id.execution_id), "exec-");
 	else if (rec.parent_message_id.len) {
-		free(t->parent_message_id);
-		t->parent_message_id = dup_str(rec.parent_message_id);
+		free(t->id.parent_message_id);
+		t->id.parent_message_id = dup_str(rec.parent_message_id);
 	}
 	/* "bygate decisions" 16: a resumed sub-agent still calls its caller
 	 * back when it finishes; the record remembers who that is (the
 	 * caller's type, set by call_agent with wait_for_reply). */
 	if (have && is_resume && rec.source_agent_type.len &&
 	    !bg_str_eq(rec.source_agent_type, "client")) {
-		snprintf(t->callback_to, sizeof(t->callback_to), "%.*s",
+		snprintf(t->id.callback_to, sizeof(t->id.callback_to), "%.*s",
 			 (int)rec.source_agent_type.len,
 			 rec.source_agent_type.p);
-		free(t->source_agent_type);
-		t->source_agent_type = strdup(t->callback_to);
-		t->has_source_agent = true;
+		free(t->id.source_agent_type);
+		t->id.source_agent_type = strdup(t->id.callback_to);
+		t->id.has_source_agent = true;
 	}
-	int rc = bg_cmd_validate_task(&t->cmd);
+	int rc = bg_cmd_validate_task(&t->id.cmd);
 	if (rc) {
 		bg_record_free(&rec);
-		t->record_exists = have;
+		t->id.record_exists = have;
 		bg_end(d, t, BG_END_DEADLETTER, bg_cmd_error_code(rc),
 			 bg_cmd_error_text(rc));
 		return;
 	}
 	bg_record_free(&rec);
-	t->record_exists = have;
-	if (t->cmd.action == BG_ACTION_RESUME &&
-	    t->cmd.hdr[BG_HDR_TASK_GROUP_ID].len) {
+	t->id.record_exists = have;
+	if (t->id.cmd.action == BG_ACTION_RESUME &&
+	    t->id.cmd.hdr[BG_HDR_TASK_GROUP_ID].len) {
 		bg_join_group(d, t); /* continues in bg_admit() */
 		return;
 	}
@@ -184,7 +184,7 @@ static void on_pickup_record(struct bg_rconn *c, redisReply *r, void *priv)
 		struct bg_str js = { r->str, r->len };
 		decide(t->d, t, &js);
 	} else {
-		t->execution_id[0] = '\0'; /* msg_map without its record */
+		t->id.execution_id[0] = '\0'; /* msg_map without its record */
 		decide(t->d, t, NULL);
 	}
 }
@@ -198,17 +198,17 @@ static void on_pickup_map(struct bg_rconn *c, redisReply *r, void *priv)
 	struct bg_daemon *d = t->d;
 	if (!pickup_reply_ok(t, r))
 		return;
-	if (r->type != REDIS_REPLY_STRING || r->len >= sizeof(t->execution_id) ||
+	if (r->type != REDIS_REPLY_STRING || r->len >= sizeof(t->id.execution_id) ||
 	    !id_usable((struct bg_str){ r->str, r->len })) {
 		decide(d, t, NULL);
 		return;
 	}
-	memcpy(t->execution_id, r->str, r->len);
-	t->execution_id[r->len] = '\0';
+	memcpy(t->id.execution_id, r->str, r->len);
+	t->id.execution_id[r->len] = '\0';
 	char field[64];
-	snprintf(field, sizeof(field), "exec:%s", t->execution_id);
+	snprintf(field, sizeof(field), "exec:%s", t->id.execution_id);
 	if (bg_rconn_cmdv(d->wr, on_pickup_record, t, 0,
-			  (const char *const[]){ "HGET", t->reg_key, field,
+			  (const char *const[]){ "HGET", t->id.reg_key, field,
 						 NULL }) != 0)
 		bg_job_move(t, BG_JOB_PICKUP_LOST);
 }
@@ -217,10 +217,10 @@ static void send_pickup(struct bg_daemon *d, struct bg_job *t)
 {
 	char field[BG_FIELD_MAX];
 	bg_job_move(t, BG_JOB_PICKUP);
-	t->execution_id[0] = '\0';
-	snprintf(field, sizeof(field), "msg_map:%s", t->message_id);
+	t->id.execution_id[0] = '\0';
+	snprintf(field, sizeof(field), "msg_map:%s", t->id.message_id);
 	if (bg_rconn_cmdv(d->wr, on_pickup_map, t, 0,
-			  (const char *const[]){ "HGET", t->reg_key, field,
+			  (const char *const[]){ "HGET", t->id.reg_key, field,
 						 NULL }) != 0)
 		bg_job_move(t, BG_JOB_PICKUP_LOST); /* again when wr is back */
 }
@@ -251,7 +251,7 @@ void bg_pickup_replay_finish(struct bg_daemon *d, int stream_idx,
 	struct bg_job *t = bg_job_new(d, stream_idx, id);
 	if (t == NULL)
 		return;
-	t->recovered = true;
+	t->id.recovered = true;
 	bg_finish_replay(d, t, blob);
 }
 
@@ -277,15 +277,15 @@ void bg_pickup_accept_recovered(struct bg_daemon *d, int stream_idx,
 	struct bg_job *t = bg_job_new(d, stream_idx, id);
 	if (t == NULL)
 		return;
-	t->recovered = true;
-	t->deliveries = deliveries;
-	t->alone_crashes = alone_crashes;
+	t->id.recovered = true;
+	t->id.deliveries = deliveries;
+	t->id.alone_crashes = alone_crashes;
 	if (d->state) {
 		struct bg_state_exec e;
 		struct bg_buf store = { 0 };
 		if (bg_state_exec_get(d->state, bg_str_c(d->streams[stream_idx]),
 				      bg_str_c(id), &e, &store) == 0)
-			t->failed_attempts = (int)e.interrupted;
+			t->run.failed_attempts = (int)e.interrupted;
 		bg_buf_free(&store);
 	}
 	accept_entry(d, t, stream_idx, id, data, data_len, has_data);
@@ -298,42 +298,42 @@ static void accept_entry(struct bg_daemon *d, struct bg_job *t,
 	const char *agent = stream_idx > 0
 				    ? d->cfg->agent_types[stream_idx - 1].name
 				    : "";
-	t->agent_type = strdup(agent);
+	t->id.agent_type = strdup(agent);
 	if (!has_data) {
 		bg_end(d, t, BG_END_DEADLETTER, "no_data",
 			 "stream entry has no `data` field");
 		return;
 	}
-	t->data = malloc(data_len + 1);
-	if (t->data == NULL) {
+	t->id.data = malloc(data_len + 1);
+	if (t->id.data == NULL) {
 		bg_end(d, t, BG_END_DEADLETTER, "too_large",
 			 "entry too large for memory");
 		return;
 	}
-	memcpy(t->data, data, data_len);
-	t->data[data_len] = '\0';
-	t->data_len = data_len;
-	int rc = bg_cmd_scan(t->data, t->data_len, &t->cmd);
+	memcpy(t->id.data, data, data_len);
+	t->id.data[data_len] = '\0';
+	t->id.data_len = data_len;
+	int rc = bg_cmd_scan(t->id.data, t->id.data_len, &t->id.cmd);
 	if (rc) {
 		bg_end(d, t, BG_END_DEADLETTER, bg_cmd_error_code(rc),
 			 bg_cmd_error_text(rc));
 		return;
 	}
-	t->cmd_ok = true;
-	struct bg_cmd *c = &t->cmd;
+	t->id.cmd_ok = true;
+	struct bg_cmd *c = &t->id.cmd;
 	if (c->need_message_id)
-		bg_id_new(t->message_id, sizeof(t->message_id), "msg-");
+		bg_id_new(t->id.message_id, sizeof(t->id.message_id), "msg-");
 	else
-		snprintf(t->message_id, sizeof(t->message_id), "%.*s",
+		snprintf(t->id.message_id, sizeof(t->id.message_id), "%.*s",
 			 (int)c->hdr[BG_HDR_MESSAGE_ID].len,
 			 c->hdr[BG_HDR_MESSAGE_ID].p);
-	t->session_id = dup_str(c->hdr[BG_HDR_SESSION_ID]);
-	t->trace_id = dup_str(c->hdr[BG_HDR_TRACE_ID]);
-	t->source_agent_type = dup_str(c->hdr[BG_HDR_SOURCE_AGENT_TYPE]);
-	t->parent_message_id = dup_str(c->hdr[BG_HDR_PARENT_MESSAGE_ID]);
+	t->id.session_id = dup_str(c->hdr[BG_HDR_SESSION_ID]);
+	t->id.trace_id = dup_str(c->hdr[BG_HDR_TRACE_ID]);
+	t->id.source_agent_type = dup_str(c->hdr[BG_HDR_SOURCE_AGENT_TYPE]);
+	t->id.parent_message_id = dup_str(c->hdr[BG_HDR_PARENT_MESSAGE_ID]);
 	if (c->hdr[BG_HDR_TARGET_AGENT_TYPE].len) {
-		free(t->agent_type);
-		t->agent_type = dup_str(c->hdr[BG_HDR_TARGET_AGENT_TYPE]);
+		free(t->id.agent_type);
+		t->id.agent_type = dup_str(c->hdr[BG_HDR_TARGET_AGENT_TYPE]);
 	}
 	uint64_t age_limit = (uint64_t)d->cfg->max_entry_age_s * 1000;
 	uint64_t now = (uint64_t)bg_redis_now_ms(d);
@@ -346,12 +346,12 @@ static void accept_entry(struct bg_daemon *d, struct bg_job *t,
 		bg_control_handle(d, t);
 		return;
 	}
-	if (!id_usable(bg_str_c(t->session_id)) ||
-	    !id_usable(bg_str_c(t->message_id)) ||
+	if (!id_usable(bg_str_c(t->id.session_id)) ||
+	    !id_usable(bg_str_c(t->id.message_id)) ||
 	    c->hdr[BG_HDR_MESSAGE_ID].len > BG_ID_MAX ||
 	    c->hdr[BG_HDR_SOURCE_AGENT_TYPE].len > BG_ID_MAX ||
 	    c->hdr[BG_HDR_PARENT_MESSAGE_ID].len > BG_ID_MAX ||
-	    !id_usable(bg_str_c(t->agent_type))) {
+	    !id_usable(bg_str_c(t->id.agent_type))) {
 		bg_end(d, t, BG_END_DEADLETTER, "invalid_id",
 			 "session_id, message_id or target_agent_type is "
 			 "empty, longer than 512 bytes or has control "
@@ -362,15 +362,15 @@ static void accept_entry(struct bg_daemon *d, struct bg_job *t,
 	/* The handler is the one of the stream's agent type; events carry
 	 * the header's target_agent_type, as in by-framework. A task routed
 	 * to this worker directly names its type in the header. */
-	t->handler_type = stream_idx > 0 ? agent : t->agent_type;
-	t->has_source_agent = t->source_agent_type[0] != '\0' &&
+	t->id.handler_type = stream_idx > 0 ? agent : t->id.agent_type;
+	t->id.has_source_agent = t->id.source_agent_type[0] != '\0' &&
 			      c->action != BG_ACTION_RESUME;
-	if (t->has_source_agent)
-		snprintf(t->callback_to, sizeof(t->callback_to), "%s",
-			 t->source_agent_type);
-	t->reg_key = bg_dkey(d, BG_KEY_SESSION_REGISTRY, t->session_id);
-	t->data_key = bg_dkey(d, BG_KEY_SESSION_DATA, t->session_id);
-	if (t->reg_key == NULL || t->data_key == NULL) {
+	if (t->id.has_source_agent)
+		snprintf(t->id.callback_to, sizeof(t->id.callback_to), "%s",
+			 t->id.source_agent_type);
+	t->id.reg_key = bg_dkey(d, BG_KEY_SESSION_REGISTRY, t->id.session_id);
+	t->id.data_key = bg_dkey(d, BG_KEY_SESSION_DATA, t->id.session_id);
+	if (t->id.reg_key == NULL || t->id.data_key == NULL) {
 		bg_end(d, t, BG_END_DEADLETTER, "invalid_id",
 			 "cannot build the session keys");
 		return;

@@ -251,7 +251,7 @@ static void on_circuit(struct route *r, struct bg_job *t, redisReply *rep)
 {
 	json_t *v = bg_route_reply_object(rep);
 	const char *why;
-	struct bg_str user = t->cmd.hdr[BG_HDR_USER_CODE];
+	struct bg_str user = t->id.cmd.hdr[BG_HDR_USER_CODE];
 	if (bg_route_circuit_open(v, &why))
 		bg_route_reject(r, t, "AGENT_CIRCUIT_OPEN", why);
 	else if (user.len)
@@ -348,7 +348,7 @@ void bg_route_call_agent(struct bg_daemon *d, struct bg_job *t,
 	}
 	r->d = d;
 	r->tag = t->tag;
-	r->run_id = t->run_id;
+	r->run_id = t->run.run_id;
 	snprintf(r->id, sizeof(r->id), "%s", id);
 	snprintf(r->target, sizeof(r->target), "%s", target);
 	snprintf(r->policy, sizeof(r->policy), "%s",

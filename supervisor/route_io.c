@@ -240,12 +240,12 @@ static void reply_queued(struct route *r, struct bg_job *t,
 			 const struct bg_outbox_req *rq, const char *queued)
 {
 	if (rq->wait)
-		t->suspended = true;
+		t->run.suspended = true;
 	else
-		t->permission_transferred = true;
+		t->run.permission_transferred = true;
 	json_t *res = json_pack("{s:s,s:s,s:s,s:s}", "status", "QUEUED",
 				"message_id", rq->message_id,
-				"parent_message_id", t->message_id,
+				"parent_message_id", t->id.message_id,
 				"target_agent_type", rq->target);
 	if (queued)
 		json_object_set_new(res, "route_status", json_string(queued));
@@ -280,11 +280,11 @@ static struct bg_route_intent route_intent(const struct route *r,
 	return (struct bg_route_intent){
 		.execution_id = S(r->execution_id),
 		.message_id = S(r->message_id),
-		.session_id = S(t->session_id),
-		.trace_id = S(t->trace_id),
-		.source = S(t->agent_type),
+		.session_id = S(t->id.session_id),
+		.trace_id = S(t->id.trace_id),
+		.source = S(t->id.agent_type),
 		.target_agent_type = S(r->target),
-		.user_code = t->cmd.hdr[BG_HDR_USER_CODE],
+		.user_code = t->id.cmd.hdr[BG_HDR_USER_CODE],
 		.region = S(r->region),
 		.priority = r->priority,
 		.policy = S(r->policy),

@@ -34,7 +34,7 @@ struct bg_capacity bg_schedule_room(const struct bg_daemon *d)
 		for (const struct bg_job *t = d->all.next; t != &d->all;
 		     t = t->next)
 			need_shared += !bg_job_finishing(t) &&
-				       bg_schedule_stream_shares(d, t->stream_idx);
+				       bg_schedule_stream_shares(d, t->id.stream_idx);
 	int need_alone = need - need_shared;
 	/* shared tasks spread over children before they fill them */
 	c.alone = size + prefetch - need_alone -
@@ -63,7 +63,7 @@ static void placement(const struct bg_daemon *d, const struct bg_job *t,
 	*group = -1;
 	*limit = 1;
 	if (tc->handler == BG_HANDLER_EXEC && tc->mode != BG_EXEC_PER_TASK &&
-	    tc->max_inflight > 1 && !t->isolate) {
+	    tc->max_inflight > 1 && !t->run.isolate) {
 		*group = (int)(tc - d->cfg->agent_types);
 		*limit = tc->max_inflight;
 	}
@@ -81,9 +81,9 @@ void bg_schedule_dispatch(struct bg_daemon *d)
 	for (struct bg_job *t = d->q_head; t; t = next) {
 		next = t->qnext;
 		const struct bg_agent_type_conf *tc =
-			bg_config_agent_type(d->cfg, t->handler_type);
+			bg_config_agent_type(d->cfg, t->id.handler_type);
 		int slot = -1, group = -1, limit = 1;
-		if (tc && !t->cancel_requested) {
+		if (tc && !t->run.cancel_requested) {
 			placement(d, t, tc, &group, &limit);
 			bool alone = limit <= 1;
 			if (!(alone && waiting_alone))
@@ -96,7 +96,7 @@ void bg_schedule_dispatch(struct bg_daemon *d)
 			}
 		}
 		bg_job_dequeue(d, prev, t);
-		if (t->cancel_requested)
+		if (t->run.cancel_requested)
 			bg_end_cancelled(d, t);
 		else if (tc == NULL)
 			bg_end(d, t, BG_END_FAILED, "UNKNOWN_AGENT_TYPE",

@@ -20,7 +20,7 @@ struct gc {
 static bool session_busy(const struct bg_daemon *d, struct bg_str session)
 {
 	for (const struct bg_job *t = d->all.next; t != &d->all; t = t->next)
-		if (t->session_id && bg_str_eq(session, t->session_id))
+		if (t->id.session_id && bg_str_eq(session, t->id.session_id))
 			return true;
 	return false;
 }

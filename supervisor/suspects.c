@@ -468,10 +468,10 @@ void bg_suspects_job_freed(struct bg_daemon *d, const struct bg_job *t)
 {
 	struct bg_suspects *x = get(d);
 	if (x == NULL || !x->active || x->cur != CUR_RUNNING || x->n == 0 ||
-	    strcmp(t->entry_id, x->v[0].id) != 0 ||
-	    strcmp(t->stream, d->streams[x->v[0].stream]) != 0)
+	    strcmp(t->id.entry_id, x->v[0].id) != 0 ||
+	    strcmp(t->id.stream, d->streams[x->v[0].stream]) != 0)
 		return;
-	if (t->deadletter)
+	if (t->end.deadletter)
 		x->deadlettered++;
 	head_done(d);
 }

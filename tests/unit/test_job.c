@@ -211,7 +211,8 @@ static void test_refused_move_aborts(void **state)
 		struct bg_daemon d = { 0 };
 		d.all.next = d.all.prev = &d.all;
 		struct bg_job t = { .d = &d, .state = BG_JOB_FINISH_SENT,
-				    .entry_id = "1-0", .slot = -1 };
+				    .id = { .entry_id = "1-0" },
+				    .run = { .slot = -1 } };
 		bg_job_move(&t, BG_JOB_RUNNING); /* a finish never runs again */
 		_exit(0);
 	}
