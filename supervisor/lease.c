@@ -416,6 +416,9 @@ void bg_lease_release(struct bg_daemon *d)
 		d->lease_state = BG_LEASE_RELEASED;
 		return;
 	}
+	if (d->lease_timer)
+		evtimer_del(d->lease_timer); /* no heartbeat after this */
+	d->lease_state = BG_LEASE_RELEASING;
 	if (bg_rconn_cmdv(d->ctl, on_released, d, 0,
 			  (const char *const[]){ "EVAL", RELEASE_LUA, "1",
 						 d->lease_key, d->lease_token,
