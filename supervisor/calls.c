@@ -24,7 +24,7 @@
 
 /* ---- kv (DESIGN 6: session kv in Redis, written through the outbox) ---- */
 
-struct pending {
+struct kv_read {
 	struct bg_daemon *d;
 	uint64_t tag;
 	uint32_t run_id;
@@ -35,7 +35,7 @@ struct pending {
 static void on_kv_get(struct bg_rconn *c, redisReply *r, void *priv)
 {
 	(void)c;
-	struct pending *p = priv;
+	struct kv_read *p = priv;
 	struct bg_job *t = bg_outbox_task_of(p->d, p->tag, p->run_id);
 	if (t) {
 		json_t *v = NULL;
@@ -74,14 +74,14 @@ static void kv_get(struct bg_daemon *d, struct bg_job *t, const char *id,
 		return;
 	}
 	char *key = bg_dkey_s(d, BG_KEY_SESSION_KV, S(t->id.session_id));
-	struct pending *p = calloc(1, sizeof(*p));
+	struct kv_read *p = calloc(1, sizeof(*p));
 	if (key == NULL || p == NULL) {
 		free(key);
 		free(p);
 		bg_outbox_reply_error(d, t, id, "INTERNAL", "out of memory");
 		return;
 	}
-	*p = (struct pending){ d, t->tag, t->run.run_id, "", key };
+	*p = (struct kv_read){ d, t->tag, t->run.run_id, "", key };
 	snprintf(p->id, sizeof(p->id), "%s", id);
 	if (bg_rconn_cmdv(d->wr, on_kv_get, p, 0,
 			  (const char *const[]){ "HGET", key, k, NULL }) != 0) {

@@ -31,7 +31,7 @@
 
 #define PAGE "500"
 
-struct scan {
+struct pel_scan {
 	struct bg_daemon *d;
 	int stream;
 	int idle_ms;
@@ -144,7 +144,7 @@ static void send_scan(struct bg_daemon *d, int stream, int idle_ms,
 static void on_pending_page(struct bg_rconn *c, redisReply *r, void *priv)
 {
 	(void)c;
-	struct scan *sc = priv;
+	struct pel_scan *sc = priv;
 	struct bg_daemon *d = sc->d;
 	const char *stream = d->streams[sc->stream];
 	bool peer = sc->consumer != NULL;
@@ -208,10 +208,10 @@ static void on_pending_page(struct bg_rconn *c, redisReply *r, void *priv)
 static void send_scan(struct bg_daemon *d, int stream, int idle_ms,
 		      const char *start, const char *consumer)
 {
-	struct scan *sc = calloc(1, sizeof(*sc));
+	struct pel_scan *sc = calloc(1, sizeof(*sc));
 	if (sc == NULL)
 		return;
-	*sc = (struct scan){ d, stream, idle_ms,
+	*sc = (struct pel_scan){ d, stream, idle_ms,
 			     consumer ? strdup(consumer) : NULL };
 	char idle[32];
 	snprintf(idle, sizeof(idle), "%d", idle_ms);

@@ -1,0 +1,280 @@
+/* tests/unit/test_schedule.c - supervisor/schedule.c against a fake pool:
+ * the dispatch pass (order, alone vs shared placement, the rule that keeps
+ * the next idle child for a job waiting alone, cancelled and unknown jobs
+ * ended at dispatch) and the read capacity. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "supervisor/job.c"
+#include "supervisor/log.c"
+#include "supervisor/schedule.c"
+
+/* ---- a fake pool: n children, each with a group and a count of jobs ---- */
+
+#define SLOTS 4
+static struct {
+	int size, alive;
+	bool breaker;
+	int group[SLOTS], jobs[SLOTS];
+} pool;
+
+int bg_pool_size(const struct bg_pool *p)
+{
+	(void)p;
+	return pool.size;
+}
+
+int bg_pool_alive_count(const struct bg_pool *p)
+{
+	(void)p;
+	return pool.alive;
+}
+
+bool bg_pool_breaker_open(const struct bg_pool *p)
+{
+	(void)p;
+	return pool.breaker;
+}
+
+int bg_pool_shared_children(const struct bg_pool *p)
+{
+	(void)p;
+	int n = 0;
+	for (int i = 0; i < pool.size; i++)
+		n += pool.jobs[i] > 0 && pool.group[i] >= 0;
+	return n;
+}
+
+/* The sharing rule of pool.h: a shared job joins a child of its group with
+ * room (or, unless only_busy, an idle one); an alone job takes an idle
+ * child. */
+static bool picked_only_busy[32];
+static int n_picks;
+
+int bg_pool_pick(const struct bg_pool *p, int group, int limit,
+		 bool only_busy)
+{
+	(void)p;
+	picked_only_busy[n_picks++ % 32] = only_busy;
+	if (group >= 0)
+		for (int i = 0; i < pool.size; i++)
+			if (pool.jobs[i] > 0 && pool.group[i] == group &&
+			    pool.jobs[i] < limit)
+				return i;
+	if (group >= 0 && only_busy)
+		return -1;
+	for (int i = 0; i < pool.size; i++)
+		if (pool.jobs[i] == 0)
+			return i;
+	return -1;
+}
+
+/* ---- the stages below the scheduler, recorded ---- */
+
+static char started[32][16];
+static int n_started, n_cancelled, n_failed;
+
+void bg_attempt_start(struct bg_daemon *d, struct bg_job *t, int slot,
+		      int limit, int group, struct bg_buf *payload)
+{
+	(void)d;
+	(void)payload;
+	pool.jobs[slot]++;
+	pool.group[slot] = limit > 1 ? group : -1;
+	bg_job_move(t, BG_JOB_RUNNING);
+	snprintf(started[n_started++], sizeof(started[0]), "%s@%d",
+		 t->id.entry_id, slot);
+}
+
+void bg_end_cancelled(struct bg_daemon *d, struct bg_job *t)
+{
+	(void)d;
+	n_cancelled++;
+	bg_job_move(t, BG_JOB_ENDING);
+}
+
+void bg_end(struct bg_daemon *d, struct bg_job *t, enum bg_end_kind kind,
+	    const char *code, const char *why)
+{
+	(void)d;
+	(void)why;
+	assert_int_equal(kind, BG_END_FAILED);
+	assert_string_equal(code, "UNKNOWN_AGENT_TYPE");
+	n_failed++;
+	bg_job_move(t, BG_JOB_FINISH_SENT);
+}
+
+/* ---- a daemon with two agent types: "solo" (a plugin) and "many" (a
+ * persistent exec program with max_inflight 3) ---- */
+
+static struct bg_agent_type_conf types[2];
+static struct bg_config cfg;
+static char *streams[] = { "ctrl:worker:w", "ctrl:agent_type:solo",
+			   "ctrl:agent_type:many" };
+
+static struct bg_daemon *daemon_new(int size)
+{
+	memset(&pool, 0, sizeof(pool));
+	pool.size = pool.alive = size;
+	n_started = n_cancelled = n_failed = n_picks = 0;
+	types[0] = (struct bg_agent_type_conf){ .name = "solo",
+						.handler = BG_HANDLER_PLUGIN };
+	types[1] = (struct bg_agent_type_conf){ .name = "many",
+						.handler = BG_HANDLER_EXEC,
+						.mode = BG_EXEC_PERSISTENT,
+						.max_inflight = 3 };
+	cfg = (struct bg_config){ .agent_types = types, .n_agent_types = 2,
+				  .fetch_count = 1 };
+	struct bg_daemon *d = test_calloc(1, sizeof(*d));
+	d->cfg = &cfg;
+	d->all.next = d->all.prev = &d->all;
+	d->streams = streams;
+	d->n_streams = 3;
+	return d;
+}
+
+static void daemon_free(struct bg_daemon *d)
+{
+	while (d->all.next != &d->all)
+		bg_job_free(d, d->all.next);
+	test_free(d);
+}
+
+static struct bg_job *queue(struct bg_daemon *d, const char *id,
+			    const char *type)
+{
+	int stream = strcmp(type, "many") == 0 ? 2 : 1;
+	struct bg_job *t = bg_job_new(d, stream, id);
+	assert_non_null(t);
+	t->id.handler_type = type;
+	bg_job_enqueue(d, t);
+	return t;
+}
+
+static void test_jobs_alone_are_placed_in_order(void **state)
+{
+	(void)state;
+	struct bg_daemon *d = daemon_new(2);
+	queue(d, "1-0", "solo");
+	queue(d, "2-0", "solo");
+	queue(d, "3-0", "solo");
+	bg_schedule_dispatch(d);
+	assert_int_equal(n_started, 2);
+	assert_string_equal(started[0], "1-0@0");
+	assert_string_equal(started[1], "2-0@1");
+	assert_int_equal(d->n_queued, 1);
+	assert_string_equal(d->q_head->id.entry_id, "3-0");
+	pool.jobs[1] = 0; /* a child becomes idle */
+	bg_schedule_dispatch(d);
+	assert_string_equal(started[2], "3-0@1");
+	assert_int_equal(d->n_queued, 0);
+	daemon_free(d);
+}
+
+static void test_shared_jobs_fill_a_child_of_their_type(void **state)
+{
+	(void)state;
+	struct bg_daemon *d = daemon_new(2);
+	for (int i = 1; i <= 4; i++) {
+		char id[8];
+		snprintf(id, sizeof(id), "%d-0", i);
+		queue(d, id, "many");
+	}
+	bg_schedule_dispatch(d);
+	/* three share child 0 (max_inflight), the fourth opens child 1 */
+	assert_int_equal(n_started, 4);
+	assert_string_equal(started[2], "3-0@0");
+	assert_string_equal(started[3], "4-0@1");
+	daemon_free(d);
+}
+
+/* Once a job that needs a child to itself waits, shared jobs behind it go
+ * only next to jobs already running: the next idle child is kept for it. */
+static void test_a_waiting_alone_job_keeps_the_next_idle_child(void **state)
+{
+	(void)state;
+	struct bg_daemon *d = daemon_new(2);
+	queue(d, "1-0", "many"); /* opens child 0 */
+	queue(d, "2-0", "solo"); /* takes child 1 */
+	queue(d, "3-0", "solo"); /* waits: no idle child */
+	queue(d, "4-0", "many"); /* joins child 0 (busy) */
+	bg_schedule_dispatch(d);
+	assert_int_equal(n_started, 3);
+	assert_string_equal(started[0], "1-0@0");
+	assert_string_equal(started[1], "2-0@1");
+	assert_string_equal(started[2], "4-0@0");
+	/* picks: 1-0, 2-0, 3-0 (waits), then 4-0 only next to running jobs */
+	assert_int_equal(n_picks, 4);
+	assert_false(picked_only_busy[2]);
+	assert_true(picked_only_busy[3]);
+	pool.jobs[1] = 0;
+	queue(d, "5-0", "many"); /* would take the idle child: must not */
+	bg_schedule_dispatch(d);
+	assert_string_equal(started[3], "3-0@1");
+	assert_string_equal(started[4], "5-0@0");
+	daemon_free(d);
+}
+
+static void test_cancelled_and_unknown_jobs_end_at_dispatch(void **state)
+{
+	(void)state;
+	struct bg_daemon *d = daemon_new(1);
+	pool.jobs[0] = 1; /* no idle child: they end anyway */
+	struct bg_job *c = queue(d, "1-0", "solo");
+	c->run.cancel_requested = true;
+	queue(d, "2-0", "nobody");
+	bg_schedule_dispatch(d);
+	assert_int_equal(n_cancelled, 1);
+	assert_int_equal(n_failed, 1);
+	assert_int_equal(n_started, 0);
+	assert_int_equal(d->n_queued, 0);
+	daemon_free(d);
+}
+
+static void test_read_capacity(void **state)
+{
+	(void)state;
+	struct bg_daemon *d = daemon_new(4);
+	/* 4 children + prefetch 1; shared: 4 x 3 + 1 */
+	struct bg_capacity c = bg_schedule_room(d);
+	assert_int_equal(c.alone, 5);
+	assert_int_equal(c.shared, 13);
+	assert_int_equal(bg_schedule_capacity(d), 13);
+	queue(d, "1-0", "solo");
+	queue(d, "2-0", "many");
+	c = bg_schedule_room(d);
+	assert_int_equal(c.alone, 4);	       /* one alone job needs a child */
+	assert_int_equal(c.shared, 13 - 1 - 3); /* and takes 3 shared places */
+	/* a finishing job holds no child */
+	bg_job_dequeue(d, NULL, d->q_head);
+	bg_job_move(d->all.next, BG_JOB_FINISH_SENT);
+	assert_int_equal(bg_schedule_room(d).alone, 5);
+	/* nothing while suspects run, the breaker is open or no child lives */
+	d->suspects_active = true;
+	assert_int_equal(bg_schedule_capacity(d), 0);
+	d->suspects_active = false;
+	pool.breaker = true;
+	assert_int_equal(bg_schedule_capacity(d), 0);
+	pool.breaker = false;
+	pool.alive = 0;
+	assert_int_equal(bg_schedule_capacity(d), 0);
+	daemon_free(d);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_jobs_alone_are_placed_in_order),
+		cmocka_unit_test(test_shared_jobs_fill_a_child_of_their_type),
+		cmocka_unit_test(
+			test_a_waiting_alone_job_keeps_the_next_idle_child),
+		cmocka_unit_test(test_cancelled_and_unknown_jobs_end_at_dispatch),
+		cmocka_unit_test(test_read_capacity),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
