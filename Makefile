@@ -68,7 +68,7 @@ TEST_PLUGINS := $(patsubst tests/plugins/%.c,$(BUILD)/test-plugins/%.so,$(TEST_P
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
-.PHONY: all deps user run test unit-test integration-test tests asan bench crashtest install clean format
+.PHONY: all deps user run test unit-test integration-test tests asan bench crashtest install clean format format-check
 MEMWATCH := $(BUILD)/libbygate-memwatch.so
 all: $(BINS) $(PLUGINS) $(MEMWATCH)
 
@@ -240,8 +240,14 @@ install: all user $(LIB_CLIENT_DIST)
 	install -m 644 etc/bygate.conf $(DESTDIR)/etc/bygate/bygate.conf.example
 	install -m 644 README.md $(wildcard docs/*.md) $(DESTDIR)$(PREFIX)/share/doc/bygate/
 
+# .clang-format is the style of the tree: on a clean tree `make format`
+# changes nothing, and `make format-check` says so (clang-format 14,
+# Debian's clang-format package).
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
+
+format-check:
+	clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h')
 
 clean:
 	rm -rf build build-asan

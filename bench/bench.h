@@ -101,7 +101,8 @@ static inline redisReply *bench_replies(const char *prog, redisContext *c,
 		}
 		redisReply *rep = r;
 		if (rep->type == REDIS_REPLY_ERROR) {
-			fprintf(stderr, "%s: redis error: %s\n", prog, rep->str);
+			fprintf(stderr, "%s: redis error: %s\n", prog,
+				rep->str);
 			exit(1);
 		}
 		if (keep_last && i == n - 1)

@@ -44,9 +44,9 @@ struct lg {
 	struct lg_slot *slots;
 	uint32_t *map; /* open addressing: slot index + 1, 0 = empty */
 	size_t map_mask;
-	struct bg_buf resp;  /* every task's commands, RESP, back to back */
-	size_t *off;	     /* task i's commands are resp[off[i], off[i+1]) */
-	char **data_keys;    /* per session */
+	struct bg_buf resp;   /* every task's commands, RESP, back to back */
+	size_t *off;	      /* task i's commands are resp[off[i], off[i+1]) */
+	char **data_keys;     /* per session */
 	char (*last_ids)[48]; /* per session: last data-stream id read */
 	long done, duplicates, foreign, reads;
 	double t_last_done;
@@ -63,8 +63,7 @@ static uint64_t hash_id(const char *p, size_t len)
 	return h;
 }
 
-static long map_find(const struct lg *g, const char *p, size_t len,
-		     size_t *pos)
+static long map_find(const struct lg *g, const char *p, size_t len, size_t *pos)
 {
 	size_t i = hash_id(p, len) & g->map_mask;
 	for (; g->map[i]; i = (i + 1) & g->map_mask) {
@@ -98,8 +97,8 @@ static void build_task(struct lg *g, long i, const char *ctrl,
 	char f_exec[64], f_map[64];
 	snprintf(f_exec, sizeof(f_exec), "exec:%s", t->eid);
 	snprintf(f_map, sizeof(f_map), "msg_map:%s", t->mid);
-	const char *hset[] = { "HSET", reg->p, f_exec, t->record.p, f_map,
-			       t->eid };
+	const char *hset[] = { "HSET",	    reg->p, f_exec,
+			       t->record.p, f_map,  t->eid };
 	const char *expire[] = { "EXPIRE", reg->p, BENCH_TTL };
 	const char *xadd[] = { "XADD", ctrl, "*", "data", t->ask.p };
 	bench_resp(&g->resp, 6, hset, NULL);
@@ -247,7 +246,8 @@ static void on_xread(struct lg *g, const redisReply *r, double now)
 		const redisReply *entries = sr->element[1];
 		for (size_t e = 0; e < entries->elements; e++) {
 			const redisReply *en = entries->element[e];
-			if (en->type != REDIS_REPLY_ARRAY || en->elements != 2 ||
+			if (en->type != REDIS_REPLY_ARRAY ||
+			    en->elements != 2 ||
 			    en->element[0]->type != REDIS_REPLY_STRING)
 				continue;
 			snprintf(g->last_ids[s], sizeof(g->last_ids[s]), "%s",
@@ -258,8 +258,7 @@ static void on_xread(struct lg *g, const redisReply *r, double now)
 }
 
 /* XREAD BLOCK on sessions [first, first + count); handles the reply. */
-static void read_streams(struct lg *g, redisContext *c, long first,
-			 long count)
+static void read_streams(struct lg *g, redisContext *c, long first, long count)
 {
 	int argc = 6 + 2 * (int)count;
 	const char **argv = calloc((size_t)argc, sizeof(char *));
@@ -378,20 +377,20 @@ int main(int argc, char **argv)
 	g.sessions = bench_opt_long(argc, argv, "--sessions", 100);
 	g.batch = bench_opt_long(argc, argv, "--batch", 100);
 	g.warmup = bench_opt_long(argc, argv, "--warmup", 0);
-	g.read_gap_us = 1000.0 * (double)bench_opt_long(argc, argv,
-						       "--read-gap-ms", 0);
+	g.read_gap_us =
+		1000.0 * (double)bench_opt_long(argc, argv, "--read-gap-ms", 0);
 	const char *mode = bench_opt(argc, argv, "--mode", "full");
 	const char *agent_type = bench_opt(argc, argv, "--agent-type", "noop");
 	long timeout_s = bench_opt_long(argc, argv, "--timeout-s", 120);
 	bool closed = strcmp(mode, "closed") == 0;
 	if (g.port <= 0 || g.n <= 0 || g.n >= UINT32_MAX / 2 ||
 	    g.sessions <= 0 || g.batch <= 0 || timeout_s <= 0 ||
-	    g.read_gap_us < 0 ||
-	    (!closed && strcmp(mode, "full") != 0)) {
-		fprintf(stderr, "usage: loadgen --port P [--host H] "
-				"[--mode full|closed] [--tasks N] [--sessions S] "
-				"[--agent-type T] [--batch B] [--warmup W] "
-				"[--read-gap-ms MS] [--timeout-s SECONDS]\n");
+	    g.read_gap_us < 0 || (!closed && strcmp(mode, "full") != 0)) {
+		fprintf(stderr,
+			"usage: loadgen --port P [--host H] "
+			"[--mode full|closed] [--tasks N] [--sessions S] "
+			"[--agent-type T] [--batch B] [--warmup W] "
+			"[--read-gap-ms MS] [--timeout-s SECONDS]\n");
 		return 2;
 	}
 	build_all(&g, agent_type);

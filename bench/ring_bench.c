@@ -62,7 +62,8 @@ static void push_blocking(struct bg_ring *r, int peer_fd, int my_fd,
 			  uint16_t kind, const void *p, uint32_t len)
 {
 	int rc;
-	while ((rc = bg_ring_push(r, kind, BG_REC_WHOLE, 1, p, len)) == -EAGAIN) {
+	while ((rc = bg_ring_push(r, kind, BG_REC_WHOLE, 1, p, len)) ==
+	       -EAGAIN) {
 		wake_consumer(r, peer_fd);
 		rc = bg_ring_wait_space(r, my_fd, r->max_record, WAIT_MS);
 		if (rc < 0)
@@ -116,7 +117,8 @@ static void produce(struct bench *b, uint64_t n)
 	uint8_t rec[REC_LEN] = { 0 };
 	for (uint64_t i = 0; i < n; i++) {
 		memcpy(rec, &i, sizeof(i));
-		push_blocking(r, b->wake_parent, b->wake_child, KIND, rec, REC_LEN);
+		push_blocking(r, b->wake_parent, b->wake_child, KIND, rec,
+			      REC_LEN);
 		if (i % BATCH == BATCH - 1)
 			wake_consumer(r, b->wake_parent);
 	}
@@ -153,7 +155,8 @@ static void echo(struct bench *b, uint64_t n)
 	for (;;) {
 		struct bg_ring_rec rec;
 		uint8_t copy[REC_LEN];
-		peek_blocking(&b->seg.down, b->wake_parent, b->wake_child, &rec);
+		peek_blocking(&b->seg.down, b->wake_parent, b->wake_child,
+			      &rec);
 		uint16_t kind = rec.kind;
 		uint32_t len = rec.len < REC_LEN ? rec.len : REC_LEN;
 		memcpy(copy, rec.payload, len);

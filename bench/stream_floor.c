@@ -19,7 +19,7 @@ struct floor {
 	char ctrl[128];
 	char **data_keys; /* per task: its session's data stream */
 	struct bg_buf *ask, *event;
-	char (*ids)[48];  /* entry ids of the batch being finished */
+	char (*ids)[48]; /* entry ids of the batch being finished */
 	long n_ids;
 	long commands;
 };
@@ -122,8 +122,9 @@ static double run(struct floor *f, redisContext *c)
 	struct bg_buf out = { 0 };
 	char count[24];
 	snprintf(count, sizeof(count), "%ld", f->batch);
-	const char *xrg[] = { "XREADGROUP", "GROUP", BENCH_GROUP, "floor",
-			      "COUNT", count, "STREAMS", f->ctrl, ">" };
+	const char *xrg[] = { "XREADGROUP", "GROUP", BENCH_GROUP,
+			      "floor",	    "COUNT", count,
+			      "STREAMS",    f->ctrl, ">" };
 	double t0 = bench_now_us();
 	for (long first = 0, prev = 0; prev < f->n; first += f->batch) {
 		long end = first + f->batch < f->n ? first + f->batch : f->n;
@@ -173,8 +174,8 @@ int main(int argc, char **argv)
 	}
 	build_all(&f, agent_type);
 	redisContext *c = bench_connect(PROG, host, port);
-	const char *grp[] = { "XGROUP", "CREATE", f.ctrl, BENCH_GROUP, "0",
-			      "MKSTREAM" };
+	const char *grp[] = { "XGROUP",	   "CREATE", f.ctrl,
+			      BENCH_GROUP, "0",	     "MKSTREAM" };
 	freeReplyObject(redisCommandArgv(c, 6, grp, NULL));
 	double dt = run(&f, c);
 	printf("{\"tasks\":%ld,\"sessions\":%ld,\"batch\":%ld,"

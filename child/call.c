@@ -148,10 +148,10 @@ int bg_child_call_send(struct bg_ctx *ctx, const char *op, json_t *args,
 	const char *dummy;
 	why = why ? why : &dummy;
 	const struct op *o = find_op(op);
-	*why = o == NULL ? "unknown operation" : !json_is_object(args)
-							 ? "arguments must be a "
-							   "JSON object"
-							 : o->check(args);
+	*why = o == NULL	       ? "unknown operation"
+	       : !json_is_object(args) ? "arguments must be a "
+					 "JSON object"
+				       : o->check(args);
 	if (*why)
 		return -EINVAL;
 	int rc = strcmp(op, "kv_set") == 0
@@ -185,8 +185,7 @@ int bg_child_call_send(struct bg_ctx *ctx, const char *op, json_t *args,
 	return rc;
 }
 
-int bg_child_call_done(struct bg_ctx *ctx, struct bg_str text,
-		       json_t **result)
+int bg_child_call_done(struct bg_ctx *ctx, struct bg_str text, json_t **result)
 {
 	const struct op *o = find_op(ctx->call_op);
 	ctx->call_op = NULL;
@@ -302,8 +301,8 @@ int bg_ctx_kv_get(struct bg_ctx *ctx, const char *key, char **value_json)
 	json_t *v = rc ? NULL : json_object_get(res, "value");
 	if (rc == 0 && json_object_get(res, "error"))
 		rc = -EIO;
-	else if (rc == 0 && (!json_is_true(json_object_get(res, "found")) ||
-			     v == NULL))
+	else if (rc == 0 &&
+		 (!json_is_true(json_object_get(res, "found")) || v == NULL))
 		rc = -ENOENT;
 	else if (rc == 0 &&
 		 (*value_json = json_dumps(v, JSON_COMPACT |

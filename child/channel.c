@@ -23,10 +23,9 @@ size_t bg_child_max_message(const struct bg_child_proc *c)
  * gone, which we detect by our parent changing. */
 static void wait_doorbell(struct bg_child_proc *c, bool programs)
 {
-	int rc = programs && c->progs
-			 ? c->ops->wait(c, BG_CHILD_WAIT_MS)
-			 : bg_doorbell_wait(BG_CHILD_FD_WAKE_CHILD,
-					    BG_CHILD_WAIT_MS);
+	int rc = programs && c->progs ? c->ops->wait(c, BG_CHILD_WAIT_MS)
+				      : bg_doorbell_wait(BG_CHILD_FD_WAKE_CHILD,
+							 BG_CHILD_WAIT_MS);
 	if (rc < 0 && rc != -EINTR)
 		bg_child_die(c, BG_CHILD_EXIT_SEGMENT,
 			     "waiting on fd %d failed: %s",
@@ -49,13 +48,14 @@ int bg_child_send_packed(struct bg_child_proc *c, uint16_t kind, uint64_t tag,
 	if (len > bg_child_max_message(c) || len > UINT32_MAX)
 		return -EMSGSIZE;
 	struct bg_ring *up = &c->seg.up;
-	struct bg_msg_out m = { .kind = kind, .tag = tag, .p = p,
-				.len = (uint32_t)len };
+	struct bg_msg_out m = {
+		.kind = kind, .tag = tag, .p = p, .len = (uint32_t)len
+	};
 	for (;;) {
 		int rc = bg_ring_send(up, &m);
 		if (rc != -EAGAIN && rc != 0)
-			bg_child_die(c, BG_CHILD_EXIT_PROTOCOL,
-				     "up ring: %s", strerror(-rc));
+			bg_child_die(c, BG_CHILD_EXIT_PROTOCOL, "up ring: %s",
+				     strerror(-rc));
 		if (bg_ring_need_wake_consumer(up))
 			wake_supervisor();
 		if (rc == 0)
@@ -95,8 +95,10 @@ static int recv_ring(struct bg_child_proc *c)
 static void msg_from_ring(const struct bg_child_proc *c,
 			  struct bg_child_msg *out)
 {
-	*out = (struct bg_child_msg){ .kind = c->in.kind, .tag = c->in.tag,
-				      .p = c->in.buf, .len = c->in.len };
+	*out = (struct bg_child_msg){ .kind = c->in.kind,
+				      .tag = c->in.tag,
+				      .p = c->in.buf,
+				      .len = c->in.len };
 }
 
 void bg_child_sleep(struct bg_child_proc *c)

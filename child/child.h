@@ -36,7 +36,8 @@
 #define BG_CHILD_EXIT_PROTOCOL 72 /* the supervisor broke the protocol */
 #define BG_CHILD_EXIT_ORPHAN 73	  /* the supervisor (parent) is gone */
 #define BG_CHILD_EXIT_SANDBOX 74  /* the sandbox failed; FATAL says why */
-#define BG_CHILD_EXIT_TASK_DIED 75 /* a task process ended without its
+#define BG_CHILD_EXIT_TASK_DIED                                                \
+	75 /* a task process ended without its
 				      RESULT; score.task_status says how */
 
 #define BG_CHILD_WAIT_MS 1000	/* every doorbell wait times out */
@@ -68,11 +69,11 @@ struct bg_plugin {
 
 /* handler = "exec": how an agent type's program is run (CONFIG fields). */
 struct bg_exec {
-	char **argv;	  /* NULL-terminated */
-	char **envp;	  /* environ and own_env */
+	char **argv; /* NULL-terminated */
+	char **envp; /* environ and own_env */
 #define BG_EXEC_OWN_ENV 3
 	char *own_env[BG_EXEC_OWN_ENV]; /* BYGATE_AGENT_TYPE=... & co */
-	char *workdir;	  /* the program's working directory */
+	char *workdir;			/* the program's working directory */
 	char *preload;	  /* "LD_PRELOAD=.../libbygate-memwatch.so" or NULL */
 	bool per_task;	  /* a fresh program per task (else persistent) */
 	int max_inflight; /* tasks at once in one persistent program */
@@ -84,15 +85,15 @@ struct bg_exec {
 #define BG_CONFINE_MAX_PORTS 64
 enum { BG_CONFINE_NET_NONE, BG_CONFINE_NET_CONNECT, BG_CONFINE_NET_HOST };
 struct bg_confine {
-	bool strict;	 /* profile "strict": a confined process per task */
-	bool exec;	 /* an exec agent type: its program gets RLIMIT_NPROC */
-	int network;	 /* BG_CONFINE_NET_* */
+	bool strict; /* profile "strict": a confined process per task */
+	bool exec;   /* an exec agent type: its program gets RLIMIT_NPROC */
+	int network; /* BG_CONFINE_NET_* */
 	int ports[BG_CONFINE_MAX_PORTS], n_ports; /* network "connect" */
-	char **read_paths; /* read-only for its tasks */
+	char **read_paths;			  /* read-only for its tasks */
 	size_t n_read_paths;
 	char **program_paths; /* exec: its program's files (read-only) */
 	size_t n_program_paths;
-	char **env;	 /* "NAME=value" of the agent type's `env` */
+	char **env; /* "NAME=value" of the agent type's `env` */
 	size_t n_env;
 	long memory_mb, processes, open_files, cpu_seconds, file_size_mb;
 	char *agent_dir; /* <workspace_dir>/<agent type> */
@@ -101,7 +102,7 @@ struct bg_confine {
 	struct bg_confine_fd {
 		int fd;
 		uint64_t rights;
-	} *fds;
+	} * fds;
 	size_t n_fds;
 	struct sock_filter *net_bpf;
 	unsigned short net_bpf_len;
@@ -128,15 +129,15 @@ struct bg_prog {
 	bool err_skip;		   /* dropping the rest of a long stderr line */
 	struct bg_buf pending;	   /* lines not yet written to its stdin */
 	size_t pending_off;
-	int n_tasks;		   /* tasks in flight in it */
-	bool retiring;		   /* per_task, result in: waiting for exit */
-	int64_t deadline_ms;	   /* retiring: killed at this monotonic time */
-	bool reaped, killed;	   /* waited for; we had to SIGKILL it */
-	int status;		   /* its wait status once reaped */
-	char last_err[160];	   /* its last stderr line, for messages */
+	int n_tasks;	     /* tasks in flight in it */
+	bool retiring;	     /* per_task, result in: waiting for exit */
+	int64_t deadline_ms; /* retiring: killed at this monotonic time */
+	bool reaped, killed; /* waited for; we had to SIGKILL it */
+	int status;	     /* its wait status once reaped */
+	char last_err[160];  /* its last stderr line, for messages */
 	size_t err_logged, err_dropped; /* stderr bytes logged / not */
-	bool mem_refused;	   /* its allocator was refused memory */
-	struct bg_prog *next;	   /* c->progs */
+	bool mem_refused;		/* its allocator was refused memory */
+	struct bg_prog *next;		/* c->progs */
 };
 
 /* The running task behind the opaque struct bg_ctx of the SDK: from TASK
@@ -145,22 +146,22 @@ struct bg_ctx {
 	struct bg_child_proc *c;
 	struct bg_task *task;
 	uint64_t tag;
-	struct bg_agent *agent;	 /* NULL when the task failed to decode */
-	struct bg_buf result;	 /* packed RESULT payload once has_result */
+	struct bg_agent *agent; /* NULL when the task failed to decode */
+	struct bg_buf result;	/* packed RESULT payload once has_result */
 	bool has_result;
-	bool cancelled;		 /* a CANCEL for this task arrived */
-	char *extra_payload;	 /* JSON object for the callback, or NULL */
-	bool interrupted;	 /* failed by the death of a shared program */
-	bool failed;		 /* the result set is FAILED */
-	bool mem_refused;	 /* its program's allocation was refused */
-	const char *suspend;	 /* default status after a suspending call */
-	uint64_t n_calls;	 /* CALL ids issued: "1", "2", ... */
-	const char *call_op;	 /* the CALL awaiting its REPLY, or NULL */
+	bool cancelled;		  /* a CANCEL for this task arrived */
+	char *extra_payload;	  /* JSON object for the callback, or NULL */
+	bool interrupted;	  /* failed by the death of a shared program */
+	bool failed;		  /* the result set is FAILED */
+	bool mem_refused;	  /* its program's allocation was refused */
+	const char *suspend;	  /* default status after a suspending call */
+	uint64_t n_calls;	  /* CALL ids issued: "1", "2", ... */
+	const char *call_op;	  /* the CALL awaiting its REPLY, or NULL */
 	const char *call_suspend; /* status its success implies, or NULL */
 	/* exec tasks */
-	struct bg_prog *prog;	 /* the program running it */
-	json_t *req_id;		 /* the program's id of that request */
-	struct bg_ctx *next;	 /* c->exec_tasks */
+	struct bg_prog *prog; /* the program running it */
+	json_t *req_id;	      /* the program's id of that request */
+	struct bg_ctx *next;  /* c->exec_tasks */
 };
 
 struct bg_child_proc;
@@ -191,16 +192,16 @@ struct bg_child_proc {
 	const struct bg_child_ops *ops; /* the upper files' calls */
 	struct bg_segment seg;
 	long slot;
-	bool no_sandbox;	/* --no-sandbox (pool.sandbox = false) */
-	bool task_process;	/* a task process (taskproc.c): the rings are
+	bool no_sandbox;     /* --no-sandbox (pool.sandbox = false) */
+	bool task_process;   /* a task process (taskproc.c): the rings are
 				   ours only until our RESULT is sent */
-	pid_t ppid;		/* the supervisor; a change means it died */
-	struct bg_msg_in in;	/* down-ring reassembly */
-	struct bg_buf out;	/* packing scratch for up-ring messages */
+	pid_t ppid;	     /* the supervisor; a change means it died */
+	struct bg_msg_in in; /* down-ring reassembly */
+	struct bg_buf out;   /* packing scratch for up-ring messages */
 	struct bg_child_queued *queue, *queue_tail;
 	struct bg_child_queued *held; /* last returned by bg_child_next */
-	struct bg_ctx *running;	/* the plugin task whose process() runs */
-	bool stop_requested;	/* STOP seen: exit after the running task */
+	struct bg_ctx *running;	      /* the plugin task whose process() runs */
+	bool stop_requested; /* STOP seen: exit after the running task */
 	struct bg_plugin *plugins;
 	size_t n_plugins;
 	struct bg_agent *agents;
@@ -227,9 +228,8 @@ void bg_child_warn(struct bg_child_proc *c, const char *fmt, ...)
 /* Warn (code != 0), mark the scoreboard EXITING, c->ops->release (the
  * programs ended, the handlers' shutdown() unless a task is running),
  * and exit with `code`. */
-_Noreturn void bg_child_die(struct bg_child_proc *c, int code,
-			    const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+_Noreturn void bg_child_die(struct bg_child_proc *c, int code, const char *fmt,
+			    ...) __attribute__((format(printf, 3, 4)));
 /* Scoreboard updates (display only). */
 void bg_child_score(struct bg_child_proc *c, enum bg_score_state st,
 		    uint64_t tag);
@@ -341,8 +341,7 @@ int bg_child_call_send(struct bg_ctx *ctx, const char *op, json_t *args,
 void bg_child_call_id(const struct bg_ctx *ctx, char *out, size_t n);
 /* The REPLY's result arrived: parse it into *result (an object) and note
  * the status a suspending call implies. 0, or -EBADMSG (not an object). */
-int bg_child_call_done(struct bg_ctx *ctx, struct bg_str text,
-		       json_t **result);
+int bg_child_call_done(struct bg_ctx *ctx, struct bg_str text, json_t **result);
 
 /* ---- execconf.c: exec agent types from CONFIG ---- */
 
@@ -378,8 +377,7 @@ void bg_child_prog_read_err(struct bg_child_proc *c, struct bg_prog *prog);
  * it ended unless a per_task program exited cleanly; prog is freed. */
 void bg_child_prog_closed(struct bg_child_proc *c, struct bg_prog *prog);
 /* Unlink prog, close our ends, reap it (killed after ms), free it. */
-void bg_child_prog_free(struct bg_child_proc *c, struct bg_prog *prog,
-			int ms);
+void bg_child_prog_free(struct bg_child_proc *c, struct bg_prog *prog, int ms);
 /* Kill the per_task programs that did not exit in time after their
  * result. */
 void bg_child_prog_kill_overdue(struct bg_child_proc *c);
@@ -481,8 +479,7 @@ struct bg_task_output {
 	bool cut; /* the current line is past its cap */
 };
 /* An output with no pipe yet (fd -1), named for execution_id. */
-void bg_child_output_init(struct bg_task_output *o,
-			  struct bg_str execution_id);
+void bg_child_output_init(struct bg_task_output *o, struct bg_str execution_id);
 /* Read what the pipe holds now, logging each whole line on stderr;
  * false at EOF or error. */
 bool bg_child_output_read(struct bg_child_proc *c, struct bg_task_output *o);
@@ -514,8 +511,8 @@ int bg_proto_task_line(const struct bg_ctx *ctx, struct bg_buf *out);
  * (result not JSON). */
 int bg_proto_cancel_line(const struct bg_ctx *ctx, struct bg_str reason,
 			 struct bg_buf *out);
-int bg_proto_reply_line(const struct bg_ctx *ctx, json_t *id,
-			json_t *result, struct bg_buf *out);
+int bg_proto_reply_line(const struct bg_ctx *ctx, json_t *id, json_t *result,
+			struct bg_buf *out);
 /* One line the program wrote (no newline). 0, or -1 when it broke the
  * protocol: it was killed and freed (bg_child_prog_fail). */
 int bg_proto_handle_line(struct bg_child_proc *c, struct bg_prog *prog,

@@ -36,20 +36,43 @@
  * zones and interpreters read, and /proc (other processes' entries stay
  * closed: other uids by permission, our own by Landlock's ptrace rule).
  * Never /etc as a whole: bygate.conf usually lives there. */
-static const char *const system_ro[] = {
-	"/usr", "/lib", "/lib64", "/lib32", "/libx32", "/bin", "/sbin",
-	"/proc", "/sys/devices/system/cpu", "/etc/ld.so.cache",
-	"/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime",
-	"/etc/timezone", "/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf",
-	"/etc/gai.conf", "/etc/host.conf", "/etc/services", "/etc/protocols",
-	"/etc/passwd", "/etc/group", "/etc/ssl", "/etc/ca-certificates",
-	"/etc/ca-certificates.conf", "/etc/alternatives", "/etc/mime.types",
-	"/etc/os-release", "/etc/python3", "/etc/python3.11",
-	"/dev/urandom", "/dev/random", NULL
-};
+static const char *const system_ro[] = { "/usr",
+					 "/lib",
+					 "/lib64",
+					 "/lib32",
+					 "/libx32",
+					 "/bin",
+					 "/sbin",
+					 "/proc",
+					 "/sys/devices/system/cpu",
+					 "/etc/ld.so.cache",
+					 "/etc/ld.so.conf",
+					 "/etc/ld.so.conf.d",
+					 "/etc/localtime",
+					 "/etc/timezone",
+					 "/etc/resolv.conf",
+					 "/etc/hosts",
+					 "/etc/nsswitch.conf",
+					 "/etc/gai.conf",
+					 "/etc/host.conf",
+					 "/etc/services",
+					 "/etc/protocols",
+					 "/etc/passwd",
+					 "/etc/group",
+					 "/etc/ssl",
+					 "/etc/ca-certificates",
+					 "/etc/ca-certificates.conf",
+					 "/etc/alternatives",
+					 "/etc/mime.types",
+					 "/etc/os-release",
+					 "/etc/python3",
+					 "/etc/python3.11",
+					 "/dev/urandom",
+					 "/dev/random",
+					 NULL };
 /* Character devices a task may write. */
-static const char *const devices_rw[] = { "/dev/null", "/dev/zero",
-					   "/dev/full", NULL };
+static const char *const devices_rw[] = { "/dev/null", "/dev/zero", "/dev/full",
+					  NULL };
 
 static int fail(char *why, size_t n, int rc, const char *fmt, const char *arg)
 {
@@ -126,8 +149,8 @@ int bg_confine_parse(struct bg_confine *cf, struct bg_str text)
 	const char *dir = json_string_value(json_object_get(o, "agent_dir"));
 	cf->agent_dir = strdup(dir ? dir : "");
 	json_t *env = json_object_get(o, "env");
-	cf->read_paths = str_array(json_object_get(o, "read_paths"), NULL,
-				   NULL, &cf->n_read_paths);
+	cf->read_paths = str_array(json_object_get(o, "read_paths"), NULL, NULL,
+				   &cf->n_read_paths);
 	cf->env = str_array(NULL, NULL, json_is_object(env) ? env : NULL,
 			    &cf->n_env);
 	json_decref(o);
@@ -185,7 +208,8 @@ int bg_confine_program_paths(struct bg_confine *cf, char *const *argv,
 		size_t wlen = strlen(workdir);
 		bool in_workdir = slash && (size_t)(slash - real) == wlen &&
 				  !strncmp(real, workdir, wlen);
-		if (S_ISREG(st.st_mode) && !in_workdir && slash && slash != real)
+		if (S_ISREG(st.st_mode) && !in_workdir && slash &&
+		    slash != real)
 			*slash = '\0'; /* the script's directory */
 		if (!strcmp(real, workdir) || !strcmp(real, "/")) {
 			free(real);
@@ -220,8 +244,7 @@ static int add_path(int ruleset, const char *path, uint64_t rights,
 	return rc;
 }
 
-static int add_ports(int rs, const struct bg_confine *cf, char *why,
-		     size_t wn)
+static int add_ports(int rs, const struct bg_confine *cf, char *why, size_t wn)
 {
 	for (int i = 0; i < cf->n_ports; i++) {
 		struct bg_landlock_port_rule r = { BG_LL_NET_CONNECT_TCP,
@@ -312,7 +335,8 @@ static scmp_filter_ctx net_filter(const struct bg_confine *cf, char *why,
 				  SCMP_A1(SCMP_CMP_MASKED_EQ, 0xf, SOCK_RAW));
 		if (rc == 0)
 			rc = deny(ctx, so, 1,
-				  SCMP_A1(SCMP_CMP_MASKED_EQ, 0xf, SOCK_PACKET));
+				  SCMP_A1(SCMP_CMP_MASKED_EQ, 0xf,
+					  SOCK_PACKET));
 	}
 	if (rc) {
 		fail(why, wn, rc, "seccomp_rule_add(socket)", NULL);
@@ -362,8 +386,8 @@ static int load_net(const struct bg_confine *cf, char *why, size_t wn)
 
 /* ---- limits ------------------------------------------------------------ */
 
-static int limit(int res, long value, long extra, const char *name,
-		 char *why, size_t wn)
+static int limit(int res, long value, long extra, const char *name, char *why,
+		 size_t wn)
 {
 	if (value <= 0)
 		return 0;
@@ -445,8 +469,8 @@ static int prepare_path(struct bg_confine *cf, char **real, const char *path,
 	}
 	real[cf->n_fds] = r;
 	struct stat st;
-	if (fstat(fd, &st) == -1 || (!S_ISDIR(st.st_mode) &&
-				     !(rights &= BG_LL_FS_FILE_RIGHTS))) {
+	if (fstat(fd, &st) == -1 ||
+	    (!S_ISDIR(st.st_mode) && !(rights &= BG_LL_FS_FILE_RIGHTS))) {
 		close(fd);
 		free(r);
 		return 0;
@@ -463,8 +487,8 @@ int bg_confine_prepare(struct bg_confine *cf, const char *plugin, char *why,
 	if (!cf->strict)
 		return 0;
 	size_t n = sizeof(system_ro) / sizeof(*system_ro) +
-		   sizeof(devices_rw) / sizeof(*devices_rw) +
-		   cf->n_read_paths + cf->n_program_paths + 1;
+		   sizeof(devices_rw) / sizeof(*devices_rw) + cf->n_read_paths +
+		   cf->n_program_paths + 1;
 	cf->fds = calloc(n, sizeof(*cf->fds));
 	if (cf->fds == NULL)
 		return fail(why, wn, -ENOMEM, "calloc", NULL);

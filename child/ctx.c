@@ -38,9 +38,9 @@ static int check_json(const char *s, enum json_want want)
 }
 
 static const char *const event_types[] = {
-	"answerDelta",	     "reasoningLogDelta", "reasoningLogStart",
-	"reasoningLogEnd",   "finalAnswer",	  "appStreamResponse",
-	"taskCreate",	     "stepComplete",	  "taskStop",
+	"answerDelta",	   "reasoningLogDelta", "reasoningLogStart",
+	"reasoningLogEnd", "finalAnswer",	"appStreamResponse",
+	"taskCreate",	   "stepComplete",	"taskStop",
 };
 
 static int check_event_type(const char *s)
@@ -107,7 +107,7 @@ int bg_ctx_chunk_ex(struct bg_ctx *ctx, const char *text,
 		    const char *metadata_json)
 {
 	return bg_child_emit(ctx, "chunk", text, event_type, content_type,
-		    metadata_json);
+			     metadata_json);
 }
 
 int bg_ctx_state(struct bg_ctx *ctx, const char *text)
@@ -232,9 +232,9 @@ static int fail_with(struct bg_ctx *ctx, const char *msg,
 				    json_string(limit));
 	char *reply = dump(json_pack("{s:s}", "error", msg));
 	char *meta = dump(meta_j);
-	int rc = reply && meta ? set_result(ctx, "FAILED", NULL, reply, meta,
-					    msg)
-			       : -EINVAL;
+	int rc = reply && meta
+			 ? set_result(ctx, "FAILED", NULL, reply, meta, msg)
+			 : -EINVAL;
 	free(reply);
 	free(meta);
 	return rc;
@@ -250,8 +250,7 @@ int bg_ctx_fail(struct bg_ctx *ctx, const char *message)
 			 "HandlerError", NULL, NULL);
 }
 
-void bg_child_fail_limit(struct bg_ctx *ctx, const char *msg,
-			 const char *limit)
+void bg_child_fail_limit(struct bg_ctx *ctx, const char *msg, const char *limit)
 {
 	ctx->has_result = false;
 	if (fail_with(ctx, msg, "ResourceLimitExceeded", "RESOURCE_LIMIT",
@@ -295,9 +294,9 @@ static void decode(struct bg_child_proc *c, struct bg_ctx *ctx,
 			     "malformed TASK record (tag %llu)",
 			     (unsigned long long)m->tag);
 	if (rc) {
-		bg_child_fail_task(ctx, rc == -EINVAL
-						? "task body is not a JSON object"
-						: strerror(-rc));
+		bg_child_fail_task(
+			ctx, rc == -EINVAL ? "task body is not a JSON object"
+					   : strerror(-rc));
 		return;
 	}
 	const char *type = ctx->task->f[BG_TF_AGENT_TYPE];
@@ -320,8 +319,9 @@ struct bg_ctx *bg_child_ctx_new(struct bg_child_proc *c,
 		free(t);
 		return NULL;
 	}
-	*ctx = (struct bg_ctx){ .c = c, .task = t, .tag = m->tag,
-				.cancelled = m->cancelled };
+	*ctx = (struct bg_ctx){
+		.c = c, .task = t, .tag = m->tag, .cancelled = m->cancelled
+	};
 	bg_child_score(c, BG_SCORE_BUSY, m->tag);
 	decode(c, ctx, m);
 	return ctx;

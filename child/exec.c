@@ -23,8 +23,9 @@ static int read_out(struct bg_child_proc *c, struct bg_prog *p)
 	size_t max = p->agent->exec->max_line;
 	for (;;) {
 		if (bg_buf_reserve(&p->out, BG_PROG_READ_CHUNK)) {
-			bg_child_prog_fail(c, p, "could not be read (out of "
-						 "memory)");
+			bg_child_prog_fail(c, p,
+					   "could not be read (out of "
+					   "memory)");
 			return -1;
 		}
 		ssize_t n = read(p->out_fd, p->out.p + p->out.len,
@@ -51,8 +52,8 @@ static int read_out(struct bg_child_proc *c, struct bg_prog *p)
 				break;
 			if (len && p->out.p[start + len - 1] == '\r')
 				len--;
-			if (len && bg_proto_handle_line(c, p, p->out.p + start,
-							len))
+			if (len &&
+			    bg_proto_handle_line(c, p, p->out.p + start, len))
 				return -1;
 			start = scan;
 		}
@@ -77,8 +78,7 @@ static int reserve_pfd(struct bg_child_proc *c, size_t n)
 	if (n <= c->pfd_cap)
 		return 0;
 	struct pollfd *pfd = realloc(c->pfd, n * sizeof(*pfd));
-	struct bg_prog **progs = pfd ? realloc(c->pfd_prog,
-					       n * sizeof(*progs))
+	struct bg_prog **progs = pfd ? realloc(c->pfd_prog, n * sizeof(*progs))
 				     : NULL;
 	if (pfd)
 		c->pfd = pfd;
@@ -119,7 +119,8 @@ int bg_child_exec_wait(struct bg_child_proc *c, int timeout_ms)
 		bool out = p->pending_off < p->pending.len;
 		f[1 + 3 * i] = (struct pollfd){ p->out_fd, POLLIN, 0 };
 		f[2 + 3 * i] = (struct pollfd){ p->err_fd, POLLIN, 0 };
-		f[3 + 3 * i] = (struct pollfd){ out ? p->in_fd : -1, POLLOUT, 0 };
+		f[3 + 3 * i] =
+			(struct pollfd){ out ? p->in_fd : -1, POLLOUT, 0 };
 		if (p->retiring && p->deadline_ms - now < timeout_ms)
 			timeout_ms = (int)(p->deadline_ms > now
 						   ? p->deadline_ms - now
@@ -233,10 +234,10 @@ void bg_child_exec_reply(struct bg_child_proc *c, struct bg_ctx *ctx,
 	struct bg_buf line = { 0 };
 	int rc = bg_proto_reply_line(ctx, ctx->req_id, res, &line);
 	if (rc == 0 && line.len > ctx->agent->exec->max_line) {
-		json_t *err = json_pack(
-			"{s:s,s:s}", "error",
-			"the reply is longer than max_line_bytes", "error_code",
-			"LINE_TOO_LONG");
+		json_t *err =
+			json_pack("{s:s,s:s}", "error",
+				  "the reply is longer than max_line_bytes",
+				  "error_code", "LINE_TOO_LONG");
 		bg_buf_reset(&line);
 		rc = err ? bg_proto_reply_line(ctx, ctx->req_id, err, &line)
 			 : -ENOMEM;
@@ -246,8 +247,9 @@ void bg_child_exec_reply(struct bg_child_proc *c, struct bg_ctx *ctx,
 	json_decref(ctx->req_id);
 	ctx->req_id = NULL;
 	if (rc)
-		bg_child_prog_fail(c, ctx->prog, "could not be sent its reply "
-						 "(out of memory)");
+		bg_child_prog_fail(c, ctx->prog,
+				   "could not be sent its reply "
+				   "(out of memory)");
 	else
 		bg_child_prog_write(c, ctx->prog, line.p, line.len);
 	bg_buf_free(&line);

@@ -150,7 +150,8 @@ static int memwatch(struct bg_agent *a)
 	}
 	char **paths = realloc(cf->program_paths,
 			       (cf->n_program_paths + 2) * sizeof(char *));
-	if (paths == NULL || asprintf(&x->preload, "LD_PRELOAD=%s", lib) == -1) {
+	if (paths == NULL ||
+	    asprintf(&x->preload, "LD_PRELOAD=%s", lib) == -1) {
 		if (paths)
 			cf->program_paths = paths;
 		free(lib);
@@ -187,9 +188,9 @@ int bg_child_exec_configure(struct bg_agent *a, const struct bg_str *f,
 	else if (rc == 0 && !per_task &&
 		 !bg_str_eq(f[BG_KF_MODE], "persistent"))
 		bad = "mode";
-	else if (rc == 0 && (f[BG_KF_WORKDIR].len == 0 ||
-			     memchr(f[BG_KF_WORKDIR].p, '\0',
-				    f[BG_KF_WORKDIR].len)))
+	else if (rc == 0 &&
+		 (f[BG_KF_WORKDIR].len == 0 ||
+		  memchr(f[BG_KF_WORKDIR].p, '\0', f[BG_KF_WORKDIR].len)))
 		bad = "working directory";
 	if (bad) {
 		bg_buf_reset(err);

@@ -97,9 +97,9 @@ static void check_fds(struct bg_child_proc *c)
 				     strerror(errno));
 	}
 	int st = fcntl(BG_CHILD_FD_WAKE_CHILD, F_GETFL);
-	if (st == -1 || (!(st & O_NONBLOCK) &&
-			 fcntl(BG_CHILD_FD_WAKE_CHILD, F_SETFL,
-			       st | O_NONBLOCK) == -1))
+	if (st == -1 ||
+	    (!(st & O_NONBLOCK) &&
+	     fcntl(BG_CHILD_FD_WAKE_CHILD, F_SETFL, st | O_NONBLOCK) == -1))
 		bg_child_die(c, BG_CHILD_EXIT_SEGMENT,
 			     "fd %d: cannot make non-blocking: %s",
 			     BG_CHILD_FD_WAKE_CHILD, strerror(errno));

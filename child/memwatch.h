@@ -9,7 +9,7 @@
 
 /* The stderr line (without its newline) of a program whose allocation was
  * refused. */
-#define BG_MEMWATCH_MARKER \
+#define BG_MEMWATCH_MARKER                                                     \
 	"bygate-memwatch: an allocation was refused (memory limit)"
 /* The preload library, next to the bygate-child binary. */
 #define BG_MEMWATCH_LIB "libbygate-memwatch.so"
@@ -20,29 +20,28 @@ extern void *__libc_realloc(void *p, size_t n);
 
 /* malloc and calloc over the C library's, calling refused() when one
  * returns NULL for a non-zero size; nothing else changes. */
-#define BG_MEMWATCH_ALLOC(refused)                                 \
-	static void *bg_memwatch_note(void *p, size_t n)            \
-	{                                                           \
-		if (p == NULL && n)                                 \
-			refused();                                  \
-		return p;                                           \
-	}                                                           \
-	void *malloc(size_t n)                                      \
-	{                                                           \
-		return bg_memwatch_note(__libc_malloc(n), n);       \
-	}                                                           \
-	void *calloc(size_t n, size_t size)                         \
-	{                                                           \
-		return bg_memwatch_note(__libc_calloc(n, size),     \
-					n * size);                  \
+#define BG_MEMWATCH_ALLOC(refused)                                             \
+	static void *bg_memwatch_note(void *p, size_t n)                       \
+	{                                                                      \
+		if (p == NULL && n)                                            \
+			refused();                                             \
+		return p;                                                      \
+	}                                                                      \
+	void *malloc(size_t n)                                                 \
+	{                                                                      \
+		return bg_memwatch_note(__libc_malloc(n), n);                  \
+	}                                                                      \
+	void *calloc(size_t n, size_t size)                                    \
+	{                                                                      \
+		return bg_memwatch_note(__libc_calloc(n, size), n * size);     \
 	}
 
 /* The same and realloc (the preload library). */
-#define BG_MEMWATCH_WRAPPERS(refused)                              \
-	BG_MEMWATCH_ALLOC(refused)                                  \
-	void *realloc(void *p, size_t n)                            \
-	{                                                           \
-		return bg_memwatch_note(__libc_realloc(p, n), n);   \
+#define BG_MEMWATCH_WRAPPERS(refused)                                          \
+	BG_MEMWATCH_ALLOC(refused)                                             \
+	void *realloc(void *p, size_t n)                                       \
+	{                                                                      \
+		return bg_memwatch_note(__libc_realloc(p, n), n);              \
 	}
 
 #endif

@@ -35,8 +35,7 @@ int bg_options_get_int(const char *options_json, const char *key,
 	return rc;
 }
 
-int bg_options_get_string(const char *options_json, const char *key,
-			  char **out)
+int bg_options_get_string(const char *options_json, const char *key, char **out)
 {
 	json_t *root, *val;
 	int rc = lookup(options_json, key, &root, &val);

@@ -170,20 +170,23 @@ static int add_type(struct bg_child_proc *c, const struct bg_str *f,
 		name = NULL;
 		rc = bg_confine_parse(&a->confine, f[BG_KF_SANDBOX]);
 		if (rc)
-			fail(err, rc, "agent type '%s': invalid sandbox in "
-				      "CONFIG",
+			fail(err, rc,
+			     "agent type '%s': invalid sandbox in "
+			     "CONFIG",
 			     a->name);
 		else
 			rc = bg_str_eq(f[BG_KF_KIND], "exec")
-			     ? bg_child_exec_configure(a, f, err)
-			     : add_plugin(c, a, f[BG_KF_PLUGIN], opts, err);
+				     ? bg_child_exec_configure(a, f, err)
+				     : add_plugin(c, a, f[BG_KF_PLUGIN], opts,
+						  err);
 		char why[200] = "";
 		if (rc == 0 && !c->no_sandbox &&
 		    (rc = bg_confine_prepare(&a->confine,
 					     a->plugin ? a->plugin->path : NULL,
 					     why, sizeof(why))))
-			fail(err, rc, "agent type '%s': cannot prepare its "
-				      "sandbox: %s: %s",
+			fail(err, rc,
+			     "agent type '%s': cannot prepare its "
+			     "sandbox: %s: %s",
 			     a->name, why, strerror(-rc));
 	}
 	free(name);

@@ -57,8 +57,8 @@ void bg_child_score(struct bg_child_proc *c, enum bg_score_state st,
 	__atomic_store_n(&s->state, (uint32_t)st, __ATOMIC_RELEASE);
 }
 
-_Noreturn void bg_child_die(struct bg_child_proc *c, int code,
-			    const char *fmt, ...)
+_Noreturn void bg_child_die(struct bg_child_proc *c, int code, const char *fmt,
+			    ...)
 {
 	char msg[1024];
 	va_list ap;

@@ -24,12 +24,13 @@
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
 
-#define LOG_LINE_MAX 2000	/* bytes of one stderr line sent to the log */
-#define PROG_LOG_CAP (64 * 1024) /* stderr bytes logged while a program runs
+#define LOG_LINE_MAX 2000 /* bytes of one stderr line sent to the log */
+#define PROG_LOG_CAP                                                           \
+	(64 * 1024)	       /* stderr bytes logged while a program runs
 				    its tasks; the rest is counted */
-#define RETIRE_GRACE_MS 2000	/* per_task program: exit after its result */
-#define SHUTDOWN_GRACE_MS 1000	/* all programs at a normal child exit */
-#define EXIT_WAIT_MS 500	/* a program that closed its stdout */
+#define RETIRE_GRACE_MS 2000   /* per_task program: exit after its result */
+#define SHUTDOWN_GRACE_MS 1000 /* all programs at a normal child exit */
+#define EXIT_WAIT_MS 500       /* a program that closed its stdout */
 
 /* ---- starting, stopping -------------------------------------------------- */
 
@@ -87,8 +88,7 @@ static _Noreturn void spawn_exec(struct bg_child_proc *c, struct bg_agent *a,
 		/* A persistent program serves every session of its agent
 		 * type: confined to the agent type's tree. */
 		const char *rw[] = { a->confine.agent_dir };
-		rc = bg_confine_apply(&a->confine, rw, 1, why,
-				      sizeof(why));
+		rc = bg_confine_apply(&a->confine, rw, 1, why, sizeof(why));
 	} else if (a->confine.strict && !c->no_sandbox) {
 		rc = bg_confine_memory(&a->confine, why, sizeof(why));
 	}
@@ -146,8 +146,8 @@ int bg_child_prog_start(struct bg_child_proc *c, struct bg_agent *a,
 	struct bg_prog *p = calloc(1, sizeof(*p));
 	int rc = p ? 0 : -ENOMEM;
 	*why = "pipe2()";
-	if (rc == 0 && (pipe2(in, O_CLOEXEC) == -1 || pipe2(o, O_CLOEXEC) == -1 ||
-			pipe2(e, O_CLOEXEC) == -1))
+	if (rc == 0 && (pipe2(in, O_CLOEXEC) == -1 ||
+			pipe2(o, O_CLOEXEC) == -1 || pipe2(e, O_CLOEXEC) == -1))
 		rc = -errno;
 	if (rc == 0 && ((rc = nonblock(in[1])) || (rc = nonblock(o[0])) ||
 			(rc = nonblock(e[0]))))
@@ -177,7 +177,7 @@ int bg_child_prog_start(struct bg_child_proc *c, struct bg_agent *a,
 /* Has p exited (reaped now) within ms? */
 static bool exits_within(struct bg_prog *p, int ms)
 {
-	for (int64_t end = bg_child_mono_ms() + ms; !p->reaped; ) {
+	for (int64_t end = bg_child_mono_ms() + ms; !p->reaped;) {
 		pid_t r = waitpid(p->pid, &p->status, WNOHANG);
 		if (r == p->pid)
 			p->reaped = true;
@@ -246,8 +246,9 @@ static void describe_status(const struct bg_prog *p, char *buf, size_t n)
 /* "exec handler 'python3' of agent type 'planner' (pid 42)" */
 static void who(const struct bg_prog *p, char *buf, size_t n)
 {
-	snprintf(buf, n, "exec handler '%.100s' of agent type '%.128s' "
-			 "(pid %ld)",
+	snprintf(buf, n,
+		 "exec handler '%.100s' of agent type '%.128s' "
+		 "(pid %ld)",
 		 p->agent->exec->argv[0], p->agent->name, (long)p->pid);
 }
 
@@ -304,13 +305,14 @@ static struct bg_ctx *only_task(struct bg_child_proc *c, struct bg_prog *p)
  * becomes '?'. */
 static void keep_last_err(struct bg_prog *p, const char *line, size_t len)
 {
-	size_t n = len < sizeof(p->last_err) - 1 ? len : sizeof(p->last_err) - 1;
+	size_t n = len < sizeof(p->last_err) - 1 ? len
+						 : sizeof(p->last_err) - 1;
 	json_t *valid = json_stringn(line, n);
 	for (size_t i = 0; i < n; i++) {
 		unsigned char ch = (unsigned char)line[i];
 		p->last_err[i] = ch < 0x20 || ch == 0x7f ? ' '
-				 : ch >= 0x80 && !valid ? '?'
-							: (char)ch;
+				 : ch >= 0x80 && !valid	 ? '?'
+							 : (char)ch;
 	}
 	p->last_err[n] = '\0';
 	json_decref(valid);
@@ -357,7 +359,8 @@ static void flush_err_lines(struct bg_child_proc *c, struct bg_prog *p,
 		if (nl == NULL && !eof && n <= LOG_LINE_MAX)
 			break;
 		if (!p->err_skip && n > 0)
-			log_err_line(c, p, s, n > LOG_LINE_MAX ? LOG_LINE_MAX : n);
+			log_err_line(c, p, s,
+				     n > LOG_LINE_MAX ? LOG_LINE_MAX : n);
 		p->err_skip = nl == NULL && !eof;
 		start += nl ? n + 1 : left;
 	}
@@ -402,8 +405,9 @@ int bg_child_prog_write(struct bg_child_proc *c, struct bg_prog *p,
 		return 0; /* retiring or exited: nothing more for it */
 	if (bg_buf_append(&p->pending, line, len) ||
 	    bg_buf_append(&p->pending, "\n", 1)) {
-		bg_child_prog_fail(c, p, "could not be written to (out of "
-					 "memory)");
+		bg_child_prog_fail(c, p,
+				   "could not be written to (out of "
+				   "memory)");
 		return -1;
 	}
 	return bg_child_prog_flush(c, p); /* what the pipe takes now goes now */
@@ -474,8 +478,9 @@ void bg_child_prog_kill_overdue(struct bg_child_proc *c)
 	for (struct bg_prog *p = c->progs, *next; p; p = next) {
 		next = p->next;
 		if (p->retiring && now >= p->deadline_ms)
-			bg_child_prog_fail(c, p, "did not exit within 2 s "
-						 "of its result; killed");
+			bg_child_prog_fail(c, p,
+					   "did not exit within 2 s "
+					   "of its result; killed");
 	}
 }
 

@@ -61,8 +61,8 @@ int bg_proto_task_line(const struct bg_ctx *ctx, struct bg_buf *out)
 	json_t *line = json_pack(
 		"{s:s,s:i,s:I,s:s,s:o,s:O,s:s,s:s,s:s,s:b,s:i,s:o}", "type",
 		"task", "protocol", BG_PROTOCOL_VERSION, "task",
-		(json_int_t)ctx->tag, "action_type", f[BG_TF_ACTION],
-		"header", header(ctx), "body", ctx->task->body, "execution_id",
+		(json_int_t)ctx->tag, "action_type", f[BG_TF_ACTION], "header",
+		header(ctx), "body", ctx->task->body, "execution_id",
 		f[BG_TF_EXECUTION_ID], "workspace", f[BG_TF_WORKSPACE],
 		"private_dir", f[BG_TF_PRIVATE_DIR], "resumed",
 		bg_task_is_resumed(ctx->task), "attempt",
@@ -83,12 +83,12 @@ int bg_proto_cancel_line(const struct bg_ctx *ctx, struct bg_str reason,
 			out);
 }
 
-int bg_proto_reply_line(const struct bg_ctx *ctx, json_t *id,
-			json_t *result, struct bg_buf *out)
+int bg_proto_reply_line(const struct bg_ctx *ctx, json_t *id, json_t *result,
+			struct bg_buf *out)
 {
-	return put_line(json_pack("{s:s,s:I,s:O,s:O}", "type", "reply",
-				  "task", (json_int_t)ctx->tag, "id", id,
-				  "result", result),
+	return put_line(json_pack("{s:s,s:I,s:O,s:O}", "type", "reply", "task",
+				  (json_int_t)ctx->tag, "id", id, "result",
+				  result),
 			out);
 }
 
@@ -183,10 +183,10 @@ static int on_event(struct line *l)
 	if (rc == -EMSGSIZE)
 		return bad_field(l, "the event exceeds max_message_bytes");
 	if (rc)
-		return bad_field(l, rc == -EINVAL
-					    ? "invalid event_type, content_type "
-					      "or metadata (an object)"
-					    : strerror(-rc));
+		return bad_field(
+			l, rc == -EINVAL ? "invalid event_type, content_type "
+					   "or metadata (an object)"
+					 : strerror(-rc));
 	return 0;
 }
 
@@ -204,8 +204,7 @@ static int on_result(struct line *l)
 	free(extra);
 	if (rc == 0 && error)
 		rc = bg_ctx_fail(l->ctx, error);
-	if (error == NULL &&
-	    !(rc = opt_json(l->j, "content", &content)) &&
+	if (error == NULL && !(rc = opt_json(l->j, "content", &content)) &&
 	    !(rc = opt_json(l->j, "reply_data", &reply)) &&
 	    !(rc = opt_json(l->j, "metadata", &meta)))
 		rc = bg_child_result(l->ctx, status, content, reply, meta);
@@ -229,7 +228,8 @@ static int on_result(struct line *l)
 static int reply_now(struct line *l, json_t *result)
 {
 	struct bg_buf out = { 0 };
-	int rc = result ? bg_proto_reply_line(l->ctx, json_object_get(l->j, "id"),
+	int rc = result ? bg_proto_reply_line(l->ctx,
+					      json_object_get(l->j, "id"),
 					      result, &out)
 			: -ENOMEM;
 	json_decref(result);
@@ -270,9 +270,9 @@ static int on_request(struct line *l)
 
 static const char *const event_kinds[] = { "chunk", "state", "artifact",
 					   "sub_step" };
-static const char *const requests[] = { "ask_user", "call_agent",
-					"dispatch_group", "kv_get", "kv_set",
-					"check_cancelled" };
+static const char *const requests[] = { "ask_user",	  "call_agent",
+					"dispatch_group", "kv_get",
+					"kv_set",	  "check_cancelled" };
 
 static bool one_of(const char *s, const char *const *set, size_t n)
 {
@@ -328,8 +328,9 @@ int bg_proto_handle_line(struct bg_child_proc *c, struct bg_prog *prog,
 	l.j = json_loadb(line, len, 0, NULL);
 	int rc = json_is_object(l.j)
 			 ? dispatch(&l)
-			 : quote_violation(&l, "a line that is not a JSON "
-					       "object",
+			 : quote_violation(&l,
+					   "a line that is not a JSON "
+					   "object",
 					   line, len);
 	json_decref(l.j);
 	return rc;

@@ -35,45 +35,69 @@
  * succeed, and the new mount API (fsopen ... mount_setattr) is mount by
  * other means. */
 static const char *const fs_layout[] = {
-	"mount", "umount2", "pivot_root", "chroot", "fsopen", "fsconfig",
-	"fsmount", "fspick", "move_mount", "open_tree", "mount_setattr",
-	"swapon", "swapoff", "quotactl", "quotactl_fd", "nfsservctl", NULL
+	"mount",	 "umount2", "pivot_root", "chroot",	"fsopen",
+	"fsconfig",	 "fsmount", "fspick",	  "move_mount", "open_tree",
+	"mount_setattr", "swapon",  "swapoff",	  "quotactl",	"quotactl_fd",
+	"nfsservctl",	 NULL
 };
 
 /* Change or replace the running kernel, or reach hardware directly. */
-static const char *const kernel[] = {
-	"reboot", "kexec_load", "kexec_file_load", "init_module",
-	"finit_module", "delete_module", "create_module", "get_kernel_syms",
-	"query_module", "uselib", "_sysctl", "acct", "syslog", "vhangup",
-	"iopl", "ioperm", "lookup_dcookie", "bpf", NULL
-};
+static const char *const kernel[] = { "reboot",
+				      "kexec_load",
+				      "kexec_file_load",
+				      "init_module",
+				      "finit_module",
+				      "delete_module",
+				      "create_module",
+				      "get_kernel_syms",
+				      "query_module",
+				      "uselib",
+				      "_sysctl",
+				      "acct",
+				      "syslog",
+				      "vhangup",
+				      "iopl",
+				      "ioperm",
+				      "lookup_dcookie",
+				      "bpf",
+				      NULL };
 
 /* Host-wide identity and clocks, shared by every process on the host. */
-static const char *const host_state[] = {
-	"settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
-	"sethostname", "setdomainname", NULL
-};
+static const char *const host_state[] = { "settimeofday",
+					  "clock_settime",
+					  "clock_adjtime",
+					  "adjtimex",
+					  "sethostname",
+					  "setdomainname",
+					  NULL };
 
 /* Reach into other processes (memory, descriptors, scheduling of their
  * pages) or observe them and the kernel (perf). ptrace is filtered apart. */
-static const char *const cross_process[] = {
-	"process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd",
-	"process_madvise", "perf_event_open", "move_pages", "migrate_pages",
-	"mbind", NULL
-};
+static const char *const cross_process[] = { "process_vm_readv",
+					     "process_vm_writev",
+					     "kcmp",
+					     "pidfd_getfd",
+					     "process_madvise",
+					     "perf_event_open",
+					     "move_pages",
+					     "migrate_pages",
+					     "mbind",
+					     NULL };
 
 /* Kernel keyrings are shared by every process of a user (and a session
  * keyring is inherited from bygated): secrets of others. */
 static const char *const keyrings[] = { "keyctl", "add_key", "request_key",
-					 NULL };
+					NULL };
 
 /* File handles bypass directory permissions and mount boundaries (the
  * classic container escape); fanotify watches the whole host; userfaultfd
  * is mostly an exploitation aid; setns enters namespaces of others. */
-static const char *const escapes[] = {
-	"open_by_handle_at", "name_to_handle_at", "fanotify_init",
-	"userfaultfd", "setns", NULL
-};
+static const char *const escapes[] = { "open_by_handle_at",
+				       "name_to_handle_at",
+				       "fanotify_init",
+				       "userfaultfd",
+				       "setns",
+				       NULL };
 
 /* The groups above, refused outright with EPERM. Names this architecture
  * lacks (iopl on aarch64, the pre-2.6 module calls...) are skipped. */
@@ -100,8 +124,7 @@ static const unsigned long ns_flags[] = {
  * process executes next. */
 #define PERSONALITY_QUERY 0xffffffffUL
 
-static int fail(char *why, size_t n, const char *step, const char *name,
-		int rc)
+static int fail(char *why, size_t n, const char *step, const char *name, int rc)
 {
 	snprintf(why, n, "%s%s%s", step, name ? " " : "", name ? name : "");
 	return rc < 0 ? rc : -EINVAL;
@@ -151,8 +174,9 @@ static int deny_masked(scmp_filter_ctx ctx, const char *name, unsigned arg,
 	int nr = seccomp_syscall_resolve_name(name);
 	if (nr < 0)
 		return 0;
-	int rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(err), nr, 1,
-				  SCMP_CMP(arg, SCMP_CMP_MASKED_EQ, mask, bits));
+	int rc =
+		seccomp_rule_add(ctx, SCMP_ACT_ERRNO(err), nr, 1,
+				 SCMP_CMP(arg, SCMP_CMP_MASKED_EQ, mask, bits));
 	return rc ? fail(why, n, "seccomp_rule_add", name, rc) : 0;
 }
 
@@ -174,8 +198,8 @@ static int add_file_rules(scmp_filter_ctx ctx, char *why, size_t n)
 		rc = deny_masked(ctx, node[i].name, node[i].arg, S_IFMT,
 				 S_IFBLK, EPERM, why, n);
 		if (rc == 0)
-			rc = deny_masked(ctx, node[i].name, node[i].arg,
-					 S_IFMT, S_IFCHR, EPERM, why, n);
+			rc = deny_masked(ctx, node[i].name, node[i].arg, S_IFMT,
+					 S_IFCHR, EPERM, why, n);
 	}
 	for (size_t i = 0; rc == 0 && i < sizeof(mode) / sizeof(mode[0]); i++) {
 		rc = deny_masked(ctx, mode[i].name, mode[i].arg, S_ISUID,
@@ -215,7 +239,7 @@ static int add_arg_rules(scmp_filter_ctx ctx, char *why, size_t n)
 			      1, SCMP_A0(SCMP_CMP_NE, PERSONALITY_QUERY));
 	if (rc)
 		return fail(why, n, "seccomp_rule_add", "personality", rc);
-	/* Debuggers and tracers of other processes. */
+		/* Debuggers and tracers of other processes. */
 #ifdef BG_SANDBOX_LSAN
 	rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(ptrace), 1,
 			      SCMP_A1(SCMP_CMP_NE, (scmp_datum_t)getpid()));
@@ -259,8 +283,9 @@ static int install_filter(char *why, size_t n)
 	if (rc == 0) {
 		rc = seccomp_load(ctx);
 		if (rc)
-			rc = fail(why, n, "seccomp_load (a kernel without "
-					  "seccomp filters?)",
+			rc = fail(why, n,
+				  "seccomp_load (a kernel without "
+				  "seccomp filters?)",
 				  NULL, rc);
 	}
 	seccomp_release(ctx);

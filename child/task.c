@@ -75,8 +75,8 @@ int bg_child_task_parse(struct bg_task *t, const uint8_t *p, size_t len)
 	int rc = copy_fields(t, v);
 	if (rc)
 		return rc;
-	t->body = json_loadb(v[BG_TF_BODY].p, v[BG_TF_BODY].len,
-			     JSON_ALLOW_NUL, NULL);
+	t->body = json_loadb(v[BG_TF_BODY].p, v[BG_TF_BODY].len, JSON_ALLOW_NUL,
+			     NULL);
 	if (!json_is_object(t->body))
 		return -EINVAL;
 	return extract_content(t);
@@ -92,8 +92,8 @@ void bg_child_task_free(struct bg_task *t)
 
 const char *bg_task_get(const struct bg_task *task, enum bg_task_attr attr)
 {
-	if (task == NULL || (unsigned)attr >= sizeof(attr_field) /
-						   sizeof(attr_field[0]))
+	if (task == NULL ||
+	    (unsigned)attr >= sizeof(attr_field) / sizeof(attr_field[0]))
 		return NULL;
 	return task->f[attr_field[attr]];
 }

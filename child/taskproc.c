@@ -88,8 +88,8 @@ static void copy_field(char *dst, size_t n, struct bg_str v)
  * variables, then the agent type's `env`. */
 static void task_environment(struct bg_agent *a, const struct bg_str *v)
 {
-	static const char *const keep[] = { "PATH=", "LANG=", "LC_", "TZ=",
-					    NULL };
+	static const char *const keep[] = { "PATH=", "LANG=", "LC_",
+					    "TZ=", NULL };
 	size_t n = 0;
 	for (char **e = environ; *e; e++)
 		n++;
@@ -148,8 +148,9 @@ static _Noreturn void task_process(struct bg_child_proc *c,
 	for (size_t i = 0; i < c->n_agents; i++)
 		if (&c->agents[i] != a)
 			for (size_t k = 0; k < c->agents[i].confine.n_env; k++)
-				explicit_bzero(c->agents[i].confine.env[k],
-					       strlen(c->agents[i].confine.env[k]));
+				explicit_bzero(
+					c->agents[i].confine.env[k],
+					strlen(c->agents[i].confine.env[k]));
 	task_environment(a, v);
 	char ws[4096], priv[4096], why[200] = "";
 	copy_field(ws, sizeof(ws), v[BG_TF_WORKSPACE]);
@@ -205,14 +206,16 @@ static const char *limit_hit(const struct bg_confine *cf, int status,
 		return "cpu_seconds";
 	}
 	if (cf->file_size_mb && sig == SIGXFSZ) {
-		snprintf(text, n, "file_size_mb: the task wrote past the %ld "
-				  "MiB file size limit",
+		snprintf(text, n,
+			 "file_size_mb: the task wrote past the %ld "
+			 "MiB file size limit",
 			 cf->file_size_mb);
 		return "file_size_mb";
 	}
 	if (cf->memory_mb && mem_refused) {
-		snprintf(text, n, "memory_mb: an allocation past the task's "
-				  "%ld MiB of address space was refused",
+		snprintf(text, n,
+			 "memory_mb: an allocation past the task's "
+			 "%ld MiB of address space was refused",
 			 cf->memory_mb);
 		return "memory_mb";
 	}
@@ -284,9 +287,11 @@ static _Noreturn void spare_wait(struct bg_child_proc *c, int go)
 	if (n != 1)
 		_exit(0); /* dropped, or the child is gone */
 	close(go);
-	struct bg_child_msg m = {
-		.kind = g_share->kind, .tag = g_share->tag, .p = g_msg,
-		.len = g_share->len, .cancelled = g_share->cancelled != 0 };
+	struct bg_child_msg m = { .kind = g_share->kind,
+				  .tag = g_share->tag,
+				  .p = g_msg,
+				  .len = g_share->len,
+				  .cancelled = g_share->cancelled != 0 };
 	if (bg_ring_resync(&c->seg.down) || bg_ring_resync(&c->seg.up))
 		_exit(BG_CHILD_EXIT_TASK_DIED);
 	/* The child's queue as it was at our fork is not ours to serve. */
@@ -452,8 +457,9 @@ void bg_child_run_isolated(struct bg_child_proc *c,
 	if (g_msg && g_share->len)
 		explicit_bzero(g_msg, g_share->len);
 	if (g_share->lost)
-		bg_child_die(c, BG_CHILD_EXIT_PROTOCOL,
-			     "a task process read a message meant for the child");
+		bg_child_die(
+			c, BG_CHILD_EXIT_PROTOCOL,
+			"a task process read a message meant for the child");
 	bool sent = g_share->result_sent, stop = g_share->stop;
 	bool mem = g_share->mem_refused;
 	if (sent) {
@@ -463,9 +469,8 @@ void bg_child_run_isolated(struct bg_child_proc *c,
 		return;
 	}
 	char limit_text[200], st[96];
-	const char *limit = a ? limit_hit(&a->confine, status, &ru,
-					  mem, limit_text,
-					  sizeof(limit_text))
+	const char *limit = a ? limit_hit(&a->confine, status, &ru, mem,
+					  limit_text, sizeof(limit_text))
 			      : NULL;
 	bg_wait_status_text(status, st, sizeof(st));
 	if (limit) {
@@ -482,6 +487,6 @@ void bg_child_run_isolated(struct bg_child_proc *c,
 			 __ATOMIC_RELAXED);
 	__atomic_store_n(&c->seg.hdr->score.task_status_set, 1,
 			 __ATOMIC_RELEASE);
-	bg_child_die(c, BG_CHILD_EXIT_TASK_DIED, "task process %d %s",
-		     (int)pid, st);
+	bg_child_die(c, BG_CHILD_EXIT_TASK_DIED, "task process %d %s", (int)pid,
+		     st);
 }

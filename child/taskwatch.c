@@ -32,15 +32,13 @@ static void escape_into(struct bg_buf *b, const char *s, size_t n)
 	}
 }
 
-void bg_child_output_init(struct bg_task_output *o,
-			  struct bg_str execution_id)
+void bg_child_output_init(struct bg_task_output *o, struct bg_str execution_id)
 {
 	struct bg_buf id = { 0 };
 	*o = (struct bg_task_output){ .fd = -1 };
 	escape_into(&id, execution_id.p,
 		    execution_id.len < 80 ? execution_id.len : 80);
-	snprintf(o->id, sizeof(o->id), "%.*s", (int)id.len,
-		 id.p ? id.p : "");
+	snprintf(o->id, sizeof(o->id), "%.*s", (int)id.len, id.p ? id.p : "");
 	bg_buf_free(&id);
 }
 
@@ -94,8 +92,9 @@ void bg_child_output_end(struct bg_child_proc *c, struct bg_task_output *o)
 	if (o->line.len)
 		emit_line(c, o);
 	if (o->dropped)
-		bg_child_warn(c, "%s: %zu bytes of the task's output not logged "
-				 "(at most %d per task, lines cut at %d)",
+		bg_child_warn(c,
+			      "%s: %zu bytes of the task's output not logged "
+			      "(at most %d per task, lines cut at %d)",
 			      o->id, o->dropped, OUTPUT_CAP, LINE_CAP);
 	bg_buf_free(&o->line);
 	close(o->fd);

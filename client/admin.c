@@ -59,18 +59,20 @@ static int admin_state(struct bg_client *c, enum bg_admin_op op, const char *w,
 	int rc = bg_client_key(c, &key, BG_KEY_WORKER_ADMIN, w);
 	if (rc == 0)
 		rc = bg_client_key0(c, &set, BG_KEY_ADMIN_WORKERS);
-	const char *hset[] = { "HSET", key.p, "lifecycle", ops[op].lifecycle,
-			       "reason", reason, "updated_at", now, NULL };
+	const char *hset[] = { "HSET",	     key.p,
+			       "lifecycle",  ops[op].lifecycle,
+			       "reason",     reason,
+			       "updated_at", now,
+			       NULL };
 	const char *sadd[] = { "SADD", set.p, w, NULL };
 	const char *del[] = { "DEL", key.p, NULL };
 	const char *srem[] = { "SREM", set.p, w, NULL };
-	const char *const *put[] = { hset, sadd }, *const *clear[] = { del,
-								      srem };
+	const char *const *put[] = { hset, sadd }, *const * clear[] = { del,
+									srem };
 	if (rc == 0)
-		rc = bg_client_transact(c, ops[op].name, 2,
-					op == BG_ADMIN_ALLOW_REJOIN ? clear
-								    : put,
-					&exec);
+		rc = bg_client_transact(
+			c, ops[op].name, 2,
+			op == BG_ADMIN_ALLOW_REJOIN ? clear : put, &exec);
 	freeReplyObject(exec);
 	bg_buf_free(&key);
 	bg_buf_free(&set);
@@ -88,8 +90,8 @@ static int member_op(struct bg_client *c, const char *verb,
 	return rc;
 }
 
-static int is_member(struct bg_client *c, enum bg_key_kind kind,
-		     const char *id, const char *member, bool *yes)
+static int is_member(struct bg_client *c, enum bg_key_kind kind, const char *id,
+		     const char *member, bool *yes)
 {
 	struct bg_buf key = { 0 };
 	redisReply *r = NULL;
@@ -122,7 +124,8 @@ static int routing(struct bg_client *c, const char *w, bool restore,
 				       w, &denied);
 		if (rc == 0 && !denied)
 			rc = member_op(c, restore ? "SADD" : "SREM",
-				       BG_KEY_AGENT_TYPE_MEMBERS, types.v[i], w);
+				       BG_KEY_AGENT_TYPE_MEMBERS, types.v[i],
+				       w);
 		if (rc == 0 && !denied)
 			json_array_append_new(changed, json_string(types.v[i]));
 	}
@@ -137,8 +140,7 @@ int bg_client_admin(struct bg_client *c, enum bg_admin_op op,
 {
 	c->errmsg[0] = '\0';
 	*json_out = NULL;
-	if ((unsigned)op > BG_ADMIN_ALLOW_REJOIN || !worker_id ||
-	    !worker_id[0])
+	if ((unsigned)op > BG_ADMIN_ALLOW_REJOIN || !worker_id || !worker_id[0])
 		return bg_client_fail(c, -EINVAL, "a worker id is required");
 	const char *why = op == BG_ADMIN_RESUME || !reason ? "" : reason;
 	char entry_id[BG_CLIENT_ENTRY_ID_MAX] = "";
@@ -148,12 +150,11 @@ int bg_client_admin(struct bg_client *c, enum bg_admin_op op,
 		rc = routing(c, worker_id, op == BG_ADMIN_RESUME, changed);
 	if (rc == 0 && op != BG_ADMIN_ALLOW_REJOIN)
 		rc = push(c, op, worker_id, why, force, entry_id);
-	json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "worker_id",
-			      worker_id, "operation", ops[op].name,
-			      "lifecycle", ops[op].lifecycle[0]
-					   ? ops[op].lifecycle : "active",
-			      "reason", why, "entry_id", entry_id,
-			      "agent_types", changed);
+	json_t *o = json_pack(
+		"{s:s, s:s, s:s, s:s, s:s, s:o}", "worker_id", worker_id,
+		"operation", ops[op].name, "lifecycle",
+		ops[op].lifecycle[0] ? ops[op].lifecycle : "active", "reason",
+		why, "entry_id", entry_id, "agent_types", changed);
 	if (rc == 0 && o)
 		*json_out = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
@@ -168,7 +169,8 @@ int bg_client_deny(struct bg_client *c, const char *agent_type,
 	struct bg_buf denied = { 0 }, members = { 0 };
 	redisReply *exec = NULL;
 	c->errmsg[0] = '\0';
-	int rc = bg_client_key(c, &denied, BG_KEY_AGENT_TYPE_DENIED, agent_type);
+	int rc =
+		bg_client_key(c, &denied, BG_KEY_AGENT_TYPE_DENIED, agent_type);
 	if (rc == 0)
 		rc = bg_client_key(c, &members, BG_KEY_AGENT_TYPE_MEMBERS,
 				   agent_type);
@@ -180,8 +182,9 @@ int bg_client_deny(struct bg_client *c, const char *agent_type,
 	if (rc == 0)
 		rc = bg_client_transact(c, "deny", 2, cmds, &exec);
 	else if (rc == -EINVAL)
-		bg_client_fail(c, rc, "an agent type and a worker id are "
-				      "required");
+		bg_client_fail(c, rc,
+			       "an agent type and a worker id are "
+			       "required");
 	freeReplyObject(exec);
 	bg_buf_free(&denied);
 	bg_buf_free(&members);
@@ -211,8 +214,9 @@ int bg_client_allow(struct bg_client *c, const char *agent_type,
 	if (added)
 		*added = false;
 	if (!agent_type || !agent_type[0] || !worker_id || !worker_id[0])
-		return bg_client_fail(c, -EINVAL, "an agent type and a worker "
-						  "id are required");
+		return bg_client_fail(c, -EINVAL,
+				      "an agent type and a worker "
+				      "id are required");
 	int rc = member_op(c, "SREM", BG_KEY_AGENT_TYPE_DENIED, agent_type,
 			   worker_id);
 	if (rc == 0)
@@ -272,9 +276,9 @@ int bg_client_reload(struct bg_client *c, const char *agent_type,
 	if (!agent_type || !agent_type[0])
 		return bg_client_fail(c, -EINVAL, "an agent type is required");
 	int rc = reload_id && reload_id[0]
-		 ? bg_client_copy_id(rid, sizeof rid, reload_id,
-				     strlen(reload_id))
-		 : bg_id_new(rid, sizeof rid, "reload-");
+			 ? bg_client_copy_id(rid, sizeof rid, reload_id,
+					     strlen(reload_id))
+			 : bg_id_new(rid, sizeof rid, "reload-");
 	if (rc)
 		return bg_client_fail(c, rc, "bad reload id");
 	rc = bg_client_online_workers(c, agent_type, &workers);
@@ -302,8 +306,9 @@ static int collect(struct bg_client *c, const redisReply *r, char *last,
 {
 	const redisReply *entries = bg_client_xread_entries(r);
 	if (entries == NULL)
-		return bg_client_fail(c, BG_CLIENT_EPROTO, "XREAD: unexpected "
-							   "reply");
+		return bg_client_fail(c, BG_CLIENT_EPROTO,
+				      "XREAD: unexpected "
+				      "reply");
 	for (size_t i = 0; i < entries->elements; i++) {
 		const char *id;
 		const redisReply *data;

@@ -145,9 +145,8 @@ int bg_client_pending_json(struct bg_client *c, struct bg_buf *out,
 	int rc = bg_client_key(c, &stream, BG_KEY_AGENT_TYPE_CTRL,
 			       in->target_agent_type);
 	if (rc == 0)
-		rc = bg_route_pending_json(out, &wi,
-					   (struct bg_str){ stream.p,
-							    stream.len });
+		rc = bg_route_pending_json(
+			out, &wi, (struct bg_str){ stream.p, stream.len });
 	bg_buf_free(&stream);
 	return rc;
 }
@@ -175,13 +174,15 @@ static int read_decision(struct bg_client *c, const char *key, char *last,
 	const char *id;
 	const redisReply *data;
 	if (entries == NULL)
-		rc = bg_client_fail(c, BG_CLIENT_EPROTO, "XREAD: unexpected "
-							 "reply");
+		rc = bg_client_fail(c, BG_CLIENT_EPROTO,
+				    "XREAD: unexpected "
+				    "reply");
 	else if (entries->elements == 0)
 		*timed_out = true;
 	else if (bg_client_entry(entries->element[0], &id, &data))
-		rc = bg_client_fail(c, BG_CLIENT_EPROTO, "XREAD: malformed "
-							 "entry");
+		rc = bg_client_fail(c, BG_CLIENT_EPROTO,
+				    "XREAD: malformed "
+				    "entry");
 	else {
 		strcpy(last, id);
 		*d = data ? bg_route_decision(data->str, data->len, exec_id)
@@ -198,8 +199,8 @@ static int wait_decision(struct bg_client *c, const struct bg_client_intent *in,
 {
 	struct bg_buf key = { 0 };
 	char last[BG_CLIENT_ENTRY_ID_MAX] = "0-0";
-	int64_t deadline = bg_client_mono_ms() +
-			   bg_route_timeout_ms(in->timeout_ms);
+	int64_t deadline =
+		bg_client_mono_ms() + bg_route_timeout_ms(in->timeout_ms);
 	int rc = bg_client_key(c, &key, BG_KEY_WAKEUP_RESULT, in->execution_id);
 	*d = NULL;
 	while (rc == 0) {
@@ -236,13 +237,14 @@ static int wake_and_wait(struct bg_client *c, const struct bg_client_intent *in,
 	bool online = false;
 	if (rc || d == NULL) {
 		if (rc == 0)
-			reject(out, "AGENT_TYPE_UNAVAILABLE", "Timed out waiting "
-			       "for worker wakeup for agent_type '%s'", type);
+			reject(out, "AGENT_TYPE_UNAVAILABLE",
+			       "Timed out waiting "
+			       "for worker wakeup for agent_type '%s'",
+			       type);
 	} else {
-		switch (bg_route_decision_verdict(d, type, out->selected,
-						  sizeof out->selected,
-						  out->error,
-						  sizeof out->error)) {
+		switch (bg_route_decision_verdict(
+			d, type, out->selected, sizeof out->selected,
+			out->error, sizeof out->error)) {
 		case BG_VERDICT_READY:
 			rc = type_online(c, type, &online);
 			if (rc == 0 && online)
@@ -289,7 +291,8 @@ int bg_client_prepare_delivery(struct bg_client *c,
 		return unavailable(out, in->target_agent_type);
 	if (!strcmp(policy, "WAKE_AND_WAIT"))
 		return wake_and_wait(c, in, out);
-	if (!strcmp(policy, "WAKE_AND_QUEUE") || !strcmp(policy, "QUEUE_ONLY")) {
+	if (!strcmp(policy, "WAKE_AND_QUEUE") ||
+	    !strcmp(policy, "QUEUE_ONLY")) {
 		out->status = BG_ROUTE_QUEUE_PENDING;
 		out->wakeup = !strcmp(policy, "WAKE_AND_QUEUE");
 		return 0;

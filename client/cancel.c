@@ -54,9 +54,9 @@ static int add_rec(void *arg, const struct bg_client_record *r)
 static int by_parent(const void *a, const void *b, void *recs)
 {
 	json_t *const *r = recs;
-	return strcmp(bg_client_jstr(r[*(const size_t *)a], "parent_message_id"),
-		      bg_client_jstr(r[*(const size_t *)b],
-				     "parent_message_id"));
+	return strcmp(
+		bg_client_jstr(r[*(const size_t *)a], "parent_message_id"),
+		bg_client_jstr(r[*(const size_t *)b], "parent_message_id"));
 }
 
 static int tree_load(struct bg_client *c, const char *session, struct tree *t)
@@ -168,10 +168,9 @@ static int mark(struct cancel_ctx *x, const char *exec_id, bool cancelling)
 		json_t *old = json_loadb(r->str, r->len, 0, NULL);
 		json_t *neu = json_loadb(next.p, next.len, 0, NULL);
 		if (rc == 0)
-			rc = bg_client_worker_stats(x->c, old, neu,
-						    (struct bg_str){ next.p,
-								     next.len },
-						    now);
+			rc = bg_client_worker_stats(
+				x->c, old, neu,
+				(struct bg_str){ next.p, next.len }, now);
 		json_decref(old);
 		json_decref(neu);
 	}
@@ -203,14 +202,15 @@ static int send_cancel(struct cancel_ctx *x, const json_t *node,
 		.message_id = bg_str_c(msg_id),
 		.session_id = bg_str_c(req->session_id),
 		.trace_id = bg_str_c(trace),
-		.target_agent_type = bg_str_c(bg_client_jstr(node,
-						"target_agent_type")),
+		.target_agent_type =
+			bg_str_c(bg_client_jstr(node, "target_agent_type")),
 		.parent_message_id = bg_str_c(mid),
 	};
 	if (rc == 0)
 		rc = bg_send_open(&cmd, "CANCEL_TASK", &h);
 	if (rc == 0)
-		rc = bg_wire_fmt(&cmd,
+		rc = bg_wire_fmt(
+			&cmd,
 			"\"target_message_id\":%s,\"target_execution_id\":%s,"
 			"\"target_worker_id\":%s,\"reason\":%s,"
 			"\"requested_by\":%s,\"cancel_mode\":%s}}",
@@ -218,9 +218,11 @@ static int send_cancel(struct cancel_ctx *x, const json_t *node,
 			bg_str_c(bg_client_jstr(node, "execution_id")),
 			bg_str_c(worker), bg_str_c(x->reason),
 			bg_str_c(req->requested_by && req->requested_by[0]
-				 ? req->requested_by : "client"),
+					 ? req->requested_by
+					 : "client"),
 			bg_str_c(req->cancel_mode && req->cancel_mode[0]
-				 ? req->cancel_mode : "graceful"));
+					 ? req->cancel_mode
+					 : "graceful"));
 	if (rc == 0)
 		rc = bg_client_key(x->c, &key, BG_KEY_WORKER_CTRL, worker);
 	if (rc == 0)
@@ -296,7 +298,8 @@ static int walk(struct tree *t, json_t *target, json_t ***out, size_t *n)
 		for (size_t i = first_child(t, mid); i < t->n; i++) {
 			size_t k = t->by_parent[i];
 			if (strcmp(bg_client_jstr(t->recs[k],
-						  "parent_message_id"), mid))
+						  "parent_message_id"),
+				   mid))
 				break;
 			if (!t->seen[k]) {
 				t->seen[k] = true;
@@ -321,8 +324,8 @@ static int cancel_task(struct cancel_ctx *x, struct tree *t)
 	const struct bg_cancel_request *req = x->req;
 	char *raw = NULL;
 	size_t len = 0;
-	int rc = bg_client_get_execution(x->c, req->session_id,
-					 req->message_id, &raw, &len);
+	int rc = bg_client_get_execution(x->c, req->session_id, req->message_id,
+					 &raw, &len);
 	json_t *target = raw ? json_loadb(raw, len, 0, NULL) : NULL;
 	free(raw);
 	if (rc == -ENOENT || (rc == 0 && !json_is_object(target))) {
@@ -335,8 +338,8 @@ static int cancel_task(struct cancel_ctx *x, struct tree *t)
 		 bg_client_jstr(target, "execution_id"));
 	snprintf(x->resp->worker_id, sizeof x->resp->worker_id, "%s",
 		 bg_client_jstr(target, "worker_id"));
-	if (rc == 0 && strcmp(bg_client_jstr(target, "session_id"),
-			      req->session_id)) {
+	if (rc == 0 &&
+	    strcmp(bg_client_jstr(target, "session_id"), req->session_id)) {
 		json_decref(target);
 		not_found(x->resp, "session mismatch for message_id=%s",
 			  req->message_id);
@@ -377,13 +380,16 @@ int bg_client_cancel(struct bg_client *c, const struct bg_cancel_request *req,
 {
 	c->errmsg[0] = '\0';
 	memset(resp, 0, sizeof *resp);
-	struct cancel_ctx x = { .c = c, .req = req, .resp = resp,
+	struct cancel_ctx x = { .c = c,
+				.req = req,
+				.resp = resp,
 				.reason = req->reason ? req->reason : "" };
 	struct tree t = { 0 };
 	const char *mode = req->cancel_mode ? req->cancel_mode : "";
 	if (!req->session_id || !req->session_id[0] ||
 	    (mode[0] && strcmp(mode, "graceful") && strcmp(mode, "force")))
-		return bg_client_fail(c, -EINVAL, "a session is required and "
+		return bg_client_fail(c, -EINVAL,
+				      "a session is required and "
 				      "the cancel mode is graceful or force");
 	int rc = bg_client_key(c, &x.registry, BG_KEY_SESSION_REGISTRY,
 			       req->session_id);

@@ -26,7 +26,7 @@
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_CONNECT = 3 };
 
 #define DEFAULT_TIMEOUT_MS 60000 /* send --wait */
-#define RELOAD_TIMEOUT_MS 30000  /* reload --wait */
+#define RELOAD_TIMEOUT_MS 30000	 /* reload --wait */
 #define FOLLOW_BLOCK_MS 5000
 /* A Python worker writes the end marker before the final record status. */
 #define SETTLE_MS 3000
@@ -276,34 +276,64 @@ struct send_args {
 };
 
 enum {
-	OPT_AGENT = 1000, OPT_SESSION, OPT_CONTENT, OPT_CONTENT_JSON,
-	OPT_USER, OPT_USER_NAME, OPT_METADATA, OPT_EXTRA, OPT_MESSAGE_ID,
-	OPT_TRACE_ID, OPT_WAIT, OPT_TIMEOUT, OPT_JSON, OPT_FROM, OPT_FOLLOW,
-	OPT_WAIT_TIMEOUT, OPT_POLICY, OPT_REGION, OPT_PRIORITY, OPT_WORKER,
-	OPT_PARENT, OPT_STATUS, OPT_REPLY_DATA, OPT_REASON, OPT_MODE,
-	OPT_FORCE, OPT_RELOAD_ID, OPT_PROVIDER, OPT_GROUP, OPT_CONSUMER,
-	OPT_ONCE, OPT_MAX_ATTEMPTS, OPT_PROVIDER_TIMEOUT, OPT_ONLINE_TIMEOUT,
+	OPT_AGENT = 1000,
+	OPT_SESSION,
+	OPT_CONTENT,
+	OPT_CONTENT_JSON,
+	OPT_USER,
+	OPT_USER_NAME,
+	OPT_METADATA,
+	OPT_EXTRA,
+	OPT_MESSAGE_ID,
+	OPT_TRACE_ID,
+	OPT_WAIT,
+	OPT_TIMEOUT,
+	OPT_JSON,
+	OPT_FROM,
+	OPT_FOLLOW,
+	OPT_WAIT_TIMEOUT,
+	OPT_POLICY,
+	OPT_REGION,
+	OPT_PRIORITY,
+	OPT_WORKER,
+	OPT_PARENT,
+	OPT_STATUS,
+	OPT_REPLY_DATA,
+	OPT_REASON,
+	OPT_MODE,
+	OPT_FORCE,
+	OPT_RELOAD_ID,
+	OPT_PROVIDER,
+	OPT_GROUP,
+	OPT_CONSUMER,
+	OPT_ONCE,
+	OPT_MAX_ATTEMPTS,
+	OPT_PROVIDER_TIMEOUT,
+	OPT_ONLINE_TIMEOUT,
 };
 
-#define ROUTE_OPTIONS                                                        \
-	{ "session", required_argument, NULL, OPT_SESSION },                 \
-	{ "content", required_argument, NULL, OPT_CONTENT },                 \
-	{ "content-json", no_argument, NULL, OPT_CONTENT_JSON },             \
-	{ "user", required_argument, NULL, OPT_USER },                       \
-	{ "user-name", required_argument, NULL, OPT_USER_NAME },             \
-	{ "metadata", required_argument, NULL, OPT_METADATA },               \
-	{ "extra", required_argument, NULL, OPT_EXTRA },                     \
-	{ "trace-id", required_argument, NULL, OPT_TRACE_ID },               \
-	{ "parent-message-id", required_argument, NULL, OPT_PARENT },        \
-	{ "wait", no_argument, NULL, OPT_WAIT },                             \
-	{ "wait-timeout-ms", required_argument, NULL, OPT_WAIT_TIMEOUT },    \
-	{ "timeout-ms", required_argument, NULL, OPT_TIMEOUT },              \
-	{ "route-policy", required_argument, NULL, OPT_POLICY },             \
-	{ "region", required_argument, NULL, OPT_REGION },                   \
-	{ "priority", required_argument, NULL, OPT_PRIORITY },               \
-	{ "worker", required_argument, NULL, OPT_WORKER },                   \
-	{ "agent-type", required_argument, NULL, OPT_AGENT },                \
-	{ "json", no_argument, NULL, OPT_JSON }
+#define ROUTE_OPTIONS                                                          \
+	{ "session", required_argument, NULL, OPT_SESSION },                   \
+		{ "content", required_argument, NULL, OPT_CONTENT },           \
+		{ "content-json", no_argument, NULL, OPT_CONTENT_JSON },       \
+		{ "user", required_argument, NULL, OPT_USER },                 \
+		{ "user-name", required_argument, NULL, OPT_USER_NAME },       \
+		{ "metadata", required_argument, NULL, OPT_METADATA },         \
+		{ "extra", required_argument, NULL, OPT_EXTRA },               \
+		{ "trace-id", required_argument, NULL, OPT_TRACE_ID },         \
+		{ "parent-message-id", required_argument, NULL, OPT_PARENT },  \
+		{ "wait", no_argument, NULL, OPT_WAIT },                       \
+		{ "wait-timeout-ms", required_argument, NULL,                  \
+		  OPT_WAIT_TIMEOUT },                                          \
+		{ "timeout-ms", required_argument, NULL, OPT_TIMEOUT },        \
+		{ "route-policy", required_argument, NULL, OPT_POLICY },       \
+		{ "region", required_argument, NULL, OPT_REGION },             \
+		{ "priority", required_argument, NULL, OPT_PRIORITY },         \
+		{ "worker", required_argument, NULL, OPT_WORKER },             \
+		{ "agent-type", required_argument, NULL, OPT_AGENT },          \
+	{                                                                      \
+		"json", no_argument, NULL, OPT_JSON                            \
+	}
 
 static const struct option send_opts[] = {
 	ROUTE_OPTIONS,
@@ -356,21 +386,47 @@ static int parse_avail_ms(const char *s, int *out)
 static int route_option(struct bg_send_request *r, int opt)
 {
 	switch (opt) {
-	case OPT_USER: r->user_code = optarg; break;
-	case OPT_USER_NAME: r->user_name = optarg; break;
-	case OPT_METADATA: r->metadata = optarg; break;
-	case OPT_EXTRA: r->extra_payload = optarg; break;
-	case OPT_TRACE_ID: r->trace_id = optarg; break;
-	case OPT_PARENT: r->parent_message_id = optarg; break;
-	case OPT_REGION: r->region = optarg; break;
-	case OPT_WORKER: r->worker_id = optarg; break;
-	case OPT_STATUS: r->status = optarg; break;
-	case OPT_REPLY_DATA: r->reply_data = optarg; break;
-	case OPT_MESSAGE_ID: r->message_id = optarg; break;
-	case OPT_POLICY: return parse_policy(optarg, &r->route_policy);
-	case OPT_PRIORITY: return parse_priority(optarg, &r->priority);
-	case OPT_TIMEOUT: return parse_avail_ms(optarg, &r->timeout_ms);
-	default: return usage_error("%s: bad option", "send");
+	case OPT_USER:
+		r->user_code = optarg;
+		break;
+	case OPT_USER_NAME:
+		r->user_name = optarg;
+		break;
+	case OPT_METADATA:
+		r->metadata = optarg;
+		break;
+	case OPT_EXTRA:
+		r->extra_payload = optarg;
+		break;
+	case OPT_TRACE_ID:
+		r->trace_id = optarg;
+		break;
+	case OPT_PARENT:
+		r->parent_message_id = optarg;
+		break;
+	case OPT_REGION:
+		r->region = optarg;
+		break;
+	case OPT_WORKER:
+		r->worker_id = optarg;
+		break;
+	case OPT_STATUS:
+		r->status = optarg;
+		break;
+	case OPT_REPLY_DATA:
+		r->reply_data = optarg;
+		break;
+	case OPT_MESSAGE_ID:
+		r->message_id = optarg;
+		break;
+	case OPT_POLICY:
+		return parse_policy(optarg, &r->route_policy);
+	case OPT_PRIORITY:
+		return parse_priority(optarg, &r->priority);
+	case OPT_TIMEOUT:
+		return parse_avail_ms(optarg, &r->timeout_ms);
+	default:
+		return usage_error("%s: bad option", "send");
 	}
 	return EXIT_OK;
 }
@@ -379,15 +435,28 @@ static int send_option(struct cli *cli, struct send_args *a, int opt)
 {
 	struct bg_send_request *r = &a->req;
 	switch (opt) {
-	case OPT_AGENT: r->agent_type = optarg; break;
-	case OPT_SESSION: r->session_id = optarg; break;
-	case OPT_CONTENT: r->content = optarg; break;
-	case OPT_CONTENT_JSON: r->content_is_json = true; break;
-	case OPT_WAIT: a->wait = true; break;
-	case OPT_JSON: cli->json = true; break;
+	case OPT_AGENT:
+		r->agent_type = optarg;
+		break;
+	case OPT_SESSION:
+		r->session_id = optarg;
+		break;
+	case OPT_CONTENT:
+		r->content = optarg;
+		break;
+	case OPT_CONTENT_JSON:
+		r->content_is_json = true;
+		break;
+	case OPT_WAIT:
+		a->wait = true;
+		break;
+	case OPT_JSON:
+		cli->json = true;
+		break;
 	case OPT_WAIT_TIMEOUT:
 		if (parse_ms(optarg, &a->wait_timeout_ms))
-			return usage_error("bad --wait-timeout-ms '%s'", optarg);
+			return usage_error("bad --wait-timeout-ms '%s'",
+					   optarg);
 		break;
 	default:
 		return route_option(r, opt);
@@ -395,8 +464,7 @@ static int send_option(struct cli *cli, struct send_args *a, int opt)
 	return EXIT_OK;
 }
 
-static int require(int status, const char *cmd, const char *what,
-		   const char *v)
+static int require(int status, const char *cmd, const char *what, const char *v)
 {
 	if (status == EXIT_OK && (!v || !v[0])) {
 		fprintf(stderr, "bygate: %s: %s is required\n", cmd, what);
@@ -492,9 +560,8 @@ static void sleep_ms(int ms)
 
 /* Read events until the end marker of the sent message or the deadline.
  * 0 when the marker arrived, 1 on timeout, else a library error. */
-static int follow_until_end(struct cli *cli, const char *session,
-			    char *last, const char *message_id,
-			    int64_t deadline)
+static int follow_until_end(struct cli *cli, const char *session, char *last,
+			    const char *message_id, int64_t deadline)
 {
 	struct follow f = { cli->json, message_id, false };
 	while (!f.done) {
@@ -526,10 +593,10 @@ static int settle_record(struct cli *cli, const char *session,
 		json_decref(*rec);
 		*rec = parse_object(raw, len);
 		free(raw);
-		const char *st = json_string_value(json_object_get(*rec,
-								   "status"));
-		if (st && bg_status_is_terminal(bg_status_normalize(
-				  bg_str_c(st))))
+		const char *st =
+			json_string_value(json_object_get(*rec, "status"));
+		if (st &&
+		    bg_status_is_terminal(bg_status_normalize(bg_str_c(st))))
 			return 0;
 		if (mono_ms() >= until || g_signal)
 			return 0;
@@ -555,14 +622,15 @@ static int report_outcome(const struct cli *cli,
 		fprintf(stderr,
 			"bygate: timed out after %d ms waiting for the end of "
 			"%s (status %s)\n",
-			timeout_ms, r->message_id, status[0] ? status : "unknown");
+			timeout_ms, r->message_id,
+			status[0] ? status : "unknown");
 	if (cli->json) {
 		json_t *o = json_object();
 		json_object_set_new(o, "message_id", jstr_c(r->message_id));
 		json_object_set_new(o, "execution_id", jstr_c(r->execution_id));
 		json_object_set_new(o, "status", jstr_c(status));
-		json_object_set_new(o, "record", rec ? json_incref(rec)
-						     : json_null());
+		json_object_set_new(o, "record",
+				    rec ? json_incref(rec) : json_null());
 		if (timed_out)
 			json_object_set_new(o, "error", json_string("timeout"));
 		print_json(o);
@@ -594,7 +662,6 @@ static int wait_for_end(struct cli *cli, const struct send_args *a,
 	return status;
 }
 
-
 static int run_send(struct cli *cli, int argc, char **argv, bool reply)
 {
 	struct send_args a = { .reply = reply };
@@ -604,8 +671,8 @@ static int run_send(struct cli *cli, int argc, char **argv, bool reply)
 	if (status != EXIT_OK)
 		return status;
 	char last[BG_CLIENT_ENTRY_ID_MAX] = "0-0";
-	int rc = a.wait ? bg_client_last_entry_id(cli->client,
-						  a.req.session_id, last)
+	int rc = a.wait ? bg_client_last_entry_id(cli->client, a.req.session_id,
+						  last)
 			: 0;
 	if (rc)
 		return fail(cli, "reading the data stream", rc);
@@ -662,8 +729,8 @@ static int cmd_tail(struct cli *cli, int argc, char **argv)
 	int status = no_positional(argc, argv);
 	if (status == EXIT_OK && (!session || !session[0]))
 		status = usage_error("tail: %s is required", "--session");
-	if (status == EXIT_OK && (!from[0] || strlen(from) >=
-						     BG_CLIENT_ENTRY_ID_MAX))
+	if (status == EXIT_OK &&
+	    (!from[0] || strlen(from) >= BG_CLIENT_ENTRY_ID_MAX))
 		status = usage_error("tail: bad --from '%s'", from);
 	if (status == EXIT_OK)
 		status = connect_client(cli);
@@ -711,8 +778,8 @@ static int add_row(void *arg, const struct bg_client_record *r)
 	char *id = strdup(r->execution_id);
 	if (id == NULL)
 		return -ENOMEM;
-	rows->v[rows->n++] = (struct row){ id, parse_object(r->json,
-							    r->json_len) };
+	rows->v[rows->n++] =
+		(struct row){ id, parse_object(r->json, r->json_len) };
 	return 0;
 }
 
@@ -755,7 +822,8 @@ static void print_row_text(const struct row *r)
 {
 	char created[40];
 	if (r->rec == NULL) {
-		printf("%-14s (record is not a JSON object)\n", r->execution_id);
+		printf("%-14s (record is not a JSON object)\n",
+		       r->execution_id);
 		return;
 	}
 	const char *err = record_str(r->rec, "error_message");
@@ -803,11 +871,12 @@ static int message_row(struct cli *cli, const char *session,
 {
 	char *raw = NULL;
 	size_t len = 0;
-	int rc = bg_client_get_execution(cli->client, session, message_id,
-					 &raw, &len);
+	int rc = bg_client_get_execution(cli->client, session, message_id, &raw,
+					 &len);
 	if (rc == -ENOENT) {
-		fprintf(stderr, "bygate: no execution for message %s in "
-				"session %s\n",
+		fprintf(stderr,
+			"bygate: no execution for message %s in "
+			"session %s\n",
 			message_id, session);
 		return EXIT_FAIL;
 	}
@@ -866,7 +935,6 @@ static int cmd_status(struct cli *cli, int argc, char **argv)
 	return status;
 }
 
-
 /* ---- cancel ------------------------------------------------------------- */
 
 static const struct option cancel_opts[] = {
@@ -887,7 +955,8 @@ static int on_cancelled(void *arg, const struct bg_client_cancelled *n)
 	return json_array_append_new(arg, o) ? -ENOMEM : 0;
 }
 
-static int print_cancel(const struct cli *cli, const struct bg_cancel_request *q,
+static int print_cancel(const struct cli *cli,
+			const struct bg_cancel_request *q,
 			const struct bg_cancel_response *r, json_t *nodes)
 {
 	bool ok = !strcmp(r->status, "CANCEL_REQUESTED");
@@ -1034,8 +1103,8 @@ static void join_strings(const json_t *a, char *out, size_t cap)
 	out[0] = '\0';
 	json_array_foreach(a, i, v)
 		n += snprintf(out + n, n < cap ? cap - n : 0, "%s%s",
-			      i ? "," : "", json_string_value(v)
-					    ? json_string_value(v) : "");
+			      i ? "," : "",
+			      json_string_value(v) ? json_string_value(v) : "");
 	if (n == 0)
 		snprintf(out, cap, "-");
 }
@@ -1047,7 +1116,8 @@ static void worker_row(const json_t *w)
 	join_strings(json_object_get(w, "agent_types"), types, sizeof types);
 	printf("%-24s %-7s %-10s %-24s %6lld %6lld  %s\n",
 	       record_str(w, "worker_id"),
-	       json_is_true(json_object_get(w, "online")) ? "online" : "offline",
+	       json_is_true(json_object_get(w, "online")) ? "online"
+							  : "offline",
 	       record_str(w, "lifecycle"), types,
 	       (long long)jint(counts, "active"),
 	       (long long)jint(counts, "total"),
@@ -1077,7 +1147,8 @@ static void executions_text(const char *title, const json_t *a)
 	printf("%s: %zu\n", title, json_array_size(a));
 	json_array_foreach(a, i, e)
 		printf("  %-14s %-14s %-16s %-20s %s\n",
-		       record_str(e, "execution_id"), record_str(e, "message_id"),
+		       record_str(e, "execution_id"),
+		       record_str(e, "message_id"),
 		       record_str(e, "target_agent_type"),
 		       record_str(e, "session_id"), record_str(e, "status"));
 }
@@ -1161,10 +1232,10 @@ static int run_admin(struct cli *cli, int argc, char **argv,
 	};
 	struct admin_args a = { .force_allowed = op == BG_ADMIN_EVICT };
 	const char *w = NULL;
-	int status = parse_positional(cli, argc, argv,
-				      op == BG_ADMIN_SUSPEND ||
-				      op == BG_ADMIN_EVICT ? opts : NULL,
-				      admin_option, &a, &w, 1, "WORKER_ID");
+	int status = parse_positional(
+		cli, argc, argv,
+		op == BG_ADMIN_SUSPEND || op == BG_ADMIN_EVICT ? opts : NULL,
+		admin_option, &a, &w, 1, "WORKER_ID");
 	if (status == EXIT_OK)
 		status = connect_client(cli);
 	if (status != EXIT_OK)
@@ -1198,8 +1269,8 @@ static int run_access(struct cli *cli, int argc, char **argv, bool allow)
 {
 	const char *pos[2];
 	bool added = false;
-	int status = parse_positional(cli, argc, argv, NULL, NULL, NULL, pos,
-				      2, "AGENT_TYPE WORKER_ID");
+	int status = parse_positional(cli, argc, argv, NULL, NULL, NULL, pos, 2,
+				      "AGENT_TYPE WORKER_ID");
 	if (status == EXIT_OK)
 		status = connect_client(cli);
 	if (status != EXIT_OK)
@@ -1213,12 +1284,13 @@ static int run_access(struct cli *cli, int argc, char **argv, bool allow)
 		set_str(o, "agent_type", pos[0]);
 		set_str(o, "worker_id", pos[1]);
 		set_str(o, "operation", allow ? "allow" : "deny");
-		json_object_set_new(o, "routing", json_boolean(
-			allow ? added : false));
+		json_object_set_new(o, "routing",
+				    json_boolean(allow ? added : false));
 		print_json(o);
 	} else {
-		printf("%s: %s for %s%s\n", pos[1], allow ? "allowed" : "denied",
-		       pos[0], added ? " (back in its routing set)" : "");
+		printf("%s: %s for %s%s\n", pos[1],
+		       allow ? "allowed" : "denied", pos[0],
+		       added ? " (back in its routing set)" : "");
 	}
 	return EXIT_OK;
 }
@@ -1300,8 +1372,9 @@ static int collect_acks(struct cli *cli, json_t *out, int timeout_ms)
 				json_array_append(acks, a);
 		json_decref(batch);
 	}
-	json_object_set_new(out, "complete", json_boolean(
-		json_object_size(acked) == json_array_size(workers)));
+	json_object_set_new(out, "complete",
+			    json_boolean(json_object_size(acked) ==
+					 json_array_size(workers)));
 	json_decref(acked);
 	return rc;
 }
@@ -1403,9 +1476,10 @@ static void on_stop(int sig)
 static int gate_option(int opt, void *arg)
 {
 	struct bg_gate_options *o = arg;
-	int *ms = opt == OPT_MAX_ATTEMPTS ? &o->max_attempts
+	int *ms = opt == OPT_MAX_ATTEMPTS	? &o->max_attempts
 		  : opt == OPT_PROVIDER_TIMEOUT ? &o->provider_timeout_ms
-		  : opt == OPT_ONLINE_TIMEOUT ? &o->online_timeout_ms : NULL;
+		  : opt == OPT_ONLINE_TIMEOUT	? &o->online_timeout_ms
+						: NULL;
 	if (opt == OPT_PROVIDER)
 		o->provider = optarg;
 	else if (opt == OPT_GROUP)
@@ -1535,7 +1609,8 @@ int main(int argc, char **argv)
 	struct cli cli = { 0 };
 	int opt;
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	while ((opt = getopt_long(argc, argv, "+c:h", global_opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "+c:h", global_opts, NULL)) !=
+	       -1) {
 		if (opt == 'c')
 			cli.config = optarg;
 		else if (opt == OPT_JSON)
@@ -1562,4 +1637,3 @@ int main(int argc, char **argv)
 	}
 	return usage_error("unknown command '%s'", name);
 }
-

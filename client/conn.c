@@ -79,8 +79,7 @@ void bg_client_set_timeout(struct bg_client *c, int ms)
 
 /* The failure of the connection itself (no reply to `what`): BG_CLIENT_EIO
  * with "<what>: <hiredis's reason>" in err. */
-static int lost(redisContext *redis, const char *what, char *err,
-		size_t errlen)
+static int lost(redisContext *redis, const char *what, char *err, size_t errlen)
 {
 	snprintf(err, errlen, "%s: %s", what,
 		 redis->errstr[0] ? redis->errstr : "connection lost");
@@ -167,8 +166,9 @@ int bg_client_key(struct bg_client *c, struct bg_buf *out,
 
 int bg_client_reply_is_str(const redisReply *r)
 {
-	return r != NULL && (r->type == REDIS_REPLY_STRING ||
-			     r->type == REDIS_REPLY_STATUS) &&
+	return r != NULL &&
+	       (r->type == REDIS_REPLY_STRING ||
+		r->type == REDIS_REPLY_STATUS) &&
 	       r->str != NULL;
 }
 
@@ -236,8 +236,7 @@ int bg_client_redis_connect(const struct bg_config *cfg, const char *host,
 		int flags = fcntl(redis->fd, F_GETFD);
 		if (flags != -1)
 			fcntl(redis->fd, F_SETFD, flags | FD_CLOEXEC);
-		redisSetTimeout(redis,
-				tv_of_ms(cfg->redis_command_timeout_ms));
+		redisSetTimeout(redis, tv_of_ms(cfg->redis_command_timeout_ms));
 		rc = authenticate(cfg, redis, err, errlen);
 	}
 	if (rc) {
@@ -267,8 +266,8 @@ static void copy_err(char *err, size_t errlen, const char *msg)
 		snprintf(err, errlen, "%s", msg);
 }
 
-int bg_client_open(const char *config_path, struct bg_client **out,
-		   char *err, size_t errlen)
+int bg_client_open(const char *config_path, struct bg_client **out, char *err,
+		   size_t errlen)
 {
 	*out = NULL;
 	copy_err(err, errlen, "");
@@ -279,14 +278,15 @@ int bg_client_open(const char *config_path, struct bg_client **out,
 	}
 	c->fd = -1;
 	int rc = 0;
-	if (bg_config_load(config_path, &c->cfg, c->errmsg,
-			   sizeof c->errmsg) != 0)
+	if (bg_config_load(config_path, &c->cfg, c->errmsg, sizeof c->errmsg) !=
+	    0)
 		rc = BG_CLIENT_ECONFIG;
 	else if (c->cfg.redis_cluster)
-		rc = bg_client_fail(c, BG_CLIENT_ECONFIG,
-				    "Redis Cluster is not supported (REDIS_MODE "
-				    "or REDIS_CLUSTER_HOST); bygate needs a "
-				    "standalone server");
+		rc = bg_client_fail(
+			c, BG_CLIENT_ECONFIG,
+			"Redis Cluster is not supported (REDIS_MODE "
+			"or REDIS_CLUSTER_HOST); bygate needs a "
+			"standalone server");
 	else
 		rc = connect_redis(c);
 	if (rc) {

@@ -187,8 +187,9 @@ int bg_client_dispatch_ready(struct bg_client *c, const char *execution_id,
 	if (delivered)
 		*delivered = 0;
 	if (execution_id == NULL || execution_id[0] == '\0')
-		return bg_client_fail(c, -EINVAL, "an execution id is "
-						  "required");
+		return bg_client_fail(c, -EINVAL,
+				      "an execution id is "
+				      "required");
 	int rc = bg_client_dispatch(c, execution_id, &res);
 	if (delivered)
 		*delivered = res.delivered;

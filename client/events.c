@@ -21,10 +21,10 @@ static const char *str_member(const json_t *obj, const char *key)
 /* data.choices[0].delta.content (WIRE 3.3), or NULL. */
 static const json_t *delta_content(const json_t *msg)
 {
-	const json_t *choices = json_object_get(json_object_get(msg, "data"),
-						"choices");
-	const json_t *delta = json_object_get(json_array_get(choices, 0),
-					      "delta");
+	const json_t *choices =
+		json_object_get(json_object_get(msg, "data"), "choices");
+	const json_t *delta =
+		json_object_get(json_array_get(choices, 0), "delta");
 	const json_t *content = json_object_get(delta, "content");
 	return json_is_string(content) ? content : NULL;
 }
@@ -47,8 +47,8 @@ static const redisReply *data_field(const redisReply *fields)
 
 /* Decode one [id, fields] entry and hand it to cb. *id_out receives the
  * entry id. Returns cb's result or a negative error. */
-static int deliver(struct bg_client *c, const redisReply *entry,
-		   char *id_out, bg_event_cb cb, void *arg)
+static int deliver(struct bg_client *c, const redisReply *entry, char *id_out,
+		   bg_event_cb cb, void *arg)
 {
 	if (entry->type != REDIS_REPLY_ARRAY || entry->elements < 1 ||
 	    !bg_client_reply_is_str(entry->element[0]) ||
@@ -57,11 +57,9 @@ static int deliver(struct bg_client *c, const redisReply *entry,
 			      entry->element[0]->str, entry->element[0]->len))
 		return bg_client_fail(c, BG_CLIENT_EPROTO,
 				      "XREAD: malformed entry");
-	const redisReply *raw = data_field(entry->elements > 1
-						   ? entry->element[1]
-						   : NULL);
-	json_t *msg = raw ? json_loadb(raw->str, raw->len, JSON_ALLOW_NUL,
-				       NULL)
+	const redisReply *raw =
+		data_field(entry->elements > 1 ? entry->element[1] : NULL);
+	json_t *msg = raw ? json_loadb(raw->str, raw->len, JSON_ALLOW_NUL, NULL)
 			  : NULL;
 	if (!json_is_object(msg)) {
 		json_decref(msg);
@@ -97,8 +95,8 @@ static const redisReply *xread_entries(const redisReply *r)
 	return s->element[1];
 }
 
-static int deliver_all(struct bg_client *c, const redisReply *r,
-		       char *next, bg_event_cb cb, void *arg)
+static int deliver_all(struct bg_client *c, const redisReply *r, char *next,
+		       bg_event_cb cb, void *arg)
 {
 	if (r->type == REDIS_REPLY_NIL)
 		return 0; /* BLOCK timed out */
@@ -134,10 +132,10 @@ int bg_client_read_events(struct bg_client *c, const char *session,
 		return bg_client_fail(c, -EINVAL, "bad session or last id");
 	}
 	snprintf(block, sizeof block, "%d", block_ms);
-	const char *argv[] = { "XREAD", "COUNT", READ_COUNT, "BLOCK", block,
-			       "STREAMS", key.p, next };
-	const char *nb_argv[] = { "XREAD", "COUNT", READ_COUNT, "STREAMS",
-				  key.p, next };
+	const char *argv[] = { "XREAD", "COUNT",   READ_COUNT, "BLOCK",
+			       block,	"STREAMS", key.p,      next };
+	const char *nb_argv[] = { "XREAD",   "COUNT", READ_COUNT,
+				  "STREAMS", key.p,   next };
 	redisReply *r;
 	bg_client_set_timeout(c, block_ms);
 	int rc = block_ms >= 0 ? bg_client_command(c, &r, 8, argv, NULL)
@@ -152,8 +150,7 @@ int bg_client_read_events(struct bg_client *c, const char *session,
 	return rc;
 }
 
-int bg_client_last_entry_id(struct bg_client *c, const char *session,
-			    char *out)
+int bg_client_last_entry_id(struct bg_client *c, const char *session, char *out)
 {
 	c->errmsg[0] = '\0';
 	struct bg_buf key = { 0 };

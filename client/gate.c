@@ -18,10 +18,11 @@
 #include "client/provider.h"
 #include "wire/send.h"
 
-#define DEDUPE_TTL "30"	      /* WIRE 7: SET ... NX EX 30 */
-#define READ_BLOCK "1000"     /* the stop flag is seen within a second */
+#define DEDUPE_TTL "30"	  /* WIRE 7: SET ... NX EX 30 */
+#define READ_BLOCK "1000" /* the stop flag is seen within a second */
 #define POLL_MS 100
-#define QUEUE_GRACE_MS 2000   /* a Python sender's pending entry follows
+#define QUEUE_GRACE_MS                                                         \
+	2000 /* a Python sender's pending entry follows
 				 its WakeupRequest */
 #define PROVIDER_REJECTED 3
 
@@ -75,7 +76,8 @@ static int build_decision(struct request *r)
 		rc = bg_buf_puts(&ids, "]");
 	bg_buf_reset(&r->decision);
 	if (rc == 0)
-		rc = bg_wire_fmt(&r->decision,
+		rc = bg_wire_fmt(
+			&r->decision,
 			"{\"execution_id\":%s,\"target_agent_type\":%s,"
 			"\"status\":%s,\"selected_agent_type\":\"\","
 			"\"worker_ids\":%r,\"region\":%s,"
@@ -94,7 +96,8 @@ static int write_decision(struct gate *g, struct request *r)
 	struct bg_buf key = { 0 };
 	int rc = build_decision(r);
 	if (rc == 0)
-		rc = bg_client_key(g->c, &key, BG_KEY_WAKEUP_RESULT, r->exec_id);
+		rc = bg_client_key(g->c, &key, BG_KEY_WAKEUP_RESULT,
+				   r->exec_id);
 	if (rc == 0)
 		rc = bg_client_xadd(g->c, key.p, r->decision.p, NULL);
 	if (rc == 0 && !strcmp(r->status, "FAILED")) {
@@ -198,8 +201,10 @@ static int run_provider(struct gate *g, struct request *r, const char **outcome)
 				 g->stop, &res);
 	*outcome = "";
 	if (rc)
-		snprintf(r->reason, sizeof r->reason, "cannot run the "
-			 "provider: %s", strerror(-rc));
+		snprintf(r->reason, sizeof r->reason,
+			 "cannot run the "
+			 "provider: %s",
+			 strerror(-rc));
 	else if (res.stopped)
 		return GATE_STOPPED;
 	else if (res.timed_out)
@@ -210,11 +215,15 @@ static int run_provider(struct gate *g, struct request *r, const char **outcome)
 	} else if (res.output[0])
 		snprintf(r->reason, sizeof r->reason, "%s", res.output);
 	else if (res.signal)
-		snprintf(r->reason, sizeof r->reason, "provider killed by "
-			 "signal %d", res.signal);
+		snprintf(r->reason, sizeof r->reason,
+			 "provider killed by "
+			 "signal %d",
+			 res.signal);
 	else
-		snprintf(r->reason, sizeof r->reason, "provider exited with "
-			 "status %d", res.status);
+		snprintf(r->reason, sizeof r->reason,
+			 "provider exited with "
+			 "status %d",
+			 res.status);
 	return 0;
 }
 
@@ -330,7 +339,8 @@ static int handle(struct gate *g, const char *id, const redisReply *data)
 	struct request r = { .entry_id = id, .status = "INVALID" };
 	int rc = 0;
 	if (!parse_request(&r, data))
-		snprintf(r.reason, sizeof r.reason, "not a WakeupRequest with "
+		snprintf(r.reason, sizeof r.reason,
+			 "not a WakeupRequest with "
 			 "an execution id and an agent type");
 	else
 		rc = decide(g, &r);
@@ -349,11 +359,13 @@ static int handle(struct gate *g, const char *id, const redisReply *data)
 static int read_once(struct gate *g, const char *from, bool block, size_t *n)
 {
 	redisReply *rep;
-	const char *argv[] = { "XREADGROUP", "GROUP", g->group, g->consumer,
-			       "COUNT", "1", "BLOCK", READ_BLOCK, "STREAMS",
+	const char *argv[] = { "XREADGROUP",	"GROUP",    g->group,
+			       g->consumer,	"COUNT",    "1",
+			       "BLOCK",		READ_BLOCK, "STREAMS",
 			       g->wakeup_key.p, from };
-	const char *nb[] = { "XREADGROUP", "GROUP", g->group, g->consumer,
-			     "COUNT", "1", "STREAMS", g->wakeup_key.p, from };
+	const char *nb[] = { "XREADGROUP", "GROUP",	    g->group,
+			     g->consumer,  "COUNT",	    "1",
+			     "STREAMS",	   g->wakeup_key.p, from };
 	bg_client_set_timeout(g->c, block ? atoi(READ_BLOCK) : -1);
 	int rc = block ? bg_client_command(g->c, &rep, 11, argv, NULL)
 		       : bg_client_command(g->c, &rep, 9, nb, NULL);
@@ -382,8 +394,8 @@ static int read_once(struct gate *g, const char *from, bool block, size_t *n)
 static int create_group(struct gate *g)
 {
 	redisReply *r = NULL;
-	const char *argv[] = { "XGROUP", "CREATE", g->wakeup_key.p, g->group,
-			       "0", "MKSTREAM" };
+	const char *argv[] = { "XGROUP", "CREATE", g->wakeup_key.p,
+			       g->group, "0",	   "MKSTREAM" };
 	int rc = bg_client_command(g->c, &r, 6, argv, NULL);
 	freeReplyObject(r);
 	if (rc == BG_CLIENT_EREDIS && strstr(g->c->errmsg, "BUSYGROUP")) {
@@ -414,8 +426,9 @@ int bg_client_gate(struct bg_client *c, const struct bg_gate_options *o,
 	struct gate g = { .c = c, .o = o, .stop = stop, .cb = cb, .arg = arg };
 	c->errmsg[0] = '\0';
 	if (o->provider == NULL || o->provider[0] == '\0')
-		return bg_client_fail(c, -EINVAL, "a provider command is "
-						  "required");
+		return bg_client_fail(c, -EINVAL,
+				      "a provider command is "
+				      "required");
 	g.group = o->group && o->group[0] ? o->group : "bygate_gate";
 	if (o->consumer && o->consumer[0]) {
 		snprintf(g.consumer, sizeof g.consumer, "%s", o->consumer);

@@ -106,12 +106,12 @@ static void last_line(FILE *f, char *out, size_t cap)
 		return;
 	long size = ftell(f);
 	long from = size > (long)sizeof buf - 1 ? size - (long)sizeof buf + 1
-						 : 0;
+						: 0;
 	if (size <= 0 || fseek(f, from, SEEK_SET) != 0)
 		return;
 	size_t n = fread(buf, 1, sizeof buf - 1, f);
-	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' ||
-			 buf[n - 1] == ' '))
+	while (n > 0 &&
+	       (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
 		n--;
 	buf[n] = '\0';
 	char *start = strrchr(buf, '\n');

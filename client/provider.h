@@ -7,10 +7,10 @@
 #include <stdbool.h>
 
 struct bg_provider_result {
-	int status;	 /* exit status, -1 when killed or not run */
-	int signal;	 /* the signal that ended it, 0 if none */
-	bool timed_out;	 /* killed after timeout_ms */
-	bool stopped;	 /* killed because *stop became non-zero */
+	int status;	  /* exit status, -1 when killed or not run */
+	int signal;	  /* the signal that ended it, 0 if none */
+	bool timed_out;	  /* killed after timeout_ms */
+	bool stopped;	  /* killed because *stop became non-zero */
 	char output[400]; /* last non-empty line of its stdout, printable */
 };
 

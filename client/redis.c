@@ -37,8 +37,8 @@ int bg_client_cmd(struct bg_client *c, redisReply **out, ...)
 /* The first error reply of an EXEC reply, or NULL. */
 static const redisReply *exec_error(const redisReply *r)
 {
-	for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY &&
-			   i < r->elements; i++)
+	for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements;
+	     i++)
 		if (r->element[i]->type == REDIS_REPLY_ERROR)
 			return r->element[i];
 	return NULL;
@@ -55,7 +55,8 @@ int bg_client_transact(struct bg_client *c, const char *what, int n,
 	redisReply *r[MAX_CMDS + 2];
 	*exec = NULL;
 	if (n > MAX_CMDS)
-		return bg_client_fail(c, -EINVAL, "%s: too many commands", what);
+		return bg_client_fail(c, -EINVAL, "%s: too many commands",
+				      what);
 	argc[0] = 1;
 	argv[0] = multi;
 	for (int i = 0; i < n; i++) {
@@ -225,8 +226,8 @@ int bg_client_xadd(struct bg_client *c, const char *key, const char *data,
 	if (rc)
 		return rc;
 	if (!bg_client_reply_is_str(r) ||
-	    (id_out && bg_client_copy_id(id_out, BG_CLIENT_ENTRY_ID_MAX,
-					 r->str, r->len)))
+	    (id_out &&
+	     bg_client_copy_id(id_out, BG_CLIENT_ENTRY_ID_MAX, r->str, r->len)))
 		rc = bg_client_fail(c, BG_CLIENT_EPROTO,
 				    "XADD: unexpected reply");
 	freeReplyObject(r);
@@ -276,8 +277,8 @@ int bg_client_entry(const redisReply *e, const char **id,
 		return -EINVAL;
 	*id = e->element[0]->str;
 	const redisReply *f = e->elements > 1 ? e->element[1] : NULL;
-	for (size_t i = 0; f && f->type == REDIS_REPLY_ARRAY &&
-			   i + 1 < f->elements; i += 2) {
+	for (size_t i = 0;
+	     f && f->type == REDIS_REPLY_ARRAY && i + 1 < f->elements; i += 2) {
 		const redisReply *k = f->element[i];
 		if (bg_client_reply_is_str(k) && k->len == 4 &&
 		    !memcmp(k->str, "data", 4) &&

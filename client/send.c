@@ -16,7 +16,6 @@
 #include "wire/route.h"
 #include "wire/send.h"
 
-
 /* A JSON object given by the caller, with some members taken out as Python
  * dict.pop() does. text views the object to send (the caller's bytes when
  * nothing was popped, else own); vals[i] holds the popped values (owned). */
@@ -79,8 +78,6 @@ static struct bg_str str_of(const json_t *v)
 	return (struct bg_str){ json_string_value(v), json_string_length(v) };
 }
 
-
-
 /* Everything one send or reply builds before it talks to Redis. */
 struct send_plan {
 	const struct bg_send_request *req;
@@ -104,9 +101,9 @@ static void plan_free(struct send_plan *p)
 	popped_free(&p->meta);
 	popped_free(&p->extra);
 	free(p->reply_own);
-	struct bg_buf *bufs[] = { &p->command, &p->record, &p->registry,
-				  &p->stream, &p->exec_field, &p->msg_field,
-				  &p->wakeup, &p->wakeup_key, &p->pending,
+	struct bg_buf *bufs[] = { &p->command,	  &p->record,	  &p->registry,
+				  &p->stream,	  &p->exec_field, &p->msg_field,
+				  &p->wakeup,	  &p->wakeup_key, &p->pending,
 				  &p->pending_key };
 	for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
 		bg_buf_free(bufs[i]);
@@ -132,7 +129,8 @@ static int plan_ids(struct bg_client *c, struct send_plan *p)
 	else
 		rc = bg_id_new(p->message_id, sizeof p->message_id, "msg-");
 	if (rc == 0)
-		rc = bg_id_new(p->execution_id, sizeof p->execution_id, "exec-");
+		rc = bg_id_new(p->execution_id, sizeof p->execution_id,
+			       "exec-");
 	if (rc == 0 && given(req->trace_id))
 		rc = copy_given(p->trace_id, sizeof p->trace_id, req->trace_id);
 	else if (rc == 0)
@@ -140,8 +138,9 @@ static int plan_ids(struct bg_client *c, struct send_plan *p)
 	if (rc == 0 && given(req->agent_type))
 		rc = copy_given(p->target, sizeof p->target, req->agent_type);
 	if (rc == -EINVAL)
-		return bg_client_fail(c, rc, "an id or agent type is longer "
-					     "than %d bytes",
+		return bg_client_fail(c, rc,
+				      "an id or agent type is longer "
+				      "than %d bytes",
 				      BG_CLIENT_ID_MAX - 1);
 	if (rc)
 		return bg_client_fail(c, rc, "cannot make ids: %s",
@@ -171,7 +170,8 @@ static int find_resumed(struct bg_client *c, struct send_plan *p)
 	json_decref(rec);
 	free(raw);
 	if (rc == 0 && !p->target[0])
-		return bg_client_fail(c, -EINVAL, "no agent type: message %s "
+		return bg_client_fail(c, -EINVAL,
+				      "no agent type: message %s "
 				      "has no execution in session %s",
 				      p->message_id, p->req->session_id);
 	return rc;
@@ -186,16 +186,18 @@ static int plan_popped(struct bg_client *c, struct send_plan *p)
 	static const char *const ask_keys[] = { "wait_for_reply" };
 	static const char *const resume_keys[] = { "status", "reply_data" };
 	if (pop_members(p->req->metadata, meta_keys, 2, &p->meta))
-		return bg_client_fail(c, -EINVAL, "metadata is not a JSON "
-						  "object");
-	if (pop_members(p->req->extra_payload, p->resume ? resume_keys
-							 : ask_keys,
-			p->resume ? 2 : 1, &p->extra))
-		return bg_client_fail(c, -EINVAL, "extra_payload is not a JSON "
-						  "object");
+		return bg_client_fail(c, -EINVAL,
+				      "metadata is not a JSON "
+				      "object");
+	if (pop_members(p->req->extra_payload,
+			p->resume ? resume_keys : ask_keys, p->resume ? 2 : 1,
+			&p->extra))
+		return bg_client_fail(c, -EINVAL,
+				      "extra_payload is not a JSON "
+				      "object");
 	if (p->resume && !given(p->req->reply_data) && p->extra.vals[1]) {
-		p->reply_own = json_dumps(p->extra.vals[1], JSON_COMPACT |
-							     JSON_ENCODE_ANY);
+		p->reply_own = json_dumps(p->extra.vals[1],
+					  JSON_COMPACT | JSON_ENCODE_ANY);
 		if (p->reply_own == NULL)
 			return bg_client_fail(c, -ENOMEM, "out of memory");
 	}
@@ -219,7 +221,8 @@ static int plan_command(struct bg_client *c, struct send_plan *p)
 		.metadata = p->meta.text,
 		.trace_parent_span_id = span,
 		/* Python: no Langfuse observation -> the dispatch span id */
-		.langfuse_parent_observation_id = langfuse.len ? langfuse : span,
+		.langfuse_parent_observation_id = langfuse.len ? langfuse
+							       : span,
 	};
 	struct bg_send_body b = {
 		.content = bg_str_c(req->content),
@@ -231,8 +234,8 @@ static int plan_command(struct bg_client *c, struct send_plan *p)
 	if (p->resume) {
 		b.status = given(req->status) ? bg_str_c(req->status)
 					      : str_of(p->extra.vals[0]);
-		b.reply_data = bg_str_c(given(req->reply_data)
-					? req->reply_data : p->reply_own);
+		b.reply_data = bg_str_c(given(req->reply_data) ? req->reply_data
+							       : p->reply_own);
 		rc = bg_send_resume(&p->command, &h, &b);
 	} else {
 		b.wait_for_reply = req->wait_for_reply ||
@@ -240,12 +243,15 @@ static int plan_command(struct bg_client *c, struct send_plan *p)
 		rc = bg_send_ask(&p->command, &h, &b);
 	}
 	if (rc == -EINVAL && p->resume)
-		return bg_client_fail(c, rc, "a reply needs a status or a "
+		return bg_client_fail(c, rc,
+				      "a reply needs a status or a "
 				      "content, and reply_data must be JSON");
 	if (rc == -EINVAL)
-		return bg_client_fail(c, rc, req->content_is_json
-			? "content is not a non-empty JSON array or object"
-			: "content is blank");
+		return bg_client_fail(
+			c, rc,
+			req->content_is_json
+				? "content is not a non-empty JSON array or object"
+				: "content is blank");
 	if (rc)
 		return bg_client_fail(c, rc, "cannot build the command: %s",
 				      strerror(-rc));
@@ -275,8 +281,10 @@ static int route_direct(struct bg_client *c, struct send_plan *p)
 	if (rc)
 		return rc;
 	if (!online) {
-		snprintf(msg, sizeof msg, "Target worker '%s' is not online or "
-					  "not registered", w);
+		snprintf(msg, sizeof msg,
+			 "Target worker '%s' is not online or "
+			 "not registered",
+			 w);
 		return rejected(c, p, "WORKER_NOT_ONLINE", msg);
 	}
 	p->route_status = "DIRECT_WORKER";
@@ -320,7 +328,8 @@ static int route_availability(struct bg_client *c, struct send_plan *p)
 	}
 	if (p->route.status == BG_ROUTE_FALLBACK) {
 		strcpy(p->target, p->route.selected);
-		rc = plan_command(c, p); /* header.target_agent_type rewritten */
+		rc = plan_command(c,
+				  p); /* header.target_agent_type rewritten */
 	}
 	if (rc == 0)
 		rc = bg_client_key(c, &p->stream, BG_KEY_AGENT_TYPE_CTRL,
@@ -385,17 +394,17 @@ static int build_failed(struct send_plan *p)
 static int transact(struct bg_client *c, struct send_plan *p, bool entries,
 		    struct bg_send_response *resp)
 {
-	const char *hset[] = { "HSET", p->registry.p, p->exec_field.p,
+	const char *hset[] = { "HSET",	    p->registry.p,  p->exec_field.p,
 			       p->record.p, p->msg_field.p, p->execution_id,
 			       NULL };
-	const char *expire[] = { "EXPIRE", p->registry.p,
-				 BG_CLIENT_SESSION_TTL, NULL };
-	const char *wake[] = { "XADD", p->wakeup_key.p, "*", "data",
-			       p->wakeup.p, NULL };
-	const char *pend[] = { "XADD", p->pending_key.p, "*", "data",
-			       p->pending.p, NULL };
-	const char *cmd[] = { "XADD", p->stream.p, "*", "data", p->command.p,
-			      NULL };
+	const char *expire[] = { "EXPIRE", p->registry.p, BG_CLIENT_SESSION_TTL,
+				 NULL };
+	const char *wake[] = { "XADD", p->wakeup_key.p, "*",
+			       "data", p->wakeup.p,	NULL };
+	const char *pend[] = { "XADD", p->pending_key.p, "*",
+			       "data", p->pending.p,	 NULL };
+	const char *cmd[] = { "XADD", p->stream.p,  "*",
+			      "data", p->command.p, NULL };
 	const char *const *cmds[4];
 	char *ids[4] = { NULL };
 	int n = 0;
@@ -456,9 +465,9 @@ static int route_and_write(struct bg_client *c, struct send_plan *p,
 		rc = build_failed(p);
 		if (rc == 0)
 			rc = transact(c, p, false, resp);
-		return rc ? rc : bg_client_fail(c, BG_CLIENT_EREJECTED, "%s: %s",
-						 p->route.error_code,
-						 p->route.error);
+		return rc ? rc
+			  : bg_client_fail(c, BG_CLIENT_EREJECTED, "%s: %s",
+					   p->route.error_code, p->route.error);
 	}
 	if (rc == 0 && !p->resumed)
 		rc = build_queued(p);
@@ -474,9 +483,10 @@ static int send_or_reply(struct bg_client *c, const struct bg_send_request *req,
 	memset(resp, 0, sizeof *resp);
 	if (!given(req->session_id) || (!resume && !given(req->agent_type)) ||
 	    (!resume && !req->content) || (resume && !given(req->message_id)))
-		return bg_client_fail(c, -EINVAL, resume
-			? "message id and session are required"
-			: "agent type, session and content are required");
+		return bg_client_fail(
+			c, -EINVAL,
+			resume ? "message id and session are required"
+			       : "agent type, session and content are required");
 	struct send_plan p = { .req = req, .resume = resume };
 	p.policy = given(req->route_policy) ? req->route_policy : "FAIL_FAST";
 	int rc = plan_ids(c, &p);

@@ -37,7 +37,8 @@ static int build_keys(struct bg_client *c, const char *w, struct stats_keys *k)
 	if (!rc)
 		rc = bg_client_key(c, &k->history, BG_KEY_WORKER_EXECUTIONS, w);
 	if (!rc)
-		rc = bg_client_key(c, &k->active, BG_KEY_WORKER_ACTIVE_INDEX, w);
+		rc = bg_client_key(c, &k->active, BG_KEY_WORKER_ACTIVE_INDEX,
+				   w);
 	if (!rc)
 		rc = bg_client_key(c, &k->active_snaps,
 				   BG_KEY_WORKER_ACTIVE_SNAPSHOTS, w);
@@ -64,8 +65,8 @@ struct pipe {
 	char num[24][24];
 };
 
-static void add(struct pipe *p, const char *a0, const char *a1,
-		const char *a2, const char *a3, const char *a4)
+static void add(struct pipe *p, const char *a0, const char *a1, const char *a2,
+		const char *a3, const char *a4)
 {
 	const char *a[5] = { a0, a1, a2, a3, a4 };
 	int k = 0;

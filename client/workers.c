@@ -12,8 +12,8 @@
 #define HISTORY_LIMIT "19" /* 20 */
 
 static const char *const count_names[] = {
-	"total", "active", "queued", "running", "cancelling", "completed",
-	"failed", "cancelled",
+	"total",      "active",	   "queued", "running",
+	"cancelling", "completed", "failed", "cancelled",
 };
 
 /* Every worker id found under the online-lease SCAN pattern (WIRE 1.2
@@ -29,12 +29,12 @@ static int scan_leases(struct bg_client *c, struct bg_client_strs *out)
 	do {
 		redisReply *r = NULL;
 		if (rc == 0)
-			rc = bg_client_cmd(c, &r, "SCAN", cursor, "MATCH", pat.p,
-					   "COUNT", "1000", NULL);
-		if (rc == 0 && (r->type != REDIS_REPLY_ARRAY ||
-				r->elements != 2 ||
-				!bg_client_reply_is_str(r->element[0]) ||
-				r->element[0]->len >= sizeof cursor))
+			rc = bg_client_cmd(c, &r, "SCAN", cursor, "MATCH",
+					   pat.p, "COUNT", "1000", NULL);
+		if (rc == 0 &&
+		    (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+		     !bg_client_reply_is_str(r->element[0]) ||
+		     r->element[0]->len >= sizeof cursor))
 			rc = bg_client_fail(c, BG_CLIENT_EPROTO,
 					    "SCAN: unexpected reply");
 		if (rc == 0) {
@@ -43,7 +43,8 @@ static int scan_leases(struct bg_client *c, struct bg_client_strs *out)
 		}
 		const redisReply *keys = rc ? NULL : r->element[1];
 		for (size_t i = 0; rc == 0 && keys->type == REDIS_REPLY_ARRAY &&
-				   i < keys->elements; i++) {
+				   i < keys->elements;
+		     i++) {
 			const redisReply *k = keys->element[i];
 			if (bg_client_reply_is_str(k) && k->len > pre + suf &&
 			    !memchr(k->str, 0, k->len))
@@ -116,17 +117,17 @@ static int put_lease(struct bg_client *c, const char *w, json_t *o, bool *any)
 	if (rc == 0)
 		rc = bg_client_cmd(c, &r, "GET", key.p, NULL);
 	bool present = rc == 0 && bg_client_reply_is_str(r);
-	json_t *lease = present ? json_loadb(r->str, r->len, JSON_DECODE_ANY,
-					     NULL)
-				: NULL;
+	json_t *lease =
+		present ? json_loadb(r->str, r->len, JSON_DECODE_ANY, NULL)
+			: NULL;
 	bool online = present && bg_client_lease_online(r->str, r->len);
 	int64_t seen = json_is_object(lease)
-		       ? bg_client_jint(lease, "last_seen")
-		       : (online ? bg_client_now_ms() : 0);
+			       ? bg_client_jint(lease, "last_seen")
+			       : (online ? bg_client_now_ms() : 0);
 	json_object_set_new(o, "online", json_boolean(online));
 	json_object_set_new(o, "last_seen", json_integer(seen));
-	json_object_set_new(o, "ip_address", json_string(
-		bg_client_jstr(lease, "ip_address")));
+	json_object_set_new(o, "ip_address",
+			    json_string(bg_client_jstr(lease, "ip_address")));
 	if (present && lease == NULL)
 		lease = json_stringn(r->str, r->len); /* legacy, not JSON */
 	json_object_set_new(o, "lease", lease ? lease : json_null());
@@ -162,8 +163,8 @@ static int put_admin(struct bg_client *c, const char *w, json_t *o, bool *any)
 	if (rc == 0)
 		rc = hgetall(c, key.p, &h);
 	const char *life = bg_client_jstr(h, "lifecycle");
-	json_object_set_new(o, "lifecycle", json_string(life[0] ? life
-								: "active"));
+	json_object_set_new(o, "lifecycle",
+			    json_string(life[0] ? life : "active"));
 	json_object_set_new(o, "lifecycle_reason",
 			    json_string(bg_client_jstr(h, "reason")));
 	json_object_set_new(o, "lifecycle_updated_at",
@@ -185,8 +186,8 @@ static int put_counts(struct bg_client *c, const char *w, json_t *o, bool *any)
 	if (rc == 0)
 		rc = hgetall(c, key.p, &h);
 	json_t *counts = json_object();
-	for (size_t i = 0; rc == 0 && i < sizeof count_names /
-					    sizeof count_names[0]; i++) {
+	for (size_t i = 0;
+	     rc == 0 && i < sizeof count_names / sizeof count_names[0]; i++) {
 		bg_buf_reset(&f);
 		rc = bg_buf_printf(&f, "%s_count", count_names[i]);
 		json_object_set_new(counts, count_names[i],
@@ -277,11 +278,13 @@ static int snapshots(struct bg_client *c, const char *w, enum bg_key_kind index,
 			argv[n++] = ids.v[i];
 		rc = bg_client_command(c, &m, (int)n, argv, NULL);
 	}
-	for (size_t i = 0; rc == 0 && m && m->type == REDIS_REPLY_ARRAY &&
-			   i < m->elements; i++) {
+	for (size_t i = 0;
+	     rc == 0 && m && m->type == REDIS_REPLY_ARRAY && i < m->elements;
+	     i++) {
 		const redisReply *e = m->element[i];
 		json_t *s = bg_client_reply_is_str(e)
-			    ? json_loadb(e->str, e->len, 0, NULL) : NULL;
+				    ? json_loadb(e->str, e->len, 0, NULL)
+				    : NULL;
 		if (json_is_object(s))
 			json_array_append_new(*out, s);
 		else
@@ -320,8 +323,10 @@ int bg_client_worker_info(struct bg_client *c, const char *worker_id,
 	       json_array_size(recent) > 0;
 	bg_client_strs_free(&known);
 	if (rc == 0 && !any)
-		rc = bg_client_fail(c, -ENOENT, "nothing is known about "
-				    "worker %s", worker_id);
+		rc = bg_client_fail(c, -ENOENT,
+				    "nothing is known about "
+				    "worker %s",
+				    worker_id);
 	if (rc) {
 		json_decref(o);
 		json_decref(active);

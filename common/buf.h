@@ -24,12 +24,12 @@ struct bg_buf {
 	size_t cap;
 };
 
-int bg_buf_reserve(struct bg_buf *b, size_t extra);   /* 0 or -ENOMEM */
+int bg_buf_reserve(struct bg_buf *b, size_t extra); /* 0 or -ENOMEM */
 int bg_buf_append(struct bg_buf *b, const void *p, size_t n);
 int bg_buf_puts(struct bg_buf *b, const char *s);
 int bg_buf_printf(struct bg_buf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-void bg_buf_reset(struct bg_buf *b);                  /* len = 0, keeps memory */
+void bg_buf_reset(struct bg_buf *b); /* len = 0, keeps memory */
 void bg_buf_free(struct bg_buf *b);
 /* Detach the storage (caller frees); the buffer becomes empty. */
 char *bg_buf_steal(struct bg_buf *b);

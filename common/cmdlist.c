@@ -69,9 +69,9 @@ int bg_cmdlist_pack(struct bg_buf *out, const struct bg_str *argv,
 
 /* Decode the command at in[*off] of min..max arguments into v, or into
  * argv and lens when v is NULL. */
-static int parse_cmd(struct bg_str in, size_t *off, uint32_t min,
-		     uint32_t max, uint32_t *argc, struct bg_str *v,
-		     const char **argv, size_t *lens)
+static int parse_cmd(struct bg_str in, size_t *off, uint32_t min, uint32_t max,
+		     uint32_t *argc, struct bg_str *v, const char **argv,
+		     size_t *lens)
 {
 	size_t at = *off;
 	uint32_t n;

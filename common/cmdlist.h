@@ -53,10 +53,10 @@ struct bg_cmdlist {
 int bg_cmdlist_add(struct bg_cmdlist *l, int argc, const struct bg_str *argv);
 
 /* BG_CMDLIST_ADD(l, S("HSET"), key, field, value) */
-#define BG_CMDLIST_ADD(l, ...)                                              \
-	bg_cmdlist_add((l),                                                 \
-		       (int)(sizeof((const struct bg_str[]){ __VA_ARGS__ }) / \
-			     sizeof(struct bg_str)),                        \
+#define BG_CMDLIST_ADD(l, ...)                                                 \
+	bg_cmdlist_add((l),                                                    \
+		       (int)(sizeof((const struct bg_str[]){ __VA_ARGS__ }) /  \
+			     sizeof(struct bg_str)),                           \
 		       (const struct bg_str[]){ __VA_ARGS__ })
 
 /* Add src's commands after l's. src's error becomes l's: a list built from

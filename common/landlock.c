@@ -30,7 +30,7 @@ int bg_landlock_add_rule(int ruleset, int type, const void *rule)
 int bg_landlock_restrict_self(int ruleset)
 {
 	return syscall(SYS_landlock_restrict_self, ruleset, 0) == -1 ? -errno
-								      : 0;
+								     : 0;
 }
 
 int bg_landlock_abi(void)

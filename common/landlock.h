@@ -53,8 +53,8 @@ struct bg_landlock_port_rule {
 #define BG_LL_SCOPE_SIGNAL (1ull << 1)	      /* ABI 6 */
 
 /* The rights on regular files (a path rule on a file may hold no other). */
-#define BG_LL_FS_FILE_RIGHTS                                             \
-	(BG_LL_FS_EXECUTE | BG_LL_FS_WRITE_FILE | BG_LL_FS_READ_FILE |   \
+#define BG_LL_FS_FILE_RIGHTS                                                   \
+	(BG_LL_FS_EXECUTE | BG_LL_FS_WRITE_FILE | BG_LL_FS_READ_FILE |         \
 	 BG_LL_FS_TRUNCATE | BG_LL_FS_IOCTL_DEV)
 
 /* The Landlock ABI of the running kernel: >= 1, or a negative errno

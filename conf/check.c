@@ -23,10 +23,11 @@ int bg_conf_check_name(const char *s, char *msg, size_t n)
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
 		if (*p == '/' || *p == '{' || *p == '}' || isspace(*p) ||
 		    iscntrl(*p)) {
-			snprintf(msg, n,
-				 "\"%.*s\" contains '/', a brace, whitespace or "
-				 "a control character",
-				 NAME_MAX_BYTES, s);
+			snprintf(
+				msg, n,
+				"\"%.*s\" contains '/', a brace, whitespace or "
+				"a control character",
+				NAME_MAX_BYTES, s);
 			return -1;
 		}
 	}
@@ -57,7 +58,8 @@ int bg_conf_validate(struct bg_config *cfg, struct bg_conf_err *e)
 	if (cfg->worker_id[0] == '\0') {
 		char *id = default_worker_id();
 		if (id == NULL)
-			return bg_conf_fail(e, "%s: out of memory", origin(cfg));
+			return bg_conf_fail(e, "%s: out of memory",
+					    origin(cfg));
 		free(cfg->worker_id);
 		cfg->worker_id = id;
 	}
@@ -65,27 +67,29 @@ int bg_conf_validate(struct bg_config *cfg, struct bg_conf_err *e)
 		return bg_conf_fail(e, "%s: worker.id: %s", origin(cfg), msg);
 	int64_t ttl_ms = (int64_t)cfg->lease_ttl_s * 1000;
 	if (cfg->heartbeat_interval_ms >= ttl_ms)
-		return bg_conf_fail(e,
-				    "%s: worker.heartbeat_interval_ms (%d) must "
-				    "be below worker.lease_ttl_s (%d s = %lld ms)",
-				    origin(cfg), cfg->heartbeat_interval_ms,
-				    cfg->lease_ttl_s, (long long)ttl_ms);
+		return bg_conf_fail(
+			e,
+			"%s: worker.heartbeat_interval_ms (%d) must "
+			"be below worker.lease_ttl_s (%d s = %lld ms)",
+			origin(cfg), cfg->heartbeat_interval_ms,
+			cfg->lease_ttl_s, (long long)ttl_ms);
 	if (cfg->reclaim_min_idle_ms < 2 * ttl_ms)
-		return bg_conf_fail(e,
-				    "%s: worker.reclaim_min_idle_ms (%d) must "
-				    "be at least 2 x worker.lease_ttl_s (%lld ms)",
-				    origin(cfg), cfg->reclaim_min_idle_ms,
-				    (long long)(2 * ttl_ms));
+		return bg_conf_fail(
+			e,
+			"%s: worker.reclaim_min_idle_ms (%d) must "
+			"be at least 2 x worker.lease_ttl_s (%lld ms)",
+			origin(cfg), cfg->reclaim_min_idle_ms,
+			(long long)(2 * ttl_ms));
 	if (cfg->path[0] && cfg->n_agent_types == 0)
-		return bg_conf_fail(e,
-				    "%s: no agent_types: at least one agent type "
-				    "is required",
-				    origin(cfg));
+		return bg_conf_fail(
+			e,
+			"%s: no agent_types: at least one agent type "
+			"is required",
+			origin(cfg));
 	return bg_conf_sandbox_resolve(cfg, e);
 }
 
-static bool key_equal(const struct bg_conf_key *k, const void *a,
-		      const void *b)
+static bool key_equal(const struct bg_conf_key *k, const void *a, const void *b)
 {
 	if (k->type == BG_CONF_INT || k->type == BG_CONF_INT64 ||
 	    k->type == BG_CONF_ENUM || k->type == BG_CONF_BOOL)

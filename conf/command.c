@@ -12,8 +12,8 @@
 #define SHELL_CHARS "|&;<>()$`"
 
 struct splitter {
-	const char *s;	/* next character */
-	char *word;	/* the word being built */
+	const char *s; /* next character */
+	char *word;    /* the word being built */
 	size_t len;
 	json_t *argv;
 	char *err;
@@ -38,8 +38,9 @@ static int quoted(struct splitter *x)
 	char q = *x->s++;
 	for (; *x->s != q; x->s++) {
 		if (*x->s == '\0')
-			return fail(x, q == '\'' ? "unterminated '...' quote"
-						 : "unterminated \"...\" quote");
+			return fail(x, q == '\''
+					       ? "unterminated '...' quote"
+					       : "unterminated \"...\" quote");
 		if (q == '"' && *x->s == '\\' &&
 		    (x->s[1] == '"' || x->s[1] == '\\'))
 			x->s++;
@@ -72,8 +73,7 @@ static int word(struct splitter *x)
 	json_t *w = json_string(x->word);
 	if (w == NULL)
 		return fail(x, "not valid UTF-8");
-	return json_array_append_new(x->argv, w) ? fail(x, "out of memory")
-						 : 0;
+	return json_array_append_new(x->argv, w) ? fail(x, "out of memory") : 0;
 }
 
 int bg_config_command_argv(const char *command, char **argv_json, char *err,

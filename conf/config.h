@@ -73,10 +73,10 @@ struct bg_config {
 	char *redis_username; /* "" = none */
 	char *redis_password; /* "" = none */
 	int redis_connect_timeout_ms;
-	int redis_command_timeout_ms; /* per-request deadline */
-	int redis_reconnect_max_ms;   /* back-off ceiling */
+	int redis_command_timeout_ms;  /* per-request deadline */
+	int redis_reconnect_max_ms;    /* back-off ceiling */
 	enum bg_key_schema key_schema; /* resolved by the WIRE 1.1 rule */
-	bool redis_cluster;	       /* REDIS_MODE=cluster or cluster host set */
+	bool redis_cluster; /* REDIS_MODE=cluster or cluster host set */
 
 	/* worker */
 	char *worker_id;      /* default "bygate-<hostname>" */
@@ -95,9 +95,9 @@ struct bg_config {
 	int cancel_grace_ms;	   /* cancel flag -> SIGTERM -> SIGKILL, 5000 */
 
 	/* pool */
-	int pool_size;		 /* children, default 4 */
-	int max_tasks_per_child; /* recycle after (with jitter), 0 = never */
-	int64_t ring_bytes;	 /* per ring, power of two, default 1 MiB */
+	int pool_size;		   /* children, default 4 */
+	int max_tasks_per_child;   /* recycle after (with jitter), 0 = never */
+	int64_t ring_bytes;	   /* per ring, power of two, default 1 MiB */
 	int64_t max_message_bytes; /* default 16 MiB */
 	int64_t max_events_per_task;
 	int64_t max_event_bytes_per_task;
@@ -172,7 +172,7 @@ void bg_config_write_template(FILE *f);
 void bg_config_write_markdown(FILE *f);
 
 const struct bg_agent_type_conf *bg_config_agent_type(const struct bg_config *c,
-						       const char *name);
+						      const char *name);
 
 /* Tasks one child may run at once: the largest max_inflight of a
  * persistent exec agent type, 1 when there is none. */

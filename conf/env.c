@@ -48,7 +48,8 @@ static int apply_one(struct bg_config *cfg, const struct bg_conf_env *ev,
 		bg_conf_put_str(k, cfg, copy);
 		return 0;
 	}
-	return bg_conf_fail(e, "environment variable %s: %s (it overrides %s.%s)",
+	return bg_conf_fail(e,
+			    "environment variable %s: %s (it overrides %s.%s)",
 			    var, msg, k->group, k->name);
 }
 
@@ -59,7 +60,8 @@ static int select_schema(const char *env_version, const char *cluster_host,
 			 enum bg_key_schema from_file, enum bg_key_schema *out)
 {
 	if (env_version == NULL)
-		*out = cluster_host && cluster_host[0] ? BG_SCHEMA_V2 : from_file;
+		*out = cluster_host && cluster_host[0] ? BG_SCHEMA_V2
+						       : from_file;
 	else if (!strcmp(env_version, "v1"))
 		*out = BG_SCHEMA_V1;
 	else if (!strcmp(env_version, "v2"))
@@ -71,8 +73,7 @@ static int select_schema(const char *env_version, const char *cluster_host,
 
 /* Cluster mode: an explicit REDIS_MODE wins; without it a non-empty
  * REDIS_CLUSTER_HOST means cluster (by-framework RedisConfig.from_env). */
-static int select_cluster(const char *mode, const char *cluster_host,
-			  bool *out)
+static int select_cluster(const char *mode, const char *cluster_host, bool *out)
 {
 	if (mode == NULL || mode[0] == '\0')
 		*out = cluster_host && cluster_host[0];

@@ -191,7 +191,8 @@ static int parse_members(struct load_ctx *x, const config_setting_t *grp,
 		if (k == NULL) {
 			list_names(keys, n, group, valid, sizeof valid);
 			char msg[600];
-			snprintf(msg, sizeof msg, "unknown key (valid: %s)", valid);
+			snprintf(msg, sizeof msg, "unknown key (valid: %s)",
+				 valid);
 			return fail_at(x, s, what, msg);
 		}
 		if (parse_value(x, k, s, base, what))
@@ -338,10 +339,10 @@ static int read_file(struct load_ctx *x, struct bg_config *cfg)
 				  strerror(errno ? errno : EIO));
 	} else {
 		char buf[PATH_MAX];
-		rc = bg_conf_fail(x->e, "%s:%d: %s",
-				  file_name(x, config_error_file(&lc), buf,
-					    sizeof buf),
-				  config_error_line(&lc), config_error_text(&lc));
+		rc = bg_conf_fail(
+			x->e, "%s:%d: %s",
+			file_name(x, config_error_file(&lc), buf, sizeof buf),
+			config_error_line(&lc), config_error_text(&lc));
 	}
 	config_destroy(&lc);
 	return rc;
@@ -376,7 +377,8 @@ int bg_config_load(const char *path, struct bg_config *out, char *err,
 	else if (rc == 0)
 		rc = (cfg.path = strdup("")) ? 0 : -ENOMEM;
 	if (rc == -ENOMEM)
-		rc = bg_conf_fail(&e, "%s: out of memory", path ? path : "config");
+		rc = bg_conf_fail(&e, "%s: out of memory",
+				  path ? path : "config");
 	if (rc == 0)
 		rc = bg_conf_apply_env(&cfg, &e);
 	if (rc == 0)
@@ -406,7 +408,7 @@ void bg_config_free(struct bg_config *cfg)
 }
 
 const struct bg_agent_type_conf *bg_config_agent_type(const struct bg_config *c,
-						       const char *name)
+						      const char *name)
 {
 	for (int i = 0; i < c->n_agent_types; i++)
 		if (!strcmp(c->agent_types[i].name, name))

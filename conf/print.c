@@ -45,17 +45,19 @@ static void put_value(FILE *f, const struct bg_conf_key *k, const void *base,
 	case BG_CONF_INT:
 	case BG_CONF_INT64: {
 		long long v = base ? bg_conf_get_int(k, base) : k->def_int;
-		fprintf(f, "%lld%s", v, v < INT32_MIN || v > INT32_MAX ? "L" : "");
+		fprintf(f, "%lld%s", v,
+			v < INT32_MIN || v > INT32_MAX ? "L" : "");
 		break;
 	}
 	case BG_CONF_ENUM:
 		fprintf(f, "\"%s\"",
-			bg_conf_enum_name(k, base ? (int)bg_conf_get_int(k, base)
-						  : (int)k->def_int));
+			bg_conf_enum_name(k,
+					  base ? (int)bg_conf_get_int(k, base)
+					       : (int)k->def_int));
 		break;
 	case BG_CONF_BOOL:
 		fputs((base ? bg_conf_get_int(k, base) : k->def_int) ? "true"
-								    : "false",
+								     : "false",
 		      f);
 		break;
 	case BG_CONF_JSON: {
@@ -124,7 +126,8 @@ static void put_meta(FILE *f, const struct bg_conf_key *k)
 	if (ev)
 		fprintf(f, "; env %s%s%s%s", ev->var,
 			ev->fallback ? " (or " : "",
-			ev->fallback ? ev->fallback : "", ev->fallback ? ")" : "");
+			ev->fallback ? ev->fallback : "",
+			ev->fallback ? ")" : "");
 	fprintf(f, "; reload: %s",
 		k->flags & BG_CONF_RELOAD ? "SIGHUP" : "restart");
 }
@@ -257,7 +260,8 @@ static void put_allowed(FILE *f, const struct bg_conf_key *k)
 			(long long)k->min, (long long)k->max);
 	} else if (k->type == BG_CONF_ENUM) {
 		for (const struct bg_conf_name *e = k->names; e->name; e++)
-			fprintf(f, "%s`%s`", e == k->names ? "" : ", ", e->name);
+			fprintf(f, "%s`%s`", e == k->names ? "" : ", ",
+				e->name);
 	} else if (k->type == BG_CONF_BOOL) {
 		fputs("`true`, `false`", f);
 	} else if (k->type == BG_CONF_JSON) {
@@ -284,7 +288,8 @@ static void put_md_row(FILE *f, const struct bg_conf_key *k)
 	const struct bg_conf_env *ev = env_of(k);
 	if (ev)
 		fprintf(f, " | `%s`%s%s%s", ev->var, ev->fallback ? ", `" : "",
-			ev->fallback ? ev->fallback : "", ev->fallback ? "`" : "");
+			ev->fallback ? ev->fallback : "",
+			ev->fallback ? "`" : "");
 	else
 		fputs(" | ", f);
 	fprintf(f, " | %s | ", k->flags & BG_CONF_RELOAD ? "yes" : "no");

@@ -15,8 +15,7 @@
 
 /* Members of an agent type's sandbox group that are not keys of the global
  * group (lists: per agent type only). */
-static const char *const agent_only[] = { "connect_ports", "read_paths",
-					  NULL };
+static const char *const agent_only[] = { "connect_ports", "read_paths", NULL };
 
 static int bad(struct bg_conf_err *e, const struct bg_config *cfg,
 	       const struct bg_agent_type_conf *t, const char *member,
@@ -29,9 +28,8 @@ static int bad(struct bg_conf_err *e, const struct bg_config *cfg,
 
 /* One member that is a key of the global group (profile, network, a
  * limit): checked against that key's type and bounds. */
-static int apply_key(const struct bg_config *cfg,
-		     struct bg_agent_type_conf *t, const char *name,
-		     json_t *v, struct bg_conf_err *e)
+static int apply_key(const struct bg_config *cfg, struct bg_agent_type_conf *t,
+		     const char *name, json_t *v, struct bg_conf_err *e)
 {
 	const struct bg_conf_key *k = bg_conf_key_find(SANDBOX_GROUP, name);
 	char msg[256];
@@ -48,11 +46,12 @@ static int apply_key(const struct bg_config *cfg,
 		int ev;
 		if (!json_is_string(v) ||
 		    bg_conf_enum_value(k, json_string_value(v), &ev))
-			return bad(e, cfg, t, name,
-				   !strcmp(name, "profile")
-					   ? "expected \"strict\" or \"trusted\""
-					   : "expected \"none\", \"connect\" or "
-					     "\"host\"");
+			return bad(
+				e, cfg, t, name,
+				!strcmp(name, "profile")
+					? "expected \"strict\" or \"trusted\""
+					: "expected \"none\", \"connect\" or "
+					  "\"host\"");
 		bg_conf_set_int(k, base, ev);
 		return 0;
 	}
@@ -76,7 +75,8 @@ static int apply_ports(const struct bg_config *cfg,
 	size_t i;
 	json_t *p;
 	json_array_foreach(v, i, p) {
-		json_int_t port = json_is_integer(p) ? json_integer_value(p) : 0;
+		json_int_t port = json_is_integer(p) ? json_integer_value(p)
+						     : 0;
 		if (port < 1 || port > 65535)
 			return bad(e, cfg, t, "connect_ports",
 				   "a port is an integer in 1..65535");
@@ -153,30 +153,33 @@ static int check_env(const struct bg_config *cfg,
 	json_t *env = json_loads(t->env_json ? t->env_json : "{}", 0, NULL);
 	const char *name;
 	json_t *v;
-	int rc = json_is_object(env) && json_object_size(env) <= MAX_ENV
-			 ? 0
-			 : bg_conf_fail(e,
-					"%s: agent type \"%s\": env: expected a "
-					"group of at most %d variables",
-					cfg->path, t->name, MAX_ENV);
+	int rc =
+		json_is_object(env) && json_object_size(env) <= MAX_ENV
+			? 0
+			: bg_conf_fail(e,
+				       "%s: agent type \"%s\": env: expected a "
+				       "group of at most %d variables",
+				       cfg->path, t->name, MAX_ENV);
 	json_object_foreach(env, name, v) {
 		if (rc)
 			break;
-		size_t n = strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-					"abcdefghijklmnopqrstuvwxyz0123456789_");
+		size_t n = strspn(name,
+				  "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				  "abcdefghijklmnopqrstuvwxyz0123456789_");
 		if (n == 0 || name[n] || (name[0] >= '0' && name[0] <= '9'))
-			rc = bg_conf_fail(e,
-					  "%s: agent type \"%s\": env.%s: not a "
-					  "variable name",
-					  cfg->path, t->name, name);
+			rc = bg_conf_fail(
+				e,
+				"%s: agent type \"%s\": env.%s: not a "
+				"variable name",
+				cfg->path, t->name, name);
 		else if (!strncmp(name, "BYGATE_", 7))
-			rc = bg_conf_fail(e,
-					  "%s: agent type \"%s\": env.%s: "
-					  "BYGATE_* variables are set by bygate",
-					  cfg->path, t->name, name);
+			rc = bg_conf_fail(
+				e,
+				"%s: agent type \"%s\": env.%s: "
+				"BYGATE_* variables are set by bygate",
+				cfg->path, t->name, name);
 		else if (!json_is_string(v) ||
-			 strlen(json_string_value(v)) !=
-				 json_string_length(v))
+			 strlen(json_string_value(v)) != json_string_length(v))
 			rc = bg_conf_fail(e,
 					  "%s: agent type \"%s\": env.%s: "
 					  "expected a string without NUL",
@@ -191,8 +194,8 @@ static int resolve_one(const struct bg_config *cfg,
 {
 	t->sandbox = cfg->sandbox_defaults;
 	t->n_connect_ports = 0;
-	json_t *j = json_loads(t->sandbox_json ? t->sandbox_json : "{}", 0,
-			       NULL);
+	json_t *j =
+		json_loads(t->sandbox_json ? t->sandbox_json : "{}", 0, NULL);
 	const char *name;
 	json_t *v;
 	int rc = json_is_object(j) ? 0 : bad(e, cfg, t, "", "not a group");
@@ -239,15 +242,17 @@ int bg_config_sandbox_json(const struct bg_config *cfg,
 			   const struct bg_agent_type_conf *t, bool with_env,
 			   char **out)
 {
-	const struct bg_conf_key *kp = bg_conf_key_find(SANDBOX_GROUP, "profile");
-	const struct bg_conf_key *kn = bg_conf_key_find(SANDBOX_GROUP, "network");
+	const struct bg_conf_key *kp =
+		bg_conf_key_find(SANDBOX_GROUP, "profile");
+	const struct bg_conf_key *kn =
+		bg_conf_key_find(SANDBOX_GROUP, "network");
 	const struct bg_sandbox_conf *s = &t->sandbox;
 	json_t *ports = json_array();
 	for (int i = 0; ports && i < t->n_connect_ports; i++)
 		json_array_append_new(ports, json_integer(t->connect_ports[i]));
 	char *agent_dir = NULL;
-	if (asprintf(&agent_dir, "%s/%s", cfg->workspace_dir ? cfg->workspace_dir
-							   : "",
+	if (asprintf(&agent_dir, "%s/%s",
+		     cfg->workspace_dir ? cfg->workspace_dir : "",
 		     t->name) == -1)
 		agent_dir = NULL;
 	json_t *j = json_pack(

@@ -15,63 +15,82 @@ _Static_assert(sizeof(enum bg_handler_kind) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum bg_exec_mode) == sizeof(int), "enum size");
 
 /* Offsets whose field type is checked at compile time. */
-#define OFF_T(S, f, T) \
-	(offsetof(S, f) + 0 * sizeof(_Generic(((S *)0)->f, T: 1)))
+#define OFF_T(S, f, T)                                                         \
+	(offsetof(S, f) + 0 * sizeof(_Generic(((S *)0)->f, T : 1)))
 #define INT_SIZED(S, f) (sizeof(((S *)0)->f) == sizeof(int) ? 1 : -1)
 #define OFF_E(S, f) (offsetof(S, f) + 0 * sizeof(char[INT_SIZED(S, f)]))
 
 #define C struct bg_config
 #define A struct bg_agent_type_conf
-#define INT(g, n, S, f, def, lo, hi, unit, fl, doc)                   \
-	{ g, n, BG_CONF_INT, fl, lo, hi, def, NULL, NULL, unit,       \
-	  OFF_T(S, f, int), doc }
-#define I64(g, n, f, def, lo, hi, unit, fl, doc)                      \
-	{ g, n, BG_CONF_INT64, fl, lo, hi, def, NULL, NULL, unit,     \
-	  OFF_T(C, f, int64_t), doc }
-#define STR(g, n, S, f, def, minlen, fl, doc)                         \
-	{ g, n, BG_CONF_STR, fl, minlen, 0, 0, def, NULL, NULL,       \
-	  OFF_T(S, f, char *), doc }
-#define PATH(g, n, S, f, def, minlen, fl, doc)                        \
-	{ g, n, BG_CONF_PATH, fl, minlen, 0, 0, def, NULL, NULL,      \
-	  OFF_T(S, f, char *), doc }
-#define ENUM(g, n, S, f, def, names, fl, doc)                         \
-	{ g, n, BG_CONF_ENUM, fl, 0, 0, def, NULL, names, NULL,       \
-	  OFF_E(S, f), doc }
-#define BOOL(g, n, S, f, def, fl, doc)                                \
-	{ g, n, BG_CONF_BOOL, fl, 0, 1, def, NULL, NULL, NULL,        \
-	  OFF_T(S, f, bool), doc }
+#define INT(g, n, S, f, def, lo, hi, unit, fl, doc)                            \
+	{                                                                      \
+		g, n, BG_CONF_INT, fl, lo, hi, def, NULL, NULL, unit,          \
+			OFF_T(S, f, int), doc                                  \
+	}
+#define I64(g, n, f, def, lo, hi, unit, fl, doc)                               \
+	{                                                                      \
+		g, n, BG_CONF_INT64, fl, lo, hi, def, NULL, NULL, unit,        \
+			OFF_T(C, f, int64_t), doc                              \
+	}
+#define STR(g, n, S, f, def, minlen, fl, doc)                                  \
+	{                                                                      \
+		g, n, BG_CONF_STR, fl, minlen, 0, 0, def, NULL, NULL,          \
+			OFF_T(S, f, char *), doc                               \
+	}
+#define PATH(g, n, S, f, def, minlen, fl, doc)                                 \
+	{                                                                      \
+		g, n, BG_CONF_PATH, fl, minlen, 0, 0, def, NULL, NULL,         \
+			OFF_T(S, f, char *), doc                               \
+	}
+#define ENUM(g, n, S, f, def, names, fl, doc)                                  \
+	{                                                                      \
+		g, n, BG_CONF_ENUM, fl, 0, 0, def, NULL, names, NULL,          \
+			OFF_E(S, f), doc                                       \
+	}
+#define BOOL(g, n, S, f, def, fl, doc)                                         \
+	{                                                                      \
+		g, n, BG_CONF_BOOL, fl, 0, 1, def, NULL, NULL, NULL,           \
+			OFF_T(S, f, bool), doc                                 \
+	}
 
 #define R BG_CONF_RELOAD
 #define AG BG_CONF_AGENT_GROUP
 
-static const struct bg_conf_name schema_names[] = {
-	{ "v1", BG_SCHEMA_V1 }, { "v2", BG_SCHEMA_V2 }, { NULL, 0 }
-};
-static const struct bg_conf_name level_names[] = {
-	{ "debug", BG_LOG_DEBUG }, { "info", BG_LOG_INFO },
-	{ "warn", BG_LOG_WARN },   { "error", BG_LOG_ERROR },
-	{ NULL, 0 }
-};
-static const struct bg_conf_name format_names[] = {
-	{ "text", BG_LOG_TEXT }, { "json", BG_LOG_JSON }, { NULL, 0 }
-};
+static const struct bg_conf_name schema_names[] = { { "v1", BG_SCHEMA_V1 },
+						    { "v2", BG_SCHEMA_V2 },
+						    { NULL, 0 } };
+static const struct bg_conf_name level_names[] = { { "debug", BG_LOG_DEBUG },
+						   { "info", BG_LOG_INFO },
+						   { "warn", BG_LOG_WARN },
+						   { "error", BG_LOG_ERROR },
+						   { NULL, 0 } };
+static const struct bg_conf_name format_names[] = { { "text", BG_LOG_TEXT },
+						    { "json", BG_LOG_JSON },
+						    { NULL, 0 } };
 static const struct bg_conf_name profile_names[] = {
-	{ "strict", BG_PROFILE_STRICT }, { "trusted", BG_PROFILE_TRUSTED },
+	{ "strict", BG_PROFILE_STRICT },
+	{ "trusted", BG_PROFILE_TRUSTED },
 	{ NULL, 0 }
 };
-static const struct bg_conf_name network_names[] = {
-	{ "none", BG_NET_NONE }, { "connect", BG_NET_CONNECT },
-	{ "host", BG_NET_HOST }, { NULL, 0 }
-};
+static const struct bg_conf_name network_names[] = { { "none", BG_NET_NONE },
+						     { "connect",
+						       BG_NET_CONNECT },
+						     { "host", BG_NET_HOST },
+						     { NULL, 0 } };
 static const struct bg_conf_name durability_names[] = {
-	{ "process", BG_DURABILITY_PROCESS }, { "sync", BG_DURABILITY_SYNC },
-	{ "none", BG_DURABILITY_NONE }, { NULL, 0 }
+	{ "process", BG_DURABILITY_PROCESS },
+	{ "sync", BG_DURABILITY_SYNC },
+	{ "none", BG_DURABILITY_NONE },
+	{ NULL, 0 }
 };
 static const struct bg_conf_name handler_names[] = {
-	{ "plugin", BG_HANDLER_PLUGIN }, { "exec", BG_HANDLER_EXEC }, { NULL, 0 }
+	{ "plugin", BG_HANDLER_PLUGIN },
+	{ "exec", BG_HANDLER_EXEC },
+	{ NULL, 0 }
 };
 static const struct bg_conf_name mode_names[] = {
-	{ "persistent", BG_EXEC_PERSISTENT }, { "per_task", BG_EXEC_PER_TASK },
+	{ "persistent", BG_EXEC_PERSISTENT },
+	{ "per_task", BG_EXEC_PER_TASK },
 	{ NULL, 0 }
 };
 
@@ -86,10 +105,10 @@ const struct bg_conf_key bg_conf_keys[] = {
 	    "Redis ACL user name; \"\" = the default user."),
 	STR("redis", "password", C, redis_password, "", 0, BG_CONF_SECRET,
 	    "Redis password; \"\" = no AUTH. Printed as \"***\" by bygated -T."),
-	INT("redis", "connect_timeout_ms", C, redis_connect_timeout_ms, 2000,
-	    1, 600000, "ms", R, "Deadline of one connection attempt."),
-	INT("redis", "command_timeout_ms", C, redis_command_timeout_ms, 5000,
-	    1, 600000, "ms", R,
+	INT("redis", "connect_timeout_ms", C, redis_connect_timeout_ms, 2000, 1,
+	    600000, "ms", R, "Deadline of one connection attempt."),
+	INT("redis", "command_timeout_ms", C, redis_command_timeout_ms, 5000, 1,
+	    600000, "ms", R,
 	    "Deadline of one request (beyond BLOCK for the blocking read); "
 	    "on expiry the connection is dropped and re-established."),
 	INT("redis", "reconnect_max_ms", C, redis_reconnect_max_ms, 5000, 100,
@@ -132,8 +151,8 @@ const struct bg_conf_key bg_conf_keys[] = {
 	    3600000, "ms", R,
 	    "On SIGTERM, running tasks get this long before children are "
 	    "killed."),
-	INT("worker", "slow_task_ms", C, slow_task_ms, 10000, 0, 86400000,
-	    "ms", R, "Tasks slower than this are logged at INFO; 0 = all."),
+	INT("worker", "slow_task_ms", C, slow_task_ms, 10000, 0, 86400000, "ms",
+	    R, "Tasks slower than this are logged at INFO; 0 = all."),
 	INT("worker", "lease_wait_s", C, lease_wait_s, 90, 0, 86400, "s", R,
 	    "At start, how long to wait for this worker id's lease held by "
 	    "another process (a crashed owner's lease expiring) before "
@@ -152,8 +171,8 @@ const struct bg_conf_key bg_conf_keys[] = {
 	INT("pool", "max_tasks_per_child", C, max_tasks_per_child, 10000, 0,
 	    1000000000, NULL, R,
 	    "A child is recycled after about this many tasks; 0 = never."),
-	I64("pool", "ring_bytes", ring_bytes, 1048576, 65536, 67108864,
-	    "bytes", R | BG_CONF_POW2,
+	I64("pool", "ring_bytes", ring_bytes, 1048576, 65536, 67108864, "bytes",
+	    R | BG_CONF_POW2,
 	    "Size of each shared-memory ring; a power of two."),
 	I64("pool", "max_message_bytes", max_message_bytes, 16777216, 65536,
 	    536870912, "bytes", R,
@@ -233,8 +252,8 @@ const struct bg_conf_key bg_conf_keys[] = {
 	    1048576, NULL, R,
 	    "Open descriptors per process of a task (RLIMIT_NOFILE); 0 = the "
 	    "child's own limit."),
-	INT("sandbox", "cpu_seconds", C, sandbox_defaults.cpu_seconds, 3600,
-	    0, 31536000, "s", R,
+	INT("sandbox", "cpu_seconds", C, sandbox_defaults.cpu_seconds, 3600, 0,
+	    31536000, "s", R,
 	    "CPU time per process of a task (RLIMIT_CPU); over it the task "
 	    "fails with RESOURCE_LIMIT. 0 = no limit."),
 	INT("sandbox", "file_size_mb", C, sandbox_defaults.file_size_mb, 1024,
@@ -312,8 +331,8 @@ const struct bg_conf_key bg_conf_agent_keys[] = {
 	    "group, SIGKILL 2 s later, FAILED with TIMEOUT; with max_inflight "
 	    "> 1 a cancel line to the program first, the kill only if it has "
 	    "not answered 2 s later); 0 = none."),
-	INT(AG, "retry_backoff_ms", A, retry_backoff_ms, 1000, 0, 3600000,
-	    "ms", R,
+	INT(AG, "retry_backoff_ms", A, retry_backoff_ms, 1000, 0, 3600000, "ms",
+	    R,
 	    "Delay before the second attempt, doubled for each further one."),
 	{ AG, "sandbox", BG_CONF_JSON, R, 0, 0, 0, "{}", NULL, NULL,
 	  OFF_T(A, sandbox_json, char *),
@@ -325,8 +344,7 @@ const struct bg_conf_key bg_conf_agent_keys[] = {
 	  "this file's directory). `bygated -T` prints the effective "
 	  "sandbox." },
 	{ AG, "env", BG_CONF_JSON, R | BG_CONF_SECRET, 0, 0, 0, "{}", NULL,
-	  NULL,
-	  OFF_T(A, env_json, char *),
+	  NULL, OFF_T(A, env_json, char *),
 	  "Environment variables of this agent type's handler programs and "
 	  "plugin tasks, e.g. { OPENAI_API_KEY = \"...\"; }; nothing of "
 	  "bygated's own environment reaches them." },
@@ -361,14 +379,15 @@ int bg_conf_fail(struct bg_conf_err *e, const char *fmt, ...)
 	return -1;
 }
 
-const struct bg_conf_key *bg_conf_key_find(const char *group,
-					   const char *name)
+const struct bg_conf_key *bg_conf_key_find(const char *group, const char *name)
 {
 	bool agent = strcmp(group, BG_CONF_AGENT_GROUP) == 0;
-	const struct bg_conf_key *keys = agent ? bg_conf_agent_keys : bg_conf_keys;
+	const struct bg_conf_key *keys = agent ? bg_conf_agent_keys
+					       : bg_conf_keys;
 	size_t n = agent ? bg_conf_nagent_keys : bg_conf_nkeys;
 	for (size_t i = 0; i < n; i++)
-		if (!strcmp(keys[i].group, group) && !strcmp(keys[i].name, name))
+		if (!strcmp(keys[i].group, group) &&
+		    !strcmp(keys[i].name, name))
 			return &keys[i];
 	return NULL;
 }
@@ -430,7 +449,8 @@ int bg_conf_check_int(const struct bg_conf_key *k, int64_t v, char *msg,
 		      size_t n)
 {
 	if (v < k->min || v > k->max) {
-		snprintf(msg, n, "%lld is out of range (allowed %lld..%lld%s%s)",
+		snprintf(msg, n,
+			 "%lld is out of range (allowed %lld..%lld%s%s)",
 			 (long long)v, (long long)k->min, (long long)k->max,
 			 k->unit ? " " : "", k->unit ? k->unit : "");
 		return -1;
@@ -473,8 +493,7 @@ int bg_conf_set_defaults(const struct bg_conf_key *keys, size_t n, void *base)
 	return 0;
 }
 
-void bg_conf_free_strings(const struct bg_conf_key *keys, size_t n,
-			  void *base)
+void bg_conf_free_strings(const struct bg_conf_key *keys, size_t n, void *base)
 {
 	for (size_t i = 0; i < n; i++)
 		if (is_string_type(keys[i].type))

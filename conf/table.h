@@ -72,8 +72,7 @@ struct bg_conf_err {
 int bg_conf_fail(struct bg_conf_err *e, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
-const struct bg_conf_key *bg_conf_key_find(const char *group,
-					   const char *name);
+const struct bg_conf_key *bg_conf_key_find(const char *group, const char *name);
 const char *bg_conf_enum_name(const struct bg_conf_key *k, int value);
 int bg_conf_enum_value(const struct bg_conf_key *k, const char *name,
 		       int *value);
@@ -96,10 +95,8 @@ int bg_conf_check_str(const struct bg_conf_key *k, const char *s, char *msg,
 
 /* Fill every key of keys[0..n) in base with its default (strings are
  * duplicated). 0 or -ENOMEM. */
-int bg_conf_set_defaults(const struct bg_conf_key *keys, size_t n,
-			 void *base);
-void bg_conf_free_strings(const struct bg_conf_key *keys, size_t n,
-			  void *base);
+int bg_conf_set_defaults(const struct bg_conf_key *keys, size_t n, void *base);
+void bg_conf_free_strings(const struct bg_conf_key *keys, size_t n, void *base);
 
 /* Environment overrides (WIRE 1.1) and the key-schema rule; cfg->path
  * names the file in messages. 0 or -1 with a message naming the variable. */
@@ -128,8 +125,8 @@ const struct bg_conf_key *bg_conf_first_change(const struct bg_config *a,
  * (a string that is not UTF-8, or no memory) -1 and *bad is the setting
  * that could not be converted. */
 struct config_setting_t;
-int bg_conf_options_to_json(const struct config_setting_t *group,
-			    char **out, const struct config_setting_t **bad);
+int bg_conf_options_to_json(const struct config_setting_t *group, char **out,
+			    const struct config_setting_t **bad);
 /* Print a JSON object text as a libconfig group (bg_config_dump). */
 void bg_conf_print_json_group(FILE *f, const char *json);
 /* Print s as a quoted libconfig string. */

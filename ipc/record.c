@@ -23,8 +23,7 @@ static int unpack(const void *payload, size_t len, struct bg_str *v,
 	return rc;
 }
 
-int bg_rec_unpack(const void *payload, size_t len, struct bg_str *v,
-		  uint32_t n)
+int bg_rec_unpack(const void *payload, size_t len, struct bg_str *v, uint32_t n)
 {
 	uint32_t count;
 	int rc = unpack(payload, len, v, n, &count);

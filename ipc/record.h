@@ -21,8 +21,8 @@ enum bg_rec_kind {
 	BG_REC_CANCEL = 3, /* tag = task tag; [reason, mode] */
 	BG_REC_STOP = 4,   /* tag 0; finish the current task, then exit */
 	/* up: child -> supervisor */
-	BG_REC_HELLO = 16,  /* tag 0; [pid, handler names] after CONFIG loaded */
-	BG_REC_EVENT = 17,  /* tag; enum bg_event_field */
+	BG_REC_HELLO = 16, /* tag 0; [pid, handler names] after CONFIG loaded */
+	BG_REC_EVENT = 17, /* tag; enum bg_event_field */
 	BG_REC_RESULT = 18, /* tag; enum bg_result_field; ends the task */
 	BG_REC_LOG = 19,    /* tag (0 = child itself); [level, text] */
 	BG_REC_FATAL = 20,  /* tag 0; [text]: child cannot serve, will exit */
@@ -30,7 +30,7 @@ enum bg_rec_kind {
 			       bygated (kv, call_agent, dispatch_group,
 			       ask_user); answered by exactly one REPLY */
 	/* down */
-	BG_REC_REPLY = 5,   /* tag; enum bg_reply_field */
+	BG_REC_REPLY = 5, /* tag; enum bg_reply_field */
 };
 
 /* BG_REC_CALL: op is "kv_get", "kv_set", "call_agent", "dispatch_group"
@@ -87,7 +87,7 @@ enum bg_conf_type_field {
 
 enum bg_task_field {
 	BG_TF_AGENT_TYPE,
-	BG_TF_ACTION,	       /* "ASK_AGENT" | "RESUME" */
+	BG_TF_ACTION, /* "ASK_AGENT" | "RESUME" */
 	BG_TF_EXECUTION_ID,
 	BG_TF_MESSAGE_ID,
 	BG_TF_SESSION_ID,
@@ -97,15 +97,15 @@ enum bg_task_field {
 	BG_TF_TASK_GROUP_ID,
 	BG_TF_USER_CODE,
 	BG_TF_USER_NAME,
-	BG_TF_METADATA, /* raw JSON object */
-	BG_TF_BODY,	/* raw JSON object: the command body */
-	BG_TF_RESUMED,	/* "0" | "1" */
-	BG_TF_WORKSPACE, /* the session workspace directory */
-	BG_TF_ATTEMPT, /* decimal, 1-based */
-	BG_TF_PRIVATE_DIR, /* per-task directory, removed after the task */
+	BG_TF_METADATA,	     /* raw JSON object */
+	BG_TF_BODY,	     /* raw JSON object: the command body */
+	BG_TF_RESUMED,	     /* "0" | "1" */
+	BG_TF_WORKSPACE,     /* the session workspace directory */
+	BG_TF_ATTEMPT,	     /* decimal, 1-based */
+	BG_TF_PRIVATE_DIR,   /* per-task directory, removed after the task */
 	BG_TF_GROUP_RESULTS, /* JSON object {child message id: result} when a
 				dispatch_group joined, "" otherwise */
-	BG_TF_TRACE_PARENT_SPAN_ID,	    /* the command header's */
+	BG_TF_TRACE_PARENT_SPAN_ID,	      /* the command header's */
 	BG_TF_LANGFUSE_PARENT_OBSERVATION_ID, /* the command header's */
 	BG_TF__COUNT
 };
@@ -120,14 +120,14 @@ enum bg_event_field {
 };
 
 enum bg_result_field {
-	BG_RF_STATUS,	  /* business status string, "" = COMPLETED */
-	BG_RF_CONTENT,	  /* raw JSON value (string or array), "" = none */
-	BG_RF_REPLY_DATA, /* raw JSON value, "" = null */
-	BG_RF_METADATA,	  /* raw JSON object, "" = {} */
-	BG_RF_ERROR,	  /* "" or why the handler failed (status FAILED) */
+	BG_RF_STATUS,	     /* business status string, "" = COMPLETED */
+	BG_RF_CONTENT,	     /* raw JSON value (string or array), "" = none */
+	BG_RF_REPLY_DATA,    /* raw JSON value, "" = null */
+	BG_RF_METADATA,	     /* raw JSON object, "" = {} */
+	BG_RF_ERROR,	     /* "" or why the handler failed (status FAILED) */
 	BG_RF_EXTRA_PAYLOAD, /* raw JSON object for the callback's
 				body.extra_payload (WIRE 6.6), "" = none */
-	BG_RF_INTERRUPTED, /* "1": the task failed only because the program it
+	BG_RF_INTERRUPTED,   /* "1": the task failed only because the program it
 			      shared with other tasks died; bygated re-runs
 			      it alone without counting the attempt */
 	BG_RF__COUNT

@@ -70,7 +70,8 @@ size_t bg_ring_footprint(uint64_t capacity)
 
 int bg_ring_format(void *mem, uint64_t capacity)
 {
-	if (!bg_ring_footprint(capacity) || ((uintptr_t)mem & (BG_CACHE_LINE - 1)))
+	if (!bg_ring_footprint(capacity) ||
+	    ((uintptr_t)mem & (BG_CACHE_LINE - 1)))
 		return -EINVAL;
 	struct bg_ring_ctl *ctl = mem;
 	memset(ctl, 0, sizeof(*ctl));
@@ -81,7 +82,8 @@ int bg_ring_format(void *mem, uint64_t capacity)
 
 int bg_ring_attach(struct bg_ring *r, void *mem, uint64_t capacity)
 {
-	if (!bg_ring_footprint(capacity) || ((uintptr_t)mem & (BG_CACHE_LINE - 1)))
+	if (!bg_ring_footprint(capacity) ||
+	    ((uintptr_t)mem & (BG_CACHE_LINE - 1)))
 		return -EINVAL;
 	struct bg_ring_ctl *ctl = mem;
 	uint64_t head = ld_acq(&ctl->head);
@@ -121,13 +123,14 @@ static int refresh_tail(struct bg_ring *r)
 static void put_hdr(uint8_t *at, uint32_t len, uint16_t kind, uint16_t flags,
 		    uint64_t tag)
 {
-	struct bg_rec_hdr h = { .len = len, .kind = kind, .flags = flags,
-				.tag = tag };
+	struct bg_rec_hdr h = {
+		.len = len, .kind = kind, .flags = flags, .tag = tag
+	};
 	memcpy(at, &h, sizeof(h));
 }
 
-int bg_ring_push(struct bg_ring *r, uint16_t kind, uint16_t flags,
-		 uint64_t tag, const void *payload, uint32_t len)
+int bg_ring_push(struct bg_ring *r, uint16_t kind, uint16_t flags, uint64_t tag,
+		 const void *payload, uint32_t len)
 {
 	if (kind == 0 || (flags & ~BG_REC_WHOLE))
 		return -EINVAL;
@@ -143,8 +146,8 @@ int bg_ring_push(struct bg_ring *r, uint16_t kind, uint16_t flags,
 	}
 	uint64_t pos = r->head & (r->capacity - 1);
 	if (total != rec_size(len)) {
-		put_hdr(r->data + pos, (uint32_t)(to_end(r, r->head) - HDR_SIZE),
-			0, 0, 0);
+		put_hdr(r->data + pos,
+			(uint32_t)(to_end(r, r->head) - HDR_SIZE), 0, 0, 0);
 		pos = 0;
 	}
 	put_hdr(r->data + pos, len, kind, flags, tag);
@@ -204,8 +207,10 @@ int bg_ring_peek(struct bg_ring *r, struct bg_ring_rec *out)
 		uint64_t size = rec_size(h.len);
 		if (size > to_end(r, r->tail) || size > r->head - r->tail)
 			return -EPROTO;
-		*out = (struct bg_ring_rec){ .kind = h.kind, .flags = h.flags,
-					     .tag = h.tag, .payload = at + HDR_SIZE,
+		*out = (struct bg_ring_rec){ .kind = h.kind,
+					     .flags = h.flags,
+					     .tag = h.tag,
+					     .payload = at + HDR_SIZE,
 					     .len = h.len };
 		r->peeked = (uint32_t)size;
 		return 0;
@@ -273,7 +278,8 @@ bool bg_ring_producer_sleep_prepare(struct bg_ring *r, uint32_t need)
 		return false;
 	st_flag(&r->ctl->producer_waiting, (uint32_t)bytes);
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	uint64_t used = r->head - __atomic_load_n(&r->ctl->tail, __ATOMIC_RELAXED);
+	uint64_t used =
+		r->head - __atomic_load_n(&r->ctl->tail, __ATOMIC_RELAXED);
 	if (used > r->capacity || r->capacity - used >= bytes) {
 		st_flag(&r->ctl->producer_waiting, 0);
 		return false;
@@ -292,7 +298,8 @@ bool bg_ring_need_wake_producer(struct bg_ring *r)
 	uint64_t want = ld_flag(&r->ctl->producer_waiting);
 	if (!want)
 		return false;
-	uint64_t used = __atomic_load_n(&r->ctl->head, __ATOMIC_RELAXED) - r->tail;
+	uint64_t used =
+		__atomic_load_n(&r->ctl->head, __ATOMIC_RELAXED) - r->tail;
 	if (used > r->capacity)
 		return true;
 	if (want > r->capacity)
@@ -381,8 +388,7 @@ int bg_ring_wait_data(struct bg_ring *r, int fd, int timeout_ms)
 	return rc;
 }
 
-int bg_ring_wait_space(struct bg_ring *r, int fd, uint32_t need,
-		       int timeout_ms)
+int bg_ring_wait_space(struct bg_ring *r, int fd, uint32_t need, int timeout_ms)
 {
 	if (!bg_ring_producer_sleep_prepare(r, need))
 		return 1;

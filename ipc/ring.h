@@ -45,16 +45,17 @@ struct bg_ring_ctl {
 	uint32_t const_pad_;
 };
 _Static_assert(sizeof(struct bg_ring_ctl) == 3 * BG_CACHE_LINE, "ring ctl ABI");
-_Static_assert(offsetof(struct bg_ring_ctl, tail) == BG_CACHE_LINE, "ring ctl ABI");
+_Static_assert(offsetof(struct bg_ring_ctl, tail) == BG_CACHE_LINE,
+	       "ring ctl ABI");
 _Static_assert(offsetof(struct bg_ring_ctl, capacity) == 2 * BG_CACHE_LINE,
 	       "ring ctl ABI");
 
 /* Record header as stored in the ring. */
 struct bg_rec_hdr {
-	uint32_t len;   /* payload bytes (excluding header and padding) */
-	uint16_t kind;  /* enum bg_rec_kind (ipc/record.h); 0 = pad */
+	uint32_t len;	/* payload bytes (excluding header and padding) */
+	uint16_t kind;	/* enum bg_rec_kind (ipc/record.h); 0 = pad */
 	uint16_t flags; /* BG_REC_FIRST | BG_REC_LAST */
-	uint64_t tag;   /* task tag; 0 for records about the child itself */
+	uint64_t tag;	/* task tag; 0 for records about the child itself */
 };
 _Static_assert(sizeof(struct bg_rec_hdr) == 16, "record header ABI");
 
@@ -69,11 +70,11 @@ _Static_assert(sizeof(struct bg_rec_hdr) == 16, "record header ABI");
 struct bg_ring {
 	struct bg_ring_ctl *ctl;
 	uint8_t *data;
-	uint64_t capacity; /* local copy, validated at attach */
+	uint64_t capacity;   /* local copy, validated at attach */
 	uint32_t max_record; /* largest payload of one record: capacity/4 - 16,
 			      * so a record plus a pad before it always fits
 			      * in half the ring */
-	uint32_t peeked; /* bytes of the record last peeked, 0 = none */
+	uint32_t peeked;     /* bytes of the record last peeked, 0 = none */
 	uint64_t head; /* producer: next write; consumer: last valid head */
 	uint64_t tail; /* consumer: next read; producer: last valid tail */
 	bool wipe;     /* consumer: zero each record as it is popped (what a
@@ -110,8 +111,8 @@ int bg_ring_attach(struct bg_ring *r, void *mem, uint64_t capacity);
  * flags or kind BG_REC_PAD (0); -EPROTO when the consumer's tail is invalid
  * (behind the last one seen, ahead of head, or misaligned). Publishes with a
  * release store; does not ring any doorbell (see bg_ring_need_wake_consumer).*/
-int bg_ring_push(struct bg_ring *r, uint16_t kind, uint16_t flags,
-		 uint64_t tag, const void *payload, uint32_t len);
+int bg_ring_push(struct bg_ring *r, uint16_t kind, uint16_t flags, uint64_t tag,
+		 const void *payload, uint32_t len);
 
 struct bg_ring_rec {
 	uint16_t kind;

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #define SEG_HDR_SIZE ((uint64_t)sizeof(struct bg_seg_hdr))
-#define SEG_MAX_SIZE \
+#define SEG_MAX_SIZE                                                           \
 	(SEG_HDR_SIZE + 2 * (sizeof(struct bg_ring_ctl) + BG_RING_MAX_CAPACITY))
 
 _Static_assert(sizeof(struct bg_seg_hdr) % BG_CACHE_LINE == 0,
@@ -54,12 +54,14 @@ static int seg_map(int fd, size_t size, void **base)
 static int seg_bind(struct bg_segment *seg, int fd, void *base, size_t size,
 		    const struct bg_seg_hdr *h)
 {
-	struct bg_segment s = { .fd = fd, .base = base, .size = size,
-				.hdr = base };
+	struct bg_segment s = {
+		.fd = fd, .base = base, .size = size, .hdr = base
+	};
 	int rc = bg_ring_attach(&s.down, (uint8_t *)base + h->down_off,
 				h->down_cap);
 	if (rc == 0)
-		rc = bg_ring_attach(&s.up, (uint8_t *)base + h->up_off, h->up_cap);
+		rc = bg_ring_attach(&s.up, (uint8_t *)base + h->up_off,
+				    h->up_cap);
 	if (rc) {
 		munmap(base, size);
 		return -EPROTO;
@@ -98,7 +100,8 @@ int bg_segment_create(uint32_t slot, uint32_t generation, uint64_t ring_bytes,
 		.up_cap = ring_bytes,
 		.max_message = max_message,
 	};
-	int fd = memfd_create("bygate-segment", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	int fd =
+		memfd_create("bygate-segment", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (fd == -1)
 		return -errno;
 	void *base = NULL;

@@ -49,7 +49,7 @@ struct bg_seg_hdr {
 	uint32_t slot;
 	uint32_t generation;
 	uint64_t seg_size;
-	uint64_t down_off;  /* offset of the down ring's struct bg_ring_ctl */
+	uint64_t down_off; /* offset of the down ring's struct bg_ring_ctl */
 	uint64_t down_cap;
 	uint64_t up_off;
 	uint64_t up_cap;

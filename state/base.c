@@ -39,9 +39,9 @@ int bg_state_fail_mdb(struct bg_state *st, const char *call, int rc)
 
 const char *bg_state_db_name(enum bg_state_db db)
 {
-	static const char *const names[BG_DB__COUNT] = {
-		"meta", "journal", "inflight", "history", "sessions"
-	};
+	static const char *const names[BG_DB__COUNT] = { "meta", "journal",
+							 "inflight", "history",
+							 "sessions" };
 	return (unsigned)db < BG_DB__COUNT ? names[db] : "?";
 }
 

@@ -74,8 +74,7 @@ static int corrupt(struct bg_state *st, enum bg_state_db db, struct bg_str a,
 typedef int (*walk_fn)(void *ctx, struct bg_str key, struct bg_str val,
 		       size_t *bad);
 
-static int walk(struct bg_state *st, enum bg_state_db db, walk_fn fn,
-		void *ctx)
+static int walk(struct bg_state *st, enum bg_state_db db, walk_fn fn, void *ctx)
 {
 	if (!st->has_db[db])
 		return 0;
@@ -147,8 +146,8 @@ static int read_blob(struct bg_state *st, enum bg_state_db db,
 	struct bg_buf rec = { 0 };
 	struct bg_str val;
 	int rc = read_record(st, db, key, &rec);
-	if (rc == 0 && bg_state_blob_decode((struct bg_str){ rec.p, rec.len },
-					    &val))
+	if (rc == 0 &&
+	    bg_state_blob_decode((struct bg_str){ rec.p, rec.len }, &val))
 		rc = corrupt(st, db, a, b);
 	if (rc == 0 && bg_buf_append(out, val.p, val.len))
 		rc = bg_state_fail(st, -ENOMEM, "out of memory");
@@ -196,8 +195,8 @@ int bg_state_suspects_put(struct bg_state *st, const struct bg_state_suspect *v,
 	if (n == 0)
 		return push(st, BG_DB_META, rc, &k, NULL);
 	rc = rc ? rc : bg_state_suspects_encode(&val, v, n);
-	rc = rc ? rc : bg_state_blob_encode(&rec, (struct bg_str){ val.p,
-								    val.len });
+	rc = rc ? rc
+		: bg_state_blob_encode(&rec, (struct bg_str){ val.p, val.len });
 	bg_buf_free(&val);
 	return push(st, BG_DB_META, rc, &k, &rec);
 }

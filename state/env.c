@@ -80,8 +80,8 @@ static int cloexec_env_fds(struct bg_state *st)
 	struct dirent *de;
 	while (rc == 0 && (de = readdir(d)) != NULL) {
 		char link[PATH_MAX];
-		ssize_t n = readlinkat(dirfd(d), de->d_name, link,
-				       sizeof link - 1);
+		ssize_t n =
+			readlinkat(dirfd(d), de->d_name, link, sizeof link - 1);
 		if (n <= 0)
 			continue;
 		link[n] = '\0';
@@ -121,8 +121,8 @@ static int meta_write(struct bg_state *st, MDB_txn *txn, const char *key,
 		MDB_val k = { strlen(key), (void *)key };
 		MDB_val v = { rec.len, rec.p };
 		rc = bg_state_fail_mdb(st, "mdb_put(meta)",
-				       mdb_put(txn, st->dbi[BG_DB_META], &k,
-					       &v, 0));
+				       mdb_put(txn, st->dbi[BG_DB_META], &k, &v,
+					       0));
 	}
 	bg_buf_free(&rec);
 	return rc;
@@ -330,11 +330,9 @@ static int configure(struct bg_state *st, const struct bg_state_opts *o,
 	*map_size = o->map_size ? o->map_size : DEFAULT_MAP_SIZE;
 	st->max_map_size = o->max_map_size ? o->max_map_size
 					   : DEFAULT_MAX_MAP_SIZE;
-	st->history_max = o->history_max ? o->history_max
-					 : DEFAULT_HISTORY_MAX;
-	st->history_max_age_ms = o->history_max_age_ms
-					 ? o->history_max_age_ms
-					 : DEFAULT_HISTORY_AGE_MS;
+	st->history_max = o->history_max ? o->history_max : DEFAULT_HISTORY_MAX;
+	st->history_max_age_ms = o->history_max_age_ms ? o->history_max_age_ms
+						       : DEFAULT_HISTORY_AGE_MS;
 	if (*map_size > st->max_map_size)
 		return bg_state_fail(st, -EINVAL,
 				     "map_size %zu exceeds max_map_size %zu",

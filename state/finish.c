@@ -92,8 +92,7 @@ static int check(struct bg_str finish, uint32_t *max_argc)
 	return c.left ? BG_STATE_ECORRUPT : 0;
 }
 
-int bg_state_finish_each(struct bg_str finish, bg_state_finish_fn fn,
-			 void *arg)
+int bg_state_finish_each(struct bg_str finish, bg_state_finish_fn fn, void *arg)
 {
 	uint32_t max_argc, count = 0, argc = 0, len = 0;
 	int rc = check(finish, &max_argc);

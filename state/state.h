@@ -111,7 +111,8 @@ int bg_state_journal_get(struct bg_state *st, struct bg_str stream,
  * passed to fn are valid during the call only. Every *_each skips records
  * that do not decode and then returns BG_STATE_ECORRUPT. */
 typedef int (*bg_state_journal_fn)(void *arg, struct bg_str stream,
-				   struct bg_str entry_id, struct bg_str finish);
+				   struct bg_str entry_id,
+				   struct bg_str finish);
 int bg_state_journal_each(struct bg_state *st, bg_state_journal_fn fn,
 			  void *arg);
 
@@ -171,8 +172,7 @@ int bg_state_suspects_put(struct bg_state *st, const struct bg_state_suspect *v,
 /* Calls fn for each suspect of the committed list, in order (views valid
  * during the call only); no list calls nothing and returns 0; a list that
  * does not decode is BG_STATE_ECORRUPT and fn is never called. */
-typedef int (*bg_state_suspect_fn)(void *arg,
-				   const struct bg_state_suspect *s);
+typedef int (*bg_state_suspect_fn)(void *arg, const struct bg_state_suspect *s);
 int bg_state_suspects_each(struct bg_state *st, bg_state_suspect_fn fn,
 			   void *arg);
 /* The same over a meta "suspects" value already read (bygate-state). */
@@ -218,8 +218,14 @@ int bg_state_session_each(struct bg_state *st, bg_state_session_fn fn,
 			  void *arg);
 
 /* ---- statistics (bygate-state stats, /metrics) ---- */
-enum bg_state_db { BG_DB_META, BG_DB_JOURNAL, BG_DB_INFLIGHT, BG_DB_HISTORY,
-		   BG_DB_SESSIONS, BG_DB__COUNT };
+enum bg_state_db {
+	BG_DB_META,
+	BG_DB_JOURNAL,
+	BG_DB_INFLIGHT,
+	BG_DB_HISTORY,
+	BG_DB_SESSIONS,
+	BG_DB__COUNT
+};
 struct bg_state_stats {
 	size_t map_size, map_used; /* bytes */
 	size_t entries[BG_DB__COUNT];

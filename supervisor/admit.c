@@ -31,15 +31,15 @@ static void emit_wr(void *ctx, int argc, const struct bg_str *argv)
 	bg_rconn_cmd(d->wr, NULL, NULL, 0, argc, a, l);
 }
 
-static int write_running(struct bg_daemon *d, struct bg_job *t,
-			 bool existing)
+static int write_running(struct bg_daemon *d, struct bg_job *t, bool existing)
 {
 	int64_t now = bg_now_ms();
 	int rc;
 	struct bg_buf out = { 0 };
 	if (existing) {
 		struct bg_record_update u = { .status = bg_str_c("RUNNING"),
-					      .worker_id = bg_str_c(d->worker_id),
+					      .worker_id =
+						      bg_str_c(d->worker_id),
 					      .now_ms = now };
 		rc = bg_record_update(&out, bg_str_c(t->id.record.p), &u);
 	} else {
@@ -67,22 +67,26 @@ static int write_running(struct bg_daemon *d, struct bg_job *t,
 	char field[64], mapf[BG_FIELD_MAX];
 	snprintf(field, sizeof(field), "exec:%s", t->id.execution_id);
 	snprintf(mapf, sizeof(mapf), "msg_map:%s", t->id.message_id);
-	const char *argv[6] = { "HSET", t->id.reg_key, field, t->id.record.p, mapf,
-				t->id.execution_id };
-	size_t lens[6] = { 4, strlen(t->id.reg_key), strlen(field), t->id.record.len,
-			   strlen(mapf), strlen(t->id.execution_id) };
+	const char *argv[6] = { "HSET", t->id.reg_key,
+				field,	t->id.record.p,
+				mapf,	t->id.execution_id };
+	size_t lens[6] = { 4,
+			   strlen(t->id.reg_key),
+			   strlen(field),
+			   t->id.record.len,
+			   strlen(mapf),
+			   strlen(t->id.execution_id) };
 	bg_rconn_cmd(d->wr, on_running_written, NULL, 0, existing ? 4 : 6, argv,
 		     lens);
 	bg_expire_once(d, t->id.reg_key);
 	t->id.record_exists = true;
 	bg_stats_update(d, (struct bg_str){ t->id.record.p, t->id.record.len },
 			t->id.execution_id,
-			t->id.prev_status[0] ? t->id.prev_status : NULL, "RUNNING",
-			false, emit_wr, d);
+			t->id.prev_status[0] ? t->id.prev_status : NULL,
+			"RUNNING", false, emit_wr, d);
 	snprintf(t->id.prev_status, sizeof(t->id.prev_status), "RUNNING");
 	return 0;
 }
-
 
 void bg_admit(struct bg_daemon *d, struct bg_job *t)
 {

@@ -42,29 +42,31 @@ static char *dup_str(struct bg_str s)
 static int prepare_workspace(struct bg_daemon *d, struct bg_job *t)
 {
 	char err[512];
-	if (t->run.ws == NULL && (t->run.ws = calloc(1, sizeof(*t->run.ws))) == NULL) {
+	if (t->run.ws == NULL &&
+	    (t->run.ws = calloc(1, sizeof(*t->run.ws))) == NULL) {
 		bg_end(d, t, BG_END_FAILED, "INTERNAL", "out of memory");
 		return -1;
 	}
 	if (d->ws_cache == NULL) /* on failure: no cache, every task walks */
 		(void)bg_ws_cache_new(BG_WS_CACHE_MAX, &d->ws_cache);
-	int rc = bg_ws_prepare(d->ws_cache, d->cfg->workspace_dir,
-			       bg_str_c(t->id.handler_type),
-			       t->id.cmd.hdr[BG_HDR_USER_CODE],
-			       bg_str_c(t->id.session_id),
-			       bg_str_c(t->id.execution_id), (unsigned)t->run.attempt,
-			       t->run.ws, err, sizeof(err));
+	int rc = bg_ws_prepare(
+		d->ws_cache, d->cfg->workspace_dir,
+		bg_str_c(t->id.handler_type), t->id.cmd.hdr[BG_HDR_USER_CODE],
+		bg_str_c(t->id.session_id), bg_str_c(t->id.execution_id),
+		(unsigned)t->run.attempt, t->run.ws, err, sizeof(err));
 	if (rc) {
 		free(t->run.ws);
 		t->run.ws = NULL;
 		/* -EINVAL: a hostile or malformed id; -ELOOP/-ENOTDIR: a link
 		 * or file planted in the tree; anything else: the host. */
-		t->end.error_type = rc == -EINVAL ? "InvalidId" : "WorkspaceError";
+		t->end.error_type = rc == -EINVAL ? "InvalidId"
+						  : "WorkspaceError";
 		bg_end(d, t, BG_END_FAILED,
-			 rc == -EINVAL			   ? "INVALID_ID"
-			 : rc == -ELOOP || rc == -ENOTDIR ? "WORKSPACE_CONFINEMENT"
-							  : "WORKSPACE_ERROR",
-			 err);
+		       rc == -EINVAL ? "INVALID_ID"
+		       : rc == -ELOOP || rc == -ENOTDIR
+			       ? "WORKSPACE_CONFINEMENT"
+			       : "WORKSPACE_ERROR",
+		       err);
 		return -1;
 	}
 	if (d->state) {
@@ -78,13 +80,13 @@ static int prepare_workspace(struct bg_daemon *d, struct bg_job *t)
 			.last_used_ms = now,
 			.bytes = -1,
 		};
-		(void)bg_lmdb_check(d, bg_state_session_put(d->state, &ss), "session put");
+		(void)bg_lmdb_check(d, bg_state_session_put(d->state, &ss),
+				    "session put");
 	}
 	return 0;
 }
 
-static int pack_task(struct bg_daemon *d, struct bg_job *t,
-		     struct bg_buf *out)
+static int pack_task(struct bg_daemon *d, struct bg_job *t, struct bg_buf *out)
 {
 	struct bg_str v[BG_TF__COUNT];
 	struct bg_cmd *c = &t->id.cmd;
@@ -103,7 +105,8 @@ static int pack_task(struct bg_daemon *d, struct bg_job *t,
 	v[BG_TF_BODY] = c->body;
 	v[BG_TF_RESUMED] = bg_str_c(t->id.is_resumed ? "1" : "0");
 	v[BG_TF_WORKSPACE] = bg_str_c(t->run.ws ? t->run.ws->session : "");
-	v[BG_TF_PRIVATE_DIR] = bg_str_c(t->run.ws ? t->run.ws->private_dir : "");
+	v[BG_TF_PRIVATE_DIR] =
+		bg_str_c(t->run.ws ? t->run.ws->private_dir : "");
 	v[BG_TF_GROUP_RESULTS] = bg_str_c(t->id.group_results);
 	v[BG_TF_TRACE_PARENT_SPAN_ID] = c->hdr[BG_HDR_TRACE_PARENT_SPAN_ID];
 	v[BG_TF_LANGFUSE_PARENT_OBSERVATION_ID] =
@@ -131,10 +134,13 @@ static void mirror_exec(struct bg_daemon *d, struct bg_job *t)
 		.attempt = (uint32_t)t->run.attempt,
 		.interrupted = (uint32_t)t->run.failed_attempts,
 		.started_ms = bg_now_ms(),
-		.first_seen_ms = bg_now_ms() - (bg_mono_ms() - t->run.picked_ms),
+		.first_seen_ms =
+			bg_now_ms() - (bg_mono_ms() - t->run.picked_ms),
 	};
-	(void)bg_lmdb_check(d, bg_state_exec_put(d->state, bg_str_c(t->id.stream), bg_str_c(t->id.entry_id),
-			  &e), "exec put");
+	(void)bg_lmdb_check(d,
+			    bg_state_exec_put(d->state, bg_str_c(t->id.stream),
+					      bg_str_c(t->id.entry_id), &e),
+			    "exec put");
 }
 
 static void on_retry_due(evutil_socket_t fd, short ev, void *arg)
@@ -166,8 +172,8 @@ static void attempt_stopped(struct bg_daemon *d, struct bg_job *t)
  * shared with other tasks and did not cause: run it again at once, without
  * counting an attempt, alone in a child when the culprit is unknown
  * (DESIGN 5: re-run one at a time before the crash counts). */
-static void rerun_interrupted(struct bg_daemon *d, struct bg_job *t,
-			      bool alone, const char *why)
+static void rerun_interrupted(struct bg_daemon *d, struct bg_job *t, bool alone,
+			      const char *why)
 {
 	struct bg_log_ids ids = bg_job_log_ids(t);
 	bg_log_task(BG_LOG_INFO, &ids,
@@ -177,7 +183,8 @@ static void rerun_interrupted(struct bg_daemon *d, struct bg_job *t,
 		    alone ? " alone" : "");
 	attempt_stopped(d, t);
 	t->run.reruns++;
-	t->run.isolate = t->run.isolate || alone || t->run.reruns >= BG_SHARED_RERUNS_MAX;
+	t->run.isolate = t->run.isolate || alone ||
+			 t->run.reruns >= BG_SHARED_RERUNS_MAX;
 	t->run.rerun_announce = true;
 	if (d->stopping)
 		return;
@@ -190,7 +197,8 @@ static void rerun_interrupted(struct bg_daemon *d, struct bg_job *t,
 static bool retry_attempt(struct bg_daemon *d, struct bg_job *t,
 			  const char *why)
 {
-	const struct bg_agent_type_conf *tc = bg_config_agent_type(d->cfg, t->id.handler_type);
+	const struct bg_agent_type_conf *tc =
+		bg_config_agent_type(d->cfg, t->id.handler_type);
 	int max = tc ? tc->max_attempts : 1;
 	t->run.failed_attempts++;
 	if (d->state)
@@ -198,9 +206,9 @@ static bool retry_attempt(struct bg_daemon *d, struct bg_job *t,
 	if (t->run.failed_attempts >= max || d->draining || d->stopping)
 		return false;
 	int64_t ms = tc ? (int64_t)tc->retry_backoff_ms
-			      << (t->run.failed_attempts - 1 > 10
-					  ? 10
-					  : t->run.failed_attempts - 1)
+				     << (t->run.failed_attempts - 1 > 10
+						 ? 10
+						 : t->run.failed_attempts - 1)
 			: 0;
 	if (ms > 600000)
 		ms = 600000;
@@ -240,7 +248,8 @@ static void fault_crash_on_content(struct bg_daemon *d, const struct bg_job *t)
 		looked = true;
 	}
 	if (marker == NULL || marker[0] == '\0' || t->id.data == NULL ||
-	    memmem(t->id.data, t->id.data_len, marker, strlen(marker)) == NULL ||
+	    memmem(t->id.data, t->id.data_len, marker, strlen(marker)) ==
+		    NULL ||
 	    !bg_fault_hit("task.crash_on_content"))
 		return;
 	const char *delay = getenv("BYGATE_FAULT_DELAY_MS");
@@ -287,13 +296,14 @@ void bg_attempt_start(struct bg_daemon *d, struct bg_job *t, int slot,
 	bg_buf_reset(payload);
 	int rc = pack_task(d, t, payload);
 	if (rc == 0)
-		rc = bg_pool_run(d->pool, slot, t->tag, group, limit, payload->p,
-				 payload->len);
+		rc = bg_pool_run(d->pool, slot, t->tag, group, limit,
+				 payload->p, payload->len);
 	if (rc) {
 		bg_end(d, t, BG_END_FAILED,
-			 rc == -EMSGSIZE ? "PAYLOAD_TOO_LARGE" : "DISPATCH_FAILED",
-			 rc == -EMSGSIZE ? "task larger than max_message_bytes"
-					 : "task could not be handed to a child");
+		       rc == -EMSGSIZE ? "PAYLOAD_TOO_LARGE"
+				       : "DISPATCH_FAILED",
+		       rc == -EMSGSIZE ? "task larger than max_message_bytes"
+				       : "task could not be handed to a child");
 		return;
 	}
 	started(d, t, slot, limit > 1);
@@ -324,7 +334,7 @@ static void handle_result(struct bg_daemon *d, struct bg_job *t,
 	struct bg_str f[BG_RF__COUNT];
 	if (bg_rec_unpack(p, len, f, BG_RF__COUNT)) {
 		bg_end(d, t, BG_END_FAILED, "PROTOCOL",
-			 "the child sent a malformed result");
+		       "the child sent a malformed result");
 		return;
 	}
 	if (t->run.cancel_requested) {
@@ -332,28 +342,28 @@ static void handle_result(struct bg_daemon *d, struct bg_job *t,
 		return;
 	}
 	if (t->run.timed_out) { /* it answered the timeout's cancel line */
-		end_timed_out(d, t, "the handler stopped after its cancel "
-				    "line");
+		end_timed_out(d, t,
+			      "the handler stopped after its cancel "
+			      "line");
 		return;
 	}
 	if (t->run.events_capped) {
 		bg_end(d, t, BG_END_FAILED, "EVENT_LIMIT",
-			 "the task exceeded max_events_per_task or "
-			 "max_event_bytes_per_task");
+		       "the task exceeded max_events_per_task or "
+		       "max_event_bytes_per_task");
 		return;
 	}
 	take_result(t, f);
 	if (f[BG_RF_ERROR].len) {
 		char *why = dup_str(f[BG_RF_ERROR]);
 		struct bg_str rv;
-		bool retryable =
-			bg_json_obj_get(f[BG_RF_METADATA], "retryable", &rv) ==
-				0 &&
-			bg_str_eq(rv, "true");
+		bool retryable = bg_json_obj_get(f[BG_RF_METADATA], "retryable",
+						 &rv) == 0 &&
+				 bg_str_eq(rv, "true");
 		if (bg_str_eq(f[BG_RF_INTERRUPTED], "1") && !t->run.isolate) {
 			rerun_interrupted(d, t, true, why ? why : "failed");
 		} else if (!(retryable &&
-			   retry_attempt(d, t, why ? why : "failed"))) {
+			     retry_attempt(d, t, why ? why : "failed"))) {
 			/* The child's own explanation of a sandbox limit
 			 * (child/taskproc.c): kept as the record's code. */
 			struct bg_str ec;
@@ -363,7 +373,7 @@ static void handle_result(struct bg_daemon *d, struct bg_job *t,
 			if (limit)
 				t->end.error_type = "ResourceLimitExceeded";
 			bg_end(d, t, BG_END_FAILED,
-				 limit ? "RESOURCE_LIMIT" : NULL, why);
+			       limit ? "RESOURCE_LIMIT" : NULL, why);
 		}
 		free(why);
 		return;
@@ -374,7 +384,7 @@ static void handle_result(struct bg_daemon *d, struct bg_job *t,
 }
 
 void bg_attempt_on_message(void *arg, int slot, uint16_t kind, uint64_t tag,
-			const uint8_t *payload, size_t len)
+			   const uint8_t *payload, size_t len)
 {
 	(void)slot;
 	struct bg_daemon *d = arg;
@@ -393,7 +403,8 @@ void bg_attempt_on_message(void *arg, int slot, uint16_t kind, uint64_t tag,
 static void end_timed_out(struct bg_daemon *d, struct bg_job *t,
 			  const char *why)
 {
-	const struct bg_agent_type_conf *tc = bg_config_agent_type(d->cfg, t->id.handler_type);
+	const struct bg_agent_type_conf *tc =
+		bg_config_agent_type(d->cfg, t->id.handler_type);
 	char msg[512];
 	snprintf(msg, sizeof(msg),
 		 "task timed out after %d ms (timeout_ms of agent type %s); %s",
@@ -405,8 +416,7 @@ static void end_timed_out(struct bg_daemon *d, struct bg_job *t,
 }
 
 /* The child of task t died: cancelled, timed out, retried or failed. */
-static void child_lost(struct bg_daemon *d, struct bg_job *t,
-		       const char *why)
+static void child_lost(struct bg_daemon *d, struct bg_job *t, const char *why)
 {
 	if (t->run.cancel_requested) {
 		bg_end_cancelled(d, t);
@@ -450,7 +460,7 @@ static bool caused_kill(const struct bg_job *t)
 }
 
 void bg_attempt_on_child_lost(void *arg, int slot, const uint64_t *tags, int n,
-			   const char *why)
+			      const char *why)
 {
 	(void)slot;
 	struct bg_daemon *d = arg;

@@ -21,7 +21,7 @@ void bg_attempt_start(struct bg_daemon *d, struct bg_job *t, int slot,
  * a child with the tags of the jobs it ran. */
 void bg_attempt_on_message(void *arg, int slot, uint16_t kind, uint64_t tag,
 			   const uint8_t *payload, size_t len);
-void bg_attempt_on_child_lost(void *arg, int slot, const uint64_t *tags,
-			      int n, const char *why);
+void bg_attempt_on_child_lost(void *arg, int slot, const uint64_t *tags, int n,
+			      const char *why);
 
 #endif

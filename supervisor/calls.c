@@ -107,8 +107,9 @@ static void kv_set(struct bg_daemon *d, struct bg_job *t, const char *id,
 	}
 	if (strlen(txt) > KV_MAX_VALUE) {
 		free(txt);
-		bg_outbox_reply_error(d, t, id, "VALUE_TOO_LARGE",
-				      "kv_set: the value is larger than 64 KiB");
+		bg_outbox_reply_error(
+			d, t, id, "VALUE_TOO_LARGE",
+			"kv_set: the value is larger than 64 KiB");
 		return;
 	}
 	if (t->run.kv == NULL)
@@ -159,8 +160,7 @@ static void dispatch_group(struct bg_daemon *d, struct bg_job *t,
 	json_t *done = json_array();
 	size_t i;
 	json_t *task;
-	json_array_foreach(tasks, i, task)
-	{
+	json_array_foreach(tasks, i, task) {
 		const char *target = json_string_value(
 			json_object_get(task, "target_agent_type"));
 		struct bg_outbox_req rq = {
@@ -173,7 +173,8 @@ static void dispatch_group(struct bg_daemon *d, struct bg_job *t,
 		};
 		if (target == NULL || !*target ||
 		    bg_outbox_request(d, t, &rq) != 0) {
-			bg_cmdlist_rewind(&t->run.outbox, mark); /* all or nothing */
+			bg_cmdlist_rewind(&t->run.outbox,
+					  mark); /* all or nothing */
 			json_decref(done);
 			bg_outbox_reply_error(d, t, id, "INVALID_ARGUMENT",
 					      "dispatch_group: every task "
@@ -234,7 +235,8 @@ void bg_calls_take(struct bg_daemon *d, struct bg_job *t, const uint8_t *p,
 	struct bg_str f[BG_CF__COUNT];
 	if (bg_rec_unpack(p, len, f, BG_CF__COUNT) || f[BG_CF_ID].len > 20) {
 		struct bg_log_ids ids = bg_job_log_ids(t);
-		bg_log_task(BG_LOG_WARN, &ids, "malformed handler call dropped");
+		bg_log_task(BG_LOG_WARN, &ids,
+			    "malformed handler call dropped");
 		return;
 	}
 	char id[32], op[32];

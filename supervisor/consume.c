@@ -26,7 +26,7 @@ static void on_read(struct bg_rconn *c, redisReply *r, void *priv)
 	d->read_in_flight = false;
 	d->unblock_sent = false;
 	if (r == NULL)
-		return; /* connection lost; entries stay in our PEL */
+		return;		 /* connection lost; entries stay in our PEL */
 	handle_read_reply(d, r); /* the next read: at the turn's end */
 }
 
@@ -47,7 +47,8 @@ static void handle_read_reply(struct bg_daemon *d, redisReply *r)
 				continue;
 			int idx = -1;
 			for (int i = 0; i < d->n_streams; i++)
-				if (strcmp(d->streams[i], sr->element[0]->str) == 0)
+				if (strcmp(d->streams[i],
+					   sr->element[0]->str) == 0)
 					idx = i;
 			redisReply *entries = sr->element[1];
 			if (idx < 0 || entries->type != REDIS_REPLY_ARRAY)
@@ -107,10 +108,10 @@ static int read_count(const struct bg_daemon *d, struct bg_capacity cap)
 			else
 				alone = true;
 		}
-	int n = shared && !alone   ? cap.shared
-		: alone && !shared ? cap.alone
+	int n = shared && !alone	 ? cap.shared
+		: alone && !shared	 ? cap.alone
 		: cap.alone < cap.shared ? cap.alone
-					  : cap.shared;
+					 : cap.shared;
 	return n > 0 ? n : 1;
 }
 
@@ -128,8 +129,8 @@ static void issue_read(struct bg_daemon *d)
 		return;
 	}
 	struct bg_capacity cap = bg_schedule_room(d);
-	const char **argv = calloc((size_t)(9 + 2 * d->n_streams),
-				   sizeof(char *));
+	const char **argv =
+		calloc((size_t)(9 + 2 * d->n_streams), sizeof(char *));
 	if (argv == NULL)
 		return;
 	char count[16], block[16];
@@ -158,7 +159,7 @@ static void issue_read(struct bg_daemon *d)
 		d->read_in_flight = true;
 		d->read_mask = want_mask(d);
 		d->last_read_issued_ms = bg_mono_ms();
-		log_ready(d); /* once */
+		log_ready(d);	      /* once */
 		if (!d->reader_ready) /* (already, after suspects) */
 			bg_lease_reader_ready(d); /* online only from now */
 	}
@@ -275,10 +276,10 @@ void bg_consume_on_lease_held(struct bg_daemon *d)
 	d->groups_failed = false;
 	for (int i = 0; i < d->n_streams; i++) {
 		if (bg_rconn_cmdv(d->ctl, on_group_created, d, 0,
-				  (const char *const[]){ "XGROUP", "CREATE",
-							 d->streams[i], d->group,
-							 "0", "MKSTREAM",
-							 NULL }) == 0)
+				  (const char *const[]){
+					  "XGROUP", "CREATE", d->streams[i],
+					  d->group, "0", "MKSTREAM", NULL }) ==
+		    0)
 			d->groups_pending++;
 	}
 }

@@ -40,7 +40,8 @@ static void cancel_job(struct bg_daemon *d, struct bg_job *t,
 {
 	struct bg_log_ids ids = bg_job_log_ids(t);
 	free(t->run.cancel_reason);
-	t->run.cancel_reason = strdup(reason && reason[0] ? reason : "cancelled");
+	t->run.cancel_reason =
+		strdup(reason && reason[0] ? reason : "cancelled");
 	if (t->run.cancel_requested && !force)
 		return;
 	t->run.cancel_requested = true;
@@ -115,7 +116,8 @@ static void on_reload_tick(evutil_socket_t fd, short ev, void *arg)
 	bool waiting = false;
 	for (struct reload *r = d->reloads; r; r = r->next) {
 		if (r->done || r->after != bg_pool_generation(d->pool)) {
-			if (!r->done && r->after < bg_pool_generation(d->pool)) {
+			if (!r->done &&
+			    r->after < bg_pool_generation(d->pool)) {
 				r->done = 1; /* superseded by a newer reload */
 				publish_ack(d, r);
 			}
@@ -175,9 +177,9 @@ void bg_control_set_lifecycle(struct bg_daemon *d, const char *lifecycle,
 		lifecycle = "active";
 	if (strcmp(d->lifecycle, lifecycle) == 0)
 		return;
-	bg_info("admin lifecycle %s -> %s%s", d->lifecycle[0] ? d->lifecycle
-							       : "active",
-		lifecycle, force ? " (force)" : "");
+	bg_info("admin lifecycle %s -> %s%s",
+		d->lifecycle[0] ? d->lifecycle : "active", lifecycle,
+		force ? " (force)" : "");
 	snprintf(d->lifecycle, sizeof(d->lifecycle), "%s", lifecycle);
 	if (strcmp(lifecycle, "evicted") == 0) {
 		d->draining = true;
@@ -202,8 +204,8 @@ static void set_denied(struct bg_daemon *d, int type, bool denied)
 	if (d->denied == NULL || d->denied[type] == denied)
 		return;
 	d->denied[type] = denied;
-	bg_info("agent type %s is %s for this worker", d->cfg->agent_types[type]
-							       .name,
+	bg_info("agent type %s is %s for this worker",
+		d->cfg->agent_types[type].name,
 		denied ? "denied: no longer read" : "allowed again");
 }
 
@@ -224,7 +226,7 @@ static void on_denied(struct bg_rconn *c, redisReply *r, void *priv)
 	if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 0 &&
 	    bg_lease_held(d) && !bg_control_suspended(d)) {
 		char *members = bg_dkey(d, BG_KEY_AGENT_TYPE_MEMBERS,
-				       d->cfg->agent_types[m->type].name);
+					d->cfg->agent_types[m->type].name);
 		if (members)
 			bg_rconn_cmdv(d->ctl, NULL, NULL, 0,
 				      (const char *const[]){ "SADD", members,
@@ -305,10 +307,11 @@ void bg_control_handle(struct bg_daemon *d, struct bg_job *t)
 	enum bg_action a = t->id.cmd.action;
 	if (t->id.stream_idx != 0) {
 		struct bg_log_ids ids = bg_job_log_ids(t);
-		bg_log_task(BG_LOG_INFO, &ids,
-			    "%s on agent-type stream %s: acknowledged and "
-			    "ignored (control commands go to the worker stream)",
-			    bg_action_name(a), t->id.stream);
+		bg_log_task(
+			BG_LOG_INFO, &ids,
+			"%s on agent-type stream %s: acknowledged and "
+			"ignored (control commands go to the worker stream)",
+			bg_action_name(a), t->id.stream);
 		bg_end_ack(d, t);
 		return;
 	}
@@ -316,7 +319,7 @@ void bg_control_handle(struct bg_daemon *d, struct bg_job *t)
 	const char *err = NULL;
 	if (bg_cmd_parse_full(t->id.data, t->id.data_len, &cmd, &err) != 0) {
 		bg_end_deadletter(d, t, err ? err : "invalid_body",
-				       "control command body is invalid");
+				  "control command body is invalid");
 		return;
 	}
 	json_t *body = json_object_get(cmd, "body");
@@ -334,9 +337,9 @@ void bg_control_handle(struct bg_daemon *d, struct bg_job *t)
 		bg_control_set_lifecycle(d, "active", false);
 		break;
 	case BG_ACTION_EVICT_WORKER:
-		bg_control_set_lifecycle(d, "evicted",
-					 json_is_true(json_object_get(body,
-								      "force")));
+		bg_control_set_lifecycle(
+			d, "evicted",
+			json_is_true(json_object_get(body, "force")));
 		break;
 	default:
 		break;

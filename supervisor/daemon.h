@@ -50,7 +50,7 @@ struct bg_daemon {
 	struct bg_hooks hooks;
 	struct bg_job all; /* circular list head */
 	int n_tasks;
-	int n_finishing; /* jobs finishing (bg_job_finishing) */
+	int n_finishing;		/* jobs finishing (bg_job_finishing) */
 	struct bg_job *q_head, *q_tail; /* the ready queue */
 	int n_queued;
 	uint64_t next_tag;
@@ -102,8 +102,8 @@ struct bg_daemon {
 	uint64_t n_retries;
 	bool journaled_this_turn;
 	uint64_t state_errors;
-	int recover_calls;	/* reconcile requests in flight */
-	bool start_reconciled;	/* reads wait for the start-up reconcile */
+	int recover_calls;     /* reconcile requests in flight */
+	bool start_reconciled; /* reads wait for the start-up reconcile */
 	uint64_t n_recovered_finishes_started;
 	struct event *reconcile_timer;
 	int64_t last_gc_ms;
@@ -119,8 +119,7 @@ void bg_notify_status(struct bg_daemon *d, const char *state);
 int bg_lmdb_check(struct bg_daemon *d, int rc, const char *what);
 /* keys.c: a key of this daemon's schema (wire/keys.h), malloc'd. */
 enum bg_key_kind;
-char *bg_dkey(const struct bg_daemon *d, enum bg_key_kind kind,
-	      const char *id);
+char *bg_dkey(const struct bg_daemon *d, enum bg_key_kind kind, const char *id);
 char *bg_dkey_s(const struct bg_daemon *d, enum bg_key_kind kind,
 		struct bg_str id);
 
@@ -138,7 +137,7 @@ enum {
 	BG_EXIT_RUNTIME = 3,
 	BG_EXIT_LEASE_BUSY = 4, /* worker id held elsewhere past lease_wait_s */
 	BG_EXIT_LEASE_LOST = 5, /* heartbeat found another owner */
-	BG_EXIT_LOCKED = 6,     /* state directory locked by another bygated */
+	BG_EXIT_LOCKED = 6,	/* state directory locked by another bygated */
 };
 
 /* consume.c */
@@ -152,7 +151,8 @@ void bg_consume_sync_time(struct bg_daemon *d);
 void bg_outbox_reset(struct bg_job *t);
 
 /* stats.c */
-typedef void (*bg_stats_emit_fn)(void *ctx, int argc, const struct bg_str *argv);
+typedef void (*bg_stats_emit_fn)(void *ctx, int argc,
+				 const struct bg_str *argv);
 void bg_stats_update(struct bg_daemon *d, struct bg_str record,
 		     const char *execution_id, const char *old_status,
 		     const char *new_status, bool in_txn, bg_stats_emit_fn emit,

@@ -29,8 +29,8 @@ void bg_end_ack(struct bg_daemon *d, struct bg_job *t)
 	bg_end(d, t, BG_END_ACK_ONLY, NULL, NULL);
 }
 
-void bg_end_deadletter(struct bg_daemon *d, struct bg_job *t,
-		       const char *code, const char *why)
+void bg_end_deadletter(struct bg_daemon *d, struct bg_job *t, const char *code,
+		       const char *why)
 {
 	bg_end(d, t, BG_END_DEADLETTER, code, why);
 }
@@ -40,7 +40,8 @@ void bg_end_deadletter(struct bg_daemon *d, struct bg_job *t,
 static void cancelled_now(struct bg_daemon *d, struct bg_job *t)
 {
 	struct bg_log_ids ids = bg_job_log_ids(t);
-	const char *why = t->run.cancel_reason ? t->run.cancel_reason : "cancelled";
+	const char *why = t->run.cancel_reason ? t->run.cancel_reason
+					       : "cancelled";
 	bg_log_task(BG_LOG_INFO, &ids, "execution CANCELLED (%s)", why);
 	free(t->end.status);
 	t->end.status = strdup("CANCELLED");
@@ -58,7 +59,8 @@ static void on_parent_record(struct bg_rconn *c, redisReply *r, void *priv)
 	struct bg_job *t = priv;
 	if (r && r->type == REDIS_REPLY_STRING) {
 		struct bg_record rec = { 0 };
-		if (bg_record_read(&rec, (struct bg_str){ r->str, r->len }) == 0)
+		if (bg_record_read(&rec, (struct bg_str){ r->str, r->len }) ==
+		    0)
 			t->run.parent_cancelled = rec.cancel_requested;
 		bg_record_free(&rec);
 	}
@@ -71,7 +73,8 @@ static void on_parent_map(struct bg_rconn *c, redisReply *r, void *priv)
 	struct bg_job *t = priv;
 	char field[160];
 	if (r && r->type == REDIS_REPLY_STRING && r->len < 100) {
-		snprintf(field, sizeof(field), "exec:%.*s", (int)r->len, r->str);
+		snprintf(field, sizeof(field), "exec:%.*s", (int)r->len,
+			 r->str);
 		if (bg_rconn_cmdv(t->d->wr, on_parent_record, t, 0,
 				  (const char *const[]){ "HGET", t->id.reg_key,
 							 field, NULL }) == 0)

@@ -15,8 +15,8 @@ void bg_end(struct bg_daemon *d, struct bg_job *t, enum bg_end_kind kind,
 /* XACK only: a terminal replay or an ignored command. */
 void bg_end_ack(struct bg_daemon *d, struct bg_job *t);
 /* Dead letter: a malformed or stale entry. */
-void bg_end_deadletter(struct bg_daemon *d, struct bg_job *t,
-		       const char *code, const char *why);
+void bg_end_deadletter(struct bg_daemon *d, struct bg_job *t, const char *code,
+		       const char *why);
 /* CANCELLED, reply_data {"reason"}, an end marker for a root task, and a
  * callback to a waiting caller unless the caller itself asked for the
  * cancel (its record has cancel_requested). */

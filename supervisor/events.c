@@ -46,7 +46,8 @@ void bg_events_take(struct bg_daemon *d, struct bg_job *t, const uint8_t *p,
 	if (bg_rec_unpack(p, len, f, BG_EF__COUNT) ||
 	    !event_kind(f[BG_EF_KIND], &kind)) {
 		struct bg_log_ids ids = bg_job_log_ids(t);
-		bg_log_task(BG_LOG_WARN, &ids, "malformed event record dropped");
+		bg_log_task(BG_LOG_WARN, &ids,
+			    "malformed event record dropped");
 		return;
 	}
 	t->run.events++;
@@ -104,8 +105,7 @@ void bg_events_publish(struct bg_daemon *d, struct bg_job *t,
 /* A retried attempt first says so on the session stream (DESIGN 4.3):
  * "RETRY <n>" for the n-th retry, "RERUN <n>" for the n-th re-run of an
  * attempt interrupted by the death of a shared child (not counted). */
-void bg_events_announce_retry(struct bg_daemon *d, struct bg_job *t,
-			      bool rerun)
+void bg_events_announce_retry(struct bg_daemon *d, struct bg_job *t, bool rerun)
 {
 	char text[32], uuid[33];
 	snprintf(text, sizeof(text), rerun ? "RERUN %d" : "RETRY %d",

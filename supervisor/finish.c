@@ -158,8 +158,14 @@ static void forget(struct bg_daemon *d, struct bg_job *t)
 	if (d->state == NULL)
 		return;
 	char buf[96];
-	(void)bg_lmdb_check(d, bg_state_journal_del(d->state, S(t->id.stream), S(t->id.entry_id)), "journal del");
-	(void)bg_lmdb_check(d, bg_state_exec_del(d->state, S(t->id.stream), S(t->id.entry_id)), "exec del");
+	(void)bg_lmdb_check(d,
+			    bg_state_journal_del(d->state, S(t->id.stream),
+						 S(t->id.entry_id)),
+			    "journal del");
+	(void)bg_lmdb_check(d,
+			    bg_state_exec_del(d->state, S(t->id.stream),
+					      S(t->id.entry_id)),
+			    "exec del");
 	struct bg_state_hist h = {
 		.stream = S(t->id.stream),
 		.entry_id = S(t->id.entry_id),
@@ -169,7 +175,9 @@ static void forget(struct bg_daemon *d, struct bg_job *t)
 		.agent_type = S(t->id.agent_type ? t->id.agent_type : ""),
 		.status = S(hist_status(t, buf, sizeof(buf))),
 		.finished_ms = bg_now_ms(),
-		.duration_ms = t->run.started_ms ? bg_mono_ms() - t->run.started_ms : 0,
+		.duration_ms = t->run.started_ms
+				       ? bg_mono_ms() - t->run.started_ms
+				       : 0,
 		.attempt = (uint32_t)t->run.attempt,
 	};
 	(void)bg_lmdb_check(d, bg_state_hist_add(d->state, &h), "hist add");
@@ -207,17 +215,20 @@ static void finish_applied(struct bg_daemon *d, struct bg_job *t)
 		int64_t now = bg_mono_ms();
 		bg_metrics_task_done(
 			d->metrics,
-			t->id.handler_type ? t->id.handler_type
-					: (t->id.agent_type ? t->id.agent_type : ""),
+			t->id.handler_type
+				? t->id.handler_type
+				: (t->id.agent_type ? t->id.agent_type : ""),
 			label, t->run.started_ms ? now - t->run.started_ms : 0,
-			t->run.started_ms ? t->run.started_ms - t->run.picked_ms : 0);
+			t->run.started_ms ? t->run.started_ms - t->run.picked_ms
+					  : 0);
 	}
 	struct bg_log_ids ids = bg_job_log_ids(t);
 	int64_t ms = t->run.started_ms ? bg_mono_ms() - t->run.started_ms : 0;
 	if (t->end.end_kind == BG_END_DEADLETTER)
 		bg_log_task(BG_LOG_WARN, &ids,
-			    "entry %s on %s dead-lettered (%s): %s", t->id.entry_id,
-			    t->id.stream, t->end.error_code ? t->end.error_code : "",
+			    "entry %s on %s dead-lettered (%s): %s",
+			    t->id.entry_id, t->id.stream,
+			    t->end.error_code ? t->end.error_code : "",
 			    t->end.error_message ? t->end.error_message : "");
 	else if (t->end.end_kind == BG_END_FAILED)
 		bg_log_task(BG_LOG_INFO, &ids, "task FAILED after %lld ms: %s",
@@ -228,7 +239,8 @@ static void finish_applied(struct bg_daemon *d, struct bg_job *t)
 			    t->end.status ? t->end.status : "", (long long)ms);
 	else
 		bg_log_task(BG_LOG_DEBUG, &ids, "task finished: %s in %lld ms",
-			    t->end.status ? t->end.status : "acked", (long long)ms);
+			    t->end.status ? t->end.status : "acked",
+			    (long long)ms);
 	bg_job_free(d, t);
 }
 
@@ -279,9 +291,9 @@ static void on_exec(struct bg_rconn *c, redisReply *r, void *priv)
 		return;
 	}
 	if (r->type == REDIS_REPLY_ERROR || r->type == REDIS_REPLY_NIL) {
-		schedule_retry(d, t, r->type == REDIS_REPLY_NIL
-					     ? "EXEC aborted"
-					     : r->str);
+		schedule_retry(d, t,
+			       r->type == REDIS_REPLY_NIL ? "EXEC aborted"
+							  : r->str);
 		return;
 	}
 	if (r->type == REDIS_REPLY_ARRAY) {
@@ -314,7 +326,7 @@ void bg_finish(struct bg_daemon *d, struct bg_job *t)
 {
 	t->fin.finish_tries = 0;
 	int rc = t->end.end_kind == BG_END_REPLAY ? replay_blob(t)
-					     : bg_finish_build(d, t);
+						  : bg_finish_build(d, t);
 	if (rc != 0) {
 		struct bg_log_ids ids = bg_job_log_ids(t);
 		bg_log_task(BG_LOG_ERROR, &ids,
@@ -329,8 +341,7 @@ void bg_finish(struct bg_daemon *d, struct bg_job *t)
 
 /* Replay a finish read from the journal (recovery): the entry is still
  * pending, so the transaction was not applied and is sent as it was. */
-void bg_finish_replay(struct bg_daemon *d, struct bg_job *t,
-		      struct bg_str blob)
+void bg_finish_replay(struct bg_daemon *d, struct bg_job *t, struct bg_str blob)
 {
 	bg_buf_reset(&t->fin.finish_blob);
 	if (bg_buf_append(&t->fin.finish_blob, blob.p, blob.len) != 0)
@@ -361,8 +372,15 @@ static void on_owner_check(struct bg_rconn *c, redisReply *r, void *priv)
 		    t->id.entry_id, t->id.stream);
 	d->n_lost_to_peer++;
 	if (d->state) {
-		(void)bg_lmdb_check(d, bg_state_journal_del(d->state, S(t->id.stream), S(t->id.entry_id)), "journal del");
-		(void)bg_lmdb_check(d, bg_state_exec_del(d->state, S(t->id.stream), S(t->id.entry_id)), "exec del");
+		(void)bg_lmdb_check(d,
+				    bg_state_journal_del(d->state,
+							 S(t->id.stream),
+							 S(t->id.entry_id)),
+				    "journal del");
+		(void)bg_lmdb_check(d,
+				    bg_state_exec_del(d->state, S(t->id.stream),
+						      S(t->id.entry_id)),
+				    "exec del");
 	}
 	bg_job_free(d, t);
 }
@@ -405,10 +423,10 @@ void bg_finish_resend_unknown(struct bg_daemon *d)
 			continue;
 		bg_job_move(t, BG_JOB_FINISH_SENT);
 		if (bg_rconn_cmdv(d->wr, on_pending_check, t, 0,
-				  (const char *const[]){ "XPENDING", t->id.stream,
-							 d->group, t->id.entry_id,
-							 t->id.entry_id, "1",
-							 NULL }) != 0)
+				  (const char *const[]){
+					  "XPENDING", t->id.stream, d->group,
+					  t->id.entry_id, t->id.entry_id, "1",
+					  NULL }) != 0)
 			bg_job_move(t, BG_JOB_FINISH_UNKNOWN);
 	}
 }

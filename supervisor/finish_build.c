@@ -64,7 +64,7 @@ struct outcome_view {
 	struct bg_str reply_data;
 	struct bg_str metadata;
 	struct bg_str extra_payload; /* raw object, "" = none */
-	struct bg_buf scratch; /* owns reply_data when built here */
+	struct bg_buf scratch;	     /* owns reply_data when built here */
 };
 
 static void view_outcome(const struct bg_job *t, struct outcome_view *v)
@@ -72,7 +72,8 @@ static void view_outcome(const struct bg_job *t, struct outcome_view *v)
 	memset(v, 0, sizeof(*v));
 	if (t->end.end_kind == BG_END_RESULT) {
 		v->status = S(t->end.status);
-		v->content = (struct bg_str){ t->end.content.p, t->end.content.len };
+		v->content =
+			(struct bg_str){ t->end.content.p, t->end.content.len };
 		v->reply_data = (struct bg_str){ t->end.reply_data.p,
 						 t->end.reply_data.len };
 		v->metadata = (struct bg_str){ t->end.result_metadata.p,
@@ -84,7 +85,8 @@ static void view_outcome(const struct bg_job *t, struct outcome_view *v)
 	v->status = S("FAILED");
 	v->content = S("");
 	bg_buf_puts(&v->scratch, "{\"error\":");
-	const char *why = t->end.error_message ? t->end.error_message : "failed";
+	const char *why = t->end.error_message ? t->end.error_message
+					       : "failed";
 	bg_json_escape(&v->scratch, why, strlen(why));
 	bg_buf_puts(&v->scratch, "}");
 	v->reply_data = (struct bg_str){ v->scratch.p, v->scratch.len };
@@ -149,16 +151,18 @@ static void add_record(struct bg_daemon *d, struct bg_job *t,
 		if (bg_record_errors_from(&errs, v->metadata, v->reply_data))
 			memset(&errs, 0, sizeof(errs));
 	} else {
-		json_str(&e[0], t->end.error_message ? t->end.error_message : "failed");
-		json_str(&e[1], t->end.error_code ? t->end.error_code : "FAILED");
+		json_str(&e[0], t->end.error_message ? t->end.error_message
+						     : "failed");
+		json_str(&e[1],
+			 t->end.error_code ? t->end.error_code : "FAILED");
 		json_str(&e[2], t->end.failed_stage ? t->end.failed_stage
-						: t->end.end_kind == BG_END_DEADLETTER
-							  ? "pickup"
-							  : "process_command");
+				: t->end.end_kind == BG_END_DEADLETTER
+					? "pickup"
+					: "process_command");
 		json_str(&e[3], t->end.error_type ? t->end.error_type
-					      : t->end.end_kind == BG_END_DEADLETTER
-						? "DeadLettered"
-						: "TaskFailed");
+				: t->end.end_kind == BG_END_DEADLETTER
+					? "DeadLettered"
+					: "TaskFailed");
 		errs.error_message = (struct bg_str){ e[0].p, e[0].len };
 		errs.error_code = (struct bg_str){ e[1].p, e[1].len };
 		errs.failed_stage = (struct bg_str){ e[2].p, e[2].len };
@@ -168,8 +172,9 @@ static void add_record(struct bg_daemon *d, struct bg_job *t,
 				      .worker_id = S(""),
 				      .now_ms = bg_now_ms(),
 				      .errors = &errs };
-	if (bg_record_update(rec, (struct bg_str){ t->id.record.p, t->id.record.len },
-			     &u) == 0) {
+	if (bg_record_update(
+		    rec, (struct bg_str){ t->id.record.p, t->id.record.len },
+		    &u) == 0) {
 		char field[64];
 		snprintf(field, sizeof(field), "exec:%s", t->id.execution_id);
 		TXN(x, S("HSET"), S(t->id.reg_key), S(field),
@@ -181,8 +186,8 @@ static void add_record(struct bg_daemon *d, struct bg_job *t,
 			 v->status.p);
 		bg_stats_update(d, (struct bg_str){ rec->p, rec->len },
 				t->id.execution_id,
-				t->id.prev_status[0] ? t->id.prev_status : NULL, st,
-				true, emit_txn, x);
+				t->id.prev_status[0] ? t->id.prev_status : NULL,
+				st, true, emit_txn, x);
 	} else {
 		bg_warn("cannot update the record of %s", t->id.execution_id);
 	}
@@ -194,13 +199,16 @@ static void add_deadletter(struct bg_daemon *d, struct bg_job *t,
 			   struct bg_cmdlist *x)
 {
 	struct bg_deadletter dl = {
-		.execution_id = S(t->id.record_exists ? t->id.execution_id : ""),
-		.target_agent_type = S(t->id.agent_type ? t->id.agent_type : ""),
+		.execution_id =
+			S(t->id.record_exists ? t->id.execution_id : ""),
+		.target_agent_type =
+			S(t->id.agent_type ? t->id.agent_type : ""),
 		.reason = S(t->end.error_message ? t->end.error_message : ""),
 		.stream = S(t->id.stream),
 		.entry_id = S(t->id.entry_id),
 		.delivery_count = t->id.deliveries > 0 ? t->id.deliveries : 1,
-		.error_code = S(t->end.error_code ? t->end.error_code : "malformed"),
+		.error_code =
+			S(t->end.error_code ? t->end.error_code : "malformed"),
 		.has_data = t->id.data != NULL,
 		.data = { t->id.data ? t->id.data : "", t->id.data_len },
 	};
@@ -216,7 +224,8 @@ static void build_finish(struct bg_daemon *d, struct bg_job *t,
 {
 	struct outcome_view v;
 	view_outcome(t, &v);
-	bool runs = t->end.end_kind == BG_END_RESULT || t->end.end_kind == BG_END_FAILED;
+	bool runs = t->end.end_kind == BG_END_RESULT ||
+		    t->end.end_kind == BG_END_FAILED;
 	/* The handler's writes (callee records and requests, group hash,
 	 * form event, kv sets), only for an attempt that returned. */
 	if (t->end.end_kind == BG_END_RESULT)
@@ -264,7 +273,9 @@ static void build_finish(struct bg_daemon *d, struct bg_job *t,
 int bg_finish_build(struct bg_daemon *d, struct bg_job *t)
 {
 	struct bg_buf rec = { 0 };
-	struct bg_cmdlist x = { .buf = t->fin.finish_blob }; /* reuses its memory */
+	struct bg_cmdlist x = {
+		.buf = t->fin.finish_blob
+	}; /* reuses its memory */
 	bg_cmdlist_reset(&x);
 	build_finish(d, t, &x, &rec);
 	bg_buf_free(&rec);
@@ -279,9 +290,13 @@ int bg_finish_build(struct bg_daemon *d, struct bg_job *t)
 	if (bg_fault_hit("finish.before_journal"))
 		_exit(BG_FAULT_EXIT);
 	if (d->state) {
-		(void)bg_lmdb_check(d, bg_state_journal_put(d->state, S(t->id.stream), S(t->id.entry_id),
-				     (struct bg_str){ t->fin.finish_blob.p,
-						      t->fin.finish_blob.len }), "journal put");
+		(void)bg_lmdb_check(
+			d,
+			bg_state_journal_put(
+				d->state, S(t->id.stream), S(t->id.entry_id),
+				(struct bg_str){ t->fin.finish_blob.p,
+						 t->fin.finish_blob.len }),
+			"journal put");
 		d->journaled_this_turn = true;
 	}
 	return 0;

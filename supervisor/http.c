@@ -49,8 +49,8 @@ bool bg_http_consumer_healthy(const struct bg_daemon *d, int64_t now_ms)
 	int64_t block = d->cfg->block_ms;
 	int64_t since = now_ms - d->last_read_issued_ms;
 	if (d->read_in_flight)
-		return since <= block + d->cfg->redis_command_timeout_ms +
-					3 * block;
+		return since <=
+		       block + d->cfg->redis_command_timeout_ms + 3 * block;
 	int cap = d->pool ? bg_schedule_capacity(d) : 0;
 	return cap == 0 || since <= 3 * block;
 }
@@ -151,8 +151,9 @@ static void on_request(struct evhttp_request *req, void *arg)
 			continue;
 		enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
 		if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
-			evhttp_add_header(evhttp_request_get_output_headers(req),
-					  "Allow", "GET, HEAD");
+			evhttp_add_header(
+				evhttp_request_get_output_headers(req), "Allow",
+				"GET, HEAD");
 			reply_text(req, 405, "method not allowed\n");
 			return;
 		}

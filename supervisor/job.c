@@ -36,8 +36,8 @@ const char *bg_job_state_name(enum bg_job_state s)
 
 #define B(s) (1u << (s))
 /* Where an end can go: the finish builder's first states. */
-#define TO_FINISH                                                         \
-	(B(BG_JOB_FINISH_HELD) | B(BG_JOB_FINISH_SENT) |                  \
+#define TO_FINISH                                                              \
+	(B(BG_JOB_FINISH_HELD) | B(BG_JOB_FINISH_SENT) |                       \
 	 B(BG_JOB_FINISH_UNKNOWN) | B(BG_JOB_ABANDONED))
 
 /* allowed[from] = the states a job may move to (docs/architecture.md). */
@@ -57,10 +57,9 @@ static const unsigned allowed[BG_JOB__COUNT] = {
 	[BG_JOB_FINISH_SENT] = B(BG_JOB_FINISH_HELD) |
 			       B(BG_JOB_FINISH_BACKOFF) |
 			       B(BG_JOB_FINISH_UNKNOWN) | B(BG_JOB_ABANDONED),
-	[BG_JOB_FINISH_BACKOFF] = B(BG_JOB_FINISH_HELD) |
-				  B(BG_JOB_FINISH_SENT) |
-				  B(BG_JOB_FINISH_UNKNOWN) |
-				  B(BG_JOB_ABANDONED),
+	[BG_JOB_FINISH_BACKOFF] =
+		B(BG_JOB_FINISH_HELD) | B(BG_JOB_FINISH_SENT) |
+		B(BG_JOB_FINISH_UNKNOWN) | B(BG_JOB_ABANDONED),
 	[BG_JOB_FINISH_UNKNOWN] = B(BG_JOB_FINISH_SENT),
 	[BG_JOB_ABANDONED] = 0,
 };
@@ -101,7 +100,8 @@ void bg_job_move(struct bg_job *t, enum bg_job_state to)
 struct bg_log_ids bg_job_log_ids(const struct bg_job *t)
 {
 	struct bg_log_ids ids = { t->id.session_id,
-				  t->id.execution_id[0] ? t->id.execution_id : NULL,
+				  t->id.execution_id[0] ? t->id.execution_id
+							: NULL,
 				  t->id.message_id[0] ? t->id.message_id : NULL,
 				  t->run.slot, t->run.pid };
 	return ids;
@@ -119,17 +119,16 @@ void bg_job_event_ctx(const struct bg_job *t, struct bg_event_ctx *ctx)
 
 /* ---- the list of all jobs ---- */
 
-bool bg_job_holds(const struct bg_daemon *d, const char *stream,
-		  const char *id)
+bool bg_job_holds(const struct bg_daemon *d, const char *stream, const char *id)
 {
 	for (const struct bg_job *t = d->all.next; t != &d->all; t = t->next)
-		if (strcmp(t->id.entry_id, id) == 0 && strcmp(t->id.stream, stream) == 0)
+		if (strcmp(t->id.entry_id, id) == 0 &&
+		    strcmp(t->id.stream, stream) == 0)
 			return true;
 	return false;
 }
 
-struct bg_job *bg_job_new(struct bg_daemon *d, int stream_idx,
-			  const char *id)
+struct bg_job *bg_job_new(struct bg_daemon *d, int stream_idx, const char *id)
 {
 	if (bg_job_holds(d, d->streams[stream_idx], id))
 		return NULL;
@@ -260,8 +259,7 @@ void bg_job_enqueue_front(struct bg_daemon *d, struct bg_job *t)
 	d->n_queued++;
 }
 
-void bg_job_dequeue(struct bg_daemon *d, struct bg_job *prev,
-		    struct bg_job *t)
+void bg_job_dequeue(struct bg_daemon *d, struct bg_job *prev, struct bg_job *t)
 {
 	if (prev)
 		prev->qnext = t->qnext;

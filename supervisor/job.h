@@ -88,10 +88,10 @@ struct bg_job_id {
 	char callback_to[BG_ID_MAX + 1]; /* caller agent type to call back
 					   when terminal ("" = none): WIRE
 					   6.6, "bygate decisions" 16 */
-	char *group_results; /* JSON of a joined dispatch_group */
-	int deliveries;	     /* Redis delivery count when known */
-	int alone_crashes;   /* times bygated died while it ran alone */
-	bool recovered;	     /* fetched by PEL reconcile or reclaim */
+	char *group_results;		 /* JSON of a joined dispatch_group */
+	int deliveries;			 /* Redis delivery count when known */
+	int alone_crashes; /* times bygated died while it ran alone */
+	bool recovered;	   /* fetched by PEL reconcile or reclaim */
 };
 
 /* Its runs in children (schedule.c, attempt.c, kill.c, calls.c). */
@@ -119,13 +119,13 @@ struct bg_job_run {
 	char *cancel_reason;
 	bool parent_cancelled; /* the caller asked for the cancel */
 	enum bg_kill_reason kill_reason;
-	int kill_step;	       /* 0 none, then the steps of kill.c */
-	bool signalled;	       /* its ladder signalled its child */
+	int kill_step;	/* 0 none, then the steps of kill.c */
+	bool signalled; /* its ladder signalled its child */
 	struct event *kill_ev;
 	/* handler operations: writes applied in the finish transaction */
 	struct bg_cmdlist outbox;
-	struct json_t *kv;	     /* this attempt's kv sets */
-	bool suspended;		     /* call_agent/dispatch_group wait, ask_user */
+	struct json_t *kv; /* this attempt's kv sets */
+	bool suspended;	   /* call_agent/dispatch_group wait, ask_user */
 	bool permission_transferred; /* handed the stream to a callee */
 };
 
@@ -179,8 +179,7 @@ bool bg_job_finishing(const struct bg_job *t);
 /* A job for entry `id` of stream `stream_idx`, in PICKUP, linked into the
  * daemon's list; NULL when out of memory or when the entry is already
  * held here (a read reply and a reconcile can both deliver it). */
-struct bg_job *bg_job_new(struct bg_daemon *d, int stream_idx,
-			  const char *id);
+struct bg_job *bg_job_new(struct bg_daemon *d, int stream_idx, const char *id);
 struct bg_job *bg_job_find(struct bg_daemon *d, uint64_t tag);
 /* Is entry id of stream held by a job here? */
 bool bg_job_holds(const struct bg_daemon *d, const char *stream,
@@ -200,7 +199,6 @@ void bg_job_enqueue(struct bg_daemon *d, struct bg_job *t);
 /* Ahead of the queue: an interrupted job keeps its place in line. */
 void bg_job_enqueue_front(struct bg_daemon *d, struct bg_job *t);
 /* Take t out of the queue; prev is the job before it or NULL. */
-void bg_job_dequeue(struct bg_daemon *d, struct bg_job *prev,
-		    struct bg_job *t);
+void bg_job_dequeue(struct bg_daemon *d, struct bg_job *prev, struct bg_job *t);
 
 #endif

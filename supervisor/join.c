@@ -45,7 +45,7 @@ static void on_group_results(struct bg_rconn *c, redisReply *r, void *priv)
 	struct bg_job *t = priv;
 	if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
 		bg_end(t->d, t, BG_END_FAILED, "JOIN",
-			 "cannot read the group results");
+		       "cannot read the group results");
 		return;
 	}
 	struct bg_buf j = { 0 };
@@ -74,7 +74,7 @@ static void on_join(struct bg_rconn *c, redisReply *r, void *priv)
 	struct bg_daemon *d = t->d;
 	if (r == NULL || r->type == REDIS_REPLY_ERROR) {
 		bg_end(d, t, BG_END_FAILED, "JOIN",
-			 r ? r->str : "Redis unavailable during the join");
+		       r ? r->str : "Redis unavailable during the join");
 		return;
 	}
 	if (r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
@@ -95,12 +95,12 @@ static void on_join(struct bg_rconn *c, redisReply *r, void *priv)
 	bg_log_task(BG_LOG_DEBUG, &ids, "group joined (%lld results): resuming",
 		    r->element[2]->integer);
 	char *rk = bg_dkey_s(d, BG_KEY_TASK_GROUP_RESULTS,
-				  t->id.cmd.hdr[BG_HDR_TASK_GROUP_ID]);
+			     t->id.cmd.hdr[BG_HDR_TASK_GROUP_ID]);
 	if (rk == NULL ||
 	    bg_rconn_cmdv(d->wr, on_group_results, t, 0,
 			  (const char *const[]){ "HGETALL", rk, NULL }) != 0)
 		bg_end(d, t, BG_END_FAILED, "JOIN",
-			 "cannot read the group results");
+		       "cannot read the group results");
 	free(rk);
 }
 

@@ -18,8 +18,7 @@ char *bg_dkey_s(const struct bg_daemon *d, enum bg_key_kind kind,
 	return bg_buf_steal(&b);
 }
 
-char *bg_dkey(const struct bg_daemon *d, enum bg_key_kind kind,
-	      const char *id)
+char *bg_dkey(const struct bg_daemon *d, enum bg_key_kind kind, const char *id)
 {
 	return bg_dkey_s(d, kind, bg_str_c(id));
 }

@@ -34,8 +34,8 @@ struct bg_keyset *bg_keyset_new(void)
 
 static void grow(struct bg_keyset *s)
 {
-	struct bg_keyset big = { calloc(s->cap * 2, sizeof(char *)),
-				 s->cap * 2, 0 };
+	struct bg_keyset big = { calloc(s->cap * 2, sizeof(char *)), s->cap * 2,
+				 0 };
 	if (big.slots == NULL)
 		return;
 	for (size_t i = 0; i < s->cap; i++) {

@@ -18,12 +18,13 @@ static void on_step_due(evutil_socket_t fd, short ev, void *arg);
 static int grace_ms(const struct bg_daemon *d, const struct bg_job *t)
 {
 	return t->run.kill_reason == BG_KILL_TIMEOUT ? BG_TIMEOUT_GRACE_MS
-						 : d->cfg->cancel_grace_ms;
+						     : d->cfg->cancel_grace_ms;
 }
 
 static const char *signal_reason(const struct bg_job *t)
 {
-	return t->run.kill_reason == BG_KILL_TIMEOUT ? "timed out" : "cancelled";
+	return t->run.kill_reason == BG_KILL_TIMEOUT ? "timed out"
+						     : "cancelled";
 }
 
 static void take_step(struct bg_daemon *d, struct bg_job *t, int step)
@@ -64,7 +65,7 @@ static void on_step_due(evutil_socket_t fd, short ev, void *arg)
 	/* A shared child runs other tasks: no SIGTERM step (DESIGN 8: only
 	 * a kill ends the process, and the others re-run uncounted). */
 	int next = t->run.kill_step == STEP_LINE && !t->run.shared ? STEP_TERM
-							  : STEP_KILL;
+								   : STEP_KILL;
 	const char *after = t->run.shared ? "its cancel line" : "SIGTERM";
 	if (t->run.kill_reason == BG_KILL_TIMEOUT)
 		bg_log_task(BG_LOG_INFO, &ids,
@@ -109,7 +110,8 @@ void bg_kill_start(struct bg_daemon *d, struct bg_job *t,
 			evtimer_del(t->run.kill_ev);
 		t->run.kill_step = STEP_KILL;
 		t->run.signalled = true;
-		bg_pool_signal(d->pool, t->run.slot, SIGKILL, "cancelled (force)");
+		bg_pool_signal(d->pool, t->run.slot, SIGKILL,
+			       "cancelled (force)");
 		return;
 	}
 	if (why == BG_KILL_TIMEOUT)
@@ -127,9 +129,11 @@ void bg_kill_start(struct bg_daemon *d, struct bg_job *t,
 		struct bg_log_ids ids = bg_job_log_ids(t);
 		bg_log_task(BG_LOG_INFO, &ids,
 			    "task timed out after %lld ms (child wchan %s); %s",
-			    (long long)(bg_mono_ms() - t->run.started_ms), wchan,
-			    t->run.shared ? "cancel line to its program"
-				      : "SIGTERM to the child's process group");
+			    (long long)(bg_mono_ms() - t->run.started_ms),
+			    wchan,
+			    t->run.shared
+				    ? "cancel line to its program"
+				    : "SIGTERM to the child's process group");
 		take_step(d, t, t->run.shared ? STEP_LINE : STEP_TERM);
 		return;
 	}

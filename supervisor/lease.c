@@ -144,7 +144,8 @@ static void wait_and_retry(struct bg_daemon *d, const char *holder)
 	int64_t now = bg_mono_ms();
 	if (d->lease_state != BG_LEASE_WAITING) {
 		d->lease_state = BG_LEASE_WAITING;
-		d->lease_wait_until_ms = now + (int64_t)d->cfg->lease_wait_s * 1000;
+		d->lease_wait_until_ms =
+			now + (int64_t)d->cfg->lease_wait_s * 1000;
 		bg_warn("worker id %s is in use (lease %s); waiting up to %d s "
 			"for it to expire before consuming anything",
 			d->worker_id, holder, d->cfg->lease_wait_s);
@@ -165,7 +166,8 @@ static void wait_and_retry(struct bg_daemon *d, const char *holder)
 	if (ms > d->lease_wait_until_ms - now)
 		ms = d->lease_wait_until_ms - now;
 	if (ms > (int64_t)d->cfg->lease_ttl_s * 500)
-		ms = (int64_t)d->cfg->lease_ttl_s * 500; /* short TTLs in tests */
+		ms = (int64_t)d->cfg->lease_ttl_s *
+		     500; /* short TTLs in tests */
 	d->lease_attempts++;
 	arm(d, (int)(ms > 0 ? ms : 1));
 }
@@ -181,8 +183,9 @@ static void on_takeover(struct bg_rconn *c, redisReply *r, void *priv)
 	struct takeover *tk = priv;
 	struct bg_daemon *d = tk->d;
 	if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 1)
-		became_held(d, "taken over at once from our previous process "
-			       "(same state directory, lock proves it is dead)");
+		became_held(d,
+			    "taken over at once from our previous process "
+			    "(same state directory, lock proves it is dead)");
 	else if (r != NULL)
 		claim(d); /* changed meanwhile: start again */
 	free(tk->old);
@@ -255,8 +258,8 @@ static void on_claim(struct bg_rconn *c, redisReply *r, void *priv)
 static void claim(struct bg_daemon *d)
 {
 	char val[256], ttl[16];
-	if (d->lease_state == BG_LEASE_HELD || d->lease_state == BG_LEASE_LOST ||
-	    d->stopping)
+	if (d->lease_state == BG_LEASE_HELD ||
+	    d->lease_state == BG_LEASE_LOST || d->stopping)
 		return;
 	if (d->lease_state == BG_LEASE_NONE)
 		d->lease_state = BG_LEASE_CLAIMING;
@@ -287,7 +290,8 @@ static void on_heartbeat(struct bg_rconn *c, redisReply *r, void *priv)
 	}
 	int64_t now = bg_mono_ms();
 	bool lapsed = r->integer == 2 ||
-		      now - d->lease_last_ok_ms > (int64_t)d->cfg->lease_ttl_s * 1000;
+		      now - d->lease_last_ok_ms >
+			      (int64_t)d->cfg->lease_ttl_s * 1000;
 	d->lease_last_ok_ms = now;
 	d->lease_first_beat_done = true;
 	if (lapsed) {
@@ -322,7 +326,8 @@ static void on_timer(evutil_socket_t fd, short ev, void *arg)
 		if (d->reader_ready && bg_rconn_ready(d->ctl))
 			heartbeat(d);
 		arm(d, d->cfg->heartbeat_interval_ms);
-	} else if (d->lease_state == BG_LEASE_WAITING || d->lease_state == BG_LEASE_CLAIMING) {
+	} else if (d->lease_state == BG_LEASE_WAITING ||
+		   d->lease_state == BG_LEASE_CLAIMING) {
 		if (bg_rconn_ready(d->ctl))
 			claim(d);
 	}
@@ -340,7 +345,8 @@ void bg_lease_start(struct bg_daemon *d)
 
 void bg_lease_on_ctl_up(struct bg_daemon *d)
 {
-	if (d->lease_state == BG_LEASE_NONE || d->lease_state == BG_LEASE_CLAIMING ||
+	if (d->lease_state == BG_LEASE_NONE ||
+	    d->lease_state == BG_LEASE_CLAIMING ||
 	    d->lease_state == BG_LEASE_WAITING)
 		bg_lease_start(d);
 	else if (d->lease_state == BG_LEASE_HELD && d->reader_ready)
@@ -395,12 +401,11 @@ static void on_released(struct bg_rconn *c, redisReply *r, void *priv)
 						     d->worker_id, NULL });
 	for (int i = 0; i < d->cfg->n_agent_types; i++) {
 		char *m = bg_dkey(d, BG_KEY_AGENT_TYPE_MEMBERS,
-				 d->cfg->agent_types[i].name);
+				  d->cfg->agent_types[i].name);
 		if (m)
 			bg_rconn_cmdv(d->ctl, NULL, NULL, 0,
-				      (const char *const[]){ "SREM", m,
-							     d->worker_id,
-							     NULL });
+				      (const char *const[]){
+					      "SREM", m, d->worker_id, NULL });
 		free(m);
 	}
 	free(known);
@@ -428,7 +433,8 @@ void bg_lease_release(struct bg_daemon *d)
 
 bool bg_lease_released(const struct bg_daemon *d)
 {
-	return d->lease_state == BG_LEASE_RELEASED || d->lease_state == BG_LEASE_LOST ||
+	return d->lease_state == BG_LEASE_RELEASED ||
+	       d->lease_state == BG_LEASE_LOST ||
 	       d->lease_state == BG_LEASE_NONE;
 }
 

@@ -14,10 +14,10 @@ enum bg_lease_state {
 	BG_LEASE_CLAIMING,
 	BG_LEASE_WAITING, /* held by another worker: waiting for it */
 	BG_LEASE_HELD,
-	BG_LEASE_LOST,	   /* the heartbeat found another owner */
+	BG_LEASE_LOST,	    /* the heartbeat found another owner */
 	BG_LEASE_RELEASING, /* at exit: the release is in flight, no beat
 			       may re-create the lease */
-	BG_LEASE_RELEASED, /* at exit */
+	BG_LEASE_RELEASED,  /* at exit */
 };
 
 void bg_lease_start(struct bg_daemon *d);

@@ -150,7 +150,8 @@ static void emit(enum bg_log_level level, const struct bg_log_ids *ids,
 		if (ids) {
 			bg_buf_printf(&b, " (session=%s exec=%s msg=%s",
 				      ids->session_id ? ids->session_id : "-",
-				      ids->execution_id ? ids->execution_id : "-",
+				      ids->execution_id ? ids->execution_id
+							: "-",
 				      ids->message_id ? ids->message_id : "-");
 			if (ids->slot >= 0)
 				bg_buf_printf(&b, " slot=%d", ids->slot);

@@ -34,8 +34,7 @@ void bg_log_task(enum bg_log_level level, const struct bg_log_ids *ids,
  * backslash, '\\' written as "\\\\" (unambiguous: for a child's raw
  * output). Every log line goes through it without backslash (the JSON
  * format escapes through its encoder). 0 or -ENOMEM. */
-int bg_log_escape(struct bg_buf *out, const char *s, size_t n,
-		  bool backslash);
+int bg_log_escape(struct bg_buf *out, const char *s, size_t n, bool backslash);
 
 #define bg_debug(...) bg_log(BG_LOG_DEBUG, __VA_ARGS__)
 #define bg_info(...) bg_log(BG_LOG_INFO, __VA_ARGS__)

@@ -135,15 +135,17 @@ static void reload_config(struct bg_daemon *d)
 		rc = -1;
 	}
 	if (rc == 0 && next->pool_size != d->cfg->pool_size) {
-		snprintf(err, sizeof(err), "pool.size changed: restart bygated "
-					   "to apply that");
+		snprintf(err, sizeof(err),
+			 "pool.size changed: restart bygated "
+			 "to apply that");
 		rc = -1;
 	}
 	if (rc != 0) {
 		bg_error("SIGHUP: %s; keeping the running configuration",
 			 next ? err : "out of memory");
-		sd_notifyf(0, "READY=1\nSTATUS=reload failed, running on the "
-			      "previous configuration: %s",
+		sd_notifyf(0,
+			   "READY=1\nSTATUS=reload failed, running on the "
+			   "previous configuration: %s",
 			   next ? err : "out of memory");
 		if (next) {
 			bg_config_free(next);
@@ -177,11 +179,12 @@ static void on_signal(evutil_socket_t sig, short ev, void *arg)
 	} else if (sig == SIGHUP) {
 		reload_config(d);
 	} else if (sig == SIGINT || d->draining) {
-		bg_info("%s: stopping now", sig == SIGINT ? "SIGINT" : "SIGTERM");
+		bg_info("%s: stopping now",
+			sig == SIGINT ? "SIGINT" : "SIGTERM");
 		begin_stop(d);
 	} else {
-		bg_info("SIGTERM: draining %d tasks (at most %d ms)", d->n_tasks,
-			d->cfg->drain_timeout_ms);
+		bg_info("SIGTERM: draining %d tasks (at most %d ms)",
+			d->n_tasks, d->cfg->drain_timeout_ms);
 		sd_notify(0, "STOPPING=1\nSTATUS=draining");
 		d->draining = true; /* the read stops at the turn's end */
 		int ms = d->cfg->drain_timeout_ms;
@@ -304,7 +307,7 @@ static int daemon_init(struct bg_daemon *d, struct bg_config *cfg)
 	d->streams[0] = bg_dkey(d, BG_KEY_WORKER_CTRL, cfg->worker_id);
 	for (int i = 0; i < cfg->n_agent_types; i++)
 		d->streams[i + 1] = bg_dkey(d, BG_KEY_AGENT_TYPE_CTRL,
-					   cfg->agent_types[i].name);
+					    cfg->agent_types[i].name);
 	d->deadletter_key = bg_dkey(d, BG_KEY_DEADLETTER, "");
 	d->denied = calloc((size_t)cfg->n_agent_types + 1, sizeof(bool));
 	snprintf(d->lifecycle, sizeof(d->lifecycle), "active");
@@ -396,8 +399,8 @@ static int run(struct bg_daemon *d, const struct bg_spawn_identity *who)
 	d->time_timer = event_new(d->base, -1, EV_PERSIST, on_time_tick, d);
 	struct timeval tv30 = { 30, 0 };
 	event_add(d->time_timer, &tv30);
-	d->reconcile_timer = event_new(d->base, -1, EV_PERSIST,
-				       on_reconcile_tick, d);
+	d->reconcile_timer =
+		event_new(d->base, -1, EV_PERSIST, on_reconcile_tick, d);
 	int rms = cfg->reconcile_interval_ms;
 	struct timeval tvr = { rms / 1000, (rms % 1000) * 1000 };
 	event_add(d->reconcile_timer, &tvr);

@@ -17,13 +17,13 @@
 #define PEL_REFRESH_S 5
 
 const char *const bg_metrics_outcomes[N_OUTCOMES] = {
-	"completed", "failed", "cancelled", "deadlettered",
+	"completed", "failed",	  "cancelled", "deadlettered",
 	"acked",     "suspended", "other"
 };
-const char *const bg_metrics_exit_reasons[N_REASONS] = {
-	"crash", "timeout", "cancel", "recycle",
-	"protocol", "shutdown", "fatal", "other"
-};
+const char *const bg_metrics_exit_reasons[N_REASONS] = { "crash",    "timeout",
+							 "cancel",   "recycle",
+							 "protocol", "shutdown",
+							 "fatal",    "other" };
 
 struct bg_metrics *bg_metrics_new(void)
 {
@@ -95,7 +95,8 @@ void bg_metrics_task_done(struct bg_metrics *m, const char *agent_type,
 void bg_metrics_child_exit(struct bg_metrics *m, const char *reason)
 {
 	if (m)
-		m->child_exits[label_index(bg_metrics_exit_reasons, N_REASONS, reason)]++;
+		m->child_exits[label_index(bg_metrics_exit_reasons, N_REASONS,
+					   reason)]++;
 }
 
 void bg_metrics_ring_stall(struct bg_metrics *m)
@@ -215,14 +216,13 @@ static void pel_refresh(evutil_socket_t fd, short ev, void *arg)
 		for (int i = 0; i < m->pel_n && i < d->n_streams; i++) {
 			const char *s = d->streams[i];
 			pel_send(m, i,
-				 (const char *const[]){ "XPENDING", s,
-							d->group, NULL },
+				 (const char *const[]){ "XPENDING", s, d->group,
+							NULL },
 				 on_pel_summary);
 			pel_send(m, i,
-				 (const char *const[]){ "XPENDING", s,
-							d->group, "-", "+",
-							"1", d->worker_id,
-							NULL },
+				 (const char *const[]){ "XPENDING", s, d->group,
+							"-", "+", "1",
+							d->worker_id, NULL },
 				 on_pel_own);
 		}
 		tv.tv_sec = PEL_REFRESH_S;

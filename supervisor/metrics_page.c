@@ -27,7 +27,6 @@ static int put_scalars(struct bg_buf *out, const struct scalar *s, size_t n)
 	return 0;
 }
 
-
 /* One family with one label: values[i] is the label value of v[i]. */
 static int put_labeled(struct bg_buf *out, const struct scalar *f,
 		       const char *label, const char *const *values,
@@ -90,8 +89,9 @@ static int put_tasks(struct bg_buf *out, const struct bg_metrics *m)
 				       1, &t->run))
 			return -ENOMEM;
 	}
-	if (bg_prom_family(out, "bygate_queue_wait_seconds", "histogram",
-			   "Time from reading an entry until a child took it.") ||
+	if (bg_prom_family(
+		    out, "bygate_queue_wait_seconds", "histogram",
+		    "Time from reading an entry until a child took it.") ||
 	    bg_prom_hist_write(out, "bygate_queue_wait_seconds", NULL, 0,
 			       &m->queue_wait))
 		return -ENOMEM;
@@ -103,18 +103,21 @@ static int put_events(struct bg_buf *out, const struct bg_metrics *m)
 	static const struct scalar exits = {
 		"bygate_child_exits_total", "counter",
 		"Child processes that ended, by reason (crash, timeout, "
-		"cancel, recycle, protocol violation, shutdown, fatal).", 0
+		"cancel, recycle, protocol violation, shutdown, fatal).",
+		0
 	};
 	static const struct scalar reclaimed = {
 		"bygate_reclaimed_total", "counter",
 		"Pending entries fetched again by recovery: own (this "
 		"worker's pending list) or peer (a dead peer's, after its "
-		"lease expired).", 0
+		"lease expired).",
+		0
 	};
 	double v[N_REASONS];
 	for (size_t i = 0; i < N_REASONS; i++)
 		v[i] = (double)m->child_exits[i];
-	if (put_labeled(out, &exits, "reason", bg_metrics_exit_reasons, v, N_REASONS))
+	if (put_labeled(out, &exits, "reason", bg_metrics_exit_reasons, v,
+			N_REASONS))
 		return -ENOMEM;
 	static const char *const from[] = { "own", "peer" };
 	double r[2] = { (double)m->reclaimed_own, (double)m->reclaimed_peer };

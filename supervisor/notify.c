@@ -11,9 +11,9 @@ void bg_notify_status(struct bg_daemon *d, const char *state)
 	sd_notifyf(0,
 		   "%sSTATUS=%s: %d children (%d busy), %d tasks in flight; "
 		   "completed %llu, failed %llu, dead-lettered %llu",
-		   state ? state : "", d->lifecycle, bg_pool_alive_count(d->pool),
-		   bg_pool_busy_count(d->pool), d->n_tasks,
-		   (unsigned long long)d->n_completed,
+		   state ? state : "", d->lifecycle,
+		   bg_pool_alive_count(d->pool), bg_pool_busy_count(d->pool),
+		   d->n_tasks, (unsigned long long)d->n_completed,
 		   (unsigned long long)d->n_failed,
 		   (unsigned long long)d->n_deadlettered);
 }

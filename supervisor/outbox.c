@@ -32,12 +32,13 @@ void bg_outbox_cmd(struct bg_job *t, int argc, const struct bg_str *argv)
 	int rc = bg_cmdlist_add(&t->run.outbox, argc, argv);
 	if (rc && !failed) {
 		struct bg_log_ids ids = bg_job_log_ids(t);
-		bg_log_task(BG_LOG_ERROR, &ids,
-			    "handler write %.*s could not be kept in the outbox "
-			    "(%s): the finish of entry %s will not be sent",
-			    argc > 0 ? (int)argv[0].len : 0,
-			    argc > 0 ? argv[0].p : "", strerror(-rc),
-			    t->id.entry_id);
+		bg_log_task(
+			BG_LOG_ERROR, &ids,
+			"handler write %.*s could not be kept in the outbox "
+			"(%s): the finish of entry %s will not be sent",
+			argc > 0 ? (int)argv[0].len : 0,
+			argc > 0 ? argv[0].p : "", strerror(-rc),
+			t->id.entry_id);
 	}
 }
 
@@ -99,12 +100,11 @@ void bg_outbox_reply_error(struct bg_daemon *d, struct bg_job *t,
 /* ---- the job a late answer belongs to ---- */
 
 struct bg_job *bg_outbox_task_of(struct bg_daemon *d, uint64_t tag,
-				  uint32_t run_id)
+				 uint32_t run_id)
 {
 	for (struct bg_job *t = d->all.next; t != &d->all; t = t->next)
 		if (t->tag == tag)
-			return bg_job_in_child(t) &&
-					       t->run.run_id == run_id
+			return bg_job_in_child(t) && t->run.run_id == run_id
 				       ? t
 				       : NULL;
 	return NULL;
@@ -112,8 +112,7 @@ struct bg_job *bg_outbox_task_of(struct bg_daemon *d, uint64_t tag,
 
 /* ---- requests to other agents (WIRE 6.6, 6.7) ---- */
 
-static int content_text(json_t *content, struct bg_send_body *b,
-			char **owned)
+static int content_text(json_t *content, struct bg_send_body *b, char **owned)
 {
 	*owned = NULL;
 	if (json_is_string(content)) {

@@ -24,10 +24,10 @@ struct bg_job;
  * attempt's finish then cannot be built (bg_outbox_splice). */
 void bg_outbox_cmd(struct bg_job *t, int argc, const struct bg_str *argv);
 
-#define BG_OUT(t, ...)                                                      \
-	do {                                                                \
-		const struct bg_str a_[] = { __VA_ARGS__ };                 \
-		bg_outbox_cmd((t), (int)(sizeof(a_) / sizeof(a_[0])), a_);  \
+#define BG_OUT(t, ...)                                                         \
+	do {                                                                   \
+		const struct bg_str a_[] = { __VA_ARGS__ };                    \
+		bg_outbox_cmd((t), (int)(sizeof(a_) / sizeof(a_[0])), a_);     \
 	} while (0)
 
 /* Add t's outbox after the commands of the finish transaction x: x fails
@@ -49,7 +49,7 @@ void bg_outbox_reply_error(struct bg_daemon *d, struct bg_job *t,
  * (struct bg_job run_id), or NULL: it has ended, or was re-run or retried
  * meanwhile and must not get an answer meant for an earlier run. */
 struct bg_job *bg_outbox_task_of(struct bg_daemon *d, uint64_t tag,
-				  uint32_t run_id);
+				 uint32_t run_id);
 
 /* A request to another agent (WIRE 6.6, 6.7); the members view memory the
  * caller owns. */
@@ -58,12 +58,12 @@ struct bg_outbox_req {
 	json_t *content;
 	bool wait;
 	json_t *extra, *metadata;
-	const char *group;	  /* task group id or "" */
-	const char *policy;	  /* route_policy for the record, NULL = none */
+	const char *group;  /* task group id or "" */
+	const char *policy; /* route_policy for the record, NULL = none */
 	const char *route_status;
-	const char *selected;	  /* selected_agent_type, NULL = "" */
-	char message_id[32];	  /* minted when empty */
-	char execution_id[32];	  /* minted when empty */
+	const char *selected;  /* selected_agent_type, NULL = "" */
+	char message_id[32];   /* minted when empty */
+	char execution_id[32]; /* minted when empty */
 };
 
 /* The callee's ASK_AGENT (WIRE 6.6 steps 1-3) into ask, minting rq's ids

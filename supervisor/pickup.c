@@ -50,9 +50,10 @@ static void decide(struct bg_daemon *d, struct bg_job *t,
 			bg_buf_append(&t->id.record, js->p, js->len);
 		} else {
 			struct bg_log_ids ids = bg_job_log_ids(t);
-			bg_log_task(BG_LOG_WARN, &ids,
-				    "stored execution record is not valid JSON; "
-				    "starting a new execution");
+			bg_log_task(
+				BG_LOG_WARN, &ids,
+				"stored execution record is not valid JSON; "
+				"starting a new execution");
 		}
 	}
 	bool is_resume = t->id.cmd.action == BG_ACTION_RESUME;
@@ -79,8 +80,8 @@ static void decide(struct bg_daemon *d, struct bg_job *t,
 				 "alone (re-run as a suspect after an unclean "
 				 "exit); dead-lettered as poison without "
 				 "running again",
-				 t->id.deliveries, d->cfg->max_deliveries, alone,
-				 alone == 1 ? "" : "s");
+				 t->id.deliveries, d->cfg->max_deliveries,
+				 alone, alone == 1 ? "" : "s");
 		else
 			snprintf(why, sizeof(why),
 				 "entry delivered %d times (max_deliveries "
@@ -88,8 +89,8 @@ static void decide(struct bg_daemon *d, struct bg_job *t,
 				 "again",
 				 t->id.deliveries, d->cfg->max_deliveries);
 		if (!have)
-			bg_id_new(t->id.execution_id, sizeof(t->id.execution_id),
-				  "exec-");
+			bg_id_new(t->id.execution_id,
+				  sizeof(t->id.execution_id), "exec-");
 		bg_record_free(&rec);
 		t->id.record_exists = have;
 		t->end.deadletter = true;
@@ -107,15 +108,17 @@ static void decide(struct bg_daemon *d, struct bg_job *t,
 		bg_record_free(&rec);
 		t->id.record_exists = have;
 		if (!have)
-			bg_id_new(t->id.execution_id, sizeof(t->id.execution_id),
-				  "exec-");
+			bg_id_new(t->id.execution_id,
+				  sizeof(t->id.execution_id), "exec-");
 		bg_end_cancelled(d, t);
 		return;
 	}
 	/* WIRE 6.4 step 5: resumed = a RESUME, or a record past QUEUED. */
-	t->id.is_resumed = is_resume || (have && !bg_str_eq(rec.status, "QUEUED"));
+	t->id.is_resumed = is_resume ||
+			   (have && !bg_str_eq(rec.status, "QUEUED"));
 	if (!have)
-		bg_id_new(t->id.execution_id, sizeof(t->id.execution_id), "exec-");
+		bg_id_new(t->id.execution_id, sizeof(t->id.execution_id),
+			  "exec-");
 	else if (rec.parent_message_id.len) {
 		free(t->id.parent_message_id);
 		t->id.parent_message_id = dup_str(rec.parent_message_id);
@@ -137,7 +140,7 @@ static void decide(struct bg_daemon *d, struct bg_job *t,
 		bg_record_free(&rec);
 		t->id.record_exists = have;
 		bg_end(d, t, BG_END_DEADLETTER, bg_cmd_error_code(rc),
-			 bg_cmd_error_text(rc));
+		       bg_cmd_error_text(rc));
 		return;
 	}
 	bg_record_free(&rec);
@@ -149,8 +152,6 @@ static void decide(struct bg_daemon *d, struct bg_job *t,
 	}
 	bg_admit(d, t);
 }
-
-
 
 /* The pickup read is two pipelined HGETs (msg_map, then the record): a
  * Lua script doing both in one round trip costs Redis five times the CPU
@@ -198,7 +199,8 @@ static void on_pickup_map(struct bg_rconn *c, redisReply *r, void *priv)
 	struct bg_daemon *d = t->d;
 	if (!pickup_reply_ok(t, r))
 		return;
-	if (r->type != REDIS_REPLY_STRING || r->len >= sizeof(t->id.execution_id) ||
+	if (r->type != REDIS_REPLY_STRING ||
+	    r->len >= sizeof(t->id.execution_id) ||
 	    !id_usable((struct bg_str){ r->str, r->len })) {
 		decide(d, t, NULL);
 		return;
@@ -246,7 +248,7 @@ static bool id_usable(struct bg_str s)
 }
 
 void bg_pickup_replay_finish(struct bg_daemon *d, int stream_idx,
-			   const char *id, struct bg_str blob)
+			     const char *id, struct bg_str blob)
 {
 	struct bg_job *t = bg_job_new(d, stream_idx, id);
 	if (t == NULL)
@@ -255,12 +257,12 @@ void bg_pickup_replay_finish(struct bg_daemon *d, int stream_idx,
 	bg_finish_replay(d, t, blob);
 }
 
-static void accept_entry(struct bg_daemon *d, struct bg_job *t,
-			 int stream_idx, const char *id, const char *data,
-			 size_t data_len, bool has_data);
+static void accept_entry(struct bg_daemon *d, struct bg_job *t, int stream_idx,
+			 const char *id, const char *data, size_t data_len,
+			 bool has_data);
 
 void bg_pickup_accept(struct bg_daemon *d, int stream_idx, const char *id,
-		    const char *data, size_t data_len, bool has_data)
+		      const char *data, size_t data_len, bool has_data)
 {
 	struct bg_job *t = bg_job_new(d, stream_idx, id);
 	if (t)
@@ -271,8 +273,8 @@ void bg_pickup_accept(struct bg_daemon *d, int stream_idx, const char *id,
  * known; the attempts already counted against it come from LMDB. */
 void bg_pickup_accept_recovered(struct bg_daemon *d, int stream_idx,
 				const char *id, const char *data,
-				size_t data_len, bool has_data,
-				int deliveries, int alone_crashes)
+				size_t data_len, bool has_data, int deliveries,
+				int alone_crashes)
 {
 	struct bg_job *t = bg_job_new(d, stream_idx, id);
 	if (t == NULL)
@@ -283,7 +285,8 @@ void bg_pickup_accept_recovered(struct bg_daemon *d, int stream_idx,
 	if (d->state) {
 		struct bg_state_exec e;
 		struct bg_buf store = { 0 };
-		if (bg_state_exec_get(d->state, bg_str_c(d->streams[stream_idx]),
+		if (bg_state_exec_get(d->state,
+				      bg_str_c(d->streams[stream_idx]),
 				      bg_str_c(id), &e, &store) == 0)
 			t->run.failed_attempts = (int)e.interrupted;
 		bg_buf_free(&store);
@@ -291,23 +294,22 @@ void bg_pickup_accept_recovered(struct bg_daemon *d, int stream_idx,
 	accept_entry(d, t, stream_idx, id, data, data_len, has_data);
 }
 
-static void accept_entry(struct bg_daemon *d, struct bg_job *t,
-			 int stream_idx, const char *id, const char *data,
-			 size_t data_len, bool has_data)
+static void accept_entry(struct bg_daemon *d, struct bg_job *t, int stream_idx,
+			 const char *id, const char *data, size_t data_len,
+			 bool has_data)
 {
-	const char *agent = stream_idx > 0
-				    ? d->cfg->agent_types[stream_idx - 1].name
-				    : "";
+	const char *agent =
+		stream_idx > 0 ? d->cfg->agent_types[stream_idx - 1].name : "";
 	t->id.agent_type = strdup(agent);
 	if (!has_data) {
 		bg_end(d, t, BG_END_DEADLETTER, "no_data",
-			 "stream entry has no `data` field");
+		       "stream entry has no `data` field");
 		return;
 	}
 	t->id.data = malloc(data_len + 1);
 	if (t->id.data == NULL) {
 		bg_end(d, t, BG_END_DEADLETTER, "too_large",
-			 "entry too large for memory");
+		       "entry too large for memory");
 		return;
 	}
 	memcpy(t->id.data, data, data_len);
@@ -316,7 +318,7 @@ static void accept_entry(struct bg_daemon *d, struct bg_job *t,
 	int rc = bg_cmd_scan(t->id.data, t->id.data_len, &t->id.cmd);
 	if (rc) {
 		bg_end(d, t, BG_END_DEADLETTER, bg_cmd_error_code(rc),
-			 bg_cmd_error_text(rc));
+		       bg_cmd_error_text(rc));
 		return;
 	}
 	t->id.cmd_ok = true;
@@ -339,7 +341,7 @@ static void accept_entry(struct bg_daemon *d, struct bg_job *t,
 	uint64_t now = (uint64_t)bg_redis_now_ms(d);
 	if (entry_ms(id) + age_limit < now) {
 		bg_end(d, t, BG_END_DEADLETTER, "stale",
-			 "entry is older than max_entry_age; not run");
+		       "entry is older than max_entry_age; not run");
 		return;
 	}
 	if (c->action != BG_ACTION_ASK_AGENT && c->action != BG_ACTION_RESUME) {
@@ -353,10 +355,10 @@ static void accept_entry(struct bg_daemon *d, struct bg_job *t,
 	    c->hdr[BG_HDR_PARENT_MESSAGE_ID].len > BG_ID_MAX ||
 	    !id_usable(bg_str_c(t->id.agent_type))) {
 		bg_end(d, t, BG_END_DEADLETTER, "invalid_id",
-			 "session_id, message_id or target_agent_type is "
-			 "empty, longer than 512 bytes or has control "
-			 "characters (or source_agent_type or "
-			 "parent_message_id is longer than 512 bytes)");
+		       "session_id, message_id or target_agent_type is "
+		       "empty, longer than 512 bytes or has control "
+		       "characters (or source_agent_type or "
+		       "parent_message_id is longer than 512 bytes)");
 		return;
 	}
 	/* The handler is the one of the stream's agent type; events carry
@@ -364,7 +366,7 @@ static void accept_entry(struct bg_daemon *d, struct bg_job *t,
 	 * to this worker directly names its type in the header. */
 	t->id.handler_type = stream_idx > 0 ? agent : t->id.agent_type;
 	t->id.has_source_agent = t->id.source_agent_type[0] != '\0' &&
-			      c->action != BG_ACTION_RESUME;
+				 c->action != BG_ACTION_RESUME;
 	if (t->id.has_source_agent)
 		snprintf(t->id.callback_to, sizeof(t->id.callback_to), "%s",
 			 t->id.source_agent_type);
@@ -372,9 +374,8 @@ static void accept_entry(struct bg_daemon *d, struct bg_job *t,
 	t->id.data_key = bg_dkey(d, BG_KEY_SESSION_DATA, t->id.session_id);
 	if (t->id.reg_key == NULL || t->id.data_key == NULL) {
 		bg_end(d, t, BG_END_DEADLETTER, "invalid_id",
-			 "cannot build the session keys");
+		       "cannot build the session keys");
 		return;
 	}
 	send_pickup(d, t);
 }
-

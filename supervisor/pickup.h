@@ -18,8 +18,8 @@ void bg_pickup_accept(struct bg_daemon *d, int stream_idx, const char *id,
  * already counted against it come from LMDB. */
 void bg_pickup_accept_recovered(struct bg_daemon *d, int stream_idx,
 				const char *id, const char *data,
-				size_t data_len, bool has_data,
-				int deliveries, int alone_crashes);
+				size_t data_len, bool has_data, int deliveries,
+				int alone_crashes);
 /* A finish read from the journal: sent again as it was. */
 void bg_pickup_replay_finish(struct bg_daemon *d, int stream_idx,
 			     const char *id, struct bg_str blob);

@@ -16,8 +16,7 @@
 #include "supervisor/spawn.h"
 
 struct bg_pool *bg_pool_new(struct event_base *base,
-			    const struct bg_config *cfg,
-			    const char *child_path,
+			    const struct bg_config *cfg, const char *child_path,
 			    const struct bg_spawn_identity *who,
 			    const struct bg_pool_ops *ops, void *arg)
 {
@@ -39,7 +38,7 @@ struct bg_pool *bg_pool_new(struct event_base *base,
 	p->generation = 1;
 	p->c = calloc((size_t)p->n, sizeof(*p->c));
 	p->deaths_cap = cfg->crash_storm_deaths > 0 ? cfg->crash_storm_deaths
-						     : 1;
+						    : 1;
 	p->deaths = calloc((size_t)p->deaths_cap, sizeof(int64_t));
 	if (p->child_path == NULL || p->c == NULL ||
 	    bg_pool_build_config(p) != 0) {
@@ -159,8 +158,7 @@ static int draining_child(const struct bg_pool *p)
 	return best;
 }
 
-int bg_pool_pick(const struct bg_pool *p, int group, int limit,
-		 bool busy_only)
+int bg_pool_pick(const struct bg_pool *p, int group, int limit, bool busy_only)
 {
 	int best = -1, best_room = 0;
 	int drain = busy_only ? draining_child(p) : -1;
@@ -181,8 +179,8 @@ pid_t bg_pool_pid(const struct bg_pool *p, int slot)
 	return (slot >= 0 && slot < p->n) ? p->c[slot].pid : 0;
 }
 
-int bg_pool_run(struct bg_pool *p, int slot, uint64_t tag, int group,
-		int limit, const void *payload, size_t len)
+int bg_pool_run(struct bg_pool *p, int slot, uint64_t tag, int group, int limit,
+		const void *payload, size_t len)
 {
 	struct bg_slot *sl = &p->c[slot];
 	if (limit > BG_POOL_MAX_INFLIGHT)

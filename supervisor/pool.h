@@ -31,8 +31,8 @@ struct bg_pool_ops {
 	 * tags[0..n) (several only for a shared child, see bg_pool_run);
 	 * `why` explains it for an operator (exit status, signal, kill
 	 * reason). */
-	void (*on_child_lost)(void *arg, int slot, const uint64_t *tags,
-			      int n, const char *why);
+	void (*on_child_lost)(void *arg, int slot, const uint64_t *tags, int n,
+			      const char *why);
 	/* Metrics: a child ended (reason: crash, timeout, cancel, recycle,
 	 * protocol, shutdown, fatal); a down ring was full. May be NULL. */
 	void (*on_child_exit)(void *arg, const char *reason);
@@ -40,8 +40,7 @@ struct bg_pool_ops {
 };
 
 struct bg_pool *bg_pool_new(struct event_base *base,
-			    const struct bg_config *cfg,
-			    const char *child_path,
+			    const struct bg_config *cfg, const char *child_path,
 			    const struct bg_spawn_identity *who,
 			    const struct bg_pool_ops *ops, void *arg);
 int bg_pool_start(struct bg_pool *p);
@@ -66,15 +65,14 @@ int bg_pool_shared_children(const struct bg_pool *p);
  * busy_only (a task waits for a child to itself): only children already
  * running tasks, and not the one with the fewest, which is left to drain
  * for the waiting task. */
-int bg_pool_pick(const struct bg_pool *p, int group, int limit,
-		 bool busy_only);
+int bg_pool_pick(const struct bg_pool *p, int group, int limit, bool busy_only);
 pid_t bg_pool_pid(const struct bg_pool *p, int slot);
 
 /* Hand a packed BG_REC_TASK payload (copied) to `slot` for task `tag`
  * under the sharing rule of bg_pool_pick. 0, -EBUSY (no room there),
  * -ENOMEM, -EMSGSIZE. */
-int bg_pool_run(struct bg_pool *p, int slot, uint64_t tag, int group,
-		int limit, const void *payload, size_t len);
+int bg_pool_run(struct bg_pool *p, int slot, uint64_t tag, int group, int limit,
+		const void *payload, size_t len);
 
 /* Signal the process group of the child in `slot` (e.g. SIGTERM, then
  * SIGKILL for a timeout); `reason` is kept for the exit report. */

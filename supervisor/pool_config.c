@@ -10,7 +10,7 @@
 
 /* Strings of one agent type's CONFIG fields that cfg does not hold. */
 struct config_scratch {
-	char *argv; /* JSON array, malloc'd */
+	char *argv;    /* JSON array, malloc'd */
 	char *sandbox; /* JSON object, malloc'd */
 	char max_inflight[16];
 	char max_line[24];

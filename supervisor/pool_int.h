@@ -32,8 +32,8 @@ struct child_output {
 	int fd; /* read end, O_NONBLOCK | O_CLOEXEC; -1 = none */
 	struct event *ev;
 	char line[OUT_LINE_MAX];
-	size_t len;	  /* bytes in line */
-	uint64_t cut;	  /* bytes of the current line beyond OUT_LINE_MAX */
+	size_t len;   /* bytes in line */
+	uint64_t cut; /* bytes of the current line beyond OUT_LINE_MAX */
 	int64_t win_start_ms;
 	uint64_t win_bytes;
 	uint64_t dropped; /* bytes dropped in this window */
@@ -76,7 +76,7 @@ struct bg_slot {
 	int group; /* what they share (bg_pool_run), -1 = exclusive */
 	uint64_t tasks_done;
 	uint64_t recycle_after;
-	bool ring_pending;   /* doorbell to ring at end of turn */
+	bool ring_pending; /* doorbell to ring at end of turn */
 	bool recycling;
 	bool broken;		 /* broke the protocol: nothing more is read */
 	bool exited;		 /* reaped: its last records are being read */

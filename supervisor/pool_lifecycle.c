@@ -72,8 +72,10 @@ static int spawn_child(struct bg_slot *sl)
 	char slot_s[16], gen_s[16];
 	snprintf(slot_s, sizeof(slot_s), "%d", sl->slot);
 	snprintf(gen_s, sizeof(gen_s), "%u", p->generation);
-	char *argv[] = { p->child_path, "--slot", slot_s, "--generation",
-			 gen_s, p->cfg->sandbox ? NULL : "--no-sandbox", NULL };
+	char *argv[] = { p->child_path, "--slot",
+			 slot_s,	"--generation",
+			 gen_s,		p->cfg->sandbox ? NULL : "--no-sandbox",
+			 NULL };
 	pid_t pid = 0;
 	char err[512] = "";
 	if (src[0] < 0 || src[1] < 0 || src[2] < 0) {
@@ -81,8 +83,8 @@ static int spawn_child(struct bg_slot *sl)
 		snprintf(err, sizeof(err), "fcntl(F_DUPFD_CLOEXEC) failed: %s",
 			 strerror(errno));
 	} else {
-		rc = bg_spawn_child(p->spawner, p->child_path, argv, src,
-				    out_w, &pid, err, sizeof(err));
+		rc = bg_spawn_child(p->spawner, p->child_path, argv, src, out_w,
+				    &pid, err, sizeof(err));
 	}
 	for (int i = 0; i < 3; i++)
 		if (src[i] >= 0)
@@ -116,7 +118,7 @@ static int spawn_child(struct bg_slot *sl)
 	p->stats.spawned++;
 	bg_debug("slot %d: spawned bygate-child pid %d", sl->slot, (int)pid);
 	rc = bg_slot_queue(sl, BG_REC_CONFIG, 0, p->config_payload.p,
-			 p->config_payload.len);
+			   p->config_payload.len);
 	if (rc) {
 		bg_slot_kill(sl, "config could not be sent");
 		return rc;
@@ -137,8 +139,7 @@ static void describe_status(const struct bg_slot *sl, int status, char *buf,
 	const struct bg_seg_hdr *hdr = sl->seg.hdr;
 	if (WIFEXITED(status) && WEXITSTATUS(status) == CHILD_EXIT_TASK_DIED &&
 	    hdr != NULL &&
-	    __atomic_load_n(&hdr->score.task_status_set, __ATOMIC_ACQUIRE) ==
-		    1)
+	    __atomic_load_n(&hdr->score.task_status_set, __ATOMIC_ACQUIRE) == 1)
 		status = (int)__atomic_load_n(&hdr->score.task_status,
 					      __ATOMIC_RELAXED);
 	bg_wait_status_text(status, buf, n);
@@ -149,7 +150,8 @@ static void schedule_respawn(struct bg_slot *sl)
 	struct bg_pool *p = sl->pool;
 	int64_t delay = 0;
 	if (sl->quick_deaths > 0) {
-		delay = 100LL << (sl->quick_deaths > 10 ? 10 : sl->quick_deaths);
+		delay = 100LL
+			<< (sl->quick_deaths > 10 ? 10 : sl->quick_deaths);
 		if (delay > p->cfg->respawn_backoff_max_ms)
 			delay = p->cfg->respawn_backoff_max_ms;
 	}
@@ -179,10 +181,11 @@ static void note_death(struct bg_pool *p)
 		p->breaker_until_ms = now + p->cfg->crash_storm_pause_ms;
 		p->stats.breaker_opened++;
 		p->n_deaths = 0;
-		bg_error("crash storm: %d child deaths within %d ms; breaker open, "
-			 "no child is respawned and no task read for %d ms",
-			 n, p->cfg->crash_storm_window_ms,
-			 p->cfg->crash_storm_pause_ms);
+		bg_error(
+			"crash storm: %d child deaths within %d ms; breaker open, "
+			"no child is respawned and no task read for %d ms",
+			n, p->cfg->crash_storm_window_ms,
+			p->cfg->crash_storm_pause_ms);
 	}
 }
 
@@ -217,13 +220,15 @@ static void child_reaped(struct bg_slot *sl, int status)
 	struct bg_pool *p = sl->pool;
 	char why[256], st[96];
 	describe_status(sl, status, st, sizeof(st));
-	bg_slot_output_close(sl); /* its last words before the report of its end */
+	bg_slot_output_close(
+		sl); /* its last words before the report of its end */
 	uint64_t tags[BG_POOL_MAX_INFLIGHT];
 	int n_tags = sl->n_tags;
 	memcpy(tags, sl->tags, sizeof(tags[0]) * (size_t)n_tags);
 	if (sl->kill_reason)
-		snprintf(why, sizeof(why), "child process (pid %d, slot %d) %s: %s",
-			 (int)sl->pid, sl->slot, st, sl->kill_reason);
+		snprintf(why, sizeof(why),
+			 "child process (pid %d, slot %d) %s: %s", (int)sl->pid,
+			 sl->slot, st, sl->kill_reason);
 	else
 		snprintf(why, sizeof(why), "child process (pid %d, slot %d) %s",
 			 (int)sl->pid, sl->slot, st);
@@ -301,7 +306,8 @@ static void on_sweep(evutil_socket_t fd, short ev, void *arg)
 			bg_slot_read(sl);
 			bg_slot_flush(sl);
 		} else if (!p->shutting_down && sl->state == SLOT_EMPTY &&
-			   now >= sl->respawn_at_ms && now >= p->breaker_until_ms) {
+			   now >= sl->respawn_at_ms &&
+			   now >= p->breaker_until_ms) {
 			if (spawn_child(sl) != 0) {
 				sl->quick_deaths++;
 				schedule_respawn(sl);

@@ -18,7 +18,7 @@
 #define OUT_BUDGET_BYTES (1024 * 1024)
 #define OUT_WINDOW_MS 60000
 #define OUT_LINE_COST 64
-#define OUT_READ_PER_TURN (256 * 1024) /* bytes read per loop turn */
+#define OUT_READ_PER_TURN (256 * 1024)	   /* bytes read per loop turn */
 #define OUT_READ_AT_EXIT (4 * 1024 * 1024) /* drained when it is gone */
 
 /* Log the line held in o (escaped, prefixed) and start a new one. */

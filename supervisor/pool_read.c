@@ -10,8 +10,9 @@
 
 static void child_protocol_error(struct bg_slot *sl, const char *what)
 {
-	bg_error("slot %d: child pid %d broke the IPC protocol (%s); killing it",
-		 sl->slot, (int)sl->pid, what);
+	bg_error(
+		"slot %d: child pid %d broke the IPC protocol (%s); killing it",
+		sl->slot, (int)sl->pid, what);
 	sl->pool->stats.protocol_kills++;
 	sl->broken = true;
 	bg_slot_kill(sl, "the child broke the IPC protocol");
@@ -33,8 +34,8 @@ static void handle_log(struct bg_slot *sl, uint64_t tag, const uint8_t *p,
 	else if (bg_str_eq(f[0], "error"))
 		lvl = BG_LOG_ERROR;
 	bg_log(lvl, "slot %d pid %d task %llu: %.*s", sl->slot, (int)sl->pid,
-	       (unsigned long long)tag, (int)(f[1].len > 4000 ? 4000 : f[1].len),
-	       f[1].p);
+	       (unsigned long long)tag,
+	       (int)(f[1].len > 4000 ? 4000 : f[1].len), f[1].p);
 }
 
 /* Task tags[i] ended with its RESULT: the child has room again (idle once
@@ -133,10 +134,10 @@ void bg_slot_read(struct bg_slot *sl)
 			continue;
 		}
 		if (rc < 0) {
-			child_protocol_error(sl, rc == -EMSGSIZE
-							 ? "message larger than "
-							   "max_message_bytes"
-							 : "corrupt ring");
+			child_protocol_error(
+				sl, rc == -EMSGSIZE ? "message larger than "
+						      "max_message_bytes"
+						    : "corrupt ring");
 			return;
 		}
 		if (bg_ring_consumer_sleep_prepare(&sl->seg.up))

@@ -12,7 +12,7 @@
 
 const double bg_prom_buckets[BG_PROM_NBUCKETS] = {
 	0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
-	2.5,   5,    10,    30,   60,  120,  300,
+	2.5,   5,    10,    30,	  60,  120,  300,
 };
 
 void bg_prom_hist_observe(struct bg_prom_hist *h, double seconds)

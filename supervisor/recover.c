@@ -61,7 +61,6 @@ static void scan_done(struct bg_daemon *d)
 	d->start_reconciled = true; /* the read starts at the turn's end */
 }
 
-
 struct claim_ctx {
 	struct bg_daemon *d;
 	int stream;
@@ -88,12 +87,14 @@ static void on_claimed(struct bg_rconn *c, redisReply *r, void *priv)
 			d->n_reclaimed++;
 			bg_metrics_reclaimed(d->metrics, cc->peer);
 			bg_info("%s entry %s on %s (delivery %d)",
-				cc->peer ? "reclaimed dead peer's" : "re-running own",
+				cc->peer ? "reclaimed dead peer's"
+					 : "re-running own",
 				id, d->streams[cc->stream], cc->deliveries);
-			bg_pickup_accept_recovered(
-				d, cc->stream, id, data ? data->str : NULL,
-				data ? data->len : 0, data != NULL,
-				cc->deliveries, 0);
+			bg_pickup_accept_recovered(d, cc->stream, id,
+						   data ? data->str : NULL,
+						   data ? data->len : 0,
+						   data != NULL, cc->deliveries,
+						   0);
 		}
 	}
 	free(cc);
@@ -170,15 +171,15 @@ static void on_pending_page(struct bg_rconn *c, redisReply *r, void *priv)
 			if (!peer && d->state &&
 			    bg_state_journal_get(d->state, bg_str_c(stream),
 						 bg_str_c(id), &blob) == 0 &&
-			    bg_finish_blob_valid((struct bg_str){ blob.p,
-								 blob.len })) {
+			    bg_finish_blob_valid(
+				    (struct bg_str){ blob.p, blob.len })) {
 				d->n_recovered_finishes_started++;
 				bg_info("re-sending the journaled finish of entry "
 					"%s on %s (still pending: not applied)",
 					id, stream);
-				bg_pickup_replay_finish(d, sc->stream, id,
-						      (struct bg_str){ blob.p,
-								       blob.len });
+				bg_pickup_replay_finish(
+					d, sc->stream, id,
+					(struct bg_str){ blob.p, blob.len });
 			} else if (collect) {
 				bg_suspects_add(d, sc->stream, id, count);
 			} else if (at_start && bg_suspects_clean_start(d)) {
@@ -212,15 +213,15 @@ static void send_scan(struct bg_daemon *d, int stream, int idle_ms,
 	if (sc == NULL)
 		return;
 	*sc = (struct pel_scan){ d, stream, idle_ms,
-			     consumer ? strdup(consumer) : NULL };
+				 consumer ? strdup(consumer) : NULL };
 	char idle[32];
 	snprintf(idle, sizeof(idle), "%d", idle_ms);
 	if (bg_rconn_cmdv(d->ctl, on_pending_page, sc, 0,
 			  (const char *const[]){
 				  "XPENDING", d->streams[stream], d->group,
 				  "IDLE", idle, start, "+", PAGE,
-				  consumer ? consumer : d->worker_id,
-				  NULL }) == 0) {
+				  consumer ? consumer : d->worker_id, NULL }) ==
+	    0) {
 		d->recover_calls++;
 	} else {
 		free(sc->consumer);
@@ -241,7 +242,7 @@ void bg_recover_own(struct bg_daemon *d, bool at_start)
 	}
 	if (!d->start_reconciled) {
 		if (d->recover_calls > 0)
-			return; /* the start-up scan is still under way */
+			return;	 /* the start-up scan is still under way */
 		at_start = true; /* its replies were lost: scan again */
 	}
 	d->recover_calls++; /* guard until every scan is sent */
@@ -341,10 +342,16 @@ static void on_forget_check(struct bg_rconn *c, redisReply *r, void *priv)
 	struct bg_daemon *d = fc->d;
 	if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 0 &&
 	    !bg_job_holds(d, fc->stream, fc->id) && d->state) {
-		(void)bg_lmdb_check(d, bg_state_journal_del(d->state, bg_str_c(fc->stream),
-				     bg_str_c(fc->id)), "journal del");
-		(void)bg_lmdb_check(d, bg_state_exec_del(d->state, bg_str_c(fc->stream),
-				  bg_str_c(fc->id)), "exec del");
+		(void)bg_lmdb_check(d,
+				    bg_state_journal_del(d->state,
+							 bg_str_c(fc->stream),
+							 bg_str_c(fc->id)),
+				    "journal del");
+		(void)bg_lmdb_check(d,
+				    bg_state_exec_del(d->state,
+						      bg_str_c(fc->stream),
+						      bg_str_c(fc->id)),
+				    "exec del");
 	}
 	free(fc->stream);
 	free(fc->id);

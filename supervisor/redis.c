@@ -41,8 +41,8 @@ struct bg_rconn {
 	int64_t connect_deadline_ms;
 	int backoff_ms;
 	uint64_t reconnects;
-	struct event *tick;	 /* deadline checks, every 100 ms */
-	struct event *retry;	 /* reconnect timer */
+	struct event *tick;  /* deadline checks, every 100 ms */
+	struct event *retry; /* reconnect timer */
 };
 
 static int64_t now_ms(void)
@@ -99,7 +99,8 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
 		return;
 	if (status != REDIS_OK)
 		bg_warn("redis %s connection to %s:%d lost: %s", c->role,
-			c->host, c->o.port, ac->errstr[0] ? ac->errstr : "closed");
+			c->host, c->o.port,
+			ac->errstr[0] ? ac->errstr : "closed");
 	schedule_retry(c);
 	if (was_ready && c->on_state)
 		c->on_state(c, false, c->arg);
@@ -228,7 +229,8 @@ static void do_connect(struct bg_rconn *c)
 	setup_cmd(c, "CLIENT SETNAME",
 		  (const char *const[]){ "CLIENT", "SETNAME", c->client_name,
 					 NULL });
-	setup_cmd(c, "CLIENT ID", (const char *const[]){ "CLIENT", "ID", NULL });
+	setup_cmd(c, "CLIENT ID",
+		  (const char *const[]){ "CLIENT", "ID", NULL });
 }
 
 static void on_retry(evutil_socket_t fd, short ev, void *arg)

@@ -64,8 +64,7 @@ uint64_t bg_rconn_reconnects(const struct bg_rconn *c);
  * command_timeout_ms (e.g. the BLOCK time of XREADGROUP). fn may be NULL.
  * 0, or -ENOTCONN when the connection is not ready (nothing sent). */
 int bg_rconn_cmd(struct bg_rconn *c, bg_rconn_reply_fn fn, void *priv,
-		 int extra_ms, int argc, const char **argv,
-		 const size_t *lens);
+		 int extra_ms, int argc, const char **argv, const size_t *lens);
 /* Same, from a NULL-terminated list of C strings. */
 int bg_rconn_cmdv(struct bg_rconn *c, bg_rconn_reply_fn fn, void *priv,
 		  int extra_ms, const char *const *args);

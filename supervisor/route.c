@@ -28,8 +28,8 @@
 #include "wire/route.h"
 
 #define S(s) bg_str_c(s)
-#define ROUTE_POLL_MS 100		/* WAKE_AND_WAIT: decisions and online */
-#define ROUTE_MAX_WAIT_MS 86400000	/* timeout_ms above this is capped */
+#define ROUTE_POLL_MS 100	   /* WAKE_AND_WAIT: decisions and online */
+#define ROUTE_MAX_WAIT_MS 86400000 /* timeout_ms above this is capped */
 
 /* ---- WAKE_AND_WAIT: the decision, or an online worker, by polling ---- */
 
@@ -52,8 +52,8 @@ static void on_ready_online(struct route *r, struct bg_job *t, bool online)
 	if (online)
 		bg_route_deliver(r, t, "WAIT_AND_DELIVER", r->target);
 	else
-		bg_route_unavailable(r, t,
-				  "No online worker found for agent_type '%s'");
+		bg_route_unavailable(
+			r, t, "No online worker found for agent_type '%s'");
 }
 
 /* No decision yet: an online worker is as good as READY ([ts] polls only
@@ -66,8 +66,9 @@ static void on_wait_online(struct route *r, struct bg_job *t, bool online)
 		return;
 	}
 	if (left <= 0) {
-		bg_route_unavailable(r, t, "Timed out waiting for worker wakeup "
-					"for agent_type '%s'");
+		bg_route_unavailable(r, t,
+				     "Timed out waiting for worker wakeup "
+				     "for agent_type '%s'");
 		return;
 	}
 	if (left > ROUTE_POLL_MS)
@@ -114,9 +115,8 @@ static const redisReply *entry_data(struct route *r, const redisReply *e)
 static void on_decisions(struct route *r, struct bg_job *t, redisReply *rep)
 {
 	json_t *dec = NULL;
-	for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY &&
-			   i < rep->elements && !dec;
-	     i++) {
+	for (size_t i = 0;
+	     rep->type == REDIS_REPLY_ARRAY && i < rep->elements && !dec; i++) {
 		const redisReply *data = entry_data(r, rep->element[i]);
 		dec = data ? bg_route_decision(data->str, data->len,
 					       r->execution_id)
@@ -142,8 +142,8 @@ static void wait_poll(struct route *r, struct bg_job *t)
 	}
 	/* from the last entry read, inclusive (no "(" before Redis 6.2) */
 	bg_route_send(r, t, on_decisions, 6,
-		   (const char *[]){ "XRANGE", key, r->last, "+", "COUNT",
-				     "17" });
+		      (const char *[]){ "XRANGE", key, r->last, "+", "COUNT",
+					"17" });
 	free(key);
 }
 
@@ -165,7 +165,8 @@ static void wait_start(struct route *r, struct bg_job *t)
 	free(wkey);
 	r->timer = rc == 0 ? evtimer_new(r->d->base, on_wait_tick, r) : NULL;
 	if (rc != 0 || r->timer == NULL) {
-		bg_route_fail(r, t, "UNAVAILABLE", "cannot send the wakeup request");
+		bg_route_fail(r, t, "UNAVAILABLE",
+			      "cannot send the wakeup request");
 		return;
 	}
 	r->deadline_ms = bg_mono_ms() + bg_route_timeout_ms(r->timeout_ms);
@@ -178,8 +179,8 @@ static void wait_start(struct route *r, struct bg_job *t)
 static void apply_policy(struct route *r, struct bg_job *t)
 {
 	if (strcmp(r->policy, "FAIL_FAST") == 0)
-		bg_route_unavailable(r, t,
-				  "No online worker found for agent_type '%s'");
+		bg_route_unavailable(
+			r, t, "No online worker found for agent_type '%s'");
 	else if (strcmp(r->policy, "WAKE_AND_WAIT") == 0)
 		wait_start(r, t);
 	else if (strcmp(r->policy, "WAKE_AND_QUEUE") == 0)
@@ -194,8 +195,7 @@ static void apply_policy(struct route *r, struct bg_job *t)
 	}
 }
 
-static void on_fallback_online(struct route *r, struct bg_job *t,
-			       bool online)
+static void on_fallback_online(struct route *r, struct bg_job *t, bool online)
 {
 	if (online)
 		bg_route_deliver(r, t, ROUTE_FALLBACK, r->selected);
@@ -224,7 +224,7 @@ static void on_target_online(struct route *r, struct bg_job *t, bool online)
 		bg_route_deliver(r, t, "DELIVER_NOW", r->target);
 	else
 		bg_route_read(r, t, on_fallback, "GET", BG_KEY_FALLBACK,
-			   S(r->target));
+			      S(r->target));
 }
 
 static void after_checks(struct route *r, struct bg_job *t)
@@ -309,8 +309,8 @@ static bool policy_known(const char *p)
 	return false;
 }
 
-void bg_route_call_agent(struct bg_daemon *d, struct bg_job *t,
-			  const char *id, json_t *args)
+void bg_route_call_agent(struct bg_daemon *d, struct bg_job *t, const char *id,
+			 json_t *args)
 {
 	const char *target =
 		json_string_value(json_object_get(args, "target_agent_type"));

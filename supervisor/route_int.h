@@ -20,8 +20,7 @@ struct event;
 #define ROUTE_FALLBACK "FALLBACK_TO_OTHER_AGENT_TYPE"
 
 struct route;
-typedef void (*route_fn)(struct route *r, struct bg_job *t,
-			 redisReply *rep);
+typedef void (*route_fn)(struct route *r, struct bg_job *t, redisReply *rep);
 typedef void (*online_fn)(struct route *r, struct bg_job *t, bool online);
 
 struct route {
@@ -35,15 +34,15 @@ struct route {
 	char policy[32];
 	char region[160];
 	int64_t priority;
-	int64_t timeout_ms;   /* as given (0 = default), capped */
-	int64_t deadline_ms;  /* WAKE_AND_WAIT, monotonic */
-	char selected[160];   /* a fallback agent type */
-	char message_id[32];  /* minted at the call (the WakeupRequest */
+	int64_t timeout_ms;    /* as given (0 = default), capped */
+	int64_t deadline_ms;   /* WAKE_AND_WAIT, monotonic */
+	char selected[160];    /* a fallback agent type */
+	char message_id[32];   /* minted at the call (the WakeupRequest */
 	char execution_id[32]; /* and the records carry them) */
-	char last[48];	      /* the last decision entry read */
-	route_fn next;	      /* continuation of the command in flight */
-	online_fn then;	      /* continuation of the online check */
-	bool in_flight;	      /* a reply is due to on_route */
+	char last[48];	       /* the last decision entry read */
+	route_fn next;	       /* continuation of the command in flight */
+	online_fn then;	       /* continuation of the online check */
+	bool in_flight;	       /* a reply is due to on_route */
 	struct event *timer;
 	struct route *live_prev, *live_next; /* in `live` */
 };
@@ -58,38 +57,37 @@ struct bg_job *bg_route_job(const struct route *r);
 /* The route cannot be decided (Redis unavailable, no memory): an error
  * reply, nothing written. */
 void bg_route_fail(struct route *r, struct bg_job *t, const char *code,
-		       const char *msg);
+		   const char *msg);
 
 /* The route's request, to agent type `type`. */
 void bg_route_request_of(const struct route *r, const char *type,
-		       struct bg_outbox_req *rq);
+			 struct bg_outbox_req *rq);
 
 /* REJECT (record_failed_route_decision): the callee's FAILED record into
  * the outbox and the error to the handler. */
 void bg_route_reject(struct route *r, struct bg_job *t, const char *code,
-			 const char *msg);
+		     const char *msg);
 
-void bg_route_unavailable(struct route *r, struct bg_job *t,
-			      const char *fmt);
+void bg_route_unavailable(struct route *r, struct bg_job *t, const char *fmt);
 
 /* Send a read on the control connection; next runs with its reply. */
-void bg_route_send(struct route *r, struct bg_job *t, route_fn next,
-		       int argc, const char **argv);
+void bg_route_send(struct route *r, struct bg_job *t, route_fn next, int argc,
+		   const char **argv);
 
 /* `cmd <the key of (kind, id)>`, e.g. GET of an operator's value. */
 void bg_route_read(struct route *r, struct bg_job *t, route_fn next,
-		       const char *cmd, enum bg_key_kind kind, struct bg_str id);
+		   const char *cmd, enum bg_key_kind kind, struct bg_str id);
 
 /* A GET reply as the WIRE 7 readers take it (objects only). */
 json_t *bg_route_reply_object(const redisReply *rep);
 
 void bg_route_check_online(struct route *r, struct bg_job *t, const char *type,
-			 online_fn then);
+			   online_fn then);
 
 /* DELIVER_NOW, WAIT_AND_DELIVER, FALLBACK_TO_OTHER_AGENT_TYPE: the
  * callee's record and ASK to `type`'s control stream. */
-void bg_route_deliver(struct route *r, struct bg_job *t,
-			  const char *status, const char *type);
+void bg_route_deliver(struct route *r, struct bg_job *t, const char *status,
+		      const char *type);
 
 /* WAKE_AND_QUEUE / QUEUE_ONLY (QUEUE_PENDING): instead of the ASK, the
  * callee's record (stream_name = the pending stream), the WakeupRequest
@@ -100,7 +98,7 @@ void bg_route_queue(struct route *r, struct bg_job *t, bool wake);
 /* The ASK and the WakeupRequest (wake) and/or PendingDelivery (pending)
  * JSON of the route. 0 or -1. */
 int bg_route_records(struct route *r, struct bg_job *t,
-			 struct bg_outbox_req *rq, struct bg_buf *ask,
-			 struct bg_buf *wake, struct bg_buf *pending);
+		     struct bg_outbox_req *rq, struct bg_buf *ask,
+		     struct bg_buf *wake, struct bg_buf *pending);
 
 #endif

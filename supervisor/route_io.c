@@ -80,7 +80,7 @@ static void route_note(const struct route *r, const struct bg_job *t,
 /* The route cannot be decided (Redis unavailable, no memory): an error
  * reply, nothing written. */
 void bg_route_fail(struct route *r, struct bg_job *t, const char *code,
-		       const char *msg)
+		   const char *msg)
 {
 	route_note(r, t, "failed", msg);
 	bg_outbox_reply_error(r->d, t, r->id, code, msg);
@@ -89,13 +89,13 @@ void bg_route_fail(struct route *r, struct bg_job *t, const char *code,
 
 /* The route's request, to agent type `type`. */
 void bg_route_request_of(const struct route *r, const char *type,
-		       struct bg_outbox_req *rq)
+			 struct bg_outbox_req *rq)
 {
 	*rq = (struct bg_outbox_req){
 		.target = type,
 		.content = json_object_get(r->args, "content"),
-		.wait = !json_is_false(json_object_get(r->args,
-						       "wait_for_reply")),
+		.wait = !json_is_false(
+			json_object_get(r->args, "wait_for_reply")),
 		.extra = json_object_get(r->args, "extra_payload"),
 		.metadata = json_object_get(r->args, "metadata"),
 		.group = "",
@@ -109,7 +109,7 @@ void bg_route_request_of(const struct route *r, const char *type,
 /* REJECT (record_failed_route_decision): the callee's FAILED record into
  * the outbox and the error to the handler. */
 void bg_route_reject(struct route *r, struct bg_job *t, const char *code,
-			 const char *msg)
+		     const char *msg)
 {
 	struct bg_outbox_req rq;
 	struct bg_buf rec = { 0 };
@@ -125,8 +125,7 @@ void bg_route_reject(struct route *r, struct bg_job *t, const char *code,
 	bg_route_free(r);
 }
 
-void bg_route_unavailable(struct route *r, struct bg_job *t,
-			      const char *fmt)
+void bg_route_unavailable(struct route *r, struct bg_job *t, const char *fmt)
 {
 	char msg[512];
 	snprintf(msg, sizeof(msg), fmt, r->target);
@@ -148,19 +147,19 @@ static void on_route(struct bg_rconn *c, redisReply *rep, void *priv)
 }
 
 /* Send a read on the control connection; next runs with its reply. */
-void bg_route_send(struct route *r, struct bg_job *t, route_fn next,
-		       int argc, const char **argv)
+void bg_route_send(struct route *r, struct bg_job *t, route_fn next, int argc,
+		   const char **argv)
 {
 	r->next = next;
-	r->in_flight = bg_rconn_cmd(r->d->ctl, on_route, r, 0, argc, argv,
-				    NULL) == 0;
+	r->in_flight =
+		bg_rconn_cmd(r->d->ctl, on_route, r, 0, argc, argv, NULL) == 0;
 	if (!r->in_flight)
 		bg_route_fail(r, t, "UNAVAILABLE", "Redis unavailable");
 }
 
 /* `cmd <the key of (kind, id)>`, e.g. GET of an operator's value. */
 void bg_route_read(struct route *r, struct bg_job *t, route_fn next,
-		       const char *cmd, enum bg_key_kind kind, struct bg_str id)
+		   const char *cmd, enum bg_key_kind kind, struct bg_str id)
 {
 	char *key = bg_dkey_s(r->d, kind, id);
 	if (key == NULL) {
@@ -226,11 +225,11 @@ static void on_members(struct route *r, struct bg_job *t, redisReply *rep)
 }
 
 void bg_route_check_online(struct route *r, struct bg_job *t, const char *type,
-			 online_fn then)
+			   online_fn then)
 {
 	r->then = then;
 	bg_route_read(r, t, on_members, "SMEMBERS", BG_KEY_AGENT_TYPE_MEMBERS,
-		   S(type));
+		      S(type));
 }
 
 /* ---- outcomes ---- */
@@ -255,8 +254,8 @@ static void reply_queued(struct route *r, struct bg_job *t,
 
 /* DELIVER_NOW, WAIT_AND_DELIVER, FALLBACK_TO_OTHER_AGENT_TYPE: the
  * callee's record and ASK to `type`'s control stream. */
-void bg_route_deliver(struct route *r, struct bg_job *t,
-			  const char *status, const char *type)
+void bg_route_deliver(struct route *r, struct bg_job *t, const char *status,
+		      const char *type)
 {
 	struct bg_outbox_req rq;
 	bg_route_request_of(r, type, &rq);
@@ -297,8 +296,8 @@ static struct bg_route_intent route_intent(const struct route *r,
 /* The ASK and the WakeupRequest (wake) and/or PendingDelivery (pending)
  * JSON of the route. 0 or -1. */
 int bg_route_records(struct route *r, struct bg_job *t,
-			 struct bg_outbox_req *rq, struct bg_buf *ask,
-			 struct bg_buf *wake, struct bg_buf *pending)
+		     struct bg_outbox_req *rq, struct bg_buf *ask,
+		     struct bg_buf *wake, struct bg_buf *pending)
 {
 	json_t *md = json_object_get(r->args, "metadata");
 	char *mdtxt = json_is_object(md) ? json_dumps(md, JSON_COMPACT) : NULL;
@@ -331,7 +330,7 @@ void bg_route_queue(struct route *r, struct bg_job *t, bool wake)
 	char *pkey = bg_dkey(r->d, BG_KEY_PENDING_DELIVERIES, "");
 	bool ok = wkey && pkey &&
 		  bg_route_records(r, t, &rq, &ask, wake ? &wreq : NULL,
-				&pend) == 0 &&
+				   &pend) == 0 &&
 		  bg_outbox_callee_record(t, &rq, pkey) == 0;
 	if (ok && wake)
 		BG_OUT(t, S("XADD"), S(wkey), S("*"), S("data"),

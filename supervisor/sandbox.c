@@ -43,7 +43,9 @@ void bg_sandbox_print(FILE *f, const struct bg_sandbox_support *s)
 
 static const char *net_name(enum bg_net_policy n)
 {
-	return n == BG_NET_HOST ? "host" : n == BG_NET_CONNECT ? "connect" : "none";
+	return n == BG_NET_HOST	     ? "host"
+	       : n == BG_NET_CONNECT ? "connect"
+				     : "none";
 }
 
 /* Append "what" to the list of missing protections. */
@@ -84,10 +86,11 @@ int bg_sandbox_report(const struct bg_config *cfg,
 			"memory %d MiB, processes %d, open files %d, cpu %d s, "
 			"file size %d MiB",
 			t->name,
-			persistent ? "one program per child for every session, "
-				     "confined to the agent type's tree"
-				   : "a confined process per task, its session's "
-				     "files only",
+			persistent
+				? "one program per child for every session, "
+				  "confined to the agent type's tree"
+				: "a confined process per task, its session's "
+				  "files only",
 			net_name(b->network), b->memory_mb, b->processes,
 			b->open_files, b->cpu_seconds, b->file_size_mb);
 		if (b->network == BG_NET_HOST)
@@ -114,7 +117,8 @@ int bg_sandbox_report(const struct bg_config *cfg,
 			"a trusted one, or anything else running as the pool "
 			"user, can (the Redis password); install it root:root "
 			"0600",
-			cfg->path, (unsigned)(st.st_mode & 07777), (int)st.st_gid);
+			cfg->path, (unsigned)(st.st_mode & 07777),
+			(int)st.st_gid);
 	if (lack[0] == '\0')
 		return 0;
 	if (cfg->sandbox_require) {

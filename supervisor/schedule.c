@@ -33,12 +33,13 @@ struct bg_capacity bg_schedule_room(const struct bg_daemon *d)
 	if (share > 1) /* only then does the kind matter */
 		for (const struct bg_job *t = d->all.next; t != &d->all;
 		     t = t->next)
-			need_shared += !bg_job_finishing(t) &&
-				       bg_schedule_stream_shares(d, t->id.stream_idx);
+			need_shared +=
+				!bg_job_finishing(t) &&
+				bg_schedule_stream_shares(d, t->id.stream_idx);
 	int need_alone = need - need_shared;
 	/* shared tasks spread over children before they fill them */
-	c.alone = size + prefetch - need_alone -
-		  bg_pool_shared_children(d->pool);
+	c.alone =
+		size + prefetch - need_alone - bg_pool_shared_children(d->pool);
 	c.shared = size * share + prefetch - need_shared - need_alone * share;
 	if (c.alone < 0)
 		c.alone = 0;
@@ -100,8 +101,8 @@ void bg_schedule_dispatch(struct bg_daemon *d)
 			bg_end_cancelled(d, t);
 		else if (tc == NULL)
 			bg_end(d, t, BG_END_FAILED, "UNKNOWN_AGENT_TYPE",
-				 "no handler is configured for this agent "
-				 "type on this worker");
+			       "no handler is configured for this agent "
+			       "type on this worker");
 		else
 			bg_attempt_start(d, t, slot, limit, group, &payload);
 	}

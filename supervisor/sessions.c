@@ -39,8 +39,12 @@ static int gc_one(void *arg, const struct bg_state_session *s)
 	if (idle && !session_busy(d, s->session_id)) {
 		if (bg_ws_remove_session(d->ws_cache, d->cfg->workspace_dir,
 					 rel, err, sizeof(err)) == 0) {
-			(void)bg_lmdb_check(d, bg_state_session_del(d->state, s->agent_type,
-					     s->user_code, s->session_id), "session del");
+			(void)bg_lmdb_check(d,
+					    bg_state_session_del(d->state,
+								 s->agent_type,
+								 s->user_code,
+								 s->session_id),
+					    "session del");
 			g->removed++;
 		} else {
 			bg_warn("cannot remove idle session workspace %s: %s",
@@ -54,7 +58,8 @@ static int gc_one(void *arg, const struct bg_state_session *s)
 	    bytes != s->bytes) {
 		struct bg_state_session upd = *s;
 		upd.bytes = bytes;
-		(void)bg_lmdb_check(d, bg_state_session_put(d->state, &upd), "session put");
+		(void)bg_lmdb_check(d, bg_state_session_put(d->state, &upd),
+				    "session put");
 		g->measured++;
 	}
 	return 0;

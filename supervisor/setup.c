@@ -54,8 +54,7 @@ static bool pool_user_may(const struct stat *st,
  * it, `need` on itself). false with the first component that stops it in
  * `where`; a missing component is not this check's business (true). */
 static bool pool_user_reaches(const struct bg_spawn_identity *who,
-			      const char *path, int need, char *where,
-			      size_t n)
+			      const char *path, int need, char *where, size_t n)
 {
 	char buf[PATH_MAX];
 	if (path == NULL || path[0] != '/' ||
@@ -96,7 +95,7 @@ static bool path_within(const char *a, const char *b)
  * checked: the child binary and workspace_dir (refusing to start), the
  * plugins and the exec programs' directory (an error each). */
 int bg_setup_dirs(const struct bg_config *cfg, const char *child,
-		       const struct bg_spawn_identity *who)
+		  const struct bg_spawn_identity *who)
 {
 	if (!who->privileged)
 		return 0;
@@ -112,10 +111,11 @@ int bg_setup_dirs(const struct bg_config *cfg, const char *child,
 	char where[PATH_MAX];
 	int rc = 0;
 	if (!pool_user_reaches(who, child, X_OK, where, sizeof(where))) {
-		bg_error("the pool user %s (uid %d) cannot execute %s: %s is not "
-			 "open to it (a parent directory with mode 0700?); "
-			 "refusing to start",
-			 who->user, (int)who->uid, child, where);
+		bg_error(
+			"the pool user %s (uid %d) cannot execute %s: %s is not "
+			"open to it (a parent directory with mode 0700?); "
+			"refusing to start",
+			who->user, (int)who->uid, child, where);
 		rc = BG_EXIT_RUNTIME;
 	}
 	if (!pool_user_reaches(who, cfg->workspace_dir, X_OK, where,
@@ -239,7 +239,10 @@ int bg_setup_state(struct bg_daemon *d)
 		bg_warn("state directory was used by worker %s, now %s: its "
 			"lease token is ignored",
 			wid.p, d->worker_id);
-		(void)bg_lmdb_check(d, bg_state_meta_put(d->state, "lease_token", bg_str_c("")), "meta put");
+		(void)bg_lmdb_check(d,
+				    bg_state_meta_put(d->state, "lease_token",
+						      bg_str_c("")),
+				    "meta put");
 		bg_state_commit(d->state);
 	}
 	bg_buf_free(&wid);

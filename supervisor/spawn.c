@@ -92,8 +92,10 @@ int bg_spawn_resolve(const char *user, const char *group,
 		return -1;
 	}
 	if (pw.pw_uid == 0) {
-		snprintf(err, errlen, "pool.user \"%s\" is uid 0: children "
-				      "must not run as root", user);
+		snprintf(err, errlen,
+			 "pool.user \"%s\" is uid 0: children "
+			 "must not run as root",
+			 user);
 		return -1;
 	}
 	out->privileged = true;
@@ -119,8 +121,10 @@ int bg_spawn_resolve(const char *user, const char *group,
 		return -1;
 	}
 	if (gr.gr_gid == 0) {
-		snprintf(err, errlen, "pool.group \"%s\" is gid 0: children "
-				      "must not run in the root group", group);
+		snprintf(err, errlen,
+			 "pool.group \"%s\" is gid 0: children "
+			 "must not run in the root group",
+			 group);
 		return -1;
 	}
 	out->gid = gr.gr_gid;
@@ -132,9 +136,9 @@ int bg_spawn_resolve(const char *user, const char *group,
 
 static bool env_allowed(const char *e)
 {
-	static const char *const exact[] = { "LANG", "TZ", "BYGATE_FAULT",
-					     "ASAN_OPTIONS", "UBSAN_OPTIONS",
-					     "LSAN_OPTIONS" };
+	static const char *const exact[] = { "LANG",	      "TZ",
+					     "BYGATE_FAULT",  "ASAN_OPTIONS",
+					     "UBSAN_OPTIONS", "LSAN_OPTIONS" };
 	const char *eq = strchr(e, '=');
 	if (eq == NULL)
 		return false;
@@ -284,8 +288,8 @@ static int close_above_5(int a, int b)
 /* fault_setuid: the fault point spawn.setuid, evaluated before the clone
  * (bg_fault_hit is not async-signal-safe): setresuid "fails" with EPERM. */
 static _Noreturn void in_child(const struct bg_spawner *s, const char *path,
-			       char *const argv[], const int fds[3],
-			       int out_fd, int errfd, bool fault_setuid)
+			       char *const argv[], const int fds[3], int out_fd,
+			       int errfd, bool fault_setuid)
 {
 	const struct bg_spawn_identity *who = &s->who;
 	/* Every source is above 9, so these never clobber one another and
@@ -356,8 +360,8 @@ static _Noreturn void in_child(const struct bg_spawner *s, const char *path,
 /* ---- the parent --------------------------------------------------------- */
 
 int bg_spawn_child(const struct bg_spawner *s, const char *path,
-		   char *const argv[], const int fds[3], int out_fd,
-		   pid_t *pid, char *err, size_t errlen)
+		   char *const argv[], const int fds[3], int out_fd, pid_t *pid,
+		   char *err, size_t errlen)
 {
 	int ep[2];
 	if (pipe2(ep, O_CLOEXEC) == -1) {
@@ -414,13 +418,15 @@ int bg_spawn_child(const struct bg_spawner *s, const char *path,
 	while (waitpid((pid_t)r, NULL, 0) == -1 && errno == EINTR)
 		;
 	if (n != (ssize_t)sizeof(rep) || rep.step <= 0 || rep.step > ST_EXEC) {
-		snprintf(err, errlen, "the new child failed before execve "
-				      "without saying why");
+		snprintf(err, errlen,
+			 "the new child failed before execve "
+			 "without saying why");
 		return -EIO;
 	}
 	if (rep.step == ST_SETUID || rep.step == ST_SETGID)
-		snprintf(err, errlen, "%s to %s:%s (uid %d gid %d) failed in "
-				      "the new child: %s",
+		snprintf(err, errlen,
+			 "%s to %s:%s (uid %d gid %d) failed in "
+			 "the new child: %s",
 			 step_names[rep.step], s->who.user, s->who.group,
 			 (int)s->who.uid, (int)s->who.gid, strerror(rep.err));
 	else

@@ -36,9 +36,9 @@
 /* Who the children run as. */
 struct bg_spawn_identity {
 	bool privileged; /* bygated is root: switch user, new PID namespace */
-	uid_t uid;	 /* the pool user (bygated's own uid when !privileged) */
+	uid_t uid; /* the pool user (bygated's own uid when !privileged) */
 	gid_t gid;
-	char user[64];	 /* for log lines */
+	char user[64]; /* for log lines */
 	char group[64];
 };
 
@@ -66,7 +66,7 @@ void bg_spawn_free(struct bg_spawner *s);
  * message naming the failed step in err otherwise (the child, if one was
  * created, has been reaped). */
 int bg_spawn_child(const struct bg_spawner *s, const char *path,
-		   char *const argv[], const int fds[3], int out_fd,
-		   pid_t *pid, char *err, size_t errlen);
+		   char *const argv[], const int fds[3], int out_fd, pid_t *pid,
+		   char *err, size_t errlen);
 
 #endif

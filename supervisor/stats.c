@@ -21,8 +21,7 @@ static void status_field(char *out, size_t n, const char *status)
 	snprintf(out + i, n - i, "_count");
 }
 
-static void key(const struct bg_daemon *d, enum bg_key_kind k,
-		struct bg_buf *b)
+static void key(const struct bg_daemon *d, enum bg_key_kind k, struct bg_buf *b)
 {
 	bg_buf_reset(b);
 	bg_key_build(b, d->cfg->key_schema, k, S(d->worker_id), S(""), S(""));
@@ -58,47 +57,52 @@ void bg_stats_update(struct bg_daemon *d, struct bg_str record,
 	bool was_terminal = old_status && bg_status_is_terminal(S(old_status));
 	bool terminal = bg_status_is_terminal(S(new_status));
 	if (old_status == NULL) {
-		emit(ctx, 4, (struct bg_str[]){ S("HINCRBY"), sst,
-						S("total_count"), S("1") });
+		emit(ctx, 4,
+		     (struct bg_str[]){ S("HINCRBY"), sst, S("total_count"),
+					S("1") });
 	} else if (strcmp(old_status, new_status) != 0) {
 		status_field(f_old, sizeof(f_old), old_status);
-		emit(ctx, 4, (struct bg_str[]){ S("HINCRBY"), sst, S(f_old),
-						S("-1") });
+		emit(ctx, 4,
+		     (struct bg_str[]){ S("HINCRBY"), sst, S(f_old), S("-1") });
 	}
 	if (old_status == NULL || strcmp(old_status, new_status) != 0) {
 		status_field(f_new, sizeof(f_new), new_status);
-		emit(ctx, 4, (struct bg_str[]){ S("HINCRBY"), sst, S(f_new),
-						S("1") });
+		emit(ctx, 4,
+		     (struct bg_str[]){ S("HINCRBY"), sst, S(f_new), S("1") });
 	}
 	bool was_active = old_status != NULL && !was_terminal;
 	if (was_active != !terminal)
-		emit(ctx, 4, (struct bg_str[]){ S("HINCRBY"), sst,
-						S("active_count"),
-						S(terminal ? "-1" : "1") });
-	const char *when = strcmp(new_status, "RUNNING") == 0 ? "last_started_at"
+		emit(ctx, 4,
+		     (struct bg_str[]){ S("HINCRBY"), sst, S("active_count"),
+					S(terminal ? "-1" : "1") });
+	const char *when = strcmp(new_status, "RUNNING") == 0
+				   ? "last_started_at"
 			   : terminal ? "last_finished_at"
 				      : NULL;
 	if (when)
-		emit(ctx, 6, (struct bg_str[]){ S("HSET"), sst,
-						S("last_updated_at"), S(now),
-						S(when), S(now) });
+		emit(ctx, 6,
+		     (struct bg_str[]){ S("HSET"), sst, S("last_updated_at"),
+					S(now), S(when), S(now) });
 	else
-		emit(ctx, 4, (struct bg_str[]){ S("HSET"), sst,
-						S("last_updated_at"), S(now) });
-	emit(ctx, 4, (struct bg_str[]){ S("ZADD"), sex, S(now),
-					S(execution_id) });
-	emit(ctx, 4, (struct bg_str[]){ S("HSET"), shs, S(execution_id),
-					ssnap });
+		emit(ctx, 4,
+		     (struct bg_str[]){ S("HSET"), sst, S("last_updated_at"),
+					S(now) });
+	emit(ctx, 4,
+	     (struct bg_str[]){ S("ZADD"), sex, S(now), S(execution_id) });
+	emit(ctx, 4,
+	     (struct bg_str[]){ S("HSET"), shs, S(execution_id), ssnap });
 	if (terminal) {
-		emit(ctx, 3, (struct bg_str[]){ S("ZREM"), sai,
-						S(execution_id) });
-		emit(ctx, 3, (struct bg_str[]){ S("HDEL"), sas,
-						S(execution_id) });
+		emit(ctx, 3,
+		     (struct bg_str[]){ S("ZREM"), sai, S(execution_id) });
+		emit(ctx, 3,
+		     (struct bg_str[]){ S("HDEL"), sas, S(execution_id) });
 	} else {
-		emit(ctx, 4, (struct bg_str[]){ S("ZADD"), sai, S(now),
-						S(execution_id) });
-		emit(ctx, 4, (struct bg_str[]){ S("HSET"), sas,
-						S(execution_id), ssnap });
+		emit(ctx, 4,
+		     (struct bg_str[]){ S("ZADD"), sai, S(now),
+					S(execution_id) });
+		emit(ctx, 4,
+		     (struct bg_str[]){ S("HSET"), sas, S(execution_id),
+					ssnap });
 	}
 	/* Inside a finish transaction every key gets its EXPIRE (the blob
 	 * may be replayed alone); on the write pipeline one EXPIRE per key
@@ -106,9 +110,9 @@ void bg_stats_update(struct bg_daemon *d, struct bg_str record,
 	struct bg_buf *keys[] = { &st, &ex, &ai, &as, &hs };
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
 		if (in_txn)
-			emit(ctx, 3, (struct bg_str[]){ S("EXPIRE"),
-							bs_of(keys[i]),
-							S("604800") });
+			emit(ctx, 3,
+			     (struct bg_str[]){ S("EXPIRE"), bs_of(keys[i]),
+						S("604800") });
 		else
 			bg_expire_once(d, keys[i]->p);
 	}

@@ -43,10 +43,10 @@ struct kept {
 };
 
 struct bg_suspects {
-	bool collecting;  /* the start-up scan collects instead of claiming */
-	bool clean;	  /* the previous bygated closed LMDB cleanly */
-	bool clean_start; /* ... and left no suspects: nothing to re-run */
-	bool scan_failed; /* a start-up XPENDING reply was lost */
+	bool collecting;   /* the start-up scan collects instead of claiming */
+	bool clean;	   /* the previous bygated closed LMDB cleanly */
+	bool clean_start;  /* ... and left no suspects: nothing to re-run */
+	bool scan_failed;  /* a start-up XPENDING reply was lost */
 	struct kept *kept; /* the list found in LMDB */
 	int n_kept;
 	struct suspect *v; /* candidates; then the list, head = current */
@@ -193,8 +193,8 @@ static void persist(struct bg_daemon *d, bool head_running)
 	struct bg_suspects *x = get(d);
 	if (d->state == NULL)
 		return;
-	struct bg_state_suspect *v = calloc((size_t)(x->n ? x->n : 1),
-					    sizeof(*v));
+	struct bg_state_suspect *v =
+		calloc((size_t)(x->n ? x->n : 1), sizeof(*v));
 	if (v == NULL)
 		return;
 	for (int i = 0; i < x->n; i++)
@@ -366,10 +366,8 @@ static void on_claimed(struct bg_rconn *c, redisReply *r, void *priv)
 	bg_pickup_accept_recovered(d, stream, id, data ? data->str : NULL,
 				   data ? data->len : 0, data != NULL,
 				   target_count(s), alone_crashes);
-	if (x->cur == CUR_RUNNING && x->n > 0 &&
-	    strcmp(x->v[0].id, id) == 0 &&
-	    !bg_job_holds(d, d->streams[x->v[0].stream],
-				  x->v[0].id)) {
+	if (x->cur == CUR_RUNNING && x->n > 0 && strcmp(x->v[0].id, id) == 0 &&
+	    !bg_job_holds(d, d->streams[x->v[0].stream], x->v[0].id)) {
 		head_done(d); /* no task could be made: left to the reconcile */
 		bg_suspects_kick(d);
 	}
@@ -383,11 +381,11 @@ static void send_claim(struct bg_daemon *d)
 	char count[16];
 	snprintf(count, sizeof(count), "%d", target_count(s));
 	x->cur = CUR_CLAIMING;
-	if (bg_rconn_cmdv(d->ctl, on_claimed, d, 0,
-			  (const char *const[]){ "XCLAIM", d->streams[s->stream],
-						 d->group, d->worker_id, "0",
-						 s->id, "RETRYCOUNT", count,
-						 NULL }) != 0)
+	if (bg_rconn_cmdv(
+		    d->ctl, on_claimed, d, 0,
+		    (const char *const[]){ "XCLAIM", d->streams[s->stream],
+					   d->group, d->worker_id, "0", s->id,
+					   "RETRYCOUNT", count, NULL }) != 0)
 		x->cur = CUR_LOST;
 }
 
@@ -435,9 +433,9 @@ static void send_check(struct bg_daemon *d)
 	persist(d, true); /* on disk before the claim reaches Redis */
 	x->cur = CUR_CHECKING;
 	if (bg_rconn_cmdv(d->ctl, on_checked, d, 0,
-			  (const char *const[]){ "XPENDING",
-						 d->streams[s->stream], d->group,
-						 s->id, s->id, "1", NULL }) != 0)
+			  (const char *const[]){
+				  "XPENDING", d->streams[s->stream], d->group,
+				  s->id, s->id, "1", NULL }) != 0)
 		x->cur = CUR_LOST;
 }
 
@@ -451,7 +449,8 @@ void bg_suspects_kick(struct bg_daemon *d)
 	    !bg_lease_held(d) || !bg_rconn_ready(d->ctl))
 		return;
 	if (x->cur == CUR_LOST) {
-		send_check(d); /* the claim count is fixed: asking twice is safe */
+		send_check(
+			d); /* the claim count is fixed: asking twice is safe */
 		return;
 	}
 	if (x->cur != CUR_NONE || d->n_tasks > 0)

@@ -23,14 +23,21 @@ static const char *const action_names[] = {
 };
 
 static const char *const hdr_names[BG_HDR__COUNT] = {
-	"message_id",	     "session_id",	  "trace_id",
-	"source_agent_type", "target_agent_type", "parent_message_id",
-	"task_group_id",     "user_code",	  "user_name",
-	"metadata",	     "trace_parent_span_id",
+	"message_id",
+	"session_id",
+	"trace_id",
+	"source_agent_type",
+	"target_agent_type",
+	"parent_message_id",
+	"task_group_id",
+	"user_code",
+	"user_name",
+	"metadata",
+	"trace_parent_span_id",
 	"langfuse_parent_observation_id",
 };
 
-#define HDR_ALIAS BG_HDR__COUNT /* index of the legacy "source_agent_id" */
+#define HDR_ALIAS BG_HDR__COUNT	 /* index of the legacy "source_agent_id" */
 #define NFIX (BG_HDR__COUNT + 3) /* header strings, alias, action, status */
 
 /* Scanner state. Strings with escapes are decoded into cmd->arena, whose
@@ -194,7 +201,8 @@ static int scan_header_member(struct scan *s, struct bg_json_iter *h,
 	view = f == HDR_ALIAS ? &s->alias : &c->hdr[f];
 	present = f == HDR_ALIAS ? &s->alias_present : &c->hdr_present[f];
 	if (t == 'n') {
-		*view = f == BG_HDR_METADATA ? empty_obj : (struct bg_str){ "", 0 };
+		*view = f == BG_HDR_METADATA ? empty_obj
+					     : (struct bg_str){ "", 0 };
 		set_fix(s, view, SIZE_MAX);
 		*present = false;
 		return 0;
@@ -331,7 +339,8 @@ static int classify(const struct scan *s)
 
 	if (c->action == BG_ACTION_UNKNOWN || c->action == BG_ACTION_ASK_USER)
 		return BG_CMD_EUNKNOWN_ACTION;
-	if ((c->action == BG_ACTION_ASK_AGENT || c->action == BG_ACTION_RESUME) &&
+	if ((c->action == BG_ACTION_ASK_AGENT ||
+	     c->action == BG_ACTION_RESUME) &&
 	    c->body_type_error)
 		return c->body_type_error;
 	if (!s->saw_header || c->hdr[BG_HDR_SESSION_ID].len == 0 ||
@@ -381,10 +390,16 @@ static bool empty_container(struct bg_str raw)
 static bool content_nonempty(struct bg_str raw)
 {
 	switch (bg_json_type(raw)) {
-	case '"': return raw.len > 2;
-	case '[': case '{': return !empty_container(raw);
-	case '0': case 't': return true;
-	default: return false;
+	case '"':
+		return raw.len > 2;
+	case '[':
+	case '{':
+		return !empty_container(raw);
+	case '0':
+	case 't':
+		return true;
+	default:
+		return false;
 	}
 }
 
@@ -395,10 +410,18 @@ int bg_cmd_validate_task(const struct bg_cmd *cmd)
 
 	if (cmd->action == BG_ACTION_ASK_AGENT) {
 		switch (bg_json_type(c)) {
-		case '"': ok = !bg_json_str_blank(c); break;
-		case '[': ok = !empty_container(c); break;
-		case '{': ok = true; break;
-		default: ok = false; break;
+		case '"':
+			ok = !bg_json_str_blank(c);
+			break;
+		case '[':
+			ok = !empty_container(c);
+			break;
+		case '{':
+			ok = true;
+			break;
+		default:
+			ok = false;
+			break;
 		}
 	} else if (cmd->action == BG_ACTION_RESUME) {
 		ok = cmd->status.len > 0 || content_nonempty(c);
@@ -446,7 +469,8 @@ static int check_body(enum bg_action action, const json_t *body)
 		ok = check_cancel(body);
 		break;
 	case BG_ACTION_RELOAD_PLUGINS:
-		ok = req_string(body, "reload_id") && opt_string(body, "reason");
+		ok = req_string(body, "reload_id") &&
+		     opt_string(body, "reason");
 		break;
 	case BG_ACTION_SUSPEND_WORKER:
 		ok = opt_string(body, "reason");
@@ -524,5 +548,6 @@ const char *bg_cmd_error_text(int rc)
 	for (size_t k = 0; k < sizeof errors / sizeof errors[0]; k++)
 		if (errors[k].rc == rc)
 			return errors[k].text;
-	return rc == 0 ? "no error" : "internal error while reading the command";
+	return rc == 0 ? "no error"
+		       : "internal error while reading the command";
 }

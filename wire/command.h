@@ -43,10 +43,12 @@ enum bg_hdr_field {
 
 /* Errors of this component: negative, disjoint from -errno values. */
 enum bg_cmd_error {
-	BG_CMD_EINVALID_JSON = -4001,	/* not JSON/object, bad header/body type */
+	BG_CMD_EINVALID_JSON =
+		-4001, /* not JSON/object, bad header/body type */
 	BG_CMD_EUNKNOWN_ACTION = -4002, /* action_type missing or unknown */
 	BG_CMD_EMISSING_HEADER = -4003, /* no header, session_id or trace_id */
-	BG_CMD_EINVALID_CONTENT = -4004, /* ASK/RESUME content rule (WIRE 2.3) */
+	BG_CMD_EINVALID_CONTENT =
+		-4004,		      /* ASK/RESUME content rule (WIRE 2.3) */
 	BG_CMD_EINVALID_BODY = -4005, /* control body key missing or wrong */
 };
 

@@ -13,8 +13,8 @@
 struct kind_rule {
 	const char *event_type;
 	const char *content_type;
-	const char *role;     /* NULL = null */
-	bool via_emit_chunk;  /* subject to the sub-agent forcing rule */
+	const char *role;    /* NULL = null */
+	bool via_emit_chunk; /* subject to the sub-agent forcing rule */
 };
 
 static const struct kind_rule rules[] = {
@@ -67,7 +67,8 @@ static int build_inner(struct bg_buf *tmp, const struct bg_event *ev)
 {
 	if (ev->kind == BG_EVENT_ARTIFACT)
 		return bg_wire_fmt(tmp, "[{\"fileUrl\": %s}]", ev->content);
-	return bg_wire_fmt(tmp,
+	return bg_wire_fmt(
+		tmp,
 		"{\"formStatus\": 0, \"pluginMachineFields\": [{\"formType\": "
 		"\"textarea\", \"fieldName\": \"user_input\", \"fieldCode\": "
 		"\"user_input\", \"description\": %s, \"required\": true}]}",
@@ -116,10 +117,10 @@ static int resolve(struct event_vals *v, struct bg_buf *tmp,
 		}
 	}
 	v->message_id = first(ev->message_id, ctx->message_id);
-	v->parent_message_id = first(ev->parent_message_id,
-				     ev->kind == BG_EVENT_SUB_STEP
-					     ? ctx->message_id
-					     : ctx->parent_message_id);
+	v->parent_message_id =
+		first(ev->parent_message_id, ev->kind == BG_EVENT_SUB_STEP
+						     ? ctx->message_id
+						     : ctx->parent_message_id);
 	if (!form && ev->kind != BG_EVENT_ARTIFACT)
 		return 0;
 	int rc = build_inner(tmp, ev);
@@ -140,7 +141,8 @@ int bg_event_build(struct bg_buf *out, const struct bg_event_ctx *ctx,
 	size_t mark = out->len;
 	int rc = resolve(&v, &tmp, ctx, ev);
 	if (rc == 0)
-		rc = bg_wire_fmt(out,
+		rc = bg_wire_fmt(
+			out,
 			"{\"trace_id\":%s,\"session_id\":%s,\"event_type\":%s,"
 			"\"source_agent_type\":%s,\"message_id\":%s,"
 			"\"parent_message_id\":%s,\"timestamp\":%d,"
@@ -153,12 +155,13 @@ int bg_event_build(struct bg_buf *out, const struct bg_event_ctx *ctx,
 			"\"function_response\":null,\"tool_calls\":%r,"
 			"\"tool_responses\":null}}]},\"state_msg\":\"\","
 			"\"artifact_url\":\"\",\"metadata\":%r}",
-			ctx->trace_id, ctx->session_id, bg_event_type_of(ctx, ev),
+			ctx->trace_id, ctx->session_id,
+			bg_event_type_of(ctx, ev), ctx->agent_type,
+			v.message_id, v.parent_message_id, (int64_t)ev->now_ms,
+			ev->uuid, (int64_t)(ev->now_ms / 1000), v.content_type,
 			ctx->agent_type, v.message_id, v.parent_message_id,
-			(int64_t)ev->now_ms, ev->uuid, (int64_t)(ev->now_ms / 1000),
-			v.content_type, ctx->agent_type, v.message_id,
-			v.parent_message_id, ev->object_type, ev->status, v.role,
-			v.content, ev->function_call, ev->tool_calls,
+			ev->object_type, ev->status, v.role, v.content,
+			ev->function_call, ev->tool_calls,
 			or_default(ev->metadata, "{}"));
 	if (rc)
 		bg_wire_truncate(out, mark);

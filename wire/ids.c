@@ -90,6 +90,5 @@ int bg_span_id16(char out[17], const char *s, size_t n)
 
 int bg_span_id16_of(char out[17], struct bg_str id, const char *suffix)
 {
-	return md5_16hex(out, id.p ? id.p : "", id.len, suffix,
-			 strlen(suffix));
+	return md5_16hex(out, id.p ? id.p : "", id.len, suffix, strlen(suffix));
 }

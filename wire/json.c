@@ -95,13 +95,27 @@ static int escape_byte(struct bg_buf *out, unsigned char c)
 	char e[6] = { '\\', 0 };
 
 	switch (c) {
-	case '"': e[1] = '"'; break;
-	case '\\': e[1] = '\\'; break;
-	case '\b': e[1] = 'b'; break;
-	case '\f': e[1] = 'f'; break;
-	case '\n': e[1] = 'n'; break;
-	case '\r': e[1] = 'r'; break;
-	case '\t': e[1] = 't'; break;
+	case '"':
+		e[1] = '"';
+		break;
+	case '\\':
+		e[1] = '\\';
+		break;
+	case '\b':
+		e[1] = 'b';
+		break;
+	case '\f':
+		e[1] = 'f';
+		break;
+	case '\n':
+		e[1] = 'n';
+		break;
+	case '\r':
+		e[1] = 'r';
+		break;
+	case '\t':
+		e[1] = 't';
+		break;
 	default:
 		memcpy(e + 1, "u00", 3);
 		e[4] = hex[c >> 4];
@@ -155,7 +169,7 @@ static int hex4(const char *p, size_t n, size_t i, uint32_t *v)
 		return -EINVAL;
 	for (size_t k = i; k < i + 4; k++) {
 		char c = p[k];
-		int d = c >= '0' && c <= '9'	 ? c - '0'
+		int d = c >= '0' && c <= '9'   ? c - '0'
 			: c >= 'a' && c <= 'f' ? c - 'a' + 10
 			: c >= 'A' && c <= 'F' ? c - 'A' + 10
 					       : -1;
@@ -216,14 +230,30 @@ static int str_char(const char *p, size_t n, size_t *i, uint32_t *cp)
 	c = (unsigned char)p[*i + 1];
 	*i += 2;
 	switch (c) {
-	case '"': case '\\': case '/': *cp = c; return 1;
-	case 'b': *cp = '\b'; return 1;
-	case 'f': *cp = '\f'; return 1;
-	case 'n': *cp = '\n'; return 1;
-	case 'r': *cp = '\r'; return 1;
-	case 't': *cp = '\t'; return 1;
-	case 'u': return u_escape(p, n, i, cp);
-	default: return -EINVAL;
+	case '"':
+	case '\\':
+	case '/':
+		*cp = c;
+		return 1;
+	case 'b':
+		*cp = '\b';
+		return 1;
+	case 'f':
+		*cp = '\f';
+		return 1;
+	case 'n':
+		*cp = '\n';
+		return 1;
+	case 'r':
+		*cp = '\r';
+		return 1;
+	case 't':
+		*cp = '\t';
+		return 1;
+	case 'u':
+		return u_escape(p, n, i, cp);
+	default:
+		return -EINVAL;
 	}
 }
 
@@ -430,13 +460,20 @@ static int skip_value(const char *p, size_t n, size_t *i, int depth)
 	if (*i >= n)
 		return -EINVAL;
 	switch (p[*i]) {
-	case '{': return skip_object(p, n, i, depth);
-	case '[': return skip_array(p, n, i, depth);
-	case '"': return skip_string(p, n, i);
-	case 't': return skip_word(p, n, i, "true");
-	case 'f': return skip_word(p, n, i, "false");
-	case 'n': return skip_word(p, n, i, "null");
-	default: return skip_number(p, n, i);
+	case '{':
+		return skip_object(p, n, i, depth);
+	case '[':
+		return skip_array(p, n, i, depth);
+	case '"':
+		return skip_string(p, n, i);
+	case 't':
+		return skip_word(p, n, i, "true");
+	case 'f':
+		return skip_word(p, n, i, "false");
+	case 'n':
+		return skip_word(p, n, i, "null");
+	default:
+		return skip_number(p, n, i);
 	}
 }
 
@@ -467,7 +504,12 @@ char bg_json_type(struct bg_str raw)
 	if (i >= raw.len)
 		return 0;
 	switch (raw.p[i]) {
-	case '"': case '{': case '[': case 'n': case 't': case 'f':
+	case '"':
+	case '{':
+	case '[':
+	case 'n':
+	case 't':
+	case 'f':
 		return raw.p[i];
 	case '-':
 		return '0';
@@ -551,8 +593,8 @@ int bg_json_iter_enter(struct bg_json_iter *it, struct bg_json_iter *child)
 	return bg_json_iter_open(child, it->p, it->len, it->pos, it->depth);
 }
 
-int bg_json_iter_leave(struct bg_json_iter *it, const struct bg_json_iter *child,
-		       struct bg_str *val)
+int bg_json_iter_leave(struct bg_json_iter *it,
+		       const struct bg_json_iter *child, struct bg_str *val)
 {
 	if (it->state != ITER_VALUE || child->state != ITER_CLOSED ||
 	    child->p != it->p || child->pos < it->pos)
@@ -697,7 +739,8 @@ int bg_json_obj_edit(struct bg_buf *out, struct bg_str obj,
 	struct bg_str k, v;
 	size_t mark = out->len, copied = 0, members = 0;
 	uint64_t seen = 0;
-	int rc = n > 64 ? -EINVAL : bg_json_iter_open(&it, obj.p, obj.len, 0, 0);
+	int rc = n > 64 ? -EINVAL
+			: bg_json_iter_open(&it, obj.p, obj.len, 0, 0);
 
 	while (rc == 0 && (rc = bg_json_iter_key(&it, &k)) == 1) {
 		members++;
@@ -709,7 +752,8 @@ int bg_json_obj_edit(struct bg_buf *out, struct bg_str obj,
 		if (i == n)
 			continue;
 		seen |= 1ULL << i;
-		rc = bg_buf_append(out, obj.p + copied, (size_t)(v.p - obj.p) - copied);
+		rc = bg_buf_append(out, obj.p + copied,
+				   (size_t)(v.p - obj.p) - copied);
 		if (rc == 0)
 			rc = edit_value(out, &edits[i], v);
 		copied = (size_t)(v.p - obj.p) + v.len;

@@ -72,7 +72,8 @@ int bg_json_obj_edit(struct bg_buf *out, struct bg_str obj,
 
 /* Append to out a copy of the JSON array `arr` with the raw value appended.
  * 0, -EINVAL, -ENOMEM; out is unchanged on error. */
-int bg_json_arr_append(struct bg_buf *out, struct bg_str arr, struct bg_str raw);
+int bg_json_arr_append(struct bg_buf *out, struct bg_str arr,
+		       struct bg_str raw);
 
 /* Type of the raw value (first non-space character): '"', '{', '[', 'n'
  * (null), 't'/'f' (bool), '0' (number), or 0 when empty. */
@@ -99,9 +100,9 @@ bool bg_json_str_blank(struct bg_str lit);
 struct bg_json_iter {
 	const char *p; /* the whole document */
 	size_t len;
-	size_t pos;    /* offset of the next unread byte */
-	int depth;     /* containers open, this object included */
-	int state;     /* private */
+	size_t pos; /* offset of the next unread byte */
+	int depth;  /* containers open, this object included */
+	int state;  /* private */
 };
 
 /* Open the object whose '{' is the next non-space byte at p[pos]. `depth`
@@ -124,7 +125,7 @@ int bg_json_iter_enter(struct bg_json_iter *it, struct bg_json_iter *child);
 
 /* After `child` returned 0 from _key, resume `it` past the child object and
  * store the child's whole span in *val. -EINVAL when child is not closed. */
-int bg_json_iter_leave(struct bg_json_iter *it, const struct bg_json_iter *child,
-		       struct bg_str *val);
+int bg_json_iter_leave(struct bg_json_iter *it,
+		       const struct bg_json_iter *child, struct bg_str *val);
 
 #endif

@@ -13,7 +13,8 @@ struct key_form {
 };
 
 static const struct key_form forms[BG_KEY__COUNT] = {
-	[BG_KEY_AGENT_TYPE_CTRL] = { "ctrl:agent_type:\1", "ctrl:agent_type:\1" },
+	[BG_KEY_AGENT_TYPE_CTRL] = { "ctrl:agent_type:\1",
+				     "ctrl:agent_type:\1" },
 	[BG_KEY_WORKER_CTRL] = { "ctrl:worker:\1", "ctrl:worker:{\1}" },
 	[BG_KEY_SESSION_DATA] = { "session:\1:data_stream",
 				  "session:{\1}:data_stream" },
@@ -21,7 +22,8 @@ static const struct key_form forms[BG_KEY__COUNT] = {
 					"session:{\1}:consumer:\2:checkpoint" },
 	[BG_KEY_SESSION_REGISTRY] = { "session:\1:registry",
 				      "session:{\1}:registry" },
-	[BG_KEY_SESSION_KV] = { "session:\1:bygate_kv", "session:{\1}:bygate_kv" },
+	[BG_KEY_SESSION_KV] = { "session:\1:bygate_kv",
+				"session:{\1}:bygate_kv" },
 	[BG_KEY_TASK_GROUP] = { "task_group:\1", "task_group:{\1}" },
 	[BG_KEY_TASK_GROUP_RESULTS] = { "task_group:\1:results",
 					"task_group:{\1}:results" },
@@ -42,15 +44,12 @@ static const struct key_form forms[BG_KEY__COUNT] = {
 				   "registry:worker:{\1}:status" },
 	[BG_KEY_WORKER_EXECUTIONS] = { "registry:worker:executions:\1",
 				       "registry:worker:{\1}:executions" },
-	[BG_KEY_WORKER_ACTIVE_INDEX] = {
-		"registry:worker:active_execution_index:\1",
-		"registry:worker:{\1}:active_execution_index" },
-	[BG_KEY_WORKER_ACTIVE_SNAPSHOTS] = {
-		"registry:worker:active_snapshots:\1",
-		"registry:worker:{\1}:active_snapshots" },
-	[BG_KEY_WORKER_HISTORY_SNAPSHOTS] = {
-		"registry:worker:history_snapshots:\1",
-		"registry:worker:{\1}:history_snapshots" },
+	[BG_KEY_WORKER_ACTIVE_INDEX] = { "registry:worker:active_execution_index:\1",
+					 "registry:worker:{\1}:active_execution_index" },
+	[BG_KEY_WORKER_ACTIVE_SNAPSHOTS] = { "registry:worker:active_snapshots:\1",
+					     "registry:worker:{\1}:active_snapshots" },
+	[BG_KEY_WORKER_HISTORY_SNAPSHOTS] = { "registry:worker:history_snapshots:\1",
+					      "registry:worker:{\1}:history_snapshots" },
 	[BG_KEY_AGENT_CONFIG_SNAPSHOT] = { "agent_configs_snapshot:\1",
 					   "agent_configs_snapshot:\1" },
 	[BG_KEY_PLUGIN_RELOAD_ACK] = { "plugin_reload:\1:ack",
@@ -108,7 +107,7 @@ int bg_key_build(struct bg_buf *out, enum bg_key_schema schema,
 	if (rc)
 		return rc;
 	rc = bg_buf_puts(out, schema == BG_SCHEMA_V1 ? "byai_gateway:"
-						       : "byai_gateway:v2:");
+						     : "byai_gateway:v2:");
 	while (rc == 0 && *tpl) {
 		size_t lit = strcspn(tpl, "\1\2\3");
 		rc = bg_buf_append(out, tpl, lit);

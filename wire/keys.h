@@ -11,24 +11,24 @@
 /* The ids each kind takes are listed as (id, id2, id3); unused ids must be
  * empty. S = session id, W = worker id, T = agent type, G = task group id. */
 enum bg_key_kind {
-	BG_KEY_AGENT_TYPE_CTRL,     /* (T) stream; no hash tag under v2 */
-	BG_KEY_WORKER_CTRL,	    /* (W) stream */
-	BG_KEY_SESSION_DATA,	    /* (S) data stream */
-	BG_KEY_SESSION_CHECKPOINT,  /* (S, consumer name) */
-	BG_KEY_SESSION_REGISTRY,    /* (S) execution records hash */
-	BG_KEY_SESSION_KV,	    /* (S) bygate's session kv hash */
-	BG_KEY_TASK_GROUP,	    /* (G) */
-	BG_KEY_TASK_GROUP_RESULTS,  /* (G) */
-	BG_KEY_KNOWN_WORKERS,	    /* () */
-	BG_KEY_WORKER_AGENT_TYPES,  /* (W) declared agent types */
-	BG_KEY_AGENT_TYPE_MEMBERS,  /* (T) routing set */
-	BG_KEY_AGENT_TYPE_DENIED,   /* (T) denylist */
-	BG_KEY_WORKER_ONLINE,	    /* (W) lease; W = "*" gives the SCAN pattern */
-	BG_KEY_WORKER_ADMIN,	    /* (W) */
-	BG_KEY_ADMIN_WORKERS,	    /* () */
-	BG_KEY_WORKER_STATUS,	    /* (W) counters */
-	BG_KEY_WORKER_EXECUTIONS,   /* (W) history index */
-	BG_KEY_WORKER_ACTIVE_INDEX, /* (W) active execution index */
+	BG_KEY_AGENT_TYPE_CTRL,	   /* (T) stream; no hash tag under v2 */
+	BG_KEY_WORKER_CTRL,	   /* (W) stream */
+	BG_KEY_SESSION_DATA,	   /* (S) data stream */
+	BG_KEY_SESSION_CHECKPOINT, /* (S, consumer name) */
+	BG_KEY_SESSION_REGISTRY,   /* (S) execution records hash */
+	BG_KEY_SESSION_KV,	   /* (S) bygate's session kv hash */
+	BG_KEY_TASK_GROUP,	   /* (G) */
+	BG_KEY_TASK_GROUP_RESULTS, /* (G) */
+	BG_KEY_KNOWN_WORKERS,	   /* () */
+	BG_KEY_WORKER_AGENT_TYPES, /* (W) declared agent types */
+	BG_KEY_AGENT_TYPE_MEMBERS, /* (T) routing set */
+	BG_KEY_AGENT_TYPE_DENIED,  /* (T) denylist */
+	BG_KEY_WORKER_ONLINE, /* (W) lease; W = "*" gives the SCAN pattern */
+	BG_KEY_WORKER_ADMIN,  /* (W) */
+	BG_KEY_ADMIN_WORKERS, /* () */
+	BG_KEY_WORKER_STATUS, /* (W) counters */
+	BG_KEY_WORKER_EXECUTIONS,	 /* (W) history index */
+	BG_KEY_WORKER_ACTIVE_INDEX,	 /* (W) active execution index */
 	BG_KEY_WORKER_ACTIVE_SNAPSHOTS,	 /* (W) */
 	BG_KEY_WORKER_HISTORY_SNAPSHOTS, /* (W) */
 	BG_KEY_AGENT_CONFIG_SNAPSHOT,	 /* (execution id) */

@@ -85,8 +85,8 @@ static int read_scalar(struct bg_record *r, struct bg_str key,
 	return 0;
 }
 
-static int read_members(struct bg_record *r, struct bg_str json,
-			size_t off[], size_t len[])
+static int read_members(struct bg_record *r, struct bg_str json, size_t off[],
+			size_t len[])
 {
 	struct bg_json_iter it;
 	struct bg_str key, val;
@@ -122,7 +122,8 @@ int bg_record_read(struct bg_record *r, struct bg_str json)
 		return rc;
 	}
 	for (size_t i = 0; i < N_STR_FIELDS; i++)
-		*field_at(r, i) = (struct bg_str){ r->store.p + off[i], len[i] };
+		*field_at(r, i) =
+			(struct bg_str){ r->store.p + off[i], len[i] };
 	return 0;
 }
 
@@ -137,7 +138,8 @@ void bg_record_free(struct bg_record *r)
 int bg_record_build_running(struct bg_buf *out, const struct bg_record_new *n)
 {
 	int64_t now = n->now_ms;
-	return bg_wire_fmt(out,
+	return bg_wire_fmt(
+		out,
 		"{\"execution_id\":%s,\"message_id\":%s,\"session_id\":%s,"
 		"\"trace_id\":%s,\"parent_message_id\":%s,\"worker_id\":%s,"
 		"\"target_agent_type\":%s,\"stream_name\":%s,"
@@ -161,7 +163,8 @@ int bg_record_build_queued(struct bg_buf *out, const struct bg_record_queued *q)
 {
 	int64_t now = q->now_ms;
 	size_t mark = out->len;
-	int rc = bg_wire_fmt(out,
+	int rc = bg_wire_fmt(
+		out,
 		"{\"execution_id\":%s,\"message_id\":%s,\"session_id\":%s,"
 		"\"trace_id\":%s,\"parent_message_id\":%s,"
 		"\"source_agent_type\":%s,\"target_agent_type\":%s,"
@@ -171,16 +174,18 @@ int bg_record_build_queued(struct bg_buf *out, const struct bg_record_queued *q)
 		q->target_agent_type, q->stream_name);
 	if (rc == 0 && q->route)
 		rc = bg_wire_fmt(out,
-			"\"route_policy\":%s,\"route_status\":%s,"
-			"\"selected_agent_type\":%s,"
-			"\"availability_error_code\":%s,"
-			"\"availability_error\":%s,",
-			or_default(q->route_policy, "FAIL_FAST"),
-			or_default(q->route_status, "DELIVER_NOW"),
-			q->selected_agent_type, q->availability_error_code,
-			q->availability_error);
+				 "\"route_policy\":%s,\"route_status\":%s,"
+				 "\"selected_agent_type\":%s,"
+				 "\"availability_error_code\":%s,"
+				 "\"availability_error\":%s,",
+				 or_default(q->route_policy, "FAIL_FAST"),
+				 or_default(q->route_status, "DELIVER_NOW"),
+				 q->selected_agent_type,
+				 q->availability_error_code,
+				 q->availability_error);
 	if (rc == 0)
-		rc = bg_wire_fmt(out,
+		rc = bg_wire_fmt(
+			out,
 			"\"created_at\":%d,\"updated_at\":%d,\"started_at\":0,"
 			"\"finished_at\":0,\"timeline\":[{\"status\":\"QUEUED\","
 			"\"timestamp\":%d}],\"worker_id\":\"\"}",
@@ -213,11 +218,13 @@ int bg_record_errors_from(struct bg_record_errors *e, struct bg_str metadata,
 {
 	int rc = member_or_empty(metadata, "error_type", &e->error_type);
 	if (!rc)
-		rc = member_or_empty(metadata, "error_message", &e->error_message);
+		rc = member_or_empty(metadata, "error_message",
+				     &e->error_message);
 	if (!rc)
 		rc = member_or_empty(metadata, "error_code", &e->error_code);
 	if (!rc)
-		rc = member_or_empty(metadata, "failed_stage", &e->failed_stage);
+		rc = member_or_empty(metadata, "failed_stage",
+				     &e->failed_stage);
 	if (!rc)
 		rc = member_or_empty(metadata, "retryable", &e->retryable);
 	if (!rc && e->error_message.len == 0)
@@ -308,16 +315,17 @@ int bg_record_update(struct bg_buf *out, struct bg_str record,
 /* ---- status strings --------------------------------------------------- */
 
 static const char *const agent_states[] = {
-	"STARTING",     "COMPLETED",     "FAILED",       "CANCELLING",
-	"CANCELLED",    "RESUMED",       "WAITING_AGENT", "WAITING_USER",
-	"QUEUED",       "CALLING_AGENT",
+	"STARTING",  "COMPLETED",     "FAILED",	       "CANCELLING",
+	"CANCELLED", "RESUMED",	      "WAITING_AGENT", "WAITING_USER",
+	"QUEUED",    "CALLING_AGENT",
 };
 
 struct bg_str bg_status_normalize(struct bg_str status)
 {
 	if (status.len == 0)
 		return bg_str_c("COMPLETED");
-	for (size_t i = 0; i < sizeof(agent_states) / sizeof(agent_states[0]); i++)
+	for (size_t i = 0; i < sizeof(agent_states) / sizeof(agent_states[0]);
+	     i++)
 		if (strlen(agent_states[i]) == status.len &&
 		    strncasecmp(agent_states[i], status.p, status.len) == 0)
 			return bg_str_c(agent_states[i]);
@@ -338,20 +346,34 @@ static const struct {
 	const char *key;
 	const char *absent;
 } snapshot_keys[] = {
-	{ "execution_id", "\"\"" },	      { "message_id", "\"\"" },
-	{ "session_id", "\"\"" },	      { "trace_id", "\"\"" },
-	{ "worker_id", "\"\"" },	      { "source_agent_type", "\"\"" },
-	{ "target_agent_type", "\"\"" },      { "stream_name", "\"\"" },
-	{ "redis_message_id", "\"\"" },	      { "status", "\"\"" },
-	{ "created_at", "0" },		      { "started_at", "0" },
-	{ "finished_at", "0" },		      { "updated_at", "0" },
-	{ "parent_message_id", "\"\"" },      { "cancel_requested", "false" },
-	{ "cancel_reason", "\"\"" },	      { "route_policy", "\"\"" },
-	{ "route_status", "\"\"" },	      { "selected_agent_type", "\"\"" },
-	{ "availability_error_code", "\"\"" }, { "availability_error", "\"\"" },
-	{ "error_type", "\"\"" },	      { "error_message", "\"\"" },
-	{ "error_code", "\"\"" },	      { "failed_stage", "\"\"" },
-	{ "retryable", "null" },	      { "agent_configs_version", "0" },
+	{ "execution_id", "\"\"" },
+	{ "message_id", "\"\"" },
+	{ "session_id", "\"\"" },
+	{ "trace_id", "\"\"" },
+	{ "worker_id", "\"\"" },
+	{ "source_agent_type", "\"\"" },
+	{ "target_agent_type", "\"\"" },
+	{ "stream_name", "\"\"" },
+	{ "redis_message_id", "\"\"" },
+	{ "status", "\"\"" },
+	{ "created_at", "0" },
+	{ "started_at", "0" },
+	{ "finished_at", "0" },
+	{ "updated_at", "0" },
+	{ "parent_message_id", "\"\"" },
+	{ "cancel_requested", "false" },
+	{ "cancel_reason", "\"\"" },
+	{ "route_policy", "\"\"" },
+	{ "route_status", "\"\"" },
+	{ "selected_agent_type", "\"\"" },
+	{ "availability_error_code", "\"\"" },
+	{ "availability_error", "\"\"" },
+	{ "error_type", "\"\"" },
+	{ "error_message", "\"\"" },
+	{ "error_code", "\"\"" },
+	{ "failed_stage", "\"\"" },
+	{ "retryable", "null" },
+	{ "agent_configs_version", "0" },
 	{ "agent_configs_snapshot_key", "\"\"" },
 	{ "agent_config_audit", "null" },
 };
@@ -377,8 +399,8 @@ int bg_record_snapshot(struct bg_buf *out, struct bg_str record)
 		return -EINVAL;
 	rc = bg_buf_append(out, "{", 1);
 	for (size_t i = 0; rc == 0 && i < N_SNAPSHOT_KEYS; i++) {
-		struct bg_str x = val[i].len ? val[i]
-					     : bg_str_c(snapshot_keys[i].absent);
+		struct bg_str x =
+			val[i].len ? val[i] : bg_str_c(snapshot_keys[i].absent);
 		rc = bg_buf_printf(out, "%s\"%s\":", i ? "," : "",
 				   snapshot_keys[i].key);
 		if (rc == 0)

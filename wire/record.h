@@ -77,7 +77,8 @@ struct bg_record_queued {
 	struct bg_str availability_error;
 	int64_t now_ms;
 };
-int bg_record_build_queued(struct bg_buf *out, const struct bg_record_queued *q);
+int bg_record_build_queued(struct bg_buf *out,
+			   const struct bg_record_queued *q);
 
 /* Completion fields of a finish (6.2, 6.5): raw JSON values, empty = not
  * written. */
@@ -99,10 +100,10 @@ int bg_record_errors_from(struct bg_record_errors *e, struct bg_str metadata,
 
 /* A status change applied to the stored record bytes. */
 struct bg_record_update {
-	struct bg_str status;    /* already normalised (bg_status_normalize) */
+	struct bg_str status;	 /* already normalised (bg_status_normalize) */
 	struct bg_str worker_id; /* empty = unchanged */
 	int64_t now_ms;
-	bool cancel;             /* set cancel_requested true + cancel_reason */
+	bool cancel; /* set cancel_requested true + cancel_reason */
 	struct bg_str cancel_reason;
 	const struct bg_record_errors *errors; /* NULL = none */
 };

@@ -38,7 +38,8 @@ static int python_dumps(struct bg_buf *out, struct bg_str raw)
 		if (c == '"') {
 			rc = bg_json_skip(raw.p + i, raw.len - i, &end);
 			if (rc == 0)
-				rc = redump_string(out, (struct bg_str){ raw.p + i, end });
+				rc = redump_string(
+					out, (struct bg_str){ raw.p + i, end });
 			i += rc == 0 ? end : 0;
 			continue;
 		}
@@ -54,7 +55,8 @@ static int python_dumps(struct bg_buf *out, struct bg_str raw)
 }
 
 /* Append the decoded string literal; *nonempty tells whether it had text. */
-static int decode_nonempty(struct bg_buf *out, struct bg_str lit, bool *nonempty)
+static int decode_nonempty(struct bg_buf *out, struct bg_str lit,
+			   bool *nonempty)
 {
 	size_t mark = out->len;
 	int rc = bg_json_unescape(out, lit);
@@ -175,7 +177,8 @@ static int callback_write(struct bg_buf *out, const struct bg_callback *cb,
 		.message_id = first(cb->parent_message_id, cb->new_message_id),
 		.session_id = cb->session_id,
 		.trace_id = cb->trace_id,
-		.source_agent_type = first(cb->target_agent_type, cb->worker_id),
+		.source_agent_type =
+			first(cb->target_agent_type, cb->worker_id),
 		.target_agent_type = cb->source_agent_type,
 		.parent_message_id = cb->message_id,
 		.task_group_id = cb->task_group_id,
@@ -192,9 +195,10 @@ static int callback_write(struct bg_buf *out, const struct bg_callback *cb,
 		content = BG_STR_LIT("\"\"");
 	int rc = bg_send_open(out, "RESUME", &h);
 	if (rc == 0)
-		rc = bg_wire_fmt(out, "\"status\":%s,\"content\":%r,"
-				 "\"reply_data\":%r", cb->status, content,
-				 cb->reply_data);
+		rc = bg_wire_fmt(out,
+				 "\"status\":%s,\"content\":%r,"
+				 "\"reply_data\":%r",
+				 cb->status, content, cb->reply_data);
 	if (rc == 0)
 		rc = bg_send_put_extra(out, cb->extra_payload);
 	if (rc == 0)
@@ -218,12 +222,14 @@ int bg_result_callback(struct bg_buf *out, const struct bg_callback *cb)
 		rc = bg_span_id16(span, return_id.p, return_id.len);
 	struct bg_str sp = { span, 16 };
 	if (rc == 0)
-		rc = callback_metadata(&meta, cb,
-				       (struct bg_str){ return_id.p, return_id.len },
-				       sp, first(cb->langfuse_override,
-						 cb->langfuse_parent_observation_id));
+		rc = callback_metadata(
+			&meta, cb,
+			(struct bg_str){ return_id.p, return_id.len }, sp,
+			first(cb->langfuse_override,
+			      cb->langfuse_parent_observation_id));
 	if (rc == 0)
-		rc = callback_write(out, cb, (struct bg_str){ meta.p, meta.len }, sp);
+		rc = callback_write(out, cb,
+				    (struct bg_str){ meta.p, meta.len }, sp);
 	if (rc)
 		bg_wire_truncate(out, mark);
 	bg_buf_free(&return_id);
@@ -243,7 +249,8 @@ int bg_result_deadletter(struct bg_buf *out, const struct bg_deadletter *d)
 	else
 		rc = bg_buf_puts(out, "{");
 	if (rc == 0)
-		rc = bg_wire_fmt(out,
+		rc = bg_wire_fmt(
+			out,
 			"\"target_agent_type\":%s,\"status\":\"FAILED\","
 			"\"selected_agent_type\":\"\",\"worker_ids\":[],"
 			"\"region\":\"\",\"retry_after_ms\":null,\"reason\":%s,"

@@ -33,7 +33,7 @@ bool bg_result_wants_end_marker(bool has_source_agent, struct bg_str status,
 /* Inputs of the callback RESUME (6.6). The header members are the child
  * task's command header; the result members are raw JSON (validated). */
 struct bg_callback {
-	struct bg_str message_id;        /* child header */
+	struct bg_str message_id; /* child header */
 	struct bg_str session_id;
 	struct bg_str trace_id;
 	struct bg_str source_agent_type; /* the caller: callback target */
@@ -42,17 +42,17 @@ struct bg_callback {
 	struct bg_str task_group_id;
 	struct bg_str user_code;
 	struct bg_str user_name;
-	struct bg_str metadata;          /* child header.metadata (object) */
+	struct bg_str metadata; /* child header.metadata (object) */
 	struct bg_str langfuse_parent_observation_id; /* child header's */
 	struct bg_str langfuse_override; /* plugin-set id; empty = none */
-	struct bg_str execution_id;      /* the child's execution id */
-	struct bg_str worker_id;         /* source when target type is "" */
-	struct bg_str new_message_id;    /* used when parent_message_id is "" */
-	struct bg_str status;            /* result status (normalised) */
-	struct bg_str content;           /* raw; "" when empty or null */
-	struct bg_str reply_data;        /* raw; null when empty */
-	struct bg_str result_metadata;   /* raw object or empty */
-	struct bg_str extra_payload;     /* raw object; omitted when empty/{} */
+	struct bg_str execution_id;	 /* the child's execution id */
+	struct bg_str worker_id;	 /* source when target type is "" */
+	struct bg_str new_message_id;	 /* used when parent_message_id is "" */
+	struct bg_str status;		 /* result status (normalised) */
+	struct bg_str content;		 /* raw; "" when empty or null */
+	struct bg_str reply_data;	 /* raw; null when empty */
+	struct bg_str result_metadata;	 /* raw object or empty */
+	struct bg_str extra_payload;	 /* raw object; omitted when empty/{} */
 };
 
 /* Append the callback RESUME command JSON in the Python layout: header
@@ -67,15 +67,15 @@ int bg_result_callback(struct bg_buf *out, const struct bg_callback *cb);
 
 /* A dead-lettered stream entry ("bygate decisions" 5). */
 struct bg_deadletter {
-	struct bg_str execution_id;      /* empty = unknown: key omitted */
+	struct bg_str execution_id; /* empty = unknown: key omitted */
 	struct bg_str target_agent_type;
 	struct bg_str reason;
 	struct bg_str stream;
 	struct bg_str entry_id;
 	int64_t delivery_count;
-	struct bg_str error_code;        /* e.g. "malformed", "stale" */
-	bool has_data;                   /* the entry had a `data` field */
-	struct bg_str data;              /* its raw bytes (any, even non-JSON) */
+	struct bg_str error_code; /* e.g. "malformed", "stale" */
+	bool has_data;		  /* the entry had a `data` field */
+	struct bg_str data;	  /* its raw bytes (any, even non-JSON) */
 };
 
 /* Append the dead-letter record: the WakeupDecision members

@@ -39,7 +39,8 @@ int64_t bg_route_timeout_ms(int64_t given)
 
 int bg_route_wakeup_json(struct bg_buf *out, const struct bg_route_intent *in)
 {
-	return bg_wire_fmt(out,
+	return bg_wire_fmt(
+		out,
 		"{\"execution_id\":%s,\"target_agent_type\":%s,"
 		"\"session_id\":%s,\"trace_id\":%s,\"message_id\":%s,"
 		"\"source\":%s,\"policy\":%s,\"timeout_ms\":%d,"
@@ -54,7 +55,8 @@ int bg_route_wakeup_json(struct bg_buf *out, const struct bg_route_intent *in)
 int bg_route_pending_json(struct bg_buf *out, const struct bg_route_intent *in,
 			  struct bg_str delivery_stream)
 {
-	return bg_wire_fmt(out,
+	return bg_wire_fmt(
+		out,
 		"{\"execution_id\":%s,\"message_id\":%s,\"session_id\":%s,"
 		"\"trace_id\":%s,\"target_agent_type\":%s,"
 		"\"delivery_stream\":%s,\"command_payload\":%r,"
@@ -69,7 +71,8 @@ int bg_route_pending_json(struct bg_buf *out, const struct bg_route_intent *in,
 int bg_route_failed_record(struct bg_buf *out, const struct bg_record_queued *q)
 {
 	int64_t now = q->now_ms;
-	return bg_wire_fmt(out,
+	return bg_wire_fmt(
+		out,
 		"{\"execution_id\":%s,\"message_id\":%s,\"session_id\":%s,"
 		"\"trace_id\":%s,\"parent_message_id\":%s,"
 		"\"source_agent_type\":%s,\"target_agent_type\":%s,"

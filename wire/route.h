@@ -66,7 +66,8 @@ int bg_route_pending_json(struct bg_buf *out, const struct bg_route_intent *in,
  * as given) with status FAILED, error_code / error_message equal to the
  * availability error, failed_stage "availability", a one-entry FAILED
  * timeline and no worker_id. */
-int bg_route_failed_record(struct bg_buf *out, const struct bg_record_queued *q);
+int bg_route_failed_record(struct bg_buf *out,
+			   const struct bg_record_queued *q);
 
 /* The operator's values (WIRE 7). obj is the stored value when it is a JSON
  * object, else NULL (readers accept only objects). *why views obj. */

@@ -135,7 +135,8 @@ int bg_send_open(struct bg_buf *out, const char *action,
 	if (!bg_send_raw_ok(h->metadata, '{'))
 		return -EINVAL;
 	struct bg_str meta = h->metadata.len ? h->metadata : BG_STR_LIT("{}");
-	return bg_wire_fmt(out,
+	return bg_wire_fmt(
+		out,
 		"{\"action_type\":%s,\"header\":{\"message_id\":%s,"
 		"\"session_id\":%s,\"trace_id\":%s,\"source_agent_type\":%s,"
 		"\"target_agent_type\":%s,\"parent_message_id\":%s,"
@@ -159,7 +160,8 @@ static int open_client(struct bg_buf *out, const char *action,
 
 	if (d.trace_parent_span_id.len == 0 ||
 	    d.langfuse_parent_observation_id.len == 0) {
-		int rc = bg_span_id16_of(span, d.message_id, ":client.dispatch");
+		int rc =
+			bg_span_id16_of(span, d.message_id, ":client.dispatch");
 		if (rc)
 			return rc;
 		struct bg_str s = { span, 16 };
@@ -187,7 +189,8 @@ int bg_send_put_extra(struct bg_buf *out, struct bg_str extra)
 		return -EINVAL;
 	struct bg_json_iter it;
 	struct bg_str key;
-	if (extra.len == 0 || bg_json_iter_open(&it, extra.p, extra.len, 0, 0) ||
+	if (extra.len == 0 ||
+	    bg_json_iter_open(&it, extra.p, extra.len, 0, 0) ||
 	    bg_json_iter_key(&it, &key) != 1)
 		return 0;
 	return bg_wire_fmt(out, ",\"extra_payload\":%r", extra);
@@ -199,7 +202,8 @@ static bool ask_content_ok(const struct bg_send_body *b)
 {
 	if (!b->content_is_json) {
 		struct bg_buf lit = { 0 };
-		bool ok = bg_json_escape(&lit, b->content.p, b->content.len) == 0 &&
+		bool ok = bg_json_escape(&lit, b->content.p, b->content.len) ==
+				  0 &&
 			  !bg_json_str_blank((struct bg_str){ lit.p, lit.len });
 		bg_buf_free(&lit);
 		return ok;
@@ -213,8 +217,9 @@ static bool ask_content_ok(const struct bg_send_body *b)
 	case '[': {
 		const char *p = memchr(b->content.p, '[', b->content.len);
 		const char *end = b->content.p + b->content.len;
-		for (p++; p < end && (*p == ' ' || *p == '\t' || *p == '\r' ||
-				      *p == '\n'); p++)
+		for (p++; p < end &&
+			  (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n');
+		     p++)
 			;
 		return p < end && *p != ']';
 	}
@@ -233,7 +238,8 @@ int bg_send_ask(struct bg_buf *out, const struct bg_send_header *h,
 	if (!rc)
 		rc = put_content(out, b);
 	if (!rc)
-		rc = bg_wire_fmt(out, ",\"wait_for_reply\":%b", b->wait_for_reply);
+		rc = bg_wire_fmt(out, ",\"wait_for_reply\":%b",
+				 b->wait_for_reply);
 	if (!rc)
 		rc = bg_send_put_extra(out, b->extra_payload);
 	if (!rc)

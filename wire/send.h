@@ -51,8 +51,8 @@ struct bg_send_header {
 	struct bg_str task_group_id;
 	struct bg_str user_code;
 	struct bg_str user_name;
-	struct bg_str metadata;                       /* raw JSON object */
-	struct bg_str trace_parent_span_id;           /* see bg_send_ask */
+	struct bg_str metadata;			      /* raw JSON object */
+	struct bg_str trace_parent_span_id;	      /* see bg_send_ask */
 	struct bg_str langfuse_parent_observation_id; /* see bg_send_ask */
 };
 
@@ -63,11 +63,11 @@ int bg_send_open(struct bg_buf *out, const char *action,
 		 const struct bg_send_header *h);
 
 struct bg_send_body {
-	struct bg_str content;       /* text, or raw JSON if content_is_json */
-	bool content_is_json;        /* content is a JSON array/object */
-	bool wait_for_reply;         /* ASK_AGENT only */
-	struct bg_str status;        /* RESUME only; "" when empty */
-	struct bg_str reply_data;    /* RESUME only; raw JSON, null when empty */
+	struct bg_str content;	  /* text, or raw JSON if content_is_json */
+	bool content_is_json;	  /* content is a JSON array/object */
+	bool wait_for_reply;	  /* ASK_AGENT only */
+	struct bg_str status;	  /* RESUME only; "" when empty */
+	struct bg_str reply_data; /* RESUME only; raw JSON, null when empty */
 	struct bg_str extra_payload; /* raw JSON object; omitted when empty/{} */
 };
 

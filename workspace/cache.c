@@ -74,8 +74,7 @@ static uint64_t key_hash(const struct bg_ws_key *k)
 	return h;
 }
 
-static bool key_is(const struct entry *e, uint64_t h,
-		   const struct bg_ws_key *k)
+static bool key_is(const struct entry *e, uint64_t h, const struct bg_ws_key *k)
 {
 	return e->hash == h && e->keylen == k->rootlen + 1 + k->rellen &&
 	       memcmp(e->key, k->root, k->rootlen) == 0 &&

@@ -67,13 +67,14 @@ static void bad_content(const unsigned char *s, size_t n, char *why,
 		} else if (s[i] == 0) {
 			snprintf(why, whylen, "contains a NUL byte");
 		} else if (s[i] < 0x20 || s[i] == 0x7f) {
-			snprintf(why, whylen, "contains control character 0x%02x",
-				 s[i]);
+			snprintf(why, whylen,
+				 "contains control character 0x%02x", s[i]);
 		} else if ((k = utf8_seq(s + i, n - i, &cp)) == 0) {
 			snprintf(why, whylen, "is not valid UTF-8 (byte %zu)",
 				 i);
 		} else if (cp >= 0x80 && cp <= 0x9f) {
-			snprintf(why, whylen, "contains control character U+%04X",
+			snprintf(why, whylen,
+				 "contains control character U+%04X",
 				 (unsigned)cp);
 		}
 		if (why[0])

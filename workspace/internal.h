@@ -74,8 +74,8 @@ int bg_ws_tree_empty(int fd, const char *rel, char *err, size_t errlen);
 
 /* Removes dirfd/name: a non-directory (a symlink too) is unlinked, a
  * directory emptied and removed. 0 if absent. rel names it in texts. */
-int bg_ws_tree_remove(int dirfd, const char *name, const char *rel,
-		      char *err, size_t errlen);
+int bg_ws_tree_remove(int dirfd, const char *name, const char *rel, char *err,
+		      size_t errlen);
 
 /* Adds st_blocks * 512 of fd and everything below it to *bytes. */
 int bg_ws_tree_measure(int fd, const char *rel, int64_t *bytes, char *err,

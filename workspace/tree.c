@@ -85,11 +85,15 @@ static int open_failed(int dirfd, const char *name, const char *what, int rc,
 	if (rc == -ELOOP || rc == -ENOTDIR)
 		rc = classify_open_error(dirfd, name, rc);
 	if (rc == -ELOOP)
-		bg_ws_errf(err, errlen, "workspace path %s is a symbolic link; "
-			   "refusing to follow it", q);
+		bg_ws_errf(err, errlen,
+			   "workspace path %s is a symbolic link; "
+			   "refusing to follow it",
+			   q);
 	else if (rc == -ENOTDIR)
-		bg_ws_errf(err, errlen, "workspace path %s exists and is not a "
-			   "directory", q);
+		bg_ws_errf(err, errlen,
+			   "workspace path %s exists and is not a "
+			   "directory",
+			   q);
 	else
 		bg_ws_errf(err, errlen, "%s(%s) failed: %s", what, q,
 			   strerror(-rc));
@@ -145,16 +149,18 @@ int bg_ws_open_rel(int dirfd, const char *rel, size_t len, unsigned how,
 			bg_ws_quote(q, sizeof(q), rel, len);
 			bg_ws_errf(err, errlen,
 				   "workspace path %s is not a plain relative "
-				   "path", q);
+				   "path",
+				   q);
 			if (cur != dirfd)
 				close(cur);
 			return -EINVAL;
 		}
 		memcpy(name, rel + i, n);
 		name[n] = '\0';
-		int next, rc = bg_ws_open_at(cur, name,
-					     j == len ? how : how & BG_WS_CREATE,
-					     &next, rel, j, err, errlen);
+		int next,
+			rc = bg_ws_open_at(cur, name,
+					   j == len ? how : how & BG_WS_CREATE,
+					   &next, rel, j, err, errlen);
 		if (cur != dirfd)
 			close(cur);
 		if (rc)
@@ -186,10 +192,10 @@ struct walk {
 		     const struct stat *st);
 	/* Called in the parent once a descended directory is walked. */
 	int (*leave)(struct walk *w, int dirfd, const char *name);
-	bool lenient; /* skip unreadable dirs and mount points (measure) */
-	bool incomplete;      /* removal: a subdirectory was not empty */
-	int64_t bytes;	      /* measurement */
-	const char *rel;      /* the top directory, for error texts */
+	bool lenient;	 /* skip unreadable dirs and mount points (measure) */
+	bool incomplete; /* removal: a subdirectory was not empty */
+	int64_t bytes;	 /* measurement */
+	const char *rel; /* the top directory, for error texts */
 	char *err;
 	size_t errlen;
 	struct bg_buf names;
@@ -216,8 +222,7 @@ static void walk_path(struct walk *w, const char *name, char *q, size_t qlen)
 }
 
 /* Formats "<what>(<path of name>) failed: <strerror>" and returns rc. */
-static int walk_fail(struct walk *w, const char *name, const char *what,
-		     int rc)
+static int walk_fail(struct walk *w, const char *name, const char *what, int rc)
 {
 	char q[PATH_MAX / 8];
 
@@ -268,16 +273,15 @@ static int list_level(struct walk *w, int fd)
 		if (strcmp(n, ".") == 0 || strcmp(n, "..") == 0)
 			continue;
 		if (fstatat(fd, n, &st, AT_SYMLINK_NOFOLLOW) == -1) {
-			if (errno != ENOENT &&
-			    !(errno == EACCES && w->lenient))
+			if (errno != ENOENT && !(errno == EACCES && w->lenient))
 				rc = walk_fail(w, n, "fstatat", -errno);
 			continue;
 		}
 		rc = w->visit(w, fd, n, &st);
 		if (rc > 0)
-			rc = S_ISDIR(st.st_mode) ?
-				     bg_buf_append(&w->names, n, strlen(n) + 1) :
-				     0;
+			rc = S_ISDIR(st.st_mode) ? bg_buf_append(&w->names, n,
+								 strlen(n) + 1)
+						 : 0;
 	}
 	if (rc == 0 && errno != 0)
 		rc = walk_fail(w, ".", "readdir", -errno);
@@ -294,7 +298,8 @@ static int descend(struct walk *w, int *fd, const char *name)
 	if (cfd == -1) {
 		int e = errno;
 		if (e == ELOOP || e == ENOTDIR)
-			w->incomplete = true; /* replaced: a later pass sees it */
+			w->incomplete =
+				true; /* replaced: a later pass sees it */
 		if (e == ENOENT || e == ELOOP || e == ENOTDIR ||
 		    (e == EACCES && w->lenient))
 			return 0;
@@ -308,8 +313,10 @@ static int descend(struct walk *w, int *fd, const char *name)
 		if (w->lenient)
 			return 0;
 		walk_path(w, name, q, sizeof(q));
-		bg_ws_errf(w->err, w->errlen, "%s is on another file system "
-			   "(a mount point); not walking into it", q);
+		bg_ws_errf(w->err, w->errlen,
+			   "%s is on another file system "
+			   "(a mount point); not walking into it",
+			   q);
 		return -EXDEV;
 	}
 	if (rc == 0)
@@ -416,8 +423,11 @@ static int rm_leave(struct walk *w, int dirfd, const char *name)
 
 int bg_ws_tree_empty(int fd, const char *rel, char *err, size_t errlen)
 {
-	struct walk w = { .visit = rm_visit, .leave = rm_leave, .rel = rel,
-			  .err = err, .errlen = errlen };
+	struct walk w = { .visit = rm_visit,
+			  .leave = rm_leave,
+			  .rel = rel,
+			  .err = err,
+			  .errlen = errlen };
 	struct stat st;
 
 	if (fstat(fd, &st) == 0 && st.st_uid == geteuid() &&
@@ -431,22 +441,24 @@ int bg_ws_tree_empty(int fd, const char *rel, char *err, size_t errlen)
 	}
 	char q[PATH_MAX / 8];
 	bg_ws_quote(q, sizeof(q), rel, strlen(rel));
-	bg_ws_errf(err, errlen,
-		   "%s is still not empty after %d removal passes; is a process "
-		   "still writing into it?", q, EMPTY_RETRIES);
+	bg_ws_errf(
+		err, errlen,
+		"%s is still not empty after %d removal passes; is a process "
+		"still writing into it?",
+		q, EMPTY_RETRIES);
 	return -ENOTEMPTY;
 }
 
-int bg_ws_tree_remove(int dirfd, const char *name, const char *rel,
-		      char *err, size_t errlen)
+int bg_ws_tree_remove(int dirfd, const char *name, const char *rel, char *err,
+		      size_t errlen)
 {
 	struct walk w = { .rel = rel, .err = err, .errlen = errlen };
 	struct stat st;
 	int fd, rc;
 
 	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == -1)
-		return errno == ENOENT ? 0 : walk_fail(&w, ".", "fstatat",
-						       -errno);
+		return errno == ENOENT ? 0
+				       : walk_fail(&w, ".", "fstatat", -errno);
 	if (!S_ISDIR(st.st_mode)) {
 		if (unlinkat(dirfd, name, 0) == -1 && errno != ENOENT)
 			return walk_fail(&w, ".", "unlinkat", -errno);
@@ -455,8 +467,8 @@ int bg_ws_tree_remove(int dirfd, const char *name, const char *rel,
 	make_removable(dirfd, name, &st);
 	fd = openat(dirfd, name, DIR_FLAGS);
 	if (fd == -1)
-		return errno == ENOENT ? 0 : walk_fail(&w, ".", "openat",
-						       -errno);
+		return errno == ENOENT ? 0
+				       : walk_fail(&w, ".", "openat", -errno);
 	rc = bg_ws_tree_empty(fd, rel, err, errlen);
 	close(fd);
 	if (rc)
@@ -479,8 +491,11 @@ static int measure_visit(struct walk *w, int dirfd, const char *name,
 int bg_ws_tree_measure(int fd, const char *rel, int64_t *bytes, char *err,
 		       size_t errlen)
 {
-	struct walk w = { .visit = measure_visit, .lenient = true,
-			  .rel = rel, .err = err, .errlen = errlen };
+	struct walk w = { .visit = measure_visit,
+			  .lenient = true,
+			  .rel = rel,
+			  .err = err,
+			  .errlen = errlen };
 	struct stat st;
 
 	if (fstat(fd, &st) == -1)

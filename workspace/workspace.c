@@ -59,9 +59,10 @@ static int check_rel(const char *rel, const char *const *shape, size_t n,
 
 	while (p != NULL && k < n) {
 		const char *slash = strchr(p, '/');
-		struct bg_str c = { p, slash ? (size_t)(slash - p) : strlen(p) };
-		if (shape[k] ? !bg_str_eq(c, shape[k]) :
-			       bg_ws_check_name(c, "", NAME_MAX, NULL, 0) != 0)
+		struct bg_str c = { p,
+				    slash ? (size_t)(slash - p) : strlen(p) };
+		if (shape[k] ? !bg_str_eq(c, shape[k])
+			     : bg_ws_check_name(c, "", NAME_MAX, NULL, 0) != 0)
 			break;
 		k++;
 		p = slash ? slash + 1 : NULL;
@@ -146,10 +147,12 @@ static int check_ids(struct bg_str agent_type, struct bg_str user_code,
 }
 
 static struct bg_ws_key session_key(const char *root, const char *rel,
-				   size_t rellen)
+				    size_t rellen)
 {
-	return (struct bg_ws_key){ .root = root, .rootlen = root_len(root),
-				   .rel = rel, .rellen = rellen };
+	return (struct bg_ws_key){ .root = root,
+				   .rootlen = root_len(root),
+				   .rel = rel,
+				   .rellen = rellen };
 }
 
 /* Runs op(sfd, arg, ...) on a descriptor (O_PATH) of the session directory
@@ -177,8 +180,7 @@ static int in_session(struct bg_ws_cache *c, const char *root,
 	for (int tries = 0;; tries++) {
 		rc = bg_ws_open_rel(rootfd, k->rel, k->rellen,
 				    create ? BG_WS_CREATE | BG_WS_OWNED : 0,
-				    &sfd, err,
-				    errlen);
+				    &sfd, err, errlen);
 		if (rc == 0) {
 			rc = op(sfd, arg, err, errlen);
 			if (rc == 0 && c != NULL)
@@ -250,8 +252,8 @@ static int make_private(int sfd, const void *arg, char *err, size_t errlen)
 				   a->rel, strerror(-rc));
 		}
 	} else {
-		rc = bg_ws_open_at(pfd, name, BG_WS_CREATE | BG_WS_READABLE |
-						      BG_WS_OWNED,
+		rc = bg_ws_open_at(pfd, name,
+				   BG_WS_CREATE | BG_WS_READABLE | BG_WS_OWNED,
 				   &fd, a->rel, strlen(a->rel), err, errlen);
 		if (rc == 0) {
 			rc = bg_ws_tree_empty(fd, a->rel, err, errlen);
@@ -288,8 +290,8 @@ int bg_ws_prepare(struct bg_ws_cache *c, const char *root,
 		  unsigned attempt, struct bg_ws_paths *out, char *err,
 		  size_t errlen)
 {
-	struct bg_str user = user_code.len ? user_code :
-					     BG_STR_LIT(BG_WS_NO_USER);
+	struct bg_str user = user_code.len ? user_code
+					   : BG_STR_LIT(BG_WS_NO_USER);
 	char name[BG_WS_ID_MAX + 16];
 	int rc;
 
@@ -302,20 +304,21 @@ int bg_ws_prepare(struct bg_ws_cache *c, const char *root,
 	snprintf(name, sizeof(name), "%.*s.%u", (int)execution_id.len,
 		 execution_id.p, attempt);
 	if (fill_paths(root, agent_type, user, session_id, name, out) != 0) {
-		bg_ws_errf(err, errlen, "workspace path below root \"%.64s\" "
-			   "is longer than PATH_MAX", root);
+		bg_ws_errf(err, errlen,
+			   "workspace path below root \"%.64s\" "
+			   "is longer than PATH_MAX",
+			   root);
 		return -ENAMETOOLONG;
 	}
 	size_t len = strlen(out->rel_private);
 	struct private_dir a = { out->rel_private, len - strlen(name) - 1 };
-	struct bg_ws_key k = session_key(root, out->rel_session,
-					 strlen(out->rel_session));
+	struct bg_ws_key k =
+		session_key(root, out->rel_session, strlen(out->rel_session));
 	return in_session(c, root, &k, true, make_private, &a, err, errlen);
 }
 
 int bg_ws_remove_private(struct bg_ws_cache *c, const char *root,
-			 const struct bg_ws_paths *p, char *err,
-			 size_t errlen)
+			 const struct bg_ws_paths *p, char *err, size_t errlen)
 {
 	int rc = check_rel(p ? p->rel_private : NULL, private_shape, 6,
 			   PRIVATE_SHAPE, err, errlen);
@@ -389,8 +392,8 @@ int bg_ws_remove_session(struct bg_ws_cache *c, const char *root,
 	rc = check_rel(rel_session, session_shape, 4, SESSION_SHAPE, err,
 		       errlen);
 	if (rc == 0 && c != NULL && root != NULL) {
-		struct bg_ws_key k = session_key(root, rel_session,
-						 strlen(rel_session));
+		struct bg_ws_key k =
+			session_key(root, rel_session, strlen(rel_session));
 		bg_ws_cache_drop(c, &k);
 	}
 	if (rc == 0)

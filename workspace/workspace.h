@@ -38,7 +38,7 @@ int bg_ws_check_id(struct bg_str id, const char *what, bool allow_empty,
 		   char *err, size_t errlen);
 
 struct bg_ws_paths {
-	char session[PATH_MAX];     /* <root>/<rel_session> */
+	char session[PATH_MAX];	    /* <root>/<rel_session> */
 	char private_dir[PATH_MAX]; /* <root>/<rel_private> */
 	char rel_session[PATH_MAX]; /* <agent>/<user>/sessions/<session> */
 	char rel_private[PATH_MAX]; /* <rel_session>/private/<exec>.<attempt> */
@@ -80,8 +80,7 @@ int bg_ws_prepare(struct bg_ws_cache *c, const char *root,
 /* Removes p->rel_private below root with everything in it: symlinks inside
  * are unlinked, never followed. 0 if it is already gone. */
 int bg_ws_remove_private(struct bg_ws_cache *c, const char *root,
-			 const struct bg_ws_paths *p, char *err,
-			 size_t errlen);
+			 const struct bg_ws_paths *p, char *err, size_t errlen);
 
 /* Disk usage of a session directory: the sum of st_blocks * 512 of the
  * directory and everything below it, symlinks counted as themselves, hard

@@ -59,7 +59,8 @@ static int sleep_process(void *state, const struct bg_task *task,
 		ms = st->default_ms;
 	for (; ms > 0; ms -= SLEEP_SLICE_MS) {
 		if (bg_ctx_cancelled(ctx))
-			return bg_ctx_result(ctx, "CANCELLED", NULL, NULL, NULL);
+			return bg_ctx_result(ctx, "CANCELLED", NULL, NULL,
+					     NULL);
 		sleep_ms(ms < SLEEP_SLICE_MS ? ms : SLEEP_SLICE_MS);
 	}
 	return bg_ctx_result(ctx, NULL, content, NULL, NULL);

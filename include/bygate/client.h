@@ -68,10 +68,10 @@ extern "C" {
 /* Errors of this library: negative, disjoint from -errno values. Functions
  * also return -EINVAL (a bad argument), -ENOMEM and -ENOENT where said. */
 enum bg_client_error {
-	BG_CLIENT_ECONFIG = -5001,  /* configuration not loaded or unsupported */
+	BG_CLIENT_ECONFIG = -5001, /* configuration not loaded or unsupported */
 	BG_CLIENT_ECONNECT = -5002, /* cannot connect, authenticate or select */
 	BG_CLIENT_EREDIS = -5003,   /* Redis answered a command with an error */
-	BG_CLIENT_EIO = -5004,      /* connection lost or timed out */
+	BG_CLIENT_EIO = -5004,	    /* connection lost or timed out */
 	BG_CLIENT_EPROTO = -5005,   /* a reply not of the documented shape */
 	BG_CLIENT_EINTR = -5006,    /* bg_client_interrupt() was called */
 	BG_CLIENT_EREJECTED = -5007, /* availability routing refused a send */
@@ -96,8 +96,8 @@ struct bg_client;
  * AUTH and SELECT. On success *out is a new client. On failure *out is NULL,
  * err (if errlen > 0) holds a message, and the result is
  * BG_CLIENT_ECONFIG, BG_CLIENT_ECONNECT or -ENOMEM. */
-int bg_client_open(const char *config_path, struct bg_client **out,
-		   char *err, size_t errlen);
+int bg_client_open(const char *config_path, struct bg_client **out, char *err,
+		   size_t errlen);
 
 /* Close the connection and free the client; NULL is a no-op. */
 void bg_client_close(struct bg_client *c);
@@ -114,34 +114,34 @@ void bg_client_interrupt(struct bg_client *c);
  * bg_client_reply a user reply (WIRE 2.5 "User reply", 6.8). NULL and ""
  * are the same for every optional member. */
 struct bg_send_request {
-	const char *agent_type;    /* header.target_agent_type: required by
+	const char *agent_type; /* header.target_agent_type: required by
 				      send; reply defaults to the record's */
-	const char *session_id;    /* required */
-	const char *content;       /* send: non-blank text, or JSON; reply:
+	const char *session_id; /* required */
+	const char *content;	/* send: non-blank text, or JSON; reply:
 				      may be empty when status is given */
-	bool content_is_json;      /* content is a JSON array or object */
+	bool content_is_json;	/* content is a JSON array or object */
 	const char *user_code;
 	const char *user_name;
-	const char *metadata;      /* JSON object: header.metadata */
+	const char *metadata;	   /* JSON object: header.metadata */
 	const char *extra_payload; /* JSON object: body.extra_payload */
-	bool wait_for_reply;       /* body.wait_for_reply (send only) */
-	const char *message_id;    /* send: default a new msg-xxxxxxxx;
+	bool wait_for_reply;	   /* body.wait_for_reply (send only) */
+	const char *message_id;	   /* send: default a new msg-xxxxxxxx;
 				      reply: required, the message resumed */
-	const char *trace_id;      /* default: a new uuid4 hex */
+	const char *trace_id;	   /* default: a new uuid4 hex */
 	const char *parent_message_id;
 
 	/* Routing (WIRE 7 and 6.9). */
-	const char *route_policy;  /* FAIL_FAST (default), SEND_ANYWAY,
+	const char *route_policy; /* FAIL_FAST (default), SEND_ANYWAY,
 				      WAKE_AND_WAIT, WAKE_AND_QUEUE, QUEUE_ONLY */
-	int timeout_ms;            /* WAKE_AND_WAIT bound: 0 = 30000, < 0 =
+	int timeout_ms;		  /* WAKE_AND_WAIT bound: 0 = 30000, < 0 =
 				      do not wait (an immediate timeout) */
 	const char *region;
 	long long priority;
-	const char *worker_id;     /* direct routing to this worker's stream */
+	const char *worker_id; /* direct routing to this worker's stream */
 
 	/* bg_client_reply only (RESUME body, WIRE 2.3). */
 	const char *status;
-	const char *reply_data;    /* raw JSON; default null */
+	const char *reply_data; /* raw JSON; default null */
 };
 
 /* Longest route status / error code, NUL included. */
@@ -151,15 +151,15 @@ struct bg_send_response {
 	char message_id[BG_CLIENT_ID_MAX];
 	char execution_id[BG_CLIENT_ID_MAX];
 	char trace_id[BG_CLIENT_ID_MAX];
-	char entry_id[BG_CLIENT_ENTRY_ID_MAX]; /* of the control-stream entry;
+	char entry_id[BG_CLIENT_ENTRY_ID_MAX];	 /* of the control-stream entry;
 						  "" when none was written */
 	char pending_id[BG_CLIENT_ENTRY_ID_MAX]; /* of the PendingDelivery */
 	/* DELIVER_NOW, WAIT_AND_DELIVER, QUEUE_PENDING,
 	 * FALLBACK_TO_OTHER_AGENT_TYPE, DIRECT_WORKER or REJECT */
 	char route_status[BG_CLIENT_CODE_MAX];
 	char target_agent_type[BG_CLIENT_ID_MAX]; /* after a fallback */
-	char stream[2 * BG_CLIENT_ID_MAX];        /* the record's stream_name */
-	bool resumed;  /* reply: the execution of the message was found */
+	char stream[2 * BG_CLIENT_ID_MAX];	  /* the record's stream_name */
+	bool resumed; /* reply: the execution of the message was found */
 	/* With BG_CLIENT_EREJECTED: AGENT_CIRCUIT_OPEN, TENANT_QUOTA_EXCEEDED,
 	 * AGENT_TYPE_UNAVAILABLE or WORKER_NOT_ONLINE, and the message. */
 	char error_code[BG_CLIENT_CODE_MAX];
@@ -219,12 +219,12 @@ struct bg_client_cancelled {
 typedef int (*bg_cancel_cb)(void *arg, const struct bg_client_cancelled *n);
 
 struct bg_cancel_request {
-	const char *session_id;   /* required */
-	const char *message_id;   /* NULL: every execution of the session */
+	const char *session_id; /* required */
+	const char *message_id; /* NULL: every execution of the session */
 	const char *reason;
 	const char *cancel_mode;  /* "graceful" (default) or "force" */
 	const char *requested_by; /* default "client" */
-	bg_cancel_cb cb;          /* may be NULL; called per cancelled node */
+	bg_cancel_cb cb;	  /* may be NULL; called per cancelled node */
 	void *arg;
 };
 
@@ -234,8 +234,8 @@ struct bg_cancel_response {
 	char execution_id[BG_CLIENT_ID_MAX]; /* of the message's execution */
 	char worker_id[BG_CLIENT_ID_MAX];
 	int cancelled_count;
-	int already_finished_count;	 /* terminal records flagged */
-	char error[512];		 /* NOT_FOUND / ALREADY_FINISHED */
+	int already_finished_count; /* terminal records flagged */
+	char error[512];	    /* NOT_FOUND / ALREADY_FINISHED */
 };
 
 /* GatewayClient.cancel_task (message_id set) or cancel_session (WIRE
@@ -303,7 +303,8 @@ int bg_client_allow(struct bg_client *c, const char *agent_type,
  * reload-xxxxxxxx. *json_out (to free()): {"reload_id", "agent_type",
  * "worker_ids", "dispatched_count"}. 0 or a negative error. */
 int bg_client_reload(struct bg_client *c, const char *agent_type,
-		     const char *reason, const char *reload_id, char **json_out);
+		     const char *reason, const char *reload_id,
+		     char **json_out);
 
 /* collect_reload_acks: XREAD COUNT 100 [BLOCK block_ms] of the reload's
  * ACK stream after last_id (block_ms < 0: no BLOCK). *json_out (to free())
@@ -326,11 +327,11 @@ int bg_client_dispatch_ready(struct bg_client *c, const char *execution_id,
 
 /* The reference wakeup controller and delivery gate (WIRE 7). */
 struct bg_gate_options {
-	const char *provider; /* required: run with sh -c per wakeup */
-	const char *group;    /* consumer group on mgmt:wakeup; default
+	const char *provider;	 /* required: run with sh -c per wakeup */
+	const char *group;	 /* consumer group on mgmt:wakeup; default
 				 "bygate_gate" */
-	const char *consumer; /* default "gate-<hostname>" */
-	int max_attempts;     /* provider runs before FAILED; default 3 */
+	const char *consumer;	 /* default "gate-<hostname>" */
+	int max_attempts;	 /* provider runs before FAILED; default 3 */
 	int provider_timeout_ms; /* a run is killed after; default 120000 */
 	int online_timeout_ms;	 /* READY: wait for an online worker; 30000 */
 	bool once; /* handle what is there (own PEL, then new), then return */
@@ -344,8 +345,8 @@ struct bg_gate_event {
 	const char *status; /* the decision written: READY, QUEUED, REJECTED,
 			       FAILED; "INVALID" for an unusable entry */
 	const char *reason;
-	int attempts;	    /* provider runs */
-	int delivered;	    /* pending entries XADDed */
+	int attempts;	      /* provider runs */
+	int delivered;	      /* pending entries XADDed */
 	const char *decision; /* the decision JSON written, or NULL */
 };
 typedef void (*bg_gate_cb)(void *arg, const struct bg_gate_event *ev);
@@ -381,7 +382,7 @@ struct bg_client_event {
 	size_t content_len;  /* content may hold NUL bytes */
 	const char *raw;     /* the entry's `data` field; NULL if it has none */
 	size_t raw_len;
-	bool valid;          /* raw is a JSON object */
+	bool valid; /* raw is a JSON object */
 };
 
 /* Return 0 to go on, 1 to stop after this event, or a negative error,
@@ -409,7 +410,7 @@ int bg_client_last_entry_id(struct bg_client *c, const char *session,
 /* An execution record of the session registry (WIRE 6.1, 6.2). */
 struct bg_client_record {
 	const char *execution_id; /* from the field name exec:<id> */
-	const char *json;         /* the stored record, not validated */
+	const char *json;	  /* the stored record, not validated */
 	size_t json_len;
 };
 

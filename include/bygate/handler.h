@@ -123,10 +123,10 @@ BG_HANDLER_VISIBLE extern const struct bg_handler bg_handler;
 
 /** Text attributes of a task (by-framework message header and execution). */
 enum bg_task_attr {
-	BG_TASK_AGENT_TYPE,	   /* agent type this task is for */
-	BG_TASK_ACTION,		   /* "ASK_AGENT" or "RESUME" */
-	BG_TASK_EXECUTION_ID,	   /* "exec-..." */
-	BG_TASK_MESSAGE_ID,	   /* the request's message id */
+	BG_TASK_AGENT_TYPE,   /* agent type this task is for */
+	BG_TASK_ACTION,	      /* "ASK_AGENT" or "RESUME" */
+	BG_TASK_EXECUTION_ID, /* "exec-..." */
+	BG_TASK_MESSAGE_ID,   /* the request's message id */
 	BG_TASK_SESSION_ID,
 	BG_TASK_TRACE_ID,
 	BG_TASK_SOURCE_AGENT_TYPE, /* caller agent type; "" for a root task */
@@ -134,10 +134,10 @@ enum bg_task_attr {
 	BG_TASK_TASK_GROUP_ID,	   /* scatter-gather group, usually "" */
 	BG_TASK_USER_CODE,
 	BG_TASK_USER_NAME,
-	BG_TASK_WORKSPACE,	   /* the session's workspace directory: kept
+	BG_TASK_WORKSPACE,	      /* the session's workspace directory: kept
 				      across the session's tasks on this
 				      host, "" if none */
-	BG_TASK_PRIVATE_DIR,	   /* this task's private directory, removed
+	BG_TASK_PRIVATE_DIR,	      /* this task's private directory, removed
 				      after the task; "" if none */
 	BG_TASK_TRACE_PARENT_SPAN_ID, /* the command header's, often "" */
 	BG_TASK_LANGFUSE_PARENT_OBSERVATION_ID, /* the command header's */

@@ -119,9 +119,10 @@ static redisReply *command(struct check *c, int argc, const struct bg_str *argv)
 static int entry_pending(struct check *c, struct bg_str stream,
 			 struct bg_str id, struct bg_buf *who)
 {
-	const struct bg_str argv[] = { BG_STR_LIT("XPENDING"), stream,
-				       bg_str_c(c->group), id, id,
-				       BG_STR_LIT("1") };
+	const struct bg_str argv[] = {
+		BG_STR_LIT("XPENDING"), stream, bg_str_c(c->group), id, id,
+		BG_STR_LIT("1")
+	};
 	redisReply *r = command(c, 6, argv);
 	if (r == NULL)
 		return -2;
@@ -191,11 +192,12 @@ static void check_entry(struct check *c, const struct bg_tool_item *it)
  * A missing stream or group has nothing pending. */
 static void check_own_pel(struct check *c, struct bg_str stream)
 {
-	const struct bg_str argv[] = { BG_STR_LIT("XPENDING"), stream,
-				       bg_str_c(c->group), BG_STR_LIT("-"),
-				       BG_STR_LIT("+"),
-				       BG_STR_LIT(STRINGIFY(PEL_PAGE)),
-				       bg_str_c(c->worker) };
+	const struct bg_str argv[] = {
+		BG_STR_LIT("XPENDING"), stream,
+		bg_str_c(c->group),	BG_STR_LIT("-"),
+		BG_STR_LIT("+"),	BG_STR_LIT(STRINGIFY(PEL_PAGE)),
+		bg_str_c(c->worker)
+	};
 	redisReply *r = command(c, 7, argv);
 	if (r == NULL)
 		return;
@@ -227,9 +229,10 @@ static void check_lease_value(struct check *c, struct bg_str token,
 	if (r->type == REDIS_REPLY_NIL) {
 		finding(c, c->running ? "discrepancy" : "ok", "lease", none,
 			none,
-			c->running ? "bygated runs but the lease key is missing "
-				     "(lease lapsed)"
-				   : "no live lease (bygated not running)");
+			c->running
+				? "bygated runs but the lease key is missing "
+				  "(lease lapsed)"
+				: "no live lease (bygated not running)");
 		return;
 	}
 	json_t *j = r->type == REDIS_REPLY_STRING
@@ -378,7 +381,9 @@ static void print_check(struct check *c)
 		const char *v = jget(f, "verdict"), *stream = jget(f, "stream");
 		const char *id = jget(f, "entry_id");
 		printf("%-5s %-8s %s%s%s%s%s\n",
-		       v[0] == 'o' ? "OK" : v[0] == 'i' ? "INFO" : "DIFF",
+		       v[0] == 'o'   ? "OK"
+		       : v[0] == 'i' ? "INFO"
+				     : "DIFF",
 		       jget(f, "check"), stream ? stream : "",
 		       stream ? " " : "", id ? id : "", stream ? ": " : "",
 		       jget(f, "reason"));
@@ -392,12 +397,13 @@ static void print_check(struct check *c)
 
 static void print_check_json(struct check *c)
 {
-	json_t *root = json_pack(
-		"{s:b s:s s:s s:s s:b s:i s:i s:i s:O}", "agree",
-		c->discrepancies == 0, "state_dir", c->state_dir, "worker",
-		c->worker, "group", c->group, "bygated_running", c->running,
-		"agreements", c->agree, "discrepancies", c->discrepancies,
-		"informational", c->infos, "findings", c->findings);
+	json_t *root = json_pack("{s:b s:s s:s s:s s:b s:i s:i s:i s:O}",
+				 "agree", c->discrepancies == 0, "state_dir",
+				 c->state_dir, "worker", c->worker, "group",
+				 c->group, "bygated_running", c->running,
+				 "agreements", c->agree, "discrepancies",
+				 c->discrepancies, "informational", c->infos,
+				 "findings", c->findings);
 	json_dumpf(root, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
 	fputc('\n', stdout);
 	json_decref(root);
@@ -432,7 +438,7 @@ static int run_check(struct check *c, struct bg_state *st, bool from_file)
 }
 
 int bg_tool_check(struct bg_state *st, const struct bg_tool_args *a,
-		     const struct bg_config *cfg, const char *state_dir)
+		  const struct bg_config *cfg, const char *state_dir)
 {
 	struct check c = { .cfg = cfg, .state_dir = state_dir };
 	struct bg_buf meta_worker = { 0 };
@@ -468,4 +474,3 @@ int bg_tool_check(struct bg_state *st, const struct bg_tool_args *a,
 	free(host);
 	return code;
 }
-

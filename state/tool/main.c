@@ -99,7 +99,7 @@ static int parse_args(int argc, char **argv, struct bg_tool_args *a)
 static int load_config(const struct bg_tool_args *a, struct bg_config *cfg)
 {
 	char err[512];
-	const char *path = a->config       ? a->config
+	const char *path = a->config	  ? a->config
 			   : a->state_dir ? NULL
 					  : bg_config_default_path();
 	if (a->state_dir && strcmp(a->command, "check") != 0)
@@ -124,8 +124,9 @@ int main(int argc, char **argv)
 	struct bg_state_opts o = { .dir = dir, .read_only = true };
 	struct bg_state *st;
 	if (bg_state_open(&o, &st, NULL)) {
-		fprintf(stderr, "bygate-state: cannot open the state in %s: %s\n",
-			dir, bg_state_errmsg(NULL));
+		fprintf(stderr,
+			"bygate-state: cannot open the state in %s: %s\n", dir,
+			bg_state_errmsg(NULL));
 		bg_config_free(&cfg);
 		return BG_TOOL_EXIT_OPEN;
 	}

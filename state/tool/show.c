@@ -96,7 +96,8 @@ static void out_print(struct out *o, const bool *shown)
 			if (o->corrupt[db])
 				json_object_set_new(
 					bad, bg_state_db_name(db),
-					json_integer((json_int_t)o->corrupt[db]));
+					json_integer(
+						(json_int_t)o->corrupt[db]));
 		json_object_set_new(root, "corrupt", bad);
 		json_dumpf(root, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
 		fputc('\n', stdout);
@@ -157,11 +158,11 @@ static int show_suspect(void *arg, const struct bg_state_suspect *s)
 	if (v->arr) {
 		json_array_append_new(
 			v->arr,
-			json_pack("{s:o s:o s:i s:b}",
-				  "stream", bg_tool_jtext(s->stream),
-				  "entry_id", bg_tool_jtext(s->entry_id),
-				  "alone_crashes", (int)s->alone_crashes,
-				  "running", s->running));
+			json_pack("{s:o s:o s:i s:b}", "stream",
+				  bg_tool_jtext(s->stream), "entry_id",
+				  bg_tool_jtext(s->entry_id), "alone_crashes",
+				  (int)s->alone_crashes, "running",
+				  s->running));
 		return 0;
 	}
 	bg_buf_puts(v->txt, " ");
@@ -314,18 +315,16 @@ static int show_exec(void *arg, struct bg_str stream, struct bg_str id,
 	if (d->o->json) {
 		json_t *row = json_pack(
 			"{s:o s:o s:o s:o s:o s:o s:i s:i s:I s:I s:I s:I}",
-			"stream", bg_tool_jtext(stream),
-			"entry_id", bg_tool_jtext(id),
-			"execution_id", bg_tool_jtext(e->execution_id),
-			"message_id", bg_tool_jtext(e->message_id),
-			"session_id", bg_tool_jtext(e->session_id),
-			"agent_type", bg_tool_jtext(e->agent_type),
-			"slot", (int)e->slot,
-			"pid", (int)e->pid,
-			"attempt", (json_int_t)e->attempt,
-			"interrupted", (json_int_t)e->interrupted,
-			"started_ms", (json_int_t)e->started_ms,
-			"first_seen_ms", (json_int_t)e->first_seen_ms);
+			"stream", bg_tool_jtext(stream), "entry_id",
+			bg_tool_jtext(id), "execution_id",
+			bg_tool_jtext(e->execution_id), "message_id",
+			bg_tool_jtext(e->message_id), "session_id",
+			bg_tool_jtext(e->session_id), "agent_type",
+			bg_tool_jtext(e->agent_type), "slot", (int)e->slot,
+			"pid", (int)e->pid, "attempt", (json_int_t)e->attempt,
+			"interrupted", (json_int_t)e->interrupted, "started_ms",
+			(json_int_t)e->started_ms, "first_seen_ms",
+			(json_int_t)e->first_seen_ms);
 		row_json(d->o, BG_DB_INFLIGHT, row);
 		return 0;
 	}
@@ -353,17 +352,17 @@ static int show_hist(void *arg, const struct bg_state_hist *h)
 		return 0;
 	if (d->o->json) {
 		json_t *row = json_pack(
-			"{s:o s:o s:o s:o s:o s:o s:o s:I s:I s:I}",
-			"stream", bg_tool_jtext(h->stream),
-			"entry_id", bg_tool_jtext(h->entry_id),
-			"execution_id", bg_tool_jtext(h->execution_id),
-			"message_id", bg_tool_jtext(h->message_id),
-			"session_id", bg_tool_jtext(h->session_id),
-			"agent_type", bg_tool_jtext(h->agent_type),
-			"status", bg_tool_jtext(h->status),
-			"finished_ms", (json_int_t)h->finished_ms,
-			"duration_ms", (json_int_t)h->duration_ms,
-			"attempt", (json_int_t)h->attempt);
+			"{s:o s:o s:o s:o s:o s:o s:o s:I s:I s:I}", "stream",
+			bg_tool_jtext(h->stream), "entry_id",
+			bg_tool_jtext(h->entry_id), "execution_id",
+			bg_tool_jtext(h->execution_id), "message_id",
+			bg_tool_jtext(h->message_id), "session_id",
+			bg_tool_jtext(h->session_id), "agent_type",
+			bg_tool_jtext(h->agent_type), "status",
+			bg_tool_jtext(h->status), "finished_ms",
+			(json_int_t)h->finished_ms, "duration_ms",
+			(json_int_t)h->duration_ms, "attempt",
+			(json_int_t)h->attempt);
 		row_json(d->o, BG_DB_HISTORY, row);
 		return 0;
 	}
@@ -390,15 +389,15 @@ static int show_session(void *arg, const struct bg_state_session *s)
 	if (d->f->on && !want_session(d->f, s->session_id))
 		return 0;
 	if (d->o->json) {
-		json_t *row = json_pack(
-			"{s:o s:o s:o s:o s:I s:I s:I}",
-			"agent_type", bg_tool_jtext(s->agent_type),
-			"user_code", bg_tool_jtext(s->user_code),
-			"session_id", bg_tool_jtext(s->session_id),
-			"path", bg_tool_jtext(s->path),
-			"created_ms", (json_int_t)s->created_ms,
-			"last_used_ms", (json_int_t)s->last_used_ms,
-			"bytes", (json_int_t)s->bytes);
+		json_t *row =
+			json_pack("{s:o s:o s:o s:o s:I s:I s:I}", "agent_type",
+				  bg_tool_jtext(s->agent_type), "user_code",
+				  bg_tool_jtext(s->user_code), "session_id",
+				  bg_tool_jtext(s->session_id), "path",
+				  bg_tool_jtext(s->path), "created_ms",
+				  (json_int_t)s->created_ms, "last_used_ms",
+				  (json_int_t)s->last_used_ms, "bytes",
+				  (json_int_t)s->bytes);
 		row_json(d->o, BG_DB_SESSIONS, row);
 		return 0;
 	}
@@ -487,7 +486,7 @@ int bg_tool_dump(struct bg_state *st, const struct bg_tool_args *a)
 	}
 	if (rc == 0)
 		out_print(&o, shown);
-	int code = rc		    ? BG_TOOL_EXIT_OPEN
+	int code = rc		     ? BG_TOOL_EXIT_OPEN
 		   : any_corrupt(&o) ? BG_TOOL_EXIT_FOUND
 				     : BG_TOOL_EXIT_OK;
 	out_free(&o);

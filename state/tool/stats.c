@@ -28,15 +28,17 @@ int bg_tool_stats(struct bg_state *st, const struct bg_tool_args *a)
 	if (a->json) {
 		json_t *entries = json_object();
 		for (int db = 0; db < BG_DB__COUNT; db++)
-			json_object_set_new(entries, bg_state_db_name(db),
-					    json_integer((json_int_t)s.entries[db]));
-		json_t *root = json_pack(
-			"{s:I s:I s:o s:I s:i s:i s:i}", "map_size",
-			(json_int_t)s.map_size, "map_used",
-			(json_int_t)s.map_used, "entries", entries,
-			"journal_depth", (json_int_t)s.entries[BG_DB_JOURNAL],
-			"readers_used", (int)s.readers_used, "readers_max",
-			(int)s.readers_max, "stale_readers", s.stale_readers);
+			json_object_set_new(
+				entries, bg_state_db_name(db),
+				json_integer((json_int_t)s.entries[db]));
+		json_t *root = json_pack("{s:I s:I s:o s:I s:i s:i s:i}",
+					 "map_size", (json_int_t)s.map_size,
+					 "map_used", (json_int_t)s.map_used,
+					 "entries", entries, "journal_depth",
+					 (json_int_t)s.entries[BG_DB_JOURNAL],
+					 "readers_used", (int)s.readers_used,
+					 "readers_max", (int)s.readers_max,
+					 "stale_readers", s.stale_readers);
 		json_dumpf(root, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
 		fputc('\n', stdout);
 		json_decref(root);
@@ -58,4 +60,3 @@ int bg_tool_stats(struct bg_state *st, const struct bg_tool_args *a)
 	       s.readers_max, s.stale_readers);
 	return BG_TOOL_EXIT_OK;
 }
-

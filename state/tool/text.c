@@ -7,10 +7,11 @@
 
 static size_t utf8_char_len(const unsigned char *p, size_t n)
 {
-	size_t len = p[0] < 0x80 ? 1 : (p[0] & 0xe0) == 0xc0 ? 2
-				  : (p[0] & 0xf0) == 0xe0   ? 3
-				  : (p[0] & 0xf8) == 0xf0   ? 4
-							    : 0;
+	size_t len = p[0] < 0x80	     ? 1
+		     : (p[0] & 0xe0) == 0xc0 ? 2
+		     : (p[0] & 0xf0) == 0xe0 ? 3
+		     : (p[0] & 0xf8) == 0xf0 ? 4
+					     : 0;
 	if (len == 0 || len > n || (len == 2 && p[0] < 0xc2))
 		return 0;
 	for (size_t i = 1; i < len; i++)

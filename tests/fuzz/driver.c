@@ -150,23 +150,39 @@ static uint64_t seed_of(const uint8_t *p, size_t n)
 }
 
 /* Bytes and tokens that matter to a JSON scanner. */
-static const uint8_t bytes[] = { '"',  '\\', '{',  '}',	 '[',  ']',
-				 ',',  ':',  '0',  '-',	 'e',  '.',
-				 'u',  'n',  't',  'f',	 ' ',  '\n',
-				 0x00, 0x1f, 0x7f, 0x80, 0xbf, 0xc0,
+static const uint8_t bytes[] = { '"',  '\\', '{',  '}',	 '[',  ']',  ',',  ':',
+				 '0',  '-',  'e',  '.',	 'u',  'n',  't',  'f',
+				 ' ',  '\n', 0x00, 0x1f, 0x7f, 0x80, 0xbf, 0xc0,
 				 0xc2, 0xe0, 0xed, 0xf0, 0xf4, 0xff };
 static const char *const tokens[] = {
-	"\\u",	   "\\u0000", "\\ud800", "\\udc00", "\\ud83d\\ude00",
-	"\\\"",	   "null",    "true",	 "false",   "-0",
-	"1e999",   "0.5e-3",  "\"\"",	 "{}",	    "[]",
-	"{\"a\":", "\xf0\x9f\x98\x80",	 "\xed\xa0\x80",
-	"\"action_type\"", "\"header\"", "\"body\"", "\"content\"",
+	"\\u",
+	"\\u0000",
+	"\\ud800",
+	"\\udc00",
+	"\\ud83d\\ude00",
+	"\\\"",
+	"null",
+	"true",
+	"false",
+	"-0",
+	"1e999",
+	"0.5e-3",
+	"\"\"",
+	"{}",
+	"[]",
+	"{\"a\":",
+	"\xf0\x9f\x98\x80",
+	"\xed\xa0\x80",
+	"\"action_type\"",
+	"\"header\"",
+	"\"body\"",
+	"\"content\"",
 };
 
 /* Replace del bytes at `at` with ins[0..k) (ins outside buf); nothing
  * when it does not fit in cap. */
-static void splice(uint8_t *buf, size_t *len, size_t cap, size_t at,
-		   size_t del, const void *ins, size_t k)
+static void splice(uint8_t *buf, size_t *len, size_t cap, size_t at, size_t del,
+		   const void *ins, size_t k)
 {
 	size_t n = *len;
 	if (k > cap || at > n || del > n - at || n - del > cap - k)

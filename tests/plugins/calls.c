@@ -59,23 +59,25 @@ static int process(void *state, const struct bg_task *task, struct bg_ctx *ctx)
 		return 0; /* no result: WAITING_USER */
 	}
 	if (!strcmp(what, "call")) {
-		show(ctx, bg_ctx_call_agent(ctx, "researcher", "Find hotels", 1,
-					    "{\"metadata\": {\"k\": 1}}", &reply),
+		show(ctx,
+		     bg_ctx_call_agent(ctx, "researcher", "Find hotels", 1,
+				       "{\"metadata\": {\"k\": 1}}", &reply),
 		     &reply);
 		return 0; /* WAITING_AGENT */
 	}
 	if (!strcmp(what, "handoff")) {
-		show(ctx, bg_ctx_call_agent(ctx, "writer", "Write", 0, NULL,
-					    &reply),
+		show(ctx,
+		     bg_ctx_call_agent(ctx, "writer", "Write", 0, NULL, &reply),
 		     &reply);
 		return 0; /* COMPLETED: nothing to wait for */
 	}
 	if (!strcmp(what, "group")) {
-		show(ctx, bg_ctx_dispatch_group(
-				  ctx,
-				  "[{\"target_agent_type\": \"writer\", "
-				  "\"content\": \"a\"}]",
-				  1, &reply),
+		show(ctx,
+		     bg_ctx_dispatch_group(
+			     ctx,
+			     "[{\"target_agent_type\": \"writer\", "
+			     "\"content\": \"a\"}]",
+			     1, &reply),
 		     &reply);
 		return bg_ctx_result(ctx, NULL, "dispatched", NULL, NULL);
 	}
@@ -95,10 +97,9 @@ static int process(void *state, const struct bg_task *task, struct bg_ctx *ctx)
 	}
 	if (!strcmp(what, "cancel")) {
 		show(ctx, bg_ctx_kv_get(ctx, "k", &reply), &reply);
-		return bg_ctx_cancelled(ctx)
-			       ? bg_ctx_result(ctx, "CANCELLED", NULL, NULL,
-					       NULL)
-			       : 0;
+		return bg_ctx_cancelled(ctx) ? bg_ctx_result(ctx, "CANCELLED",
+							     NULL, NULL, NULL)
+					     : 0;
 	}
 	if (!strcmp(what, "dirs")) {
 		bg_ctx_chunk(ctx, bg_ctx_private_dir(ctx));

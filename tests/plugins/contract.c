@@ -30,7 +30,8 @@ static void check_task(struct report *r, const struct bg_task *t)
 	check(r, strcmp(bg_task_get(t, BG_TASK_USER_NAME), "") == 0,
 	      "empty attribute");
 	check(r, bg_task_get(t, (enum bg_task_attr)999) == NULL, "bad attr");
-	check(r, strcmp(bg_task_metadata_json(t), "{\"channel\": \"web\"}") == 0,
+	check(r,
+	      strcmp(bg_task_metadata_json(t), "{\"channel\": \"web\"}") == 0,
 	      "metadata");
 	check(r, bg_task_attempt(t) == 1, "attempt");
 	check(r, bg_task_is_resumed(t) == 0, "resumed");
@@ -45,24 +46,27 @@ static void check_emit_args(struct report *r, struct bg_ctx *ctx)
 	      "content type");
 	check(r, bg_ctx_chunk_ex(ctx, "x", NULL, NULL, "[1]") == -EINVAL,
 	      "metadata not an object");
-	check(r, bg_ctx_chunk_ex(ctx, "x", "reasoningLogDelta", "3003",
-				 "{\"k\": 1}") == 0,
+	check(r,
+	      bg_ctx_chunk_ex(ctx, "x", "reasoningLogDelta", "3003",
+			      "{\"k\": 1}") == 0,
 	      "valid chunk_ex");
 }
 
 static void check_result_args(struct report *r, struct bg_ctx *ctx)
 {
-	check(r, bg_ctx_result_json(ctx, NULL, "{\"a\": 1}", NULL, NULL) ==
-			 -EINVAL,
+	check(r,
+	      bg_ctx_result_json(ctx, NULL, "{\"a\": 1}", NULL, NULL) ==
+		      -EINVAL,
 	      "object content");
 	check(r, bg_ctx_result(ctx, "bad\nstatus", NULL, NULL, NULL) == -EINVAL,
 	      "status");
 	check(r, bg_ctx_result(ctx, NULL, NULL, "{bad", NULL) == -EINVAL,
 	      "reply_data");
-	check(r, bg_ctx_result_json(ctx, "completed",
-				    "[{\"role\": \"assistant\", "
-				    "\"content\": \"hi\"}]",
-				    "{\"n\": 1}", NULL) == 0,
+	check(r,
+	      bg_ctx_result_json(ctx, "completed",
+				 "[{\"role\": \"assistant\", "
+				 "\"content\": \"hi\"}]",
+				 "{\"n\": 1}", NULL) == 0,
 	      "valid result");
 	check(r, bg_ctx_fail(ctx, "late") == -EALREADY, "second result");
 }

@@ -75,10 +75,11 @@ static int process(void *state, const struct bg_task *task, struct bg_ctx *ctx)
 		size_t off = 0;
 		off += (size_t)sprintf(tasks + off, "[");
 		for (int i = 0; i < n; i++)
-			off += (size_t)sprintf(tasks + off,
-					       "%s{\"target_agent_type\": \"%s\", "
-					       "\"content\": \"part %d\"}",
-					       i ? "," : "", r->target, i);
+			off += (size_t)sprintf(
+				tasks + off,
+				"%s{\"target_agent_type\": \"%s\", "
+				"\"content\": \"part %d\"}",
+				i ? "," : "", r->target, i);
 		sprintf(tasks + off, "]");
 		int rc = bg_ctx_dispatch_group(ctx, tasks, 1, &reply);
 		free(tasks);

@@ -75,7 +75,8 @@ static int try_connect(const char *host, int port)
 	struct sockaddr_in a = { .sin_family = AF_INET,
 				 .sin_port = htons((uint16_t)port) };
 	inet_pton(AF_INET, host, &a.sin_addr);
-	int err = connect(s, (struct sockaddr *)&a, sizeof(a)) == -1 ? errno : 0;
+	int err = connect(s, (struct sockaddr *)&a, sizeof(a)) == -1 ? errno
+								     : 0;
 	close(s);
 	return err;
 }
@@ -285,7 +286,7 @@ static int hostile_process(void *state, const struct bg_task *task,
 		char path[4200];
 		snprintf(path, sizeof(path), "%s/sda", bg_ctx_workspace(ctx));
 		err = mknod(path, S_IFBLK | 0600, makedev(8, 0)) == -1 ? errno
-								      : 0;
+								       : 0;
 	} else if (!strcmp(what, "setuid"))
 		return setuid_file(ctx);
 	else if (!strcmp(what, "signal"))

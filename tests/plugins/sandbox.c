@@ -91,7 +91,9 @@ static int try_mount(void)
 {
 	/* Harmless when allowed: the mount point does not exist (ENOENT). */
 	return mount("bygate-probe", "/nonexistent/bygate-sandbox-probe",
-		     "tmpfs", 0, NULL) == 0 ? 0 : errno;
+		     "tmpfs", 0, NULL) == 0
+		       ? 0
+		       : errno;
 }
 
 static int try_fork_exec(void)

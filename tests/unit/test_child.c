@@ -56,11 +56,16 @@ struct sup {
 };
 
 static const char *const needed[] = {
-	"bygate-child",		  "plugins/echo.so",
-	"plugins/sleep.so",	  "test-plugins/fdlist.so",
-	"test-plugins/crash.so",  "test-plugins/emitall.so",
-	"test-plugins/fail.so",	  "test-plugins/big.so",
-	"test-plugins/contract.so", "test-plugins/calls.so",
+	"bygate-child",
+	"plugins/echo.so",
+	"plugins/sleep.so",
+	"test-plugins/fdlist.so",
+	"test-plugins/crash.so",
+	"test-plugins/emitall.so",
+	"test-plugins/fail.so",
+	"test-plugins/big.so",
+	"test-plugins/contract.so",
+	"test-plugins/calls.so",
 };
 
 static void build_path(char *out, size_t n, const char *rel)
@@ -187,7 +192,8 @@ static void sup_send(struct sup *s, uint16_t kind, uint64_t tag,
 {
 	struct bg_buf b = { 0 };
 	assert_int_equal(bg_rec_pack(&b, v, n), 0);
-	struct bg_msg_out m = { .kind = kind, .tag = tag,
+	struct bg_msg_out m = { .kind = kind,
+				.tag = tag,
 				.p = (const uint8_t *)(b.p ? b.p : ""),
 				.len = (uint32_t)b.len };
 	long deadline = now_ms() + WAIT_MS;
@@ -263,8 +269,8 @@ struct agent_conf {
 	const char *name;
 	const char *plugin; /* relative to the build tree, or absolute */
 	const char *options;
-	const char *argv;	  /* exec: JSON array of the command's words */
-	const char *mode;	  /* exec: "persistent" (default) or "per_task" */
+	const char *argv; /* exec: JSON array of the command's words */
+	const char *mode; /* exec: "persistent" (default) or "per_task" */
 	const char *max_inflight; /* exec: default "1" */
 	const char *max_line;	  /* exec: default "1048576" */
 };
@@ -274,8 +280,12 @@ static const struct agent_conf std_agents[] = {
 	{ .name = "sleep",
 	  .plugin = "plugins/sleep.so",
 	  .options = "{\"default_ms\": 5}" },
-	{ .name = "emitall", .plugin = "test-plugins/emitall.so", .options = "" },
-	{ .name = "fdlist", .plugin = "test-plugins/fdlist.so", .options = "{}" },
+	{ .name = "emitall",
+	  .plugin = "test-plugins/emitall.so",
+	  .options = "" },
+	{ .name = "fdlist",
+	  .plugin = "test-plugins/fdlist.so",
+	  .options = "{}" },
 	{ .name = "crash", .plugin = "test-plugins/crash.so", .options = "{}" },
 	{ .name = "fail", .plugin = "test-plugins/fail.so", .options = "{}" },
 	{ .name = "big", .plugin = "test-plugins/big.so", .options = "{}" },
@@ -299,7 +309,7 @@ static const struct agent_conf exec_agents[] = {
 };
 #define N_EXEC (sizeof(exec_agents) / sizeof(*exec_agents))
 
-static const char *or(const char *s, const char *def)
+static const char * or (const char *s, const char *def)
 {
 	return s ? s : def;
 }
@@ -317,9 +327,9 @@ static void conf_fields(const struct agent_conf *a, char *path, size_t n,
 		f[BG_KF_KIND] = bg_str_c("exec");
 		f[BG_KF_ARGV] = bg_str_c(a->argv);
 		f[BG_KF_WORKDIR] = bg_str_c(g_agents);
-		f[BG_KF_MODE] = bg_str_c(or(a->mode, "persistent"));
-		f[BG_KF_MAX_INFLIGHT] = bg_str_c(or(a->max_inflight, "1"));
-		f[BG_KF_MAX_LINE] = bg_str_c(or(a->max_line, "1048576"));
+		f[BG_KF_MODE] = bg_str_c(or (a->mode, "persistent"));
+		f[BG_KF_MAX_INFLIGHT] = bg_str_c(or (a->max_inflight, "1"));
+		f[BG_KF_MAX_LINE] = bg_str_c(or (a->max_line, "1048576"));
 		return;
 	}
 	if (a->plugin[0] == '/')
@@ -358,8 +368,8 @@ static void sup_start(struct sup *s, uint64_t max_message)
 static void sup_task_ex(struct sup *s, uint64_t tag, const char *agent,
 			const char *content, const char *const *extra)
 {
-	json_t *body = json_pack("{s:s,s:b}", "content", content,
-				 "wait_for_reply", 0);
+	json_t *body =
+		json_pack("{s:s,s:b}", "content", content, "wait_for_reply", 0);
 	char *body_s = json_dumps(body, JSON_COMPACT);
 	struct bg_str v[BG_TF__COUNT];
 	for (int i = 0; i < BG_TF__COUNT; i++)
@@ -572,9 +582,9 @@ static void test_ctx_fail_yields_failed_result_with_error_fields(void **st)
 	assert_field(s, BG_RF_ERROR, "boom");
 	json_t *meta = json_loadb(s->f[BG_RF_METADATA].p,
 				  s->f[BG_RF_METADATA].len, 0, NULL);
-	assert_string_equal(json_string_value(json_object_get(meta,
-							      "error_message")),
-			    "boom");
+	assert_string_equal(
+		json_string_value(json_object_get(meta, "error_message")),
+		"boom");
 	json_decref(meta);
 	stop_and_expect_exit_0(s);
 }
@@ -619,7 +629,8 @@ static void test_cancel_reaches_the_running_handler(void **st)
 	struct sup *s = *st;
 	sup_start(s, MAX_MESSAGE);
 	sup_task(s, 20, "sleep", "60000");
-	struct bg_str cancel[2] = { BG_STR_LIT("user"), BG_STR_LIT("graceful") };
+	struct bg_str cancel[2] = { BG_STR_LIT("user"),
+				    BG_STR_LIT("graceful") };
 	sup_send(s, BG_REC_CANCEL, 20, cancel, 2);
 	expect_result(s, 20, "CANCELLED", "");
 	stop_and_expect_exit_0(s);
@@ -671,7 +682,6 @@ static void test_unknown_record_kind_exits_72(void **st)
 	expect_exit_code(s, 72);
 }
 
-
 /* ---- SDK operations answered by bygated (CALL / REPLY) --------------- */
 
 /* The next message is the CALL (op, id) of tag with args equal (as JSON)
@@ -683,8 +693,8 @@ static void expect_call(struct sup *s, uint64_t tag, const char *op,
 	assert_int_equal(s->in.tag, tag);
 	assert_field(s, BG_CF_OP, op);
 	assert_field(s, BG_CF_ID, id);
-	json_t *got = json_loadb(s->f[BG_CF_ARGS].p, s->f[BG_CF_ARGS].len, 0,
-				 NULL);
+	json_t *got =
+		json_loadb(s->f[BG_CF_ARGS].p, s->f[BG_CF_ARGS].len, 0, NULL);
 	json_t *exp = json_loads(want, 0, NULL);
 	if (!json_equal(got, exp))
 		print_error("CALL args %.*s, expected %s\n",
@@ -714,8 +724,7 @@ static void test_sdk_ask_user_sends_a_call_and_ends_waiting_user(void **st)
 	stop_and_expect_exit_0(s);
 }
 
-static void test_sdk_call_agent_merges_options_and_ends_waiting_agent(
-	void **st)
+static void test_sdk_call_agent_merges_options_and_ends_waiting_agent(void **st)
 {
 	struct sup *s = *st;
 	sup_start(s, MAX_MESSAGE);
@@ -732,8 +741,7 @@ static void test_sdk_call_agent_merges_options_and_ends_waiting_agent(
 	stop_and_expect_exit_0(s);
 }
 
-static void test_sdk_call_agent_that_failed_to_route_does_not_suspend(
-	void **st)
+static void test_sdk_call_agent_that_failed_to_route_does_not_suspend(void **st)
 {
 	struct sup *s = *st;
 	sup_start(s, MAX_MESSAGE);
@@ -764,8 +772,7 @@ static void test_sdk_hand_off_without_waiting_keeps_completed(void **st)
 	stop_and_expect_exit_0(s);
 }
 
-static void test_sdk_result_without_status_after_dispatch_group_waits(
-	void **st)
+static void test_sdk_result_without_status_after_dispatch_group_waits(void **st)
 {
 	struct sup *s = *st;
 	sup_start(s, MAX_MESSAGE);
@@ -814,14 +821,14 @@ static void test_sdk_invalid_arguments_are_refused_without_a_call(void **st)
 	stop_and_expect_exit_0(s);
 }
 
-static void test_sdk_cancel_while_waiting_for_a_reply_sets_the_flag(
-	void **st)
+static void test_sdk_cancel_while_waiting_for_a_reply_sets_the_flag(void **st)
 {
 	struct sup *s = *st;
 	sup_start(s, MAX_MESSAGE);
 	sup_task(s, 37, "calls", "cancel");
 	expect_call(s, 37, "kv_get", "1", "{\"key\": \"k\"}");
-	struct bg_str cancel[2] = { BG_STR_LIT("user"), BG_STR_LIT("graceful") };
+	struct bg_str cancel[2] = { BG_STR_LIT("user"),
+				    BG_STR_LIT("graceful") };
 	sup_send(s, BG_REC_CANCEL, 37, cancel, 2);
 	sup_reply(s, 37, "1", "{\"found\":true,\"value\":1}");
 	expect_event(s, 37, "chunk", "1");
@@ -839,8 +846,7 @@ static void test_sdk_reply_with_another_id_exits_72(void **st)
 	expect_exit_code(s, 72);
 }
 
-static void test_sdk_private_dir_and_group_results_come_from_the_task(
-	void **st)
+static void test_sdk_private_dir_and_group_results_come_from_the_task(void **st)
 {
 	struct sup *s = *st;
 	const char *extra[BG_TF__COUNT] = {
@@ -921,17 +927,19 @@ static void test_exec_task_line_carries_the_task(void **st)
 	expect_result(s, 41, "", "");
 	json_t *r = json_loadb(s->f[BG_RF_REPLY_DATA].p,
 			       s->f[BG_RF_REPLY_DATA].len, 0, NULL);
-	assert_string_equal(json_string_value(json_object_get(r,
-							      "execution_id")),
-			    "exec-9c8d7e6f");
+	assert_string_equal(
+		json_string_value(json_object_get(r, "execution_id")),
+		"exec-9c8d7e6f");
 	assert_string_equal(json_string_value(json_object_get(r, "message_id")),
 			    "msg-1a2b3c4d");
-	assert_string_equal(json_string_value(json_object_get(r, "action_type")),
-			    "ASK_AGENT");
+	assert_string_equal(
+		json_string_value(json_object_get(r, "action_type")),
+		"ASK_AGENT");
 	assert_true(json_is_false(json_object_get(r, "resumed")));
 	assert_int_equal(json_integer_value(json_object_get(r, "attempt")), 1);
 	assert_true(json_is_null(json_object_get(r, "group_results")));
-	assert_int_equal(json_array_size(json_object_get(r, "header_keys")), 12);
+	assert_int_equal(json_array_size(json_object_get(r, "header_keys")),
+			 12);
 	assert_string_equal(json_string_value(json_object_get(
 				    json_object_get(r, "body"), "content")),
 			    "fields");
@@ -980,8 +988,8 @@ static void test_exec_per_task_program_is_new_for_every_task(void **st)
 	stop_and_expect_exit_0(s);
 }
 
-static void test_exec_stderr_lines_reach_the_log_with_the_execution_id(
-	void **st)
+static void
+test_exec_stderr_lines_reach_the_log_with_the_execution_id(void **st)
 {
 	struct sup *s = *st;
 	exec_start(s);
@@ -1046,7 +1054,8 @@ static void test_exec_cancel_reaches_the_program(void **st)
 	struct sup *s = *st;
 	exec_start(s);
 	sup_task(s, 52, "py", "cancel-wait");
-	struct bg_str cancel[2] = { BG_STR_LIT("user"), BG_STR_LIT("graceful") };
+	struct bg_str cancel[2] = { BG_STR_LIT("user"),
+				    BG_STR_LIT("graceful") };
 	sup_send(s, BG_REC_CANCEL, 52, cancel, 2);
 	expect_result(s, 52, "CANCELLED", "");
 	stop_and_expect_exit_0(s);
@@ -1070,8 +1079,9 @@ static void fails_then_recovers(struct sup *s, const char *agent,
 	exec_start(s);
 	sup_task(s, 60, agent, how);
 	expect_failed(s, 60, want);
-	assert_true(field_has(s, BG_RF_ERROR, "exec handler 'python3' of "
-					      "agent type"));
+	assert_true(field_has(s, BG_RF_ERROR,
+			      "exec handler 'python3' of "
+			      "agent type"));
 	expect_ok(s, 61, agent, "fine", "\"ok:fine\"");
 	stop_and_expect_exit_0(s);
 }
@@ -1085,8 +1095,9 @@ static void test_exec_invalid_json_fails_the_task(void **st)
 
 static void test_exec_over_long_line_fails_the_task(void **st)
 {
-	fails_then_recovers(*st, "raw", "long-line",
-			    "wrote a line longer than max_line_bytes (1048576)");
+	fails_then_recovers(
+		*st, "raw", "long-line",
+		"wrote a line longer than max_line_bytes (1048576)");
 }
 
 static void test_exec_unknown_line_type_fails_the_task(void **st)
@@ -1101,21 +1112,18 @@ static void test_exec_line_for_another_task_fails_the_task(void **st)
 			    "does not name a task this program is running");
 }
 
-static void test_exec_program_exiting_without_result_fails_the_task(
-	void **st)
+static void test_exec_program_exiting_without_result_fails_the_task(void **st)
 {
 	fails_then_recovers(*st, "raw", "exit-3",
 			    "exited with status 3 before sending the result");
 }
 
-static void test_exec_killed_program_fails_the_task_naming_the_signal(
-	void **st)
+static void test_exec_killed_program_fails_the_task_naming_the_signal(void **st)
 {
 	fails_then_recovers(*st, "raw", "crash", "was killed by signal 9");
 }
 
-static void test_exec_per_task_program_exiting_early_fails_the_task(
-	void **st)
+static void test_exec_per_task_program_exiting_early_fails_the_task(void **st)
 {
 	fails_then_recovers(*st, "raw1", "no-result",
 			    "exited with status 0 before sending the result");
@@ -1147,9 +1155,10 @@ static void test_exec_program_that_cannot_start_fails_the_task(void **st)
 	struct sup *s = *st;
 	exec_start(s);
 	sup_task(s, 63, "ghost", "x");
-	expect_failed(s, 63, "cannot start exec handler '/nonexistent/agent' "
-			     "of agent type 'ghost': execvp(): No such "
-			     "file or directory");
+	expect_failed(s, 63,
+		      "cannot start exec handler '/nonexistent/agent' "
+		      "of agent type 'ghost': execvp(): No such "
+		      "file or directory");
 	stop_and_expect_exit_0(s);
 }
 
@@ -1161,8 +1170,9 @@ static void test_exec_task_line_over_max_line_fails_only_that_task(void **st)
 	big[sizeof(big) - 1] = '\0';
 	exec_start(s);
 	sup_task(s, 64, "short", big);
-	expect_failed(s, 64, "above max_line_bytes (1024) of agent type "
-			     "'short'");
+	expect_failed(s, 64,
+		      "above max_line_bytes (1024) of agent type "
+		      "'short'");
 	expect_ok(s, 65, "short", "small", "\"ok:small\"");
 	stop_and_expect_exit_0(s);
 }
@@ -1182,8 +1192,8 @@ static void test_exec_max_inflight_runs_two_tasks_in_one_program(void **st)
 
 /* The program dying with two tasks in it fails both as interrupted (for
  * bygated to re-run alone); dying with one fails it plainly. */
-static void test_exec_shared_program_crash_marks_its_tasks_interrupted(
-	void **st)
+static void
+test_exec_shared_program_crash_marks_its_tasks_interrupted(void **st)
 {
 	struct sup *s = *st;
 	exec_start(s);
@@ -1219,8 +1229,7 @@ static void test_exec_tasks_queued_behind_an_exiting_program_join(void **st)
 	stop_and_expect_exit_0(s);
 }
 
-static void test_exec_result_extra_payload_and_trace_ids_pass_through(
-	void **st)
+static void test_exec_result_extra_payload_and_trace_ids_pass_through(void **st)
 {
 	struct sup *s = *st;
 	exec_start(s);

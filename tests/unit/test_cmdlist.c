@@ -20,13 +20,13 @@
 
 /* PING; SET k "" as a list: the format every journaled finish has had. */
 static const unsigned char GOLDEN[] = {
-	2, 0, 0, 0,				 /* count */
-	1, 0, 0, 0,				 /* argc */
-	4, 0, 0, 0, 'P', 'I', 'N', 'G',		 /* length, bytes */
-	3, 0, 0, 0,				 /* argc */
-	3, 0, 0, 0, 'S', 'E', 'T',		 /* */
-	1, 0, 0, 0, 'k',			 /* */
-	0, 0, 0, 0,				 /* "" */
+	2, 0, 0, 0,			/* count */
+	1, 0, 0, 0,			/* argc */
+	4, 0, 0, 0, 'P', 'I', 'N', 'G', /* length, bytes */
+	3, 0, 0, 0,			/* argc */
+	3, 0, 0, 0, 'S', 'E', 'T',	/* */
+	1, 0, 0, 0, 'k',		/* */
+	0, 0, 0, 0,			/* "" */
 };
 
 static struct bg_str golden(void)
@@ -75,7 +75,8 @@ static int walk(struct bg_str blob, int max)
 	size_t lens[16];
 	int argc;
 	int rc = bg_cmdlist_iter_init(&it, blob);
-	while (rc == 0 && (rc = bg_cmdlist_next(&it, &argc, argv, lens, max)) > 0)
+	while (rc == 0 &&
+	       (rc = bg_cmdlist_next(&it, &argc, argv, lens, max)) > 0)
 		rc = 0;
 	return rc;
 }
@@ -142,9 +143,8 @@ static void test_commands_round_trip_in_order_byte_for_byte(void **state)
 	assert_int_equal(BG_CMDLIST_ADD(&l, S("1"), S("2"), S("3"), S("4"),
 					S("5"), S("6"), S("7"), S("8")),
 			 0);
-	assert_int_equal(BG_CMDLIST_ADD(&l, S("XACK"), S("s"), S("g"),
-					S("1-0")),
-			 0);
+	assert_int_equal(
+		BG_CMDLIST_ADD(&l, S("XACK"), S("s"), S("g"), S("1-0")), 0);
 	assert_int_equal(l.n, 3);
 	uint32_t n = 0;
 	assert_int_equal(bg_cmdlist_check(blob_of(&l), &n), 0);
@@ -243,7 +243,7 @@ static void test_a_command_of_more_than_8_arguments_fails_the_list(void **state)
 {
 	struct bg_cmdlist l = { 0 };
 	struct bg_str nine[9] = { S("HSET"), S("h"), S("1"), S("2"), S("3"),
-				  S("4"), S("5"), S("6"), S("7") };
+				  S("4"),    S("5"), S("6"), S("7") };
 	BG_CMDLIST_ADD(&l, S("A"));
 	assert_int_equal(bg_cmdlist_add(&l, 9, nine), -E2BIG);
 	assert_int_equal(BG_CMDLIST_ADD(&l, S("B")), -E2BIG);
@@ -267,7 +267,8 @@ static void test_an_argument_above_4_gib_fails_the_list(void **state)
 {
 	struct bg_cmdlist l = { 0 };
 	struct bg_str huge = { "x", (size_t)UINT32_MAX + 1 };
-	struct bg_str halves[3] = { S("SET"), { "x", UINT32_MAX / 2 },
+	struct bg_str halves[3] = { S("SET"),
+				    { "x", UINT32_MAX / 2 },
 				    { "x", UINT32_MAX / 2 } };
 	BG_CMDLIST_ADD(&l, S("A"));
 	assert_int_equal(BG_CMDLIST_ADD(&l, S("SET"), S("k"), huge), -EMSGSIZE);
@@ -316,8 +317,8 @@ static void test_rewind_keeps_the_error(void **state)
 
 /* Run first: main() arms BYGATE_FAULT=cmdlist.add:3 before anything passes
  * the point, so the third add or append of the process fails. */
-static void test_a_failed_allocation_fails_the_list_and_keeps_it_whole(
-	void **state)
+static void
+test_a_failed_allocation_fails_the_list_and_keeps_it_whole(void **state)
 {
 	struct bg_cmdlist l = { 0 }, other = { 0 };
 	assert_int_equal(BG_CMDLIST_ADD(&l, S("A")), 0);
@@ -373,10 +374,10 @@ static int check_patched(size_t off, uint32_t v)
 
 static void test_counts_and_lengths_past_the_end_are_refused(void **state)
 {
-	assert_int_equal(check_patched(0, 3), -EBADMSG);	  /* count */
+	assert_int_equal(check_patched(0, 3), -EBADMSG); /* count */
 	assert_int_equal(check_patched(0, UINT32_MAX), -EBADMSG);
-	assert_int_equal(check_patched(0, 1), -EBADMSG);  /* leaves bytes */
-	assert_int_equal(check_patched(8, 5), -EBADMSG);  /* length */
+	assert_int_equal(check_patched(0, 1), -EBADMSG); /* leaves bytes */
+	assert_int_equal(check_patched(8, 5), -EBADMSG); /* length */
 	assert_int_equal(check_patched(8, UINT32_MAX), -EBADMSG);
 	assert_int_equal(check_patched(8, 3), -EBADMSG);
 	assert_int_equal(check_patched(16, 4), -EBADMSG); /* argc */
@@ -448,8 +449,9 @@ static void test_garbage_never_reads_past_the_blob(void **state)
 			b[i] = i < sizeof(GOLDEN) ? GOLDEN[i]
 						  : (unsigned char)rnd(&seed);
 		for (uint32_t k = rnd(&seed) % 3; len && k > 0; k--)
-			b[rnd(&seed) % len] = (unsigned char)(
-				rnd(&seed) % 2 ? rnd(&seed) % 6 : rnd(&seed));
+			b[rnd(&seed) % len] =
+				(unsigned char)(rnd(&seed) % 2 ? rnd(&seed) % 6
+							       : rnd(&seed));
 		struct bg_str s = { (const char *)b, len };
 		int rc = check(s);
 		assert_true(rc == 0 || rc == -EBADMSG);
@@ -471,13 +473,15 @@ int main(void)
 		cmocka_unit_test(test_a_built_list_is_the_golden_bytes),
 		cmocka_unit_test(
 			test_a_blob_journaled_by_an_earlier_version_replays),
-		cmocka_unit_test(test_a_packed_command_is_a_ring_record_payload),
+		cmocka_unit_test(
+			test_a_packed_command_is_a_ring_record_payload),
 		cmocka_unit_test(test_an_empty_list_is_a_count_of_zero),
 		cmocka_unit_test(
 			test_commands_round_trip_in_order_byte_for_byte),
 		cmocka_unit_test(
 			test_append_splices_a_list_after_the_commands_so_far),
-		cmocka_unit_test(test_append_into_an_empty_list_copies_the_list),
+		cmocka_unit_test(
+			test_append_into_an_empty_list_copies_the_list),
 		cmocka_unit_test(test_rewind_drops_the_commands_after_the_mark),
 		cmocka_unit_test(
 			test_reset_empties_the_list_and_clears_its_error),
@@ -496,7 +500,7 @@ int main(void)
 		cmocka_unit_test(test_unpack_refuses_more_arguments_than_room),
 		cmocka_unit_test(test_garbage_never_reads_past_the_blob),
 	};
-	int failed = cmocka_run_group_tests_name("cmdlist_fault", first, NULL,
-						 NULL);
+	int failed =
+		cmocka_run_group_tests_name("cmdlist_fault", first, NULL, NULL);
 	return failed + cmocka_run_group_tests(tests, NULL, NULL);
 }

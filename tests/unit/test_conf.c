@@ -22,12 +22,18 @@
 static char tmpdir[64];
 
 static const char *const env_vars[] = {
-	"REDIS_HOST",	     "REDIS_PORT",
-	"REDIS_DATABASE",    "REDIS_DB",
-	"REDIS_USERNAME",    "REDIS_PASSWORD",
-	"REDIS_KEY_SCHEMA_VERSION", "REDIS_CLUSTER_HOST",
-	"REDIS_MODE",	     "BYAI_WORKER_CONCURRENCY",
-	"BYAI_WORKER_FETCH_COUNT",  "BYAI_WORKER_HEALTH_PORT",
+	"REDIS_HOST",
+	"REDIS_PORT",
+	"REDIS_DATABASE",
+	"REDIS_DB",
+	"REDIS_USERNAME",
+	"REDIS_PASSWORD",
+	"REDIS_KEY_SCHEMA_VERSION",
+	"REDIS_CLUSTER_HOST",
+	"REDIS_MODE",
+	"BYAI_WORKER_CONCURRENCY",
+	"BYAI_WORKER_FETCH_COUNT",
+	"BYAI_WORKER_HEALTH_PORT",
 	"BYGATE_CONFIG",
 };
 
@@ -68,7 +74,8 @@ static const char *write_file(const char *name, const char *text)
 static void load_ok(const char *text, struct bg_config *cfg)
 {
 	char err[512] = "";
-	int rc = bg_config_load(write_file("t.conf", text), cfg, err, sizeof err);
+	int rc = bg_config_load(write_file("t.conf", text), cfg, err,
+				sizeof err);
 	if (rc)
 		print_error("unexpected error: %s\n", err);
 	assert_int_equal(rc, 0);
@@ -150,19 +157,19 @@ static void test_default_worker_id_is_bygate_dash_hostname(void **state)
 	bg_config_free(&cfg);
 }
 
-#define FULL_GLOBALS \
-	"redis = { host = \"redis.example\"; port = 6380; db = 3;\n" \
-	"  username = \"u\"; password = \"p\"; connect_timeout_ms = 100;\n" \
+#define FULL_GLOBALS                                                                    \
+	"redis = { host = \"redis.example\"; port = 6380; db = 3;\n"                    \
+	"  username = \"u\"; password = \"p\"; connect_timeout_ms = 100;\n"             \
 	"  command_timeout_ms = 200; reconnect_max_ms = 300; key_schema = \"v2\"; };\n" \
-	"worker = { id = \"w-1\"; consumer_group = \"g\"; fetch_count = 0;\n" \
-	"  block_ms = 500; lease_ttl_s = 10; heartbeat_interval_ms = 1000;\n" \
-	"  reclaim_min_idle_ms = 20000; max_entry_age_s = 3600L;\n" \
-	"  max_deliveries = 3; drain_timeout_ms = 0; slow_task_ms = 0; };\n" \
-	"pool = { size = 2; max_tasks_per_child = 0; ring_bytes = 65536;\n" \
-	"  max_message_bytes = 65536; max_events_per_task = 5;\n" \
-	"  max_event_bytes_per_task = 131072; respawn_backoff_max_ms = 100;\n" \
-	"  child_path = \"/opt/bygate-child\"; sandbox = false; };\n" \
-	"paths = { state_dir = \"/srv/state\"; workspace_dir = \"/srv/ws\"; };\n" \
+	"worker = { id = \"w-1\"; consumer_group = \"g\"; fetch_count = 0;\n"           \
+	"  block_ms = 500; lease_ttl_s = 10; heartbeat_interval_ms = 1000;\n"           \
+	"  reclaim_min_idle_ms = 20000; max_entry_age_s = 3600L;\n"                     \
+	"  max_deliveries = 3; drain_timeout_ms = 0; slow_task_ms = 0; };\n"            \
+	"pool = { size = 2; max_tasks_per_child = 0; ring_bytes = 65536;\n"             \
+	"  max_message_bytes = 65536; max_events_per_task = 5;\n"                       \
+	"  max_event_bytes_per_task = 131072; respawn_backoff_max_ms = 100;\n"          \
+	"  child_path = \"/opt/bygate-child\"; sandbox = false; };\n"                   \
+	"paths = { state_dir = \"/srv/state\"; workspace_dir = \"/srv/ws\"; };\n"       \
 	"log = { level = \"debug\"; format = \"json\"; file = \"/var/log/b.log\"; };\n" \
 	"http = { port = 9100; bind = \"0.0.0.0\"; };\n"
 
@@ -218,7 +225,8 @@ static void test_full_file_sets_every_key(void **state)
 	assert_int_equal(cfg.agent_types[0].max_attempts, 3);
 	assert_int_equal(cfg.agent_types[0].timeout_ms, 1500);
 	assert_string_equal(cfg.agent_types[1].plugin, "/p/sleep.so");
-	const struct bg_agent_type_conf *at = bg_config_agent_type(&cfg, "sleep");
+	const struct bg_agent_type_conf *at =
+		bg_config_agent_type(&cfg, "sleep");
 	assert_ptr_equal(at, &cfg.agent_types[1]);
 	assert_null(bg_config_agent_type(&cfg, "nope"));
 	bg_config_free(&cfg);
@@ -379,15 +387,17 @@ static void test_env_bad_redis_mode_is_an_error(void **state)
 static void test_env_malformed_integer_names_the_variable(void **state)
 {
 	setenv("REDIS_PORT", "63x79", 1);
-	load_fails(AGENTS, 0, "environment variable REDIS_PORT: \"63x79\" is "
-			      "not an integer");
+	load_fails(AGENTS, 0,
+		   "environment variable REDIS_PORT: \"63x79\" is "
+		   "not an integer");
 }
 
 static void test_env_out_of_range_names_the_variable(void **state)
 {
 	setenv("BYAI_WORKER_CONCURRENCY", "0", 1);
-	load_fails(AGENTS, 0, "BYAI_WORKER_CONCURRENCY: 0 is out of range "
-			      "(allowed 1..1024)");
+	load_fails(AGENTS, 0,
+		   "BYAI_WORKER_CONCURRENCY: 0 is out of range "
+		   "(allowed 1..1024)");
 }
 
 static void test_env_empty_redis_host_is_an_error(void **state)
@@ -412,8 +422,9 @@ static void test_load_without_a_file_uses_defaults_and_env(void **state)
 
 static void test_wrong_type_reports_file_and_line(void **state)
 {
-	load_fails("redis = {\n  host = \"h\";\n  port = \"6379\";\n};\n" AGENTS,
-		   3, "redis.port: expected an integer");
+	load_fails(
+		"redis = {\n  host = \"h\";\n  port = \"6379\";\n};\n" AGENTS,
+		3, "redis.port: expected an integer");
 }
 
 static void test_float_for_an_integer_key_is_rejected(void **state)
@@ -504,8 +515,9 @@ static void test_heartbeat_must_be_below_lease_ttl(void **state)
 {
 	load_fails("worker = { lease_ttl_s = 5; heartbeat_interval_ms = 5000;"
 		   " reclaim_min_idle_ms = 10000; };\n" AGENTS,
-		   0, "worker.heartbeat_interval_ms (5000) must be below "
-		      "worker.lease_ttl_s");
+		   0,
+		   "worker.heartbeat_interval_ms (5000) must be below "
+		   "worker.lease_ttl_s");
 }
 
 static void test_reclaim_idle_must_be_twice_the_lease_ttl(void **state)
@@ -537,15 +549,16 @@ static void test_agent_type_name_is_required(void **state)
 static void test_unsafe_agent_type_names_are_rejected(void **state)
 {
 	static const char *const bad[][2] = {
-		{ "a/b", "contains '/'" },   { "a b", "contains '/'" },
-		{ "a\\tb", "contains '/'" }, { "{a}", "contains '/'" },
+		{ "a/b", "contains '/'" },     { "a b", "contains '/'" },
+		{ "a\\tb", "contains '/'" },   { "{a}", "contains '/'" },
 		{ "..", "not a usable name" }, { "", "must not be empty" },
 	};
 	char text[256];
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-		snprintf(text, sizeof text,
-			 "agent_types = ( { name = \"%s\"; plugin = \"a.so\"; } );\n",
-			 bad[i][0]);
+		snprintf(
+			text, sizeof text,
+			"agent_types = ( { name = \"%s\"; plugin = \"a.so\"; } );\n",
+			bad[i][0]);
 		load_fails(text, 1, bad[i][1]);
 	}
 	char longname[200];
@@ -579,8 +592,9 @@ static void test_exec_handler_loads_with_its_defaults(void **state)
 
 static void test_exec_handler_requires_a_command(void **state)
 {
-	load_fails("agent_types = ( { name = \"py\"; handler = \"exec\"; } );\n",
-		   1, "handler \"exec\" requires command");
+	load_fails(
+		"agent_types = ( { name = \"py\"; handler = \"exec\"; } );\n",
+		1, "handler \"exec\" requires command");
 }
 
 static void test_exec_max_inflight_needs_persistent_mode(void **state)
@@ -601,16 +615,16 @@ static void test_exec_command_with_shell_syntax_is_refused(void **state)
 static void test_command_splits_words_and_honours_quotes(void **state)
 {
 	char *argv = NULL, err[200];
-	assert_int_equal(bg_config_command_argv(
-				 " python3  'a b.py' \"say \\\"hi\\\"\" c\\ d '|'",
-				 &argv, err, sizeof err),
-			 0);
+	assert_int_equal(
+		bg_config_command_argv(
+			" python3  'a b.py' \"say \\\"hi\\\"\" c\\ d '|'",
+			&argv, err, sizeof err),
+		0);
 	assert_string_equal(argv, "[\"python3\",\"a b.py\",\"say \\\"hi\\\"\","
 				  "\"c d\",\"|\"]");
 	free(argv);
-	assert_int_equal(bg_config_command_argv("p 'open", &argv, err,
-						sizeof err),
-			 -1);
+	assert_int_equal(
+		bg_config_command_argv("p 'open", &argv, err, sizeof err), -1);
 	assert_non_null(strstr(err, "unterminated"));
 	assert_null(argv);
 }
@@ -648,7 +662,8 @@ static void test_relative_paths_resolve_against_the_file_dir(void **state)
 static void test_absolute_paths_are_kept(void **state)
 {
 	struct bg_config cfg;
-	load_ok("pool = { child_path = \"/opt/x/bygate-child\"; };\n" AGENTS, &cfg);
+	load_ok("pool = { child_path = \"/opt/x/bygate-child\"; };\n" AGENTS,
+		&cfg);
 	assert_string_equal(cfg.child_path, "/opt/x/bygate-child");
 	bg_config_free(&cfg);
 }
@@ -665,13 +680,13 @@ static void assert_json_equal(const char *got, const char *want)
 	json_decref(w);
 }
 
-#define OPTIONS_AGENTS \
-	"agent_types = ( { name = \"a\"; plugin = \"a.so\"; options = {\n" \
-	"  n = 20; big = 5000000000L; neg = -3; ratio = 0.25; whole = 2.0;\n" \
-	"  on = true; off = false; s = \"x\\\"y\\n\u00e9\"; empty = \"\";\n" \
-	"  arr = [ 1, 2, 3 ]; words = [ \"a\", \"b\" ]; none = [ ];\n" \
-	"  mixed = ( 1, \"two\", { three = 3; }, [ 4.5 ] );\n" \
-	"  nested = { deep = { x = \"y\"; }; };\n" \
+#define OPTIONS_AGENTS                                                         \
+	"agent_types = ( { name = \"a\"; plugin = \"a.so\"; options = {\n"     \
+	"  n = 20; big = 5000000000L; neg = -3; ratio = 0.25; whole = 2.0;\n"  \
+	"  on = true; off = false; s = \"x\\\"y\\n\u00e9\"; empty = \"\";\n"   \
+	"  arr = [ 1, 2, 3 ]; words = [ \"a\", \"b\" ]; none = [ ];\n"         \
+	"  mixed = ( 1, \"two\", { three = 3; }, [ 4.5 ] );\n"                 \
+	"  nested = { deep = { x = \"y\"; }; };\n"                             \
 	"}; }, { name = \"b\"; plugin = \"b.so\"; } );\n"
 
 static void test_options_group_becomes_a_json_object(void **state)
@@ -810,8 +825,9 @@ static void assert_lists_every_key(const char *text)
 {
 	for (size_t i = 0; i < bg_conf_nkeys + bg_conf_nagent_keys; i++) {
 		const struct bg_conf_key *k =
-			i < bg_conf_nkeys ? &bg_conf_keys[i]
-					  : &bg_conf_agent_keys[i - bg_conf_nkeys];
+			i < bg_conf_nkeys
+				? &bg_conf_keys[i]
+				: &bg_conf_agent_keys[i - bg_conf_nkeys];
 		char head[64], line[96];
 		snprintf(head, sizeof head, "\n%s = %s", k->group,
 			 strcmp(k->group, "agent_types") ? "{" : "(");
@@ -845,7 +861,8 @@ static void test_template_loads_as_the_defaults(void **state)
 		    k->type == BG_CONF_ENUM || k->type == BG_CONF_BOOL)
 			assert_int_equal(bg_conf_get_int(k, &cfg), k->def_int);
 		else
-			assert_string_equal(bg_conf_get_str(k, &cfg), k->def_str);
+			assert_string_equal(bg_conf_get_str(k, &cfg),
+					    k->def_str);
 	}
 	bg_config_free(&cfg);
 }
@@ -902,7 +919,8 @@ static void test_etc_bygate_conf_loads(void **state)
 	assert_int_equal(rc, 0);
 	assert_string_equal(cfg.worker_id, "bygate-dev");
 	assert_non_null(bg_config_agent_type(&cfg, "echo"));
-	const struct bg_agent_type_conf *sl = bg_config_agent_type(&cfg, "sleep");
+	const struct bg_agent_type_conf *sl =
+		bg_config_agent_type(&cfg, "sleep");
 	assert_non_null(sl);
 	assert_json_equal(sl->options_json, "{\"default_ms\": 20}");
 	assert_non_null(strstr(sl->plugin, "/build/plugins/sleep.so"));
@@ -920,8 +938,9 @@ static void test_docs_hold_the_generated_key_table(void **state)
 	bg_config_write_markdown(m);
 	fclose(m);
 	if (strstr(doc, md) == NULL)
-		print_error("docs/configuration.md lacks the current key table: "
-			    "regenerate it (test_conf --markdown)\n");
+		print_error(
+			"docs/configuration.md lacks the current key table: "
+			"regenerate it (test_conf --markdown)\n");
 	assert_non_null(strstr(doc, md));
 	free(md);
 	free(doc);

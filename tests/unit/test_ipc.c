@@ -91,11 +91,12 @@ static void expect_pattern(struct bg_ring *r, uint64_t tag, uint32_t len)
 }
 
 /* Write a raw record header at ring position `at` (hostile producer). */
-static void forge_hdr(struct rings *t, uint64_t at, uint32_t len,
-		      uint16_t kind, uint16_t flags, uint64_t tag)
+static void forge_hdr(struct rings *t, uint64_t at, uint32_t len, uint16_t kind,
+		      uint16_t flags, uint64_t tag)
 {
-	struct bg_rec_hdr h = { .len = len, .kind = kind, .flags = flags,
-				.tag = tag };
+	struct bg_rec_hdr h = {
+		.len = len, .kind = kind, .flags = flags, .tag = tag
+	};
 	memcpy(t->prod.data + (at & (CAP - 1)), &h, sizeof(h));
 }
 
@@ -200,8 +201,8 @@ static void test_push_rejects_pad_kind_and_unknown_flags(void **state)
 
 /* ---- messages ---- */
 
-static void test_message_ten_times_ring_size_is_fragmented_and_reassembled(
-	void **state)
+static void
+test_message_ten_times_ring_size_is_fragmented_and_reassembled(void **state)
 {
 	struct rings *t = *state;
 	static uint8_t big[BIG];
@@ -231,8 +232,9 @@ static void test_message_ten_times_ring_size_is_fragmented_and_reassembled(
 static void test_small_message_travels_as_one_whole_record(void **state)
 {
 	struct rings *t = *state;
-	struct bg_msg_out out = { .kind = KIND, .tag = 3,
-				  .p = (const uint8_t *)"hello", .len = 5 };
+	struct bg_msg_out out = {
+		.kind = KIND, .tag = 3, .p = (const uint8_t *)"hello", .len = 5
+	};
 	struct bg_ring_rec rec;
 	assert_int_equal(bg_ring_send(&t->prod, &out), 0);
 	assert_int_equal(bg_ring_send(&t->prod, &out), 0); /* already done */
@@ -286,7 +288,8 @@ static void expect_recv_eproto(struct rings *t)
 static void test_fragment_without_first_is_eproto(void **state)
 {
 	struct rings *t = *state;
-	assert_int_equal(bg_ring_push(&t->prod, KIND, BG_REC_WHOLE, 1, "a", 1), 0);
+	assert_int_equal(bg_ring_push(&t->prod, KIND, BG_REC_WHOLE, 1, "a", 1),
+			 0);
 	assert_int_equal(bg_ring_push(&t->prod, KIND, 0, 1, "ab", 2), 0);
 	expect_recv_eproto(t);
 }
@@ -294,7 +297,8 @@ static void test_fragment_without_first_is_eproto(void **state)
 static void test_last_without_first_is_eproto(void **state)
 {
 	struct rings *t = *state;
-	assert_int_equal(bg_ring_push(&t->prod, KIND, BG_REC_WHOLE, 1, "a", 1), 0);
+	assert_int_equal(bg_ring_push(&t->prod, KIND, BG_REC_WHOLE, 1, "a", 1),
+			 0);
 	assert_int_equal(bg_ring_push(&t->prod, KIND, BG_REC_LAST, 1, "ab", 2),
 			 0);
 	expect_recv_eproto(t);
@@ -303,26 +307,31 @@ static void test_last_without_first_is_eproto(void **state)
 static void test_first_while_partial_is_eproto(void **state)
 {
 	struct rings *t = *state;
-	assert_int_equal(bg_ring_push(&t->prod, KIND, BG_REC_FIRST, 1, "a", 1), 0);
-	assert_int_equal(bg_ring_push(&t->prod, KIND, BG_REC_WHOLE, 2, "b", 1), 0);
+	assert_int_equal(bg_ring_push(&t->prod, KIND, BG_REC_FIRST, 1, "a", 1),
+			 0);
+	assert_int_equal(bg_ring_push(&t->prod, KIND, BG_REC_WHOLE, 2, "b", 1),
+			 0);
 	expect_recv_eproto(t);
 }
 
 static void test_kind_change_mid_message_is_eproto(void **state)
 {
 	struct rings *t = *state;
-	assert_int_equal(bg_ring_push(&t->prod, KIND, BG_REC_FIRST, 1, "a", 1), 0);
-	assert_int_equal(bg_ring_push(&t->prod, KIND + 1, BG_REC_LAST, 1, "b", 1),
+	assert_int_equal(bg_ring_push(&t->prod, KIND, BG_REC_FIRST, 1, "a", 1),
 			 0);
+	assert_int_equal(
+		bg_ring_push(&t->prod, KIND + 1, BG_REC_LAST, 1, "b", 1), 0);
 	expect_recv_eproto(t);
 }
 
 static void test_tag_change_mid_message_is_eproto(void **state)
 {
 	struct rings *t = *state;
-	assert_int_equal(bg_ring_push(&t->prod, KIND, BG_REC_FIRST, 1, "a", 1), 0);
+	assert_int_equal(bg_ring_push(&t->prod, KIND, BG_REC_FIRST, 1, "a", 1),
+			 0);
 	assert_int_equal(bg_ring_push(&t->prod, KIND, 0, 1, "b", 1), 0);
-	assert_int_equal(bg_ring_push(&t->prod, KIND, BG_REC_LAST, 2, "c", 1), 0);
+	assert_int_equal(bg_ring_push(&t->prod, KIND, BG_REC_LAST, 2, "c", 1),
+			 0);
 	expect_recv_eproto(t);
 }
 
@@ -449,8 +458,7 @@ static void test_ring_attach_rejects_bad_magic_capacity_or_indices(void **state)
 
 /* ---- doorbell handshake ---- */
 
-static void test_consumer_sleep_prepare_is_false_when_data_present(
-	void **state)
+static void test_consumer_sleep_prepare_is_false_when_data_present(void **state)
 {
 	struct rings *t = *state;
 	assert_int_equal(push_pattern(&t->prod, 1, 8), 0);
@@ -524,8 +532,7 @@ static void test_wait_data_returns_at_once_when_data_present(void **state)
 	close(fd);
 }
 
-static void test_wait_data_times_out_on_empty_ring_and_clears_flag(
-	void **state)
+static void test_wait_data_times_out_on_empty_ring_and_clears_flag(void **state)
 {
 	struct rings *t = *state;
 	int fd;
@@ -567,10 +574,12 @@ static void test_segment_create_then_attach_shares_both_rings(void **state)
 	assert_int_equal((uintptr_t)b.down.ctl % BG_CACHE_LINE, 0);
 	assert_int_equal((uintptr_t)b.up.ctl % BG_CACHE_LINE, 0);
 
-	assert_int_equal(bg_ring_push(&a.down, KIND, BG_REC_WHOLE, 1, "task", 4), 0);
+	assert_int_equal(
+		bg_ring_push(&a.down, KIND, BG_REC_WHOLE, 1, "task", 4), 0);
 	assert_int_equal(bg_ring_peek(&b.down, &rec), 0);
 	assert_memory_equal(rec.payload, "task", 4);
-	assert_int_equal(bg_ring_push(&b.up, KIND, BG_REC_WHOLE, 1, "done", 4), 0);
+	assert_int_equal(bg_ring_push(&b.up, KIND, BG_REC_WHOLE, 1, "done", 4),
+			 0);
 	assert_int_equal(bg_ring_peek(&a.up, &rec), 0);
 	assert_memory_equal(rec.payload, "done", 4);
 	b.hdr->score.tasks_done = 5;
@@ -648,19 +657,45 @@ static void test_segment_attach_of_garbage_memfd_is_eproto(void **state)
 	expect_attach_eproto(fd);
 }
 
-static void bad_version(struct bg_seg_hdr *h) { h->version++; }
-static void bad_size(struct bg_seg_hdr *h) { h->seg_size += 64; }
-static void overlapping(struct bg_seg_hdr *h) { h->up_off = h->down_off; }
-static void misaligned(struct bg_seg_hdr *h) { h->up_off += 16; }
-static void into_header(struct bg_seg_hdr *h) { h->down_off = 64; }
-static void beyond_end(struct bg_seg_hdr *h) { h->up_cap *= 2; }
-static void not_pow2(struct bg_seg_hdr *h) { h->down_cap = 3 * 2048; }
-static void huge_off(struct bg_seg_hdr *h) { h->up_off = UINT64_MAX - 63; }
+static void bad_version(struct bg_seg_hdr *h)
+{
+	h->version++;
+}
+static void bad_size(struct bg_seg_hdr *h)
+{
+	h->seg_size += 64;
+}
+static void overlapping(struct bg_seg_hdr *h)
+{
+	h->up_off = h->down_off;
+}
+static void misaligned(struct bg_seg_hdr *h)
+{
+	h->up_off += 16;
+}
+static void into_header(struct bg_seg_hdr *h)
+{
+	h->down_off = 64;
+}
+static void beyond_end(struct bg_seg_hdr *h)
+{
+	h->up_cap *= 2;
+}
+static void not_pow2(struct bg_seg_hdr *h)
+{
+	h->down_cap = 3 * 2048;
+}
+static void huge_off(struct bg_seg_hdr *h)
+{
+	h->up_off = UINT64_MAX - 63;
+}
 
 static void test_segment_attach_rejects_inconsistent_headers(void **state)
 {
-	void (*m[])(struct bg_seg_hdr *) = { bad_version, bad_size, overlapping,
-		misaligned, into_header, beyond_end, not_pow2, huge_off };
+	void (*m[])(struct bg_seg_hdr *) = { bad_version, bad_size,
+					     overlapping, misaligned,
+					     into_header, beyond_end,
+					     not_pow2,	  huge_off };
 	for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++)
 		expect_attach_eproto(forged_segment(SEG_SIZE, m[i]));
 }
@@ -681,7 +716,8 @@ static void test_segment_attach_with_corrupted_ring_is_eproto(void **state)
 
 static void test_record_pack_unpack_round_trips(void **state)
 {
-	struct bg_str in[3] = { BG_STR_LIT("agent"), BG_STR_LIT(""),
+	struct bg_str in[3] = { BG_STR_LIT("agent"),
+				BG_STR_LIT(""),
 				{ "a\0b", 3 } };
 	struct bg_str out[3];
 	struct bg_buf b = { 0 };
@@ -705,7 +741,8 @@ static void packed(struct bg_buf *b, uint32_t n)
 static void test_record_pack_above_4_gib_is_emsgsize(void **state)
 {
 	struct bg_str one = { "x", (size_t)UINT32_MAX + 1 };
-	struct bg_str two[2] = { { "x", UINT32_MAX / 2 }, { "x", UINT32_MAX / 2 } };
+	struct bg_str two[2] = { { "x", UINT32_MAX / 2 },
+				 { "x", UINT32_MAX / 2 } };
 	struct bg_buf b = { 0 };
 	assert_int_equal(bg_rec_pack(&b, &one, 1), -EMSGSIZE);
 	assert_int_equal(bg_rec_pack(&b, two, 2), -EMSGSIZE);
@@ -810,19 +847,28 @@ int main(void)
 		RT(test_wait_data_returns_at_once_when_data_present),
 		RT(test_wait_data_times_out_on_empty_ring_and_clears_flag),
 		RT(test_wait_space_returns_at_once_when_record_fits),
-		cmocka_unit_test(test_doorbell_wakes_a_waiter_once_until_drained),
-		cmocka_unit_test(test_segment_create_then_attach_shares_both_rings),
+		cmocka_unit_test(
+			test_doorbell_wakes_a_waiter_once_until_drained),
+		cmocka_unit_test(
+			test_segment_create_then_attach_shares_both_rings),
 		cmocka_unit_test(test_segment_memfd_cannot_be_shrunk),
-		cmocka_unit_test(test_segment_close_of_zeroed_segment_is_harmless),
-		cmocka_unit_test(test_segment_attach_of_truncated_memfd_is_eproto),
-		cmocka_unit_test(test_segment_attach_of_garbage_memfd_is_eproto),
-		cmocka_unit_test(test_segment_attach_rejects_inconsistent_headers),
-		cmocka_unit_test(test_segment_attach_with_corrupted_ring_is_eproto),
+		cmocka_unit_test(
+			test_segment_close_of_zeroed_segment_is_harmless),
+		cmocka_unit_test(
+			test_segment_attach_of_truncated_memfd_is_eproto),
+		cmocka_unit_test(
+			test_segment_attach_of_garbage_memfd_is_eproto),
+		cmocka_unit_test(
+			test_segment_attach_rejects_inconsistent_headers),
+		cmocka_unit_test(
+			test_segment_attach_with_corrupted_ring_is_eproto),
 		cmocka_unit_test(test_record_pack_unpack_round_trips),
 		cmocka_unit_test(test_record_pack_above_4_gib_is_emsgsize),
 		cmocka_unit_test(test_record_unpack_of_wrong_count_is_ebadmsg),
-		cmocka_unit_test(test_record_unpack_of_overrunning_length_is_ebadmsg),
-		cmocka_unit_test(test_record_unpack_of_trailing_bytes_is_ebadmsg),
+		cmocka_unit_test(
+			test_record_unpack_of_overrunning_length_is_ebadmsg),
+		cmocka_unit_test(
+			test_record_unpack_of_trailing_bytes_is_ebadmsg),
 		cmocka_unit_test(test_record_unpack_var_bounds_the_count),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

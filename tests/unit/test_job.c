@@ -210,7 +210,8 @@ static void test_refused_move_aborts(void **state)
 		bg_log_open(BG_LOG_ERROR, BG_LOG_TEXT, "/dev/null");
 		struct bg_daemon d = { 0 };
 		d.all.next = d.all.prev = &d.all;
-		struct bg_job t = { .d = &d, .state = BG_JOB_FINISH_SENT,
+		struct bg_job t = { .d = &d,
+				    .state = BG_JOB_FINISH_SENT,
 				    .id = { .entry_id = "1-0" },
 				    .run = { .slot = -1 } };
 		bg_job_move(&t, BG_JOB_RUNNING); /* a finish never runs again */

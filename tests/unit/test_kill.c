@@ -22,8 +22,10 @@ void bg_pool_signal(struct bg_pool *p, int slot, int sig, const char *reason)
 {
 	(void)p;
 	snprintf(steps[n_steps++ % 8], sizeof(steps[0]), "%s %d %s",
-		 sig == SIGKILL ? "KILL" : sig == SIGTERM ? "TERM" : "?", slot,
-		 reason);
+		 sig == SIGKILL	  ? "KILL"
+		 : sig == SIGTERM ? "TERM"
+				  : "?",
+		 slot, reason);
 }
 
 int bg_pool_cancel(struct bg_pool *p, int slot, uint64_t tag,
@@ -37,8 +39,9 @@ int bg_pool_cancel(struct bg_pool *p, int slot, uint64_t tag,
 }
 
 static struct bg_agent_type_conf types[1] = { { .name = "t",
-						 .timeout_ms = 50 } };
-static struct bg_config cfg = { .agent_types = types, .n_agent_types = 1,
+						.timeout_ms = 50 } };
+static struct bg_config cfg = { .agent_types = types,
+				.n_agent_types = 1,
 				.cancel_grace_ms = 100 };
 static char *streams[] = { "ctrl:worker:w", "ctrl:agent_type:t" };
 
@@ -145,7 +148,7 @@ static void test_one_ladder_and_force(void **state)
 	bg_kill_start(&f->d, f->t, BG_KILL_FORCE);
 	assert_int_equal(n_steps, 2);
 	assert_string_equal(steps[1], "KILL 2 cancelled (force)");
-	grace_over(f->t); /* (its timer was deleted; run by hand) */
+	grace_over(f->t);	      /* (its timer was deleted; run by hand) */
 	assert_int_equal(n_steps, 3); /* past KILL there is only KILL */
 }
 
@@ -185,8 +188,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_timeout_shared_sends_the_line_then_kills, setup,
 			teardown),
-		cmocka_unit_test_setup_teardown(test_cancel_alone_line_term_kill,
-						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_cancel_alone_line_term_kill, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 			test_cancel_shared_has_no_term_step, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_one_ladder_and_force,

@@ -62,7 +62,8 @@ static uint32_t payload_len(uint64_t seq, uint32_t max_record)
 		return 64 + x % 960;
 	if (pick < 999)
 		return 1024 + x % (max_record - 1024 - sizeof(struct msg_hdr));
-	return max_record + x % (MAX_MESSAGE - max_record - sizeof(struct msg_hdr));
+	return max_record +
+	       x % (MAX_MESSAGE - max_record - sizeof(struct msg_hdr));
 }
 
 static uint32_t checksum(const uint8_t *p, uint32_t len)
@@ -105,9 +106,9 @@ static int wait_for_space(struct stress *s, const struct bg_msg_out *m)
 	uint32_t left = m->len - m->off;
 	int rc = wake(r, s->data_fd); /* never sleep on unannounced data */
 	if (rc == 0)
-		rc = bg_ring_wait_space(r, s->space_fd,
-					left < r->max_record ? left : r->max_record,
-					WAIT_MS);
+		rc = bg_ring_wait_space(
+			r, s->space_fd,
+			left < r->max_record ? left : r->max_record, WAIT_MS);
 	return rc < 0 ? rc : 0;
 }
 
@@ -119,7 +120,9 @@ static int produce(struct stress *s, uint64_t count)
 	if (buf == NULL)
 		return 10;
 	for (uint64_t seq = 0; seq < count; seq++) {
-		struct bg_msg_out m = { .kind = KIND, .tag = seq + 1, .p = buf };
+		struct bg_msg_out m = { .kind = KIND,
+					.tag = seq + 1,
+					.p = buf };
 		m.len = build_message(buf, seq, r->max_record);
 		int rc;
 		while ((rc = bg_ring_send(r, &m)) == -EAGAIN)
@@ -168,7 +171,8 @@ static int check_message(const struct bg_msg_in *in, uint64_t seq,
 	memcpy(&h, in->buf, sizeof(h));
 	const uint8_t *p = in->buf + sizeof(h);
 	if (h.seq != seq || h.len != in->len - sizeof(h) ||
-	    h.len != payload_len(seq, max_record) || h.sum != checksum(p, h.len))
+	    h.len != payload_len(seq, max_record) ||
+	    h.sum != checksum(p, h.len))
 		return -EBADMSG;
 	return 0;
 }
@@ -205,8 +209,8 @@ static int consume(struct stress *s, uint64_t count, struct consumed *c)
 		rc = bg_ring_recv(r, &in);
 		if (rc == 1) {
 			rc = check_message(&in, c->messages, r->max_record);
-			c->record_bytes += record_bytes((uint32_t)in.len,
-							r->max_record);
+			c->record_bytes +=
+				record_bytes((uint32_t)in.len, r->max_record);
 			c->messages++;
 			if (bg_ring_need_wake_producer(r))
 				bg_doorbell_ring(s->space_fd);
@@ -221,8 +225,8 @@ static int consume(struct stress *s, uint64_t count, struct consumed *c)
 static int stress_setup(void **state)
 {
 	struct stress *s = calloc(1, sizeof(*s));
-	assert_int_equal(bg_segment_create(0, 1, RING_BYTES, MAX_MESSAGE, &s->seg),
-			 0);
+	assert_int_equal(
+		bg_segment_create(0, 1, RING_BYTES, MAX_MESSAGE, &s->seg), 0);
 	assert_int_equal(bg_doorbell_create(&s->data_fd), 0);
 	assert_int_equal(bg_doorbell_create(&s->space_fd), 0);
 	*state = s;
@@ -252,8 +256,8 @@ static void expect_exit_status(struct stress *s, int want)
 	assert_int_equal(WEXITSTATUS(st), want);
 }
 
-static void test_millions_of_records_cross_processes_in_order_and_intact(
-	void **state)
+static void
+test_millions_of_records_cross_processes_in_order_and_intact(void **state)
 {
 	struct stress *s = *state;
 	struct consumed c = { 0 };
@@ -262,8 +266,8 @@ static void test_millions_of_records_cross_processes_in_order_and_intact(
 	expect_exit_status(s, 0);
 	assert_int_equal(c.messages, MESSAGES);
 	struct bg_ring *r = &s->seg.up;
-	assert_true(r->tail / RING_BYTES > 1000);     /* wrapped many times */
-	assert_true(r->tail > c.record_bytes);        /* pads were written */
+	assert_true(r->tail / RING_BYTES > 1000); /* wrapped many times */
+	assert_true(r->tail > c.record_bytes);	  /* pads were written */
 	assert_true(r->tail - c.record_bytes < r->tail / 4);
 	struct bg_ring_rec rec;
 	assert_int_equal(bg_ring_peek(r, &rec), -EAGAIN);
@@ -286,8 +290,8 @@ int main(void)
 			test_millions_of_records_cross_processes_in_order_and_intact,
 			stress_setup, stress_teardown),
 		cmocka_unit_test_setup_teardown(
-			test_consumer_notices_a_producer_that_died, stress_setup,
-			stress_teardown),
+			test_consumer_notices_a_producer_that_died,
+			stress_setup, stress_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

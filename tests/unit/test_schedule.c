@@ -56,8 +56,7 @@ int bg_pool_shared_children(const struct bg_pool *p)
 static bool picked_only_busy[32];
 static int n_picks;
 
-int bg_pool_pick(const struct bg_pool *p, int group, int limit,
-		 bool only_busy)
+int bg_pool_pick(const struct bg_pool *p, int group, int limit, bool only_busy)
 {
 	(void)p;
 	picked_only_busy[n_picks++ % 32] = only_busy;
@@ -128,7 +127,8 @@ static struct bg_daemon *daemon_new(int size)
 						.handler = BG_HANDLER_EXEC,
 						.mode = BG_EXEC_PERSISTENT,
 						.max_inflight = 3 };
-	cfg = (struct bg_config){ .agent_types = types, .n_agent_types = 2,
+	cfg = (struct bg_config){ .agent_types = types,
+				  .n_agent_types = 2,
 				  .fetch_count = 1 };
 	struct bg_daemon *d = test_calloc(1, sizeof(*d));
 	d->cfg = &cfg;
@@ -248,7 +248,7 @@ static void test_read_capacity(void **state)
 	queue(d, "1-0", "solo");
 	queue(d, "2-0", "many");
 	c = bg_schedule_room(d);
-	assert_int_equal(c.alone, 4);	       /* one alone job needs a child */
+	assert_int_equal(c.alone, 4); /* one alone job needs a child */
 	assert_int_equal(c.shared, 13 - 1 - 3); /* and takes 3 shared places */
 	/* a finishing job holds no child */
 	bg_job_dequeue(d, NULL, d->q_head);
@@ -273,7 +273,8 @@ int main(void)
 		cmocka_unit_test(test_shared_jobs_fill_a_child_of_their_type),
 		cmocka_unit_test(
 			test_a_waiting_alone_job_keeps_the_next_idle_child),
-		cmocka_unit_test(test_cancelled_and_unknown_jobs_end_at_dispatch),
+		cmocka_unit_test(
+			test_cancelled_and_unknown_jobs_end_at_dispatch),
 		cmocka_unit_test(test_read_capacity),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

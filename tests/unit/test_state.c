@@ -73,21 +73,32 @@ static struct bg_state *open_ro(void)
 static struct bg_state_exec sample_exec(const char *exec_id, int32_t slot)
 {
 	return (struct bg_state_exec){
-		.execution_id = S(exec_id), .message_id = S("msg-1"),
-		.session_id = S("sess-a"), .agent_type = S("echo"),
-		.slot = slot, .pid = 4242, .attempt = 2, .interrupted = 1,
-		.started_ms = 1700000000123, .first_seen_ms = 1700000000001,
+		.execution_id = S(exec_id),
+		.message_id = S("msg-1"),
+		.session_id = S("sess-a"),
+		.agent_type = S("echo"),
+		.slot = slot,
+		.pid = 4242,
+		.attempt = 2,
+		.interrupted = 1,
+		.started_ms = 1700000000123,
+		.first_seen_ms = 1700000000001,
 	};
 }
 
 static struct bg_state_hist sample_hist(const char *entry, int64_t ms)
 {
 	return (struct bg_state_hist){
-		.stream = S(STREAM), .entry_id = S(entry),
-		.execution_id = S("exec-h"), .message_id = S("msg-h"),
-		.session_id = S("sess-a"), .agent_type = S("echo"),
-		.status = S("COMPLETED"), .finished_ms = ms,
-		.duration_ms = 17, .attempt = 1,
+		.stream = S(STREAM),
+		.entry_id = S(entry),
+		.execution_id = S("exec-h"),
+		.message_id = S("msg-h"),
+		.session_id = S("sess-a"),
+		.agent_type = S("echo"),
+		.status = S("COMPLETED"),
+		.finished_ms = ms,
+		.duration_ms = 17,
+		.attempt = 1,
 	};
 }
 
@@ -126,7 +137,8 @@ static void raw_meta(const char *key, const char *val)
 static size_t entry_key(char *out, const char *stream, const char *id)
 {
 	size_t off = 0;
-	for (const char *part = stream; part; part = part == stream ? id : NULL) {
+	for (const char *part = stream; part;
+	     part = part == stream ? id : NULL) {
 		size_t n = strlen(part);
 		out[off++] = (char)(n >> 8);
 		out[off++] = (char)n;
@@ -334,8 +346,8 @@ static void test_hist_add_then_each_returns_every_field(void **state)
 	bg_state_close(st);
 }
 
-static void test_hist_entries_of_the_same_ms_across_restarts_are_kept(
-	void **state)
+static void
+test_hist_entries_of_the_same_ms_across_restarts_are_kept(void **state)
 {
 	int64_t ms = now_ms();
 	for (int round = 0; round < 2; round++) {
@@ -370,10 +382,13 @@ static void test_session_put_each_del(void **state)
 {
 	struct bg_state *st = open_rw();
 	struct bg_state_session s = {
-		.agent_type = S("echo"), .user_code = S("u1"),
+		.agent_type = S("echo"),
+		.user_code = S("u1"),
 		.session_id = S("sess-a"),
 		.path = S("/ws/echo/u1/sessions/sess-a"),
-		.created_ms = 1, .last_used_ms = 2, .bytes = -1,
+		.created_ms = 1,
+		.last_used_ms = 2,
+		.bytes = -1,
 	};
 	bg_state_session_put(st, &s);
 	assert_int_equal(bg_state_commit(st), 0);
@@ -423,16 +438,16 @@ static void fill(char *p, size_t n, int seed)
 
 static void test_commit_grows_a_tiny_map_and_loses_nothing(void **state)
 {
-	struct bg_state *st = open_with(
-		(struct bg_state_opts){ .map_size = 64 << 10 }, NULL);
+	struct bg_state *st =
+		open_with((struct bg_state_opts){ .map_size = 64 << 10 }, NULL);
 	static char big[4096];
 	char id[32];
 	for (int i = 0; i < 300; i++) {
 		fill(big, sizeof big, i);
 		snprintf(id, sizeof id, "1-%d", i);
-		assert_int_equal(bg_state_journal_put(st, S(STREAM), S(id),
-						      (struct bg_str){
-							      big, sizeof big }),
+		assert_int_equal(bg_state_journal_put(
+					 st, S(STREAM), S(id),
+					 (struct bg_str){ big, sizeof big }),
 				 0);
 	}
 	assert_int_equal(bg_state_commit(st), 0);
@@ -456,10 +471,10 @@ static void test_commit_grows_a_tiny_map_and_loses_nothing(void **state)
 
 static void test_full_map_at_ceiling_is_emapfull_and_keeps_buffer(void **state)
 {
-	struct bg_state *st = open_with(
-		(struct bg_state_opts){ .map_size = 64 << 10,
-					.max_map_size = 128 << 10 },
-		NULL);
+	struct bg_state *st =
+		open_with((struct bg_state_opts){ .map_size = 64 << 10,
+						  .max_map_size = 128 << 10 },
+			  NULL);
 	static char big[4096];
 	char id[32];
 	for (int i = 0; i < 64; i++) {
@@ -481,11 +496,10 @@ static void test_key_too_long_is_refused_when_buffered(void **state)
 	struct bg_state *st = open_rw();
 	static char huge[1024];
 	memset(huge, 'x', sizeof huge);
-	assert_int_equal(bg_state_journal_put(st,
-					      (struct bg_str){ huge,
-							       sizeof huge },
-					      S("1-1"), S("f")),
-			 -EINVAL);
+	assert_int_equal(
+		bg_state_journal_put(st, (struct bg_str){ huge, sizeof huge },
+				     S("1-1"), S("f")),
+		-EINVAL);
 	assert_int_equal(bg_state_buffered(st), 0);
 	bg_state_close(st);
 }
@@ -565,8 +579,7 @@ static void test_garbage_record_is_ecorrupt_on_get(void **state)
 	bg_state_close(st);
 }
 
-static void test_each_skips_corrupt_records_then_reports_ecorrupt(
-	void **state)
+static void test_each_skips_corrupt_records_then_reports_ecorrupt(void **state)
 {
 	struct bg_state *st = open_rw();
 	struct bg_state_exec e = sample_exec("exec-ok", 0);
@@ -689,8 +702,8 @@ static int count_unclean_dirs(void)
 	return n;
 }
 
-static void test_other_boot_without_clean_close_moves_environment_aside(
-	void **state)
+static void
+test_other_boot_without_clean_close_moves_environment_aside(void **state)
 {
 	put_one_journal_entry((struct bg_state_opts){ 0 });
 	raw_meta("boot_id", "another-boot");
@@ -699,8 +712,8 @@ static void test_other_boot_without_clean_close_moves_environment_aside(
 	struct bg_state *st = open_with((struct bg_state_opts){ 0 }, &moved);
 	assert_true(moved);
 	assert_int_equal(count_unclean_dirs(), 1);
-	assert_non_null(strstr(bg_state_moved_aside_path(st),
-			       "/lmdb.unclean-"));
+	assert_non_null(
+		strstr(bg_state_moved_aside_path(st), "/lmdb.unclean-"));
 	assert_int_equal(journal_count(st), 0);
 	bg_state_close(st);
 }
@@ -791,10 +804,13 @@ static void test_suspects_round_trip_in_order_and_are_removed(void **state)
 {
 	struct bg_state *st = open_rw();
 	struct bg_state_suspect in[2] = {
-		{ .stream = S(STREAM), .entry_id = S("9-0"),
+		{ .stream = S(STREAM),
+		  .entry_id = S("9-0"),
 		  .alone_crashes = 0 },
-		{ .stream = S("other"), .entry_id = S("1-0"),
-		  .alone_crashes = 2, .running = true },
+		{ .stream = S("other"),
+		  .entry_id = S("1-0"),
+		  .alone_crashes = 2,
+		  .running = true },
 	};
 	struct seen_suspects v = { 0 };
 	assert_int_equal(bg_state_suspects_each(st, collect_suspect, &v), 0);
@@ -822,10 +838,10 @@ static void test_a_truncated_suspect_list_is_ecorrupt_and_unread(void **state)
 	assert_int_equal(bg_state_commit(st), 0);
 	assert_int_equal(bg_state_meta_get(st, "suspects", &full), 0);
 	for (size_t cut = 0; cut < full.len; cut++) {
-		assert_int_equal(bg_state_meta_put(st, "suspects",
-						   (struct bg_str){ full.p,
-								    cut }),
-				 0);
+		assert_int_equal(
+			bg_state_meta_put(st, "suspects",
+					  (struct bg_str){ full.p, cut }),
+			0);
 		assert_int_equal(bg_state_commit(st), 0);
 		struct seen_suspects v = { 0 };
 		assert_int_equal(bg_state_suspects_each(st, collect_suspect,
@@ -839,8 +855,8 @@ static void test_a_truncated_suspect_list_is_ecorrupt_and_unread(void **state)
 
 /* ---- read-only ---- */
 
-static void test_read_only_open_sees_committed_data_and_refuses_writes(
-	void **state)
+static void
+test_read_only_open_sees_committed_data_and_refuses_writes(void **state)
 {
 	struct bg_state *w = open_rw();
 	bg_state_journal_put(w, S(STREAM), S("1-1"), S("f"));
@@ -872,8 +888,7 @@ static void test_read_only_open_sees_committed_data_and_refuses_writes(
 	bg_state_close(w);
 }
 
-static void test_read_only_open_of_missing_environment_is_enoent(
-	void **state)
+static void test_read_only_open_of_missing_environment_is_enoent(void **state)
 {
 	struct bg_state *st = NULL;
 	struct bg_state_opts o = { .dir = tmpdir, .read_only = true };
@@ -910,8 +925,8 @@ static void test_lmdb_descriptors_are_close_on_exec(void **state)
 	int data = 0, lock = 0;
 	struct dirent *de;
 	while ((de = readdir(d)) != NULL) {
-		ssize_t n = readlinkat(dirfd(d), de->d_name, link,
-				       sizeof link - 1);
+		ssize_t n =
+			readlinkat(dirfd(d), de->d_name, link, sizeof link - 1);
 		if (n <= 0)
 			continue;
 		link[n] = 0;
@@ -1083,18 +1098,19 @@ static int make_fixture(const char *dir, bool corrupt)
 	const struct bg_str multi[] = { S("MULTI") }, exec[] = { S("EXEC") };
 	const struct bg_str hset[] = { S("HSET"),
 				       S("byai_gateway:session:sess-a:registry"),
-				       S("exec-1"), { big, sizeof big } };
-	const struct bg_str ack1[] = { S("XACK"), S(STREAM),
-				       S("agent_engines"),
+				       S("exec-1"),
+				       { big, sizeof big } };
+	const struct bg_str ack1[] = { S("XACK"), S(STREAM), S("agent_engines"),
 				       S("1700000000000-1") };
-	const struct bg_str ack2[] = { S("XACK"), S(STREAM),
-				       S("agent_engines"),
+	const struct bg_str ack2[] = { S("XACK"), S(STREAM), S("agent_engines"),
 				       S("1700000000000-2") };
 	bg_state_finish_add(&f1, 1, multi);
 	bg_state_finish_add(&f1, 4, hset);
 	bg_state_finish_add(&f1, 4, ack1);
 	bg_state_finish_add(&f1, 1, exec);
-	const struct bg_str odd[] = { S("SET"), S("k"), S("a\x01\xff" "b\\") };
+	const struct bg_str odd[] = { S("SET"), S("k"),
+				      S("a\x01\xff"
+					"b\\") };
 	bg_state_finish_add(&f2, 1, multi);
 	bg_state_finish_add(&f2, 3, odd);
 	bg_state_finish_add(&f2, 4, ack2);
@@ -1115,10 +1131,12 @@ static int make_fixture(const char *dir, bool corrupt)
 	struct bg_state_hist h = sample_hist("1700000000000-0", now_ms());
 	bg_state_hist_add(st, &h);
 	struct bg_state_session s = {
-		.agent_type = S("echo"), .user_code = S("u1"),
+		.agent_type = S("echo"),
+		.user_code = S("u1"),
 		.session_id = S("sess-a"),
 		.path = S("/ws/echo/u1/sessions/sess-a"),
-		.created_ms = 1700000000000, .last_used_ms = 1700000001000,
+		.created_ms = 1700000000000,
+		.last_used_ms = 1700000001000,
 		.bytes = 4096,
 	};
 	bg_state_session_put(st, &s);

@@ -21,39 +21,43 @@
  * that is stored in Redis. The admin examples abbreviate their header
  * ("...all other header fields empty...", "{...same admin header...}");
  * ADMIN_HEADER spells it out. */
-#define FX_ROOT_ASK \
+#define FX_ROOT_ASK                                                            \
 	"{\"action_type\": \"ASK_AGENT\", \"header\": {\"message_id\": \"msg-1a2b3c4d\", \"session_id\": \"sess-42\", \"trace_id\": \"9f1c2e3d4b5a69788796a5b4c3d2e1f0\", \"source_agent_type\": \"\", \"target_agent_type\": \"planner\", \"parent_message_id\": \"\", \"task_group_id\": \"\", \"user_code\": \"u-001\", \"user_name\": \"alice\", \"metadata\": {\"channel\": \"web\"}, \"trace_parent_span_id\": \"70cb4086a837a8bb\", \"langfuse_parent_observation_id\": \"70cb4086a837a8bb\"}, \"body\": {\"content\": \"Plan a trip to Kyoto\", \"wait_for_reply\": false}}"
 
-#define FX_CHILD_ASK \
+#define FX_CHILD_ASK                                                           \
 	"{\"action_type\": \"ASK_AGENT\", \"header\": {\"message_id\": \"msg-5e6f7a8b\", \"session_id\": \"sess-42\", \"trace_id\": \"9f1c2e3d4b5a69788796a5b4c3d2e1f0\", \"source_agent_type\": \"planner\", \"target_agent_type\": \"researcher\", \"parent_message_id\": \"msg-1a2b3c4d\", \"task_group_id\": \"\", \"user_code\": \"u-001\", \"user_name\": \"alice\", \"metadata\": {\"trace_parent_span_id\": \"5e7a123062f66633\", \"framework_parent_span_id\": \"msg-5e6f7a8b:client.dispatch\"}, \"trace_parent_span_id\": \"5e7a123062f66633\", \"langfuse_parent_observation_id\": \"70cb4086a837a8bb\"}, \"body\": {\"content\": \"Find hotels in Kyoto\", \"wait_for_reply\": true}}"
 
-#define FX_CALLBACK_RESUME \
+#define FX_CALLBACK_RESUME                                                     \
 	"{\"action_type\": \"RESUME\", \"header\": {\"message_id\": \"msg-1a2b3c4d\", \"session_id\": \"sess-42\", \"trace_id\": \"9f1c2e3d4b5a69788796a5b4c3d2e1f0\", \"source_agent_type\": \"researcher\", \"target_agent_type\": \"planner\", \"parent_message_id\": \"msg-5e6f7a8b\", \"task_group_id\": \"\", \"user_code\": \"u-001\", \"user_name\": \"alice\", \"metadata\": {\"trace_parent_span_id\": \"8ee2816ff0444932\", \"framework_parent_span_id\": \"exec-9c8d7e6f:agent.return\", \"langfuse_parent_observation_id\": \"70cb4086a837a8bb\"}, \"trace_parent_span_id\": \"8ee2816ff0444932\", \"langfuse_parent_observation_id\": \"70cb4086a837a8bb\"}, \"body\": {\"content\": \"Found 3 hotels\", \"status\": \"COMPLETED\", \"reply_data\": {\"hotels\": [\"A\", \"B\", \"C\"]}}}"
 
-#define FX_CANCEL \
+#define FX_CANCEL                                                              \
 	"{\"action_type\": \"CANCEL_TASK\", \"header\": {\"message_id\": \"msg-cancel-0f1e2d3c\", \"session_id\": \"sess-42\", \"trace_id\": \"9f1c2e3d4b5a69788796a5b4c3d2e1f0\", \"source_agent_type\": \"\", \"target_agent_type\": \"planner\", \"parent_message_id\": \"msg-1a2b3c4d\", \"task_group_id\": \"\", \"user_code\": \"\", \"user_name\": \"\", \"metadata\": {}, \"trace_parent_span_id\": \"\", \"langfuse_parent_observation_id\": \"\"}, \"body\": {\"target_message_id\": \"msg-1a2b3c4d\", \"target_execution_id\": \"exec-0a1b2c3d\", \"target_worker_id\": \"worker-01\", \"reason\": \"user aborted\", \"requested_by\": \"client\", \"cancel_mode\": \"graceful\"}}"
 
-#define FX_USER_RESUME \
+#define FX_USER_RESUME                                                         \
 	"{\"action_type\": \"RESUME\", \"header\": {\"message_id\": \"msg-1a2b3c4d\", \"session_id\": \"sess-42\", \"trace_id\": \"0b1c2d3e4f5a69788796a5b4c3d2e1f0\", \"source_agent_type\": \"\", \"target_agent_type\": \"planner\", \"parent_message_id\": \"\", \"task_group_id\": \"\", \"user_code\": \"u-001\", \"user_name\": \"alice\", \"metadata\": {}, \"trace_parent_span_id\": \"70cb4086a837a8bb\", \"langfuse_parent_observation_id\": \"70cb4086a837a8bb\"}, \"body\": {\"content\": \"Kyoto, 3 nights\", \"status\": \"\", \"reply_data\": null}}"
 
-#define FX_RELOAD \
+#define FX_RELOAD                                                              \
 	"{\"action_type\": \"RELOAD_PLUGINS\", \"header\": {\"message_id\": \"msg-77aa88bb\", \"session_id\": \"reload:planner\", \"trace_id\": \"0123456789abcdef0123456789abcdef\", \"source_agent_type\": \"\", \"target_agent_type\": \"planner\", \"parent_message_id\": \"\", \"task_group_id\": \"\", \"user_code\": \"\", \"user_name\": \"\", \"metadata\": {}, \"trace_parent_span_id\": \"\", \"langfuse_parent_observation_id\": \"\"}, \"body\": {\"reload_id\": \"reload-1a2b3c4d\", \"reason\": \"new prompts\"}}"
 
-#define ADMIN_HEADER \
+#define ADMIN_HEADER                                                           \
 	"{\"message_id\": \"5b0c0d8e6f7a4b9c8d7e6f5a4b3c2d1e\", \"session_id\": \"admin\", \"trace_id\": \"e1d2c3b4a5968778695a4b3c2d1e0f9a\", \"source_agent_type\": \"\", \"target_agent_type\": \"\", \"parent_message_id\": \"\", \"task_group_id\": \"\", \"user_code\": \"\", \"user_name\": \"\", \"metadata\": {}, \"trace_parent_span_id\": \"\", \"langfuse_parent_observation_id\": \"\"}"
 
-#define FX_SUSPEND \
-	"{\"action_type\": \"SUSPEND_WORKER\", \"header\": " ADMIN_HEADER ", \"body\": {\"reason\": \"maintenance\"}}"
+#define FX_SUSPEND                                                             \
+	"{\"action_type\": \"SUSPEND_WORKER\", \"header\": " ADMIN_HEADER      \
+	", \"body\": {\"reason\": \"maintenance\"}}"
 
-#define FX_EVICT \
-	"{\"action_type\": \"EVICT_WORKER\", \"header\": " ADMIN_HEADER ", \"body\": {\"reason\": \"decommission\", \"force\": false}}"
+#define FX_EVICT                                                               \
+	"{\"action_type\": \"EVICT_WORKER\", \"header\": " ADMIN_HEADER        \
+	", \"body\": {\"reason\": \"decommission\", \"force\": false}}"
 
-#define FX_RESUME_WORKER \
-	"{\"action_type\": \"RESUME_WORKER\", \"header\": " ADMIN_HEADER ", \"body\": {}}"
+#define FX_RESUME_WORKER                                                       \
+	"{\"action_type\": \"RESUME_WORKER\", \"header\": " ADMIN_HEADER       \
+	", \"body\": {}}"
 
 static const char *const fixtures[] = {
-	FX_ROOT_ASK, FX_CHILD_ASK, FX_CALLBACK_RESUME, FX_CANCEL,
-	FX_USER_RESUME, FX_RELOAD, FX_SUSPEND, FX_EVICT, FX_RESUME_WORKER,
+	FX_ROOT_ASK, FX_CHILD_ASK,   FX_CALLBACK_RESUME,
+	FX_CANCEL,   FX_USER_RESUME, FX_RELOAD,
+	FX_SUSPEND,  FX_EVICT,	     FX_RESUME_WORKER,
 };
 #define NFIXTURES (sizeof fixtures / sizeof fixtures[0])
 
@@ -108,8 +112,9 @@ static void test_root_ask_scans_every_header_field(void **st)
 	assert_view(c.content, "\"Plan a trip to Kyoto\"");
 	assert_false(c.wait_for_reply);
 	assert_view(c.extra_payload, "{}");
-	assert_view(c.body,
-		    "{\"content\": \"Plan a trip to Kyoto\", \"wait_for_reply\": false}");
+	assert_view(
+		c.body,
+		"{\"content\": \"Plan a trip to Kyoto\", \"wait_for_reply\": false}");
 	assert_int_equal(bg_cmd_validate_task(&c), 0);
 	bg_cmd_free(&c);
 }
@@ -125,9 +130,10 @@ static void test_child_ask_carries_caller_and_parent(void **st)
 	assert_hdr(&c, BG_HDR_SOURCE_AGENT_TYPE, "planner");
 	assert_hdr(&c, BG_HDR_TARGET_AGENT_TYPE, "researcher");
 	assert_hdr(&c, BG_HDR_PARENT_MESSAGE_ID, "msg-1a2b3c4d");
-	assert_hdr(&c, BG_HDR_METADATA,
-		   "{\"trace_parent_span_id\": \"5e7a123062f66633\", "
-		   "\"framework_parent_span_id\": \"msg-5e6f7a8b:client.dispatch\"}");
+	assert_hdr(
+		&c, BG_HDR_METADATA,
+		"{\"trace_parent_span_id\": \"5e7a123062f66633\", "
+		"\"framework_parent_span_id\": \"msg-5e6f7a8b:client.dispatch\"}");
 	assert_hdr(&c, BG_HDR_TRACE_PARENT_SPAN_ID, "5e7a123062f66633");
 	assert_view(c.content, "\"Find hotels in Kyoto\"");
 	assert_true(c.wait_for_reply);
@@ -248,9 +254,11 @@ static void test_every_example_full_parses_to_the_scanned_header(void **st)
 					json_object_get(hdr, "metadata")));
 				continue;
 			}
-			assert_view(c.hdr[f],
-				    json_string_value(json_object_get(
-					    hdr, bg_hdr_name((enum bg_hdr_field)f))));
+			assert_view(
+				c.hdr[f],
+				json_string_value(json_object_get(
+					hdr,
+					bg_hdr_name((enum bg_hdr_field)f))));
 		}
 		assert_string_equal(
 			json_string_value(json_object_get(root, "action_type")),
@@ -326,10 +334,11 @@ static void test_missing_message_id_is_flagged_not_an_error(void **st)
 	struct bg_cmd c;
 
 	(void)st;
-	assert_int_equal(scan("{\"action_type\": \"ASK_AGENT\", \"header\": {"
-			      HDR_TAIL "}, \"body\": {\"content\": \"x\"}}",
-			      &c),
-			 0);
+	assert_int_equal(
+		scan("{\"action_type\": \"ASK_AGENT\", \"header\": {" HDR_TAIL
+		     "}, \"body\": {\"content\": \"x\"}}",
+		     &c),
+		0);
 	assert_true(c.need_message_id);
 	assert_false(c.hdr_present[BG_HDR_MESSAGE_ID]);
 	assert_false(c.hdr_present[BG_HDR_METADATA]);
@@ -349,14 +358,15 @@ static void test_duplicate_keys_take_the_last_value(void **st)
 	struct bg_cmd c;
 
 	(void)st;
-	assert_int_equal(scan("{\"action_type\": \"SUSPEND_WORKER\", "
-			      "\"header\": {\"user_code\": \"gone\", " HDR_TAIL
-			      "}, \"header\": {\"session_id\": \"s2\", "
-			      "\"trace_id\": \"t\", \"user_code\": \"u\\u0031\", "
-			      "\"user_code\": \"u2\"}, \"body\": {}, "
-			      "\"action_type\": \"RESUME_WORKER\"}",
-			      &c),
-			 0);
+	assert_int_equal(
+		scan("{\"action_type\": \"SUSPEND_WORKER\", "
+		     "\"header\": {\"user_code\": \"gone\", " HDR_TAIL
+		     "}, \"header\": {\"session_id\": \"s2\", "
+		     "\"trace_id\": \"t\", \"user_code\": \"u\\u0031\", "
+		     "\"user_code\": \"u2\"}, \"body\": {}, "
+		     "\"action_type\": \"RESUME_WORKER\"}",
+		     &c),
+		0);
 	assert_int_equal(c.action, BG_ACTION_RESUME_WORKER);
 	assert_hdr(&c, BG_HDR_SESSION_ID, "s2");
 	assert_hdr(&c, BG_HDR_USER_CODE, "u2");
@@ -445,7 +455,8 @@ static void test_unknown_or_missing_action_is_unknown_action(void **st)
 		{ ACT("ask_agent") GOOD_HDR "}", BG_CMD_EUNKNOWN_ACTION },
 		{ ACT("DANCE") GOOD_HDR "}", BG_CMD_EUNKNOWN_ACTION },
 		{ ACT("") GOOD_HDR "}", BG_CMD_EUNKNOWN_ACTION },
-		{ "{\"action_type\": 3, " GOOD_HDR "}", BG_CMD_EUNKNOWN_ACTION },
+		{ "{\"action_type\": 3, " GOOD_HDR "}",
+		  BG_CMD_EUNKNOWN_ACTION },
 		{ "{\"action_type\": null, " GOOD_HDR "}",
 		  BG_CMD_EUNKNOWN_ACTION },
 		/* unknown action outranks a missing header */
@@ -471,7 +482,8 @@ static void test_missing_header_pieces_are_missing_header(void **st)
 	static const struct err_case cases[] = {
 		{ ACT("ASK_AGENT") "\"body\": {\"content\": \"x\"}}",
 		  BG_CMD_EMISSING_HEADER },
-		{ ACT("ASK_AGENT") "\"header\": null}", BG_CMD_EMISSING_HEADER },
+		{ ACT("ASK_AGENT") "\"header\": null}",
+		  BG_CMD_EMISSING_HEADER },
 		{ ACT("CANCEL_TASK") "\"header\": {\"trace_id\": \"t\"}}",
 		  BG_CMD_EMISSING_HEADER },
 		{ ACT("CANCEL_TASK") "\"header\": {\"session_id\": \"\", "
@@ -495,10 +507,11 @@ static void test_missing_header_keeps_the_ids_it_saw(void **st)
 	struct bg_cmd c;
 
 	(void)st;
-	assert_int_equal(scan(ACT("ASK_AGENT") "\"header\": {\"message_id\": "
-					       "\"m-\\u0031\", \"trace_id\": \"t\"}}",
-			      &c),
-			 BG_CMD_EMISSING_HEADER);
+	assert_int_equal(
+		scan(ACT("ASK_AGENT") "\"header\": {\"message_id\": "
+				      "\"m-\\u0031\", \"trace_id\": \"t\"}}",
+		     &c),
+		BG_CMD_EMISSING_HEADER);
 	assert_hdr(&c, BG_HDR_MESSAGE_ID, "m-1");
 	bg_cmd_free(&c);
 }
@@ -534,8 +547,8 @@ static int validate(const char *action, const char *body)
 	struct bg_cmd c;
 	int rc;
 
-	bg_buf_printf(&b, "{\"action_type\": \"%s\", " GOOD_HDR
-			  ", \"body\": %s}",
+	bg_buf_printf(&b,
+		      "{\"action_type\": \"%s\", " GOOD_HDR ", \"body\": %s}",
 		      action, body);
 	rc = bg_cmd_scan(b.p, b.len, &c);
 	if (rc == 0)
@@ -549,8 +562,9 @@ static void test_ask_content_must_be_non_blank(void **st)
 {
 	(void)st;
 	assert_int_equal(validate("ASK_AGENT", "{\"content\": \"hi\"}"), 0);
-	assert_int_equal(validate("ASK_AGENT", "{\"content\": [{\"role\": "
-					       "\"user\", \"content\": \"hi\"}]}"),
+	assert_int_equal(validate("ASK_AGENT",
+				  "{\"content\": [{\"role\": "
+				  "\"user\", \"content\": \"hi\"}]}"),
 			 0);
 	assert_int_equal(validate("ASK_AGENT", "{\"content\": {}}"), 0);
 	assert_int_equal(validate("ASK_AGENT", "{\"content\": \"\"}"),
@@ -580,8 +594,9 @@ static void test_resume_needs_status_or_content(void **st)
 	assert_int_equal(validate("RESUME", "{\"content\": [1], \"status\": "
 					    "\"\"}"),
 			 0);
-	assert_int_equal(validate("RESUME", "{\"content\": \"\", \"status\": "
-					    "\"\", \"reply_data\": {\"a\": 1}}"),
+	assert_int_equal(validate("RESUME",
+				  "{\"content\": \"\", \"status\": "
+				  "\"\", \"reply_data\": {\"a\": 1}}"),
 			 BG_CMD_EINVALID_CONTENT);
 	assert_int_equal(validate("RESUME", "{\"content\": []}"),
 			 BG_CMD_EINVALID_CONTENT);
@@ -599,8 +614,8 @@ static const char *full_code(const char *action, const char *body)
 	const char *code = "unset";
 	int rc;
 
-	bg_buf_printf(&b, "{\"action_type\": \"%s\", " GOOD_HDR
-			  ", \"body\": %s}",
+	bg_buf_printf(&b,
+		      "{\"action_type\": \"%s\", " GOOD_HDR ", \"body\": %s}",
 		      action, body);
 	rc = bg_cmd_parse_full(b.p, b.len, &root, &code);
 	bg_buf_free(&b);
@@ -620,16 +635,18 @@ static void test_full_parse_checks_control_bodies(void **st)
 	assert_string_equal(full_code("CANCEL_TASK",
 				      "{\"target_message_id\": \"m\"}"),
 			    "ok");
-	assert_string_equal(full_code("CANCEL_TASK", "{\"target_message_id\": "
-						     "\"m\", \"cancel_mode\": \"force\"}"),
+	assert_string_equal(full_code("CANCEL_TASK",
+				      "{\"target_message_id\": "
+				      "\"m\", \"cancel_mode\": \"force\"}"),
 			    "ok");
 	assert_string_equal(full_code("CANCEL_TASK", "{\"reason\": \"r\"}"),
 			    "invalid_body");
 	assert_string_equal(full_code("CANCEL_TASK",
 				      "{\"target_message_id\": \"\"}"),
 			    "invalid_body");
-	assert_string_equal(full_code("CANCEL_TASK", "{\"target_message_id\": "
-						     "\"m\", \"cancel_mode\": \"soft\"}"),
+	assert_string_equal(full_code("CANCEL_TASK",
+				      "{\"target_message_id\": "
+				      "\"m\", \"cancel_mode\": \"soft\"}"),
 			    "invalid_body");
 	assert_string_equal(full_code("CANCEL_TASK", "{\"target_message_id\": "
 						     "\"m\", \"reason\": 3}"),
@@ -660,7 +677,8 @@ static void test_full_parse_reports_scan_errors_by_code(void **st)
 	assert_int_equal(full_parse("{", &root, &code), BG_CMD_EINVALID_JSON);
 	assert_null(root);
 	assert_string_equal(code, "invalid_json");
-	assert_int_equal(full_parse(ACT("RESUME") "\"body\": {}}", &root, &code),
+	assert_int_equal(full_parse(ACT("RESUME") "\"body\": {}}", &root,
+				    &code),
 			 BG_CMD_EMISSING_HEADER);
 	assert_string_equal(code, "missing_header");
 }
@@ -754,7 +772,8 @@ static uint32_t rng(void)
 /* Overwrite, insert or delete a few bytes (biased towards JSON syntax). */
 static size_t mutate(char *buf, size_t n, size_t cap)
 {
-	static const char syntax[] = "{}[]\":,\\u0123456789eE.-+ \ttrufalsn\xc3\xff";
+	static const char syntax[] =
+		"{}[]\":,\\u0123456789eE.-+ \ttrufalsn\xc3\xff";
 	int edits = 1 + (int)(rng() % 4);
 
 	for (int e = 0; e < edits && n > 0; e++) {
@@ -819,23 +838,32 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_root_ask_scans_every_header_field),
 		cmocka_unit_test(test_child_ask_carries_caller_and_parent),
-		cmocka_unit_test(test_callback_resume_has_status_and_reply_data),
-		cmocka_unit_test(test_user_resume_with_empty_status_and_null_reply),
+		cmocka_unit_test(
+			test_callback_resume_has_status_and_reply_data),
+		cmocka_unit_test(
+			test_user_resume_with_empty_status_and_null_reply),
 		cmocka_unit_test(test_cancel_scans_and_full_parses_its_body),
-		cmocka_unit_test(test_reload_and_admin_commands_scan_with_their_action),
-		cmocka_unit_test(test_every_example_full_parses_to_the_scanned_header),
+		cmocka_unit_test(
+			test_reload_and_admin_commands_scan_with_their_action),
+		cmocka_unit_test(
+			test_every_example_full_parses_to_the_scanned_header),
 		cmocka_unit_test(test_header_strings_with_escapes_are_decoded),
 		cmocka_unit_test(test_escaped_keys_and_action_are_recognised),
 		cmocka_unit_test(test_legacy_source_agent_id_is_an_alias),
-		cmocka_unit_test(test_missing_message_id_is_flagged_not_an_error),
+		cmocka_unit_test(
+			test_missing_message_id_is_flagged_not_an_error),
 		cmocka_unit_test(test_duplicate_keys_take_the_last_value),
-		cmocka_unit_test(test_absent_or_null_body_reads_as_empty_object),
-		cmocka_unit_test(test_non_json_and_wrong_shapes_are_invalid_json),
-		cmocka_unit_test(test_unknown_or_missing_action_is_unknown_action),
+		cmocka_unit_test(
+			test_absent_or_null_body_reads_as_empty_object),
+		cmocka_unit_test(
+			test_non_json_and_wrong_shapes_are_invalid_json),
+		cmocka_unit_test(
+			test_unknown_or_missing_action_is_unknown_action),
 		cmocka_unit_test(test_ask_user_is_known_but_never_accepted),
 		cmocka_unit_test(test_missing_header_pieces_are_missing_header),
 		cmocka_unit_test(test_missing_header_keeps_the_ids_it_saw),
-		cmocka_unit_test(test_task_body_types_are_checked_for_tasks_only),
+		cmocka_unit_test(
+			test_task_body_types_are_checked_for_tasks_only),
 		cmocka_unit_test(test_ask_content_must_be_non_blank),
 		cmocka_unit_test(test_resume_needs_status_or_content),
 		cmocka_unit_test(test_full_parse_checks_control_bodies),
@@ -843,7 +871,8 @@ int main(void)
 		cmocka_unit_test(test_error_codes_and_texts_are_stable),
 		cmocka_unit_test(test_deeply_nested_content_is_rejected),
 		cmocka_unit_test(test_every_truncation_is_rejected_safely),
-		cmocka_unit_test(test_random_mutations_never_crash_and_agree_with_jansson),
+		cmocka_unit_test(
+			test_random_mutations_never_crash_and_agree_with_jansson),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -72,7 +72,8 @@ static json_t *build(const struct bg_event_ctx *ctx, const struct bg_event *ev)
 
 static json_t *delta_of(json_t *msg)
 {
-	json_t *choices = json_object_get(json_object_get(msg, "data"), "choices");
+	json_t *choices =
+		json_object_get(json_object_get(msg, "data"), "choices");
 	return json_object_get(json_array_get(choices, 0), "delta");
 }
 
@@ -105,49 +106,58 @@ static void assert_json_equal(json_t *got, json_t *want)
 static void test_chunk_matches_wire_literal(void **state)
 {
 	struct bg_event ev = event_of(BG_EVENT_CHUNK, "Hello");
-	assert_json_equal(build(&root_ctx, &ev), json_loads(chunk_literal, 0, NULL));
+	assert_json_equal(build(&root_ctx, &ev),
+			  json_loads(chunk_literal, 0, NULL));
 }
 
 static void test_state_event_matches_wire_literal(void **state)
 {
 	struct bg_event ev = event_of(BG_EVENT_STATE, "A_CALLING_B");
 	assert_json_equal(build(&root_ctx, &ev),
-			  expected("reasoningLogDelta", "3003", NULL, "A_CALLING_B"));
+			  expected("reasoningLogDelta", "3003", NULL,
+				   "A_CALLING_B"));
 }
 
 static void test_artifact_event_matches_wire_literal(void **state)
 {
-	struct bg_event ev = event_of(BG_EVENT_ARTIFACT,
-				      "https://files.example/report.pdf");
-	assert_json_equal(build(&root_ctx, &ev),
-			  expected("reasoningLogDelta", "3010", NULL,
-				   "[{\"fileUrl\": \"https://files.example/report.pdf\"}]"));
+	struct bg_event ev =
+		event_of(BG_EVENT_ARTIFACT, "https://files.example/report.pdf");
+	assert_json_equal(
+		build(&root_ctx, &ev),
+		expected(
+			"reasoningLogDelta", "3010", NULL,
+			"[{\"fileUrl\": \"https://files.example/report.pdf\"}]"));
 }
 
 static void test_ask_user_form_matches_wire_literal(void **state)
 {
 	struct bg_event ev = event_of(BG_EVENT_ASK_USER, "Which city?");
-	assert_json_equal(build(&root_ctx, &ev),
-		expected("reasoningLogDelta", "3013", "assistant",
-			 "{\"formStatus\": 0, \"pluginMachineFields\": "
-			 "[{\"formType\": \"textarea\", \"fieldName\": "
-			 "\"user_input\", \"fieldCode\": \"user_input\", "
-			 "\"description\": \"Which city?\", \"required\": true}]}"));
+	assert_json_equal(
+		build(&root_ctx, &ev),
+		expected(
+			"reasoningLogDelta", "3013", "assistant",
+			"{\"formStatus\": 0, \"pluginMachineFields\": "
+			"[{\"formType\": \"textarea\", \"fieldName\": "
+			"\"user_input\", \"fieldCode\": \"user_input\", "
+			"\"description\": \"Which city?\", \"required\": true}]}"));
 }
 
-static void test_ask_user_prompt_with_questions_is_sent_verbatim_as_3014(void **state)
+static void
+test_ask_user_prompt_with_questions_is_sent_verbatim_as_3014(void **state)
 {
 	const char *prompt = "{\"questions\": [{\"q\": \"Which city?\"}]}";
 	struct bg_event ev = event_of(BG_EVENT_ASK_USER, prompt);
 	assert_json_equal(build(&root_ctx, &ev),
-			  expected("reasoningLogDelta", "3014", "assistant", prompt));
+			  expected("reasoningLogDelta", "3014", "assistant",
+				   prompt));
 }
 
 static void test_ask_user_json_prompt_without_questions_is_a_form(void **state)
 {
 	struct bg_event ev = event_of(BG_EVENT_ASK_USER, "{\"q\": 1}");
 	json_t *got = build(&root_ctx, &ev);
-	json_t *ct = json_object_get(json_object_get(got, "data"), "contentType");
+	json_t *ct =
+		json_object_get(json_object_get(got, "data"), "contentType");
 	assert_string_equal(json_string_value(ct), "3013");
 	json_decref(got);
 }
@@ -156,14 +166,16 @@ static void test_final_answer_matches_wire_literal(void **state)
 {
 	struct bg_event ev = event_of(BG_EVENT_FINAL_ANSWER, "Itinerary ready");
 	assert_json_equal(build(&root_ctx, &ev),
-			  expected("finalAnswer", "1002", "assistant", "Itinerary ready"));
+			  expected("finalAnswer", "1002", "assistant",
+				   "Itinerary ready"));
 }
 
 static void test_end_of_stream_matches_wire_literal(void **state)
 {
 	struct bg_event ev = event_of(BG_EVENT_END_OF_STREAM, "ignored");
 	assert_json_equal(build(&root_ctx, &ev),
-			  expected("appStreamResponse", "1002", "assistant", ""));
+			  expected("appStreamResponse", "1002", "assistant",
+				   ""));
 }
 
 /* The sub-agent chunk of 3.7: researcher, child of planner. */
@@ -173,7 +185,8 @@ static json_t *expected_sub(const char *event_type, const char *content)
 	json_t *data = json_object_get(j, "data");
 	json_object_set_new(j, "source_agent_type", json_string("researcher"));
 	json_object_set_new(j, "message_id", json_string("msg-5e6f7a8b"));
-	json_object_set_new(j, "parent_message_id", json_string("msg-1a2b3c4d"));
+	json_object_set_new(j, "parent_message_id",
+			    json_string("msg-1a2b3c4d"));
 	json_object_set_new(data, "agentId", json_string("researcher"));
 	json_object_set_new(data, "orderId", json_string("msg-5e6f7a8b"));
 	json_object_set_new(data, "parentOrderId", json_string("msg-1a2b3c4d"));
@@ -202,19 +215,25 @@ static void test_sub_agent_final_answer_becomes_reasoning_log(void **state)
 			  expected_sub("reasoningLogDelta", "Found 3 hotels"));
 }
 
-static void test_sub_agent_end_of_stream_becomes_empty_reasoning_log(void **state)
+static void
+test_sub_agent_end_of_stream_becomes_empty_reasoning_log(void **state)
 {
 	struct bg_event ev = event_of(BG_EVENT_END_OF_STREAM, "");
-	assert_json_equal(build(&sub_ctx, &ev), expected_sub("reasoningLogDelta", ""));
-	assert_true(bg_str_eq(bg_event_type_of(&sub_ctx, &ev), "reasoningLogDelta"));
+	assert_json_equal(build(&sub_ctx, &ev),
+			  expected_sub("reasoningLogDelta", ""));
+	assert_true(bg_str_eq(bg_event_type_of(&sub_ctx, &ev),
+			      "reasoningLogDelta"));
 }
 
-static void test_sub_agent_chunk_marked_end_of_stream_is_not_an_end_marker(void **state)
+static void
+test_sub_agent_chunk_marked_end_of_stream_is_not_an_end_marker(void **state)
 {
 	struct bg_event ev = event_of(BG_EVENT_CHUNK, "");
 	ev.event_type = BG_STR_LIT("appStreamResponse");
-	assert_true(bg_str_eq(bg_event_type_of(&sub_ctx, &ev), "reasoningLogDelta"));
-	assert_true(bg_str_eq(bg_event_type_of(&root_ctx, &ev), "appStreamResponse"));
+	assert_true(bg_str_eq(bg_event_type_of(&sub_ctx, &ev),
+			      "reasoningLogDelta"));
+	assert_true(bg_str_eq(bg_event_type_of(&root_ctx, &ev),
+			      "appStreamResponse"));
 }
 
 static void test_sub_agent_state_keeps_its_event_type_override(void **state)
@@ -228,10 +247,12 @@ static void test_sub_step_gets_fresh_id_and_current_parent(void **state)
 {
 	struct bg_event ev = event_of(BG_EVENT_SUB_STEP, "Searching");
 	ev.message_id = BG_STR_LIT("msg-99999999");
-	json_t *want = expected("reasoningLogDelta", "1002", "assistant", "Searching");
+	json_t *want =
+		expected("reasoningLogDelta", "1002", "assistant", "Searching");
 	json_t *data = json_object_get(want, "data");
 	json_object_set_new(want, "message_id", json_string("msg-99999999"));
-	json_object_set_new(want, "parent_message_id", json_string("msg-1a2b3c4d"));
+	json_object_set_new(want, "parent_message_id",
+			    json_string("msg-1a2b3c4d"));
 	json_object_set_new(data, "orderId", json_string("msg-99999999"));
 	json_object_set_new(data, "parentOrderId", json_string("msg-1a2b3c4d"));
 	assert_json_equal(build(&root_ctx, &ev), want);
@@ -252,7 +273,8 @@ static void test_chunk_overrides_event_type_content_type_and_role(void **state)
 	ev.content_type = BG_STR_LIT("3005");
 	ev.role = BG_STR_LIT("tool-call");
 	assert_json_equal(build(&root_ctx, &ev),
-			  expected("reasoningLogStart", "3005", "tool-call", "thinking"));
+			  expected("reasoningLogStart", "3005", "tool-call",
+				   "thinking"));
 }
 
 static void test_optional_members_are_written_when_given(void **state)
@@ -267,9 +289,12 @@ static void test_optional_members_are_written_when_given(void **state)
 	json_t *data = json_object_get(want, "data");
 	json_object_set_new(data, "objectType", json_string("card"));
 	json_object_set_new(data, "status", json_string("done"));
-	json_object_set_new(want, "metadata", json_pack("{s:[i,i]}", "k", 1, 2));
-	json_object_set_new(delta_of(want), "function_call", json_pack("{s:s}", "name", "f"));
-	json_object_set_new(delta_of(want), "tool_calls", json_pack("[{s:s}]", "id", "t1"));
+	json_object_set_new(want, "metadata",
+			    json_pack("{s:[i,i]}", "k", 1, 2));
+	json_object_set_new(delta_of(want), "function_call",
+			    json_pack("{s:s}", "name", "f"));
+	json_object_set_new(delta_of(want), "tool_calls",
+			    json_pack("[{s:s}]", "id", "t1"));
 	assert_json_equal(build(&root_ctx, &ev), want);
 }
 
@@ -296,17 +321,23 @@ static void test_empty_agent_type_writes_null_agent_id(void **state)
 	ctx.agent_type = BG_STR_LIT("");
 	struct bg_event ev = event_of(BG_EVENT_CHUNK, "Hello");
 	json_t *got = build(&ctx, &ev);
-	assert_true(json_is_null(json_object_get(json_object_get(got, "data"), "agentId")));
-	assert_string_equal(json_string_value(json_object_get(got, "source_agent_type")), "");
+	assert_true(json_is_null(
+		json_object_get(json_object_get(got, "data"), "agentId")));
+	assert_string_equal(
+		json_string_value(json_object_get(got, "source_agent_type")),
+		"");
 	json_decref(got);
 }
 
 static void test_content_is_escaped_and_round_trips(void **state)
 {
-	const char *text = "line \"one\"\n\ttab \\ caf\xc3\xa9 \xe4\xbd\xa0\xe5\xa5\xbd";
+	const char *text =
+		"line \"one\"\n\ttab \\ caf\xc3\xa9 \xe4\xbd\xa0\xe5\xa5\xbd";
 	struct bg_event ev = event_of(BG_EVENT_CHUNK, text);
 	json_t *got = build(&root_ctx, &ev);
-	assert_string_equal(json_string_value(json_object_get(delta_of(got), "content")), text);
+	assert_string_equal(
+		json_string_value(json_object_get(delta_of(got), "content")),
+		text);
 	json_decref(got);
 }
 
@@ -314,10 +345,12 @@ static void test_artifact_url_with_quotes_stays_valid_json(void **state)
 {
 	struct bg_event ev = event_of(BG_EVENT_ARTIFACT, "https://x/\"a\".pdf");
 	json_t *got = build(&root_ctx, &ev);
-	const char *content = json_string_value(json_object_get(delta_of(got), "content"));
+	const char *content =
+		json_string_value(json_object_get(delta_of(got), "content"));
 	json_t *files = json_loads(content, 0, NULL);
 	assert_non_null(files);
-	assert_string_equal(json_string_value(json_object_get(json_array_get(files, 0), "fileUrl")),
+	assert_string_equal(json_string_value(json_object_get(
+				    json_array_get(files, 0), "fileUrl")),
 			    "https://x/\"a\".pdf");
 	json_decref(files);
 	json_decref(got);
@@ -330,24 +363,34 @@ int main(void)
 		cmocka_unit_test(test_state_event_matches_wire_literal),
 		cmocka_unit_test(test_artifact_event_matches_wire_literal),
 		cmocka_unit_test(test_ask_user_form_matches_wire_literal),
-		cmocka_unit_test(test_ask_user_prompt_with_questions_is_sent_verbatim_as_3014),
-		cmocka_unit_test(test_ask_user_json_prompt_without_questions_is_a_form),
+		cmocka_unit_test(
+			test_ask_user_prompt_with_questions_is_sent_verbatim_as_3014),
+		cmocka_unit_test(
+			test_ask_user_json_prompt_without_questions_is_a_form),
 		cmocka_unit_test(test_final_answer_matches_wire_literal),
 		cmocka_unit_test(test_end_of_stream_matches_wire_literal),
 		cmocka_unit_test(test_sub_agent_chunk_matches_wire_literal),
-		cmocka_unit_test(test_sub_agent_overrides_cannot_escape_forcing),
-		cmocka_unit_test(test_sub_agent_final_answer_becomes_reasoning_log),
-		cmocka_unit_test(test_sub_agent_end_of_stream_becomes_empty_reasoning_log),
-		cmocka_unit_test(test_sub_agent_chunk_marked_end_of_stream_is_not_an_end_marker),
-		cmocka_unit_test(test_sub_agent_state_keeps_its_event_type_override),
-		cmocka_unit_test(test_sub_step_gets_fresh_id_and_current_parent),
+		cmocka_unit_test(
+			test_sub_agent_overrides_cannot_escape_forcing),
+		cmocka_unit_test(
+			test_sub_agent_final_answer_becomes_reasoning_log),
+		cmocka_unit_test(
+			test_sub_agent_end_of_stream_becomes_empty_reasoning_log),
+		cmocka_unit_test(
+			test_sub_agent_chunk_marked_end_of_stream_is_not_an_end_marker),
+		cmocka_unit_test(
+			test_sub_agent_state_keeps_its_event_type_override),
+		cmocka_unit_test(
+			test_sub_step_gets_fresh_id_and_current_parent),
 		cmocka_unit_test(test_sub_step_without_message_id_is_rejected),
-		cmocka_unit_test(test_chunk_overrides_event_type_content_type_and_role),
+		cmocka_unit_test(
+			test_chunk_overrides_event_type_content_type_and_role),
 		cmocka_unit_test(test_optional_members_are_written_when_given),
 		cmocka_unit_test(test_malformed_raw_members_are_rejected),
 		cmocka_unit_test(test_empty_agent_type_writes_null_agent_id),
 		cmocka_unit_test(test_content_is_escaped_and_round_trips),
-		cmocka_unit_test(test_artifact_url_with_quotes_stays_valid_json),
+		cmocka_unit_test(
+			test_artifact_url_with_quotes_stays_valid_json),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -71,10 +71,16 @@ static void test_escape_copies_valid_utf8_raw(void **st)
 static void test_escape_replaces_invalid_utf8_with_fffd(void **st)
 {
 	(void)st;
-	assert_string_equal(escaped("a\xff" "b", 3), "\"a\\ufffdb\"");
+	assert_string_equal(escaped("a\xff"
+				    "b",
+				    3),
+			    "\"a\\ufffdb\"");
 	/* truncated 3-byte sequence: one maximal subpart, one U+FFFD */
 	assert_string_equal(escaped("\xe2\x82", 2), "\"\\ufffd\"");
-	assert_string_equal(escaped("\xe2\x82" "x", 3), "\"\\ufffdx\"");
+	assert_string_equal(escaped("\xe2\x82"
+				    "x",
+				    3),
+			    "\"\\ufffdx\"");
 	/* overlong and surrogate encodings: one U+FFFD per byte */
 	assert_string_equal(escaped("\xc0\xaf", 2), "\"\\ufffd\\ufffd\"");
 	assert_string_equal(escaped("\xed\xa0\x80", 3),
@@ -151,8 +157,9 @@ static void test_unescape_rejects_lone_surrogates(void **st)
 static void test_unescape_rejects_malformed_literals(void **st)
 {
 	static const char *bad[] = {
-		"", "\"", "abc", "\"abc", "\"a\"b", "\"\\x\"", "\"\\u12\"",
-		"\"\\u12g4\"", "\"a\nb\"", "\"\xff\"", "\"\xc3\"", "\"\\\"",
+		"",	    "\"",	"abc",	     "\"abc",
+		"\"a\"b",   "\"\\x\"",	"\"\\u12\"", "\"\\u12g4\"",
+		"\"a\nb\"", "\"\xff\"", "\"\xc3\"",  "\"\\\"",
 	};
 	(void)st;
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
@@ -183,7 +190,8 @@ static void test_escape_then_unescape_round_trips(void **st)
 	memcpy(in + n, "\xc3\xa9\xe4\xbd\xa0\xf0\x9f\x98\x80", 9);
 	n += 9;
 	assert_int_equal(bg_json_escape(&e, in, n), 0);
-	assert_int_equal(bg_json_unescape(&u, (struct bg_str){ e.p, e.len }), 0);
+	assert_int_equal(bg_json_unescape(&u, (struct bg_str){ e.p, e.len }),
+			 0);
 	assert_int_equal(u.len, n);
 	assert_memory_equal(u.p, in, n);
 	bg_buf_free(&e);
@@ -206,10 +214,25 @@ static void test_skip_stops_right_after_the_value(void **st)
 static void test_valid_accepts_rfc8259_values(void **st)
 {
 	static const char *good[] = {
-		"0", "-0", "12", "-1.5", "1e5", "1E-5", "2.5e+3", "true",
-		"false", "null", "\"\"", "\" \\u00e9 \"", "[]", "{}",
-		" [ 1 , \"a\" , {} , [] , null ] ", "{\"a\":{\"b\":[true]}}",
-		"\"\xf0\x9f\x98\x80\"", "\"\\ud83d\\ude00\"", "\t\r\n 1 \n",
+		"0",
+		"-0",
+		"12",
+		"-1.5",
+		"1e5",
+		"1E-5",
+		"2.5e+3",
+		"true",
+		"false",
+		"null",
+		"\"\"",
+		"\" \\u00e9 \"",
+		"[]",
+		"{}",
+		" [ 1 , \"a\" , {} , [] , null ] ",
+		"{\"a\":{\"b\":[true]}}",
+		"\"\xf0\x9f\x98\x80\"",
+		"\"\\ud83d\\ude00\"",
+		"\t\r\n 1 \n",
 	};
 	(void)st;
 	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
@@ -219,12 +242,43 @@ static void test_valid_accepts_rfc8259_values(void **st)
 static void test_valid_rejects_malformed_values(void **st)
 {
 	static const char *bad[] = {
-		"", " ", "01", "-", "1.", ".5", "1e", "+1", "0x10", "NaN",
-		"Infinity", "tru", "nul", "True", "[1,]", "[,1]", "{,}",
-		"{\"a\":1,}", "{\"a\"}", "{\"a\" 1}", "{a:1}", "{'a':1}",
-		"[1 2]", "\"abc", "\"\\ud800\"", "\"a\x01\"", "\"\xff\"",
-		"1 2", "{} {}", "[", "]", "{", "}", "[\"a\":1]", "\"\\u00\"",
-		"{\"a\":1}}", "\xef\xbb\xbf{}",
+		"",
+		" ",
+		"01",
+		"-",
+		"1.",
+		".5",
+		"1e",
+		"+1",
+		"0x10",
+		"NaN",
+		"Infinity",
+		"tru",
+		"nul",
+		"True",
+		"[1,]",
+		"[,1]",
+		"{,}",
+		"{\"a\":1,}",
+		"{\"a\"}",
+		"{\"a\" 1}",
+		"{a:1}",
+		"{'a':1}",
+		"[1 2]",
+		"\"abc",
+		"\"\\ud800\"",
+		"\"a\x01\"",
+		"\"\xff\"",
+		"1 2",
+		"{} {}",
+		"[",
+		"]",
+		"{",
+		"}",
+		"[\"a\":1]",
+		"\"\\u00\"",
+		"{\"a\":1}}",
+		"\xef\xbb\xbf{}",
 	};
 	(void)st;
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
@@ -235,7 +289,8 @@ static void nest(struct bg_buf *b, int depth, char open, char close)
 {
 	bg_buf_reset(b);
 	for (int i = 0; i < depth; i++)
-		bg_buf_append(b, open == '{' ? "{\"k\":" : "[", open == '{' ? 5 : 1);
+		bg_buf_append(b, open == '{' ? "{\"k\":" : "[",
+			      open == '{' ? 5 : 1);
 	bg_buf_puts(b, "1");
 	for (int i = 0; i < depth; i++)
 		bg_buf_append(b, &close, 1);
@@ -267,7 +322,8 @@ static void test_valid_never_reads_past_len(void **st)
 
 	(void)st;
 	for (size_t k = 0; k < n; k++) {
-		copy = malloc(k ? k : 1); /* exact size: ASan catches overreads */
+		copy = malloc(k ? k
+				: 1); /* exact size: ASan catches overreads */
 		memcpy(copy, doc, k);
 		assert_false(bg_json_valid(copy, k));
 		free(copy);
@@ -379,9 +435,9 @@ static char *set(const char *obj, const char *key, const char *raw, int rc)
 static void test_obj_set_replaces_value_in_place(void **st)
 {
 	(void)st;
-	assert_string_equal(
-		set("{\"status\": \"RUNNING\", \"n\": 1}", "status", "\"DONE\"", 0),
-		"{\"status\": \"DONE\", \"n\": 1}");
+	assert_string_equal(set("{\"status\": \"RUNNING\", \"n\": 1}", "status",
+				"\"DONE\"", 0),
+			    "{\"status\": \"DONE\", \"n\": 1}");
 	assert_string_equal(set(" {\"a\" : [1, 2] } ", "a", "{}", 0),
 			    " {\"a\" : {} } ");
 	assert_string_equal(set("{\"a\":1,\"a\":2}", "a", "3", 0),
@@ -524,12 +580,14 @@ static void test_obj_edit_rejects_malformed_objects_untouched(void **state)
 {
 	(void)state;
 	const struct bg_json_edit e = { "a", BG_STR_LIT("1"), BG_JSON_SET };
-	const char *bad[] = { "", "[]", "{\"a\": }", "{\"a\": 1} {", "{\"a\" 1}",
-			      "{\"a\": 1,}" };
+	const char *bad[] = { "",	   "[]",
+			      "{\"a\": }", "{\"a\": 1} {",
+			      "{\"a\" 1}", "{\"a\": 1,}" };
 	struct bg_buf out = { 0 };
 	bg_buf_puts(&out, "keep");
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		assert_int_equal(bg_json_obj_edit(&out, bg_str_c(bad[i]), &e, 1),
+		assert_int_equal(bg_json_obj_edit(&out, bg_str_c(bad[i]), &e,
+						  1),
 				 -EINVAL);
 		assert_string_equal(out.p, "keep");
 	}
@@ -540,17 +598,20 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_escape_quotes_plain_text),
-		cmocka_unit_test(test_escape_escapes_quote_backslash_and_controls),
+		cmocka_unit_test(
+			test_escape_escapes_quote_backslash_and_controls),
 		cmocka_unit_test(test_escape_copies_valid_utf8_raw),
 		cmocka_unit_test(test_escape_replaces_invalid_utf8_with_fffd),
 		cmocka_unit_test(test_escape_appends_to_existing_buffer),
-		cmocka_unit_test(test_escape_output_is_valid_json_for_any_bytes),
+		cmocka_unit_test(
+			test_escape_output_is_valid_json_for_any_bytes),
 		cmocka_unit_test(test_unescape_decodes_simple_escapes),
 		cmocka_unit_test(test_unescape_decodes_u_escapes_to_utf8),
 		cmocka_unit_test(test_unescape_keeps_nul_as_a_counted_byte),
 		cmocka_unit_test(test_unescape_rejects_lone_surrogates),
 		cmocka_unit_test(test_unescape_rejects_malformed_literals),
-		cmocka_unit_test(test_unescape_leaves_buffer_unchanged_on_error),
+		cmocka_unit_test(
+			test_unescape_leaves_buffer_unchanged_on_error),
 		cmocka_unit_test(test_escape_then_unescape_round_trips),
 		cmocka_unit_test(test_skip_stops_right_after_the_value),
 		cmocka_unit_test(test_valid_accepts_rfc8259_values),
@@ -561,18 +622,23 @@ int main(void)
 		cmocka_unit_test(test_str_eq_compares_decoded_text),
 		cmocka_unit_test(test_str_blank_matches_python_strip),
 		cmocka_unit_test(test_obj_get_returns_raw_value_span),
-		cmocka_unit_test(test_obj_get_reports_missing_and_nested_keys_as_enoent),
-		cmocka_unit_test(test_obj_get_matches_escaped_keys_and_last_duplicate),
+		cmocka_unit_test(
+			test_obj_get_reports_missing_and_nested_keys_as_enoent),
+		cmocka_unit_test(
+			test_obj_get_matches_escaped_keys_and_last_duplicate),
 		cmocka_unit_test(test_obj_get_rejects_invalid_objects),
 		cmocka_unit_test(test_obj_set_replaces_value_in_place),
 		cmocka_unit_test(test_obj_set_appends_missing_member),
-		cmocka_unit_test(test_obj_set_rejects_bad_input_and_keeps_output),
+		cmocka_unit_test(
+			test_obj_set_rejects_bad_input_and_keeps_output),
 		cmocka_unit_test(test_arr_append_adds_last_element),
 		cmocka_unit_test(test_arr_append_rejects_non_arrays),
 		cmocka_unit_test(test_iter_descends_without_rescanning),
 		cmocka_unit_test(test_iter_refuses_misuse),
-		cmocka_unit_test(test_obj_edit_rewrites_in_place_and_appends_missing),
-		cmocka_unit_test(test_obj_edit_rejects_malformed_objects_untouched),
+		cmocka_unit_test(
+			test_obj_edit_rewrites_in_place_and_appends_missing),
+		cmocka_unit_test(
+			test_obj_edit_rejects_malformed_objects_untouched),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

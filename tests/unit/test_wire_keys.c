@@ -150,8 +150,8 @@ static void test_wakeup_dedupe_writes_underscore_for_empty_parts(void **st)
 	assert_int_equal(build(&b, BG_SCHEMA_V1, BG_KEY_WAKEUP_DEDUPE,
 			       "planner", "", ""),
 			 0);
-	assert_string_equal(b.p,
-			    "byai_gateway:control_plane:wakeup:dedupe:planner:_:_");
+	assert_string_equal(
+		b.p, "byai_gateway:control_plane:wakeup:dedupe:planner:_:_");
 	bg_buf_free(&b);
 }
 
@@ -160,13 +160,11 @@ static void test_online_key_with_star_is_the_scan_pattern(void **st)
 	struct bg_buf b = { 0 };
 
 	(void)st;
-	assert_int_equal(build(&b, BG_SCHEMA_V2, BG_KEY_WORKER_ONLINE, "*", "",
-			       ""),
-			 0);
+	assert_int_equal(
+		build(&b, BG_SCHEMA_V2, BG_KEY_WORKER_ONLINE, "*", "", ""), 0);
 	assert_string_equal(b.p, "byai_gateway:v2:registry:worker:{*}:online");
-	assert_int_equal(build(&b, BG_SCHEMA_V1, BG_KEY_WORKER_ONLINE, "*", "",
-			       ""),
-			 0);
+	assert_int_equal(
+		build(&b, BG_SCHEMA_V1, BG_KEY_WORKER_ONLINE, "*", "", ""), 0);
 	assert_string_equal(b.p, "byai_gateway:registry:worker:online:*");
 	bg_buf_free(&b);
 }
@@ -180,7 +178,8 @@ static void test_key_build_appends_to_the_buffer(void **st)
 	assert_int_equal(bg_key_build(&b, BG_SCHEMA_V1, BG_KEY_DEADLETTER,
 				      bg_str_c(""), bg_str_c(""), bg_str_c("")),
 			 0);
-	assert_string_equal(b.p, "KEY byai_gateway:control_plane:mgmt:deadletter");
+	assert_string_equal(b.p,
+			    "KEY byai_gateway:control_plane:mgmt:deadletter");
 	bg_buf_free(&b);
 }
 
@@ -200,7 +199,8 @@ static void test_key_build_rejects_wrong_ids_and_leaves_buffer(void **st)
 				      bg_str_c("")),
 			 -EINVAL);
 	assert_int_equal(bg_key_build(&b, BG_SCHEMA_V1, BG_KEY_KNOWN_WORKERS,
-				      bg_str_c("w"), bg_str_c(""), bg_str_c("")),
+				      bg_str_c("w"), bg_str_c(""),
+				      bg_str_c("")),
 			 -EINVAL);
 	assert_int_equal(bg_key_build(&b, BG_SCHEMA_V1,
 				      BG_KEY_SESSION_CHECKPOINT, bg_str_c("s"),
@@ -299,8 +299,8 @@ static bool all_hex(const char *s, size_t n, bool upper)
 
 static void test_id_new_is_prefix_and_8_lowercase_hex(void **st)
 {
-	static const char *prefixes[] = { "msg-", "exec-", "tg-",
-					  "msg-cancel-", "reload-" };
+	static const char *prefixes[] = { "msg-", "exec-", "tg-", "msg-cancel-",
+					  "reload-" };
 	char id[32], other[32];
 
 	(void)st;
@@ -360,12 +360,15 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_every_key_kind_matches_the_wire_table),
-		cmocka_unit_test(test_wakeup_dedupe_writes_underscore_for_empty_parts),
+		cmocka_unit_test(
+			test_wakeup_dedupe_writes_underscore_for_empty_parts),
 		cmocka_unit_test(test_online_key_with_star_is_the_scan_pattern),
 		cmocka_unit_test(test_key_build_appends_to_the_buffer),
-		cmocka_unit_test(test_key_build_rejects_wrong_ids_and_leaves_buffer),
+		cmocka_unit_test(
+			test_key_build_rejects_wrong_ids_and_leaves_buffer),
 		cmocka_unit_test(test_schema_env_version_wins_over_everything),
-		cmocka_unit_test(test_schema_env_version_other_than_v1_v2_is_an_error),
+		cmocka_unit_test(
+			test_schema_env_version_other_than_v1_v2_is_an_error),
 		cmocka_unit_test(test_schema_cluster_host_implies_v2),
 		cmocka_unit_test(test_schema_empty_cluster_host_is_ignored),
 		cmocka_unit_test(test_schema_configured_value_then_default_v1),

@@ -67,14 +67,17 @@ static void assert_json_equal(json_t *got, json_t *want)
 static void update(struct bg_buf *rec, const struct bg_record_update *u)
 {
 	struct bg_buf out = { 0 };
-	assert_int_equal(bg_record_update(&out, (struct bg_str){ rec->p, rec->len }, u), 0);
+	assert_int_equal(
+		bg_record_update(&out, (struct bg_str){ rec->p, rec->len }, u),
+		0);
 	bg_buf_free(rec);
 	*rec = out;
 }
 
 static void set_status(struct bg_buf *rec, const char *status, int64_t now)
 {
-	struct bg_record_update u = { .status = bg_str_c(status), .now_ms = now };
+	struct bg_record_update u = { .status = bg_str_c(status),
+				      .now_ms = now };
 	update(rec, &u);
 }
 
@@ -88,7 +91,8 @@ static json_int_t int_member(const struct bg_buf *rec, const char *key)
 
 /* ---- creation --------------------------------------------------------- */
 
-static void test_client_record_through_its_lifecycle_matches_wire_6_2(void **state)
+static void
+test_client_record_through_its_lifecycle_matches_wire_6_2(void **state)
 {
 	struct bg_buf rec = { 0 };
 	assert_int_equal(bg_record_build_queued(&rec, &client_send), 0);
@@ -111,17 +115,17 @@ static void test_queued_record_has_the_sender_fields(void **state)
 		"{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,"
 		"s:I,s:I,s:i,s:i,s:[{s:s,s:I}],s:s}",
 		"execution_id", "exec-0a1b2c3d", "message_id", "msg-1a2b3c4d",
-		"session_id", "sess-42", "trace_id", "9f1c2e3d4b5a69788796a5b4c3d2e1f0",
-		"parent_message_id", "", "source_agent_type", "client",
-		"target_agent_type", "planner",
-		"stream_name", "byai_gateway:ctrl:agent_type:planner",
-		"status", "QUEUED", "route_policy", "FAIL_FAST",
-		"route_status", "DELIVER_NOW", "selected_agent_type", "",
+		"session_id", "sess-42", "trace_id",
+		"9f1c2e3d4b5a69788796a5b4c3d2e1f0", "parent_message_id", "",
+		"source_agent_type", "client", "target_agent_type", "planner",
+		"stream_name", "byai_gateway:ctrl:agent_type:planner", "status",
+		"QUEUED", "route_policy", "FAIL_FAST", "route_status",
+		"DELIVER_NOW", "selected_agent_type", "",
 		"availability_error_code", "", "availability_error", "",
 		"created_at", (json_int_t)1718000000100, "updated_at",
 		(json_int_t)1718000000100, "started_at", 0, "finished_at", 0,
-		"timeline", "status", "QUEUED", "timestamp", (json_int_t)1718000000100,
-		"worker_id", "");
+		"timeline", "status", "QUEUED", "timestamp",
+		(json_int_t)1718000000100, "worker_id", "");
 	assert_json_equal(parse(&rec), want);
 	bg_buf_free(&rec);
 }
@@ -135,12 +139,14 @@ static void test_group_child_record_has_no_route_members(void **state)
 	json_t *j = parse(&rec);
 	assert_null(json_object_get(j, "route_policy"));
 	assert_null(json_object_get(j, "availability_error"));
-	assert_string_equal(json_string_value(json_object_get(j, "status")), "QUEUED");
+	assert_string_equal(json_string_value(json_object_get(j, "status")),
+			    "QUEUED");
 	json_decref(j);
 	bg_buf_free(&rec);
 }
 
-static void test_worker_created_record_is_running_without_source_agent(void **state)
+static void
+test_worker_created_record_is_running_without_source_agent(void **state)
 {
 	struct bg_record_new n = {
 		.execution_id = BG_STR_LIT("exec-11112222"),
@@ -149,7 +155,8 @@ static void test_worker_created_record_is_running_without_source_agent(void **st
 		.trace_id = BG_STR_LIT("t"),
 		.worker_id = BG_STR_LIT("worker-01"),
 		.target_agent_type = BG_STR_LIT("planner"),
-		.stream_name = BG_STR_LIT("byai_gateway:ctrl:agent_type:planner"),
+		.stream_name =
+			BG_STR_LIT("byai_gateway:ctrl:agent_type:planner"),
 		.redis_message_id = BG_STR_LIT("1718000000123-0"),
 		.now_ms = 1718000000200,
 	};
@@ -157,12 +164,16 @@ static void test_worker_created_record_is_running_without_source_agent(void **st
 	assert_int_equal(bg_record_build_running(&rec, &n), 0);
 	json_t *j = parse(&rec);
 	assert_null(json_object_get(j, "source_agent_type"));
-	assert_string_equal(json_string_value(json_object_get(j, "status")), "RUNNING");
-	assert_string_equal(json_string_value(json_object_get(j, "redis_message_id")),
-			    "1718000000123-0");
-	assert_string_equal(json_string_value(json_object_get(j, "parent_message_id")), "");
+	assert_string_equal(json_string_value(json_object_get(j, "status")),
+			    "RUNNING");
+	assert_string_equal(
+		json_string_value(json_object_get(j, "redis_message_id")),
+		"1718000000123-0");
+	assert_string_equal(
+		json_string_value(json_object_get(j, "parent_message_id")), "");
 	assert_true(json_is_false(json_object_get(j, "cancel_requested")));
-	assert_int_equal(json_integer_value(json_object_get(j, "finished_at")), 0);
+	assert_int_equal(json_integer_value(json_object_get(j, "finished_at")),
+			 0);
 	assert_int_equal(json_array_size(json_object_get(j, "timeline")), 1);
 	json_decref(j);
 	assert_int_equal(int_member(&rec, "started_at"), 1718000000200);
@@ -198,8 +209,13 @@ static void test_read_extracts_the_worker_fields(void **state)
 static void test_read_missing_and_null_members_are_empty(void **state)
 {
 	struct bg_record r = { 0 };
-	assert_int_equal(bg_record_read(&r, bg_str_c("{\"status\": null, "
-				"\"started_at\": null, \"cancel_requested\": null}")), 0);
+	assert_int_equal(
+		bg_record_read(
+			&r,
+			bg_str_c(
+				"{\"status\": null, "
+				"\"started_at\": null, \"cancel_requested\": null}")),
+		0);
 	assert_int_equal(r.execution_id.len, 0);
 	assert_int_equal(r.status.len, 0);
 	assert_false(r.cancel_requested);
@@ -213,8 +229,12 @@ static void test_read_missing_and_null_members_are_empty(void **state)
 static void test_read_decodes_escaped_strings(void **state)
 {
 	struct bg_record r = { 0 };
-	assert_int_equal(bg_record_read(&r, bg_str_c(
-		"{\"cancel_reason\": \"caf\\u00e9 \\\"now\\\"\", \"status\": \"A\\/B\"}")), 0);
+	assert_int_equal(
+		bg_record_read(
+			&r,
+			bg_str_c(
+				"{\"cancel_reason\": \"caf\\u00e9 \\\"now\\\"\", \"status\": \"A\\/B\"}")),
+		0);
 	assert_true(bg_str_eq(r.cancel_reason, "caf\xc3\xa9 \"now\""));
 	assert_true(bg_str_eq(r.status, "A/B"));
 	bg_record_free(&r);
@@ -223,9 +243,17 @@ static void test_read_decodes_escaped_strings(void **state)
 static void test_read_rejects_malformed_records(void **state)
 {
 	const char *bad[] = {
-		"", "null", "[]", "\"exec\"", "{", "{\"status\": \"RUNNING\"",
-		"{\"status\": \"RUNNING\",}", "{\"status\" \"x\"}", "{} x",
-		"{\"status\": \"\\ud800\"}", "{\"status\": 'x'}",
+		"",
+		"null",
+		"[]",
+		"\"exec\"",
+		"{",
+		"{\"status\": \"RUNNING\"",
+		"{\"status\": \"RUNNING\",}",
+		"{\"status\" \"x\"}",
+		"{} x",
+		"{\"status\": \"\\ud800\"}",
+		"{\"status\": 'x'}",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct bg_record r = { 0 };
@@ -237,8 +265,10 @@ static void test_read_rejects_malformed_records(void **state)
 static void test_read_rejects_members_of_the_wrong_type(void **state)
 {
 	const char *bad[] = {
-		"{\"status\": 3}", "{\"execution_id\": {}}",
-		"{\"cancel_requested\": \"yes\"}", "{\"started_at\": \"1\"}",
+		"{\"status\": 3}",
+		"{\"execution_id\": {}}",
+		"{\"cancel_requested\": \"yes\"}",
+		"{\"started_at\": \"1\"}",
 		"{\"started_at\": 1e400}",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -257,7 +287,9 @@ static void test_read_rejects_nesting_beyond_the_limit(void **state)
 	for (int i = 0; i < 100; i++)
 		bg_buf_puts(&json, "]");
 	bg_buf_puts(&json, "}");
-	assert_int_equal(bg_record_read(&r, (struct bg_str){ json.p, json.len }), -EINVAL);
+	assert_int_equal(bg_record_read(&r,
+					(struct bg_str){ json.p, json.len }),
+			 -EINVAL);
 	bg_buf_free(&json);
 }
 
@@ -265,8 +297,9 @@ static void test_read_handles_embedded_nul_without_overrun(void **state)
 {
 	static const char json[] = "{\"status\": \"RUN\0NING\"}";
 	struct bg_record r = { 0 };
-	assert_int_equal(bg_record_read(&r, (struct bg_str){ json, sizeof(json) - 1 }),
-			 -EINVAL);
+	assert_int_equal(
+		bg_record_read(&r, (struct bg_str){ json, sizeof(json) - 1 }),
+		-EINVAL);
 }
 
 /* ---- update ----------------------------------------------------------- */
@@ -281,7 +314,8 @@ static void test_update_keeps_unknown_members_byte_for_byte(void **state)
 	struct bg_buf rec = { 0 };
 	bg_buf_puts(&rec, legacy);
 	set_status(&rec, "RUNNING", 5);
-	assert_non_null(strstr(rec.p, "\"weird\": {\"n\": [1, 2.50, \"\\u00e9\"]},  "));
+	assert_non_null(
+		strstr(rec.p, "\"weird\": {\"n\": [1, 2.50, \"\\u00e9\"]},  "));
 	assert_non_null(strstr(rec.p, "\"execution_id\": \"exec-1\""));
 	bg_buf_free(&rec);
 }
@@ -293,11 +327,13 @@ static void test_update_appends_the_timeline(void **state)
 	set_status(&rec, "RUNNING", 5);
 	set_status(&rec, "WAITING_USER", 9);
 	json_t *j = parse(&rec);
-	json_t *want = json_pack("[{s:s,s:i},{s:s,s:i},{s:s,s:i}]", "status", "QUEUED",
-				 "timestamp", 1, "status", "RUNNING", "timestamp", 5,
-				 "status", "WAITING_USER", "timestamp", 9);
+	json_t *want = json_pack("[{s:s,s:i},{s:s,s:i},{s:s,s:i}]", "status",
+				 "QUEUED", "timestamp", 1, "status", "RUNNING",
+				 "timestamp", 5, "status", "WAITING_USER",
+				 "timestamp", 9);
 	assert_json_equal(json_incref(json_object_get(j, "timeline")), want);
-	assert_int_equal(json_integer_value(json_object_get(j, "updated_at")), 9);
+	assert_int_equal(json_integer_value(json_object_get(j, "updated_at")),
+			 9);
 	json_decref(j);
 	bg_buf_free(&rec);
 }
@@ -305,10 +341,12 @@ static void test_update_appends_the_timeline(void **state)
 static void test_update_creates_a_missing_timeline(void **state)
 {
 	struct bg_buf rec = { 0 };
-	bg_buf_puts(&rec, "{\"status\": \"QUEUED\", \"timeline\": \"corrupt\"}");
+	bg_buf_puts(&rec,
+		    "{\"status\": \"QUEUED\", \"timeline\": \"corrupt\"}");
 	set_status(&rec, "RUNNING", 5);
 	json_t *j = parse(&rec);
-	json_t *want = json_pack("[{s:s,s:i}]", "status", "RUNNING", "timestamp", 5);
+	json_t *want =
+		json_pack("[{s:s,s:i}]", "status", "RUNNING", "timestamp", 5);
 	assert_json_equal(json_incref(json_object_get(j, "timeline")), want);
 	json_decref(j);
 	bg_buf_free(&rec);
@@ -333,7 +371,8 @@ static void test_update_sets_started_at_once(void **state)
 	bg_buf_free(&rec);
 }
 
-static void test_update_sets_finished_at_only_for_terminal_statuses(void **state)
+static void
+test_update_sets_finished_at_only_for_terminal_statuses(void **state)
 {
 	struct bg_buf rec = { 0 };
 	bg_buf_puts(&rec, legacy);
@@ -354,10 +393,12 @@ static void test_update_sets_worker_only_when_given(void **state)
 	set_status(&rec, "COMPLETED", 4);
 	assert_non_null(strstr(rec.p, "\"worker_id\": \"worker-01\""));
 	struct bg_record_update u = { .status = BG_STR_LIT("RUNNING"),
-				      .worker_id = BG_STR_LIT("worker-02"), .now_ms = 5 };
+				      .worker_id = BG_STR_LIT("worker-02"),
+				      .now_ms = 5 };
 	update(&rec, &u);
 	json_t *j = parse(&rec);
-	assert_string_equal(json_string_value(json_object_get(j, "worker_id")), "worker-02");
+	assert_string_equal(json_string_value(json_object_get(j, "worker_id")),
+			    "worker-02");
 	json_decref(j);
 	bg_buf_free(&rec);
 }
@@ -365,15 +406,19 @@ static void test_update_sets_worker_only_when_given(void **state)
 static void test_update_marks_cancel_requested(void **state)
 {
 	struct bg_buf rec = { 0 };
-	bg_buf_puts(&rec, "{\"status\": \"RUNNING\", \"cancel_requested\": false}");
-	struct bg_record_update u = { .status = BG_STR_LIT("CANCELLING"), .now_ms = 5,
+	bg_buf_puts(&rec,
+		    "{\"status\": \"RUNNING\", \"cancel_requested\": false}");
+	struct bg_record_update u = { .status = BG_STR_LIT("CANCELLING"),
+				      .now_ms = 5,
 				      .cancel = true,
-				      .cancel_reason = BG_STR_LIT("user aborted") };
+				      .cancel_reason =
+					      BG_STR_LIT("user aborted") };
 	update(&rec, &u);
 	json_t *j = parse(&rec);
 	assert_true(json_is_true(json_object_get(j, "cancel_requested")));
-	assert_string_equal(json_string_value(json_object_get(j, "cancel_reason")),
-			    "user aborted");
+	assert_string_equal(
+		json_string_value(json_object_get(j, "cancel_reason")),
+		"user aborted");
 	json_decref(j);
 	bg_buf_free(&rec);
 }
@@ -381,21 +426,30 @@ static void test_update_marks_cancel_requested(void **state)
 static void test_update_writes_completion_fields_from_metadata(void **state)
 {
 	struct bg_record_errors e = { 0 };
-	assert_int_equal(bg_record_errors_from(&e, bg_str_c(
-		"{\"error_type\": \"ValueError\", \"error_message\": \"bad\", "
-		"\"failed_stage\": \"process_command\", \"retryable\": false, "
-		"\"error_code\": null}"), bg_str_c("{\"error\": \"other\"}")), 0);
+	assert_int_equal(
+		bg_record_errors_from(
+			&e,
+			bg_str_c(
+				"{\"error_type\": \"ValueError\", \"error_message\": \"bad\", "
+				"\"failed_stage\": \"process_command\", \"retryable\": false, "
+				"\"error_code\": null}"),
+			bg_str_c("{\"error\": \"other\"}")),
+		0);
 	assert_int_equal(e.error_code.len, 0);
 	struct bg_buf rec = { 0 };
 	bg_buf_puts(&rec, "{\"status\": \"RUNNING\"}");
-	struct bg_record_update u = { .status = BG_STR_LIT("FAILED"), .now_ms = 5,
+	struct bg_record_update u = { .status = BG_STR_LIT("FAILED"),
+				      .now_ms = 5,
 				      .errors = &e };
 	update(&rec, &u);
 	json_t *j = parse(&rec);
-	assert_string_equal(json_string_value(json_object_get(j, "error_type")), "ValueError");
-	assert_string_equal(json_string_value(json_object_get(j, "error_message")), "bad");
-	assert_string_equal(json_string_value(json_object_get(j, "failed_stage")),
-			    "process_command");
+	assert_string_equal(json_string_value(json_object_get(j, "error_type")),
+			    "ValueError");
+	assert_string_equal(
+		json_string_value(json_object_get(j, "error_message")), "bad");
+	assert_string_equal(
+		json_string_value(json_object_get(j, "failed_stage")),
+		"process_command");
 	assert_true(json_is_false(json_object_get(j, "retryable")));
 	assert_null(json_object_get(j, "error_code"));
 	json_decref(j);
@@ -405,23 +459,30 @@ static void test_update_writes_completion_fields_from_metadata(void **state)
 static void test_error_message_falls_back_to_reply_data_error(void **state)
 {
 	struct bg_record_errors e = { 0 };
-	assert_int_equal(bg_record_errors_from(&e, bg_str_c("{}"),
-					       bg_str_c("{\"error\": \"boom\"}")), 0);
+	assert_int_equal(
+		bg_record_errors_from(&e, bg_str_c("{}"),
+				      bg_str_c("{\"error\": \"boom\"}")),
+		0);
 	assert_true(bg_str_eq(e.error_message, "\"boom\""));
 	assert_int_equal(e.error_type.len, 0);
-	assert_int_equal(bg_record_errors_from(&e, BG_STR_LIT(""), bg_str_c("\"boom\"")), 0);
+	assert_int_equal(bg_record_errors_from(&e, BG_STR_LIT(""),
+					       bg_str_c("\"boom\"")),
+			 0);
 	assert_int_equal(e.error_message.len, 0);
-	assert_int_equal(bg_record_errors_from(&e, bg_str_c("{\"a\":"), BG_STR_LIT("")),
+	assert_int_equal(bg_record_errors_from(&e, bg_str_c("{\"a\":"),
+					       BG_STR_LIT("")),
 			 -EINVAL);
 }
 
 static void test_update_rejects_malformed_records(void **state)
 {
 	const char *bad[] = { "", "[]", "{\"a\": }", "{\"a\": 1} {", "nul" };
-	struct bg_record_update u = { .status = BG_STR_LIT("RUNNING"), .now_ms = 1 };
+	struct bg_record_update u = { .status = BG_STR_LIT("RUNNING"),
+				      .now_ms = 1 };
 	struct bg_buf out = { 0 };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		assert_int_equal(bg_record_update(&out, bg_str_c(bad[i]), &u), -EINVAL);
+		assert_int_equal(bg_record_update(&out, bg_str_c(bad[i]), &u),
+				 -EINVAL);
 		assert_int_equal(out.len, 0);
 	}
 	struct bg_record_errors e = { .error_code = BG_STR_LIT("{oops") };
@@ -435,18 +496,25 @@ static void test_update_rejects_malformed_records(void **state)
 
 static void test_status_matching_an_agent_state_is_canonicalised(void **state)
 {
-	assert_true(bg_str_eq(bg_status_normalize(bg_str_c("completed")), "COMPLETED"));
-	assert_true(bg_str_eq(bg_status_normalize(bg_str_c("Waiting_User")), "WAITING_USER"));
-	assert_true(bg_str_eq(bg_status_normalize(bg_str_c("FAILED")), "FAILED"));
+	assert_true(bg_str_eq(bg_status_normalize(bg_str_c("completed")),
+			      "COMPLETED"));
+	assert_true(bg_str_eq(bg_status_normalize(bg_str_c("Waiting_User")),
+			      "WAITING_USER"));
+	assert_true(
+		bg_str_eq(bg_status_normalize(bg_str_c("FAILED")), "FAILED"));
 }
 
 static void test_other_statuses_are_kept_and_empty_means_completed(void **state)
 {
-	assert_true(bg_str_eq(bg_status_normalize(bg_str_c("waiting")), "waiting"));
-	assert_true(bg_str_eq(bg_status_normalize(bg_str_c("QUEUED: waiting_for_group")),
-			      "QUEUED: waiting_for_group"));
-	assert_true(bg_str_eq(bg_status_normalize(bg_str_c("completedx")), "completedx"));
-	assert_true(bg_str_eq(bg_status_normalize(BG_STR_LIT("")), "COMPLETED"));
+	assert_true(
+		bg_str_eq(bg_status_normalize(bg_str_c("waiting")), "waiting"));
+	assert_true(bg_str_eq(
+		bg_status_normalize(bg_str_c("QUEUED: waiting_for_group")),
+		"QUEUED: waiting_for_group"));
+	assert_true(bg_str_eq(bg_status_normalize(bg_str_c("completedx")),
+			      "completedx"));
+	assert_true(
+		bg_str_eq(bg_status_normalize(BG_STR_LIT("")), "COMPLETED"));
 }
 
 static void test_only_exact_terminal_statuses_are_terminal(void **state)
@@ -462,30 +530,40 @@ static void test_only_exact_terminal_statuses_are_terminal(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_client_record_through_its_lifecycle_matches_wire_6_2),
+		cmocka_unit_test(
+			test_client_record_through_its_lifecycle_matches_wire_6_2),
 		cmocka_unit_test(test_queued_record_has_the_sender_fields),
 		cmocka_unit_test(test_group_child_record_has_no_route_members),
-		cmocka_unit_test(test_worker_created_record_is_running_without_source_agent),
+		cmocka_unit_test(
+			test_worker_created_record_is_running_without_source_agent),
 		cmocka_unit_test(test_read_extracts_the_worker_fields),
 		cmocka_unit_test(test_read_missing_and_null_members_are_empty),
 		cmocka_unit_test(test_read_decodes_escaped_strings),
 		cmocka_unit_test(test_read_rejects_malformed_records),
 		cmocka_unit_test(test_read_rejects_members_of_the_wrong_type),
 		cmocka_unit_test(test_read_rejects_nesting_beyond_the_limit),
-		cmocka_unit_test(test_read_handles_embedded_nul_without_overrun),
-		cmocka_unit_test(test_update_keeps_unknown_members_byte_for_byte),
+		cmocka_unit_test(
+			test_read_handles_embedded_nul_without_overrun),
+		cmocka_unit_test(
+			test_update_keeps_unknown_members_byte_for_byte),
 		cmocka_unit_test(test_update_appends_the_timeline),
 		cmocka_unit_test(test_update_creates_a_missing_timeline),
 		cmocka_unit_test(test_update_sets_started_at_once),
-		cmocka_unit_test(test_update_sets_finished_at_only_for_terminal_statuses),
+		cmocka_unit_test(
+			test_update_sets_finished_at_only_for_terminal_statuses),
 		cmocka_unit_test(test_update_sets_worker_only_when_given),
 		cmocka_unit_test(test_update_marks_cancel_requested),
-		cmocka_unit_test(test_update_writes_completion_fields_from_metadata),
-		cmocka_unit_test(test_error_message_falls_back_to_reply_data_error),
+		cmocka_unit_test(
+			test_update_writes_completion_fields_from_metadata),
+		cmocka_unit_test(
+			test_error_message_falls_back_to_reply_data_error),
 		cmocka_unit_test(test_update_rejects_malformed_records),
-		cmocka_unit_test(test_status_matching_an_agent_state_is_canonicalised),
-		cmocka_unit_test(test_other_statuses_are_kept_and_empty_means_completed),
-		cmocka_unit_test(test_only_exact_terminal_statuses_are_terminal),
+		cmocka_unit_test(
+			test_status_matching_an_agent_state_is_canonicalised),
+		cmocka_unit_test(
+			test_other_statuses_are_kept_and_empty_means_completed),
+		cmocka_unit_test(
+			test_only_exact_terminal_statuses_are_terminal),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

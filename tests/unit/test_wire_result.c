@@ -45,8 +45,10 @@ static char *final_message(const char *content, const char *reply_data)
 {
 	struct bg_buf out = { 0 };
 	bool present = true;
-	assert_int_equal(bg_result_final_message(bg_str_c(content), bg_str_c(reply_data),
-						 &out, &present), 0);
+	assert_int_equal(bg_result_final_message(bg_str_c(content),
+						 bg_str_c(reply_data), &out,
+						 &present),
+			 0);
 	if (!present) {
 		assert_int_equal(out.len, 0);
 		bg_buf_free(&out);
@@ -76,15 +78,18 @@ static void test_final_message_falls_back_to_string_reply_data(void **state)
 {
 	assert_final("\"\"", "\"plain reply\"", "plain reply");
 	assert_final(NULL, "\"plain reply\"", "plain reply");
-	assert_final("[{\"role\": \"user\"}]", "\"plain reply\"", "plain reply");
+	assert_final("[{\"role\": \"user\"}]", "\"plain reply\"",
+		     "plain reply");
 }
 
 static void test_final_message_dumps_other_reply_data_like_python(void **state)
 {
-	assert_final("\"\"", "{\"hotels\":[\"A\",\"B\"],\"n\":{ \"x\" : 1.50 }}",
+	assert_final("\"\"",
+		     "{\"hotels\":[\"A\",\"B\"],\"n\":{ \"x\" : 1.50 }}",
 		     "{\"hotels\": [\"A\", \"B\"], \"n\": {\"x\": 1.50}}");
-	assert_final(NULL, "{\"city\": \"\\u4eac\\u90fd\", \"q\": \"a\\\"b\\n\"}",
-		     "{\"city\": \"\xe4\xba\xac\xe9\x83\xbd\", \"q\": \"a\\\"b\\n\"}");
+	assert_final(
+		NULL, "{\"city\": \"\\u4eac\\u90fd\", \"q\": \"a\\\"b\\n\"}",
+		"{\"city\": \"\xe4\xba\xac\xe9\x83\xbd\", \"q\": \"a\\\"b\\n\"}");
 	assert_final(NULL, "[]", "[]");
 	assert_final(NULL, "false", "false");
 	assert_final(NULL, "\"\"", "\"\"");
@@ -101,11 +106,15 @@ static void test_final_message_rejects_malformed_json(void **state)
 {
 	struct bg_buf out = { 0 };
 	bool present = true;
-	assert_int_equal(bg_result_final_message(bg_str_c("\"abc"), BG_STR_LIT(""),
-						 &out, &present), -EINVAL);
+	assert_int_equal(bg_result_final_message(bg_str_c("\"abc"),
+						 BG_STR_LIT(""), &out,
+						 &present),
+			 -EINVAL);
 	assert_false(present);
-	assert_int_equal(bg_result_final_message(BG_STR_LIT(""), bg_str_c("{\"a\":}"),
-						 &out, &present), -EINVAL);
+	assert_int_equal(bg_result_final_message(BG_STR_LIT(""),
+						 bg_str_c("{\"a\":}"), &out,
+						 &present),
+			 -EINVAL);
 	assert_int_equal(out.len, 0);
 	bg_buf_free(&out);
 }
@@ -114,22 +123,31 @@ static void test_final_message_rejects_malformed_json(void **state)
 
 static void test_root_task_ending_terminally_closes_the_stream(void **state)
 {
-	assert_true(bg_result_wants_end_marker(false, bg_str_c("COMPLETED"), false, false, false));
-	assert_true(bg_result_wants_end_marker(false, bg_str_c("FAILED"), false, false, false));
-	assert_true(bg_result_wants_end_marker(false, bg_str_c("cancelled"), false, false, false));
+	assert_true(bg_result_wants_end_marker(false, bg_str_c("COMPLETED"),
+					       false, false, false));
+	assert_true(bg_result_wants_end_marker(false, bg_str_c("FAILED"), false,
+					       false, false));
+	assert_true(bg_result_wants_end_marker(false, bg_str_c("cancelled"),
+					       false, false, false));
 }
 
-static void test_end_marker_is_withheld_when_the_stream_is_not_ours(void **state)
+static void
+test_end_marker_is_withheld_when_the_stream_is_not_ours(void **state)
 {
 	struct bg_str done = bg_str_c("COMPLETED");
-	assert_false(bg_result_wants_end_marker(true, done, false, false, false));
-	assert_false(bg_result_wants_end_marker(false, done, true, false, false));
-	assert_false(bg_result_wants_end_marker(false, done, false, true, false));
-	assert_false(bg_result_wants_end_marker(false, done, false, false, true));
+	assert_false(
+		bg_result_wants_end_marker(true, done, false, false, false));
+	assert_false(
+		bg_result_wants_end_marker(false, done, true, false, false));
+	assert_false(
+		bg_result_wants_end_marker(false, done, false, true, false));
+	assert_false(
+		bg_result_wants_end_marker(false, done, false, false, true));
 	assert_false(bg_result_wants_end_marker(false, bg_str_c("WAITING_USER"),
 						false, false, false));
-	assert_false(bg_result_wants_end_marker(false, bg_str_c("QUEUED: waiting_for_group"),
-						false, false, false));
+	assert_false(bg_result_wants_end_marker(
+		false, bg_str_c("QUEUED: waiting_for_group"), false, false,
+		false));
 }
 
 /* ---- callback --------------------------------------------------------- */
@@ -160,9 +178,10 @@ static const struct bg_callback researcher = {
 	.parent_message_id = BG_STR_LIT("msg-1a2b3c4d"),
 	.user_code = BG_STR_LIT("u-001"),
 	.user_name = BG_STR_LIT("alice"),
-	.metadata = BG_STR_LIT("{\"trace_parent_span_id\": \"5e7a123062f66633\", "
-			       "\"framework_parent_span_id\": "
-			       "\"msg-5e6f7a8b:client.dispatch\"}"),
+	.metadata =
+		BG_STR_LIT("{\"trace_parent_span_id\": \"5e7a123062f66633\", "
+			   "\"framework_parent_span_id\": "
+			   "\"msg-5e6f7a8b:client.dispatch\"}"),
 	.langfuse_parent_observation_id = BG_STR_LIT("70cb4086a837a8bb"),
 	.execution_id = BG_STR_LIT("exec-9c8d7e6f"),
 	.worker_id = BG_STR_LIT("worker-02"),
@@ -188,7 +207,8 @@ static json_t *header_of(json_t *cmd)
 
 static void test_callback_matches_wire_example(void **state)
 {
-	assert_json_equal(callback(&researcher), json_loads(callback_literal, 0, NULL));
+	assert_json_equal(callback(&researcher),
+			  json_loads(callback_literal, 0, NULL));
 }
 
 static void test_callback_metadata_keeps_python_key_order(void **state)
@@ -197,7 +217,8 @@ static void test_callback_metadata_keeps_python_key_order(void **state)
 	assert_int_equal(bg_result_callback(&out, &researcher), 0);
 	const char *meta = strstr(out.p, "\"metadata\":");
 	assert_non_null(meta);
-	const char *tp = strstr(meta, "\"trace_parent_span_id\": \"8ee2816ff0444932\"");
+	const char *tp =
+		strstr(meta, "\"trace_parent_span_id\": \"8ee2816ff0444932\"");
 	const char *fw = strstr(meta, "\"framework_parent_span_id\"");
 	const char *lf = strstr(meta, "\"langfuse_parent_observation_id\"");
 	assert_true(tp && fw && lf && tp < fw && fw < lf);
@@ -208,33 +229,42 @@ static void test_callback_merges_result_metadata_and_extra_payload(void **state)
 {
 	struct bg_callback cb = researcher;
 	cb.metadata = BG_STR_LIT("{\"channel\": \"web\", \"k\": 1}");
-	cb.result_metadata = BG_STR_LIT("{\"k\": 2, \"error_type\": \"X\", \"\": 0, "
-					"\"trace_parent_span_id\": \"nope\"}");
+	cb.result_metadata =
+		BG_STR_LIT("{\"k\": 2, \"error_type\": \"X\", \"\": 0, "
+			   "\"trace_parent_span_id\": \"nope\"}");
 	cb.extra_payload = BG_STR_LIT("{\"attachments\": []}");
 	json_t *got = callback(&cb);
-	json_t *want = json_pack("{s:s,s:i,s:s,s:i,s:s,s:s,s:s}", "channel", "web", "k", 2,
-				 "error_type", "X", "", 0,
+	json_t *want = json_pack("{s:s,s:i,s:s,s:i,s:s,s:s,s:s}", "channel",
+				 "web", "k", 2, "error_type", "X", "", 0,
 				 "trace_parent_span_id", "8ee2816ff0444932",
-				 "framework_parent_span_id", "exec-9c8d7e6f:agent.return",
-				 "langfuse_parent_observation_id", "70cb4086a837a8bb");
-	assert_json_equal(json_incref(json_object_get(header_of(got), "metadata")), want);
-	assert_json_equal(json_incref(json_object_get(json_object_get(got, "body"),
-						      "extra_payload")),
-			  json_pack("{s:[]}", "attachments"));
+				 "framework_parent_span_id",
+				 "exec-9c8d7e6f:agent.return",
+				 "langfuse_parent_observation_id",
+				 "70cb4086a837a8bb");
+	assert_json_equal(
+		json_incref(json_object_get(header_of(got), "metadata")), want);
+	assert_json_equal(
+		json_incref(json_object_get(json_object_get(got, "body"),
+					    "extra_payload")),
+		json_pack("{s:[]}", "attachments"));
 	json_decref(got);
 }
 
-static void test_callback_omits_empty_extra_payload_and_unknown_langfuse(void **state)
+static void
+test_callback_omits_empty_extra_payload_and_unknown_langfuse(void **state)
 {
 	struct bg_callback cb = researcher;
 	cb.extra_payload = BG_STR_LIT("{ }");
 	cb.langfuse_parent_observation_id = BG_STR_LIT("");
 	json_t *got = callback(&cb);
-	assert_null(json_object_get(json_object_get(got, "body"), "extra_payload"));
+	assert_null(
+		json_object_get(json_object_get(got, "body"), "extra_payload"));
 	assert_null(json_object_get(json_object_get(header_of(got), "metadata"),
 				    "langfuse_parent_observation_id"));
-	assert_string_equal(json_string_value(json_object_get(
-		header_of(got), "langfuse_parent_observation_id")), "");
+	assert_string_equal(
+		json_string_value(json_object_get(
+			header_of(got), "langfuse_parent_observation_id")),
+		"");
 	json_decref(got);
 }
 
@@ -243,10 +273,14 @@ static void test_callback_prefers_the_plugin_langfuse_id(void **state)
 	struct bg_callback cb = researcher;
 	cb.langfuse_override = BG_STR_LIT("obs-77");
 	json_t *got = callback(&cb);
+	assert_string_equal(
+		json_string_value(json_object_get(
+			header_of(got), "langfuse_parent_observation_id")),
+		"obs-77");
 	assert_string_equal(json_string_value(json_object_get(
-		header_of(got), "langfuse_parent_observation_id")), "obs-77");
-	assert_string_equal(json_string_value(json_object_get(json_object_get(
-		header_of(got), "metadata"), "langfuse_parent_observation_id")), "obs-77");
+				    json_object_get(header_of(got), "metadata"),
+				    "langfuse_parent_observation_id")),
+			    "obs-77");
 	json_decref(got);
 }
 
@@ -261,12 +295,16 @@ static void test_callback_falls_back_for_missing_ids(void **state)
 	cb.status = BG_STR_LIT("FAILED");
 	json_t *got = callback(&cb);
 	json_t *h = header_of(got), *body = json_object_get(got, "body");
-	assert_string_equal(json_string_value(json_object_get(h, "message_id")), "msg-00000000");
-	assert_string_equal(json_string_value(json_object_get(h, "source_agent_type")),
-			    "worker-02");
-	assert_string_equal(json_string_value(json_object_get(body, "content")), "");
+	assert_string_equal(json_string_value(json_object_get(h, "message_id")),
+			    "msg-00000000");
+	assert_string_equal(
+		json_string_value(json_object_get(h, "source_agent_type")),
+		"worker-02");
+	assert_string_equal(json_string_value(json_object_get(body, "content")),
+			    "");
 	assert_true(json_is_null(json_object_get(body, "reply_data")));
-	assert_string_equal(json_string_value(json_object_get(body, "status")), "FAILED");
+	assert_string_equal(json_string_value(json_object_get(body, "status")),
+			    "FAILED");
 	json_decref(got);
 }
 
@@ -325,8 +363,10 @@ static json_t *ask(const struct bg_send_header *h, const struct bg_send_body *b)
 
 static void test_client_ask_matches_wire_example(void **state)
 {
-	struct bg_send_body b = { .content = BG_STR_LIT("Plan a trip to Kyoto") };
-	assert_json_equal(ask(&root_header, &b), json_loads(ask_literal, 0, NULL));
+	struct bg_send_body b = { .content =
+					  BG_STR_LIT("Plan a trip to Kyoto") };
+	assert_json_equal(ask(&root_header, &b),
+			  json_loads(ask_literal, 0, NULL));
 }
 
 static void test_call_agent_ask_matches_wire_example(void **state)
@@ -340,39 +380,47 @@ static void test_call_agent_ask_matches_wire_example(void **state)
 		.parent_message_id = BG_STR_LIT("msg-1a2b3c4d"),
 		.user_code = BG_STR_LIT("u-001"),
 		.user_name = BG_STR_LIT("alice"),
-		.metadata = BG_STR_LIT("{\"trace_parent_span_id\": \"5e7a123062f66633\", "
-				       "\"framework_parent_span_id\": "
-				       "\"msg-5e6f7a8b:client.dispatch\"}"),
-		.langfuse_parent_observation_id = BG_STR_LIT("70cb4086a837a8bb"),
+		.metadata = BG_STR_LIT(
+			"{\"trace_parent_span_id\": \"5e7a123062f66633\", "
+			"\"framework_parent_span_id\": "
+			"\"msg-5e6f7a8b:client.dispatch\"}"),
+		.langfuse_parent_observation_id =
+			BG_STR_LIT("70cb4086a837a8bb"),
 	};
 	struct bg_send_body b = { .content = BG_STR_LIT("Find hotels in Kyoto"),
 				  .wait_for_reply = true };
-	assert_json_equal(ask(&h, &b), json_loads(
-		"{\"action_type\": \"ASK_AGENT\", \"header\": {\"message_id\": "
-		"\"msg-5e6f7a8b\", \"session_id\": \"sess-42\", \"trace_id\": "
-		"\"9f1c2e3d4b5a69788796a5b4c3d2e1f0\", \"source_agent_type\": "
-		"\"planner\", \"target_agent_type\": \"researcher\", "
-		"\"parent_message_id\": \"msg-1a2b3c4d\", \"task_group_id\": \"\", "
-		"\"user_code\": \"u-001\", \"user_name\": \"alice\", \"metadata\": "
-		"{\"trace_parent_span_id\": \"5e7a123062f66633\", "
-		"\"framework_parent_span_id\": \"msg-5e6f7a8b:client.dispatch\"}, "
-		"\"trace_parent_span_id\": \"5e7a123062f66633\", "
-		"\"langfuse_parent_observation_id\": \"70cb4086a837a8bb\"}, "
-		"\"body\": {\"content\": \"Find hotels in Kyoto\", "
-		"\"wait_for_reply\": true}}", 0, NULL));
+	assert_json_equal(
+		ask(&h, &b),
+		json_loads(
+			"{\"action_type\": \"ASK_AGENT\", \"header\": {\"message_id\": "
+			"\"msg-5e6f7a8b\", \"session_id\": \"sess-42\", \"trace_id\": "
+			"\"9f1c2e3d4b5a69788796a5b4c3d2e1f0\", \"source_agent_type\": "
+			"\"planner\", \"target_agent_type\": \"researcher\", "
+			"\"parent_message_id\": \"msg-1a2b3c4d\", \"task_group_id\": \"\", "
+			"\"user_code\": \"u-001\", \"user_name\": \"alice\", \"metadata\": "
+			"{\"trace_parent_span_id\": \"5e7a123062f66633\", "
+			"\"framework_parent_span_id\": \"msg-5e6f7a8b:client.dispatch\"}, "
+			"\"trace_parent_span_id\": \"5e7a123062f66633\", "
+			"\"langfuse_parent_observation_id\": \"70cb4086a837a8bb\"}, "
+			"\"body\": {\"content\": \"Find hotels in Kyoto\", "
+			"\"wait_for_reply\": true}}",
+			0, NULL));
 }
 
-static void test_ask_writes_json_content_and_non_empty_extra_payload(void **state)
+static void
+test_ask_writes_json_content_and_non_empty_extra_payload(void **state)
 {
 	struct bg_send_body b = {
-		.content = BG_STR_LIT("[{\"role\": \"user\", \"content\": \"hi\"}]"),
+		.content = BG_STR_LIT(
+			"[{\"role\": \"user\", \"content\": \"hi\"}]"),
 		.content_is_json = true,
 		.extra_payload = BG_STR_LIT("{\"attachments\": []}"),
 	};
 	json_t *got = ask(&root_header, &b);
 	json_t *body = json_object_get(got, "body");
 	assert_json_equal(json_incref(json_object_get(body, "content")),
-			  json_pack("[{s:s,s:s}]", "role", "user", "content", "hi"));
+			  json_pack("[{s:s,s:s}]", "role", "user", "content",
+				    "hi"));
 	assert_json_equal(json_incref(json_object_get(body, "extra_payload")),
 			  json_pack("{s:[]}", "attachments"));
 	json_decref(got);
@@ -383,16 +431,19 @@ static void test_ask_rejects_blank_or_empty_content(void **state)
 	struct bg_send_body bad[] = {
 		{ .content = BG_STR_LIT("") },
 		{ .content = BG_STR_LIT(" \t\n") },
-		{ .content = BG_STR_LIT("\xe3\x80\x80") }, /* U+3000, str.isspace */
+		{ .content = BG_STR_LIT(
+			  "\xe3\x80\x80") }, /* U+3000, str.isspace */
 		{ .content = BG_STR_LIT("[ ]"), .content_is_json = true },
 		{ .content = BG_STR_LIT("null"), .content_is_json = true },
 		{ .content = BG_STR_LIT("\"  \""), .content_is_json = true },
 		{ .content = BG_STR_LIT("[1,"), .content_is_json = true },
-		{ .content = BG_STR_LIT("x"), .extra_payload = BG_STR_LIT("[]") },
+		{ .content = BG_STR_LIT("x"),
+		  .extra_payload = BG_STR_LIT("[]") },
 	};
 	struct bg_buf out = { 0 };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		assert_int_equal(bg_send_ask(&out, &root_header, &bad[i]), -EINVAL);
+		assert_int_equal(bg_send_ask(&out, &root_header, &bad[i]),
+				 -EINVAL);
 		assert_int_equal(out.len, 0);
 	}
 	bg_buf_free(&out);
@@ -406,16 +457,19 @@ static void test_user_reply_resume_matches_wire_example(void **state)
 	struct bg_send_body b = { .content = BG_STR_LIT("Kyoto, 3 nights") };
 	struct bg_buf out = { 0 };
 	assert_int_equal(bg_send_resume(&out, &h, &b), 0);
-	assert_json_equal(parse(&out), json_loads(
-		"{\"action_type\": \"RESUME\", \"header\": {\"message_id\": "
-		"\"msg-1a2b3c4d\", \"session_id\": \"sess-42\", \"trace_id\": "
-		"\"0b1c2d3e4f5a69788796a5b4c3d2e1f0\", \"source_agent_type\": \"\", "
-		"\"target_agent_type\": \"planner\", \"parent_message_id\": \"\", "
-		"\"task_group_id\": \"\", \"user_code\": \"u-001\", \"user_name\": "
-		"\"alice\", \"metadata\": {}, \"trace_parent_span_id\": "
-		"\"70cb4086a837a8bb\", \"langfuse_parent_observation_id\": "
-		"\"70cb4086a837a8bb\"}, \"body\": {\"content\": \"Kyoto, 3 nights\", "
-		"\"status\": \"\", \"reply_data\": null}}", 0, NULL));
+	assert_json_equal(
+		parse(&out),
+		json_loads(
+			"{\"action_type\": \"RESUME\", \"header\": {\"message_id\": "
+			"\"msg-1a2b3c4d\", \"session_id\": \"sess-42\", \"trace_id\": "
+			"\"0b1c2d3e4f5a69788796a5b4c3d2e1f0\", \"source_agent_type\": \"\", "
+			"\"target_agent_type\": \"planner\", \"parent_message_id\": \"\", "
+			"\"task_group_id\": \"\", \"user_code\": \"u-001\", \"user_name\": "
+			"\"alice\", \"metadata\": {}, \"trace_parent_span_id\": "
+			"\"70cb4086a837a8bb\", \"langfuse_parent_observation_id\": "
+			"\"70cb4086a837a8bb\"}, \"body\": {\"content\": \"Kyoto, 3 nights\", "
+			"\"status\": \"\", \"reply_data\": null}}",
+			0, NULL));
 	bg_buf_free(&out);
 }
 
@@ -429,8 +483,10 @@ static void test_resume_needs_status_or_content(void **state)
 	assert_int_equal(bg_send_resume(&out, &root_header, &b), 0);
 	json_t *cmd = parse(&out);
 	json_t *body = json_object_get(cmd, "body");
-	assert_string_equal(json_string_value(json_object_get(body, "content")), "");
-	assert_true(json_is_true(json_object_get(json_object_get(body, "reply_data"), "ok")));
+	assert_string_equal(json_string_value(json_object_get(body, "content")),
+			    "");
+	assert_true(json_is_true(
+		json_object_get(json_object_get(body, "reply_data"), "ok")));
 	json_decref(cmd);
 	bg_buf_free(&out);
 }
@@ -452,14 +508,17 @@ static void test_deadletter_keeps_decision_fields_and_raw_entry(void **state)
 	};
 	struct bg_buf out = { 0 };
 	assert_int_equal(bg_result_deadletter(&out, &d), 0);
-	assert_json_equal(parse(&out), json_pack(
-		"{s:s,s:s,s:s,s:s,s:[],s:s,s:n,s:s,s:s,s:s,s:i,s:s,s:s}",
-		"execution_id", "exec-0a1b2c3d", "target_agent_type", "planner",
-		"status", "FAILED", "selected_agent_type", "", "worker_ids",
-		"region", "", "retry_after_ms", "reason", "malformed command JSON",
-		"stream", "byai_gateway:ctrl:agent_type:planner",
-		"entry_id", "1718000000123-0", "delivery_count", 3,
-		"error_code", "malformed", "entry", "{\"action_type\": \"ASK"));
+	assert_json_equal(
+		parse(&out),
+		json_pack(
+			"{s:s,s:s,s:s,s:s,s:[],s:s,s:n,s:s,s:s,s:s,s:i,s:s,s:s}",
+			"execution_id", "exec-0a1b2c3d", "target_agent_type",
+			"planner", "status", "FAILED", "selected_agent_type",
+			"", "worker_ids", "region", "", "retry_after_ms",
+			"reason", "malformed command JSON", "stream",
+			"byai_gateway:ctrl:agent_type:planner", "entry_id",
+			"1718000000123-0", "delivery_count", 3, "error_code",
+			"malformed", "entry", "{\"action_type\": \"ASK"));
 	bg_buf_free(&out);
 }
 
@@ -490,27 +549,37 @@ static void test_deadletter_without_data_or_execution(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_final_message_prefers_non_empty_string_content),
-		cmocka_unit_test(test_final_message_falls_back_to_string_reply_data),
-		cmocka_unit_test(test_final_message_dumps_other_reply_data_like_python),
-		cmocka_unit_test(test_final_message_is_absent_for_null_or_missing_data),
+		cmocka_unit_test(
+			test_final_message_prefers_non_empty_string_content),
+		cmocka_unit_test(
+			test_final_message_falls_back_to_string_reply_data),
+		cmocka_unit_test(
+			test_final_message_dumps_other_reply_data_like_python),
+		cmocka_unit_test(
+			test_final_message_is_absent_for_null_or_missing_data),
 		cmocka_unit_test(test_final_message_rejects_malformed_json),
-		cmocka_unit_test(test_root_task_ending_terminally_closes_the_stream),
-		cmocka_unit_test(test_end_marker_is_withheld_when_the_stream_is_not_ours),
+		cmocka_unit_test(
+			test_root_task_ending_terminally_closes_the_stream),
+		cmocka_unit_test(
+			test_end_marker_is_withheld_when_the_stream_is_not_ours),
 		cmocka_unit_test(test_callback_matches_wire_example),
 		cmocka_unit_test(test_callback_metadata_keeps_python_key_order),
-		cmocka_unit_test(test_callback_merges_result_metadata_and_extra_payload),
-		cmocka_unit_test(test_callback_omits_empty_extra_payload_and_unknown_langfuse),
+		cmocka_unit_test(
+			test_callback_merges_result_metadata_and_extra_payload),
+		cmocka_unit_test(
+			test_callback_omits_empty_extra_payload_and_unknown_langfuse),
 		cmocka_unit_test(test_callback_prefers_the_plugin_langfuse_id),
 		cmocka_unit_test(test_callback_falls_back_for_missing_ids),
 		cmocka_unit_test(test_callback_rejects_malformed_inputs),
 		cmocka_unit_test(test_client_ask_matches_wire_example),
 		cmocka_unit_test(test_call_agent_ask_matches_wire_example),
-		cmocka_unit_test(test_ask_writes_json_content_and_non_empty_extra_payload),
+		cmocka_unit_test(
+			test_ask_writes_json_content_and_non_empty_extra_payload),
 		cmocka_unit_test(test_ask_rejects_blank_or_empty_content),
 		cmocka_unit_test(test_user_reply_resume_matches_wire_example),
 		cmocka_unit_test(test_resume_needs_status_or_content),
-		cmocka_unit_test(test_deadletter_keeps_decision_fields_and_raw_entry),
+		cmocka_unit_test(
+			test_deadletter_keeps_decision_fields_and_raw_entry),
 		cmocka_unit_test(test_deadletter_without_data_or_execution),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -109,8 +109,7 @@ static void assert_keys(json_t *obj, const char *want)
 	char got[512] = "";
 	const char *key;
 	json_t *v;
-	json_object_foreach(obj, key, v)
-	{
+	json_object_foreach(obj, key, v) {
 		if (got[0])
 			strcat(got, ",");
 		strcat(got, key);
@@ -287,12 +286,12 @@ static void test_failed_record_is_record_failed_route_decision(void **state)
 			  "status", "FAILED", "route_policy", "FAIL_FAST",
 			  "route_status", "REJECT", "selected_agent_type", "",
 			  "availability_error_code", "AGENT_TYPE_UNAVAILABLE",
-			  "availability_error", "No online worker", "error_code",
-			  "AGENT_TYPE_UNAVAILABLE", "error_message",
-			  "No online worker", "failed_stage", "availability",
-			  "created_at", now, "updated_at", now, "started_at", 0,
-			  "finished_at", 0, "timeline", "status", "FAILED",
-			  "timestamp", now));
+			  "availability_error", "No online worker",
+			  "error_code", "AGENT_TYPE_UNAVAILABLE",
+			  "error_message", "No online worker", "failed_stage",
+			  "availability", "created_at", now, "updated_at", now,
+			  "started_at", 0, "finished_at", 0, "timeline",
+			  "status", "FAILED", "timestamp", now));
 }
 
 static void test_failed_record_has_no_worker_id(void **state)
@@ -306,7 +305,8 @@ static void test_failed_record_keeps_the_stream_as_given(void **state)
 {
 	struct bg_record_queued q = rejected;
 	q.stream_name = BG_STR_LIT("mgmt:delivery:pending");
-	assert_str_member(failed_of(&q), "stream_name", "mgmt:delivery:pending");
+	assert_str_member(failed_of(&q), "stream_name",
+			  "mgmt:delivery:pending");
 }
 
 static void test_failed_record_keeps_the_selected_type_as_given(void **state)
@@ -365,7 +365,8 @@ static void test_circuit_without_reason_has_the_default_reason(void **state)
 
 static void test_circuit_closed_or_half_open_is_not_open(void **state)
 {
-	assert_circuit("{\"state\":\"CLOSED\"}", false, "agent circuit is open");
+	assert_circuit("{\"state\":\"CLOSED\"}", false,
+		       "agent circuit is open");
 	assert_circuit("{\"state\":\"HALF_OPEN\"}", false,
 		       "agent circuit is open");
 }
@@ -391,10 +392,13 @@ static void test_quota_without_reason_has_the_default_reason(void **state)
 
 static void test_quota_other_than_false_is_not_exceeded(void **state)
 {
-	const char *cases[] = { "{\"available\":true}", "{}",
+	const char *cases[] = { "{\"available\":true}",
+				"{}",
 				"{\"available\":\"false\"}",
-				"{\"available\":0}", "{\"available\":null}",
-				"[false]", NULL };
+				"{\"available\":0}",
+				"{\"available\":null}",
+				"[false]",
+				NULL };
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		assert_quota(cases[i], false, "tenant quota exceeded");
 }
@@ -476,8 +480,8 @@ static void test_object_reads_only_len_bytes(void **state)
 
 static void test_object_refuses_anything_but_an_object(void **state)
 {
-	const char *cases[] = { "[1,2]", "\"OPEN\"", "42", "null", "true",
-				"not json", "{\"a\":", "", "\xff\xfe" };
+	const char *cases[] = { "[1,2]",    "\"OPEN\"", "42", "null",	 "true",
+				"not json", "{\"a\":",	"",   "\xff\xfe" };
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		assert_null(bg_route_object(cases[i], strlen(cases[i])));
 	assert_null(bg_route_object(NULL, 0));
@@ -509,8 +513,8 @@ static void test_decision_of_another_execution_is_skipped(void **state)
 static void test_decision_without_execution_id_is_kept(void **state)
 {
 	json_t *none = decision("{\"status\":\"READY\"}", "exec-1");
-	json_t *wrong = decision("{\"execution_id\":5,\"status\":\"READY\"}",
-				 "exec-1");
+	json_t *wrong =
+		decision("{\"execution_id\":5,\"status\":\"READY\"}", "exec-1");
 	assert_non_null(none);
 	assert_non_null(wrong);
 	json_decref(none);
@@ -547,7 +551,10 @@ static void test_other_decisions_are_final(void **state)
 				"{\"status\":\"REJECTED\"}",
 				"{\"status\":\"FAILED\"}",
 				"{\"status\":\"starting\"}",
-				"{\"status\":7}", "{}", "[]", NULL };
+				"{\"status\":7}",
+				"{}",
+				"[]",
+				NULL };
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		assert_true(final_of(cases[i]));
 }
@@ -587,8 +594,8 @@ static void test_fallback_decision_without_a_type_is_rejected(void **state)
 		       BG_VERDICT_REJECT, "", NO_WORKER);
 }
 
-static void test_fallback_decision_whose_type_does_not_fit_is_rejected(
-	void **state)
+static void
+test_fallback_decision_whose_type_does_not_fit_is_rejected(void **state)
 {
 	assert_verdict("{\"status\":\"FALLBACK\",\"selected_agent_type\":"
 		       "\"backup-2\"}",
@@ -611,7 +618,8 @@ static void test_decision_without_status_or_reason_is_rejected(void **state)
 static void test_rejection_reason_is_truncated_to_its_buffer(void **state)
 {
 	char selected[8], error[8];
-	json_t *d = load("{\"status\":\"FAILED\",\"reason\":\"a long reason\"}");
+	json_t *d =
+		load("{\"status\":\"FAILED\",\"reason\":\"a long reason\"}");
 	assert_int_equal(bg_route_decision_verdict(d, "beta", selected,
 						   sizeof(selected), error,
 						   sizeof(error)),
@@ -628,30 +636,44 @@ int main(void)
 		cmocka_unit_test(test_timeout_positive_is_kept),
 		cmocka_unit_test(test_wakeup_json_has_the_wire_7_members),
 		cmocka_unit_test(test_wakeup_json_keeps_python_key_order),
-		cmocka_unit_test(test_wakeup_json_writes_the_default_timeout_for_zero),
-		cmocka_unit_test(test_wakeup_json_writes_zero_for_a_negative_timeout),
-		cmocka_unit_test(test_wakeup_json_empty_metadata_is_an_empty_object),
+		cmocka_unit_test(
+			test_wakeup_json_writes_the_default_timeout_for_zero),
+		cmocka_unit_test(
+			test_wakeup_json_writes_zero_for_a_negative_timeout),
+		cmocka_unit_test(
+			test_wakeup_json_empty_metadata_is_an_empty_object),
 		cmocka_unit_test(test_wakeup_json_escapes_strings),
 		cmocka_unit_test(test_wakeup_json_appends_to_the_buffer),
-		cmocka_unit_test(test_wakeup_json_of_a_zeroed_intent_is_valid_json),
+		cmocka_unit_test(
+			test_wakeup_json_of_a_zeroed_intent_is_valid_json),
 		cmocka_unit_test(test_pending_json_has_the_wire_7_members),
 		cmocka_unit_test(test_pending_json_keeps_python_key_order),
-		cmocka_unit_test(test_pending_json_empty_metadata_is_an_empty_object),
-		cmocka_unit_test(test_pending_json_of_a_zeroed_intent_is_valid_json),
-		cmocka_unit_test(test_failed_record_is_record_failed_route_decision),
+		cmocka_unit_test(
+			test_pending_json_empty_metadata_is_an_empty_object),
+		cmocka_unit_test(
+			test_pending_json_of_a_zeroed_intent_is_valid_json),
+		cmocka_unit_test(
+			test_failed_record_is_record_failed_route_decision),
 		cmocka_unit_test(test_failed_record_has_no_worker_id),
 		cmocka_unit_test(test_failed_record_keeps_the_stream_as_given),
-		cmocka_unit_test(test_failed_record_keeps_the_selected_type_as_given),
-		cmocka_unit_test(test_failed_record_of_a_zeroed_record_is_valid_json),
+		cmocka_unit_test(
+			test_failed_record_keeps_the_selected_type_as_given),
+		cmocka_unit_test(
+			test_failed_record_of_a_zeroed_record_is_valid_json),
 		cmocka_unit_test(test_circuit_open_in_any_case_is_open),
-		cmocka_unit_test(test_circuit_without_reason_has_the_default_reason),
+		cmocka_unit_test(
+			test_circuit_without_reason_has_the_default_reason),
 		cmocka_unit_test(test_circuit_closed_or_half_open_is_not_open),
-		cmocka_unit_test(test_circuit_with_wrong_types_or_none_is_not_open),
+		cmocka_unit_test(
+			test_circuit_with_wrong_types_or_none_is_not_open),
 		cmocka_unit_test(test_quota_available_false_is_exceeded),
-		cmocka_unit_test(test_quota_without_reason_has_the_default_reason),
+		cmocka_unit_test(
+			test_quota_without_reason_has_the_default_reason),
 		cmocka_unit_test(test_quota_other_than_false_is_not_exceeded),
-		cmocka_unit_test(test_fallback_prefers_selected_then_agent_then_target),
-		cmocka_unit_test(test_fallback_skips_empty_and_non_string_members),
+		cmocka_unit_test(
+			test_fallback_prefers_selected_then_agent_then_target),
+		cmocka_unit_test(
+			test_fallback_skips_empty_and_non_string_members),
 		cmocka_unit_test(test_fallback_of_nothing_is_empty),
 		cmocka_unit_test(test_object_decodes_a_json_object),
 		cmocka_unit_test(test_object_reads_only_len_bytes),
@@ -659,17 +681,24 @@ int main(void)
 		cmocka_unit_test(test_decision_of_this_execution_is_returned),
 		cmocka_unit_test(test_decision_of_another_execution_is_skipped),
 		cmocka_unit_test(test_decision_without_execution_id_is_kept),
-		cmocka_unit_test(test_decision_that_is_not_an_object_is_skipped),
-		cmocka_unit_test(test_starting_and_queued_decisions_are_not_final),
+		cmocka_unit_test(
+			test_decision_that_is_not_an_object_is_skipped),
+		cmocka_unit_test(
+			test_starting_and_queued_decisions_are_not_final),
 		cmocka_unit_test(test_other_decisions_are_final),
 		cmocka_unit_test(test_ready_decision_is_ready),
 		cmocka_unit_test(test_fallback_decision_selects_its_agent_type),
-		cmocka_unit_test(test_fallback_decision_without_a_type_is_rejected),
-		cmocka_unit_test(test_fallback_decision_whose_type_does_not_fit_is_rejected),
+		cmocka_unit_test(
+			test_fallback_decision_without_a_type_is_rejected),
+		cmocka_unit_test(
+			test_fallback_decision_whose_type_does_not_fit_is_rejected),
 		cmocka_unit_test(test_rejected_decision_gives_its_reason),
-		cmocka_unit_test(test_decision_without_status_or_reason_is_rejected),
-		cmocka_unit_test(test_rejection_reason_is_truncated_to_its_buffer),
-		cmocka_unit_test(test_lease_with_a_positive_last_seen_is_online),
+		cmocka_unit_test(
+			test_decision_without_status_or_reason_is_rejected),
+		cmocka_unit_test(
+			test_rejection_reason_is_truncated_to_its_buffer),
+		cmocka_unit_test(
+			test_lease_with_a_positive_last_seen_is_online),
 		cmocka_unit_test(test_lease_before_its_first_beat_is_offline),
 		cmocka_unit_test(test_legacy_lease_values_are_online),
 	};

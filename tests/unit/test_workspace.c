@@ -121,8 +121,8 @@ static void write_file(const char *path, size_t size)
 	assert_true(fd >= 0);
 	memset(block, 'x', sizeof(block));
 	for (size_t done = 0; done < size;) {
-		size_t n = size - done < sizeof(block) ? size - done :
-							 sizeof(block);
+		size_t n = size - done < sizeof(block) ? size - done
+						       : sizeof(block);
 		assert_int_equal(write(fd, block, n), (ssize_t)n);
 		done += n;
 	}
@@ -176,9 +176,9 @@ static int remove_session(struct fx *fx, const char *rel)
 static void test_check_id_accepts_printable_utf8_names(void **state)
 {
 	static const char *const ok[] = {
-		"planner", "sess-42", "a.b_c", "_", " x",
-		"\xe7\x94\xa8\xe6\x88\xb7-1", /* UTF-8 */
-		"..a", ".hidden",
+		"planner", "sess-42", "a.b_c",
+		"_",	   " x",      "\xe7\x94\xa8\xe6\x88\xb7-1", /* UTF-8 */
+		"..a",	   ".hidden",
 	};
 	char id128[129];
 	(void)state;
@@ -191,9 +191,8 @@ static void test_check_id_accepts_printable_utf8_names(void **state)
 	id128[128] = '\0';
 	assert_int_equal(bg_ws_check_id(bg_str_c(id128), "id", false, NULL, 0),
 			 0);
-	assert_int_equal(bg_ws_check_id(bg_str_c(""), "user_code", true, NULL,
-					0),
-			 0);
+	assert_int_equal(
+		bg_ws_check_id(bg_str_c(""), "user_code", true, NULL, 0), 0);
 }
 
 static void test_check_id_names_field_and_reason(void **state)
@@ -215,8 +214,9 @@ static void test_check_id_names_field_and_reason(void **state)
 	assert_int_equal(bg_ws_check_id(bg_str_c("\xff\"q"), "agent_type",
 					false, err, sizeof(err)),
 			 -EINVAL);
-	assert_string_equal(err, "agent_type \"\\xff\\\"q\" is not allowed as "
-				 "a directory name: is not valid UTF-8 (byte 0)");
+	assert_string_equal(err,
+			    "agent_type \"\\xff\\\"q\" is not allowed as "
+			    "a directory name: is not valid UTF-8 (byte 0)");
 }
 
 static void test_check_id_cuts_long_names_in_messages(void **state)
@@ -238,7 +238,10 @@ struct hostile {
 	const char *why;
 };
 
-#define H(lit, why) { { lit, sizeof(lit) - 1 }, why }
+#define H(lit, why)                                                            \
+	{                                                                      \
+		{ lit, sizeof(lit) - 1 }, why                                  \
+	}
 static char long_id[201];
 static const struct hostile hostile[] = {
 	H("..", "names the current or parent directory"),
@@ -455,9 +458,8 @@ static void test_prepare_refuses_symlinked_agent_dir(void **state)
 	struct fx *fx = *state;
 	char link[PATH_MAX];
 
-	assert_int_equal(symlink(fx->outside,
-				 path_of(link, fx->root, "planner")),
-			 0);
+	assert_int_equal(
+		symlink(fx->outside, path_of(link, fx->root, "planner")), 0);
 	assert_int_equal(prepare(fx, "planner", "u", "s", "e", 1), -ELOOP);
 	assert_string_equal(fx->err, "workspace path \"planner\" is a symbolic "
 				     "link; refusing to follow it");
@@ -525,8 +527,8 @@ static void test_remove_private_unlinks_planted_symlinks(void **state)
 	free(after);
 }
 
-static void test_remove_private_unlinks_private_dir_replaced_by_symlink(
-	void **state)
+static void
+test_remove_private_unlinks_private_dir_replaced_by_symlink(void **state)
 {
 	struct fx *fx = *state;
 	char secret[PATH_MAX], *before, *after;
@@ -554,8 +556,7 @@ static void test_remove_private_removes_read_only_dirs(void **state)
 	write_file(path_of(f, fx->p.private_dir, "ro/f"), 10);
 	chmod(f, 0444);
 	assert_int_equal(chmod(path_of(f, fx->p.private_dir, "ro"), 0555), 0);
-	assert_int_equal(mkdir(path_of(f, fx->p.private_dir, "none"), 0700),
-			 0);
+	assert_int_equal(mkdir(path_of(f, fx->p.private_dir, "none"), 0700), 0);
 	write_file(path_of(f, fx->p.private_dir, "none/f"), 10);
 	assert_int_equal(chmod(path_of(f, fx->p.private_dir, "none"), 0), 0);
 	assert_int_equal(chmod(fx->p.private_dir, 0500), 0);
@@ -638,14 +639,12 @@ static void test_measure_counts_allocated_bytes(void **state)
 	int64_t empty, full;
 
 	assert_int_equal(prepare(fx, "a", "u", "s", "e", 1), 0);
-	assert_int_equal(bg_ws_measure(fx->root, fx->p.rel_session, &empty,
-				       NULL, 0),
-			 0);
+	assert_int_equal(
+		bg_ws_measure(fx->root, fx->p.rel_session, &empty, NULL, 0), 0);
 	write_file(path_of(f, fx->p.session, "big"), 200000);
 	write_file(path_of(f, fx->p.private_dir, "small"), 30000);
-	assert_int_equal(bg_ws_measure(fx->root, fx->p.rel_session, &full,
-				       NULL, 0),
-			 0);
+	assert_int_equal(
+		bg_ws_measure(fx->root, fx->p.rel_session, &full, NULL, 0), 0);
 	assert_true(full - empty >= 230000);
 	assert_true(full - empty < 230000 + 64 * 1024);
 }
@@ -664,17 +663,19 @@ static void test_measure_does_not_follow_symlinks(void **state)
 	assert_int_equal(symlink(big, path_of(f, fx->p.session, "l")), 0);
 	assert_int_equal(symlink(fx->outside, path_of(f, fx->p.session, "d")),
 			 0);
-	assert_int_equal(bg_ws_measure(fx->root, fx->p.rel_session, &after,
-				       NULL, 0),
-			 0);
+	assert_int_equal(
+		bg_ws_measure(fx->root, fx->p.rel_session, &after, NULL, 0), 0);
 	assert_true(after - before < 64 * 1024);
 }
 
 static void test_measure_refuses_path_of_other_shape(void **state)
 {
-	static const char *const bad[] = { "../outside", "a/u/sessions/..",
-					   "a/u/sessions", "/a/u/sessions/s",
-					   "a/u/other/s", "a//sessions/s",
+	static const char *const bad[] = { "../outside",
+					   "a/u/sessions/..",
+					   "a/u/sessions",
+					   "/a/u/sessions/s",
+					   "a/u/other/s",
+					   "a//sessions/s",
 					   "a/u/sessions/s/private" };
 	struct fx *fx = *state;
 	int64_t bytes = 7;
@@ -746,8 +747,7 @@ static void test_remove_session_does_not_follow_symlinked_parent(void **state)
 	char f[PATH_MAX], *before, *after;
 
 	assert_int_equal(mkdir(path_of(f, fx->outside, "sessions"), 0755), 0);
-	assert_int_equal(mkdir(path_of(f, fx->outside, "sessions/s"), 0755),
-			 0);
+	assert_int_equal(mkdir(path_of(f, fx->outside, "sessions/s"), 0755), 0);
 	write_file(path_of(f, fx->outside, "sessions/s/keep"), 10);
 	assert_int_equal(mkdir(path_of(f, fx->root, "a"), 0755), 0);
 	assert_int_equal(symlink(fx->outside, path_of(f, fx->root, "a/u")), 0);
@@ -786,8 +786,8 @@ static int fds_on(const char *dir)
 	return count;
 }
 
-static void test_private_swapped_for_symlink_fails_writing_nothing_outside(
-	void **state)
+static void
+test_private_swapped_for_symlink_fails_writing_nothing_outside(void **state)
 {
 	struct fx *fx = *state;
 	char priv[PATH_MAX], f[PATH_MAX], *tree;
@@ -809,8 +809,8 @@ static void test_private_swapped_for_symlink_fails_writing_nothing_outside(
 
 /* The cached descriptor stays bound to the real session directory: a
  * symlink planted in place of a component of its path is not followed. */
-static void test_cached_session_ignores_symlink_planted_on_its_path(
-	void **state)
+static void
+test_cached_session_ignores_symlink_planted_on_its_path(void **state)
 {
 	struct fx *fx = *state;
 	char a[PATH_MAX], moved[PATH_MAX], f[PATH_MAX], *before, *after;
@@ -867,7 +867,8 @@ static void test_cache_closes_least_recently_used_descriptor(void **state)
 		assert_int_equal(prepare(fx, "a", "u", sid, "e", 1), 0);
 		strcpy(s[i], fx->p.session);
 		if (i == 1) /* s0 used again: s1 is now the oldest */
-			assert_int_equal(prepare(fx, "a", "u", "s0", "e", 2), 0);
+			assert_int_equal(prepare(fx, "a", "u", "s0", "e", 2),
+					 0);
 	}
 	assert_int_equal(fds_on(s[0]), 1);
 	assert_int_equal(fds_on(s[1]), 0);
@@ -877,8 +878,8 @@ static void test_cache_closes_least_recently_used_descriptor(void **state)
 	assert_int_equal(fds_on(fx->root), 0);
 }
 
-static void test_cache_recovers_from_session_removed_behind_its_back(
-	void **state)
+static void
+test_cache_recovers_from_session_removed_behind_its_back(void **state)
 {
 	struct fx *fx = *state;
 	char f[PATH_MAX];
@@ -896,7 +897,10 @@ static void test_cache_recovers_from_session_removed_behind_its_back(
 }
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
-#define TC(f) { #f " (cached)", f, setup_cached, teardown, NULL }
+#define TC(f)                                                                  \
+	{                                                                      \
+#f " (cached)", f, setup_cached, teardown, NULL                \
+	}
 #define BOTH(f) T(f), TC(f)
 
 int main(void)
