@@ -14,11 +14,6 @@
 
 #define CONF_MAX_FIELDS (1 + BG_CONF_FIELDS_PER_TYPE * BG_CHILD_MAX_TYPES)
 
-static char *dup_str(struct bg_str s)
-{
-	return strndup(s.p, s.len);
-}
-
 /* Store the message for the FATAL record; returns rc. */
 __attribute__((format(printf, 3, 4))) static int
 fail(struct bg_buf *err, int rc, const char *fmt, ...)
@@ -86,7 +81,7 @@ static int get_plugin(struct bg_child_proc *c, struct bg_str path,
 	if (*out)
 		return 0;
 	struct bg_plugin *pl = &c->plugins[c->n_plugins];
-	pl->path = dup_str(path);
+	pl->path = bg_str_dup(path);
 	if (pl->path == NULL)
 		return -ENOMEM;
 	c->n_plugins++;
@@ -160,8 +155,8 @@ static int add_plugin(struct bg_child_proc *c, struct bg_agent *a,
 static int add_type(struct bg_child_proc *c, const struct bg_str *f,
 		    struct bg_buf *err)
 {
-	char *name = dup_str(f[BG_KF_NAME]);
-	char *opts = f[BG_KF_OPTIONS].len ? dup_str(f[BG_KF_OPTIONS])
+	char *name = bg_str_dup(f[BG_KF_NAME]);
+	char *opts = f[BG_KF_OPTIONS].len ? bg_str_dup(f[BG_KF_OPTIONS])
 					  : strdup("{}");
 	int rc = name && opts ? check_type(c, f, name, err) : -ENOMEM;
 	if (rc == 0) {

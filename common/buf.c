@@ -98,3 +98,14 @@ char *bg_buf_steal(struct bg_buf *b)
 	b->len = b->cap = 0;
 	return p;
 }
+
+char *bg_str_dup(struct bg_str s)
+{
+	char *p = malloc(s.len + 1);
+	if (p) {
+		if (s.len)
+			memcpy(p, s.p, s.len);
+		p[s.len] = '\0';
+	}
+	return p;
+}

@@ -15,6 +15,8 @@ struct bg_str {
 #define BG_STR_LIT(s) ((struct bg_str){ (s), sizeof(s) - 1 })
 struct bg_str bg_str_c(const char *s); /* view of a C string (NULL -> empty) */
 int bg_str_eq(struct bg_str a, const char *c);
+/* A malloc'd NUL-terminated copy of s (NULL when out of memory). */
+char *bg_str_dup(struct bg_str s);
 
 /* Owned growable buffer. p is always NUL-terminated after a successful
  * append (the NUL is not counted in len). A zeroed struct is an empty buffer. */

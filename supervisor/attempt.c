@@ -26,16 +26,6 @@
 #include "wire/record.h"
 #include "workspace/workspace.h"
 
-static char *dup_str(struct bg_str s)
-{
-	char *p = malloc(s.len + 1);
-	if (p) {
-		memcpy(p, s.p, s.len);
-		p[s.len] = '\0';
-	}
-	return p;
-}
-
 /* The session workspace and this attempt's private directory, created by
  * bygated (never by the sandboxed child) after every id was validated
  * (workspace/workspace.h). A hostile id fails the task, creating nothing. */
@@ -355,7 +345,7 @@ static void handle_result(struct bg_daemon *d, struct bg_job *t,
 	}
 	take_result(t, f);
 	if (f[BG_RF_ERROR].len) {
-		char *why = dup_str(f[BG_RF_ERROR]);
+		char *why = bg_str_dup(f[BG_RF_ERROR]);
 		struct bg_str rv;
 		bool retryable = bg_json_obj_get(f[BG_RF_METADATA], "retryable",
 						 &rv) == 0 &&
@@ -379,7 +369,7 @@ static void handle_result(struct bg_daemon *d, struct bg_job *t,
 		return;
 	}
 	struct bg_str st = bg_status_normalize(f[BG_RF_STATUS]);
-	t->end.status = dup_str(st);
+	t->end.status = bg_str_dup(st);
 	bg_end(d, t, BG_END_RESULT, NULL, NULL);
 }
 

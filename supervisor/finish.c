@@ -151,13 +151,9 @@ static const char *hist_status(const struct bg_job *t, char *buf, size_t n)
 	return "?";
 }
 
-/* The finish is in Redis: forget it here (journal, in-flight mirror) and
- * keep a line of history. */
-static void forget(struct bg_daemon *d, struct bg_job *t)
+/* Drop the entry's journal line and in-flight mirror (LMDB). */
+static void forget_entry(struct bg_daemon *d, const struct bg_job *t)
 {
-	if (d->state == NULL)
-		return;
-	char buf[96];
 	(void)bg_lmdb_check(d,
 			    bg_state_journal_del(d->state, S(t->id.stream),
 						 S(t->id.entry_id)),
@@ -166,6 +162,16 @@ static void forget(struct bg_daemon *d, struct bg_job *t)
 			    bg_state_exec_del(d->state, S(t->id.stream),
 					      S(t->id.entry_id)),
 			    "exec del");
+}
+
+/* The finish is in Redis: forget it here (journal, in-flight mirror) and
+ * keep a line of history. */
+static void forget(struct bg_daemon *d, struct bg_job *t)
+{
+	if (d->state == NULL)
+		return;
+	char buf[96];
+	forget_entry(d, t);
 	struct bg_state_hist h = {
 		.stream = S(t->id.stream),
 		.entry_id = S(t->id.entry_id),
@@ -372,15 +378,7 @@ static void on_owner_check(struct bg_rconn *c, redisReply *r, void *priv)
 		    t->id.entry_id, t->id.stream);
 	d->n_lost_to_peer++;
 	if (d->state) {
-		(void)bg_lmdb_check(d,
-				    bg_state_journal_del(d->state,
-							 S(t->id.stream),
-							 S(t->id.entry_id)),
-				    "journal del");
-		(void)bg_lmdb_check(d,
-				    bg_state_exec_del(d->state, S(t->id.stream),
-						      S(t->id.entry_id)),
-				    "exec del");
+		forget_entry(d, t);
 	}
 	bg_job_free(d, t);
 }

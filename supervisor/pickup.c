@@ -20,16 +20,6 @@
 #include "wire/keys.h"
 #include "wire/record.h"
 
-static char *dup_str(struct bg_str s)
-{
-	char *p = malloc(s.len + 1);
-	if (p) {
-		memcpy(p, s.p, s.len);
-		p[s.len] = '\0';
-	}
-	return p;
-}
-
 static uint64_t entry_ms(const char *id)
 {
 	return strtoull(id, NULL, 10);
@@ -102,7 +92,7 @@ static void decide(struct bg_daemon *d, struct bg_job *t,
 		/* Lazy cancel (WIRE 6.10): finished CANCELLED, never run. */
 		t->run.cancel_requested = true;
 		if (t->run.cancel_reason == NULL)
-			t->run.cancel_reason = dup_str(rec.cancel_reason);
+			t->run.cancel_reason = bg_str_dup(rec.cancel_reason);
 	}
 	if (t->run.cancel_requested) {
 		bg_record_free(&rec);
@@ -121,7 +111,7 @@ static void decide(struct bg_daemon *d, struct bg_job *t,
 			  "exec-");
 	else if (rec.parent_message_id.len) {
 		free(t->id.parent_message_id);
-		t->id.parent_message_id = dup_str(rec.parent_message_id);
+		t->id.parent_message_id = bg_str_dup(rec.parent_message_id);
 	}
 	/* "bygate decisions" 16: a resumed sub-agent still calls its caller
 	 * back when it finishes; the record remembers who that is (the
@@ -329,13 +319,13 @@ static void accept_entry(struct bg_daemon *d, struct bg_job *t, int stream_idx,
 		snprintf(t->id.message_id, sizeof(t->id.message_id), "%.*s",
 			 (int)c->hdr[BG_HDR_MESSAGE_ID].len,
 			 c->hdr[BG_HDR_MESSAGE_ID].p);
-	t->id.session_id = dup_str(c->hdr[BG_HDR_SESSION_ID]);
-	t->id.trace_id = dup_str(c->hdr[BG_HDR_TRACE_ID]);
-	t->id.source_agent_type = dup_str(c->hdr[BG_HDR_SOURCE_AGENT_TYPE]);
-	t->id.parent_message_id = dup_str(c->hdr[BG_HDR_PARENT_MESSAGE_ID]);
+	t->id.session_id = bg_str_dup(c->hdr[BG_HDR_SESSION_ID]);
+	t->id.trace_id = bg_str_dup(c->hdr[BG_HDR_TRACE_ID]);
+	t->id.source_agent_type = bg_str_dup(c->hdr[BG_HDR_SOURCE_AGENT_TYPE]);
+	t->id.parent_message_id = bg_str_dup(c->hdr[BG_HDR_PARENT_MESSAGE_ID]);
 	if (c->hdr[BG_HDR_TARGET_AGENT_TYPE].len) {
 		free(t->id.agent_type);
-		t->id.agent_type = dup_str(c->hdr[BG_HDR_TARGET_AGENT_TYPE]);
+		t->id.agent_type = bg_str_dup(c->hdr[BG_HDR_TARGET_AGENT_TYPE]);
 	}
 	uint64_t age_limit = (uint64_t)d->cfg->max_entry_age_s * 1000;
 	uint64_t now = (uint64_t)bg_redis_now_ms(d);

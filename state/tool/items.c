@@ -8,16 +8,6 @@
 
 #include "state/tool/tool.h"
 
-static char *memdup0(struct bg_str s)
-{
-	char *p = malloc(s.len + 1);
-	if (p) {
-		memcpy(p, s.p, s.len);
-		p[s.len] = '\0';
-	}
-	return p;
-}
-
 int bg_tool_items_add(struct bg_tool_items *l, struct bg_str stream,
 		      struct bg_str id, char kind)
 {
@@ -29,8 +19,8 @@ int bg_tool_items_add(struct bg_tool_items *l, struct bg_str stream,
 		l->v = v;
 		l->cap = cap;
 	}
-	struct bg_tool_item it = { memdup0(stream), memdup0(id), stream.len,
-				   id.len, kind };
+	struct bg_tool_item it = { bg_str_dup(stream), bg_str_dup(id),
+				   stream.len, id.len, kind };
 	if (it.stream == NULL || it.id == NULL) {
 		free(it.stream);
 		free(it.id);
