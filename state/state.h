@@ -116,8 +116,10 @@ typedef int (*bg_state_journal_fn)(void *arg, struct bg_str stream,
 int bg_state_journal_each(struct bg_state *st, bg_state_journal_fn fn,
 			  void *arg);
 
-/* A finish's bytes: little-endian u32 command count, then per command u32
- * argc and per argument u32 length + bytes. finish_add appends a command
+/* A finish's bytes: a command list of common/cmdlist.h (u32 command count,
+ * then per command u32 argc and per argument u32 length + bytes, host
+ * order: little endian on every supported host; at most
+ * BG_CMDLIST_MAX_ARGS arguments a command). finish_add appends a command
  * (an empty buffer starts a finish); finish_each checks the whole finish
  * (BG_STATE_ECORRUPT, fn never called) then calls fn per command in
  * order, argv pointing into finish; fn's non-zero return stops it. */
