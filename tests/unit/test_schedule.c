@@ -181,7 +181,7 @@ static void test_shared_jobs_fill_a_child_of_their_type(void **state)
 	(void)state;
 	struct bg_daemon *d = daemon_new(2);
 	for (int i = 1; i <= 4; i++) {
-		char id[8];
+		char id[16];
 		snprintf(id, sizeof(id), "%d-0", i);
 		queue(d, id, "many");
 	}
