@@ -1,7 +1,10 @@
-/* supervisor/daemon.h - bygated's internal state shared by its subsystems:
- * the daemon (connections, pool, queues) and one struct bg_job per stream
- * entry this host holds, from pickup until its finish is applied.
- * Internal to supervisor/: nothing outside includes it. */
+/* supervisor/daemon.h - bygated's state shared by its files: struct
+ * bg_daemon (connections, pool, the jobs it holds (job.h), the ready
+ * queue, lease, counters), the hooks that report upward (wired once in
+ * main.c), and the entry points of the files that have no header of their
+ * own. The stages of a task have theirs (pickup.h, schedule.h, attempt.h,
+ * kill.h, end.h, ...). Internal to supervisor/: nothing outside includes
+ * it. */
 #ifndef BG_SUPERVISOR_DAEMON_H
 #define BG_SUPERVISOR_DAEMON_H
 
