@@ -105,9 +105,13 @@ def agent_type(build, shared):
     (tests/crash/sleep_agent.py) running up to `shared` tasks at once in
     each child's program (max_inflight, DESIGN 5)."""
     if shared > 1:
+        # sleep_agent.py imports examples/python/bygate_agent.py: the
+        # strict sandbox lets the program read it (docs/security.md).
         return {"name": AGENT, "handler": "exec", "mode": "persistent",
                 "max_inflight": shared,
-                "command": "python3 %s" % (HERE / "sleep_agent.py")}
+                "command": "python3 %s" % (HERE / "sleep_agent.py"),
+                "sandbox": {"read_paths": [str(REPO / "examples" /
+                                               "python")]}}
     return {"name": AGENT, "handler": "plugin",
             "plugin": str(build / "plugins" / "sleep.so")}
 

@@ -320,11 +320,25 @@ def check_timelines(snap):
     return c
 
 
+def check_handler_ran(snap):
+    """(7) the handler ran: a task may only fail because a child running it
+    was killed (the injected faults), never because the handler could not
+    run at all (a run where every task FAILED passed checks 1-6)."""
+    c = Check(7, "no task failed but by a killed child")
+    for t in snap.tasks:
+        rec = snap.record(t.mid)
+        if isinstance(rec, dict) and rec.get("status") == "FAILED":
+            msg = str(rec.get("error_message", ""))
+            if "signal 9" not in msg:
+                c.fail("FAILED: %s" % _error_kind(msg), t)
+    return c
+
+
 def run_checks(snap):
-    """The Redis-side checks (1, 2, 3, 4, 6) in order."""
+    """The Redis-side checks (1, 2, 3, 4, 6, 7) in order."""
     return [check_records(snap), check_end_markers(snap),
             check_final_answers(snap), check_group(snap),
-            check_timelines(snap)]
+            check_timelines(snap), check_handler_ran(snap)]
 
 
 def outcome_counts(snap):
