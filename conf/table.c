@@ -326,11 +326,12 @@ const struct bg_conf_key bg_conf_agent_keys[] = {
 	INT(AG, "max_attempts", A, max_attempts, 1, 1, 100, NULL, R,
 	    "Attempts per execution (1 = no retry after a crash, timeout or "
 	    "handler error)."),
-	INT(AG, "timeout_ms", A, timeout_ms, 0, 0, 604800000, "ms", R,
+	INT(AG, "timeout_ms", A, timeout_ms, 600000, 0, 604800000, "ms", R,
 	    "Wall-clock limit of one attempt (SIGTERM to the child's process "
 	    "group, SIGKILL 2 s later, FAILED with TIMEOUT; with max_inflight "
 	    "> 1 a cancel line to the program first, the kill only if it has "
-	    "not answered 2 s later); 0 = none."),
+	    "not answered 2 s later); 0 = none, which lets a hung handler "
+	    "hold its child for ever (the default is 10 minutes)."),
 	INT(AG, "retry_backoff_ms", A, retry_backoff_ms, 1000, 0, 3600000, "ms",
 	    R,
 	    "Delay before the second attempt, doubled for each further one."),

@@ -79,7 +79,8 @@ static bool wants_stream(const struct bg_daemon *d, int i,
 		return true;
 	int room = bg_schedule_stream_shares(d, i) ? cap.shared : cap.alone;
 	return room > 0 && !bg_control_suspended(d) &&
-	       !(d->denied && d->denied[i - 1]);
+	       !(d->denied && d->denied[i - 1]) &&
+	       !bg_control_unserved(d, i - 1);
 }
 
 static uint64_t mask_with(const struct bg_daemon *d, struct bg_capacity cap)

@@ -224,7 +224,8 @@ static void on_denied(struct bg_rconn *c, redisReply *r, void *priv)
 	if (r && r->type == REDIS_REPLY_INTEGER)
 		set_denied(d, m->type, r->integer == 1);
 	if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 0 &&
-	    bg_lease_held(d) && !bg_control_suspended(d)) {
+	    bg_lease_held(d) && !bg_control_suspended(d) &&
+	    !bg_control_unserved(d, m->type)) {
 		char *members = bg_dkey(d, BG_KEY_AGENT_TYPE_MEMBERS,
 					d->cfg->agent_types[m->type].name);
 		if (members)
@@ -235,6 +236,53 @@ static void on_denied(struct bg_rconn *c, redisReply *r, void *priv)
 		free(members);
 	}
 	free(m);
+}
+
+/* SADD or SREM this worker in agent type i's members set (routing). */
+static void members_cmd(struct bg_daemon *d, const char *op, int i)
+{
+	char *members = bg_dkey(d, BG_KEY_AGENT_TYPE_MEMBERS,
+				d->cfg->agent_types[i].name);
+	if (members)
+		bg_rconn_cmdv(d->ctl, NULL, NULL, 0,
+			      (const char *const[]){ op, members, d->worker_id,
+						     NULL });
+	free(members);
+}
+
+bool bg_control_unserved(const struct bg_daemon *d, int i)
+{
+	return d->unserved && i >= 0 && i < d->cfg->n_agent_types &&
+	       d->unserved[i];
+}
+
+/* An agent type whose handler cannot start is taken out of routing at
+ * once, so FAIL_FAST senders get AGENT_TYPE_UNAVAILABLE instead of a
+ * timeout, and its stream is not read (its tasks wait for a healthy
+ * worker); it is added back once a child serves it again. */
+void bg_control_types_changed(struct bg_daemon *d)
+{
+	for (int i = 0; d->unserved && i < d->cfg->n_agent_types; i++) {
+		const char *why = NULL;
+		bool down = bg_pool_type_down(d->pool, i, &why);
+		if (down == d->unserved[i])
+			continue;
+		d->unserved[i] = down;
+		const char *t = d->cfg->agent_types[i].name;
+		if (down) {
+			bg_warn("agent type %s cannot be served here (%s): "
+				"removed from its members set, not read",
+				t, why ? why : "unknown");
+			members_cmd(d, "SREM", i);
+		} else {
+			bg_info("agent type %s can be served again: back in "
+				"its members set and read",
+				t);
+			if (bg_lease_held(d) && !bg_control_suspended(d) &&
+			    !(d->denied && d->denied[i]))
+				members_cmd(d, "SADD", i);
+		}
+	}
 }
 
 /* WIRE 5.2 / 5.4: membership (only while the admin lifecycle is active)
@@ -252,6 +300,8 @@ static void register_membership(struct bg_daemon *d)
 		bg_rconn_cmdv(d->ctl, NULL, NULL, 0,
 			      (const char *const[]){ "SADD", declared, t,
 						     NULL });
+		if (bg_control_unserved(d, i))
+			members_cmd(d, "SREM", i);
 		char *denied = bg_dkey(d, BG_KEY_AGENT_TYPE_DENIED, t);
 		struct member_check *m = calloc(1, sizeof(*m));
 		if (denied && m) {
@@ -363,4 +413,6 @@ void bg_control_free(struct bg_daemon *d)
 	d->reload_timer = NULL;
 	free(d->denied);
 	d->denied = NULL;
+	free(d->unserved);
+	d->unserved = NULL;
 }

@@ -93,6 +93,9 @@ struct bg_daemon {
 	/* admin lifecycle (control.c): "active", "suspended", "evicted" */
 	char lifecycle[16];
 	bool *denied; /* per agent type, from the denylist */
+	/* per agent type: its handler cannot start here (bg_pool_type_down),
+	 * so it is out of the members set and not read (control.c) */
+	bool *unserved;
 	struct reload *reloads;
 	struct event *reload_timer;
 	int64_t started_mono_ms;
@@ -167,6 +170,12 @@ void bg_control_set_lifecycle(struct bg_daemon *d, const char *lifecycle,
 			      bool force);
 bool bg_control_suspended(const struct bg_daemon *d);
 void bg_control_refresh_admin(struct bg_daemon *d);
+/* The pool says an agent type's handler stopped or started being
+ * servable (bg_pool_ops.on_types_changed): out of, or back into, its
+ * members set (WIRE 5.2) and the read. */
+void bg_control_types_changed(struct bg_daemon *d);
+/* Agent type i (index of cfg->agent_types) cannot be served here. */
+bool bg_control_unserved(const struct bg_daemon *d, int i);
 void bg_control_free(struct bg_daemon *d);
 
 /* sessions.c */

@@ -73,7 +73,41 @@ const char *bg_http_ready_reason(const struct bg_daemon *d, int64_t now_ms)
 		return "suspended";
 	if (!bg_http_consumer_healthy(d, now_ms))
 		return "consumer_stalled";
+	if (bg_http_unserved_count(d) > 0)
+		return "degraded";
 	return "serving";
+}
+
+int bg_http_unserved_count(const struct bg_daemon *d)
+{
+	int n = 0;
+	for (int i = 0; i < d->cfg->n_agent_types; i++)
+		n += bg_control_unserved(d, i);
+	return n;
+}
+
+/* 200: serving, or degraded with at least one agent type served. */
+static bool ready_for(const struct bg_daemon *d, const char *reason)
+{
+	if (strcmp(reason, "serving") == 0)
+		return true;
+	return strcmp(reason, "degraded") == 0 &&
+	       bg_http_unserved_count(d) < d->cfg->n_agent_types;
+}
+
+/* {"<agent type>": "<why>", ...} of the types that cannot be served. */
+static json_t *unserved_types(const struct bg_daemon *d)
+{
+	json_t *o = json_object();
+	for (int i = 0; o && i < d->cfg->n_agent_types; i++) {
+		const char *why = NULL;
+		if (!bg_control_unserved(d, i))
+			continue;
+		bg_pool_type_down(d->pool, i, &why);
+		json_object_set_new(o, d->cfg->agent_types[i].name,
+				    json_string(why ? why : "unknown"));
+	}
+	return o;
 }
 
 /* ---- handlers ---- */
@@ -97,13 +131,17 @@ static void serve_readyz(struct bg_daemon *d, struct evhttp_request *req)
 {
 	int64_t now = bg_mono_ms();
 	const char *reason = bg_http_ready_reason(d, now);
-	bool ready = strcmp(reason, "serving") == 0;
+	bool ready = ready_for(d, reason);
 	json_t *o = json_pack("{s:b, s:s, s:s, s:s, s:b, s:I}", "ready", ready,
 			      "reason", reason, "worker_id", d->worker_id,
 			      "admin_lifecycle", lifecycle(d),
 			      "consumer_healthy",
 			      bg_http_consumer_healthy(d, now), "uptime_ms",
 			      (json_int_t)(now - d->started_mono_ms));
+	/* Beyond WIRE 5.7's body only while an agent type is unserved. */
+	if (o && bg_http_unserved_count(d) > 0)
+		json_object_set_new(o, "unserved_agent_types",
+				    unserved_types(d));
 	char *s = o ? json_dumps(o, 0) : NULL;
 	json_decref(o);
 	if (s == NULL) {

@@ -20,8 +20,12 @@ void bg_http_stop(struct bg_daemon *d);
 
 /* The /readyz decision (WIRE 5.7 with DESIGN 8's ranking): "serving" when
  * ready, else the first of starting, draining, redis_unavailable, evicted,
- * suspended, consumer_stalled. now_ms is monotonic. */
+ * suspended, consumer_stalled, degraded (an agent type cannot be served:
+ * the body's unserved_agent_types names each with the reason; 200 while
+ * another type is served, 503 when none is). now_ms is monotonic. */
 const char *bg_http_ready_reason(const struct bg_daemon *d, int64_t now_ms);
+/* Agent types whose handler cannot be started here (control.c). */
+int bg_http_unserved_count(const struct bg_daemon *d);
 /* The read loop is alive: a read is in flight within its deadline, or
  * none is needed (no free capacity), or one was issued within three block
  * periods. */

@@ -196,6 +196,41 @@ static void on_pel_own(struct bg_rconn *c, redisReply *r, void *priv)
 				: 0;
 }
 
+/* XINFO GROUPS <stream>: our group's `lag` (Redis 7; nil when Redis
+ * cannot tell, e.g. after XDEL or XTRIM past the group). */
+static void on_groups(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	struct pel_stat *p = priv;
+	p->m->pel_calls--;
+	if (r == NULL || r->type != REDIS_REPLY_ARRAY)
+		return;
+	p->lag_known = false;
+	for (size_t g = 0; g < r->elements; g++) {
+		const redisReply *e = r->element[g];
+		if (e->type != REDIS_REPLY_ARRAY && e->type != 10 /* map */)
+			continue;
+		bool ours = false;
+		const redisReply *lag = NULL;
+		for (size_t k = 0; k + 1 < e->elements; k += 2) {
+			const redisReply *key = e->element[k];
+			const redisReply *v = e->element[k + 1];
+			if (key->type != REDIS_REPLY_STRING)
+				continue;
+			if (strcmp(key->str, "name") == 0 &&
+			    v->type == REDIS_REPLY_STRING &&
+			    strcmp(v->str, p->m->d->group) == 0)
+				ours = true;
+			else if (strcmp(key->str, "lag") == 0)
+				lag = v;
+		}
+		if (ours && lag && lag->type == REDIS_REPLY_INTEGER) {
+			p->lag_known = true;
+			p->lag = lag->integer;
+		}
+	}
+}
+
 static void pel_send(struct bg_metrics *m, int i, const char *const *args,
 		     bg_rconn_reply_fn fn)
 {
@@ -224,6 +259,11 @@ static void pel_refresh(evutil_socket_t fd, short ev, void *arg)
 							"-", "+", "1",
 							d->worker_id, NULL },
 				 on_pel_own);
+			if (i > 0) /* agent-type streams: the group's lag */
+				pel_send(m, i,
+					 (const char *const[]){
+						 "XINFO", "GROUPS", s, NULL },
+					 on_groups);
 		}
 		tv.tv_sec = PEL_REFRESH_S;
 	}

@@ -36,6 +36,8 @@ struct pel_stat {
 	bool known; /* a summary reply was understood */
 	uint64_t count, own;
 	int64_t min_ms, own_min_ms; /* ms part of the oldest id, 0 = none */
+	bool lag_known; /* XINFO GROUPS gave the group's lag (Redis 7) */
+	int64_t lag;	/* entries of the stream not yet read by the group */
 };
 
 struct bg_metrics {

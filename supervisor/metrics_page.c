@@ -183,6 +183,17 @@ static int put_daemon(struct bg_buf *out, const struct bg_metrics *m,
 	return put_scalars(out, s, sizeof(s) / sizeof(s[0]));
 }
 
+/* Seconds the longest-running task has run in its child (0 = none). */
+static double oldest_running_s(const struct bg_daemon *d)
+{
+	int64_t now = bg_mono_ms(), oldest = 0;
+	for (const struct bg_job *t = d->all.next; t != &d->all; t = t->next)
+		if (bg_job_in_child(t) && t->run.started_ms > 0 &&
+		    now - t->run.started_ms > oldest)
+			oldest = now - t->run.started_ms;
+	return (double)oldest / 1000.0;
+}
+
 static int put_pool(struct bg_buf *out, const struct bg_daemon *d)
 {
 	if (d->pool == NULL)
@@ -204,6 +215,11 @@ static int put_pool(struct bg_buf *out, const struct bg_daemon *d)
 		  "Tasks running in children (several per child for exec agent "
 		  "types with max_inflight > 1).",
 		  (double)bg_pool_task_count(d->pool) },
+		{ "bygate_oldest_running_task_age_seconds", "gauge",
+		  "How long the longest-running task has been running in its "
+		  "child (this attempt); 0 when none runs. A value near an "
+		  "agent type's timeout_ms means hung handlers.",
+		  oldest_running_s(d) },
 		{ "bygate_read_capacity", "gauge",
 		  "Entries the next read may fetch: free task places plus the "
 		  "prefetch.",
@@ -327,11 +343,43 @@ static int put_pel(struct bg_buf *out, const struct bg_metrics *m,
 		"stream and scope; 0 when none.",
 		0
 	};
+	static const struct scalar lag = {
+		"bygate_consumer_group_lag", "gauge",
+		"Entries of an agent type's stream the consumer group has not "
+		"read yet (XINFO GROUPS lag, Redis 7; absent when Redis cannot "
+		"tell); refreshed every 5 s.",
+		0
+	};
+	static const struct scalar unserved = {
+		"bygate_agent_type_unserved", "gauge",
+		"1 while an agent type's handler cannot start here (it is out "
+		"of routing and not read; /readyz names it).",
+		0
+	};
+	if (bg_prom_family(out, unserved.name, unserved.type, unserved.help))
+		return -ENOMEM;
+	for (int i = 0; i < d->cfg->n_agent_types; i++) {
+		struct bg_prom_label l = { "agent_type",
+					   d->cfg->agent_types[i].name };
+		if (bg_prom_sample(out, unserved.name, &l, 1,
+				   bg_control_unserved(d, i) ? 1 : 0))
+			return -ENOMEM;
+	}
 	if (m->pel == NULL)
 		return 0;
-	if (put_pel_family(out, m, d, &count, false))
+	if (put_pel_family(out, m, d, &count, false) ||
+	    put_pel_family(out, m, d, &age, true) ||
+	    bg_prom_family(out, lag.name, lag.type, lag.help))
 		return -ENOMEM;
-	return put_pel_family(out, m, d, &age, true);
+	for (int i = 1; i < m->pel_n && i < d->n_streams; i++) {
+		if (!m->pel[i].lag_known || i > d->cfg->n_agent_types)
+			continue;
+		struct bg_prom_label l = { "agent_type",
+					   d->cfg->agent_types[i - 1].name };
+		if (bg_prom_sample(out, lag.name, &l, 1, (double)m->pel[i].lag))
+			return -ENOMEM;
+	}
+	return 0;
 }
 
 int bg_metrics_render(const struct bg_daemon *d, struct bg_buf *out)

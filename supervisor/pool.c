@@ -40,8 +40,11 @@ struct bg_pool *bg_pool_new(struct event_base *base,
 	p->deaths_cap = cfg->crash_storm_deaths > 0 ? cfg->crash_storm_deaths
 						    : 1;
 	p->deaths = calloc((size_t)p->deaths_cap, sizeof(int64_t));
-	if (p->child_path == NULL || p->c == NULL ||
-	    bg_pool_build_config(p) != 0) {
+	p->n_types = cfg->n_agent_types;
+	p->type_left_out = calloc((size_t)p->n_types + 1, sizeof(bool));
+	p->type_failure = calloc((size_t)p->n_types + 1, sizeof(char *));
+	if (p->child_path == NULL || p->c == NULL || p->type_left_out == NULL ||
+	    p->type_failure == NULL || bg_pool_build_config(p) != 0) {
 		bg_pool_free(p);
 		return NULL;
 	}
@@ -73,6 +76,10 @@ void bg_pool_free(struct bg_pool *p)
 	if (p->ev_sweep)
 		event_free(p->ev_sweep);
 	bg_buf_free(&p->config_payload);
+	for (int i = 0; p->type_failure && i < p->n_types; i++)
+		free(p->type_failure[i]);
+	free(p->type_failure);
+	free(p->type_left_out);
 	free(p->deaths);
 	free(p->c);
 	free(p->child_path);
@@ -226,6 +233,17 @@ int bg_pool_cancel(struct bg_pool *p, int slot, uint64_t tag,
 uint32_t bg_pool_new_generation(struct bg_pool *p)
 {
 	p->generation++;
+	/* Every agent type is offered again; one that failed stays down
+	 * until a child loads it (bg_pool_config_hello). */
+	bool partial = p->config_partial;
+	for (int i = 0; i < p->n_types; i++)
+		p->type_left_out[i] = false;
+	if (partial) {
+		bg_buf_reset(&p->config_payload);
+		if (bg_pool_build_config(p) != 0)
+			bg_error("cannot rebuild the children's CONFIG: out of "
+				 "memory");
+	}
 	for (int i = 0; i < p->n; i++)
 		if (p->c[i].pid > 0 && p->c[i].generation < p->generation)
 			p->c[i].recycling = true;
@@ -279,6 +297,18 @@ void bg_pool_signal(struct bg_pool *p, int slot, int sig, const char *reason)
 	}
 	if (kill(-sl->pid, sig) == -1)
 		kill(sl->pid, sig);
+}
+
+bool bg_pool_type_down(const struct bg_pool *p, int type, const char **why)
+{
+	const char *w = NULL;
+	if (type >= 0 && type < p->n_types && p->type_failure[type])
+		w = p->type_failure[type];
+	else if (bg_pool_breaker_open(p))
+		w = "the crash-storm breaker is open";
+	if (why)
+		*why = w;
+	return w != NULL;
 }
 
 void bg_pool_get_stats(const struct bg_pool *p, struct bg_pool_stats *s)

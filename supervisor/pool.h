@@ -37,6 +37,10 @@ struct bg_pool_ops {
 	 * protocol, shutdown, fatal); a down ring was full. May be NULL. */
 	void (*on_child_exit)(void *arg, const char *reason);
 	void (*on_ring_stall)(void *arg);
+	/* Whether some agent type can be served changed (bg_pool_type_down:
+	 * a FATAL naming it, a HELLO loading it, the breaker opening or
+	 * closing). May be NULL. */
+	void (*on_types_changed)(void *arg);
 };
 
 struct bg_pool *bg_pool_new(struct event_base *base,
@@ -121,6 +125,23 @@ struct bg_pool_stats {
 /* The crash-storm breaker is open: nothing is respawned (or should be
  * read for the agent types). */
 bool bg_pool_breaker_open(const struct bg_pool *p);
+/* Agent type `type` (an index of the configuration's agent_types) cannot
+ * be served: a child reported FATAL naming it at CONFIG (its plugin does
+ * not load) and no child has loaded it since (HELLO naming it), or the
+ * crash-storm breaker is open. *why (owned by the pool, may be NULL) says
+ * why. A type named by a FATAL is left out of the CONFIG of the children
+ * started next, so the other types are served meanwhile; a new generation
+ * (reload) offers it again. */
+bool bg_pool_type_down(const struct bg_pool *p, int type, const char **why);
 void bg_pool_get_stats(const struct bg_pool *p, struct bg_pool_stats *s);
+
+/* bygated -t (pool_probe.c): start one bygate-child as the pool does and
+ * give it the CONFIG of cfg->agent_types[type] alone. 0 when it answered
+ * HELLO within timeout_ms; else a negative errno and, in err, why (the
+ * child's FATAL text, which names the agent type and the error). Runs its
+ * own event loop; not for a running bygated. */
+int bg_pool_check_type(const struct bg_config *cfg, const char *child_path,
+		       const struct bg_spawn_identity *who, int type,
+		       int timeout_ms, char *err, size_t n);
 
 #endif

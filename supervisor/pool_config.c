@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "supervisor/log.h"
+
 /* Strings of one agent type's CONFIG fields that cfg does not hold. */
 struct config_scratch {
 	char *argv;    /* JSON array, malloc'd */
@@ -50,10 +52,25 @@ static int config_fields(const struct bg_config *cfg,
 	return 0;
 }
 
+/* Whether type i goes into the CONFIG: every type when all are left out
+ * (a child must then say why it cannot serve, and nothing is lost). */
+static bool config_has(const struct bg_pool *p, int i)
+{
+	if (p->type_left_out == NULL || i >= p->n_types || !p->type_left_out[i])
+		return true;
+	for (int k = 0; k < p->n_types; k++)
+		if (!p->type_left_out[k])
+			return false;
+	return true;
+}
+
 int bg_pool_build_config(struct bg_pool *p)
 {
 	const struct bg_config *cfg = p->cfg;
-	int n = cfg->n_agent_types;
+	int n = 0;
+	for (int i = 0; i < cfg->n_agent_types; i++)
+		n += config_has(p, i);
+	p->config_partial = n < cfg->n_agent_types;
 	uint32_t nf = (uint32_t)(1 + BG_CONF_FIELDS_PER_TYPE * n);
 	struct bg_str *v = calloc(nf, sizeof(*v));
 	struct config_scratch *x = calloc((size_t)(n ? n : 1), sizeof(*x));
@@ -66,9 +83,13 @@ int bg_pool_build_config(struct bg_pool *p)
 	snprintf(count, sizeof(count), "%d", n);
 	if (rc == 0)
 		v[0] = bg_str_c(count);
-	for (int i = 0; rc == 0 && i < n; i++)
-		rc = config_fields(cfg, &cfg->agent_types[i], dir, &x[i],
-				   &v[1 + BG_CONF_FIELDS_PER_TYPE * i]);
+	for (int i = 0, k = 0; rc == 0 && i < cfg->n_agent_types; i++)
+		if (config_has(p, i)) {
+			rc = config_fields(cfg, &cfg->agent_types[i], dir,
+					   &x[k],
+					   &v[1 + BG_CONF_FIELDS_PER_TYPE * k]);
+			k++;
+		}
 	if (rc == 0)
 		rc = bg_rec_pack(&p->config_payload, v, nf);
 	for (int i = 0; x && i < n; i++) {
@@ -79,4 +100,73 @@ int bg_pool_build_config(struct bg_pool *p)
 	free(v);
 	free(dir);
 	return rc;
+}
+
+static int type_index(const struct bg_pool *p, const char *name, size_t len)
+{
+	for (int i = 0; i < p->n_types && i < p->cfg->n_agent_types; i++) {
+		const char *t = p->cfg->agent_types[i].name;
+		if (strlen(t) == len && memcmp(t, name, len) == 0)
+			return i;
+	}
+	return -1;
+}
+
+static void rebuild(struct bg_pool *p)
+{
+	bg_buf_reset(&p->config_payload);
+	if (bg_pool_build_config(p) != 0)
+		bg_error("cannot rebuild the children's CONFIG: out of memory");
+}
+
+bool bg_pool_config_fatal(struct bg_pool *p, const char *text, size_t len)
+{
+	static const char pre[] = "agent type '";
+	size_t np = sizeof(pre) - 1;
+	if (len <= np || memcmp(text, pre, np) != 0)
+		return false;
+	const char *name = text + np;
+	const char *end = memchr(name, '\'', len - np);
+	int i = end ? type_index(p, name, (size_t)(end - name)) : -1;
+	if (i < 0)
+		return false;
+	bool changed = p->type_failure[i] == NULL;
+	free(p->type_failure[i]);
+	p->type_failure[i] = strndup(text, len);
+	if (!p->type_left_out[i]) {
+		p->type_left_out[i] = true;
+		bg_error("agent type %s cannot be served (%.*s): no longer "
+			 "read nor routed here; the children are started "
+			 "without it until a reload",
+			 p->cfg->agent_types[i].name, (int)len, text);
+		rebuild(p);
+	}
+	return changed;
+}
+
+bool bg_pool_config_hello(struct bg_pool *p, const char *names, size_t len)
+{
+	bool changed = false;
+	const char *s = names, *end = names + len;
+	while (s < end) {
+		const char *c = memchr(s, ',', (size_t)(end - s));
+		const char *e = c ? c : end;
+		int i = type_index(p, s, (size_t)(e - s));
+		if (i >= 0 && p->type_failure[i] != NULL) {
+			free(p->type_failure[i]);
+			p->type_failure[i] = NULL;
+			p->type_left_out[i] = false;
+			changed = true;
+			bg_info("agent type %s is served again (a child loaded "
+				"it)",
+				p->cfg->agent_types[i].name);
+		}
+		s = e + 1;
+	}
+	/* Children started without a type that is back are replaced, one
+	 * at a time (recycling children get no task meanwhile). */
+	for (int k = 0; changed && k < p->n; k++)
+		if (p->c[k].partial && p->c[k].pid > 0)
+			p->c[k].recycling = true;
+	return changed;
 }

@@ -10,6 +10,7 @@
  *   pool_read.c       the up ring: read and validate what a child sends
  *   pool_lifecycle.c  spawn, reap, respawn with back-off, breaker, recycle
  *   pool.c            pool.h's API: create, place tasks, messages to them
+ *   pool_probe.c      bygated -t: one child loads one agent type
  *
  * A lower file reports upward through struct bg_pool_ops only. */
 #ifndef BG_SUPERVISOR_POOL_INT_H
@@ -84,6 +85,7 @@ struct bg_slot {
 	int64_t started_ms;
 	int quick_deaths;
 	int64_t respawn_at_ms;
+	bool partial; /* its CONFIG left agent types out (type_left_out) */
 };
 
 struct bg_pool {
@@ -108,6 +110,12 @@ struct bg_pool {
 	int64_t breaker_until_ms;
 	char gen_failure[512]; /* why the current generation cannot load */
 	uint32_t gen_failed;   /* generation of that failure */
+	/* per agent type of cfg (n_types of them): */
+	int n_types;
+	bool *type_left_out;   /* not in the CONFIG children are given */
+	char **type_failure;   /* its FATAL text while down, else NULL */
+	bool breaker_was_open; /* last seen by the sweep */
+	bool config_partial;   /* config_payload leaves types out */
 };
 
 static inline int64_t bg_pool_mono_ms(void)
@@ -124,9 +132,17 @@ static inline int bg_pool_dup_high(int fd)
 	return fcntl(fd, F_DUPFD_CLOEXEC, 10);
 }
 
-/* pool_config.c: pack p->cfg into p->config_payload (empty before). 0,
- * -ENOMEM, -EINVAL. */
+/* pool_config.c: pack p->cfg into p->config_payload (empty before),
+ * without the agent types p->type_left_out marks (all of them when every
+ * type is marked: the children then report why). 0, -ENOMEM, -EINVAL. */
 int bg_pool_build_config(struct bg_pool *p);
+/* A child's FATAL text: when it names a configured agent type ("agent
+ * type 'T': ..."), T is down (bg_pool_type_down) and left out of the
+ * CONFIG from now on. true when the types' state changed. */
+bool bg_pool_config_fatal(struct bg_pool *p, const char *text, size_t len);
+/* A child's HELLO names the agent types it loaded (comma-separated): each
+ * is up again. true when the types' state changed. */
+bool bg_pool_config_hello(struct bg_pool *p, const char *names, size_t len);
 
 /* pool_output.c: a pipe for the child's fds 1 and 2: the read end
  * (non-blocking) into sl->out with its event, the write end (blocking,

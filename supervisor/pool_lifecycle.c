@@ -107,6 +107,7 @@ static int spawn_child(struct bg_slot *sl)
 	sl->recycling = false;
 	sl->tasks_done = 0;
 	sl->generation = p->generation;
+	sl->partial = p->config_partial;
 	sl->started_ms = bg_pool_mono_ms();
 	sl->in.max_len = (size_t)p->cfg->max_message_bytes;
 	uint64_t base = (uint64_t)p->cfg->max_tasks_per_child;
@@ -321,6 +322,12 @@ static void on_sweep(evutil_socket_t fd, short ev, void *arg)
 			sl->state = SLOT_STOPPING;
 			bg_slot_queue(sl, BG_REC_STOP, 0, "", 0);
 		}
+	}
+	bool breaker = now < p->breaker_until_ms;
+	if (breaker != p->breaker_was_open) {
+		p->breaker_was_open = breaker;
+		if (p->ops.on_types_changed)
+			p->ops.on_types_changed(p->arg);
 	}
 	bg_pool_end_of_turn(p);
 }

@@ -72,6 +72,11 @@ static void handle_message(struct bg_slot *sl)
 		sl->state = SLOT_IDLE;
 		sl->quick_deaths = 0;
 		bg_debug("slot %d: child pid %d ready", sl->slot, (int)sl->pid);
+		struct bg_str h[2];
+		if (bg_rec_unpack(in->buf, in->len, h, 2) == 0 &&
+		    bg_pool_config_hello(p, h[1].p, h[1].len) &&
+		    p->ops.on_types_changed)
+			p->ops.on_types_changed(p->arg);
 		p->ops.on_idle(p->arg, sl->slot);
 		return;
 	case BG_REC_FATAL: {
@@ -82,6 +87,9 @@ static void handle_message(struct bg_slot *sl)
 			snprintf(p->gen_failure, sizeof(p->gen_failure), "%.*s",
 				 (int)f[0].len, f[0].p);
 			p->gen_failed = sl->generation;
+			if (bg_pool_config_fatal(p, f[0].p, f[0].len) &&
+			    p->ops.on_types_changed)
+				p->ops.on_types_changed(p->arg);
 		}
 		sl->quick_deaths++;
 		bg_slot_kill(sl, "the child reported a fatal error");

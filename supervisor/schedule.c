@@ -70,6 +70,12 @@ static void placement(const struct bg_daemon *d, const struct bg_job *t,
 	}
 }
 
+static bool unloadable(const struct bg_daemon *d, int type)
+{
+	return bg_pool_type_down(d->pool, type, NULL) &&
+	       !bg_pool_breaker_open(d->pool);
+}
+
 /* Place queued tasks in order. Tasks that need a child to themselves keep
  * their order among themselves; once one of them waits for an idle child,
  * tasks that can share are placed only next to tasks already running, so
@@ -84,6 +90,13 @@ void bg_schedule_dispatch(struct bg_daemon *d)
 		const struct bg_agent_type_conf *tc =
 			bg_config_agent_type(d->cfg, t->id.handler_type);
 		int slot = -1, group = -1, limit = 1;
+		/* A type no child can load (read before that was known, or
+		 * sent to the worker stream) waits for one that can. */
+		if (tc && !t->run.cancel_requested &&
+		    unloadable(d, (int)(tc - d->cfg->agent_types))) {
+			prev = t;
+			continue;
+		}
 		if (tc && !t->run.cancel_requested) {
 			placement(d, t, tc, &group, &limit);
 			bool alone = limit <= 1;

@@ -12,9 +12,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "state/state.h"
 #include "supervisor/daemon.h"
 #include "supervisor/log.h"
+#include "supervisor/pool.h"
 #include "supervisor/setup.h"
 #include "supervisor/spawn.h"
 #include "workspace/workspace.h"
@@ -247,4 +250,119 @@ int bg_setup_state(struct bg_daemon *d)
 	}
 	bg_buf_free(&wid);
 	return 0;
+}
+
+/* Whether the pool user may execute the file at path. */
+static int executable(const struct bg_spawn_identity *who, const char *path,
+		      char *why, size_t n)
+{
+	char where[PATH_MAX];
+	struct stat st;
+	if (stat(path, &st) == -1 || access(path, X_OK) == -1)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EACCES;
+	if (!pool_user_reaches(who, path, X_OK, where, sizeof(where))) {
+		if (snprintf(why, n,
+			     "the pool user %s cannot execute it "
+			     "(stopped at %s)",
+			     who->user, where) >= (int)n)
+			why[n - 1] = '\0';
+		return -EACCES;
+	}
+	return 0;
+}
+
+/* argv[0] of an exec agent type's command, found as the child's execvpe()
+ * in the configuration file's directory finds it, as the pool user: a
+ * name with a slash from that directory, else the first PATH entry where
+ * the pool user may execute it. 0, or an explanation in err. */
+static int check_program(const struct bg_config *cfg,
+			 const struct bg_spawn_identity *who, const char *prog,
+			 char *err, size_t n)
+{
+	char dir[PATH_MAX], why[PATH_MAX + 128] = "";
+	snprintf(dir, sizeof(dir), "%s", cfg->path ? cfg->path : "/");
+	char *slash = strrchr(dir, '/');
+	if (slash)
+		slash[slash == dir ? 1 : 0] = '\0';
+	if (strchr(prog, '/')) {
+		char path[2 * PATH_MAX];
+		snprintf(path, sizeof(path), "%s%s%s",
+			 prog[0] == '/' ? "" : dir, prog[0] == '/' ? "" : "/",
+			 prog);
+		int rc = executable(who, path, why, sizeof(why));
+		if (rc && snprintf(err, n, "cannot start program %s: %s", path,
+				   why[0] ? why : strerror(-rc)) >= (int)n)
+			err[n - 1] = '\0';
+		return rc;
+	}
+	const char *env = getenv("PATH");
+	char list[4096];
+	snprintf(list, sizeof(list), "%s",
+		 env && env[0] ? env : "/usr/local/bin:/usr/bin:/bin");
+	int rc = -ENOENT;
+	char *save = NULL;
+	for (char *d = strtok_r(list, ":", &save); d;
+	     d = strtok_r(NULL, ":", &save)) {
+		char cand[2 * PATH_MAX];
+		snprintf(cand, sizeof(cand), "%s%s%s/%s",
+			 d[0] == '/' ? "" : dir, d[0] == '/' ? "" : "/", d,
+			 prog);
+		int r = executable(who, cand, why, sizeof(why));
+		if (r == 0)
+			return 0;
+		if (r != -ENOENT && r != -ENOTDIR)
+			rc = r; /* execvp reports EACCES over ENOENT */
+	}
+	if (snprintf(err, n, "cannot start program %s (searched PATH): %s",
+		     prog, why[0] ? why : strerror(-rc)) >= (int)n)
+		err[n - 1] = '\0';
+	return rc;
+}
+
+static int check_exec(const struct bg_config *cfg,
+		      const struct bg_agent_type_conf *t,
+		      const struct bg_spawn_identity *who, char *err, size_t n)
+{
+	char *argv = NULL, e[200];
+	if (bg_config_command_argv(t->command, &argv, e, sizeof(e))) {
+		snprintf(err, n, "%s", e);
+		return -EINVAL;
+	}
+	json_t *a = json_loads(argv, 0, NULL);
+	free(argv);
+	const char *prog = json_string_value(json_array_get(a, 0));
+	int rc = -EINVAL;
+	if (prog)
+		rc = check_program(cfg, who, prog, err, n);
+	else
+		snprintf(err, n, "no program in command");
+	json_decref(a);
+	return rc;
+}
+
+int bg_setup_check_handlers(const struct bg_config *cfg, const char *child,
+			    const struct bg_spawn_identity *who)
+{
+	int bad = 0;
+	for (int i = 0; i < cfg->n_agent_types; i++) {
+		const struct bg_agent_type_conf *t = &cfg->agent_types[i];
+		char err[1024] = "";
+		int rc = 0;
+		if (t->handler == BG_HANDLER_EXEC)
+			rc = check_exec(cfg, t, who, err, sizeof(err));
+		if (rc == 0) /* the child checks its CONFIG, loads plugins */
+			rc = bg_pool_check_type(cfg, child, who, i, 10000, err,
+						sizeof(err));
+		if (rc == 0)
+			continue;
+		bad++;
+		if (strncmp(err, "agent type '", 12) == 0)
+			fprintf(stderr, "%s: %s\n", cfg->path, err);
+		else
+			fprintf(stderr, "%s: agent type '%s': %s\n", cfg->path,
+				t->name, err);
+	}
+	return bad ? BG_EXIT_CONFIG : 0;
 }

@@ -141,7 +141,7 @@ static void test_defaults_fill_every_key_the_file_omits(void **state)
 	assert_int_equal(cfg.n_agent_types, 1);
 	assert_int_equal(cfg.agent_types[0].handler, BG_HANDLER_PLUGIN);
 	assert_int_equal(cfg.agent_types[0].max_attempts, 1);
-	assert_int_equal(cfg.agent_types[0].timeout_ms, 0);
+	assert_int_equal(cfg.agent_types[0].timeout_ms, 600000);
 	assert_string_equal(cfg.agent_types[0].options_json, "{}");
 	bg_config_free(&cfg);
 }
