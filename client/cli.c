@@ -1160,6 +1160,17 @@ static void worker_info_text(const json_t *w)
 	const char *why = record_str(w, "lifecycle_reason");
 	if (why[0])
 		printf("lifecycle reason: %s\n", why);
+	json_t *age = json_object_get(w, "oldest_active_age_ms");
+	if (json_is_integer(age))
+		printf("oldest active execution: %.1f s\n",
+		       (double)json_integer_value(age) / 1000.0);
+	const char *type;
+	json_t *lag;
+	json_object_foreach(json_object_get(w, "lag"), type, lag) {
+		if (json_is_integer(lag))
+			printf("consumer-group lag of %s: %lld\n", type,
+			       (long long)json_integer_value(lag));
+	}
 	executions_text("active executions",
 			json_object_get(w, "active_executions"));
 	executions_text("recent executions",

@@ -204,6 +204,74 @@ static int put_counts(struct bg_client *c, const char *w, json_t *o, bool *any)
 	return rc;
 }
 
+/* The age of the worker's oldest active execution (its active index,
+ * scored by the time of its last status change: for a RUNNING execution,
+ * when it started running) and the consumer-group lag (XINFO GROUPS,
+ * Redis 7) of each agent type it declares: what shows a stalled worker. */
+static int put_health(struct bg_client *c, const char *w, json_t *o)
+{
+	struct bg_buf key = { 0 };
+	redisReply *r = NULL;
+	int rc = bg_client_key(c, &key, BG_KEY_WORKER_ACTIVE_INDEX, w);
+	if (rc == 0)
+		rc = bg_client_cmd(c, &r, "ZRANGE", key.p, "0", "0",
+				   "WITHSCORES", NULL);
+	json_t *age = json_null();
+	if (rc == 0 && r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+	    r->element[1]->type == REDIS_REPLY_STRING) {
+		int64_t ms = bg_client_now_ms() -
+			     strtoll(r->element[1]->str, NULL, 10);
+		age = json_integer(ms > 0 ? ms : 0);
+	}
+	json_object_set_new(o, "oldest_active_age_ms", age);
+	freeReplyObject(r);
+	json_t *lag = json_object();
+	json_t *types = json_object_get(o, "agent_types");
+	size_t i;
+	json_t *t;
+	json_array_foreach(types, i, t) {
+		if (rc)
+			break;
+		bg_buf_reset(&key);
+		r = NULL;
+		rc = bg_client_key(c, &key, BG_KEY_AGENT_TYPE_CTRL,
+				   json_string_value(t));
+		if (rc == 0)
+			rc = bg_client_cmd(c, &r, "XINFO", "GROUPS", key.p,
+					   NULL);
+		json_t *v = json_null();
+		for (size_t g = 0;
+		     rc == 0 && r && r->type == REDIS_REPLY_ARRAY &&
+		     g < r->elements;
+		     g++) {
+			const redisReply *e = r->element[g];
+			bool ours = false;
+			long long n = -1;
+			for (size_t k = 0; e->type == REDIS_REPLY_ARRAY &&
+					   k + 1 < e->elements;
+			     k += 2) {
+				const char *f = e->element[k]->str;
+				const redisReply *val = e->element[k + 1];
+				if (f && !strcmp(f, "name") && val->str)
+					ours = !strcmp(val->str,
+						       c->cfg.consumer_group);
+				else if (f && !strcmp(f, "lag") &&
+					 val->type == REDIS_REPLY_INTEGER)
+					n = val->integer;
+			}
+			if (ours && n >= 0)
+				v = json_integer(n);
+		}
+		json_object_set_new(lag, json_string_value(t), v);
+		freeReplyObject(r);
+		if (rc == BG_CLIENT_EREDIS)
+			rc = 0; /* no such stream or group yet: no lag */
+	}
+	json_object_set_new(o, "lag", lag);
+	bg_buf_free(&key);
+	return rc;
+}
+
 static int worker_json(struct bg_client *c, const char *w, json_t **out,
 		       bool *any)
 {
@@ -216,6 +284,8 @@ static int worker_json(struct bg_client *c, const char *w, json_t **out,
 		rc = put_admin(c, w, o, any);
 	if (rc == 0)
 		rc = put_counts(c, w, o, any);
+	if (rc == 0)
+		rc = put_health(c, w, o);
 	if (rc) {
 		json_decref(o);
 		o = NULL;

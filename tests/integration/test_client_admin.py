@@ -7,7 +7,8 @@ import json
 import re
 import time
 
-from harness import timeout
+from harness import timeout, wait_until
+import pyclient as pc
 from test_client import (fake_worker, worker_key, admin_workers_key,
                          reload_ack_stream, bygate_json, ok)
 
@@ -427,3 +428,25 @@ def test_reload_wait_fails_on_a_failure_ack_or_a_timeout(h):
 def test_reload_with_no_online_worker_fails(h):
     doc = bygate_json(h, "reload", "planner", code=1)
     assert (doc["dispatched_count"], doc["worker_ids"]) == (0, [])
+
+
+@timeout(60)
+def test_workers_show_the_oldest_active_execution_and_the_lag(h):
+    """A stalled worker shows: `bygate workers` gives the age of its oldest
+    active execution and the consumer-group lag of each agent type."""
+    h.start_bygated({"agent_types": [h.agent_type("sleep")]})
+    c = h.client()
+    doc = bygate_json(h, "workers", "info", h.worker_id)
+    assert doc["oldest_active_age_ms"] is None
+    assert doc["lag"] == {"sleep": 0}
+    pc.send(c, h.keys, "s-old", "sleep", "5000")
+    wait_until(lambda: bygate_json(h, "workers", "info", h.worker_id)
+               ["oldest_active_age_ms"] is not None, 10, 0.05,
+               "the task to be active")
+    time.sleep(0.3)  # the age grows while the task runs
+    doc = bygate_json(h, "workers", "info", h.worker_id)
+    assert doc["oldest_active_age_ms"] >= 300
+    assert doc["lag"] == {"sleep": 0}
+    text = ok(h.bygate("workers", "info", h.worker_id)).stdout
+    assert "oldest active execution:" in text
+    assert "consumer-group lag of sleep: 0" in text
