@@ -2,8 +2,8 @@
  * an attempt (result, handler error, child death, dead letter, terminal
  * replay) is written as a single MULTI/EXEC whose last command is the XACK,
  * so an entry is pending exactly when its finish was not applied. What the
- * transaction holds is built by finish_build.c; this file sends it and
- * sees it applied.
+ * transaction holds is built by finish_build.c; this file reads the
+ * execution record it is built on, sends it and sees it applied.
  *
  * The transaction is built once into a blob (a command list of
  * common/cmdlist.h: u32 count; per command u32 argc; per argument u32
@@ -328,9 +328,9 @@ static int replay_blob(const struct bg_job *t)
 		       : -EBADMSG;
 }
 
-void bg_finish(struct bg_daemon *d, struct bg_job *t)
+/* Build (or take the replayed) blob and send it. */
+static void build_and_send(struct bg_daemon *d, struct bg_job *t)
 {
-	t->fin.finish_tries = 0;
 	int rc = t->end.end_kind == BG_END_REPLAY ? replay_blob(t)
 						  : bg_finish_build(d, t);
 	if (rc != 0) {
@@ -343,6 +343,111 @@ void bg_finish(struct bg_daemon *d, struct bg_job *t)
 		return;
 	}
 	send_finish(d, t);
+}
+
+/* ---- the record read (WIRE 5.9, 6.10) ---- */
+
+/* A finish that writes the execution record is built on the record as
+ * Redis has it, not on the copy taken at pickup: a client may have written
+ * it since (cancel_task: CANCELLING, cancel_requested, cancel_reason and
+ * a timeline step), and the reference's mark_execution_finished re-reads
+ * it too. One HGET on the write connection, so it comes after our own
+ * RUNNING write; the job is FINISH_SENT meanwhile, so it holds no child
+ * and no CANCEL_TASK can change its outcome. A read lost with the
+ * connection leaves it FINISH_UNKNOWN with no blob: read again when the
+ * connection is back (bg_finish_resend_unknown). */
+struct record_read {
+	struct bg_daemon *d;
+	uint64_t tag; /* the job, looked up again: it may be freed at exit */
+};
+
+static bool wants_record(const struct bg_job *t)
+{
+	return t->end.end_kind != BG_END_REPLAY &&
+	       t->end.end_kind != BG_END_ACK_ONLY && t->id.record_exists &&
+	       t->id.reg_key != NULL;
+}
+
+/* The stored record becomes the finish's base, and its status the
+ * counters' old status when the record is this worker's (WIRE 5.9: "if
+ * old status belonged to this worker"), as at pickup. A missing or
+ * malformed record leaves our copy as the base. */
+static void rebase(struct bg_daemon *d, struct bg_job *t, const redisReply *r)
+{
+	struct bg_record rec = { 0 };
+	struct bg_buf b = { 0 };
+	if (r->type != REDIS_REPLY_STRING || !bg_json_valid(r->str, r->len) ||
+	    bg_record_read(&rec, (struct bg_str){ r->str, r->len }) != 0)
+		return;
+	if (bg_buf_append(&b, r->str, r->len) == 0) {
+		char was[sizeof(t->id.prev_status)];
+		bool mine = bg_str_eq(rec.worker_id, d->worker_id);
+		snprintf(was, sizeof(was), "%s", t->id.prev_status);
+		snprintf(t->id.prev_status, sizeof(t->id.prev_status), "%.*s",
+			 mine ? (int)rec.status.len : 0, rec.status.p);
+		if (strcmp(was, t->id.prev_status) != 0) {
+			struct bg_log_ids ids = bg_job_log_ids(t);
+			bg_log_task(BG_LOG_INFO, &ids,
+				    "execution record changed to %.*s (worker "
+				    "%.*s) since it was read or written here: "
+				    "finished from it",
+				    (int)rec.status.len, rec.status.p,
+				    (int)rec.worker_id.len, rec.worker_id.p);
+		}
+		bg_buf_free(&t->id.record);
+		t->id.record = b;
+	}
+	bg_record_free(&rec);
+}
+
+static void on_record(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	struct record_read *rr = priv;
+	struct bg_daemon *d = rr->d;
+	if (r != NULL && bg_fault_hit("finish.record_read_lost")) {
+		/* The reply is dropped with the connection. */
+		bg_rconn_drop(d->wr, "fault injection: record read reply lost");
+		r = NULL;
+	}
+	struct bg_job *t = bg_job_find(d, rr->tag);
+	free(rr);
+	if (t == NULL)
+		return;
+	if (r == NULL) {
+		bg_job_move(t, BG_JOB_FINISH_UNKNOWN);
+		return;
+	}
+	rebase(d, t, r);
+	build_and_send(d, t);
+}
+
+static void read_record(struct bg_daemon *d, struct bg_job *t)
+{
+	char field[64];
+	struct record_read *rr = malloc(sizeof(*rr));
+	if (rr == NULL) {
+		build_and_send(d, t); /* on our copy */
+		return;
+	}
+	*rr = (struct record_read){ d, t->tag };
+	snprintf(field, sizeof(field), "exec:%s", t->id.execution_id);
+	bg_job_move(t, BG_JOB_FINISH_SENT);
+	if (bg_rconn_cmdv(d->wr, on_record, rr, 0,
+			  (const char *const[]){ "HGET", t->id.reg_key, field,
+						 NULL }) != 0) {
+		free(rr);
+		bg_job_move(t, BG_JOB_FINISH_UNKNOWN);
+	}
+}
+
+void bg_finish(struct bg_daemon *d, struct bg_job *t)
+{
+	t->fin.finish_tries = 0;
+	if (wants_record(t))
+		read_record(d, t);
+	else
+		build_and_send(d, t);
 }
 
 /* Replay a finish read from the journal (recovery): the entry is still
@@ -398,7 +503,8 @@ void bg_finish_release_held(struct bg_daemon *d)
 
 /* After the write connection is back: a finish whose EXEC outcome is
  * unknown is re-sent only if Redis still lists the entry as pending (the
- * transaction is all or nothing, XACK included). */
+ * transaction is all or nothing, XACK included); one whose record read
+ * was lost reads it again. */
 static void on_pending_check(struct bg_rconn *c, redisReply *r, void *priv)
 {
 	(void)c;
@@ -419,6 +525,11 @@ void bg_finish_resend_unknown(struct bg_daemon *d)
 	for (struct bg_job *t = d->all.next; t != &d->all; t = t->next) {
 		if (t->state != BG_JOB_FINISH_UNKNOWN)
 			continue;
+		/* no blob yet: its record read was lost */
+		if (t->fin.finish_blob.len == 0) {
+			read_record(d, t);
+			continue;
+		}
 		bg_job_move(t, BG_JOB_FINISH_SENT);
 		if (bg_rconn_cmdv(d->wr, on_pending_check, t, 0,
 				  (const char *const[]){

@@ -139,7 +139,22 @@ static void json_str(struct bg_buf *b, const char *s)
 	bg_json_escape(b, s, strlen(s));
 }
 
-/* The record's final state: status, timeline, finished_at, error fields. */
+/* Does the stored record already carry a cancel request (a client's
+ * cancel_task, or the lazy cancel read at pickup)? */
+static bool says_cancel(struct bg_str record)
+{
+	struct bg_record r = { 0 };
+	bool yes = bg_record_read(&r, record) == 0 && r.cancel_requested;
+	bg_record_free(&r);
+	return yes;
+}
+
+/* The record's final state: status, timeline, finished_at, error fields,
+ * spliced into the record as Redis had it at the finish (finish.c reads
+ * it): what a client wrote meanwhile (a cancel) is kept. A cancel this
+ * worker received with no request on the record (a CANCEL_TASK written by
+ * hand) is written there, cancel_requested and its reason, as the
+ * reference's worker marks the execution when the command arrives. */
 static void add_record(struct bg_daemon *d, struct bg_job *t,
 		       struct bg_cmdlist *x, const struct outcome_view *v,
 		       struct bg_buf *rec)
@@ -168,13 +183,17 @@ static void add_record(struct bg_daemon *d, struct bg_job *t,
 		errs.failed_stage = (struct bg_str){ e[2].p, e[2].len };
 		errs.error_type = (struct bg_str){ e[3].p, e[3].len };
 	}
-	struct bg_record_update u = { .status = v->status,
-				      .worker_id = S(""),
-				      .now_ms = bg_now_ms(),
-				      .errors = &errs };
-	if (bg_record_update(
-		    rec, (struct bg_str){ t->id.record.p, t->id.record.len },
-		    &u) == 0) {
+	struct bg_str base = { t->id.record.p, t->id.record.len };
+	struct bg_record_update u = {
+		.status = v->status,
+		.worker_id = S(""),
+		.now_ms = bg_now_ms(),
+		.cancel = t->run.cancel_requested && !says_cancel(base),
+		.cancel_reason = S(t->run.cancel_reason ? t->run.cancel_reason
+							: "cancelled"),
+		.errors = &errs
+	};
+	if (bg_record_update(rec, base, &u) == 0) {
 		char field[64];
 		snprintf(field, sizeof(field), "exec:%s", t->id.execution_id);
 		TXN(x, S("HSET"), S(t->id.reg_key), S(field),

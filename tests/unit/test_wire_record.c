@@ -423,6 +423,89 @@ static void test_update_marks_cancel_requested(void **state)
 	bg_buf_free(&rec);
 }
 
+/* WIRE 6.10, issue 11 item 4: the finish is spliced into the record as
+ * the client left it (mark_execution_cancelling), so the cancel request,
+ * its reason and the CANCELLING step survive, and reading that record
+ * gives the status and owner the counters move from (WIRE 5.9). */
+static void
+test_a_cancel_through_its_lifecycle_keeps_the_clients_members(void **state)
+{
+	struct bg_buf rec = { 0 };
+	assert_int_equal(bg_record_build_queued(&rec, &client_send), 0);
+	struct bg_record_update run = { .status = BG_STR_LIT("RUNNING"),
+					.worker_id = BG_STR_LIT("worker-01"),
+					.now_ms = 200 };
+	update(&rec, &run);
+	struct bg_record_update client = { .status = BG_STR_LIT("CANCELLING"),
+					   .now_ms = 300,
+					   .cancel = true,
+					   .cancel_reason =
+						   BG_STR_LIT("user aborted") };
+	update(&rec, &client);
+
+	struct bg_record r = { 0 };
+	assert_int_equal(bg_record_read(&r, (struct bg_str){ rec.p, rec.len }),
+			 0);
+	assert_true(bg_str_eq(r.status, "CANCELLING"));
+	assert_true(bg_str_eq(r.worker_id, "worker-01"));
+	assert_true(r.cancel_requested);
+	bg_record_free(&r);
+
+	set_status(&rec, "CANCELLED", 400); /* the worker's finish */
+	json_t *j = parse(&rec);
+	json_t *want = json_pack("[{s:s,s:I},{s:s,s:i},{s:s,s:i},{s:s,s:i}]",
+				 "status", "QUEUED", "timestamp",
+				 (json_int_t)1718000000100, "status", "RUNNING",
+				 "timestamp", 200, "status", "CANCELLING",
+				 "timestamp", 300, "status", "CANCELLED",
+				 "timestamp", 400);
+	assert_json_equal(json_incref(json_object_get(j, "timeline")), want);
+	assert_true(json_is_true(json_object_get(j, "cancel_requested")));
+	assert_string_equal(
+		json_string_value(json_object_get(j, "cancel_reason")),
+		"user aborted");
+	assert_int_equal(json_integer_value(json_object_get(j, "finished_at")),
+			 400);
+	json_decref(j);
+
+	struct bg_buf snap = { 0 };
+	assert_int_equal(bg_record_snapshot(&snap,
+					    (struct bg_str){ rec.p, rec.len }),
+			 0);
+	j = parse(&snap);
+	assert_string_equal(json_string_value(json_object_get(j, "status")),
+			    "CANCELLED");
+	assert_true(json_is_true(json_object_get(j, "cancel_requested")));
+	assert_string_equal(
+		json_string_value(json_object_get(j, "cancel_reason")),
+		"user aborted");
+	json_decref(j);
+	bg_buf_free(&snap);
+	bg_buf_free(&rec);
+}
+
+/* A cancel nobody wrote on the record is written with the finish: the
+ * members are added once, after the others, and the timeline gets only
+ * the final step. */
+static void test_a_finish_can_write_the_cancel_request_itself(void **state)
+{
+	struct bg_buf rec = { 0 };
+	bg_buf_puts(&rec, "{\"status\": \"RUNNING\", \"timeline\": "
+			  "[{\"status\": \"RUNNING\", \"timestamp\": 2}]}");
+	struct bg_record_update u = { .status = BG_STR_LIT("CANCELLED"),
+				      .now_ms = 5,
+				      .cancel = true,
+				      .cancel_reason =
+					      BG_STR_LIT("user aborted") };
+	update(&rec, &u);
+	assert_non_null(strstr(rec.p, ",\"cancel_requested\":true,"
+				      "\"cancel_reason\":\"user aborted\"}"));
+	json_t *j = parse(&rec);
+	assert_int_equal(json_array_size(json_object_get(j, "timeline")), 2);
+	json_decref(j);
+	bg_buf_free(&rec);
+}
+
 static void test_update_writes_completion_fields_from_metadata(void **state)
 {
 	struct bg_record_errors e = { 0 };
@@ -553,6 +636,10 @@ int main(void)
 			test_update_sets_finished_at_only_for_terminal_statuses),
 		cmocka_unit_test(test_update_sets_worker_only_when_given),
 		cmocka_unit_test(test_update_marks_cancel_requested),
+		cmocka_unit_test(
+			test_a_cancel_through_its_lifecycle_keeps_the_clients_members),
+		cmocka_unit_test(
+			test_a_finish_can_write_the_cancel_request_itself),
 		cmocka_unit_test(
 			test_update_writes_completion_fields_from_metadata),
 		cmocka_unit_test(
