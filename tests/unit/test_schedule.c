@@ -41,6 +41,17 @@ bool bg_pool_breaker_open(const struct bg_pool *p)
 	return pool.breaker;
 }
 
+/* Agent types whose handler cannot start (none here unless a test says). */
+static bool type_down[4];
+
+bool bg_pool_type_down(const struct bg_pool *p, int type, const char **why)
+{
+	(void)p;
+	if (why)
+		*why = "test";
+	return type >= 0 && type < 4 && type_down[type];
+}
+
 int bg_pool_shared_children(const struct bg_pool *p)
 {
 	(void)p;
@@ -119,6 +130,7 @@ static char *streams[] = { "ctrl:worker:w", "ctrl:agent_type:solo",
 static struct bg_daemon *daemon_new(int size)
 {
 	memset(&pool, 0, sizeof(pool));
+	memset(type_down, 0, sizeof(type_down));
 	pool.size = pool.alive = size;
 	n_started = n_cancelled = n_failed = n_picks = 0;
 	types[0] = (struct bg_agent_type_conf){ .name = "solo",
@@ -236,6 +248,25 @@ static void test_cancelled_and_unknown_jobs_end_at_dispatch(void **state)
 	daemon_free(d);
 }
 
+/* A job of an agent type whose handler cannot start waits in the queue
+ * (for a child that loads it) instead of going to a child without it. */
+static void test_a_job_of_an_unloadable_type_waits(void **state)
+{
+	(void)state;
+	struct bg_daemon *d = daemon_new(2);
+	type_down[0] = true; /* "solo" */
+	queue(d, "1-0", "solo");
+	queue(d, "2-0", "many");
+	bg_schedule_dispatch(d);
+	assert_int_equal(n_started, 1);
+	assert_string_equal(started[0], "2-0@0");
+	assert_int_equal(d->n_queued, 1);
+	type_down[0] = false; /* a child loads it again */
+	bg_schedule_dispatch(d);
+	assert_string_equal(started[1], "1-0@1");
+	daemon_free(d);
+}
+
 static void test_read_capacity(void **state)
 {
 	(void)state;
@@ -275,6 +306,7 @@ int main(void)
 			test_a_waiting_alone_job_keeps_the_next_idle_child),
 		cmocka_unit_test(
 			test_cancelled_and_unknown_jobs_end_at_dispatch),
+		cmocka_unit_test(test_a_job_of_an_unloadable_type_waits),
 		cmocka_unit_test(test_read_capacity),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
