@@ -42,8 +42,9 @@ enum bg_job_state {
 				  Redis first (a cancel's caller) */
 	BG_JOB_FINISH_HELD,    /* finish built; the lease's fencing window
 				  holds it back */
-	BG_JOB_FINISH_SENT,    /* finish transaction (or its ownership
-				  check) in flight */
+	BG_JOB_FINISH_SENT,    /* finish transaction in flight, or what
+				  comes before it: the read of the current
+				  record, the ownership check */
 	BG_JOB_FINISH_BACKOFF, /* EXEC refused: sent again after back-off */
 	BG_JOB_FINISH_UNKNOWN, /* EXEC outcome unknown (connection lost):
 				  resolved by XPENDING after the reconnect */
