@@ -189,7 +189,7 @@ int bg_child_call_done(struct bg_ctx *ctx, struct bg_str text, json_t **result)
 {
 	const struct op *o = find_op(ctx->call_op);
 	ctx->call_op = NULL;
-	*result = json_loadb(text.p, text.len, 0, NULL);
+	*result = json_loadb(text.p, text.len, JSON_ALLOW_NUL, NULL);
 	if (!json_is_object(*result)) {
 		json_decref(*result);
 		*result = NULL;
@@ -249,7 +249,7 @@ static int sdk_call_text(struct bg_ctx *ctx, const char *op, json_t *args,
 /* JSON text s parsed (any value), or NULL. */
 static json_t *parse(const char *s)
 {
-	return s ? json_loads(s, JSON_DECODE_ANY, NULL) : NULL;
+	return s ? json_loads(s, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : NULL;
 }
 
 int bg_ctx_call_agent(struct bg_ctx *ctx, const char *target_agent_type,

@@ -291,9 +291,11 @@ void bg_child_unload(struct bg_child_proc *c);
 
 struct bg_task {
 	const char *f[BG_TF__COUNT]; /* NUL-terminated copies, in store */
+	size_t n[BG_TF__COUNT];	     /* their lengths (a field may hold 0s) */
 	char *store;
 	json_t *body;
 	const char *content; /* into body, content_dump or "" */
+	size_t content_len;  /* whole, U+0000 included */
 	char *content_dump;
 };
 
@@ -314,8 +316,9 @@ struct bg_ctx *bg_child_ctx_new(struct bg_child_proc *c,
  * and free ctx. */
 void bg_child_finish(struct bg_child_proc *c, struct bg_ctx *ctx);
 /* The validating core of bg_ctx_chunk_ex & co; kind is "chunk", "state",
- * "artifact" or "sub_step". */
-int bg_child_emit(struct bg_ctx *ctx, const char *kind, const char *text,
+ * "artifact" or "sub_step"; text is sent whole, U+0000 included (text.p
+ * NULL: -EINVAL). */
+int bg_child_emit(struct bg_ctx *ctx, const char *kind, struct bg_str text,
 		  const char *event_type, const char *content_type,
 		  const char *metadata_json);
 /* bg_ctx_result_json() without its one-result rule (the exec protocol
@@ -323,6 +326,8 @@ int bg_child_emit(struct bg_ctx *ctx, const char *kind, const char *text,
 int bg_child_result(struct bg_ctx *ctx, const char *status,
 		    const char *content_json, const char *reply_data_json,
 		    const char *metadata_json);
+/* bg_ctx_fail() with a message of any bytes, U+0000 included. */
+int bg_child_fail(struct bg_ctx *ctx, struct bg_str message);
 /* Fail the task with msg, replacing any result. */
 void bg_child_fail_task(struct bg_ctx *ctx, const char *msg);
 /* Fail the task with error_code RESOURCE_LIMIT naming `limit` (a sandbox

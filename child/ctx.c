@@ -79,17 +79,17 @@ static struct bg_str opt(const char *s)
 	return bg_str_c(s); /* NULL -> "" = the default on the wire */
 }
 
-int bg_child_emit(struct bg_ctx *ctx, const char *kind, const char *text,
+int bg_child_emit(struct bg_ctx *ctx, const char *kind, struct bg_str text,
 		  const char *event_type, const char *content_type,
 		  const char *metadata_json)
 {
-	if (ctx == NULL || text == NULL || check_event_type(event_type) ||
+	if (ctx == NULL || text.p == NULL || check_event_type(event_type) ||
 	    check_content_type(content_type) ||
 	    check_json(metadata_json, WANT_OBJECT))
 		return -EINVAL;
 	struct bg_str v[BG_EF__COUNT] = {
 		[BG_EF_KIND] = bg_str_c(kind),
-		[BG_EF_CONTENT] = bg_str_c(text),
+		[BG_EF_CONTENT] = text,
 		[BG_EF_EVENT_TYPE] = opt(event_type),
 		[BG_EF_CONTENT_TYPE] = opt(content_type),
 		[BG_EF_METADATA] = opt(metadata_json),
@@ -97,38 +97,45 @@ int bg_child_emit(struct bg_ctx *ctx, const char *kind, const char *text,
 	return bg_child_send(ctx->c, BG_REC_EVENT, ctx->tag, v, BG_EF__COUNT);
 }
 
+/* A C string's view; NULL stays NULL (refused by bg_child_emit). */
+static struct bg_str text_of(const char *s)
+{
+	return s ? bg_str_c(s) : (struct bg_str){ NULL, 0 };
+}
+
 int bg_ctx_chunk(struct bg_ctx *ctx, const char *text)
 {
-	return bg_child_emit(ctx, "chunk", text, NULL, NULL, NULL);
+	return bg_child_emit(ctx, "chunk", text_of(text), NULL, NULL, NULL);
 }
 
 int bg_ctx_chunk_ex(struct bg_ctx *ctx, const char *text,
 		    const char *event_type, const char *content_type,
 		    const char *metadata_json)
 {
-	return bg_child_emit(ctx, "chunk", text, event_type, content_type,
-			     metadata_json);
+	return bg_child_emit(ctx, "chunk", text_of(text), event_type,
+			     content_type, metadata_json);
 }
 
 int bg_ctx_state(struct bg_ctx *ctx, const char *text)
 {
-	return bg_child_emit(ctx, "state", text, NULL, NULL, NULL);
+	return bg_child_emit(ctx, "state", text_of(text), NULL, NULL, NULL);
 }
 
 int bg_ctx_artifact(struct bg_ctx *ctx, const char *url)
 {
-	return bg_child_emit(ctx, "artifact", url, NULL, NULL, NULL);
+	return bg_child_emit(ctx, "artifact", text_of(url), NULL, NULL, NULL);
 }
 
 int bg_ctx_sub_step(struct bg_ctx *ctx, const char *title)
 {
-	return bg_child_emit(ctx, "sub_step", title, NULL, NULL, NULL);
+	return bg_child_emit(ctx, "sub_step", text_of(title), NULL, NULL, NULL);
 }
 
-/* Validate and pack the result; `content` is raw JSON already checked. */
+/* Validate and pack the result; `content` is raw JSON already checked,
+ * `error` text (NULL = none). */
 static int set_result(struct bg_ctx *ctx, const char *status,
 		      const char *content, const char *reply_data_json,
-		      const char *metadata_json, const char *error)
+		      const char *metadata_json, const struct bg_str *error)
 {
 	if (check_status(status) || check_json(reply_data_json, WANT_ANY) ||
 	    check_json(metadata_json, WANT_OBJECT))
@@ -138,7 +145,7 @@ static int set_result(struct bg_ctx *ctx, const char *status,
 		[BG_RF_CONTENT] = opt(content),
 		[BG_RF_REPLY_DATA] = opt(reply_data_json),
 		[BG_RF_METADATA] = opt(metadata_json),
-		[BG_RF_ERROR] = opt(error),
+		[BG_RF_ERROR] = error ? *error : opt(NULL),
 		[BG_RF_EXTRA_PAYLOAD] = opt(ctx->extra_payload),
 		[BG_RF_INTERRUPTED] = opt(ctx->interrupted ? "1" : NULL),
 	};
@@ -216,45 +223,51 @@ int bg_ctx_extra_payload(struct bg_ctx *ctx, const char *object_json)
 }
 
 /* FAILED with reply {"error": msg} and the record's error fields in the
- * metadata; error_code and limit are added when not NULL. */
-static int fail_with(struct bg_ctx *ctx, const char *msg,
+ * metadata; error_code and limit are added when not NULL. msg is kept
+ * whole, U+0000 included. */
+static int fail_with(struct bg_ctx *ctx, struct bg_str msg,
 		     const char *error_type, const char *error_code,
 		     const char *limit)
 {
-	json_t *meta_j = json_pack("{s:s,s:s,s:s}", "error_type", error_type,
-				   "error_message", msg, "failed_stage",
-				   "process_command");
+	json_t *meta_j = json_pack("{s:s,s:s%,s:s}", "error_type", error_type,
+				   "error_message", msg.p, msg.len,
+				   "failed_stage", "process_command");
 	if (meta_j && error_code)
 		json_object_set_new(meta_j, "error_code",
 				    json_string(error_code));
 	if (meta_j && limit)
 		json_object_set_new(meta_j, "resource_limit",
 				    json_string(limit));
-	char *reply = dump(json_pack("{s:s}", "error", msg));
+	char *reply = dump(json_pack("{s:s%}", "error", msg.p, msg.len));
 	char *meta = dump(meta_j);
 	int rc = reply && meta
-			 ? set_result(ctx, "FAILED", NULL, reply, meta, msg)
+			 ? set_result(ctx, "FAILED", NULL, reply, meta, &msg)
 			 : -EINVAL;
 	free(reply);
 	free(meta);
 	return rc;
 }
 
-int bg_ctx_fail(struct bg_ctx *ctx, const char *message)
+int bg_child_fail(struct bg_ctx *ctx, struct bg_str message)
 {
 	if (ctx == NULL)
 		return -EINVAL;
 	if (ctx->has_result)
 		return -EALREADY;
-	return fail_with(ctx, message ? message : "handler failed",
-			 "HandlerError", NULL, NULL);
+	return fail_with(ctx, message, "HandlerError", NULL, NULL);
+}
+
+int bg_ctx_fail(struct bg_ctx *ctx, const char *message)
+{
+	return bg_child_fail(ctx,
+			     bg_str_c(message ? message : "handler failed"));
 }
 
 void bg_child_fail_limit(struct bg_ctx *ctx, const char *msg, const char *limit)
 {
 	ctx->has_result = false;
-	if (fail_with(ctx, msg, "ResourceLimitExceeded", "RESOURCE_LIMIT",
-		      limit))
+	if (fail_with(ctx, bg_str_c(msg), "ResourceLimitExceeded",
+		      "RESOURCE_LIMIT", limit))
 		bg_child_fail_task(ctx, "resource limit reached");
 }
 

@@ -15,33 +15,54 @@
 
 /* ---- bygate -> program --------------------------------------------------- */
 
-/* JSON text of a task field, or NULL when empty or invalid. */
+/* JSON text of a task field, or NULL when empty or invalid. Strings in
+ * it may hold U+0000 ("\u0000"). */
 static json_t *field_json(const struct bg_ctx *ctx, int f)
 {
-	const char *s = ctx->task->f[f];
-	return s[0] ? json_loads(s, JSON_DECODE_ANY, NULL) : NULL;
+	const struct bg_task *t = ctx->task;
+	return t->n[f] ? json_loadb(t->f[f], t->n[f],
+				    JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL)
+		       : NULL;
 }
 
+/* The header's strings, each whole (user_name may hold U+0000). */
 static json_t *header(const struct bg_ctx *ctx)
 {
-	const char *const *f = ctx->task->f;
-	json_t *meta = field_json(ctx, BG_TF_METADATA);
-	if (!json_is_object(meta)) {
-		json_decref(meta);
-		meta = json_object();
+	static const struct {
+		const char *key;
+		int f;
+	} keys[] = {
+		{ "message_id", BG_TF_MESSAGE_ID },
+		{ "session_id", BG_TF_SESSION_ID },
+		{ "trace_id", BG_TF_TRACE_ID },
+		{ "source_agent_type", BG_TF_SOURCE_AGENT_TYPE },
+		{ "target_agent_type", BG_TF_AGENT_TYPE },
+		{ "parent_message_id", BG_TF_PARENT_MESSAGE_ID },
+		{ "task_group_id", BG_TF_TASK_GROUP_ID },
+		{ "user_code", BG_TF_USER_CODE },
+		{ "user_name", BG_TF_USER_NAME },
+		{ "metadata", BG_TF_METADATA },
+		{ "trace_parent_span_id", BG_TF_TRACE_PARENT_SPAN_ID },
+		{ "langfuse_parent_observation_id",
+		  BG_TF_LANGFUSE_PARENT_OBSERVATION_ID },
+	};
+	const struct bg_task *t = ctx->task;
+	json_t *h = json_object();
+	for (size_t i = 0; h && i < sizeof(keys) / sizeof(*keys); i++) {
+		int f = keys[i].f;
+		json_t *v = f == BG_TF_METADATA
+				    ? field_json(ctx, f)
+				    : json_stringn(t->f[f], t->n[f]);
+		if (f == BG_TF_METADATA && !json_is_object(v)) {
+			json_decref(v);
+			v = json_object();
+		}
+		if (json_object_set_new(h, keys[i].key, v)) {
+			json_decref(h);
+			h = NULL;
+		}
 	}
-	return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:o,s:s,s:s}",
-			 "message_id", f[BG_TF_MESSAGE_ID], "session_id",
-			 f[BG_TF_SESSION_ID], "trace_id", f[BG_TF_TRACE_ID],
-			 "source_agent_type", f[BG_TF_SOURCE_AGENT_TYPE],
-			 "target_agent_type", f[BG_TF_AGENT_TYPE],
-			 "parent_message_id", f[BG_TF_PARENT_MESSAGE_ID],
-			 "task_group_id", f[BG_TF_TASK_GROUP_ID], "user_code",
-			 f[BG_TF_USER_CODE], "user_name", f[BG_TF_USER_NAME],
-			 "metadata", meta, "trace_parent_span_id",
-			 f[BG_TF_TRACE_PARENT_SPAN_ID],
-			 "langfuse_parent_observation_id",
-			 f[BG_TF_LANGFUSE_PARENT_OBSERVATION_ID]);
+	return h;
 }
 
 /* Dump j (consumed) as one line into out. */
@@ -137,17 +158,29 @@ static struct bg_ctx *find_task(struct line *l)
 		snprintf(tag, sizeof(tag), "%llu", (unsigned long long)x->tag);
 		if ((json_is_integer(t) &&
 		     json_integer_value(t) == (json_int_t)x->tag) ||
-		    (json_is_string(t) && !strcmp(json_string_value(t), tag)))
+		    (json_is_string(t) &&
+		     json_string_length(t) == strlen(tag) &&
+		     !strcmp(json_string_value(t), tag)))
 			return x;
 	}
 	return t == NULL && n == 1 ? only : NULL;
 }
 
-/* Optional string member; false when present and not a string. */
+/* Optional string member; false when present and not a string, or (a
+ * code: status, event_type) holding U+0000. */
 static bool opt_str(json_t *o, const char *key, const char **out)
 {
 	json_t *v = json_object_get(o, key);
 	*out = json_string_value(v);
+	return v == NULL ||
+	       (json_is_string(v) && strlen(*out) == json_string_length(v));
+}
+
+/* Optional text member, whole (U+0000 kept); p NULL when absent. */
+static bool opt_text(json_t *o, const char *key, struct bg_str *out)
+{
+	json_t *v = json_object_get(o, key);
+	*out = (struct bg_str){ json_string_value(v), json_string_length(v) };
 	return v == NULL || json_is_string(v);
 }
 
@@ -161,18 +194,19 @@ static int opt_json(json_t *o, const char *key, char **out)
 
 static int on_event(struct line *l)
 {
-	const char *text, *et, *ct = NULL;
+	const char *et, *ct = NULL;
+	struct bg_str text;
 	char ct_buf[24], *meta = NULL;
 	json_t *ctv = json_object_get(l->j, "content_type");
 	if (json_is_integer(ctv)) {
 		snprintf(ct_buf, sizeof(ct_buf), "%lld",
 			 (long long)json_integer_value(ctv));
 		ct = ct_buf;
-	} else if (ctv && !(ct = json_string_value(ctv))) {
+	} else if (ctv && !opt_str(l->j, "content_type", &ct)) {
 		return bad_field(l, "content_type must be a string or a "
 				    "number");
 	}
-	if (!opt_str(l->j, "content", &text) || text == NULL)
+	if (!opt_text(l->j, "content", &text) || text.p == NULL)
 		return bad_field(l, "content must be a string");
 	if (!opt_str(l->j, "event_type", &et))
 		return bad_field(l, "event_type must be a string");
@@ -192,19 +226,21 @@ static int on_event(struct line *l)
 
 static int on_result(struct line *l)
 {
-	const char *status, *error;
+	const char *status;
+	struct bg_str error;
 	char *content = NULL, *reply = NULL, *meta = NULL, *extra = NULL;
 	if (!opt_str(l->j, "status", &status) ||
-	    !opt_str(l->j, "error", &error))
-		return bad_field(l, "status and error must be strings");
+	    !opt_text(l->j, "error", &error))
+		return bad_field(l, "status and error must be strings (status "
+				    "without U+0000)");
 	int rc = opt_json(l->j, "extra_payload", &extra);
 	if (rc == 0 && extra && strcmp(extra, "null") != 0 &&
 	    (rc = bg_ctx_extra_payload(l->ctx, extra)))
 		rc = -EINVAL;
 	free(extra);
-	if (rc == 0 && error)
-		rc = bg_ctx_fail(l->ctx, error);
-	if (error == NULL && !(rc = opt_json(l->j, "content", &content)) &&
+	if (rc == 0 && error.p)
+		rc = bg_child_fail(l->ctx, error);
+	if (error.p == NULL && !(rc = opt_json(l->j, "content", &content)) &&
 	    !(rc = opt_json(l->j, "reply_data", &reply)) &&
 	    !(rc = opt_json(l->j, "metadata", &meta)))
 		rc = bg_child_result(l->ctx, status, content, reply, meta);
@@ -300,10 +336,8 @@ static int quote_violation(struct line *l, const char *what, const char *p,
 
 static int dispatch(struct line *l)
 {
-	json_t *type = json_object_get(l->j, "type");
-	if (!json_is_string(type))
+	if (!opt_str(l->j, "type", &l->type) || l->type == NULL)
 		return violation(l, "a line without a \"type\" string");
-	l->type = json_string_value(type);
 	bool ev = ONE_OF(l->type, event_kinds);
 	bool req = ONE_OF(l->type, requests);
 	if (!ev && !req && strcmp(l->type, "result")) {
@@ -325,7 +359,7 @@ int bg_proto_handle_line(struct bg_child_proc *c, struct bg_prog *prog,
 			 const char *line, size_t len)
 {
 	struct line l = { .c = c, .prog = prog };
-	l.j = json_loadb(line, len, 0, NULL);
+	l.j = json_loadb(line, len, JSON_ALLOW_NUL, NULL);
 	int rc = json_is_object(l.j)
 			 ? dispatch(&l)
 			 : quote_violation(&l,

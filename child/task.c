@@ -1,7 +1,8 @@
 /* child/task.c - decoding of TASK records into the struct bg_task a plugin
  * reads, and the bg_task_* accessors of include/bygate/handler.h. Every
- * field is copied (NUL-terminated) so the ring may be reused while the
- * handler runs; the body is parsed once, for bg_task_content(). */
+ * field is copied (NUL-terminated, its length kept: a field may hold 0
+ * bytes) so the ring may be reused while the handler runs; the body is
+ * parsed once, for bg_task_content(). */
 #include "child/child.h"
 
 #include <errno.h>
@@ -41,28 +42,35 @@ static int copy_fields(struct bg_task *t, const struct bg_str *v)
 		memcpy(w, v[i].p, v[i].len);
 		w[v[i].len] = '\0';
 		t->f[i] = w;
+		t->n[i] = v[i].len;
 		w += v[i].len + 1;
 	}
-	if (t->f[BG_TF_METADATA][0] == '\0')
+	if (t->n[BG_TF_METADATA] == 0) {
 		t->f[BG_TF_METADATA] = "{}";
+		t->n[BG_TF_METADATA] = 2;
+	}
 	return 0;
 }
 
-/* body.content: a string's text, another value's compact JSON, or "". */
+/* body.content: a string's text (whole, U+0000 included), another
+ * value's compact JSON, or "". */
 static int extract_content(struct bg_task *t)
 {
 	json_t *c = json_object_get(t->body, "content");
 	t->content = "";
+	t->content_len = 0;
 	if (c == NULL || json_is_null(c))
 		return 0;
 	if (json_is_string(c)) {
 		t->content = json_string_value(c);
+		t->content_len = json_string_length(c);
 		return 0;
 	}
 	t->content_dump = json_dumps(c, JSON_COMPACT | JSON_ENCODE_ANY);
 	if (t->content_dump == NULL)
 		return -ENOMEM;
 	t->content = t->content_dump;
+	t->content_len = strlen(t->content_dump);
 	return 0;
 }
 
@@ -98,9 +106,22 @@ const char *bg_task_get(const struct bg_task *task, enum bg_task_attr attr)
 	return task->f[attr_field[attr]];
 }
 
+size_t bg_task_get_len(const struct bg_task *task, enum bg_task_attr attr)
+{
+	if (task == NULL ||
+	    (unsigned)attr >= sizeof(attr_field) / sizeof(attr_field[0]))
+		return 0;
+	return task->n[attr_field[attr]];
+}
+
 const char *bg_task_content(const struct bg_task *task)
 {
 	return task->content;
+}
+
+size_t bg_task_content_len(const struct bg_task *task)
+{
+	return task->content_len;
 }
 
 const char *bg_task_body_json(const struct bg_task *task)

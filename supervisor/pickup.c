@@ -237,6 +237,26 @@ static bool id_usable(struct bg_str s)
 	return true;
 }
 
+/* A header id holding a control character (bg_cmd_scan's
+ * BG_CMD_EINVALID_ID): dead-lettered before any of its ids is used, since
+ * as a C string "victim\0evil" would be session "victim". The reason
+ * names the field and quotes the id with its control bytes as \xNN (its
+ * first 128 bytes), so it neither ends at a NUL nor forges a log line. */
+static void refuse_id(struct bg_daemon *d, struct bg_job *t)
+{
+	struct bg_buf why = { 0 };
+	struct bg_str v = { "", 0 };
+	int f = bg_cmd_bad_id(&t->id.cmd, &v);
+	bg_buf_printf(&why, "%s \"", bg_hdr_name((enum bg_hdr_field)f));
+	bg_log_escape(&why, v.p, v.len > 128 ? 128 : v.len, true);
+	bg_buf_puts(&why, v.len > 128 ? "...\"" : "\"");
+	bg_buf_puts(&why, " contains U+0000 or another control character "
+			  "(0x00-0x1f, 0x7f): not an id; nothing run");
+	bg_end(d, t, BG_END_DEADLETTER, "invalid_id",
+	       why.p ? why.p : bg_cmd_error_text(BG_CMD_EINVALID_ID));
+	bg_buf_free(&why);
+}
+
 void bg_pickup_replay_finish(struct bg_daemon *d, int stream_idx,
 			     const char *id, struct bg_str blob)
 {
@@ -306,6 +326,10 @@ static void accept_entry(struct bg_daemon *d, struct bg_job *t, int stream_idx,
 	t->id.data[data_len] = '\0';
 	t->id.data_len = data_len;
 	int rc = bg_cmd_scan(t->id.data, t->id.data_len, &t->id.cmd);
+	if (rc == BG_CMD_EINVALID_ID) {
+		refuse_id(d, t);
+		return;
+	}
 	if (rc) {
 		bg_end(d, t, BG_END_DEADLETTER, bg_cmd_error_code(rc),
 		       bg_cmd_error_text(rc));

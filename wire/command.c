@@ -333,9 +333,33 @@ static int scan_top(struct scan *s, const char *data, size_t len)
 	return 0;
 }
 
+/* A control character in a decoded string: U+0000-U+001F or U+007F. A
+ * JSON text carries the first ones only escaped ("\u0000"), decoded into
+ * the arena with their length, so none is lost here. */
+static bool has_control(struct bg_str v)
+{
+	for (size_t i = 0; i < v.len; i++)
+		if ((unsigned char)v.p[i] < 0x20 || v.p[i] == 0x7f)
+			return true;
+	return false;
+}
+
+int bg_cmd_bad_id(const struct bg_cmd *cmd, struct bg_str *value)
+{
+	for (int f = 0; f < BG_HDR__COUNT; f++) {
+		if (f == BG_HDR_USER_NAME || f == BG_HDR_METADATA ||
+		    !has_control(cmd->hdr[f]))
+			continue;
+		*value = cmd->hdr[f];
+		return f;
+	}
+	return -1;
+}
+
 static int classify(const struct scan *s)
 {
 	const struct bg_cmd *c = s->cmd;
+	struct bg_str bad;
 
 	if (c->action == BG_ACTION_UNKNOWN || c->action == BG_ACTION_ASK_USER)
 		return BG_CMD_EUNKNOWN_ACTION;
@@ -346,6 +370,8 @@ static int classify(const struct scan *s)
 	if (!s->saw_header || c->hdr[BG_HDR_SESSION_ID].len == 0 ||
 	    !c->hdr_present[BG_HDR_TRACE_ID])
 		return BG_CMD_EMISSING_HEADER;
+	if (bg_cmd_bad_id(c, &bad) >= 0)
+		return BG_CMD_EINVALID_ID;
 	return 0;
 }
 
@@ -446,6 +472,16 @@ static bool req_string(const json_t *body, const char *key)
 	return json_is_string(v) && json_string_length(v) > 0;
 }
 
+/* Absent, null, or a string usable as an id (no control character). */
+static bool id_string(const json_t *body, const char *key)
+{
+	const json_t *v = json_object_get(body, key);
+
+	return !json_is_string(v) ||
+	       !has_control((struct bg_str){ json_string_value(v),
+					     json_string_length(v) });
+}
+
 static bool check_cancel(const json_t *body)
 {
 	const json_t *mode = json_object_get(body, "cancel_mode");
@@ -462,15 +498,19 @@ static bool check_cancel(const json_t *body)
 static int check_body(enum bg_action action, const json_t *body)
 {
 	const json_t *force = json_object_get(body, "force");
-	bool ok = true;
+	bool ok = true, ids = true;
 
 	switch (action) {
 	case BG_ACTION_CANCEL_TASK:
 		ok = check_cancel(body);
+		ids = id_string(body, "target_message_id") &&
+		      id_string(body, "target_execution_id") &&
+		      id_string(body, "target_worker_id");
 		break;
 	case BG_ACTION_RELOAD_PLUGINS:
 		ok = req_string(body, "reload_id") &&
 		     opt_string(body, "reason");
+		ids = id_string(body, "reload_id");
 		break;
 	case BG_ACTION_SUSPEND_WORKER:
 		ok = opt_string(body, "reason");
@@ -483,7 +523,7 @@ static int check_body(enum bg_action action, const json_t *body)
 	default:
 		break;
 	}
-	return ok ? 0 : BG_CMD_EINVALID_BODY;
+	return !ok ? BG_CMD_EINVALID_BODY : !ids ? BG_CMD_EINVALID_ID : 0;
 }
 
 int bg_cmd_parse_full(const char *data, size_t len, struct json_t **out,
@@ -532,6 +572,9 @@ static const struct {
 	  "the task content is empty (RESUME: and its status is empty too)" },
 	{ BG_CMD_EINVALID_BODY, "invalid_body",
 	  "a required body key of the command is missing or has a wrong value" },
+	{ BG_CMD_EINVALID_ID, "invalid_id",
+	  "an id (a header string other than user_name, or a cancel or "
+	  "reload target) contains U+0000 or another control character" },
 	{ -ENOMEM, "out_of_memory", "out of memory while reading the command" },
 };
 

@@ -50,10 +50,13 @@ enum bg_cmd_error {
 	BG_CMD_EINVALID_CONTENT =
 		-4004,		      /* ASK/RESUME content rule (WIRE 2.3) */
 	BG_CMD_EINVALID_BODY = -4005, /* control body key missing or wrong */
+	BG_CMD_EINVALID_ID = -4006,   /* an id holds U+0000 or a control char */
 };
 
 /* A scanned command. Every bg_str points into the scanned data or into the
- * cmd's own arena, so it lives as long as both; nothing is NUL-terminated. */
+ * cmd's own arena, so it lives as long as both; nothing is NUL-terminated,
+ * and a decoded string keeps every byte (a JSON "\u0000" is a 0 byte
+ * inside its length). */
 struct bg_cmd {
 	enum bg_action action;
 	struct bg_str action_name; /* decoded action_type ("" when absent) */
@@ -91,8 +94,17 @@ struct bg_cmd {
  * BG_CMD_EINVALID_JSON when wait_for_reply is not a bool, status not a
  * string or extra_payload not an object (null = absent for all three);
  * BG_CMD_EMISSING_HEADER (header absent or null, session_id absent, null or
- * "", trace_id absent or null); -ENOMEM. */
+ * "", trace_id absent or null); BG_CMD_EINVALID_ID (a header id - every
+ * header string but user_name - holds, once decoded, a control character:
+ * U+0000-U+001F or U+007F; as C strings such ids would name another
+ * session or message); -ENOMEM. */
 int bg_cmd_scan(const char *data, size_t len, struct bg_cmd *cmd);
+
+/* The first header id (in enum bg_hdr_field order; every header string
+ * but user_name) holding a control character, the one that made
+ * bg_cmd_scan return BG_CMD_EINVALID_ID: its field, its decoded value in
+ * *value. -1 (and *value untouched) when every id is clean. */
+int bg_cmd_bad_id(const struct bg_cmd *cmd, struct bg_str *value);
 
 /* Release the arena; the cmd may then be scanned again. Safe to call twice
  * and on a zeroed cmd. */
@@ -109,15 +121,18 @@ int bg_cmd_validate_task(const struct bg_cmd *cmd);
  * body is checked per action (CANCEL_TASK: target_message_id non-empty
  * string, cancel_mode absent or "graceful"|"force", other keys strings;
  * RELOAD_PLUGINS: reload_id non-empty string; SUSPEND/EVICT_WORKER: reason
- * string, EVICT force bool). On success *out holds a new reference (caller
- * json_decref()s) and *error_code is NULL; on failure *out is NULL and
- * *error_code is the bg_cmd_error_code() string. */
+ * string, EVICT force bool): BG_CMD_EINVALID_BODY, or BG_CMD_EINVALID_ID
+ * when target_message_id, target_execution_id, target_worker_id or
+ * reload_id holds a control character (U+0000 included). On success *out
+ * holds a new reference (caller json_decref()s) and *error_code is NULL;
+ * on failure *out is NULL and *error_code is the bg_cmd_error_code()
+ * string. */
 int bg_cmd_parse_full(const char *data, size_t len, struct json_t **out,
 		      const char **error_code);
 
 /* Stable machine codes for dead-letter records: "invalid_json",
  * "unknown_action", "missing_header", "invalid_content", "invalid_body",
- * "out_of_memory", "internal" for anything else. */
+ * "invalid_id", "out_of_memory", "internal" for anything else. */
 const char *bg_cmd_error_code(int rc);
 
 /* One human sentence for logs and the dead-letter `reason`. */

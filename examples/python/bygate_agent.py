@@ -115,7 +115,9 @@ class Context:
     session_id, agent_type, workspace, private_dir, resumed (a RESUME: the
     user's answer or a called agent's result is in content / body),
     attempt, group_results (after dispatch_group: {message id: result} of
-    every child, else None)."""
+    every child, else None). Every string is whole: a content or user_name
+    holding U+0000 keeps its "\x00" (JSON "\u0000") and what follows, and
+    so do the texts this agent sends back."""
 
     def __init__(self, channel, msg):
         self._ch = channel

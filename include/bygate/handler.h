@@ -144,14 +144,25 @@ enum bg_task_attr {
 };
 
 /** Value of attribute @p attr: a NUL-terminated string, "" when the
- * attribute is empty, NULL only for an unknown @p attr. */
+ * attribute is empty, NULL only for an unknown @p attr. The ids never hold
+ * U+0000 (bygated refuses such a command: dead letter `invalid_id`);
+ * BG_TASK_USER_NAME may: its whole length is bg_task_get_len(). */
 const char *bg_task_get(const struct bg_task *task, enum bg_task_attr attr);
+
+/** Length in bytes of bg_task_get(@p task, @p attr), every byte counted,
+ * U+0000 included; 0 for an unknown @p attr. */
+size_t bg_task_get_len(const struct bg_task *task, enum bg_task_attr attr);
 
 /** The request content (body.content): its text when it is a JSON string,
  * otherwise its compact JSON text (a list of messages, an object); "" when
- * absent or null. Never NULL. Text containing U+0000 ends there: use
- * bg_task_body_json() for such content. */
+ * absent or null. Never NULL, always NUL-terminated. Text may contain
+ * U+0000 (JSON "\u0000"), which C string functions take for its end:
+ * bg_task_content_len() is its whole length. */
 const char *bg_task_content(const struct bg_task *task);
+
+/** Length in bytes of bg_task_content(), every byte counted, U+0000
+ * included: the content is the bytes [0, len) of bg_task_content(). */
+size_t bg_task_content_len(const struct bg_task *task);
 
 /** The whole command body as JSON object text (`content`,
  * `wait_for_reply`, `extra_payload` for ASK_AGENT; `content`, `status`,

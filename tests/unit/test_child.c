@@ -66,6 +66,7 @@ static const char *const needed[] = {
 	"test-plugins/big.so",
 	"test-plugins/contract.so",
 	"test-plugins/calls.so",
+	"test-plugins/nulecho.so",
 };
 
 static void build_path(char *out, size_t n, const char *rel)
@@ -862,6 +863,75 @@ static void test_sdk_private_dir_and_group_results_come_from_the_task(void **st)
 	stop_and_expect_exit_0(s);
 }
 
+/* ---- strings with U+0000 (issue 11) -------------------------------------- */
+
+/* A TASK whose body is the raw JSON `body` and whose user_name is the n
+ * bytes of `user`: both may hold 0 bytes. */
+static void sup_task_nul(struct sup *s, uint64_t tag, const char *agent,
+			 const char *body, const char *user, size_t n)
+{
+	struct bg_str v[BG_TF__COUNT];
+	for (int i = 0; i < BG_TF__COUNT; i++)
+		v[i] = bg_str_c("");
+	v[BG_TF_AGENT_TYPE] = bg_str_c(agent);
+	v[BG_TF_ACTION] = bg_str_c("ASK_AGENT");
+	v[BG_TF_EXECUTION_ID] = bg_str_c("exec-9c8d7e6f");
+	v[BG_TF_MESSAGE_ID] = bg_str_c("msg-1a2b3c4d");
+	v[BG_TF_SESSION_ID] = bg_str_c("sess-42");
+	v[BG_TF_USER_NAME] = (struct bg_str){ user, n };
+	v[BG_TF_METADATA] = bg_str_c("{\"note\": \"a\\u0000b\"}");
+	v[BG_TF_BODY] = bg_str_c(body);
+	v[BG_TF_RESUMED] = bg_str_c("0");
+	v[BG_TF_ATTEMPT] = bg_str_c("1");
+	sup_send(s, BG_REC_TASK, tag, v, BG_TF__COUNT);
+}
+
+/* Field i of the last message is exactly the n bytes of want. */
+static void assert_field_n(const struct sup *s, uint32_t i, const char *want,
+			   size_t n)
+{
+	assert_int_equal(s->f[i].len, n);
+	assert_memory_equal(s->f[i].p, want, n);
+}
+
+static const struct agent_conf nul_agent = {
+	.name = "nulecho",
+	.plugin = "test-plugins/nulecho.so",
+	.options = "{}",
+};
+
+static void test_plugin_reads_content_and_user_name_whole(void **st)
+{
+	struct sup *s = *st;
+	sup_spawn(s, MAX_MESSAGE);
+	sup_config(s, &nul_agent, 1);
+	expect_kind(s, BG_REC_HELLO, 2);
+	sup_task_nul(s, 80, "nulecho", "{\"content\": \"ab\\u0000cd\"}",
+		     "ali\0ce", 6);
+	expect_result(s, 80, "",
+		      "\"content=5:6162006364 user_name=6:616c69006365\"");
+	/* a list content is its JSON text, the escape kept */
+	sup_task_nul(s, 81, "nulecho",
+		     "{\"content\": [{\"content\": \"\\u0000\"}]}", "", 0);
+	expect_result(
+		s, 81, "",
+		"\"content=22:5b7b22636f6e74656e74223a225c7530303030227d5d"
+		" user_name=0:\"");
+	stop_and_expect_exit_0(s);
+}
+
+static void test_plugin_result_with_nul_reaches_the_result(void **st)
+{
+	struct sup *s = *st;
+	sup_spawn(s, MAX_MESSAGE);
+	sup_config(s, &nul_agent, 1);
+	expect_kind(s, BG_REC_HELLO, 2);
+	sup_task_nul(s, 82, "nulecho", "{\"content\": \"json:x\\u0000y\"}", "",
+		     0);
+	expect_result(s, 82, "", "\"x\\u0000y\"");
+	stop_and_expect_exit_0(s);
+}
+
 /* ---- exec handlers ----------------------------------------------------- */
 
 /* Skip the calling test when python3 or the test agents are missing. */
@@ -1249,6 +1319,32 @@ static void test_exec_result_extra_payload_and_trace_ids_pass_through(void **st)
 	stop_and_expect_exit_0(s);
 }
 
+static void test_exec_content_with_nul_goes_and_comes_back_whole(void **st)
+{
+	struct sup *s = *st;
+	exec_start(s);
+	sup_task_nul(s, 83, "py", "{\"content\": \"echo a\\u0000b\"}", "", 0);
+	expect_kind(s, BG_REC_EVENT, BG_EF__COUNT);
+	assert_int_equal(s->in.tag, 83);
+	assert_field(s, BG_EF_KIND, "chunk");
+	assert_field_n(s, BG_EF_CONTENT, "a\0b", 3);
+	expect_event(s, 83, "state", "S");
+	expect_result(s, 83, "", "\"echo: a\\u0000b\"");
+	/* the task line's header and body, as the program read them */
+	sup_task_nul(s, 84, "py",
+		     "{\"content\": \"fields\", \"x\": \"\\u0000\"}", "ali\0ce",
+		     6);
+	expect_result(s, 84, "", "");
+	json_t *r = json_loadb(s->f[BG_RF_REPLY_DATA].p,
+			       s->f[BG_RF_REPLY_DATA].len, JSON_ALLOW_NUL,
+			       NULL);
+	json_t *x = json_object_get(json_object_get(r, "body"), "x");
+	assert_int_equal(json_string_length(x), 1);
+	assert_int_equal(json_string_value(x)[0], '\0');
+	json_decref(r);
+	stop_and_expect_exit_0(s);
+}
+
 /* Wait until pid is gone or a zombie; false after WAIT_MS. */
 static bool pid_ends(long pid)
 {
@@ -1351,6 +1447,8 @@ int main(void)
 		T(test_sdk_cancel_while_waiting_for_a_reply_sets_the_flag),
 		T(test_sdk_reply_with_another_id_exits_72),
 		T(test_sdk_private_dir_and_group_results_come_from_the_task),
+		T(test_plugin_reads_content_and_user_name_whole),
+		T(test_plugin_result_with_nul_reaches_the_result),
 		T(test_exec_lines_become_events_and_the_result),
 		T(test_exec_task_line_carries_the_task),
 		T(test_exec_program_holds_only_fds_0_to_2),
@@ -1379,6 +1477,7 @@ int main(void)
 		T(test_exec_shared_program_crash_marks_its_tasks_interrupted),
 		T(test_exec_result_extra_payload_and_trace_ids_pass_through),
 		T(test_exec_tasks_queued_behind_an_exiting_program_join),
+		T(test_exec_content_with_nul_goes_and_comes_back_whole),
 		T(test_exec_program_dies_with_the_child_process_group),
 		T(test_stop_ends_the_idle_programs),
 	};

@@ -683,6 +683,207 @@ static void test_full_parse_reports_scan_errors_by_code(void **st)
 	assert_string_equal(code, "missing_header");
 }
 
+/* ---- strings with U+0000 (issue 11) ---- */
+
+/* An ASK_AGENT whose header sets `key` (last, so it wins) to the JSON
+ * string literal `lit`. */
+static int scan_with_header(const char *action, const char *key,
+			    const char *lit, struct bg_cmd *c)
+{
+	struct bg_buf b = { 0 };
+	int rc;
+
+	bg_buf_printf(&b,
+		      "{\"action_type\": \"%s\", \"header\": {" HDR_TAIL
+		      ", \"%s\": %s}, \"body\": {\"content\": \"x\"}}",
+		      action, key, lit);
+	rc = bg_cmd_scan(b.p, b.len, c);
+	bg_buf_free(&b);
+	return rc;
+}
+
+static const char *const id_keys[] = {
+	"message_id",
+	"session_id",
+	"trace_id",
+	"source_agent_type",
+	"source_agent_id",
+	"target_agent_type",
+	"parent_message_id",
+	"task_group_id",
+	"user_code",
+	"trace_parent_span_id",
+	"langfuse_parent_observation_id",
+};
+
+static void test_nul_in_any_header_id_is_invalid_id(void **st)
+{
+	(void)st;
+	for (size_t i = 0; i < sizeof id_keys / sizeof id_keys[0]; i++) {
+		struct bg_cmd c;
+		int rc = scan_with_header("ASK_AGENT", id_keys[i],
+					  "\"victim\\u0000evil\"", &c);
+		if (rc != BG_CMD_EINVALID_ID)
+			fail_msg("%s with U+0000 -> %d (%s)", id_keys[i], rc,
+				 bg_cmd_error_code(rc));
+		bg_cmd_free(&c);
+	}
+	assert_string_equal(bg_cmd_error_code(BG_CMD_EINVALID_ID),
+			    "invalid_id");
+}
+
+static void test_control_characters_in_header_ids_are_invalid_id(void **st)
+{
+	static const char *const lits[] = {
+		"\"\\u0000\"",
+		"\"msg-v1\\u0000x\"",
+		"\"a\\nb\"",
+		"\"a\\u001fb\"",
+		"\"a\\u007fb\"",
+		"\"a\x7f"
+		"b\"",
+		"\"\\t\"",
+	};
+	(void)st;
+	for (size_t k = 0; k < sizeof lits / sizeof lits[0]; k++) {
+		struct bg_cmd c;
+		int rc = scan_with_header("ASK_AGENT", "message_id", lits[k],
+					  &c);
+		if (rc != BG_CMD_EINVALID_ID)
+			fail_msg("message_id %s -> %d", lits[k], rc);
+		bg_cmd_free(&c);
+	}
+}
+
+static void test_header_ids_of_control_commands_are_checked_too(void **st)
+{
+	struct bg_cmd c;
+
+	(void)st;
+	assert_int_equal(scan_with_header("CANCEL_TASK", "session_id",
+					  "\"victim\\u0000evil\"", &c),
+			 BG_CMD_EINVALID_ID);
+	bg_cmd_free(&c);
+	assert_int_equal(scan_with_header("RESUME_WORKER", "trace_id",
+					  "\"t\\u0000\"", &c),
+			 BG_CMD_EINVALID_ID);
+	bg_cmd_free(&c);
+}
+
+/* The scan still ends with every id it read: the dead letter names it. */
+static void test_invalid_id_keeps_the_decoded_id_whole(void **st)
+{
+	struct bg_cmd c;
+	struct bg_str v;
+
+	(void)st;
+	assert_int_equal(scan_with_header("ASK_AGENT", "message_id",
+					  "\"msg-v1\\u0000x\"", &c),
+			 BG_CMD_EINVALID_ID);
+	assert_int_equal(c.hdr[BG_HDR_MESSAGE_ID].len, 8);
+	assert_memory_equal(c.hdr[BG_HDR_MESSAGE_ID].p, "msg-v1\0x", 8);
+	assert_int_equal(bg_cmd_bad_id(&c, &v), BG_HDR_MESSAGE_ID);
+	assert_int_equal(v.len, 8);
+	assert_memory_equal(v.p, "msg-v1\0x", 8);
+	bg_cmd_free(&c);
+	assert_int_equal(scan(FX_ROOT_ASK, &c), 0);
+	assert_int_equal(bg_cmd_bad_id(&c, &v), -1);
+	bg_cmd_free(&c);
+}
+
+static void test_ordinary_ids_with_unicode_and_spaces_are_accepted(void **st)
+{
+	struct bg_cmd c;
+
+	(void)st;
+	assert_int_equal(scan_with_header("ASK_AGENT", "session_id",
+					  "\"Jos\\u00e9 s-1 \\ud83d\\ude00\"",
+					  &c),
+			 0);
+	assert_hdr(&c, BG_HDR_SESSION_ID, "Jos\xc3\xa9 s-1 \xf0\x9f\x98\x80");
+	bg_cmd_free(&c);
+	/* a legacy alias shadowed by source_agent_type is not an id */
+	assert_int_equal(scan("{\"action_type\": \"RESUME\", \"header\": {"
+			      "\"source_agent_type\": \"new\", "
+			      "\"source_agent_id\": \"o\\u0000ld\", " HDR_TAIL
+			      "}, \"body\": {\"status\": \"COMPLETED\"}}",
+			      &c),
+			 0);
+	assert_hdr(&c, BG_HDR_SOURCE_AGENT_TYPE, "new");
+	bg_cmd_free(&c);
+}
+
+static void test_user_name_keeps_its_nul_and_length(void **st)
+{
+	struct bg_cmd c;
+
+	(void)st;
+	assert_int_equal(scan_with_header("ASK_AGENT", "user_name",
+					  "\"ali\\u0000ce\"", &c),
+			 0);
+	assert_true(c.hdr_present[BG_HDR_USER_NAME]);
+	assert_int_equal(c.hdr[BG_HDR_USER_NAME].len, 6);
+	assert_memory_equal(c.hdr[BG_HDR_USER_NAME].p, "ali\0ce", 6);
+	bg_cmd_free(&c);
+}
+
+static void test_nul_in_content_and_status_is_kept_whole(void **st)
+{
+	const char *data = "{\"action_type\": \"RESUME\", " GOOD_HDR
+			   ", \"body\": {\"content\": \"ab\\u0000cd\", "
+			   "\"status\": \"A\\u0000B\"}}";
+	struct bg_cmd c;
+	json_t *root, *content;
+	const char *code;
+
+	(void)st;
+	assert_int_equal(scan(data, &c), 0);
+	/* content is the raw JSON value, escape and all */
+	assert_view(c.content, "\"ab\\u0000cd\"");
+	assert_int_equal(c.status.len, 3);
+	assert_memory_equal(c.status.p, "A\0B", 3);
+	assert_int_equal(bg_cmd_validate_task(&c), 0);
+	bg_cmd_free(&c);
+	/* what the child decodes from the raw body: 5 bytes, NUL inside */
+	assert_int_equal(full_parse(data, &root, &code), 0);
+	content = json_object_get(json_object_get(root, "body"), "content");
+	assert_int_equal(json_string_length(content), 5);
+	assert_memory_equal(json_string_value(content), "ab\0cd", 5);
+	json_decref(root);
+	/* ASK content that is only U+0000 is not blank */
+	assert_int_equal(validate("ASK_AGENT", "{\"content\": \"\\u0000\"}"),
+			 0);
+}
+
+static void test_control_target_ids_with_nul_are_invalid_id(void **st)
+{
+	(void)st;
+	assert_string_equal(full_code("CANCEL_TASK", "{\"target_message_id\": "
+						     "\"msg-v1\\u0000x\"}"),
+			    "invalid_id");
+	assert_string_equal(full_code("CANCEL_TASK",
+				      "{\"target_message_id\": \"m\", "
+				      "\"target_execution_id\": \"e\\u0000\"}"),
+			    "invalid_id");
+	assert_string_equal(full_code("CANCEL_TASK",
+				      "{\"target_message_id\": \"m\", "
+				      "\"target_worker_id\": \"w\\n\"}"),
+			    "invalid_id");
+	assert_string_equal(full_code("RELOAD_PLUGINS",
+				      "{\"reload_id\": \"r\\u0000\"}"),
+			    "invalid_id");
+	/* free text is not an id */
+	assert_string_equal(full_code("CANCEL_TASK",
+				      "{\"target_message_id\": \"m\", "
+				      "\"reason\": \"a\\u0000b\"}"),
+			    "ok");
+	/* a wrong shape is still invalid_body */
+	assert_string_equal(full_code("CANCEL_TASK",
+				      "{\"target_message_id\": \"m\\u0000\", "
+				      "\"cancel_mode\": \"soft\"}"),
+			    "invalid_body");
+}
+
 static void test_error_codes_and_texts_are_stable(void **st)
 {
 	static const struct {
@@ -694,6 +895,7 @@ static void test_error_codes_and_texts_are_stable(void **st)
 		{ BG_CMD_EMISSING_HEADER, "missing_header" },
 		{ BG_CMD_EINVALID_CONTENT, "invalid_content" },
 		{ BG_CMD_EINVALID_BODY, "invalid_body" },
+		{ BG_CMD_EINVALID_ID, "invalid_id" },
 		{ -ENOMEM, "out_of_memory" },
 		{ -12345, "internal" },
 	};
@@ -825,8 +1027,10 @@ static void test_random_mutations_never_crash_and_agree_with_jansson(void **st)
 		}
 		full = bg_cmd_parse_full(buf, n, &root, &code);
 		json_decref(root);
-		/* same verdict as the hot path unless the body check speaks */
-		if (full != BG_CMD_EINVALID_BODY)
+		/* same verdict as the hot path unless the body check speaks
+		 * (a control body's shape or its target ids) */
+		if (full != BG_CMD_EINVALID_BODY &&
+		    !(full == BG_CMD_EINVALID_ID && rc == 0))
 			assert_int_equal(full, rc);
 		accepted += rc == 0;
 	}
@@ -868,6 +1072,18 @@ int main(void)
 		cmocka_unit_test(test_resume_needs_status_or_content),
 		cmocka_unit_test(test_full_parse_checks_control_bodies),
 		cmocka_unit_test(test_full_parse_reports_scan_errors_by_code),
+		cmocka_unit_test(test_nul_in_any_header_id_is_invalid_id),
+		cmocka_unit_test(
+			test_control_characters_in_header_ids_are_invalid_id),
+		cmocka_unit_test(
+			test_header_ids_of_control_commands_are_checked_too),
+		cmocka_unit_test(test_invalid_id_keeps_the_decoded_id_whole),
+		cmocka_unit_test(
+			test_ordinary_ids_with_unicode_and_spaces_are_accepted),
+		cmocka_unit_test(test_user_name_keeps_its_nul_and_length),
+		cmocka_unit_test(test_nul_in_content_and_status_is_kept_whole),
+		cmocka_unit_test(
+			test_control_target_ids_with_nul_are_invalid_id),
 		cmocka_unit_test(test_error_codes_and_texts_are_stable),
 		cmocka_unit_test(test_deeply_nested_content_is_rejected),
 		cmocka_unit_test(test_every_truncation_is_rejected_safely),
