@@ -11,6 +11,11 @@
  *    is absent and they are idle past reclaim_min_idle (XPENDING summary,
  *    GET lease, XPENDING IDLE per consumer, XCLAIM with the same min idle:
  *    one winner). Never JUSTID keep-alives, never DELCONSUMER;
+ *  - an entry XCLAIM does not return that is gone from the stream (XDEL,
+ *    XTRIM, MAXLEN while it was pending: Redis 7 then drops it from the
+ *    pending list, Redis 6 keeps it and returns a nil) has no command left
+ *    to run: it is dead-lettered (entry_deleted) and acknowledged, with a
+ *    warning, instead of vanishing or being claimed again forever;
  *  - at start, journal and in-flight records whose entries are no longer
  *    pending are dropped (their finish was applied before the crash);
  *  - after an unclean exit the start-up scan collects the entries to re-run
@@ -23,6 +28,7 @@
 
 #include "state/state.h"
 #include "supervisor/daemon.h"
+#include "supervisor/end.h"
 #include "supervisor/lease.h"
 #include "supervisor/pickup.h"
 #include "supervisor/log.h"
@@ -66,7 +72,95 @@ struct claim_ctx {
 	int stream;
 	int deliveries;
 	bool peer;
+	int n;
+	char **ids; /* the ids claimed, to see which XCLAIM left out */
 };
+
+static void free_claim(struct claim_ctx *cc)
+{
+	for (int i = 0; cc->ids && i < cc->n; i++)
+		free(cc->ids[i]);
+	free(cc->ids);
+	free(cc);
+}
+
+/* ---- entries deleted from the stream while pending ---- */
+
+struct gone_ctx {
+	struct bg_daemon *d;
+	int stream;
+	int deliveries;
+	char *id;
+};
+
+/* XRANGE <id> <id> of an entry XCLAIM did not return: empty when it was
+ * deleted. Otherwise it is someone else's now (a peer claimed it first,
+ * or it was acknowledged meanwhile): nothing to do. */
+static void on_gone_check(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	struct gone_ctx *g = priv;
+	struct bg_daemon *d = g->d;
+	const char *stream = d->streams[g->stream];
+	if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 0 &&
+	    !bg_job_holds(d, stream, g->id)) {
+		/* the dead letter's log line says why */
+		struct bg_job *t = bg_job_new(d, g->stream, g->id);
+		const char *agent =
+			g->stream > 0 ? d->cfg->agent_types[g->stream - 1].name
+				      : "";
+		if (t != NULL) {
+			t->id.recovered = true;
+			t->id.deliveries = g->deliveries;
+			t->id.agent_type = strdup(agent);
+			d->n_reclaimed++;
+			bg_end_deadletter(d, t, "entry_deleted",
+					  "the stream entry was deleted (XDEL, "
+					  "XTRIM or MAXLEN) while it was "
+					  "pending: its command is gone, "
+					  "nothing can run it");
+		} else { /* Redis 6 keeps it pending: seen again later */
+			bg_warn("entry %s on %s was deleted from the stream "
+				"while it was pending: not dead-lettered (out "
+				"of memory)",
+				g->id, stream);
+		}
+	}
+	free(g->id);
+	free(g);
+	scan_done(d);
+}
+
+static void check_gone(struct bg_daemon *d, int stream, const char *id,
+		       int deliveries)
+{
+	struct gone_ctx *g = calloc(1, sizeof(*g));
+	if (g == NULL)
+		return;
+	*g = (struct gone_ctx){ d, stream, deliveries, strdup(id) };
+	if (g->id != NULL &&
+	    bg_rconn_cmdv(d->ctl, on_gone_check, g, 0,
+			  (const char *const[]){ "XRANGE", d->streams[stream],
+						 id, id, NULL }) == 0) {
+		d->recover_calls++;
+		return;
+	}
+	free(g->id);
+	free(g);
+}
+
+/* Was ids[i] returned as an entry by the XCLAIM reply r? */
+static bool returned(const redisReply *r, const char *id)
+{
+	for (size_t i = 0; i < r->elements; i++) {
+		const redisReply *en = r->element[i];
+		if (en->type == REDIS_REPLY_ARRAY && en->elements >= 2 &&
+		    en->element[0]->type == REDIS_REPLY_STRING &&
+		    strcmp(en->element[0]->str, id) == 0)
+			return true;
+	}
+	return false;
+}
 
 static void on_claimed(struct bg_rconn *c, redisReply *r, void *priv)
 {
@@ -74,6 +168,10 @@ static void on_claimed(struct bg_rconn *c, redisReply *r, void *priv)
 	struct claim_ctx *cc = priv;
 	struct bg_daemon *d = cc->d;
 	if (r && r->type == REDIS_REPLY_ARRAY) {
+		for (int i = 0; i < cc->n; i++)
+			if (!returned(r, cc->ids[i]))
+				check_gone(d, cc->stream, cc->ids[i],
+					   cc->deliveries);
 		for (size_t i = 0; i < r->elements; i++) {
 			redisReply *en = r->element[i];
 			if (en->type != REDIS_REPLY_ARRAY || en->elements < 2 ||
@@ -97,7 +195,7 @@ static void on_claimed(struct bg_rconn *c, redisReply *r, void *priv)
 						   0);
 		}
 	}
-	free(cc);
+	free_claim(cc);
 	scan_done(d);
 }
 
@@ -111,7 +209,14 @@ static void claim_ids(struct bg_daemon *d, int stream, const char *min_idle,
 		return;
 	const char **argv = calloc((size_t)(7 + n), sizeof(char *));
 	struct claim_ctx *cc = calloc(1, sizeof(*cc));
-	if (argv == NULL || cc == NULL) {
+	char **copy = calloc((size_t)n, sizeof(char *));
+	bool ok = argv && cc && copy;
+	for (int i = 0; ok && i < n; i++)
+		ok = (copy[i] = strdup(ids[i])) != NULL;
+	if (!ok) {
+		for (int i = 0; copy && i < n; i++)
+			free(copy[i]);
+		free(copy);
 		free(argv);
 		free(cc);
 		return;
@@ -130,11 +235,11 @@ static void claim_ids(struct bg_daemon *d, int stream, const char *min_idle,
 		argv[a++] = "RETRYCOUNT";
 		argv[a++] = count;
 	}
-	*cc = (struct claim_ctx){ d, stream, deliveries, peer };
+	*cc = (struct claim_ctx){ d, stream, deliveries, peer, n, copy };
 	if (bg_rconn_cmd(d->ctl, on_claimed, cc, 0, a, argv, NULL) == 0)
 		d->recover_calls++;
 	else
-		free(cc);
+		free_claim(cc);
 	free(argv);
 }
 
