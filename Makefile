@@ -146,6 +146,44 @@ $(BUILD)/tests/fuzz_%: $(OBJ)/tests/fuzz/fuzz_%.o $(OBJ)/tests/fuzz/driver.o $(A
 	$(CC) $(LDFLAGS) -o $@ $^ $(SUP_LDLIBS) $(LIB_HIREDIS)
 tests: $(FUZZ_BINS)
 
+# `make fuzz`: the same targets built with clang and libFuzzer (ASan+UBSan)
+# into $(FUZZ_BUILD)/fuzz/ and each run for FUZZ_TIME seconds from its seed
+# corpus (FUZZ_TARGETS="fuzz_ring fuzz_record" picks some). New inputs go
+# to $(FUZZ_BUILD)/corpus/<target>/, a crashing one to
+# $(FUZZ_BUILD)/crash-<target>-*, libFuzzer's output to
+# $(FUZZ_BUILD)/<target>.log; the last line of each run gives the executions
+# and the coverage (cov:). Needs clang (Debian: apt-get install clang);
+# `make test` does not: it replays the corpus with gcc (above).
+FUZZ_CC      ?= clang
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_TIME    ?= 60
+FUZZ_ARGS    ?= -max_len=16384
+FUZZ_TARGETS ?= $(patsubst tests/fuzz/%.c,%,$(FUZZ_SRC))
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+.PHONY: fuzz fuzz-build
+$(BUILD)/fuzz/fuzz_%: $(OBJ)/tests/fuzz/fuzz_%.o $(ALL_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(SUP_LDLIBS) $(LIB_HIREDIS)
+fuzz-build:
+	@command -v $(FUZZ_CC) >/dev/null || { \
+	  echo "fuzz: $(FUZZ_CC) not found (Debian: apt-get install clang)"; exit 1; }
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) OPT=-O1 \
+	  SAN_FLAGS="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" \
+	  $(addprefix $(FUZZ_BUILD)/fuzz/,$(FUZZ_TARGETS))
+fuzz: fuzz-build
+	@failed=""; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_BUILD)/corpus/$$t; \
+	  echo "== $$t: $(FUZZ_TIME) s"; \
+	  $(FUZZ_BUILD)/fuzz/$$t $(FUZZ_ARGS) -max_total_time=$(FUZZ_TIME) \
+	    -artifact_prefix=$(FUZZ_BUILD)/crash-$$t- \
+	    $(FUZZ_BUILD)/corpus/$$t tests/fuzz/corpus/$$t \
+	    >$(FUZZ_BUILD)/$$t.log 2>&1 || failed="$$failed $$t"; \
+	  grep -E '^#[0-9]+' $(FUZZ_BUILD)/$$t.log | tail -n 1; \
+	done; \
+	if [ -n "$$failed" ]; then \
+	  echo "fuzz: crashed:$$failed (see $(FUZZ_BUILD)/<target>.log)"; exit 1; \
+	fi
+
 $(BUILD)/bench/%: $(OBJ)/bench/%.o $(ALL_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(SUP_LDLIBS) -lpthread
