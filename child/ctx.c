@@ -154,6 +154,14 @@ static int set_result(struct bg_ctx *ctx, const char *status,
 	int rc = bg_rec_pack(&ctx->result, v, BG_RF__COUNT);
 	if (rc == 0 && ctx->result.len > bg_child_max_message(ctx->c))
 		rc = -EMSGSIZE;
+	if (rc == -EMSGSIZE && ctx->failed && ctx->extra_payload) {
+		/* A failure must always fit: it goes without the payload the
+		 * handler set (which may be what did not fit). */
+		free(ctx->extra_payload);
+		ctx->extra_payload = NULL;
+		return set_result(ctx, status, content, reply_data_json,
+				  metadata_json, error);
+	}
 	ctx->has_result = rc == 0;
 	return rc;
 }
@@ -214,6 +222,8 @@ int bg_ctx_extra_payload(struct bg_ctx *ctx, const char *object_json)
 		return -EALREADY;
 	if (object_json == NULL || check_json(object_json, WANT_OBJECT))
 		return -EINVAL;
+	if (strlen(object_json) > bg_child_max_message(ctx->c))
+		return -EMSGSIZE; /* could never be sent */
 	char *copy = strdup(object_json);
 	if (copy == NULL)
 		return -ENOMEM;
