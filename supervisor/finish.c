@@ -478,8 +478,8 @@ static void on_owner_check(struct bg_rconn *c, redisReply *r, void *priv)
 	struct bg_log_ids ids = bg_job_log_ids(t);
 	bg_log_task(BG_LOG_WARN, &ids,
 		    "entry %s on %s is no longer in this worker's pending list "
-		    "(claimed by another worker while our lease lapsed): not "
-		    "finishing it here",
+		    "(claimed by another worker while our lease lapsed, or "
+		    "lost with Redis's data): not finishing it here",
 		    t->id.entry_id, t->id.stream);
 	d->n_lost_to_peer++;
 	if (d->state) {
