@@ -1,23 +1,289 @@
-/* supervisor/admit.c - the last step of a pickup that runs (WIRE 6.4
- * step 6): the execution record is written RUNNING (spliced into the
- * stored bytes, or built new with its msg_map), pipelined and not waited
- * for, and the job joins the ready queue (schedule.c places it). */
+/* supervisor/admit.c - the last steps of a pickup that may run (WIRE 6.4
+ * steps 3-6): the stored execution record examined (terminal replay,
+ * duplicate of a run in progress, poison, cancel), then the claim: one
+ * script writes the RUNNING record (spliced into the stored bytes, or
+ * built new with its msg_map) only if the stored record is still the one
+ * examined. Won, the job joins the ready queue (schedule.c places it);
+ * lost, the record as it is now is examined again. */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
+#include "common/fault.h"
 #include "supervisor/admit.h"
 #include "supervisor/daemon.h"
 #include "supervisor/end.h"
 #include "supervisor/log.h"
+#include "wire/ids.h"
+#include "wire/keys.h"
 #include "wire/record.h"
 
-static void on_running_written(struct bg_rconn *c, redisReply *r, void *priv)
+/* Claims lost in a row (the record kept changing under them) before the
+ * job gives up: its entry stays pending and recovery runs it again. */
+#define CLAIM_ROUNDS 8
+
+/* KEYS[1] the session registry; KEYS[2], when given, the online lease of
+ * the worker the examined record names as running it. ARGV: 1 the
+ * exec:<id> field, 2 the record examined ("" none), 3 the RUNNING record,
+ * 4 "" or, for a new execution, its msg_map:<mid> field, 5 the new
+ * execution id. An existing execution is written only if its record is
+ * byte for byte the one examined and that lease is absent; a new one only
+ * if msg_map names no record but the one examined (none, a dangling id,
+ * or the unreadable record it replaces). Returns 1 (written), 2 (the
+ * worker running it is alive) or, changed since examined, {0, record} or
+ * {0, msg_map value, its record}. The common case is two commands: HGET,
+ * HSET (docs/architecture.md, step 5: its cost). */
+static const char CLAIM_LUA[] =
+	"if ARGV[4] ~= '' then\n"
+	"  local m = redis.call('HGET', KEYS[1], ARGV[4])\n"
+	"  if m then\n"
+	"    local r = redis.call('HGET', KEYS[1], 'exec:' .. m)\n"
+	"    if r and r ~= ARGV[2] then return {0, m, r} end\n"
+	"  end\n"
+	"  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3], ARGV[4], ARGV[5])\n"
+	"  return 1\n"
+	"end\n"
+	"local cur = redis.call('HGET', KEYS[1], ARGV[1])\n"
+	"if cur ~= ARGV[2] then return {0, cur} end\n"
+	"if KEYS[2] and redis.call('EXISTS', KEYS[2]) == 1 then return 2 end\n"
+	"redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])\n"
+	"return 1\n";
+
+/* What a won claim leads to. */
+enum claim_then {
+	THEN_QUEUE,  /* the ready queue: it runs */
+	THEN_CANCEL, /* a cancel requested of a run whose holder died */
+};
+
+struct claim {
+	struct bg_daemon *d;
+	uint64_t tag; /* the job, looked up again: it may be freed at exit */
+	enum claim_then then;
+	int round;	   /* claims of this job lost before this one */
+	bool eval;	   /* sent as EVAL with the text (after NOSCRIPT) */
+	char *holder;	   /* the other worker the record says runs it */
+	char *lease_key;   /* its online lease (KEYS[2]) */
+	struct bg_buf rec; /* the RUNNING record sent */
+};
+
+static bool examine(struct bg_daemon *d, struct bg_job *t,
+		    const struct bg_str *js, int round);
+static void claim_start(struct bg_daemon *d, struct bg_job *t,
+			enum claim_then then, int round);
+
+/* SHA-1 of CLAIM_LUA for EVALSHA, computed once; NULL: send EVAL. */
+static const char *claim_sha(void)
 {
-	(void)c;
-	(void)priv;
-	if (r && r->type == REDIS_REPLY_ERROR)
-		bg_warn("execution record update refused: %s", r->str);
+	static char hex[41];
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+	if (hex[0])
+		return hex;
+	if (EVP_Digest(CLAIM_LUA, strlen(CLAIM_LUA), md, &n, EVP_sha1(),
+		       NULL) != 1 ||
+	    n != 20)
+		return NULL;
+	for (unsigned int i = 0; i < n; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	return hex;
 }
+
+static void claim_free(struct claim *c)
+{
+	if (c == NULL)
+		return;
+	free(c->holder);
+	free(c->lease_key);
+	bg_buf_free(&c->rec);
+	free(c);
+}
+
+/* Another job here for the same message id that holds its execution: it
+ * won a claim (queued, running, ending) or finishes a run. A claim in
+ * flight here needs no look: replies come in order on the write
+ * connection, so a claim applied before this job's read has been handled
+ * before the read's reply. */
+static bool held_here(const struct bg_daemon *d, const struct bg_job *t)
+{
+	for (const struct bg_job *u = d->all.next; u != &d->all; u = u->next) {
+		if (u == t || !u->id.cmd_ok || u->state == BG_JOB_PICKUP ||
+		    u->state == BG_JOB_PICKUP_LOST)
+			continue;
+		if (bg_job_finishing(u) &&
+		    (u->end.end_kind == BG_END_ACK_ONLY ||
+		     u->end.end_kind == BG_END_REPLAY))
+			continue;
+		if (u->id.session_id &&
+		    strcmp(u->id.session_id, t->id.session_id) == 0 &&
+		    strcmp(u->id.message_id, t->id.message_id) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* A duplicate of a run in progress: acknowledged, nothing else written.
+ * The entry that runs it is pending with its holder and will finish or be
+ * recovered. */
+static void duplicate(struct bg_daemon *d, struct bg_job *t, const char *who)
+{
+	struct bg_log_ids ids = bg_job_log_ids(t);
+	bg_log_task(BG_LOG_INFO, &ids,
+		    "duplicate: execution already running on %s; entry %s "
+		    "acknowledged without running",
+		    who, t->id.entry_id);
+	bg_end(d, t, BG_END_ACK_ONLY, NULL, NULL);
+}
+
+/* ---- the examination (WIRE 6.4 steps 3-5) ---- */
+
+static void poison(struct bg_daemon *d, struct bg_job *t, bool have)
+{
+	char why[320];
+	int alone = t->id.alone_crashes;
+	if (alone > 0)
+		snprintf(why, sizeof(why),
+			 "entry delivered %d times (max_deliveries %d): "
+			 "bygated died %d time%s while it ran alone (re-run "
+			 "as a suspect after an unclean exit); dead-lettered "
+			 "as poison without running again",
+			 t->id.deliveries, d->cfg->max_deliveries, alone,
+			 alone == 1 ? "" : "s");
+	else
+		snprintf(why, sizeof(why),
+			 "entry delivered %d times (max_deliveries %d): "
+			 "dead-lettered as poison without running again",
+			 t->id.deliveries, d->cfg->max_deliveries);
+	if (!have)
+		bg_id_new(t->id.execution_id, sizeof(t->id.execution_id),
+			  "exec-");
+	t->end.deadletter = true;
+	t->end.error_type = "PoisonEntry";
+	bg_end(d, t, BG_END_FAILED, "max_deliveries", why);
+}
+
+/* A cancel requested before it runs (the record's lazy cancel, WIRE 6.10,
+ * or a CANCEL_TASK that found it in pickup): finished CANCELLED unrun.
+ * A record that still runs (its holder died) is claimed first; a queued
+ * or suspended one is not written before its finish (its final bytes
+ * stay as they were), so only a job here already ending it makes this
+ * one a duplicate. */
+static void cancel(struct bg_daemon *d, struct bg_job *t, bool have, bool runs,
+		   int round)
+{
+	if (!have)
+		bg_id_new(t->id.execution_id, sizeof(t->id.execution_id),
+			  "exec-");
+	if (runs)
+		claim_start(d, t, THEN_CANCEL, round);
+	else if (held_here(d, t))
+		duplicate(d, t, "this worker");
+	else
+		bg_end_cancelled(d, t);
+}
+
+/* What a run needs from the record (6.4 step 5, "bygate decisions" 16). */
+static void take_run_fields(struct bg_job *t, const struct bg_record *rec,
+			    bool have)
+{
+	bool is_resume = t->id.cmd.action == BG_ACTION_RESUME;
+	t->id.is_resumed = is_resume ||
+			   (have && !bg_str_eq(rec->status, "QUEUED"));
+	if (!have)
+		bg_id_new(t->id.execution_id, sizeof(t->id.execution_id),
+			  "exec-");
+	else if (rec->parent_message_id.len) {
+		free(t->id.parent_message_id);
+		t->id.parent_message_id = bg_str_dup(rec->parent_message_id);
+	}
+	/* a resumed sub-agent still calls its caller back when it finishes;
+	 * the record remembers who that is (the caller's type, set by
+	 * call_agent with wait_for_reply) */
+	if (have && is_resume && rec->source_agent_type.len &&
+	    !bg_str_eq(rec->source_agent_type, "client")) {
+		snprintf(t->id.callback_to, sizeof(t->id.callback_to), "%.*s",
+			 (int)rec->source_agent_type.len,
+			 rec->source_agent_type.p);
+		free(t->id.source_agent_type);
+		t->id.source_agent_type = strdup(t->id.callback_to);
+		t->id.has_source_agent = true;
+	}
+}
+
+/* The decision on one reading of the record (the pickup's, or the one a
+ * lost claim returned). Keeps the bytes read in t->id.record: the record
+ * a claim expects to find. */
+static bool examine(struct bg_daemon *d, struct bg_job *t,
+		    const struct bg_str *js, int round)
+{
+	struct bg_record rec = { 0 };
+	bool have = false;
+	bg_buf_reset(&t->id.record);
+	t->id.prev_status[0] = '\0';
+	if (js && bg_buf_append(&t->id.record, js->p, js->len) != 0) {
+		bg_end(d, t, BG_END_FAILED, "INTERNAL",
+		       "out of memory reading the execution record");
+		return false;
+	}
+	if (js && bg_record_read(&rec, *js) == 0) {
+		have = true;
+	} else if (js) {
+		struct bg_log_ids ids = bg_job_log_ids(t);
+		bg_log_task(BG_LOG_WARN, &ids,
+			    "stored execution record is not valid JSON; "
+			    "starting a new execution");
+	}
+	t->id.record_exists = have;
+	bool is_resume = t->id.cmd.action == BG_ACTION_RESUME;
+	bool runs = have && bg_record_runs(&rec);
+	bool mine = have && rec.worker_id.len &&
+		    bg_str_eq(rec.worker_id, d->worker_id);
+	if (mine)
+		snprintf(t->id.prev_status, sizeof(t->id.prev_status), "%.*s",
+			 (int)rec.status.len, rec.status.p);
+	bool go = false;
+	if (have && bg_status_is_terminal(rec.status) && !is_resume) {
+		struct bg_log_ids ids = bg_job_log_ids(t);
+		bg_log_task(BG_LOG_INFO, &ids,
+			    "terminal replay: execution already %.*s, entry %s "
+			    "acknowledged without running",
+			    (int)rec.status.len, rec.status.p, t->id.entry_id);
+		bg_end(d, t, BG_END_ACK_ONLY, NULL, NULL);
+	} else if (runs && mine && held_here(d, t)) {
+		/* Running here with no job holding it, its run died with the
+		 * bygated before this one (a worker id is held by one process)
+		 * and it is claimed; running on another worker, the claim asks
+		 * that worker's lease. */
+		duplicate(d, t, "this worker");
+	} else if (t->id.deliveries > d->cfg->max_deliveries) {
+		poison(d, t, have);
+	} else {
+		if (have && rec.cancel_requested) {
+			t->run.cancel_requested = true;
+			if (t->run.cancel_reason == NULL)
+				t->run.cancel_reason =
+					bg_str_dup(rec.cancel_reason);
+		}
+		if (t->run.cancel_requested) {
+			cancel(d, t, have, runs, round);
+		} else {
+			take_run_fields(t, &rec, have);
+			go = true;
+		}
+	}
+	bg_record_free(&rec);
+	return go;
+}
+
+bool bg_admit_examine(struct bg_daemon *d, struct bg_job *t,
+		      const struct bg_str *js)
+{
+	return examine(d, t, js, 0);
+}
+
+/* ---- the claim ---- */
 
 static void emit_wr(void *ctx, int argc, const struct bg_str *argv)
 {
@@ -31,69 +297,242 @@ static void emit_wr(void *ctx, int argc, const struct bg_str *argv)
 	bg_rconn_cmd(d->wr, NULL, NULL, 0, argc, a, l);
 }
 
-static int write_running(struct bg_daemon *d, struct bg_job *t, bool existing)
+/* The RUNNING record: the examined bytes with status, worker_id,
+ * updated_at, started_at (once) and a timeline entry spliced in, or a new
+ * record (wire/record.c). Exactly what was written before claims. */
+static int build_running(struct bg_daemon *d, struct bg_job *t,
+			 struct bg_buf *out)
 {
 	int64_t now = bg_now_ms();
-	int rc;
-	struct bg_buf out = { 0 };
-	if (existing) {
+	if (t->id.record_exists) {
 		struct bg_record_update u = { .status = bg_str_c("RUNNING"),
 					      .worker_id =
 						      bg_str_c(d->worker_id),
 					      .now_ms = now };
-		rc = bg_record_update(&out, bg_str_c(t->id.record.p), &u);
-	} else {
-		struct bg_record_new n = {
-			.execution_id = bg_str_c(t->id.execution_id),
-			.message_id = bg_str_c(t->id.message_id),
-			.session_id = bg_str_c(t->id.session_id),
-			.trace_id = bg_str_c(t->id.trace_id),
-			.parent_message_id = bg_str_c(t->id.parent_message_id),
-			.worker_id = bg_str_c(d->worker_id),
-			.target_agent_type = bg_str_c(t->id.agent_type),
-			.stream_name = bg_str_c(t->id.stream),
-			.redis_message_id = bg_str_c(t->id.entry_id),
-			.cancel_reason = bg_str_c(""),
-			.now_ms = now,
-		};
-		rc = bg_record_build_running(&out, &n);
+		return bg_record_update(out,
+					(struct bg_str){ t->id.record.p,
+							 t->id.record.len },
+					&u);
 	}
-	if (rc) {
-		bg_buf_free(&out);
-		return rc;
+	struct bg_record_new n = {
+		.execution_id = bg_str_c(t->id.execution_id),
+		.message_id = bg_str_c(t->id.message_id),
+		.session_id = bg_str_c(t->id.session_id),
+		.trace_id = bg_str_c(t->id.trace_id),
+		.parent_message_id = bg_str_c(t->id.parent_message_id),
+		.worker_id = bg_str_c(d->worker_id),
+		.target_agent_type = bg_str_c(t->id.agent_type),
+		.stream_name = bg_str_c(t->id.stream),
+		.redis_message_id = bg_str_c(t->id.entry_id),
+		.cancel_reason = bg_str_c(""),
+		.now_ms = now,
+	};
+	return bg_record_build_running(out, &n);
+}
+
+/* The other worker the examined record names as running the execution
+ * (its lease is then a condition of the claim): c->holder and
+ * c->lease_key, or neither. Only a record with a RUNNING in it is read
+ * again. */
+static int find_holder(struct bg_daemon *d, struct bg_job *t, struct claim *c)
+{
+	struct bg_record rec = { 0 };
+	if (!t->id.record_exists ||
+	    memmem(t->id.record.p, t->id.record.len, "\"RUNNING\"", 9) ==
+		    NULL ||
+	    bg_record_read(&rec, (struct bg_str){ t->id.record.p,
+						  t->id.record.len }) != 0)
+		return 0;
+	int rc = 0;
+	if (bg_record_runs(&rec) && rec.worker_id.len &&
+	    !bg_str_eq(rec.worker_id, d->worker_id)) {
+		c->holder = bg_str_dup(rec.worker_id);
+		c->lease_key =
+			c->holder ? bg_dkey(d, BG_KEY_WORKER_ONLINE, c->holder)
+				  : NULL;
+		rc = c->lease_key ? 0 : -ENOMEM;
 	}
-	bg_buf_free(&t->id.record);
-	t->id.record = out;
+	bg_record_free(&rec);
+	return rc;
+}
+
+static void on_claim(struct bg_rconn *conn, redisReply *r, void *priv);
+
+/* Send c (again, as EVAL after a NOSCRIPT). Not sent (the write
+ * connection is down): the job's read is sent again when it is back. */
+static void send_claim(struct claim *c, struct bg_job *t)
+{
+	struct bg_daemon *d = c->d;
+	const char *sha = c->eval ? NULL : claim_sha();
+	char nkeys[2] = { c->lease_key ? '2' : '1', '\0' };
 	char field[64], mapf[BG_FIELD_MAX];
+	bool fresh = !t->id.record_exists;
 	snprintf(field, sizeof(field), "exec:%s", t->id.execution_id);
 	snprintf(mapf, sizeof(mapf), "msg_map:%s", t->id.message_id);
-	const char *argv[6] = { "HSET", t->id.reg_key,
-				field,	t->id.record.p,
-				mapf,	t->id.execution_id };
-	size_t lens[6] = { 4,
-			   strlen(t->id.reg_key),
-			   strlen(field),
-			   t->id.record.len,
-			   strlen(mapf),
-			   strlen(t->id.execution_id) };
-	bg_rconn_cmd(d->wr, on_running_written, NULL, 0, existing ? 4 : 6, argv,
-		     lens);
-	bg_expire_once(d, t->id.reg_key);
+	const char *argv[11];
+	size_t lens[11];
+	int n = 0;
+#define ARG(p, l) (argv[n] = (p), lens[n++] = (l))
+	ARG(sha ? "EVALSHA" : "EVAL", sha ? 7 : 4);
+	ARG(sha ? sha : CLAIM_LUA, strlen(sha ? sha : CLAIM_LUA));
+	ARG(nkeys, 1);
+	ARG(t->id.reg_key, strlen(t->id.reg_key));
+	if (c->lease_key)
+		ARG(c->lease_key, strlen(c->lease_key));
+	ARG(field, strlen(field));
+	ARG(t->id.record.p ? t->id.record.p : "", t->id.record.len);
+	ARG(c->rec.p, c->rec.len);
+	ARG(fresh ? mapf : "", fresh ? strlen(mapf) : 0);
+	ARG(fresh ? t->id.execution_id : "",
+	    fresh ? strlen(t->id.execution_id) : 0);
+#undef ARG
+	if (bg_rconn_cmd(d->wr, on_claim, c, 0, n, argv, lens) != 0) {
+		claim_free(c);
+		bg_job_move(t, BG_JOB_PICKUP_LOST);
+	}
+}
+
+static void claim_start(struct bg_daemon *d, struct bg_job *t,
+			enum claim_then then, int round)
+{
+	if (round >= CLAIM_ROUNDS) {
+		struct bg_log_ids ids = bg_job_log_ids(t);
+		bg_log_task(BG_LOG_ERROR, &ids,
+			    "execution record changed under %d claims in a "
+			    "row; entry %s left pending for recovery",
+			    round, t->id.entry_id);
+		bg_job_free(d, t);
+		return;
+	}
+	struct claim *c = calloc(1, sizeof(*c));
+	int rc = c ? build_running(d, t, &c->rec) : -ENOMEM;
+	if (rc == 0)
+		rc = find_holder(d, t, c);
+	if (rc) {
+		claim_free(c);
+		bg_end(d, t, BG_END_FAILED, "INTERNAL",
+		       "cannot build the execution record");
+		return;
+	}
+	c->d = d;
+	c->tag = t->tag;
+	c->then = then;
+	c->round = round;
+	send_claim(c, t);
+}
+
+void bg_admit(struct bg_daemon *d, struct bg_job *t)
+{
+	claim_start(d, t, THEN_QUEUE, 0);
+}
+
+/* Won: the record written is ours (the finish's base), the dashboard's
+ * counters follow, and the job runs or ends cancelled. */
+static void won(struct claim *c, struct bg_job *t)
+{
+	struct bg_daemon *d = c->d;
+	bg_buf_free(&t->id.record);
+	t->id.record = c->rec;
+	c->rec = (struct bg_buf){ 0 };
 	t->id.record_exists = true;
+	bg_expire_once(d, t->id.reg_key);
 	bg_stats_update(d, (struct bg_str){ t->id.record.p, t->id.record.len },
 			t->id.execution_id,
 			t->id.prev_status[0] ? t->id.prev_status : NULL,
 			"RUNNING", false, emit_wr, d);
 	snprintf(t->id.prev_status, sizeof(t->id.prev_status), "RUNNING");
-	return 0;
+	if (c->then == THEN_CANCEL)
+		bg_end_cancelled(d, t);
+	else
+		bg_job_enqueue(d, t); /* placed at the end of the loop turn */
 }
 
-void bg_admit(struct bg_daemon *d, struct bg_job *t)
+static bool exec_id_usable(const redisReply *m)
 {
-	if (write_running(d, t, t->id.record_exists) != 0) {
-		bg_end(d, t, BG_END_FAILED, "INTERNAL",
-		       "cannot build the execution record");
+	if (m->type != REDIS_REPLY_STRING || m->len == 0 || m->len >= 32)
+		return false;
+	for (size_t i = 0; i < m->len; i++)
+		if ((unsigned char)m->str[i] < 0x20 || m->str[i] == 0x7f)
+			return false;
+	return true;
+}
+
+/* Lost: the record changed since it was examined (a duplicate claimed it,
+ * a client cancelled it, ...): examined again as it is now. */
+static void lost(struct claim *c, struct bg_job *t, const redisReply *r)
+{
+	struct bg_daemon *d = c->d;
+	int round = c->round + 1;
+	const redisReply *cur = r->element[r->elements - 1];
+	if (r->elements == 3) { /* msg_map names another execution */
+		const redisReply *m = r->element[1];
+		bool ok = exec_id_usable(m);
+		snprintf(t->id.execution_id, sizeof(t->id.execution_id), "%.*s",
+			 ok ? (int)m->len : 0, ok ? m->str : "");
+		if (!ok)
+			cur = NULL;
+	}
+	claim_free(c);
+	struct bg_log_ids ids = bg_job_log_ids(t);
+	bg_log_task(BG_LOG_DEBUG, &ids,
+		    "claim of entry %s lost: the execution record changed "
+		    "since it was read; examined again",
+		    t->id.entry_id);
+	struct bg_str js = { 0 };
+	if (cur && cur->type == REDIS_REPLY_STRING)
+		js = (struct bg_str){ cur->str, cur->len };
+	if (examine(d, t, js.p ? &js : NULL, round))
+		claim_start(d, t, THEN_QUEUE, round);
+}
+
+static void on_claim(struct bg_rconn *conn, redisReply *r, void *priv)
+{
+	(void)conn;
+	struct claim *c = priv;
+	struct bg_daemon *d = c->d;
+	struct bg_job *t = bg_job_find(d, c->tag);
+	if (t == NULL) {
+		claim_free(c);
 		return;
 	}
-	bg_job_enqueue(d, t); /* placed at the end of the loop turn */
+	if (r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer == 1 &&
+	    bg_fault_hit("admit.claim_reply_lost")) {
+		/* A claim applied, its reply dropped with the connection. */
+		bg_rconn_drop(d->wr, "fault injection: claim reply lost");
+		r = NULL;
+	}
+	if (r == NULL) {
+		/* outcome unknown: read and examined again when the write
+		 * connection is back (a claim of ours found applied then is
+		 * claimed again: it runs here and nowhere else) */
+		claim_free(c);
+		bg_job_move(t, BG_JOB_PICKUP_LOST);
+		return;
+	}
+	if (r->type == REDIS_REPLY_ERROR && !c->eval &&
+	    strncmp(r->str, "NOSCRIPT", 8) == 0) {
+		c->eval = true; /* not loaded (a restarted or flushed Redis) */
+		send_claim(c, t);
+		return;
+	}
+	if (r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
+		won(c, t);
+	} else if (r->type == REDIS_REPLY_INTEGER && r->integer == 2) {
+		duplicate(d, t, c->holder);
+	} else if (r->type == REDIS_REPLY_ARRAY &&
+		   (r->elements == 2 || r->elements == 3) &&
+		   r->element[0]->type == REDIS_REPLY_INTEGER &&
+		   r->element[0]->integer == 0) {
+		lost(c, t, r);
+		return; /* c freed */
+	} else {
+		struct bg_log_ids ids = bg_job_log_ids(t);
+		bg_log_task(BG_LOG_WARN, &ids,
+			    "execution record claim refused (%s); retrying",
+			    r->type == REDIS_REPLY_ERROR ? r->str
+							 : "unexpected reply");
+		bg_job_move(t, BG_JOB_PICKUP_LOST);
+		bg_rconn_drop(d->wr, "execution record claim refused");
+	}
+	claim_free(c);
 }

@@ -1,9 +1,9 @@
 /* supervisor/pickup.c - the first stage of a task (DESIGN 4, WIRE 6.4
  * steps 2-6): accept a stream entry (scan and validate its command), read
- * its execution record from the registry, and decide: run it (the RUNNING
- * write, then the ready queue), replay a terminal record, cancel it
- * unrun, join a dispatch_group (join.c), hand a control command to
- * control.c, or dead-letter it. */
+ * its execution record from the registry, and decide: run it (admit.c:
+ * the claim of its execution, then the ready queue), replay a terminal
+ * record, acknowledge a duplicate, cancel it unrun, join a dispatch_group
+ * (join.c), hand a control command to control.c, or dead-letter it. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +18,6 @@
 #include "supervisor/pickup.h"
 #include "wire/ids.h"
 #include "wire/keys.h"
-#include "wire/record.h"
 
 static uint64_t entry_ms(const char *id)
 {
@@ -28,113 +27,20 @@ static uint64_t entry_ms(const char *id)
 /* ---- pickup decision (WIRE 6.4 steps 2-6) ---- */
 
 /* `js` is the stored record of execution t->id.execution_id, or NULL when
- * the message id maps to no record. */
+ * the message id maps to no record. The record is examined (admit.c: a
+ * terminal replay, a duplicate, a poison entry or a cancel end here), the
+ * command validated, a task group joined, then the execution claimed. */
 static void decide(struct bg_daemon *d, struct bg_job *t,
 		   const struct bg_str *js)
 {
-	struct bg_record rec = { 0 };
-	bool have = false;
-	if (js) {
-		if (bg_record_read(&rec, *js) == 0) {
-			have = true;
-			bg_buf_append(&t->id.record, js->p, js->len);
-		} else {
-			struct bg_log_ids ids = bg_job_log_ids(t);
-			bg_log_task(
-				BG_LOG_WARN, &ids,
-				"stored execution record is not valid JSON; "
-				"starting a new execution");
-		}
-	}
-	bool is_resume = t->id.cmd.action == BG_ACTION_RESUME;
-	if (have && rec.worker_id.len && bg_str_eq(rec.worker_id, d->worker_id))
-		snprintf(t->id.prev_status, sizeof(t->id.prev_status), "%.*s",
-			 (int)rec.status.len, rec.status.p);
-	if (have && bg_status_is_terminal(rec.status) && !is_resume) {
-		struct bg_log_ids ids = bg_job_log_ids(t);
-		bg_log_task(BG_LOG_INFO, &ids,
-			    "terminal replay: execution already %.*s, entry %s "
-			    "acknowledged without running",
-			    (int)rec.status.len, rec.status.p, t->id.entry_id);
-		bg_record_free(&rec);
-		bg_end(d, t, BG_END_ACK_ONLY, NULL, NULL);
+	if (!bg_admit_examine(d, t, js))
 		return;
-	}
-	if (t->id.deliveries > d->cfg->max_deliveries) {
-		char why[320];
-		int alone = t->id.alone_crashes;
-		if (alone > 0)
-			snprintf(why, sizeof(why),
-				 "entry delivered %d times (max_deliveries "
-				 "%d): bygated died %d time%s while it ran "
-				 "alone (re-run as a suspect after an unclean "
-				 "exit); dead-lettered as poison without "
-				 "running again",
-				 t->id.deliveries, d->cfg->max_deliveries,
-				 alone, alone == 1 ? "" : "s");
-		else
-			snprintf(why, sizeof(why),
-				 "entry delivered %d times (max_deliveries "
-				 "%d): dead-lettered as poison without running "
-				 "again",
-				 t->id.deliveries, d->cfg->max_deliveries);
-		if (!have)
-			bg_id_new(t->id.execution_id,
-				  sizeof(t->id.execution_id), "exec-");
-		bg_record_free(&rec);
-		t->id.record_exists = have;
-		t->end.deadletter = true;
-		t->end.error_type = "PoisonEntry";
-		bg_end(d, t, BG_END_FAILED, "max_deliveries", why);
-		return;
-	}
-	if (have && rec.cancel_requested) {
-		/* Lazy cancel (WIRE 6.10): finished CANCELLED, never run. */
-		t->run.cancel_requested = true;
-		if (t->run.cancel_reason == NULL)
-			t->run.cancel_reason = bg_str_dup(rec.cancel_reason);
-	}
-	if (t->run.cancel_requested) {
-		bg_record_free(&rec);
-		t->id.record_exists = have;
-		if (!have)
-			bg_id_new(t->id.execution_id,
-				  sizeof(t->id.execution_id), "exec-");
-		bg_end_cancelled(d, t);
-		return;
-	}
-	/* WIRE 6.4 step 5: resumed = a RESUME, or a record past QUEUED. */
-	t->id.is_resumed = is_resume ||
-			   (have && !bg_str_eq(rec.status, "QUEUED"));
-	if (!have)
-		bg_id_new(t->id.execution_id, sizeof(t->id.execution_id),
-			  "exec-");
-	else if (rec.parent_message_id.len) {
-		free(t->id.parent_message_id);
-		t->id.parent_message_id = bg_str_dup(rec.parent_message_id);
-	}
-	/* "bygate decisions" 16: a resumed sub-agent still calls its caller
-	 * back when it finishes; the record remembers who that is (the
-	 * caller's type, set by call_agent with wait_for_reply). */
-	if (have && is_resume && rec.source_agent_type.len &&
-	    !bg_str_eq(rec.source_agent_type, "client")) {
-		snprintf(t->id.callback_to, sizeof(t->id.callback_to), "%.*s",
-			 (int)rec.source_agent_type.len,
-			 rec.source_agent_type.p);
-		free(t->id.source_agent_type);
-		t->id.source_agent_type = strdup(t->id.callback_to);
-		t->id.has_source_agent = true;
-	}
 	int rc = bg_cmd_validate_task(&t->id.cmd);
 	if (rc) {
-		bg_record_free(&rec);
-		t->id.record_exists = have;
 		bg_end(d, t, BG_END_DEADLETTER, bg_cmd_error_code(rc),
 		       bg_cmd_error_text(rc));
 		return;
 	}
-	bg_record_free(&rec);
-	t->id.record_exists = have;
 	if (t->id.cmd.action == BG_ACTION_RESUME &&
 	    t->id.cmd.hdr[BG_HDR_TASK_GROUP_ID].len) {
 		bg_join_group(d, t); /* continues in bg_admit() */

@@ -86,7 +86,7 @@ static int read_scalar(struct bg_record *r, struct bg_str key,
 }
 
 static int read_members(struct bg_record *r, struct bg_str json, size_t off[],
-			size_t len[])
+			size_t len[], struct bg_str *timeline)
 {
 	struct bg_json_iter it;
 	struct bg_str key, val;
@@ -100,6 +100,8 @@ static int read_members(struct bg_record *r, struct bg_str json, size_t off[],
 			i++;
 		if (rc == 0 && i < N_STR_FIELDS)
 			rc = read_str(r, val, &off[i], &len[i]);
+		else if (rc == 0 && bg_json_str_eq(key, "timeline"))
+			*timeline = val;
 		else if (rc == 0)
 			rc = read_scalar(r, key, val);
 	}
@@ -109,22 +111,82 @@ static int read_members(struct bg_record *r, struct bg_str json, size_t off[],
 	return rc;
 }
 
+static size_t skip_space(struct bg_str s, size_t pos)
+{
+	while (pos < s.len && strchr(" \t\r\n", s.p[pos]) && s.p[pos] != '\0')
+		pos++;
+	return pos;
+}
+
+/* The last `status` of the (already validated) timeline array that is not
+ * CANCELLING, decoded into r->store at *off, *len; nothing when there is
+ * none or the timeline is not an array of objects. */
+static int read_prior_status(struct bg_record *r, struct bg_str timeline,
+			     size_t *off, size_t *len)
+{
+	struct bg_str last = { 0 };
+	size_t pos = skip_space(timeline, 0);
+	if (pos >= timeline.len || timeline.p[pos] != '[')
+		return 0;
+	for (pos = skip_space(timeline, pos + 1);
+	     pos < timeline.len && timeline.p[pos] != ']';
+	     pos = skip_space(timeline, pos)) {
+		size_t end;
+		if (bg_json_skip(timeline.p + pos, timeline.len - pos, &end))
+			return -EINVAL;
+		struct bg_str el = { timeline.p + pos, end }, st;
+		if (bg_json_type(el) == '{' &&
+		    bg_json_obj_get(el, "status", &st) == 0 &&
+		    bg_json_type(st) == '"' &&
+		    !bg_json_str_eq(st, "CANCELLING"))
+			last = st;
+		pos = skip_space(timeline, pos + end);
+		if (pos < timeline.len && timeline.p[pos] == ',')
+			pos++;
+	}
+	if (last.len == 0)
+		return 0;
+	return read_str(r, last, off, len);
+}
+
+static void set_views(struct bg_record *r, const size_t off[],
+		      const size_t len[], size_t prior_off, size_t prior_len)
+{
+	for (size_t i = 0; i < N_STR_FIELDS; i++)
+		*field_at(r, i) =
+			(struct bg_str){ r->store.p + off[i], len[i] };
+	r->prior_status = (struct bg_str){ r->store.p + prior_off, prior_len };
+}
+
 int bg_record_read(struct bg_record *r, struct bg_str json)
 {
 	size_t off[N_STR_FIELDS] = { 0 }, len[N_STR_FIELDS] = { 0 };
+	size_t prior_off = 0, prior_len = 0;
+	struct bg_str timeline = { 0 };
 
 	memset(r, 0, sizeof(*r));
-	int rc = read_members(r, json, off, len);
+	int rc = read_members(r, json, off, len, &timeline);
 	if (rc == 0)
 		rc = bg_buf_reserve(&r->store, 0); /* p non-NULL */
+	if (rc == 0)
+		set_views(r, off, len, 0, 0);
+	if (rc == 0 && timeline.len && bg_str_eq(r->status, "CANCELLING")) {
+		rc = read_prior_status(r, timeline, &prior_off, &prior_len);
+		if (rc == 0) /* the store may have moved */
+			set_views(r, off, len, prior_off, prior_len);
+	}
 	if (rc) {
 		bg_record_free(r);
 		return rc;
 	}
-	for (size_t i = 0; i < N_STR_FIELDS; i++)
-		*field_at(r, i) =
-			(struct bg_str){ r->store.p + off[i], len[i] };
 	return 0;
+}
+
+bool bg_record_runs(const struct bg_record *r)
+{
+	return bg_str_eq(r->status, "RUNNING") ||
+	       (bg_str_eq(r->status, "CANCELLING") &&
+		bg_str_eq(r->prior_status, "RUNNING"));
 }
 
 void bg_record_free(struct bg_record *r)

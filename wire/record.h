@@ -21,6 +21,9 @@ struct bg_record {
 	struct bg_str source_agent_type;
 	struct bg_str target_agent_type;
 	struct bg_str cancel_reason;
+	/* Only for a CANCELLING record: the last status of its timeline
+	 * other than CANCELLING ("" when none). */
+	struct bg_str prior_status;
 	bool cancel_requested;
 	int64_t started_at;
 	struct bg_buf store;
@@ -116,6 +119,12 @@ struct bg_record_update {
  * 0, -EINVAL (record is not a JSON object, bad raw error value), -ENOMEM. */
 int bg_record_update(struct bg_buf *out, struct bg_str record,
 		     const struct bg_record_update *u);
+
+/* Does a worker run the execution now? Its status is RUNNING, or
+ * CANCELLING while a run of it is being stopped (prior_status RUNNING).
+ * A queued or suspended execution cancelled lazily (WIRE 6.10) does not
+ * run. */
+bool bg_record_runs(const struct bg_record *r);
 
 /* "bygate decisions" 7: a status equal, ignoring case, to a known agent
  * state (WIRE 3.8) becomes its canonical upper-case spelling (a view of
