@@ -30,7 +30,8 @@ struct bg_event_ctx;
 /* The life of a job. Every change goes through bg_job_move, which refuses
  * a move the table in job.c does not list. */
 enum bg_job_state {
-	BG_JOB_PICKUP,	       /* registry read (and group join) in flight */
+	BG_JOB_PICKUP,	       /* registry read, group join or the claim of
+				  the record (admit.c) in flight */
 	BG_JOB_PICKUP_LOST,    /* its read was lost with the write
 				  connection: sent again when it is back */
 	BG_JOB_QUEUED,	       /* in the ready queue, waiting for a child */
