@@ -426,7 +426,7 @@ def drive(h, d, tasks, timeout, stall=20.0, warn=print):
     c.pipeline(cmds)
     # 3. follow-ups: cancels of running tasks, user replies, second counter
     # rounds, replays of finished tasks
-    todo = {"cancel": list(by_kind.get("cancel", [])),
+    unsettled = {"cancel": list(by_kind.get("cancel", [])),
             "ask": list(by_kind.get("ask", [])),
             "counter": [t for t in by_kind.get("counter", [])
                         if t.extra.get("round") == 2],
@@ -436,38 +436,38 @@ def drive(h, d, tasks, timeout, stall=20.0, warn=print):
     originals = {t.n: t for t in tasks if t.kind == "echo"}
 
     def follow_ups():
-        watch = todo["cancel"] + todo["ask"] + \
-            [first_round[t.session] for t in todo["counter"]] + \
-            [originals[t.n] for t in todo["replay"]]
+        watch = unsettled["cancel"] + unsettled["ask"] + \
+            [first_round[t.session] for t in unsettled["counter"]] + \
+            [originals[t.n] for t in unsettled["replay"]]
         st = statuses(c, keys, watch)
         out = []
-        for t in list(todo["cancel"]):
+        for t in list(unsettled["cancel"]):
             if st[t.n] == "RUNNING":
                 out.append(("XADD", keys.ctrl_worker(WORKER), "*", "data",
                             json.dumps(cancel_command(t))))
-                todo["cancel"].remove(t)
-        for t in list(todo["ask"]):
+                unsettled["cancel"].remove(t)
+        for t in list(unsettled["ask"]):
             if st[t.n] == "WAITING_USER":
                 out.append(("XADD", keys.ctrl_agent_type(t.agent), "*",
                             "data", json.dumps(resume_command(t))))
-                todo["ask"].remove(t)
-        for t in list(todo["counter"]):
+                unsettled["ask"].remove(t)
+        for t in list(unsettled["counter"]):
             if st[first_round[t.session].n] in TERMINAL:
                 out += send_task(c, keys, t)
-                todo["counter"].remove(t)
-        for t in list(todo["replay"]):
+                unsettled["counter"].remove(t)
+        for t in list(unsettled["replay"]):
             if st[t.n] in TERMINAL:
                 out.append(("XADD", keys.ctrl_agent_type(t.agent), "*",
                             "data", json.dumps(t.command())))
-                todo["replay"].remove(t)
+                unsettled["replay"].remove(t)
         if out:
             c.pipeline(out)
-        left = {k: [t.mid for t in v] for k, v in todo.items() if v}
+        left = {k: [t.mid for t in v] for k, v in unsettled.items() if v}
         return not left, (sorted(st.items()), str(left))
     if not wait.until("the follow-ups (cancels, replies, second rounds, "
                       "replays)", follow_ups):
         note("follow-ups never sent: %s" % {
-            k: [t.mid for t in v] for k, v in todo.items() if v})
+            k: [t.mid for t in v] for k, v in unsettled.items() if v})
     wait.until("every execution to finish and every entry to be acked",
                lambda: progress(c, keys, tasks), 0.1)
     # dead letters are written before the XACK of their entry; give a

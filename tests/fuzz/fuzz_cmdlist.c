@@ -32,11 +32,7 @@
 #include "common/cmdlist.h"
 #include "ipc/record.h"
 
-#define CHECK(cond)                                                            \
-	do {                                                                   \
-		if (!(cond))                                                   \
-			abort();                                               \
-	} while (0)
+#include "tests/fuzz/check.h"
 
 #define MAX_FIELDS 64
 

@@ -36,14 +36,7 @@
 
 #include "conf/config.h"
 
-#define CHECK(cond)                                                            \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, \
-				__LINE__, #cond);                              \
-			abort();                                               \
-		}                                                              \
-	} while (0)
+#include "tests/fuzz/check.h"
 
 /* libconfig 1.5 leaks a string buffer on some syntax errors (its
  * scanner's strbuf, fixed in later versions): not ours to find. Read by

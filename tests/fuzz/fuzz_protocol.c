@@ -38,14 +38,7 @@
 
 #include <stdarg.h>
 
-#define CHECK(cond)                                                            \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, \
-				__LINE__, #cond);                              \
-			abort();                                               \
-		}                                                              \
-	} while (0)
+#include "tests/fuzz/check.h"
 
 #define MAX_TASKS 4
 #define MAX_LINE 8192 /* the program's max_line_bytes */

@@ -33,11 +33,7 @@
 #include "wire/json.h"
 #include "wire/record.h"
 
-#define CHECK(cond)                                                            \
-	do {                                                                   \
-		if (!(cond))                                                   \
-			abort();                                               \
-	} while (0)
+#include "tests/fuzz/check.h"
 
 static bool inside(struct bg_str v, const char *p, size_t n)
 {

@@ -36,11 +36,7 @@
 #include "ipc/record.h"
 #include "ipc/ring.h"
 
-#define CHECK(cond)                                                            \
-	do {                                                                   \
-		if (!(cond))                                                   \
-			abort();                                               \
-	} while (0)
+#include "tests/fuzz/check.h"
 
 #define CAPACITY BG_RING_MIN_CAPACITY
 #define MAX_MESSAGE (3 * CAPACITY) /* fragments must be reassembled */
