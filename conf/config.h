@@ -83,7 +83,8 @@ struct bg_config {
 	char *consumer_group; /* default "agent_engines" */
 	int fetch_count;      /* prefetch beyond free capacity, default 10 */
 	int block_ms;	      /* XREADGROUP BLOCK, default 2000 */
-	int lease_ttl_s;      /* 30 */
+	int64_t read_budget_bytes; /* entries read, not yet run: 32 MiB */
+	int lease_ttl_s;	   /* 30 */
 	int heartbeat_interval_ms; /* 5000 */
 	int reclaim_min_idle_ms;   /* 60000 */
 	int64_t max_entry_age_s;   /* 604800 */

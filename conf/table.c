@@ -128,6 +128,13 @@ const struct bg_conf_key bg_conf_keys[] = {
 	    0, "Consumer group of the control streams (by-framework default)."),
 	INT("worker", "fetch_count", C, fetch_count, 10, 0, 1000, NULL, R,
 	    "Entries read beyond the free pool capacity (prefetch)."),
+	I64("worker", "read_budget_bytes", read_budget_bytes, 33554432, 1048576,
+	    4294967296LL, "bytes", R,
+	    "Entries read but not yet handed to a child are held within this "
+	    "many bytes (plus at most one entry): reads pause while it is "
+	    "full, and entries beyond it in a reply are fetched again later. "
+	    "Entries over pool.max_message_bytes are never held whole: "
+	    "dead-lettered PAYLOAD_TOO_LARGE."),
 	INT("worker", "block_ms", C, block_ms, 2000, 100, 60000, "ms", R,
 	    "XREADGROUP BLOCK time of the read connection."),
 	INT("worker", "lease_ttl_s", C, lease_ttl_s, 30, 2, 3600, "s", 0,

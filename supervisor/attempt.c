@@ -18,6 +18,7 @@
 #include "supervisor/calls.h"
 #include "supervisor/daemon.h"
 #include "supervisor/end.h"
+#include "supervisor/entry_read.h"
 #include "supervisor/events.h"
 #include "supervisor/kill.h"
 #include "supervisor/log.h"
@@ -280,6 +281,7 @@ void bg_attempt_start(struct bg_daemon *d, struct bg_job *t, int slot,
 		      int limit, int group, struct bg_buf *payload)
 {
 	t->run.attempt = t->run.failed_attempts + 1;
+	bg_entry_release(d, t); /* handed on: no longer the read's */
 	bg_outbox_reset(t);
 	if (prepare_workspace(d, t) != 0)
 		return;

@@ -9,6 +9,7 @@
 
 #include "common/fault.h"
 #include "supervisor/daemon.h"
+#include "supervisor/entry_read.h"
 #include "supervisor/lease.h"
 #include "supervisor/log.h"
 #include "supervisor/pickup.h"
@@ -58,12 +59,16 @@ static void handle_read_reply(struct bg_daemon *d, redisReply *r)
 				if (en->type != REDIS_REPLY_ARRAY ||
 				    en->elements < 2)
 					continue;
-				const redisReply *data =
-					bg_reply_field(en->element[1], "data");
-				bg_pickup_accept(d, idx, en->element[0]->str,
-						 data ? data->str : NULL,
-						 data ? data->len : 0,
-						 data != NULL);
+				struct bg_entry_body b;
+				bg_entry_body_take(en->element[1], &b);
+				if (b.kind == BG_ENTRY_DEFERRED)
+					bg_entry_defer(d, idx,
+						       en->element[0]->str,
+						       b.len);
+				else
+					bg_pickup_accept(d, idx,
+							 en->element[0]->str,
+							 &b);
 			}
 		}
 	}
@@ -116,12 +121,73 @@ static int read_count(const struct bg_daemon *d, struct bg_capacity cap)
 	return n > 0 ? n : 1;
 }
 
+/* ---- deferred entries (entry_read.h): fetched by id, oldest first,
+ * before anything new is read ---- */
+
+static void on_fetched(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	struct bg_daemon *d = priv;
+	d->read_in_flight = false;
+	const struct bg_entry_deferred *e = bg_entry_deferred_head(d);
+	if (r == NULL || e == NULL)
+		return; /* connection lost: fetched again */
+	int idx = e->stream_idx;
+	char *id = strdup(e->id);
+	if (id == NULL)
+		return;
+	bg_entry_deferred_pop(d);
+	if (r->type == REDIS_REPLY_ERROR) {
+		/* left pending: the reconcile claims it */
+		bg_warn("cannot fetch deferred entry %s on %s: %s", id,
+			d->streams[idx], r->str);
+	} else {
+		struct bg_entry_body b = { .kind = BG_ENTRY_GONE };
+		redisReply *en = r->type == REDIS_REPLY_ARRAY &&
+						 r->elements == 1
+					 ? r->element[0]
+					 : NULL;
+		if (en && en->type == REDIS_REPLY_ARRAY && en->elements >= 2 &&
+		    en->element[0]->type == REDIS_REPLY_STRING &&
+		    strcmp(en->element[0]->str, id) == 0)
+			bg_entry_body_take(en->element[1], &b);
+		if (bg_job_holds(d, d->streams[idx], id))
+			free(b.data);
+		else
+			bg_pickup_accept(d, idx, id, &b);
+	}
+	free(id);
+}
+
+/* Whether a deferred entry waits (nothing new is read meanwhile); its
+ * fetch is sent once there is room for it, or nothing is held at all. */
+static bool fetch_deferred(struct bg_daemon *d)
+{
+	const struct bg_entry_deferred *e = bg_entry_deferred_head(d);
+	if (e == NULL)
+		return false;
+	if (d->read_bytes_held > 0 && e->len > bg_entry_room(d))
+		return true;
+	const char *argv[] = { "XRANGE", d->streams[e->stream_idx], e->id,
+			       e->id };
+	if (bg_rconn_cmd_entries(d->rd, on_fetched, d, 0, 4, argv) == 0) {
+		d->read_in_flight = true;
+		d->read_mask = want_mask(d);
+	}
+	return true;
+}
+
 static void issue_read(struct bg_daemon *d)
 {
 	if (d->read_in_flight || !d->groups_ready || d->draining ||
 	    d->stopping || !bg_rconn_ready(d->rd) || !bg_lease_held(d) ||
 	    !d->start_reconciled)
 		return;
+	if (fetch_deferred(d))
+		return;
+	if (bg_entry_room(d) == 0)
+		return; /* the read budget is full: read again once a task
+			   is handed to a child */
 	/* Fault point for /readyz's consumer_stalled: from the n-th read on,
 	 * no read is issued any more. */
 	static bool stalled;
@@ -155,8 +221,8 @@ static void issue_read(struct bg_daemon *d)
 		}
 	for (int i = 0; i < n; i++)
 		argv[a++] = ">";
-	if (bg_rconn_cmd(d->rd, on_read, d, d->cfg->block_ms, a, argv, NULL) ==
-	    0) {
+	if (bg_rconn_cmd_entries(d->rd, on_read, d, d->cfg->block_ms, a,
+				 argv) == 0) {
 		d->read_in_flight = true;
 		d->read_mask = want_mask(d);
 		d->last_read_issued_ms = bg_mono_ms();

@@ -22,6 +22,7 @@
 
 struct event;
 struct bg_ws_paths;
+struct bg_entry_deferred;
 struct bg_daemon;
 
 /* Reports that run upward, wired once by main.c: a lower file never calls
@@ -62,6 +63,10 @@ struct bg_daemon {
 	int groups_pending;
 	bool groups_failed;
 	bool read_in_flight;
+	size_t read_bytes_held; /* entries read, not yet in a child */
+	struct bg_entry_deferred *deferred_head, *deferred_tail;
+	int n_deferred; /* entry_read.h */
+	uint64_t n_deferred_total;
 	uint64_t read_mask; /* streams the read in flight covers */
 	bool unblock_sent;
 	bool ready_logged;

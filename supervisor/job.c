@@ -11,6 +11,7 @@
 
 #include "common/clock.h"
 #include "supervisor/daemon.h"
+#include "supervisor/entry_read.h"
 #include "wire/event.h"
 #include "workspace/workspace.h"
 
@@ -187,6 +188,7 @@ static void release(struct bg_daemon *d, struct bg_job *t)
 	t->prev->next = t->next;
 	t->next->prev = t->prev;
 	d->n_tasks--;
+	bg_entry_release(d, t);
 	if (bg_job_finishing(t))
 		d->n_finishing--;
 	free_event(&t->retry_ev);

@@ -73,6 +73,8 @@ struct bg_job_id {
 	char *entry_id;
 	char *data; /* the entry's raw `data` field (NULL when absent) */
 	size_t data_len;
+	size_t charged;	   /* data_len while it counts against the read
+			      budget (entry_read.h), else 0 */
 	struct bg_cmd cmd; /* spans into data */
 	bool cmd_ok;
 	char message_id[BG_ID_MAX + 1];

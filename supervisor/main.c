@@ -20,6 +20,7 @@
 #include "state/state.h"
 #include "supervisor/attempt.h"
 #include "supervisor/daemon.h"
+#include "supervisor/entry_read.h"
 #include "supervisor/route.h"
 #include "supervisor/lease.h"
 #include "supervisor/pickup.h"
@@ -329,6 +330,7 @@ static int daemon_init(struct bg_daemon *d, struct bg_config *cfg)
 static void daemon_free(struct bg_daemon *d)
 {
 	bg_job_free_all(d);
+	bg_entry_deferred_free_all(d);
 	bg_suspects_free(d); /* the list in LMDB is kept for the next start */
 	bg_rconn_free(d->rd);
 	bg_rconn_free(d->wr);
@@ -396,6 +398,7 @@ static int run(struct bg_daemon *d, const struct bg_spawn_identity *who)
 	d->ctl = new_conn(d, "control");
 	if (!d->rd || !d->wr || !d->ctl)
 		return EXIT_RUNTIME;
+	bg_entry_read_attach(d);
 	int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1 };
 	struct event *sev[4];
 	for (int i = 0; i < 4; i++) {

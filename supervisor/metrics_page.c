@@ -224,6 +224,20 @@ static int put_pool(struct bg_buf *out, const struct bg_daemon *d)
 		  "Entries the next read may fetch: free task places plus the "
 		  "prefetch.",
 		  (double)bg_schedule_capacity(d) },
+		{ "bygate_read_bytes_held", "gauge",
+		  "Bytes of entries read and not yet handed to a child "
+		  "(bounded by worker.read_budget_bytes plus one entry).",
+		  (double)d->read_bytes_held },
+		{ "bygate_read_budget_bytes", "gauge",
+		  "worker.read_budget_bytes.",
+		  (double)d->cfg->read_budget_bytes },
+		{ "bygate_entries_deferred", "gauge",
+		  "Entries read past the budget, pending here and waiting to be "
+		  "fetched again.",
+		  (double)d->n_deferred },
+		{ "bygate_entries_deferred_total", "counter",
+		  "Entries read past the budget and fetched again later.",
+		  (double)d->n_deferred_total },
 	};
 	static const struct scalar children = {
 		"bygate_pool_children", "gauge",

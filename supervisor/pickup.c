@@ -13,6 +13,7 @@
 #include "supervisor/daemon.h"
 #include "supervisor/admit.h"
 #include "supervisor/end.h"
+#include "supervisor/entry_read.h"
 #include "supervisor/join.h"
 #include "supervisor/log.h"
 #include "supervisor/pickup.h"
@@ -174,27 +175,30 @@ void bg_pickup_replay_finish(struct bg_daemon *d, int stream_idx,
 }
 
 static void accept_entry(struct bg_daemon *d, struct bg_job *t, int stream_idx,
-			 const char *id, const char *data, size_t data_len,
-			 bool has_data);
+			 const char *id, struct bg_entry_body *b);
 
 void bg_pickup_accept(struct bg_daemon *d, int stream_idx, const char *id,
-		      const char *data, size_t data_len, bool has_data)
+		      struct bg_entry_body *b)
 {
 	struct bg_job *t = bg_job_new(d, stream_idx, id);
 	if (t)
-		accept_entry(d, t, stream_idx, id, data, data_len, has_data);
+		accept_entry(d, t, stream_idx, id, b);
+	free(b->data); /* NULL when taken */
+	b->data = NULL;
 }
 
 /* An entry fetched again by recovery or reclaim: its delivery count is
  * known; the attempts already counted against it come from LMDB. */
 void bg_pickup_accept_recovered(struct bg_daemon *d, int stream_idx,
-				const char *id, const char *data,
-				size_t data_len, bool has_data, int deliveries,
-				int alone_crashes)
+				const char *id, struct bg_entry_body *b,
+				int deliveries, int alone_crashes)
 {
 	struct bg_job *t = bg_job_new(d, stream_idx, id);
-	if (t == NULL)
+	if (t == NULL) {
+		free(b->data);
+		b->data = NULL;
 		return;
+	}
 	t->id.recovered = true;
 	t->id.deliveries = deliveries;
 	t->id.alone_crashes = alone_crashes;
@@ -207,30 +211,57 @@ void bg_pickup_accept_recovered(struct bg_daemon *d, int stream_idx,
 			t->run.failed_attempts = (int)e.interrupted;
 		bg_buf_free(&store);
 	}
-	accept_entry(d, t, stream_idx, id, data, data_len, has_data);
+	accept_entry(d, t, stream_idx, id, b);
+	free(b->data); /* NULL when taken */
+	b->data = NULL;
+}
+
+/* An entry whose payload never reached bygated (entry_read.h). */
+static void refuse_body(struct bg_daemon *d, struct bg_job *t,
+			const struct bg_entry_body *b)
+{
+	char why[256];
+	switch (b->kind) {
+	case BG_ENTRY_NO_DATA:
+		bg_end(d, t, BG_END_DEADLETTER, "no_data",
+		       "stream entry has no `data` field");
+		return;
+	case BG_ENTRY_OVERSIZED:
+		snprintf(why, sizeof(why),
+			 "entry of %zu bytes is larger than "
+			 "pool.max_message_bytes (%lld): not read, not run",
+			 b->len, (long long)d->cfg->max_message_bytes);
+		bg_end(d, t, BG_END_DEADLETTER, "PAYLOAD_TOO_LARGE", why);
+		return;
+	case BG_ENTRY_GONE:
+		bg_end(d, t, BG_END_DEADLETTER, "entry_deleted",
+		       "entry was deleted from the stream before it could "
+		       "be read: its command is gone, nothing can run it");
+		return;
+	case BG_ENTRY_DEFERRED: /* consume.c fetches these first: a bug */
+	case BG_ENTRY_WHOLE:
+		break;
+	}
+	bg_warn("entry %s on %s came without its body: left pending for "
+		"the reconcile",
+		t->id.entry_id, t->id.stream);
+	bg_job_free(d, t);
 }
 
 static void accept_entry(struct bg_daemon *d, struct bg_job *t, int stream_idx,
-			 const char *id, const char *data, size_t data_len,
-			 bool has_data)
+			 const char *id, struct bg_entry_body *b)
 {
 	const char *agent =
 		stream_idx > 0 ? d->cfg->agent_types[stream_idx - 1].name : "";
 	t->id.agent_type = strdup(agent);
-	if (!has_data) {
-		bg_end(d, t, BG_END_DEADLETTER, "no_data",
-		       "stream entry has no `data` field");
+	if (b->kind != BG_ENTRY_WHOLE) {
+		refuse_body(d, t, b);
 		return;
 	}
-	t->id.data = malloc(data_len + 1);
-	if (t->id.data == NULL) {
-		bg_end(d, t, BG_END_DEADLETTER, "too_large",
-		       "entry too large for memory");
-		return;
-	}
-	memcpy(t->id.data, data, data_len);
-	t->id.data[data_len] = '\0';
-	t->id.data_len = data_len;
+	t->id.data = b->data; /* taken over */
+	t->id.data_len = b->len;
+	b->data = NULL;
+	bg_entry_charge(d, t);
 	int rc = bg_cmd_scan(t->id.data, t->id.data_len, &t->id.cmd);
 	if (rc == BG_CMD_EINVALID_ID) {
 		refuse_id(d, t);

@@ -9,17 +9,18 @@
 #include "common/buf.h"
 
 struct bg_daemon;
+struct bg_entry_body;
 
-/* An entry read with XREADGROUP (data = its `data` field). */
+/* An entry read with XREADGROUP, its `data` field in b (entry_read.h:
+ * b->data is taken over). */
 void bg_pickup_accept(struct bg_daemon *d, int stream_idx, const char *id,
-		      const char *data, size_t data_len, bool has_data);
+		      struct bg_entry_body *b);
 /* An entry fetched again by recovery or reclaim: its delivery count and
  * the times bygated died while it ran alone are known; the attempts
  * already counted against it come from LMDB. */
 void bg_pickup_accept_recovered(struct bg_daemon *d, int stream_idx,
-				const char *id, const char *data,
-				size_t data_len, bool has_data, int deliveries,
-				int alone_crashes);
+				const char *id, struct bg_entry_body *b,
+				int deliveries, int alone_crashes);
 /* A finish read from the journal: sent again as it was. */
 void bg_pickup_replay_finish(struct bg_daemon *d, int stream_idx,
 			     const char *id, struct bg_str blob);

@@ -29,6 +29,7 @@
 #include "state/state.h"
 #include "supervisor/daemon.h"
 #include "supervisor/end.h"
+#include "supervisor/entry_read.h"
 #include "supervisor/lease.h"
 #include "supervisor/pickup.h"
 #include "supervisor/log.h"
@@ -177,22 +178,19 @@ static void on_claimed(struct bg_rconn *c, redisReply *r, void *priv)
 			if (en->type != REDIS_REPLY_ARRAY || en->elements < 2 ||
 			    en->element[0]->type != REDIS_REPLY_STRING)
 				continue;
-			const redisReply *data =
-				bg_reply_field(en->element[1], "data");
 			const char *id = en->element[0]->str;
 			if (bg_job_holds(d, d->streams[cc->stream], id))
 				continue;
+			struct bg_entry_body b;
+			bg_entry_body_take(en->element[1], &b);
 			d->n_reclaimed++;
 			bg_metrics_reclaimed(d->metrics, cc->peer);
 			bg_info("%s entry %s on %s (delivery %d)",
 				cc->peer ? "reclaimed dead peer's"
 					 : "re-running own",
 				id, d->streams[cc->stream], cc->deliveries);
-			bg_pickup_accept_recovered(d, cc->stream, id,
-						   data ? data->str : NULL,
-						   data ? data->len : 0,
-						   data != NULL, cc->deliveries,
-						   0);
+			bg_pickup_accept_recovered(d, cc->stream, id, &b,
+						   cc->deliveries, 0);
 		}
 	}
 	free_claim(cc);
@@ -270,8 +268,9 @@ static void on_pending_page(struct bg_rconn *c, redisReply *r, void *priv)
 			const char *id = e->element[0]->str;
 			int count = (int)e->element[3]->integer;
 			int deliveries = count + 1;
-			if (bg_job_holds(d, stream, id))
-				continue;
+			if (bg_job_holds(d, stream, id) ||
+			    (!peer && bg_entry_is_deferred(d, sc->stream, id)))
+				continue; /* deferred: consume.c fetches it */
 			struct bg_buf blob = { 0 };
 			if (!peer && d->state &&
 			    bg_state_journal_get(d->state, bg_str_c(stream),

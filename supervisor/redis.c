@@ -21,6 +21,7 @@ struct bg_rreq {
 	void *priv;
 	int64_t deadline_ms;
 	size_t bytes;
+	bool entries; /* bg_rconn_cmd_entries: the reply is budgeted */
 };
 
 enum rconn_state { RC_DOWN, RC_CONNECTING, RC_READY, RC_CLOSED };
@@ -43,6 +44,7 @@ struct bg_rconn {
 	uint64_t reconnects;
 	struct event *tick;  /* deadline checks, every 100 ms */
 	struct event *retry; /* reconnect timer */
+	struct bg_rconn_value_hook hook;
 };
 
 static int64_t now_ms(void)
@@ -63,6 +65,67 @@ static void req_unlink(struct bg_rreq *q)
 	q->next->prev = q->prev;
 	q->conn->n_pending--;
 	q->conn->pending_bytes -= q->bytes;
+}
+
+/* ---- the reader: hiredis's own reply objects, but for the values a
+ * hook keeps out ---- */
+
+static redisReplyObjectFunctions base_fns, hooked_fns;
+
+static int task_depth(const redisReadTask *task)
+{
+	int depth = 0;
+	for (const redisReadTask *p = task->parent; p; p = p->parent)
+		depth++;
+	return depth;
+}
+
+static void *hooked_array(const redisReadTask *task, int n)
+{
+	struct bg_rconn *c = task->privdata;
+	if (task->parent == NULL && c && c->hook.begin) {
+		struct bg_rreq *q = c->head.next; /* the oldest in flight */
+		c->hook.begin(c->hook.arg, q != &c->head && q->entries);
+	}
+	return base_fns.createArray(task, n);
+}
+
+static void *hooked_string(const redisReadTask *task, char *str, size_t len)
+{
+	struct bg_rconn *c = task->privdata;
+	char marker[64];
+	if (c && c->hook.keep_out && task->type == REDIS_REPLY_STRING &&
+	    (task->idx & 1) && task_depth(task) >= 3 &&
+	    c->hook.keep_out(c->hook.arg, len, marker, sizeof(marker))) {
+		redisReadTask t = *task;
+		t.type = REDIS_REPLY_STATUS;
+		return base_fns.createString(&t, marker, strlen(marker));
+	}
+	return base_fns.createString(task, str, len);
+}
+
+static void install_reader(struct bg_rconn *c, redisAsyncContext *ac)
+{
+	if (c->hook.keep_out == NULL && c->hook.begin == NULL)
+		return;
+	if (base_fns.createString == NULL) {
+		redisReader *r = redisReaderCreate();
+		if (r == NULL)
+			return;
+		base_fns = *r->fn;
+		redisReaderFree(r);
+		hooked_fns = base_fns;
+		hooked_fns.createArray = hooked_array;
+		hooked_fns.createString = hooked_string;
+	}
+	ac->c.reader->fn = &hooked_fns;
+	ac->c.reader->privdata = c;
+}
+
+void bg_rconn_set_value_hook(struct bg_rconn *c,
+			     const struct bg_rconn_value_hook *hook)
+{
+	c->hook = *hook;
 }
 
 static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
@@ -205,6 +268,7 @@ static void do_connect(struct bg_rconn *c)
 	if (fl != -1)
 		fcntl(ac->c.fd, F_SETFD, fl | FD_CLOEXEC);
 	ac->data = c;
+	install_reader(c, ac);
 	c->ac = ac;
 	c->state = RC_CONNECTING;
 	c->setup_pending = 0;
@@ -385,6 +449,15 @@ int bg_rconn_cmd(struct bg_rconn *c, bg_rconn_reply_fn fn, void *priv,
 	if (c->state != RC_READY || c->ac == NULL)
 		return -ENOTCONN;
 	return send_raw(c, fn, priv, extra_ms, argc, argv, lens);
+}
+
+int bg_rconn_cmd_entries(struct bg_rconn *c, bg_rconn_reply_fn fn, void *priv,
+			 int extra_ms, int argc, const char **argv)
+{
+	int rc = bg_rconn_cmd(c, fn, priv, extra_ms, argc, argv, NULL);
+	if (rc == 0)
+		c->head.prev->entries = true; /* the request just queued */
+	return rc;
 }
 
 int bg_rconn_cmdv(struct bg_rconn *c, bg_rconn_reply_fn fn, void *priv,

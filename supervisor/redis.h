@@ -69,6 +69,27 @@ int bg_rconn_cmd(struct bg_rconn *c, bg_rconn_reply_fn fn, void *priv,
 int bg_rconn_cmdv(struct bg_rconn *c, bg_rconn_reply_fn fn, void *priv,
 		  int extra_ms, const char *const *args);
 
+/* Stream entry values kept out of memory. The hook sees the length of
+ * each entry field value (a bulk string at an odd index of an entry's
+ * field list: depth 3 or more of the reply) before hiredis builds it; when
+ * keep_out returns true, the reply holds a REDIS_REPLY_STATUS with the
+ * marker it wrote instead. A stream value is always a bulk string in
+ * RESP2, so a status there is always a marker. The value has then been
+ * held once, in hiredis's input buffer, and never copied. */
+struct bg_rconn_value_hook {
+	/* A reply starts; budgeted: it answers bg_rconn_cmd_entries. */
+	void (*begin)(void *arg, bool budgeted);
+	bool (*keep_out)(void *arg, size_t len, char *marker, size_t size);
+	void *arg;
+};
+/* From the next connection on (set before bg_rconn_start). */
+void bg_rconn_set_value_hook(struct bg_rconn *c,
+			     const struct bg_rconn_value_hook *hook);
+/* bg_rconn_cmd for a command whose reply is stream entries held against
+ * the hook's budget (begin gets budgeted = true). */
+int bg_rconn_cmd_entries(struct bg_rconn *c, bg_rconn_reply_fn fn, void *priv,
+			 int extra_ms, int argc, const char **argv);
+
 /* Reply helpers for callers. */
 bool bg_reply_is_error(const redisReply *r);
 /* The value of field `name` in a field array (a stream entry's fields from

@@ -12,6 +12,7 @@
 
 #include "state/state.h"
 #include "supervisor/daemon.h"
+#include "supervisor/entry_read.h"
 #include "supervisor/lease.h"
 #include "supervisor/pickup.h"
 #include "supervisor/log.h"
@@ -351,7 +352,6 @@ static void on_claimed(struct bg_rconn *c, redisReply *r, void *priv)
 		bg_suspects_kick(d);
 		return;
 	}
-	const redisReply *data = bg_reply_field(en->element[1], "data");
 	char *id = strdup(s->id);
 	int alone_crashes = (int)s->alone_crashes;
 	int stream = s->stream;
@@ -360,12 +360,13 @@ static void on_claimed(struct bg_rconn *c, redisReply *r, void *priv)
 		return;
 	}
 	x->cur = CUR_RUNNING;
+	struct bg_entry_body b;
+	bg_entry_body_take(en->element[1], &b);
 	d->n_reclaimed++;
 	bg_metrics_reclaimed(d->metrics, false);
 	/* May end (and free) the job at once: bg_suspects_job_freed. */
-	bg_pickup_accept_recovered(d, stream, id, data ? data->str : NULL,
-				   data ? data->len : 0, data != NULL,
-				   target_count(s), alone_crashes);
+	bg_pickup_accept_recovered(d, stream, id, &b, target_count(s),
+				   alone_crashes);
 	if (x->cur == CUR_RUNNING && x->n > 0 && strcmp(x->v[0].id, id) == 0 &&
 	    !bg_job_holds(d, d->streams[x->v[0].stream], x->v[0].id)) {
 		head_done(d); /* no task could be made: left to the reconcile */

@@ -1,0 +1,162 @@
+/* supervisor/entry_read.c - the value hook, entry bodies and the read
+ * budget (see entry_read.h). */
+#include "supervisor/entry_read.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "supervisor/daemon.h"
+
+#define OVERSIZED "bygate:oversized:"
+#define DEFERRED "bygate:deferred:"
+
+/* Per reply being parsed (one at a time: hiredis runs each reply's
+ * callback before it parses the next). */
+struct reply_budget {
+	bool budgeted;
+	bool deferring; /* a value was deferred: every later one is too, so
+			   entries are run in the order they were read */
+	size_t room;	/* bytes the reply may bring in */
+	size_t used;
+};
+
+/* One per connection: a long reply on one is parsed across many loop
+ * turns, between replies of the others. */
+struct hook_ctx {
+	const struct bg_daemon *d;
+	struct reply_budget cur;
+};
+static struct hook_ctx hooks[3];
+
+static void on_begin(void *arg, bool budgeted)
+{
+	struct hook_ctx *h = arg;
+	h->cur = (struct reply_budget){ .budgeted = budgeted,
+					.room = bg_entry_room(h->d) };
+}
+
+static bool on_value(void *arg, size_t len, char *marker, size_t size)
+{
+	struct hook_ctx *h = arg;
+	struct reply_budget *cur = &h->cur;
+	if ((int64_t)len > h->d->cfg->max_message_bytes) {
+		snprintf(marker, size, OVERSIZED "%zu", len);
+		return true;
+	}
+	if (!cur->budgeted)
+		return false;
+	/* the first value of a reply always fits: the budget plus one entry */
+	if (cur->deferring || (cur->used > 0 && cur->used + len > cur->room)) {
+		cur->deferring = true;
+		snprintf(marker, size, DEFERRED "%zu", len);
+		return true;
+	}
+	cur->used += len;
+	return false;
+}
+
+void bg_entry_read_attach(struct bg_daemon *d)
+{
+	struct bg_rconn *conns[3] = { d->rd, d->ctl, d->wr };
+	for (int i = 0; i < 3; i++) {
+		hooks[i].d = d;
+		struct bg_rconn_value_hook h = { on_begin, on_value,
+						 &hooks[i] };
+		bg_rconn_set_value_hook(conns[i], &h);
+	}
+}
+
+static bool marker(const redisReply *v, const char *prefix, size_t *len)
+{
+	size_t n = strlen(prefix);
+	if (v->len <= n || strncmp(v->str, prefix, n) != 0)
+		return false;
+	*len = strtoull(v->str + n, NULL, 10);
+	return true;
+}
+
+void bg_entry_body_take(redisReply *fields, struct bg_entry_body *b)
+{
+	*b = (struct bg_entry_body){ .kind = BG_ENTRY_NO_DATA };
+	if (fields == NULL || fields->type != REDIS_REPLY_ARRAY)
+		return;
+	for (size_t k = 0; k + 1 < fields->elements; k += 2) {
+		const redisReply *name = fields->element[k];
+		redisReply *v = fields->element[k + 1];
+		if (name->type != REDIS_REPLY_STRING ||
+		    strcmp(name->str, "data") != 0)
+			continue;
+		if (v->type == REDIS_REPLY_STRING) {
+			b->kind = BG_ENTRY_WHOLE;
+			b->data = v->str; /* hiredis: malloc'd, NUL-ended */
+			b->len = v->len;
+			v->str = NULL;
+			v->len = 0;
+		} else if (v->type == REDIS_REPLY_STATUS) {
+			if (marker(v, OVERSIZED, &b->len))
+				b->kind = BG_ENTRY_OVERSIZED;
+			else if (marker(v, DEFERRED, &b->len))
+				b->kind = BG_ENTRY_DEFERRED;
+		}
+		return;
+	}
+}
+
+/* ---- deferred entries ---- */
+
+int bg_entry_defer(struct bg_daemon *d, int stream_idx, const char *id,
+		   size_t len)
+{
+	size_t n = strlen(id);
+	struct bg_entry_deferred *e = malloc(sizeof(*e) + n + 1);
+	if (e == NULL)
+		return -ENOMEM;
+	e->next = NULL;
+	e->stream_idx = stream_idx;
+	e->len = len;
+	memcpy(e->id, id, n + 1);
+	if (d->deferred_tail)
+		d->deferred_tail->next = e;
+	else
+		d->deferred_head = e;
+	d->deferred_tail = e;
+	d->n_deferred++;
+	d->n_deferred_total++;
+	return 0;
+}
+
+bool bg_entry_is_deferred(const struct bg_daemon *d, int stream_idx,
+			  const char *id)
+{
+	for (const struct bg_entry_deferred *e = d->deferred_head; e;
+	     e = e->next)
+		if (e->stream_idx == stream_idx && strcmp(e->id, id) == 0)
+			return true;
+	return false;
+}
+
+const struct bg_entry_deferred *
+bg_entry_deferred_head(const struct bg_daemon *d)
+{
+	return d->deferred_head;
+}
+
+void bg_entry_deferred_pop(struct bg_daemon *d)
+{
+	struct bg_entry_deferred *e = d->deferred_head;
+	if (e == NULL)
+		return;
+	d->deferred_head = e->next;
+	if (d->deferred_head == NULL)
+		d->deferred_tail = NULL;
+	d->n_deferred--;
+	free(e);
+}
+
+void bg_entry_deferred_free_all(struct bg_daemon *d)
+{
+	while (d->deferred_head)
+		bg_entry_deferred_pop(d);
+}
