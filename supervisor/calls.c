@@ -59,7 +59,7 @@ static void on_kv_get(struct bg_rconn *c, redisReply *r, void *priv)
 static void kv_get(struct bg_daemon *d, struct bg_job *t, const char *id,
 		   json_t *args)
 {
-	const char *k = json_string_value(json_object_get(args, "key"));
+	const char *k = bg_arg_name(json_object_get(args, "key"));
 	if (k == NULL || !*k || strlen(k) > KV_MAX_KEY) {
 		bg_outbox_reply_error(d, t, id, "INVALID_ARGUMENT",
 				      "kv_get needs a non-empty key of at "
@@ -95,7 +95,7 @@ static void kv_get(struct bg_daemon *d, struct bg_job *t, const char *id,
 static void kv_set(struct bg_daemon *d, struct bg_job *t, const char *id,
 		   json_t *args)
 {
-	const char *k = json_string_value(json_object_get(args, "key"));
+	const char *k = bg_arg_name(json_object_get(args, "key"));
 	json_t *v = json_object_get(args, "value");
 	char *txt = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
 	if (k == NULL || !*k || strlen(k) > KV_MAX_KEY || txt == NULL) {
@@ -161,8 +161,8 @@ static void dispatch_group(struct bg_daemon *d, struct bg_job *t,
 	size_t i;
 	json_t *task;
 	json_array_foreach(tasks, i, task) {
-		const char *target = json_string_value(
-			json_object_get(task, "target_agent_type"));
+		const char *target =
+			bg_arg_name(json_object_get(task, "target_agent_type"));
 		struct bg_outbox_req rq = {
 			.target = target ? target : "",
 			.content = json_object_get(task, "content"),
@@ -201,9 +201,17 @@ static void ask_user(struct bg_daemon *d, struct bg_job *t, const char *id,
 		     json_t *args)
 {
 	json_t *prompt = json_object_get(args, "prompt");
-	char *txt = json_is_string(prompt) ? strdup(json_string_value(prompt))
-		    : prompt		   ? json_dumps(prompt, JSON_COMPACT)
-					   : NULL;
+	char *txt = NULL;
+	size_t txt_len = 0;
+	if (json_is_string(prompt)) { /* whole, NULs included */
+		txt_len = json_string_length(prompt);
+		txt = malloc(txt_len + 1);
+		if (txt)
+			memcpy(txt, json_string_value(prompt), txt_len + 1);
+	} else if (prompt) {
+		txt = json_dumps(prompt, JSON_COMPACT);
+		txt_len = txt ? strlen(txt) : 0;
+	}
 	if (txt == NULL) {
 		bg_outbox_reply_error(d, t, id, "INVALID_ARGUMENT",
 				      "ask_user needs a prompt");
@@ -214,7 +222,7 @@ static void ask_user(struct bg_daemon *d, struct bg_job *t, const char *id,
 	struct bg_event_ctx ctx;
 	bg_job_event_ctx(t, &ctx);
 	struct bg_event ev = { .kind = BG_EVENT_ASK_USER,
-			       .content = S(txt),
+			       .content = { txt, txt_len },
 			       .now_ms = bg_now_ms(),
 			       .uuid = { uuid, 32 } };
 	struct bg_buf out = { 0 };
@@ -244,7 +252,10 @@ void bg_calls_take(struct bg_daemon *d, struct bg_job *t, const uint8_t *p,
 	snprintf(op, sizeof(op), "%.*s",
 		 (int)(f[BG_CF_OP].len < 31 ? f[BG_CF_OP].len : 31),
 		 f[BG_CF_OP].p);
-	json_t *args = json_loadb(f[BG_CF_ARGS].p, f[BG_CF_ARGS].len, 0, NULL);
+	/* strings may hold NULs: content reaches its callee whole, names
+	 * holding one are refused (bg_arg_name) */
+	json_t *args = json_loadb(f[BG_CF_ARGS].p, f[BG_CF_ARGS].len,
+				  JSON_ALLOW_NUL, NULL);
 	if (!json_is_object(args)) {
 		json_decref(args);
 		bg_outbox_reply_error(d, t, id, "INVALID_ARGUMENT",

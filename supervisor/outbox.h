@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <jansson.h>
 
@@ -33,6 +34,20 @@ void bg_outbox_cmd(struct bg_job *t, int argc, const struct bg_str *argv);
 /* Add t's outbox after the commands of the finish transaction x: x fails
  * when the outbox did. Returns x's error. */
 int bg_outbox_splice(const struct bg_job *t, struct bg_cmdlist *x);
+
+/* A handler argument that names something (a key, an agent type, a
+ * policy, a region): its text, or NULL when it is not a string or holds
+ * a control character (a NUL, "\u0000", would make it name something
+ * else as a C string). */
+static inline const char *bg_arg_name(const json_t *v)
+{
+	const char *s = json_string_value(v);
+	size_t n = json_string_length(v);
+	for (size_t i = 0; s && i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return NULL;
+	return s;
+}
 
 /* A view of b's bytes ("" when b has none). */
 struct bg_str bg_outbox_bytes(const struct bg_buf *b);

@@ -272,7 +272,7 @@ static const char *route_options(struct route *r, json_t *args)
 		to = json_object_get(args, "availability_timeout_ms");
 	if ((to && !json_is_integer(to)) || (prio && !json_is_integer(prio)))
 		return "call_agent: timeout_ms and priority must be integers";
-	if (region && (!json_is_string(region) ||
+	if (region && (bg_arg_name(region) == NULL ||
 		       json_string_length(region) >= sizeof(r->region)))
 		return "call_agent: region must be a string of at most 159 "
 		       "bytes";
@@ -289,9 +289,10 @@ static const char *route_options(struct route *r, json_t *args)
 static bool content_ok(const json_t *content)
 {
 	if (json_is_string(content)) {
-		for (const char *s = json_string_value(content); *s; s++)
-			if (!isspace((unsigned char)*s))
-				return true;
+		const char *s = json_string_value(content);
+		for (size_t i = 0; i < json_string_length(content); i++)
+			if (!isspace((unsigned char)s[i]))
+				return true; /* a NUL is not blank */
 		return false;
 	}
 	return (json_is_array(content) && json_array_size(content) > 0) ||
@@ -313,9 +314,9 @@ void bg_route_call_agent(struct bg_daemon *d, struct bg_job *t, const char *id,
 			 json_t *args)
 {
 	const char *target =
-		json_string_value(json_object_get(args, "target_agent_type"));
-	const char *policy =
-		json_string_value(json_object_get(args, "route_policy"));
+		bg_arg_name(json_object_get(args, "target_agent_type"));
+	json_t *policy_v = json_object_get(args, "route_policy");
+	const char *policy = bg_arg_name(policy_v);
 	json_t *content = json_object_get(args, "content");
 	if (target == NULL || !*target || strlen(target) > 128) {
 		bg_outbox_reply_error(d, t, id, "INVALID_ARGUMENT",
@@ -328,7 +329,8 @@ void bg_route_call_agent(struct bg_daemon *d, struct bg_job *t, const char *id,
 				      "string, a non-empty array or an object");
 		return;
 	}
-	if (policy && *policy && !policy_known(policy)) {
+	if ((json_is_string(policy_v) && policy == NULL) ||
+	    (policy && *policy && !policy_known(policy))) {
 		bg_outbox_reply_error(d, t, id, "INVALID_ARGUMENT",
 				      "call_agent: route_policy must be "
 				      "FAIL_FAST, SEND_ANYWAY, WAKE_AND_WAIT, "

@@ -28,6 +28,19 @@ def handle(ctx):
     user = ctx.header.get("user_name", "")
     if ctx.content.startswith("fail:"):
         raise ValueError(ctx.content[5:])
+    if ctx.content.startswith("call:"):  # call:<target>, content with NUL
+        try:
+            r = ctx.call_agent(ctx.content[5:], "ab\x00cd",
+                               wait_for_reply=False)
+        except bygate_agent.BygateError as e:
+            return "call refused: " + e.code
+        return "call: " + r.get("status", "")
+    if ctx.content == "kv":
+        try:
+            ctx.kv_set("k\x00ey", 1)
+        except bygate_agent.BygateError as e:
+            return "kv refused: " + e.code
+        return "kv accepted"
     ctx.chunk(ctx.content)
     return "%%d:%%s %%d:%%s" %% (len(ctx.content), ctx.content.encode().hex(),
                              len(user), user.encode().hex())
@@ -190,3 +203,31 @@ def test_content_with_nul_reaches_a_persistent_python_agent_whole(h):
 
 def test_content_with_nul_reaches_a_per_task_python_agent_whole(h):
     nul_content_reaches_a_python_agent(h, "per_task")
+
+
+def test_a_handler_call_carries_nul_content_whole_and_refuses_nul_names(h):
+    """Handler operations (supervisor/calls.c) read their arguments with
+    NULs allowed: call_agent's content reaches the callee whole, while a
+    target agent type or a kv key holding a NUL is refused, not cut short
+    into another name."""
+    h.start_bygated({"pool": {"size": 2},
+                     "agent_types": [python_agent(h, "persistent"),
+                                     h.agent_type("nulecho")]})
+    c = h.client()
+    mid, _ = pc.send(c, h.keys, "s-call", "nulpy", "call:nulecho")
+    assert finished(c, h.keys, "s-call", mid)["status"] == "COMPLETED"
+    assert texts(c, h.keys, "s-call", mid, "finalAnswer") == ["call: QUEUED"]
+    answers = wait_until(lambda: [
+        e for e in pc.events(c, h.keys, "s-call")
+        if e["event_type"] == "finalAnswer" and e["message_id"] != mid], 20,
+        what="the callee's answer")
+    assert [a["data"]["choices"][0]["delta"]["content"] for a in answers] \
+        == ["content=5:6162006364 user_name=5:616c696365"]
+    mid, _ = pc.send(c, h.keys, "s-call", "nulpy", "call:nulecho\u0000x")
+    assert finished(c, h.keys, "s-call", mid)["status"] == "COMPLETED"
+    assert texts(c, h.keys, "s-call", mid, "finalAnswer") == [
+        "call refused: INVALID_ARGUMENT"]
+    mid, _ = pc.send(c, h.keys, "s-call", "nulpy", "kv")
+    assert finished(c, h.keys, "s-call", mid)["status"] == "COMPLETED"
+    assert texts(c, h.keys, "s-call", mid, "finalAnswer") == [
+        "kv refused: INVALID_ARGUMENT"]
