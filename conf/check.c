@@ -2,6 +2,8 @@
  * between keys, safe names, and which changes a SIGHUP reload may apply. */
 #include "conf/table.h"
 
+#include "conf/lanes.h"
+
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +82,8 @@ int bg_conf_validate(struct bg_config *cfg, struct bg_conf_err *e)
 			"be at least 2 x worker.lease_ttl_s (%lld ms)",
 			origin(cfg), cfg->reclaim_min_idle_ms,
 			(long long)(2 * ttl_ms));
+	if (bg_lanes_check(cfg->sched_lanes_json, msg, sizeof msg))
+		return bg_conf_fail(e, "%s: %s", origin(cfg), msg);
 	if (cfg->path[0] && cfg->n_agent_types == 0)
 		return bg_conf_fail(
 			e,

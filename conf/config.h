@@ -16,6 +16,13 @@ enum bg_log_format { BG_LOG_TEXT = 0, BG_LOG_JSON = 1 };
 enum bg_log_level { BG_LOG_DEBUG = 0, BG_LOG_INFO, BG_LOG_WARN, BG_LOG_ERROR };
 enum bg_handler_kind { BG_HANDLER_PLUGIN = 1, BG_HANDLER_EXEC = 2 };
 enum bg_exec_mode { BG_EXEC_PERSISTENT = 0, BG_EXEC_PER_TASK = 1 };
+/* What puts a task in a lane (sched.lane_key, docs/scheduling.md). */
+enum bg_lane_key {
+	BG_LANE_KEY_METADATA = 0, /* header metadata.lane */
+	BG_LANE_KEY_USER_CODE = 1,
+	BG_LANE_KEY_AGENT_TYPE = 2,
+	BG_LANE_KEY_SESSION = 3,
+};
 /* Per agent type isolation (docs/security.md). */
 enum bg_sandbox_profile { BG_PROFILE_STRICT = 0, BG_PROFILE_TRUSTED = 1 };
 enum bg_net_policy { BG_NET_NONE = 0, BG_NET_CONNECT = 1, BG_NET_HOST = 2 };
@@ -54,8 +61,13 @@ struct bg_agent_type_conf {
 	int max_attempts;	      /* default 1 */
 	int timeout_ms;		      /* 0 = none */
 	int retry_backoff_ms;	      /* first retry delay, doubled each time */
-	char *sandbox_json;	      /* the agent type's `sandbox` overrides */
-	char *env_json;		      /* `env`: variables for its handler */
+	int retry_backoff_max_ms;     /* its ceiling */
+	int max_running;	      /* on this worker; 0 = the pool */
+	int fleet_max_running;	      /* across the fleet; 0 = none */
+	int rate_limit;		      /* starts per rate_period_ms; 0 = none */
+	int rate_period_ms;
+	char *sandbox_json; /* the agent type's `sandbox` overrides */
+	char *env_json;	    /* `env`: variables for its handler */
 	/* Resolved by the loader from the defaults and sandbox_json: */
 	struct bg_sandbox_conf sandbox;
 	int connect_ports[BG_SANDBOX_MAX_PORTS]; /* network = "connect" */
@@ -94,6 +106,13 @@ struct bg_config {
 	int lease_wait_s;	   /* wait for a lease held elsewhere, 90 */
 	int reconcile_interval_ms; /* own-PEL reconcile and reclaim, 30000 */
 	int cancel_grace_ms;	   /* cancel flag -> SIGTERM -> SIGKILL, 5000 */
+
+	/* sched (docs/scheduling.md) */
+	int sched_window; /* entries per agent type beyond free places */
+	int sched_window_max_wait_ms;
+	enum bg_lane_key sched_lane_key;
+	int sched_priority_aging_ms;
+	char *sched_lanes_json; /* { lane = { weight; max_running; ... } } */
 
 	/* pool */
 	int pool_size;		   /* children, default 4 */

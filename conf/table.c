@@ -88,6 +88,13 @@ static const struct bg_conf_name handler_names[] = {
 	{ "exec", BG_HANDLER_EXEC },
 	{ NULL, 0 }
 };
+static const struct bg_conf_name lane_key_names[] = {
+	{ "metadata.lane", BG_LANE_KEY_METADATA },
+	{ "user_code", BG_LANE_KEY_USER_CODE },
+	{ "agent_type", BG_LANE_KEY_AGENT_TYPE },
+	{ "session", BG_LANE_KEY_SESSION },
+	{ NULL, 0 }
+};
 static const struct bg_conf_name mode_names[] = {
 	{ "persistent", BG_EXEC_PERSISTENT },
 	{ "per_task", BG_EXEC_PER_TASK },
@@ -268,6 +275,32 @@ const struct bg_conf_key bg_conf_keys[] = {
 	    "Largest file a task may write (RLIMIT_FSIZE); over it the task "
 	    "fails with RESOURCE_LIMIT. 0 = no limit."),
 
+	INT("sched", "window", C, sched_window, 32, 0, 10000, NULL, R,
+	    "Entries of an agent type read beyond its free places, for the "
+	    "scheduler to choose among (lanes, priorities, limits); they are "
+	    "pending here, so a crash loses none. 0 = only "
+	    "worker.fetch_count's prefetch."),
+	INT("sched", "window_max_wait_ms", C, sched_window_max_wait_ms, 10000,
+	    100, 3600000, "ms", R,
+	    "Once an entry has waited this long in the window, no more are "
+	    "read beyond the free places (others workers take them)."),
+	ENUM("sched", "lane_key", C, sched_lane_key, BG_LANE_KEY_METADATA,
+	     lane_key_names, R,
+	     "What puts a task in a lane: \"metadata.lane\" (the header's "
+	     "metadata.lane, else the default lane \"\"), \"user_code\", "
+	     "\"agent_type\" or \"session\"."),
+	INT("sched", "priority_aging_ms", C, sched_priority_aging_ms, 1000, 1,
+	    3600000, "ms", R,
+	    "A waiting task's priority (metadata.priority, higher first) "
+	    "rises by one for each this long it has waited, so low "
+	    "priorities are never starved."),
+	{ "sched", "lanes", BG_CONF_JSON, R, 0, 0, 0, "{}", NULL, NULL,
+	  OFF_T(C, sched_lanes_json, char *),
+	  "Per lane: { tenant_a = { weight = 2; max_running = 4; "
+	  "fleet_max_running = 10; rate_limit = 50; rate_period_ms = 1000; "
+	  "}; }. weight (default 1) is the lane's share of the pool while "
+	  "lanes compete; a lane not listed has weight 1 and no limits." },
+
 	PATH("paths", "state_dir", C, state_dir, "/var/lib/bygate", 1, 0,
 	     "LMDB journal and lock file."),
 	PATH("paths", "workspace_dir", C, workspace_dir,
@@ -341,7 +374,24 @@ const struct bg_conf_key bg_conf_agent_keys[] = {
 	    "hold its child for ever (the default is 10 minutes)."),
 	INT(AG, "retry_backoff_ms", A, retry_backoff_ms, 1000, 0, 3600000, "ms",
 	    R,
-	    "Delay before the second attempt, doubled for each further one."),
+	    "Delay before the second attempt, doubled for each further one, "
+	    "with +/-20 % jitter, at most retry_backoff_max_ms."),
+	INT(AG, "retry_backoff_max_ms", A, retry_backoff_max_ms, 60000, 0,
+	    3600000, "ms", R, "Ceiling of the retry delay."),
+	INT(AG, "max_running", A, max_running, 0, 0, 100000, NULL, R,
+	    "Tasks of this agent type running at once on this worker; 0 = "
+	    "as many as the pool holds."),
+	INT(AG, "fleet_max_running", A, fleet_max_running, 0, 0, 1000000, NULL,
+	    R,
+	    "Tasks of this agent type running at once across every bygated "
+	    "of the group (a Redis-held count whose places expire with a "
+	    "dead worker's lease); 0 = no limit."),
+	INT(AG, "rate_limit", A, rate_limit, 0, 0, 1000000, NULL, R,
+	    "Task starts of this agent type allowed per rate_period_ms across "
+	    "every bygated (a Redis-side GCRA); a task over the limit waits, "
+	    "it is not failed. 0 = no limit."),
+	INT(AG, "rate_period_ms", A, rate_period_ms, 1000, 1, 86400000, "ms", R,
+	    "The period of rate_limit."),
 	{ AG, "sandbox", BG_CONF_JSON, R, 0, 0, 0, "{}", NULL, NULL,
 	  OFF_T(A, sandbox_json, char *),
 	  "This agent type's sandbox: any key of the sandbox group (profile, "

@@ -182,6 +182,23 @@ static void rerun_interrupted(struct bg_daemon *d, struct bg_job *t, bool alone,
 	bg_job_enqueue_front(d, t);
 }
 
+/* The delay before attempt n + 1: retry_backoff_ms doubled for each
+ * failed attempt after the first, at most retry_backoff_max_ms, then
+ * +/-20 % jitter so that tasks failed together do not retry together. */
+static int64_t retry_delay_ms(const struct bg_agent_type_conf *tc, int n)
+{
+	if (tc == NULL || tc->retry_backoff_ms == 0)
+		return 0;
+	int shift = n - 1 > 20 ? 20 : n - 1;
+	int64_t ms = (int64_t)tc->retry_backoff_ms << shift;
+	if (ms > tc->retry_backoff_max_ms)
+		ms = tc->retry_backoff_max_ms;
+	int64_t span = ms / 5;
+	if (span > 0)
+		ms += (int64_t)(random() % (2 * span + 1)) - span;
+	return ms > 0 ? ms : 0;
+}
+
 /* The attempt failed (child death, timeout, retryable handler error): run
  * it again after the agent type's back-off while attempts remain. Returns
  * false when they are exhausted (the caller fails the task). */
@@ -196,13 +213,7 @@ static bool retry_attempt(struct bg_daemon *d, struct bg_job *t,
 		mirror_exec(d, t);
 	if (t->run.failed_attempts >= max || d->draining || d->stopping)
 		return false;
-	int64_t ms = tc ? (int64_t)tc->retry_backoff_ms
-				     << (t->run.failed_attempts - 1 > 10
-						 ? 10
-						 : t->run.failed_attempts - 1)
-			: 0;
-	if (ms > 600000)
-		ms = 600000;
+	int64_t ms = retry_delay_ms(tc, t->run.failed_attempts);
 	struct bg_log_ids ids = bg_job_log_ids(t);
 	bg_log_task(BG_LOG_INFO, &ids,
 		    "attempt %d of %d failed (%s); retrying in %lld ms",

@@ -1,0 +1,23 @@
+/* supervisor/lanes.h - the lanes of docs/scheduling.md: what lane a task
+ * is in and its priority, from its command by sched.lane_key (each
+ * lane's settings: conf/lanes.h). */
+#ifndef BG_SUPERVISOR_LANES_H
+#define BG_SUPERVISOR_LANES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "conf/lanes.h"
+
+struct bg_config;
+struct bg_cmd;
+
+#define BG_LANE_MAX 128 /* longest lane name kept; longer ones are cut */
+
+/* The lane of a command under cfg->sched_lane_key, written to out (""
+ * is the default lane), its priority (metadata.priority, an integer,
+ * clamped to -1000..1000; 0 when absent). agent_type: the handler's. */
+void bg_lane_of(const struct bg_config *cfg, const struct bg_cmd *c,
+		const char *agent_type, char *out, size_t n, int *priority);
+
+#endif
