@@ -14,6 +14,7 @@
 #include "common/buf.h"
 #include "common/cmdlist.h"
 #include "supervisor/log.h"
+#include "supervisor/lanes.h"
 #include "wire/command.h"
 
 struct event;
@@ -131,6 +132,12 @@ struct bg_job_run {
 	struct json_t *kv; /* this attempt's kv sets */
 	bool suspended;	   /* call_agent/dispatch_group wait, ask_user */
 	bool permission_transferred; /* handed the stream to a callee */
+	/* scheduling (schedule.c, docs/scheduling.md) */
+	char lane[BG_LANE_MAX + 1]; /* "" = the default lane */
+	int priority;		    /* metadata.priority, higher first */
+	bool resumes;		    /* RESUME: work already started, first */
+	int64_t queued_ms;	    /* when it (last) entered the window */
+	bool gate_held;		    /* holds fleet places (gate.h) */
 };
 
 /* How it ended (attempt.c, end.c). */
