@@ -43,34 +43,47 @@ struct bg_pool *bg_pool_new(struct event_base *base,
 	p->n_types = cfg->n_agent_types;
 	p->type_left_out = calloc((size_t)p->n_types + 1, sizeof(bool));
 	p->type_failure = calloc((size_t)p->n_types + 1, sizeof(char *));
+	p->type_tries = calloc((size_t)p->n_types + 1, sizeof(int));
+	p->type_retry_at = calloc((size_t)p->n_types + 1, sizeof(int64_t));
+	p->retry_type = -1;
+	for (int i = p->c ? 0 : p->n; i <= p->n; i++) {
+		struct bg_slot *sl = i < p->n ? &p->c[i] : &p->retry;
+		sl->pool = p;
+		sl->slot = i;
+		sl->seg.fd = -1;
+		sl->out.fd = -1;
+		sl->wake_child_fd = sl->wake_sup_fd = -1;
+	}
 	if (p->child_path == NULL || p->c == NULL || p->type_left_out == NULL ||
-	    p->type_failure == NULL || bg_pool_build_config(p) != 0) {
+	    p->type_failure == NULL || p->type_tries == NULL ||
+	    p->type_retry_at == NULL || bg_pool_build_config(p) != 0) {
 		bg_pool_free(p);
 		return NULL;
 	}
-	for (int i = 0; i < p->n; i++) {
-		p->c[i].pool = p;
-		p->c[i].slot = i;
-		p->c[i].seg.fd = -1;
-		p->c[i].out.fd = -1;
-		p->c[i].wake_child_fd = p->c[i].wake_sup_fd = -1;
-	}
 	return p;
+}
+
+/* Kill the child of sl if any, wait for it and free what sl holds. */
+static void slot_free(struct bg_slot *sl)
+{
+	if (sl->pid > 0) {
+		bg_slot_kill(sl, "shutdown");
+		waitpid(sl->pid, NULL, 0);
+		sl->pid = 0;
+	}
+	bg_slot_output_close(sl);
+	bg_slot_release(sl);
 }
 
 void bg_pool_free(struct bg_pool *p)
 {
 	if (p == NULL)
 		return;
-	for (int i = 0; p->c && i < p->n; i++) {
-		if (p->c[i].pid > 0) {
-			bg_slot_kill(&p->c[i], "shutdown");
-			waitpid(p->c[i].pid, NULL, 0);
-			p->c[i].pid = 0;
-		}
-		bg_slot_output_close(&p->c[i]);
-		bg_slot_release(&p->c[i]);
-	}
+	for (int i = 0; p->c && i < p->n; i++)
+		slot_free(&p->c[i]);
+	if (p->retry.pool == p)
+		slot_free(&p->retry);
+	bg_buf_free(&p->retry_config);
 	if (p->ev_sigchld)
 		event_free(p->ev_sigchld);
 	if (p->ev_sweep)
@@ -80,6 +93,8 @@ void bg_pool_free(struct bg_pool *p)
 		free(p->type_failure[i]);
 	free(p->type_failure);
 	free(p->type_left_out);
+	free(p->type_tries);
+	free(p->type_retry_at);
 	free(p->deaths);
 	free(p->c);
 	free(p->child_path);
@@ -247,6 +262,12 @@ uint32_t bg_pool_new_generation(struct bg_pool *p)
 	for (int i = 0; i < p->n; i++)
 		if (p->c[i].pid > 0 && p->c[i].generation < p->generation)
 			p->c[i].recycling = true;
+	/* A try under the old configuration says nothing of the new one. */
+	bg_slot_kill(&p->retry, "a reload");
+	for (int i = 0; i < p->n_types; i++) {
+		p->type_tries[i] = 0;
+		p->type_retry_at[i] = 0;
+	}
 	return p->generation;
 }
 

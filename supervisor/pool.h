@@ -38,8 +38,8 @@ struct bg_pool_ops {
 	void (*on_child_exit)(void *arg, const char *reason);
 	void (*on_ring_stall)(void *arg);
 	/* Whether some agent type can be served changed (bg_pool_type_down:
-	 * a FATAL naming it, a HELLO loading it, the breaker opening or
-	 * closing). May be NULL. */
+	 * a FATAL naming it, a HELLO loading it, the spare child's included,
+	 * the breaker opening or closing). May be NULL. */
 	void (*on_types_changed)(void *arg);
 };
 
@@ -130,8 +130,12 @@ bool bg_pool_breaker_open(const struct bg_pool *p);
  * not load) and no child has loaded it since (HELLO naming it), or the
  * crash-storm breaker is open. *why (owned by the pool, may be NULL) says
  * why. A type named by a FATAL is left out of the CONFIG of the children
- * started next, so the other types are served meanwhile; a new generation
- * (reload) offers it again. */
+ * started next, so the other types are served meanwhile. It comes back by
+ * itself: a spare child, outside the pool's size and running no task, is
+ * given that type alone, first at once, then after 200 ms doubling up to
+ * pool.respawn_backoff_max_ms; its HELLO brings the type back (the
+ * children started without it are replaced one at a time). A new
+ * generation (reload) offers it again too. */
 bool bg_pool_type_down(const struct bg_pool *p, int type, const char **why);
 void bg_pool_get_stats(const struct bg_pool *p, struct bg_pool_stats *s);
 

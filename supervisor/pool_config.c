@@ -64,13 +64,14 @@ static bool config_has(const struct bg_pool *p, int i)
 	return true;
 }
 
-int bg_pool_build_config(struct bg_pool *p)
+/* Pack the agent types of p->cfg that `has` (config_has, or the one
+ * `only` >= 0) into out (empty before). */
+static int pack_config(struct bg_pool *p, int only, struct bg_buf *out)
 {
 	const struct bg_config *cfg = p->cfg;
 	int n = 0;
 	for (int i = 0; i < cfg->n_agent_types; i++)
-		n += config_has(p, i);
-	p->config_partial = n < cfg->n_agent_types;
+		n += only >= 0 ? i == only : config_has(p, i);
 	uint32_t nf = (uint32_t)(1 + BG_CONF_FIELDS_PER_TYPE * n);
 	struct bg_str *v = calloc(nf, sizeof(*v));
 	struct config_scratch *x = calloc((size_t)(n ? n : 1), sizeof(*x));
@@ -84,14 +85,14 @@ int bg_pool_build_config(struct bg_pool *p)
 	if (rc == 0)
 		v[0] = bg_str_c(count);
 	for (int i = 0, k = 0; rc == 0 && i < cfg->n_agent_types; i++)
-		if (config_has(p, i)) {
+		if (only >= 0 ? i == only : config_has(p, i)) {
 			rc = config_fields(cfg, &cfg->agent_types[i], dir,
 					   &x[k],
 					   &v[1 + BG_CONF_FIELDS_PER_TYPE * k]);
 			k++;
 		}
 	if (rc == 0)
-		rc = bg_rec_pack(&p->config_payload, v, nf);
+		rc = bg_rec_pack(out, v, nf);
 	for (int i = 0; x && i < n; i++) {
 		free(x[i].argv);
 		free(x[i].sandbox);
@@ -100,6 +101,23 @@ int bg_pool_build_config(struct bg_pool *p)
 	free(v);
 	free(dir);
 	return rc;
+}
+
+int bg_pool_build_config(struct bg_pool *p)
+{
+	int n = 0;
+	for (int i = 0; i < p->cfg->n_agent_types; i++)
+		n += config_has(p, i);
+	p->config_partial = n < p->cfg->n_agent_types;
+	return pack_config(p, -1, &p->config_payload);
+}
+
+int bg_pool_build_retry_config(struct bg_pool *p, int type)
+{
+	bg_buf_reset(&p->retry_config);
+	if (type < 0 || type >= p->cfg->n_agent_types)
+		return -EINVAL;
+	return pack_config(p, type, &p->retry_config);
 }
 
 static int type_index(const struct bg_pool *p, const char *name, size_t len)
@@ -133,18 +151,25 @@ bool bg_pool_config_fatal(struct bg_pool *p, const char *text, size_t len)
 	bool changed = p->type_failure[i] == NULL;
 	free(p->type_failure[i]);
 	p->type_failure[i] = strndup(text, len);
+	if (changed)
+		p->type_retry_at[i] =
+			bg_pool_mono_ms() +
+			bg_pool_retry_delay_ms(p, p->type_tries[i]);
 	if (!p->type_left_out[i]) {
 		p->type_left_out[i] = true;
 		bg_error("agent type %s cannot be served (%.*s): no longer "
 			 "read nor routed here; the children are started "
-			 "without it until a reload",
-			 p->cfg->agent_types[i].name, (int)len, text);
+			 "without it, and a spare child tries it again with "
+			 "back-off up to %d ms until it loads (or a reload)",
+			 p->cfg->agent_types[i].name, (int)len, text,
+			 p->cfg->respawn_backoff_max_ms);
 		rebuild(p);
 	}
 	return changed;
 }
 
-bool bg_pool_config_hello(struct bg_pool *p, const char *names, size_t len)
+bool bg_pool_config_hello(struct bg_pool *p, const char *names, size_t len,
+			  bool spare)
 {
 	bool changed = false;
 	const char *s = names, *end = names + len;
@@ -152,21 +177,34 @@ bool bg_pool_config_hello(struct bg_pool *p, const char *names, size_t len)
 		const char *c = memchr(s, ',', (size_t)(end - s));
 		const char *e = c ? c : end;
 		int i = type_index(p, s, (size_t)(e - s));
+		if (i >= 0 && !spare)
+			p->type_tries[i] = 0;
 		if (i >= 0 && p->type_failure[i] != NULL) {
 			free(p->type_failure[i]);
 			p->type_failure[i] = NULL;
 			p->type_left_out[i] = false;
 			changed = true;
-			bg_info("agent type %s is served again (a child loaded "
-				"it)",
-				p->cfg->agent_types[i].name);
+			bg_info("agent type %s is served again (%s loaded it)",
+				p->cfg->agent_types[i].name,
+				spare ? "a spare child" : "a child");
 		}
 		s = e + 1;
 	}
+	if (!changed)
+		return false;
 	/* Children started without a type that is back are replaced, one
-	 * at a time (recycling children get no task meanwhile). */
-	for (int k = 0; changed && k < p->n; k++)
-		if (p->c[k].partial && p->c[k].pid > 0)
-			p->c[k].recycling = true;
-	return changed;
+	 * at a time (recycling children get no task meanwhile); slots
+	 * waiting out a respawn back-off (their children died of it) start
+	 * now. */
+	rebuild(p);
+	for (int k = 0; k < p->n; k++) {
+		struct bg_slot *sl = &p->c[k];
+		if (sl->partial && sl->pid > 0)
+			sl->recycling = true;
+		if (sl->pid <= 0 && sl->state == SLOT_EMPTY) {
+			sl->respawn_at_ms = 0;
+			sl->quick_deaths = 0;
+		}
+	}
+	return true;
 }

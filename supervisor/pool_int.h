@@ -8,7 +8,8 @@
  *   pool_output.c     a child's stdout/stderr into the log
  *   pool_slot.c       a slot's resources, kill and the down ring
  *   pool_read.c       the up ring: read and validate what a child sends
- *   pool_lifecycle.c  spawn, reap, respawn with back-off, breaker, recycle
+ *   pool_lifecycle.c  spawn, reap, respawn with back-off, breaker, recycle,
+ *                     and the spare child that tries a down type again
  *   pool.c            pool.h's API: create, place tasks, messages to them
  *   pool_probe.c      bygated -t: one child loads one agent type
  *
@@ -112,11 +113,43 @@ struct bg_pool {
 	uint32_t gen_failed;   /* generation of that failure */
 	/* per agent type of cfg (n_types of them): */
 	int n_types;
-	bool *type_left_out;   /* not in the CONFIG children are given */
-	char **type_failure;   /* its FATAL text while down, else NULL */
-	bool breaker_was_open; /* last seen by the sweep */
-	bool config_partial;   /* config_payload leaves types out */
+	bool *type_left_out;	/* not in the CONFIG children are given */
+	char **type_failure;	/* its FATAL text while down, else NULL */
+	int *type_tries;	/* tries in a spare child since a pool child
+				   last loaded it: the back-off */
+	int64_t *type_retry_at; /* its next try, not before (monotonic ms) */
+	bool breaker_was_open;	/* last seen by the sweep */
+	bool config_partial;	/* config_payload leaves types out */
+	/* The spare child (pool_lifecycle.c): while an agent type is down
+	 * (type_failure), one bygate-child outside the n slots, numbered n,
+	 * is given the CONFIG of that type alone from time to time; its HELLO
+	 * brings the type back, its FATAL keeps it down. No task runs in it,
+	 * its end is no death of the breaker, and it is one at a time. */
+	struct bg_slot retry;
+	struct bg_buf retry_config; /* the CONFIG it is given */
+	int retry_type;		    /* the type it tries (-1: none yet) */
+	bool retry_loaded;	    /* its HELLO came */
+	char retry_why[512];	    /* its FATAL text, "" = none */
 };
+
+/* The spare child that tries a down type again (struct bg_pool). */
+static inline bool bg_slot_is_retry(const struct bg_slot *sl)
+{
+	return sl == &sl->pool->retry;
+}
+
+/* The wait before the next try of a type tried `tries` times since a
+ * pool child last loaded it: none for the first, then 200 ms doubling up
+ * to pool.respawn_backoff_max_ms, the ceiling of respawns. */
+static inline int64_t bg_pool_retry_delay_ms(const struct bg_pool *p, int tries)
+{
+	if (tries <= 0)
+		return 0;
+	int64_t d = 100LL << (tries > 10 ? 10 : tries);
+	return d < p->cfg->respawn_backoff_max_ms
+		       ? d
+		       : p->cfg->respawn_backoff_max_ms;
+}
 
 static inline int64_t bg_pool_mono_ms(void)
 {
@@ -136,13 +169,20 @@ static inline int bg_pool_dup_high(int fd)
  * without the agent types p->type_left_out marks (all of them when every
  * type is marked: the children then report why). 0, -ENOMEM, -EINVAL. */
 int bg_pool_build_config(struct bg_pool *p);
+/* Pack the CONFIG of agent type `type` alone into p->retry_config (emptied
+ * first), for the spare child. 0, -ENOMEM, -EINVAL. */
+int bg_pool_build_retry_config(struct bg_pool *p, int type);
 /* A child's FATAL text: when it names a configured agent type ("agent
  * type 'T': ..."), T is down (bg_pool_type_down) and left out of the
  * CONFIG from now on. true when the types' state changed. */
 bool bg_pool_config_fatal(struct bg_pool *p, const char *text, size_t len);
 /* A child's HELLO names the agent types it loaded (comma-separated): each
- * is up again. true when the types' state changed. */
-bool bg_pool_config_hello(struct bg_pool *p, const char *names, size_t len);
+ * is up again; the pool's children started without one that is back are
+ * replaced, and empty slots are started at once. `spare`: the HELLO of
+ * the spare child (a pool child's also ends the types' back-off). true
+ * when the types' state changed. */
+bool bg_pool_config_hello(struct bg_pool *p, const char *names, size_t len,
+			  bool spare);
 
 /* pool_output.c: a pipe for the child's fds 1 and 2: the read end
  * (non-blocking) into sl->out with its event, the write end (blocking,

@@ -1,6 +1,7 @@
 /* supervisor/pool_lifecycle.c - the life of a slot's child: spawn (through
  * spawn.c), reap and report, respawn with back-off, the crash-storm
- * breaker, recycling one child at a time, the 100 ms sweep and shutdown. */
+ * breaker, recycling one child at a time, the spare child that tries a
+ * down agent type again, the 100 ms sweep and shutdown. */
 #include "supervisor/pool_int.h"
 
 #include <errno.h>
@@ -22,6 +23,11 @@
  * RESULT: score.task_status then holds that process's wait status
  * (BG_CHILD_EXIT_TASK_DIED of child/child.h, a child internal). */
 #define CHILD_EXIT_TASK_DIED 75
+
+/* A spare child still there this long after its start is killed: without
+ * its HELLO, the try has failed (bygated -t waits as long). */
+#define RETRY_TIMEOUT_MS 10000
+#define RETRY_TIMEOUT_WHY "no answer to its CONFIG within 10 s"
 
 static void on_wake(evutil_socket_t fd, short ev, void *arg)
 {
@@ -116,10 +122,13 @@ static int spawn_child(struct bg_slot *sl)
 	sl->ev_wake = event_new(p->base, sl->wake_sup_fd, EV_READ | EV_PERSIST,
 				on_wake, sl);
 	event_add(sl->ev_wake, NULL);
-	p->stats.spawned++;
+	const struct bg_buf *config = &p->config_payload;
+	if (bg_slot_is_retry(sl))
+		config = &p->retry_config;
+	else
+		p->stats.spawned++;
 	bg_debug("slot %d: spawned bygate-child pid %d", sl->slot, (int)pid);
-	rc = bg_slot_queue(sl, BG_REC_CONFIG, 0, p->config_payload.p,
-			   p->config_payload.len);
+	rc = bg_slot_queue(sl, BG_REC_CONFIG, 0, config->p, config->len);
 	if (rc) {
 		bg_slot_kill(sl, "config could not be sent");
 		return rc;
@@ -264,6 +273,89 @@ static void child_reaped(struct bg_slot *sl, int status)
 		schedule_respawn(sl);
 }
 
+/* The spare child is gone. Loaded (its HELLO came): done, the type is
+ * served. Failed (FATAL, crash, timeout): the type stays down, the reason
+ * shown for it is updated, and its next try waits its back-off; logged
+ * at WARN only when the reason changed, else DEBUG. Not a death of the
+ * breaker, no respawn of its own: the sweep starts the next try. */
+static void retry_reaped(struct bg_pool *p, int status)
+{
+	struct bg_slot *sl = &p->retry;
+	char st[96], why[512];
+	describe_status(sl, status, st, sizeof(st));
+	bg_slot_output_close(sl);
+	int t = p->retry_type;
+	bool moot = p->retry_loaded || sl->generation != p->generation ||
+		    p->shutting_down || t < 0 || t >= p->n_types ||
+		    p->type_failure[t] == NULL;
+	if (p->retry_why[0])
+		snprintf(why, sizeof(why), "%s", p->retry_why);
+	else
+		snprintf(why, sizeof(why),
+			 "the child %s before it loaded the handler%s%s", st,
+			 sl->kill_reason ? ": " : "",
+			 sl->kill_reason ? sl->kill_reason : "");
+	bg_debug("slot %d: spare child pid %d %s", sl->slot, (int)sl->pid, st);
+	sl->pid = 0;
+	sl->state = SLOT_EMPTY;
+	bg_slot_release(sl);
+	if (moot)
+		return;
+	int64_t delay = bg_pool_retry_delay_ms(p, p->type_tries[t]);
+	p->type_retry_at[t] = bg_pool_mono_ms() + delay;
+	bool same = strcmp(why, p->type_failure[t]) == 0;
+	bg_log(same ? BG_LOG_DEBUG : BG_LOG_WARN,
+	       "agent type %s still cannot be served (%s); tried in a spare "
+	       "child, again in %lld ms",
+	       p->cfg->agent_types[t].name, why, (long long)delay);
+	char *copy = same ? NULL : strdup(why);
+	if (copy) { /* what /readyz shows */
+		free(p->type_failure[t]);
+		p->type_failure[t] = copy;
+	}
+}
+
+/* The next down agent type whose try is due (after the last one tried, in
+ * turn), or -1. */
+static int retry_due(const struct bg_pool *p, int64_t now)
+{
+	for (int k = 1; k <= p->n_types; k++) {
+		int i = (p->retry_type + k) % p->n_types;
+		if (p->type_failure[i] && now >= p->type_retry_at[i])
+			return i;
+	}
+	return -1;
+}
+
+/* From the sweep: kill a spare child that does not answer; start one for
+ * the next type due, unless the breaker is open or one is out. */
+static void retry_sweep(struct bg_pool *p, int64_t now)
+{
+	struct bg_slot *sl = &p->retry;
+	if (sl->pid > 0) {
+		bg_slot_read(sl);
+		bg_slot_flush(sl);
+		if (sl->pid > 0 && now - sl->started_ms > RETRY_TIMEOUT_MS)
+			bg_slot_kill(sl, RETRY_TIMEOUT_WHY);
+		return;
+	}
+	int t = p->shutting_down || now < p->breaker_until_ms
+			? -1
+			: retry_due(p, now);
+	if (t < 0)
+		return;
+	p->retry_type = t;
+	p->retry_loaded = false;
+	p->retry_why[0] = '\0';
+	p->type_tries[t]++;
+	int rc = bg_pool_build_retry_config(p, t);
+	if (rc == 0)
+		rc = spawn_child(sl);
+	if (rc != 0)
+		p->type_retry_at[t] =
+			now + bg_pool_retry_delay_ms(p, p->type_tries[t]);
+}
+
 static void on_sigchld(evutil_socket_t sig, short ev, void *arg)
 {
 	(void)sig;
@@ -274,6 +366,12 @@ static void on_sigchld(evutil_socket_t sig, short ev, void *arg)
 		pid_t pid = waitpid(-1, &status, WNOHANG);
 		if (pid <= 0)
 			break;
+		if (p->retry.pid == pid) {
+			p->retry.exited = true;
+			bg_slot_read(&p->retry);
+			retry_reaped(p, status);
+			continue;
+		}
 		for (int i = 0; i < p->n; i++)
 			if (p->c[i].pid == pid) {
 				/* Read what it sent before it died; nothing
@@ -323,6 +421,7 @@ static void on_sweep(evutil_socket_t fd, short ev, void *arg)
 			bg_slot_queue(sl, BG_REC_STOP, 0, "", 0);
 		}
 	}
+	retry_sweep(p, now);
 	bool breaker = now < p->breaker_until_ms;
 	if (breaker != p->breaker_was_open) {
 		p->breaker_was_open = breaker;
@@ -364,5 +463,6 @@ void bg_pool_shutdown(struct bg_pool *p, bool graceful)
 			bg_slot_kill(sl, "bygated is stopping");
 		}
 	}
+	bg_slot_kill(&p->retry, "bygated is stopping");
 	bg_pool_end_of_turn(p);
 }

@@ -26,18 +26,22 @@ static void output_line(struct bg_slot *sl)
 {
 	struct child_output *o = &sl->out;
 	struct bg_buf b = { 0 };
+	/* The spare child's lines repeat at every try (its failure is
+	 * logged once per change by pool_lifecycle.c): debug. */
+	enum bg_log_level lvl = bg_slot_is_retry(sl) ? BG_LOG_DEBUG
+						     : BG_LOG_WARN;
 	/* Control characters only: the zygote already escapes its task
 	 * processes' lines, backslashes included, and escaping those again
 	 * would double them. No line can be forged either way. */
 	if (bg_log_escape(&b, o->line, o->len, false) == 0) {
 		o->win_bytes += b.len + OUT_LINE_COST;
 		if (o->cut)
-			bg_warn("slot %d pid %d: %.*s ... (%llu bytes cut)",
-				sl->slot, (int)sl->pid, (int)b.len,
-				b.p ? b.p : "", (unsigned long long)o->cut);
+			bg_log(lvl, "slot %d pid %d: %.*s ... (%llu bytes cut)",
+			       sl->slot, (int)sl->pid, (int)b.len,
+			       b.p ? b.p : "", (unsigned long long)o->cut);
 		else
-			bg_warn("slot %d pid %d: %.*s", sl->slot, (int)sl->pid,
-				(int)b.len, b.p ? b.p : "");
+			bg_log(lvl, "slot %d pid %d: %.*s", sl->slot,
+			       (int)sl->pid, (int)b.len, b.p ? b.p : "");
 	}
 	bg_buf_free(&b);
 	o->len = 0;

@@ -59,6 +59,33 @@ static void task_done(struct bg_slot *sl, int i)
 	sl->state = SLOT_IDLE;
 }
 
+/* The spare child's answer (pool_int.h): HELLO, it loaded the type it
+ * was given, which is served again, and it is stopped; FATAL, the text is
+ * kept for the report of its end (pool_lifecycle.c logs it, once per
+ * change), and it is killed. An answer under an older configuration (a
+ * reload since its start) counts for nothing. */
+static void retry_answer(struct bg_slot *sl)
+{
+	struct bg_pool *p = sl->pool;
+	struct bg_msg_in *in = &sl->in;
+	bool current = sl->generation == p->generation;
+	struct bg_str f[2];
+	if (in->kind == BG_REC_HELLO) {
+		sl->state = SLOT_STOPPING;
+		p->retry_loaded = current;
+		if (current && bg_rec_unpack(in->buf, in->len, f, 2) == 0 &&
+		    bg_pool_config_hello(p, f[1].p, f[1].len, true) &&
+		    p->ops.on_types_changed)
+			p->ops.on_types_changed(p->arg);
+		bg_slot_queue(sl, BG_REC_STOP, 0, "", 0);
+		return;
+	}
+	if (bg_rec_unpack(in->buf, in->len, f, 1) == 0)
+		snprintf(p->retry_why, sizeof(p->retry_why), "%.*s",
+			 (int)f[0].len, f[0].p);
+	bg_slot_kill(sl, "the child reported a fatal error");
+}
+
 static void handle_message(struct bg_slot *sl)
 {
 	struct bg_pool *p = sl->pool;
@@ -69,18 +96,26 @@ static void handle_message(struct bg_slot *sl)
 			child_protocol_error(sl, "unexpected HELLO");
 			return;
 		}
+		if (bg_slot_is_retry(sl)) {
+			retry_answer(sl);
+			return;
+		}
 		sl->state = SLOT_IDLE;
 		sl->quick_deaths = 0;
 		bg_debug("slot %d: child pid %d ready", sl->slot, (int)sl->pid);
 		struct bg_str h[2];
 		if (bg_rec_unpack(in->buf, in->len, h, 2) == 0 &&
-		    bg_pool_config_hello(p, h[1].p, h[1].len) &&
+		    bg_pool_config_hello(p, h[1].p, h[1].len, false) &&
 		    p->ops.on_types_changed)
 			p->ops.on_types_changed(p->arg);
 		p->ops.on_idle(p->arg, sl->slot);
 		return;
 	case BG_REC_FATAL: {
 		struct bg_str f[1];
+		if (bg_slot_is_retry(sl)) {
+			retry_answer(sl);
+			return;
+		}
 		if (bg_rec_unpack(in->buf, in->len, f, 1) == 0) {
 			bg_error("slot %d: child pid %d cannot serve: %.*s",
 				 sl->slot, (int)sl->pid, (int)f[0].len, f[0].p);

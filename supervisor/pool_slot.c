@@ -119,12 +119,16 @@ int bg_slot_tag_index(const struct bg_slot *sl, uint64_t tag)
 	return -1;
 }
 
+static void ring(struct bg_slot *sl)
+{
+	if (sl->ring_pending && sl->wake_child_fd >= 0)
+		bg_doorbell_ring(sl->wake_child_fd);
+	sl->ring_pending = false;
+}
+
 void bg_pool_end_of_turn(struct bg_pool *p)
 {
-	for (int i = 0; i < p->n; i++) {
-		struct bg_slot *sl = &p->c[i];
-		if (sl->ring_pending && sl->wake_child_fd >= 0)
-			bg_doorbell_ring(sl->wake_child_fd);
-		sl->ring_pending = false;
-	}
+	for (int i = 0; i < p->n; i++)
+		ring(&p->c[i]);
+	ring(&p->retry);
 }

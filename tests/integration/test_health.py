@@ -1,6 +1,7 @@
 """Health that tells the truth (issue 11, item 5): `bygated -t` loads every
 handler; an agent type whose handler cannot start is out of routing, not
-read, and named by /readyz until a child loads it again; a hung task ends
+read, and named by /readyz until a child loads it again (a spare child
+tries it with back-off, no reload needed); a hung task ends
 with the (finite) task timeout; /metrics shows the oldest running task's
 age and each agent type's consumer-group lag."""
 
@@ -144,6 +145,74 @@ def test_readyz_is_503_when_the_only_type_cannot_load(h):
     assert list(body["unserved_agent_types"]) == ["broken"]
     wait_until(lambda: h.worker_id not in members(h, "broken"), 10,
                what="worker out of broken's members")
+
+
+def spare_tries(d):
+    """How many times a spare child tried a down type (a debug line)."""
+    return d.log_text(since_start=True).count(": spare child pid ")
+
+
+def alarms(d):
+    """bygated's WARN and ERROR lines so far."""
+    return [ln for ln in d.log_text(since_start=True).splitlines()
+            if re.match(r"\S+ (warn|error) ", ln)]
+
+
+def test_a_type_whose_plugin_appears_is_served_again_without_a_reload(h):
+    d = start(h, [h.agent_type("echo"), broken_type(h)],
+              pool={"respawn_backoff_max_ms": 500})
+    w = h.worker_id
+    c = h.client()
+    wait_until(lambda: readyz(d)[1]["reason"] == "degraded", 15,
+               what="readyz degraded")
+    wait_until(lambda: w not in members(h, "broken"), 10,
+               what="worker out of broken's members")
+    waiting = pc.send(c, h.keys, "s-b", "broken", "later")[0]
+    # it is tried again meanwhile, and stays down while the file is
+    # missing; a try that fails as the last one did adds no warning
+    wait_until(lambda: spare_tries(d) >= 2, 10, what="two tries")
+    loud = alarms(d)
+    wait_until(lambda: spare_tries(d) >= 5, 10, what="five tries")
+    assert alarms(d) == loud, d.log_text(since_start=True)
+    assert "crash storm" not in d.log_text(since_start=True)
+    assert readyz(d)[1]["reason"] == "degraded"
+    assert status_of(c, h, "s-b", waiting) == "QUEUED"
+    # the plugin is put in place; no SIGHUP, no RELOAD_PLUGINS
+    shutil.copy(str(h.plugin("echo")), str(h.tmp / "broken.so"))
+    st, body = wait_until(lambda: (lambda s, b: (s, b)
+                                   if b["reason"] == "serving" else None)(
+        *readyz(d)), 5, what="readyz serving again")
+    assert st == 200 and "unserved_agent_types" not in body, body
+    wait_until(lambda: w in members(h, "broken"), 5,
+               what="worker back in broken's members")
+    wait_until(lambda: status_of(c, h, "s-b", waiting) == "COMPLETED", 10,
+               what="the waiting task completed")
+    mid = pc.send(c, h.keys, "s-b2", "broken", "now")[0]
+    wait_until(lambda: status_of(c, h, "s-b2", mid) == "COMPLETED", 10,
+               what="a new task of the type")
+    log = d.log_text(since_start=True)
+    assert "agent type broken is served again (a spare child loaded it)" \
+        in log, log
+    assert "SIGHUP" not in log and "plugin reload" not in log, log
+
+
+def test_the_only_type_comes_back_by_itself_once_its_plugin_loads(h):
+    d = start(h, [broken_type(h)],
+              pool={"size": 2, "respawn_backoff_max_ms": 400,
+                    "crash_storm_deaths": 1000})
+    wait_until(lambda: readyz(d)[0] == 503, 15, what="readyz 503")
+    wait_until(lambda: spare_tries(d) >= 2, 15, what="two tries")
+    shutil.copy(str(h.plugin("echo")), str(h.tmp / "broken.so"))
+    st, _ = wait_until(lambda: (lambda s, b: (s, b)
+                                if b["reason"] == "serving" else None)(
+        *readyz(d)), 5, what="readyz serving again")
+    assert st == 200
+    wait_until(lambda: h.worker_id in members(h, "broken"), 5,
+               what="worker back in broken's members")
+    c = h.client()
+    mid = pc.send(c, h.keys, "s-o", "broken", "hi")[0]
+    wait_until(lambda: status_of(c, h, "s-o", mid) == "COMPLETED", 10,
+               what="its task completed")
 
 
 def metric(text, name, **labels):
