@@ -120,6 +120,14 @@ int bg_pool_build_retry_config(struct bg_pool *p, int type)
 	return pack_config(p, type, &p->retry_config);
 }
 
+bool bg_pool_nothing_loads(const struct bg_pool *p)
+{
+	for (int i = 0; i < p->n_types; i++)
+		if (!p->type_left_out[i])
+			return false;
+	return p->n_types > 0;
+}
+
 static int type_index(const struct bg_pool *p, const char *name, size_t len)
 {
 	for (int i = 0; i < p->n_types && i < p->cfg->n_agent_types; i++) {

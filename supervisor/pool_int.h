@@ -172,6 +172,9 @@ int bg_pool_build_config(struct bg_pool *p);
 /* Pack the CONFIG of agent type `type` alone into p->retry_config (emptied
  * first), for the spare child. 0, -ENOMEM, -EINVAL. */
 int bg_pool_build_retry_config(struct bg_pool *p, int type);
+/* Every agent type is left out of the CONFIG: no pool child is started
+ * (each would report FATAL and die); the spare child tries them. */
+bool bg_pool_nothing_loads(const struct bg_pool *p);
 /* A child's FATAL text: when it names a configured agent type ("agent
  * type 'T': ..."), T is down (bg_pool_type_down) and left out of the
  * CONFIG from now on. true when the types' state changed. */

@@ -166,7 +166,7 @@ static void schedule_respawn(struct bg_slot *sl)
 			delay = p->cfg->respawn_backoff_max_ms;
 	}
 	sl->respawn_at_ms = bg_pool_mono_ms() + delay;
-	if (delay > 0)
+	if (delay > 0 && !bg_pool_nothing_loads(p)) /* else held (on_sweep) */
 		bg_warn("slot %d: respawning in %lld ms (%d quick deaths)",
 			sl->slot, (long long)delay, sl->quick_deaths);
 }
@@ -399,12 +399,16 @@ static void on_sweep(evutil_socket_t fd, short ev, void *arg)
 	(void)ev;
 	struct bg_pool *p = arg;
 	int64_t now = bg_pool_mono_ms();
+	/* While no agent type loads, a child would only report FATAL and
+	 * die: the slots stay empty and the spare child tries the types. */
+	bool hold = bg_pool_nothing_loads(p);
 	for (int i = 0; i < p->n; i++) {
 		struct bg_slot *sl = &p->c[i];
 		if (sl->pid > 0) {
 			bg_slot_read(sl);
 			bg_slot_flush(sl);
-		} else if (!p->shutting_down && sl->state == SLOT_EMPTY &&
+		} else if (!p->shutting_down && !hold &&
+			   sl->state == SLOT_EMPTY &&
 			   now >= sl->respawn_at_ms &&
 			   now >= p->breaker_until_ms) {
 			if (spawn_child(sl) != 0) {

@@ -199,9 +199,16 @@ def test_a_type_whose_plugin_appears_is_served_again_without_a_reload(h):
 def test_the_only_type_comes_back_by_itself_once_its_plugin_loads(h):
     d = start(h, [broken_type(h)],
               pool={"size": 2, "respawn_backoff_max_ms": 400,
-                    "crash_storm_deaths": 1000})
+                    "crash_storm_deaths": 4,
+                    "crash_storm_window_ms": 60000})
     wait_until(lambda: readyz(d)[0] == 503, 15, what="readyz 503")
     wait_until(lambda: spare_tries(d) >= 2, 15, what="two tries")
+    loud = alarms(d)
+    wait_until(lambda: spare_tries(d) >= 6, 15, what="six tries")
+    # no child of the pool is started meanwhile: no new warning, and
+    # the breaker (four deaths) stays closed
+    assert alarms(d) == loud, d.log_text(since_start=True)
+    assert "crash storm" not in d.log_text(since_start=True)
     shutil.copy(str(h.plugin("echo")), str(h.tmp / "broken.so"))
     st, _ = wait_until(lambda: (lambda s, b: (s, b)
                                 if b["reason"] == "serving" else None)(
