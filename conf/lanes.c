@@ -19,8 +19,7 @@ struct lane_entry {
 
 /* The parsed sched.lanes of one configuration. */
 static struct {
-	const struct bg_config *cfg;
-	const char *json; /* the text it was parsed from */
+	char *json; /* the text it was parsed from */
 	struct lane_entry *v;
 	size_t n;
 } parsed;
@@ -131,10 +130,11 @@ int bg_lanes_check(const char *lanes_json, char *why, size_t n)
 	return 0;
 }
 
-const struct bg_lane_conf *bg_lane_conf(const struct bg_config *cfg,
-					const char *name)
+static void refresh(const struct bg_config *cfg)
 {
-	if (parsed.cfg != cfg || parsed.json != cfg->sched_lanes_json) {
+	const char *json = cfg->sched_lanes_json ? cfg->sched_lanes_json : "{}";
+	/* by content: a reloaded configuration may reuse the addresses */
+	if (parsed.json == NULL || strcmp(parsed.json, json) != 0) {
 		for (size_t i = 0; i < parsed.n; i++)
 			free(parsed.v[i].name);
 		free(parsed.v);
@@ -146,9 +146,29 @@ const struct bg_lane_conf *bg_lane_conf(const struct bg_config *cfg,
 			parsed.v = NULL; /* checked at load: not reached */
 			parsed.n = 0;
 		}
-		parsed.cfg = cfg;
-		parsed.json = cfg->sched_lanes_json;
+		free(parsed.json);
+		parsed.json = strdup(json);
 	}
+}
+
+size_t bg_lanes_count(const struct bg_config *cfg)
+{
+	refresh(cfg);
+	return parsed.n;
+}
+
+const struct bg_lane_conf *bg_lane_conf_at(const struct bg_config *cfg,
+					   size_t i, const char **name)
+{
+	refresh(cfg);
+	*name = parsed.v[i].name;
+	return &parsed.v[i].conf;
+}
+
+const struct bg_lane_conf *bg_lane_conf(const struct bg_config *cfg,
+					const char *name)
+{
+	refresh(cfg);
 	for (size_t i = 0; i < parsed.n; i++)
 		if (strcmp(parsed.v[i].name, name) == 0)
 			return &parsed.v[i].conf;

@@ -21,6 +21,12 @@ struct bg_lane_conf {
 const struct bg_lane_conf *bg_lane_conf(const struct bg_config *cfg,
 					const char *name);
 
+/* The lanes sched.lanes names: their number, and the i-th with its
+ * name. */
+size_t bg_lanes_count(const struct bg_config *cfg);
+const struct bg_lane_conf *bg_lane_conf_at(const struct bg_config *cfg,
+					   size_t i, const char **name);
+
 /* Check sched.lanes (bygated -t and reload): 0, or -1 with why. */
 int bg_lanes_check(const char *lanes_json, char *why, size_t n);
 

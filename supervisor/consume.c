@@ -13,6 +13,7 @@
 #include "supervisor/lease.h"
 #include "supervisor/log.h"
 #include "supervisor/pickup.h"
+#include "supervisor/ready.h"
 #include "supervisor/schedule.h"
 
 static void issue_read(struct bg_daemon *d);
@@ -68,7 +69,7 @@ static void handle_read_reply(struct bg_daemon *d, redisReply *r)
 				else
 					bg_pickup_accept(d, idx,
 							 en->element[0]->str,
-							 &b);
+							 &b, true);
 			}
 		}
 	}
@@ -83,7 +84,8 @@ static bool wants_stream(const struct bg_daemon *d, int i,
 	if (i == 0)
 		return true;
 	int room = bg_schedule_stream_shares(d, i) ? cap.shared : cap.alone;
-	return room > 0 && !bg_control_suspended(d) &&
+	/* with the ready set, entries beyond the room are moved there */
+	return (room > 0 || bg_ready_enabled(d)) && !bg_control_suspended(d) &&
 	       !(d->denied && d->denied[i - 1]) &&
 	       !bg_control_unserved(d, i - 1);
 }
@@ -118,6 +120,8 @@ static int read_count(const struct bg_daemon *d, struct bg_capacity cap)
 		: alone && !shared	 ? cap.alone
 		: cap.alone < cap.shared ? cap.alone
 					 : cap.shared;
+	if (bg_ready_enabled(d) && n < d->cfg->sched_window)
+		n = d->cfg->sched_window;
 	return n > 0 ? n : 1;
 }
 
@@ -154,7 +158,7 @@ static void on_fetched(struct bg_rconn *c, redisReply *r, void *priv)
 		if (bg_job_holds(d, d->streams[idx], id))
 			free(b.data);
 		else
-			bg_pickup_accept(d, idx, id, &b);
+			bg_pickup_accept(d, idx, id, &b, true);
 	}
 	free(id);
 }
@@ -246,8 +250,83 @@ static void unblock_read(struct bg_daemon *d)
 		d->unblock_sent = true;
 }
 
+/* ---- the ready set (ready.h): free places are filled from it ---- */
+
+struct pick_ctx {
+	struct bg_daemon *d;
+	int stream_idx;
+};
+
+static void on_picked(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	struct pick_ctx *p = priv;
+	struct bg_daemon *d = p->d;
+	int idx = p->stream_idx;
+	free(p);
+	if (d->pick_in_flight)
+		d->pick_in_flight[idx] = false;
+	redisReply *entries = bg_ready_pick_entries(d, idx, r);
+	for (size_t e = 0; entries && e < entries->elements; e++) {
+		redisReply *en = entries->element[e];
+		if (en->type != REDIS_REPLY_ARRAY || en->elements < 2 ||
+		    en->element[0]->type != REDIS_REPLY_STRING)
+			continue;
+		struct bg_entry_body b;
+		bg_entry_body_take(en->element[1], &b);
+		if (b.kind == BG_ENTRY_DEFERRED)
+			bg_entry_defer(d, idx, en->element[0]->str, b.len);
+		else
+			bg_pickup_accept(d, idx, en->element[0]->str, &b,
+					 false);
+	}
+}
+
+/* For every agent type with free places: take its next entries from the
+ * ready set, when entries may wait there (moved by this worker, or a
+ * peer: polled every READY_POLL_MS). */
+#define READY_POLL_MS 100
+
+static void pick_ready(struct bg_daemon *d)
+{
+	if (!bg_ready_enabled(d) || !d->start_reconciled || d->draining ||
+	    d->stopping || !bg_lease_held(d) || !bg_rconn_ready(d->wr) ||
+	    bg_control_suspended(d))
+		return;
+	if (d->pick_in_flight == NULL) {
+		d->pick_in_flight = calloc((size_t)d->n_streams, sizeof(bool));
+		d->pick_last_ms = calloc((size_t)d->n_streams, sizeof(int64_t));
+		if (d->pick_in_flight == NULL || d->pick_last_ms == NULL)
+			return;
+	}
+	int64_t now = bg_mono_ms();
+	for (int i = 1; i < d->n_streams; i++) {
+		if (d->pick_in_flight[i] || (d->denied && d->denied[i - 1]) ||
+		    bg_control_unserved(d, i - 1))
+			continue;
+		if (!bg_ready_maybe_waiting(d, i) &&
+		    now - d->pick_last_ms[i] < READY_POLL_MS)
+			continue;
+		int n = bg_schedule_free_places(d, i);
+		if (n <= 0 || bg_entry_room(d) == 0)
+			continue;
+		struct pick_ctx *p = malloc(sizeof(*p));
+		if (p == NULL)
+			return;
+		*p = (struct pick_ctx){ d, i };
+		if (bg_ready_pick(d, i, n, on_picked, p) == 0) {
+			d->pick_in_flight[i] = true;
+			d->pick_last_ms[i] = now;
+		} else {
+			free(p);
+		}
+	}
+}
+
 void bg_consume_kick(struct bg_daemon *d)
 {
+	bg_ready_flush(d);
+	pick_ready(d);
 	bg_suspects_kick(d); /* the next suspect, when one is due */
 	if (d->read_in_flight) {
 		/* Re-issue at once when the streams the read should cover

@@ -23,6 +23,8 @@
 struct event;
 struct bg_ws_paths;
 struct bg_entry_deferred;
+struct bg_sched;
+struct bg_ready;
 struct bg_daemon;
 
 /* Reports that run upward, wired once by main.c: a lower file never calls
@@ -120,6 +122,11 @@ struct bg_daemon {
 	int64_t last_gc_ms;
 	struct bg_ws_cache *ws_cache; /* session dir descriptors; NULL = none */
 	struct bg_suspects *suspects; /* suspects.c; NULL until start-up */
+	struct bg_sched *sched;	      /* schedule.c's lanes; NULL until used */
+	struct bg_ready *ready;	      /* ready.c; NULL until used */
+	bool *pick_in_flight;	      /* consume.c, per stream */
+	struct event *ready_timer;
+	int64_t *pick_last_ms;
 	bool suspects_active; /* suspects run one at a time: read nothing */
 };
 

@@ -140,6 +140,7 @@ struct bg_job *bg_job_new(struct bg_daemon *d, int stream_idx, const char *id)
 	t->tag = ++d->next_tag;
 	t->state = BG_JOB_PICKUP;
 	t->run.slot = -1;
+	t->run.lane_slot = -1;
 	t->id.stream_idx = stream_idx;
 	t->id.stream = strdup(d->streams[stream_idx]);
 	t->id.entry_id = strdup(id);
@@ -242,6 +243,7 @@ void bg_job_free_all(struct bg_daemon *d)
 void bg_job_enqueue(struct bg_daemon *d, struct bg_job *t)
 {
 	bg_job_move(t, BG_JOB_QUEUED);
+	t->run.queued_ms = bg_mono_ms();
 	t->qnext = NULL;
 	if (d->q_tail)
 		d->q_tail->qnext = t;
@@ -254,6 +256,8 @@ void bg_job_enqueue(struct bg_daemon *d, struct bg_job *t)
 void bg_job_enqueue_front(struct bg_daemon *d, struct bg_job *t)
 {
 	bg_job_move(t, BG_JOB_QUEUED);
+	t->run.queued_ms = bg_mono_ms();
+	t->run.resumes = true; /* interrupted: its work had started */
 	t->qnext = d->q_head;
 	d->q_head = t;
 	if (d->q_tail == NULL)

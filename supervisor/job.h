@@ -74,6 +74,7 @@ struct bg_job_id {
 	char *entry_id;
 	char *data; /* the entry's raw `data` field (NULL when absent) */
 	size_t data_len;
+	bool may_park;	   /* may go to the ready set (pickup.c) */
 	size_t charged;	   /* data_len while it counts against the read
 			      budget (entry_read.h), else 0 */
 	struct bg_cmd cmd; /* spans into data */
@@ -137,6 +138,8 @@ struct bg_job_run {
 	int priority;		    /* metadata.priority, higher first */
 	bool resumes;		    /* RESUME: work already started, first */
 	int64_t queued_ms;	    /* when it (last) entered the window */
+	int lane_slot;		    /* schedule.c's lane table; -1 = unknown */
+	uint64_t skip_pass;	    /* schedule.c: no place in this pass */
 	bool gate_held;		    /* holds fleet places (gate.h) */
 };
 

@@ -21,6 +21,7 @@
 #include "supervisor/attempt.h"
 #include "supervisor/daemon.h"
 #include "supervisor/entry_read.h"
+#include "supervisor/ready.h"
 #include "supervisor/route.h"
 #include "supervisor/lease.h"
 #include "supervisor/pickup.h"
@@ -232,6 +233,13 @@ static void on_watchdog(evutil_socket_t fd, short ev, void *arg)
 	sd_notify(0, "WATCHDOG=1"); /* the loop turns: we are alive */
 }
 
+static void on_ready_tick(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	(void)arg; /* the turn's end does the work */
+}
+
 static void on_reconcile_tick(evutil_socket_t fd, short ev, void *arg)
 {
 	(void)fd;
@@ -332,6 +340,7 @@ static void daemon_free(struct bg_daemon *d)
 	bg_job_free_all(d);
 	bg_entry_deferred_free_all(d);
 	bg_suspects_free(d); /* the list in LMDB is kept for the next start */
+	bg_schedule_free(d);
 	bg_rconn_free(d->rd);
 	bg_rconn_free(d->wr);
 	bg_rconn_free(d->ctl);
@@ -349,6 +358,11 @@ static void daemon_free(struct bg_daemon *d)
 		event_free(d->time_timer);
 	if (d->reconcile_timer)
 		event_free(d->reconcile_timer);
+	if (d->ready_timer)
+		event_free(d->ready_timer);
+	bg_ready_free(d);
+	free(d->pick_in_flight);
+	free(d->pick_last_ms);
 	bg_lease_free(d);
 	bg_control_free(d);
 	bg_route_free_all(d);
@@ -414,6 +428,12 @@ static int run(struct bg_daemon *d, const struct bg_spawn_identity *who)
 	int rms = cfg->reconcile_interval_ms;
 	struct timeval tvr = { rms / 1000, (rms % 1000) * 1000 };
 	event_add(d->reconcile_timer, &tvr);
+	/* wakes the loop so that a worker with free places polls the ready
+	 * set a peer filled (consume.c) */
+	d->ready_timer = event_new(d->base, -1, EV_PERSIST, on_ready_tick, d);
+	struct timeval tvp = { 0, 100 * 1000 };
+	if (d->ready_timer)
+		event_add(d->ready_timer, &tvp);
 	if (bg_http_start(d) != 0)
 		return EXIT_RUNTIME;
 	uint64_t wd_usec = 0;

@@ -253,6 +253,55 @@ static int put_pool(struct bg_buf *out, const struct bg_daemon *d)
 	return put_labeled(out, &children, "state", states, v, 3);
 }
 
+/* ---- lanes (schedule.c, docs/scheduling.md) ---- */
+
+struct lane_page {
+	struct bg_buf *out;
+	int which; /* 0 running, 1 queued, 2 started */
+	int rc;
+};
+
+static void put_lane(void *ctx, const char *lane, int running, int queued,
+		     uint64_t started)
+{
+	struct lane_page *p = ctx;
+	static const char *const names[] = { "bygate_lane_running",
+					     "bygate_lane_queued",
+					     "bygate_lane_started_total" };
+	double v = p->which == 0   ? running
+		   : p->which == 1 ? queued
+				   : (double)started;
+	struct bg_prom_label l = { "lane", lane };
+	if (p->rc == 0)
+		p->rc = bg_prom_sample(p->out, names[p->which], &l, 1, v);
+}
+
+static int put_lanes(struct bg_buf *out, const struct bg_daemon *d)
+{
+	static const struct scalar fams[] = {
+		{ "bygate_lane_running", "gauge",
+		  "Tasks of the lane running in children here (lane \"\" is "
+		  "the default lane).",
+		  0 },
+		{ "bygate_lane_queued", "gauge",
+		  "Tasks of the lane taken by this worker and waiting for a "
+		  "child (the fleet's backlog waits in the ready set).",
+		  0 },
+		{ "bygate_lane_started_total", "counter",
+		  "Tasks of the lane started here.", 0 },
+	};
+	for (int i = 0; i < 3; i++) {
+		struct lane_page p = { out, i, 0 };
+		if (bg_prom_family(out, fams[i].name, fams[i].type,
+				   fams[i].help))
+			return -ENOMEM;
+		bg_schedule_lanes(d, put_lane, &p);
+		if (p.rc)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 static int put_state(struct bg_buf *out, const struct bg_daemon *d)
 {
 	struct bg_state_stats st;
@@ -401,7 +450,8 @@ int bg_metrics_render(const struct bg_daemon *d, struct bg_buf *out)
 	static const struct bg_metrics none;
 	const struct bg_metrics *m = d->metrics ? d->metrics : &none;
 	if (put_daemon(out, m, d) || put_tasks(out, m) || put_events(out, m) ||
-	    put_pool(out, d) || put_state(out, d) || put_redis(out, d) ||
+	    put_pool(out, d) || put_lanes(out, d) || put_state(out, d) ||
+	    put_redis(out, d) ||
 	    put_pel(out, m, d))
 		return -ENOMEM;
 	return 0;

@@ -17,6 +17,8 @@
 #include "supervisor/join.h"
 #include "supervisor/log.h"
 #include "supervisor/pickup.h"
+#include "supervisor/ready.h"
+#include "supervisor/schedule.h"
 #include "wire/ids.h"
 #include "wire/keys.h"
 
@@ -178,11 +180,13 @@ static void accept_entry(struct bg_daemon *d, struct bg_job *t, int stream_idx,
 			 const char *id, struct bg_entry_body *b);
 
 void bg_pickup_accept(struct bg_daemon *d, int stream_idx, const char *id,
-		      struct bg_entry_body *b)
+		      struct bg_entry_body *b, bool may_park)
 {
 	struct bg_job *t = bg_job_new(d, stream_idx, id);
-	if (t)
+	if (t) {
+		t->id.may_park = may_park;
 		accept_entry(d, t, stream_idx, id, b);
+	}
 	free(b->data); /* NULL when taken */
 	b->data = NULL;
 }
@@ -246,6 +250,19 @@ static void refuse_body(struct bg_daemon *d, struct bg_job *t,
 		"the reconcile",
 		t->id.entry_id, t->id.stream);
 	bg_job_free(d, t);
+}
+
+/* A fresh task of an agent-type stream joins the fleet's ready set
+ * (ready.h) rather than wait here: when tasks of its stream already wait
+ * there (it queues behind them, fairly), or when it cannot start at once
+ * (t itself is counted in the places). */
+static bool should_park(struct bg_daemon *d, const struct bg_job *t)
+{
+	if (!t->id.may_park || !bg_ready_enabled(d) || t->id.stream_idx < 1 ||
+	    t->id.recovered)
+		return false;
+	return bg_ready_maybe_waiting(d, t->id.stream_idx) ||
+	       bg_schedule_free_places(d, t->id.stream_idx) < 0;
 }
 
 static void accept_entry(struct bg_daemon *d, struct bg_job *t, int stream_idx,
@@ -316,6 +333,13 @@ static void accept_entry(struct bg_daemon *d, struct bg_job *t, int stream_idx,
 	 * the header's target_agent_type, as in by-framework. A task routed
 	 * to this worker directly names its type in the header. */
 	t->id.handler_type = stream_idx > 0 ? agent : t->id.agent_type;
+	bg_lane_of(d->cfg, c, t->id.handler_type, t->run.lane,
+		   sizeof(t->run.lane), &t->run.priority);
+	t->run.resumes = c->action == BG_ACTION_RESUME;
+	if (should_park(d, t)) {
+		bg_ready_park(d, t);
+		return;
+	}
 	t->id.has_source_agent = t->id.source_agent_type[0] != '\0' &&
 				 c->action != BG_ACTION_RESUME;
 	if (t->id.has_source_agent)

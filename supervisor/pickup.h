@@ -12,9 +12,11 @@ struct bg_daemon;
 struct bg_entry_body;
 
 /* An entry read with XREADGROUP, its `data` field in b (entry_read.h:
- * b->data is taken over). */
+ * b->data is taken over). may_park: a task that cannot start here at
+ * once goes to the ready set (ready.h); false for entries picked from
+ * it. */
 void bg_pickup_accept(struct bg_daemon *d, int stream_idx, const char *id,
-		      struct bg_entry_body *b);
+		      struct bg_entry_body *b, bool may_park);
 /* An entry fetched again by recovery or reclaim: its delivery count and
  * the times bygated died while it ran alone are known; the attempts
  * already counted against it come from LMDB. */

@@ -32,6 +32,7 @@
 #include "supervisor/entry_read.h"
 #include "supervisor/lease.h"
 #include "supervisor/pickup.h"
+#include "supervisor/ready.h"
 #include "supervisor/log.h"
 #include "supervisor/metrics.h"
 #include "wire/keys.h"
@@ -389,8 +390,9 @@ static void on_pending_summary(struct bg_rconn *c, redisReply *r, void *priv)
 			    e->element[0]->type != REDIS_REPLY_STRING)
 				continue;
 			const char *name = e->element[0]->str;
-			if (strcmp(name, d->worker_id) == 0)
-				continue;
+			if (strcmp(name, d->worker_id) == 0 ||
+			    strcmp(name, BG_READY_CONSUMER) == 0)
+				continue; /* the ready set is nobody's */
 			struct bg_buf key = { 0 };
 			struct peer_ctx *q = calloc(1, sizeof(*q));
 			if (q == NULL ||

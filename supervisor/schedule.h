@@ -4,6 +4,7 @@
 #define BG_SUPERVISOR_SCHEDULE_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 struct bg_daemon;
 
@@ -19,12 +20,24 @@ struct bg_capacity {
 	int alone, shared;
 };
 struct bg_capacity bg_schedule_room(const struct bg_daemon *d);
+/* Places free now for stream i's tasks, without the prefetch: what
+ * may start at once (negative: that many wait). */
+int bg_schedule_free_places(const struct bg_daemon *d, int stream_idx);
 /* The larger of the two (metrics, /health). */
 int bg_schedule_capacity(const struct bg_daemon *d);
 /* Agent-type stream i's tasks may share a child (max_inflight > 1). */
 bool bg_schedule_stream_shares(const struct bg_daemon *d, int i);
 
-/* Place queued jobs in order (schedule.c explains the rule). */
+/* Start queued jobs while children have room: lanes by weight, then
+ * priority with aging, within the local caps (schedule.c). */
 void bg_schedule_dispatch(struct bg_daemon *d);
+/* Each lane seen here (as of the last dispatch pass): its name, tasks
+ * running and queued here, tasks started here. */
+typedef void (*bg_schedule_lane_fn)(void *ctx, const char *lane, int running,
+				    int queued, uint64_t started);
+void bg_schedule_lanes(const struct bg_daemon *d, bg_schedule_lane_fn fn,
+		       void *ctx);
+/* At exit. */
+void bg_schedule_free(struct bg_daemon *d);
 
 #endif

@@ -68,6 +68,9 @@ static const struct key_form forms[BG_KEY__COUNT] = {
 			      "control_plane:fallback:agent_type:\1" },
 	[BG_KEY_QUOTA] = { "control_plane:quota:user:\1",
 			   "control_plane:quota:user:\1" },
+	[BG_KEY_READY] = { "ctrl:agent_type:\1:bygate_ready:\2",
+			   "{byai_gateway:v2:ctrl:agent_type:\1}:bygate_ready:"
+			   "\2" },
 	[BG_KEY_WAKEUP_DEDUPE] = { "control_plane:wakeup:dedupe:\1:\2:\3",
 				   "control_plane:wakeup:dedupe:\1:\2:\3" },
 };

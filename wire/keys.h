@@ -41,6 +41,8 @@ enum bg_key_kind {
 	BG_KEY_FALLBACK,		 /* (T) */
 	BG_KEY_QUOTA,			 /* (user code) */
 	BG_KEY_WAKEUP_DEDUPE, /* (T, user code, region); empty id2/id3 -> "_" */
+	BG_KEY_READY,	      /* (T, part): bygate's ready set of T (supervisor/
+			 ready.h); under v2 in the slot of T's stream */
 	BG_KEY__COUNT
 };
 

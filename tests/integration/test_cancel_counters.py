@@ -25,9 +25,10 @@ FAST = {"lease_ttl_s": 2, "heartbeat_interval_ms": 300,
 REASON = "user aborted"
 
 
-def start(h, pool=2, **worker):
+def start(h, pool=2, sched=None, **worker):
     return h.start_bygated({
         "pool": {"size": pool},
+        "sched": sched or {},
         "worker": dict(FAST, **worker),
         "agent_types": [
             h.agent_type("sleep"), h.agent_type("fail"),
@@ -187,7 +188,9 @@ def test_python_cancel_task_of_a_running_task_keeps_the_client_fields(h):
 def test_seven_cancels_leave_every_counter_at_rest(h):
     """The issue's case (running -7, cancelling 7 before): four cancelled
     in their children, three while queued here behind them."""
-    d = start(h, pool=4, fetch_count=4)
+    # without the ready set: the three wait in this worker's queue, their
+    # records RUNNING (claimed)
+    d = start(h, pool=4, sched={"window": 0}, fetch_count=4)
     c, w = h.client(), d.config["worker"]["id"]
     mids = [pc.send(c, h.keys, "s-7", "sleep", "20000")[0] for _ in range(7)]
     for m in mids:
@@ -199,6 +202,29 @@ def test_seven_cancels_leave_every_counter_at_rest(h):
     assert_settled(c, h.keys, w, total_count=7, cancelled_count=7)
     for rec in recs:
         assert_keeps_the_cancel(rec, c, h.keys, w, ["QUEUED", "RUNNING"])
+
+
+def test_cancels_of_tasks_waiting_in_the_ready_set_leave_counters_at_rest(h):
+    """Four cancelled in their children, three while parked in the fleet's
+    ready set (docs/scheduling.md), their records still QUEUED: each ends
+    CANCELLED unrun when a worker picks it."""
+    d = start(h, pool=4, sched={"window": 16}, fetch_count=4)
+    c, w = h.client(), d.config["worker"]["id"]
+    mids = [pc.send(c, h.keys, "s-7r", "sleep", "20000")[0]
+            for _ in range(7)]
+    for m in mids[:4]:
+        wait_running(c, h.keys, w, "s-7r", m)
+    for m in mids[4:]:
+        assert rec_of(c, h.keys, "s-7r", m).get("status") == "QUEUED"
+    for m in mids[4:] + mids[:4]:  # the parked first: none is picked yet
+        ok(h.bygate("cancel", m, "--session", "s-7r", "--reason", REASON))
+    recs = [wait_status(c, h.keys, "s-7r", m, "CANCELLED", t=30)
+            for m in mids]
+    assert_settled(c, h.keys, w, total_count=7, cancelled_count=7)
+    for rec in recs[:4]:
+        assert_keeps_the_cancel(rec, c, h.keys, w, ["QUEUED", "RUNNING"])
+    for rec in recs[4:]:
+        assert_keeps_the_cancel(rec, c, h.keys, w, ["QUEUED"])
 
 
 def test_cancel_task_without_a_client_write_moves_running_to_cancelled(h):

@@ -141,7 +141,8 @@ static struct bg_daemon *daemon_new(int size)
 						.max_inflight = 3 };
 	cfg = (struct bg_config){ .agent_types = types,
 				  .n_agent_types = 2,
-				  .fetch_count = 1 };
+				  .fetch_count = 1,
+				  .sched_priority_aging_ms = 1000 };
 	struct bg_daemon *d = test_calloc(1, sizeof(*d));
 	d->cfg = &cfg;
 	d->all.next = d->all.prev = &d->all;
@@ -152,6 +153,7 @@ static struct bg_daemon *daemon_new(int size)
 
 static void daemon_free(struct bg_daemon *d)
 {
+	bg_schedule_free(d);
 	while (d->all.next != &d->all)
 		bg_job_free(d, d->all.next);
 	test_free(d);
@@ -297,6 +299,129 @@ static void test_read_capacity(void **state)
 	daemon_free(d);
 }
 
+/* ---- lanes, priorities, caps (docs/scheduling.md) ---- */
+
+static struct bg_job *queue_in(struct bg_daemon *d, const char *id,
+			       const char *lane, int priority, bool resumes)
+{
+	struct bg_job *t = queue(d, id, "solo");
+	snprintf(t->run.lane, sizeof(t->run.lane), "%s", lane);
+	t->run.priority = priority;
+	t->run.resumes = resumes;
+	return t;
+}
+
+/* The children empty: the jobs they ran are gone. */
+static void finish_running(struct bg_daemon *d)
+{
+	for (struct bg_job *t = d->all.next, *n; t != &d->all; t = n) {
+		n = t->next;
+		if (bg_job_in_child(t))
+			bg_job_free(d, t);
+	}
+	memset(pool.jobs, 0, sizeof(pool.jobs));
+}
+
+static void test_competing_lanes_start_in_proportion_to_weight(void **state)
+{
+	(void)state;
+	struct bg_daemon *d = daemon_new(1);
+	cfg.sched_lanes_json = "{\"a\": {\"weight\": 2}}";
+	char id[16];
+	for (int i = 0; i < 12; i++) { /* all of a before any of b */
+		snprintf(id, sizeof(id), "%d-0", i);
+		queue_in(d, id, "a", 0, false);
+	}
+	for (int i = 12; i < 24; i++) {
+		snprintf(id, sizeof(id), "%d-0", i);
+		queue_in(d, id, "b", 0, false);
+	}
+	int a = 0, b = 0;
+	for (int i = 0; i < 9; i++) {
+		bg_schedule_dispatch(d);
+		assert_int_equal(n_started, i + 1);
+		if (atoi(started[i]) < 12)
+			a++;
+		else
+			b++;
+		finish_running(d);
+	}
+	assert_int_equal(a, 6);
+	assert_int_equal(b, 3);
+	cfg.sched_lanes_json = NULL;
+	daemon_free(d);
+}
+
+static void test_an_idle_lane_does_not_bank_its_share(void **state)
+{
+	(void)state;
+	struct bg_daemon *d = daemon_new(1);
+	char id[16];
+	for (int i = 0; i < 10; i++) { /* lane a alone for ten starts */
+		snprintf(id, sizeof(id), "%d-0", i);
+		queue_in(d, id, "a", 0, false);
+		bg_schedule_dispatch(d);
+		finish_running(d);
+	}
+	for (int i = 10; i < 20; i++) {
+		snprintf(id, sizeof(id), "%d-0", i);
+		queue_in(d, id, i % 2 ? "a" : "b", 0, false);
+	}
+	int b = 0; /* b comes back: it alternates with a, not ten in a row */
+	for (int i = 10; i < 14; i++) {
+		bg_schedule_dispatch(d);
+		b += atoi(started[i]) % 2 == 0;
+		finish_running(d);
+	}
+	assert_int_equal(b, 2);
+	daemon_free(d);
+}
+
+static void
+test_priority_then_age_order_a_lane_and_resumes_go_first(void **state)
+{
+	(void)state;
+	struct bg_daemon *d = daemon_new(1);
+	queue_in(d, "1-0", "", 0, false);
+	queue_in(d, "2-0", "", 0, false);
+	queue_in(d, "3-0", "", 9, false);
+	queue_in(d, "4-0", "", 0, true); /* a RESUME */
+	struct bg_job *old = queue_in(d, "5-0", "", 3, false);
+	old->run.queued_ms -= 7000; /* waited 7 s: 3 + 7 > 9 */
+	const char *order[] = { "4-0@0", "5-0@0", "3-0@0", "1-0@0", "2-0@0" };
+	for (int i = 0; i < 5; i++) {
+		bg_schedule_dispatch(d);
+		assert_int_equal(n_started, i + 1);
+		assert_string_equal(started[i], order[i]);
+		finish_running(d);
+	}
+	daemon_free(d);
+}
+
+static void test_agent_type_and_lane_caps_hold_on_this_worker(void **state)
+{
+	(void)state;
+	struct bg_daemon *d = daemon_new(4);
+	types[0].max_running = 3;
+	cfg.sched_lanes_json = "{\"x\": {\"max_running\": 1}}";
+	queue_in(d, "1-0", "x", 0, false);
+	queue_in(d, "2-0", "x", 0, false);
+	queue_in(d, "3-0", "y", 0, false);
+	queue_in(d, "4-0", "y", 0, false);
+	queue_in(d, "5-0", "y", 0, false);
+	bg_schedule_dispatch(d);
+	/* lane x: one; the type: three in all */
+	assert_int_equal(n_started, 3);
+	assert_int_equal(d->n_queued, 2);
+	int x = 0;
+	for (int i = 0; i < n_started; i++)
+		x += atoi(started[i]) <= 2;
+	assert_int_equal(x, 1);
+	types[0].max_running = 0;
+	cfg.sched_lanes_json = NULL;
+	daemon_free(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -308,6 +433,13 @@ int main(void)
 			test_cancelled_and_unknown_jobs_end_at_dispatch),
 		cmocka_unit_test(test_a_job_of_an_unloadable_type_waits),
 		cmocka_unit_test(test_read_capacity),
+		cmocka_unit_test(
+			test_competing_lanes_start_in_proportion_to_weight),
+		cmocka_unit_test(test_an_idle_lane_does_not_bank_its_share),
+		cmocka_unit_test(
+			test_priority_then_age_order_a_lane_and_resumes_go_first),
+		cmocka_unit_test(
+			test_agent_type_and_lane_caps_hold_on_this_worker),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -108,6 +108,12 @@ static const struct key_case cases[] = {
 	{ BG_KEY_WAKEUP_DEDUPE, "planner", "u-001", "cn",
 	  "byai_gateway:control_plane:wakeup:dedupe:planner:u-001:cn",
 	  "byai_gateway:v2:control_plane:wakeup:dedupe:planner:u-001:cn" },
+	/* bygate's own; under v2 hash-tagged with the whole stream key, so
+	 * it lives in the stream's slot */
+	{ BG_KEY_READY, "planner", "lanes", "",
+	  "byai_gateway:ctrl:agent_type:planner:bygate_ready:lanes",
+	  "byai_gateway:v2:{byai_gateway:v2:ctrl:agent_type:planner}:"
+	  "bygate_ready:lanes" },
 };
 
 static int build(struct bg_buf *b, enum bg_key_schema schema,

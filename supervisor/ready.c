@@ -1,0 +1,313 @@
+/* supervisor/ready.c - the fleet's ready set (see ready.h). */
+#include "supervisor/ready.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "supervisor/daemon.h"
+#include "supervisor/lanes.h"
+#include "supervisor/log.h"
+#include "wire/keys.h"
+
+/* KEYS: stream, lanes set, passes hash, index hash. ARGV: group, the
+ * ready consumer, the lane key prefix, then (id, lane, score) triples.
+ * Each entry still pending (here) moves to the ready consumer and into
+ * its lane; a lane that was empty starts from the virtual time. Returns
+ * the entries moved. */
+static const char MOVE_LUA[] =
+	"local vt = tonumber(redis.call('HGET', KEYS[3], 'vtime') or '0')\n"
+	"local moved = 0\n"
+	"for i = 4, #ARGV, 3 do\n"
+	"  local member, lane = ARGV[i], ARGV[i + 1]\n"
+	"  local ms, seq = string.match(member, '^(%d+)-0*(%d+)$')\n"
+	"  local id = ms .. '-' .. seq\n"
+	"  local c = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, id,\n"
+	"                       'JUSTID')\n"
+	"  if #c == 1 then\n"
+	"    local zk = ARGV[3] .. lane\n"
+	"    if redis.call('ZCARD', zk) == 0 then\n"
+	"      local p = tonumber(redis.call('HGET', KEYS[3], 'p:' .. lane)\n"
+	"                         or '0')\n"
+	"      if p < vt then redis.call('HSET', KEYS[3], 'p:' .. lane, vt) end\n"
+	"      redis.call('SADD', KEYS[2], lane)\n"
+	"    end\n"
+	"    redis.call('ZADD', zk, ARGV[i + 2], member)\n"
+	"    redis.call('HSET', KEYS[4], member, lane)\n"
+	"    moved = moved + 1\n"
+	"  end\n"
+	"end\n"
+	"return moved\n";
+
+/* KEYS as MOVE. ARGV: group, this worker, lane key prefix, n, the
+ * number k of lanes excluded (at their cap here), those k lanes, then
+ * (lane, weight) pairs (weight 1 for a lane not given). Stride
+ * scheduling over the fleet-wide passes: the lane with the smallest pass
+ * gives its best entry, XCLAIMed to this worker, and its pass grows by
+ * 1 / weight. Returns {entries, lanes left}. */
+static const char PICK_LUA[] =
+	"local n, k = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
+	"local excl, w = {}, {}\n"
+	"for i = 6, 5 + k do excl[ARGV[i]] = true end\n"
+	"for i = 6 + k, #ARGV - 1, 2 do w[ARGV[i]] = tonumber(ARGV[i + 1]) end\n"
+	"local pass = {}\n"
+	"for _, l in ipairs(redis.call('SMEMBERS', KEYS[2])) do\n"
+	"  if not excl[l] then\n"
+	"    pass[l] = tonumber(redis.call('HGET', KEYS[3], 'p:' .. l) or '0')\n"
+	"  end\n"
+	"end\n"
+	"local out, vt = {}, nil\n"
+	"while #out < n do\n"
+	"  local best = nil\n"
+	"  for l, p in pairs(pass) do\n"
+	"    if best == nil or p < pass[best] or (p == pass[best] and l < best)\n"
+	"    then best = l end\n"
+	"  end\n"
+	"  if best == nil then break end\n"
+	"  local zk = ARGV[3] .. best\n"
+	"  local top = redis.call('ZPOPMIN', zk)\n"
+	"  if #top > 0 then\n"
+	"    redis.call('HDEL', KEYS[4], top[1])\n"
+	"    local ms, seq = string.match(top[1], '^(%d+)-0*(%d+)$')\n"
+	"    local id = ms .. '-' .. seq\n"
+	"    vt = pass[best]\n"
+	"    pass[best] = pass[best] + 1 / (w[best] or 1)\n"
+	"    redis.call('HSET', KEYS[3], 'p:' .. best, pass[best])\n"
+	"    local e = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, id,\n"
+	"                         'RETRYCOUNT', 1)\n"
+	"    if #e == 1 and type(e[1]) == 'table' then out[#out + 1] = e[1] end\n"
+	"  end\n"
+	"  if redis.call('ZCARD', zk) == 0 then\n"
+	"    redis.call('SREM', KEYS[2], best)\n"
+	"    pass[best] = nil\n"
+	"  end\n"
+	"end\n"
+	"if vt then redis.call('HSET', KEYS[3], 'vtime', vt) end\n"
+	"return {out, redis.call('SCARD', KEYS[2])}\n";
+
+enum { K_LANES, K_PASS, K_INDEX, K_LANE, K__COUNT };
+static const char *const parts[K__COUNT] = { "lanes", "pass", "index",
+					     "lane:" };
+
+struct stream_ready {
+	char *keys[K__COUNT];
+	struct bg_buf batch; /* (id, lane, score) triples, NUL-separated */
+	int n_batch;
+	bool maybe_waiting;
+};
+
+struct bg_ready {
+	int n;
+	struct stream_ready *s; /* [stream index] (0, the worker stream,
+				   unused) */
+};
+
+static struct bg_ready *get(struct bg_daemon *d)
+{
+	if (d->ready && d->ready->n == d->n_streams)
+		return d->ready;
+	bg_ready_free(d);
+	struct bg_ready *r = calloc(1, sizeof(*r));
+	if (r == NULL)
+		return NULL;
+	r->n = d->n_streams;
+	r->s = calloc((size_t)r->n, sizeof(*r->s));
+	if (r->s == NULL) {
+		free(r);
+		return NULL;
+	}
+	for (int i = 1; i < r->n; i++) {
+		const char *type = d->cfg->agent_types[i - 1].name;
+		for (int k = 0; k < K__COUNT; k++) {
+			struct bg_buf b = { 0 };
+			if (bg_key_build(&b, d->cfg->key_schema, BG_KEY_READY,
+					 bg_str_c(type), bg_str_c(parts[k]),
+					 bg_str_c("")) == 0)
+				r->s[i].keys[k] = b.p;
+			else
+				bg_buf_free(&b);
+		}
+	}
+	d->ready = r;
+	return r;
+}
+
+void bg_ready_free(struct bg_daemon *d)
+{
+	struct bg_ready *r = d->ready;
+	if (r == NULL)
+		return;
+	for (int i = 0; i < r->n; i++) {
+		for (int k = 0; k < K__COUNT; k++)
+			free(r->s[i].keys[k]);
+		bg_buf_free(&r->s[i].batch);
+	}
+	free(r->s);
+	free(r);
+	d->ready = NULL;
+}
+
+bool bg_ready_enabled(const struct bg_daemon *d)
+{
+	return d->cfg->sched_window > 0;
+}
+
+bool bg_ready_maybe_waiting(const struct bg_daemon *d, int stream_idx)
+{
+	return d->ready && stream_idx > 0 && stream_idx < d->ready->n &&
+	       d->ready->s[stream_idx].maybe_waiting;
+}
+
+/* The entry's sorted-set score: its send time (the entry id's ms) minus
+ * its priority in aging steps; a RESUME goes before everything. */
+static double score_of(const struct bg_daemon *d, const struct bg_job *t)
+{
+	double ms = (double)strtoull(t->id.entry_id, NULL, 10);
+	if (t->run.resumes)
+		return ms - 1e15;
+	return ms - (double)t->run.priority * d->cfg->sched_priority_aging_ms;
+}
+
+void bg_ready_park(struct bg_daemon *d, struct bg_job *t)
+{
+	struct bg_ready *r = get(d);
+	int i = t->id.stream_idx;
+	if (r == NULL || i < 1 || i >= r->n || r->s[i].keys[K_LANE] == NULL) {
+		bg_job_free(d, t); /* stays pending here: the reconcile */
+		return;
+	}
+	struct stream_ready *s = &r->s[i];
+	/* the member: the id with its sequence padded, so that entries of
+	 * one score (one millisecond, one priority) pop in stream order */
+	char score[48], member[64];
+	snprintf(score, sizeof(score), "%.0f", score_of(d, t));
+	char *dash = strchr(t->id.entry_id, '-');
+	snprintf(member, sizeof(member), "%.*s-%020llu",
+		 dash ? (int)(dash - t->id.entry_id) : 0, t->id.entry_id,
+		 dash ? strtoull(dash + 1, NULL, 10) : 0ULL);
+	bg_buf_append(&s->batch, member, strlen(member) + 1);
+	bg_buf_append(&s->batch, t->run.lane, strlen(t->run.lane) + 1);
+	bg_buf_append(&s->batch, score, strlen(score) + 1);
+	s->n_batch++;
+	s->maybe_waiting = true;
+	bg_job_free(d, t);
+}
+
+static void on_moved(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	(void)priv;
+	if (r && r->type == REDIS_REPLY_ERROR)
+		bg_warn("moving entries to the ready set failed: %s (they "
+			"stay pending here and are run by the reconcile)",
+			r->str);
+}
+
+/* EVAL lua with the stream's four keys and ARGV: group, consumer, lane
+ * key prefix, then args. */
+static int send_script(struct bg_daemon *d, const char *lua,
+		       const struct stream_ready *s, int stream_idx,
+		       const char *consumer, const char **args, int n_args,
+		       bg_rconn_reply_fn fn, void *priv, bool entries)
+{
+	const char **argv = calloc((size_t)(10 + n_args), sizeof(char *));
+	if (argv == NULL)
+		return -ENOMEM;
+	int a = 0;
+	argv[a++] = "EVAL";
+	argv[a++] = lua;
+	argv[a++] = "4";
+	argv[a++] = d->streams[stream_idx];
+	argv[a++] = s->keys[K_LANES];
+	argv[a++] = s->keys[K_PASS];
+	argv[a++] = s->keys[K_INDEX];
+	argv[a++] = d->group;
+	argv[a++] = consumer;
+	argv[a++] = s->keys[K_LANE];
+	for (int i = 0; i < n_args; i++)
+		argv[a++] = args[i];
+	int rc = entries ? bg_rconn_cmd_entries(d->wr, fn, priv, 0, a, argv)
+			 : bg_rconn_cmd(d->wr, fn, priv, 0, a, argv, NULL);
+	free(argv);
+	return rc;
+}
+
+void bg_ready_flush(struct bg_daemon *d)
+{
+	struct bg_ready *r = d->ready;
+	if (r == NULL)
+		return;
+	for (int i = 1; i < r->n; i++) {
+		struct stream_ready *s = &r->s[i];
+		if (s->n_batch == 0)
+			continue;
+		int n = 3 * s->n_batch;
+		const char **args = calloc((size_t)n, sizeof(char *));
+		if (args != NULL) {
+			const char *p = s->batch.p;
+			for (int k = 0; k < n; k++) {
+				args[k] = p;
+				p += strlen(p) + 1;
+			}
+			send_script(d, MOVE_LUA, s, i, BG_READY_CONSUMER, args,
+				    n, on_moved, d, false);
+			free(args);
+		}
+		/* not sent: the entries stay pending here (the reconcile) */
+		bg_buf_reset(&s->batch);
+		s->n_batch = 0;
+	}
+}
+
+int bg_ready_pick(struct bg_daemon *d, int stream_idx, int n,
+		  bg_rconn_reply_fn fn, void *priv)
+{
+	struct bg_ready *r = get(d);
+	if (r == NULL || stream_idx < 1 || stream_idx >= r->n ||
+	    r->s[stream_idx].keys[K_LANE] == NULL)
+		return -EINVAL;
+	/* the lanes of sched.lanes with their weights; the others weigh 1
+	 * (lanes at their cap here are left to the local scheduler) */
+	size_t nl = bg_lanes_count(d->cfg);
+	const char **args = calloc(2 + 2 * nl, sizeof(char *));
+	char(*w)[16] = calloc(nl + 1, sizeof(*w));
+	int rc = -ENOMEM;
+	if (args && w) {
+		char count[16];
+		snprintf(count, sizeof(count), "%d", n);
+		int a = 0;
+		args[a++] = count;
+		args[a++] = "0";
+		for (size_t i = 0; i < nl; i++) {
+			const char *name;
+			const struct bg_lane_conf *lc =
+				bg_lane_conf_at(d->cfg, i, &name);
+			snprintf(w[i], sizeof(w[i]), "%d", lc->weight);
+			args[a++] = name;
+			args[a++] = w[i];
+		}
+		rc = send_script(d, PICK_LUA, &r->s[stream_idx], stream_idx,
+				 d->worker_id, args, a, fn, priv, true);
+	}
+	free(args);
+	free(w);
+	return rc;
+}
+
+redisReply *bg_ready_pick_entries(struct bg_daemon *d, int stream_idx,
+				  redisReply *r)
+{
+	if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+	    r->element[0]->type != REDIS_REPLY_ARRAY) {
+		if (r && r->type == REDIS_REPLY_ERROR)
+			bg_warn("picking from the ready set failed: %s",
+				r->str);
+		return NULL;
+	}
+	if (d->ready && stream_idx > 0 && stream_idx < d->ready->n)
+		d->ready->s[stream_idx].maybe_waiting =
+			r->element[1]->type == REDIS_REPLY_INTEGER &&
+			r->element[1]->integer > 0;
+	return r->element[0];
+}

@@ -1,0 +1,151 @@
+"""Fair scheduling (issue 12, docs/scheduling.md): lanes by weight and
+priorities with aging, fleet-wide through the ready set (supervisor/
+ready.h), with a backlog far deeper than any read.
+
+Tasks are the sleep plugin's: the content is the milliseconds to sleep.
+Lanes come from the header's metadata.lane, priorities from
+metadata.priority, as unmodified by-framework clients send them."""
+
+import time
+
+from harness import timeout, wait_until
+import pyclient as pc
+
+FAST = {"block_ms": 300, "heartbeat_interval_ms": 300, "lease_ttl_s": 2}
+
+
+def start(h, size, sched=None, **kw):
+    return h.start_bygated(dict({
+        "worker": FAST, "pool": {"size": size},
+        "sched": dict({"window": 64}, **(sched or {})),
+        "agent_types": [h.agent_type("sleep")]}, **kw))
+
+
+def send_many(c, keys, session, n, ms, **meta):
+    """n tasks in one pipeline; returns their message ids."""
+    mids, cmds = [], []
+    for _ in range(n):
+        cmd = pc.ask_command(session, "sleep", str(ms), metadata=dict(meta))
+        _, batch = pc.send_commands(keys, cmd)
+        cmds += batch
+        mids.append(cmd["header"]["message_id"])
+    c.pipeline(cmds)
+    return mids
+
+
+def records(c, keys, session, mids):
+    return [pc.record(c, keys, session, m) for m in mids]
+
+
+def all_done(c, keys, session, mids):
+    recs = records(c, keys, session, mids)
+    return recs if all(r and r["status"] == "COMPLETED" for r in recs) \
+        else None
+
+
+def max_overlap(recs):
+    """Most tasks of recs running at one instant."""
+    ev = sorted([(r["started_at"], 1) for r in recs] +
+                [(r["finished_at"], -1) for r in recs],
+                key=lambda e: (e[0], e[1]))
+    n = best = 0
+    for _, d in ev:
+        n += d
+        best = max(best, n)
+    return best
+
+
+@timeout(120)
+def test_two_lanes_share_the_pool_by_weight_behind_a_deep_backlog(h):
+    c = h.client(timeout=30)
+    # all of lane a's tasks are in the stream before any of lane b's
+    a = send_many(c, h.keys, "s-lanes", 300, 20, lane="a")
+    b = send_many(c, h.keys, "s-lanes", 300, 20, lane="b")
+    start(h, 6, {"lanes": {"a": {"weight": 2}}})
+    ra = wait_until(lambda: all_done(c, h.keys, "s-lanes", a), 60,
+                    what="lane a")
+    rb = wait_until(lambda: all_done(c, h.keys, "s-lanes", b), 60,
+                    what="lane b")
+    # while both lanes had work: until the first of them ran out
+    end = min(max(r["started_at"] for r in ra),
+              max(r["started_at"] for r in rb))
+    begin = min(r["started_at"] for r in ra + rb)
+    na = sum(1 for r in ra if r["started_at"] <= end)
+    nb = sum(1 for r in rb if r["started_at"] <= end)
+    assert end - begin > 500, (begin, end)
+    ratio = na / nb
+    assert 2 * 0.85 <= ratio <= 2 * 1.15, (na, nb, ratio)
+    # lane b alone afterwards gets the whole pool
+    alone = [r for r in rb if r["started_at"] > end + 100]
+    assert len(alone) >= 20 and max_overlap(alone) >= 5, \
+        (len(alone), max_overlap(alone))
+
+
+@timeout(120)
+def test_a_priority_task_behind_a_thousand_starts_with_the_next_child(h):
+    c = h.client(timeout=30)
+    start(h, 2)
+    low = send_many(c, h.keys, "s-prio", 1000, 30, priority=0)
+    time.sleep(0.5)  # the backlog is read and waiting
+    sent_ms = int(time.time() * 1000)
+    [urgent] = send_many(c, h.keys, "s-prio", 1, 30, priority=9)
+    rec = wait_until(lambda: (lambda r: r if r and r["started_at"] else
+                              None)(pc.record(c, h.keys, "s-prio", urgent)),
+                     10, what="the priority task to start")
+    started = [r["started_at"] for r in records(c, h.keys, "s-prio", low)
+               if r and r["started_at"]]
+    ahead = [s for s in started if sent_ms <= s < rec["started_at"]]
+    # the two children were busy: at most one task each started first
+    assert len(ahead) <= 2, (len(ahead), rec["started_at"] - sent_ms)
+
+
+@timeout(120)
+def test_aging_runs_a_low_priority_task_under_a_stream_of_high_ones(h):
+    """Its priority rises by one per priority_aging_ms of waiting: a
+    priority 9 task sent more than 9 x aging_ms after it never runs before
+    it, however steady their stream."""
+    c = h.client(timeout=30)
+    aging = 100
+    start(h, 1, {"priority_aging_ms": aging})
+    high = send_many(c, h.keys, "s-age", 20, 50, priority=9)
+    [low] = send_many(c, h.keys, "s-age", 1, 10, priority=0)
+    rec = None
+    deadline = time.time() + 30
+    while time.time() < deadline:  # more priority 9 than one child runs
+        high += send_many(c, h.keys, "s-age", 2, 50, priority=9)
+        rec = pc.record(c, h.keys, "s-age", low)
+        if rec and rec["started_at"]:
+            break
+        time.sleep(0.05)
+    assert rec and rec["started_at"], "the low priority task never started"
+    bound = rec["created_at"] + 9 * aging
+    before = [r for r in records(c, h.keys, "s-age", high)
+              if r and r["started_at"] and r["started_at"] < rec["started_at"]]
+    late = [r["created_at"] - rec["created_at"] for r in before
+            if r["created_at"] > bound + 20]
+    assert late == [], late
+    # and the stream went on: some priority 9 tasks sent after the bound
+    # waited for it
+    assert max(r["created_at"] for r in
+               records(c, h.keys, "s-age", high)) > bound
+
+
+@timeout(120)
+def test_nothing_is_lost_or_run_twice_when_bygated_dies_with_a_full_ready_set(
+        h):
+    c = h.client(timeout=30)
+    d = start(h, 2)
+    mids = send_many(c, h.keys, "s-crash", 200, 10, lane="x")
+    mids += send_many(c, h.keys, "s-crash", 100, 10, lane="y")
+    time.sleep(0.3)
+    d.kill()
+    d2 = h.bygated(config=d.config)
+    d2.start()
+    recs = wait_until(lambda: all_done(c, h.keys, "s-crash", mids), 90,
+                      what="every task after the restart")
+    for r in recs:
+        tl = [t["status"] for t in r["timeline"]]
+        assert tl.count("COMPLETED") == 1, r
+    evs = pc.events(c, h.keys, "s-crash")
+    finals = [e["message_id"] for e in evs if e["event_type"] == "finalAnswer"]
+    assert sorted(finals) == sorted(mids)
