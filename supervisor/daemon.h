@@ -120,6 +120,7 @@ struct bg_daemon {
 	int64_t last_gc_ms;
 	struct bg_ws_cache *ws_cache; /* session dir descriptors; NULL = none */
 	struct bg_suspects *suspects; /* suspects.c; NULL until start-up */
+	struct bg_gate *gate; /* gate.c: fleet limits; NULL until needed */
 	bool suspects_active; /* suspects run one at a time: read nothing */
 };
 

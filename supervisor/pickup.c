@@ -316,6 +316,8 @@ static void accept_entry(struct bg_daemon *d, struct bg_job *t, int stream_idx,
 	 * the header's target_agent_type, as in by-framework. A task routed
 	 * to this worker directly names its type in the header. */
 	t->id.handler_type = stream_idx > 0 ? agent : t->id.agent_type;
+	bg_lane_of(d->cfg, c, t->id.handler_type, t->run.lane,
+		   sizeof(t->run.lane), &t->run.priority);
 	t->id.has_source_agent = t->id.source_agent_type[0] != '\0' &&
 				 c->action != BG_ACTION_RESUME;
 	if (t->id.has_source_agent)

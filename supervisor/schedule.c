@@ -8,6 +8,7 @@
 #include "supervisor/attempt.h"
 #include "supervisor/daemon.h"
 #include "supervisor/end.h"
+#include "supervisor/gate.h"
 #include "supervisor/schedule.h"
 
 bool bg_schedule_stream_shares(const struct bg_daemon *d, int i)
@@ -108,6 +109,11 @@ void bg_schedule_dispatch(struct bg_daemon *d)
 				prev = t;
 				continue;
 			}
+		}
+		if (tc && !t->run.cancel_requested &&
+		    !bg_gate_try_start(d, t)) {
+			prev = t; /* a fleet limit: it waits, in its place */
+			continue;
 		}
 		bg_job_dequeue(d, prev, t);
 		if (t->run.cancel_requested)
