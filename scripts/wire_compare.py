@@ -502,7 +502,10 @@ def dump_keyspace(c):
     """{key: {"type", "ttl", "value"}} of every key, values as returned
     (str, surrogate-escaped bytes)."""
     out = {}
-    names = scan_keys(c)
+    # bygate's scheduling state (docs/scheduling.md: the ready set, the
+    # fleet limits) depends on timing, not on what was sent: not wire
+    names = [k for k in scan_keys(c) if ":bygate_ready:" not in k
+             and ":fleet:" not in k]
     types = c.pipeline([("TYPE", k) for k in names])
     ttls = c.pipeline([("PTTL", k) for k in names])
     for k, t, ttl in zip(names, types, ttls):
@@ -932,13 +935,16 @@ def normalise(dump, fixed):
                     ld = str(g.get("last-delivered-id"))
                     ld = "<newest entry>" if ld == last else \
                         norm.text(ld, ctx=k)
+                    # the ready set's consumer exists when a run parked
+                    # something: timing, not wire
+                    consumers = [x for x in g.get("consumers", [])
+                                 if x.get("name") != "bygate:ready"]
                     body.append(
                         "  group %s pending=%s lag=%s entries-read=%s "
                         "last-delivered=%s consumers=%s" % (
                             g.get("name"), g.get("pending"), g.get("lag"),
-                            g.get("entries-read"), ld,
-                            len(g.get("consumers", []))))
-                    for cons in sorted(g.get("consumers", []),
+                            g.get("entries-read"), ld, len(consumers)))
+                    for cons in sorted(consumers,
                                        key=lambda x: str(x.get("name"))):
                         body.append("    consumer %s pending=%s" % (
                             norm.text(str(cons.get("name"))),

@@ -20,6 +20,7 @@
 #include "supervisor/end.h"
 #include "supervisor/entry_read.h"
 #include "supervisor/events.h"
+#include "supervisor/gate.h"
 #include "supervisor/kill.h"
 #include "supervisor/log.h"
 #include "supervisor/metrics.h"
@@ -148,6 +149,7 @@ static void attempt_stopped(struct bg_daemon *d, struct bg_job *t)
 {
 	bg_job_release_private(d, t);
 	bg_kill_disarm(t);
+	bg_gate_release(d, t); /* the next attempt asks again */
 	t->run.slot = -1;
 	t->run.timed_out = false;
 	t->run.signalled = false;

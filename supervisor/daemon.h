@@ -127,6 +127,7 @@ struct bg_daemon {
 	bool *pick_in_flight;	      /* consume.c, per stream */
 	struct event *ready_timer;
 	int64_t *pick_last_ms;
+	struct bg_gate *gate; /* gate.c: fleet limits; NULL until needed */
 	bool suspects_active; /* suspects run one at a time: read nothing */
 };
 

@@ -12,6 +12,7 @@
 #include "common/clock.h"
 #include "supervisor/daemon.h"
 #include "supervisor/entry_read.h"
+#include "supervisor/gate.h"
 #include "wire/event.h"
 #include "workspace/workspace.h"
 
@@ -94,6 +95,8 @@ void bg_job_move(struct bg_job *t, enum bg_job_state to)
 		abort();
 	}
 	bool was = bg_job_finishing(t);
+	if (to == BG_JOB_ABANDONED) /* stays until a restart: runs no more */
+		bg_gate_release(t->d, t);
 	t->state = to;
 	t->d->n_finishing += (int)bg_job_finishing(t) - (int)was;
 }
@@ -190,6 +193,7 @@ static void release(struct bg_daemon *d, struct bg_job *t)
 	t->next->prev = t->prev;
 	d->n_tasks--;
 	bg_entry_release(d, t);
+	bg_gate_release(d, t); /* its fleet places, if any */
 	if (bg_job_finishing(t))
 		d->n_finishing--;
 	free_event(&t->retry_ev);

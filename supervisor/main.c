@@ -21,6 +21,7 @@
 #include "supervisor/attempt.h"
 #include "supervisor/daemon.h"
 #include "supervisor/entry_read.h"
+#include "supervisor/gate.h"
 #include "supervisor/ready.h"
 #include "supervisor/route.h"
 #include "supervisor/lease.h"
@@ -291,6 +292,7 @@ static void on_lease_renewed(struct bg_daemon *d, bool lapsed)
 	if (lapsed)
 		bg_finish_mark_verify(d); /* check each is still ours */
 	bg_control_refresh_admin(d);	  /* then membership and denylist */
+	bg_gate_renew(d);		  /* fleet places live with the lease */
 	bg_finish_release_held(d);
 }
 
@@ -344,6 +346,7 @@ static void daemon_free(struct bg_daemon *d)
 	bg_rconn_free(d->rd);
 	bg_rconn_free(d->wr);
 	bg_rconn_free(d->ctl);
+	bg_gate_free(d); /* after the connections: their callbacks ran */
 	bg_http_stop(d);
 	bg_metrics_free(d->metrics);
 	bg_pool_free(d->pool);

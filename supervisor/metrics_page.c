@@ -8,6 +8,7 @@
 
 #include "state/state.h"
 #include "supervisor/daemon.h"
+#include "supervisor/gate.h"
 #include "supervisor/metrics.h"
 #include "supervisor/metrics_int.h"
 #include "supervisor/promtext.h"
@@ -445,14 +446,47 @@ static int put_pel(struct bg_buf *out, const struct bg_metrics *m,
 	return 0;
 }
 
+/* Starts held back by the fleet limits (gate.h), by agent type. */
+static int put_gate(struct bg_buf *out, const struct bg_daemon *d)
+{
+	static const struct scalar f[2] = {
+		{ "bygate_rate_limit_waits_total", "counter",
+		  "Start requests refused by an agent type's or lane's "
+		  "fleet rate_limit (the task waits and asks again).",
+		  0 },
+		{ "bygate_fleet_cap_waits_total", "counter",
+		  "Start requests refused by a full fleet_max_running of "
+		  "an agent type or lane (the task waits and asks again).",
+		  0 },
+	};
+	struct bg_gate_waits w;
+	for (int k = 0; k < 2; k++) {
+		if (bg_prom_family(out, f[k].name, f[k].type, f[k].help))
+			return -ENOMEM;
+		for (int i = 0; bg_gate_waits(d, i, &w); i++) {
+			struct bg_prom_label l = { "agent_type", w.agent_type };
+			if (bg_prom_sample(out, f[k].name, &l, 1,
+					   (double)(k ? w.cap_waits
+						      : w.rate_waits)))
+				return -ENOMEM;
+		}
+	}
+	const struct scalar places = {
+		"bygate_fleet_places", "gauge",
+		"Fleet places (fleet_max_running) held or asked for by this "
+		"worker.",
+		(double)bg_gate_places(d)
+	};
+	return put_scalars(out, &places, 1);
+}
+
 int bg_metrics_render(const struct bg_daemon *d, struct bg_buf *out)
 {
 	static const struct bg_metrics none;
 	const struct bg_metrics *m = d->metrics ? d->metrics : &none;
 	if (put_daemon(out, m, d) || put_tasks(out, m) || put_events(out, m) ||
 	    put_pool(out, d) || put_lanes(out, d) || put_state(out, d) ||
-	    put_redis(out, d) ||
-	    put_pel(out, m, d))
+	    put_redis(out, d) || put_pel(out, m, d) || put_gate(out, d))
 		return -ENOMEM;
 	return 0;
 }

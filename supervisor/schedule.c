@@ -12,6 +12,7 @@
 #include "supervisor/attempt.h"
 #include "supervisor/daemon.h"
 #include "supervisor/end.h"
+#include "supervisor/gate.h"
 #include "supervisor/schedule.h"
 
 bool bg_schedule_stream_shares(const struct bg_daemon *d, int i)
@@ -112,7 +113,7 @@ struct lane {
 	double pass;
 	bool active; /* has a queued job (this pass) */
 	int running; /* jobs of the lane in children here */
-	int queued; /* jobs of the lane queued here */
+	int queued;  /* jobs of the lane queued here */
 	uint64_t started;
 };
 
@@ -328,6 +329,10 @@ void bg_schedule_dispatch(struct bg_daemon *d)
 		if (slot < 0) {
 			if (limit <= 1)
 				alone_blocked = true;
+			t->run.skip_pass = s->pass_id;
+			continue;
+		}
+		if (!bg_gate_try_start(d, t)) { /* a fleet limit (gate.h) */
 			t->run.skip_pass = s->pass_id;
 			continue;
 		}

@@ -73,6 +73,14 @@ static const struct key_form forms[BG_KEY__COUNT] = {
 			   "\2" },
 	[BG_KEY_WAKEUP_DEDUPE] = { "control_plane:wakeup:dedupe:\1:\2:\3",
 				   "control_plane:wakeup:dedupe:\1:\2:\3" },
+	[BG_KEY_FLEET_TYPE_RUNNING] = { "fleet:agent_type:\1:running",
+					"fleet:{limits}:agent_type:\1:running" },
+	[BG_KEY_FLEET_LANE_RUNNING] = { "fleet:lane:\1:running",
+					"fleet:{limits}:lane:\1:running" },
+	[BG_KEY_FLEET_TYPE_RATE] = { "fleet:agent_type:\1:rate",
+				     "fleet:{limits}:agent_type:\1:rate" },
+	[BG_KEY_FLEET_LANE_RATE] = { "fleet:lane:\1:rate",
+				     "fleet:{limits}:lane:\1:rate" },
 };
 
 /* Check each id against the template: used ids non-empty (except the

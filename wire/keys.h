@@ -9,7 +9,8 @@
 #include "conf/config.h" /* enum bg_key_schema */
 
 /* The ids each kind takes are listed as (id, id2, id3); unused ids must be
- * empty. S = session id, W = worker id, T = agent type, G = task group id. */
+ * empty. S = session id, W = worker id, T = agent type, G = task group id,
+ * L = lane. */
 enum bg_key_kind {
 	BG_KEY_AGENT_TYPE_CTRL,	   /* (T) stream; no hash tag under v2 */
 	BG_KEY_WORKER_CTRL,	   /* (W) stream */
@@ -43,6 +44,13 @@ enum bg_key_kind {
 	BG_KEY_WAKEUP_DEDUPE, /* (T, user code, region); empty id2/id3 -> "_" */
 	BG_KEY_READY,	      /* (T, part): bygate's ready set of T (supervisor/
 			 ready.h); under v2 in the slot of T's stream */
+	/* bygate's fleet limits (supervisor/gate.h); L = lane. Under v2 they
+	 * all share the hash tag {limits}: one script takes a task's places
+	 * and tokens of its agent type and its lane together. */
+	BG_KEY_FLEET_TYPE_RUNNING, /* (T) ZSET place -> expiry ms */
+	BG_KEY_FLEET_LANE_RUNNING, /* (L) ZSET place -> expiry ms */
+	BG_KEY_FLEET_TYPE_RATE,	   /* (T) STRING GCRA arrival time, us */
+	BG_KEY_FLEET_LANE_RATE,	   /* (L) STRING GCRA arrival time, us */
 	BG_KEY__COUNT
 };
 

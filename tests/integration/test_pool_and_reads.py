@@ -32,6 +32,7 @@ def test_reads_never_exceed_capacity_and_resume_through_unblock(h):
     # only child is busy would sit for a minute and the test would time out.
     h.start_bygated({"pool": {"size": 1}, "worker": {"fetch_count": 1,
                                                     "block_ms": 60000},
+                     "sched": {"window": 0},  # reads only what can run
                      "agent_types": [h.agent_type("sleep")]})
     c = h.client()
     stream = h.keys.ctrl_agent_type("sleep")

@@ -51,6 +51,8 @@ def start(h, budget, **pool):
     d = h.start_bygated({
         "http": {"port": port},
         "worker": dict(FAST, read_budget_bytes=budget),
+        # the reads themselves, not the ready set (docs/scheduling.md)
+        "sched": {"window": 0},
         "pool": dict({"size": 1}, **pool),
         "agent_types": [h.agent_type("sleep"), h.agent_type("echo")]})
     d.http_port = port

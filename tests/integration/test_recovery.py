@@ -61,9 +61,12 @@ def restart(h, d):
 @timeout(90)
 def test_kill_9_mid_task_the_restart_reruns_it_once(h):
     # by-framework's lease TTL: the restart must not wait it out
+    # (the third task waits in this worker's queue, claimed RUNNING: no
+    # ready set, which test_scheduling.py kills bygated under)
     d = h.start_bygated(cfg(h, worker={"lease_ttl_s": 30,
                                        "heartbeat_interval_ms": 5000,
-                                       "reclaim_min_idle_ms": 60000}))
+                                       "reclaim_min_idle_ms": 60000},
+                            sched={"window": 0}))
     c = h.client()
     mids = [pc.send(c, h.keys, "s-k9", "sleep", "1500")[0] for _ in range(3)]
     wait_until(lambda: all((pc.record(c, h.keys, "s-k9", m) or {})

@@ -15,6 +15,13 @@
 #include "supervisor/kill.c"
 #include "supervisor/log.c"
 
+/* The fleet limits (gate.c) are not under test here. */
+void bg_gate_release(struct bg_daemon *d, struct bg_job *t)
+{
+	(void)d;
+	t->run.gate_held = false;
+}
+
 static char steps[8][48];
 static int n_steps;
 

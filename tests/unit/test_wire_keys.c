@@ -114,6 +114,18 @@ static const struct key_case cases[] = {
 	  "byai_gateway:ctrl:agent_type:planner:bygate_ready:lanes",
 	  "byai_gateway:v2:{byai_gateway:v2:ctrl:agent_type:planner}:"
 	  "bygate_ready:lanes" },
+	{ BG_KEY_FLEET_TYPE_RUNNING, "planner", "", "",
+	  "byai_gateway:fleet:agent_type:planner:running",
+	  "byai_gateway:v2:fleet:{limits}:agent_type:planner:running" },
+	{ BG_KEY_FLEET_LANE_RUNNING, "tenant-a", "", "",
+	  "byai_gateway:fleet:lane:tenant-a:running",
+	  "byai_gateway:v2:fleet:{limits}:lane:tenant-a:running" },
+	{ BG_KEY_FLEET_TYPE_RATE, "planner", "", "",
+	  "byai_gateway:fleet:agent_type:planner:rate",
+	  "byai_gateway:v2:fleet:{limits}:agent_type:planner:rate" },
+	{ BG_KEY_FLEET_LANE_RATE, "tenant-a", "", "",
+	  "byai_gateway:fleet:lane:tenant-a:rate",
+	  "byai_gateway:v2:fleet:{limits}:lane:tenant-a:rate" },
 };
 
 static int build(struct bg_buf *b, enum bg_key_schema schema,
