@@ -133,11 +133,13 @@ struct bench_task {
 };
 
 /* Fill t for `session`; ctrl is the agent type's control stream key. */
+/* lanes > 0: the task is in lane "lane-<seq % lanes>" (metadata.lane,
+ * docs/scheduling.md). */
 static inline void bench_task_build(struct bench_task *t, const char *session,
 				    const char *agent_type, const char *ctrl,
-				    long seq)
+				    long seq, int lanes)
 {
-	char trace[33], content[48];
+	char trace[33], content[48], metadata[48] = "";
 	int rc = bg_id_new(t->mid, sizeof(t->mid), "msg-");
 	if (!rc)
 		rc = bg_id_new(t->eid, sizeof(t->eid), "exec-");
@@ -154,6 +156,11 @@ static inline void bench_task_build(struct bench_task *t, const char *session,
 		.user_code = BG_STR_LIT("u-001"),
 		.user_name = BG_STR_LIT("bench"),
 	};
+	if (lanes > 0) {
+		snprintf(metadata, sizeof(metadata), "{\"lane\":\"lane-%ld\"}",
+			 seq % lanes);
+		h.metadata = bg_str_c(metadata);
+	}
 	struct bg_send_body b = { .content = bg_str_c(content) };
 	struct bg_record_queued q = {
 		.execution_id = bg_str_c(t->eid),

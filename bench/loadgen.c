@@ -5,7 +5,7 @@
  *
  *   loadgen --port P [--host H] [--mode full|closed] [--tasks N]
  *           [--sessions S] [--agent-type T] [--batch B] [--warmup W]
- *           [--read-gap-ms MS] [--timeout-s SECONDS]
+ *           [--read-gap-ms MS] [--timeout-s SECONDS] [--lanes L]
  *
  * full: all tasks pipelined B per round trip as fast as Redis takes them,
  * while a reader thread (second connection) XREAD BLOCKs on all S data
@@ -39,6 +39,7 @@ struct lg {
 	const char *host;
 	int port;
 	long n, sessions, batch, warmup;
+	int lanes; /* --lanes L: tasks spread over L lanes (metadata.lane) */
 	double deadline_us;
 	double read_gap_us; /* full mode: least time between two XREADs */
 	struct lg_slot *slots;
@@ -88,7 +89,7 @@ static void build_task(struct lg *g, long i, const char *ctrl,
 	s->session = i % g->sessions;
 	bench_session(session, sizeof(session), s->session);
 	do /* a message id must be unique among the benchmark's tasks */
-		bench_task_build(t, session, agent_type, ctrl, i);
+		bench_task_build(t, session, agent_type, ctrl, i, g->lanes);
 	while (map_find(g, t->mid, strlen(t->mid), &pos) >= 0);
 	memcpy(s->mid, t->mid, sizeof(s->mid));
 	g->map[pos] = (uint32_t)i + 1;
@@ -375,6 +376,7 @@ int main(int argc, char **argv)
 	g.port = (int)bench_opt_long(argc, argv, "--port", 0);
 	g.n = bench_opt_long(argc, argv, "--tasks", 20000);
 	g.sessions = bench_opt_long(argc, argv, "--sessions", 100);
+	g.lanes = (int)bench_opt_long(argc, argv, "--lanes", 0);
 	g.batch = bench_opt_long(argc, argv, "--batch", 100);
 	g.warmup = bench_opt_long(argc, argv, "--warmup", 0);
 	g.read_gap_us =

@@ -238,7 +238,7 @@ class Run:
 
     def bygated(self, redis, name, durability="process",
                 agent_type=AGENT_TYPE, log_level="warn", worker=None,
-                wait=True, agent=None, sandbox="trusted"):
+                wait=True, agent=None, sandbox="trusted", sched=None):
         """A bygated on `redis` (pool --pool, worker WORKER_ID and the
         `worker` settings, a fresh state directory), started and, with wait,
         ready; without wait it is only configured (call start() to run it).
@@ -273,6 +273,8 @@ class Run:
         # phase but the sandbox cost measures, so that their figures are
         # the task path's), "strict" (the default profile: a confined
         # process per task) or "off" (pool.sandbox = false: no filter).
+        if sched is not None:
+            cfg["sched"] = sched
         if sandbox == "off":
             cfg["pool"]["sandbox"] = False
         elif sandbox == "trusted":
@@ -409,16 +411,19 @@ def stop_perf(run, t):
 
 
 def bygate_phase(run, name, mode, n, warmup=0, profile=False,
-                 durability=DEFAULT_DURABILITY, sandbox="trusted"):
+                 durability=DEFAULT_DURABILITY, sandbox="trusted", sched=None,
+                 lanes=0):
     a = run.args
     r = run.redis(name)
-    d = run.bygated(r, name, durability=durability, sandbox=sandbox)
+    d = run.bygated(r, name, durability=durability, sandbox=sandbox,
+                    sched=sched)
     c = r.client(timeout=30.0)
     run.owned.append(c)
     argv = [run.build / "bench" / "loadgen", "--port", r.port, "--mode", mode,
             "--tasks", n, "--sessions", a.sessions, "--agent-type", AGENT_TYPE,
             "--warmup", warmup, "--timeout-s", a.timeout,
-            "--read-gap-ms", READ_GAP_MS if mode == "full" else 0]
+            "--read-gap-ms", READ_GAP_MS if mode == "full" else 0,
+            "--lanes", lanes]
     perf = start_perf(run, d.pid) if profile else None
     if perf is not None:
         run.owned.append(perf)
@@ -958,6 +963,63 @@ def sandbox_cost(run, results, failures):
                 say("    " + line)
 
 
+# docs/scheduling.md: the ready set off (sched.window = 0: read what can
+# start plus the prefetch), on with every task in one lane, and on with
+# four lanes of weights 2, 1, 1, 1.
+SCHED_MODES = {
+    "off": ({"window": 0}, 0),
+    "one-lane": ({"window": 64}, 0),
+    "4-lanes": ({"window": 64, "lanes": {"lane-0": {"weight": 2}}}, 4),
+}
+
+
+def scheduling_cost(run, results, failures):
+    """What fair scheduling costs at full load (all tasks backlogged, so
+    every task past the free children goes through the ready set): the
+    noop plugin with the ready set off and on, interleaved --repeat times;
+    medians."""
+    a = run.args
+    full = {m: [] for m in SCHED_MODES}
+    for k in range(a.repeat):
+        for m, (sched, lanes) in SCHED_MODES.items():
+            v = phase(results, failures, "sched_full_%s_%d" % (m, k + 1),
+                      "Scheduling %s, full load (run %d)" % (m, k + 1),
+                      bygate_phase, run, "sched-" + m, "full", a.tasks,
+                      sched=sched, lanes=lanes)
+            if v:
+                full[m].append(v)
+    out = {}
+    for m in SCHED_MODES:
+        f = median_run(full[m])
+        if not f:
+            continue
+        f = f[0]
+        out[m] = {"tasks_per_s": f["tasks_per_s"],
+                  "runs_tasks_per_s": f["runs_tasks_per_s"],
+                  "bygated_cpu_us_per_task": f["bygated_cpu_us_per_task"],
+                  "redis_commands_per_task": f["redis_commands_per_task"],
+                  "p50_us": f["latency_us"]["p50"]}
+    if "off" in out:
+        for m in out:
+            out[m]["throughput_vs_off"] = round(
+                out[m]["tasks_per_s"] / out["off"]["tasks_per_s"], 3)
+    results["scheduling_cost"] = out
+    say(RULE)
+    say("Scheduling cost: noop plugin, %d tasks at full load, pool %d "
+        "(medians of %d interleaved runs; docs/scheduling.md)"
+        % (a.tasks, a.pool, a.repeat))
+    say("  %-9s %10s %8s %12s %12s" % (
+        "ready set", "tasks/s", "vs off", "bygated us", "Redis cmds"))
+    for m, f in out.items():
+        say("  %-9s %10.0f %8s %12.1f %12.2f" % (
+            m, f["tasks_per_s"],
+            "%.2f" % f["throughput_vs_off"] if "throughput_vs_off" in f
+            else "-", f["bygated_cpu_us_per_task"],
+            f["redis_commands_per_task"]))
+    say("  (bygated us: bygated's CPU per task; Redis cmds: commands per "
+        "task, the client's included)")
+
+
 def run_all(run, results, failures):
     a = run.args
     check_built(a.build)
@@ -966,6 +1028,9 @@ def run_all(run, results, failures):
         return
     if a.only_sandbox:
         sandbox_cost(run, results, failures)
+        return
+    if a.only_sched:
+        scheduling_cost(run, results, failures)
         return
     say("bygate benchmark: %d tasks, %d sessions, pool %d, %d closed-loop "
         "tasks, %d run(s) of the full load and of each floor%s" % (
@@ -1022,6 +1087,7 @@ def run_all(run, results, failures):
     if a.handler_tasks:
         handlers(run, results, failures)
     sandbox_cost(run, results, failures)
+    scheduling_cost(run, results, failures)
     summary(results)
 
 
@@ -1051,6 +1117,8 @@ def parse_args(argv):
                          "(default 2000; 200 with --quick; 0 skips it)")
     ap.add_argument("--only-handlers", action="store_true",
                     help="run only the handlers phase")
+    ap.add_argument("--only-sched", action="store_true",
+                    help="only the scheduling cost (the ready set off/on)")
     ap.add_argument("--only-sandbox", action="store_true",
                     help="run only the sandbox-cost phase")
     ap.add_argument("--keep", action="store_true",

@@ -59,7 +59,7 @@ static void build_all(struct floor *f, const char *agent_type)
 		bench_session(session, sizeof(session), i % f->sessions);
 		bench_key(&key, BG_KEY_SESSION_DATA, session);
 		f->data_keys[i] = strdup(key.p);
-		bench_task_build(&t, session, agent_type, f->ctrl, i);
+		bench_task_build(&t, session, agent_type, f->ctrl, i, 0);
 		bg_buf_append(&f->ask[i], t.ask.p, t.ask.len);
 		build_event(&f->event[i], &t, session, agent_type);
 		if (f->data_keys[i] == NULL || f->ask[i].p == NULL)
