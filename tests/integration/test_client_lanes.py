@@ -28,8 +28,8 @@ def ready_key(h, agent_type, part):
     if h.keys.schema == "v1":
         return "byai_gateway:ctrl:agent_type:%s:bygate_ready:%s" % (
             agent_type, part)
-    return "{byai_gateway:v2:ctrl:agent_type:%s}:bygate_ready:%s" % (
-        agent_type, part)
+    return ("byai_gateway:v2:{byai_gateway:v2:ctrl:agent_type:%s}:"
+            "bygate_ready:%s" % (agent_type, part))
 
 
 def fleet_key(h, kind, name):
