@@ -17,6 +17,13 @@ struct oldest {
 	bool found;
 };
 
+/* Keep the older of o and (ms, seq) in o. */
+static void keep_older(struct oldest *o, uint64_t ms, uint64_t seq)
+{
+	if (!o->found || ms < o->ms || (ms == o->ms && seq < o->seq))
+		*o = (struct oldest){ ms, seq, true };
+}
+
 /* Redis TIME in unix ms: the clock of the entry ids and of the places'
  * expiry, so the client's own clock never matters. */
 static int redis_now_ms(struct bg_client *c, int64_t *now)
@@ -154,11 +161,8 @@ static int oldest_member(struct bg_client *c, const char *key, struct oldest *o)
 			const redisReply *a = r->element[1];
 			for (size_t i = 0; i + 1 < a->elements; i += 2) {
 				uint64_t ms, seq;
-				if (!parse_member(a->element[i], &ms, &seq))
-					continue;
-				if (!o->found || ms < o->ms ||
-				    (ms == o->ms && seq < o->seq))
-					*o = (struct oldest){ ms, seq, true };
+				if (parse_member(a->element[i], &ms, &seq))
+					keep_older(o, ms, seq);
 			}
 		}
 		freeReplyObject(r);
@@ -299,9 +303,8 @@ static int type_json(struct bg_client *c, const char *t, int64_t now,
 		if (rc)
 			break;
 		waiting += json_integer_value(json_object_get(l, "waiting"));
-		if (o.found && (!all.found || o.ms < all.ms ||
-				(o.ms == all.ms && o.seq < all.seq)))
-			all = o;
+		if (o.found)
+			keep_older(&all, o.ms, o.seq);
 		json_array_append_new(a, l);
 	}
 	if (rc == 0)
