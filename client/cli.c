@@ -46,6 +46,7 @@ static const char usage_text[] =
 	"         [--reply-data JSON] [--agent-type T] [send's other options]\n"
 	"  tail   --session S [--from ID] [--follow]\n"
 	"  status --session S [--message-id M]\n"
+	"  status --lanes [--agent-type T]\n"
 	"  cancel MESSAGE_ID --session S [--reason R] [--mode graceful|force]\n"
 	"  cancel-session SESSION [--reason R] [--mode graceful|force]\n"
 	"  workers [list] | workers info WORKER_ID\n"
@@ -168,6 +169,21 @@ static void print_json(json_t *v)
 	puts(s ? s : "null");
 	free(s);
 	json_decref(v);
+}
+
+/* Print a library JSON document (and free it): as is with --json, else
+ * through text(). */
+static int print_doc(const struct cli *cli, char *doc,
+		     void (*text)(const json_t *))
+{
+	json_t *v = json_loads(doc, JSON_DECODE_ANY, NULL);
+	if (cli->json || text == NULL)
+		puts(doc);
+	else
+		text(v);
+	json_decref(v);
+	free(doc);
+	return EXIT_OK;
 }
 
 static json_t *parse_object(const char *raw, size_t len)
@@ -310,6 +326,7 @@ enum {
 	OPT_MAX_ATTEMPTS,
 	OPT_PROVIDER_TIMEOUT,
 	OPT_ONLINE_TIMEOUT,
+	OPT_LANES,
 };
 
 #define ROUTE_OPTIONS                                                          \
@@ -890,28 +907,108 @@ static int message_row(struct cli *cli, const char *session,
 	return rc ? fail(cli, "status", rc) : EXIT_OK;
 }
 
+/* The seconds since a ms age, or "-" when there is none. */
+static const char *fmt_age(const json_t *ms, char *buf, size_t cap)
+{
+	if (!json_is_integer(ms))
+		return "-";
+	snprintf(buf, cap, "%.1f s", (double)json_integer_value(ms) / 1000.0);
+	return buf;
+}
+
+static const char *fmt_num(const json_t *v, char *buf, size_t cap)
+{
+	if (json_is_integer(v))
+		snprintf(buf, cap, "%lld", (long long)json_integer_value(v));
+	else if (json_is_real(v))
+		snprintf(buf, cap, "%.4g", json_real_value(v));
+	else
+		return "-";
+	return buf;
+}
+
+static void lanes_row(const char *type, const char *lane, const json_t *o,
+		      const char *pass_key)
+{
+	char age[32], pass[32], running[32];
+	printf("%-16s %-20s %8lld %10s %10s %8s\n", type, lane,
+	       (long long)json_integer_value(json_object_get(o, "waiting")),
+	       fmt_age(json_object_get(o, "oldest_age_ms"), age, sizeof age),
+	       fmt_num(json_object_get(o, pass_key), pass, sizeof pass),
+	       fmt_num(json_object_get(o, "fleet_running"), running,
+		       sizeof running));
+}
+
+/* bg_client_lanes as a table: a row per lane, then the agent type's
+ * totals (its virtual time in the pass column, its own fleet places). */
+static void lanes_text(const json_t *doc)
+{
+	const json_t *types = json_object_get(doc, "agent_types");
+	size_t i, k;
+	json_t *t, *l;
+	printf("%-16s %-20s %8s %10s %10s %8s\n", "AGENT TYPE", "LANE",
+	       "WAITING", "OLDEST", "PASS", "RUNNING");
+	json_array_foreach(types, i, t) {
+		const char *type = record_str(t, "agent_type");
+		json_array_foreach(json_object_get(t, "lanes"), k, l) {
+			const char *lane = record_str(l, "lane");
+			lanes_row(type, lane[0] ? lane : "(default)", l,
+				  "pass");
+		}
+		lanes_row(type, "(all lanes)", t, "vtime");
+	}
+	if (json_array_size(types) == 0)
+		printf("(no agent type known: give --agent-type)\n");
+}
+
+static int status_lanes(struct cli *cli, const char *agent_type)
+{
+	int status = connect_client(cli);
+	if (status != EXIT_OK)
+		return status;
+	char *doc;
+	int rc = bg_client_lanes(cli->client, agent_type, &doc);
+	return rc ? fail(cli, "status --lanes", rc)
+		  : print_doc(cli, doc, lanes_text);
+}
+
 static const struct option status_opts[] = {
 	{ "session", required_argument, NULL, OPT_SESSION },
 	{ "message-id", required_argument, NULL, OPT_MESSAGE_ID },
+	{ "lanes", no_argument, NULL, OPT_LANES },
+	{ "agent-type", required_argument, NULL, OPT_AGENT },
 	{ "json", no_argument, NULL, OPT_JSON },
 	{ NULL, 0, NULL, 0 },
 };
 
 static int cmd_status(struct cli *cli, int argc, char **argv)
 {
-	const char *session = NULL, *message_id = NULL;
+	const char *session = NULL, *message_id = NULL, *agent_type = NULL;
+	bool lanes = false;
 	int opt;
 	while ((opt = next_opt(argc, argv, status_opts)) != -1) {
 		if (opt == OPT_SESSION)
 			session = optarg;
 		else if (opt == OPT_MESSAGE_ID)
 			message_id = optarg;
+		else if (opt == OPT_LANES)
+			lanes = true;
+		else if (opt == OPT_AGENT)
+			agent_type = optarg;
 		else if (opt == OPT_JSON)
 			cli->json = true;
 		else
 			return usage_error("%s: bad option", "status");
 	}
 	int status = no_positional(argc, argv);
+	if (status == EXIT_OK && lanes && (session || message_id))
+		status =
+			usage_error("status: %s takes no --session", "--lanes");
+	if (status == EXIT_OK && !lanes && agent_type)
+		status =
+			usage_error("status: %s needs --lanes", "--agent-type");
+	if (status == EXIT_OK && lanes)
+		return status_lanes(cli, agent_type);
 	if (status == EXIT_OK && (!session || !session[0]))
 		status = usage_error("status: %s is required", "--session");
 	if (status == EXIT_OK)
@@ -1072,21 +1169,6 @@ static int parse_positional(struct cli *cli, int argc, char **argv,
 	if (status == EXIT_OK)
 		status = no_positional(argc, argv);
 	return status;
-}
-
-/* Print a library JSON document (and free it): as is with --json, else
- * through text(). */
-static int print_doc(const struct cli *cli, char *doc,
-		     void (*text)(const json_t *))
-{
-	json_t *v = json_loads(doc, JSON_DECODE_ANY, NULL);
-	if (cli->json || text == NULL)
-		puts(doc);
-	else
-		text(v);
-	json_decref(v);
-	free(doc);
-	return EXIT_OK;
 }
 
 /* ---- workers -------------------------------------------------------- */

@@ -100,6 +100,16 @@ int bg_client_strs_from_reply(struct bg_client_strs *out, const redisReply *r);
 int bg_client_smembers(struct bg_client *c, const char *key,
 		       struct bg_client_strs *out);
 
+/* Every key matching pattern (SCAN MATCH; one '*', no other glob
+ * character): what the star stood for is appended to out, keys holding NUL
+ * bytes skipped. 0 or a negative error. */
+int bg_client_scan_star(struct bg_client *c, const char *pattern,
+			struct bg_client_strs *out);
+
+/* Every worker id the registry knows (client/workers.c): online-lease keys
+ * (SCAN), known_workers and admin_workers, deduplicated and sorted. */
+int bg_client_worker_ids(struct bg_client *c, struct bg_client_strs *out);
+
 /* GET key, decoded: *out is a new reference to the JSON object stored
  * there, or NULL when the key is absent or holds anything but a JSON
  * object (WIRE 7: readers accept only objects). */

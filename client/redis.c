@@ -198,6 +198,45 @@ int bg_client_smembers(struct bg_client *c, const char *key,
 	return rc;
 }
 
+int bg_client_scan_star(struct bg_client *c, const char *pattern,
+			struct bg_client_strs *out)
+{
+	const char *star = strchr(pattern, '*');
+	if (star == NULL)
+		return bg_client_fail(c, -EINVAL, "SCAN: no '*' in %s",
+				      pattern);
+	size_t pre = (size_t)(star - pattern), suf = strlen(star + 1);
+	char cursor[32] = "0";
+	int rc = 0;
+	do {
+		redisReply *r = NULL;
+		rc = bg_client_cmd(c, &r, "SCAN", cursor, "MATCH", pattern,
+				   "COUNT", "1000", NULL);
+		if (rc == 0 &&
+		    (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+		     !bg_client_reply_is_str(r->element[0]) ||
+		     r->element[0]->len >= sizeof cursor))
+			rc = bg_client_fail(c, BG_CLIENT_EPROTO,
+					    "SCAN: unexpected reply");
+		if (rc == 0) {
+			memcpy(cursor, r->element[0]->str, r->element[0]->len);
+			cursor[r->element[0]->len] = '\0';
+		}
+		const redisReply *keys = rc ? NULL : r->element[1];
+		for (size_t i = 0; rc == 0 && keys->type == REDIS_REPLY_ARRAY &&
+				   i < keys->elements;
+		     i++) {
+			const redisReply *k = keys->element[i];
+			if (bg_client_reply_is_str(k) && k->len > pre + suf &&
+			    !memchr(k->str, 0, k->len))
+				rc = bg_client_strs_add(out, k->str + pre,
+							k->len - pre - suf);
+		}
+		freeReplyObject(r);
+	} while (rc == 0 && strcmp(cursor, "0"));
+	return rc;
+}
+
 /* ---- values ----------------------------------------------------------- */
 
 int bg_client_get_object(struct bg_client *c, const char *key, json_t **out)

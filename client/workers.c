@@ -22,37 +22,8 @@ static int scan_leases(struct bg_client *c, struct bg_client_strs *out)
 {
 	struct bg_buf pat = { 0 };
 	int rc = bg_client_key(c, &pat, BG_KEY_WORKER_ONLINE, "*");
-	const char *star = rc ? NULL : strchr(pat.p, '*');
-	size_t pre = star ? (size_t)(star - pat.p) : 0;
-	size_t suf = star ? strlen(star + 1) : 0;
-	char cursor[32] = "0";
-	do {
-		redisReply *r = NULL;
-		if (rc == 0)
-			rc = bg_client_cmd(c, &r, "SCAN", cursor, "MATCH",
-					   pat.p, "COUNT", "1000", NULL);
-		if (rc == 0 &&
-		    (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-		     !bg_client_reply_is_str(r->element[0]) ||
-		     r->element[0]->len >= sizeof cursor))
-			rc = bg_client_fail(c, BG_CLIENT_EPROTO,
-					    "SCAN: unexpected reply");
-		if (rc == 0) {
-			memcpy(cursor, r->element[0]->str, r->element[0]->len);
-			cursor[r->element[0]->len] = '\0';
-		}
-		const redisReply *keys = rc ? NULL : r->element[1];
-		for (size_t i = 0; rc == 0 && keys->type == REDIS_REPLY_ARRAY &&
-				   i < keys->elements;
-		     i++) {
-			const redisReply *k = keys->element[i];
-			if (bg_client_reply_is_str(k) && k->len > pre + suf &&
-			    !memchr(k->str, 0, k->len))
-				rc = bg_client_strs_add(out, k->str + pre,
-							k->len - pre - suf);
-		}
-		freeReplyObject(r);
-	} while (rc == 0 && strcmp(cursor, "0"));
+	if (rc == 0)
+		rc = bg_client_scan_star(c, pat.p, out);
 	bg_buf_free(&pat);
 	return rc;
 }
@@ -68,8 +39,7 @@ static int add_set(struct bg_client *c, enum bg_key_kind kind,
 	return rc;
 }
 
-/* Leases, known_workers and admin_workers, deduplicated and sorted. */
-static int all_worker_ids(struct bg_client *c, struct bg_client_strs *out)
+int bg_client_worker_ids(struct bg_client *c, struct bg_client_strs *out)
 {
 	struct bg_client_strs found = { 0 };
 	int rc = scan_leases(c, &found);
@@ -306,7 +276,7 @@ int bg_client_workers(struct bg_client *c, char **json_out)
 	struct bg_client_strs ids = { 0 };
 	c->errmsg[0] = '\0';
 	*json_out = NULL;
-	int rc = all_worker_ids(c, &ids);
+	int rc = bg_client_worker_ids(c, &ids);
 	json_t *a = json_array();
 	for (size_t i = 0; rc == 0 && i < ids.n; i++) {
 		json_t *o;

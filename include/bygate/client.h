@@ -269,6 +269,25 @@ int bg_client_workers(struct bg_client *c, char **json_out);
 int bg_client_worker_info(struct bg_client *c, const char *worker_id,
 			  char **json_out);
 
+/* The fleet's scheduling state (docs/scheduling.md "Seeing the lanes"),
+ * read without writing anything, as JSON for the caller to free():
+ *   {"now_ms" (Redis TIME), "agent_types": [{"agent_type", "waiting",
+ *    "oldest_entry_id", "oldest_age_ms", "vtime", "fleet_running",
+ *    "lanes": [{"lane", "waiting", "oldest_entry_id", "oldest_age_ms",
+ *               "pass", "fleet_running"}]}]}
+ * for agent_type alone, or (NULL or "") for every agent type declared by
+ * a worker the registry knows or with entries in a ready set (SCAN), sorted
+ * by name. Lanes are those of the ready set's "lanes" set and of its
+ * passes hash, sorted. "waiting" is the lane's ZCARD (a type's: the sum);
+ * the oldest entry is the smallest entry id waiting (null when none), its
+ * age now_ms minus the id's ms; "pass" and "vtime" are the stride numbers
+ * (null when unset); "fleet_running" counts the unexpired places of the
+ * type's or the lane's fleet running set (a lane's set is shared by every
+ * agent type; null for the default lane ""; places exist only under a
+ * fleet_max_running). 0 or a negative error. */
+int bg_client_lanes(struct bg_client *c, const char *agent_type,
+		    char **json_out);
+
 /* WorkerManager operations (WIRE 5.5, 5.6). */
 enum bg_admin_op {
 	BG_ADMIN_SUSPEND,      /* lifecycle suspended, out of routing */
