@@ -21,11 +21,12 @@ def start(h, size, sched=None, **kw):
         "agent_types": [h.agent_type("sleep")]}, **kw))
 
 
-def send_many(c, keys, session, n, ms, **meta):
-    """n tasks in one pipeline; returns their message ids."""
+def send_many(c, keys, session, n, ms, target="sleep", fmt="%d", **meta):
+    """n tasks in one pipeline (content fmt % ms); returns their message
+    ids."""
     mids, cmds = [], []
     for _ in range(n):
-        cmd = pc.ask_command(session, "sleep", str(ms), metadata=dict(meta))
+        cmd = pc.ask_command(session, target, fmt % ms, metadata=dict(meta))
         _, batch = pc.send_commands(keys, cmd)
         cmds += batch
         mids.append(cmd["header"]["message_id"])
@@ -149,3 +150,60 @@ def test_nothing_is_lost_or_run_twice_when_bygated_dies_with_a_full_ready_set(
     evs = pc.events(c, h.keys, "s-crash")
     finals = [e["message_id"] for e in evs if e["event_type"] == "finalAnswer"]
     assert sorted(finals) == sorted(mids)
+
+
+def last_running_ms(rec):
+    """When the record's last attempt started (its last RUNNING)."""
+    runs = [t["timestamp"] for t in rec["timeline"] if t["status"] == "RUNNING"]
+    return runs[-1] if runs else None
+
+
+@timeout(120)
+def test_a_resume_runs_before_the_500_new_tasks_queued_ahead_of_it(h):
+    """Issue 12: work already started goes first. A flow's task waits for
+    the user (ask_user); 500 new tasks of its agent type and lane are
+    queued behind it on a pool of 2; the answer (`bygate reply`, a RESUME
+    in the agent-type stream after all 500) starts with the next free
+    child, ahead of every one of them still waiting."""
+    pool, n, lane = 2, 500, "flows"
+    c = h.client(timeout=30)
+    h.start_bygated({
+        "worker": FAST, "pool": {"size": pool},
+        "sched": {"window": 64},
+        "agent_types": [h.agent_type("asker", plugin="flow",
+                                     options={"role": "asker"})]})
+    mid, _ = pc.send(c, h.keys, "s-resume", "asker", "book a room",
+                     metadata={"lane": lane})
+    wait_until(lambda: (pc.record(c, h.keys, "s-resume", mid) or {})
+               .get("status") == "WAITING_USER", 10, what="waiting for the user")
+    # "sleep 20": the asker role's plain work (tests/plugins/flow.c)
+    new = send_many(c, h.keys, "s-resume-new", n, 20, target="asker",
+                    fmt="sleep %d", lane=lane)
+    wait_until(lambda: sum(1 for r in records(c, h.keys, "s-resume-new", new)
+                           if r and r["started_at"]) >= 20, 30,
+               what="the new tasks running")
+    out = h.bygate("reply", mid, "--session", "s-resume", "--content",
+                   "Kyoto", "--route-policy", "SEND_ANYWAY", "--metadata",
+                   '{"lane": "%s"}' % lane)
+    assert out.returncode == 0, out.stdout + out.stderr
+    rec = wait_until(lambda: (lambda r: r if r and r["status"] ==
+                              "COMPLETED" else None)(
+        pc.record(c, h.keys, "s-resume", mid)), 30, what="the resumed task")
+    resumed_ms = last_running_ms(rec)
+    # when the RESUME was sent: its stream entry's id
+    [sent_ms] = [int(eid.split("-")[0]) for eid, f in
+                 c.xrange(h.keys.ctrl_agent_type("asker"))
+                 if '"RESUME"' in f.get("data", "")]
+    started = [r["started_at"] for r in records(c, h.keys, "s-resume-new", new)
+               if r and r["started_at"]]
+    ahead = [s for s in started if sent_ms <= s < resumed_ms]
+    # the backlog was still there: most of the 500 had not started
+    assert sum(1 for s in started if s < resumed_ms) < n // 2, \
+        (len(started), resumed_ms - sent_ms)
+    # the pool's children were busy: at most one task each (and one for
+    # a start already on its way) went first
+    assert len(ahead) <= pool + 2, (len(ahead), resumed_ms - sent_ms)
+    assert [t["status"] for t in rec["timeline"]] == [
+        "QUEUED", "RUNNING", "WAITING_USER", "RUNNING", "COMPLETED"], rec
+    wait_until(lambda: all_done(c, h.keys, "s-resume-new", new), 60,
+               what="the 500 new tasks")

@@ -5,12 +5,15 @@
  *   worker  COMPLETED "<type> done: <content>" after one chunk
  *   fanout  ASK: dispatch_group of N (the content) tasks to `target`, wait;
  *           RESUME: COMPLETED with the group results as reply_data
- *   asker   ASK: ask_user; RESUME: COMPLETED "answer: <content>"
+ *   asker   ASK: ask_user; RESUME: COMPLETED "answer: <content>"; an ASK
+ *           with the content "sleep <ms>" sleeps and COMPLETED "slept"
+ *           instead (new work of the same agent type as a waiting flow)
  *   counter kv "n" += 1 on every task, content = the new value */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <bygate/handler.h>
 
@@ -89,6 +92,13 @@ static int process(void *state, const struct bg_task *task, struct bg_ctx *ctx)
 	if (!strcmp(r->role, "asker")) {
 		if (resumed)
 			return said(ctx, "answer: %s%s", content, "");
+		if (!strncmp(content, "sleep ", 6)) {
+			long ms = strtol(content + 6, NULL, 10);
+			struct timespec ts = { ms / 1000,
+					       (ms % 1000) * 1000000L };
+			nanosleep(&ts, NULL);
+			return said(ctx, "slept%s%s", "", "");
+		}
 		int rc = bg_ctx_ask_user(ctx, "Which city?", &reply);
 		free(reply);
 		return rc;
