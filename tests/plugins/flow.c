@@ -5,10 +5,10 @@
  *   worker  COMPLETED "<type> done: <content>" after one chunk
  *   fanout  ASK: dispatch_group of N (the content) tasks to `target`, wait;
  *           RESUME: COMPLETED with the group results as reply_data
- *   asker   ASK: ask_user; RESUME: COMPLETED "answer: <content>"; an ASK
- *           with the content "sleep <ms>" sleeps and COMPLETED "slept"
- *           instead (new work of the same agent type as a waiting flow)
- *   counter kv "n" += 1 on every task, content = the new value */
+ *   asker   ASK: ask_user; RESUME: COMPLETED "answer: <content>"
+ *   counter kv "n" += 1 on every task, content = the new value
+ * A caller's or asker's ASK with the content "sleep <ms>" sleeps and is
+ * COMPLETED "slept" instead: plain new work of a flow's agent type. */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +60,13 @@ static int process(void *state, const struct bg_task *task, struct bg_ctx *ctx)
 	const char *content = bg_task_content(task);
 	bool resumed = !strcmp(bg_task_get(task, BG_TASK_ACTION), "RESUME");
 	char *reply = NULL;
+	if (!resumed && !strncmp(content, "sleep ", 6) &&
+	    (!strcmp(r->role, "caller") || !strcmp(r->role, "asker"))) {
+		long ms = strtol(content + 6, NULL, 10);
+		struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+		nanosleep(&ts, NULL);
+		return said(ctx, "slept%s%s", "", "");
+	}
 	if (!strcmp(r->role, "caller")) {
 		if (resumed)
 			return said(ctx, "%s got: %s", r->type, content);
@@ -92,13 +99,6 @@ static int process(void *state, const struct bg_task *task, struct bg_ctx *ctx)
 	if (!strcmp(r->role, "asker")) {
 		if (resumed)
 			return said(ctx, "answer: %s%s", content, "");
-		if (!strncmp(content, "sleep ", 6)) {
-			long ms = strtol(content + 6, NULL, 10);
-			struct timespec ts = { ms / 1000,
-					       (ms % 1000) * 1000000L };
-			nanosleep(&ts, NULL);
-			return said(ctx, "slept%s%s", "", "");
-		}
 		int rc = bg_ctx_ask_user(ctx, "Which city?", &reply);
 		free(reply);
 		return rc;
