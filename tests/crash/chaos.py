@@ -6,13 +6,17 @@ A private redis-server and one bygated (pool 4, the `sleep` plugin, short
 lease and reconcile periods, one state directory kept across restarts) run
 N tasks sent the way the Python client sends them, while bygated is SIGKILLed
 and restarted and random children are SIGKILLed at random points of the
-progress. Then every message must have exactly one terminal record, one end
-marker, no duplicated finalAnswer, an empty pending list, a clean
-`bygate-state check`, and timelines with at most one terminal entry.
+progress. The tasks are spread over lanes (metadata.lane, weighted in
+sched.lanes) with random priorities (metadata.priority 0-9), and the ready
+set is on (sched.window > 0, docs/scheduling.md), so kills hit entries
+parked in the fleet's ready set and picked from it too. Then every message
+must have exactly one terminal record, one end marker, no duplicated
+finalAnswer, an empty pending list, a clean `bygate-state check`, timelines
+with at most one terminal entry, and every lane's tasks completed.
 
     python3 tests/crash/chaos.py --build build [--tasks 2000] [--kills 10]
         [--child-kills 10] [--seed N] [--wait 120] [--log-level info]
-        [--fault POINT[:N]] [--workdir DIR] [--keep]
+        [--fault POINT[:N]] [--lanes 3] [--window 32] [--workdir DIR] [--keep]
 
 Exit status 0 only if every check passes. Importable: run(...) returns a
 Result (tests/integration/test_chaos.py runs a small one in `make test`)."""
@@ -51,6 +55,10 @@ SESSIONS = 20
 POOL = 4
 MAX_ATTEMPTS = 3
 MAX_SLEEP_MS = 50
+LANES = ("tenant_a", "tenant_b", "batch")  # the first --lanes of them
+LANE_WEIGHTS = (3, 2, 1)
+MAX_PRIORITY = 9
+WINDOW = 32           # sched.window: the ready set on (0: off)
 BATCH = 20            # tasks per pipelined send
 BACKLOG = 100         # sent but not yet acked, before sending pauses
 ORPHAN_GRACE_S = 2.0  # a dead bygated's children must be gone by then
@@ -116,10 +124,19 @@ def agent_type(build, shared):
             "plugin": str(build / "plugins" / "sleep.so")}
 
 
-def worker_config(build, redis, base, log_level, shared=0):
+def sched_config(lanes, window):
+    """sched: the ready set (window > 0) and the lanes' weights."""
+    return {"window": window,
+            "lanes": {LANES[i]: {"weight": LANE_WEIGHTS[i]}
+                      for i in range(lanes)}}
+
+
+def worker_config(build, redis, base, log_level, shared=0, lanes=3,
+                  window=WINDOW):
     """bygated's configuration: the same for every restart, so the state
     directory (and the lease token in it) carries over."""
     return {
+        "sched": sched_config(lanes, window),
         "redis": {"host": redis.host, "port": redis.port},
         "worker": {"id": WORKER, "lease_ttl_s": 2,
                    "heartbeat_interval_ms": 500, "reclaim_min_idle_ms": 4000,
@@ -143,6 +160,7 @@ class Chaos:
                  wait_s, log_level, fault, out):
         self.build = pathlib.Path(build).resolve()
         self.shared = 0  # set by run(): max_inflight of the exec agent
+        self.n_lanes, self.window = 3, WINDOW  # set by run()
         self.n_tasks = tasks
         self.n_kills, self.n_child_kills = kills, child_kills
         self.seed = seed
@@ -163,6 +181,8 @@ class Chaos:
         self.orphan_watch = []    # (deadline, old bygated pid, {pid: start})
         self.orphans_left = []    # (pid, comm, old bygated pid)
         self.failures = []        # run-time failures (outside the checks)
+        self.parked_max = 0       # most entries seen in the ready set
+        self.parked_at_kills = []  # entries in it at each bygated kill
         self.t0 = time.monotonic()
         self.phase_s = {}
 
@@ -177,10 +197,15 @@ class Chaos:
         for i in range(self.n_tasks):
             session = "chaos-s%02d" % (i % SESSIONS)
             content = str(self.rng.randint(0, MAX_SLEEP_MS))
-            cmd = pc.ask_command(session, AGENT, content)
+            lane, meta = "", {}
+            if self.n_lanes:
+                lane = self.rng.choice(LANES[:self.n_lanes])
+                meta = {"lane": lane,
+                        "priority": self.rng.randint(0, MAX_PRIORITY)}
+            cmd = pc.ask_command(session, AGENT, content, metadata=meta)
             eid, cmds = pc.send_commands(self.keys, cmd)
             self.tasks.append(verify.Task(session, cmd["header"]["message_id"],
-                                          eid, content))
+                                          eid, content, lane))
             self.cmds.append(cmds)
         lo = max(1, self.n_tasks * 3 // 100)
         hi = max(lo, self.n_tasks * 9 // 10)
@@ -196,7 +221,7 @@ class Chaos:
         self.redis.start()
         self.c = self.redis.client(timeout=30.0)
         cfg = worker_config(self.build, self.redis, self.dir, self.log_level,
-                            self.shared)
+                            self.shared, self.n_lanes, self.window)
         env = proc.clean_env()
         env.pop("BYGATE_FAULT", None)
         if self.fault:
@@ -230,6 +255,16 @@ class Chaos:
             self.done = max(self.done, p[0] - p[1])
         return p
 
+    def parked(self):
+        """Entries waiting in the fleet's ready set (its lanes' sorted
+        sets, supervisor/ready.c) now."""
+        n = 0
+        for i in range(self.n_lanes if self.window else 0):
+            n += self.c.call("ZCARD", "%s:bygate_ready:lane:%s"
+                             % (self.stream, LANES[i]))
+        self.parked_max = max(self.parked_max, n)
+        return n
+
     def send_batch(self):
         batch = self.cmds[self.sent:self.sent + BATCH]
         self.c.pipeline([c for cmds in batch for c in cmds])
@@ -238,14 +273,16 @@ class Chaos:
     def kill_bygated(self):
         old = self.d.pid
         orphans = proc.descendants_of(old)
+        parked = self.parked()
         self.d.kill()
+        self.parked_at_kills.append(parked)
         self.orphan_watch.append((time.monotonic() + ORPHAN_GRACE_S, old,
                                   orphans))
         self.restart(self.done, old, "kill")
-        self.say("SIGKILL bygated pid %d (children %s) at %d/%d done; "
-                 "restarted as pid %d, ready in %.2f s", old,
-                 sorted(orphans) or "none", self.done, self.n_tasks,
-                 self.d.pid, self.restarts[-1].ready_s)
+        self.say("SIGKILL bygated pid %d (children %s) at %d/%d done, %d "
+                 "entries in the ready set; restarted as pid %d, ready in "
+                 "%.2f s", old, sorted(orphans) or "none", self.done,
+                 self.n_tasks, parked, self.d.pid, self.restarts[-1].ready_s)
 
     def kill_child(self):
         """SIGKILL a random child of the live bygated; False if none yet."""
@@ -294,9 +331,13 @@ class Chaos:
         """Send every task in batches while firing the kills at their
         progress points."""
         last, changed = -1, time.monotonic()
+        next_parked = 0.0
         while self.sent < self.n_tasks or self.events:
             self.housekeeping()
             self.progress()
+            if time.monotonic() >= next_parked:
+                self.parked()
+                next_parked = time.monotonic() + 0.1
             now = time.monotonic()
             if self.done != last:
                 last, changed = self.done, now
@@ -460,6 +501,18 @@ class Chaos:
                      self.n_tasks, SESSIONS, MAX_SLEEP_MS, POOL, MAX_ATTEMPTS,
                      "Python exec agent, max_inflight %d" % self.shared
                      if self.shared > 1 else "sleep plugin", self.seed)]
+        lines.append("sched.window %d; %s" % (self.window, "lanes %s, "
+                     "priorities 0-%d" % (", ".join(
+                         "%s (weight %d, %d tasks)" % (
+                             LANES[i], LANE_WEIGHTS[i],
+                             sum(1 for t in self.tasks if t.lane == LANES[i]))
+                         for i in range(self.n_lanes)), MAX_PRIORITY)
+                     if self.n_lanes else "no lanes, no priorities"))
+        if self.window and self.n_lanes:
+            lines.append("ready set: up to %d entries parked (sampled); at "
+                         "the bygated kills: %s" % (
+                             self.parked_max, ", ".join(
+                                 map(str, self.parked_at_kills)) or "none"))
         kinds = [r.kind for r in self.restarts]
         lines.append("bygated kills %d (asked %d), fault-point exits %d%s, "
                      "unplanned exits %d; child kills %d (asked %d)" % (
@@ -520,11 +573,13 @@ def indent(text, pad="    "):
 
 def run(build, tasks=2000, kills=10, child_kills=10, seed=None, *,
         wait_s=120.0, log_level="info", fault=None, workdir=None, keep=False,
-        out=print, shared=0):
+        out=print, shared=0, lanes=3, window=WINDOW):
     """Run the crash test; returns a Result (ok, summary text, workdir).
     fault: a BYGATE_FAULT value for every bygated run (its exits with
     status 86 are then expected and restarted). The work directory is
-    removed after a pass unless keep."""
+    removed after a pass unless keep. lanes: the tasks are spread over
+    that many lanes with priorities 0-9 (0: neither); window: sched.window
+    (0: the ready set off)."""
     if seed is None:
         seed = random.SystemRandom().randrange(1 << 31)
     base = pathlib.Path(workdir or tempfile.mkdtemp(prefix="bygate-chaos-"))
@@ -533,6 +588,7 @@ def run(build, tasks=2000, kills=10, child_kills=10, seed=None, *,
     ch = Chaos(build, tasks, kills, child_kills, seed, base, wait_s,
                log_level, fault, out)
     ch.shared = shared
+    ch.n_lanes, ch.window = lanes, window
     mark = proc.mark()
     checks, snap = [], None
     try:
@@ -594,6 +650,13 @@ def parse_args(argv):
     ap.add_argument("--fault", metavar="POINT[:N]",
                     help="run every bygated with BYGATE_FAULT=POINT[:N] "
                     "(docs/testing.md); its exits at the point are restarted")
+    ap.add_argument("--lanes", type=int, default=len(LANES),
+                    choices=range(len(LANES) + 1),
+                    help="spread the tasks over this many weighted lanes "
+                    "with priorities 0-%d (0: no lanes, no priorities)"
+                    % MAX_PRIORITY)
+    ap.add_argument("--window", type=int, default=WINDOW,
+                    help="sched.window (0: the ready set off)")
     ap.add_argument("--workdir", help="directory for redis, state and logs "
                     "(default: a new temporary one)")
     ap.add_argument("--keep", action="store_true",
@@ -616,7 +679,8 @@ def main(argv=None):
         res = run(args.build, args.tasks, args.kills, args.child_kills,
                   args.seed, wait_s=args.wait, log_level=args.log_level,
                   fault=args.fault, workdir=args.workdir, keep=args.keep,
-                  shared=args.shared)
+                  shared=args.shared, lanes=args.lanes,
+                  window=args.window)
     except KeyboardInterrupt:
         print("chaos: interrupted; every process it started was killed")
         return 130

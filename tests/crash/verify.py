@@ -13,7 +13,9 @@ from bglib.resp import RespError
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
 DETAIL_LINES = 12
 
-Task = collections.namedtuple("Task", "session mid eid content")
+# lane: the task's metadata.lane ("" for none, the default lane)
+Task = collections.namedtuple("Task", "session mid eid content lane",
+                              defaults=("",))
 
 
 class Check:
@@ -116,6 +118,14 @@ class Snapshot:
                 "XPENDING", self.stream, self.group, "-", "+", 100000), []):
             self.pending[eid] = (consumer, idle, count)
         self.deadletters = client.stream_data(keys.deadletter())
+        # the fleet's ready set of the stream (supervisor/ready.c): its
+        # keys share the prefix <stream>:bygate_ready: (schema v1)
+        self.ready = {}                                # key -> members
+        for key in _or(lambda: _scan(client, self.stream +
+                                     ":bygate_ready:*"), []):
+            kind = client.call("TYPE", key)
+            n = {"zset": "ZCARD", "set": "SCARD", "hash": "HLEN"}.get(kind)
+            self.ready[key] = (kind, client.call(n, key) if n else None)
 
     def _read_registry(self, reg, session, mids):
         for field, value in reg.items():
@@ -192,6 +202,16 @@ def _or(fn, default):
         return fn()
     except RespError:
         return default
+
+
+def _scan(client, pattern):
+    keys, cursor = [], "0"
+    while True:
+        cursor, batch = client.call("SCAN", cursor, "MATCH", pattern,
+                                    "COUNT", 1000)
+        keys += batch
+        if str(cursor) == "0":
+            return sorted(set(keys))
 
 
 def _pairs(flat):
@@ -334,11 +354,50 @@ def check_handler_ran(snap):
     return c
 
 
+def check_lanes(snap):
+    """(8) every lane's tasks completed: each task of each lane (its
+    metadata.lane) has its one record COMPLETED, or FAILED by a killed
+    child (7); every lane completed tasks; the ready set holds nothing
+    (no lane's sorted set, no index entry: every parked entry was picked)."""
+    c = Check(8, "every lane's tasks completed, ready set drained")
+    lanes = collections.defaultdict(list)
+    for t in snap.tasks:
+        lanes[t.lane].append(t)
+    notes = []
+    for lane in sorted(lanes):
+        done = failed = 0
+        for t in lanes[lane]:
+            rec = snap.record(t.mid) or {}
+            st = rec.get("status")
+            if st == "COMPLETED":
+                done += 1
+            elif st == "FAILED" and "signal 9" in str(
+                    rec.get("error_message", "")):
+                failed += 1
+            else:
+                c.fail("lane %r: task %s" % (lane, st or "without a "
+                                             "single record"), t)
+        if done == 0:
+            c.fail("lane %r: none of its %d tasks completed"
+                   % (lane, len(lanes[lane])))
+        notes.append("%s %d/%d%s" % (lane or '""', done, len(lanes[lane]),
+                                     " (+%d killed)" % failed if failed
+                                     else ""))
+    for key, (kind, n) in sorted(snap.ready.items()):
+        if key.endswith((":lanes", ":index")) or ":lane:" in key:
+            if n:
+                c.fail("ready set key %s (%s) still holds %s members"
+                       % (key, kind, n))
+    c.note = "completed per lane: " + ", ".join(notes)
+    return c
+
+
 def run_checks(snap):
-    """The Redis-side checks (1, 2, 3, 4, 6, 7) in order."""
+    """The Redis-side checks (1, 2, 3, 4, 6, 7, 8) in order."""
     return [check_records(snap), check_end_markers(snap),
             check_final_answers(snap), check_group(snap),
-            check_timelines(snap), check_handler_ran(snap)]
+            check_timelines(snap), check_handler_ran(snap),
+            check_lanes(snap)]
 
 
 def outcome_counts(snap):

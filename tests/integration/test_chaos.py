@@ -1,7 +1,9 @@
 """The crash test of tests/crash/chaos.py at a small size inside `make test`
-(the full one is `make crashtest`): 300 tasks while bygated is SIGKILLed and
-restarted 3 times and a random child is SIGKILLed 3 times; nothing may be
-lost or finished twice."""
+(the full one is `make crashtest`): 300 tasks in three weighted lanes with
+priorities 0-9 and the ready set on (sched.window 32), while bygated is
+SIGKILLed and restarted 3 times (the ready set full) and a random child is
+SIGKILLed 3 times; nothing may be lost or finished twice, every lane's tasks
+complete."""
 
 import sys
 

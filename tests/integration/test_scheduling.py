@@ -21,11 +21,12 @@ def start(h, size, sched=None, **kw):
         "agent_types": [h.agent_type("sleep")]}, **kw))
 
 
-def send_many(c, keys, session, n, ms, **meta):
-    """n tasks in one pipeline; returns their message ids."""
+def send_many(c, keys, session, n, ms, target="sleep", fmt="%d", **meta):
+    """n tasks in one pipeline (content fmt % ms); returns their message
+    ids."""
     mids, cmds = [], []
     for _ in range(n):
-        cmd = pc.ask_command(session, "sleep", str(ms), metadata=dict(meta))
+        cmd = pc.ask_command(session, target, fmt % ms, metadata=dict(meta))
         _, batch = pc.send_commands(keys, cmd)
         cmds += batch
         mids.append(cmd["header"]["message_id"])
@@ -149,3 +150,103 @@ def test_nothing_is_lost_or_run_twice_when_bygated_dies_with_a_full_ready_set(
     evs = pc.events(c, h.keys, "s-crash")
     finals = [e["message_id"] for e in evs if e["event_type"] == "finalAnswer"]
     assert sorted(finals) == sorted(mids)
+
+
+
+def last_running_ms(rec):
+    """When the record's last attempt started (its last RUNNING)."""
+    runs = [t["timestamp"] for t in rec["timeline"] if t["status"] == "RUNNING"]
+    return runs[-1] if runs else None
+
+
+def resume_goes_first(h, c, pool, agent, session, mid, waiting, resume,
+                      lane=None, n=500):
+    """Issue 12: work already started goes first. The flow's task `mid`
+    of `agent` waits (status `waiting`); n new tasks of its agent type
+    (and lane) are queued behind it on a pool of `pool`; resume() then
+    sends the RESUME, into the agent-type stream after all n. Checks that
+    it starts with the next free child, ahead of every one still waiting:
+    of the n, at most pool + 2 start between the RESUME's stream entry
+    and the resumed task's start. Returns the resumed task's record."""
+    wait_until(lambda: (pc.record(c, h.keys, session, mid) or {})
+               .get("status") == waiting, 10, what="the flow waiting")
+    meta = {"lane": lane} if lane is not None else {}
+    # "sleep 20": the flow role's plain work (tests/plugins/flow.c)
+    new = send_many(c, h.keys, session + "-new", n, 20, target=agent,
+                    fmt="sleep %d", **meta)
+    wait_until(lambda: sum(1 for r in records(c, h.keys, session + "-new",
+                                              new)
+                           if r and r["started_at"]) >= 20, 30,
+               what="the new tasks running")
+    resume()
+    rec = wait_until(lambda: (lambda r: r if r and r["status"] ==
+                              "COMPLETED" else None)(
+        pc.record(c, h.keys, session, mid)), 30, what="the resumed task")
+    resumed_ms = last_running_ms(rec)
+    # when the RESUME was sent: its stream entry's id, after all n
+    entries = c.xrange(h.keys.ctrl_agent_type(agent))
+    [resume_id] = [eid for eid, f in entries
+                   if '"RESUME"' in f.get("data", "")]
+    new_ids = {m for m in new}
+    last_new = max((eid for eid, f in entries
+                    if any(m in f.get("data", "") for m in new_ids)),
+                   key=lambda e: tuple(map(int, e.split("-"))))
+    assert tuple(map(int, resume_id.split("-"))) > \
+        tuple(map(int, last_new.split("-")))
+    sent_ms = int(resume_id.split("-")[0])
+    started = [r["started_at"] for r in records(c, h.keys, session + "-new",
+                                                 new)
+               if r and r["started_at"]]
+    ahead = [s for s in started if sent_ms <= s < resumed_ms]
+    # the backlog was still there: most of the n had not started
+    assert sum(1 for s in started if s < resumed_ms) < n // 2, \
+        (len(started), resumed_ms - sent_ms)
+    # the pool's children were busy: at most one task each (and one for
+    # a start already on its way) went first
+    assert len(ahead) <= pool + 2, (len(ahead), resumed_ms - sent_ms)
+    wait_until(lambda: all_done(c, h.keys, session + "-new", new), 60,
+               what="the %d new tasks" % n)
+    return rec
+
+
+@timeout(120)
+def test_a_reply_to_ask_user_runs_before_the_500_new_tasks_queued_ahead(h):
+    """The answer to an ask_user (`bygate reply`, in the flow's lane)."""
+    pool, lane = 2, "flows"
+    c = h.client(timeout=30)
+    h.start_bygated({
+        "worker": FAST, "pool": {"size": pool}, "sched": {"window": 64},
+        "agent_types": [h.agent_type("asker", plugin="flow",
+                                     options={"role": "asker"})]})
+    mid, _ = pc.send(c, h.keys, "s-reply", "asker", "book a room",
+                     metadata={"lane": lane})
+
+    def reply():
+        out = h.bygate("reply", mid, "--session", "s-reply", "--content",
+                       "Kyoto", "--route-policy", "SEND_ANYWAY",
+                       "--metadata", '{"lane": "%s"}' % lane)
+        assert out.returncode == 0, out.stdout + out.stderr
+    rec = resume_goes_first(h, c, pool, "asker", "s-reply", mid,
+                            "WAITING_USER", reply, lane)
+    assert [t["status"] for t in rec["timeline"]] == [
+        "QUEUED", "RUNNING", "WAITING_USER", "RUNNING", "COMPLETED"], rec
+
+
+@timeout(120)
+def test_a_sub_agents_callback_runs_before_the_500_new_tasks_queued_ahead(h):
+    """The RESUME of a sub-agent's callback (alpha calls beta, which sleeps
+    1.5 s and calls back). The callback carries the sub-agent's metadata
+    (none here): everything is in the default lane."""
+    pool = 2
+    c = h.client(timeout=30)
+    h.start_bygated({
+        "worker": FAST, "pool": {"size": pool}, "sched": {"window": 64},
+        "agent_types": [h.agent_type("alpha", plugin="flow",
+                                     options={"role": "caller",
+                                              "target": "beta"}),
+                        h.agent_type("beta", plugin="sleep")]})
+    mid, _ = pc.send(c, h.keys, "s-callback", "alpha", "1500")
+    rec = resume_goes_first(h, c, pool, "alpha", "s-callback", mid,
+                            "WAITING_AGENT", lambda: None)
+    assert [t["status"] for t in rec["timeline"]] == [
+        "QUEUED", "RUNNING", "WAITING_AGENT", "RUNNING", "COMPLETED"], rec

@@ -6,11 +6,14 @@
  *   fanout  ASK: dispatch_group of N (the content) tasks to `target`, wait;
  *           RESUME: COMPLETED with the group results as reply_data
  *   asker   ASK: ask_user; RESUME: COMPLETED "answer: <content>"
- *   counter kv "n" += 1 on every task, content = the new value */
+ *   counter kv "n" += 1 on every task, content = the new value
+ * A caller's or asker's ASK with the content "sleep <ms>" sleeps and is
+ * COMPLETED "slept" instead: plain new work of a flow's agent type. */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <bygate/handler.h>
 
@@ -57,6 +60,13 @@ static int process(void *state, const struct bg_task *task, struct bg_ctx *ctx)
 	const char *content = bg_task_content(task);
 	bool resumed = !strcmp(bg_task_get(task, BG_TASK_ACTION), "RESUME");
 	char *reply = NULL;
+	if (!resumed && !strncmp(content, "sleep ", 6) &&
+	    (!strcmp(r->role, "caller") || !strcmp(r->role, "asker"))) {
+		long ms = strtol(content + 6, NULL, 10);
+		struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+		nanosleep(&ts, NULL);
+		return said(ctx, "slept%s%s", "", "");
+	}
 	if (!strcmp(r->role, "caller")) {
 		if (resumed)
 			return said(ctx, "%s got: %s", r->type, content);
