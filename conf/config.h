@@ -109,7 +109,6 @@ struct bg_config {
 
 	/* sched (docs/scheduling.md) */
 	int sched_window; /* entries per agent type beyond free places */
-	int sched_window_max_wait_ms;
 	enum bg_lane_key sched_lane_key;
 	int sched_priority_aging_ms;
 	char *sched_lanes_json; /* { lane = { weight; max_running; ... } } */

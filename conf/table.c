@@ -276,14 +276,11 @@ const struct bg_conf_key bg_conf_keys[] = {
 	    "fails with RESOURCE_LIMIT. 0 = no limit."),
 
 	INT("sched", "window", C, sched_window, 32, 0, 10000, NULL, R,
-	    "Entries of an agent type read beyond its free places, for the "
-	    "scheduler to choose among (lanes, priorities, limits); they are "
-	    "pending here, so a crash loses none. 0 = only "
-	    "worker.fetch_count's prefetch."),
-	INT("sched", "window_max_wait_ms", C, sched_window_max_wait_ms, 10000,
-	    100, 3600000, "ms", R,
-	    "Once an entry has waited this long in the window, no more are "
-	    "read beyond the free places (others workers take them)."),
+	    "Most entries of an agent type one read takes beyond its free "
+	    "places; those that cannot start at once go to the fleet's ready "
+	    "set, where every worker picks the next by lane weight and "
+	    "priority (docs/scheduling.md). 0 = no ready set: read only what "
+	    "can start plus worker.fetch_count's prefetch."),
 	ENUM("sched", "lane_key", C, sched_lane_key, BG_LANE_KEY_METADATA,
 	     lane_key_names, R,
 	     "What puts a task in a lane: \"metadata.lane\" (the header's "

@@ -6,6 +6,7 @@ Tasks are the sleep plugin's: the content is the milliseconds to sleep.
 Lanes come from the header's metadata.lane, priorities from
 metadata.priority, as unmodified by-framework clients send them."""
 
+import json
 import time
 
 from harness import timeout, wait_until
@@ -250,3 +251,34 @@ def test_a_sub_agents_callback_runs_before_the_500_new_tasks_queued_ahead(h):
                             "WAITING_AGENT", lambda: None)
     assert [t["status"] for t in rec["timeline"]] == [
         "QUEUED", "RUNNING", "WAITING_AGENT", "RUNNING", "COMPLETED"], rec
+
+
+@timeout(60)
+def test_a_sub_agents_task_and_its_callback_stay_in_the_callers_lane(h):
+    """call_agent copies the caller's metadata.lane and metadata.priority
+    into the sub-agent's ASK when the handler does not set them, and the
+    callback carries them back: a tenant's sub-agent work keeps its lane's
+    weight and caps."""
+    c = h.client()
+    h.start_bygated({
+        "worker": FAST, "pool": {"size": 2}, "sched": {"window": 64},
+        "agent_types": [h.agent_type("alpha", plugin="flow",
+                                     options={"role": "caller",
+                                              "target": "beta"}),
+                        h.agent_type("beta", plugin="sleep")]})
+    mid, _ = pc.send(c, h.keys, "s-inherit", "alpha", "50",
+                     metadata={"lane": "tenant-x", "priority": 4})
+    wait_until(lambda: (pc.record(c, h.keys, "s-inherit", mid) or {})
+               .get("status") == "COMPLETED", 20, what="the flow")
+
+    def metadata_of(stream, pred):
+        for cmd in c.stream_data(stream):
+            if pred(cmd):
+                return cmd["header"]["metadata"]
+        raise AssertionError("no such entry on %s" % stream)
+    ask = metadata_of(h.keys.ctrl_agent_type("beta"),
+                      lambda cmd: cmd["header"]["parent_message_id"] == mid)
+    resume = metadata_of(h.keys.ctrl_agent_type("alpha"),
+                         lambda cmd: cmd["action_type"] == "RESUME")
+    for md in (ask, resume):
+        assert (md.get("lane"), md.get("priority")) == ("tenant-x", 4), md
