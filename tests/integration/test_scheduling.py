@@ -6,7 +6,6 @@ Tasks are the sleep plugin's: the content is the milliseconds to sleep.
 Lanes come from the header's metadata.lane, priorities from
 metadata.priority, as unmodified by-framework clients send them."""
 
-import json
 import time
 
 from harness import timeout, wait_until
