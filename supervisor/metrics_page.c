@@ -258,20 +258,22 @@ static int put_pool(struct bg_buf *out, const struct bg_daemon *d)
 
 struct lane_page {
 	struct bg_buf *out;
-	int which; /* 0 running, 1 queued, 2 started */
+	int which; /* 0 running, 1 queued, 2 started, 3 wait */
 	int rc;
 };
 
 static void put_lane(void *ctx, const char *lane, int running, int queued,
-		     uint64_t started)
+		     uint64_t started, double wait_s)
 {
 	struct lane_page *p = ctx;
 	static const char *const names[] = { "bygate_lane_running",
 					     "bygate_lane_queued",
-					     "bygate_lane_started_total" };
+					     "bygate_lane_started_total",
+					     "bygate_lane_wait_seconds_total" };
 	double v = p->which == 0   ? running
 		   : p->which == 1 ? queued
-				   : (double)started;
+		   : p->which == 2 ? (double)started
+				   : wait_s;
 	struct bg_prom_label l = { "lane", lane };
 	if (p->rc == 0)
 		p->rc = bg_prom_sample(p->out, names[p->which], &l, 1, v);
@@ -290,8 +292,13 @@ static int put_lanes(struct bg_buf *out, const struct bg_daemon *d)
 		  0 },
 		{ "bygate_lane_started_total", "counter",
 		  "Tasks of the lane started here.", 0 },
+		{ "bygate_lane_wait_seconds_total", "counter",
+		  "Seconds the lane's tasks started here waited, from their "
+		  "send to their start (divided by started_total: the mean "
+		  "wait).",
+		  0 },
 	};
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < 4; i++) {
 		struct lane_page p = { out, i, 0 };
 		if (bg_prom_family(out, fams[i].name, fams[i].type,
 				   fams[i].help))

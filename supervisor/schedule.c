@@ -111,9 +111,10 @@ static bool unloadable(const struct bg_daemon *d, int type)
 struct lane {
 	char name[BG_LANE_MAX + 1];
 	double pass;
-	bool active; /* has a queued job (this pass) */
-	int running; /* jobs of the lane in children here */
-	int queued;  /* jobs of the lane queued here */
+	bool active;   /* has a queued job (this pass) */
+	int running;   /* jobs of the lane in children here */
+	int queued;    /* jobs of the lane queued here */
+	double wait_s; /* summed: send (entry id) to start, Redis time */
 	uint64_t started;
 };
 
@@ -342,6 +343,10 @@ void bg_schedule_dispatch(struct bg_daemon *d)
 			1.0 / bg_lane_conf(d->cfg, p.lane->name)->weight;
 		p.lane->running++;
 		p.lane->started++;
+		int64_t sent = (int64_t)strtoull(t->id.entry_id, NULL, 10);
+		int64_t waited = bg_redis_now_ms(d) - sent;
+		if (waited > 0 && sent > 0)
+			p.lane->wait_s += (double)waited / 1000.0;
 		if (s->type_running)
 			s->type_running[p.tc - d->cfg->agent_types]++;
 		bg_attempt_start(d, t, slot, limit, group, &payload);
@@ -355,5 +360,5 @@ void bg_schedule_lanes(const struct bg_daemon *d, bg_schedule_lane_fn fn,
 	const struct bg_sched *s = d->sched;
 	for (int i = 0; s && i < s->n; i++)
 		fn(ctx, s->v[i].name, s->v[i].running, s->v[i].queued,
-		   s->v[i].started);
+		   s->v[i].started, s->v[i].wait_s);
 }

@@ -32,9 +32,11 @@ bool bg_schedule_stream_shares(const struct bg_daemon *d, int i);
  * priority with aging, within the local caps (schedule.c). */
 void bg_schedule_dispatch(struct bg_daemon *d);
 /* Each lane seen here (as of the last dispatch pass): its name, tasks
- * running and queued here, tasks started here. */
+ * running and queued here, tasks started here and the seconds they
+ * waited in all, from their send (the entry id) to their start. */
 typedef void (*bg_schedule_lane_fn)(void *ctx, const char *lane, int running,
-				    int queued, uint64_t started);
+				    int queued, uint64_t started,
+				    double wait_s);
 void bg_schedule_lanes(const struct bg_daemon *d, bg_schedule_lane_fn fn,
 		       void *ctx);
 /* At exit. */
