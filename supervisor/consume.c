@@ -307,7 +307,11 @@ static void pick_ready(struct bg_daemon *d)
 		if (!bg_ready_maybe_waiting(d, i) &&
 		    now - d->pick_last_ms[i] < READY_POLL_MS)
 			continue;
-		int n = bg_schedule_free_places(d, i);
+		/* the free places plus the prefetch, as a read takes: the
+		 * next task is here when a child frees */
+		struct bg_capacity cap = bg_schedule_room(d);
+		int n = bg_schedule_stream_shares(d, i) ? cap.shared
+							: cap.alone;
 		if (n <= 0 || bg_entry_room(d) == 0)
 			continue;
 		struct pick_ctx *p = malloc(sizeof(*p));

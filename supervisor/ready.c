@@ -11,47 +11,48 @@
 #include "supervisor/log.h"
 #include "wire/keys.h"
 
-/* KEYS: stream, lanes set, passes hash, index hash. ARGV: group, the
- * ready consumer, the lane key prefix, then (id, lane, score) triples.
- * Each entry still pending (here) moves to the ready consumer and into
- * its lane; a lane that was empty starts from the virtual time. Returns
- * the entries moved. */
+/* KEYS: stream, lanes set, passes hash. ARGV: group, the ready consumer,
+ * the lane key prefix, then (member, lane, score) triples (member: the
+ * entry id with its sequence zero-padded). Each entry still pending
+ * moves to the ready consumer and into its lane; a lane that joins the
+ * lanes set starts from the virtual time. Two commands per entry.
+ * Returns the entries moved. */
 static const char MOVE_LUA[] =
 	"local vt = tonumber(redis.call('HGET', KEYS[3], 'vtime') or '0')\n"
-	"local moved = 0\n"
+	"local seen, moved = {}, 0\n"
 	"for i = 4, #ARGV, 3 do\n"
 	"  local member, lane = ARGV[i], ARGV[i + 1]\n"
 	"  local ms, seq = string.match(member, '^(%d+)-0*(%d+)$')\n"
-	"  local id = ms .. '-' .. seq\n"
-	"  local c = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, id,\n"
-	"                       'JUSTID')\n"
+	"  local c = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0,\n"
+	"                       ms .. '-' .. seq, 'JUSTID')\n"
 	"  if #c == 1 then\n"
-	"    local zk = ARGV[3] .. lane\n"
-	"    if redis.call('ZCARD', zk) == 0 then\n"
-	"      local p = tonumber(redis.call('HGET', KEYS[3], 'p:' .. lane)\n"
-	"                         or '0')\n"
-	"      if p < vt then redis.call('HSET', KEYS[3], 'p:' .. lane, vt) end\n"
-	"      redis.call('SADD', KEYS[2], lane)\n"
+	"    if not seen[lane] then\n"
+	"      seen[lane] = true\n"
+	"      if redis.call('SADD', KEYS[2], lane) == 1 then\n"
+	"        local p = tonumber(redis.call('HGET', KEYS[3], 'p:' .. lane)\n"
+	"                           or '0')\n"
+	"        if p < vt then redis.call('HSET', KEYS[3], 'p:' .. lane, vt) end\n"
+	"      end\n"
 	"    end\n"
-	"    redis.call('ZADD', zk, ARGV[i + 2], member)\n"
-	"    redis.call('HSET', KEYS[4], member, lane)\n"
+	"    redis.call('ZADD', ARGV[3] .. lane, ARGV[i + 2], member)\n"
 	"    moved = moved + 1\n"
 	"  end\n"
 	"end\n"
 	"return moved\n";
 
 /* KEYS as MOVE. ARGV: group, this worker, lane key prefix, n, the
- * number k of lanes excluded (at their cap here), those k lanes, then
- * (lane, weight) pairs (weight 1 for a lane not given). Stride
- * scheduling over the fleet-wide passes: the lane with the smallest pass
- * gives its best entry, XCLAIMed to this worker, and its pass grows by
- * 1 / weight. Returns {entries, lanes left}. */
+ * number k of lanes excluded, those k lanes, then (lane, weight) pairs
+ * (weight 1 for a lane not given). Stride scheduling over the fleet-wide
+ * passes: the lane with the smallest pass gives its best entry, XCLAIMed
+ * to this worker, and its pass grows by 1 / weight. Two commands per
+ * entry; a lane found empty leaves the lanes set. Returns {entries,
+ * lanes left}. */
 static const char PICK_LUA[] =
 	"local n, k = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
 	"local excl, w = {}, {}\n"
 	"for i = 6, 5 + k do excl[ARGV[i]] = true end\n"
 	"for i = 6 + k, #ARGV - 1, 2 do w[ARGV[i]] = tonumber(ARGV[i + 1]) end\n"
-	"local pass = {}\n"
+	"local pass, newpass = {}, {}\n"
 	"for _, l in ipairs(redis.call('SMEMBERS', KEYS[2])) do\n"
 	"  if not excl[l] then\n"
 	"    pass[l] = tonumber(redis.call('HGET', KEYS[3], 'p:' .. l) or '0')\n"
@@ -65,30 +66,26 @@ static const char PICK_LUA[] =
 	"    then best = l end\n"
 	"  end\n"
 	"  if best == nil then break end\n"
-	"  local zk = ARGV[3] .. best\n"
-	"  local top = redis.call('ZPOPMIN', zk)\n"
-	"  if #top > 0 then\n"
-	"    redis.call('HDEL', KEYS[4], top[1])\n"
-	"    local ms, seq = string.match(top[1], '^(%d+)-0*(%d+)$')\n"
-	"    local id = ms .. '-' .. seq\n"
-	"    vt = pass[best]\n"
-	"    pass[best] = pass[best] + 1 / (w[best] or 1)\n"
-	"    redis.call('HSET', KEYS[3], 'p:' .. best, pass[best])\n"
-	"    local e = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, id,\n"
-	"                         'RETRYCOUNT', 1)\n"
-	"    if #e == 1 and type(e[1]) == 'table' then out[#out + 1] = e[1] end\n"
-	"  end\n"
-	"  if redis.call('ZCARD', zk) == 0 then\n"
+	"  local top = redis.call('ZPOPMIN', ARGV[3] .. best)\n"
+	"  if #top == 0 then\n"
 	"    redis.call('SREM', KEYS[2], best)\n"
 	"    pass[best] = nil\n"
+	"  else\n"
+	"    vt = pass[best]\n"
+	"    pass[best] = pass[best] + 1 / (w[best] or 1)\n"
+	"    newpass[best] = pass[best]\n"
+	"    local ms, seq = string.match(top[1], '^(%d+)-0*(%d+)$')\n"
+	"    local e = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0,\n"
+	"                         ms .. '-' .. seq, 'RETRYCOUNT', 1)\n"
+	"    if #e == 1 and type(e[1]) == 'table' then out[#out + 1] = e[1] end\n"
 	"  end\n"
 	"end\n"
+	"for l, p in pairs(newpass) do redis.call('HSET', KEYS[3], 'p:' .. l, p) end\n"
 	"if vt then redis.call('HSET', KEYS[3], 'vtime', vt) end\n"
 	"return {out, redis.call('SCARD', KEYS[2])}\n";
 
-enum { K_LANES, K_PASS, K_INDEX, K_LANE, K__COUNT };
-static const char *const parts[K__COUNT] = { "lanes", "pass", "index",
-					     "lane:" };
+enum { K_LANES, K_PASS, K_LANE, K__COUNT };
+static const char *const parts[K__COUNT] = { "lanes", "pass", "lane:" };
 
 struct stream_ready {
 	char *keys[K__COUNT];
@@ -204,7 +201,7 @@ static void on_moved(struct bg_rconn *c, redisReply *r, void *priv)
 			r->str);
 }
 
-/* EVAL lua with the stream's four keys and ARGV: group, consumer, lane
+/* EVAL lua with the stream's three keys and ARGV: group, consumer, lane
  * key prefix, then args. */
 static int send_script(struct bg_daemon *d, const char *lua,
 		       const struct stream_ready *s, int stream_idx,
@@ -217,11 +214,10 @@ static int send_script(struct bg_daemon *d, const char *lua,
 	int a = 0;
 	argv[a++] = "EVAL";
 	argv[a++] = lua;
-	argv[a++] = "4";
+	argv[a++] = "3";
 	argv[a++] = d->streams[stream_idx];
 	argv[a++] = s->keys[K_LANES];
 	argv[a++] = s->keys[K_PASS];
-	argv[a++] = s->keys[K_INDEX];
 	argv[a++] = d->group;
 	argv[a++] = consumer;
 	argv[a++] = s->keys[K_LANE];

@@ -208,7 +208,8 @@ def test_cancels_of_tasks_waiting_in_the_ready_set_leave_counters_at_rest(h):
     """Four cancelled in their children, three while parked in the fleet's
     ready set (docs/scheduling.md), their records still QUEUED: each ends
     CANCELLED unrun when a worker picks it."""
-    d = start(h, pool=4, sched={"window": 16}, fetch_count=4)
+    # (no prefetch: a worker also picks its prefetch from the ready set)
+    d = start(h, pool=4, sched={"window": 16}, fetch_count=0)
     c, w = h.client(), d.config["worker"]["id"]
     mids = [pc.send(c, h.keys, "s-7r", "sleep", "20000")[0]
             for _ in range(7)]
