@@ -6,7 +6,7 @@ Readiness predicates take the Bygated and return truthy when it is ready."""
 import json
 import os
 import re
-from signal import SIGINT, SIGTERM
+from signal import SIGINT, SIGKILL, SIGTERM
 import time
 
 from . import proc
@@ -205,6 +205,18 @@ class Bygated:
             self.proc.note_descendants()
             self.proc.popen.kill()
             self.proc.popen.wait()
+        return self.returncode
+
+    def kill_all(self):
+        """SIGKILL bygated and its children at once, as in the death of
+        the machine's worker (nothing of it is left to finish)."""
+        kids = self.child_pids()
+        self.kill()
+        for p in kids:
+            try:
+                os.kill(p, SIGKILL)
+            except ProcessLookupError:
+                pass
         return self.returncode
 
     def wait_exit(self, timeout=15.0):

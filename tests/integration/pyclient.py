@@ -68,6 +68,18 @@ def send(client, keys, session, target, content, **kw):
     return cmd["header"]["message_id"], eid
 
 
+def send_many(client, keys, session, target, content, n, **kw):
+    """n ASK_AGENTs (kw as ask_command's) in one pipeline; returns their
+    message ids."""
+    mids, cmds = [], []
+    for _ in range(n):
+        cmd = ask_command(session, target, content, **kw)
+        cmds += send_commands(keys, cmd)[1]
+        mids.append(cmd["header"]["message_id"])
+    client.pipeline(cmds)
+    return mids
+
+
 def record(client, keys, session, message_id):
     reg = keys.registry(session)
     eid = client.call("HGET", reg, "msg_map:" + message_id)

@@ -88,14 +88,8 @@ def start(h):
 
 
 def send_many(c, keys, session, n, ms, **meta):
-    mids, cmds = [], []
-    for _ in range(n):
-        cmd = pc.ask_command(session, "sleep", str(ms), metadata=dict(meta))
-        _, batch = pc.send_commands(keys, cmd)
-        cmds += batch
-        mids.append(cmd["header"]["message_id"])
-    c.pipeline(cmds)
-    return mids
+    return pc.send_many(c, keys, session, "sleep", str(ms), n,
+                        metadata=dict(meta))
 
 
 def all_done(c, keys, session, mids):

@@ -3,8 +3,6 @@ limits"): fleet_max_running of an agent type and of a lane holds across two
 bygated, the places of a kill -9'd worker are free again within the lease
 TTL, and a rate limit spaces the starts of the whole fleet."""
 
-import os
-import signal
 import time
 
 from harness import entry_data, timeout, wait_until
@@ -39,14 +37,7 @@ def live_places(c, key):
 
 
 def send_many(c, h, session, n, content, **kw):
-    cmds, mids = [], []
-    for _ in range(n):
-        cmd = pc.ask_command(session, "sleep", content, **kw)
-        _, more = pc.send_commands(h.keys, cmd)
-        cmds += more
-        mids.append(cmd["header"]["message_id"])
-    c.pipeline(cmds)
-    return mids
+    return pc.send_many(c, h.keys, session, "sleep", content, n, **kw)
 
 
 def ends_ms(c, h, session):
@@ -121,13 +112,7 @@ def test_a_killed_workers_places_are_free_within_the_lease_ttl(h):
     victim = a if len(owned(a)) >= len(owned(b)) else b
     other = b if victim is a else a
     assert owned(victim), held
-    kids = victim.child_pids()
-    victim.kill()
-    for p in kids:
-        try:
-            os.kill(p, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    victim.kill_all()
     killed = time.time()
     wait_until(lambda: not owned(victim), FAST["lease_ttl_s"] + 1.0,
                what="the dead worker's places to expire")

@@ -146,13 +146,7 @@ def test_a_dead_peers_entries_are_reclaimed_after_its_lease_expires(h):
     owners = {pc.record(c, h.keys, "s-peer", m)["worker_id"] for m in mids}
     victim = a if a.config["worker"]["id"] in owners else b
     other = b if victim is a else a
-    vkids = victim.child_pids()
-    victim.kill()
-    for p in vkids:
-        try:
-            os.kill(p, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    victim.kill_all()
     for m in mids:
         wait_terminal(c, h.keys, "s-peer", m, t=60)
         assert_once(c, h.keys, "s-peer", m)

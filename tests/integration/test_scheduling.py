@@ -22,16 +22,9 @@ def start(h, size, sched=None, **kw):
 
 
 def send_many(c, keys, session, n, ms, target="sleep", fmt="%d", **meta):
-    """n tasks in one pipeline (content fmt % ms); returns their message
-    ids."""
-    mids, cmds = [], []
-    for _ in range(n):
-        cmd = pc.ask_command(session, target, fmt % ms, metadata=dict(meta))
-        _, batch = pc.send_commands(keys, cmd)
-        cmds += batch
-        mids.append(cmd["header"]["message_id"])
-    c.pipeline(cmds)
-    return mids
+    """n tasks in one pipeline (content fmt % ms); their message ids."""
+    return pc.send_many(c, keys, session, target, fmt % ms, n,
+                        metadata=dict(meta))
 
 
 def records(c, keys, session, mids):
