@@ -15,7 +15,11 @@
  * the lane key prefix, then (member, lane, score) triples (member: the
  * entry id with its sequence zero-padded). Each entry still pending
  * moves to the ready consumer and into its lane; a lane that joins the
- * lanes set starts from the virtual time. Two commands per entry.
+ * lanes set starts from the virtual time. Two commands per entry. The
+ * writes Redis may refuse at maxmemory (SADD, HSET, ZADD) come before
+ * the XCLAIM: a script stopped by OOM leaves the entry pending here (the
+ * reconcile runs it), never owned by the ready set without a place in a
+ * lane. A member whose entry is no longer pending is taken out again.
  * Returns the entries moved. */
 static const char MOVE_LUA[] =
 	"local vt = tonumber(redis.call('HGET', KEYS[3], 'vtime') or '0')\n"
@@ -23,19 +27,21 @@ static const char MOVE_LUA[] =
 	"for i = 4, #ARGV, 3 do\n"
 	"  local member, lane = ARGV[i], ARGV[i + 1]\n"
 	"  local ms, seq = string.match(member, '^(%d+)-0*(%d+)$')\n"
+	"  if not seen[lane] then\n"
+	"    seen[lane] = true\n"
+	"    if redis.call('SADD', KEYS[2], lane) == 1 then\n"
+	"      local p = tonumber(redis.call('HGET', KEYS[3], 'p:' .. lane)\n"
+	"                         or '0')\n"
+	"      if p < vt then redis.call('HSET', KEYS[3], 'p:' .. lane, vt) end\n"
+	"    end\n"
+	"  end\n"
+	"  redis.call('ZADD', ARGV[3] .. lane, ARGV[i + 2], member)\n"
 	"  local c = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0,\n"
 	"                       ms .. '-' .. seq, 'JUSTID')\n"
 	"  if #c == 1 then\n"
-	"    if not seen[lane] then\n"
-	"      seen[lane] = true\n"
-	"      if redis.call('SADD', KEYS[2], lane) == 1 then\n"
-	"        local p = tonumber(redis.call('HGET', KEYS[3], 'p:' .. lane)\n"
-	"                           or '0')\n"
-	"        if p < vt then redis.call('HSET', KEYS[3], 'p:' .. lane, vt) end\n"
-	"      end\n"
-	"    end\n"
-	"    redis.call('ZADD', ARGV[3] .. lane, ARGV[i + 2], member)\n"
 	"    moved = moved + 1\n"
+	"  else\n"
+	"    redis.call('ZREM', ARGV[3] .. lane, member)\n"
 	"  end\n"
 	"end\n"
 	"return moved\n";
