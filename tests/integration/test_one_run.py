@@ -211,7 +211,11 @@ def test_a_duplicate_sent_while_the_first_runs_here_is_acked_unrun(h):
     c.call("XADD", stream, "*", "data", cmds[-1][4])
     d.wait_log("duplicate: execution already running on this worker",
                timeout=10)
-    assert pending(c, stream) == 1      # only the first, still running
+    # the duplicate's ack follows the log line: only the first stays
+    # pending, still running
+    wait_until(lambda: pending(c, stream) == 1, 5, what="the duplicate's ack")
+    assert (pc.record(c, h.keys, "s-here", mid) or {}).get("status") == \
+        "RUNNING"
     wait_until(lambda: (pc.record(c, h.keys, "s-here", mid) or {})
                .get("status") == "COMPLETED", 15, what="the first run's end")
     wait_until(lambda: pending(c, stream) == 0, 5, what="its ack")
