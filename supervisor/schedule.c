@@ -254,7 +254,7 @@ static bool under_caps(const struct bg_daemon *d, const struct bg_sched *s,
 
 struct pick {
 	struct bg_job *t, *prev;
-	struct lane *lane;
+	int lane; /* index in the table: lane_of may move it */
 	const struct bg_agent_type_conf *tc;
 };
 
@@ -264,14 +264,14 @@ struct pick {
 static bool pick_next(struct bg_daemon *d, struct bg_sched *s, int64_t now,
 		      bool alone_blocked, struct pick *out)
 {
-	struct pick best = { 0 };
+	struct pick best = { .lane = -1 };
 	double best_prio = 0;
 	struct bg_job *prev = NULL;
 	for (struct bg_job *t = d->q_head; t; prev = t, t = t->qnext) {
 		const struct bg_agent_type_conf *tc =
 			bg_config_agent_type(d->cfg, t->id.handler_type);
 		if (t->run.cancel_requested || tc == NULL) {
-			*out = (struct pick){ t, prev, NULL, tc };
+			*out = (struct pick){ t, prev, -1, tc };
 			return true;
 		}
 		if (t->run.skip_pass == s->pass_id ||
@@ -285,9 +285,10 @@ static bool pick_next(struct bg_daemon *d, struct bg_sched *s, int64_t now,
 		if (l == NULL || !under_caps(d, s, tc, l))
 			continue;
 		double prio = effective_priority(d, t, now);
-		if (best.t == NULL || l->pass < best.lane->pass ||
-		    (l == best.lane && prio > best_prio)) {
-			best = (struct pick){ t, prev, l, tc };
+		int li = (int)(l - s->v);
+		if (best.t == NULL || l->pass < s->v[best.lane].pass ||
+		    (li == best.lane && prio > best_prio)) {
+			best = (struct pick){ t, prev, li, tc };
 			best_prio = prio;
 		}
 	}
@@ -338,15 +339,15 @@ void bg_schedule_dispatch(struct bg_daemon *d)
 			continue;
 		}
 		bg_job_dequeue(d, p.prev, t);
-		s->vtime = p.lane->pass;
-		p.lane->pass +=
-			1.0 / bg_lane_conf(d->cfg, p.lane->name)->weight;
-		p.lane->running++;
-		p.lane->started++;
+		struct lane *l = &s->v[p.lane];
+		s->vtime = l->pass;
+		l->pass += 1.0 / bg_lane_conf(d->cfg, l->name)->weight;
+		l->running++;
+		l->started++;
 		int64_t sent = (int64_t)strtoull(t->id.entry_id, NULL, 10);
 		int64_t waited = bg_redis_now_ms(d) - sent;
 		if (waited > 0 && sent > 0)
-			p.lane->wait_s += (double)waited / 1000.0;
+			l->wait_s += (double)waited / 1000.0;
 		if (s->type_running)
 			s->type_running[p.tc - d->cfg->agent_types]++;
 		bg_attempt_start(d, t, slot, limit, group, &payload);
