@@ -65,7 +65,7 @@ static void handle_read_reply(struct bg_daemon *d, redisReply *r)
 				if (b.kind == BG_ENTRY_DEFERRED)
 					bg_entry_defer(d, idx,
 						       en->element[0]->str,
-						       b.len);
+						       b.len, true);
 				else
 					bg_pickup_accept(d, idx,
 							 en->element[0]->str,
@@ -133,10 +133,12 @@ static void on_fetched(struct bg_rconn *c, redisReply *r, void *priv)
 	(void)c;
 	struct bg_daemon *d = priv;
 	d->read_in_flight = false;
+	d->unblock_sent = false; /* an unblock meant for a read: void */
 	const struct bg_entry_deferred *e = bg_entry_deferred_head(d);
 	if (r == NULL || e == NULL)
 		return; /* connection lost: fetched again */
 	int idx = e->stream_idx;
+	bool may_park = e->may_park;
 	char *id = strdup(e->id);
 	if (id == NULL)
 		return;
@@ -158,7 +160,7 @@ static void on_fetched(struct bg_rconn *c, redisReply *r, void *priv)
 		if (bg_job_holds(d, d->streams[idx], id))
 			free(b.data);
 		else
-			bg_pickup_accept(d, idx, id, &b, true);
+			bg_pickup_accept(d, idx, id, &b, may_park);
 	}
 	free(id);
 }
@@ -177,6 +179,7 @@ static bool fetch_deferred(struct bg_daemon *d)
 	if (bg_rconn_cmd_entries(d->rd, on_fetched, d, 0, 4, argv) == 0) {
 		d->read_in_flight = true;
 		d->read_mask = want_mask(d);
+		d->last_read_issued_ms = bg_mono_ms(); /* reading goes on */
 	}
 	return true;
 }
@@ -255,6 +258,7 @@ static void unblock_read(struct bg_daemon *d)
 struct pick_ctx {
 	struct bg_daemon *d;
 	int stream_idx;
+	int n; /* places reserved for it (d->pick_reserved) */
 };
 
 static void on_picked(struct bg_rconn *c, redisReply *r, void *priv)
@@ -263,6 +267,7 @@ static void on_picked(struct bg_rconn *c, redisReply *r, void *priv)
 	struct pick_ctx *p = priv;
 	struct bg_daemon *d = p->d;
 	int idx = p->stream_idx;
+	d->pick_reserved -= p->n; /* the entries become jobs below */
 	free(p);
 	if (d->pick_in_flight)
 		d->pick_in_flight[idx] = false;
@@ -275,7 +280,8 @@ static void on_picked(struct bg_rconn *c, redisReply *r, void *priv)
 		struct bg_entry_body b;
 		bg_entry_body_take(en->element[1], &b);
 		if (b.kind == BG_ENTRY_DEFERRED)
-			bg_entry_defer(d, idx, en->element[0]->str, b.len);
+			bg_entry_defer(d, idx, en->element[0]->str, b.len,
+				       false);
 		else
 			bg_pickup_accept(d, idx, en->element[0]->str, &b,
 					 false);
@@ -284,15 +290,22 @@ static void on_picked(struct bg_rconn *c, redisReply *r, void *priv)
 
 /* For every agent type with free places: take its next entries from the
  * ready set, when entries may wait there (moved by this worker, or a
- * peer: polled every READY_POLL_MS). */
+ * peer: polled every READY_POLL_MS; with the ready set turned off by a
+ * reload, every READY_DRAIN_MS, so that what was parked still runs).
+ * Nothing is picked while deferred entries wait for the read budget:
+ * they are this worker's already. The places a pick asks for are
+ * reserved until its reply (d->pick_reserved), so picks of several agent
+ * types never take more than the free places. */
 #define READY_POLL_MS 100
+#define READY_DRAIN_MS 5000
 
 static void pick_ready(struct bg_daemon *d)
 {
-	if (!bg_ready_enabled(d) || !d->start_reconciled || d->draining ||
-	    d->stopping || !bg_lease_held(d) || !bg_rconn_ready(d->wr) ||
-	    bg_control_suspended(d))
+	if (!d->start_reconciled || d->draining || d->stopping ||
+	    !bg_lease_held(d) || !bg_rconn_ready(d->wr) ||
+	    bg_control_suspended(d) || bg_entry_deferred_head(d) != NULL)
 		return;
+	int poll_ms = bg_ready_enabled(d) ? READY_POLL_MS : READY_DRAIN_MS;
 	if (d->pick_in_flight == NULL) {
 		d->pick_in_flight = calloc((size_t)d->n_streams, sizeof(bool));
 		d->pick_last_ms = calloc((size_t)d->n_streams, sizeof(int64_t));
@@ -305,8 +318,10 @@ static void pick_ready(struct bg_daemon *d)
 		    bg_control_unserved(d, i - 1))
 			continue;
 		if (!bg_ready_maybe_waiting(d, i) &&
-		    now - d->pick_last_ms[i] < READY_POLL_MS)
+		    now - d->pick_last_ms[i] < poll_ms)
 			continue;
+		if (bg_schedule_type_full(d, i - 1))
+			continue; /* at its max_running here */
 		/* the free places plus the prefetch, as a read takes: the
 		 * next task is here when a child frees */
 		struct bg_capacity cap = bg_schedule_room(d);
@@ -317,10 +332,13 @@ static void pick_ready(struct bg_daemon *d)
 		struct pick_ctx *p = malloc(sizeof(*p));
 		if (p == NULL)
 			return;
-		*p = (struct pick_ctx){ d, i };
-		if (bg_ready_pick(d, i, n, on_picked, p) == 0) {
+		*p = (struct pick_ctx){ d, i, n };
+		const char *capped[64];
+		int k = bg_schedule_capped_lanes(d, capped, 64);
+		if (bg_ready_pick(d, i, n, capped, k, on_picked, p) == 0) {
 			d->pick_in_flight[i] = true;
 			d->pick_last_ms[i] = now;
+			d->pick_reserved += n;
 		} else {
 			free(p);
 		}

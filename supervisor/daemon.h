@@ -125,6 +125,7 @@ struct bg_daemon {
 	struct bg_sched *sched;	      /* schedule.c's lanes; NULL until used */
 	struct bg_ready *ready;	      /* ready.c; NULL until used */
 	bool *pick_in_flight;	      /* consume.c, per stream */
+	int pick_reserved;	      /* places asked of the ready set */
 	struct event *ready_timer;
 	int64_t *pick_last_ms;
 	struct bg_gate *gate; /* gate.c: fleet limits; NULL until needed */

@@ -12,14 +12,13 @@
 #define OVERSIZED "bygate:oversized:"
 #define DEFERRED "bygate:deferred:"
 
-/* Per reply being parsed (one at a time: hiredis runs each reply's
- * callback before it parses the next). */
+/* Per reply being parsed (one at a time per connection: hiredis runs
+ * each reply's callback before it parses the next). */
 struct reply_budget {
 	bool budgeted;
 	bool deferring; /* a value was deferred: every later one is too, so
 			   entries are run in the order they were read */
-	size_t room;	/* bytes the reply may bring in */
-	size_t used;
+	size_t used;	/* bytes this reply brought in so far */
 };
 
 /* One per connection: a long reply on one is parsed across many loop
@@ -33,8 +32,25 @@ static struct hook_ctx hooks[3];
 static void on_begin(void *arg, bool budgeted)
 {
 	struct hook_ctx *h = arg;
-	h->cur = (struct reply_budget){ .budgeted = budgeted,
-					.room = bg_entry_room(h->d) };
+	h->cur = (struct reply_budget){ .budgeted = budgeted };
+}
+
+/* The reply goes to its callback, which charges what it keeps. */
+static void on_end(void *arg)
+{
+	struct hook_ctx *h = arg;
+	h->cur = (struct reply_budget){ 0 };
+}
+
+/* Bytes of budgeted replies being parsed now, on every connection (the
+ * replies' entries are charged to read_bytes_held only once handled). */
+static size_t parsing(void)
+{
+	size_t n = 0;
+	for (int i = 0; i < 3; i++)
+		if (hooks[i].cur.budgeted)
+			n += hooks[i].cur.used;
+	return n;
 }
 
 static bool on_value(void *arg, size_t len, char *marker, size_t size)
@@ -47,8 +63,12 @@ static bool on_value(void *arg, size_t len, char *marker, size_t size)
 	}
 	if (!cur->budgeted)
 		return false;
-	/* the first value of a reply always fits: the budget plus one entry */
-	if (cur->deferring || (cur->used > 0 && cur->used + len > cur->room)) {
+	/* held + being parsed + this one within the budget; when nothing
+	 * at all is held or being parsed, one entry may pass it: the
+	 * budget plus one entry */
+	size_t in_memory = h->d->read_bytes_held + parsing();
+	size_t budget = (size_t)h->d->cfg->read_budget_bytes;
+	if (cur->deferring || (in_memory > 0 && in_memory + len > budget)) {
 		cur->deferring = true;
 		snprintf(marker, size, DEFERRED "%zu", len);
 		return true;
@@ -62,7 +82,7 @@ void bg_entry_read_attach(struct bg_daemon *d)
 	struct bg_rconn *conns[3] = { d->rd, d->ctl, d->wr };
 	for (int i = 0; i < 3; i++) {
 		hooks[i].d = d;
-		struct bg_rconn_value_hook h = { on_begin, on_value,
+		struct bg_rconn_value_hook h = { on_begin, on_value, on_end,
 						 &hooks[i] };
 		bg_rconn_set_value_hook(conns[i], &h);
 	}
@@ -107,7 +127,7 @@ void bg_entry_body_take(redisReply *fields, struct bg_entry_body *b)
 /* ---- deferred entries ---- */
 
 int bg_entry_defer(struct bg_daemon *d, int stream_idx, const char *id,
-		   size_t len)
+		   size_t len, bool may_park)
 {
 	size_t n = strlen(id);
 	struct bg_entry_deferred *e = malloc(sizeof(*e) + n + 1);
@@ -116,6 +136,7 @@ int bg_entry_defer(struct bg_daemon *d, int stream_idx, const char *id,
 	e->next = NULL;
 	e->stream_idx = stream_idx;
 	e->len = len;
+	e->may_park = may_park;
 	memcpy(e->id, id, n + 1);
 	if (d->deferred_tail)
 		d->deferred_tail->next = e;

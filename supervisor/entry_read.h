@@ -68,11 +68,12 @@ struct bg_entry_deferred {
 	struct bg_entry_deferred *next;
 	int stream_idx;
 	size_t len;
+	bool may_park; /* as bg_pickup_accept's: false when picked */
 	char id[];
 };
 /* 0, or -ENOMEM (the entry is then left to the reconcile). */
 int bg_entry_defer(struct bg_daemon *d, int stream_idx, const char *id,
-		   size_t len);
+		   size_t len, bool may_park);
 bool bg_entry_is_deferred(const struct bg_daemon *d, int stream_idx,
 			  const char *id);
 /* The oldest (NULL when none); pop removes and frees it. */

@@ -263,24 +263,29 @@ void bg_ready_flush(struct bg_daemon *d)
 }
 
 int bg_ready_pick(struct bg_daemon *d, int stream_idx, int n,
+		  const char *const *excluded, int n_excluded,
 		  bg_rconn_reply_fn fn, void *priv)
 {
 	struct bg_ready *r = get(d);
 	if (r == NULL || stream_idx < 1 || stream_idx >= r->n ||
 	    r->s[stream_idx].keys[K_LANE] == NULL)
 		return -EINVAL;
-	/* the lanes of sched.lanes with their weights; the others weigh 1
-	 * (lanes at their cap here are left to the local scheduler) */
+	/* the lanes at their cap here, then those of sched.lanes with their
+	 * weights; the others weigh 1 */
 	size_t nl = bg_lanes_count(d->cfg);
-	const char **args = calloc(2 + 2 * nl, sizeof(char *));
+	const char **args =
+		calloc(2 + (size_t)n_excluded + 2 * nl, sizeof(char *));
 	char(*w)[16] = calloc(nl + 1, sizeof(*w));
 	int rc = -ENOMEM;
 	if (args && w) {
-		char count[16];
+		char count[16], k[16];
 		snprintf(count, sizeof(count), "%d", n);
+		snprintf(k, sizeof(k), "%d", n_excluded);
 		int a = 0;
 		args[a++] = count;
-		args[a++] = "0";
+		args[a++] = k;
+		for (int i = 0; i < n_excluded; i++)
+			args[a++] = excluded[i];
 		for (size_t i = 0; i < nl; i++) {
 			const char *name;
 			const struct bg_lane_conf *lc =
@@ -302,9 +307,14 @@ redisReply *bg_ready_pick_entries(struct bg_daemon *d, int stream_idx,
 {
 	if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
 	    r->element[0]->type != REDIS_REPLY_ARRAY) {
-		if (r && r->type == REDIS_REPLY_ERROR)
+		if (r && r->type == REDIS_REPLY_ERROR) {
 			bg_warn("picking from the ready set failed: %s",
 				r->str);
+			/* asked again at the next poll, not at once */
+			if (d->ready && stream_idx > 0 &&
+			    stream_idx < d->ready->n)
+				d->ready->s[stream_idx].maybe_waiting = false;
+		}
 		return NULL;
 	}
 	if (d->ready && stream_idx > 0 && stream_idx < d->ready->n)

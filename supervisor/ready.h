@@ -36,10 +36,12 @@ void bg_ready_flush(struct bg_daemon *d);
 /* Whether stream i's ready set may hold entries (from the last move or
  * pick here; peers' moves are seen by polling). */
 bool bg_ready_maybe_waiting(const struct bg_daemon *d, int stream_idx);
-/* Ask stream i's ready set for up to n entries for this worker: fn gets
- * the reply {entries, lanes left} (entries as XRANGE gives them). 0, or
- * -errno (nothing sent). */
+/* Ask stream i's ready set for up to n entries for this worker, none of
+ * the `excluded` lanes (at their cap here): fn gets the reply {entries,
+ * lanes left} (entries as XRANGE gives them). 0, or -errno (nothing
+ * sent). */
 int bg_ready_pick(struct bg_daemon *d, int stream_idx, int n,
+		  const char *const *excluded, int n_excluded,
 		  bg_rconn_reply_fn fn, void *priv);
 /* The reply of a pick: note whether lanes are left; the entries. */
 redisReply *bg_ready_pick_entries(struct bg_daemon *d, int stream_idx,

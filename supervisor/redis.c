@@ -134,6 +134,8 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
 	struct bg_rreq *q = privdata;
 	struct bg_rconn *c = q->conn;
 	req_unlink(q);
+	if (c->hook.end) /* before the callback, which may free c */
+		c->hook.end(c->hook.arg);
 	if (q->fn)
 		q->fn(c, r, q->priv);
 	free(q);

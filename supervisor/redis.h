@@ -80,6 +80,8 @@ struct bg_rconn_value_hook {
 	/* A reply starts; budgeted: it answers bg_rconn_cmd_entries. */
 	void (*begin)(void *arg, bool budgeted);
 	bool (*keep_out)(void *arg, size_t len, char *marker, size_t size);
+	/* A reply was handed to its callback (every reply, NULL ones too). */
+	void (*end)(void *arg);
 	void *arg;
 };
 /* From the next connection on (set before bg_rconn_start). */

@@ -34,7 +34,7 @@ static struct bg_capacity room_with(const struct bg_daemon *d, int prefetch)
 	if (d->n_finishing >= 4 * size || bg_pool_breaker_open(d->pool) ||
 	    bg_pool_alive_count(d->pool) == 0 || d->suspects_active)
 		return c; /* suspects run alone: no room for anything else */
-	int need = d->n_tasks - d->n_finishing;
+	int need = d->n_tasks - d->n_finishing + d->pick_reserved;
 	int need_shared = 0;
 	if (share > 1) /* only then does the kind matter */
 		for (const struct bg_job *t = d->all.next; t != &d->all;
@@ -144,7 +144,8 @@ void bg_schedule_free(struct bg_daemon *d)
 	d->sched = NULL;
 }
 
-/* Forget lanes with nothing queued or running: jobs look theirs up again. */
+/* Forget every lane (the table is full): jobs look theirs up again and
+ * local passes and counters restart; the fleet's passes are in Redis. */
 static void lanes_compact(struct bg_daemon *d, struct bg_sched *s)
 {
 	for (struct bg_job *t = d->all.next; t != &d->all; t = t->next)
@@ -362,4 +363,27 @@ void bg_schedule_lanes(const struct bg_daemon *d, bg_schedule_lane_fn fn,
 	for (int i = 0; s && i < s->n; i++)
 		fn(ctx, s->v[i].name, s->v[i].running, s->v[i].queued,
 		   s->v[i].started, s->v[i].wait_s);
+}
+
+bool bg_schedule_type_full(const struct bg_daemon *d, int type)
+{
+	const struct bg_sched *s = d->sched;
+	if (type < 0 || type >= d->cfg->n_agent_types)
+		return false;
+	int max = d->cfg->agent_types[type].max_running;
+	return max > 0 && s && s->type_running && type < s->n_types &&
+	       s->type_running[type] >= max;
+}
+
+int bg_schedule_capped_lanes(const struct bg_daemon *d, const char **out, int n)
+{
+	const struct bg_sched *s = d->sched;
+	int k = 0;
+	for (int i = 0; s && i < s->n && k < n; i++) {
+		const struct bg_lane_conf *lc =
+			bg_lane_conf(d->cfg, s->v[i].name);
+		if (lc->max_running > 0 && s->v[i].running >= lc->max_running)
+			out[k++] = s->v[i].name;
+	}
+	return k;
 }

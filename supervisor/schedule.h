@@ -39,6 +39,13 @@ typedef void (*bg_schedule_lane_fn)(void *ctx, const char *lane, int running,
 				    double wait_s);
 void bg_schedule_lanes(const struct bg_daemon *d, bg_schedule_lane_fn fn,
 		       void *ctx);
+/* Agent type `type` (index of cfg->agent_types) runs its max_running
+ * here (as of the last dispatch pass). */
+bool bg_schedule_type_full(const struct bg_daemon *d, int type);
+/* The lanes at their max_running here (names, at most n; valid until
+ * the next dispatch pass). */
+int bg_schedule_capped_lanes(const struct bg_daemon *d, const char **out,
+			     int n);
 /* At exit. */
 void bg_schedule_free(struct bg_daemon *d);
 

@@ -274,3 +274,4 @@ def test_a_sub_agents_task_and_its_callback_stay_in_the_callers_lane(h):
                          lambda cmd: cmd["action_type"] == "RESUME")
     for md in (ask, resume):
         assert (md.get("lane"), md.get("priority")) == ("tenant-x", 4), md
+
