@@ -89,6 +89,18 @@ def record(client, keys, session, message_id):
     return json.loads(raw) if raw else None
 
 
+def terminal(client, keys, session, message_id):
+    """The execution record once COMPLETED or FAILED, else None."""
+    r = record(client, keys, session, message_id)
+    return r if r and r["status"] in ("COMPLETED", "FAILED") else None
+
+
+def wait_terminal(client, keys, session, message_id, t=30):
+    from bglib.proc import wait_until  # on the path the harness set
+    return wait_until(lambda: terminal(client, keys, session, message_id), t,
+                      what="execution of %s to finish" % message_id)
+
+
 def events(client, keys, session):
     return client.stream_data(keys.data_stream(session))
 

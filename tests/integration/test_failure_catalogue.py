@@ -30,14 +30,8 @@ def conf(h, **worker):
             "agent_types": [h.agent_type("sleep")]}
 
 
-def terminal(c, keys, s, m):
-    r = pc.record(c, keys, s, m)
-    return r if r and r["status"] in ("COMPLETED", "FAILED") else None
-
-
-def wait_terminal(c, keys, s, m, t=30):
-    return wait_until(lambda: terminal(c, keys, s, m), t,
-                      what="execution of %s to finish" % m)
+terminal = pc.terminal
+wait_terminal = pc.wait_terminal
 
 
 def assert_ran_once(c, keys, s, m):
