@@ -63,7 +63,11 @@ LIB_STATE  := $(LIBDIR)/libbgstate.a
 LIB_WS     := $(LIBDIR)/libbgworkspace.a
 
 BINS    := $(BUILD)/bygated $(BUILD)/bygate-child $(BUILD)/bygate $(BUILD)/bygate-state
-PLUGINS := $(patsubst examples/plugins/%.c,$(BUILD)/plugins/%.so,$(PLUGIN_SRC))
+# The workflow agent types (docs/workflows.md): one plugin over wire/dag.c.
+WF_SRC  := $(call src_of,workflows) wire/dag.c
+WF_OBJ  := $(patsubst %.c,$(OBJ)/pic/%.o,$(WF_SRC))
+PLUGINS := $(patsubst examples/plugins/%.c,$(BUILD)/plugins/%.so,$(PLUGIN_SRC)) \
+           $(BUILD)/plugins/workflows.so
 TEST_PLUGINS := $(patsubst tests/plugins/%.c,$(BUILD)/test-plugins/%.so,$(TEST_PLUGIN_SRC))
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
@@ -81,6 +85,10 @@ $(OBJ)/%.o: %.c
 $(OBJ)/examples/plugins/%.o: examples/plugins/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fPIC -MMD -MP -c $< -o $@
+
+$(OBJ)/pic/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fPIC -fvisibility=hidden -MMD -MP -c $< -o $@
 
 $(OBJ)/tests/plugins/%.o: tests/plugins/%.c
 	@mkdir -p $(dir $@)
@@ -126,6 +134,10 @@ $(MEMWATCH): child/preload/memwatch.c child/memwatch.h
 $(BUILD)/plugins/%.so: $(OBJ)/examples/plugins/%.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -shared -o $@ $<
+
+$(BUILD)/plugins/workflows.so: $(WF_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -shared -o $@ $^ $(LIB_JANSSON)
 
 $(BUILD)/test-plugins/%.so: $(OBJ)/tests/plugins/%.o
 	@mkdir -p $(dir $@)

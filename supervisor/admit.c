@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/event.h>
+#include <jansson.h>
 #include <openssl/evp.h>
 
 #include "common/fault.h"
@@ -17,6 +19,7 @@
 #include "supervisor/daemon.h"
 #include "supervisor/end.h"
 #include "supervisor/log.h"
+#include "supervisor/pickup.h"
 #include "wire/ids.h"
 #include "wire/keys.h"
 #include "wire/record.h"
@@ -137,7 +140,109 @@ static void duplicate(struct bg_daemon *d, struct bg_job *t, const char *who)
 	bg_end(d, t, BG_END_ACK_ONLY, NULL, NULL);
 }
 
+/* A RESUME of an execution that runs (here, or on a worker whose lease is
+ * there) is not a copy of that run: it is the next step of the execution
+ * (a callback of one of several sub-calls, a timer, a user's reply), and
+ * acknowledging it unrun would lose that step. It waits, pending, and is
+ * read and examined again when the run ends here (bg_job_free wakes it) or
+ * after a short back-off for a run elsewhere, so the runs of one execution
+ * stay one at a time and none is lost (docs/architecture.md, step 5,
+ * "RESUME"). It waits at most the agent type's timeout_ms plus the lease
+ * TTL and the cancel ladder: a run older than that is a record left
+ * RUNNING by a lost entry, and the RESUME is then a duplicate as before. */
+#define RESUME_WAIT_FIRST_MS 5
+#define RESUME_WAIT_MAX_MS 200
+
+static void on_resume_wait(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct bg_job *t = arg;
+	if (t->state == BG_JOB_PICKUP && t->id.waits_for_run)
+		bg_pickup_again(t->d, t);
+}
+
+static int64_t resume_wait_limit_ms(const struct bg_daemon *d,
+				    const struct bg_job *t)
+{
+	const struct bg_agent_type_conf *tc =
+		bg_config_agent_type(d->cfg, t->id.handler_type);
+	if (tc == NULL || tc->timeout_ms <= 0)
+		return -1; /* no limit on the run: none on the wait */
+	return (int64_t)tc->timeout_ms + 2 * (int64_t)d->cfg->cancel_grace_ms +
+	       (int64_t)d->cfg->lease_ttl_s * 1000 + 2000;
+}
+
+static void busy(struct bg_daemon *d, struct bg_job *t, const char *who)
+{
+	if (t->id.cmd.action != BG_ACTION_RESUME) {
+		duplicate(d, t, who);
+		return;
+	}
+	int64_t now = bg_now_ms();
+	struct bg_log_ids ids = bg_job_log_ids(t);
+	if (!t->id.waits_for_run) {
+		t->id.waits_for_run = true;
+		t->id.wait_since_ms = now;
+		t->id.wait_rounds = 0;
+		bg_log_task(BG_LOG_DEBUG, &ids,
+			    "RESUME waits: the execution runs on %s; entry %s "
+			    "is examined again when that run ends",
+			    who, t->id.entry_id);
+	}
+	int64_t limit = resume_wait_limit_ms(d, t);
+	if (limit >= 0 && now - t->id.wait_since_ms > limit) {
+		bg_log_task(BG_LOG_WARN, &ids,
+			    "RESUME waited %lld ms for a run of its execution "
+			    "on %s, longer than that run may last: the record "
+			    "is taken for a lost run's",
+			    (long long)(now - t->id.wait_since_ms), who);
+		t->id.waits_for_run = false;
+		duplicate(d, t, who);
+		return;
+	}
+	int shift = t->id.wait_rounds < 6 ? t->id.wait_rounds : 6;
+	int64_t ms = (int64_t)RESUME_WAIT_FIRST_MS << shift;
+	if (ms > RESUME_WAIT_MAX_MS)
+		ms = RESUME_WAIT_MAX_MS;
+	t->id.wait_rounds++;
+	if (t->retry_ev == NULL)
+		t->retry_ev = evtimer_new(d->base, on_resume_wait, t);
+	if (t->retry_ev == NULL) {
+		duplicate(d, t, who);
+		return;
+	}
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	evtimer_add(t->retry_ev, &tv);
+}
+
 /* ---- the examination (WIRE 6.4 steps 3-5) ---- */
+
+/* A RESUME that only carries a step of a run in progress: a sub-agent's
+ * callback (its header names the sub-agent's type and message id, WIRE
+ * 6.6) or a resume a handler posted (body.extra_payload.bygate_post: a
+ * timer, a workflow's input). One that arrives after its execution ended
+ * has nothing left to advance: re-running the ended execution would end
+ * it a second time (a second end marker, a second callback to its own
+ * caller), so it is acknowledged unrun ("late step"). A user's or
+ * client's RESUME (no source agent type, or "client") still re-runs an
+ * ended execution, as by-framework does. */
+static const char *late_step(const struct bg_cmd *c)
+{
+	struct bg_str src = c->hdr[BG_HDR_SOURCE_AGENT_TYPE];
+	if (src.len && !bg_str_eq(src, "client") &&
+	    c->hdr[BG_HDR_PARENT_MESSAGE_ID].len)
+		return "sub-agent's callback";
+	if (c->extra_payload.len <= 2 ||
+	    memmem(c->extra_payload.p, c->extra_payload.len, "bygate_post",
+		   11) == NULL)
+		return NULL;
+	json_t *x =
+		json_loadb(c->extra_payload.p, c->extra_payload.len, 0, NULL);
+	bool posted = json_is_object(json_object_get(x, "bygate_post"));
+	json_decref(x);
+	return posted ? "posted resume" : NULL;
+}
 
 static void poison(struct bg_daemon *d, struct bg_job *t, bool have)
 {
@@ -244,7 +349,19 @@ static bool examine(struct bg_daemon *d, struct bg_job *t,
 		snprintf(t->id.prev_status, sizeof(t->id.prev_status), "%.*s",
 			 (int)rec.status.len, rec.status.p);
 	bool go = false;
-	if (have && bg_status_is_terminal(rec.status) && !is_resume) {
+	const char *late = have && bg_status_is_terminal(rec.status) &&
+					   is_resume
+				   ? late_step(&t->id.cmd)
+				   : NULL;
+	if (late) {
+		struct bg_log_ids ids = bg_job_log_ids(t);
+		bg_log_task(BG_LOG_INFO, &ids,
+			    "late step: execution already %.*s, its %s in "
+			    "entry %s acknowledged without running",
+			    (int)rec.status.len, rec.status.p, late,
+			    t->id.entry_id);
+		bg_end(d, t, BG_END_ACK_ONLY, NULL, NULL);
+	} else if (have && bg_status_is_terminal(rec.status) && !is_resume) {
 		struct bg_log_ids ids = bg_job_log_ids(t);
 		bg_log_task(BG_LOG_INFO, &ids,
 			    "terminal replay: execution already %.*s, entry %s "
@@ -256,7 +373,7 @@ static bool examine(struct bg_daemon *d, struct bg_job *t,
 		 * bygated before this one (a worker id is held by one process)
 		 * and it is claimed; running on another worker, the claim asks
 		 * that worker's lease. */
-		duplicate(d, t, "this worker");
+		busy(d, t, "this worker");
 	} else if (t->id.deliveries > d->cfg->max_deliveries) {
 		poison(d, t, have);
 	} else {
@@ -431,6 +548,7 @@ void bg_admit(struct bg_daemon *d, struct bg_job *t)
 static void won(struct claim *c, struct bg_job *t)
 {
 	struct bg_daemon *d = c->d;
+	t->id.waits_for_run = false;
 	bg_buf_free(&t->id.record);
 	t->id.record = c->rec;
 	c->rec = (struct bg_buf){ 0 };
@@ -518,7 +636,7 @@ static void on_claim(struct bg_rconn *conn, redisReply *r, void *priv)
 	if (r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
 		won(c, t);
 	} else if (r->type == REDIS_REPLY_INTEGER && r->integer == 2) {
-		duplicate(d, t, c->holder);
+		busy(d, t, c->holder);
 	} else if (r->type == REDIS_REPLY_ARRAY &&
 		   (r->elements == 2 || r->elements == 3) &&
 		   r->element[0]->type == REDIS_REPLY_INTEGER &&

@@ -227,10 +227,28 @@ static void release(struct bg_daemon *d, struct bg_job *t)
 	free(t);
 }
 
+/* The RESUMEs here waiting for a run of t's execution (admit.c) are
+ * examined again now rather than at their next back-off. */
+static void wake_waiters(struct bg_daemon *d, const struct bg_job *t)
+{
+	if (!t->id.cmd_ok || t->id.session_id == NULL)
+		return;
+	for (struct bg_job *u = d->all.next; u != &d->all; u = u->next)
+		if (u != t && u->id.waits_for_run && u->retry_ev &&
+		    u->state == BG_JOB_PICKUP && u->id.session_id &&
+		    strcmp(u->id.message_id, t->id.message_id) == 0 &&
+		    strcmp(u->id.session_id, t->id.session_id) == 0 &&
+		    evtimer_pending(u->retry_ev, NULL)) {
+			evtimer_del(u->retry_ev);
+			event_active(u->retry_ev, EV_TIMEOUT, 1);
+		}
+}
+
 void bg_job_free(struct bg_daemon *d, struct bg_job *t)
 {
 	if (d->hooks.job_freed)
 		d->hooks.job_freed(d, t);
+	wake_waiters(d, t);
 	release(d, t);
 }
 

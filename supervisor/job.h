@@ -98,6 +98,10 @@ struct bg_job_id {
 	int deliveries;			 /* Redis delivery count when known */
 	int alone_crashes; /* times bygated died while it ran alone */
 	bool recovered;	   /* fetched by PEL reconcile or reclaim */
+	/* a RESUME waiting for its execution's run to end (admit.c, busy) */
+	bool waits_for_run;
+	int wait_rounds;
+	int64_t wait_since_ms;
 };
 
 /* Its runs in children (schedule.c, attempt.c, kill.c, calls.c). */

@@ -126,6 +126,11 @@ static void send_pickup(struct bg_daemon *d, struct bg_job *t)
 		bg_job_move(t, BG_JOB_PICKUP_LOST); /* again when wr is back */
 }
 
+void bg_pickup_again(struct bg_daemon *d, struct bg_job *t)
+{
+	send_pickup(d, t);
+}
+
 void bg_pickup_on_wr_up(struct bg_daemon *d)
 {
 	for (struct bg_job *t = d->all.next; t != &d->all; t = t->next)

@@ -28,5 +28,8 @@ void bg_pickup_replay_finish(struct bg_daemon *d, int stream_idx,
 			     const char *id, struct bg_str blob);
 /* The write connection is back: send the registry reads it lost. */
 void bg_pickup_on_wr_up(struct bg_daemon *d);
+/* Read t's record again and decide anew (a RESUME that waited for a run of
+ * its execution to end: admit.c). */
+void bg_pickup_again(struct bg_daemon *d, struct bg_job *t);
 
 #endif

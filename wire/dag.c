@@ -463,6 +463,15 @@ int bg_dag_done(struct bg_dag *d, size_t i, json_t *output, int64_t now_ms)
 	return 0;
 }
 
+int bg_dag_set_output(struct bg_dag *d, size_t i, json_t *output)
+{
+	if (i >= d->ntasks || d->tasks[i].status != BG_DAG_DONE)
+		return -EINVAL;
+	json_decref(d->tasks[i].output);
+	d->tasks[i].output = output ? json_incref(output) : json_null();
+	return 0;
+}
+
 static int set_error(struct bg_dag_task *t, const char *fmt, const char *s)
 {
 	char *e = NULL;

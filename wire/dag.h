@@ -91,6 +91,11 @@ int bg_dag_start(struct bg_dag *d, size_t i, int64_t now_ms);
  * null; a new reference is taken). 0, -EINVAL (not RUNNING), -ENOMEM. */
 int bg_dag_done(struct bg_dag *d, size_t i, json_t *output, int64_t now_ms);
 
+/* Set the output of DONE task i (a new reference is taken; NULL = null):
+ * a run state loaded without its outputs gets them back. 0, -EINVAL (not
+ * DONE). */
+int bg_dag_set_output(struct bg_dag *d, size_t i, json_t *output);
+
 /* Task i failed with the reason `error` (RUNNING -> ...). With a retry left
  * it goes back to PENDING and retry_count grows by one; otherwise it is
  * FAILED and every PENDING task depending on it, directly or not, becomes

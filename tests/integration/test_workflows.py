@@ -1,0 +1,213 @@
+"""Workflows across the fleet (issue 13, docs/workflows.md): the task graph
+agent type bygate.dag (workflows/dag_run.c over wire/dag.c) hosted by
+bygated in its pool, calling Python agents (exec handlers) and advanced by
+their callbacks; its state in session kv survives kill -9 of bygated."""
+
+import json
+import os
+import pathlib
+import random
+import time
+
+from harness import wait_until, timeout
+import pyclient as pc
+
+HERE = pathlib.Path(__file__).resolve().parent
+EXAMPLES = HERE.parents[1] / "examples" / "python"
+WFAGENT = HERE / "agents" / "wfagent.py"
+TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
+
+
+def exec_type(name, command, **kw):
+    t = {"name": name, "handler": "exec", "timeout_ms": 60000,
+         "command": command}
+    t.update(kw)
+    return t
+
+
+def dag_type(h, name="bygate.dag", **kw):
+    return h.agent_type(name, plugin="workflows", **kw)
+
+
+def agentos_types(h):
+    return [dag_type(h)] + [
+        exec_type(n, "python3 %s" % (EXAMPLES / (n + ".py")))
+        for n in ("researcher", "writer", "reviewer", "translator")]
+
+
+def wf_types(h, extra_env=None):
+    t = exec_type("wf", "python3 %s" % WFAGENT)
+    if extra_env:
+        t["env"] = extra_env
+    return [dag_type(h), t]
+
+
+def steps(c, keys, session, mid):
+    """The workflow's step events (state events whose text is a JSON object
+    with bygate_workflow), in stream order."""
+    out = []
+    for e in pc.events(c, keys, session):
+        if e["message_id"] != mid or e["data"]["contentType"] != "3003":
+            continue
+        try:
+            v = json.loads(e["data"]["choices"][0]["delta"]["content"])
+        except ValueError:
+            continue
+        if isinstance(v, dict) and "bygate_workflow" in v:
+            out.append(v)
+    return out
+
+
+def end_markers(c, keys, session, mid):
+    return [e for e in pc.events(c, keys, session)
+            if e["message_id"] == mid
+            and e["event_type"] == "appStreamResponse"]
+
+
+def records(c, keys, session):
+    reg = c.call("HGETALL", keys.registry(session)) or []
+    pairs = dict(zip(reg[::2], reg[1::2]))
+    return [json.loads(v) for k, v in pairs.items() if k.startswith("exec:")]
+
+
+def run_dag(h, c, session, spec, t=60):
+    mid, _ = pc.send(c, h.keys, session, "bygate.dag", spec)
+    rec = pc.wait_terminal(c, h.keys, session, mid, t)
+    return mid, rec
+
+
+def result_of(c, keys, session, mid):
+    rec = pc.record(c, keys, session, mid)
+    assert rec, "no record"
+    out = [e for e in pc.events(c, keys, session)
+           if e["message_id"] == mid and e["event_type"] == "finalAnswer"]
+    assert len(out) == 1, out
+    return json.loads(out[0]["data"]["choices"][0]["delta"]["content"])
+
+
+AGENTOS = {
+    "tasks": {
+        "research": {"agent": "researcher", "content": "solar power"},
+        "draft": {"agent": "writer", "content": "an article",
+                  "depends_on": ["research"]},
+        "review": {"agent": "reviewer", "content": "review it",
+                   "depends_on": ["draft"]},
+        "translate": {"agent": "translator", "content": "translate it",
+                      "depends_on": ["draft"], "context": {"lang": "de"}},
+    },
+    "max_parallel": 4,
+    "context": {"project": "demo"},
+}
+
+
+@timeout(120)
+def test_the_agentos_graph_runs_with_python_agents(h):
+    h.start_bygated({"pool": {"size": 3}, "agent_types": agentos_types(h)})
+    c = h.client()
+    mid, rec = run_dag(h, c, "s-agentos", AGENTOS)
+    assert rec["status"] == "COMPLETED", rec
+    res = result_of(c, h.keys, "s-agentos", mid)
+    assert set(res) >= {"run_id", "total", "done", "failed", "skipped",
+                        "duration_ms", "tasks"}, res
+    assert (res["total"], res["done"], res["failed"], res["skipped"]) == \
+        (4, 4, 0, 0), res
+    assert res["run_id"] == rec["execution_id"]
+    tasks = {t["task_id"]: t for t in res["tasks"]}
+    assert [t["task_id"] for t in res["tasks"]] == [
+        "research", "draft", "review", "translate"]
+    for t in res["tasks"]:
+        assert set(t) == {"task_id", "status", "agent", "output", "error",
+                          "started_at", "finished_at", "retry_count"}, t
+        assert t["status"] == "DONE" and t["error"] is None, t
+    assert tasks["research"]["output"] == "3 findings on solar power"
+    draft = tasks["draft"]["output"]
+    assert draft == ("Draft: an article (based on 3 findings on solar "
+                     "power)"), draft
+    # draft waited for research; review and translate got draft's output
+    assert tasks["draft"]["started_at"] >= tasks["research"]["finished_at"]
+    assert tasks["review"]["output"] == (
+        "Review of [%s]: clear, cite one more source" % draft)
+    assert tasks["translate"]["output"] == "[de] %s" % draft
+    for k in ("review", "translate"):
+        assert tasks[k]["started_at"] >= tasks["draft"]["finished_at"]
+    # review and translate were started in the same step: both RUNNING
+    # before either ended
+    st = steps(c, h.keys, "s-agentos", mid)
+    order = [(s.get("task_id"), s["status"]) for s in st]
+    assert order[0] == (None, "START") and order[-1] == (None, "END"), order
+    i_rev = order.index(("review", "RUNNING"))
+    i_tr = order.index(("translate", "RUNNING"))
+    assert max(i_rev, i_tr) < min(order.index(("review", "DONE")),
+                                  order.index(("translate", "DONE"))), order
+    assert len(end_markers(c, h.keys, "s-agentos", mid)) == 1
+
+
+@timeout(120)
+def test_a_failed_task_skips_its_dependents_and_spares_the_rest(h):
+    h.start_bygated({"pool": {"size": 3}, "agent_types": wf_types(h)})
+    c = h.client()
+    spec = {"tasks": {
+        "a": {"agent": "wf", "content": {"op": "fail", "name": "a"}},
+        "b": {"agent": "wf", "content": {"op": "ok", "name": "b"},
+              "depends_on": ["a"]},
+        "c": {"agent": "wf", "content": {"op": "ok", "name": "c"},
+              "depends_on": ["b"]},
+        "x": {"agent": "wf", "content": {"op": "ok", "name": "x"}},
+        "y": {"agent": "wf", "content": {"op": "ok", "name": "y"},
+              "depends_on": ["x"]},
+    }}
+    mid, rec = run_dag(h, c, "s-fail", spec)
+    assert rec["status"] == "FAILED", rec
+    res = result_of(c, h.keys, "s-fail", mid)
+    tasks = {t["task_id"]: t for t in res["tasks"]}
+    assert (res["done"], res["failed"], res["skipped"]) == (2, 1, 2), res
+    assert tasks["a"]["status"] == "FAILED"
+    assert "a failed on purpose" in tasks["a"]["error"], tasks["a"]
+    for k in ("b", "c"):
+        assert tasks[k]["status"] == "SKIPPED", tasks[k]
+        assert tasks[k]["error"] == 'dependency "a" failed', tasks[k]
+        assert tasks[k]["started_at"] is None
+    assert tasks["y"]["status"] == "DONE"
+    assert tasks["y"]["output"]["deps"] == {"_dep_x": tasks["x"]["output"]}
+    assert "1 of 5 tasks failed, 2 skipped" in rec.get("error_message", "")
+    assert len(end_markers(c, h.keys, "s-fail", mid)) == 1
+
+
+@timeout(60)
+def test_a_cyclic_spec_is_refused_before_anything_runs(h):
+    h.start_bygated({"agent_types": wf_types(h)})
+    c = h.client()
+    spec = {"tasks": {
+        "a": {"agent": "wf", "content": "a", "depends_on": ["c"]},
+        "b": {"agent": "wf", "content": "b", "depends_on": ["a"]},
+        "c": {"agent": "wf", "content": "c", "depends_on": ["b"]},
+        "free": {"agent": "wf", "content": "free"},
+    }}
+    mid, rec = run_dag(h, c, "s-cyc", spec)
+    assert rec["status"] == "FAILED", rec
+    assert "dependency cycle" in rec["error_message"], rec
+    assert rec["error_type"] == "WorkflowSpecError"
+    kids = [r for r in records(c, h.keys, "s-cyc")
+            if r.get("parent_message_id") == mid]
+    assert kids == [], kids
+
+
+@timeout(60)
+def test_a_retried_task_runs_again_and_its_dependents_wait(h):
+    h.start_bygated({"agent_types": wf_types(h)})
+    c = h.client()
+    spec = {"tasks": {
+        "f": {"agent": "wf", "content": {"op": "flaky", "name": "f"},
+              "retries": 2},
+        "g": {"agent": "wf", "content": {"op": "ok", "name": "g"},
+              "depends_on": ["f"]},
+    }}
+    mid, rec = run_dag(h, c, "s-retry", spec)
+    assert rec["status"] == "COMPLETED", rec
+    res = result_of(c, h.keys, "s-retry", mid)
+    f, g = res["tasks"]
+    assert f["status"] == "DONE" and f["retry_count"] == 1, f
+    assert g["status"] == "DONE" and g["output"]["deps"]["_dep_f"] == \
+        f["output"]
+    assert ("f", "RETRY") in [(s.get("task_id"), s["status"])
+                              for s in steps(c, h.keys, "s-retry", mid)]
