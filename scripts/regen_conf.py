@@ -38,12 +38,20 @@ SLEEP = """\t},
 """
 # The Python example agents of examples/python/ (docs/handler-protocol.md):
 # an exec command runs in this file's directory, hence the "../".
-PYTHON_AGENTS = ("planner", "researcher", "writer", "summariser", "approver")
+PYTHON_AGENTS = ("planner", "researcher", "writer", "summariser", "approver",
+                 "reviewer", "translator")
 PYTHON_AGENT = """\t{
 \t\tname = "%s";
 \t\thandler = "exec";
 \t\tcommand = "python3 ../examples/python/%s.py";
 \t\ttimeout_ms = 60000;
+\t}"""
+# The workflow agent types (docs/workflows.md), one plugin.
+WORKFLOWS = """,
+\t{
+\t\t# The workflow agent types (docs/workflows.md).
+\t\tname = "bygate.dag";
+\t\tplugin = "../build/plugins/workflows.so";
 \t}"""
 
 
@@ -60,7 +68,7 @@ def main():
         conf = conf.replace(old, new, 1)
     i = conf.rindex("\t}\n);")
     conf = conf[:i] + SLEEP + ",\n".join(
-        PYTHON_AGENT % (n, n) for n in PYTHON_AGENTS) + "\n);\n"
+        PYTHON_AGENT % (n, n) for n in PYTHON_AGENTS) + WORKFLOWS + "\n);\n"
     (ROOT / "etc" / "bygate.conf").write_text(conf)
     md = run("--markdown")
     doc_path = ROOT / "docs" / "configuration.md"

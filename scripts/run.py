@@ -25,6 +25,10 @@ DEMO_TEXT = "Hello from bygate: this text streams back in chunks"
 # The multi-agent demo (examples/python): planner calls researcher, then
 # writer, and is resumed by each reply.
 AGENTS_DEMO = ("planner", "demo-agents", "Plan a weekend in Kyoto")
+# The task graph of docs/workflows.md, run by the bygate.dag agent type.
+DAG_DEMO = ("bygate.dag", "demo-dag",
+            pathlib.Path(__file__).resolve().parents[1] / "examples"
+            / "workflows" / "agentos.json")
 RULE = "-" * 72
 
 
@@ -141,6 +145,15 @@ def run_demo(args, env, signals):
         "agent's events:" % agent)
     run_shown(args, env, signals,
               send_command(args, session, text, agent_type=agent))
+    agent, session, spec = DAG_DEMO
+    if not agent_configured(args, agent):
+        return
+    say("A workflow: the task graph of %s (bygate.dag): research, then a "
+        "draft, then review and translation in parallel, each a call to a "
+        "Python agent; one state event per step:" % shown(spec))
+    run_shown(args, env, signals,
+              send_command(args, session, spec.read_text(),
+                           agent_type=agent) + ["--content-json"])
 
 
 def agent_configured(args, name):

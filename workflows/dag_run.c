@@ -34,7 +34,7 @@ struct run {
 	struct bg_ctx *ctx;
 	const char *exec_id;
 	struct bg_dag *dag;
-	json_t *calls; /* task id -> {"tag", "m", "timeout_ms"} */
+	json_t *calls; /* task id -> its last call {"tag", "m"} */
 	json_int_t seq;
 	/* before this step, to tell what changed */
 	enum bg_dag_status *was;
@@ -214,7 +214,6 @@ static json_t *extra_of(struct run *r, size_t i)
 
 static int fail_task(struct run *r, size_t i, const char *why)
 {
-	json_object_del(r->calls, r->dag->tasks[i].id);
 	return bg_dag_fail(r->dag, i, why, wf_now_ms());
 }
 
@@ -254,6 +253,15 @@ static int start_task(struct run *r, size_t i)
 		json_decref(extra);
 		return rc;
 	}
+	/* the timer first: a call refused after it leaves a timer that
+	 * finds no attempt of its tag running when it fires */
+	rc = arm_timeout(r, i, tag);
+	if (rc < 0) {
+		json_decref(extra);
+		snprintf(err, sizeof(err), "cannot post its timeout (%s)",
+			 strerror(-rc));
+		return fail_task(r, i, err);
+	}
 	rc = wf_call(r->ctx, t->agent, t->content, extra, NULL, tag, mid,
 		     sizeof(mid), err, sizeof(err));
 	json_decref(extra);
@@ -261,12 +269,6 @@ static int start_task(struct run *r, size_t i)
 		return fail_task(r, i, err);
 	json_object_set_new(r->calls, t->id,
 			    json_pack("{s:s,s:s}", "tag", tag, "m", mid));
-	rc = arm_timeout(r, i, tag);
-	if (rc < 0) {
-		snprintf(err, sizeof(err), "cannot post its timeout (%s)",
-			 strerror(-rc));
-		return fail_task(r, i, err);
-	}
 	return 0;
 }
 
@@ -445,7 +447,6 @@ static int on_callback(struct run *r, const struct wf_resume *res)
 	out_key(key, sizeof(key), r, i);
 	int rc = wf_save(r->ctx, key, out);
 	if (rc == 0) {
-		json_object_del(r->calls, r->dag->tasks[i].id);
 		rc = bg_dag_done(r->dag, i, out, wf_now_ms());
 		r->have_output[i] = true;
 	}

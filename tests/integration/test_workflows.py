@@ -211,3 +211,77 @@ def test_a_retried_task_runs_again_and_its_dependents_wait(h):
         f["output"]
     assert ("f", "RETRY") in [(s.get("task_id"), s["status"])
                               for s in steps(c, h.keys, "s-retry", mid)]
+
+
+FAST = {"lease_ttl_s": 2, "heartbeat_interval_ms": 500,
+        "reclaim_min_idle_ms": 4000, "reconcile_interval_ms": 1000,
+        "block_ms": 500}
+
+
+def graph_of_20(seed):
+    """20 tasks in layers, each after one or two earlier ones, 100-300 ms
+    each; a few roots so that branches run in parallel."""
+    rnd = random.Random(seed)
+    tasks = {}
+    for i in range(20):
+        deps = []
+        if i >= 4:
+            deps = sorted({"t%02d" % rnd.randrange(i)
+                           for _ in range(rnd.choice((1, 2)))})
+        tasks["t%02d" % i] = {
+            "agent": "wf", "depends_on": deps,
+            "content": {"op": "sleep", "ms": rnd.randrange(100, 300),
+                        "name": "t%02d" % i}}
+    return {"tasks": tasks, "max_parallel": 6}
+
+
+@timeout(240)
+def test_kill_9_twice_during_a_20_task_graph_on_two_workers(h):
+    shared = pathlib.Path(h.tmp) / "shared"
+    shared.mkdir()
+    log = shared / "wf.log"
+    log.touch()
+    for p, m in ((h.tmp, 0o755), (shared, 0o777), (log, 0o666)):
+        os.chmod(p, m)  # the pool user appends to it
+    types = wf_types(h, {"WFAGENT_LOG": str(log)})
+    types[1]["sandbox"] = {"profile": "trusted"}  # writes the shared log
+    conf = {"pool": {"size": 3}, "worker": FAST, "agent_types": types}
+    a = h.start_bygated(conf)
+    b = h.start_bygated(conf)
+    live = [a, b]
+    c = h.client()
+    rnd = random.Random()
+    mid, _ = pc.send(c, h.keys, "s-k9", "bygate.dag", graph_of_20(7))
+    for _ in range(2):
+        time.sleep(rnd.uniform(0.3, 1.5))
+        victim = live.pop(rnd.randrange(2))
+        victim.kill_all()
+        live.append(h.bygated(config=victim.config).start())
+    rec = pc.wait_terminal(c, h.keys, "s-k9", mid, 180)
+    assert rec["status"] == "COMPLETED", rec
+    res = result_of(c, h.keys, "s-k9", mid)
+    assert (res["total"], res["done"]) == (20, 20), res
+    # one sub-call per task: exactly 20 callee executions, each ended once
+    kids = [r for r in records(c, h.keys, "s-k9")
+            if r.get("parent_message_id") == mid]
+    assert len(kids) == 20, [k["message_id"] for k in kids]
+    for k in kids:
+        tl = [t["status"] for t in k["timeline"]]
+        assert k["status"] == "COMPLETED", k
+        assert sum(1 for x in tl if x in TERMINAL) == 1, tl
+    by_task = {t["task_id"]: t["output"]["message_id"] for t in res["tasks"]}
+    assert sorted(by_task.values()) == sorted(k["message_id"] for k in kids)
+    # what ran: every run of a task was of its one sub-call (a run cut by
+    # the kill is run again under the same message id)
+    runs = [json.loads(x) for x in log.read_text().splitlines()]
+    for name, m in by_task.items():
+        assert {r["message_id"] for r in runs if r["name"] == name} == {m}
+    for t in res["tasks"]:
+        deps = graph_of_20(7)["tasks"][t["task_id"]]["depends_on"]
+        assert sorted(t["output"]["deps"]) == sorted("_dep_" + d
+                                                     for d in deps)
+    assert len(end_markers(c, h.keys, "s-k9", mid)) == 1
+    for d in live:
+        wait_until(lambda: pc.pending_count(
+            c, h.keys.ctrl_agent_type("bygate.dag")) == 0, 30,
+            what="no pending workflow entry")
