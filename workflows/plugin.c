@@ -8,7 +8,7 @@
 
 #include "workflows/wf.h"
 
-enum wf_kind { WF_DAG };
+enum wf_kind { WF_DAG, WF_FANOUT, WF_GROUP };
 
 struct wf_state {
 	enum wf_kind kind;
@@ -18,6 +18,10 @@ static int kind_of(const char *name, enum wf_kind *k)
 {
 	if (strcmp(name, "dag") == 0)
 		*k = WF_DAG;
+	else if (strcmp(name, "fanout") == 0)
+		*k = WF_FANOUT;
+	else if (strcmp(name, "group") == 0)
+		*k = WF_GROUP;
 	else
 		return -EINVAL;
 	return 0;
@@ -53,6 +57,10 @@ static int wf_process(void *state, const struct bg_task *task,
 	switch (st->kind) {
 	case WF_DAG:
 		return wf_dag_process(task, ctx);
+	case WF_FANOUT:
+		return wf_fanout_process(task, ctx);
+	case WF_GROUP:
+		return wf_group_process(task, ctx);
 	}
 	return bg_ctx_fail(ctx, "unknown workflow kind");
 }

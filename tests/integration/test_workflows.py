@@ -285,3 +285,118 @@ def test_kill_9_twice_during_a_20_task_graph_on_two_workers(h):
         wait_until(lambda: pc.pending_count(
             c, h.keys.ctrl_agent_type("bygate.dag")) == 0, 30,
             what="no pending workflow entry")
+
+
+# ---- bygate.group ----------------------------------------------------------
+
+def group_types(h, pool=4):
+    return {"pool": {"size": pool},
+            "agent_types": [dag_type(h, "bygate.group"),
+                            exec_type("wf", "python3 %s" % WFAGENT)]}
+
+
+def member(op, name, **kw):
+    c = {"op": op, "name": name}
+    c.update(kw)
+    return {"agent": "wf", "content": c}
+
+
+def group_resume(c, keys, session, gid, content):
+    """What `bygate group add|close` sends: a RESUME of the group."""
+    cmd = {"action_type": "RESUME",
+           "header": pc.header(session, "bygate.group", message_id=gid),
+           "body": {"content": content, "status": "", "reply_data": None}}
+    c.call("XADD", keys.ctrl_agent_type("bygate.group"), "*", "data",
+           json.dumps(cmd))
+
+
+def group_steps(c, keys, session, gid):
+    return [s for s in steps(c, keys, session, gid)]
+
+
+@timeout(90)
+def test_a_group_runs_its_primer_first_and_followers_see_its_handle(h):
+    h.start_bygated(group_types(h))
+    c = h.client()
+    spec = {"primer": member("primer", "p", ms=400),
+            "followers": [member("ok", "f%d" % i) for i in range(5)]}
+    gid, _ = pc.send(c, h.keys, "s-grp", "bygate.group", spec)
+    rec = pc.wait_terminal(c, h.keys, "s-grp", gid, 60)
+    assert rec["status"] == "COMPLETED", rec
+    res = result_of(c, h.keys, "s-grp", gid)
+    assert res["group_id"] == gid
+    p = res["primer"]
+    assert p["status"] == "done" and p["handle"] == {"cache": "cache-p"}, p
+    fins = {r["message_id"]: r for r in records(c, h.keys, "s-grp")}
+    primer_end = max(r["finished_at"] for r in fins.values()
+                     if r["target_agent_type"] == "wf"
+                     and r["message_id"] == p["output"]["message_id"])
+    assert len(res["followers"]) == 5 and res["done"] == 5, res
+    for f in res["followers"]:
+        assert f["status"] == "done", f
+        assert f["output"]["handle"] == {"cache": "cache-p"}, f
+        assert f["output"]["primer"] == p["output"], f
+        rec_f = fins[f["output"]["message_id"]]
+        assert rec_f["started_at"] >= primer_end, (rec_f, primer_end)
+    assert len(end_markers(c, h.keys, "s-grp", gid)) == 1
+
+
+@timeout(90)
+def test_an_open_group_takes_followers_before_and_after_its_primer(h):
+    h.start_bygated(group_types(h))
+    c = h.client()
+    spec = {"primer": member("primer", "p", ms=1500), "open": True}
+    gid, _ = pc.send(c, h.keys, "s-open", "bygate.group", spec)
+    wait_until(lambda: any(s.get("role") == "primer"
+                           and s["status"] == "running"
+                           for s in group_steps(c, h.keys, "s-open", gid)),
+               20, what="primer running")
+    group_resume(c, h.keys, "s-open", gid, {
+        "bygate_group": "add",
+        "followers": [member("ok", "early%d" % i) for i in range(3)]})
+    wait_until(lambda: sum(1 for s in group_steps(c, h.keys, "s-open", gid)
+                           if s["status"] == "waiting") == 3, 20,
+               what="3 followers waiting behind the primer")
+    wait_until(lambda: any(s.get("role") == "primer" and s["status"] == "done"
+                           for s in group_steps(c, h.keys, "s-open", gid)),
+               20, what="primer done")
+    group_resume(c, h.keys, "s-open", gid, json.dumps({
+        "bygate_group": "add",
+        "followers": [member("ok", "late%d" % i) for i in range(2)]}))
+    wait_until(lambda: sum(1 for s in group_steps(c, h.keys, "s-open", gid)
+                           if s["status"] == "done") == 6, 20,
+               what="5 followers done")
+    assert pc.terminal(c, h.keys, "s-open", gid) is None  # still open
+    group_resume(c, h.keys, "s-open", gid, {"bygate_group": "close"})
+    rec = pc.wait_terminal(c, h.keys, "s-open", gid, 30)
+    assert rec["status"] == "COMPLETED", rec
+    res = result_of(c, h.keys, "s-open", gid)
+    names = [f["output"]["name"] for f in res["followers"]]
+    assert names == ["early0", "early1", "early2", "late0", "late1"], names
+    assert all(f["output"]["handle"] == {"cache": "cache-p"}
+               for f in res["followers"])
+    assert len(end_markers(c, h.keys, "s-open", gid)) == 1
+
+
+@timeout(90)
+def test_a_failed_primer_fails_its_followers_with_the_reason(h):
+    h.start_bygated(group_types(h))
+    c = h.client()
+    spec = {"primer": member("fail", "p"),
+            "followers": [member("ok", "f%d" % i) for i in range(3)]}
+    gid, _ = pc.send(c, h.keys, "s-pfail", "bygate.group", spec)
+    rec = pc.wait_terminal(c, h.keys, "s-pfail", gid, 60)
+    assert rec["status"] == "FAILED", rec
+    assert rec["error_message"].startswith("primer failed: "), rec
+    res = result_of(c, h.keys, "s-pfail", gid)
+    assert res["primer"]["status"] == "failed"
+    assert "p failed on purpose" in res["primer"]["error"]
+    for f in res["followers"]:
+        assert f["status"] == "failed", f
+        assert f["error"].startswith("primer failed: ") and \
+            "p failed on purpose" in f["error"], f
+        assert f["started_at"] is None
+    # no follower was ever called
+    kids = [r for r in records(c, h.keys, "s-pfail")
+            if r.get("parent_message_id") == gid]
+    assert len(kids) == 1, kids

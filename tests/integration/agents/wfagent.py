@@ -1,6 +1,8 @@
 """A task of the workflow tests (tests/integration/test_workflows.py). The
-content is a JSON object: {"op": "ok" | "fail" | "sleep" | "flaky",
-"ms": N, "name": X}. It answers a JSON object naming itself, the
+content is a JSON object: {"op": "ok" | "fail" | "sleep" | "flaky" |
+"primer", "ms": N, "name": X}; "primer" (after sleeping ms, default 0)
+returns the handle {"cache": "cache-<name>"} in its extra_payload, as a
+group's primer does. It answers a JSON object naming itself, the
 dependency outputs and context it got (extra_payload), the attempt and
 the host pid, so a test can check what reached it and how often it ran.
 "flaky" fails while a marker file for its name is absent from the
@@ -32,8 +34,8 @@ def handle(ctx):
         with open(log, "a") as f:
             f.write(json.dumps({"name": name, "message_id": ctx.message_id,
                                 "t": time.time()}) + "\n")
-    if op == "sleep":
-        end = time.time() + c.get("ms", 1000) / 1000.0
+    if op in ("sleep", "primer"):
+        end = time.time() + c.get("ms", 1000 if op == "sleep" else 0) / 1000.0
         while time.time() < end:
             if ctx.cancelled():
                 return "CANCELLED"
@@ -45,11 +47,16 @@ def handle(ctx):
         if not os.path.exists(marker):
             open(marker, "w").close()
             raise RuntimeError("%s fails once" % name)
-    return {"reply_data": {
+    out = {"reply_data": {
         "name": name,
         "deps": {k: v for k, v in extra.items() if k.startswith("_dep_")},
         "context": extra.get("context"),
+        "primer": extra.get("_primer"),
+        "handle": extra.get("_handle"),
         "message_id": ctx.message_id}}
+    if op == "primer":
+        out["extra_payload"] = {"cache": "cache-" + name}
+    return out
 
 
 if __name__ == "__main__":
