@@ -400,3 +400,48 @@ def test_a_failed_primer_fails_its_followers_with_the_reason(h):
     kids = [r for r in records(c, h.keys, "s-pfail")
             if r.get("parent_message_id") == gid]
     assert len(kids) == 1, kids
+
+
+# ---- bygate.fanout ---------------------------------------------------------
+
+@timeout(90)
+def test_a_fanout_reports_at_its_deadline_and_cancels_the_stragglers(h):
+    h.start_bygated({"pool": {"size": 5},
+                     "agent_types": [dag_type(h, "bygate.fanout"),
+                                     exec_type("wf", "python3 %s" % WFAGENT,
+                                               mode="per_task")]})
+    c = h.client()
+    slow = {3, 5, 8}
+    inputs = [{"op": "sleep", "ms": 10000, "name": "i%d" % i} if i in slow
+              else {"op": "ok", "name": "i%d" % i} for i in range(10)]
+    t0 = time.monotonic()
+    mid, _ = pc.send(c, h.keys, "s-fan", "bygate.fanout",
+                     {"agent": "wf", "inputs": inputs, "timeout_s": 2})
+    rec = pc.wait_terminal(c, h.keys, "s-fan", mid, 30)
+    took = time.monotonic() - t0
+    assert rec["status"] == "COMPLETED", rec
+    # the deadline, not the 10 s sleepers, ended it
+    assert 2.0 <= took < 8.0, took
+    res = result_of(c, h.keys, "s-fan", mid)
+    assert (res["total"], res["success"], res["timeout"], res["failed"]) == \
+        (10, 7, 3, 0), res
+    reps = res["reports"]
+    assert [r["index"] for r in reps] == list(range(10))
+    for i, r in enumerate(reps):
+        assert set(r) >= {"status", "summary", "data", "error",
+                          "duration_seconds"}, r
+        if i in slow:
+            assert r["status"] == "timeout" and r["error"], r
+        else:
+            assert r["status"] == "success", r
+            assert r["data"]["name"] == "i%d" % i, r
+    # the stragglers are cancelled, promptly
+    slow_mids = {reps[i]["message_id"] for i in slow}
+    wait_until(lambda: all((pc.record(c, h.keys, "s-fan", m) or {})
+                           .get("status") == "CANCELLED" for m in slow_mids),
+               6, what="the 3 stragglers cancelled")
+    assert len(end_markers(c, h.keys, "s-fan", mid)) == 1
+    # their late callbacks did not end the fan-out a second time
+    time.sleep(0.5)
+    assert pc.record(c, h.keys, "s-fan", mid)["status"] == "COMPLETED"
+    assert len(end_markers(c, h.keys, "s-fan", mid)) == 1
