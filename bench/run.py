@@ -64,6 +64,7 @@ from bglib.keys import Keys  # noqa: E402
 from bglib.redisserver import RedisServer, RedisStartError  # noqa: E402
 from bglib.resp import RespError  # noqa: E402
 import recovery  # noqa: E402  (bench/recovery.py: the recovery phases)
+import workflows  # noqa: E402  (bench/workflows.py: the workflow figures)
 
 WIRE_FLOOR = REPO.parent / "shared" / "bench" / "wire_floor.py"
 AGENT_TYPE = "noop"
@@ -238,12 +239,13 @@ class Run:
 
     def bygated(self, redis, name, durability="process",
                 agent_type=AGENT_TYPE, log_level="warn", worker=None,
-                wait=True, agent=None, sandbox="trusted", sched=None):
+                wait=True, agent=None, sandbox="trusted", sched=None,
+                agents=None):
         """A bygated on `redis` (pool --pool, worker WORKER_ID and the
         `worker` settings, a fresh state directory), started and, with wait,
         ready; without wait it is only configured (call start() to run it).
         Its one agent type: `agent` (an agent_types entry), else the plugin
-        <agent_type>.so."""
+        <agent_type>.so; or the agent_types entries `agents`."""
         base = self.dir("bygated-" + name)
         for sub in ("state", "workspace"):
             (base / sub).mkdir()
@@ -265,7 +267,7 @@ class Run:
                       "workspace_dir": str(ws),
                       "durability": durability},
             "log": {"level": log_level},
-            "agent_types": [agent or {
+            "agent_types": agents or [agent or {
                 "name": agent_type, "handler": "plugin",
                 "plugin": str(self.build / "plugins" / (agent_type + ".so"))}],
         }
@@ -1032,6 +1034,11 @@ def run_all(run, results, failures):
     if a.only_sched:
         scheduling_cost(run, results, failures)
         return
+    if a.only_workflows:
+        workflows.workflows(run, results,
+                            lambda *pa: phase(results, failures, *pa),
+                            say, RULE)
+        return
     say("bygate benchmark: %d tasks, %d sessions, pool %d, %d closed-loop "
         "tasks, %d run(s) of the full load and of each floor%s" % (
             a.tasks, a.sessions, a.pool, a.closed_tasks, a.repeat,
@@ -1088,6 +1095,8 @@ def run_all(run, results, failures):
         handlers(run, results, failures)
     sandbox_cost(run, results, failures)
     scheduling_cost(run, results, failures)
+    workflows.workflows(run, results,
+                        lambda *pa: phase(results, failures, *pa), say, RULE)
     summary(results)
 
 
@@ -1119,6 +1128,9 @@ def parse_args(argv):
                     help="run only the handlers phase")
     ap.add_argument("--only-sched", action="store_true",
                     help="only the scheduling cost (the ready set off/on)")
+    ap.add_argument("--only-workflows", action="store_true",
+                    help="only the workflow figures (step overhead, a "
+                         "1,000-task graph against direct sends)")
     ap.add_argument("--only-sandbox", action="store_true",
                     help="run only the sandbox-cost phase")
     ap.add_argument("--keep", action="store_true",

@@ -143,6 +143,19 @@ static void cancel_queued(struct bg_child_proc *c, uint64_t tag)
 			q->msg.cancelled = true;
 }
 
+void bg_child_wipe(struct bg_child_proc *c, const struct bg_child_msg *m)
+{
+	if (c->held && m->p == c->held->data) {
+		explicit_bzero(c->held->data, m->len);
+		return;
+	}
+	/* From the ring: the replies a handler's calls received since may
+	 * have moved c->in's buffer (m->p then points at freed memory) or
+	 * overwritten it; what is left of any of them is in c->in now. */
+	if (c->in.buf)
+		explicit_bzero(c->in.buf, c->in.cap);
+}
+
 void bg_child_enqueue(struct bg_child_proc *c, const struct bg_child_msg *m)
 {
 	struct bg_child_queued *q = malloc(sizeof(*q) + m->len);

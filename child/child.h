@@ -261,6 +261,11 @@ void bg_child_sleep(struct bg_child_proc *c);
 /* Handle a STOP (sets stop_requested) or a CANCEL (for the running plugin
  * task, an exec task in flight or a queued TASK); false for other kinds. */
 bool bg_child_absorb(struct bg_child_proc *c, const struct bg_child_msg *m);
+/* Zero what is left of task message m after its run (no trace for the
+ * task processes forked later): m's own bytes when it was queued, else
+ * the down ring's receive buffer as it is now (a handler's calls may have
+ * received into it, moving it: m->p is then stale). */
+void bg_child_wipe(struct bg_child_proc *c, const struct bg_child_msg *m);
 /* Keep m (copied) for bg_child_next. */
 void bg_child_enqueue(struct bg_child_proc *c, const struct bg_child_msg *m);
 /* Without blocking, read what the down ring holds: STOP and CANCEL are

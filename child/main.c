@@ -229,7 +229,7 @@ int main(int argc, char **argv)
 				bg_child_run(c, &m);
 			/* Decoded into the task's own copies: no trace left
 			 * for the next task process to inherit... */
-			explicit_bzero((void *)m.p, m.len);
+			bg_child_wipe(c, &m);
 			/* ... which may be forked now. */
 			if (isolated && !c->stop_requested)
 				bg_child_spare_start(c);

@@ -445,3 +445,21 @@ def test_a_fanout_reports_at_its_deadline_and_cancels_the_stragglers(h):
     time.sleep(0.5)
     assert pc.record(c, h.keys, "s-fan", mid)["status"] == "COMPLETED"
     assert len(end_markers(c, h.keys, "s-fan", mid)) == 1
+
+
+@timeout(60)
+def test_a_chain_run_in_trusted_children_keeps_them_healthy(h):
+    """Trusted: the workflow and its tasks run in the same children, one
+    after another. The workflow's kv reads receive replies larger than its
+    task message, into the child's receive buffer; the child used to zero
+    the task message through a pointer those replies had freed
+    (child/main.c), corrupting its heap: the next task crashed it."""
+    d = h.start_bygated({"sandbox": {"profile": "trusted"},
+                         "agent_types": [dag_type(h), h.agent_type("noop")]})
+    c = h.client()
+    spec = {"tasks": {"t%03d" % i: {
+        "agent": "noop", "content": "x",
+        "depends_on": ["t%03d" % (i - 1)] if i else []} for i in range(40)}}
+    mid, rec = run_dag(h, c, "s-chain", spec)
+    assert rec["status"] == "COMPLETED", rec
+    assert "signal" not in d.log_text()
