@@ -158,8 +158,10 @@ static void on_resume_wait(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	struct bg_job *t = arg;
-	if (t->state == BG_JOB_PICKUP && t->id.waits_for_run)
+	if (t->state == BG_JOB_PICKUP && t->id.waits_for_run) {
+		t->id.waits_for_run = false; /* re-reading, not waiting */
 		bg_pickup_again(t->d, t);
+	}
 }
 
 static int64_t resume_wait_limit_ms(const struct bg_daemon *d,
@@ -173,7 +175,13 @@ static int64_t resume_wait_limit_ms(const struct bg_daemon *d,
 	       (int64_t)d->cfg->lease_ttl_s * 1000 + 2000;
 }
 
-static void busy(struct bg_daemon *d, struct bg_job *t, const char *who)
+/* A RESUME whose execution runs on `who` ("this worker": a job here holds
+ * it; else the other worker whose lease is there). A run here wakes one
+ * waiter when it ends (bg_job_free), the oldest first, so a burst of
+ * callbacks is taken one at a time without a herd of re-reads; a run
+ * elsewhere is polled with a back-off. */
+static void busy(struct bg_daemon *d, struct bg_job *t, const char *who,
+		 bool here)
 {
 	if (t->id.cmd.action != BG_ACTION_RESUME) {
 		duplicate(d, t, who);
@@ -181,8 +189,7 @@ static void busy(struct bg_daemon *d, struct bg_job *t, const char *who)
 	}
 	int64_t now = bg_now_ms();
 	struct bg_log_ids ids = bg_job_log_ids(t);
-	if (!t->id.waits_for_run) {
-		t->id.waits_for_run = true;
+	if (t->id.wait_since_ms == 0) {
 		t->id.wait_since_ms = now;
 		t->id.wait_rounds = 0;
 		bg_log_task(BG_LOG_DEBUG, &ids,
@@ -197,21 +204,27 @@ static void busy(struct bg_daemon *d, struct bg_job *t, const char *who)
 			    "on %s, longer than that run may last: the record "
 			    "is taken for a lost run's",
 			    (long long)(now - t->id.wait_since_ms), who);
-		t->id.waits_for_run = false;
 		duplicate(d, t, who);
 		return;
 	}
-	int shift = t->id.wait_rounds < 6 ? t->id.wait_rounds : 6;
-	int64_t ms = (int64_t)RESUME_WAIT_FIRST_MS << shift;
-	if (ms > RESUME_WAIT_MAX_MS)
-		ms = RESUME_WAIT_MAX_MS;
-	t->id.wait_rounds++;
 	if (t->retry_ev == NULL)
 		t->retry_ev = evtimer_new(d->base, on_resume_wait, t);
 	if (t->retry_ev == NULL) {
 		duplicate(d, t, who);
 		return;
 	}
+	t->id.waits_for_run = true;
+	/* here: woken by the end of the run; the timer is only the limit */
+	int64_t ms = RESUME_WAIT_MAX_MS;
+	if (here) {
+		ms = limit >= 0 ? limit + 1 : 3600000;
+	} else {
+		int shift = t->id.wait_rounds < 6 ? t->id.wait_rounds : 6;
+		ms = (int64_t)RESUME_WAIT_FIRST_MS << shift;
+		if (ms > RESUME_WAIT_MAX_MS)
+			ms = RESUME_WAIT_MAX_MS;
+	}
+	t->id.wait_rounds++;
 	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 	evtimer_add(t->retry_ev, &tv);
 }
@@ -373,7 +386,7 @@ static bool examine(struct bg_daemon *d, struct bg_job *t,
 		 * bygated before this one (a worker id is held by one process)
 		 * and it is claimed; running on another worker, the claim asks
 		 * that worker's lease. */
-		busy(d, t, "this worker");
+		busy(d, t, "this worker", true);
 	} else if (t->id.deliveries > d->cfg->max_deliveries) {
 		poison(d, t, have);
 	} else {
@@ -549,6 +562,7 @@ static void won(struct claim *c, struct bg_job *t)
 {
 	struct bg_daemon *d = c->d;
 	t->id.waits_for_run = false;
+	t->id.wait_since_ms = 0;
 	bg_buf_free(&t->id.record);
 	t->id.record = c->rec;
 	c->rec = (struct bg_buf){ 0 };
@@ -636,7 +650,7 @@ static void on_claim(struct bg_rconn *conn, redisReply *r, void *priv)
 	if (r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
 		won(c, t);
 	} else if (r->type == REDIS_REPLY_INTEGER && r->integer == 2) {
-		busy(d, t, c->holder);
+		busy(d, t, c->holder, false);
 	} else if (r->type == REDIS_REPLY_ARRAY &&
 		   (r->elements == 2 || r->elements == 3) &&
 		   r->element[0]->type == REDIS_REPLY_INTEGER &&

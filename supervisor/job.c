@@ -227,9 +227,9 @@ static void release(struct bg_daemon *d, struct bg_job *t)
 	free(t);
 }
 
-/* The RESUMEs here waiting for a run of t's execution (admit.c) are
- * examined again now rather than at their next back-off. */
-static void wake_waiters(struct bg_daemon *d, const struct bg_job *t)
+/* The oldest RESUME here waiting for a run of t's execution (admit.c) is
+ * examined again now; the others wait for the run it starts to end. */
+static void wake_waiter(struct bg_daemon *d, const struct bg_job *t)
 {
 	if (!t->id.cmd_ok || t->id.session_id == NULL)
 		return;
@@ -237,10 +237,10 @@ static void wake_waiters(struct bg_daemon *d, const struct bg_job *t)
 		if (u != t && u->id.waits_for_run && u->retry_ev &&
 		    u->state == BG_JOB_PICKUP && u->id.session_id &&
 		    strcmp(u->id.message_id, t->id.message_id) == 0 &&
-		    strcmp(u->id.session_id, t->id.session_id) == 0 &&
-		    evtimer_pending(u->retry_ev, NULL)) {
+		    strcmp(u->id.session_id, t->id.session_id) == 0) {
 			evtimer_del(u->retry_ev);
 			event_active(u->retry_ev, EV_TIMEOUT, 1);
+			return;
 		}
 }
 
@@ -248,7 +248,7 @@ void bg_job_free(struct bg_daemon *d, struct bg_job *t)
 {
 	if (d->hooks.job_freed)
 		d->hooks.job_freed(d, t);
-	wake_waiters(d, t);
+	wake_waiter(d, t);
 	release(d, t);
 }
 
