@@ -4,7 +4,10 @@ agent types are played by tests/integration/agents/wfstub.py, registered
 under their names, which speaks their contract (step events, one result)
 without running anything: what is checked here is the CLI - the ASK it
 sends, the progress lines it prints per step, the result table, the exit
-status, and the RESUMEs of group add / close on the control stream."""
+status, and the RESUMEs of group add / close on the control stream - and
+the SDK helpers that start a workflow from an agent and get its result
+(bg_ctx_call_workflow: tests/plugins/wfcall.c; the Python
+ctx.call_workflow: wfstub.py's "py.caller")."""
 
 import json
 import pathlib
@@ -12,6 +15,7 @@ import re
 
 from harness import timeout, wait_until
 from test_client import bygate_json, fake_worker
+import pyclient as pc
 
 AGENTS = pathlib.Path(__file__).resolve().parent / "agents"
 STEP = re.compile(r"^\d\d:\d\d:\d\d\.\d{3}  (\S+(?: \d+)?) +(\S+) +(\S+)(.*)$")
@@ -24,12 +28,13 @@ GRAPH = {"tasks": {
     "translate": {"agent": "translator", "depends_on": ["draft"]}}}
 
 
-def start(h):
+def start(h, *more):
     stub = "python3 %s" % (AGENTS / "wfstub.py")
     return h.start_bygated({"pool": {"size": 2}, "agent_types": [
         {"name": n, "handler": "exec", "mode": "persistent",
          "timeout_ms": 30000, "command": stub}
-        for n in ("bygate.dag", "bygate.fanout", "bygate.group")]})
+        for n in ("bygate.dag", "bygate.fanout", "bygate.group")] +
+        list(more)})
 
 
 def spec_file(h, spec, name="spec.json"):
@@ -321,3 +326,75 @@ def test_group_add_close_show_of_an_unknown_group_exit_1_or_2(h):
                  ("add", "g", "--session", "s", "--follower", "[]"),
                  ("close", "g"), ("show", "--session", "s"), ("stop", "g")):
         assert h.bygate("group", *args).returncode == 2, args
+
+
+# ---- starting a workflow from an agent -------------------------------------
+
+def called_workflow(h, agent, content, session):
+    """Send content to agent, wait for its end; (its reply_data or final
+    answer, the ASKs on bygate.dag's control stream)."""
+    c = h.client()
+    mid, _ = pc.send(c, h.keys, session, agent, content)
+    rec = pc.wait_terminal(c, h.keys, session, mid)
+    assert rec["status"] == "COMPLETED", rec
+    final = [e["data"]["choices"][0]["delta"]["content"]
+             for e in pc.events(c, h.keys, session)
+             if e["message_id"] == mid and e["event_type"] == "finalAnswer"]
+    return final[-1], mid
+
+
+@timeout(60)
+def test_bg_ctx_call_workflow_calls_bygate_dag_and_is_resumed_with_its_result(
+        h):
+    start(h, h.agent_type("wfcall"))
+    final, mid = called_workflow(h, "wfcall", "dag - " + json.dumps(GRAPH),
+                                 "s-c")
+    body = json.loads(final[len("resumed: "):])
+    assert body["status"] == "COMPLETED"
+    assert body["reply_data"]["done"] == 4
+    assert json.loads(body["content"]) == body["reply_data"]
+    [ask] = control_entries(h, "bygate.dag")
+    assert ask["header"]["source_agent_type"] == "wfcall"
+    assert ask["header"]["parent_message_id"] == mid
+    assert ask["body"]["wait_for_reply"] is True
+    assert json.loads(ask["body"]["content"]) == GRAPH  # the spec's text
+
+
+@timeout(60)
+def test_bg_ctx_call_workflow_takes_another_agent_type_and_refuses_bad_specs(
+        h):
+    start(h, h.agent_type("wfcall"))
+    fake_worker(h, "my.fanout")
+    spec = {"agent": "w", "count": 2, "timeout_s": 1}
+    c = h.client()
+    mid, _ = pc.send(c, h.keys, "s-o", "wfcall",
+                     'fanout {"agent_type":"my.fanout","metadata":{"k":1}} '
+                     + json.dumps(spec))
+    wait_until(lambda: (pc.record(c, h.keys, "s-o", mid) or {}).get(
+        "status") == "WAITING_AGENT", 30, what="the caller to wait")
+    [ask] = control_entries(h, "my.fanout")
+    assert json.loads(ask["body"]["content"]) == spec
+    assert ask["header"]["metadata"]["k"] == 1
+    assert control_entries(h, "bygate.fanout") == []
+    for content in ("graph - {}", "dag - [1]", "dag - {nope",
+                    'dag {"agent_type":7} {}', 'dag [] {}'):
+        final, _ = called_workflow(h, "wfcall", content, "s-bad")
+        assert final == "rc -22", (content, final)
+
+
+@timeout(60)
+def test_python_call_workflow_calls_bygate_dag_and_is_resumed_with_its_result(
+        h):
+    start(h, {"name": "py.caller", "handler": "exec", "mode": "persistent",
+              "timeout_ms": 30000,
+              "command": "python3 %s" % (AGENTS / "wfstub.py")})
+    final, _ = called_workflow(
+        h, "py.caller", json.dumps({"kind": "dag", "spec": GRAPH}), "s-p")
+    body = json.loads(final)["resumed"]
+    assert body["reply_data"]["done"] == 4
+    [ask] = control_entries(h, "bygate.dag")
+    assert ask["header"]["source_agent_type"] == "py.caller"
+    assert json.loads(ask["body"]["content"]) == GRAPH
+    final, _ = called_workflow(
+        h, "py.caller", json.dumps({"kind": "graph", "spec": GRAPH}), "s-p")
+    assert json.loads(final) == {"refused": "unknown workflow kind 'graph'"}

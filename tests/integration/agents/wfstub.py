@@ -11,7 +11,9 @@ RETRY when it has "retries"), its dependents are SKIPPED naming it; a spec
 with "cycle" as a task content is refused. fanout: input "slow" times
 out, "bad" fails, anything else succeeds. group: the primer and the
 followers DONE; an open group waits (WAITING_AGENT) for RESUMEs
-{"bygate_group": "add" | "close"} and keeps its followers in session kv."""
+{"bygate_group": "add" | "close"} and keeps its followers in session kv.
+An agent type ending in ".caller" is an agent starting a workflow with
+ctx.call_workflow (see caller())."""
 import json
 import os
 import sys
@@ -142,9 +144,24 @@ def group(ctx):
                  "followers": followers})
 
 
+def caller(ctx):
+    """Not a workflow: an agent starting one with ctx.call_workflow. The
+    content is {"kind", "spec", "agent_type"?}; the resume completes with
+    reply_data {"resumed": the RESUME's body}."""
+    if ctx.resumed:
+        return {"reply_data": {"resumed": ctx.body}}
+    ask = json.loads(ctx.content)
+    try:
+        ctx.call_workflow(ask["kind"], ask["spec"], ask.get("agent_type"))
+    except ValueError as e:
+        return {"reply_data": {"refused": str(e)}}
+    return None
+
+
 def handle(ctx):
     kind = ctx.agent_type.split(".", 1)[-1]
-    return {"dag": dag, "fanout": fanout, "group": group}[kind](ctx)
+    return {"dag": dag, "fanout": fanout, "group": group,
+            "caller": caller}[kind](ctx)
 
 
 if __name__ == "__main__":
