@@ -225,4 +225,69 @@ int bg_client_wakeup_json(struct bg_client *c, struct bg_buf *out,
 int bg_client_pending_json(struct bg_client *c, struct bg_buf *out,
 			   const struct bg_client_intent *in);
 
+/* ---- workflows (client/workflow.c, docs/client.md "Workflows") ------- */
+
+/* The workflow agent types of issue 13 (docs/workflows.md). */
+enum bg_wf_kind { BG_WF_DAG, BG_WF_FANOUT, BG_WF_GROUP };
+
+/* "dag", "fanout", "group" to a kind: 0 or -EINVAL. */
+int bg_client_wf_kind(const char *name, enum bg_wf_kind *out);
+
+/* The default agent type of a kind: "bygate.dag", "bygate.fanout",
+ * "bygate.group". */
+const char *bg_client_wf_agent_type(enum bg_wf_kind k);
+
+/* The step a data-stream entry (its `data` field, raw[0..len)) carries
+ * when it is a workflow's state event: event_type reasoningLogDelta,
+ * data.contentType "3003", content the text of a JSON object with a string
+ * member bygate_workflow, of this workflow (the event's message_id is
+ * message_id, or the step's run_id is execution_id). A new reference to
+ * the step object, *ts_ms the event's timestamp (0 when none); NULL for
+ * any other entry. */
+json_t *bg_client_wf_step(const char *raw, size_t len, const char *message_id,
+			  const char *execution_id, int64_t *ts_ms);
+
+/* Append the progress line of a step, without a newline:
+ * "12:00:01.234  research          DONE       researcher" (UTC time of
+ * ts_ms, the task id / "primer" / "follower N" / "#N", the status, the
+ * agent), then "  (retry N)" when retry_count > 0 and "  <error>" when
+ * error is set. Control characters are shown as '?'. 0 or -ENOMEM. */
+int bg_client_wf_step_line(struct bg_buf *out, const json_t *step,
+			   int64_t ts_ms);
+
+/* A task / report / member status that counts as success: DONE, success
+ * or COMPLETED, in any case. */
+bool bg_client_wf_status_ok(const char *status);
+
+/* Whether a workflow result is a full success: dag: done == total, nothing
+ * failed or skipped; fanout: success == total; group: the primer and
+ * every follower succeeded. A result with an "error" member (a refused
+ * spec) or that is not an object is not. */
+bool bg_client_wf_ok(enum bg_wf_kind k, const json_t *result);
+
+/* Append the result table of a finished workflow and its summary line
+ * (docs/client.md "Workflows"): dag: a row per task in result order;
+ * fanout: a row per report by index; group: the primer then the
+ * followers by index. 0 or -ENOMEM. */
+int bg_client_wf_table(struct bg_buf *out, enum bg_wf_kind k,
+		       const json_t *result);
+
+/* Append to the array `into` the followers of text: one follower object,
+ * an array of them, or {"followers": [...]}; each an object with an
+ * "agent" string of 1..128 bytes. 0, or -EINVAL with *why saying what is
+ * wrong (nothing appended from a bad array's later elements onwards). */
+int bg_client_wf_followers(const char *text, json_t *into, const char **why);
+
+/* The RESUME contents of `bygate group add` and `close`:
+ * {"bygate_group":"add","followers":[...]} and {"bygate_group":"close"}
+ * (new references; NULL when out of memory). followers is borrowed. */
+json_t *bg_client_wf_group_add(json_t *followers);
+json_t *bg_client_wf_group_close(void);
+
+/* A fan-out spec {"agent", "inputs" | "count", "timeout_s"}: inputs (an
+ * array, borrowed) or, when NULL, count; timeout_s an integer when it is
+ * whole. A new reference, NULL when out of memory. */
+json_t *bg_client_wf_fanout_spec(const char *agent, json_t *inputs,
+				 long long count, double timeout_s);
+
 #endif

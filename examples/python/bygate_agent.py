@@ -230,6 +230,24 @@ class Context:
                 self._cancel.set()
         return self._cancel.is_set()
 
+    def call_workflow(self, kind, spec, agent_type=None):
+        """Start a workflow (kind "dag", "group" or "fanout"; spec a dict,
+        or the JSON text of an object, as in docs/workflows.md) as a call
+        to agent_type or "bygate.<kind>" that waits for its result: this
+        task then ends WAITING_AGENT and the workflow's end resumes it (a
+        new task, resumed, body["reply_data"] = the result; a refused spec
+        comes back FAILED with reply_data {"error": reason}). Returns
+        call_agent's reply."""
+        if kind not in ("dag", "group", "fanout"):
+            raise ValueError("unknown workflow kind %r" % (kind,))
+        if isinstance(spec, str):
+            spec = json.loads(spec)
+        if not isinstance(spec, dict):
+            raise ValueError("a workflow spec is a JSON object")
+        return self.call_agent(agent_type or "bygate." + kind,
+                               json.dumps(spec, ensure_ascii=False),
+                               wait_for_reply=True)
+
 
 def result_line(task, value):
     """The result line for a handler's return value (WIRE 6.5)."""

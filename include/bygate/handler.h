@@ -339,6 +339,27 @@ int bg_options_get_int(const char *options_json, const char *key,
 int bg_options_get_string(const char *options_json, const char *key,
 			  char **out);
 
+/* ---- workflows (issue 13, docs/workflows.md) --------------------------*/
+
+/** Start a workflow as a sub-call and wait for its result: call_agent
+ * (wait_for_reply) to the agent type "bygate.<kind>", @p kind being "dag",
+ * "group" or "fanout", with @p spec_json, a JSON object (the spec of
+ * docs/workflows.md; duplicated keys refused), as the content - its
+ * compact JSON text, since a call's content is text (the workflow agent
+ * types read bg_task_content(), the same text either way). @p options_json
+ * may be NULL or an object: "agent_type" (a string) names another agent
+ * type to call; the other members are call_agent's options
+ * ("extra_payload", "metadata", "route_policy", ...). *reply is
+ * call_agent's reply (free()); like call_agent, this execution then waits
+ * (WAITING_AGENT) and the workflow's end resumes it: the RESUME's
+ * body.reply_data is the result object (bg_task_body_json()), its content
+ * the same as JSON text; a refused spec resumes it FAILED with reply_data
+ * {"error": reason}. 0, -EINVAL (an unknown kind, a spec that is not a
+ * JSON object, bad options), or call_agent's errors. */
+int bg_ctx_call_workflow(struct bg_ctx *ctx, const char *kind,
+			 const char *spec_json, const char *options_json,
+			 char **reply);
+
 #ifdef __cplusplus
 }
 #endif
