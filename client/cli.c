@@ -1944,7 +1944,8 @@ static int wf_report(const struct cli *cli, const struct wf_args *a,
 		else if (!completed && err[0])
 			set_str(o, "error", err);
 		print_json(o);
-	} else if (completed && result) {
+	} else if (result && json_object_get(result, "run_id")) {
+		/* the table on a failed run too: which task failed, why */
 		putchar('\n');
 		if (print_table(a->kind, result))
 			return fail(cli, a->cmd, -ENOMEM);

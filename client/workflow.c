@@ -169,7 +169,8 @@ static long long int_or(const json_t *o, const char *key, long long dflt)
 	return json_is_integer(v) ? json_integer_value(v) : dflt;
 }
 
-/* A step's or a row's name: the task id, "primer", "follower N", "#N". */
+/* A step's or a row's name: the task id, "primer", "follower N", "#N", or
+ * "(dag)" for a step of the whole run (START, END). */
 static void label_text(const json_t *o, char *buf, size_t cap)
 {
 	const char *task = json_string_value(json_object_get(o, "task_id"));
@@ -182,6 +183,10 @@ static void label_text(const json_t *o, char *buf, size_t cap)
 		snprintf(buf, cap, "%s", role);
 	else if (has_int(o, "index"))
 		snprintf(buf, cap, "#%lld", int_or(o, "index", 0));
+	else if (json_is_string(json_object_get(o, "bygate_workflow")))
+		snprintf(buf, cap, "(%s)",
+			 json_string_value(
+				 json_object_get(o, "bygate_workflow")));
 	else
 		snprintf(buf, cap, "?");
 }

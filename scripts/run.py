@@ -152,8 +152,8 @@ def run_demo(args, env, signals):
         "draft, then review and translation in parallel, each a call to a "
         "Python agent; one state event per step:" % shown(spec))
     run_shown(args, env, signals,
-              send_command(args, session, spec.read_text(),
-                           agent_type=agent) + ["--content-json"])
+              [shown(args.build / "bygate"), "dag", "run", shown(spec),
+               "--session", session, "--wait"])
 
 
 def agent_configured(args, name):
