@@ -52,6 +52,14 @@ WORKFLOWS = """,
 \t\t# The workflow agent types (docs/workflows.md).
 \t\tname = "bygate.dag";
 \t\tplugin = "../build/plugins/workflows.so";
+\t},
+\t{
+\t\tname = "bygate.group";
+\t\tplugin = "../build/plugins/workflows.so";
+\t},
+\t{
+\t\tname = "bygate.fanout";
+\t\tplugin = "../build/plugins/workflows.so";
 \t}"""
 
 
