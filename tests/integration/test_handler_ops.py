@@ -322,3 +322,60 @@ def test_agent_types_served_refuses_what_is_not_a_list_of_names(h):
     mid, _ = pc.send(h.client(), h.keys, s, "ops", "served [1]")
     finished(h, s, mid)
     assert chunks(h, s, mid) == ["rc -22"]
+
+
+# ---- the same operations from an exec handler (bygate_agent.py) ----------
+
+AGENTS = __import__("pathlib").Path(__file__).resolve().parent / "agents"
+
+
+def py_ops(name="pyops"):
+    return {"name": name, "handler": "exec", "timeout_ms": 30000,
+            "command": "python3 %s" % (AGENTS / "opsagent.py")}
+
+
+def final(h, s, mid):
+    return [e["data"]["choices"][0]["delta"]["content"]
+            for e in pc.events(h.client(), h.keys, s)
+            if e["message_id"] == mid and e["event_type"] == "finalAnswer"]
+
+
+def test_an_exec_handler_posts_a_timer_to_itself(h):
+    start(h, types=[py_ops()])
+    s = "s-py-timer"
+    mid, _ = pc.send(h.client(), h.keys, s, "pyops", "timer 200")
+    r = finished(h, s, mid)
+    assert r["status"] == "COMPLETED"
+    assert timeline(r) == ["QUEUED", "RUNNING", "WAITING_AGENT", "RUNNING",
+                           "COMPLETED"]
+    assert reply_of(h, s, mid)["status"] == "POSTED"
+    assert final(h, s, mid)[-1] == 'resumed: {"n": 2}'
+    [(eid, cmd)] = posted(h, "pyops")
+    assert entry_ms(eid) >= cmd["body"]["extra_payload"]["bygate_post"][
+        "due_ms"]
+
+
+def test_an_exec_handler_posts_cancels_and_checks_served_types(h):
+    start(h, types=[py_ops(), sleeper(h)])
+    s = "s-py-ops"
+    c = h.client()
+    waiting, _ = pc.send(c, h.keys, s, "pyops", "wait")
+    status_is(h, s, waiting, "WAITING_AGENT")
+    poster, _ = pc.send(c, h.keys, s, "pyops", "post " + waiting)
+    finished(h, s, poster)
+    assert json.loads(final(h, s, poster)[-1])["status"] == "POSTED"
+    assert finished(h, s, waiting)["status"] == "COMPLETED"
+    assert final(h, s, waiting)[-1] == 'resumed: "hello"'
+    nobody, _ = pc.send(c, h.keys, s, "pyops", "post msg-nobody")
+    finished(h, s, nobody)
+    assert json.loads(final(h, s, nobody)[-1])["error_code"] == "NOT_FOUND"
+    long_, _ = pc.send(c, h.keys, s, "sleeper", "10000")
+    status_is(h, s, long_, "RUNNING")
+    canceller, _ = pc.send(c, h.keys, s, "pyops", "cancel " + long_)
+    assert finished(h, s, long_, t=8)["status"] == "CANCELLED"
+    finished(h, s, canceller)
+    assert json.loads(final(h, s, canceller)[-1])["cancelled_count"] == 1
+    served, _ = pc.send(c, h.keys, s, "pyops",
+                        "served " + json.dumps(["sleeper", "nobody"]))
+    finished(h, s, served)
+    assert json.loads(final(h, s, served)[-1]) == ["nobody"]
