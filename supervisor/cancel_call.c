@@ -160,6 +160,47 @@ static void send_cancel_task(struct cancel *x, const struct node *nd)
 	bg_record_free(&r);
 }
 
+/* ---- the dashboard's counters (WIRE 5.9) ---- */
+
+static void emit_wr(void *ctx, int argc, const struct bg_str *argv)
+{
+	struct bg_daemon *d = ctx;
+	const char *a[8];
+	size_t l[8];
+	for (int i = 0; i < argc && i < 8; i++) {
+		a[i] = argv[i].p;
+		l[i] = argv[i].len;
+	}
+	bg_rconn_cmd(d->wr, NULL, NULL, 0, argc < 8 ? argc : 8, a, l);
+}
+
+/* The record of nd was rewritten: when it is this worker's, its counters
+ * move as a client's cancel moves them (the finish later moves them from
+ * CANCELLING). Another worker's counters are not kept here. */
+static void count(struct cancel *x, const struct node *nd)
+{
+	struct bg_record old = { 0 }, neu = { 0 };
+	if (bg_record_read(&old, (struct bg_str){ nd->raw.p, nd->raw.len }) ==
+		    0 &&
+	    bg_record_read(&neu, (struct bg_str){ nd->next.p, nd->next.len }) ==
+		    0 &&
+	    neu.worker_id.len == strlen(x->d->worker_id) &&
+	    memcmp(neu.worker_id.p, x->d->worker_id, neu.worker_id.len) == 0) {
+		char exec[128], from[64], to[64];
+		snprintf(exec, sizeof(exec), "%.*s", (int)neu.execution_id.len,
+			 neu.execution_id.p);
+		snprintf(from, sizeof(from), "%.*s", (int)old.status.len,
+			 old.status.p);
+		snprintf(to, sizeof(to), "%.*s", (int)neu.status.len,
+			 neu.status.p);
+		bg_stats_update(x->d,
+				(struct bg_str){ nd->next.p, nd->next.len },
+				exec, from, to, false, emit_wr, x->d);
+	}
+	bg_record_free(&old);
+	bg_record_free(&neu);
+}
+
 /* ---- rounds of compare-and-set ---- */
 
 static void on_cas(struct bg_rconn *c, redisReply *r, void *priv);
@@ -248,6 +289,7 @@ static void on_cas(struct bg_rconn *c, redisReply *r, void *priv)
 		k++;
 		if (e && e->type == REDIS_REPLY_INTEGER) { /* written */
 			nd->pending = false;
+			count(x, nd);
 			if (nd->cancelling) {
 				x->cancelled++;
 				send_cancel_task(x, nd);

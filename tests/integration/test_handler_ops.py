@@ -10,6 +10,7 @@ import time
 
 from harness import wait_until, timeout
 import pyclient as pc
+from test_cancel_counters import assert_settled
 
 FAST = {"lease_ttl_s": 2, "heartbeat_interval_ms": 300,
         "reclaim_min_idle_ms": 4000, "reconcile_interval_ms": 1000,
@@ -255,6 +256,10 @@ def test_cancel_call_force_stops_a_long_sub_call_at_once(h):
     assert cancel["body"]["target_message_id"] == callee
     # the caller gets the CANCELLED callback
     assert finished(h, s, caller)["status"] == "COMPLETED"
+    # the dashboard's counters moved as for a client's cancel
+    time.sleep(0.3)
+    assert_settled(h.client(), h.keys, r["worker_id"], total_count=3,
+                   completed_count=2, cancelled_count=1)
 
 
 def test_cancel_call_of_a_finished_execution_is_already_finished(h):
