@@ -1,10 +1,11 @@
 /* supervisor/post.c - resume_later: a handler posts a RESUME to an
  * execution of its own session (itself: a timer or wake-up; another: by
- * its message id, whose record is read live). The RESUME (wire/post.h)
- * goes through the outbox: XADDed in the attempt's finish transaction
- * when due at once, else ZADDed there to the target agent type's timers
- * (timers.h), which a bygated of the fleet moves to the stream when due.
- * A retried attempt therefore never posts twice. */
+ * its message id, whose record is read live: refused when there is none
+ * or it has ended). The RESUME (wire/post.h) goes through the outbox:
+ * XADDed in the attempt's finish transaction when due at once, else
+ * ZADDed there to the target agent type's timers (timers.h), which a
+ * bygated of the fleet sends when due (or drops when the target has ended
+ * by then). A retried attempt therefore never posts twice. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include "wire/ids.h"
 #include "wire/keys.h"
 #include "wire/post.h"
+#include "wire/record.h"
 
 #define S(s) bg_str_c(s)
 
@@ -108,8 +110,6 @@ static void post_write(struct bg_daemon *d, struct bg_job *t, const char *id,
 	else
 		BG_OUT(t, S("XADD"), S(key), S("*"), S("data"),
 		       bg_outbox_bytes(&entry));
-	if (strcmp(mid, t->id.message_id) == 0)
-		t->run.suspended = true; /* it waits for its own wake-up */
 	struct bg_log_ids ids = bg_job_log_ids(t);
 	bg_log_task(BG_LOG_DEBUG, &ids, "resume_later %s (%s) in %lld ms", mid,
 		    type, (long long)delay_ms);
@@ -178,10 +178,14 @@ static void on_read(struct bg_rconn *c, redisReply *r, void *priv)
 	const char *type =
 		bg_arg_name(json_object_get(rec, "target_agent_type"));
 	const char *trace = bg_arg_name(json_object_get(rec, "trace_id"));
+	const char *status = json_string_value(json_object_get(rec, "status"));
 	if (type == NULL || !*type)
 		bg_outbox_reply_error(p->d, t, p->id, "NOT_FOUND",
 				      "resume_later: the execution's record "
 				      "names no agent type");
+	else if (status && bg_status_is_terminal(S(status)))
+		bg_outbox_reply_error(p->d, t, p->id, "ALREADY_FINISHED",
+				      "resume_later: the execution has ended");
 	else
 		post_write(p->d, t, p->id, p->content, p->delay_ms, p->target,
 			   type, trace);

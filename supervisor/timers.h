@@ -2,10 +2,11 @@
  * each agent type's timers are a ZSET (wire/keys.h BG_KEY_TIMERS) of
  * RESUME entries scored by their due time (Redis clock, epoch ms), in the
  * slot of the type's control stream. Every bygated polls the timers of
- * the agent types it is configured for every worker.timer_poll_ms and
- * moves the due ones to the stream with one script (XADD, then ZREM,
- * atomically): each fires exactly once fleet-wide, whichever bygated
- * polls first, and a timer outlives the death of the one that wrote it. */
+ * the agent types it is configured for every worker.timer_poll_ms; a due
+ * entry whose target execution has ended is dropped, any other is moved
+ * to the stream by one script (ZREM, then XADD only if it removed it), so
+ * each is sent exactly once fleet-wide, whichever bygated polls first,
+ * and outlives the death of the one that stored it. */
 #ifndef BG_SUPERVISOR_TIMERS_H
 #define BG_SUPERVISOR_TIMERS_H
 

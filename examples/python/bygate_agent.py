@@ -232,9 +232,10 @@ class Context:
         ["bygate_post"] = {"from_message_id", "due_ms", "post_id"}), else
         the message id of another execution of the session. Sent when
         this task finishes (never twice), then when due, exactly once.
+        A delayed post whose target has ended by then is dropped.
         Returns {"status": "POSTED", "due_ms", "message_id", "post_id"},
-        or {"status": "FAILED", "error", "error_code": "NOT_FOUND"} when
-        the session has no such execution."""
+        or {"status": "FAILED", "error", "error_code"}: NOT_FOUND when the
+        session has no such execution, ALREADY_FINISHED when it ended."""
         return self._checked("resume_later", content=content,
                              delay_ms=delay_ms, message_id=message_id)
 

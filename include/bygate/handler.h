@@ -339,10 +339,11 @@ const char *bg_task_group_results(const struct bg_task *task);
  * even when the one that stored it died. The receiving handler sees a
  * RESUME (source_agent_type "", parent_message_id = the poster's message
  * id) whose body.extra_payload.bygate_post is {"from_message_id",
- * "due_ms", "post_id"}: that tells it from a callback. A post to an
- * execution that has ended meanwhile runs it again, like any RESUME.
+ * "due_ms", "post_id"}: that tells it from a callback. A post to
+ * another execution that has ended is refused (ALREADY_FINISHED); a
+ * delayed post whose target has ended by the time it is due is dropped.
  * *reply: {"status":"POSTED","due_ms":<epoch ms>,"message_id","post_id"}
- * or an error object (INVALID_ARGUMENT, NOT_FOUND). */
+ * or an error object (INVALID_ARGUMENT, NOT_FOUND, ALREADY_FINISHED). */
 int bg_ctx_resume_later(struct bg_ctx *ctx, const char *message_id,
 			const char *content_json, int64_t delay_ms,
 			char **reply);

@@ -184,6 +184,35 @@ def test_a_post_to_an_execution_of_another_session_is_refused(h):
     assert rec(h, "s-other", other)["status"] == "WAITING"
 
 
+def test_a_timer_due_after_its_execution_ended_is_dropped(h):
+    d = start(h)
+    s = "s-late"
+    mid, _ = pc.send(h.client(), h.keys, s, "ops", "timer-done 300")
+    r = finished(h, s, mid)
+    assert r["status"] == "COMPLETED"
+    assert h.client().call("ZCARD", timers_key("ops")) == 1
+    wait_until(lambda: h.client().call("ZCARD", timers_key("ops")) == 0, 5,
+               what="the timer handled")
+    d.wait_log("delayed RESUME of agent type ops is dropped", 5)
+    assert posted(h) == []
+    assert rec(h, s, mid) == r  # not run again
+    # it ended COMPLETED: the client's turn was closed
+    assert [e["event_type"] for e in pc.events(h.client(), h.keys, s)
+            if e["message_id"] == mid][-1] == "appStreamResponse"
+
+
+def test_a_post_to_an_execution_that_has_ended_is_refused(h):
+    start(h)
+    s = "s-post-ended"
+    done, _ = pc.send(h.client(), h.keys, s, "sleeper", "1")
+    finished(h, s, done)
+    mid, _ = pc.send(h.client(), h.keys, s, "ops",
+                     "post " + json.dumps({"to": done, "delay": 100}))
+    finished(h, s, mid)
+    assert reply_of(h, s, mid)["error_code"] == "ALREADY_FINISHED"
+    assert h.client().call("ZCARD", timers_key("sleeper")) == 0
+
+
 @timeout(90)
 def test_with_two_bygated_each_timer_fires_exactly_once(h):
     start(h, worker="w-a", timer_poll_ms=10)

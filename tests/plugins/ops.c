@@ -3,6 +3,7 @@
  * names what to do:
  *   "timer <ms>"       resume_later(itself, {"n": 1}, ms); no result
  *                      (WAITING_AGENT)
+ *   "timer-done <ms>"  the same timer, then ends COMPLETED
  *   "wait"             ends with the non-terminal status WAITING
  *   "post <options>"   resume_later(options.to, {"from": "post"},
  *                      options.delay); COMPLETED with the reply
@@ -73,6 +74,13 @@ static int process(void *state, const struct bg_task *task, struct bg_ctx *ctx)
 		bg_ctx_chunk(ctx, rc ? "error" : reply);
 		free(reply);
 		return rc;
+	}
+	if (!strncmp(what, "timer-done ", 11)) { /* a timer, then the end */
+		int rc = bg_ctx_resume_later(ctx, "", "\"late\"",
+					     atoll(what + 11), &reply);
+		free(reply);
+		return rc ? rc
+			  : bg_ctx_result(ctx, "COMPLETED", "done", NULL, NULL);
 	}
 	if (!strcmp(what, "wait"))
 		return bg_ctx_result(ctx, "WAITING", "waiting", NULL, NULL);
