@@ -34,9 +34,12 @@ def start(h, worker=None, types=None, **worker_kw):
     return h.start_bygated(cfg)
 
 
-def timers_key(agent_type):
-    """wire/keys.h BG_KEY_TIMERS under v1."""
-    return "byai_gateway:ctrl:agent_type:%s:bygate_timers" % agent_type
+def timers_key(h, agent_type):
+    """wire/keys.h BG_KEY_TIMERS (under v2 in the slot of the stream)."""
+    if h.keys.schema == "v1":
+        return "byai_gateway:ctrl:agent_type:%s:bygate_timers" % agent_type
+    return ("byai_gateway:v2:{byai_gateway:v2:ctrl:agent_type:%s}:"
+            "bygate_timers" % agent_type)
 
 
 def rec(h, s, mid):
@@ -119,7 +122,7 @@ def test_a_timer_resumes_the_execution_once_after_its_delay(h):
            if e["message_id"] == mid and e["event_type"] == "finalAnswer"]
     assert fin[-1]["data"]["choices"][0]["delta"]["content"] == \
         'resumed: {"n":1}'
-    assert h.client().call("ZCARD", timers_key("ops")) == 0
+    assert h.client().call("ZCARD", timers_key(h, "ops")) == 0
     time.sleep(0.5)  # nothing fires twice
     assert len(posted(h)) == 1
 
@@ -143,7 +146,7 @@ def test_a_post_without_delay_goes_out_with_the_finish(h):
     # the waiting execution saw the posted content; the poster is not
     # suspended by a post to another execution
     assert rec(h, s, poster)["status"] == "COMPLETED"
-    assert h.client().call("ZCARD", timers_key("ops")) == 0
+    assert h.client().call("ZCARD", timers_key(h, "ops")) == 0
 
 
 def test_a_post_to_another_execution_with_a_delay_waits_for_it(h):
@@ -154,7 +157,7 @@ def test_a_post_to_another_execution_with_a_delay_waits_for_it(h):
     poster, _ = pc.send(h.client(), h.keys, s, "ops",
                         "post " + json.dumps({"to": waiting, "delay": 400}))
     finished(h, s, poster)
-    assert h.client().call("ZCARD", timers_key("ops")) == 1
+    assert h.client().call("ZCARD", timers_key(h, "ops")) == 1
     assert rec(h, s, waiting)["status"] == "WAITING"
     assert finished(h, s, waiting)["status"] == "COMPLETED"
     [(eid, cmd)] = posted(h)
@@ -190,8 +193,8 @@ def test_a_timer_due_after_its_execution_ended_is_dropped(h):
     mid, _ = pc.send(h.client(), h.keys, s, "ops", "timer-done 300")
     r = finished(h, s, mid)
     assert r["status"] == "COMPLETED"
-    assert h.client().call("ZCARD", timers_key("ops")) == 1
-    wait_until(lambda: h.client().call("ZCARD", timers_key("ops")) == 0, 5,
+    assert h.client().call("ZCARD", timers_key(h, "ops")) == 1
+    wait_until(lambda: h.client().call("ZCARD", timers_key(h, "ops")) == 0, 5,
                what="the timer handled")
     d.wait_log("delayed RESUME of agent type ops is dropped", 5)
     assert posted(h) == []
@@ -210,7 +213,7 @@ def test_a_post_to_an_execution_that_has_ended_is_refused(h):
                      "post " + json.dumps({"to": done, "delay": 100}))
     finished(h, s, mid)
     assert reply_of(h, s, mid)["error_code"] == "ALREADY_FINISHED"
-    assert h.client().call("ZCARD", timers_key("sleeper")) == 0
+    assert h.client().call("ZCARD", timers_key(h, "sleeper")) == 0
 
 
 @timeout(90)
@@ -225,7 +228,7 @@ def test_with_two_bygated_each_timer_fires_exactly_once(h):
     time.sleep(0.5)
     got = sorted(cmd["header"]["message_id"] for _, cmd in posted(h))
     assert got == sorted(mids)
-    assert c.call("ZCARD", timers_key("ops")) == 0
+    assert c.call("ZCARD", timers_key(h, "ops")) == 0
     for i, m in enumerate(mids):
         assert timeline(rec(h, "s-two-%d" % i, m)).count("RUNNING") == 2
 
@@ -237,14 +240,14 @@ def test_a_timer_survives_kill_9_of_the_bygated_that_stored_it(h):
     mid, _ = pc.send(h.client(), h.keys, s, "ops", "timer 2000")
     status_is(h, s, mid, "WAITING_AGENT")
     d.kill_all()
-    assert h.client().call("ZCARD", timers_key("ops")) == 1
+    assert h.client().call("ZCARD", timers_key(h, "ops")) == 1
     start(h, worker="w-other")
     r = finished(h, s, mid, t=30)
     assert r["status"] == "COMPLETED"
     [(eid, cmd)] = posted(h)
     assert entry_ms(eid) >= cmd["body"]["extra_payload"]["bygate_post"][
         "due_ms"]
-    assert h.client().call("ZCARD", timers_key("ops")) == 0
+    assert h.client().call("ZCARD", timers_key(h, "ops")) == 0
 
 
 # ---- cancel_call ---------------------------------------------------------
