@@ -1,6 +1,6 @@
 /* child/call.c - the handler operations bygated answers (ipc/record.h
  * BG_REC_CALL / BG_REC_REPLY): call_agent, dispatch_group, ask_user,
- * kv_get, kv_set. One validation and one CALL sender serve the C SDK
+ * kv_get, kv_set, resume_later, cancel_call, agent_types_served. One validation and one CALL sender serve the C SDK
  * (bg_ctx_* below, which block for the REPLY) and the exec protocol
  * (protocol.c, which hands the REPLY to the program later). */
 #include "child/child.h"
@@ -13,6 +13,9 @@
 #define KEY_MAX_BYTES 256
 #define KV_VALUE_MAX_BYTES (64 * 1024)
 #define NAME_MAX_BYTES 128
+#define ID_MAX_BYTES 512	    /* a message id (supervisor BG_ID_MAX) */
+#define POST_MAX_DELAY_MS 604800000 /* resume_later: 7 days */
+#define SERVED_MAX_TYPES 1000
 
 /* A JSON string of 1..max bytes without U+0000. */
 static bool is_text(json_t *j, size_t max)
@@ -98,20 +101,90 @@ static const char *check_kv_set(json_t *args)
 	return why;
 }
 
+/* message_id absent, null, or a string of 0..512 bytes without U+0000. */
+static bool opt_message_id(json_t *args)
+{
+	json_t *m = json_object_get(args, "message_id");
+	return m == NULL || json_is_null(m) ||
+	       (json_is_string(m) && json_string_length(m) <= ID_MAX_BYTES &&
+		strlen(json_string_value(m)) == json_string_length(m));
+}
+
+static const char *check_resume_later(json_t *args)
+{
+	json_t *c = json_object_get(args, "content");
+	json_t *d = json_object_get(args, "delay_ms");
+	if (c == NULL || json_is_null(c))
+		return "content is missing";
+	if (!opt_message_id(args))
+		return "message_id must be a string of at most 512 bytes";
+	if (d && (!json_is_integer(d) || json_integer_value(d) < 0 ||
+		  json_integer_value(d) > POST_MAX_DELAY_MS))
+		return "delay_ms must be an integer from 0 to 604800000 "
+		       "(7 days)";
+	return NULL;
+}
+
+static const char *check_cancel_call(json_t *args)
+{
+	if (!is_text(json_object_get(args, "message_id"), ID_MAX_BYTES))
+		return "message_id must be a string of 1-512 bytes";
+	if (!opt_type(args, "force", JSON_TRUE))
+		return "force must be a boolean";
+	json_t *r = json_object_get(args, "reason");
+	if (r && !json_is_null(r) && !json_is_string(r))
+		return "reason must be a string";
+	return NULL;
+}
+
+static const char *check_agent_types_served(json_t *args)
+{
+	json_t *types = json_object_get(args, "agent_types");
+	if (!json_is_array(types) || json_array_size(types) > SERVED_MAX_TYPES)
+		return "agent_types must be an array of at most 1000 names";
+	for (size_t i = 0; i < json_array_size(types); i++)
+		if (!is_text(json_array_get(types, i), NAME_MAX_BYTES))
+			return "every agent type must be a string of 1-128 "
+			       "bytes";
+	return NULL;
+}
+
+/* wait_for_reply defaults to true. */
+static bool waits(const struct bg_ctx *ctx, json_t *args)
+{
+	(void)ctx;
+	json_t *w = json_object_get(args, "wait_for_reply");
+	return w == NULL || json_is_true(w);
+}
+
+/* resume_later suspends the execution that posts to itself. */
+static bool posts_to_itself(const struct bg_ctx *ctx, json_t *args)
+{
+	const char *m = json_string_value(json_object_get(args, "message_id"));
+	const char *own = ctx->task ? bg_task_get(ctx->task, BG_TASK_MESSAGE_ID)
+				    : NULL;
+	return m == NULL || *m == '\0' || (own && strcmp(m, own) == 0);
+}
+
 /* The operations: validation, and the status a successful reply implies
- * for a result that sets none (only when the call waits). */
+ * for a result that sets none (only when the call suspends). */
 static const struct op {
 	const char *name;
 	const char *(*check)(json_t *args);
 	const char *suspend; /* the reply's status when it suspends */
 	const char *implies;
+	bool (*suspends)(const struct bg_ctx *ctx, json_t *args);
 } ops[] = {
-	{ "call_agent", check_call_agent, "QUEUED", "WAITING_AGENT" },
+	{ "call_agent", check_call_agent, "QUEUED", "WAITING_AGENT", waits },
 	{ "dispatch_group", check_dispatch_group, "GROUP_QUEUED",
-	  "WAITING_AGENT" },
-	{ "ask_user", check_ask_user, "WAITING_USER", "WAITING_USER" },
-	{ "kv_get", check_key, NULL, NULL },
-	{ "kv_set", check_kv_set, NULL, NULL },
+	  "WAITING_AGENT", waits },
+	{ "ask_user", check_ask_user, "WAITING_USER", "WAITING_USER", waits },
+	{ "kv_get", check_key, NULL, NULL, NULL },
+	{ "kv_set", check_kv_set, NULL, NULL, NULL },
+	{ "resume_later", check_resume_later, "POSTED", "WAITING_AGENT",
+	  posts_to_itself },
+	{ "cancel_call", check_cancel_call, NULL, NULL, NULL },
+	{ "agent_types_served", check_agent_types_served, NULL, NULL, NULL },
 };
 
 static const struct op *find_op(const char *name)
@@ -120,13 +193,6 @@ static const struct op *find_op(const char *name)
 		if (strcmp(ops[i].name, name) == 0)
 			return &ops[i];
 	return NULL;
-}
-
-/* wait_for_reply defaults to true. */
-static bool waits(json_t *args)
-{
-	json_t *w = json_object_get(args, "wait_for_reply");
-	return w == NULL || json_is_true(w);
 }
 
 void bg_child_call_id(const struct bg_ctx *ctx, char *out, size_t n)
@@ -179,8 +245,9 @@ int bg_child_call_send(struct bg_ctx *ctx, const char *op, json_t *args,
 		*why = "request larger than max_message_bytes";
 	if (rc == 0) {
 		ctx->call_op = o->name;
-		ctx->call_suspend = o->suspend && waits(args) ? o->implies
-							      : NULL;
+		ctx->call_suspend = o->suspend && o->suspends(ctx, args)
+					    ? o->implies
+					    : NULL;
 	}
 	return rc;
 }
@@ -325,4 +392,38 @@ int bg_ctx_kv_set(struct bg_ctx *ctx, const char *key, const char *value_json)
 		rc = -EIO;
 	json_decref(res);
 	return rc;
+}
+
+int bg_ctx_resume_later(struct bg_ctx *ctx, const char *message_id,
+			const char *content_json, int64_t delay_ms,
+			char **reply)
+{
+	json_t *content = parse(content_json);
+	json_t *args = content ? json_pack("{s:o,s:I}", "content", content,
+					   "delay_ms", (json_int_t)delay_ms)
+			       : NULL;
+	if (args && message_id &&
+	    json_object_set_new(args, "message_id", json_string(message_id))) {
+		json_decref(args);
+		args = NULL;
+	}
+	return sdk_call_text(ctx, "resume_later", args, reply);
+}
+
+int bg_ctx_cancel_call(struct bg_ctx *ctx, const char *message_id, int force,
+		       const char *reason, char **reply)
+{
+	json_t *args = message_id ? json_pack("{s:s,s:b,s:s}", "message_id",
+					      message_id, "force", force,
+					      "reason", reason ? reason : "")
+				  : NULL;
+	return sdk_call_text(ctx, "cancel_call", args, reply);
+}
+
+int bg_ctx_agent_types_served(struct bg_ctx *ctx, const char *agent_types_json,
+			      char **reply)
+{
+	json_t *types = parse(agent_types_json);
+	json_t *args = types ? json_pack("{s:o}", "agent_types", types) : NULL;
+	return sdk_call_text(ctx, "agent_types_served", args, reply);
 }

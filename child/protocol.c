@@ -308,7 +308,9 @@ static const char *const event_kinds[] = { "chunk", "state", "artifact",
 					   "sub_step" };
 static const char *const requests[] = { "ask_user",	  "call_agent",
 					"dispatch_group", "kv_get",
-					"kv_set",	  "check_cancelled" };
+					"kv_set",	  "resume_later",
+					"cancel_call",	  "agent_types_served",
+					"check_cancelled" };
 
 static bool one_of(const char *s, const char *const *set, size_t n)
 {

@@ -106,6 +106,7 @@ struct bg_config {
 	int lease_wait_s;	   /* wait for a lease held elsewhere, 90 */
 	int reconcile_interval_ms; /* own-PEL reconcile and reclaim, 30000 */
 	int cancel_grace_ms;	   /* cancel flag -> SIGTERM -> SIGKILL, 5000 */
+	int timer_poll_ms;	   /* due delayed RESUMEs moved, 100 */
 
 	/* sched (docs/scheduling.md) */
 	int sched_window; /* entries per agent type beyond free places */

@@ -179,6 +179,11 @@ const struct bg_conf_key bg_conf_keys[] = {
 	    1000, 3600000, "ms", 0,
 	    "Period of the own pending-list reconcile and of the reclaim of "
 	    "dead peers' entries."),
+	INT("worker", "timer_poll_ms", C, timer_poll_ms, 100, 10, 60000, "ms",
+	    0,
+	    "How often the delayed RESUMEs of resume_later due for this "
+	    "bygated's agent types are sent (a due one is late by at most "
+	    "this much; every bygated of the fleet polls, each fires once)."),
 
 	INT("pool", "size", C, pool_size, 4, 1, 1024, NULL, 0,
 	    "Number of child processes (tasks run concurrently)."),

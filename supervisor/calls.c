@@ -1,7 +1,9 @@
 /* supervisor/calls.c - the operations a handler asks bygated for
  * (BG_REC_CALL, ipc/record.h), each answered by exactly one REPLY: kv
  * get/set (session kv in Redis; reads live, writes through the outbox),
- * call_agent (its route is route.c), dispatch_group, ask_user. */
+ * call_agent (its route is route.c), dispatch_group, ask_user,
+ * resume_later (post.c), cancel_call and agent_types_served
+ * (cancel_call.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +14,9 @@
 #include "supervisor/calls.h"
 #include "supervisor/daemon.h"
 #include "supervisor/log.h"
+#include "supervisor/cancel_call.h"
 #include "supervisor/outbox.h"
+#include "supervisor/post.h"
 #include "supervisor/route.h"
 #include "wire/event.h"
 #include "wire/ids.h"
@@ -273,6 +277,12 @@ void bg_calls_take(struct bg_daemon *d, struct bg_job *t, const uint8_t *p,
 		dispatch_group(d, t, id, args);
 	else if (strcmp(op, "ask_user") == 0)
 		ask_user(d, t, id, args);
+	else if (strcmp(op, "resume_later") == 0)
+		bg_post_resume_later(d, t, id, args);
+	else if (strcmp(op, "cancel_call") == 0)
+		bg_cancel_call(d, t, id, args);
+	else if (strcmp(op, "agent_types_served") == 0)
+		bg_served_check(d, t, id, args);
 	else
 		bg_outbox_reply_error(d, t, id, "UNKNOWN_OPERATION",
 				      "unknown handler operation");

@@ -26,6 +26,7 @@ struct bg_entry_deferred;
 struct bg_sched;
 struct bg_ready;
 struct bg_daemon;
+struct bg_timers;
 
 /* Reports that run upward, wired once by main.c: a lower file never calls
  * a higher one (docs/architecture.md, "Who may call whom"). */
@@ -128,8 +129,9 @@ struct bg_daemon {
 	int pick_reserved;	      /* places asked of the ready set */
 	struct event *ready_timer;
 	int64_t *pick_last_ms;
-	struct bg_gate *gate; /* gate.c: fleet limits; NULL until needed */
-	bool suspects_active; /* suspects run one at a time: read nothing */
+	struct bg_gate *gate;	  /* gate.c: fleet limits; NULL until needed */
+	bool suspects_active;	  /* suspects run one at a time: read nothing */
+	struct bg_timers *timers; /* timers.c: delayed RESUMEs; NULL = none */
 };
 
 /* notify.c: systemd Type=notify status (no-op without NOTIFY_SOCKET) */

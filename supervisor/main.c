@@ -32,6 +32,7 @@
 #include "supervisor/metrics.h"
 #include "supervisor/sandbox.h"
 #include "supervisor/spawn.h"
+#include "supervisor/timers.h"
 #include "workspace/workspace.h"
 #include "supervisor/log.h"
 #include "wire/keys.h"
@@ -346,7 +347,8 @@ static void daemon_free(struct bg_daemon *d)
 	bg_rconn_free(d->rd);
 	bg_rconn_free(d->wr);
 	bg_rconn_free(d->ctl);
-	bg_gate_free(d); /* after the connections: their callbacks ran */
+	bg_gate_free(d);   /* after the connections: their callbacks ran */
+	bg_timers_free(d); /* the same */
 	bg_http_stop(d);
 	bg_metrics_free(d->metrics);
 	bg_pool_free(d->pool);
@@ -437,6 +439,11 @@ static int run(struct bg_daemon *d, const struct bg_spawn_identity *who)
 	struct timeval tvp = { 0, 100 * 1000 };
 	if (d->ready_timer)
 		event_add(d->ready_timer, &tvp);
+	if (bg_timers_start(d) != 0) {
+		bg_error("cannot start the timers of resume_later: out of "
+			 "memory");
+		return EXIT_RUNTIME;
+	}
 	if (bg_http_start(d) != 0)
 		return EXIT_RUNTIME;
 	uint64_t wd_usec = 0;

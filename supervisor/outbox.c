@@ -137,9 +137,9 @@ static int content_text(json_t *content, struct bg_send_body *b, char **owned)
  * caller's metadata.lane and metadata.priority are copied when absent. Its
  * callback carries the sub-agent's metadata back, so the RESUME is in the
  * caller's lane too. */
-static void inherit_schedule(json_t *md, const struct bg_cmd *c)
+void bg_outbox_inherit_schedule(json_t *md, const struct bg_job *t)
 {
-	struct bg_str raw = c->hdr[BG_HDR_METADATA];
+	struct bg_str raw = t->id.cmd.hdr[BG_HDR_METADATA];
 	if (raw.len == 0)
 		return;
 	json_t *caller = json_loadb(raw.p, raw.len, JSON_ALLOW_NUL, NULL);
@@ -165,7 +165,7 @@ int bg_outbox_build_ask(struct bg_job *t, struct bg_outbox_req *rq,
 	bg_span_id16(span, fw, strlen(fw));
 	json_t *md = json_is_object(rq->metadata) ? json_deep_copy(rq->metadata)
 						  : json_object();
-	inherit_schedule(md, c);
+	bg_outbox_inherit_schedule(md, t);
 	json_object_set_new(md, "trace_parent_span_id", json_string(span));
 	json_object_set_new(md, "framework_parent_span_id", json_string(fw));
 	char *mdtxt = json_dumps(md, JSON_COMPACT);

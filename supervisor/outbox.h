@@ -66,6 +66,11 @@ void bg_outbox_reply_error(struct bg_daemon *d, struct bg_job *t,
 struct bg_job *bg_outbox_task_of(struct bg_daemon *d, uint64_t tag,
 				 uint32_t run_id);
 
+/* A sub-agent's task stays in its caller's lane and priority
+ * (docs/scheduling.md): t's metadata.lane and metadata.priority are
+ * copied into md (an object) where md has none. */
+void bg_outbox_inherit_schedule(json_t *md, const struct bg_job *t);
+
 /* A request to another agent (WIRE 6.6, 6.7); the members view memory the
  * caller owns. */
 struct bg_outbox_req {

@@ -81,6 +81,9 @@ static const struct key_form forms[BG_KEY__COUNT] = {
 				     "fleet:{limits}:agent_type:\1:rate" },
 	[BG_KEY_FLEET_LANE_RATE] = { "fleet:lane:\1:rate",
 				     "fleet:{limits}:lane:\1:rate" },
+	[BG_KEY_TIMERS] = { "ctrl:agent_type:\1:bygate_timers",
+			    "{byai_gateway:v2:ctrl:agent_type:\1}:"
+			    "bygate_timers" },
 };
 
 /* Check each id against the template: used ids non-empty (except the

@@ -51,6 +51,10 @@ enum bg_key_kind {
 	BG_KEY_FLEET_LANE_RUNNING, /* (L) ZSET place -> expiry ms */
 	BG_KEY_FLEET_TYPE_RATE,	   /* (T) STRING GCRA arrival time, us */
 	BG_KEY_FLEET_LANE_RATE,	   /* (L) STRING GCRA arrival time, us */
+	/* (T) bygate's delayed RESUMEs to executions of agent type T
+	 * (supervisor/timers.h): ZSET entry JSON -> due ms; under v2 in the
+	 * slot of T's stream, so one script moves a due one to the stream */
+	BG_KEY_TIMERS,
 	BG_KEY__COUNT
 };
 

@@ -20,8 +20,8 @@ reply_data, metadata (or finalAnswer / final_answer) = a structured
 result; any other dict or value = reply_data. An exception fails the task
 with its message. Without an explicit status a task finishes COMPLETED,
 or WAITING_USER / WAITING_AGENT when it called ask_user / call_agent /
-dispatch_group (waiting for the reply) and is resumed later with a new
-task whose ctx.resumed is True.
+dispatch_group (waiting for the reply) or resume_later to itself (a
+timer), and is resumed later with a new task whose ctx.resumed is True.
 
 Works in both modes (per_task: one task, then stdin closes; persistent:
 many tasks). With max_inflight > 1 each task runs in its own thread, so
@@ -222,6 +222,41 @@ class Context:
     def kv_set(self, key, value):
         """Store a JSON value (at most 64 KiB) when this task finishes."""
         self._checked("kv_set", key=key, value=value)
+
+    def resume_later(self, content, delay_ms=0, message_id=None):
+        """Post a RESUME with `content` (any JSON: a non-blank string, a
+        non-empty list or an object) to an execution of this session,
+        delay_ms (at most 7 days) from now: message_id None = this
+        execution (a timer: this task then ends WAITING_AGENT, and the
+        RESUME arrives as a new task, resumed, its body["extra_payload"]
+        ["bygate_post"] = {"from_message_id", "due_ms", "post_id"}), else
+        the message id of another execution of the session. Sent when
+        this task finishes (never twice), then when due, exactly once.
+        A delayed post whose target has ended by then is dropped.
+        Returns {"status": "POSTED", "due_ms", "message_id", "post_id"},
+        or {"status": "FAILED", "error", "error_code"}: NOT_FOUND when the
+        session has no such execution, ALREADY_FINISHED when it ended."""
+        return self._checked("resume_later", content=content,
+                             delay_ms=delay_ms, message_id=message_id)
+
+    def cancel_call(self, message_id, force=False, reason=""):
+        """Cancel an execution of this session (e.g. an agent this one
+        called) and its sub-tree now, as a client's cancel_task: force
+        kills a running one at once. Returns {"status":
+        "CANCEL_REQUESTED", "cancelled_count", ...}, {"status":
+        "ALREADY_FINISHED", ...} or {"status": "FAILED", "error",
+        "error_code": "NOT_FOUND"}."""
+        return self._checked("cancel_call", message_id=message_id,
+                             force=bool(force), reason=reason or "")
+
+    def agent_types_served(self, types):
+        """The names among `types` (at most 1000) that no online worker
+        serves now (what a FAIL_FAST call_agent would refuse), as a
+        list in the order given."""
+        result = self._request("agent_types_served", agent_types=list(types))
+        if "error" in result:
+            raise BygateError(result)
+        return result.get("unserved", [])
 
     def cancelled(self):
         """True once the task was cancelled: stop soon."""

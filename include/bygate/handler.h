@@ -325,6 +325,52 @@ int bg_ctx_kv_set(struct bg_ctx *ctx, const char *key, const char *value_json);
  * "extra_payload"}} of every child; "" otherwise. Never NULL. */
 const char *bg_task_group_results(const struct bg_task *task);
 
+/** Post a RESUME to an execution of this task's session, @p delay_ms
+ * (0 .. 604800000, 7 days) from now: @p message_id NULL or "" = this
+ * execution itself (a timer or wake-up: it then suspends, status
+ * WAITING_AGENT unless the handler sets another), else the message id of
+ * another execution of the session (refused, error_code NOT_FOUND, when
+ * the session has no record of it). @p content_json is the RESUME's
+ * content: JSON text of a non-blank string, a non-empty array or an
+ * object. Written through the outbox: the RESUME is sent (delay 0) or
+ * stored until due when this attempt finishes, so a retried attempt never
+ * posts twice; a due one is sent by whichever bygated serving the
+ * target's agent type polls first (worker.timer_poll_ms), exactly once,
+ * even when the one that stored it died. The receiving handler sees a
+ * RESUME (source_agent_type "", parent_message_id = the poster's message
+ * id) whose body.extra_payload.bygate_post is {"from_message_id",
+ * "due_ms", "post_id"}: that tells it from a callback. A post to
+ * another execution that has ended is refused (ALREADY_FINISHED); a
+ * delayed post whose target has ended by the time it is due is dropped.
+ * *reply: {"status":"POSTED","due_ms":<epoch ms>,"message_id","post_id"}
+ * or an error object (INVALID_ARGUMENT, NOT_FOUND, ALREADY_FINISHED). */
+int bg_ctx_resume_later(struct bg_ctx *ctx, const char *message_id,
+			const char *content_json, int64_t delay_ms,
+			char **reply);
+
+/** Cancel an execution of this task's session (typically one this
+ * handler started with bg_ctx_call_agent) and its sub-tree, as a client's
+ * cancel_task (WIRE 6.10), at once (not through the outbox): running ones
+ * become CANCELLING and get a CANCEL_TASK on their worker's stream,
+ * @p force != 0 = cancel_mode "force" (their process is killed at once),
+ * else "graceful"; queued or suspended ones are cancelled when next
+ * picked up; finished ones only get cancel_requested. A cancelled callee
+ * still calls its caller back (status CANCELLED). @p reason may be NULL.
+ * *reply: {"status":"CANCEL_REQUESTED","cancelled_count":N,
+ * "already_finished_count":M}, {"status":"ALREADY_FINISHED",...} when
+ * nothing was left to cancel, or an error object (error_code NOT_FOUND,
+ * or INVALID_ARGUMENT for this execution's own message id). */
+int bg_ctx_cancel_call(struct bg_ctx *ctx, const char *message_id, int force,
+		       const char *reason, char **reply);
+
+/** Which of @p agent_types_json (a JSON array of at most 1000 agent type
+ * names) no online worker serves now, by the check a FAIL_FAST
+ * bg_ctx_call_agent makes (members set, online leases); the types this
+ * bygated serves count as served. A live read. *reply:
+ * {"unserved": [names...]} in the order given, or an error object. */
+int bg_ctx_agent_types_served(struct bg_ctx *ctx, const char *agent_types_json,
+			      char **reply);
+
 /* ---- options helpers, for init() ----------------------------------------*/
 
 /** Read integer member @p key of the JSON object @p options_json.

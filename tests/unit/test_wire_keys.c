@@ -126,6 +126,10 @@ static const struct key_case cases[] = {
 	{ BG_KEY_FLEET_LANE_RATE, "tenant-a", "", "",
 	  "byai_gateway:fleet:lane:tenant-a:rate",
 	  "byai_gateway:v2:fleet:{limits}:lane:tenant-a:rate" },
+	{ BG_KEY_TIMERS, "planner", "", "",
+	  "byai_gateway:ctrl:agent_type:planner:bygate_timers",
+	  "byai_gateway:v2:{byai_gateway:v2:ctrl:agent_type:planner}:"
+	  "bygate_timers" },
 };
 
 static int build(struct bg_buf *b, enum bg_key_schema schema,
