@@ -218,10 +218,6 @@ static int arm_timeout(struct run *r, size_t i, const char *tag)
 	char *txt = json_dumps(c, JSON_COMPACT);
 	json_decref(c);
 	char *reply = NULL;
-	if (bg_ctx_resume_later == NULL) {
-		free(txt);
-		return -ENOSYS;
-	}
 	int rc = txt ? bg_ctx_resume_later(r->ctx, NULL, txt, t->timeout_ms,
 					   &reply)
 		     : -ENOMEM;
@@ -360,9 +356,7 @@ static int begin(struct run *r, const struct bg_task *task)
 	char *txt = json_dumps(types, JSON_COMPACT);
 	json_decref(types);
 	char *reply = NULL;
-	rc = !bg_ctx_agent_types_served ? -ENOSYS
-	     : txt ? bg_ctx_agent_types_served(r->ctx, txt, &reply)
-		   : -ENOMEM;
+	rc = txt ? bg_ctx_agent_types_served(r->ctx, txt, &reply) : -ENOMEM;
 	free(txt);
 	json_t *rep = rc == 0 ? json_loads(reply, 0, NULL) : NULL;
 	free(reply);
@@ -382,7 +376,7 @@ static int begin(struct run *r, const struct bg_task *task)
 		return wf_refuse(r->ctx, err);
 	}
 	json_decref(rep);
-	if (rc < 0 && rc != -ENOSYS)
+	if (rc < 0)
 		return rc;
 	r->calls = json_object();
 	bg_dag_begin(r->dag, wf_now_ms());
@@ -459,7 +453,7 @@ static int on_posted(struct run *r, const struct wf_resume *res)
 		return 0; /* an earlier attempt's timer */
 	const char *mid = json_string_value(json_object_get(call, "m"));
 	char *reply = NULL;
-	if (mid && bg_ctx_cancel_call)
+	if (mid)
 		bg_ctx_cancel_call(r->ctx, mid, 1, "task graph timeout",
 				   &reply);
 	free(reply);

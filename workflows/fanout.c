@@ -242,9 +242,7 @@ static int begin(struct fan *f, const struct bg_task *task)
 	json_t *types = json_pack("[s]", agent_name);
 	char *txt = json_dumps(types, JSON_COMPACT);
 	json_decref(types);
-	rc = !bg_ctx_agent_types_served ? -ENOSYS
-	     : txt ? bg_ctx_agent_types_served(f->ctx, txt, &reply)
-		   : -ENOMEM;
+	rc = txt ? bg_ctx_agent_types_served(f->ctx, txt, &reply) : -ENOMEM;
 	free(txt);
 	json_t *rep = rc == 0 ? json_loads(reply, 0, NULL) : NULL;
 	free(reply);
@@ -273,10 +271,9 @@ static int begin(struct fan *f, const struct bg_task *task)
 		json_t *c = json_pack("{s:b}", "bygate_wf_deadline", 1);
 		char *ctext = json_dumps(c, JSON_COMPACT);
 		json_decref(c);
-		rc = !bg_ctx_resume_later ? -ENOSYS
-		     : ctext ? bg_ctx_resume_later(f->ctx, NULL, ctext,
-						   timeout_ms, &reply)
-			     : -ENOMEM;
+		rc = ctext ? bg_ctx_resume_later(f->ctx, NULL, ctext,
+						 timeout_ms, &reply)
+			   : -ENOMEM;
 		free(ctext);
 		free(reply);
 		reply = NULL;
@@ -382,7 +379,7 @@ static int on_deadline(struct fan *f)
 			continue;
 		const char *mid = json_string_value(json_object_get(it, "m"));
 		char *reply = NULL;
-		if (mid && bg_ctx_cancel_call)
+		if (mid)
 			bg_ctx_cancel_call(f->ctx, mid, 1, "fan-out deadline",
 					   &reply);
 		free(reply);

@@ -148,9 +148,7 @@ static char *unserved(struct bg_ctx *ctx, json_t *members)
 	char *txt = json_dumps(types, JSON_COMPACT);
 	json_decref(types);
 	char *reply = NULL;
-	int rc = !bg_ctx_agent_types_served ? -ENOSYS
-		 : txt ? bg_ctx_agent_types_served(ctx, txt, &reply)
-		       : -ENOMEM;
+	int rc = txt ? bg_ctx_agent_types_served(ctx, txt, &reply) : -ENOMEM;
 	free(txt);
 	json_t *rep = rc == 0 ? json_loads(reply, 0, NULL) : NULL;
 	free(reply);
@@ -365,9 +363,8 @@ static int forward(struct grp *g, json_t *spec)
 	char *txt = json_dumps(post, JSON_COMPACT);
 	json_decref(post);
 	char *reply = NULL;
-	int rc = !bg_ctx_resume_later ? -ENOSYS
-		 : txt ? bg_ctx_resume_later(g->ctx, target, txt, 0, &reply)
-		       : -ENOMEM;
+	int rc = txt ? bg_ctx_resume_later(g->ctx, target, txt, 0, &reply)
+		     : -ENOMEM;
 	free(txt);
 	json_t *rep = reply ? json_loads(reply, 0, NULL) : NULL;
 	free(reply);

@@ -96,16 +96,6 @@ int wf_wait(struct bg_ctx *ctx);
 /* Milliseconds since the epoch. */
 int64_t wf_now_ms(void);
 
-/* Until the handler operations land in handler.h (issue 13): weak, so the
- * plugin loads in a child without them. */
-int bg_ctx_resume_later(struct bg_ctx *ctx, const char *message_id,
-			const char *content_json, int64_t delay_ms,
-			char **reply) __attribute__((weak));
-int bg_ctx_cancel_call(struct bg_ctx *ctx, const char *message_id, int force,
-		       const char *reason, char **reply) __attribute__((weak));
-int bg_ctx_agent_types_served(struct bg_ctx *ctx, const char *agent_types_json,
-			      char **reply) __attribute__((weak));
-
 /* The workflow agent types' runs (dag_run.c, group.c, fanout.c). */
 int wf_dag_process(const struct bg_task *task, struct bg_ctx *ctx);
 int wf_fanout_process(const struct bg_task *task, struct bg_ctx *ctx);

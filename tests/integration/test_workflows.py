@@ -463,3 +463,54 @@ def test_a_chain_run_in_trusted_children_keeps_them_healthy(h):
     mid, rec = run_dag(h, c, "s-chain", spec)
     assert rec["status"] == "COMPLETED", rec
     assert "signal" not in d.log_text()
+
+
+@timeout(90)
+def test_a_task_over_its_timeout_is_cancelled_failed_and_retried(h):
+    h.start_bygated({"pool": {"size": 3}, "agent_types": wf_types(h)})
+    c = h.client()
+    spec = {"tasks": {
+        "slow": {"agent": "wf", "content": {"op": "sleep", "ms": 10000,
+                                            "name": "slow"},
+                 "timeout_ms": 800, "retries": 1},
+        "after": {"agent": "wf", "content": {"op": "ok", "name": "after"},
+                  "depends_on": ["slow"]},
+        "free": {"agent": "wf", "content": {"op": "ok", "name": "free"}},
+    }}
+    t0 = time.monotonic()
+    mid, rec = run_dag(h, c, "s-tmo", spec)
+    assert time.monotonic() - t0 < 8, "the 10 s sleeps were waited for"
+    assert rec["status"] == "FAILED", rec
+    res = result_of(c, h.keys, "s-tmo", mid)
+    t = {x["task_id"]: x for x in res["tasks"]}
+    assert t["slow"]["status"] == "FAILED" and t["slow"]["retry_count"] == 1
+    assert t["slow"]["error"].startswith("TIMEOUT: no answer within 800 ms")
+    assert t["after"]["status"] == "SKIPPED"
+    assert t["free"]["status"] == "DONE"
+    # both attempts were called and both are cancelled
+    slow = [r for r in records(c, h.keys, "s-tmo")
+            if r.get("parent_message_id") == mid
+            and r["message_id"] != t["free"]["output"]["message_id"]]
+    assert len(slow) == 2, slow
+    wait_until(lambda: all(
+        pc.record(c, h.keys, "s-tmo", r["message_id"])["status"] ==
+        "CANCELLED" for r in slow), 10, what="the timed-out calls cancelled")
+    assert len(end_markers(c, h.keys, "s-tmo", mid)) == 1
+
+
+@timeout(60)
+def test_a_graph_naming_an_unserved_agent_type_is_refused_unrun(h):
+    h.start_bygated({"agent_types": wf_types(h)})
+    c = h.client()
+    spec = {"tasks": {
+        "a": {"agent": "wf", "content": "a"},
+        "b": {"agent": "nobody-serves-this", "content": "b",
+              "depends_on": ["a"]},
+    }}
+    mid, rec = run_dag(h, c, "s-unserved", spec)
+    assert rec["status"] == "FAILED", rec
+    assert rec["error_message"] == (
+        'task "b": agent type "nobody-serves-this" is not served by any '
+        'online worker'), rec
+    assert [r for r in records(c, h.keys, "s-unserved")
+            if r.get("parent_message_id") == mid] == []
