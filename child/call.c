@@ -168,6 +168,12 @@ static bool posts_to_itself(const struct bg_ctx *ctx, json_t *args)
 
 /* The operations: validation, and the status a successful reply implies
  * for a result that sets none (only when the call suspends). */
+static const char *check_none(json_t *args)
+{
+	(void)args;
+	return NULL;
+}
+
 static const struct op {
 	const char *name;
 	const char *(*check)(json_t *args);
@@ -185,6 +191,7 @@ static const struct op {
 	  posts_to_itself },
 	{ "cancel_call", check_cancel_call, NULL, NULL, NULL },
 	{ "agent_types_served", check_agent_types_served, NULL, NULL, NULL },
+	{ "next_resume", check_none, NULL, NULL, NULL },
 };
 
 static const struct op *find_op(const char *name)
@@ -375,6 +382,27 @@ int bg_ctx_kv_get(struct bg_ctx *ctx, const char *key, char **value_json)
 		 (*value_json = json_dumps(v, JSON_COMPACT |
 						      JSON_ENCODE_ANY)) == NULL)
 		rc = -ENOMEM;
+	json_decref(res);
+	return rc;
+}
+
+int bg_ctx_next_resume(struct bg_ctx *ctx, char **resume_json)
+{
+	json_t *res;
+	if (resume_json == NULL)
+		return -EINVAL;
+	*resume_json = NULL;
+	int rc = sdk_call(ctx, "next_resume", json_object(), &res);
+	if (rc == 0 && json_object_get(res, "error"))
+		rc = -EIO;
+	else if (rc == 0 && !json_is_true(json_object_get(res, "found")))
+		rc = -ENOENT;
+	else if (rc == 0) {
+		json_object_del(res, "found");
+		*resume_json = json_dumps(res, JSON_COMPACT);
+		if (*resume_json == NULL)
+			rc = -ENOMEM;
+	}
 	json_decref(res);
 	return rc;
 }

@@ -24,6 +24,7 @@
 #include "supervisor/kill.h"
 #include "supervisor/log.h"
 #include "supervisor/metrics.h"
+#include "supervisor/resume_take.h"
 #include "wire/json.h"
 #include "wire/record.h"
 #include "workspace/workspace.h"
@@ -296,6 +297,7 @@ void bg_attempt_start(struct bg_daemon *d, struct bg_job *t, int slot,
 	t->run.attempt = t->run.failed_attempts + 1;
 	bg_entry_release(d, t); /* handed on: no longer the read's */
 	bg_outbox_reset(t);
+	bg_resume_take_release(d, t, false); /* a new attempt takes anew */
 	if (prepare_workspace(d, t) != 0)
 		return;
 	bg_buf_reset(payload);

@@ -16,6 +16,7 @@
 #include "supervisor/log.h"
 #include "supervisor/cancel_call.h"
 #include "supervisor/outbox.h"
+#include "supervisor/resume_take.h"
 #include "supervisor/post.h"
 #include "supervisor/route.h"
 #include "wire/event.h"
@@ -277,6 +278,8 @@ void bg_calls_take(struct bg_daemon *d, struct bg_job *t, const uint8_t *p,
 		dispatch_group(d, t, id, args);
 	else if (strcmp(op, "ask_user") == 0)
 		ask_user(d, t, id, args);
+	else if (strcmp(op, "next_resume") == 0)
+		bg_resume_take(d, t, id, args);
 	else if (strcmp(op, "resume_later") == 0)
 		bg_post_resume_later(d, t, id, args);
 	else if (strcmp(op, "cancel_call") == 0)

@@ -214,6 +214,7 @@ static const char *metric_outcome(const struct bg_job *t)
 
 static void finish_applied(struct bg_daemon *d, struct bg_job *t)
 {
+	t->fin.applied = true;
 	forget(d, t);
 	count_outcome(d, t);
 	const char *label = metric_outcome(t);

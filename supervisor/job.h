@@ -100,6 +100,7 @@ struct bg_job_id {
 	bool recovered;	   /* fetched by PEL reconcile or reclaim */
 	/* a RESUME waiting for its execution's run to end (admit.c, busy) */
 	bool waits_for_run;
+	uint64_t taken_by; /* the job whose run took it (resume_take.c) */
 	int wait_rounds;
 	int64_t wait_since_ms;
 };
@@ -163,6 +164,7 @@ struct bg_job_outcome {
 struct bg_job_finish {
 	struct bg_buf finish_blob; /* the commands, as journaled */
 	bool verify_owner;	   /* after a lease lapse: XPENDING first */
+	bool applied;		   /* the finish transaction was applied */
 	int finish_tries;
 };
 

@@ -26,6 +26,7 @@
 #include "supervisor/route.h"
 #include "supervisor/lease.h"
 #include "supervisor/pickup.h"
+#include "supervisor/resume_take.h"
 #include "supervisor/schedule.h"
 #include "supervisor/setup.h"
 #include "supervisor/http.h"
@@ -303,11 +304,21 @@ static void on_child_idle(void *arg, int slot)
 	bg_schedule_dispatch(arg);
 }
 
+/* A job is about to be freed: the suspect list's head moves on, and the
+ * RESUMEs its run took are freed with it (its finish acknowledged them)
+ * or wait again (it was not applied). */
+static void on_job_freed(struct bg_daemon *d, const struct bg_job *t)
+{
+	bg_suspects_job_freed(d, t);
+	bg_resume_take_release(
+		d, t, t->fin.applied && t->end.end_kind == BG_END_RESULT);
+}
+
 static int daemon_init(struct bg_daemon *d, struct bg_config *cfg)
 {
 	d->cfg = cfg;
 	d->all.next = d->all.prev = &d->all;
-	d->hooks = (struct bg_hooks){ .job_freed = bg_suspects_job_freed,
+	d->hooks = (struct bg_hooks){ .job_freed = on_job_freed,
 				      .lease_held = on_lease_held,
 				      .lease_renewed = on_lease_renewed };
 	d->worker_id = cfg->worker_id;

@@ -261,10 +261,28 @@ static void refuse_body(struct bg_daemon *d, struct bg_job *t,
  * (ready.h) rather than wait here: when tasks of its stream already wait
  * there (it queues behind them, fairly), or when it cannot start at once
  * (t itself is counted in the places). */
+/* A RESUME of an execution whose run is here: it waits here rather than
+ * in the ready set, where that run can take it (resume_take.c) and where
+ * the run's end wakes it (admit.c). */
+static bool resumes_a_run_here(const struct bg_daemon *d,
+			       const struct bg_job *t)
+{
+	if (t->id.cmd.action != BG_ACTION_RESUME || t->id.session_id == NULL)
+		return false;
+	for (const struct bg_job *u = d->all.next; u != &d->all; u = u->next)
+		if (u != t && u->id.cmd_ok && u->state != BG_JOB_PICKUP &&
+		    u->state != BG_JOB_PICKUP_LOST && !bg_job_finishing(u) &&
+		    u->id.session_id &&
+		    strcmp(u->id.message_id, t->id.message_id) == 0 &&
+		    strcmp(u->id.session_id, t->id.session_id) == 0)
+			return true;
+	return false;
+}
+
 static bool should_park(struct bg_daemon *d, const struct bg_job *t)
 {
 	if (!t->id.may_park || !bg_ready_enabled(d) || t->id.stream_idx < 1 ||
-	    t->id.recovered)
+	    t->id.recovered || resumes_a_run_here(d, t))
 		return false;
 	return bg_ready_maybe_waiting(d, t->id.stream_idx) ||
 	       bg_schedule_free_places(d, t->id.stream_idx) < 0;

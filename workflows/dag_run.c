@@ -476,11 +476,21 @@ static int resume(struct run *r, const struct bg_task *task)
 		wf_resume_free(&res);
 		return bg_ctx_fail(r->ctx, "RESUME body is not an object");
 	}
-	if (res.kind == WF_CALLBACK)
-		rc = on_callback(r, &res);
-	else if (res.kind == WF_POSTED)
-		rc = on_posted(r, &res);
-	wf_resume_free(&res);
+	/* this RESUME, then those waiting behind it: one run, one save */
+	for (int n = 0; rc == 0; n++) {
+		if (res.kind == WF_CALLBACK)
+			rc = on_callback(r, &res);
+		else if (res.kind == WF_POSTED)
+			rc = on_posted(r, &res);
+		wf_resume_free(&res);
+		if (rc < 0 || n + 1 >= WF_MAX_STEPS_PER_RUN)
+			break;
+		int t = wf_resume_take(r->ctx, &res);
+		if (t == -EBADMSG) /* not an object: nothing to apply */
+			res.kind = WF_OTHER;
+		else if (t < 0)
+			break;
+	}
 	if (rc < 0)
 		return rc;
 	return advance(r);

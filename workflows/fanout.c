@@ -407,16 +407,26 @@ int wf_fanout_process(const struct bg_task *task, struct bg_ctx *ctx)
 	} else {
 		f.items = json_object_get(f.st, "items");
 		struct wf_resume res;
-		rc = wf_resume_read(task, &res);
-		if (json_is_true(json_object_get(f.st, "ended")))
-			; /* a client's RESUME of the ended run: its result
-			     again */
-		else if (rc == 0 && res.kind == WF_CALLBACK)
-			rc = on_callback(&f, &res);
-		else if (rc == 0 && res.kind == WF_POSTED &&
-			 json_object_get(res.posted, "bygate_wf_deadline"))
-			rc = on_deadline(&f);
-		wf_resume_free(&res);
+		int got = wf_resume_read(task, &res);
+		rc = 0;
+		/* this RESUME, then those waiting behind it */
+		for (int n = 0; rc == 0; n++) {
+			if (json_is_true(json_object_get(f.st, "ended")))
+				; /* a client's RESUME of the ended run: its
+				     result again */
+			else if (got == 0 && res.kind == WF_CALLBACK)
+				rc = on_callback(&f, &res);
+			else if (got == 0 && res.kind == WF_POSTED &&
+				 json_object_get(res.posted,
+						 "bygate_wf_deadline"))
+				rc = on_deadline(&f);
+			wf_resume_free(&res);
+			if (rc < 0 || n + 1 >= WF_MAX_STEPS_PER_RUN)
+				break;
+			got = wf_resume_take(ctx, &res);
+			if (got < 0 && got != -EBADMSG)
+				break;
+		}
 		if (rc == 0)
 			rc = advance(&f);
 	}

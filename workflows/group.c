@@ -617,14 +617,23 @@ int wf_group_process(const struct bg_task *task, struct bg_ctx *ctx)
 		g.primer = json_object_get(g.st, "primer");
 		g.followers = json_object_get(g.st, "followers");
 		struct wf_resume res;
-		rc = wf_resume_read(task, &res);
-		if (json_is_true(json_object_get(g.st, "ended")))
-			; /* a client's RESUME of the ended group */
-		else if (rc == 0 && res.kind == WF_CALLBACK)
-			rc = on_callback(&g, &res);
-		else if (rc == 0)
-			rc = on_input_value(&g, res.content);
-		wf_resume_free(&res);
+		int got = wf_resume_read(task, &res);
+		rc = 0;
+		/* this RESUME, then those waiting behind it */
+		for (int n = 0; rc == 0; n++) {
+			if (json_is_true(json_object_get(g.st, "ended")))
+				; /* a client's RESUME of the ended group */
+			else if (got == 0 && res.kind == WF_CALLBACK)
+				rc = on_callback(&g, &res);
+			else if (got == 0)
+				rc = on_input_value(&g, res.content);
+			wf_resume_free(&res);
+			if (rc < 0 || n + 1 >= WF_MAX_STEPS_PER_RUN)
+				break;
+			got = wf_resume_take(ctx, &res);
+			if (got < 0 && got != -EBADMSG)
+				break;
+		}
 		if (rc == 0)
 			rc = advance(&g);
 	}

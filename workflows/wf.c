@@ -166,11 +166,12 @@ int wf_step(struct bg_ctx *ctx, const char *kind, const char *run_id,
 
 /* ---- resumes ---- */
 
-int wf_resume_read(const struct bg_task *task, struct wf_resume *r)
+/* r from its body and metadata (both taken). */
+static int resume_parse(json_t *body, json_t *meta, struct wf_resume *r)
 {
 	memset(r, 0, sizeof(*r));
-	r->body = json_loads(bg_task_body_json(task), JSON_ALLOW_NUL, NULL);
-	r->meta = json_loads(bg_task_metadata_json(task), 0, NULL);
+	r->body = body;
+	r->meta = meta;
 	if (!json_is_object(r->body))
 		return -EINVAL;
 	r->status = json_string_value(json_object_get(r->body, "status"));
@@ -195,6 +196,28 @@ int wf_resume_read(const struct bg_task *task, struct wf_resume *r)
 		r->kind = WF_OTHER;
 	}
 	return 0;
+}
+
+int wf_resume_read(const struct bg_task *task, struct wf_resume *r)
+{
+	return resume_parse(
+		json_loads(bg_task_body_json(task), JSON_ALLOW_NUL, NULL),
+		json_loads(bg_task_metadata_json(task), 0, NULL), r);
+}
+
+int wf_resume_take(struct bg_ctx *ctx, struct wf_resume *r)
+{
+	char *txt = NULL;
+	memset(r, 0, sizeof(*r));
+	int rc = bg_ctx_next_resume(ctx, &txt);
+	if (rc < 0)
+		return rc;
+	json_t *v = json_loads(txt, JSON_ALLOW_NUL, NULL);
+	free(txt);
+	rc = resume_parse(json_incref(json_object_get(v, "body")),
+			  json_incref(json_object_get(v, "metadata")), r);
+	json_decref(v);
+	return rc == -EINVAL ? -EBADMSG : rc;
 }
 
 void wf_resume_free(struct wf_resume *r)

@@ -60,6 +60,13 @@ struct wf_resume {
 #define WF_TAG_KEY "bygate_workflow_call"
 
 int wf_resume_read(const struct bg_task *task, struct wf_resume *r);
+/* The next RESUME of this execution waiting at this worker, taken by this
+ * run (bg_ctx_next_resume): 0; -EBADMSG when its body is not an object
+ * (taken all the same: nothing to apply; free r with wf_resume_free);
+ * -ENOENT when none waits, another -errno when the call failed. */
+int wf_resume_take(struct bg_ctx *ctx, struct wf_resume *r);
+/* Steps one run takes at most (its own and those it takes). */
+#define WF_MAX_STEPS_PER_RUN 1000
 void wf_resume_free(struct wf_resume *r);
 
 /* A finished sub-call's output (its content when not empty, else its

@@ -320,6 +320,18 @@ int bg_ctx_ask_user(struct bg_ctx *ctx, const char *prompt, char **reply);
 int bg_ctx_kv_get(struct bg_ctx *ctx, const char *key, char **value_json);
 int bg_ctx_kv_set(struct bg_ctx *ctx, const char *key, const char *value_json);
 
+/** Take the next RESUME of this task's execution waiting at this worker
+ * for this run to end (several sub-calls ended at once: each callback
+ * would otherwise resume the execution in a run of its own, one after the
+ * other). 0 and *resume_json (free()) = {"body": the RESUME's body,
+ * "metadata": its header metadata, "source_agent_type",
+ * "parent_message_id", "entry_id"}; -ENOENT when none waits. A RESUME
+ * taken is this run's to handle: its entry is acknowledged in this
+ * attempt's finish, with its result; if the attempt does not finish (a
+ * crash, a retry) it waits again and is run on its own later. Group joins
+ * (dispatch_group) are never taken. Plugin SDK only. */
+int bg_ctx_next_resume(struct bg_ctx *ctx, char **resume_json);
+
 /** When this RESUME joined a dispatch_group: the JSON object {child
  * message id: {"status","content","reply_data","metadata",
  * "extra_payload"}} of every child; "" otherwise. Never NULL. */
