@@ -207,9 +207,9 @@ static void busy(struct bg_daemon *d, struct bg_job *t, const char *who,
 		duplicate(d, t, who);
 		return;
 	}
-	if (t->retry_ev == NULL)
-		t->retry_ev = evtimer_new(d->base, on_resume_wait, t);
-	if (t->retry_ev == NULL) {
+	if (t->wait_ev == NULL)
+		t->wait_ev = evtimer_new(d->base, on_resume_wait, t);
+	if (t->wait_ev == NULL) {
 		duplicate(d, t, who);
 		return;
 	}
@@ -226,7 +226,7 @@ static void busy(struct bg_daemon *d, struct bg_job *t, const char *who,
 	}
 	t->id.wait_rounds++;
 	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-	evtimer_add(t->retry_ev, &tv);
+	evtimer_add(t->wait_ev, &tv);
 }
 
 /* ---- the examination (WIRE 6.4 steps 3-5) ---- */
@@ -563,6 +563,8 @@ static void won(struct claim *c, struct bg_job *t)
 	struct bg_daemon *d = c->d;
 	t->id.waits_for_run = false;
 	t->id.wait_since_ms = 0;
+	if (t->wait_ev)
+		evtimer_del(t->wait_ev);
 	bg_buf_free(&t->id.record);
 	t->id.record = c->rec;
 	c->rec = (struct bg_buf){ 0 };

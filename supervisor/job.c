@@ -197,6 +197,7 @@ static void release(struct bg_daemon *d, struct bg_job *t)
 	if (bg_job_finishing(t))
 		d->n_finishing--;
 	free_event(&t->retry_ev);
+	free_event(&t->wait_ev);
 	free_event(&t->run.deadline_ev);
 	free_event(&t->run.kill_ev);
 	free(t->run.cancel_reason);
@@ -234,12 +235,12 @@ static void wake_waiter(struct bg_daemon *d, const struct bg_job *t)
 	if (!t->id.cmd_ok || t->id.session_id == NULL)
 		return;
 	for (struct bg_job *u = d->all.next; u != &d->all; u = u->next)
-		if (u != t && u->id.waits_for_run && u->retry_ev &&
+		if (u != t && u->id.waits_for_run && u->wait_ev &&
 		    u->state == BG_JOB_PICKUP && u->id.session_id &&
 		    strcmp(u->id.message_id, t->id.message_id) == 0 &&
 		    strcmp(u->id.session_id, t->id.session_id) == 0) {
-			evtimer_del(u->retry_ev);
-			event_active(u->retry_ev, EV_TIMEOUT, 1);
+			evtimer_del(u->wait_ev);
+			event_active(u->wait_ev, EV_TIMEOUT, 1);
 			return;
 		}
 }

@@ -175,6 +175,7 @@ struct bg_job {
 	uint64_t tag; /* names it on the rings */
 	enum bg_job_state state;
 	struct event *retry_ev; /* BACKOFF, then FINISH_BACKOFF */
+	struct event *wait_ev;	/* a RESUME waiting for a run (admit.c) */
 	struct bg_job_id id;
 	struct bg_job_run run;
 	struct bg_job_outcome end;

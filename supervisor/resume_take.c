@@ -24,7 +24,7 @@
 static bool takeable(const struct bg_job *t, const struct bg_job *u)
 {
 	return u != t && u->state == BG_JOB_PICKUP && u->id.waits_for_run &&
-	       u->id.taken_by == 0 && u->retry_ev && u->id.cmd_ok &&
+	       u->id.taken_by == 0 && u->wait_ev && u->id.cmd_ok &&
 	       u->id.cmd.action == BG_ACTION_RESUME &&
 	       u->id.cmd.hdr[BG_HDR_TASK_GROUP_ID].len == 0 &&
 	       u->id.session_id && t->id.session_id &&
@@ -73,7 +73,7 @@ void bg_resume_take(struct bg_daemon *d, struct bg_job *t, const char *id,
 		return;
 	}
 	BG_OUT(t, S("XACK"), S(u->id.stream), S(d->group), S(u->id.entry_id));
-	evtimer_del(u->retry_ev);
+	evtimer_del(u->wait_ev);
 	u->id.waits_for_run = false;
 	u->id.taken_by = t->tag;
 	bg_outbox_reply(d, t, id, rep);
@@ -89,9 +89,9 @@ void bg_resume_take_release(struct bg_daemon *d, const struct bg_job *t,
 			u->id.taken_by = 0;
 			if (acked) {
 				bg_job_free(d, u);
-			} else if (u->retry_ev) {
+			} else if (u->wait_ev) {
 				u->id.waits_for_run = true;
-				event_active(u->retry_ev, EV_TIMEOUT, 1);
+				event_active(u->wait_ev, EV_TIMEOUT, 1);
 			}
 		}
 		u = next;

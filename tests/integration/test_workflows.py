@@ -514,3 +514,41 @@ def test_a_graph_naming_an_unserved_agent_type_is_refused_unrun(h):
         'online worker'), rec
     assert [r for r in records(c, h.keys, "s-unserved")
             if r.get("parent_message_id") == mid] == []
+
+
+# ---- next_resume -------------------------------------------------------------
+
+def taker_run(h, crash):
+    d = h.start_bygated({
+        "pool": {"size": 6}, "sandbox": {"profile": "trusted"},
+        "agent_types": [
+            h.agent_type("taker", options={"crash": 1 if crash else 0},
+                         max_attempts=3, retry_backoff_ms=10),
+            h.agent_type("sleep")]})
+    c = h.client()
+    mid, _ = pc.send(c, h.keys, "s-take", "taker", "5")
+    rec = pc.wait_terminal(c, h.keys, "s-take", mid, 60)
+    assert rec["status"] == "COMPLETED", rec
+    final = [e for e in pc.events(c, h.keys, "s-take")
+             if e["message_id"] == mid and e["event_type"] == "finalAnswer"]
+    # every callback counted once: none lost, none applied twice
+    assert [e["data"]["choices"][0]["delta"]["content"] for e in final] == \
+        ["seen 5"], final
+    wait_until(lambda: pc.pending_count(
+        c, h.keys.ctrl_agent_type("taker")) == 0, 20,
+        what="every taker entry acknowledged")
+    return d
+
+
+@timeout(90)
+def test_a_run_takes_the_resumes_waiting_for_it(h):
+    d = taker_run(h, crash=False)
+    assert "taken by this run" in d.log_text()
+
+
+@timeout(90)
+def test_resumes_taken_by_a_run_that_crashed_wait_again_and_run_once(h):
+    d = taker_run(h, crash=True)
+    log = d.log_text()
+    assert "taken by this run" in log and "killed by signal" in log, \
+        log[-3000:]
