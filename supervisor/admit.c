@@ -19,7 +19,6 @@
 #include "supervisor/daemon.h"
 #include "supervisor/end.h"
 #include "supervisor/log.h"
-#include "supervisor/pickup.h"
 #include "wire/ids.h"
 #include "wire/keys.h"
 #include "wire/record.h"
@@ -160,7 +159,7 @@ static void on_resume_wait(evutil_socket_t fd, short what, void *arg)
 	struct bg_job *t = arg;
 	if (t->state == BG_JOB_PICKUP && t->id.waits_for_run) {
 		t->id.waits_for_run = false; /* re-reading, not waiting */
-		bg_pickup_again(t->d, t);
+		t->d->hooks.reread(t->d, t);
 	}
 }
 

@@ -38,6 +38,9 @@ struct bg_hooks {
 	/* lease.c: a heartbeat renewed it; lapsed = it had expired and was
 	 * re-created, so work in flight may have been claimed meanwhile */
 	void (*lease_renewed)(struct bg_daemon *d, bool lapsed);
+	/* admit.c: read a waiting RESUME's record again and decide anew
+	 * (pickup.c, above it) */
+	void (*reread)(struct bg_daemon *d, struct bg_job *t);
 };
 
 struct reload;

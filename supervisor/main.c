@@ -320,7 +320,8 @@ static int daemon_init(struct bg_daemon *d, struct bg_config *cfg)
 	d->all.next = d->all.prev = &d->all;
 	d->hooks = (struct bg_hooks){ .job_freed = on_job_freed,
 				      .lease_held = on_lease_held,
-				      .lease_renewed = on_lease_renewed };
+				      .lease_renewed = on_lease_renewed,
+				      .reread = bg_pickup_again };
 	d->worker_id = cfg->worker_id;
 	d->group = cfg->consumer_group;
 	d->base = event_base_new();
