@@ -58,7 +58,7 @@ static const char MOVE_LUA[] =
  * passes: the lane with the smallest pass gives its best entry, XCLAIMed
  * to this worker, and its pass grows by 1 / weight. Two commands per
  * entry; a lane found empty leaves the lanes set. Returns {entries,
- * lanes left (a waiting primer counts as one more)}. */
+ * lanes left (waiting primers count as one more), primers left}. */
 static const char PICK_LUA[] =
 	"local n, k = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
 	"local excl, w = {}, {}\n"
@@ -102,8 +102,9 @@ static const char PICK_LUA[] =
 	"end\n"
 	"for l, p in pairs(newpass) do redis.call('HSET', KEYS[3], 'p:' .. l, p) end\n"
 	"if vt then redis.call('HSET', KEYS[3], 'vtime', vt) end\n"
-	"return {out, redis.call('SCARD', KEYS[2]) +\n"
-	"             math.min(redis.call('ZCARD', KEYS[4]), 1)}\n";
+	"local primers = redis.call('ZCARD', KEYS[4])\n"
+	"return {out, redis.call('SCARD', KEYS[2]) + math.min(primers, 1),\n"
+	"        primers}\n";
 
 enum { K_LANES, K_PASS, K_PRIMERS, K_LANE, K__COUNT };
 static const char *const parts[K__COUNT] = { "lanes", "pass", "primers",
@@ -114,6 +115,7 @@ struct stream_ready {
 	struct bg_buf batch; /* (id, lane, score, kind), NUL-separated */
 	int n_batch;
 	bool maybe_waiting;
+	bool primers_waiting; /* parked here, or left by the last pick */
 };
 
 struct bg_ready {
@@ -180,6 +182,14 @@ bool bg_ready_enabled(const struct bg_daemon *d)
 	return d->cfg->sched_window > 0;
 }
 
+bool bg_ready_primers_waiting(const struct bg_daemon *d)
+{
+	for (int i = 1; d->ready && i < d->ready->n; i++)
+		if (d->ready->s[i].primers_waiting)
+			return true;
+	return false;
+}
+
 bool bg_ready_maybe_waiting(const struct bg_daemon *d, int stream_idx)
 {
 	return d->ready && stream_idx > 0 && stream_idx < d->ready->n &&
@@ -222,6 +232,7 @@ void bg_ready_park(struct bg_daemon *d, struct bg_job *t)
 	bg_buf_append(&s->batch, primer ? "p" : "", primer ? 2 : 1);
 	s->n_batch++;
 	s->maybe_waiting = true;
+	s->primers_waiting |= primer;
 	bg_job_free(d, t);
 }
 
@@ -334,7 +345,7 @@ int bg_ready_pick(struct bg_daemon *d, int stream_idx, int n,
 redisReply *bg_ready_pick_entries(struct bg_daemon *d, int stream_idx,
 				  redisReply *r)
 {
-	if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+	if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
 	    r->element[0]->type != REDIS_REPLY_ARRAY) {
 		if (r && r->type == REDIS_REPLY_ERROR) {
 			bg_warn("picking from the ready set failed: %s",
@@ -346,9 +357,13 @@ redisReply *bg_ready_pick_entries(struct bg_daemon *d, int stream_idx,
 		}
 		return NULL;
 	}
-	if (d->ready && stream_idx > 0 && stream_idx < d->ready->n)
-		d->ready->s[stream_idx].maybe_waiting =
-			r->element[1]->type == REDIS_REPLY_INTEGER &&
-			r->element[1]->integer > 0;
+	if (d->ready && stream_idx > 0 && stream_idx < d->ready->n) {
+		struct stream_ready *s = &d->ready->s[stream_idx];
+		s->maybe_waiting = r->element[1]->type == REDIS_REPLY_INTEGER &&
+				   r->element[1]->integer > 0;
+		s->primers_waiting = r->element[2]->type ==
+					     REDIS_REPLY_INTEGER &&
+				     r->element[2]->integer > 0;
+	}
 	return r->element[0];
 }

@@ -13,6 +13,7 @@
 #include "supervisor/daemon.h"
 #include "supervisor/end.h"
 #include "supervisor/gate.h"
+#include "supervisor/ready.h"
 #include "supervisor/schedule.h"
 
 bool bg_schedule_stream_shares(const struct bg_daemon *d, int i)
@@ -127,6 +128,7 @@ struct bg_sched {
 	int n_types;
 	int primers_running; /* primers in children here, this pass */
 	int primers_waiting; /* primers picked up or queued, not started */
+	bool primers_parked; /* primers may wait in a ready set (ready.h) */
 };
 
 static struct bg_sched *sched_get(struct bg_daemon *d)
@@ -217,12 +219,14 @@ bool bg_schedule_keeps_primer(const struct bg_daemon *d, const struct bg_job *t)
 }
 
 /* Must t leave the idle children alone? A follower must while a primer
- * waits here, unless after it starts as many children as the primers'
- * places are still idle or running primers. */
+ * waits here or in a ready set (as this worker knows), unless after it
+ * starts as many children as the primers' places are still idle or
+ * running primers. */
 static bool follower_held(const struct bg_daemon *d, const struct bg_sched *s,
 			  const struct bg_job *t)
 {
-	if (t->run.role != BG_ROLE_FOLLOWER || s->primers_waiting == 0)
+	if (t->run.role != BG_ROLE_FOLLOWER ||
+	    (s->primers_waiting == 0 && !s->primers_parked))
 		return false;
 	int keep = bg_schedule_primer_places(d);
 	if (keep == 0)
@@ -254,6 +258,7 @@ static void survey(struct bg_daemon *d, struct bg_sched *s)
 		s->v[i].queued = 0;
 	}
 	s->primers_running = s->primers_waiting = 0;
+	s->primers_parked = bg_ready_primers_waiting(d);
 	for (struct bg_job *t = d->all.next; t != &d->all; t = t->next) {
 		if (t->run.role == BG_ROLE_PRIMER) {
 			s->primers_running += bg_job_in_child(t);

@@ -111,6 +111,16 @@ void bg_gate_release(struct bg_daemon *d, struct bg_job *t)
 	t->run.gate_held = false;
 }
 
+/* ---- the ready set (ready.c): whether primers wait there ---- */
+
+static bool ready_primers;
+
+bool bg_ready_primers_waiting(const struct bg_daemon *d)
+{
+	(void)d;
+	return ready_primers;
+}
+
 /* ---- the stages below the scheduler, recorded ---- */
 
 static char started[32][16];
@@ -161,6 +171,7 @@ static struct bg_daemon *daemon_new(int size)
 	pool.size = pool.alive = size;
 	n_started = n_cancelled = n_failed = n_picks = 0;
 	gate_holds_primers = false;
+	ready_primers = false;
 	types[0] = (struct bg_agent_type_conf){ .name = "solo",
 						.handler = BG_HANDLER_PLUGIN };
 	types[1] = (struct bg_agent_type_conf){ .name = "many",
@@ -611,6 +622,24 @@ static void test_a_primer_held_at_the_gate_keeps_its_place(void **state)
 	}
 }
 
+/* Primers parked in the ready set (by this worker, or left by its last
+ * pick) hold the followers too: the next pick brings them first. */
+static void test_primers_in_the_ready_set_keep_their_place(void **state)
+{
+	(void)state;
+	struct bg_daemon *d = daemon_new(2);
+	cfg.sched_primer_share = 25;
+	ready_primers = true;
+	queue_role(d, "f1-0", BG_ROLE_FOLLOWER);
+	queue_role(d, "f2-0", BG_ROLE_FOLLOWER);
+	bg_schedule_dispatch(d);
+	assert_int_equal(n_started, 1);
+	ready_primers = false; /* the pick found none left */
+	bg_schedule_dispatch(d);
+	assert_int_equal(n_started, 2);
+	daemon_free(d);
+}
+
 static void test_a_reader_keeps_as_many_primers_as_it_has_places(void **state)
 {
 	(void)state;
@@ -700,6 +729,8 @@ int main(void)
 			test_followers_leave_the_primers_place_to_a_waiting_primer),
 		cmocka_unit_test(
 			test_a_primer_held_at_the_gate_keeps_its_place),
+		cmocka_unit_test(
+			test_primers_in_the_ready_set_keep_their_place),
 		cmocka_unit_test(
 			test_a_reader_keeps_as_many_primers_as_it_has_places),
 		cmocka_unit_test(test_the_role_is_the_metadata_bygate_role),
