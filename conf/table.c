@@ -285,10 +285,12 @@ const struct bg_conf_key bg_conf_keys[] = {
 	    "Percent of pool.size kept for primers (tasks whose header "
 	    "metadata has \"bygate_role\": \"primer\"), at least 1 place and "
 	    "at most pool.size - 1: primers go first, a primer read here "
-	    "waits here for the next free child, and while one waits, "
-	    "followers (\"bygate_role\": \"follower\") leave these places "
-	    "free (docs/scheduling.md, \"Primers and followers\"). 0 = off: "
-	    "primers and followers are ordinary tasks."),
+	    "waits here for the next free child, and while one waits (here "
+	    "or in the ready set), followers (\"bygate_role\": "
+	    "\"follower\") leave these places free; with none waiting they "
+	    "use every child (docs/scheduling.md, \"Primers and "
+	    "followers\"). 0 = off: primers and followers are ordinary "
+	    "tasks."),
 	ENUM("sched", "lane_key", C, sched_lane_key, BG_LANE_KEY_METADATA,
 	     lane_key_names, R,
 	     "What puts a task in a lane: \"metadata.lane\" (the header's "

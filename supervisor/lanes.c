@@ -66,7 +66,10 @@ enum bg_task_role bg_lane_role(const struct bg_cmd *c)
 {
 	struct bg_str md = c->hdr[BG_HDR_METADATA], v;
 	char role[16];
-	if (md.len == 0 || bg_json_obj_get(md, "bygate_role", &v) != 0)
+	/* a RESUME carries its callee's metadata (the callback copies it):
+	 * it is the caller's work already started, not a new primer */
+	if (c->action != BG_ACTION_ASK_AGENT || md.len == 0 ||
+	    bg_json_obj_get(md, "bygate_role", &v) != 0)
 		return BG_ROLE_NONE;
 	copy_literal(v, role, sizeof(role));
 	return strcmp(role, "primer") == 0     ? BG_ROLE_PRIMER

@@ -27,7 +27,8 @@ enum bg_task_role {
  * clamped to -1000..1000; 0 when absent). agent_type: the handler's. */
 void bg_lane_of(const struct bg_config *cfg, const struct bg_cmd *c,
 		const char *agent_type, char *out, size_t n, int *priority);
-/* The role a command's metadata.bygate_role gives it. */
+/* The role an ASK_AGENT's metadata.bygate_role gives it; none for any
+ * other action (a RESUME carries its callee's metadata). */
 enum bg_task_role bg_lane_role(const struct bg_cmd *c);
 
 #endif

@@ -666,23 +666,27 @@ static void test_the_role_is_the_metadata_bygate_role(void **state)
 {
 	(void)state;
 	const struct {
-		const char *metadata;
+		const char *action, *metadata;
 		enum bg_task_role role;
 	} cases[] = {
-		{ "{\"bygate_role\": \"primer\", \"bygate_group\": \"g1\"}",
+		{ "ASK_AGENT",
+		  "{\"bygate_role\": \"primer\", \"bygate_group\": \"g1\"}",
 		  BG_ROLE_PRIMER },
-		{ "{\"bygate_group\": \"g1\", \"bygate_role\": \"follower\"}",
+		{ "ASK_AGENT",
+		  "{\"bygate_group\": \"g1\", \"bygate_role\": \"follower\"}",
 		  BG_ROLE_FOLLOWER },
-		{ "{\"bygate_role\": \"Primer\"}", BG_ROLE_NONE },
-		{ "{\"bygate_role\": 1}", BG_ROLE_NONE },
-		{ "{\"lane\": \"primer\"}", BG_ROLE_NONE },
-		{ "{}", BG_ROLE_NONE },
+		{ "ASK_AGENT", "{\"bygate_role\": \"Primer\"}", BG_ROLE_NONE },
+		{ "ASK_AGENT", "{\"bygate_role\": 1}", BG_ROLE_NONE },
+		{ "ASK_AGENT", "{\"lane\": \"primer\"}", BG_ROLE_NONE },
+		{ "ASK_AGENT", "{}", BG_ROLE_NONE },
+		/* a callback: its callee's metadata, the caller's work */
+		{ "RESUME", "{\"bygate_role\": \"primer\"}", BG_ROLE_NONE },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char data[1024];
 		snprintf(
 			data, sizeof(data),
-			"{\"action_type\": \"ASK_AGENT\", \"header\": "
+			"{\"action_type\": \"%s\", \"header\": "
 			"{\"message_id\": \"msg-1\", \"session_id\": \"s1\", "
 			"\"trace_id\": \"t1\", \"source_agent_type\": \"\", "
 			"\"target_agent_type\": \"solo\", "
@@ -690,9 +694,11 @@ static void test_the_role_is_the_metadata_bygate_role(void **state)
 			"\"user_code\": \"u\", \"user_name\": \"u\", "
 			"\"metadata\": %s, \"trace_parent_span_id\": \"\", "
 			"\"langfuse_parent_observation_id\": \"\"}, "
-			"\"body\": {\"content\": \"x\", "
-			"\"wait_for_reply\": false}}",
-			cases[i].metadata);
+			"\"body\": {\"content\": \"x\", %s}}",
+			cases[i].action, cases[i].metadata,
+			strcmp(cases[i].action, "RESUME") == 0
+				? "\"status\": \"COMPLETED\", \"reply_data\": null"
+				: "\"wait_for_reply\": false");
 		struct bg_cmd c;
 		assert_int_equal(bg_cmd_scan(data, strlen(data), &c), 0);
 		assert_int_equal(bg_lane_role(&c), cases[i].role);
