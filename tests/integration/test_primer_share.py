@@ -104,6 +104,33 @@ def test_a_burst_of_followers_does_not_delay_a_primer_past_the_next_child(h):
 
 
 @timeout(120)
+def test_primers_beyond_the_readers_places_come_first_from_the_ready_set(h):
+    """Pool 4 at 25 %: one place, so the reader keeps one primer and parks
+    the other two in the agent type's primers set, which every pick
+    empties before any lane: they start within a child or two, not behind
+    the 500 followers parked before them."""
+    c = h.client(timeout=30)
+    d = start(h, 25)
+    followers = send(c, h, "s-f", 500, FOLLOWER_MS, "follower")
+    wait_until(lambda: len(starts(d)) >= 2 * POOL, 30,
+               what="the followers running")
+    prims = send(c, h, "s-p", 3, 50, "primer")
+    ids = entry_ids(c, h, followers + prims)
+    p_eids = [ids.pop(m) for m in prims]
+    wait_until(lambda: all(e in starts(d) for e in p_eids), 5,
+               what="the three primers")
+    s = starts(d)
+    sent = ms_of(p_eids[0])
+    last = max(s[e] for e in p_eids)
+    ahead = [e for e in ids.values() if e in s and sent + 5 <= s[e] < last]
+    print("3 primers: sent -> started %s ms; followers started in "
+          "between: %d" % ([s[e] - sent for e in p_eids], len(ahead)))
+    # each primer beyond the place waits at most for one more child
+    assert last - sent <= 2 * FOLLOWER_MS + 200, last - sent
+    assert len(ahead) <= POOL, len(ahead)
+
+
+@timeout(120)
 def test_with_the_share_off_the_primer_waits_behind_the_burst(h):
     """The control: primer_share = 0 makes primers ordinary tasks, queued
     in stream order behind the 500 followers (~50 s on this pool)."""
