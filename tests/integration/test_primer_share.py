@@ -98,9 +98,10 @@ def test_a_burst_of_followers_does_not_delay_a_primer_past_the_next_child(h):
           % (delay, FOLLOWER_MS, POOL, len(ahead), len(waiting)))
     assert ahead == [], (delay, len(ahead))
     assert len(waiting) > 400, len(waiting)
-    # the next free child: within one follower's run (and the finish
-    # that frees it)
-    assert delay <= FOLLOWER_MS + 150, delay
+    # the next free child (no task started here in between, above):
+    # within one follower's run and the finish that frees its child
+    # (slack for a loaded machine)
+    assert delay <= FOLLOWER_MS + 300, delay
 
 
 @timeout(120)
@@ -125,9 +126,12 @@ def test_primers_beyond_the_readers_places_come_first_from_the_ready_set(h):
     ahead = [e for e in ids.values() if e in s and sent + 5 <= s[e] < last]
     print("3 primers: sent -> started %s ms; followers started in "
           "between: %d" % ([s[e] - sent for e in p_eids], len(ahead)))
-    # each primer beyond the place waits at most for one more child
-    assert last - sent <= 2 * FOLLOWER_MS + 200, last - sent
-    assert len(ahead) <= POOL, len(ahead)
+    # beyond the place, a primer comes with the next pick: a follower
+    # prefetched here may take the child that frees first (the places
+    # hold only while running primers do not fill them), never the
+    # backlog (~50 s)
+    assert last - sent <= 3 * FOLLOWER_MS, last - sent
+    assert len(ahead) <= 2 * POOL, len(ahead)
 
 
 @timeout(120)
