@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "supervisor/daemon.h"
 #include "supervisor/lanes.h"
 #include "supervisor/log.h"
@@ -115,7 +116,7 @@ struct stream_ready {
 	struct bg_buf batch; /* (id, lane, score, kind), NUL-separated */
 	int n_batch;
 	bool maybe_waiting;
-	bool primers_waiting; /* parked here, or left by the last pick */
+	int64_t primers_seen_ms; /* parked here, or left by a pick: when */
 };
 
 struct bg_ready {
@@ -182,11 +183,19 @@ bool bg_ready_enabled(const struct bg_daemon *d)
 	return d->cfg->sched_window > 0;
 }
 
+/* How long primers seen in a ready set count as waiting there without
+ * news (a pick): bounds a stale answer when this worker stops picking
+ * an agent type (denied, at its cap). */
+#define PRIMERS_SEEN_MS 1000
+
 bool bg_ready_primers_waiting(const struct bg_daemon *d)
 {
-	for (int i = 1; d->ready && i < d->ready->n; i++)
-		if (d->ready->s[i].primers_waiting)
+	int64_t now = bg_mono_ms();
+	for (int i = 1; d->ready && i < d->ready->n; i++) {
+		int64_t seen = d->ready->s[i].primers_seen_ms;
+		if (seen && now - seen < PRIMERS_SEEN_MS)
 			return true;
+	}
 	return false;
 }
 
@@ -232,7 +241,8 @@ void bg_ready_park(struct bg_daemon *d, struct bg_job *t)
 	bg_buf_append(&s->batch, primer ? "p" : "", primer ? 2 : 1);
 	s->n_batch++;
 	s->maybe_waiting = true;
-	s->primers_waiting |= primer;
+	if (primer)
+		s->primers_seen_ms = bg_mono_ms();
 	bg_job_free(d, t);
 }
 
@@ -361,9 +371,9 @@ redisReply *bg_ready_pick_entries(struct bg_daemon *d, int stream_idx,
 		struct stream_ready *s = &d->ready->s[stream_idx];
 		s->maybe_waiting = r->element[1]->type == REDIS_REPLY_INTEGER &&
 				   r->element[1]->integer > 0;
-		s->primers_waiting = r->element[2]->type ==
-					     REDIS_REPLY_INTEGER &&
-				     r->element[2]->integer > 0;
+		bool primers = r->element[2]->type == REDIS_REPLY_INTEGER &&
+			       r->element[2]->integer > 0;
+		s->primers_seen_ms = primers ? bg_mono_ms() : 0;
 	}
 	return r->element[0];
 }

@@ -43,7 +43,7 @@ bool bg_schedule_keeps_primer(const struct bg_daemon *d,
 /* Start queued jobs while children have room: primers first, then
  * lanes by weight, then priority with aging, within the local caps; a
  * follower leaves the primers' places free while a primer waits here
- * (schedule.c). */
+ * or in a ready set (schedule.c). */
 void bg_schedule_dispatch(struct bg_daemon *d);
 /* Each lane seen here (as of the last dispatch pass): its name, tasks
  * running and queued here, tasks started here and the seconds they
