@@ -112,6 +112,7 @@ struct bg_config {
 	int sched_window; /* entries per agent type beyond free places */
 	enum bg_lane_key sched_lane_key;
 	int sched_priority_aging_ms;
+	int sched_primer_share; /* percent of the pool kept for primers */
 	char *sched_lanes_json; /* { lane = { weight; max_running; ... } } */
 
 	/* pool */

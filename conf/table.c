@@ -286,6 +286,16 @@ const struct bg_conf_key bg_conf_keys[] = {
 	    "set, where every worker picks the next by lane weight and "
 	    "priority (docs/scheduling.md). 0 = no ready set: read only what "
 	    "can start plus worker.fetch_count's prefetch."),
+	INT("sched", "primer_share", C, sched_primer_share, 25, 0, 100, NULL, R,
+	    "Percent of pool.size kept for primers (tasks whose header "
+	    "metadata has \"bygate_role\": \"primer\"), at least 1 place and "
+	    "at most pool.size - 1: primers go first, a primer read here "
+	    "waits here for the next free child, and while one waits (here "
+	    "or in the ready set), followers (\"bygate_role\": "
+	    "\"follower\") leave these places free; with none waiting they "
+	    "use every child (docs/scheduling.md, \"Primers and "
+	    "followers\"). 0 = off: primers and followers are ordinary "
+	    "tasks."),
 	ENUM("sched", "lane_key", C, sched_lane_key, BG_LANE_KEY_METADATA,
 	     lane_key_names, R,
 	     "What puts a task in a lane: \"metadata.lane\" (the header's "

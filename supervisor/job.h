@@ -142,6 +142,7 @@ struct bg_job_run {
 	char lane[BG_LANE_MAX + 1]; /* "" = the default lane */
 	int priority;		    /* metadata.priority, higher first */
 	bool resumes;		    /* RESUME: work already started, first */
+	enum bg_task_role role;	    /* metadata.bygate_role (lanes.h) */
 	int64_t queued_ms;	    /* when it (last) entered the window */
 	int lane_slot;		    /* schedule.c's lane table; -1 = unknown */
 	uint64_t skip_pass;	    /* schedule.c: no place in this pass */

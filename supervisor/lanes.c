@@ -61,3 +61,18 @@ void bg_lane_of(const struct bg_config *cfg, const struct bg_cmd *c,
 	if (md.len && bg_json_obj_get(md, "lane", &v) == 0)
 		copy_literal(v, out, n);
 }
+
+enum bg_task_role bg_lane_role(const struct bg_cmd *c)
+{
+	struct bg_str md = c->hdr[BG_HDR_METADATA], v;
+	char role[16];
+	/* a RESUME carries its callee's metadata (the callback copies it):
+	 * it is the caller's work already started, not a new primer */
+	if (c->action != BG_ACTION_ASK_AGENT || md.len == 0 ||
+	    bg_json_obj_get(md, "bygate_role", &v) != 0)
+		return BG_ROLE_NONE;
+	copy_literal(v, role, sizeof(role));
+	return strcmp(role, "primer") == 0     ? BG_ROLE_PRIMER
+	       : strcmp(role, "follower") == 0 ? BG_ROLE_FOLLOWER
+					       : BG_ROLE_NONE;
+}

@@ -282,7 +282,8 @@ static bool resumes_a_run_here(const struct bg_daemon *d,
 static bool should_park(struct bg_daemon *d, const struct bg_job *t)
 {
 	if (!t->id.may_park || !bg_ready_enabled(d) || t->id.stream_idx < 1 ||
-	    t->id.recovered || resumes_a_run_here(d, t))
+	    t->id.recovered || resumes_a_run_here(d, t) ||
+	    bg_schedule_keeps_primer(d, t))
 		return false;
 	return bg_ready_maybe_waiting(d, t->id.stream_idx) ||
 	       bg_schedule_free_places(d, t->id.stream_idx) < 0;
@@ -359,6 +360,7 @@ static void accept_entry(struct bg_daemon *d, struct bg_job *t, int stream_idx,
 	bg_lane_of(d->cfg, c, t->id.handler_type, t->run.lane,
 		   sizeof(t->run.lane), &t->run.priority);
 	t->run.resumes = c->action == BG_ACTION_RESUME;
+	t->run.role = bg_lane_role(c);
 	if (should_park(d, t)) {
 		bg_ready_park(d, t);
 		return;

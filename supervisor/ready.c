@@ -6,53 +6,60 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "supervisor/daemon.h"
 #include "supervisor/lanes.h"
 #include "supervisor/log.h"
 #include "wire/keys.h"
 
-/* KEYS: stream, lanes set, passes hash. ARGV: group, the ready consumer,
- * the lane key prefix, then (member, lane, score) triples (member: the
- * entry id with its sequence zero-padded). Each entry still pending
- * moves to the ready consumer and into its lane; a lane that joins the
- * lanes set starts from the virtual time. Two commands per entry. The
- * writes Redis may refuse at maxmemory (SADD, HSET, ZADD) come before
- * the XCLAIM: a script stopped by OOM leaves the entry pending here (the
- * reconcile runs it), never owned by the ready set without a place in a
- * lane. A member whose entry is no longer pending is taken out again.
- * Returns the entries moved. */
+/* KEYS: stream, lanes set, passes hash, primers set. ARGV: group, the
+ * ready consumer, the lane key prefix, then (member, lane, score, kind)
+ * quadruples (member: the entry id with its sequence zero-padded; kind
+ * "p": a primer, filed in the primers set rather than its lane). Each
+ * entry still pending moves to the ready consumer and into its set; a
+ * lane that joins the lanes set starts from the virtual time. Two
+ * commands per entry. The writes Redis may refuse at maxmemory (SADD,
+ * HSET, ZADD) come before the XCLAIM: a script stopped by OOM leaves the
+ * entry pending here (the reconcile runs it), never owned by the ready
+ * set without a place in a set. A member whose entry is no longer
+ * pending is taken out again. Returns the entries moved. */
 static const char MOVE_LUA[] =
 	"local vt = tonumber(redis.call('HGET', KEYS[3], 'vtime') or '0')\n"
 	"local seen, moved = {}, 0\n"
-	"for i = 4, #ARGV, 3 do\n"
+	"for i = 4, #ARGV, 4 do\n"
 	"  local member, lane = ARGV[i], ARGV[i + 1]\n"
 	"  local ms, seq = string.match(member, '^(%d+)-0*(%d+)$')\n"
-	"  if not seen[lane] then\n"
-	"    seen[lane] = true\n"
-	"    if redis.call('SADD', KEYS[2], lane) == 1 then\n"
-	"      local p = tonumber(redis.call('HGET', KEYS[3], 'p:' .. lane)\n"
-	"                         or '0')\n"
-	"      if p < vt then redis.call('HSET', KEYS[3], 'p:' .. lane, vt) end\n"
+	"  local set = KEYS[4]\n"
+	"  if ARGV[i + 3] ~= 'p' then\n"
+	"    set = ARGV[3] .. lane\n"
+	"    if not seen[lane] then\n"
+	"      seen[lane] = true\n"
+	"      if redis.call('SADD', KEYS[2], lane) == 1 then\n"
+	"        local p = tonumber(redis.call('HGET', KEYS[3], 'p:' .. lane)\n"
+	"                           or '0')\n"
+	"        if p < vt then redis.call('HSET', KEYS[3], 'p:' .. lane, vt) end\n"
+	"      end\n"
 	"    end\n"
 	"  end\n"
-	"  redis.call('ZADD', ARGV[3] .. lane, ARGV[i + 2], member)\n"
+	"  redis.call('ZADD', set, ARGV[i + 2], member)\n"
 	"  local c = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0,\n"
 	"                       ms .. '-' .. seq, 'JUSTID')\n"
 	"  if #c == 1 then\n"
 	"    moved = moved + 1\n"
 	"  else\n"
-	"    redis.call('ZREM', ARGV[3] .. lane, member)\n"
+	"    redis.call('ZREM', set, member)\n"
 	"  end\n"
 	"end\n"
 	"return moved\n";
 
 /* KEYS as MOVE. ARGV: group, this worker, lane key prefix, n, the
  * number k of lanes excluded, those k lanes, then (lane, weight) pairs
- * (weight 1 for a lane not given). Stride scheduling over the fleet-wide
+ * (weight 1 for a lane not given). Primers first, lowest score first,
+ * whatever their lane. Then stride scheduling over the fleet-wide
  * passes: the lane with the smallest pass gives its best entry, XCLAIMed
  * to this worker, and its pass grows by 1 / weight. Two commands per
  * entry; a lane found empty leaves the lanes set. Returns {entries,
- * lanes left}. */
+ * lanes left (waiting primers count as one more), primers left}. */
 static const char PICK_LUA[] =
 	"local n, k = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
 	"local excl, w = {}, {}\n"
@@ -65,6 +72,14 @@ static const char PICK_LUA[] =
 	"  end\n"
 	"end\n"
 	"local out, vt = {}, nil\n"
+	"while #out < n do\n"
+	"  local top = redis.call('ZPOPMIN', KEYS[4])\n"
+	"  if #top == 0 then break end\n"
+	"  local ms, seq = string.match(top[1], '^(%d+)-0*(%d+)$')\n"
+	"  local e = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0,\n"
+	"                       ms .. '-' .. seq, 'RETRYCOUNT', 1)\n"
+	"  if #e == 1 and type(e[1]) == 'table' then out[#out + 1] = e[1] end\n"
+	"end\n"
 	"while #out < n do\n"
 	"  local best = nil\n"
 	"  for l, p in pairs(pass) do\n"
@@ -88,16 +103,20 @@ static const char PICK_LUA[] =
 	"end\n"
 	"for l, p in pairs(newpass) do redis.call('HSET', KEYS[3], 'p:' .. l, p) end\n"
 	"if vt then redis.call('HSET', KEYS[3], 'vtime', vt) end\n"
-	"return {out, redis.call('SCARD', KEYS[2])}\n";
+	"local primers = redis.call('ZCARD', KEYS[4])\n"
+	"return {out, redis.call('SCARD', KEYS[2]) + math.min(primers, 1),\n"
+	"        primers}\n";
 
-enum { K_LANES, K_PASS, K_LANE, K__COUNT };
-static const char *const parts[K__COUNT] = { "lanes", "pass", "lane:" };
+enum { K_LANES, K_PASS, K_PRIMERS, K_LANE, K__COUNT };
+static const char *const parts[K__COUNT] = { "lanes", "pass", "primers",
+					     "lane:" };
 
 struct stream_ready {
 	char *keys[K__COUNT];
-	struct bg_buf batch; /* (id, lane, score) triples, NUL-separated */
+	struct bg_buf batch; /* (id, lane, score, kind), NUL-separated */
 	int n_batch;
 	bool maybe_waiting;
+	int64_t primers_seen_ms; /* parked here, or left by a pick: when */
 };
 
 struct bg_ready {
@@ -105,6 +124,14 @@ struct bg_ready {
 	struct stream_ready *s; /* [stream index] (0, the worker stream,
 				   unused) */
 };
+
+static bool keys_built(const struct stream_ready *s)
+{
+	for (int k = 0; k < K__COUNT; k++)
+		if (s->keys[k] == NULL)
+			return false;
+	return true;
+}
 
 static struct bg_ready *get(struct bg_daemon *d)
 {
@@ -156,6 +183,22 @@ bool bg_ready_enabled(const struct bg_daemon *d)
 	return d->cfg->sched_window > 0;
 }
 
+/* How long primers seen in a ready set count as waiting there without
+ * news (a pick): bounds a stale answer when this worker stops picking
+ * an agent type (denied, at its cap). */
+#define PRIMERS_SEEN_MS 1000
+
+bool bg_ready_primers_waiting(const struct bg_daemon *d)
+{
+	int64_t now = bg_mono_ms();
+	for (int i = 1; d->ready && i < d->ready->n; i++) {
+		int64_t seen = d->ready->s[i].primers_seen_ms;
+		if (seen && now - seen < PRIMERS_SEEN_MS)
+			return true;
+	}
+	return false;
+}
+
 bool bg_ready_maybe_waiting(const struct bg_daemon *d, int stream_idx)
 {
 	return d->ready && stream_idx > 0 && stream_idx < d->ready->n &&
@@ -176,7 +219,7 @@ void bg_ready_park(struct bg_daemon *d, struct bg_job *t)
 {
 	struct bg_ready *r = get(d);
 	int i = t->id.stream_idx;
-	if (r == NULL || i < 1 || i >= r->n || r->s[i].keys[K_LANE] == NULL) {
+	if (r == NULL || i < 1 || i >= r->n || !keys_built(&r->s[i])) {
 		bg_job_free(d, t); /* stays pending here: the reconcile */
 		return;
 	}
@@ -192,8 +235,14 @@ void bg_ready_park(struct bg_daemon *d, struct bg_job *t)
 	bg_buf_append(&s->batch, member, strlen(member) + 1);
 	bg_buf_append(&s->batch, t->run.lane, strlen(t->run.lane) + 1);
 	bg_buf_append(&s->batch, score, strlen(score) + 1);
+	/* a primer (sched.primer_share): picked before every lane */
+	bool primer = t->run.role == BG_ROLE_PRIMER &&
+		      d->cfg->sched_primer_share > 0;
+	bg_buf_append(&s->batch, primer ? "p" : "", primer ? 2 : 1);
 	s->n_batch++;
 	s->maybe_waiting = true;
+	if (primer)
+		s->primers_seen_ms = bg_mono_ms();
 	bg_job_free(d, t);
 }
 
@@ -207,23 +256,24 @@ static void on_moved(struct bg_rconn *c, redisReply *r, void *priv)
 			r->str);
 }
 
-/* EVAL lua with the stream's three keys and ARGV: group, consumer, lane
+/* EVAL lua with the stream's four keys and ARGV: group, consumer, lane
  * key prefix, then args. */
 static int send_script(struct bg_daemon *d, const char *lua,
 		       const struct stream_ready *s, int stream_idx,
 		       const char *consumer, const char **args, int n_args,
 		       bg_rconn_reply_fn fn, void *priv, bool entries)
 {
-	const char **argv = calloc((size_t)(10 + n_args), sizeof(char *));
+	const char **argv = calloc((size_t)(11 + n_args), sizeof(char *));
 	if (argv == NULL)
 		return -ENOMEM;
 	int a = 0;
 	argv[a++] = "EVAL";
 	argv[a++] = lua;
-	argv[a++] = "3";
+	argv[a++] = "4";
 	argv[a++] = d->streams[stream_idx];
 	argv[a++] = s->keys[K_LANES];
 	argv[a++] = s->keys[K_PASS];
+	argv[a++] = s->keys[K_PRIMERS];
 	argv[a++] = d->group;
 	argv[a++] = consumer;
 	argv[a++] = s->keys[K_LANE];
@@ -244,7 +294,7 @@ void bg_ready_flush(struct bg_daemon *d)
 		struct stream_ready *s = &r->s[i];
 		if (s->n_batch == 0)
 			continue;
-		int n = 3 * s->n_batch;
+		int n = 4 * s->n_batch;
 		const char **args = calloc((size_t)n, sizeof(char *));
 		if (args != NULL) {
 			const char *p = s->batch.p;
@@ -268,7 +318,7 @@ int bg_ready_pick(struct bg_daemon *d, int stream_idx, int n,
 {
 	struct bg_ready *r = get(d);
 	if (r == NULL || stream_idx < 1 || stream_idx >= r->n ||
-	    r->s[stream_idx].keys[K_LANE] == NULL)
+	    !keys_built(&r->s[stream_idx]))
 		return -EINVAL;
 	/* the lanes at their cap here, then those of sched.lanes with their
 	 * weights; the others weigh 1 */
@@ -305,7 +355,7 @@ int bg_ready_pick(struct bg_daemon *d, int stream_idx, int n,
 redisReply *bg_ready_pick_entries(struct bg_daemon *d, int stream_idx,
 				  redisReply *r)
 {
-	if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+	if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
 	    r->element[0]->type != REDIS_REPLY_ARRAY) {
 		if (r && r->type == REDIS_REPLY_ERROR) {
 			bg_warn("picking from the ready set failed: %s",
@@ -317,9 +367,13 @@ redisReply *bg_ready_pick_entries(struct bg_daemon *d, int stream_idx,
 		}
 		return NULL;
 	}
-	if (d->ready && stream_idx > 0 && stream_idx < d->ready->n)
-		d->ready->s[stream_idx].maybe_waiting =
-			r->element[1]->type == REDIS_REPLY_INTEGER &&
-			r->element[1]->integer > 0;
+	if (d->ready && stream_idx > 0 && stream_idx < d->ready->n) {
+		struct stream_ready *s = &d->ready->s[stream_idx];
+		s->maybe_waiting = r->element[1]->type == REDIS_REPLY_INTEGER &&
+				   r->element[1]->integer > 0;
+		bool primers = r->element[2]->type == REDIS_REPLY_INTEGER &&
+			       r->element[2]->integer > 0;
+		s->primers_seen_ms = primers ? bg_mono_ms() : 0;
+	}
 	return r->element[0];
 }

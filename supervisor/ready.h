@@ -36,10 +36,15 @@ void bg_ready_flush(struct bg_daemon *d);
 /* Whether stream i's ready set may hold entries (from the last move or
  * pick here; peers' moves are seen by polling). */
 bool bg_ready_maybe_waiting(const struct bg_daemon *d, int stream_idx);
+/* Whether primers may wait in a ready set of this worker's agent types:
+ * parked here, or left by a pick here, within the last second (peers'
+ * are seen by picking; a worker with an idle child picks at least every
+ * 100 ms, so the answer is fresh whenever it matters). */
+bool bg_ready_primers_waiting(const struct bg_daemon *d);
 /* Ask stream i's ready set for up to n entries for this worker, none of
- * the `excluded` lanes (at their cap here): fn gets the reply {entries,
- * lanes left} (entries as XRANGE gives them). 0, or -errno (nothing
- * sent). */
+ * the `excluded` lanes (at their cap here), primers first: fn gets the
+ * reply {entries, lanes left, primers left} (entries as XRANGE gives
+ * them). 0, or -errno (nothing sent). */
 int bg_ready_pick(struct bg_daemon *d, int stream_idx, int n,
 		  const char *const *excluded, int n_excluded,
 		  bg_rconn_reply_fn fn, void *priv);

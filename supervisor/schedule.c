@@ -13,6 +13,7 @@
 #include "supervisor/daemon.h"
 #include "supervisor/end.h"
 #include "supervisor/gate.h"
+#include "supervisor/ready.h"
 #include "supervisor/schedule.h"
 
 bool bg_schedule_stream_shares(const struct bg_daemon *d, int i)
@@ -125,6 +126,9 @@ struct bg_sched {
 	uint64_t pass_id;
 	int *type_running; /* per agent type, this pass */
 	int n_types;
+	int primers_running; /* primers in children here, this pass */
+	int primers_waiting; /* primers picked up or queued, not started */
+	bool primers_parked; /* primers may wait in a ready set (ready.h) */
 };
 
 static struct bg_sched *sched_get(struct bg_daemon *d)
@@ -182,6 +186,55 @@ static struct lane *lane_of(struct bg_daemon *d, struct bg_sched *s,
 	return l;
 }
 
+/* ---- primers and followers (docs/scheduling.md) ---- */
+
+int bg_schedule_primer_places(const struct bg_daemon *d)
+{
+	int size = bg_pool_size(d->pool);
+	int share = d->cfg->sched_primer_share;
+	if (share <= 0 || size < 2)
+		return 0;
+	int r = (size * share + 50) / 100; /* rounded */
+	return r < 1 ? 1 : r > size - 1 ? size - 1 : r;
+}
+
+/* A primer on its way to a child: picked up (its record being claimed)
+ * or queued. A retry waiting for its back-off does not hold places. */
+static bool primer_waiting(const struct bg_job *t)
+{
+	return t->run.role == BG_ROLE_PRIMER &&
+	       (t->state == BG_JOB_PICKUP || t->state == BG_JOB_PICKUP_LOST ||
+		t->state == BG_JOB_QUEUED);
+}
+
+bool bg_schedule_keeps_primer(const struct bg_daemon *d, const struct bg_job *t)
+{
+	if (t->run.role != BG_ROLE_PRIMER || d->cfg->sched_primer_share <= 0)
+		return false;
+	int keep = bg_schedule_primer_places(d);
+	int waiting = 0; /* t among them */
+	for (const struct bg_job *j = d->all.next; j != &d->all; j = j->next)
+		waiting += primer_waiting(j);
+	return waiting <= (keep > 1 ? keep : 1);
+}
+
+/* Must t leave the idle children alone? A follower must while a primer
+ * waits here or in a ready set (as this worker knows), unless after it
+ * starts as many children as the primers' places are still idle or
+ * running primers. */
+static bool follower_held(const struct bg_daemon *d, const struct bg_sched *s,
+			  const struct bg_job *t)
+{
+	if (t->run.role != BG_ROLE_FOLLOWER ||
+	    (s->primers_waiting == 0 && !s->primers_parked))
+		return false;
+	int keep = bg_schedule_primer_places(d);
+	if (keep == 0)
+		return false;
+	int by_primers = s->primers_running < keep ? s->primers_running : keep;
+	return bg_pool_idle_count(d->pool) - 1 + by_primers < keep;
+}
+
 /* Running jobs per agent type and per lane, and the lanes with queued
  * jobs (a lane becoming active starts from the virtual time). */
 static void survey(struct bg_daemon *d, struct bg_sched *s)
@@ -204,7 +257,13 @@ static void survey(struct bg_daemon *d, struct bg_sched *s)
 		s->v[i].running = 0;
 		s->v[i].queued = 0;
 	}
+	s->primers_running = s->primers_waiting = 0;
+	s->primers_parked = bg_ready_primers_waiting(d);
 	for (struct bg_job *t = d->all.next; t != &d->all; t = t->next) {
+		if (t->run.role == BG_ROLE_PRIMER) {
+			s->primers_running += bg_job_in_child(t);
+			s->primers_waiting += primer_waiting(t);
+		}
 		if (!bg_job_in_child(t) && t->state != BG_JOB_QUEUED)
 			continue;
 		struct lane *l = lane_of(d, s, t);
@@ -259,14 +318,19 @@ struct pick {
 	const struct bg_agent_type_conf *tc;
 };
 
-/* The next queued job to try: the lane with the smallest pass, in it the
+/* The next queued job to try: a primer before any other job (under
+ * sched.primer_share), then the lane with the smallest pass, in it the
  * highest effective priority, then the queue's order. Jobs to end now
- * (cancelled, unknown agent type) are picked at once. */
+ * (cancelled, unknown agent type) are picked at once. A follower held
+ * for the primers' places (follower_held) is left out unless it can
+ * share a busy child. */
 static bool pick_next(struct bg_daemon *d, struct bg_sched *s, int64_t now,
 		      bool alone_blocked, struct pick *out)
 {
 	struct pick best = { .lane = -1 };
 	double best_prio = 0;
+	bool best_primer = false;
+	bool primers_first = d->cfg->sched_primer_share > 0;
 	struct bg_job *prev = NULL;
 	for (struct bg_job *t = d->q_head; t; prev = t, t = t->qnext) {
 		const struct bg_agent_type_conf *tc =
@@ -280,17 +344,21 @@ static bool pick_next(struct bg_daemon *d, struct bg_sched *s, int64_t now,
 			continue;
 		int group, limit;
 		placement(d, t, tc, &group, &limit);
-		if (alone_blocked && limit <= 1)
+		if ((alone_blocked || follower_held(d, s, t)) && limit <= 1)
 			continue;
 		struct lane *l = lane_of(d, s, t);
 		if (l == NULL || !under_caps(d, s, tc, l))
 			continue;
 		double prio = effective_priority(d, t, now);
 		int li = (int)(l - s->v);
-		if (best.t == NULL || l->pass < s->v[best.lane].pass ||
-		    (li == best.lane && prio > best_prio)) {
+		bool primer = primers_first && t->run.role == BG_ROLE_PRIMER;
+		if (best.t == NULL || (primer && !best_primer) ||
+		    (primer == best_primer &&
+		     (l->pass < s->v[best.lane].pass ||
+		      (li == best.lane && prio > best_prio)))) {
 			best = (struct pick){ t, prev, li, tc };
 			best_prio = prio;
+			best_primer = primer;
 		}
 	}
 	*out = best;
@@ -328,9 +396,11 @@ void bg_schedule_dispatch(struct bg_daemon *d)
 		}
 		int group, limit;
 		placement(d, t, p.tc, &group, &limit);
-		int slot = bg_pool_pick(d->pool, group, limit, alone_blocked);
+		bool held = follower_held(d, s, t);
+		int slot = bg_pool_pick(d->pool, group, limit,
+					alone_blocked || held);
 		if (slot < 0) {
-			if (limit <= 1)
+			if (limit <= 1 && !held)
 				alone_blocked = true;
 			t->run.skip_pass = s->pass_id;
 			continue;
@@ -351,6 +421,10 @@ void bg_schedule_dispatch(struct bg_daemon *d)
 			l->wait_s += (double)waited / 1000.0;
 		if (s->type_running)
 			s->type_running[p.tc - d->cfg->agent_types]++;
+		if (t->run.role == BG_ROLE_PRIMER) {
+			s->primers_running++;
+			s->primers_waiting--;
+		}
 		bg_attempt_start(d, t, slot, limit, group, &payload);
 	}
 	bg_buf_free(&payload);

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 struct bg_daemon;
+struct bg_job;
 
 /* Free capacity for entries that need a child to themselves (`alone`)
  * and for entries that may share one (`shared`, DESIGN 5): places in
@@ -28,8 +29,21 @@ int bg_schedule_capacity(const struct bg_daemon *d);
 /* Agent-type stream i's tasks may share a child (max_inflight > 1). */
 bool bg_schedule_stream_shares(const struct bg_daemon *d, int i);
 
-/* Start queued jobs while children have room: lanes by weight, then
- * priority with aging, within the local caps (schedule.c). */
+/* Primers and followers (docs/scheduling.md): the places of this
+ * worker's pool kept for primers under sched.primer_share (0: off, or a
+ * pool of one child; else at least 1 and at most pool.size - 1). */
+int bg_schedule_primer_places(const struct bg_daemon *d);
+/* Primer t (picked up, not yet queued) stays here, first in line for
+ * the next free child, instead of going to the ready set: the share is
+ * on and this worker holds no more waiting primers than its places for
+ * them (at least one). */
+bool bg_schedule_keeps_primer(const struct bg_daemon *d,
+			      const struct bg_job *t);
+
+/* Start queued jobs while children have room: primers first, then
+ * lanes by weight, then priority with aging, within the local caps; a
+ * follower leaves the primers' places free while a primer waits here
+ * or in a ready set (schedule.c). */
 void bg_schedule_dispatch(struct bg_daemon *d);
 /* Each lane seen here (as of the last dispatch pass): its name, tasks
  * running and queued here, tasks started here and the seconds they

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "supervisor/job.c"
+#include "supervisor/lanes.c"
 #include "supervisor/log.c"
 #include "supervisor/schedule.c"
 
@@ -52,6 +53,15 @@ bool bg_pool_type_down(const struct bg_pool *p, int type, const char **why)
 	return type >= 0 && type < 4 && type_down[type];
 }
 
+int bg_pool_idle_count(const struct bg_pool *p)
+{
+	(void)p;
+	int n = 0;
+	for (int i = 0; i < pool.size; i++)
+		n += pool.jobs[i] == 0;
+	return n;
+}
+
 int bg_pool_shared_children(const struct bg_pool *p)
 {
 	(void)p;
@@ -84,19 +94,31 @@ int bg_pool_pick(const struct bg_pool *p, int group, int limit, bool only_busy)
 	return -1;
 }
 
-/* ---- the fleet limits (gate.c): nothing limits these types ---- */
+/* ---- the fleet limits (gate.c): nothing limits these types, unless a
+ * test holds primers back ---- */
+
+static bool gate_holds_primers;
 
 bool bg_gate_try_start(struct bg_daemon *d, struct bg_job *t)
 {
 	(void)d;
-	(void)t;
-	return true;
+	return !(gate_holds_primers && t->run.role == BG_ROLE_PRIMER);
 }
 
 void bg_gate_release(struct bg_daemon *d, struct bg_job *t)
 {
 	(void)d;
 	t->run.gate_held = false;
+}
+
+/* ---- the ready set (ready.c): whether primers wait there ---- */
+
+static bool ready_primers;
+
+bool bg_ready_primers_waiting(const struct bg_daemon *d)
+{
+	(void)d;
+	return ready_primers;
 }
 
 /* ---- the stages below the scheduler, recorded ---- */
@@ -148,6 +170,8 @@ static struct bg_daemon *daemon_new(int size)
 	memset(type_down, 0, sizeof(type_down));
 	pool.size = pool.alive = size;
 	n_started = n_cancelled = n_failed = n_picks = 0;
+	gate_holds_primers = false;
+	ready_primers = false;
 	types[0] = (struct bg_agent_type_conf){ .name = "solo",
 						.handler = BG_HANDLER_PLUGIN };
 	types[1] = (struct bg_agent_type_conf){ .name = "many",
@@ -437,6 +461,251 @@ static void test_agent_type_and_lane_caps_hold_on_this_worker(void **state)
 	daemon_free(d);
 }
 
+/* ---- primers and followers (docs/scheduling.md) ---- */
+
+static struct bg_job *queue_role(struct bg_daemon *d, const char *id,
+				 enum bg_task_role role)
+{
+	struct bg_job *t = queue(d, id, "solo");
+	t->run.role = role;
+	return t;
+}
+
+/* A primer picked up (its record being claimed), not yet queued. */
+static struct bg_job *pick_up_primer(struct bg_daemon *d, const char *id)
+{
+	struct bg_job *t = bg_job_new(d, 1, id);
+	assert_non_null(t);
+	t->id.handler_type = "solo";
+	t->run.role = BG_ROLE_PRIMER;
+	return t;
+}
+
+static int started_followers(void)
+{
+	int n = 0;
+	for (int i = 0; i < n_started; i++)
+		n += started[i][0] == 'f';
+	return n;
+}
+
+static void test_the_primers_places_follow_the_share(void **state)
+{
+	(void)state;
+	const struct {
+		int size, share, places;
+	} cases[] = {
+		{ 4, 25, 1 },  { 8, 25, 2 }, { 10, 25, 3 }, /* rounded */
+		{ 2, 10, 1 },				    /* at least one */
+		{ 4, 100, 3 }, /* one for the rest */
+		{ 1, 25, 0 },  /* one child: none */
+		{ 8, 0, 0 },   /* off */
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct bg_daemon *d = daemon_new(cases[i].size);
+		cfg.sched_primer_share = cases[i].share;
+		assert_int_equal(bg_schedule_primer_places(d), cases[i].places);
+		daemon_free(d);
+	}
+}
+
+static void test_with_the_share_off_primers_wait_their_turn(void **state)
+{
+	(void)state;
+	struct bg_daemon *d = daemon_new(1);
+	cfg.sched_primer_share = 0;
+	queue_role(d, "f1-0", BG_ROLE_FOLLOWER);
+	queue_role(d, "f2-0", BG_ROLE_FOLLOWER);
+	queue_role(d, "p3-0", BG_ROLE_PRIMER);
+	const char *order[] = { "f1-0@0", "f2-0@0", "p3-0@0" };
+	for (int i = 0; i < 3; i++) {
+		bg_schedule_dispatch(d);
+		assert_string_equal(started[i], order[i]);
+		finish_running(d);
+	}
+	daemon_free(d);
+}
+
+/* Before every other job, whatever their lanes' passes, priorities or
+ * RESUMEs: a primer starts with the next free child. */
+static void test_a_primer_goes_before_every_lane_and_priority(void **state)
+{
+	(void)state;
+	struct bg_daemon *d = daemon_new(1);
+	cfg.sched_primer_share = 25;
+	queue_in(d, "f1-0", "a", 9, false)->run.role = BG_ROLE_FOLLOWER;
+	queue_in(d, "o2-0", "a", 0, true); /* a RESUME */
+	queue_in(d, "p3-0", "c", -5, false)->run.role = BG_ROLE_PRIMER;
+	queue_in(d, "p4-0", "c", 0, false)->run.role = BG_ROLE_PRIMER;
+	const char *order[] = { "p4-0@0", "p3-0@0", "o2-0@0", "f1-0@0" };
+	for (int i = 0; i < 4; i++) {
+		bg_schedule_dispatch(d);
+		assert_string_equal(started[i], order[i]);
+		finish_running(d);
+	}
+	daemon_free(d);
+}
+
+static void test_followers_use_every_child_while_no_primer_waits(void **state)
+{
+	(void)state;
+	struct bg_daemon *d = daemon_new(4);
+	cfg.sched_primer_share = 25;
+	char id[16];
+	for (int i = 0; i < 6; i++) {
+		snprintf(id, sizeof(id), "f%d-0", i);
+		queue_role(d, id, BG_ROLE_FOLLOWER);
+	}
+	bg_schedule_dispatch(d);
+	assert_int_equal(n_started, 4);
+	daemon_free(d);
+}
+
+/* A primer on its way (its pickup in flight) holds its place: followers
+ * take the other idle children, never the last one, and the primer
+ * takes it once queued. Ordinary jobs are not held. */
+static void
+test_followers_leave_the_primers_place_to_a_waiting_primer(void **state)
+{
+	(void)state;
+	struct bg_daemon *d = daemon_new(4);
+	cfg.sched_primer_share = 25;	 /* one place */
+	pool.jobs[0] = pool.jobs[1] = 1; /* two children busy elsewhere */
+	struct bg_job *p = pick_up_primer(d, "p0-0");
+	char id[16];
+	for (int i = 1; i <= 3; i++) {
+		snprintf(id, sizeof(id), "f%d-0", i);
+		queue_role(d, id, BG_ROLE_FOLLOWER);
+	}
+	bg_schedule_dispatch(d);
+	assert_int_equal(n_started, 1); /* one of the two idle children */
+	assert_string_equal(started[0], "f1-0@2");
+	bg_job_enqueue(d, p); /* its record is claimed: queued */
+	bg_schedule_dispatch(d);
+	assert_int_equal(n_started, 2);
+	assert_string_equal(started[1], "p0-0@3");
+	/* the primer runs in the primers' place: followers take the next */
+	pool.jobs[0] = 0;
+	bg_schedule_dispatch(d);
+	assert_string_equal(started[2], "f2-0@0");
+	/* an ordinary job is never held */
+	finish_running(d);
+	pool.jobs[0] = pool.jobs[1] = pool.jobs[2] = 1;
+	pick_up_primer(d, "p9-0");
+	queue_role(d, "o5-0", BG_ROLE_NONE);
+	bg_schedule_dispatch(d);
+	assert_string_equal(started[3], "o5-0@3");
+	daemon_free(d);
+}
+
+/* A queued primer that cannot start in this pass (a fleet limit asked
+ * for) keeps its place idle for the next pass; the share is off: it
+ * does not. */
+static void test_a_primer_held_at_the_gate_keeps_its_place(void **state)
+{
+	(void)state;
+	for (int share = 25; share >= 0; share -= 25) {
+		struct bg_daemon *d = daemon_new(2);
+		cfg.sched_primer_share = share;
+		gate_holds_primers = true;
+		queue_role(d, "p0-0", BG_ROLE_PRIMER);
+		queue_role(d, "f1-0", BG_ROLE_FOLLOWER);
+		queue_role(d, "f2-0", BG_ROLE_FOLLOWER);
+		bg_schedule_dispatch(d);
+		assert_int_equal(started_followers(), share ? 1 : 2);
+		gate_holds_primers = false; /* the gate's answer came */
+		bg_schedule_dispatch(d);
+		assert_int_equal(n_started, 2);
+		if (share)
+			assert_string_equal(started[1], "p0-0@1");
+		daemon_free(d);
+	}
+}
+
+/* Primers parked in the ready set (by this worker, or left by its last
+ * pick) hold the followers too: the next pick brings them first. */
+static void test_primers_in_the_ready_set_keep_their_place(void **state)
+{
+	(void)state;
+	struct bg_daemon *d = daemon_new(2);
+	cfg.sched_primer_share = 25;
+	ready_primers = true;
+	queue_role(d, "f1-0", BG_ROLE_FOLLOWER);
+	queue_role(d, "f2-0", BG_ROLE_FOLLOWER);
+	bg_schedule_dispatch(d);
+	assert_int_equal(n_started, 1);
+	ready_primers = false; /* the pick found none left */
+	bg_schedule_dispatch(d);
+	assert_int_equal(n_started, 2);
+	daemon_free(d);
+}
+
+static void test_a_reader_keeps_as_many_primers_as_it_has_places(void **state)
+{
+	(void)state;
+	struct bg_daemon *d = daemon_new(8);
+	cfg.sched_primer_share = 25; /* two places */
+	struct bg_job *a = pick_up_primer(d, "p1-0");
+	assert_true(bg_schedule_keeps_primer(d, a));
+	struct bg_job *b = pick_up_primer(d, "p2-0");
+	assert_true(bg_schedule_keeps_primer(d, b));
+	struct bg_job *c = pick_up_primer(d, "p3-0"); /* one too many */
+	assert_false(bg_schedule_keeps_primer(d, c));
+	c->run.role = BG_ROLE_FOLLOWER;
+	assert_false(bg_schedule_keeps_primer(d, c));
+	cfg.sched_primer_share = 0;
+	assert_false(bg_schedule_keeps_primer(d, a));
+	daemon_free(d);
+	d = daemon_new(1); /* one child: still one primer kept */
+	cfg.sched_primer_share = 25;
+	assert_true(bg_schedule_keeps_primer(d, pick_up_primer(d, "p1-0")));
+	daemon_free(d);
+}
+
+static void test_the_role_is_the_metadata_bygate_role(void **state)
+{
+	(void)state;
+	const struct {
+		const char *action, *metadata;
+		enum bg_task_role role;
+	} cases[] = {
+		{ "ASK_AGENT",
+		  "{\"bygate_role\": \"primer\", \"bygate_group\": \"g1\"}",
+		  BG_ROLE_PRIMER },
+		{ "ASK_AGENT",
+		  "{\"bygate_group\": \"g1\", \"bygate_role\": \"follower\"}",
+		  BG_ROLE_FOLLOWER },
+		{ "ASK_AGENT", "{\"bygate_role\": \"Primer\"}", BG_ROLE_NONE },
+		{ "ASK_AGENT", "{\"bygate_role\": 1}", BG_ROLE_NONE },
+		{ "ASK_AGENT", "{\"lane\": \"primer\"}", BG_ROLE_NONE },
+		{ "ASK_AGENT", "{}", BG_ROLE_NONE },
+		/* a callback: its callee's metadata, the caller's work */
+		{ "RESUME", "{\"bygate_role\": \"primer\"}", BG_ROLE_NONE },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char data[1024];
+		snprintf(
+			data, sizeof(data),
+			"{\"action_type\": \"%s\", \"header\": "
+			"{\"message_id\": \"msg-1\", \"session_id\": \"s1\", "
+			"\"trace_id\": \"t1\", \"source_agent_type\": \"\", "
+			"\"target_agent_type\": \"solo\", "
+			"\"parent_message_id\": \"\", \"task_group_id\": \"\", "
+			"\"user_code\": \"u\", \"user_name\": \"u\", "
+			"\"metadata\": %s, \"trace_parent_span_id\": \"\", "
+			"\"langfuse_parent_observation_id\": \"\"}, "
+			"\"body\": {\"content\": \"x\", %s}}",
+			cases[i].action, cases[i].metadata,
+			strcmp(cases[i].action, "RESUME") == 0
+				? "\"status\": \"COMPLETED\", \"reply_data\": null"
+				: "\"wait_for_reply\": false");
+		struct bg_cmd c;
+		assert_int_equal(bg_cmd_scan(data, strlen(data), &c), 0);
+		assert_int_equal(bg_lane_role(&c), cases[i].role);
+		bg_cmd_free(&c);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -455,6 +724,22 @@ int main(void)
 			test_priority_then_age_order_a_lane_and_resumes_go_first),
 		cmocka_unit_test(
 			test_agent_type_and_lane_caps_hold_on_this_worker),
+		cmocka_unit_test(test_the_primers_places_follow_the_share),
+		cmocka_unit_test(
+			test_with_the_share_off_primers_wait_their_turn),
+		cmocka_unit_test(
+			test_a_primer_goes_before_every_lane_and_priority),
+		cmocka_unit_test(
+			test_followers_use_every_child_while_no_primer_waits),
+		cmocka_unit_test(
+			test_followers_leave_the_primers_place_to_a_waiting_primer),
+		cmocka_unit_test(
+			test_a_primer_held_at_the_gate_keeps_its_place),
+		cmocka_unit_test(
+			test_primers_in_the_ready_set_keep_their_place),
+		cmocka_unit_test(
+			test_a_reader_keeps_as_many_primers_as_it_has_places),
+		cmocka_unit_test(test_the_role_is_the_metadata_bygate_role),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
