@@ -30,6 +30,7 @@ struct run {
 	enum bg_dag_status *was;
 	int *was_retries;
 	bool *have_output; /* the output of DONE task i is in memory */
+	char *caller;	   /* the tag of the call that started it, or NULL */
 };
 
 static void run_free(struct run *r)
@@ -39,6 +40,7 @@ static void run_free(struct run *r)
 	free(r->was);
 	free(r->was_retries);
 	free(r->have_output);
+	free(r->caller);
 }
 
 static void remember(struct run *r)
@@ -74,8 +76,9 @@ static int save(struct run *r)
 	const char *id;
 	json_object_foreach(st, id, o)
 		json_object_set_new(o, "output", json_null());
-	json_t *w = json_pack("{s:i,s:o,s:O,s:I}", "version", 1, "run", saved,
-			      "calls", r->calls, "seq", r->seq);
+	json_t *w = json_pack("{s:i,s:o,s:O,s:I,s:s?}", "version", 1, "run",
+			      saved, "calls", r->calls, "seq", r->seq, "caller",
+			      r->caller);
 	wf_key(key, sizeof(key), r->exec_id, "state");
 	rc = w ? wf_save(r->ctx, key, w) : -ENOMEM;
 	json_decref(w);
@@ -109,6 +112,8 @@ static int load(struct run *r, char *err, size_t errlen)
 	rc = bg_dag_load(saved, &r->dag, err, errlen);
 	r->calls = json_incref(json_object_get(w, "calls"));
 	r->seq = json_integer_value(json_object_get(w, "seq"));
+	const char *caller = json_string_value(json_object_get(w, "caller"));
+	r->caller = caller ? strdup(caller) : NULL;
 	json_decref(w);
 	if (rc == 0 && !json_is_object(r->calls)) {
 		snprintf(err, errlen, "workflow state has no calls");
@@ -309,7 +314,8 @@ static int finish(struct run *r)
 	rc = save(r); /* a user's RESUME of the ended run sees it ended */
 	if (rc < 0)
 		return rc;
-	return wf_end(r->ctx, result, failed == 0 && skipped == 0, why);
+	return wf_end(r->ctx, result, failed == 0 && skipped == 0, why,
+		      r->caller);
 }
 
 /* After a step: start what became ready, keep the state, and wait or end. */
@@ -379,6 +385,7 @@ static int begin(struct run *r, const struct bg_task *task)
 	if (rc < 0)
 		return rc;
 	r->calls = json_object();
+	r->caller = wf_caller_tag(task);
 	bg_dag_begin(r->dag, wf_now_ms());
 	json_t *spec = json_loadb(bg_task_content(task),
 				  bg_task_content_len(task), 0, NULL);

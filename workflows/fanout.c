@@ -171,7 +171,8 @@ static int finish(struct fan *f)
 		json_decref(result);
 		return rc;
 	}
-	return wf_end(f->ctx, result, true, NULL);
+	return wf_end(f->ctx, result, true, NULL,
+		      json_string_value(json_object_get(f->st, "caller")));
 }
 
 static int advance(struct fan *f)
@@ -263,6 +264,10 @@ static int begin(struct fan *f, const struct bg_task *task)
 			  (json_int_t)timeout_ms, "started_at", (json_int_t)now,
 			  "items");
 	f->items = json_object_get(f->st, "items");
+	char *caller = wf_caller_tag(task);
+	if (caller)
+		json_object_set_new(f->st, "caller", json_string(caller));
+	free(caller);
 	wf_step(f->ctx, KIND, f->exec_id,
 		json_pack("{s:s,s:I,s:s,s:I}", "status", "START", "total",
 			  (json_int_t)n, "agent", agent_name, "timeout_ms",

@@ -330,7 +330,8 @@ static int finish(struct grp *g)
 	else
 		snprintf(why, sizeof(why), "%zu of %zu followers failed",
 			 failed, json_array_size(g->followers));
-	return wf_end(g->ctx, result, primer_ok && failed == 0, why);
+	return wf_end(g->ctx, result, primer_ok && failed == 0, why,
+		      json_string_value(json_object_get(g->st, "caller")));
 }
 
 static int advance(struct grp *g)
@@ -379,7 +380,7 @@ static int forward(struct grp *g, json_t *spec)
 	json_t *res = json_pack("{s:s,s:s,s:I}", "status", "POSTED", "group",
 				target, "followers",
 				(json_int_t)json_array_size(fs));
-	return wf_end(g->ctx, res, true, NULL);
+	return wf_end(g->ctx, res, true, NULL, NULL);
 }
 
 static int begin(struct grp *g, const struct bg_task *task)
@@ -457,6 +458,10 @@ static int begin(struct grp *g, const struct bg_task *task)
 			  "followers");
 	if (context)
 		json_object_set(g->st, "context", context);
+	char *caller = wf_caller_tag(task);
+	if (caller)
+		json_object_set_new(g->st, "caller", json_string(caller));
+	free(caller);
 	g->primer = json_deep_copy(primer);
 	json_object_set_new(g->st, "primer", g->primer);
 	g->followers = json_object_get(g->st, "followers");

@@ -252,6 +252,9 @@ static bool empty_value(const json_t *v)
 
 json_t *wf_output(const struct wf_resume *r)
 {
+	if (json_is_object(r->reply_data) || json_is_array(r->reply_data))
+		return json_incref(r->reply_data); /* structured: a
+						      workflow's result */
 	if (!empty_value(r->content))
 		return json_incref(r->content);
 	return json_incref(r->reply_data);
@@ -324,15 +327,29 @@ int wf_call(struct bg_ctx *ctx, const char *agent, json_t *content,
 	return 0;
 }
 
-int wf_end(struct bg_ctx *ctx, json_t *result, bool ok, const char *error)
+char *wf_caller_tag(const struct bg_task *task)
+{
+	json_t *m = json_loads(bg_task_metadata_json(task), 0, NULL);
+	const char *tag = json_string_value(json_object_get(m, WF_TAG_KEY));
+	char *out = tag ? strdup(tag) : NULL;
+	json_decref(m);
+	return out;
+}
+
+int wf_end(struct bg_ctx *ctx, json_t *result, bool ok, const char *error,
+	   const char *caller_tag)
 {
 	char *txt = json_dumps(result, JSON_COMPACT);
 	char *rd = txt;
-	json_t *meta = ok ? NULL
+	json_t *meta = ok ? json_object()
 			  : json_pack("{s:s,s:s}", "error_type",
 				      "WorkflowFailed", "error_message",
 				      error ? error : "workflow failed");
-	char *mtxt = meta ? json_dumps(meta, JSON_COMPACT) : NULL;
+	if (meta && caller_tag)
+		json_object_set_new(meta, WF_TAG_KEY, json_string(caller_tag));
+	char *mtxt = meta && json_object_size(meta)
+			     ? json_dumps(meta, JSON_COMPACT)
+			     : NULL;
 	int rc = txt ? bg_ctx_result(ctx, ok ? "COMPLETED" : "FAILED", txt, rd,
 				     mtxt)
 		     : -ENOMEM;

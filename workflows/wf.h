@@ -69,8 +69,9 @@ int wf_resume_take(struct bg_ctx *ctx, struct wf_resume *r);
 #define WF_MAX_STEPS_PER_RUN 1000
 void wf_resume_free(struct wf_resume *r);
 
-/* A finished sub-call's output (its content when not empty, else its
- * reply_data; a new reference) and, when it did not succeed, its error
+/* A finished sub-call's output (its reply_data when that is an object or
+ * an array, else its content when not empty, else its reply_data; a new
+ * reference) and, when it did not succeed, its error
  * (reply_data.error, else metadata error_message, else the status; NULL
  * when it succeeded; free()). */
 json_t *wf_output(const struct wf_resume *r);
@@ -90,8 +91,16 @@ int wf_call(struct bg_ctx *ctx, const char *agent, json_t *content,
 
 /* The end: status COMPLETED when ok, else FAILED with error_message
  * `error`; reply_data the result object, content its JSON text. Steals
- * the reference. */
-int wf_end(struct bg_ctx *ctx, json_t *result, bool ok, const char *error);
+ * the reference. caller_tag (or NULL): the tag of the call that started
+ * this workflow (wf_caller_tag of its ASK), put back in the result's
+ * metadata: a workflow that ends in a resumed run calls back with that
+ * run's header metadata (a callee's), which does not hold it. */
+int wf_end(struct bg_ctx *ctx, json_t *result, bool ok, const char *error,
+	   const char *caller_tag);
+
+/* The tag of the workflow call that sent this task (its header metadata's
+ * WF_TAG_KEY; free()), or NULL: saved at the ASK for wf_end. */
+char *wf_caller_tag(const struct bg_task *task);
 
 /* The end of a spec refused before anything ran: FAILED, reply_data
  * {"error": reason}, error_type "WorkflowSpecError". */

@@ -552,3 +552,33 @@ def test_resumes_taken_by_a_run_that_crashed_wait_again_and_run_once(h):
     log = d.log_text()
     assert "taken by this run" in log and "killed by signal" in log, \
         log[-3000:]
+
+
+@timeout(120)
+def test_workflows_nest_a_graph_inside_a_graph(h):
+    h.start_bygated({"pool": {"size": 4},
+                     "agent_types": wf_types(h) + [dag_type(h, "bygate.group")]})
+    c = h.client()
+    inner = {"tasks": {
+        "i1": {"agent": "wf", "content": {"op": "ok", "name": "i1"}},
+        "i2": {"agent": "wf", "content": {"op": "ok", "name": "i2"},
+               "depends_on": ["i1"]}}}
+    group = {"primer": member("primer", "gp"),
+             "followers": [member("ok", "gf")]}
+    spec = {"tasks": {
+        "inner": {"agent": "bygate.dag", "content": inner},
+        "grp": {"agent": "bygate.group", "content": group},
+        "after": {"agent": "wf", "content": {"op": "ok", "name": "after"},
+                  "depends_on": ["inner", "grp"]}}}
+    mid, rec = run_dag(h, c, "s-nest", spec)
+    assert rec["status"] == "COMPLETED", rec
+    res = result_of(c, h.keys, "s-nest", mid)
+    t = {x["task_id"]: x for x in res["tasks"]}
+    # the inner graph's result is the outer task's output
+    assert t["inner"]["output"]["total"] == 2
+    assert t["inner"]["output"]["done"] == 2
+    assert t["grp"]["output"]["primer"]["handle"] == {"cache": "cache-gp"}
+    deps = t["after"]["output"]["deps"]
+    assert deps["_dep_inner"] == t["inner"]["output"], deps
+    assert deps["_dep_grp"] == t["grp"]["output"], deps
+    assert len(end_markers(c, h.keys, "s-nest", mid)) == 1
