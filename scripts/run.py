@@ -29,6 +29,10 @@ AGENTS_DEMO = ("planner", "demo-agents", "Plan a weekend in Kyoto")
 DAG_DEMO = ("bygate.dag", "demo-dag",
             pathlib.Path(__file__).resolve().parents[1] / "examples"
             / "workflows" / "agentos.json")
+# A primer and its followers (docs/workflows.md, "Groups").
+GROUP_DEMO = ("bygate.group", "demo-group",
+              pathlib.Path(__file__).resolve().parents[1] / "examples"
+              / "workflows" / "review-group.json")
 RULE = "-" * 72
 
 
@@ -153,6 +157,15 @@ def run_demo(args, env, signals):
         "Python agent; one state event per step:" % shown(spec))
     run_shown(args, env, signals,
               [shown(args.build / "bygate"), "dag", "run", shown(spec),
+               "--session", session, "--wait"])
+    agent, session, spec = GROUP_DEMO
+    if not agent_configured(args, agent):
+        return
+    say("A group (bygate.group): the primer (researcher) runs first, then "
+        "three reviewers in parallel, each with the primer's output and "
+        "handle:")
+    run_shown(args, env, signals,
+              [shown(args.build / "bygate"), "group", "start", shown(spec),
                "--session", session, "--wait"])
 
 
