@@ -152,7 +152,9 @@ void bg_child_wipe(struct bg_child_proc *c, const struct bg_child_msg *m)
 	/* From the ring: the replies a handler's calls received since may
 	 * have moved c->in's buffer (m->p then points at freed memory) or
 	 * overwritten it; what is left of any of them is in c->in now. */
-	if (c->in.buf)
+	if (c->in.buf && c->in.partial) /* the next message's start */
+		explicit_bzero(c->in.buf + c->in.len, c->in.cap - c->in.len);
+	else if (c->in.buf)
 		explicit_bzero(c->in.buf, c->in.cap);
 }
 

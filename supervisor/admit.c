@@ -188,6 +188,18 @@ static void busy(struct bg_daemon *d, struct bg_job *t, const char *who,
 	}
 	int64_t now = bg_now_ms();
 	struct bg_log_ids ids = bg_job_log_ids(t);
+	if (t->id.recovered) {
+		/* fetched by recovery (a suspect, a reclaimed or reconciled
+		 * entry): waiting here would hold up the suspects, which run
+		 * one at a time with nothing else in flight. Left pending:
+		 * the next reconcile reads it again. */
+		bg_log_task(BG_LOG_INFO, &ids,
+			    "recovered RESUME entry %s: its execution runs on "
+			    "%s; left pending for the next reconcile",
+			    t->id.entry_id, who);
+		bg_job_free(d, t);
+		return;
+	}
 	if (t->id.wait_since_ms == 0) {
 		t->id.wait_since_ms = now;
 		t->id.wait_rounds = 0;
@@ -196,8 +208,10 @@ static void busy(struct bg_daemon *d, struct bg_job *t, const char *who,
 			    "is examined again when that run ends",
 			    who, t->id.entry_id);
 	}
+	/* the limit is for a run elsewhere: a run here is a job we hold,
+	 * whose end wakes the waiters, and which its own timeout ends */
 	int64_t limit = resume_wait_limit_ms(d, t);
-	if (limit >= 0 && now - t->id.wait_since_ms > limit) {
+	if (!here && limit >= 0 && now - t->id.wait_since_ms > limit) {
 		bg_log_task(BG_LOG_WARN, &ids,
 			    "RESUME waited %lld ms for a run of its execution "
 			    "on %s, longer than that run may last: the record "
@@ -216,7 +230,7 @@ static void busy(struct bg_daemon *d, struct bg_job *t, const char *who,
 	/* here: woken by the end of the run; the timer is only the limit */
 	int64_t ms = RESUME_WAIT_MAX_MS;
 	if (here) {
-		ms = limit >= 0 ? limit + 1 : 3600000;
+		ms = 60000; /* a missed wake-up costs a minute, no more */
 	} else {
 		int shift = t->id.wait_rounds < 6 ? t->id.wait_rounds : 6;
 		ms = (int64_t)RESUME_WAIT_FIRST_MS << shift;

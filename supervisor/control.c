@@ -58,7 +58,10 @@ static void handle_cancel(struct bg_daemon *d, json_t *body)
 	const char *eid = jstr(body, "target_execution_id");
 	bool force = strcmp(jstr(body, "cancel_mode"), "force") == 0;
 	for (struct bg_job *t = d->all.next; t != &d->all; t = t->next) {
-		if (bg_job_finishing(t) || !t->id.cmd_ok)
+		/* a RESUME waiting for a run, or taken by one, is not the
+		 * run: the cancel is for the job that holds it */
+		if (bg_job_finishing(t) || !t->id.cmd_ok ||
+		    t->id.waits_for_run || t->id.taken_by)
 			continue;
 		bool match = (eid[0] && strcmp(t->id.execution_id, eid) == 0) ||
 			     (!eid[0] && mid[0] &&

@@ -77,15 +77,24 @@ static int reply_text(struct bg_daemon *d, struct bg_job *t, const char *id,
 	return rc;
 }
 
+int bg_outbox_reply_sent(struct bg_daemon *d, struct bg_job *t, const char *id,
+			 json_t *result)
+{
+	char *txt = result ? json_dumps(result, JSON_COMPACT) : NULL;
+	int rc = txt ? reply_text(d, t, id, txt) : -EINVAL;
+	if (rc == -EMSGSIZE)
+		reply_text(d, t, id, REPLY_TOO_LARGE);
+	else if (rc == -EINVAL)
+		reply_text(d, t, id, REPLY_UNENCODABLE);
+	free(txt);
+	json_decref(result);
+	return rc;
+}
+
 void bg_outbox_reply(struct bg_daemon *d, struct bg_job *t, const char *id,
 		     json_t *result)
 {
-	char *txt = result ? json_dumps(result, JSON_COMPACT) : NULL;
-	int rc = reply_text(d, t, id, txt ? txt : REPLY_UNENCODABLE);
-	if (rc == -EMSGSIZE)
-		reply_text(d, t, id, REPLY_TOO_LARGE);
-	free(txt);
-	json_decref(result);
+	bg_outbox_reply_sent(d, t, id, result);
 }
 
 void bg_outbox_reply_error(struct bg_daemon *d, struct bg_job *t,

@@ -56,6 +56,11 @@ struct bg_str bg_outbox_bytes(const struct bg_buf *b);
  * while t runs in a child; nothing otherwise. */
 void bg_outbox_reply(struct bg_daemon *d, struct bg_job *t, const char *id,
 		     json_t *result);
+/* bg_outbox_reply, telling whether result itself reached the handler: 0,
+ * or a negative errno after the FAILED answer that replaced it (too large,
+ * not encodable) or none (t no longer in a child). */
+int bg_outbox_reply_sent(struct bg_daemon *d, struct bg_job *t, const char *id,
+			 json_t *result);
 /* The FAILED answer {status, message_id "", error, error_code}. */
 void bg_outbox_reply_error(struct bg_daemon *d, struct bg_job *t,
 			   const char *id, const char *code, const char *msg);

@@ -54,11 +54,6 @@ void bg_resume_take(struct bg_daemon *d, struct bg_job *t, const char *id,
 		bg_outbox_reply(d, t, id, json_pack("{s:b}", "found", 0));
 		return;
 	}
-	struct bg_log_ids ids = bg_job_log_ids(t);
-	bg_log_task(BG_LOG_DEBUG, &ids,
-		    "RESUME entry %s taken by this run: acknowledged with its "
-		    "result",
-		    u->id.entry_id);
 	const struct bg_cmd *c = &u->id.cmd;
 	json_t *rep = json_pack("{s:b,s:o,s:o,s:o,s:o,s:s}", "found", 1, "body",
 				raw(c->body, "{}"), "metadata",
@@ -72,11 +67,19 @@ void bg_resume_take(struct bg_daemon *d, struct bg_job *t, const char *id,
 		bg_outbox_reply_error(d, t, id, "INTERNAL", "out of memory");
 		return;
 	}
+	/* taken only once the handler has it: a reply that cannot reach it
+	 * (too large, not encodable) leaves the RESUME waiting, unacked */
+	if (bg_outbox_reply_sent(d, t, id, rep) != 0)
+		return;
 	BG_OUT(t, S("XACK"), S(u->id.stream), S(d->group), S(u->id.entry_id));
 	evtimer_del(u->wait_ev);
 	u->id.waits_for_run = false;
 	u->id.taken_by = t->tag;
-	bg_outbox_reply(d, t, id, rep);
+	struct bg_log_ids ids = bg_job_log_ids(t);
+	bg_log_task(BG_LOG_DEBUG, &ids,
+		    "RESUME entry %s taken by this run: acknowledged with its "
+		    "result",
+		    u->id.entry_id);
 }
 
 void bg_resume_take_release(struct bg_daemon *d, const struct bg_job *t,

@@ -31,6 +31,8 @@ struct run {
 	int *was_retries;
 	bool *have_output; /* the output of DONE task i is in memory */
 	char *caller;	   /* the tag of the call that started it, or NULL */
+	int started;	   /* calls this run started (WF_MAX_CALLS_PER_RUN) */
+	bool more;	   /* ready tasks left for the next run */
 };
 
 static void run_free(struct run *r)
@@ -265,7 +267,8 @@ static int start_task(struct run *r, size_t i)
 
 /* Start every ready task; a refused start fails the task (which may make
  * it ready again for a retry, or skip its dependents): repeat until no
- * task is ready. */
+ * task is ready, or this run has started as many calls as its finish
+ * holds (r->more: the next run goes on). */
 static int start_ready(struct run *r)
 {
 	size_t n = r->dag->ntasks;
@@ -273,13 +276,20 @@ static int start_ready(struct run *r)
 	if (idx == NULL)
 		return -ENOMEM;
 	int rc = 0;
-	for (int round = 0; round <= BG_DAG_MAX_RETRIES + 1 && rc == 0;
-	     round++) {
+	for (;;) {
 		size_t k = bg_dag_ready(r->dag, idx, n);
 		if (k == 0)
 			break;
-		for (size_t j = 0; j < k && rc == 0; j++)
+		if (r->started >= WF_MAX_CALLS_PER_RUN) {
+			r->more = true;
+			break;
+		}
+		for (size_t j = 0;
+		     j < k && rc == 0 && r->started < WF_MAX_CALLS_PER_RUN;
+		     j++, r->started++)
 			rc = start_task(r, idx[j]);
+		if (rc < 0)
+			break;
 	}
 	free(idx);
 	return rc;
@@ -328,6 +338,8 @@ static int advance(struct run *r)
 	if (bg_dag_finished(r->dag))
 		return finish(r);
 	rc = save(r);
+	if (rc == 0 && r->more)
+		rc = wf_continue(r->ctx);
 	return rc < 0 ? rc : wf_wait(r->ctx);
 }
 

@@ -52,9 +52,9 @@ static bool only_keys(json_t *o, const char **bad)
 struct fan {
 	struct bg_ctx *ctx;
 	const char *exec_id;
-	json_t *st;    /* {"agent","total","deadline_ms","timeout_s",
-			  "started_at","items":[{"s","tag","m","sa","fa",
-			  "error"}]} */
+	json_t *st;    /* {"agent","total","timeout_ms","started_at",
+			  "caller","ended","items":[{"s","tag","m","sa",
+			  "fa","error"}]} */
 	json_t *items; /* borrowed from st */
 };
 
@@ -130,7 +130,7 @@ static int finish(struct fan *f)
 		json_t *err = json_object_get(it, "error");
 		json_array_append_new(
 			reports,
-			json_pack("{s:I,s:s,s:O,s:O,s:O,s:f,s:s?}", "index",
+			json_pack("{s:I,s:s,s:O?,s:O?,s:O,s:f,s:s?}", "index",
 				  (json_int_t)i, "status", item_status(it),
 				  "summary",
 				  body ? json_object_get(body, "summary")
@@ -175,11 +175,53 @@ static int finish(struct fan *f)
 		      json_string_value(json_object_get(f->st, "caller")));
 }
 
+/* Start the queued items, as many as one run's finish holds. */
+static int start_queued(struct fan *f)
+{
+	const char *agent = json_string_value(json_object_get(f->st, "agent"));
+	size_t n = json_array_size(f->items), i;
+	int started = 0;
+	json_t *it;
+	json_array_foreach(f->items, i, it) {
+		if (strcmp(item_status(it), "queued") != 0)
+			continue;
+		if (started++ >= WF_MAX_CALLS_PER_RUN)
+			return 1; /* more for the next run */
+		char tag[96], mid[160], err[512];
+		snprintf(tag, sizeof(tag), "%s:%zu", f->exec_id, i);
+		json_t *extra = json_pack("{s:I,s:I}", "fanout_index",
+					  (json_int_t)i, "fanout_count",
+					  (json_int_t)n);
+		json_t *context = json_object_get(f->st, "context");
+		if (context)
+			json_object_set(extra, "context", context);
+		json_object_set_new(it, "s", json_string("running"));
+		json_object_set_new(it, "tag", json_string(tag));
+		json_object_set_new(it, "sa", json_integer(wf_now_ms()));
+		int rc = wf_call(f->ctx, agent, json_object_get(it, "c"), extra,
+				 NULL, tag, mid, sizeof(mid), err, sizeof(err));
+		json_decref(extra);
+		json_object_del(it, "c"); /* sent: no longer kept */
+		if (rc < 0) {
+			end_item(f, i, "failed", err);
+			continue;
+		}
+		json_object_set_new(it, "m", json_string(mid));
+		step_item(f, i);
+	}
+	return 0;
+}
+
 static int advance(struct fan *f)
 {
-	if (count(f, "running") == 0)
+	int more = 0;
+	if (!json_is_true(json_object_get(f->st, "ended")))
+		more = start_queued(f);
+	if (count(f, "running") == 0 && count(f, "queued") == 0)
 		return finish(f);
 	int rc = save(f);
+	if (rc == 0 && more)
+		rc = wf_continue(f->ctx);
 	return rc < 0 ? rc : wf_wait(f->ctx);
 }
 
@@ -291,28 +333,14 @@ static int begin(struct fan *f, const struct bg_task *task)
 			return wf_refuse(f->ctx, why);
 		}
 	}
+	if (context)
+		json_object_set(f->st, "context", context);
 	for (size_t i = 0; i < n; i++) {
-		char tag[96], mid[160], err[512];
-		snprintf(tag, sizeof(tag), "%s:%zu", f->exec_id, i);
 		json_t *content = inputs ? json_array_get(inputs, i)
 					 : json_object_get(spec, "content");
-		json_t *extra = json_pack("{s:I,s:I}", "fanout_index",
-					  (json_int_t)i, "fanout_count",
-					  (json_int_t)n);
-		if (context)
-			json_object_set(extra, "context", context);
-		json_t *it = json_pack("{s:s,s:s,s:I}", "s", "running", "tag",
-				       tag, "sa", (json_int_t)wf_now_ms());
-		json_array_append_new(f->items, it);
-		rc = wf_call(f->ctx, agent_name, content, extra, NULL, tag, mid,
-			     sizeof(mid), err, sizeof(err));
-		json_decref(extra);
-		if (rc < 0) {
-			end_item(f, i, "failed", err);
-			continue;
-		}
-		json_object_set_new(it, "m", json_string(mid));
-		step_item(f, i);
+		json_array_append_new(f->items,
+				      json_pack("{s:s,s:O?}", "s", "queued",
+						"c", content));
 	}
 	json_decref(spec);
 	return advance(f);
@@ -380,6 +408,11 @@ static int on_deadline(struct fan *f)
 			 json_object_get(f->st, "timeout_ms")) /
 			 1000.0);
 	json_array_foreach(f->items, i, it) {
+		if (strcmp(item_status(it), "queued") == 0) {
+			json_object_del(it, "c");
+			end_item(f, i, "timeout", why);
+			continue;
+		}
 		if (strcmp(item_status(it), "running") != 0)
 			continue;
 		const char *mid = json_string_value(json_object_get(it, "m"));

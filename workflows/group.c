@@ -233,6 +233,8 @@ static int start_follower(struct grp *g, size_t i)
 	return 0;
 }
 
+/* Followers join the group waiting; advance() starts them behind an
+ * ended primer. */
 static int add_followers(struct grp *g, json_t *fs)
 {
 	size_t have = json_array_size(g->followers);
@@ -242,13 +244,30 @@ static int add_followers(struct grp *g, json_t *fs)
 		json_t *c = json_deep_copy(m);
 		json_object_set_new(c, "s", json_string("waiting"));
 		json_array_append_new(g->followers, c);
-		if (!is(g->primer, "running")) {
-			int rc = start_follower(g, have + i);
-			if (rc < 0)
-				return rc;
-		} else {
+		if (is(g->primer, "running"))
 			step(g, c, "follower", (json_int_t)(have + i));
-		}
+	}
+	return 0;
+}
+
+/* Start (or fail, behind a failed primer) the waiting followers once the
+ * primer has ended, as many calls as one run's finish holds. 1 when some
+ * are left for the next run. */
+static int start_waiting(struct grp *g)
+{
+	if (is(g->primer, "running"))
+		return 0;
+	size_t k;
+	json_t *f;
+	int started = 0;
+	json_array_foreach(g->followers, k, f) {
+		if (!is(f, "waiting"))
+			continue;
+		if (started++ >= WF_MAX_CALLS_PER_RUN)
+			return 1;
+		int rc = start_follower(g, k);
+		if (rc < 0)
+			return rc;
 	}
 	return 0;
 }
@@ -336,9 +355,16 @@ static int finish(struct grp *g)
 
 static int advance(struct grp *g)
 {
+	int more = json_is_true(json_object_get(g->st, "ended"))
+			   ? 0
+			   : start_waiting(g);
+	if (more < 0)
+		return more;
 	if (ended(g))
 		return finish(g);
 	int rc = save(g);
+	if (rc == 0 && more)
+		rc = wf_continue(g->ctx);
 	return rc < 0 ? rc : wf_wait(g->ctx);
 }
 
@@ -528,18 +554,7 @@ static int on_callback(struct grp *g, const struct wf_resume *res)
 		free(e);
 	}
 	step(g, m, i < 0 ? "primer" : "follower", i);
-	if (i < 0) { /* the followers waiting behind it go now */
-		size_t k;
-		json_t *f;
-		json_array_foreach(g->followers, k, f) {
-			if (!is(f, "waiting"))
-				continue;
-			int rc = start_follower(g, k);
-			if (rc < 0)
-				return rc;
-		}
-	}
-	return 0;
+	return 0; /* advance() starts the followers waiting behind it */
 }
 
 /* {"bygate_group": "add", "followers": [...]} or {"bygate_group":

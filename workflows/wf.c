@@ -187,11 +187,14 @@ static int resume_parse(json_t *body, json_t *meta, struct wf_resume *r)
 	json_t *post = r->extra ? json_object_get(r->extra, "bygate_post")
 				: NULL;
 	r->tag = json_string_value(json_object_get(r->meta, WF_TAG_KEY));
-	if (json_is_object(post)) {
+	/* the tag first: a posted resume never carries one (its metadata is
+	 * the poster's lane and priority only), while a callee's result may
+	 * hold any extra_payload, bygate_post included */
+	if (r->tag) {
+		r->kind = WF_CALLBACK;
+	} else if (json_is_object(post)) {
 		r->kind = WF_POSTED;
 		r->posted = r->content;
-	} else if (r->tag) {
-		r->kind = WF_CALLBACK;
 	} else {
 		r->kind = WF_OTHER;
 	}
@@ -373,6 +376,19 @@ int wf_refuse(struct bg_ctx *ctx, const char *reason)
 	json_decref(meta);
 	free(rtxt);
 	free(mtxt);
+	return rc;
+}
+
+int wf_continue(struct bg_ctx *ctx)
+{
+	char *reply = NULL;
+	int rc = bg_ctx_resume_later(ctx, NULL, "{\"bygate_wf_continue\":true}",
+				     0, &reply);
+	json_t *rep = reply ? json_loads(reply, 0, NULL) : NULL;
+	if (rc == 0 && json_object_get(rep, "error"))
+		rc = -EIO;
+	json_decref(rep);
+	free(reply);
 	return rc;
 }
 

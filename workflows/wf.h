@@ -65,8 +65,19 @@ int wf_resume_read(const struct bg_task *task, struct wf_resume *r);
  * (taken all the same: nothing to apply; free r with wf_resume_free);
  * -ENOENT when none waits, another -errno when the call failed. */
 int wf_resume_take(struct bg_ctx *ctx, struct wf_resume *r);
-/* Steps one run takes at most (its own and those it takes). */
-#define WF_MAX_STEPS_PER_RUN 1000
+/* A run's writes ride in its finish transaction, which holds at most
+ * 4,096 commands (supervisor/finish_build.c): one run takes at most
+ * WF_MAX_STEPS_PER_RUN steps (its own RESUME and those it takes: about 3
+ * commands each) and starts at most WF_MAX_CALLS_PER_RUN calls (4 or 5
+ * commands each, its timer included). Work left over is done by the next
+ * run, which a resume the run posts to itself starts (wf_continue). */
+#define WF_MAX_STEPS_PER_RUN 250
+#define WF_MAX_CALLS_PER_RUN 250
+
+/* Post this execution a resume (delay 0) that runs it again to go on
+ * with work one run could not hold; the run that gets it ignores its
+ * content ({"bygate_wf_continue": true}). */
+int wf_continue(struct bg_ctx *ctx);
 void wf_resume_free(struct wf_resume *r);
 
 /* A finished sub-call's output (its reply_data when that is an object or

@@ -582,3 +582,32 @@ def test_workflows_nest_a_graph_inside_a_graph(h):
     assert deps["_dep_inner"] == t["inner"]["output"], deps
     assert deps["_dep_grp"] == t["grp"]["output"], deps
     assert len(end_markers(c, h.keys, "s-nest", mid)) == 1
+
+
+# ---- runs larger than one finish transaction ---------------------------------
+
+@timeout(180)
+def test_a_graph_too_big_for_one_run_goes_on_in_the_next_runs(h):
+    """A finish transaction holds at most 4,096 commands; 600 tasks with a
+    timeout each (4-5 commands per start) do not fit in the first run,
+    which starts 250 and posts itself a resume to go on."""
+    h.start_bygated({"pool": {"size": 4},
+                     "agent_types": [dag_type(h), dag_type(h, "bygate.fanout"),
+                                     h.agent_type("noop")]})
+    c = h.client()
+    spec = {"tasks": {"t%04d" % i: {"agent": "noop", "content": "x" * 1500,
+                                    "timeout_ms": 60000}
+                      for i in range(600)}}
+    mid, rec = run_dag(h, c, "s-big", spec, t=150)
+    assert rec["status"] == "COMPLETED", rec
+    res = result_of(c, h.keys, "s-big", mid)
+    assert (res["total"], res["done"]) == (600, 600), \
+        {k: res[k] for k in ("total", "done", "failed", "skipped")}
+    mid, _ = pc.send(c, h.keys, "s-bigfan", "bygate.fanout",
+                     {"agent": "noop", "count": 600, "content": "y" * 1500,
+                      "timeout_s": 120})
+    rec = pc.wait_terminal(c, h.keys, "s-bigfan", mid, 150)
+    assert rec["status"] == "COMPLETED", rec
+    res = result_of(c, h.keys, "s-bigfan", mid)
+    assert (res["total"], res["success"]) == (600, 600), \
+        {k: res[k] for k in ("total", "success", "failed", "timeout")}
