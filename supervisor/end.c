@@ -39,6 +39,11 @@ void bg_end_deadletter(struct bg_daemon *d, struct bg_job *t, const char *code,
 
 static void cancelled_now(struct bg_daemon *d, struct bg_job *t)
 {
+	/* An attempt stopped before it returned (or never run) leaves
+	 * nothing behind: its outbox (calls, kv sets, posts, the XACKs of
+	 * the RESUMEs it took) is dropped, as a crash's is. */
+	bg_cmdlist_reset(&t->run.outbox);
+	t->run.outbox_dropped = true;
 	struct bg_log_ids ids = bg_job_log_ids(t);
 	const char *why = t->run.cancel_reason ? t->run.cancel_reason
 					       : "cancelled";

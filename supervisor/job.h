@@ -138,6 +138,7 @@ struct bg_job_run {
 	struct json_t *kv; /* this attempt's kv sets */
 	bool suspended;	   /* call_agent/dispatch_group wait, ask_user */
 	bool permission_transferred; /* handed the stream to a callee */
+	bool outbox_dropped; /* ended without its outbox (end.c, cancel) */
 	/* scheduling (schedule.c, docs/scheduling.md) */
 	char lane[BG_LANE_MAX + 1]; /* "" = the default lane */
 	int priority;		    /* metadata.priority, higher first */

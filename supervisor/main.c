@@ -310,8 +310,10 @@ static void on_child_idle(void *arg, int slot)
 static void on_job_freed(struct bg_daemon *d, const struct bg_job *t)
 {
 	bg_suspects_job_freed(d, t);
-	bg_resume_take_release(
-		d, t, t->fin.applied && t->end.end_kind == BG_END_RESULT);
+	bg_resume_take_release(d, t,
+			       t->fin.applied &&
+				       t->end.end_kind == BG_END_RESULT &&
+				       !t->run.outbox_dropped);
 }
 
 static int daemon_init(struct bg_daemon *d, struct bg_config *cfg)

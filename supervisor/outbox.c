@@ -283,4 +283,5 @@ void bg_outbox_reset(struct bg_job *t)
 	t->run.kv = NULL;
 	t->run.suspended = false;
 	t->run.permission_transferred = false;
+	t->run.outbox_dropped = false;
 }
