@@ -242,6 +242,24 @@ static void busy(struct bg_daemon *d, struct bg_job *t, const char *who,
 	evtimer_add(t->wait_ev, &tv);
 }
 
+void bg_admit_drop_waiters(struct bg_daemon *d)
+{
+	struct bg_job *u = d->all.next;
+	while (u != &d->all) {
+		struct bg_job *next = u->next;
+		if (u->state == BG_JOB_PICKUP && u->id.waits_for_run &&
+		    u->id.taken_by == 0) {
+			struct bg_log_ids ids = bg_job_log_ids(u);
+			bg_log_task(BG_LOG_INFO, &ids,
+				    "draining: RESUME entry %s left pending "
+				    "(it waited for a run of its execution)",
+				    u->id.entry_id);
+			bg_job_free(d, u);
+		}
+		u = next;
+	}
+}
+
 /* ---- the examination (WIRE 6.4 steps 3-5) ---- */
 
 /* A RESUME that only carries a step of a run in progress: a sub-agent's

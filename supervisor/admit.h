@@ -30,4 +30,9 @@ bool bg_admit_examine(struct bg_daemon *d, struct bg_job *t,
  * the record as it is now is examined again. */
 void bg_admit(struct bg_daemon *d, struct bg_job *t);
 
+/* Draining: the RESUMEs waiting for a run (busy) are not in flight; they
+ * are freed, their entries left pending for the next start's reconcile
+ * (or a peer's reclaim), so the drain does not wait for runs elsewhere. */
+void bg_admit_drop_waiters(struct bg_daemon *d);
+
 #endif

@@ -25,6 +25,7 @@
 #include "supervisor/ready.h"
 #include "supervisor/route.h"
 #include "supervisor/lease.h"
+#include "supervisor/admit.h"
 #include "supervisor/pickup.h"
 #include "supervisor/resume_take.h"
 #include "supervisor/schedule.h"
@@ -474,6 +475,8 @@ static int run(struct bg_daemon *d, const struct bg_spawn_identity *who)
 	while (!d->stopping) {
 		event_base_loop(d->base, EVLOOP_ONCE);
 		turn_end(d);
+		if (d->draining)
+			bg_admit_drop_waiters(d);
 		if (d->draining && d->n_tasks == 0) {
 			bg_info("drained: no task in flight");
 			d->stopping = true;
