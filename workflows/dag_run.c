@@ -482,6 +482,16 @@ static int on_posted(struct run *r, const struct wf_resume *res)
 	return fail_task(r, i, why);
 }
 
+static int dag_step(void *arg, const struct wf_resume *res)
+{
+	struct run *r = arg;
+	if (res->kind == WF_CALLBACK)
+		return on_callback(r, res);
+	if (res->kind == WF_POSTED)
+		return on_posted(r, res);
+	return 0;
+}
+
 static int resume(struct run *r, const struct bg_task *task)
 {
 	char err[512];
@@ -490,29 +500,8 @@ static int resume(struct run *r, const struct bg_task *task)
 		return rc;
 	if (rc < 0)
 		return bg_ctx_fail(r->ctx, err);
-	struct wf_resume res;
-	if (wf_resume_read(task, &res) < 0) {
-		wf_resume_free(&res);
-		return bg_ctx_fail(r->ctx, "RESUME body is not an object");
-	}
-	/* this RESUME, then those waiting behind it: one run, one save */
-	for (int n = 0; rc == 0; n++) {
-		if (res.kind == WF_CALLBACK)
-			rc = on_callback(r, &res);
-		else if (res.kind == WF_POSTED)
-			rc = on_posted(r, &res);
-		wf_resume_free(&res);
-		if (rc < 0 || n + 1 >= WF_MAX_STEPS_PER_RUN)
-			break;
-		int t = wf_resume_take(r->ctx, &res);
-		if (t == -EBADMSG) /* not an object: nothing to apply */
-			res.kind = WF_OTHER;
-		else if (t < 0)
-			break;
-	}
-	if (rc < 0)
-		return rc;
-	return advance(r);
+	rc = wf_each_resume(task, r->ctx, dag_step, r);
+	return rc < 0 ? rc : advance(r);
 }
 
 int wf_dag_process(const struct bg_task *task, struct bg_ctx *ctx)

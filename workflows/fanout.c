@@ -426,6 +426,20 @@ static int on_deadline(struct fan *f)
 	return 0;
 }
 
+static int fan_step(void *arg, const struct wf_resume *res)
+{
+	struct fan *f = arg;
+	if (json_is_true(json_object_get(f->st, "ended")))
+		return 0; /* a client's RESUME of the ended run: its result
+			     again */
+	if (res->kind == WF_CALLBACK)
+		return on_callback(f, res);
+	if (res->kind == WF_POSTED &&
+	    json_object_get(res->posted, "bygate_wf_deadline"))
+		return on_deadline(f);
+	return 0;
+}
+
 int wf_fanout_process(const struct bg_task *task, struct bg_ctx *ctx)
 {
 	struct fan f = { .ctx = ctx,
@@ -444,27 +458,7 @@ int wf_fanout_process(const struct bg_task *task, struct bg_ctx *ctx)
 		return bg_ctx_fail(ctx, "fan-out state unreadable");
 	} else {
 		f.items = json_object_get(f.st, "items");
-		struct wf_resume res;
-		int got = wf_resume_read(task, &res);
-		rc = 0;
-		/* this RESUME, then those waiting behind it */
-		for (int n = 0; rc == 0; n++) {
-			if (json_is_true(json_object_get(f.st, "ended")))
-				; /* a client's RESUME of the ended run: its
-				     result again */
-			else if (got == 0 && res.kind == WF_CALLBACK)
-				rc = on_callback(&f, &res);
-			else if (got == 0 && res.kind == WF_POSTED &&
-				 json_object_get(res.posted,
-						 "bygate_wf_deadline"))
-				rc = on_deadline(&f);
-			wf_resume_free(&res);
-			if (rc < 0 || n + 1 >= WF_MAX_STEPS_PER_RUN)
-				break;
-			got = wf_resume_take(ctx, &res);
-			if (got < 0 && got != -EBADMSG)
-				break;
-		}
+		rc = wf_each_resume(task, ctx, fan_step, &f);
 		if (rc == 0)
 			rc = advance(&f);
 	}

@@ -616,6 +616,16 @@ static int on_input_value(struct grp *g, json_t *content)
 	return rc;
 }
 
+static int grp_step(void *arg, const struct wf_resume *res)
+{
+	struct grp *g = arg;
+	if (json_is_true(json_object_get(g->st, "ended")))
+		return 0; /* a client's RESUME of the ended group */
+	if (res->kind == WF_CALLBACK)
+		return on_callback(g, res);
+	return on_input_value(g, res->content);
+}
+
 int wf_group_process(const struct bg_task *task, struct bg_ctx *ctx)
 {
 	struct grp g = { .ctx = ctx,
@@ -636,24 +646,7 @@ int wf_group_process(const struct bg_task *task, struct bg_ctx *ctx)
 	} else {
 		g.primer = json_object_get(g.st, "primer");
 		g.followers = json_object_get(g.st, "followers");
-		struct wf_resume res;
-		int got = wf_resume_read(task, &res);
-		rc = 0;
-		/* this RESUME, then those waiting behind it */
-		for (int n = 0; rc == 0; n++) {
-			if (json_is_true(json_object_get(g.st, "ended")))
-				; /* a client's RESUME of the ended group */
-			else if (got == 0 && res.kind == WF_CALLBACK)
-				rc = on_callback(&g, &res);
-			else if (got == 0)
-				rc = on_input_value(&g, res.content);
-			wf_resume_free(&res);
-			if (rc < 0 || n + 1 >= WF_MAX_STEPS_PER_RUN)
-				break;
-			got = wf_resume_take(ctx, &res);
-			if (got < 0 && got != -EBADMSG)
-				break;
-		}
+		rc = wf_each_resume(task, ctx, grp_step, &g);
 		if (rc == 0)
 			rc = advance(&g);
 	}

@@ -223,6 +223,24 @@ int wf_resume_take(struct bg_ctx *ctx, struct wf_resume *r)
 	return rc == -EINVAL ? -EBADMSG : rc;
 }
 
+int wf_each_resume(const struct bg_task *task, struct bg_ctx *ctx,
+		   int (*step)(void *arg, const struct wf_resume *r), void *arg)
+{
+	struct wf_resume res;
+	int got = wf_resume_read(task, &res), rc = 0;
+	for (int n = 0;; n++) {
+		if (got == 0)
+			rc = step(arg, &res);
+		wf_resume_free(&res);
+		if (rc < 0 || n + 1 >= WF_MAX_STEPS_PER_RUN)
+			break;
+		got = wf_resume_take(ctx, &res);
+		if (got < 0 && got != -EBADMSG) /* -EBADMSG: taken, skipped */
+			break;
+	}
+	return rc;
+}
+
 void wf_resume_free(struct wf_resume *r)
 {
 	json_decref(r->body);

@@ -65,6 +65,14 @@ int wf_resume_read(const struct bg_task *task, struct wf_resume *r);
  * (taken all the same: nothing to apply; free r with wf_resume_free);
  * -ENOENT when none waits, another -errno when the call failed. */
 int wf_resume_take(struct bg_ctx *ctx, struct wf_resume *r);
+/* Apply step(arg, r) to this task's RESUME, then to each RESUME waiting
+ * behind it that this run takes (wf_resume_take), WF_MAX_STEPS_PER_RUN in
+ * all: one run, one save. A RESUME whose body is not an object is
+ * skipped. Returns the first negative step result, else 0. */
+int wf_each_resume(const struct bg_task *task, struct bg_ctx *ctx,
+		   int (*step)(void *arg, const struct wf_resume *r),
+		   void *arg);
+
 /* A run's writes ride in its finish transaction, which holds at most
  * 4,096 commands (supervisor/finish_build.c): one run takes at most
  * WF_MAX_STEPS_PER_RUN steps (its own RESUME and those it takes: about 3
