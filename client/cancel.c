@@ -11,6 +11,7 @@
 
 #include "wire/ids.h"
 #include "wire/json.h"
+#include "wire/post.h"
 #include "wire/record.h"
 #include "wire/send.h"
 
@@ -111,38 +112,11 @@ struct cancel_ctx {
 };
 
 /* The new record bytes: CANCELLING (mark_execution_cancelling) or only the
- * flag (mark_cancel_requested). */
+ * flag (mark_cancel_requested); the edit bygated's cancel_call makes too. */
 static int edit_record(struct bg_buf *out, struct bg_str raw, bool cancelling,
 		       const char *reason, int64_t now)
 {
-	if (!bg_json_valid(raw.p, raw.len) || bg_json_type(raw) != '{')
-		return -EINVAL;
-	if (cancelling) {
-		struct bg_record_update u = {
-			.status = BG_STR_LIT("CANCELLING"),
-			.now_ms = now,
-			.cancel = true,
-			.cancel_reason = bg_str_c(reason),
-		};
-		return bg_record_update(out, raw, &u);
-	}
-	struct bg_buf vals = { 0 };
-	int rc = bg_wire_fmt(&vals, "%d", now);
-	size_t now_len = vals.len;
-	if (rc == 0)
-		rc = bg_wire_fmt(&vals, "%s", bg_str_c(reason));
-	if (rc == 0) {
-		struct bg_json_edit e[3] = {
-			{ "cancel_requested", BG_STR_LIT("true"), BG_JSON_SET },
-			{ "updated_at", { vals.p, now_len }, BG_JSON_SET },
-			{ "cancel_reason",
-			  { vals.p + now_len, vals.len - now_len },
-			  BG_JSON_SET },
-		};
-		rc = bg_json_obj_edit(out, raw, e, reason[0] ? 3 : 2);
-	}
-	bg_buf_free(&vals);
-	return rc;
+	return bg_post_cancel_edit(out, raw, cancelling, bg_str_c(reason), now);
 }
 
 /* Read-modify-write of exec:<id>, then the worker statistics. A missing or
