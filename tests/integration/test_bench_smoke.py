@@ -70,7 +70,8 @@ def test_bench_quick_run_prints_every_figure_and_exits_0(h):
                  "redis commands", "redis CPU", "bygated CPU",
                  "Closed loop", "Stream floor", "Summary", "Journal cost",
                  "process/none", "sync/none", "Recovery", "reconcile done",
-                 "kill -9", "lease held"):
+                 "kill -9", "lease held", "Workflows", "step overhead",
+                 "sent directly"):
         assert text in out, "%r missing from:\n%s" % (text, out)
     res = json.loads(out.strip().splitlines()[-1])
     assert res["failures"] == []
