@@ -5,6 +5,7 @@
  * Nothing here talks to Redis or prints: text goes into a bg_buf. Every
  * document read is untrusted; odd members show as "-" or "?", never fail. */
 #include "client/client_internal.h"
+#include "wire/ids.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -513,8 +514,10 @@ int bg_client_wf_followers(const char *text, json_t *into, const char **why)
 
 json_t *bg_client_wf_group_add(json_t *followers)
 {
-	return json_pack("{s:s,s:O}", "bygate_group", "add", "followers",
-			 followers);
+	char id[33];
+	bg_uuid_hex(id, false); /* the group applies each add once */
+	return json_pack("{s:s,s:s,s:O}", "bygate_group", "add", "add_id", id,
+			 "followers", followers);
 }
 
 json_t *bg_client_wf_group_close(void)

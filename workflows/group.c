@@ -384,8 +384,10 @@ static int forward(struct grp *g, json_t *spec)
 	if (!fs && !json_is_true(close))
 		return wf_refuse(g->ctx,
 				 "give \"followers\" or \"close\": true");
-	json_t *post = fs ? json_pack("{s:s,s:O}", "bygate_group", "add",
-				      "followers", fs)
+	char add_id[200];
+	snprintf(add_id, sizeof(add_id), "ask:%s", g->group_id);
+	json_t *post = fs ? json_pack("{s:s,s:s,s:O}", "bygate_group", "add",
+				      "add_id", add_id, "followers", fs)
 			  : json_pack("{s:s}", "bygate_group", "close");
 	char *txt = json_dumps(post, JSON_COMPACT);
 	json_decref(post);
@@ -573,6 +575,17 @@ static int on_input(struct grp *g, json_t *in)
 	}
 	json_t *fs = json_object_get(in, "followers");
 	const char *why = NULL;
+	/* an add names itself (add_id): applied once even if its RESUME is
+	 * handled twice (a crash between a run that took it and its finish,
+	 * docs/workflows.md) */
+	const char *add_id = json_string_value(json_object_get(in, "add_id"));
+	json_t *seen = json_object_get(g->st, "add_ids");
+	if (add_id && json_is_object(seen) && json_object_get(seen, add_id)) {
+		wf_step(g->ctx, KIND, g->exec_id,
+			json_pack("{s:s,s:s}", "status", "DUPLICATE", "add_id",
+				  add_id));
+		return 0;
+	}
 	if (strcmp(op, "add") != 0)
 		why = "unknown group operation";
 	else if (json_is_true(json_object_get(g->st, "closed")))
@@ -597,6 +610,13 @@ static int on_input(struct grp *g, json_t *in)
 			json_pack("{s:s,s:s}", "status", "REFUSED", "error",
 				  err));
 		return 0;
+	}
+	if (add_id && strlen(add_id) <= 128) {
+		if (!json_is_object(seen)) {
+			seen = json_object();
+			json_object_set_new(g->st, "add_ids", seen);
+		}
+		json_object_set_new(seen, add_id, json_true());
 	}
 	return add_followers(g, fs);
 }

@@ -274,6 +274,8 @@ def test_group_add_and_close_resume_the_group_with_the_documented_content(h):
 
     resumes = [e for e in control_entries(h, "bygate.group")
                if e["action_type"] == "RESUME"]
+    add_id = resumes[0]["body"]["content"].pop("add_id")
+    assert len(add_id) == 32, add_id  # the group applies each add once
     assert [r["body"]["content"] for r in resumes] == [
         {"bygate_group": "add",
          "followers": [{"agent": "rev", "content": "two"},

@@ -611,3 +611,23 @@ def test_a_graph_too_big_for_one_run_goes_on_in_the_next_runs(h):
     res = result_of(c, h.keys, "s-bigfan", mid)
     assert (res["total"], res["success"]) == (600, 600), \
         {k: res[k] for k in ("total", "success", "failed", "timeout")}
+
+
+@timeout(60)
+def test_a_group_applies_each_add_once(h):
+    h.start_bygated(group_types(h))
+    c = h.client()
+    gid, _ = pc.send(c, h.keys, "s-once", "bygate.group",
+                     {"primer": member("primer", "p"), "open": True})
+    add = {"bygate_group": "add", "add_id": "add-1",
+           "followers": [member("ok", "f1")]}
+    group_resume(c, h.keys, "s-once", gid, add)
+    group_resume(c, h.keys, "s-once", gid, add)  # handled twice
+    wait_until(lambda: any(s["status"] == "DUPLICATE" for s in
+                           group_steps(c, h.keys, "s-once", gid)), 20,
+               what="the second add seen as a duplicate")
+    group_resume(c, h.keys, "s-once", gid, {"bygate_group": "close"})
+    rec = pc.wait_terminal(c, h.keys, "s-once", gid, 30)
+    assert rec["status"] == "COMPLETED", rec
+    res = result_of(c, h.keys, "s-once", gid)
+    assert [f["output"]["name"] for f in res["followers"]] == ["f1"]
