@@ -84,10 +84,10 @@ def sizes(run):
     return (20, 100) if run.args.quick else (CHAIN, WIDE)
 
 
-def step_overhead(run):
-    c = start(run, "wf-chain")
+def step_overhead(run, chain=None):
+    chain = chain or sizes(run)[0]
+    c = start(run, "wf-chain%d" % chain)
     keys = run.keys
-    chain = sizes(run)[0]
     spec = {"tasks": {"t%03d" % i: {
         "agent": "noop", "content": "x",
         "depends_on": ["t%03d" % (i - 1)] if i else []}
@@ -133,23 +133,27 @@ def wide(run, layers):
 
 
 def workflows(run, results, phase, say, rule):
+    short = phase("workflow_chain_short", "Workflow step overhead, short",
+                  step_overhead, run, 10)
     chain = phase("workflow_chain", "Workflow step overhead", step_overhead,
                   run)
     flat = phase("workflow_wide", "Task graph, independent tasks", wide, run,
                  1)
     layered = phase("workflow_layers", "Task graph, 10 layers", wide, run,
                     LAYERS)
-    results["workflows"] = {"chain": chain, "wide": flat, "layers": layered}
+    results["workflows"] = {"chain_short": short, "chain": chain,
+                            "wide": flat, "layers": layered}
     say(rule)
     say("Workflows (bygate.dag, noop plugin tasks, pool %d; docs/"
         "workflows.md)" % run.args.pool)
-    if chain:
-        say("  step overhead, a chain of %d: dependency's end -> dependent's "
-            "start p50 %s ms, p90 %s ms, max %s ms (records, ms); %.2f ms "
-            "per step end to end, the task itself %s ms"
-            % (chain["tasks"], chain["gap_ms_p50"], chain["gap_ms_p90"],
-               chain["gap_ms_max"], chain["per_step_ms"],
-               chain["task_ms_p50"]))
+    for ch in (short, chain):
+        if ch:
+            say("  step overhead, a chain of %d: dependency's end -> "
+                "dependent's start p50 %s ms, p90 %s ms, max %s ms "
+                "(records, ms); %.2f ms per step end to end, the task itself "
+                "%s ms" % (ch["tasks"], ch["gap_ms_p50"], ch["gap_ms_p90"],
+                           ch["gap_ms_max"], ch["per_step_ms"],
+                           ch["task_ms_p50"]))
     for g, what in ((flat, "independent"), (layered, "10 layers")):
         if g:
             say("  %d tasks, %s: graph %.2f s, the same tasks sent "
