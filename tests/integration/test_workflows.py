@@ -631,3 +631,28 @@ def test_a_group_applies_each_add_once(h):
     assert rec["status"] == "COMPLETED", rec
     res = result_of(c, h.keys, "s-once", gid)
     assert [f["output"]["name"] for f in res["followers"]] == ["f1"]
+
+
+@timeout(90)
+def test_bygate_dag_run_waits_for_the_real_graph_and_prints_its_table(h):
+    h.start_bygated({"pool": {"size": 3}, "agent_types": wf_types(h)})
+    spec = h.tmp / "graph.json"
+    spec.write_text(json.dumps({"tasks": {
+        "a": {"agent": "wf", "content": {"op": "ok", "name": "a"}},
+        "b": {"agent": "wf", "content": {"op": "fail", "name": "b"},
+              "depends_on": ["a"]},
+        "c": {"agent": "wf", "content": {"op": "ok", "name": "c"},
+              "depends_on": ["b"]}}}))
+    r = h.bygate("dag", "run", str(spec), "--session", "s-cli", "--wait",
+                 "--wait-timeout-ms", "60000")
+    assert r.returncode == 1, r.stdout + r.stderr  # b failed
+    lines = r.stdout.splitlines()
+    for task, status in (("a", "RUNNING"), ("a", "DONE"), ("b", "FAILED"),
+                         ("c", "SKIPPED")):
+        assert any(l.split()[1:3] == [task, status] for l in lines
+                   if len(l.split()) > 2), r.stdout
+    table = [l.split() for l in lines if l.split()[:1] in (["a"], ["b"],
+                                                           ["c"])]
+    assert [t[:2] for t in table] == [["a", "DONE"], ["b", "FAILED"],
+                                      ["c", "SKIPPED"]], r.stdout
+    assert "1 failed" in r.stdout and "1 skipped" in r.stdout, r.stdout
