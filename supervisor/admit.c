@@ -126,6 +126,18 @@ static bool held_here(const struct bg_daemon *d, const struct bg_job *t)
 	return false;
 }
 
+/* A finish re-sent by recovery (a journaled one: bg_pickup_replay_finish)
+ * is still in flight. It may acknowledge RESUMEs its run took
+ * (resume_take.c) along with their steps, and its job does not know its
+ * message: until it is applied, a recovered RESUME is not run. */
+static bool replay_in_flight(const struct bg_daemon *d)
+{
+	for (const struct bg_job *u = d->all.next; u != &d->all; u = u->next)
+		if (bg_job_finishing(u) && u->end.end_kind == BG_END_REPLAY)
+			return true;
+	return false;
+}
+
 /* A duplicate of a run in progress: acknowledged, nothing else written.
  * The entry that runs it is pending with its holder and will finish or be
  * recovered. */
@@ -412,6 +424,11 @@ static bool examine(struct bg_daemon *d, struct bg_job *t,
 			    "acknowledged without running",
 			    (int)rec.status.len, rec.status.p, t->id.entry_id);
 		bg_end(d, t, BG_END_ACK_ONLY, NULL, NULL);
+	} else if (is_resume && t->id.recovered && replay_in_flight(d)) {
+		/* left pending (busy: recovered) for the next reconcile, by
+		 * when the re-sent finish has acknowledged it if its run had
+		 * taken it */
+		busy(d, t, "this worker (a finish re-sent by recovery)", true);
 	} else if (runs && mine && held_here(d, t)) {
 		/* Running here with no job holding it, its run died with the
 		 * bygated before this one (a worker id is held by one process)
