@@ -118,6 +118,7 @@ struct bg_daemon {
 	uint64_t n_lost_to_peer, n_recovered_finishes, n_reclaimed;
 	uint64_t n_retries;
 	bool journaled_this_turn;
+	bool journaled_taking_this_turn; /* ... by a run that took RESUMEs */
 	uint64_t state_errors;
 	int recover_calls;     /* reconcile requests in flight */
 	bool start_reconciled; /* reads wait for the start-up reconcile */

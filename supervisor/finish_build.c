@@ -317,6 +317,10 @@ int bg_finish_build(struct bg_daemon *d, struct bg_job *t)
 						 t->fin.finish_blob.len }),
 			"journal put");
 		d->journaled_this_turn = true;
+		for (const struct bg_job *u = d->all.next; u != &d->all;
+		     u = u->next)
+			if (u->id.taken_by == t->tag)
+				d->journaled_taking_this_turn = true;
 	}
 	return 0;
 }

@@ -277,7 +277,11 @@ static void turn_end(struct bg_daemon *d)
 	}
 	if (d->journaled_this_turn && bg_fault_hit("finish.after_journal"))
 		_exit(BG_FAULT_EXIT);
+	if (d->journaled_taking_this_turn &&
+	    bg_fault_hit("finish.after_journal_taking"))
+		_exit(BG_FAULT_EXIT);
 	d->journaled_this_turn = false;
+	d->journaled_taking_this_turn = false;
 	bg_keyset_clear(d->expired);
 	bg_pool_end_of_turn(d->pool);
 }

@@ -656,3 +656,36 @@ def test_bygate_dag_run_waits_for_the_real_graph_and_prints_its_table(h):
     assert [t[:2] for t in table] == [["a", "DONE"], ["b", "FAILED"],
                                       ["c", "SKIPPED"]], r.stdout
     assert "1 failed" in r.stdout and "1 skipped" in r.stdout, r.stdout
+
+
+@timeout(120)
+def test_a_crash_between_a_taking_runs_journal_and_its_exec_applies_each_step_once(h):
+    """bygated dies after journaling the finish of a run that took RESUMEs,
+    before sending it: the restart re-sends that finish (which acknowledges
+    the RESUMEs it took with their steps) and must neither run those
+    RESUMEs again nor lose them."""
+    conf = h.config({
+        "pool": {"size": 6}, "sandbox": {"profile": "trusted"},
+        "worker": {"reconcile_interval_ms": 1000},
+        "agent_types": [h.agent_type("taker", options={"crash": 0}),
+                        h.agent_type("sleep")]})
+    d = h.bygated(config=conf)
+    d.env = dict(d.env, BYGATE_FAULT="finish.after_journal_taking")
+    d.start()
+    c = h.client()
+    mid, _ = pc.send(c, h.keys, "s-jt", "taker", "5")
+    d.wait_exit(30)
+    assert d.returncode != 0
+    assert "taken by this run" in d.log_text()
+    d2 = h.bygated(config=conf)
+    d2.start()
+    rec = pc.wait_terminal(c, h.keys, "s-jt", mid, 60)
+    assert rec["status"] == "COMPLETED", rec
+    final = [e["data"]["choices"][0]["delta"]["content"]
+             for e in pc.events(c, h.keys, "s-jt")
+             if e["message_id"] == mid and e["event_type"] == "finalAnswer"]
+    assert final == ["seen 5"], final
+    wait_until(lambda: pc.pending_count(
+        c, h.keys.ctrl_agent_type("taker")) == 0, 30,
+        what="every taker entry acknowledged")
+    assert "re-sending the journaled finish" in d2.log_text()
