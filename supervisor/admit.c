@@ -191,6 +191,19 @@ static int64_t resume_wait_limit_ms(const struct bg_daemon *d,
  * waiter when it ends (bg_job_free), the oldest first, so a burst of
  * callbacks is taken one at a time without a herd of re-reads; a run
  * elsewhere is polled with a back-off. */
+/* Not run now, not acknowledged: the job goes, its entry stays pending in
+ * this worker's list and the next reconcile reads it again. */
+static void leave_pending(struct bg_daemon *d, struct bg_job *t,
+			  const char *who)
+{
+	struct bg_log_ids ids = bg_job_log_ids(t);
+	bg_log_task(BG_LOG_INFO, &ids,
+		    "recovered RESUME entry %s: its execution runs on %s; "
+		    "left pending for the next reconcile",
+		    t->id.entry_id, who);
+	bg_job_free(d, t);
+}
+
 static void busy(struct bg_daemon *d, struct bg_job *t, const char *who,
 		 bool here)
 {
@@ -200,16 +213,11 @@ static void busy(struct bg_daemon *d, struct bg_job *t, const char *who,
 	}
 	int64_t now = bg_now_ms();
 	struct bg_log_ids ids = bg_job_log_ids(t);
-	if (t->id.recovered) {
-		/* fetched by recovery (a suspect, a reclaimed or reconciled
-		 * entry): waiting here would hold up the suspects, which run
+	if (t->id.recovered && d->suspects_active) {
+		/* a suspect: waiting would hold up the suspects, which run
 		 * one at a time with nothing else in flight. Left pending:
 		 * the next reconcile reads it again. */
-		bg_log_task(BG_LOG_INFO, &ids,
-			    "recovered RESUME entry %s: its execution runs on "
-			    "%s; left pending for the next reconcile",
-			    t->id.entry_id, who);
-		bg_job_free(d, t);
+		leave_pending(d, t, who);
 		return;
 	}
 	if (t->id.wait_since_ms == 0) {
@@ -425,10 +433,10 @@ static bool examine(struct bg_daemon *d, struct bg_job *t,
 			    (int)rec.status.len, rec.status.p, t->id.entry_id);
 		bg_end(d, t, BG_END_ACK_ONLY, NULL, NULL);
 	} else if (is_resume && t->id.recovered && replay_in_flight(d)) {
-		/* left pending (busy: recovered) for the next reconcile, by
-		 * when the re-sent finish has acknowledged it if its run had
-		 * taken it */
-		busy(d, t, "this worker (a finish re-sent by recovery)", true);
+		/* left for the next reconcile, by when the re-sent finish
+		 * has acknowledged it if its run had taken it */
+		leave_pending(d, t,
+			      "this worker (a finish re-sent by recovery)");
 	} else if (runs && mine && held_here(d, t)) {
 		/* Running here with no job holding it, its run died with the
 		 * bygated before this one (a worker id is held by one process)
