@@ -84,8 +84,11 @@ def test_graceful_cancel_escalates_to_sigkill_for_a_deaf_handler(h):
     c = h.client()
     w = d.config["worker"]["id"]
     mid, eid = pc.send(c, h.keys, "s-c3", "crash", "hang")
-    wait_until(lambda: status(c, h.keys, "s-c3", mid) == "RUNNING", 10,
-               what="running")
+    # in its child, not only claimed RUNNING: a cancel that finds it still
+    # queued ends it unrun, with no signal to escalate (seen under ASan)
+    wait_until(lambda: any("task started" in l and "msg=%s " % mid in l
+                           for l in d.log_text().splitlines()), 10,
+               what="the task handed to a child")
     cancel(c, h.keys, w, mid, eid, "s-c3")
     wait_until(lambda: status(c, h.keys, "s-c3", mid) == "CANCELLED", 10,
                what="cancelled")
