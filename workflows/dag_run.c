@@ -525,11 +525,5 @@ int wf_dag_process(const struct bg_task *task, struct bg_ctx *ctx)
 		rc = resume(&r, task);
 	}
 	run_free(&r);
-	if (rc < 0) {
-		char msg[160];
-		snprintf(msg, sizeof(msg), "task graph step failed: %s",
-			 strerror(-rc));
-		return bg_ctx_fail(ctx, msg);
-	}
-	return 0;
+	return wf_step_failed(ctx, "task graph", rc);
 }

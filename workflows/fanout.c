@@ -463,11 +463,5 @@ int wf_fanout_process(const struct bg_task *task, struct bg_ctx *ctx)
 			rc = advance(&f);
 	}
 	json_decref(f.st);
-	if (rc < 0) {
-		char msg[160];
-		snprintf(msg, sizeof(msg), "fan-out step failed: %s",
-			 strerror(-rc));
-		return bg_ctx_fail(ctx, msg);
-	}
-	return 0;
+	return wf_step_failed(ctx, "fan-out", rc);
 }

@@ -671,11 +671,5 @@ int wf_group_process(const struct bg_task *task, struct bg_ctx *ctx)
 			rc = advance(&g);
 	}
 	json_decref(g.st);
-	if (rc < 0) {
-		char msg[160];
-		snprintf(msg, sizeof(msg), "group step failed: %s",
-			 strerror(-rc));
-		return bg_ctx_fail(ctx, msg);
-	}
-	return 0;
+	return wf_step_failed(ctx, "group", rc);
 }

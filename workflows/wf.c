@@ -410,6 +410,15 @@ int wf_continue(struct bg_ctx *ctx)
 	return rc;
 }
 
+int wf_step_failed(struct bg_ctx *ctx, const char *what, int rc)
+{
+	if (rc >= 0)
+		return 0;
+	char msg[160];
+	snprintf(msg, sizeof(msg), "%s step failed: %s", what, strerror(-rc));
+	return bg_ctx_fail(ctx, msg);
+}
+
 int wf_wait(struct bg_ctx *ctx)
 {
 	return bg_ctx_result(ctx, "WAITING_AGENT", NULL, NULL, NULL);

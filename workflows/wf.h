@@ -125,6 +125,10 @@ char *wf_caller_tag(const struct bg_task *task);
  * {"error": reason}, error_type "WorkflowSpecError". */
 int wf_refuse(struct bg_ctx *ctx, const char *reason);
 
+/* The end of a run whose step failed with rc < 0 (out of memory, kv
+ * unreadable): FAILED "<what> step failed: <strerror>"; 0 when rc >= 0. */
+int wf_step_failed(struct bg_ctx *ctx, const char *what, int rc);
+
 /* Keep the execution open (WAITING_AGENT) after this run. */
 int wf_wait(struct bg_ctx *ctx);
 
