@@ -84,6 +84,14 @@ static const struct key_form forms[BG_KEY__COUNT] = {
 	[BG_KEY_TIMERS] = { "ctrl:agent_type:\1:bygate_timers",
 			    "{byai_gateway:v2:ctrl:agent_type:\1}:"
 			    "bygate_timers" },
+	[BG_KEY_IDEMPOTENCY] = { "ctrl:agent_type:\1:bygate_idem:\2",
+				 "{byai_gateway:v2:ctrl:agent_type:\1}:"
+				 "bygate_idem:\2" },
+	[BG_KEY_TRIGGERS] = { "bygate_triggers", "{bygate_triggers}:names" },
+	[BG_KEY_TRIGGER] = { "bygate_trigger:\1",
+			     "{bygate_triggers}:trigger:\1" },
+	[BG_KEY_TRIGGER_ACTIVE] = { "bygate_trigger:\1:active",
+				    "{bygate_triggers}:trigger:\1:active" },
 };
 
 /* Check each id against the template: used ids non-empty (except the

@@ -55,6 +55,17 @@ enum bg_key_kind {
 	 * (supervisor/timers.h): ZSET entry JSON -> due ms; under v2 in the
 	 * slot of T's stream, so one script moves a due one to the stream */
 	BG_KEY_TIMERS,
+	/* (T, idempotency key) bygate's idempotency claim of a send to agent
+	 * type T (docs/triggers.md): HASH message_id, session_id,
+	 * execution_id, at_ms, and entry (the first stream entry that ran);
+	 * under v2 in the slot of T's stream */
+	BG_KEY_IDEMPOTENCY,
+	/* bygate's triggers (docs/triggers.md), under v2 all in the slot
+	 * {bygate_triggers}: the SET of trigger names, each trigger's state
+	 * HASH (N), and the ZSET of its runs still active (N) */
+	BG_KEY_TRIGGERS,
+	BG_KEY_TRIGGER,
+	BG_KEY_TRIGGER_ACTIVE,
 	BG_KEY__COUNT
 };
 

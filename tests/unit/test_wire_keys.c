@@ -130,6 +130,18 @@ static const struct key_case cases[] = {
 	  "byai_gateway:ctrl:agent_type:planner:bygate_timers",
 	  "byai_gateway:v2:{byai_gateway:v2:ctrl:agent_type:planner}:"
 	  "bygate_timers" },
+	{ BG_KEY_IDEMPOTENCY, "planner", "order-42", "",
+	  "byai_gateway:ctrl:agent_type:planner:bygate_idem:order-42",
+	  "byai_gateway:v2:{byai_gateway:v2:ctrl:agent_type:planner}:"
+	  "bygate_idem:order-42" },
+	{ BG_KEY_TRIGGERS, "", "", "", "byai_gateway:bygate_triggers",
+	  "byai_gateway:v2:{bygate_triggers}:names" },
+	{ BG_KEY_TRIGGER, "nightly", "", "",
+	  "byai_gateway:bygate_trigger:nightly",
+	  "byai_gateway:v2:{bygate_triggers}:trigger:nightly" },
+	{ BG_KEY_TRIGGER_ACTIVE, "nightly", "", "",
+	  "byai_gateway:bygate_trigger:nightly:active",
+	  "byai_gateway:v2:{bygate_triggers}:trigger:nightly:active" },
 };
 
 static int build(struct bg_buf *b, enum bg_key_schema schema,
