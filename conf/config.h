@@ -107,6 +107,7 @@ struct bg_config {
 	int reconcile_interval_ms; /* own-PEL reconcile and reclaim, 30000 */
 	int cancel_grace_ms;	   /* cancel flag -> SIGTERM -> SIGKILL, 5000 */
 	int timer_poll_ms;	   /* due delayed RESUMEs moved, 100 */
+	int idempotency_ttl_s;	   /* idempotency keys kept, 300 */
 
 	/* sched (docs/scheduling.md) */
 	int sched_window; /* entries per agent type beyond free places */
@@ -132,6 +133,11 @@ struct bg_config {
 	bool sandbox; /* children apply their sandbox (child/sandbox.c) */
 	bool sandbox_require; /* refuse to start without a protection */
 	struct bg_sandbox_conf sandbox_defaults; /* the `sandbox` group */
+
+	/* triggers (conf/triggers.h, docs/triggers.md) */
+	int triggers_poll_ms;
+	char *triggers_timers_json;   /* { name = { ... } } as JSON */
+	char *triggers_webhooks_json; /* { name = { ... } } as JSON */
 
 	/* paths */
 	char *state_dir;

@@ -185,6 +185,13 @@ const struct bg_conf_key bg_conf_keys[] = {
 	    "bygated's agent types are sent (a due one is late by at most "
 	    "this much; every bygated of the fleet polls, each fires once)."),
 
+	INT("worker", "idempotency_ttl_s", C, idempotency_ttl_s, 300, 1,
+	    2592000, "s", R,
+	    "How long an idempotency key (bygate send --idempotency-key, "
+	    "metadata.idempotency_key, a webhook's idempotency header) "
+	    "keeps a later send with the same key from creating a task "
+	    "(docs/triggers.md)."),
+
 	INT("pool", "size", C, pool_size, 4, 1, 1024, NULL, 0,
 	    "Number of child processes (tasks run concurrently)."),
 	INT("pool", "max_tasks_per_child", C, max_tasks_per_child, 10000, 0,
@@ -312,6 +319,24 @@ const struct bg_conf_key bg_conf_keys[] = {
 	  "fleet_max_running = 10; rate_limit = 50; rate_period_ms = 1000; "
 	  "}; }. weight (default 1) is the lane's share of the pool while "
 	  "lanes compete; a lane not listed has weight 1 and no limits." },
+
+	INT("triggers", "poll_ms", C, triggers_poll_ms, 250, 10, 60000, "ms",
+	    R,
+	    "How often this bygated looks for timer fires due, pause "
+	    "changes and manual fires (a fire is late by at most this "
+	    "much; every bygated polls, each fire time is sent once)."),
+	{ "triggers", "timers", BG_CONF_JSON, R, 0, 0, 0, "{}", NULL, NULL,
+	  OFF_T(C, triggers_timers_json, char *),
+	  "Timer triggers by name: { nightly = { agent_type = \"reports\"; "
+	  "content = \"run the nightly report\"; every = \"30s\" (or cron "
+	  "= \"*/5 * * * *\"); max_running = 1; missed = \"skip\"; }; } "
+	  "(docs/triggers.md)." },
+	{ "triggers", "webhooks", BG_CONF_JSON, R, 0, 0, 0, "{}", NULL, NULL,
+	  OFF_T(C, triggers_webhooks_json, char *),
+	  "Webhook triggers by name, served as POST /hooks/<name> on the "
+	  "HTTP port: { github = { agent_type = \"triage\"; secret_env = "
+	  "\"GITHUB_HOOK_SECRET\"; max_running = 4; }; } "
+	  "(docs/triggers.md)." },
 
 	PATH("paths", "state_dir", C, state_dir, "/var/lib/bygate", 1, 0,
 	     "LMDB journal and lock file."),
