@@ -117,6 +117,7 @@ struct fire {
 	char execution_id[BG_ID_CAP("exec-")];
 	char trace_id[33];
 	char session_id[256];
+	char manual_text[BG_TRIGGER_NAME_MAX + 32];
 	struct bg_buf exec_field, msg_field, record, command, member, meta;
 };
 
@@ -204,6 +205,11 @@ static int build_entry(struct fire *f, const struct bg_trigger_conf *t,
 						   : t->content_is_json,
 		.extra_payload = rq->extra,
 	};
+	if (b.content.len == 0) { /* a webhook fired by hand */
+		snprintf(f->manual_text, sizeof f->manual_text,
+			 "manual fire of trigger %s", t->name);
+		b.content = S(f->manual_text);
+	}
 	int rc = bg_send_ask(&f->command, &h, &b);
 	struct bg_record_queued q = {
 		.execution_id = S(f->execution_id),

@@ -7,10 +7,14 @@ neither loses nor doubles the fire.
 A timer run's session is named trigger-<name>-<fire time ms>, so the
 sessions of a trigger's records say which fire times were sent."""
 
+import http.client
 import json
+import re
+import signal
+import subprocess
 import time
 
-from harness import timeout, wait_until
+from harness import proc, timeout, wait_until
 import pyclient as pc
 
 FAST = {"block_ms": 300, "heartbeat_interval_ms": 300, "lease_ttl_s": 2}
@@ -202,3 +206,86 @@ def test_bad_trigger_configurations_are_refused_with_the_reason(h):
         d.wait_exit(10)
         assert d.returncode != 0
         assert why in d.log_text(), (why, d.log_text()[-500:])
+
+
+@timeout(60)
+def test_sighup_adds_and_removes_triggers_and_keeps_their_counters(h):
+    conf = timer_conf(h, {"a": {"agent_type": "sleep", "content": "10",
+                                "every": "300ms"}})
+    d = h.start_bygated(config=conf)
+    c = h.client()
+    wait_until(lambda: len(fire_sessions(c, h, "a")) >= 2, 10,
+               what="a fires")
+    d.config["triggers"]["timers"] = {
+        "b": {"agent_type": "sleep", "content": "10", "every": "300ms"}}
+    d.write_config()
+    d.signal(signal.SIGHUP)
+    d.wait_log("configuration reloaded", timeout=5)
+    wait_until(lambda: len(fire_sessions(c, h, "b")) >= 2, 10,
+               what="b fires after the reload")
+    time.sleep(0.5)
+    a_before = len(fire_sessions(c, h, "a"))
+    time.sleep(1.5)
+    assert len(fire_sessions(c, h, "a")) == a_before  # a is gone
+    assert json.loads(state(c, h, "b")["def"])["name"] == "b"
+    d.stop()
+
+
+@timeout(60)
+def test_a_manual_fire_request_is_fired_once_by_the_fleet(h):
+    timers = {"daily": {"agent_type": "sleep", "content": "10",
+                        "cron": "0 3 * * *"}}
+    ds = [h.start_bygated(config=timer_conf(h, timers)) for _ in range(2)]
+    c = h.client()
+    key = h.keys.trigger("daily")
+    wait_until(lambda: c.call("HGET", key, "next_ms"), 10,
+               what="next fire time published")
+    nxt = int(c.call("HGET", key, "next_ms"))
+    assert nxt > time.time() * 1000 and nxt % 86400000 == 3 * 3600000
+    for n in (1, 2):
+        assert c.call("HINCRBY", key, "fire_requests", 1) == n
+        wait_until(lambda: c.call("HGET", key, "manual:%d" % n), 10,
+                   what="manual fire %d answered" % n)
+    answers = [c.call("HGET", key, "manual:%d" % n) for n in (1, 2)]
+    assert all(a.startswith("fired msg-") for a in answers), answers
+    sessions = fire_sessions(c, h, "daily")
+    assert sessions == ["trigger-daily-manual-1", "trigger-daily-manual-2"]
+    assert c.call("HGET", key, "fire_done") == "2"
+    for d in ds:
+        d.stop()
+
+
+def test_the_metrics_count_each_triggers_fires_by_outcome(h):
+    port = proc.free_port()
+    conf = timer_conf(h, {"m": {"agent_type": "sleep", "content": "10",
+                                "every": "200ms"}},
+                      http={"port": port})
+    d = h.start_bygated(config=conf)
+    c = h.client()
+    wait_until(lambda: int(state(c, h, "m").get("fires", 0)) >= 2, 10,
+               what="fires")
+
+    def fired():
+        hc = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        hc.request("GET", "/metrics")
+        text = hc.getresponse().read().decode()
+        hc.close()
+        m = re.search(r'bygate_trigger_fires_total\{trigger="m",'
+                      r'outcome="fired"\} (\d+)', text)
+        return m and int(m.group(1)) >= 2 and \
+            'bygate_trigger_next_fire_seconds{trigger="m"}' in text
+    wait_until(fired, 10, what="trigger metrics")
+    d.stop()
+
+
+def test_a_webhook_secret_is_masked_in_the_configuration_dump(h):
+    conf = h.config({"triggers": {"webhooks": {"gh": {
+        "agent_type": "sleep", "secret": "s3cr3t-of-sixteen-bytes"}}}})
+    d = h.bygated(config=conf)
+    d.write_config()
+    out = subprocess.run([str(h.bin("bygated")), "-T", "-c",
+                          str(d.config_path)], capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr
+    assert "s3cr3t" not in out.stdout
+    assert 'secret = "***"' in out.stdout and "gh" in out.stdout
