@@ -129,8 +129,12 @@ def test_max_running_skips_the_fires_that_would_overlap(h):
 @timeout(60)
 def test_missed_fires_are_skipped_or_run_once_as_configured(h):
     c = h.client()
+    # start 2.5-6 s past a 10 s fire time: the latest one is late (more
+    # than the 2 s grace), the next not yet due
+    wait_until(lambda: 2500 <= time.time() * 1000 % 10000 <= 6000, 11,
+               interval=0.01, what="the middle of a period")
     now = int(time.time() * 1000)
-    old = now - now % 1000 - 30000  # as if the fleet stopped 30 s ago
+    old = now - now % 10000 - 30000  # as if the fleet stopped 30 s ago
     for name in ("skipper", "catcher"):
         c.call("HSET", h.keys.trigger(name), "claimed_ms", str(old))
     timers = {
