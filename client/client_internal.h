@@ -225,6 +225,24 @@ int bg_client_wakeup_json(struct bg_client *c, struct bg_buf *out,
 int bg_client_pending_json(struct bg_client *c, struct bg_buf *out,
 			   const struct bg_client_intent *in);
 
+/* ---- table text (client/text.c) ---------------------------------------- */
+
+/* Append s, at most max bytes of it (cut at a character boundary, "..."
+ * added), control characters shown as '?' so that text read from Redis
+ * cannot drive the terminal; pad with spaces to `width` characters. */
+int bg_client_text_put(struct bg_buf *out, const char *s, size_t max,
+		       size_t width);
+
+/* Characters bg_client_text_put would show for s (max bytes of it). */
+size_t bg_client_text_width(const char *s, size_t max);
+
+/* One table cell: bg_client_text_put, then two spaces. */
+int bg_client_text_cell(struct bg_buf *out, const char *s, size_t max,
+			size_t width);
+
+/* End a table row: trailing padding dropped, then a newline. */
+int bg_client_text_end_row(struct bg_buf *out);
+
 /* ---- workflows (client/workflow.c, docs/client.md "Workflows") ------- */
 
 /* The workflow agent types of issue 13 (docs/workflows.md). */
