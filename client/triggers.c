@@ -15,23 +15,23 @@
 #define FIRE_TIMEOUT_MS 10000
 #define COL_MAX 40 /* bytes of a name, agent type or schedule shown */
 
-#define STR(m) offsetof(struct bg_client_trigger, m)
+#define OFF(m) offsetof(struct bg_client_trigger, m)
 
 /* Every string member, for allocation and release. */
 static const size_t str_members[] = {
-	STR(name),
-	STR(kind),
-	STR(agent_type),
-	STR(cron),
-	STR(path),
-	STR(missed),
-	STR(session),
-	STR(def_by),
-	STR(paused_by),
-	STR(last_message_id),
-	STR(last_execution_id),
-	STR(last_session_id),
-	STR(last_outcome),
+	OFF(name),
+	OFF(kind),
+	OFF(agent_type),
+	OFF(cron),
+	OFF(path),
+	OFF(missed),
+	OFF(session),
+	OFF(def_by),
+	OFF(paused_by),
+	OFF(last_message_id),
+	OFF(last_execution_id),
+	OFF(last_session_id),
+	OFF(last_outcome),
 };
 
 /* The hash fields read as they are: a string or a number member. */
@@ -40,24 +40,24 @@ static const struct {
 	size_t off;
 	bool str;
 } hash_fields[] = {
-	{ "def_by", STR(def_by), true },
-	{ "def_at_ms", STR(def_at_ms), false },
-	{ "paused_at_ms", STR(paused_at_ms), false },
-	{ "paused_by", STR(paused_by), true },
-	{ "next_ms", STR(next_ms), false },
-	{ "claimed_ms", STR(claimed_ms), false },
-	{ "last_fire_ms", STR(last_fire_ms), false },
-	{ "last_message_id", STR(last_message_id), true },
-	{ "last_execution_id", STR(last_execution_id), true },
-	{ "last_session_id", STR(last_session_id), true },
-	{ "last_outcome", STR(last_outcome), true },
-	{ "fires", STR(fires), false },
-	{ "skipped_running", STR(skipped_running), false },
-	{ "skipped_paused", STR(skipped_paused), false },
-	{ "missed", STR(missed_fires), false },
-	{ "duplicates", STR(duplicates), false },
-	{ "fire_requests", STR(fire_requests), false },
-	{ "fire_done", STR(fire_done), false },
+	{ "def_by", OFF(def_by), true },
+	{ "def_at_ms", OFF(def_at_ms), false },
+	{ "paused_at_ms", OFF(paused_at_ms), false },
+	{ "paused_by", OFF(paused_by), true },
+	{ "next_ms", OFF(next_ms), false },
+	{ "claimed_ms", OFF(claimed_ms), false },
+	{ "last_fire_ms", OFF(last_fire_ms), false },
+	{ "last_message_id", OFF(last_message_id), true },
+	{ "last_execution_id", OFF(last_execution_id), true },
+	{ "last_session_id", OFF(last_session_id), true },
+	{ "last_outcome", OFF(last_outcome), true },
+	{ "fires", OFF(fires), false },
+	{ "skipped_running", OFF(skipped_running), false },
+	{ "skipped_paused", OFF(skipped_paused), false },
+	{ "missed", OFF(missed_fires), false },
+	{ "duplicates", OFF(duplicates), false },
+	{ "fire_requests", OFF(fire_requests), false },
+	{ "fire_done", OFF(fire_done), false },
 };
 
 static char **str_at(struct bg_client_trigger *t, size_t off)
@@ -107,12 +107,12 @@ static int read_def(struct bg_client_trigger *t, const char *s, size_t len)
 	json_t *def = json_loadb(s, len, 0, NULL);
 	int rc = 0;
 	if (json_is_object(def)) {
-		rc = set_jstr(t, STR(kind), def, "kind");
-		rc = rc ? rc : set_jstr(t, STR(agent_type), def, "agent_type");
-		rc = rc ? rc : set_jstr(t, STR(cron), def, "cron");
-		rc = rc ? rc : set_jstr(t, STR(path), def, "path");
-		rc = rc ? rc : set_jstr(t, STR(missed), def, "missed");
-		rc = rc ? rc : set_jstr(t, STR(session), def, "session");
+		rc = set_jstr(t, OFF(kind), def, "kind");
+		rc = rc ? rc : set_jstr(t, OFF(agent_type), def, "agent_type");
+		rc = rc ? rc : set_jstr(t, OFF(cron), def, "cron");
+		rc = rc ? rc : set_jstr(t, OFF(path), def, "path");
+		rc = rc ? rc : set_jstr(t, OFF(missed), def, "missed");
+		rc = rc ? rc : set_jstr(t, OFF(session), def, "session");
 		t->every_ms = bg_client_jint(def, "every_ms");
 		t->max_running = bg_client_jint(def, "max_running");
 	}
@@ -198,16 +198,19 @@ int bg_client_triggers_list(struct bg_client *c, struct bg_client_trigger **out,
 	if (rc == 0)
 		rc = bg_client_smembers(c, key.p, &names);
 	bg_client_strs_sort(&names);
-	if (rc == 0 && names.n > 0 && (v = calloc(names.n, sizeof *v)) == NULL)
+	/* "" (sorted first) names no trigger: it has no key */
+	size_t skip = names.n > 0 && names.v[0][0] == '\0';
+	size_t want = names.n - skip;
+	if (rc == 0 && want > 0 && (v = calloc(want, sizeof *v)) == NULL)
 		rc = -ENOMEM;
-	for (; rc == 0 && got < names.n; got++) {
+	for (; rc == 0 && got < want; got++) {
+		const char *name = names.v[skip + got];
 		for (size_t k = 0;
 		     rc == 0 && k < sizeof str_members / sizeof *str_members;
 		     k++)
 			rc = set_str(&v[got], str_members[k], "", 0);
 		if (rc == 0)
-			rc = set_str(&v[got], STR(name), names.v[got],
-				     strlen(names.v[got]));
+			rc = set_str(&v[got], OFF(name), name, strlen(name));
 		if (rc == 0)
 			rc = read_trigger(c, &v[got]);
 	}
@@ -551,8 +554,8 @@ int bg_client_triggers_table(struct bg_buf *out,
 			     const struct bg_client_trigger *v, size_t n,
 			     int64_t now_ms)
 {
-	size_t w[3] = { width_of(v, n, STR(name), 4),
-			width_of(v, n, STR(agent_type), 10), 8 };
+	size_t w[3] = { width_of(v, n, OFF(name), 4),
+			width_of(v, n, OFF(agent_type), 10), 8 };
 	for (size_t i = 0; i < n; i++) {
 		char sched[256];
 		schedule_text(sched, sizeof sched, &v[i]);

@@ -148,10 +148,11 @@ def test_list_as_json_carries_the_definition_and_the_state(h):
 
 def test_list_reads_a_malformed_definition_as_absent(h):
     c = h.client()
-    c.call("SADD", NAMES, "odd")
+    c.call("SADD", NAMES, "odd", "")  # "" names no trigger
     c.call("HSET", TRIGGER("odd"), "def", "not json", "fires", "many",
            "paused", "1", "last_outcome", "fired\x1b[2J")
     doc = bygate_json(h, "triggers")
+    assert [d["name"] for d in doc] == ["odd"]
     assert (doc[0]["kind"], doc[0]["counts"]["fires"], doc[0]["paused"]) == (
         "", 0, True)
     out = ok(h.bygate("triggers"))
