@@ -11,18 +11,14 @@ import threading
 import time
 
 from harness import wait_until
+from bglib.keys import Keys
 from test_client import bygate_json, ok
 
 
 def trigger_keys(schema):
     """wire/keys.h BG_KEY_TRIGGERS, BG_KEY_TRIGGER, BG_KEY_TRIGGER_ACTIVE."""
-    if schema == "v1":
-        p = "byai_gateway:"
-        return (p + "bygate_triggers", lambda n: p + "bygate_trigger:" + n,
-                lambda n: p + "bygate_trigger:%s:active" % n)
-    p = "byai_gateway:v2:{bygate_triggers}:"
-    return (p + "names", lambda n: p + "trigger:" + n,
-            lambda n: p + "trigger:%s:active" % n)
+    k = Keys(schema)
+    return k.triggers(), k.trigger, k.trigger_active
 
 
 NAMES, TRIGGER, ACTIVE = trigger_keys("v1")
