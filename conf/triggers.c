@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -233,8 +234,11 @@ static int timer_members(struct one *x, struct bg_trigger_conf *t)
 	if ((every == NULL) == (cron == NULL))
 		return bad(x, NULL, "give exactly one of every and cron");
 	t->cron = "";
-	if (every && json_is_integer(every) && json_integer_value(every) > 0)
+	if (every && json_is_integer(every) && json_integer_value(every) > 0 &&
+	    json_integer_value(every) <= 366LL * 86400)
 		t->every_ms = json_integer_value(every) * 1000;
+	else if (every && json_is_integer(every))
+		return bad(x, "every", "must be 100ms to 366d");
 	else if (every &&
 		 (!json_is_string(every) ||
 		  bg_duration_parse(json_string_value(every), &t->every_ms)))
@@ -251,6 +255,11 @@ static int timer_members(struct one *x, struct bg_trigger_conf *t)
 		t->cron = json_string_value(cron);
 		if (bg_cron_parse(t->cron, &cc, cwhy, sizeof cwhy))
 			return bad(x, "cron", "%s", cwhy);
+		if (bg_cron_next(&cc, (int64_t)time(NULL) * 1000) < 0)
+			return bad(x, "cron",
+				   "\"%s\" names no date that comes "
+				   "(such as 31 February)",
+				   t->cron);
 	}
 	const char *missed;
 	if (str_member(x, "missed", "skip", 1, 16, &missed))

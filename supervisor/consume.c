@@ -415,6 +415,7 @@ static void on_time(struct bg_rconn *c, redisReply *r, void *priv)
 	int64_t ms = strtoll(r->element[0]->str, NULL, 10) * 1000 +
 		     strtoll(r->element[1]->str, NULL, 10) / 1000;
 	d->redis_offset_ms = ms - bg_now_ms();
+	d->redis_time_known = true;
 }
 
 void bg_consume_sync_time(struct bg_daemon *d)

@@ -77,6 +77,7 @@ struct bg_daemon {
 	bool unblock_sent;
 	bool ready_logged;
 	int64_t redis_offset_ms; /* redis TIME - local realtime */
+	bool redis_time_known;	 /* redis_offset_ms set by a TIME reply */
 
 	/* lease (lease.c) */
 	enum bg_lease_state lease_state;

@@ -5,6 +5,7 @@
  * loses nor doubles one: either the script ran (the claim and the entry
  * are in Redis) or it did not (the next poll of any bygated claims it). */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 
 #include <openssl/evp.h>
 
+#include "common/clock.h"
 #include "common/fault.h"
 #include "supervisor/daemon.h"
 #include "supervisor/log.h"
@@ -37,9 +39,13 @@
  * already fired (the ids only for an idempotency key); {2} max_running
  * reached; {3} paused; {4} claimed, not sent (missed). */
 static const char FIRE_LUA[] =
-	"local t, mode, n = KEYS[1], ARGV[1], tonumber(ARGV[2])\n"
+	"local t, mode, n = KEYS[1], ARGV[1], tonumber(ARGV[2]) or 0\n"
+	"if mode ~= 'hook' and n <= 0 then\n"
+	"  return redis.error_reply('ERR a fire number must be positive')\n"
+	"end\n"
 	"if mode == 'timer' then\n"
-	"  if tonumber(redis.call('HGET', t, 'claimed_ms') or '0') >= n then\n"
+	"  if (tonumber(redis.call('HGET', t, 'claimed_ms') or '') or 0) >= n\n"
+	"  then\n"
 	"    return {1}\n"
 	"  end\n"
 	"  redis.call('HSET', t, 'claimed_ms', ARGV[2])\n"
@@ -51,7 +57,8 @@ static const char FIRE_LUA[] =
 	"    return {4}\n"
 	"  end\n"
 	"elseif mode == 'manual' then\n"
-	"  if tonumber(redis.call('HGET', t, 'fire_done') or '0') >= n then\n"
+	"  if (tonumber(redis.call('HGET', t, 'fire_done') or '') or 0) >= n\n"
+	"  then\n"
 	"    return {1}\n"
 	"  end\n"
 	"  redis.call('HSET', t, 'fire_done', ARGV[2])\n"
@@ -156,13 +163,12 @@ static int name_session(struct fire *f, const struct bg_trigger_conf *t,
 	char rnd[BG_ID_CAP("")];
 	if (t->session[0])
 		snprintf(f->session_id, sizeof f->session_id, "%s", t->session);
-	else if (rq->fire_ms > 0)
+	else if (rq->mode == BG_FIRE_TIMER)
 		snprintf(f->session_id, sizeof f->session_id, "trigger-%s-%lld",
-			 t->name, (long long)rq->fire_ms);
-	else if (rq->manual > 0)
+			 t->name, (long long)rq->n);
+	else if (rq->mode == BG_FIRE_MANUAL)
 		snprintf(f->session_id, sizeof f->session_id,
-			 "trigger-%s-manual-%lld", t->name,
-			 (long long)rq->manual);
+			 "trigger-%s-manual-%lld", t->name, (long long)rq->n);
 	else if (bg_id_new(rnd, sizeof rnd, "") == 0)
 		snprintf(f->session_id, sizeof f->session_id, "%s-%s-%s",
 			 t->kind == BG_TRIGGER_WEBHOOK ? "hook" : "trigger",
@@ -179,8 +185,8 @@ static int build_meta(struct fire *f, const struct bg_trigger_conf *t,
 {
 	struct bg_wire_splice s = { .cur = S(t->metadata) };
 	bg_wire_splice_fmt(&s, "bygate_trigger", "%s", S(t->name));
-	if (rq->fire_ms > 0)
-		bg_wire_splice_fmt(&s, "bygate_fire_ms", "%d", rq->fire_ms);
+	if (rq->mode == BG_FIRE_TIMER)
+		bg_wire_splice_fmt(&s, "bygate_fire_ms", "%d", rq->n);
 	if (rq->idempotency_key.len)
 		bg_wire_splice_fmt(&s, BG_IDEM_META, "%s", rq->idempotency_key);
 	int rc = s.rc ? s.rc : bg_buf_append(&f->meta, s.cur.p, s.cur.len);
@@ -285,6 +291,28 @@ static int send_fire(struct fire *f)
 	return bg_rconn_cmd(f->d->wr, on_fired, f, 0, a, argv, lens);
 }
 
+void bg_trigger_warn(struct tstate *st, const char *fmt, ...)
+{
+	int64_t now = bg_mono_ms();
+	if (st->warned_at && now - st->warned_at < 60000) {
+		st->unlogged++;
+		return;
+	}
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (st->unlogged)
+		bg_warn("trigger %s: %s (%llu more warnings in the last "
+			"minute not logged)",
+			st->name, msg, (unsigned long long)st->unlogged);
+	else
+		bg_warn("trigger %s: %s", st->name, msg);
+	st->warned_at = now;
+	st->unlogged = 0;
+}
+
 struct bg_trigger_counts *bg_trigger_counts(struct bg_daemon *d,
 					    const char *name)
 {
@@ -316,10 +344,15 @@ static void done(struct fire *f, struct bg_fire_result *res)
 	case BG_FIRE_MISSED:
 		k->missed++;
 		break;
-	case BG_FIRE_ERROR:
+	case BG_FIRE_ERROR: {
 		k->errors++;
-		bg_warn("trigger %s: %s", f->name, res->why);
+		struct tstate *st = bg_trigger_state(f->d->triggers, f->name);
+		if (st)
+			bg_trigger_warn(st, "%s", res->why);
+		else
+			bg_warn("trigger %s: %s", f->name, res->why);
 		break;
+	}
 	}
 	if (f->fn)
 		f->fn(f->d, res, f->priv);
@@ -403,7 +436,8 @@ int bg_trigger_fire(struct bg_daemon *d, const struct bg_fire_request *rq,
 		    bg_fire_done_fn fn, void *priv)
 {
 	const struct bg_trigger_conf *t = rq->t;
-	if (t == NULL ||
+	if (t == NULL || (unsigned)rq->mode > BG_FIRE_MANUAL ||
+	    (rq->mode != BG_FIRE_REQUEST && rq->n <= 0) ||
 	    (rq->idempotency_key.len && !key_ok(rq->idempotency_key)))
 		return -EINVAL;
 	if (!bg_rconn_ready(d->wr))
@@ -415,12 +449,11 @@ int bg_trigger_fire(struct bg_daemon *d, const struct bg_fire_request *rq,
 	f->fn = fn;
 	f->priv = priv;
 	snprintf(f->name, sizeof f->name, "%s", t->name);
-	snprintf(f->mode, sizeof f->mode, "%s",
-		 rq->fire_ms > 0  ? "timer"
-		 : rq->manual > 0 ? "manual"
-				  : "hook");
-	snprintf(f->n, sizeof f->n, "%lld",
-		 (long long)(rq->fire_ms > 0 ? rq->fire_ms : rq->manual));
+	static const char *const modes[] = { [BG_FIRE_REQUEST] = "hook",
+					     [BG_FIRE_TIMER] = "timer",
+					     [BG_FIRE_MANUAL] = "manual" };
+	snprintf(f->mode, sizeof f->mode, "%s", modes[rq->mode]);
+	snprintf(f->n, sizeof f->n, "%lld", (long long)rq->n);
 	snprintf(f->max_running, sizeof f->max_running, "%d", t->max_running);
 	snprintf(f->now, sizeof f->now, "%lld", (long long)bg_redis_now_ms(d));
 	snprintf(f->ttl, sizeof f->ttl, "%lld",

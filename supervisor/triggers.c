@@ -29,9 +29,9 @@
 #include "wire/keys.h"
 #include "wire/record.h"
 
-#define PUBLISH_MS 30000 /* definitions re-written (a flushed Redis) */
-#define PRUNE_MS 1000	 /* active runs looked at */
-#define PRUNE_BATCH "999"
+#define PUBLISH_MS 30000  /* definitions re-written (a flushed Redis) */
+#define PRUNE_MS 1000	  /* active runs looked at */
+#define PRUNE_BATCH 200	  /* active runs looked at per prune */
 #define CRON_STEPS 100000 /* fire times counted per poll at most */
 
 /* A request of the poller in flight: it names its trigger, looked up
@@ -41,6 +41,7 @@ struct op {
 	char name[BG_TRIGGER_NAME_MAX + 1];
 	char *key;    /* prune: the active set */
 	char *member; /* prune: the run looked at */
+	size_t member_len;
 };
 
 static struct op *op_new(struct bg_triggers *tr, const char *name)
@@ -62,22 +63,32 @@ static void op_free(struct op *o)
 
 /* ---- the configured set: states and their publication ---- */
 
+/* A state for each configured trigger. One configured again after a
+ * reload that had removed it starts afresh (it fires from now on), its
+ * counters kept. */
 static int sync_states(struct bg_triggers *tr)
 {
 	size_t n;
 	const struct bg_trigger_conf *v = bg_triggers(tr->d->cfg, &n);
+	uint64_t gen = ++tr->sync_gen;
 	for (size_t i = 0; i < n; i++) {
-		if (bg_trigger_state(tr, v[i].name))
-			continue;
-		struct tstate *grown =
-			realloc(tr->v, (tr->n + 1) * sizeof *grown);
-		if (grown == NULL)
-			return -ENOMEM;
-		tr->v = grown;
-		struct tstate *st = &tr->v[tr->n++];
-		memset(st, 0, sizeof *st);
-		snprintf(st->name, sizeof st->name, "%s", v[i].name);
-		st->seen_ms = bg_redis_now_ms(tr->d);
+		struct tstate *st = bg_trigger_state(tr, v[i].name);
+		bool fresh = st == NULL || st->sync_gen != gen - 1;
+		if (st == NULL) {
+			struct tstate *grown =
+				realloc(tr->v, (tr->n + 1) * sizeof *grown);
+			if (grown == NULL)
+				return -ENOMEM;
+			tr->v = grown;
+			st = &tr->v[tr->n++];
+			memset(st, 0, sizeof *st);
+			snprintf(st->name, sizeof st->name, "%s", v[i].name);
+		}
+		if (fresh) {
+			st->seen_ms = bg_redis_now_ms(tr->d);
+			st->next_ms = 0;
+		}
+		st->sync_gen = gen;
 	}
 	return 0;
 }
@@ -130,7 +141,21 @@ static void publish(struct bg_triggers *tr, const struct bg_trigger_conf *t)
 	free(def);
 }
 
-/* ---- fire times ---- */
+/* ---- fire times ----
+ *
+ * A fire time at most `grace` old is on time: it fires. Older ones were
+ * missed (no bygated polled while they came): counted, and the latest of
+ * them claimed without a send (missed = skip) or fired (run_once), unless
+ * an on-time one fires anyway. */
+
+#define ON_TIME_MAX 64 /* on-time fire times fired per poll at most */
+
+struct due {
+	int64_t late_n;	   /* missed fire times (at least: a count stops) */
+	int64_t late_last; /* the latest of them, or 0 */
+	int64_t on[ON_TIME_MAX];
+	int n_on;
+};
 
 /* The first fire time strictly after `after`, or -1. */
 static int64_t fire_after(const struct bg_trigger_conf *t,
@@ -141,29 +166,54 @@ static int64_t fire_after(const struct bg_trigger_conf *t,
 	return bg_cron_next(c, after);
 }
 
-struct due {
-	int64_t latest; /* the latest fire time in (base, now], or 0 */
-	int64_t count;	/* fire times in (base, latest] */
-};
+/* The latest cron fire time in (base, cut), or 0: looked for in growing
+ * windows back from cut, so that it costs a few steps however long ago
+ * base is. */
+static int64_t cron_latest_before(const struct bg_cron *c, int64_t base,
+				  int64_t cut)
+{
+	static const int64_t windows_s[] = { 60,      3600,	86400,
+					     2678400, 31622400, 8 * 31622400 };
+	for (size_t i = 0; i < sizeof windows_s / sizeof windows_s[0]; i++) {
+		int64_t from = cut - windows_s[i] * 1000;
+		if (from < base)
+			from = base;
+		int64_t f = bg_cron_next(c, from);
+		if (f > 0 && f < cut) {
+			for (int64_t g;
+			     (g = bg_cron_next(c, f)) > 0 && g < cut;)
+				f = g;
+			return f;
+		}
+		if (from == base)
+			return 0;
+	}
+	return 0;
+}
 
 static struct due due_since(const struct bg_trigger_conf *t,
-			    const struct bg_cron *c, int64_t base, int64_t now)
+			    const struct bg_cron *c, int64_t base, int64_t now,
+			    int64_t grace)
 {
-	struct due u = { 0, 0 };
+	struct due u = { 0 };
+	int64_t cut = now - grace; /* before it: late */
 	if (t->every_ms > 0) {
-		int64_t latest = now - now % t->every_ms;
-		if (latest > base) {
-			u.latest = latest;
-			u.count = latest / t->every_ms - base / t->every_ms;
+		int64_t e = t->every_ms;
+		int64_t last = (cut - 1) - (cut - 1) % e;
+		if (cut > 0 && last > base) {
+			u.late_last = last;
+			u.late_n = last / e - base / e;
 		}
-		return u;
+	} else if (bg_cron_next(c, base) > 0 && bg_cron_next(c, base) < cut) {
+		u.late_last = cron_latest_before(c, base, cut);
+		for (int64_t f = base; (f = bg_cron_next(c, f)) > 0 &&
+				       f < cut && u.late_n < CRON_STEPS;)
+			u.late_n++;
 	}
-	for (int64_t f = bg_cron_next(c, base);
-	     f > 0 && f <= now && u.count < CRON_STEPS;
-	     f = bg_cron_next(c, f)) {
-		u.latest = f;
-		u.count++;
-	}
+	int64_t from = base > cut - 1 ? base : cut - 1;
+	for (int64_t f = fire_after(t, c, from);
+	     f > 0 && f <= now && u.n_on < ON_TIME_MAX; f = fire_after(t, c, f))
+		u.on[u.n_on++] = f;
 	return u;
 }
 
@@ -195,8 +245,10 @@ static void fire(struct bg_triggers *tr, struct tstate *st,
 	}
 }
 
-/* A timer whose fire time has come since `claimed` (0: never fired; it
- * then fires from the time this bygated first had it). */
+/* A timer's fire times come since `claimed` (0: none claimed, as for a
+ * new trigger or a flushed Redis: only on-time ones fire). The on-time
+ * ones are fired in order, each claimed by its own script: every bygated
+ * sends them in the same order, so none is passed over. */
 static void timer_due(struct bg_triggers *tr, const struct bg_trigger_conf *t,
 		      struct tstate *st, int64_t claimed)
 {
@@ -206,29 +258,38 @@ static void timer_due(struct bg_triggers *tr, const struct bg_trigger_conf *t,
 	if (t->cron[0] && bg_cron_parse(t->cron, &c, why, sizeof why))
 		return; /* checked at load */
 	int64_t now = bg_redis_now_ms(d);
-	int64_t base = claimed > 0 ? claimed : st->seen_ms;
-	struct due u = due_since(t, &c, base, now);
-	if (u.count > 0) {
-		int64_t grace = 3 * (int64_t)d->cfg->triggers_poll_ms;
-		if (grace < 2000)
-			grace = 2000;
-		bool late = now - u.latest > grace;
+	int64_t grace = 3 * (int64_t)d->cfg->triggers_poll_ms;
+	if (grace < 2000)
+		grace = 2000;
+	int64_t base = claimed;
+	if (base <= 0)
+		base = st->seen_ms > now - grace ? st->seen_ms : now - grace;
+	struct due u = due_since(t, &c, base, now, grace);
+	if (u.late_last && u.n_on == 0) {
+		bool skip = t->missed == BG_MISSED_SKIP;
 		struct bg_fire_request rq = {
 			.t = t,
-			.fire_ms = u.latest,
-			.missed = u.count - 1,
-			.claim_only = late && t->missed == BG_MISSED_SKIP,
+			.mode = BG_FIRE_TIMER,
+			.n = u.late_last,
+			.missed = skip ? u.late_n : u.late_n - 1,
+			.claim_only = skip,
 		};
-		if (rq.claim_only)
-			rq.missed = u.count;
-		if (late)
-			bg_info("trigger %s: fire time %lld is %lld ms late "
-				"(%lld missed before it): %s",
-				t->name, (long long)u.latest,
-				(long long)(now - u.latest),
-				(long long)(u.count - 1),
-				rq.claim_only ? "skipped (missed = skip)"
-					      : "fired (missed = run_once)");
+		bg_info("trigger %s: %lld%s fire times missed, the latest "
+			"%lld ms ago: %s",
+			t->name, (long long)u.late_n,
+			u.late_n >= CRON_STEPS ? " or more" : "",
+			(long long)(now - u.late_last),
+			skip ? "skipped (missed = skip)"
+			     : "the latest fired (missed = run_once)");
+		fire(tr, st, &rq);
+	}
+	for (int i = 0; i < u.n_on; i++) {
+		struct bg_fire_request rq = {
+			.t = t,
+			.mode = BG_FIRE_TIMER,
+			.n = u.on[i],
+			.missed = i == 0 ? u.late_n : 0,
+		};
 		fire(tr, st, &rq);
 	}
 	int64_t next = fire_after(t, &c, now);
@@ -246,12 +307,25 @@ static void timer_due(struct bg_triggers *tr, const struct bg_trigger_conf *t,
 	}
 }
 
-static int64_t field_int(const redisReply *r, size_t i)
+/* A counter of the state HASH: absent is 0; anything but a decimal
+ * integer in 0..2^53 (someone wrote the HASH by hand) is corrupt. */
+static bool field_count(const redisReply *r, size_t i, int64_t *out)
 {
-	if (i >= r->elements || r->element[i]->type != REDIS_REPLY_STRING)
-		return 0;
-	return strtoll(r->element[i]->str, NULL, 10);
+	*out = 0;
+	if (i >= r->elements || r->element[i]->type == REDIS_REPLY_NIL)
+		return true;
+	const redisReply *e = r->element[i];
+	if (e->type != REDIS_REPLY_STRING || e->len == 0 || e->len > 16)
+		return false;
+	for (size_t k = 0; k < e->len; k++)
+		if (e->str[k] < '0' || e->str[k] > '9')
+			return false;
+	*out = strtoll(e->str, NULL, 10);
+	return *out <= (1LL << 53);
 }
+
+/* Manual requests waiting at most; more say something is wrong. */
+#define MANUAL_BACKLOG_MAX 1000
 
 static void on_state(struct bg_rconn *c, redisReply *r, void *priv)
 {
@@ -262,19 +336,35 @@ static void on_state(struct bg_rconn *c, redisReply *r, void *priv)
 	const struct bg_trigger_conf *t = bg_trigger_find(tr->d->cfg, o->name);
 	if (st)
 		st->busy--;
-	if (st && t && r && r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
-	    !tr->d->draining && !tr->d->stopping) {
-		int64_t claimed = field_int(r, 0);
-		int64_t requests = field_int(r, 1);
-		int64_t handled = field_int(r, 2);
-		if (requests > handled) {
-			struct bg_fire_request rq = { .t = t,
-						      .manual = handled + 1 };
-			fire(tr, st, &rq);
-		}
-		if (t->kind == BG_TRIGGER_TIMER)
-			timer_due(tr, t, st, claimed);
+	int64_t claimed, requests, handled;
+	if (st == NULL || t == NULL || r == NULL ||
+	    r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+	    tr->d->draining || tr->d->stopping) {
+		op_free(o);
+		return;
 	}
+	if (!field_count(r, 0, &claimed) || !field_count(r, 1, &requests) ||
+	    !field_count(r, 2, &handled)) {
+		bg_trigger_warn(st, "claimed_ms, fire_requests or fire_done of "
+				    "its state is not a count: it does not "
+				    "fire until they are (docs/triggers.md)");
+		op_free(o);
+		return;
+	}
+	if (requests - handled > MANUAL_BACKLOG_MAX) {
+		bg_trigger_warn(st,
+				"%lld manual fires requested and not handled: "
+				"more than %d, none fired",
+				(long long)(requests - handled),
+				MANUAL_BACKLOG_MAX);
+	} else if (requests > handled) {
+		struct bg_fire_request rq = { .t = t,
+					      .mode = BG_FIRE_MANUAL,
+					      .n = handled + 1 };
+		fire(tr, st, &rq);
+	}
+	if (t->kind == BG_TRIGGER_TIMER)
+		timer_due(tr, t, st, claimed);
 	op_free(o);
 }
 
@@ -300,57 +390,69 @@ static void poll_state(struct bg_triggers *tr, struct tstate *st)
 
 /* ---- active runs ---- */
 
+static void zrem(struct bg_triggers *tr, const struct op *o)
+{
+	const char *argv[] = { "ZREM", o->key, o->member };
+	size_t lens[] = { 4, strlen(o->key), o->member_len };
+	bg_rconn_cmd(tr->d->wr, NULL, NULL, 0, 3, argv, lens);
+}
+
+/* A run's record: gone (expired), ended or unreadable (it could never
+ * end), the run leaves the active set. */
 static void on_run(struct bg_rconn *c, redisReply *r, void *priv)
 {
 	(void)c;
 	struct op *o = priv;
 	bool ended = false;
 	if (r && r->type == REDIS_REPLY_NIL) {
-		ended = true; /* no record: expired or never written */
+		ended = true;
 	} else if (r && r->type == REDIS_REPLY_STRING) {
 		struct bg_record rec = { 0 };
 		ended = bg_record_read(&rec, (struct bg_str){ r->str,
-							      r->len }) == 0 &&
+							      r->len }) != 0 ||
 			bg_status_is_terminal(rec.status);
 		bg_record_free(&rec);
 	}
 	if (ended)
-		bg_rconn_cmdv(o->tr->d->wr, NULL, NULL, 0,
-			      (const char *const[]){ "ZREM", o->key, o->member,
-						     NULL });
+		zrem(o->tr, o);
 	op_free(o);
 }
 
+/* A member "<session>\t<execution id>" (trigger_fire.c); anything else
+ * is not a run of ours and is removed. */
 static void look_at_run(struct bg_triggers *tr, const char *name,
 			const char *active, const redisReply *m)
 {
-	const char *tab = memchr(m->str, '\t', m->len);
 	struct op *o = op_new(tr, name);
 	if (o == NULL)
 		return;
 	o->key = strdup(active);
-	o->member = strndup(m->str, m->len);
-	char *reg = NULL, *field = NULL;
-	if (tab && o->key && o->member) {
-		char *sid = strndup(m->str, (size_t)(tab - m->str));
-		reg = sid ? bg_dkey(tr->d, BG_KEY_SESSION_REGISTRY, sid) : NULL;
-		free(sid);
-		size_t flen = m->len - (size_t)(tab - m->str) + 5;
-		field = malloc(flen);
-		if (field)
-			snprintf(field, flen, "exec:%.*s",
-				 (int)(m->len - (size_t)(tab - m->str) - 1),
-				 tab + 1);
+	o->member = malloc(m->len + 1);
+	if (o->key == NULL || o->member == NULL) {
+		op_free(o);
+		return;
 	}
-	if (reg && field &&
-	    bg_rconn_cmdv(tr->d->wr, on_run, o, 0,
-			  (const char *const[]){ "HGET", reg, field, NULL }) ==
-		    0)
-		o = NULL;
-	else if (!tab && o->key && o->member) /* not ours: dropped */
-		bg_rconn_cmdv(tr->d->wr, NULL, NULL, 0,
-			      (const char *const[]){ "ZREM", o->key, o->member,
-						     NULL });
+	memcpy(o->member, m->str, m->len);
+	o->member[m->len] = '\0';
+	o->member_len = m->len;
+	const char *tab = memchr(m->str, '\t', m->len);
+	char *reg = NULL, *field = NULL;
+	if (tab && tab > m->str && !memchr(m->str, '\0', m->len)) {
+		o->member[tab - m->str] = '\0';
+		reg = bg_dkey(tr->d, BG_KEY_SESSION_REGISTRY, o->member);
+		o->member[tab - m->str] = '\t';
+		size_t n = strlen(tab + 1) + 6;
+		field = malloc(n);
+		if (field)
+			snprintf(field, n, "exec:%s", tab + 1);
+		if (reg && field &&
+		    bg_rconn_cmdv(tr->d->wr, on_run, o, 0,
+				  (const char *const[]){ "HGET", reg, field,
+							 NULL }) == 0)
+			o = NULL;
+	} else {
+		zrem(tr, o);
+	}
 	free(reg);
 	free(field);
 	if (o)
@@ -361,22 +463,32 @@ static void on_members(struct bg_rconn *c, redisReply *r, void *priv)
 {
 	(void)c;
 	struct op *o = priv;
-	for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements;
-	     i++)
+	struct tstate *st = bg_trigger_state(o->tr, o->name);
+	size_t n = r && r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
+	if (st) /* the next batch, or the first again after the last */
+		st->prune_from = n < PRUNE_BATCH ? 0
+						 : st->prune_from + (int64_t)n;
+	for (size_t i = 0; i < n; i++)
 		if (r->element[i]->type == REDIS_REPLY_STRING)
 			look_at_run(o->tr, o->name, o->key, r->element[i]);
 	op_free(o);
 }
 
+/* One batch of the active set looked at, the next one a second later:
+ * each run is looked at every (runs / PRUNE_BATCH) seconds. */
 static void prune(struct bg_triggers *tr, struct tstate *st)
 {
 	struct op *o = op_new(tr, st->name);
+	char from[24], to[24];
+	snprintf(from, sizeof from, "%lld", (long long)st->prune_from);
+	snprintf(to, sizeof to, "%lld",
+		 (long long)(st->prune_from + PRUNE_BATCH - 1));
 	if (o)
 		o->key = bg_dkey(tr->d, BG_KEY_TRIGGER_ACTIVE, st->name);
 	if (o && o->key &&
 	    bg_rconn_cmdv(tr->d->wr, on_members, o, 0,
-			  (const char *const[]){ "ZRANGE", o->key, "0",
-						 PRUNE_BATCH, NULL }) == 0)
+			  (const char *const[]){ "ZRANGE", o->key, from, to,
+						 NULL }) == 0)
 		return;
 	if (o)
 		op_free(o);
@@ -399,7 +511,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	struct bg_daemon *d = tr->d;
 	if (tr->poll_ms != d->cfg->triggers_poll_ms)
 		arm(tr); /* a SIGHUP changed it */
-	if (!bg_rconn_ready(d->wr) || d->draining || d->stopping)
+	if (!bg_rconn_ready(d->wr) || d->draining || d->stopping ||
+	    !d->redis_time_known) /* fire times are on Redis's clock */
 		return;
 	if (sync_states(tr))
 		return;
@@ -435,7 +548,7 @@ int bg_triggers_start(struct bg_daemon *d)
 	d->triggers = tr;
 	tr->d = d;
 	tr->ev = event_new(d->base, -1, EV_PERSIST, on_tick, tr);
-	if (tr->ev == NULL || sync_states(tr))
+	if (tr->ev == NULL)
 		return -ENOMEM;
 	arm(tr);
 	return 0;

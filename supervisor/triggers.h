@@ -34,23 +34,27 @@ struct bg_fire_result {
 	char why[256];
 };
 
+/* What claims a fire: an idempotency key or nothing (a webhook's
+ * request), a timer's fire time, or a manual fire's request number. */
+enum bg_fire_mode { BG_FIRE_REQUEST = 0, BG_FIRE_TIMER, BG_FIRE_MANUAL };
+
 /* One fire of a trigger. content empty: the trigger's configured content.
  * idempotency_key non-empty: the fire is claimed under that key
  * (BG_KEY_IDEMPOTENCY of the agent type, worker.idempotency_ttl_s), as a
- * client send with that key would be; fire_ms > 0 (timers): claimed as
- * that fire time, once per trigger. extra is a JSON object for the
+ * client send with that key would be. extra is a JSON object for the
  * body's extra_payload (e.g. the webhook's headers), or empty. */
 struct bg_fire_request {
 	const struct bg_trigger_conf *t;
 	struct bg_str content;
 	bool content_is_json;
 	struct bg_str idempotency_key;
-	int64_t fire_ms;
 	struct bg_str extra;
 	/* the poller's (triggers.c) only: */
-	int64_t manual;	 /* > 0: manual fire request number (triggers fire) */
-	int64_t missed;	 /* fire times missed before fire_ms (counted) */
-	bool claim_only; /* claim fire_ms as missed, send nothing */
+	enum bg_fire_mode mode;
+	int64_t n;	 /* the fire time (timer) or request number (manual),
+			    > 0: claimed once per trigger */
+	int64_t missed;	 /* fire times missed before this one (counted) */
+	bool claim_only; /* claim fire time n as missed, send nothing */
 };
 
 typedef void (*bg_fire_done_fn)(struct bg_daemon *d,

@@ -204,6 +204,10 @@ def test_bad_trigger_configurations_are_refused_with_the_reason(h):
                 "missed": "later"}}, "missed"),
         ({"t": {"agent_type": "sleep", "content": "x", "every": "1s",
                 "colour": "red"}}, "unknown key"),
+        ({"t": {"agent_type": "sleep", "content": "x",
+                "cron": "0 0 31 2 *"}}, "names no date that comes"),
+        ({"t": {"agent_type": "sleep", "content": "x",
+                "every": 18446744073709552}}, "every"),
     ]
     for timers, why in cases:
         d = h.bygated(config=timer_conf(h, timers))
@@ -332,3 +336,61 @@ def test_the_cli_lists_and_fires_the_triggers_of_running_bygated(h):
     unknown = h.bygate("triggers", "fire", "nope")
     assert unknown.returncode != 0 and "nope" in unknown.stderr
     d.stop()
+
+
+@timeout(60)
+def test_a_corrupt_state_stops_the_trigger_with_one_warning_not_a_flood(h):
+    c = h.client()
+    key = h.keys.trigger("hr")
+    c.call("HSET", key, "fire_done", "-1")
+    c.call("HSET", h.keys.trigger("bad"), "claimed_ms", "abc")
+    timers = {"hr": {"agent_type": "sleep", "content": "10", "every": "1h"},
+              "bad": {"agent_type": "sleep", "content": "10",
+                      "every": "200ms"}}
+    d = h.start_bygated(config=timer_conf(h, timers))
+    time.sleep(2)
+    assert fire_sessions(c, h, "hr") == [] and \
+        fire_sessions(c, h, "bad") == []
+    log = d.log_text()
+    assert log.count("trigger hr: ") == 1, log
+    assert log.count("trigger bad: ") == 1, log
+    assert "is not a count" in log
+    # repaired by hand, it fires again
+    c.call("HDEL", h.keys.trigger("bad"), "claimed_ms")
+    wait_until(lambda: fire_sessions(c, h, "bad"), 10, what="bad repaired")
+    d.stop()
+
+
+@timeout(60)
+def test_a_period_shorter_than_the_poll_fires_every_fire_time(h):
+    timers = {"quick": {"agent_type": "sleep", "content": "1",
+                        "every": "100ms"}}
+    conf = timer_conf(h, timers)
+    conf["triggers"]["poll_ms"] = 250
+    d = h.start_bygated(config=conf)
+    c = h.client()
+    time.sleep(3)
+    d.stop()
+    times = fire_times(fire_sessions(c, h, "quick"), "quick")
+    assert len(times) >= 25, times
+    assert times == list(range(times[0], times[-1] + 100, 100)), times
+    assert int(state(c, h, "quick").get("missed", 0)) == 0
+
+
+@timeout(60)
+def test_a_long_outage_of_a_minute_cron_catches_up_once_not_in_a_burst(h):
+    c = h.client()
+    now = int(time.time() * 1000)
+    c.call("HSET", h.keys.trigger("minutely"), "claimed_ms",
+           str(now - now % 60000 - 200 * 86400000))
+    timers = {"minutely": {"agent_type": "sleep", "content": "10",
+                           "cron": "* * * * *", "missed": "run_once"}}
+    d = h.start_bygated(config=timer_conf(h, timers))
+    wait_until(lambda: int(state(c, h, "minutely").get("fires", 0)) >= 1,
+               10, what="the catch-up fire")
+    time.sleep(1)
+    d.stop()
+    times = fire_times(fire_sessions(c, h, "minutely"), "minutely")
+    assert 1 <= len(times) <= 2, times  # the latest, maybe a new minute
+    assert times[0] > now - 120000, times
+    assert int(state(c, h, "minutely")["missed"]) >= 99999  # counted to 10^5
