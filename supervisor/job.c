@@ -214,6 +214,7 @@ static void release(struct bg_daemon *d, struct bg_job *t)
 	free(t->id.data_key);
 	free(t->end.status);
 	free(t->end.error_message);
+	free(t->end.duplicate_of);
 	bg_buf_free(&t->id.record);
 	bg_buf_free(&t->end.content);
 	bg_buf_free(&t->end.reply_data);

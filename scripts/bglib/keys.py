@@ -30,6 +30,12 @@ class Keys:
     def registry(self, s):
         return self._pick("session:%s:registry" % s, "session:{%s}:registry" % s)
 
+    def idempotency(self, t, k):
+        """The HASH of idempotency key k for agent type t (wire/idem.h)."""
+        if self.schema == "v1":
+            return _V1 + "ctrl:agent_type:%s:bygate_idem:%s" % (t, k)
+        return "{%sctrl:agent_type:%s}:bygate_idem:%s" % (_V2, t, k)
+
     def session_kv(self, s):
         return self._pick("session:%s:bygate_kv" % s,
                           "session:{%s}:bygate_kv" % s)
