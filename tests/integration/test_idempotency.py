@@ -109,11 +109,11 @@ def test_an_unusable_key_is_refused_before_anything_is_written(h):
     c = h.client()
     for bad in ("has space", "x" * 201, "tab\there"):
         out = send_keyed(h, "s-bad", bad)
-        assert out.returncode != 0
+        assert out.returncode == 2
         assert "idempotency key" in out.stderr
     out = h.bygate("send", "--agent-type", "echo", "--session", "s-bad",
                    "--content", "hi", "--metadata", '{"idempotency_key": 7}')
-    assert out.returncode != 0 and "idempotency key" in out.stderr
+    assert out.returncode == 2 and "idempotency key" in out.stderr
     assert c.call("EXISTS", h.keys.registry("s-bad")) == 0
 
 
@@ -280,3 +280,81 @@ def test_kill_9_mid_run_of_a_keyed_entry_reruns_it_once(h):
         entry
     assert pc.pending_count(c, stream) == 0
     assert "is a copy of" not in d2.log_text()
+
+
+# ---- the handler SDKs: a call's key goes in its metadata ------------------
+
+def callees(c, keys, session, parent):
+    return [r for r in executions(c, keys, session).values()
+            if r["parent_message_id"] == parent]
+
+
+def check_calls_deduped(h, c, session, first, second):
+    """Two callers called echo with one key: the first call ran, the
+    second's callee was acknowledged unrun, FAILED DUPLICATE."""
+    stream = h.keys.ctrl_agent_type("echo")
+    wait_until(lambda: len(callees(c, h.keys, session, first)) == 1 and
+               len(callees(c, h.keys, session, second)) == 1, 15,
+               what="both calls written")
+    [ran] = callees(c, h.keys, session, first)
+    wait_until(lambda: pc.pending_count(c, stream) == 0 and
+               c.call("XLEN", stream) == 2, 15, what="both calls read")
+    assert pc.wait_terminal(c, h.keys, session, ran["message_id"])[
+        "status"] == "COMPLETED"
+    [copy] = callees(c, h.keys, session, second)
+    copy = pc.wait_terminal(c, h.keys, session, copy["message_id"])
+    assert copy["status"] == "FAILED" and copy["error_code"] == "DUPLICATE"
+    assert copy["duplicate_of"] == ran["message_id"]
+
+
+def test_a_c_handlers_calls_with_one_key_run_the_callee_once(h):
+    h.start_bygated({"agent_types": [h.agent_type("alpha", plugin="calls"),
+                                         h.agent_type("echo")]})
+    c = h.client()
+    route = "route " + json.dumps({"target": "echo",
+                                   "idempotency_key": "call-1"})
+    first, _ = pc.send(c, h.keys, "s-call", "alpha", route)
+    assert pc.wait_terminal(c, h.keys, "s-call", first)["status"] == \
+        "COMPLETED"
+    second, _ = pc.send(c, h.keys, "s-call", "alpha", route)
+    check_calls_deduped(h, c, "s-call", first, second)
+    # the second caller waits for a callback its copy never sends
+    assert pc.record(c, h.keys, "s-call", second)["status"] == \
+        "WAITING_AGENT"
+
+
+PY_CALLER = """
+import sys
+sys.path.insert(0, %r)
+import bygate_agent
+
+
+def handle(ctx):
+    ctx.call_agent("echo", "work", wait_for_reply=False,
+                   idempotency_key="py-call-1")
+    return "called"
+
+
+if __name__ == "__main__":
+    bygate_agent.run(handle)
+"""
+
+
+def test_a_python_handlers_calls_with_one_key_run_the_callee_once(h):
+    from harness import EXAMPLES_PY
+    prog = h.tmp / "pycaller.py"
+    prog.write_text(PY_CALLER % str(EXAMPLES_PY))
+    prog.chmod(0o644)
+    h.start_bygated({"agent_types": [
+        {"name": "pycaller", "handler": "exec", "timeout_ms": 30000,
+         "command": "python3 %s" % prog,
+         "sandbox": {"read_paths": [str(EXAMPLES_PY), str(h.tmp)]}},
+        h.agent_type("echo")]})
+    c = h.client()
+    first, _ = pc.send(c, h.keys, "s-py", "pycaller", "go")
+    assert pc.wait_terminal(c, h.keys, "s-py", first)["status"] == \
+        "COMPLETED"
+    second, _ = pc.send(c, h.keys, "s-py", "pycaller", "go")
+    assert pc.wait_terminal(c, h.keys, "s-py", second)["status"] == \
+        "COMPLETED"
+    check_calls_deduped(h, c, "s-py", first, second)
