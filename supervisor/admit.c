@@ -19,6 +19,7 @@
 #include "supervisor/end.h"
 #include "supervisor/idem.h"
 #include "supervisor/log.h"
+#include "supervisor/pickup.h"
 #include "wire/ids.h"
 #include "wire/keys.h"
 #include "wire/record.h"
@@ -715,13 +716,7 @@ static void on_claim(struct bg_rconn *conn, redisReply *r, void *priv)
 		lost(c, t, r);
 		return; /* c freed */
 	} else {
-		struct bg_log_ids ids = bg_job_log_ids(t);
-		bg_log_task(BG_LOG_WARN, &ids,
-			    "execution record claim refused (%s); retrying",
-			    r->type == REDIS_REPLY_ERROR ? r->str
-							 : "unexpected reply");
-		bg_job_move(t, BG_JOB_PICKUP_LOST);
-		bg_rconn_drop(d->wr, "execution record claim refused");
+		bg_pickup_refused(d, t, "execution record claim", r);
 	}
 	claim_free(c);
 }

@@ -12,6 +12,7 @@
 #include "supervisor/idem.h"
 #include "supervisor/log.h"
 #include "supervisor/metrics.h"
+#include "supervisor/pickup.h"
 #include "wire/idem.h"
 #include "wire/ids.h"
 #include "wire/json.h"
@@ -153,13 +154,7 @@ static void on_check(struct bg_rconn *conn, redisReply *r, void *priv)
 	} else if (r->type == REDIS_REPLY_STRING) {
 		copy(d, t, c, r);
 	} else {
-		struct bg_log_ids ids = bg_job_log_ids(t);
-		bg_log_task(BG_LOG_WARN, &ids,
-			    "idempotency check refused (%s); retrying",
-			    r->type == REDIS_REPLY_ERROR ? r->str
-							 : "unexpected reply");
-		bg_job_move(t, BG_JOB_PICKUP_LOST);
-		bg_rconn_drop(d->wr, "idempotency check refused");
+		bg_pickup_refused(d, t, "idempotency check", r);
 	}
 	check_free(c);
 }

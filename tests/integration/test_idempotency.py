@@ -40,6 +40,14 @@ def keyed_command(session, key, message_id=None):
     return cmd
 
 
+def send_raw(h, c, session, key):
+    """A by-framework client's send with the key in its metadata: its
+    QUEUED record, then its entry. Returns the message id."""
+    cmd = keyed_command(session, key)
+    c.pipeline(pc.send_commands(h.keys, cmd)[1])
+    return cmd["header"]["message_id"]
+
+
 def copies(d):
     return sample(metrics(d), "bygate_idempotent_duplicates_total",
                   agent_type="echo")
@@ -191,25 +199,16 @@ def test_two_messages_of_one_key_without_records_run_once(h):
 def test_a_copy_after_the_first_finished_is_not_run(h):
     d = start(h)
     c = h.client()
-    first = keyed_command("s-raw", "raw-1")
-    _, cmds = pc.send_commands(h.keys, first)
-    c.pipeline(cmds)
-    m1 = first["header"]["message_id"]
+    m1 = send_raw(h, c, "s-raw", "raw-1")
     pc.wait_terminal(c, h.keys, "s-raw", m1)
-    second = keyed_command("s-raw", "raw-1")
-    _, cmds = pc.send_commands(h.keys, second)
-    c.pipeline(cmds)
-    m2 = second["header"]["message_id"]
+    m2 = send_raw(h, c, "s-raw", "raw-1")
     check_one_run(h, c, d, m1, m2, True)
 
 
 def test_an_unusable_key_in_metadata_runs_the_task_with_a_warning(h):
     d = start(h)
     c = h.client()
-    cmd = keyed_command("s-warn", "no spaces allowed")
-    _, cmds = pc.send_commands(h.keys, cmd)
-    c.pipeline(cmds)
-    mid = cmd["header"]["message_id"]
+    mid = send_raw(h, c, "s-warn", "no spaces allowed")
     assert pc.wait_terminal(c, h.keys, "s-warn", mid)["status"] == \
         "COMPLETED"
     assert "is not a usable idempotency key" in d.log_text()
