@@ -580,9 +580,10 @@ static int transact_keyed(struct bg_client *c, struct send_plan *p, int n,
 		ok = e->integer == 1 && r->elements == (size_t)n + 1;
 		for (int i = 0; ok && i < n; i++)
 			ok = bg_client_reply_is_str(r->element[i + 1]) &&
-			     !bg_client_copy_id(ids[i], BG_CLIENT_ENTRY_ID_MAX,
-						r->element[i + 1]->str,
-						r->element[i + 1]->len);
+			     (ids[i] == NULL ||
+			      !bg_client_copy_id(ids[i], BG_CLIENT_ENTRY_ID_MAX,
+						 r->element[i + 1]->str,
+						 r->element[i + 1]->len));
 	}
 	freeReplyObject(r);
 	return ok ? 0

@@ -19,7 +19,6 @@
 #include "supervisor/end.h"
 #include "supervisor/idem.h"
 #include "supervisor/log.h"
-#include "supervisor/pickup.h"
 #include "wire/ids.h"
 #include "wire/keys.h"
 #include "wire/record.h"
@@ -716,7 +715,8 @@ static void on_claim(struct bg_rconn *conn, redisReply *r, void *priv)
 		lost(c, t, r);
 		return; /* c freed */
 	} else {
-		bg_pickup_refused(d, t, "execution record claim", r);
+		bg_job_refused(t, "execution record claim", r);
+		bg_rconn_drop(d->wr, "execution record claim refused");
 	}
 	claim_free(c);
 }

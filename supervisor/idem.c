@@ -12,7 +12,6 @@
 #include "supervisor/idem.h"
 #include "supervisor/log.h"
 #include "supervisor/metrics.h"
-#include "supervisor/pickup.h"
 #include "wire/idem.h"
 #include "wire/ids.h"
 #include "wire/json.h"
@@ -154,7 +153,8 @@ static void on_check(struct bg_rconn *conn, redisReply *r, void *priv)
 	} else if (r->type == REDIS_REPLY_STRING) {
 		copy(d, t, c, r);
 	} else {
-		bg_pickup_refused(d, t, "idempotency check", r);
+		bg_job_refused(t, "idempotency check", r);
+		bg_rconn_drop(d->wr, "idempotency check refused");
 	}
 	check_free(c);
 }

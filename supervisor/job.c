@@ -300,3 +300,11 @@ void bg_job_dequeue(struct bg_daemon *d, struct bg_job *prev, struct bg_job *t)
 	t->qnext = NULL;
 	d->n_queued--;
 }
+
+void bg_job_refused(struct bg_job *t, const char *what, const redisReply *r)
+{
+	struct bg_log_ids ids = bg_job_log_ids(t);
+	bg_log_task(BG_LOG_WARN, &ids, "%s refused (%s); retrying", what,
+		    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+	bg_job_move(t, BG_JOB_PICKUP_LOST);
+}

@@ -213,6 +213,13 @@ bool bg_job_holds(const struct bg_daemon *d, const char *stream,
 		  const char *id);
 /* Unlink and free t; the daemon's job_freed hook runs first. */
 void bg_job_free(struct bg_daemon *d, struct bg_job *t);
+/* A command of t's pickup (registry read, idempotency check, claim)
+ * answered with an error or an unexpected reply: logged WARN ("<what>
+ * refused (...); retrying") and t waits in PICKUP_LOST; the caller drops
+ * the write connection, whose reconnect sends t's read again. */
+struct redisReply;
+void bg_job_refused(struct bg_job *t, const char *what,
+		    const struct redisReply *r);
 /* At exit: free every job, with no other effect. */
 void bg_job_free_all(struct bg_daemon *d);
 /* Remove the attempt's private directory (after the attempt). */

@@ -64,22 +64,11 @@ static bool pickup_reply_ok(struct bg_job *t, redisReply *r)
 		return false;
 	}
 	if (r->type == REDIS_REPLY_ERROR) {
-		bg_pickup_refused(t->d, t, "registry read", r);
+		bg_job_refused(t, "registry read", r);
+		bg_rconn_drop(t->d->wr, "registry read refused");
 		return false;
 	}
 	return true;
-}
-
-void bg_pickup_refused(struct bg_daemon *d, struct bg_job *t, const char *what,
-		       const redisReply *r)
-{
-	char why[96];
-	struct bg_log_ids ids = bg_job_log_ids(t);
-	bg_log_task(BG_LOG_WARN, &ids, "%s refused (%s); retrying", what,
-		    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-	bg_job_move(t, BG_JOB_PICKUP_LOST);
-	snprintf(why, sizeof(why), "%s refused", what);
-	bg_rconn_drop(d->wr, why);
 }
 
 static void on_pickup_record(struct bg_rconn *c, redisReply *r, void *priv)

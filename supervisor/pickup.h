@@ -28,13 +28,6 @@ void bg_pickup_replay_finish(struct bg_daemon *d, int stream_idx,
 			     const char *id, struct bg_str blob);
 /* The write connection is back: send the registry reads it lost. */
 void bg_pickup_on_wr_up(struct bg_daemon *d);
-/* A command of t's pickup (registry read, idempotency check, claim)
- * answered with an error or an unexpected reply: logged WARN ("<what>
- * refused (...); retrying"), t waits in PICKUP_LOST and the write
- * connection is dropped; its reconnect sends t's read again. */
-struct redisReply;
-void bg_pickup_refused(struct bg_daemon *d, struct bg_job *t, const char *what,
-		       const struct redisReply *r);
 /* Read t's record again and decide anew (a RESUME that waited for a run of
  * its execution to end: admit.c). */
 void bg_pickup_again(struct bg_daemon *d, struct bg_job *t);

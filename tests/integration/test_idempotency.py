@@ -357,3 +357,18 @@ def test_a_python_handlers_calls_with_one_key_run_the_callee_once(h):
     assert pc.wait_terminal(c, h.keys, "s-py", second)["status"] == \
         "COMPLETED"
     check_calls_deduped(h, c, "s-py", first, second)
+
+
+def test_a_queued_keyed_send_writes_its_wakeup_and_pending_delivery_once(h):
+    from test_client import pending_stream, wakeup_stream
+    c = h.client()
+    outs = [send_keyed(h, "s-q", "q-1", "--route-policy", "WAKE_AND_QUEUE",
+                       "--json") for _ in range(2)]
+    assert all(o.returncode == 0 for o in outs), [o.stderr for o in outs]
+    first, second = (json.loads(o.stdout) for o in outs)
+    assert first["route_status"] == "QUEUE_PENDING"
+    assert [e[0] for e in c.xrange(pending_stream(h.keys))] == \
+        [first["pending_entry_id"]]
+    assert c.call("XLEN", wakeup_stream(h.keys)) == 1
+    assert second["duplicate"] is True
+    assert second["message_id"] == first["message_id"]
