@@ -326,13 +326,32 @@ static json_t *parse(const char *s)
 	return s ? json_loads(s, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : NULL;
 }
 
+/* The option idempotency_key (a string) moved into the call's metadata,
+ * where bygated reads it (docs/client.md, "Idempotency keys"). */
+static bool key_into_metadata(json_t *args)
+{
+	json_t *key = json_object_get(args, "idempotency_key");
+	if (key == NULL)
+		return true;
+	json_t *meta = json_object_get(args, "metadata");
+	if (meta == NULL) {
+		meta = json_object();
+		if (json_object_set_new(args, "metadata", meta))
+			return false;
+	}
+	if (!json_is_string(key) || !json_is_object(meta) ||
+	    json_object_set(meta, "idempotency_key", key))
+		return false;
+	return json_object_del(args, "idempotency_key") == 0;
+}
+
 int bg_ctx_call_agent(struct bg_ctx *ctx, const char *target_agent_type,
 		      const char *content, int wait_for_reply,
 		      const char *options_json, char **reply)
 {
 	json_t *args = options_json ? parse(options_json) : json_object();
-	if (!json_is_object(args) || target_agent_type == NULL ||
-	    content == NULL ||
+	if (!json_is_object(args) || !key_into_metadata(args) ||
+	    target_agent_type == NULL || content == NULL ||
 	    json_object_set_new(args, "target_agent_type",
 				json_string(target_agent_type)) ||
 	    json_object_set_new(args, "content", json_string(content)) ||

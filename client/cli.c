@@ -45,6 +45,7 @@ static const char usage_text[] =
 	"         [--route-policy FAIL_FAST|SEND_ANYWAY|WAKE_AND_WAIT|\n"
 	"                         WAKE_AND_QUEUE|QUEUE_ONLY] [--timeout-ms MS]\n"
 	"         [--region R] [--priority N] [--worker W]\n"
+	"         [--idempotency-key K [--idempotency-ttl S]]\n"
 	"         [--wait [--wait-timeout-ms MS]]\n"
 	"  reply  MESSAGE_ID --session S [--content TEXT] [--status S]\n"
 	"         [--reply-data JSON] [--agent-type T] [send's other options]\n"
@@ -350,6 +351,8 @@ enum {
 	OPT_INPUTS_FILE,
 	OPT_COUNT,
 	OPT_TIMEOUT_S,
+	OPT_IDEM_KEY, /* send's own */
+	OPT_IDEM_TTL,
 };
 
 #define ROUTE_OPTIONS                                                          \
@@ -378,6 +381,8 @@ enum {
 static const struct option send_opts[] = {
 	ROUTE_OPTIONS,
 	{ "message-id", required_argument, NULL, OPT_MESSAGE_ID },
+	{ "idempotency-key", required_argument, NULL, OPT_IDEM_KEY },
+	{ "idempotency-ttl", required_argument, NULL, OPT_IDEM_TTL },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -458,6 +463,14 @@ static int route_option(struct bg_send_request *r, int opt)
 		break;
 	case OPT_MESSAGE_ID:
 		r->message_id = optarg;
+		break;
+	case OPT_IDEM_KEY:
+		r->idempotency_key = optarg;
+		break;
+	case OPT_IDEM_TTL:
+		if (parse_ms(optarg, &r->idempotency_ttl_s))
+			return usage_error("bad --idempotency-ttl '%s'",
+					   optarg);
 		break;
 	case OPT_POLICY:
 		return parse_policy(optarg, &r->route_policy);
@@ -545,6 +558,14 @@ static void set_str(json_t *o, const char *key, const char *v)
 static void print_sent(const struct cli *cli, const struct send_args *a,
 		       const struct bg_send_response *r)
 {
+	if (r->duplicate)
+		fprintf(stderr,
+			"bygate: send: duplicate: idempotency key %s was first "
+			"used by message %s (session %s, execution %s); "
+			"nothing sent\n",
+			a->req.idempotency_key ? a->req.idempotency_key
+					       : "(metadata)",
+			r->message_id, r->session_id, r->execution_id);
 	if (!cli->json) {
 		puts(r->message_id);
 		return;
@@ -561,6 +582,10 @@ static void print_sent(const struct cli *cli, const struct send_args *a,
 		set_str(o, "pending_entry_id", r->pending_id);
 	if (a->reply)
 		json_object_set_new(o, "resumed", json_boolean(r->resumed));
+	if (r->duplicate) {
+		json_object_set_new(o, "duplicate", json_true());
+		set_str(o, "session_id", r->session_id);
+	}
 	print_json(o);
 }
 
@@ -687,7 +712,9 @@ static int wait_for_end(struct cli *cli, const struct send_args *a,
 			const struct bg_send_response *r, char *last,
 			int64_t deadline)
 {
-	const char *session = a->req.session_id;
+	const char *session = r->session_id;
+	if (r->duplicate) /* the first's end may be written already */
+		strcpy(last, "0-0");
 	int rc = follow_until_end(cli, session, last, r->message_id, deadline);
 	if (rc < 0)
 		return fail(cli, "reading events", rc);

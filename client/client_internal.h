@@ -58,6 +58,13 @@ int bg_client_pipeline(struct bg_client *c, redisReply **out, int n,
 int bg_client_transact(struct bg_client *c, const char *what, int n,
 		       const char *const *const *cmds, redisReply **exec);
 
+/* EVALSHA of script (the SHA-1 computed here), then EVAL with its text
+ * when Redis answers NOSCRIPT. argv: numkeys, the keys, the arguments
+ * (argc of them, at most 30), lens NULL (all strlen) or their lengths.
+ * As bg_client_command. */
+int bg_client_eval(struct bg_client *c, const char *script, int argc,
+		   const char **argv, const size_t *lens, redisReply **out);
+
 /* Socket timeout for the next replies: ms plus the command timeout
  * (ms < 0: the command timeout alone; 0: none, for BLOCK 0). */
 void bg_client_set_timeout(struct bg_client *c, int ms);

@@ -94,6 +94,37 @@ int bg_client_transact(struct bg_client *c, const char *what, int n,
 	return rc;
 }
 
+int bg_client_eval(struct bg_client *c, const char *script, int argc,
+		   const char **argv, const size_t *lens, redisReply **out)
+{
+	enum { MAX_EVAL_ARGS = 30 };
+	const char *a[MAX_EVAL_ARGS + 2];
+	size_t l[MAX_EVAL_ARGS + 2];
+	char sha[41];
+	*out = NULL;
+	if (argc > MAX_EVAL_ARGS)
+		return bg_client_fail(c, -EINVAL, "EVAL: too many arguments");
+	if (bg_script_sha1(sha, script) != 0)
+		return bg_client_fail(c, -ENOMEM, "EVAL: no SHA-1");
+	a[0] = "EVALSHA";
+	a[1] = sha;
+	for (int i = 0; i < argc; i++) {
+		a[i + 2] = argv[i];
+		l[i + 2] = lens ? lens[i] : strlen(argv[i]);
+	}
+	l[0] = 7;
+	l[1] = 40;
+	int rc = bg_client_command(c, out, argc + 2, a, l);
+	if (rc == BG_CLIENT_EREDIS && strstr(c->errmsg, "NOSCRIPT")) {
+		a[0] = "EVAL"; /* not loaded (a restarted or flushed Redis) */
+		a[1] = script;
+		l[0] = 4;
+		l[1] = strlen(script);
+		rc = bg_client_command(c, out, argc + 2, a, l);
+	}
+	return rc;
+}
+
 int bg_client_key0(struct bg_client *c, struct bg_buf *out,
 		   enum bg_key_kind kind)
 {

@@ -1,7 +1,8 @@
 /* client/send.c - bg_client_send and bg_client_reply: the ASK_AGENT and
  * user RESUME of Python's GatewayClient.send_message, routed (direct worker
  * or WIRE 7 availability), with the execution record written in the same
- * MULTI/EXEC as the stream entries, before them. */
+ * MULTI/EXEC as the stream entries, before them - or, for a send with an
+ * idempotency key, in one script that first takes the key. */
 #include "client/client_internal.h"
 
 #include <errno.h>
@@ -10,6 +11,7 @@
 
 #include <jansson.h>
 
+#include "wire/idem.h"
 #include "wire/ids.h"
 #include "wire/json.h"
 #include "wire/record.h"
@@ -94,6 +96,7 @@ struct send_plan {
 	char *reply_own; /* a reply_data popped from extra_payload */
 	struct bg_buf command, record, registry, stream, exec_field, msg_field;
 	struct bg_buf wakeup, wakeup_key, pending, pending_key;
+	struct bg_buf idem_key, idem_hash; /* a keyed send: its key, HASH */
 };
 
 static void plan_free(struct send_plan *p)
@@ -101,10 +104,11 @@ static void plan_free(struct send_plan *p)
 	popped_free(&p->meta);
 	popped_free(&p->extra);
 	free(p->reply_own);
-	struct bg_buf *bufs[] = { &p->command,	  &p->record,	  &p->registry,
-				  &p->stream,	  &p->exec_field, &p->msg_field,
-				  &p->wakeup,	  &p->wakeup_key, &p->pending,
-				  &p->pending_key };
+	struct bg_buf *bufs[] = {
+		&p->command,	&p->record,	 &p->registry, &p->stream,
+		&p->exec_field, &p->msg_field,	 &p->wakeup,   &p->wakeup_key,
+		&p->pending,	&p->pending_key, &p->idem_key, &p->idem_hash
+	};
 	for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
 		bg_buf_free(bufs[i]);
 }
@@ -202,6 +206,111 @@ static int plan_popped(struct bg_client *c, struct send_plan *p)
 			return bg_client_fail(c, -ENOMEM, "out of memory");
 	}
 	return 0;
+}
+
+/* ---- idempotency keys (docs/client.md) -------------------------------- */
+
+/* The metadata to send with member idempotency_key = p->idem_key. */
+static int meta_with_key(struct send_plan *p)
+{
+	json_t *m = p->meta.text.len
+			    ? json_loadb(p->meta.text.p, p->meta.text.len,
+					 JSON_ALLOW_NUL, NULL)
+			    : json_object();
+	char *own = NULL;
+	if (json_is_object(m) &&
+	    json_object_set_new(m, BG_IDEM_META,
+				json_stringn(p->idem_key.p, p->idem_key.len)) ==
+		    0)
+		own = json_dumps(m, JSON_COMPACT);
+	json_decref(m);
+	if (own == NULL)
+		return -ENOMEM;
+	free(p->meta.own);
+	p->meta.own = own;
+	p->meta.text = bg_str_c(own);
+	return 0;
+}
+
+/* The key of a send (req->idempotency_key, else a metadata member) into
+ * p->idem_key and its HASH, for the agent type as requested. No key: 0
+ * with p->idem_key empty. */
+static int plan_idem(struct bg_client *c, struct send_plan *p)
+{
+	const char *given_key = p->req->idempotency_key;
+	struct bg_str v;
+	int rc = 0;
+	if (given(given_key) && p->resume)
+		return bg_client_fail(c, -EINVAL,
+				      "idempotency keys are for sends");
+	if (p->resume)
+		return 0;
+	if (given(given_key))
+		rc = bg_buf_puts(&p->idem_key, given_key);
+	else if (bg_json_obj_get(p->meta.text, BG_IDEM_META, &v) == 0)
+		rc = bg_json_type(v) == '"' ? bg_json_unescape(&p->idem_key, v)
+					    : -EINVAL;
+	else
+		return 0;
+	if (rc == 0 &&
+	    !bg_idem_key_ok((struct bg_str){ p->idem_key.p, p->idem_key.len }))
+		rc = -EINVAL;
+	if (rc == -EINVAL)
+		return bg_client_fail(c, rc,
+				      "idempotency key: 1-%d printable ASCII "
+				      "characters, no space",
+				      BG_IDEM_KEY_MAX);
+	if (rc == 0 && given(given_key))
+		rc = meta_with_key(p);
+	if (rc == 0)
+		rc = bg_key_build(&p->idem_hash, c->cfg.key_schema,
+				  BG_KEY_IDEMPOTENCY, bg_str_c(p->target),
+				  (struct bg_str){ p->idem_key.p,
+						   p->idem_key.len },
+				  bg_str_c(""));
+	return rc ? bg_client_fail(c, rc, "idempotency key: %s", strerror(-rc))
+		  : 0;
+}
+
+/* The first send of a key: its ids into resp (duplicate). */
+static void fill_duplicate(const struct send_plan *p, const char *const v[3],
+			   const size_t len[3], struct bg_send_response *resp)
+{
+	char *out[3] = { resp->message_id, resp->session_id,
+			 resp->execution_id };
+	for (int i = 0; i < 3; i++)
+		snprintf(out[i], BG_CLIENT_ID_MAX, "%.*s",
+			 len[i] < BG_CLIENT_ID_MAX ? (int)len[i] : 0, v[i]);
+	strcpy(resp->target_agent_type, p->target);
+	resp->duplicate = true;
+}
+
+/* The cheap look before routing: 1 when the key is in use (resp filled),
+ * 0 when it is not (the script decides), or an error. */
+static int idem_first(struct bg_client *c, const struct send_plan *p,
+		      struct bg_send_response *resp)
+{
+	static const char *const names[3] = { "message_id", "session_id",
+					      "execution_id" };
+	const char *v[3] = { "", "", "" };
+	size_t len[3] = { 0 };
+	redisReply *r;
+	int rc = bg_client_cmd(c, &r, "HGETALL", p->idem_hash.p, NULL);
+	if (rc)
+		return rc;
+	for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements;
+	     i += 2)
+		for (int k = 0; k < 3; k++)
+			if (bg_client_reply_is_str(r->element[i]) &&
+			    bg_client_reply_is_str(r->element[i + 1]) &&
+			    !strcmp(r->element[i]->str, names[k])) {
+				v[k] = r->element[i + 1]->str;
+				len[k] = r->element[i + 1]->len;
+			}
+	if (len[0])
+		fill_duplicate(p, v, len, resp);
+	freeReplyObject(r);
+	return resp->duplicate ? 1 : 0;
 }
 
 /* The command JSON (WIRE 2.5) for the current target into p->command. */
@@ -389,8 +498,101 @@ static int build_failed(struct send_plan *p)
 	return bg_route_failed_record(&p->record, &q);
 }
 
+/* KEYS[1] the key's HASH, KEYS[2] the session registry, KEYS[3..] the
+ * streams of the entries. ARGV: 1-4 the HASH's message_id, session_id,
+ * execution_id and at_ms, 5 its TTL (ms), 6-9 the registry's exec: and
+ * msg_map: fields and values, 10 its TTL (s), 11.. the entries' data.
+ * The key in use: {0, message_id, session_id, execution_id}, nothing
+ * written. Else the key is taken and the MULTI/EXEC of transact() done:
+ * {1, entry ids...}. Only HGET, HSET, PEXPIRE, EXPIRE and XADD. */
+static const char SEND_LUA[] =
+	"local m = redis.call('HGET', KEYS[1], 'message_id')\n"
+	"if m then\n"
+	"  return {0, m, redis.call('HGET', KEYS[1], 'session_id') or '',\n"
+	"          redis.call('HGET', KEYS[1], 'execution_id') or ''}\n"
+	"end\n"
+	"redis.call('HSET', KEYS[1], 'message_id', ARGV[1], 'session_id',\n"
+	"           ARGV[2], 'execution_id', ARGV[3], 'at_ms', ARGV[4])\n"
+	"redis.call('PEXPIRE', KEYS[1], ARGV[5])\n"
+	"redis.call('HSET', KEYS[2], ARGV[6], ARGV[7], ARGV[8], ARGV[9])\n"
+	"redis.call('EXPIRE', KEYS[2], ARGV[10])\n"
+	"local ids = {1}\n"
+	"for i = 3, #KEYS do\n"
+	"  ids[i - 1] = redis.call('XADD', KEYS[i], '*', 'data', ARGV[i + 8])\n"
+	"end\n"
+	"return ids\n";
+
+static int64_t idem_ttl_ms(const struct bg_client *c,
+			   const struct bg_send_request *req)
+{
+	int s = req->idempotency_ttl_s > 0     ? req->idempotency_ttl_s
+		: c->cfg.idempotency_ttl_s > 0 ? c->cfg.idempotency_ttl_s
+					       : 300;
+	return (int64_t)s * 1000;
+}
+
+/* transact() for a keyed send: SEND_LUA with the n XADDs of xadd[] (key,
+ * data), entry ids into ids[]; on a duplicate resp gets the first's. */
+static int transact_keyed(struct bg_client *c, struct send_plan *p, int n,
+			  const char *const *const *xadd, char **ids,
+			  struct bg_send_response *resp)
+{
+	char nkeys[4], now[24], ttl[24];
+	snprintf(nkeys, sizeof nkeys, "%d", 2 + n);
+	snprintf(now, sizeof now, "%lld", (long long)bg_client_now_ms());
+	snprintf(ttl, sizeof ttl, "%lld", (long long)idem_ttl_ms(c, p->req));
+	const char *argv[16] = { nkeys, p->idem_hash.p, p->registry.p };
+	int k = 3;
+	for (int i = 0; i < n; i++)
+		argv[k++] = xadd[i][1];
+	const char *args[] = { p->message_id,
+			       p->req->session_id,
+			       p->execution_id,
+			       now,
+			       ttl,
+			       p->exec_field.p,
+			       p->record.p,
+			       p->msg_field.p,
+			       p->execution_id,
+			       BG_CLIENT_SESSION_TTL };
+	for (size_t i = 0; i < sizeof args / sizeof args[0]; i++)
+		argv[k++] = args[i];
+	for (int i = 0; i < n; i++)
+		argv[k++] = xadd[i][4];
+	redisReply *r;
+	int rc = bg_client_eval(c, SEND_LUA, k, argv, NULL, &r);
+	if (rc)
+		return rc;
+	const redisReply *e = r->element ? r->element[0] : NULL;
+	bool ok = r->type == REDIS_REPLY_ARRAY && e &&
+		  e->type == REDIS_REPLY_INTEGER;
+	if (ok && e->integer == 0 && r->elements == 4) {
+		const char *v[3];
+		size_t len[3];
+		for (int i = 0; i < 3; i++) {
+			ok = ok && bg_client_reply_is_str(r->element[i + 1]);
+			v[i] = ok ? r->element[i + 1]->str : "";
+			len[i] = ok ? r->element[i + 1]->len : 0;
+		}
+		if (ok)
+			fill_duplicate(p, v, len, resp);
+	} else if (ok) {
+		ok = e->integer == 1 && r->elements == (size_t)n + 1;
+		for (int i = 0; ok && i < n; i++)
+			ok = bg_client_reply_is_str(r->element[i + 1]) &&
+			     (ids[i] == NULL ||
+			      !bg_client_copy_id(ids[i], BG_CLIENT_ENTRY_ID_MAX,
+						 r->element[i + 1]->str,
+						 r->element[i + 1]->len));
+	}
+	freeReplyObject(r);
+	return ok ? 0
+		  : bg_client_fail(c, BG_CLIENT_EPROTO,
+				   "send: unexpected script reply");
+}
+
 /* One MULTI/EXEC: [record + msg_map, EXPIRE] then the stream entries.
- * Entry ids land in resp. */
+ * Entry ids land in resp. A keyed send with entries: transact_keyed. */
 static int transact(struct bg_client *c, struct send_plan *p, bool entries,
 		    struct bg_send_response *resp)
 {
@@ -421,6 +623,8 @@ static int transact(struct bg_client *c, struct send_plan *p, bool entries,
 		ids[n] = resp->entry_id;
 		cmds[n++] = cmd;
 	}
+	if (entries && p->idem_key.len && n >= 3)
+		return transact_keyed(c, p, n - 2, cmds + 2, ids + 2, resp);
 	redisReply *exec;
 	int rc = bg_client_transact(c, "send", n, cmds, &exec);
 	for (int i = 0; rc == 0 && i < n; i++) {
@@ -439,6 +643,8 @@ static void fill_response(const struct send_plan *p,
 			  struct bg_send_response *resp)
 {
 	strcpy(resp->message_id, p->message_id);
+	snprintf(resp->session_id, sizeof resp->session_id, "%s",
+		 p->req->session_id);
 	strcpy(resp->execution_id, p->execution_id);
 	strcpy(resp->trace_id, p->trace_id);
 	strcpy(resp->target_agent_type, p->target);
@@ -495,10 +701,17 @@ static int send_or_reply(struct bg_client *c, const struct bg_send_request *req,
 	if (rc == 0)
 		rc = plan_popped(c, &p);
 	if (rc == 0)
+		rc = plan_idem(c, &p);
+	if (rc == 0)
 		rc = plan_command(c, &p);
+	if (rc == 0 && p.idem_key.len)
+		rc = idem_first(c, &p,
+				resp); /* 1: a duplicate, before routing */
 	if (rc == 0)
 		rc = route_and_write(c, &p, resp);
-	if (rc == 0 || rc == BG_CLIENT_EREJECTED)
+	if (rc == 1)
+		rc = 0;
+	else if ((rc == 0 && !resp->duplicate) || rc == BG_CLIENT_EREJECTED)
 		fill_response(&p, resp);
 	plan_free(&p);
 	return rc;

@@ -12,12 +12,12 @@
 
 #include <event2/event.h>
 #include <jansson.h>
-#include <openssl/evp.h>
 
 #include "common/fault.h"
 #include "supervisor/admit.h"
 #include "supervisor/daemon.h"
 #include "supervisor/end.h"
+#include "supervisor/idem.h"
 #include "supervisor/log.h"
 #include "wire/ids.h"
 #include "wire/keys.h"
@@ -80,16 +80,8 @@ static void claim_start(struct bg_daemon *d, struct bg_job *t,
 static const char *claim_sha(void)
 {
 	static char hex[41];
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int n = 0;
-	if (hex[0])
-		return hex;
-	if (EVP_Digest(CLAIM_LUA, strlen(CLAIM_LUA), md, &n, EVP_sha1(),
-		       NULL) != 1 ||
-	    n != 20)
+	if (hex[0] == '\0' && bg_script_sha1(hex, CLAIM_LUA) != 0)
 		return NULL;
-	for (unsigned int i = 0; i < n; i++)
-		snprintf(hex + 2 * i, 3, "%02x", md[i]);
 	return hex;
 }
 
@@ -116,7 +108,8 @@ static bool held_here(const struct bg_daemon *d, const struct bg_job *t)
 			continue;
 		if (bg_job_finishing(u) &&
 		    (u->end.end_kind == BG_END_ACK_ONLY ||
-		     u->end.end_kind == BG_END_REPLAY))
+		     u->end.end_kind == BG_END_REPLAY ||
+		     u->end.end_kind == BG_END_DUPLICATE))
 			continue;
 		if (u->id.session_id &&
 		    strcmp(u->id.session_id, t->id.session_id) == 0 &&
@@ -607,9 +600,15 @@ static void claim_start(struct bg_daemon *d, struct bg_job *t,
 	send_claim(c, t);
 }
 
-void bg_admit(struct bg_daemon *d, struct bg_job *t)
+static void admit_claim(struct bg_daemon *d, struct bg_job *t)
 {
 	claim_start(d, t, THEN_QUEUE, 0);
+}
+
+void bg_admit(struct bg_daemon *d, struct bg_job *t)
+{
+	if (!bg_idem_check(d, t, admit_claim)) /* keyed: claimed after it */
+		admit_claim(d, t);
 }
 
 /* Won: the record written is ours (the finish's base), the dashboard's
@@ -716,12 +715,7 @@ static void on_claim(struct bg_rconn *conn, redisReply *r, void *priv)
 		lost(c, t, r);
 		return; /* c freed */
 	} else {
-		struct bg_log_ids ids = bg_job_log_ids(t);
-		bg_log_task(BG_LOG_WARN, &ids,
-			    "execution record claim refused (%s); retrying",
-			    r->type == REDIS_REPLY_ERROR ? r->str
-							 : "unexpected reply");
-		bg_job_move(t, BG_JOB_PICKUP_LOST);
+		bg_job_refused(t, "execution record claim", r);
 		bg_rconn_drop(d->wr, "execution record claim refused");
 	}
 	claim_free(c);

@@ -124,6 +124,7 @@ static void count_outcome(struct bg_daemon *d, const struct bg_job *t)
 		d->n_deadlettered++;
 		break;
 	case BG_END_ACK_ONLY:
+	case BG_END_DUPLICATE:
 		d->n_acked_only++;
 		break;
 	case BG_END_REPLAY:
@@ -145,6 +146,8 @@ static const char *hist_status(const struct bg_job *t, char *buf, size_t n)
 		return buf;
 	case BG_END_ACK_ONLY:
 		return "ACKED";
+	case BG_END_DUPLICATE:
+		return "DUPLICATE";
 	case BG_END_REPLAY:
 		return "RECOVERED";
 	}
@@ -205,6 +208,7 @@ static const char *metric_outcome(const struct bg_job *t)
 	case BG_END_DEADLETTER:
 		return "deadlettered";
 	case BG_END_ACK_ONLY:
+	case BG_END_DUPLICATE:
 		return "acked";
 	case BG_END_REPLAY:
 		break;
@@ -218,17 +222,19 @@ static void finish_applied(struct bg_daemon *d, struct bg_job *t)
 	forget(d, t);
 	count_outcome(d, t);
 	const char *label = metric_outcome(t);
+	const char *type = t->id.handler_type
+				   ? t->id.handler_type
+				   : (t->id.agent_type ? t->id.agent_type : "");
 	if (label) {
 		int64_t now = bg_mono_ms();
 		bg_metrics_task_done(
-			d->metrics,
-			t->id.handler_type
-				? t->id.handler_type
-				: (t->id.agent_type ? t->id.agent_type : ""),
-			label, t->run.started_ms ? now - t->run.started_ms : 0,
+			d->metrics, type, label,
+			t->run.started_ms ? now - t->run.started_ms : 0,
 			t->run.started_ms ? t->run.started_ms - t->run.picked_ms
 					  : 0);
 	}
+	if (t->end.end_kind == BG_END_DUPLICATE)
+		bg_metrics_idem_duplicate(d->metrics, type);
 	struct bg_log_ids ids = bg_job_log_ids(t);
 	int64_t ms = t->run.started_ms ? bg_mono_ms() - t->run.started_ms : 0;
 	if (t->end.end_kind == BG_END_DEADLETTER)

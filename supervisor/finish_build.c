@@ -191,7 +191,9 @@ static void add_record(struct bg_daemon *d, struct bg_job *t,
 		.cancel = t->run.cancel_requested && !says_cancel(base),
 		.cancel_reason = S(t->run.cancel_reason ? t->run.cancel_reason
 							: "cancelled"),
-		.errors = &errs
+		.errors = &errs,
+		.duplicate_of =
+			S(t->end.duplicate_of ? t->end.duplicate_of : ""),
 	};
 	if (bg_record_update(rec, base, &u) == 0) {
 		char field[64];

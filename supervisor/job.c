@@ -214,6 +214,7 @@ static void release(struct bg_daemon *d, struct bg_job *t)
 	free(t->id.data_key);
 	free(t->end.status);
 	free(t->end.error_message);
+	free(t->end.duplicate_of);
 	bg_buf_free(&t->id.record);
 	bg_buf_free(&t->end.content);
 	bg_buf_free(&t->end.reply_data);
@@ -298,4 +299,12 @@ void bg_job_dequeue(struct bg_daemon *d, struct bg_job *prev, struct bg_job *t)
 		d->q_tail = prev;
 	t->qnext = NULL;
 	d->n_queued--;
+}
+
+void bg_job_refused(struct bg_job *t, const char *what, const redisReply *r)
+{
+	struct bg_log_ids ids = bg_job_log_ids(t);
+	bg_log_task(BG_LOG_WARN, &ids, "%s refused (%s); retrying", what,
+		    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+	bg_job_move(t, BG_JOB_PICKUP_LOST);
 }

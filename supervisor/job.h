@@ -62,6 +62,9 @@ enum bg_end_kind {
 	BG_END_DEADLETTER, /* malformed/stale entry: dead letter (+FAILED) */
 	BG_END_ACK_ONLY,   /* terminal replay or ignored command: XACK only */
 	BG_END_REPLAY,	   /* a journaled finish re-sent by recovery */
+	BG_END_DUPLICATE,  /* a copy of another entry's send (its idempotency
+			      key, supervisor/idem.c): its own record, if
+			      any, FAILED with duplicate_of, then XACK */
 };
 
 /* Why the kill ladder runs (kill.c). */
@@ -159,7 +162,8 @@ struct bg_job_outcome {
 	const char *error_code;
 	const char *error_type;
 	const char *failed_stage;
-	bool deadletter; /* FAILED and also dead-lettered (poison) */
+	bool deadletter;    /* FAILED and also dead-lettered (poison) */
+	char *duplicate_of; /* BG_END_DUPLICATE: the first message id */
 };
 
 /* Its finish transaction (finish_build.c, finish.c). */
@@ -209,6 +213,13 @@ bool bg_job_holds(const struct bg_daemon *d, const char *stream,
 		  const char *id);
 /* Unlink and free t; the daemon's job_freed hook runs first. */
 void bg_job_free(struct bg_daemon *d, struct bg_job *t);
+/* A command of t's pickup (registry read, idempotency check, claim)
+ * answered with an error or an unexpected reply: logged WARN ("<what>
+ * refused (...); retrying") and t waits in PICKUP_LOST; the caller drops
+ * the write connection, whose reconnect sends t's read again. */
+struct redisReply;
+void bg_job_refused(struct bg_job *t, const char *what,
+		    const struct redisReply *r);
 /* At exit: free every job, with no other effect. */
 void bg_job_free_all(struct bg_daemon *d);
 /* Remove the attempt's private directory (after the attempt). */

@@ -92,6 +92,12 @@ void bg_metrics_task_done(struct bg_metrics *m, const char *agent_type,
 	bg_prom_hist_observe(&m->queue_wait, (double)queue_wait_ms / 1000.0);
 }
 
+void bg_metrics_idem_duplicate(struct bg_metrics *m, const char *agent_type)
+{
+	if (m)
+		type_of(m, agent_type)->idem_duplicates++;
+}
+
 void bg_metrics_child_exit(struct bg_metrics *m, const char *reason)
 {
 	if (m)

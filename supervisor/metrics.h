@@ -41,6 +41,9 @@ void bg_metrics_retry(struct bg_metrics *m);
 void bg_metrics_reclaimed(struct bg_metrics *m, bool from_peer);
 void bg_metrics_lease_lapse(struct bg_metrics *m);
 void bg_metrics_unknown_outcome(struct bg_metrics *m);
+/* A copy of a send acknowledged unrun because of its idempotency key
+ * (supervisor/idem.c), once its finish was applied. */
+void bg_metrics_idem_duplicate(struct bg_metrics *m, const char *agent_type);
 
 /* Render everything (plus the gauges read from the daemon: pool, LMDB,
  * Redis connections, PEL, lease) as Prometheus text format 0.0.4. */

@@ -26,6 +26,8 @@ extern const char *const bg_metrics_exit_reasons[N_REASONS];
 struct type_stats {
 	char name[TYPE_NAME_MAX + 1];
 	uint64_t tasks[N_OUTCOMES];
+	uint64_t idem_duplicates; /* copies of a send stopped by their
+				     idempotency key (also tasks "acked") */
 	struct bg_prom_hist run;
 };
 

@@ -81,6 +81,17 @@ static int put_tasks(struct bg_buf *out, const struct bg_metrics *m)
 					   (double)t->tasks[o]))
 				return -ENOMEM;
 		}
+	if (bg_prom_family(out, "bygate_idempotent_duplicates_total", "counter",
+			   "Entries acknowledged without running because "
+			   "their idempotency key was first used by another "
+			   "message or entry, by agent type."))
+		return -ENOMEM;
+	for (int i = 0; (t = slot(m, i)) != NULL; i++) {
+		struct bg_prom_label l = { "agent_type", t->name };
+		if (bg_prom_sample(out, "bygate_idempotent_duplicates_total",
+				   &l, 1, (double)t->idem_duplicates))
+			return -ENOMEM;
+	}
 	if (bg_prom_family(out, "bygate_task_duration_seconds", "histogram",
 			   "Run time of finished attempts, from dispatch to a "
 			   "child until the result, by agent type."))

@@ -64,10 +64,7 @@ static bool pickup_reply_ok(struct bg_job *t, redisReply *r)
 		return false;
 	}
 	if (r->type == REDIS_REPLY_ERROR) {
-		struct bg_log_ids ids = bg_job_log_ids(t);
-		bg_log_task(BG_LOG_WARN, &ids,
-			    "registry read refused (%s); retrying", r->str);
-		bg_job_move(t, BG_JOB_PICKUP_LOST);
+		bg_job_refused(t, "registry read", r);
 		bg_rconn_drop(t->d->wr, "registry read refused");
 		return false;
 	}

@@ -11,8 +11,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-
 #include "common/clock.h"
 #include "common/fault.h"
 #include "supervisor/daemon.h"
@@ -142,16 +140,8 @@ static void fire_free(struct fire *f)
 static const char *fire_sha(void)
 {
 	static char hex[41];
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int len = 0;
-	if (hex[0])
-		return hex;
-	if (EVP_Digest(FIRE_LUA, strlen(FIRE_LUA), md, &len, EVP_sha1(),
-		       NULL) != 1 ||
-	    len != 20)
+	if (hex[0] == '\0' && bg_script_sha1(hex, FIRE_LUA) != 0)
 		return NULL;
-	for (unsigned int i = 0; i < len; i++)
-		snprintf(hex + 2 * i, 3, "%02x", md[i]);
 	return hex;
 }
 

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <openssl/evp.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
 
@@ -91,4 +92,16 @@ int bg_span_id16(char out[17], const char *s, size_t n)
 int bg_span_id16_of(char out[17], struct bg_str id, const char *suffix)
 {
 	return md5_16hex(out, id.p ? id.p : "", id.len, suffix, strlen(suffix));
+}
+
+int bg_script_sha1(char out[41], const char *text)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+	if (EVP_Digest(text, strlen(text), md, &n, EVP_sha1(), NULL) != 1 ||
+	    n != 20)
+		return -ENOMEM;
+	for (unsigned int i = 0; i < n; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+	return 0;
 }

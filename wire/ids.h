@@ -27,6 +27,10 @@ int bg_uuid_hex(char out[33], bool upper);
  * 0 or -ENOMEM (libcrypto failure). */
 int bg_span_id16(char out[17], const char *s, size_t n);
 
+/* The EVALSHA name of a Lua script: SHA-1 of text as 40 lowercase hex
+ * digits and a NUL. 0 or -ENOMEM (libcrypto failure). */
+int bg_script_sha1(char out[41], const char *text);
+
 /* Same for the concatenation id + suffix ("msg-1a2b3c4d" ":client.dispatch"). */
 int bg_span_id16_of(char out[17], struct bg_str id, const char *suffix);
 

@@ -363,6 +363,9 @@ int bg_record_update(struct bg_buf *out, struct bg_str record,
 		add_raw(&r, "failed_stage", u->errors->failed_stage);
 		add_raw(&r, "retryable", u->errors->retryable);
 	}
+	if (u->duplicate_of.len)
+		add_edit(&r, "duplicate_of", BG_JSON_SET, "%s",
+			 u->duplicate_of);
 	int rc = r.rc;
 	if (rc == 0) {
 		for (size_t i = 0; i < r.n; i++)

@@ -109,13 +109,16 @@ struct bg_record_update {
 	bool cancel; /* set cancel_requested true + cancel_reason */
 	struct bg_str cancel_reason;
 	const struct bg_record_errors *errors; /* NULL = none */
+	struct bg_str duplicate_of; /* a string member duplicate_of: the
+				       message this one is a copy of (its
+				       idempotency key), "" = none */
 };
 
 /* Append to out a copy of `record` with: status, worker_id (if given),
  * updated_at, a {"status","timestamp"} entry appended to timeline (created
  * if absent or not an array), started_at when the new status is RUNNING and
  * the stored one is 0/null/absent, finished_at for terminal statuses, the
- * cancel and completion members. Unknown members are kept byte for byte.
+ * cancel and completion members, duplicate_of. Unknown members are kept byte for byte.
  * 0, -EINVAL (record is not a JSON object, bad raw error value), -ENOMEM. */
 int bg_record_update(struct bg_buf *out, struct bg_str record,
 		     const struct bg_record_update *u);

@@ -191,7 +191,8 @@ class Context:
 
     def call_agent(self, target_agent_type, content, wait_for_reply=True,
                    extra_payload=None, metadata=None, route_policy=None,
-                   *, timeout_ms=None, region=None, priority=None):
+                   *, timeout_ms=None, region=None, priority=None,
+                   idempotency_key=None):
         """Ask another agent type. With wait_for_reply this task ends
         WAITING_AGENT and the callee's result resumes it (a new task,
         resumed, content / body["reply_data"] = the callee's). Returns
@@ -199,7 +200,13 @@ class Context:
         "error", "error_code"} when it cannot be routed. route_policy:
         FAIL_FAST (default), SEND_ANYWAY, WAKE_AND_WAIT (blocks up to
         timeout_ms, default 30000), WAKE_AND_QUEUE, QUEUE_ONLY; region and
-        priority go to the wakeup controller and the delivery queue."""
+        priority go to the wakeup controller and the delivery queue.
+        idempotency_key (a string, put in the metadata): of the calls
+        carrying one key to one agent type within worker.idempotency_ttl_s,
+        only the first runs (docs/client.md, "Idempotency keys"); a copy
+        gets no callback."""
+        if idempotency_key is not None:
+            metadata = dict(metadata or {}, idempotency_key=idempotency_key)
         return self._checked("call_agent",
                              target_agent_type=target_agent_type,
                              content=content, wait_for_reply=wait_for_reply,

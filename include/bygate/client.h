@@ -142,6 +142,15 @@ struct bg_send_request {
 	/* bg_client_reply only (RESUME body, WIRE 2.3). */
 	const char *status;
 	const char *reply_data; /* raw JSON; default null */
+
+	/* bg_client_send only (docs/client.md, "Idempotency keys"): at most
+	 * one task per key and agent type within the TTL. Also written into
+	 * header.metadata.idempotency_key; a string member idempotency_key of
+	 * metadata counts the same when this is NULL. 1-200 printable ASCII
+	 * characters, no space. */
+	const char *idempotency_key;
+	int idempotency_ttl_s; /* 0 = the configuration's
+				  worker.idempotency_ttl_s (300) */
 };
 
 /* Longest route status / error code, NUL included. */
@@ -160,6 +169,10 @@ struct bg_send_response {
 	char target_agent_type[BG_CLIENT_ID_MAX]; /* after a fallback */
 	char stream[2 * BG_CLIENT_ID_MAX];	  /* the record's stream_name */
 	bool resumed; /* reply: the execution of the message was found */
+	/* send with an idempotency key already used: nothing was written and
+	 * message_id, execution_id and session_id are the first send's */
+	bool duplicate;
+	char session_id[BG_CLIENT_ID_MAX];
 	/* With BG_CLIENT_EREJECTED: AGENT_CIRCUIT_OPEN, TENANT_QUOTA_EXCEEDED,
 	 * AGENT_TYPE_UNAVAILABLE or WORKER_NOT_ONLINE, and the message. */
 	char error_code[BG_CLIENT_CODE_MAX];
@@ -190,10 +203,18 @@ struct bg_send_response {
  * As in Python, metadata members trace_parent_span_id and
  * langfuse_parent_observation_id move to the header, and an extra_payload
  * member wait_for_reply moves to the body.
+ * With an idempotency key, the key's HASH is read first: a key in use
+ * returns 0 at once with resp->duplicate and the first send's ids, before
+ * any routing. Else the MULTI/EXEC above is one script instead that
+ * writes nothing but returns the first send's ids when the key was taken
+ * meanwhile, and else takes the key (its HASH: message_id, session_id,
+ * execution_id, at_ms, with the TTL) along with the record and entries:
+ * two senders of one key cannot both write an entry. A rejected route
+ * does not take the key.
  * 0 with *resp filled; BG_CLIENT_EREJECTED; -EINVAL (a required member
  * missing, blank content, metadata / extra_payload / JSON content
- * malformed, an id too long), then nothing was written; or another
- * BG_CLIENT_E* code. */
+ * malformed, an id too long, an unusable idempotency key), then nothing
+ * was written; or another BG_CLIENT_E* code. */
 int bg_client_send(struct bg_client *c, const struct bg_send_request *req,
 		   struct bg_send_response *resp);
 
@@ -205,7 +226,8 @@ int bg_client_send(struct bg_client *c, const struct bg_send_request *req,
  * for a send, and req->agent_type is required. status and reply_data
  * members of extra_payload move to the body, as in Python; req->status and
  * req->reply_data take precedence over them. The body needs a non-empty
- * status or content (-EINVAL otherwise). Same results as bg_client_send. */
+ * status or content (-EINVAL otherwise). An idempotency key is refused
+ * (-EINVAL): keys are for sends. Same results as bg_client_send. */
 int bg_client_reply(struct bg_client *c, const struct bg_send_request *req,
 		    struct bg_send_response *resp);
 

@@ -291,7 +291,10 @@ const char *bg_ctx_private_dir(struct bg_ctx *ctx);
  * how long WAKE_AND_WAIT waits for a worker, blocking this call; absent or
  * 0 = 30000, negative = one check, at most a day), "region" (a string of
  * at most 159 bytes) and "priority" (an integer), both passed on in the
- * WakeupRequest and PendingDelivery. *reply: WIRE 6.6's
+ * WakeupRequest and PendingDelivery, and "idempotency_key" (a string, put
+ * in the metadata: of the calls carrying one key to one agent type within
+ * worker.idempotency_ttl_s, only the first runs, docs/client.md
+ * "Idempotency keys"; a copy gets no callback). *reply: WIRE 6.6's
  * {"status":"QUEUED","message_id",...}, with "route_status":"QUEUE_PENDING"
  * when WAKE_AND_QUEUE or QUEUE_ONLY queued it; a refused route replies
  * "status":"FAILED" with error_code AGENT_TYPE_UNAVAILABLE,

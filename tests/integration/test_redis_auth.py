@@ -128,6 +128,12 @@ def test_bygated_runs_under_the_documented_least_privilege_acl_user(h):
     kv, _ = pc.send(c, h.keys, "s-acl", "counter", "inc")
     assert done(c, h.keys, "s-acl", kv)["status"] == "COMPLETED"
     assert final_answer(c, h.keys, "s-acl", kv) == "1"
+    # an idempotency key checked (the first runs, the copy does not)
+    keyed = [pc.send(c, h.keys, "s-acl", "echo", "once",
+                     metadata={"idempotency_key": "acl-1"})[0]
+             for _ in range(2)]
+    assert done(c, h.keys, "s-acl", keyed[0])["status"] == "COMPLETED"
+    assert done(c, h.keys, "s-acl", keyed[1])["error_code"] == "DUPLICATE"
     # a timer trigger: its state read, its fire script, its runs pruned
     tk = h.keys.trigger("acl_tick")
     wait_until(lambda: int(c.hgetall(tk).get("fires", 0)) >= 3, 10,

@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include "wire/idem.h"
 #include "wire/ids.h"
 #include "wire/keys.h"
 
@@ -390,6 +391,34 @@ static void test_span_id_is_md5_prefix_of_dispatch_name(void **st)
 	assert_string_equal(span, "5e7a123062f66633");
 }
 
+static void test_script_sha1_is_the_evalsha_name(void **st)
+{
+	char sha[41];
+
+	(void)st;
+	/* printf hello | sha1sum */
+	assert_int_equal(bg_script_sha1(sha, "hello"), 0);
+	assert_string_equal(sha, "aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d");
+}
+
+static void test_idempotency_keys_are_printable_ascii_up_to_200(void **st)
+{
+	char long_key[BG_IDEM_KEY_MAX + 2];
+
+	(void)st;
+	memset(long_key, 'k', sizeof(long_key) - 1);
+	long_key[sizeof(long_key) - 1] = '\0';
+	assert_true(bg_idem_key_ok(bg_str_c("order-42")));
+	assert_true(bg_idem_key_ok(bg_str_c("a:b/c{d}~!")));
+	assert_false(bg_idem_key_ok(bg_str_c("")));
+	assert_false(bg_idem_key_ok(bg_str_c("two words")));
+	assert_false(bg_idem_key_ok(bg_str_c("tab\there")));
+	assert_false(bg_idem_key_ok(bg_str_c("caf\xc3\xa9")));
+	assert_false(bg_idem_key_ok(bg_str_c(long_key)));
+	long_key[BG_IDEM_KEY_MAX] = '\0';
+	assert_true(bg_idem_key_ok(bg_str_c(long_key)));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -410,6 +439,9 @@ int main(void)
 		cmocka_unit_test(test_id_new_checks_capacity),
 		cmocka_unit_test(test_uuid_hex_is_32_hex_version_4),
 		cmocka_unit_test(test_span_id_is_md5_prefix_of_dispatch_name),
+		cmocka_unit_test(test_script_sha1_is_the_evalsha_name),
+		cmocka_unit_test(
+			test_idempotency_keys_are_printable_ascii_up_to_200),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

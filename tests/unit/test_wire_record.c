@@ -557,6 +557,29 @@ static void test_error_message_falls_back_to_reply_data_error(void **state)
 			 -EINVAL);
 }
 
+static void test_update_writes_duplicate_of_when_given(void **state)
+{
+	struct bg_buf rec = { 0 };
+	bg_buf_puts(&rec, "{\"status\": \"QUEUED\"}");
+	struct bg_record_update u = { .status = BG_STR_LIT("FAILED"),
+				      .now_ms = 5,
+				      .duplicate_of = BG_STR_LIT("msg-1") };
+	update(&rec, &u);
+	json_t *j = parse(&rec);
+	assert_string_equal(
+		json_string_value(json_object_get(j, "duplicate_of")), "msg-1");
+	json_decref(j);
+	u.duplicate_of = BG_STR_LIT("");
+	update(&rec, &u);
+	j = parse(&rec);
+	assert_string_equal(/* kept as it was */
+			    json_string_value(
+				    json_object_get(j, "duplicate_of")),
+			    "msg-1");
+	json_decref(j);
+	bg_buf_free(&rec);
+}
+
 static void test_update_rejects_malformed_records(void **state)
 {
 	const char *bad[] = { "", "[]", "{\"a\": }", "{\"a\": 1} {", "nul" };
@@ -644,6 +667,7 @@ int main(void)
 			test_update_writes_completion_fields_from_metadata),
 		cmocka_unit_test(
 			test_error_message_falls_back_to_reply_data_error),
+		cmocka_unit_test(test_update_writes_duplicate_of_when_given),
 		cmocka_unit_test(test_update_rejects_malformed_records),
 		cmocka_unit_test(
 			test_status_matching_an_agent_state_is_canonicalised),
