@@ -3,6 +3,7 @@
 #include "conf/table.h"
 
 #include "conf/lanes.h"
+#include "conf/triggers.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -56,7 +57,7 @@ static const char *origin(const struct bg_config *cfg)
 
 int bg_conf_validate(struct bg_config *cfg, struct bg_conf_err *e)
 {
-	char msg[256];
+	char msg[384];
 	if (cfg->worker_id[0] == '\0') {
 		char *id = default_worker_id();
 		if (id == NULL)
@@ -83,6 +84,8 @@ int bg_conf_validate(struct bg_config *cfg, struct bg_conf_err *e)
 			origin(cfg), cfg->reclaim_min_idle_ms,
 			(long long)(2 * ttl_ms));
 	if (bg_lanes_check(cfg->sched_lanes_json, msg, sizeof msg))
+		return bg_conf_fail(e, "%s: %s", origin(cfg), msg);
+	if (bg_triggers_check(cfg, msg, sizeof msg))
 		return bg_conf_fail(e, "%s: %s", origin(cfg), msg);
 	if (cfg->path[0] && cfg->n_agent_types == 0)
 		return bg_conf_fail(

@@ -25,14 +25,19 @@ static const struct bg_agent_type_conf example_agent = {
 	.max_line_bytes = 1048576,
 };
 
-/* A JSON object printed as a group with every value shown as "***". */
+/* A JSON object printed as a group with every value shown as "***",
+ * except a group (a webhook trigger), where only its secret is. */
 static void put_masked_group(FILE *f, const char *json)
 {
 	json_t *j = json_loads(json ? json : "{}", 0, NULL);
 	const char *name;
 	json_t *v;
-	json_object_foreach(j, name, v)
-		json_object_set_new(j, name, json_string("***"));
+	json_object_foreach(j, name, v) {
+		if (!json_is_object(v))
+			json_object_set_new(j, name, json_string("***"));
+		else if (json_object_get(v, "secret"))
+			json_object_set_new(v, "secret", json_string("***"));
+	}
 	char *masked = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER)
 			 : NULL;
 	bg_conf_print_json_group(f, masked ? masked : "{}");

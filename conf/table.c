@@ -320,8 +320,7 @@ const struct bg_conf_key bg_conf_keys[] = {
 	  "}; }. weight (default 1) is the lane's share of the pool while "
 	  "lanes compete; a lane not listed has weight 1 and no limits." },
 
-	INT("triggers", "poll_ms", C, triggers_poll_ms, 250, 10, 60000, "ms",
-	    R,
+	INT("triggers", "poll_ms", C, triggers_poll_ms, 250, 10, 60000, "ms", R,
 	    "How often this bygated looks for timer fires due, pause "
 	    "changes and manual fires (a fire is late by at most this "
 	    "much; every bygated polls, each fire time is sent once)."),
@@ -331,8 +330,8 @@ const struct bg_conf_key bg_conf_keys[] = {
 	  "content = \"run the nightly report\"; every = \"30s\" (or cron "
 	  "= \"*/5 * * * *\"); max_running = 1; missed = \"skip\"; }; } "
 	  "(docs/triggers.md)." },
-	{ "triggers", "webhooks", BG_CONF_JSON, R, 0, 0, 0, "{}", NULL, NULL,
-	  OFF_T(C, triggers_webhooks_json, char *),
+	{ "triggers", "webhooks", BG_CONF_JSON, R | BG_CONF_SECRET, 0, 0, 0,
+	  "{}", NULL, NULL, OFF_T(C, triggers_webhooks_json, char *),
 	  "Webhook triggers by name, served as POST /hooks/<name> on the "
 	  "HTTP port: { github = { agent_type = \"triage\"; secret_env = "
 	  "\"GITHUB_HOOK_SECRET\"; max_running = 4; }; } "

@@ -36,12 +36,12 @@ struct bg_trigger_conf {
 	enum bg_trigger_missed missed;
 
 	/* webhooks */
-	const char *secret;	      /* resolved (secret or secret_env) */
-	const char *secret_env;	      /* the variable it came from, or "" */
-	int64_t max_body_bytes;	      /* default 1 MiB */
-	int tolerance_s;	      /* timestamp window, default 300 */
-	const char *signature_header; /* default "X-Bygate-Signature" */
-	const char *timestamp_header; /* default "X-Bygate-Timestamp" */
+	const char *secret;		/* resolved (secret or secret_env) */
+	const char *secret_env;		/* the variable it came from, or "" */
+	int64_t max_body_bytes;		/* default 1 MiB */
+	int tolerance_s;		/* timestamp window, default 300 */
+	const char *signature_header;	/* default "X-Bygate-Signature" */
+	const char *timestamp_header;	/* default "X-Bygate-Timestamp" */
 	const char *idempotency_header; /* default "Idempotency-Key" */
 };
 

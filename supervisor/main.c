@@ -35,6 +35,7 @@
 #include "supervisor/sandbox.h"
 #include "supervisor/spawn.h"
 #include "supervisor/timers.h"
+#include "supervisor/triggers.h"
 #include "workspace/workspace.h"
 #include "supervisor/log.h"
 #include "wire/keys.h"
@@ -168,6 +169,7 @@ static void reload_config(struct bg_daemon *d)
 				      next->redis_command_timeout_ms,
 				      next->redis_reconnect_max_ms);
 	bg_pool_set_config(d->pool, next);
+	bg_triggers_reload(d);
 	uint32_t gen = bg_pool_new_generation(d->pool);
 	bg_info("SIGHUP: configuration reloaded from %s; children recycled "
 		"one at a time (generation %u)",
@@ -368,6 +370,7 @@ static void daemon_free(struct bg_daemon *d)
 	bg_rconn_free(d->ctl);
 	bg_gate_free(d);   /* after the connections: their callbacks ran */
 	bg_timers_free(d); /* the same */
+	bg_triggers_stop(d); /* the same */
 	bg_http_stop(d);
 	bg_metrics_free(d->metrics);
 	bg_pool_free(d->pool);
@@ -461,6 +464,10 @@ static int run(struct bg_daemon *d, const struct bg_spawn_identity *who)
 	if (bg_timers_start(d) != 0) {
 		bg_error("cannot start the timers of resume_later: out of "
 			 "memory");
+		return EXIT_RUNTIME;
+	}
+	if (bg_triggers_start(d) != 0) {
+		bg_error("cannot start the triggers: out of memory");
 		return EXIT_RUNTIME;
 	}
 	if (bg_http_start(d) != 0)

@@ -13,6 +13,7 @@
 #include "supervisor/metrics_int.h"
 #include "supervisor/promtext.h"
 #include "supervisor/schedule.h"
+#include "supervisor/triggers.h"
 
 struct scalar {
 	const char *name, *type, *help;
@@ -493,7 +494,8 @@ int bg_metrics_render(const struct bg_daemon *d, struct bg_buf *out)
 	const struct bg_metrics *m = d->metrics ? d->metrics : &none;
 	if (put_daemon(out, m, d) || put_tasks(out, m) || put_events(out, m) ||
 	    put_pool(out, d) || put_lanes(out, d) || put_state(out, d) ||
-	    put_redis(out, d) || put_pel(out, m, d) || put_gate(out, d))
+	    put_redis(out, d) || put_pel(out, m, d) || put_gate(out, d) ||
+	    bg_triggers_metrics(out, d))
 		return -ENOMEM;
 	return 0;
 }

@@ -21,6 +21,8 @@ enum bg_fire_outcome {
 			      idempotency key (message_id names the first) */
 	BG_FIRE_BUSY,	   /* max_running runs still active: skipped */
 	BG_FIRE_PAUSED,	   /* the trigger is paused for the fleet */
+	BG_FIRE_MISSED,	   /* a timer's late fire time claimed, not sent
+			      (missed = "skip") */
 	BG_FIRE_ERROR,	   /* Redis unreachable or refused: why says */
 };
 
@@ -45,14 +47,19 @@ struct bg_fire_request {
 	struct bg_str idempotency_key;
 	int64_t fire_ms;
 	struct bg_str extra;
+	/* the poller's (triggers.c) only: */
+	int64_t manual;	 /* > 0: manual fire request number (triggers fire) */
+	int64_t missed;	 /* fire times missed before fire_ms (counted) */
+	bool claim_only; /* claim fire_ms as missed, send nothing */
 };
 
 typedef void (*bg_fire_done_fn)(struct bg_daemon *d,
 				const struct bg_fire_result *r, void *priv);
 
-/* Fire once; fn (may be NULL) gets the outcome later, on the loop, always
- * exactly once unless bygated exits first (then never). 0, or -ENOTCONN /
- * -ENOMEM / -EINVAL with nothing sent and fn not called. */
+/* Fire once; fn (may be NULL) gets the outcome later, on the loop,
+ * exactly once (BG_FIRE_ERROR when the connection is lost, at exit too).
+ * 0, or -ENOTCONN / -ENOMEM / -EINVAL (a bad idempotency key) with nothing
+ * sent and fn not called. */
 int bg_trigger_fire(struct bg_daemon *d, const struct bg_fire_request *rq,
 		    bg_fire_done_fn fn, void *priv);
 
@@ -64,11 +71,14 @@ void bg_triggers_stop(struct bg_daemon *d);
 
 /* Per-trigger counters of this bygated for /metrics. */
 struct bg_trigger_counts {
-	uint64_t fired, duplicate, busy, paused, errors;
+	uint64_t fired, duplicate, busy, paused, missed, errors;
 	uint64_t rejected; /* webhooks: 401 / 413 / 400 answers */
 };
 /* The counts of trigger `name` (zeroes when unknown; never NULL). */
 struct bg_trigger_counts *bg_trigger_counts(struct bg_daemon *d,
 					    const char *name);
+
+/* The trigger families of /metrics (metrics_page.c). 0 or -ENOMEM. */
+int bg_triggers_metrics(struct bg_buf *out, const struct bg_daemon *d);
 
 #endif

@@ -68,6 +68,23 @@ class Keys:
         return self._pick("registry:worker:status:" + w,
                           "registry:worker:{%s}:status" % w)
 
+    def idempotency(self, t, key):
+        """bygate's claim of an idempotency key (wire/keys.h)."""
+        return self._pick("ctrl:agent_type:%s:bygate_idem:%s" % (t, key),
+                          "{byai_gateway:v2:ctrl:agent_type:%s}:bygate_idem:%s"
+                          % (t, key))
+
+    def triggers(self):
+        return self._pick("bygate_triggers", "{bygate_triggers}:names")
+
+    def trigger(self, name):
+        return self._pick("bygate_trigger:" + name,
+                          "{bygate_triggers}:trigger:" + name)
+
+    def trigger_active(self, name):
+        return self._pick("bygate_trigger:%s:active" % name,
+                          "{bygate_triggers}:trigger:%s:active" % name)
+
     def deadletter(self):
         return self._pick("control_plane:mgmt:deadletter",
                           "control_plane:mgmt:deadletter")

@@ -100,6 +100,9 @@ def test_bygated_runs_under_the_documented_least_privilege_acl_user(h):
         "worker": dict(FAST),
         "pool": {"size": 3},
         "http": {"port": port},
+        "triggers": {"poll_ms": 50, "timers": {
+            "acl_tick": {"agent_type": "echo", "content": "tick",
+                         "every": "200ms", "max_running": 2}}},
         "agent_types": [
             h.agent_type("echo"),
             h.agent_type("alpha", plugin="flow",
@@ -125,6 +128,14 @@ def test_bygated_runs_under_the_documented_least_privilege_acl_user(h):
     kv, _ = pc.send(c, h.keys, "s-acl", "counter", "inc")
     assert done(c, h.keys, "s-acl", kv)["status"] == "COMPLETED"
     assert final_answer(c, h.keys, "s-acl", kv) == "1"
+    # a timer trigger: its state read, its fire script, its runs pruned
+    tk = h.keys.trigger("acl_tick")
+    wait_until(lambda: int(c.hgetall(tk).get("fires", 0)) >= 3, 10,
+               what="timer fires under the ACL user")
+    c.call("HSET", tk, "paused", "1")  # no fire in flight at the checks
+    wait_until(lambda: pc.pending_count(c, h.keys.ctrl_agent_type("echo"))
+               == 0 and c.call("ZCARD", h.keys.trigger_active("acl_tick"))
+               == 0, 10, what="the timer's runs done and pruned")
     # /metrics reads the groups (XINFO GROUPS)
     hc = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     hc.request("GET", "/metrics")

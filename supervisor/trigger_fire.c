@@ -1,0 +1,436 @@
+/* supervisor/trigger_fire.c - one fire of a trigger (triggers.h): the
+ * ASK_AGENT and its QUEUED record are built here, then FIRE_LUA claims the
+ * fire and writes both, or writes nothing. There is no moment at which a
+ * fire is claimed and not sent, so a bygated killed at any point neither
+ * loses nor doubles one: either the script ran (the claim and the entry
+ * are in Redis) or it did not (the next poll of any bygated claims it). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "common/fault.h"
+#include "supervisor/daemon.h"
+#include "supervisor/log.h"
+#include "supervisor/triggers.h"
+#include "supervisor/triggers_int.h"
+#include "wire/ids.h"
+#include "wire/idem.h"
+#include "wire/keys.h"
+#include "wire/record.h"
+#include "wire/send.h"
+
+#define S(s) bg_str_c(s)
+
+/* KEYS: 1 the trigger's state, 2 its active runs, 3 the session registry,
+ * 4 the agent type's control stream, 5 (optional) the idempotency claim.
+ * ARGV: 1 mode ("timer", "manual", "hook"), 2 the fire time (timer) or
+ * request number (manual), 3 max_running (0 = none), 4 now ms, 5 exec
+ * field, 6 the QUEUED record, 7 msg_map field, 8 execution id, 9 the
+ * command, 10 the active member, 11 message id, 12 session id, 13 the
+ * idempotency TTL ms, 14 fire times missed before this one, 15 "1" to
+ * send, "0" to only claim (a timer's late fire under missed = skip).
+ * Returns {0, entry id} sent; {1, first message, session, execution}
+ * already fired (the ids only for an idempotency key); {2} max_running
+ * reached; {3} paused; {4} claimed, not sent (missed). */
+static const char FIRE_LUA[] =
+	"local t, mode, n = KEYS[1], ARGV[1], tonumber(ARGV[2])\n"
+	"if mode == 'timer' then\n"
+	"  if tonumber(redis.call('HGET', t, 'claimed_ms') or '0') >= n then\n"
+	"    return {1}\n"
+	"  end\n"
+	"  redis.call('HSET', t, 'claimed_ms', ARGV[2])\n"
+	"  if tonumber(ARGV[14]) > 0 then\n"
+	"    redis.call('HINCRBY', t, 'missed', ARGV[14])\n"
+	"  end\n"
+	"  if ARGV[15] == '0' then\n"
+	"    redis.call('HSET', t, 'last_outcome', 'missed')\n"
+	"    return {4}\n"
+	"  end\n"
+	"elseif mode == 'manual' then\n"
+	"  if tonumber(redis.call('HGET', t, 'fire_done') or '0') >= n then\n"
+	"    return {1}\n"
+	"  end\n"
+	"  redis.call('HSET', t, 'fire_done', ARGV[2])\n"
+	"  redis.call('HDEL', t, 'manual:' .. (n - 100))\n"
+	"elseif KEYS[5] then\n"
+	"  local f = redis.call('HMGET', KEYS[5], 'message_id', 'session_id',\n"
+	"                       'execution_id')\n"
+	"  if f[1] then\n"
+	"    redis.call('HINCRBY', t, 'duplicates', 1)\n"
+	"    return {1, f[1], f[2] or '', f[3] or ''}\n"
+	"  end\n"
+	"end\n"
+	"local skip\n"
+	"if mode ~= 'manual' and redis.call('HGET', t, 'paused') == '1' then\n"
+	"  skip = 'skipped_paused'\n"
+	"elseif tonumber(ARGV[3]) > 0 and\n"
+	"       redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then\n"
+	"  skip = 'skipped_running'\n"
+	"end\n"
+	"if skip then\n"
+	"  redis.call('HINCRBY', t, skip, 1)\n"
+	"  redis.call('HSET', t, 'last_outcome', skip)\n"
+	"  if mode == 'manual' then\n"
+	"    redis.call('HSET', t, 'manual:' .. ARGV[2], skip)\n"
+	"  end\n"
+	"  if skip == 'skipped_paused' then return {3} end\n"
+	"  return {2}\n"
+	"end\n"
+	"redis.call('HSET', KEYS[3], ARGV[5], ARGV[6], ARGV[7], ARGV[8])\n"
+	"redis.call('EXPIRE', KEYS[3], 604800)\n"
+	"local id = redis.call('XADD', KEYS[4], '*', 'data', ARGV[9])\n"
+	"redis.call('ZADD', KEYS[2], ARGV[4], ARGV[10])\n"
+	"if KEYS[5] then\n"
+	"  redis.call('HSET', KEYS[5], 'message_id', ARGV[11], 'session_id',\n"
+	"             ARGV[12], 'execution_id', ARGV[8], 'at_ms', ARGV[4])\n"
+	"  redis.call('PEXPIRE', KEYS[5], ARGV[13])\n"
+	"end\n"
+	"redis.call('HINCRBY', t, 'fires', 1)\n"
+	"redis.call('HSET', t, 'last_fire_ms', ARGV[4], 'last_message_id',\n"
+	"           ARGV[11], 'last_execution_id', ARGV[8], 'last_session_id',\n"
+	"           ARGV[12], 'last_outcome', 'fired')\n"
+	"if mode == 'manual' then\n"
+	"  redis.call('HSET', t, 'manual:' .. ARGV[2], 'fired ' .. ARGV[11])\n"
+	"end\n"
+	"return {0, id}\n";
+
+#define N_KEYS_MAX 5
+#define N_ARGV 15
+
+/* One fire in flight: everything the script needs, owned (a SIGHUP may
+ * replace the configuration the request pointed into meanwhile). */
+struct fire {
+	struct bg_daemon *d;
+	bg_fire_done_fn fn;
+	void *priv;
+	char name[BG_TRIGGER_NAME_MAX + 1];
+	bool eval; /* sent as EVAL after a NOSCRIPT */
+	int n_keys;
+	char *keys[N_KEYS_MAX];
+	char mode[8], n[24], max_running[16], now[24], ttl[24], missed[24];
+	char send[2];
+	char message_id[BG_ID_CAP("msg-")];
+	char execution_id[BG_ID_CAP("exec-")];
+	char trace_id[33];
+	char session_id[256];
+	char manual_text[BG_TRIGGER_NAME_MAX + 32];
+	struct bg_buf exec_field, msg_field, record, command, member, meta;
+};
+
+static void fire_free(struct fire *f)
+{
+	for (int i = 0; i < f->n_keys; i++)
+		free(f->keys[i]);
+	struct bg_buf *bufs[] = { &f->exec_field, &f->msg_field, &f->record,
+				  &f->command,	  &f->member,	 &f->meta };
+	for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+		bg_buf_free(bufs[i]);
+	free(f);
+}
+
+static const char *fire_sha(void)
+{
+	static char hex[41];
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int len = 0;
+	if (hex[0])
+		return hex;
+	if (EVP_Digest(FIRE_LUA, strlen(FIRE_LUA), md, &len, EVP_sha1(),
+		       NULL) != 1 ||
+	    len != 20)
+		return NULL;
+	for (unsigned int i = 0; i < len; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	return hex;
+}
+
+/* The session of a fire: the configured one, else named after the
+ * trigger and the fire (its time, its manual request, or a fresh id). */
+static int name_session(struct fire *f, const struct bg_trigger_conf *t,
+			const struct bg_fire_request *rq)
+{
+	char rnd[BG_ID_CAP("")];
+	if (t->session[0])
+		snprintf(f->session_id, sizeof f->session_id, "%s", t->session);
+	else if (rq->fire_ms > 0)
+		snprintf(f->session_id, sizeof f->session_id, "trigger-%s-%lld",
+			 t->name, (long long)rq->fire_ms);
+	else if (rq->manual > 0)
+		snprintf(f->session_id, sizeof f->session_id,
+			 "trigger-%s-manual-%lld", t->name,
+			 (long long)rq->manual);
+	else if (bg_id_new(rnd, sizeof rnd, "") == 0)
+		snprintf(f->session_id, sizeof f->session_id, "%s-%s-%s",
+			 t->kind == BG_TRIGGER_WEBHOOK ? "hook" : "trigger",
+			 t->name, rnd);
+	else
+		return -EIO;
+	return 0;
+}
+
+/* The configured metadata with what bygate adds: the trigger, the fire
+ * time, the idempotency key. */
+static int build_meta(struct fire *f, const struct bg_trigger_conf *t,
+		      const struct bg_fire_request *rq)
+{
+	struct bg_wire_splice s = { .cur = S(t->metadata) };
+	bg_wire_splice_fmt(&s, "bygate_trigger", "%s", S(t->name));
+	if (rq->fire_ms > 0)
+		bg_wire_splice_fmt(&s, "bygate_fire_ms", "%d", rq->fire_ms);
+	if (rq->idempotency_key.len)
+		bg_wire_splice_fmt(&s, BG_IDEM_META, "%s", rq->idempotency_key);
+	int rc = s.rc ? s.rc : bg_buf_append(&f->meta, s.cur.p, s.cur.len);
+	bg_wire_splice_free(&s);
+	return rc;
+}
+
+static int build_entry(struct fire *f, const struct bg_trigger_conf *t,
+		       const struct bg_fire_request *rq, const char *stream)
+{
+	struct bg_send_header h = {
+		.message_id = S(f->message_id),
+		.session_id = S(f->session_id),
+		.trace_id = S(f->trace_id),
+		.target_agent_type = S(t->agent_type),
+		.user_code = S(t->user_code),
+		.metadata = { f->meta.p, f->meta.len },
+	};
+	struct bg_send_body b = {
+		.content = rq->content.len ? rq->content : S(t->content),
+		.content_is_json = rq->content.len ? rq->content_is_json
+						   : t->content_is_json,
+		.extra_payload = rq->extra,
+	};
+	if (b.content.len == 0) { /* a webhook fired by hand */
+		snprintf(f->manual_text, sizeof f->manual_text,
+			 "manual fire of trigger %s", t->name);
+		b.content = S(f->manual_text);
+	}
+	int rc = bg_send_ask(&f->command, &h, &b);
+	struct bg_record_queued q = {
+		.execution_id = S(f->execution_id),
+		.message_id = S(f->message_id),
+		.session_id = S(f->session_id),
+		.trace_id = S(f->trace_id),
+		.source_agent_type = BG_STR_LIT("client"),
+		.target_agent_type = S(t->agent_type),
+		.stream_name = S(stream),
+		.now_ms = bg_redis_now_ms(f->d),
+	};
+	if (rc == 0)
+		rc = bg_record_build_queued(&f->record, &q);
+	if (rc == 0)
+		rc = bg_buf_printf(&f->exec_field, "exec:%s", f->execution_id);
+	if (rc == 0)
+		rc = bg_buf_printf(&f->msg_field, "msg_map:%s", f->message_id);
+	if (rc == 0)
+		rc = bg_buf_printf(&f->member, "%s\t%s", f->session_id,
+				   f->execution_id);
+	return rc;
+}
+
+static int build_keys(struct fire *f, const struct bg_trigger_conf *t,
+		      const struct bg_fire_request *rq)
+{
+	struct bg_daemon *d = f->d;
+	f->keys[0] = bg_dkey(d, BG_KEY_TRIGGER, t->name);
+	f->keys[1] = bg_dkey(d, BG_KEY_TRIGGER_ACTIVE, t->name);
+	f->keys[2] = bg_dkey(d, BG_KEY_SESSION_REGISTRY, f->session_id);
+	f->keys[3] = bg_dkey(d, BG_KEY_AGENT_TYPE_CTRL, t->agent_type);
+	f->n_keys = 4;
+	if (rq->idempotency_key.len) {
+		struct bg_buf k = { 0 };
+		int rc = bg_key_build(&k, d->cfg->key_schema,
+				      BG_KEY_IDEMPOTENCY, S(t->agent_type),
+				      rq->idempotency_key, S(""));
+		f->keys[f->n_keys++] = rc == 0 ? k.p : NULL;
+		if (rc)
+			bg_buf_free(&k);
+	}
+	for (int i = 0; i < f->n_keys; i++)
+		if (f->keys[i] == NULL)
+			return -ENOMEM;
+	return 0;
+}
+
+static void on_fired(struct bg_rconn *c, redisReply *r, void *priv);
+
+static int send_fire(struct fire *f)
+{
+	const char *sha = f->eval ? NULL : fire_sha();
+	char nk[4];
+	snprintf(nk, sizeof nk, "%d", f->n_keys);
+	const char *argv[3 + N_KEYS_MAX + N_ARGV];
+	size_t lens[3 + N_KEYS_MAX + N_ARGV];
+	int a = 0;
+	argv[a++] = sha ? "EVALSHA" : "EVAL";
+	argv[a++] = sha ? sha : FIRE_LUA;
+	argv[a++] = nk;
+	for (int i = 0; i < f->n_keys; i++)
+		argv[a++] = f->keys[i];
+	const char *args[N_ARGV] = {
+		f->mode,	 f->n,	      f->max_running, f->now,
+		f->exec_field.p, f->record.p, f->msg_field.p, f->execution_id,
+		f->command.p,	 f->member.p, f->message_id,  f->session_id,
+		f->ttl,		 f->missed,   f->send,
+	};
+	for (int i = 0; i < N_ARGV; i++)
+		argv[a++] = args[i];
+	for (int i = 0; i < a; i++)
+		lens[i] = strlen(argv[i]);
+	return bg_rconn_cmd(f->d->wr, on_fired, f, 0, a, argv, lens);
+}
+
+struct bg_trigger_counts *bg_trigger_counts(struct bg_daemon *d,
+					    const char *name)
+{
+	static struct bg_trigger_counts unknown; /* written, never read */
+	struct tstate *st = bg_trigger_state(d->triggers, name);
+	return st ? &st->counts : &unknown;
+}
+
+static void done(struct fire *f, struct bg_fire_result *res)
+{
+	struct bg_trigger_counts *k = bg_trigger_counts(f->d, f->name);
+	switch (res->outcome) {
+	case BG_FIRE_SENT:
+		k->fired++;
+		bg_info("trigger %s: fired message %s (session %s)", f->name,
+			res->message_id, res->session_id);
+		break;
+	case BG_FIRE_DUPLICATE:
+		k->duplicate++;
+		break;
+	case BG_FIRE_BUSY:
+		k->busy++;
+		bg_info("trigger %s: skipped: max_running runs still active",
+			f->name);
+		break;
+	case BG_FIRE_PAUSED:
+		k->paused++;
+		break;
+	case BG_FIRE_MISSED:
+		k->missed++;
+		break;
+	case BG_FIRE_ERROR:
+		k->errors++;
+		bg_warn("trigger %s: %s", f->name, res->why);
+		break;
+	}
+	if (f->fn)
+		f->fn(f->d, res, f->priv);
+	fire_free(f);
+}
+
+static void copy_elem(char *out, size_t cap, const redisReply *r, size_t i)
+{
+	out[0] = '\0';
+	if (i < r->elements && r->element[i]->type == REDIS_REPLY_STRING)
+		snprintf(out, cap, "%.*s", (int)r->element[i]->len,
+			 r->element[i]->str);
+}
+
+static void on_fired(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	struct fire *f = priv;
+	struct bg_fire_result res = { .outcome = BG_FIRE_ERROR };
+	if (r && r->type == REDIS_REPLY_ERROR &&
+	    strncmp(r->str, "NOSCRIPT", 8) == 0 && !f->eval) {
+		f->eval = true; /* not loaded (a restarted or flushed Redis) */
+		if (send_fire(f) == 0)
+			return;
+		r = NULL;
+	}
+	if (r != NULL && bg_fault_hit("trigger.after_fire"))
+		_exit(BG_FAULT_EXIT); /* the fire is in Redis, unanswered */
+	if (r == NULL) {
+		snprintf(res.why, sizeof res.why,
+			 "the Redis connection was lost before the fire's "
+			 "answer: it was sent once or not at all (the state "
+			 "shows which)");
+	} else if (r->type == REDIS_REPLY_ERROR) {
+		snprintf(res.why, sizeof res.why, "Redis refused the fire: %s",
+			 r->str);
+	} else if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
+		   r->element[0]->type != REDIS_REPLY_INTEGER) {
+		snprintf(res.why, sizeof res.why,
+			 "unexpected answer to the fire script");
+	} else {
+		static const enum bg_fire_outcome by_code[] = {
+			BG_FIRE_SENT, BG_FIRE_DUPLICATE, BG_FIRE_BUSY,
+			BG_FIRE_PAUSED, BG_FIRE_MISSED
+		};
+		long long code = r->element[0]->integer;
+		if (code >= 0 && code <= 4)
+			res.outcome = by_code[code];
+		else
+			snprintf(res.why, sizeof res.why,
+				 "unexpected answer %lld to the fire script",
+				 code);
+	}
+	if (res.outcome == BG_FIRE_SENT) {
+		strcpy(res.message_id, f->message_id);
+		strcpy(res.execution_id, f->execution_id);
+		snprintf(res.session_id, sizeof res.session_id, "%s",
+			 f->session_id);
+	} else if (res.outcome == BG_FIRE_DUPLICATE) {
+		copy_elem(res.message_id, sizeof res.message_id, r, 1);
+		copy_elem(res.session_id, sizeof res.session_id, r, 2);
+		copy_elem(res.execution_id, sizeof res.execution_id, r, 3);
+	}
+	done(f, &res);
+}
+
+int bg_trigger_fire(struct bg_daemon *d, const struct bg_fire_request *rq,
+		    bg_fire_done_fn fn, void *priv)
+{
+	const struct bg_trigger_conf *t = rq->t;
+	if (t == NULL ||
+	    (rq->idempotency_key.len && !bg_idem_key_ok(rq->idempotency_key)))
+		return -EINVAL;
+	if (!bg_rconn_ready(d->wr))
+		return -ENOTCONN;
+	struct fire *f = calloc(1, sizeof *f);
+	if (f == NULL)
+		return -ENOMEM;
+	f->d = d;
+	f->fn = fn;
+	f->priv = priv;
+	snprintf(f->name, sizeof f->name, "%s", t->name);
+	snprintf(f->mode, sizeof f->mode, "%s",
+		 rq->fire_ms > 0  ? "timer"
+		 : rq->manual > 0 ? "manual"
+				  : "hook");
+	snprintf(f->n, sizeof f->n, "%lld",
+		 (long long)(rq->fire_ms > 0 ? rq->fire_ms : rq->manual));
+	snprintf(f->max_running, sizeof f->max_running, "%d", t->max_running);
+	snprintf(f->now, sizeof f->now, "%lld", (long long)bg_redis_now_ms(d));
+	snprintf(f->ttl, sizeof f->ttl, "%lld",
+		 (long long)d->cfg->idempotency_ttl_s * 1000);
+	snprintf(f->missed, sizeof f->missed, "%lld", (long long)rq->missed);
+	strcpy(f->send, rq->claim_only ? "0" : "1");
+	int rc = bg_id_new(f->message_id, sizeof f->message_id, "msg-");
+	if (rc == 0)
+		rc = bg_id_new(f->execution_id, sizeof f->execution_id,
+			       "exec-");
+	if (rc == 0)
+		rc = bg_uuid_hex(f->trace_id, false);
+	if (rc == 0)
+		rc = name_session(f, t, rq);
+	if (rc == 0)
+		rc = build_keys(f, t, rq);
+	if (rc == 0)
+		rc = build_meta(f, t, rq);
+	if (rc == 0)
+		rc = build_entry(f, t, rq, f->keys[3]);
+	if (rc == 0)
+		rc = send_fire(f);
+	if (rc)
+		fire_free(f);
+	return rc;
+}

@@ -1,0 +1,513 @@
+/* supervisor/triggers.c - the poller of triggers.h. Every triggers.poll_ms
+ * and for each configured trigger whose last poll is done: one HMGET of
+ * its state (paused, claimed fire time, manual requests); then a manual
+ * request not yet handled is fired, and a timer's fire time that has come
+ * is fired (trigger_fire.c claims it: of all the bygated polling, the
+ * first one's script sends it, the others' find it claimed). Fire times
+ * are the same on every bygated: multiples of `every` since the epoch, or
+ * the minutes a cron expression names, on Redis's clock.
+ *
+ * Apart from that, each second, the trigger's active runs are pruned:
+ * a run whose record has ended (or expired) leaves the set max_running
+ * counts. And every PUBLISH_MS, and after a SIGHUP, the definitions are
+ * written for `bygate triggers`. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "common/clock.h"
+#include "common/cron.h"
+#include "supervisor/daemon.h"
+#include "supervisor/log.h"
+#include "supervisor/promtext.h"
+#include "supervisor/triggers.h"
+#include "supervisor/triggers_int.h"
+#include "wire/keys.h"
+#include "wire/record.h"
+
+#define PUBLISH_MS 30000 /* definitions re-written (a flushed Redis) */
+#define PRUNE_MS 1000	 /* active runs looked at */
+#define PRUNE_BATCH "999"
+#define CRON_STEPS 100000 /* fire times counted per poll at most */
+
+/* A request of the poller in flight: it names its trigger, looked up
+ * again on the answer (a SIGHUP may have removed it meanwhile). */
+struct op {
+	struct bg_triggers *tr;
+	char name[BG_TRIGGER_NAME_MAX + 1];
+	char *key;    /* prune: the active set */
+	char *member; /* prune: the run looked at */
+};
+
+static struct op *op_new(struct bg_triggers *tr, const char *name)
+{
+	struct op *o = calloc(1, sizeof *o);
+	if (o) {
+		o->tr = tr;
+		snprintf(o->name, sizeof o->name, "%s", name);
+	}
+	return o;
+}
+
+static void op_free(struct op *o)
+{
+	free(o->key);
+	free(o->member);
+	free(o);
+}
+
+/* ---- the configured set: states and their publication ---- */
+
+static int sync_states(struct bg_triggers *tr)
+{
+	size_t n;
+	const struct bg_trigger_conf *v = bg_triggers(tr->d->cfg, &n);
+	for (size_t i = 0; i < n; i++) {
+		if (bg_trigger_state(tr, v[i].name))
+			continue;
+		struct tstate *grown =
+			realloc(tr->v, (tr->n + 1) * sizeof *grown);
+		if (grown == NULL)
+			return -ENOMEM;
+		tr->v = grown;
+		struct tstate *st = &tr->v[tr->n++];
+		memset(st, 0, sizeof *st);
+		snprintf(st->name, sizeof st->name, "%s", v[i].name);
+		st->seen_ms = bg_redis_now_ms(tr->d);
+	}
+	return 0;
+}
+
+static char *definition(const struct bg_trigger_conf *t)
+{
+	bool timer = t->kind == BG_TRIGGER_TIMER;
+	json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:s}", "name", t->name,
+			      "kind", timer ? "timer" : "webhook", "agent_type",
+			      t->agent_type, "max_running", t->max_running,
+			      "session", t->session);
+	if (o && timer && t->every_ms)
+		json_object_set_new(o, "every_ms", json_integer(t->every_ms));
+	if (o && timer && t->cron[0])
+		json_object_set_new(o, "cron", json_string(t->cron));
+	if (o && timer)
+		json_object_set_new(o, "missed",
+				    json_string(t->missed == BG_MISSED_SKIP
+							? "skip"
+							: "run_once"));
+	if (o && !timer) {
+		char path[BG_TRIGGER_NAME_MAX + 8];
+		snprintf(path, sizeof path, "/hooks/%s", t->name);
+		json_object_set_new(o, "path", json_string(path));
+	}
+	char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	return s;
+}
+
+static void publish(struct bg_triggers *tr, const struct bg_trigger_conf *t)
+{
+	struct bg_daemon *d = tr->d;
+	char *names = bg_dkey(d, BG_KEY_TRIGGERS, "");
+	char *key = bg_dkey(d, BG_KEY_TRIGGER, t->name);
+	char *def = definition(t);
+	char now[24];
+	snprintf(now, sizeof now, "%lld", (long long)bg_redis_now_ms(d));
+	if (names && key && def) {
+		bg_rconn_cmdv(d->wr, NULL, NULL, 0,
+			      (const char *const[]){ "SADD", names, t->name,
+						     NULL });
+		bg_rconn_cmdv(d->wr, NULL, NULL, 0,
+			      (const char *const[]){ "HSET", key, "def", def,
+						     "def_by", d->worker_id,
+						     "def_at_ms", now, NULL });
+	}
+	free(names);
+	free(key);
+	free(def);
+}
+
+/* ---- fire times ---- */
+
+/* The first fire time strictly after `after`, or -1. */
+static int64_t fire_after(const struct bg_trigger_conf *t,
+			  const struct bg_cron *c, int64_t after)
+{
+	if (t->every_ms > 0)
+		return (after / t->every_ms + 1) * t->every_ms;
+	return bg_cron_next(c, after);
+}
+
+struct due {
+	int64_t latest; /* the latest fire time in (base, now], or 0 */
+	int64_t count;	/* fire times in (base, latest] */
+};
+
+static struct due due_since(const struct bg_trigger_conf *t,
+			    const struct bg_cron *c, int64_t base, int64_t now)
+{
+	struct due u = { 0, 0 };
+	if (t->every_ms > 0) {
+		int64_t latest = now - now % t->every_ms;
+		if (latest > base) {
+			u.latest = latest;
+			u.count = latest / t->every_ms - base / t->every_ms;
+		}
+		return u;
+	}
+	for (int64_t f = bg_cron_next(c, base);
+	     f > 0 && f <= now && u.count < CRON_STEPS;
+	     f = bg_cron_next(c, f)) {
+		u.latest = f;
+		u.count++;
+	}
+	return u;
+}
+
+static void on_fired(struct bg_daemon *d, const struct bg_fire_result *r,
+		     void *priv)
+{
+	struct op *o = priv;
+	struct tstate *st = bg_trigger_state(d->triggers, o->name);
+	if (st)
+		st->busy--;
+	(void)r; /* counted and logged by trigger_fire.c */
+	op_free(o);
+}
+
+static void fire(struct bg_triggers *tr, struct tstate *st,
+		 const struct bg_fire_request *rq)
+{
+	struct op *o = op_new(tr, st->name);
+	if (o == NULL)
+		return;
+	st->busy++;
+	int rc = bg_trigger_fire(tr->d, rq, on_fired, o);
+	if (rc) {
+		st->busy--;
+		op_free(o);
+		if (rc != -ENOTCONN)
+			bg_warn("trigger %s: cannot fire: %s", st->name,
+				strerror(-rc));
+	}
+}
+
+/* A timer whose fire time has come since `claimed` (0: never fired; it
+ * then fires from the time this bygated first had it). */
+static void timer_due(struct bg_triggers *tr, const struct bg_trigger_conf *t,
+		      struct tstate *st, int64_t claimed)
+{
+	struct bg_daemon *d = tr->d;
+	struct bg_cron c = { 0 };
+	char why[160];
+	if (t->cron[0] && bg_cron_parse(t->cron, &c, why, sizeof why))
+		return; /* checked at load */
+	int64_t now = bg_redis_now_ms(d);
+	int64_t base = claimed > 0 ? claimed : st->seen_ms;
+	struct due u = due_since(t, &c, base, now);
+	if (u.count > 0) {
+		int64_t grace = 3 * (int64_t)d->cfg->triggers_poll_ms;
+		if (grace < 2000)
+			grace = 2000;
+		bool late = now - u.latest > grace;
+		struct bg_fire_request rq = {
+			.t = t,
+			.fire_ms = u.latest,
+			.missed = u.count - 1,
+			.claim_only = late && t->missed == BG_MISSED_SKIP,
+		};
+		if (rq.claim_only)
+			rq.missed = u.count;
+		if (late)
+			bg_info("trigger %s: fire time %lld is %lld ms late "
+				"(%lld missed before it): %s",
+				t->name, (long long)u.latest,
+				(long long)(now - u.latest),
+				(long long)(u.count - 1),
+				rq.claim_only ? "skipped (missed = skip)"
+					      : "fired (missed = run_once)");
+		fire(tr, st, &rq);
+	}
+	int64_t next = fire_after(t, &c, now);
+	if (next != st->next_ms) {
+		char *key = bg_dkey(d, BG_KEY_TRIGGER, t->name);
+		char v[24];
+		snprintf(v, sizeof v, "%lld", (long long)next);
+		if (key)
+			bg_rconn_cmdv(d->wr, NULL, NULL, 0,
+				      (const char *const[]){ "HSET", key,
+							     "next_ms", v,
+							     NULL });
+		free(key);
+		st->next_ms = next;
+	}
+}
+
+static int64_t field_int(const redisReply *r, size_t i)
+{
+	if (i >= r->elements || r->element[i]->type != REDIS_REPLY_STRING)
+		return 0;
+	return strtoll(r->element[i]->str, NULL, 10);
+}
+
+static void on_state(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	struct op *o = priv;
+	struct bg_triggers *tr = o->tr;
+	struct tstate *st = bg_trigger_state(tr, o->name);
+	const struct bg_trigger_conf *t = bg_trigger_find(tr->d->cfg, o->name);
+	if (st)
+		st->busy--;
+	if (st && t && r && r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+	    !tr->d->draining && !tr->d->stopping) {
+		int64_t claimed = field_int(r, 0);
+		int64_t requests = field_int(r, 1);
+		int64_t handled = field_int(r, 2);
+		if (requests > handled) {
+			struct bg_fire_request rq = { .t = t,
+						      .manual = handled + 1 };
+			fire(tr, st, &rq);
+		}
+		if (t->kind == BG_TRIGGER_TIMER)
+			timer_due(tr, t, st, claimed);
+	}
+	op_free(o);
+}
+
+static void poll_state(struct bg_triggers *tr, struct tstate *st)
+{
+	struct op *o = op_new(tr, st->name);
+	char *key = bg_dkey(tr->d, BG_KEY_TRIGGER, st->name);
+	if (o && key) {
+		st->busy++;
+		if (bg_rconn_cmdv(
+			    tr->d->wr, on_state, o, 0,
+			    (const char *const[]){ "HMGET", key, "claimed_ms",
+						   "fire_requests", "fire_done",
+						   NULL }) == 0)
+			o = NULL;
+		else
+			st->busy--;
+	}
+	if (o)
+		op_free(o);
+	free(key);
+}
+
+/* ---- active runs ---- */
+
+static void on_run(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	struct op *o = priv;
+	bool ended = false;
+	if (r && r->type == REDIS_REPLY_NIL) {
+		ended = true; /* no record: expired or never written */
+	} else if (r && r->type == REDIS_REPLY_STRING) {
+		struct bg_record rec = { 0 };
+		ended = bg_record_read(&rec, (struct bg_str){ r->str,
+							      r->len }) == 0 &&
+			bg_status_is_terminal(rec.status);
+		bg_record_free(&rec);
+	}
+	if (ended)
+		bg_rconn_cmdv(o->tr->d->wr, NULL, NULL, 0,
+			      (const char *const[]){ "ZREM", o->key, o->member,
+						     NULL });
+	op_free(o);
+}
+
+static void look_at_run(struct bg_triggers *tr, const char *name,
+			const char *active, const redisReply *m)
+{
+	const char *tab = memchr(m->str, '\t', m->len);
+	struct op *o = op_new(tr, name);
+	if (o == NULL)
+		return;
+	o->key = strdup(active);
+	o->member = strndup(m->str, m->len);
+	char *reg = NULL, *field = NULL;
+	if (tab && o->key && o->member) {
+		char *sid = strndup(m->str, (size_t)(tab - m->str));
+		reg = sid ? bg_dkey(tr->d, BG_KEY_SESSION_REGISTRY, sid) : NULL;
+		free(sid);
+		size_t flen = m->len - (size_t)(tab - m->str) + 5;
+		field = malloc(flen);
+		if (field)
+			snprintf(field, flen, "exec:%.*s",
+				 (int)(m->len - (size_t)(tab - m->str) - 1),
+				 tab + 1);
+	}
+	if (reg && field &&
+	    bg_rconn_cmdv(tr->d->wr, on_run, o, 0,
+			  (const char *const[]){ "HGET", reg, field, NULL }) ==
+		    0)
+		o = NULL;
+	else if (!tab && o->key && o->member) /* not ours: dropped */
+		bg_rconn_cmdv(tr->d->wr, NULL, NULL, 0,
+			      (const char *const[]){ "ZREM", o->key, o->member,
+						     NULL });
+	free(reg);
+	free(field);
+	if (o)
+		op_free(o);
+}
+
+static void on_members(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	struct op *o = priv;
+	for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements;
+	     i++)
+		if (r->element[i]->type == REDIS_REPLY_STRING)
+			look_at_run(o->tr, o->name, o->key, r->element[i]);
+	op_free(o);
+}
+
+static void prune(struct bg_triggers *tr, struct tstate *st)
+{
+	struct op *o = op_new(tr, st->name);
+	if (o)
+		o->key = bg_dkey(tr->d, BG_KEY_TRIGGER_ACTIVE, st->name);
+	if (o && o->key &&
+	    bg_rconn_cmdv(tr->d->wr, on_members, o, 0,
+			  (const char *const[]){ "ZRANGE", o->key, "0",
+						 PRUNE_BATCH, NULL }) == 0)
+		return;
+	if (o)
+		op_free(o);
+}
+
+/* ---- the poll ---- */
+
+static void arm(struct bg_triggers *tr)
+{
+	tr->poll_ms = tr->d->cfg->triggers_poll_ms;
+	struct timeval tv = { tr->poll_ms / 1000, (tr->poll_ms % 1000) * 1000 };
+	event_add(tr->ev, &tv);
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct bg_triggers *tr = arg;
+	struct bg_daemon *d = tr->d;
+	if (tr->poll_ms != d->cfg->triggers_poll_ms)
+		arm(tr); /* a SIGHUP changed it */
+	if (!bg_rconn_ready(d->wr) || d->draining || d->stopping)
+		return;
+	if (sync_states(tr))
+		return;
+	size_t n;
+	const struct bg_trigger_conf *v = bg_triggers(d->cfg, &n);
+	int64_t mono = bg_mono_ms();
+	bool republish = tr->published != d->cfg ||
+			 mono - tr->published_at >= PUBLISH_MS;
+	for (size_t i = 0; i < n; i++) {
+		struct tstate *st = bg_trigger_state(tr, v[i].name);
+		if (st == NULL)
+			continue;
+		if (republish)
+			publish(tr, &v[i]);
+		if (st->busy == 0)
+			poll_state(tr, st);
+		if (mono >= st->prune_at) {
+			st->prune_at = mono + PRUNE_MS;
+			prune(tr, st);
+		}
+	}
+	if (republish) {
+		tr->published = d->cfg;
+		tr->published_at = mono;
+	}
+}
+
+int bg_triggers_start(struct bg_daemon *d)
+{
+	struct bg_triggers *tr = calloc(1, sizeof *tr);
+	if (tr == NULL)
+		return -ENOMEM;
+	d->triggers = tr;
+	tr->d = d;
+	tr->ev = event_new(d->base, -1, EV_PERSIST, on_tick, tr);
+	if (tr->ev == NULL || sync_states(tr))
+		return -ENOMEM;
+	arm(tr);
+	return 0;
+}
+
+void bg_triggers_reload(struct bg_daemon *d)
+{
+	if (d->triggers)
+		d->triggers->published = NULL; /* published at the next tick */
+}
+
+void bg_triggers_stop(struct bg_daemon *d)
+{
+	struct bg_triggers *tr = d->triggers;
+	if (tr == NULL)
+		return;
+	if (tr->ev)
+		event_free(tr->ev);
+	free(tr->v);
+	free(tr);
+	d->triggers = NULL;
+}
+
+/* ---- /metrics ---- */
+
+int bg_triggers_metrics(struct bg_buf *out, const struct bg_daemon *d)
+{
+	static const char fam[] = "bygate_trigger_fires_total";
+	static const char next[] = "bygate_trigger_next_fire_seconds";
+	const struct bg_triggers *tr = d->triggers;
+	if (tr == NULL || tr->n == 0)
+		return 0;
+	if (bg_prom_family(out, fam, "counter",
+			   "Fires of each trigger handled by this bygated, by "
+			   "outcome (fired: the ASK_AGENT was sent; "
+			   "duplicate: another bygated or an earlier request "
+			   "had it; skipped_running: max_running runs were "
+			   "active; skipped_paused; missed; error; rejected: "
+			   "a webhook request refused (401/413/400))."))
+		return -ENOMEM;
+	for (size_t i = 0; i < tr->n; i++) {
+		const struct tstate *st = &tr->v[i];
+		const struct bg_trigger_counts *k = &st->counts;
+		const struct {
+			const char *outcome;
+			uint64_t v;
+		} rows[] = { { "fired", k->fired },
+			     { "duplicate", k->duplicate },
+			     { "skipped_running", k->busy },
+			     { "skipped_paused", k->paused },
+			     { "missed", k->missed },
+			     { "error", k->errors },
+			     { "rejected", k->rejected } };
+		for (size_t j = 0; j < sizeof rows / sizeof rows[0]; j++) {
+			struct bg_prom_label l[2] = {
+				{ "trigger", st->name },
+				{ "outcome", rows[j].outcome },
+			};
+			if (bg_prom_sample(out, fam, l, 2, (double)rows[j].v))
+				return -ENOMEM;
+		}
+	}
+	if (bg_prom_family(out, next, "gauge",
+			   "The next fire time of each timer trigger (Unix "
+			   "seconds), as this bygated computed it."))
+		return -ENOMEM;
+	for (size_t i = 0; i < tr->n; i++) {
+		struct bg_prom_label l = { "trigger", tr->v[i].name };
+		if (tr->v[i].next_ms > 0 &&
+		    bg_prom_sample(out, next, &l, 1,
+				   (double)tr->v[i].next_ms / 1000.0))
+			return -ENOMEM;
+	}
+	return 0;
+}
