@@ -211,7 +211,9 @@ static bool empty_content(struct bg_str body, bool is_json)
 static const char *prepare(const struct bg_trigger_conf *t, struct evkeyvalq *h,
 			   struct hook_call *c, bool *is_json)
 {
-	const char *key = evhttp_find_header(h, t->idempotency_header);
+	const char *key = t->idempotency_header[0]
+				  ? evhttp_find_header(h, t->idempotency_header)
+				  : NULL;
 	if (key && !bg_idem_key_ok(bg_str_c(key)))
 		return "the idempotency header must be 1 to 200 printable "
 		       "ASCII characters without spaces";

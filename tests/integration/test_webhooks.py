@@ -85,6 +85,22 @@ def runs(d, message_id):
                           re.escape(message_id), d.log_text()))
 
 
+def rejected(d, name):
+    """bygate_trigger_fires_total{trigger=name, outcome="rejected"}."""
+    c = http.client.HTTPConnection("127.0.0.1", d.http_port, timeout=10)
+    try:
+        c.request("GET", "/metrics")
+        text = c.getresponse().read().decode()
+    finally:
+        c.close()
+    for line in text.splitlines():
+        if line.startswith("bygate_trigger_fires_total{") and \
+                'trigger="%s"' % name in line and \
+                'outcome="rejected"' in line:
+            return int(float(line.rsplit(" ", 1)[1]))
+    return 0
+
+
 def fired(h, status, body, d=None):
     """The task of a 202: it runs to COMPLETED (and, with d, bygated is
     done writing its events)."""
@@ -130,12 +146,12 @@ def test_text_body_becomes_text_content(h):
 
 @timeout(60)
 def test_secret_from_environment_variable(h):
-    env = proc.clean_env({"BYGATE_TEST_HOOK_SECRET": "from-the-env"})
+    env = proc.clean_env({"BYGATE_TEST_HOOK_SECRET": "from-the-environment"})
     d = start(h, {"envhook": hook(secret_env="BYGATE_TEST_HOOK_SECRET")},
               env=env)
     status, _, body = post(d, "envhook", b'{"n": 1}', secret=SECRET)
     assert status == 401, body
-    status, _, body = post(d, "envhook", b'{"n": 1}', secret="from-the-env")
+    status, _, body = post(d, "envhook", b'{"n": 1}', secret="from-the-environment")
     fired(h, status, body)
     assert xlen(h) == 1
 
@@ -160,6 +176,7 @@ def test_bad_signature_is_401_and_creates_nothing(h):
     status, _, body = post(d, "gh", b'{"a": 1}', signed=False)
     assert status == 401 and "missing" in body["reason"], body
     assert xlen(h) == 0
+    assert rejected(d, "gh") == 3
     assert "webhook gh: refused with 401" in d.log_text()
     assert SECRET not in d.log_text()
 
