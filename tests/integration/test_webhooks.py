@@ -59,13 +59,18 @@ def post(d, name, body, secret=SECRET, ts=None, headers=None,
         hdrs["X-Bygate-Timestamp"] = str(ts)
         hdrs["X-Bygate-Signature"] = sign(secret, ts, body)
     hdrs.update(headers or {})
+    status, rhdrs, raw = call(d, method, "/hooks/" + name, body, hdrs)
+    return status, rhdrs, json.loads(raw) if raw else None
+
+
+def call(d, method, path, body=None, headers=None):
+    """(status, headers with lower-case names, body text)."""
     c = http.client.HTTPConnection("127.0.0.1", d.http_port, timeout=10)
     try:
-        c.request(method, "/hooks/" + name, body=body, headers=hdrs)
+        c.request(method, path, body=body, headers=headers or {})
         r = c.getresponse()
-        raw = r.read().decode()
         return (r.status, {k.lower(): v for k, v in r.getheaders()},
-                json.loads(raw) if raw else None)
+                r.read().decode())
     finally:
         c.close()
 
@@ -87,18 +92,18 @@ def runs(d, message_id):
 
 def rejected(d, name):
     """bygate_trigger_fires_total{trigger=name, outcome="rejected"}."""
-    c = http.client.HTTPConnection("127.0.0.1", d.http_port, timeout=10)
-    try:
-        c.request("GET", "/metrics")
-        text = c.getresponse().read().decode()
-    finally:
-        c.close()
-    for line in text.splitlines():
+    for line in call(d, "GET", "/metrics")[2].splitlines():
         if line.startswith("bygate_trigger_fires_total{") and \
                 'trigger="%s"' % name in line and \
                 'outcome="rejected"' in line:
             return int(float(line.rsplit(" ", 1)[1]))
     return 0
+
+
+def still_serving(h, d):
+    assert d.alive()
+    status, _, body = post(d, "gh", b'{"still": "serving"}')
+    fired(h, status, body)
 
 
 def fired(h, status, body, d=None):
@@ -241,9 +246,7 @@ def test_body_over_every_webhook_limit_is_refused_unread(h):
     except (ConnectionError, json.JSONDecodeError):
         pass
     assert xlen(h) == 0
-    assert d.alive()
-    status, _, body = post(d, "gh", b'{"still": "serving"}')
-    fired(h, status, body)
+    still_serving(h, d)
 
 
 @timeout(60)
@@ -312,9 +315,7 @@ def test_caller_leaving_before_the_answer_still_fires_once(h):
     hdr = cmd["header"]
     pc.wait_terminal(h.client(), h.keys, hdr["session_id"],
                      hdr["message_id"])
-    assert d.alive()
-    status, _, body = post(d, "gh", b'{"after": true}')
-    fired(h, status, body)
+    still_serving(h, d)
 
 
 @timeout(60)
