@@ -116,16 +116,6 @@ static json_t *unserved_types(const struct bg_daemon *d)
 
 /* ---- handlers ---- */
 
-void bg_http_reply(struct evhttp_request *req, int code, const char *type,
-		   const char *body, size_t len)
-{
-	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-	evhttp_add_header(h, "Content-Type", type);
-	evhttp_add_header(h, "Cache-Control", "no-store");
-	evbuffer_add(evhttp_request_get_output_buffer(req), body, len);
-	evhttp_send_reply(req, code, NULL, NULL);
-}
-
 static void reply_text(struct evhttp_request *req, int code, const char *s)
 {
 	bg_http_reply(req, code, "text/plain; charset=utf-8", s, strlen(s));

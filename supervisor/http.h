@@ -21,7 +21,8 @@ int bg_http_start(struct bg_daemon *d);
  * before event_base_free. Idempotent. */
 void bg_http_stop(struct bg_daemon *d);
 
-/* Send req's reply: code, the Content-Type, no caching, the body. */
+/* Send req's reply: code, the Content-Type, no caching, the body
+ * (http_reply.c). */
 void bg_http_reply(struct evhttp_request *req, int code, const char *type,
 		   const char *body, size_t len);
 
