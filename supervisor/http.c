@@ -247,8 +247,15 @@ static struct evconnlistener *listen_on(struct bg_daemon *d)
 
 int bg_http_start(struct bg_daemon *d)
 {
-	if (d->cfg->http_port == 0 || d->http != NULL)
+	if (d->http != NULL)
 		return 0;
+	if (d->cfg->http_port == 0) {
+		/* a body cap above 0 means a webhook is configured */
+		if (bg_hook_body_cap(d, 0) > 0)
+			bg_warn("triggers.webhooks are configured but "
+				"http.port is 0: no webhook is served");
+		return 0;
+	}
 	struct bg_http *h = calloc(1, sizeof(*h));
 	struct evconnlistener *l = h ? listen_on(d) : NULL;
 	int err = h ? errno : ENOMEM;

@@ -330,3 +330,10 @@ def test_webhook_added_by_sighup_is_served(h):
     # larger than the connection limit before the reload (4096 bytes)
     status, _, body = post(d, "added", '"%s"' % ("y" * 10000))
     fired(h, status, body)
+
+
+@timeout(60)
+def test_webhooks_without_an_http_port_are_reported(h):
+    d = h.start_bygated({"triggers": {"webhooks": {"gh": hook()}}})
+    d.wait_log("triggers.webhooks are configured but http.port is 0",
+               timeout=5)
