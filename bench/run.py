@@ -65,6 +65,7 @@ from bglib.redisserver import RedisServer, RedisStartError  # noqa: E402
 from bglib.resp import RespError  # noqa: E402
 import recovery  # noqa: E402  (bench/recovery.py: the recovery phases)
 import workflows  # noqa: E402  (bench/workflows.py: the workflow figures)
+import triggers  # noqa: E402  (bench/triggers.py: the trigger figures)
 
 WIRE_FLOOR = REPO.parent / "shared" / "bench" / "wire_floor.py"
 AGENT_TYPE = "noop"
@@ -240,7 +241,7 @@ class Run:
     def bygated(self, redis, name, durability="process",
                 agent_type=AGENT_TYPE, log_level="warn", worker=None,
                 wait=True, agent=None, sandbox="trusted", sched=None,
-                agents=None):
+                agents=None, extra=None):
         """A bygated on `redis` (pool --pool, worker WORKER_ID and the
         `worker` settings, a fresh state directory), started and, with wait,
         ready; without wait it is only configured (call start() to run it).
@@ -277,6 +278,7 @@ class Run:
         # process per task) or "off" (pool.sandbox = false: no filter).
         if sched is not None:
             cfg["sched"] = sched
+        cfg.update(extra or {})
         if sandbox == "off":
             cfg["pool"]["sandbox"] = False
         elif sandbox == "trusted":
@@ -711,7 +713,7 @@ def phase(results, failures, key, title, fn, *a, **kw):
     value = None
     try:
         value = fn(*a, **kw)
-    except (PhaseError, recovery.RecoveryError) as e:
+    except (PhaseError, recovery.RecoveryError, RuntimeError) as e:
         failures.append("%s: %s" % (title, e))
         say(RULE)
         say("%s FAILED: %s" % (title, e))
@@ -1039,6 +1041,11 @@ def run_all(run, results, failures):
                             lambda *pa: phase(results, failures, *pa),
                             say, RULE)
         return
+    if a.only_triggers:
+        triggers.triggers(run, results,
+                          lambda *pa: phase(results, failures, *pa), say,
+                          RULE)
+        return
     say("bygate benchmark: %d tasks, %d sessions, pool %d, %d closed-loop "
         "tasks, %d run(s) of the full load and of each floor%s" % (
             a.tasks, a.sessions, a.pool, a.closed_tasks, a.repeat,
@@ -1097,6 +1104,8 @@ def run_all(run, results, failures):
     scheduling_cost(run, results, failures)
     workflows.workflows(run, results,
                         lambda *pa: phase(results, failures, *pa), say, RULE)
+    triggers.triggers(run, results,
+                      lambda *pa: phase(results, failures, *pa), say, RULE)
     summary(results)
 
 
@@ -1128,6 +1137,8 @@ def parse_args(argv):
                     help="run only the handlers phase")
     ap.add_argument("--only-sched", action="store_true",
                     help="only the scheduling cost (the ready set off/on)")
+    ap.add_argument("--only-triggers", action="store_true",
+                    help="only the trigger figures (bench/triggers.py)")
     ap.add_argument("--only-workflows", action="store_true",
                     help="only the workflow figures (step overhead, a "
                          "1,000-task graph against direct sends)")

@@ -225,6 +225,50 @@ int bg_client_wakeup_json(struct bg_client *c, struct bg_buf *out,
 int bg_client_pending_json(struct bg_client *c, struct bg_buf *out,
 			   const struct bg_client_intent *in);
 
+/* ---- table text (client/text.c) ---------------------------------------- */
+
+/* Append s, at most max bytes of it (cut at a character boundary, "..."
+ * added), control characters shown as '?' so that text read from Redis
+ * cannot drive the terminal; pad with spaces to `width` characters. */
+int bg_client_text_put(struct bg_buf *out, const char *s, size_t max,
+		       size_t width);
+
+/* Characters bg_client_text_put would show for s (max bytes of it). */
+size_t bg_client_text_width(const char *s, size_t max);
+
+/* One table cell: bg_client_text_put, then two spaces. */
+int bg_client_text_cell(struct bg_buf *out, const char *s, size_t max,
+			size_t width);
+
+/* End a table row: trailing padding dropped, then a newline. */
+int bg_client_text_end_row(struct bg_buf *out);
+
+/* ---- triggers (client/triggers.c, docs/client.md "Triggers") -------- */
+
+/* A duration as its units, largest first: "250ms", "30s", "1m30s", "1d";
+ * "0s" for ms <= 0. Returns what snprintf does. */
+int bg_client_duration_text(char *buf, size_t cap, long long ms);
+
+/* An epoch ms time relative to now_ms, to the second, in its two largest
+ * units: "in 4m12s", "3h5m ago", "2d ago", "now"; "-" for ms <= 0. */
+void bg_client_relative_text(char *buf, size_t cap, long long ms,
+			     int64_t now_ms);
+
+/* A trigger as one object of `bygate triggers --json` (a new reference;
+ * NULL when out of memory): def's members, "schedule" (the table's text),
+ * the state (times null when unset) and "counts" {fires, skipped_running,
+ * skipped_paused, missed, duplicates}. */
+json_t *bg_client_trigger_json(const struct bg_client_trigger *t);
+
+/* Append the table of `bygate triggers`: a header, then a row per
+ * trigger (NAME KIND AGENT_TYPE SCHEDULE NEXT LAST_FIRE LAST_OUTCOME
+ * ACTIVE PAUSED FIRES SKIPPED; SKIPPED sums the fires skipped while
+ * running, paused or missed), times relative to now_ms; a line saying so
+ * when n is 0. 0 or -ENOMEM. */
+int bg_client_triggers_table(struct bg_buf *out,
+			     const struct bg_client_trigger *v, size_t n,
+			     int64_t now_ms);
+
 /* ---- workflows (client/workflow.c, docs/client.md "Workflows") ------- */
 
 /* The workflow agent types of issue 13 (docs/workflows.md). */

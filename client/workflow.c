@@ -83,45 +83,6 @@ json_t *bg_client_wf_step(const char *raw, size_t len, const char *message_id,
 
 /* ---- text helpers ------------------------------------------------------ */
 
-/* Append s, at most max bytes of it (cut at a character boundary, "..."
- * added), control characters shown as '?' so that an agent's text cannot
- * drive the terminal; pad with spaces to `width` characters. */
-static int put_text(struct bg_buf *out, const char *s, size_t max, size_t width)
-{
-	size_t n = strlen(s), chars = 0;
-	bool cut = n > max;
-	if (cut) {
-		n = max;
-		while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-			n--;
-	}
-	int rc = bg_buf_reserve(out, n + width + 4);
-	for (size_t i = 0; rc == 0 && i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		char put = c < 0x20 || c == 0x7f ? '?' : (char)c;
-		chars += (c & 0xC0) != 0x80;
-		rc = bg_buf_append(out, &put, 1);
-	}
-	if (rc == 0 && cut) {
-		rc = bg_buf_puts(out, "...");
-		chars += 3;
-	}
-	for (; rc == 0 && chars < width; chars++)
-		rc = bg_buf_append(out, " ", 1);
-	return rc;
-}
-
-/* Characters put_text would show for s (at most max bytes of it). */
-static size_t text_width(const char *s, size_t max)
-{
-	size_t n = strlen(s), chars = 0;
-	if (n > max)
-		return max + 3;
-	for (size_t i = 0; i < n; i++)
-		chars += ((unsigned char)s[i] & 0xC0) != 0x80;
-	return chars;
-}
-
 /* A member as text: a string as is, null or absent as "", anything else
  * as compact JSON (into *own, to free()). */
 static const char *member_text(const json_t *o, const char *key, char **own)
@@ -204,21 +165,22 @@ int bg_client_wf_step_line(struct bg_buf *out, const json_t *step,
 	long long retry = int_or(step, "retry_count", 0);
 	int rc = bg_buf_printf(out, "%s  ", when);
 	if (rc == 0)
-		rc = put_text(out, label, NAME_MAX_BYTES, 16);
+		rc = bg_client_text_put(out, label, NAME_MAX_BYTES, 16);
 	if (rc == 0)
 		rc = bg_buf_puts(out, "  ");
 	if (rc == 0)
-		rc = put_text(out, status[0] ? status : "?", 32, 9);
+		rc = bg_client_text_put(out, status[0] ? status : "?", 32, 9);
 	if (rc == 0)
 		rc = bg_buf_puts(out, "  ");
 	if (rc == 0)
-		rc = put_text(out, agent[0] ? agent : "-", NAME_MAX_BYTES, 0);
+		rc = bg_client_text_put(out, agent[0] ? agent : "-",
+					NAME_MAX_BYTES, 0);
 	if (rc == 0 && retry > 0)
 		rc = bg_buf_printf(out, "  (retry %lld)", retry);
 	if (rc == 0 && err[0]) {
 		rc = bg_buf_puts(out, "  ");
 		if (rc == 0)
-			rc = put_text(out, err, ERROR_MAX, 0);
+			rc = bg_client_text_put(out, err, ERROR_MAX, 0);
 	}
 	free(err_own);
 	return rc;
@@ -269,21 +231,6 @@ bool bg_client_wf_ok(enum bg_wf_kind k, const json_t *result)
 	return false;
 }
 
-/* One table cell: text padded to width, then two spaces. */
-static int cell(struct bg_buf *out, const char *s, size_t max, size_t width)
-{
-	int rc = put_text(out, s, max, width);
-	return rc ? rc : bg_buf_puts(out, "  ");
-}
-
-/* End a table row: trailing padding dropped, then a newline. */
-static int end_row(struct bg_buf *out)
-{
-	while (out->len > 0 && out->p[out->len - 1] == ' ')
-		out->len--;
-	return bg_buf_puts(out, "\n");
-}
-
 /* The last cell of a row: member `first` of it, else its `fallback`
  * member (may be NULL), as text (max bytes); then the end of the row. */
 static int last_cell(struct bg_buf *out, const json_t *row, const char *first,
@@ -295,9 +242,9 @@ static int last_cell(struct bg_buf *out, const json_t *row, const char *first,
 		free(own);
 		s = member_text(row, fallback, &own);
 	}
-	int rc = put_text(out, s, max, 0);
+	int rc = bg_client_text_put(out, s, max, 0);
 	free(own);
-	return rc ? rc : end_row(out);
+	return rc ? rc : bg_client_text_end_row(out);
 }
 
 /* Widest value (shown width) of member `key` over the rows, at least
@@ -307,7 +254,8 @@ static size_t column_width(const json_t *rows, const char *key, size_t min)
 	size_t i, w = min;
 	json_t *r;
 	json_array_foreach(rows, i, r) {
-		size_t n = text_width(bg_client_jstr(r, key), COL_ID_MAX);
+		size_t n = bg_client_text_width(bg_client_jstr(r, key),
+						COL_ID_MAX);
 		w = n > w ? n : w;
 	}
 	return w;
@@ -320,9 +268,9 @@ static int dag_table(struct bg_buf *out, const json_t *result)
 	size_t wa = column_width(tasks, "agent", 5);
 	size_t i;
 	json_t *t;
-	int rc = cell(out, "TASK", COL_ID_MAX, wt);
-	rc = rc ? rc : cell(out, "STATUS", 16, 9);
-	rc = rc ? rc : cell(out, "AGENT", COL_ID_MAX, wa);
+	int rc = bg_client_text_cell(out, "TASK", COL_ID_MAX, wt);
+	rc = rc ? rc : bg_client_text_cell(out, "STATUS", 16, 9);
+	rc = rc ? rc : bg_client_text_cell(out, "AGENT", COL_ID_MAX, wa);
 	rc = rc ? rc
 		: bg_buf_printf(out, "%7s  %10s  ERROR\n", "RETRIES",
 				"DURATION");
@@ -336,11 +284,14 @@ static int dag_table(struct bg_buf *out, const json_t *result)
 				    : -1,
 			      dur, sizeof dur);
 		rc = rc ? rc
-			: cell(out, bg_client_jstr(t, "task_id"), COL_ID_MAX,
-			       wt);
-		rc = rc ? rc : cell(out, bg_client_jstr(t, "status"), 16, 9);
+			: bg_client_text_cell(out, bg_client_jstr(t, "task_id"),
+					      COL_ID_MAX, wt);
 		rc = rc ? rc
-			: cell(out, bg_client_jstr(t, "agent"), COL_ID_MAX, wa);
+			: bg_client_text_cell(out, bg_client_jstr(t, "status"),
+					      16, 9);
+		rc = rc ? rc
+			: bg_client_text_cell(out, bg_client_jstr(t, "agent"),
+					      COL_ID_MAX, wa);
 		rc = rc ? rc
 			: bg_buf_printf(out, "%7lld  %10s  ",
 					int_or(t, "retry_count", 0), dur);
@@ -399,7 +350,9 @@ static int fanout_table(struct bg_buf *out, const json_t *result)
 				      : -1,
 			      dur, sizeof dur);
 		rc = bg_buf_printf(out, "%5lld  ", int_or(r, "index", 0));
-		rc = rc ? rc : cell(out, bg_client_jstr(r, "status"), 16, 9);
+		rc = rc ? rc
+			: bg_client_text_cell(out, bg_client_jstr(r, "status"),
+					      16, 9);
 		rc = rc ? rc : bg_buf_printf(out, "%10s  ", dur);
 		bool ok = bg_client_wf_status_ok(bg_client_jstr(r, "status"));
 		rc = rc ? rc
@@ -425,8 +378,9 @@ static int fanout_table(struct bg_buf *out, const json_t *result)
 
 static int group_row(struct bg_buf *out, const char *role, const json_t *r)
 {
-	int rc = cell(out, role, COL_ID_MAX, 12);
-	rc = rc ? rc : cell(out, bg_client_jstr(r, "status"), 16, 9);
+	int rc = bg_client_text_cell(out, role, COL_ID_MAX, 12);
+	rc = rc ? rc
+		: bg_client_text_cell(out, bg_client_jstr(r, "status"), 16, 9);
 	return rc ? rc : last_cell(out, r, "error", "output", OUTPUT_MAX);
 }
 

@@ -15,8 +15,8 @@ struct bg_cron {
 	uint32_t mday;	 /* 1-31 */
 	uint16_t month;	 /* 1-12 */
 	uint8_t wday;	 /* 0-6, Sunday = 0 (7 is accepted as Sunday) */
-	bool mday_any;	 /* day-of-month was "*" */
-	bool wday_any;	 /* day-of-week was "*" */
+	bool mday_any;	 /* day-of-month started with "*" (crontab(5)) */
+	bool wday_any;	 /* day-of-week started with "*" */
 };
 
 /* Parse `expr`: five fields separated by blanks, each "*", a number, a
@@ -27,7 +27,8 @@ int bg_cron_parse(const char *expr, struct bg_cron *out, char *why, size_t n);
 
 /* The first minute strictly after after_ms (Unix ms, UTC) that matches c,
  * in Unix ms; as cron, when both day fields are restricted a day matches
- * if either does. -1 when none within about five years (e.g. 31 feb). */
+ * if either does. -1 when none within about eight years (31 feb; 29 feb
+ * reaches across a century year). */
 int64_t bg_cron_next(const struct bg_cron *c, int64_t after_ms);
 
 #endif

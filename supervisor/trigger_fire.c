@@ -386,12 +386,25 @@ static void on_fired(struct bg_rconn *c, redisReply *r, void *priv)
 	done(f, &res);
 }
 
+/* An idempotency key, which a webhook's scope prefix "hook:<name>:" may
+ * make longer than a client's. */
+static bool key_ok(struct bg_str key)
+{
+	size_t scope = BG_TRIGGER_NAME_MAX + 6;
+	if (key.len <= scope)
+		return bg_idem_key_ok(key);
+	return key.len <= BG_IDEM_KEY_MAX + scope &&
+	       bg_idem_key_ok((struct bg_str){ key.p, scope }) &&
+	       bg_idem_key_ok(
+		       (struct bg_str){ key.p + scope, key.len - scope });
+}
+
 int bg_trigger_fire(struct bg_daemon *d, const struct bg_fire_request *rq,
 		    bg_fire_done_fn fn, void *priv)
 {
 	const struct bg_trigger_conf *t = rq->t;
 	if (t == NULL ||
-	    (rq->idempotency_key.len && !bg_idem_key_ok(rq->idempotency_key)))
+	    (rq->idempotency_key.len && !key_ok(rq->idempotency_key)))
 		return -EINVAL;
 	if (!bg_rconn_ready(d->wr))
 		return -ENOTCONN;

@@ -389,6 +389,85 @@ typedef void (*bg_gate_cb)(void *arg, const struct bg_gate_event *ev);
 int bg_client_gate(struct bg_client *c, const struct bg_gate_options *o,
 		   const volatile sig_atomic_t *stop, bg_gate_cb cb, void *arg);
 
+/* ---- triggers (docs/client.md "Triggers", docs/triggers.md) ------------
+ * Timer and webhook triggers are configured in bygated's configuration;
+ * their fleet-wide state lives in Redis: the SET of trigger names every
+ * bygated publishes (wire/keys.h BG_KEY_TRIGGERS), a HASH per trigger
+ * (BG_KEY_TRIGGER) and the ZSET of its runs still active
+ * (BG_KEY_TRIGGER_ACTIVE). A name not in the SET is unknown. */
+
+/* One trigger as the fleet's state says: "" and 0 where a field is absent
+ * (a trigger no bygated has described yet has only its name). The strings
+ * are owned by the array of bg_client_triggers_list. */
+struct bg_client_trigger {
+	char *name;
+	/* the definition (`def`) as the last bygated to load it wrote it */
+	char *kind; /* "timer" or "webhook" */
+	char *agent_type;
+	long long every_ms;    /* timers given `every` */
+	char *cron;	       /* timers given `cron` (5 fields, UTC) */
+	char *path;	       /* webhooks: "/hooks/<name>" */
+	long long max_running; /* 0: no cap */
+	char *missed;	       /* "skip" or "run_once" (timers) */
+	char *session;
+	char *def_by; /* the worker id that wrote def */
+	long long def_at_ms;
+	/* pause, for the whole fleet */
+	bool paused;
+	long long paused_at_ms;
+	char *paused_by;
+	/* fires */
+	long long next_ms;    /* next fire time (timers), as last polled */
+	long long claimed_ms; /* latest fire time claimed */
+	long long last_fire_ms;
+	char *last_message_id, *last_execution_id, *last_session_id;
+	char *last_outcome; /* fired, skipped_running, skipped_paused,
+			       duplicate */
+	long long fires, skipped_running, skipped_paused, missed_fires,
+		duplicates;
+	long long fire_requests, fire_done; /* manual fires asked, handled */
+	long long active;		    /* runs still active */
+};
+
+/* Every trigger of the SET, sorted by name (HGETALL and ZCARD each):
+ * *out a new array of *n (NULL when none) for bg_client_triggers_free.
+ * Fields that do not parse (def not a JSON object, a counter not a
+ * number) read as absent. 0 or a negative error. */
+int bg_client_triggers_list(struct bg_client *c, struct bg_client_trigger **out,
+			    size_t *n);
+void bg_client_triggers_free(struct bg_client_trigger *v, size_t n);
+
+/* Pause (paused true) or resume a trigger for the whole fleet: paused
+ * "1", paused_at_ms and paused_by = who (NULL or "": "client"); resuming
+ * writes paused "0" and deletes the other two. Durable: every bygated
+ * reads it when it polls, a restarted one too; while paused no fire of
+ * the trigger is sent (they count as skipped_paused). -ENOENT (errmsg
+ * says so) when no bygated has published the name; -EINVAL for "". */
+int bg_client_trigger_pause(struct bg_client *c, const char *name, bool paused,
+			    const char *who);
+
+/* The answer to a manual fire (bg_client_trigger_fire). */
+struct bg_client_fire_result {
+	long long request; /* its number: fire_requests after the HINCRBY */
+	/* fired, skipped_running (max_running runs active), skipped_paused,
+	 * error; "" while unanswered */
+	char outcome[BG_CLIENT_CODE_MAX];
+	char message_id[BG_CLIENT_ID_MAX]; /* fired: the ASK_AGENT's */
+	char error[512];		   /* error: why (bygated's words) */
+};
+
+/* Ask the fleet to fire the trigger once now: HINCRBY fire_requests 1
+ * gives the request number n; a bygated with the trigger handles it when
+ * it next polls, raising fire_done to n and writing manual:<n>
+ * ("fired <message_id>", "skipped_running", "skipped_paused" or "error
+ * <why>"). Polled every 50 ms for up to timeout_ms (<= 0: 10000).
+ * 0 when answered, whatever the outcome (out says it); -ENOENT for an
+ * unknown name (nothing asked); -ETIMEDOUT when no bygated answered in
+ * time: the request stays queued, and the first bygated with the trigger
+ * to poll will still fire it, once (out->request names it). */
+int bg_client_trigger_fire(struct bg_client *c, const char *name,
+			   int timeout_ms, struct bg_client_fire_result *out);
+
 /* One entry of a session data stream (WIRE 3.2). String members are ""
  * when the member is absent or not a string. */
 struct bg_client_event {

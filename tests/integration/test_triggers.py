@@ -15,6 +15,7 @@ import subprocess
 import time
 
 from harness import proc, timeout, wait_until
+from test_client import bygate_json, ok
 import pyclient as pc
 
 FAST = {"block_ms": 300, "heartbeat_interval_ms": 300, "lease_ttl_s": 2}
@@ -88,13 +89,13 @@ def test_pause_stops_a_timer_for_the_fleet_and_resume_restarts_it(h):
     c = h.client()
     wait_until(lambda: len(fire_sessions(c, h, "tick")) >= 2, 10,
                what="first fires")
-    c.call("HSET", h.keys.trigger("tick"), "paused", "1")
+    ok(h.bygate("triggers", "pause", "tick"))
     time.sleep(0.3)  # a fire claimed before the pause may still land
     before = len(fire_sessions(c, h, "tick"))
     time.sleep(2.5)
     assert len(fire_sessions(c, h, "tick")) == before
     assert int(state(c, h, "tick").get("skipped_paused", 0)) >= 3
-    c.call("HDEL", h.keys.trigger("tick"), "paused")
+    ok(h.bygate("triggers", "resume", "tick"))
     wait_until(lambda: len(fire_sessions(c, h, "tick")) >= before + 2, 10,
                what="fires after resume")
     for d in ds:
@@ -129,8 +130,12 @@ def test_max_running_skips_the_fires_that_would_overlap(h):
 @timeout(60)
 def test_missed_fires_are_skipped_or_run_once_as_configured(h):
     c = h.client()
+    # start 2.5-6 s past a 10 s fire time: the latest one is late (more
+    # than the 2 s grace), the next not yet due
+    wait_until(lambda: 2500 <= time.time() * 1000 % 10000 <= 6000, 11,
+               interval=0.01, what="the middle of a period")
     now = int(time.time() * 1000)
-    old = now - now % 1000 - 30000  # as if the fleet stopped 30 s ago
+    old = now - now % 10000 - 30000  # as if the fleet stopped 30 s ago
     for name in ("skipper", "catcher"):
         c.call("HSET", h.keys.trigger(name), "claimed_ms", str(old))
     timers = {
@@ -289,3 +294,41 @@ def test_a_webhook_secret_is_masked_in_the_configuration_dump(h):
     assert out.returncode == 0, out.stderr
     assert "s3cr3t" not in out.stdout
     assert 'secret = "***"' in out.stdout and "gh" in out.stdout
+
+
+@timeout(60)
+def test_the_cli_lists_and_fires_the_triggers_of_running_bygated(h):
+    timers = {"daily": {"agent_type": "sleep", "content": "10",
+                        "cron": "0 3 * * *", "max_running": 2},
+              "often": {"agent_type": "sleep", "content": "10",
+                        "every": "300ms"}}
+    conf = timer_conf(h, timers)
+    conf["triggers"]["webhooks"] = {"gh": {
+        "agent_type": "sleep", "secret": "0123456789abcdef0123"}}
+    d = h.start_bygated(config=conf)
+    c = h.client()
+    wait_until(lambda: len(fire_sessions(c, h, "often")) >= 2, 10,
+               what="often fires")
+    doc = {t["name"]: t for t in bygate_json(h, "triggers")}
+    assert set(doc) == {"daily", "often", "gh"}
+    assert doc["daily"]["schedule"] == "cron 0 3 * * *" or \
+        "0 3 * * *" in doc["daily"]["schedule"]
+    assert doc["daily"]["next_ms"] % 86400000 == 3 * 3600000
+    assert doc["often"]["counts"]["fires"] >= 2
+    assert doc["often"]["last_outcome"] == "fired"
+    assert doc["gh"]["kind"] == "webhook" and doc["gh"]["path"] == "/hooks/gh"
+    assert "secret" not in json.dumps(doc["gh"])
+    table = ok(h.bygate("triggers")).stdout
+    assert "daily" in table and "often" in table and "gh" in table
+    fired = bygate_json(h, "triggers", "fire", "daily")
+    assert fired["outcome"] == "fired", fired
+    mid = fired["message_id"]
+    wait_until(lambda: (pc.record(c, h.keys, "trigger-daily-manual-1", mid)
+                        or {}).get("status") == "COMPLETED", 10,
+               what="the manual fire ran")
+    # a webhook fired by hand gets a content of its own
+    hook = bygate_json(h, "triggers", "fire", "gh")
+    assert hook["outcome"] == "fired", hook
+    unknown = h.bygate("triggers", "fire", "nope")
+    assert unknown.returncode != 0 and "nope" in unknown.stderr
+    d.stop()
