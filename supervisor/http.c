@@ -2,13 +2,16 @@
  * on bygated's loop. The listener and every accepted connection are
  * close-on-exec (an evconnlistener with LEV_OPT_CLOSE_ON_EXEC: evhttp's own
  * bind leaves accepted sockets inheritable); requests are bounded in header
- * and body size and time out after 10 s. GET and HEAD only. */
+ * and body size and time out after 10 s. GET and HEAD, and POST to the
+ * webhooks (hook.c); a connection's body limit is the largest webhook's
+ * max_body_bytes of the configuration current when it is accepted. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
@@ -16,6 +19,7 @@
 #include <jansson.h>
 
 #include "supervisor/daemon.h"
+#include "supervisor/hook.h"
 #include "supervisor/schedule.h"
 #include "supervisor/http.h"
 #include "supervisor/log.h"
@@ -112,19 +116,9 @@ static json_t *unserved_types(const struct bg_daemon *d)
 
 /* ---- handlers ---- */
 
-static void reply(struct evhttp_request *req, int code, const char *type,
-		  const char *body, size_t len)
-{
-	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-	evhttp_add_header(h, "Content-Type", type);
-	evhttp_add_header(h, "Cache-Control", "no-store");
-	evbuffer_add(evhttp_request_get_output_buffer(req), body, len);
-	evhttp_send_reply(req, code, NULL, NULL);
-}
-
 static void reply_text(struct evhttp_request *req, int code, const char *s)
 {
-	reply(req, code, "text/plain; charset=utf-8", s, strlen(s));
+	bg_http_reply(req, code, "text/plain; charset=utf-8", s, strlen(s));
 }
 
 static void serve_readyz(struct bg_daemon *d, struct evhttp_request *req)
@@ -148,7 +142,7 @@ static void serve_readyz(struct bg_daemon *d, struct evhttp_request *req)
 		reply_text(req, 500, "cannot encode the readiness\n");
 		return;
 	}
-	reply(req, ready ? 200 : 503, "application/json", s, strlen(s));
+	bg_http_reply(req, ready ? 200 : 503, "application/json", s, strlen(s));
 	free(s);
 }
 
@@ -164,8 +158,9 @@ static void serve_metrics(struct bg_daemon *d, struct evhttp_request *req)
 	if (bg_metrics_render(d, &out) != 0)
 		reply_text(req, 500, "out of memory\n");
 	else
-		reply(req, 200, "text/plain; version=0.0.4; charset=utf-8",
-		      out.p, out.len);
+		bg_http_reply(req, 200,
+			      "text/plain; version=0.0.4; charset=utf-8", out.p,
+			      out.len);
 	bg_buf_free(&out);
 }
 
@@ -178,11 +173,17 @@ static const struct route {
 	{ "/metrics", serve_metrics },
 };
 
-/* Unknown path: 404; known path, method other than GET or HEAD: 405. */
+/* Unknown path: 404; known path, method other than GET or HEAD: 405.
+ * BG_HOOK_PATH... is hook.c's. */
 static void on_request(struct evhttp_request *req, void *arg)
 {
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
 	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+	size_t hook = strlen(BG_HOOK_PATH);
+	if (path && strncmp(path, BG_HOOK_PATH, hook) == 0) {
+		bg_hook_serve(arg, req, path + hook);
+		return;
+	}
 	for (size_t i = 0; path && i < sizeof(routes) / sizeof(routes[0]);
 	     i++) {
 		if (strcmp(path, routes[i].path) != 0)
@@ -202,6 +203,17 @@ static void on_request(struct evhttp_request *req, void *arg)
 }
 
 /* ---- start and stop ---- */
+
+/* evhttp's bufferevent for a connection it accepts (what it would make
+ * itself); first the connection's body limit from the current webhooks,
+ * which evhttp copies into the connection right after this returns. */
+static struct bufferevent *new_connection(struct event_base *base, void *arg)
+{
+	struct bg_daemon *d = arg;
+	evhttp_set_max_body_size(d->http->server,
+				 bg_hook_body_cap(d, HTTP_MAX_BODY));
+	return bufferevent_socket_new(base, -1, 0);
+}
 
 static struct evconnlistener *listen_on(struct bg_daemon *d)
 {
@@ -235,8 +247,15 @@ static struct evconnlistener *listen_on(struct bg_daemon *d)
 
 int bg_http_start(struct bg_daemon *d)
 {
-	if (d->cfg->http_port == 0 || d->http != NULL)
+	if (d->http != NULL)
 		return 0;
+	if (d->cfg->http_port == 0) {
+		/* a body cap above 0 means a webhook is configured */
+		if (bg_hook_body_cap(d, 0) > 0)
+			bg_warn("triggers.webhooks are configured but "
+				"http.port is 0: no webhook is served");
+		return 0;
+	}
 	struct bg_http *h = calloc(1, sizeof(*h));
 	struct evconnlistener *l = h ? listen_on(d) : NULL;
 	int err = h ? errno : ENOMEM;
@@ -260,14 +279,16 @@ int bg_http_start(struct bg_daemon *d)
 				   EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH |
 				   EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT);
 	evhttp_set_max_headers_size(h->server, HTTP_MAX_HEADERS);
-	evhttp_set_max_body_size(h->server, HTTP_MAX_BODY);
+	evhttp_set_max_body_size(h->server, bg_hook_body_cap(d, HTTP_MAX_BODY));
 	evhttp_set_timeout(h->server, HTTP_TIMEOUT_S);
 	evhttp_set_gencb(h->server, on_request, d);
+	evhttp_set_bevcb(h->server, new_connection, d);
 	d->http = h;
 	if (bg_metrics_start(d) != 0)
 		bg_warn("metrics: cannot start the pending-entries refresh "
 			"(out of memory)");
-	bg_info("HTTP listener on %s:%d (/readyz, /livez, /metrics)",
+	bg_info("HTTP listener on %s:%d (/readyz, /livez, /metrics, "
+		"/hooks/<name>)",
 		d->cfg->http_bind, d->cfg->http_port);
 	return 0;
 }

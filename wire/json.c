@@ -54,6 +54,20 @@ static int utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
 	return need + 1;
 }
 
+bool bg_json_utf8_valid(const char *s, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	uint32_t cp;
+
+	for (size_t i = 0; i < n;) {
+		int k = utf8_decode(u + i, n - i, &cp);
+		if (k < 0)
+			return false;
+		i += (size_t)k;
+	}
+	return true;
+}
+
 static size_t utf8_encode(uint32_t cp, char u[4])
 {
 	if (cp < 0x80) {

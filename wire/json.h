@@ -32,6 +32,10 @@ int bg_json_unescape(struct bg_buf *out, struct bg_str literal);
  * allowed) and store in *end the offset just past it. 0 or -EINVAL. */
 int bg_json_skip(const char *p, size_t len, size_t *end);
 
+/* True when s[0..n) is well-formed UTF-8 (no overlongs, surrogates or
+ * code points above U+10FFFF; NUL bytes are characters like any other). */
+bool bg_json_utf8_valid(const char *s, size_t n);
+
 /* Validate that [p, p+len) is exactly one JSON value (whitespace around). */
 bool bg_json_valid(const char *p, size_t len);
 

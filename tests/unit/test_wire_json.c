@@ -90,6 +90,20 @@ static void test_escape_replaces_invalid_utf8_with_fffd(void **st)
 	assert_string_equal(escaped("\x80", 1), "\"\\ufffd\"");
 }
 
+static void test_utf8_valid_accepts_text_and_refuses_ill_formed(void **st)
+{
+	(void)st;
+	static const char nul[] = { 'a', '\0', 'b' };
+	assert_true(bg_json_utf8_valid("", 0));
+	assert_true(bg_json_utf8_valid("h\xc3\xa9llo \xf0\x9f\x99\x82", 11));
+	assert_true(bg_json_utf8_valid(nul, sizeof(nul)));
+	assert_false(bg_json_utf8_valid("\xff", 1));
+	assert_false(bg_json_utf8_valid("\xc3", 1));		 /* cut short */
+	assert_false(bg_json_utf8_valid("\xc0\xaf", 2));	 /* overlong */
+	assert_false(bg_json_utf8_valid("\xed\xa0\x80", 3));	 /* surrogate */
+	assert_false(bg_json_utf8_valid("\xf4\x90\x80\x80", 4)); /* > 10FFFF */
+}
+
 static void test_escape_appends_to_existing_buffer(void **st)
 {
 	struct bg_buf b = { 0 };
@@ -602,6 +616,8 @@ int main(void)
 			test_escape_escapes_quote_backslash_and_controls),
 		cmocka_unit_test(test_escape_copies_valid_utf8_raw),
 		cmocka_unit_test(test_escape_replaces_invalid_utf8_with_fffd),
+		cmocka_unit_test(
+			test_utf8_valid_accepts_text_and_refuses_ill_formed),
 		cmocka_unit_test(test_escape_appends_to_existing_buffer),
 		cmocka_unit_test(
 			test_escape_output_is_valid_json_for_any_bytes),
