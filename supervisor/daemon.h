@@ -99,9 +99,9 @@ struct bg_daemon {
 	struct event *time_timer;
 
 	struct bg_keyset *expired;
-	struct bg_metrics *metrics; /* metrics.h */
+	struct bg_metrics *metrics;   /* metrics.h */
 	struct bg_triggers *triggers; /* triggers.h */
-	struct bg_http *http;	    /* http.c; NULL when http.port = 0 */
+	struct bg_http *http;	      /* http.c; NULL when http.port = 0 */
 
 	/* admin lifecycle (control.c): "active", "suspended", "evicted" */
 	char lifecycle[16];

@@ -173,8 +173,7 @@ static void on_fired(struct bg_daemon *d, const struct bg_fire_result *r,
 			    c->name, HOOK_RETRY_PAUSED);
 		break;
 	case BG_FIRE_ERROR:
-	default:
-		bg_warn("webhook %s: not fired: %s", c->name, r->why);
+	default: /* logged by trigger_fire.c, at most once a minute */
 		reply_error(req, 503, "unavailable",
 			    "the trigger could not be fired (Redis)", c->name,
 			    HOOK_RETRY_ERROR);

@@ -368,8 +368,8 @@ static void daemon_free(struct bg_daemon *d)
 	bg_rconn_free(d->rd);
 	bg_rconn_free(d->wr);
 	bg_rconn_free(d->ctl);
-	bg_gate_free(d);   /* after the connections: their callbacks ran */
-	bg_timers_free(d); /* the same */
+	bg_gate_free(d);     /* after the connections: their callbacks ran */
+	bg_timers_free(d);   /* the same */
 	bg_triggers_stop(d); /* the same */
 	bg_http_stop(d);
 	bg_metrics_free(d->metrics);

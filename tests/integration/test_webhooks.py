@@ -1,4 +1,4 @@
-"""Webhook triggers (issue 14 item 3, docs/triggers-webhooks.md): POST
+"""Webhook triggers (issue 14 item 3, docs/triggers.md "Webhook triggers"): POST
 /hooks/<name> on bygated's HTTP port, signed with HMAC-SHA256 over
 "<timestamp>.<body>". A signed request creates exactly one task; a bad
 signature, an old timestamp, a replayed idempotency header and an oversized
