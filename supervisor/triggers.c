@@ -85,7 +85,7 @@ static int sync_states(struct bg_triggers *tr)
 			snprintf(st->name, sizeof st->name, "%s", v[i].name);
 		}
 		if (fresh) {
-			st->seen_ms = bg_redis_now_ms(tr->d);
+			st->seen_ms = 0; /* set at its first poll */
 			st->next_ms = 0;
 		}
 		st->sync_gen = gen;
@@ -261,6 +261,8 @@ static void timer_due(struct bg_triggers *tr, const struct bg_trigger_conf *t,
 	int64_t grace = 3 * (int64_t)d->cfg->triggers_poll_ms;
 	if (grace < 2000)
 		grace = 2000;
+	if (st->seen_ms == 0)
+		st->seen_ms = now;
 	int64_t base = claimed;
 	if (base <= 0)
 		base = st->seen_ms > now - grace ? st->seen_ms : now - grace;
@@ -511,10 +513,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	struct bg_daemon *d = tr->d;
 	if (tr->poll_ms != d->cfg->triggers_poll_ms)
 		arm(tr); /* a SIGHUP changed it */
-	if (!bg_rconn_ready(d->wr) || d->draining || d->stopping ||
-	    !d->redis_time_known) /* fire times are on Redis's clock */
-		return;
-	if (sync_states(tr))
+	if (sync_states(tr) || !bg_rconn_ready(d->wr) || d->draining ||
+	    d->stopping || !d->redis_time_known) /* Redis's clock */
 		return;
 	size_t n;
 	const struct bg_trigger_conf *v = bg_triggers(d->cfg, &n);
@@ -548,7 +548,7 @@ int bg_triggers_start(struct bg_daemon *d)
 	d->triggers = tr;
 	tr->d = d;
 	tr->ev = event_new(d->base, -1, EV_PERSIST, on_tick, tr);
-	if (tr->ev == NULL)
+	if (tr->ev == NULL || sync_states(tr)) /* counters from the start */
 		return -ENOMEM;
 	arm(tr);
 	return 0;
