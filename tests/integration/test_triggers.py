@@ -49,11 +49,20 @@ def state(c, h, name):
     return c.hgetall(h.keys.trigger(name))
 
 
+def exec_records(c, h, session):
+    return [json.loads(v) for k, v in c.hgetall(h.keys.registry(session))
+            .items() if k.startswith("exec:")]
+
+
+def fleet(h, timers, n):
+    return [h.start_bygated(config=timer_conf(h, timers)) for _ in range(n)]
+
+
 @timeout(90)
 def test_a_one_second_timer_on_three_bygated_fires_once_per_fire_time(h):
     timers = {"tick": {"agent_type": "sleep", "content": "10",
                        "every": "1s"}}
-    ds = [h.start_bygated(config=timer_conf(h, timers)) for _ in range(3)]
+    ds = fleet(h, timers, 3)
     c = h.client()
     t0 = time.time()
     time.sleep(10)
@@ -69,8 +78,7 @@ def test_a_one_second_timer_on_three_bygated_fires_once_per_fire_time(h):
     assert times[0] >= int(t0 * 1000) - 1000
     # every fire ran exactly once
     for s in sessions:
-        recs = [json.loads(v) for k, v in c.hgetall(h.keys.registry(s))
-                .items() if k.startswith("exec:")]
+        recs = exec_records(c, h, s)
         assert [r["status"] for r in recs] == ["COMPLETED"], (s, recs)
     st = state(c, h, "tick")
     assert int(st["fires"]) == len(times)
@@ -85,7 +93,7 @@ def test_a_one_second_timer_on_three_bygated_fires_once_per_fire_time(h):
 def test_pause_stops_a_timer_for_the_fleet_and_resume_restarts_it(h):
     timers = {"tick": {"agent_type": "sleep", "content": "10",
                        "every": "500ms"}}
-    ds = [h.start_bygated(config=timer_conf(h, timers)) for _ in range(2)]
+    ds = fleet(h, timers, 2)
     c = h.client()
     wait_until(lambda: len(fire_sessions(c, h, "tick")) >= 2, 10,
                what="first fires")
@@ -106,7 +114,7 @@ def test_pause_stops_a_timer_for_the_fleet_and_resume_restarts_it(h):
 def test_max_running_skips_the_fires_that_would_overlap(h):
     timers = {"slow": {"agent_type": "sleep", "content": "3000",
                        "every": "1s", "max_running": 1}}
-    d = h.start_bygated(config=timer_conf(h, timers))
+    d, = fleet(h, timers, 1)
     c = h.client()
     time.sleep(9)
     d.stop()
@@ -115,14 +123,9 @@ def test_max_running_skips_the_fires_that_would_overlap(h):
     assert 2 <= len(sessions) <= 4, sessions
     assert int(st["skipped_running"]) >= 4, st
     # the runs never overlapped
-    spans = []
-    for s in sessions:
-        for k, v in c.hgetall(h.keys.registry(s)).items():
-            if k.startswith("exec:"):
-                r = json.loads(v)
-                if r.get("started_at") and r.get("finished_at"):
-                    spans.append((r["started_at"], r["finished_at"]))
-    spans.sort()
+    spans = sorted((r["started_at"], r["finished_at"]) for s in sessions
+                   for r in exec_records(c, h, s)
+                   if r.get("started_at") and r.get("finished_at"))
     for a, b in zip(spans, spans[1:]):
         assert b[0] >= a[1], spans
 
@@ -144,7 +147,7 @@ def test_missed_fires_are_skipped_or_run_once_as_configured(h):
         "catcher": {"agent_type": "sleep", "content": "10", "every": "10s",
                     "missed": "run_once"},
     }
-    d = h.start_bygated(config=timer_conf(h, timers))
+    d, = fleet(h, timers, 1)
     wait_until(lambda: int(state(c, h, "catcher").get("fires", 0)) == 1, 10,
                what="the run_once catch-up fire")
     wait_until(lambda: int(state(c, h, "skipper").get("missed", 0)) >= 2, 10,
@@ -174,7 +177,7 @@ def test_a_bygated_killed_after_its_fire_script_loses_and_doubles_nothing(h):
     c = h.client()
     first = fire_times(fire_sessions(c, h, "tick"), "tick")
     assert len(first) == 1, first  # sent, though its sender died
-    peer = h.start_bygated(config=timer_conf(h, timers))
+    peer, = fleet(h, timers, 1)
     again = h.bygated(config=victim.config)
     again.start()
     time.sleep(4)
@@ -185,9 +188,7 @@ def test_a_bygated_killed_after_its_fire_script_loses_and_doubles_nothing(h):
     assert times[0] == first[0]
     assert len(times) >= 4
     for s in fire_sessions(c, h, "tick"):
-        recs = [json.loads(v) for k, v in c.hgetall(h.keys.registry(s))
-                .items() if k.startswith("exec:")]
-        assert len(recs) == 1
+        assert len(exec_records(c, h, s)) == 1
 
 
 def test_bad_trigger_configurations_are_refused_with_the_reason(h):
@@ -244,7 +245,7 @@ def test_sighup_adds_and_removes_triggers_and_keeps_their_counters(h):
 def test_a_manual_fire_request_is_fired_once_by_the_fleet(h):
     timers = {"daily": {"agent_type": "sleep", "content": "10",
                         "cron": "0 3 * * *"}}
-    ds = [h.start_bygated(config=timer_conf(h, timers)) for _ in range(2)]
+    ds = fleet(h, timers, 2)
     c = h.client()
     key = h.keys.trigger("daily")
     wait_until(lambda: c.call("HGET", key, "next_ms"), 10,
@@ -347,7 +348,7 @@ def test_a_corrupt_state_stops_the_trigger_with_one_warning_not_a_flood(h):
     timers = {"hr": {"agent_type": "sleep", "content": "10", "every": "1h"},
               "bad": {"agent_type": "sleep", "content": "10",
                       "every": "200ms"}}
-    d = h.start_bygated(config=timer_conf(h, timers))
+    d, = fleet(h, timers, 1)
     time.sleep(2)
     assert fire_sessions(c, h, "hr") == [] and \
         fire_sessions(c, h, "bad") == []
@@ -385,7 +386,7 @@ def test_a_long_outage_of_a_minute_cron_catches_up_once_not_in_a_burst(h):
            str(now - now % 60000 - 200 * 86400000))
     timers = {"minutely": {"agent_type": "sleep", "content": "10",
                            "cron": "* * * * *", "missed": "run_once"}}
-    d = h.start_bygated(config=timer_conf(h, timers))
+    d, = fleet(h, timers, 1)
     wait_until(lambda: int(state(c, h, "minutely").get("fires", 0)) >= 1,
                10, what="the catch-up fire")
     time.sleep(1)
