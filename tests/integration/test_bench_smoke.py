@@ -71,7 +71,8 @@ def test_bench_quick_run_prints_every_figure_and_exits_0(h):
                  "Closed loop", "Stream floor", "Summary", "Journal cost",
                  "process/none", "sync/none", "Recovery", "reconcile done",
                  "kill -9", "lease held", "Workflows", "step overhead",
-                 "sent directly"):
+                 "sent directly", "Triggers", "fire time -> entry",
+                 "signed POST -> 202"):
         assert text in out, "%r missing from:\n%s" % (text, out)
     res = json.loads(out.strip().splitlines()[-1])
     assert res["failures"] == []
@@ -106,6 +107,9 @@ def test_bench_quick_run_prints_every_figure_and_exits_0(h):
     assert k9["pending_at_kill"] > 0
     assert k9["reconciled_s"] > 0 and k9["lease_held_s"] > 0
     assert res["stream_floor"]["tasks_per_s"] > 0
+    for t in res["triggers"]["timers"]:
+        assert t["tick"]["fires"] >= 3 and t["tick"]["late_ms_p50"] >= 0
+    assert res["triggers"]["webhooks"]["new"]["per_s"] > 0
     if WIRE_FLOOR.is_file():
         assert res["wire_floor"]["tasks_per_s"] > 0
         assert res["bygate_over_wire_floor"] > 0
