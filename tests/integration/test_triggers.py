@@ -71,7 +71,10 @@ def test_a_one_second_timer_on_three_bygated_fires_once_per_fire_time(h):
     sessions = fire_sessions(c, h, "tick")
     times = fire_times(sessions, "tick")
     assert len(times) == len(set(times)), sessions  # never twice
-    assert 9 <= len(times) <= 12, times
+    # the figure: 9-11 tasks for the fire times of those 10 s
+    # (the bygated stopped one after the other may add one after it)
+    window = [t for t in times if t0 * 1000 < t <= t0 * 1000 + 10000]
+    assert 9 <= len(window) <= 11, (window, t0)
     # consecutive seconds, none skipped
     assert times == list(range(times[0], times[0] + 1000 * len(times),
                                1000)), times
