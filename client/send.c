@@ -541,7 +541,12 @@ static int transact_keyed(struct bg_client *c, struct send_plan *p, int n,
 	snprintf(nkeys, sizeof nkeys, "%d", 2 + n);
 	snprintf(now, sizeof now, "%lld", (long long)bg_client_now_ms());
 	snprintf(ttl, sizeof ttl, "%lld", (long long)idem_ttl_ms(c, p->req));
-	const char *argv[16] = { nkeys, p->idem_hash.p, p->registry.p };
+	/* 3 + n keys, 10 + n arguments; n <= 2 (a wakeup and a pending
+	 * delivery) */
+	const char *argv[3 + 2 * 2 + 10] = { nkeys, p->idem_hash.p,
+					     p->registry.p };
+	if (n > 2)
+		return bg_client_fail(c, -EINVAL, "send: %d entries", n);
 	int k = 3;
 	for (int i = 0; i < n; i++)
 		argv[k++] = xadd[i][1];

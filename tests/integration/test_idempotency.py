@@ -57,11 +57,12 @@ def copies(d):
 def test_one_key_sent_100_times_from_4_processes_runs_one_task(h):
     h.start_bygated({"pool": {"size": 2}})
     c = h.client()
-    ttl = 4
+    # long enough for 100 CLI runs on a slow (sanitizer) build
+    burst_ttl = 120
 
     def burst(_):
-        return [send_keyed(h, "s-idem", "order-42", "--idempotency-ttl", ttl)
-                for _ in range(25)]
+        return [send_keyed(h, "s-idem", "order-42", "--idempotency-ttl",
+                           burst_ttl) for _ in range(25)]
 
     with concurrent.futures.ThreadPoolExecutor(4) as ex:
         outs = [o for part in ex.map(burst, range(4)) for o in part]
@@ -83,16 +84,22 @@ def test_one_key_sent_100_times_from_4_processes_runs_one_task(h):
     assert len(end_markers(c, h.keys, "s-idem", mid)) == 1
     wait_until(lambda: c.call("HGET", hkey, "entry") is not None, 5,
                what="bygated to name the entry that ran")
-    # after the TTL the key is free: a new task
-    wait_until(lambda: c.call("EXISTS", hkey) == 0, ttl + 2,
-               what="the key's TTL")
-    again = send_keyed(h, "s-idem", "order-42", "--json")
+    assert 0 < c.call("PTTL", hkey) <= burst_ttl * 1000
+    # after the TTL the key is free: a new task (a key with a short TTL)
+    ttl = 2
+    first = json.loads(send_keyed(h, "s-idem", "order-43", "--json",
+                                  "--idempotency-ttl", ttl).stdout)
+    dup = json.loads(send_keyed(h, "s-idem", "order-43", "--json").stdout)
+    assert dup["duplicate"] and dup["message_id"] == first["message_id"]
+    wait_until(lambda: c.call("EXISTS", h.keys.idempotency(
+        "echo", "order-43")) == 0, ttl + 2, what="the key's TTL")
+    again = send_keyed(h, "s-idem", "order-43", "--json")
     assert again.returncode == 0, again.stderr
     out = json.loads(again.stdout)
-    assert out["message_id"] != mid and "duplicate" not in out
+    assert out["message_id"] != first["message_id"] and "duplicate" not in out
     assert pc.wait_terminal(c, h.keys, "s-idem",
                             out["message_id"])["status"] == "COMPLETED"
-    assert len(executions(c, h.keys, "s-idem")) == 2
+    assert len(executions(c, h.keys, "s-idem")) == 3
 
 
 def test_a_duplicate_send_prints_the_first_ids_as_json(h):
