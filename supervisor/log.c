@@ -35,8 +35,13 @@ int bg_log_open(enum bg_log_level level, enum bg_log_format fmt,
 
 int bg_log_reopen(void)
 {
-	if (g_log.file[0] == '\0')
+	if (g_log.file[0] == '\0') { /* "": back to stderr (a SIGHUP) */
+		int old = g_log.fd;
+		g_log.fd = 2;
+		if (old > 2)
+			close(old);
 		return 0;
+	}
 	int fd = open(g_log.file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
 		      0640);
 	if (fd == -1)

@@ -197,6 +197,7 @@ int bg_setup_lock(struct bg_daemon *d)
 		char pid[32] = "";
 		ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
 		pid[n > 0 ? n : 0] = '\0';
+		pid[strcspn(pid, "\r\n")] = '\0'; /* the file's "<pid>\n" */
 		bg_error("state directory %s is in use by another bygated "
 			 "(pid %s): refusing to start",
 			 d->cfg->state_dir, pid[0] ? pid : "unknown");

@@ -384,3 +384,34 @@ def test_sighup_keeps_the_old_config_on_error_and_applies_a_valid_change(h):
     wait_until(lambda: status(c, h.keys, "s-hup", m3) == "COMPLETED", 10,
                what="served")
     assert "debug" not in d.log_text()[mark:]  # the new level applies
+
+
+@timeout(60)
+def test_sighup_moves_the_log_to_a_file_and_back_to_stderr(h):
+    d = start(h)
+    other = os.path.join(str(h.tmp), "other.log")
+    d.config.setdefault("log", {})["file"] = other
+    d.write_config()
+    mark = d.log_mark()
+    d.signal(signal.SIGHUP)
+    wait_until(lambda: os.path.exists(other) and
+               "configuration reloaded" in open(other).read(), 10,
+               what="the reload logged in log.file")
+    d.config["log"]["file"] = ""
+    d.write_config()
+    d.signal(signal.SIGHUP)
+    # log.file = "" is stderr again (bygated.log collects it here)
+    d.wait_log("configuration reloaded", timeout=10)
+    assert "configuration reloaded" in d.log_text(since=mark)
+    assert open(other).read().count("configuration reloaded") == 1
+
+
+def test_a_locked_state_directory_is_named_on_one_line(h):
+    d = start(h)
+    d2 = h.bygated(config=d.config)
+    d2.start(wait=False)
+    d2.wait_exit(10)
+    line = [l for l in d2.log_text().splitlines() if "in use by" in l]
+    assert len(line) == 1 and line[0].endswith("refusing to start"), line
+    assert "(pid %d)" % d.pid in line[0]
+    d.stop()
