@@ -112,8 +112,49 @@ static int usage_error(const char *fmt, const char *arg)
 	fputs("bygate: ", stderr);
 	fprintf(stderr, fmt, arg);
 	fputs("\n", stderr);
-	fputs(usage_text, stderr);
+	fputs("usage: bygate [-c FILE] [--json] COMMAND [OPTIONS]\n"
+	      "(bygate --help lists the commands, bygate COMMAND --help "
+	      "one command's options)\n",
+	      stderr);
 	return EXIT_USAGE;
+}
+
+/* `bygate COMMAND ... --help` (or -h): first or last, so that an option's
+ * value "--help" in the middle is still a value. */
+static bool wants_help(int argc, char **argv)
+{
+	for (int i = 1; i<argc; i += argc - 2> 0 ? argc - 2 : 1)
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+			return true;
+	return false;
+}
+
+/* The lines of usage_text about command `name` (its line and the
+ * continuation lines under it), then the common options. */
+static int command_help(const char *name)
+{
+	size_t n = strlen(name);
+	bool in = false, any = false;
+	printf("usage: bygate [-c FILE] [--json] %s ...\n", name);
+	for (const char *l = usage_text; *l;) {
+		const char *end = strchr(l, '\n');
+		size_t len = end ? (size_t)(end - l) : strlen(l);
+		if (len > 2 && l[0] == ' ' && l[1] == ' ' && l[2] != ' ')
+			in = len >= n + 2 && !strncmp(l + 2, name, n) &&
+			     (len == n + 2 || l[n + 2] == ' ');
+		else if (len < 3 || l[2] != ' ')
+			in = false;
+		if (in)
+			printf("%.*s\n", (int)len, l);
+		any = any || in;
+		l += len + (end != NULL);
+	}
+	if (!any) /* a command named inside a line (resume, allow) */
+		fputs(usage_text, stdout);
+	fputs("\n  --json  machine output; -c FILE  the configuration "
+	      "(bygate --help)\n",
+	      stdout);
+	return EXIT_OK;
 }
 
 /* Report a library failure; returns the exit status it maps to. */
@@ -2669,6 +2710,8 @@ int main(int argc, char **argv)
 			continue;
 		int sub_argc = argc - optind;
 		char **sub_argv = argv + optind;
+		if (wants_help(sub_argc, sub_argv))
+			return command_help(name);
 		optind = 0; /* GNU getopt: start over on the command's argv */
 		int status = commands[i].run(&cli, sub_argc, sub_argv);
 		g_client = NULL;

@@ -547,7 +547,12 @@ int main(int argc, char **argv)
 {
 	const char *path = NULL;
 	int check = 0, dump = 0, opt;
-	while ((opt = getopt(argc, argv, "c:tTh")) != -1) {
+	static const struct option long_opts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	while ((opt = getopt_long(argc, argv, "c:tTh", long_opts, NULL)) !=
+	       -1) {
 		switch (opt) {
 		case 'c':
 			path = optarg;

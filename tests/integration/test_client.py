@@ -459,3 +459,18 @@ def test_bad_arguments_exit_2(h):
         assert out.returncode == 2, (args, out.returncode, out.stderr)
         assert out.stderr, args
     assert h.client().call("EXISTS", h.keys.ctrl_agent_type("t")) == 0
+
+
+def test_every_command_has_help_and_a_bad_option_gets_a_short_usage(h):
+    out = h.bygate("send", "--help")
+    assert out.returncode == 0, out.stderr
+    assert "--idempotency-key" in out.stdout and "tail " not in out.stdout
+    out = h.bygate("triggers", "fire", "x", "--help")
+    assert out.returncode == 0 and "triggers fire NAME" in out.stdout
+    bad = h.bygate("send", "--agent-type", "echo", "--bogus")
+    assert bad.returncode == 2
+    assert "--bogus" in bad.stderr and len(bad.stderr.splitlines()) <= 4, \
+        bad.stderr
+    d = subprocess.run([str(h.bin("bygated")), "--help"],
+                       capture_output=True, text=True)
+    assert d.returncode == 0 and "usage: bygated" in d.stdout
