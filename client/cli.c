@@ -49,7 +49,7 @@ static const char usage_text[] =
 	"         [--wait [--wait-timeout-ms MS]]\n"
 	"  reply  MESSAGE_ID --session S [--content TEXT] [--status S]\n"
 	"         [--reply-data JSON] [--agent-type T] [send's other options]\n"
-	"  tail   --session S [--from ID] [--follow]\n"
+	"  tail   --session S [--from ID] [--follow|-f] [--jsonl]\n"
 	"  status --session S [--message-id M]\n"
 	"  status --lanes [--agent-type T]\n"
 	"  cancel MESSAGE_ID --session S [--reason R] [--mode graceful|force]\n"
@@ -814,6 +814,7 @@ static const struct option tail_opts[] = {
 	{ "from", required_argument, NULL, OPT_FROM },
 	{ "follow", no_argument, NULL, OPT_FOLLOW },
 	{ "json", no_argument, NULL, OPT_JSON },
+	{ "jsonl", no_argument, NULL, OPT_JSON }, /* one object per line */
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -822,12 +823,12 @@ static int cmd_tail(struct cli *cli, int argc, char **argv)
 	const char *session = NULL, *from = "0-0";
 	bool follow = false;
 	int opt;
-	while ((opt = next_opt(argc, argv, tail_opts)) != -1) {
+	while ((opt = getopt_long(argc, argv, "f", tail_opts, NULL)) != -1) {
 		if (opt == OPT_SESSION)
 			session = optarg;
 		else if (opt == OPT_FROM)
 			from = optarg;
-		else if (opt == OPT_FOLLOW)
+		else if (opt == OPT_FOLLOW || opt == 'f')
 			follow = true;
 		else if (opt == OPT_JSON)
 			cli->json = true;
@@ -847,6 +848,7 @@ static int cmd_tail(struct cli *cli, int argc, char **argv)
 	char last[BG_CLIENT_ENTRY_ID_MAX];
 	strcpy(last, from);
 	struct follow f = { cli->json, NULL, false };
+	long long shown = 0;
 	for (;;) {
 		int rc = bg_client_read_events(cli->client, session, last,
 					       follow ? FOLLOW_BLOCK_MS : -1,
@@ -855,6 +857,12 @@ static int cmd_tail(struct cli *cli, int argc, char **argv)
 			return EXIT_OK; /* SIGINT/SIGTERM end a follow */
 		if (rc < 0)
 			return fail(cli, "reading events", rc);
+		shown += rc;
+		if (rc == 0 && !follow && shown == 0)
+			fprintf(stderr,
+				"bygate: tail: no events in session %s "
+				"after %s\n",
+				session, from);
 		if (rc == 0 && !follow)
 			return EXIT_OK;
 	}

@@ -301,9 +301,10 @@ def test_tail_survives_malformed_entries(h):
     assert len(text) == 6 and text[0].endswith("(no data field)")
 
 
-def test_tail_of_an_unknown_session_prints_nothing(h):
+def test_tail_of_an_unknown_session_says_it_is_empty(h):
     out = ok(h.bygate("tail", "--session", "nobody"))
     assert out.stdout == ""
+    assert "no events in session nobody" in out.stderr
 
 
 def read_line(p, deadline):
@@ -322,8 +323,8 @@ def read_line(p, deadline):
 def test_tail_follow_prints_new_events_until_sigint(h):
     c = h.client()
     xadd_event(c, h.keys, "s-f", "msg-1", "answerDelta", "old")
-    p = h.spawn([h.bin("bygate"), "tail", "--session", "s-f", "--follow",
-                 "--json"], stdout=subprocess.PIPE).popen
+    p = h.spawn([h.bin("bygate"), "tail", "--session", "s-f", "-f",
+                 "--jsonl"], stdout=subprocess.PIPE).popen
     deadline = time.monotonic() + 10
     assert read_line(p, deadline)["content"] == "old"
     xadd_event(c, h.keys, "s-f", "msg-2", "answerDelta", "new")
