@@ -185,6 +185,9 @@ void bg_control_set_lifecycle(struct bg_daemon *d, const char *lifecycle,
 		force ? " (force)" : "");
 	snprintf(d->lifecycle, sizeof(d->lifecycle), "%s", lifecycle);
 	if (strcmp(lifecycle, "evicted") == 0) {
+		bg_warn("worker %s is evicted: it drains, stops and stays out "
+			"of the fleet until `bygate allow-rejoin %s`",
+			d->worker_id, d->worker_id);
 		d->draining = true;
 		if (force) {
 			bg_warn("evicted with force: children killed now; their "

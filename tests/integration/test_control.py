@@ -270,6 +270,12 @@ def test_evict_drains_and_exits(h):
     assert d.returncode == 0
     assert status(c, h.keys, "s-e", mid) == "COMPLETED"
     assert pc.pending_count(c, h.keys.ctrl_worker(w)) == 0
+    # restarted while still evicted: it stops again and says how to rejoin
+    again = h.bygated(config=d.config)
+    again.start(wait=False)
+    again.wait_exit(20)
+    assert again.returncode == 0
+    assert "bygate allow-rejoin %s" % w in again.log_text()
 
 
 def test_a_denied_agent_type_is_no_longer_read(h):
