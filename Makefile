@@ -46,7 +46,8 @@ CONF_SRC   := $(call src_of,conf)
 WS_SRC     := $(call src_of,workspace)
 SUP_SRC    := $(call src_of,supervisor)
 CHILD_SRC  := $(call src_of,child)
-CLIENT_LIB_SRC := $(filter-out client/cli.c,$(call src_of,client))
+CLIENT_LIB_SRC := $(call src_of,client)
+CLI_SRC    := $(call src_of,client/cli)
 STATE_SRC  := $(call src_of,state)
 STATE_TOOL_SRC := $(call src_of,state/tool)
 PLUGIN_SRC := $(call src_of,examples/plugins)
@@ -118,7 +119,7 @@ $(BUILD)/bygated: $(call obj_of,$(SUP_SRC)) $(SUP_LIBS)
 $(BUILD)/bygate-child: $(call obj_of,$(CHILD_SRC)) $(LIB_IPC) $(LIB_COMMON)
 	$(CC) $(LDFLAGS) -rdynamic -Wl,-z,now -o $@ $^ $(LIB_JANSSON) $(LIB_SECCOMP) -ldl
 
-$(BUILD)/bygate: $(OBJ)/client/cli.o $(LIB_CLIENT) $(LIB_WIRE) $(LIB_CONF) $(LIB_COMMON)
+$(BUILD)/bygate: $(call obj_of,$(CLI_SRC)) $(LIB_CLIENT) $(LIB_WIRE) $(LIB_CONF) $(LIB_COMMON)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_HIREDIS) $(LIB_JANSSON) $(LIB_CONFIG) $(LIB_CRYPTO)
 
 # bygate-state: state/tool/ over libbgstate, with libbygate's Redis

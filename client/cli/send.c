@@ -1,0 +1,817 @@
+/* client/cli/send.c - `bygate send`, `reply` (following the turn to its
+ * end with --wait), `tail`, `status` and `cancel`. */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "bygate/client.h"
+#include "client/client_internal.h"
+#include "common/buf.h"
+#include "conf/config.h"
+#include "wire/ids.h"
+#include "wire/json.h"
+#include "wire/record.h"
+#include "client/cli/cli.h"
+
+#define ROUTE_OPTIONS                                                          \
+	{ "session", required_argument, NULL, OPT_SESSION },                   \
+		{ "content", required_argument, NULL, OPT_CONTENT },           \
+		{ "content-json", no_argument, NULL, OPT_CONTENT_JSON },       \
+		{ "user", required_argument, NULL, OPT_USER },                 \
+		{ "user-name", required_argument, NULL, OPT_USER_NAME },       \
+		{ "metadata", required_argument, NULL, OPT_METADATA },         \
+		{ "extra", required_argument, NULL, OPT_EXTRA },               \
+		{ "trace-id", required_argument, NULL, OPT_TRACE_ID },         \
+		{ "parent-message-id", required_argument, NULL, OPT_PARENT },  \
+		{ "wait", no_argument, NULL, OPT_WAIT },                       \
+		{ "wait-timeout-ms", required_argument, NULL,                  \
+		  OPT_WAIT_TIMEOUT },                                          \
+		{ "timeout-ms", required_argument, NULL, OPT_TIMEOUT },        \
+		{ "route-policy", required_argument, NULL, OPT_POLICY },       \
+		{ "region", required_argument, NULL, OPT_REGION },             \
+		{ "priority", required_argument, NULL, OPT_PRIORITY },         \
+		{ "worker", required_argument, NULL, OPT_WORKER },             \
+		{ "agent-type", required_argument, NULL, OPT_AGENT },          \
+	{                                                                      \
+		"json", no_argument, NULL, OPT_JSON                            \
+	}
+
+static const struct option send_opts[] = {
+	ROUTE_OPTIONS,
+	{ "message-id", required_argument, NULL, OPT_MESSAGE_ID },
+	{ "idempotency-key", required_argument, NULL, OPT_IDEM_KEY },
+	{ "idempotency-ttl", required_argument, NULL, OPT_IDEM_TTL },
+	{ NULL, 0, NULL, 0 },
+};
+
+static const struct option reply_opts[] = {
+	ROUTE_OPTIONS,
+	{ "status", required_argument, NULL, OPT_STATUS },
+	{ "reply-data", required_argument, NULL, OPT_REPLY_DATA },
+	{ NULL, 0, NULL, 0 },
+};
+
+static const char *const policies[] = { "FAIL_FAST", "SEND_ANYWAY",
+					"WAKE_AND_WAIT", "WAKE_AND_QUEUE",
+					"QUEUE_ONLY" };
+
+static int parse_policy(const char *s, const char **out)
+{
+	for (size_t i = 0; i < sizeof policies / sizeof policies[0]; i++)
+		if (!strcmp(s, policies[i])) {
+			*out = policies[i];
+			return EXIT_OK;
+		}
+	return usage_error("bad --route-policy '%s'", s);
+}
+
+static int parse_priority(const char *s, long long *out)
+{
+	char *end;
+	errno = 0;
+	*out = strtoll(s, &end, 10);
+	if (errno || end == s || *end)
+		return usage_error("bad --priority '%s'", s);
+	return EXIT_OK;
+}
+
+/* --timeout-ms of the availability wait: 0 means "do not wait". */
+static int parse_avail_ms(const char *s, int *out)
+{
+	if (!strcmp(s, "0")) {
+		*out = -1;
+		return EXIT_OK;
+	}
+	return parse_ms(s, out) ? usage_error("bad --timeout-ms '%s'", s)
+				: EXIT_OK;
+}
+
+static int route_option(struct bg_send_request *r, int opt)
+{
+	switch (opt) {
+	case OPT_USER:
+		r->user_code = optarg;
+		break;
+	case OPT_USER_NAME:
+		r->user_name = optarg;
+		break;
+	case OPT_METADATA:
+		r->metadata = optarg;
+		break;
+	case OPT_EXTRA:
+		r->extra_payload = optarg;
+		break;
+	case OPT_TRACE_ID:
+		r->trace_id = optarg;
+		break;
+	case OPT_PARENT:
+		r->parent_message_id = optarg;
+		break;
+	case OPT_REGION:
+		r->region = optarg;
+		break;
+	case OPT_WORKER:
+		r->worker_id = optarg;
+		break;
+	case OPT_STATUS:
+		r->status = optarg;
+		break;
+	case OPT_REPLY_DATA:
+		r->reply_data = optarg;
+		break;
+	case OPT_MESSAGE_ID:
+		r->message_id = optarg;
+		break;
+	case OPT_IDEM_KEY:
+		r->idempotency_key = optarg;
+		break;
+	case OPT_IDEM_TTL:
+		if (parse_ms(optarg, &r->idempotency_ttl_s))
+			return usage_error("bad --idempotency-ttl '%s'",
+					   optarg);
+		break;
+	case OPT_POLICY:
+		return parse_policy(optarg, &r->route_policy);
+	case OPT_PRIORITY:
+		return parse_priority(optarg, &r->priority);
+	case OPT_TIMEOUT:
+		return parse_avail_ms(optarg, &r->timeout_ms);
+	default:
+		return usage_error("%s: bad option", "send");
+	}
+	return EXIT_OK;
+}
+
+static int send_option(struct cli *cli, struct send_args *a, int opt)
+{
+	struct bg_send_request *r = &a->req;
+	switch (opt) {
+	case OPT_AGENT:
+		r->agent_type = optarg;
+		break;
+	case OPT_SESSION:
+		r->session_id = optarg;
+		break;
+	case OPT_CONTENT:
+		r->content = optarg;
+		break;
+	case OPT_CONTENT_JSON:
+		r->content_is_json = true;
+		break;
+	case OPT_WAIT:
+		a->wait = true;
+		break;
+	case OPT_JSON:
+		cli->json = true;
+		break;
+	case OPT_WAIT_TIMEOUT:
+		if (parse_ms(optarg, &a->wait_timeout_ms))
+			return usage_error("bad --wait-timeout-ms '%s'",
+					   optarg);
+		break;
+	default:
+		return route_option(r, opt);
+	}
+	return EXIT_OK;
+}
+
+static int parse_send(struct cli *cli, int argc, char **argv,
+		      struct send_args *a)
+{
+	const struct option *opts = a->reply ? reply_opts : send_opts;
+	const char *cmd = a->reply ? "reply" : "send";
+	int opt, rc = EXIT_OK;
+	a->wait_timeout_ms = DEFAULT_TIMEOUT_MS;
+	while (rc == EXIT_OK && (opt = next_opt(argc, argv, opts)) != -1)
+		rc = send_option(cli, a, opt);
+	if (rc == EXIT_OK && a->reply && optind < argc)
+		a->req.message_id = argv[optind++];
+	if (rc == EXIT_OK)
+		rc = no_positional(argc, argv);
+	if (a->reply)
+		rc = require(rc, cmd, "MESSAGE_ID", a->req.message_id);
+	else
+		rc = require(rc, cmd, "--agent-type", a->req.agent_type);
+	rc = require(rc, cmd, "--session", a->req.session_id);
+	if (!a->reply && rc == EXIT_OK && !a->req.content)
+		rc = require(rc, cmd, "--content", NULL);
+	return rc;
+}
+
+static void print_sent(const struct cli *cli, const struct send_args *a,
+		       const struct bg_send_response *r)
+{
+	if (r->duplicate)
+		fprintf(stderr,
+			"bygate: send: duplicate: idempotency key %s was first "
+			"used by message %s (session %s, execution %s); "
+			"nothing sent\n",
+			a->req.idempotency_key ? a->req.idempotency_key
+					       : "(metadata)",
+			r->message_id, r->session_id, r->execution_id);
+	if (!cli->json) {
+		puts(r->message_id);
+		return;
+	}
+	json_t *o = json_object();
+	set_str(o, "message_id", r->message_id);
+	set_str(o, "execution_id", r->execution_id);
+	set_str(o, "entry_id", r->entry_id);
+	set_str(o, "trace_id", r->trace_id);
+	set_str(o, "route_status", r->route_status);
+	set_str(o, "target_agent_type", r->target_agent_type);
+	set_str(o, "stream", r->stream);
+	if (r->pending_id[0])
+		set_str(o, "pending_entry_id", r->pending_id);
+	if (a->reply)
+		json_object_set_new(o, "resumed", json_boolean(r->resumed));
+	if (r->duplicate) {
+		json_object_set_new(o, "duplicate", json_true());
+		set_str(o, "session_id", r->session_id);
+	}
+	print_json(o);
+}
+
+/* A send availability routing refused: stderr, and the JSON result. */
+int print_rejected(const struct cli *cli, const struct send_args *a,
+		   const struct bg_send_response *r)
+{
+	fprintf(stderr, "bygate: %s rejected: %s: %s\n",
+		a->reply ? "reply" : "send", r->error_code, r->error);
+	if (cli->json) {
+		json_t *o = json_object();
+		json_object_set_new(o, "success", json_false());
+		set_str(o, "status", "FAILED");
+		set_str(o, "message_id", r->message_id);
+		set_str(o, "execution_id", r->execution_id);
+		set_str(o, "trace_id", r->trace_id);
+		set_str(o, "route_status", "REJECT");
+		set_str(o, "error_code", r->error_code);
+		set_str(o, "error", r->error);
+		print_json(o);
+	}
+	return EXIT_FAIL;
+}
+
+/* Read events until the end marker of the sent message or the deadline.
+ * 0 when the marker arrived, 1 on timeout, else a library error. */
+static int follow_until_end(struct cli *cli, const char *session, char *last,
+			    const char *message_id, int64_t deadline)
+{
+	struct follow f = { cli->json, message_id, false };
+	while (!f.done) {
+		int64_t left = deadline - mono_ms();
+		if (left <= 0)
+			return 1;
+		int rc = bg_client_read_events(cli->client, session, last,
+					       (int)left, on_event, &f, last);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* The execution's record once it is terminal, or as it is when it stays
+ * non-terminal for SETTLE_MS (or on timeout). *rec is NULL if absent. */
+int settle_record(struct cli *cli, const char *session, const char *message_id,
+		  bool wait_terminal, json_t **rec)
+{
+	int64_t until = mono_ms() + (wait_terminal ? SETTLE_MS : 0);
+	for (;;) {
+		char *raw = NULL;
+		size_t len = 0;
+		int rc = bg_client_get_execution(cli->client, session,
+						 message_id, &raw, &len);
+		if (rc && rc != -ENOENT)
+			return rc;
+		json_decref(*rec);
+		*rec = parse_object(raw, len);
+		free(raw);
+		const char *st =
+			json_string_value(json_object_get(*rec, "status"));
+		if (st &&
+		    bg_status_is_terminal(bg_status_normalize(bg_str_c(st))))
+			return 0;
+		if (mono_ms() >= until || g_signal)
+			return 0;
+		sleep_ms(SETTLE_STEP_MS);
+	}
+}
+
+/* Print the outcome of a waited send; returns its exit status. */
+static int report_outcome(const struct cli *cli,
+			  const struct bg_send_response *r, json_t *rec,
+			  bool timed_out, int timeout_ms)
+{
+	const char *status = rec ? record_str(rec, "status") : "";
+	bool ok = !timed_out &&
+		  bg_str_eq(bg_status_normalize(bg_str_c(status)), "COMPLETED");
+	if (timed_out)
+		fprintf(stderr,
+			"bygate: timed out after %d ms waiting for the end of "
+			"%s (status %s)\n",
+			timeout_ms, r->message_id,
+			status[0] ? status : "unknown");
+	if (cli->json) {
+		json_t *o = json_object();
+		json_object_set_new(o, "message_id", jstr_c(r->message_id));
+		json_object_set_new(o, "execution_id", jstr_c(r->execution_id));
+		json_object_set_new(o, "status", jstr_c(status));
+		json_object_set_new(o, "record",
+				    rec ? json_incref(rec) : json_null());
+		if (timed_out)
+			json_object_set_new(o, "error", json_string("timeout"));
+		print_json(o);
+	} else if (!timed_out) {
+		const char *err = record_str(rec, "error_message");
+		printf("%s: %s%s%s\n", r->message_id,
+		       status[0] ? status : "(no record)", err[0] ? ": " : "",
+		       err);
+	}
+	return ok ? EXIT_OK : EXIT_FAIL;
+}
+
+static int wait_for_end(struct cli *cli, const struct send_args *a,
+			const struct bg_send_response *r, char *last,
+			int64_t deadline)
+{
+	const char *session = r->session_id;
+	if (r->duplicate) /* the first's end may be written already */
+		strcpy(last, "0-0");
+	int rc = follow_until_end(cli, session, last, r->message_id, deadline);
+	if (rc < 0)
+		return fail(cli, "reading events", rc);
+	json_t *rec = NULL;
+	int src = settle_record(cli, session, r->message_id, rc == 0, &rec);
+	if (src < 0) {
+		json_decref(rec);
+		return fail(cli, "reading the execution record", src);
+	}
+	int status = report_outcome(cli, r, rec, rc == 1, a->wait_timeout_ms);
+	json_decref(rec);
+	return status;
+}
+
+static int run_send(struct cli *cli, int argc, char **argv, bool reply)
+{
+	struct send_args a = { .reply = reply };
+	int status = parse_send(cli, argc, argv, &a);
+	if (status == EXIT_OK)
+		status = connect_client(cli);
+	if (status != EXIT_OK)
+		return status;
+	char last[BG_CLIENT_ENTRY_ID_MAX] = "0-0";
+	int rc = a.wait ? bg_client_last_entry_id(cli->client, a.req.session_id,
+						  last)
+			: 0;
+	if (rc)
+		return fail(cli, "reading the data stream", rc);
+	struct bg_send_response r;
+	rc = reply ? bg_client_reply(cli->client, &a.req, &r)
+		   : bg_client_send(cli->client, &a.req, &r);
+	if (rc == BG_CLIENT_EREJECTED)
+		return print_rejected(cli, &a, &r);
+	if (rc)
+		return fail(cli, reply ? "reply" : "send", rc);
+	print_sent(cli, &a, &r);
+	/* the --wait bound starts once routing (WAKE_AND_WAIT) is done */
+	int64_t deadline = mono_ms() + a.wait_timeout_ms;
+	return a.wait ? wait_for_end(cli, &a, &r, last, deadline) : EXIT_OK;
+}
+
+int cmd_send(struct cli *cli, int argc, char **argv)
+{
+	return run_send(cli, argc, argv, false);
+}
+
+int cmd_reply(struct cli *cli, int argc, char **argv)
+{
+	return run_send(cli, argc, argv, true);
+}
+
+/* ---- tail ----------------------------------------------------------- */
+
+static const struct option tail_opts[] = {
+	{ "session", required_argument, NULL, OPT_SESSION },
+	{ "from", required_argument, NULL, OPT_FROM },
+	{ "follow", no_argument, NULL, OPT_FOLLOW },
+	{ "json", no_argument, NULL, OPT_JSON },
+	{ "jsonl", no_argument, NULL, OPT_JSON }, /* one object per line */
+	{ NULL, 0, NULL, 0 },
+};
+
+int cmd_tail(struct cli *cli, int argc, char **argv)
+{
+	const char *session = NULL, *from = "0-0";
+	bool follow = false;
+	int opt;
+	while ((opt = getopt_long(argc, argv, "f", tail_opts, NULL)) != -1) {
+		if (opt == OPT_SESSION)
+			session = optarg;
+		else if (opt == OPT_FROM)
+			from = optarg;
+		else if (opt == OPT_FOLLOW || opt == 'f')
+			follow = true;
+		else if (opt == OPT_JSON)
+			cli->json = true;
+		else
+			return usage_error("%s: bad option", "tail");
+	}
+	int status = no_positional(argc, argv);
+	if (status == EXIT_OK && (!session || !session[0]))
+		status = usage_error("tail: %s is required", "--session");
+	if (status == EXIT_OK &&
+	    (!from[0] || strlen(from) >= BG_CLIENT_ENTRY_ID_MAX))
+		status = usage_error("tail: bad --from '%s'", from);
+	if (status == EXIT_OK)
+		status = connect_client(cli);
+	if (status != EXIT_OK)
+		return status;
+	char last[BG_CLIENT_ENTRY_ID_MAX];
+	strcpy(last, from);
+	struct follow f = { cli->json, NULL, false };
+	long long shown = 0;
+	for (;;) {
+		int rc = bg_client_read_events(cli->client, session, last,
+					       follow ? FOLLOW_BLOCK_MS : -1,
+					       on_event, &f, last);
+		if (rc == BG_CLIENT_EINTR || (rc >= 0 && g_signal))
+			return EXIT_OK; /* SIGINT/SIGTERM end a follow */
+		if (rc < 0)
+			return fail(cli, "reading events", rc);
+		shown += rc;
+		if (rc == 0 && !follow && shown == 0)
+			fprintf(stderr,
+				"bygate: tail: no events in session %s "
+				"after %s\n",
+				session, from);
+		if (rc == 0 && !follow)
+			return EXIT_OK;
+	}
+}
+
+/* ---- status --------------------------------------------------------- */
+
+struct row {
+	char *execution_id;
+	json_t *rec; /* NULL when the stored bytes are not a JSON object */
+};
+
+struct rows {
+	struct row *v;
+	size_t n, cap;
+};
+
+static int add_row(void *arg, const struct bg_client_record *r)
+{
+	struct rows *rows = arg;
+	if (rows->n == rows->cap) {
+		size_t cap = rows->cap ? rows->cap * 2 : 16;
+		struct row *v = realloc(rows->v, cap * sizeof *v);
+		if (v == NULL)
+			return -ENOMEM;
+		rows->v = v;
+		rows->cap = cap;
+	}
+	char *id = strdup(r->execution_id);
+	if (id == NULL)
+		return -ENOMEM;
+	rows->v[rows->n++] =
+		(struct row){ id, parse_object(r->json, r->json_len) };
+	return 0;
+}
+
+static void rows_free(struct rows *rows)
+{
+	for (size_t i = 0; i < rows->n; i++) {
+		free(rows->v[i].execution_id);
+		json_decref(rows->v[i].rec);
+	}
+	free(rows->v);
+}
+
+static json_int_t created_at(const struct row *r)
+{
+	return json_integer_value(json_object_get(r->rec, "created_at"));
+}
+
+static int by_creation(const void *pa, const void *pb)
+{
+	const struct row *a = pa, *b = pb;
+	json_int_t ca = created_at(a), cb = created_at(b);
+	if (ca != cb)
+		return ca < cb ? -1 : 1;
+	return strcmp(a->execution_id, b->execution_id);
+}
+
+static void print_row_text(const struct row *r)
+{
+	char created[40];
+	if (r->rec == NULL) {
+		printf("%-14s (record is not a JSON object)\n",
+		       r->execution_id);
+		return;
+	}
+	const char *err = record_str(r->rec, "error_message");
+	printf("%-14s %-14s %-16s %-20s %-23s %s%s%s\n", r->execution_id,
+	       record_str(r->rec, "message_id"),
+	       record_str(r->rec, "target_agent_type"),
+	       record_str(r->rec, "worker_id"),
+	       fmt_ms(created_at(r), created, sizeof created),
+	       record_str(r->rec, "status"), err[0] ? ": " : "", err);
+}
+
+static json_t *row_json(const struct row *r)
+{
+	if (r->rec)
+		return json_incref(r->rec);
+	json_t *o = json_object();
+	json_object_set_new(o, "execution_id", jstr_c(r->execution_id));
+	json_object_set_new(o, "error", json_string("invalid record"));
+	return o;
+}
+
+static void print_rows(const struct cli *cli, const struct rows *rows,
+		       bool single)
+{
+	if (cli->json) {
+		if (single) {
+			print_json(row_json(&rows->v[0]));
+			return;
+		}
+		json_t *a = json_array();
+		for (size_t i = 0; i < rows->n; i++)
+			json_array_append_new(a, row_json(&rows->v[i]));
+		print_json(a);
+		return;
+	}
+	printf("%-14s %-14s %-16s %-20s %-23s %s\n", "EXECUTION", "MESSAGE",
+	       "AGENT TYPE", "WORKER", "CREATED (UTC)", "STATUS");
+	for (size_t i = 0; i < rows->n; i++)
+		print_row_text(&rows->v[i]);
+}
+
+/* The one record of message_id as a row. */
+static int message_row(struct cli *cli, const char *session,
+		       const char *message_id, struct rows *rows)
+{
+	char *raw = NULL;
+	size_t len = 0;
+	int rc = bg_client_get_execution(cli->client, session, message_id, &raw,
+					 &len);
+	if (rc == -ENOENT) {
+		fprintf(stderr,
+			"bygate: no execution for message %s in "
+			"session %s\n",
+			message_id, session);
+		return EXIT_FAIL;
+	}
+	if (rc)
+		return fail(cli, "reading the execution record", rc);
+	json_t *rec = parse_object(raw, len);
+	const char *id = record_str(rec, "execution_id");
+	rc = add_row(rows, &(struct bg_client_record){ id, raw, len });
+	json_decref(rec);
+	free(raw);
+	return rc ? fail(cli, "status", rc) : EXIT_OK;
+}
+
+/* The seconds since a ms age, or "-" when there is none. */
+static const char *fmt_age(const json_t *ms, char *buf, size_t cap)
+{
+	if (!json_is_integer(ms))
+		return "-";
+	snprintf(buf, cap, "%.1f s", (double)json_integer_value(ms) / 1000.0);
+	return buf;
+}
+
+static const char *fmt_num(const json_t *v, char *buf, size_t cap)
+{
+	if (json_is_integer(v))
+		snprintf(buf, cap, "%lld", (long long)json_integer_value(v));
+	else if (json_is_real(v))
+		snprintf(buf, cap, "%.4g", json_real_value(v));
+	else
+		return "-";
+	return buf;
+}
+
+static void lanes_row(const char *type, const char *lane, const json_t *o,
+		      const char *pass_key)
+{
+	char age[32], pass[32], running[32];
+	printf("%-16s %-20s %8lld %10s %10s %8s\n", type, lane,
+	       (long long)json_integer_value(json_object_get(o, "waiting")),
+	       fmt_age(json_object_get(o, "oldest_age_ms"), age, sizeof age),
+	       fmt_num(json_object_get(o, pass_key), pass, sizeof pass),
+	       fmt_num(json_object_get(o, "fleet_running"), running,
+		       sizeof running));
+}
+
+/* bg_client_lanes as a table: a row per lane, then the agent type's
+ * totals (its virtual time in the pass column, its own fleet places). */
+static void lanes_text(const json_t *doc)
+{
+	const json_t *types = json_object_get(doc, "agent_types");
+	size_t i, k;
+	json_t *t, *l;
+	printf("%-16s %-20s %8s %10s %10s %8s\n", "AGENT TYPE", "LANE",
+	       "WAITING", "OLDEST", "PASS", "RUNNING");
+	json_array_foreach(types, i, t) {
+		const char *type = record_str(t, "agent_type");
+		json_array_foreach(json_object_get(t, "lanes"), k, l) {
+			const char *lane = record_str(l, "lane");
+			lanes_row(type, lane[0] ? lane : "(default)", l,
+				  "pass");
+		}
+		lanes_row(type, "(all lanes)", t, "vtime");
+	}
+	if (json_array_size(types) == 0)
+		printf("(no agent type known: give --agent-type)\n");
+}
+
+static int status_lanes(struct cli *cli, const char *agent_type)
+{
+	int status = connect_client(cli);
+	if (status != EXIT_OK)
+		return status;
+	char *doc;
+	int rc = bg_client_lanes(cli->client, agent_type, &doc);
+	return rc ? fail(cli, "status --lanes", rc)
+		  : print_doc(cli, doc, lanes_text);
+}
+
+static const struct option status_opts[] = {
+	{ "session", required_argument, NULL, OPT_SESSION },
+	{ "message-id", required_argument, NULL, OPT_MESSAGE_ID },
+	{ "lanes", no_argument, NULL, OPT_LANES },
+	{ "agent-type", required_argument, NULL, OPT_AGENT },
+	{ "json", no_argument, NULL, OPT_JSON },
+	{ NULL, 0, NULL, 0 },
+};
+
+int cmd_status(struct cli *cli, int argc, char **argv)
+{
+	const char *session = NULL, *message_id = NULL, *agent_type = NULL;
+	bool lanes = false;
+	int opt;
+	while ((opt = next_opt(argc, argv, status_opts)) != -1) {
+		if (opt == OPT_SESSION)
+			session = optarg;
+		else if (opt == OPT_MESSAGE_ID)
+			message_id = optarg;
+		else if (opt == OPT_LANES)
+			lanes = true;
+		else if (opt == OPT_AGENT)
+			agent_type = optarg;
+		else if (opt == OPT_JSON)
+			cli->json = true;
+		else
+			return usage_error("%s: bad option", "status");
+	}
+	int status = no_positional(argc, argv);
+	if (status == EXIT_OK && lanes && (session || message_id))
+		status =
+			usage_error("status: %s takes no --session", "--lanes");
+	if (status == EXIT_OK && !lanes && agent_type)
+		status =
+			usage_error("status: %s needs --lanes", "--agent-type");
+	if (status == EXIT_OK && lanes)
+		return status_lanes(cli, agent_type);
+	if (status == EXIT_OK && (!session || !session[0]))
+		status = usage_error("status: %s is required", "--session");
+	if (status == EXIT_OK)
+		status = connect_client(cli);
+	if (status != EXIT_OK)
+		return status;
+	struct rows rows = { 0 };
+	if (message_id) {
+		status = message_row(cli, session, message_id, &rows);
+	} else {
+		int rc = bg_client_list_executions(cli->client, session,
+						   add_row, &rows);
+		if (rc < 0)
+			status = fail(cli, "status", rc);
+		else
+			qsort(rows.v, rows.n, sizeof *rows.v, by_creation);
+	}
+	if (status == EXIT_OK)
+		print_rows(cli, &rows, message_id != NULL);
+	rows_free(&rows);
+	return status;
+}
+
+/* ---- cancel ------------------------------------------------------------- */
+
+static const struct option cancel_opts[] = {
+	{ "session", required_argument, NULL, OPT_SESSION },
+	{ "reason", required_argument, NULL, OPT_REASON },
+	{ "mode", required_argument, NULL, OPT_MODE },
+	{ "json", no_argument, NULL, OPT_JSON },
+	{ NULL, 0, NULL, 0 },
+};
+
+static int on_cancelled(void *arg, const struct bg_client_cancelled *n)
+{
+	json_t *o = json_object();
+	set_str(o, "execution_id", n->execution_id);
+	set_str(o, "message_id", n->message_id);
+	set_str(o, "worker_id", n->worker_id);
+	set_str(o, "entry_id", n->entry_id);
+	return json_array_append_new(arg, o) ? -ENOMEM : 0;
+}
+
+static int print_cancel(const struct cli *cli,
+			const struct bg_cancel_request *q,
+			const struct bg_cancel_response *r, json_t *nodes)
+{
+	bool ok = !strcmp(r->status, "CANCEL_REQUESTED");
+	if (cli->json) {
+		json_t *o = json_object();
+		json_object_set_new(o, "success", json_boolean(ok));
+		set_str(o, "status", r->status);
+		set_str(o, "session_id", q->session_id);
+		if (q->message_id) {
+			set_str(o, "message_id", q->message_id);
+			set_str(o, "execution_id", r->execution_id);
+			set_str(o, "worker_id", r->worker_id);
+		}
+		json_object_set_new(o, "cancelled_count",
+				    json_integer(r->cancelled_count));
+		json_object_set_new(o, "already_finished_count",
+				    json_integer(r->already_finished_count));
+		set_str(o, "error", r->error);
+		json_object_set_new(o, "cancelled", json_incref(nodes));
+		print_json(o);
+	} else if (ok) {
+		printf("%s: %d execution(s)\n", r->status, r->cancelled_count);
+	} else {
+		fprintf(stderr, "bygate: %s: %s\n", r->status, r->error);
+	}
+	return ok ? EXIT_OK : EXIT_FAIL;
+}
+
+static int run_cancel(struct cli *cli, int argc, char **argv, bool session)
+{
+	struct bg_cancel_request q = { 0 };
+	const char *cmd = session ? "cancel-session" : "cancel";
+	int opt, status = EXIT_OK;
+	while (status == EXIT_OK &&
+	       (opt = next_opt(argc, argv, cancel_opts)) != -1) {
+		if (opt == OPT_SESSION && !session)
+			q.session_id = optarg;
+		else if (opt == OPT_REASON)
+			q.reason = optarg;
+		else if (opt == OPT_MODE && (!strcmp(optarg, "graceful") ||
+					     !strcmp(optarg, "force")))
+			q.cancel_mode = optarg;
+		else if (opt == OPT_JSON)
+			cli->json = true;
+		else
+			status = usage_error("%s: bad option", cmd);
+	}
+	if (status == EXIT_OK && optind < argc) {
+		if (session)
+			q.session_id = argv[optind++];
+		else
+			q.message_id = argv[optind++];
+	}
+	if (status == EXIT_OK)
+		status = no_positional(argc, argv);
+	if (!session)
+		status = require(status, cmd, "MESSAGE_ID", q.message_id);
+	status = require(status, cmd, session ? "SESSION" : "--session",
+			 q.session_id);
+	if (status == EXIT_OK)
+		status = connect_client(cli);
+	if (status != EXIT_OK)
+		return status;
+	json_t *nodes = json_array();
+	struct bg_cancel_response r;
+	q.cb = on_cancelled;
+	q.arg = nodes;
+	int rc = bg_client_cancel(cli->client, &q, &r);
+	status = rc ? fail(cli, cmd, rc) : print_cancel(cli, &q, &r, nodes);
+	json_decref(nodes);
+	return status;
+}
+
+int cmd_cancel(struct cli *cli, int argc, char **argv)
+{
+	return run_cancel(cli, argc, argv, false);
+}
+
+int cmd_cancel_session(struct cli *cli, int argc, char **argv)
+{
+	return run_cancel(cli, argc, argv, true);
+}
