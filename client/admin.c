@@ -233,6 +233,98 @@ int bg_client_allow(struct bg_client *c, const char *agent_type,
 	return rc;
 }
 
+/* ---- is it known? ---------------------------------------------------- */
+
+/* Whether any of the keys `kinds` of id exists (an empty set does not
+ * exist in Redis). One EXISTS each: the keys may live in other slots. */
+static int any_exists(struct bg_client *c, const enum bg_key_kind *kinds,
+		      size_t n, const char *id, bool *found)
+{
+	int rc = 0;
+	*found = false;
+	for (size_t i = 0; rc == 0 && !*found && i < n; i++) {
+		struct bg_buf key = { 0 };
+		redisReply *r = NULL;
+		rc = bg_client_key(c, &key, kinds[i], id);
+		if (rc == 0)
+			rc = bg_client_cmd(c, &r, "EXISTS", key.p, NULL);
+		*found = rc == 0 && r->type == REDIS_REPLY_INTEGER &&
+			 r->integer > 0;
+		freeReplyObject(r);
+		bg_buf_free(&key);
+	}
+	return rc;
+}
+
+int bg_client_worker_known(struct bg_client *c, const char *worker_id,
+			   bool *known)
+{
+	static const enum bg_key_kind kinds[] = {
+		BG_KEY_WORKER_ONLINE,
+		BG_KEY_WORKER_ADMIN,
+		BG_KEY_WORKER_AGENT_TYPES,
+		BG_KEY_WORKER_STATUS,
+	};
+	bool found = false;
+	struct bg_buf set = { 0 };
+	c->errmsg[0] = '\0';
+	*known = false;
+	if (!worker_id || !worker_id[0])
+		return bg_client_fail(c, -EINVAL, "a worker id is required");
+	int rc = any_exists(c, kinds, 4, worker_id, &found);
+	if (rc == 0 && !found)
+		rc = bg_client_key0(c, &set, BG_KEY_KNOWN_WORKERS);
+	if (rc == 0 && !found) {
+		redisReply *r = NULL;
+		rc = bg_client_cmd(c, &r, "SISMEMBER", set.p, worker_id, NULL);
+		found = rc == 0 && r->type == REDIS_REPLY_INTEGER &&
+			r->integer == 1;
+		freeReplyObject(r);
+	}
+	bg_buf_free(&set);
+	*known = rc == 0 && found;
+	return rc;
+}
+
+/* Whether a known worker declares the type (a suspended worker's types have
+ * empty routing sets, which Redis deletes). One SISMEMBER per worker. */
+static int declared_by_a_worker(struct bg_client *c, const char *type,
+				bool *found)
+{
+	struct bg_client_strs workers = { 0 };
+	struct bg_buf set = { 0 };
+	int rc = bg_client_key0(c, &set, BG_KEY_KNOWN_WORKERS);
+	if (rc == 0)
+		rc = bg_client_smembers(c, set.p, &workers);
+	for (size_t i = 0; rc == 0 && !*found && i < workers.n; i++)
+		if (workers.v[i][0])
+			rc = is_member(c, BG_KEY_WORKER_AGENT_TYPES,
+				       workers.v[i], type, found);
+	bg_client_strs_free(&workers);
+	bg_buf_free(&set);
+	return rc;
+}
+
+int bg_client_agent_type_known(struct bg_client *c, const char *agent_type,
+			       bool *known)
+{
+	static const enum bg_key_kind kinds[] = {
+		BG_KEY_AGENT_TYPE_CTRL,
+		BG_KEY_AGENT_TYPE_MEMBERS,
+		BG_KEY_AGENT_TYPE_DENIED,
+	};
+	bool found = false;
+	c->errmsg[0] = '\0';
+	*known = false;
+	if (!agent_type || !agent_type[0])
+		return bg_client_fail(c, -EINVAL, "an agent type is required");
+	int rc = any_exists(c, kinds, 3, agent_type, &found);
+	if (rc == 0 && !found)
+		rc = declared_by_a_worker(c, agent_type, &found);
+	*known = rc == 0 && found;
+	return rc;
+}
+
 /* ---- plugin reload (WIRE 8.1) ------------------------------------------- */
 
 static int reload_one(struct bg_client *c, const char *type, const char *w,

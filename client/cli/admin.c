@@ -137,20 +137,60 @@ int cmd_workers(struct cli *cli, int argc, char **argv)
 
 struct admin_args {
 	const char *reason;
-	bool force;
-	bool force_allowed;
+	bool reason_allowed;
+	bool force; /* also EVICT_WORKER's body.force for evict */
 };
 
 static int admin_option(int opt, void *arg)
 {
 	struct admin_args *a = arg;
-	if (opt == OPT_REASON)
+	if (opt == OPT_REASON && a->reason_allowed)
 		a->reason = optarg;
-	else if (opt == OPT_FORCE && a->force_allowed)
+	else if (opt == OPT_FORCE)
 		a->force = true;
 	else
 		return EXIT_USAGE;
 	return EXIT_OK;
+}
+
+static const struct option admin_opts[] = {
+	{ "reason", required_argument, NULL, OPT_REASON },
+	{ "force", no_argument, NULL, OPT_FORCE },
+	{ "json", no_argument, NULL, OPT_JSON },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* Refuse (exit 2) a worker or agent type Redis has never seen, unless
+ * --force (pre-registering, or a typo the operator insists on): a
+ * misspelt id would otherwise succeed silently and change nothing. */
+static int check_known(struct cli *cli, const char *cmd, const char *type,
+		       const char *worker, bool force)
+{
+	bool known = true;
+	int rc = 0;
+	if (force)
+		return EXIT_OK;
+	if (type)
+		rc = bg_client_agent_type_known(cli->client, type, &known);
+	if (rc == 0 && !known) {
+		fprintf(stderr,
+			"bygate: %s: unknown agent type '%s' (no worker "
+			"declares it, no stream, routing set or denylist)%s%s%s\n",
+			cmd, type, worker ? "; --force to " : "",
+			worker ? cmd : "", worker ? " it anyway" : "");
+		return EXIT_USAGE;
+	}
+	if (rc == 0 && worker)
+		rc = bg_client_worker_known(cli->client, worker, &known);
+	if (rc == 0 && !known) {
+		fprintf(stderr,
+			"bygate: %s: unknown worker '%s' (never registered, "
+			"no admin state; `bygate workers` lists them); "
+			"--force to %s it anyway\n",
+			cmd, worker, cmd);
+		return EXIT_USAGE;
+	}
+	return rc ? fail(cli, cmd, rc) : EXIT_OK;
 }
 
 static void admin_text(const json_t *o)
@@ -165,24 +205,20 @@ static void admin_text(const json_t *o)
 static int run_admin(struct cli *cli, int argc, char **argv,
 		     enum bg_admin_op op)
 {
-	static const struct option opts[] = {
-		{ "reason", required_argument, NULL, OPT_REASON },
-		{ "force", no_argument, NULL, OPT_FORCE },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct admin_args a = { .force_allowed = op == BG_ADMIN_EVICT };
+	struct admin_args a = { .reason_allowed = op == BG_ADMIN_SUSPEND ||
+						  op == BG_ADMIN_EVICT };
 	const char *w = NULL;
-	int status = parse_positional(
-		cli, argc, argv,
-		op == BG_ADMIN_SUSPEND || op == BG_ADMIN_EVICT ? opts : NULL,
-		admin_option, &a, &w, 1, "WORKER_ID");
+	int status = parse_positional(cli, argc, argv, admin_opts, admin_option,
+				      &a, &w, 1, "WORKER_ID");
 	if (status == EXIT_OK)
 		status = connect_client(cli);
+	if (status == EXIT_OK)
+		status = check_known(cli, argv[0], NULL, w, a.force);
 	if (status != EXIT_OK)
 		return status;
 	char *doc;
-	int rc = bg_client_admin(cli->client, op, w, a.reason, a.force, &doc);
+	int rc = bg_client_admin(cli->client, op, w, a.reason,
+				 op == BG_ADMIN_EVICT && a.force, &doc);
 	return rc ? fail(cli, argv[0], rc) : print_doc(cli, doc, admin_text);
 }
 
@@ -210,10 +246,13 @@ static int run_access(struct cli *cli, int argc, char **argv, bool allow)
 {
 	const char *pos[2];
 	bool added = false;
-	int status = parse_positional(cli, argc, argv, NULL, NULL, NULL, pos, 2,
-				      "AGENT_TYPE WORKER_ID");
+	struct admin_args a = { 0 };
+	int status = parse_positional(cli, argc, argv, admin_opts, admin_option,
+				      &a, pos, 2, "AGENT_TYPE WORKER_ID");
 	if (status == EXIT_OK)
 		status = connect_client(cli);
+	if (status == EXIT_OK)
+		status = check_known(cli, argv[0], pos[0], pos[1], a.force);
 	if (status != EXIT_OK)
 		return status;
 	int rc = allow ? bg_client_allow(cli->client, pos[0], pos[1], &added)
@@ -381,6 +420,8 @@ int cmd_reload(struct cli *cli, int argc, char **argv)
 				      &type, 1, "AGENT_TYPE");
 	if (status == EXIT_OK)
 		status = connect_client(cli);
+	if (status == EXIT_OK)
+		status = check_known(cli, "reload", type, NULL, false);
 	if (status != EXIT_OK)
 		return status;
 	char *doc;

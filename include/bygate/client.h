@@ -339,6 +339,18 @@ int bg_client_deny(struct bg_client *c, const char *agent_type,
 int bg_client_allow(struct bg_client *c, const char *agent_type,
 		    const char *worker_id, bool *added);
 
+/* Whether Redis knows the worker: its lease, admin state, declared agent
+ * types or counters exist, or it is in known_workers. A worker that never
+ * ran and was never administered is unknown (bygate's admin commands refuse
+ * it unless forced). 0 or a negative error. */
+int bg_client_worker_known(struct bg_client *c, const char *worker_id,
+			   bool *known);
+
+/* Whether Redis knows the agent type: its control stream, routing set or
+ * denylist exists, or a known worker declares it. 0 or a negative error. */
+int bg_client_agent_type_known(struct bg_client *c, const char *agent_type,
+			       bool *known);
+
 /* reload_plugins_for_agent_type (WIRE 8.1): a RELOAD_PLUGINS on the stream
  * of every online worker of the type. reload_id NULL or "": a new
  * reload-xxxxxxxx. *json_out (to free()): {"reload_id", "agent_type",

@@ -443,7 +443,8 @@ def test_bad_arguments_exit_2(h):
         ("workers", "info"),
         ("suspend",),
         ("resume", "w", "--reason", "x"),  # resume takes no reason
-        ("suspend", "w", "--force"),  # only evict has --force
+        ("suspend", "w"),  # an unknown worker, without --force
+        ("allow-rejoin", "w", "--reason", "x"),  # takes no reason
         ("deny", "t"),
         ("reload",),
         ("reload", "t", "--timeout-ms", "never"),

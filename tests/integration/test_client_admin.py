@@ -351,8 +351,53 @@ def test_deny_and_allow_a_worker_for_an_agent_type(h):
     ok(h.bygate("suspend", "w1"))
     assert bygate_json(h, "allow", "a", "w1")["routing"] is False
     assert members(h, "a") == []  # suspended: its resume restores it
-    assert bygate_json(h, "allow", "zzz", "w1")["routing"] is False
+    assert bygate_json(h, "allow", "zzz", "w1", "--force")["routing"] is False
     assert members(h, "zzz") == []  # not a declared type
+
+
+def test_admin_commands_refuse_an_unknown_worker_unless_forced(h):
+    two_type_worker(h)
+    for cmd in (["suspend", "nosuch"], ["resume", "nosuch"],
+                ["evict", "nosuch"], ["allow-rejoin", "nosuch"],
+                ["deny", "a", "nosuch"], ["allow", "a", "nosuch"]):
+        out = h.bygate(*cmd)
+        assert out.returncode == 2, (cmd, out.stdout, out.stderr)
+        assert "unknown worker 'nosuch'" in out.stderr, out.stderr
+        assert "--force" in out.stderr and out.stdout == ""
+    c = h.client()
+    assert c.call("EXISTS", h.keys.worker_admin("nosuch")) == 0
+    assert c.call("EXISTS", h.keys.agent_type_denied("a")) == 0
+    assert c.call("EXISTS", h.keys.ctrl_worker("nosuch")) == 0
+    # --force pre-registers: the admin state waits for the worker
+    doc = bygate_json(h, "suspend", "nosuch", "--force")
+    assert doc["lifecycle"] == "suspended"
+    assert c.hgetall(h.keys.worker_admin("nosuch"))["lifecycle"] == \
+        "suspended"
+    ok(h.bygate("deny", "a", "w2", "--force"))
+    assert c.call("SMEMBERS", h.keys.agent_type_denied("a")) == ["w2"]
+
+
+def test_admin_commands_refuse_an_unknown_agent_type_unless_forced(h):
+    two_type_worker(h)
+    for cmd in ("deny", "allow"):
+        out = h.bygate(cmd, "nosuchtype", "w1")
+        assert out.returncode == 2, (cmd, out.stdout, out.stderr)
+        assert "unknown agent type 'nosuchtype'" in out.stderr
+    assert h.client().call(
+        "EXISTS", h.keys.agent_type_denied("nosuchtype")) == 0
+    out = h.bygate("reload", "nosuchtype")
+    assert out.returncode == 2 and "unknown agent type" in out.stderr
+    assert "--force" not in out.stderr
+    ok(h.bygate("deny", "nosuchtype", "w1", "--force"))
+
+
+def test_a_suspended_workers_types_stay_known(h):
+    """Suspending empties the routing sets (Redis deletes empty sets); the
+    worker's declared types still make the type known."""
+    two_type_worker(h)
+    ok(h.bygate("suspend", "w1"))
+    assert members(h, "a") == []
+    ok(h.bygate("deny", "a", "w1"))
 
 
 # ---- reload -------------------------------------------------------------------
@@ -426,6 +471,7 @@ def test_reload_wait_fails_on_a_failure_ack_or_a_timeout(h):
 
 
 def test_reload_with_no_online_worker_fails(h):
+    fake_worker(h, "planner", worker="w3", online=False)
     doc = bygate_json(h, "reload", "planner", code=1)
     assert (doc["dispatched_count"], doc["worker_ids"]) == (0, [])
 
