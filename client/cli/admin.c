@@ -68,6 +68,9 @@ static void workers_text(const json_t *a)
 	worker_header();
 	json_array_foreach(a, i, w)
 		worker_row(w);
+	if (json_array_size(a) == 0)
+		puts("(no worker known: none has registered in this Redis "
+		     "database)");
 }
 
 static void executions_text(const char *title, const json_t *a)

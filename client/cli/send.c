@@ -542,7 +542,7 @@ static json_t *row_json(const struct row *r)
 }
 
 static void print_rows(const struct cli *cli, const struct rows *rows,
-		       bool single)
+		       bool single, const char *session)
 {
 	if (cli->json) {
 		if (single) {
@@ -559,6 +559,8 @@ static void print_rows(const struct cli *cli, const struct rows *rows,
 	       "AGENT TYPE", "WORKER", "CREATED (UTC)", "STATUS");
 	for (size_t i = 0; i < rows->n; i++)
 		print_row_text(&rows->v[i]);
+	if (rows->n == 0)
+		printf("(no execution in session %s)\n", session);
 }
 
 /* The one record of message_id as a row. */
@@ -706,7 +708,7 @@ int cmd_status(struct cli *cli, int argc, char **argv)
 			qsort(rows.v, rows.n, sizeof *rows.v, by_creation);
 	}
 	if (status == EXIT_OK)
-		print_rows(cli, &rows, message_id != NULL);
+		print_rows(cli, &rows, message_id != NULL, session);
 	rows_free(&rows);
 	return status;
 }

@@ -496,3 +496,12 @@ def test_workers_show_the_oldest_active_execution_and_the_lag(h):
     text = ok(h.bygate("workers", "info", h.worker_id)).stdout
     assert "oldest active execution:" in text
     assert "consumer-group lag of sleep: 0" in text
+
+
+def test_an_empty_result_says_so(h):
+    out = h.bygate("workers")
+    assert out.returncode == 0 and "(no worker known" in out.stdout
+    out = h.bygate("status", "--session", "nosuch")
+    assert out.returncode == 0
+    assert "(no execution in session nosuch)" in out.stdout
+    assert bygate_json(h, "workers") == []
