@@ -12,12 +12,11 @@ DESTDIR (and the world-writable temporary directories, checked after)."""
 
 import json
 import os
-import pathlib
 import pwd
 import subprocess
 import time
 
-from harness import REPO, timeout, wait_until
+from harness import REPO, build_dir, timeout, wait_until
 from bglib import proc
 from bglib.bygated import Bygated
 
@@ -72,8 +71,12 @@ int main(int argc, char **argv)
 """
 
 
-def build_dir():
-    return pathlib.Path(os.environ.get("BYGATE_BUILD") or REPO / "build").resolve()
+def sanitizer_flags():
+    """The sanitizers a client of the installed libbygate.a must link when
+    the build under test is a sanitizer build (`make asan`)."""
+    with open(build_dir() / "bygated", "rb") as f:
+        asan = b"libasan.so" in f.read()
+    return ["-fsanitize=address,undefined"] if asan else []
 
 
 def make_install(prefix, destdir="", user=None, **extra):
@@ -193,8 +196,8 @@ def test_a_client_builds_against_the_installed_library_with_pkg_config(h):
     src = h.tmp / "client.c"
     src.write_text(CLIENT_C)
     exe = h.tmp / "client"
-    cc = subprocess.run(["cc", "-Wall", "-Werror", "-o", str(exe), str(src),
-                         *flags.stdout.split()],
+    cc = subprocess.run(["cc", "-Wall", "-Werror", *sanitizer_flags(),
+                         "-o", str(exe), str(src), *flags.stdout.split()],
                         capture_output=True, text=True)
     assert cc.returncode == 0, cc.stderr
     start_installed_bygated(h, prefix)
@@ -211,6 +214,32 @@ def test_a_client_builds_against_the_installed_library_with_pkg_config(h):
             else None
     wait_until(lambda: status() == "COMPLETED", 30,
                what="the client's task to complete")
+
+
+def test_bygate_pc_requires_exactly_what_libbygate_a_calls(h):
+    """Linked whole, the installed archive needs every library bygate.pc
+    requires, and nothing more: dropping any one fails the link."""
+    prefix = h.tmp / "prefix"
+    make_install(prefix)
+    pc = (prefix / "lib" / "pkgconfig" / "bygate.pc").read_text()
+    requires = [ln.split(":", 1)[1].split() for ln in pc.splitlines()
+                if ln.startswith("Requires:")][0]
+    src = h.tmp / "main.c"
+    src.write_text("int main(void) { return 0; }\n")
+    archive = str(prefix / "lib" / "libbygate.a")
+
+    def link(pkgs):
+        libs = subprocess.run(["pkg-config", "--libs", *pkgs],
+                              capture_output=True, text=True, check=True)
+        return subprocess.run(
+            ["cc", *sanitizer_flags(), "-o", str(h.tmp / "whole"), str(src),
+             "-Wl,--whole-archive", archive, "-Wl,--no-whole-archive",
+             *libs.stdout.split()], capture_output=True, text=True)
+    r = link(requires)
+    assert r.returncode == 0, r.stderr
+    for dropped in requires:
+        rest = [p for p in requires if p != dropped]
+        assert link(rest).returncode != 0, "%s is not needed" % dropped
 
 
 @timeout(240)
