@@ -325,7 +325,6 @@ install: all user
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' \
 	  etc/bygate.pc.in > $(I_LIB)/pkgconfig/bygate.pc
 	sed -e 's|/etc/bygate/|$(SYSCONFDIR)/bygate/|g' \
-	  -e 's|/usr/local/bin/bygated|$(PREFIX)/sbin/bygated|g' \
 	  -e 's|/usr/local|$(PREFIX)|g' \
 	  -e 's|ReadWritePaths=/var/lib/bygate|ReadWritePaths=$(LOCALSTATEDIR)/lib/bygate|' \
 	  etc/bygated.service > $(I_LIB)/systemd/system/bygated.service
