@@ -275,7 +275,6 @@ bench: deps user
 	@$(MAKE) --no-print-directory all $(BENCH_BINS)
 	$(PYTHON) bench/run.py --build $(BUILD)
 
-
 # `make install`: everything under $(DESTDIR)$(PREFIX), and the
 # configuration and state directories under $(DESTDIR)$(SYSCONFDIR) and
 # $(DESTDIR)$(LOCALSTATEDIR), which follow PREFIX ($(PREFIX)/etc and
@@ -324,8 +323,8 @@ install: all user
 	install -m 644 $(LIB_CLIENT_DIST) $(I_LIB)/libbygate.a
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' \
 	  etc/bygate.pc.in > $(I_LIB)/pkgconfig/bygate.pc
-	sed -e 's|/etc/bygate/|$(SYSCONFDIR)/bygate/|g' \
-	  -e 's|/usr/local|$(PREFIX)|g' \
+	sed -e 's|/usr/local|$(PREFIX)|g' \
+	  -e 's|/etc/bygate/|$(SYSCONFDIR)/bygate/|g' \
 	  -e 's|ReadWritePaths=/var/lib/bygate|ReadWritePaths=$(LOCALSTATEDIR)/lib/bygate|' \
 	  etc/bygated.service > $(I_LIB)/systemd/system/bygated.service
 	install -m 644 $(EXAMPLE_AGENTS) $(I_SHARE)/python/
