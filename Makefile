@@ -63,6 +63,13 @@ LIB_CLIENT := $(LIBDIR)/libbygate.a
 LIB_STATE  := $(LIBDIR)/libbgstate.a
 LIB_WS     := $(LIBDIR)/libbgworkspace.a
 
+# One archive with everything a libbygate program needs (client, wire,
+# conf, common), installed as libbygate.a, so `pkg-config --libs bygate`
+# links on its own.
+VERSION ?= 0.1.0
+LIB_CLIENT_DIST := $(LIBDIR)/libbygate-dist.a
+$(LIB_CLIENT_DIST): $(call obj_of,$(CLIENT_LIB_SRC) $(WIRE_SRC) $(CONF_SRC) $(COMMON_SRC))
+
 BINS    := $(BUILD)/bygated $(BUILD)/bygate-child $(BUILD)/bygate $(BUILD)/bygate-state
 # The workflow agent types (docs/workflows.md): one plugin over wire/dag.c.
 WF_SRC  := $(call src_of,workflows) wire/dag.c
@@ -75,7 +82,11 @@ BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
 .PHONY: all deps user run test unit-test integration-test tests asan bench crashtest install clean format format-check
 MEMWATCH := $(BUILD)/libbygate-memwatch.so
-all: $(BINS) $(PLUGINS) $(MEMWATCH)
+all: $(BINS) $(PLUGINS) $(MEMWATCH) $(LIB_CLIENT_DIST)
+
+# Objects are never deleted as intermediates: a second `make` (or `make
+# install` on a built tree) then rebuilds nothing.
+.SECONDARY:
 
 -include $(shell find $(OBJ) -name '*.d' 2>/dev/null)
 
@@ -264,31 +275,69 @@ bench: deps user
 	@$(MAKE) --no-print-directory all $(BENCH_BINS)
 	$(PYTHON) bench/run.py --build $(BUILD)
 
-# One archive with everything a libbygate program needs (client, wire,
-# conf, common), so `pkg-config --libs bygate` links on its own.
-VERSION ?= 0.1.0
-LIB_CLIENT_DIST := $(LIBDIR)/libbygate-dist.a
-$(LIB_CLIENT_DIST): $(call obj_of,$(CLIENT_LIB_SRC) $(WIRE_SRC) $(CONF_SRC) $(COMMON_SRC))
+# `make install`: everything under $(DESTDIR)$(PREFIX), and the
+# configuration and state directories under $(DESTDIR)$(SYSCONFDIR) and
+# $(DESTDIR)$(LOCALSTATEDIR), which follow PREFIX ($(PREFIX)/etc and
+# $(PREFIX)/var; /etc and /var for PREFIX=/usr) unless given:
+#   bin/bygate bin/bygate-state sbin/bygated
+#   libexec/bygate/bygate-child, libbygate-memwatch.so (bygated finds them
+#     from its own path, sbin/../libexec/bygate: PREFIX is not compiled in)
+#   lib/libbygate.a lib/pkgconfig/bygate.pc include/bygate/*.h
+#   lib/bygate/plugins/*.so lib/systemd/system/bygated.service
+#   share/bygate/python/ (bygate_agent.py and the example agents),
+#   share/bygate/examples/workflows/, share/bygate/grafana/,
+#   share/bygate/prometheus/, share/man/, share/doc/bygate/
+#   $(SYSCONFDIR)/bygate/bygate.conf.example: etc/bygate.conf with the
+#     installed paths (scripts/install_conf.py); it runs as installed
+#   $(LOCALSTATEDIR)/lib/bygate/: its state and workspace directory
+# Installing rebuilds nothing that `make BUILD=... all` built.
+ifeq ($(PREFIX),/usr)
+SYSCONFDIR    ?= /etc
+LOCALSTATEDIR ?= /var
+else
+SYSCONFDIR    ?= $(PREFIX)/etc
+LOCALSTATEDIR ?= $(PREFIX)/var
+endif
+I_BIN     := $(DESTDIR)$(PREFIX)/bin
+I_SBIN    := $(DESTDIR)$(PREFIX)/sbin
+I_LIBEXEC := $(DESTDIR)$(PREFIX)/libexec/bygate
+I_LIB     := $(DESTDIR)$(PREFIX)/lib
+I_SHARE   := $(DESTDIR)$(PREFIX)/share/bygate
+I_MAN     := $(DESTDIR)$(PREFIX)/share/man
+EXAMPLE_AGENTS := $(sort $(wildcard examples/python/*.py))
 
-install: all user $(LIB_CLIENT_DIST)
-	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(PREFIX)/lib/pkgconfig \
-	  $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5 \
-	  $(DESTDIR)$(PREFIX)/share/man/man8
-	sed 's|/usr/local|$(PREFIX)|g' etc/bygated.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/bygated.service
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' etc/bygate.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/bygate.pc
-	install -m 644 docs/man/bygate.1 docs/man/bygate-state.1 $(DESTDIR)$(PREFIX)/share/man/man1/
-	install -m 644 docs/man/bygate.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/
-	install -m 644 docs/man/bygated.8 $(DESTDIR)$(PREFIX)/share/man/man8/
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/bygate/plugins \
-	  $(DESTDIR)$(PREFIX)/include/bygate $(DESTDIR)$(PREFIX)/share/doc/bygate \
-	  $(DESTDIR)$(PREFIX)/libexec/bygate $(DESTDIR)/etc/bygate
-	install -m 755 $(BUILD)/bygated $(BUILD)/bygate $(BUILD)/bygate-state $(DESTDIR)$(PREFIX)/bin/
-	install -m 755 $(BUILD)/bygate-child $(DESTDIR)$(PREFIX)/libexec/bygate/
-	install -m 644 $(MEMWATCH) $(DESTDIR)$(PREFIX)/libexec/bygate/
-	install -m 644 $(PLUGINS) $(DESTDIR)$(PREFIX)/lib/bygate/plugins/
+install: all user
+	install -d $(I_BIN) $(I_SBIN) $(I_LIBEXEC) $(I_LIB)/pkgconfig \
+	  $(I_LIB)/bygate/plugins $(I_LIB)/systemd/system \
+	  $(DESTDIR)$(PREFIX)/include/bygate $(I_SHARE)/python \
+	  $(I_SHARE)/examples/workflows $(I_SHARE)/grafana $(I_SHARE)/prometheus \
+	  $(I_MAN)/man1 $(I_MAN)/man5 $(I_MAN)/man8 \
+	  $(DESTDIR)$(PREFIX)/share/doc/bygate $(DESTDIR)$(SYSCONFDIR)/bygate
+	install -d -m 0711 $(DESTDIR)$(LOCALSTATEDIR)/lib/bygate
+	install -m 755 $(BUILD)/bygate $(BUILD)/bygate-state $(I_BIN)/
+	install -m 755 $(BUILD)/bygated $(I_SBIN)/
+	install -m 755 $(BUILD)/bygate-child $(I_LIBEXEC)/
+	install -m 644 $(MEMWATCH) $(I_LIBEXEC)/
+	install -m 644 $(PLUGINS) $(I_LIB)/bygate/plugins/
 	install -m 644 include/bygate/*.h $(DESTDIR)$(PREFIX)/include/bygate/
-	install -m 644 $(LIB_CLIENT_DIST) $(DESTDIR)$(PREFIX)/lib/libbygate.a
-	install -m 644 etc/bygate.conf $(DESTDIR)/etc/bygate/bygate.conf.example
+	install -m 644 $(LIB_CLIENT_DIST) $(I_LIB)/libbygate.a
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' \
+	  etc/bygate.pc.in > $(I_LIB)/pkgconfig/bygate.pc
+	sed -e 's|/usr/local|$(PREFIX)|g' \
+	  -e 's|/etc/bygate/|$(SYSCONFDIR)/bygate/|g' \
+	  -e 's|ReadWritePaths=/var/lib/bygate|ReadWritePaths=$(LOCALSTATEDIR)/lib/bygate|' \
+	  etc/bygated.service > $(I_LIB)/systemd/system/bygated.service
+	install -m 644 $(EXAMPLE_AGENTS) $(I_SHARE)/python/
+	install -m 644 examples/workflows/*.json $(I_SHARE)/examples/workflows/
+	install -m 644 etc/grafana/*.json $(I_SHARE)/grafana/
+	install -m 644 etc/prometheus/*.yml $(I_SHARE)/prometheus/
+	$(PYTHON) scripts/install_conf.py --prefix $(PREFIX) \
+	  --localstatedir $(LOCALSTATEDIR) \
+	  --installed-as $(SYSCONFDIR)/bygate/bygate.conf.example \
+	  -o $(DESTDIR)$(SYSCONFDIR)/bygate/bygate.conf.example etc/bygate.conf
+	install -m 644 docs/man/bygate.1 docs/man/bygate-state.1 $(I_MAN)/man1/
+	install -m 644 docs/man/bygate.conf.5 $(I_MAN)/man5/
+	install -m 644 docs/man/bygated.8 $(I_MAN)/man8/
 	install -m 644 README.md $(wildcard docs/*.md) $(DESTDIR)$(PREFIX)/share/doc/bygate/
 
 # .clang-format is the style of the tree: on a clean tree `make format`

@@ -20,8 +20,10 @@
  *		errx(1, "%s: %s", bg_client_strerror(rc), bg_client_errmsg(c));
  *	bg_client_close(c);
  *
- * Link with -lbygate and bygate's libbgwire, libbgconf and libbgcommon, and
- * -lhiredis -ljansson -lconfig -lcrypto.
+ * Build with `cc app.c $(pkg-config --cflags --libs bygate)`: the installed
+ * libbygate.a is static and whole (bygate's wire, configuration and common
+ * code included), and bygate.pc requires the four libraries it calls:
+ * hiredis, jansson, libconfig and libcrypto.
  *
  * A client holds one synchronous Redis connection, opened by
  * bg_client_open and never re-established: after any error whose code is
