@@ -195,6 +195,27 @@ void bg_client_events_close(struct bg_client_events *it)
 
 /* ---- ask_user forms ---------------------------------------------------- */
 
+#define LINE_MAX_BYTES 4000 /* of one line of a question */
+
+/* s[len] as lines, each ended by '\n', control characters shown as '?'
+ * (bg_client_text_put): text from Redis cannot drive the terminal. */
+static int put_lines(struct bg_buf *b, const char *s, size_t len)
+{
+	const char *end = s + len;
+	while (s < end) {
+		const char *nl = memchr(s, '\n', (size_t)(end - s));
+		size_t n = nl ? (size_t)(nl - s) : (size_t)(end - s);
+		char *line = strndup(s, n); /* a NUL byte ends it early */
+		int rc = line ? bg_client_text_put(b, line, LINE_MAX_BYTES, 0)
+			      : -ENOMEM;
+		free(line);
+		if (rc || bg_buf_puts(b, "\n"))
+			return -ENOMEM;
+		s += n + (nl != NULL);
+	}
+	return 0;
+}
+
 /* The first string member of o among keys, or NULL. */
 static const char *first_str(const json_t *o, const char *const *keys)
 {
@@ -230,8 +251,7 @@ static int add_choices(struct bg_buf *b, const json_t *q)
 			snprintf(num, sizeof num, "%g", json_number_value(v));
 			s = num;
 		}
-		if (s && (bg_buf_puts(b, "  - ") || bg_buf_puts(b, s) ||
-			  bg_buf_puts(b, "\n")))
+		if (s && (bg_buf_puts(b, "  - ") || put_lines(b, s, strlen(s))))
 			return -ENOMEM;
 	}
 	return 0;
@@ -242,7 +262,7 @@ static int add_item(struct bg_buf *b, const json_t *q)
 {
 	const char *p = json_is_string(q) ? json_string_value(q)
 					  : first_str(q, prompt_keys);
-	if (p && (bg_buf_puts(b, p) || bg_buf_puts(b, "\n")))
+	if (p && put_lines(b, p, strlen(p)))
 		return -ENOMEM;
 	return json_is_object(q) ? add_choices(b, q) : 0;
 }
@@ -259,7 +279,7 @@ static int render_form(struct bg_buf *b, const char *content, size_t len)
 		const char *title = first_str(
 			form, (const char *const[]){ "title", "prompt", NULL });
 		if (title)
-			rc = bg_buf_puts(b, title) || bg_buf_puts(b, "\n");
+			rc = put_lines(b, title, strlen(title));
 	}
 	size_t i;
 	const json_t *q;
@@ -268,12 +288,13 @@ static int render_form(struct bg_buf *b, const char *content, size_t len)
 			rc = add_item(b, q);
 	}
 	if (rc == 0 && b->len == 0) /* not a form we know: as is */
-		rc = bg_buf_append(b, content, len) || bg_buf_puts(b, "\n");
+		rc = put_lines(b, content, len);
 	json_decref(form);
 	return rc ? -ENOMEM : 0;
 }
 
-/* data.contentType of an event's raw DataMessage ("" when none). */
+/* Whether ev is an ask_user form: data.contentType 3013 or 3014, with a
+ * content. */
 static bool is_form_type(const struct bg_client_event *ev)
 {
 	if (!ev->valid || ev->raw == NULL || ev->content == NULL)

@@ -593,9 +593,11 @@ void bg_client_events_close(struct bg_client_events *it);
 /* When ev is an ask_user form (contentType 3013 or 3014 and a content):
  * 1 with *text a malloc()ed readable rendering of it for the caller to
  * free(): the prompt of each field or question on its own line, and its
- * choices, if any, each on an indented line "  - choice". Content that is
- * not JSON is rendered as is. 0 when ev is not a question (*text NULL);
- * -ENOMEM. */
+ * choices, if any, each on an indented line "  - choice", every line
+ * ended by '\n' and cut at 4000 bytes, control characters shown as '?'
+ * (the text comes from Redis: it cannot drive a terminal). Content that
+ * is not a form is rendered as its lines. 0 when ev is not a question
+ * (*text NULL); -ENOMEM. */
 int bg_client_event_question(const struct bg_client_event *ev, char **text);
 
 /* How a waited turn ended. */

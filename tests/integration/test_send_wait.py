@@ -159,6 +159,25 @@ def test_send_wait_without_a_terminal_exits_4_with_the_reply_command(h):
 
 
 @timeout(90)
+def test_the_reply_command_quotes_what_a_shell_would_split(h):
+    start(h)
+    session = "s odd's $HOME"
+    out = h.bygate("send", "--agent-type", "approver", "--session", session,
+                   "--content", "deploy v7", "--wait")
+    assert out.returncode == EXIT_WAITING, (out.stdout, out.stderr)
+    cmd, = [l.strip() for l in out.stderr.splitlines()
+            if l.strip().startswith("bygate reply")]
+    assert "--session 's odd'\\''s $HOME'" in cmd, cmd
+    line = "%s %s" % (shlex.quote(str(h.bin("bygate"))),
+                      cmd[len("bygate "):].replace("'...'", "ok"))
+    done = subprocess.run(["sh", "-c", line], env=h.env(), text=True,
+                          capture_output=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, (line, done.stdout, done.stderr)
+    assert done.stdout.splitlines()[-1].endswith(": COMPLETED")
+
+
+@timeout(90)
 def test_send_wait_json_without_a_terminal_gives_question_and_command(h):
     start(h)
     out = h.bygate("--json", "send", "--agent-type", "approver",
