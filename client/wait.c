@@ -463,6 +463,34 @@ static int take_answer(struct waiter *w)
 	return 0;
 }
 
+/* The deadline passed: WAITING_USER when a question was asked and its
+ * record says so by now (it was late), else TIMEOUT with the record's
+ * status in the words of the error. */
+static int timed_out(struct waiter *w, int timeout_ms)
+{
+	struct bg_send_outcome *out = w->out;
+	bool waiting = false;
+	int rc = 0;
+	if (out->question)
+		rc = settle(w, out->question_message_id, waiting_user, 0,
+			    &waiting);
+	if (rc)
+		return rc;
+	if (waiting) {
+		out->status = BG_WAIT_WAITING_USER;
+		return 0;
+	}
+	out->status = BG_WAIT_TIMEOUT;
+	bool ignored;
+	rc = settle(w, out->message_id, terminal, 0, &ignored);
+	snprintf(out->error_code, sizeof out->error_code, "timeout");
+	snprintf(out->error, sizeof out->error,
+		 "timed out after %d ms waiting for the end of %s (status %s)",
+		 timeout_ms, out->message_id,
+		 out->record_status[0] ? out->record_status : "unknown");
+	return rc;
+}
+
 /* Follow the turn from `from` until its end, a question or the deadline. */
 static int follow(struct waiter *w, const char *from, int timeout_ms)
 {
@@ -479,17 +507,7 @@ static int follow(struct waiter *w, const char *from, int timeout_ms)
 		rc = left > 0 ? bg_client_events_next(it, (int)left, &ev)
 			      : -ETIMEDOUT;
 		if (rc == -ETIMEDOUT) {
-			out->status = BG_WAIT_TIMEOUT;
-			bool ignored;
-			rc = settle(w, out->message_id, terminal, 0, &ignored);
-			snprintf(out->error_code, sizeof out->error_code,
-				 "timeout");
-			snprintf(out->error, sizeof out->error,
-				 "timed out after %d ms waiting for the end "
-				 "of %s (status %s)",
-				 timeout_ms, out->message_id,
-				 out->record_status[0] ? out->record_status
-						       : "unknown");
+			rc = timed_out(w, timeout_ms);
 			break;
 		}
 		if (rc < 0)
@@ -512,7 +530,9 @@ static int follow(struct waiter *w, const char *from, int timeout_ms)
 		bool waiting;
 		rc = settle(w, out->question_message_id, waiting_user,
 			    WAIT_SETTLE_MS, &waiting);
-		if (rc == 0 && waiting) {
+		if (rc)
+			break;
+		if (waiting) {
 			out->status = BG_WAIT_WAITING_USER;
 			break;
 		}

@@ -640,7 +640,9 @@ struct bg_send_outcome {
 	 * routing code and error; a timeout's "timeout" and its words */
 	char error_code[BG_CLIENT_CODE_MAX];
 	char error[512];
-	char *record; /* the last execution record read (JSON), or NULL */
+	/* the last execution record read (JSON), or NULL: the message's, or
+	 * for WAITING_USER the asking message's */
+	char *record;
 };
 
 /* Release what bg_client_send_wait allocated in out (not out itself). */
@@ -653,7 +655,8 @@ void bg_send_outcome_free(struct bg_send_outcome *out);
  * its status is terminal (a Python worker writes the end marker first).
  * An ask_user form event of the message or of one of its sub-agents (an
  * event whose parent_message_id is a message of the turn) followed,
- * within 3 s, by that message's record saying WAITING_USER ends the wait
+ * within 3 s (or by the deadline), by that message's record saying
+ * WAITING_USER ends the wait
  * with BG_WAIT_WAITING_USER and the question: reply to it with
  * bg_client_reply_wait (message_id = out->question_message_id). The
  * events are read from the entry that was newest just before the send
