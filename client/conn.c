@@ -86,10 +86,18 @@ static int lost(redisContext *redis, const char *what, char *err, size_t errlen)
 	return BG_CLIENT_EIO;
 }
 
+/* BG_CLIENT_EINTR, naming what was cut short: the code's own text
+ * (bg_client_strerror) is not repeated in the details. */
+static int cut_short(struct bg_client *c, const char *what)
+{
+	return bg_client_fail(c, BG_CLIENT_EINTR,
+			      "%s: stopped by bg_client_interrupt()", what);
+}
+
 static int io_failure(struct bg_client *c, const char *what)
 {
 	if (c->interrupted)
-		return bg_client_fail(c, BG_CLIENT_EINTR, "interrupted");
+		return cut_short(c, what);
 	return lost(c->redis, what, c->errmsg, sizeof c->errmsg);
 }
 
@@ -119,11 +127,11 @@ int bg_client_command(struct bg_client *c, redisReply **out, int argc,
 {
 	*out = NULL;
 	if (c->interrupted)
-		return bg_client_fail(c, BG_CLIENT_EINTR, "interrupted");
+		return cut_short(c, argv[0]);
 	int rc = command_on(c->redis, out, argc, argv, lens, c->errmsg,
 			    sizeof c->errmsg);
 	if (rc == BG_CLIENT_EIO && c->interrupted)
-		return bg_client_fail(c, BG_CLIENT_EINTR, "interrupted");
+		return cut_short(c, argv[0]);
 	return rc;
 }
 
@@ -134,7 +142,7 @@ int bg_client_pipeline(struct bg_client *c, redisReply **out, int n,
 	for (int i = 0; i < n; i++)
 		out[i] = NULL;
 	if (c->interrupted)
-		return bg_client_fail(c, BG_CLIENT_EINTR, "interrupted");
+		return cut_short(c, n > 0 ? argv[0][0] : "pipeline");
 	for (int i = 0; i < n; i++)
 		if (redisAppendCommandArgv(c->redis, argc[i], argv[i],
 					   lens[i]) != REDIS_OK)

@@ -147,8 +147,7 @@ static int plan_ids(struct bg_client *c, struct send_plan *p)
 				      "than %d bytes",
 				      BG_CLIENT_ID_MAX - 1);
 	if (rc)
-		return bg_client_fail(c, rc, "cannot make ids: %s",
-				      strerror(-rc));
+		return bg_client_fail(c, rc, "cannot make the ids");
 	return 0;
 }
 
@@ -268,7 +267,7 @@ static int plan_idem(struct bg_client *c, struct send_plan *p)
 				  (struct bg_str){ p->idem_key.p,
 						   p->idem_key.len },
 				  bg_str_c(""));
-	return rc ? bg_client_fail(c, rc, "idempotency key: %s", strerror(-rc))
+	return rc ? bg_client_fail(c, rc, "cannot build the idempotency key")
 		  : 0;
 }
 
@@ -362,8 +361,7 @@ static int plan_command(struct bg_client *c, struct send_plan *p)
 				? "content is not a non-empty JSON array or object"
 				: "content is blank");
 	if (rc)
-		return bg_client_fail(c, rc, "cannot build the command: %s",
-				      strerror(-rc));
+		return bg_client_fail(c, rc, "cannot build the command");
 	return 0;
 }
 

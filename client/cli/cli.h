@@ -14,7 +14,13 @@
 
 #include "bygate/client.h"
 
-enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_CONNECT = 3 };
+enum {
+	EXIT_OK = 0,
+	EXIT_FAIL = 1,
+	EXIT_USAGE = 2,
+	EXIT_CONNECT = 3,
+	EXIT_WAITING = 4, /* send/reply --wait: the task asks the user */
+};
 
 #define DEFAULT_TIMEOUT_MS 60000 /* send --wait */
 #define RELOAD_TIMEOUT_MS 30000	 /* reload --wait */

@@ -4,7 +4,7 @@
  * list and administer workers, reload plugins, run the wakeup gate; start
  * workflows (dag, fanout, group) and follow them to their result table;
  * list, pause, resume and fire bygated's triggers. Exit status: 0 success, 1 failed, rejected or timed out, 2 usage error,
- * 3 cannot connect (docs/client.md). */
+ * 3 cannot connect, 4 a waited task asks the user (docs/client.md). */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -78,7 +78,8 @@ static const char usage_text[] =
 	"  (admin commands refuse a worker or agent type Redis does not\n"
 	"   know, exit 2; --force does it anyway)\n"
 	"exit status: 0 ok, 1 failed, rejected or timed out, 2 usage,\n"
-	"             3 cannot connect\n";
+	"             3 cannot connect, 4 send/reply --wait: the task waits\n"
+	"             for the user's answer (run the bygate reply printed)\n";
 
 /* `bygate COMMAND ... --help` (or -h): first or last, so that an option's
  * value "--help" in the middle is still a value. */

@@ -263,24 +263,6 @@ int print_rejected(const struct cli *cli, const struct send_args *a,
 	return EXIT_FAIL;
 }
 
-/* Read events until the end marker of the sent message or the deadline.
- * 0 when the marker arrived, 1 on timeout, else a library error. */
-static int follow_until_end(struct cli *cli, const char *session, char *last,
-			    const char *message_id, int64_t deadline)
-{
-	struct follow f = { cli->json, message_id, false };
-	while (!f.done) {
-		int64_t left = deadline - mono_ms();
-		if (left <= 0)
-			return 1;
-		int rc = bg_client_read_events(cli->client, session, last,
-					       (int)left, on_event, &f, last);
-		if (rc < 0)
-			return rc;
-	}
-	return 0;
-}
-
 /* The execution's record once it is terminal, or as it is when it stays
  * non-terminal for SETTLE_MS (or on timeout). *rec is NULL if absent. */
 int settle_record(struct cli *cli, const char *session, const char *message_id,
@@ -308,57 +290,219 @@ int settle_record(struct cli *cli, const char *session, const char *message_id,
 	}
 }
 
-/* Print the outcome of a waited send; returns its exit status. */
-static int report_outcome(const struct cli *cli,
-			  const struct bg_send_response *r, json_t *rec,
-			  bool timed_out, int timeout_ms)
+/* ---- send --wait, reply --wait: bg_client_wait_with -------------------- */
+
+/* The hooks' state: the events are printed as they arrive (a question in
+ * words, after the wait, not as raw form JSON). */
+struct wait_show {
+	struct cli *cli;
+	const struct send_args *a;
+};
+
+static void on_sent(void *arg, const struct bg_send_response *r)
 {
-	const char *status = rec ? record_str(rec, "status") : "";
-	bool ok = !timed_out &&
-		  bg_str_eq(bg_status_normalize(bg_str_c(status)), "COMPLETED");
-	if (timed_out)
-		fprintf(stderr,
-			"bygate: timed out after %d ms waiting for the end of "
-			"%s (status %s)\n",
-			timeout_ms, r->message_id,
-			status[0] ? status : "unknown");
-	if (cli->json) {
-		json_t *o = json_object();
-		json_object_set_new(o, "message_id", jstr_c(r->message_id));
-		json_object_set_new(o, "execution_id", jstr_c(r->execution_id));
-		json_object_set_new(o, "status", jstr_c(status));
-		json_object_set_new(o, "record",
-				    rec ? json_incref(rec) : json_null());
-		if (timed_out)
-			json_object_set_new(o, "error", json_string("timeout"));
-		print_json(o);
-	} else if (!timed_out) {
-		const char *err = record_str(rec, "error_message");
-		printf("%s: %s%s%s\n", r->message_id,
-		       status[0] ? status : "(no record)", err[0] ? ": " : "",
-		       err);
-	}
-	return ok ? EXIT_OK : EXIT_FAIL;
+	const struct wait_show *w = arg;
+	print_sent(w->cli, w->a, r);
+	fflush(stdout);
 }
 
-static int wait_for_end(struct cli *cli, const struct send_args *a,
-			const struct bg_send_response *r, char *last,
-			int64_t deadline)
+static int on_wait_event(void *arg, const struct bg_client_event *ev)
 {
-	const char *session = r->session_id;
-	if (r->duplicate) /* the first's end may be written already */
-		strcpy(last, "0-0");
-	int rc = follow_until_end(cli, session, last, r->message_id, deadline);
-	if (rc < 0)
-		return fail(cli, "reading events", rc);
-	json_t *rec = NULL;
-	int src = settle_record(cli, session, r->message_id, rc == 0, &rec);
-	if (src < 0) {
-		json_decref(rec);
-		return fail(cli, "reading the execution record", src);
+	const struct wait_show *w = arg;
+	char *text = NULL;
+	if (w->cli->json) {
+		print_event_json(ev);
+	} else if (bg_client_event_question(ev, &text) == 0) {
+		print_event_text(ev);
+	} else {
+		printf("[%s] %s %s: (a question, below)\n", ev->event_type,
+		       ev->source_agent_type, ev->message_id);
 	}
-	int status = report_outcome(cli, r, rec, rc == 1, a->wait_timeout_ms);
-	json_decref(rec);
+	free(text);
+	fflush(stdout);
+	return 0;
+}
+
+/* s for a POSIX shell: as is when it is made of safe characters only,
+ * else quoted '...' with each ' as '\''. */
+static void put_quoted(struct bg_buf *b, const char *s)
+{
+	static const char safe[] = "abcdefghijklmnopqrstuvwxyz"
+				   "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+				   "-_.:/@%+=,";
+	if (s[0] && s[strspn(s, safe)] == '\0') {
+		bg_buf_puts(b, s);
+		return;
+	}
+	bg_buf_puts(b, "'");
+	for (; *s; s++)
+		bg_buf_puts(b, *s == '\'' ? "'\\''" : (char[]){ *s, 0 });
+	bg_buf_puts(b, "'");
+}
+
+/* The exact `bygate reply` command that answers the question (malloc). */
+static char *reply_command(const struct cli *cli,
+			   const struct bg_send_outcome *o)
+{
+	struct bg_buf b = { 0 };
+	bg_buf_puts(&b, "bygate ");
+	if (cli->config) {
+		bg_buf_puts(&b, "-c ");
+		put_quoted(&b, cli->config);
+		bg_buf_puts(&b, " ");
+	}
+	bg_buf_puts(&b, "reply ");
+	put_quoted(&b, o->question_message_id);
+	bg_buf_puts(&b, " --session ");
+	put_quoted(&b, o->session_id);
+	if (bg_buf_puts(&b, " --wait --content '...'") == 0 &&
+	    bg_buf_append(&b, "", 1) == 0)
+		return b.p;
+	bg_buf_free(&b);
+	return NULL;
+}
+
+/* Print the outcome of a waited send; returns its exit status. */
+static int report_outcome(const struct cli *cli,
+			  const struct bg_send_outcome *o)
+{
+	const char *status = o->record_status;
+	bool timed_out = o->status == BG_WAIT_TIMEOUT;
+	if (timed_out)
+		fprintf(stderr, "bygate: %s\n", o->error);
+	if (cli->json) {
+		json_t *rec = parse_object(o->record,
+					   o->record ? strlen(o->record) : 0);
+		json_t *j = json_object();
+		set_str(j, "message_id", o->message_id);
+		set_str(j, "execution_id", o->execution_id);
+		json_object_set_new(j, "status", jstr_c(status));
+		json_object_set_new(j, "record", rec ? rec : json_null());
+		if (o->answer)
+			json_object_set_new(j, "answer",
+					    jstr(o->answer, o->answer_len));
+		if (timed_out)
+			json_object_set_new(j, "error", json_string("timeout"));
+		print_json(j);
+	} else if (!timed_out) {
+		printf("%s: %s%s%s\n", o->message_id,
+		       status[0] ? status : "(no record)",
+		       o->error[0] ? ": " : "", o->error);
+	}
+	return o->status == BG_WAIT_COMPLETED ? EXIT_OK : EXIT_FAIL;
+}
+
+/* A question and no terminal to ask it on: the question on stdout, the
+ * command that answers it on stderr (and in --json's object). */
+static int report_question(const struct cli *cli,
+			   const struct bg_send_outcome *o)
+{
+	char *cmd = reply_command(cli, o);
+	if (cmd == NULL)
+		return fail(cli, "send", -ENOMEM);
+	if (cli->json) {
+		json_t *j = json_object();
+		set_str(j, "status", "WAITING_USER");
+		set_str(j, "message_id", o->message_id);
+		set_str(j, "execution_id", o->execution_id);
+		set_str(j, "session_id", o->session_id);
+		set_str(j, "question_message_id", o->question_message_id);
+		set_str(j, "question", o->question ? o->question : "");
+		json_t *form = json_loads(o->form ? o->form : "", 0, NULL);
+		json_object_set_new(j, "form",
+				    form ? form
+					 : jstr_c(o->form ? o->form : ""));
+		set_str(j, "reply_command", cmd);
+		print_json(j);
+	} else {
+		printf("%s is waiting for the user:\n%s",
+		       o->question_message_id,
+		       o->question ? o->question : "(no question text)\n");
+	}
+	fprintf(stderr,
+		"bygate: %s waits for the user's answer (status WAITING_USER); "
+		"to answer, run:\n  %s\n",
+		o->question_message_id, cmd);
+	free(cmd);
+	return EXIT_WAITING;
+}
+
+/* Ask the question on the terminal; the answer (malloc, no newline) or
+ * NULL at end of input. */
+static char *ask_terminal(const struct bg_send_outcome *o)
+{
+	printf("\n%s is waiting for the user:\n%s", o->question_message_id,
+	       o->question ? o->question : "");
+	printf("answer> ");
+	fflush(stdout);
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n = getline(&line, &cap, stdin);
+	if (n < 0) {
+		free(line);
+		return NULL;
+	}
+	while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+		line[--n] = '\0';
+	return line;
+}
+
+/* The outcome of one wait as an exit status, or -1 when the question was
+ * answered on the terminal (*answer, to send as a reply). */
+static int judge(const struct cli *cli, const struct send_args *a, int rc,
+		 const struct bg_send_outcome *o, bool tty, char **answer)
+{
+	if (rc == BG_CLIENT_EREJECTED)
+		return print_rejected(cli, a, &o->sent);
+	if (rc)
+		return fail(cli, a->reply ? "reply" : "send", rc);
+	if (o->status != BG_WAIT_WAITING_USER)
+		return report_outcome(cli, o);
+	if (tty && (*answer = ask_terminal(o)) != NULL)
+		return -1;
+	return report_question(cli, o);
+}
+
+/* Send (or reply), then follow the turn; on a terminal (stdin and stdout,
+ * not --json) answer each question with a reply, exactly as `bygate reply
+ * MSG --session S --content ANSWER`, and follow the resumed turn. */
+static int send_and_wait(struct cli *cli, struct send_args *a)
+{
+	struct wait_show show = { cli, a };
+	struct bg_wait_hooks h = { .reply = a->reply,
+				   .sent = on_sent,
+				   .event = on_wait_event,
+				   .arg = &show };
+	bool tty = isatty(0) && isatty(1) && !cli->json;
+	struct send_args next = { .reply = true,
+				  .wait = true,
+				  .wait_timeout_ms = a->wait_timeout_ms };
+	char mid[BG_CLIENT_ID_MAX], session[BG_CLIENT_ID_MAX];
+	char *answer = NULL;
+	int status;
+	for (;;) {
+		struct bg_send_outcome o;
+		int rc = bg_client_wait_with(cli->client, &show.a->req,
+					     a->wait_timeout_ms, &h, &o);
+		free(answer);
+		answer = NULL;
+		status = judge(cli, show.a, rc, &o, tty, &answer);
+		snprintf(mid, sizeof mid, "%s", o.question_message_id);
+		snprintf(session, sizeof session, "%s", o.session_id);
+		bg_send_outcome_free(&o);
+		if (status >= 0)
+			break;
+		next.req = (struct bg_send_request){
+			.session_id = session,
+			.message_id = mid,
+			.content = answer,
+			.user_code = a->req.user_code,
+			.user_name = a->req.user_name,
+		};
+		show.a = &next;
+		h.reply = true;
+	}
+	free(answer);
 	return status;
 }
 
@@ -370,23 +514,17 @@ static int run_send(struct cli *cli, int argc, char **argv, bool reply)
 		status = connect_client(cli);
 	if (status != EXIT_OK)
 		return status;
-	char last[BG_CLIENT_ENTRY_ID_MAX] = "0-0";
-	int rc = a.wait ? bg_client_last_entry_id(cli->client, a.req.session_id,
-						  last)
-			: 0;
-	if (rc)
-		return fail(cli, "reading the data stream", rc);
+	if (a.wait)
+		return send_and_wait(cli, &a);
 	struct bg_send_response r;
-	rc = reply ? bg_client_reply(cli->client, &a.req, &r)
-		   : bg_client_send(cli->client, &a.req, &r);
+	int rc = reply ? bg_client_reply(cli->client, &a.req, &r)
+		       : bg_client_send(cli->client, &a.req, &r);
 	if (rc == BG_CLIENT_EREJECTED)
 		return print_rejected(cli, &a, &r);
 	if (rc)
 		return fail(cli, reply ? "reply" : "send", rc);
 	print_sent(cli, &a, &r);
-	/* the --wait bound starts once routing (WAKE_AND_WAIT) is done */
-	int64_t deadline = mono_ms() + a.wait_timeout_ms;
-	return a.wait ? wait_for_end(cli, &a, &r, last, deadline) : EXIT_OK;
+	return EXIT_OK;
 }
 
 int cmd_send(struct cli *cli, int argc, char **argv)

@@ -54,7 +54,8 @@
  *    written.
  *  - A turn that suspends (ask_user, or waiting on sub-agents) writes no
  *    appStreamResponse end marker, so a reader waiting for one waits until
- *    its own timeout.
+ *    its own timeout; bg_client_send_wait ends an ask_user turn on its
+ *    question instead.
  */
 #ifndef BYGATE_CLIENT_H
 #define BYGATE_CLIENT_H
@@ -562,6 +563,144 @@ int bg_client_list_executions(struct bg_client *c, const char *session,
 int bg_client_get_execution(struct bg_client *c, const char *session,
 			    const char *message_id, char **json_out,
 			    size_t *len_out);
+
+/* ---- following a turn to its end (docs/client.md "libbygate: waiting")
+ * What `bygate send --wait` does, for every client: follow the session's
+ * data stream from just before the send, through any number of streamed
+ * chunks, to the appStreamResponse end marker of the message (WIRE 3.6),
+ * then read its execution record until it is terminal. A turn that asks
+ * the user (WIRE 6.8) writes no end marker: its ask_user form event
+ * (contentType 3013 or 3014, WIRE 3.4) followed by the record's
+ * WAITING_USER ends the wait instead, with the question. */
+
+/* An iterator over a session's data stream (bg_client_events_open). */
+struct bg_client_events;
+
+/* Open an iterator over the session's data stream after from_id ("0-0" =
+ * from the start; NULL or "" = after the newest entry now, so only events
+ * written from now on). With message_id (may be NULL) the iterator ends
+ * after the appStreamResponse of that message has been delivered. Reads
+ * nothing but the newest entry id (for a NULL from_id). 0 with *out a new
+ * iterator, -EINVAL (no session, a bad from_id), -ENOMEM or another
+ * error. */
+int bg_client_events_open(struct bg_client *c, const char *session,
+			  const char *from_id, const char *message_id,
+			  struct bg_client_events **out);
+
+/* The next event, read with bg_client_read_events (XREAD COUNT 100, so
+ * one read serves many calls): 1 with *ev valid until the next call on it
+ * (or its close); 0 once the end marker of the iterator's message_id was
+ * delivered (and on every later call); -ETIMEDOUT when no event arrived
+ * within timeout_ms (0: do not block; < 0: block until an event arrives
+ * or bg_client_interrupt) - the iterator stays usable; BG_CLIENT_EINTR or
+ * another error of bg_client_read_events. */
+int bg_client_events_next(struct bg_client_events *it, int timeout_ms,
+			  const struct bg_client_event **ev);
+
+/* The entry id of the last event delivered (from_id before the first):
+ * where a later iterator may go on. Valid until the next call on it. */
+const char *bg_client_events_last_id(const struct bg_client_events *it);
+
+/* Free the iterator (NULL is a no-op); the client stays open. */
+void bg_client_events_close(struct bg_client_events *it);
+
+/* When ev is an ask_user form (contentType 3013 or 3014 and a content):
+ * 1 with *text a malloc()ed readable rendering of it for the caller to
+ * free(): the prompt of each field or question on its own line, and its
+ * choices, if any, each on an indented line "  - choice", every line
+ * ended by '\n' and cut at 4000 bytes, control characters shown as '?'
+ * (the text comes from Redis: it cannot drive a terminal). Content that
+ * is not a form is rendered as its lines. 0 when ev is not a question
+ * (*text NULL); -ENOMEM. */
+int bg_client_event_question(const struct bg_client_event *ev, char **text);
+
+/* How a waited turn ended. */
+enum bg_wait_status {
+	BG_WAIT_COMPLETED,    /* the record says COMPLETED (any case) */
+	BG_WAIT_FAILED,	      /* FAILED, or the send was rejected */
+	BG_WAIT_CANCELLED,    /* CANCELLED */
+	BG_WAIT_WAITING_USER, /* ask_user: reply to question_message_id */
+	BG_WAIT_TIMEOUT,      /* no end before timeout_ms */
+	BG_WAIT_OTHER,	      /* the end marker came but the record stayed
+				 non-terminal (record_status says which) */
+};
+
+/* The name of a status: "COMPLETED", "FAILED", "CANCELLED",
+ * "WAITING_USER", "TIMEOUT", "OTHER" (static). */
+const char *bg_wait_status_name(enum bg_wait_status s);
+
+/* What bg_client_send_wait found; free with bg_send_outcome_free. */
+struct bg_send_outcome {
+	enum bg_wait_status status;
+	/* the record's status as stored ("" when there is no record) */
+	char record_status[128];
+	char message_id[BG_CLIENT_ID_MAX];
+	char session_id[BG_CLIENT_ID_MAX];
+	char execution_id[BG_CLIENT_ID_MAX];
+	struct bg_send_response sent; /* what the send itself answered */
+	/* The answer: the content of the message's finalAnswer events, or,
+	 * when it had none, of its answerDelta chunks, concatenated whole
+	 * (may hold NUL bytes; NUL-terminated); NULL when there was none. */
+	char *answer;
+	size_t answer_len;
+	/* WAITING_USER: the question as bg_client_event_question renders it,
+	 * the form's raw content (the event's delta.content), and the message
+	 * to reply to (the sent one, or a sub-agent's that asked). NULL / ""
+	 * otherwise. */
+	char *question;
+	char *form;
+	char question_message_id[BG_CLIENT_ID_MAX];
+	/* the record's error_code and error_message; a rejected send's
+	 * routing code and error; a timeout's "timeout" and its words */
+	char error_code[BG_CLIENT_CODE_MAX];
+	char error[512];
+	/* the last execution record read (JSON), or NULL: the message's, or
+	 * for WAITING_USER the asking message's */
+	char *record;
+};
+
+/* Release what bg_client_send_wait allocated in out (not out itself). */
+void bg_send_outcome_free(struct bg_send_outcome *out);
+
+/* bg_client_send, then follow the turn (above) for at most timeout_ms
+ * (<= 0: 60000) counted from the end of routing: through every event of
+ * the session (the many chunks of a streamed answer too) to the end
+ * marker of the message, then the record, read again for up to 3 s until
+ * its status is terminal (a Python worker writes the end marker first).
+ * An ask_user form event of the message or of one of its sub-agents (an
+ * event whose parent_message_id is a message of the turn) followed,
+ * within 3 s (or by the deadline), by that message's record saying
+ * WAITING_USER ends the wait
+ * with BG_WAIT_WAITING_USER and the question: reply to it with
+ * bg_client_reply_wait (message_id = out->question_message_id). The
+ * events are read from the entry that was newest just before the send
+ * (from the start for an idempotent duplicate). 0 with *out filled
+ * whatever the status (TIMEOUT included); BG_CLIENT_EREJECTED with
+ * out->sent and out->error as bg_client_send fills them (status FAILED);
+ * or a negative error of bg_client_send or of the reads (out holds what
+ * was known). Free out with bg_send_outcome_free in every case. */
+int bg_client_send_wait(struct bg_client *c, const struct bg_send_request *req,
+			int timeout_ms, struct bg_send_outcome *out);
+
+/* The same for a user reply: bg_client_reply, then the resumed turn. */
+int bg_client_reply_wait(struct bg_client *c, const struct bg_send_request *req,
+			 int timeout_ms, struct bg_send_outcome *out);
+
+/* Hooks of bg_client_wait_with, for a client that shows progress. */
+struct bg_wait_hooks {
+	bool reply; /* bg_client_reply instead of bg_client_send */
+	/* after the send succeeded, before any event is read (may be NULL) */
+	void (*sent)(void *arg, const struct bg_send_response *r);
+	/* every event of the session as it is read (may be NULL); a negative
+	 * result stops the wait and is returned */
+	bg_event_cb event;
+	void *arg;
+};
+
+/* bg_client_send_wait / bg_client_reply_wait with hooks (h may be NULL). */
+int bg_client_wait_with(struct bg_client *c, const struct bg_send_request *req,
+			int timeout_ms, const struct bg_wait_hooks *h,
+			struct bg_send_outcome *out);
 
 #ifdef __cplusplus
 }
