@@ -177,6 +177,14 @@ int bg_client_worker_stats(struct bg_client *c, const json_t *old,
 			   const json_t *new_rec, struct bg_str new_raw,
 			   int64_t now);
 
+/* ---- failures (client/failed.c, client/dlq.c) ------------------------- */
+
+/* The record of a new attempt of a FAILED execution (a new reference):
+ * old's members with status QUEUED, a QUEUED timeline step at now,
+ * retry_count + 1, started_at and finished_at 0, cancel cleared, and the
+ * error fields emptied (kept under last_error). */
+json_t *bg_client_requeued_record(const json_t *old, int64_t now);
+
 /* ---- availability routing (client/availability.c, WIRE 7) ------------ */
 
 /* A DeliveryIntent: what prepare_delivery decides on. command is the full

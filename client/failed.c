@@ -337,9 +337,7 @@ static int original_entry(struct bg_client *c, const json_t *rec,
 	return found;
 }
 
-/* The record of a new attempt: QUEUED, the retry counted, the last
- * failure's fields cleared (kept under last_error). */
-static json_t *requeued(const json_t *old, int64_t now)
+json_t *bg_client_requeued_record(const json_t *old, int64_t now)
 {
 	static const char *const errs[] = { "error_type", "error_message",
 					    "error_code", "failed_stage" };
@@ -440,7 +438,7 @@ static int retry_once(struct bg_client *c, const char *session,
 	rc = original_entry(c, t->rec, &t->stream, &t->data, t->entry_id);
 	if (rc)
 		return rc;
-	t->next = requeued(t->rec, bg_client_now_ms());
+	t->next = bg_client_requeued_record(t->rec, bg_client_now_ms());
 	t->next_raw = json_dumps(t->next, JSON_COMPACT);
 	if (t->next_raw == NULL)
 		return bg_client_fail(c, -ENOMEM, "out of memory");

@@ -308,3 +308,66 @@ def test_dlq_usage_errors_and_unknown_ids(h):
     assert h.bygate("dlq", "requeue", "1-1").returncode == 1
     assert h.bygate("dlq", "purge", "1-1").returncode == 1
     assert "no dead letters" in ok(h.bygate("dlq")).stdout
+
+
+def test_a_retry_runs_again_on_the_bygated_that_failed_it(h):
+    """The same worker, with its journal of the first attempt, runs the
+    retried message: the record is QUEUED again, not a terminal replay."""
+    h.start_bygated({"agent_types": [h.agent_type("sleep", timeout_ms=300)]})
+    c = h.client()
+    mid, _ = pc.send(c, h.keys, S, "sleep", "3000")
+    first = wait_status(h, mid, "FAILED")
+    assert first["error_code"] == "TIMEOUT"
+    assert bygate_json(h, "failed")["executions"][0]["error_code"] == \
+        "TIMEOUT"
+    ok(h.bygate("retry", mid, "--session", S))
+    wait_until(lambda: [s["status"] for s in record(h, mid)["timeline"]]
+               .count("RUNNING") == 2 and
+               record(h, mid)["status"] == "FAILED", 20,
+               what="the second attempt to run and time out")
+    rec = record(h, mid)
+    assert rec["retry_count"] == 1 and rec["error_code"] == "TIMEOUT"
+    assert rec["last_error"]["error_code"] == "TIMEOUT"
+
+
+def poison_letter(h, cmd, eid, status):
+    """The record of cmd finished with status and the dead letter bygated
+    writes for a poison entry of it (docs/operations.md "Dead letters")."""
+    c = h.client()
+    stream = h.keys.ctrl_agent_type(cmd["header"]["target_agent_type"])
+    _, cmds = pc.send_commands(h.keys, cmd, execution_id=eid)
+    rec = json.loads(cmds[0][3])
+    rec.update(status=status, finished_at=rec["created_at"],
+               error_code="max_deliveries", error_message="poison")
+    c.call("HSET", h.keys.registry(S), "exec:" + eid, json.dumps(rec),
+           "msg_map:" + cmd["header"]["message_id"], eid)
+    letter = {"execution_id": eid, "target_agent_type": "echo",
+              "status": "FAILED", "reason": "poison", "stream": stream,
+              "entry_id": "1-1", "delivery_count": 6,
+              "error_code": "max_deliveries", "entry": json.dumps(cmd)}
+    return c.call("XADD", h.keys.deadletter(), "*", "data",
+                  json.dumps(letter))
+
+
+def test_a_requeued_dead_letter_whose_execution_failed_runs_it_again(h):
+    """A poison entry's execution is FAILED: requeued, its record is QUEUED
+    again in the same step, so bygated runs it instead of acknowledging a
+    terminal replay."""
+    cmd = pc.ask_command(S, "echo", "second chance")
+    dl = poison_letter(h, cmd, "exec-p1", "FAILED")
+    h.start_bygated()
+    out = bygate_json(h, "dlq", "requeue", dl)
+    assert out["execution_requeued"] == "exec-p1"
+    done = wait_status(h, cmd["header"]["message_id"], "COMPLETED")
+    assert done["execution_id"] == "exec-p1" and done["retry_count"] == 1
+    assert done["last_error"]["error_code"] == "max_deliveries"
+    assert bygate_json(h, "dlq", "list")["entries"] == []
+
+
+def test_requeue_refuses_a_dead_letter_whose_execution_completed(h):
+    cmd = pc.ask_command(S, "echo", "done already")
+    dl = poison_letter(h, cmd, "exec-p2", "COMPLETED")
+    out = h.bygate("dlq", "requeue", dl)
+    assert out.returncode == 1 and "COMPLETED" in out.stderr
+    assert bygate_json(h, "dlq", "list")["length"] == 1
+    assert h.client().call("XLEN", h.keys.ctrl_agent_type("echo")) == 0
