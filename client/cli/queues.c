@@ -22,7 +22,8 @@ static const char *num(const json_t *v, char *buf, size_t cap)
 	return buf;
 }
 
-/* A JSON integer of milliseconds as a duration, "-" for null. */
+/* A JSON integer of milliseconds as a duration (to the second from 1 s
+ * on), "-" for null. */
 static const char *dur(const json_t *v, char *buf, size_t cap)
 {
 	if (!json_is_integer(v))
@@ -31,7 +32,7 @@ static const char *dur(const json_t *v, char *buf, size_t cap)
 	if (ms < 1000)
 		snprintf(buf, cap, "%lldms", ms);
 	else
-		bg_client_duration_text(buf, cap, ms);
+		bg_client_duration_text(buf, cap, ms / 1000 * 1000);
 	return buf;
 }
 
