@@ -571,7 +571,6 @@ int bg_client_get_execution(struct bg_client *c, const char *session,
 int bg_client_queues(struct bg_client *c, const char *agent_type,
 		     char **json_out);
 
-
 /* Failed executions across sessions, newest first: what `bygate failed`
  * lists. They are found through the index every worker keeps of its
  * executions (WIRE 5.9: the executions ZSET scored by the last update and
@@ -635,13 +634,12 @@ int bg_client_dlq_show(struct bg_client *c, const char *id, char **json_out);
  * a second requeue of the same id is -ENOENT. -EPERM when the record keeps
  * no entry data (the entry had no data field) or no stream. JSON:
  * {"id", "stream", "entry_id" (the new entry), "error_code"}. */
-int bg_client_dlq_requeue(struct bg_client *c, const char *id,
-			  char **json_out);
+int bg_client_dlq_requeue(struct bg_client *c, const char *id, char **json_out);
 
 /* Delete the dead letters ids[0..n) (XDEL; ids not there are skipped), or
  * every one when n is 0 (XTRIM MAXLEN 0). *deleted: how many went. */
-int bg_client_dlq_purge(struct bg_client *c, const char *const *ids,
-			size_t n, long long *deleted);
+int bg_client_dlq_purge(struct bg_client *c, const char *const *ids, size_t n,
+			long long *deleted);
 
 #ifdef __cplusplus
 }
