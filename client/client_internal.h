@@ -117,6 +117,10 @@ int bg_client_scan_star(struct bg_client *c, const char *pattern,
  * (SCAN), known_workers and admin_workers, deduplicated and sorted. */
 int bg_client_worker_ids(struct bg_client *c, struct bg_client_strs *out);
 
+/* The agent types every one of those workers declares (their agent_types
+ * sets), appended to out once each (unsorted). */
+int bg_client_declared_types(struct bg_client *c, struct bg_client_strs *out);
+
 /* GET key, decoded: *out is a new reference to the JSON object stored
  * there, or NULL when the key is absent or holds anything but a JSON
  * object (WIRE 7: readers accept only objects). */

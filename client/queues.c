@@ -47,30 +47,21 @@ static int64_t id_ms(const char *s)
 static int known_types(struct bg_client *c, struct bg_client_strs *declared,
 		       struct bg_client_strs *all)
 {
-	struct bg_client_strs workers = { 0 }, found = { 0 };
+	struct bg_client_strs found = { 0 };
 	struct bg_buf key = { 0 };
-	int rc = bg_client_worker_ids(c, &workers);
-	for (size_t i = 0; rc == 0 && i < workers.n; i++) {
-		rc = bg_client_key(c, &key, BG_KEY_WORKER_AGENT_TYPES,
-				   workers.v[i]);
-		if (rc == 0)
-			rc = bg_client_smembers(c, key.p, declared);
-	}
+	int rc = bg_client_declared_types(c, declared);
 	if (rc == 0)
 		rc = bg_client_key(c, &key, BG_KEY_AGENT_TYPE_CTRL, "*");
 	if (rc == 0)
 		rc = bg_client_scan_star(c, key.p, &found);
 	for (size_t i = 0; rc == 0 && i < declared->n; i++)
-		if (declared->v[i][0] &&
-		    !bg_client_strs_has(all, declared->v[i]))
-			rc = bg_client_strs_add(all, declared->v[i],
-						strlen(declared->v[i]));
+		rc = bg_client_strs_add(all, declared->v[i],
+					strlen(declared->v[i]));
 	for (size_t i = 0; rc == 0 && i < found.n; i++)
 		if (found.v[i][0] && !bg_client_strs_has(all, found.v[i]))
 			rc = bg_client_strs_add(all, found.v[i],
 						strlen(found.v[i]));
 	bg_client_strs_sort(all);
-	bg_client_strs_free(&workers);
 	bg_client_strs_free(&found);
 	bg_buf_free(&key);
 	return rc;
