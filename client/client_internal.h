@@ -117,6 +117,10 @@ int bg_client_scan_star(struct bg_client *c, const char *pattern,
  * (SCAN), known_workers and admin_workers, deduplicated and sorted. */
 int bg_client_worker_ids(struct bg_client *c, struct bg_client_strs *out);
 
+/* The agent types every one of those workers declares (their agent_types
+ * sets), appended to out once each (unsorted). */
+int bg_client_declared_types(struct bg_client *c, struct bg_client_strs *out);
+
 /* GET key, decoded: *out is a new reference to the JSON object stored
  * there, or NULL when the key is absent or holds anything but a JSON
  * object (WIRE 7: readers accept only objects). */
@@ -176,6 +180,14 @@ int bg_client_admin_header(struct bg_send_header *h, char message_id[33],
 int bg_client_worker_stats(struct bg_client *c, const json_t *old,
 			   const json_t *new_rec, struct bg_str new_raw,
 			   int64_t now);
+
+/* ---- failures (client/failed.c, client/dlq.c) ------------------------- */
+
+/* The record of a new attempt of a FAILED execution (a new reference):
+ * old's members with status QUEUED, a QUEUED timeline step at now,
+ * retry_count + 1, started_at and finished_at 0, cancel cleared, and the
+ * error fields emptied (kept under last_error). */
+json_t *bg_client_requeued_record(const json_t *old, int64_t now);
 
 /* ---- availability routing (client/availability.c, WIRE 7) ------------ */
 

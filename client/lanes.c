@@ -67,15 +67,9 @@ static int add_unique(struct bg_client_strs *out, const char *s)
  * all stopped is gone from the registry while its backlog still waits. */
 static int known_types(struct bg_client *c, struct bg_client_strs *out)
 {
-	struct bg_client_strs workers = { 0 }, found = { 0 };
+	struct bg_client_strs found = { 0 };
 	struct bg_buf key = { 0 };
-	int rc = bg_client_worker_ids(c, &workers);
-	for (size_t i = 0; rc == 0 && i < workers.n; i++) {
-		rc = bg_client_key(c, &key, BG_KEY_WORKER_AGENT_TYPES,
-				   workers.v[i]);
-		if (rc == 0)
-			rc = bg_client_smembers(c, key.p, &found);
-	}
+	int rc = bg_client_declared_types(c, &found);
 	if (rc == 0)
 		rc = ready_key(c, &key, "*", "lanes");
 	if (rc == 0)
@@ -83,7 +77,6 @@ static int known_types(struct bg_client *c, struct bg_client_strs *out)
 	for (size_t i = 0; rc == 0 && i < found.n; i++)
 		rc = add_unique(out, found.v[i]);
 	bg_client_strs_sort(out);
-	bg_client_strs_free(&workers);
 	bg_client_strs_free(&found);
 	bg_buf_free(&key);
 	return rc;

@@ -56,6 +56,27 @@ int bg_client_worker_ids(struct bg_client *c, struct bg_client_strs *out)
 	return rc;
 }
 
+int bg_client_declared_types(struct bg_client *c, struct bg_client_strs *out)
+{
+	struct bg_client_strs workers = { 0 }, found = { 0 };
+	struct bg_buf key = { 0 };
+	int rc = bg_client_worker_ids(c, &workers);
+	for (size_t i = 0; rc == 0 && i < workers.n; i++) {
+		rc = bg_client_key(c, &key, BG_KEY_WORKER_AGENT_TYPES,
+				   workers.v[i]);
+		if (rc == 0)
+			rc = bg_client_smembers(c, key.p, &found);
+	}
+	for (size_t i = 0; rc == 0 && i < found.n; i++)
+		if (found.v[i][0] && !bg_client_strs_has(out, found.v[i]))
+			rc = bg_client_strs_add(out, found.v[i],
+						strlen(found.v[i]));
+	bg_client_strs_free(&workers);
+	bg_client_strs_free(&found);
+	bg_buf_free(&key);
+	return rc;
+}
+
 /* HGETALL key as a JSON object of strings (*out NULL on error). */
 static int hgetall(struct bg_client *c, const char *key, json_t **out)
 {

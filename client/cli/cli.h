@@ -81,6 +81,9 @@ enum {
 	OPT_TIMEOUT_S,
 	OPT_IDEM_KEY, /* send's own */
 	OPT_IDEM_TTL,
+	OPT_SINCE, /* queues, failed, retry, dlq */
+	OPT_LIMIT,
+	OPT_ALL,
 };
 
 /* Follows a data stream; stops at the end marker of message_id if set. */
@@ -161,5 +164,11 @@ int cmd_fanout(struct cli *cli, int argc, char **argv);
 int cmd_group(struct cli *cli, int argc, char **argv);
 /* triggers.c */
 int cmd_triggers(struct cli *cli, int argc, char **argv);
+/* queues.c */
+int cmd_queues(struct cli *cli, int argc, char **argv);
+/* failed.c */
+int cmd_failed(struct cli *cli, int argc, char **argv);
+int cmd_retry(struct cli *cli, int argc, char **argv);
+int cmd_dlq(struct cli *cli, int argc, char **argv);
 
 #endif

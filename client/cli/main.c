@@ -3,8 +3,10 @@
  * end of the turn), tail a session's events, show and cancel executions,
  * list and administer workers, reload plugins, run the wakeup gate; start
  * workflows (dag, fanout, group) and follow them to their result table;
- * list, pause, resume and fire bygated's triggers. Exit status: 0 success, 1 failed, rejected or timed out, 2 usage error,
- * 3 cannot connect, 4 a waited task asks the user (docs/client.md). */
+ * list, pause, resume and fire bygated's triggers; show the queues, the
+ * failed executions (and retry one) and the dead letters. Exit status: 0
+ * success, 1 failed, rejected or timed out, 2 usage error, 3 cannot
+ * connect, 4 a waited task asks the user (docs/client.md). */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -70,6 +72,11 @@ static const char usage_text[] =
 	"  group show GROUP_ID --session S\n"
 	"  triggers [list]                    triggers pause|resume NAME\n"
 	"  triggers fire NAME [--timeout-ms MS]\n"
+	"  queues [--agent-type T]\n"
+	"  failed [--agent-type T] [--since D] [--limit N]\n"
+	"  retry  MESSAGE_ID [--session S]\n"
+	"  dlq    list [--limit N] | dlq show ID | dlq requeue ID\n"
+	"  dlq    purge ID... | dlq purge --all\n"
 	"\n"
 	"  Every command takes --json (machine output).\n"
 	"  -c FILE  configuration (default: $BYGATE_CONFIG, else\n"
@@ -145,6 +152,10 @@ static const struct {
 	{ "fanout", cmd_fanout },
 	{ "group", cmd_group },
 	{ "triggers", cmd_triggers },
+	{ "queues", cmd_queues },
+	{ "failed", cmd_failed },
+	{ "retry", cmd_retry },
+	{ "dlq", cmd_dlq },
 };
 
 static const struct option global_opts[] = {

@@ -702,6 +702,98 @@ int bg_client_wait_with(struct bg_client *c, const struct bg_send_request *req,
 			int timeout_ms, const struct bg_wait_hooks *h,
 			struct bg_send_outcome *out);
 
+/* ---- queues and failures (docs/client.md "Queues and failures") ------- */
+
+/* The backlog of agent types' control streams as Redis counts it for the
+ * configured consumer group, read without writing anything, as JSON for
+ * the caller to free():
+ *   {"group", "now_ms" (Redis TIME), "agent_types": [{"agent_type",
+ *    "stream" (the key), "declared" (a worker the registry knows declares
+ *    it), "exists" (the key holds a stream), "length" (XLEN),
+ *    "group_exists", "lag" (XINFO GROUPS lag, Redis 7; null when Redis
+ *    cannot tell or there is no group), "pending" (delivered, not acked),
+ *    "last_delivered_id", "entries_read" (null when unknown),
+ *    "oldest_pending_id" and "oldest_pending_age_ms" (now_ms minus the
+ *    id's time, as bygated's bygate_oldest_pending_age_seconds; null when
+ *    nothing is pending), "consumers": [{"name", "pending", "idle_ms",
+ *    "inactive_ms" (Redis 7.2; null before)}]}]}
+ * for agent_type alone, or (NULL or "") for every agent type declared by
+ * a worker the registry knows or whose stream exists (SCAN), sorted by
+ * name. -ENOENT when agent_type is given and neither is true. 0 or a
+ * negative error. */
+int bg_client_queues(struct bg_client *c, const char *agent_type,
+		     char **json_out);
+
+/* Failed executions across sessions, newest first: what `bygate failed`
+ * lists. They are found through the index every worker keeps of its
+ * executions (WIRE 5.9: the executions ZSET scored by the last update and
+ * the history snapshots hash), of every worker the registry knows, at
+ * most the newest 10000 per worker: no SCAN of session registries.
+ * Records that never reached a worker (an availability rejection) are not
+ * in it. */
+#define BG_FAILED_DEFAULT_LIMIT 50
+#define BG_FAILED_MAX_LIMIT 10000
+struct bg_failed_query {
+	const char *agent_type; /* NULL or "": every agent type */
+	long long since_ms;	/* updated at or after (epoch ms); 0: any */
+	int limit;		/* 0: BG_FAILED_DEFAULT_LIMIT */
+};
+
+/* Executions whose status is FAILED (a handler error, a timeout with
+ * error_code TIMEOUT, a poison entry...), as JSON for the caller to free():
+ *   {"executions": [{"message_id", "session_id", "execution_id",
+ *    "agent_type", "worker_id", "status", "error_code", "error_type",
+ *    "error_message", "finished_at" (or updated_at when unset),
+ *    "updated_at"}], "total" (all that matched, before the limit),
+ *    "truncated" (a worker's index held more than was examined)}
+ * -EINVAL for a limit above BG_FAILED_MAX_LIMIT; 0 or a negative error. */
+int bg_client_failed(struct bg_client *c, const struct bg_failed_query *q,
+		     char **json_out);
+
+/* Run a FAILED execution again as a new attempt of the same message: in
+ * one script that first checks the record is still the one read, the
+ * record goes back to QUEUED (timeline step appended, retry_count + 1,
+ * error fields cleared and kept under last_error) and the original
+ * ASK_AGENT entry (at the record's redis_message_id, else searched on its
+ * stream within 60 s of created_at) is written again to its stream, so a
+ * worker runs it as a fresh pickup and of two concurrent retries one
+ * queues it. session NULL or "": found from the workers' history
+ * (-EINVAL when several sessions have the message). JSON for the caller
+ * to free(): {"message_id", "session_id", "execution_id", "agent_type",
+ * "stream", "original_entry_id", "entry_id" (the new one), "retry_count",
+ * "previous_error_code"}. -ENOENT: no such execution, or its entry is no
+ * longer on the stream; -EPERM: its status is not FAILED (COMPLETED,
+ * CANCELLED, still running or already retried); -EAGAIN: the record kept
+ * changing. */
+int bg_client_retry(struct bg_client *c, const char *session,
+		    const char *message_id, char **json_out);
+
+/* The dead-letter stream (docs/operations.md "Dead letters"), newest
+ * first, at most limit (1..BG_FAILED_MAX_LIMIT) records, as JSON for the
+ * caller to free(): {"stream" (the key), "length" (XLEN), "entries": [{"id"
+ * (the dead letter's entry id), then the record's members: "reason",
+ * "error_code", "stream", "entry_id", "delivery_count", "entry" (the raw
+ * data of the original entry, or null), "execution_id",
+ * "target_agent_type"..., or "raw" when the record is not a JSON
+ * object}]}. */
+int bg_client_dlq_list(struct bg_client *c, int limit, char **json_out);
+
+/* One dead letter as an object of the list above. -EINVAL for an id that
+ * is not <ms>-<seq>, -ENOENT when there is none. */
+int bg_client_dlq_show(struct bg_client *c, const char *id, char **json_out);
+
+/* Write the original entry of dead letter id back (XADD data <entry>) to
+ * the stream it was read from, and delete the dead letter, in one script:
+ * a second requeue of the same id is -ENOENT. -EPERM when the record keeps
+ * no entry data (the entry had no data field) or no stream. JSON:
+ * {"id", "stream", "entry_id" (the new entry), "error_code"}. */
+int bg_client_dlq_requeue(struct bg_client *c, const char *id, char **json_out);
+
+/* Delete the dead letters ids[0..n) (XDEL; ids not there are skipped), or
+ * every one when n is 0 (XTRIM MAXLEN 0). *deleted: how many went. */
+int bg_client_dlq_purge(struct bg_client *c, const char *const *ids, size_t n,
+			long long *deleted);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,345 @@
+/* client/dlq.c - the dead-letter stream ("bygate decisions" 5, WIRE 7):
+ * list and show its records, requeue one's original entry on the stream
+ * it came from (once: the record is deleted in the same script), purge. */
+#include "client/client_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A stream id as XADD writes it: <ms>-<seq>, digits only. */
+static bool valid_id(const char *s)
+{
+	size_t n = strspn(s, "0123456789");
+	if (n == 0 || n > 20)
+		return false;
+	if (s[n] == '\0')
+		return true;
+	size_t m = strspn(s + n + 1, "0123456789");
+	return s[n] == '-' && m > 0 && m <= 20 && s[n + 1 + m] == '\0';
+}
+
+/* One dead letter as JSON: {"id", the stored record's members, or "raw"
+ * when the record is not a JSON object}. */
+static json_t *letter(const redisReply *e)
+{
+	const char *id;
+	const redisReply *d;
+	if (bg_client_entry(e, &id, &d))
+		return NULL;
+	json_t *rec = d ? json_loadb(d->str, d->len, 0, NULL) : NULL;
+	json_t *o = json_object();
+	json_object_set_new(o, "id", json_string(id));
+	if (json_is_object(rec))
+		json_object_update(o, rec);
+	else
+		json_object_set_new(o, "raw",
+				    d ? json_stringn(d->str, d->len)
+				      : json_null());
+	json_decref(rec);
+	return o;
+}
+
+static int dlq_key(struct bg_client *c, struct bg_buf *key)
+{
+	return bg_client_key0(c, key, BG_KEY_DEADLETTER);
+}
+
+static int dump(struct bg_client *c, json_t *v, char **json_out)
+{
+	*json_out = json_dumps(v, JSON_COMPACT);
+	json_decref(v);
+	return *json_out ? 0 : bg_client_fail(c, -ENOMEM, "out of memory");
+}
+
+int bg_client_dlq_list(struct bg_client *c, int limit, char **json_out)
+{
+	c->errmsg[0] = '\0';
+	*json_out = NULL;
+	if (limit <= 0 || limit > BG_FAILED_MAX_LIMIT)
+		return bg_client_fail(c, -EINVAL, "limit must be 1..%d",
+				      BG_FAILED_MAX_LIMIT);
+	struct bg_buf key = { 0 };
+	redisReply *r = NULL, *len = NULL;
+	char count[16];
+	snprintf(count, sizeof count, "%d", limit);
+	int rc = dlq_key(c, &key);
+	if (rc == 0)
+		rc = bg_client_cmd(c, &len, "XLEN", key.p, NULL);
+	if (rc == 0)
+		rc = bg_client_cmd(c, &r, "XREVRANGE", key.p, "+", "-", "COUNT",
+				   count, NULL);
+	json_t *doc = json_object(), *a = json_array();
+	json_object_set_new(doc, "stream", json_string(key.p ? key.p : ""));
+	json_object_set_new(doc, "length",
+			    json_integer(len && len->type == REDIS_REPLY_INTEGER
+						 ? len->integer
+						 : 0));
+	json_object_set_new(doc, "entries", a);
+	for (size_t i = 0;
+	     rc == 0 && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+		json_t *o = letter(r->element[i]);
+		if (o)
+			json_array_append_new(a, o);
+	}
+	freeReplyObject(r);
+	freeReplyObject(len);
+	bg_buf_free(&key);
+	if (rc) {
+		json_decref(doc);
+		return rc;
+	}
+	return dump(c, doc, json_out);
+}
+
+/* The dead letter `id` as JSON (*out); -ENOENT when absent. */
+static int get_letter(struct bg_client *c, const char *key, const char *id,
+		      json_t **out)
+{
+	*out = NULL;
+	if (id == NULL || !valid_id(id))
+		return bg_client_fail(c, -EINVAL,
+				      "'%s' is not a stream entry id "
+				      "(<ms>-<seq>)",
+				      id ? id : "");
+	redisReply *r = NULL;
+	int rc = bg_client_cmd(c, &r, "XRANGE", key, id, id, NULL);
+	if (rc == 0 && r->type == REDIS_REPLY_ARRAY && r->elements == 1)
+		*out = letter(r->element[0]);
+	freeReplyObject(r);
+	if (rc == 0 && *out == NULL)
+		rc = bg_client_fail(c, -ENOENT, "no dead letter %s", id);
+	return rc;
+}
+
+int bg_client_dlq_show(struct bg_client *c, const char *id, char **json_out)
+{
+	c->errmsg[0] = '\0';
+	*json_out = NULL;
+	struct bg_buf key = { 0 };
+	json_t *o = NULL;
+	int rc = dlq_key(c, &key);
+	if (rc == 0)
+		rc = get_letter(c, key.p, id, &o);
+	bg_buf_free(&key);
+	return rc ? rc : dump(c, o, json_out);
+}
+
+/* Put the entry back and delete the dead letter, only while it is still
+ * there: a second requeue of the same id finds nothing to do (false).
+ * With a third key, the execution record of the entry goes back to QUEUED
+ * in the same step, only while it is still the FAILED one read (else 0). */
+static const char requeue_script[] =
+	"if #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) == 0 then\n"
+	"  return false\n"
+	"end\n"
+	"if #KEYS == 3 then\n"
+	"  if redis.call('HGET', KEYS[3], ARGV[3]) ~= ARGV[4] then\n"
+	"    return 0\n"
+	"  end\n"
+	"  redis.call('HSET', KEYS[3], ARGV[3], ARGV[5])\n"
+	"  redis.call('EXPIRE', KEYS[3], ARGV[6])\n"
+	"end\n"
+	"local id = redis.call('XADD', KEYS[2], '*', 'data', ARGV[2])\n"
+	"redis.call('XDEL', KEYS[1], ARGV[1])\n"
+	"return id\n";
+
+/* The execution a requeued entry would run: when the entry is an
+ * ASK_AGENT whose record is FAILED, its registry key, field, the record
+ * read (old) and its requeued form (next_raw); nothing when it has no
+ * record or one still in progress. -EPERM for a COMPLETED or CANCELLED
+ * record: the entry would be acknowledged as a terminal replay. */
+struct requeue_exec {
+	struct bg_buf key, field;
+	char *old;
+	size_t old_len;
+	json_t *rec, *next;
+	char *next_raw;
+};
+
+static void exec_free(struct requeue_exec *x)
+{
+	bg_buf_free(&x->key);
+	bg_buf_free(&x->field);
+	free(x->old);
+	json_decref(x->rec);
+	json_decref(x->next);
+	free(x->next_raw);
+}
+
+static int requeue_exec_of(struct bg_client *c, const char *id,
+			   const char *data, struct requeue_exec *x)
+{
+	json_t *cmd = json_loads(data, 0, NULL);
+	json_t *h = json_object_get(cmd, "header");
+	const char *sess = bg_client_jstr(h, "session_id");
+	const char *mid = bg_client_jstr(h, "message_id");
+	int rc = 0;
+	if (strcmp(bg_client_jstr(cmd, "action_type"), "ASK_AGENT") ||
+	    !sess[0] || !mid[0])
+		goto out;
+	rc = bg_client_get_execution(c, sess, mid, &x->old, &x->old_len);
+	if (rc == -ENOENT) {
+		rc = 0;
+		goto out;
+	}
+	x->rec = rc ? NULL : json_loadb(x->old, x->old_len, 0, NULL);
+	const char *st = bg_client_jstr(x->rec, "status");
+	if (rc || !json_is_object(x->rec) ||
+	    (strcmp(st, "COMPLETED") && strcmp(st, "CANCELLED") &&
+	     strcmp(st, "FAILED")))
+		goto out;
+	if (strcmp(st, "FAILED")) {
+		rc = bg_client_fail(c, -EPERM,
+				    "dead letter %s: execution of message %s "
+				    "is %s; its entry would be acknowledged "
+				    "without running",
+				    id, mid, st);
+		goto out;
+	}
+	x->next = bg_client_requeued_record(x->rec, bg_client_now_ms());
+	x->next_raw = json_dumps(x->next, JSON_COMPACT);
+	rc = x->next_raw
+		     ? bg_client_key(c, &x->key, BG_KEY_SESSION_REGISTRY, sess)
+		     : bg_client_fail(c, -ENOMEM, "out of memory");
+	if (rc == 0)
+		rc = bg_buf_printf(&x->field, "exec:%s",
+				   bg_client_jstr(x->rec, "execution_id"));
+out:
+	json_decref(cmd);
+	return rc;
+}
+
+int bg_client_dlq_requeue(struct bg_client *c, const char *id, char **json_out)
+{
+	c->errmsg[0] = '\0';
+	*json_out = NULL;
+	struct bg_buf key = { 0 };
+	struct requeue_exec x = { 0 };
+	json_t *o = NULL;
+	redisReply *r = NULL;
+	int rc = dlq_key(c, &key);
+	if (rc == 0)
+		rc = get_letter(c, key.p, id, &o);
+	const char *stream = bg_client_jstr(o, "stream");
+	const json_t *entry = json_object_get(o, "entry");
+	if (rc == 0 && (!stream[0] || !json_is_string(entry)))
+		rc = bg_client_fail(c, -EPERM,
+				    "dead letter %s keeps no %s to requeue", id,
+				    stream[0] ? "entry data" : "stream");
+	if (rc == 0)
+		rc = requeue_exec_of(c, id, json_string_value(entry), &x);
+	if (rc == 0) {
+		bool rec = x.next_raw != NULL;
+		const char *argv[] = { rec ? "3" : "2",
+				       key.p,
+				       stream,
+				       rec ? x.key.p : "",
+				       id,
+				       json_string_value(entry),
+				       rec ? x.field.p : "",
+				       rec ? x.old : "",
+				       rec ? x.next_raw : "",
+				       BG_CLIENT_SESSION_TTL };
+		size_t lens[] = { 1,
+				  key.len,
+				  strlen(stream),
+				  rec ? x.key.len : 0,
+				  strlen(id),
+				  json_string_length(entry),
+				  rec ? x.field.len : 0,
+				  rec ? x.old_len : 0,
+				  rec ? strlen(x.next_raw) : 0,
+				  strlen(BG_CLIENT_SESSION_TTL) };
+		if (rec) {
+			rc = bg_client_eval(c, requeue_script, 10, argv, lens,
+					    &r);
+		} else { /* no third key: drop it from the list */
+			const char *a2[] = { argv[0], argv[1], argv[2], argv[4],
+					     argv[5] };
+			size_t l2[] = { lens[0], lens[1], lens[2], lens[4],
+					lens[5] };
+			rc = bg_client_eval(c, requeue_script, 5, a2, l2, &r);
+		}
+	}
+	if (rc == 0 && r->type == REDIS_REPLY_NIL)
+		rc = bg_client_fail(c, -ENOENT,
+				    "dead letter %s is gone (requeued or "
+				    "purged meanwhile)",
+				    id);
+	else if (rc == 0 && r->type == REDIS_REPLY_INTEGER)
+		rc = bg_client_fail(c, -EAGAIN,
+				    "dead letter %s: its execution record "
+				    "changed meanwhile; not requeued",
+				    id);
+	else if (rc == 0 && !bg_client_reply_is_str(r))
+		rc = bg_client_fail(c, BG_CLIENT_EPROTO,
+				    "requeue: unexpected reply");
+	json_t *doc = NULL;
+	if (rc == 0) {
+		if (x.next_raw) /* WIRE 5.9, as every record write */
+			(void)bg_client_worker_stats(
+				c, x.rec, x.next,
+				(struct bg_str){ x.next_raw,
+						 strlen(x.next_raw) },
+				bg_client_now_ms());
+		doc = json_object();
+		json_object_set_new(doc, "id", json_string(id));
+		json_object_set_new(doc, "stream", json_string(stream));
+		json_object_set_new(doc, "entry_id",
+				    json_stringn(r->str, r->len));
+		json_object_set_new(
+			doc, "error_code",
+			json_string(bg_client_jstr(o, "error_code")));
+		json_object_set_new(doc, "execution_requeued",
+				    x.next_raw ? json_string(bg_client_jstr(
+							 x.rec, "execution_id"))
+					       : json_null());
+	}
+	freeReplyObject(r);
+	json_decref(o);
+	exec_free(&x);
+	bg_buf_free(&key);
+	return rc ? rc : dump(c, doc, json_out);
+}
+
+int bg_client_dlq_purge(struct bg_client *c, const char *const *ids, size_t n,
+			long long *deleted)
+{
+	c->errmsg[0] = '\0';
+	*deleted = 0;
+	if (n > 1000)
+		return bg_client_fail(c, -EINVAL, "at most 1000 ids at once");
+	for (size_t i = 0; i < n; i++)
+		if (!valid_id(ids[i]))
+			return bg_client_fail(c, -EINVAL,
+					      "'%s' is not a stream entry id "
+					      "(<ms>-<seq>)",
+					      ids[i]);
+	struct bg_buf key = { 0 };
+	redisReply *r = NULL;
+	int rc = dlq_key(c, &key);
+	if (rc == 0 && n == 0) {
+		rc = bg_client_cmd(c, &r, "XTRIM", key.p, "MAXLEN", "0", NULL);
+	} else if (rc == 0) {
+		const char **argv = calloc(n + 2, sizeof *argv);
+		if (argv == NULL)
+			rc = bg_client_fail(c, -ENOMEM, "out of memory");
+		for (size_t i = 0; argv && i < n; i++)
+			argv[i + 2] = ids[i];
+		if (argv) {
+			argv[0] = "XDEL";
+			argv[1] = key.p;
+			rc = bg_client_command(c, &r, (int)n + 2, argv, NULL);
+		}
+		free(argv);
+	}
+	if (rc == 0 && r->type == REDIS_REPLY_INTEGER)
+		*deleted = r->integer;
+	else if (rc == 0)
+		rc = bg_client_fail(c, BG_CLIENT_EPROTO,
+				    "purge: unexpected reply");
+	freeReplyObject(r);
+	bg_buf_free(&key);
+	return rc;
+}
