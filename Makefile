@@ -82,7 +82,10 @@ BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
 .PHONY: all deps user run test unit-test integration-test tests asan bench crashtest install clean format format-check
 MEMWATCH := $(BUILD)/libbygate-memwatch.so
-all: $(BINS) $(PLUGINS) $(MEMWATCH) $(LIB_CLIENT_DIST)
+# Client examples (examples/client/*.c): built against the one-archive
+# libbygate exactly as an installed program links it (docs/client.md).
+CLIENT_EXAMPLES := $(patsubst examples/client/%.c,$(BUILD)/examples/%,$(call src_of,examples/client))
+all: $(BINS) $(PLUGINS) $(MEMWATCH) $(LIB_CLIENT_DIST) $(CLIENT_EXAMPLES)
 
 # Objects are never deleted as intermediates: a second `make` (or `make
 # install` on a built tree) then rebuilds nothing.
@@ -142,6 +145,10 @@ $(BUILD)/bygate-state: $(call obj_of,$(STATE_TOOL_SRC)) $(LIB_STATE) $(LIB_CLIEN
 # with the sanitizers, which must not be loaded into a Python process.
 $(MEMWATCH): child/preload/memwatch.c child/memwatch.h
 	$(CC) $(filter-out $(SAN_FLAGS),$(CFLAGS)) -fPIC -shared -o $@ $< -ldl
+
+$(BUILD)/examples/%: $(OBJ)/examples/client/%.o $(LIB_CLIENT_DIST)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_HIREDIS) $(LIB_JANSSON) $(LIB_CONFIG) $(LIB_CRYPTO)
 
 $(BUILD)/plugins/%.so: $(OBJ)/examples/plugins/%.o
 	@mkdir -p $(dir $@)

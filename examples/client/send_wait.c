@@ -4,11 +4,8 @@
  *
  *	send_wait AGENT_TYPE SESSION TEXT
  *
- * Build against a build tree (or `pkg-config --cflags --libs bygate` once
- * installed):
- *	cc -I include -o send_wait examples/client/send_wait.c \
- *	   build/lib/libbygate.a build/lib/libbgwire.a build/lib/libbgconf.a \
- *	   build/lib/libbgcommon.a -lhiredis -ljansson -lconfig -lcrypto
+ * `make` builds it as build/examples/send_wait; once libbygate is installed:
+ *	cc -o send_wait send_wait.c $(pkg-config --cflags --libs bygate)
  * Exit status: 0 COMPLETED, 1 any other end, 3 no connection. */
 #include <bygate/client.h>
 
