@@ -75,6 +75,12 @@ enum {
 	OPT_TIMEOUT_S,
 	OPT_IDEM_KEY, /* send's own */
 	OPT_IDEM_TTL,
+	OPT_REPLAY, /* events, top */
+	OPT_SPEED,
+	OPT_SORT,
+	OPT_FILTER,
+	OPT_INTERVAL,
+	OPT_HTTP,
 };
 
 /* Follows a data stream; stops at the end marker of message_id if set. */
@@ -155,5 +161,9 @@ int cmd_fanout(struct cli *cli, int argc, char **argv);
 int cmd_group(struct cli *cli, int argc, char **argv);
 /* triggers.c */
 int cmd_triggers(struct cli *cli, int argc, char **argv);
+/* events.c */
+int cmd_events(struct cli *cli, int argc, char **argv);
+/* top.c */
+int cmd_top(struct cli *cli, int argc, char **argv);
 
 #endif

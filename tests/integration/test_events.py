@@ -85,3 +85,152 @@ def test_event_log_is_off_by_default(h):
     wait_until(lambda: (pc.record(c, h.keys, "s-off", mid) or {}).get(
         "status") == "COMPLETED", 20, what="the task to complete")
     assert not list(h.tmp.rglob("*.jsonl"))
+
+
+# ---- bygate events -----------------------------------------------------
+
+def lines_of(path):
+    with open(path) as f:
+        return [l.rstrip("\n") for l in f if l.strip()]
+
+
+@timeout(60)
+def test_events_prints_one_readable_line_per_event(h):
+    path = h.tmp / "events.jsonl"
+    _, mids = run_tasks(h, path, 2)
+    out = ok(h.bygate("events", "--file", path)).stdout.splitlines()
+    assert len(out) == len(lines_of(path))
+    ended = [l for l in out if " ended " in l]
+    assert len(ended) == 2
+    for mid in mids:
+        line = next(l for l in ended if mid in l)
+        assert AGENT in line and "COMPLETED" in line and "s-ev" in line
+        assert "queue " in line and "run " in line and "total " in line
+
+
+@timeout(60)
+def test_events_reads_the_file_the_configuration_names(h):
+    path = h.tmp / "events.jsonl"
+    d, _ = run_tasks(h, path, 1)
+    out = ok(h.bygate("-c", d.config_path, "events", "--jsonl")).stdout
+    assert out.splitlines() == lines_of(path)
+
+
+@timeout(30)
+def test_events_without_a_configured_log_says_to_give_a_file(h):
+    out = h.bygate("events")
+    assert out.returncode == 2
+    assert "log.events_file" in out.stderr and "--file" in out.stderr
+
+
+@timeout(60)
+def test_events_replay_at_speed_0_reproduces_the_sequence(h):
+    path = h.tmp / "events.jsonl"
+    run_tasks(h, path, 5)
+    out = ok(h.bygate("events", "--replay", path, "--speed", "0",
+                      "--jsonl")).stdout
+    assert out.splitlines() == lines_of(path)
+
+
+@timeout(30)
+def test_events_replay_keeps_the_spacing_divided_by_the_speed(h):
+    """Two events 3 s apart replayed at speed 2 take at least 1.5 s; at
+    speed 0 they come at once (only the lower bound is asserted)."""
+    path = h.tmp / "spaced.jsonl"
+    path.write_text('{"event":"queued","ts_ms":1000}\n'
+                    '{"event":"ended","ts_ms":4000}\n')
+    t0 = time.monotonic()
+    out = ok(h.bygate("events", "--replay", path, "--speed", "2"))
+    assert time.monotonic() - t0 >= 1.5
+    assert [l.split()[1] for l in out.stdout.splitlines()] == [
+        "queued", "ended"]
+    bad = h.bygate("events", "--replay", path, "--speed", "-1")
+    assert bad.returncode == 2 and "--speed" in bad.stderr
+
+
+def follower(h, *args):
+    outp = h.tmp / ("follow%d.out" % len(list(h.tmp.glob("follow*.out"))))
+    p = h.spawn([h.bin("bygate"), "events", "--follow", "--jsonl", *args],
+                label="bygate events -f", stdout=open(outp, "wb"))
+    return p, outp
+
+
+def followed(outp):
+    with open(outp) as f:
+        return [json.loads(l) for l in f if l.strip()]
+
+
+@timeout(60)
+def test_events_follow_sees_new_events(h):
+    path = h.tmp / "events.jsonl"
+    d = h.start_bygated(events_conf(h, path))
+    p, outp = follower(h, "--file", path)
+    c = h.client()
+    mids = pc.send_many(c, h.keys, "s-f", AGENT, "x", 3)
+    wait_until(lambda: {e.get("message_id") for e in followed(outp)
+                        if e["event"] == "ended"} >= set(mids),
+               30, what="the follower to print the 3 ended events")
+
+
+@timeout(60)
+def test_events_follow_goes_on_across_a_rotation(h):
+    """The file is at its size: the first events written rotate it (file ->
+    file.1); the follower reads the end of the old file, then the new."""
+    path = h.tmp / "ev.jsonl"
+    path.write_text('{"event":"filler"}\n' * 60000)
+    p, outp = follower(h, "--file", path)
+    wait_until(lambda: len(followed(outp)) == 10, 10,
+               what="the follower's backlog of 10 events")
+    d = h.start_bygated(events_conf(h, path, events_max_mb=1,
+                                    events_keep=1))
+    c = h.client()
+    mids = pc.send_many(c, h.keys, "s-r", AGENT, "x", 3)
+    wait_until(lambda: os.path.exists(str(path) + ".1"), 20,
+               what="the rotation")
+    mids2 = pc.send_many(c, h.keys, "s-r", AGENT, "x", 3)
+    wait_until(lambda: {e.get("message_id") for e in followed(outp)
+                        if e["event"] == "ended"} >= set(mids + mids2),
+               30, what="the follower to print every ended event")
+    assert not os.path.exists(str(path) + ".2")
+
+
+# ---- bygate tail of several sessions -----------------------------------
+
+@timeout(60)
+def test_tail_of_two_sessions_names_the_session_on_each_line(h):
+    h.start_bygated({"agent_types": [h.agent_type("echo")]})
+    c = h.client()
+    m1, _ = pc.send(c, h.keys, "s-one", "echo", "hello one")
+    m2, _ = pc.send(c, h.keys, "s-two", "echo", "hello two")
+    for s, m in (("s-one", m1), ("s-two", m2)):
+        wait_until(lambda: (pc.record(c, h.keys, s, m) or {}).get(
+            "status") == "COMPLETED", 20, what="%s to complete" % m)
+    out = ok(h.bygate("tail", "--session", "s-one", "--session", "s-two"))
+    lines = out.stdout.splitlines()
+    assert any(l.startswith("s-one | ") and m1 in l for l in lines)
+    assert any(l.startswith("s-two | ") and m2 in l for l in lines)
+    assert all(l.startswith(("s-one | ", "s-two | ")) for l in lines)
+    js = ok(h.bygate("tail", "--session", "s-one", "--session", "s-two",
+                     "--jsonl")).stdout
+    docs = [json.loads(l) for l in js.splitlines()]
+    assert {d["session"] for d in docs} == {"s-one", "s-two"}
+    assert {d["message_id"] for d in docs} >= {m1, m2}
+
+
+@timeout(60)
+def test_tail_follow_of_two_sessions_sees_new_entries_of_both(h):
+    h.start_bygated({"agent_types": [h.agent_type("echo")]})
+    outp = h.tmp / "tail.out"
+    h.spawn([h.bin("bygate"), "tail", "--session", "s-a", "--session",
+             "s-b", "-f", "--jsonl"], label="bygate tail -f",
+            stdout=open(outp, "wb"))
+    c = h.client()
+    m1, _ = pc.send(c, h.keys, "s-a", "echo", "a")
+    m2, _ = pc.send(c, h.keys, "s-b", "echo", "b")
+
+    def seen():
+        with open(outp) as f:
+            docs = [json.loads(l) for l in f if l.strip()]
+        return {(d["session"], d["message_id"]) for d in docs}
+    wait_until(lambda: {("s-a", m1), ("s-b", m2)} <= seen(), 30,
+               what="the follower to print entries of both sessions")
