@@ -549,6 +549,29 @@ int bg_client_get_execution(struct bg_client *c, const char *session,
 			    const char *message_id, char **json_out,
 			    size_t *len_out);
 
+/* ---- queues and failures (docs/client.md "Queues and failures") ------- */
+
+/* The backlog of agent types' control streams as Redis counts it for the
+ * configured consumer group, read without writing anything, as JSON for
+ * the caller to free():
+ *   {"group", "now_ms" (Redis TIME), "agent_types": [{"agent_type",
+ *    "stream" (the key), "declared" (a worker the registry knows declares
+ *    it), "exists" (the key holds a stream), "length" (XLEN),
+ *    "group_exists", "lag" (XINFO GROUPS lag, Redis 7; null when Redis
+ *    cannot tell or there is no group), "pending" (delivered, not acked),
+ *    "last_delivered_id", "entries_read" (null when unknown),
+ *    "oldest_pending_id" and "oldest_pending_age_ms" (now_ms minus the
+ *    id's time, as bygated's bygate_oldest_pending_age_seconds; null when
+ *    nothing is pending), "consumers": [{"name", "pending", "idle_ms",
+ *    "inactive_ms" (Redis 7.2; null before)}]}]}
+ * for agent_type alone, or (NULL or "") for every agent type declared by
+ * a worker the registry knows or whose stream exists (SCAN), sorted by
+ * name. -ENOENT when agent_type is given and neither is true. 0 or a
+ * negative error. */
+int bg_client_queues(struct bg_client *c, const char *agent_type,
+		     char **json_out);
+
+
 #ifdef __cplusplus
 }
 #endif
