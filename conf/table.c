@@ -366,7 +366,7 @@ const struct bg_conf_key bg_conf_keys[] = {
 	     "Task event log: one JSON object per line for each task queued, "
 	     "started, retried and ended (docs/operations.md, \"The event "
 	     "log\"); read by `bygate events` and `bygate top --replay`. "
-	     "\"\" = none."),
+	     "Reopened on SIGUSR1. \"\" = none."),
 	INT("log", "events_max_mb", C, log_events_max_mb, 64, 1, 65536, "MiB",
 	    R,
 	    "The event log is rotated once it reaches this size (file -> "

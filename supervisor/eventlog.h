@@ -16,8 +16,8 @@
 struct bg_daemon;
 struct bg_job;
 
-/* Open (or, after a SIGHUP, reopen) the log as d->cfg says; "" closes
- * it. Lines still buffered are written first. 0, or a negative errno
+/* Open (or, after a SIGHUP or SIGUSR1, reopen) the log as d->cfg says;
+ * "" closes it. Lines still buffered are written first. 0, or a negative errno
  * (logged; the log is then off until the next reload). */
 int bg_eventlog_configure(struct bg_daemon *d);
 /* Write the buffered lines; rotate when the file passed its size. */

@@ -185,6 +185,7 @@ static void on_signal(evutil_socket_t sig, short ev, void *arg)
 	struct bg_daemon *d = arg;
 	if (sig == SIGUSR1) {
 		bg_log_reopen();
+		(void)bg_eventlog_configure(d); /* the event log too */
 		bg_info("log reopened");
 	} else if (sig == SIGHUP) {
 		reload_config(d);

@@ -3,6 +3,7 @@ log") and the commands that read it: `bygate events` (print, --follow
 across rotation, --replay) and `bygate tail` of several sessions."""
 
 import json
+import signal
 import os
 import subprocess
 import time
@@ -234,3 +235,65 @@ def test_tail_follow_of_two_sessions_sees_new_entries_of_both(h):
         return {(d["session"], d["message_id"]) for d in docs}
     wait_until(lambda: {("s-a", m1), ("s-b", m2)} <= seen(), 30,
                what="the follower to print entries of both sessions")
+
+
+# ---- reload, reopen, errors ---------------------------------------------
+
+def ended_mids(path):
+    return {e.get("message_id") for e in read_events(path)
+            if e["event"] == "ended"}
+
+
+def complete(h, c, session, n=1):
+    mids = pc.send_many(c, h.keys, session, AGENT, "x", n)
+    for m in mids:
+        wait_until(lambda: (pc.record(c, h.keys, session, m) or {}).get(
+            "status") == "COMPLETED", 20, what="%s to complete" % m)
+    return mids
+
+
+@timeout(60)
+def test_sighup_moves_the_event_log_to_a_new_path(h):
+    a, b = h.tmp / "a.jsonl", h.tmp / "b.jsonl"
+    d = h.start_bygated(events_conf(h, a))
+    c = h.client()
+    first = complete(h, c, "s-hup")
+    wait_until(lambda: set(first) <= ended_mids(a), 10, what="in a")
+    conf = open(d.config_path).read()
+    with open(d.config_path, "w") as f:
+        f.write(conf.replace(str(a), str(b)))
+    mark = d.log_mark()
+    d.signal(signal.SIGHUP)
+    d.wait_log("configuration reloaded", timeout=10, since=mark)
+    second = complete(h, c, "s-hup")
+    wait_until(lambda: set(second) <= ended_mids(b), 10, what="in b")
+    assert not set(second) & ended_mids(a)
+
+
+@timeout(60)
+def test_sigusr1_reopens_the_event_log_after_it_was_moved(h):
+    path = h.tmp / "ev.jsonl"
+    d = h.start_bygated(events_conf(h, path))
+    c = h.client()
+    first = complete(h, c, "s-usr1")
+    wait_until(lambda: set(first) <= ended_mids(path), 10, what="logged")
+    os.rename(path, str(path) + ".old")
+    mark = d.log_mark()
+    d.signal(signal.SIGUSR1)
+    d.wait_log("log reopened", timeout=10, since=mark)
+    second = complete(h, c, "s-usr1")
+    wait_until(lambda: set(second) <= ended_mids(path), 10,
+               what="the new file")
+    assert ended_mids(str(path) + ".old") == set(first)
+
+
+@timeout(60)
+def test_a_failing_event_log_is_logged_once_and_tasks_go_on(h):
+    """/dev/full takes the open and refuses every write (ENOSPC)."""
+    d = h.start_bygated(events_conf(h, "/dev/full"))
+    c = h.client()
+    for i in range(3):
+        complete(h, c, "s-full", 2)
+        time.sleep(0.05)  # separate loop turns, so separate writes
+    text = d.log_text()
+    assert text.count("event log /dev/full: write() failed") == 1, text
