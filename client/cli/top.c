@@ -312,6 +312,39 @@ static void add_failures(struct top *tp, json_t *frame)
 	}
 }
 
+/* Lanes (docs/scheduling.md): each agent type's lanes with entries
+ * waiting in the fleet's ready set, from bg_client_lanes. */
+static void add_lanes(struct top *tp, json_t *frame)
+{
+	char *raw = NULL;
+	if (bg_client_lanes(tp->cli->client, NULL, &raw) != 0)
+		return;
+	json_t *doc = json_loads(raw, 0, NULL), *out = json_array();
+	free(raw);
+	size_t i, j;
+	json_t *t, *l;
+	json_array_foreach(json_object_get(doc, "agent_types"), i, t) {
+		json_array_foreach(json_object_get(t, "lanes"), j, l) {
+			json_t *o = json_pack(
+				"{s:s,s:s,s:O,s:O,s:O}", "agent_type",
+				jstr_of(t, "agent_type"), "lane",
+				jstr_of(l, "lane"), "waiting",
+				json_object_get(l, "waiting"), "oldest_age_ms",
+				json_object_get(l, "oldest_age_ms")
+					? json_object_get(l, "oldest_age_ms")
+					: json_null(),
+				"fleet_running",
+				json_object_get(l, "fleet_running")
+					? json_object_get(l, "fleet_running")
+					: json_null());
+			if (o)
+				json_array_append_new(out, o);
+		}
+	}
+	json_decref(doc);
+	json_object_set_new(frame, "lanes", out);
+}
+
 /* Rates: the agent type's finished count (from /status) or, without
  * one, the entries its group read and acknowledged, against the previous
  * sample. */
@@ -404,6 +437,7 @@ static json_t *sample_live(struct top *tp)
 			fold_status(frame, st, tp->http[k]);
 		json_decref(st);
 	}
+	add_lanes(tp, frame);
 	add_failures(tp, frame);
 	add_rates(tp, frame);
 out:
@@ -544,6 +578,24 @@ static void render(struct top *tp, json_t *frame, struct bg_buf *o, bool screen)
 			col_i(t, "failed", l, sizeof(l)));
 	}
 	free(types);
+
+	json_t *lanes = json_object_get(frame, "lanes");
+	if (json_array_size(lanes) > 0) {
+		bg_buf_puts(o, "\nLANES (the fleet's ready set)\n");
+		bg_buf_printf(o, "  %-20s %-16s %8s %8s %13s\n", "agent_type",
+			      "lane", "waiting", "oldest", "fleet_running");
+	}
+	json_array_foreach(lanes, i, w) {
+		if (!matches(tp, jstr_of(w, "agent_type"), jstr_of(w, "lane")))
+			continue;
+		bg_buf_printf(o, "  %-20s %-16s %8s %8s %13s\n",
+			      jstr_of(w, "agent_type"),
+			      *jstr_of(w, "lane") ? jstr_of(w, "lane")
+						  : "(default)",
+			      col_i(w, "waiting", a, sizeof(a)),
+			      col_ms(w, "oldest_age_ms", b, sizeof(b)),
+			      col_i(w, "fleet_running", c, sizeof(c)));
+	}
 
 	json_t **ch =
 		sorted(json_object_get(frame, "children"), cmp_children, &n);

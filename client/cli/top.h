@@ -8,6 +8,8 @@
  *                     "backlog", "oldest_pending_age_ms", "consumers",
  *                     "running", "rate", "run_ms_p50", "run_ms_p99",
  *                     "done", "failed"}],
+ *    "lanes": [{"agent_type", "lane", "waiting", "oldest_age_ms",
+ *               "fleet_running"}] (live only: the fleet's ready set),
  *    "children": [{"worker_id", "slot", "pid", "state", "agent_type",
  *                  "message_id", "session_id", "elapsed_ms"}],
  *    "failures": [{"ts_ms", "agent_type", "message_id", "status",

@@ -249,3 +249,20 @@ def test_top_keys_cycle_the_sort_and_set_a_filter(h):
     finally:
         subprocess.run([tmux, "-S", sock, "kill-server"],
                        capture_output=True)
+
+
+@timeout(30)
+def test_top_shows_the_lanes_of_the_fleets_ready_set(h):
+    from test_client_lanes import ready_key, redis_ms, member
+    c = h.client()
+    now = redis_ms(c)
+    c.call("ZADD", ready_key(h, "planner", "lane:batch"), now - 3000,
+           member(now - 3000, 1), now - 100, member(now - 100, 2))
+    c.call("SADD", ready_key(h, "planner", "lanes"), "batch")
+    env = h.env(REDIS_KEY_SCHEMA_VERSION=h.keys.schema)
+    text = ok(h.bygate("top", "--once", "--interval", "50", env=env)).stdout
+    lines = text.splitlines()
+    i = next(k for k, l in enumerate(lines) if l.startswith("LANES"))
+    row = lines[i + 2].split()
+    assert row[:3] == ["planner", "batch", "2"], text
+    assert row[3].endswith("s"), text  # about 3 s old
