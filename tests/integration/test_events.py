@@ -56,6 +56,30 @@ def test_event_log_records_queued_started_ended_per_task(h):
         assert all(e["ts_ms"] > 0 and e["ts"].endswith("Z") for e in mine)
 
 
+
+@timeout(60)
+def test_event_log_records_each_retry_and_the_failed_end(h):
+    """A child killed twice with max_attempts 2: queued, started, retry,
+    started, ended FAILED, with the attempts numbered."""
+    path = h.tmp / "events.jsonl"
+    h.start_bygated({"log": {"events_file": str(path)},
+                     "agent_types": [h.agent_type(
+                         "crashy", plugin="crash", max_attempts=2,
+                         retry_backoff_ms=10)]})
+    c = h.client()
+    mid, _ = pc.send(c, h.keys, "s-retry", "crashy", "kill")
+    wait_until(lambda: any(e["event"] == "ended" for e in read_events(path)),
+               30, what="the task to end")
+    mine = [e for e in read_events(path) if e.get("message_id") == mid]
+    assert [e["event"] for e in mine] == [
+        "queued", "started", "retry", "started", "ended"]
+    assert [e.get("attempt") for e in mine[1:]] == [1, 2, 2, 2]
+    assert mine[2]["error"]
+    assert mine[-1]["status"].startswith("FAILED")  # +DEADLETTER: poison
+    assert mine[-1]["error_code"] == "CHILD_DIED"
+    text = ok(h.bygate("events", "--file", path)).stdout
+    assert " retry " in text and "FAILED" in text
+
 @timeout(60)
 def test_event_log_rotates_at_its_size_and_keeps_n_files(h):
     """A file already at the limit rotates at the first flush: file ->
