@@ -64,6 +64,17 @@ static int open_file(struct bg_eventlog *l)
 	return 0;
 }
 
+/* A failed rotation step: logged once (the next flush tries again). */
+static void rotate_failed(struct bg_eventlog *l, const char *call,
+			  const char *what)
+{
+	if (l->error_logged)
+		return;
+	bg_warn("event log: %s(%s) failed while rotating: %s (logged once)",
+		call, what, strerror(errno));
+	l->error_logged = true;
+}
+
 /* file -> file.1 -> ... -> file.<keep> (the oldest dropped), then a new
  * file; with keep = 0 the file is removed. */
 static void rotate(struct bg_eventlog *l)
@@ -81,14 +92,12 @@ static void rotate(struct bg_eventlog *l)
 		snprintf(from, n, "%s.%d", l->path, i);
 		snprintf(to, n, "%s.%d", l->path, i + 1);
 		if (rename(from, to) == -1 && errno != ENOENT)
-			bg_warn("event log: rename(%s, %s) failed: %s", from,
-				to, strerror(errno));
+			rotate_failed(l, "rename", from);
 	}
 	snprintf(to, n, "%s.1", l->path);
 	int rc = l->keep > 0 ? rename(l->path, to) : unlink(l->path);
 	if (rc == -1)
-		bg_warn("event log: rotating %s failed: %s", l->path,
-			strerror(errno));
+		rotate_failed(l, l->keep > 0 ? "rename" : "unlink", l->path);
 	free(from);
 	free(to);
 	rc = open_file(l);

@@ -77,7 +77,7 @@ static int print_log(const char *path, bool follow, struct shown *s)
 	char *ring[FOLLOW_BACKLOG] = { 0 };
 	long long n = 0;
 	char *line;
-	while (rc == 0 && (rc = evlog_next(&r, false, &line)) == 1) {
+	while (rc == 0 && (rc = evlog_next(&r, follow, &line)) == 1) {
 		rc = 0;
 		if (!follow) {
 			show(s, line);

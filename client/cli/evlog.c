@@ -118,6 +118,12 @@ int evlog_next(struct evlog_reader *r, bool follow, char **line)
 			if (ferror(r->f))
 				return -EIO;
 			clearerr(r->f); /* at the end: more may come */
+			if (!follow && r->part.len) { /* a last line without
+							 '\n' */
+				*line = strndup(r->part.p, r->part.len);
+				bg_buf_reset(&r->part);
+				return *line ? 1 : -ENOMEM;
+			}
 		}
 		if (!follow || round == 1)
 			return 0;

@@ -33,9 +33,11 @@ int evlog_default_path(const struct cli *cli, char **out);
  * looked for again by each evlog_next. 0 or -errno. */
 int evlog_open(struct evlog_reader *r, const char *path);
 /* The next whole line (malloc'd, without its '\n') into *line: 1; 0 when
- * there is none now. follow: at the end of the file, when path names
- * another file (rotated) or a shorter one (truncated), reading goes on
- * there. -errno on a read error. */
+ * there is none now. follow: the file may still grow: a last line without
+ * its '\n' is held until the rest comes, and at the end of the file, when
+ * path names another file (rotated) or a shorter one (truncated), reading
+ * goes on there. Without follow the file is taken as complete (its last
+ * line may lack the '\n'). -errno on a read error. */
 int evlog_next(struct evlog_reader *r, bool follow, char **line);
 void evlog_close(struct evlog_reader *r);
 

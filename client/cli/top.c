@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <termios.h>
 #include <time.h>
@@ -680,19 +681,30 @@ static void raw_terminal(void)
 	fputs("\033[?25l", stdout); /* no cursor */
 }
 
+/* The frame from the top left, each line cut at the terminal's width and
+ * cleared to its end, lines past its height left out, then the rest of
+ * the screen cleared. */
 static void draw(struct top *tp, json_t *frame)
 {
 	struct bg_buf o = { 0 };
 	bg_buf_puts(&o, "\033[H");
 	struct bg_buf body = { 0 };
 	render(tp, frame, &body, true);
-	/* each line cleared to its end, then the rest of the screen */
+	struct winsize ws = { 0 };
+	size_t cols = 0, rows = 0;
+	if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) {
+		cols = ws.ws_col;
+		rows = ws.ws_row;
+	}
+	size_t row = 0;
 	for (const char *l = body.p; l && l < body.p + body.len;) {
 		const char *nl =
 			memchr(l, '\n', (size_t)(body.p + body.len - l));
 		size_t len = nl ? (size_t)(nl - l)
 				: (size_t)(body.p + body.len - l);
-		bg_buf_append(&o, l, len);
+		if (rows && ++row >= rows)
+			break;
+		bg_buf_append(&o, l, cols && len > cols ? cols : len);
 		bg_buf_puts(&o, "\033[K\n");
 		l += len + 1;
 	}
