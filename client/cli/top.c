@@ -277,9 +277,48 @@ static void fold_status(json_t *frame, json_t *st, const char *hostport)
 	}
 }
 
-/* Recent failures: the finishes each worker's history index keeps (the
- * last 20 per worker) that did not succeed. */
-static void add_failures(struct top *tp, json_t *frame)
+/* A worker whose /status was not read: its active executions (WIRE 5.9,
+ * at most 100) stand for its children, without slot or pid (a RUNNING
+ * record may still wait in bygated's ready queue); they also give the
+ * agent types' running count. */
+static void children_from_redis(json_t *frame, const json_t *w,
+				const json_t *info)
+{
+	json_t *out = json_object_get(frame, "children");
+	int64_t now = (int64_t)jnum(frame, "now_ms");
+	size_t j;
+	json_t *e;
+	json_array_foreach(json_object_get(info, "active_executions"), j, e) {
+		const char *type = jstr_of(e, "target_agent_type");
+		json_t *o = json_pack("{s:s,s:n,s:n,s:s,s:s,s:s,s:s}",
+				      "worker_id", jstr_of(w, "worker_id"),
+				      "slot", "pid", "state",
+				      jstr_of(e, "status"), "agent_type", type,
+				      "message_id", jstr_of(e, "message_id"),
+				      "session_id", jstr_of(e, "session_id"));
+		if (o == NULL)
+			continue;
+		if (jnum(e, "started_at") > 0)
+			json_object_set_new(
+				o, "elapsed_ms",
+				json_integer(
+					(json_int_t)(now -
+						     jnum(e, "started_at"))));
+		json_array_append_new(out, o);
+		json_t *t = find_by(json_object_get(frame, "agent_types"),
+				    "agent_type", type);
+		if (t && !strcmp(jstr_of(e, "status"), "RUNNING"))
+			json_object_set_new(
+				t, "running",
+				json_integer((json_int_t)jnum(t, "running") +
+					     1));
+	}
+}
+
+/* From each worker's registry entry (bg_client_worker_info): the recent
+ * failures, the finishes its history index keeps (the last 20) that did
+ * not succeed; and, for a worker without a /status, its children. */
+static void add_worker_info(struct top *tp, json_t *frame)
 {
 	json_t *out = json_object_get(frame, "failures");
 	size_t i, j;
@@ -291,6 +330,9 @@ static void add_failures(struct top *tp, json_t *frame)
 			continue;
 		json_t *info = json_loads(raw, 0, NULL);
 		free(raw);
+		if (!*jstr_of(w, "http") &&
+		    json_is_true(json_object_get(w, "online")))
+			children_from_redis(frame, w, info);
 		json_array_foreach(json_object_get(info, "recent_executions"),
 				   j, e) {
 			const char *st = jstr_of(e, "status");
@@ -439,7 +481,7 @@ static json_t *sample_live(struct top *tp)
 		json_decref(st);
 	}
 	add_lanes(tp, frame);
-	add_failures(tp, frame);
+	add_worker_info(tp, frame);
 	add_rates(tp, frame);
 out:
 	json_decref(workers);

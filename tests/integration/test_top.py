@@ -266,3 +266,20 @@ def test_top_shows_the_lanes_of_the_fleets_ready_set(h):
     row = lines[i + 2].split()
     assert row[:3] == ["planner", "batch", "2"], text
     assert row[3].endswith("s"), text  # about 3 s old
+
+
+@timeout(60)
+def test_top_without_an_http_endpoint_shows_children_from_redis(h):
+    h.start_bygated({"pool": {"size": 2}, "agent_types": [
+        h.agent_type("sleep", options={"default_ms": 2000})]})
+    c = h.client()
+    mids = pc.send_many(c, h.keys, "s-nohttp", "sleep", "x", 2)
+    wait_until(lambda: all((pc.record(c, h.keys, "s-nohttp", m) or {}).get(
+        "status") == "RUNNING" for m in mids), 20, what="both running")
+    text = ok(h.bygate("top", "--once", "--interval", "50")).stdout
+    kids = children_rows(text)
+    assert {r[5] for r in kids} == set(mids), text
+    assert all(r[1] == "-" and r[2] == "-" for r in kids), text  # no pid
+    lines = [l.split() for l in text.splitlines()]
+    sleep_row = next(l for l in lines if l and l[0] == "sleep")
+    assert sleep_row[6] == "2", text  # running
