@@ -1,6 +1,7 @@
-/* client/cli/top.h - `bygate top`'s parts (top.c: the command, the live
- * sample, the screen; top_replay.c: the same frame rebuilt from an event
- * log). A frame is one JSON document, printed by --once --json:
+/* client/cli/top.h - `bygate top`'s parts: top.c (the command and the
+ * replay driver), top_http.c (GET /status), top_live.c (a frame from the
+ * fleet), top_screen.c (the terminal), top_replay.c (a frame rebuilt from
+ * an event log). A frame is one JSON document, printed by --once --json:
  *   {"source": "live"|"replay", "now_ms",
  *    "workers": [{"worker_id", "online", "lifecycle", "generation",
  *                 "pool": {"size", "busy", ...}, "tasks", "http"}],
@@ -19,9 +20,67 @@
 #ifndef BG_CLIENT_CLI_TOP_H
 #define BG_CLIENT_CLI_TOP_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <jansson.h>
+
+#define TOP_MAX_HTTP 16
+/* Sorts of the agent types, the key `s` cycles through (top_screen.c). */
+#define TOP_N_SORTS 6
+extern const char *const top_sort_keys[TOP_N_SORTS];
+
+struct cli;
+
+/* The command's state (top.c). */
+struct top {
+	struct cli *cli;
+	bool once;
+	int interval_ms;
+	int sort; /* index of top_sort_keys */
+	char filter[128];
+	const char *replay;
+	double speed;
+	char *http[TOP_MAX_HTTP]; /* "host:port" */
+	int n_http;
+	json_t *prev; /* live: agent type -> [done total, mono ms] */
+};
+
+/* A string member, "" when absent; a number member (0 when absent), and
+ * whether it is one. */
+static inline const char *top_str(const json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+	return s ? s : "";
+}
+
+static inline bool top_known(const json_t *o, const char *key)
+{
+	return json_is_number(json_object_get(o, key));
+}
+
+static inline double top_num(const json_t *o, const char *key)
+{
+	return json_number_value(json_object_get(o, key));
+}
+
+/* top_http.c: the JSON body of GET /status on HOST:PORT; NULL when
+ * unreachable within a second or not a 200 with a JSON object. */
+json_t *top_get_status(const char *hostport);
+
+/* top_live.c: one frame from Redis (tp->cli's client, connected) and
+ * each endpoint of tp->http; rates against tp->prev, which it updates. */
+json_t *top_sample_live(struct top *tp);
+
+/* top_screen.c: the frame drawn over the terminal (escape codes, cut to
+ * its size); printed for scripts (text, or JSON with --json); the
+ * terminal put in (and out of) raw mode with SIGINT/SIGTERM caught; keys
+ * read for up to ms: false when the view should end (q, a signal). */
+void top_draw(struct top *tp, json_t *frame);
+void top_emit(struct top *tp, json_t *frame);
+void top_raw_terminal(void);
+void top_restore_terminal(void);
+bool top_keys(struct top *tp, int ms);
 
 struct top_replay;
 
