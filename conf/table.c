@@ -376,7 +376,7 @@ const struct bg_conf_key bg_conf_keys[] = {
 	    "file is removed."),
 
 	INT("http", "port", C, http_port, 0, 0, 65535, NULL, 0,
-	    "Port of /readyz and /metrics; 0 = no HTTP listener."),
+	    "Port of /readyz, /metrics and /status; 0 = no HTTP listener."),
 	STR("http", "bind", C, http_bind, "127.0.0.1", 1, 0,
 	    "Address the HTTP listener binds."),
 };
