@@ -149,7 +149,10 @@ struct bg_config {
 	/* logging */
 	enum bg_log_level log_level;
 	enum bg_log_format log_format;
-	char *log_file; /* "" = stderr */
+	char *log_file;	       /* "" = stderr */
+	char *log_events_file; /* task event log (eventlog.h); "" = off */
+	int log_events_max_mb; /* rotated at this size */
+	int log_events_keep;   /* rotated files kept */
 
 	/* http */
 	int http_port; /* 0 = off */

@@ -362,9 +362,21 @@ const struct bg_conf_key bg_conf_keys[] = {
 	     "\"text\" or \"json\" (one object per line)."),
 	PATH("log", "file", C, log_file, "", 0, R,
 	     "Log file, reopened on SIGUSR1; \"\" = stderr."),
+	PATH("log", "events_file", C, log_events_file, "", 0, R,
+	     "Task event log: one JSON object per line for each task queued, "
+	     "started, retried and ended (docs/operations.md, \"The event "
+	     "log\"); read by `bygate events` and `bygate top --replay`. "
+	     "Reopened on SIGUSR1. \"\" = none."),
+	INT("log", "events_max_mb", C, log_events_max_mb, 64, 1, 65536, "MiB",
+	    R,
+	    "The event log is rotated once it reaches this size (file -> "
+	    "file.1 -> file.2 ...)."),
+	INT("log", "events_keep", C, log_events_keep, 3, 0, 1000, NULL, R,
+	    "Rotated event log files kept (file.1 .. file.N); 0 = the full "
+	    "file is removed."),
 
 	INT("http", "port", C, http_port, 0, 0, 65535, NULL, 0,
-	    "Port of /readyz and /metrics; 0 = no HTTP listener."),
+	    "Port of /readyz, /metrics and /status; 0 = no HTTP listener."),
 	STR("http", "bind", C, http_bind, "127.0.0.1", 1, 0,
 	    "Address the HTTP listener binds."),
 };

@@ -25,6 +25,7 @@ DEV = [
     ('\tstate_dir = "/var/lib/bygate";\n', '\tstate_dir = "../run/state";\n'),
     ('\tworkspace_dir = "/var/lib/bygate/workspaces";\n',
      '\tworkspace_dir = "../run/workspaces";\n'),
+    ('\tevents_file = "";\n', '\tevents_file = "../run/events.jsonl";\n'),
     ('\t\tplugin = "/usr/local/lib/bygate/plugins/echo.so";\n',
      '\t\tplugin = "../build/plugins/echo.so";\n'),
 ]

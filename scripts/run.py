@@ -220,6 +220,11 @@ def banner(args, redis, d):
         % (d.pid, shown(args.config), kids))
     say("Send more tasks:")
     say("  %s %s" % (env, send))
+    say("Watch every task (the event log) and the fleet:")
+    say("  %s -c %s events --follow" % (shown(args.build / "bygate"),
+                                        shown(args.config)))
+    say("  %s %s -c %s top" % (env, shown(args.build / "bygate"),
+                               shown(args.config)))
     say("Watch a session's events in Redis:")
     say("  redis-cli -p %d XRANGE %s - +"
         % (redis.port, Keys("v1").data_stream(args.session)))

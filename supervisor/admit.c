@@ -17,6 +17,7 @@
 #include "supervisor/admit.h"
 #include "supervisor/daemon.h"
 #include "supervisor/end.h"
+#include "supervisor/eventlog.h"
 #include "supervisor/idem.h"
 #include "supervisor/log.h"
 #include "wire/ids.h"
@@ -632,8 +633,10 @@ static void won(struct claim *c, struct bg_job *t)
 	snprintf(t->id.prev_status, sizeof(t->id.prev_status), "RUNNING");
 	if (c->then == THEN_CANCEL)
 		bg_end_cancelled(d, t);
-	else
+	else {
+		bg_eventlog_queued(d, t);
 		bg_job_enqueue(d, t); /* placed at the end of the loop turn */
+	}
 }
 
 static bool exec_id_usable(const redisReply *m)

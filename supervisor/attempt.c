@@ -19,6 +19,7 @@
 #include "supervisor/daemon.h"
 #include "supervisor/end.h"
 #include "supervisor/entry_read.h"
+#include "supervisor/eventlog.h"
 #include "supervisor/events.h"
 #include "supervisor/gate.h"
 #include "supervisor/kill.h"
@@ -222,6 +223,7 @@ static bool retry_attempt(struct bg_daemon *d, struct bg_job *t,
 		    "attempt %d of %d failed (%s); retrying in %lld ms",
 		    t->run.failed_attempts, max, why, (long long)ms);
 	d->n_retries++;
+	bg_eventlog_retry(d, t, why);
 	bg_metrics_retry(d->metrics);
 	attempt_stopped(d, t);
 	bg_job_move(t, BG_JOB_BACKOFF);
@@ -277,6 +279,7 @@ static void started(struct bg_daemon *d, struct bg_job *t, int slot,
 	t->run.pid = (int)bg_pool_pid(d->pool, slot);
 	t->run.started_ms = bg_mono_ms();
 	mirror_exec(d, t);
+	bg_eventlog_started(d, t);
 	if (t->run.rerun_announce) {
 		t->run.rerun_announce = false;
 		bg_events_announce_retry(d, t, true);

@@ -27,6 +27,7 @@ struct bg_sched;
 struct bg_ready;
 struct bg_daemon;
 struct bg_timers;
+struct bg_eventlog;
 
 /* Reports that run upward, wired once by main.c: a lower file never calls
  * a higher one (docs/architecture.md, "Who may call whom"). */
@@ -138,6 +139,7 @@ struct bg_daemon {
 	struct bg_gate *gate;	  /* gate.c: fleet limits; NULL until needed */
 	bool suspects_active;	  /* suspects run one at a time: read nothing */
 	struct bg_timers *timers; /* timers.c: delayed RESUMEs; NULL = none */
+	struct bg_eventlog *eventlog; /* eventlog.c; NULL = off */
 };
 
 /* notify.c: systemd Type=notify status (no-op without NOTIFY_SOCKET) */

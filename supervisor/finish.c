@@ -28,6 +28,7 @@
 #include "common/fault.h"
 #include "state/state.h"
 #include "supervisor/daemon.h"
+#include "supervisor/eventlog.h"
 #include "supervisor/finish_build.h"
 #include "supervisor/log.h"
 #include "supervisor/metrics.h"
@@ -235,6 +236,10 @@ static void finish_applied(struct bg_daemon *d, struct bg_job *t)
 	}
 	if (t->end.end_kind == BG_END_DUPLICATE)
 		bg_metrics_idem_duplicate(d->metrics, type);
+	if (t->end.end_kind != BG_END_REPLAY) {
+		char buf[96];
+		bg_eventlog_ended(d, t, hist_status(t, buf, sizeof(buf)));
+	}
 	struct bg_log_ids ids = bg_job_log_ids(t);
 	int64_t ms = t->run.started_ms ? bg_mono_ms() - t->run.started_ms : 0;
 	if (t->end.end_kind == BG_END_DEADLETTER)

@@ -24,6 +24,7 @@
 #include "supervisor/http.h"
 #include "supervisor/log.h"
 #include "supervisor/metrics.h"
+#include "supervisor/status.h"
 
 #define HTTP_TIMEOUT_S 10
 #define HTTP_MAX_HEADERS 8192
@@ -164,6 +165,16 @@ static void serve_metrics(struct bg_daemon *d, struct evhttp_request *req)
 	bg_buf_free(&out);
 }
 
+static void serve_status(struct bg_daemon *d, struct evhttp_request *req)
+{
+	struct bg_buf out = { 0 };
+	if (bg_status_render(d, &out) != 0)
+		reply_text(req, 500, "out of memory\n");
+	else
+		bg_http_reply(req, 200, "application/json", out.p, out.len);
+	bg_buf_free(&out);
+}
+
 static const struct route {
 	const char *path;
 	void (*serve)(struct bg_daemon *d, struct evhttp_request *req);
@@ -171,6 +182,7 @@ static const struct route {
 	{ "/readyz", serve_readyz },
 	{ "/livez", serve_livez },
 	{ "/metrics", serve_metrics },
+	{ "/status", serve_status },
 };
 
 /* Unknown path: 404; known path, method other than GET or HEAD: 405.
@@ -287,7 +299,7 @@ int bg_http_start(struct bg_daemon *d)
 	if (bg_metrics_start(d) != 0)
 		bg_warn("metrics: cannot start the pending-entries refresh "
 			"(out of memory)");
-	bg_info("HTTP listener on %s:%d (/readyz, /livez, /metrics, "
+	bg_info("HTTP listener on %s:%d (/readyz, /livez, /metrics, /status, "
 		"/hooks/<name>)",
 		d->cfg->http_bind, d->cfg->http_port);
 	return 0;

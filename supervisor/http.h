@@ -1,6 +1,6 @@
 /* supervisor/http.h - bygated's HTTP endpoint on the daemon's event loop:
- * GET /readyz (WIRE 5.7 body, DESIGN 8 reasons), GET /livez and
- * GET /metrics (Prometheus text), and POST /hooks/<name> of the configured
+ * GET /readyz (WIRE 5.7 body, DESIGN 8 reasons), GET /livez,
+ * GET /metrics (Prometheus text), GET /status (status.h: bygate top), and POST /hooks/<name> of the configured
  * webhooks (hook.h). Listens on http.bind:http.port, loopback by default,
  * only when http.port is not 0. */
 #ifndef BG_SUPERVISOR_HTTP_H

@@ -21,6 +21,7 @@
 #include "supervisor/attempt.h"
 #include "supervisor/daemon.h"
 #include "supervisor/entry_read.h"
+#include "supervisor/eventlog.h"
 #include "supervisor/gate.h"
 #include "supervisor/ready.h"
 #include "supervisor/route.h"
@@ -163,6 +164,7 @@ static void reload_config(struct bg_daemon *d)
 	next->next_old = d->cfg;
 	d->cfg = next;
 	bg_log_open(next->log_level, next->log_format, next->log_file);
+	(void)bg_eventlog_configure(d);
 	struct bg_rconn *conns[] = { d->rd, d->wr, d->ctl };
 	for (int i = 0; i < 3; i++)
 		bg_rconn_set_timeouts(conns[i], next->redis_connect_timeout_ms,
@@ -183,6 +185,7 @@ static void on_signal(evutil_socket_t sig, short ev, void *arg)
 	struct bg_daemon *d = arg;
 	if (sig == SIGUSR1) {
 		bg_log_reopen();
+		(void)bg_eventlog_configure(d); /* the event log too */
 		bg_info("log reopened");
 	} else if (sig == SIGHUP) {
 		reload_config(d);
@@ -286,6 +289,7 @@ static void turn_end(struct bg_daemon *d)
 	d->journaled_taking_this_turn = false;
 	bg_keyset_clear(d->expired);
 	bg_pool_end_of_turn(d->pool);
+	bg_eventlog_flush(d);
 }
 
 /* ---- reports from below (struct bg_hooks, struct bg_pool_ops) ---- */
@@ -373,6 +377,7 @@ static void daemon_free(struct bg_daemon *d)
 	bg_triggers_stop(d); /* the same */
 	bg_http_stop(d);
 	bg_metrics_free(d->metrics);
+	bg_eventlog_close(d);
 	bg_pool_free(d->pool);
 	for (int i = 0; i < d->n_streams && d->streams; i++)
 		free(d->streams[i]);
@@ -470,6 +475,7 @@ static int run(struct bg_daemon *d, const struct bg_spawn_identity *who)
 		bg_error("cannot start the triggers: out of memory");
 		return EXIT_RUNTIME;
 	}
+	(void)bg_eventlog_configure(d); /* logs its own failure */
 	if (bg_http_start(d) != 0)
 		return EXIT_RUNTIME;
 	uint64_t wd_usec = 0;

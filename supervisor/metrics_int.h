@@ -1,6 +1,6 @@
 /* supervisor/metrics_int.h - the counters' storage, shared by the files
- * that count (metrics.c) and render (metrics_page.c); nothing else
- * includes it. */
+ * that count (metrics.c) and render (metrics_page.c, and status.c's
+ * per-agent-type part of /status); nothing else includes it. */
 #ifndef BG_SUPERVISOR_METRICS_INT_H
 #define BG_SUPERVISOR_METRICS_INT_H
 

@@ -84,6 +84,12 @@ enum {
 	OPT_SINCE, /* queues, failed, retry, dlq */
 	OPT_LIMIT,
 	OPT_ALL,
+	OPT_REPLAY, /* events, top */
+	OPT_SPEED,
+	OPT_SORT,
+	OPT_FILTER,
+	OPT_INTERVAL,
+	OPT_HTTP,
 };
 
 /* Follows a data stream; stops at the end marker of message_id if set. */
@@ -170,5 +176,9 @@ int cmd_queues(struct cli *cli, int argc, char **argv);
 int cmd_failed(struct cli *cli, int argc, char **argv);
 int cmd_retry(struct cli *cli, int argc, char **argv);
 int cmd_dlq(struct cli *cli, int argc, char **argv);
+/* events.c */
+int cmd_events(struct cli *cli, int argc, char **argv);
+/* top.c */
+int cmd_top(struct cli *cli, int argc, char **argv);
 
 #endif

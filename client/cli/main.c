@@ -43,7 +43,8 @@ static const char usage_text[] =
 	"         [--wait [--wait-timeout-ms MS]]\n"
 	"  reply  MESSAGE_ID --session S [--content TEXT] [--status S]\n"
 	"         [--reply-data JSON] [--agent-type T] [send's other options]\n"
-	"  tail   --session S [--from ID] [--follow|-f] [--jsonl]\n"
+	"  tail   --session S [--session S2 ...] [--from ID] [--follow|-f]\n"
+	"         [--jsonl]\n"
 	"  status --session S [--message-id M]\n"
 	"  status --lanes [--agent-type T]\n"
 	"  cancel MESSAGE_ID --session S [--reason R] [--mode graceful|force]\n"
@@ -77,6 +78,10 @@ static const char usage_text[] =
 	"  retry  MESSAGE_ID [--session S]\n"
 	"  dlq list [--limit N] | dlq show ID | dlq requeue ID\n"
 	"  dlq purge ID... | dlq purge --all\n"
+	"  events [--file F] [--follow|-f] [--jsonl]\n"
+	"  events --replay FILE [--speed X] [--jsonl]\n"
+	"  top    [--once] [--interval MS] [--sort KEY] [--filter TEXT]\n"
+	"         [--http HOST:PORT] [--replay FILE [--speed X]]\n"
 	"\n"
 	"  Every command takes --json (machine output).\n"
 	"  -c FILE  configuration (default: $BYGATE_CONFIG, else\n"
@@ -156,6 +161,8 @@ static const struct {
 	{ "failed", cmd_failed },
 	{ "retry", cmd_retry },
 	{ "dlq", cmd_dlq },
+	{ "events", cmd_events },
+	{ "top", cmd_top },
 };
 
 static const struct option global_opts[] = {

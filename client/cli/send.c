@@ -548,14 +548,100 @@ static const struct option tail_opts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
+/* Sessions `bygate tail` reads at most (--session given several times). */
+#define TAIL_SESSIONS_MAX 64
+/* How often a tail of several sessions looks for new entries, in ms. */
+#define TAIL_POLL_MS 200
+
+/* An entry of one of several sessions: printed with its session. */
+struct tail_one {
+	struct follow f;
+	const char *session;
+};
+
+static int on_session_event(void *arg, const struct bg_client_event *ev)
+{
+	struct tail_one *t = arg;
+	if (!t->f.json) {
+		printf("%s | ", t->session);
+		print_event_text(ev);
+		return 0;
+	}
+	json_t *o = json_object();
+	json_object_set_new(o, "session", jstr_c(t->session));
+	json_object_set_new(o, "entry_id", jstr_c(ev->entry_id));
+	json_object_set_new(o, "event_type", jstr_c(ev->event_type));
+	json_object_set_new(o, "message_id", jstr_c(ev->message_id));
+	json_object_set_new(o, "source_agent_type",
+			    jstr_c(ev->source_agent_type));
+	json_object_set_new(o, "content",
+			    ev->content ? jstr(ev->content, ev->content_len)
+					: json_null());
+	json_t *event = parse_object(ev->raw, ev->raw_len);
+	json_object_set_new(o, "event", event ? event : json_null());
+	if (!ev->valid && ev->raw)
+		json_object_set_new(o, "raw", jstr(ev->raw, ev->raw_len));
+	print_json(o);
+	return 0;
+}
+
+/* Several sessions: each read in turn without blocking, its entries
+ * printed with its name; a follow polls every TAIL_POLL_MS. */
+static int tail_several(struct cli *cli, const char **sessions, int n,
+			const char *from, bool follow)
+{
+	char(*last)[BG_CLIENT_ENTRY_ID_MAX] = calloc((size_t)n, sizeof(*last));
+	if (last == NULL)
+		return fail(cli, "tail", -ENOMEM);
+	for (int i = 0; i < n; i++)
+		strcpy(last[i], from);
+	long long shown = 0;
+	int status = EXIT_OK;
+	for (;;) {
+		long long round = 0;
+		for (int i = 0; i < n && status == EXIT_OK; i++) {
+			struct tail_one t = { { cli->json, NULL, false },
+					      sessions[i] };
+			int rc = bg_client_read_events(cli->client, sessions[i],
+						       last[i], -1,
+						       on_session_event, &t,
+						       last[i]);
+			if (rc == BG_CLIENT_EINTR || (rc >= 0 && g_signal))
+				goto out; /* SIGINT/SIGTERM end a follow */
+			if (rc < 0)
+				status = fail(cli, "reading events", rc);
+			else
+				round += rc;
+		}
+		shown += round;
+		if (status != EXIT_OK || (!follow && round == 0))
+			break;
+		fflush(stdout);
+		if (round == 0)
+			sleep_ms(TAIL_POLL_MS);
+	}
+	if (status == EXIT_OK && shown == 0 && !follow)
+		fprintf(stderr,
+			"bygate: tail: no events in these %d sessions "
+			"after %s\n",
+			n, from);
+out:
+	free(last);
+	return status;
+}
+
 int cmd_tail(struct cli *cli, int argc, char **argv)
 {
-	const char *session = NULL, *from = "0-0";
+	const char *sessions[TAIL_SESSIONS_MAX];
+	int n = 0;
+	const char *from = "0-0";
 	bool follow = false;
 	int opt;
 	while ((opt = getopt_long(argc, argv, "f", tail_opts, NULL)) != -1) {
-		if (opt == OPT_SESSION)
-			session = optarg;
+		if (opt == OPT_SESSION && n == TAIL_SESSIONS_MAX)
+			return usage_error("tail: at most %s sessions", "64");
+		else if (opt == OPT_SESSION)
+			sessions[n++] = optarg;
 		else if (opt == OPT_FROM)
 			from = optarg;
 		else if (opt == OPT_FOLLOW || opt == 'f')
@@ -566,8 +652,11 @@ int cmd_tail(struct cli *cli, int argc, char **argv)
 			return usage_error("%s: bad option", "tail");
 	}
 	int status = no_positional(argc, argv);
-	if (status == EXIT_OK && (!session || !session[0]))
+	if (status == EXIT_OK && n == 0)
 		status = usage_error("tail: %s is required", "--session");
+	for (int i = 0; i < n && status == EXIT_OK; i++)
+		if (!sessions[i][0])
+			status = usage_error("tail: %s is empty", "--session");
 	if (status == EXIT_OK &&
 	    (!from[0] || strlen(from) >= BG_CLIENT_ENTRY_ID_MAX))
 		status = usage_error("tail: bad --from '%s'", from);
@@ -575,6 +664,9 @@ int cmd_tail(struct cli *cli, int argc, char **argv)
 		status = connect_client(cli);
 	if (status != EXIT_OK)
 		return status;
+	if (n > 1)
+		return tail_several(cli, sessions, n, from, follow);
+	const char *session = sessions[0];
 	char last[BG_CLIENT_ENTRY_ID_MAX];
 	strcpy(last, from);
 	struct follow f = { cli->json, NULL, false };
