@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Regenerate etc/bygate.conf (the commented template from the key table,
 with the development values `make run` needs) and the key table of
-docs/configuration.md, after a key was added or changed in conf/table.c.
+docs/configuration.md, and the KEYS of docs/man/bygate.conf.5, after a key
+was added or changed in conf/table.c.
 
     make build/tests/test_conf && python3 scripts/regen_conf.py
 """
@@ -88,6 +89,8 @@ def main():
     doc = doc[:i] + md[md.index("| Key"):].strip("\n") + tail
     doc_path.write_text(doc)
     print("etc/bygate.conf and docs/configuration.md regenerated")
+    subprocess.run([sys.executable, str(ROOT / "docs" / "man" / "regen_keys.py"),
+                    str(BUILD)], check=True)
 
 
 if __name__ == "__main__":

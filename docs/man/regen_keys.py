@@ -55,12 +55,17 @@ def render(markdown):
     return "".join(out)
 
 
-def main():
-    md = subprocess.run([str(BUILD / "tests" / "test_conf"), "--markdown"],
+def regenerated(build=BUILD):
+    """The page as the key table of `build`'s test_conf makes it."""
+    md = subprocess.run([str(build / "tests" / "test_conf"), "--markdown"],
                         check=True, capture_output=True, text=True).stdout
     page = PAGE.read_text()
     i, j = page.index(BEGIN) + len(BEGIN), page.index(END)
-    PAGE.write_text(page[:i] + render(md) + page[j:])
+    return page[:i] + render(md) + page[j:]
+
+
+def main():
+    PAGE.write_text(regenerated())
     print("docs/man/bygate.conf.5 keys regenerated")
 
 

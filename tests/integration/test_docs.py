@@ -103,3 +103,16 @@ def test_the_header_links_what_the_pkg_config_file_requires():
         assert req in header, "client.h does not name %s" % req
     # nothing named that the installed archive does not need
     assert "libbgwire" not in header and "libbgconf" not in header
+
+
+def test_the_conf_man_page_holds_every_key_of_the_table():
+    """docs/man/bygate.conf.5's KEYS are generated from the key table
+    (scripts/regen_conf.py runs docs/man/regen_keys.py): a key added
+    without regenerating fails here."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "regen_keys", REPO / "docs" / "man" / "regen_keys.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.PAGE.read_text() == mod.regenerated(build_dir()), \
+        "docs/man/bygate.conf.5 is stale: python3 scripts/regen_conf.py"
