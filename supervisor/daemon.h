@@ -138,6 +138,8 @@ struct bg_daemon {
 	struct bg_gate *gate;	  /* gate.c: fleet limits; NULL until needed */
 	bool suspects_active;	  /* suspects run one at a time: read nothing */
 	struct bg_timers *timers; /* timers.c: delayed RESUMEs; NULL = none */
+	struct bg_trace *trace;	  /* trace.h: spans; NULL = not started */
+	struct bg_history *history; /* history.h: metrics history; NULL */
 };
 
 /* notify.c: systemd Type=notify status (no-op without NOTIFY_SOCKET) */
