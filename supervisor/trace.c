@@ -196,8 +196,10 @@ static bool member_true(struct bg_str obj, const char *key)
 }
 
 /* The parent of worker.execute (WIRE 9.2): header metadata
- * framework_parent_span_id, then trace_parent_span_id (metadata, then
- * header), then "<message_id>:client.dispatch". */
+ * framework_parent_span_id, then its trace_parent_span_id, then
+ * "<message_id>:client.dispatch". The header's own trace_parent_span_id
+ * is the 16-hex md5 form for OpenTelemetry, not a span id of the trace's
+ * list, so it is not used. */
 static void execute_parent(const struct bg_job *t, struct bg_buf *out)
 {
 	struct bg_str md = t->id.cmd_ok ? t->id.cmd.hdr[BG_HDR_METADATA]
@@ -205,10 +207,6 @@ static void execute_parent(const struct bg_job *t, struct bg_buf *out)
 	member_text(md, "framework_parent_span_id", out);
 	if (out->len == 0)
 		member_text(md, "trace_parent_span_id", out);
-	if (out->len == 0 && t->id.cmd_ok &&
-	    t->id.cmd.hdr[BG_HDR_TRACE_PARENT_SPAN_ID].len)
-		bg_buf_append(out, t->id.cmd.hdr[BG_HDR_TRACE_PARENT_SPAN_ID].p,
-			      t->id.cmd.hdr[BG_HDR_TRACE_PARENT_SPAN_ID].len);
 	if (out->len == 0)
 		bg_buf_printf(out, "%s:client.dispatch", t->id.message_id);
 }
