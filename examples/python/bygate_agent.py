@@ -335,7 +335,9 @@ def _run_task(channel, handler, ctx):
         traceback.print_exc(file=sys.stderr)
         sys.stderr.flush()
         line = {"type": "result", "task": ctx.task,
-                "error": "%s: %s" % (type(e).__name__, e)}
+                "error": "%s: %s" % (type(e).__name__, e),
+                "error_type": type(e).__name__,
+                "retryable": bool(getattr(e, "retryable", False))}
     try:
         channel.send(line)
     except (TypeError, ValueError) as e:  # not JSON-serialisable
