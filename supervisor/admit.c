@@ -19,6 +19,8 @@
 #include "supervisor/end.h"
 #include "supervisor/idem.h"
 #include "supervisor/log.h"
+#include "supervisor/pool.h"
+#include "wire/audit.h"
 #include "wire/ids.h"
 #include "wire/keys.h"
 #include "wire/record.h"
@@ -479,8 +481,8 @@ static void emit_wr(void *ctx, int argc, const struct bg_str *argv)
 /* The RUNNING record: the examined bytes with status, worker_id,
  * updated_at, started_at (once) and a timeline entry spliced in, or a new
  * record (wire/record.c). Exactly what was written before claims. */
-static int build_running(struct bg_daemon *d, struct bg_job *t,
-			 struct bg_buf *out)
+static int build_running_bare(struct bg_daemon *d, struct bg_job *t,
+			      struct bg_buf *out)
 {
 	int64_t now = bg_now_ms();
 	if (t->id.record_exists) {
@@ -507,6 +509,36 @@ static int build_running(struct bg_daemon *d, struct bg_job *t,
 		.now_ms = now,
 	};
 	return bg_record_build_running(out, &n);
+}
+
+/* The RUNNING record with the agent-config snapshot of what runs it here
+ * (WIRE 8.2, wire/audit.h): agent_configs_version and agent_config_audit
+ * for the dashboard's execution page. */
+static int build_running(struct bg_daemon *d, struct bg_job *t,
+			 struct bg_buf *out)
+{
+	struct bg_buf bare = { 0 };
+	int rc = build_running_bare(d, t, &bare);
+	const struct bg_agent_type_conf *tc =
+		bg_config_agent_type(d->cfg, t->id.handler_type);
+	bool exec = tc && tc->handler == BG_HANDLER_EXEC;
+	struct bg_audit_handler a = {
+		.agent_type = bg_str_c(t->id.handler_type),
+		.kind = bg_str_c(exec ? "exec" : "plugin"),
+		.plugin = bg_str_c(tc && !exec ? tc->plugin : ""),
+		.command = bg_str_c(tc && exec ? tc->command : ""),
+		.mode = bg_str_c(!exec				? ""
+				 : tc->mode == BG_EXEC_PER_TASK ? "per_task"
+								: "persistent"),
+		.generation = d->pool ? bg_pool_generation(d->pool) : 0,
+	};
+	if (rc == 0 &&
+	    (tc == NULL ||
+	     bg_audit_splice(out, (struct bg_str){ bare.p, bare.len }, &a) !=
+		     0))
+		rc = bg_buf_append(out, bare.p, bare.len); /* without it */
+	bg_buf_free(&bare);
+	return rc;
 }
 
 /* The other worker the examined record names as running the execution
