@@ -13,6 +13,7 @@
 #include "supervisor/log.h"
 #include "supervisor/redis.h"
 #include "supervisor/trace.h"
+#include "wire/ids.h"
 #include "wire/json.h"
 #include "wire/keys.h"
 #include "wire/record.h"
@@ -562,8 +563,17 @@ static void send_index(struct bg_daemon *d, enum bg_key_kind kind,
 }
 
 /* Items [a, b) are one trace's: one script call and its indexes. */
+/* SHA-1 of flush_lua, computed once; NULL: always EVAL. */
+static const char *flush_sha(void)
+{
+	static char hex[41];
+	if (hex[0] == '\0' && bg_script_sha1(hex, flush_lua) != 0)
+		return NULL;
+	return hex;
+}
+
 static void send_trace(struct bg_daemon *d, struct item *a, struct item *b,
-		       const char *ttl)
+		       const char *ttl, bool *text_sent)
 {
 	size_t nspans = 0;
 	int64_t start = 0, end = 0;
@@ -594,9 +604,14 @@ static void send_trace(struct bg_daemon *d, struct item *a, struct item *b,
 		snprintf(en, sizeof(en), "%lld", (long long)end);
 		snprintf(rend, sizeof(rend), "%lld",
 			 (long long)(root_end ? root_end->end_ts : 0));
+		/* The first call of a flush sends the text (EVAL caches
+		 * it), the others its SHA-1: they run after it on this
+		 * connection, so no NOSCRIPT is expected. */
+		const char *sha = *text_sent ? flush_sha() : NULL;
+		*text_sent = true;
 		const char *fx[19] = {
-			"EVAL",
-			flush_lua,
+			sha ? "EVALSHA" : "EVAL",
+			sha ? sha : flush_lua,
 			"2",
 			meta,
 			spans,
@@ -667,11 +682,13 @@ void bg_trace_flush(struct bg_daemon *d)
 	char ttl[16];
 	snprintf(ttl, sizeof(ttl), "%d", d->cfg->trace_ttl_s);
 	qsort(tr->items, tr->n, sizeof(*tr->items), by_trace);
+	bool text_sent = false;
 	size_t a = 0;
 	for (size_t i = 1; i <= tr->n; i++)
 		if (i == tr->n ||
 		    strcmp(tr->items[i].trace_id, tr->items[a].trace_id)) {
-			send_trace(d, &tr->items[a], &tr->items[i], ttl);
+			send_trace(d, &tr->items[a], &tr->items[i], ttl,
+				   &text_sent);
 			a = i;
 		}
 	for (size_t i = 0; i < tr->n; i++)

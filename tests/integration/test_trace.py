@@ -261,7 +261,23 @@ def test_many_spans_of_a_trace_go_in_few_script_calls(h):
                what="MONITOR lines")
     stop.set()
     spans_key = h.keys.trace_spans(trace_id)
-    flushes = [x for x in lines if '"EVAL"' in x and spans_key in x]
+    flushes = [x for x in lines if ("\"EVAL\"" in x or "\"EVALSHA\"" in x)
+               and spans_key in x]
     pushes = [x for x in lines if '"RPUSH"' in x and "lua]" in x]
     assert len(pushes) == 20
     assert 1 <= len(flushes) <= 4, len(flushes)
+
+
+def test_spans_of_many_traces_in_one_flush_all_land(h):
+    """One flush holds several traces: the first script call carries the
+    script's text, the others its SHA-1, and every trace gets its span."""
+    start(h, trace={"flush_ms": 1000})
+    c = h.client()
+    sent = [send(c, h.keys, "s-many", "echo", "x") for _ in range(10)]
+    for mid, _, _ in sent:
+        finished(c, h.keys, "s-many", mid)
+    for mid, eid, tid in sent:
+        (sp,) = wait_spans(c, h.keys, tid, lambda s: len(s) >= 1,
+                           "the span of " + mid)
+        assert sp["execution_id"] == eid
+    assert c.call("ZCARD", h.keys.trace_index("session", "s-many")) == 10
