@@ -18,7 +18,8 @@ docs/handler-protocol.md. This module speaks it for you:
 such as "WAITING_USER" = that status); a dict with any of status, content,
 reply_data, metadata (or finalAnswer / final_answer) = a structured
 result; any other dict or value = reply_data. An exception fails the task
-with its message. Without an explicit status a task finishes COMPLETED,
+with its message; the record's error_type is the exception's class name
+and its retryable the exception's `retryable` attribute (default False). Without an explicit status a task finishes COMPLETED,
 or WAITING_USER / WAITING_AGENT when it called ask_user / call_agent /
 dispatch_group (waiting for the reply) or resume_later to itself (a
 timer), and is resumed later with a new task whose ctx.resumed is True.
