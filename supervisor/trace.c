@@ -42,9 +42,19 @@ struct count_slot {
 	uint32_t n;
 };
 
+/* One trace's place in an index ZSET, gathered over a flush so that each
+ * index key gets one ZADD (all its traces) and one EXPIRE per flush. */
+struct idx {
+	enum bg_key_kind kind;
+	const char *id, *trace_id; /* into the flush's items */
+	int64_t score;
+};
+
 struct bg_trace {
 	struct item *items;
 	size_t n, cap;
+	struct idx *idx;
+	size_t n_idx, cap_idx;
 	uint64_t seq;
 	struct event *timer;
 	struct count_slot *counts;
@@ -494,27 +504,30 @@ void bg_trace_group(struct bg_daemon *d, const struct bg_job *t,
 static const char flush_lua[] =
 	"local m, sp = KEYS[1], KEYS[2]\n"
 	"local function n(x) return tonumber(x or '') or 0 end\n"
-	"local st, had = n(ARGV[5]), n(redis.call('HGET', m, 'start_ts'))\n"
+	"local function i(x) return string.format('%.0f', x) end\n"
+	"local h = redis.call('HMGET', m, 'start_ts', 'updated_at', "
+	"'end_ts')\n"
+	"local st, had = n(ARGV[5]), n(h[1])\n"
 	"if had > 0 and (st <= 0 or had < st) then st = had end\n"
-	"local up = math.max(n(ARGV[6]), n(redis.call('HGET', m, "
-	"'updated_at')))\n"
-	"redis.call('HSET', m, 'trace_id', ARGV[2], 'start_ts', "
-	"string.format('%.0f', st), 'updated_at', string.format('%.0f', up))\n"
-	"if ARGV[3] ~= '' or redis.call('HEXISTS', m, 'session_id') == 0 then\n"
-	"  redis.call('HSET', m, 'session_id', ARGV[3]) end\n"
+	"local f = {'trace_id', ARGV[2], 'start_ts', i(st), 'updated_at',\n"
+	"  i(math.max(n(ARGV[6]), n(h[2])))}\n"
+	"if ARGV[3] ~= '' then\n"
+	"  f[#f + 1] = 'session_id'; f[#f + 1] = ARGV[3] end\n"
 	"if ARGV[7] == '1' then\n"
-	"  redis.call('HSET', m, 'status', ARGV[8], 'end_ts', ARGV[9], "
-	"'output', ARGV[10], 'metadata', ARGV[11])\n"
-	"elseif ARGV[4] ~= '' and redis.call('HEXISTS', m, 'end_ts') == 0 "
-	"then\n"
-	"  redis.call('HSET', m, 'status', ARGV[4]) end\n"
+	"  for _, x in ipairs({'status', ARGV[8], 'end_ts', ARGV[9], "
+	"'output',\n"
+	"    ARGV[10], 'metadata', ARGV[11]}) do f[#f + 1] = x end\n"
+	"elseif ARGV[4] ~= '' and not h[3] then\n"
+	"  f[#f + 1] = 'status'; f[#f + 1] = ARGV[4] end\n"
+	"redis.call('HSET', m, unpack(f))\n"
 	"if ARGV[12] ~= '' then\n"
 	"  redis.call('HSETNX', m, 'name', ARGV[12])\n"
 	"  redis.call('HSETNX', m, 'root_agent_type', ARGV[13])\n"
 	"  redis.call('HSETNX', m, 'root_message_id', ARGV[14]) end\n"
-	"for i = 15, #ARGV do redis.call('RPUSH', sp, ARGV[i]) end\n"
+	"if #ARGV >= 15 then\n"
+	"  redis.call('RPUSH', sp, unpack(ARGV, 15))\n"
+	"  redis.call('EXPIRE', sp, ARGV[1]) end\n"
 	"redis.call('EXPIRE', m, ARGV[1])\n"
-	"if #ARGV >= 15 then redis.call('EXPIRE', sp, ARGV[1]) end\n"
 	"return #ARGV - 14\n";
 
 static int by_trace(const void *a, const void *b)
@@ -541,25 +554,73 @@ static void on_flush_reply(struct bg_rconn *c, redisReply *r, void *priv)
 	d->trace->st.spans_dropped++;
 }
 
-/* ZADD LT + EXPIRE of one index key (best effort, WIRE 9.2). */
-static void send_index(struct bg_daemon *d, enum bg_key_kind kind,
-		       const char *id, const char *trace_id, int64_t score,
-		       const char *ttl)
+/* Note trace_id's place in index (kind, id) for this flush. */
+static void add_index(struct bg_trace *tr, enum bg_key_kind kind,
+		      const char *id, const char *trace_id, int64_t score)
 {
 	if (id == NULL || *id == '\0')
 		return;
-	char *key = bg_dkey(d, kind, id);
-	char sc[24];
-	snprintf(sc, sizeof(sc), "%lld", (long long)score);
-	if (key) {
-		bg_rconn_cmdv(d->wr, on_flush_reply, d, 0,
-			      (const char *const[]){ "ZADD", key, "LT", sc,
-						     trace_id, NULL });
-		bg_rconn_cmdv(d->wr, NULL, NULL, 0,
-			      (const char *const[]){ "EXPIRE", key, ttl,
-						     NULL });
+	if (tr->n_idx == tr->cap_idx) {
+		size_t cap = tr->cap_idx ? tr->cap_idx * 2 : 64;
+		struct idx *p = realloc(tr->idx, cap * sizeof(*p));
+		if (p == NULL)
+			return; /* best effort: this index entry is lost */
+		tr->idx = p;
+		tr->cap_idx = cap;
 	}
-	free(key);
+	tr->idx[tr->n_idx++] = (struct idx){ kind, id, trace_id, score };
+}
+
+static int by_index(const void *a, const void *b)
+{
+	const struct idx *x = a, *y = b;
+	if (x->kind != y->kind)
+		return x->kind < y->kind ? -1 : 1;
+	return strcmp(x->id, y->id);
+}
+
+/* Members of one ZADD at most. */
+#define ZADD_MAX 256
+
+/* Per index key: ZADD key LT score trace ... (the earliest start stays)
+ * and one EXPIRE (best effort, WIRE 9.2). */
+static void send_indexes(struct bg_daemon *d, const char *ttl)
+{
+	struct bg_trace *tr = d->trace;
+	qsort(tr->idx, tr->n_idx, sizeof(*tr->idx), by_index);
+	const char *argv[3 + 2 * ZADD_MAX];
+	size_t lens[3 + 2 * ZADD_MAX];
+	char scores[ZADD_MAX][24];
+	size_t a = 0;
+	while (a < tr->n_idx) {
+		size_t b = a + 1;
+		while (b < tr->n_idx && by_index(&tr->idx[a], &tr->idx[b]) == 0)
+			b++;
+		char *key = bg_dkey(d, tr->idx[a].kind, tr->idx[a].id);
+		for (size_t i = a; key && i < b;) {
+			int n = 0;
+			argv[n++] = "ZADD";
+			argv[n++] = key;
+			argv[n++] = "LT";
+			for (int k = 0; i < b && k < ZADD_MAX; i++, k++) {
+				snprintf(scores[k], sizeof(scores[k]), "%lld",
+					 (long long)tr->idx[i].score);
+				argv[n++] = scores[k];
+				argv[n++] = tr->idx[i].trace_id;
+			}
+			for (int k = 0; k < n; k++)
+				lens[k] = strlen(argv[k]);
+			bg_rconn_cmd(d->wr, on_flush_reply, d, 0, n, argv,
+				     lens);
+		}
+		if (key)
+			bg_rconn_cmdv(d->wr, NULL, NULL, 0,
+				      (const char *const[]){ "EXPIRE", key, ttl,
+							     NULL });
+		free(key);
+		a = b;
+	}
+	tr->n_idx = 0;
 }
 
 /* Items [a, b) are one trace's: one script call and its indexes. */
@@ -650,18 +711,20 @@ static void send_trace(struct bg_daemon *d, struct item *a, struct item *b,
 	free(lens);
 	free(meta);
 	free(spans);
-	/* the indexes: the session, this worker, each target agent type */
-	send_index(d, BG_KEY_TRACE_IDX_SESSION, a->session_id, a->trace_id,
-		   start, ttl);
-	send_index(d, BG_KEY_TRACE_IDX_WORKER, d->worker_id, a->trace_id, start,
-		   ttl);
+	/* the indexes: the session, this worker, each target agent type
+	 * (sent after every trace of the flush, by key) */
+	struct bg_trace *tr = d->trace;
+	add_index(tr, BG_KEY_TRACE_IDX_SESSION, a->session_id, a->trace_id,
+		  start);
+	add_index(tr, BG_KEY_TRACE_IDX_WORKER, d->worker_id, a->trace_id,
+		  start);
 	for (struct item *it = a; it < b; it++) {
 		bool seen = false;
 		for (struct item *p = a; p < it && !seen; p++)
 			seen = strcmp(p->agent, it->agent) == 0;
 		if (!seen)
-			send_index(d, BG_KEY_TRACE_IDX_AGENT, it->agent,
-				   a->trace_id, start, ttl);
+			add_index(tr, BG_KEY_TRACE_IDX_AGENT, it->agent,
+				  a->trace_id, start);
 	}
 }
 
@@ -691,6 +754,7 @@ void bg_trace_flush(struct bg_daemon *d)
 				   &text_sent);
 			a = i;
 		}
+	send_indexes(d, ttl);
 	for (size_t i = 0; i < tr->n; i++)
 		item_free(&tr->items[i]);
 	tr->n = 0;
@@ -744,6 +808,7 @@ void bg_trace_stop(struct bg_daemon *d)
 	for (size_t i = 0; i < tr->n; i++)
 		item_free(&tr->items[i]);
 	free(tr->items);
+	free(tr->idx);
 	free(tr->counts);
 	free(tr);
 	d->trace = NULL;

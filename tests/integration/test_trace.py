@@ -235,9 +235,10 @@ def test_disabled_tracing_writes_nothing(h):
 
 
 def test_many_spans_of_a_trace_go_in_few_script_calls(h):
-    """Batching: 20 tasks of one trace, flushed every second, give 20 RPUSH
-    run by at most a few script calls (one per trace per flush), never
-    one call per span."""
+    """Batching: 20 tasks of one trace, flushed every second: their 20
+    spans are written by a few script calls (one per trace per flush),
+    each pushing all the spans it holds with one RPUSH, never a command
+    per span."""
     start(h, trace={"flush_ms": 1000})
     c, m = h.client(), h.client()
     assert m.call("MONITOR") == "OK"
@@ -257,15 +258,17 @@ def test_many_spans_of_a_trace_go_in_few_script_calls(h):
     for mid in mids:
         finished(c, h.keys, "s-batch", mid)
     wait_spans(c, h.keys, trace_id, lambda s: len(s) == 20, "20 spans")
-    wait_until(lambda: sum('"RPUSH"' in x for x in lines) >= 20, 10,
-               what="MONITOR lines")
-    stop.set()
     spans_key = h.keys.trace_spans(trace_id)
+    wait_until(lambda: sum(x.count('"{') for x in lines
+                           if '"RPUSH"' in x and spans_key in x) >= 20, 10,
+               what="MONITOR lines of the 20 spans")
+    stop.set()
     flushes = [x for x in lines if ("\"EVAL\"" in x or "\"EVALSHA\"" in x)
                and spans_key in x]
-    pushes = [x for x in lines if '"RPUSH"' in x and "lua]" in x]
-    assert len(pushes) == 20
+    pushes = [x for x in lines if '"RPUSH"' in x and spans_key in x]
+    assert all("lua]" in x for x in pushes)  # inside the script calls
     assert 1 <= len(flushes) <= 4, len(flushes)
+    assert len(pushes) == len(flushes)
 
 
 def test_spans_of_many_traces_in_one_flush_all_land(h):
