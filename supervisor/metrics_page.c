@@ -8,13 +8,13 @@
 
 #include "state/state.h"
 #include "supervisor/daemon.h"
-#include "supervisor/history.h"
-#include "supervisor/trace.h"
 #include "supervisor/gate.h"
+#include "supervisor/history.h"
 #include "supervisor/metrics.h"
 #include "supervisor/metrics_int.h"
 #include "supervisor/promtext.h"
 #include "supervisor/schedule.h"
+#include "supervisor/trace.h"
 #include "supervisor/triggers.h"
 
 struct scalar {
