@@ -491,6 +491,11 @@ const struct bg_conf_env bg_conf_envs[] = {
 	{ "BYAI_WORKER_CONCURRENCY", NULL, "pool", "size" },
 	{ "BYAI_WORKER_FETCH_COUNT", NULL, "worker", "fetch_count" },
 	{ "BYAI_WORKER_HEALTH_PORT", NULL, "http", "port" },
+	{ "BY_FRAMEWORK_TRACE_TTL_SECONDS", NULL, "trace", "ttl_s" },
+	{ "BY_FRAMEWORK_TRACE_MAX_SPANS_PER_TRACE", NULL, "trace",
+	  "max_spans_per_trace" },
+	{ "BY_FRAMEWORK_METRICS_HISTORY_INTERVAL_SECONDS", NULL, "metrics",
+	  "history_interval_s" },
 };
 const size_t bg_conf_nenvs = sizeof(bg_conf_envs) / sizeof(bg_conf_envs[0]);
 

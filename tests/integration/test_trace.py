@@ -284,3 +284,14 @@ def test_spans_of_many_traces_in_one_flush_all_land(h):
                            "the span of " + mid)
         assert sp["execution_id"] == eid
     assert c.call("ZCARD", h.keys.trace_index("session", "s-many")) == 10
+
+
+def test_the_reference_ttl_variable_sets_the_trace_ttl(h):
+    h.start_bygated({"worker": dict(FAST), "trace": {"flush_ms": 50}},
+                    env=h.env(BY_FRAMEWORK_TRACE_TTL_SECONDS="60"))
+    c = h.client()
+    mid, _, tid = send(c, h.keys, "s-ttl", "echo", "x")
+    finished(c, h.keys, "s-ttl", mid)
+    wait_spans(c, h.keys, tid, lambda s: len(s) >= 1, "a span")
+    assert 0 < c.call("TTL", h.keys.trace_spans(tid)) <= 60
+    assert 0 < c.call("TTL", h.keys.trace_meta(tid)) <= 60
