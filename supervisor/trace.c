@@ -30,6 +30,7 @@ struct item {
 	char *trace_id, *session_id, *status, *agent;
 	int64_t start_ts, end_ts;
 	char *span;	       /* span JSON, NULL = an end only */
+	bool is_end;	       /* a root's end */
 	char *end_output;      /* root end: output JSON, NULL = none */
 	char *end_metadata;    /* root end: metadata JSON */
 	char *root_agent_type; /* client.dispatch: meta fields if unset */
@@ -226,10 +227,8 @@ static void execute_parent(const struct bg_job *t, struct bg_buf *out)
  * bytes as a string ending "...[TRUNCATED]" when longer. */
 static void output_of(struct bg_str raw, struct bg_buf *out)
 {
-	if (raw.len == 0) {
-		bg_buf_puts(out, "null");
-		return;
-	}
+	if (raw.len == 0 || bg_str_eq(raw, "null"))
+		return; /* no output member (the reference's None) */
 	if (raw.len <= OUTPUT_MAX) {
 		bg_buf_append(out, raw.p, raw.len);
 		return;
@@ -267,6 +266,8 @@ static void ended_of(const struct bg_job *t, struct ended *e)
 		member_text(md, "failed_stage", &e->estage);
 		e->reply = (struct bg_str){ t->end.reply_data.p,
 					    t->end.reply_data.len };
+		if (e->emsg.len == 0) /* as the record's error_message */
+			member_text(e->reply, "error", &e->emsg);
 	} else {
 		e->status = "FAILED";
 		member_text(md, "error_type", &e->etype);
@@ -345,12 +346,16 @@ void bg_trace_job_finished(struct bg_daemon *d, const struct bg_job *t)
 	int64_t start = began ? now - (mono - began) : now;
 	struct ended e;
 	ended_of(t, &e);
-	struct bg_buf parent = { 0 }, md = { 0 };
+	struct bg_buf parent = { 0 }, policy = { 0 }, route = { 0 };
 	execute_parent(t, &parent);
 	char exec_span[64];
 	snprintf(exec_span, sizeof(exec_span), "%s:worker.execute",
 		 t->id.execution_id);
-	bg_buf_printf(&md, "{\"attempt\":%d}", t->run.attempt);
+	/* the route the sender recorded (runner.py takes it from the
+	 * execution record) */
+	struct bg_str rec = { t->id.record.p, t->id.record.len };
+	member_text(rec, "route_policy", &policy);
+	member_text(rec, "route_status", &route);
 	struct bg_span s = {
 		.trace_id = S(t->id.trace_id),
 		.span_id = S(exec_span),
@@ -360,22 +365,19 @@ void bg_trace_job_finished(struct bg_daemon *d, const struct bg_job *t)
 		.status = S(e.status),
 		.start_ts = start,
 		.end_ts = now,
-		.metadata = B(md),
 		.session_id = S(t->id.session_id),
 		.execution_id = S(t->id.execution_id),
 		.message_id = S(t->id.message_id),
 		.parent_message_id = S(t->id.parent_message_id),
 		.worker_id = S(d->worker_id),
-		.source_agent_type = S(t->id.source_agent_type),
 		.target_agent_type = S(t->id.agent_type),
 		.error_type = B(e.etype),
 		.error_message = B(e.emsg),
 		.error_code = B(e.ecode),
 		.failed_stage = B(e.estage),
 		.retryable = e.retryable,
-		.queue_wait_ms = t->run.started_ms && t->run.picked_ms
-					 ? t->run.started_ms - t->run.picked_ms
-					 : 0,
+		.route_policy = B(policy),
+		.route_status = B(route),
 		.chunk_count = (int64_t)t->run.events,
 	};
 	keep_span(d, &s, e.status, NULL);
@@ -410,14 +412,16 @@ void bg_trace_job_finished(struct bg_daemon *d, const struct bg_job *t)
 			bg_buf_puts(&em, "{}");
 		}
 		if (end) {
-			end->end_output = bg_buf_steal(&out);
+			end->is_end = true;
+			end->end_output = out.len ? bg_buf_steal(&out) : NULL;
 			end->end_metadata = bg_buf_steal(&em);
 		}
 		bg_buf_free(&out);
 		bg_buf_free(&em);
 	}
 	bg_buf_free(&parent);
-	bg_buf_free(&md);
+	bg_buf_free(&policy);
+	bg_buf_free(&route);
 	ended_free(&e);
 }
 
@@ -515,8 +519,10 @@ static const char flush_lua[] =
 	"  f[#f + 1] = 'session_id'; f[#f + 1] = ARGV[3] end\n"
 	"if ARGV[7] == '1' then\n"
 	"  for _, x in ipairs({'status', ARGV[8], 'end_ts', ARGV[9], "
-	"'output',\n"
-	"    ARGV[10], 'metadata', ARGV[11]}) do f[#f + 1] = x end\n"
+	"'metadata',\n"
+	"    ARGV[11]}) do f[#f + 1] = x end\n"
+	"  if ARGV[10] ~= '' then\n"
+	"    f[#f + 1] = 'output'; f[#f + 1] = ARGV[10] end\n"
 	"elseif ARGV[4] ~= '' and not h[3] then\n"
 	"  f[#f + 1] = 'status'; f[#f + 1] = ARGV[4] end\n"
 	"redis.call('HSET', m, unpack(f))\n"
@@ -645,7 +651,7 @@ static void send_trace(struct bg_daemon *d, struct item *a, struct item *b,
 			nspans++;
 			status = it->status;
 		}
-		if (it->end_output)
+		if (it->is_end)
 			root_end = it;
 		if (it->name && dispatch == NULL)
 			dispatch = it;
@@ -685,8 +691,11 @@ static void send_trace(struct bg_daemon *d, struct item *a, struct item *b,
 			root_end ? "1" : "0",
 			root_end ? root_end->status : "",
 			rend,
-			root_end ? root_end->end_output : "",
-			root_end ? root_end->end_metadata : "",
+			root_end && root_end->end_output ? root_end->end_output
+							 : "",
+			root_end && root_end->end_metadata
+				? root_end->end_metadata
+				: "{}",
 			dispatch ? dispatch->name : "",
 			dispatch ? dispatch->root_agent_type : "",
 			dispatch ? dispatch->root_message_id : "",

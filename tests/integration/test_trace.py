@@ -77,8 +77,11 @@ def test_a_task_writes_its_worker_execute_span(h):
         tid, "s-t1", eid, mid, w, "echo")
     assert sp["status"] == "COMPLETED" and sp["retryable"] is False
     assert sp["duration_ms"] == sp["end_ts"] - sp["start_ts"] >= 0
-    assert sp["tokens"] == {} and sp["cost"] == {}
-    assert "error_type" not in sp and "parent_message_id" not in sp
+    assert sp["tokens"] == {} and sp["cost"] == {} and sp["metadata"] == {}
+    assert (sp["route_policy"], sp["route_status"]) == (
+        "FAIL_FAST", "DELIVER_NOW")  # the sender's, from the record
+    for absent in ("error_type", "parent_message_id", "source_agent_type"):
+        assert absent not in sp
 
 
 def test_a_header_parent_span_id_is_the_execute_spans_parent(h):
@@ -104,7 +107,7 @@ def test_the_trace_meta_holds_the_root_end_and_keys_have_the_ttl(h):
     assert int(meta["start_ts"]) == sp["start_ts"]
     assert int(meta["updated_at"]) >= int(meta["end_ts"]) >= sp["start_ts"]
     assert json.loads(meta["metadata"]) == {}
-    json.loads(meta["output"])  # the reply_data, as JSON
+    assert "output" not in meta  # echo has no reply_data (Python's None)
     for key in (h.keys.trace_meta(tid), h.keys.trace_spans(tid)):
         assert 890 <= c.call("TTL", key) <= 900
 
@@ -207,6 +210,7 @@ def test_a_failed_root_ends_its_trace_failed_with_the_handlers_type(h):
         c.hgetall(h.keys.trace_meta(tid))), 15, what="the end")
     assert meta["status"] == "FAILED"
     assert json.loads(meta["metadata"]) == {"error": "boom"}
+    assert json.loads(meta["output"]) == {"error": "boom"}  # reply_data
 
 
 def no_trace_keys(c):
