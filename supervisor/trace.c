@@ -308,7 +308,8 @@ static void ended_free(struct ended *e)
 /* A span of t's own execution: agent.return or agent.cancel. */
 static void keep_step(struct bg_daemon *d, const struct bg_job *t,
 		      const char *op, const char *exec_span, const char *status,
-		      const char *target, const char *metadata, int64_t now)
+		      const char *source, const char *target,
+		      const char *metadata, int64_t now)
 {
 	char sid[64];
 	snprintf(sid, sizeof(sid), "%s:%s", t->id.execution_id, op);
@@ -327,7 +328,7 @@ static void keep_step(struct bg_daemon *d, const struct bg_job *t,
 		.message_id = S(t->id.message_id),
 		.parent_message_id = S(t->id.parent_message_id),
 		.worker_id = S(d->worker_id),
-		.source_agent_type = S(t->id.agent_type),
+		.source_agent_type = S(source),
 		.target_agent_type = S(target),
 	};
 	keep_span(d, &s, status, NULL);
@@ -384,16 +385,16 @@ void bg_trace_job_finished(struct bg_daemon *d, const struct bg_job *t)
 	bool terminal = bg_status_is_terminal(S(e.status));
 	if (terminal && t->id.callback_to[0] && !t->run.parent_cancelled)
 		keep_step(d, t, "agent.return", exec_span, e.status,
-			  t->id.callback_to, NULL, now);
+			  t->id.agent_type, t->id.callback_to, NULL, now);
 	if (t->run.cancel_requested) {
 		struct bg_buf cm = { 0 };
 		const char *why = t->run.cancel_reason ? t->run.cancel_reason
 						       : "cancelled";
-		bg_buf_puts(&cm, "{\"reason\":");
+		bg_buf_puts(&cm, "{\"cancel_reason\":");
 		bg_json_escape(&cm, why, strlen(why));
 		bg_buf_puts(&cm, "}");
-		keep_step(d, t, "agent.cancel", exec_span, "CANCELLED",
-			  t->id.agent_type, cm.p, now);
+		keep_step(d, t, "agent.cancel", exec_span, "CANCELLED", "", "",
+			  cm.p, now);
 		bg_buf_free(&cm);
 	}
 	/* TraceWriteClient.record_trace of a root's end (WIRE 9.2) */
@@ -442,20 +443,21 @@ void bg_trace_dispatch(struct bg_daemon *d, const struct bg_job *t,
 		.parent_span_id = S(parent),
 		.operation = S("client.dispatch"),
 		.component = S("agent_context"),
-		.status = S("QUEUED"),
+		.status = S("COMPLETED"),
 		.start_ts = now,
 		.end_ts = now,
 		.session_id = S(t->id.session_id),
 		.message_id = S(msg_id),
 		.parent_message_id = S(t->id.message_id),
-		.worker_id = S(d->worker_id),
+		/* no worker_id: the reference's is the worker a direct
+		 * route chose; a call_agent here names an agent type */
 		.source_agent_type = S(t->id.agent_type),
 		.target_agent_type = S(target),
 		.route_policy = S(route_policy),
 		.route_status = S(route_status),
 	};
 	struct item *it = NULL;
-	if (keep_span(d, &s, "QUEUED", &it)) {
+	if (keep_span(d, &s, "COMPLETED", &it)) {
 		/* the reference sets these from a client.dispatch span; only
 		 * where the client did not (HSETNX): bygate decision */
 		it->name = strdup("client.dispatch");
@@ -465,7 +467,7 @@ void bg_trace_dispatch(struct bg_daemon *d, const struct bg_job *t,
 }
 
 void bg_trace_group(struct bg_daemon *d, const struct bg_job *t,
-		    const char *group_id, size_t n)
+		    const char *group_id, size_t n, bool wait)
 {
 	if (!tracing(d, t->id.trace_id))
 		return;
@@ -475,26 +477,25 @@ void bg_trace_group(struct bg_daemon *d, const struct bg_job *t,
 	snprintf(parent, sizeof(parent), "%s:worker.execute",
 		 t->id.execution_id);
 	snprintf(md, sizeof(md),
-		 "{\"task_group_id\":\"%s\",\"task_count\":%zu}", group_id, n);
+		 "{\"task_group_id\":\"%s\",\"task_count\":%zu,"
+		 "\"wait_for_reply\":%s}",
+		 group_id, n, wait ? "true" : "false");
 	struct bg_span s = {
 		.trace_id = S(t->id.trace_id),
 		.span_id = S(sid),
 		.parent_span_id = S(parent),
 		.operation = S("agent.dispatch_group"),
 		.component = S("agent_context"),
-		.status = S("GROUP_QUEUED"),
+		.status = S("COMPLETED"),
 		.start_ts = now,
 		.end_ts = now,
 		.metadata = S(md),
 		.session_id = S(t->id.session_id),
 		.execution_id = S(t->id.execution_id),
 		.message_id = S(t->id.message_id),
-		.parent_message_id = S(t->id.parent_message_id),
-		.worker_id = S(d->worker_id),
-		.source_agent_type = S(t->id.agent_type),
-		.route_status = S("GROUP_DISPATCH"),
+		.target_agent_type = S(t->id.agent_type),
 	};
-	keep_span(d, &s, "GROUP_QUEUED", NULL);
+	keep_span(d, &s, "COMPLETED", NULL);
 }
 
 /* ---- flushing ----------------------------------------------------------- */

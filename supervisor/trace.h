@@ -15,6 +15,7 @@
 #ifndef BG_SUPERVISOR_TRACE_H
 #define BG_SUPERVISOR_TRACE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -47,9 +48,10 @@ void bg_trace_dispatch(struct bg_daemon *d, const struct bg_job *t,
 		       const char *msg_id, const char *target,
 		       const char *route_policy, const char *route_status);
 
-/* The agent.dispatch_group span of group `group_id` of n tasks. */
+/* The agent.dispatch_group span of group `group_id` of n tasks (wait:
+ * the caller waits for their replies). */
 void bg_trace_group(struct bg_daemon *d, const struct bg_job *t,
-		    const char *group_id, size_t n);
+		    const char *group_id, size_t n, bool wait);
 
 struct bg_trace_stats bg_trace_stats(const struct bg_daemon *d);
 

@@ -160,8 +160,9 @@ def test_a_call_agent_chain_links_its_spans(h):
     (disp,) = by_op["client.dispatch"]
     assert disp["span_id"] == child["message_id"] + ":client.dispatch"
     assert disp["parent_span_id"] == eid + ":worker.execute"
-    assert (disp["component"], disp["target_agent_type"],
-            disp["source_agent_type"]) == ("agent_context", "beta", "alpha")
+    assert (disp["component"], disp["status"], disp["target_agent_type"],
+            disp["source_agent_type"]) == (
+        "agent_context", "COMPLETED", "beta", "alpha")
     beta = [x for x in by_op["worker.execute"]
             if x["execution_id"] == child["execution_id"]][0]
     assert beta["parent_span_id"] == disp["span_id"]
@@ -190,7 +191,7 @@ def test_a_cancelled_root_ends_its_trace_cancelled(h):
     (cancel,) = [x for x in sp if x["operation"] == "agent.cancel"]
     assert cancel["span_id"] == eid + ":agent.cancel"
     assert cancel["parent_span_id"] == eid + ":worker.execute"
-    assert cancel["metadata"] == {"reason": "stop"}
+    assert cancel["metadata"] == {"cancel_reason": "stop"}
     meta = wait_until(lambda: (lambda m: m if m.get("end_ts") else None)(
         c.hgetall(h.keys.trace_meta(tid))), 15, what="the end")
     assert meta["status"] == "CANCELLED"
@@ -299,3 +300,24 @@ def test_the_reference_ttl_variable_sets_the_trace_ttl(h):
     wait_spans(c, h.keys, tid, lambda s: len(s) >= 1, "a span")
     assert 0 < c.call("TTL", h.keys.trace_spans(tid)) <= 60
     assert 0 < c.call("TTL", h.keys.trace_meta(tid)) <= 60
+
+
+def test_a_dispatch_group_writes_its_group_span(h):
+    start(h, types=[flow(h, "fan", "fanout", "beta"),
+                    flow(h, "beta", "worker")])
+    c = h.client()
+    mid, eid, tid = send(c, h.keys, "s-fan", "fan", "3")
+    finished(c, h.keys, "s-fan", mid)
+    sp = wait_spans(c, h.keys, tid,
+                    lambda s: ops_of(s).count("agent.return") == 3,
+                    "the group's spans")
+    (group,) = [x for x in sp if x["operation"] == "agent.dispatch_group"]
+    gid = group["metadata"]["task_group_id"]
+    assert group["span_id"] == gid + ":agent.dispatch_group"
+    assert group["parent_span_id"] == eid + ":worker.execute"
+    assert group["metadata"] == {"task_group_id": gid, "task_count": 3,
+                                 "wait_for_reply": True}
+    assert (group["component"], group["status"],
+            group["target_agent_type"]) == ("agent_context", "COMPLETED",
+                                            "fan")
+    assert "client.dispatch" not in ops_of(sp)  # a group's tasks have none
