@@ -90,19 +90,13 @@ int bg_audit_build(struct bg_buf *out, const struct bg_audit_handler *h)
 }
 
 int bg_audit_splice(struct bg_buf *out, struct bg_str record,
-		    const struct bg_audit_handler *h)
+		    struct bg_str audit, uint32_t version)
 {
-	struct bg_buf a = { 0 };
 	char ver[16];
-	snprintf(ver, sizeof(ver), "%u", h->generation);
-	int rc = bg_audit_build(&a, h);
-	if (rc == 0) {
-		struct bg_json_edit e[2] = {
-			{ "agent_configs_version", bg_str_c(ver), BG_JSON_SET },
-			{ "agent_config_audit", { a.p, a.len }, BG_JSON_SET },
-		};
-		rc = bg_json_obj_edit(out, record, e, 2);
-	}
-	bg_buf_free(&a);
-	return rc;
+	snprintf(ver, sizeof(ver), "%u", version);
+	struct bg_json_edit e[2] = {
+		{ "agent_configs_version", bg_str_c(ver), BG_JSON_SET },
+		{ "agent_config_audit", audit, BG_JSON_SET },
+	};
+	return bg_json_obj_edit(out, record, e, 2);
 }

@@ -29,10 +29,11 @@ struct bg_audit_handler {
  * 0, -EINVAL (no agent type), -ENOMEM. */
 int bg_audit_build(struct bg_buf *out, const struct bg_audit_handler *h);
 
-/* Append a copy of the execution record with agent_configs_version and
- * agent_config_audit set from h (WIRE 6.2). 0, -EINVAL, -ENOMEM; out is
- * unchanged on error. */
+/* Append a copy of the execution record with agent_configs_version =
+ * version and agent_config_audit = audit (a bg_audit_build object, built
+ * once and reused) (WIRE 6.2). 0, -EINVAL, -ENOMEM; out is unchanged on
+ * error. */
 int bg_audit_splice(struct bg_buf *out, struct bg_str record,
-		    const struct bg_audit_handler *h);
+		    struct bg_str audit, uint32_t version);
 
 #endif

@@ -101,7 +101,12 @@ test_the_splice_sets_version_and_audit_keeping_the_rest(void **state)
 	struct bg_buf b = { 0 };
 	const char *rec = "{\"execution_id\":\"exec-1\",\"status\":\"RUNNING\","
 			  "\"agent_configs_version\":0}";
-	assert_int_equal(bg_audit_splice(&b, bg_str_c(rec), &plugin), 0);
+	struct bg_buf a = { 0 };
+	assert_int_equal(bg_audit_build(&a, &plugin), 0);
+	assert_int_equal(bg_audit_splice(&b, bg_str_c(rec),
+					 (struct bg_str){ a.p, a.len }, 3),
+			 0);
+	bg_buf_free(&a);
 	json_t *j = json_loadb(b.p, b.len, 0, NULL);
 	assert_non_null(j);
 	assert_int_equal(
