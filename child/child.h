@@ -333,6 +333,11 @@ int bg_child_result(struct bg_ctx *ctx, const char *status,
 		    const char *metadata_json);
 /* bg_ctx_fail() with a message of any bytes, U+0000 included. */
 int bg_child_fail(struct bg_ctx *ctx, struct bg_str message);
+/* bg_child_fail with the handler's own error type (NULL or "" =
+ * "HandlerError") and retryable flag in the record's metadata (WIRE 6.2):
+ * an exec program's {"error", "error_type", "retryable"} result line. */
+int bg_child_fail_as(struct bg_ctx *ctx, struct bg_str message,
+		     const char *error_type, bool retryable);
 /* Fail the task with msg, replacing any result. */
 void bg_child_fail_task(struct bg_ctx *ctx, const char *msg);
 /* Fail the task with error_code RESOURCE_LIMIT naming `limit` (a sandbox

@@ -237,11 +237,12 @@ int bg_ctx_extra_payload(struct bg_ctx *ctx, const char *object_json)
  * whole, U+0000 included. */
 static int fail_with(struct bg_ctx *ctx, struct bg_str msg,
 		     const char *error_type, const char *error_code,
-		     const char *limit)
+		     const char *limit, bool retryable)
 {
-	json_t *meta_j = json_pack("{s:s,s:s%,s:s}", "error_type", error_type,
-				   "error_message", msg.p, msg.len,
-				   "failed_stage", "process_command");
+	json_t *meta_j = json_pack("{s:s,s:s%,s:s,s:b}", "error_type",
+				   error_type, "error_message", msg.p, msg.len,
+				   "failed_stage", "process_command",
+				   "retryable", retryable);
 	if (meta_j && error_code)
 		json_object_set_new(meta_j, "error_code",
 				    json_string(error_code));
@@ -264,7 +265,20 @@ int bg_child_fail(struct bg_ctx *ctx, struct bg_str message)
 		return -EINVAL;
 	if (ctx->has_result)
 		return -EALREADY;
-	return fail_with(ctx, message, "HandlerError", NULL, NULL);
+	return fail_with(ctx, message, "HandlerError", NULL, NULL, false);
+}
+
+int bg_child_fail_as(struct bg_ctx *ctx, struct bg_str message,
+		     const char *error_type, bool retryable)
+{
+	if (ctx == NULL)
+		return -EINVAL;
+	if (ctx->has_result)
+		return -EALREADY;
+	return fail_with(ctx, message,
+			 error_type && *error_type ? error_type
+						   : "HandlerError",
+			 NULL, NULL, retryable);
 }
 
 int bg_ctx_fail(struct bg_ctx *ctx, const char *message)
@@ -277,7 +291,7 @@ void bg_child_fail_limit(struct bg_ctx *ctx, const char *msg, const char *limit)
 {
 	ctx->has_result = false;
 	if (fail_with(ctx, bg_str_c(msg), "ResourceLimitExceeded",
-		      "RESOURCE_LIMIT", limit))
+		      "RESOURCE_LIMIT", limit, false))
 		bg_child_fail_task(ctx, "resource limit reached");
 }
 

@@ -226,20 +226,27 @@ static int on_event(struct line *l)
 
 static int on_result(struct line *l)
 {
-	const char *status;
+	const char *status, *error_type;
 	struct bg_str error;
 	char *content = NULL, *reply = NULL, *meta = NULL, *extra = NULL;
+	json_t *retry = json_object_get(l->j, "retryable");
 	if (!opt_str(l->j, "status", &status) ||
-	    !opt_text(l->j, "error", &error))
-		return bad_field(l, "status and error must be strings (status "
-				    "without U+0000)");
+	    !opt_text(l->j, "error", &error) ||
+	    !opt_str(l->j, "error_type", &error_type) ||
+	    (retry && !json_is_boolean(retry)))
+		return bad_field(l, "status, error and error_type must be "
+				    "strings (status and error_type without "
+				    "U+0000), retryable a boolean");
+	if (error_type && (strlen(error_type) > 128 || !*error_type))
+		return bad_field(l, "error_type must be 1 to 128 bytes");
 	int rc = opt_json(l->j, "extra_payload", &extra);
 	if (rc == 0 && extra && strcmp(extra, "null") != 0 &&
 	    (rc = bg_ctx_extra_payload(l->ctx, extra)))
 		rc = -EINVAL;
 	free(extra);
 	if (rc == 0 && error.p)
-		rc = bg_child_fail(l->ctx, error);
+		rc = bg_child_fail_as(l->ctx, error, error_type,
+				      json_is_true(retry));
 	if (error.p == NULL && !(rc = opt_json(l->j, "content", &content)) &&
 	    !(rc = opt_json(l->j, "reply_data", &reply)) &&
 	    !(rc = opt_json(l->j, "metadata", &meta)))

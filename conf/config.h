@@ -103,6 +103,15 @@ struct bg_config {
 	int max_deliveries;	   /* 10 */
 	int drain_timeout_ms;	   /* SIGTERM drain bound, 30000 */
 	int slow_task_ms;	   /* INFO log above this, 10000 */
+	/* traces (WIRE 9.2, supervisor/trace.h) */
+	bool trace_enabled;
+	int trace_sample_percent;
+	int trace_ttl_s;
+	int trace_max_spans;
+	int trace_flush_ms;
+	/* the fleet metrics history (WIRE 9.3, supervisor/history.h) */
+	bool history_enabled;
+	int history_interval_s;
 	int lease_wait_s;	   /* wait for a lease held elsewhere, 90 */
 	int reconcile_interval_ms; /* own-PEL reconcile and reclaim, 30000 */
 	int cancel_grace_ms;	   /* cancel flag -> SIGTERM -> SIGKILL, 5000 */

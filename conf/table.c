@@ -337,6 +337,38 @@ const struct bg_conf_key bg_conf_keys[] = {
 	  "\"GITHUB_HOOK_SECRET\"; max_running = 4; }; } "
 	  "(docs/triggers.md)." },
 
+	BOOL("trace", "enabled", C, trace_enabled, 1, R,
+	     "Write trace spans (worker.execute, client.dispatch, "
+	     "agent.dispatch_group, agent.return, agent.cancel), the trace "
+	     "meta hash and the trace indexes of WIRE 9.2, as the "
+	     "reference worker does unless BY_FRAMEWORK_TRACE_REDIS_ENABLED "
+	     "is false (docs/operations.md, \"Traces\")."),
+	INT("trace", "sample_percent", C, trace_sample_percent, 100, 0, 100,
+	    NULL, R,
+	    "Share of traces written, in percent: the reference's "
+	    "BY_FRAMEWORK_TRACE_SAMPLE_RATE times 100 (default 1.0). The "
+	    "choice is a hash of the trace id, so every worker of the fleet "
+	    "keeps or drops a trace alike."),
+	INT("trace", "ttl_s", C, trace_ttl_s, 900, 1, 604800, "s", R,
+	    "TTL of trace keys (BY_FRAMEWORK_TRACE_TTL_SECONDS)."),
+	INT("trace", "max_spans_per_trace", C, trace_max_spans, 1000, 1,
+	    1000000, NULL, R,
+	    "Spans this bygated writes for one trace at most; later ones are "
+	    "dropped and counted."),
+	INT("trace", "flush_ms", C, trace_flush_ms, 200, 10, 10000, "ms", R,
+	    "Spans wait in memory at most this long and are written in one "
+	    "pipeline per flush, off the task path."),
+	BOOL("metrics", "history", C, history_enabled, 1, 0,
+	     "Take part in the fleet's metrics history (WIRE 9.3): the one "
+	     "process holding by_framework:obs:collector_lock (a bygated or "
+	     "a Python worker) adds a point to by_framework:obs:history "
+	     "every history_interval_s."),
+	INT("metrics", "history_interval_s", C, history_interval_s, 5, 1, 3600,
+	    "s", 0,
+	    "Interval of the metrics history points "
+	    "(BY_FRAMEWORK_METRICS_HISTORY_INTERVAL_SECONDS); the lock lives "
+	    "max(3 x interval, 15) s."),
+
 	PATH("paths", "state_dir", C, state_dir, "/var/lib/bygate", 1, 0,
 	     "LMDB journal and lock file."),
 	PATH("paths", "workspace_dir", C, workspace_dir,
@@ -471,6 +503,11 @@ const struct bg_conf_env bg_conf_envs[] = {
 	{ "BYAI_WORKER_CONCURRENCY", NULL, "pool", "size" },
 	{ "BYAI_WORKER_FETCH_COUNT", NULL, "worker", "fetch_count" },
 	{ "BYAI_WORKER_HEALTH_PORT", NULL, "http", "port" },
+	{ "BY_FRAMEWORK_TRACE_TTL_SECONDS", NULL, "trace", "ttl_s" },
+	{ "BY_FRAMEWORK_TRACE_MAX_SPANS_PER_TRACE", NULL, "trace",
+	  "max_spans_per_trace" },
+	{ "BY_FRAMEWORK_METRICS_HISTORY_INTERVAL_SECONDS", NULL, "metrics",
+	  "history_interval_s" },
 };
 const size_t bg_conf_nenvs = sizeof(bg_conf_envs) / sizeof(bg_conf_envs[0]);
 

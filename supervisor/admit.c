@@ -20,6 +20,8 @@
 #include "supervisor/eventlog.h"
 #include "supervisor/idem.h"
 #include "supervisor/log.h"
+#include "supervisor/pool.h"
+#include "wire/audit.h"
 #include "wire/ids.h"
 #include "wire/keys.h"
 #include "wire/record.h"
@@ -480,8 +482,8 @@ static void emit_wr(void *ctx, int argc, const struct bg_str *argv)
 /* The RUNNING record: the examined bytes with status, worker_id,
  * updated_at, started_at (once) and a timeline entry spliced in, or a new
  * record (wire/record.c). Exactly what was written before claims. */
-static int build_running(struct bg_daemon *d, struct bg_job *t,
-			 struct bg_buf *out)
+static int build_running_bare(struct bg_daemon *d, struct bg_job *t,
+			      struct bg_buf *out)
 {
 	int64_t now = bg_now_ms();
 	if (t->id.record_exists) {
@@ -508,6 +510,93 @@ static int build_running(struct bg_daemon *d, struct bg_job *t,
 		.now_ms = now,
 	};
 	return bg_record_build_running(out, &n);
+}
+
+/* The agent_config_audit of each agent type (wire/audit.h), built once
+ * per handler generation: what makes it (the name, handler, program and
+ * generation) is compared on each use, so a reload rebuilds it. */
+#define AUDIT_CACHE 32
+static struct audit_cached {
+	struct bg_audit_handler h; /* its strings point into `keep` */
+	struct bg_buf keep;	   /* name \0 plugin \0 command \0 */
+	struct bg_buf json;
+} audit_cache[AUDIT_CACHE];
+static unsigned audit_next;
+
+static bool audit_same(const struct bg_audit_handler *a,
+		       const struct bg_audit_handler *b)
+{
+	return a->generation == b->generation &&
+	       a->agent_type.len == b->agent_type.len &&
+	       bg_str_eq(a->agent_type, b->agent_type.p) &&
+	       bg_str_eq(a->kind, b->kind.p) &&
+	       bg_str_eq(a->plugin, b->plugin.p ? b->plugin.p : "") &&
+	       bg_str_eq(a->command, b->command.p ? b->command.p : "") &&
+	       bg_str_eq(a->mode, b->mode.p ? b->mode.p : "");
+}
+
+/* The cached audit JSON of h, built when missing; empty when it cannot
+ * be built. */
+static struct bg_str audit_json(const struct bg_audit_handler *h)
+{
+	for (unsigned i = 0; i < AUDIT_CACHE; i++)
+		if (audit_cache[i].json.len && audit_same(&audit_cache[i].h, h))
+			return (struct bg_str){ audit_cache[i].json.p,
+						audit_cache[i].json.len };
+	struct audit_cached *c = &audit_cache[audit_next++ % AUDIT_CACHE];
+	bg_buf_reset(&c->json);
+	bg_buf_reset(&c->keep);
+	if (bg_audit_build(&c->json, h) != 0 ||
+	    bg_buf_printf(&c->keep, "%s%c%s%c%s%c%s", h->agent_type.p, 0,
+			  h->plugin.p ? h->plugin.p : "", 0,
+			  h->command.p ? h->command.p : "", 0,
+			  h->mode.p ? h->mode.p : "") != 0) {
+		bg_buf_reset(&c->json);
+		return bg_str_c("");
+	}
+	/* the key's strings, owned by the cache entry */
+	const char *k = c->keep.p;
+	c->h = *h;
+	c->h.agent_type = bg_str_c(k);
+	k += strlen(k) + 1;
+	c->h.plugin = bg_str_c(k);
+	k += strlen(k) + 1;
+	c->h.command = bg_str_c(k);
+	k += strlen(k) + 1;
+	c->h.mode = bg_str_c(k);
+	c->h.kind = bg_str_c(bg_str_eq(h->kind, "exec") ? "exec" : "plugin");
+	return (struct bg_str){ c->json.p, c->json.len };
+}
+
+/* The RUNNING record with the agent-config snapshot of what runs it here
+ * (WIRE 8.2, wire/audit.h): agent_configs_version and agent_config_audit
+ * for the dashboard's execution page. */
+static int build_running(struct bg_daemon *d, struct bg_job *t,
+			 struct bg_buf *out)
+{
+	struct bg_buf bare = { 0 };
+	int rc = build_running_bare(d, t, &bare);
+	const struct bg_agent_type_conf *tc =
+		bg_config_agent_type(d->cfg, t->id.handler_type);
+	bool exec = tc && tc->handler == BG_HANDLER_EXEC;
+	struct bg_audit_handler a = {
+		.agent_type = bg_str_c(t->id.handler_type),
+		.kind = bg_str_c(exec ? "exec" : "plugin"),
+		.plugin = bg_str_c(tc && !exec ? tc->plugin : ""),
+		.command = bg_str_c(tc && exec ? tc->command : ""),
+		.mode = bg_str_c(!exec				? ""
+				 : tc->mode == BG_EXEC_PER_TASK ? "per_task"
+								: "persistent"),
+		.generation = d->pool ? bg_pool_generation(d->pool) : 0,
+	};
+	struct bg_str audit = tc ? audit_json(&a) : bg_str_c("");
+	if (rc == 0 &&
+	    (audit.len == 0 ||
+	     bg_audit_splice(out, (struct bg_str){ bare.p, bare.len }, audit,
+			     a.generation) != 0))
+		rc = bg_buf_append(out, bare.p, bare.len); /* without it */
+	bg_buf_free(&bare);
+	return rc;
 }
 
 /* The other worker the examined record names as running the execution

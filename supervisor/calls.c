@@ -19,6 +19,7 @@
 #include "supervisor/resume_take.h"
 #include "supervisor/post.h"
 #include "supervisor/route.h"
+#include "supervisor/trace.h"
 #include "wire/event.h"
 #include "wire/ids.h"
 #include "wire/keys.h"
@@ -196,6 +197,7 @@ static void dispatch_group(struct bg_daemon *d, struct bg_job *t,
 		t->run.suspended = true;
 	else
 		t->run.permission_transferred = true;
+	bg_trace_group(d, t, g, json_array_size(tasks), wait);
 	bg_outbox_reply(d, t, id,
 			json_pack("{s:s,s:s,s:o}", "status", "GROUP_QUEUED",
 				  "task_group_id", g, "dispatched_tasks",

@@ -140,6 +140,8 @@ struct bg_daemon {
 	bool suspects_active;	  /* suspects run one at a time: read nothing */
 	struct bg_timers *timers; /* timers.c: delayed RESUMEs; NULL = none */
 	struct bg_eventlog *eventlog; /* eventlog.c; NULL = off */
+	struct bg_trace *trace;	      /* trace.h: spans; NULL = not started */
+	struct bg_history *history;   /* history.h: metrics history; NULL */
 };
 
 /* notify.c: systemd Type=notify status (no-op without NOTIFY_SOCKET) */

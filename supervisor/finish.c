@@ -33,6 +33,7 @@
 #include "supervisor/log.h"
 #include "supervisor/metrics.h"
 #include "supervisor/outbox.h"
+#include "supervisor/trace.h"
 #include "wire/event.h"
 #include "wire/ids.h"
 #include "wire/json.h"
@@ -259,6 +260,7 @@ static void finish_applied(struct bg_daemon *d, struct bg_job *t)
 		bg_log_task(BG_LOG_DEBUG, &ids, "task finished: %s in %lld ms",
 			    t->end.status ? t->end.status : "acked",
 			    (long long)ms);
+	bg_trace_job_finished(d, t);
 	bg_job_free(d, t);
 }
 

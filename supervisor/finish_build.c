@@ -166,6 +166,18 @@ static void add_record(struct bg_daemon *d, struct bg_job *t,
 		if (bg_record_errors_from(&errs, v->metadata, v->reply_data))
 			memset(&errs, 0, sizeof(errs));
 	} else {
+		/* the handler's own type when it reported one (its metadata:
+		 * C SDK, exec protocol, Python helper), unless bygated
+		 * classified the failure itself (timeout, crash, limit) */
+		struct bg_record_errors h = { 0 };
+		const char *own = t->end.error_type;
+		if (own == NULL &&
+		    bg_record_errors_from(&h, v->metadata, S("")) == 0 &&
+		    bg_json_type(h.error_type) == '"' &&
+		    !bg_json_str_blank(h.error_type))
+			bg_buf_append(&e[3], h.error_type.p, h.error_type.len);
+		if (bg_record_errors_from(&h, v->metadata, S("")) == 0)
+			errs.retryable = h.retryable;
 		json_str(&e[0], t->end.error_message ? t->end.error_message
 						     : "failed");
 		json_str(&e[1],
@@ -174,15 +186,20 @@ static void add_record(struct bg_daemon *d, struct bg_job *t,
 				: t->end.end_kind == BG_END_DEADLETTER
 					? "pickup"
 					: "process_command");
-		json_str(&e[3], t->end.error_type ? t->end.error_type
-				: t->end.end_kind == BG_END_DEADLETTER
-					? "DeadLettered"
-					: "TaskFailed");
+		if (e[3].len == 0)
+			json_str(&e[3], own ? own
+					: t->end.end_kind == BG_END_DEADLETTER
+						? "DeadLettered"
+						: "TaskFailed");
 		errs.error_message = (struct bg_str){ e[0].p, e[0].len };
 		errs.error_code = (struct bg_str){ e[1].p, e[1].len };
 		errs.failed_stage = (struct bg_str){ e[2].p, e[2].len };
 		errs.error_type = (struct bg_str){ e[3].p, e[3].len };
 	}
+	/* WIRE 6.2: retryable is a boolean, false unless the handler said
+	 * true (the reference writes false, never null) */
+	if (!bg_str_eq(errs.retryable, "true"))
+		errs.retryable = S("false");
 	struct bg_str base = { t->id.record.p, t->id.record.len };
 	struct bg_record_update u = {
 		.status = v->status,

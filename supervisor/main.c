@@ -36,6 +36,8 @@
 #include "supervisor/sandbox.h"
 #include "supervisor/spawn.h"
 #include "supervisor/timers.h"
+#include "supervisor/trace.h"
+#include "supervisor/history.h"
 #include "supervisor/triggers.h"
 #include "workspace/workspace.h"
 #include "supervisor/log.h"
@@ -372,8 +374,10 @@ static void daemon_free(struct bg_daemon *d)
 	bg_rconn_free(d->rd);
 	bg_rconn_free(d->wr);
 	bg_rconn_free(d->ctl);
-	bg_gate_free(d);     /* after the connections: their callbacks ran */
-	bg_timers_free(d);   /* the same */
+	bg_gate_free(d);   /* after the connections: their callbacks ran */
+	bg_timers_free(d); /* the same */
+	bg_trace_stop(d);  /* when the loop was never run */
+	bg_history_stop(d);
 	bg_triggers_stop(d); /* the same */
 	bg_http_stop(d);
 	bg_metrics_free(d->metrics);
@@ -476,6 +480,11 @@ static int run(struct bg_daemon *d, const struct bg_spawn_identity *who)
 		return EXIT_RUNTIME;
 	}
 	(void)bg_eventlog_configure(d); /* logs its own failure */
+	if (bg_trace_start(d) != 0 || bg_history_start(d) != 0) {
+		bg_error("cannot start the trace writer or the metrics "
+			 "history: out of memory");
+		return EXIT_RUNTIME;
+	}
 	if (bg_http_start(d) != 0)
 		return EXIT_RUNTIME;
 	uint64_t wd_usec = 0;
@@ -503,6 +512,12 @@ static int run(struct bg_daemon *d, const struct bg_spawn_identity *who)
 	if (wd)
 		event_free(wd);
 	bg_pool_shutdown(d->pool, false);
+	/* the last spans and the collector lock's release (best effort) */
+	bg_trace_stop(d);
+	bg_history_stop(d);
+	for (int64_t until = bg_mono_ms() + 1000;
+	     bg_rconn_pending(d->wr) && bg_mono_ms() < until;)
+		event_base_loop(d->base, EVLOOP_ONCE);
 	if (d->exit_code != BG_EXIT_LEASE_LOST) {
 		/* WIRE 5.8: token-checked release, then membership removal. */
 		bg_lease_release(d);

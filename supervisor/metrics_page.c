@@ -9,10 +9,12 @@
 #include "state/state.h"
 #include "supervisor/daemon.h"
 #include "supervisor/gate.h"
+#include "supervisor/history.h"
 #include "supervisor/metrics.h"
 #include "supervisor/metrics_int.h"
 #include "supervisor/promtext.h"
 #include "supervisor/schedule.h"
+#include "supervisor/trace.h"
 #include "supervisor/triggers.h"
 
 struct scalar {
@@ -192,6 +194,17 @@ static int put_daemon(struct bg_buf *out, const struct bg_metrics *m,
 		{ "bygate_draining", "gauge",
 		  "1 once a drain (SIGTERM) or stop began.",
 		  d->draining || d->stopping ? 1 : 0 },
+		{ "bygate_trace_spans_written_total", "counter",
+		  "Trace spans sent to Redis (WIRE 9.2).",
+		  (double)bg_trace_stats(d).spans_written },
+		{ "bygate_trace_spans_dropped_total", "counter",
+		  "Trace spans not written: not sampled, over "
+		  "trace.max_spans_per_trace, or lost with the connection.",
+		  (double)bg_trace_stats(d).spans_dropped },
+		{ "bygate_metrics_history_collector", "gauge",
+		  "1 while this worker holds the fleet's metrics-history "
+		  "lock (WIRE 9.3).",
+		  bg_history_holder(d) ? 1 : 0 },
 	};
 	return put_scalars(out, s, sizeof(s) / sizeof(s[0]));
 }

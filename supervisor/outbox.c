@@ -16,6 +16,7 @@
 #include "supervisor/daemon.h"
 #include "supervisor/log.h"
 #include "supervisor/outbox.h"
+#include "supervisor/trace.h"
 #include "wire/event.h"
 #include "wire/ids.h"
 #include "wire/keys.h"
@@ -270,6 +271,9 @@ int bg_outbox_request(struct bg_daemon *d, struct bg_job *t,
 	if (rc == 0)
 		BG_OUT(t, S("XADD"), S(stream), S("*"), S("data"),
 		       bg_outbox_bytes(&ask));
+	if (rc == 0 && (rq->group == NULL || rq->group[0] == '\0'))
+		bg_trace_dispatch(d, t, rq->message_id, rq->target, rq->policy,
+				  rq->route_status);
 	bg_buf_free(&ask);
 	free(stream);
 	return rc;

@@ -17,6 +17,7 @@
 #include "supervisor/outbox.h"
 #include "supervisor/route.h"
 #include "supervisor/route_int.h"
+#include "supervisor/trace.h"
 #include "wire/ids.h"
 #include "wire/keys.h"
 #include "wire/record.h"
@@ -347,6 +348,8 @@ void bg_route_queue(struct route *r, struct bg_job *t, bool wake)
 		bg_route_fail(r, t, "INTERNAL", "out of memory");
 		return;
 	}
+	bg_trace_dispatch(r->d, t, rq.message_id, rq.target, rq.policy,
+			  rq.route_status);
 	reply_queued(r, t, &rq, "QUEUE_PENDING");
 	bg_route_free(r);
 }

@@ -1,6 +1,8 @@
 /* wire/keys.c - the WIRE 1.2 key table and its single builder. Templates
  * are the key text after "byai_gateway:" (v1) or "byai_gateway:v2:" (v2);
- * the bytes \1 \2 \3 stand for id, id2, id3. */
+ * the bytes \1 \2 \3 stand for id, id2, id3. A template that starts with
+ * \5 is the whole key, with no "byai_gateway:" prefix (WIRE 1.2: the
+ * reference's v1 trace keys and its obs keys). */
 #include "wire/keys.h"
 
 #include <errno.h>
@@ -92,6 +94,19 @@ static const struct key_form forms[BG_KEY__COUNT] = {
 			     "{bygate_triggers}:trigger:\1" },
 	[BG_KEY_TRIGGER_ACTIVE] = { "bygate_trigger:\1:active",
 				    "{bygate_triggers}:trigger:\1:active" },
+	[BG_KEY_TRACE_META] = { "\5by_framework:trace:\1", "trace:{\1}" },
+	[BG_KEY_TRACE_SPANS] = { "\5by_framework:trace:spans:\1",
+				 "trace:spans:{\1}" },
+	[BG_KEY_TRACE_IDX_SESSION] = { "\5by_framework:trace:idx:session:\1",
+				       "trace:idx:session:\1" },
+	[BG_KEY_TRACE_IDX_WORKER] = { "\5by_framework:trace:idx:worker:\1",
+				      "trace:idx:worker:\1" },
+	[BG_KEY_TRACE_IDX_AGENT] = { "\5by_framework:trace:idx:agent:\1",
+				     "trace:idx:agent:\1" },
+	[BG_KEY_OBS_COLLECTOR_LOCK] = { "\5by_framework:obs:collector_lock",
+					"\5by_framework:obs:collector_lock" },
+	[BG_KEY_OBS_HISTORY] = { "\5by_framework:obs:history",
+				 "\5by_framework:obs:history" },
 };
 
 /* Check each id against the template: used ids non-empty (except the
@@ -128,8 +143,13 @@ int bg_key_build(struct bg_buf *out, enum bg_key_schema schema,
 	rc = check_ids(kind, tpl, ids);
 	if (rc)
 		return rc;
-	rc = bg_buf_puts(out, schema == BG_SCHEMA_V1 ? "byai_gateway:"
-						     : "byai_gateway:v2:");
+	rc = 0;
+	if (*tpl == '\5')
+		tpl++;
+	else
+		rc = bg_buf_puts(out, schema == BG_SCHEMA_V1
+					      ? "byai_gateway:"
+					      : "byai_gateway:v2:");
 	while (rc == 0 && *tpl) {
 		size_t lit = strcspn(tpl, "\1\2\3");
 		rc = bg_buf_append(out, tpl, lit);

@@ -66,6 +66,19 @@ enum bg_key_kind {
 	BG_KEY_TRIGGERS,
 	BG_KEY_TRIGGER,
 	BG_KEY_TRIGGER_ACTIVE,
+	/* Traces (WIRE 9.2; supervisor/trace.h): the meta HASH and span LIST
+	 * of trace (trace id), under v2 in the trace's slot; the index ZSETs
+	 * of a session (S), worker (W) and agent type (T), untagged. Under
+	 * v1 they are Python's by_framework:trace:* keys, not byai_gateway:. */
+	BG_KEY_TRACE_META,
+	BG_KEY_TRACE_SPANS,
+	BG_KEY_TRACE_IDX_SESSION,
+	BG_KEY_TRACE_IDX_WORKER,
+	BG_KEY_TRACE_IDX_AGENT,
+	/* () the fleet metrics collector's lock and history (WIRE 9.3,
+	 * supervisor/history.h): by_framework:obs:*, the same under v1/v2 */
+	BG_KEY_OBS_COLLECTOR_LOCK,
+	BG_KEY_OBS_HISTORY,
 	BG_KEY__COUNT
 };
 

@@ -18,7 +18,8 @@ docs/handler-protocol.md. This module speaks it for you:
 such as "WAITING_USER" = that status); a dict with any of status, content,
 reply_data, metadata (or finalAnswer / final_answer) = a structured
 result; any other dict or value = reply_data. An exception fails the task
-with its message. Without an explicit status a task finishes COMPLETED,
+with its message; the record's error_type is the exception's class name
+and its retryable the exception's `retryable` attribute (default False). Without an explicit status a task finishes COMPLETED,
 or WAITING_USER / WAITING_AGENT when it called ask_user / call_agent /
 dispatch_group (waiting for the reply) or resume_later to itself (a
 timer), and is resumed later with a new task whose ctx.resumed is True.
@@ -335,7 +336,9 @@ def _run_task(channel, handler, ctx):
         traceback.print_exc(file=sys.stderr)
         sys.stderr.flush()
         line = {"type": "result", "task": ctx.task,
-                "error": "%s: %s" % (type(e).__name__, e)}
+                "error": "%s: %s" % (type(e).__name__, e),
+                "error_type": type(e).__name__,
+                "retryable": bool(getattr(e, "retryable", False))}
     try:
         channel.send(line)
     except (TypeError, ValueError) as e:  # not JSON-serialisable

@@ -250,7 +250,7 @@ int bg_ctx_extra_payload(struct bg_ctx *ctx, const char *object_json);
 
 /** Fail the task: status FAILED, reply_data {"error": message}, metadata
  * {"error_type": "HandlerError", "error_message": message,
- * "failed_stage": "process_command"}. NULL message = "handler failed".
+ * "failed_stage": "process_command", "retryable": false}. NULL message = "handler failed".
  * 0, -EALREADY, -EINVAL, -EMSGSIZE, -ENOMEM. */
 int bg_ctx_fail(struct bg_ctx *ctx, const char *message);
 

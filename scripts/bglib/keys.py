@@ -85,6 +85,27 @@ class Keys:
         return self._pick("bygate_trigger:%s:active" % name,
                           "{bygate_triggers}:trigger:%s:active" % name)
 
+    # WIRE 1.2: the v1 trace keys are Python's by_framework:trace:* keys
+    def trace_meta(self, trace_id):
+        return ("by_framework:trace:" + trace_id if self.schema == "v1"
+                else _V2 + "trace:{%s}" % trace_id)
+
+    def trace_spans(self, trace_id):
+        return ("by_framework:trace:spans:" + trace_id if self.schema == "v1"
+                else _V2 + "trace:spans:{%s}" % trace_id)
+
+    def trace_index(self, kind, ident):
+        """kind is session, worker or agent."""
+        return ("by_framework:trace:idx:%s:%s" % (kind, ident)
+                if self.schema == "v1"
+                else _V2 + "trace:idx:%s:%s" % (kind, ident))
+
+    def obs_collector_lock(self):
+        return "by_framework:obs:collector_lock"
+
+    def obs_history(self):
+        return "by_framework:obs:history"
+
     def deadletter(self):
         return self._pick("control_plane:mgmt:deadletter",
                           "control_plane:mgmt:deadletter")

@@ -100,6 +100,7 @@ def test_bygated_runs_under_the_documented_least_privilege_acl_user(h):
         "worker": dict(FAST),
         "pool": {"size": 3},
         "http": {"port": port},
+        "metrics": {"history_interval_s": 1},
         "triggers": {"poll_ms": 50, "timers": {
             "acl_tick": {"agent_type": "echo", "content": "tick",
                          "every": "200ms", "max_running": 2}}},
@@ -142,6 +143,12 @@ def test_bygated_runs_under_the_documented_least_privilege_acl_user(h):
     wait_until(lambda: pc.pending_count(c, h.keys.ctrl_agent_type("echo"))
                == 0 and c.call("ZCARD", h.keys.trigger_active("acl_tick"))
                == 0, 10, what="the timer's runs done and pruned")
+    # the trace flush and the metrics-history collector (by_framework:)
+    wait_until(lambda: c.call("LLEN", h.keys.trace_spans(
+        pc.record(c, h.keys, "s-acl", call)["trace_id"])) >= 3, 10,
+        what="trace spans written under the ACL user")
+    wait_until(lambda: c.call("ZCARD", h.keys.obs_history()) >= 1, 10,
+               what="a metrics-history point under the ACL user")
     # /metrics reads the groups (XINFO GROUPS)
     hc = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     hc.request("GET", "/metrics")

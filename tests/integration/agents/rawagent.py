@@ -48,6 +48,9 @@ for raw in sys.stdin:
     elif what == "fds":
         fds = " ".join(sorted(os.listdir("/proc/self/fd"), key=int))
         send({"type": "result", "task": task, "content": "ok:" + fds})
+    elif what == "typed-error":  # the error line's own type (WIRE 6.2)
+        send({"type": "result", "task": task, "error": "quota exceeded",
+              "error_type": "QuotaExceeded", "retryable": True})
     elif what == "untagged":
         send({"type": "chunk", "content": "no task field"})
         send({"type": "result", "content": "untagged ok"})

@@ -1,0 +1,830 @@
+/* supervisor/trace.c - trace spans kept in memory and written to Redis in
+ * one pipeline per flush (trace.h, WIRE 9.2). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "common/clock.h"
+#include "supervisor/daemon.h"
+#include "supervisor/job.h"
+#include "supervisor/log.h"
+#include "supervisor/redis.h"
+#include "supervisor/trace.h"
+#include "wire/ids.h"
+#include "wire/json.h"
+#include "wire/keys.h"
+#include "wire/record.h"
+#include "wire/span.h"
+
+#define S(s) bg_str_c(s)
+#define OUTPUT_MAX 4096	    /* the reference's io_value_max_length */
+#define COUNT_SLOTS 8192    /* spans per trace: open addressing */
+#define COUNT_MAX_USED 4096 /* then forgotten at once, as the reference */
+
+/* One thing to write: a span and/or a root's end, of one trace. */
+struct item {
+	uint64_t seq;
+	char *trace_id, *session_id, *status, *agent;
+	int64_t start_ts, end_ts;
+	char *span;	       /* span JSON, NULL = an end only */
+	bool is_end;	       /* a root's end */
+	char *end_output;      /* root end: output JSON, NULL = none */
+	char *end_metadata;    /* root end: metadata JSON */
+	char *root_agent_type; /* client.dispatch: meta fields if unset */
+	char *root_message_id;
+	char *name;
+};
+
+struct count_slot {
+	uint64_t h;
+	uint32_t n;
+};
+
+/* One trace's place in an index ZSET, gathered over a flush so that each
+ * index key gets one ZADD (all its traces) and one EXPIRE per flush. */
+struct idx {
+	enum bg_key_kind kind;
+	const char *id, *trace_id; /* into the flush's items */
+	int64_t score;
+};
+
+struct bg_trace {
+	struct item *items;
+	size_t n, cap;
+	struct idx *idx;
+	size_t n_idx, cap_idx;
+	uint64_t seq;
+	struct event *timer;
+	struct count_slot *counts;
+	size_t counts_used;
+	struct bg_trace_stats st;
+	bool warned;
+};
+
+/* ---- keeping ---------------------------------------------------------- */
+
+static uint64_t fnv(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h ? h : 1;
+}
+
+/* Count one more span of trace id; false when over the cap. */
+static bool count_span(struct bg_trace *tr, const char *id, int cap)
+{
+	if (tr->counts_used >= COUNT_MAX_USED) {
+		memset(tr->counts, 0, COUNT_SLOTS * sizeof(*tr->counts));
+		tr->counts_used = 0;
+	}
+	uint64_t h = fnv(id);
+	size_t i = h % COUNT_SLOTS;
+	while (tr->counts[i].h && tr->counts[i].h != h)
+		i = (i + 1) % COUNT_SLOTS;
+	if (tr->counts[i].h == 0) {
+		tr->counts[i].h = h;
+		tr->counts_used++;
+	}
+	if (tr->counts[i].n >= (uint32_t)cap)
+		return false;
+	tr->counts[i].n++;
+	return true;
+}
+
+static bool tracing(const struct bg_daemon *d, const char *trace_id)
+{
+	return d->trace && d->cfg->trace_enabled && trace_id && *trace_id;
+}
+
+static bool sampled(const struct bg_daemon *d, const char *trace_id)
+{
+	return bg_span_sampled(S(trace_id),
+			       d->cfg->trace_sample_percent / 100.0);
+}
+
+static void item_free(struct item *it)
+{
+	free(it->trace_id);
+	free(it->session_id);
+	free(it->status);
+	free(it->agent);
+	free(it->span);
+	free(it->end_output);
+	free(it->end_metadata);
+	free(it->root_agent_type);
+	free(it->root_message_id);
+	free(it->name);
+}
+
+static char *dup0(const char *s)
+{
+	return strdup(s ? s : "");
+}
+
+/* A new item of trace_id, NULL without memory. */
+static struct item *item_new(struct bg_trace *tr, const char *trace_id,
+			     const char *session_id, const char *status,
+			     const char *agent, int64_t start, int64_t end)
+{
+	if (tr->n == tr->cap) {
+		size_t cap = tr->cap ? tr->cap * 2 : 64;
+		struct item *p = realloc(tr->items, cap * sizeof(*p));
+		if (p == NULL)
+			return NULL;
+		tr->items = p;
+		tr->cap = cap;
+	}
+	struct item *it = &tr->items[tr->n];
+	*it = (struct item){ .seq = tr->seq++,
+			     .trace_id = dup0(trace_id),
+			     .session_id = dup0(session_id),
+			     .status = dup0(status),
+			     .agent = dup0(agent),
+			     .start_ts = start,
+			     .end_ts = end };
+	if (!it->trace_id || !it->session_id || !it->status || !it->agent) {
+		item_free(it);
+		return NULL;
+	}
+	tr->n++;
+	return it;
+}
+
+/* Keep span s (built now); false when dropped. */
+static bool keep_span(struct bg_daemon *d, const struct bg_span *s,
+		      const char *status, struct item **out)
+{
+	struct bg_trace *tr = d->trace;
+	char *tid = bg_str_dup(s->trace_id);
+	if (tid == NULL || !sampled(d, tid) ||
+	    !count_span(tr, tid, d->cfg->trace_max_spans)) {
+		free(tid);
+		tr->st.spans_dropped++;
+		return false;
+	}
+	struct bg_buf b = { 0 };
+	char *sess = bg_str_dup(s->session_id);
+	char *agent = bg_str_dup(s->target_agent_type);
+	struct item *it = NULL;
+	if (sess && agent && bg_span_build(&b, s) == 0)
+		it = item_new(tr, tid, sess, status, agent, s->start_ts,
+			      s->end_ts);
+	free(tid);
+	free(sess);
+	free(agent);
+	if (it == NULL) {
+		bg_buf_free(&b);
+		tr->st.spans_dropped++;
+		return false;
+	}
+	it->span = bg_buf_steal(&b);
+	if (out)
+		*out = it;
+	return true;
+}
+
+/* ---- the spans of a job ------------------------------------------------ */
+
+/* The plain string of member key of a raw object into out ("" when
+ * absent or not a string). */
+static void member_text(struct bg_str obj, const char *key, struct bg_buf *out)
+{
+	struct bg_str v;
+	bg_buf_reset(out);
+	if (obj.len && bg_json_type(obj) == '{' &&
+	    bg_json_obj_get(obj, key, &v) == 0 && bg_json_type(v) == '"')
+		(void)bg_json_unescape(out, v);
+}
+
+static bool member_true(struct bg_str obj, const char *key)
+{
+	struct bg_str v;
+	return obj.len && bg_json_type(obj) == '{' &&
+	       bg_json_obj_get(obj, key, &v) == 0 && bg_str_eq(v, "true");
+}
+
+/* The parent of worker.execute (WIRE 9.2): header metadata
+ * framework_parent_span_id, then its trace_parent_span_id, then
+ * "<message_id>:client.dispatch". The header's own trace_parent_span_id
+ * is the 16-hex md5 form for OpenTelemetry, not a span id of the trace's
+ * list, so it is not used. */
+static void execute_parent(const struct bg_job *t, struct bg_buf *out)
+{
+	struct bg_str md = t->id.cmd_ok ? t->id.cmd.hdr[BG_HDR_METADATA]
+					: S("");
+	member_text(md, "framework_parent_span_id", out);
+	if (out->len == 0)
+		member_text(md, "trace_parent_span_id", out);
+	if (out->len == 0)
+		bg_buf_printf(out, "%s:client.dispatch", t->id.message_id);
+}
+
+/* A JSON value for a trace's output: reply_data, cut to OUTPUT_MAX
+ * bytes as a string ending "...[TRUNCATED]" when longer. */
+static void output_of(struct bg_str raw, struct bg_buf *out)
+{
+	if (raw.len == 0 || bg_str_eq(raw, "null"))
+		return; /* no output member (the reference's None) */
+	if (raw.len <= OUTPUT_MAX) {
+		bg_buf_append(out, raw.p, raw.len);
+		return;
+	}
+	size_t n = OUTPUT_MAX;
+	while (n > 0 && ((unsigned char)raw.p[n] & 0xC0) == 0x80)
+		n--; /* not inside a UTF-8 sequence */
+	struct bg_buf s = { 0 };
+	bg_buf_append(&s, raw.p, n);
+	bg_buf_puts(&s, "...[TRUNCATED]");
+	if (bg_json_escape(out, s.p ? s.p : "", s.len) != 0)
+		bg_buf_puts(out, "null");
+	bg_buf_free(&s);
+}
+
+/* What the finish wrote for t: its status and error fields. */
+struct ended {
+	const char *status;
+	struct bg_buf etype, emsg, ecode, estage;
+	bool retryable;
+	struct bg_str reply;
+	struct bg_buf failure_reply;
+};
+
+static void ended_of(const struct bg_job *t, struct ended *e)
+{
+	memset(e, 0, sizeof(*e));
+	struct bg_str md = { t->end.result_metadata.p,
+			     t->end.result_metadata.len };
+	if (t->end.end_kind == BG_END_RESULT) {
+		e->status = t->end.status ? t->end.status : "COMPLETED";
+		member_text(md, "error_type", &e->etype);
+		member_text(md, "error_message", &e->emsg);
+		member_text(md, "error_code", &e->ecode);
+		member_text(md, "failed_stage", &e->estage);
+		e->reply = (struct bg_str){ t->end.reply_data.p,
+					    t->end.reply_data.len };
+		if (e->emsg.len == 0) /* as the record's error_message */
+			member_text(e->reply, "error", &e->emsg);
+	} else {
+		e->status = "FAILED";
+		member_text(md, "error_type", &e->etype);
+		if (t->end.error_type) {
+			bg_buf_reset(&e->etype);
+			bg_buf_puts(&e->etype, t->end.error_type);
+		}
+		if (e->etype.len == 0)
+			bg_buf_puts(&e->etype, "TaskFailed");
+		bg_buf_puts(&e->emsg, t->end.error_message
+					      ? t->end.error_message
+					      : "failed");
+		bg_buf_puts(&e->ecode,
+			    t->end.error_code ? t->end.error_code : "FAILED");
+		bg_buf_puts(&e->estage, t->end.failed_stage
+						? t->end.failed_stage
+						: "process_command");
+		bg_buf_puts(&e->failure_reply, "{\"error\":");
+		bg_json_escape(&e->failure_reply, e->emsg.p, e->emsg.len);
+		bg_buf_puts(&e->failure_reply, "}");
+		e->reply = (struct bg_str){ e->failure_reply.p,
+					    e->failure_reply.len };
+	}
+	e->retryable = member_true(md, "retryable");
+}
+
+static void ended_free(struct ended *e)
+{
+	bg_buf_free(&e->etype);
+	bg_buf_free(&e->emsg);
+	bg_buf_free(&e->ecode);
+	bg_buf_free(&e->estage);
+	bg_buf_free(&e->failure_reply);
+}
+
+#define B(b) ((struct bg_str){ (b).p, (b).len })
+
+/* A span of t's own execution: agent.return or agent.cancel. */
+static void keep_step(struct bg_daemon *d, const struct bg_job *t,
+		      const char *op, const char *exec_span, const char *status,
+		      const char *source, const char *target,
+		      const char *metadata, int64_t now)
+{
+	char sid[64];
+	snprintf(sid, sizeof(sid), "%s:%s", t->id.execution_id, op);
+	struct bg_span s = {
+		.trace_id = S(t->id.trace_id),
+		.span_id = S(sid),
+		.parent_span_id = S(exec_span),
+		.operation = S(op),
+		.component = S("worker"),
+		.status = S(status),
+		.start_ts = now,
+		.end_ts = now,
+		.metadata = S(metadata),
+		.session_id = S(t->id.session_id),
+		.execution_id = S(t->id.execution_id),
+		.message_id = S(t->id.message_id),
+		.parent_message_id = S(t->id.parent_message_id),
+		.worker_id = S(d->worker_id),
+		.source_agent_type = S(source),
+		.target_agent_type = S(target),
+	};
+	keep_span(d, &s, status, NULL);
+}
+
+void bg_trace_job_finished(struct bg_daemon *d, const struct bg_job *t)
+{
+	if (!tracing(d, t->id.trace_id) ||
+	    (t->end.end_kind != BG_END_RESULT &&
+	     t->end.end_kind != BG_END_FAILED) ||
+	    !t->id.cmd_ok)
+		return;
+	int64_t now = bg_now_ms(), mono = bg_mono_ms();
+	int64_t began = t->run.started_ms ? t->run.started_ms
+					  : t->run.picked_ms;
+	int64_t start = began ? now - (mono - began) : now;
+	struct ended e;
+	ended_of(t, &e);
+	struct bg_buf parent = { 0 }, policy = { 0 }, route = { 0 };
+	execute_parent(t, &parent);
+	char exec_span[64];
+	snprintf(exec_span, sizeof(exec_span), "%s:worker.execute",
+		 t->id.execution_id);
+	/* the route the sender recorded (runner.py takes it from the
+	 * execution record) */
+	struct bg_str rec = { t->id.record.p, t->id.record.len };
+	member_text(rec, "route_policy", &policy);
+	member_text(rec, "route_status", &route);
+	struct bg_span s = {
+		.trace_id = S(t->id.trace_id),
+		.span_id = S(exec_span),
+		.parent_span_id = B(parent),
+		.operation = S("worker.execute"),
+		.component = S("worker"),
+		.status = S(e.status),
+		.start_ts = start,
+		.end_ts = now,
+		.session_id = S(t->id.session_id),
+		.execution_id = S(t->id.execution_id),
+		.message_id = S(t->id.message_id),
+		.parent_message_id = S(t->id.parent_message_id),
+		.worker_id = S(d->worker_id),
+		.target_agent_type = S(t->id.agent_type),
+		.error_type = B(e.etype),
+		.error_message = B(e.emsg),
+		.error_code = B(e.ecode),
+		.failed_stage = B(e.estage),
+		.retryable = e.retryable,
+		.route_policy = B(policy),
+		.route_status = B(route),
+		.chunk_count = (int64_t)t->run.events,
+	};
+	keep_span(d, &s, e.status, NULL);
+	bool terminal = bg_status_is_terminal(S(e.status));
+	if (terminal && t->id.callback_to[0] && !t->run.parent_cancelled)
+		keep_step(d, t, "agent.return", exec_span, e.status,
+			  t->id.agent_type, t->id.callback_to, NULL, now);
+	if (t->run.cancel_requested) {
+		struct bg_buf cm = { 0 };
+		const char *why = t->run.cancel_reason ? t->run.cancel_reason
+						       : "cancelled";
+		bg_buf_puts(&cm, "{\"cancel_reason\":");
+		bg_json_escape(&cm, why, strlen(why));
+		bg_buf_puts(&cm, "}");
+		keep_step(d, t, "agent.cancel", exec_span, "CANCELLED", "", "",
+			  cm.p, now);
+		bg_buf_free(&cm);
+	}
+	/* TraceWriteClient.record_trace of a root's end (WIRE 9.2) */
+	if (terminal && t->id.parent_message_id[0] == '\0' &&
+	    sampled(d, t->id.trace_id)) {
+		struct item *end = item_new(d->trace, t->id.trace_id,
+					    t->id.session_id, e.status,
+					    t->id.agent_type, start, now);
+		struct bg_buf out = { 0 }, em = { 0 };
+		output_of(e.reply, &out);
+		if (e.emsg.len) {
+			bg_buf_puts(&em, "{\"error\":");
+			bg_json_escape(&em, e.emsg.p, e.emsg.len);
+			bg_buf_puts(&em, "}");
+		} else {
+			bg_buf_puts(&em, "{}");
+		}
+		if (end) {
+			end->is_end = true;
+			end->end_output = out.len ? bg_buf_steal(&out) : NULL;
+			end->end_metadata = bg_buf_steal(&em);
+		}
+		bg_buf_free(&out);
+		bg_buf_free(&em);
+	}
+	bg_buf_free(&parent);
+	bg_buf_free(&policy);
+	bg_buf_free(&route);
+	ended_free(&e);
+}
+
+void bg_trace_dispatch(struct bg_daemon *d, const struct bg_job *t,
+		       const char *msg_id, const char *target,
+		       const char *route_policy, const char *route_status)
+{
+	if (!tracing(d, t->id.trace_id))
+		return;
+	int64_t now = bg_now_ms();
+	char sid[BG_ID_MAX + 32], parent[64];
+	snprintf(sid, sizeof(sid), "%s:client.dispatch", msg_id);
+	snprintf(parent, sizeof(parent), "%s:worker.execute",
+		 t->id.execution_id);
+	struct bg_span s = {
+		.trace_id = S(t->id.trace_id),
+		.span_id = S(sid),
+		.parent_span_id = S(parent),
+		.operation = S("client.dispatch"),
+		.component = S("agent_context"),
+		.status = S("COMPLETED"),
+		.start_ts = now,
+		.end_ts = now,
+		.session_id = S(t->id.session_id),
+		.message_id = S(msg_id),
+		.parent_message_id = S(t->id.message_id),
+		/* no worker_id: the reference's is the worker a direct
+		 * route chose; a call_agent here names an agent type */
+		.source_agent_type = S(t->id.agent_type),
+		.target_agent_type = S(target),
+		.route_policy = S(route_policy),
+		.route_status = S(route_status),
+	};
+	struct item *it = NULL;
+	if (keep_span(d, &s, "COMPLETED", &it)) {
+		/* the reference sets these from a client.dispatch span; only
+		 * where the client did not (HSETNX): bygate decision */
+		it->name = strdup("client.dispatch");
+		it->root_agent_type = dup0(target);
+		it->root_message_id = dup0(msg_id);
+	}
+}
+
+void bg_trace_group(struct bg_daemon *d, const struct bg_job *t,
+		    const char *group_id, size_t n, bool wait)
+{
+	if (!tracing(d, t->id.trace_id))
+		return;
+	int64_t now = bg_now_ms();
+	char sid[64], parent[64], md[128];
+	snprintf(sid, sizeof(sid), "%s:agent.dispatch_group", group_id);
+	snprintf(parent, sizeof(parent), "%s:worker.execute",
+		 t->id.execution_id);
+	snprintf(md, sizeof(md),
+		 "{\"task_group_id\":\"%s\",\"task_count\":%zu,"
+		 "\"wait_for_reply\":%s}",
+		 group_id, n, wait ? "true" : "false");
+	struct bg_span s = {
+		.trace_id = S(t->id.trace_id),
+		.span_id = S(sid),
+		.parent_span_id = S(parent),
+		.operation = S("agent.dispatch_group"),
+		.component = S("agent_context"),
+		.status = S("COMPLETED"),
+		.start_ts = now,
+		.end_ts = now,
+		.metadata = S(md),
+		.session_id = S(t->id.session_id),
+		.execution_id = S(t->id.execution_id),
+		.message_id = S(t->id.message_id),
+		.target_agent_type = S(t->id.agent_type),
+	};
+	keep_span(d, &s, "COMPLETED", NULL);
+}
+
+/* ---- flushing ----------------------------------------------------------- */
+
+/* KEYS meta, spans. ARGV: ttl, trace id, session id, last span status,
+ * min start, max end, "1" when a root ended, its status, end_ts, output,
+ * metadata, name, root_agent_type, root_message_id ("" = none), then the
+ * spans. start_ts stays the smallest and updated_at the largest any
+ * writer gave; once a root's end is written, spans no longer change the
+ * trace's status (a late span of a callee cannot turn CANCELLED back). */
+static const char flush_lua[] =
+	"local m, sp = KEYS[1], KEYS[2]\n"
+	"local function n(x) return tonumber(x or '') or 0 end\n"
+	"local function i(x) return string.format('%.0f', x) end\n"
+	"local h = redis.call('HMGET', m, 'start_ts', 'updated_at', "
+	"'end_ts')\n"
+	"local st, had = n(ARGV[5]), n(h[1])\n"
+	"if had > 0 and (st <= 0 or had < st) then st = had end\n"
+	"local f = {'trace_id', ARGV[2], 'start_ts', i(st), 'updated_at',\n"
+	"  i(math.max(n(ARGV[6]), n(h[2])))}\n"
+	"if ARGV[3] ~= '' then\n"
+	"  f[#f + 1] = 'session_id'; f[#f + 1] = ARGV[3] end\n"
+	"if ARGV[7] == '1' then\n"
+	"  for _, x in ipairs({'status', ARGV[8], 'end_ts', ARGV[9], "
+	"'metadata',\n"
+	"    ARGV[11]}) do f[#f + 1] = x end\n"
+	"  if ARGV[10] ~= '' then\n"
+	"    f[#f + 1] = 'output'; f[#f + 1] = ARGV[10] end\n"
+	"elseif ARGV[4] ~= '' and not h[3] then\n"
+	"  f[#f + 1] = 'status'; f[#f + 1] = ARGV[4] end\n"
+	"redis.call('HSET', m, unpack(f))\n"
+	"if ARGV[12] ~= '' then\n"
+	"  redis.call('HSETNX', m, 'name', ARGV[12])\n"
+	"  redis.call('HSETNX', m, 'root_agent_type', ARGV[13])\n"
+	"  redis.call('HSETNX', m, 'root_message_id', ARGV[14]) end\n"
+	"if #ARGV >= 15 then\n"
+	"  redis.call('RPUSH', sp, unpack(ARGV, 15))\n"
+	"  redis.call('EXPIRE', sp, ARGV[1]) end\n"
+	"redis.call('EXPIRE', m, ARGV[1])\n"
+	"return #ARGV - 14\n";
+
+static int by_trace(const void *a, const void *b)
+{
+	const struct item *x = a, *y = b;
+	int c = strcmp(x->trace_id, y->trace_id);
+	if (c)
+		return c;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static void on_flush_reply(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	struct bg_daemon *d = priv;
+	if (d->trace == NULL || (r && !bg_reply_is_error(r)))
+		return;
+	if (!d->trace->warned) {
+		bg_warn("trace write failed (%s); traces are best effort, "
+			"later failures are counted only",
+			r ? bg_reply_error(r) : "connection lost");
+		d->trace->warned = true;
+	}
+	d->trace->st.spans_dropped++;
+}
+
+/* Note trace_id's place in index (kind, id) for this flush. */
+static void add_index(struct bg_trace *tr, enum bg_key_kind kind,
+		      const char *id, const char *trace_id, int64_t score)
+{
+	if (id == NULL || *id == '\0')
+		return;
+	if (tr->n_idx == tr->cap_idx) {
+		size_t cap = tr->cap_idx ? tr->cap_idx * 2 : 64;
+		struct idx *p = realloc(tr->idx, cap * sizeof(*p));
+		if (p == NULL)
+			return; /* best effort: this index entry is lost */
+		tr->idx = p;
+		tr->cap_idx = cap;
+	}
+	tr->idx[tr->n_idx++] = (struct idx){ kind, id, trace_id, score };
+}
+
+static int by_index(const void *a, const void *b)
+{
+	const struct idx *x = a, *y = b;
+	if (x->kind != y->kind)
+		return x->kind < y->kind ? -1 : 1;
+	return strcmp(x->id, y->id);
+}
+
+/* Members of one ZADD at most. */
+#define ZADD_MAX 256
+
+/* Per index key: ZADD key LT score trace ... (the earliest start stays)
+ * and one EXPIRE (best effort, WIRE 9.2). */
+static void send_indexes(struct bg_daemon *d, const char *ttl)
+{
+	struct bg_trace *tr = d->trace;
+	qsort(tr->idx, tr->n_idx, sizeof(*tr->idx), by_index);
+	const char *argv[3 + 2 * ZADD_MAX];
+	size_t lens[3 + 2 * ZADD_MAX];
+	char scores[ZADD_MAX][24];
+	size_t a = 0;
+	while (a < tr->n_idx) {
+		size_t b = a + 1;
+		while (b < tr->n_idx && by_index(&tr->idx[a], &tr->idx[b]) == 0)
+			b++;
+		char *key = bg_dkey(d, tr->idx[a].kind, tr->idx[a].id);
+		for (size_t i = a; key && i < b;) {
+			int n = 0;
+			argv[n++] = "ZADD";
+			argv[n++] = key;
+			argv[n++] = "LT";
+			for (int k = 0; i < b && k < ZADD_MAX; i++, k++) {
+				snprintf(scores[k], sizeof(scores[k]), "%lld",
+					 (long long)tr->idx[i].score);
+				argv[n++] = scores[k];
+				argv[n++] = tr->idx[i].trace_id;
+			}
+			for (int k = 0; k < n; k++)
+				lens[k] = strlen(argv[k]);
+			bg_rconn_cmd(d->wr, on_flush_reply, d, 0, n, argv,
+				     lens);
+		}
+		if (key)
+			bg_rconn_cmdv(d->wr, NULL, NULL, 0,
+				      (const char *const[]){ "EXPIRE", key, ttl,
+							     NULL });
+		free(key);
+		a = b;
+	}
+	tr->n_idx = 0;
+}
+
+/* Items [a, b) are one trace's: one script call and its indexes. */
+/* SHA-1 of flush_lua, computed once; NULL: always EVAL. */
+static const char *flush_sha(void)
+{
+	static char hex[41];
+	if (hex[0] == '\0' && bg_script_sha1(hex, flush_lua) != 0)
+		return NULL;
+	return hex;
+}
+
+static void send_trace(struct bg_daemon *d, struct item *a, struct item *b,
+		       const char *ttl, bool *text_sent)
+{
+	size_t nspans = 0;
+	int64_t start = 0, end = 0;
+	const char *status = "";
+	const struct item *root_end = NULL, *dispatch = NULL;
+	for (struct item *it = a; it < b; it++) {
+		if (it->span) {
+			nspans++;
+			status = it->status;
+		}
+		if (it->is_end)
+			root_end = it;
+		if (it->name && dispatch == NULL)
+			dispatch = it;
+		if (it->start_ts > 0 && (start == 0 || it->start_ts < start))
+			start = it->start_ts;
+		if (it->end_ts > end)
+			end = it->end_ts;
+	}
+	char *meta = bg_dkey(d, BG_KEY_TRACE_META, a->trace_id);
+	char *spans = bg_dkey(d, BG_KEY_TRACE_SPANS, a->trace_id);
+	size_t fixed = 19;
+	const char **argv = calloc(fixed + nspans, sizeof(*argv));
+	size_t *lens = calloc(fixed + nspans, sizeof(*lens));
+	if (meta && spans && argv && lens) {
+		char st[24], en[24], rend[24];
+		snprintf(st, sizeof(st), "%lld", (long long)start);
+		snprintf(en, sizeof(en), "%lld", (long long)end);
+		snprintf(rend, sizeof(rend), "%lld",
+			 (long long)(root_end ? root_end->end_ts : 0));
+		/* The first call of a flush sends the text (EVAL caches
+		 * it), the others its SHA-1: they run after it on this
+		 * connection, so no NOSCRIPT is expected. */
+		const char *sha = *text_sent ? flush_sha() : NULL;
+		*text_sent = true;
+		const char *fx[19] = {
+			sha ? "EVALSHA" : "EVAL",
+			sha ? sha : flush_lua,
+			"2",
+			meta,
+			spans,
+			ttl,
+			a->trace_id,
+			a->session_id,
+			status,
+			st,
+			en,
+			root_end ? "1" : "0",
+			root_end ? root_end->status : "",
+			rend,
+			root_end && root_end->end_output ? root_end->end_output
+							 : "",
+			root_end && root_end->end_metadata
+				? root_end->end_metadata
+				: "{}",
+			dispatch ? dispatch->name : "",
+			dispatch ? dispatch->root_agent_type : "",
+			dispatch ? dispatch->root_message_id : "",
+		};
+		size_t n = 0;
+		for (; n < fixed; n++)
+			argv[n] = fx[n];
+		for (struct item *it = a; it < b; it++)
+			if (it->span)
+				argv[n++] = it->span;
+		for (size_t k = 0; k < n; k++)
+			lens[k] = strlen(argv[k]);
+		if (bg_rconn_cmd(d->wr, on_flush_reply, d, 0, (int)n, argv,
+				 lens) == 0)
+			d->trace->st.spans_written += nspans;
+		else
+			d->trace->st.spans_dropped += nspans;
+	} else {
+		d->trace->st.spans_dropped += nspans;
+	}
+	free(argv);
+	free(lens);
+	free(meta);
+	free(spans);
+	/* the indexes: the session, this worker, each target agent type
+	 * (sent after every trace of the flush, by key) */
+	struct bg_trace *tr = d->trace;
+	add_index(tr, BG_KEY_TRACE_IDX_SESSION, a->session_id, a->trace_id,
+		  start);
+	add_index(tr, BG_KEY_TRACE_IDX_WORKER, d->worker_id, a->trace_id,
+		  start);
+	for (struct item *it = a; it < b; it++) {
+		bool seen = false;
+		for (struct item *p = a; p < it && !seen; p++)
+			seen = strcmp(p->agent, it->agent) == 0;
+		if (!seen)
+			add_index(tr, BG_KEY_TRACE_IDX_AGENT, it->agent,
+				  a->trace_id, start);
+	}
+}
+
+void bg_trace_flush(struct bg_daemon *d)
+{
+	struct bg_trace *tr = d->trace;
+	if (tr == NULL || tr->n == 0)
+		return;
+	if (!bg_rconn_ready(d->wr)) {
+		for (size_t i = 0; i < tr->n; i++) {
+			if (tr->items[i].span)
+				tr->st.spans_dropped++;
+			item_free(&tr->items[i]);
+		}
+		tr->n = 0;
+		return;
+	}
+	char ttl[16];
+	snprintf(ttl, sizeof(ttl), "%d", d->cfg->trace_ttl_s);
+	qsort(tr->items, tr->n, sizeof(*tr->items), by_trace);
+	bool text_sent = false;
+	size_t a = 0;
+	for (size_t i = 1; i <= tr->n; i++)
+		if (i == tr->n ||
+		    strcmp(tr->items[i].trace_id, tr->items[a].trace_id)) {
+			send_trace(d, &tr->items[a], &tr->items[i], ttl,
+				   &text_sent);
+			a = i;
+		}
+	send_indexes(d, ttl);
+	for (size_t i = 0; i < tr->n; i++)
+		item_free(&tr->items[i]);
+	tr->n = 0;
+	tr->st.flushes++;
+}
+
+static void arm(struct bg_daemon *d)
+{
+	int ms = d->cfg->trace_flush_ms;
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	evtimer_add(d->trace->timer, &tv);
+}
+
+static void on_timer(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	struct bg_daemon *d = arg;
+	bg_trace_flush(d);
+	arm(d);
+}
+
+int bg_trace_start(struct bg_daemon *d)
+{
+	struct bg_trace *tr = calloc(1, sizeof(*tr));
+	if (tr)
+		tr->counts = calloc(COUNT_SLOTS, sizeof(*tr->counts));
+	if (tr)
+		tr->timer = evtimer_new(d->base, on_timer, d);
+	if (tr == NULL || tr->counts == NULL || tr->timer == NULL) {
+		if (tr) {
+			free(tr->counts);
+			if (tr->timer)
+				event_free(tr->timer);
+		}
+		free(tr);
+		return -ENOMEM;
+	}
+	d->trace = tr;
+	arm(d);
+	return 0;
+}
+
+void bg_trace_stop(struct bg_daemon *d)
+{
+	struct bg_trace *tr = d->trace;
+	if (tr == NULL)
+		return;
+	bg_trace_flush(d);
+	event_free(tr->timer);
+	for (size_t i = 0; i < tr->n; i++)
+		item_free(&tr->items[i]);
+	free(tr->items);
+	free(tr->idx);
+	free(tr->counts);
+	free(tr);
+	d->trace = NULL;
+}
+
+struct bg_trace_stats bg_trace_stats(const struct bg_daemon *d)
+{
+	return d->trace ? d->trace->st : (struct bg_trace_stats){ 0 };
+}
