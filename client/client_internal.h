@@ -189,6 +189,13 @@ int bg_client_worker_stats(struct bg_client *c, const json_t *old,
  * error fields emptied (kept under last_error). */
 json_t *bg_client_requeued_record(const json_t *old, int64_t now);
 
+/* The idempotency HASH (wire/idem.h) of the ASK_AGENT entry data `cmd`
+ * into out (reset first; left empty when the entry carries no usable key).
+ * An entry written again (retry, dlq requeue) must be named its key's
+ * `entry`, or bygated acknowledges it unrun as a copy of itself. */
+int bg_client_idem_hash_of(struct bg_client *c, const json_t *cmd,
+			   struct bg_buf *out);
+
 /* ---- availability routing (client/availability.c, WIRE 7) ------------ */
 
 /* A DeliveryIntent: what prepare_delivery decides on. command is the full

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "wire/idem.h"
+
 #define BATCH 500	    /* ids per ZREVRANGEBYSCORE + HMGET */
 #define WORKER_CAP 10000    /* newest executions examined per worker */
 #define SEARCH_WINDOW 60000 /* ms around created_at searched for the entry */
@@ -373,16 +375,43 @@ json_t *bg_client_requeued_record(const json_t *old, int64_t now)
 	return r;
 }
 
+int bg_client_idem_hash_of(struct bg_client *c, const json_t *cmd,
+			   struct bg_buf *out)
+{
+	bg_buf_reset(out);
+	const json_t *h = json_object_get(cmd, "header");
+	const char *type = bg_client_jstr(h, "target_agent_type");
+	const json_t *k =
+		json_object_get(json_object_get(h, "metadata"), BG_IDEM_META);
+	if (!type[0] || !json_is_string(k) ||
+	    !bg_idem_key_ok((struct bg_str){ json_string_value(k),
+					     json_string_length(k) }))
+		return 0;
+	int rc = bg_key_build(
+		out, c->cfg.key_schema, BG_KEY_IDEMPOTENCY, bg_str_c(type),
+		(struct bg_str){ json_string_value(k), json_string_length(k) },
+		bg_str_c(""));
+	return rc ? bg_client_fail(c, rc, "cannot build the idempotency key")
+		  : 0;
+}
+
 /* Compare and set: the record is replaced and the entry added only when
  * the record is still exactly the one judged failed, so that of two
- * concurrent retries one runs the task and the other finds it QUEUED. */
+ * concurrent retries one runs the task and the other finds it QUEUED.
+ * KEYS[3], when given, is the entry's idempotency HASH: still the
+ * message's (ARGV[6]), it names the new entry as the one that runs. */
 static const char retry_script[] =
 	"if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then\n"
 	"  return false\n"
 	"end\n"
 	"redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])\n"
 	"redis.call('EXPIRE', KEYS[1], ARGV[5])\n"
-	"return redis.call('XADD', KEYS[2], '*', 'data', ARGV[4])\n";
+	"local id = redis.call('XADD', KEYS[2], '*', 'data', ARGV[4])\n"
+	"if KEYS[3] and redis.call('HGET', KEYS[3], 'message_id') == ARGV[6] "
+	"then\n"
+	"  redis.call('HSET', KEYS[3], 'entry', id)\n"
+	"end\n"
+	"return id\n";
 
 struct retry_try {
 	char *raw; /* the record read */
@@ -442,26 +471,45 @@ static int retry_once(struct bg_client *c, const char *session,
 	t->next_raw = json_dumps(t->next, JSON_COMPACT);
 	if (t->next_raw == NULL)
 		return bg_client_fail(c, -ENOMEM, "out of memory");
-	struct bg_buf key = { 0 }, field = { 0 };
+	struct bg_buf key = { 0 }, field = { 0 }, idem = { 0 };
 	redisReply *r = NULL;
 	rc = bg_client_key(c, &key, BG_KEY_SESSION_REGISTRY, session);
 	if (rc == 0)
 		rc = bg_buf_printf(&field, "exec:%s",
 				   bg_client_jstr(t->rec, "execution_id"));
-	const char *argv[] = { "2",	    key.p,
-			       t->stream.p, field.p,
-			       t->raw,	    t->next_raw,
-			       t->data,	    BG_CLIENT_SESSION_TTL };
+	json_t *cmd = json_loads(t->data, 0, NULL);
+	if (rc == 0)
+		rc = bg_client_idem_hash_of(c, cmd, &idem);
+	json_decref(cmd);
+	const char *argv[] = { idem.len ? "3" : "2",
+			       key.p,
+			       t->stream.p,
+			       idem.len ? idem.p : "",
+			       field.p,
+			       t->raw,
+			       t->next_raw,
+			       t->data,
+			       BG_CLIENT_SESSION_TTL,
+			       message_id };
 	size_t lens[] = { 1,
 			  key.len,
 			  t->stream.len,
+			  idem.len,
 			  field.len,
 			  t->len,
 			  strlen(t->next_raw),
 			  strlen(t->data),
-			  strlen(BG_CLIENT_SESSION_TTL) };
-	if (rc == 0)
-		rc = bg_client_eval(c, retry_script, 8, argv, lens, &r);
+			  strlen(BG_CLIENT_SESSION_TTL),
+			  strlen(message_id) };
+	if (rc == 0 && idem.len) {
+		rc = bg_client_eval(c, retry_script, 10, argv, lens, &r);
+	} else if (rc == 0) { /* no third key: drop it from the list */
+		const char *a2[] = { argv[0], argv[1], argv[2], argv[4],
+				     argv[5], argv[6], argv[7], argv[8] };
+		size_t l2[] = { lens[0], lens[1], lens[2], lens[4],
+				lens[5], lens[6], lens[7], lens[8] };
+		rc = bg_client_eval(c, retry_script, 8, a2, l2, &r);
+	}
 	if (rc == 0 && r->type == REDIS_REPLY_NIL)
 		rc = 1;
 	else if (rc == 0 && bg_client_reply_is_str(r))
@@ -473,6 +521,7 @@ static int retry_once(struct bg_client *c, const char *session,
 	freeReplyObject(r);
 	bg_buf_free(&key);
 	bg_buf_free(&field);
+	bg_buf_free(&idem);
 	return rc;
 }
 

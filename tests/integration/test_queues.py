@@ -371,3 +371,37 @@ def test_requeue_refuses_a_dead_letter_whose_execution_completed(h):
     assert out.returncode == 1 and "COMPLETED" in out.stderr
     assert bygate_json(h, "dlq", "list")["length"] == 1
     assert h.client().call("XLEN", h.keys.ctrl_agent_type("echo")) == 0
+
+
+def keyed_flaky(h, key):
+    cmd = pc.ask_command(S, "flaky", "keyed")
+    cmd["header"]["metadata"] = {"idempotency_key": key}
+    h.client().pipeline(pc.send_commands(h.keys, cmd)[1])
+    return cmd["header"]["message_id"]
+
+
+def test_a_retried_task_with_an_idempotency_key_runs_again(h):
+    """The retry's entry is the same message under the same key: bygated
+    runs it as that key's entry, not as a copy acknowledged unrun."""
+    d = fail_then_fix(h)
+    mid = keyed_flaky(h, "retry-key-1")
+    wait_status(h, mid, "FAILED")
+    d.stop()
+    h.start_bygated({"agent_types": [h.agent_type("flaky", plugin="echo")]})
+    ok(h.bygate("retry", mid, "--session", S))
+    done = wait_status(h, mid, "COMPLETED")
+    assert done["retry_count"] == 1
+
+
+def test_a_requeued_dead_letter_with_an_idempotency_key_runs_again(h):
+    cmd = pc.ask_command(S, "echo", "keyed second chance")
+    cmd["header"]["metadata"] = {"idempotency_key": "dlq-key-1"}
+    h.client().call("HSET", h.keys.idempotency("echo", "dlq-key-1"),
+                    "message_id", cmd["header"]["message_id"],
+                    "session_id", S, "execution_id", "exec-p3",
+                    "entry", "1-1")
+    dl = poison_letter(h, cmd, "exec-p3", "FAILED")
+    h.start_bygated()
+    bygate_json(h, "dlq", "requeue", dl)
+    done = wait_status(h, cmd["header"]["message_id"], "COMPLETED")
+    assert done["retry_count"] == 1
