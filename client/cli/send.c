@@ -340,11 +340,13 @@ static void put_quoted(struct bg_buf *b, const char *s)
 	bg_buf_puts(b, "'");
 }
 
-/* The exact `bygate reply` command that answers the question (malloc). */
+/* The exact `bygate reply` command that answers the question (malloc).
+ * A message id getopt would take for an option comes last, after "--". */
 static char *reply_command(const struct cli *cli,
 			   const struct bg_send_outcome *o)
 {
 	struct bg_buf b = { 0 };
+	bool dash = o->question_message_id[0] == '-';
 	bg_buf_puts(&b, "bygate ");
 	if (cli->config) {
 		bg_buf_puts(&b, "-c ");
@@ -352,11 +354,18 @@ static char *reply_command(const struct cli *cli,
 		bg_buf_puts(&b, " ");
 	}
 	bg_buf_puts(&b, "reply ");
-	put_quoted(&b, o->question_message_id);
-	bg_buf_puts(&b, " --session ");
+	if (!dash) {
+		put_quoted(&b, o->question_message_id);
+		bg_buf_puts(&b, " ");
+	}
+	bg_buf_puts(&b, "--session ");
 	put_quoted(&b, o->session_id);
-	if (bg_buf_puts(&b, " --wait --content '...'") == 0 &&
-	    bg_buf_append(&b, "", 1) == 0)
+	bg_buf_puts(&b, " --wait --content '...'");
+	if (dash) {
+		bg_buf_puts(&b, " -- ");
+		put_quoted(&b, o->question_message_id);
+	}
+	if (bg_buf_append(&b, "", 1) == 0 && b.p)
 		return b.p;
 	bg_buf_free(&b);
 	return NULL;
