@@ -851,7 +851,7 @@ int cmd_status(struct cli *cli, int argc, char **argv)
 						   add_row, &rows);
 		if (rc < 0)
 			status = fail(cli, "status", rc);
-		else
+		else if (rows.n) /* rows.v is NULL when there are none */
 			qsort(rows.v, rows.n, sizeof *rows.v, by_creation);
 	}
 	if (status == EXIT_OK)
