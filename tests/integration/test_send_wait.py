@@ -16,6 +16,7 @@ import subprocess
 import time
 
 from harness import timeout, wait_until
+from test_install import sanitizer_flags
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "python"
@@ -61,6 +62,7 @@ def compile_c(h, source, name):
     lib = h.bin("lib")
     exe = h.tmp / name
     subprocess.run(["cc", "-std=gnu11", "-Wall", "-Wextra", "-Werror",
+                    *sanitizer_flags(),
                     "-I", str(REPO / "include"), "-o", str(exe),
                     str(REPO / source), *[str(lib / l) for l in LIBS],
                     "-lhiredis", "-ljansson", "-lconfig", "-lcrypto"],
