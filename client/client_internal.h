@@ -113,6 +113,10 @@ int bg_client_smembers(struct bg_client *c, const char *key,
 int bg_client_scan_star(struct bg_client *c, const char *pattern,
 			struct bg_client_strs *out);
 
+/* Same, of the keys of one Redis type only (SCAN ... TYPE, Redis 6). */
+int bg_client_scan_star_type(struct bg_client *c, const char *pattern,
+			     const char *type, struct bg_client_strs *out);
+
 /* Every worker id the registry knows (client/workers.c): online-lease keys
  * (SCAN), known_workers and admin_workers, deduplicated and sorted. */
 int bg_client_worker_ids(struct bg_client *c, struct bg_client_strs *out);

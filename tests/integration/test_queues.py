@@ -6,7 +6,7 @@ dead-letter stream listed, shown, requeued once and purged."""
 import json
 import threading
 
-from harness import wait_until
+from harness import command_calls, wait_until
 from bglib import proc
 import pyclient as pc
 from test_client import bygate_json, ok
@@ -120,6 +120,26 @@ def test_queues_on_an_empty_redis_says_so(h):
 def test_queues_of_an_unknown_agent_type_exits_1(h):
     out = h.bygate("queues", "--agent-type", "nosuch")
     assert out.returncode == 1 and "nosuch" in out.stderr
+
+
+def test_queues_reads_only_agent_type_streams_not_their_side_keys(h):
+    """The keys bygate keeps beside an agent type's stream (idempotency
+    claims, v1: ctrl:agent_type:<T>:bygate_idem:<K>) match the streams'
+    SCAN pattern: they are neither agent types nor read one by one."""
+    c = h.client()
+    c.call("XADD", h.keys.ctrl_agent_type("echo"), "*", "data", "{}")
+    for i in range(50):
+        c.call("HSET", h.keys.idempotency("echo", "k%d" % i),
+               "message_id", "msg-%d" % i)
+    c.call("CONFIG", "RESETSTAT")
+    doc = bygate_json(h, "queues")
+    assert [t["agent_type"] for t in doc["agent_types"]] == ["echo"]
+    assert command_calls(c, "type") <= 1
+    side = h.keys.idempotency("echo", "k1")
+    if side.startswith(h.keys.ctrl_agent_type("")):  # v1
+        name = side[len(h.keys.ctrl_agent_type("")):]
+        out = h.bygate("queues", "--agent-type", name)
+        assert out.returncode == 1 and name in out.stderr
 
 
 def test_queues_usage_errors_exit_2(h):
