@@ -425,3 +425,21 @@ def test_a_requeued_dead_letter_with_an_idempotency_key_runs_again(h):
     bygate_json(h, "dlq", "requeue", dl)
     done = wait_status(h, cmd["header"]["message_id"], "COMPLETED")
     assert done["retry_count"] == 1
+
+
+def test_dlq_list_and_show_print_no_control_character_from_redis(h):
+    """A dead letter's fields come from whatever was written to a stream:
+    their control characters are shown as '?', never sent to the
+    terminal."""
+    esc = "\x1b]0;owned\x07"
+    letter = {"execution_id": "exec-" + esc, "target_agent_type": esc,
+              "status": "FAILED", "reason": "bad\x1b[2J", "stream": "s" + esc,
+              "entry_id": "1-1" + esc, "delivery_count": 6,
+              "error_code": "x" + esc, "entry": "{}"}
+    dl = h.client().call("XADD", h.keys.deadletter(), "*", "data",
+                         json.dumps(letter))
+    for args in (("dlq", "list"), ("dlq", "show", dl)):
+        out = ok(h.bygate(*args))
+        assert dl in out.stdout
+        assert "\x1b" not in out.stdout and "\x07" not in out.stdout, \
+            repr(out.stdout)
