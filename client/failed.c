@@ -464,6 +464,14 @@ static int retry_once(struct bg_client *c, const char *session,
 				      bg_client_jstr(t->rec, "execution_id"),
 				      message_id,
 				      st[0] ? st : "without status");
+	const char *first = bg_client_jstr(t->rec, "duplicate_of");
+	if (first[0])
+		return bg_client_fail(c, -EPERM,
+				      "message %s is a copy of message %s (the "
+				      "same idempotency key): written again it "
+				      "would be a copy again; retry %s if it "
+				      "failed",
+				      message_id, first, first);
 	rc = original_entry(c, t->rec, &t->stream, &t->data, t->entry_id);
 	if (rc)
 		return rc;

@@ -443,3 +443,23 @@ def test_dlq_list_and_show_print_no_control_character_from_redis(h):
         assert dl in out.stdout
         assert "\x1b" not in out.stdout and "\x07" not in out.stdout, \
             repr(out.stdout)
+
+
+def test_retry_refuses_a_copy_acknowledged_for_its_idempotency_key(h):
+    """A send whose key was first used by another message FAILED as that
+    message's copy: written again it would only be a copy again."""
+    h.start_bygated()
+    c = h.client()
+    sends = []
+    for _ in range(2):
+        cmd = pc.ask_command(S, "echo", "keyed")
+        cmd["header"]["metadata"] = {"idempotency_key": "dup-key-1"}
+        c.pipeline(pc.send_commands(h.keys, cmd)[1])
+        sends.append(cmd["header"]["message_id"])
+    wait_status(h, sends[0], "COMPLETED")
+    copy = wait_status(h, sends[1], "FAILED")
+    assert copy["duplicate_of"] == sends[0]
+    out = h.bygate("retry", sends[1], "--session", S)
+    assert out.returncode == 1, (out.stdout, out.stderr)
+    assert sends[0] in out.stderr and "copy" in out.stderr
+    assert record(h, sends[1])["status"] == "FAILED"
