@@ -7,16 +7,26 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A stream id as XADD writes it: <ms>-<seq>, digits only. */
+/* Whether the n digits at s are a number Redis takes for a part of a
+ * stream id (at most UINT64_MAX). */
+static bool u64_digits(const char *s, size_t n)
+{
+	static const char max[] = "18446744073709551615";
+	return n > 0 && (n < sizeof max - 1 ||
+			 (n == sizeof max - 1 && strncmp(s, max, n) <= 0));
+}
+
+/* A stream id as XADD writes it: <ms>-<seq>, digits only, each part at
+ * most UINT64_MAX. */
 static bool valid_id(const char *s)
 {
 	size_t n = strspn(s, "0123456789");
-	if (n == 0 || n > 20)
+	if (!u64_digits(s, n))
 		return false;
 	if (s[n] == '\0')
 		return true;
 	size_t m = strspn(s + n + 1, "0123456789");
-	return s[n] == '-' && m > 0 && m <= 20 && s[n + 1 + m] == '\0';
+	return s[n] == '-' && u64_digits(s + n + 1, m) && s[n + 1 + m] == '\0';
 }
 
 /* One dead letter as JSON: {"id", the stored record's members, or "raw"

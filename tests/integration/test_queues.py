@@ -320,6 +320,8 @@ def test_dlq_usage_errors_and_unknown_ids(h):
     assert h.bygate("dlq", "bogus").returncode == 2
     assert h.bygate("dlq", "show").returncode == 2
     assert h.bygate("dlq", "show", "not-an-id").returncode == 2
+    assert h.bygate("dlq", "show", "18446744073709551616-0").returncode == 2
+    assert h.bygate("dlq", "purge", "1-18446744073709551616").returncode == 2
     assert h.bygate("dlq", "purge").returncode == 2
     assert h.bygate("dlq", "purge", "1-1", "--all").returncode == 2
     assert h.bygate("dlq", "list", "--limit", "x").returncode == 2
