@@ -96,7 +96,7 @@ static int parse_avail_ms(const char *s, int *out)
 				: EXIT_OK;
 }
 
-static int route_option(struct bg_send_request *r, int opt)
+static int route_option(struct bg_send_request *r, int opt, const char *cmd)
 {
 	switch (opt) {
 	case OPT_USER:
@@ -147,7 +147,7 @@ static int route_option(struct bg_send_request *r, int opt)
 	case OPT_TIMEOUT:
 		return parse_avail_ms(optarg, &r->timeout_ms);
 	default:
-		return usage_error("%s: bad option", "send");
+		return usage_error("%s: bad option", cmd);
 	}
 	return EXIT_OK;
 }
@@ -180,7 +180,7 @@ static int send_option(struct cli *cli, struct send_args *a, int opt)
 					   optarg);
 		break;
 	default:
-		return route_option(r, opt);
+		return route_option(r, opt, a->reply ? "reply" : "send");
 	}
 	return EXIT_OK;
 }
