@@ -328,15 +328,18 @@ static int original_entry(struct bg_client *c, const json_t *rec,
 			rc = bg_buf_puts(stream, streams[i]);
 		}
 	}
+	if (rc == 0 && found == -ENOENT)
+		rc = bg_client_fail(c, -ENOENT,
+				    "the ASK_AGENT entry of message %s is "
+				    "no longer on %s",
+				    mid,
+				    sname[0] ? sname
+				    : typed.len
+					    ? typed.p
+					    : "its stream (the record names "
+					      "none)");
 	bg_buf_free(&typed);
-	if (rc)
-		return rc;
-	if (found == -ENOENT)
-		return bg_client_fail(c, -ENOENT,
-				      "the ASK_AGENT entry of message %s is "
-				      "no longer on %s",
-				      mid, sname[0] ? sname : typed.p);
-	return found;
+	return rc ? rc : found;
 }
 
 json_t *bg_client_requeued_record(const json_t *old, int64_t now)

@@ -465,3 +465,17 @@ def test_retry_refuses_a_copy_acknowledged_for_its_idempotency_key(h):
     assert out.returncode == 1, (out.stdout, out.stderr)
     assert sends[0] in out.stderr and "copy" in out.stderr
     assert record(h, sends[1])["status"] == "FAILED"
+
+
+def test_retry_of_a_record_without_stream_name_names_the_stream_searched(h):
+    cmd = pc.ask_command(S, "echo", "gone")
+    _, cmds = pc.send_commands(h.keys, cmd, execution_id="exec-ns")
+    rec = json.loads(cmds[0][3])
+    rec.update(status="FAILED", stream_name="", finished_at=rec["created_at"])
+    h.client().call("HSET", h.keys.registry(S), "exec:exec-ns",
+                    json.dumps(rec), "msg_map:" + cmd["header"]["message_id"],
+                    "exec-ns")
+    out = h.bygate("retry", cmd["header"]["message_id"], "--session", S)
+    assert out.returncode == 1, (out.stdout, out.stderr)
+    assert "no longer on %s" % h.keys.ctrl_agent_type("echo") in out.stderr, \
+        out.stderr
