@@ -50,6 +50,27 @@ static int snapshots_of(struct bg_client *c, const char *hkey,
 	return rc;
 }
 
+/* The workers with a history: those the registry knows, and those whose
+ * execution index is still there (7 d) after they left the registry (a
+ * bygated that stopped cleanly removes itself from known_workers). */
+static int history_workers(struct bg_client *c, struct bg_client_strs *out)
+{
+	struct bg_client_strs found = { 0 };
+	struct bg_buf pat = { 0 };
+	int rc = bg_client_worker_ids(c, out);
+	if (rc == 0)
+		rc = bg_client_key(c, &pat, BG_KEY_WORKER_EXECUTIONS, "*");
+	if (rc == 0)
+		rc = bg_client_scan_star_type(c, pat.p, "zset", &found);
+	for (size_t i = 0; rc == 0 && i < found.n; i++)
+		if (found.v[i][0] && !bg_client_strs_has(out, found.v[i]))
+			rc = bg_client_strs_add(out, found.v[i],
+						strlen(found.v[i]));
+	bg_client_strs_free(&found);
+	bg_buf_free(&pat);
+	return rc;
+}
+
 /* Every snapshot of every worker's history updated at or after since_ms,
  * newest first per worker, at most WORKER_CAP per worker; *truncated set
  * when a worker had more. */
@@ -61,7 +82,7 @@ static int each_snapshot(struct bg_client *c, long long since_ms, snap_cb cb,
 	char min[32], off[32], count[32];
 	snprintf(min, sizeof min, "%lld", since_ms > 0 ? since_ms : 0);
 	snprintf(count, sizeof count, "%d", BATCH);
-	int rc = bg_client_worker_ids(c, &workers);
+	int rc = history_workers(c, &workers);
 	for (size_t w = 0; rc == 0 && w < workers.n; w++) {
 		rc = bg_client_key(c, &zkey, BG_KEY_WORKER_EXECUTIONS,
 				   workers.v[w]);

@@ -727,8 +727,10 @@ int bg_client_queues(struct bg_client *c, const char *agent_type,
 /* Failed executions across sessions, newest first: what `bygate failed`
  * lists. They are found through the index every worker keeps of its
  * executions (WIRE 5.9: the executions ZSET scored by the last update and
- * the history snapshots hash), of every worker the registry knows, at
- * most the newest 10000 per worker: no SCAN of session registries.
+ * the history snapshots hash), of every worker the registry knows or
+ * whose index is still there after it left the registry (a SCAN of the
+ * index keys), at most the newest 10000 per worker: no SCAN of session
+ * registries.
  * Records that never reached a worker (an availability rejection) are not
  * in it. */
 #define BG_FAILED_DEFAULT_LIMIT 50

@@ -9,6 +9,7 @@ import threading
 from harness import command_calls, wait_until
 from bglib import proc
 import pyclient as pc
+from bglib.keys import Keys
 from test_client import bygate_json, ok
 from test_http import FAST, start, metrics, sample, wait_reason
 
@@ -479,3 +480,34 @@ def test_retry_of_a_record_without_stream_name_names_the_stream_searched(h):
     assert out.returncode == 1, (out.stdout, out.stderr)
     assert "no longer on %s" % h.keys.ctrl_agent_type("echo") in out.stderr, \
         out.stderr
+
+
+def test_failed_and_retry_see_the_history_of_a_worker_that_stopped(h):
+    """A cleanly stopped bygated leaves the registry's worker set, but its
+    execution index stays (7 d): its failures are still listed, and
+    retried without --session."""
+    d = fail_then_fix(h)
+    mid, _ = pc.send(h.client(), h.keys, "s-gone", "flaky", "x")
+    wait_status(h, mid, "FAILED", session="s-gone")
+    d.stop()
+    assert h.worker_id not in h.client().call(
+        "SMEMBERS", h.keys.known_workers())
+    rows = bygate_json(h, "failed")["executions"]
+    assert [r["message_id"] for r in rows] == [mid]
+    assert bygate_json(h, "retry", mid)["session_id"] == "s-gone"
+
+
+def test_failed_finds_a_stopped_workers_history_under_the_v2_schema(h):
+    """The same with v2 keys: the index is registry:worker:{W}:executions."""
+    v2 = Keys("v2")
+    d = h.start_bygated({"redis": {"key_schema": "v2"}, "agent_types": [
+        h.agent_type("flaky", plugin="fail")]})
+    c = h.client()
+    mid, _ = pc.send(c, v2, "s-v2", "flaky", "x")
+    wait_until(lambda: (pc.record(c, v2, "s-v2", mid) or {}).get("status")
+               == "FAILED", 20, what="the task to fail")
+    d.stop()
+    env = h.env(REDIS_KEY_SCHEMA_VERSION="v2")
+    rows = bygate_json(h, "failed", env=env)["executions"]
+    assert [(r["message_id"], r["session_id"]) for r in rows] == [
+        (mid, "s-v2")]
