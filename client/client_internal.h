@@ -113,6 +113,10 @@ int bg_client_smembers(struct bg_client *c, const char *key,
 int bg_client_scan_star(struct bg_client *c, const char *pattern,
 			struct bg_client_strs *out);
 
+/* Same, of the keys of one Redis type only (SCAN ... TYPE, Redis 6). */
+int bg_client_scan_star_type(struct bg_client *c, const char *pattern,
+			     const char *type, struct bg_client_strs *out);
+
 /* Every worker id the registry knows (client/workers.c): online-lease keys
  * (SCAN), known_workers and admin_workers, deduplicated and sorted. */
 int bg_client_worker_ids(struct bg_client *c, struct bg_client_strs *out);
@@ -188,6 +192,13 @@ int bg_client_worker_stats(struct bg_client *c, const json_t *old,
  * retry_count + 1, started_at and finished_at 0, cancel cleared, and the
  * error fields emptied (kept under last_error). */
 json_t *bg_client_requeued_record(const json_t *old, int64_t now);
+
+/* The idempotency HASH (wire/idem.h) of the ASK_AGENT entry data `cmd`
+ * into out (reset first; left empty when the entry carries no usable key).
+ * An entry written again (retry, dlq requeue) must be named its key's
+ * `entry`, or bygated acknowledges it unrun as a copy of itself. */
+int bg_client_idem_hash_of(struct bg_client *c, const json_t *cmd,
+			   struct bg_buf *out);
 
 /* ---- availability routing (client/availability.c, WIRE 7) ------------ */
 

@@ -7,16 +7,26 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A stream id as XADD writes it: <ms>-<seq>, digits only. */
+/* Whether the n digits at s are a number Redis takes for a part of a
+ * stream id (at most UINT64_MAX). */
+static bool u64_digits(const char *s, size_t n)
+{
+	static const char max[] = "18446744073709551615";
+	return n > 0 && (n < sizeof max - 1 ||
+			 (n == sizeof max - 1 && strncmp(s, max, n) <= 0));
+}
+
+/* A stream id as XADD writes it: <ms>-<seq>, digits only, each part at
+ * most UINT64_MAX. */
 static bool valid_id(const char *s)
 {
 	size_t n = strspn(s, "0123456789");
-	if (n == 0 || n > 20)
+	if (!u64_digits(s, n))
 		return false;
 	if (s[n] == '\0')
 		return true;
 	size_t m = strspn(s + n + 1, "0123456789");
-	return s[n] == '-' && m > 0 && m <= 20 && s[n + 1 + m] == '\0';
+	return s[n] == '-' && u64_digits(s + n + 1, m) && s[n + 1 + m] == '\0';
 }
 
 /* One dead letter as JSON: {"id", the stored record's members, or "raw"
@@ -127,21 +137,32 @@ int bg_client_dlq_show(struct bg_client *c, const char *id, char **json_out)
 
 /* Put the entry back and delete the dead letter, only while it is still
  * there: a second requeue of the same id finds nothing to do (false).
- * With a third key, the execution record of the entry goes back to QUEUED
- * in the same step, only while it is still the FAILED one read (else 0). */
+ * ARGV: 1 the dead letter's id, 2 the entry data, 3 the record's field,
+ * 4 the record read, 5 its requeued form, 6 the TTL, 7 the message id.
+ * With a field, KEYS[3] is the registry: the execution record of the
+ * entry goes back to QUEUED in the same step, only while it is still the
+ * FAILED one read (else 0). The last key after those, when given, is the
+ * entry's idempotency HASH: still the message's, it names the new entry
+ * as the one that runs (else bygated acknowledges it as a copy). */
 static const char requeue_script[] =
 	"if #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) == 0 then\n"
 	"  return false\n"
 	"end\n"
-	"if #KEYS == 3 then\n"
+	"local k = 3\n"
+	"if ARGV[3] ~= '' then\n"
 	"  if redis.call('HGET', KEYS[3], ARGV[3]) ~= ARGV[4] then\n"
 	"    return 0\n"
 	"  end\n"
 	"  redis.call('HSET', KEYS[3], ARGV[3], ARGV[5])\n"
 	"  redis.call('EXPIRE', KEYS[3], ARGV[6])\n"
+	"  k = 4\n"
 	"end\n"
 	"local id = redis.call('XADD', KEYS[2], '*', 'data', ARGV[2])\n"
 	"redis.call('XDEL', KEYS[1], ARGV[1])\n"
+	"if KEYS[k] and redis.call('HGET', KEYS[k], 'message_id') == ARGV[7] "
+	"then\n"
+	"  redis.call('HSET', KEYS[k], 'entry', id)\n"
+	"end\n"
 	"return id\n";
 
 /* The execution a requeued entry would run: when the entry is an
@@ -150,7 +171,9 @@ static const char requeue_script[] =
  * record or one still in progress. -EPERM for a COMPLETED or CANCELLED
  * record: the entry would be acknowledged as a terminal replay. */
 struct requeue_exec {
-	struct bg_buf key, field;
+	struct bg_buf key, field, idem;
+	const char *message_id; /* in cmd */
+	json_t *cmd;
 	char *old;
 	size_t old_len;
 	json_t *rec, *next;
@@ -161,6 +184,8 @@ static void exec_free(struct requeue_exec *x)
 {
 	bg_buf_free(&x->key);
 	bg_buf_free(&x->field);
+	bg_buf_free(&x->idem);
+	json_decref(x->cmd);
 	free(x->old);
 	json_decref(x->rec);
 	json_decref(x->next);
@@ -170,14 +195,17 @@ static void exec_free(struct requeue_exec *x)
 static int requeue_exec_of(struct bg_client *c, const char *id,
 			   const char *data, struct requeue_exec *x)
 {
-	json_t *cmd = json_loads(data, 0, NULL);
+	json_t *cmd = x->cmd = json_loads(data, 0, NULL);
 	json_t *h = json_object_get(cmd, "header");
 	const char *sess = bg_client_jstr(h, "session_id");
-	const char *mid = bg_client_jstr(h, "message_id");
+	const char *mid = x->message_id = bg_client_jstr(h, "message_id");
 	int rc = 0;
 	if (strcmp(bg_client_jstr(cmd, "action_type"), "ASK_AGENT") ||
 	    !sess[0] || !mid[0])
-		goto out;
+		return 0;
+	rc = bg_client_idem_hash_of(c, cmd, &x->idem);
+	if (rc)
+		return rc;
 	rc = bg_client_get_execution(c, sess, mid, &x->old, &x->old_len);
 	if (rc == -ENOENT) {
 		rc = 0;
@@ -206,7 +234,6 @@ static int requeue_exec_of(struct bg_client *c, const char *id,
 		rc = bg_buf_printf(&x->field, "exec:%s",
 				   bg_client_jstr(x->rec, "execution_id"));
 out:
-	json_decref(cmd);
 	return rc;
 }
 
@@ -231,36 +258,27 @@ int bg_client_dlq_requeue(struct bg_client *c, const char *id, char **json_out)
 		rc = requeue_exec_of(c, id, json_string_value(entry), &x);
 	if (rc == 0) {
 		bool rec = x.next_raw != NULL;
-		const char *argv[] = { rec ? "3" : "2",
-				       key.p,
-				       stream,
-				       rec ? x.key.p : "",
-				       id,
-				       json_string_value(entry),
-				       rec ? x.field.p : "",
-				       rec ? x.old : "",
-				       rec ? x.next_raw : "",
-				       BG_CLIENT_SESSION_TTL };
-		size_t lens[] = { 1,
-				  key.len,
-				  strlen(stream),
-				  rec ? x.key.len : 0,
-				  strlen(id),
-				  json_string_length(entry),
-				  rec ? x.field.len : 0,
-				  rec ? x.old_len : 0,
-				  rec ? strlen(x.next_raw) : 0,
-				  strlen(BG_CLIENT_SESSION_TTL) };
-		if (rec) {
-			rc = bg_client_eval(c, requeue_script, 10, argv, lens,
-					    &r);
-		} else { /* no third key: drop it from the list */
-			const char *a2[] = { argv[0], argv[1], argv[2], argv[4],
-					     argv[5] };
-			size_t l2[] = { lens[0], lens[1], lens[2], lens[4],
-					lens[5] };
-			rc = bg_client_eval(c, requeue_script, 5, a2, l2, &r);
-		}
+		const char *argv[12];
+		size_t lens[12], n = 0, nkeys = 2 + rec + (x.idem.len > 0);
+		char nk[2] = { (char)('0' + nkeys), '\0' };
+#define ARG(s, l) (argv[n] = (s), lens[n++] = (l))
+		ARG(nk, 1);
+		ARG(key.p, key.len);
+		ARG(stream, strlen(stream));
+		if (rec)
+			ARG(x.key.p, x.key.len);
+		if (x.idem.len)
+			ARG(x.idem.p, x.idem.len);
+		ARG(id, strlen(id));
+		ARG(json_string_value(entry), json_string_length(entry));
+		ARG(rec ? x.field.p : "", rec ? x.field.len : 0);
+		ARG(rec ? x.old : "", rec ? x.old_len : 0);
+		ARG(rec ? x.next_raw : "", rec ? strlen(x.next_raw) : 0);
+		ARG(BG_CLIENT_SESSION_TTL, strlen(BG_CLIENT_SESSION_TTL));
+		ARG(x.message_id ? x.message_id : "",
+		    x.message_id ? strlen(x.message_id) : 0);
+#undef ARG
+		rc = bg_client_eval(c, requeue_script, (int)n, argv, lens, &r);
 	}
 	if (rc == 0 && r->type == REDIS_REPLY_NIL)
 		rc = bg_client_fail(c, -ENOENT,

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "wire/idem.h"
+
 #define BATCH 500	    /* ids per ZREVRANGEBYSCORE + HMGET */
 #define WORKER_CAP 10000    /* newest executions examined per worker */
 #define SEARCH_WINDOW 60000 /* ms around created_at searched for the entry */
@@ -48,6 +50,27 @@ static int snapshots_of(struct bg_client *c, const char *hkey,
 	return rc;
 }
 
+/* The workers with a history: those the registry knows, and those whose
+ * execution index is still there (7 d) after they left the registry (a
+ * bygated that stopped cleanly removes itself from known_workers). */
+static int history_workers(struct bg_client *c, struct bg_client_strs *out)
+{
+	struct bg_client_strs found = { 0 };
+	struct bg_buf pat = { 0 };
+	int rc = bg_client_worker_ids(c, out);
+	if (rc == 0)
+		rc = bg_client_key(c, &pat, BG_KEY_WORKER_EXECUTIONS, "*");
+	if (rc == 0)
+		rc = bg_client_scan_star_type(c, pat.p, "zset", &found);
+	for (size_t i = 0; rc == 0 && i < found.n; i++)
+		if (found.v[i][0] && !bg_client_strs_has(out, found.v[i]))
+			rc = bg_client_strs_add(out, found.v[i],
+						strlen(found.v[i]));
+	bg_client_strs_free(&found);
+	bg_buf_free(&pat);
+	return rc;
+}
+
 /* Every snapshot of every worker's history updated at or after since_ms,
  * newest first per worker, at most WORKER_CAP per worker; *truncated set
  * when a worker had more. */
@@ -59,7 +82,7 @@ static int each_snapshot(struct bg_client *c, long long since_ms, snap_cb cb,
 	char min[32], off[32], count[32];
 	snprintf(min, sizeof min, "%lld", since_ms > 0 ? since_ms : 0);
 	snprintf(count, sizeof count, "%d", BATCH);
-	int rc = bg_client_worker_ids(c, &workers);
+	int rc = history_workers(c, &workers);
 	for (size_t w = 0; rc == 0 && w < workers.n; w++) {
 		rc = bg_client_key(c, &zkey, BG_KEY_WORKER_EXECUTIONS,
 				   workers.v[w]);
@@ -326,15 +349,18 @@ static int original_entry(struct bg_client *c, const json_t *rec,
 			rc = bg_buf_puts(stream, streams[i]);
 		}
 	}
+	if (rc == 0 && found == -ENOENT)
+		rc = bg_client_fail(c, -ENOENT,
+				    "the ASK_AGENT entry of message %s is "
+				    "no longer on %s",
+				    mid,
+				    sname[0] ? sname
+				    : typed.len
+					    ? typed.p
+					    : "its stream (the record names "
+					      "none)");
 	bg_buf_free(&typed);
-	if (rc)
-		return rc;
-	if (found == -ENOENT)
-		return bg_client_fail(c, -ENOENT,
-				      "the ASK_AGENT entry of message %s is "
-				      "no longer on %s",
-				      mid, sname[0] ? sname : typed.p);
-	return found;
+	return rc ? rc : found;
 }
 
 json_t *bg_client_requeued_record(const json_t *old, int64_t now)
@@ -373,16 +399,43 @@ json_t *bg_client_requeued_record(const json_t *old, int64_t now)
 	return r;
 }
 
+int bg_client_idem_hash_of(struct bg_client *c, const json_t *cmd,
+			   struct bg_buf *out)
+{
+	bg_buf_reset(out);
+	const json_t *h = json_object_get(cmd, "header");
+	const char *type = bg_client_jstr(h, "target_agent_type");
+	const json_t *k =
+		json_object_get(json_object_get(h, "metadata"), BG_IDEM_META);
+	if (!type[0] || !json_is_string(k) ||
+	    !bg_idem_key_ok((struct bg_str){ json_string_value(k),
+					     json_string_length(k) }))
+		return 0;
+	int rc = bg_key_build(
+		out, c->cfg.key_schema, BG_KEY_IDEMPOTENCY, bg_str_c(type),
+		(struct bg_str){ json_string_value(k), json_string_length(k) },
+		bg_str_c(""));
+	return rc ? bg_client_fail(c, rc, "cannot build the idempotency key")
+		  : 0;
+}
+
 /* Compare and set: the record is replaced and the entry added only when
  * the record is still exactly the one judged failed, so that of two
- * concurrent retries one runs the task and the other finds it QUEUED. */
+ * concurrent retries one runs the task and the other finds it QUEUED.
+ * KEYS[3], when given, is the entry's idempotency HASH: still the
+ * message's (ARGV[6]), it names the new entry as the one that runs. */
 static const char retry_script[] =
 	"if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then\n"
 	"  return false\n"
 	"end\n"
 	"redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])\n"
 	"redis.call('EXPIRE', KEYS[1], ARGV[5])\n"
-	"return redis.call('XADD', KEYS[2], '*', 'data', ARGV[4])\n";
+	"local id = redis.call('XADD', KEYS[2], '*', 'data', ARGV[4])\n"
+	"if KEYS[3] and redis.call('HGET', KEYS[3], 'message_id') == ARGV[6] "
+	"then\n"
+	"  redis.call('HSET', KEYS[3], 'entry', id)\n"
+	"end\n"
+	"return id\n";
 
 struct retry_try {
 	char *raw; /* the record read */
@@ -435,6 +488,14 @@ static int retry_once(struct bg_client *c, const char *session,
 				      bg_client_jstr(t->rec, "execution_id"),
 				      message_id,
 				      st[0] ? st : "without status");
+	const char *first = bg_client_jstr(t->rec, "duplicate_of");
+	if (first[0])
+		return bg_client_fail(c, -EPERM,
+				      "message %s is a copy of message %s (the "
+				      "same idempotency key): written again it "
+				      "would be a copy again; retry %s if it "
+				      "failed",
+				      message_id, first, first);
 	rc = original_entry(c, t->rec, &t->stream, &t->data, t->entry_id);
 	if (rc)
 		return rc;
@@ -442,26 +503,45 @@ static int retry_once(struct bg_client *c, const char *session,
 	t->next_raw = json_dumps(t->next, JSON_COMPACT);
 	if (t->next_raw == NULL)
 		return bg_client_fail(c, -ENOMEM, "out of memory");
-	struct bg_buf key = { 0 }, field = { 0 };
+	struct bg_buf key = { 0 }, field = { 0 }, idem = { 0 };
 	redisReply *r = NULL;
 	rc = bg_client_key(c, &key, BG_KEY_SESSION_REGISTRY, session);
 	if (rc == 0)
 		rc = bg_buf_printf(&field, "exec:%s",
 				   bg_client_jstr(t->rec, "execution_id"));
-	const char *argv[] = { "2",	    key.p,
-			       t->stream.p, field.p,
-			       t->raw,	    t->next_raw,
-			       t->data,	    BG_CLIENT_SESSION_TTL };
+	json_t *cmd = json_loads(t->data, 0, NULL);
+	if (rc == 0)
+		rc = bg_client_idem_hash_of(c, cmd, &idem);
+	json_decref(cmd);
+	const char *argv[] = { idem.len ? "3" : "2",
+			       key.p,
+			       t->stream.p,
+			       idem.len ? idem.p : "",
+			       field.p,
+			       t->raw,
+			       t->next_raw,
+			       t->data,
+			       BG_CLIENT_SESSION_TTL,
+			       message_id };
 	size_t lens[] = { 1,
 			  key.len,
 			  t->stream.len,
+			  idem.len,
 			  field.len,
 			  t->len,
 			  strlen(t->next_raw),
 			  strlen(t->data),
-			  strlen(BG_CLIENT_SESSION_TTL) };
-	if (rc == 0)
-		rc = bg_client_eval(c, retry_script, 8, argv, lens, &r);
+			  strlen(BG_CLIENT_SESSION_TTL),
+			  strlen(message_id) };
+	if (rc == 0 && idem.len) {
+		rc = bg_client_eval(c, retry_script, 10, argv, lens, &r);
+	} else if (rc == 0) { /* no third key: drop it from the list */
+		const char *a2[] = { argv[0], argv[1], argv[2], argv[4],
+				     argv[5], argv[6], argv[7], argv[8] };
+		size_t l2[] = { lens[0], lens[1], lens[2], lens[4],
+				lens[5], lens[6], lens[7], lens[8] };
+		rc = bg_client_eval(c, retry_script, 8, a2, l2, &r);
+	}
 	if (rc == 0 && r->type == REDIS_REPLY_NIL)
 		rc = 1;
 	else if (rc == 0 && bg_client_reply_is_str(r))
@@ -473,6 +553,7 @@ static int retry_once(struct bg_client *c, const char *session,
 	freeReplyObject(r);
 	bg_buf_free(&key);
 	bg_buf_free(&field);
+	bg_buf_free(&idem);
 	return rc;
 }
 

@@ -43,7 +43,9 @@ static int64_t id_ms(const char *s)
 
 /* The agent types to show: those every worker the registry knows declares
  * (as `bygate workers` finds them), then those whose control stream exists
- * (SCAN of the agent-type stream keys). */
+ * (SCAN of the agent-type stream keys, streams only: under v1 the keys
+ * bygate keeps beside a stream, such as its idempotency claims, match the
+ * pattern too). */
 static int known_types(struct bg_client *c, struct bg_client_strs *declared,
 		       struct bg_client_strs *all)
 {
@@ -53,7 +55,7 @@ static int known_types(struct bg_client *c, struct bg_client_strs *declared,
 	if (rc == 0)
 		rc = bg_client_key(c, &key, BG_KEY_AGENT_TYPE_CTRL, "*");
 	if (rc == 0)
-		rc = bg_client_scan_star(c, key.p, &found);
+		rc = bg_client_scan_star_type(c, key.p, "stream", &found);
 	for (size_t i = 0; rc == 0 && i < declared->n; i++)
 		rc = bg_client_strs_add(all, declared->v[i],
 					strlen(declared->v[i]));

@@ -232,6 +232,12 @@ int bg_client_smembers(struct bg_client *c, const char *key,
 int bg_client_scan_star(struct bg_client *c, const char *pattern,
 			struct bg_client_strs *out)
 {
+	return bg_client_scan_star_type(c, pattern, NULL, out);
+}
+
+int bg_client_scan_star_type(struct bg_client *c, const char *pattern,
+			     const char *type, struct bg_client_strs *out)
+{
 	const char *star = strchr(pattern, '*');
 	if (star == NULL)
 		return bg_client_fail(c, -EINVAL, "SCAN: no '*' in %s",
@@ -241,8 +247,11 @@ int bg_client_scan_star(struct bg_client *c, const char *pattern,
 	int rc = 0;
 	do {
 		redisReply *r = NULL;
-		rc = bg_client_cmd(c, &r, "SCAN", cursor, "MATCH", pattern,
-				   "COUNT", "1000", NULL);
+		rc = type ? bg_client_cmd(c, &r, "SCAN", cursor, "MATCH",
+					  pattern, "COUNT", "1000", "TYPE",
+					  type, NULL)
+			  : bg_client_cmd(c, &r, "SCAN", cursor, "MATCH",
+					  pattern, "COUNT", "1000", NULL);
 		if (rc == 0 &&
 		    (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
 		     !bg_client_reply_is_str(r->element[0]) ||

@@ -205,32 +205,48 @@ int cmd_retry(struct cli *cli, int argc, char **argv)
 
 /* ---- bygate dlq ------------------------------------------------------- */
 
+/* s as bg_client_text_put shows it (control characters as '?'), then
+ * `after`. */
+static void put_field(struct bg_buf *out, const char *s, const char *after)
+{
+	bg_client_text_put(out, s, 4096, 0);
+	bg_buf_puts(out, after);
+}
+
+/* A dead letter's fields were written from whatever reached a stream:
+ * every one goes through bg_client_text_put. */
 static void letter_text(const json_t *l, bool full)
 {
 	const char *code = record_str(l, "error_code");
-	printf("%s  %s  %s  %s entry %s (deliveries %lld): %s\n",
-	       record_str(l, "id"), code[0] ? code : "-",
-	       record_str(l, "target_agent_type")[0]
-		       ? record_str(l, "target_agent_type")
-		       : "-",
-	       record_str(l, "stream"), record_str(l, "entry_id"),
-	       (long long)jint(l, "delivery_count"), record_str(l, "reason"));
-	if (!full)
-		return;
+	const char *type = record_str(l, "target_agent_type");
+	char n[32];
+	struct bg_buf out = { 0 };
+	snprintf(n, sizeof n, "%lld", (long long)jint(l, "delivery_count"));
+	put_field(&out, record_str(l, "id"), "  ");
+	put_field(&out, code[0] ? code : "-", "  ");
+	put_field(&out, type[0] ? type : "-", "  ");
+	put_field(&out, record_str(l, "stream"), " entry ");
+	put_field(&out, record_str(l, "entry_id"), " (deliveries ");
+	put_field(&out, n, "): ");
+	put_field(&out, record_str(l, "reason"), "\n");
 	const char *x = record_str(l, "execution_id");
-	if (x[0])
-		printf("  execution %s\n", x);
+	if (full && x[0]) {
+		bg_buf_puts(&out, "  execution ");
+		put_field(&out, x, "\n");
+	}
 	const json_t *e = json_object_get(l, "entry");
 	const json_t *raw = json_object_get(l, "raw");
-	struct bg_buf out = { 0 };
-	bg_buf_puts(&out, "  entry ");
-	if (json_is_string(e) || json_is_string(raw))
-		bg_client_text_put(&out, json_string_value(e ? e : raw), 4096,
-				   0);
-	else
-		bg_buf_puts(&out, "(no data field)");
-	bg_buf_puts(&out, "\n");
-	fwrite(out.p, 1, out.len, stdout);
+	if (full) {
+		bg_buf_puts(&out, "  entry ");
+		if (json_is_string(e) || json_is_string(raw))
+			bg_client_text_put(&out, json_string_value(e ? e : raw),
+					   4096, 0);
+		else
+			bg_buf_puts(&out, "(no data field)");
+		bg_buf_puts(&out, "\n");
+	}
+	if (out.p)
+		fwrite(out.p, 1, out.len, stdout);
 	bg_buf_free(&out);
 }
 

@@ -96,7 +96,7 @@ static int parse_avail_ms(const char *s, int *out)
 				: EXIT_OK;
 }
 
-static int route_option(struct bg_send_request *r, int opt)
+static int route_option(struct bg_send_request *r, int opt, const char *cmd)
 {
 	switch (opt) {
 	case OPT_USER:
@@ -147,7 +147,7 @@ static int route_option(struct bg_send_request *r, int opt)
 	case OPT_TIMEOUT:
 		return parse_avail_ms(optarg, &r->timeout_ms);
 	default:
-		return usage_error("%s: bad option", "send");
+		return usage_error("%s: bad option", cmd);
 	}
 	return EXIT_OK;
 }
@@ -180,7 +180,7 @@ static int send_option(struct cli *cli, struct send_args *a, int opt)
 					   optarg);
 		break;
 	default:
-		return route_option(r, opt);
+		return route_option(r, opt, a->reply ? "reply" : "send");
 	}
 	return EXIT_OK;
 }
@@ -340,11 +340,13 @@ static void put_quoted(struct bg_buf *b, const char *s)
 	bg_buf_puts(b, "'");
 }
 
-/* The exact `bygate reply` command that answers the question (malloc). */
+/* The exact `bygate reply` command that answers the question (malloc).
+ * A message id getopt would take for an option comes last, after "--". */
 static char *reply_command(const struct cli *cli,
 			   const struct bg_send_outcome *o)
 {
 	struct bg_buf b = { 0 };
+	bool dash = o->question_message_id[0] == '-';
 	bg_buf_puts(&b, "bygate ");
 	if (cli->config) {
 		bg_buf_puts(&b, "-c ");
@@ -352,11 +354,18 @@ static char *reply_command(const struct cli *cli,
 		bg_buf_puts(&b, " ");
 	}
 	bg_buf_puts(&b, "reply ");
-	put_quoted(&b, o->question_message_id);
-	bg_buf_puts(&b, " --session ");
+	if (!dash) {
+		put_quoted(&b, o->question_message_id);
+		bg_buf_puts(&b, " ");
+	}
+	bg_buf_puts(&b, "--session ");
 	put_quoted(&b, o->session_id);
-	if (bg_buf_puts(&b, " --wait --content '...'") == 0 &&
-	    bg_buf_append(&b, "", 1) == 0)
+	bg_buf_puts(&b, " --wait --content '...'");
+	if (dash) {
+		bg_buf_puts(&b, " -- ");
+		put_quoted(&b, o->question_message_id);
+	}
+	if (bg_buf_append(&b, "", 1) == 0 && b.p)
 		return b.p;
 	bg_buf_free(&b);
 	return NULL;
@@ -934,7 +943,7 @@ int cmd_status(struct cli *cli, int argc, char **argv)
 						   add_row, &rows);
 		if (rc < 0)
 			status = fail(cli, "status", rc);
-		else
+		else if (rows.n) /* rows.v is NULL when there are none */
 			qsort(rows.v, rows.n, sizeof *rows.v, by_creation);
 	}
 	if (status == EXIT_OK)

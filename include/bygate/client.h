@@ -727,8 +727,10 @@ int bg_client_queues(struct bg_client *c, const char *agent_type,
 /* Failed executions across sessions, newest first: what `bygate failed`
  * lists. They are found through the index every worker keeps of its
  * executions (WIRE 5.9: the executions ZSET scored by the last update and
- * the history snapshots hash), of every worker the registry knows, at
- * most the newest 10000 per worker: no SCAN of session registries.
+ * the history snapshots hash), of every worker the registry knows or
+ * whose index is still there after it left the registry (a SCAN of the
+ * index keys), at most the newest 10000 per worker: no SCAN of session
+ * registries.
  * Records that never reached a worker (an availability rejection) are not
  * in it. */
 #define BG_FAILED_DEFAULT_LIMIT 50
@@ -763,8 +765,10 @@ int bg_client_failed(struct bg_client *c, const struct bg_failed_query *q,
  * "stream", "original_entry_id", "entry_id" (the new one), "retry_count",
  * "previous_error_code"}. -ENOENT: no such execution, or its entry is no
  * longer on the stream; -EPERM: its status is not FAILED (COMPLETED,
- * CANCELLED, still running or already retried); -EAGAIN: the record kept
- * changing. */
+ * CANCELLED, still running or already retried), or it failed as the copy
+ * of another message under its idempotency key (duplicate_of); -EAGAIN:
+ * the record kept changing. An entry with an idempotency key still held
+ * by the message is named the key's entry in the same script. */
 int bg_client_retry(struct bg_client *c, const char *session,
 		    const char *message_id, char **json_out);
 
@@ -784,9 +788,15 @@ int bg_client_dlq_show(struct bg_client *c, const char *id, char **json_out);
 
 /* Write the original entry of dead letter id back (XADD data <entry>) to
  * the stream it was read from, and delete the dead letter, in one script:
- * a second requeue of the same id is -ENOENT. -EPERM when the record keeps
- * no entry data (the entry had no data field) or no stream. JSON:
- * {"id", "stream", "entry_id" (the new entry), "error_code"}. */
+ * a second requeue of the same id is -ENOENT. When the entry is an
+ * ASK_AGENT whose execution record is FAILED, the same script puts the
+ * record back to QUEUED as bg_client_retry does (-EAGAIN when it changed
+ * since read); one COMPLETED or CANCELLED is -EPERM (it would be
+ * acknowledged unrun). An idempotency key still held by the message names
+ * the new entry. -EPERM also when the record keeps no entry data (the
+ * entry had no data field) or no stream. JSON: {"id", "stream",
+ * "entry_id" (the new entry), "error_code", "execution_requeued" (the
+ * execution id put back to QUEUED, or null)}. */
 int bg_client_dlq_requeue(struct bg_client *c, const char *id, char **json_out);
 
 /* Delete the dead letters ids[0..n) (XDEL; ids not there are skipped), or

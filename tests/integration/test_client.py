@@ -473,6 +473,9 @@ def test_every_command_has_help_and_a_bad_option_gets_a_short_usage(h):
     assert bad.returncode == 2
     assert "--bogus" in bad.stderr and len(bad.stderr.splitlines()) <= 4, \
         bad.stderr
+    bad = h.bygate("reply", "msg-1", "--session", "s", "--bogus")
+    assert bad.returncode == 2 and "reply: bad option" in bad.stderr, \
+        bad.stderr
     d = subprocess.run([str(h.bin("bygated")), "--help"],
                        capture_output=True, text=True)
     assert d.returncode == 0 and "usage: bygated" in d.stdout

@@ -6,9 +6,10 @@ dead-letter stream listed, shown, requeued once and purged."""
 import json
 import threading
 
-from harness import wait_until
+from harness import command_calls, wait_until
 from bglib import proc
 import pyclient as pc
+from bglib.keys import Keys
 from test_client import bygate_json, ok
 from test_http import FAST, start, metrics, sample, wait_reason
 
@@ -120,6 +121,26 @@ def test_queues_on_an_empty_redis_says_so(h):
 def test_queues_of_an_unknown_agent_type_exits_1(h):
     out = h.bygate("queues", "--agent-type", "nosuch")
     assert out.returncode == 1 and "nosuch" in out.stderr
+
+
+def test_queues_reads_only_agent_type_streams_not_their_side_keys(h):
+    """The keys bygate keeps beside an agent type's stream (idempotency
+    claims, v1: ctrl:agent_type:<T>:bygate_idem:<K>) match the streams'
+    SCAN pattern: they are neither agent types nor read one by one."""
+    c = h.client()
+    c.call("XADD", h.keys.ctrl_agent_type("echo"), "*", "data", "{}")
+    for i in range(50):
+        c.call("HSET", h.keys.idempotency("echo", "k%d" % i),
+               "message_id", "msg-%d" % i)
+    c.call("CONFIG", "RESETSTAT")
+    doc = bygate_json(h, "queues")
+    assert [t["agent_type"] for t in doc["agent_types"]] == ["echo"]
+    assert command_calls(c, "type") <= 1
+    side = h.keys.idempotency("echo", "k1")
+    if side.startswith(h.keys.ctrl_agent_type("")):  # v1
+        name = side[len(h.keys.ctrl_agent_type("")):]
+        out = h.bygate("queues", "--agent-type", name)
+        assert out.returncode == 1 and name in out.stderr
 
 
 def test_queues_usage_errors_exit_2(h):
@@ -300,6 +321,8 @@ def test_dlq_usage_errors_and_unknown_ids(h):
     assert h.bygate("dlq", "bogus").returncode == 2
     assert h.bygate("dlq", "show").returncode == 2
     assert h.bygate("dlq", "show", "not-an-id").returncode == 2
+    assert h.bygate("dlq", "show", "18446744073709551616-0").returncode == 2
+    assert h.bygate("dlq", "purge", "1-18446744073709551616").returncode == 2
     assert h.bygate("dlq", "purge").returncode == 2
     assert h.bygate("dlq", "purge", "1-1", "--all").returncode == 2
     assert h.bygate("dlq", "list", "--limit", "x").returncode == 2
@@ -371,3 +394,120 @@ def test_requeue_refuses_a_dead_letter_whose_execution_completed(h):
     assert out.returncode == 1 and "COMPLETED" in out.stderr
     assert bygate_json(h, "dlq", "list")["length"] == 1
     assert h.client().call("XLEN", h.keys.ctrl_agent_type("echo")) == 0
+
+
+def keyed_flaky(h, key):
+    cmd = pc.ask_command(S, "flaky", "keyed")
+    cmd["header"]["metadata"] = {"idempotency_key": key}
+    h.client().pipeline(pc.send_commands(h.keys, cmd)[1])
+    return cmd["header"]["message_id"]
+
+
+def test_a_retried_task_with_an_idempotency_key_runs_again(h):
+    """The retry's entry is the same message under the same key: bygated
+    runs it as that key's entry, not as a copy acknowledged unrun."""
+    d = fail_then_fix(h)
+    mid = keyed_flaky(h, "retry-key-1")
+    wait_status(h, mid, "FAILED")
+    d.stop()
+    h.start_bygated({"agent_types": [h.agent_type("flaky", plugin="echo")]})
+    ok(h.bygate("retry", mid, "--session", S))
+    done = wait_status(h, mid, "COMPLETED")
+    assert done["retry_count"] == 1
+
+
+def test_a_requeued_dead_letter_with_an_idempotency_key_runs_again(h):
+    cmd = pc.ask_command(S, "echo", "keyed second chance")
+    cmd["header"]["metadata"] = {"idempotency_key": "dlq-key-1"}
+    h.client().call("HSET", h.keys.idempotency("echo", "dlq-key-1"),
+                    "message_id", cmd["header"]["message_id"],
+                    "session_id", S, "execution_id", "exec-p3",
+                    "entry", "1-1")
+    dl = poison_letter(h, cmd, "exec-p3", "FAILED")
+    h.start_bygated()
+    bygate_json(h, "dlq", "requeue", dl)
+    done = wait_status(h, cmd["header"]["message_id"], "COMPLETED")
+    assert done["retry_count"] == 1
+
+
+def test_dlq_list_and_show_print_no_control_character_from_redis(h):
+    """A dead letter's fields come from whatever was written to a stream:
+    their control characters are shown as '?', never sent to the
+    terminal."""
+    esc = "\x1b]0;owned\x07"
+    letter = {"execution_id": "exec-" + esc, "target_agent_type": esc,
+              "status": "FAILED", "reason": "bad\x1b[2J", "stream": "s" + esc,
+              "entry_id": "1-1" + esc, "delivery_count": 6,
+              "error_code": "x" + esc, "entry": "{}"}
+    dl = h.client().call("XADD", h.keys.deadletter(), "*", "data",
+                         json.dumps(letter))
+    for args in (("dlq", "list"), ("dlq", "show", dl)):
+        out = ok(h.bygate(*args))
+        assert dl in out.stdout
+        assert "\x1b" not in out.stdout and "\x07" not in out.stdout, \
+            repr(out.stdout)
+
+
+def test_retry_refuses_a_copy_acknowledged_for_its_idempotency_key(h):
+    """A send whose key was first used by another message FAILED as that
+    message's copy: written again it would only be a copy again."""
+    h.start_bygated()
+    c = h.client()
+    sends = []
+    for _ in range(2):
+        cmd = pc.ask_command(S, "echo", "keyed")
+        cmd["header"]["metadata"] = {"idempotency_key": "dup-key-1"}
+        c.pipeline(pc.send_commands(h.keys, cmd)[1])
+        sends.append(cmd["header"]["message_id"])
+    wait_status(h, sends[0], "COMPLETED")
+    copy = wait_status(h, sends[1], "FAILED")
+    assert copy["duplicate_of"] == sends[0]
+    out = h.bygate("retry", sends[1], "--session", S)
+    assert out.returncode == 1, (out.stdout, out.stderr)
+    assert sends[0] in out.stderr and "copy" in out.stderr
+    assert record(h, sends[1])["status"] == "FAILED"
+
+
+def test_retry_of_a_record_without_stream_name_names_the_stream_searched(h):
+    cmd = pc.ask_command(S, "echo", "gone")
+    _, cmds = pc.send_commands(h.keys, cmd, execution_id="exec-ns")
+    rec = json.loads(cmds[0][3])
+    rec.update(status="FAILED", stream_name="", finished_at=rec["created_at"])
+    h.client().call("HSET", h.keys.registry(S), "exec:exec-ns",
+                    json.dumps(rec), "msg_map:" + cmd["header"]["message_id"],
+                    "exec-ns")
+    out = h.bygate("retry", cmd["header"]["message_id"], "--session", S)
+    assert out.returncode == 1, (out.stdout, out.stderr)
+    assert "no longer on %s" % h.keys.ctrl_agent_type("echo") in out.stderr, \
+        out.stderr
+
+
+def test_failed_and_retry_see_the_history_of_a_worker_that_stopped(h):
+    """A cleanly stopped bygated leaves the registry's worker set, but its
+    execution index stays (7 d): its failures are still listed, and
+    retried without --session."""
+    d = fail_then_fix(h)
+    mid, _ = pc.send(h.client(), h.keys, "s-gone", "flaky", "x")
+    wait_status(h, mid, "FAILED", session="s-gone")
+    d.stop()
+    assert h.worker_id not in h.client().call(
+        "SMEMBERS", h.keys.known_workers())
+    rows = bygate_json(h, "failed")["executions"]
+    assert [r["message_id"] for r in rows] == [mid]
+    assert bygate_json(h, "retry", mid)["session_id"] == "s-gone"
+
+
+def test_failed_finds_a_stopped_workers_history_under_the_v2_schema(h):
+    """The same with v2 keys: the index is registry:worker:{W}:executions."""
+    v2 = Keys("v2")
+    d = h.start_bygated({"redis": {"key_schema": "v2"}, "agent_types": [
+        h.agent_type("flaky", plugin="fail")]})
+    c = h.client()
+    mid, _ = pc.send(c, v2, "s-v2", "flaky", "x")
+    wait_until(lambda: (pc.record(c, v2, "s-v2", mid) or {}).get("status")
+               == "FAILED", 20, what="the task to fail")
+    d.stop()
+    env = h.env(REDIS_KEY_SCHEMA_VERSION="v2")
+    rows = bygate_json(h, "failed", env=env)["executions"]
+    assert [(r["message_id"], r["session_id"]) for r in rows] == [
+        (mid, "s-v2")]

@@ -16,6 +16,7 @@ import subprocess
 import time
 
 from harness import timeout, wait_until
+from test_install import sanitizer_flags
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "python"
@@ -61,6 +62,7 @@ def compile_c(h, source, name):
     lib = h.bin("lib")
     exe = h.tmp / name
     subprocess.run(["cc", "-std=gnu11", "-Wall", "-Wextra", "-Werror",
+                    *sanitizer_flags(),
                     "-I", str(REPO / "include"), "-o", str(exe),
                     str(REPO / source), *[str(lib / l) for l in LIBS],
                     "-lhiredis", "-ljansson", "-lconfig", "-lcrypto"],
@@ -175,6 +177,25 @@ def test_the_reply_command_quotes_what_a_shell_would_split(h):
                           stdin=subprocess.DEVNULL)
     assert done.returncode == 0, (line, done.stdout, done.stderr)
     assert done.stdout.splitlines()[-1].endswith(": COMPLETED")
+
+
+@timeout(90)
+def test_the_reply_command_answers_a_message_id_that_starts_with_a_dash(h):
+    """An id that getopt would take for an option follows "--"."""
+    start(h)
+    out = h.bygate("send", "--agent-type", "approver", "--session", "s-dash",
+                   "--message-id", "-m dash", "--content", "deploy v8",
+                   "--wait")
+    assert out.returncode == EXIT_WAITING, (out.stdout, out.stderr)
+    cmd, = [l.strip() for l in out.stderr.splitlines()
+            if l.strip().startswith("bygate reply")]
+    line = "%s %s" % (shlex.quote(str(h.bin("bygate"))),
+                      cmd[len("bygate "):].replace("'...'", "ok"))
+    done = subprocess.run(["sh", "-c", line], env=h.env(), text=True,
+                          capture_output=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, (line, done.stdout, done.stderr)
+    assert done.stdout.splitlines()[-1] == "-m dash: COMPLETED"
 
 
 @timeout(90)
