@@ -207,8 +207,9 @@ def _quote(arg):
     return arg if arg and safe else "'" + arg.replace("'", "'\\''") + "'"
 
 
-def banner(args, redis, d):
+def banner(args, redis, d, http_port):
     env = "REDIS_HOST=127.0.0.1 REDIS_PORT=%d" % redis.port
+    top_env = "%s BYAI_WORKER_HEALTH_PORT=%s" % (env, http_port)
     send = " ".join(_quote(a) for a in send_command(
         args, "demo-2", "Another task for bygate"))
     kids = " ".join(str(p) for p in d.child_pids()) or "none yet"
@@ -223,8 +224,10 @@ def banner(args, redis, d):
     say("Watch every task (the event log) and the fleet:")
     say("  %s -c %s events --follow" % (shown(args.build / "bygate"),
                                         shown(args.config)))
-    say("  %s %s -c %s top" % (env, shown(args.build / "bygate"),
+    say("  %s %s -c %s top" % (top_env, shown(args.build / "bygate"),
                                shown(args.config)))
+    say("bygated's HTTP endpoint: http://127.0.0.1:%s/status, /metrics, "
+        "/readyz" % http_port)
     say("Watch a session's events in Redis:")
     say("  redis-cli -p %d XRANGE %s - +"
         % (redis.port, Keys("v1").data_stream(args.session)))
@@ -289,10 +292,15 @@ def run(args, signals):
         args.run_dir.mkdir(parents=True, exist_ok=True)
         redis = start_redis(args, signals)
         env = proc.clean_env(redis.env(), prefixes=("REDIS_",))
+        # bygated's GET /status on a free loopback port, so that `bygate
+        # top` (which reads http.port through the same variable) shows the
+        # pool's children too.
+        env["BYAI_WORKER_HEALTH_PORT"] = str(proc.free_port(
+            exclude=(redis.port,)))
         d = start_bygated(args, redis, env, signals)
         run_demo(args, env, signals)
         if not args.demo_only:
-            banner(args, redis, d)
+            banner(args, redis, d, env["BYAI_WORKER_HEALTH_PORT"])
             if not follow_log(d, signals):
                 raise Failure("bygated exited by itself (%s)"
                               % _status(d.returncode))
