@@ -95,7 +95,12 @@ def check_inputs(args):
         pid = int(pidfile.read_text().strip())
     except (OSError, ValueError):
         return
-    if pid != os.getpid() and proc.pid_alive(pid):
+    try:  # a recycled pid is not a bygated
+        alive = b"bygated" in pathlib.Path(
+            "/proc/%d/cmdline" % pid).read_bytes()
+    except OSError:
+        alive = False
+    if pid != os.getpid() and alive and proc.pid_alive(pid):
         raise Failure("bygated from another `make run` is still running "
                       "(pid %d, %s); stop it first" % (pid, shown(pidfile)))
 
