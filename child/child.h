@@ -402,6 +402,9 @@ void bg_child_exec_finish(struct bg_child_proc *c, struct bg_ctx *ctx);
 /* End every program: graceful closes their stdin and gives them a moment
  * to exit, else they are killed at once. */
 void bg_child_prog_end_all(struct bg_child_proc *c, bool graceful);
+/* In a task process: close our copies of the child's programs' pipes and
+ * forget the programs (c->progs empty) without touching them. */
+void bg_child_prog_disown_all(struct bg_child_proc *c);
 
 /* ---- exec.c: the tasks of handler = "exec" ---- */
 

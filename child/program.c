@@ -498,6 +498,24 @@ void bg_child_prog_end_all(struct bg_child_proc *c, bool graceful)
 	}
 }
 
+/* In a task process: every program in c->progs is the child's. Our
+ * copies of its pipes are closed and it is forgotten, never polled,
+ * reaped, killed or logged about here. */
+void bg_child_prog_disown_all(struct bg_child_proc *c)
+{
+	while (c->progs) {
+		struct bg_prog *p = c->progs;
+		prog_unlink(c, p);
+		close_fd(&p->in_fd);
+		close_fd(&p->out_fd);
+		close_fd(&p->err_fd);
+		bg_buf_free(&p->out);
+		bg_buf_free(&p->err);
+		bg_buf_free(&p->pending);
+		free(p);
+	}
+}
+
 /* ---- a task's place in its program --------------------------------------- */
 
 void bg_child_exec_finish(struct bg_child_proc *c, struct bg_ctx *ctx)

@@ -140,6 +140,9 @@ static _Noreturn void task_process(struct bg_child_proc *c,
 	if (out_fd >= 0)
 		close(out_fd);
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	/* The child's programs are not ours: a wait for a REPLY must not
+	 * poll their pipes, nor an exit end them. */
+	bg_child_prog_disown_all(c);
 	c->ppid = getppid(); /* the child: orphan checks watch it now */
 	c->task_process = true;
 	bg_child_no_scrub = true;
@@ -177,8 +180,7 @@ static _Noreturn void task_process(struct bg_child_proc *c,
 		_exit(0);
 	}
 	/* Nothing above the rings' fds 3-5 is the task's: the prepared
-	 * paths, and the pipes of the child's persistent programs (another
-	 * agent type's stdin) are closed. */
+	 * paths are closed (the child's programs' pipes already are). */
 	if (syscall(SYS_close_range, 6, ~0U, 0) == -1)
 		for (size_t i = 0; i < c->n_agents; i++)
 			bg_confine_close(&c->agents[i].confine);
@@ -333,14 +335,7 @@ void bg_child_spare_start(struct bg_child_proc *c)
 		close(out[1]);
 		/* The child's ends of its programs' pipes: held here while
 		 * we wait, a program would never see its stdin close. */
-		for (struct bg_prog *p = c->progs; p; p = p->next) {
-			if (p->in_fd >= 0)
-				close(p->in_fd);
-			if (p->out_fd >= 0)
-				close(p->out_fd);
-			if (p->err_fd >= 0)
-				close(p->err_fd);
-		}
+		bg_child_prog_disown_all(c);
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		spare_wait(c, go[0]);
 	}
