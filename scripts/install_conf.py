@@ -6,6 +6,7 @@ development configuration of a checkout, by giving it the installed paths:
     ../build/plugins/X.so            -> PREFIX/lib/bygate/plugins/X.so
     python3 ../examples/python/X.py  -> python3 PREFIX/share/bygate/python/X.py
     ../run/state, ../run/workspaces  -> LOCALSTATEDIR/lib/bygate[/workspaces]
+    ../run/events.jsonl              -> LOCALSTATEDIR/lib/bygate/events.jsonl
     worker.id "bygate-dev"           -> "" (bygate-<hostname>)
 
 Every path it names is absolute, so the file works wherever it is copied.
@@ -52,6 +53,10 @@ def convert(text, prefix, localstatedir, self_path):
         ('\tstate_dir = "../run/state";\n', '\tstate_dir = "%s";\n' % state),
         ('\tworkspace_dir = "../run/workspaces";\n',
          '\tworkspace_dir = "%s/workspaces";\n' % state),
+        # the task event log next to the state: the directory the unit's
+        # ReadWritePaths opens (bygate events reads it from this file)
+        ('\tevents_file = "../run/events.jsonl";\n',
+         '\tevents_file = "%s/events.jsonl";\n' % state),
     ]
     for old, new in fixed:
         if old not in text:

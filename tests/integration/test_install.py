@@ -182,6 +182,16 @@ def test_installed_bygated_serves_the_installed_example_agents(h):
     assert "the installed tree" in json.dumps(events)
     # state and workspaces in the installed var directory
     assert (prefix / "var" / "lib" / "bygate" / "bygated.lock").exists()
+    # the task event log beside them, read by the installed `bygate events`
+    # through the installed example configuration
+    log = prefix / "var" / "lib" / "bygate" / "events.jsonl"
+    wait_until(lambda: log.exists() and "inst-py" in log.read_text(), 10,
+               what="the event log of the installed bygated")
+    r = bygate(h, prefix, "events", "--jsonl")
+    assert r.returncode == 0, r.stderr
+    ended = [json.loads(line) for line in r.stdout.splitlines()
+             if '"ended"' in line]
+    assert {e["session_id"] for e in ended} >= {"inst-echo", "inst-py"}
 
 
 @timeout(240)
