@@ -107,7 +107,9 @@ json_t *jstr(const char *s, size_t n);
 json_t *jstr_c(const char *s);
 void print_json(json_t *v);
 json_t *parse_object(const char *raw, size_t len);
-void print_event_json(const struct bg_client_event *ev);
+/* One event as a JSON line; session (NULL: left out) names its session
+ * when a tail reads several. */
+void print_event_json(const struct bg_client_event *ev, const char *session);
 void print_event_text(const struct bg_client_event *ev);
 int on_event(void *arg, const struct bg_client_event *ev);
 int parse_ms(const char *s, int *out);

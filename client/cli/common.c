@@ -147,9 +147,11 @@ json_t *parse_object(const char *raw, size_t len)
 	return NULL;
 }
 
-void print_event_json(const struct bg_client_event *ev)
+void print_event_json(const struct bg_client_event *ev, const char *session)
 {
 	json_t *o = json_object();
+	if (session)
+		json_object_set_new(o, "session", jstr_c(session));
 	json_object_set_new(o, "entry_id", jstr_c(ev->entry_id));
 	json_object_set_new(o, "event_type", jstr_c(ev->event_type));
 	json_object_set_new(o, "message_id", jstr_c(ev->message_id));
@@ -189,7 +191,7 @@ int on_event(void *arg, const struct bg_client_event *ev)
 {
 	struct follow *f = arg;
 	if (f->json)
-		print_event_json(ev);
+		print_event_json(ev, NULL);
 	else
 		print_event_text(ev);
 	if (f->message_id && !strcmp(ev->event_type, "appStreamResponse") &&

@@ -311,7 +311,7 @@ static int on_wait_event(void *arg, const struct bg_client_event *ev)
 	const struct wait_show *w = arg;
 	char *text = NULL;
 	if (w->cli->json) {
-		print_event_json(ev);
+		print_event_json(ev, NULL);
 	} else if (bg_client_event_question(ev, &text) == 0) {
 		print_event_text(ev);
 	} else {
@@ -576,21 +576,7 @@ static int on_session_event(void *arg, const struct bg_client_event *ev)
 		print_event_text(ev);
 		return 0;
 	}
-	json_t *o = json_object();
-	json_object_set_new(o, "session", jstr_c(t->session));
-	json_object_set_new(o, "entry_id", jstr_c(ev->entry_id));
-	json_object_set_new(o, "event_type", jstr_c(ev->event_type));
-	json_object_set_new(o, "message_id", jstr_c(ev->message_id));
-	json_object_set_new(o, "source_agent_type",
-			    jstr_c(ev->source_agent_type));
-	json_object_set_new(o, "content",
-			    ev->content ? jstr(ev->content, ev->content_len)
-					: json_null());
-	json_t *event = parse_object(ev->raw, ev->raw_len);
-	json_object_set_new(o, "event", event ? event : json_null());
-	if (!ev->valid && ev->raw)
-		json_object_set_new(o, "raw", jstr(ev->raw, ev->raw_len));
-	print_json(o);
+	print_event_json(ev, t->session);
 	return 0;
 }
 
