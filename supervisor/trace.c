@@ -510,98 +510,42 @@ void bg_trace_group(struct bg_daemon *d, const struct bg_job *t,
 
 /* ---- flushing ----------------------------------------------------------- */
 
-/* One script call writes several traces and index keys, in order, each a
- * record of ARGV after ARGV[1] = the TTL:
- *
- *   "t", trace id, session id, last span status, min start, max end,
- *        "1" when a root ended, its status, end_ts, output, metadata,
- *        name, root_agent_type, root_message_id ("" = none), n, n spans
- *        -- KEYS: its meta and spans keys
- *   "z", n, "1" to EXPIRE the key after, n pairs score, trace id
- *        -- KEYS: the index key
- *
- * Per trace: start_ts stays the smallest and updated_at the largest any
+/* KEYS meta, spans. ARGV: ttl, trace id, session id, last span status,
+ * min start, max end, "1" when a root ended, its status, end_ts, output,
+ * metadata, name, root_agent_type, root_message_id ("" = none), then the
+ * spans. start_ts stays the smallest and updated_at the largest any
  * writer gave; once a root's end is written, spans no longer change the
- * trace's status (a late span of a callee cannot turn CANCELLED back).
- * Per index key: ZADD key LT (the earliest start stays), 256 members per
- * ZADD, then one EXPIRE. Spans go 1000 per RPUSH (Lua's unpack has a
- * limit). Each record names its own KEYS, so calls can be
- * grouped by hash slot (a cluster) without changing the script. */
+ * trace's status (a late span of a callee cannot turn CANCELLED back). */
 static const char flush_lua[] =
-	"local ttl, a, k = ARGV[1], 2, 1\n"
+	"local m, sp = KEYS[1], KEYS[2]\n"
 	"local function n(x) return tonumber(x or '') or 0 end\n"
 	"local function i(x) return string.format('%.0f', x) end\n"
-	"while a <= #ARGV do\n"
-	" if ARGV[a] == 't' then\n"
-	"  local m, sp = KEYS[k], KEYS[k + 1]\n"
-	"  k = k + 2\n"
-	"  local h = redis.call('HMGET', m, 'start_ts', 'updated_at', "
+	"local h = redis.call('HMGET', m, 'start_ts', 'updated_at', "
 	"'end_ts')\n"
-	"  local st, had = n(ARGV[a + 4]), n(h[1])\n"
-	"  if had > 0 and (st <= 0 or had < st) then st = had end\n"
-	"  local f = {'trace_id', ARGV[a + 1], 'start_ts', i(st), "
-	"'updated_at',\n"
-	"    i(math.max(n(ARGV[a + 5]), n(h[2])))}\n"
-	"  if ARGV[a + 2] ~= '' then\n"
-	"    f[#f + 1] = 'session_id'; f[#f + 1] = ARGV[a + 2] end\n"
-	"  if ARGV[a + 6] == '1' then\n"
-	"    for _, x in ipairs({'status', ARGV[a + 7], 'end_ts', "
-	"ARGV[a + 8],\n"
-	"      'metadata', ARGV[a + 10]}) do f[#f + 1] = x end\n"
-	"    if ARGV[a + 9] ~= '' then\n"
-	"      f[#f + 1] = 'output'; f[#f + 1] = ARGV[a + 9] end\n"
-	"  elseif ARGV[a + 3] ~= '' and not h[3] then\n"
-	"    f[#f + 1] = 'status'; f[#f + 1] = ARGV[a + 3] end\n"
-	"  redis.call('HSET', m, unpack(f))\n"
-	"  if ARGV[a + 11] ~= '' then\n"
-	"    redis.call('HSETNX', m, 'name', ARGV[a + 11])\n"
-	"    redis.call('HSETNX', m, 'root_agent_type', ARGV[a + 12])\n"
-	"    redis.call('HSETNX', m, 'root_message_id', ARGV[a + 13]) end\n"
-	"  local ns = n(ARGV[a + 14])\n"
-	"  for c = 0, ns - 1, 1000 do\n"
-	"    redis.call('RPUSH', sp, unpack(ARGV, a + 15 + c,\n"
-	"      a + 14 + math.min(c + 1000, ns))) end\n"
-	"  if ns > 0 then redis.call('EXPIRE', sp, ttl) end\n"
-	"  redis.call('EXPIRE', m, ttl)\n"
-	"  a = a + 15 + ns\n"
-	" elseif ARGV[a] == 'z' then\n"
-	"  local key, nm, b = KEYS[k], n(ARGV[a + 1]), a + 3\n"
-	"  k = k + 1\n"
-	"  for c = 0, nm - 1, 256 do\n"
-	"    redis.call('ZADD', key, 'LT', unpack(ARGV, b + 2 * c,\n"
-	"      b + 2 * math.min(c + 256, nm) - 1)) end\n"
-	"  if ARGV[a + 2] == '1' then redis.call('EXPIRE', key, ttl) end\n"
-	"  a = b + 2 * nm\n"
-	" else return redis.error_reply('bad trace record at ' .. a) end\n"
-	"end\n"
-	"return k - 1\n";
-
-/* A script call holds at most this many arguments (KEYS + ARGV) and
- * traces: a flush of many traces is a few calls, each small enough not
- * to hold Redis long; a trace with more spans than fit goes alone. */
-#define CALL_MAX_ARGS 4096
-#define CALL_MAX_TRACES 128
-
-/* One argument of a call being built: p, or (p NULL) at off in the
- * call's arena. */
-struct arg {
-	const char *p;
-	size_t off, len;
-};
-
-struct call {
-	struct arg *keys, *args;
-	size_t nk, ck, na, ca;
-	struct bg_buf arena;
-	size_t traces, spans;
-	bool oom;
-};
-
-/* What a call's reply callback needs: the spans it carried. */
-struct sent {
-	struct bg_daemon *d;
-	size_t spans;
-};
+	"local st, had = n(ARGV[5]), n(h[1])\n"
+	"if had > 0 and (st <= 0 or had < st) then st = had end\n"
+	"local f = {'trace_id', ARGV[2], 'start_ts', i(st), 'updated_at',\n"
+	"  i(math.max(n(ARGV[6]), n(h[2])))}\n"
+	"if ARGV[3] ~= '' then\n"
+	"  f[#f + 1] = 'session_id'; f[#f + 1] = ARGV[3] end\n"
+	"if ARGV[7] == '1' then\n"
+	"  for _, x in ipairs({'status', ARGV[8], 'end_ts', ARGV[9], "
+	"'metadata',\n"
+	"    ARGV[11]}) do f[#f + 1] = x end\n"
+	"  if ARGV[10] ~= '' then\n"
+	"    f[#f + 1] = 'output'; f[#f + 1] = ARGV[10] end\n"
+	"elseif ARGV[4] ~= '' and not h[3] then\n"
+	"  f[#f + 1] = 'status'; f[#f + 1] = ARGV[4] end\n"
+	"redis.call('HSET', m, unpack(f))\n"
+	"if ARGV[12] ~= '' then\n"
+	"  redis.call('HSETNX', m, 'name', ARGV[12])\n"
+	"  redis.call('HSETNX', m, 'root_agent_type', ARGV[13])\n"
+	"  redis.call('HSETNX', m, 'root_message_id', ARGV[14]) end\n"
+	"if #ARGV >= 15 then\n"
+	"  redis.call('RPUSH', sp, unpack(ARGV, 15))\n"
+	"  redis.call('EXPIRE', sp, ARGV[1]) end\n"
+	"redis.call('EXPIRE', m, ARGV[1])\n"
+	"return #ARGV - 14\n";
 
 static int by_trace(const void *a, const void *b)
 {
@@ -615,10 +559,7 @@ static int by_trace(const void *a, const void *b)
 static void on_flush_reply(struct bg_rconn *c, redisReply *r, void *priv)
 {
 	(void)c;
-	struct sent *s = priv;
-	struct bg_daemon *d = s->d;
-	size_t spans = s->spans;
-	free(s);
+	struct bg_daemon *d = priv;
 	if (d->trace == NULL || (r && !bg_reply_is_error(r)))
 		return;
 	if (!d->trace->warned) {
@@ -627,8 +568,7 @@ static void on_flush_reply(struct bg_rconn *c, redisReply *r, void *priv)
 			r ? bg_reply_error(r) : "connection lost");
 		d->trace->warned = true;
 	}
-	/* sent, counted written, but lost: counted dropped too */
-	d->trace->st.spans_dropped += spans ? spans : 1;
+	d->trace->st.spans_dropped++;
 }
 
 /* Note trace_id's place in index (kind, id) for this flush. */
@@ -656,64 +596,51 @@ static int by_index(const void *a, const void *b)
 	return strcmp(x->id, y->id);
 }
 
-static void push(struct call *c, bool key, const char *p, size_t off,
-		 size_t len)
+/* Members of one ZADD at most. */
+#define ZADD_MAX 256
+
+/* Per index key: ZADD key LT score trace ... (the earliest start stays)
+ * and one EXPIRE (best effort, WIRE 9.2). */
+static void send_indexes(struct bg_daemon *d, const char *ttl)
 {
-	struct arg **v = key ? &c->keys : &c->args;
-	size_t *n = key ? &c->nk : &c->na, *cap = key ? &c->ck : &c->ca;
-	if (*n == *cap) {
-		size_t nc = *cap ? *cap * 2 : 256;
-		struct arg *q = realloc(*v, nc * sizeof(*q));
-		if (q == NULL) {
-			c->oom = true;
-			return;
+	struct bg_trace *tr = d->trace;
+	qsort(tr->idx, tr->n_idx, sizeof(*tr->idx), by_index);
+	const char *argv[3 + 2 * ZADD_MAX];
+	size_t lens[3 + 2 * ZADD_MAX];
+	char scores[ZADD_MAX][24];
+	size_t a = 0;
+	while (a < tr->n_idx) {
+		size_t b = a + 1;
+		while (b < tr->n_idx && by_index(&tr->idx[a], &tr->idx[b]) == 0)
+			b++;
+		char *key = bg_dkey(d, tr->idx[a].kind, tr->idx[a].id);
+		for (size_t i = a; key && i < b;) {
+			int n = 0;
+			argv[n++] = "ZADD";
+			argv[n++] = key;
+			argv[n++] = "LT";
+			for (int k = 0; i < b && k < ZADD_MAX; i++, k++) {
+				snprintf(scores[k], sizeof(scores[k]), "%lld",
+					 (long long)tr->idx[i].score);
+				argv[n++] = scores[k];
+				argv[n++] = tr->idx[i].trace_id;
+			}
+			for (int k = 0; k < n; k++)
+				lens[k] = strlen(argv[k]);
+			bg_rconn_cmd(d->wr, on_flush_reply, d, 0, n, argv,
+				     lens);
 		}
-		*v = q;
-		*cap = nc;
+		if (key)
+			bg_rconn_cmdv(d->wr, NULL, NULL, 0,
+				      (const char *const[]){ "EXPIRE", key, ttl,
+							     NULL });
+		free(key);
+		a = b;
 	}
-	(*v)[(*n)++] = (struct arg){ p, off, len };
+	tr->n_idx = 0;
 }
 
-/* An argument that outlives the call (the flush's items). */
-static void arg_ref(struct call *c, const char *s)
-{
-	push(c, false, s, 0, strlen(s));
-}
-
-/* An argument or key copied into the call's arena. */
-static void arg_copy(struct call *c, bool key, const char *s)
-{
-	size_t off = c->arena.len, len = strlen(s);
-	if (bg_buf_append(&c->arena, s, len + 1) != 0) {
-		c->oom = true;
-		return;
-	}
-	push(c, key, NULL, off, len);
-}
-
-static void arg_num(struct call *c, int64_t v)
-{
-	char s[24];
-	snprintf(s, sizeof(s), "%lld", (long long)v);
-	arg_copy(c, false, s);
-}
-
-static void key_of(struct call *c, struct bg_daemon *d, enum bg_key_kind kind,
-		   const char *id)
-{
-	char *k = bg_dkey(d, kind, id);
-	if (k == NULL)
-		c->oom = true;
-	else
-		arg_copy(c, true, k);
-	free(k);
-}
-
-static size_t call_size(const struct call *c)
-{
-	return c->nk + c->na;
-}
-
+/* Items [a, b) are one trace's: one script call and its indexes. */
 /* SHA-1 of flush_lua, computed once; NULL: always EVAL. */
 static const char *flush_sha(void)
 {
@@ -723,68 +650,8 @@ static const char *flush_sha(void)
 	return hex;
 }
 
-/* Send call c (when it holds a record) and empty it for the next. The
- * first call of a flush sends the script's text (EVAL caches it), the
- * others its SHA-1: they run after it on this connection, so no
- * NOSCRIPT is expected. */
-static void call_send(struct bg_daemon *d, struct call *c, const char *ttl,
-		      bool *text_sent)
-{
-	struct bg_trace *tr = d->trace;
-	if (c->na <= 1) /* the TTL only */
-		goto reset;
-	size_t n = 4 + call_size(c);
-	const char **argv = malloc(n * sizeof(*argv));
-	size_t *lens = malloc(n * sizeof(*lens));
-	struct sent *s = malloc(sizeof(*s));
-	char nk[24];
-	snprintf(nk, sizeof(nk), "%zu", c->nk);
-	if (c->oom || argv == NULL || lens == NULL || s == NULL) {
-		tr->st.spans_dropped += c->spans;
-		free(argv);
-		free(lens);
-		free(s);
-		goto reset;
-	}
-	const char *sha = *text_sent ? flush_sha() : NULL;
-	*text_sent = true;
-	argv[0] = sha ? "EVALSHA" : "EVAL";
-	argv[1] = sha ? sha : flush_lua;
-	argv[2] = nk;
-	size_t k = 3;
-	for (size_t i = 0; i < c->nk; i++, k++) {
-		const struct arg *x = &c->keys[i];
-		argv[k] = x->p ? x->p : c->arena.p + x->off;
-		lens[k] = x->len;
-	}
-	for (size_t i = 0; i < c->na; i++, k++) {
-		const struct arg *x = &c->args[i];
-		argv[k] = x->p ? x->p : c->arena.p + x->off;
-		lens[k] = x->len;
-	}
-	for (size_t i = 0; i < 3; i++)
-		lens[i] = strlen(argv[i]);
-	*s = (struct sent){ d, c->spans };
-	if (bg_rconn_cmd(d->wr, on_flush_reply, s, 0, (int)k, argv, lens) ==
-	    0) {
-		tr->st.spans_written += c->spans;
-	} else {
-		tr->st.spans_dropped += c->spans;
-		free(s);
-	}
-	free(argv);
-	free(lens);
-reset:
-	c->nk = c->na = 0;
-	bg_buf_reset(&c->arena);
-	c->traces = c->spans = 0;
-	c->oom = false;
-	arg_copy(c, false, ttl);
-}
-
-/* Items [a, b) are one trace's: its record in call c, its indexes noted. */
-static void add_trace(struct bg_daemon *d, struct call *c, struct item *a,
-		      struct item *b, const char *ttl, bool *text_sent)
+static void send_trace(struct bg_daemon *d, struct item *a, struct item *b,
+		       const char *ttl, bool *text_sent)
 {
 	size_t nspans = 0;
 	int64_t start = 0, end = 0;
@@ -804,35 +671,68 @@ static void add_trace(struct bg_daemon *d, struct call *c, struct item *a,
 		if (it->end_ts > end)
 			end = it->end_ts;
 	}
-	if (c->traces >= CALL_MAX_TRACES ||
-	    (c->traces && call_size(c) + 17 + nspans > CALL_MAX_ARGS))
-		call_send(d, c, ttl, text_sent);
-	key_of(c, d, BG_KEY_TRACE_META, a->trace_id);
-	key_of(c, d, BG_KEY_TRACE_SPANS, a->trace_id);
-	arg_ref(c, "t");
-	arg_ref(c, a->trace_id);
-	arg_ref(c, a->session_id);
-	arg_ref(c, status);
-	arg_num(c, start);
-	arg_num(c, end);
-	arg_ref(c, root_end ? "1" : "0");
-	arg_ref(c, root_end ? root_end->status : "");
-	arg_num(c, root_end ? root_end->end_ts : 0);
-	arg_ref(c,
-		root_end && root_end->end_output ? root_end->end_output : "");
-	arg_ref(c, root_end && root_end->end_metadata ? root_end->end_metadata
-						      : "{}");
-	arg_ref(c, dispatch ? dispatch->name : "");
-	arg_ref(c, dispatch ? dispatch->root_agent_type : "");
-	arg_ref(c, dispatch ? dispatch->root_message_id : "");
-	arg_num(c, (int64_t)nspans);
-	for (struct item *it = a; it < b; it++)
-		if (it->span)
-			arg_ref(c, it->span);
-	c->traces++;
-	c->spans += nspans;
+	char *meta = bg_dkey(d, BG_KEY_TRACE_META, a->trace_id);
+	char *spans = bg_dkey(d, BG_KEY_TRACE_SPANS, a->trace_id);
+	size_t fixed = 19;
+	const char **argv = calloc(fixed + nspans, sizeof(*argv));
+	size_t *lens = calloc(fixed + nspans, sizeof(*lens));
+	if (meta && spans && argv && lens) {
+		char st[24], en[24], rend[24];
+		snprintf(st, sizeof(st), "%lld", (long long)start);
+		snprintf(en, sizeof(en), "%lld", (long long)end);
+		snprintf(rend, sizeof(rend), "%lld",
+			 (long long)(root_end ? root_end->end_ts : 0));
+		/* The first call of a flush sends the text (EVAL caches
+		 * it), the others its SHA-1: they run after it on this
+		 * connection, so no NOSCRIPT is expected. */
+		const char *sha = *text_sent ? flush_sha() : NULL;
+		*text_sent = true;
+		const char *fx[19] = {
+			sha ? "EVALSHA" : "EVAL",
+			sha ? sha : flush_lua,
+			"2",
+			meta,
+			spans,
+			ttl,
+			a->trace_id,
+			a->session_id,
+			status,
+			st,
+			en,
+			root_end ? "1" : "0",
+			root_end ? root_end->status : "",
+			rend,
+			root_end && root_end->end_output ? root_end->end_output
+							 : "",
+			root_end && root_end->end_metadata
+				? root_end->end_metadata
+				: "{}",
+			dispatch ? dispatch->name : "",
+			dispatch ? dispatch->root_agent_type : "",
+			dispatch ? dispatch->root_message_id : "",
+		};
+		size_t n = 0;
+		for (; n < fixed; n++)
+			argv[n] = fx[n];
+		for (struct item *it = a; it < b; it++)
+			if (it->span)
+				argv[n++] = it->span;
+		for (size_t k = 0; k < n; k++)
+			lens[k] = strlen(argv[k]);
+		if (bg_rconn_cmd(d->wr, on_flush_reply, d, 0, (int)n, argv,
+				 lens) == 0)
+			d->trace->st.spans_written += nspans;
+		else
+			d->trace->st.spans_dropped += nspans;
+	} else {
+		d->trace->st.spans_dropped += nspans;
+	}
+	free(argv);
+	free(lens);
+	free(meta);
+	free(spans);
 	/* the indexes: the session, this worker, each target agent type
-	 * (written after every trace of the flush, by key) */
+	 * (sent after every trace of the flush, by key) */
 	struct bg_trace *tr = d->trace;
 	add_index(tr, BG_KEY_TRACE_IDX_SESSION, a->session_id, a->trace_id,
 		  start);
@@ -846,38 +746,6 @@ static void add_trace(struct bg_daemon *d, struct call *c, struct item *a,
 			add_index(tr, BG_KEY_TRACE_IDX_AGENT, it->agent,
 				  a->trace_id, start);
 	}
-}
-
-/* The "z" records of the noted index entries, by key, split over calls
- * when a key has more members than fit (EXPIRE with its last part). */
-static void add_indexes(struct bg_daemon *d, struct call *c, const char *ttl,
-			bool *text_sent)
-{
-	struct bg_trace *tr = d->trace;
-	qsort(tr->idx, tr->n_idx, sizeof(*tr->idx), by_index);
-	size_t a = 0;
-	while (a < tr->n_idx) {
-		size_t b = a + 1;
-		while (b < tr->n_idx && by_index(&tr->idx[a], &tr->idx[b]) == 0)
-			b++;
-		for (size_t i = a; i < b;) {
-			if (call_size(c) + 6 > CALL_MAX_ARGS)
-				call_send(d, c, ttl, text_sent);
-			size_t room = (CALL_MAX_ARGS - call_size(c) - 4) / 2;
-			size_t m = b - i < room ? b - i : room;
-			key_of(c, d, tr->idx[a].kind, tr->idx[a].id);
-			arg_ref(c, "z");
-			arg_num(c, (int64_t)m);
-			arg_ref(c, i + m == b ? "1" : "0");
-			for (size_t j = i; j < i + m; j++) {
-				arg_num(c, tr->idx[j].score);
-				arg_ref(c, tr->idx[j].trace_id);
-			}
-			i += m;
-		}
-		a = b;
-	}
-	tr->n_idx = 0;
 }
 
 /* Drop every kept item, counting its span. */
@@ -917,21 +785,15 @@ void bg_trace_flush(struct bg_daemon *d)
 	snprintf(ttl, sizeof(ttl), "%d", d->cfg->trace_ttl_s);
 	qsort(tr->items, tr->n, sizeof(*tr->items), by_trace);
 	bool text_sent = false;
-	struct call c = { 0 };
-	arg_copy(&c, false, ttl);
 	size_t a = 0;
 	for (size_t i = 1; i <= tr->n; i++)
 		if (i == tr->n ||
 		    strcmp(tr->items[i].trace_id, tr->items[a].trace_id)) {
-			add_trace(d, &c, &tr->items[a], &tr->items[i], ttl,
-				  &text_sent);
+			send_trace(d, &tr->items[a], &tr->items[i], ttl,
+				   &text_sent);
 			a = i;
 		}
-	add_indexes(d, &c, ttl, &text_sent);
-	call_send(d, &c, ttl, &text_sent);
-	free(c.keys);
-	free(c.args);
-	bg_buf_free(&c.arena);
+	send_indexes(d, ttl);
 	for (size_t i = 0; i < tr->n; i++)
 		item_free(&tr->items[i]);
 	tr->n = 0;

@@ -7,15 +7,14 @@
  *
  * Off the task path: a span is built and kept in memory when its event
  * happens; every trace.flush_ms all kept spans go to Redis in one
- * script call per flush (a few when it is large: at most 128 traces and
- * 4096 arguments per call) that writes every trace of the flush and then
- * its index keys (one ZADD and one EXPIRE per key), with no reply waited
- * for by any task. Best effort like the reference: a flush lost with the
- * connection is counted, never retried. Sampled per trace id
- * (wire/span.h), capped at trace.max_spans_per_trace per trace, and at
- * trace.max_kept_spans kept between two flushes; a flush that finds the
- * write connection 32 MiB behind drops what it holds. Every span not
- * written is counted in spans_dropped. */
+ * pipeline on the write connection (one script call per trace, two
+ * commands per index key), with no reply waited for by any task. Best
+ * effort like the reference: a flush lost with the connection is
+ * counted, never retried. Sampled per trace id (wire/span.h), capped at
+ * trace.max_spans_per_trace per trace and at trace.max_kept_spans kept
+ * between two flushes; a flush that finds the write connection 32 MiB
+ * behind drops what it holds. Every span not written is counted in
+ * spans_dropped. */
 #ifndef BG_SUPERVISOR_TRACE_H
 #define BG_SUPERVISOR_TRACE_H
 
