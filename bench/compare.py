@@ -5,6 +5,11 @@ B A, ...), so drift of the machine falls on both. Prints the median of
 each build and the ratio B/A.
 
     python3 bench/compare.py --a /tmp/old/build --b build [--rounds 5]
+    python3 bench/compare.py --a build --b build --a-set trace.enabled=false
+
+--a-set/--b-set SECTION.KEY=VALUE (repeatable) override one config key of
+that side's bygated (VALUE as JSON when it parses, else a string), so one
+build can be compared with itself under two settings.
 
 Used to check that a refactoring costs nothing (docs/architecture.md);
 every run starts its own redis-server on a free loopback port."""
@@ -25,11 +30,27 @@ FIGURES = (("tasks_per_s", "tasks/s", "%9.0f"),
            ("p99", "latency p99 us", "%9.0f"))
 
 
-def one(build, phase, n, warm):
+def overrides(pairs):
+    """{"section": {"key": value}} of SECTION.KEY=VALUE strings."""
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        section, dot, key = name.partition(".")
+        if not sep or not dot or not section or not key:
+            raise SystemExit("bad setting %r: want SECTION.KEY=VALUE" % pair)
+        try:
+            value = json.loads(value)
+        except ValueError:
+            pass
+        out.setdefault(section, {})[key] = value
+    return out
+
+
+def one(build, phase, n, warm, extra=None):
     args = bench.parse_args(["--build", str(build), "--tasks", str(n)])
     r = bench.Run(args)
     try:
-        res, _ = bench.bygate_phase(r, phase, phase, n, warm)
+        res, _ = bench.bygate_phase(r, phase, phase, n, warm, extra=extra)
     finally:
         r.close(keep=False)
     res["p50"] = res["latency_us"]["p50"]
@@ -46,7 +67,14 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--tasks", type=int, default=20000)
     ap.add_argument("--closed-tasks", type=int, default=1000)
+    ap.add_argument("--a-set", action="append", default=[],
+                    metavar="SECTION.KEY=VALUE",
+                    help="a config key of A's bygated (repeatable)")
+    ap.add_argument("--b-set", action="append", default=[],
+                    metavar="SECTION.KEY=VALUE",
+                    help="a config key of B's bygated (repeatable)")
     a = ap.parse_args()
+    extra = {"A": overrides(a.a_set), "B": overrides(a.b_set)}
     builds = {"A": a.a.resolve(), "B": a.b.resolve()}
     for b in builds.values():
         bench.check_built(b)
@@ -56,7 +84,7 @@ def main():
         for k in order:
             for phase, n, warm in (("full", a.tasks, 0),
                                    ("closed", a.closed_tasks, 50)):
-                res = one(builds[k], phase, n, warm)
+                res = one(builds[k], phase, n, warm, extra[k] or None)
                 runs[(k, phase)].append(res)
                 print("round %d %s %-6s %8.0f tasks/s, bygated %.1f us/task"
                       % (i + 1, k, phase, res["tasks_per_s"],

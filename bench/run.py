@@ -416,11 +416,11 @@ def stop_perf(run, t):
 
 def bygate_phase(run, name, mode, n, warmup=0, profile=False,
                  durability=DEFAULT_DURABILITY, sandbox="trusted", sched=None,
-                 lanes=0):
+                 lanes=0, extra=None):
     a = run.args
     r = run.redis(name)
     d = run.bygated(r, name, durability=durability, sandbox=sandbox,
-                    sched=sched)
+                    sched=sched, extra=extra)
     c = r.client(timeout=30.0)
     run.owned.append(c)
     argv = [run.build / "bench" / "loadgen", "--port", r.port, "--mode", mode,

@@ -109,6 +109,7 @@ struct bg_config {
 	int trace_ttl_s;
 	int trace_max_spans;
 	int trace_flush_ms;
+	int trace_max_kept; /* spans kept between flushes at most */
 	/* the fleet metrics history (WIRE 9.3, supervisor/history.h) */
 	bool history_enabled;
 	int history_interval_s;

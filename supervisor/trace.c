@@ -23,6 +23,10 @@
 #define OUTPUT_MAX 4096	    /* the reference's io_value_max_length */
 #define COUNT_SLOTS 8192    /* spans per trace: open addressing */
 #define COUNT_MAX_USED 4096 /* then forgotten at once, as the reference */
+/* A flush finding more than this unanswered on the write connection
+ * drops what it holds (counted): Redis is behind, and spans must not
+ * pile up in bygated's output buffer. */
+#define BACKLOG_MAX_BYTES (32u << 20)
 
 /* One thing to write: a span and/or a root's end, of one trace. */
 struct item {
@@ -159,6 +163,11 @@ static bool keep_span(struct bg_daemon *d, const struct bg_span *s,
 		      const char *status, struct item **out)
 {
 	struct bg_trace *tr = d->trace;
+	if (tr->n >= (size_t)d->cfg->trace_max_kept) {
+		/* Redis slow or the flush behind: memory stays bounded */
+		tr->st.spans_dropped++;
+		return false;
+	}
 	char *tid = bg_str_dup(s->trace_id);
 	if (tid == NULL || !sampled(d, tid) ||
 	    !count_span(tr, tid, d->cfg->trace_max_spans)) {
@@ -399,6 +408,7 @@ void bg_trace_job_finished(struct bg_daemon *d, const struct bg_job *t)
 	}
 	/* TraceWriteClient.record_trace of a root's end (WIRE 9.2) */
 	if (terminal && t->id.parent_message_id[0] == '\0' &&
+	    d->trace->n < (size_t)d->cfg->trace_max_kept &&
 	    sampled(d, t->id.trace_id)) {
 		struct item *end = item_new(d->trace, t->id.trace_id,
 					    t->id.session_id, e.status,
@@ -738,18 +748,37 @@ static void send_trace(struct bg_daemon *d, struct item *a, struct item *b,
 	}
 }
 
+/* Drop every kept item, counting its span. */
+static void drop_kept(struct bg_trace *tr)
+{
+	for (size_t i = 0; i < tr->n; i++) {
+		if (tr->items[i].span)
+			tr->st.spans_dropped++;
+		item_free(&tr->items[i]);
+	}
+	tr->n = 0;
+}
+
 void bg_trace_flush(struct bg_daemon *d)
 {
 	struct bg_trace *tr = d->trace;
 	if (tr == NULL || tr->n == 0)
 		return;
 	if (!bg_rconn_ready(d->wr)) {
-		for (size_t i = 0; i < tr->n; i++) {
-			if (tr->items[i].span)
-				tr->st.spans_dropped++;
-			item_free(&tr->items[i]);
+		drop_kept(tr);
+		return;
+	}
+	if (bg_rconn_pending_bytes(d->wr) > BACKLOG_MAX_BYTES) {
+		/* Redis is behind: what it has not answered yet stays the
+		 * only trace data in bygated's memory */
+		if (!tr->warned) {
+			bg_warn("trace write skipped: %zu bytes unanswered on "
+				"the write connection; traces are best effort, "
+				"later drops are counted only",
+				bg_rconn_pending_bytes(d->wr));
+			tr->warned = true;
 		}
-		tr->n = 0;
+		drop_kept(tr);
 		return;
 	}
 	char ttl[16];

@@ -10,8 +10,11 @@
  * pipeline on the write connection (one script call per trace, two
  * commands per index key), with no reply waited for by any task. Best
  * effort like the reference: a flush lost with the connection is
- * counted, never retried. Sampled per trace id (wire/span.h) and capped
- * at trace.max_spans_per_trace per trace. */
+ * counted, never retried. Sampled per trace id (wire/span.h), capped at
+ * trace.max_spans_per_trace per trace and at trace.max_kept_spans kept
+ * between two flushes; a flush that finds the write connection 32 MiB
+ * behind drops what it holds. Every span not written is counted in
+ * spans_dropped. */
 #ifndef BG_SUPERVISOR_TRACE_H
 #define BG_SUPERVISOR_TRACE_H
 

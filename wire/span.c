@@ -16,9 +16,15 @@ struct out {
 
 static void key(struct out *o, const char *k)
 {
+	/* appended, not printf'd: ~35 members per span */
+	if (o->rc == 0 && !o->first)
+		o->rc = bg_buf_append(o->b, ",\"", 2);
+	else if (o->rc == 0)
+		o->rc = bg_buf_append(o->b, "\"", 1);
 	if (o->rc == 0)
-		o->rc = bg_buf_printf(o->b, "%s\"%s\":", o->first ? "" : ",",
-				      k);
+		o->rc = bg_buf_append(o->b, k, strlen(k));
+	if (o->rc == 0)
+		o->rc = bg_buf_append(o->b, "\":", 2);
 	o->first = false;
 }
 

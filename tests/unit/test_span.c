@@ -169,6 +169,29 @@ static void test_missing_ids_or_bad_raw_values_are_refused(void **state)
 }
 
 /* md5("abc") = 90015098...: bucket 0x90015098 / 0xFFFFFFFF = 0.5625 */
+/* The exact bytes, not only the parsed members: key order, separators
+ * and no spaces, as to_payload() and json.dumps(separators=(",", ":"))
+ * give them (what Redis stores must not change with the builder). */
+static void test_a_minimal_span_is_these_exact_bytes(void **state)
+{
+	(void)state;
+	struct bg_span s = { .trace_id = BG_STR_LIT("t"),
+			     .span_id = BG_STR_LIT("s"),
+			     .operation = BG_STR_LIT("op"),
+			     .start_ts = 1,
+			     .end_ts = 3 };
+	struct bg_buf b = { 0 };
+	assert_int_equal(bg_span_build(&b, &s), 0);
+	assert_string_equal(
+		b.p,
+		"{\"trace_id\":\"t\",\"span_id\":\"s\",\"operation\":\"op\","
+		"\"start_ts\":1,\"end_ts\":3,\"duration_ms\":2,\"name\":\"op\","
+		"\"source\":\"redis\",\"tokens\":{},\"cost\":{},"
+		"\"retryable\":false,\"queue_wait_ms\":0,\"chunk_count\":0,"
+		"\"metadata\":{}}");
+	bg_buf_free(&b);
+}
+
 static void test_sampling_is_the_md5_bucket_of_the_trace_id(void **state)
 {
 	(void)state;
@@ -182,6 +205,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_a_span_carries_the_payload_fields),
+		cmocka_unit_test(test_a_minimal_span_is_these_exact_bytes),
 		cmocka_unit_test(test_name_defaults_to_the_operation),
 		cmocka_unit_test(test_empty_strings_and_null_io_are_left_out),
 		cmocka_unit_test(test_false_and_empty_objects_are_kept),
