@@ -358,9 +358,10 @@ const struct bg_conf_key bg_conf_keys[] = {
 	INT("trace", "flush_ms", C, trace_flush_ms, 200, 10, 10000, "ms", R,
 	    "Spans wait in memory at most this long and are written in one "
 	    "pipeline per flush, off the task path."),
-	INT("trace", "max_kept_spans", C, trace_max_kept, 100000, 1, 10000000,
+	INT("trace", "max_kept_spans", C, trace_max_kept, 20000, 1, 10000000,
 	    NULL, R,
-	    "Spans kept in memory between two flushes at most; more are "
+	    "Spans kept in memory between two flushes at most (about 1 KiB "
+	    "each: 20,000 is ten flushes' worth at 5,000 tasks/s); more are "
 	    "dropped and counted (bygate_trace_spans_dropped_total), so "
 	    "that a slow or absent Redis cannot grow bygated's memory."),
 	BOOL("metrics", "history", C, history_enabled, 1, 0,

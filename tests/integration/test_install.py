@@ -83,8 +83,24 @@ def make_install(prefix, destdir="", user=None, **extra):
     """`make install` from the repository root into the suite's build dir;
     returns make's output. Fails the test if make fails or compiles or
     archives anything (the build is already complete)."""
+    # BUILD as `make` was given it (relative to the repository when inside
+    # it): the objects' dependency files name their targets that way, and
+    # an absolute BUILD would miss them.
+    build = build_dir()
+    if build.is_relative_to(REPO):
+        build = build.relative_to(REPO)
+    # A build older than the sources would be rebuilt by `make install`
+    # with the default flags, over a sanitizer build's objects: refuse
+    # before touching it (`make -q` builds nothing).
+    q = subprocess.run(["make", "-q", "-C", str(REPO),
+                        "BUILD=%s" % build, "all"],
+                       capture_output=True, text=True, timeout=120,
+                       stdin=subprocess.DEVNULL, env=proc.clean_env())
+    assert q.returncode == 0, (
+        "%s is older than the sources: make install would rebuild it; "
+        "rebuild it first" % build_dir())
     argv = ["make", "--no-print-directory", "-C", str(REPO),
-            "BUILD=%s" % build_dir(), "PREFIX=%s" % prefix,
+            "BUILD=%s" % build, "PREFIX=%s" % prefix,
             "DESTDIR=%s" % destdir, "install"]
     argv += ["%s=%s" % kv for kv in extra.items()]
     if user:
