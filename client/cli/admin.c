@@ -45,13 +45,13 @@ static void worker_row(const json_t *w)
 	const json_t *counts = json_object_get(w, "counts");
 	join_strings(json_object_get(w, "agent_types"), types, sizeof types);
 	printf("%-24s %-7s %-10s %-24s %6lld %6lld  %s\n",
-	       record_str(w, "worker_id"),
+	       cli_record_str(w, "worker_id"),
 	       json_is_true(json_object_get(w, "online")) ? "online"
 							  : "offline",
-	       record_str(w, "lifecycle"), types,
-	       (long long)jint(counts, "active"),
-	       (long long)jint(counts, "total"),
-	       fmt_ms(jint(w, "last_seen"), seen, sizeof seen));
+	       cli_record_str(w, "lifecycle"), types,
+	       (long long)cli_jint(counts, "active"),
+	       (long long)cli_jint(counts, "total"),
+	       cli_fmt_ms(cli_jint(w, "last_seen"), seen, sizeof seen));
 }
 
 static void worker_header(void)
@@ -80,17 +80,18 @@ static void executions_text(const char *title, const json_t *a)
 	printf("%s: %zu\n", title, json_array_size(a));
 	json_array_foreach(a, i, e)
 		printf("  %-14s %-14s %-16s %-20s %s\n",
-		       record_str(e, "execution_id"),
-		       record_str(e, "message_id"),
-		       record_str(e, "target_agent_type"),
-		       record_str(e, "session_id"), record_str(e, "status"));
+		       cli_record_str(e, "execution_id"),
+		       cli_record_str(e, "message_id"),
+		       cli_record_str(e, "target_agent_type"),
+		       cli_record_str(e, "session_id"),
+		       cli_record_str(e, "status"));
 }
 
 static void worker_info_text(const json_t *w)
 {
 	worker_header();
 	worker_row(w);
-	const char *why = record_str(w, "lifecycle_reason");
+	const char *why = cli_record_str(w, "lifecycle_reason");
 	if (why[0])
 		printf("lifecycle reason: %s\n", why);
 	json_t *age = json_object_get(w, "oldest_active_age_ms");
@@ -118,10 +119,10 @@ int cmd_workers(struct cli *cli, int argc, char **argv)
 		argc--;
 		argv++;
 	}
-	int status = parse_positional(cli, argc, argv, NULL, NULL, NULL, pos,
-				      info ? 1 : 0, "WORKER_ID");
+	int status = cli_parse_positional(cli, argc, argv, NULL, NULL, NULL,
+					  pos, info ? 1 : 0, "WORKER_ID");
 	if (status == EXIT_OK)
-		status = connect_client(cli);
+		status = cli_connect(cli);
 	if (status != EXIT_OK)
 		return status;
 	char *doc;
@@ -132,8 +133,8 @@ int cmd_workers(struct cli *cli, int argc, char **argv)
 		return EXIT_FAIL;
 	}
 	if (rc)
-		return fail(cli, "workers", rc);
-	return print_doc(cli, doc, info ? worker_info_text : workers_text);
+		return cli_fail(cli, "workers", rc);
+	return cli_print_doc(cli, doc, info ? worker_info_text : workers_text);
 }
 
 /* ---- worker administration ------------------------------------------ */
@@ -193,7 +194,7 @@ static int check_known(struct cli *cli, const char *cmd, const char *type,
 			cmd, worker, cmd);
 		return EXIT_USAGE;
 	}
-	return rc ? fail(cli, cmd, rc) : EXIT_OK;
+	return rc ? cli_fail(cli, cmd, rc) : EXIT_OK;
 }
 
 static void admin_text(const json_t *o)
@@ -201,8 +202,8 @@ static void admin_text(const json_t *o)
 	char types[512];
 	join_strings(json_object_get(o, "agent_types"), types, sizeof types);
 	printf("%s: %s (lifecycle %s; routing sets changed: %s)\n",
-	       record_str(o, "worker_id"), record_str(o, "operation"),
-	       record_str(o, "lifecycle"), types);
+	       cli_record_str(o, "worker_id"), cli_record_str(o, "operation"),
+	       cli_record_str(o, "lifecycle"), types);
 }
 
 static int run_admin(struct cli *cli, int argc, char **argv,
@@ -211,10 +212,10 @@ static int run_admin(struct cli *cli, int argc, char **argv,
 	struct admin_args a = { .reason_allowed = op == BG_ADMIN_SUSPEND ||
 						  op == BG_ADMIN_EVICT };
 	const char *w = NULL;
-	int status = parse_positional(cli, argc, argv, admin_opts, admin_option,
-				      &a, &w, 1, "WORKER_ID");
+	int status = cli_parse_positional(cli, argc, argv, admin_opts,
+					  admin_option, &a, &w, 1, "WORKER_ID");
 	if (status == EXIT_OK)
-		status = connect_client(cli);
+		status = cli_connect(cli);
 	if (status == EXIT_OK)
 		status = check_known(cli, argv[0], NULL, w, a.force);
 	if (status != EXIT_OK)
@@ -222,7 +223,8 @@ static int run_admin(struct cli *cli, int argc, char **argv,
 	char *doc;
 	int rc = bg_client_admin(cli->client, op, w, a.reason,
 				 op == BG_ADMIN_EVICT && a.force, &doc);
-	return rc ? fail(cli, argv[0], rc) : print_doc(cli, doc, admin_text);
+	return rc ? cli_fail(cli, argv[0], rc)
+		  : cli_print_doc(cli, doc, admin_text);
 }
 
 int cmd_suspend(struct cli *cli, int argc, char **argv)
@@ -250,10 +252,11 @@ static int run_access(struct cli *cli, int argc, char **argv, bool allow)
 	const char *pos[2];
 	bool added = false;
 	struct admin_args a = { 0 };
-	int status = parse_positional(cli, argc, argv, admin_opts, admin_option,
-				      &a, pos, 2, "AGENT_TYPE WORKER_ID");
+	int status = cli_parse_positional(cli, argc, argv, admin_opts,
+					  admin_option, &a, pos, 2,
+					  "AGENT_TYPE WORKER_ID");
 	if (status == EXIT_OK)
-		status = connect_client(cli);
+		status = cli_connect(cli);
 	if (status == EXIT_OK)
 		status = check_known(cli, argv[0], pos[0], pos[1], a.force);
 	if (status != EXIT_OK)
@@ -261,15 +264,15 @@ static int run_access(struct cli *cli, int argc, char **argv, bool allow)
 	int rc = allow ? bg_client_allow(cli->client, pos[0], pos[1], &added)
 		       : bg_client_deny(cli->client, pos[0], pos[1]);
 	if (rc)
-		return fail(cli, argv[0], rc);
+		return cli_fail(cli, argv[0], rc);
 	if (cli->json) {
 		json_t *o = json_object();
-		set_str(o, "agent_type", pos[0]);
-		set_str(o, "worker_id", pos[1]);
-		set_str(o, "operation", allow ? "allow" : "deny");
+		cli_set_str(o, "agent_type", pos[0]);
+		cli_set_str(o, "worker_id", pos[1]);
+		cli_set_str(o, "operation", allow ? "allow" : "deny");
 		json_object_set_new(o, "routing",
 				    json_boolean(allow ? added : false));
-		print_json(o);
+		cli_print_json(o);
 	} else {
 		printf("%s: %s for %s%s\n", pos[1],
 		       allow ? "allowed" : "denied", pos[0],
@@ -305,7 +308,7 @@ static int reload_option(int opt, void *arg)
 		a->reload_id = optarg;
 	else if (opt == OPT_WAIT)
 		a->wait = true;
-	else if (opt == OPT_TIMEOUT && !parse_ms(optarg, &a->timeout_ms))
+	else if (opt == OPT_TIMEOUT && !cli_parse_ms(optarg, &a->timeout_ms))
 		return EXIT_OK;
 	else
 		return EXIT_USAGE;
@@ -332,14 +335,14 @@ static bool new_ack(const json_t *workers, json_t *acked, const json_t *ack)
 static int collect_acks(struct cli *cli, json_t *out, int timeout_ms)
 {
 	char last[BG_CLIENT_ENTRY_ID_MAX] = "0-0";
-	const char *rid = record_str(out, "reload_id");
+	const char *rid = cli_record_str(out, "reload_id");
 	const json_t *workers = json_object_get(out, "worker_ids");
 	json_t *acks = json_array(), *acked = json_object();
-	int64_t deadline = mono_ms() + timeout_ms;
+	int64_t deadline = cli_mono_ms() + timeout_ms;
 	int rc = 0;
 	json_object_set_new(out, "acks", acks);
 	while (json_object_size(acked) < json_array_size(workers)) {
-		int64_t left = deadline - mono_ms();
+		int64_t left = deadline - cli_mono_ms();
 		char *doc;
 		if (left <= 0)
 			break;
@@ -367,19 +370,19 @@ static int reload_status(const json_t *o, bool wait)
 {
 	size_t i;
 	json_t *a;
-	if (jint(o, "dispatched_count") == 0) {
+	if (cli_jint(o, "dispatched_count") == 0) {
 		fprintf(stderr, "bygate: reload: no online worker of %s\n",
-			record_str(o, "agent_type"));
+			cli_record_str(o, "agent_type"));
 		return EXIT_FAIL;
 	}
 	if (!wait)
 		return EXIT_OK;
 	int status = EXIT_OK;
 	json_array_foreach(json_object_get(o, "acks"), i, a)
-		if (strcmp(record_str(a, "status"), "success")) {
+		if (strcmp(cli_record_str(a, "status"), "success")) {
 			fprintf(stderr, "bygate: reload failed on %s: %s\n",
-				record_str(a, "worker_id"),
-				record_str(a, "error"));
+				cli_record_str(a, "worker_id"),
+				cli_record_str(a, "error"));
 			status = EXIT_FAIL;
 		}
 	if (!json_is_true(json_object_get(o, "complete"))) {
@@ -396,15 +399,16 @@ static void reload_text(const json_t *o)
 	json_t *a;
 	join_strings(json_object_get(o, "worker_ids"), ids, sizeof ids);
 	printf("%s: %s: dispatched to %lld worker(s): %s\n",
-	       record_str(o, "reload_id"), record_str(o, "agent_type"),
-	       (long long)jint(o, "dispatched_count"), ids);
+	       cli_record_str(o, "reload_id"), cli_record_str(o, "agent_type"),
+	       (long long)cli_jint(o, "dispatched_count"), ids);
 	json_array_foreach(json_object_get(o, "acks"), i, a)
 		printf("  %s: %s (version %lld -> %lld)%s%s\n",
-		       record_str(a, "worker_id"), record_str(a, "status"),
-		       (long long)jint(a, "version_before"),
-		       (long long)jint(a, "version_after"),
-		       record_str(a, "error")[0] ? ": " : "",
-		       record_str(a, "error"));
+		       cli_record_str(a, "worker_id"),
+		       cli_record_str(a, "status"),
+		       (long long)cli_jint(a, "version_before"),
+		       (long long)cli_jint(a, "version_after"),
+		       cli_record_str(a, "error")[0] ? ": " : "",
+		       cli_record_str(a, "error"));
 }
 
 int cmd_reload(struct cli *cli, int argc, char **argv)
@@ -419,10 +423,10 @@ int cmd_reload(struct cli *cli, int argc, char **argv)
 	};
 	struct reload_args a = { .timeout_ms = RELOAD_TIMEOUT_MS };
 	const char *type = NULL;
-	int status = parse_positional(cli, argc, argv, opts, reload_option, &a,
-				      &type, 1, "AGENT_TYPE");
+	int status = cli_parse_positional(cli, argc, argv, opts, reload_option,
+					  &a, &type, 1, "AGENT_TYPE");
 	if (status == EXIT_OK)
-		status = connect_client(cli);
+		status = cli_connect(cli);
 	if (status == EXIT_OK)
 		status = check_known(cli, "reload", type, NULL, false);
 	if (status != EXIT_OK)
@@ -431,17 +435,17 @@ int cmd_reload(struct cli *cli, int argc, char **argv)
 	int rc = bg_client_reload(cli->client, type, a.reason, a.reload_id,
 				  &doc);
 	if (rc)
-		return fail(cli, "reload", rc);
+		return cli_fail(cli, "reload", rc);
 	json_t *o = json_loads(doc, 0, NULL);
 	free(doc);
-	if (a.wait && jint(o, "dispatched_count") > 0)
+	if (a.wait && cli_jint(o, "dispatched_count") > 0)
 		rc = collect_acks(cli, o, a.timeout_ms);
 	if (rc) {
 		json_decref(o);
-		return fail(cli, "reading reload acks", rc);
+		return cli_fail(cli, "reading reload acks", rc);
 	}
 	if (cli->json)
-		print_json(json_incref(o));
+		cli_print_json(json_incref(o));
 	else
 		reload_text(o);
 	status = reload_status(o, a.wait);
@@ -473,7 +477,7 @@ static int gate_option(int opt, void *arg)
 		o->consumer = optarg;
 	else if (opt == OPT_ONCE)
 		o->once = true;
-	else if (ms == NULL || parse_ms(optarg, ms))
+	else if (ms == NULL || cli_parse_ms(optarg, ms))
 		return EXIT_USAGE;
 	return EXIT_OK;
 }
@@ -489,16 +493,16 @@ static void on_gate_event(void *arg, const struct bg_gate_event *ev)
 		return;
 	}
 	json_t *o = json_object();
-	set_str(o, "entry_id", ev->entry_id);
-	set_str(o, "execution_id", ev->execution_id);
-	set_str(o, "agent_type", ev->agent_type);
-	set_str(o, "status", ev->status);
-	set_str(o, "reason", ev->reason);
+	cli_set_str(o, "entry_id", ev->entry_id);
+	cli_set_str(o, "execution_id", ev->execution_id);
+	cli_set_str(o, "agent_type", ev->agent_type);
+	cli_set_str(o, "status", ev->status);
+	cli_set_str(o, "reason", ev->reason);
 	json_object_set_new(o, "attempts", json_integer(ev->attempts));
 	json_object_set_new(o, "delivered", json_integer(ev->delivered));
 	json_t *d = ev->decision ? json_loads(ev->decision, 0, NULL) : NULL;
 	json_object_set_new(o, "decision", d ? d : json_null());
-	print_json(o);
+	cli_print_json(o);
 }
 
 int cmd_gate(struct cli *cli, int argc, char **argv)
@@ -517,11 +521,11 @@ int cmd_gate(struct cli *cli, int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct bg_gate_options o = { 0 };
-	int status = parse_positional(cli, argc, argv, opts, gate_option, &o,
-				      NULL, 0, "");
-	status = require(status, "gate", "--provider", o.provider);
+	int status = cli_parse_positional(cli, argc, argv, opts, gate_option,
+					  &o, NULL, 0, "");
+	status = cli_require(status, "gate", "--provider", o.provider);
 	if (status == EXIT_OK)
-		status = connect_client(cli);
+		status = cli_connect(cli);
 	if (status != EXIT_OK)
 		return status;
 	/* the gate stops between steps: no connection shutdown on a signal */
@@ -530,27 +534,27 @@ int cmd_gate(struct cli *cli, int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	int rc = bg_client_gate(cli->client, &o, &g_stop, on_gate_event, cli);
-	return rc ? fail(cli, "gate", rc) : EXIT_OK;
+	return rc ? cli_fail(cli, "gate", rc) : EXIT_OK;
 }
 
 int cmd_dispatch(struct cli *cli, int argc, char **argv)
 {
 	const char *exec_id = NULL;
 	int delivered = 0;
-	int status = parse_positional(cli, argc, argv, NULL, NULL, NULL,
-				      &exec_id, 1, "EXECUTION_ID");
+	int status = cli_parse_positional(cli, argc, argv, NULL, NULL, NULL,
+					  &exec_id, 1, "EXECUTION_ID");
 	if (status == EXIT_OK)
-		status = connect_client(cli);
+		status = cli_connect(cli);
 	if (status != EXIT_OK)
 		return status;
 	int rc = bg_client_dispatch_ready(cli->client, exec_id, &delivered);
 	if (rc)
-		return fail(cli, "dispatch", rc);
+		return cli_fail(cli, "dispatch", rc);
 	if (cli->json) {
 		json_t *o = json_object();
-		set_str(o, "execution_id", exec_id);
+		cli_set_str(o, "execution_id", exec_id);
 		json_object_set_new(o, "delivered", json_integer(delivered));
-		print_json(o);
+		cli_print_json(o);
 	} else {
 		printf("%s: %d pending delivery(ies) dispatched\n", exec_id,
 		       delivered);

@@ -99,35 +99,38 @@ struct follow {
 	bool done;
 };
 
-int usage_error(const char *fmt, const char *arg);
-int fail(const struct cli *cli, const char *what, int rc);
-const char *config_path(const char *given);
-int connect_client(struct cli *cli);
-json_t *jstr(const char *s, size_t n);
-json_t *jstr_c(const char *s);
-void print_json(json_t *v);
-json_t *parse_object(const char *raw, size_t len);
+int cli_usage_error(const char *fmt, const char *arg);
+int cli_fail(const struct cli *cli, const char *what, int rc);
+const char *cli_config_path(const char *given);
+int cli_connect(struct cli *cli);
+json_t *cli_jstr(const char *s, size_t n);
+json_t *cli_jstr_c(const char *s);
+void cli_print_json(json_t *v);
+json_t *cli_parse_object(const char *raw, size_t len);
 /* One event as a JSON line; session (NULL: left out) names its session
  * when a tail reads several. */
-void print_event_json(const struct bg_client_event *ev, const char *session);
-void print_event_text(const struct bg_client_event *ev);
-int on_event(void *arg, const struct bg_client_event *ev);
-int parse_ms(const char *s, int *out);
-int next_opt(int argc, char **argv, const struct option *opts);
-int no_positional(int argc, char **argv);
-int print_doc(const struct cli *cli, char *doc, void (*text)(const json_t *));
-int parse_positional(struct cli *cli, int argc, char **argv,
-		     const struct option *opts, int (*on)(int, void *),
-		     void *arg, const char **pos, int npos, const char *names);
+void cli_print_event_json(const struct bg_client_event *ev,
+			  const char *session);
+void cli_print_event_text(const struct bg_client_event *ev);
+int cli_on_event(void *arg, const struct bg_client_event *ev);
+int cli_parse_ms(const char *s, int *out);
+int cli_next_opt(int argc, char **argv, const struct option *opts);
+int cli_no_positional(int argc, char **argv);
+int cli_print_doc(const struct cli *cli, char *doc,
+		  void (*text)(const json_t *));
+int cli_parse_positional(struct cli *cli, int argc, char **argv,
+			 const struct option *opts, int (*on)(int, void *),
+			 void *arg, const char **pos, int npos,
+			 const char *names);
 
-json_int_t jint(const json_t *o, const char *key);
-int require(int status, const char *cmd, const char *what, const char *v);
-void set_str(json_t *o, const char *key, const char *v);
-int64_t mono_ms(void);
-void sleep_ms(int ms);
-const char *record_str(const json_t *rec, const char *key);
-const char *fmt_ms(json_int_t ms, char *buf, size_t cap);
-int sub_command(int argc, char **argv, const char *const *subs, int *which);
+json_int_t cli_jint(const json_t *o, const char *key);
+int cli_require(int status, const char *cmd, const char *what, const char *v);
+void cli_set_str(json_t *o, const char *key, const char *v);
+int64_t cli_mono_ms(void);
+void cli_sleep_ms(int ms);
+const char *cli_record_str(const json_t *rec, const char *key);
+const char *cli_fmt_ms(json_int_t ms, char *buf, size_t cap);
+int cli_sub_command(int argc, char **argv, const char *const *subs, int *which);
 
 #include <signal.h>
 /* The client to interrupt on SIGINT/SIGTERM, and the signal caught. */
@@ -142,10 +145,10 @@ struct send_args {
 };
 
 /* send.c, for the workflow commands */
-int print_rejected(const struct cli *cli, const struct send_args *a,
-		   const struct bg_send_response *r);
-int settle_record(struct cli *cli, const char *session, const char *message_id,
-		  bool wait_terminal, json_t **rec);
+int cli_print_rejected(const struct cli *cli, const struct send_args *a,
+		       const struct bg_send_response *r);
+int cli_settle_record(struct cli *cli, const char *session,
+		      const char *message_id, bool wait_terminal, json_t **rec);
 
 /* The commands (main.c's table), by file. */
 /* send.c */

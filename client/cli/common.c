@@ -41,7 +41,7 @@ static void catch_signals(void)
 	sigaction(SIGTERM, &sa, NULL);
 }
 
-int usage_error(const char *fmt, const char *arg)
+int cli_usage_error(const char *fmt, const char *arg)
 {
 	fputs("bygate: ", stderr);
 	fprintf(stderr, fmt, arg);
@@ -54,7 +54,7 @@ int usage_error(const char *fmt, const char *arg)
 }
 
 /* Report a library failure; returns the exit status it maps to. */
-int fail(const struct cli *cli, const char *what, int rc)
+int cli_fail(const struct cli *cli, const char *what, int rc)
 {
 	const char *detail = bg_client_errmsg(cli->client);
 	if (rc == BG_CLIENT_EINTR) {
@@ -70,7 +70,7 @@ int fail(const struct cli *cli, const char *what, int rc)
 
 /* -c, else $BYGATE_CONFIG, else the default file when it exists, else none
  * (defaults and environment only). */
-const char *config_path(const char *given)
+const char *cli_config_path(const char *given)
 {
 	if (given)
 		return given;
@@ -80,10 +80,10 @@ const char *config_path(const char *given)
 	return p;
 }
 
-int connect_client(struct cli *cli)
+int cli_connect(struct cli *cli)
 {
 	char err[512];
-	int rc = bg_client_open(config_path(cli->config), &cli->client, err,
+	int rc = bg_client_open(cli_config_path(cli->config), &cli->client, err,
 				sizeof err);
 	if (rc) {
 		fprintf(stderr, "bygate: %s\n", err);
@@ -97,7 +97,7 @@ int connect_client(struct cli *cli)
 /* ---- output --------------------------------------------------------- */
 
 /* A JSON string of arbitrary bytes (invalid UTF-8 becomes U+FFFD). */
-json_t *jstr(const char *s, size_t n)
+json_t *cli_jstr(const char *s, size_t n)
 {
 	json_t *v = json_stringn(s, n);
 	if (v != NULL || s == NULL)
@@ -110,13 +110,13 @@ json_t *jstr(const char *s, size_t n)
 	return v;
 }
 
-json_t *jstr_c(const char *s)
+json_t *cli_jstr_c(const char *s)
 {
-	return jstr(s, strlen(s));
+	return cli_jstr(s, strlen(s));
 }
 
 /* Print v as one compact line and release it. */
-void print_json(json_t *v)
+void cli_print_json(json_t *v)
 {
 	char *s = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
 	puts(s ? s : "null");
@@ -126,7 +126,8 @@ void print_json(json_t *v)
 
 /* Print a library JSON document (and free it): as is with --json, else
  * through text(). */
-int print_doc(const struct cli *cli, char *doc, void (*text)(const json_t *))
+int cli_print_doc(const struct cli *cli, char *doc,
+		  void (*text)(const json_t *))
 {
 	json_t *v = json_loads(doc, JSON_DECODE_ANY, NULL);
 	if (cli->json || text == NULL)
@@ -138,7 +139,7 @@ int print_doc(const struct cli *cli, char *doc, void (*text)(const json_t *))
 	return EXIT_OK;
 }
 
-json_t *parse_object(const char *raw, size_t len)
+json_t *cli_parse_object(const char *raw, size_t len)
 {
 	json_t *v = raw ? json_loadb(raw, len, JSON_ALLOW_NUL, NULL) : NULL;
 	if (json_is_object(v))
@@ -147,27 +148,27 @@ json_t *parse_object(const char *raw, size_t len)
 	return NULL;
 }
 
-void print_event_json(const struct bg_client_event *ev, const char *session)
+void cli_print_event_json(const struct bg_client_event *ev, const char *session)
 {
 	json_t *o = json_object();
 	if (session)
-		json_object_set_new(o, "session", jstr_c(session));
-	json_object_set_new(o, "entry_id", jstr_c(ev->entry_id));
-	json_object_set_new(o, "event_type", jstr_c(ev->event_type));
-	json_object_set_new(o, "message_id", jstr_c(ev->message_id));
+		json_object_set_new(o, "session", cli_jstr_c(session));
+	json_object_set_new(o, "entry_id", cli_jstr_c(ev->entry_id));
+	json_object_set_new(o, "event_type", cli_jstr_c(ev->event_type));
+	json_object_set_new(o, "message_id", cli_jstr_c(ev->message_id));
 	json_object_set_new(o, "source_agent_type",
-			    jstr_c(ev->source_agent_type));
+			    cli_jstr_c(ev->source_agent_type));
 	json_object_set_new(o, "content",
-			    ev->content ? jstr(ev->content, ev->content_len)
+			    ev->content ? cli_jstr(ev->content, ev->content_len)
 					: json_null());
-	json_t *event = parse_object(ev->raw, ev->raw_len);
+	json_t *event = cli_parse_object(ev->raw, ev->raw_len);
 	json_object_set_new(o, "event", event ? event : json_null());
 	if (!ev->valid && ev->raw)
-		json_object_set_new(o, "raw", jstr(ev->raw, ev->raw_len));
-	print_json(o);
+		json_object_set_new(o, "raw", cli_jstr(ev->raw, ev->raw_len));
+	cli_print_json(o);
 }
 
-void print_event_text(const struct bg_client_event *ev)
+void cli_print_event_text(const struct bg_client_event *ev)
 {
 	if (!ev->valid) {
 		/* escaped: the bytes may be anything, terminal controls too */
@@ -187,13 +188,13 @@ void print_event_text(const struct bg_client_event *ev)
 	putchar('\n');
 }
 
-int on_event(void *arg, const struct bg_client_event *ev)
+int cli_on_event(void *arg, const struct bg_client_event *ev)
 {
 	struct follow *f = arg;
 	if (f->json)
-		print_event_json(ev, NULL);
+		cli_print_event_json(ev, NULL);
 	else
-		print_event_text(ev);
+		cli_print_event_text(ev);
 	if (f->message_id && !strcmp(ev->event_type, "appStreamResponse") &&
 	    !strcmp(ev->message_id, f->message_id)) {
 		f->done = true;
@@ -204,7 +205,7 @@ int on_event(void *arg, const struct bg_client_event *ev)
 
 /* ---- option parsing ------------------------------------------------- */
 
-int parse_ms(const char *s, int *out)
+int cli_parse_ms(const char *s, int *out)
 {
 	char *end;
 	errno = 0;
@@ -217,15 +218,16 @@ int parse_ms(const char *s, int *out)
 
 /* getopt_long over a command's own argv (argv[0] = the command name);
  * options may follow the positional arguments (GNU permutation). */
-int next_opt(int argc, char **argv, const struct option *opts)
+int cli_next_opt(int argc, char **argv, const struct option *opts)
 {
 	return getopt_long(argc, argv, "", opts, NULL);
 }
 
-int no_positional(int argc, char **argv)
+int cli_no_positional(int argc, char **argv)
 {
 	if (optind < argc)
-		return usage_error("unexpected argument '%s'", argv[optind]);
+		return cli_usage_error("unexpected argument '%s'",
+				       argv[optind]);
 	return EXIT_OK;
 }
 
@@ -233,9 +235,10 @@ int no_positional(int argc, char **argv)
 
 /* Parse `argv[0] ARG...` with the options opts (NULL: --json only; on()
  * handles the others) into pos[0..npos); every positional is required. */
-int parse_positional(struct cli *cli, int argc, char **argv,
-		     const struct option *opts, int (*on)(int, void *),
-		     void *arg, const char **pos, int npos, const char *names)
+int cli_parse_positional(struct cli *cli, int argc, char **argv,
+			 const struct option *opts, int (*on)(int, void *),
+			 void *arg, const char **pos, int npos,
+			 const char *names)
 {
 	static const struct option json_only[] = {
 		{ "json", no_argument, NULL, OPT_JSON },
@@ -243,11 +246,12 @@ int parse_positional(struct cli *cli, int argc, char **argv,
 	};
 	int opt, status = EXIT_OK;
 	while (status == EXIT_OK &&
-	       (opt = next_opt(argc, argv, opts ? opts : json_only)) != -1) {
+	       (opt = cli_next_opt(argc, argv, opts ? opts : json_only)) !=
+		       -1) {
 		if (opt == OPT_JSON)
 			cli->json = true;
 		else if (on == NULL || on(opt, arg) != EXIT_OK)
-			status = usage_error("%s: bad option", argv[0]);
+			status = cli_usage_error("%s: bad option", argv[0]);
 	}
 	for (int i = 0; status == EXIT_OK && i < npos; i++) {
 		if (optind >= argc || !argv[optind][0]) {
@@ -258,16 +262,16 @@ int parse_positional(struct cli *cli, int argc, char **argv,
 		pos[i] = argv[optind++];
 	}
 	if (status == EXIT_OK)
-		status = no_positional(argc, argv);
+		status = cli_no_positional(argc, argv);
 	return status;
 }
 
-json_int_t jint(const json_t *o, const char *key)
+json_int_t cli_jint(const json_t *o, const char *key)
 {
 	return json_integer_value(json_object_get(o, key));
 }
 
-int require(int status, const char *cmd, const char *what, const char *v)
+int cli_require(int status, const char *cmd, const char *what, const char *v)
 {
 	if (status == EXIT_OK && (!v || !v[0])) {
 		fprintf(stderr,
@@ -279,32 +283,32 @@ int require(int status, const char *cmd, const char *what, const char *v)
 	return status;
 }
 
-void set_str(json_t *o, const char *key, const char *v)
+void cli_set_str(json_t *o, const char *key, const char *v)
 {
-	json_object_set_new(o, key, jstr_c(v));
+	json_object_set_new(o, key, cli_jstr_c(v));
 }
 
-int64_t mono_ms(void)
+int64_t cli_mono_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-void sleep_ms(int ms)
+void cli_sleep_ms(int ms)
 {
 	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
 	nanosleep(&ts, NULL);
 }
 
-const char *record_str(const json_t *rec, const char *key)
+const char *cli_record_str(const json_t *rec, const char *key)
 {
 	const char *s = json_string_value(json_object_get(rec, key));
 	return s ? s : "";
 }
 
 /* "2024-06-10 06:13:20.123" (UTC) of a ms timestamp, "-" for 0. */
-const char *fmt_ms(json_int_t ms, char *buf, size_t cap)
+const char *cli_fmt_ms(json_int_t ms, char *buf, size_t cap)
 {
 	struct tm tm;
 	time_t s = (time_t)(ms / 1000);
@@ -316,14 +320,14 @@ const char *fmt_ms(json_int_t ms, char *buf, size_t cap)
 }
 
 /* `CMD SUB ...` -> the sub-command's argv, or a usage error. */
-int sub_command(int argc, char **argv, const char *const *subs, int *which)
+int cli_sub_command(int argc, char **argv, const char *const *subs, int *which)
 {
 	for (int i = 0; argc > 1 && subs[i]; i++)
 		if (!strcmp(argv[1], subs[i])) {
 			*which = i;
 			return EXIT_OK;
 		}
-	return usage_error(argc > 1 ? "unknown sub-command '%s'"
-				    : "%s: a sub-command is required",
-			   argc > 1 ? argv[1] : argv[0]);
+	return cli_usage_error(argc > 1 ? "unknown sub-command '%s'"
+					: "%s: a sub-command is required",
+			       argc > 1 ? argv[1] : argv[0]);
 }

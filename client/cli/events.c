@@ -99,7 +99,7 @@ static int print_log(const char *path, bool follow, struct shown *s)
 			free(line);
 		} else if (rc == 0) {
 			fflush(stdout);
-			sleep_ms(FOLLOW_POLL_MS);
+			cli_sleep_ms(FOLLOW_POLL_MS);
 		}
 	}
 	evlog_close(&r);
@@ -121,12 +121,12 @@ static int replay(const char *path, double speed, struct shown *s)
 	int64_t prev = 0;
 	while ((rc = evlog_next(&r, false, &line)) == 1 && !g_signal) {
 		json_t *ev = evlog_parse(line);
-		int64_t ts = ev ? (int64_t)jint(ev, "ts_ms") : 0;
+		int64_t ts = ev ? (int64_t)cli_jint(ev, "ts_ms") : 0;
 		json_decref(ev);
 		if (speed > 0 && prev > 0 && ts > prev) {
 			fflush(stdout);
 			double ms = (double)(ts - prev) / speed;
-			sleep_ms(ms > 3600000.0 ? 3600000 : (int)ms);
+			cli_sleep_ms(ms > 3600000.0 ? 3600000 : (int)ms);
 		}
 		if (ts > 0)
 			prev = ts;
@@ -156,18 +156,19 @@ int cmd_events(struct cli *cli, int argc, char **argv)
 			speed = strtod(optarg, &end);
 			if (*optarg == '\0' || *end != '\0' ||
 			    !isfinite(speed) || speed < 0)
-				return usage_error("events: bad --speed '%s' "
-						   "(a number >= 0)",
-						   optarg);
+				return cli_usage_error(
+					"events: bad --speed '%s' "
+					"(a number >= 0)",
+					optarg);
 		} else if (opt == OPT_JSON)
 			cli->json = true;
 		else
-			return usage_error("%s: bad option", "events");
+			return cli_usage_error("%s: bad option", "events");
 	}
-	int status = no_positional(argc, argv);
+	int status = cli_no_positional(argc, argv);
 	if (status == EXIT_OK && replay_file && (follow || file))
-		status = usage_error("events: %s",
-				     "--replay takes no --file or --follow");
+		status = cli_usage_error(
+			"events: %s", "--replay takes no --file or --follow");
 	if (status != EXIT_OK)
 		return status;
 	struct shown s = { cli->json, 0 };

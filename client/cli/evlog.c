@@ -13,7 +13,7 @@ int evlog_default_path(const struct cli *cli, char **out)
 {
 	struct bg_config cfg = { 0 };
 	char err[512];
-	const char *path = config_path(cli->config);
+	const char *path = cli_config_path(cli->config);
 	if (bg_config_load(path, &cfg, err, sizeof err) != 0) {
 		fprintf(stderr, "bygate: %s\n", err);
 		return EXIT_FAIL;
@@ -164,16 +164,16 @@ void evlog_print_text(const json_t *ev, FILE *out)
 	if (!strcmp(name, "started"))
 		fprintf(out, "  attempt %lld pid %lld queued %lldms",
 			(long long)json_integer_value(a),
-			(long long)jint(ev, "pid"),
-			(long long)jint(ev, "queue_ms"));
+			(long long)cli_jint(ev, "pid"),
+			(long long)cli_jint(ev, "queue_ms"));
 	else if (!strcmp(name, "retry"))
 		fprintf(out, "  attempt %lld: %s",
 			(long long)json_integer_value(a), s_of(ev, "error"));
 	else if (!strcmp(name, "ended")) {
 		fprintf(out, "  %s queue %lldms run %lldms total %lldms",
-			s_of(ev, "status"), (long long)jint(ev, "queue_ms"),
-			(long long)jint(ev, "run_ms"),
-			(long long)jint(ev, "total_ms"));
+			s_of(ev, "status"), (long long)cli_jint(ev, "queue_ms"),
+			(long long)cli_jint(ev, "run_ms"),
+			(long long)cli_jint(ev, "total_ms"));
 		if (json_object_get(ev, "error_code"))
 			fprintf(out, " %s: %s", s_of(ev, "error_code"),
 				s_of(ev, "error"));

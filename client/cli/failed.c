@@ -49,7 +49,7 @@ static int parse_limit(const char *s, int *out)
 }
 
 /* Report a library failure: -ENOENT, -EPERM and -EAGAIN with their
- * message alone (exit 1), the rest through fail(). */
+ * message alone (exit 1), the rest through cli_fail(). */
 static int report(const struct cli *cli, const char *what, int rc)
 {
 	if (rc == -ENOENT || rc == -EPERM || rc == -EAGAIN) {
@@ -57,7 +57,7 @@ static int report(const struct cli *cli, const char *what, int rc)
 			bg_client_errmsg(cli->client));
 		return EXIT_FAIL;
 	}
-	return fail(cli, what, rc);
+	return cli_fail(cli, what, rc);
 }
 
 /* ---- bygate failed ---------------------------------------------------- */
@@ -111,15 +111,15 @@ static void failed_text(const json_t *doc)
 	const json_t *e;
 	json_array_foreach(ex, i, e) {
 		char t[32];
-		const char *code = record_str(e, "error_code");
+		const char *code = cli_record_str(e, "error_code");
 		const char *cells[] = {
-			fmt_ms(jint(e, "finished_at"), t, sizeof t),
-			record_str(e, "agent_type"),
-			record_str(e, "session_id"),
-			record_str(e, "message_id"),
-			record_str(e, "status"),
+			cli_fmt_ms(cli_jint(e, "finished_at"), t, sizeof t),
+			cli_record_str(e, "agent_type"),
+			cli_record_str(e, "session_id"),
+			cli_record_str(e, "message_id"),
+			cli_record_str(e, "status"),
 			code[0] ? code : "-",
-			record_str(e, "error_message"),
+			cli_record_str(e, "error_message"),
 		};
 		for (size_t k = 0; k < 7; k++)
 			bg_client_text_cell(&out, cells[k], k == 6 ? 200 : 64,
@@ -129,9 +129,9 @@ static void failed_text(const json_t *doc)
 	if (json_is_true(json_object_get(doc, "truncated")))
 		bg_buf_puts(&out, "(a worker's history was searched in part: "
 				  "narrow with --since)\n");
-	if (jint(doc, "total") > (json_int_t)json_array_size(ex))
+	if (cli_jint(doc, "total") > (json_int_t)json_array_size(ex))
 		bg_buf_printf(&out, "(%lld in all; --limit shows more)\n",
-			      (long long)jint(doc, "total"));
+			      (long long)cli_jint(doc, "total"));
 	fwrite(out.p, 1, out.len, stdout);
 	bg_buf_free(&out);
 }
@@ -146,19 +146,19 @@ int cmd_failed(struct cli *cli, int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct failed_args a = { { 0 }, NULL };
-	int status = parse_positional(cli, argc, argv, opts, failed_option, &a,
-				      NULL, 0, "");
+	int status = cli_parse_positional(cli, argc, argv, opts, failed_option,
+					  &a, NULL, 0, "");
 	if (a.bad)
 		fprintf(stderr, "bygate: failed: %s\n", a.bad);
 	if (status == EXIT_OK)
-		status = connect_client(cli);
+		status = cli_connect(cli);
 	if (status != EXIT_OK)
 		return status;
 	char *doc;
 	int rc = bg_client_failed(cli->client, &a.q, &doc);
 	if (rc)
 		return report(cli, "failed", rc);
-	return print_doc(cli, doc, failed_text);
+	return cli_print_doc(cli, doc, failed_text);
 }
 
 /* ---- bygate retry ----------------------------------------------------- */
@@ -175,9 +175,10 @@ static void retry_text(const json_t *o)
 {
 	printf("%s (session %s, execution %s): queued again on %s as entry "
 	       "%s, retry %lld\n",
-	       record_str(o, "message_id"), record_str(o, "session_id"),
-	       record_str(o, "execution_id"), record_str(o, "stream"),
-	       record_str(o, "entry_id"), (long long)jint(o, "retry_count"));
+	       cli_record_str(o, "message_id"), cli_record_str(o, "session_id"),
+	       cli_record_str(o, "execution_id"), cli_record_str(o, "stream"),
+	       cli_record_str(o, "entry_id"),
+	       (long long)cli_jint(o, "retry_count"));
 }
 
 int cmd_retry(struct cli *cli, int argc, char **argv)
@@ -188,19 +189,19 @@ int cmd_retry(struct cli *cli, int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *session = NULL, *pos[1] = { NULL };
-	int status = parse_positional(cli, argc, argv, opts, retry_option,
-				      &session, pos, 1, "MESSAGE_ID");
+	int status = cli_parse_positional(cli, argc, argv, opts, retry_option,
+					  &session, pos, 1, "MESSAGE_ID");
 	if (status == EXIT_OK && session && !session[0])
-		status = usage_error("%s", "retry: --session is empty");
+		status = cli_usage_error("%s", "retry: --session is empty");
 	if (status == EXIT_OK)
-		status = connect_client(cli);
+		status = cli_connect(cli);
 	if (status != EXIT_OK)
 		return status;
 	char *doc;
 	int rc = bg_client_retry(cli->client, session, pos[0], &doc);
 	if (rc)
 		return report(cli, "retry", rc);
-	return print_doc(cli, doc, retry_text);
+	return cli_print_doc(cli, doc, retry_text);
 }
 
 /* ---- bygate dlq ------------------------------------------------------- */
@@ -217,19 +218,19 @@ static void put_field(struct bg_buf *out, const char *s, const char *after)
  * every one goes through bg_client_text_put. */
 static void letter_text(const json_t *l, bool full)
 {
-	const char *code = record_str(l, "error_code");
-	const char *type = record_str(l, "target_agent_type");
+	const char *code = cli_record_str(l, "error_code");
+	const char *type = cli_record_str(l, "target_agent_type");
 	char n[32];
 	struct bg_buf out = { 0 };
-	snprintf(n, sizeof n, "%lld", (long long)jint(l, "delivery_count"));
-	put_field(&out, record_str(l, "id"), "  ");
+	snprintf(n, sizeof n, "%lld", (long long)cli_jint(l, "delivery_count"));
+	put_field(&out, cli_record_str(l, "id"), "  ");
 	put_field(&out, code[0] ? code : "-", "  ");
 	put_field(&out, type[0] ? type : "-", "  ");
-	put_field(&out, record_str(l, "stream"), " entry ");
-	put_field(&out, record_str(l, "entry_id"), " (deliveries ");
+	put_field(&out, cli_record_str(l, "stream"), " entry ");
+	put_field(&out, cli_record_str(l, "entry_id"), " (deliveries ");
 	put_field(&out, n, "): ");
-	put_field(&out, record_str(l, "reason"), "\n");
-	const char *x = record_str(l, "execution_id");
+	put_field(&out, cli_record_str(l, "reason"), "\n");
+	const char *x = cli_record_str(l, "execution_id");
 	if (full && x[0]) {
 		bg_buf_puts(&out, "  execution ");
 		put_field(&out, x, "\n");
@@ -261,9 +262,9 @@ static void list_text(const json_t *doc)
 	const json_t *l;
 	json_array_foreach(a, i, l)
 		letter_text(l, false);
-	if (jint(doc, "length") > (json_int_t)json_array_size(a))
+	if (cli_jint(doc, "length") > (json_int_t)json_array_size(a))
 		printf("(%lld in all; --limit shows more)\n",
-		       (long long)jint(doc, "length"));
+		       (long long)cli_jint(doc, "length"));
 }
 
 static void show_text(const json_t *l)
@@ -274,8 +275,8 @@ static void show_text(const json_t *l)
 static void requeue_text(const json_t *o)
 {
 	printf("dead letter %s requeued on %s as entry %s\n",
-	       record_str(o, "id"), record_str(o, "stream"),
-	       record_str(o, "entry_id"));
+	       cli_record_str(o, "id"), cli_record_str(o, "stream"),
+	       cli_record_str(o, "entry_id"));
 }
 
 struct dlq_args {
@@ -309,18 +310,20 @@ static int dlq_purge(struct cli *cli, int argc, char **argv)
 	};
 	struct dlq_args a = { -1, false, NULL };
 	int opt, status = EXIT_OK;
-	while (status == EXIT_OK && (opt = next_opt(argc, argv, opts)) != -1) {
+	while (status == EXIT_OK &&
+	       (opt = cli_next_opt(argc, argv, opts)) != -1) {
 		if (opt == OPT_JSON)
 			cli->json = true;
 		else if (dlq_option(opt, &a) != EXIT_OK)
-			status = usage_error("%s: bad option", "dlq purge");
+			status = cli_usage_error("%s: bad option", "dlq purge");
 	}
 	int n = argc - optind;
 	if (status == EXIT_OK && (n > 0) == a.all)
-		status = usage_error("%s", "dlq purge: give entry ids or --all "
-					   "(not both)");
+		status = cli_usage_error("%s",
+					 "dlq purge: give entry ids or --all "
+					 "(not both)");
 	if (status == EXIT_OK)
-		status = connect_client(cli);
+		status = cli_connect(cli);
 	if (status != EXIT_OK)
 		return status;
 	long long deleted = 0;
@@ -332,7 +335,7 @@ static int dlq_purge(struct cli *cli, int argc, char **argv)
 	if (cli->json) {
 		json_t *o = json_object();
 		json_object_set_new(o, "deleted", json_integer(deleted));
-		print_json(o);
+		cli_print_json(o);
 	} else {
 		printf("%lld dead letter%s purged\n", deleted,
 		       deleted == 1 ? "" : "s");
@@ -353,7 +356,7 @@ int cmd_dlq(struct cli *cli, int argc, char **argv)
 	};
 	int which = 0;
 	bool bare = argc == 1 || argv[1][0] == '-';
-	int status = bare ? EXIT_OK : sub_command(argc, argv, subs, &which);
+	int status = bare ? EXIT_OK : cli_sub_command(argc, argv, subs, &which);
 	if (status != EXIT_OK)
 		return status;
 	if (!bare) {
@@ -364,13 +367,13 @@ int cmd_dlq(struct cli *cli, int argc, char **argv)
 		return dlq_purge(cli, argc, argv);
 	struct dlq_args a = { 20, true, NULL }; /* all: --all refused */
 	const char *pos[1] = { NULL };
-	status = parse_positional(cli, argc, argv,
-				  which == 0 ? list_opts : NULL, dlq_option, &a,
-				  pos, which == 0 ? 0 : 1, "ID");
+	status = cli_parse_positional(cli, argc, argv,
+				      which == 0 ? list_opts : NULL, dlq_option,
+				      &a, pos, which == 0 ? 0 : 1, "ID");
 	if (a.bad)
 		fprintf(stderr, "bygate: dlq: %s\n", a.bad);
 	if (status == EXIT_OK)
-		status = connect_client(cli);
+		status = cli_connect(cli);
 	if (status != EXIT_OK)
 		return status;
 	char *doc;
@@ -384,8 +387,8 @@ int cmd_dlq(struct cli *cli, int argc, char **argv)
 			      : which == 1 ? "dlq show"
 					   : "dlq requeue",
 			      rc);
-	return print_doc(cli, doc,
-			 which == 0   ? list_text
-			 : which == 1 ? show_text
-				      : requeue_text);
+	return cli_print_doc(cli, doc,
+			     which == 0	  ? list_text
+			     : which == 1 ? show_text
+					  : requeue_text);
 }

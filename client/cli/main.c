@@ -187,10 +187,10 @@ int main(int argc, char **argv)
 			fputs(usage_text, stdout);
 			return EXIT_OK;
 		} else
-			return usage_error("%s", "bad option");
+			return cli_usage_error("%s", "bad option");
 	}
 	if (optind >= argc)
-		return usage_error("%s", "no command given");
+		return cli_usage_error("%s", "no command given");
 	const char *name = argv[optind];
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
 		if (strcmp(name, commands[i].name))
@@ -205,5 +205,5 @@ int main(int argc, char **argv)
 		bg_client_close(cli.client);
 		return status;
 	}
-	return usage_error("unknown command '%s'", name);
+	return cli_usage_error("unknown command '%s'", name);
 }

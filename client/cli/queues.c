@@ -59,9 +59,9 @@ static void queues_text(const json_t *doc)
 		char b[4][64];
 		const json_t *cons = json_object_get(t, "consumers");
 		snprintf(b[3], sizeof b[3], "%zu", json_array_size(cons));
-		const char *last = record_str(t, "last_delivered_id");
+		const char *last = cli_record_str(t, "last_delivered_id");
 		const char *cells[] = {
-			record_str(t, "agent_type"),
+			cli_record_str(t, "agent_type"),
 			num(json_object_get(t, "length"), b[0], sizeof b[0]),
 			num(json_object_get(t, "lag"), b[1], sizeof b[1]),
 			num(json_object_get(t, "pending"), b[2], sizeof b[2]),
@@ -82,8 +82,8 @@ static void queues_text(const json_t *doc)
 		json_array_foreach(cons, j, k) {
 			char p[32], idle[64];
 			bg_buf_puts(&out, "  consumer ");
-			bg_client_text_cell(&out, record_str(k, "name"), 128,
-					    20);
+			bg_client_text_cell(&out, cli_record_str(k, "name"),
+					    128, 20);
 			bg_buf_printf(&out, "pending %s  idle %s",
 				      num(json_object_get(k, "pending"), p,
 					  sizeof p),
@@ -113,12 +113,12 @@ int cmd_queues(struct cli *cli, int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *agent_type = NULL;
-	int status = parse_positional(cli, argc, argv, opts, queues_option,
-				      &agent_type, NULL, 0, "");
+	int status = cli_parse_positional(cli, argc, argv, opts, queues_option,
+					  &agent_type, NULL, 0, "");
 	if (status == EXIT_OK && agent_type && !agent_type[0])
-		status = usage_error("%s", "queues: --agent-type is empty");
+		status = cli_usage_error("%s", "queues: --agent-type is empty");
 	if (status == EXIT_OK)
-		status = connect_client(cli);
+		status = cli_connect(cli);
 	if (status != EXIT_OK)
 		return status;
 	char *doc;
@@ -129,6 +129,6 @@ int cmd_queues(struct cli *cli, int argc, char **argv)
 		return EXIT_FAIL;
 	}
 	if (rc)
-		return fail(cli, "queues", rc);
-	return print_doc(cli, doc, queues_text);
+		return cli_fail(cli, "queues", rc);
+	return cli_print_doc(cli, doc, queues_text);
 }

@@ -72,7 +72,7 @@ static int parse_policy(const char *s, const char **out)
 			*out = policies[i];
 			return EXIT_OK;
 		}
-	return usage_error("bad --route-policy '%s'", s);
+	return cli_usage_error("bad --route-policy '%s'", s);
 }
 
 static int parse_priority(const char *s, long long *out)
@@ -81,7 +81,7 @@ static int parse_priority(const char *s, long long *out)
 	errno = 0;
 	*out = strtoll(s, &end, 10);
 	if (errno || end == s || *end)
-		return usage_error("bad --priority '%s'", s);
+		return cli_usage_error("bad --priority '%s'", s);
 	return EXIT_OK;
 }
 
@@ -92,8 +92,9 @@ static int parse_avail_ms(const char *s, int *out)
 		*out = -1;
 		return EXIT_OK;
 	}
-	return parse_ms(s, out) ? usage_error("bad --timeout-ms '%s'", s)
-				: EXIT_OK;
+	return cli_parse_ms(s, out)
+		       ? cli_usage_error("bad --timeout-ms '%s'", s)
+		       : EXIT_OK;
 }
 
 static int route_option(struct bg_send_request *r, int opt, const char *cmd)
@@ -136,9 +137,9 @@ static int route_option(struct bg_send_request *r, int opt, const char *cmd)
 		r->idempotency_key = optarg;
 		break;
 	case OPT_IDEM_TTL:
-		if (parse_ms(optarg, &r->idempotency_ttl_s))
-			return usage_error("bad --idempotency-ttl '%s'",
-					   optarg);
+		if (cli_parse_ms(optarg, &r->idempotency_ttl_s))
+			return cli_usage_error("bad --idempotency-ttl '%s'",
+					       optarg);
 		break;
 	case OPT_POLICY:
 		return parse_policy(optarg, &r->route_policy);
@@ -147,7 +148,7 @@ static int route_option(struct bg_send_request *r, int opt, const char *cmd)
 	case OPT_TIMEOUT:
 		return parse_avail_ms(optarg, &r->timeout_ms);
 	default:
-		return usage_error("%s: bad option", cmd);
+		return cli_usage_error("%s: bad option", cmd);
 	}
 	return EXIT_OK;
 }
@@ -175,9 +176,9 @@ static int send_option(struct cli *cli, struct send_args *a, int opt)
 		cli->json = true;
 		break;
 	case OPT_WAIT_TIMEOUT:
-		if (parse_ms(optarg, &a->wait_timeout_ms))
-			return usage_error("bad --wait-timeout-ms '%s'",
-					   optarg);
+		if (cli_parse_ms(optarg, &a->wait_timeout_ms))
+			return cli_usage_error("bad --wait-timeout-ms '%s'",
+					       optarg);
 		break;
 	default:
 		return route_option(r, opt, a->reply ? "reply" : "send");
@@ -192,19 +193,19 @@ static int parse_send(struct cli *cli, int argc, char **argv,
 	const char *cmd = a->reply ? "reply" : "send";
 	int opt, rc = EXIT_OK;
 	a->wait_timeout_ms = DEFAULT_TIMEOUT_MS;
-	while (rc == EXIT_OK && (opt = next_opt(argc, argv, opts)) != -1)
+	while (rc == EXIT_OK && (opt = cli_next_opt(argc, argv, opts)) != -1)
 		rc = send_option(cli, a, opt);
 	if (rc == EXIT_OK && a->reply && optind < argc)
 		a->req.message_id = argv[optind++];
 	if (rc == EXIT_OK)
-		rc = no_positional(argc, argv);
+		rc = cli_no_positional(argc, argv);
 	if (a->reply)
-		rc = require(rc, cmd, "MESSAGE_ID", a->req.message_id);
+		rc = cli_require(rc, cmd, "MESSAGE_ID", a->req.message_id);
 	else
-		rc = require(rc, cmd, "--agent-type", a->req.agent_type);
-	rc = require(rc, cmd, "--session", a->req.session_id);
+		rc = cli_require(rc, cmd, "--agent-type", a->req.agent_type);
+	rc = cli_require(rc, cmd, "--session", a->req.session_id);
 	if (!a->reply && rc == EXIT_OK && !a->req.content)
-		rc = require(rc, cmd, "--content", NULL);
+		rc = cli_require(rc, cmd, "--content", NULL);
 	return rc;
 }
 
@@ -224,51 +225,51 @@ static void print_sent(const struct cli *cli, const struct send_args *a,
 		return;
 	}
 	json_t *o = json_object();
-	set_str(o, "message_id", r->message_id);
-	set_str(o, "execution_id", r->execution_id);
-	set_str(o, "entry_id", r->entry_id);
-	set_str(o, "trace_id", r->trace_id);
-	set_str(o, "route_status", r->route_status);
-	set_str(o, "target_agent_type", r->target_agent_type);
-	set_str(o, "stream", r->stream);
+	cli_set_str(o, "message_id", r->message_id);
+	cli_set_str(o, "execution_id", r->execution_id);
+	cli_set_str(o, "entry_id", r->entry_id);
+	cli_set_str(o, "trace_id", r->trace_id);
+	cli_set_str(o, "route_status", r->route_status);
+	cli_set_str(o, "target_agent_type", r->target_agent_type);
+	cli_set_str(o, "stream", r->stream);
 	if (r->pending_id[0])
-		set_str(o, "pending_entry_id", r->pending_id);
+		cli_set_str(o, "pending_entry_id", r->pending_id);
 	if (a->reply)
 		json_object_set_new(o, "resumed", json_boolean(r->resumed));
 	if (r->duplicate) {
 		json_object_set_new(o, "duplicate", json_true());
-		set_str(o, "session_id", r->session_id);
+		cli_set_str(o, "session_id", r->session_id);
 	}
-	print_json(o);
+	cli_print_json(o);
 }
 
 /* A send availability routing refused: stderr, and the JSON result. */
-int print_rejected(const struct cli *cli, const struct send_args *a,
-		   const struct bg_send_response *r)
+int cli_print_rejected(const struct cli *cli, const struct send_args *a,
+		       const struct bg_send_response *r)
 {
 	fprintf(stderr, "bygate: %s rejected: %s: %s\n",
 		a->reply ? "reply" : "send", r->error_code, r->error);
 	if (cli->json) {
 		json_t *o = json_object();
 		json_object_set_new(o, "success", json_false());
-		set_str(o, "status", "FAILED");
-		set_str(o, "message_id", r->message_id);
-		set_str(o, "execution_id", r->execution_id);
-		set_str(o, "trace_id", r->trace_id);
-		set_str(o, "route_status", "REJECT");
-		set_str(o, "error_code", r->error_code);
-		set_str(o, "error", r->error);
-		print_json(o);
+		cli_set_str(o, "status", "FAILED");
+		cli_set_str(o, "message_id", r->message_id);
+		cli_set_str(o, "execution_id", r->execution_id);
+		cli_set_str(o, "trace_id", r->trace_id);
+		cli_set_str(o, "route_status", "REJECT");
+		cli_set_str(o, "error_code", r->error_code);
+		cli_set_str(o, "error", r->error);
+		cli_print_json(o);
 	}
 	return EXIT_FAIL;
 }
 
 /* The execution's record once it is terminal, or as it is when it stays
  * non-terminal for SETTLE_MS (or on timeout). *rec is NULL if absent. */
-int settle_record(struct cli *cli, const char *session, const char *message_id,
-		  bool wait_terminal, json_t **rec)
+int cli_settle_record(struct cli *cli, const char *session,
+		      const char *message_id, bool wait_terminal, json_t **rec)
 {
-	int64_t until = mono_ms() + (wait_terminal ? SETTLE_MS : 0);
+	int64_t until = cli_mono_ms() + (wait_terminal ? SETTLE_MS : 0);
 	for (;;) {
 		char *raw = NULL;
 		size_t len = 0;
@@ -277,16 +278,16 @@ int settle_record(struct cli *cli, const char *session, const char *message_id,
 		if (rc && rc != -ENOENT)
 			return rc;
 		json_decref(*rec);
-		*rec = parse_object(raw, len);
+		*rec = cli_parse_object(raw, len);
 		free(raw);
 		const char *st =
 			json_string_value(json_object_get(*rec, "status"));
 		if (st &&
 		    bg_status_is_terminal(bg_status_normalize(bg_str_c(st))))
 			return 0;
-		if (mono_ms() >= until || g_signal)
+		if (cli_mono_ms() >= until || g_signal)
 			return 0;
-		sleep_ms(SETTLE_STEP_MS);
+		cli_sleep_ms(SETTLE_STEP_MS);
 	}
 }
 
@@ -311,9 +312,9 @@ static int on_wait_event(void *arg, const struct bg_client_event *ev)
 	const struct wait_show *w = arg;
 	char *text = NULL;
 	if (w->cli->json) {
-		print_event_json(ev, NULL);
+		cli_print_event_json(ev, NULL);
 	} else if (bg_client_event_question(ev, &text) == 0) {
-		print_event_text(ev);
+		cli_print_event_text(ev);
 	} else {
 		printf("[%s] %s %s: (a question, below)\n", ev->event_type,
 		       ev->source_agent_type, ev->message_id);
@@ -380,19 +381,19 @@ static int report_outcome(const struct cli *cli,
 	if (timed_out)
 		fprintf(stderr, "bygate: %s\n", o->error);
 	if (cli->json) {
-		json_t *rec = parse_object(o->record,
-					   o->record ? strlen(o->record) : 0);
+		json_t *rec = cli_parse_object(
+			o->record, o->record ? strlen(o->record) : 0);
 		json_t *j = json_object();
-		set_str(j, "message_id", o->message_id);
-		set_str(j, "execution_id", o->execution_id);
-		json_object_set_new(j, "status", jstr_c(status));
+		cli_set_str(j, "message_id", o->message_id);
+		cli_set_str(j, "execution_id", o->execution_id);
+		json_object_set_new(j, "status", cli_jstr_c(status));
 		json_object_set_new(j, "record", rec ? rec : json_null());
 		if (o->answer)
 			json_object_set_new(j, "answer",
-					    jstr(o->answer, o->answer_len));
+					    cli_jstr(o->answer, o->answer_len));
 		if (timed_out)
 			json_object_set_new(j, "error", json_string("timeout"));
-		print_json(j);
+		cli_print_json(j);
 	} else if (!timed_out) {
 		printf("%s: %s%s%s\n", o->message_id,
 		       status[0] ? status : "(no record)",
@@ -408,21 +409,21 @@ static int report_question(const struct cli *cli,
 {
 	char *cmd = reply_command(cli, o);
 	if (cmd == NULL)
-		return fail(cli, "send", -ENOMEM);
+		return cli_fail(cli, "send", -ENOMEM);
 	if (cli->json) {
 		json_t *j = json_object();
-		set_str(j, "status", "WAITING_USER");
-		set_str(j, "message_id", o->message_id);
-		set_str(j, "execution_id", o->execution_id);
-		set_str(j, "session_id", o->session_id);
-		set_str(j, "question_message_id", o->question_message_id);
-		set_str(j, "question", o->question ? o->question : "");
+		cli_set_str(j, "status", "WAITING_USER");
+		cli_set_str(j, "message_id", o->message_id);
+		cli_set_str(j, "execution_id", o->execution_id);
+		cli_set_str(j, "session_id", o->session_id);
+		cli_set_str(j, "question_message_id", o->question_message_id);
+		cli_set_str(j, "question", o->question ? o->question : "");
 		json_t *form = json_loads(o->form ? o->form : "", 0, NULL);
 		json_object_set_new(j, "form",
 				    form ? form
-					 : jstr_c(o->form ? o->form : ""));
-		set_str(j, "reply_command", cmd);
-		print_json(j);
+					 : cli_jstr_c(o->form ? o->form : ""));
+		cli_set_str(j, "reply_command", cmd);
+		cli_print_json(j);
 	} else {
 		printf("%s is waiting for the user:\n%s",
 		       o->question_message_id,
@@ -462,9 +463,9 @@ static int judge(const struct cli *cli, const struct send_args *a, int rc,
 		 const struct bg_send_outcome *o, bool tty, char **answer)
 {
 	if (rc == BG_CLIENT_EREJECTED)
-		return print_rejected(cli, a, &o->sent);
+		return cli_print_rejected(cli, a, &o->sent);
 	if (rc)
-		return fail(cli, a->reply ? "reply" : "send", rc);
+		return cli_fail(cli, a->reply ? "reply" : "send", rc);
 	if (o->status != BG_WAIT_WAITING_USER)
 		return report_outcome(cli, o);
 	if (tty && (*answer = ask_terminal(o)) != NULL)
@@ -520,7 +521,7 @@ static int run_send(struct cli *cli, int argc, char **argv, bool reply)
 	struct send_args a = { .reply = reply };
 	int status = parse_send(cli, argc, argv, &a);
 	if (status == EXIT_OK)
-		status = connect_client(cli);
+		status = cli_connect(cli);
 	if (status != EXIT_OK)
 		return status;
 	if (a.wait)
@@ -529,9 +530,9 @@ static int run_send(struct cli *cli, int argc, char **argv, bool reply)
 	int rc = reply ? bg_client_reply(cli->client, &a.req, &r)
 		       : bg_client_send(cli->client, &a.req, &r);
 	if (rc == BG_CLIENT_EREJECTED)
-		return print_rejected(cli, &a, &r);
+		return cli_print_rejected(cli, &a, &r);
 	if (rc)
-		return fail(cli, reply ? "reply" : "send", rc);
+		return cli_fail(cli, reply ? "reply" : "send", rc);
 	print_sent(cli, &a, &r);
 	return EXIT_OK;
 }
@@ -573,10 +574,10 @@ static int on_session_event(void *arg, const struct bg_client_event *ev)
 	struct tail_one *t = arg;
 	if (!t->f.json) {
 		printf("%s | ", t->session);
-		print_event_text(ev);
+		cli_print_event_text(ev);
 		return 0;
 	}
-	print_event_json(ev, t->session);
+	cli_print_event_json(ev, t->session);
 	return 0;
 }
 
@@ -587,7 +588,7 @@ static int tail_several(struct cli *cli, const char **sessions, int n,
 {
 	char(*last)[BG_CLIENT_ENTRY_ID_MAX] = calloc((size_t)n, sizeof(*last));
 	if (last == NULL)
-		return fail(cli, "tail", -ENOMEM);
+		return cli_fail(cli, "tail", -ENOMEM);
 	for (int i = 0; i < n; i++)
 		strcpy(last[i], from);
 	long long shown = 0;
@@ -604,7 +605,7 @@ static int tail_several(struct cli *cli, const char **sessions, int n,
 			if (rc == BG_CLIENT_EINTR || (rc >= 0 && g_signal))
 				goto out; /* SIGINT/SIGTERM end a follow */
 			if (rc < 0)
-				status = fail(cli, "reading events", rc);
+				status = cli_fail(cli, "reading events", rc);
 			else
 				round += rc;
 		}
@@ -613,7 +614,7 @@ static int tail_several(struct cli *cli, const char **sessions, int n,
 			break;
 		fflush(stdout);
 		if (round == 0)
-			sleep_ms(TAIL_POLL_MS);
+			cli_sleep_ms(TAIL_POLL_MS);
 	}
 	if (status == EXIT_OK && shown == 0 && !follow)
 		fprintf(stderr,
@@ -634,7 +635,8 @@ int cmd_tail(struct cli *cli, int argc, char **argv)
 	int opt;
 	while ((opt = getopt_long(argc, argv, "f", tail_opts, NULL)) != -1) {
 		if (opt == OPT_SESSION && n == TAIL_SESSIONS_MAX)
-			return usage_error("tail: at most %s sessions", "64");
+			return cli_usage_error("tail: at most %s sessions",
+					       "64");
 		else if (opt == OPT_SESSION)
 			sessions[n++] = optarg;
 		else if (opt == OPT_FROM)
@@ -644,19 +646,20 @@ int cmd_tail(struct cli *cli, int argc, char **argv)
 		else if (opt == OPT_JSON)
 			cli->json = true;
 		else
-			return usage_error("%s: bad option", "tail");
+			return cli_usage_error("%s: bad option", "tail");
 	}
-	int status = no_positional(argc, argv);
+	int status = cli_no_positional(argc, argv);
 	if (status == EXIT_OK && n == 0)
-		status = usage_error("tail: %s is required", "--session");
+		status = cli_usage_error("tail: %s is required", "--session");
 	for (int i = 0; i < n && status == EXIT_OK; i++)
 		if (!sessions[i][0])
-			status = usage_error("tail: %s is empty", "--session");
+			status = cli_usage_error("tail: %s is empty",
+						 "--session");
 	if (status == EXIT_OK &&
 	    (!from[0] || strlen(from) >= BG_CLIENT_ENTRY_ID_MAX))
-		status = usage_error("tail: bad --from '%s'", from);
+		status = cli_usage_error("tail: bad --from '%s'", from);
 	if (status == EXIT_OK)
-		status = connect_client(cli);
+		status = cli_connect(cli);
 	if (status != EXIT_OK)
 		return status;
 	if (n > 1)
@@ -669,11 +672,11 @@ int cmd_tail(struct cli *cli, int argc, char **argv)
 	for (;;) {
 		int rc = bg_client_read_events(cli->client, session, last,
 					       follow ? FOLLOW_BLOCK_MS : -1,
-					       on_event, &f, last);
+					       cli_on_event, &f, last);
 		if (rc == BG_CLIENT_EINTR || (rc >= 0 && g_signal))
 			return EXIT_OK; /* SIGINT/SIGTERM end a follow */
 		if (rc < 0)
-			return fail(cli, "reading events", rc);
+			return cli_fail(cli, "reading events", rc);
 		shown += rc;
 		if (rc == 0 && !follow && shown == 0)
 			fprintf(stderr,
@@ -712,7 +715,7 @@ static int add_row(void *arg, const struct bg_client_record *r)
 	if (id == NULL)
 		return -ENOMEM;
 	rows->v[rows->n++] =
-		(struct row){ id, parse_object(r->json, r->json_len) };
+		(struct row){ id, cli_parse_object(r->json, r->json_len) };
 	return 0;
 }
 
@@ -747,13 +750,13 @@ static void print_row_text(const struct row *r)
 		       r->execution_id);
 		return;
 	}
-	const char *err = record_str(r->rec, "error_message");
+	const char *err = cli_record_str(r->rec, "error_message");
 	printf("%-14s %-14s %-16s %-20s %-23s %s%s%s\n", r->execution_id,
-	       record_str(r->rec, "message_id"),
-	       record_str(r->rec, "target_agent_type"),
-	       record_str(r->rec, "worker_id"),
-	       fmt_ms(created_at(r), created, sizeof created),
-	       record_str(r->rec, "status"), err[0] ? ": " : "", err);
+	       cli_record_str(r->rec, "message_id"),
+	       cli_record_str(r->rec, "target_agent_type"),
+	       cli_record_str(r->rec, "worker_id"),
+	       cli_fmt_ms(created_at(r), created, sizeof created),
+	       cli_record_str(r->rec, "status"), err[0] ? ": " : "", err);
 }
 
 static json_t *row_json(const struct row *r)
@@ -761,7 +764,7 @@ static json_t *row_json(const struct row *r)
 	if (r->rec)
 		return json_incref(r->rec);
 	json_t *o = json_object();
-	json_object_set_new(o, "execution_id", jstr_c(r->execution_id));
+	json_object_set_new(o, "execution_id", cli_jstr_c(r->execution_id));
 	json_object_set_new(o, "error", json_string("invalid record"));
 	return o;
 }
@@ -771,13 +774,13 @@ static void print_rows(const struct cli *cli, const struct rows *rows,
 {
 	if (cli->json) {
 		if (single) {
-			print_json(row_json(&rows->v[0]));
+			cli_print_json(row_json(&rows->v[0]));
 			return;
 		}
 		json_t *a = json_array();
 		for (size_t i = 0; i < rows->n; i++)
 			json_array_append_new(a, row_json(&rows->v[i]));
-		print_json(a);
+		cli_print_json(a);
 		return;
 	}
 	printf("%-14s %-14s %-16s %-20s %-23s %s\n", "EXECUTION", "MESSAGE",
@@ -804,13 +807,13 @@ static int message_row(struct cli *cli, const char *session,
 		return EXIT_FAIL;
 	}
 	if (rc)
-		return fail(cli, "reading the execution record", rc);
-	json_t *rec = parse_object(raw, len);
-	const char *id = record_str(rec, "execution_id");
+		return cli_fail(cli, "reading the execution record", rc);
+	json_t *rec = cli_parse_object(raw, len);
+	const char *id = cli_record_str(rec, "execution_id");
 	rc = add_row(rows, &(struct bg_client_record){ id, raw, len });
 	json_decref(rec);
 	free(raw);
-	return rc ? fail(cli, "status", rc) : EXIT_OK;
+	return rc ? cli_fail(cli, "status", rc) : EXIT_OK;
 }
 
 /* The seconds since a ms age, or "-" when there is none. */
@@ -855,9 +858,9 @@ static void lanes_text(const json_t *doc)
 	printf("%-16s %-20s %8s %10s %10s %8s\n", "AGENT TYPE", "LANE",
 	       "WAITING", "OLDEST", "PASS", "RUNNING");
 	json_array_foreach(types, i, t) {
-		const char *type = record_str(t, "agent_type");
+		const char *type = cli_record_str(t, "agent_type");
 		json_array_foreach(json_object_get(t, "lanes"), k, l) {
-			const char *lane = record_str(l, "lane");
+			const char *lane = cli_record_str(l, "lane");
 			lanes_row(type, lane[0] ? lane : "(default)", l,
 				  "pass");
 		}
@@ -869,13 +872,13 @@ static void lanes_text(const json_t *doc)
 
 static int status_lanes(struct cli *cli, const char *agent_type)
 {
-	int status = connect_client(cli);
+	int status = cli_connect(cli);
 	if (status != EXIT_OK)
 		return status;
 	char *doc;
 	int rc = bg_client_lanes(cli->client, agent_type, &doc);
-	return rc ? fail(cli, "status --lanes", rc)
-		  : print_doc(cli, doc, lanes_text);
+	return rc ? cli_fail(cli, "status --lanes", rc)
+		  : cli_print_doc(cli, doc, lanes_text);
 }
 
 static const struct option status_opts[] = {
@@ -892,7 +895,7 @@ int cmd_status(struct cli *cli, int argc, char **argv)
 	const char *session = NULL, *message_id = NULL, *agent_type = NULL;
 	bool lanes = false;
 	int opt;
-	while ((opt = next_opt(argc, argv, status_opts)) != -1) {
+	while ((opt = cli_next_opt(argc, argv, status_opts)) != -1) {
 		if (opt == OPT_SESSION)
 			session = optarg;
 		else if (opt == OPT_MESSAGE_ID)
@@ -904,21 +907,21 @@ int cmd_status(struct cli *cli, int argc, char **argv)
 		else if (opt == OPT_JSON)
 			cli->json = true;
 		else
-			return usage_error("%s: bad option", "status");
+			return cli_usage_error("%s: bad option", "status");
 	}
-	int status = no_positional(argc, argv);
+	int status = cli_no_positional(argc, argv);
 	if (status == EXIT_OK && lanes && (session || message_id))
-		status =
-			usage_error("status: %s takes no --session", "--lanes");
+		status = cli_usage_error("status: %s takes no --session",
+					 "--lanes");
 	if (status == EXIT_OK && !lanes && agent_type)
-		status =
-			usage_error("status: %s needs --lanes", "--agent-type");
+		status = cli_usage_error("status: %s needs --lanes",
+					 "--agent-type");
 	if (status == EXIT_OK && lanes)
 		return status_lanes(cli, agent_type);
 	if (status == EXIT_OK && (!session || !session[0]))
-		status = usage_error("status: %s is required", "--session");
+		status = cli_usage_error("status: %s is required", "--session");
 	if (status == EXIT_OK)
-		status = connect_client(cli);
+		status = cli_connect(cli);
 	if (status != EXIT_OK)
 		return status;
 	struct rows rows = { 0 };
@@ -928,7 +931,7 @@ int cmd_status(struct cli *cli, int argc, char **argv)
 		int rc = bg_client_list_executions(cli->client, session,
 						   add_row, &rows);
 		if (rc < 0)
-			status = fail(cli, "status", rc);
+			status = cli_fail(cli, "status", rc);
 		else if (rows.n) /* rows.v is NULL when there are none */
 			qsort(rows.v, rows.n, sizeof *rows.v, by_creation);
 	}
@@ -951,10 +954,10 @@ static const struct option cancel_opts[] = {
 static int on_cancelled(void *arg, const struct bg_client_cancelled *n)
 {
 	json_t *o = json_object();
-	set_str(o, "execution_id", n->execution_id);
-	set_str(o, "message_id", n->message_id);
-	set_str(o, "worker_id", n->worker_id);
-	set_str(o, "entry_id", n->entry_id);
+	cli_set_str(o, "execution_id", n->execution_id);
+	cli_set_str(o, "message_id", n->message_id);
+	cli_set_str(o, "worker_id", n->worker_id);
+	cli_set_str(o, "entry_id", n->entry_id);
 	return json_array_append_new(arg, o) ? -ENOMEM : 0;
 }
 
@@ -966,20 +969,20 @@ static int print_cancel(const struct cli *cli,
 	if (cli->json) {
 		json_t *o = json_object();
 		json_object_set_new(o, "success", json_boolean(ok));
-		set_str(o, "status", r->status);
-		set_str(o, "session_id", q->session_id);
+		cli_set_str(o, "status", r->status);
+		cli_set_str(o, "session_id", q->session_id);
 		if (q->message_id) {
-			set_str(o, "message_id", q->message_id);
-			set_str(o, "execution_id", r->execution_id);
-			set_str(o, "worker_id", r->worker_id);
+			cli_set_str(o, "message_id", q->message_id);
+			cli_set_str(o, "execution_id", r->execution_id);
+			cli_set_str(o, "worker_id", r->worker_id);
 		}
 		json_object_set_new(o, "cancelled_count",
 				    json_integer(r->cancelled_count));
 		json_object_set_new(o, "already_finished_count",
 				    json_integer(r->already_finished_count));
-		set_str(o, "error", r->error);
+		cli_set_str(o, "error", r->error);
 		json_object_set_new(o, "cancelled", json_incref(nodes));
-		print_json(o);
+		cli_print_json(o);
 	} else if (ok) {
 		printf("%s: %d execution(s)\n", r->status, r->cancelled_count);
 	} else {
@@ -994,7 +997,7 @@ static int run_cancel(struct cli *cli, int argc, char **argv, bool session)
 	const char *cmd = session ? "cancel-session" : "cancel";
 	int opt, status = EXIT_OK;
 	while (status == EXIT_OK &&
-	       (opt = next_opt(argc, argv, cancel_opts)) != -1) {
+	       (opt = cli_next_opt(argc, argv, cancel_opts)) != -1) {
 		if (opt == OPT_SESSION && !session)
 			q.session_id = optarg;
 		else if (opt == OPT_REASON)
@@ -1005,7 +1008,7 @@ static int run_cancel(struct cli *cli, int argc, char **argv, bool session)
 		else if (opt == OPT_JSON)
 			cli->json = true;
 		else
-			status = usage_error("%s: bad option", cmd);
+			status = cli_usage_error("%s: bad option", cmd);
 	}
 	if (status == EXIT_OK && optind < argc) {
 		if (session)
@@ -1014,13 +1017,13 @@ static int run_cancel(struct cli *cli, int argc, char **argv, bool session)
 			q.message_id = argv[optind++];
 	}
 	if (status == EXIT_OK)
-		status = no_positional(argc, argv);
+		status = cli_no_positional(argc, argv);
 	if (!session)
-		status = require(status, cmd, "MESSAGE_ID", q.message_id);
-	status = require(status, cmd, session ? "SESSION" : "--session",
-			 q.session_id);
+		status = cli_require(status, cmd, "MESSAGE_ID", q.message_id);
+	status = cli_require(status, cmd, session ? "SESSION" : "--session",
+			     q.session_id);
 	if (status == EXIT_OK)
-		status = connect_client(cli);
+		status = cli_connect(cli);
 	if (status != EXIT_OK)
 		return status;
 	json_t *nodes = json_array();
@@ -1028,7 +1031,7 @@ static int run_cancel(struct cli *cli, int argc, char **argv, bool session)
 	q.cb = on_cancelled;
 	q.arg = nodes;
 	int rc = bg_client_cancel(cli->client, &q, &r);
-	status = rc ? fail(cli, cmd, rc) : print_cancel(cli, &q, &r, nodes);
+	status = rc ? cli_fail(cli, cmd, rc) : print_cancel(cli, &q, &r, nodes);
 	json_decref(nodes);
 	return status;
 }

@@ -28,12 +28,12 @@ static const struct option top_opts[] = {
 
 static int run_live(struct top *tp)
 {
-	int status = connect_client(tp->cli);
+	int status = cli_connect(tp->cli);
 	if (status != EXIT_OK)
 		return status;
 	json_t *frame = top_sample_live(tp);
 	if (tp->once) { /* rates need a second sample */
-		sleep_ms(tp->interval_ms);
+		cli_sleep_ms(tp->interval_ms);
 		json_decref(frame);
 		frame = top_sample_live(tp);
 		if (frame)
@@ -82,7 +82,7 @@ static int take_until(struct replay_src *src, struct top_replay *r,
 			if (src->pending == NULL)
 				continue;
 		}
-		int64_t ts = (int64_t)jint(src->pending, "ts_ms");
+		int64_t ts = (int64_t)cli_jint(src->pending, "ts_ms");
 		if (until >= 0 && ts > until)
 			return 0;
 		if (ts > src->last_ts)
@@ -109,7 +109,7 @@ static int run_replay(struct top *tp)
 	if (rc == 0)
 		rc = take_until(&src, r, all ? -1 : 0); /* 0: the first */
 	if (rc == 0 && src.pending)
-		src.last_ts = (int64_t)jint(src.pending, "ts_ms");
+		src.last_ts = (int64_t)cli_jint(src.pending, "ts_ms");
 	if (rc == 0 && tp->once) {
 		json_t *frame = top_replay_frame(r, src.last_ts);
 		if (frame)
@@ -152,7 +152,7 @@ static void http_from_config(struct top *tp)
 {
 	struct bg_config cfg = { 0 };
 	char err[512];
-	if (bg_config_load(config_path(tp->cli->config), &cfg, err,
+	if (bg_config_load(cli_config_path(tp->cli->config), &cfg, err,
 			   sizeof err) != 0)
 		return;
 	if (cfg.http_port > 0) {
@@ -177,17 +177,18 @@ static int parse_top(struct top *tp, int argc, char **argv)
 		if (opt == OPT_ONCE) {
 			tp->once = true;
 		} else if (opt == OPT_INTERVAL) {
-			if (parse_ms(optarg, &tp->interval_ms) != 0)
-				return usage_error("top: bad --interval '%s' "
-						   "(milliseconds > 0)",
-						   optarg);
+			if (cli_parse_ms(optarg, &tp->interval_ms) != 0)
+				return cli_usage_error(
+					"top: bad --interval '%s' "
+					"(milliseconds > 0)",
+					optarg);
 		} else if (opt == OPT_SORT) {
 			int k = 0;
 			while (k < TOP_N_SORTS &&
 			       strcmp(top_sort_keys[k], optarg))
 				k++;
 			if (k == TOP_N_SORTS)
-				return usage_error(
+				return cli_usage_error(
 					"top: bad --sort '%s' (backlog, rate, "
 					"running, p99, failed or name)",
 					optarg);
@@ -196,12 +197,12 @@ static int parse_top(struct top *tp, int argc, char **argv)
 			snprintf(tp->filter, sizeof(tp->filter), "%s", optarg);
 		} else if (opt == OPT_HTTP) {
 			if (tp->n_http == TOP_MAX_HTTP)
-				return usage_error("top: at most %s --http",
-						   "16");
+				return cli_usage_error("top: at most %s --http",
+						       "16");
 			if (strrchr(optarg, ':') == NULL)
-				return usage_error("top: bad --http '%s' "
-						   "(HOST:PORT)",
-						   optarg);
+				return cli_usage_error("top: bad --http '%s' "
+						       "(HOST:PORT)",
+						       optarg);
 			tp->http[tp->n_http++] = strdup(optarg);
 		} else if (opt == OPT_REPLAY) {
 			tp->replay = optarg;
@@ -210,16 +211,17 @@ static int parse_top(struct top *tp, int argc, char **argv)
 			tp->speed = strtod(optarg, &end);
 			if (!*optarg || *end || !isfinite(tp->speed) ||
 			    tp->speed < 0)
-				return usage_error("top: bad --speed '%s' (a "
-						   "number >= 0)",
-						   optarg);
+				return cli_usage_error(
+					"top: bad --speed '%s' (a "
+					"number >= 0)",
+					optarg);
 		} else if (opt == OPT_JSON) {
 			tp->cli->json = true;
 		} else {
-			return usage_error("%s: bad option", "top");
+			return cli_usage_error("%s: bad option", "top");
 		}
 	}
-	return no_positional(argc, argv);
+	return cli_no_positional(argc, argv);
 }
 
 int cmd_top(struct cli *cli, int argc, char **argv)
@@ -227,7 +229,7 @@ int cmd_top(struct cli *cli, int argc, char **argv)
 	struct top tp = { .cli = cli, .interval_ms = 1000, .speed = 1.0 };
 	int status = parse_top(&tp, argc, argv);
 	if (status == EXIT_OK && cli->json && !tp.once)
-		status = usage_error("top: %s", "--json needs --once");
+		status = cli_usage_error("top: %s", "--json needs --once");
 	if (status == EXIT_OK && tp.replay) {
 		status = run_replay(&tp);
 	} else if (status == EXIT_OK) {

@@ -19,7 +19,7 @@
 static int wait_fd(int fd, short ev, int64_t until)
 {
 	for (;;) {
-		int left = (int)(until - mono_ms());
+		int left = (int)(until - cli_mono_ms());
 		if (left <= 0)
 			return -ETIMEDOUT;
 		struct pollfd p = { fd, ev, 0 };
@@ -63,7 +63,7 @@ static int connect_to(const char *hostport, int64_t until)
 /* top.h */
 json_t *top_get_status(const char *hostport)
 {
-	int64_t until = mono_ms() + HTTP_TIMEOUT_MS;
+	int64_t until = cli_mono_ms() + HTTP_TIMEOUT_MS;
 	int fd = connect_to(hostport, until);
 	if (fd < 0)
 		return NULL;

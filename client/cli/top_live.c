@@ -204,7 +204,7 @@ static void add_lanes(struct top *tp, json_t *frame)
  * sample. */
 static void add_rates(struct top *tp, json_t *frame)
 {
-	int64_t now = mono_ms();
+	int64_t now = cli_mono_ms();
 	size_t i;
 	json_t *t;
 	json_array_foreach(json_object_get(frame, "agent_types"), i, t) {

@@ -237,8 +237,8 @@ static void render(struct top *tp, json_t *frame, struct bg_buf *o, bool screen)
 			continue;
 		char when[40];
 		bg_buf_printf(o, "  %s %-16s %-28s %-10s %.60s\n",
-			      fmt_ms((json_int_t)top_num(w, "ts_ms"), when,
-				     sizeof(when)),
+			      cli_fmt_ms((json_int_t)top_num(w, "ts_ms"), when,
+					 sizeof(when)),
 			      top_str(w, "agent_type"),
 			      top_str(w, "message_id"), top_str(w, "status"),
 			      top_str(w, "error"));
@@ -355,15 +355,15 @@ static void read_filter(struct top *tp)
 /* Wait up to ms for a key; false when the view should end. */
 bool top_keys(struct top *tp, int ms)
 {
-	int64_t until = mono_ms() + ms;
+	int64_t until = cli_mono_ms() + ms;
 	while (!g_stop) {
-		int left = (int)(until - mono_ms());
+		int left = (int)(until - cli_mono_ms());
 		if (left <= 0)
 			return true;
 		struct pollfd p = { STDIN_FILENO, POLLIN, 0 };
 		if (!g_raw || poll(&p, 1, left) != 1) {
 			if (!g_raw)
-				sleep_ms(left > 100 ? 100 : left);
+				cli_sleep_ms(left > 100 ? 100 : left);
 			continue;
 		}
 		char ch;
@@ -386,7 +386,7 @@ bool top_keys(struct top *tp, int ms)
 void top_emit(struct top *tp, json_t *frame)
 {
 	if (tp->cli->json) {
-		print_json(frame);
+		cli_print_json(json_incref(frame)); /* print_json releases it */
 		return;
 	}
 	struct bg_buf o = { 0 };

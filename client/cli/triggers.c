@@ -52,7 +52,7 @@ static int triggers_list(struct cli *cli)
 	json_t *a = NULL;
 	int rc = bg_client_triggers_list(cli->client, &v, &n);
 	if (rc)
-		return fail(cli, "triggers", rc);
+		return cli_fail(cli, "triggers", rc);
 	if (cli->json && (a = json_array()) == NULL)
 		rc = -ENOMEM;
 	for (size_t i = 0; a && rc == 0 && i < n; i++)
@@ -62,12 +62,12 @@ static int triggers_list(struct cli *cli)
 		rc = bg_client_triggers_table(&out, v, n, bg_client_now_ms());
 	bg_client_triggers_free(v, n);
 	if (rc == 0 && cli->json)
-		print_json(json_incref(a));
+		cli_print_json(json_incref(a));
 	else if (rc == 0)
 		fwrite(out.p, 1, out.len, stdout);
 	json_decref(a);
 	bg_buf_free(&out);
-	return rc ? fail(cli, "triggers", rc) : EXIT_OK;
+	return rc ? cli_fail(cli, "triggers", rc) : EXIT_OK;
 }
 
 static int triggers_pause(struct cli *cli, const char *name, bool paused)
@@ -78,14 +78,14 @@ static int triggers_pause(struct cli *cli, const char *name, bool paused)
 	if (rc == -ENOENT)
 		return unknown_trigger(cli);
 	if (rc)
-		return fail(cli, paused ? "triggers pause" : "triggers resume",
-			    rc);
+		return cli_fail(
+			cli, paused ? "triggers pause" : "triggers resume", rc);
 	if (cli->json) {
 		json_t *o = json_object();
-		set_str(o, "trigger", name);
+		cli_set_str(o, "trigger", name);
 		json_object_set_new(o, "paused", json_boolean(paused));
-		set_str(o, "by", who);
-		print_json(o);
+		cli_set_str(o, "by", who);
+		cli_print_json(o);
 	} else {
 		printf("%s: %s for the fleet\n", name,
 		       paused ? "paused" : "resumed");
@@ -112,17 +112,17 @@ static int triggers_fire(struct cli *cli, const char *name, int timeout_ms)
 	if (rc == -ENOENT)
 		return unknown_trigger(cli);
 	if (rc && rc != -ETIMEDOUT)
-		return fail(cli, "triggers fire", rc);
+		return cli_fail(cli, "triggers fire", rc);
 	bool fired = rc == 0 && !strcmp(r.outcome, "fired");
 	const char *why = rc ? bg_client_errmsg(cli->client) : r.error;
 	if (cli->json) {
 		json_t *o = json_object();
-		set_str(o, "trigger", name);
+		cli_set_str(o, "trigger", name);
 		json_object_set_new(o, "request", json_integer(r.request));
-		set_str(o, "outcome", rc ? "timeout" : r.outcome);
-		set_str(o, "message_id", r.message_id);
-		set_str(o, "error", why);
-		print_json(o);
+		cli_set_str(o, "outcome", rc ? "timeout" : r.outcome);
+		cli_set_str(o, "message_id", r.message_id);
+		cli_set_str(o, "error", why);
+		cli_print_json(o);
 	} else if (fired) {
 		printf("%s\n", r.message_id);
 	}
@@ -137,7 +137,7 @@ static int triggers_fire(struct cli *cli, const char *name, int timeout_ms)
 
 static int fire_option(int opt, void *arg)
 {
-	if (opt == OPT_TIMEOUT && !parse_ms(optarg, arg))
+	if (opt == OPT_TIMEOUT && !cli_parse_ms(optarg, arg))
 		return EXIT_OK;
 	return EXIT_USAGE;
 }
@@ -157,19 +157,19 @@ int cmd_triggers(struct cli *cli, int argc, char **argv)
 	int which = 0, timeout_ms = FIRE_TIMEOUT_MS, status = EXIT_OK;
 	const char *name = NULL;
 	if (argc > 1 && argv[1][0] != '-') { /* else: a bare `triggers` */
-		status = sub_command(argc, argv, subs, &which);
+		status = cli_sub_command(argc, argv, subs, &which);
 		if (status != EXIT_OK)
 			return status;
 		argc--;
 		argv++;
 		argv[0] = (char *)names[which]; /* for the usage messages */
 	}
-	status = parse_positional(cli, argc, argv,
-				  which == 3 ? fire_opts : NULL, fire_option,
-				  &timeout_ms, &name, which == 0 ? 0 : 1,
-				  "NAME");
+	status = cli_parse_positional(cli, argc, argv,
+				      which == 3 ? fire_opts : NULL,
+				      fire_option, &timeout_ms, &name,
+				      which == 0 ? 0 : 1, "NAME");
 	if (status == EXIT_OK)
-		status = connect_client(cli);
+		status = cli_connect(cli);
 	if (status != EXIT_OK)
 		return status;
 	if (which == 0)

@@ -60,9 +60,9 @@ static int wf_option(struct cli *cli, struct wf_args *a, int opt)
 		a->wait = true;
 		break;
 	case OPT_WAIT_TIMEOUT:
-		if (parse_ms(optarg, &a->wait_timeout_ms))
-			return usage_error("bad --wait-timeout-ms '%s'",
-					   optarg);
+		if (cli_parse_ms(optarg, &a->wait_timeout_ms))
+			return cli_usage_error("bad --wait-timeout-ms '%s'",
+					       optarg);
 		break;
 	case OPT_AGENT:
 		a->agent_type = optarg;
@@ -71,7 +71,7 @@ static int wf_option(struct cli *cli, struct wf_args *a, int opt)
 		cli->json = true;
 		break;
 	default:
-		return usage_error("%s: bad option", a->cmd);
+		return cli_usage_error("%s: bad option", a->cmd);
 	}
 	return EXIT_OK;
 }
@@ -151,17 +151,17 @@ static void print_started(const struct cli *cli, const struct wf_args *a,
 		return;
 	}
 	json_t *o = json_object();
-	set_str(o, "session_id", session);
-	set_str(o, "message_id", r->message_id);
+	cli_set_str(o, "session_id", session);
+	cli_set_str(o, "message_id", r->message_id);
 	if (group)
-		set_str(o, "group_id", r->message_id);
-	set_str(o, "execution_id", r->execution_id);
-	set_str(o, "entry_id", r->entry_id);
-	set_str(o, "trace_id", r->trace_id);
-	set_str(o, "route_status", r->route_status);
-	set_str(o, "target_agent_type", r->target_agent_type);
-	set_str(o, "stream", r->stream);
-	print_json(o);
+		cli_set_str(o, "group_id", r->message_id);
+	cli_set_str(o, "execution_id", r->execution_id);
+	cli_set_str(o, "entry_id", r->entry_id);
+	cli_set_str(o, "trace_id", r->trace_id);
+	cli_set_str(o, "route_status", r->route_status);
+	cli_set_str(o, "target_agent_type", r->target_agent_type);
+	cli_set_str(o, "stream", r->stream);
+	cli_print_json(o);
 }
 
 /* Follows a workflow's events: its steps, its final answer, its end. */
@@ -183,12 +183,12 @@ static json_t *step_doc(const char *entry_id, int64_t ts, json_t *step)
 static void print_step(const struct cli *cli, const json_t *doc)
 {
 	if (cli->json) {
-		print_json(json_incref((json_t *)doc));
+		cli_print_json(json_incref((json_t *)doc));
 		return;
 	}
 	struct bg_buf line = { 0 };
 	if (bg_client_wf_step_line(&line, json_object_get(doc, "step"),
-				   jint(doc, "timestamp")) == 0)
+				   cli_jint(doc, "timestamp")) == 0)
 		puts(line.p);
 	bg_buf_free(&line);
 }
@@ -214,7 +214,7 @@ static int on_wf_event(void *arg, const struct bg_client_event *ev)
 		return 0;
 	if (!strcmp(ev->event_type, "finalAnswer") && ev->content) {
 		json_decref(f->result);
-		f->result = parse_object(ev->content, ev->content_len);
+		f->result = cli_parse_object(ev->content, ev->content_len);
 	} else if (!strcmp(ev->event_type, "appStreamResponse")) {
 		f->ended = true;
 		return f->steps ? 0 : 1;
@@ -226,8 +226,8 @@ static int on_wf_event(void *arg, const struct bg_client_event *ev)
  * record's error_message. */
 static const char *wf_error(const json_t *result, const json_t *rec)
 {
-	const char *e = record_str(result, "error");
-	return e[0] ? e : record_str(rec, "error_message");
+	const char *e = cli_record_str(result, "error");
+	return e[0] ? e : cli_record_str(rec, "error_message");
 }
 
 static int print_table(enum bg_wf_kind kind, const json_t *result)
@@ -245,7 +245,7 @@ static int wf_report(const struct cli *cli, const struct wf_args *a,
 		     const char *session, const struct bg_send_response *r,
 		     const json_t *rec, const json_t *result, bool timed_out)
 {
-	const char *status = record_str(rec, "status");
+	const char *status = cli_record_str(rec, "status");
 	bool completed =
 		!timed_out &&
 		bg_str_eq(bg_status_normalize(bg_str_c(status)), "COMPLETED");
@@ -268,24 +268,24 @@ static int wf_report(const struct cli *cli, const struct wf_args *a,
 			a->cmd, r->message_id);
 	if (cli->json) {
 		json_t *o = json_object();
-		set_str(o, "session_id", session);
-		set_str(o, "message_id", r->message_id);
-		set_str(o, "execution_id", r->execution_id);
-		set_str(o, "status", status);
+		cli_set_str(o, "session_id", session);
+		cli_set_str(o, "message_id", r->message_id);
+		cli_set_str(o, "execution_id", r->execution_id);
+		cli_set_str(o, "status", status);
 		json_object_set_new(o, "ok", json_boolean(ok));
 		json_object_set_new(o, "result",
 				    result ? json_incref((json_t *)result)
 					   : json_null());
 		if (timed_out)
-			set_str(o, "error", "timeout");
+			cli_set_str(o, "error", "timeout");
 		else if (!completed && err[0])
-			set_str(o, "error", err);
-		print_json(o);
+			cli_set_str(o, "error", err);
+		cli_print_json(o);
 	} else if (result && json_object_get(result, "run_id")) {
 		/* the table on a failed run too: which task failed, why */
 		putchar('\n');
 		if (print_table(a->kind, result))
-			return fail(cli, a->cmd, -ENOMEM);
+			return cli_fail(cli, a->cmd, -ENOMEM);
 	}
 	return ok ? EXIT_OK : EXIT_FAIL;
 }
@@ -296,12 +296,12 @@ static int wf_wait(struct cli *cli, const struct wf_args *a,
 		   const char *session, const struct bg_send_response *r,
 		   char *last)
 {
-	int64_t deadline = mono_ms() + a->wait_timeout_ms;
+	int64_t deadline = cli_mono_ms() + a->wait_timeout_ms;
 	struct wf_follow f = { cli,  r->message_id, r->execution_id,
 			       NULL, NULL,	    false };
 	int rc = 0;
 	while (!f.ended && rc >= 0) {
-		int64_t left = deadline - mono_ms();
+		int64_t left = deadline - cli_mono_ms();
 		if (left <= 0)
 			break;
 		rc = bg_client_read_events(cli->client, session, last,
@@ -309,9 +309,10 @@ static int wf_wait(struct cli *cli, const struct wf_args *a,
 	}
 	json_t *rec = NULL;
 	if (rc >= 0)
-		rc = settle_record(cli, session, r->message_id, f.ended, &rec);
+		rc = cli_settle_record(cli, session, r->message_id, f.ended,
+				       &rec);
 	int status =
-		rc < 0 ? fail(cli, "reading the workflow", rc)
+		rc < 0 ? cli_fail(cli, "reading the workflow", rc)
 		       : wf_report(cli, a, session, r, rec, f.result, !f.ended);
 	json_decref(rec);
 	json_decref(f.result);
@@ -326,16 +327,16 @@ static int run_workflow(struct cli *cli, struct wf_args *a)
 	char *content = json_dumps(a->spec, JSON_COMPACT);
 	json_decref(a->spec);
 	a->spec = NULL;
-	int status = content ? EXIT_OK : fail(cli, a->cmd, -ENOMEM);
+	int status = content ? EXIT_OK : cli_fail(cli, a->cmd, -ENOMEM);
 	if (status == EXIT_OK && a->session &&
 	    snprintf(session, sizeof session, "%s", a->session) >=
 		    (int)sizeof session)
-		status = usage_error("%s: --session too long", a->cmd);
+		status = cli_usage_error("%s: --session too long", a->cmd);
 	else if (status == EXIT_OK && !a->session &&
 		 bg_id_new(session, sizeof session, "wf-"))
-		status = fail(cli, a->cmd, -EIO);
+		status = cli_fail(cli, a->cmd, -EIO);
 	if (status == EXIT_OK)
-		status = connect_client(cli);
+		status = cli_connect(cli);
 	if (status != EXIT_OK) {
 		free(content);
 		return status;
@@ -355,9 +356,9 @@ static int run_workflow(struct cli *cli, struct wf_args *a)
 		rc = bg_client_send(cli->client, &req, &r);
 	free(content);
 	if (rc == BG_CLIENT_EREJECTED)
-		return print_rejected(cli, &(struct send_args){ 0 }, &r);
+		return cli_print_rejected(cli, &(struct send_args){ 0 }, &r);
 	if (rc)
-		return fail(cli, a->cmd, rc);
+		return cli_fail(cli, a->cmd, rc);
 	print_started(cli, a, session, &r);
 	return a->wait ? wf_wait(cli, a, session, &r, last) : EXIT_OK;
 }
@@ -377,8 +378,8 @@ static int parse_spec_command(struct cli *cli, int argc, char **argv,
 	bool group = a->kind == BG_WF_GROUP, open = false;
 	int opt, status = EXIT_OK;
 	while (status == EXIT_OK &&
-	       (opt = next_opt(argc, argv, group ? group_opts : dag_opts)) !=
-		       -1) {
+	       (opt = cli_next_opt(argc, argv,
+				   group ? group_opts : dag_opts)) != -1) {
 		if (opt == OPT_OPEN)
 			open = true;
 		else
@@ -387,13 +388,13 @@ static int parse_spec_command(struct cli *cli, int argc, char **argv,
 	const char *file = status == EXIT_OK && optind < argc ? argv[optind++]
 							      : NULL;
 	if (status == EXIT_OK)
-		status = no_positional(argc, argv);
-	status = require(status, a->cmd, "FILE", file);
+		status = cli_no_positional(argc, argv);
+	status = cli_require(status, a->cmd, "FILE", file);
 	if (status == EXIT_OK)
 		status = load_json(a->cmd, file, true, &a->spec);
 	if (status == EXIT_OK && open &&
 	    json_object_set_new(a->spec, "open", json_true()))
-		status = fail(cli, a->cmd, -ENOMEM);
+		status = cli_fail(cli, a->cmd, -ENOMEM);
 	if (!a->wait_timeout_ms)
 		a->wait_timeout_ms = WF_TIMEOUT_MS;
 	return status;
@@ -404,7 +405,7 @@ int cmd_dag(struct cli *cli, int argc, char **argv)
 	static const char *const subs[] = { "run", NULL };
 	struct wf_args a = { .kind = BG_WF_DAG, .cmd = "dag run" };
 	int which;
-	int status = sub_command(argc, argv, subs, &which);
+	int status = cli_sub_command(argc, argv, subs, &which);
 	if (status == EXIT_OK)
 		status = parse_spec_command(cli, argc - 1, argv + 1, &a);
 	if (status != EXIT_OK) {
@@ -436,9 +437,10 @@ static int fanout_option(struct fanout_args *f, int opt)
 		v = json_loads(optarg, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES,
 			       NULL);
 		if (v == NULL)
-			return usage_error("fanout: --input '%s' is not JSON "
-					   "(text is quoted: '\"text\"')",
-					   optarg);
+			return cli_usage_error(
+				"fanout: --input '%s' is not JSON "
+				"(text is quoted: '\"text\"')",
+				optarg);
 		f->forms += !f->input_seen;
 		f->input_seen = true;
 		return json_array_append_new(f->inputs, v) ? EXIT_FAIL
@@ -455,18 +457,19 @@ static int fanout_option(struct fanout_args *f, int opt)
 		errno = 0;
 		f->count = strtoll(optarg, &end, 10);
 		if (errno || end == optarg || *end || f->count <= 0)
-			return usage_error("fanout: bad --count '%s'", optarg);
+			return cli_usage_error("fanout: bad --count '%s'",
+					       optarg);
 		return EXIT_OK;
 	case OPT_TIMEOUT_S:
 		errno = 0;
 		f->timeout_s = strtod(optarg, &end);
 		if (errno || end == optarg || *end || !(f->timeout_s > 0) ||
 		    f->timeout_s > WF_TIMEOUT_S_MAX)
-			return usage_error("fanout: bad --timeout-s '%s'",
-					   optarg);
+			return cli_usage_error("fanout: bad --timeout-s '%s'",
+					       optarg);
 		return EXIT_OK;
 	}
-	return usage_error("%s: bad option", "fanout");
+	return cli_usage_error("%s: bad option", "fanout");
 }
 
 int cmd_fanout(struct cli *cli, int argc, char **argv)
@@ -483,26 +486,27 @@ int cmd_fanout(struct cli *cli, int argc, char **argv)
 	struct wf_args a = { .kind = BG_WF_FANOUT, .cmd = "fanout" };
 	struct fanout_args f = { .inputs = json_array() };
 	int opt, status = EXIT_OK;
-	while (status == EXIT_OK && (opt = next_opt(argc, argv, opts)) != -1)
+	while (status == EXIT_OK &&
+	       (opt = cli_next_opt(argc, argv, opts)) != -1)
 		status = opt >= OPT_WF_AGENT ? fanout_option(&f, opt)
 					     : wf_option(cli, &a, opt);
 	if (status == EXIT_OK)
-		status = no_positional(argc, argv);
-	status = require(status, a.cmd, "--agent", f.agent);
+		status = cli_no_positional(argc, argv);
+	status = cli_require(status, a.cmd, "--agent", f.agent);
 	if (status == EXIT_OK && f.forms != 1)
-		status = usage_error("fanout: %s",
-				     "give one of --input, --inputs-file, "
-				     "--count");
+		status = cli_usage_error("fanout: %s",
+					 "give one of --input, --inputs-file, "
+					 "--count");
 	if (status == EXIT_OK && !f.count && json_array_size(f.inputs) == 0)
-		status = usage_error("fanout: %s", "no input given");
+		status = cli_usage_error("fanout: %s", "no input given");
 	if (status == EXIT_OK && !(f.timeout_s > 0))
-		status = require(status, a.cmd, "--timeout-s", NULL);
+		status = cli_require(status, a.cmd, "--timeout-s", NULL);
 	if (status == EXIT_OK) {
 		a.spec = bg_client_wf_fanout_spec(f.agent,
 						  f.count ? NULL : f.inputs,
 						  f.count, f.timeout_s);
 		if (a.spec == NULL)
-			status = fail(cli, a.cmd, -ENOMEM);
+			status = cli_fail(cli, a.cmd, -ENOMEM);
 	}
 	json_decref(f.inputs);
 	if (status != EXIT_OK)
@@ -533,15 +537,16 @@ static int group_option(struct cli *cli, struct group_args *g, int opt)
 		cli->json = true;
 	} else if (opt == OPT_FOLLOWER && g->followers) {
 		if (bg_client_wf_followers(optarg, g->followers, &why))
-			status = usage_error("group add: bad --follower: %s",
-					     why);
+			status = cli_usage_error(
+				"group add: bad --follower: %s", why);
 	} else if (opt == OPT_FILE && g->followers) {
 		status = load_text("group add", optarg, &text);
 		if (status == EXIT_OK &&
 		    bg_client_wf_followers(text.p, g->followers, &why))
-			status = usage_error("group add: bad --file: %s", why);
+			status = cli_usage_error("group add: bad --file: %s",
+						 why);
 	} else {
-		status = usage_error("%s: bad option", "group");
+		status = cli_usage_error("%s: bad option", "group");
 	}
 	bg_buf_free(&text);
 	return status;
@@ -559,17 +564,18 @@ static int parse_group_ref(struct cli *cli, int argc, char **argv,
 		{ NULL, 0, NULL, 0 },
 	};
 	int opt, status = EXIT_OK;
-	while (status == EXIT_OK && (opt = next_opt(argc, argv, opts)) != -1)
+	while (status == EXIT_OK &&
+	       (opt = cli_next_opt(argc, argv, opts)) != -1)
 		status = group_option(cli, g, opt);
 	if (status == EXIT_OK && optind < argc)
 		g->group = argv[optind++];
 	if (status == EXIT_OK)
-		status = no_positional(argc, argv);
-	status = require(status, cmd, "GROUP_ID", g->group);
-	status = require(status, cmd, "--session", g->session);
+		status = cli_no_positional(argc, argv);
+	status = cli_require(status, cmd, "GROUP_ID", g->group);
+	status = cli_require(status, cmd, "--session", g->session);
 	if (status == EXIT_OK && g->followers &&
 	    json_array_size(g->followers) == 0)
-		status = require(status, cmd, "--follower or --file", NULL);
+		status = cli_require(status, cmd, "--follower or --file", NULL);
 	return status;
 }
 
@@ -589,8 +595,8 @@ static int group_record(struct cli *cli, const char *cmd,
 		return EXIT_FAIL;
 	}
 	if (rc)
-		return fail(cli, "reading the group's record", rc);
-	*rec = parse_object(raw, len);
+		return cli_fail(cli, "reading the group's record", rc);
+	*rec = cli_parse_object(raw, len);
 	free(raw);
 	return EXIT_OK;
 }
@@ -600,12 +606,12 @@ static int group_resume(struct cli *cli, const char *cmd,
 			const struct group_args *g, json_t *content)
 {
 	json_t *rec;
-	int status = connect_client(cli);
+	int status = cli_connect(cli);
 	if (status == EXIT_OK)
 		status = group_record(cli, cmd, g, &rec);
 	if (status != EXIT_OK)
 		return status;
-	const char *st = record_str(rec, "status");
+	const char *st = cli_record_str(rec, "status");
 	bool ended = bg_status_is_terminal(bg_status_normalize(bg_str_c(st)));
 	if (ended)
 		fprintf(stderr, "bygate: %s: group %s has ended (%s)\n", cmd,
@@ -615,7 +621,7 @@ static int group_resume(struct cli *cli, const char *cmd,
 		return EXIT_FAIL;
 	char *text = json_dumps(content, JSON_COMPACT);
 	if (text == NULL)
-		return fail(cli, cmd, -ENOMEM);
+		return cli_fail(cli, cmd, -ENOMEM);
 	struct bg_send_request req = { .session_id = g->session,
 				       .message_id = g->group,
 				       .content = text,
@@ -624,22 +630,22 @@ static int group_resume(struct cli *cli, const char *cmd,
 	int rc = bg_client_reply(cli->client, &req, &r);
 	free(text);
 	if (rc == BG_CLIENT_EREJECTED)
-		return print_rejected(cli, &(struct send_args){ .reply = true },
-				      &r);
+		return cli_print_rejected(
+			cli, &(struct send_args){ .reply = true }, &r);
 	if (rc)
-		return fail(cli, cmd, rc);
+		return cli_fail(cli, cmd, rc);
 	size_t n = json_array_size(g->followers);
 	if (cli->json) {
 		json_t *o = json_object();
-		set_str(o, "group_id", g->group);
-		set_str(o, "session_id", g->session);
-		set_str(o, "operation", g->followers ? "add" : "close");
-		set_str(o, "execution_id", r.execution_id);
-		set_str(o, "entry_id", r.entry_id);
-		set_str(o, "route_status", r.route_status);
+		cli_set_str(o, "group_id", g->group);
+		cli_set_str(o, "session_id", g->session);
+		cli_set_str(o, "operation", g->followers ? "add" : "close");
+		cli_set_str(o, "execution_id", r.execution_id);
+		cli_set_str(o, "entry_id", r.entry_id);
+		cli_set_str(o, "route_status", r.route_status);
 		if (g->followers)
 			json_object_set_new(o, "followers", json_integer(n));
-		print_json(o);
+		cli_print_json(o);
 	} else if (g->followers) {
 		printf("group %s: %zu follower(s) sent\n", g->group, n);
 	} else {
@@ -651,11 +657,12 @@ static int group_resume(struct cli *cli, const char *cmd,
 static void group_show_text(const struct group_args *g, const json_t *rec,
 			    const struct wf_follow *f)
 {
-	const char *st = record_str(rec, "status");
+	const char *st = cli_record_str(rec, "status");
 	size_t i;
 	json_t *doc;
 	printf("group %s: %s (execution %s, session %s)\n", g->group,
-	       st[0] ? st : "?", record_str(rec, "execution_id"), g->session);
+	       st[0] ? st : "?", cli_record_str(rec, "execution_id"),
+	       g->session);
 	json_array_foreach(f->steps, i, doc)
 		print_step(f->cli, doc);
 	if (json_array_size(f->steps) == 0)
@@ -672,13 +679,13 @@ static void group_show_text(const struct group_args *g, const json_t *rec,
 static int group_show(struct cli *cli, const struct group_args *g)
 {
 	json_t *rec;
-	int status = connect_client(cli);
+	int status = cli_connect(cli);
 	if (status == EXIT_OK)
 		status = group_record(cli, "group show", g, &rec);
 	if (status != EXIT_OK)
 		return status;
 	struct wf_follow f = {
-		cli,	      g->group, record_str(rec, "execution_id"),
+		cli,	      g->group, cli_record_str(rec, "execution_id"),
 		json_array(), NULL,	false
 	};
 	char last[BG_CLIENT_ENTRY_ID_MAX] = "0-0";
@@ -687,18 +694,19 @@ static int group_show(struct cli *cli, const struct group_args *g)
 					   on_wf_event, &f, last)) > 0)
 		;
 	if (rc < 0) {
-		status = fail(cli, "reading events", rc);
+		status = cli_fail(cli, "reading events", rc);
 	} else if (cli->json) {
 		json_t *o = json_object();
-		set_str(o, "group_id", g->group);
-		set_str(o, "session_id", g->session);
-		set_str(o, "execution_id", record_str(rec, "execution_id"));
-		set_str(o, "status", record_str(rec, "status"));
+		cli_set_str(o, "group_id", g->group);
+		cli_set_str(o, "session_id", g->session);
+		cli_set_str(o, "execution_id",
+			    cli_record_str(rec, "execution_id"));
+		cli_set_str(o, "status", cli_record_str(rec, "status"));
 		json_object_set(o, "steps", f.steps);
 		json_object_set_new(o, "result",
 				    f.result ? json_incref(f.result)
 					     : json_null());
-		print_json(o);
+		cli_print_json(o);
 	} else {
 		group_show_text(g, rec, &f);
 	}
@@ -713,7 +721,7 @@ int cmd_group(struct cli *cli, int argc, char **argv)
 	static const char *const subs[] = { "start", "add", "close", "show",
 					    NULL };
 	int which = 0;
-	int status = sub_command(argc, argv, subs, &which);
+	int status = cli_sub_command(argc, argv, subs, &which);
 	if (status != EXIT_OK)
 		return status;
 	if (which == 0) {
@@ -737,7 +745,7 @@ int cmd_group(struct cli *cli, int argc, char **argv)
 	if (status == EXIT_OK && which == 3)
 		status = group_show(cli, &g);
 	else if (status == EXIT_OK && content == NULL)
-		status = fail(cli, names[which], -ENOMEM);
+		status = cli_fail(cli, names[which], -ENOMEM);
 	else if (status == EXIT_OK)
 		status = group_resume(cli, names[which], &g, content);
 	json_decref(content);
