@@ -3,7 +3,7 @@
  * from Redis and each reachable bygated's GET /status, redrawn every
  * interval with plain ANSI escapes; --once prints one frame for scripts;
  * --replay drives the same view from an event log. This file: the options
- * and the two drivers; top.h names the other parts. */
+ * and the two drivers; top_frame.h names the other parts. */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -11,7 +11,7 @@
 
 #include "client/cli/cli.h"
 #include "client/cli/evlog.h"
-#include "client/cli/top.h"
+#include "client/cli/top_frame.h"
 #include "conf/config.h"
 
 static const struct option top_opts[] = {

@@ -1,6 +1,6 @@
 /* client/cli/top_http.c - `bygate top`'s GET /status of a bygated: one
  * blocking HTTP/1.0 request over loopback or the LAN, bounded in time and
- * size (top.h). */
+ * size (top_frame.h). */
 #include <errno.h>
 #include <netdb.h>
 #include <poll.h>
@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "client/cli/cli.h"
-#include "client/cli/top.h"
+#include "client/cli/top_frame.h"
 #include "common/buf.h"
 
 #define HTTP_TIMEOUT_MS 1000 /* connect, then the whole reply */
@@ -60,7 +60,7 @@ static int connect_to(const char *hostport, int64_t until)
 	return rc ? rc : fd;
 }
 
-/* top.h */
+/* top_frame.h */
 json_t *top_get_status(const char *hostport)
 {
 	int64_t until = cli_mono_ms() + HTTP_TIMEOUT_MS;

@@ -1,4 +1,4 @@
-/* client/cli/top_live.c - `bygate top`'s live frame (top.h): workers,
+/* client/cli/top_live.c - `bygate top`'s live frame (top_frame.h): workers,
  * queues, lanes and failures from Redis, pools and children from each
  * bygated's /status, rates from two samples. */
 #include <stdlib.h>
@@ -6,7 +6,7 @@
 #include <time.h>
 
 #include "client/cli/cli.h"
-#include "client/cli/top.h"
+#include "client/cli/top_frame.h"
 
 static json_t *find_by(json_t *arr, const char *key, const char *v)
 {

@@ -1,11 +1,11 @@
 /* client/cli/top_replay.c - `bygate top --replay`: the run an event log
- * tells, rebuilt event by event into top's frame (top.h). */
+ * tells, rebuilt event by event into top's frame (top_frame.h). */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "client/cli/top.h"
+#include "client/cli/top_frame.h"
 
 #define MAX_TYPES 64
 #define RUNS_KEPT 1000	 /* run times kept per agent type (p50/p99) */

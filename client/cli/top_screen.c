@@ -1,4 +1,4 @@
-/* client/cli/top_screen.c - `bygate top`'s screen (top.h): a frame as
+/* client/cli/top_screen.c - `bygate top`'s screen (top_frame.h): a frame as
  * text columns, drawn over the terminal with plain ANSI escapes, and the
  * keys (q quit, s sort, / filter). */
 #include <poll.h>
@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "client/cli/cli.h"
-#include "client/cli/top.h"
+#include "client/cli/top_frame.h"
 #include "common/buf.h"
 
 #define CHILDREN_SHOWN 20

@@ -1,4 +1,4 @@
-/* client/cli/top.h - `bygate top`'s parts: top.c (the command and the
+/* client/cli/top_frame.h - `bygate top`'s parts: top.c (the command and the
  * replay driver), top_http.c (GET /status), top_live.c (a frame from the
  * fleet), top_screen.c (the terminal), top_replay.c (a frame rebuilt from
  * an event log). A frame is one JSON document, printed by --once --json:
@@ -17,8 +17,8 @@
  *                  "error"}]}
  * A value nobody knows is null (the queue counts in a replay, the
  * children of a worker without a reachable HTTP endpoint). */
-#ifndef BG_CLIENT_CLI_TOP_H
-#define BG_CLIENT_CLI_TOP_H
+#ifndef BG_CLIENT_CLI_TOP_FRAME_H
+#define BG_CLIENT_CLI_TOP_FRAME_H
 
 #include <stdbool.h>
 #include <stdint.h>
