@@ -80,7 +80,7 @@ TEST_PLUGINS := $(patsubst tests/plugins/%.c,$(BUILD)/test-plugins/%.so,$(TEST_P
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
-.PHONY: all deps user run test unit-test integration-test tests asan bench crashtest install clean format format-check
+.PHONY: all deps user run test unit-test integration-test tests asan bench crashtest bench-peers install clean format format-check
 MEMWATCH := $(BUILD)/libbygate-memwatch.so
 # Client examples (examples/client/*.c): built against the one-archive
 # libbygate exactly as an installed program links it (docs/client.md).
@@ -281,6 +281,14 @@ crashtest: deps user
 bench: deps user
 	@$(MAKE) --no-print-directory all $(BENCH_BINS)
 	$(PYTHON) bench/run.py --build $(BUILD)
+
+# The drain of 20,000 prefilled no-op tasks by bygated (noop plugin) and by
+# BullMQ, interleaved, medians (issue 16; bench/README.md). BullMQ is
+# installed with npm into bench/peers/node_modules when node is present;
+# without node or npm only bygated's drain runs (exit status 0).
+bench-peers: deps user
+	@$(MAKE) --no-print-directory all $(BENCH_BINS)
+	$(PYTHON) bench/peers/drain.py --build $(BUILD)
 
 # `make install`: everything under $(DESTDIR)$(PREFIX), and the
 # configuration and state directories under $(DESTDIR)$(SYSCONFDIR) and
