@@ -5,9 +5,10 @@ side in the same run (issue 16).
 
 Each run gets a fresh private redis-server on a free loopback port:
 
-  bygated: N ASK_AGENT commands written exactly as the client writes them
-    (record + msg_map, EXPIRE, XADD; bench/recovery.py's send_tasks) into
-    the noop agent type's stream, with bygated not running; then bygated
+  bygated: N ASK_AGENT commands over --sessions sessions (default 100, as
+    `make bench`), written exactly as the client writes them (record +
+    msg_map, EXPIRE, XADD; tests/integration/pyclient.py) into the noop
+    agent type's stream, with bygated not running; then bygated
     (pool --pool, the noop plugin, sandbox profile trusted, as every
     full-load phase of `make bench`) is started and timed, from its spawn,
     until its consumer group has read every entry and acked it (polled with
@@ -42,7 +43,9 @@ import time
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 import run as bench  # noqa: E402  (bench/run.py: fixtures and measurements)
-import recovery  # noqa: E402  (send_tasks, completed)
+import recovery  # noqa: E402  (SEND_BATCH, pyclient)
+
+pyclient = recovery.pyclient
 
 AGENT_TYPE = "noop"
 POLL_S = 0.005
@@ -86,6 +89,32 @@ def figures(n, elapsed_s, worker_cpu_s, rs0, rs1, skip=()):
             "commands": {k: v[0] for k, v in cmds.items() if k not in skip}}
 
 
+def session(k, sessions):
+    return "drain-s%d" % (k % sessions)
+
+
+def send_tasks(c, keys, n, sessions):
+    """n ASK_AGENT commands to the noop agent type over `sessions`
+    sessions, as pyclient.send writes them (record + msg_map, EXPIRE,
+    XADD), SEND_BATCH per round trip."""
+    for first in range(0, n, recovery.SEND_BATCH):
+        cmds = []
+        for k in range(first, min(n, first + recovery.SEND_BATCH)):
+            cmd = pyclient.ask_command(session(k, sessions), AGENT_TYPE, "ok")
+            cmds += pyclient.send_commands(keys, cmd)[1]
+        c.pipeline(cmds)
+
+
+def completed(c, keys, sessions):
+    """How many execution records of the drain's sessions are COMPLETED."""
+    done = 0
+    for s in range(sessions):
+        done += sum(1 for v in c.call("HVALS", keys.registry(session(s, sessions)))
+                    if v.startswith("{") and
+                    json.loads(v).get("status") == "COMPLETED")
+    return done
+
+
 def group_done(c, stream, n):
     for g in c.call("XINFO", "GROUPS", stream):
         g = dict(zip(g[::2], g[1::2]))
@@ -102,7 +131,7 @@ def bygated_drain(run, n, k):
     stream = run.keys.ctrl_agent_type(AGENT_TYPE)
     d = run.bygated(r, name, wait=False)
     c.call("XGROUP", "CREATE", stream, bench.GROUP, "0", "MKSTREAM")
-    recovery.send_tasks(c, run.keys, n, AGENT_TYPE, "ok")
+    send_tasks(c, run.keys, n, run.args.sessions)
     rs0 = bench.RedisSnapshot(c)
     t0 = time.monotonic()
     d.start(wait=False)
@@ -123,7 +152,7 @@ def bygated_drain(run, n, k):
     res = figures(n, elapsed, own + kids, rs0, rs1, skip=("xinfo|groups", "xinfo"))
     res["bygated_cpu_us_per_task"] = own * 1e6 / n
     res["children_cpu_us_per_task"] = kids * 1e6 / n
-    done = recovery.completed(c, run.keys)
+    done = completed(c, run.keys, run.args.sessions)
     if done != n:
         raise bench.PhaseError("bygated: %d of %d executions COMPLETED"
                                % (done, n))
@@ -181,8 +210,8 @@ def report(a, results, version):
             qv = median(q, key)
             line += " %14s %10s" % (fmt % qv, "%.2f" % (bv / qv) if qv else "-")
         say(line)
-    say("bygated: noop plugin, pool %d (CPU: bygated %.1f + children %.1f "
-        "us/task)" % (a.pool, median(b, "bygated_cpu_us_per_task"),
+    say("bygated: noop plugin, pool %d, %d sessions (CPU: bygated %.1f + children %.1f "
+        "us/task)" % (a.pool, a.sessions, median(b, "bygated_cpu_us_per_task"),
                       median(b, "children_cpu_us_per_task")))
     if q:
         say("BullMQ: Worker concurrency 50, no-op processor, default job "
@@ -199,6 +228,8 @@ def parse_args(argv):
                     default=bench.REPO / "build")
     ap.add_argument("--tasks", type=int, default=20000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--sessions", type=int, default=100,
+                    help="sessions of bygated's tasks (as make bench's)")
     ap.add_argument("--pool", type=int, default=8, help="bygated children")
     ap.add_argument("--timeout", type=int, default=300,
                     help="seconds a drain may take")
