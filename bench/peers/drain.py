@@ -29,6 +29,7 @@ runs the bygated side alone and exits 0. BullMQ is installed with
 `npm install` into bench/peers/node_modules (ignored by git) when missing.
 
     python3 bench/peers/drain.py --build build [--tasks N] [--rounds R]
+        [--set SECTION.KEY=VALUE ...]
 """
 
 import argparse
@@ -44,6 +45,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 import run as bench  # noqa: E402  (bench/run.py: fixtures and measurements)
 import recovery  # noqa: E402  (SEND_BATCH, pyclient)
+from compare import overrides  # noqa: E402  (SECTION.KEY=VALUE settings)
 
 pyclient = recovery.pyclient
 
@@ -129,7 +131,7 @@ def bygated_drain(run, n, k):
     c = r.client(timeout=30.0)
     run.owned.append(c)
     stream = run.keys.ctrl_agent_type(AGENT_TYPE)
-    d = run.bygated(r, name, wait=False)
+    d = run.bygated(r, name, wait=False, extra=overrides(run.args.set))
     c.call("XGROUP", "CREATE", stream, bench.GROUP, "0", "MKSTREAM")
     send_tasks(c, run.keys, n, run.args.sessions)
     rs0 = bench.RedisSnapshot(c)
@@ -210,8 +212,9 @@ def report(a, results, version):
             qv = median(q, key)
             line += " %14s %10s" % (fmt % qv, "%.2f" % (bv / qv) if qv else "-")
         say(line)
-    say("bygated: noop plugin, pool %d, %d sessions (CPU: bygated %.1f + children %.1f "
-        "us/task)" % (a.pool, a.sessions, median(b, "bygated_cpu_us_per_task"),
+    say("bygated: noop plugin, pool %d, %d sessions%s (CPU: bygated %.1f + children %.1f "
+        "us/task)" % (a.pool, a.sessions,
+                      ", " + " ".join(a.set) if a.set else "", median(b, "bygated_cpu_us_per_task"),
                       median(b, "children_cpu_us_per_task")))
     if q:
         say("BullMQ: Worker concurrency 50, no-op processor, default job "
@@ -231,6 +234,10 @@ def parse_args(argv):
     ap.add_argument("--sessions", type=int, default=100,
                     help="sessions of bygated's tasks (as make bench's)")
     ap.add_argument("--pool", type=int, default=8, help="bygated children")
+    ap.add_argument("--set", action="append", default=[],
+                    metavar="SECTION.KEY=VALUE",
+                    help="a bygated config key (repeatable), e.g. "
+                    "trace.enabled=false")
     ap.add_argument("--timeout", type=int, default=300,
                     help="seconds a drain may take")
     ap.add_argument("--keep", action="store_true",
