@@ -220,7 +220,9 @@ def report(a, results, version):
         say("BullMQ: Worker concurrency 50, no-op processor, default job "
             "options (its own clock: %.0f tasks/s)"
             % median(q, "worker_own_tasks_per_s"))
-    for side, runs in (("bygated", b), ("BullMQ", q or [])):
+    for side, runs in (("bygated", b), ("BullMQ", q)):
+        if not runs:
+            continue
         say("%s tasks/s per run: %s" % (side, ", ".join(
             "%.0f" % r["tasks_per_s"] for r in runs)))
 
