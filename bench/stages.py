@@ -7,9 +7,11 @@ redis-server and bygated:
 
   1. plain: bygated CPU per task (utime + stime from /proc) and Redis
      commands per task (INFO commandstats before/after);
-  2. under `perf record -F 999 -g -p PID`: bygated's samples by self time,
-     each symbol put in one stage (STAGES below) by the source file that
-     defines it (nm over BUILD/obj), or by its library;
+  2. under `perf record -F 999 -g -p PID` (with --dwarf: -F 499
+     --call-graph dwarf): bygated's samples by self time, each symbol put
+     in one stage (FILE_STAGE, STAGES below) by the source file that
+     defines it (nm -l on BUILD/bygated) or by its library; with --dwarf
+     also charged to the stage of the calling bygated code (charged_rows);
   3. under `strace -c -f -p PID` (--strace-tasks tasks): system calls per
      task by kind.
 
@@ -18,7 +20,10 @@ bench/README.md). A stage's us per task = plain run's bygated CPU per task
 x the stage's share of the samples. Self time only: a function inlined
 into its caller counts as the caller's file.
 
-    python3 bench/stages.py --build build [--tasks 20000] [--pool 8]
+    python3 bench/stages.py --build build [--dwarf] [--tasks 20000]
+
+Needs perf and strace, and BUILD/bench/loadgen. Uses bench/run.py's
+phase code (bygate_phase), so the load is exactly `make bench`'s.
 """
 
 import argparse
@@ -192,7 +197,8 @@ def charged_rows(data, files):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--build", type=pathlib.Path, default=HERE.parent / "build")
+    ap.add_argument("--build", type=pathlib.Path,
+                    default=HERE.parent / "build")
     ap.add_argument("--tasks", type=int, default=20000)
     ap.add_argument("--strace-tasks", type=int, default=5000)
     ap.add_argument("--pool", type=int, default=8)
