@@ -21,14 +21,21 @@ phase on a fresh private redis-server on a free loopback port.
      at most 500 tasks: an interpreter start each); then the persistent
      agent waiting 50 ms per task (an LLM call) with max_inflight 1 and 8
      (at most 500 tasks each);
-  8. sandbox cost: the noop plugin at full load and in the closed loop with
+  8. drain (bench/peers/drain.py): N no-op tasks prefilled into Redis,
+     then bygated started and timed until all are acked, and the same
+     drain by BullMQ (Node, installed with npm into bench/peers/node_modules
+     when node and npm are present), interleaved --repeat times; medians;
+  9. sandbox cost: the noop plugin at full load and in the closed loop with
      pool.sandbox = false, the trusted profile and the default strict
      profile (a confined process per task), interleaved, and the
      machine's fork floor (build/bench/fork_floor).
 
-Every phase but the last runs its agent types under sandbox.profile
+Last, the goal check of issue 16: each figure against the reference
+measured in the same run.
+
+Every phase but the sandbox cost runs its agent types under sandbox.profile
 "trusted" (the task in the child itself), so that its figures are the task
-path's; the sandbox's own cost is phase 8 (docs/security.md).
+path's; the sandbox's own cost is phase 9 (docs/security.md).
 
 The full load (in each durability mode), the recovery phases and each floor
 run --repeat times (default 3), each time on a fresh redis-server, and the
@@ -63,6 +70,10 @@ from bglib.bygated import Bygated, BygatedError  # noqa: E402
 from bglib.keys import Keys  # noqa: E402
 from bglib.redisserver import RedisServer, RedisStartError  # noqa: E402
 from bglib.resp import RespError  # noqa: E402
+# bench/peers/drain.py (and compare.py) `import run`: when this file runs as
+# a script, that must be this very module, not a second copy of it (whose
+# PhaseError the phases here would not catch).
+sys.modules.setdefault("run", sys.modules[__name__])
 import recovery  # noqa: E402  (bench/recovery.py: the recovery phases)
 import workflows  # noqa: E402  (bench/workflows.py: the workflow figures)
 import triggers  # noqa: E402  (bench/triggers.py: the trigger figures)
@@ -750,6 +761,13 @@ def summary(results):
     elif not WIRE_FLOOR.is_file():
         say("  wire floor      skipped: %s not found" % WIRE_FLOOR)
     summary_journal(results.get("journal_cost"))
+    dr = results.get("drain") or {}
+    if dr.get("bygated"):
+        say("  drain           %9.0f tasks/s bygated%s" % (
+            dr["bygated"]["tasks_per_s"],
+            ", %.0f BullMQ %s (ratio %.3f)" % (
+                dr["bullmq"]["tasks_per_s"], dr["bullmq_version"],
+                dr["bygated_over_bullmq"]) if dr.get("bullmq") else ""))
     recovery.summary(results.get("recovery"), say)
     if full and wire:
         results["bygate_over_wire_floor"] = (full["tasks_per_s"] /
@@ -760,6 +778,7 @@ def summary(results):
                                                stream["tasks_per_s"])
         say("  bygate / stream floor = %.3f"
             % results["bygate_over_stream_floor"])
+    goal_check(results)
 
 
 def summary_journal(jc):
@@ -967,6 +986,64 @@ def sandbox_cost(run, results, failures):
                 say("    " + line)
 
 
+def drain_against_bullmq(run, results, failures):
+    """The drain of --tasks prefilled no-op tasks by bygated and by BullMQ
+    (bench/peers/drain.py), interleaved --repeat times; BullMQ is installed
+    with npm on first use and skipped (said so) without node or npm."""
+    sys.path.insert(0, str(REPO / "bench" / "peers"))
+    import drain  # (bench/peers/drain.py imports this module: load it last)
+    have, version = drain.bullmq_ready()
+    drain.drain_phase(run, results,
+                      lambda *pa: phase(results, failures, *pa), have,
+                      version)
+
+
+# Issue 16's goal, each figure against a reference of the same run: (label,
+# the figure, the reference, the bound, "min" (figure/reference at least
+# bound) or "max" (at most)). A reference of None means an absolute bound.
+def goal_lines(results):
+    full, wire = results.get("bygate_full"), results.get("wire_floor")
+    closed, dr = results.get("bygate_closed"), results.get("drain") or {}
+    bull, byd = dr.get("bullmq"), dr.get("bygated")
+    t = lambda r: r["tasks_per_s"] if r else None  # noqa: E731
+    out = [
+        ("drain tasks/s / BullMQ drain", t(byd), t(bull), 1.2, "min"),
+        ("full-load tasks/s / BullMQ drain", t(full), t(bull), 1.2, "min"),
+        ("drain tasks/s / wire floor", t(byd), t(wire), 0.5, "min"),
+        ("full-load tasks/s / wire floor", t(full), t(wire), 0.5, "min"),
+        ("bygated CPU us/task, full load", full and
+         full["bygated_cpu_us_per_task"], None, 30.0, "max"),
+        ("Redis CPU/task / wire floor's", full and
+         full["redis_cpu_us_per_task"], wire and
+         wire["redis_cpu_us_per_task"], 1.3, "max"),
+        ("closed loop p50 ms", closed and closed["latency_us"]["p50"] / 1e3,
+         None, 0.3, "max"),
+        ("closed loop p99 ms", closed and closed["latency_us"]["p99"] / 1e3,
+         None, 1.0, "max"),
+    ]
+    return out
+
+
+def goal_check(results):
+    """Prints issue 16's goal, figure by figure, each against its reference
+    measured in this run: ok, MISS, or n/a when a side did not run."""
+    say(RULE)
+    say("Goal check (issue 16; references measured in this run)")
+    checks = {}
+    for label, fig, ref, bound, sense in goal_lines(results):
+        if fig is None or (ref is None and sense == "min") or ref == 0:
+            say("  %-34s n/a" % label)
+            continue
+        value = fig / ref if ref else fig
+        ok = value >= bound if sense == "min" else value <= bound
+        checks[label] = {"value": round(value, 3), "bound": bound,
+                         "ok": ok}
+        say("  %-34s %8.3f  %s %-5g %s" % (
+            label, value, ">=" if sense == "min" else "<=", bound,
+            "ok" if ok else "MISS"))
+    results["goal_check"] = checks
+
+
 # docs/scheduling.md: the ready set off (sched.window = 0: read what can
 # start plus the prefetch), on with every task in one lane, and on with
 # four lanes of weights 2, 1, 1, 1.
@@ -1032,6 +1109,10 @@ def run_all(run, results, failures):
         return
     if a.only_sandbox:
         sandbox_cost(run, results, failures)
+        return
+    if a.only_drain:
+        drain_against_bullmq(run, results, failures)
+        goal_check(results)
         return
     if a.only_sched:
         scheduling_cost(run, results, failures)
@@ -1100,6 +1181,7 @@ def run_all(run, results, failures):
             % (a.build / "bench" / "ring_bench"))
     if a.handler_tasks:
         handlers(run, results, failures)
+    drain_against_bullmq(run, results, failures)
     sandbox_cost(run, results, failures)
     scheduling_cost(run, results, failures)
     workflows.workflows(run, results,
@@ -1142,6 +1224,8 @@ def parse_args(argv):
     ap.add_argument("--only-workflows", action="store_true",
                     help="only the workflow figures (step overhead, a "
                          "1,000-task graph against direct sends)")
+    ap.add_argument("--only-drain", action="store_true",
+                    help="only the drain against BullMQ (bench/peers/drain.py)")
     ap.add_argument("--only-sandbox", action="store_true",
                     help="run only the sandbox-cost phase")
     ap.add_argument("--keep", action="store_true",

@@ -131,7 +131,8 @@ def bygated_drain(run, n, k):
     c = r.client(timeout=30.0)
     run.owned.append(c)
     stream = run.keys.ctrl_agent_type(AGENT_TYPE)
-    d = run.bygated(r, name, wait=False, extra=overrides(run.args.set))
+    d = run.bygated(r, name, wait=False,
+                    extra=overrides(getattr(run.args, "set", [])))
     c.call("XGROUP", "CREATE", stream, bench.GROUP, "0", "MKSTREAM")
     send_tasks(c, run.keys, n, run.args.sessions)
     rs0 = bench.RedisSnapshot(c)
@@ -191,16 +192,56 @@ def bullmq_drain(run, n, k):
     return res
 
 
+def drain_phase(run, results, phase, have_bullmq, version):
+    """`make bench`'s drain (bench/run.py): --repeat rounds of bygated's
+    drain then BullMQ's (when have_bullmq), each a phase of its own;
+    results["drain"] = {"bygated": median figures, "bullmq": ...} of the
+    sides that gave figures, with the ratio bygated / BullMQ."""
+    a, n = run.args, run.args.tasks
+    runs = {"bygated": [], "bullmq": []}
+    for k in range(a.repeat):
+        v = phase("drain_bygated_%d" % (k + 1),
+                  "Drain, bygated (run %d)" % (k + 1), bygated_drain, run, n, k)
+        if v:
+            runs["bygated"].append(v)
+        if have_bullmq:
+            v = phase("drain_bullmq_%d" % (k + 1),
+                      "Drain, BullMQ (run %d)" % (k + 1), bullmq_drain, run,
+                      n, k)
+            if v:
+                runs["bullmq"].append(v)
+    out = {}
+    for side, rs in runs.items():
+        if rs:
+            out[side] = {key: median(rs, key) for key in rs[0]
+                         if isinstance(rs[0][key], (int, float))}
+            out[side]["runs_tasks_per_s"] = [round(r["tasks_per_s"], 1)
+                                             for r in rs]
+    if "bygated" in out and "bullmq" in out:
+        out["bygated_over_bullmq"] = (out["bygated"]["tasks_per_s"] /
+                                      out["bullmq"]["tasks_per_s"])
+    out["bullmq_version"] = version if have_bullmq else None
+    results["drain"] = out
+    if runs["bygated"] or runs["bullmq"]:
+        say(bench.RULE)
+        report(a, {"bygated": runs["bygated"], "bullmq": runs["bullmq"]
+                   if have_bullmq and runs["bullmq"] else None}, version,
+               a.repeat)
+    elif not have_bullmq:
+        say("Drain: BullMQ skipped (%s)" % version)
+
+
 def median(runs, key):
     return statistics.median(r[key] for r in runs)
 
 
-def report(a, results, version):
+def report(a, results, version, rounds):
     b, q = results["bygated"], results.get("bullmq")
-    say(bench.RULE)
+    if not b:
+        return
     say("Drain of %d prefilled no-op tasks, medians of %d interleaved run(s) "
         "(time from the worker's spawn to the last task done)"
-        % (a.tasks, a.rounds))
+        % (a.tasks, rounds))
     head = "%-22s %14s" % ("", "bygated")
     if q:
         head += " %14s %10s" % ("BullMQ " + version, "ratio")
@@ -212,9 +253,10 @@ def report(a, results, version):
             qv = median(q, key)
             line += " %14s %10s" % (fmt % qv, "%.2f" % (bv / qv) if qv else "-")
         say(line)
+    sets = getattr(a, "set", [])
     say("bygated: noop plugin, pool %d, %d sessions%s (CPU: bygated %.1f + children %.1f "
         "us/task)" % (a.pool, a.sessions,
-                      ", " + " ".join(a.set) if a.set else "", median(b, "bygated_cpu_us_per_task"),
+                      ", " + " ".join(sets) if sets else "", median(b, "bygated_cpu_us_per_task"),
                       median(b, "children_cpu_us_per_task")))
     if q:
         say("BullMQ: Worker concurrency 50, no-op processor, default job "
@@ -281,7 +323,8 @@ def main(argv=None):
         run.close(keep=a.keep or failed is not None)
     if failed:
         return 1
-    report(a, results, version if have_bullmq else "")
+    say(bench.RULE)
+    report(a, results, version if have_bullmq else "", a.rounds)
     results.update(tasks=a.tasks, rounds=a.rounds, pool=a.pool,
                    bullmq_version=version if have_bullmq else None)
     print(json.dumps(results, sort_keys=True), flush=True)
