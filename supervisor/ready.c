@@ -59,7 +59,8 @@ static const char MOVE_LUA[] =
  * whatever their lane. Then stride scheduling over the fleet-wide
  * passes: the lane with the smallest pass gives its best entry, XCLAIMed
  * to this worker, and its pass grows by 1 / weight. Two commands per
- * entry; a lane found empty leaves the lanes set. Returns {entries,
+ * entry; the new passes and the virtual time in one HSET; a lane found
+ * empty leaves the lanes set. Returns {entries,
  * lanes left (waiting primers count as one more), primers left}. */
 static const char PICK_LUA[] =
 	"local n, k = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
@@ -102,8 +103,10 @@ static const char PICK_LUA[] =
 	"    if #e == 1 and type(e[1]) == 'table' then out[#out + 1] = e[1] end\n"
 	"  end\n"
 	"end\n"
-	"for l, p in pairs(newpass) do redis.call('HSET', KEYS[3], 'p:' .. l, p) end\n"
-	"if vt then redis.call('HSET', KEYS[3], 'vtime', vt) end\n"
+	"local hs = {}\n"
+	"for l, p in pairs(newpass) do hs[#hs + 1] = 'p:' .. l; hs[#hs + 1] = p end\n"
+	"if vt then hs[#hs + 1] = 'vtime'; hs[#hs + 1] = vt end\n"
+	"if #hs > 0 then redis.call('HSET', KEYS[3], unpack(hs)) end\n"
 	"local primers = redis.call('ZCARD', KEYS[4])\n"
 	"return {out, redis.call('SCARD', KEYS[2]) + math.min(primers, 1),\n"
 	"        primers}\n";
