@@ -282,8 +282,8 @@ static const char *script_sha(int which)
  * formatted here, sent, nor hashed by Redis per call (a pick per few
  * finished tasks at full load; measured ~0.15 us of Redis a call). A
  * NOSCRIPT reply (the cache flushed) makes the next call send the text;
- * the call refused did nothing (a pick is asked again, a move's entries
- * stay pending here for the reconcile). */
+ * the call refused did nothing (a pick is asked again at the next poll, a
+ * move is sent again at once with the text: on_moved). */
 static int send_script(struct bg_daemon *d, int which,
 		       const struct stream_ready *s, int stream_idx,
 		       const char *consumer, const char **args, int n_args,
