@@ -467,18 +467,6 @@ bool bg_admit_examine(struct bg_daemon *d, struct bg_job *t,
 
 /* ---- the claim ---- */
 
-static void emit_wr(void *ctx, int argc, const struct bg_str *argv)
-{
-	struct bg_daemon *d = ctx;
-	const char *a[8];
-	size_t l[8];
-	for (int i = 0; i < argc && i < 8; i++) {
-		a[i] = argv[i].p;
-		l[i] = argv[i].len;
-	}
-	bg_rconn_cmd(d->wr, NULL, NULL, 0, argc, a, l);
-}
-
 /* The RUNNING record: the examined bytes with status, worker_id,
  * updated_at, started_at (once) and a timeline entry spliced in, or a new
  * record (wire/record.c). Exactly what was written before claims. */
@@ -718,7 +706,7 @@ static void won(struct claim *c, struct bg_job *t)
 	bg_stats_update(d, (struct bg_str){ t->id.record.p, t->id.record.len },
 			t->id.execution_id,
 			t->id.prev_status[0] ? t->id.prev_status : NULL,
-			"RUNNING", false, emit_wr, d);
+			"RUNNING", NULL, NULL);
 	snprintf(t->id.prev_status, sizeof(t->id.prev_status), "RUNNING");
 	if (c->then == THEN_CANCEL)
 		bg_end_cancelled(d, t);

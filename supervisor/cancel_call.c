@@ -162,18 +162,6 @@ static void send_cancel_task(struct cancel *x, const struct node *nd)
 
 /* ---- the dashboard's counters (WIRE 5.9) ---- */
 
-static void emit_wr(void *ctx, int argc, const struct bg_str *argv)
-{
-	struct bg_daemon *d = ctx;
-	const char *a[8];
-	size_t l[8];
-	for (int i = 0; i < argc && i < 8; i++) {
-		a[i] = argv[i].p;
-		l[i] = argv[i].len;
-	}
-	bg_rconn_cmd(d->wr, NULL, NULL, 0, argc < 8 ? argc : 8, a, l);
-}
-
 /* The record of nd was rewritten: when it is this worker's, its counters
  * move as a client's cancel moves them (the finish later moves them from
  * CANCELLING). Another worker's counters are not kept here. */
@@ -195,7 +183,7 @@ static void count(struct cancel *x, const struct node *nd)
 			 neu.status.p);
 		bg_stats_update(x->d,
 				(struct bg_str){ nd->next.p, nd->next.len },
-				exec, from, to, false, emit_wr, x->d);
+				exec, from, to, NULL, NULL);
 	}
 	bg_record_free(&old);
 	bg_record_free(&neu);

@@ -100,6 +100,7 @@ struct bg_daemon {
 	struct event *time_timer;
 
 	struct bg_keyset *expired;
+	struct bg_stats_batch *stats; /* stats.c: the turn's batch */
 	struct bg_metrics *metrics;   /* metrics.h */
 	struct bg_triggers *triggers; /* triggers.h */
 	struct bg_http *http;	      /* http.c; NULL when http.port = 0 */
@@ -182,13 +183,23 @@ void bg_consume_sync_time(struct bg_daemon *d);
 /* outbox.c */
 void bg_outbox_reset(struct bg_job *t);
 
-/* stats.c */
+/* stats.c: WIRE 5.9's counters and snapshots after a record change.
+ * With emit, the commands go through it (a finish transaction), without
+ * the EXPIREs of the five keys: bg_stats_expire adds those when the
+ * transaction is sent. With emit NULL, on the write pipeline: a
+ * non-terminal change joins the loop turn's batch (one command per key
+ * and counter per turn, written by bg_stats_flush at the turn's end and
+ * before anything written at once), a terminal one is written at once. */
 typedef void (*bg_stats_emit_fn)(void *ctx, int argc,
 				 const struct bg_str *argv);
 void bg_stats_update(struct bg_daemon *d, struct bg_str record,
 		     const char *execution_id, const char *old_status,
-		     const char *new_status, bool in_txn, bg_stats_emit_fn emit,
-		     void *ctx);
+		     const char *new_status, bg_stats_emit_fn emit, void *ctx);
+void bg_stats_flush(struct bg_daemon *d);
+/* EXPIRE 604800 of the five keys through emit, each unless one was sent
+ * on the write connection already this loop turn. */
+void bg_stats_expire(struct bg_daemon *d, bg_stats_emit_fn emit, void *ctx);
+void bg_stats_free(struct bg_daemon *d);
 
 /* control.c */
 void bg_control_handle(struct bg_daemon *d, struct bg_job *t);

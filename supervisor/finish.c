@@ -51,7 +51,34 @@ bool bg_finish_blob_valid(struct bg_str blob)
 
 static void on_exec(struct bg_rconn *c, redisReply *r, void *priv);
 
-/* MULTI, the blob's commands, EXEC. The blob was checked by bg_finish. */
+static void emit_wr(void *ctx, int argc, const struct bg_str *argv)
+{
+	struct bg_daemon *d = ctx;
+	const char *a[BG_CMDLIST_MAX_ARGS];
+	size_t l[BG_CMDLIST_MAX_ARGS];
+	for (int i = 0; i < argc && i < BG_CMDLIST_MAX_ARGS; i++) {
+		a[i] = argv[i].p;
+		l[i] = argv[i].len;
+	}
+	bg_rconn_cmd(d->wr, NULL, NULL, 0, argc, a, l);
+}
+
+/* MULTI, the blob's commands, EXEC. The blob was checked by bg_finish.
+ *
+ * The dashboard's five worker keys (WIRE 5.9) get their EXPIRE here, not
+ * in the journaled blob: inside the transaction, just before its last
+ * command (the XACK), unless an EXPIRE of that key was sent earlier on
+ * this connection in this loop turn, after a write that made the key
+ * exist (stats.c: bg_stats_flush, or an earlier transaction). Redis runs
+ * one connection's commands in order, so the key already has its TTL when
+ * this transaction writes it. A blob sent again (a retry, a fenced or
+ * unknown finish, a journal replay after a crash) passes here again and
+ * gets them again when its turn has not sent them. A key can only be
+ * left without a TTL if it did not exist before its turn and the earlier
+ * transaction that carried its EXPIRE was refused (EXECABORT) while a
+ * later one was applied; that earlier one is retried and carries them
+ * then. The registry, data stream and outbox keys keep their EXPIREs in
+ * the blob, which stays whole on its own. */
 static void send_blob(struct bg_daemon *d, struct bg_job *t)
 {
 	struct bg_str blob = { t->fin.finish_blob.p, t->fin.finish_blob.len };
@@ -59,6 +86,7 @@ static void send_blob(struct bg_daemon *d, struct bg_job *t)
 	const char *argv[BG_CMDLIST_MAX_ARGS];
 	size_t lens[BG_CMDLIST_MAX_ARGS];
 	int argc;
+	bg_stats_flush(d); /* the batched RUNNING stats come first */
 	if (bg_rconn_cmdv(d->wr, NULL, NULL, 0,
 			  (const char *const[]){ "MULTI", NULL }) != 0) {
 		/* not sent: checked and sent again after the reconnect */
@@ -68,6 +96,8 @@ static void send_blob(struct bg_daemon *d, struct bg_job *t)
 	int rc = bg_cmdlist_iter_init(&it, blob);
 	while (rc == 0 && (rc = bg_cmdlist_next(&it, &argc, argv, lens,
 						BG_CMDLIST_MAX_ARGS)) > 0) {
+		if (it.left == 0) /* before the last command: the XACK */
+			bg_stats_expire(d, emit_wr, d);
 		bg_rconn_cmd(d->wr, NULL, NULL, 0, argc, argv, lens);
 		rc = 0;
 	}

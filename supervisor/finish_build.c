@@ -3,7 +3,8 @@
  * in order, the attempt's outbox, the callback RESUME to a waiting caller
  * (WIRE 6.6), finalAnswer and appStreamResponse (WIRE 3.6), EXPIRE of the
  * data stream, the dead letter, the final record with its error fields and
- * the dashboard counters, EXPIRE of the registry, and XACK last. */
+ * the dashboard counters, EXPIRE of the registry, and XACK last (the
+ * dashboard keys' EXPIREs are added when it is sent: finish.c). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -225,7 +226,7 @@ static void add_record(struct bg_daemon *d, struct bg_job *t,
 		bg_stats_update(d, (struct bg_str){ rec->p, rec->len },
 				t->id.execution_id,
 				t->id.prev_status[0] ? t->id.prev_status : NULL,
-				st, true, emit_txn, x);
+				st, emit_txn, x);
 	} else {
 		bg_warn("cannot update the record of %s", t->id.execution_id);
 	}

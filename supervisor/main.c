@@ -289,6 +289,7 @@ static void turn_end(struct bg_daemon *d)
 		_exit(BG_FAULT_EXIT);
 	d->journaled_this_turn = false;
 	d->journaled_taking_this_turn = false;
+	bg_stats_flush(d); /* the turn's dashboard batch, then a new set */
 	bg_keyset_clear(d->expired);
 	bg_pool_end_of_turn(d->pool);
 	bg_eventlog_flush(d);
@@ -387,6 +388,7 @@ static void daemon_free(struct bg_daemon *d)
 		free(d->streams[i]);
 	free(d->streams);
 	free(d->deadletter_key);
+	bg_stats_free(d);
 	bg_keyset_free(d->expired);
 	if (d->drain_timer)
 		event_free(d->drain_timer);

@@ -10,6 +10,7 @@
 #include "supervisor/daemon.h"
 #include "supervisor/lanes.h"
 #include "supervisor/log.h"
+#include "wire/ids.h"
 #include "wire/keys.h"
 
 /* KEYS: stream, lanes set, passes hash, primers set. ARGV: group, the
@@ -58,7 +59,8 @@ static const char MOVE_LUA[] =
  * whatever their lane. Then stride scheduling over the fleet-wide
  * passes: the lane with the smallest pass gives its best entry, XCLAIMed
  * to this worker, and its pass grows by 1 / weight. Two commands per
- * entry; a lane found empty leaves the lanes set. Returns {entries,
+ * entry; the new passes and the virtual time in one HSET; a lane found
+ * empty leaves the lanes set. Returns {entries,
  * lanes left (waiting primers count as one more), primers left}. */
 static const char PICK_LUA[] =
 	"local n, k = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
@@ -101,8 +103,10 @@ static const char PICK_LUA[] =
 	"    if #e == 1 and type(e[1]) == 'table' then out[#out + 1] = e[1] end\n"
 	"  end\n"
 	"end\n"
-	"for l, p in pairs(newpass) do redis.call('HSET', KEYS[3], 'p:' .. l, p) end\n"
-	"if vt then redis.call('HSET', KEYS[3], 'vtime', vt) end\n"
+	"local hs = {}\n"
+	"for l, p in pairs(newpass) do hs[#hs + 1] = 'p:' .. l; hs[#hs + 1] = p end\n"
+	"if vt then hs[#hs + 1] = 'vtime'; hs[#hs + 1] = vt end\n"
+	"if #hs > 0 then redis.call('HSET', KEYS[3], unpack(hs)) end\n"
 	"local primers = redis.call('ZCARD', KEYS[4])\n"
 	"return {out, redis.call('SCARD', KEYS[2]) + math.min(primers, 1),\n"
 	"        primers}\n";
@@ -119,10 +123,17 @@ struct stream_ready {
 	int64_t primers_seen_ms; /* parked here, or left by a pick: when */
 };
 
+enum { SCRIPT_MOVE, SCRIPT_PICK, SCRIPT__COUNT };
+static const char *const scripts[SCRIPT__COUNT] = { MOVE_LUA, PICK_LUA };
+
 struct bg_ready {
 	int n;
 	struct stream_ready *s; /* [stream index] (0, the worker stream,
 				   unused) */
+	/* per script: its text was sent on the write connection of this
+	 * reconnect count, so EVALSHA finds it cached */
+	bool text_sent[SCRIPT__COUNT];
+	uint64_t text_conn[SCRIPT__COUNT];
 };
 
 static bool keys_built(const struct stream_ready *s)
@@ -246,19 +257,34 @@ void bg_ready_park(struct bg_daemon *d, struct bg_job *t)
 	bg_job_free(d, t);
 }
 
-static void on_moved(struct bg_rconn *c, redisReply *r, void *priv)
+/* A NOSCRIPT (SCRIPT FLUSH): the next call sends the texts again. */
+static void forget_texts(struct bg_daemon *d, const redisReply *r)
 {
-	(void)c;
-	(void)priv;
-	if (r && r->type == REDIS_REPLY_ERROR)
-		bg_warn("moving entries to the ready set failed: %s (they "
-			"stay pending here and are run by the reconcile)",
-			r->str);
+	if (d->ready && r && r->type == REDIS_REPLY_ERROR &&
+	    strncmp(r->str, "NOSCRIPT", 8) == 0)
+		for (int i = 0; i < SCRIPT__COUNT; i++)
+			d->ready->text_sent[i] = false;
 }
 
-/* EVAL lua with the stream's four keys and ARGV: group, consumer, lane
- * key prefix, then args. */
-static int send_script(struct bg_daemon *d, const char *lua,
+/* SHA-1 of each script, computed once; NULL: send EVAL. */
+static const char *script_sha(int which)
+{
+	static char hex[SCRIPT__COUNT][41];
+	if (hex[which][0] == '\0' &&
+	    bg_script_sha1(hex[which], scripts[which]) != 0)
+		return NULL;
+	return hex[which];
+}
+
+/* The script `which` with the stream's four keys and ARGV: group,
+ * consumer, lane key prefix, then args. EVAL with its text the first time
+ * on a connection, EVALSHA after it: the ~1.7 KB text is then neither
+ * formatted here, sent, nor hashed by Redis per call (a pick per few
+ * finished tasks at full load; measured ~0.15 us of Redis a call). A
+ * NOSCRIPT reply (the cache flushed) makes the next call send the text;
+ * the call refused did nothing (a pick is asked again at the next poll, a
+ * move is sent again at once with the text: on_moved). */
+static int send_script(struct bg_daemon *d, int which,
 		       const struct stream_ready *s, int stream_idx,
 		       const char *consumer, const char **args, int n_args,
 		       bg_rconn_reply_fn fn, void *priv, bool entries)
@@ -266,9 +292,14 @@ static int send_script(struct bg_daemon *d, const char *lua,
 	const char **argv = calloc((size_t)(11 + n_args), sizeof(char *));
 	if (argv == NULL)
 		return -ENOMEM;
+	struct bg_ready *r = d->ready;
+	uint64_t conn = bg_rconn_reconnects(d->wr);
+	const char *sha = r->text_sent[which] && r->text_conn[which] == conn
+				  ? script_sha(which)
+				  : NULL;
 	int a = 0;
-	argv[a++] = "EVAL";
-	argv[a++] = lua;
+	argv[a++] = sha ? "EVALSHA" : "EVAL";
+	argv[a++] = sha ? sha : scripts[which];
 	argv[a++] = "4";
 	argv[a++] = d->streams[stream_idx];
 	argv[a++] = s->keys[K_LANES];
@@ -281,8 +312,69 @@ static int send_script(struct bg_daemon *d, const char *lua,
 		argv[a++] = args[i];
 	int rc = entries ? bg_rconn_cmd_entries(d->wr, fn, priv, 0, a, argv)
 			 : bg_rconn_cmd(d->wr, fn, priv, 0, a, argv, NULL);
+	if (sha == NULL) {
+		r->text_sent[which] = rc == 0;
+		r->text_conn[which] = conn;
+	}
 	free(argv);
 	return rc;
+}
+
+/* One move in flight: its batch, kept to send it again with the text
+ * after a NOSCRIPT (once). */
+struct move {
+	struct bg_daemon *d;
+	int stream_idx;
+	int n;
+	bool again;
+	struct bg_buf batch;
+};
+
+static void send_move(struct move *m);
+
+static void on_moved(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	struct move *m = priv;
+	struct bg_daemon *d = m->d;
+	bool noscript = r && r->type == REDIS_REPLY_ERROR &&
+			strncmp(r->str, "NOSCRIPT", 8) == 0;
+	forget_texts(d, r);
+	if (noscript && !m->again && d->ready && m->stream_idx < d->ready->n) {
+		m->again = true;
+		send_move(m); /* with the text now */
+		return;
+	}
+	if (r && r->type == REDIS_REPLY_ERROR)
+		bg_warn("moving entries to the ready set failed: %s (they "
+			"stay pending here and are run by the reconcile)",
+			r->str);
+	bg_buf_free(&m->batch);
+	free(m);
+}
+
+/* Send m's batch (m is freed by on_moved, or here when not sent: the
+ * entries stay pending here, the reconcile runs them). */
+static void send_move(struct move *m)
+{
+	struct bg_daemon *d = m->d;
+	int n = 4 * m->n, rc = -ENOMEM;
+	const char **args = calloc((size_t)n, sizeof(char *));
+	if (args != NULL) {
+		const char *p = m->batch.p;
+		for (int k = 0; k < n; k++) {
+			args[k] = p;
+			p += strlen(p) + 1;
+		}
+		rc = send_script(d, SCRIPT_MOVE, &d->ready->s[m->stream_idx],
+				 m->stream_idx, BG_READY_CONSUMER, args, n,
+				 on_moved, m, false);
+		free(args);
+	}
+	if (rc != 0) {
+		bg_buf_free(&m->batch);
+		free(m);
+	}
 }
 
 void bg_ready_flush(struct bg_daemon *d)
@@ -294,17 +386,11 @@ void bg_ready_flush(struct bg_daemon *d)
 		struct stream_ready *s = &r->s[i];
 		if (s->n_batch == 0)
 			continue;
-		int n = 4 * s->n_batch;
-		const char **args = calloc((size_t)n, sizeof(char *));
-		if (args != NULL) {
-			const char *p = s->batch.p;
-			for (int k = 0; k < n; k++) {
-				args[k] = p;
-				p += strlen(p) + 1;
-			}
-			send_script(d, MOVE_LUA, s, i, BG_READY_CONSUMER, args,
-				    n, on_moved, d, false);
-			free(args);
+		struct move *m = calloc(1, sizeof(*m));
+		if (m != NULL) {
+			*m = (struct move){ d, i, s->n_batch, false, s->batch };
+			s->batch = (struct bg_buf){ 0 };
+			send_move(m);
 		}
 		/* not sent: the entries stay pending here (the reconcile) */
 		bg_buf_reset(&s->batch);
@@ -344,7 +430,7 @@ int bg_ready_pick(struct bg_daemon *d, int stream_idx, int n,
 			args[a++] = name;
 			args[a++] = w[i];
 		}
-		rc = send_script(d, PICK_LUA, &r->s[stream_idx], stream_idx,
+		rc = send_script(d, SCRIPT_PICK, &r->s[stream_idx], stream_idx,
 				 d->worker_id, args, a, fn, priv, true);
 	}
 	free(args);
@@ -357,6 +443,7 @@ redisReply *bg_ready_pick_entries(struct bg_daemon *d, int stream_idx,
 {
 	if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
 	    r->element[0]->type != REDIS_REPLY_ARRAY) {
+		forget_texts(d, r);
 		if (r && r->type == REDIS_REPLY_ERROR) {
 			bg_warn("picking from the ready set failed: %s",
 				r->str);

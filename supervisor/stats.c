@@ -1,7 +1,8 @@
 /* supervisor/stats.c - the per-worker execution counters and snapshots of
  * WIRE 5.9 (what by-framework's dashboard reads), written after every
- * record change of an execution this worker runs: with the RUNNING write
- * and inside the finish transaction. */
+ * record change of an execution this worker runs: batched per loop turn
+ * on the write pipeline (the RUNNING writes), and inside the finish
+ * transaction. */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,36 @@
 
 #define S(s) bg_str_c(s)
 
+/* The write pipeline's batch: what the non-terminal changes of one loop
+ * turn add up to. The counters are summed per field; the indexes and
+ * snapshots are kept in order (a member twice: the later one wins, as if
+ * each were written alone). */
+#define BATCH_MAX_EXECS 256
+#define BATCH_MAX_FIELDS 16
+
+struct bg_stats_batch {
+	struct {
+		char field[64];
+		long long delta;
+	} ctr[BATCH_MAX_FIELDS];
+	int n_ctr;
+	char updated_at[32], started_at[32]; /* "" = not written */
+	size_t n;
+	struct {
+		char *execution_id;
+		char now[32];
+		struct bg_buf snap;
+	} ex[BATCH_MAX_EXECS];
+};
+
+enum { K_STATUS, K_EXECS, K_ACTIVE, K_ACTIVE_SNAPS, K_HIST_SNAPS, K_N };
+
+static const enum bg_key_kind key_kinds[K_N] = {
+	BG_KEY_WORKER_STATUS, BG_KEY_WORKER_EXECUTIONS,
+	BG_KEY_WORKER_ACTIVE_INDEX, BG_KEY_WORKER_ACTIVE_SNAPSHOTS,
+	BG_KEY_WORKER_HISTORY_SNAPSHOTS
+};
+
 static void status_field(char *out, size_t n, const char *status)
 {
 	size_t i = 0;
@@ -21,105 +52,306 @@ static void status_field(char *out, size_t n, const char *status)
 	snprintf(out + i, n - i, "_count");
 }
 
-static void key(const struct bg_daemon *d, enum bg_key_kind k, struct bg_buf *b)
+/* The five keys of this worker (free with keys_free). */
+static void keys_build(const struct bg_daemon *d, struct bg_buf k[K_N])
 {
-	bg_buf_reset(b);
-	bg_key_build(b, d->cfg->key_schema, k, S(d->worker_id), S(""), S(""));
+	for (int i = 0; i < K_N; i++) {
+		k[i] = (struct bg_buf){ 0 };
+		bg_key_build(&k[i], d->cfg->key_schema, key_kinds[i],
+			     S(d->worker_id), S(""), S(""));
+	}
 }
 
-/* old_status: the record's status before this change when it already
- * belonged to this worker, NULL when the execution is new to it. */
+static void keys_free(struct bg_buf k[K_N])
+{
+	for (int i = 0; i < K_N; i++)
+		bg_buf_free(&k[i]);
+}
+
 static struct bg_str bs_of(const struct bg_buf *b)
 {
 	return (struct bg_str){ b->p ? b->p : "", b->len };
 }
 
-void bg_stats_update(struct bg_daemon *d, struct bg_str record,
-		     const char *execution_id, const char *old_status,
-		     const char *new_status, bool in_txn, bg_stats_emit_fn emit,
-		     void *ctx)
+/* The counter fields a change moves, with their deltas (at most 4).
+ * old_status: the record's status before this change when it already
+ * belonged to this worker, NULL when the execution is new to it. */
+static int counter_moves(const char *old_status, const char *new_status,
+			 char fields[4][64], const char *deltas[4])
 {
-	struct bg_buf st = { 0 }, ex = { 0 }, ai = { 0 }, as = { 0 },
-		      hs = { 0 }, snap = { 0 };
-	char now[32], f_old[64], f_new[64];
-	snprintf(now, sizeof(now), "%lld", (long long)bg_now_ms());
-	key(d, BG_KEY_WORKER_STATUS, &st);
-	key(d, BG_KEY_WORKER_EXECUTIONS, &ex);
-	key(d, BG_KEY_WORKER_ACTIVE_INDEX, &ai);
-	key(d, BG_KEY_WORKER_ACTIVE_SNAPSHOTS, &as);
-	key(d, BG_KEY_WORKER_HISTORY_SNAPSHOTS, &hs);
-	if (bg_record_snapshot(&snap, record) != 0) {
-		bg_buf_puts(&snap, "{}");
-	}
-	struct bg_str sst = { st.p, st.len }, sex = { ex.p, ex.len },
-		      sai = { ai.p, ai.len }, sas = { as.p, as.len },
-		      shs = { hs.p, hs.len }, ssnap = { snap.p, snap.len };
+	int n = 0;
 	bool was_terminal = old_status && bg_status_is_terminal(S(old_status));
 	bool terminal = bg_status_is_terminal(S(new_status));
 	if (old_status == NULL) {
-		emit(ctx, 4,
-		     (struct bg_str[]){ S("HINCRBY"), sst, S("total_count"),
-					S("1") });
+		snprintf(fields[n], 64, "total_count");
+		deltas[n++] = "1";
 	} else if (strcmp(old_status, new_status) != 0) {
-		status_field(f_old, sizeof(f_old), old_status);
-		emit(ctx, 4,
-		     (struct bg_str[]){ S("HINCRBY"), sst, S(f_old), S("-1") });
+		status_field(fields[n], 64, old_status);
+		deltas[n++] = "-1";
 	}
 	if (old_status == NULL || strcmp(old_status, new_status) != 0) {
-		status_field(f_new, sizeof(f_new), new_status);
-		emit(ctx, 4,
-		     (struct bg_str[]){ S("HINCRBY"), sst, S(f_new), S("1") });
+		status_field(fields[n], 64, new_status);
+		deltas[n++] = "1";
 	}
 	bool was_active = old_status != NULL && !was_terminal;
-	if (was_active != !terminal)
+	if (was_active != !terminal) {
+		snprintf(fields[n], 64, "active_count");
+		deltas[n++] = terminal ? "-1" : "1";
+	}
+	return n;
+}
+
+static void snapshot_of(struct bg_buf *snap, struct bg_str record)
+{
+	if (bg_record_snapshot(snap, record) != 0) {
+		bg_buf_reset(snap);
+		bg_buf_puts(snap, "{}");
+	}
+}
+
+/* One change written at once through emit: in a finish transaction, or on
+ * the write pipeline for a terminal change. No EXPIRE (the callers add
+ * them). */
+static void write_now(struct bg_daemon *d, struct bg_str record,
+		      const char *execution_id, const char *old_status,
+		      const char *new_status, const struct bg_buf k[K_N],
+		      bg_stats_emit_fn emit, void *ctx)
+{
+	struct bg_buf snap = { 0 };
+	char now[32], fields[4][64];
+	const char *deltas[4];
+	snprintf(now, sizeof(now), "%lld", (long long)bg_now_ms());
+	snapshot_of(&snap, record);
+	struct bg_str st = bs_of(&k[K_STATUS]), ssnap = bs_of(&snap);
+	bool terminal = bg_status_is_terminal(S(new_status));
+	int n = counter_moves(old_status, new_status, fields, deltas);
+	for (int i = 0; i < n; i++)
 		emit(ctx, 4,
-		     (struct bg_str[]){ S("HINCRBY"), sst, S("active_count"),
-					S(terminal ? "-1" : "1") });
+		     (struct bg_str[]){ S("HINCRBY"), st, S(fields[i]),
+					S(deltas[i]) });
 	const char *when = strcmp(new_status, "RUNNING") == 0
 				   ? "last_started_at"
 			   : terminal ? "last_finished_at"
 				      : NULL;
 	if (when)
 		emit(ctx, 6,
-		     (struct bg_str[]){ S("HSET"), sst, S("last_updated_at"),
+		     (struct bg_str[]){ S("HSET"), st, S("last_updated_at"),
 					S(now), S(when), S(now) });
 	else
 		emit(ctx, 4,
-		     (struct bg_str[]){ S("HSET"), sst, S("last_updated_at"),
+		     (struct bg_str[]){ S("HSET"), st, S("last_updated_at"),
 					S(now) });
 	emit(ctx, 4,
-	     (struct bg_str[]){ S("ZADD"), sex, S(now), S(execution_id) });
+	     (struct bg_str[]){ S("ZADD"), bs_of(&k[K_EXECS]), S(now),
+				S(execution_id) });
 	emit(ctx, 4,
-	     (struct bg_str[]){ S("HSET"), shs, S(execution_id), ssnap });
+	     (struct bg_str[]){ S("HSET"), bs_of(&k[K_HIST_SNAPS]),
+				S(execution_id), ssnap });
 	if (terminal) {
 		emit(ctx, 3,
-		     (struct bg_str[]){ S("ZREM"), sai, S(execution_id) });
+		     (struct bg_str[]){ S("ZREM"), bs_of(&k[K_ACTIVE]),
+					S(execution_id) });
 		emit(ctx, 3,
-		     (struct bg_str[]){ S("HDEL"), sas, S(execution_id) });
+		     (struct bg_str[]){ S("HDEL"), bs_of(&k[K_ACTIVE_SNAPS]),
+					S(execution_id) });
 	} else {
 		emit(ctx, 4,
-		     (struct bg_str[]){ S("ZADD"), sai, S(now),
+		     (struct bg_str[]){ S("ZADD"), bs_of(&k[K_ACTIVE]), S(now),
 					S(execution_id) });
 		emit(ctx, 4,
-		     (struct bg_str[]){ S("HSET"), sas, S(execution_id),
-					ssnap });
+		     (struct bg_str[]){ S("HSET"), bs_of(&k[K_ACTIVE_SNAPS]),
+					S(execution_id), ssnap });
 	}
-	/* Inside a finish transaction every key gets its EXPIRE (the blob
-	 * may be replayed alone); on the write pipeline one EXPIRE per key
-	 * per loop turn is enough (WIRE 11 item 6). */
-	struct bg_buf *keys[] = { &st, &ex, &ai, &as, &hs };
-	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-		if (in_txn)
-			emit(ctx, 3,
-			     (struct bg_str[]){ S("EXPIRE"), bs_of(keys[i]),
-						S("604800") });
-		else
-			bg_expire_once(d, keys[i]->p);
-	}
-	bg_buf_free(&st);
-	bg_buf_free(&ex);
-	bg_buf_free(&ai);
-	bg_buf_free(&as);
-	bg_buf_free(&hs);
 	bg_buf_free(&snap);
+}
+
+static void emit_wr(void *ctx, int argc, const struct bg_str *argv)
+{
+	struct bg_daemon *d = ctx;
+	const char *a[8];
+	size_t l[8];
+	for (int i = 0; i < argc && i < 8; i++) {
+		a[i] = argv[i].p;
+		l[i] = argv[i].len;
+	}
+	bg_rconn_cmd(d->wr, NULL, NULL, 0, argc, a, l);
+}
+
+/* One command of 2 + 2 * n arguments on the write pipeline: cmd key, then
+ * the pairs pair(i) for each batched execution. */
+static void send_pairs(struct bg_daemon *d, const char *cmd,
+		       const struct bg_buf *key, const struct bg_stats_batch *b,
+		       bool score_first, bool value_is_snap)
+{
+	size_t argc = 2 + 2 * b->n;
+	const char **a = malloc(argc * sizeof(*a));
+	size_t *l = malloc(argc * sizeof(*l));
+	if (a && l) {
+		a[0] = cmd;
+		l[0] = strlen(cmd);
+		a[1] = key->p ? key->p : "";
+		l[1] = key->len;
+		for (size_t i = 0; i < b->n; i++) {
+			const char *id = b->ex[i].execution_id;
+			const char *v = value_is_snap ? b->ex[i].snap.p
+						      : b->ex[i].now;
+			size_t vl = value_is_snap ? b->ex[i].snap.len
+						  : strlen(v);
+			size_t j = 2 + 2 * i;
+			a[j + (score_first ? 1 : 0)] = id;
+			l[j + (score_first ? 1 : 0)] = strlen(id);
+			a[j + (score_first ? 0 : 1)] = v;
+			l[j + (score_first ? 0 : 1)] = vl;
+		}
+		bg_rconn_cmd(d->wr, NULL, NULL, 0, (int)argc, a, l);
+	}
+	free(a);
+	free(l);
+}
+
+static void batch_clear(struct bg_stats_batch *b)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		free(b->ex[i].execution_id);
+		bg_buf_free(&b->ex[i].snap);
+	}
+	b->n = 0;
+	b->n_ctr = 0;
+	b->updated_at[0] = b->started_at[0] = '\0';
+}
+
+/* The pipeline's order is kept where it matters: a batch is written
+ * before any change written at once (a terminal change, a finish
+ * transaction), so a ZREM never precedes the ZADD it undoes. */
+void bg_stats_flush(struct bg_daemon *d)
+{
+	struct bg_stats_batch *b = d->stats;
+	if (b == NULL || (b->n == 0 && b->n_ctr == 0))
+		return;
+	struct bg_buf k[K_N];
+	keys_build(d, k);
+	struct bg_str st = bs_of(&k[K_STATUS]);
+	for (int i = 0; i < b->n_ctr; i++) {
+		char delta[32];
+		if (b->ctr[i].delta == 0)
+			continue;
+		snprintf(delta, sizeof(delta), "%lld", b->ctr[i].delta);
+		emit_wr(d, 4,
+			(struct bg_str[]){ S("HINCRBY"), st, S(b->ctr[i].field),
+					   S(delta) });
+	}
+	if (b->updated_at[0] && b->started_at[0])
+		emit_wr(d, 6,
+			(struct bg_str[]){ S("HSET"), st, S("last_updated_at"),
+					   S(b->updated_at),
+					   S("last_started_at"),
+					   S(b->started_at) });
+	else if (b->updated_at[0])
+		emit_wr(d, 4,
+			(struct bg_str[]){ S("HSET"), st, S("last_updated_at"),
+					   S(b->updated_at) });
+	if (b->n > 0) {
+		send_pairs(d, "ZADD", &k[K_EXECS], b, true, false);
+		send_pairs(d, "HSET", &k[K_HIST_SNAPS], b, false, true);
+		send_pairs(d, "ZADD", &k[K_ACTIVE], b, true, false);
+		send_pairs(d, "HSET", &k[K_ACTIVE_SNAPS], b, false, true);
+	}
+	/* after the writes, so that a key they created gets its TTL */
+	for (int i = 0; i < K_N; i++)
+		bg_expire_once(d, k[i].p);
+	keys_free(k);
+	batch_clear(b);
+}
+
+void bg_stats_free(struct bg_daemon *d)
+{
+	if (d->stats == NULL)
+		return;
+	batch_clear(d->stats);
+	free(d->stats);
+	d->stats = NULL;
+}
+
+static void batch_count(struct bg_stats_batch *b, const char *field,
+			const char *delta)
+{
+	int i = 0;
+	while (i < b->n_ctr && strcmp(b->ctr[i].field, field) != 0)
+		i++;
+	if (i == b->n_ctr) {
+		snprintf(b->ctr[i].field, sizeof(b->ctr[i].field), "%.63s",
+			 field);
+		b->ctr[i].delta = 0;
+		b->n_ctr++;
+	}
+	b->ctr[i].delta += atoll(delta);
+}
+
+/* A non-terminal change on the write pipeline, added to the turn's batch;
+ * false when it cannot be (no memory): written at once instead. */
+static bool batch_add(struct bg_daemon *d, struct bg_str record,
+		      const char *execution_id, const char *old_status,
+		      const char *new_status)
+{
+	if (d->stats == NULL &&
+	    (d->stats = calloc(1, sizeof(*d->stats))) == NULL)
+		return false;
+	struct bg_stats_batch *b = d->stats;
+	if (b->n == BATCH_MAX_EXECS || b->n_ctr + 4 > BATCH_MAX_FIELDS)
+		bg_stats_flush(d);
+	char *id = strdup(execution_id);
+	if (id == NULL)
+		return false;
+	char fields[4][64];
+	const char *deltas[4];
+	int n = counter_moves(old_status, new_status, fields, deltas);
+	for (int i = 0; i < n; i++)
+		batch_count(b, fields[i], deltas[i]);
+	snprintf(b->updated_at, sizeof(b->updated_at), "%lld",
+		 (long long)bg_now_ms());
+	if (strcmp(new_status, "RUNNING") == 0)
+		snprintf(b->started_at, sizeof(b->started_at), "%s",
+			 b->updated_at);
+	b->ex[b->n].execution_id = id;
+	snprintf(b->ex[b->n].now, sizeof(b->ex[b->n].now), "%s", b->updated_at);
+	b->ex[b->n].snap = (struct bg_buf){ 0 };
+	snapshot_of(&b->ex[b->n].snap, record);
+	b->n++;
+	return true;
+}
+
+void bg_stats_update(struct bg_daemon *d, struct bg_str record,
+		     const char *execution_id, const char *old_status,
+		     const char *new_status, bg_stats_emit_fn emit, void *ctx)
+{
+	if (emit == NULL && !bg_status_is_terminal(S(new_status)) &&
+	    batch_add(d, record, execution_id, old_status, new_status))
+		return;
+	struct bg_buf k[K_N];
+	keys_build(d, k);
+	if (emit == NULL) { /* the pipeline, at once: after the batch */
+		bg_stats_flush(d);
+		write_now(d, record, execution_id, old_status, new_status, k,
+			  emit_wr, d);
+		for (int i = 0; i < K_N; i++)
+			bg_expire_once(d, k[i].p);
+	} else {
+		write_now(d, record, execution_id, old_status, new_status, k,
+			  emit, ctx);
+	}
+	keys_free(k);
+}
+
+/* EXPIRE of the five keys, each unless one was sent already this loop
+ * turn on the write connection (bg_expire_once's set). */
+void bg_stats_expire(struct bg_daemon *d, bg_stats_emit_fn emit, void *ctx)
+{
+	struct bg_buf k[K_N];
+	keys_build(d, k);
+	for (int i = 0; i < K_N; i++)
+		if (k[i].p && bg_keyset_add(d->expired, k[i].p))
+			emit(ctx, 3,
+			     (struct bg_str[]){ S("EXPIRE"), bs_of(&k[i]),
+						S("604800") });
+	keys_free(k);
 }

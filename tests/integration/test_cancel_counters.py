@@ -141,6 +141,30 @@ def test_completed_counts_once_and_leaves_nothing_running(h):
     assert steps(rec) == ["QUEUED", "RUNNING", "COMPLETED"]
 
 
+def test_starts_written_together_count_each_task_once(h):
+    """The RUNNING writes of one loop turn share their dashboard commands
+    (one HINCRBY per counter, one ZADD / HSET per index with every
+    execution): six tasks started together count six, each with its
+    RUNNING snapshot, and settle to six completed."""
+    d = start(h, pool=6)
+    c, w = h.client(), d.config["worker"]["id"]
+    mids = pc.send_many(c, h.keys, "s-six", "sleep", "1500", 6)
+    eids = [wait_running(c, h.keys, w, "s-six", m) for m in mids]
+    got = counters(c, h.keys, w)
+    assert (got.get("total_count"), got.get("running_count"),
+            got.get("active_count")) == (6, 6, 6), got
+    active = c.call("ZRANGE", worker_key(h.keys, w,
+                                         "active_execution_index"), 0, -1)
+    assert sorted(active) == sorted(eids)
+    for e in eids:
+        assert history(c, h.keys, w, e)["status"] == "RUNNING"
+    for m in mids:
+        wait_status(c, h.keys, "s-six", m, "COMPLETED")
+    assert_settled(c, h.keys, w, total_count=6, completed_count=6)
+    for e in eids:
+        assert history(c, h.keys, w, e)["status"] == "COMPLETED"
+
+
 def test_failed_counts_once_and_leaves_nothing_running(h):
     d = start(h)
     c, w = h.client(), d.config["worker"]["id"]

@@ -112,6 +112,45 @@ def test_crash_after_exec_before_the_journal_delete_recovers_once(h):
     fault_case(h, "finish.after_exec")
 
 
+DASHBOARD_KEYS = ("status", "executions", "active_execution_index",
+                  "active_snapshots", "history_snapshots")
+
+
+def dashboard_key(keys, worker, what):
+    """registry:worker:<what>:<W> (v1) / registry:worker:{<W>}:<what>."""
+    if keys.schema == "v1":
+        return "byai_gateway:registry:worker:%s:%s" % (what, worker)
+    return "byai_gateway:v2:registry:worker:{%s}:%s" % (worker, what)
+
+
+@timeout(60)
+def test_a_replayed_finish_leaves_the_dashboard_keys_it_writes_a_ttl(h):
+    """The EXPIREs of the worker's dashboard keys (WIRE 5.9) are not in the
+    journaled finish: they are added when a finish is sent. A finish
+    replayed from the journal after a crash, into dashboard keys that are
+    gone meanwhile, still leaves every key it writes with the 7-day TTL."""
+    c = h.client()
+    d = h.bygated(cfg(h))
+    d.env = dict(d.env, BYGATE_FAULT="finish.after_journal")
+    d.start()
+    w = h.worker_id
+    mid, _ = pc.send(c, h.keys, "s-replay-ttl", "sleep", "50")
+    d.wait_exit(20)
+    assert d.returncode != 0
+    for what in DASHBOARD_KEYS:
+        c.call("DEL", dashboard_key(h.keys, w, what))
+    d2 = h.bygated(config=d.config)
+    d2.start()
+    wait_terminal(c, h.keys, "s-replay-ttl", mid)
+    d2.wait_log("re-sending the journaled finish", timeout=10)
+    assert_once(c, h.keys, "s-replay-ttl", mid)
+    st = c.hgetall(dashboard_key(h.keys, w, "status"))
+    assert st.get("completed_count") == "1", st
+    for what in ("status", "executions", "history_snapshots"):
+        ttl = c.call("TTL", dashboard_key(h.keys, w, what))
+        assert 604000 < ttl <= 604800, (what, ttl)
+
+
 def test_exec_reply_lost_with_the_connection_is_resolved_once(h):
     d = h.bygated(cfg(h))
     d.env = dict(d.env, BYGATE_FAULT="finish.exec_reply_lost")

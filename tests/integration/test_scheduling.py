@@ -275,3 +275,25 @@ def test_a_sub_agents_task_and_its_callback_stay_in_the_callers_lane(h):
     for md in (ask, resume):
         assert (md.get("lane"), md.get("priority")) == ("tenant-x", 4), md
 
+
+
+@timeout(120)
+def test_the_ready_set_goes_on_after_the_script_cache_is_flushed(h):
+    """The ready set's scripts go as EVALSHA once their text was sent on
+    the connection: after SCRIPT FLUSH the NOSCRIPT refusal makes the next
+    call send the text again, and a backlog parked before and after the
+    flush still runs, each task once."""
+    c = h.client(timeout=30)
+    start(h, 1)
+    first = send_many(c, h.keys, "s-flush", 20, 5)
+    wait_until(lambda: all_done(c, h.keys, "s-flush", first), 60,
+               what="the backlog before the flush")
+    c.call("SCRIPT", "FLUSH")
+    second = send_many(c, h.keys, "s-flush", 20, 5)
+    recs = wait_until(lambda: all_done(c, h.keys, "s-flush", second), 60,
+                      what="the backlog after the flush")
+    for r in recs:
+        assert [x["status"] for x in r["timeline"]] == [
+            "QUEUED", "RUNNING", "COMPLETED"], r["timeline"]
+    noscript = c.call("INFO", "errorstats")
+    assert "errorstat_NOSCRIPT" in noscript, noscript

@@ -277,8 +277,9 @@ def test_many_spans_of_a_trace_go_in_few_script_calls(h):
 
 
 def test_spans_of_many_traces_in_one_flush_all_land(h):
-    """One flush holds several traces: the first script call carries the
-    script's text, the others its SHA-1, and every trace gets its span."""
+    """One flush holds several traces: they go in one script call (the
+    first of the connection carries the script's text, the others its
+    SHA-1), and every trace gets its span."""
     start(h, trace={"flush_ms": 1000})
     c = h.client()
     sent = [send(c, h.keys, "s-many", "echo", "x") for _ in range(10)]
@@ -289,6 +290,40 @@ def test_spans_of_many_traces_in_one_flush_all_land(h):
                            "the span of " + mid)
         assert sp["execution_id"] == eid
     assert c.call("ZCARD", h.keys.trace_index("session", "s-many")) == 10
+
+
+def test_the_traces_of_one_flush_share_one_script_call(h):
+    """Ten traces finished within one flush period are written by one or
+    two script calls (a flush may fall between them), not one per trace;
+    each trace's meta and spans still get their own TTL."""
+    start(h, trace={"flush_ms": 1000})
+    c, m = h.client(), h.client()
+    assert m.call("MONITOR") == "OK"
+    lines, stop = [], threading.Event()
+
+    def read():
+        while not stop.is_set():
+            try:
+                lines.append(m._reader.read(True))
+            except Exception:
+                return
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    sent = [send(c, h.keys, "s-one-call", "echo", "x") for _ in range(10)]
+    for mid, _, _ in sent:
+        finished(c, h.keys, "s-one-call", mid)
+    for _, _, tid in sent:
+        wait_spans(c, h.keys, tid, lambda s: len(s) >= 1, "a span")
+    wait_until(lambda: sum(1 for x in lines if '"RPUSH"' in x
+                           and "lua]" in x) >= 10, 10,
+               what="MONITOR lines of the 10 spans")
+    stop.set()
+    calls = [x for x in lines if ('"EVAL"' in x or '"EVALSHA"' in x)
+             and any(h.keys.trace_spans(t) in x for _, _, t in sent)]
+    assert 1 <= len(calls) <= 2, len(calls)
+    for _, _, tid in sent:
+        assert 0 < c.call("TTL", h.keys.trace_spans(tid)) <= 900
+        assert 0 < c.call("TTL", h.keys.trace_meta(tid)) <= 900
 
 
 def test_the_reference_ttl_variable_sets_the_trace_ttl(h):
