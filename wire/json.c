@@ -322,17 +322,29 @@ int bg_json_unescape(struct bg_buf *out, struct bg_str literal)
 
 bool bg_json_str_eq(struct bg_str lit, const char *s)
 {
-	size_t i = 1, k = 0, sn = strlen(s);
+	size_t i = 1, k, sn, n;
 	uint32_t cp;
 	char u[4];
 	int rc;
 
-	if (lit.len < 2 || lit.p[0] != '"')
+	if (lit.len < 2 || lit.p[0] != '"' || lit.p[lit.len - 1] != '"')
 		return false;
-	/* Fast path: a literal without escapes is compared as bytes. */
-	if (memchr(lit.p + 1, '\\', lit.len - 2) == NULL)
-		return lit.len - 2 == sn && lit.p[lit.len - 1] == '"' &&
-		       memcmp(lit.p + 1, s, sn) == 0;
+	/* Fast path, one pass and no strlen (member keys are matched against
+	 * tables of names, so most calls differ in the first bytes): bytes
+	 * up to the first escape are compared as they are; s must end where
+	 * the literal does. A NUL in the literal never matches s's end. */
+	n = lit.len - 2;
+	for (k = 0; k < n; k++) {
+		char c = lit.p[1 + k];
+		if (c == '\\')
+			break;
+		if (c != s[k] || c == '\0')
+			return false;
+	}
+	if (k == n)
+		return s[n] == '\0';
+	sn = strlen(s);
+	k = 0; /* decoded from the start: the prefix is checked as UTF-8 */
 	while ((rc = str_char(lit.p, lit.len, &i, &cp)) == 1) {
 		size_t m = utf8_encode(cp, u);
 		if (sn - k < m || memcmp(s + k, u, m) != 0)

@@ -372,6 +372,14 @@ static void test_str_eq_compares_decoded_text(void **st)
 	assert_false(bg_json_str_eq(S("\"headers\""), "header"));
 	assert_false(bg_json_str_eq(S("\"header"), "header"));
 	assert_false(bg_json_str_eq(S("header"), "header"));
+	/* an escape after a matching prefix, an escaped closing quote */
+	assert_true(bg_json_str_eq(S("\"head\\u0065r\""), "header"));
+	assert_false(bg_json_str_eq(S("\"head\\u0065rs\""), "header"));
+	assert_false(bg_json_str_eq(S("\"header\\\""), "header"));
+	assert_true(bg_json_str_eq(S("\"\""), ""));
+	assert_false(bg_json_str_eq(S("\"\""), "x"));
+	/* a NUL byte in the literal never matches the end of s */
+	assert_false(bg_json_str_eq((struct bg_str){ "\"ab\0\"", 5 }, "ab"));
 }
 
 static void test_str_blank_matches_python_strip(void **st)
