@@ -462,14 +462,19 @@ int bg_record_snapshot(struct bg_buf *out, struct bg_str record)
 	}
 	if (rc)
 		return -EINVAL;
-	rc = bg_buf_append(out, "{", 1);
+	/* ~1 KiB of output: reserved once, then plain appends */
+	if (bg_buf_reserve(out, record.len + 1024) ||
+	    bg_buf_append(out, "{", 1))
+		rc = -ENOMEM;
 	for (size_t i = 0; rc == 0 && i < N_SNAPSHOT_KEYS; i++) {
 		struct bg_str x =
 			val[i].len ? val[i] : bg_str_c(snapshot_keys[i].absent);
-		rc = bg_buf_printf(out, "%s\"%s\":", i ? "," : "",
-				   snapshot_keys[i].key);
-		if (rc == 0)
-			rc = bg_buf_append(out, x.p, x.len);
+		const char *key = snapshot_keys[i].key;
+		if (bg_buf_append(out, i ? ",\"" : "\"", i ? 2 : 1) ||
+		    bg_buf_append(out, key, strlen(key)) ||
+		    bg_buf_append(out, "\":", 2) ||
+		    bg_buf_append(out, x.p, x.len))
+			rc = -ENOMEM;
 	}
 	if (rc == 0)
 		rc = bg_buf_append(out, "}", 1);
