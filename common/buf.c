@@ -26,7 +26,7 @@ int bg_buf_reserve(struct bg_buf *b, size_t extra)
 		return -ENOMEM;
 	if (need <= b->cap)
 		return 0;
-	size_t cap = b->cap ? b->cap : 64;
+	size_t cap = b->cap ? b->cap : 256; /* few reallocs for records */
 	while (cap < need) {
 		if (cap > SIZE_MAX / 2)
 			return -ENOMEM;
