@@ -672,6 +672,31 @@ int bg_json_obj_get(struct bg_str obj, const char *key, struct bg_str *val)
 	return 0;
 }
 
+int bg_json_obj_getv(struct bg_str obj, const char *const *keys,
+		     struct bg_str *vals, size_t n)
+{
+	struct bg_json_iter it;
+	struct bg_str k, v;
+	int rc = bg_json_iter_open(&it, obj.p, obj.len, 0, 0);
+
+	for (size_t i = 0; i < n; i++)
+		vals[i] = (struct bg_str){ NULL, 0 };
+	while (rc == 0 && (rc = bg_json_iter_key(&it, &k)) == 1) {
+		rc = bg_json_iter_value(&it, &v);
+		for (size_t i = 0; rc == 0 && i < n; i++)
+			if (bg_json_str_eq(k, keys[i])) {
+				vals[i] = v; /* the last one wins */
+				break;
+			}
+	}
+	if (rc || skip_ws(obj.p, obj.len, it.pos) != obj.len) {
+		for (size_t i = 0; i < n; i++)
+			vals[i] = (struct bg_str){ NULL, 0 };
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* Append head[0..cut) + sep + (key ? "key": : "") + raw + head[resume..). */
 static int splice(struct bg_buf *out, struct bg_str doc, size_t cut,
 		  size_t resume, const char *sep, const char *key,

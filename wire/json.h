@@ -45,6 +45,12 @@ bool bg_json_valid(const char *p, size_t len);
  * Python's json and jansson. */
 int bg_json_obj_get(struct bg_str obj, const char *key, struct bg_str *val);
 
+/* bg_json_obj_get of n keys in one pass: vals[i] = the raw value of
+ * keys[i] (the last of duplicates), {NULL, 0} when absent. 0, or -EINVAL
+ * when obj is not a valid object (every vals[i] then absent). */
+int bg_json_obj_getv(struct bg_str obj, const char *const *keys,
+		     struct bg_str *vals, size_t n);
+
 /* Append to out a copy of the object `obj` in which member `key` has the raw
  * JSON value `raw` (replaced in place if present - the last occurrence of a
  * duplicated key - otherwise appended as `,"key":raw` before the closing

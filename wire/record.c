@@ -259,38 +259,43 @@ int bg_record_build_queued(struct bg_buf *out, const struct bg_record_queued *q)
 
 /* ---- completion fields ------------------------------------------------ */
 
-/* Member `key` of a raw object, or empty when absent, null or not an
- * object. -EINVAL when raw is malformed. */
-static int member_or_empty(struct bg_str obj, const char *key,
-			   struct bg_str *val)
+/* Members keys[0..n) of a raw object, each empty when absent or null, all
+ * empty when obj is empty or not an object; one pass over obj. -EINVAL
+ * when obj is malformed. */
+static int members_or_empty(struct bg_str obj, const char *const *keys,
+			    struct bg_str *vals, size_t n)
 {
-	*val = (struct bg_str){ NULL, 0 };
+	for (size_t i = 0; i < n; i++)
+		vals[i] = (struct bg_str){ NULL, 0 };
 	if (obj.len == 0)
 		return 0;
-	if (!bg_json_valid(obj.p, obj.len))
+	if (bg_json_type(obj) != '{')
+		return bg_json_valid(obj.p, obj.len) ? 0 : -EINVAL;
+	if (bg_json_obj_getv(obj, keys, vals, n) != 0)
 		return -EINVAL;
-	if (bg_json_type(obj) != '{' || bg_json_obj_get(obj, key, val) != 0 ||
-	    bg_json_type(*val) == 'n')
-		*val = (struct bg_str){ NULL, 0 };
+	for (size_t i = 0; i < n; i++)
+		if (bg_json_type(vals[i]) == 'n')
+			vals[i] = (struct bg_str){ NULL, 0 };
 	return 0;
 }
 
 int bg_record_errors_from(struct bg_record_errors *e, struct bg_str metadata,
 			  struct bg_str reply_data)
 {
-	int rc = member_or_empty(metadata, "error_type", &e->error_type);
-	if (!rc)
-		rc = member_or_empty(metadata, "error_message",
-				     &e->error_message);
-	if (!rc)
-		rc = member_or_empty(metadata, "error_code", &e->error_code);
-	if (!rc)
-		rc = member_or_empty(metadata, "failed_stage",
-				     &e->failed_stage);
-	if (!rc)
-		rc = member_or_empty(metadata, "retryable", &e->retryable);
-	if (!rc && e->error_message.len == 0)
-		rc = member_or_empty(reply_data, "error", &e->error_message);
+	static const char *const keys[] = { "error_type", "error_message",
+					    "error_code", "failed_stage",
+					    "retryable" };
+	struct bg_str v[5];
+	int rc = members_or_empty(metadata, keys, v, 5);
+	e->error_type = v[0];
+	e->error_message = v[1];
+	e->error_code = v[2];
+	e->failed_stage = v[3];
+	e->retryable = v[4];
+	if (!rc && e->error_message.len == 0) {
+		static const char *const err[] = { "error" };
+		rc = members_or_empty(reply_data, err, &e->error_message, 1);
+	}
 	return rc;
 }
 
