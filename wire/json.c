@@ -354,6 +354,25 @@ bool bg_json_str_eq(struct bg_str lit, const char *s)
 	return rc == 0 && i == lit.len && k == sn;
 }
 
+size_t bg_json_key_find(struct bg_str lit, const struct bg_str *names, size_t n)
+{
+	if (lit.len < 2)
+		return n;
+	const char *k = lit.p + 1;
+	size_t kn = lit.len - 2;
+	if (memchr(k, '\\', kn) == NULL) {
+		for (size_t i = 0; i < n; i++)
+			if (names[i].len == kn &&
+			    memcmp(names[i].p, k, kn) == 0)
+				return i;
+		return n;
+	}
+	for (size_t i = 0; i < n; i++) /* escaped: decoded per name */
+		if (bg_json_str_eq(lit, names[i].p))
+			return i;
+	return n;
+}
+
 static bool is_space_cp(uint32_t c)
 {
 	return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) ||
@@ -679,15 +698,19 @@ int bg_json_obj_getv(struct bg_str obj, const char *const *keys,
 	struct bg_str k, v;
 	int rc = bg_json_iter_open(&it, obj.p, obj.len, 0, 0);
 
-	for (size_t i = 0; i < n; i++)
+	struct bg_str names[16];
+
+	if (n > 16)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
 		vals[i] = (struct bg_str){ NULL, 0 };
+		names[i] = (struct bg_str){ keys[i], strlen(keys[i]) };
+	}
 	while (rc == 0 && (rc = bg_json_iter_key(&it, &k)) == 1) {
 		rc = bg_json_iter_value(&it, &v);
-		for (size_t i = 0; rc == 0 && i < n; i++)
-			if (bg_json_str_eq(k, keys[i])) {
-				vals[i] = v; /* the last one wins */
-				break;
-			}
+		size_t i = rc == 0 ? bg_json_key_find(k, names, n) : n;
+		if (i < n)
+			vals[i] = v; /* the last one wins */
 	}
 	if (rc || skip_ws(obj.p, obj.len, it.pos) != obj.len) {
 		for (size_t i = 0; i < n; i++)
@@ -790,16 +813,19 @@ int bg_json_obj_edit(struct bg_buf *out, struct bg_str obj,
 	struct bg_str k, v;
 	size_t mark = out->len, copied = 0, members = 0;
 	uint64_t seen = 0;
+	struct bg_str names[64];
 	int rc = n > 64 ? -EINVAL
 			: bg_json_iter_open(&it, obj.p, obj.len, 0, 0);
+
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		names[i] =
+			(struct bg_str){ edits[i].key, strlen(edits[i].key) };
 
 	while (rc == 0 && (rc = bg_json_iter_key(&it, &k)) == 1) {
 		members++;
 		if ((rc = bg_json_iter_value(&it, &v)) != 0)
 			break;
-		size_t i = 0;
-		while (i < n && !bg_json_str_eq(k, edits[i].key))
-			i++;
+		size_t i = bg_json_key_find(k, names, n);
 		if (i == n)
 			continue;
 		seen |= 1ULL << i;

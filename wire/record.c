@@ -15,18 +15,26 @@
 
 /* ---- reading ---------------------------------------------------------- */
 
+#define K(s)                                                                   \
+	{                                                                      \
+		s, sizeof(s) - 1                                               \
+	}
+
 static const struct {
-	const char *key;
+	struct bg_str key;
 	size_t off;
 } str_fields[] = {
-	{ "execution_id", offsetof(struct bg_record, execution_id) },
-	{ "message_id", offsetof(struct bg_record, message_id) },
-	{ "status", offsetof(struct bg_record, status) },
-	{ "parent_message_id", offsetof(struct bg_record, parent_message_id) },
-	{ "worker_id", offsetof(struct bg_record, worker_id) },
-	{ "source_agent_type", offsetof(struct bg_record, source_agent_type) },
-	{ "target_agent_type", offsetof(struct bg_record, target_agent_type) },
-	{ "cancel_reason", offsetof(struct bg_record, cancel_reason) },
+	{ K("execution_id"), offsetof(struct bg_record, execution_id) },
+	{ K("message_id"), offsetof(struct bg_record, message_id) },
+	{ K("status"), offsetof(struct bg_record, status) },
+	{ K("parent_message_id"),
+	  offsetof(struct bg_record, parent_message_id) },
+	{ K("worker_id"), offsetof(struct bg_record, worker_id) },
+	{ K("source_agent_type"),
+	  offsetof(struct bg_record, source_agent_type) },
+	{ K("target_agent_type"),
+	  offsetof(struct bg_record, target_agent_type) },
+	{ K("cancel_reason"), offsetof(struct bg_record, cancel_reason) },
 };
 #define N_STR_FIELDS (sizeof(str_fields) / sizeof(str_fields[0]))
 
@@ -67,15 +75,26 @@ static int read_str(struct bg_record *r, struct bg_str val, size_t *off,
 	return rc;
 }
 
-static int read_scalar(struct bg_record *r, struct bg_str key,
-		       struct bg_str val)
+/* Every member read_members looks at: the string fields (in str_fields'
+ * order), then timeline, cancel_requested, started_at. */
+static const struct bg_str read_keys[] = {
+	K("execution_id"),	K("message_id"),    K("status"),
+	K("parent_message_id"), K("worker_id"),	    K("source_agent_type"),
+	K("target_agent_type"), K("cancel_reason"), K("timeline"),
+	K("cancel_requested"),	K("started_at"),
+};
+#define N_READ_KEYS (sizeof(read_keys) / sizeof(read_keys[0]))
+_Static_assert(N_READ_KEYS == N_STR_FIELDS + 3, "read_keys");
+
+/* cancel_requested (is_cancel) or started_at */
+static int read_scalar(struct bg_record *r, bool is_cancel, struct bg_str val)
 {
 	char t = bg_json_type(val);
-	if (bg_json_str_eq(key, "cancel_requested")) {
+	if (is_cancel) {
 		if (t != 't' && t != 'f' && t != 'n')
 			return -EINVAL;
 		r->cancel_requested = t == 't';
-	} else if (bg_json_str_eq(key, "started_at")) {
+	} else {
 		r->started_at = 0;
 		if (t == '0')
 			return parse_int64(val, &r->started_at);
@@ -94,16 +113,15 @@ static int read_members(struct bg_record *r, struct bg_str json, size_t off[],
 
 	while (rc == 0 && (rc = bg_json_iter_key(&it, &key)) == 1) {
 		rc = bg_json_iter_value(&it, &val);
-		size_t i = 0;
-		while (rc == 0 && i < N_STR_FIELDS &&
-		       !bg_json_str_eq(key, str_fields[i].key))
-			i++;
-		if (rc == 0 && i < N_STR_FIELDS)
+		size_t i =
+			rc == 0 ? bg_json_key_find(key, read_keys, N_READ_KEYS)
+				: N_READ_KEYS;
+		if (i < N_STR_FIELDS)
 			rc = read_str(r, val, &off[i], &len[i]);
-		else if (rc == 0 && bg_json_str_eq(key, "timeline"))
+		else if (i == N_STR_FIELDS) /* timeline */
 			*timeline = val;
-		else if (rc == 0)
-			rc = read_scalar(r, key, val);
+		else if (i < N_READ_KEYS)
+			rc = read_scalar(r, i == N_STR_FIELDS + 1, val);
 	}
 	for (size_t p = it.pos; rc == 0 && p < json.len; p++)
 		if (!strchr(" \t\r\n", json.p[p]) || json.p[p] == '\0')
@@ -410,44 +428,76 @@ bool bg_status_is_terminal(struct bg_str status)
 
 /* ---- worker execution snapshot (WIRE 5.9) ----------------------------- */
 
-/* The snapshot's keys in by-framework's order, with the value written when
- * the record lacks the member. */
-static const struct {
-	const char *key;
-	const char *absent;
-} snapshot_keys[] = {
-	{ "execution_id", "\"\"" },
-	{ "message_id", "\"\"" },
-	{ "session_id", "\"\"" },
-	{ "trace_id", "\"\"" },
-	{ "worker_id", "\"\"" },
-	{ "source_agent_type", "\"\"" },
-	{ "target_agent_type", "\"\"" },
-	{ "stream_name", "\"\"" },
-	{ "redis_message_id", "\"\"" },
-	{ "status", "\"\"" },
-	{ "created_at", "0" },
-	{ "started_at", "0" },
-	{ "finished_at", "0" },
-	{ "updated_at", "0" },
-	{ "parent_message_id", "\"\"" },
-	{ "cancel_requested", "false" },
-	{ "cancel_reason", "\"\"" },
-	{ "route_policy", "\"\"" },
-	{ "route_status", "\"\"" },
-	{ "selected_agent_type", "\"\"" },
-	{ "availability_error_code", "\"\"" },
-	{ "availability_error", "\"\"" },
-	{ "error_type", "\"\"" },
-	{ "error_message", "\"\"" },
-	{ "error_code", "\"\"" },
-	{ "failed_stage", "\"\"" },
-	{ "retryable", "null" },
-	{ "agent_configs_version", "0" },
-	{ "agent_configs_snapshot_key", "\"\"" },
-	{ "agent_config_audit", "null" },
+/* The snapshot's keys in by-framework's order (snapshot_names), with the
+ * value written when the record lacks the member (snapshot_absent). */
+static const struct bg_str snapshot_names[] = {
+	K("execution_id"),
+	K("message_id"),
+	K("session_id"),
+	K("trace_id"),
+	K("worker_id"),
+	K("source_agent_type"),
+	K("target_agent_type"),
+	K("stream_name"),
+	K("redis_message_id"),
+	K("status"),
+	K("created_at"),
+	K("started_at"),
+	K("finished_at"),
+	K("updated_at"),
+	K("parent_message_id"),
+	K("cancel_requested"),
+	K("cancel_reason"),
+	K("route_policy"),
+	K("route_status"),
+	K("selected_agent_type"),
+	K("availability_error_code"),
+	K("availability_error"),
+	K("error_type"),
+	K("error_message"),
+	K("error_code"),
+	K("failed_stage"),
+	K("retryable"),
+	K("agent_configs_version"),
+	K("agent_configs_snapshot_key"),
+	K("agent_config_audit"),
 };
-#define N_SNAPSHOT_KEYS (sizeof(snapshot_keys) / sizeof(snapshot_keys[0]))
+static const char *const snapshot_absent[] = {
+	"\"\"",	 /* execution_id */
+	"\"\"",	 /* message_id */
+	"\"\"",	 /* session_id */
+	"\"\"",	 /* trace_id */
+	"\"\"",	 /* worker_id */
+	"\"\"",	 /* source_agent_type */
+	"\"\"",	 /* target_agent_type */
+	"\"\"",	 /* stream_name */
+	"\"\"",	 /* redis_message_id */
+	"\"\"",	 /* status */
+	"0",	 /* created_at */
+	"0",	 /* started_at */
+	"0",	 /* finished_at */
+	"0",	 /* updated_at */
+	"\"\"",	 /* parent_message_id */
+	"false", /* cancel_requested */
+	"\"\"",	 /* cancel_reason */
+	"\"\"",	 /* route_policy */
+	"\"\"",	 /* route_status */
+	"\"\"",	 /* selected_agent_type */
+	"\"\"",	 /* availability_error_code */
+	"\"\"",	 /* availability_error */
+	"\"\"",	 /* error_type */
+	"\"\"",	 /* error_message */
+	"\"\"",	 /* error_code */
+	"\"\"",	 /* failed_stage */
+	"null",	 /* retryable */
+	"0",	 /* agent_configs_version */
+	"\"\"",	 /* agent_configs_snapshot_key */
+	"null",	 /* agent_config_audit */
+};
+#define N_SNAPSHOT_KEYS (sizeof(snapshot_names) / sizeof(snapshot_names[0]))
+_Static_assert(N_SNAPSHOT_KEYS ==
+		       sizeof(snapshot_absent) / sizeof(snapshot_absent[0]),
+	       "snapshot tables");
 
 int bg_record_snapshot(struct bg_buf *out, struct bg_str record)
 {
@@ -459,11 +509,9 @@ int bg_record_snapshot(struct bg_buf *out, struct bg_str record)
 	while (rc == 0 && (rc = bg_json_iter_key(&it, &k)) == 1) {
 		if ((rc = bg_json_iter_value(&it, &v)) != 0)
 			break;
-		for (size_t i = 0; i < N_SNAPSHOT_KEYS; i++)
-			if (bg_json_str_eq(k, snapshot_keys[i].key)) {
-				val[i] = v;
-				break;
-			}
+		size_t i = bg_json_key_find(k, snapshot_names, N_SNAPSHOT_KEYS);
+		if (i < N_SNAPSHOT_KEYS)
+			val[i] = v;
 	}
 	if (rc)
 		return -EINVAL;
@@ -472,11 +520,11 @@ int bg_record_snapshot(struct bg_buf *out, struct bg_str record)
 	    bg_buf_append(out, "{", 1))
 		rc = -ENOMEM;
 	for (size_t i = 0; rc == 0 && i < N_SNAPSHOT_KEYS; i++) {
-		struct bg_str x =
-			val[i].len ? val[i] : bg_str_c(snapshot_keys[i].absent);
-		const char *key = snapshot_keys[i].key;
+		struct bg_str x = val[i].len ? val[i]
+					     : bg_str_c(snapshot_absent[i]);
+		struct bg_str key = snapshot_names[i];
 		if (bg_buf_append(out, i ? ",\"" : "\"", i ? 2 : 1) ||
-		    bg_buf_append(out, key, strlen(key)) ||
+		    bg_buf_append(out, key.p, key.len) ||
 		    bg_buf_append(out, "\":", 2) ||
 		    bg_buf_append(out, x.p, x.len))
 			rc = -ENOMEM;

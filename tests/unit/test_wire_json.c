@@ -382,6 +382,37 @@ static void test_str_eq_compares_decoded_text(void **st)
 	assert_false(bg_json_str_eq((struct bg_str){ "\"ab\0\"", 5 }, "ab"));
 }
 
+static void test_key_find_picks_the_name_a_key_decodes_to(void **st)
+{
+	static const struct bg_str names[] = { { "status", 6 },
+					       { "stat", 4 },
+					       { "worker_id", 9 } };
+	(void)st;
+	assert_int_equal(bg_json_key_find(S("\"stat\""), names, 3), 1);
+	assert_int_equal(bg_json_key_find(S("\"status\""), names, 3), 0);
+	assert_int_equal(bg_json_key_find(S("\"worker\\u005fid\""), names, 3),
+			 2);
+	assert_int_equal(bg_json_key_find(S("\"statu\""), names, 3), 3);
+	assert_int_equal(bg_json_key_find(S("\"\""), names, 3), 3);
+}
+
+static void test_obj_getv_reads_several_members_in_one_pass(void **st)
+{
+	static const char *const keys[] = { "a", "b", "c" };
+	struct bg_str v[3];
+	(void)st;
+	assert_int_equal(bg_json_obj_getv(S("{\"b\":[1,{\"a\":2}],\"a\":1,"
+					    "\"a\":\"last\"}"),
+					  keys, v, 3),
+			 0);
+	assert_true(bg_str_eq(v[0], "\"last\""));
+	assert_true(bg_str_eq(v[1], "[1,{\"a\":2}]"));
+	assert_null(v[2].p);
+	assert_int_equal(bg_json_obj_getv(S("{\"a\":1,}"), keys, v, 3),
+			 -EINVAL);
+	assert_null(v[0].p);
+}
+
 static void test_str_blank_matches_python_strip(void **st)
 {
 	(void)st;
@@ -644,6 +675,9 @@ int main(void)
 		cmocka_unit_test(test_valid_never_reads_past_len),
 		cmocka_unit_test(test_type_names_the_value_kind),
 		cmocka_unit_test(test_str_eq_compares_decoded_text),
+		cmocka_unit_test(test_key_find_picks_the_name_a_key_decodes_to),
+		cmocka_unit_test(
+			test_obj_getv_reads_several_members_in_one_pass),
 		cmocka_unit_test(test_str_blank_matches_python_strip),
 		cmocka_unit_test(test_obj_get_returns_raw_value_span),
 		cmocka_unit_test(
