@@ -390,6 +390,13 @@ static void rebase(struct bg_daemon *d, struct bg_job *t, const redisReply *r)
 {
 	struct bg_record rec = { 0 };
 	struct bg_buf b = { 0 };
+	/* Unchanged since we read or wrote it (the usual case): our copy is
+	 * those bytes already and prev_status derives from them (job.h), so
+	 * there is nothing to parse. */
+	if (r->type == REDIS_REPLY_STRING && t->id.record.p &&
+	    r->len == t->id.record.len &&
+	    memcmp(r->str, t->id.record.p, r->len) == 0)
+		return;
 	/* bg_record_read validates every byte of the record (it accepts
 	 * only what bg_json_valid accepts): no separate validation pass */
 	if (r->type != REDIS_REPLY_STRING ||
