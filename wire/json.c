@@ -276,6 +276,29 @@ static bool plain_byte(unsigned char c)
 	return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
 }
 
+/* Past the plain bytes (plain_byte) from p[i]: eight at a time while no
+ * byte of the eight is '"', '\\', below 0x20 or from 0x80 (a byte that
+ * borrows or has its top bit set flags its word; a word flagged by
+ * mistake only sends the byte loop over it), then one at a time. */
+static size_t plain_run(const char *p, size_t n, size_t i)
+{
+	const uint64_t ones = 0x0101010101010101ULL;
+	const uint64_t highs = 0x8080808080808080ULL;
+
+	while (n - i >= 8) {
+		uint64_t x, q, b;
+		memcpy(&x, p + i, 8);
+		q = x ^ (ones * '"');
+		b = x ^ (ones * '\\');
+		if (((x - ones * 0x20) | (q - ones) | (b - ones) | x) & highs)
+			break;
+		i += 8;
+	}
+	while (i < n && plain_byte((unsigned char)p[i]))
+		i++;
+	return i;
+}
+
 /* p[*i] is the opening quote; on success *i is just past the closing one. */
 static int skip_string(const char *p, size_t n, size_t *i)
 {
@@ -284,8 +307,7 @@ static int skip_string(const char *p, size_t n, size_t *i)
 
 	(*i)++;
 	do {
-		while (*i < n && plain_byte((unsigned char)p[*i]))
-			(*i)++;
+		*i = plain_run(p, n, *i);
 		rc = str_char(p, n, i, &cp);
 	} while (rc == 1);
 	return rc;

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -382,6 +383,33 @@ static void test_str_eq_compares_decoded_text(void **st)
 	assert_false(bg_json_str_eq((struct bg_str){ "\"ab\0\"", 5 }, "ab"));
 }
 
+/* Strings are scanned eight bytes at a time: a special byte at any place
+ * of a long string is seen as if scanned byte by byte. */
+static void test_strings_are_checked_at_every_byte_position(void **st)
+{
+	static const struct {
+		const char *x;
+		bool ok;
+	} cases[] = {
+		{ "\\n", true },   { "\x01", false },
+		{ "\x1f", false }, { "\xc3\xa9", true },
+		{ "\xc3", false }, { "\x7f", true },
+		{ " ", true },	   { "\"", false },
+		{ "\\x", false },  { "\xed\xa0\x80", false },
+	};
+	char lit[64];
+
+	(void)st;
+	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+		for (int k = 0; k <= 24; k++) {
+			int n = snprintf(lit, sizeof lit, "\"%.*s%s%.*s\"", k,
+					 "aaaaaaaaaaaaaaaaaaaaaaaa", cases[c].x,
+					 24 - k, "bbbbbbbbbbbbbbbbbbbbbbbb");
+			assert_int_equal(bg_json_valid(lit, (size_t)n),
+					 cases[c].ok);
+		}
+}
+
 static void test_key_find_picks_the_name_a_key_decodes_to(void **st)
 {
 	static const struct bg_str names[] = { { "status", 6 },
@@ -675,6 +703,8 @@ int main(void)
 		cmocka_unit_test(test_valid_never_reads_past_len),
 		cmocka_unit_test(test_type_names_the_value_kind),
 		cmocka_unit_test(test_str_eq_compares_decoded_text),
+		cmocka_unit_test(
+			test_strings_are_checked_at_every_byte_position),
 		cmocka_unit_test(test_key_find_picks_the_name_a_key_decodes_to),
 		cmocka_unit_test(
 			test_obj_getv_reads_several_members_in_one_pass),
