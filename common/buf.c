@@ -42,7 +42,8 @@ int bg_buf_reserve(struct bg_buf *b, size_t extra)
 
 int bg_buf_append(struct bg_buf *b, const void *p, size_t n)
 {
-	int rc = bg_buf_reserve(b, n);
+	/* fits (len < cap whenever cap > 0): no call, no overflow check */
+	int rc = b->cap - b->len > n ? 0 : bg_buf_reserve(b, n);
 	if (rc)
 		return rc;
 	if (n)
