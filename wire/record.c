@@ -323,7 +323,7 @@ int bg_record_errors_from(struct bg_record_errors *e, struct bg_str metadata,
 struct record_edits {
 	struct bg_buf vals;
 	size_t off[16], len[16];
-	struct bg_json_edit e[16];
+	struct bg_json_edit e[16 + 4]; /* add_edit's, then the extra */
 	size_t n;
 	int rc;
 };
@@ -390,10 +390,14 @@ int bg_record_update(struct bg_buf *out, struct bg_str record,
 		add_edit(&r, "duplicate_of", BG_JSON_SET, "%s",
 			 u->duplicate_of);
 	int rc = r.rc;
+	if (rc == 0 && u->n_extra > 4)
+		rc = -EINVAL;
 	if (rc == 0) {
 		for (size_t i = 0; i < r.n; i++)
 			r.e[i].raw = (struct bg_str){ r.vals.p + r.off[i],
 						      r.len[i] };
+		for (size_t i = 0; i < u->n_extra; i++)
+			r.e[r.n++] = u->extra[i];
 		rc = bg_json_obj_edit(out, record, r.e, r.n);
 	}
 	bg_buf_free(&r.vals);
