@@ -26,7 +26,7 @@ int bg_buf_reserve(struct bg_buf *b, size_t extra)
 		return -ENOMEM;
 	if (need <= b->cap)
 		return 0;
-	size_t cap = b->cap ? b->cap : 64;
+	size_t cap = b->cap ? b->cap : 256; /* few reallocs for records */
 	while (cap < need) {
 		if (cap > SIZE_MAX / 2)
 			return -ENOMEM;
@@ -42,7 +42,8 @@ int bg_buf_reserve(struct bg_buf *b, size_t extra)
 
 int bg_buf_append(struct bg_buf *b, const void *p, size_t n)
 {
-	int rc = bg_buf_reserve(b, n);
+	/* fits (len < cap whenever cap > 0): no call, no overflow check */
+	int rc = b->cap - b->len > n ? 0 : bg_buf_reserve(b, n);
 	if (rc)
 		return rc;
 	if (n)
@@ -60,19 +61,56 @@ int bg_buf_puts(struct bg_buf *b, const char *s)
 int bg_buf_printf(struct bg_buf *b, const char *fmt, ...)
 {
 	va_list ap;
+	/* One vsnprintf when the text fits in the room already there (the
+	 * common case for reused buffers), a second after growing. */
+	size_t room = b->cap > b->len ? b->cap - b->len : 0;
 	va_start(ap, fmt);
-	int n = vsnprintf(NULL, 0, fmt, ap);
+	int n = vsnprintf(room ? b->p + b->len : NULL, room, fmt, ap);
 	va_end(ap);
-	if (n < 0)
+	if (n < 0) {
+		if (room)
+			b->p[b->len] = '\0';
 		return -EINVAL;
+	}
+	if ((size_t)n < room) {
+		b->len += (size_t)n;
+		return 0;
+	}
 	int rc = bg_buf_reserve(b, (size_t)n);
-	if (rc)
+	if (rc) {
+		if (room)
+			b->p[b->len] = '\0';
 		return rc;
+	}
 	va_start(ap, fmt);
 	vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
 	va_end(ap);
 	b->len += (size_t)n;
 	return 0;
+}
+
+size_t bg_i64_str(char out[BG_I64_STR], int64_t v)
+{
+	char tmp[BG_I64_STR];
+	size_t n = 0, k = 0;
+	/* magnitude as unsigned: INT64_MIN has no positive int64 */
+	uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+	do {
+		tmp[n++] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (v < 0)
+		out[k++] = '-';
+	while (n)
+		out[k++] = tmp[--n];
+	out[k] = '\0';
+	return k;
+}
+
+int bg_buf_put_i64(struct bg_buf *b, int64_t v)
+{
+	char num[BG_I64_STR];
+	return bg_buf_append(b, num, bg_i64_str(num, v));
 }
 
 void bg_buf_reset(struct bg_buf *b)

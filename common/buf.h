@@ -31,7 +31,12 @@ int bg_buf_append(struct bg_buf *b, const void *p, size_t n);
 int bg_buf_puts(struct bg_buf *b, const char *s);
 int bg_buf_printf(struct bg_buf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-void bg_buf_reset(struct bg_buf *b); /* len = 0, keeps memory */
+/* Decimal text of v without printf: room for "-9223372036854775808" and
+ * a NUL; returns the length written (NUL not counted). */
+#define BG_I64_STR 21
+size_t bg_i64_str(char out[BG_I64_STR], int64_t v);
+int bg_buf_put_i64(struct bg_buf *b, int64_t v); /* 0 or -ENOMEM */
+void bg_buf_reset(struct bg_buf *b);		 /* len = 0, keeps memory */
 void bg_buf_free(struct bg_buf *b);
 /* Detach the storage (caller frees); the buffer becomes empty. */
 char *bg_buf_steal(struct bg_buf *b);

@@ -471,14 +471,17 @@ bool bg_admit_examine(struct bg_daemon *d, struct bg_job *t,
  * updated_at, started_at (once) and a timeline entry spliced in, or a new
  * record (wire/record.c). Exactly what was written before claims. */
 static int build_running_bare(struct bg_daemon *d, struct bg_job *t,
-			      struct bg_buf *out)
+			      struct bg_buf *out,
+			      const struct bg_json_edit *extra, size_t n_extra)
 {
 	int64_t now = bg_now_ms();
 	if (t->id.record_exists) {
 		struct bg_record_update u = { .status = bg_str_c("RUNNING"),
 					      .worker_id =
 						      bg_str_c(d->worker_id),
-					      .now_ms = now };
+					      .now_ms = now,
+					      .extra = extra,
+					      .n_extra = n_extra };
 		return bg_record_update(out,
 					(struct bg_str){ t->id.record.p,
 							 t->id.record.len },
@@ -563,7 +566,6 @@ static int build_running(struct bg_daemon *d, struct bg_job *t,
 			 struct bg_buf *out)
 {
 	struct bg_buf bare = { 0 };
-	int rc = build_running_bare(d, t, &bare);
 	const struct bg_agent_type_conf *tc =
 		bg_config_agent_type(d->cfg, t->id.handler_type);
 	bool exec = tc && tc->handler == BG_HANDLER_EXEC;
@@ -578,6 +580,20 @@ static int build_running(struct bg_daemon *d, struct bg_job *t,
 		.generation = d->pool ? bg_pool_generation(d->pool) : 0,
 	};
 	struct bg_str audit = tc ? audit_json(&a) : bg_str_c("");
+	/* A stored record gets the audit in the same pass as the RUNNING
+	 * edits; a new one is spliced after. Either way, without it when
+	 * that fails. */
+	char ver[BG_I64_STR];
+	struct bg_json_edit e[2] = {
+		{ "agent_configs_version",
+		  { ver, bg_i64_str(ver, a.generation) },
+		  BG_JSON_SET },
+		{ "agent_config_audit", audit, BG_JSON_SET },
+	};
+	if (t->id.record_exists && audit.len &&
+	    build_running_bare(d, t, out, e, 2) == 0)
+		return 0;
+	int rc = build_running_bare(d, t, &bare, NULL, 0);
 	if (rc == 0 &&
 	    (audit.len == 0 ||
 	     bg_audit_splice(out, (struct bg_str){ bare.p, bare.len }, audit,

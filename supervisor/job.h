@@ -94,6 +94,10 @@ struct bg_job_id {
 	char prev_status[64]; /* the record's status at pickup when it was
 				 already this worker's, "" otherwise */
 	struct bg_buf record; /* the record as last written by us */
+	/* Invariant (admit.c examine/won, finish.c rebase): while
+	 * record_exists, prev_status is what `record` says: its status when
+	 * its worker_id is this worker's, else "". The finish skips its
+	 * parse when Redis returns exactly these bytes. */
 	char callback_to[BG_ID_MAX + 1]; /* caller agent type to call back
 					   when terminal ("" = none): WIRE
 					   6.6, "bygate decisions" 16 */

@@ -209,6 +209,21 @@ static void member_text(struct bg_str obj, const char *key, struct bg_buf *out)
 		(void)bg_json_unescape(out, v);
 }
 
+/* member_text of n keys in one pass over obj. */
+static void members_text(struct bg_str obj, const char *const *keys,
+			 struct bg_buf *const *outs, size_t n)
+{
+	struct bg_str v[8];
+	for (size_t i = 0; i < n; i++)
+		bg_buf_reset(outs[i]);
+	if (n > 8 || obj.len == 0 || bg_json_type(obj) != '{' ||
+	    bg_json_obj_getv(obj, keys, v, n) != 0)
+		return;
+	for (size_t i = 0; i < n; i++)
+		if (bg_json_type(v[i]) == '"')
+			(void)bg_json_unescape(outs[i], v[i]);
+}
+
 static bool member_true(struct bg_str obj, const char *key)
 {
 	struct bg_str v;
@@ -269,10 +284,14 @@ static void ended_of(const struct bg_job *t, struct ended *e)
 			     t->end.result_metadata.len };
 	if (t->end.end_kind == BG_END_RESULT) {
 		e->status = t->end.status ? t->end.status : "COMPLETED";
-		member_text(md, "error_type", &e->etype);
-		member_text(md, "error_message", &e->emsg);
-		member_text(md, "error_code", &e->ecode);
-		member_text(md, "failed_stage", &e->estage);
+		static const char *const keys[] = { "error_type",
+						    "error_message",
+						    "error_code",
+						    "failed_stage" };
+		members_text(md, keys,
+			     (struct bg_buf *const[]){ &e->etype, &e->emsg,
+						       &e->ecode, &e->estage },
+			     4);
 		e->reply = (struct bg_str){ t->end.reply_data.p,
 					    t->end.reply_data.len };
 		if (e->emsg.len == 0) /* as the record's error_message */
@@ -364,8 +383,10 @@ void bg_trace_job_finished(struct bg_daemon *d, const struct bg_job *t)
 	/* the route the sender recorded (runner.py takes it from the
 	 * execution record) */
 	struct bg_str rec = { t->id.record.p, t->id.record.len };
-	member_text(rec, "route_policy", &policy);
-	member_text(rec, "route_status", &route);
+	static const char *const route_keys[] = { "route_policy",
+						  "route_status" };
+	members_text(rec, route_keys,
+		     (struct bg_buf *const[]){ &policy, &route }, 2);
 	struct bg_span s = {
 		.trace_id = S(t->id.trace_id),
 		.span_id = S(exec_span),

@@ -3,6 +3,7 @@
 #include "wire/ids.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <string.h>
@@ -19,9 +20,9 @@ static void hex_encode(char *out, const unsigned char *b, size_t n, bool upper)
 	out[2 * n] = '\0';
 }
 
-/* Fill b[0..n) with random bytes; getrandom() may return short reads for
- * large n and EINTR before the pool is ready. */
-static int random_bytes(unsigned char *b, size_t n)
+/* Fill b[0..n) from getrandom(), which may return short reads for large
+ * n and EINTR before the pool is ready. */
+static int getrandom_all(unsigned char *b, size_t n)
 {
 	size_t got = 0;
 
@@ -34,6 +35,57 @@ static int random_bytes(unsigned char *b, size_t n)
 		}
 		got += (size_t)r;
 	}
+	return 0;
+}
+
+/* Random bytes are taken from a per-thread pool filled by one getrandom()
+ * of POOL_BYTES (a busy bygated makes two ids per task: one system call
+ * per ~50 tasks instead of two per task). Each byte is handed out once
+ * and wiped as it is taken, so ids stay as unpredictable as getrandom's
+ * bytes. The pool is per thread (a client is used by one thread at a
+ * time, include/bygate/client.h), so no lock; a fork() child would share
+ * the parent's next bytes, so the child handler of pthread_atfork empties
+ * the pool of the thread that forked (the only one in the child). A
+ * process made by a raw clone() system call (supervisor/spawn.c) runs no
+ * atfork handler: it must exec before it makes an id (spawn.c's child
+ * does). */
+#define POOL_BYTES 1024
+static __thread struct {
+	unsigned char b[POOL_BYTES];
+	size_t left; /* the unused bytes are b[POOL_BYTES - left ..) */
+} pool;
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+static bool pool_ok; /* set once, under pool_once */
+
+static void pool_forget(void)
+{
+	explicit_bzero(pool.b, sizeof(pool.b));
+	pool.left = 0;
+}
+
+static void pool_register(void)
+{
+	/* no handler (ENOMEM): no pool, a getrandom() per id as before */
+	pool_ok = pthread_atfork(NULL, NULL, pool_forget) == 0;
+}
+
+static int random_bytes(unsigned char *b, size_t n)
+{
+	pthread_once(&pool_once, pool_register);
+	if (!pool_ok || n > POOL_BYTES)
+		return getrandom_all(b, n);
+	if (pool.left < n) {
+		int rc = getrandom_all(pool.b, sizeof(pool.b));
+		if (rc) {
+			pool_forget();
+			return rc;
+		}
+		pool.left = sizeof(pool.b);
+	}
+	unsigned char *take = pool.b + (POOL_BYTES - pool.left);
+	memcpy(b, take, n);
+	explicit_bzero(take, n);
+	pool.left -= n;
 	return 0;
 }
 

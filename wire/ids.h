@@ -1,5 +1,6 @@
 /* wire/ids.h - the by-framework id formats (WIRE 1.2 "ID formats") and the
- * client dispatch span id (WIRE 2.2). Random ids come from getrandom();
+ * client dispatch span id (WIRE 2.2). Random ids come from getrandom()
+ * (through a per-thread pool emptied in a fork child, ids.c);
  * ids are opaque strings: nothing here parses them. */
 #ifndef BG_WIRE_IDS_H
 #define BG_WIRE_IDS_H

@@ -276,6 +276,29 @@ static bool plain_byte(unsigned char c)
 	return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
 }
 
+/* Past the plain bytes (plain_byte) from p[i]: eight at a time while no
+ * byte of the eight is '"', '\\', below 0x20 or from 0x80 (a byte that
+ * borrows or has its top bit set flags its word; a word flagged by
+ * mistake only sends the byte loop over it), then one at a time. */
+static size_t plain_run(const char *p, size_t n, size_t i)
+{
+	const uint64_t ones = 0x0101010101010101ULL;
+	const uint64_t highs = 0x8080808080808080ULL;
+
+	while (n - i >= 8) {
+		uint64_t x, q, b;
+		memcpy(&x, p + i, 8);
+		q = x ^ (ones * '"');
+		b = x ^ (ones * '\\');
+		if (((x - ones * 0x20) | (q - ones) | (b - ones) | x) & highs)
+			break;
+		i += 8;
+	}
+	while (i < n && plain_byte((unsigned char)p[i]))
+		i++;
+	return i;
+}
+
 /* p[*i] is the opening quote; on success *i is just past the closing one. */
 static int skip_string(const char *p, size_t n, size_t *i)
 {
@@ -284,8 +307,7 @@ static int skip_string(const char *p, size_t n, size_t *i)
 
 	(*i)++;
 	do {
-		while (*i < n && plain_byte((unsigned char)p[*i]))
-			(*i)++;
+		*i = plain_run(p, n, *i);
 		rc = str_char(p, n, i, &cp);
 	} while (rc == 1);
 	return rc;
@@ -322,17 +344,29 @@ int bg_json_unescape(struct bg_buf *out, struct bg_str literal)
 
 bool bg_json_str_eq(struct bg_str lit, const char *s)
 {
-	size_t i = 1, k = 0, sn = strlen(s);
+	size_t i = 1, k, sn, n;
 	uint32_t cp;
 	char u[4];
 	int rc;
 
-	if (lit.len < 2 || lit.p[0] != '"')
+	if (lit.len < 2 || lit.p[0] != '"' || lit.p[lit.len - 1] != '"')
 		return false;
-	/* Fast path: a literal without escapes is compared as bytes. */
-	if (memchr(lit.p + 1, '\\', lit.len - 2) == NULL)
-		return lit.len - 2 == sn && lit.p[lit.len - 1] == '"' &&
-		       memcmp(lit.p + 1, s, sn) == 0;
+	/* Fast path, one pass and no strlen (member keys are matched against
+	 * tables of names, so most calls differ in the first bytes): bytes
+	 * up to the first escape are compared as they are; s must end where
+	 * the literal does. A NUL in the literal never matches s's end. */
+	n = lit.len - 2;
+	for (k = 0; k < n; k++) {
+		char c = lit.p[1 + k];
+		if (c == '\\')
+			break;
+		if (c != s[k] || c == '\0')
+			return false;
+	}
+	if (k == n)
+		return s[n] == '\0';
+	sn = strlen(s);
+	k = 0; /* decoded from the start: the prefix is checked as UTF-8 */
 	while ((rc = str_char(lit.p, lit.len, &i, &cp)) == 1) {
 		size_t m = utf8_encode(cp, u);
 		if (sn - k < m || memcmp(s + k, u, m) != 0)
@@ -340,6 +374,25 @@ bool bg_json_str_eq(struct bg_str lit, const char *s)
 		k += m;
 	}
 	return rc == 0 && i == lit.len && k == sn;
+}
+
+size_t bg_json_key_find(struct bg_str lit, const struct bg_str *names, size_t n)
+{
+	if (lit.len < 2)
+		return n;
+	const char *k = lit.p + 1;
+	size_t kn = lit.len - 2;
+	if (memchr(k, '\\', kn) == NULL) {
+		for (size_t i = 0; i < n; i++)
+			if (names[i].len == kn &&
+			    memcmp(names[i].p, k, kn) == 0)
+				return i;
+		return n;
+	}
+	for (size_t i = 0; i < n; i++) /* escaped: decoded per name */
+		if (bg_json_str_eq(lit, names[i].p))
+			return i;
+	return n;
 }
 
 static bool is_space_cp(uint32_t c)
@@ -660,6 +713,35 @@ int bg_json_obj_get(struct bg_str obj, const char *key, struct bg_str *val)
 	return 0;
 }
 
+int bg_json_obj_getv(struct bg_str obj, const char *const *keys,
+		     struct bg_str *vals, size_t n)
+{
+	struct bg_json_iter it;
+	struct bg_str k, v;
+	int rc = bg_json_iter_open(&it, obj.p, obj.len, 0, 0);
+
+	struct bg_str names[16];
+
+	if (n > 16)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		vals[i] = (struct bg_str){ NULL, 0 };
+		names[i] = (struct bg_str){ keys[i], strlen(keys[i]) };
+	}
+	while (rc == 0 && (rc = bg_json_iter_key(&it, &k)) == 1) {
+		rc = bg_json_iter_value(&it, &v);
+		size_t i = rc == 0 ? bg_json_key_find(k, names, n) : n;
+		if (i < n)
+			vals[i] = v; /* the last one wins */
+	}
+	if (rc || skip_ws(obj.p, obj.len, it.pos) != obj.len) {
+		for (size_t i = 0; i < n; i++)
+			vals[i] = (struct bg_str){ NULL, 0 };
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* Append head[0..cut) + sep + (key ? "key": : "") + raw + head[resume..). */
 static int splice(struct bg_buf *out, struct bg_str doc, size_t cut,
 		  size_t resume, const char *sep, const char *key,
@@ -753,16 +835,19 @@ int bg_json_obj_edit(struct bg_buf *out, struct bg_str obj,
 	struct bg_str k, v;
 	size_t mark = out->len, copied = 0, members = 0;
 	uint64_t seen = 0;
+	struct bg_str names[64];
 	int rc = n > 64 ? -EINVAL
 			: bg_json_iter_open(&it, obj.p, obj.len, 0, 0);
+
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		names[i] =
+			(struct bg_str){ edits[i].key, strlen(edits[i].key) };
 
 	while (rc == 0 && (rc = bg_json_iter_key(&it, &k)) == 1) {
 		members++;
 		if ((rc = bg_json_iter_value(&it, &v)) != 0)
 			break;
-		size_t i = 0;
-		while (i < n && !bg_json_str_eq(k, edits[i].key))
-			i++;
+		size_t i = bg_json_key_find(k, names, n);
 		if (i == n)
 			continue;
 		seen |= 1ULL << i;

@@ -45,6 +45,13 @@ bool bg_json_valid(const char *p, size_t len);
  * Python's json and jansson. */
 int bg_json_obj_get(struct bg_str obj, const char *key, struct bg_str *val);
 
+/* bg_json_obj_get of n (at most 16) keys in one pass: vals[i] = the raw
+ * value of keys[i] (the last of duplicates), {NULL, 0} when absent. 0, or
+ * -EINVAL when obj is not a valid object or n > 16 (every vals[i] then
+ * absent). */
+int bg_json_obj_getv(struct bg_str obj, const char *const *keys,
+		     struct bg_str *vals, size_t n);
+
 /* Append to out a copy of the object `obj` in which member `key` has the raw
  * JSON value `raw` (replaced in place if present - the last occurrence of a
  * duplicated key - otherwise appended as `,"key":raw` before the closing
@@ -86,6 +93,13 @@ char bg_json_type(struct bg_str raw);
 /* True when the string literal `lit` (quotes included) is well formed and
  * decodes to exactly the bytes of the C string `s`. */
 bool bg_json_str_eq(struct bg_str lit, const char *s);
+
+/* The index i of the name the key literal `lit` (quotes included, well
+ * formed: as bg_json_iter_key returns it) decodes to, names[i] being
+ * NUL-terminated with its length; n when none. Without escapes (the usual
+ * key) a compare of lengths and bytes, no decoding. */
+size_t bg_json_key_find(struct bg_str lit, const struct bg_str *names,
+			size_t n);
 
 /* True when the string literal `lit` is well formed and decodes to nothing
  * or only to whitespace (Python's str.isspace() set, so "blank" means what

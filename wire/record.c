@@ -15,18 +15,26 @@
 
 /* ---- reading ---------------------------------------------------------- */
 
+#define K(s)                                                                   \
+	{                                                                      \
+		s, sizeof(s) - 1                                               \
+	}
+
 static const struct {
-	const char *key;
+	struct bg_str key;
 	size_t off;
 } str_fields[] = {
-	{ "execution_id", offsetof(struct bg_record, execution_id) },
-	{ "message_id", offsetof(struct bg_record, message_id) },
-	{ "status", offsetof(struct bg_record, status) },
-	{ "parent_message_id", offsetof(struct bg_record, parent_message_id) },
-	{ "worker_id", offsetof(struct bg_record, worker_id) },
-	{ "source_agent_type", offsetof(struct bg_record, source_agent_type) },
-	{ "target_agent_type", offsetof(struct bg_record, target_agent_type) },
-	{ "cancel_reason", offsetof(struct bg_record, cancel_reason) },
+	{ K("execution_id"), offsetof(struct bg_record, execution_id) },
+	{ K("message_id"), offsetof(struct bg_record, message_id) },
+	{ K("status"), offsetof(struct bg_record, status) },
+	{ K("parent_message_id"),
+	  offsetof(struct bg_record, parent_message_id) },
+	{ K("worker_id"), offsetof(struct bg_record, worker_id) },
+	{ K("source_agent_type"),
+	  offsetof(struct bg_record, source_agent_type) },
+	{ K("target_agent_type"),
+	  offsetof(struct bg_record, target_agent_type) },
+	{ K("cancel_reason"), offsetof(struct bg_record, cancel_reason) },
 };
 #define N_STR_FIELDS (sizeof(str_fields) / sizeof(str_fields[0]))
 
@@ -67,15 +75,26 @@ static int read_str(struct bg_record *r, struct bg_str val, size_t *off,
 	return rc;
 }
 
-static int read_scalar(struct bg_record *r, struct bg_str key,
-		       struct bg_str val)
+/* Every member read_members looks at: the string fields (in str_fields'
+ * order), then timeline, cancel_requested, started_at. */
+static const struct bg_str read_keys[] = {
+	K("execution_id"),	K("message_id"),    K("status"),
+	K("parent_message_id"), K("worker_id"),	    K("source_agent_type"),
+	K("target_agent_type"), K("cancel_reason"), K("timeline"),
+	K("cancel_requested"),	K("started_at"),
+};
+#define N_READ_KEYS (sizeof(read_keys) / sizeof(read_keys[0]))
+_Static_assert(N_READ_KEYS == N_STR_FIELDS + 3, "read_keys");
+
+/* cancel_requested (is_cancel) or started_at */
+static int read_scalar(struct bg_record *r, bool is_cancel, struct bg_str val)
 {
 	char t = bg_json_type(val);
-	if (bg_json_str_eq(key, "cancel_requested")) {
+	if (is_cancel) {
 		if (t != 't' && t != 'f' && t != 'n')
 			return -EINVAL;
 		r->cancel_requested = t == 't';
-	} else if (bg_json_str_eq(key, "started_at")) {
+	} else {
 		r->started_at = 0;
 		if (t == '0')
 			return parse_int64(val, &r->started_at);
@@ -94,16 +113,15 @@ static int read_members(struct bg_record *r, struct bg_str json, size_t off[],
 
 	while (rc == 0 && (rc = bg_json_iter_key(&it, &key)) == 1) {
 		rc = bg_json_iter_value(&it, &val);
-		size_t i = 0;
-		while (rc == 0 && i < N_STR_FIELDS &&
-		       !bg_json_str_eq(key, str_fields[i].key))
-			i++;
-		if (rc == 0 && i < N_STR_FIELDS)
+		size_t i =
+			rc == 0 ? bg_json_key_find(key, read_keys, N_READ_KEYS)
+				: N_READ_KEYS;
+		if (i < N_STR_FIELDS)
 			rc = read_str(r, val, &off[i], &len[i]);
-		else if (rc == 0 && bg_json_str_eq(key, "timeline"))
+		else if (i == N_STR_FIELDS) /* timeline */
 			*timeline = val;
-		else if (rc == 0)
-			rc = read_scalar(r, key, val);
+		else if (i < N_READ_KEYS)
+			rc = read_scalar(r, i == N_STR_FIELDS + 1, val);
 	}
 	for (size_t p = it.pos; rc == 0 && p < json.len; p++)
 		if (!strchr(" \t\r\n", json.p[p]) || json.p[p] == '\0')
@@ -259,38 +277,43 @@ int bg_record_build_queued(struct bg_buf *out, const struct bg_record_queued *q)
 
 /* ---- completion fields ------------------------------------------------ */
 
-/* Member `key` of a raw object, or empty when absent, null or not an
- * object. -EINVAL when raw is malformed. */
-static int member_or_empty(struct bg_str obj, const char *key,
-			   struct bg_str *val)
+/* Members keys[0..n) of a raw object, each empty when absent or null, all
+ * empty when obj is empty or not an object; one pass over obj. -EINVAL
+ * when obj is malformed. */
+static int members_or_empty(struct bg_str obj, const char *const *keys,
+			    struct bg_str *vals, size_t n)
 {
-	*val = (struct bg_str){ NULL, 0 };
+	for (size_t i = 0; i < n; i++)
+		vals[i] = (struct bg_str){ NULL, 0 };
 	if (obj.len == 0)
 		return 0;
-	if (!bg_json_valid(obj.p, obj.len))
+	if (bg_json_type(obj) != '{')
+		return bg_json_valid(obj.p, obj.len) ? 0 : -EINVAL;
+	if (bg_json_obj_getv(obj, keys, vals, n) != 0)
 		return -EINVAL;
-	if (bg_json_type(obj) != '{' || bg_json_obj_get(obj, key, val) != 0 ||
-	    bg_json_type(*val) == 'n')
-		*val = (struct bg_str){ NULL, 0 };
+	for (size_t i = 0; i < n; i++)
+		if (bg_json_type(vals[i]) == 'n')
+			vals[i] = (struct bg_str){ NULL, 0 };
 	return 0;
 }
 
 int bg_record_errors_from(struct bg_record_errors *e, struct bg_str metadata,
 			  struct bg_str reply_data)
 {
-	int rc = member_or_empty(metadata, "error_type", &e->error_type);
-	if (!rc)
-		rc = member_or_empty(metadata, "error_message",
-				     &e->error_message);
-	if (!rc)
-		rc = member_or_empty(metadata, "error_code", &e->error_code);
-	if (!rc)
-		rc = member_or_empty(metadata, "failed_stage",
-				     &e->failed_stage);
-	if (!rc)
-		rc = member_or_empty(metadata, "retryable", &e->retryable);
-	if (!rc && e->error_message.len == 0)
-		rc = member_or_empty(reply_data, "error", &e->error_message);
+	static const char *const keys[] = { "error_type", "error_message",
+					    "error_code", "failed_stage",
+					    "retryable" };
+	struct bg_str v[5];
+	int rc = members_or_empty(metadata, keys, v, 5);
+	e->error_type = v[0];
+	e->error_message = v[1];
+	e->error_code = v[2];
+	e->failed_stage = v[3];
+	e->retryable = v[4];
+	if (!rc && e->error_message.len == 0) {
+		static const char *const err[] = { "error" };
+		rc = members_or_empty(reply_data, err, &e->error_message, 1);
+	}
 	return rc;
 }
 
@@ -300,7 +323,7 @@ int bg_record_errors_from(struct bg_record_errors *e, struct bg_str metadata,
 struct record_edits {
 	struct bg_buf vals;
 	size_t off[16], len[16];
-	struct bg_json_edit e[16];
+	struct bg_json_edit e[16 + 4]; /* add_edit's, then the extra */
 	size_t n;
 	int rc;
 };
@@ -367,10 +390,14 @@ int bg_record_update(struct bg_buf *out, struct bg_str record,
 		add_edit(&r, "duplicate_of", BG_JSON_SET, "%s",
 			 u->duplicate_of);
 	int rc = r.rc;
+	if (rc == 0 && u->n_extra > 4)
+		rc = -EINVAL;
 	if (rc == 0) {
 		for (size_t i = 0; i < r.n; i++)
 			r.e[i].raw = (struct bg_str){ r.vals.p + r.off[i],
 						      r.len[i] };
+		for (size_t i = 0; i < u->n_extra; i++)
+			r.e[r.n++] = u->extra[i];
 		rc = bg_json_obj_edit(out, record, r.e, r.n);
 	}
 	bg_buf_free(&r.vals);
@@ -405,44 +432,76 @@ bool bg_status_is_terminal(struct bg_str status)
 
 /* ---- worker execution snapshot (WIRE 5.9) ----------------------------- */
 
-/* The snapshot's keys in by-framework's order, with the value written when
- * the record lacks the member. */
-static const struct {
-	const char *key;
-	const char *absent;
-} snapshot_keys[] = {
-	{ "execution_id", "\"\"" },
-	{ "message_id", "\"\"" },
-	{ "session_id", "\"\"" },
-	{ "trace_id", "\"\"" },
-	{ "worker_id", "\"\"" },
-	{ "source_agent_type", "\"\"" },
-	{ "target_agent_type", "\"\"" },
-	{ "stream_name", "\"\"" },
-	{ "redis_message_id", "\"\"" },
-	{ "status", "\"\"" },
-	{ "created_at", "0" },
-	{ "started_at", "0" },
-	{ "finished_at", "0" },
-	{ "updated_at", "0" },
-	{ "parent_message_id", "\"\"" },
-	{ "cancel_requested", "false" },
-	{ "cancel_reason", "\"\"" },
-	{ "route_policy", "\"\"" },
-	{ "route_status", "\"\"" },
-	{ "selected_agent_type", "\"\"" },
-	{ "availability_error_code", "\"\"" },
-	{ "availability_error", "\"\"" },
-	{ "error_type", "\"\"" },
-	{ "error_message", "\"\"" },
-	{ "error_code", "\"\"" },
-	{ "failed_stage", "\"\"" },
-	{ "retryable", "null" },
-	{ "agent_configs_version", "0" },
-	{ "agent_configs_snapshot_key", "\"\"" },
-	{ "agent_config_audit", "null" },
+/* The snapshot's keys in by-framework's order (snapshot_names), with the
+ * value written when the record lacks the member (snapshot_absent). */
+static const struct bg_str snapshot_names[] = {
+	K("execution_id"),
+	K("message_id"),
+	K("session_id"),
+	K("trace_id"),
+	K("worker_id"),
+	K("source_agent_type"),
+	K("target_agent_type"),
+	K("stream_name"),
+	K("redis_message_id"),
+	K("status"),
+	K("created_at"),
+	K("started_at"),
+	K("finished_at"),
+	K("updated_at"),
+	K("parent_message_id"),
+	K("cancel_requested"),
+	K("cancel_reason"),
+	K("route_policy"),
+	K("route_status"),
+	K("selected_agent_type"),
+	K("availability_error_code"),
+	K("availability_error"),
+	K("error_type"),
+	K("error_message"),
+	K("error_code"),
+	K("failed_stage"),
+	K("retryable"),
+	K("agent_configs_version"),
+	K("agent_configs_snapshot_key"),
+	K("agent_config_audit"),
 };
-#define N_SNAPSHOT_KEYS (sizeof(snapshot_keys) / sizeof(snapshot_keys[0]))
+static const char *const snapshot_absent[] = {
+	"\"\"",	 /* execution_id */
+	"\"\"",	 /* message_id */
+	"\"\"",	 /* session_id */
+	"\"\"",	 /* trace_id */
+	"\"\"",	 /* worker_id */
+	"\"\"",	 /* source_agent_type */
+	"\"\"",	 /* target_agent_type */
+	"\"\"",	 /* stream_name */
+	"\"\"",	 /* redis_message_id */
+	"\"\"",	 /* status */
+	"0",	 /* created_at */
+	"0",	 /* started_at */
+	"0",	 /* finished_at */
+	"0",	 /* updated_at */
+	"\"\"",	 /* parent_message_id */
+	"false", /* cancel_requested */
+	"\"\"",	 /* cancel_reason */
+	"\"\"",	 /* route_policy */
+	"\"\"",	 /* route_status */
+	"\"\"",	 /* selected_agent_type */
+	"\"\"",	 /* availability_error_code */
+	"\"\"",	 /* availability_error */
+	"\"\"",	 /* error_type */
+	"\"\"",	 /* error_message */
+	"\"\"",	 /* error_code */
+	"\"\"",	 /* failed_stage */
+	"null",	 /* retryable */
+	"0",	 /* agent_configs_version */
+	"\"\"",	 /* agent_configs_snapshot_key */
+	"null",	 /* agent_config_audit */
+};
+#define N_SNAPSHOT_KEYS (sizeof(snapshot_names) / sizeof(snapshot_names[0]))
+_Static_assert(N_SNAPSHOT_KEYS ==
+		       sizeof(snapshot_absent) / sizeof(snapshot_absent[0]),
+	       "snapshot tables");
 
 int bg_record_snapshot(struct bg_buf *out, struct bg_str record)
 {
@@ -454,22 +513,25 @@ int bg_record_snapshot(struct bg_buf *out, struct bg_str record)
 	while (rc == 0 && (rc = bg_json_iter_key(&it, &k)) == 1) {
 		if ((rc = bg_json_iter_value(&it, &v)) != 0)
 			break;
-		for (size_t i = 0; i < N_SNAPSHOT_KEYS; i++)
-			if (bg_json_str_eq(k, snapshot_keys[i].key)) {
-				val[i] = v;
-				break;
-			}
+		size_t i = bg_json_key_find(k, snapshot_names, N_SNAPSHOT_KEYS);
+		if (i < N_SNAPSHOT_KEYS)
+			val[i] = v;
 	}
 	if (rc)
 		return -EINVAL;
-	rc = bg_buf_append(out, "{", 1);
+	/* ~1 KiB of output: reserved once, then plain appends */
+	if (bg_buf_reserve(out, record.len + 1024) ||
+	    bg_buf_append(out, "{", 1))
+		rc = -ENOMEM;
 	for (size_t i = 0; rc == 0 && i < N_SNAPSHOT_KEYS; i++) {
-		struct bg_str x =
-			val[i].len ? val[i] : bg_str_c(snapshot_keys[i].absent);
-		rc = bg_buf_printf(out, "%s\"%s\":", i ? "," : "",
-				   snapshot_keys[i].key);
-		if (rc == 0)
-			rc = bg_buf_append(out, x.p, x.len);
+		struct bg_str x = val[i].len ? val[i]
+					     : bg_str_c(snapshot_absent[i]);
+		struct bg_str key = snapshot_names[i];
+		if (bg_buf_append(out, i ? ",\"" : "\"", i ? 2 : 1) ||
+		    bg_buf_append(out, key.p, key.len) ||
+		    bg_buf_append(out, "\":", 2) ||
+		    bg_buf_append(out, x.p, x.len))
+			rc = -ENOMEM;
 	}
 	if (rc == 0)
 		rc = bg_buf_append(out, "}", 1);

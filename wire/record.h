@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "common/buf.h"
+#include "wire/json.h"
 
 /* The fields a worker needs from a stored record. The views point into
  * `store` (decoded strings) and live until bg_record_free. A missing or
@@ -112,13 +113,18 @@ struct bg_record_update {
 	struct bg_str duplicate_of; /* a string member duplicate_of: the
 				       message this one is a copy of (its
 				       idempotency key), "" = none */
+	/* more member edits in the same pass (at most 4; each raw a valid
+	 * JSON value, the caller's duty), e.g. the agent-config audit */
+	const struct bg_json_edit *extra;
+	size_t n_extra;
 };
 
 /* Append to out a copy of `record` with: status, worker_id (if given),
  * updated_at, a {"status","timestamp"} entry appended to timeline (created
  * if absent or not an array), started_at when the new status is RUNNING and
  * the stored one is 0/null/absent, finished_at for terminal statuses, the
- * cancel and completion members, duplicate_of. Unknown members are kept byte for byte.
+ * cancel and completion members, duplicate_of, the extra edits. Unknown
+ * members are kept byte for byte.
  * 0, -EINVAL (record is not a JSON object, bad raw error value), -ENOMEM. */
 int bg_record_update(struct bg_buf *out, struct bg_str record,
 		     const struct bg_record_update *u);

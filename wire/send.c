@@ -20,7 +20,6 @@ static int put_raw(struct bg_buf *out, struct bg_str raw)
 
 static int put_directive(struct bg_buf *out, char d, va_list *ap)
 {
-	char num[24];
 	struct bg_str s;
 
 	switch (d) {
@@ -35,8 +34,7 @@ static int put_directive(struct bg_buf *out, char d, va_list *ap)
 	case 'r':
 		return put_raw(out, va_arg(*ap, struct bg_str));
 	case 'd':
-		snprintf(num, sizeof(num), "%" PRId64, va_arg(*ap, int64_t));
-		return bg_buf_puts(out, num);
+		return bg_buf_put_i64(out, va_arg(*ap, int64_t));
 	case 'b':
 		return bg_buf_puts(out, va_arg(*ap, int) ? "true" : "false");
 	case '%':

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -372,6 +373,72 @@ static void test_str_eq_compares_decoded_text(void **st)
 	assert_false(bg_json_str_eq(S("\"headers\""), "header"));
 	assert_false(bg_json_str_eq(S("\"header"), "header"));
 	assert_false(bg_json_str_eq(S("header"), "header"));
+	/* an escape after a matching prefix, an escaped closing quote */
+	assert_true(bg_json_str_eq(S("\"head\\u0065r\""), "header"));
+	assert_false(bg_json_str_eq(S("\"head\\u0065rs\""), "header"));
+	assert_false(bg_json_str_eq(S("\"header\\\""), "header"));
+	assert_true(bg_json_str_eq(S("\"\""), ""));
+	assert_false(bg_json_str_eq(S("\"\""), "x"));
+	/* a NUL byte in the literal never matches the end of s */
+	assert_false(bg_json_str_eq((struct bg_str){ "\"ab\0\"", 5 }, "ab"));
+}
+
+/* Strings are scanned eight bytes at a time: a special byte at any place
+ * of a long string is seen as if scanned byte by byte. */
+static void test_strings_are_checked_at_every_byte_position(void **st)
+{
+	static const struct {
+		const char *x;
+		bool ok;
+	} cases[] = {
+		{ "\\n", true },   { "\x01", false },
+		{ "\x1f", false }, { "\xc3\xa9", true },
+		{ "\xc3", false }, { "\x7f", true },
+		{ " ", true },	   { "\"", false },
+		{ "\\x", false },  { "\xed\xa0\x80", false },
+	};
+	char lit[64];
+
+	(void)st;
+	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+		for (int k = 0; k <= 24; k++) {
+			int n = snprintf(lit, sizeof lit, "\"%.*s%s%.*s\"", k,
+					 "aaaaaaaaaaaaaaaaaaaaaaaa", cases[c].x,
+					 24 - k, "bbbbbbbbbbbbbbbbbbbbbbbb");
+			assert_int_equal(bg_json_valid(lit, (size_t)n),
+					 cases[c].ok);
+		}
+}
+
+static void test_key_find_picks_the_name_a_key_decodes_to(void **st)
+{
+	static const struct bg_str names[] = { { "status", 6 },
+					       { "stat", 4 },
+					       { "worker_id", 9 } };
+	(void)st;
+	assert_int_equal(bg_json_key_find(S("\"stat\""), names, 3), 1);
+	assert_int_equal(bg_json_key_find(S("\"status\""), names, 3), 0);
+	assert_int_equal(bg_json_key_find(S("\"worker\\u005fid\""), names, 3),
+			 2);
+	assert_int_equal(bg_json_key_find(S("\"statu\""), names, 3), 3);
+	assert_int_equal(bg_json_key_find(S("\"\""), names, 3), 3);
+}
+
+static void test_obj_getv_reads_several_members_in_one_pass(void **st)
+{
+	static const char *const keys[] = { "a", "b", "c" };
+	struct bg_str v[3];
+	(void)st;
+	assert_int_equal(bg_json_obj_getv(S("{\"b\":[1,{\"a\":2}],\"a\":1,"
+					    "\"a\":\"last\"}"),
+					  keys, v, 3),
+			 0);
+	assert_true(bg_str_eq(v[0], "\"last\""));
+	assert_true(bg_str_eq(v[1], "[1,{\"a\":2}]"));
+	assert_null(v[2].p);
+	assert_int_equal(bg_json_obj_getv(S("{\"a\":1,}"), keys, v, 3),
+			 -EINVAL);
+	assert_null(v[0].p);
 }
 
 static void test_str_blank_matches_python_strip(void **st)
@@ -636,6 +703,11 @@ int main(void)
 		cmocka_unit_test(test_valid_never_reads_past_len),
 		cmocka_unit_test(test_type_names_the_value_kind),
 		cmocka_unit_test(test_str_eq_compares_decoded_text),
+		cmocka_unit_test(
+			test_strings_are_checked_at_every_byte_position),
+		cmocka_unit_test(test_key_find_picks_the_name_a_key_decodes_to),
+		cmocka_unit_test(
+			test_obj_getv_reads_several_members_in_one_pass),
 		cmocka_unit_test(test_str_blank_matches_python_strip),
 		cmocka_unit_test(test_obj_get_returns_raw_value_span),
 		cmocka_unit_test(

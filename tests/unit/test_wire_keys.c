@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -379,6 +381,52 @@ static void test_id_new_checks_capacity(void **st)
 	assert_int_equal(bg_id_new(id, sizeof id - 1, "msg-"), -ENOSPC);
 }
 
+/* Ids come from a pool of random bytes: a forked child must not make the
+ * ids its parent makes next (the pool is emptied in the child). */
+static void test_ids_after_fork_differ_from_the_parents(void **st)
+{
+	char warm[32], mine[4][32], theirs[4][32];
+	int p[2];
+
+	(void)st;
+	assert_int_equal(bg_id_new(warm, sizeof warm, "msg-"), 0); /* filled */
+	assert_int_equal(pipe(p), 0);
+	pid_t pid = fork();
+	assert_true(pid != -1);
+	if (pid == 0) {
+		for (int i = 0; i < 4; i++)
+			if (bg_id_new(theirs[i], sizeof theirs[i], "msg-"))
+				_exit(1);
+		_exit(write(p[1], theirs, sizeof theirs) == sizeof theirs ? 0
+									  : 1);
+	}
+	close(p[1]);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(bg_id_new(mine[i], sizeof mine[i], "msg-"), 0);
+	assert_int_equal(read(p[0], theirs, sizeof theirs), sizeof theirs);
+	close(p[0]);
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	for (int i = 0; i < 4; i++)
+		for (int j = 0; j < 4; j++)
+			assert_string_not_equal(mine[i], theirs[j]);
+}
+
+/* Many ids in a row (several refills of the pool) never repeat. */
+static void test_ids_do_not_repeat_across_pool_refills(void **st)
+{
+	enum { N = 2000 };
+	static char ids[N][33];
+
+	(void)st;
+	for (int i = 0; i < N; i++)
+		assert_int_equal(bg_uuid_hex(ids[i], false), 0);
+	for (int i = 0; i < N; i++)
+		for (int j = i + 1; j < N; j++)
+			assert_string_not_equal(ids[i], ids[j]);
+}
+
 static void test_uuid_hex_is_32_hex_version_4(void **st)
 {
 	char u[33];
@@ -456,6 +504,8 @@ int main(void)
 		cmocka_unit_test(test_id_new_is_prefix_and_8_lowercase_hex),
 		cmocka_unit_test(test_id_new_checks_capacity),
 		cmocka_unit_test(test_uuid_hex_is_32_hex_version_4),
+		cmocka_unit_test(test_ids_after_fork_differ_from_the_parents),
+		cmocka_unit_test(test_ids_do_not_repeat_across_pool_refills),
 		cmocka_unit_test(test_span_id_is_md5_prefix_of_dispatch_name),
 		cmocka_unit_test(test_script_sha1_is_the_evalsha_name),
 		cmocka_unit_test(

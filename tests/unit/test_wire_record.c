@@ -580,6 +580,41 @@ static void test_update_writes_duplicate_of_when_given(void **state)
 	bg_buf_free(&rec);
 }
 
+/* Extra edits go in the same pass, exactly as a second edit of the
+ * updated record would write them (the RUNNING record and its audit). */
+static void test_update_applies_extra_edits_as_a_second_edit_would(void **state)
+{
+	const char *rec = "{\"status\":\"QUEUED\",\"agent_config_audit\":null,"
+			  "\"x\":[1, 2]}";
+	struct bg_json_edit extra[2] = {
+		{ "agent_configs_version", BG_STR_LIT("3"), BG_JSON_SET },
+		{ "agent_config_audit", BG_STR_LIT("{\"version\":3}"),
+		  BG_JSON_SET },
+	};
+	struct bg_record_update u = { .status = BG_STR_LIT("RUNNING"),
+				      .worker_id = BG_STR_LIT("w-1"),
+				      .now_ms = 7 };
+	struct bg_buf one = { 0 }, bare = { 0 }, two = { 0 };
+	(void)state;
+	assert_int_equal(bg_record_update(&bare, bg_str_c(rec), &u), 0);
+	assert_int_equal(bg_json_obj_edit(&two,
+					  (struct bg_str){ bare.p, bare.len },
+					  extra, 2),
+			 0);
+	u.extra = extra;
+	u.n_extra = 2;
+	assert_int_equal(bg_record_update(&one, bg_str_c(rec), &u), 0);
+	assert_string_equal(one.p, two.p);
+	assert_non_null(
+		strstr(one.p, "\"agent_config_audit\":{\"version\":3}"));
+	u.n_extra = 5; /* more than 4 */
+	bg_buf_reset(&one);
+	assert_int_equal(bg_record_update(&one, bg_str_c(rec), &u), -EINVAL);
+	bg_buf_free(&one);
+	bg_buf_free(&bare);
+	bg_buf_free(&two);
+}
+
 static void test_update_rejects_malformed_records(void **state)
 {
 	const char *bad[] = { "", "[]", "{\"a\": }", "{\"a\": 1} {", "nul" };
@@ -668,6 +703,8 @@ int main(void)
 		cmocka_unit_test(
 			test_error_message_falls_back_to_reply_data_error),
 		cmocka_unit_test(test_update_writes_duplicate_of_when_given),
+		cmocka_unit_test(
+			test_update_applies_extra_edits_as_a_second_edit_would),
 		cmocka_unit_test(test_update_rejects_malformed_records),
 		cmocka_unit_test(
 			test_status_matching_an_agent_state_is_canonicalised),
