@@ -761,6 +761,9 @@ static void test_remove_session_does_not_follow_symlinked_parent(void **state)
 
 /* ---- descriptor cache ---- */
 
+/* A cache entry holds two descriptors: the session and its "private". */
+#define FDS_PER_ENTRY 2
+
 /* Descriptors of this process open on dir or below it; a removed directory
  * still held open shows as "<dir> (deleted)". */
 static int fds_on(const char *dir)
@@ -845,11 +848,11 @@ static void test_remove_session_closes_its_cached_descriptor(void **state)
 	strcpy(s1, fx->p.session);
 	assert_int_equal(prepare(fx, "a", "u", "s2", "e", 1), 0);
 	strcpy(s2, fx->p.session);
-	assert_int_equal(fds_on(s1), 1);
+	assert_int_equal(fds_on(s1), FDS_PER_ENTRY);
 	assert_int_equal(remove_session(fx, "a/u/sessions/s1"), 0);
 	assert_false(exists(s1));
 	assert_int_equal(fds_on(s1), 0);
-	assert_int_equal(fds_on(s2), 1);
+	assert_int_equal(fds_on(s2), FDS_PER_ENTRY);
 	assert_int_equal(prepare(fx, "a", "u", "s1", "e", 1), 0);
 	assert_true(is_dir(fx->p.private_dir));
 }
@@ -870,9 +873,9 @@ static void test_cache_closes_least_recently_used_descriptor(void **state)
 			assert_int_equal(prepare(fx, "a", "u", "s0", "e", 2),
 					 0);
 	}
-	assert_int_equal(fds_on(s[0]), 1);
+	assert_int_equal(fds_on(s[0]), FDS_PER_ENTRY);
 	assert_int_equal(fds_on(s[1]), 0);
-	assert_int_equal(fds_on(s[2]), 1);
+	assert_int_equal(fds_on(s[2]), FDS_PER_ENTRY);
 	bg_ws_cache_free(fx->cache);
 	fx->cache = NULL;
 	assert_int_equal(fds_on(fx->root), 0);
@@ -891,9 +894,51 @@ test_cache_recovers_from_session_removed_behind_its_back(void **state)
 			 0);
 	assert_int_equal(prepare(fx, "a", "u", "s", "e", 2), 0);
 	assert_true(is_dir(fx->p.private_dir));
-	assert_int_equal(fds_on(fx->root), 1);
+	assert_int_equal(fds_on(fx->root), FDS_PER_ENTRY);
 	assert_int_equal(remove_private(fx), 0);
 	assert_false(exists(fx->p.private_dir));
+}
+
+/* "private" renamed away and made again: the cached descriptor of the old
+ * one is not used, the new private directory is made where its path says. */
+static void test_cached_private_replaced_makes_dir_in_the_new_one(void **state)
+{
+	struct fx *fx = *state;
+	char priv[PATH_MAX], old[PATH_MAX], f[PATH_MAX];
+
+	assert_int_equal(prepare(fx, "a", "u", "s", "e", 1), 0);
+	assert_int_equal(remove_private(fx), 0);
+	path_of(priv, fx->p.session, "private");
+	assert_int_equal(rename(priv, path_of(old, fx->p.session, "old")), 0);
+	assert_int_equal(mkdir(priv, 0750), 0);
+	assert_int_equal(prepare(fx, "a", "u", "s", "e", 2), 0);
+	assert_true(is_dir(fx->p.private_dir));
+	assert_false(exists(path_of(f, old, "e.2")));
+	assert_int_equal(remove_private(fx), 0);
+	assert_false(exists(fx->p.private_dir));
+}
+
+/* The session's state record is due at its first task, then at most once
+ * per interval; a session new to the cache again is due at once. */
+static void test_touch_is_due_once_per_interval_and_when_new(void **state)
+{
+	struct fx *fx = *state;
+	char rel[PATH_MAX];
+
+	assert_true(bg_ws_cache_touch(fx->cache, fx->root, "a/u/sessions/s",
+				      1000, 500)); /* no entry yet */
+	assert_int_equal(prepare(fx, "a", "u", "s", "e", 1), 0);
+	strcpy(rel, fx->p.rel_session);
+	assert_true(bg_ws_cache_touch(fx->cache, fx->root, rel, 1000, 500));
+	assert_false(bg_ws_cache_touch(fx->cache, fx->root, rel, 1001, 500));
+	assert_false(bg_ws_cache_touch(fx->cache, fx->root, rel, 1499, 500));
+	assert_true(bg_ws_cache_touch(fx->cache, fx->root, rel, 1500, 500));
+	assert_false(bg_ws_cache_touch(fx->cache, fx->root, rel, 1600, 500));
+	assert_int_equal(remove_private(fx), 0);
+	assert_int_equal(remove_session(fx, rel), 0);
+	assert_int_equal(prepare(fx, "a", "u", "s", "e", 2), 0);
+	assert_true(bg_ws_cache_touch(fx->cache, fx->root, rel, 1601, 500));
+	assert_true(bg_ws_cache_touch(NULL, fx->root, rel, 1602, 500));
 }
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -939,6 +984,8 @@ int main(void)
 		TC(test_remove_session_closes_its_cached_descriptor),
 		TC(test_cache_closes_least_recently_used_descriptor),
 		TC(test_cache_recovers_from_session_removed_behind_its_back),
+		TC(test_cached_private_replaced_makes_dir_in_the_new_one),
+		TC(test_touch_is_due_once_per_interval_and_when_new),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
