@@ -33,6 +33,9 @@
 /* The session workspace and this attempt's private directory, created by
  * bygated (never by the sandboxed child) after every id was validated
  * (workspace/workspace.h). A hostile id fails the task, creating nothing.
+ * The private directory itself is made lazily, by the task's own process
+ * (as the pool user) when its handler asks for it (child/private.c): a
+ * handler that never does costs no mkdir, chown and rmdir here.
  * The session's state record (its last use, read by the session garbage
  * collection, sessions.c) is written when the session is new to the
  * descriptor cache and then at most once per BG_SESSION_TOUCH_MS, not once
@@ -55,7 +58,7 @@ static int prepare_workspace(struct bg_daemon *d, struct bg_job *t)
 		d->ws_cache, d->cfg->workspace_dir,
 		bg_str_c(t->id.handler_type), t->id.cmd.hdr[BG_HDR_USER_CODE],
 		bg_str_c(t->id.session_id), bg_str_c(t->id.execution_id),
-		(unsigned)t->run.attempt, t->run.ws, err, sizeof(err));
+		(unsigned)t->run.attempt, true, t->run.ws, err, sizeof(err));
 	if (rc) {
 		free(t->run.ws);
 		t->run.ws = NULL;

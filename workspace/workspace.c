@@ -257,10 +257,11 @@ static int in_session(struct bg_ws_cache *c, const char *root,
 }
 
 /* A private directory: rel is its rel_private, rel[slash] the '/' before
- * its name, rel[0..slash) the "private" directory. */
+ * its name, rel[0..slash) the "private" directory; lazy: bg_ws_prepare's. */
 struct private_dir {
 	const char *rel;
 	size_t slash;
+	bool lazy;
 };
 
 /* 0 if the session's "private" entry is still the directory d->priv was
@@ -280,7 +281,8 @@ static int private_is_current(const struct bg_ws_dirs *d)
 
 /* Creates d->priv/<name> empty (the owner's, bg_ws_set_owner): a single
  * mkdirat when it is new, else the left-over is opened with O_NOFOLLOW and
- * emptied. A cached d is checked first (private_is_current). */
+ * emptied; when lazy, only removes a left-over. A cached d is checked
+ * first (private_is_current). */
 static int make_private(const struct bg_ws_dirs *d, bool fresh, const void *arg,
 			char *err, size_t errlen)
 {
@@ -295,6 +297,12 @@ static int make_private(const struct bg_ws_dirs *d, bool fresh, const void *arg,
 		return -ESTALE; /* redone: own_session for the new owner */
 	if (!fresh && (rc = private_is_current(d)) != 0)
 		return rc;
+	if (a->lazy) { /* only a left-over removed: usually one ENOENT */
+		if (unlinkat(d->priv, name, AT_REMOVEDIR) == 0 ||
+		    errno == ENOENT)
+			return 0;
+		return bg_ws_tree_remove(d->priv, name, a->rel, err, errlen);
+	}
 	if (mkdirat(d->priv, name, owned ? 0700 : 0750) == 0) {
 		/* Not following a name the owner swapped for a symlink. */
 		if (owned && fchownat(d->priv, name, uid, gid,
@@ -356,8 +364,8 @@ bool bg_ws_cache_touch(struct bg_ws_cache *c, const char *root,
 int bg_ws_prepare(struct bg_ws_cache *c, const char *root,
 		  struct bg_str agent_type, struct bg_str user_code,
 		  struct bg_str session_id, struct bg_str execution_id,
-		  unsigned attempt, struct bg_ws_paths *out, char *err,
-		  size_t errlen)
+		  unsigned attempt, bool lazy, struct bg_ws_paths *out,
+		  char *err, size_t errlen)
 {
 	struct bg_str user = user_code.len ? user_code
 					   : BG_STR_LIT(BG_WS_NO_USER);
@@ -380,7 +388,8 @@ int bg_ws_prepare(struct bg_ws_cache *c, const char *root,
 		return -ENAMETOOLONG;
 	}
 	size_t len = strlen(out->rel_private);
-	struct private_dir a = { out->rel_private, len - strlen(name) - 1 };
+	struct private_dir a = { out->rel_private, len - strlen(name) - 1,
+				 lazy };
 	struct bg_ws_key k =
 		session_key(root, out->rel_session, strlen(out->rel_session));
 	return in_session(c, root, &k, true, out->rel_private, make_private, &a,
@@ -398,7 +407,7 @@ int bg_ws_remove_private(struct bg_ws_cache *c, const char *root,
 		return rc;
 	const char *rel = p->rel_private;
 	size_t slash = last_slash(rel, strlen(rel));
-	struct private_dir a = { rel, slash };
+	struct private_dir a = { rel, slash, false };
 	struct bg_ws_key k = session_key(root, rel, last_slash(rel, slash));
 	rc = in_session(c, root, &k, false, rel, remove_private, &a, err,
 			errlen);

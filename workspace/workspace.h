@@ -86,15 +86,20 @@ bool bg_ws_cache_touch(struct bg_ws_cache *c, const char *root,
  * and an empty private directory for this execution attempt below `root` (an
  * existing absolute directory, spelt the same way on every call for the
  * cache to hit); a private directory left by an earlier run of the same
- * attempt is emptied. Nothing is created when an id is refused.
+ * attempt is emptied. With `lazy`, the private directory itself is not
+ * made: its parent "private" is, and a left-over of that name is removed,
+ * so that whoever makes it first (the task's own process, as the pool user:
+ * child/private.c) makes it empty; bg_ws_remove_private of a private
+ * directory never made is then a single failing unlinkat. Nothing is
+ * created when an id is refused.
  * Errors: -EINVAL (bad id or root), -ELOOP (a component is a symlink),
  * -ENOTDIR, -ENAMETOOLONG, other -errno; text in err. `out` (16 KiB) is
  * meaningful only on success. */
 int bg_ws_prepare(struct bg_ws_cache *c, const char *root,
 		  struct bg_str agent_type, struct bg_str user_code,
 		  struct bg_str session_id, struct bg_str execution_id,
-		  unsigned attempt, struct bg_ws_paths *out, char *err,
-		  size_t errlen);
+		  unsigned attempt, bool lazy, struct bg_ws_paths *out,
+		  char *err, size_t errlen);
 
 /* Removes p->rel_private below root with everything in it: symlinks inside
  * are unlinked, never followed. 0 if it is already gone. */

@@ -25,6 +25,7 @@
  * confinement tests run twice: without a descriptor cache and with one. */
 struct fx {
 	struct bg_ws_cache *cache; /* NULL in the uncached run */
+	bool lazy;		   /* bg_ws_prepare's lazy (bygated's) */
 	char top[64];
 	char root[128];
 	char outside[128];
@@ -66,6 +67,13 @@ static int setup_cached(void **state)
 	setup(state);
 	struct fx *fx = *state;
 	assert_int_equal(bg_ws_cache_new(BG_WS_CACHE_MAX, &fx->cache), 0);
+	return 0;
+}
+
+static int setup_lazy(void **state)
+{
+	setup_cached(state);
+	((struct fx *)*state)->lazy = true;
 	return 0;
 }
 
@@ -147,8 +155,8 @@ static int prepare_in(struct fx *fx, const char *root, const char *agent,
 {
 	fx->err[0] = '\0';
 	return bg_ws_prepare(fx->cache, root, bg_str_c(agent), bg_str_c(user),
-			     bg_str_c(session), bg_str_c(exec), attempt, &fx->p,
-			     fx->err, sizeof(fx->err));
+			     bg_str_c(session), bg_str_c(exec), attempt,
+			     fx->lazy, &fx->p, fx->err, sizeof(fx->err));
 }
 
 static int prepare(struct fx *fx, const char *agent, const char *user,
@@ -266,8 +274,8 @@ static void expect_refused(struct fx *fx, const char *field, struct bg_str a,
 			   const char *why)
 {
 	char want[128];
-	int rc = bg_ws_prepare(fx->cache, fx->root, a, u, s, e, 1, &fx->p,
-			       fx->err, sizeof(fx->err));
+	int rc = bg_ws_prepare(fx->cache, fx->root, a, u, s, e, 1, fx->lazy,
+			       &fx->p, fx->err, sizeof(fx->err));
 
 	assert_int_equal(rc, -EINVAL);
 	snprintf(want, sizeof(want), "%s \"", field);
@@ -941,10 +949,74 @@ static void test_touch_is_due_once_per_interval_and_when_new(void **state)
 	assert_true(bg_ws_cache_touch(NULL, fx->root, rel, 1602, 500));
 }
 
+/* ---- lazy private directories (bygated's way) ---- */
+
+/* The session and its "private" are made (the owner's), the private
+ * directory itself is left to the task's process. */
+static void test_lazy_prepare_leaves_the_private_dir_unmade(void **state)
+{
+	struct fx *fx = *state;
+	char path[PATH_MAX];
+
+	if (geteuid() == 0)
+		bg_ws_set_owner(POOL_UID, POOL_GID);
+	assert_int_equal(prepare(fx, "a", "u", "s", "e", 1), 0);
+	assert_string_equal(fx->p.rel_private, "a/u/sessions/s/private/e.1");
+	assert_true(is_dir(path_of(path, fx->p.session, "private")));
+	if (geteuid() == 0)
+		expect_dir(path, POOL_UID, POOL_GID, 0700);
+	assert_false(exists(fx->p.private_dir));
+	assert_int_equal(remove_private(fx), 0); /* never made: fine */
+	assert_int_equal(prepare(fx, "a", "u", "s", "e", 2), 0); /* cached */
+	assert_false(exists(fx->p.private_dir));
+}
+
+/* A left-over of the same attempt (an earlier run's, not removed) is gone
+ * before the attempt starts, whatever it holds or is. */
+static void test_lazy_prepare_removes_a_left_over_of_the_attempt(void **state)
+{
+	struct fx *fx = *state;
+	char f[PATH_MAX], *tree;
+
+	assert_int_equal(prepare(fx, "a", "u", "s", "e", 1), 0);
+	assert_int_equal(mkdir(fx->p.private_dir, 0700), 0);
+	assert_int_equal(mkdir(path_of(f, fx->p.private_dir, "d"), 0500), 0);
+	write_file(path_of(f, fx->p.private_dir, "x"), 10);
+	assert_int_equal(prepare(fx, "a", "u", "s", "e", 1), 0);
+	assert_false(exists(fx->p.private_dir));
+	assert_int_equal(mkdir(fx->p.private_dir, 0700), 0); /* empty one */
+	assert_int_equal(prepare(fx, "a", "u", "s", "e", 1), 0);
+	assert_false(exists(fx->p.private_dir));
+	assert_int_equal(symlink(fx->outside, fx->p.private_dir), 0);
+	assert_int_equal(prepare(fx, "a", "u", "s", "e", 1), 0);
+	assert_false(exists(fx->p.private_dir));
+	tree = list_tree(fx->outside);
+	assert_string_equal(tree, " 40755 0\n");
+	free(tree);
+}
+
+/* What the task's process made is removed at its end like before. */
+static void test_lazy_private_dir_made_later_is_removed(void **state)
+{
+	struct fx *fx = *state;
+	char f[PATH_MAX];
+
+	assert_int_equal(prepare(fx, "a", "u", "s", "e", 1), 0);
+	assert_int_equal(mkdir(fx->p.private_dir, 0700), 0);
+	write_file(path_of(f, fx->p.private_dir, "x"), 10);
+	assert_int_equal(remove_private(fx), 0);
+	assert_false(exists(fx->p.private_dir));
+	assert_true(is_dir(path_of(f, fx->p.session, "private")));
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 #define TC(f)                                                                  \
 	{                                                                      \
 #f " (cached)", f, setup_cached, teardown, NULL                \
+	}
+#define TL(f)                                                                  \
+	{                                                                      \
+#f " (lazy)", f, setup_lazy, teardown, NULL                    \
 	}
 #define BOTH(f) T(f), TC(f)
 
@@ -986,6 +1058,14 @@ int main(void)
 		TC(test_cache_recovers_from_session_removed_behind_its_back),
 		TC(test_cached_private_replaced_makes_dir_in_the_new_one),
 		TC(test_touch_is_due_once_per_interval_and_when_new),
+		TL(test_prepare_refuses_hostile_ids_and_creates_nothing),
+		TL(test_prepare_refuses_symlinked_agent_dir),
+		TL(test_prepare_refuses_symlink_planted_at_private),
+		TL(test_prepare_refuses_file_in_place_of_dir),
+		TL(test_private_swapped_for_symlink_fails_writing_nothing_outside),
+		TL(test_lazy_prepare_leaves_the_private_dir_unmade),
+		TL(test_lazy_prepare_removes_a_left_over_of_the_attempt),
+		TL(test_lazy_private_dir_made_later_is_removed),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
