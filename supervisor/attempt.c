@@ -30,12 +30,13 @@
 #include "wire/record.h"
 #include "workspace/workspace.h"
 
-/* The session workspace and this attempt's private directory, created by
- * bygated (never by the sandboxed child) after every id was validated
- * (workspace/workspace.h). A hostile id fails the task, creating nothing.
- * The private directory itself is made lazily, by the task's own process
- * (as the pool user) when its handler asks for it (child/private.c): a
- * handler that never does costs no mkdir, chown and rmdir here.
+/* The session workspace and this attempt's private directory, prepared by
+ * bygated after every id was validated (workspace/workspace.h). A hostile
+ * id fails the task, creating nothing. The private directory itself is
+ * made lazily, by the task's own process (as the pool user) when its
+ * handler asks for its path (child/task.c, bg_child_private_dir_make):
+ * here only its parent and the removal of a left-over of the attempt, so
+ * that a handler that never asks costs no mkdir, chown and rmdir.
  * The session's state record (its last use, read by the session garbage
  * collection, sessions.c) is written when the session is new to the
  * descriptor cache and then at most once per BG_SESSION_TOUCH_MS, not once

@@ -89,7 +89,7 @@ bool bg_ws_cache_touch(struct bg_ws_cache *c, const char *root,
  * attempt is emptied. With `lazy`, the private directory itself is not
  * made: its parent "private" is, and a left-over of that name is removed,
  * so that whoever makes it first (the task's own process, as the pool user:
- * child/private.c) makes it empty; bg_ws_remove_private of a private
+ * bg_child_private_dir_make in child/task.c) makes it empty; bg_ws_remove_private of a private
  * directory never made is then a single failing unlinkat. Nothing is
  * created when an id is refused.
  * Errors: -EINVAL (bad id or root), -ELOOP (a component is a symlink),
