@@ -5,7 +5,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -85,17 +84,31 @@ static size_t last_slash(const char *s, size_t len)
 	return len;
 }
 
-/* snprintf that reports truncation as -ENAMETOOLONG. */
-__attribute__((format(printf, 3, 4))) static int
-path_printf(char *out, size_t outlen, const char *fmt, ...)
-{
-	va_list ap;
+/* A path being built in a fixed buffer: fill_paths runs for every task,
+ * and vsnprintf costs several times these copies. */
+struct pathw {
+	char *p;
+	size_t len, cap;
+	bool over; /* something did not fit */
+};
 
-	va_start(ap, fmt);
-	int n = vsnprintf(out, outlen, fmt, ap);
-	va_end(ap);
-	return n < 0 || (size_t)n >= outlen ? -ENAMETOOLONG : 0;
+static void put(struct pathw *w, const char *s, size_t n)
+{
+	if (w->over || n >= w->cap - w->len) {
+		w->over = true;
+		return;
+	}
+	memcpy(w->p + w->len, s, n);
+	w->len += n;
+	w->p[w->len] = '\0';
 }
+
+static void put_str(struct pathw *w, struct bg_str s)
+{
+	put(w, s.p, s.len);
+}
+
+#define PUT_LIT(w, lit) put(w, lit, sizeof(lit) - 1)
 
 /* Length of root without its trailing slashes. */
 static size_t root_len(const char *root)
@@ -108,26 +121,33 @@ static size_t root_len(const char *root)
 }
 
 static int fill_paths(const char *root, struct bg_str agent, struct bg_str user,
-		      struct bg_str session, const char *private_name,
+		      struct bg_str session, struct bg_str private_name,
 		      struct bg_ws_paths *out)
 {
-	size_t rl = root_len(root);
-	int rc;
+	struct bg_str r = { root, root_len(root) };
+	struct pathw rs = { out->rel_session, 0, sizeof(out->rel_session),
+			    false };
+	struct pathw rp = { out->rel_private, 0, sizeof(out->rel_private),
+			    false };
+	struct pathw as = { out->session, 0, sizeof(out->session), false };
+	struct pathw ap = { out->private_dir, 0, sizeof(out->private_dir),
+			    false };
 
-	rc = path_printf(out->rel_session, sizeof(out->rel_session),
-			 "%.*s/%.*s/sessions/%.*s", (int)agent.len, agent.p,
-			 (int)user.len, user.p, (int)session.len, session.p);
-	if (rc == 0)
-		rc = path_printf(out->rel_private, sizeof(out->rel_private),
-				 "%s/private/%s", out->rel_session,
-				 private_name);
-	if (rc == 0)
-		rc = path_printf(out->session, sizeof(out->session), "%.*s/%s",
-				 (int)rl, root, out->rel_session);
-	if (rc == 0)
-		rc = path_printf(out->private_dir, sizeof(out->private_dir),
-				 "%.*s/%s", (int)rl, root, out->rel_private);
-	return rc;
+	put_str(&rs, agent);
+	PUT_LIT(&rs, "/");
+	put_str(&rs, user);
+	PUT_LIT(&rs, "/sessions/");
+	put_str(&rs, session);
+	put(&rp, rs.p, rs.len);
+	PUT_LIT(&rp, "/private/");
+	put_str(&rp, private_name);
+	put_str(&as, r);
+	PUT_LIT(&as, "/");
+	put(&as, rs.p, rs.len);
+	put_str(&ap, r);
+	PUT_LIT(&ap, "/");
+	put(&ap, rp.p, rp.len);
+	return rs.over || rp.over || as.over || ap.over ? -ENAMETOOLONG : 0;
 }
 
 static int check_ids(struct bg_str agent_type, struct bg_str user_code,
@@ -378,9 +398,19 @@ int bg_ws_prepare(struct bg_ws_cache *c, const char *root,
 		rc = check_root(root, err, errlen);
 	if (rc)
 		return rc;
-	snprintf(name, sizeof(name), "%.*s.%u", (int)execution_id.len,
-		 execution_id.p, attempt);
-	if (fill_paths(root, agent_type, user, session_id, name, out) != 0) {
+	/* "<execution_id>.<attempt>" (the id is at most BG_WS_ID_MAX) */
+	char digits[16];
+	size_t nd = 0;
+	do
+		digits[nd++] = (char)('0' + attempt % 10);
+	while ((attempt /= 10) != 0);
+	struct pathw nw = { name, 0, sizeof(name), false };
+	put_str(&nw, execution_id);
+	PUT_LIT(&nw, ".");
+	while (nd > 0)
+		put(&nw, &digits[--nd], 1);
+	if (fill_paths(root, agent_type, user, session_id,
+		       (struct bg_str){ name, nw.len }, out) != 0) {
 		bg_ws_errf(err, errlen,
 			   "workspace path below root \"%.64s\" "
 			   "is longer than PATH_MAX",
@@ -388,8 +418,7 @@ int bg_ws_prepare(struct bg_ws_cache *c, const char *root,
 		return -ENAMETOOLONG;
 	}
 	size_t len = strlen(out->rel_private);
-	struct private_dir a = { out->rel_private, len - strlen(name) - 1,
-				 lazy };
+	struct private_dir a = { out->rel_private, len - nw.len - 1, lazy };
 	struct bg_ws_key k =
 		session_key(root, out->rel_session, strlen(out->rel_session));
 	return in_session(c, root, &k, true, out->rel_private, make_private, &a,
