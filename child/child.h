@@ -302,7 +302,18 @@ struct bg_task {
 	const char *content; /* into body, content_dump or "" */
 	size_t content_len;  /* whole, U+0000 included */
 	char *content_dump;
+	bool private_made; /* bg_child_private_dir_make done for f[] */
 };
+
+/* Makes the task's private directory `path` (mode 0700, this process's
+ * user: the pool user), which bygated leaves to the task's process
+ * (workspace.h, bg_ws_prepare's lazy): bygated made its parent and removed
+ * any left-over of that name before the attempt, so a directory made here
+ * is empty; one that exists already (made earlier in this attempt) is
+ * fine. "" is a no-op. 0 or -errno. Called wherever the path is handed to
+ * a handler: bg_task_get(BG_TASK_PRIVATE_DIR) (so bg_ctx_private_dir),
+ * the protocol's task line, a task process before its confinement. */
+int bg_child_private_dir_make(const char *path);
 
 /* Decode a TASK payload. 0; -EBADMSG (wrong field count: a protocol
  * error); -EINVAL (body not a JSON object: the task fails); -ENOMEM. */

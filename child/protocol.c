@@ -85,8 +85,8 @@ int bg_proto_task_line(const struct bg_ctx *ctx, struct bg_buf *out)
 		(json_int_t)ctx->tag, "action_type", f[BG_TF_ACTION], "header",
 		header(ctx), "body", ctx->task->body, "execution_id",
 		f[BG_TF_EXECUTION_ID], "workspace", f[BG_TF_WORKSPACE],
-		"private_dir", f[BG_TF_PRIVATE_DIR], "resumed",
-		bg_task_is_resumed(ctx->task), "attempt",
+		"private_dir", bg_task_get(ctx->task, BG_TASK_PRIVATE_DIR),
+		"resumed", bg_task_is_resumed(ctx->task), "attempt",
 		bg_task_attempt(ctx->task), "group_results",
 		json_is_object(groups) ? groups : json_null());
 	if (!json_is_object(groups))

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* enum bg_task_attr -> enum bg_task_field */
 static const int attr_field[] = {
@@ -98,11 +99,30 @@ void bg_child_task_free(struct bg_task *t)
 	memset(t, 0, sizeof(*t));
 }
 
+int bg_child_private_dir_make(const char *path)
+{
+	struct stat st;
+
+	if (path == NULL || path[0] == '\0' || mkdir(path, 0700) == 0)
+		return 0;
+	int e = errno;
+	if (e == EEXIST && lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
+		return 0;
+	return -e;
+}
+
+/* The private directory is made on the first ask for its path, so that a
+ * handler that never asks costs no directory (bg_child_private_dir_make).
+ * A failure leaves the path for the handler to find out, and a later call
+ * tries again. */
 const char *bg_task_get(const struct bg_task *task, enum bg_task_attr attr)
 {
 	if (task == NULL ||
 	    (unsigned)attr >= sizeof(attr_field) / sizeof(attr_field[0]))
 		return NULL;
+	if (attr == BG_TASK_PRIVATE_DIR && !task->private_made &&
+	    bg_child_private_dir_make(task->f[BG_TF_PRIVATE_DIR]) == 0)
+		((struct bg_task *)task)->private_made = true; /* not const */
 	return task->f[attr_field[attr]];
 }
 

@@ -162,8 +162,11 @@ static _Noreturn void task_process(struct bg_child_proc *c,
 	size_t n_rw = 0;
 	if (ws[0])
 		rw[n_rw++] = ws;
-	if (priv[0])
+	if (priv[0]) { /* made here, lazily (bg_child_private_dir_make): a
+			* failure shows in the confinement's error */
+		(void)bg_child_private_dir_make(priv);
 		rw[n_rw++] = priv;
+	}
 	int rc = bg_confine_apply(&a->confine, rw, n_rw, why, sizeof(why));
 	if (rc) {
 		struct bg_ctx *ctx = bg_child_ctx_new(c, m);

@@ -30,16 +30,28 @@
 #include "wire/record.h"
 #include "workspace/workspace.h"
 
-/* The session workspace and this attempt's private directory, created by
- * bygated (never by the sandboxed child) after every id was validated
- * (workspace/workspace.h). A hostile id fails the task, creating nothing. */
+/* The session workspace and this attempt's private directory, prepared by
+ * bygated after every id was validated (workspace/workspace.h). A hostile
+ * id fails the task, creating nothing. The private directory itself is
+ * made lazily, by the task's own process (as the pool user) when its
+ * handler asks for its path (child/task.c, bg_child_private_dir_make):
+ * here only its parent and the removal of a left-over of the attempt, so
+ * that a handler that never asks costs no mkdir, chown and rmdir.
+ * The session's state record (its last use, read by the session garbage
+ * collection, sessions.c) is written when the session is new to the
+ * descriptor cache and then at most once per BG_SESSION_TOUCH_MS, not once
+ * per task: a journal write per task saved. */
 static int prepare_workspace(struct bg_daemon *d, struct bg_job *t)
 {
 	char err[512];
-	if (t->run.ws == NULL &&
-	    (t->run.ws = calloc(1, sizeof(*t->run.ws))) == NULL) {
-		bg_end(d, t, BG_END_FAILED, "INTERNAL", "out of memory");
-		return -1;
+	/* Not zeroed (16 KiB): bg_ws_prepare fills every path on success. */
+	if (t->run.ws == NULL) {
+		if ((t->run.ws = malloc(sizeof(*t->run.ws))) == NULL) {
+			bg_end(d, t, BG_END_FAILED, "INTERNAL",
+			       "out of memory");
+			return -1;
+		}
+		t->run.ws->private_dir[0] = '\0';
 	}
 	if (d->ws_cache == NULL) /* on failure: no cache, every task walks */
 		(void)bg_ws_cache_new(BG_WS_CACHE_MAX, &d->ws_cache);
@@ -47,7 +59,7 @@ static int prepare_workspace(struct bg_daemon *d, struct bg_job *t)
 		d->ws_cache, d->cfg->workspace_dir,
 		bg_str_c(t->id.handler_type), t->id.cmd.hdr[BG_HDR_USER_CODE],
 		bg_str_c(t->id.session_id), bg_str_c(t->id.execution_id),
-		(unsigned)t->run.attempt, t->run.ws, err, sizeof(err));
+		(unsigned)t->run.attempt, true, t->run.ws, err, sizeof(err));
 	if (rc) {
 		free(t->run.ws);
 		t->run.ws = NULL;
@@ -63,8 +75,10 @@ static int prepare_workspace(struct bg_daemon *d, struct bg_job *t)
 		       err);
 		return -1;
 	}
-	if (d->state) {
-		int64_t now = bg_now_ms();
+	int64_t now = bg_now_ms();
+	if (d->state && bg_ws_cache_touch(d->ws_cache, d->cfg->workspace_dir,
+					  t->run.ws->rel_session, now,
+					  BG_SESSION_TOUCH_MS)) {
 		struct bg_state_session ss = {
 			.agent_type = bg_str_c(t->id.handler_type),
 			.user_code = t->id.cmd.hdr[BG_HDR_USER_CODE],

@@ -217,6 +217,11 @@ void bg_control_free(struct bg_daemon *d);
 
 /* sessions.c */
 void bg_sessions_gc(struct bg_daemon *d);
+/* A session's state record (its last use) is written at most this often
+ * while its tasks keep coming (attempt.c, bg_ws_cache_touch): the recorded
+ * last use lags the truth by less than this, which the garbage collection
+ * adds to paths.session_idle_ttl_s (at least 60 s) before it removes one. */
+#define BG_SESSION_TOUCH_MS 1000
 
 /* recover.c */
 void bg_recover_own(struct bg_daemon *d, bool at_start);

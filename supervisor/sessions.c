@@ -34,8 +34,10 @@ static int gc_one(void *arg, const struct bg_state_session *s)
 		return 0;
 	memcpy(rel, s->path.p, s->path.len);
 	rel[s->path.len] = '\0';
+	/* last_used_ms may lag the last task's start by up to
+	 * BG_SESSION_TOUCH_MS (attempt.c writes it at most that often). */
 	bool idle = g->now - s->last_used_ms >
-		    d->cfg->session_idle_ttl_s * 1000;
+		    d->cfg->session_idle_ttl_s * 1000 + BG_SESSION_TOUCH_MS;
 	if (idle && !session_busy(d, s->session_id)) {
 		if (bg_ws_remove_session(d->ws_cache, d->cfg->workspace_dir,
 					 rel, err, sizeof(err)) == 0) {

@@ -1,6 +1,6 @@
 /* workspace/cache.c - the bounded LRU cache of session directory descriptors
  * (workspace/workspace.h): a chained hash table over (root, rel_session) and
- * a recency list whose tail is closed first. */
+ * a recency list whose tail is closed first. Two descriptors per entry. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +13,7 @@ struct entry {
 	struct entry *hnext;	   /* hash chain */
 	struct entry *prev, *next; /* recency list, most recent first */
 	uint64_t hash;
-	int fd;
+	struct bg_ws_dirs dirs;
 	size_t keylen;
 	char key[]; /* root '\0' rel */
 };
@@ -25,15 +25,16 @@ struct bg_ws_cache {
 	struct entry lru; /* list head: lru.next most, lru.prev least recent */
 };
 
-/* At most an eighth of the descriptor limit, so that the cache cannot
- * starve the rest of the process (children, connections) of descriptors. */
+/* Entries whose descriptors (two each) are at most an eighth of the
+ * descriptor limit, so that the cache cannot starve the rest of the process
+ * (children, connections) of descriptors. */
 static size_t fd_budget(size_t max)
 {
 	struct rlimit rl;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
-	    rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur / 8 < max)
-		return rl.rlim_cur / 8 > 0 ? (size_t)(rl.rlim_cur / 8) : 1;
+	    rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur / 16 < max)
+		return rl.rlim_cur / 16 > 0 ? (size_t)(rl.rlim_cur / 16) : 1;
 	return max;
 }
 
@@ -115,29 +116,35 @@ static void remove_entry(struct bg_ws_cache *c, struct entry *e)
 		l = &(*l)->hnext;
 	*l = e->hnext;
 	lru_unlink(e);
-	close(e->fd);
+	close(e->dirs.session);
+	close(e->dirs.priv);
 	free(e);
 	c->n--;
 }
 
-int bg_ws_cache_find(struct bg_ws_cache *c, const struct bg_ws_key *k)
+struct bg_ws_dirs *bg_ws_cache_find(struct bg_ws_cache *c,
+				    const struct bg_ws_key *k)
 {
 	struct entry *e = lookup(c, key_hash(k), k);
 
 	if (e == NULL)
-		return -1;
-	lru_unlink(e);
-	lru_push_front(c, e);
-	return e->fd;
+		return NULL;
+	if (c->lru.next != e) {
+		lru_unlink(e);
+		lru_push_front(c, e);
+	}
+	return &e->dirs;
 }
 
-void bg_ws_cache_put(struct bg_ws_cache *c, const struct bg_ws_key *k, int fd)
+void bg_ws_cache_put(struct bg_ws_cache *c, const struct bg_ws_key *k,
+		     const struct bg_ws_dirs *d)
 {
 	size_t keylen = k->rootlen + 1 + k->rellen;
 	struct entry *e = malloc(sizeof(*e) + keylen);
 
 	if (e == NULL) {
-		close(fd);
+		close(d->session);
+		close(d->priv);
 		return;
 	}
 	if (c->n == c->max)
@@ -147,7 +154,7 @@ void bg_ws_cache_put(struct bg_ws_cache *c, const struct bg_ws_key *k, int fd)
 	memcpy(e->key + k->rootlen + 1, k->rel, k->rellen);
 	e->keylen = keylen;
 	e->hash = key_hash(k);
-	e->fd = fd;
+	e->dirs = *d;
 	e->hnext = c->buckets[e->hash & c->mask];
 	c->buckets[e->hash & c->mask] = e;
 	lru_push_front(c, e);

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "common/buf.h"
 #include "workspace/workspace.h"
@@ -34,6 +35,10 @@ enum {
 /* The owner set by bg_ws_set_owner: true and *uid, *gid when one is. */
 bool bg_ws_owner(uid_t *uid, gid_t *gid);
 
+/* Counts bg_ws_set_owner calls: a cache entry made under another count is
+ * redone (the session is then given to the new owner). */
+unsigned bg_ws_owner_gen(void);
+
 /* Gives the directory fd (not O_PATH) its mode: 0700 and the owner when
  * `owned` and an owner is set, 0711 when only an owner is set (a directory
  * above a session). Nothing without an owner. 0 or -errno. */
@@ -57,15 +62,32 @@ struct bg_ws_key {
 	size_t rootlen, rellen;
 };
 
-/* The cached descriptor of k (marked most recently used), or -1. */
-int bg_ws_cache_find(struct bg_ws_cache *c, const struct bg_ws_key *k);
+/* What the cache holds per session: O_PATH descriptors of the session
+ * directory and of its "private" directory, the identity (dev, ino) of the
+ * latter as opened (a cached `private` is used only while the session's
+ * "private" entry is still that directory: workspace.c checks it with one
+ * fstatat per task), and when the session's state record was last written
+ * (bg_ws_cache_touch; INT64_MIN never). owner_gen: bg_ws_owner_gen() when
+ * they were opened. */
+struct bg_ws_dirs {
+	int session, priv;
+	dev_t dev;
+	ino_t ino;
+	int64_t touched_ms;
+	unsigned owner_gen;
+};
 
-/* Stores fd under k (absent from the cache), closing the least recently
- * used entry's descriptor when full. The cache owns fd from now on; it is
- * closed at once if it cannot be stored. */
-void bg_ws_cache_put(struct bg_ws_cache *c, const struct bg_ws_key *k, int fd);
+/* The cached directories of k (marked most recently used), or NULL. */
+struct bg_ws_dirs *bg_ws_cache_find(struct bg_ws_cache *c,
+				    const struct bg_ws_key *k);
 
-/* Removes k's entry and closes its descriptor; no-op when absent. */
+/* Stores *d under k (absent from the cache), closing the least recently
+ * used entry's descriptors when full. The cache owns d's descriptors from
+ * now on; they are closed at once if they cannot be stored. */
+void bg_ws_cache_put(struct bg_ws_cache *c, const struct bg_ws_key *k,
+		     const struct bg_ws_dirs *d);
+
+/* Removes k's entry and closes its descriptors; no-op when absent. */
 void bg_ws_cache_drop(struct bg_ws_cache *c, const struct bg_ws_key *k);
 
 /* Removes everything inside the open directory fd without following

@@ -20,6 +20,7 @@ static struct {
 	bool set;
 	uid_t uid;
 	gid_t gid;
+	unsigned gen;
 } g_owner;
 
 void bg_ws_set_owner(uid_t uid, gid_t gid)
@@ -27,6 +28,12 @@ void bg_ws_set_owner(uid_t uid, gid_t gid)
 	g_owner.set = uid != (uid_t)-1;
 	g_owner.uid = uid;
 	g_owner.gid = gid;
+	g_owner.gen++;
+}
+
+unsigned bg_ws_owner_gen(void)
+{
+	return g_owner.gen;
 }
 
 bool bg_ws_owner(uid_t *uid, gid_t *gid)

@@ -266,7 +266,8 @@ int bg_ctx_cancelled(struct bg_ctx *ctx);
  * agent type), "" when no workspace is configured. Never NULL. */
 const char *bg_ctx_workspace(struct bg_ctx *ctx);
 
-/** This task's private directory (removed after the attempt), "" if none. */
+/** This task's private directory (removed after the attempt), "" if none.
+ * Made, empty, on the first ask for its path (here or bg_task_get). */
 const char *bg_ctx_private_dir(struct bg_ctx *ctx);
 
 /* ---- the context: agents calling agents, the user, session state ---------

@@ -25,6 +25,7 @@
  * confinement tests run twice: without a descriptor cache and with one. */
 struct fx {
 	struct bg_ws_cache *cache; /* NULL in the uncached run */
+	bool lazy;		   /* bg_ws_prepare's lazy (bygated's) */
 	char top[64];
 	char root[128];
 	char outside[128];
@@ -66,6 +67,13 @@ static int setup_cached(void **state)
 	setup(state);
 	struct fx *fx = *state;
 	assert_int_equal(bg_ws_cache_new(BG_WS_CACHE_MAX, &fx->cache), 0);
+	return 0;
+}
+
+static int setup_lazy(void **state)
+{
+	setup_cached(state);
+	((struct fx *)*state)->lazy = true;
 	return 0;
 }
 
@@ -147,8 +155,8 @@ static int prepare_in(struct fx *fx, const char *root, const char *agent,
 {
 	fx->err[0] = '\0';
 	return bg_ws_prepare(fx->cache, root, bg_str_c(agent), bg_str_c(user),
-			     bg_str_c(session), bg_str_c(exec), attempt, &fx->p,
-			     fx->err, sizeof(fx->err));
+			     bg_str_c(session), bg_str_c(exec), attempt,
+			     fx->lazy, &fx->p, fx->err, sizeof(fx->err));
 }
 
 static int prepare(struct fx *fx, const char *agent, const char *user,
@@ -266,8 +274,8 @@ static void expect_refused(struct fx *fx, const char *field, struct bg_str a,
 			   const char *why)
 {
 	char want[128];
-	int rc = bg_ws_prepare(fx->cache, fx->root, a, u, s, e, 1, &fx->p,
-			       fx->err, sizeof(fx->err));
+	int rc = bg_ws_prepare(fx->cache, fx->root, a, u, s, e, 1, fx->lazy,
+			       &fx->p, fx->err, sizeof(fx->err));
 
 	assert_int_equal(rc, -EINVAL);
 	snprintf(want, sizeof(want), "%s \"", field);
@@ -761,6 +769,9 @@ static void test_remove_session_does_not_follow_symlinked_parent(void **state)
 
 /* ---- descriptor cache ---- */
 
+/* A cache entry holds two descriptors: the session and its "private". */
+#define FDS_PER_ENTRY 2
+
 /* Descriptors of this process open on dir or below it; a removed directory
  * still held open shows as "<dir> (deleted)". */
 static int fds_on(const char *dir)
@@ -845,11 +856,11 @@ static void test_remove_session_closes_its_cached_descriptor(void **state)
 	strcpy(s1, fx->p.session);
 	assert_int_equal(prepare(fx, "a", "u", "s2", "e", 1), 0);
 	strcpy(s2, fx->p.session);
-	assert_int_equal(fds_on(s1), 1);
+	assert_int_equal(fds_on(s1), FDS_PER_ENTRY);
 	assert_int_equal(remove_session(fx, "a/u/sessions/s1"), 0);
 	assert_false(exists(s1));
 	assert_int_equal(fds_on(s1), 0);
-	assert_int_equal(fds_on(s2), 1);
+	assert_int_equal(fds_on(s2), FDS_PER_ENTRY);
 	assert_int_equal(prepare(fx, "a", "u", "s1", "e", 1), 0);
 	assert_true(is_dir(fx->p.private_dir));
 }
@@ -870,9 +881,9 @@ static void test_cache_closes_least_recently_used_descriptor(void **state)
 			assert_int_equal(prepare(fx, "a", "u", "s0", "e", 2),
 					 0);
 	}
-	assert_int_equal(fds_on(s[0]), 1);
+	assert_int_equal(fds_on(s[0]), FDS_PER_ENTRY);
 	assert_int_equal(fds_on(s[1]), 0);
-	assert_int_equal(fds_on(s[2]), 1);
+	assert_int_equal(fds_on(s[2]), FDS_PER_ENTRY);
 	bg_ws_cache_free(fx->cache);
 	fx->cache = NULL;
 	assert_int_equal(fds_on(fx->root), 0);
@@ -891,15 +902,121 @@ test_cache_recovers_from_session_removed_behind_its_back(void **state)
 			 0);
 	assert_int_equal(prepare(fx, "a", "u", "s", "e", 2), 0);
 	assert_true(is_dir(fx->p.private_dir));
-	assert_int_equal(fds_on(fx->root), 1);
+	assert_int_equal(fds_on(fx->root), FDS_PER_ENTRY);
 	assert_int_equal(remove_private(fx), 0);
 	assert_false(exists(fx->p.private_dir));
+}
+
+/* "private" renamed away and made again: the cached descriptor of the old
+ * one is not used, the new private directory is made where its path says. */
+static void test_cached_private_replaced_makes_dir_in_the_new_one(void **state)
+{
+	struct fx *fx = *state;
+	char priv[PATH_MAX], old[PATH_MAX], f[PATH_MAX];
+
+	assert_int_equal(prepare(fx, "a", "u", "s", "e", 1), 0);
+	assert_int_equal(remove_private(fx), 0);
+	path_of(priv, fx->p.session, "private");
+	assert_int_equal(rename(priv, path_of(old, fx->p.session, "old")), 0);
+	assert_int_equal(mkdir(priv, 0750), 0);
+	assert_int_equal(prepare(fx, "a", "u", "s", "e", 2), 0);
+	assert_true(is_dir(fx->p.private_dir));
+	assert_false(exists(path_of(f, old, "e.2")));
+	assert_int_equal(remove_private(fx), 0);
+	assert_false(exists(fx->p.private_dir));
+}
+
+/* The session's state record is due at its first task, then at most once
+ * per interval; a session new to the cache again is due at once. */
+static void test_touch_is_due_once_per_interval_and_when_new(void **state)
+{
+	struct fx *fx = *state;
+	char rel[PATH_MAX];
+
+	assert_true(bg_ws_cache_touch(fx->cache, fx->root, "a/u/sessions/s",
+				      1000, 500)); /* no entry yet */
+	assert_int_equal(prepare(fx, "a", "u", "s", "e", 1), 0);
+	strcpy(rel, fx->p.rel_session);
+	assert_true(bg_ws_cache_touch(fx->cache, fx->root, rel, 1000, 500));
+	assert_false(bg_ws_cache_touch(fx->cache, fx->root, rel, 1001, 500));
+	assert_false(bg_ws_cache_touch(fx->cache, fx->root, rel, 1499, 500));
+	assert_true(bg_ws_cache_touch(fx->cache, fx->root, rel, 1500, 500));
+	assert_false(bg_ws_cache_touch(fx->cache, fx->root, rel, 1600, 500));
+	assert_int_equal(remove_private(fx), 0);
+	assert_int_equal(remove_session(fx, rel), 0);
+	assert_int_equal(prepare(fx, "a", "u", "s", "e", 2), 0);
+	assert_true(bg_ws_cache_touch(fx->cache, fx->root, rel, 1601, 500));
+	assert_true(bg_ws_cache_touch(NULL, fx->root, rel, 1602, 500));
+}
+
+/* ---- lazy private directories (bygated's way) ---- */
+
+/* The session and its "private" are made (the owner's), the private
+ * directory itself is left to the task's process. */
+static void test_lazy_prepare_leaves_the_private_dir_unmade(void **state)
+{
+	struct fx *fx = *state;
+	char path[PATH_MAX];
+
+	if (geteuid() == 0)
+		bg_ws_set_owner(POOL_UID, POOL_GID);
+	assert_int_equal(prepare(fx, "a", "u", "s", "e", 1), 0);
+	assert_string_equal(fx->p.rel_private, "a/u/sessions/s/private/e.1");
+	assert_true(is_dir(path_of(path, fx->p.session, "private")));
+	if (geteuid() == 0)
+		expect_dir(path, POOL_UID, POOL_GID, 0700);
+	assert_false(exists(fx->p.private_dir));
+	assert_int_equal(remove_private(fx), 0); /* never made: fine */
+	assert_int_equal(prepare(fx, "a", "u", "s", "e", 2), 0); /* cached */
+	assert_false(exists(fx->p.private_dir));
+}
+
+/* A left-over of the same attempt (an earlier run's, not removed) is gone
+ * before the attempt starts, whatever it holds or is. */
+static void test_lazy_prepare_removes_a_left_over_of_the_attempt(void **state)
+{
+	struct fx *fx = *state;
+	char f[PATH_MAX], *tree;
+
+	assert_int_equal(prepare(fx, "a", "u", "s", "e", 1), 0);
+	assert_int_equal(mkdir(fx->p.private_dir, 0700), 0);
+	assert_int_equal(mkdir(path_of(f, fx->p.private_dir, "d"), 0500), 0);
+	write_file(path_of(f, fx->p.private_dir, "x"), 10);
+	assert_int_equal(prepare(fx, "a", "u", "s", "e", 1), 0);
+	assert_false(exists(fx->p.private_dir));
+	assert_int_equal(mkdir(fx->p.private_dir, 0700), 0); /* empty one */
+	assert_int_equal(prepare(fx, "a", "u", "s", "e", 1), 0);
+	assert_false(exists(fx->p.private_dir));
+	assert_int_equal(symlink(fx->outside, fx->p.private_dir), 0);
+	assert_int_equal(prepare(fx, "a", "u", "s", "e", 1), 0);
+	assert_false(exists(fx->p.private_dir));
+	tree = list_tree(fx->outside);
+	assert_string_equal(tree, " 40755 0\n");
+	free(tree);
+}
+
+/* What the task's process made is removed at its end like before. */
+static void test_lazy_private_dir_made_later_is_removed(void **state)
+{
+	struct fx *fx = *state;
+	char f[PATH_MAX];
+
+	assert_int_equal(prepare(fx, "a", "u", "s", "e", 1), 0);
+	assert_int_equal(mkdir(fx->p.private_dir, 0700), 0);
+	write_file(path_of(f, fx->p.private_dir, "x"), 10);
+	assert_int_equal(remove_private(fx), 0);
+	assert_false(exists(fx->p.private_dir));
+	assert_true(is_dir(path_of(f, fx->p.session, "private")));
 }
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 #define TC(f)                                                                  \
 	{                                                                      \
 #f " (cached)", f, setup_cached, teardown, NULL                \
+	}
+#define TL(f)                                                                  \
+	{                                                                      \
+#f " (lazy)", f, setup_lazy, teardown, NULL                    \
 	}
 #define BOTH(f) T(f), TC(f)
 
@@ -939,6 +1056,16 @@ int main(void)
 		TC(test_remove_session_closes_its_cached_descriptor),
 		TC(test_cache_closes_least_recently_used_descriptor),
 		TC(test_cache_recovers_from_session_removed_behind_its_back),
+		TC(test_cached_private_replaced_makes_dir_in_the_new_one),
+		TC(test_touch_is_due_once_per_interval_and_when_new),
+		TL(test_prepare_refuses_hostile_ids_and_creates_nothing),
+		TL(test_prepare_refuses_symlinked_agent_dir),
+		TL(test_prepare_refuses_symlink_planted_at_private),
+		TL(test_prepare_refuses_file_in_place_of_dir),
+		TL(test_private_swapped_for_symlink_fails_writing_nothing_outside),
+		TL(test_lazy_prepare_leaves_the_private_dir_unmade),
+		TL(test_lazy_prepare_removes_a_left_over_of_the_attempt),
+		TL(test_lazy_private_dir_made_later_is_removed),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

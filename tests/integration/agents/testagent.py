@@ -69,6 +69,17 @@ def handle(ctx):
         return "echo: " + arg
     if what == "pid":
         return str(host_pid())
+    if what == "private":  # the private dir as this task finds it
+        p = ctx.private_dir
+        st = os.lstat(p) if os.path.lexists(p) else None
+        out = "dir=%d entries=%d uid=%d mode=%o" % (
+            bool(st and os.path.isdir(p)),
+            len(os.listdir(p)) if st else -1, st.st_uid if st else -1,
+            (st.st_mode & 0o7777) if st else 0)
+        if st:
+            with open(os.path.join(p, "left.txt"), "w") as f:
+                f.write("written by the task\n")
+        return out
     if what == "fields":
         return {"reply_data": {
             "execution_id": ctx.execution_id, "message_id": ctx.message_id,
