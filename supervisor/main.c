@@ -264,10 +264,35 @@ static void on_reconcile_tick(evutil_socket_t fd, short ev, void *arg)
 	}
 }
 
+/* Write every connection's queued commands, one write system call each
+ * (redis.h). A lost connection's callbacks may queue commands on another
+ * one: flush again until none was lost (at most once per connection). */
+static void flush_redis(struct bg_daemon *d)
+{
+	struct bg_rconn *conns[] = { d->rd, d->wr, d->ctl };
+	for (int pass = 0; pass < 4; pass++) {
+		bool lost = false;
+		for (size_t i = 0; i < sizeof(conns) / sizeof(conns[0]); i++)
+			if (conns[i] && bg_rconn_flush(conns[i]))
+				lost = true;
+		if (!lost)
+			return;
+	}
+}
+
+/* One loop turn. Commands queued since the last turn's end (between two
+ * turns, or outside the main loop at shutdown) are written first: the loop
+ * would otherwise sleep on them, as nothing waits for their writing. */
+static void loop_once(struct bg_daemon *d, int flags)
+{
+	flush_redis(d);
+	event_base_loop(d->base, flags);
+}
+
 /* End of a loop turn: the one place queued jobs are placed and the read
- * is re-armed, then one LMDB commit, before hiredis flushes the turn's
- * writes in the next turn (so a finish is journaled before it is sent),
- * and each child's doorbell rung at most once. */
+ * is re-armed, then one LMDB commit, and only then the turn's Redis
+ * commands written, one write per connection (so a finish is journaled
+ * before it is sent), and each child's doorbell rung at most once. */
 static void turn_end(struct bg_daemon *d)
 {
 	bg_schedule_dispatch(d);
@@ -292,6 +317,7 @@ static void turn_end(struct bg_daemon *d)
 	bg_keyset_clear(d->expired);
 	bg_pool_end_of_turn(d->pool);
 	bg_eventlog_flush(d);
+	flush_redis(d);
 }
 
 /* ---- reports from below (struct bg_hooks, struct bg_pool_ops) ---- */
@@ -499,7 +525,7 @@ static int run(struct bg_daemon *d, const struct bg_spawn_identity *who)
 	bg_rconn_start(d->wr);
 	bg_rconn_start(d->rd);
 	while (!d->stopping) {
-		event_base_loop(d->base, EVLOOP_ONCE);
+		loop_once(d, EVLOOP_ONCE);
 		turn_end(d);
 		if (d->draining)
 			bg_admit_drop_waiters(d);
@@ -517,16 +543,17 @@ static int run(struct bg_daemon *d, const struct bg_spawn_identity *who)
 	bg_history_stop(d);
 	for (int64_t until = bg_mono_ms() + 1000;
 	     bg_rconn_pending(d->wr) && bg_mono_ms() < until;)
-		event_base_loop(d->base, EVLOOP_ONCE);
+		loop_once(d, EVLOOP_ONCE);
 	if (d->exit_code != BG_EXIT_LEASE_LOST) {
 		/* WIRE 5.8: token-checked release, then membership removal. */
 		bg_lease_release(d);
 		int64_t until = bg_mono_ms() + 2000;
 		while (!bg_lease_released(d) && bg_mono_ms() < until)
-			event_base_loop(d->base, EVLOOP_ONCE);
+			loop_once(d, EVLOOP_ONCE);
 		for (int i = 0; i < 10 && bg_rconn_pending(d->ctl); i++)
-			event_base_loop(d->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+			loop_once(d, EVLOOP_ONCE | EVLOOP_NONBLOCK);
 	}
+	flush_redis(d); /* the last turn's, best effort */
 	if (d->state)
 		bg_state_commit(d->state);
 	bg_http_stop(d);
