@@ -280,11 +280,28 @@ static void flush_redis(struct bg_daemon *d)
 	}
 }
 
+/* One LMDB commit of what was buffered since the last one. */
+static void commit_state(struct bg_daemon *d)
+{
+	if (d->state == NULL || !bg_state_buffered(d->state))
+		return;
+	int rc = bg_state_commit(d->state);
+	if (rc) {
+		d->state_errors++;
+		if (d->state_errors == 1 || d->state_errors % 1000 == 0)
+			bg_error("LMDB commit failed (%llu times): %s",
+				 (unsigned long long)d->state_errors,
+				 bg_state_errmsg(d->state));
+	}
+}
+
 /* One loop turn. Commands queued since the last turn's end (between two
- * turns, or outside the main loop at shutdown) are written first: the loop
+ * turns, or outside the main loop at shutdown) are written first, after
+ * a commit of what they may depend on (a no-op after turn_end): the loop
  * would otherwise sleep on them, as nothing waits for their writing. */
 static void loop_once(struct bg_daemon *d, int flags)
 {
+	commit_state(d);
 	flush_redis(d);
 	event_base_loop(d->base, flags);
 }
@@ -297,16 +314,7 @@ static void turn_end(struct bg_daemon *d)
 {
 	bg_schedule_dispatch(d);
 	bg_consume_kick(d);
-	if (d->state && bg_state_buffered(d->state)) {
-		int rc = bg_state_commit(d->state);
-		if (rc) {
-			d->state_errors++;
-			if (d->state_errors == 1 || d->state_errors % 1000 == 0)
-				bg_error("LMDB commit failed (%llu times): %s",
-					 (unsigned long long)d->state_errors,
-					 bg_state_errmsg(d->state));
-		}
-	}
+	commit_state(d);
 	if (d->journaled_this_turn && bg_fault_hit("finish.after_journal"))
 		_exit(BG_FAULT_EXIT);
 	if (d->journaled_taking_this_turn &&
@@ -553,9 +561,9 @@ static int run(struct bg_daemon *d, const struct bg_spawn_identity *who)
 		for (int i = 0; i < 10 && bg_rconn_pending(d->ctl); i++)
 			loop_once(d, EVLOOP_ONCE | EVLOOP_NONBLOCK);
 	}
-	flush_redis(d); /* the last turn's, best effort */
 	if (d->state)
 		bg_state_commit(d->state);
+	flush_redis(d); /* the last turn's, best effort */
 	bg_http_stop(d);
 	for (int i = 0; i < 4; i++)
 		event_free(sev[i]);
