@@ -265,11 +265,13 @@ static void on_reconcile_tick(evutil_socket_t fd, short ev, void *arg)
 }
 
 /* Write every connection's queued commands, one write system call each
- * (redis.h). A lost connection's callbacks may queue commands on another
- * one: flush again until none was lost (at most once per connection). */
+ * (redis.h); the write connection first, as its replies (pickup reads,
+ * claims, finishes) are on a task's path and the read's re-armed
+ * XREADGROUP is not. A lost connection's callbacks may queue commands on
+ * another one: flush again until none was lost (at most once each). */
 static void flush_redis(struct bg_daemon *d)
 {
-	struct bg_rconn *conns[] = { d->rd, d->wr, d->ctl };
+	struct bg_rconn *conns[] = { d->wr, d->rd, d->ctl };
 	for (int pass = 0; pass < 4; pass++) {
 		bool lost = false;
 		for (size_t i = 0; i < sizeof(conns) / sizeof(conns[0]); i++)
