@@ -264,24 +264,59 @@ static void on_reconcile_tick(evutil_socket_t fd, short ev, void *arg)
 	}
 }
 
+/* Write every connection's queued commands, one write system call each
+ * (redis.h); the write connection first, as its replies (pickup reads,
+ * claims, finishes) are on a task's path and the read's re-armed
+ * XREADGROUP is not. A lost connection's callbacks may queue commands on
+ * another one: flush again until none was lost (at most once each). */
+static void flush_redis(struct bg_daemon *d)
+{
+	struct bg_rconn *conns[] = { d->wr, d->rd, d->ctl };
+	for (int pass = 0; pass < 4; pass++) {
+		bool lost = false;
+		for (size_t i = 0; i < sizeof(conns) / sizeof(conns[0]); i++)
+			if (conns[i] && bg_rconn_flush(conns[i]))
+				lost = true;
+		if (!lost)
+			return;
+	}
+}
+
+/* One LMDB commit of what was buffered since the last one. */
+static void commit_state(struct bg_daemon *d)
+{
+	if (d->state == NULL || !bg_state_buffered(d->state))
+		return;
+	int rc = bg_state_commit(d->state);
+	if (rc) {
+		d->state_errors++;
+		if (d->state_errors == 1 || d->state_errors % 1000 == 0)
+			bg_error("LMDB commit failed (%llu times): %s",
+				 (unsigned long long)d->state_errors,
+				 bg_state_errmsg(d->state));
+	}
+}
+
+/* One loop turn. Commands queued since the last turn's end (between two
+ * turns, or outside the main loop at shutdown) are written first, after
+ * a commit of what they may depend on (a no-op after turn_end): the loop
+ * would otherwise sleep on them, as nothing waits for their writing. */
+static void loop_once(struct bg_daemon *d, int flags)
+{
+	commit_state(d);
+	flush_redis(d);
+	event_base_loop(d->base, flags);
+}
+
 /* End of a loop turn: the one place queued jobs are placed and the read
- * is re-armed, then one LMDB commit, before hiredis flushes the turn's
- * writes in the next turn (so a finish is journaled before it is sent),
- * and each child's doorbell rung at most once. */
+ * is re-armed, then one LMDB commit, and only then the turn's Redis
+ * commands written, one write per connection (so a finish is journaled
+ * before it is sent), and each child's doorbell rung at most once. */
 static void turn_end(struct bg_daemon *d)
 {
 	bg_schedule_dispatch(d);
 	bg_consume_kick(d);
-	if (d->state && bg_state_buffered(d->state)) {
-		int rc = bg_state_commit(d->state);
-		if (rc) {
-			d->state_errors++;
-			if (d->state_errors == 1 || d->state_errors % 1000 == 0)
-				bg_error("LMDB commit failed (%llu times): %s",
-					 (unsigned long long)d->state_errors,
-					 bg_state_errmsg(d->state));
-		}
-	}
+	commit_state(d);
 	if (d->journaled_this_turn && bg_fault_hit("finish.after_journal"))
 		_exit(BG_FAULT_EXIT);
 	if (d->journaled_taking_this_turn &&
@@ -293,6 +328,7 @@ static void turn_end(struct bg_daemon *d)
 	bg_keyset_clear(d->expired);
 	bg_pool_end_of_turn(d->pool);
 	bg_eventlog_flush(d);
+	flush_redis(d);
 }
 
 /* ---- reports from below (struct bg_hooks, struct bg_pool_ops) ---- */
@@ -501,7 +537,7 @@ static int run(struct bg_daemon *d, const struct bg_spawn_identity *who)
 	bg_rconn_start(d->wr);
 	bg_rconn_start(d->rd);
 	while (!d->stopping) {
-		event_base_loop(d->base, EVLOOP_ONCE);
+		loop_once(d, EVLOOP_ONCE);
 		turn_end(d);
 		if (d->draining)
 			bg_admit_drop_waiters(d);
@@ -519,18 +555,19 @@ static int run(struct bg_daemon *d, const struct bg_spawn_identity *who)
 	bg_history_stop(d);
 	for (int64_t until = bg_mono_ms() + 1000;
 	     bg_rconn_pending(d->wr) && bg_mono_ms() < until;)
-		event_base_loop(d->base, EVLOOP_ONCE);
+		loop_once(d, EVLOOP_ONCE);
 	if (d->exit_code != BG_EXIT_LEASE_LOST) {
 		/* WIRE 5.8: token-checked release, then membership removal. */
 		bg_lease_release(d);
 		int64_t until = bg_mono_ms() + 2000;
 		while (!bg_lease_released(d) && bg_mono_ms() < until)
-			event_base_loop(d->base, EVLOOP_ONCE);
+			loop_once(d, EVLOOP_ONCE);
 		for (int i = 0; i < 10 && bg_rconn_pending(d->ctl); i++)
-			event_base_loop(d->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+			loop_once(d, EVLOOP_ONCE | EVLOOP_NONBLOCK);
 	}
 	if (d->state)
 		bg_state_commit(d->state);
+	flush_redis(d); /* the last turn's, best effort */
 	bg_http_stop(d);
 	for (int i = 0; i < 4; i++)
 		event_free(sev[i]);

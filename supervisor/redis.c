@@ -9,11 +9,11 @@
 #include <time.h>
 
 #include <event2/event.h>
-#include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 
 #include "common/buf.h"
 #include "supervisor/log.h"
+#include "supervisor/redis_events.h"
 
 struct bg_rreq {
 	struct bg_rreq *next, *prev;
@@ -353,6 +353,13 @@ static void do_connect(struct bg_rconn *c)
 	int fl = fcntl(ac->c.fd, F_GETFD);
 	if (fl != -1)
 		fcntl(ac->c.fd, F_SETFD, fl | FD_CLOEXEC);
+	if (bg_redis_events_attach(ac, c->base) != 0) {
+		bg_warn("redis %s connect to %s:%d: out of memory", c->role,
+			c->host, c->o.port);
+		redisAsyncFree(ac);
+		schedule_retry(c);
+		return;
+	}
 	ac->data = c;
 	install_reader(c, ac);
 	c->ac = ac;
@@ -360,7 +367,6 @@ static void do_connect(struct bg_rconn *c)
 	c->setup_pending = 0;
 	c->setup_failed = false;
 	c->connect_deadline_ms = now_ms() + c->o.connect_timeout_ms;
-	redisLibeventAttach(ac, c->base);
 	redisAsyncSetConnectCallback(ac, on_connect);
 	redisAsyncSetDisconnectCallback(ac, on_disconnect);
 	if (c->password[0]) {
@@ -533,6 +539,11 @@ size_t bg_rconn_pending_bytes(const struct bg_rconn *c)
 uint64_t bg_rconn_reconnects(const struct bg_rconn *c)
 {
 	return c->reconnects;
+}
+
+bool bg_rconn_flush(struct bg_rconn *c)
+{
+	return c->ac != NULL && bg_redis_events_flush(c->ac);
 }
 
 int bg_rconn_cmd(struct bg_rconn *c, bg_rconn_reply_fn fn, void *priv,

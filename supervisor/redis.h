@@ -60,8 +60,16 @@ size_t bg_rconn_pending(const struct bg_rconn *c);
 size_t bg_rconn_pending_bytes(const struct bg_rconn *c);
 uint64_t bg_rconn_reconnects(const struct bg_rconn *c);
 
-/* Send one command. extra_ms extends this request's deadline beyond
- * command_timeout_ms (e.g. the BLOCK time of XREADGROUP). fn may be NULL.
+/* Write the commands queued since the last flush, in one write system
+ * call (redis_events.h): bygated calls it at the end of each loop turn,
+ * after the turn's LMDB commit; bg_rconn_cmd itself writes nothing. true
+ * when the connection was lost meanwhile (its pending callbacks have run
+ * with NULL, and may have queued commands on other connections). */
+bool bg_rconn_flush(struct bg_rconn *c);
+
+/* Queue one command (written at the next bg_rconn_flush). extra_ms
+ * extends this request's deadline beyond command_timeout_ms (e.g. the
+ * BLOCK time of XREADGROUP). fn may be NULL.
  * 0, or -ENOTCONN when the connection is not ready (nothing sent). */
 int bg_rconn_cmd(struct bg_rconn *c, bg_rconn_reply_fn fn, void *priv,
 		 int extra_ms, int argc, const char **argv, const size_t *lens);
