@@ -153,8 +153,9 @@ static int apply_log(struct bg_state *st, const char **call)
 	return mdb_txn_commit(txn);
 }
 
-/* Double the map (page-aligned, capped at max_map_size). No transaction of
- * this process may be open: the log's was aborted and walks are refused. */
+/* Double the map (page-aligned, capped at max_map_size), its file's blocks
+ * reserved first under a writable map. No transaction of this process may
+ * be open: the log's was aborted and walks are refused. */
 static int grow_map(struct bg_state *st, const char *call)
 {
 	MDB_envinfo info;
@@ -171,6 +172,10 @@ static int grow_map(struct bg_state *st, const char *call)
 		return bg_state_fail(st, BG_STATE_EMAPFULL,
 				     "%s: %s (map at max_map_size, %zu bytes)",
 				     call, mdb_strerror(MDB_MAP_FULL), cur);
+	/* a writable map grows only over reserved blocks: a full disk is
+	 * this commit's error, kept and retried like MDB_MAP_FULL */
+	if (st->writemap && (rc = bg_state_map_reserve(st, next)))
+		return rc;
 	return bg_state_fail_mdb(st, "mdb_env_set_mapsize",
 				 mdb_env_set_mapsize(st->env, next));
 }

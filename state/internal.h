@@ -33,6 +33,11 @@ struct bg_state {
 	MDB_dbi dbi[BG_DB__COUNT];
 	bool has_db[BG_DB__COUNT]; /* false: absent in a read-only open */
 	bool ro, sync;
+	/* MDB_WRITEMAP: "process" durability with the data file's blocks
+	 * reserved up to the map size (state.h); false after a failed
+	 * reservation at open, whose message is in no_writemap */
+	bool writemap;
+	char no_writemap[512];
 	size_t max_map_size;
 	uint64_t history_max;
 	int64_t history_max_age_ms;
@@ -61,6 +66,13 @@ int bg_state_fail(struct bg_state *st, int code, const char *fmt, ...)
 /* Begin a transaction, handling MDB_READERS_FULL (reader check, one retry)
  * and MDB_MAP_RESIZED (adopt the new size when no walk is open). */
 int bg_state_txn_begin(struct bg_state *st, bool write, MDB_txn **txn);
+
+/* ---- the writable map (base.c) ---- */
+/* Reserve the data file's blocks from 0 to size (posix_fallocate), so that
+ * a write into the shared map never lands in a hole: on a full disk that
+ * would be SIGBUS in bygated rather than an error of a call. Call before
+ * the map is made (or grown) to size. -errno with st->err set. */
+int bg_state_map_reserve(struct bg_state *st, size_t size);
 
 /* ---- op log (commit.c) ---- */
 /* Buffer a put (rec != NULL) or a delete of key in db; takes ownership of
