@@ -882,7 +882,8 @@ def report_journal_cost(jc, a):
             f["bygated_syscalls_per_task"]["write"],
             ", ".join("%.0f" % t for t in f["runs_tasks_per_s"])))
     say("  none = no journal (benchmarks only); process = LMDB MDB_NOSYNC "
-        "(default); sync = fsync per loop-turn commit. CPU = utime + stime "
+        "+ MDB_WRITEMAP (default); sync = fsync per loop-turn commit. "
+        "CPU = utime + stime "
         "per task; writes = bygated's write system calls per task")
 
 

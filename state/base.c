@@ -1,11 +1,14 @@
 /* state/base.c - the bottom of state/: what every other file of it calls.
  * Error recording (the failed call and LMDB's text in st->err), database
- * names, beginning a transaction and the reader check. Calls nothing else
+ * names, beginning a transaction, the reader check and the reservation of
+ * the data file's blocks under a writable map. Calls nothing else
  * of state/, so the files above it (commit.c, db.c, stats.c, env.c) form
  * no circle. */
 #include <errno.h>
 #include <stdarg.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "state/internal.h"
 
@@ -72,4 +75,20 @@ int bg_state_reader_check(struct bg_state *st, int *dead)
 	if (dead)
 		*dead = n;
 	return bg_state_fail_mdb(st, "mdb_reader_check", rc);
+}
+
+/* ---- the writable map ("process" durability) ---- */
+
+int bg_state_map_reserve(struct bg_state *st, size_t size)
+{
+	mdb_filehandle_t fd;
+	int rc = mdb_env_get_fd(st->env, &fd);
+	if (rc)
+		return bg_state_fail_mdb(st, "mdb_env_get_fd", rc);
+	rc = posix_fallocate(fd, 0, (off_t)size);
+	if (rc)
+		return bg_state_fail(
+			st, -rc, "posix_fallocate(%s/data.mdb, %zu bytes): %s",
+			st->path, size, strerror(rc));
+	return 0;
 }

@@ -1,7 +1,8 @@
-/* state/commit.c - the write buffer: puts and deletes are logged with owned
- * copies and applied by bg_state_commit() in one write transaction, which
- * also prunes the history; MDB_MAP_FULL grows the map (doubling, up to
- * max_map_size) and replays the whole log in a new transaction. */
+/* state/commit.c - the write buffer: puts and deletes are logged (each op
+ * owns its encoded key and record, taken without a copy) and applied by
+ * bg_state_commit() in one write transaction, which also prunes the
+ * history; MDB_MAP_FULL grows the map (doubling, up to max_map_size) and
+ * replays the whole log in a new transaction. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,15 +13,15 @@
 #define HIST_SEQ_TRIES 64
 
 int bg_state_op_push(struct bg_state *st, enum bg_state_db db,
-		     const struct bg_buf *key, const struct bg_buf *rec)
+		     struct bg_buf *kv, size_t klen, bool put)
 {
 	if (st->ro)
 		return bg_state_fail(st, -EROFS, "read-only environment");
 	int max = mdb_env_get_maxkeysize(st->env);
-	if (key->len == 0 || key->len > (size_t)max)
+	if (klen == 0 || klen > (size_t)max || klen > kv->len)
 		return bg_state_fail(st, -EINVAL,
 				     "%s key of %zu bytes (limit %d)",
-				     bg_state_db_name(db), key->len, max);
+				     bg_state_db_name(db), klen, max);
 	if (st->nops == st->ops_cap) {
 		size_t cap = st->ops_cap ? st->ops_cap * 2 : 16;
 		struct bg_state_op *ops = realloc(st->ops, cap * sizeof *ops);
@@ -29,16 +30,10 @@ int bg_state_op_push(struct bg_state *st, enum bg_state_db db,
 		st->ops = ops;
 		st->ops_cap = cap;
 	}
-	struct bg_state_op *op = &st->ops[st->nops];
-	*op = (struct bg_state_op){ .klen = key->len, .db = db, .del = !rec };
-	int rc = bg_buf_append(&op->kv, key->p, key->len);
-	if (rc == 0 && rec)
-		rc = bg_buf_append(&op->kv, rec->p, rec->len);
-	if (rc) {
-		bg_buf_free(&op->kv);
-		return bg_state_fail(st, -ENOMEM, "out of memory");
-	}
-	st->nops++;
+	st->ops[st->nops++] = (struct bg_state_op){
+		.kv = *kv, .klen = klen, .db = db, .del = !put
+	};
+	*kv = (struct bg_buf){ 0 };
 	return 0;
 }
 
@@ -153,8 +148,9 @@ static int apply_log(struct bg_state *st, const char **call)
 	return mdb_txn_commit(txn);
 }
 
-/* Double the map (page-aligned, capped at max_map_size). No transaction of
- * this process may be open: the log's was aborted and walks are refused. */
+/* Double the map (page-aligned, capped at max_map_size), its file's blocks
+ * reserved first under a writable map. No transaction of this process may
+ * be open: the log's was aborted and walks are refused. */
 static int grow_map(struct bg_state *st, const char *call)
 {
 	MDB_envinfo info;
@@ -171,6 +167,10 @@ static int grow_map(struct bg_state *st, const char *call)
 		return bg_state_fail(st, BG_STATE_EMAPFULL,
 				     "%s: %s (map at max_map_size, %zu bytes)",
 				     call, mdb_strerror(MDB_MAP_FULL), cur);
+	/* a writable map grows only over reserved blocks: a full disk is
+	 * this commit's error, kept and retried like MDB_MAP_FULL */
+	if (st->writemap && (rc = bg_state_map_reserve(st, next)))
+		return rc;
 	return bg_state_fail_mdb(st, "mdb_env_set_mapsize",
 				 mdb_env_set_mapsize(st->env, next));
 }

@@ -24,20 +24,27 @@ static int session_key(struct bg_buf *key, struct bg_str agent_type,
 	return rc ? rc : bg_state_key_add(key, session_id);
 }
 
-/* Buffer the put (rec) or delete (rec NULL); rc is an encoding result.
- * Frees key and rec. */
+/* Buffer the put or delete of kv: the key's klen bytes then, for a put,
+ * the record encoded right after them (one buffer, handed to the op log
+ * without a copy); a delete is kv with klen == kv->len and put false.
+ * rc is an encoding result. Frees kv unless the op log took it. */
 static int push(struct bg_state *st, enum bg_state_db db, int rc,
-		struct bg_buf *key, struct bg_buf *rec)
+		struct bg_buf *kv, size_t klen, bool put)
 {
 	if (rc)
 		rc = bg_state_fail(st, rc, "%s: cannot encode record (%s)",
 				   bg_state_db_name(db), strerror(-rc));
 	else
-		rc = bg_state_op_push(st, db, key, rec);
-	bg_buf_free(key);
-	if (rec)
-		bg_buf_free(rec);
+		rc = bg_state_op_push(st, db, kv, klen, put);
+	bg_buf_free(kv);
 	return rc;
+}
+
+/* Buffer the delete of key. */
+static int push_del(struct bg_state *st, enum bg_state_db db, int rc,
+		    struct bg_buf *key)
+{
+	return push(st, db, rc, key, key->len, false);
 }
 
 /* Append the committed record of key to out. -ENOENT when absent. */
@@ -132,10 +139,11 @@ static int meta_key(struct bg_buf *key, const char *name)
 
 int bg_state_meta_put(struct bg_state *st, const char *key, struct bg_str val)
 {
-	struct bg_buf k = { 0 }, rec = { 0 };
-	int rc = meta_key(&k, key);
-	rc = rc ? rc : bg_state_blob_encode(&rec, val);
-	return push(st, BG_DB_META, rc, &k, &rec);
+	struct bg_buf kv = { 0 };
+	int rc = meta_key(&kv, key);
+	size_t klen = kv.len;
+	rc = rc ? rc : bg_state_blob_encode(&kv, val);
+	return push(st, BG_DB_META, rc, &kv, klen, true);
 }
 
 /* Append the payload of a blob record (meta, journal) to out. */
@@ -190,15 +198,16 @@ int bg_state_meta_each(struct bg_state *st, bg_state_meta_fn fn, void *arg)
 int bg_state_suspects_put(struct bg_state *st, const struct bg_state_suspect *v,
 			  size_t n)
 {
-	struct bg_buf k = { 0 }, val = { 0 }, rec = { 0 };
-	int rc = meta_key(&k, SUSPECTS_KEY);
+	struct bg_buf kv = { 0 }, val = { 0 };
+	int rc = meta_key(&kv, SUSPECTS_KEY);
 	if (n == 0)
-		return push(st, BG_DB_META, rc, &k, NULL);
+		return push_del(st, BG_DB_META, rc, &kv);
+	size_t klen = kv.len;
 	rc = rc ? rc : bg_state_suspects_encode(&val, v, n);
 	rc = rc ? rc
-		: bg_state_blob_encode(&rec, (struct bg_str){ val.p, val.len });
+		: bg_state_blob_encode(&kv, (struct bg_str){ val.p, val.len });
 	bg_buf_free(&val);
-	return push(st, BG_DB_META, rc, &k, &rec);
+	return push(st, BG_DB_META, rc, &kv, klen, true);
 }
 
 int bg_state_suspects_parse(struct bg_str val, bg_state_suspect_fn fn,
@@ -237,18 +246,21 @@ bool bg_state_was_closed_cleanly(const struct bg_state *st)
 int bg_state_journal_put(struct bg_state *st, struct bg_str stream,
 			 struct bg_str entry_id, struct bg_str finish)
 {
-	struct bg_buf k = { 0 }, rec = { 0 };
-	int rc = entry_key(&k, stream, entry_id);
-	rc = rc ? rc : bg_state_blob_encode(&rec, finish);
-	return push(st, BG_DB_JOURNAL, rc, &k, &rec);
+	/* the finish (KBs) is copied once here, once by LMDB */
+	struct bg_buf kv = { 0 };
+	int rc = bg_buf_reserve(&kv,
+				4 + stream.len + entry_id.len + 1 + finish.len);
+	rc = rc ? rc : entry_key(&kv, stream, entry_id);
+	size_t klen = kv.len;
+	rc = rc ? rc : bg_state_blob_encode(&kv, finish);
+	return push(st, BG_DB_JOURNAL, rc, &kv, klen, true);
 }
 
 int bg_state_journal_del(struct bg_state *st, struct bg_str stream,
 			 struct bg_str entry_id)
 {
 	struct bg_buf k = { 0 };
-	return push(st, BG_DB_JOURNAL, entry_key(&k, stream, entry_id), &k,
-		    NULL);
+	return push_del(st, BG_DB_JOURNAL, entry_key(&k, stream, entry_id), &k);
 }
 
 int bg_state_journal_get(struct bg_state *st, struct bg_str stream,
@@ -287,18 +299,19 @@ int bg_state_journal_each(struct bg_state *st, bg_state_journal_fn fn,
 int bg_state_exec_put(struct bg_state *st, struct bg_str stream,
 		      struct bg_str entry_id, const struct bg_state_exec *e)
 {
-	struct bg_buf k = { 0 }, rec = { 0 };
-	int rc = entry_key(&k, stream, entry_id);
-	rc = rc ? rc : bg_state_exec_encode(&rec, e);
-	return push(st, BG_DB_INFLIGHT, rc, &k, &rec);
+	struct bg_buf kv = { 0 };
+	int rc = entry_key(&kv, stream, entry_id);
+	size_t klen = kv.len;
+	rc = rc ? rc : bg_state_exec_encode(&kv, e);
+	return push(st, BG_DB_INFLIGHT, rc, &kv, klen, true);
 }
 
 int bg_state_exec_del(struct bg_state *st, struct bg_str stream,
 		      struct bg_str entry_id)
 {
 	struct bg_buf k = { 0 };
-	return push(st, BG_DB_INFLIGHT, entry_key(&k, stream, entry_id), &k,
-		    NULL);
+	return push_del(st, BG_DB_INFLIGHT, entry_key(&k, stream, entry_id),
+			&k);
 }
 
 int bg_state_exec_get(struct bg_state *st, struct bg_str stream,
@@ -345,10 +358,11 @@ int bg_state_exec_each(struct bg_state *st, bg_state_exec_fn fn, void *arg)
 
 int bg_state_hist_add(struct bg_state *st, const struct bg_state_hist *h)
 {
-	struct bg_buf k = { 0 }, rec = { 0 };
-	int rc = bg_state_hist_key(&k, h->finished_ms, st->hist_seq++);
-	rc = rc ? rc : bg_state_hist_encode(&rec, h);
-	return push(st, BG_DB_HISTORY, rc, &k, &rec);
+	struct bg_buf kv = { 0 };
+	int rc = bg_state_hist_key(&kv, h->finished_ms, st->hist_seq++);
+	size_t klen = kv.len;
+	rc = rc ? rc : bg_state_hist_encode(&kv, h);
+	return push(st, BG_DB_HISTORY, rc, &kv, klen, true);
 }
 
 static int hist_visit(void *ctx, struct bg_str key, struct bg_str val,
@@ -373,10 +387,11 @@ int bg_state_hist_each(struct bg_state *st, bg_state_hist_fn fn, void *arg)
 
 int bg_state_session_put(struct bg_state *st, const struct bg_state_session *s)
 {
-	struct bg_buf k = { 0 }, rec = { 0 };
-	int rc = session_key(&k, s->agent_type, s->user_code, s->session_id);
-	rc = rc ? rc : bg_state_session_encode(&rec, s);
-	return push(st, BG_DB_SESSIONS, rc, &k, &rec);
+	struct bg_buf kv = { 0 };
+	int rc = session_key(&kv, s->agent_type, s->user_code, s->session_id);
+	size_t klen = kv.len;
+	rc = rc ? rc : bg_state_session_encode(&kv, s);
+	return push(st, BG_DB_SESSIONS, rc, &kv, klen, true);
 }
 
 int bg_state_session_del(struct bg_state *st, struct bg_str agent_type,
@@ -384,7 +399,7 @@ int bg_state_session_del(struct bg_state *st, struct bg_str agent_type,
 {
 	struct bg_buf k = { 0 };
 	int rc = session_key(&k, agent_type, user_code, session_id);
-	return push(st, BG_DB_SESSIONS, rc, &k, NULL);
+	return push_del(st, BG_DB_SESSIONS, rc, &k);
 }
 
 static int session_visit(void *ctx, struct bg_str key, struct bg_str val,

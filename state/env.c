@@ -35,6 +35,16 @@ const char *bg_state_moved_aside_path(const struct bg_state *st)
 	return st->moved_to[0] ? st->moved_to : NULL;
 }
 
+bool bg_state_writes_in_place(const struct bg_state *st)
+{
+	return st->writemap;
+}
+
+const char *bg_state_no_writemap_reason(const struct bg_state *st)
+{
+	return st->no_writemap[0] ? st->no_writemap : NULL;
+}
+
 /* ---- close-on-exec ---- */
 
 static int set_cloexec(int fd)
@@ -264,7 +274,7 @@ static void env_stop(struct bg_state *st)
 	memset(st->has_db, 0, sizeof st->has_db);
 }
 
-static int env_create(struct bg_state *st, size_t map_size)
+static int env_open(struct bg_state *st, size_t map_size)
 {
 	if (!st->ro && mkdir(st->path, 0700) == -1 && errno != EEXIST)
 		return bg_state_fail(st, -errno, "mkdir %s: %s", st->path,
@@ -279,13 +289,44 @@ static int env_create(struct bg_state *st, size_t map_size)
 	if (rc)
 		return bg_state_fail_mdb(st, "mdb_env_set_mapsize", rc);
 	unsigned flags = MDB_NOTLS | (st->ro ? MDB_RDONLY : 0) |
-			 (st->sync ? 0 : MDB_NOSYNC);
+			 (st->sync ? 0 : MDB_NOSYNC) |
+			 (st->writemap ? MDB_WRITEMAP : 0);
 	rc = mdb_env_open(st->env, st->path, flags, 0600);
 	if (rc)
 		return bg_state_fail(st, bg_state_mdb_code(rc),
 				     "mdb_env_open(%s): %s", st->path,
 				     mdb_strerror(rc));
 	return cloexec_env_fds(st);
+}
+
+/* Reserve the blocks of the whole map (LMDB has already extended the file
+ * to it, sparse, when it made the writable map). */
+static int reserve_whole_map(struct bg_state *st)
+{
+	MDB_envinfo info;
+	int rc = mdb_env_info(st->env, &info);
+	if (rc)
+		return bg_state_fail_mdb(st, "mdb_env_info", rc);
+	return bg_state_map_reserve(st, info.me_mapsize);
+}
+
+/* Open the environment; in "process" durability with a writable map whose
+ * file is reserved (state.h). When that fails (a full disk, a quota or a
+ * file size limit refusing the map's size) the environment is opened
+ * again without MDB_WRITEMAP: commits then write through the file (write
+ * system calls, the same guarantee) and the reason stays in
+ * st->no_writemap. Any other failure fails that second open too. */
+static int env_create(struct bg_state *st, size_t map_size)
+{
+	int rc = env_open(st, map_size);
+	if (rc == 0 && st->writemap)
+		rc = reserve_whole_map(st);
+	if (rc == 0 || !st->writemap)
+		return rc;
+	snprintf(st->no_writemap, sizeof st->no_writemap, "%s", st->err);
+	env_stop(st);
+	st->writemap = false;
+	return env_open(st, map_size);
 }
 
 static int env_start(struct bg_state *st, size_t map_size, bool may_move,
@@ -327,6 +368,7 @@ static int configure(struct bg_state *st, const struct bg_state_opts *o,
 {
 	st->ro = o->read_only;
 	st->sync = o->sync;
+	st->writemap = !o->read_only && !o->sync;
 	*map_size = o->map_size ? o->map_size : DEFAULT_MAP_SIZE;
 	st->max_map_size = o->max_map_size ? o->max_map_size
 					   : DEFAULT_MAX_MAP_SIZE;

@@ -20,7 +20,8 @@
 #define BG_STATE_RECORD_V1 1
 
 /* One buffered write: kv holds the encoded key (klen bytes) then, for a
- * put, the encoded record. Owned copies, so the caller's views may die. */
+ * put, the encoded record. Owned (encoded from the caller's views, which
+ * may then die). */
 struct bg_state_op {
 	struct bg_buf kv;
 	size_t klen;
@@ -33,6 +34,11 @@ struct bg_state {
 	MDB_dbi dbi[BG_DB__COUNT];
 	bool has_db[BG_DB__COUNT]; /* false: absent in a read-only open */
 	bool ro, sync;
+	/* MDB_WRITEMAP: "process" durability with the data file's blocks
+	 * reserved up to the map size (state.h); false after a failed
+	 * reservation at open, whose message is in no_writemap */
+	bool writemap;
+	char no_writemap[512];
 	size_t max_map_size;
 	uint64_t history_max;
 	int64_t history_max_age_ms;
@@ -62,11 +68,20 @@ int bg_state_fail(struct bg_state *st, int code, const char *fmt, ...)
  * and MDB_MAP_RESIZED (adopt the new size when no walk is open). */
 int bg_state_txn_begin(struct bg_state *st, bool write, MDB_txn **txn);
 
+/* ---- the writable map (base.c) ---- */
+/* Reserve the data file's blocks from 0 to size (posix_fallocate), so that
+ * a write into the shared map never lands in a hole: on a full disk that
+ * would be SIGBUS in bygated rather than an error of a call. Call before
+ * the map is made (or grown) to size. -errno with st->err set. */
+int bg_state_map_reserve(struct bg_state *st, size_t size);
+
 /* ---- op log (commit.c) ---- */
-/* Buffer a put (rec != NULL) or a delete of key in db; takes ownership of
- * nothing, copies both. -EROFS read-only, -EINVAL key too long, -ENOMEM. */
+/* Buffer a put (the key's klen bytes of kv, then the record) or a delete
+ * (put false: kv is the key, klen its length) in db. On success takes kv's
+ * memory without copying it and leaves *kv empty; on failure kv stays the
+ * caller's. -EROFS read-only, -EINVAL key too long, -ENOMEM. */
 int bg_state_op_push(struct bg_state *st, enum bg_state_db db,
-		     const struct bg_buf *key, const struct bg_buf *rec);
+		     struct bg_buf *kv, size_t klen, bool put);
 void bg_state_ops_clear(struct bg_state *st);
 
 /* ---- keys (record.c): u16 big-endian length + bytes per component ---- */

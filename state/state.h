@@ -24,7 +24,33 @@
  * write transaction (bygated commits once per loop turn, before its Redis
  * writes are flushed). MDB_MAP_FULL makes commit grow the map (doubling up
  * to max_map_size) and apply the buffer again. Reads see committed data
- * only (not the buffer): the daemon keeps its own copies. */
+ * only (not the buffer): the daemon keeps its own copies.
+ *
+ * Durability (docs/state.md "Durability"):
+ *   "sync"     no MDB_NOSYNC, no MDB_WRITEMAP: LMDB writes the pages and
+ *              the meta page with write system calls and fdatasyncs each
+ *              commit; survives an OS crash.
+ *   "process"  MDB_NOSYNC | MDB_WRITEMAP: a commit is stores into the
+ *              shared file mapping (the dirty pages in place, then the
+ *              meta page's txnid last), no system call. The mapping's pages
+ *              are the file's page cache pages, so once mdb_txn_commit
+ *              returns, the commit is in the kernel exactly as a pwrite
+ *              would have put it there: a kill -9 of bygated (at any
+ *              instant: an unfinished commit never touched the pages of
+ *              the last committed meta) loses nothing committed; an OS
+ *              crash can tear the file (the boot_id move-aside of
+ *              bg_state_open). The data file's blocks are reserved up to
+ *              the map size (posix_fallocate) before the map is made or
+ *              grown, so a full disk is a failed open or grow (an error),
+ *              never SIGBUS on a store into a hole; `du` shows the whole
+ *              map size. If the reservation fails at open, the environment
+ *              is opened without MDB_WRITEMAP (write system calls per
+ *              commit, same guarantee) and bg_state_no_writemap_reason()
+ *              says why. The writable map is bygated's alone: bygate-state
+ *              opens read-only (a read-only map), children are execve'd
+ *              and never inherit it; the cost accepted is that a wild
+ *              store of bygated into the map would reach the file (LMDB's
+ *              own caveat), where a read-only map would fault. */
 #ifndef BG_STATE_STATE_H
 #define BG_STATE_STATE_H
 
@@ -45,12 +71,13 @@
 struct bg_state;
 
 struct bg_state_opts {
-	const char *dir;      /* state directory (created by the caller) */
-	bool read_only;	      /* bygate-state */
-	bool sync;	      /* durability "sync": fsync per commit */
-	size_t map_size;      /* initial map size; 0 = 64 MiB */
-	size_t max_map_size;  /* growth ceiling; 0 = 8 GiB */
-	uint64_t history_max; /* entries kept; 0 = 100000 */
+	const char *dir; /* state directory (created by the caller) */
+	bool read_only;	 /* bygate-state */
+	bool sync; /* durability "sync": fsync per commit; false is "process":
+		    * MDB_NOSYNC and a writable map (above) */
+	size_t map_size;	    /* initial map size; 0 = 64 MiB */
+	size_t max_map_size;	    /* growth ceiling; 0 = 8 GiB */
+	uint64_t history_max;	    /* entries kept; 0 = 100000 */
 	int64_t history_max_age_ms; /* 0 = 7 days */
 };
 
@@ -78,6 +105,12 @@ void bg_state_close(struct bg_state *st);
 const char *bg_state_errmsg(const struct bg_state *st);
 /* Where bg_state_open() moved an unclean environment, else NULL. */
 const char *bg_state_moved_aside_path(const struct bg_state *st);
+/* Whether commits are stores into a writable map ("process" durability,
+ * MDB_WRITEMAP); false in "sync", read-only, or after the fallback below. */
+bool bg_state_writes_in_place(const struct bg_state *st);
+/* Why a "process" writer opened without MDB_WRITEMAP (the reservation of
+ * the map's blocks failed), else NULL. */
+const char *bg_state_no_writemap_reason(const struct bg_state *st);
 
 /* Apply the buffered writes in one write transaction. 0 when nothing was
  * buffered or all applied; on error the buffer is kept for the next try.

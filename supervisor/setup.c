@@ -237,6 +237,10 @@ int bg_setup_state(struct bg_daemon *d)
 			"(durability process): moved aside to %s, starting empty; "
 			"Redis recovery takes over",
 			bg_state_moved_aside_path(d->state));
+	if (bg_state_no_writemap_reason(d->state))
+		bg_warn("LMDB: %s: commits write through the file (write "
+			"system calls per commit; durability unchanged)",
+			bg_state_no_writemap_reason(d->state));
 	struct bg_buf wid = { 0 };
 	if (bg_state_meta_get(d->state, "worker_id", &wid) == 0 &&
 	    strcmp(wid.p, d->worker_id) != 0) {

@@ -17,7 +17,9 @@
 #include <lmdb.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -488,6 +490,184 @@ static void test_full_map_at_ceiling_is_emapfull_and_keeps_buffer(void **state)
 	assert_int_equal(journal_count(st), 0);
 	assert_int_equal(bg_state_commit(st), BG_STATE_EMAPFULL);
 	assert_int_equal(bg_state_buffered(st), 64);
+	bg_state_close(st);
+}
+
+/* ---- the writable map of "process" durability ---- */
+
+static void data_file_stat(struct stat *sb)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof path, "%s/lmdb/data.mdb", tmpdir);
+	assert_int_equal(stat(path, sb), 0);
+}
+
+static size_t map_size_of(struct bg_state *st)
+{
+	struct bg_state_stats stats;
+	assert_int_equal(bg_state_get_stats(st, &stats), 0);
+	return stats.map_size;
+}
+
+static void
+test_process_durability_writes_in_place_over_reserved_blocks(void **state)
+{
+	struct bg_state *st = open_rw();
+	assert_true(bg_state_writes_in_place(st));
+	assert_null(bg_state_no_writemap_reason(st));
+	struct stat sb;
+	data_file_stat(&sb);
+	assert_true((size_t)sb.st_size >= map_size_of(st));
+	assert_true((size_t)sb.st_blocks * 512 >= map_size_of(st));
+	bg_state_close(st);
+}
+
+static void test_sync_durability_writes_through_the_file(void **state)
+{
+	struct bg_state *st =
+		open_with((struct bg_state_opts){ .sync = true }, NULL);
+	assert_false(bg_state_writes_in_place(st));
+	assert_null(bg_state_no_writemap_reason(st));
+	bg_state_journal_put(st, S(STREAM), S("1-1"), S("f"));
+	assert_int_equal(bg_state_commit(st), 0);
+	struct stat sb;
+	data_file_stat(&sb);
+	assert_true((size_t)sb.st_size < map_size_of(st));
+	bg_state_close(st);
+}
+
+static void test_a_grown_writable_map_has_its_blocks_reserved(void **state)
+{
+	struct bg_state *st =
+		open_with((struct bg_state_opts){ .map_size = 64 << 10 }, NULL);
+	static char big[4096];
+	char id[32];
+	for (int i = 0; i < 100; i++) {
+		snprintf(id, sizeof id, "1-%d", i);
+		bg_state_journal_put(st, S(STREAM), S(id),
+				     (struct bg_str){ big, sizeof big });
+	}
+	assert_int_equal(bg_state_commit(st), 0);
+	assert_true(map_size_of(st) > (64 << 10));
+	struct stat sb;
+	data_file_stat(&sb);
+	assert_true((size_t)sb.st_blocks * 512 >= map_size_of(st));
+	bg_state_close(st);
+}
+
+/* A file size limit stands in for a full disk: the grow's reservation is
+ * refused, so the commit fails with the buffer kept (no SIGBUS on a store
+ * into a hole), and succeeds once the limit is lifted. */
+static void
+test_a_grow_whose_blocks_are_refused_fails_the_commit_and_keeps_the_buffer(
+	void **state)
+{
+	pid_t pid = fork();
+	assert_true(pid != -1);
+	if (pid == 0) {
+		signal(SIGXFSZ, SIG_IGN);
+		struct bg_state *st = NULL;
+		struct bg_state_opts o = { .dir = tmpdir,
+					   .map_size = 64 << 10 };
+		if (bg_state_open(&o, &st, NULL) ||
+		    !bg_state_writes_in_place(st))
+			_exit(10);
+		struct rlimit rl;
+		getrlimit(RLIMIT_FSIZE, &rl);
+		struct rlimit low = { 96 << 10, rl.rlim_max };
+		setrlimit(RLIMIT_FSIZE, &low);
+		static char big[4096];
+		char id[32];
+		for (int i = 0; i < 64; i++) {
+			snprintf(id, sizeof id, "1-%d", i);
+			bg_state_journal_put(st, S(STREAM), S(id),
+					     (struct bg_str){ big,
+							      sizeof big });
+		}
+		if (bg_state_commit(st) != -EFBIG ||
+		    bg_state_buffered(st) != 64)
+			_exit(11);
+		if (strstr(bg_state_errmsg(st), "posix_fallocate") == NULL)
+			_exit(12);
+		setrlimit(RLIMIT_FSIZE, &rl);
+		if (bg_state_commit(st) != 0 || journal_count(st) != 64)
+			_exit(13);
+		bg_state_close(st);
+		_exit(0);
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+static void test_a_map_whose_blocks_are_refused_at_open_writes_through_the_file(
+	void **state)
+{
+	pid_t pid = fork();
+	assert_true(pid != -1);
+	if (pid == 0) {
+		signal(SIGXFSZ, SIG_IGN);
+		struct rlimit rl;
+		getrlimit(RLIMIT_FSIZE, &rl);
+		struct rlimit low = { 1 << 20, rl.rlim_max };
+		setrlimit(RLIMIT_FSIZE, &low);
+		struct bg_state *st = NULL;
+		struct bg_state_opts o = { .dir = tmpdir };
+		if (bg_state_open(&o, &st, NULL))
+			_exit(10);
+		if (bg_state_writes_in_place(st) ||
+		    bg_state_no_writemap_reason(st) == NULL)
+			_exit(11);
+		bg_state_journal_put(st, S(STREAM), S("1-1"), S("f"));
+		if (bg_state_commit(st))
+			_exit(12);
+		bg_state_close(st);
+		_exit(0);
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	struct bg_state *st = open_rw(); /* no limit: in place again */
+	assert_true(bg_state_writes_in_place(st));
+	assert_int_equal(journal_count(st), 1);
+	bg_state_close(st);
+}
+
+/* What a kill -9 of bygated leaves: every commit, nothing buffered. */
+static void test_commits_survive_their_writer_killed_before_close(void **state)
+{
+	pid_t pid = fork();
+	assert_true(pid != -1);
+	if (pid == 0) {
+		struct bg_state *st = NULL;
+		struct bg_state_opts o = { .dir = tmpdir };
+		if (bg_state_open(&o, &st, NULL))
+			_exit(10);
+		char id[32];
+		for (int i = 0; i < 50; i++) {
+			snprintf(id, sizeof id, "1-%d", i);
+			bg_state_journal_put(st, S(STREAM), S(id), S("f"));
+			if (bg_state_commit(st))
+				_exit(11);
+		}
+		bg_state_journal_put(st, S(STREAM), S("2-0"), S("g"));
+		raise(SIGKILL);
+		_exit(12);
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	struct bg_state *st = open_rw();
+	assert_false(bg_state_was_closed_cleanly(st));
+	assert_int_equal(journal_count(st), 50);
+	struct bg_buf out = { 0 };
+	assert_int_equal(bg_state_journal_get(st, S(STREAM), S("1-49"), &out),
+			 0);
+	assert_int_equal(bg_state_journal_get(st, S(STREAM), S("2-0"), &out),
+			 -ENOENT);
+	bg_buf_free(&out);
 	bg_state_close(st);
 }
 
@@ -1174,6 +1354,12 @@ int main(int argc, char **argv)
 		T(test_commit_with_nothing_buffered_is_a_no_op),
 		T(test_commit_grows_a_tiny_map_and_loses_nothing),
 		T(test_full_map_at_ceiling_is_emapfull_and_keeps_buffer),
+		T(test_process_durability_writes_in_place_over_reserved_blocks),
+		T(test_sync_durability_writes_through_the_file),
+		T(test_a_grown_writable_map_has_its_blocks_reserved),
+		T(test_a_grow_whose_blocks_are_refused_fails_the_commit_and_keeps_the_buffer),
+		T(test_a_map_whose_blocks_are_refused_at_open_writes_through_the_file),
+		T(test_commits_survive_their_writer_killed_before_close),
 		T(test_key_too_long_is_refused_when_buffered),
 		T(test_commit_inside_a_walk_is_ebusy),
 		T(test_history_is_bounded_by_count_oldest_dropped),
