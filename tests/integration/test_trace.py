@@ -239,13 +239,10 @@ def test_disabled_tracing_writes_nothing(h):
     assert no_trace_keys(c)
 
 
-def test_many_spans_of_a_trace_go_in_few_script_calls(h):
-    """Batching: 20 tasks of one trace, flushed every second: their 20
-    spans are written by a few script calls (one per trace per flush),
-    each pushing all the spans it holds with one RPUSH, never a command
-    per span."""
-    start(h, trace={"flush_ms": 1000})
-    c, m = h.client(), h.client()
+def monitor(h):
+    """MONITOR on a connection of its own, read by a daemon thread: (the
+    list its lines are appended to, the Event that stops the reading)."""
+    m = h.client()
     assert m.call("MONITOR") == "OK"
     lines, stop = [], threading.Event()
 
@@ -255,8 +252,18 @@ def test_many_spans_of_a_trace_go_in_few_script_calls(h):
                 lines.append(m._reader.read(True))
             except Exception:
                 return
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    threading.Thread(target=read, daemon=True).start()
+    return lines, stop
+
+
+def test_many_spans_of_a_trace_go_in_few_script_calls(h):
+    """Batching: 20 tasks of one trace, flushed every second: their 20
+    spans are written by a few script calls (one per trace per flush),
+    each pushing all the spans it holds with one RPUSH, never a command
+    per span."""
+    start(h, trace={"flush_ms": 1000})
+    c = h.client()
+    lines, stop = monitor(h)
     trace_id = uuid.uuid4().hex
     mids = pc.send_many(c, h.keys, "s-batch", "echo", "x", 20,
                         trace_id=trace_id)
@@ -297,18 +304,8 @@ def test_the_traces_of_one_flush_share_one_script_call(h):
     two script calls (a flush may fall between them), not one per trace;
     each trace's meta and spans still get their own TTL."""
     start(h, trace={"flush_ms": 1000})
-    c, m = h.client(), h.client()
-    assert m.call("MONITOR") == "OK"
-    lines, stop = [], threading.Event()
-
-    def read():
-        while not stop.is_set():
-            try:
-                lines.append(m._reader.read(True))
-            except Exception:
-                return
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    c = h.client()
+    lines, stop = monitor(h)
     sent = [send(c, h.keys, "s-one-call", "echo", "x") for _ in range(10)]
     for mid, _, _ in sent:
         finished(c, h.keys, "s-one-call", mid)
