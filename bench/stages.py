@@ -21,13 +21,16 @@ x the stage's share of the samples. Self time only: a function inlined
 into its caller counts as the caller's file.
 
     python3 bench/stages.py --build build [--dwarf] [--tasks 20000]
+    python3 bench/stages.py --build build --redis   # redis-server's split
 
 Needs perf and strace, and BUILD/bench/loadgen. Uses bench/run.py's
 phase code (bygate_phase), so the load is exactly `make bench`'s.
 """
 
 import argparse
+import bisect
 import importlib.util
+import json
 import pathlib
 import re
 import shutil
@@ -37,6 +40,7 @@ import sys
 HERE = pathlib.Path(__file__).resolve().parent
 spec = importlib.util.spec_from_file_location("benchrun", HERE / "run.py")
 br = importlib.util.module_from_spec(spec)
+sys.modules["benchrun"] = br  # run.py registers itself by its name
 spec.loader.exec_module(br)
 
 # Stage of each source file of bygated (path under the repository).
@@ -75,6 +79,118 @@ STAGES = ["read", "scan", "pickup", "dispatch", "ring", "events",
           "finish build", "stats/metrics", "workspace", "journal", "hiredis",
           "libevent", "syscalls (kernel)", "allocator", "libc other",
           "other"]
+
+
+# Stage of redis-server's symbols (Debian's binary is stripped, its
+# dynamic symbols name most functions): first match wins; the kernel,
+# libc's syscall wrappers, Lua (liblua, or lua_/luaL_/luaV_... names and
+# Redis's script glue) and jemalloc by their library or prefix.
+REDIS_STAGE = [
+    ("Lua: script glue (EVALSHA setup, argv, reply conversion)",
+     r"^(eval\w*|evalGeneric\w*|luaCreate\w*|luaRedis\w*|luaReply\w*|"
+     r"luaPush\w*|luaSet\w*|luaCall\w*|luaProtected\w*|luaMaskCount\w*|"
+     r"luaLdb\w*|luaRegister\w*|luaSort\w*|redisProtocolToLuaType\w*|"
+     r"scriptCall\w*|scriptPrepare\w*|scriptReset\w*|scriptSet\w*|"
+     r"scriptInterrupt\w*|luaCallFunction|luaRedisGenericCommand|"
+     r"scriptIsTimedout|scriptIsRunning|luaRedisPcall\w*|"
+     r"resp\w*Parser\w*|callReplyParse\w*|callReply\w*|"
+     r"redisProtocolToLua\w*|luaArgsToRedisArgv|"
+     r"luaEngine\w*|scriptRun\w*|scriptCall)$"),
+    ("Lua: interpreter", r"^(lua[A-Z_]\w*|luaV_\w*|luaH_\w*|luaS_\w*|"
+     r"luaD_\w*|luaC_\w*|luaM_\w*|luaF_\w*|luaK_\w*|luaY_\w*|luaX_\w*|"
+     r"luaO_\w*|luaT_\w*|luaL_\w*|luaG_\w*|luaU_\w*|luaZ_\w*|lua_\w*|"
+     r"index2adr|f_call|resume|sweeplist|propagatemark|reallymarkobject|"
+     r"singlestep|luaopen_\w*)$"),
+    ("MULTI/EXEC", r"^(exec\w*|multi\w*|queueMulti\w*|discard\w*|"
+     r"watch\w*|touchWatched\w*|isWatched\w*|unwatch\w*)$"),
+    ("protocol parsing", r"^(processInputBuffer|processMultibulkBuffer|"
+     r"processInlineBuffer|readQueryFromClient|createStringObject\w*|"
+     r"createRawStringObject|createEmbeddedStringObject|string2ll|"
+     r"resetClient|freeClientArgv|sdsMakeRoomFor\w*|sdsnewlen|sdsrange|"
+     r"_sdsnewlen|sdsIncrLen|trimStringObjectIfNeeded)$"),
+    ("replies", r"^(addReply\w*|_addReply\w*|prepareClientToWrite|"
+     r"writeToClient|_writeToClient|handleClientsWithPendingWrites\w*|"
+     r"clientInstallWriteHandler|sendReplyToClient|setDeferred\w*|"
+     r"clientHasPendingReplies|_addReplyProtoToList)$"),
+    ("call / command dispatch", r"^(call|processCommand|lookupCommand\w*|"
+     r"commandProcessed|afterCommand|propagate\w*|alsoPropagate|"
+     r"updateCommandLatencyHistogram|hdr_\w*|ustime|mstime|"
+     r"monotonicGetRealTime\w*|getMonotonicUs\w*|"
+     r"blockedBeforeSleep|postExecutionUnitOperations|"
+     r"incrCommandStatsOnError|lookupSubcommand|isInsideYieldingLongCommand"
+     r"|ACL\w*|moduleCallCommandFilters|"
+     r"server\w*Cron|clientsCron\w*|beforeSleep|afterSleep)$"),
+    ("event loop", r"^(ae\w*|connSocket\w*|connRead|connWrite|"
+     r"callHandler|connGetState)$"),
+    ("streams", r"^(x\w+Command|stream\w*|lp\w*|raxFind|rax\w*|"
+     r"streamID\w*|lookupStream\w*)$"),
+    ("hashes / keyspace", r"^(h\w+Command|hash\w*|lookupKey\w*|dict\w*|"
+     r"siphash\w*|expire\w*|setExpire|getExpire|ttl\w*|"
+     r"keyIsExpired|checkAlreadyExpired|dbAdd|dbOverwrite|setKey|"
+     r"signalModifiedKey|notifyKeyspaceEvent|z\w+Command|zset\w*|"
+     r"zsl\w*|listpack\w*|ziplist\w*|getLongLongFromObject\w*|"
+     r"getLongDoubleFromObject\w*|getLongFromObject\w*|"
+     r"string\w*Command|sds\w*|dbSyncDelete|dbGenericDelete|"
+     r"activeExpire\w*|exists\w*|del\w*|incr\w*|"
+     r"decrRefCount|incrRefCount|freeStringObject|compareStringObjects\w*|"
+     r"equalStringObjects|getDecodedObject|tryObjectEncoding)$"),
+]
+REDIS_STAGES = [s for s, _ in REDIS_STAGE] + [
+    "kernel: system calls, TCP, scheduling", "allocator (jemalloc)",
+    "libc other", "other (redis-server)"]
+
+
+def redis_dynsyms():
+    """[(address, name)] of redis-server's exported functions, sorted: a
+    sample perf leaves unnamed (a hidden static function of the stripped
+    binary, e.g. Lua's luaV_execute) is named after the closest exported
+    one below it; after lua_* (lapi.c .. lvm.c come after lua_close and
+    lua_yield in the link) it is Lua's interpreter."""
+    path = shutil.which("redis-server")
+    if path is None:
+        return []
+    r = subprocess.run(["nm", "-D", "--defined-only",
+                        pathlib.Path(path).resolve()],
+                       capture_output=True, text=True)
+    out = []
+    for line in r.stdout.splitlines():
+        f = line.split()
+        if len(f) == 3 and f[1] in "TtWw":
+            out.append((int(f[0], 16), f[2]))
+    return sorted(out)
+
+
+REDIS_SYMS = []
+
+
+def redis_stage(dso, sym):
+    m = re.match(r"^0x([0-9a-f]+)$", sym)
+    if m and dso.startswith("redis"):
+        addr = int(m.group(1), 16)
+        i = bisect.bisect_right(REDIS_SYMS, (addr, "\xff")) - 1
+        if i >= 0:
+            near = REDIS_SYMS[i][1]
+            if re.match(r"^(lua_|luaL_|luaopen_)", near):
+                return "Lua: interpreter"
+            sym = near
+    if dso.startswith("[kernel") or dso == "[vdso]":
+        return "kernel: system calls, TCP, scheduling"
+    if dso.startswith("libc"):
+        if SYSCALL_WRAP.match(sym):
+            return "kernel: system calls, TCP, scheduling"
+        return ("allocator (jemalloc)" if ALLOC.match(sym) else
+                "libc other")
+    if "jemalloc" in dso or re.match(r"^(je_|_rjem_|zmalloc|zfree|zcalloc|"
+                                     r"zrealloc|ztrymalloc\w*|ztryrealloc"
+                                     r"\w*|zmalloc_\w*|extent\w*|arena\w*|"
+                                     r"tcache\w*|sz_\w*|emap\w*)", sym):
+        return "allocator (jemalloc)"
+    if "lua" in dso:
+        return "Lua: interpreter"
+    for stage, rx in REDIS_STAGE:
+        if re.match(rx, sym):
+            return stage
+    return "other (redis-server)"
 
 
 def symbol_files(build):
@@ -195,6 +311,53 @@ def charged_rows(data, files):
                   reverse=True)
 
 
+def redis_report(a, plain, prof, st, rows, sys_rows):
+    """The --redis tables: redis-server's samples by REDIS_STAGE (us per
+    task = the plain run's Redis CPU per task x the share), its commands
+    and its system calls per task."""
+    REDIS_SYMS[:] = redis_dynsyms()
+    cpu = plain["redis_cpu_us_per_task"]
+    print("plain run: %.0f tasks/s, Redis %.1f us/task (%.1f without the "
+          "load generator's XREADs), %.1f Redis commands/task (%.1f of them "
+          "bygated's), bygated %.1f us/task" % (
+              plain["tasks_per_s"], cpu,
+              plain["redis_cpu_us_per_task_without_reader"],
+              plain["redis_commands_per_task"],
+              plain["bygated_commands_per_task"],
+              plain["bygated_cpu_us_per_task"]))
+    print("perf run: %.0f tasks/s; strace run: %.0f tasks/s\n" % (
+        prof["tasks_per_s"], st["tasks_per_s"]))
+    total = sum(p for p, _, _ in rows) or 1.0
+    by_stage = {s: 0.0 for s in REDIS_STAGES}
+    top = {s: [] for s in REDIS_STAGES}
+    for p, dso, sym in rows:
+        s = redis_stage(dso, sym)
+        by_stage[s] += p
+        top[s].append((p, sym))
+    print("| redis-server stage | % of samples | us per task | top symbols |")
+    print("|---|---:|---:|---|")
+    for s in REDIS_STAGES:
+        share = by_stage[s] / total
+        syms = ", ".join("%s %.1f" % (n, p) for p, n in
+                         sorted(top[s], reverse=True)[:5])
+        print("| %s | %.1f | %.1f | %s |" % (s, 100 * share, share * cpu,
+                                            syms))
+    print("\n| Redis command | calls per task | Redis us per task |")
+    print("|---|---:|---:|")
+    for k, v in sorted(plain["commands"].items(),
+                       key=lambda kv: -kv[1]["usec"]):
+        if v["calls"] / a.tasks >= 0.01:
+            print("| %s | %.2f | %.1f |" % (k.upper(), v["calls"] / a.tasks,
+                                          v["usec"] / a.tasks))
+    print("\n| redis-server system call | calls per task |")
+    print("|---|---:|")
+    for calls, name in sys_rows:
+        if calls / a.strace_tasks >= 0.01:
+            print("| %s | %.2f |" % (name, calls / a.strace_tasks))
+    print("| total | %.2f |" % (sum(c for c, _ in sys_rows) / a.strace_tasks))
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--build", type=pathlib.Path,
@@ -206,6 +369,12 @@ def main():
     ap.add_argument("--dwarf", action="store_true",
                     help="record run 2 with --call-graph dwarf and also "
                     "charge library and kernel time to the calling stage")
+    ap.add_argument("--redis", action="store_true",
+                    help="profile and strace the redis-server of runs 2 "
+                    "and 3 instead of bygated")
+    ap.add_argument("--extra", type=json.loads, default=None,
+                    help="bygated config overrides for every run, as JSON "
+                    "(e.g. '{\"trace\": {\"enabled\": false}}')")
     ap.add_argument("--keep-perf", type=pathlib.Path,
                     help="copy the perf.data of run 2 there")
     a = ap.parse_args()
@@ -214,8 +383,21 @@ def main():
                           str(a.sessions)])
     run = br.Run(args)
     files = symbol_files(args.build)
+
+    def target(pid):
+        """bygated's pid, or with --redis the phase's redis-server's (the
+        last one the run started)."""
+        if not a.redis:
+            return pid
+        rs = [o for o in run.owned if type(o).__name__ == "RedisServer"]
+        return rs[-1].pid
+    br.start_perf = lambda run_, pid: br.proc.spawn(
+        ["perf", "record", "-F", "999", "-g", "-o", run.tmp / "perf.data",
+         "-p", target(pid)], label="perf", stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
     try:
-        plain = br.bygate_phase(run, "plain", "full", a.tasks)[0]
+        plain = br.bygate_phase(run, "plain", "full", a.tasks,
+                                extra=a.extra)[0]
         run.close_phase()
         data = run.tmp / "perf.data"
         br.stop_perf = lambda run_, t: (t.stop(br.signal.SIGINT, timeout=30.0)
@@ -223,10 +405,10 @@ def main():
         if a.dwarf:
             br.start_perf = lambda run_, pid: br.proc.spawn(
                 ["perf", "record", "-F", "499", "--call-graph",
-                 "dwarf,8192", "-o", data, "-p", pid], label="perf",
+                 "dwarf,8192", "-o", data, "-p", target(pid)], label="perf",
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         prof = br.bygate_phase(run, "perf", "full", a.tasks,
-                                profile=True)[0]
+                                profile=True, extra=a.extra)[0]
         run.close_phase()
         rows = perf_rows(data)
         charged = charged_rows(data, files) if a.dwarf else []
@@ -234,15 +416,18 @@ def main():
             shutil.copy(data, a.keep_perf)
         st_out = run.tmp / "strace.txt"
         br.start_perf = lambda run_, pid: br.proc.spawn(
-            ["strace", "-c", "-f", "-o", st_out, "-p", pid], label="strace",
+            ["strace", "-c", "-f", "-o", st_out, "-p", target(pid)],
+            label="strace",
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         st = br.bygate_phase(run, "strace", "full", a.strace_tasks,
-                             profile=True)[0]
+                             profile=True, extra=a.extra)[0]
         run.close_phase()
         sys_rows = strace_rows(st_out)
     finally:
         run.close(keep=False)
 
+    if a.redis:
+        return redis_report(a, plain, prof, st, rows, sys_rows)
     cpu = plain["bygated_cpu_us_per_task"]
     print("plain run: %.0f tasks/s, bygated %.1f us/task, children %.1f "
           "us/task, Redis %.1f us/task, %.1f Redis commands/task "
