@@ -264,24 +264,6 @@ static void on_reconcile_tick(evutil_socket_t fd, short ev, void *arg)
 	}
 }
 
-/* Write every connection's queued commands, one write system call each
- * (redis.h); the write connection first, as its replies (pickup reads,
- * claims, finishes) are on a task's path and the read's re-armed
- * XREADGROUP is not. A lost connection's callbacks may queue commands on
- * another one: flush again until none was lost (at most once each). */
-static void flush_redis(struct bg_daemon *d)
-{
-	struct bg_rconn *conns[] = { d->wr, d->rd, d->ctl };
-	for (int pass = 0; pass < 4; pass++) {
-		bool lost = false;
-		for (size_t i = 0; i < sizeof(conns) / sizeof(conns[0]); i++)
-			if (conns[i] && bg_rconn_flush(conns[i]))
-				lost = true;
-		if (!lost)
-			return;
-	}
-}
-
 /* One LMDB commit of what was buffered since the last one. */
 static void commit_state(struct bg_daemon *d)
 {
@@ -297,12 +279,35 @@ static void commit_state(struct bg_daemon *d)
 	}
 }
 
+/* Write every connection's queued commands, one write system call each
+ * (redis.h); the write connection first, as its replies (pickup reads,
+ * claims, finishes) are on a task's path and the read's re-armed
+ * XREADGROUP is not. A lost connection's callbacks may queue commands on
+ * another one: flush again until none was lost (at most once each). */
+static void flush_redis(struct bg_daemon *d)
+{
+	struct bg_rconn *conns[] = { d->wr, d->rd, d->ctl };
+	for (int pass = 0; pass < 4; pass++) {
+		bool lost = false;
+		/* what a lost connection's callbacks queued may rest on a
+		 * journal write: committed before it is sent (DESIGN 3) */
+		if (pass > 0)
+			commit_state(d);
+		for (size_t i = 0; i < sizeof(conns) / sizeof(conns[0]); i++)
+			if (conns[i] && bg_rconn_flush(conns[i]))
+				lost = true;
+		if (!lost)
+			return;
+	}
+}
+
 /* One loop turn. Commands queued since the last turn's end (between two
  * turns, or outside the main loop at shutdown) are written first, after
  * a commit of what they may depend on (a no-op after turn_end): the loop
  * would otherwise sleep on them, as nothing waits for their writing. */
 static void loop_once(struct bg_daemon *d, int flags)
 {
+	bg_stats_flush(d); /* dashboard stats batched since (stats.c) */
 	commit_state(d);
 	flush_redis(d);
 	event_base_loop(d->base, flags);
@@ -565,6 +570,7 @@ static int run(struct bg_daemon *d, const struct bg_spawn_identity *who)
 		for (int i = 0; i < 10 && bg_rconn_pending(d->ctl); i++)
 			loop_once(d, EVLOOP_ONCE | EVLOOP_NONBLOCK);
 	}
+	bg_stats_flush(d);
 	if (d->state)
 		bg_state_commit(d->state);
 	flush_redis(d); /* the last turn's, best effort */
@@ -655,6 +661,11 @@ int main(int argc, char **argv)
 		return EXIT_OK;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	/* A file size limit (RLIMIT_FSIZE) below the journal's map must fail
+	 * its ftruncate/posix_fallocate with EFBIG, so that the journal falls
+	 * back to write system calls (state/env.c), not kill bygated.
+	 * Children get every signal back at their default (spawn.c). */
+	signal(SIGXFSZ, SIG_IGN);
 	srandom((unsigned)getpid() ^ (unsigned)bg_now_ms());
 	bg_log_open(cfg.log_level, cfg.log_format, cfg.log_file);
 	if (cfg.redis_cluster) {

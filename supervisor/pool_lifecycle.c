@@ -33,11 +33,17 @@
  * (EV_ET): each write of the child is one wake-up even while the eventfd's
  * counter is not zero, so it is never drained (a read system call per
  * task saved); the counter, +1 per ring, cannot reach its 2^64 - 2 limit. */
+/* The child's doorbell is edge-triggered and never drained (one read
+ * system call per task less), which only epoll honours: on a backend
+ * without EV_FEATURE_ET (EVENT_NOEPOLL in the environment) it is drained,
+ * or it would stay readable and wake every turn. */
 static void on_wake(evutil_socket_t fd, short ev, void *arg)
 {
-	(void)fd;
 	(void)ev;
-	bg_slot_read(arg);
+	struct bg_slot *sl = arg;
+	if (!(event_base_get_features(sl->pool->base) & EV_FEATURE_ET))
+		(void)bg_doorbell_drain(fd);
+	bg_slot_read(sl);
 }
 
 static int spawn_child(struct bg_slot *sl)

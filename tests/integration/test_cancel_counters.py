@@ -401,3 +401,24 @@ def test_a_record_read_lost_with_the_connection_is_read_again(h):
     assert_keeps_the_cancel(rec, c, h.keys, w, ["QUEUED", "RUNNING"])
     assert pc.pending_count(c, h.keys.ctrl_agent_type("sleep")) == 0
     assert d.alive()
+
+
+def test_starts_claimed_while_bygated_stops_still_count(h):
+    """The RUNNING stats of a loop turn are batched (stats.c): claims
+    whose replies arrive while bygated stops still write theirs, so that
+    after a restart finishes the work every counter is at rest, none
+    negative and total_count exact. SIGINT (fast stop) lands while 40
+    entries are being read and claimed."""
+    d = start(h, pool=4, sched={"window": 0})
+    c, w = h.client(), d.config["worker"]["id"]
+    mids = pc.send_many(c, h.keys, "s-stop", "sleep", "5", 40)
+    d.interrupt()
+    start(h, pool=4, sched={"window": 0}, id=w)  # the same worker again
+    for m in mids:
+        wait_status(c, h.keys, "s-stop", m, "COMPLETED", t=30)
+    try:
+        wait_until(lambda: counters(c, h.keys, w).get("completed_count")
+                   == 40, 10, what="40 completed counted")
+    except TimeoutError:
+        raise AssertionError(counters(c, h.keys, w)) from None
+    assert_settled(c, h.keys, w, total_count=40, completed_count=40)
