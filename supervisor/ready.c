@@ -13,42 +13,81 @@
 #include "wire/ids.h"
 #include "wire/keys.h"
 
+/* Both scripts send a command over many ids or members at once (one
+ * XCLAIM for the entries of a set, one ZADD per set, one ZPOPMIN per
+ * lane and round): per entry a command costs Redis a call from Lua, a
+ * command lookup and its reply, the bulk of a script's time at full load.
+ * `call_over` cuts a list into calls of at most CHUNK items, because
+ * Lua's unpack is bounded (~8000 values; sched.window <= 10000). */
+#define LUA_CALL_OVER                                                                \
+	"local CHUNK = 1000\n"                                                       \
+	"local function call_over(head, list, tail)\n"                               \
+	"  local out = {}\n"                                                         \
+	"  for s = 1, #list, CHUNK do\n"                                             \
+	"    local a = {unpack(head)}\n"                                             \
+	"    for j = s, math.min(s + CHUNK - 1, #list) do a[#a + 1] = list[j] end\n" \
+	"    for _, t in ipairs(tail) do a[#a + 1] = t end\n"                        \
+	"    local r = redis.call(unpack(a))\n"                                      \
+	"    if type(r) == 'table' then\n"                                           \
+	"      for _, x in ipairs(r) do out[#out + 1] = x end\n"                     \
+	"    end\n"                                                                  \
+	"  end\n"                                                                    \
+	"  return out\n"                                                             \
+	"end\n"                                                                      \
+	"local function id_of(member)\n"                                             \
+	"  local ms, seq = string.match(member, '^(%d+)-0*(%d+)$')\n"                \
+	"  return ms .. '-' .. seq\n"                                                \
+	"end\n"
+
 /* KEYS: stream, lanes set, passes hash, primers set. ARGV: group, the
  * ready consumer, the lane key prefix, then (member, lane, score, kind)
  * quadruples (member: the entry id with its sequence zero-padded; kind
  * "p": a primer, filed in the primers set rather than its lane). Each
  * entry still pending moves to the ready consumer and into its set; a
- * lane that joins the lanes set starts from the virtual time. Two
- * commands per entry. The writes Redis may refuse at maxmemory (SADD,
- * HSET, ZADD) come before the XCLAIM: a script stopped by OOM leaves the
- * entry pending here (the reconcile runs it), never owned by the ready
- * set without a place in a set. A member whose entry is no longer
- * pending is taken out again. Returns the entries moved. */
-static const char MOVE_LUA[] =
+ * lane that joins the lanes set starts from the virtual time. One ZADD
+ * per set and one XCLAIM for the whole batch. The writes Redis may
+ * refuse at maxmemory (SADD, HSET, ZADD) come before the XCLAIM: a
+ * script stopped by OOM leaves the entries pending here (the reconcile
+ * runs them), never owned by the ready set without a place in a set. A
+ * member whose entry is no longer pending is taken out again. Returns
+ * the entries moved. */
+static const char MOVE_LUA[] = LUA_CALL_OVER
 	"local vt = tonumber(redis.call('HGET', KEYS[3], 'vtime') or '0')\n"
-	"local seen, moved = {}, 0\n"
+	"local sets, order, ids, where = {}, {}, {}, {}\n"
 	"for i = 4, #ARGV, 4 do\n"
 	"  local member, lane = ARGV[i], ARGV[i + 1]\n"
-	"  local ms, seq = string.match(member, '^(%d+)-0*(%d+)$')\n"
 	"  local set = KEYS[4]\n"
-	"  if ARGV[i + 3] ~= 'p' then\n"
-	"    set = ARGV[3] .. lane\n"
-	"    if not seen[lane] then\n"
-	"      seen[lane] = true\n"
-	"      if redis.call('SADD', KEYS[2], lane) == 1 then\n"
-	"        local p = tonumber(redis.call('HGET', KEYS[3], 'p:' .. lane)\n"
-	"                           or '0')\n"
-	"        if p < vt then redis.call('HSET', KEYS[3], 'p:' .. lane, vt) end\n"
-	"      end\n"
+	"  if ARGV[i + 3] ~= 'p' then set = ARGV[3] .. lane end\n"
+	"  if sets[set] == nil then\n"
+	"    sets[set] = {}\n"
+	"    order[#order + 1] = set\n"
+	"    if ARGV[i + 3] ~= 'p' and redis.call('SADD', KEYS[2], lane) == 1\n"
+	"    then\n"
+	"      local p = tonumber(redis.call('HGET', KEYS[3], 'p:' .. lane)\n"
+	"                         or '0')\n"
+	"      if p < vt then redis.call('HSET', KEYS[3], 'p:' .. lane, vt) end\n"
 	"    end\n"
 	"  end\n"
-	"  redis.call('ZADD', set, ARGV[i + 2], member)\n"
-	"  local c = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0,\n"
-	"                       ms .. '-' .. seq, 'JUSTID')\n"
-	"  if #c == 1 then\n"
+	"  local z = sets[set]\n"
+	"  z[#z + 1] = ARGV[i + 2]\n"
+	"  z[#z + 1] = member\n"
+	"  ids[#ids + 1] = id_of(member)\n"
+	"  where[#ids] = set\n"
+	"end\n"
+	"for _, set in ipairs(order) do\n"
+	"  call_over({'ZADD', set}, sets[set], {})\n"
+	"end\n"
+	"local got = {}\n"
+	"for _, id in ipairs(call_over({'XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0},\n"
+	"                              ids, {'JUSTID'})) do\n"
+	"  got[id] = true\n"
+	"end\n"
+	"local moved = 0\n"
+	"for j, id in ipairs(ids) do\n"
+	"  if got[id] then\n"
 	"    moved = moved + 1\n"
 	"  else\n"
-	"    redis.call('ZREM', set, member)\n"
+	"    redis.call('ZREM', where[j], ARGV[4 * j])\n"
 	"  end\n"
 	"end\n"
 	"return moved\n";
@@ -58,58 +97,95 @@ static const char MOVE_LUA[] =
  * (weight 1 for a lane not given). Primers first, lowest score first,
  * whatever their lane. Then stride scheduling over the fleet-wide
  * passes: the lane with the smallest pass gives its best entry, XCLAIMed
- * to this worker, and its pass grows by 1 / weight. Two commands per
- * entry; the new passes and the virtual time in one HSET; a lane found
- * empty leaves the lanes set. Returns {entries,
- * lanes left (waiting primers count as one more), primers left}. */
-static const char PICK_LUA[] =
+ * to this worker, and its pass grows by 1 / weight. Done in rounds: the
+ * stride choices of the places still to fill are worked out first, then
+ * each chosen lane gives its share in one ZPOPMIN and one XCLAIM. A lane
+ * that gives less than its share is empty: it leaves the lanes set, and
+ * the next round gives the rest to the other lanes by their passes, so
+ * the shares and passes are those of choosing one entry at a time (the
+ * order of the reply may differ; the entries of one lane are in score
+ * order). An entry deleted meanwhile is skipped (XCLAIM leaves it out)
+ * and its place goes to the next round. The new passes and the virtual
+ * time in one HSET. Returns {entries, lanes left (waiting primers count
+ * as one more), primers left}. */
+static const char PICK_LUA[] = LUA_CALL_OVER
 	"local n, k = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
 	"local excl, w = {}, {}\n"
 	"for i = 6, 5 + k do excl[ARGV[i]] = true end\n"
 	"for i = 6 + k, #ARGV - 1, 2 do w[ARGV[i]] = tonumber(ARGV[i + 1]) end\n"
-	"local pass, newpass = {}, {}\n"
-	"for _, l in ipairs(redis.call('SMEMBERS', KEYS[2])) do\n"
-	"  if not excl[l] then\n"
-	"    pass[l] = tonumber(redis.call('HGET', KEYS[3], 'p:' .. l) or '0')\n"
+	"local out = {}\n"
+	"local function claim(top)\n"
+	"  local ids = {}\n"
+	"  for j = 1, #top, 2 do ids[#ids + 1] = id_of(top[j]) end\n"
+	"  if #ids == 0 then return end\n"
+	"  for _, e in ipairs(call_over({'XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0},\n"
+	"                               ids, {'RETRYCOUNT', 1})) do\n"
+	"    if type(e) == 'table' then out[#out + 1] = e end\n"
 	"  end\n"
 	"end\n"
-	"local out, vt = {}, nil\n"
+	"local primers = nil\n"
 	"while #out < n do\n"
-	"  local top = redis.call('ZPOPMIN', KEYS[4])\n"
-	"  if #top == 0 then break end\n"
-	"  local ms, seq = string.match(top[1], '^(%d+)-0*(%d+)$')\n"
-	"  local e = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0,\n"
-	"                       ms .. '-' .. seq, 'RETRYCOUNT', 1)\n"
-	"  if #e == 1 and type(e[1]) == 'table' then out[#out + 1] = e[1] end\n"
+	"  local want = n - #out\n"
+	"  local top = redis.call('ZPOPMIN', KEYS[4], want)\n"
+	"  claim(top)\n"
+	"  if #top < 2 * want then primers = 0; break end\n"
 	"end\n"
-	"while #out < n do\n"
-	"  local best = nil\n"
-	"  for l, p in pairs(pass) do\n"
-	"    if best == nil or p < pass[best] or (p == pass[best] and l < best)\n"
-	"    then best = l end\n"
+	"if primers == nil then primers = redis.call('ZCARD', KEYS[4]) end\n"
+	"local lanes_left\n"
+	"if #out >= n then\n"
+	"  lanes_left = redis.call('SCARD', KEYS[2])\n"
+	"else\n"
+	"  local all, names = redis.call('SMEMBERS', KEYS[2]), {}\n"
+	"  lanes_left = #all\n"
+	"  for _, l in ipairs(all) do\n"
+	"    if not excl[l] then names[#names + 1] = 'p:' .. l end\n"
 	"  end\n"
-	"  if best == nil then break end\n"
-	"  local top = redis.call('ZPOPMIN', ARGV[3] .. best)\n"
-	"  if #top == 0 then\n"
-	"    redis.call('SREM', KEYS[2], best)\n"
-	"    pass[best] = nil\n"
-	"  else\n"
-	"    vt = pass[best]\n"
-	"    pass[best] = pass[best] + 1 / (w[best] or 1)\n"
-	"    newpass[best] = pass[best]\n"
-	"    local ms, seq = string.match(top[1], '^(%d+)-0*(%d+)$')\n"
-	"    local e = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0,\n"
-	"                         ms .. '-' .. seq, 'RETRYCOUNT', 1)\n"
-	"    if #e == 1 and type(e[1]) == 'table' then out[#out + 1] = e[1] end\n"
+	"  local pass, newpass, vt = {}, {}, nil\n"
+	"  if #names > 0 then\n"
+	"    local ps = call_over({'HMGET', KEYS[3]}, names, {})\n"
+	"    for j, f in ipairs(names) do\n"
+	"      pass[string.sub(f, 3)] = tonumber(ps[j] or '0')\n"
+	"    end\n"
 	"  end\n"
+	"  while #out < n do\n"
+	"    local sim, share, chosen = {}, {}, {}\n"
+	"    for l, p in pairs(pass) do sim[l] = p end\n"
+	"    for _ = 1, n - #out do\n"
+	"      local best = nil\n"
+	"      for l, p in pairs(sim) do\n"
+	"        if best == nil or p < sim[best] or (p == sim[best] and l < best)\n"
+	"        then best = l end\n"
+	"      end\n"
+	"      if best == nil then break end\n"
+	"      if share[best] == nil then chosen[#chosen + 1] = best end\n"
+	"      share[best] = (share[best] or 0) + 1\n"
+	"      sim[best] = sim[best] + 1 / (w[best] or 1)\n"
+	"    end\n"
+	"    if #chosen == 0 then break end\n"
+	"    for _, l in ipairs(chosen) do\n"
+	"      local top = redis.call('ZPOPMIN', ARGV[3] .. l, share[l])\n"
+	"      for _ = 1, #top / 2 do\n"
+	"        if vt == nil or pass[l] > vt then vt = pass[l] end\n"
+	"        pass[l] = pass[l] + 1 / (w[l] or 1)\n"
+	"        newpass[l] = pass[l]\n"
+	"      end\n"
+	"      if #top < 2 * share[l] then\n"
+	"        redis.call('SREM', KEYS[2], l)\n"
+	"        pass[l] = nil\n"
+	"        lanes_left = lanes_left - 1\n"
+	"      end\n"
+	"      claim(top)\n"
+	"    end\n"
+	"  end\n"
+	"  local hs = {}\n"
+	"  for l, p in pairs(newpass) do\n"
+	"    hs[#hs + 1] = 'p:' .. l\n"
+	"    hs[#hs + 1] = p\n"
+	"  end\n"
+	"  if vt then hs[#hs + 1] = 'vtime'; hs[#hs + 1] = vt end\n"
+	"  if #hs > 0 then call_over({'HSET', KEYS[3]}, hs, {}) end\n"
 	"end\n"
-	"local hs = {}\n"
-	"for l, p in pairs(newpass) do hs[#hs + 1] = 'p:' .. l; hs[#hs + 1] = p end\n"
-	"if vt then hs[#hs + 1] = 'vtime'; hs[#hs + 1] = vt end\n"
-	"if #hs > 0 then redis.call('HSET', KEYS[3], unpack(hs)) end\n"
-	"local primers = redis.call('ZCARD', KEYS[4])\n"
-	"return {out, redis.call('SCARD', KEYS[2]) + math.min(primers, 1),\n"
-	"        primers}\n";
+	"return {out, lanes_left + math.min(primers, 1), primers}\n";
 
 enum { K_LANES, K_PASS, K_PRIMERS, K_LANE, K__COUNT };
 static const char *const parts[K__COUNT] = { "lanes", "pass", "primers",

@@ -297,3 +297,27 @@ def test_the_ready_set_goes_on_after_the_script_cache_is_flushed(h):
             "QUEUED", "RUNNING", "COMPLETED"], r["timeline"]
     noscript = c.call("INFO", "errorstats")
     assert "errorstat_NOSCRIPT" in noscript, noscript
+
+
+@timeout(120)
+def test_entries_deleted_while_parked_are_skipped_and_the_rest_run_once(h):
+    """A pick claims the entries of a lane together (one XCLAIM): the
+    entries deleted from the stream while parked are left out of it, and
+    their places go to the next entries, each run once."""
+    c = h.client(timeout=30)
+    start(h, 1)
+    mids = send_many(c, h.keys, "s-del", 60, 30)
+    time.sleep(0.5)  # the backlog is parked; the first ones ran
+    entries = c.xrange(h.keys.ctrl_agent_type("sleep"))
+    gone = mids[-20::2]  # ten among the tail, which is still parked
+    for eid, f in entries:
+        if any(m in f.get("data", "") for m in gone):
+            c.call("XDEL", h.keys.ctrl_agent_type("sleep"), eid)
+    kept = [m for m in mids if m not in gone]
+    recs = wait_until(lambda: all_done(c, h.keys, "s-del", kept), 60,
+                      what="the tasks not deleted")
+    for r in recs:
+        assert [x["status"] for x in r["timeline"]] == [
+            "QUEUED", "RUNNING", "COMPLETED"], r["timeline"]
+    for r in records(c, h.keys, "s-del", gone):
+        assert r["status"] == "QUEUED" and not r["started_at"], r
