@@ -329,16 +329,20 @@ static void pick_ready(struct bg_daemon *d)
 							: cap.alone;
 		if (n <= 0 || bg_entry_room(d) == 0)
 			continue;
-		/* While every free place has a task here (or on its way),
-		 * the prefetch is topped up once half of it is gone, so that
-		 * a pick takes several entries rather than one per finished
-		 * task (a pick's fixed cost: a script that reads the lanes
-		 * and their passes and writes the passes back). A place with
-		 * no task for it is filled at once. */
+		/* While every free place has a task here (or on its way)
+		 * and no child is idle, the prefetch is topped up once half
+		 * of it is gone, so that a pick takes several entries rather
+		 * than one per finished task (a pick's fixed cost: a script
+		 * that reads the lanes and their passes and writes the passes
+		 * back). An idle child is filled at once: the tasks held here
+		 * may be unable to start (a lane or agent type at its
+		 * max_running, a follower held for the primers, the gate),
+		 * and other lanes' parked entries could use it. */
 		int size = bg_pool_size(d->pool);
 		int prefetch = d->cfg->fetch_count < size ? d->cfg->fetch_count
 							  : size;
-		if (bg_schedule_free_places(d, i) <= 0 && 2 * n < prefetch)
+		if (bg_pool_idle_count(d->pool) == 0 &&
+		    bg_schedule_free_places(d, i) <= 0 && 2 * n < prefetch)
 			continue;
 		struct pick_ctx *p = malloc(sizeof(*p));
 		if (p == NULL)

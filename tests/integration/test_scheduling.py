@@ -321,3 +321,27 @@ def test_entries_deleted_while_parked_are_skipped_and_the_rest_run_once(h):
             "QUEUED", "RUNNING", "COMPLETED"], r["timeline"]
     for r in records(c, h.keys, "s-del", gone):
         assert r["status"] == "QUEUED" and not r["started_at"], r
+
+
+@timeout(60)
+def test_a_lane_at_its_max_running_does_not_keep_idle_children_from_others(h):
+    """Six of lane x's tasks wait here behind its max_running of 1 while
+    three children idle: lane y's tasks, parked behind them, are picked
+    for those children and all finish while x's first task still runs
+    (it takes 4 s; y's take 100 ms each)."""
+    start(h, 4, sched={"lanes": {"x": {"max_running": 1}}})
+    c = h.client()
+    xs = send_many(c, h.keys, "s-capped", 7, 4000, lane="x")
+    wait_until(lambda: any(r and r["status"] == "RUNNING" for r in
+                           records(c, h.keys, "s-capped", xs)), 10,
+               what="lane x's first task running")
+    time.sleep(1.0)
+    ys = send_many(c, h.keys, "s-capped", 20, 100, lane="y")
+    wait_until(lambda: all_done(c, h.keys, "s-capped", ys), 30,
+               what="lane y's 20 tasks")
+    first_x = min((r for r in records(c, h.keys, "s-capped", xs)
+                   if r.get("started_at")), key=lambda r: r["started_at"])
+    last_y = max(r["finished_at"] for r in records(c, h.keys, "s-capped",
+                                                   ys))
+    assert first_x["status"] == "RUNNING" or \
+        last_y < first_x["finished_at"], (first_x, last_y)
