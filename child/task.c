@@ -6,12 +6,11 @@
 #include "child/child.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
+
+#include "common/dirmake.h"
 
 /* enum bg_task_attr -> enum bg_task_field */
 static const int attr_field[] = {
@@ -106,34 +105,11 @@ int bg_child_private_dir_make(const char *path)
 {
 	if (path == NULL || path[0] == '\0')
 		return 0;
-	const char *name = strrchr(path, '/');
-	if (name == NULL || name == path || name[1] == '\0')
-		return -EINVAL;
-	char parent[PATH_MAX];
-	size_t n = (size_t)(name - path);
-	if (n >= sizeof(parent))
-		return -ENAMETOOLONG;
-	memcpy(parent, path, n);
-	parent[n] = '\0';
-	name++;
 	/* <session>/private is writable by every task of the session, so a
 	 * hostile one may have swapped it for a symlink since bygated
-	 * checked it: opened without following one (ELOOP), the directory
-	 * is made in it and nowhere else. What lies above it is bygated's. */
-	int dfd = open(parent, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (dfd == -1)
-		return -errno;
-	int rc = 0;
-	struct stat st;
-	if (mkdirat(dfd, name, 0700) == -1) {
-		rc = -errno;
-		if (rc == -EEXIST &&
-		    fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    S_ISDIR(st.st_mode))
-			rc = 0;
-	}
-	close(dfd);
-	return rc;
+	 * checked it: the directory is made in it and nowhere else (ELOOP).
+	 * What lies above it is bygated's. */
+	return bg_dir_make_below(path, 0700);
 }
 
 /* The private directory is made on the first ask for its path, so that a
