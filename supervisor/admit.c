@@ -401,6 +401,12 @@ static bool examine(struct bg_daemon *d, struct bg_job *t,
 			    "starting a new execution");
 	}
 	t->id.record_exists = have;
+	if (bg_job_keep_route(t, have ? &rec : NULL) != 0) {
+		bg_record_free(&rec);
+		bg_end(d, t, BG_END_FAILED, "INTERNAL",
+		       "out of memory reading the execution record");
+		return false;
+	}
 	bool is_resume = t->id.cmd.action == BG_ACTION_RESUME;
 	bool runs = have && bg_record_runs(&rec);
 	bool mine = have && rec.worker_id.len &&

@@ -76,15 +76,23 @@ static int read_str(struct bg_record *r, struct bg_str val, size_t *off,
 }
 
 /* Every member read_members looks at: the string fields (in str_fields'
- * order), then timeline, cancel_requested, started_at. */
+ * order), then timeline, cancel_requested, started_at, then the lenient
+ * route members (in route_fields' order). */
 static const struct bg_str read_keys[] = {
 	K("execution_id"),	K("message_id"),    K("status"),
 	K("parent_message_id"), K("worker_id"),	    K("source_agent_type"),
 	K("target_agent_type"), K("cancel_reason"), K("timeline"),
-	K("cancel_requested"),	K("started_at"),
+	K("cancel_requested"),	K("started_at"),    K("route_policy"),
+	K("route_status"),
 };
 #define N_READ_KEYS (sizeof(read_keys) / sizeof(read_keys[0]))
-_Static_assert(N_READ_KEYS == N_STR_FIELDS + 3, "read_keys");
+#define N_ROUTE 2
+#define ROUTE_KEY0 (N_STR_FIELDS + 3)
+_Static_assert(N_READ_KEYS == N_STR_FIELDS + 3 + N_ROUTE, "read_keys");
+static const size_t route_fields[N_ROUTE] = {
+	offsetof(struct bg_record, route_policy),
+	offsetof(struct bg_record, route_status),
+};
 
 /* cancel_requested (is_cancel) or started_at */
 static int read_scalar(struct bg_record *r, bool is_cancel, struct bg_str val)
@@ -105,7 +113,8 @@ static int read_scalar(struct bg_record *r, bool is_cancel, struct bg_str val)
 }
 
 static int read_members(struct bg_record *r, struct bg_str json, size_t off[],
-			size_t len[], struct bg_str *timeline)
+			size_t len[], struct bg_str *timeline,
+			struct bg_str route[N_ROUTE])
 {
 	struct bg_json_iter it;
 	struct bg_str key, val;
@@ -120,6 +129,8 @@ static int read_members(struct bg_record *r, struct bg_str json, size_t off[],
 			rc = read_str(r, val, &off[i], &len[i]);
 		else if (i == N_STR_FIELDS) /* timeline */
 			*timeline = val;
+		else if (i >= ROUTE_KEY0 && i < N_READ_KEYS)
+			route[i - ROUTE_KEY0] = val; /* the last one wins */
 		else if (i < N_READ_KEYS)
 			rc = read_scalar(r, i == N_STR_FIELDS + 1, val);
 	}
@@ -167,23 +178,43 @@ static int read_prior_status(struct bg_record *r, struct bg_str timeline,
 	return read_str(r, last, off, len);
 }
 
+/* The route members that are strings, decoded into r->store (after the
+ * string fields: off[N_STR_FIELDS + k], len[...]); others stay "". */
+static int read_route(struct bg_record *r, const struct bg_str route[N_ROUTE],
+		      size_t off[], size_t len[])
+{
+	int rc = 0;
+	for (size_t k = 0; rc == 0 && k < N_ROUTE; k++)
+		if (route[k].len && bg_json_type(route[k]) == '"')
+			rc = read_str(r, route[k], &off[N_STR_FIELDS + k],
+				      &len[N_STR_FIELDS + k]);
+	return rc;
+}
+
 static void set_views(struct bg_record *r, const size_t off[],
 		      const size_t len[], size_t prior_off, size_t prior_len)
 {
 	for (size_t i = 0; i < N_STR_FIELDS; i++)
 		*field_at(r, i) =
 			(struct bg_str){ r->store.p + off[i], len[i] };
+	for (size_t k = 0; k < N_ROUTE; k++)
+		*(struct bg_str *)((char *)r + route_fields[k]) =
+			(struct bg_str){ r->store.p + off[N_STR_FIELDS + k],
+					 len[N_STR_FIELDS + k] };
 	r->prior_status = (struct bg_str){ r->store.p + prior_off, prior_len };
 }
 
 int bg_record_read(struct bg_record *r, struct bg_str json)
 {
-	size_t off[N_STR_FIELDS] = { 0 }, len[N_STR_FIELDS] = { 0 };
+	size_t off[N_STR_FIELDS + N_ROUTE] = { 0 };
+	size_t len[N_STR_FIELDS + N_ROUTE] = { 0 };
 	size_t prior_off = 0, prior_len = 0;
-	struct bg_str timeline = { 0 };
+	struct bg_str timeline = { 0 }, route[N_ROUTE] = { { 0 } };
 
 	memset(r, 0, sizeof(*r));
-	int rc = read_members(r, json, off, len, &timeline);
+	int rc = read_members(r, json, off, len, &timeline, route);
+	if (rc == 0)
+		rc = read_route(r, route, off, len);
 	if (rc == 0)
 		rc = bg_buf_reserve(&r->store, 0); /* p non-NULL */
 	if (rc == 0)

@@ -25,6 +25,11 @@ struct bg_record {
 	/* Only for a CANCELLING record: the last status of its timeline
 	 * other than CANCELLING ("" when none). */
 	struct bg_str prior_status;
+	/* The sender's route (WIRE 6.2): the decoded string of the last
+	 * route_policy / route_status member, "" when absent or not a
+	 * string (never an error: a worker does not decide on them). */
+	struct bg_str route_policy;
+	struct bg_str route_status;
 	bool cancel_requested;
 	int64_t started_at;
 	struct bg_buf store;

@@ -240,6 +240,40 @@ static void test_read_decodes_escaped_strings(void **state)
 	bg_record_free(&r);
 }
 
+static void test_read_takes_the_last_route_members_decoded(void **state)
+{
+	struct bg_record r = { 0 };
+	assert_int_equal(
+		bg_record_read(
+			&r,
+			bg_str_c(
+				"{\"route_policy\": \"X\", \"status\": \"RUNNING\", \"route_policy\": \"FAIL\\u005fFAST\", \"route_status\": \"DELIVER_NOW\"}")),
+		0);
+	assert_true(bg_str_eq(r.route_policy, "FAIL_FAST"));
+	assert_true(bg_str_eq(r.route_status, "DELIVER_NOW"));
+	assert_true(bg_str_eq(r.status, "RUNNING"));
+	bg_record_free(&r);
+}
+
+static void test_read_route_members_not_strings_read_empty(void **state)
+{
+	struct bg_record r = { 0 };
+	assert_int_equal(
+		bg_record_read(
+			&r,
+			bg_str_c(
+				"{\"route_policy\": \"FAIL_FAST\", \"route_policy\": 3, \"route_status\": {\"a\": 1}, \"worker_id\": \"w\"}")),
+		0);
+	assert_int_equal(r.route_policy.len, 0);
+	assert_int_equal(r.route_status.len, 0);
+	assert_true(bg_str_eq(r.worker_id, "w"));
+	bg_record_free(&r);
+	assert_int_equal(bg_record_read(&r, bg_str_c("{}")), 0);
+	assert_int_equal(r.route_policy.len, 0);
+	assert_int_equal(r.route_status.len, 0);
+	bg_record_free(&r);
+}
+
 static void test_read_rejects_malformed_records(void **state)
 {
 	const char *bad[] = {
@@ -680,6 +714,10 @@ int main(void)
 		cmocka_unit_test(test_read_extracts_the_worker_fields),
 		cmocka_unit_test(test_read_missing_and_null_members_are_empty),
 		cmocka_unit_test(test_read_decodes_escaped_strings),
+		cmocka_unit_test(
+			test_read_takes_the_last_route_members_decoded),
+		cmocka_unit_test(
+			test_read_route_members_not_strings_read_empty),
 		cmocka_unit_test(test_read_rejects_malformed_records),
 		cmocka_unit_test(test_read_rejects_members_of_the_wrong_type),
 		cmocka_unit_test(test_read_rejects_nesting_beyond_the_limit),
