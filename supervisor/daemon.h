@@ -195,6 +195,13 @@ typedef void (*bg_stats_emit_fn)(void *ctx, int argc,
 void bg_stats_update(struct bg_daemon *d, struct bg_str record,
 		     const char *execution_id, const char *old_status,
 		     const char *new_status, bg_stats_emit_fn emit, void *ctx);
+/* bg_stats_update with the record's snapshot already taken (by
+ * bg_record_update_snap with its update): it is used and *snap left empty
+ * (freed by the caller either way); NULL or empty: read from record. */
+void bg_stats_update_snap(struct bg_daemon *d, struct bg_str record,
+			  struct bg_buf *snap, const char *execution_id,
+			  const char *old_status, const char *new_status,
+			  bg_stats_emit_fn emit, void *ctx);
 void bg_stats_flush(struct bg_daemon *d);
 /* EXPIRE 604800 of the five keys through emit, each unless one was sent
  * on the write connection already this loop turn. */

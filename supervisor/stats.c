@@ -101,8 +101,17 @@ static int counter_moves(const char *old_status, const char *new_status,
 	return n;
 }
 
-static void snapshot_of(struct bg_buf *snap, struct bg_str record)
+/* The snapshot of record into the empty snap: the one the caller took
+ * with the record's update when it has one (moved, given left empty),
+ * else read from the record. */
+static void snapshot_of(struct bg_buf *snap, struct bg_str record,
+			struct bg_buf *given)
 {
+	if (given && given->len) {
+		*snap = *given;
+		*given = (struct bg_buf){ 0 };
+		return;
+	}
 	if (bg_record_snapshot(snap, record) != 0) {
 		bg_buf_reset(snap);
 		bg_buf_puts(snap, "{}");
@@ -113,15 +122,16 @@ static void snapshot_of(struct bg_buf *snap, struct bg_str record)
  * the write pipeline for a terminal change. No EXPIRE (the callers add
  * them). */
 static void write_now(struct bg_daemon *d, struct bg_str record,
-		      const char *execution_id, const char *old_status,
-		      const char *new_status, const struct bg_buf k[K_N],
-		      bg_stats_emit_fn emit, void *ctx)
+		      struct bg_buf *given, const char *execution_id,
+		      const char *old_status, const char *new_status,
+		      const struct bg_buf k[K_N], bg_stats_emit_fn emit,
+		      void *ctx)
 {
 	struct bg_buf snap = { 0 };
 	char now[32], fields[4][64];
 	const char *deltas[4];
 	snprintf(now, sizeof(now), "%lld", (long long)bg_now_ms());
-	snapshot_of(&snap, record);
+	snapshot_of(&snap, record, given);
 	struct bg_str st = bs_of(&k[K_STATUS]), ssnap = bs_of(&snap);
 	bool terminal = bg_status_is_terminal(S(new_status));
 	int n = counter_moves(old_status, new_status, fields, deltas);
@@ -290,8 +300,8 @@ static void batch_count(struct bg_stats_batch *b, const char *field,
 /* A non-terminal change on the write pipeline, added to the turn's batch;
  * false when it cannot be (no memory): written at once instead. */
 static bool batch_add(struct bg_daemon *d, struct bg_str record,
-		      const char *execution_id, const char *old_status,
-		      const char *new_status)
+		      struct bg_buf *given, const char *execution_id,
+		      const char *old_status, const char *new_status)
 {
 	if (d->stats == NULL &&
 	    (d->stats = calloc(1, sizeof(*d->stats))) == NULL)
@@ -315,7 +325,7 @@ static bool batch_add(struct bg_daemon *d, struct bg_str record,
 	b->ex[b->n].execution_id = id;
 	snprintf(b->ex[b->n].now, sizeof(b->ex[b->n].now), "%s", b->updated_at);
 	b->ex[b->n].snap = (struct bg_buf){ 0 };
-	snapshot_of(&b->ex[b->n].snap, record);
+	snapshot_of(&b->ex[b->n].snap, record, given);
 	b->n++;
 	return true;
 }
@@ -324,20 +334,29 @@ void bg_stats_update(struct bg_daemon *d, struct bg_str record,
 		     const char *execution_id, const char *old_status,
 		     const char *new_status, bg_stats_emit_fn emit, void *ctx)
 {
+	bg_stats_update_snap(d, record, NULL, execution_id, old_status,
+			     new_status, emit, ctx);
+}
+
+void bg_stats_update_snap(struct bg_daemon *d, struct bg_str record,
+			  struct bg_buf *snap, const char *execution_id,
+			  const char *old_status, const char *new_status,
+			  bg_stats_emit_fn emit, void *ctx)
+{
 	if (emit == NULL && !bg_status_is_terminal(S(new_status)) &&
-	    batch_add(d, record, execution_id, old_status, new_status))
+	    batch_add(d, record, snap, execution_id, old_status, new_status))
 		return;
 	struct bg_buf k[K_N];
 	keys_build(d, k);
 	if (emit == NULL) { /* the pipeline, at once: after the batch */
 		bg_stats_flush(d);
-		write_now(d, record, execution_id, old_status, new_status, k,
-			  emit_wr, d);
+		write_now(d, record, snap, execution_id, old_status, new_status,
+			  k, emit_wr, d);
 		for (int i = 0; i < K_N; i++)
 			bg_expire_once(d, k[i].p);
 	} else {
-		write_now(d, record, execution_id, old_status, new_status, k,
-			  emit, ctx);
+		write_now(d, record, snap, execution_id, old_status, new_status,
+			  k, emit, ctx);
 	}
 	keys_free(k);
 }

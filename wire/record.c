@@ -387,8 +387,18 @@ static void add_raw(struct record_edits *r, const char *key, struct bg_str raw)
 	add_edit(r, key, BG_JSON_SET, "%r", raw);
 }
 
+static int snapshot_pick(struct bg_buf *out, struct bg_buf *snap,
+			 struct bg_str record, const struct bg_json_edit *e,
+			 size_t n);
+
 int bg_record_update(struct bg_buf *out, struct bg_str record,
 		     const struct bg_record_update *u)
+{
+	return bg_record_update_snap(out, record, u, NULL);
+}
+
+int bg_record_update_snap(struct bg_buf *out, struct bg_str record,
+			  const struct bg_record_update *u, struct bg_buf *snap)
 {
 	struct record_edits r = { 0 };
 	int64_t now = u->now_ms;
@@ -429,7 +439,8 @@ int bg_record_update(struct bg_buf *out, struct bg_str record,
 						      r.len[i] };
 		for (size_t i = 0; i < u->n_extra; i++)
 			r.e[r.n++] = u->extra[i];
-		rc = bg_json_obj_edit(out, record, r.e, r.n);
+		rc = snap ? snapshot_pick(out, snap, record, r.e, r.n)
+			  : bg_json_obj_edit(out, record, r.e, r.n);
 	}
 	bg_buf_free(&r.vals);
 	return rc;
@@ -534,25 +545,16 @@ _Static_assert(N_SNAPSHOT_KEYS ==
 		       sizeof(snapshot_absent) / sizeof(snapshot_absent[0]),
 	       "snapshot tables");
 
-int bg_record_snapshot(struct bg_buf *out, struct bg_str record)
+/* Append the snapshot of the values val[] (a record's members in
+ * snapshot_names' order, len 0 = absent); room for reserve more bytes is
+ * made first. 0 or -ENOMEM (out unchanged). */
+static int snapshot_put(struct bg_buf *out, const struct bg_str *val,
+			size_t reserve)
 {
-	struct bg_str val[N_SNAPSHOT_KEYS] = { { 0 } };
-	struct bg_json_iter it;
-	struct bg_str k, v;
 	size_t mark = out->len;
-	int rc = bg_json_iter_open(&it, record.p, record.len, 0, 0);
-	while (rc == 0 && (rc = bg_json_iter_key(&it, &k)) == 1) {
-		if ((rc = bg_json_iter_value(&it, &v)) != 0)
-			break;
-		size_t i = bg_json_key_find(k, snapshot_names, N_SNAPSHOT_KEYS);
-		if (i < N_SNAPSHOT_KEYS)
-			val[i] = v;
-	}
-	if (rc)
-		return -EINVAL;
+	int rc = 0;
 	/* ~1 KiB of output: reserved once, then plain appends */
-	if (bg_buf_reserve(out, record.len + 1024) ||
-	    bg_buf_append(out, "{", 1))
+	if (bg_buf_reserve(out, reserve + 1024) || bg_buf_append(out, "{", 1))
 		rc = -ENOMEM;
 	for (size_t i = 0; rc == 0 && i < N_SNAPSHOT_KEYS; i++) {
 		struct bg_str x = val[i].len ? val[i]
@@ -572,4 +574,45 @@ int bg_record_snapshot(struct bg_buf *out, struct bg_str record)
 			out->p[mark] = '\0';
 	}
 	return rc;
+}
+
+int bg_record_snapshot(struct bg_buf *out, struct bg_str record)
+{
+	struct bg_str val[N_SNAPSHOT_KEYS] = { { 0 } };
+	struct bg_json_iter it;
+	struct bg_str k, v;
+	int rc = bg_json_iter_open(&it, record.p, record.len, 0, 0);
+	while (rc == 0 && (rc = bg_json_iter_key(&it, &k)) == 1) {
+		if ((rc = bg_json_iter_value(&it, &v)) != 0)
+			break;
+		size_t i = bg_json_key_find(k, snapshot_names, N_SNAPSHOT_KEYS);
+		if (i < N_SNAPSHOT_KEYS)
+			val[i] = v;
+	}
+	if (rc)
+		return -EINVAL;
+	return snapshot_put(out, val, record.len);
+}
+
+/* bg_json_obj_edit of the update, its snapshot taken from the spans the
+ * same pass reports (what bg_record_snapshot of the output reads: the
+ * output is a valid object, its input validated and every edit's raw a
+ * valid value). The update stands when only the snapshot fails (snap
+ * unchanged, the caller takes it again). */
+static int snapshot_pick(struct bg_buf *out, struct bg_buf *snap,
+			 struct bg_str record, const struct bg_json_edit *e,
+			 size_t n)
+{
+	size_t off[N_SNAPSHOT_KEYS], len[N_SNAPSHOT_KEYS];
+	const struct bg_json_pick pick = { snapshot_names, N_SNAPSHOT_KEYS, off,
+					   len };
+	size_t mark = out->len;
+	int rc = bg_json_obj_edit_pick(out, record, e, n, &pick);
+	if (rc)
+		return rc;
+	struct bg_str val[N_SNAPSHOT_KEYS];
+	for (size_t i = 0; i < N_SNAPSHOT_KEYS; i++)
+		val[i] = (struct bg_str){ out->p + off[i], len[i] };
+	(void)snapshot_put(snap, val, out->len - mark);
+	return 0;
 }

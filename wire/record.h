@@ -133,6 +133,13 @@ struct bg_record_update {
  * 0, -EINVAL (record is not a JSON object, bad raw error value), -ENOMEM. */
 int bg_record_update(struct bg_buf *out, struct bg_str record,
 		     const struct bg_record_update *u);
+/* bg_record_update that also appends to snap what bg_record_snapshot of
+ * the updated record appends, from the same pass (no second scan). snap
+ * is left unchanged when the update fails or only the snapshot cannot be
+ * built (no memory): the caller then takes it from the record. */
+int bg_record_update_snap(struct bg_buf *out, struct bg_str record,
+			  const struct bg_record_update *u,
+			  struct bg_buf *snap);
 
 /* Does a worker run the execution now? Its status is RUNNING, or
  * CANCELLING while a run of it is being stopped (prior_status RUNNING).
