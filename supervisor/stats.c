@@ -34,9 +34,14 @@ struct bg_stats_batch {
 		char now[32];
 		struct bg_buf snap;
 	} ex[BATCH_MAX_EXECS];
+	/* the five keys (keys_of), built for keys_schema and keys_worker */
+	struct bg_buf keys[5];
+	enum bg_key_schema keys_schema;
+	char *keys_worker;
 };
 
 enum { K_STATUS, K_EXECS, K_ACTIVE, K_ACTIVE_SNAPS, K_HIST_SNAPS, K_N };
+_Static_assert(K_N == 5, "bg_stats_batch keys");
 
 static const enum bg_key_kind key_kinds[K_N] = {
 	BG_KEY_WORKER_STATUS, BG_KEY_WORKER_EXECUTIONS,
@@ -52,20 +57,43 @@ static void status_field(char *out, size_t n, const char *status)
 	snprintf(out + i, n - i, "_count");
 }
 
-/* The five keys of this worker (free with keys_free). */
-static void keys_build(const struct bg_daemon *d, struct bg_buf k[K_N])
-{
-	for (int i = 0; i < K_N; i++) {
-		k[i] = (struct bg_buf){ 0 };
-		bg_key_build(&k[i], d->cfg->key_schema, key_kinds[i],
-			     S(d->worker_id), S(""), S(""));
-	}
-}
-
 static void keys_free(struct bg_buf k[K_N])
 {
 	for (int i = 0; i < K_N; i++)
 		bg_buf_free(&k[i]);
+}
+
+static struct bg_stats_batch *stats_of(struct bg_daemon *d)
+{
+	if (d->stats == NULL)
+		d->stats = calloc(1, sizeof(*d->stats));
+	return d->stats;
+}
+
+/* The five keys of this worker, built once and kept in d->stats while
+ * the key schema and the worker id stay what they were built for (a
+ * call per stats change and per finish otherwise builds and frees
+ * five). Empty keys (p NULL) without memory, as a failed build gives. */
+static const struct bg_buf *keys_of(struct bg_daemon *d)
+{
+	static const struct bg_buf none[K_N];
+	struct bg_stats_batch *b = stats_of(d);
+	if (b == NULL)
+		return none;
+	if (b->keys_worker && b->keys_schema == d->cfg->key_schema &&
+	    strcmp(b->keys_worker, d->worker_id) == 0)
+		return b->keys;
+	keys_free(b->keys);
+	free(b->keys_worker);
+	b->keys_worker = NULL;
+	bool ok = true;
+	for (int i = 0; i < K_N; i++)
+		ok = bg_key_build(&b->keys[i], d->cfg->key_schema, key_kinds[i],
+				  S(d->worker_id), S(""), S("")) == 0 &&
+		     b->keys[i].p && ok;
+	if (ok && (b->keys_worker = strdup(d->worker_id)) != NULL)
+		b->keys_schema = d->cfg->key_schema;
+	return b->keys; /* built again next time unless all were */
 }
 
 static struct bg_str bs_of(const struct bg_buf *b)
@@ -238,8 +266,7 @@ void bg_stats_flush(struct bg_daemon *d)
 	struct bg_stats_batch *b = d->stats;
 	if (b == NULL || (b->n == 0 && b->n_ctr == 0))
 		return;
-	struct bg_buf k[K_N];
-	keys_build(d, k);
+	const struct bg_buf *k = keys_of(d);
 	struct bg_str st = bs_of(&k[K_STATUS]);
 	for (int i = 0; i < b->n_ctr; i++) {
 		char delta[32];
@@ -269,7 +296,6 @@ void bg_stats_flush(struct bg_daemon *d)
 	/* after the writes, so that a key they created gets its TTL */
 	for (int i = 0; i < K_N; i++)
 		bg_expire_once(d, k[i].p);
-	keys_free(k);
 	batch_clear(b);
 }
 
@@ -278,6 +304,8 @@ void bg_stats_free(struct bg_daemon *d)
 	if (d->stats == NULL)
 		return;
 	batch_clear(d->stats);
+	keys_free(d->stats->keys);
+	free(d->stats->keys_worker);
 	free(d->stats);
 	d->stats = NULL;
 }
@@ -303,8 +331,7 @@ static bool batch_add(struct bg_daemon *d, struct bg_str record,
 		      struct bg_buf *given, const char *execution_id,
 		      const char *old_status, const char *new_status)
 {
-	if (d->stats == NULL &&
-	    (d->stats = calloc(1, sizeof(*d->stats))) == NULL)
+	if (stats_of(d) == NULL)
 		return false;
 	struct bg_stats_batch *b = d->stats;
 	if (b->n == BATCH_MAX_EXECS || b->n_ctr + 4 > BATCH_MAX_FIELDS)
@@ -346,8 +373,7 @@ void bg_stats_update_snap(struct bg_daemon *d, struct bg_str record,
 	if (emit == NULL && !bg_status_is_terminal(S(new_status)) &&
 	    batch_add(d, record, snap, execution_id, old_status, new_status))
 		return;
-	struct bg_buf k[K_N];
-	keys_build(d, k);
+	const struct bg_buf *k = keys_of(d);
 	if (emit == NULL) { /* the pipeline, at once: after the batch */
 		bg_stats_flush(d);
 		write_now(d, record, snap, execution_id, old_status, new_status,
@@ -358,19 +384,16 @@ void bg_stats_update_snap(struct bg_daemon *d, struct bg_str record,
 		write_now(d, record, snap, execution_id, old_status, new_status,
 			  k, emit, ctx);
 	}
-	keys_free(k);
 }
 
 /* EXPIRE of the five keys, each unless one was sent already this loop
  * turn on the write connection (bg_expire_once's set). */
 void bg_stats_expire(struct bg_daemon *d, bg_stats_emit_fn emit, void *ctx)
 {
-	struct bg_buf k[K_N];
-	keys_build(d, k);
+	const struct bg_buf *k = keys_of(d);
 	for (int i = 0; i < K_N; i++)
 		if (k[i].p && bg_keyset_add(d->expired, k[i].p))
 			emit(ctx, 3,
 			     (struct bg_str[]){ S("EXPIRE"), bs_of(&k[i]),
 						S("604800") });
-	keys_free(k);
 }
