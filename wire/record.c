@@ -545,35 +545,44 @@ _Static_assert(N_SNAPSHOT_KEYS ==
 		       sizeof(snapshot_absent) / sizeof(snapshot_absent[0]),
 	       "snapshot tables");
 
-/* Append the snapshot of the values val[] (a record's members in
- * snapshot_names' order, len 0 = absent); room for reserve more bytes is
- * made first. 0 or -ENOMEM (out unchanged). */
-static int snapshot_put(struct bg_buf *out, const struct bg_str *val,
-			size_t reserve)
+/* The text written for an absent snapshot member, with its length. */
+static struct bg_str snapshot_absent_of(size_t i)
 {
-	size_t mark = out->len;
-	int rc = 0;
-	/* ~1 KiB of output: reserved once, then plain appends */
-	if (bg_buf_reserve(out, reserve + 1024) || bg_buf_append(out, "{", 1))
-		rc = -ENOMEM;
-	for (size_t i = 0; rc == 0 && i < N_SNAPSHOT_KEYS; i++) {
-		struct bg_str x = val[i].len ? val[i]
-					     : bg_str_c(snapshot_absent[i]);
+	const char *a = snapshot_absent[i];
+	return (struct bg_str){ a, a[0] == '"' ? 2 : strlen(a) };
+}
+
+/* Append the snapshot of the values val[] (a record's members in
+ * snapshot_names' order, len 0 = absent): its size summed first, one
+ * reserve, then plain copies. 0 or -ENOMEM (out unchanged). */
+static int snapshot_put(struct bg_buf *out, const struct bg_str *val)
+{
+	struct bg_str x[N_SNAPSHOT_KEYS];
+	size_t need = 2; /* the braces */
+	for (size_t i = 0; i < N_SNAPSHOT_KEYS; i++) {
+		x[i] = val[i].len ? val[i] : snapshot_absent_of(i);
+		need += (i ? 4 : 3) + snapshot_names[i].len + x[i].len;
+	}
+	if (bg_buf_reserve(out, need))
+		return -ENOMEM;
+	char *w = out->p + out->len;
+	*w++ = '{';
+	for (size_t i = 0; i < N_SNAPSHOT_KEYS; i++) {
 		struct bg_str key = snapshot_names[i];
-		if (bg_buf_append(out, i ? ",\"" : "\"", i ? 2 : 1) ||
-		    bg_buf_append(out, key.p, key.len) ||
-		    bg_buf_append(out, "\":", 2) ||
-		    bg_buf_append(out, x.p, x.len))
-			rc = -ENOMEM;
+		if (i)
+			*w++ = ',';
+		*w++ = '"';
+		memcpy(w, key.p, key.len);
+		w += key.len;
+		*w++ = '"';
+		*w++ = ':';
+		memcpy(w, x[i].p, x[i].len);
+		w += x[i].len;
 	}
-	if (rc == 0)
-		rc = bg_buf_append(out, "}", 1);
-	if (rc) {
-		out->len = mark;
-		if (out->p)
-			out->p[mark] = '\0';
-	}
-	return rc;
+	*w++ = '}';
+	*w = '\0';
+	out->len = (size_t)(w - out->p);
+	return 0;
 }
 
 int bg_record_snapshot(struct bg_buf *out, struct bg_str record)
@@ -591,7 +600,7 @@ int bg_record_snapshot(struct bg_buf *out, struct bg_str record)
 	}
 	if (rc)
 		return -EINVAL;
-	return snapshot_put(out, val, record.len);
+	return snapshot_put(out, val);
 }
 
 /* bg_json_obj_edit of the update, its snapshot taken from the spans the
@@ -606,13 +615,12 @@ static int snapshot_pick(struct bg_buf *out, struct bg_buf *snap,
 	size_t off[N_SNAPSHOT_KEYS], len[N_SNAPSHOT_KEYS];
 	const struct bg_json_pick pick = { snapshot_names, N_SNAPSHOT_KEYS, off,
 					   len };
-	size_t mark = out->len;
 	int rc = bg_json_obj_edit_pick(out, record, e, n, &pick);
 	if (rc)
 		return rc;
 	struct bg_str val[N_SNAPSHOT_KEYS];
 	for (size_t i = 0; i < N_SNAPSHOT_KEYS; i++)
 		val[i] = (struct bg_str){ out->p + off[i], len[i] };
-	(void)snapshot_put(snap, val, out->len - mark);
+	(void)snapshot_put(snap, val);
 	return 0;
 }
