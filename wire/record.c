@@ -508,49 +508,42 @@ static const struct bg_str snapshot_names[] = {
 	K("agent_configs_snapshot_key"),
 	K("agent_config_audit"),
 };
-static const char *const snapshot_absent[] = {
-	"\"\"",	 /* execution_id */
-	"\"\"",	 /* message_id */
-	"\"\"",	 /* session_id */
-	"\"\"",	 /* trace_id */
-	"\"\"",	 /* worker_id */
-	"\"\"",	 /* source_agent_type */
-	"\"\"",	 /* target_agent_type */
-	"\"\"",	 /* stream_name */
-	"\"\"",	 /* redis_message_id */
-	"\"\"",	 /* status */
-	"0",	 /* created_at */
-	"0",	 /* started_at */
-	"0",	 /* finished_at */
-	"0",	 /* updated_at */
-	"\"\"",	 /* parent_message_id */
-	"false", /* cancel_requested */
-	"\"\"",	 /* cancel_reason */
-	"\"\"",	 /* route_policy */
-	"\"\"",	 /* route_status */
-	"\"\"",	 /* selected_agent_type */
-	"\"\"",	 /* availability_error_code */
-	"\"\"",	 /* availability_error */
-	"\"\"",	 /* error_type */
-	"\"\"",	 /* error_message */
-	"\"\"",	 /* error_code */
-	"\"\"",	 /* failed_stage */
-	"null",	 /* retryable */
-	"0",	 /* agent_configs_version */
-	"\"\"",	 /* agent_configs_snapshot_key */
-	"null",	 /* agent_config_audit */
+static const struct bg_str snapshot_absent[] = {
+	K("\"\""),  /* execution_id */
+	K("\"\""),  /* message_id */
+	K("\"\""),  /* session_id */
+	K("\"\""),  /* trace_id */
+	K("\"\""),  /* worker_id */
+	K("\"\""),  /* source_agent_type */
+	K("\"\""),  /* target_agent_type */
+	K("\"\""),  /* stream_name */
+	K("\"\""),  /* redis_message_id */
+	K("\"\""),  /* status */
+	K("0"),	    /* created_at */
+	K("0"),	    /* started_at */
+	K("0"),	    /* finished_at */
+	K("0"),	    /* updated_at */
+	K("\"\""),  /* parent_message_id */
+	K("false"), /* cancel_requested */
+	K("\"\""),  /* cancel_reason */
+	K("\"\""),  /* route_policy */
+	K("\"\""),  /* route_status */
+	K("\"\""),  /* selected_agent_type */
+	K("\"\""),  /* availability_error_code */
+	K("\"\""),  /* availability_error */
+	K("\"\""),  /* error_type */
+	K("\"\""),  /* error_message */
+	K("\"\""),  /* error_code */
+	K("\"\""),  /* failed_stage */
+	K("null"),  /* retryable */
+	K("0"),	    /* agent_configs_version */
+	K("\"\""),  /* agent_configs_snapshot_key */
+	K("null"),  /* agent_config_audit */
 };
 #define N_SNAPSHOT_KEYS (sizeof(snapshot_names) / sizeof(snapshot_names[0]))
 _Static_assert(N_SNAPSHOT_KEYS ==
 		       sizeof(snapshot_absent) / sizeof(snapshot_absent[0]),
 	       "snapshot tables");
-
-/* The text written for an absent snapshot member, with its length. */
-static struct bg_str snapshot_absent_of(size_t i)
-{
-	const char *a = snapshot_absent[i];
-	return (struct bg_str){ a, a[0] == '"' ? 2 : strlen(a) };
-}
 
 /* Append the snapshot of the values val[] (a record's members in
  * snapshot_names' order, len 0 = absent): its size summed first, one
@@ -560,7 +553,7 @@ static int snapshot_put(struct bg_buf *out, const struct bg_str *val)
 	struct bg_str x[N_SNAPSHOT_KEYS];
 	size_t need = 2; /* the braces */
 	for (size_t i = 0; i < N_SNAPSHOT_KEYS; i++) {
-		x[i] = val[i].len ? val[i] : snapshot_absent_of(i);
+		x[i] = val[i].len ? val[i] : snapshot_absent[i];
 		need += (i ? 4 : 3) + snapshot_names[i].len + x[i].len;
 	}
 	if (bg_buf_reserve(out, need))
