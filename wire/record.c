@@ -439,6 +439,15 @@ int bg_record_update_snap(struct bg_buf *out, struct bg_str record,
 						      r.len[i] };
 		for (size_t i = 0; i < u->n_extra; i++)
 			r.e[r.n++] = u->extra[i];
+		/* the copy and its edits in one allocation, not a doubling
+		 * per size class (the edits add some hundred bytes; raw
+		 * extras, e.g. the audit, are counted in) */
+		size_t more = 256;
+		for (size_t i = 0; i < r.n; i++)
+			more += strlen(r.e[i].key) + r.e[i].raw.len + 4;
+		rc = bg_buf_reserve(out, record.len + more);
+	}
+	if (rc == 0) {
 		rc = snap ? snapshot_pick(out, snap, record, r.e, r.n)
 			  : bg_json_obj_edit(out, record, r.e, r.n);
 	}
