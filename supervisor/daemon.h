@@ -261,6 +261,9 @@ void bg_finish_resend_unknown(struct bg_daemon *d);
 struct bg_keyset *bg_keyset_new(void);
 bool bg_keyset_add(struct bg_keyset *s, const char *key); /* true = new */
 void bg_keyset_clear(struct bg_keyset *s);
+/* Bumped by every bg_keyset_clear: keys added under one generation are
+ * in the set while it lasts. */
+uint64_t bg_keyset_gen(const struct bg_keyset *s);
 void bg_keyset_free(struct bg_keyset *s);
 /* EXPIRE key (604800 s) on the write connection, once per loop turn. */
 void bg_expire_once(struct bg_daemon *d, const char *key);

@@ -38,6 +38,9 @@ struct bg_stats_batch {
 	struct bg_buf keys[5];
 	enum bg_key_schema keys_schema;
 	char *keys_worker;
+	/* all five are in d->expired under this generation (keys_expired) */
+	bool keys_expired;
+	uint64_t keys_expired_gen;
 };
 
 enum { K_STATUS, K_EXECS, K_ACTIVE, K_ACTIVE_SNAPS, K_HIST_SNAPS, K_N };
@@ -86,6 +89,7 @@ static const struct bg_buf *keys_of(struct bg_daemon *d)
 	keys_free(b->keys);
 	free(b->keys_worker);
 	b->keys_worker = NULL;
+	b->keys_expired = false;
 	bool ok = true;
 	for (int i = 0; i < K_N; i++)
 		ok = bg_key_build(&b->keys[i], d->cfg->key_schema, key_kinds[i],
@@ -94,6 +98,24 @@ static const struct bg_buf *keys_of(struct bg_daemon *d)
 	if (ok && (b->keys_worker = strdup(d->worker_id)) != NULL)
 		b->keys_schema = d->cfg->key_schema;
 	return b->keys; /* built again next time unless all were */
+}
+
+/* Have the five keys been put in d->expired this loop turn (then every
+ * EXPIRE of them this turn is sent or refused already)? Else after
+ * keys_expired_now, they have. */
+static bool keys_expired(const struct bg_daemon *d)
+{
+	const struct bg_stats_batch *b = d->stats;
+	return b && b->keys_expired &&
+	       b->keys_expired_gen == bg_keyset_gen(d->expired);
+}
+
+static void keys_expired_now(struct bg_daemon *d)
+{
+	if (d->stats) {
+		d->stats->keys_expired = true;
+		d->stats->keys_expired_gen = bg_keyset_gen(d->expired);
+	}
 }
 
 static struct bg_str bs_of(const struct bg_buf *b)
@@ -294,8 +316,9 @@ void bg_stats_flush(struct bg_daemon *d)
 		send_pairs(d, "HSET", &k[K_ACTIVE_SNAPS], b, false, true);
 	}
 	/* after the writes, so that a key they created gets its TTL */
-	for (int i = 0; i < K_N; i++)
+	for (int i = 0; i < K_N && !keys_expired(d); i++)
 		bg_expire_once(d, k[i].p);
+	keys_expired_now(d);
 	batch_clear(b);
 }
 
@@ -378,8 +401,9 @@ void bg_stats_update_snap(struct bg_daemon *d, struct bg_str record,
 		bg_stats_flush(d);
 		write_now(d, record, snap, execution_id, old_status, new_status,
 			  k, emit_wr, d);
-		for (int i = 0; i < K_N; i++)
+		for (int i = 0; i < K_N && !keys_expired(d); i++)
 			bg_expire_once(d, k[i].p);
+		keys_expired_now(d);
 	} else {
 		write_now(d, record, snap, execution_id, old_status, new_status,
 			  k, emit, ctx);
@@ -390,10 +414,13 @@ void bg_stats_update_snap(struct bg_daemon *d, struct bg_str record,
  * turn on the write connection (bg_expire_once's set). */
 void bg_stats_expire(struct bg_daemon *d, bg_stats_emit_fn emit, void *ctx)
 {
+	if (keys_expired(d))
+		return;
 	const struct bg_buf *k = keys_of(d);
 	for (int i = 0; i < K_N; i++)
 		if (k[i].p && bg_keyset_add(d->expired, k[i].p))
 			emit(ctx, 3,
 			     (struct bg_str[]){ S("EXPIRE"), bs_of(&k[i]),
 						S("604800") });
+	keys_expired_now(d);
 }
