@@ -67,11 +67,13 @@ struct claim {
 	struct bg_daemon *d;
 	uint64_t tag; /* the job, looked up again: it may be freed at exit */
 	enum claim_then then;
-	int round;	   /* claims of this job lost before this one */
-	bool eval;	   /* sent as EVAL with the text (after NOSCRIPT) */
-	char *holder;	   /* the other worker the record says runs it */
-	char *lease_key;   /* its online lease (KEYS[2]) */
-	struct bg_buf rec; /* the RUNNING record sent */
+	int round;	    /* claims of this job lost before this one */
+	bool eval;	    /* sent as EVAL with the text (after NOSCRIPT) */
+	char *holder;	    /* the other worker the record says runs it */
+	char *lease_key;    /* its online lease (KEYS[2]) */
+	struct bg_buf rec;  /* the RUNNING record sent */
+	struct bg_buf snap; /* its snapshot (WIRE 5.9) taken with it, or
+			       empty: read from it when won */
 };
 
 static bool examine(struct bg_daemon *d, struct bg_job *t,
@@ -95,6 +97,7 @@ static void claim_free(struct claim *c)
 	free(c->holder);
 	free(c->lease_key);
 	bg_buf_free(&c->rec);
+	bg_buf_free(&c->snap);
 	free(c);
 }
 
@@ -401,6 +404,12 @@ static bool examine(struct bg_daemon *d, struct bg_job *t,
 			    "starting a new execution");
 	}
 	t->id.record_exists = have;
+	if (bg_job_keep_route(t, have ? &rec : NULL) != 0) {
+		bg_record_free(&rec);
+		bg_end(d, t, BG_END_FAILED, "INTERNAL",
+		       "out of memory reading the execution record");
+		return false;
+	}
 	bool is_resume = t->id.cmd.action == BG_ACTION_RESUME;
 	bool runs = have && bg_record_runs(&rec);
 	bool mine = have && rec.worker_id.len &&
@@ -471,7 +480,7 @@ bool bg_admit_examine(struct bg_daemon *d, struct bg_job *t,
  * updated_at, started_at (once) and a timeline entry spliced in, or a new
  * record (wire/record.c). Exactly what was written before claims. */
 static int build_running_bare(struct bg_daemon *d, struct bg_job *t,
-			      struct bg_buf *out,
+			      struct bg_buf *out, struct bg_buf *snap,
 			      const struct bg_json_edit *extra, size_t n_extra)
 {
 	int64_t now = bg_now_ms();
@@ -482,10 +491,10 @@ static int build_running_bare(struct bg_daemon *d, struct bg_job *t,
 					      .now_ms = now,
 					      .extra = extra,
 					      .n_extra = n_extra };
-		return bg_record_update(out,
-					(struct bg_str){ t->id.record.p,
-							 t->id.record.len },
-					&u);
+		return bg_record_update_snap(
+			out,
+			(struct bg_str){ t->id.record.p, t->id.record.len }, &u,
+			snap);
 	}
 	struct bg_record_new n = {
 		.execution_id = bg_str_c(t->id.execution_id),
@@ -563,7 +572,7 @@ static struct bg_str audit_json(const struct bg_audit_handler *h)
  * (WIRE 8.2, wire/audit.h): agent_configs_version and agent_config_audit
  * for the dashboard's execution page. */
 static int build_running(struct bg_daemon *d, struct bg_job *t,
-			 struct bg_buf *out)
+			 struct bg_buf *out, struct bg_buf *snap)
 {
 	struct bg_buf bare = { 0 };
 	const struct bg_agent_type_conf *tc =
@@ -591,9 +600,9 @@ static int build_running(struct bg_daemon *d, struct bg_job *t,
 		{ "agent_config_audit", audit, BG_JSON_SET },
 	};
 	if (t->id.record_exists && audit.len &&
-	    build_running_bare(d, t, out, e, 2) == 0)
+	    build_running_bare(d, t, out, snap, e, 2) == 0)
 		return 0;
-	int rc = build_running_bare(d, t, &bare, NULL, 0);
+	int rc = build_running_bare(d, t, &bare, NULL, NULL, 0);
 	if (rc == 0 &&
 	    (audit.len == 0 ||
 	     bg_audit_splice(out, (struct bg_str){ bare.p, bare.len }, audit,
@@ -678,7 +687,7 @@ static void claim_start(struct bg_daemon *d, struct bg_job *t,
 		return;
 	}
 	struct claim *c = calloc(1, sizeof(*c));
-	int rc = c ? build_running(d, t, &c->rec) : -ENOMEM;
+	int rc = c ? build_running(d, t, &c->rec, &c->snap) : -ENOMEM;
 	if (rc == 0)
 		rc = find_holder(d, t, c);
 	if (rc) {
@@ -719,10 +728,11 @@ static void won(struct claim *c, struct bg_job *t)
 	c->rec = (struct bg_buf){ 0 };
 	t->id.record_exists = true;
 	bg_expire_once(d, t->id.reg_key);
-	bg_stats_update(d, (struct bg_str){ t->id.record.p, t->id.record.len },
-			t->id.execution_id,
-			t->id.prev_status[0] ? t->id.prev_status : NULL,
-			"RUNNING", NULL, NULL);
+	bg_stats_update_snap(
+		d, (struct bg_str){ t->id.record.p, t->id.record.len },
+		&c->snap, t->id.execution_id,
+		t->id.prev_status[0] ? t->id.prev_status : NULL, "RUNNING",
+		NULL, NULL);
 	snprintf(t->id.prev_status, sizeof(t->id.prev_status), "RUNNING");
 	if (c->then == THEN_CANCEL)
 		bg_end_cancelled(d, t);

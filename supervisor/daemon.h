@@ -195,6 +195,13 @@ typedef void (*bg_stats_emit_fn)(void *ctx, int argc,
 void bg_stats_update(struct bg_daemon *d, struct bg_str record,
 		     const char *execution_id, const char *old_status,
 		     const char *new_status, bg_stats_emit_fn emit, void *ctx);
+/* bg_stats_update with the record's snapshot already taken (by
+ * bg_record_update_snap with its update): it is used and *snap left empty
+ * (freed by the caller either way); NULL or empty: read from record. */
+void bg_stats_update_snap(struct bg_daemon *d, struct bg_str record,
+			  struct bg_buf *snap, const char *execution_id,
+			  const char *old_status, const char *new_status,
+			  bg_stats_emit_fn emit, void *ctx);
 void bg_stats_flush(struct bg_daemon *d);
 /* EXPIRE 604800 of the five keys through emit, each unless one was sent
  * on the write connection already this loop turn. */
@@ -254,6 +261,9 @@ void bg_finish_resend_unknown(struct bg_daemon *d);
 struct bg_keyset *bg_keyset_new(void);
 bool bg_keyset_add(struct bg_keyset *s, const char *key); /* true = new */
 void bg_keyset_clear(struct bg_keyset *s);
+/* Bumped by every bg_keyset_clear: keys added under one generation are
+ * in the set while it lasts. */
+uint64_t bg_keyset_gen(const struct bg_keyset *s);
 void bg_keyset_free(struct bg_keyset *s);
 /* EXPIRE key (604800 s) on the write connection, once per loop turn. */
 void bg_expire_once(struct bg_daemon *d, const char *key);

@@ -449,6 +449,12 @@ static void rebase(struct bg_daemon *d, struct bg_job *t, const redisReply *r)
 		}
 		bg_buf_free(&t->id.record);
 		t->id.record = b;
+		if (bg_job_keep_route(t, &rec) != 0) {
+			struct bg_log_ids ids = bg_job_log_ids(t);
+			bg_log_task(BG_LOG_WARN, &ids,
+				    "out of memory keeping the record's route: "
+				    "its trace span goes without it");
+		}
 	}
 	bg_record_free(&rec);
 }

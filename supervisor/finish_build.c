@@ -213,7 +213,8 @@ static void add_record(struct bg_daemon *d, struct bg_job *t,
 		.duplicate_of =
 			S(t->end.duplicate_of ? t->end.duplicate_of : ""),
 	};
-	if (bg_record_update(rec, base, &u) == 0) {
+	struct bg_buf snap = { 0 };
+	if (bg_record_update_snap(rec, base, &u, &snap) == 0) {
 		char field[64];
 		snprintf(field, sizeof(field), "exec:%s", t->id.execution_id);
 		TXN(x, S("HSET"), S(t->id.reg_key), S(field),
@@ -223,13 +224,15 @@ static void add_record(struct bg_daemon *d, struct bg_job *t,
 		char st[64];
 		snprintf(st, sizeof(st), "%.*s", (int)v->status.len,
 			 v->status.p);
-		bg_stats_update(d, (struct bg_str){ rec->p, rec->len },
-				t->id.execution_id,
-				t->id.prev_status[0] ? t->id.prev_status : NULL,
-				st, emit_txn, x);
+		bg_stats_update_snap(d, (struct bg_str){ rec->p, rec->len },
+				     &snap, t->id.execution_id,
+				     t->id.prev_status[0] ? t->id.prev_status
+							  : NULL,
+				     st, emit_txn, x);
 	} else {
 		bg_warn("cannot update the record of %s", t->id.execution_id);
 	}
+	bg_buf_free(&snap);
 	for (int i = 0; i < 4; i++)
 		bg_buf_free(&e[i]);
 }

@@ -2,6 +2,7 @@
  * function that changes them, the list of all jobs, the ready queue, and
  * what a job owns (job.h). Calls nothing above it: the suspect list learns
  * of a freed job through the daemon's job_freed hook. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include "supervisor/entry_read.h"
 #include "supervisor/gate.h"
 #include "wire/event.h"
+#include "wire/record.h"
 #include "workspace/workspace.h"
 
 static const char *const state_names[BG_JOB__COUNT] = {
@@ -216,6 +218,8 @@ static void release(struct bg_daemon *d, struct bg_job *t)
 	free(t->end.error_message);
 	free(t->end.duplicate_of);
 	bg_buf_free(&t->id.record);
+	bg_buf_free(&t->id.route_policy);
+	bg_buf_free(&t->id.route_status);
 	bg_buf_free(&t->end.content);
 	bg_buf_free(&t->end.reply_data);
 	bg_buf_free(&t->end.result_metadata);
@@ -307,4 +311,21 @@ void bg_job_refused(struct bg_job *t, const char *what, const redisReply *r)
 	bg_log_task(BG_LOG_WARN, &ids, "%s refused (%s); retrying", what,
 		    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
 	bg_job_move(t, BG_JOB_PICKUP_LOST);
+}
+
+int bg_job_keep_route(struct bg_job *t, const struct bg_record *rec)
+{
+	bg_buf_reset(&t->id.route_policy);
+	bg_buf_reset(&t->id.route_status);
+	if (rec == NULL)
+		return 0;
+	if (bg_buf_append(&t->id.route_policy, rec->route_policy.p,
+			  rec->route_policy.len) != 0 ||
+	    bg_buf_append(&t->id.route_status, rec->route_status.p,
+			  rec->route_status.len) != 0) {
+		bg_buf_reset(&t->id.route_policy);
+		bg_buf_reset(&t->id.route_status);
+		return -ENOMEM;
+	}
+	return 0;
 }

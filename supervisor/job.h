@@ -98,6 +98,12 @@ struct bg_job_id {
 	 * record_exists, prev_status is what `record` says: its status when
 	 * its worker_id is this worker's, else "". The finish skips its
 	 * parse when Redis returns exactly these bytes. */
+	/* The route members of `record` (bg_record's route_policy and
+	 * route_status, decoded; empty when none), kept with it by
+	 * bg_job_keep_route wherever `record` takes bytes read from Redis
+	 * (examine, rebase); the records we write keep them byte for byte.
+	 * The trace reads them here instead of scanning `record`. */
+	struct bg_buf route_policy, route_status;
 	char callback_to[BG_ID_MAX + 1]; /* caller agent type to call back
 					   when terminal ("" = none): WIRE
 					   6.6, "bygate decisions" 16 */
@@ -230,6 +236,11 @@ void bg_job_free_all(struct bg_daemon *d);
 void bg_job_release_private(struct bg_daemon *d, struct bg_job *t);
 
 struct bg_log_ids bg_job_log_ids(const struct bg_job *t);
+/* t->id.route_policy and route_status from rec (a successful
+ * bg_record_read of the bytes now in t->id.record), or empty with rec
+ * NULL. -ENOMEM (both then empty). */
+struct bg_record;
+int bg_job_keep_route(struct bg_job *t, const struct bg_record *rec);
 void bg_job_event_ctx(const struct bg_job *t, struct bg_event_ctx *ctx);
 
 /* The ready queue: QUEUED jobs in the order they are placed. */

@@ -8,6 +8,7 @@
 struct bg_keyset {
 	char **slots;
 	size_t cap, n;
+	uint64_t gen; /* clears so far */
 };
 
 static uint64_t hash(const char *s)
@@ -34,8 +35,8 @@ struct bg_keyset *bg_keyset_new(void)
 
 static void grow(struct bg_keyset *s)
 {
-	struct bg_keyset big = { calloc(s->cap * 2, sizeof(char *)), s->cap * 2,
-				 0 };
+	struct bg_keyset big = { .slots = calloc(s->cap * 2, sizeof(char *)),
+				 .cap = s->cap * 2 };
 	if (big.slots == NULL)
 		return;
 	for (size_t i = 0; i < s->cap; i++) {
@@ -69,8 +70,14 @@ bool bg_keyset_add(struct bg_keyset *s, const char *key)
 	return true;
 }
 
+uint64_t bg_keyset_gen(const struct bg_keyset *s)
+{
+	return s ? s->gen : 0;
+}
+
 void bg_keyset_clear(struct bg_keyset *s)
 {
+	s->gen++;
 	if (s->n == 0)
 		return;
 	for (size_t i = 0; i < s->cap; i++) {

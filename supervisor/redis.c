@@ -82,10 +82,14 @@ static void req_release(struct bg_rconn *c, struct bg_rreq *q)
 	c->n_spare++;
 }
 
+/* The coarse monotonic clock (a read of the vDSO's last tick, not of the
+ * TSC: send_raw calls it per command). Deadlines and their check both
+ * use it, so one is off by at most a scheduler tick (1-10 ms), far below
+ * the timeouts and the check's own period. */
 static int64_t now_ms(void)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 

@@ -34,9 +34,17 @@ struct bg_stats_batch {
 		char now[32];
 		struct bg_buf snap;
 	} ex[BATCH_MAX_EXECS];
+	/* the five keys (keys_of), built for keys_schema and keys_worker */
+	struct bg_buf keys[5];
+	enum bg_key_schema keys_schema;
+	char *keys_worker;
+	/* all five are in d->expired under this generation (keys_expired) */
+	bool keys_expired;
+	uint64_t keys_expired_gen;
 };
 
 enum { K_STATUS, K_EXECS, K_ACTIVE, K_ACTIVE_SNAPS, K_HIST_SNAPS, K_N };
+_Static_assert(K_N == 5, "bg_stats_batch keys");
 
 static const enum bg_key_kind key_kinds[K_N] = {
 	BG_KEY_WORKER_STATUS, BG_KEY_WORKER_EXECUTIONS,
@@ -52,20 +60,62 @@ static void status_field(char *out, size_t n, const char *status)
 	snprintf(out + i, n - i, "_count");
 }
 
-/* The five keys of this worker (free with keys_free). */
-static void keys_build(const struct bg_daemon *d, struct bg_buf k[K_N])
-{
-	for (int i = 0; i < K_N; i++) {
-		k[i] = (struct bg_buf){ 0 };
-		bg_key_build(&k[i], d->cfg->key_schema, key_kinds[i],
-			     S(d->worker_id), S(""), S(""));
-	}
-}
-
 static void keys_free(struct bg_buf k[K_N])
 {
 	for (int i = 0; i < K_N; i++)
 		bg_buf_free(&k[i]);
+}
+
+static struct bg_stats_batch *stats_of(struct bg_daemon *d)
+{
+	if (d->stats == NULL)
+		d->stats = calloc(1, sizeof(*d->stats));
+	return d->stats;
+}
+
+/* The five keys of this worker, built once and kept in d->stats while
+ * the key schema and the worker id stay what they were built for (a
+ * call per stats change and per finish otherwise builds and frees
+ * five). Empty keys (p NULL) without memory, as a failed build gives. */
+static const struct bg_buf *keys_of(struct bg_daemon *d)
+{
+	static const struct bg_buf none[K_N];
+	struct bg_stats_batch *b = stats_of(d);
+	if (b == NULL)
+		return none;
+	if (b->keys_worker && b->keys_schema == d->cfg->key_schema &&
+	    strcmp(b->keys_worker, d->worker_id) == 0)
+		return b->keys;
+	keys_free(b->keys);
+	free(b->keys_worker);
+	b->keys_worker = NULL;
+	b->keys_expired = false;
+	bool ok = true;
+	for (int i = 0; i < K_N; i++)
+		ok = bg_key_build(&b->keys[i], d->cfg->key_schema, key_kinds[i],
+				  S(d->worker_id), S(""), S("")) == 0 &&
+		     b->keys[i].p && ok;
+	if (ok && (b->keys_worker = strdup(d->worker_id)) != NULL)
+		b->keys_schema = d->cfg->key_schema;
+	return b->keys; /* built again next time unless all were */
+}
+
+/* Have the five keys been put in d->expired this loop turn (then every
+ * EXPIRE of them this turn is sent or refused already)? Else after
+ * keys_expired_now, they have. */
+static bool keys_expired(const struct bg_daemon *d)
+{
+	const struct bg_stats_batch *b = d->stats;
+	return b && b->keys_expired &&
+	       b->keys_expired_gen == bg_keyset_gen(d->expired);
+}
+
+static void keys_expired_now(struct bg_daemon *d)
+{
+	if (d->stats) {
+		d->stats->keys_expired = true;
+		d->stats->keys_expired_gen = bg_keyset_gen(d->expired);
+	}
 }
 
 static struct bg_str bs_of(const struct bg_buf *b)
@@ -101,8 +151,17 @@ static int counter_moves(const char *old_status, const char *new_status,
 	return n;
 }
 
-static void snapshot_of(struct bg_buf *snap, struct bg_str record)
+/* The snapshot of record into the empty snap: the one the caller took
+ * with the record's update when it has one (moved, given left empty),
+ * else read from the record. */
+static void snapshot_of(struct bg_buf *snap, struct bg_str record,
+			struct bg_buf *given)
 {
+	if (given && given->len) {
+		*snap = *given;
+		*given = (struct bg_buf){ 0 };
+		return;
+	}
 	if (bg_record_snapshot(snap, record) != 0) {
 		bg_buf_reset(snap);
 		bg_buf_puts(snap, "{}");
@@ -113,15 +172,16 @@ static void snapshot_of(struct bg_buf *snap, struct bg_str record)
  * the write pipeline for a terminal change. No EXPIRE (the callers add
  * them). */
 static void write_now(struct bg_daemon *d, struct bg_str record,
-		      const char *execution_id, const char *old_status,
-		      const char *new_status, const struct bg_buf k[K_N],
-		      bg_stats_emit_fn emit, void *ctx)
+		      struct bg_buf *given, const char *execution_id,
+		      const char *old_status, const char *new_status,
+		      const struct bg_buf k[K_N], bg_stats_emit_fn emit,
+		      void *ctx)
 {
 	struct bg_buf snap = { 0 };
 	char now[32], fields[4][64];
 	const char *deltas[4];
 	snprintf(now, sizeof(now), "%lld", (long long)bg_now_ms());
-	snapshot_of(&snap, record);
+	snapshot_of(&snap, record, given);
 	struct bg_str st = bs_of(&k[K_STATUS]), ssnap = bs_of(&snap);
 	bool terminal = bg_status_is_terminal(S(new_status));
 	int n = counter_moves(old_status, new_status, fields, deltas);
@@ -228,8 +288,7 @@ void bg_stats_flush(struct bg_daemon *d)
 	struct bg_stats_batch *b = d->stats;
 	if (b == NULL || (b->n == 0 && b->n_ctr == 0))
 		return;
-	struct bg_buf k[K_N];
-	keys_build(d, k);
+	const struct bg_buf *k = keys_of(d);
 	struct bg_str st = bs_of(&k[K_STATUS]);
 	for (int i = 0; i < b->n_ctr; i++) {
 		char delta[32];
@@ -257,9 +316,9 @@ void bg_stats_flush(struct bg_daemon *d)
 		send_pairs(d, "HSET", &k[K_ACTIVE_SNAPS], b, false, true);
 	}
 	/* after the writes, so that a key they created gets its TTL */
-	for (int i = 0; i < K_N; i++)
+	for (int i = 0; i < K_N && !keys_expired(d); i++)
 		bg_expire_once(d, k[i].p);
-	keys_free(k);
+	keys_expired_now(d);
 	batch_clear(b);
 }
 
@@ -268,6 +327,8 @@ void bg_stats_free(struct bg_daemon *d)
 	if (d->stats == NULL)
 		return;
 	batch_clear(d->stats);
+	keys_free(d->stats->keys);
+	free(d->stats->keys_worker);
 	free(d->stats);
 	d->stats = NULL;
 }
@@ -290,11 +351,10 @@ static void batch_count(struct bg_stats_batch *b, const char *field,
 /* A non-terminal change on the write pipeline, added to the turn's batch;
  * false when it cannot be (no memory): written at once instead. */
 static bool batch_add(struct bg_daemon *d, struct bg_str record,
-		      const char *execution_id, const char *old_status,
-		      const char *new_status)
+		      struct bg_buf *given, const char *execution_id,
+		      const char *old_status, const char *new_status)
 {
-	if (d->stats == NULL &&
-	    (d->stats = calloc(1, sizeof(*d->stats))) == NULL)
+	if (stats_of(d) == NULL)
 		return false;
 	struct bg_stats_batch *b = d->stats;
 	if (b->n == BATCH_MAX_EXECS || b->n_ctr + 4 > BATCH_MAX_FIELDS)
@@ -315,7 +375,7 @@ static bool batch_add(struct bg_daemon *d, struct bg_str record,
 	b->ex[b->n].execution_id = id;
 	snprintf(b->ex[b->n].now, sizeof(b->ex[b->n].now), "%s", b->updated_at);
 	b->ex[b->n].snap = (struct bg_buf){ 0 };
-	snapshot_of(&b->ex[b->n].snap, record);
+	snapshot_of(&b->ex[b->n].snap, record, given);
 	b->n++;
 	return true;
 }
@@ -324,34 +384,43 @@ void bg_stats_update(struct bg_daemon *d, struct bg_str record,
 		     const char *execution_id, const char *old_status,
 		     const char *new_status, bg_stats_emit_fn emit, void *ctx)
 {
+	bg_stats_update_snap(d, record, NULL, execution_id, old_status,
+			     new_status, emit, ctx);
+}
+
+void bg_stats_update_snap(struct bg_daemon *d, struct bg_str record,
+			  struct bg_buf *snap, const char *execution_id,
+			  const char *old_status, const char *new_status,
+			  bg_stats_emit_fn emit, void *ctx)
+{
 	if (emit == NULL && !bg_status_is_terminal(S(new_status)) &&
-	    batch_add(d, record, execution_id, old_status, new_status))
+	    batch_add(d, record, snap, execution_id, old_status, new_status))
 		return;
-	struct bg_buf k[K_N];
-	keys_build(d, k);
+	const struct bg_buf *k = keys_of(d);
 	if (emit == NULL) { /* the pipeline, at once: after the batch */
 		bg_stats_flush(d);
-		write_now(d, record, execution_id, old_status, new_status, k,
-			  emit_wr, d);
-		for (int i = 0; i < K_N; i++)
+		write_now(d, record, snap, execution_id, old_status, new_status,
+			  k, emit_wr, d);
+		for (int i = 0; i < K_N && !keys_expired(d); i++)
 			bg_expire_once(d, k[i].p);
+		keys_expired_now(d);
 	} else {
-		write_now(d, record, execution_id, old_status, new_status, k,
-			  emit, ctx);
+		write_now(d, record, snap, execution_id, old_status, new_status,
+			  k, emit, ctx);
 	}
-	keys_free(k);
 }
 
 /* EXPIRE of the five keys, each unless one was sent already this loop
  * turn on the write connection (bg_expire_once's set). */
 void bg_stats_expire(struct bg_daemon *d, bg_stats_emit_fn emit, void *ctx)
 {
-	struct bg_buf k[K_N];
-	keys_build(d, k);
+	if (keys_expired(d))
+		return;
+	const struct bg_buf *k = keys_of(d);
 	for (int i = 0; i < K_N; i++)
 		if (k[i].p && bg_keyset_add(d->expired, k[i].p))
 			emit(ctx, 3,
 			     (struct bg_str[]){ S("EXPIRE"), bs_of(&k[i]),
 						S("604800") });
-	keys_free(k);
+	keys_expired_now(d);
 }

@@ -375,18 +375,11 @@ void bg_trace_job_finished(struct bg_daemon *d, const struct bg_job *t)
 	int64_t start = began ? now - (mono - began) : now;
 	struct ended e;
 	ended_of(t, &e);
-	struct bg_buf parent = { 0 }, policy = { 0 }, route = { 0 };
+	struct bg_buf parent = { 0 };
 	execute_parent(t, &parent);
 	char exec_span[64];
 	snprintf(exec_span, sizeof(exec_span), "%s:worker.execute",
 		 t->id.execution_id);
-	/* the route the sender recorded (runner.py takes it from the
-	 * execution record) */
-	struct bg_str rec = { t->id.record.p, t->id.record.len };
-	static const char *const route_keys[] = { "route_policy",
-						  "route_status" };
-	members_text(rec, route_keys,
-		     (struct bg_buf *const[]){ &policy, &route }, 2);
 	struct bg_span s = {
 		.trace_id = S(t->id.trace_id),
 		.span_id = S(exec_span),
@@ -407,8 +400,10 @@ void bg_trace_job_finished(struct bg_daemon *d, const struct bg_job *t)
 		.error_code = B(e.ecode),
 		.failed_stage = B(e.estage),
 		.retryable = e.retryable,
-		.route_policy = B(policy),
-		.route_status = B(route),
+		/* the route the sender recorded (runner.py takes it from
+		 * the execution record), read with it (job.h) */
+		.route_policy = B(t->id.route_policy),
+		.route_status = B(t->id.route_status),
 		.chunk_count = (int64_t)t->run.events,
 	};
 	keep_span(d, &s, e.status, NULL);
@@ -452,8 +447,6 @@ void bg_trace_job_finished(struct bg_daemon *d, const struct bg_job *t)
 		bg_buf_free(&em);
 	}
 	bg_buf_free(&parent);
-	bg_buf_free(&policy);
-	bg_buf_free(&route);
 	ended_free(&e);
 }
 

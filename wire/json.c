@@ -828,8 +828,36 @@ static int edit_value(struct bg_buf *out, const struct bg_json_edit *e,
 	return rc ? rc : bg_buf_append(out, "]", 1);
 }
 
+/* The index of the plain key in pick's names, pick->n when none. */
+static size_t pick_find(const struct bg_json_pick *pick, const char *key)
+{
+	size_t kn = strlen(key);
+	for (size_t i = 0; i < pick->n; i++)
+		if (pick->names[i].len == kn &&
+		    memcmp(pick->names[i].p, key, kn) == 0)
+			return i;
+	return pick->n;
+}
+
+/* pick's entry i is the output span [from, out->len) */
+static void pick_set(const struct bg_json_pick *pick, size_t i, size_t from,
+		     const struct bg_buf *out)
+{
+	if (pick && i < pick->n) {
+		pick->off[i] = from;
+		pick->len[i] = out->len - from;
+	}
+}
+
 int bg_json_obj_edit(struct bg_buf *out, struct bg_str obj,
 		     const struct bg_json_edit *edits, size_t n)
+{
+	return bg_json_obj_edit_pick(out, obj, edits, n, NULL);
+}
+
+int bg_json_obj_edit_pick(struct bg_buf *out, struct bg_str obj,
+			  const struct bg_json_edit *edits, size_t n,
+			  const struct bg_json_pick *pick)
 {
 	struct bg_json_iter it = { 0 };
 	struct bg_str k, v;
@@ -842,19 +870,33 @@ int bg_json_obj_edit(struct bg_buf *out, struct bg_str obj,
 	for (size_t i = 0; rc == 0 && i < n; i++)
 		names[i] =
 			(struct bg_str){ edits[i].key, strlen(edits[i].key) };
+	for (size_t i = 0; pick && i < pick->n; i++)
+		pick->off[i] = pick->len[i] = 0;
 
 	while (rc == 0 && (rc = bg_json_iter_key(&it, &k)) == 1) {
 		members++;
 		if ((rc = bg_json_iter_value(&it, &v)) != 0)
 			break;
 		size_t i = bg_json_key_find(k, names, n);
-		if (i == n)
+		size_t at = pick ? bg_json_key_find(k, pick->names, pick->n)
+				 : 0;
+		if (i == n) {
+			/* copied later: obj[copied..] lands at out->len on */
+			if (pick && at < pick->n) {
+				pick->off[at] = out->len +
+						(size_t)(v.p - obj.p) - copied;
+				pick->len[at] = v.len;
+			}
 			continue;
+		}
 		seen |= 1ULL << i;
 		rc = bg_buf_append(out, obj.p + copied,
 				   (size_t)(v.p - obj.p) - copied);
+		size_t from = out->len;
 		if (rc == 0)
 			rc = edit_value(out, &edits[i], v);
+		if (rc == 0 && pick)
+			pick_set(pick, at, from, out);
 		copied = (size_t)(v.p - obj.p) + v.len;
 	}
 	size_t close = it.pos - 1;
@@ -868,8 +910,12 @@ int bg_json_obj_edit(struct bg_buf *out, struct bg_str obj,
 		struct bg_str none = { "null", 4 };
 		rc = bg_buf_printf(out, "%s\"%s\":", members++ ? "," : "",
 				   edits[i].key);
+		size_t from = out->len;
 		if (rc == 0)
 			rc = edit_value(out, &edits[i], none);
+		if (rc == 0 && pick)
+			pick_set(pick, pick_find(pick, edits[i].key), from,
+				 out);
 	}
 	if (rc == 0)
 		rc = bg_buf_append(out, obj.p + close, obj.len - close);

@@ -81,6 +81,22 @@ struct bg_json_edit {
 int bg_json_obj_edit(struct bg_buf *out, struct bg_str obj,
 		     const struct bg_json_edit *edits, size_t n);
 
+/* Where bg_json_obj_edit_pick's output holds the values of names[0..n):
+ * for each, the offset in out and the length of the value of its last
+ * top-level member (len 0: the output has no such member), exactly the
+ * span bg_json_obj_getv of the output would return. */
+struct bg_json_pick {
+	const struct bg_str *names; /* plain keys, no escapes */
+	size_t n;
+	size_t *off, *len;
+};
+
+/* bg_json_obj_edit that also fills pick (its arrays zeroed first) in the
+ * same pass: the values of the output's members without scanning it. */
+int bg_json_obj_edit_pick(struct bg_buf *out, struct bg_str obj,
+			  const struct bg_json_edit *edits, size_t n,
+			  const struct bg_json_pick *pick);
+
 /* Append to out a copy of the JSON array `arr` with the raw value appended.
  * 0, -EINVAL, -ENOMEM; out is unchanged on error. */
 int bg_json_arr_append(struct bg_buf *out, struct bg_str arr,

@@ -76,15 +76,23 @@ static int read_str(struct bg_record *r, struct bg_str val, size_t *off,
 }
 
 /* Every member read_members looks at: the string fields (in str_fields'
- * order), then timeline, cancel_requested, started_at. */
+ * order), then timeline, cancel_requested, started_at, then the lenient
+ * route members (in route_fields' order). */
 static const struct bg_str read_keys[] = {
 	K("execution_id"),	K("message_id"),    K("status"),
 	K("parent_message_id"), K("worker_id"),	    K("source_agent_type"),
 	K("target_agent_type"), K("cancel_reason"), K("timeline"),
-	K("cancel_requested"),	K("started_at"),
+	K("cancel_requested"),	K("started_at"),    K("route_policy"),
+	K("route_status"),
 };
 #define N_READ_KEYS (sizeof(read_keys) / sizeof(read_keys[0]))
-_Static_assert(N_READ_KEYS == N_STR_FIELDS + 3, "read_keys");
+#define N_ROUTE 2
+#define ROUTE_KEY0 (N_STR_FIELDS + 3)
+_Static_assert(N_READ_KEYS == N_STR_FIELDS + 3 + N_ROUTE, "read_keys");
+static const size_t route_fields[N_ROUTE] = {
+	offsetof(struct bg_record, route_policy),
+	offsetof(struct bg_record, route_status),
+};
 
 /* cancel_requested (is_cancel) or started_at */
 static int read_scalar(struct bg_record *r, bool is_cancel, struct bg_str val)
@@ -105,7 +113,8 @@ static int read_scalar(struct bg_record *r, bool is_cancel, struct bg_str val)
 }
 
 static int read_members(struct bg_record *r, struct bg_str json, size_t off[],
-			size_t len[], struct bg_str *timeline)
+			size_t len[], struct bg_str *timeline,
+			struct bg_str route[N_ROUTE])
 {
 	struct bg_json_iter it;
 	struct bg_str key, val;
@@ -120,6 +129,8 @@ static int read_members(struct bg_record *r, struct bg_str json, size_t off[],
 			rc = read_str(r, val, &off[i], &len[i]);
 		else if (i == N_STR_FIELDS) /* timeline */
 			*timeline = val;
+		else if (i >= ROUTE_KEY0 && i < N_READ_KEYS)
+			route[i - ROUTE_KEY0] = val; /* the last one wins */
 		else if (i < N_READ_KEYS)
 			rc = read_scalar(r, i == N_STR_FIELDS + 1, val);
 	}
@@ -167,23 +178,43 @@ static int read_prior_status(struct bg_record *r, struct bg_str timeline,
 	return read_str(r, last, off, len);
 }
 
+/* The route members that are strings, decoded into r->store (after the
+ * string fields: off[N_STR_FIELDS + k], len[...]); others stay "". */
+static int read_route(struct bg_record *r, const struct bg_str route[N_ROUTE],
+		      size_t off[], size_t len[])
+{
+	int rc = 0;
+	for (size_t k = 0; rc == 0 && k < N_ROUTE; k++)
+		if (route[k].len && bg_json_type(route[k]) == '"')
+			rc = read_str(r, route[k], &off[N_STR_FIELDS + k],
+				      &len[N_STR_FIELDS + k]);
+	return rc;
+}
+
 static void set_views(struct bg_record *r, const size_t off[],
 		      const size_t len[], size_t prior_off, size_t prior_len)
 {
 	for (size_t i = 0; i < N_STR_FIELDS; i++)
 		*field_at(r, i) =
 			(struct bg_str){ r->store.p + off[i], len[i] };
+	for (size_t k = 0; k < N_ROUTE; k++)
+		*(struct bg_str *)((char *)r + route_fields[k]) =
+			(struct bg_str){ r->store.p + off[N_STR_FIELDS + k],
+					 len[N_STR_FIELDS + k] };
 	r->prior_status = (struct bg_str){ r->store.p + prior_off, prior_len };
 }
 
 int bg_record_read(struct bg_record *r, struct bg_str json)
 {
-	size_t off[N_STR_FIELDS] = { 0 }, len[N_STR_FIELDS] = { 0 };
+	size_t off[N_STR_FIELDS + N_ROUTE] = { 0 };
+	size_t len[N_STR_FIELDS + N_ROUTE] = { 0 };
 	size_t prior_off = 0, prior_len = 0;
-	struct bg_str timeline = { 0 };
+	struct bg_str timeline = { 0 }, route[N_ROUTE] = { { 0 } };
 
 	memset(r, 0, sizeof(*r));
-	int rc = read_members(r, json, off, len, &timeline);
+	int rc = read_members(r, json, off, len, &timeline, route);
+	if (rc == 0)
+		rc = read_route(r, route, off, len);
 	if (rc == 0)
 		rc = bg_buf_reserve(&r->store, 0); /* p non-NULL */
 	if (rc == 0)
@@ -356,8 +387,18 @@ static void add_raw(struct record_edits *r, const char *key, struct bg_str raw)
 	add_edit(r, key, BG_JSON_SET, "%r", raw);
 }
 
+static int snapshot_pick(struct bg_buf *out, struct bg_buf *snap,
+			 struct bg_str record, const struct bg_json_edit *e,
+			 size_t n);
+
 int bg_record_update(struct bg_buf *out, struct bg_str record,
 		     const struct bg_record_update *u)
+{
+	return bg_record_update_snap(out, record, u, NULL);
+}
+
+int bg_record_update_snap(struct bg_buf *out, struct bg_str record,
+			  const struct bg_record_update *u, struct bg_buf *snap)
 {
 	struct record_edits r = { 0 };
 	int64_t now = u->now_ms;
@@ -398,7 +439,17 @@ int bg_record_update(struct bg_buf *out, struct bg_str record,
 						      r.len[i] };
 		for (size_t i = 0; i < u->n_extra; i++)
 			r.e[r.n++] = u->extra[i];
-		rc = bg_json_obj_edit(out, record, r.e, r.n);
+		/* the copy and its edits in one allocation, not a doubling
+		 * per size class (the edits add some hundred bytes; raw
+		 * extras, e.g. the audit, are counted in) */
+		size_t more = 256;
+		for (size_t i = 0; i < r.n; i++)
+			more += strlen(r.e[i].key) + r.e[i].raw.len + 4;
+		rc = bg_buf_reserve(out, record.len + more);
+	}
+	if (rc == 0) {
+		rc = snap ? snapshot_pick(out, snap, record, r.e, r.n)
+			  : bg_json_obj_edit(out, record, r.e, r.n);
 	}
 	bg_buf_free(&r.vals);
 	return rc;
@@ -466,49 +517,81 @@ static const struct bg_str snapshot_names[] = {
 	K("agent_configs_snapshot_key"),
 	K("agent_config_audit"),
 };
-static const char *const snapshot_absent[] = {
-	"\"\"",	 /* execution_id */
-	"\"\"",	 /* message_id */
-	"\"\"",	 /* session_id */
-	"\"\"",	 /* trace_id */
-	"\"\"",	 /* worker_id */
-	"\"\"",	 /* source_agent_type */
-	"\"\"",	 /* target_agent_type */
-	"\"\"",	 /* stream_name */
-	"\"\"",	 /* redis_message_id */
-	"\"\"",	 /* status */
-	"0",	 /* created_at */
-	"0",	 /* started_at */
-	"0",	 /* finished_at */
-	"0",	 /* updated_at */
-	"\"\"",	 /* parent_message_id */
-	"false", /* cancel_requested */
-	"\"\"",	 /* cancel_reason */
-	"\"\"",	 /* route_policy */
-	"\"\"",	 /* route_status */
-	"\"\"",	 /* selected_agent_type */
-	"\"\"",	 /* availability_error_code */
-	"\"\"",	 /* availability_error */
-	"\"\"",	 /* error_type */
-	"\"\"",	 /* error_message */
-	"\"\"",	 /* error_code */
-	"\"\"",	 /* failed_stage */
-	"null",	 /* retryable */
-	"0",	 /* agent_configs_version */
-	"\"\"",	 /* agent_configs_snapshot_key */
-	"null",	 /* agent_config_audit */
+static const struct bg_str snapshot_absent[] = {
+	K("\"\""),  /* execution_id */
+	K("\"\""),  /* message_id */
+	K("\"\""),  /* session_id */
+	K("\"\""),  /* trace_id */
+	K("\"\""),  /* worker_id */
+	K("\"\""),  /* source_agent_type */
+	K("\"\""),  /* target_agent_type */
+	K("\"\""),  /* stream_name */
+	K("\"\""),  /* redis_message_id */
+	K("\"\""),  /* status */
+	K("0"),	    /* created_at */
+	K("0"),	    /* started_at */
+	K("0"),	    /* finished_at */
+	K("0"),	    /* updated_at */
+	K("\"\""),  /* parent_message_id */
+	K("false"), /* cancel_requested */
+	K("\"\""),  /* cancel_reason */
+	K("\"\""),  /* route_policy */
+	K("\"\""),  /* route_status */
+	K("\"\""),  /* selected_agent_type */
+	K("\"\""),  /* availability_error_code */
+	K("\"\""),  /* availability_error */
+	K("\"\""),  /* error_type */
+	K("\"\""),  /* error_message */
+	K("\"\""),  /* error_code */
+	K("\"\""),  /* failed_stage */
+	K("null"),  /* retryable */
+	K("0"),	    /* agent_configs_version */
+	K("\"\""),  /* agent_configs_snapshot_key */
+	K("null"),  /* agent_config_audit */
 };
 #define N_SNAPSHOT_KEYS (sizeof(snapshot_names) / sizeof(snapshot_names[0]))
 _Static_assert(N_SNAPSHOT_KEYS ==
 		       sizeof(snapshot_absent) / sizeof(snapshot_absent[0]),
 	       "snapshot tables");
 
+/* Append the snapshot of the values val[] (a record's members in
+ * snapshot_names' order, len 0 = absent): its size summed first, one
+ * reserve, then plain copies. 0 or -ENOMEM (out unchanged). */
+static int snapshot_put(struct bg_buf *out, const struct bg_str *val)
+{
+	struct bg_str x[N_SNAPSHOT_KEYS];
+	size_t need = 2; /* the braces */
+	for (size_t i = 0; i < N_SNAPSHOT_KEYS; i++) {
+		x[i] = val[i].len ? val[i] : snapshot_absent[i];
+		need += (i ? 4 : 3) + snapshot_names[i].len + x[i].len;
+	}
+	if (bg_buf_reserve(out, need))
+		return -ENOMEM;
+	char *w = out->p + out->len;
+	*w++ = '{';
+	for (size_t i = 0; i < N_SNAPSHOT_KEYS; i++) {
+		struct bg_str key = snapshot_names[i];
+		if (i)
+			*w++ = ',';
+		*w++ = '"';
+		memcpy(w, key.p, key.len);
+		w += key.len;
+		*w++ = '"';
+		*w++ = ':';
+		memcpy(w, x[i].p, x[i].len);
+		w += x[i].len;
+	}
+	*w++ = '}';
+	*w = '\0';
+	out->len = (size_t)(w - out->p);
+	return 0;
+}
+
 int bg_record_snapshot(struct bg_buf *out, struct bg_str record)
 {
 	struct bg_str val[N_SNAPSHOT_KEYS] = { { 0 } };
 	struct bg_json_iter it;
 	struct bg_str k, v;
-	size_t mark = out->len;
 	int rc = bg_json_iter_open(&it, record.p, record.len, 0, 0);
 	while (rc == 0 && (rc = bg_json_iter_key(&it, &k)) == 1) {
 		if ((rc = bg_json_iter_value(&it, &v)) != 0)
@@ -519,26 +602,27 @@ int bg_record_snapshot(struct bg_buf *out, struct bg_str record)
 	}
 	if (rc)
 		return -EINVAL;
-	/* ~1 KiB of output: reserved once, then plain appends */
-	if (bg_buf_reserve(out, record.len + 1024) ||
-	    bg_buf_append(out, "{", 1))
-		rc = -ENOMEM;
-	for (size_t i = 0; rc == 0 && i < N_SNAPSHOT_KEYS; i++) {
-		struct bg_str x = val[i].len ? val[i]
-					     : bg_str_c(snapshot_absent[i]);
-		struct bg_str key = snapshot_names[i];
-		if (bg_buf_append(out, i ? ",\"" : "\"", i ? 2 : 1) ||
-		    bg_buf_append(out, key.p, key.len) ||
-		    bg_buf_append(out, "\":", 2) ||
-		    bg_buf_append(out, x.p, x.len))
-			rc = -ENOMEM;
-	}
-	if (rc == 0)
-		rc = bg_buf_append(out, "}", 1);
-	if (rc) {
-		out->len = mark;
-		if (out->p)
-			out->p[mark] = '\0';
-	}
-	return rc;
+	return snapshot_put(out, val);
+}
+
+/* bg_json_obj_edit of the update, its snapshot taken from the spans the
+ * same pass reports (what bg_record_snapshot of the output reads: the
+ * output is a valid object, its input validated and every edit's raw a
+ * valid value). The update stands when only the snapshot fails (snap
+ * unchanged, the caller takes it again). */
+static int snapshot_pick(struct bg_buf *out, struct bg_buf *snap,
+			 struct bg_str record, const struct bg_json_edit *e,
+			 size_t n)
+{
+	size_t off[N_SNAPSHOT_KEYS], len[N_SNAPSHOT_KEYS];
+	const struct bg_json_pick pick = { snapshot_names, N_SNAPSHOT_KEYS, off,
+					   len };
+	int rc = bg_json_obj_edit_pick(out, record, e, n, &pick);
+	if (rc)
+		return rc;
+	struct bg_str val[N_SNAPSHOT_KEYS];
+	for (size_t i = 0; i < N_SNAPSHOT_KEYS; i++)
+		val[i] = (struct bg_str){ out->p + off[i], len[i] };
+	(void)snapshot_put(snap, val);
+	return 0;
 }

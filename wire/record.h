@@ -25,6 +25,11 @@ struct bg_record {
 	/* Only for a CANCELLING record: the last status of its timeline
 	 * other than CANCELLING ("" when none). */
 	struct bg_str prior_status;
+	/* The sender's route (WIRE 6.2): the decoded string of the last
+	 * route_policy / route_status member, "" when absent or not a
+	 * string (never an error: a worker does not decide on them). */
+	struct bg_str route_policy;
+	struct bg_str route_status;
 	bool cancel_requested;
 	int64_t started_at;
 	struct bg_buf store;
@@ -128,6 +133,13 @@ struct bg_record_update {
  * 0, -EINVAL (record is not a JSON object, bad raw error value), -ENOMEM. */
 int bg_record_update(struct bg_buf *out, struct bg_str record,
 		     const struct bg_record_update *u);
+/* bg_record_update that also appends to snap what bg_record_snapshot of
+ * the updated record appends, from the same pass (no second scan). snap
+ * is left unchanged when the update fails or only the snapshot cannot be
+ * built (no memory): the caller then takes it from the record. */
+int bg_record_update_snap(struct bg_buf *out, struct bg_str record,
+			  const struct bg_record_update *u,
+			  struct bg_buf *snap);
 
 /* Does a worker run the execution now? Its status is RUNNING, or
  * CANCELLING while a run of it is being stopped (prior_status RUNNING).

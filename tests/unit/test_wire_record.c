@@ -240,6 +240,122 @@ static void test_read_decodes_escaped_strings(void **state)
 	bg_record_free(&r);
 }
 
+static void test_read_takes_the_last_route_members_decoded(void **state)
+{
+	struct bg_record r = { 0 };
+	assert_int_equal(
+		bg_record_read(
+			&r,
+			bg_str_c(
+				"{\"route_policy\": \"X\", \"status\": \"RUNNING\", \"route_policy\": \"FAIL\\u005fFAST\", \"route_status\": \"DELIVER_NOW\"}")),
+		0);
+	assert_true(bg_str_eq(r.route_policy, "FAIL_FAST"));
+	assert_true(bg_str_eq(r.route_status, "DELIVER_NOW"));
+	assert_true(bg_str_eq(r.status, "RUNNING"));
+	bg_record_free(&r);
+}
+
+static void test_read_route_members_not_strings_read_empty(void **state)
+{
+	struct bg_record r = { 0 };
+	assert_int_equal(
+		bg_record_read(
+			&r,
+			bg_str_c(
+				"{\"route_policy\": \"FAIL_FAST\", \"route_policy\": 3, \"route_status\": {\"a\": 1}, \"worker_id\": \"w\"}")),
+		0);
+	assert_int_equal(r.route_policy.len, 0);
+	assert_int_equal(r.route_status.len, 0);
+	assert_true(bg_str_eq(r.worker_id, "w"));
+	bg_record_free(&r);
+	assert_int_equal(bg_record_read(&r, bg_str_c("{}")), 0);
+	assert_int_equal(r.route_policy.len, 0);
+	assert_int_equal(r.route_status.len, 0);
+	bg_record_free(&r);
+}
+
+/* The snapshot an update takes in its own pass is byte for byte the one
+ * bg_record_snapshot reads from the updated record: kept, edited and
+ * appended members, escaped and duplicated keys, the extra edits, with
+ * bytes already in out before the record. */
+static void test_update_snapshot_is_the_snapshot_of_the_update(void **state)
+{
+	static const char *const records[] = {
+		example_6_2,
+		"{}",
+		" { \"status\" : \"QUEUED\" , \"st\\u0061rted_at\": 0, "
+		"\"error_type\": \"x\", \"error_type\": null, \"agent_config_audit\": "
+		"{\"a\": [1, 2]}, \"worker_id\": \"w\", \"retryable\": true } ",
+		"{\"timeline\": 3, \"route_policy\": \"A\", \"route_policy\": "
+		"\"B\", \"finished_at\": 5}",
+	};
+	struct bg_record_errors errs = {
+		.error_type = BG_STR_LIT("\"E\""),
+		.error_message = BG_STR_LIT("\"m\""),
+		.retryable = BG_STR_LIT("false"),
+	};
+	struct bg_json_edit extra[2] = {
+		{ "agent_configs_version", BG_STR_LIT("7"), BG_JSON_SET },
+		{ "agent_config_audit", BG_STR_LIT("{\"k\": \"v\"}"),
+		  BG_JSON_SET },
+	};
+	struct bg_record_update ups[] = {
+		{ .status = BG_STR_LIT("RUNNING"),
+		  .worker_id = BG_STR_LIT("worker-02"),
+		  .now_ms = 500,
+		  .extra = extra,
+		  .n_extra = 2 },
+		{ .status = BG_STR_LIT("FAILED"),
+		  .now_ms = 600,
+		  .cancel = true,
+		  .cancel_reason = BG_STR_LIT("stop"),
+		  .errors = &errs,
+		  .duplicate_of = BG_STR_LIT("m-1") },
+	};
+	for (size_t r = 0; r < sizeof(records) / sizeof(records[0]); r++)
+		for (size_t u = 0; u < sizeof(ups) / sizeof(ups[0]); u++) {
+			struct bg_buf out = { 0 }, snap = { 0 }, want = { 0 };
+			bg_buf_puts(&out, "prefix");
+			bg_buf_puts(&snap, "[");
+			assert_int_equal(bg_record_update_snap(
+						 &out, bg_str_c(records[r]),
+						 &ups[u], &snap),
+					 0);
+			bg_buf_puts(&want, "[");
+			assert_int_equal(
+				bg_record_snapshot(
+					&want, (struct bg_str){ out.p + 6,
+								out.len - 6 }),
+				0);
+			assert_string_equal(snap.p, want.p);
+			bg_buf_reset(&want);
+			assert_int_equal(bg_record_update(&want,
+							  bg_str_c(records[r]),
+							  &ups[u]),
+					 0);
+			assert_string_equal(out.p + 6, want.p);
+			bg_buf_free(&out);
+			bg_buf_free(&snap);
+			bg_buf_free(&want);
+		}
+}
+
+static void
+test_update_snapshot_of_a_malformed_record_is_untouched(void **state)
+{
+	struct bg_buf out = { 0 }, snap = { 0 };
+	struct bg_record_update u = { .status = BG_STR_LIT("RUNNING"),
+				      .now_ms = 1 };
+	bg_buf_puts(&snap, "s");
+	assert_int_equal(bg_record_update_snap(&out, bg_str_c("{\"a\": }"), &u,
+					       &snap),
+			 -EINVAL);
+	assert_int_equal(out.len, 0);
+	assert_string_equal(snap.p, "s");
+	bg_buf_free(&out);
+	bg_buf_free(&snap);
+}
+
 static void test_read_rejects_malformed_records(void **state)
 {
 	const char *bad[] = {
@@ -680,6 +796,14 @@ int main(void)
 		cmocka_unit_test(test_read_extracts_the_worker_fields),
 		cmocka_unit_test(test_read_missing_and_null_members_are_empty),
 		cmocka_unit_test(test_read_decodes_escaped_strings),
+		cmocka_unit_test(
+			test_update_snapshot_is_the_snapshot_of_the_update),
+		cmocka_unit_test(
+			test_update_snapshot_of_a_malformed_record_is_untouched),
+		cmocka_unit_test(
+			test_read_takes_the_last_route_members_decoded),
+		cmocka_unit_test(
+			test_read_route_members_not_strings_read_empty),
 		cmocka_unit_test(test_read_rejects_malformed_records),
 		cmocka_unit_test(test_read_rejects_members_of_the_wrong_type),
 		cmocka_unit_test(test_read_rejects_nesting_beyond_the_limit),
