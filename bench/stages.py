@@ -311,6 +311,24 @@ def charged_rows(data, files):
                   reverse=True)
 
 
+def print_tables(a, plain, sys_rows, order, syscall_title):
+    """The Redis command table of the plain run (largest `order` first:
+    "calls" or "usec") and the system-call table of the strace run."""
+    print("\n| Redis command | calls per task | Redis us per task |")
+    print("|---|---:|---:|")
+    for k, v in sorted(plain["commands"].items(),
+                       key=lambda kv: -kv[1][order]):
+        if v["calls"] / a.tasks >= 0.01:
+            print("| %s | %.2f | %.1f |" % (k.upper(), v["calls"] / a.tasks,
+                                          v["usec"] / a.tasks))
+    print("\n| %s | calls per task |" % syscall_title)
+    print("|---|---:|")
+    for calls, name in sys_rows:
+        if calls / a.strace_tasks >= 0.01:
+            print("| %s | %.2f |" % (name, calls / a.strace_tasks))
+    print("| total | %.2f |" % (sum(c for c, _ in sys_rows) / a.strace_tasks))
+
+
 def redis_report(a, plain, prof, st, rows, sys_rows):
     """The --redis tables: redis-server's samples by REDIS_STAGE (us per
     task = the plain run's Redis CPU per task x the share), its commands
@@ -342,19 +360,7 @@ def redis_report(a, plain, prof, st, rows, sys_rows):
                          sorted(top[s], reverse=True)[:5])
         print("| %s | %.1f | %.1f | %s |" % (s, 100 * share, share * cpu,
                                             syms))
-    print("\n| Redis command | calls per task | Redis us per task |")
-    print("|---|---:|---:|")
-    for k, v in sorted(plain["commands"].items(),
-                       key=lambda kv: -kv[1]["usec"]):
-        if v["calls"] / a.tasks >= 0.01:
-            print("| %s | %.2f | %.1f |" % (k.upper(), v["calls"] / a.tasks,
-                                          v["usec"] / a.tasks))
-    print("\n| redis-server system call | calls per task |")
-    print("|---|---:|")
-    for calls, name in sys_rows:
-        if calls / a.strace_tasks >= 0.01:
-            print("| %s | %.2f |" % (name, calls / a.strace_tasks))
-    print("| total | %.2f |" % (sum(c for c, _ in sys_rows) / a.strace_tasks))
+    print_tables(a, plain, sys_rows, "usec", "redis-server system call")
     return 0
 
 
@@ -466,19 +472,7 @@ def main():
     print("\nother, by file: " + ", ".join(
         "%s %.1f" % (f, p) for f, p in
         sorted(unmapped.items(), key=lambda kv: -kv[1])[:12]))
-    print("\n| Redis command | calls per task | Redis us per task |")
-    print("|---|---:|---:|")
-    for k, v in sorted(plain["commands"].items(),
-                       key=lambda kv: -kv[1]["calls"]):
-        if v["calls"] / a.tasks >= 0.01:
-            print("| %s | %.2f | %.1f |" % (k.upper(), v["calls"] / a.tasks,
-                                          v["usec"] / a.tasks))
-    print("\n| system call | calls per task |")
-    print("|---|---:|")
-    for calls, name in sys_rows:
-        if calls / a.strace_tasks >= 0.01:
-            print("| %s | %.2f |" % (name, calls / a.strace_tasks))
-    print("| total | %.2f |" % (sum(c for c, _ in sys_rows) / a.strace_tasks))
+    print_tables(a, plain, sys_rows, "calls", "system call")
     return 0
 
 

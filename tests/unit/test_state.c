@@ -555,6 +555,16 @@ static void test_a_grown_writable_map_has_its_blocks_reserved(void **state)
 	bg_state_close(st);
 }
 
+/* Waits for the forked check `pid`, which must exit with status 0 (its
+ * other statuses say which step failed). */
+static void expect_exit_0(pid_t pid)
+{
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 /* A file size limit stands in for a full disk: the grow's reservation is
  * refused, so the commit fails with the buffer kept (no SIGBUS on a store
  * into a hole), and succeeds once the limit is lifted. */
@@ -595,10 +605,7 @@ test_a_grow_whose_blocks_are_refused_fails_the_commit_and_keeps_the_buffer(
 		bg_state_close(st);
 		_exit(0);
 	}
-	int status;
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFEXITED(status));
-	assert_int_equal(WEXITSTATUS(status), 0);
+	expect_exit_0(pid);
 }
 
 static void test_a_map_whose_blocks_are_refused_at_open_writes_through_the_file(
@@ -625,10 +632,7 @@ static void test_a_map_whose_blocks_are_refused_at_open_writes_through_the_file(
 		bg_state_close(st);
 		_exit(0);
 	}
-	int status;
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFEXITED(status));
-	assert_int_equal(WEXITSTATUS(status), 0);
+	expect_exit_0(pid);
 	struct bg_state *st = open_rw(); /* no limit: in place again */
 	assert_true(bg_state_writes_in_place(st));
 	assert_int_equal(journal_count(st), 1);
@@ -1059,10 +1063,7 @@ test_read_only_open_sees_committed_data_and_refuses_writes(void **state)
 		bg_buf_free(&out);
 		_exit(bad);
 	}
-	int status;
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFEXITED(status));
-	assert_int_equal(WEXITSTATUS(status), 0);
+	expect_exit_0(pid);
 	assert_int_equal(bg_state_commit(w), 0);
 	assert_int_equal(journal_count(w), 2);
 	bg_state_close(w);
