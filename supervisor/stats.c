@@ -317,7 +317,8 @@ void bg_stats_flush(struct bg_daemon *d)
 	}
 	/* after the writes, so that a key they created gets its TTL */
 	for (int i = 0; i < K_N && !keys_expired(d); i++)
-		bg_expire_once(d, k[i].p);
+		if (k[i].p) /* NULL: its building ran out of memory */
+			bg_expire_once(d, k[i].p);
 	keys_expired_now(d);
 	batch_clear(b);
 }
@@ -402,7 +403,8 @@ void bg_stats_update_snap(struct bg_daemon *d, struct bg_str record,
 		write_now(d, record, snap, execution_id, old_status, new_status,
 			  k, emit_wr, d);
 		for (int i = 0; i < K_N && !keys_expired(d); i++)
-			bg_expire_once(d, k[i].p);
+			if (k[i].p)
+				bg_expire_once(d, k[i].p);
 		keys_expired_now(d);
 	} else {
 		write_now(d, record, snap, execution_id, old_status, new_status,
