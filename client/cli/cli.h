@@ -126,6 +126,10 @@ int cli_parse_positional(struct cli *cli, int argc, char **argv,
 json_int_t cli_jint(const json_t *o, const char *key);
 int cli_require(int status, const char *cmd, const char *what, const char *v);
 void cli_set_str(json_t *o, const char *key, const char *v);
+/* A send's ids and route, in the order `send --json` prints them after
+ * message_id: execution_id, entry_id, trace_id, route_status,
+ * target_agent_type, stream. */
+void cli_set_sent(json_t *o, const struct bg_send_response *r);
 int64_t cli_mono_ms(void);
 void cli_sleep_ms(int ms);
 const char *cli_record_str(const json_t *rec, const char *key);

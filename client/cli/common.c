@@ -288,6 +288,16 @@ void cli_set_str(json_t *o, const char *key, const char *v)
 	json_object_set_new(o, key, cli_jstr_c(v));
 }
 
+void cli_set_sent(json_t *o, const struct bg_send_response *r)
+{
+	cli_set_str(o, "execution_id", r->execution_id);
+	cli_set_str(o, "entry_id", r->entry_id);
+	cli_set_str(o, "trace_id", r->trace_id);
+	cli_set_str(o, "route_status", r->route_status);
+	cli_set_str(o, "target_agent_type", r->target_agent_type);
+	cli_set_str(o, "stream", r->stream);
+}
+
 int64_t cli_mono_ms(void)
 {
 	struct timespec ts;

@@ -226,12 +226,7 @@ static void print_sent(const struct cli *cli, const struct send_args *a,
 	}
 	json_t *o = json_object();
 	cli_set_str(o, "message_id", r->message_id);
-	cli_set_str(o, "execution_id", r->execution_id);
-	cli_set_str(o, "entry_id", r->entry_id);
-	cli_set_str(o, "trace_id", r->trace_id);
-	cli_set_str(o, "route_status", r->route_status);
-	cli_set_str(o, "target_agent_type", r->target_agent_type);
-	cli_set_str(o, "stream", r->stream);
+	cli_set_sent(o, r);
 	if (r->pending_id[0])
 		cli_set_str(o, "pending_entry_id", r->pending_id);
 	if (a->reply)

@@ -155,12 +155,7 @@ static void print_started(const struct cli *cli, const struct wf_args *a,
 	cli_set_str(o, "message_id", r->message_id);
 	if (group)
 		cli_set_str(o, "group_id", r->message_id);
-	cli_set_str(o, "execution_id", r->execution_id);
-	cli_set_str(o, "entry_id", r->entry_id);
-	cli_set_str(o, "trace_id", r->trace_id);
-	cli_set_str(o, "route_status", r->route_status);
-	cli_set_str(o, "target_agent_type", r->target_agent_type);
-	cli_set_str(o, "stream", r->stream);
+	cli_set_sent(o, r);
 	cli_print_json(o);
 }
 

@@ -123,6 +123,18 @@ def run_pty(argv, env, answer, deadline=60):
 
 # ---- bygate send --wait and ask_user ------------------------------------
 
+def run_printed(h, cmd):
+    """The printed `bygate reply ...` command run by a shell as printed,
+    its '...' answer replaced by ok; it must exit 0."""
+    line = "%s %s" % (shlex.quote(str(h.bin("bygate"))),
+                      cmd[len("bygate "):].replace("'...'", "ok"))
+    done = subprocess.run(["sh", "-c", line], env=h.env(), text=True,
+                          capture_output=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, (line, done.stdout, done.stderr)
+    return done
+
+
 @timeout(90)
 def test_send_wait_on_a_terminal_asks_the_question_and_completes(h):
     start(h)
@@ -170,12 +182,7 @@ def test_the_reply_command_quotes_what_a_shell_would_split(h):
     cmd, = [l.strip() for l in out.stderr.splitlines()
             if l.strip().startswith("bygate reply")]
     assert "--session 's odd'\\''s $HOME'" in cmd, cmd
-    line = "%s %s" % (shlex.quote(str(h.bin("bygate"))),
-                      cmd[len("bygate "):].replace("'...'", "ok"))
-    done = subprocess.run(["sh", "-c", line], env=h.env(), text=True,
-                          capture_output=True, timeout=60,
-                          stdin=subprocess.DEVNULL)
-    assert done.returncode == 0, (line, done.stdout, done.stderr)
+    done = run_printed(h, cmd)
     assert done.stdout.splitlines()[-1].endswith(": COMPLETED")
 
 
@@ -189,12 +196,7 @@ def test_the_reply_command_answers_a_message_id_that_starts_with_a_dash(h):
     assert out.returncode == EXIT_WAITING, (out.stdout, out.stderr)
     cmd, = [l.strip() for l in out.stderr.splitlines()
             if l.strip().startswith("bygate reply")]
-    line = "%s %s" % (shlex.quote(str(h.bin("bygate"))),
-                      cmd[len("bygate "):].replace("'...'", "ok"))
-    done = subprocess.run(["sh", "-c", line], env=h.env(), text=True,
-                          capture_output=True, timeout=60,
-                          stdin=subprocess.DEVNULL)
-    assert done.returncode == 0, (line, done.stdout, done.stderr)
+    done = run_printed(h, cmd)
     assert done.stdout.splitlines()[-1] == "-m dash: COMPLETED"
 
 
