@@ -42,6 +42,7 @@ obj_of = $(patsubst %.c,$(OBJ)/%.o,$(1))
 COMMON_SRC := $(call src_of,common)
 IPC_SRC    := $(call src_of,ipc)
 WIRE_SRC   := $(call src_of,wire)
+CLUSTER_SRC := $(call src_of,cluster)
 CONF_SRC   := $(call src_of,conf)
 WS_SRC     := $(call src_of,workspace)
 SUP_SRC    := $(call src_of,supervisor)
@@ -58,6 +59,7 @@ BENCH_SRC  := $(call src_of,bench)
 LIB_COMMON := $(LIBDIR)/libbgcommon.a
 LIB_IPC    := $(LIBDIR)/libbgipc.a
 LIB_WIRE   := $(LIBDIR)/libbgwire.a
+LIB_CLUSTER := $(LIBDIR)/libbgcluster.a
 LIB_CONF   := $(LIBDIR)/libbgconf.a
 LIB_CLIENT := $(LIBDIR)/libbygate.a
 LIB_STATE  := $(LIBDIR)/libbgstate.a
@@ -68,7 +70,7 @@ LIB_WS     := $(LIBDIR)/libbgworkspace.a
 # links on its own.
 VERSION ?= 0.1.0
 LIB_CLIENT_DIST := $(LIBDIR)/libbygate-dist.a
-$(LIB_CLIENT_DIST): $(call obj_of,$(CLIENT_LIB_SRC) $(WIRE_SRC) $(CONF_SRC) $(COMMON_SRC))
+$(LIB_CLIENT_DIST): $(call obj_of,$(CLIENT_LIB_SRC) $(CLUSTER_SRC) $(WIRE_SRC) $(CONF_SRC) $(COMMON_SRC))
 
 BINS    := $(BUILD)/bygated $(BUILD)/bygate-child $(BUILD)/bygate $(BUILD)/bygate-state
 # The workflow agent types (docs/workflows.md): one plugin over wire/dag.c.
@@ -112,6 +114,7 @@ $(OBJ)/tests/plugins/%.o: tests/plugins/%.c
 $(LIB_COMMON): $(call obj_of,$(COMMON_SRC))
 $(LIB_IPC): $(call obj_of,$(IPC_SRC))
 $(LIB_WIRE): $(call obj_of,$(WIRE_SRC))
+$(LIB_CLUSTER): $(call obj_of,$(CLUSTER_SRC))
 $(LIB_CONF): $(call obj_of,$(CONF_SRC))
 $(LIB_CLIENT): $(call obj_of,$(CLIENT_LIB_SRC))
 $(LIB_STATE): $(call obj_of,$(STATE_SRC))
@@ -121,7 +124,7 @@ $(LIBDIR)/%.a:
 	rm -f $@
 	ar rcs $@ $^
 
-SUP_LIBS := $(LIB_WIRE) $(LIB_STATE) $(LIB_WS) $(LIB_CONF) $(LIB_IPC) $(LIB_COMMON)
+SUP_LIBS := $(LIB_WIRE) $(LIB_CLUSTER) $(LIB_STATE) $(LIB_WS) $(LIB_CONF) $(LIB_IPC) $(LIB_COMMON)
 SUP_LDLIBS := $(LIB_HIREDIS) $(LIB_EVENT) $(LIB_JANSSON) $(LIB_CONFIG) $(LIB_CRYPTO) $(LIB_SYSTEMD) $(LIB_LMDB) -lm
 
 $(BUILD)/bygated: $(call obj_of,$(SUP_SRC)) $(SUP_LIBS)
@@ -133,12 +136,12 @@ $(BUILD)/bygated: $(call obj_of,$(SUP_SRC)) $(SUP_LIBS)
 $(BUILD)/bygate-child: $(call obj_of,$(CHILD_SRC)) $(LIB_IPC) $(LIB_COMMON)
 	$(CC) $(LDFLAGS) -rdynamic -Wl,-z,now -o $@ $^ $(LIB_JANSSON) $(LIB_SECCOMP) -ldl
 
-$(BUILD)/bygate: $(call obj_of,$(CLI_SRC)) $(LIB_CLIENT) $(LIB_WIRE) $(LIB_CONF) $(LIB_COMMON)
+$(BUILD)/bygate: $(call obj_of,$(CLI_SRC)) $(LIB_CLIENT) $(LIB_CLUSTER) $(LIB_WIRE) $(LIB_CONF) $(LIB_COMMON)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_HIREDIS) $(LIB_JANSSON) $(LIB_CONFIG) $(LIB_CRYPTO)
 
 # bygate-state: state/tool/ over libbgstate, with libbygate's Redis
 # connection (client/conn.h).
-$(BUILD)/bygate-state: $(call obj_of,$(STATE_TOOL_SRC)) $(LIB_STATE) $(LIB_CLIENT) $(LIB_CONF) $(LIB_WIRE) $(LIB_COMMON)
+$(BUILD)/bygate-state: $(call obj_of,$(STATE_TOOL_SRC)) $(LIB_STATE) $(LIB_CLIENT) $(LIB_CLUSTER) $(LIB_CONF) $(LIB_WIRE) $(LIB_COMMON)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_LMDB) $(LIB_HIREDIS) $(LIB_JANSSON) $(LIB_CONFIG) $(LIB_CRYPTO)
 
 # Preloaded into exec programs (docs/security.md, memory_mb): never built
@@ -162,7 +165,7 @@ $(BUILD)/test-plugins/%.so: $(OBJ)/tests/plugins/%.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -shared -o $@ $<
 
-ALL_LIBS := $(LIB_CLIENT) $(LIB_WIRE) $(LIB_STATE) $(LIB_WS) $(LIB_CONF) $(LIB_IPC) $(LIB_COMMON)
+ALL_LIBS := $(LIB_CLIENT) $(LIB_CLUSTER) $(LIB_WIRE) $(LIB_STATE) $(LIB_WS) $(LIB_CONF) $(LIB_IPC) $(LIB_COMMON)
 $(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(ALL_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(SUP_LDLIBS) $(LIB_HIREDIS) -lpthread
