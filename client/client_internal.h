@@ -22,8 +22,10 @@
 #define BG_CLIENT_SESSION_TTL "604800" /* WIRE 1.2: 7 days */
 
 struct bg_client {
-	redisContext *redis;
-	int fd; /* redis->fd, for bg_client_interrupt */
+	redisContext *redis;	    /* standalone; NULL under Cluster */
+	struct bg_cluster *cluster; /* under Cluster (client/cluster.h) */
+	volatile int fd; /* the socket a command waits on (or redis->fd), for
+			    bg_client_interrupt */
 	volatile sig_atomic_t interrupted;
 	struct bg_config cfg;
 	char errmsg[512];
@@ -39,6 +41,15 @@ int bg_client_fail(struct bg_client *c, int rc, const char *fmt, ...)
  * BG_CLIENT_EINTR after bg_client_interrupt). */
 int bg_client_command(struct bg_client *c, redisReply **out, int argc,
 		      const char **argv, const size_t *lens);
+
+/* The servers a keyless command must visit to see every key (SCAN): the
+ * masters under Cluster, into node[] (at most max), or the one server
+ * (node[0] = -1). The count, or a negative error with c->errmsg set. */
+int bg_client_nodes(struct bg_client *c, int *node, int max);
+
+/* bg_client_command on one server of bg_client_nodes. */
+int bg_client_command_on(struct bg_client *c, int node, redisReply **out,
+			 int argc, const char **argv, const size_t *lens);
 
 /* bg_client_command over NUL-terminated arguments, the list ended by NULL
  * (at most 15). out may be NULL when the reply does not matter. */

@@ -4,6 +4,7 @@
  * command path and its error codes. */
 #include "client/client_internal.h"
 #include "client/conn.h"
+#include "client/cluster.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -74,7 +75,10 @@ void bg_client_set_timeout(struct bg_client *c, int ms)
 		total = 0;
 	else if (ms > 0)
 		total += ms;
-	redisSetTimeout(c->redis, tv_of_ms(total));
+	if (c->cluster)
+		bg_cluster_set_timeout(c->cluster, tv_of_ms(total));
+	else
+		redisSetTimeout(c->redis, tv_of_ms(total));
 }
 
 /* The failure of the connection itself (no reply to `what`): BG_CLIENT_EIO
@@ -99,6 +103,15 @@ static int io_failure(struct bg_client *c, const char *what)
 	if (c->interrupted)
 		return cut_short(c, what);
 	return lost(c->redis, what, c->errmsg, sizeof c->errmsg);
+}
+
+/* A command's outcome under Cluster: an interrupted one is EINTR, as on
+ * a standalone server. */
+static int cluster_outcome(struct bg_client *c, int rc, const char *what)
+{
+	if (rc == BG_CLIENT_EIO && c->interrupted)
+		return cut_short(c, what);
+	return rc;
 }
 
 /* One command on redis, for a client or not: 0 with *out the reply; an
@@ -128,11 +141,42 @@ int bg_client_command(struct bg_client *c, redisReply **out, int argc,
 	*out = NULL;
 	if (c->interrupted)
 		return cut_short(c, argv[0]);
+	if (c->cluster)
+		return cluster_outcome(c,
+				       bg_cluster_command(c->cluster, out, argc,
+							  argv, lens, c->errmsg,
+							  sizeof c->errmsg),
+				       argv[0]);
 	int rc = command_on(c->redis, out, argc, argv, lens, c->errmsg,
 			    sizeof c->errmsg);
 	if (rc == BG_CLIENT_EIO && c->interrupted)
 		return cut_short(c, argv[0]);
 	return rc;
+}
+
+int bg_client_nodes(struct bg_client *c, int *node, int max)
+{
+	if (c->cluster == NULL) {
+		node[0] = -1;
+		return 1;
+	}
+	return bg_cluster_masters(c->cluster, node, max, c->errmsg,
+				  sizeof c->errmsg);
+}
+
+int bg_client_command_on(struct bg_client *c, int node, redisReply **out,
+			 int argc, const char **argv, const size_t *lens)
+{
+	if (node < 0 || c->cluster == NULL)
+		return bg_client_command(c, out, argc, argv, lens);
+	*out = NULL;
+	if (c->interrupted)
+		return cut_short(c, argv[0]);
+	return cluster_outcome(
+		c,
+		bg_cluster_command_on(c->cluster, node, out, argc, argv, lens,
+				      c->errmsg, sizeof c->errmsg),
+		argv[0]);
 }
 
 int bg_client_pipeline(struct bg_client *c, redisReply **out, int n,
@@ -143,6 +187,12 @@ int bg_client_pipeline(struct bg_client *c, redisReply **out, int n,
 		out[i] = NULL;
 	if (c->interrupted)
 		return cut_short(c, n > 0 ? argv[0][0] : "pipeline");
+	if (c->cluster)
+		return cluster_outcome(
+			c,
+			bg_cluster_pipeline(c->cluster, out, n, argc, argv,
+					    lens, c->errmsg, sizeof c->errmsg),
+			n > 0 ? argv[0][0] : "pipeline");
 	for (int i = 0; i < n; i++)
 		if (redisAppendCommandArgv(c->redis, argc[i], argv[i],
 					   lens[i]) != REDIS_OK)
@@ -259,6 +309,21 @@ int bg_client_redis_connect(const struct bg_config *cfg, const char *host,
  * -ENOMEM); c->errmsg says why. */
 static int connect_redis(struct bg_client *c)
 {
+	if (c->cfg.redis_cluster && c->cfg.key_schema != BG_SCHEMA_V2)
+		return bg_client_fail(
+			c, BG_CLIENT_ECONFIG,
+			"Redis Cluster needs the v2 key schema "
+			"(REDIS_KEY_SCHEMA_VERSION=v2, a non-empty "
+			"REDIS_CLUSTER_HOST or redis.key_schema = \"v2\"): "
+			"v1 keys of one session do not share a slot, and "
+			"by-framework refuses v1 under Cluster too");
+	if (c->cfg.redis_cluster) {
+		int rc = bg_cluster_open(&c->cfg, &c->fd, &c->cluster,
+					 c->errmsg, sizeof c->errmsg);
+		return rc == 0 || rc == -ENOMEM || rc == BG_CLIENT_ECONFIG
+			       ? rc
+			       : BG_CLIENT_ECONNECT;
+	}
 	int rc = bg_client_redis_connect(&c->cfg, c->cfg.redis_host,
 					 c->cfg.redis_port, &c->redis,
 					 c->errmsg, sizeof c->errmsg);
@@ -289,12 +354,6 @@ int bg_client_open(const char *config_path, struct bg_client **out, char *err,
 	if (bg_config_load(config_path, &c->cfg, c->errmsg, sizeof c->errmsg) !=
 	    0)
 		rc = BG_CLIENT_ECONFIG;
-	else if (c->cfg.redis_cluster)
-		rc = bg_client_fail(
-			c, BG_CLIENT_ECONFIG,
-			"Redis Cluster is not supported (REDIS_MODE "
-			"or REDIS_CLUSTER_HOST); bygate needs a "
-			"standalone server");
 	else
 		rc = connect_redis(c);
 	if (rc) {
@@ -313,6 +372,7 @@ void bg_client_close(struct bg_client *c)
 		return;
 	if (c->redis)
 		redisFree(c->redis);
+	bg_cluster_close(c->cluster);
 	bg_config_free(&c->cfg);
 	free(c);
 }

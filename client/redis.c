@@ -235,23 +235,19 @@ int bg_client_scan_star(struct bg_client *c, const char *pattern,
 	return bg_client_scan_star_type(c, pattern, NULL, out);
 }
 
-int bg_client_scan_star_type(struct bg_client *c, const char *pattern,
-			     const char *type, struct bg_client_strs *out)
+/* One server's SCAN of pattern, what the '*' matched added to out. */
+static int scan_node(struct bg_client *c, int node, const char *pattern,
+		     const char *type, size_t pre, size_t suf,
+		     struct bg_client_strs *out)
 {
-	const char *star = strchr(pattern, '*');
-	if (star == NULL)
-		return bg_client_fail(c, -EINVAL, "SCAN: no '*' in %s",
-				      pattern);
-	size_t pre = (size_t)(star - pattern), suf = strlen(star + 1);
 	char cursor[32] = "0";
 	int rc = 0;
 	do {
 		redisReply *r = NULL;
-		rc = type ? bg_client_cmd(c, &r, "SCAN", cursor, "MATCH",
-					  pattern, "COUNT", "1000", "TYPE",
-					  type, NULL)
-			  : bg_client_cmd(c, &r, "SCAN", cursor, "MATCH",
-					  pattern, "COUNT", "1000", NULL);
+		const char *argv[] = { "SCAN",	cursor, "MATCH", pattern,
+				       "COUNT", "1000", "TYPE",	 type };
+		rc = bg_client_command_on(c, node, &r, type ? 8 : 6, argv,
+					  NULL);
 		if (rc == 0 &&
 		    (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
 		     !bg_client_reply_is_str(r->element[0]) ||
@@ -277,7 +273,21 @@ int bg_client_scan_star_type(struct bg_client *c, const char *pattern,
 	return rc;
 }
 
-/* ---- values ----------------------------------------------------------- */
+int bg_client_scan_star_type(struct bg_client *c, const char *pattern,
+			     const char *type, struct bg_client_strs *out)
+{
+	const char *star = strchr(pattern, '*');
+	if (star == NULL)
+		return bg_client_fail(c, -EINVAL, "SCAN: no '*' in %s",
+				      pattern);
+	size_t pre = (size_t)(star - pattern), suf = strlen(star + 1);
+	int node[256];
+	int n = bg_client_nodes(c, node, 256);
+	int rc = n < 0 ? n : 0;
+	for (int i = 0; rc == 0 && i < n; i++)
+		rc = scan_node(c, node[i], pattern, type, pre, suf, out);
+	return rc;
+}
 
 int bg_client_get_object(struct bg_client *c, const char *key, json_t **out)
 {

@@ -88,7 +88,10 @@ struct bg_config {
 	int redis_command_timeout_ms;  /* per-request deadline */
 	int redis_reconnect_max_ms;    /* back-off ceiling */
 	enum bg_key_schema key_schema; /* resolved by the WIRE 1.1 rule */
-	bool redis_cluster; /* REDIS_MODE=cluster or cluster host set */
+	/* 1 under Redis Cluster: REDIS_MODE, else a non-empty
+	 * REDIS_CLUSTER_HOST, else redis.mode (conf/env.c) */
+	int redis_cluster;
+	char *redis_cluster_nodes; /* seeds "host:port,..."; "" = redis.host */
 
 	/* worker */
 	char *worker_id;      /* default "bygate-<hostname>" */

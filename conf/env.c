@@ -73,14 +73,15 @@ static int select_schema(const char *env_version, const char *cluster_host,
 
 /* Cluster mode: an explicit REDIS_MODE wins; without it a non-empty
  * REDIS_CLUSTER_HOST means cluster (by-framework RedisConfig.from_env). */
-static int select_cluster(const char *mode, const char *cluster_host, bool *out)
+static int select_cluster(const char *mode, const char *cluster_host, int *out)
 {
-	if (mode == NULL || mode[0] == '\0')
-		*out = cluster_host && cluster_host[0];
-	else if (!strcasecmp(mode, "cluster"))
-		*out = true;
+	if (mode == NULL || mode[0] == '\0') {
+		if (cluster_host && cluster_host[0])
+			*out = 1; /* else redis.mode from the file */
+	} else if (!strcasecmp(mode, "cluster"))
+		*out = 1;
 	else if (!strcasecmp(mode, "standalone"))
-		*out = false;
+		*out = 0;
 	else
 		return -1;
 	return 0;
@@ -107,5 +108,14 @@ int bg_conf_apply_env(struct bg_config *cfg, struct bg_conf_err *e)
 				    "\"%.32s\" is not \"standalone\" or "
 				    "\"cluster\"",
 				    mode);
+	/* REDIS_CLUSTER_HOST: the seed when no node list is given */
+	if (cluster_host && cluster_host[0] && cfg->redis_cluster_nodes &&
+	    cfg->redis_cluster_nodes[0] == '\0') {
+		char *seed = strdup(cluster_host);
+		if (seed == NULL)
+			return bg_conf_fail(e, "out of memory");
+		free(cfg->redis_cluster_nodes);
+		cfg->redis_cluster_nodes = seed;
+	}
 	return 0;
 }

@@ -220,7 +220,7 @@ void bg_config_dump(const struct bg_config *cfg, FILE *f)
 	fprintf(f,
 		"# bygate effective configuration: %s\n"
 		"# (file, then environment; redis.password is masked)\n"
-		"# redis cluster mode (from the environment): %s\n\n",
+		"# redis cluster mode (file, then environment): %s\n\n",
 		cfg->path && cfg->path[0] ? cfg->path : "(no file)",
 		cfg->redis_cluster ? "yes" : "no");
 	put_config(f, cfg, false);

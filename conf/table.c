@@ -59,6 +59,9 @@ _Static_assert(sizeof(enum bg_exec_mode) == sizeof(int), "enum size");
 static const struct bg_conf_name schema_names[] = { { "v1", BG_SCHEMA_V1 },
 						    { "v2", BG_SCHEMA_V2 },
 						    { NULL, 0 } };
+static const struct bg_conf_name redis_mode_names[] = { { "standalone", 0 },
+							{ "cluster", 1 },
+							{ NULL, 0 } };
 static const struct bg_conf_name level_names[] = { { "debug", BG_LOG_DEBUG },
 						   { "info", BG_LOG_INFO },
 						   { "warn", BG_LOG_WARN },
@@ -126,6 +129,15 @@ const struct bg_conf_key bg_conf_keys[] = {
 	     "wins: REDIS_KEY_SCHEMA_VERSION if set, else v2 when "
 	     "REDIS_CLUSTER_HOST is non-empty, else this key, else v1. "
 	     "Clients and workers must use the same schema."),
+	ENUM("redis", "mode", C, redis_cluster, 0, redis_mode_names, 0,
+	     "\"standalone\" or \"cluster\" (Redis Cluster, v2 keys only). "
+	     "The environment wins: REDIS_MODE if set, else cluster when "
+	     "REDIS_CLUSTER_HOST is non-empty, else this key."),
+	STR("redis", "cluster_nodes", C, redis_cluster_nodes, "", 0, 0,
+	    "Cluster seed nodes, \"host:port,host:port\"; \"\" = "
+	    "REDIS_CLUSTER_HOST (with redis.port) when set, else "
+	    "redis.host:redis.port. Any node of the cluster will do: the "
+	    "others are learnt from CLUSTER SLOTS."),
 
 	STR("worker", "id", C, worker_id, "", 0, 0,
 	    "Worker id: consumer name, lease and worker stream name. "
@@ -506,6 +518,7 @@ const struct bg_conf_env bg_conf_envs[] = {
 	{ "REDIS_DATABASE", "REDIS_DB", "redis", "db" },
 	{ "REDIS_USERNAME", NULL, "redis", "username" },
 	{ "REDIS_PASSWORD", NULL, "redis", "password" },
+	{ "REDIS_CLUSTER_NODES", NULL, "redis", "cluster_nodes" },
 	{ "BYAI_WORKER_CONCURRENCY", NULL, "pool", "size" },
 	{ "BYAI_WORKER_FETCH_COUNT", NULL, "worker", "fetch_count" },
 	{ "BYAI_WORKER_HEALTH_PORT", NULL, "http", "port" },
