@@ -3,6 +3,8 @@
 #include "client/cluster.h"
 
 #include <errno.h>
+#include <signal.h>
+#include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,11 +16,12 @@
 #include "cluster/slotmap.h"
 #include "conf/config.h"
 
-/* Redirections and retries of one command before it is given up. With the
- * back-off below (10 ms doubling to 320 ms) the tries span ~4 s: a
- * failover with a cluster-node-timeout of a second or two completes
- * within them. */
-#define TRIES 20
+/* Redirections and retries of one command before it is given up: at most
+ * TRIES, and no new try once redis.command_timeout_ms plus
+ * redis.reconnect_max_ms (10 s by default) have passed since the first,
+ * so that a failover (cluster-node-timeout, 15 s by Redis's default, plus
+ * the replica's election) within that time is waited out. */
+#define TRIES 64
 #define BACKOFF_FIRST_MS 10
 #define BACKOFF_MAX_MS 320
 
@@ -31,7 +34,14 @@ struct bg_cluster {
 	bool timeout_set;
 	struct timeval timeout;
 	volatile int *fd_out;
+	const volatile sig_atomic_t *stop; /* set: give up between tries */
 };
+
+void bg_cluster_set_stop(struct bg_cluster *cl,
+			 const volatile sig_atomic_t *flag)
+{
+	cl->stop = flag;
+}
 
 static void set_fd(struct bg_cluster *cl, int fd)
 {
@@ -50,6 +60,14 @@ static int backoff_ms(int round)
 {
 	int ms = BACKOFF_FIRST_MS << (round < 6 ? round : 6);
 	return ms > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : ms;
+}
+
+static int64_t elapsed_ms(const struct timespec *t0)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)(t.tv_sec - t0->tv_sec) * 1000 +
+	       (t.tv_nsec - t0->tv_nsec) / 1000000;
 }
 
 static void drop(struct bg_cluster *cl, int node)
@@ -134,8 +152,9 @@ static int refresh(struct bg_cluster *cl, char *err, size_t errlen)
 	return rc;
 }
 
-int bg_cluster_open(const struct bg_config *cfg, volatile int *fd_out,
-		    struct bg_cluster **out, char *err, size_t errlen)
+int bg_cluster_open(const struct bg_config *cfg, const char *seeds,
+		    volatile int *fd_out, struct bg_cluster **out, char *err,
+		    size_t errlen)
 {
 	*out = NULL;
 	if (cfg->redis_db != 0) {
@@ -153,7 +172,8 @@ int bg_cluster_open(const struct bg_config *cfg, volatile int *fd_out,
 	cl->cfg = cfg;
 	cl->fd_out = fd_out;
 	set_fd(cl, -1);
-	const char *seeds = cfg->redis_cluster_nodes;
+	if (seeds == NULL)
+		seeds = cfg->redis_cluster_nodes;
 	int rc = 0;
 	if (seeds && seeds[0])
 		rc = bg_slotmap_seeds(&cl->map, seeds, cfg->redis_port, err,
@@ -352,7 +372,15 @@ static int route(struct bg_cluster *cl, int slot, int n, const int *argc,
 {
 	int node = -1, round = 0;
 	bool asking = false, moved = false;
-	for (int try = 0; try < TRIES; try++) {
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	int64_t budget_ms = (int64_t)cl->cfg->redis_command_timeout_ms +
+			    cl->cfg->redis_reconnect_max_ms;
+	for (int try = 0; try < TRIES && elapsed_ms(&t0) <= budget_ms; try++) {
+		if (cl->stop && *cl->stop) {
+			snprintf(err, errlen, "%s: interrupted", argv[0][0]);
+			return BG_CLIENT_EIO;
+		}
 		if (!asking) {
 			/* after a MOVED the owner just learnt is tried before
 			 * the whole map is read again (once the command is
@@ -427,9 +455,9 @@ static int own_error(redisReply **out, int n, const char **const *argv,
 	return 0;
 }
 
-int bg_cluster_command(struct bg_cluster *cl, redisReply **out, int argc,
-		       const char **argv, const size_t *lens, char *err,
-		       size_t errlen)
+int bg_cluster_command_raw(struct bg_cluster *cl, redisReply **out, int argc,
+			   const char **argv, const size_t *lens, char *err,
+			   size_t errlen)
 {
 	*out = NULL;
 	err[0] = '\0';
@@ -438,7 +466,15 @@ int bg_cluster_command(struct bg_cluster *cl, redisReply **out, int argc,
 		return refuse_slot(argv[0], slot, err, errlen);
 	const char **const av[] = { argv };
 	const size_t *const lv[] = { lens };
-	int rc = route(cl, slot, 1, &argc, av, lv, out, err, errlen);
+	return route(cl, slot, 1, &argc, av, lv, out, err, errlen);
+}
+
+int bg_cluster_command(struct bg_cluster *cl, redisReply **out, int argc,
+		       const char **argv, const size_t *lens, char *err,
+		       size_t errlen)
+{
+	int rc = bg_cluster_command_raw(cl, out, argc, argv, lens, err, errlen);
+	const char **const av[] = { argv };
 	if (rc == 0 && own_error(out, 1, av, err, errlen)) {
 		freeReplyObject(*out);
 		*out = NULL;
@@ -476,6 +512,20 @@ int bg_cluster_pipeline(struct bg_cluster *cl, redisReply **out, int n,
 	err[0] = '\0';
 	for (int i = 0; i < n; i++)
 		out[i] = NULL;
+	if (n > 0 && strcasecmp(argv[0][0], "MULTI") != 0) {
+		/* no atomicity asked: each command to its own slot */
+		for (int i = 0; i < n; i++) {
+			int rc = bg_cluster_command_raw(cl, &out[i], argc[i],
+							argv[i],
+							lens ? lens[i] : NULL,
+							err, errlen);
+			if (rc) {
+				free_all(out, i);
+				return rc;
+			}
+		}
+		return 0;
+	}
 	int slot = BG_SLOT_NONE;
 	for (int i = 0; i < n; i++) {
 		int s = bg_slot_of_command(argc[i], argv[i],

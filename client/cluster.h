@@ -21,6 +21,7 @@
 #ifndef BG_CLIENT_CLUSTER_H
 #define BG_CLIENT_CLUSTER_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <sys/time.h>
 
@@ -29,16 +30,24 @@
 struct bg_config;
 struct bg_cluster;
 
-/* Seeds: cfg->redis_cluster_nodes ("host:port,..."), else
- * cfg->redis_host:cfg->redis_port. The first seed that answers CLUSTER
+/* Seeds: `seeds` ("host:port,...") when not NULL, else
+ * cfg->redis_cluster_nodes, else cfg->redis_host:cfg->redis_port. cfg
+ * (AUTH, timeouts) is used for the connection's life. The first seed that answers CLUSTER
  * SLOTS gives the map. *fd_out (may be NULL) always holds the descriptor
  * of the connection a command is waiting on, or -1, for an interrupting
  * shutdown() (bg_client_interrupt). 0, or BG_CLIENT_ECONNECT /
  * BG_CLIENT_ECONFIG / -ENOMEM with err saying why. */
-int bg_cluster_open(const struct bg_config *cfg, volatile int *fd_out,
-		    struct bg_cluster **out, char *err, size_t errlen);
+int bg_cluster_open(const struct bg_config *cfg, const char *seeds,
+		    volatile int *fd_out, struct bg_cluster **out, char *err,
+		    size_t errlen);
 
 void bg_cluster_close(struct bg_cluster *cl);
+
+/* A flag (set from a signal handler or another thread) that stops the
+ * tries of a command between two of them: it then fails with
+ * BG_CLIENT_EIO, "interrupted". */
+void bg_cluster_set_stop(struct bg_cluster *cl,
+			 const volatile sig_atomic_t *flag);
 
 /* The reply timeout of every connection, now and later. */
 void bg_cluster_set_timeout(struct bg_cluster *cl, struct timeval tv);
@@ -52,6 +61,12 @@ int bg_cluster_command(struct bg_cluster *cl, redisReply **out, int argc,
 		       const char **argv, const size_t *lens, char *err,
 		       size_t errlen);
 
+/* The same, with an error reply handed back as a reply (0), as
+ * redisCommandArgv does; a redirection is still followed. */
+int bg_cluster_command_raw(struct bg_cluster *cl, redisReply **out, int argc,
+			   const char **argv, const size_t *lens, char *err,
+			   size_t errlen);
+
 /* The same, on node `node` (an index from bg_cluster_masters), with no
  * redirection followed: for commands every master answers for itself
  * (SCAN). */
@@ -59,11 +74,11 @@ int bg_cluster_command_on(struct bg_cluster *cl, int node, redisReply **out,
 			  int argc, const char **argv, const size_t *lens,
 			  char *err, size_t errlen);
 
-/* n commands in one round trip to one node, replies in out[] (as
- * bg_client_pipeline: on failure every out[i] is NULL). Their keys must
- * share one slot (a MULTI ... EXEC, or reads of one entity); the pipeline
- * is sent again, whole, when a redirection shows that no command of it
- * ran (every keyed reply a redirection, or a transaction aborted by one). */
+/* n commands, replies in out[] (as bg_client_pipeline: on failure every
+ * out[i] is NULL). A transaction (MULTI first, EXEC last) goes in one
+ * round trip to one node: its keys must share one slot, and it is sent
+ * again, whole, when a redirection aborted it. Any other pipeline asks for
+ * no atomicity: its commands go one by one, each to its slot's master. */
 int bg_cluster_pipeline(struct bg_cluster *cl, redisReply **out, int n,
 			const int *argc, const char **const *argv,
 			const size_t *const *lens, char *err, size_t errlen);

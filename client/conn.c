@@ -318,8 +318,10 @@ static int connect_redis(struct bg_client *c)
 			"v1 keys of one session do not share a slot, and "
 			"by-framework refuses v1 under Cluster too");
 	if (c->cfg.redis_cluster) {
-		int rc = bg_cluster_open(&c->cfg, &c->fd, &c->cluster,
+		int rc = bg_cluster_open(&c->cfg, NULL, &c->fd, &c->cluster,
 					 c->errmsg, sizeof c->errmsg);
+		if (rc == 0)
+			bg_cluster_set_stop(c->cluster, &c->interrupted);
 		return rc == 0 || rc == -ENOMEM || rc == BG_CLIENT_ECONFIG
 			       ? rc
 			       : BG_CLIENT_ECONNECT;

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cluster/slot.h"
 #include "wire/send.h"
 #include "wire/ids.h"
 #include "wire/route.h"
@@ -44,8 +45,81 @@ static const redisReply *exec_error(const redisReply *r)
 	return NULL;
 }
 
+static int transact_one(struct bg_client *c, const char *what, int n,
+			const char *const *const *cmds, redisReply **exec);
+
+/* The slot of one command of a transaction (cluster/slot.h). */
+static int slot_of(const char *const *cmd)
+{
+	int argc = 0;
+	while (cmd[argc])
+		argc++;
+	return bg_slot_of_command(argc, (const char *const *)cmd, NULL, NULL);
+}
+
+/* Under Redis Cluster a transaction whose keys span slots is applied as
+ * one transaction per slot, in the order of each slot's first command, as
+ * by-framework writes cross-entity indexes under Cluster ("separate
+ * best-effort calls"): each part is atomic, a failure stops before the
+ * next part (the parts before it stay applied) and is reported. The EXEC
+ * reply is put back together in the commands' order. */
+static int transact_by_slot(struct bg_client *c, const char *what, int n,
+			    const char *const *const *cmds, redisReply **exec)
+{
+	enum { MAX = 16 };
+	int slot[MAX], done[MAX] = { 0 };
+	redisReply *all = calloc(1, sizeof(*all));
+	redisReply **el = calloc((size_t)n, sizeof(*el));
+	int rc = all && el ? 0 : bg_client_fail(c, -ENOMEM, "out of memory");
+	for (int i = 0; rc == 0 && i < n; i++)
+		slot[i] = slot_of(cmds[i]);
+	for (int i = 0; rc == 0 && i < n; i++) {
+		if (done[i])
+			continue;
+		const char *const *part[MAX];
+		int idx[MAX], k = 0;
+		for (int j = i; j < n; j++)
+			if (!done[j] && slot[j] == slot[i]) {
+				idx[k] = j;
+				part[k++] = cmds[j];
+				done[j] = 1;
+			}
+		redisReply *r = NULL;
+		rc = transact_one(c, what, k, part, &r);
+		for (int m = 0; rc == 0 && m < k; m++) {
+			el[idx[m]] = r->element[m];
+			r->element[m] = NULL;
+		}
+		freeReplyObject(r);
+	}
+	if (rc == 0) {
+		all->type = REDIS_REPLY_ARRAY;
+		all->elements = (size_t)n;
+		all->element = el;
+		*exec = all;
+		return 0;
+	}
+	for (int i = 0; el && i < n; i++)
+		freeReplyObject(el[i]);
+	free(el);
+	free(all);
+	return rc;
+}
+
 int bg_client_transact(struct bg_client *c, const char *what, int n,
 		       const char *const *const *cmds, redisReply **exec)
+{
+	*exec = NULL;
+	if (c->cluster && n > 1 && n <= 16) {
+		for (int i = 1; i < n; i++)
+			if (slot_of(cmds[i]) != slot_of(cmds[0]))
+				return transact_by_slot(c, what, n, cmds, exec);
+	}
+	return transact_one(c, what, n, cmds, exec);
+}
+
+static int transact_one(struct bg_client *c, const char *what, int n,
+			const char *const *const *cmds, redisReply **exec)
 {
 	enum { MAX_CMDS = 14 };
 	int argc[MAX_CMDS + 2];

@@ -604,9 +604,9 @@ static int transact_split(struct bg_client *c, int n_session, int n,
 			  const char *const *const *cmds, char **ids)
 {
 	redisReply *exec = NULL;
-	int rc = n_session ? bg_client_transact(c, "send", n_session, cmds,
-						&exec)
-			   : 0;
+	int rc = n_session
+			 ? bg_client_transact(c, "send", n_session, cmds, &exec)
+			 : 0;
 	freeReplyObject(exec);
 	for (int i = n_session; rc == 0 && i < n; i++) {
 		int argc = 0;

@@ -669,10 +669,12 @@ int main(int argc, char **argv)
 	srandom((unsigned)getpid() ^ (unsigned)bg_now_ms());
 	bg_log_open(cfg.log_level, cfg.log_format, cfg.log_file);
 	if (cfg.redis_cluster) {
-		bg_error("Redis Cluster mode (REDIS_MODE=cluster or "
-			 "REDIS_CLUSTER_HOST) is not supported: hiredis 0.14 "
-			 "has no Cluster client; run v2 keys on a standalone "
-			 "server (REDIS_KEY_SCHEMA_VERSION=v2)");
+		bg_error("Redis Cluster (REDIS_MODE=cluster, "
+			 "REDIS_CLUSTER_HOST or redis.mode): bygated does not "
+			 "run on a cluster yet (its finish is not split by "
+			 "slot, docs/cluster.md); the bygate CLI and "
+			 "bygate-state do. Run v2 keys on a standalone server "
+			 "(REDIS_KEY_SCHEMA_VERSION=v2)");
 		bg_config_free(&cfg);
 		return EXIT_RUNTIME;
 	}

@@ -17,6 +17,7 @@
 #include "client/conn.h"
 #include "conf/config.h"
 #include "state/state.h"
+#include "client/cluster.h"
 #include "state/tool/tool.h"
 #include "wire/keys.h"
 
@@ -25,7 +26,8 @@
 #define STRINGIFY(x) STRINGIFY_(x)
 
 struct check {
-	redisContext *redis;
+	redisContext *redis;	    /* standalone */
+	struct bg_cluster *cluster; /* under Redis Cluster (client/cluster.h) */
 	const struct bg_config *cfg;
 	const char *group, *worker, *state_dir;
 	bool running; /* bygated holds <state_dir>/bygated.lock */
@@ -102,6 +104,16 @@ static redisReply *command(struct check *c, int argc, const struct bg_str *argv)
 	for (int i = 0; i < argc && i < 8; i++) {
 		v[i] = argv[i].p;
 		len[i] = argv[i].len;
+	}
+	if (c->cluster) {
+		char err[512];
+		redisReply *r = NULL;
+		if (bg_cluster_command_raw(c->cluster, &r, argc, v, len, err,
+					   sizeof err) != 0) {
+			c->lost = true;
+			fprintf(stderr, "bygate-state: Redis: %s\n", err);
+		}
+		return r;
 	}
 	redisReply *r = redisCommandArgv(c->redis, argc, v, len);
 	if (r == NULL) {
@@ -359,6 +371,18 @@ static int load_known(struct check *c, struct bg_state *st)
 static int redis_setup(struct check *c, const char *host, int port)
 {
 	char err[512];
+	if (c->cfg->redis_cluster) {
+		/* --redis HOST:PORT is the seed, else the config's */
+		char seed[300];
+		bool given = host != c->cfg->redis_host ||
+			     port != c->cfg->redis_port;
+		snprintf(seed, sizeof seed, "%s:%d", host, port);
+		int rc = bg_cluster_open(c->cfg, given ? seed : NULL, NULL,
+					 &c->cluster, err, sizeof err);
+		if (rc)
+			fprintf(stderr, "bygate-state: %s\n", err);
+		return rc ? -1 : 0;
+	}
 	int rc = bg_client_redis_connect(c->cfg, host, port, &c->redis, err,
 					 sizeof err);
 	if (rc == BG_CLIENT_EREDIS || rc == BG_CLIENT_EIO)
@@ -467,6 +491,7 @@ int bg_tool_check(struct bg_state *st, const struct bg_tool_args *a,
 	}
 	if (c.redis)
 		redisFree(c.redis);
+	bg_cluster_close(c.cluster);
 	json_decref(c.findings);
 	bg_tool_items_free(&c.known);
 	bg_tool_items_free(&c.streams);

@@ -31,6 +31,7 @@ static const char *const env_vars[] = {
 	"REDIS_KEY_SCHEMA_VERSION",
 	"REDIS_CLUSTER_HOST",
 	"REDIS_MODE",
+	"REDIS_CLUSTER_NODES",
 	"BYAI_WORKER_CONCURRENCY",
 	"BYAI_WORKER_FETCH_COUNT",
 	"BYAI_WORKER_HEALTH_PORT",
@@ -369,6 +370,48 @@ static void test_env_redis_mode_standalone_keeps_v2_standalone(void **state)
 	load_ok(AGENTS, &cfg);
 	assert_false(cfg.redis_cluster);
 	assert_int_equal(cfg.key_schema, BG_SCHEMA_V2);
+	bg_config_free(&cfg);
+}
+
+static void test_file_redis_mode_and_seeds(void **state)
+{
+	struct bg_config cfg;
+	load_ok("redis = { mode = \"cluster\"; key_schema = \"v2\"; "
+		"cluster_nodes = \"10.0.0.1:7000,10.0.0.2:7000\"; };\n" AGENTS,
+		&cfg);
+	assert_true(cfg.redis_cluster);
+	assert_string_equal(cfg.redis_cluster_nodes,
+			    "10.0.0.1:7000,10.0.0.2:7000");
+	bg_config_free(&cfg);
+	load_ok(AGENTS, &cfg);
+	assert_false(cfg.redis_cluster);
+	assert_string_equal(cfg.redis_cluster_nodes, "");
+	bg_config_free(&cfg);
+	load_fails("redis = { mode = \"sentinel\"; };\n" AGENTS, 0,
+		   "redis.mode");
+}
+
+static void test_env_redis_mode_beats_the_file(void **state)
+{
+	struct bg_config cfg;
+	setenv("REDIS_MODE", "standalone", 1);
+	load_ok("redis = { mode = \"cluster\"; };\n" AGENTS, &cfg);
+	assert_false(cfg.redis_cluster);
+	bg_config_free(&cfg);
+}
+
+static void test_env_cluster_seeds(void **state)
+{
+	struct bg_config cfg;
+	/* REDIS_CLUSTER_HOST is the seed when no node list is given */
+	setenv("REDIS_CLUSTER_HOST", "10.0.0.9", 1);
+	load_ok(AGENTS, &cfg);
+	assert_string_equal(cfg.redis_cluster_nodes, "10.0.0.9");
+	bg_config_free(&cfg);
+	/* REDIS_CLUSTER_NODES wins over the file and the host */
+	setenv("REDIS_CLUSTER_NODES", "h1:7001,h2:7002", 1);
+	load_ok("redis = { cluster_nodes = \"f:1\"; };\n" AGENTS, &cfg);
+	assert_string_equal(cfg.redis_cluster_nodes, "h1:7001,h2:7002");
 	bg_config_free(&cfg);
 }
 
@@ -976,6 +1019,9 @@ int main(int argc, char **argv)
 		T(test_env_empty_cluster_host_changes_nothing),
 		T(test_env_redis_mode_cluster_sets_cluster_only),
 		T(test_env_redis_mode_standalone_keeps_v2_standalone),
+		T(test_file_redis_mode_and_seeds),
+		T(test_env_redis_mode_beats_the_file),
+		T(test_env_cluster_seeds),
 		T(test_env_bad_schema_version_is_an_error),
 		T(test_env_bad_redis_mode_is_an_error),
 		T(test_env_malformed_integer_names_the_variable),
