@@ -32,6 +32,7 @@ from bglib.bygated import (Bygated, BygatedError, READY_LINE,  # noqa: E402,F401
 from bglib.keys import Keys  # noqa: E402
 from bglib.libconfig import Raw, deep_merge, render  # noqa: E402,F401
 from bglib.redisserver import RedisServer, RedisStartError  # noqa: E402,F401
+from bglib.rediscluster import RedisCluster, ClusterError  # noqa: E402,F401
 from bglib.resp import (RespClient, RespError, RespTimeout,  # noqa: E402,F401
                         decode_entries, entry_data, pairs_to_dict)
 from bglib.proc import wait_until, pid_alive  # noqa: E402,F401
@@ -184,6 +185,18 @@ class Harness:
         self._owned.append(r)
         r.start()
         return r
+
+    def start_cluster(self, masters=3, replicas=0, node_timeout_ms=1000,
+                      **kw):
+        """A private Redis Cluster (bglib.rediscluster.RedisCluster), started
+        and formed, its nodes' directories under the test's tmp (kept with
+        it after a failure); stopped at cleanup even if the test fails."""
+        c = RedisCluster(self.tmp / ("cluster%d" % next(self._ids)),
+                         masters, replicas, node_timeout_ms, keep_dirs=True,
+                         **kw)
+        self._owned.append(c)
+        c.start()
+        return c
 
     def client(self, redis=None, **kw):
         """A RespClient to `redis` (default: h.redis), closed at cleanup."""
