@@ -5,6 +5,8 @@
 #include "cluster/slot.h"
 
 #include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -19,6 +21,34 @@ uint16_t bg_slot_crc16(const void *p, size_t n)
 					     : (uint16_t)(crc << 1);
 	}
 	return crc;
+}
+
+/* Tags of every slot: "0".."N" hashed until each slot has one (the largest
+ * needed is below 10^6, so 7 bytes each). */
+#define TAG_SIZE 8
+
+const char *bg_slot_tag(int slot)
+{
+	static char(*table)[TAG_SIZE];
+	if (slot < 0 || slot >= BG_SLOTS)
+		return NULL;
+	if (table == NULL) {
+		char(*t)[TAG_SIZE] = calloc(BG_SLOTS, TAG_SIZE);
+		if (t == NULL)
+			return NULL;
+		int left = BG_SLOTS;
+		for (unsigned n = 0; left > 0 && n < 10000000u; n++) {
+			char s[TAG_SIZE];
+			int len = snprintf(s, sizeof(s), "%u", n);
+			int k = bg_slot_crc16(s, (size_t)len) & (BG_SLOTS - 1);
+			if (t[k][0] == '\0') {
+				memcpy(t[k], s, (size_t)len + 1);
+				left--;
+			}
+		}
+		table = t;
+	}
+	return table[slot][0] ? table[slot] : NULL;
 }
 
 int bg_slot_of(const void *key, size_t len)

@@ -21,6 +21,13 @@
  * since its slot cannot be known. */
 #define BG_SLOT_UNKNOWN (-3)
 
+/* A short string whose slot is `slot` (0..16383), for a key that must
+ * live in that slot: "{" + it + "}" in the key. The same string for a slot
+ * in every process (the first of the decimal numbers 0, 1, 2... that hashes
+ * there). NULL for a slot out of range, or without memory for the table
+ * (built at the first call, ~170,000 CRC16s). */
+const char *bg_slot_tag(int slot);
+
 /* CRC16-CCITT (XMODEM: polynomial 0x1021, initial value 0), the checksum
  * Redis Cluster hashes keys with ("123456789" gives 0x31C3). */
 uint16_t bg_slot_crc16(const void *p, size_t n);

@@ -69,6 +69,7 @@ struct claim {
 	enum claim_then then;
 	int round;	    /* claims of this job lost before this one */
 	bool eval;	    /* sent as EVAL with the text (after NOSCRIPT) */
+	bool lease_absent;  /* Cluster: the holder's lease was found gone */
 	char *holder;	    /* the other worker the record says runs it */
 	char *lease_key;    /* its online lease (KEYS[2]) */
 	struct bg_buf rec;  /* the RUNNING record sent */
@@ -642,11 +643,28 @@ static void on_claim(struct bg_rconn *conn, redisReply *r, void *priv);
 
 /* Send c (again, as EVAL after a NOSCRIPT). Not sent (the write
  * connection is down): the job's read is sent again when it is back. */
+static void on_lease_check(struct bg_rconn *conn, redisReply *r, void *priv);
+
 static void send_claim(struct claim *c, struct bg_job *t)
 {
 	struct bg_daemon *d = c->d;
+	if (c->lease_key && !c->lease_absent && bg_rconn_clustered(d->wr)) {
+		/* Under Redis Cluster the holder's lease is in its worker's
+		 * slot, not the session's: looked at first, then the claim
+		 * without it. The lease could come back in between: a
+		 * holder whose lease had lapsed runs on, fenced (lease.h),
+		 * and its finish is refused by the pending check. */
+		if (bg_rconn_cmdv(d->wr, on_lease_check, c, 0,
+				  (const char *const[]){ "EXISTS", c->lease_key,
+							 NULL }) != 0) {
+			claim_free(c);
+			bg_job_move(t, BG_JOB_PICKUP_LOST);
+		}
+		return;
+	}
+	bool lease = c->lease_key && !c->lease_absent;
 	const char *sha = c->eval ? NULL : claim_sha();
-	char nkeys[2] = { c->lease_key ? '2' : '1', '\0' };
+	char nkeys[2] = { lease ? '2' : '1', '\0' };
 	char field[64], mapf[BG_FIELD_MAX];
 	bool fresh = !t->id.record_exists;
 	snprintf(field, sizeof(field), "exec:%s", t->id.execution_id);
@@ -659,7 +677,7 @@ static void send_claim(struct claim *c, struct bg_job *t)
 	ARG(sha ? sha : CLAIM_LUA, strlen(sha ? sha : CLAIM_LUA));
 	ARG(nkeys, 1);
 	ARG(t->id.reg_key, strlen(t->id.reg_key));
-	if (c->lease_key)
+	if (lease)
 		ARG(c->lease_key, strlen(c->lease_key));
 	ARG(field, strlen(field));
 	ARG(t->id.record.p ? t->id.record.p : "", t->id.record.len);
@@ -778,6 +796,35 @@ static void lost(struct claim *c, struct bg_job *t, const redisReply *r)
 		js = (struct bg_str){ cur->str, cur->len };
 	if (examine(d, t, js.p ? &js : NULL, round))
 		claim_start(d, t, THEN_QUEUE, round);
+}
+
+static void on_lease_check(struct bg_rconn *conn, redisReply *r, void *priv)
+{
+	struct claim *c = priv;
+	struct bg_daemon *d = c->d;
+	struct bg_job *t = bg_job_find(d, c->tag);
+	if (t == NULL) {
+		claim_free(c);
+		return;
+	}
+	if (r == NULL) {
+		claim_free(c);
+		bg_job_move(t, BG_JOB_PICKUP_LOST); /* read again */
+		return;
+	}
+	if (r->type == REDIS_REPLY_INTEGER && r->integer == 0) {
+		c->lease_absent = true;
+		send_claim(c, t);
+		return;
+	}
+	if (r->type == REDIS_REPLY_INTEGER)
+		busy(d, t, c->holder, false);
+	else {
+		bg_job_refused(t, "holder's lease check", r);
+		bg_rconn_drop(d->wr, "holder's lease check refused");
+	}
+	(void)conn;
+	claim_free(c);
 }
 
 static void on_claim(struct bg_rconn *conn, redisReply *r, void *priv)

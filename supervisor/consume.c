@@ -184,6 +184,97 @@ static bool fetch_deferred(struct bg_daemon *d)
 	return true;
 }
 
+/* ---- under Redis Cluster: streams of different slots are never read
+ * together (the reference's cluster-safe two-phase read, WIRE 4) ---- */
+
+/* The longest a blocking read of one stream makes entries of the others
+ * wait: after it, every stream is read again without BLOCK. */
+#define CLUSTER_BLOCK_MAX_MS 200
+
+static bool has_entries(const redisReply *r)
+{
+	for (size_t s = 0; r && r->type == REDIS_REPLY_ARRAY && s < r->elements;
+	     s++) {
+		const redisReply *sr = r->element[s];
+		if (sr->type == REDIS_REPLY_ARRAY && sr->elements == 2 &&
+		    sr->element[1]->type == REDIS_REPLY_ARRAY &&
+		    sr->element[1]->elements > 0)
+			return true;
+	}
+	return false;
+}
+
+static void on_read_part(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	struct bg_daemon *d = priv;
+	if (r && has_entries(r))
+		d->read_got = true;
+	if (r)
+		handle_read_reply(d, r);
+	if (--d->read_parts > 0)
+		return;
+	bool blocking = d->read_block_idx >= 0;
+	d->read_in_flight = false;
+	d->unblock_sent = false;
+	d->read_block_idx = -1;
+	/* a round without BLOCK that found nothing: block next, on one
+	 * stream; after a blocking read (entries or not): every stream */
+	d->read_block_next = !blocking && !d->read_got && r != NULL;
+}
+
+static int read_one(struct bg_daemon *d, int i, const char *count,
+		    const char *block)
+{
+	const char *argv[] = { "XREADGROUP",  "GROUP", d->group,
+			       d->worker_id,  "COUNT", count,
+			       "BLOCK",	      block,   "STREAMS",
+			       d->streams[i], ">" };
+	int rc =
+		block ? bg_rconn_cmd_entries(d->rd, on_read_part, d,
+					     atoi(block), 11, argv)
+		      : bg_rconn_cmd_entries(
+				d->rd, on_read_part, d, 0, 9,
+				(const char *[]){ argv[0], argv[1], argv[2],
+						  argv[3], argv[4], argv[5],
+						  argv[8], argv[9], argv[10] });
+	if (rc == 0)
+		d->read_parts++;
+	return rc;
+}
+
+static bool issue_read_cluster(struct bg_daemon *d, struct bg_capacity cap,
+			       const char *count)
+{
+	d->read_parts = 0;
+	d->read_got = false;
+	d->read_block_idx = -1;
+	if (d->read_block_next) {
+		char block[16];
+		int ms = d->cfg->block_ms < CLUSTER_BLOCK_MAX_MS
+				 ? d->cfg->block_ms
+				 : CLUSTER_BLOCK_MAX_MS;
+		snprintf(block, sizeof(block), "%d", ms);
+		for (int k = 0; k < d->n_streams; k++) {
+			int i = (d->read_rr + k) % d->n_streams;
+			if (!wants_stream(d, i, cap))
+				continue;
+			d->read_rr = i + 1;
+			d->read_block_next = false;
+			if (read_one(d, i, count, block) != 0)
+				return false;
+			d->read_block_idx = i;
+			return true;
+		}
+		return false;
+	}
+	for (int i = 0; i < d->n_streams; i++)
+		if (wants_stream(d, i, cap) && read_one(d, i, count, NULL) != 0)
+			break; /* the connection is down: what was sent is
+				  answered NULL */
+	return d->read_parts > 0;
+}
+
 static void issue_read(struct bg_daemon *d)
 {
 	if (d->read_in_flight || !d->groups_ready || d->draining ||
@@ -203,6 +294,19 @@ static void issue_read(struct bg_daemon *d)
 		return;
 	}
 	struct bg_capacity cap = bg_schedule_room(d);
+	if (bg_rconn_clustered(d->rd)) {
+		char n[16];
+		snprintf(n, sizeof(n), "%d", read_count(d, cap));
+		if (issue_read_cluster(d, cap, n)) {
+			d->read_in_flight = true;
+			d->read_mask = want_mask(d);
+			d->last_read_issued_ms = bg_mono_ms();
+			log_ready(d);
+			if (!d->reader_ready)
+				bg_lease_reader_ready(d);
+		}
+		return;
+	}
 	const char **argv =
 		calloc((size_t)(9 + 2 * d->n_streams), sizeof(char *));
 	if (argv == NULL)
@@ -240,16 +344,21 @@ static void issue_read(struct bg_daemon *d)
 	free(argv);
 }
 
+/* Under Cluster the blocking read is on the node of its stream, and so
+ * is its CLIENT UNBLOCK; the reads without BLOCK need none. */
 static void unblock_read(struct bg_daemon *d)
 {
-	long long id = bg_rconn_client_id(d->rd);
+	bool cluster = bg_rconn_clustered(d->rd);
+	const char *key = cluster && d->read_block_idx >= 0
+				  ? d->streams[d->read_block_idx]
+				  : NULL;
+	long long id = bg_rconn_client_id_for(d->rd, key);
 	if (d->unblock_sent || id == 0 || !bg_rconn_ready(d->ctl))
 		return;
 	char ids[32];
 	snprintf(ids, sizeof(ids), "%lld", id);
-	if (bg_rconn_cmdv(d->ctl, NULL, NULL, 0,
-			  (const char *const[]){ "CLIENT", "UNBLOCK", ids,
-						 NULL }) == 0)
+	const char *argv[] = { "CLIENT", "UNBLOCK", ids };
+	if (bg_rconn_cmd_near(d->ctl, key, NULL, NULL, 3, argv) == 0)
 		d->unblock_sent = true;
 }
 

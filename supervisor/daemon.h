@@ -76,6 +76,14 @@ struct bg_daemon {
 	uint64_t n_deferred_total;
 	uint64_t read_mask; /* streams the read in flight covers */
 	bool unblock_sent;
+	/* Redis Cluster (consume.c): one XREADGROUP per stream, all without
+	 * BLOCK, then, when none brought an entry, one blocking read of a
+	 * stream taken in turn */
+	int read_parts;	      /* reads of the round still unanswered */
+	bool read_got;	      /* an entry came in this round */
+	bool read_block_next; /* the next read is the blocking one */
+	int read_block_idx;   /* stream of the blocking read, or -1 */
+	int read_rr;	      /* the stream the next blocking read takes */
 	bool ready_logged;
 	int64_t redis_offset_ms; /* redis TIME - local realtime */
 	bool redis_time_known;	 /* redis_offset_ms set by a TIME reply */

@@ -30,6 +30,7 @@
 #include "supervisor/daemon.h"
 #include "supervisor/eventlog.h"
 #include "supervisor/finish_build.h"
+#include "supervisor/finish_parts.h"
 #include "supervisor/log.h"
 #include "supervisor/metrics.h"
 #include "supervisor/outbox.h"
@@ -50,6 +51,7 @@ bool bg_finish_blob_valid(struct bg_str blob)
 }
 
 static void on_exec(struct bg_rconn *c, redisReply *r, void *priv);
+static void send_parts(struct bg_daemon *d, struct bg_job *t);
 
 static void emit_wr(void *ctx, int argc, const struct bg_str *argv)
 {
@@ -87,6 +89,10 @@ static void send_blob(struct bg_daemon *d, struct bg_job *t)
 	size_t lens[BG_CMDLIST_MAX_ARGS];
 	int argc;
 	bg_stats_flush(d); /* the batched RUNNING stats come first */
+	if (bg_rconn_clustered(d->wr)) {
+		send_parts(d, t);
+		return;
+	}
 	if (bg_rconn_cmdv(d->wr, NULL, NULL, 0,
 			  (const char *const[]){ "MULTI", NULL }) != 0) {
 		/* not sent: checked and sent again after the reconnect */
@@ -115,6 +121,27 @@ static void send_blob(struct bg_daemon *d, struct bg_job *t)
 	bg_job_move(t, BG_JOB_FINISH_SENT);
 	bg_rconn_cmdv(d->wr, on_exec, t, 0,
 		      (const char *const[]){ "EXEC", NULL });
+}
+
+/* Under Redis Cluster: the blob's parts, slot by slot, the XACK last
+ * (finish_parts.h); on_exec sees the XACK's reply. */
+static void send_parts(struct bg_daemon *d, struct bg_job *t)
+{
+	int rc = bg_finish_parts_send(d, t, on_exec);
+	if (rc == 0) {
+		bg_job_move(t, BG_JOB_FINISH_SENT);
+	} else if (rc == -EBADMSG) {
+		struct bg_log_ids ids = bg_job_log_ids(t);
+		bg_log_task(BG_LOG_ERROR, &ids,
+			    "finish of entry %s cannot be split by slot (not "
+			    "a finish, or a command without a key): not "
+			    "sent, entry left pending",
+			    t->id.entry_id);
+		bg_job_move(t, BG_JOB_ABANDONED);
+	} else {
+		/* not sent: checked and sent again after the reconnect */
+		bg_job_move(t, BG_JOB_FINISH_UNKNOWN);
+	}
 }
 
 static void on_owner_check(struct bg_rconn *c, redisReply *r, void *priv);

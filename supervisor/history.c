@@ -201,6 +201,13 @@ int bg_history_start(struct bg_daemon *d)
 {
 	if (!d->cfg->history_enabled)
 		return 0;
+	if (d->cfg->redis_cluster) {
+		/* one point is one script over every worker's lease, every
+		 * stream and the dead letters: many slots */
+		bg_info("metrics history (WIRE 9.3) is not collected under "
+			"Redis Cluster yet (docs/cluster.md)");
+		return 0;
+	}
 	struct bg_history *h = calloc(1, sizeof(*h));
 	if (h)
 		h->timer = evtimer_new(d->base, on_timer, d);

@@ -75,11 +75,46 @@ static void on_conn_state(struct bg_rconn *c, bool up, void *arg)
 		d->read_in_flight = false;
 }
 
+static bool json_empty(const char *obj)
+{
+	if (obj == NULL)
+		return true;
+	while (*obj == ' ' || *obj == '{' || *obj == '}' || *obj == '\n' ||
+	       *obj == '\t')
+		obj++;
+	return *obj == '\0';
+}
+
+/* Why bygated cannot run on the cluster cfg names, or NULL (not a
+ * cluster, or one it runs on). */
+static const char *bg_cluster_refusal(const struct bg_config *cfg)
+{
+	if (!cfg->redis_cluster)
+		return NULL;
+	if (cfg->key_schema != BG_SCHEMA_V2)
+		return "needs the v2 key schema (REDIS_KEY_SCHEMA_VERSION=v2): "
+		       "v1 keys of one session do not share a slot";
+	if (cfg->redis_db != 0)
+		return "a cluster has only database 0 (redis.db)";
+	if (!json_empty(cfg->triggers_timers_json) ||
+	    !json_empty(cfg->triggers_webhooks_json))
+		return "triggers are not available under Redis Cluster yet "
+		       "(a fire writes its trigger, the session and the "
+		       "stream in one script: three slots)";
+	return NULL;
+}
+
 static struct bg_rconn *new_conn(struct bg_daemon *d, const char *role)
 {
 	const struct bg_config *cfg = d->cfg;
-	char name[256];
+	char name[256], seed[300];
 	snprintf(name, sizeof(name), "bygated:%s:%s", cfg->worker_id, role);
+	/* under Cluster: the seed list, else the configured server */
+	snprintf(seed, sizeof(seed), "%s:%d", cfg->redis_host, cfg->redis_port);
+	const char *seeds = cfg->redis_cluster_nodes &&
+					    cfg->redis_cluster_nodes[0]
+				    ? cfg->redis_cluster_nodes
+				    : seed;
 	struct bg_rconn_opts o = {
 		.role = role,
 		.host = cfg->redis_host,
@@ -91,6 +126,7 @@ static struct bg_rconn *new_conn(struct bg_daemon *d, const char *role)
 		.connect_timeout_ms = cfg->redis_connect_timeout_ms,
 		.command_timeout_ms = cfg->redis_command_timeout_ms,
 		.reconnect_max_ms = cfg->redis_reconnect_max_ms,
+		.cluster_seeds = cfg->redis_cluster ? seeds : NULL,
 	};
 	return bg_rconn_new(d->base, &o, on_conn_state, d);
 }
@@ -381,6 +417,7 @@ static int daemon_init(struct bg_daemon *d, struct bg_config *cfg)
 				      .reread = bg_pickup_again };
 	d->worker_id = cfg->worker_id;
 	d->group = cfg->consumer_group;
+	d->read_block_idx = -1;
 	d->base = event_base_new();
 	d->expired = bg_keyset_new();
 	d->metrics = bg_metrics_new();
@@ -668,13 +705,12 @@ int main(int argc, char **argv)
 	signal(SIGXFSZ, SIG_IGN);
 	srandom((unsigned)getpid() ^ (unsigned)bg_now_ms());
 	bg_log_open(cfg.log_level, cfg.log_format, cfg.log_file);
-	if (cfg.redis_cluster) {
-		bg_error("Redis Cluster (REDIS_MODE=cluster, "
-			 "REDIS_CLUSTER_HOST or redis.mode): bygated does not "
-			 "run on a cluster yet (its finish is not split by "
-			 "slot, docs/cluster.md); the bygate CLI and "
-			 "bygate-state do. Run v2 keys on a standalone server "
-			 "(REDIS_KEY_SCHEMA_VERSION=v2)");
+	const char *no_cluster = bg_cluster_refusal(&cfg);
+	if (no_cluster) {
+		bg_error(
+			"Redis Cluster (REDIS_MODE=cluster, "
+			"REDIS_CLUSTER_HOST or redis.mode): %s (docs/cluster.md)",
+			no_cluster);
 		bg_config_free(&cfg);
 		return EXIT_RUNTIME;
 	}

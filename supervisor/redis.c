@@ -1,425 +1,17 @@
-/* supervisor/redis.c - asynchronous hiredis connection with set-up,
- * per-request deadlines and reconnection (see redis.h). */
+/* supervisor/redis.c - the connection the modules use (redis.h): one
+ * server (redis_node.c) or a Redis Cluster (redis_cluster.c). */
 #include "supervisor/redis.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include <event2/event.h>
-#include <hiredis/async.h>
-
-#include "common/buf.h"
-#include "supervisor/log.h"
-#include "supervisor/redis_events.h"
-
-struct bg_rreq {
-	struct bg_rreq *next, *prev;
-	struct bg_rconn *conn;
-	bg_rconn_reply_fn fn;
-	void *priv;
-	int64_t deadline_ms;
-	size_t bytes;
-	bool entries; /* bg_rconn_cmd_entries: the reply is budgeted */
-};
-
-enum rconn_state { RC_DOWN, RC_CONNECTING, RC_READY, RC_CLOSED };
+#include "supervisor/redis_cluster.h"
+#include "supervisor/redis_node.h"
 
 struct bg_rconn {
-	struct event_base *base;
-	struct bg_rconn_opts o;
-	char *host, *username, *password, *role, *client_name;
-	bg_rconn_state_fn on_state;
-	void *arg;
-	redisAsyncContext *ac;
-	enum rconn_state state;
-	int setup_pending; /* set-up replies still expected */
-	bool setup_failed;
-	long long client_id;
-	struct bg_rreq head; /* circular list of requests in flight */
-	size_t n_pending, pending_bytes;
-	int64_t connect_deadline_ms;
-	int backoff_ms;
-	uint64_t reconnects;
-	struct event *tick;  /* deadline checks, every 100 ms */
-	struct event *retry; /* reconnect timer */
-	struct bg_rconn_value_hook hook;
-	struct bg_buf resp;    /* the command being formatted, reused */
-	struct bg_rreq *spare; /* answered requests kept for reuse (next) */
-	int n_spare;
+	struct bg_rnode *node;	     /* one server */
+	struct bg_rcluster *cluster; /* or a cluster */
 };
-
-/* Requests are reused rather than allocated per command (bygated sends
- * ~50 a task); not under AddressSanitizer, which should see each one's
- * lifetime. */
-#if defined(__SANITIZE_ADDRESS__)
-#define SPARE_MAX 0
-#else
-#define SPARE_MAX 256
-#endif
-
-static struct bg_rreq *req_new(struct bg_rconn *c)
-{
-	struct bg_rreq *q = c->spare;
-	if (q == NULL)
-		return calloc(1, sizeof(*q));
-	c->spare = q->next;
-	c->n_spare--;
-	memset(q, 0, sizeof(*q));
-	return q;
-}
-
-static void req_release(struct bg_rconn *c, struct bg_rreq *q)
-{
-	if (c->n_spare >= SPARE_MAX || c->state == RC_CLOSED) {
-		free(q);
-		return;
-	}
-	q->next = c->spare;
-	c->spare = q;
-	c->n_spare++;
-}
-
-/* The coarse monotonic clock (a read of the vDSO's last tick, not of the
- * TSC: send_raw calls it per command). Deadlines and their check both
- * use it, so one is off by at most a scheduler tick (1-10 ms), far below
- * the timeouts and the check's own period. */
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static char *dupe(const char *s)
-{
-	return strdup(s ? s : "");
-}
-
-static void req_unlink(struct bg_rreq *q)
-{
-	q->prev->next = q->next;
-	q->next->prev = q->prev;
-	q->conn->n_pending--;
-	q->conn->pending_bytes -= q->bytes;
-}
-
-/* ---- the reader: hiredis's own reply objects, but for the values a
- * hook keeps out ---- */
-
-static redisReplyObjectFunctions base_fns, hooked_fns;
-
-static int task_depth(const redisReadTask *task)
-{
-	int depth = 0;
-	for (const redisReadTask *p = task->parent; p; p = p->parent)
-		depth++;
-	return depth;
-}
-
-static void *hooked_array(const redisReadTask *task, int n)
-{
-	struct bg_rconn *c = task->privdata;
-	if (task->parent == NULL && c && c->hook.begin) {
-		struct bg_rreq *q = c->head.next; /* the oldest in flight */
-		c->hook.begin(c->hook.arg, q != &c->head && q->entries);
-	}
-	return base_fns.createArray(task, n);
-}
-
-static void *hooked_string(const redisReadTask *task, char *str, size_t len)
-{
-	struct bg_rconn *c = task->privdata;
-	char marker[64];
-	if (c && c->hook.keep_out && task->type == REDIS_REPLY_STRING &&
-	    (task->idx & 1) && task_depth(task) >= 3 &&
-	    c->hook.keep_out(c->hook.arg, len, marker, sizeof(marker))) {
-		redisReadTask t = *task;
-		t.type = REDIS_REPLY_STATUS;
-		return base_fns.createString(&t, marker, strlen(marker));
-	}
-	return base_fns.createString(task, str, len);
-}
-
-static void install_reader(struct bg_rconn *c, redisAsyncContext *ac)
-{
-	if (c->hook.keep_out == NULL && c->hook.begin == NULL)
-		return;
-	if (base_fns.createString == NULL) {
-		redisReader *r = redisReaderCreate();
-		if (r == NULL)
-			return;
-		base_fns = *r->fn;
-		redisReaderFree(r);
-		hooked_fns = base_fns;
-		hooked_fns.createArray = hooked_array;
-		hooked_fns.createString = hooked_string;
-	}
-	ac->c.reader->fn = &hooked_fns;
-	ac->c.reader->privdata = c;
-}
-
-void bg_rconn_set_value_hook(struct bg_rconn *c,
-			     const struct bg_rconn_value_hook *hook)
-{
-	c->hook = *hook;
-}
-
-static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
-{
-	(void)ac;
-	struct bg_rreq *q = privdata;
-	struct bg_rconn *c = q->conn;
-	req_unlink(q);
-	if (c->hook.end) /* before the callback, which may free c */
-		c->hook.end(c->hook.arg);
-	bg_rconn_reply_fn fn = q->fn;
-	void *priv = q->priv;
-	req_release(c, q); /* before the callback, which may free c */
-	if (fn)
-		fn(c, r, priv);
-}
-
-static void schedule_retry(struct bg_rconn *c)
-{
-	if (c->state == RC_CLOSED)
-		return;
-	c->state = RC_DOWN;
-	c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : 100;
-	if (c->backoff_ms > c->o.reconnect_max_ms)
-		c->backoff_ms = c->o.reconnect_max_ms;
-	struct timeval tv = { c->backoff_ms / 1000,
-			      (c->backoff_ms % 1000) * 1000 };
-	evtimer_add(c->retry, &tv);
-}
-
-static void on_disconnect(const redisAsyncContext *ac, int status)
-{
-	struct bg_rconn *c = ac->data;
-	bool was_ready = c->state == RC_READY;
-	c->ac = NULL;
-	c->client_id = 0;
-	if (c->state == RC_CLOSED)
-		return;
-	if (status != REDIS_OK)
-		bg_warn("redis %s connection to %s:%d lost: %s", c->role,
-			c->host, c->o.port,
-			ac->errstr[0] ? ac->errstr : "closed");
-	schedule_retry(c);
-	if (was_ready && c->on_state)
-		c->on_state(c, false, c->arg);
-}
-
-static void on_connect(const redisAsyncContext *ac, int status)
-{
-	struct bg_rconn *c = ac->data;
-	if (status != REDIS_OK) {
-		/* hiredis frees the context after this callback. */
-		bg_warn("redis %s connection to %s:%d failed: %s", c->role,
-			c->host, c->o.port, ac->errstr);
-		c->ac = NULL;
-		schedule_retry(c);
-		return;
-	}
-	redisEnableKeepAlive((redisContext *)&ac->c);
-}
-
-static void on_setup_reply(struct bg_rconn *c, redisReply *r, void *priv)
-{
-	const char *what = priv;
-	if (r == NULL)
-		return; /* connection lost: on_disconnect handles it */
-	if (bg_reply_is_error(r)) {
-		bg_error("redis %s connection: %s failed: %s", c->role, what,
-			 r->str);
-		c->setup_failed = true;
-	} else if (strcmp(what, "CLIENT ID") == 0 &&
-		   r->type == REDIS_REPLY_INTEGER) {
-		c->client_id = r->integer;
-	}
-	if (--c->setup_pending > 0)
-		return;
-	if (c->setup_failed) {
-		bg_rconn_drop(c, "set-up failed");
-		return;
-	}
-	c->state = RC_READY;
-	c->backoff_ms = 0;
-	bg_info("redis %s connection ready (%s:%d db %d, client id %lld)",
-		c->role, c->host, c->o.port, c->o.db, c->client_id);
-	if (c->on_state)
-		c->on_state(c, true, c->arg);
-}
-
-/* Append the RESP of one command (*argc, then $len and the bytes of each
- * argument) to b; *bytes gets the request's accounted size. Written
- * directly rather than by hiredis's argv formatter (sdscatfmt per
- * argument into a new sds each time): bygated sends ~50 commands a task.
- * 0 or -ENOMEM. */
-#define RESP_KEEP_MAX (256 * 1024)
-
-static int format_resp(struct bg_buf *b, int argc, const char **argv,
-		       const size_t *lens, size_t *bytes)
-{
-	char num[BG_I64_STR];
-	size_t n;
-	b->len = 0;
-	*bytes = 0;
-	if (bg_buf_reserve(b, 64) != 0)
-		return -ENOMEM;
-	b->p[b->len++] = '*';
-	n = bg_i64_str(num, argc);
-	memcpy(b->p + b->len, num, n);
-	b->len += n;
-	b->p[b->len++] = '\r';
-	b->p[b->len++] = '\n';
-	for (int i = 0; i < argc; i++) {
-		size_t len = lens ? lens[i] : strlen(argv[i]);
-		*bytes += len + 16;
-		if (bg_buf_reserve(b, len + BG_I64_STR + 5) != 0)
-			return -ENOMEM;
-		b->p[b->len++] = '$';
-		n = bg_i64_str(num, (int64_t)len);
-		memcpy(b->p + b->len, num, n);
-		b->len += n;
-		b->p[b->len++] = '\r';
-		b->p[b->len++] = '\n';
-		if (len)
-			memcpy(b->p + b->len, argv[i], len);
-		b->len += len;
-		b->p[b->len++] = '\r';
-		b->p[b->len++] = '\n';
-	}
-	return 0;
-}
-
-static int send_raw(struct bg_rconn *c, bg_rconn_reply_fn fn, void *priv,
-		    int extra_ms, int argc, const char **argv,
-		    const size_t *lens)
-{
-	struct bg_rreq *q = req_new(c);
-	if (q == NULL)
-		return -ENOMEM;
-	q->conn = c;
-	q->fn = fn;
-	q->priv = priv;
-	q->deadline_ms = now_ms() + c->o.command_timeout_ms + extra_ms;
-	if (format_resp(&c->resp, argc, argv, lens, &q->bytes) != 0) {
-		req_release(c, q);
-		return -ENOMEM;
-	}
-	int rc = redisAsyncFormattedCommand(c->ac, on_reply, q, c->resp.p,
-					    c->resp.len);
-	if (c->resp.cap > RESP_KEEP_MAX) /* a large one: not kept */
-		bg_buf_free(&c->resp);
-	if (rc != REDIS_OK) {
-		req_release(c, q);
-		return -ENOTCONN;
-	}
-	q->next = &c->head;
-	q->prev = c->head.prev;
-	c->head.prev->next = q;
-	c->head.prev = q;
-	c->n_pending++;
-	c->pending_bytes += q->bytes;
-	return 0;
-}
-
-static void setup_cmd(struct bg_rconn *c, const char *what,
-		      const char *const *args)
-{
-	int n = 0;
-	while (args[n])
-		n++;
-	if (send_raw(c, on_setup_reply, (void *)what, 0, n, (const char **)args,
-		     NULL) == 0)
-		c->setup_pending++;
-}
-
-static void do_connect(struct bg_rconn *c)
-{
-	redisAsyncContext *ac = redisAsyncConnect(c->host, c->o.port);
-	if (ac == NULL) {
-		schedule_retry(c);
-		return;
-	}
-	if (ac->err) {
-		bg_warn("redis %s connect to %s:%d: %s", c->role, c->host,
-			c->o.port, ac->errstr);
-		redisAsyncFree(ac);
-		schedule_retry(c);
-		return;
-	}
-	/* hiredis 0.14 has no option for close-on-exec: set it before any
-	 * child can be spawned (the loop is single-threaded). */
-	int fl = fcntl(ac->c.fd, F_GETFD);
-	if (fl != -1)
-		fcntl(ac->c.fd, F_SETFD, fl | FD_CLOEXEC);
-	if (bg_redis_events_attach(ac, c->base) != 0) {
-		bg_warn("redis %s connect to %s:%d: out of memory", c->role,
-			c->host, c->o.port);
-		redisAsyncFree(ac);
-		schedule_retry(c);
-		return;
-	}
-	ac->data = c;
-	install_reader(c, ac);
-	c->ac = ac;
-	c->state = RC_CONNECTING;
-	c->setup_pending = 0;
-	c->setup_failed = false;
-	c->connect_deadline_ms = now_ms() + c->o.connect_timeout_ms;
-	redisAsyncSetConnectCallback(ac, on_connect);
-	redisAsyncSetDisconnectCallback(ac, on_disconnect);
-	if (c->password[0]) {
-		if (c->username[0])
-			setup_cmd(c, "AUTH",
-				  (const char *const[]){ "AUTH", c->username,
-							 c->password, NULL });
-		else
-			setup_cmd(c, "AUTH",
-				  (const char *const[]){ "AUTH", c->password,
-							 NULL });
-	}
-	char db[16];
-	snprintf(db, sizeof(db), "%d", c->o.db);
-	setup_cmd(c, "SELECT", (const char *const[]){ "SELECT", db, NULL });
-	setup_cmd(c, "CLIENT SETNAME",
-		  (const char *const[]){ "CLIENT", "SETNAME", c->client_name,
-					 NULL });
-	setup_cmd(c, "CLIENT ID",
-		  (const char *const[]){ "CLIENT", "ID", NULL });
-}
-
-static void on_retry(evutil_socket_t fd, short ev, void *arg)
-{
-	(void)fd;
-	(void)ev;
-	struct bg_rconn *c = arg;
-	if (c->state == RC_DOWN) {
-		c->reconnects++;
-		do_connect(c);
-	}
-}
-
-static void on_tick(evutil_socket_t fd, short ev, void *arg)
-{
-	(void)fd;
-	(void)ev;
-	struct bg_rconn *c = arg;
-	int64_t now = now_ms();
-	if (c->state == RC_CONNECTING && c->ac &&
-	    !(c->ac->c.flags & REDIS_CONNECTED) &&
-	    now > c->connect_deadline_ms) {
-		bg_rconn_drop(c, "connect timeout");
-		return;
-	}
-	if (c->n_pending && c->head.next->deadline_ms < now) {
-		bg_rconn_drop(c, "request deadline expired");
-	}
-}
 
 struct bg_rconn *bg_rconn_new(struct event_base *base,
 			      const struct bg_rconn_opts *opts,
@@ -428,143 +20,131 @@ struct bg_rconn *bg_rconn_new(struct event_base *base,
 	struct bg_rconn *c = calloc(1, sizeof(*c));
 	if (c == NULL)
 		return NULL;
-	c->base = base;
-	c->o = *opts;
-	c->host = dupe(opts->host);
-	c->username = dupe(opts->username);
-	c->password = dupe(opts->password);
-	c->role = dupe(opts->role);
-	c->client_name = dupe(opts->client_name);
-	for (char *p = c->client_name; *p; p++)
-		if (*p == ' ' || *p == '\n' || *p == '\r')
-			*p = '_'; /* CLIENT SETNAME refuses spaces */
-	c->on_state = on_state;
-	c->arg = arg;
-	c->head.next = c->head.prev = &c->head;
-	c->state = RC_DOWN;
-	c->tick = event_new(base, -1, EV_PERSIST, on_tick, c);
-	c->retry = evtimer_new(base, on_retry, c);
-	if (!c->host || !c->username || !c->password || !c->role ||
-	    !c->client_name || !c->tick || !c->retry) {
-		bg_rconn_free(c);
+	if (opts->cluster_seeds)
+		c->cluster = bg_rcluster_new(base, c, opts, on_state, arg);
+	else
+		c->node = bg_rnode_new(base, c, opts, on_state, arg);
+	if (c->node == NULL && c->cluster == NULL) {
+		free(c);
 		return NULL;
 	}
-	struct timeval tv = { 0, 100 * 1000 };
-	event_add(c->tick, &tv);
 	return c;
 }
 
 void bg_rconn_start(struct bg_rconn *c)
 {
-	if (c->state == RC_DOWN && c->ac == NULL)
-		do_connect(c);
+	if (c->cluster)
+		bg_rcluster_start(c->cluster);
+	else
+		bg_rnode_start(c->node);
 }
 
 void bg_rconn_drop(struct bg_rconn *c, const char *why)
 {
-	if (c->ac == NULL)
-		return;
-	bg_warn("redis %s connection dropped: %s", c->role, why);
-	redisAsyncContext *ac = c->ac;
-	bool was_ready = c->state == RC_READY;
-	/* on_disconnect only runs for connected contexts; make the state
-	 * change here either way. */
-	c->state = RC_CLOSED; /* silence on_disconnect during the free */
-	redisAsyncFree(ac);
-	c->ac = NULL;
-	c->client_id = 0;
-	c->state = RC_DOWN;
-	schedule_retry(c);
-	if (was_ready && c->on_state)
-		c->on_state(c, false, c->arg);
+	if (c->cluster)
+		bg_rcluster_drop(c->cluster, why);
+	else
+		bg_rnode_drop(c->node, why);
 }
 
 void bg_rconn_free(struct bg_rconn *c)
 {
 	if (c == NULL)
 		return;
-	c->state = RC_CLOSED;
-	if (c->ac) {
-		redisAsyncContext *ac = c->ac;
-		c->ac = NULL;
-		redisAsyncFree(ac);
-	}
-	if (c->tick)
-		event_free(c->tick);
-	if (c->retry)
-		event_free(c->retry);
-	free(c->host);
-	free(c->username);
-	free(c->password);
-	free(c->role);
-	free(c->client_name);
-	bg_buf_free(&c->resp);
-	while (c->spare) {
-		struct bg_rreq *q = c->spare;
-		c->spare = q->next;
-		free(q);
-	}
+	bg_rcluster_free(c->cluster);
+	bg_rnode_free(c->node);
 	free(c);
 }
 
 void bg_rconn_set_timeouts(struct bg_rconn *c, int connect_ms, int command_ms,
 			   int reconnect_max_ms)
 {
-	c->o.connect_timeout_ms = connect_ms;
-	c->o.command_timeout_ms = command_ms;
-	c->o.reconnect_max_ms = reconnect_max_ms;
+	if (c->cluster)
+		bg_rcluster_set_timeouts(c->cluster, connect_ms, command_ms,
+					 reconnect_max_ms);
+	else
+		bg_rnode_set_timeouts(c->node, connect_ms, command_ms,
+				      reconnect_max_ms);
 }
 
 bool bg_rconn_ready(const struct bg_rconn *c)
 {
-	return c->state == RC_READY;
+	return c->cluster ? bg_rcluster_ready(c->cluster)
+			  : bg_rnode_ready(c->node);
+}
+
+bool bg_rconn_clustered(const struct bg_rconn *c)
+{
+	return c->cluster != NULL;
 }
 
 const char *bg_rconn_role(const struct bg_rconn *c)
 {
-	return c->role;
+	return c->node ? bg_rnode_role(c->node) : "cluster";
 }
 
 long long bg_rconn_client_id(const struct bg_rconn *c)
 {
-	return c->client_id;
+	return c->node ? bg_rnode_client_id(c->node) : 0;
+}
+
+long long bg_rconn_client_id_for(const struct bg_rconn *c, const char *key)
+{
+	if (c->node)
+		return bg_rnode_client_id(c->node);
+	return key ? bg_rcluster_client_id(c->cluster, key) : 0;
+}
+
+int bg_rconn_cmd_near(struct bg_rconn *c, const char *key, bg_rconn_reply_fn fn,
+		      void *priv, int argc, const char **argv)
+{
+	if (c->node)
+		return bg_rnode_cmd(c->node, fn, priv, 0, argc, argv, NULL);
+	return bg_rcluster_cmd_near(c->cluster, key, fn, priv, argc, argv);
 }
 
 size_t bg_rconn_pending(const struct bg_rconn *c)
 {
-	return c->n_pending;
+	return c->cluster ? bg_rcluster_pending(c->cluster)
+			  : bg_rnode_pending(c->node);
 }
 
 size_t bg_rconn_pending_bytes(const struct bg_rconn *c)
 {
-	return c->pending_bytes;
+	return c->cluster ? bg_rcluster_pending_bytes(c->cluster)
+			  : bg_rnode_pending_bytes(c->node);
 }
 
 uint64_t bg_rconn_reconnects(const struct bg_rconn *c)
 {
-	return c->reconnects;
+	return c->cluster ? bg_rcluster_reconnects(c->cluster)
+			  : bg_rnode_reconnects(c->node);
 }
 
 bool bg_rconn_flush(struct bg_rconn *c)
 {
-	return c->ac != NULL && bg_redis_events_flush(c->ac);
+	return c->cluster ? bg_rcluster_flush(c->cluster)
+			  : bg_rnode_flush(c->node);
 }
 
 int bg_rconn_cmd(struct bg_rconn *c, bg_rconn_reply_fn fn, void *priv,
 		 int extra_ms, int argc, const char **argv, const size_t *lens)
 {
-	if (c->state != RC_READY || c->ac == NULL)
-		return -ENOTCONN;
-	return send_raw(c, fn, priv, extra_ms, argc, argv, lens);
+	if (c->node)
+		return bg_rnode_cmd(c->node, fn, priv, extra_ms, argc, argv,
+				    lens);
+	return bg_rcluster_cmd(c->cluster, fn, priv, extra_ms, argc, argv, lens,
+			       false);
 }
 
 int bg_rconn_cmd_entries(struct bg_rconn *c, bg_rconn_reply_fn fn, void *priv,
 			 int extra_ms, int argc, const char **argv)
 {
-	int rc = bg_rconn_cmd(c, fn, priv, extra_ms, argc, argv, NULL);
-	if (rc == 0)
-		c->head.prev->entries = true; /* the request just queued */
-	return rc;
+	if (c->node)
+		return bg_rnode_cmd_entries(c->node, fn, priv, extra_ms, argc,
+					    argv, NULL);
+	return bg_rcluster_cmd(c->cluster, fn, priv, extra_ms, argc, argv, NULL,
+			       true);
 }
 
 int bg_rconn_cmdv(struct bg_rconn *c, bg_rconn_reply_fn fn, void *priv,
@@ -575,6 +155,15 @@ int bg_rconn_cmdv(struct bg_rconn *c, bg_rconn_reply_fn fn, void *priv,
 		n++;
 	return bg_rconn_cmd(c, fn, priv, extra_ms, n, (const char **)args,
 			    NULL);
+}
+
+void bg_rconn_set_value_hook(struct bg_rconn *c,
+			     const struct bg_rconn_value_hook *hook)
+{
+	if (c->cluster)
+		bg_rcluster_set_value_hook(c->cluster, hook);
+	else
+		bg_rnode_set_value_hook(c->node, hook);
 }
 
 bool bg_reply_is_error(const redisReply *r)

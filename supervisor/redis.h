@@ -1,8 +1,10 @@
-/* supervisor/redis.h - one asynchronous hiredis connection on bygated's
- * libevent loop (DESIGN 3): connect with AUTH / SELECT / CLIENT SETNAME,
- * FD_CLOEXEC and TCP keepalive on every (re)connect, a deadline per request
- * (hiredis 0.14 has none: an expired deadline drops the connection), and
- * reconnection with capped exponential back-off.
+/* supervisor/redis.h - one of bygated's asynchronous Redis connections
+ * (read, write, control) on its libevent loop (DESIGN 3): to one server
+ * (redis_node.h: connect with AUTH / SELECT / CLIENT SETNAME, FD_CLOEXEC
+ * and TCP keepalive on every (re)connect, a deadline per request (hiredis
+ * 0.14 has none: an expired deadline drops the connection), reconnection
+ * with capped exponential back-off), or to a Redis Cluster, routed by slot
+ * (redis_cluster.h), behind the same functions.
  *
  * A reply callback receives NULL when the outcome is unknown (connection
  * lost or deadline expired before the reply); callers resolve that by the
@@ -36,6 +38,9 @@ struct bg_rconn_opts {
 	int connect_timeout_ms;
 	int command_timeout_ms;
 	int reconnect_max_ms;
+	/* Redis Cluster: the seed nodes, "host:port,..."; NULL = one server
+	 * at host:port */
+	const char *cluster_seeds;
 };
 
 struct bg_rconn *bg_rconn_new(struct event_base *base,
@@ -53,8 +58,16 @@ void bg_rconn_set_timeouts(struct bg_rconn *c, int connect_ms, int command_ms,
 			   int reconnect_max_ms);
 bool bg_rconn_ready(const struct bg_rconn *c);
 const char *bg_rconn_role(const struct bg_rconn *c);
-/* CLIENT ID of the current connection (for CLIENT UNBLOCK), 0 if unknown. */
+/* CLIENT ID of the current connection (for CLIENT UNBLOCK), 0 if unknown.
+ * Under Cluster: of the connection to the master serving `key` (NULL: 0). */
 long long bg_rconn_client_id(const struct bg_rconn *c);
+long long bg_rconn_client_id_for(const struct bg_rconn *c, const char *key);
+/* A keyless command (CLIENT UNBLOCK) to the server of `key`: the one
+ * server, or under Cluster the master serving key's slot. */
+int bg_rconn_cmd_near(struct bg_rconn *c, const char *key, bg_rconn_reply_fn fn,
+		      void *priv, int argc, const char **argv);
+/* Whether it is a Redis Cluster connection. */
+bool bg_rconn_clustered(const struct bg_rconn *c);
 /* Requests sent and not answered yet, and their formatted bytes. */
 size_t bg_rconn_pending(const struct bg_rconn *c);
 size_t bg_rconn_pending_bytes(const struct bg_rconn *c);

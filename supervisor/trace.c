@@ -534,8 +534,9 @@ void bg_trace_group(struct bg_daemon *d, const struct bg_job *t,
  * late span of a callee cannot turn CANCELLED back). One script call per
  * flush instead of one per trace: a call's own cost in Redis (~7 us)
  * was paid once per task. The keys of several traces in one call are
- * fine on a standalone Redis (bygated refuses Cluster mode); with
- * Cluster, a call will hold one slot's traces. */
+ * fine on a standalone Redis; under Redis Cluster a call holds one trace
+ * (its two keys share the trace's slot) and sends the script's text
+ * (EVAL: each node has its own script cache). */
 static const char flush_lua[] =
 	"local ttl = ARGV[1]\n"
 	"local function n(x) return tonumber(x or '') or 0 end\n"
@@ -759,7 +760,9 @@ static void send_call(struct bg_daemon *d, struct call *c, const char *ttl,
 	char numkeys[24];
 	snprintf(numkeys, sizeof(numkeys), "%zu", c->n_keys);
 	if (argv && lens) {
-		const char *sha = *text_sent ? flush_sha() : NULL;
+		const char *sha = *text_sent && !bg_rconn_clustered(d->wr)
+					  ? flush_sha()
+					  : NULL;
 		*text_sent = true;
 		size_t k = 0;
 		argv[k++] = sha ? "EVALSHA" : "EVAL";
@@ -894,7 +897,8 @@ void bg_trace_flush(struct bg_daemon *d)
 		if (i == tr->n ||
 		    strcmp(tr->items[i].trace_id, tr->items[a].trace_id)) {
 			add_trace(d, &c, &tr->items[a], &tr->items[i]);
-			if (c.traces == CALL_MAX_TRACES)
+			if (c.traces == CALL_MAX_TRACES ||
+			    bg_rconn_clustered(d->wr))
 				send_call(d, &c, ttl, &text_sent);
 			a = i;
 		}

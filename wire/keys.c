@@ -107,6 +107,8 @@ static const struct key_form forms[BG_KEY__COUNT] = {
 					"\5by_framework:obs:collector_lock" },
 	[BG_KEY_OBS_HISTORY] = { "\5by_framework:obs:history",
 				 "\5by_framework:obs:history" },
+	[BG_KEY_FINISH_GUARD] = { "bygate_finish_guard:\1",
+				  "bygate_finish_guard:{\1}" },
 };
 
 /* Check each id against the template: used ids non-empty (except the

@@ -79,6 +79,11 @@ enum bg_key_kind {
 	 * supervisor/history.h): by_framework:obs:*, the same under v1/v2 */
 	BG_KEY_OBS_COLLECTOR_LOCK,
 	BG_KEY_OBS_HISTORY,
+	/* (slot tag, cluster/slot.h bg_slot_tag) under Redis Cluster, the
+	 * HASH of a slot that records which parts of split finishes were
+	 * applied there (supervisor/finish_parts.h): field = stream and
+	 * entry id */
+	BG_KEY_FINISH_GUARD,
 	BG_KEY__COUNT
 };
 

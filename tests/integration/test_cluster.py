@@ -211,12 +211,17 @@ def test_refusals_are_clear(h):
     assert "127.0.0.1:1" in out.stderr
 
 
-def test_bygated_refuses_a_cluster_and_says_what_runs(h):
+def test_bygated_refuses_what_it_cannot_run_on_a_cluster(h):
     c = h.start_cluster(masters=3)
-    d = h.bygated(env=cli_env(c))
-    d.start(wait=False)
-    assert d.wait_exit(timeout=30) == 3
-    assert "bygated does not run on a cluster yet" in d.log_text()
+    for extra, overrides, why in (
+            ({"REDIS_KEY_SCHEMA_VERSION": "v1"}, None, "v2 key schema"),
+            ({}, {"triggers": {"timers": {"t1": {
+                "every": "1h", "agent_type": "echo", "content": "x"}}}},
+             "triggers are not available")):
+        d = h.bygated(overrides, env=cli_env(c, **extra))
+        d.start(wait=False)
+        assert d.wait_exit(timeout=30) == 3
+        assert why in d.log_text(), d.log_tail()
 
 
 def test_bygate_state_check_reads_the_cluster(h):

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,6 +54,23 @@ static void hash_tag_rules(void **st)
 	assert_int_equal(bg_slot_of(a, strlen(a)), bg_slot_of(b, strlen(b)));
 	/* bytes after a NUL are part of the key */
 	assert_int_not_equal(bg_slot_of("a\0b", 3), bg_slot_of("a", 1));
+}
+
+static void every_slot_has_a_tag(void **st)
+{
+	(void)st;
+	for (int s = 0; s < BG_SLOTS; s++) {
+		const char *t = bg_slot_tag(s);
+		assert_non_null(t);
+		assert_true(strlen(t) <= 7);
+		assert_int_equal(bg_slot_of(t, strlen(t)), s);
+		char key[64];
+		snprintf(key, sizeof(key), "guard:{%s}", t);
+		assert_int_equal(bg_slot_of(key, strlen(key)), s);
+	}
+	assert_null(bg_slot_tag(-1));
+	assert_null(bg_slot_tag(BG_SLOTS));
+	assert_string_equal(bg_slot_tag(bg_slot_of("0", 1)), "0");
 }
 
 static int slot(const char *const *argv, int argc)
@@ -313,6 +331,7 @@ int main(void)
 		cmocka_unit_test(crc16_check_value),
 		cmocka_unit_test(slots_match_redis),
 		cmocka_unit_test(hash_tag_rules),
+		cmocka_unit_test(every_slot_has_a_tag),
 		cmocka_unit_test(command_slots),
 		cmocka_unit_test(slots_reply_is_loaded),
 		cmocka_unit_test(malformed_slots_reply_changes_nothing),

@@ -163,6 +163,9 @@ static const struct key_case cases[] = {
 	  "by_framework:obs:collector_lock" },
 	{ BG_KEY_OBS_HISTORY, "", "", "", "by_framework:obs:history",
 	  "by_framework:obs:history" },
+	{ BG_KEY_FINISH_GUARD, "77", "", "",
+	  "byai_gateway:bygate_finish_guard:77",
+	  "byai_gateway:v2:bygate_finish_guard:{77}" },
 };
 
 static int build(struct bg_buf *b, enum bg_key_schema schema,

@@ -1,0 +1,38 @@
+/* supervisor/finish_parts.h - the finish under Redis Cluster (issue 17 item
+ * 3, docs/cluster.md "The finish, split by slot").
+ *
+ * No transaction spans slots, and a finish writes the session's keys, the
+ * worker's statistics, other agent types' streams, the dead letters and the
+ * entry's stream. The blob (journaled as on a standalone server, finish.c)
+ * is sent as parts: the commands of each slot, in the order of each slot's
+ * first command, as one script that applies them unless this slot already
+ * has them (a field for the entry in the slot's guard hash,
+ * BG_KEY_FINISH_GUARD, written by the same script); then the worker keys'
+ * EXPIREs; then the entry's XACK, alone and last. Each part is atomic in
+ * its slot and applied at most once, whatever is re-sent: a part answered
+ * or not, a crash between two parts, a journal replay. So:
+ *
+ *   the entry is pending  <=>  its XACK was not applied  =>  every part
+ *   is applied or will be, once, by the next send of the same blob;
+ *   a replay never writes an event, a record or a callback twice.
+ *
+ * After the XACK the guard fields go (best effort; the hashes expire after
+ * worker.max_entry_age_s plus a day). */
+#ifndef BG_SUPERVISOR_FINISH_PARTS_H
+#define BG_SUPERVISOR_FINISH_PARTS_H
+
+#include "supervisor/redis.h"
+
+struct bg_daemon;
+struct bg_job;
+
+/* Sends t->fin.finish_blob (a valid blob whose last command is the XACK)
+ * on d->wr, part after part; `done` then gets (d->wr, reply, t): the XACK's
+ * reply (the whole finish applied), an error reply (a part or the XACK
+ * refused: retry the whole blob) or NULL (outcome unknown). 0 when the
+ * first part is queued; -ENOTCONN (nothing sent), -EBADMSG (the blob is not
+ * a finish) or -ENOMEM. */
+int bg_finish_parts_send(struct bg_daemon *d, struct bg_job *t,
+			 bg_rconn_reply_fn done);
+
+#endif
