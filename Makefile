@@ -82,7 +82,7 @@ TEST_PLUGINS := $(patsubst tests/plugins/%.c,$(BUILD)/test-plugins/%.so,$(TEST_P
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
-.PHONY: all deps user run test unit-test integration-test tests asan bench crashtest bench-peers install clean format format-check
+.PHONY: all deps user run test test-cluster unit-test integration-test tests asan bench crashtest bench-peers install clean format format-check
 MEMWATCH := $(BUILD)/libbygate-memwatch.so
 # Client examples (examples/client/*.c): built against the one-archive
 # libbygate exactly as an installed program links it (docs/client.md).
@@ -265,6 +265,19 @@ unit-test: deps user
 integration-test: deps user
 	@$(MAKE) --no-print-directory all tests
 	$(PYTHON) tests/run.py --build $(BUILD) --integration-only
+
+# `make test-cluster`: the end-to-end, flow, control and recovery tests
+# again, unchanged, on a private 3-master Redis Cluster (v2 keys;
+# docs/cluster.md); a test that checks what only one server has is skipped
+# and named. `make test` runs a representative subset of them
+# (tests/integration/test_cluster_suite.py) and the cluster's own tests.
+CLUSTER_SUITES := test_task_path test_agent_flows test_agent_routes \
+  test_control test_recovery test_events test_workflows test_client \
+  test_idempotency test_one_run test_suspects test_cancel_counters
+test-cluster: deps user
+	@$(MAKE) --no-print-directory all tests
+	BYGATE_TEST_REDIS=cluster $(PYTHON) tests/run.py --build $(BUILD) \
+	  --integration-only $(foreach s,$(CLUSTER_SUITES),-k $(s).)
 
 tests: $(UNIT_TESTS) $(BINS) $(PLUGINS) $(MEMWATCH) $(TEST_PLUGINS) $(BENCH_BINS)
 

@@ -370,7 +370,10 @@ static int send_script(struct bg_daemon *d, int which,
 		return -ENOMEM;
 	struct bg_ready *r = d->ready;
 	uint64_t conn = bg_rconn_reconnects(d->wr);
-	const char *sha = r->text_sent[which] && r->text_conn[which] == conn
+	/* under Redis Cluster each node has its own script cache and the
+	 * streams are on several nodes: the text, always */
+	const char *sha = r->text_sent[which] && r->text_conn[which] == conn &&
+					  !bg_rconn_clustered(d->wr)
 				  ? script_sha(which)
 				  : NULL;
 	int a = 0;

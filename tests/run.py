@@ -37,6 +37,7 @@ class Results:
     def __init__(self):
         self.passed = 0
         self.failed = 0
+        self.skipped = 0
         self.failures = []
 
     def add(self, passed, failed=0, failures=()):
@@ -45,12 +46,17 @@ class Results:
         self.failures.extend(failures)
 
     def summary_line(self):
-        return "%d passed, %d failed" % (self.passed, self.failed)
+        line = "%d passed, %d failed" % (self.passed, self.failed)
+        if self.skipped:
+            line += " (%d skipped: standalone only)" % self.skipped
+        return line
 
 
 def selected(name, pattern):
     if not pattern:
         return True
+    if isinstance(pattern, list):  # -k given several times: any of them
+        return any(selected(name, p) for p in pattern)
     if any(c in pattern for c in "*?["):
         return (fnmatch.fnmatch(name, pattern)
                 or fnmatch.fnmatch(name, "*%s*" % pattern))
@@ -294,6 +300,11 @@ def call_test(fn, name, make_harness):
 
 def run_integration_test(full, fn, args, results):
     from harness import Harness
+    why = getattr(fn, "standalone_only", None)
+    if why and os.environ.get("BYGATE_TEST_REDIS") == "cluster":
+        results.skipped += 1
+        print("skip %s (standalone only: %s)" % (full, why))
+        return
     timeout = getattr(fn, "timeout", args.timeout)
     position = proc.mark()
     start = time.monotonic()
@@ -371,9 +382,10 @@ def run_integration_tests(directory, args, results):
 def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--build", default="build", help="build directory")
-    ap.add_argument("-k", metavar="PATTERN",
+    ap.add_argument("-k", metavar="PATTERN", action="append",
                     help="only tests whose name (binary, or module.function) "
-                         "contains PATTERN or matches it as a glob")
+                         "contains PATTERN or matches it as a glob (given "
+                         "several times: any of them)")
     ap.add_argument("-q", "--quiet", action="store_true",
                     help="show a unit-test binary's output only if it fails")
     ap.add_argument("--timeout", type=float, default=120.0,

@@ -33,6 +33,7 @@ from bglib.keys import Keys  # noqa: E402
 from bglib.libconfig import Raw, deep_merge, render  # noqa: E402,F401
 from bglib.redisserver import RedisServer, RedisStartError  # noqa: E402,F401
 from bglib.rediscluster import RedisCluster, ClusterError  # noqa: E402,F401
+from bglib.clusterclient import ClusterBackend  # noqa: E402
 from bglib.resp import (RespClient, RespError, RespTimeout,  # noqa: E402,F401
                         decode_entries, entry_data, pairs_to_dict)
 from bglib.proc import wait_until, pid_alive  # noqa: E402,F401
@@ -107,6 +108,17 @@ def wait_task_end(d, message_id, timeout=10.0, since=None):
                       since=since)
 
 
+def standalone_only(why):
+    """Mark a test that checks something only one redis-server has (a
+    CONFIG SET on the server, its commandstats, its MULTI/EXEC): skipped,
+    with `why` printed, when the suite runs on a Redis Cluster
+    (BYGATE_TEST_REDIS=cluster, `make test-cluster`)."""
+    def mark(fn):
+        fn.standalone_only = why
+        return fn
+    return mark
+
+
 def build_dir():
     """The build directory under test: $BYGATE_BUILD (set by tests/run.py),
     else <repo>/build; always absolute."""
@@ -135,7 +147,11 @@ class Harness:
         # the exec programs' directory (the config file's).
         os.chmod(self.tmp, 0o711)
         self.keep_tmp = keep_tmp or bool(os.environ.get("BYGATE_KEEP_TMP"))
-        self.keys = Keys(os.environ.get("BYGATE_TEST_KEY_SCHEMA", "v1"))
+        # BYGATE_TEST_REDIS=cluster: h.redis is a 3-master Redis Cluster
+        # (`make test-cluster`), whose keys are v2 by force
+        self.cluster_mode = os.environ.get("BYGATE_TEST_REDIS") == "cluster"
+        self.keys = Keys("v2" if self.cluster_mode else
+                         os.environ.get("BYGATE_TEST_KEY_SCHEMA", "v1"))
         self._redis = None
         self._owned = []      # RedisServer, Bygated, RespClient: closed reversed
         self._bygateds = []
@@ -176,8 +192,18 @@ class Harness:
     def redis(self):
         """The test's default redis-server, started on first use."""
         if self._redis is None:
-            self._redis = self.start_redis()
+            self._redis = (ClusterBackend(self.start_cluster())
+                           if self.cluster_mode else self.start_redis())
         return self._redis
+
+    def use_cluster(self):
+        """From now on h.redis is a 3-master Redis Cluster with v2 keys, as
+        for the whole suite under BYGATE_TEST_REDIS=cluster (call it before
+        h.redis is first used)."""
+        if self._redis is not None:
+            raise RuntimeError("h.redis is already a standalone server")
+        self.cluster_mode = True
+        self.keys = Keys("v2")
 
     def start_redis(self, args=()):
         """Another private redis-server (its data under the test's tmp)."""
@@ -220,7 +246,10 @@ class Harness:
         (base / "workspace").mkdir(parents=True, exist_ok=True)
         r = redis or self.redis
         cfg = {
-            "redis": {"host": r.host, "port": r.port},
+            "redis": dict({"host": r.host, "port": r.port},
+                          **({"mode": "cluster", "key_schema": "v2",
+                              "cluster_nodes": r.cluster.seeds()}
+                             if isinstance(r, ClusterBackend) else {})),
             "worker": {"id": worker_id or "itest-w%d" % n},
             "pool": {"size": 2},
             "paths": {"state_dir": str(base / "state"),

@@ -8,7 +8,8 @@ import signal
 import time
 import uuid
 
-from harness import wait_until, timeout, wait_reads, wait_task_end
+from harness import (standalone_only, wait_until, timeout, wait_reads,
+                     wait_task_end)
 import pyclient as pc
 
 FAST = {"lease_ttl_s": 2, "heartbeat_interval_ms": 300,
@@ -162,6 +163,7 @@ def test_no_callback_when_the_caller_asked_for_the_cancel(h):
     assert resumes == []
 
 
+@standalone_only("the v1 key layout, written out")
 @timeout(90)
 def test_reload_recycles_children_acks_and_loads_the_changed_plugin(h):
     plug = h.tmp / "agent.so"
@@ -215,6 +217,7 @@ def admin_hash(c, w, lifecycle):
            "updated_at", int(time.time() * 1000))
 
 
+@standalone_only("the v1 key layout, written out; commandstats of the one server")
 @timeout(60)
 def test_suspend_stops_consumption_and_resume_restarts_it(h):
     d = start(h)
@@ -241,6 +244,7 @@ def test_suspend_stops_consumption_and_resume_restarts_it(h):
                what="member again")
 
 
+@standalone_only("the v1 key layout, written out; commandstats of the one server")
 def test_a_durable_suspension_is_honoured_at_start(h):
     c = h.client()
     w = "itest-suspended"
@@ -256,6 +260,7 @@ def test_a_durable_suspension_is_honoured_at_start(h):
                            "byai_gateway:registry:agent_type:workers:sleep")
 
 
+@standalone_only("the v1 key layout, written out")
 def test_evict_drains_and_exits(h):
     d = start(h)
     c = h.client()
@@ -278,6 +283,7 @@ def test_evict_drains_and_exits(h):
     assert "bygate allow-rejoin %s" % w in again.log_text()
 
 
+@standalone_only("the v1 key layout, written out; commandstats of the one server")
 def test_a_denied_agent_type_is_no_longer_read(h):
     d = start(h, agent_types=[h.agent_type("sleep"), h.agent_type("echo")])
     c = h.client()
@@ -310,6 +316,7 @@ SNAPSHOT_KEYS = [
     "agent_config_audit"]
 
 
+@standalone_only("the v1 key layout, written out")
 def test_dashboard_counters_and_snapshots_follow_wire_5_9(h):
     d = start(h)
     c = h.client()

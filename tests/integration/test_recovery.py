@@ -6,7 +6,8 @@ import os
 import signal
 import time
 
-from harness import wait_until, pid_alive, timeout, wait_task_end
+from harness import (standalone_only, wait_until, pid_alive, timeout,
+                     wait_task_end)
 import pyclient as pc
 
 FAST = {"worker": {"lease_ttl_s": 2, "heartbeat_interval_ms": 500,
@@ -301,6 +302,7 @@ def test_entries_delivered_more_than_max_deliveries_are_dead_lettered(h):
     assert pc.pending_count(c, stream) == 0
 
 
+@standalone_only("SIGSTOP of the one server (test_cluster_bygated kills a master)")
 @timeout(90)
 def test_a_redis_outage_longer_than_the_lease_loses_and_duplicates_nothing(h):
     d = h.start_bygated(cfg(h, pool={"size": 2}))
@@ -374,6 +376,7 @@ def test_hostile_ids_never_touch_anything_outside_the_workspace_dir(h):
     assert pc.pending_count(c, h.keys.ctrl_agent_type("sleep")) == 0
 
 
+@standalone_only("the v1 key layout, written out")
 def test_the_lease_and_membership_follow_wire_5_and_are_released(h):
     d = h.start_bygated(cfg(h, agent_types=[h.agent_type("sleep"),
                                             h.agent_type("echo")]))

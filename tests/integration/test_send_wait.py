@@ -21,7 +21,8 @@ from test_install import sanitizer_flags
 REPO = pathlib.Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "python"
 EXIT_WAITING = 4
-LIBS = ("libbygate.a", "libbgwire.a", "libbgconf.a", "libbgcommon.a")
+LIBS = ("libbygate.a", "libbgcluster.a", "libbgwire.a", "libbgconf.a",
+        "libbgcommon.a")
 
 # An agent that streams CHUNKS pieces, then answers with the whole text
 # (or, for the content "nofinal", with no final answer at all).

@@ -7,7 +7,7 @@ import os
 import signal
 import time
 
-from harness import (wait_until, pid_alive, timeout, info_count,
+from harness import (standalone_only, wait_until, pid_alive, timeout, info_count,
                      wait_task_end)
 import pyclient as pc
 
@@ -192,6 +192,8 @@ def test_child_killed_mid_task_fails_the_task_and_the_pool_recovers(h):
     assert pc.pending_count(c, h.keys.ctrl_agent_type("sleep")) == 0
 
 
+@standalone_only("CONFIG SET maxmemory on the one server; one EXECABORT per "
+                 "finish (test_cluster_bygated has the cluster's case)")
 def test_finish_is_atomic_when_redis_refuses_writes(h):
     d = h.start_bygated({"agent_types": [h.agent_type("sleep")]})
     c = h.client()

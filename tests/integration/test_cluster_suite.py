@@ -1,0 +1,45 @@
+"""A representative subset of the end-to-end, flow, control and recovery
+tests, run unchanged on a private 3-master Redis Cluster with v2 keys
+(h.use_cluster(); `make test-cluster` runs all of them there,
+docs/cluster.md): the reference layout of an echo task, 1,000 tasks in
+order, a call and its callback, a fan-out of 10 and its join, ask_user and
+the reply, a graceful cancel, kill -9 mid-task, the crash points of the
+finish, an unknown EXEC outcome and a dead peer's entries reclaimed."""
+
+import test_agent_flows as flows
+import test_control as control
+import test_recovery as recovery
+import test_task_path as task_path
+
+CASES = [
+    task_path.test_echo_task_streams_events_in_the_reference_layout,
+    task_path.test_1000_tasks_over_3_sessions_complete_once_in_order,
+    task_path.test_finished_message_added_again_is_acked_not_run,
+    flows.test_a_calls_b_and_b_resumes_a_exactly_once,
+    flows.test_fan_out_of_10_joins_once_with_every_result,
+    flows.test_ask_user_round_trip_through_bygate_reply,
+    control.test_graceful_cancel_reaches_the_handler_and_ends_cancelled,
+    control.test_a_cancelled_sub_agent_calls_back_cancelled,
+    recovery.test_kill_9_mid_task_the_restart_reruns_it_once,
+    recovery.test_crash_after_the_journal_write_before_exec_recovers_once,
+    recovery.test_crash_after_exec_before_the_journal_delete_recovers_once,
+    recovery.test_exec_reply_lost_with_the_connection_is_resolved_once,
+    recovery.test_a_dead_peers_entries_are_reclaimed_after_its_lease_expires,
+]
+
+
+def _on_cluster(case):
+    def test(h):
+        h.use_cluster()
+        case(h)
+    test.__name__ = "test_on_cluster_" + case.__name__[len("test_"):]
+    test.__doc__ = "%s, on a Redis Cluster." % case.__name__
+    if hasattr(case, "timeout"):
+        test.timeout = case.timeout
+    return test
+
+
+for _case in CASES:
+    _t = _on_cluster(_case)
+    globals()[_t.__name__] = _t
+del _case, _t
