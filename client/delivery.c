@@ -143,9 +143,36 @@ int bg_client_delivered_key(struct bg_client *c, struct bg_buf *out)
 	return rc ? rc : bg_buf_puts(out, ":bygate_delivered");
 }
 
+/* Under Redis Cluster the delivered set and the delivery stream are in
+ * different slots: the entry is XADDed, then marked delivered. A gate cut
+ * off between the two delivers it again the next time (at least once; the
+ * worker that reads the copy finds its message's record and does not run
+ * it twice); the standalone script's at-most-once needs both keys in one
+ * call. */
+static int deliver_split(struct bg_client *c, const char *set,
+			 const struct pending *p, bool *done)
+{
+	redisReply *r = NULL;
+	*done = false;
+	int rc = bg_client_cmd(c, &r, "SISMEMBER", set, p->id, NULL);
+	bool seen = rc == 0 && r->type == REDIS_REPLY_INTEGER && r->integer;
+	freeReplyObject(r);
+	if (rc || seen)
+		return rc;
+	rc = bg_client_cmd(c, &r, "XADD", p->stream, "*", "data", p->payload,
+			   NULL);
+	freeReplyObject(r);
+	if (rc == 0)
+		rc = bg_client_cmd(c, NULL, "SADD", set, p->id, NULL);
+	*done = rc == 0;
+	return rc;
+}
+
 static int deliver(struct bg_client *c, const char *set,
 		   const struct pending *p, bool *done)
 {
+	if (c->cluster)
+		return deliver_split(c, set, p, done);
 	redisReply *r;
 	int rc = bg_client_cmd(c, &r, "EVAL", deliver_script, "2", set,
 			       p->stream, p->id, p->payload, NULL);

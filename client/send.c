@@ -594,6 +594,106 @@ static int transact_keyed(struct bg_client *c, struct send_plan *p, int n,
 				   "send: unexpected script reply");
 }
 
+/* Under Redis Cluster: the key's HASH is in the slot of the agent type's
+ * stream (its tag is the stream's key), the registry in the session's.
+ * KEYS[1] the HASH, KEYS[2] the stream; ARGV 1-5 as SEND_LUA's, 6 the
+ * entry's data. The key in use: {0, message_id, session_id,
+ * execution_id}, nothing written; else the key taken and the entry added:
+ * {1, entry id}. */
+static const char SEND_SPLIT_LUA[] =
+	"local m = redis.call('HGET', KEYS[1], 'message_id')\n"
+	"if m then\n"
+	"  return {0, m, redis.call('HGET', KEYS[1], 'session_id') or '',\n"
+	"          redis.call('HGET', KEYS[1], 'execution_id') or ''}\n"
+	"end\n"
+	"redis.call('HSET', KEYS[1], 'message_id', ARGV[1], 'session_id',\n"
+	"           ARGV[2], 'execution_id', ARGV[3], 'at_ms', ARGV[4])\n"
+	"redis.call('PEXPIRE', KEYS[1], ARGV[5])\n"
+	"return {1, redis.call('XADD', KEYS[2], '*', 'data', ARGV[6])}\n";
+
+/* A keyed send under Redis Cluster: the record and msg_map first (the
+ * session's slot), as every send writes them before the entry; then the
+ * key taken and the entry added in one script (the stream's slot). A copy
+ * (the key in use) takes its record back: the fields it wrote go, and a
+ * msg_map it overwrote (the same message sent again) names the first's
+ * execution again. A send cut off between the two leaves a QUEUED record
+ * and no entry, as an unkeyed one under Cluster does. */
+static int transact_keyed_split(struct bg_client *c, struct send_plan *p,
+				const char *const *entry, char *id,
+				struct bg_send_response *resp)
+{
+	const char *hset[] = { "HSET",	    p->registry.p,  p->exec_field.p,
+			       p->record.p, p->msg_field.p, p->execution_id,
+			       NULL };
+	const char *expire[] = { "EXPIRE", p->registry.p, BG_CLIENT_SESSION_TTL,
+				 NULL };
+	const char *const *session[] = { hset, expire };
+	redisReply *exec = NULL;
+	int rc = bg_client_transact(c, "send", 2, session, &exec);
+	freeReplyObject(exec);
+	if (rc)
+		return rc;
+	char now[24], ttl[24];
+	snprintf(now, sizeof now, "%lld", (long long)bg_client_now_ms());
+	snprintf(ttl, sizeof ttl, "%lld", (long long)idem_ttl_ms(c, p->req));
+	const char *argv[] = { "2",
+			       p->idem_hash.p,
+			       entry[1],
+			       p->message_id,
+			       p->req->session_id,
+			       p->execution_id,
+			       now,
+			       ttl,
+			       entry[4] };
+	redisReply *r;
+	rc = bg_client_eval(c, SEND_SPLIT_LUA, 9, argv, NULL, &r);
+	if (rc)
+		return rc;
+	const redisReply *e = r->element && r->elements ? r->element[0] : NULL;
+	bool ok = r->type == REDIS_REPLY_ARRAY && e &&
+		  e->type == REDIS_REPLY_INTEGER;
+	if (ok && e->integer == 0 && r->elements == 4) {
+		const char *v[3];
+		size_t len[3];
+		for (int i = 0; i < 3; i++) {
+			ok = ok && bg_client_reply_is_str(r->element[i + 1]);
+			v[i] = ok ? r->element[i + 1]->str : "";
+			len[i] = ok ? r->element[i + 1]->len : 0;
+		}
+		if (ok) {
+			fill_duplicate(p, v, len, resp);
+			bool same = len[0] == strlen(p->message_id) &&
+				    memcmp(v[0], p->message_id, len[0]) == 0;
+			char first_exec[BG_CLIENT_ID_MAX];
+			snprintf(first_exec, sizeof first_exec, "%.*s",
+				 (int)len[2], v[2]);
+			rc = same ? bg_client_cmd(c, NULL, "HSET",
+						  p->registry.p, p->msg_field.p,
+						  first_exec, NULL)
+				  : bg_client_cmd(c, NULL, "HDEL",
+						  p->registry.p, p->msg_field.p,
+						  NULL);
+			if (rc == 0 && strcmp(first_exec, p->execution_id))
+				rc = bg_client_cmd(c, NULL, "HDEL",
+						   p->registry.p,
+						   p->exec_field.p, NULL);
+		}
+	} else if (ok) {
+		ok = e->integer == 1 && r->elements == 2 &&
+		     bg_client_reply_is_str(r->element[1]) &&
+		     (id == NULL ||
+		      !bg_client_copy_id(id, BG_CLIENT_ENTRY_ID_MAX,
+					 r->element[1]->str,
+					 r->element[1]->len));
+	}
+	freeReplyObject(r);
+	if (rc)
+		return rc;
+	return ok ? 0
+		  : bg_client_fail(c, BG_CLIENT_EPROTO,
+				   "send: unexpected script reply");
+}
+
 /* Under Redis Cluster no transaction spans the session's registry and an
  * agent type's stream (other slots): the record and msg_map go first, in
  * one MULTI/EXEC of the session's slot, then each entry on its own, as
@@ -660,12 +760,16 @@ static int transact(struct bg_client *c, struct send_plan *p, bool entries,
 		ids[n] = resp->entry_id;
 		cmds[n++] = cmd;
 	}
+	if (c->cluster && entries && p->idem_key.len && n == 3 &&
+	    cmds[2] == cmd)
+		return transact_keyed_split(c, p, cmd, ids[2], resp);
 	if (c->cluster && entries && p->idem_key.len)
 		return bg_client_fail(
 			c, BG_CLIENT_ECONFIG,
-			"send: idempotency keys are not available under Redis "
-			"Cluster yet (their check spans the key's hash, the "
-			"session and the stream: three slots)");
+			"send: a keyed send that waits in the pending "
+			"deliveries (QUEUE_ONLY, WAKE_AND_QUEUE) is not "
+			"available under Redis Cluster yet (the key's hash, "
+			"the session and the pending stream: three slots)");
 	if (c->cluster)
 		return transact_split(c, n_session, n, cmds, ids);
 	if (entries && p->idem_key.len && n >= 3)

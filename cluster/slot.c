@@ -170,8 +170,8 @@ static const struct command commands[] = {
 	{ "XAUTOCLAIM", RANGE, 1, 1, 1 },
 	{ "XGROUP", RANGE, 2, 2, 1 }, /* XGROUP CREATE <key> ... */
 	{ "XINFO", RANGE, 2, 2, 1 },  /* XINFO STREAM|GROUPS <key> ... */
-	{ "XREAD", STREAMS, 0, 0, 0 },
-	{ "XREADGROUP", STREAMS, 0, 0, 0 },
+	{ "XREAD", STREAMS, 1, 0, 0 },
+	{ "XREADGROUP", STREAMS, 4, 0, 0 }, /* after GROUP g c */
 	/* scripts */
 	{ "EVAL", NUMKEYS, 2, 0, 0 },
 	{ "EVALSHA", NUMKEYS, 2, 0, 0 },
@@ -281,9 +281,11 @@ static int walk_counted(struct walk *w, int at, int from)
 	return w->slot;
 }
 
-static int walk_streams(struct walk *w)
+/* XREADGROUP GROUP g c ...: the group and consumer names are not the
+ * STREAMS keyword even when they read "streams". */
+static int walk_streams(struct walk *w, int from)
 {
-	for (int i = 1; i < w->argc; i++) {
+	for (int i = from; i < w->argc; i++) {
 		if (len_of(w, i) != 7 || strncasecmp(w->argv[i], "STREAMS", 7))
 			continue;
 		int rest = w->argc - i - 1;
@@ -316,7 +318,7 @@ int bg_slot_of_command(int argc, const char *const *argv, const size_t *lens,
 			slot = walk_counted(&w, c->first, c->first + 1);
 			break;
 		case STREAMS:
-			slot = walk_streams(&w);
+			slot = walk_streams(&w, c->first);
 			break;
 		case STORE_NK:
 			if (c->first < argc)

@@ -21,13 +21,15 @@ struct reply_budget {
 	size_t used;	/* bytes this reply brought in so far */
 };
 
-/* One per connection: a long reply on one is parsed across many loop
- * turns, between replies of the others. */
+/* One per connection (per node of a cluster connection): a long reply on
+ * one is parsed across many loop turns, between replies of the others. */
 struct hook_ctx {
 	const struct bg_daemon *d;
 	struct reply_budget cur;
+	struct hook_ctx *next; /* every context, for parsing() */
 };
 static struct hook_ctx hooks[3];
+static struct hook_ctx *all_hooks;
 
 static void on_begin(void *arg, bool budgeted)
 {
@@ -47,10 +49,38 @@ static void on_end(void *arg)
 static size_t parsing(void)
 {
 	size_t n = 0;
-	for (int i = 0; i < 3; i++)
-		if (hooks[i].cur.budgeted)
-			n += hooks[i].cur.used;
+	for (const struct hook_ctx *h = all_hooks; h; h = h->next)
+		if (h->cur.budgeted)
+			n += h->cur.used;
 	return n;
+}
+
+static void link_ctx(struct hook_ctx *h)
+{
+	h->next = all_hooks;
+	all_hooks = h;
+}
+
+/* A cluster node's own context. */
+static void *on_fork(void *arg)
+{
+	const struct hook_ctx *parent = arg;
+	struct hook_ctx *h = calloc(1, sizeof(*h));
+	if (h) {
+		h->d = parent->d;
+		link_ctx(h);
+	}
+	return h;
+}
+
+static void on_release(void *arg)
+{
+	for (struct hook_ctx **p = &all_hooks; *p; p = &(*p)->next)
+		if (*p == arg) {
+			*p = (*p)->next;
+			free(arg);
+			return;
+		}
 }
 
 static bool on_value(void *arg, size_t len, char *marker, size_t size)
@@ -80,10 +110,14 @@ static bool on_value(void *arg, size_t len, char *marker, size_t size)
 void bg_entry_read_attach(struct bg_daemon *d)
 {
 	struct bg_rconn *conns[3] = { d->rd, d->ctl, d->wr };
+	all_hooks = NULL; /* once, before the connections start */
 	for (int i = 0; i < 3; i++) {
 		hooks[i].d = d;
-		struct bg_rconn_value_hook h = { on_begin, on_value, on_end,
-						 &hooks[i] };
+		link_ctx(&hooks[i]);
+		struct bg_rconn_value_hook h = {
+			on_begin,  on_value, on_end,
+			&hooks[i], on_fork,  on_release
+		};
 		bg_rconn_set_value_hook(conns[i], &h);
 	}
 }

@@ -52,6 +52,8 @@ bool bg_finish_blob_valid(struct bg_str blob)
 
 static void on_exec(struct bg_rconn *c, redisReply *r, void *priv);
 static void send_parts(struct bg_daemon *d, struct bg_job *t);
+static void schedule_retry(struct bg_daemon *d, struct bg_job *t,
+			   const char *why);
 
 static void emit_wr(void *ctx, int argc, const struct bg_str *argv)
 {
@@ -130,6 +132,9 @@ static void send_parts(struct bg_daemon *d, struct bg_job *t)
 	int rc = bg_finish_parts_send(d, t, on_exec);
 	if (rc == 0) {
 		bg_job_move(t, BG_JOB_FINISH_SENT);
+	} else if (rc != -EBADMSG && rc != -ENOTCONN) {
+		bg_job_move(t, BG_JOB_FINISH_SENT);
+		schedule_retry(d, t, strerror(-rc));
 	} else if (rc == -EBADMSG) {
 		struct bg_log_ids ids = bg_job_log_ids(t);
 		bg_log_task(BG_LOG_ERROR, &ids,
@@ -278,6 +283,8 @@ static const char *metric_outcome(const struct bg_job *t)
 static void finish_applied(struct bg_daemon *d, struct bg_job *t)
 {
 	t->fin.applied = true;
+	if (bg_rconn_clustered(d->wr))
+		bg_finish_parts_forget(d, t);
 	forget(d, t);
 	count_outcome(d, t);
 	const char *label = metric_outcome(t);

@@ -13,28 +13,31 @@
 #include "common/cmdlist.h"
 #include "common/fault.h"
 #include "supervisor/daemon.h"
+#include "supervisor/lease.h"
 #include "supervisor/log.h"
 #include "wire/keys.h"
 
-/* KEYS[1] the slot's guard hash, KEYS[2..] the part's keys (declared for
- * the cluster; the commands name them again). ARGV[1] the guard field,
- * ARGV[2] its hash's TTL, ARGV[3] the number of commands, then per command
- * its argument count and arguments. Already applied: {0}. Else each command
- * runs (an error is kept, as inside EXEC: the rest still runs), the guard
- * is written last, and {1, errors...} comes back. The values are Redis's
- * own strings: nothing is decoded (DESIGN 4). */
+/* KEYS[1] this part's guard (a key in the part's slot naming the entry),
+ * KEYS[2..] the part's keys (declared for the cluster; the commands name
+ * them again). ARGV[1] the guard's TTL, ARGV[2] the number of commands,
+ * then per command its argument count and arguments. Already applied:
+ * {0}. Else the guard is written first: under maxmemory a script's first
+ * write is the one refused (the script then fails with nothing applied),
+ * and once it has written, Redis lets the rest through. Each command then
+ * runs (an error is kept, as inside EXEC: the rest still runs) and
+ * {1, errors...} comes back. The values are Redis's own strings: nothing
+ * is decoded (DESIGN 4). */
 static const char APPLY_LUA[] =
-	"if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return {0} end\n"
+	"if redis.call('EXISTS', KEYS[1]) == 1 then return {0} end\n"
+	"redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])\n"
 	"local out = {1}\n"
-	"local i = 4\n"
-	"for c = 1, tonumber(ARGV[3]) do\n"
+	"local i = 3\n"
+	"for c = 1, tonumber(ARGV[2]) do\n"
 	"  local n = tonumber(ARGV[i])\n"
 	"  local r = redis.pcall(unpack(ARGV, i + 1, i + n))\n"
 	"  if type(r) == 'table' and r.err then out[#out + 1] = r.err end\n"
 	"  i = i + n + 1\n"
 	"end\n"
-	"redis.call('HSET', KEYS[1], ARGV[1], '1')\n"
-	"redis.call('EXPIRE', KEYS[1], ARGV[2])\n"
 	"return out\n";
 
 struct command {
@@ -117,17 +120,21 @@ static int plan_read(struct plan *p, struct bg_str blob)
 	return 0;
 }
 
-/* The guard hash of a slot, and the field of this entry in it. */
-static char *guard_key(struct bg_daemon *d, int slot)
+/* The guard of this entry's part in a slot: a key tagged with the slot
+ * (BG_KEY_FINISH_GUARD) naming the group, the stream and the entry. */
+static char *guard_key(struct bg_daemon *d, const struct bg_job *t, int slot)
 {
 	const char *tag = bg_slot_tag(slot);
-	return tag ? bg_dkey(d, BG_KEY_FINISH_GUARD, tag) : NULL;
-}
-
-static int guard_field(const struct bg_job *t, char *out, size_t n)
-{
-	int len = snprintf(out, n, "%s|%s", t->id.stream, t->id.entry_id);
-	return len > 0 && (size_t)len < n ? len : -1;
+	char *base = tag ? bg_dkey(d, BG_KEY_FINISH_GUARD, tag) : NULL;
+	struct bg_buf k = { 0 };
+	if (base == NULL || bg_buf_printf(&k, "%s:%s|%s|%s", base, d->group,
+					  t->id.stream, t->id.entry_id) != 0) {
+		free(base);
+		bg_buf_free(&k);
+		return NULL;
+	}
+	free(base);
+	return k.p;
 }
 
 /* One part as an EVAL: its argv, its lens (allocated together). */
@@ -140,15 +147,14 @@ static int send_part(struct bg_daemon *d, struct bg_job *t,
 	int nargs = 0;
 	for (int k = from; k < to; k++)
 		nargs += 1 + p->cmd[p->order[k]].argc;
-	int argc = 3 + 1 + ncmd + 3 + nargs;
+	int argc = 3 + 1 + ncmd + 2 + nargs;
 	const char **argv = calloc((size_t)argc, sizeof(*argv));
 	size_t *lens = calloc((size_t)argc, sizeof(*lens));
-	char *key = guard_key(d, p->cmd[p->order[from]].slot);
-	char field[2 * BG_FIELD_MAX], nkeys[16], ttl[24], count[16];
+	char *key = guard_key(d, t, p->cmd[p->order[from]].slot);
+	char nkeys[16], ttl[24], count[16];
 	char(*counts)[16] = calloc((size_t)ncmd, sizeof(*counts));
-	int flen = guard_field(t, field, sizeof(field));
 	int rc = -ENOMEM;
-	if (argv && lens && key && counts && flen > 0) {
+	if (argv && lens && key && counts) {
 		int n = 0;
 #define ARG(s, l) (argv[n] = (s), lens[n] = (l), n++)
 		ARG("EVAL", 4);
@@ -160,7 +166,6 @@ static int send_part(struct bg_daemon *d, struct bg_job *t,
 			const struct command *c = &p->cmd[p->order[k]];
 			ARG(c->argv[1], c->lens[1]); /* its key */
 		}
-		ARG(field, (size_t)flen);
 		snprintf(ttl, sizeof(ttl), "%lld",
 			 (long long)d->cfg->max_entry_age_s + 86400);
 		ARG(ttl, strlen(ttl));
@@ -185,13 +190,22 @@ static int send_part(struct bg_daemon *d, struct bg_job *t,
 }
 
 /* A finish in progress: the job is looked up again at each reply (it may
- * be freed at exit). */
+ * be freed at exit); its plan points into the job's blob, which does not
+ * change while the finish is sent. */
 struct run {
 	struct bg_daemon *d;
 	uint64_t tag;
 	bg_rconn_reply_fn done;
 	int next; /* the part to send next */
+	struct plan plan;
+	const char *blob; /* the blob the plan was read from */
 };
+
+static void run_free(struct run *run)
+{
+	plan_free(&run->plan);
+	free(run);
+}
 
 static void on_part(struct bg_rconn *c, redisReply *r, void *priv);
 static void on_xack(struct bg_rconn *c, redisReply *r, void *priv);
@@ -212,21 +226,36 @@ static void emit_wr(void *ctx, int argc, const struct bg_str *argv)
 static int send_next(struct run *run, struct bg_job *t)
 {
 	struct bg_daemon *d = run->d;
-	struct plan p;
-	int rc = plan_read(&p, (struct bg_str){ t->fin.finish_blob.p,
-						t->fin.finish_blob.len });
-	if (rc)
-		return rc;
-	if (run->next < p.parts) {
-		rc = send_part(d, t, &p, run->next, on_part, run);
-	} else {
-		const struct command *x = &p.cmd[p.n - 1];
-		bg_stats_expire(d, emit_wr, d);
-		rc = bg_rconn_cmd(d->wr, on_xack, run, 0, x->argc,
-				  (const char **)x->argv, x->lens);
+	if (run->blob != t->fin.finish_blob.p) {
+		plan_free(&run->plan);
+		int rc = plan_read(&run->plan,
+				   (struct bg_str){ t->fin.finish_blob.p,
+						    t->fin.finish_blob.len });
+		if (rc)
+			return rc;
+		run->blob = t->fin.finish_blob.p;
 	}
-	plan_free(&p);
-	return rc;
+	const struct plan *p = &run->plan;
+	if (run->next < p->parts)
+		return send_part(d, t, p, run->next, on_part, run);
+	const struct command *x = &p->cmd[p->n - 1];
+	bg_stats_expire(d, emit_wr, d);
+	return bg_rconn_cmd(d->wr, on_xack, run, 0, x->argc,
+			    (const char **)x->argv, x->lens);
+}
+
+/* An outcome for `done` that is not Redis's: retried with back-off. */
+static void refused(struct bg_rconn *c, struct run *run, struct bg_job *t,
+		    const char *why)
+{
+	bg_rconn_reply_fn done = run->done;
+	char text[160];
+	snprintf(text, sizeof(text), "finish part %d: %s", run->next + 1, why);
+	redisReply e = { .type = REDIS_REPLY_ERROR,
+			 .str = text,
+			 .len = strlen(text) };
+	run_free(run);
+	done(c, &e, t);
 }
 
 static void on_part(struct bg_rconn *c, redisReply *r, void *priv)
@@ -234,14 +263,18 @@ static void on_part(struct bg_rconn *c, redisReply *r, void *priv)
 	struct run *run = priv;
 	struct bg_job *t = bg_job_find(run->d, run->tag);
 	if (t == NULL) {
-		free(run);
+		run_free(run);
 		return;
 	}
-	if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
-	    r->element[0]->type != REDIS_REPLY_INTEGER) {
+	if (r == NULL || r->type == REDIS_REPLY_ERROR) {
 		bg_rconn_reply_fn done = run->done;
-		free(run);
+		run_free(run);
 		done(c, r, t); /* NULL: unknown; an error: retried whole */
+		return;
+	}
+	if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
+	    r->element[0]->type != REDIS_REPLY_INTEGER) {
+		refused(c, run, t, "unexpected reply");
 		return;
 	}
 	for (size_t i = 1; i < r->elements; i++) {
@@ -257,29 +290,36 @@ static void on_part(struct bg_rconn *c, redisReply *r, void *priv)
 	}
 	if (bg_fault_hit("finish.between_parts"))
 		_exit(BG_FAULT_EXIT);
+	/* each part, and the XACK, only within the lease's fencing window
+	 * and after an ownership check: held, then the whole blob again
+	 * (the parts applied are skipped) */
+	if (!bg_lease_may_finish(run->d) || t->fin.verify_owner) {
+		run_free(run);
+		bg_job_move(t, BG_JOB_FINISH_HELD);
+		return;
+	}
 	run->next++;
 	int rc = send_next(run, t);
-	if (rc != 0) {
+	if (rc == -ENOTCONN) {
 		bg_rconn_reply_fn done = run->done;
-		free(run);
-		done(c, NULL, t); /* not sent: resolved as unknown */
+		run_free(run);
+		done(c, NULL, t); /* resolved when the connection is back */
+	} else if (rc != 0) {
+		refused(c, run, t, strerror(-rc));
 	}
 }
 
-/* The guard fields of an applied finish are no longer needed. */
-static void forget_guards(struct bg_daemon *d, struct bg_job *t)
+void bg_finish_parts_forget(struct bg_daemon *d, struct bg_job *t)
 {
 	struct plan p;
-	char field[2 * BG_FIELD_MAX];
-	if (guard_field(t, field, sizeof(field)) < 0 ||
-	    plan_read(&p, (struct bg_str){ t->fin.finish_blob.p,
+	if (plan_read(&p, (struct bg_str){ t->fin.finish_blob.p,
 					   t->fin.finish_blob.len }) != 0)
 		return;
 	for (int part = 0; part < p.parts; part++) {
-		char *key = guard_key(d, p.cmd[p.order[p.first[part]]].slot);
+		char *key = guard_key(d, t, p.cmd[p.order[p.first[part]]].slot);
 		if (key)
 			bg_rconn_cmdv(d->wr, NULL, NULL, 0,
-				      (const char *const[]){ "HDEL", key, field,
+				      (const char *const[]){ "DEL", key,
 							     NULL });
 		free(key);
 	}
@@ -291,13 +331,9 @@ static void on_xack(struct bg_rconn *c, redisReply *r, void *priv)
 	struct run *run = priv;
 	bg_rconn_reply_fn done = run->done;
 	struct bg_job *t = bg_job_find(run->d, run->tag);
-	struct bg_daemon *d = run->d;
-	free(run);
-	if (t == NULL)
-		return;
-	if (r != NULL && r->type == REDIS_REPLY_INTEGER)
-		forget_guards(d, t);
-	done(c, r, t);
+	run_free(run);
+	if (t != NULL)
+		done(c, r, t);
 }
 
 int bg_finish_parts_send(struct bg_daemon *d, struct bg_job *t,
@@ -306,9 +342,9 @@ int bg_finish_parts_send(struct bg_daemon *d, struct bg_job *t,
 	struct run *run = calloc(1, sizeof(*run));
 	if (run == NULL)
 		return -ENOMEM;
-	*run = (struct run){ d, t->tag, done, 0 };
+	*run = (struct run){ .d = d, .tag = t->tag, .done = done };
 	int rc = send_next(run, t);
 	if (rc != 0)
-		free(run);
+		run_free(run);
 	return rc;
 }

@@ -6,8 +6,8 @@
  * entry's stream. The blob (journaled as on a standalone server, finish.c)
  * is sent as parts: the commands of each slot, in the order of each slot's
  * first command, as one script that applies them unless this slot already
- * has them (a field for the entry in the slot's guard hash,
- * BG_KEY_FINISH_GUARD, written by the same script); then the worker keys'
+ * has them (the entry's guard key in that slot, BG_KEY_FINISH_GUARD,
+ * written by the same script); then the worker keys'
  * EXPIREs; then the entry's XACK, alone and last. Each part is atomic in
  * its slot and applied at most once, whatever is re-sent: a part answered
  * or not, a crash between two parts, a journal replay. So:
@@ -16,8 +16,11 @@
  *   is applied or will be, once, by the next send of the same blob;
  *   a replay never writes an event, a record or a callback twice.
  *
- * After the XACK the guard fields go (best effort; the hashes expire after
- * worker.max_entry_age_s plus a day). */
+ * Once the finish is applied its guards are deleted (bg_finish_parts_
+ * forget; a guard whose DEL is lost expires after worker.max_entry_age_s
+ * plus a day). A part is sent only within the lease's fencing window, as
+ * the whole transaction is on a standalone server: outside it the finish
+ * is held and later sent again, whole. */
 #ifndef BG_SUPERVISOR_FINISH_PARTS_H
 #define BG_SUPERVISOR_FINISH_PARTS_H
 
@@ -34,5 +37,9 @@ struct bg_job;
  * a finish) or -ENOMEM. */
 int bg_finish_parts_send(struct bg_daemon *d, struct bg_job *t,
 			 bg_rconn_reply_fn done);
+
+/* t's finish is applied (its XACK, or the entry found acknowledged): its
+ * guards are deleted (DELs on d->wr, no reply awaited). */
+void bg_finish_parts_forget(struct bg_daemon *d, struct bg_job *t);
 
 #endif

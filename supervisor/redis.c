@@ -80,7 +80,7 @@ bool bg_rconn_clustered(const struct bg_rconn *c)
 
 const char *bg_rconn_role(const struct bg_rconn *c)
 {
-	return c->node ? bg_rnode_role(c->node) : "cluster";
+	return c->node ? bg_rnode_role(c->node) : bg_rcluster_role(c->cluster);
 }
 
 long long bg_rconn_client_id(const struct bg_rconn *c)

@@ -104,6 +104,11 @@ struct bg_rconn_value_hook {
 	/* A reply was handed to its callback (every reply, NULL ones too). */
 	void (*end)(void *arg);
 	void *arg;
+	/* Under Cluster each node's replies are parsed on their own, between
+	 * the others': a node gets its own arg from fork(arg) (NULL: no hook
+	 * on that node), given back to release when the node goes. */
+	void *(*fork)(void *arg);
+	void (*release)(void *node_arg);
 };
 /* From the next connection on (set before bg_rconn_start). */
 void bg_rconn_set_value_hook(struct bg_rconn *c,

@@ -17,9 +17,15 @@
 
 enum cl_state { CL_DOWN, CL_MAPPING, CL_CONNECTING, CL_READY, CL_CLOSED };
 
-#define TXN_NONE (-1)
-#define TXN_OPENING (-2) /* MULTI asked, its node not known yet */
 #define REDIRECTS_MAX 5
+
+/* The connection to one node of the map (same index). */
+struct cnode {
+	struct bg_rcluster *c;
+	int idx;
+	struct bg_rnode *conn;
+	void *hook_arg; /* its value hook's own arg (hook.fork) */
+};
 
 struct bg_rcluster {
 	struct bg_rconn *owner;
@@ -29,9 +35,9 @@ struct bg_rcluster {
 	bg_rconn_state_fn on_state;
 	void *arg;
 	struct bg_slotmap map;
-	struct bg_rnode **conn; /* per map node, NULL when none */
-	int n_conn;
-	int candidate; /* the node the next map is asked of */
+	struct cnode **node; /* per map node, NULL when none */
+	int n_node;
+	int candidate; /* turns of the nodes asked for the map */
 	int mapper;    /* the node CLUSTER SLOTS goes to, or -1 */
 	bool slots_sent;
 	enum cl_state state;
@@ -40,14 +46,12 @@ struct bg_rcluster {
 	uint64_t reconnects;
 	struct bg_rconn_value_hook hook;
 	bool has_hook;
-	int txn;      /* TXN_NONE, TXN_OPENING or the node of the open one */
-	int txn_slot; /* its slot, -1 while only keyless commands */
-	struct {
-		bg_rconn_reply_fn fn;
-		void *priv;
-		int extra_ms;
-	} multi;
 };
+
+static struct bg_rnode *conn_of(const struct bg_rcluster *c, int i)
+{
+	return i >= 0 && i < c->n_node && c->node[i] ? c->node[i]->conn : NULL;
+}
 
 /* One command in flight, kept to be sent again after a MOVED or an ASK. */
 struct route {
@@ -56,7 +60,6 @@ struct route {
 	void *priv;
 	int extra_ms;
 	bool entries;
-	bool in_txn;
 	int node;
 	int redirects;
 	int argc;
@@ -106,8 +109,7 @@ static void on_route_reply(struct bg_rconn *owner, redisReply *r, void *priv);
 static int send_route(struct bg_rcluster *c, int node, struct route *q,
 		      bool asking)
 {
-	struct bg_rnode *n = node >= 0 && node < c->n_conn ? c->conn[node]
-							   : NULL;
+	struct bg_rnode *n = conn_of(c, node);
 	if (n == NULL || !bg_rnode_ready(n))
 		return -ENOTCONN;
 	if (asking &&
@@ -136,11 +138,12 @@ static int redirect_target(struct bg_rcluster *c, const struct route *q,
 			   const struct bg_redirect *rd)
 {
 	const char *host = rd->host[0] ? rd->host : c->map.nodes[q->node].host;
-	for (int i = 0; i < c->map.n_nodes && i < c->n_conn; i++)
+	for (int i = 0; i < c->map.n_nodes; i++)
 		if (c->map.nodes[i].port == rd->port &&
 		    strcmp(c->map.nodes[i].host, host) == 0)
-			return c->conn[i] && bg_rnode_ready(c->conn[i]) ? i
-									: -1;
+			return conn_of(c, i) && bg_rnode_ready(conn_of(c, i))
+				       ? i
+				       : -1;
 	return -1;
 }
 
@@ -153,14 +156,6 @@ static void on_route_reply(struct bg_rconn *owner, redisReply *r, void *priv)
 		rd = bg_redirect_parse(r->str, r->len);
 	if (rd.kind == BG_REDIRECT_NONE) {
 		deliver(owner, q, r);
-		return;
-	}
-	if (q->in_txn) {
-		/* the transaction is aborted (EXECABORT at its EXEC); a
-		 * MOVED says the map is wrong: read it again */
-		deliver(owner, q, r);
-		if (rd.kind == BG_REDIRECT_MOVED)
-			drop_all(c, "a slot moved (MOVED in a transaction)");
 		return;
 	}
 	if (rd.kind == BG_REDIRECT_MOVED || rd.kind == BG_REDIRECT_ASK) {
@@ -185,47 +180,66 @@ static void on_route_reply(struct bg_rconn *owner, redisReply *r, void *priv)
 
 static void on_node_state(struct bg_rconn *owner, bool up, void *arg);
 
-static int grow_conns(struct bg_rcluster *c)
+static int grow_nodes(struct bg_rcluster *c)
 {
-	if (c->n_conn >= c->map.n_nodes)
+	if (c->n_node >= c->map.n_nodes)
 		return 0;
-	struct bg_rnode **n =
-		realloc(c->conn, sizeof(*n) * (size_t)c->map.n_nodes);
+	struct cnode **n =
+		realloc(c->node, sizeof(*n) * (size_t)c->map.n_nodes);
 	if (n == NULL)
 		return -ENOMEM;
-	for (int i = c->n_conn; i < c->map.n_nodes; i++)
+	for (int i = c->n_node; i < c->map.n_nodes; i++)
 		n[i] = NULL;
-	c->conn = n;
-	c->n_conn = c->map.n_nodes;
+	c->node = n;
+	c->n_node = c->map.n_nodes;
 	return 0;
 }
 
 static int open_node(struct bg_rcluster *c, int i)
 {
-	if (grow_conns(c) != 0)
+	if (grow_nodes(c) != 0)
 		return -ENOMEM;
-	if (c->conn[i])
+	if (c->node[i])
 		return 0;
+	struct cnode *n = calloc(1, sizeof(*n));
+	if (n == NULL)
+		return -ENOMEM;
+	*n = (struct cnode){ .c = c, .idx = i };
 	struct bg_rconn_opts o = c->o;
 	o.host = c->map.nodes[i].host;
 	o.port = c->map.nodes[i].port;
 	o.db = 0;
 	o.cluster_seeds = NULL;
-	c->conn[i] = bg_rnode_new(c->base, c->owner, &o, on_node_state, c);
-	if (c->conn[i] == NULL)
+	n->conn = bg_rnode_new(c->base, c->owner, &o, on_node_state, n);
+	if (n->conn == NULL) {
+		free(n);
 		return -ENOMEM;
-	if (c->has_hook)
-		bg_rnode_set_value_hook(c->conn[i], &c->hook);
-	bg_rnode_start(c->conn[i]);
+	}
+	if (c->has_hook) {
+		struct bg_rconn_value_hook h = c->hook;
+		if (h.fork)
+			h.arg = n->hook_arg = h.fork(c->hook.arg);
+		if (h.arg)
+			bg_rnode_set_value_hook(n->conn, &h);
+	}
+	c->node[i] = n;
+	bg_rnode_start(n->conn);
 	return 0;
 }
 
+/* Never from a node's own callback (the node is freed): from the retry
+ * timer, the start or the end. */
 static void free_nodes(struct bg_rcluster *c)
 {
-	for (int i = 0; i < c->n_conn; i++) {
-		struct bg_rnode *n = c->conn[i];
-		c->conn[i] = NULL;
-		bg_rnode_free(n);
+	for (int i = 0; i < c->n_node; i++) {
+		struct cnode *n = c->node[i];
+		c->node[i] = NULL;
+		if (n == NULL)
+			continue;
+		bg_rnode_free(n->conn);
+		if (n->hook_arg && c->hook.release)
+			c->hook.release(n->hook_arg);
+		free(n);
 	}
 }
 
@@ -243,11 +257,10 @@ static void drop_all(struct bg_rcluster *c, const char *why)
 		return;
 	bool was_ready = c->state == CL_READY;
 	c->state = CL_DOWN;
-	c->txn = TXN_NONE;
 	bg_warn("redis %s cluster connection dropped: %s", c->role, why);
-	for (int i = 0; i < c->n_conn; i++)
-		if (c->conn[i])
-			bg_rnode_drop(c->conn[i], why);
+	for (int i = 0; i < c->n_node; i++)
+		if (conn_of(c, i))
+			bg_rnode_drop(conn_of(c, i), why);
 	c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : 100;
 	if (c->backoff_ms > c->o.reconnect_max_ms)
 		c->backoff_ms = c->o.reconnect_max_ms;
@@ -262,8 +275,7 @@ static bool masters_ready(const struct bg_rcluster *c)
 	for (int i = 0; i < c->map.n_nodes; i++) {
 		if (!c->map.nodes[i].master)
 			continue;
-		if (i >= c->n_conn || c->conn[i] == NULL ||
-		    !bg_rnode_ready(c->conn[i]))
+		if (conn_of(c, i) == NULL || !bg_rnode_ready(conn_of(c, i)))
 			return false;
 		n++;
 	}
@@ -325,17 +337,23 @@ static void on_slots(struct bg_rconn *owner, redisReply *r, void *priv)
 static void on_node_state(struct bg_rconn *owner, bool up, void *arg)
 {
 	(void)owner;
-	struct bg_rcluster *c = arg;
+	struct cnode *n = arg;
+	struct bg_rcluster *c = n->c;
+	bool mapping = c->state == CL_MAPPING && n->idx == c->mapper;
 	if (!up) {
-		if (c->state == CL_MAPPING || c->state == CL_CONNECTING ||
-		    c->state == CL_READY)
-			drop_all(c, "a node's connection was lost");
+		/* a master, or the node being asked for the map: the
+		 * connection is lost; another node (the seed the map came
+		 * from, a replica now): nothing depends on it */
+		if ((c->state == CL_CONNECTING || c->state == CL_READY) &&
+		    c->map.nodes[n->idx].master)
+			drop_all(c, "a master's connection was lost");
+		else if (mapping)
+			drop_all(c, "the node asked for the map was lost");
 		return;
 	}
-	if (c->state == CL_MAPPING && !c->slots_sent && c->mapper >= 0 &&
-	    c->conn[c->mapper] && bg_rnode_ready(c->conn[c->mapper])) {
+	if (mapping && !c->slots_sent) {
 		c->slots_sent =
-			bg_rnode_cmdv(c->conn[c->mapper], on_slots, c, 0,
+			bg_rnode_cmdv(n->conn, on_slots, c, 0,
 				      (const char *const[]){ "CLUSTER", "SLOTS",
 							     NULL }) == 0;
 		if (!c->slots_sent)
@@ -345,16 +363,32 @@ static void on_node_state(struct bg_rconn *owner, bool up, void *arg)
 	check_ready(c);
 }
 
+/* The next node to ask for the map: the masters of the last map first, in
+ * turn, then any node known. */
+static int next_mapper(struct bg_rcluster *c)
+{
+	int masters = 0;
+	for (int i = 0; i < c->map.n_nodes; i++)
+		masters += c->map.nodes[i].master;
+	int turn = c->candidate++;
+	if (masters > 0 && turn % 2 == 0) {
+		int k = (turn / 2) % masters;
+		for (int i = 0; i < c->map.n_nodes; i++)
+			if (c->map.nodes[i].master && k-- == 0)
+				return i;
+	}
+	return (turn / 2) % c->map.n_nodes;
+}
+
 /* Fresh connections, the map asked of the next known node. */
 static void begin(struct bg_rcluster *c)
 {
 	free_nodes(c);
 	if (c->map.n_nodes == 0)
 		return;
-	c->mapper = c->candidate++ % c->map.n_nodes;
+	c->mapper = next_mapper(c);
 	c->slots_sent = false;
 	c->state = CL_MAPPING;
-	c->txn = TXN_NONE;
 	/* the watchdog: a map and every master within a connect and a
 	 * command timeout, else the next node is asked */
 	arm(c, c->o.connect_timeout_ms + c->o.command_timeout_ms);
@@ -398,7 +432,6 @@ struct bg_rcluster *bg_rcluster_new(struct event_base *base,
 	c->on_state = on_state;
 	c->arg = arg;
 	c->mapper = -1;
-	c->txn = TXN_NONE;
 	c->seeds = dupe(opts->cluster_seeds);
 	c->username = dupe(opts->username);
 	c->password = dupe(opts->password);
@@ -443,7 +476,7 @@ void bg_rcluster_free(struct bg_rcluster *c)
 	if (c->retry)
 		event_free(c->retry);
 	free_nodes(c);
-	free(c->conn);
+	free(c->node);
 	bg_slotmap_free(&c->map);
 	free(c->seeds);
 	free(c->username);
@@ -459,9 +492,9 @@ void bg_rcluster_set_timeouts(struct bg_rcluster *c, int connect_ms,
 	c->o.connect_timeout_ms = connect_ms;
 	c->o.command_timeout_ms = command_ms;
 	c->o.reconnect_max_ms = reconnect_max_ms;
-	for (int i = 0; i < c->n_conn; i++)
-		if (c->conn[i])
-			bg_rnode_set_timeouts(c->conn[i], connect_ms,
+	for (int i = 0; i < c->n_node; i++)
+		if (conn_of(c, i))
+			bg_rnode_set_timeouts(conn_of(c, i), connect_ms,
 					      command_ms, reconnect_max_ms);
 }
 
@@ -470,21 +503,26 @@ bool bg_rcluster_ready(const struct bg_rcluster *c)
 	return c->state == CL_READY;
 }
 
+const char *bg_rcluster_role(const struct bg_rcluster *c)
+{
+	return c->role;
+}
+
 size_t bg_rcluster_pending(const struct bg_rcluster *c)
 {
 	size_t n = 0;
-	for (int i = 0; i < c->n_conn; i++)
-		if (c->conn[i])
-			n += bg_rnode_pending(c->conn[i]);
+	for (int i = 0; i < c->n_node; i++)
+		if (conn_of(c, i))
+			n += bg_rnode_pending(conn_of(c, i));
 	return n;
 }
 
 size_t bg_rcluster_pending_bytes(const struct bg_rcluster *c)
 {
 	size_t n = 0;
-	for (int i = 0; i < c->n_conn; i++)
-		if (c->conn[i])
-			n += bg_rnode_pending_bytes(c->conn[i]);
+	for (int i = 0; i < c->n_node; i++)
+		if (conn_of(c, i))
+			n += bg_rnode_pending_bytes(conn_of(c, i));
 	return n;
 }
 
@@ -496,8 +534,8 @@ uint64_t bg_rcluster_reconnects(const struct bg_rcluster *c)
 bool bg_rcluster_flush(struct bg_rcluster *c)
 {
 	bool lost = false;
-	for (int i = 0; i < c->n_conn; i++)
-		if (c->conn[i] && bg_rnode_flush(c->conn[i]))
+	for (int i = 0; i < c->n_node; i++)
+		if (conn_of(c, i) && bg_rnode_flush(conn_of(c, i)))
 			lost = true;
 	return lost;
 }
@@ -521,8 +559,8 @@ int bg_rcluster_masters(const struct bg_rcluster *c)
 
 static int any_master(const struct bg_rcluster *c)
 {
-	for (int i = 0; i < c->map.n_nodes && i < c->n_conn; i++)
-		if (c->map.nodes[i].master && c->conn[i])
+	for (int i = 0; i < c->map.n_nodes; i++)
+		if (c->map.nodes[i].master && conn_of(c, i))
 			return i;
 	return -1;
 }
@@ -530,17 +568,6 @@ static int any_master(const struct bg_rcluster *c)
 static int node_of(const struct bg_rcluster *c, int slot)
 {
 	return slot >= 0 ? bg_slotmap_owner(&c->map, slot) : any_master(c);
-}
-
-/* A command inside the open transaction that cannot be sent: the
- * transaction must not be applied without it. An unknown command queued
- * in its place makes Redis refuse the EXEC (EXECABORT). */
-static void poison_txn(struct bg_rcluster *c)
-{
-	if (c->txn >= 0 && c->conn[c->txn])
-		bg_rnode_cmdv(c->conn[c->txn], NULL, NULL, 0,
-			      (const char *const[]){ "BYGATE-REFUSED-CROSSSLOT",
-						     NULL });
 }
 
 static int refuse(struct bg_rcluster *c, int argc, const char **argv,
@@ -552,17 +579,7 @@ static int refuse(struct bg_rcluster *c, int argc, const char **argv,
 		 "(a bug: bygated builds one-slot commands there)",
 		 c->role, (int)(n > 32 ? 32 : n), argv[0],
 		 (int)(k > 200 ? 200 : k), argc > 1 ? argv[1] : "", why);
-	poison_txn(c);
 	return -EXDEV;
-}
-
-/* MULTI, asked earlier, sent now to node. */
-static int open_txn(struct bg_rcluster *c, int node)
-{
-	c->txn = node;
-	return bg_rnode_cmd(c->conn[node], c->multi.fn, c->multi.priv,
-			    c->multi.extra_ms, 1, (const char *[]){ "MULTI" },
-			    NULL);
 }
 
 /* ---- an MGET over several slots: one GET per key, the replies put
@@ -663,22 +680,11 @@ int bg_rcluster_cmd(struct bg_rcluster *c, bg_rconn_reply_fn fn, void *priv,
 	if (c->state != CL_READY)
 		return -ENOTCONN;
 	size_t n0 = lens ? lens[0] : strlen(argv[0]);
-	if (named(argv[0], n0, "MULTI")) {
-		if (c->txn != TXN_NONE)
-			return refuse(c, argc, argv, lens, "MULTI nested");
-		c->txn = TXN_OPENING;
-		c->txn_slot = -1;
-		c->multi.fn = fn;
-		c->multi.priv = priv;
-		c->multi.extra_ms = extra_ms;
-		return 0;
-	}
-	bool closing = named(argv[0], n0, "EXEC") ||
-		       named(argv[0], n0, "DISCARD");
-	int slot = closing ? BG_SLOT_NONE
-			   : bg_slot_of_command(argc, argv, lens, NULL);
-	if (slot == BG_SLOT_CROSS && c->txn == TXN_NONE &&
-	    named(argv[0], n0, "MGET"))
+	if (named(argv[0], n0, "MULTI") || named(argv[0], n0, "EXEC"))
+		return refuse(c, argc, argv, lens,
+			      "no transaction spans a cluster");
+	int slot = bg_slot_of_command(argc, argv, lens, NULL);
+	if (slot == BG_SLOT_CROSS && named(argv[0], n0, "MGET"))
 		return gather_mget(c, fn, priv, argc, argv, lens);
 	if (slot == BG_SLOT_CROSS)
 		return refuse(c, argc, argv, lens,
@@ -686,34 +692,11 @@ int bg_rcluster_cmd(struct bg_rcluster *c, bg_rconn_reply_fn fn, void *priv,
 	if (slot == BG_SLOT_UNKNOWN)
 		return refuse(c, argc, argv, lens,
 			      "its keys cannot be located");
-	int node;
-	bool in_txn = c->txn != TXN_NONE;
-	if (c->txn == TXN_OPENING) {
-		node = node_of(c, slot);
-		if (node < 0 || open_txn(c, node) != 0) {
-			c->txn = TXN_NONE;
-			return -ENOTCONN;
-		}
-		c->txn_slot = slot;
-	} else if (c->txn >= 0) {
-		node = c->txn;
-		if (slot >= 0 && c->txn_slot < 0)
-			c->txn_slot = slot;
-		else if (slot >= 0 && slot != c->txn_slot)
-			return refuse(c, argc, argv, lens,
-				      "a transaction's keys are in different "
-				      "slots");
-	} else {
-		node = node_of(c, slot);
-	}
-	if (closing)
-		c->txn = TXN_NONE;
 	struct route *q = route_new(c, fn, priv, extra_ms, argc, argv, lens);
 	if (q == NULL)
 		return -ENOMEM;
 	q->entries = entries;
-	q->in_txn = in_txn;
-	int rc = send_route(c, node, q, false);
+	int rc = send_route(c, node_of(c, slot), q, false);
 	if (rc != 0)
 		free(q);
 	return rc;
@@ -725,18 +708,18 @@ int bg_rcluster_cmd_near(struct bg_rcluster *c, const char *key,
 {
 	if (c->state != CL_READY)
 		return -ENOTCONN;
-	int node = node_of(c, bg_slot_of(key, strlen(key)));
-	if (node < 0 || node >= c->n_conn || c->conn[node] == NULL)
+	struct bg_rnode *n =
+		conn_of(c, node_of(c, bg_slot_of(key, strlen(key))));
+	if (n == NULL)
 		return -ENOTCONN;
-	return bg_rnode_cmd(c->conn[node], fn, priv, 0, argc, argv, NULL);
+	return bg_rnode_cmd(n, fn, priv, 0, argc, argv, NULL);
 }
 
 long long bg_rcluster_client_id(const struct bg_rcluster *c, const char *key)
 {
 	if (c->state != CL_READY)
 		return 0;
-	int node = node_of(c, bg_slot_of(key, strlen(key)));
-	if (node < 0 || node >= c->n_conn || c->conn[node] == NULL)
-		return 0;
-	return bg_rnode_client_id(c->conn[node]);
+	struct bg_rnode *n =
+		conn_of(c, node_of(c, bg_slot_of(key, strlen(key))));
+	return n ? bg_rnode_client_id(n) : 0;
 }

@@ -5,25 +5,27 @@
  * keys' slot. The modules use it through redis.h, as one connection:
  *
  *  - Ready once the map covers every slot and every master's connection is
- *    ready. A node lost (a master killed, a deadline expired, CLUSTERDOWN,
- *    TRYAGAIN) is the whole connection lost: every request in flight on
- *    every node gets NULL ("outcome unknown", as on a standalone server),
- *    and the map is read again after a back-off, until a replica has been
- *    promoted. Nothing is ever re-sent after it may have run.
- *  - MOVED and ASK to a single command: it did not run; it is sent to the
- *    node named (after ASKING for an ASK), the map's owner of the slot
- *    updated for a MOVED. An unknown node named there is a lost connection.
- *  - MULTI ... EXEC: MULTI waits for the first keyed command and goes with
- *    it to that slot's master; every command of the transaction must be in
- *    that slot (a command for another slot is refused, -EXDEV, and the
- *    transaction is discarded). A redirection inside a transaction aborts
- *    it (EXECABORT, handed to the caller, who retries); a MOVED also makes
- *    the connection drop and the map be read again.
- *  - A command whose keys span slots, or whose keys cannot be located
+ *    ready. A master's connection lost (the master killed, a deadline
+ *    expired), CLUSTERDOWN, TRYAGAIN, or a redirection to a node it does not
+ *    know is the whole connection lost: every request in flight on every
+ *    node gets NULL ("outcome unknown", as on a standalone server), and the
+ *    map is read again after a back-off, known masters asked first, until a
+ *    replica has been promoted. Nothing is ever re-sent after it may have
+ *    run. The loss of a connection to a node that is not a master (the
+ *    seed the map was read from, when it is a replica) is ignored.
+ *  - MOVED and ASK: the command did not run; it is sent to the node named
+ *    (after ASKING for an ASK), and a MOVED updates the slot's owner.
+ *  - An MGET over several slots is sent as one GET per key, the replies put
+ *    back together in order.
+ *  - No transaction: MULTI is refused (bygated's one transaction, the
+ *    finish, is split by slot under Cluster: finish_parts.h). A command
+ *    whose keys span slots, or whose keys cannot be located
  *    (cluster/slot.h), is refused unsent (-EXDEV) and logged: bygated must
  *    not send one.
  * Requests are written at bg_rcluster_flush, the loop turn's end, as on a
- * standalone server. */
+ * standalone server; commands of one slot stay in order (one connection per
+ * node), except around a MOVED: a command re-sent to a slot's new owner
+ * may follow a later one sent there directly. */
 #ifndef BG_SUPERVISOR_REDIS_CLUSTER_H
 #define BG_SUPERVISOR_REDIS_CLUSTER_H
 
@@ -42,6 +44,7 @@ void bg_rcluster_free(struct bg_rcluster *c);
 void bg_rcluster_set_timeouts(struct bg_rcluster *c, int connect_ms,
 			      int command_ms, int reconnect_max_ms);
 bool bg_rcluster_ready(const struct bg_rcluster *c);
+const char *bg_rcluster_role(const struct bg_rcluster *c);
 size_t bg_rcluster_pending(const struct bg_rcluster *c);
 size_t bg_rcluster_pending_bytes(const struct bg_rcluster *c);
 uint64_t bg_rcluster_reconnects(const struct bg_rcluster *c);

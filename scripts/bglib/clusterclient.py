@@ -53,8 +53,9 @@ def _first_key(args):
     if name in ("EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL"):
         return args[3] if len(args) > 3 and int(args[2]) > 0 else None
     if name in ("XREAD", "XREADGROUP"):
-        up = [str(a).upper() for a in args]
-        return args[up.index("STREAMS") + 1]
+        skip = 4 if name == "XREADGROUP" else 1  # GROUP g c: not keywords
+        up = [str(a).upper() for a in args[skip:]]
+        return args[skip + up.index("STREAMS") + 1]
     if name in ("XGROUP", "XINFO", "OBJECT"):
         return args[2] if len(args) > 2 else None
     return args[1] if len(args) > 1 else None
@@ -89,6 +90,9 @@ class ClusterRespClient(RespClient):
                 last = e
                 continue
             owner, masters = {}, []
+            if not slots:
+                last = "an empty map"
+                continue
             for first, last_slot, master, *_ in slots:
                 a = (master[0] or addr[0], int(master[1]))
                 if a not in masters:
@@ -148,8 +152,17 @@ class ClusterRespClient(RespClient):
             return self._every_master(args, decode, timeout)
         addr = self._addr_for(args)
         asking = False
-        for _ in range(16):
+        for _ in range(100):
             node = self._node(addr)
+            if not node.connected:
+                try:  # not sent yet: safe to ask the map again and retry
+                    node.connect()
+                except OSError:
+                    import time
+                    time.sleep(0.1)
+                    self._owner = {}
+                    addr = self._addr_for(args)
+                    continue
             cmds = [("ASKING",), args] if asking else [args]
             try:
                 reply = node._exchange(cmds, decode, timeout)[-1]
@@ -179,12 +192,39 @@ class ClusterRespClient(RespClient):
 
     def _exchange(self, commands, decode, timeout):
         commands = [tuple(c) for c in commands]
-        if commands and str(commands[0][0]).upper() == "MULTI":
-            keyed = [c for c in commands if _first_key(c) is not None]
-            addr = self._addr_for(keyed[0]) if keyed else \
-                self._addr_for(commands[0])
-            return self._node(addr)._exchange(commands, decode, timeout)
+        if (len(commands) >= 2 and str(commands[0][0]).upper() == "MULTI"
+                and str(commands[-1][0]).upper() == "EXEC"):
+            return self._transaction(commands, decode, timeout)
         return [self._one(c, decode, timeout) for c in commands]
+
+    def _transaction(self, commands, decode, timeout):
+        """MULTI ... EXEC: on its slot's master when its keys share one;
+        else one transaction per run of consecutive commands of one slot,
+        in order (a record written before its entry stays before it), the
+        replies put back as one EXEC's."""
+        body = commands[1:-1]
+        slots = [key_slot(k) if (k := _first_key(c)) is not None else None
+                 for c in body]
+        keyed = {s for s in slots if s is not None}
+        if len(keyed) <= 1:
+            first = next((c for c in body if _first_key(c) is not None),
+                         commands[0])
+            return self._node(self._addr_for(first))._exchange(
+                commands, decode, timeout)
+        replies = [None] * len(body)
+        runs, start = [], 0
+        for i in range(1, len(body) + 1):
+            if i == len(body) or slots[i] != slots[start]:
+                runs.append(list(range(start, i)))
+                start = i
+        for idx in runs:
+            part = [("MULTI",)] + [body[i] for i in idx] + [("EXEC",)]
+            got = self._transaction(part, decode, timeout)[-1]
+            if isinstance(got, RespError):
+                return ["OK"] + ["QUEUED"] * len(body) + [got]
+            for i, r in zip(idx, got):
+                replies[i] = r
+        return ["OK"] + ["QUEUED"] * len(body) + [replies]
 
 
 class ClusterBackend:

@@ -45,6 +45,8 @@ from bglib import proc  # noqa: E402
 from bglib.bygated import Bygated, BygatedError  # noqa: E402
 from bglib.keys import Keys  # noqa: E402
 from bglib.redisserver import RedisServer  # noqa: E402
+from bglib.rediscluster import RedisCluster  # noqa: E402
+from bglib.clusterclient import ClusterBackend  # noqa: E402
 import pyclient as pc  # noqa: E402
 import verify  # noqa: E402
 
@@ -135,9 +137,12 @@ def worker_config(build, redis, base, log_level, shared=0, lanes=3,
                   window=WINDOW):
     """bygated's configuration: the same for every restart, so the state
     directory (and the lease token in it) carries over."""
+    cluster = ({"mode": "cluster", "key_schema": "v2",
+                "cluster_nodes": redis.cluster.seeds()}
+               if isinstance(redis, ClusterBackend) else {})
     return {
         "sched": sched_config(lanes, window),
-        "redis": {"host": redis.host, "port": redis.port},
+        "redis": dict({"host": redis.host, "port": redis.port}, **cluster),
         "worker": {"id": WORKER, "lease_ttl_s": 2,
                    "heartbeat_interval_ms": 500, "reclaim_min_idle_ms": 4000,
                    "block_ms": 500, "reconcile_interval_ms": 2000},
@@ -169,8 +174,10 @@ class Chaos:
         self.wait_s, self.log_level = wait_s, log_level
         self.fault = fault
         self.out = out
+        self.cluster = False  # set by run(): a 3-master cluster, replicas
         self.keys = Keys("v1")
         self.stream = self.keys.ctrl_agent_type(AGENT)
+        self.master_killed = None  # (done, addr) of the master killed
         self.redis = self.d = self.c = None
         self.tasks, self.cmds = [], []
         self.sent = 0
@@ -212,13 +219,21 @@ class Chaos:
         self.events = sorted(
             [(self.rng.randint(lo, hi), "kill") for _ in range(self.n_kills)]
             + [(self.rng.randint(lo, hi), "child")
-               for _ in range(self.n_child_kills)])
+               for _ in range(self.n_child_kills)]
+            + ([(self.rng.randint(lo, hi), "master")] if self.cluster
+               else []))
 
     def start(self):
         for sub in ("state", "workspace", "redis", "bygated"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
-        self.redis = RedisServer(self.dir / "redis")
-        self.redis.start()
+        if self.cluster:
+            rc = RedisCluster(self.dir / "redis", masters=3, replicas=1,
+                              node_timeout_ms=1000)
+            self.redis = ClusterBackend(rc)
+            rc.start()
+        else:
+            self.redis = RedisServer(self.dir / "redis")
+            self.redis.start()
         self.c = self.redis.client(timeout=30.0)
         cfg = worker_config(self.build, self.redis, self.dir, self.log_level,
                             self.shared, self.n_lanes, self.window)
@@ -363,7 +378,24 @@ class Chaos:
         if kind == "kill":
             self.kill_bygated()
             return True
+        if kind == "master":
+            self.kill_master()
+            return True
         return self.kill_child()
+
+    def kill_master(self):
+        """SIGKILL the master of the agent-type stream (its replica takes
+        over; bygated's connections are lost until then)."""
+        rc = self.redis.cluster
+        node = rc.node_for_slot(rc.keyslot(self.stream))
+        with rc.client(node) as r:  # what it has reaches its replica
+            r.call("WAIT", 1, 2000)
+        rc.kill(node)
+        self.master_killed = (self.done, node.addr)
+        self.say("SIGKILL redis master %s (pid %s) at %d/%d done", node.addr,
+                 node.pid, self.done, self.n_tasks)
+        promoted = rc.wait_failover(node, timeout=60)
+        self.say("replica %s promoted", promoted.addr)
 
     def settle(self):
         """Wait (bounded) until every entry is read and acked and every
@@ -424,12 +456,16 @@ class Chaos:
         if not os.access(str(exe), os.X_OK):
             c.skipped = "%s is not built" % exe
             return c
+        host, port = self.redis.host, self.redis.port
+        if self.cluster:  # a live node as the seed
+            node = self.redis.cluster.masters()[0]
+            host, port = node.host, node.port
         argv = [str(exe), "-d", str(self.dir / "state"), "check", "--redis",
-                "%s:%d" % (self.redis.host, self.redis.port), "--worker",
-                WORKER]
+                "%s:%d" % (host, port), "--worker", WORKER]
+        env = proc.clean_env(self.redis.env() if self.cluster else None)
         try:
             p = subprocess.run(argv, capture_output=True, text=True,
-                               timeout=60, env=proc.clean_env(),
+                               timeout=60, env=env,
                                stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
             c.fail("`%s` did not finish in 60 s" % " ".join(argv))
@@ -514,6 +550,12 @@ class Chaos:
                              self.parked_max, ", ".join(
                                  map(str, self.parked_at_kills)) or "none"))
         kinds = [r.kind for r in self.restarts]
+        if self.cluster:
+            lines.append("redis cluster: 3 masters, a replica each; master "
+                         "killed: %s" % ("%s at %d done, its replica "
+                                         "promoted" % (self.master_killed[1],
+                                                       self.master_killed[0])
+                                         if self.master_killed else "none"))
         lines.append("bygated kills %d (asked %d), fault-point exits %d%s, "
                      "unplanned exits %d; child kills %d (asked %d)" % (
                          kinds.count("kill"), self.n_kills,
@@ -573,7 +615,7 @@ def indent(text, pad="    "):
 
 def run(build, tasks=2000, kills=10, child_kills=10, seed=None, *,
         wait_s=120.0, log_level="info", fault=None, workdir=None, keep=False,
-        out=print, shared=0, lanes=3, window=WINDOW):
+        out=print, shared=0, lanes=3, window=WINDOW, cluster=False):
     """Run the crash test; returns a Result (ok, summary text, workdir).
     fault: a BYGATE_FAULT value for every bygated run (its exits with
     status 86 are then expected and restarted). The work directory is
@@ -589,6 +631,10 @@ def run(build, tasks=2000, kills=10, child_kills=10, seed=None, *,
                log_level, fault, out)
     ch.shared = shared
     ch.n_lanes, ch.window = lanes, window
+    if cluster:
+        ch.cluster = True
+        ch.keys = Keys("v2")
+        ch.stream = ch.keys.ctrl_agent_type(AGENT)
     mark = proc.mark()
     checks, snap = [], None
     try:
@@ -665,6 +711,10 @@ def parse_args(argv):
                     help="run the tasks in a Python exec agent with "
                     "max_inflight N (several tasks per child) instead of "
                     "the sleep plugin")
+    ap.add_argument("--cluster", action="store_true",
+                    help="on a private Redis Cluster (3 masters, a replica "
+                    "each, v2 keys) whose stream's master is killed once "
+                    "mid-run (docs/cluster.md)")
     return ap.parse_args(argv)
 
 
@@ -680,7 +730,7 @@ def main(argv=None):
                   args.seed, wait_s=args.wait, log_level=args.log_level,
                   fault=args.fault, workdir=args.workdir, keep=args.keep,
                   shared=args.shared, lanes=args.lanes,
-                  window=args.window)
+                  window=args.window, cluster=args.cluster)
     except KeyboardInterrupt:
         print("chaos: interrupted; every process it started was killed")
         return 130

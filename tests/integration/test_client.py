@@ -16,7 +16,7 @@ import signal
 import subprocess
 import time
 
-from harness import timeout
+from harness import standalone_only, timeout
 from bglib import proc
 from bglib.keys import Keys
 from bglib.libconfig import render
@@ -206,6 +206,7 @@ def test_send_writes_a_queued_record_like_wire_6_2(h):
     assert sent["entry_id"] == c.xrange(h.keys.ctrl_agent_type("planner"))[0][0]
 
 
+@standalone_only("MONITOR of the one server: one transaction")
 def test_send_initialises_the_record_before_the_entry_in_one_transaction(h):
     fake_worker(h, "planner")
     m = h.client()
@@ -405,6 +406,7 @@ def test_unreachable_redis_exits_3(h):
         assert "cannot connect" in out.stderr
 
 
+@standalone_only("a standalone server of its own, with a password and database 3")
 def test_send_authenticates_and_selects_the_configured_database(h):
     r = h.start_redis(args=("--requirepass", "sekret"))
     env = h.env(r, REDIS_PASSWORD="sekret", REDIS_DATABASE="3")

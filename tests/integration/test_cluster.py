@@ -33,6 +33,11 @@ def other_master(c, node):
     return next(m for m in c.masters() if m is not node)
 
 
+def call_fields(c, key):
+    with c.client(owner_of(c, key)) as r:
+        return r.call("HKEYS", key)
+
+
 def hget(c, key, field):
     with c.client(owner_of(c, key)) as r:
         return r.call("HGET", key, field)
@@ -195,15 +200,27 @@ def test_refusals_are_clear(h):
     out = h.bygate("status", "--session", "s",
                    env=cli_env(c, REDIS_DATABASE="2"))
     assert out.returncode != 0 and "only database 0" in out.stderr
-    # an idempotency key: its script would span three slots; nothing sent
+    # a keyed send waiting in the pending deliveries: three slots;
+    # nothing sent
     out = h.bygate("send", "--agent-type", "echo", "--session", "s",
-                   "--content", "x", "--route-policy", "SEND_ANYWAY",
+                   "--content", "x", "--route-policy", "QUEUE_ONLY",
                    "--idempotency-key", "k1", env=cli_env(c))
     assert out.returncode != 0
     assert "not available under Redis Cluster" in out.stderr
     stream = K.ctrl_agent_type("echo")
     with c.client(owner_of(c, stream)) as r:
-        assert r.call("XLEN", stream) == 0
+        assert r.call("EXISTS", stream) == 0
+    # a keyed send straight to the stream: once, a copy answered with
+    # the first's ids and its record taken back
+    first = send(h, c, "s-key", "x", "--idempotency-key", "k2")
+    copy = send(h, c, "s-key", "x", "--idempotency-key", "k2")
+    assert copy["message_id"] == first["message_id"]
+    with c.client(owner_of(c, stream)) as r:
+        assert r.call("XLEN", stream) == 1
+    reg = K.registry("s-key")
+    fields = call_fields(c, reg)
+    assert [f for f in fields if f.startswith("exec:")] == \
+        ["exec:" + first["execution_id"]]
     # no node answers: a clear connection error
     out = h.bygate("status", "--session", "s",
                    env=cli_env(c, REDIS_CLUSTER_NODES="127.0.0.1:1"))

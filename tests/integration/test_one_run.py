@@ -6,7 +6,7 @@ RUNNING, one end marker, nothing pending. docs/architecture.md, step 5."""
 
 import json
 
-from harness import (wait_until, timeout, wait_task_end, info_count,
+from harness import (standalone_only, wait_until, timeout, wait_task_end, info_count,
                      command_calls)
 import pyclient as pc
 
@@ -253,6 +253,7 @@ def test_a_claim_whose_reply_is_lost_is_examined_again_and_runs_once(h):
     assert d.alive()
 
 
+@standalone_only("SCRIPT FLUSH and the NOSCRIPT errorstats of the one server")
 def test_claims_go_on_after_the_script_cache_is_flushed(h):
     # EVALSHA of a script Redis does not hold (a restarted or flushed
     # Redis) is answered NOSCRIPT: the claim is sent again with the text

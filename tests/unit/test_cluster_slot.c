@@ -115,6 +115,10 @@ static void command_slots(void **st)
 			      "$", "$"),
 			 BG_SLOT_CROSS);
 	assert_int_equal(SLOT("XREAD", "STREAMS", "foo"), BG_SLOT_UNKNOWN);
+	/* a group or consumer named "streams" is not the keyword */
+	assert_int_equal(SLOT("XREADGROUP", "GROUP", "streams", "STREAMS",
+			      "STREAMS", "foo", ">"),
+			 foo);
 	assert_int_equal(SLOT("XGROUP", "CREATE", "foo", "g", "$"), foo);
 	assert_int_equal(SLOT("XINFO", "GROUPS", "foo"), foo);
 	assert_int_equal(SLOT("ZUNIONSTORE", "{z}d", "2", "{z}a", "{z}b"),
@@ -186,6 +190,9 @@ static void slots_reply_is_loaded(void **st)
 		    arr(3, num(5461), num(10922), node("", 7002, "a2")),
 		    arr(4, num(10923), num(16383),
 			node("127.0.0.1", 7003, "a3"), node("?", 7006, "r3")));
+	/* a NIL endpoint (unknown-endpoint) is the node asked, as "" */
+	freeReplyObject(r->element[1]->element[2]->element[0]);
+	r->element[1]->element[2]->element[0] = rep(REDIS_REPLY_NIL);
 	assert_int_equal(bg_slotmap_load(&m, r, "10.0.0.9", err, sizeof(err)),
 			 0);
 	assert_int_equal(m.covered, 16384);
