@@ -287,12 +287,15 @@ asan: deps user
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  $(PYTHON) tests/run.py --build build-asan
 
-# The full chaos run (2,000 tasks, 10 kill -9 of bygated, random child kills);
+# The full chaos run (2,000 tasks, 10 kill -9 of bygated, random child kills;
+# then with an exec agent sharing children; then on a Redis Cluster whose
+# stream's master is killed mid-run);
 # `make test` runs a small one (tests/integration/test_chaos.py).
 crashtest: deps user
 	@$(MAKE) --no-print-directory all tests
 	$(PYTHON) tests/crash/chaos.py --build $(BUILD)
 	$(PYTHON) tests/crash/chaos.py --build $(BUILD) --shared 8
+	$(PYTHON) tests/crash/chaos.py --build $(BUILD) --cluster
 
 bench: deps user
 	@$(MAKE) --no-print-directory all $(BENCH_BINS)

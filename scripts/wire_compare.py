@@ -121,9 +121,15 @@ def agent_types(h):
     ]
 
 
-def config(h, pool):
-    return h.config({"worker": dict(WORKER_CFG), "pool": {"size": pool},
-                     "log": {"level": "info"}, "agent_types": agent_types(h)})
+def config(h, pool, v2=False):
+    cfg = {"worker": dict(WORKER_CFG), "pool": {"size": pool},
+           "log": {"level": "info"}, "agent_types": agent_types(h)}
+    if v2:  # against a cluster: both runs on v2 keys, no metrics history
+        # (not collected under Cluster, docs/cluster.md)
+        cfg["metrics"] = {"history": False}
+        if not h.cluster_mode:
+            cfg["redis"] = {"key_schema": "v2"}
+    return h.config(cfg)
 
 
 class Task:
@@ -536,14 +542,20 @@ def dump_keyspace(c):
     return out
 
 
-def collect(build, tasks, *, pool=4, timeout=240.0, keep=False, log=print):
+def collect(build, tasks, *, pool=4, timeout=240.0, keep=False, log=print,
+            redis=None):
     """Run the workload on `build`; returns {"running": dump, "stopped":
-    dump, "seconds": s}."""
+    dump, "seconds": s}. redis: None (a redis-server, v1 keys), "v2" (a
+    redis-server, v2 keys) or "cluster" (a 3-master Redis Cluster, v2)."""
     t0 = time.monotonic()
     h = harness.Harness(name="wirecmp", build=build, keep_tmp=keep)
+    if redis == "cluster":
+        h.use_cluster()
+    elif redis == "v2":
+        h.keys = harness.Keys("v2")
     failed = True
     try:
-        d = h.start_bygated(config=config(h, pool))
+        d = h.start_bygated(config=config(h, pool, v2=redis is not None))
         t1 = time.monotonic()
         warnings = drive(h, d, tasks, timeout, warn=log)
         t2 = time.monotonic()
@@ -1135,6 +1147,9 @@ def main(argv=None):
                     help="bound of one run, seconds (240)")
     ap.add_argument("--keep", action="store_true",
                     help="keep the runs' work directories")
+    ap.add_argument("--cluster", action="store_true",
+                    help="run 1 on a redis-server, run 2 on a 3-master Redis "
+                         "Cluster, both with v2 keys (docs/cluster.md)")
     ap.add_argument("--self-test", action="store_true",
                     help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -1156,8 +1171,10 @@ def main(argv=None):
     dumps, raws = [], []
     status = 0
     for i, b in enumerate(builds, 1):
+        redis = (None if not args.cluster else "v2" if i == 1
+                 else "cluster")
         raw = collect(b, tasks, pool=args.pool, timeout=args.timeout,
-                      keep=args.keep)
+                      keep=args.keep, redis=redis)
         nd = normalise(raw, fixed)
         print("run %d: %s: %d entries sent, %.1fs (tasks %.1fs), %d keys, "
               "%d stream entries, %d records%s" % (

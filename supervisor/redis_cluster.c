@@ -326,6 +326,10 @@ static void on_slots(struct bg_rconn *owner, redisReply *r, void *priv)
 		return;
 	}
 	c->state = CL_CONNECTING;
+	/* a master of this map that cannot be reached (dead, its failover
+	 * not over): the map is asked again after a connect timeout, not
+	 * after the whole watchdog */
+	arm(c, c->o.connect_timeout_ms);
 	for (int i = 0; i < c->map.n_nodes; i++)
 		if (c->map.nodes[i].master && open_node(c, i) != 0) {
 			drop_all(c, "out of memory");

@@ -234,8 +234,14 @@ class ClusterBackend:
 
     def __init__(self, cluster):
         self.cluster = cluster
-        first = cluster.nodes[0]
-        self.host, self.port = first.host, first.port
+
+    @property
+    def host(self):
+        return self.cluster.nodes[0].host
+
+    @property
+    def port(self):
+        return self.cluster.nodes[0].port
 
     def client(self, **kw):
         return ClusterRespClient(self.host, self.port, **kw)

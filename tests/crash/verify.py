@@ -76,7 +76,18 @@ def group_progress(client, stream, group):
         return None
     if info is None:
         return None
-    return info.get("entries-read"), info.get("pending", 0)
+    read = info.get("entries-read")
+    if read is None:
+        # Redis cannot tell (entries deleted, or a replica promoted under
+        # Cluster): the stream's length less what follows the group's
+        # last-delivered id
+        try:
+            after = client.call("XRANGE", stream,
+                                "(" + str(info["last-delivered-id"]), "+")
+            read = client.call("XLEN", stream) - len(after or [])
+        except Exception:
+            return None
+    return read, info.get("pending", 0)
 
 
 class Snapshot:
