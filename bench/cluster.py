@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Throughput of bygated on a Redis Cluster against one redis-server, in the
 same run (issue 17, docs/cluster.md): the drain of N prefilled no-op tasks
-(as bench/peers/drain.py: records, msg_map and the ASK written as the
-client writes them, v2 keys, bygated not running; then bygated started and
+(bench/peers/drain.py's prefill: records, msg_map and the ASK written as
+the client writes them, here with v2 keys, bygated not running; then bygated started and
 timed from its spawn until its group has read and acknowledged every
 entry), on a private standalone redis-server and on a private cluster of 3
 masters, rounds interleaved, medians printed.
@@ -27,47 +27,16 @@ import time
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import run as bench  # noqa: E402  (fixtures and measurements)
-import recovery  # noqa: E402  (SEND_BATCH, pyclient)
+sys.path.insert(0, str(HERE / "peers"))
+import drain  # noqa: E402  (the prefill and the checks of the drain)
 from bglib.clusterclient import ClusterBackend  # noqa: E402
 from bglib.keys import Keys  # noqa: E402
 from bglib.rediscluster import RedisCluster  # noqa: E402
 
-pyclient = recovery.pyclient
-AGENT_TYPE = "noop"
+AGENT_TYPE = drain.AGENT_TYPE
 POLL_S = 0.01
 KEYS = Keys("v2")
 say = bench.say
-
-
-def session(k, sessions):
-    return "cdrain-s%d" % (k % sessions)
-
-
-def prefill(c, n, sessions):
-    for first in range(0, n, recovery.SEND_BATCH):
-        cmds = []
-        for k in range(first, min(n, first + recovery.SEND_BATCH)):
-            cmd = pyclient.ask_command(session(k, sessions), AGENT_TYPE, "ok")
-            cmds += pyclient.send_commands(KEYS, cmd)[1]
-        c.pipeline(cmds)
-
-
-def drained(c, stream, n):
-    for g in c.call("XINFO", "GROUPS", stream):
-        g = dict(zip(g[::2], g[1::2]))
-        if g["name"] == bench.GROUP:
-            return int(g["entries-read"] or 0) >= n and int(g["pending"]) == 0
-    return False
-
-
-def completed(c, sessions):
-    done = 0
-    for s in range(sessions):
-        done += sum(1 for v in c.call("HVALS",
-                                      KEYS.registry(session(s, sessions)))
-                    if v.startswith("{") and
-                    json.loads(v).get("status") == "COMPLETED")
-    return done
 
 
 def redis_cpu_s(servers):
@@ -80,7 +49,7 @@ def redis_cpu_s(servers):
     return total
 
 
-def drain(run, n, k, cluster):
+def drain_once(run, n, k, cluster):
     name = "%s-%d" % ("cluster" if cluster else "standalone", k)
     if cluster:
         rc = RedisCluster(run.dir("redis-" + name), masters=3)
@@ -99,11 +68,11 @@ def drain(run, n, k, cluster):
     stream = KEYS.ctrl_agent_type(AGENT_TYPE)
     d = run.bygated(r, name, wait=False, extra={"redis": redis})
     c.call("XGROUP", "CREATE", stream, bench.GROUP, "0", "MKSTREAM")
-    prefill(c, n, run.args.sessions)
+    drain.send_tasks(c, KEYS, n, run.args.sessions)
     cpu0 = redis_cpu_s(servers)
     t0 = time.monotonic()
     d.start(wait=False)
-    while not drained(c, stream, n):
+    while not drain.group_done(c, stream, n):
         if not d.alive():
             raise bench.PhaseError("bygated exited (status %s); log tail:\n%s"
                                    % (d.returncode, d.log_tail(20)))
@@ -116,7 +85,7 @@ def drain(run, n, k, cluster):
     cpu = bench.CpuSnapshot(d.pid)
     own = cpu.own / bench.TICK
     kids = (sum(cpu.children.values()) + cpu.reaped) / bench.TICK
-    done = completed(c, run.args.sessions)
+    done = drain.completed(c, KEYS, run.args.sessions)
     if done != n:
         raise bench.PhaseError("%d of %d executions COMPLETED" % (done, n))
     run.close_phase()
@@ -150,7 +119,7 @@ def main(argv=None):
         for k in range(a.rounds):
             for cluster in (False, True):
                 try:
-                    res = drain(run, a.tasks, k, cluster)
+                    res = drain_once(run, a.tasks, k, cluster)
                 except bench.PhaseError as e:
                     say("%s run %d FAILED: %s" % (
                         "cluster" if cluster else "standalone", k + 1, e))

@@ -529,6 +529,41 @@ static int64_t idem_ttl_ms(const struct bg_client *c,
 	return (int64_t)s * 1000;
 }
 
+/* A keyed send script's reply: {0, message_id, session_id, execution_id}
+ * (the key in use: resp gets the first's ids; 1) or {1, n entry ids}
+ * (into ids[], each NULL or BG_CLIENT_ENTRY_ID_MAX bytes; 0); -1 for
+ * anything else. */
+static int keyed_reply(const struct send_plan *p, const redisReply *r, int n,
+		       char **ids, struct bg_send_response *resp)
+{
+	const redisReply *e = r->element && r->elements ? r->element[0] : NULL;
+	if (r->type != REDIS_REPLY_ARRAY || e == NULL ||
+	    e->type != REDIS_REPLY_INTEGER)
+		return -1;
+	if (e->integer == 0 && r->elements == 4) {
+		const char *v[3];
+		size_t len[3];
+		for (int i = 0; i < 3; i++) {
+			if (!bg_client_reply_is_str(r->element[i + 1]))
+				return -1;
+			v[i] = r->element[i + 1]->str;
+			len[i] = r->element[i + 1]->len;
+		}
+		fill_duplicate(p, v, len, resp);
+		return 1;
+	}
+	if (e->integer != 1 || r->elements != (size_t)n + 1)
+		return -1;
+	for (int i = 0; i < n; i++)
+		if (!bg_client_reply_is_str(r->element[i + 1]) ||
+		    (ids[i] != NULL &&
+		     bg_client_copy_id(ids[i], BG_CLIENT_ENTRY_ID_MAX,
+				       r->element[i + 1]->str,
+				       r->element[i + 1]->len) != 0))
+			return -1;
+	return 0;
+}
+
 /* transact() for a keyed send: SEND_LUA with the n XADDs of xadd[] (key,
  * data), entry ids into ids[]; on a duplicate resp gets the first's. */
 static int transact_keyed(struct bg_client *c, struct send_plan *p, int n,
@@ -566,32 +601,11 @@ static int transact_keyed(struct bg_client *c, struct send_plan *p, int n,
 	int rc = bg_client_eval(c, SEND_LUA, k, argv, NULL, &r);
 	if (rc)
 		return rc;
-	const redisReply *e = r->element ? r->element[0] : NULL;
-	bool ok = r->type == REDIS_REPLY_ARRAY && e &&
-		  e->type == REDIS_REPLY_INTEGER;
-	if (ok && e->integer == 0 && r->elements == 4) {
-		const char *v[3];
-		size_t len[3];
-		for (int i = 0; i < 3; i++) {
-			ok = ok && bg_client_reply_is_str(r->element[i + 1]);
-			v[i] = ok ? r->element[i + 1]->str : "";
-			len[i] = ok ? r->element[i + 1]->len : 0;
-		}
-		if (ok)
-			fill_duplicate(p, v, len, resp);
-	} else if (ok) {
-		ok = e->integer == 1 && r->elements == (size_t)n + 1;
-		for (int i = 0; ok && i < n; i++)
-			ok = bg_client_reply_is_str(r->element[i + 1]) &&
-			     (ids[i] == NULL ||
-			      !bg_client_copy_id(ids[i], BG_CLIENT_ENTRY_ID_MAX,
-						 r->element[i + 1]->str,
-						 r->element[i + 1]->len));
-	}
+	int got = keyed_reply(p, r, n, ids, resp);
 	freeReplyObject(r);
-	return ok ? 0
-		  : bg_client_fail(c, BG_CLIENT_EPROTO,
-				   "send: unexpected script reply");
+	return got >= 0 ? 0
+			: bg_client_fail(c, BG_CLIENT_EPROTO,
+					 "send: unexpected script reply");
 }
 
 /* Under Redis Cluster: the key's HASH is in the slot of the agent type's
@@ -649,49 +663,25 @@ static int transact_keyed_split(struct bg_client *c, struct send_plan *p,
 	rc = bg_client_eval(c, SEND_SPLIT_LUA, 9, argv, NULL, &r);
 	if (rc)
 		return rc;
-	const redisReply *e = r->element && r->elements ? r->element[0] : NULL;
-	bool ok = r->type == REDIS_REPLY_ARRAY && e &&
-		  e->type == REDIS_REPLY_INTEGER;
-	if (ok && e->integer == 0 && r->elements == 4) {
-		const char *v[3];
-		size_t len[3];
-		for (int i = 0; i < 3; i++) {
-			ok = ok && bg_client_reply_is_str(r->element[i + 1]);
-			v[i] = ok ? r->element[i + 1]->str : "";
-			len[i] = ok ? r->element[i + 1]->len : 0;
-		}
-		if (ok) {
-			fill_duplicate(p, v, len, resp);
-			bool same = len[0] == strlen(p->message_id) &&
-				    memcmp(v[0], p->message_id, len[0]) == 0;
-			char first_exec[BG_CLIENT_ID_MAX];
-			snprintf(first_exec, sizeof first_exec, "%.*s",
-				 (int)len[2], v[2]);
-			rc = same ? bg_client_cmd(c, NULL, "HSET",
-						  p->registry.p, p->msg_field.p,
-						  first_exec, NULL)
-				  : bg_client_cmd(c, NULL, "HDEL",
-						  p->registry.p, p->msg_field.p,
-						  NULL);
-			if (rc == 0 && strcmp(first_exec, p->execution_id))
-				rc = bg_client_cmd(c, NULL, "HDEL",
-						   p->registry.p,
-						   p->exec_field.p, NULL);
-		}
-	} else if (ok) {
-		ok = e->integer == 1 && r->elements == 2 &&
-		     bg_client_reply_is_str(r->element[1]) &&
-		     (id == NULL ||
-		      !bg_client_copy_id(id, BG_CLIENT_ENTRY_ID_MAX,
-					 r->element[1]->str,
-					 r->element[1]->len));
-	}
+	int got = keyed_reply(p, r, 1, &id, resp);
 	freeReplyObject(r);
-	if (rc)
-		return rc;
-	return ok ? 0
-		  : bg_client_fail(c, BG_CLIENT_EPROTO,
-				   "send: unexpected script reply");
+	if (got < 0)
+		return bg_client_fail(c, BG_CLIENT_EPROTO,
+				      "send: unexpected script reply");
+	if (got == 0)
+		return 0;
+	/* a copy: the msg_map it overwrote names the first's execution
+	 * again (the same message sent again), else it goes; its record
+	 * goes */
+	bool same = strcmp(resp->message_id, p->message_id) == 0;
+	rc = same ? bg_client_cmd(c, NULL, "HSET", p->registry.p,
+				  p->msg_field.p, resp->execution_id, NULL)
+		  : bg_client_cmd(c, NULL, "HDEL", p->registry.p,
+				  p->msg_field.p, NULL);
+	if (rc == 0 && strcmp(resp->execution_id, p->execution_id) != 0)
+		rc = bg_client_cmd(c, NULL, "HDEL", p->registry.p,
+				   p->exec_field.p, NULL);
+	return rc;
 }
 
 /* Under Redis Cluster no transaction spans the session's registry and an

@@ -798,15 +798,22 @@ static void lost(struct claim *c, struct bg_job *t, const redisReply *r)
 		claim_start(d, t, THEN_QUEUE, round);
 }
 
+/* The job of a claim's reply, or NULL (it was freed at exit: so is c). */
+static struct bg_job *claim_job(struct claim *c)
+{
+	struct bg_job *t = bg_job_find(c->d, c->tag);
+	if (t == NULL)
+		claim_free(c);
+	return t;
+}
+
 static void on_lease_check(struct bg_rconn *conn, redisReply *r, void *priv)
 {
 	struct claim *c = priv;
 	struct bg_daemon *d = c->d;
-	struct bg_job *t = bg_job_find(d, c->tag);
-	if (t == NULL) {
-		claim_free(c);
+	struct bg_job *t = claim_job(c);
+	if (t == NULL)
 		return;
-	}
 	if (r == NULL) {
 		claim_free(c);
 		bg_job_move(t, BG_JOB_PICKUP_LOST); /* read again */
@@ -832,11 +839,9 @@ static void on_claim(struct bg_rconn *conn, redisReply *r, void *priv)
 	(void)conn;
 	struct claim *c = priv;
 	struct bg_daemon *d = c->d;
-	struct bg_job *t = bg_job_find(d, c->tag);
-	if (t == NULL) {
-		claim_free(c);
+	struct bg_job *t = claim_job(c);
+	if (t == NULL)
 		return;
-	}
 	if (r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer == 1 &&
 	    bg_fault_hit("admit.claim_reply_lost")) {
 		/* A claim applied, its reply dropped with the connection. */

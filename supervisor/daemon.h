@@ -211,6 +211,9 @@ void bg_stats_update_snap(struct bg_daemon *d, struct bg_str record,
 			  const char *old_status, const char *new_status,
 			  bg_stats_emit_fn emit, void *ctx);
 void bg_stats_flush(struct bg_daemon *d);
+/* An emit that queues the command (at most 8 arguments) on d->wr, its
+ * reply not awaited; ctx is d. */
+void bg_stats_emit_wr(void *ctx, int argc, const struct bg_str *argv);
 /* EXPIRE 604800 of the five keys through emit, each unless one was sent
  * on the write connection already this loop turn. */
 void bg_stats_expire(struct bg_daemon *d, bg_stats_emit_fn emit, void *ctx);

@@ -55,18 +55,6 @@ static void send_parts(struct bg_daemon *d, struct bg_job *t);
 static void schedule_retry(struct bg_daemon *d, struct bg_job *t,
 			   const char *why);
 
-static void emit_wr(void *ctx, int argc, const struct bg_str *argv)
-{
-	struct bg_daemon *d = ctx;
-	const char *a[BG_CMDLIST_MAX_ARGS];
-	size_t l[BG_CMDLIST_MAX_ARGS];
-	for (int i = 0; i < argc && i < BG_CMDLIST_MAX_ARGS; i++) {
-		a[i] = argv[i].p;
-		l[i] = argv[i].len;
-	}
-	bg_rconn_cmd(d->wr, NULL, NULL, 0, argc, a, l);
-}
-
 /* MULTI, the blob's commands, EXEC. The blob was checked by bg_finish.
  *
  * The dashboard's five worker keys (WIRE 5.9) get their EXPIRE here, not
@@ -105,7 +93,7 @@ static void send_blob(struct bg_daemon *d, struct bg_job *t)
 	while (rc == 0 && (rc = bg_cmdlist_next(&it, &argc, argv, lens,
 						BG_CMDLIST_MAX_ARGS)) > 0) {
 		if (it.left == 0) /* before the last command: the XACK */
-			bg_stats_expire(d, emit_wr, d);
+			bg_stats_expire(d, bg_stats_emit_wr, d);
 		bg_rconn_cmd(d->wr, NULL, NULL, 0, argc, argv, lens);
 		rc = 0;
 	}

@@ -210,18 +210,6 @@ static void run_free(struct run *run)
 static void on_part(struct bg_rconn *c, redisReply *r, void *priv);
 static void on_xack(struct bg_rconn *c, redisReply *r, void *priv);
 
-static void emit_wr(void *ctx, int argc, const struct bg_str *argv)
-{
-	struct bg_daemon *d = ctx;
-	const char *a[BG_CMDLIST_MAX_ARGS];
-	size_t l[BG_CMDLIST_MAX_ARGS];
-	for (int i = 0; i < argc && i < BG_CMDLIST_MAX_ARGS; i++) {
-		a[i] = argv[i].p;
-		l[i] = argv[i].len;
-	}
-	bg_rconn_cmd(d->wr, NULL, NULL, 0, argc, a, l);
-}
-
 /* The next part, or after the last the EXPIREs and the XACK. */
 static int send_next(struct run *run, struct bg_job *t)
 {
@@ -239,7 +227,7 @@ static int send_next(struct run *run, struct bg_job *t)
 	if (run->next < p->parts)
 		return send_part(d, t, p, run->next, on_part, run);
 	const struct command *x = &p->cmd[p->n - 1];
-	bg_stats_expire(d, emit_wr, d);
+	bg_stats_expire(d, bg_stats_emit_wr, d);
 	return bg_rconn_cmd(d->wr, on_xack, run, 0, x->argc,
 			    (const char **)x->argv, x->lens);
 }

@@ -225,7 +225,7 @@ static void write_now(struct bg_daemon *d, struct bg_str record,
 	bg_buf_free(&snap);
 }
 
-static void emit_wr(void *ctx, int argc, const struct bg_str *argv)
+void bg_stats_emit_wr(void *ctx, int argc, const struct bg_str *argv)
 {
 	struct bg_daemon *d = ctx;
 	const char *a[8];
@@ -295,20 +295,22 @@ void bg_stats_flush(struct bg_daemon *d)
 		if (b->ctr[i].delta == 0)
 			continue;
 		snprintf(delta, sizeof(delta), "%lld", b->ctr[i].delta);
-		emit_wr(d, 4,
-			(struct bg_str[]){ S("HINCRBY"), st, S(b->ctr[i].field),
-					   S(delta) });
+		bg_stats_emit_wr(d, 4,
+				 (struct bg_str[]){ S("HINCRBY"), st,
+						    S(b->ctr[i].field),
+						    S(delta) });
 	}
 	if (b->updated_at[0] && b->started_at[0])
-		emit_wr(d, 6,
-			(struct bg_str[]){ S("HSET"), st, S("last_updated_at"),
-					   S(b->updated_at),
-					   S("last_started_at"),
-					   S(b->started_at) });
+		bg_stats_emit_wr(d, 6,
+				 (struct bg_str[]){
+					 S("HSET"), st, S("last_updated_at"),
+					 S(b->updated_at), S("last_started_at"),
+					 S(b->started_at) });
 	else if (b->updated_at[0])
-		emit_wr(d, 4,
-			(struct bg_str[]){ S("HSET"), st, S("last_updated_at"),
-					   S(b->updated_at) });
+		bg_stats_emit_wr(d, 4,
+				 (struct bg_str[]){ S("HSET"), st,
+						    S("last_updated_at"),
+						    S(b->updated_at) });
 	if (b->n > 0) {
 		send_pairs(d, "ZADD", &k[K_EXECS], b, true, false);
 		send_pairs(d, "HSET", &k[K_HIST_SNAPS], b, false, true);
@@ -401,7 +403,7 @@ void bg_stats_update_snap(struct bg_daemon *d, struct bg_str record,
 	if (emit == NULL) { /* the pipeline, at once: after the batch */
 		bg_stats_flush(d);
 		write_now(d, record, snap, execution_id, old_status, new_status,
-			  k, emit_wr, d);
+			  k, bg_stats_emit_wr, d);
 		for (int i = 0; i < K_N && !keys_expired(d); i++)
 			if (k[i].p)
 				bg_expire_once(d, k[i].p);

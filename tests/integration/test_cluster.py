@@ -38,6 +38,14 @@ def call_fields(c, key):
         return r.call("HKEYS", key)
 
 
+def to_move(c, session):
+    """The session's registry, its slot, the master serving it and
+    another master to move it to."""
+    reg = K.registry(session)
+    src = owner_of(c, reg)
+    return reg, c.keyslot(reg), src, other_master(c, src)
+
+
 def hget(c, key, field):
     with c.client(owner_of(c, key)) as r:
         return r.call("HGET", key, field)
@@ -117,10 +125,7 @@ def test_a_migrated_slot_is_followed_by_moved(h):
     c = h.start_cluster(masters=3)
     s = "moved-1"
     first = send(h, c, s)
-    reg = K.registry(s)
-    slot = c.keyslot(reg)
-    src = owner_of(c, reg)
-    dst = other_master(c, src)
+    reg, slot, src, dst = to_move(c, s)
     c.migrate_slot(slot, dst)
     assert owner_of(c, reg) is dst
     with c.client(src) as r:
@@ -142,10 +147,7 @@ def test_a_slot_in_migration_is_followed_by_ask(h):
     c = h.start_cluster(masters=3)
     s = "ask-1"
     first = send(h, c, s)
-    reg = K.registry(s)
-    slot = c.keyslot(reg)
-    src = owner_of(c, reg)
-    dst = other_master(c, src)
+    reg, slot, src, dst = to_move(c, s)
     c.begin_migration(slot, dst, keys=[reg])
     try:
         with c.client(src) as r:
