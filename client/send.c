@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 
+#include "cluster/slot.h"
 #include "wire/idem.h"
 #include "wire/ids.h"
 #include "wire/json.h"
@@ -673,7 +674,8 @@ static int transact_keyed_split(struct bg_client *c, struct send_plan *p,
 	/* a copy: the msg_map it overwrote names the first's execution
 	 * again (the same message sent again), else it goes; its record
 	 * goes */
-	bool same = strcmp(resp->message_id, p->message_id) == 0;
+	bool same = strcmp(resp->message_id, p->message_id) == 0 &&
+		    strcmp(resp->session_id, p->req->session_id) == 0;
 	rc = same ? bg_client_cmd(c, NULL, "HSET", p->registry.p,
 				  p->msg_field.p, resp->execution_id, NULL)
 		  : bg_client_cmd(c, NULL, "HDEL", p->registry.p,
@@ -751,15 +753,19 @@ static int transact(struct bg_client *c, struct send_plan *p, bool entries,
 		cmds[n++] = cmd;
 	}
 	if (c->cluster && entries && p->idem_key.len && n == 3 &&
-	    cmds[2] == cmd)
+	    cmds[2] == cmd &&
+	    bg_slot_of(p->idem_hash.p, p->idem_hash.len) ==
+		    bg_slot_of(p->stream.p, p->stream.len))
 		return transact_keyed_split(c, p, cmd, ids[2], resp);
 	if (c->cluster && entries && p->idem_key.len)
 		return bg_client_fail(
 			c, BG_CLIENT_ECONFIG,
 			"send: a keyed send that waits in the pending "
-			"deliveries (QUEUE_ONLY, WAKE_AND_QUEUE) is not "
-			"available under Redis Cluster yet (the key's hash, "
-			"the session and the pending stream: three slots)");
+			"deliveries (QUEUE_ONLY, WAKE_AND_QUEUE) or goes to "
+			"another stream than its agent type's (a worker, a "
+			"fallback) is not available under Redis Cluster yet "
+			"(the key's hash, the session and that stream: three "
+			"slots); nothing was written");
 	if (c->cluster)
 		return transact_split(c, n_session, n, cmds, ids);
 	if (entries && p->idem_key.len && n >= 3)

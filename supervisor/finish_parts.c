@@ -69,7 +69,31 @@ static bool is_xack(const struct command *c)
 	return c->lens[0] == 4 && strncasecmp(c->argv[0], "XACK", 4) == 0;
 }
 
-static int plan_read(struct plan *p, struct bg_str blob)
+/* The slot of the session's registry: its part (the task's record and
+ * events, its callees' records) goes first, so that no other part of a
+ * finish is ever applied without it (the callees' records precede their
+ * ASKs, as the outbox requires) and a worker that takes the entry over
+ * finds either none of this finish or its record already final. The job
+ * knows its registry; a finish replayed from the journal, from its blob
+ * (a v2 key "...session:{S}:registry"). */
+static int session_slot(const struct bg_job *t)
+{
+	if (t->id.reg_key)
+		return bg_slot_of(t->id.reg_key, strlen(t->id.reg_key));
+	return -1;
+}
+
+static bool is_registry(const struct command *c)
+{
+	static const char tail[] = "}:registry";
+	size_t n = c->lens[1], tl = sizeof(tail) - 1;
+	return c->argc > 1 && n > tl &&
+	       memcmp(c->argv[1] + n - tl, tail, tl) == 0 &&
+	       memmem(c->argv[1], n, ":session:{", 10) != NULL;
+}
+
+/* first_slot: the slot whose part goes first (the session's), or -1. */
+static int plan_read(struct plan *p, struct bg_str blob, int first_slot)
 {
 	struct bg_cmdlist_iter it;
 	uint32_t count;
@@ -103,19 +127,27 @@ static int plan_read(struct plan *p, struct bg_str blob)
 		plan_free(p);
 		return -EBADMSG;
 	}
-	/* parts: each slot's commands, slots in order of first appearance */
+	/* parts: each slot's commands; first_slot's first, then the others
+	 * in order of first appearance */
+	for (int i = 0; first_slot < 0 && i < p->n - 1; i++)
+		if (is_registry(&p->cmd[i]))
+			first_slot = p->cmd[i].slot;
 	int k = 0;
-	for (int i = 0; i < p->n - 1; i++) {
-		bool seen = false;
-		for (int j = 0; j < i && !seen; j++)
-			seen = p->cmd[j].slot == p->cmd[i].slot;
-		if (seen)
-			continue;
-		p->first[p->parts++] = k;
-		for (int j = i; j < p->n - 1; j++)
-			if (p->cmd[j].slot == p->cmd[i].slot)
-				p->order[k++] = j;
-	}
+	for (int pass = 0; pass < 2; pass++)
+		for (int i = 0; i < p->n - 1; i++) {
+			int slot = p->cmd[i].slot;
+			bool seen = false;
+			if ((slot == first_slot) != (pass == 0))
+				continue;
+			for (int j = 0; j < i && !seen; j++)
+				seen = p->cmd[j].slot == slot;
+			if (seen)
+				continue;
+			p->first[p->parts++] = k;
+			for (int j = i; j < p->n - 1; j++)
+				if (p->cmd[j].slot == slot)
+					p->order[k++] = j;
+		}
 	p->first[p->parts] = k;
 	return 0;
 }
@@ -218,7 +250,8 @@ static int send_next(struct run *run, struct bg_job *t)
 		plan_free(&run->plan);
 		int rc = plan_read(&run->plan,
 				   (struct bg_str){ t->fin.finish_blob.p,
-						    t->fin.finish_blob.len });
+						    t->fin.finish_blob.len },
+				   session_slot(t));
 		if (rc)
 			return rc;
 		run->blob = t->fin.finish_blob.p;
@@ -300,8 +333,10 @@ static void on_part(struct bg_rconn *c, redisReply *r, void *priv)
 void bg_finish_parts_forget(struct bg_daemon *d, struct bg_job *t)
 {
 	struct plan p;
-	if (plan_read(&p, (struct bg_str){ t->fin.finish_blob.p,
-					   t->fin.finish_blob.len }) != 0)
+	if (plan_read(&p,
+		      (struct bg_str){ t->fin.finish_blob.p,
+				       t->fin.finish_blob.len },
+		      session_slot(t)) != 0)
 		return;
 	for (int part = 0; part < p.parts; part++) {
 		char *key = guard_key(d, t, p.cmd[p.order[p.first[part]]].slot);

@@ -4,10 +4,11 @@
  * No transaction spans slots, and a finish writes the session's keys, the
  * worker's statistics, other agent types' streams, the dead letters and the
  * entry's stream. The blob (journaled as on a standalone server, finish.c)
- * is sent as parts: the commands of each slot, in the order of each slot's
- * first command, as one script that applies them unless this slot already
- * has them (the entry's guard key in that slot, BG_KEY_FINISH_GUARD,
- * written by the same script); then the worker keys'
+ * is sent as parts: the commands of each slot, the session's slot first,
+ * then the others in the order of each slot's first command, each part as
+ * one script that applies them unless this slot already has them (the
+ * entry's guard key in that slot, BG_KEY_FINISH_GUARD, written by the same
+ * script); then the worker keys'
  * EXPIREs; then the entry's XACK, alone and last. Each part is atomic in
  * its slot and applied at most once, whatever is re-sent: a part answered
  * or not, a crash between two parts, a journal replay. So:

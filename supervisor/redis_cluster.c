@@ -162,8 +162,10 @@ static void on_route_reply(struct bg_rconn *owner, redisReply *r, void *priv)
 		int to = redirect_target(c, q, &rd);
 		if (to >= 0 && q->redirects < REDIRECTS_MAX) {
 			q->redirects++;
-			if (rd.kind == BG_REDIRECT_MOVED)
+			if (rd.kind == BG_REDIRECT_MOVED) {
 				c->map.owner[rd.slot] = (int16_t)to;
+				c->map.nodes[to].master = true; /* watched */
+			}
 			if (send_route(c, to, q, rd.kind == BG_REDIRECT_ASK) ==
 			    0)
 				return;
@@ -217,10 +219,13 @@ static int open_node(struct bg_rcluster *c, int i)
 	}
 	if (c->has_hook) {
 		struct bg_rconn_value_hook h = c->hook;
-		if (h.fork)
-			h.arg = n->hook_arg = h.fork(c->hook.arg);
-		if (h.arg)
-			bg_rnode_set_value_hook(n->conn, &h);
+		if (h.fork &&
+		    (h.arg = n->hook_arg = h.fork(c->hook.arg)) == NULL) {
+			bg_rnode_free(n->conn);
+			free(n);
+			return -ENOMEM; /* no budget on it: not opened */
+		}
+		bg_rnode_set_value_hook(n->conn, &h);
 	}
 	c->node[i] = n;
 	bg_rnode_start(n->conn);
@@ -327,9 +332,9 @@ static void on_slots(struct bg_rconn *owner, redisReply *r, void *priv)
 	}
 	c->state = CL_CONNECTING;
 	/* a master of this map that cannot be reached (dead, its failover
-	 * not over): the map is asked again after a connect timeout, not
-	 * after the whole watchdog */
-	arm(c, c->o.connect_timeout_ms);
+	 * not over): the map is asked again once its connect and set-up
+	 * could have been done, not after the mapping's time as well */
+	arm(c, c->o.connect_timeout_ms + c->o.command_timeout_ms);
 	for (int i = 0; i < c->map.n_nodes; i++)
 		if (c->map.nodes[i].master && open_node(c, i) != 0) {
 			drop_all(c, "out of memory");
@@ -375,7 +380,9 @@ static int next_mapper(struct bg_rcluster *c)
 	for (int i = 0; i < c->map.n_nodes; i++)
 		masters += c->map.nodes[i].master;
 	int turn = c->candidate++;
-	if (masters > 0 && turn % 2 == 0) {
+	if (masters == 0)
+		return turn % c->map.n_nodes;
+	if (turn % 2 == 0) {
 		int k = (turn / 2) % masters;
 		for (int i = 0; i < c->map.n_nodes; i++)
 			if (c->map.nodes[i].master && k-- == 0)
