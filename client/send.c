@@ -497,6 +497,20 @@ static int build_failed(struct send_plan *p)
 	return bg_route_failed_record(&p->record, &q);
 }
 
+/* The start of both keyed-send scripts: KEYS[1] the key's HASH, ARGV 1-5
+ * its message_id, session_id, execution_id, at_ms and TTL (ms). The key in
+ * use: {0, message_id, session_id, execution_id} and nothing written;
+ * else the key is taken and the script goes on. */
+#define TAKE_KEY_LUA                                                           \
+	"local m = redis.call('HGET', KEYS[1], 'message_id')\n"                \
+	"if m then\n"                                                          \
+	"  return {0, m, redis.call('HGET', KEYS[1], 'session_id') or '',\n"   \
+	"          redis.call('HGET', KEYS[1], 'execution_id') or ''}\n"       \
+	"end\n"                                                                \
+	"redis.call('HSET', KEYS[1], 'message_id', ARGV[1], 'session_id',\n"   \
+	"           ARGV[2], 'execution_id', ARGV[3], 'at_ms', ARGV[4])\n"     \
+	"redis.call('PEXPIRE', KEYS[1], ARGV[5])\n"
+
 /* KEYS[1] the key's HASH, KEYS[2] the session registry, KEYS[3..] the
  * streams of the entries. ARGV: 1-4 the HASH's message_id, session_id,
  * execution_id and at_ms, 5 its TTL (ms), 6-9 the registry's exec: and
@@ -504,15 +518,7 @@ static int build_failed(struct send_plan *p)
  * The key in use: {0, message_id, session_id, execution_id}, nothing
  * written. Else the key is taken and the MULTI/EXEC of transact() done:
  * {1, entry ids...}. Only HGET, HSET, PEXPIRE, EXPIRE and XADD. */
-static const char SEND_LUA[] =
-	"local m = redis.call('HGET', KEYS[1], 'message_id')\n"
-	"if m then\n"
-	"  return {0, m, redis.call('HGET', KEYS[1], 'session_id') or '',\n"
-	"          redis.call('HGET', KEYS[1], 'execution_id') or ''}\n"
-	"end\n"
-	"redis.call('HSET', KEYS[1], 'message_id', ARGV[1], 'session_id',\n"
-	"           ARGV[2], 'execution_id', ARGV[3], 'at_ms', ARGV[4])\n"
-	"redis.call('PEXPIRE', KEYS[1], ARGV[5])\n"
+static const char SEND_LUA[] = TAKE_KEY_LUA
 	"redis.call('HSET', KEYS[2], ARGV[6], ARGV[7], ARGV[8], ARGV[9])\n"
 	"redis.call('EXPIRE', KEYS[2], ARGV[10])\n"
 	"local ids = {1}\n"
@@ -615,15 +621,7 @@ static int transact_keyed(struct bg_client *c, struct send_plan *p, int n,
  * entry's data. The key in use: {0, message_id, session_id,
  * execution_id}, nothing written; else the key taken and the entry added:
  * {1, entry id}. */
-static const char SEND_SPLIT_LUA[] =
-	"local m = redis.call('HGET', KEYS[1], 'message_id')\n"
-	"if m then\n"
-	"  return {0, m, redis.call('HGET', KEYS[1], 'session_id') or '',\n"
-	"          redis.call('HGET', KEYS[1], 'execution_id') or ''}\n"
-	"end\n"
-	"redis.call('HSET', KEYS[1], 'message_id', ARGV[1], 'session_id',\n"
-	"           ARGV[2], 'execution_id', ARGV[3], 'at_ms', ARGV[4])\n"
-	"redis.call('PEXPIRE', KEYS[1], ARGV[5])\n"
+static const char SEND_SPLIT_LUA[] = TAKE_KEY_LUA
 	"return {1, redis.call('XADD', KEYS[2], '*', 'data', ARGV[6])}\n";
 
 /* A keyed send under Redis Cluster: the record and msg_map first (the
