@@ -42,6 +42,17 @@ int bg_client_fail(struct bg_client *c, int rc, const char *fmt, ...)
 int bg_client_command(struct bg_client *c, redisReply **out, int argc,
 		      const char **argv, const size_t *lens);
 
+/* client/connect.c: a timeval of ms; the failure of a connection with no
+ * reply to `what` (BG_CLIENT_EIO, "<what>: <reason>" in err); one command
+ * on one connection (0 with *out the reply; an error reply freed and
+ * BG_CLIENT_EREDIS, "<command>: <reply>" in err; no reply BG_CLIENT_EIO). */
+struct timeval bg_client_tv_ms(int64_t ms);
+int bg_client_lost(redisContext *redis, const char *what, char *err,
+		   size_t errlen);
+int bg_client_command_raw(redisContext *redis, redisReply **out, int argc,
+			  const char **argv, const size_t *lens, char *err,
+			  size_t errlen);
+
 /* The servers a keyless command must visit to see every key (SCAN): the
  * masters under Cluster, into node[] (at most max), or the one server
  * (node[0] = -1). The count, or a negative error with c->errmsg set. */

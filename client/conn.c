@@ -1,7 +1,7 @@
 /* client/conn.c - a libbygate client's life: configuration through the
- * daemon's own loader, the synchronous hiredis connection (connect, AUTH,
- * SELECT, timeouts; also used alone by bygate-state, client/conn.h), the
- * command path and its error codes. */
+ * daemon's own loader, its connection (one server, client/connect.c, or a
+ * Redis Cluster, client/cluster.c), the command path and its error
+ * codes. */
 #include "client/client_internal.h"
 #include "client/conn.h"
 #include "client/cluster.h"
@@ -62,12 +62,6 @@ void bg_client_interrupt(struct bg_client *c)
 		shutdown(c->fd, SHUT_RDWR);
 }
 
-static struct timeval tv_of_ms(int64_t ms)
-{
-	return (struct timeval){ .tv_sec = ms / 1000,
-				 .tv_usec = (ms % 1000) * 1000 };
-}
-
 void bg_client_set_timeout(struct bg_client *c, int ms)
 {
 	int64_t total = c->cfg.redis_command_timeout_ms;
@@ -76,18 +70,9 @@ void bg_client_set_timeout(struct bg_client *c, int ms)
 	else if (ms > 0)
 		total += ms;
 	if (c->cluster)
-		bg_cluster_set_timeout(c->cluster, tv_of_ms(total));
+		bg_cluster_set_timeout(c->cluster, bg_client_tv_ms(total));
 	else
-		redisSetTimeout(c->redis, tv_of_ms(total));
-}
-
-/* The failure of the connection itself (no reply to `what`): BG_CLIENT_EIO
- * with "<what>: <hiredis's reason>" in err. */
-static int lost(redisContext *redis, const char *what, char *err, size_t errlen)
-{
-	snprintf(err, errlen, "%s: %s", what,
-		 redis->errstr[0] ? redis->errstr : "connection lost");
-	return BG_CLIENT_EIO;
+		redisSetTimeout(c->redis, bg_client_tv_ms(total));
 }
 
 /* BG_CLIENT_EINTR, naming what was cut short: the code's own text
@@ -102,7 +87,7 @@ static int io_failure(struct bg_client *c, const char *what)
 {
 	if (c->interrupted)
 		return cut_short(c, what);
-	return lost(c->redis, what, c->errmsg, sizeof c->errmsg);
+	return bg_client_lost(c->redis, what, c->errmsg, sizeof c->errmsg);
 }
 
 /* A command's outcome under Cluster: an interrupted one is EINTR, as on
@@ -112,27 +97,6 @@ static int cluster_outcome(struct bg_client *c, int rc, const char *what)
 	if (rc == BG_CLIENT_EIO && c->interrupted)
 		return cut_short(c, what);
 	return rc;
-}
-
-/* One command on redis, for a client or not: 0 with *out the reply; an
- * error reply is freed and is BG_CLIENT_EREDIS ("<command>: <reply>" in
- * err), no reply BG_CLIENT_EIO (lost()). */
-static int command_on(redisContext *redis, redisReply **out, int argc,
-		      const char **argv, const size_t *lens, char *err,
-		      size_t errlen)
-{
-	*out = NULL;
-	redisReply *r = redisCommandArgv(redis, argc, argv, lens);
-	if (r == NULL)
-		return lost(redis, argv[0], err, errlen);
-	if (r->type == REDIS_REPLY_ERROR) {
-		snprintf(err, errlen, "%s: %.400s", argv[0],
-			 r->str ? r->str : "");
-		freeReplyObject(r);
-		return BG_CLIENT_EREDIS;
-	}
-	*out = r;
-	return 0;
 }
 
 int bg_client_command(struct bg_client *c, redisReply **out, int argc,
@@ -147,8 +111,8 @@ int bg_client_command(struct bg_client *c, redisReply **out, int argc,
 							  argv, lens, c->errmsg,
 							  sizeof c->errmsg),
 				       argv[0]);
-	int rc = command_on(c->redis, out, argc, argv, lens, c->errmsg,
-			    sizeof c->errmsg);
+	int rc = bg_client_command_raw(c->redis, out, argc, argv, lens,
+				       c->errmsg, sizeof c->errmsg);
 	if (rc == BG_CLIENT_EIO && c->interrupted)
 		return cut_short(c, argv[0]);
 	return rc;
@@ -236,72 +200,6 @@ int bg_client_copy_id(char *out, size_t cap, const char *s, size_t len)
 		return -EINVAL;
 	memcpy(out, s, len);
 	out[len] = '\0';
-	return 0;
-}
-
-/* One setup command (AUTH, SELECT): its reply only matters as an error. */
-static int setup_command(redisContext *redis, int argc, const char **argv,
-			 char *err, size_t errlen)
-{
-	redisReply *r;
-	int rc = command_on(redis, &r, argc, argv, NULL, err, errlen);
-	freeReplyObject(r);
-	return rc;
-}
-
-static int authenticate(const struct bg_config *cfg, redisContext *redis,
-			char *err, size_t errlen)
-{
-	int rc = 0;
-	if (cfg->redis_password && cfg->redis_password[0]) {
-		const char *user = cfg->redis_username;
-		const char *pass = cfg->redis_password;
-		bool named = user && user[0];
-		/* AUTH [username] password */
-		const char *argv[] = { "AUTH", named ? user : pass, pass };
-		rc = setup_command(redis, named ? 3 : 2, argv, err, errlen);
-	}
-	if (rc == 0 && cfg->redis_db != 0) {
-		char db[16];
-		snprintf(db, sizeof db, "%d", cfg->redis_db);
-		rc = setup_command(redis, 2, (const char *[]){ "SELECT", db },
-				   err, errlen);
-	}
-	return rc;
-}
-
-int bg_client_redis_connect(const struct bg_config *cfg, const char *host,
-			    int port, redisContext **out, char *err,
-			    size_t errlen)
-{
-	struct timeval tv = tv_of_ms(cfg->redis_connect_timeout_ms);
-	redisContext *redis = host[0] == '/'
-				      ? redisConnectUnixWithTimeout(host, tv)
-				      : redisConnectWithTimeout(host, port, tv);
-	int rc = 0;
-	*out = NULL;
-	if (redis == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return -ENOMEM;
-	}
-	if (redis->err) {
-		snprintf(err, errlen, "cannot connect to Redis at %s:%d: %s",
-			 host, port, redis->errstr);
-		rc = BG_CLIENT_ECONNECT;
-	} else {
-		/* hiredis 0.14 has no option for it; a forking caller leaks
-		 * nothing */
-		int flags = fcntl(redis->fd, F_GETFD);
-		if (flags != -1)
-			fcntl(redis->fd, F_SETFD, flags | FD_CLOEXEC);
-		redisSetTimeout(redis, tv_of_ms(cfg->redis_command_timeout_ms));
-		rc = authenticate(cfg, redis, err, errlen);
-	}
-	if (rc) {
-		redisFree(redis);
-		return rc;
-	}
-	*out = redis;
 	return 0;
 }
 
