@@ -632,15 +632,10 @@ static const char SEND_SPLIT_LUA[] = TAKE_KEY_LUA
  * execution again. A send cut off between the two leaves a QUEUED record
  * and no entry, as an unkeyed one under Cluster does. */
 static int transact_keyed_split(struct bg_client *c, struct send_plan *p,
+				const char *const *const *session,
 				const char *const *entry, char *id,
 				struct bg_send_response *resp)
 {
-	const char *hset[] = { "HSET",	    p->registry.p,  p->exec_field.p,
-			       p->record.p, p->msg_field.p, p->execution_id,
-			       NULL };
-	const char *expire[] = { "EXPIRE", p->registry.p, BG_CLIENT_SESSION_TTL,
-				 NULL };
-	const char *const *session[] = { hset, expire };
 	redisReply *exec = NULL;
 	int rc = bg_client_transact(c, "send", 2, session, &exec);
 	freeReplyObject(exec);
@@ -754,7 +749,7 @@ static int transact(struct bg_client *c, struct send_plan *p, bool entries,
 	    cmds[2] == cmd &&
 	    bg_slot_of(p->idem_hash.p, p->idem_hash.len) ==
 		    bg_slot_of(p->stream.p, p->stream.len))
-		return transact_keyed_split(c, p, cmd, ids[2], resp);
+		return transact_keyed_split(c, p, cmds, cmd, ids[2], resp);
 	if (c->cluster && entries && p->idem_key.len)
 		return bg_client_fail(
 			c, BG_CLIENT_ECONFIG,
