@@ -64,9 +64,8 @@ static bool read_endpoint(const redisReply *e, const char *asked,
 	/* NIL (cluster-preferred-endpoint-type unknown-endpoint) and "":
 	 * the node the command went to */
 	const redisReply empty = { .type = REDIS_REPLY_STRING, .str = "" };
-	const redisReply *h = e->element[0]->type == REDIS_REPLY_NIL
-				      ? &empty
-				      : e->element[0];
+	const redisReply *h =
+		e->element[0]->type == REDIS_REPLY_NIL ? &empty : e->element[0];
 	long long port = e->element[1]->integer;
 	if (port <= 0 || port > 65535 || h->len >= BG_CLUSTER_HOST_MAX ||
 	    memchr(h->str, '\0', h->len))

@@ -3,6 +3,7 @@
 #include "supervisor/finish_parts.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +20,9 @@
 
 /* KEYS[1] this part's guard (a key in the part's slot naming the entry),
  * KEYS[2..] the part's keys (declared for the cluster; the commands name
- * them again). ARGV[1] the guard's TTL, ARGV[2] the number of commands,
- * then per command its argument count and arguments. Already applied:
+ * them again). ARGV[1] the guard's TTL, ARGV[2] its value, ARGV[3] the
+ * number of commands, then per command its argument count and arguments.
+ * Already applied:
  * {0}. Else the guard is written first: under maxmemory a script's first
  * write is the one refused (the script then fails with nothing applied),
  * and once it has written, Redis lets the rest through. Each command then
@@ -29,10 +31,10 @@
  * is decoded (DESIGN 4). */
 static const char APPLY_LUA[] =
 	"if redis.call('EXISTS', KEYS[1]) == 1 then return {0} end\n"
-	"redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])\n"
+	"redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[1])\n"
 	"local out = {1}\n"
-	"local i = 3\n"
-	"for c = 1, tonumber(ARGV[2]) do\n"
+	"local i = 4\n"
+	"for c = 1, tonumber(ARGV[3]) do\n"
 	"  local n = tonumber(ARGV[i])\n"
 	"  local r = redis.pcall(unpack(ARGV, i + 1, i + n))\n"
 	"  if type(r) == 'table' and r.err then out[#out + 1] = r.err end\n"
@@ -54,6 +56,7 @@ struct plan {
 	int *order; /* the commands of the parts, part after part */
 	int *first; /* per part: its first index into order; [parts] = end */
 	int parts;
+	struct bg_cmdlist rest; /* the commands of parts 2.. (rest_of) */
 };
 
 static void plan_free(struct plan *p)
@@ -61,6 +64,7 @@ static void plan_free(struct plan *p)
 	free(p->cmd);
 	free(p->order);
 	free(p->first);
+	bg_cmdlist_free(&p->rest);
 	*p = (struct plan){ 0 };
 }
 
@@ -169,17 +173,48 @@ static char *guard_key(struct bg_daemon *d, const struct bg_job *t, int slot)
 	return k.p;
 }
 
-/* One part as an EVAL: its argv, its lens (allocated together). */
-static int send_part(struct bg_daemon *d, struct bg_job *t,
-		     const struct plan *p, int part, bg_rconn_reply_fn fn,
-		     void *priv)
+/* The commands of every part but the first, as a list: the value of the
+ * first part's guard (the session's), for a worker that takes the entry
+ * over after that part (take_rest). */
+static int rest_of(struct plan *p, struct bg_str *out)
 {
+	if (p->rest.n == 0)
+		for (int k = p->first[1]; k < p->first[p->parts]; k++) {
+			const struct command *c = &p->cmd[p->order[k]];
+			struct bg_str argv[BG_CMDLIST_MAX_ARGS];
+			for (int a = 0; a < c->argc; a++)
+				argv[a] = (struct bg_str){ c->argv[a],
+							   c->lens[a] };
+			bg_cmdlist_add(&p->rest, c->argc, argv);
+		}
+	*out = bg_cmdlist_blob(&p->rest);
+	return p->rest.err;
+}
+
+char *bg_finish_parts_session_guard(struct bg_daemon *d, const struct bg_job *t)
+{
+	int slot = session_slot(t);
+	return slot < 0 ? NULL : guard_key(d, t, slot);
+}
+
+/* One part as an EVAL: its argv, its lens (allocated together). The first
+ * part's guard keeps the rest of the finish (rest_of) unless keep_rest is
+ * false; the others' say "1". */
+static int send_part(struct bg_daemon *d, struct bg_job *t, struct plan *p,
+		     int part, bool keep_rest, bg_rconn_reply_fn fn, void *priv)
+{
+	struct bg_str value = { "1", 1 };
+	if (part == 0 && keep_rest && p->parts > 1) {
+		int rc = rest_of(p, &value);
+		if (rc)
+			return rc;
+	}
 	int from = p->first[part], to = p->first[part + 1];
 	int ncmd = to - from;
 	int nargs = 0;
 	for (int k = from; k < to; k++)
 		nargs += 1 + p->cmd[p->order[k]].argc;
-	int argc = 3 + 1 + ncmd + 2 + nargs;
+	int argc = 3 + 1 + ncmd + 3 + nargs;
 	const char **argv = calloc((size_t)argc, sizeof(*argv));
 	size_t *lens = calloc((size_t)argc, sizeof(*lens));
 	char *key = guard_key(d, t, p->cmd[p->order[from]].slot);
@@ -201,6 +236,7 @@ static int send_part(struct bg_daemon *d, struct bg_job *t,
 		snprintf(ttl, sizeof(ttl), "%lld",
 			 (long long)d->cfg->max_entry_age_s + 86400);
 		ARG(ttl, strlen(ttl));
+		ARG(value.p, value.len);
 		snprintf(count, sizeof(count), "%d", ncmd);
 		ARG(count, strlen(count));
 		for (int k = from; k < to; k++) {
@@ -223,31 +259,41 @@ static int send_part(struct bg_daemon *d, struct bg_job *t,
 
 /* A finish in progress: the job is looked up again at each reply (it may
  * be freed at exit); its plan points into the job's blob, which does not
- * change while the finish is sent. */
+ * change while the finish is sent, or, once the rest of a previous
+ * worker's finish is taken over, into `taken`. */
 struct run {
 	struct bg_daemon *d;
 	uint64_t tag;
 	bg_rconn_reply_fn done;
 	int next; /* the part to send next */
 	struct plan plan;
-	const char *blob; /* the blob the plan was read from */
+	const char *blob;	 /* the job's blob the plan was read from */
+	bool looked;		 /* the session's guard read (an XACK alone) */
+	struct bg_cmdlist taken; /* a previous worker's rest, then the XACK */
 };
 
 static void run_free(struct run *run)
 {
 	plan_free(&run->plan);
+	bg_cmdlist_free(&run->taken);
 	free(run);
 }
 
 static void on_part(struct bg_rconn *c, redisReply *r, void *priv);
+static void on_rest(struct bg_rconn *c, redisReply *r, void *priv);
 static void on_xack(struct bg_rconn *c, redisReply *r, void *priv);
 
-/* The next part, or after the last the EXPIREs and the XACK. */
+/* The next part, or after the last the EXPIREs and the XACK. A finish that
+ * is an XACK alone (the record found final: ACK_ONLY) first reads the
+ * session's guard: a previous worker whose finish stopped after the
+ * session's part left the rest there (take_rest). */
 static int send_next(struct run *run, struct bg_job *t)
 {
 	struct bg_daemon *d = run->d;
 	if (run->blob != t->fin.finish_blob.p) {
 		plan_free(&run->plan);
+		bg_cmdlist_free(&run->taken);
+		run->looked = false;
 		int rc = plan_read(&run->plan,
 				   (struct bg_str){ t->fin.finish_blob.p,
 						    t->fin.finish_blob.len },
@@ -256,9 +302,19 @@ static int send_next(struct run *run, struct bg_job *t)
 			return rc;
 		run->blob = t->fin.finish_blob.p;
 	}
-	const struct plan *p = &run->plan;
+	struct plan *p = &run->plan;
+	if (p->parts == 0 && !run->looked && session_slot(t) >= 0) {
+		char *key = guard_key(d, t, session_slot(t));
+		int rc = key ? bg_rconn_cmdv(d->wr, on_rest, run, 0,
+					     (const char *const[]){ "GET", key,
+								    NULL })
+			     : -ENOMEM;
+		free(key);
+		return rc;
+	}
 	if (run->next < p->parts)
-		return send_part(d, t, p, run->next, on_part, run);
+		return send_part(d, t, p, run->next, run->taken.n == 0, on_part,
+				 run);
 	const struct command *x = &p->cmd[p->n - 1];
 	bg_stats_expire(d, bg_stats_emit_wr, d);
 	return bg_rconn_cmd(d->wr, on_xack, run, 0, x->argc,
@@ -277,6 +333,26 @@ static void refused(struct bg_rconn *c, struct run *run, struct bg_job *t,
 			 .len = strlen(text) };
 	run_free(run);
 	done(c, &e, t);
+}
+
+/* Each part, and the XACK, only within the lease's fencing window and
+ * after an ownership check: else held, then the whole blob again (the
+ * parts applied are skipped). */
+static void go_on(struct bg_rconn *c, struct run *run, struct bg_job *t)
+{
+	if (!bg_lease_may_finish(run->d) || t->fin.verify_owner) {
+		run_free(run);
+		bg_job_move(t, BG_JOB_FINISH_HELD);
+		return;
+	}
+	int rc = send_next(run, t);
+	if (rc == -ENOTCONN) {
+		bg_rconn_reply_fn done = run->done;
+		run_free(run);
+		done(c, NULL, t); /* resolved when the connection is back */
+	} else if (rc != 0) {
+		refused(c, run, t, strerror(-rc));
+	}
 }
 
 static void on_part(struct bg_rconn *c, redisReply *r, void *priv)
@@ -311,23 +387,111 @@ static void on_part(struct bg_rconn *c, redisReply *r, void *priv)
 	}
 	if (bg_fault_hit("finish.between_parts"))
 		_exit(BG_FAULT_EXIT);
-	/* each part, and the XACK, only within the lease's fencing window
-	 * and after an ownership check: held, then the whole blob again
-	 * (the parts applied are skipped) */
-	if (!bg_lease_may_finish(run->d) || t->fin.verify_owner) {
+	if (bg_fault_hit("finish.between_parts.stop"))
+		raise(SIGSTOP); /* a stall past the lease, then SIGCONT */
+	run->next++;
+	go_on(c, run, t);
+}
+
+/* A previous worker's rest (the value of the session's guard) and this
+ * finish's XACK become the plan: its parts are sent as this worker's own,
+ * each skipped where already applied. -EBADMSG when the value is not a
+ * list of commands, -ENOMEM. */
+static int take_rest(struct run *run, struct bg_job *t, struct bg_str rest)
+{
+	struct bg_cmdlist_iter it;
+	const char *argv[BG_CMDLIST_MAX_ARGS];
+	size_t lens[BG_CMDLIST_MAX_ARGS];
+	int argc, rc, first_slot = -1;
+	uint32_t n;
+	if (bg_cmdlist_check(rest, &n) != 0 || n == 0 ||
+	    bg_cmdlist_iter_init(&it, rest) != 0)
+		return -EBADMSG;
+	while ((rc = bg_cmdlist_next(&it, &argc, argv, lens,
+				     BG_CMDLIST_MAX_ARGS)) == 1) {
+		struct bg_str a[BG_CMDLIST_MAX_ARGS];
+		for (int i = 0; i < argc; i++)
+			a[i] = (struct bg_str){ argv[i], lens[i] };
+		if (first_slot < 0)
+			first_slot = bg_slot_of_command(argc, argv, lens, NULL);
+		bg_cmdlist_add(&run->taken, argc, a);
+	}
+	const struct command *x = &run->plan.cmd[run->plan.n - 1];
+	struct bg_str a[BG_CMDLIST_MAX_ARGS];
+	for (int i = 0; i < x->argc; i++)
+		a[i] = (struct bg_str){ x->argv[i], x->lens[i] };
+	bg_cmdlist_add(&run->taken, x->argc, a);
+	if (rc != 0 || run->taken.err) {
+		rc = rc ? -EBADMSG : run->taken.err;
+		bg_cmdlist_free(&run->taken);
+		return rc;
+	}
+	struct plan taken;
+	rc = plan_read(&taken, bg_cmdlist_blob(&run->taken), first_slot);
+	if (rc == 0) {
+		plan_free(&run->plan);
+		run->plan = taken;
+		struct bg_log_ids ids = bg_job_log_ids(t);
+		bg_log_task(BG_LOG_WARN, &ids,
+			    "entry %s: the previous worker's finish stopped "
+			    "after the session's part; its %d other part(s) "
+			    "are sent by this worker",
+			    t->id.entry_id, run->plan.parts);
+	} else {
+		bg_cmdlist_free(&run->taken);
+	}
+	return rc;
+}
+
+static void on_rest(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	struct run *run = priv;
+	struct bg_job *t = bg_job_find(run->d, run->tag);
+	if (t == NULL) {
 		run_free(run);
-		bg_job_move(t, BG_JOB_FINISH_HELD);
 		return;
 	}
-	run->next++;
-	int rc = send_next(run, t);
-	if (rc == -ENOTCONN) {
+	if (r == NULL || r->type == REDIS_REPLY_ERROR) {
 		bg_rconn_reply_fn done = run->done;
 		run_free(run);
-		done(c, NULL, t); /* resolved when the connection is back */
-	} else if (rc != 0) {
-		refused(c, run, t, strerror(-rc));
+		done(c, r, t); /* NULL: unknown; an error: retried whole */
+		return;
 	}
+	run->looked = true;
+	if (r->type == REDIS_REPLY_STRING &&
+	    !(r->len == 1 && r->str[0] == '1')) {
+		int rc = take_rest(run, t, (struct bg_str){ r->str, r->len });
+		if (rc == -ENOMEM) {
+			refused(c, run, t, "out of memory");
+			return;
+		}
+		if (rc != 0) {
+			struct bg_log_ids ids = bg_job_log_ids(t);
+			bg_log_task(
+				BG_LOG_ERROR, &ids,
+				"entry %s: the session's finish guard holds "
+				"no list of commands (%zu bytes); the "
+				"entry is acknowledged without it",
+				t->id.entry_id, (size_t)r->len);
+		}
+	}
+	go_on(c, run, t);
+}
+
+static void del_guard(struct bg_daemon *d, const struct bg_job *t, int slot)
+{
+	char *key = guard_key(d, t, slot);
+	if (key)
+		bg_rconn_cmdv(d->wr, NULL, NULL, 0,
+			      (const char *const[]){ "DEL", key, NULL });
+	free(key);
+}
+
+static void forget_plan(struct bg_daemon *d, const struct bg_job *t,
+			const struct plan *p)
+{
+	for (int part = 0; part < p->parts; part++)
+		del_guard(d, t, p->cmd[p->order[p->first[part]]].slot);
 }
 
 void bg_finish_parts_forget(struct bg_daemon *d, struct bg_job *t)
@@ -338,14 +502,7 @@ void bg_finish_parts_forget(struct bg_daemon *d, struct bg_job *t)
 				       t->fin.finish_blob.len },
 		      session_slot(t)) != 0)
 		return;
-	for (int part = 0; part < p.parts; part++) {
-		char *key = guard_key(d, t, p.cmd[p.order[p.first[part]]].slot);
-		if (key)
-			bg_rconn_cmdv(d->wr, NULL, NULL, 0,
-				      (const char *const[]){ "DEL", key,
-							     NULL });
-		free(key);
-	}
+	forget_plan(d, t, &p);
 	plan_free(&p);
 }
 
@@ -354,6 +511,11 @@ static void on_xack(struct bg_rconn *c, redisReply *r, void *priv)
 	struct run *run = priv;
 	bg_rconn_reply_fn done = run->done;
 	struct bg_job *t = bg_job_find(run->d, run->tag);
+	if (t != NULL && run->taken.n && r && r->type != REDIS_REPLY_ERROR) {
+		/* the previous worker's guards: its session's, its rest's */
+		del_guard(run->d, t, session_slot(t));
+		forget_plan(run->d, t, &run->plan);
+	}
 	run_free(run);
 	if (t != NULL)
 		done(c, r, t);

@@ -39,6 +39,20 @@ struct bg_job;
 int bg_finish_parts_send(struct bg_daemon *d, struct bg_job *t,
 			 bg_rconn_reply_fn done);
 
+/* The guard of t's part in its session's slot (malloc'd), NULL when t has
+ * no session registry or no memory. It exists from the moment a finish of
+ * t's entry has applied that part, the first, until the finish is
+ * applied; it holds the commands of the finish's other parts. A worker
+ * that takes the entry over (recovery, reclaim) and finds it acknowledges
+ * the entry without running it again: its finish, an XACK alone, reads
+ * the guard and sends those parts first, each skipped where already
+ * applied. So a finish begun by a worker that lost the entry meanwhile
+ * (its lease lapsed between two parts, or it died and another worker
+ * reclaimed the entry) is completed by whichever worker acknowledges the
+ * entry, never run twice. */
+char *bg_finish_parts_session_guard(struct bg_daemon *d,
+				    const struct bg_job *t);
+
 /* t's finish is applied (its XACK, or the entry found acknowledged): its
  * guards are deleted (DELs on d->wr, no reply awaited). */
 void bg_finish_parts_forget(struct bg_daemon *d, struct bg_job *t);

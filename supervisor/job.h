@@ -111,6 +111,8 @@ struct bg_job_id {
 	int deliveries;			 /* Redis delivery count when known */
 	int alone_crashes; /* times bygated died while it ran alone */
 	bool recovered;	   /* fetched by PEL reconcile or reclaim */
+	bool finish_begun; /* Cluster: a finish of this entry applied its
+			      session's part (finish_parts.h) */
 	/* a RESUME waiting for its execution's run to end (admit.c, busy) */
 	bool waits_for_run;
 	uint64_t taken_by; /* the job whose run took it (resume_take.c) */

@@ -14,6 +14,7 @@
 #include "supervisor/admit.h"
 #include "supervisor/end.h"
 #include "supervisor/entry_read.h"
+#include "supervisor/finish_parts.h"
 #include "supervisor/join.h"
 #include "supervisor/log.h"
 #include "supervisor/pickup.h"
@@ -36,6 +37,17 @@ static uint64_t entry_ms(const char *id)
 static void decide(struct bg_daemon *d, struct bg_job *t,
 		   const struct bg_str *js)
 {
+	if (t->id.finish_begun) {
+		struct bg_log_ids ids = bg_job_log_ids(t);
+		bg_log_task(BG_LOG_WARN, &ids,
+			    "entry %s: a finish of an earlier delivery was "
+			    "applied in part (its session's part); it is "
+			    "completed and the entry acknowledged, not run "
+			    "again",
+			    t->id.entry_id);
+		bg_end(d, t, BG_END_ACK_ONLY, NULL, NULL);
+		return;
+	}
 	if (!bg_admit_examine(d, t, js))
 		return;
 	int rc = bg_cmd_validate_task(&t->id.cmd);
@@ -111,16 +123,45 @@ static void on_pickup_map(struct bg_rconn *c, redisReply *r, void *priv)
 		bg_job_move(t, BG_JOB_PICKUP_LOST);
 }
 
-static void send_pickup(struct bg_daemon *d, struct bg_job *t)
+static void send_map_read(struct bg_daemon *d, struct bg_job *t)
 {
 	char field[BG_FIELD_MAX];
-	bg_job_move(t, BG_JOB_PICKUP);
-	t->id.execution_id[0] = '\0';
 	snprintf(field, sizeof(field), "msg_map:%s", t->id.message_id);
 	if (bg_rconn_cmdv(d->wr, on_pickup_map, t, 0,
 			  (const char *const[]){ "HGET", t->id.reg_key, field,
 						 NULL }) != 0)
 		bg_job_move(t, BG_JOB_PICKUP_LOST); /* again when wr is back */
+}
+
+static void on_pickup_guard(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	struct bg_job *t = priv;
+	if (!pickup_reply_ok(t, r))
+		return;
+	t->id.finish_begun = r->type == REDIS_REPLY_INTEGER && r->integer > 0;
+	send_map_read(t->d, t);
+}
+
+/* Under Cluster an entry taken over (recovery, reclaim) may have a finish
+ * applied in part by its previous holder: the session's finish guard is
+ * read first (finish_parts.h), then the record. */
+static void send_pickup(struct bg_daemon *d, struct bg_job *t)
+{
+	bg_job_move(t, BG_JOB_PICKUP);
+	t->id.execution_id[0] = '\0';
+	t->id.finish_begun = false;
+	char *guard = t->id.recovered && bg_rconn_clustered(d->wr)
+			      ? bg_finish_parts_session_guard(d, t)
+			      : NULL;
+	if (guard == NULL) {
+		send_map_read(d, t);
+		return;
+	}
+	if (bg_rconn_cmdv(d->wr, on_pickup_guard, t, 0,
+			  (const char *const[]){ "EXISTS", guard, NULL }) != 0)
+		bg_job_move(t, BG_JOB_PICKUP_LOST);
+	free(guard);
 }
 
 void bg_pickup_again(struct bg_daemon *d, struct bg_job *t)

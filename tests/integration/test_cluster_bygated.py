@@ -243,3 +243,115 @@ def test_each_crash_point_of_a_split_finish_recovers_once(h):
         assert int(st.get("completed_count", 0)) == 2, (n, st)
         d.stop()
     assert crashed >= 6  # the flow has at least that many points
+
+
+def _call_flow(h, c):
+    import test_agent_flows as flows
+    return dict(FAST, agent_types=[flows.flow(h, "alpha", "caller", "beta"),
+                                   flows.flow(h, "beta", "worker")])
+
+
+def _check_call_once(c, cl, s, mid, workers):
+    """The call's records, events, callback and counters, each once."""
+    import test_agent_flows as flows
+    import pyclient as pc
+    r = flows.done(cl, K, s, mid, t=40)
+    assert r["status"] == "COMPLETED", r
+    recs = flows.all_records(cl, K, s)
+    child = [x for x in recs if x["target_agent_type"] == "beta"]
+    assert len(child) == 1 and child[0]["status"] == "COMPLETED", recs
+    evs = pc.events(cl, K, s)
+    assert [e["event_type"] for e in evs
+            if e["message_id"] == mid].count("finalAnswer") == 1, evs
+    assert [e["message_id"] for e in evs
+            if e["event_type"] == "appStreamResponse"] == [mid], evs
+    resumes = [x for x in cl.stream_data(K.ctrl_agent_type("alpha"))
+               if x["action_type"] == "RESUME" and
+               x["header"]["message_id"] == mid]
+    assert len(resumes) == 1, resumes
+    asks = [x for x in cl.stream_data(K.ctrl_agent_type("beta"))
+            if x["header"].get("parent_message_id") == mid]
+    assert len(asks) == 1, asks
+    for t in ("alpha", "beta"):
+        wait_until(lambda: pending(c, K.ctrl_agent_type(t)) == 0, 20,
+                   what="nothing pending on %s" % t)
+    done = sum(int(cl.hgetall(K.worker_status(w)).get("completed_count", 0))
+               for w in workers)
+    assert done == 2, done
+
+
+def test_a_finish_cut_after_the_sessions_part_is_completed_by_the_taker(h):
+    """The previous holder dies between two parts of a finish (kill -9 at
+    finish.between_parts:n) and never comes back: another worker reclaims
+    the entry, finds the session's part applied (its guard), does not run
+    the task again, sends the parts the first one had not (kept in that
+    guard), then the XACK. Every record, event, ASK, callback and counter
+    once, for each point of a call and its callback."""
+    import pyclient as pc
+    h.use_cluster()
+    c = h.redis.cluster
+    cl = h.client()
+    cfg = _call_flow(h, c)
+    taken = 0
+    for n in range(1, 10):
+        a = h.bygated(cfg, env=cli_env(
+            c, BYGATE_FAULT="finish.between_parts:%d" % n))
+        a.start(wait=True, timeout=30)
+        s = "take-%d" % n
+        mid, _ = pc.send(cl, K, s, "alpha", "trip %d" % n)
+        try:
+            assert a.wait_exit(timeout=8) == 86, a.log_tail()
+        except TimeoutError:
+            a.stop()
+            break  # fewer than n points in this flow
+        b = h.bygated(cfg, env=cli_env(c))
+        b.start(wait=True, timeout=30)
+        _check_call_once(c, cl, s, mid, [a.config["worker"]["id"],
+                                         b.config["worker"]["id"]])
+        if "is completed and the entry acknowledged" in b.log_text(
+                since_start=True):
+            taken += 1
+        b.stop()
+    assert taken >= 6, taken
+
+
+def test_a_holder_stalled_past_its_lease_between_parts_drops_its_finish(h):
+    """The lease lost between two parts with the holder alive: it stops
+    (SIGSTOP at finish.between_parts.stop) after the session's part of
+    the call's finish; another worker reclaims the entry and completes
+    the finish; continued (SIGCONT), the first finds its lease lapsed and
+    the entry no longer its own, and sends nothing more. Everything once."""
+    import os
+    import signal
+    import pyclient as pc
+    h.use_cluster()
+    c = h.redis.cluster
+    cl = h.client()
+    cfg = _call_flow(h, c)
+    a = h.bygated(cfg, env=cli_env(c,
+                                   BYGATE_FAULT="finish.between_parts.stop"))
+    a.start(wait=True, timeout=30)
+    mid, _ = pc.send(cl, K, "stall", "alpha", "stall please")
+
+    def stopped():
+        with open("/proc/%d/stat" % a.pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "T"
+    wait_until(stopped, 20, what="the holder stopped between two parts")
+    b = h.bygated(cfg, env=cli_env(c))
+    b.start(wait=True, timeout=30)
+    try:
+        _check_call_once(c, cl, "stall", mid, [a.config["worker"]["id"],
+                                               b.config["worker"]["id"]])
+        assert "is completed and the entry acknowledged" in b.log_text(
+            since_start=True), b.log_tail()
+    finally:
+        os.kill(a.pid, signal.SIGCONT)
+    # the stalled holder's finish is held, then dropped: nothing more
+    wait_until(lambda: "no longer" in a.log_text(since_start=True) or
+               "not pending" in a.log_text(since_start=True), 20,
+               what="the stalled holder drops its finish")
+    time.sleep(1)
+    _check_call_once(c, cl, "stall", mid, [a.config["worker"]["id"],
+                                           b.config["worker"]["id"]])
+    a.stop()
+    b.stop()
