@@ -2,6 +2,7 @@
  * list and show its records, requeue one's original entry on the stream
  * it came from (once: the record is deleted in the same script), purge. */
 #include "client/client_internal.h"
+#include "client/requeue.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -237,6 +238,97 @@ out:
 	return rc;
 }
 
+/* KEYS[1] the dead letters, KEYS[2] the requeue's claim (in their slot);
+ * ARGV 1 the dead letter's id, 2 the claim's TTL ms. false: the dead
+ * letter is gone; 0: another requeue of it is in progress; 1: claimed. */
+static const char CLAIM_LUA[] =
+	"if #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) == 0 then\n"
+	"  return false\n"
+	"end\n"
+	"if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2]) then\n"
+	"  return 1\n"
+	"end\n"
+	"return 0\n";
+
+/* KEYS[1] the dead letters, KEYS[2] the claim; ARGV[1] the id. */
+static const char RELEASE_LUA[] = "redis.call('XDEL', KEYS[1], ARGV[1])\n"
+				  "redis.call('DEL', KEYS[2])\n"
+				  "return 1\n";
+
+/* Under Redis Cluster the dead letters, the session's registry and the
+ * stream are three slots (client/requeue.h): the dead letter is claimed
+ * for this requeue (a key in its slot, for a minute: of two concurrent
+ * requeues one goes on), the record compared and set and the entry added,
+ * then the dead letter deleted and the claim with it. A requeue cut off
+ * before the delete leaves the dead letter, whose next requeue (after the
+ * claim expires) finds the record no longer FAILED. */
+static int requeue_clustered(struct bg_client *c, const char *dlq,
+			     const char *id, const char *stream,
+			     const json_t *entry, const struct requeue_exec *x,
+			     char *new_id)
+{
+	struct bg_buf claim = { 0 };
+	redisReply *r = NULL;
+	int rc = bg_buf_printf(&claim, "{%s}:bygate_requeue:%s", dlq, id);
+	if (rc)
+		return bg_client_fail(c, -ENOMEM, "out of memory");
+	const char *cv[] = { "2", dlq, claim.p, id, "60000" };
+	rc = bg_client_eval(c, CLAIM_LUA, 5, cv, NULL, &r);
+	if (rc == 0 && r->type == REDIS_REPLY_NIL)
+		rc = bg_client_fail(c, -ENOENT,
+				    "dead letter %s is gone (requeued or "
+				    "purged meanwhile)",
+				    id);
+	else if (rc == 0 && r->type == REDIS_REPLY_INTEGER && r->integer == 0)
+		rc = bg_client_fail(c, -EAGAIN,
+				    "dead letter %s is being requeued by "
+				    "another client; not requeued",
+				    id);
+	else if (rc == 0 && r->type != REDIS_REPLY_INTEGER)
+		rc = bg_client_fail(c, BG_CLIENT_EPROTO,
+				    "requeue: unexpected reply");
+	freeReplyObject(r);
+	struct bg_client_requeue q = {
+		.registry = x->next_raw ? x->key.p : NULL,
+		.field = x->field.p,
+		.old = x->old,
+		.old_len = x->old_len,
+		.next = x->next_raw,
+		.stream = stream,
+		.data = json_string_value(entry),
+		.idem = x->idem.len ? x->idem.p : NULL,
+		.message_id = x->message_id ? x->message_id : "",
+	};
+	if (rc == 0)
+		rc = bg_client_requeue_split(c, &q, new_id,
+					     BG_CLIENT_ENTRY_ID_MAX);
+	if (rc == 1)
+		rc = bg_client_fail(c, -EAGAIN,
+				    "dead letter %s: its execution record "
+				    "changed meanwhile; not requeued",
+				    id);
+	const char *rv[] = { "2", dlq, claim.p, id };
+	if (rc == 0 || rc == -EAGAIN) {
+		/* requeued: the dead letter goes; changed: only the claim */
+		r = NULL;
+		int del =
+			rc == 0 ? bg_client_eval(c, RELEASE_LUA, 4, rv, NULL,
+						 &r)
+				: bg_client_cmd(c, NULL, "DEL", claim.p, NULL);
+		freeReplyObject(r);
+		if (rc == 0 && del != 0)
+			rc = bg_client_fail(
+				c, del,
+				"dead letter %s: requeued as entry %s, but "
+				"the dead letter could not be deleted (%s); "
+				"purge it: a second requeue would find the "
+				"execution no longer failed",
+				id, new_id, c->errmsg);
+	}
+	bg_buf_free(&claim);
+	return rc;
+}
+
 int bg_client_dlq_requeue(struct bg_client *c, const char *id, char **json_out)
 {
 	c->errmsg[0] = '\0';
@@ -256,7 +348,10 @@ int bg_client_dlq_requeue(struct bg_client *c, const char *id, char **json_out)
 				    stream[0] ? "entry data" : "stream");
 	if (rc == 0)
 		rc = requeue_exec_of(c, id, json_string_value(entry), &x);
-	if (rc == 0) {
+	char new_id[BG_CLIENT_ENTRY_ID_MAX] = "";
+	if (rc == 0 && c->cluster) {
+		rc = requeue_clustered(c, key.p, id, stream, entry, &x, new_id);
+	} else if (rc == 0) {
 		bool rec = x.next_raw != NULL;
 		const char *argv[12];
 		size_t lens[12], n = 0, nkeys = 2 + rec + (x.idem.len > 0);
@@ -280,17 +375,19 @@ int bg_client_dlq_requeue(struct bg_client *c, const char *id, char **json_out)
 #undef ARG
 		rc = bg_client_eval(c, requeue_script, (int)n, argv, lens, &r);
 	}
-	if (rc == 0 && r->type == REDIS_REPLY_NIL)
+	if (rc == 0 && r && r->type == REDIS_REPLY_NIL)
 		rc = bg_client_fail(c, -ENOENT,
 				    "dead letter %s is gone (requeued or "
 				    "purged meanwhile)",
 				    id);
-	else if (rc == 0 && r->type == REDIS_REPLY_INTEGER)
+	else if (rc == 0 && r && r->type == REDIS_REPLY_INTEGER)
 		rc = bg_client_fail(c, -EAGAIN,
 				    "dead letter %s: its execution record "
 				    "changed meanwhile; not requeued",
 				    id);
-	else if (rc == 0 && !bg_client_reply_is_str(r))
+	else if (rc == 0 && r &&
+		 (!bg_client_reply_is_str(r) ||
+		  bg_client_copy_id(new_id, sizeof new_id, r->str, r->len)))
 		rc = bg_client_fail(c, BG_CLIENT_EPROTO,
 				    "requeue: unexpected reply");
 	json_t *doc = NULL;
@@ -304,8 +401,7 @@ int bg_client_dlq_requeue(struct bg_client *c, const char *id, char **json_out)
 		doc = json_object();
 		json_object_set_new(doc, "id", json_string(id));
 		json_object_set_new(doc, "stream", json_string(stream));
-		json_object_set_new(doc, "entry_id",
-				    json_stringn(r->str, r->len));
+		json_object_set_new(doc, "entry_id", json_string(new_id));
 		json_object_set_new(
 			doc, "error_code",
 			json_string(bg_client_jstr(o, "error_code")));

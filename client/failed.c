@@ -4,6 +4,7 @@
  * a new attempt of the same message: its record back to QUEUED and its
  * original ASK_AGENT entry written again, in one script. */
 #include "client/client_internal.h"
+#include "client/requeue.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -533,6 +534,25 @@ static int retry_once(struct bg_client *c, const char *session,
 			  strlen(t->data),
 			  strlen(BG_CLIENT_SESSION_TTL),
 			  strlen(message_id) };
+	if (rc == 0 && c->cluster) {
+		struct bg_client_requeue q = {
+			.registry = key.p,
+			.field = field.p,
+			.old = t->raw,
+			.old_len = t->len,
+			.next = t->next_raw,
+			.stream = t->stream.p,
+			.data = t->data,
+			.idem = idem.len ? idem.p : NULL,
+			.message_id = message_id,
+		};
+		rc = bg_client_requeue_split(c, &q, new_id,
+					     BG_CLIENT_ENTRY_ID_MAX);
+		bg_buf_free(&key);
+		bg_buf_free(&field);
+		bg_buf_free(&idem);
+		return rc;
+	}
 	if (rc == 0 && idem.len) {
 		rc = bg_client_eval(c, retry_script, 10, argv, lens, &r);
 	} else if (rc == 0) { /* no third key: drop it from the list */

@@ -268,3 +268,41 @@ def test_bygate_state_check_reads_the_cluster(h):
                          timeout=60, stdin=subprocess.DEVNULL)
     assert out.returncode == 3, out.stdout + out.stderr
     assert "127.0.0.1:1" in out.stderr
+
+
+def test_a_retry_whose_entry_is_refused_puts_the_record_back(h):
+    """`bygate retry` under Cluster: the record compared and set in the
+    session's slot, then the entry added in the stream's (client/requeue.h).
+    The XADD refused (the stream's master out of memory, the session's on
+    another master): nothing is queued and the record is FAILED again, byte
+    for byte; with the memory back, the retry runs the task."""
+    import test_queues as q
+    import pyclient as pc
+    h.use_cluster()
+    c = h.redis.cluster
+    stream = K.ctrl_agent_type("flaky")
+    sess = next(s for s in ("s-rb-%d" % i for i in range(100))
+                if owner_of(c, K.registry(s)) is not owner_of(c, stream))
+    d = q.fail_then_fix(h)
+    cl = h.client()
+    mid, _eid = pc.send(cl, K, sess, "flaky", "again")
+    q.wait_status(h, mid, "FAILED", session=sess)
+    d.stop()
+    reg = K.registry(sess)
+    before = {f: hget(c, reg, f) for f in call_fields(c, reg)}
+    with c.client(owner_of(c, stream)) as r:
+        r.call("CONFIG", "SET", "maxmemory", "1")
+    try:
+        out = h.bygate("retry", mid, "--session", sess, env=cli_env(c))
+    finally:
+        with c.client(owner_of(c, stream)) as r:
+            r.call("CONFIG", "SET", "maxmemory", "0")
+    assert out.returncode != 0
+    assert "OOM" in out.stderr and "record put back" in out.stderr, \
+        out.stderr
+    assert {f: hget(c, reg, f) for f in call_fields(c, reg)} == before
+    h.start_bygated({"agent_types": [h.agent_type("flaky", plugin="echo")]})
+    out = h.bygate("--json", "retry", mid, "--session", sess,
+                   env=cli_env(c))
+    assert out.returncode == 0, out.stderr
+    assert q.wait_status(h, mid, "COMPLETED", session=sess)

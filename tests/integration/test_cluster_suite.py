@@ -4,10 +4,12 @@ tests, run unchanged on a private 3-master Redis Cluster with v2 keys
 docs/cluster.md): the reference layout of an echo task, 1,000 tasks in
 order, a call and its callback, a fan-out of 10 and its join, ask_user and
 the reply, a graceful cancel, kill -9 mid-task, the crash points of the
-finish, an unknown EXEC outcome and a dead peer's entries reclaimed."""
+finish, an unknown EXEC outcome, a dead peer's entries reclaimed, two
+concurrent retries and a dead letter requeued."""
 
 import test_agent_flows as flows
 import test_control as control
+import test_queues as queues
 import test_recovery as recovery
 import test_task_path as task_path
 
@@ -25,6 +27,8 @@ CASES = [
     recovery.test_crash_after_exec_before_the_journal_delete_recovers_once,
     recovery.test_exec_reply_lost_with_the_connection_is_resolved_once,
     recovery.test_a_dead_peers_entries_are_reclaimed_after_its_lease_expires,
+    queues.test_two_concurrent_retries_run_the_task_once,
+    queues.test_a_dead_letter_is_shown_requeued_once_and_purged,
 ]
 
 
