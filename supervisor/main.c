@@ -75,16 +75,6 @@ static void on_conn_state(struct bg_rconn *c, bool up, void *arg)
 		d->read_in_flight = false;
 }
 
-static bool json_empty(const char *obj)
-{
-	if (obj == NULL)
-		return true;
-	while (*obj == ' ' || *obj == '{' || *obj == '}' || *obj == '\n' ||
-	       *obj == '\t')
-		obj++;
-	return *obj == '\0';
-}
-
 /* Why bygated cannot run on the cluster cfg names, or NULL (not a
  * cluster, or one it runs on). */
 static const char *bg_cluster_refusal(const struct bg_config *cfg)
@@ -96,11 +86,6 @@ static const char *bg_cluster_refusal(const struct bg_config *cfg)
 		       "v1 keys of one session do not share a slot";
 	if (cfg->redis_db != 0)
 		return "a cluster has only database 0 (redis.db)";
-	if (!json_empty(cfg->triggers_timers_json) ||
-	    !json_empty(cfg->triggers_webhooks_json))
-		return "triggers are not available under Redis Cluster yet "
-		       "(a fire writes its trigger, the session and the "
-		       "stream in one script: three slots)";
 	return NULL;
 }
 

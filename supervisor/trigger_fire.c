@@ -11,11 +11,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "common/clock.h"
 #include "common/fault.h"
 #include "supervisor/daemon.h"
 #include "supervisor/log.h"
 #include "supervisor/triggers.h"
+#include "supervisor/trigger_outbox.h"
 #include "supervisor/triggers_int.h"
 #include "wire/ids.h"
 #include "wire/idem.h"
@@ -32,10 +35,13 @@
  * field, 6 the QUEUED record, 7 msg_map field, 8 execution id, 9 the
  * command, 10 the active member, 11 message id, 12 session id, 13 the
  * idempotency TTL ms, 14 fire times missed before this one, 15 "1" to
- * send, "0" to only claim (a timer's late fire under missed = skip).
- * Returns {0, entry id} sent; {1, first message, session, execution}
- * already fired (the ids only for an idempotency key); {2} max_running
- * reached; {3} paused; {4} claimed, not sent (missed). */
+ * send, "0" to only claim (a timer's late fire under missed = skip), 16
+ * "1" under Redis Cluster: only KEYS 1-2 are given (the trigger's slot)
+ * and the fire, claimed, is kept in the state as field outbox:<message
+ * id> = ARGV[17] for trigger_outbox.c to send. Returns {0, entry id}
+ * sent; {1, first message, session, execution} already fired (the ids
+ * only for an idempotency key); {2} max_running reached; {3} paused; {4}
+ * claimed, not sent (missed); {5} claimed, in the outbox. */
 static const char FIRE_LUA[] =
 	"local t, mode, n = KEYS[1], ARGV[1], tonumber(ARGV[2]) or 0\n"
 	"if mode ~= 'hook' and n <= 0 then\n"
@@ -85,6 +91,13 @@ static const char FIRE_LUA[] =
 	"  if skip == 'skipped_paused' then return {3} end\n"
 	"  return {2}\n"
 	"end\n"
+	"if ARGV[16] == '1' then\n"
+	"  redis.call('HSET', t, 'outbox:' .. ARGV[11], ARGV[17])\n"
+	"  if mode == 'manual' then\n"
+	"    redis.call('HSET', t, 'manual:' .. ARGV[2], 'fired ' .. ARGV[11])\n"
+	"  end\n"
+	"  return {5}\n"
+	"end\n"
 	"redis.call('HSET', KEYS[3], ARGV[5], ARGV[6], ARGV[7], ARGV[8])\n"
 	"redis.call('EXPIRE', KEYS[3], 604800)\n"
 	"local id = redis.call('XADD', KEYS[4], '*', 'data', ARGV[9])\n"
@@ -104,7 +117,7 @@ static const char FIRE_LUA[] =
 	"return {0, id}\n";
 
 #define N_KEYS_MAX 5
-#define N_ARGV 15
+#define N_ARGV 17
 
 /* One fire in flight: everything the script needs, owned (a SIGHUP may
  * replace the configuration the request pointed into meanwhile). */
@@ -117,13 +130,14 @@ struct fire {
 	int n_keys;
 	char *keys[N_KEYS_MAX];
 	char mode[8], n[24], max_running[16], now[24], ttl[24], missed[24];
-	char send[2];
+	char send[2], outbox_flag[2];
 	char message_id[BG_ID_CAP("msg-")];
 	char execution_id[BG_ID_CAP("exec-")];
 	char trace_id[33];
 	char session_id[256];
 	char manual_text[BG_TRIGGER_NAME_MAX + 32];
 	struct bg_buf exec_field, msg_field, record, command, member, meta;
+	char *outbox; /* the fire for trigger_outbox.c (Cluster), or NULL */
 };
 
 static void fire_free(struct fire *f)
@@ -134,6 +148,7 @@ static void fire_free(struct fire *f)
 				  &f->command,	  &f->member,	 &f->meta };
 	for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
 		bg_buf_free(bufs[i]);
+	free(f->outbox);
 	free(f);
 }
 
@@ -253,26 +268,60 @@ static int build_keys(struct fire *f, const struct bg_trigger_conf *t,
 	return 0;
 }
 
+/* Under Redis Cluster: what trigger_outbox.c needs to send the fire once
+ * claimed (trigger_outbox.h). */
+static int build_outbox(struct fire *f, const struct bg_trigger_conf *t)
+{
+	json_t *o = json_pack(
+		"{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, "
+		"s:s, s:s, s:s}",
+		"trigger", t->name, "agent_type", t->agent_type, "registry",
+		f->keys[2], "exec_field", f->exec_field.p, "record",
+		f->record.p, "msg_field", f->msg_field.p, "execution_id",
+		f->execution_id, "stream", f->keys[3], "command", f->command.p,
+		"message_id", f->message_id, "session_id", f->session_id, "now",
+		f->now, "ttl", f->ttl, "member", f->member.p, "idem",
+		f->n_keys > 4 ? f->keys[4] : "");
+	f->outbox = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	return f->outbox ? 0 : -ENOMEM;
+}
+
 static void on_fired(struct bg_rconn *c, redisReply *r, void *priv);
 
 static int send_fire(struct fire *f)
 {
 	const char *sha = f->eval ? NULL : fire_sha();
+	/* under Cluster the script sees the trigger's keys alone */
+	int n_keys = f->outbox ? 2 : f->n_keys;
 	char nk[4];
-	snprintf(nk, sizeof nk, "%d", f->n_keys);
+	snprintf(nk, sizeof nk, "%d", n_keys);
 	const char *argv[3 + N_KEYS_MAX + N_ARGV];
 	size_t lens[3 + N_KEYS_MAX + N_ARGV];
 	int a = 0;
 	argv[a++] = sha ? "EVALSHA" : "EVAL";
 	argv[a++] = sha ? sha : FIRE_LUA;
 	argv[a++] = nk;
-	for (int i = 0; i < f->n_keys; i++)
+	for (int i = 0; i < n_keys; i++)
 		argv[a++] = f->keys[i];
 	const char *args[N_ARGV] = {
-		f->mode,	 f->n,	      f->max_running, f->now,
-		f->exec_field.p, f->record.p, f->msg_field.p, f->execution_id,
-		f->command.p,	 f->member.p, f->message_id,  f->session_id,
-		f->ttl,		 f->missed,   f->send,
+		f->mode,
+		f->n,
+		f->max_running,
+		f->now,
+		f->exec_field.p,
+		f->record.p,
+		f->msg_field.p,
+		f->execution_id,
+		f->command.p,
+		f->member.p,
+		f->message_id,
+		f->session_id,
+		f->ttl,
+		f->missed,
+		f->send,
+		f->outbox_flag,
+		f->outbox ? f->outbox : "",
 	};
 	for (int i = 0; i < N_ARGV; i++)
 		argv[a++] = args[i];
@@ -357,6 +406,15 @@ static void copy_elem(char *out, size_t cap, const redisReply *r, size_t i)
 			 r->element[i]->str);
 }
 
+/* The outbox's answer (trigger_outbox.h): the fire's outcome. */
+static void outbox_done(struct bg_daemon *d, const struct bg_fire_result *res,
+			void *priv)
+{
+	(void)d;
+	struct bg_fire_result copy = *res;
+	done(priv, &copy);
+}
+
 static void on_fired(struct bg_rconn *c, redisReply *r, void *priv)
 {
 	(void)c;
@@ -389,7 +447,19 @@ static void on_fired(struct bg_rconn *c, redisReply *r, void *priv)
 			BG_FIRE_PAUSED, BG_FIRE_MISSED
 		};
 		long long code = r->element[0]->integer;
-		if (code >= 0 && code <= 4)
+		if (code == 5 && f->outbox) {
+			/* claimed: sent by the outbox, which answers */
+			if (bg_fault_hit("trigger.outbox_claimed"))
+				_exit(BG_FAULT_EXIT);
+			if (bg_trigger_outbox_send(f->d, f->outbox,
+						   strlen(f->outbox),
+						   outbox_done, f) == 0)
+				return;
+			snprintf(res.why, sizeof res.why,
+				 "the fire was claimed; sending it failed "
+				 "here (out of memory or no connection): "
+				 "the next poll sends it");
+		} else if (code >= 0 && code <= 4)
 			res.outcome = by_code[code];
 		else
 			snprintf(res.why, sizeof res.why,
@@ -464,6 +534,11 @@ int bg_trigger_fire(struct bg_daemon *d, const struct bg_fire_request *rq,
 		rc = build_meta(f, t, rq);
 	if (rc == 0)
 		rc = build_entry(f, t, rq, f->keys[3]);
+	strcpy(f->outbox_flag, "0");
+	if (rc == 0 && bg_rconn_clustered(d->wr)) {
+		strcpy(f->outbox_flag, "1");
+		rc = build_outbox(f, t);
+	}
 	if (rc == 0)
 		rc = send_fire(f);
 	if (rc)

@@ -24,6 +24,7 @@
 #include "supervisor/daemon.h"
 #include "supervisor/log.h"
 #include "supervisor/promtext.h"
+#include "supervisor/trigger_outbox.h"
 #include "supervisor/triggers.h"
 #include "supervisor/triggers_int.h"
 #include "wire/keys.h"
@@ -370,8 +371,73 @@ static void on_state(struct bg_rconn *c, redisReply *r, void *priv)
 	op_free(o);
 }
 
+/* Under Redis Cluster: fires claimed and left unsent by a crash (the
+ * outbox fields older than BG_OUTBOX_AGE_MS) are sent again. */
+static void on_outbox(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	struct op *o = priv;
+	struct bg_daemon *d = o->tr->d;
+	struct tstate *st = bg_trigger_state(o->tr, o->name);
+	const redisReply *kv =
+		r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+				r->element[1]->type == REDIS_REPLY_ARRAY
+			? r->element[1]
+			: NULL;
+	for (size_t i = 0;
+	     kv && st && !d->draining && !d->stopping && i + 1 < kv->elements;
+	     i += 2) {
+		const redisReply *v = kv->element[i + 1];
+		if (v->type != REDIS_REPLY_STRING)
+			continue;
+		json_t *fire = json_loadb(v->str, v->len, 0, NULL);
+		const char *at =
+			json_string_value(json_object_get(fire, "now"));
+		int64_t age = at ? bg_redis_now_ms(d) - strtoll(at, NULL, 10)
+				 : -1;
+		json_decref(fire);
+		if (age >= 0 && age < BG_OUTBOX_AGE_MS)
+			continue; /* in flight */
+		int rc = bg_trigger_outbox_send(d, v->str, v->len, NULL, NULL);
+		if (rc == 0)
+			bg_warn("trigger %s: %.*s claimed %lld ms ago and not "
+				"sent (a bygated stopped between its steps): "
+				"sent now",
+				o->name, (int)kv->element[i]->len,
+				kv->element[i]->str, (long long)age);
+		else
+			bg_trigger_warn(st,
+					"%.*s of its state is not a fire "
+					"(%s): left as it is",
+					(int)kv->element[i]->len,
+					kv->element[i]->str, strerror(-rc));
+	}
+	op_free(o);
+}
+
+static void look_at_outbox(struct bg_triggers *tr, struct tstate *st)
+{
+	int64_t now = bg_mono_ms();
+	if (!bg_rconn_clustered(tr->d->wr) ||
+	    now - st->outbox_at < BG_OUTBOX_AGE_MS)
+		return;
+	st->outbox_at = now;
+	struct op *o = op_new(tr, st->name);
+	char *key = bg_dkey(tr->d, BG_KEY_TRIGGER, st->name);
+	if (o && key &&
+	    bg_rconn_cmdv(tr->d->wr, on_outbox, o, 0,
+			  (const char *const[]){ "HSCAN", key, "0", "MATCH",
+						 "outbox:*", "COUNT", "1000",
+						 NULL }) == 0)
+		o = NULL;
+	if (o)
+		op_free(o);
+	free(key);
+}
+
 static void poll_state(struct bg_triggers *tr, struct tstate *st)
 {
+	look_at_outbox(tr, st);
 	struct op *o = op_new(tr, st->name);
 	char *key = bg_dkey(tr->d, BG_KEY_TRIGGER, st->name);
 	if (o && key) {

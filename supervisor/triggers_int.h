@@ -18,6 +18,8 @@ struct tstate {
 	int64_t next_ms;    /* the next fire time as last written */
 	int64_t prune_at;   /* monotonic ms */
 	int64_t prune_from; /* the active set's next batch starts here */
+	int64_t outbox_at;  /* Cluster: monotonic ms of the last look at its
+			       outbox (trigger_outbox.h) */
 	uint64_t sync_gen;  /* the last sync of the configured set that had
 				it: a trigger back after a gap starts afresh */
 	int64_t warned_at;  /* monotonic ms of the last warning logged */

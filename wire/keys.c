@@ -109,6 +109,9 @@ static const struct key_form forms[BG_KEY__COUNT] = {
 				 "\5by_framework:obs:history" },
 	[BG_KEY_FINISH_GUARD] = { "bygate_finish_guard:\1",
 				  "bygate_finish_guard:{\1}" },
+	[BG_KEY_TRIGGER_SENT] = { "ctrl:agent_type:\1:bygate_fired:\2",
+				  "{byai_gateway:v2:ctrl:agent_type:\1}:"
+				  "bygate_fired:\2" },
 };
 
 /* Check each id against the template: used ids non-empty (except the

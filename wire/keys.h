@@ -84,6 +84,10 @@ enum bg_key_kind {
 	 * applied there (supervisor/finish_parts.h): field = stream and
 	 * entry id */
 	BG_KEY_FINISH_GUARD,
+	/* (agent type, message id) under Redis Cluster, a trigger's fire
+	 * sent to the agent type's stream (in its slot): the entry's id
+	 * (supervisor/trigger_outbox.h) */
+	BG_KEY_TRIGGER_SENT,
 	BG_KEY__COUNT
 };
 

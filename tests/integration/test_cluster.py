@@ -234,9 +234,7 @@ def test_bygated_refuses_what_it_cannot_run_on_a_cluster(h):
     c = h.start_cluster(masters=3)
     for extra, overrides, why in (
             ({"REDIS_KEY_SCHEMA_VERSION": "v1"}, None, "v2 key schema"),
-            ({}, {"triggers": {"timers": {"t1": {
-                "every": "1h", "agent_type": "echo", "content": "x"}}}},
-             "triggers are not available")):
+            ({"REDIS_DATABASE": "2"}, None, "only database 0")):
         d = h.bygated(overrides, env=cli_env(c, **extra))
         d.start(wait=False)
         assert d.wait_exit(timeout=30) == 3

@@ -355,3 +355,42 @@ def test_a_holder_stalled_past_its_lease_between_parts_drops_its_finish(h):
                                            b.config["worker"]["id"]])
     a.stop()
     b.stop()
+
+
+def test_a_trigger_fire_cut_after_its_entry_is_counted_once_by_the_outbox(h):
+    """A timer's fire under Cluster (supervisor/trigger_outbox.h): claimed
+    into the trigger's outbox, then the record, the entry, the count. A
+    bygated killed after the entry and before the count
+    (trigger.outbox_sent) leaves the outbox field; restarted, its poll
+    finds it older than 5 s and sends it again from the start: the record
+    and the entry are found there (not written twice), the fire is counted
+    once and the field goes."""
+    import test_triggers as tt
+    h.use_cluster()
+    timers = {"tick": {"agent_type": "sleep", "content": "10",
+                       "every": "1s"}}
+    d = h.bygated(config=tt.timer_conf(h, timers),
+                  env=cli_env(h.redis.cluster,
+                              BYGATE_FAULT="trigger.outbox_sent"))
+    d.start(wait=False)
+    assert d.wait_exit(timeout=30) == 86, d.log_tail()
+    cl = h.client()
+    first = tt.fire_times(tt.fire_sessions(cl, h, "tick"), "tick")
+    assert len(first) == 1, first
+    st = tt.state(cl, h, "tick")
+    assert [k for k in st if k.startswith("outbox:")], st
+    assert int(st.get("fires", 0)) == 0, st
+    d.env = cli_env(h.redis.cluster)
+    d.start(wait=True, timeout=30)
+    wait_until(lambda: not [k for k in tt.state(cl, h, "tick")
+                            if k.startswith("outbox:")], 20,
+               what="the outbox emptied")
+    assert "claimed" in d.log_text(since_start=True)
+    d.stop()
+    times = tt.fire_times(tt.fire_sessions(cl, h, "tick"), "tick")
+    assert times.count(first[0]) == 1, times
+    assert len(times) == len(set(times)), times
+    st = tt.state(cl, h, "tick")
+    assert int(st["fires"]) == len(times), (st, times)
+    for s in tt.fire_sessions(cl, h, "tick"):
+        assert len(tt.exec_records(cl, h, s)) == 1, s

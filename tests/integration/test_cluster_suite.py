@@ -5,13 +5,17 @@ docs/cluster.md): the reference layout of an echo task, 1,000 tasks in
 order, a call and its callback, a fan-out of 10 and its join, ask_user and
 the reply, a graceful cancel, kill -9 mid-task, the crash points of the
 finish, an unknown EXEC outcome, a dead peer's entries reclaimed, two
-concurrent retries and a dead letter requeued."""
+concurrent retries, a dead letter requeued, a manual trigger fire, a
+bygated killed after a fire's claim and a webhook's replayed idempotency
+key."""
 
 import test_agent_flows as flows
 import test_control as control
 import test_queues as queues
 import test_recovery as recovery
 import test_task_path as task_path
+import test_triggers as triggers
+import test_webhooks as webhooks
 
 CASES = [
     task_path.test_echo_task_streams_events_in_the_reference_layout,
@@ -29,6 +33,9 @@ CASES = [
     recovery.test_a_dead_peers_entries_are_reclaimed_after_its_lease_expires,
     queues.test_two_concurrent_retries_run_the_task_once,
     queues.test_a_dead_letter_is_shown_requeued_once_and_purged,
+    triggers.test_a_manual_fire_request_is_fired_once_by_the_fleet,
+    triggers.test_a_bygated_killed_after_its_fire_script_loses_and_doubles_nothing,
+    webhooks.test_replayed_idempotency_header_is_a_duplicate_and_creates_nothing,
 ]
 
 

@@ -179,14 +179,22 @@ def test_a_bygated_killed_after_its_fire_script_loses_and_doubles_nothing(h):
     assert victim.returncode != 0
     c = h.client()
     first = fire_times(fire_sessions(c, h, "tick"), "tick")
-    assert len(first) == 1, first  # sent, though its sender died
+    if h.cluster_mode:
+        # under Cluster the script claims the fire into the trigger's
+        # outbox (supervisor/trigger_outbox.h): a peer sends it
+        assert first == [], first
+        first = [int(c.call("HGET", h.keys.trigger("tick"), "claimed_ms"))]
+    else:
+        assert len(first) == 1, first  # sent, though its sender died
     peer, = fleet(h, timers, 1)
     again = h.bygated(config=victim.config)
     again.start()
-    time.sleep(4)
+    time.sleep(8 if h.cluster_mode else 4)
     peer.stop()
     again.stop()
     times = fire_times(fire_sessions(c, h, "tick"), "tick")
+    if h.cluster_mode:
+        times.sort()  # several fires at once reach the stream in any order
     assert len(times) == len(set(times)), times
     assert times[0] == first[0]
     assert len(times) >= 4
@@ -376,6 +384,8 @@ def test_a_period_shorter_than_the_poll_fires_every_fire_time(h):
     time.sleep(3)
     d.stop()
     times = fire_times(fire_sessions(c, h, "quick"), "quick")
+    if h.cluster_mode:
+        times.sort()  # several fires at once reach the stream in any order
     assert len(times) >= 25, times
     assert times == list(range(times[0], times[-1] + 100, 100)), times
     assert int(state(c, h, "quick").get("missed", 0)) == 0

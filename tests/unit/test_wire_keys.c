@@ -166,6 +166,10 @@ static const struct key_case cases[] = {
 	{ BG_KEY_FINISH_GUARD, "77", "", "",
 	  "byai_gateway:bygate_finish_guard:77",
 	  "byai_gateway:v2:bygate_finish_guard:{77}" },
+	{ BG_KEY_TRIGGER_SENT, "echo", "msg-1", "",
+	  "byai_gateway:ctrl:agent_type:echo:bygate_fired:msg-1",
+	  "byai_gateway:v2:{byai_gateway:v2:ctrl:agent_type:echo}:"
+	  "bygate_fired:msg-1" },
 };
 
 static int build(struct bg_buf *b, enum bg_key_schema schema,
