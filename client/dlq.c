@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "wire/ids.h"
+
 /* Whether the n digits at s are a number Redis takes for a part of a
  * stream id (at most UINT64_MAX). */
 static bool u64_digits(const char *s, size_t n)
@@ -239,41 +241,33 @@ out:
 }
 
 /* KEYS[1] the dead letters, KEYS[2] the requeue's claim (in their slot);
- * ARGV 1 the dead letter's id, 2 the claim's TTL ms. false: the dead
- * letter is gone; 0: another requeue of it is in progress; 1: claimed. */
+ * ARGV 1 the dead letter's id, 2 the claim's TTL ms, 3 this requeue's
+ * token. false: the dead letter is gone; 0: another requeue of it is in
+ * progress; 1: claimed. */
 static const char CLAIM_LUA[] =
 	"if #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) == 0 then\n"
 	"  return false\n"
 	"end\n"
-	"if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2]) then\n"
+	"if redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[2]) then\n"
 	"  return 1\n"
 	"end\n"
 	"return 0\n";
 
-/* KEYS[1] the dead letters, KEYS[2] the claim; ARGV[1] the id. */
-static const char RELEASE_LUA[] = "redis.call('XDEL', KEYS[1], ARGV[1])\n"
-				  "redis.call('DEL', KEYS[2])\n"
-				  "return 1\n";
+/* KEYS[1] the dead letters, KEYS[2] the claim; ARGV 1 the id, 2 the
+ * token, 3 "1" to delete the dead letter (requeued), "0" not. The claim
+ * is deleted only while it is still this requeue's. */
+static const char RELEASE_LUA[] =
+	"if redis.call('GET', KEYS[2]) ~= ARGV[2] then return 0 end\n"
+	"if ARGV[3] == '1' then redis.call('XDEL', KEYS[1], ARGV[1]) end\n"
+	"redis.call('DEL', KEYS[2])\n"
+	"return 1\n";
 
-/* Under Redis Cluster the dead letters, the session's registry and the
- * stream are three slots (client/requeue.h): the dead letter is claimed
- * for this requeue (a key in its slot, for a minute: of two concurrent
- * requeues one goes on), the record compared and set and the entry added,
- * then the dead letter deleted and the claim with it. A requeue cut off
- * before the delete leaves the dead letter, whose next requeue (after the
- * claim expires) finds the record no longer FAILED. */
-static int requeue_clustered(struct bg_client *c, const char *dlq,
-			     const char *id, const char *stream,
-			     const json_t *entry, const struct requeue_exec *x,
-			     char *new_id)
+static int claim_letter(struct bg_client *c, const char *dlq, const char *id,
+			const char *claim, const char *token)
 {
-	struct bg_buf claim = { 0 };
 	redisReply *r = NULL;
-	int rc = bg_buf_printf(&claim, "{%s}:bygate_requeue:%s", dlq, id);
-	if (rc)
-		return bg_client_fail(c, -ENOMEM, "out of memory");
-	const char *cv[] = { "2", dlq, claim.p, id, "60000" };
-	rc = bg_client_eval(c, CLAIM_LUA, 5, cv, NULL, &r);
+	const char *cv[] = { "2", dlq, claim, id, "60000", token };
+	int rc = bg_client_eval(c, CLAIM_LUA, 6, cv, NULL, &r);
 	if (rc == 0 && r->type == REDIS_REPLY_NIL)
 		rc = bg_client_fail(c, -ENOENT,
 				    "dead letter %s is gone (requeued or "
@@ -282,12 +276,43 @@ static int requeue_clustered(struct bg_client *c, const char *dlq,
 	else if (rc == 0 && r->type == REDIS_REPLY_INTEGER && r->integer == 0)
 		rc = bg_client_fail(c, -EAGAIN,
 				    "dead letter %s is being requeued by "
-				    "another client; not requeued",
+				    "another client (for at most a minute); "
+				    "not requeued",
 				    id);
 	else if (rc == 0 && r->type != REDIS_REPLY_INTEGER)
 		rc = bg_client_fail(c, BG_CLIENT_EPROTO,
 				    "requeue: unexpected reply");
 	freeReplyObject(r);
+	return rc;
+}
+
+/* Under Redis Cluster the dead letters, the session's registry and the
+ * stream are three slots (client/requeue.h): the dead letter is claimed
+ * for this requeue (a key in its slot holding a token, for a minute: of
+ * two concurrent requeues one goes on), the record compared and set and
+ * the entry added, then the dead letter deleted with the claim, while the
+ * claim is still this requeue's. A requeue that wrote nothing releases
+ * its claim; one cut off before the delete leaves the dead letter, whose
+ * next requeue (after the claim expires) finds the record no longer
+ * FAILED and adds the entry again, which bygated acknowledges as a
+ * duplicate if the first runs. */
+static int requeue_clustered(struct bg_client *c, const char *dlq,
+			     const char *id, const char *stream,
+			     const json_t *entry, const struct requeue_exec *x,
+			     char *new_id)
+{
+	struct bg_buf claim = { 0 };
+	char token[BG_ID_CAP("rq-")];
+	if (bg_buf_printf(&claim, "{%s}:bygate_requeue:%s", dlq, id) != 0 ||
+	    bg_id_new(token, sizeof token, "rq-") != 0) {
+		bg_buf_free(&claim);
+		return bg_client_fail(c, -ENOMEM, "out of memory");
+	}
+	int rc = claim_letter(c, dlq, id, claim.p, token);
+	if (rc) {
+		bg_buf_free(&claim);
+		return rc;
+	}
 	struct bg_client_requeue q = {
 		.registry = x->next_raw ? x->key.p : NULL,
 		.field = x->field.p,
@@ -296,34 +321,37 @@ static int requeue_clustered(struct bg_client *c, const char *dlq,
 		.next = x->next_raw,
 		.stream = stream,
 		.data = json_string_value(entry),
+		.data_len = json_string_length(entry),
 		.idem = x->idem.len ? x->idem.p : NULL,
 		.message_id = x->message_id ? x->message_id : "",
 	};
-	if (rc == 0)
-		rc = bg_client_requeue_split(c, &q, new_id,
-					     BG_CLIENT_ENTRY_ID_MAX);
+	rc = bg_client_requeue_split(c, &q, new_id, BG_CLIENT_ENTRY_ID_MAX);
 	if (rc == 1)
 		rc = bg_client_fail(c, -EAGAIN,
 				    "dead letter %s: its execution record "
 				    "changed meanwhile; not requeued",
 				    id);
-	const char *rv[] = { "2", dlq, claim.p, id };
-	if (rc == 0 || rc == -EAGAIN) {
-		/* requeued: the dead letter goes; changed: only the claim */
-		r = NULL;
-		int del =
-			rc == 0 ? bg_client_eval(c, RELEASE_LUA, 4, rv, NULL,
-						 &r)
-				: bg_client_cmd(c, NULL, "DEL", claim.p, NULL);
+	/* requeued: the letter and the claim go; nothing written (changed,
+	 * refused): the claim goes; an outcome unknown: the claim expires */
+	bool unknown = rc == BG_CLIENT_EIO || rc == BG_CLIENT_EINTR;
+	if (!unknown) {
+		char why[sizeof(c->errmsg)];
+		snprintf(why, sizeof why, "%s", c->errmsg);
+		redisReply *r = NULL;
+		const char *rv[] = { "2", dlq,	 claim.p,
+				     id,  token, rc == 0 ? "1" : "0" };
+		int del = bg_client_eval(c, RELEASE_LUA, 6, rv, NULL, &r);
 		freeReplyObject(r);
 		if (rc == 0 && del != 0)
 			rc = bg_client_fail(
 				c, del,
 				"dead letter %s: requeued as entry %s, but "
 				"the dead letter could not be deleted (%s); "
-				"purge it: a second requeue would find the "
-				"execution no longer failed",
+				"purge it: a second requeue would add the "
+				"entry again",
 				id, new_id, c->errmsg);
+		else if (rc != 0)
+			snprintf(c->errmsg, sizeof c->errmsg, "%s", why);
 	}
 	bg_buf_free(&claim);
 	return rc;

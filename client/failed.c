@@ -543,6 +543,7 @@ static int retry_once(struct bg_client *c, const char *session,
 			.next = t->next_raw,
 			.stream = t->stream.p,
 			.data = t->data,
+			.data_len = strlen(t->data),
 			.idem = idem.len ? idem.p : NULL,
 			.message_id = message_id,
 		};

@@ -35,14 +35,17 @@ static const char POINT_LUA[] =
 	"return 1\n";
 
 static int cas(struct bg_client *c, const struct bg_client_requeue *q,
-	       const char *expect, size_t expect_len, const char *to)
+	       const char *expect, size_t expect_len, const char *to,
+	       size_t to_len)
 {
 	const char *argv[] = { "1",    q->registry, q->field,
 			       expect, to,	    BG_CLIENT_SESSION_TTL };
-	size_t lens[] = {
-		1,	    strlen(q->registry), strlen(q->field),
-		expect_len, strlen(to),		 strlen(BG_CLIENT_SESSION_TTL)
-	};
+	size_t lens[] = { 1,
+			  strlen(q->registry),
+			  strlen(q->field),
+			  expect_len,
+			  to_len,
+			  strlen(BG_CLIENT_SESSION_TTL) };
 	redisReply *r = NULL;
 	int rc = bg_client_eval(c, CAS_LUA, 6, argv, lens, &r);
 	if (rc == 0)
@@ -52,6 +55,34 @@ static int cas(struct bg_client *c, const struct bg_client_requeue *q,
 					      "requeue: unexpected reply");
 	freeReplyObject(r);
 	return rc;
+}
+
+/* A compare and set whose answer was lost: the record read again is the
+ * QUEUED form (applied: 0), the one expected (not applied: 1), or
+ * another (changed: 1, or an error reading it). */
+static int cas_resolve(struct bg_client *c, const struct bg_client_requeue *q,
+		       int lost)
+{
+	redisReply *r = NULL;
+	char why[sizeof(c->errmsg)];
+	snprintf(why, sizeof why, "%s", c->errmsg);
+	int rc = bg_client_cmd(c, &r, "HGET", q->registry, q->field, NULL);
+	bool applied = rc == 0 && bg_client_reply_is_str(r) &&
+		       r->len == strlen(q->next) &&
+		       memcmp(r->str, q->next, r->len) == 0;
+	bool not_applied = rc == 0 && bg_client_reply_is_str(r) &&
+			   r->len == q->old_len &&
+			   memcmp(r->str, q->old, r->len) == 0;
+	freeReplyObject(r);
+	if (applied)
+		return 0;
+	if (not_applied)
+		return bg_client_fail(c, lost, "%s: nothing requeued", why);
+	return rc ? bg_client_fail(c, lost,
+				   "%s; the record could not be read again: "
+				   "it may be QUEUED without an entry",
+				   why)
+		  : 1;
 }
 
 static int add(struct bg_client *c, const struct bg_client_requeue *q,
@@ -64,8 +95,12 @@ static int add(struct bg_client *c, const struct bg_client_requeue *q,
 			       together ? q->idem : q->data,
 			       together ? q->data : q->message_id,
 			       q->message_id };
+	size_t lens[] = { 1, strlen(q->stream),
+			  together ? strlen(q->idem) : q->data_len,
+			  together ? q->data_len : strlen(q->message_id),
+			  strlen(q->message_id) };
 	redisReply *r = NULL;
-	int rc = bg_client_eval(c, ADD_LUA, together ? 5 : 4, argv, NULL, &r);
+	int rc = bg_client_eval(c, ADD_LUA, together ? 5 : 4, argv, lens, &r);
 	if (rc == 0 && (!bg_client_reply_is_str(r) ||
 			bg_client_copy_id(new_id, cap, r->str, r->len)))
 		rc = bg_client_fail(c, BG_CLIENT_EPROTO,
@@ -88,7 +123,11 @@ int bg_client_requeue_split(struct bg_client *c,
 			    const struct bg_client_requeue *q, char *new_id,
 			    size_t cap)
 {
-	int rc = q->registry ? cas(c, q, q->old, q->old_len, q->next) : 0;
+	int rc = q->registry ? cas(c, q, q->old, q->old_len, q->next,
+				   strlen(q->next))
+			     : 0;
+	if (q->registry && (rc == BG_CLIENT_EIO || rc == BG_CLIENT_EINTR))
+		rc = cas_resolve(c, q, rc);
 	if (rc)
 		return rc; /* 1: changed meanwhile, nothing written */
 	rc = add(c, q, new_id, cap);
@@ -96,7 +135,7 @@ int bg_client_requeue_split(struct bg_client *c,
 		return rc;
 	char why[sizeof(c->errmsg)];
 	snprintf(why, sizeof why, "%s", c->errmsg);
-	if (rc == BG_CLIENT_EIO || rc == BG_CLIENT_EINTR)
+	if (rc != BG_CLIENT_EREDIS)
 		return bg_client_fail(c, rc,
 				      "%s: the record was set QUEUED and the "
 				      "entry's outcome is unknown (`bygate "
@@ -105,7 +144,7 @@ int bg_client_requeue_split(struct bg_client *c,
 				      "runs it, the record stays QUEUED",
 				      why);
 	/* refused: nothing added, the record back as it was */
-	int back = cas(c, q, q->next, strlen(q->next), q->old);
+	int back = cas(c, q, q->next, strlen(q->next), q->old, q->old_len);
 	return bg_client_fail(c, rc, "%s: nothing requeued%s", why,
 			      back == 0 ? ", the record put back"
 					: "; the record could not be put "

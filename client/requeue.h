@@ -9,8 +9,11 @@
  * idempotency hash, when the message has one and it still names it, is
  * pointed at the new entry (the stream's slot: one script when the hash is
  * tagged with that stream, as v2 keys are for the agent type's own
- * stream). An entry refused by Redis puts the record back; a connection
- * lost after the XADD was sent leaves the outcome unknown, said so. */
+ * stream). An entry refused by Redis puts the record back. A connection
+ * lost after the compare and set was sent is resolved by reading the
+ * record again (the QUEUED form is unique: it carries the time); lost
+ * after the XADD was sent, the outcome is unknown and said so, the record
+ * left QUEUED (`bygate status` shows whether the entry runs). */
 #ifndef BG_CLIENT_REQUEUE_H
 #define BG_CLIENT_REQUEUE_H
 
@@ -24,8 +27,9 @@ struct bg_client_requeue {
 	const char *old; /* the record read, old_len bytes */
 	size_t old_len;
 	const char *next; /* its QUEUED form */
-	/* the entry */
+	/* the entry: its data, data_len bytes */
 	const char *stream, *data;
+	size_t data_len;
 	const char *idem;	/* the message's idempotency HASH, or NULL */
 	const char *message_id; /* the message the HASH must name */
 };

@@ -261,6 +261,45 @@ static void add_deadletter(struct bg_daemon *d, struct bg_job *t,
 	bg_buf_free(&out);
 }
 
+/* Under Redis Cluster, an entry whose earlier delivery's finish applied
+ * its session's part (finish_parts.h, pickup.c): this finish sends the
+ * rest that part kept (each part skipped where already applied), after a
+ * command of the session's slot, an EXPIRE of the registry, that names
+ * the slot for a replay of this blob from the journal (finish_parts.c
+ * finds the session's part by it; being there, it is skipped). */
+static void add_taken_over(struct bg_daemon *d, struct bg_job *t,
+			   struct bg_cmdlist *x)
+{
+	struct bg_str rest = { t->id.finish_rest.p, t->id.finish_rest.len };
+	struct bg_cmdlist_iter it;
+	const char *argv[BG_CMDLIST_MAX_ARGS];
+	size_t lens[BG_CMDLIST_MAX_ARGS];
+	int argc, rc = 0;
+	uint32_t n;
+	TXN(x, S("EXPIRE"), S(t->id.reg_key), S("604800"));
+	if (rest.len && (bg_cmdlist_check(rest, &n) != 0 ||
+			 bg_cmdlist_iter_init(&it, rest) != 0))
+		rc = -EBADMSG;
+	while (rest.len && rc == 0 &&
+	       (rc = bg_cmdlist_next(&it, &argc, argv, lens,
+				     BG_CMDLIST_MAX_ARGS)) == 1) {
+		struct bg_str a[BG_CMDLIST_MAX_ARGS];
+		for (int i = 0; i < argc; i++)
+			a[i] = (struct bg_str){ argv[i], lens[i] };
+		bg_cmdlist_add(x, argc, a);
+		rc = 0;
+	}
+	if (rc != 0) {
+		struct bg_log_ids ids = bg_job_log_ids(t);
+		bg_log_task(BG_LOG_ERROR, &ids,
+			    "entry %s: the rest of an earlier finish kept in "
+			    "its session's guard is not a list of commands "
+			    "(%zu bytes); the entry is acknowledged without it",
+			    t->id.entry_id, rest.len);
+	}
+	(void)d;
+}
+
 static void build_finish(struct bg_daemon *d, struct bg_job *t,
 			 struct bg_cmdlist *x, struct bg_buf *rec)
 {
@@ -305,6 +344,8 @@ static void build_finish(struct bg_daemon *d, struct bg_job *t,
 		add_deadletter(d, t, x);
 	if (t->id.record_exists && t->end.end_kind != BG_END_ACK_ONLY)
 		add_record(d, t, x, &v, rec);
+	if (t->id.finish_begun && t->end.end_kind == BG_END_ACK_ONLY)
+		add_taken_over(d, t, x);
 	TXN(x, S("XACK"), S(t->id.stream), S(d->group), S(t->id.entry_id));
 	bg_buf_free(&v.scratch);
 }

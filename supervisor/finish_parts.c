@@ -19,22 +19,27 @@
 #include "wire/keys.h"
 
 /* KEYS[1] this part's guard (a key in the part's slot naming the entry),
- * KEYS[2..] the part's keys (declared for the cluster; the commands name
- * them again). ARGV[1] the guard's TTL, ARGV[2] its value, ARGV[3] the
- * number of commands, then per command its argument count and arguments.
- * Already applied:
- * {0}. Else the guard is written first: under maxmemory a script's first
- * write is the one refused (the script then fails with nothing applied),
- * and once it has written, Redis lets the rest through. Each command then
- * runs (an error is kept, as inside EXEC: the rest still runs) and
- * {1, errors...} comes back. The values are Redis's own strings: nothing
- * is decoded (DESIGN 4). */
+ * KEYS[2 .. 1 + ARGV[3]] the guards to write beside it (the session's
+ * part: those of the entries this finish acknowledges besides its own),
+ * then the part's keys (declared for the cluster; the commands name them
+ * again). ARGV[1] the guards' TTL, ARGV[2] the guard's value, ARGV[3] the
+ * number of other guards, ARGV[4] the number of commands, then per
+ * command its argument count and arguments. Already applied: {0}. Else
+ * the guard is written first: under maxmemory a script's first write is
+ * the one refused (the script then fails with nothing applied), and once
+ * it has written, Redis lets the rest through. Each command then runs (an
+ * error is kept, as inside EXEC: the rest still runs) and {1, errors...}
+ * comes back. The values are Redis's own strings: nothing is decoded
+ * (DESIGN 4). */
 static const char APPLY_LUA[] =
 	"if redis.call('EXISTS', KEYS[1]) == 1 then return {0} end\n"
 	"redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[1])\n"
+	"for k = 2, 1 + tonumber(ARGV[3]) do\n"
+	"  redis.call('SET', KEYS[k], '1', 'EX', ARGV[1])\n"
+	"end\n"
 	"local out = {1}\n"
-	"local i = 4\n"
-	"for c = 1, tonumber(ARGV[3]) do\n"
+	"local i = 5\n"
+	"for c = 1, tonumber(ARGV[4]) do\n"
 	"  local n = tonumber(ARGV[i])\n"
 	"  local r = redis.pcall(unpack(ARGV, i + 1, i + n))\n"
 	"  if type(r) == 'table' and r.err then out[#out + 1] = r.err end\n"
@@ -56,6 +61,7 @@ struct plan {
 	int *order; /* the commands of the parts, part after part */
 	int *first; /* per part: its first index into order; [parts] = end */
 	int parts;
+	int first_slot; /* the session's slot (its part goes first), or -1 */
 	struct bg_cmdlist rest; /* the commands of parts 2.. (rest_of) */
 };
 
@@ -136,6 +142,7 @@ static int plan_read(struct plan *p, struct bg_str blob, int first_slot)
 	for (int i = 0; first_slot < 0 && i < p->n - 1; i++)
 		if (is_registry(&p->cmd[i]))
 			first_slot = p->cmd[i].slot;
+	p->first_slot = first_slot;
 	int k = 0;
 	for (int pass = 0; pass < 2; pass++)
 		for (int i = 0; i < p->n - 1; i++) {
@@ -156,15 +163,17 @@ static int plan_read(struct plan *p, struct bg_str blob, int first_slot)
 	return 0;
 }
 
-/* The guard of this entry's part in a slot: a key tagged with the slot
+/* The guard of an entry's part in a slot: a key tagged with the slot
  * (BG_KEY_FINISH_GUARD) naming the group, the stream and the entry. */
-static char *guard_key(struct bg_daemon *d, const struct bg_job *t, int slot)
+static char *entry_guard(struct bg_daemon *d, int slot, struct bg_str stream,
+			 struct bg_str entry)
 {
 	const char *tag = bg_slot_tag(slot);
 	char *base = tag ? bg_dkey(d, BG_KEY_FINISH_GUARD, tag) : NULL;
 	struct bg_buf k = { 0 };
-	if (base == NULL || bg_buf_printf(&k, "%s:%s|%s|%s", base, d->group,
-					  t->id.stream, t->id.entry_id) != 0) {
+	if (base == NULL || bg_buf_printf(&k, "%s:%s|%.*s|%.*s", base, d->group,
+					  (int)stream.len, stream.p,
+					  (int)entry.len, entry.p) != 0) {
 		free(base);
 		bg_buf_free(&k);
 		return NULL;
@@ -173,9 +182,34 @@ static char *guard_key(struct bg_daemon *d, const struct bg_job *t, int slot)
 	return k.p;
 }
 
+static char *guard_key(struct bg_daemon *d, const struct bg_job *t, int slot)
+{
+	return entry_guard(d, slot, bg_str_c(t->id.stream),
+			   bg_str_c(t->id.entry_id));
+}
+
+/* Entries a finish acknowledges besides its own (the RESUMEs its run
+ * took, resume_take.c) get a guard in the session's slot too, written
+ * with the session's part: a worker that takes one of them over finds its
+ * step consumed (pickup.c), as it finds the entry's own finish begun. The
+ * k-th such XACK's guard, or NULL after the last (or without memory). */
+#define TAKEN_MAX 16
+static char *taken_guard(struct bg_daemon *d, const struct plan *p, int k)
+{
+	for (int i = 0; p->first_slot >= 0 && i < p->n - 1; i++) {
+		const struct command *c = &p->cmd[i];
+		if (!is_xack(c) || c->argc != 4 || k-- > 0)
+			continue;
+		return entry_guard(d, p->first_slot,
+				   (struct bg_str){ c->argv[1], c->lens[1] },
+				   (struct bg_str){ c->argv[3], c->lens[3] });
+	}
+	return NULL;
+}
+
 /* The commands of every part but the first, as a list: the value of the
  * first part's guard (the session's), for a worker that takes the entry
- * over after that part (take_rest). */
+ * over after that part (pickup.c, finish_build.c). */
 static int rest_of(struct plan *p, struct bg_str *out)
 {
 	if (p->rest.n == 0)
@@ -197,28 +231,35 @@ char *bg_finish_parts_session_guard(struct bg_daemon *d, const struct bg_job *t)
 	return slot < 0 ? NULL : guard_key(d, t, slot);
 }
 
-/* One part as an EVAL: its argv, its lens (allocated together). The first
- * part's guard keeps the rest of the finish (rest_of) unless keep_rest is
- * false; the others' say "1". */
+/* One part as an EVAL: its argv, its lens (allocated together). The
+ * session's part's guard keeps the rest of the finish (rest_of) and is
+ * written with the guards of the other entries acknowledged (taken_guard);
+ * the others' guards say "1". */
 static int send_part(struct bg_daemon *d, struct bg_job *t, struct plan *p,
-		     int part, bool keep_rest, bg_rconn_reply_fn fn, void *priv)
+		     int part, bg_rconn_reply_fn fn, void *priv)
 {
 	struct bg_str value = { "1", 1 };
-	if (part == 0 && keep_rest && p->parts > 1) {
+	bool session = p->cmd[p->order[p->first[part]]].slot == p->first_slot;
+	if (session && p->parts > 1) {
 		int rc = rest_of(p, &value);
 		if (rc)
 			return rc;
 	}
+	char *marks[TAKEN_MAX] = { NULL };
+	int nmark = 0;
+	while (session && nmark < TAKEN_MAX &&
+	       (marks[nmark] = taken_guard(d, p, nmark)) != NULL)
+		nmark++;
 	int from = p->first[part], to = p->first[part + 1];
 	int ncmd = to - from;
 	int nargs = 0;
 	for (int k = from; k < to; k++)
 		nargs += 1 + p->cmd[p->order[k]].argc;
-	int argc = 3 + 1 + ncmd + 3 + nargs;
+	int argc = 3 + 1 + nmark + ncmd + 4 + nargs;
 	const char **argv = calloc((size_t)argc, sizeof(*argv));
 	size_t *lens = calloc((size_t)argc, sizeof(*lens));
 	char *key = guard_key(d, t, p->cmd[p->order[from]].slot);
-	char nkeys[16], ttl[24], count[16];
+	char nkeys[16], ttl[24], count[16], nmarks[16];
 	char(*counts)[16] = calloc((size_t)ncmd, sizeof(*counts));
 	int rc = -ENOMEM;
 	if (argv && lens && key && counts) {
@@ -226,9 +267,11 @@ static int send_part(struct bg_daemon *d, struct bg_job *t, struct plan *p,
 #define ARG(s, l) (argv[n] = (s), lens[n] = (l), n++)
 		ARG("EVAL", 4);
 		ARG(APPLY_LUA, sizeof(APPLY_LUA) - 1);
-		snprintf(nkeys, sizeof(nkeys), "%d", 1 + ncmd);
+		snprintf(nkeys, sizeof(nkeys), "%d", 1 + nmark + ncmd);
 		ARG(nkeys, strlen(nkeys));
 		ARG(key, strlen(key));
+		for (int m = 0; m < nmark; m++)
+			ARG(marks[m], strlen(marks[m]));
 		for (int k = from; k < to; k++) {
 			const struct command *c = &p->cmd[p->order[k]];
 			ARG(c->argv[1], c->lens[1]); /* its key */
@@ -237,6 +280,8 @@ static int send_part(struct bg_daemon *d, struct bg_job *t, struct plan *p,
 			 (long long)d->cfg->max_entry_age_s + 86400);
 		ARG(ttl, strlen(ttl));
 		ARG(value.p, value.len);
+		snprintf(nmarks, sizeof(nmarks), "%d", nmark);
+		ARG(nmarks, strlen(nmarks));
 		snprintf(count, sizeof(count), "%d", ncmd);
 		ARG(count, strlen(count));
 		for (int k = from; k < to; k++) {
@@ -254,46 +299,38 @@ static int send_part(struct bg_daemon *d, struct bg_job *t, struct plan *p,
 	free(lens);
 	free(key);
 	free(counts);
+	for (int m = 0; m < nmark; m++)
+		free(marks[m]);
 	return rc;
 }
 
 /* A finish in progress: the job is looked up again at each reply (it may
  * be freed at exit); its plan points into the job's blob, which does not
- * change while the finish is sent, or, once the rest of a previous
- * worker's finish is taken over, into `taken`. */
+ * change while the finish is sent. */
 struct run {
 	struct bg_daemon *d;
 	uint64_t tag;
 	bg_rconn_reply_fn done;
 	int next; /* the part to send next */
 	struct plan plan;
-	const char *blob;	 /* the job's blob the plan was read from */
-	bool looked;		 /* the session's guard read (an XACK alone) */
-	struct bg_cmdlist taken; /* a previous worker's rest, then the XACK */
+	const char *blob; /* the blob the plan was read from */
 };
 
 static void run_free(struct run *run)
 {
 	plan_free(&run->plan);
-	bg_cmdlist_free(&run->taken);
 	free(run);
 }
 
 static void on_part(struct bg_rconn *c, redisReply *r, void *priv);
-static void on_rest(struct bg_rconn *c, redisReply *r, void *priv);
 static void on_xack(struct bg_rconn *c, redisReply *r, void *priv);
 
-/* The next part, or after the last the EXPIREs and the XACK. A finish that
- * is an XACK alone (the record found final: ACK_ONLY) first reads the
- * session's guard: a previous worker whose finish stopped after the
- * session's part left the rest there (take_rest). */
+/* The next part, or after the last the EXPIREs and the XACK. */
 static int send_next(struct run *run, struct bg_job *t)
 {
 	struct bg_daemon *d = run->d;
 	if (run->blob != t->fin.finish_blob.p) {
 		plan_free(&run->plan);
-		bg_cmdlist_free(&run->taken);
-		run->looked = false;
 		int rc = plan_read(&run->plan,
 				   (struct bg_str){ t->fin.finish_blob.p,
 						    t->fin.finish_blob.len },
@@ -303,18 +340,8 @@ static int send_next(struct run *run, struct bg_job *t)
 		run->blob = t->fin.finish_blob.p;
 	}
 	struct plan *p = &run->plan;
-	if (p->parts == 0 && !run->looked && session_slot(t) >= 0) {
-		char *key = guard_key(d, t, session_slot(t));
-		int rc = key ? bg_rconn_cmdv(d->wr, on_rest, run, 0,
-					     (const char *const[]){ "GET", key,
-								    NULL })
-			     : -ENOMEM;
-		free(key);
-		return rc;
-	}
 	if (run->next < p->parts)
-		return send_part(d, t, p, run->next, run->taken.n == 0, on_part,
-				 run);
+		return send_part(d, t, p, run->next, on_part, run);
 	const struct command *x = &p->cmd[p->n - 1];
 	bg_stats_expire(d, bg_stats_emit_wr, d);
 	return bg_rconn_cmd(d->wr, on_xack, run, 0, x->argc,
@@ -393,91 +420,6 @@ static void on_part(struct bg_rconn *c, redisReply *r, void *priv)
 	go_on(c, run, t);
 }
 
-/* A previous worker's rest (the value of the session's guard) and this
- * finish's XACK become the plan: its parts are sent as this worker's own,
- * each skipped where already applied. -EBADMSG when the value is not a
- * list of commands, -ENOMEM. */
-static int take_rest(struct run *run, struct bg_job *t, struct bg_str rest)
-{
-	struct bg_cmdlist_iter it;
-	const char *argv[BG_CMDLIST_MAX_ARGS];
-	size_t lens[BG_CMDLIST_MAX_ARGS];
-	int argc, rc, first_slot = -1;
-	uint32_t n;
-	if (bg_cmdlist_check(rest, &n) != 0 || n == 0 ||
-	    bg_cmdlist_iter_init(&it, rest) != 0)
-		return -EBADMSG;
-	while ((rc = bg_cmdlist_next(&it, &argc, argv, lens,
-				     BG_CMDLIST_MAX_ARGS)) == 1) {
-		struct bg_str a[BG_CMDLIST_MAX_ARGS];
-		for (int i = 0; i < argc; i++)
-			a[i] = (struct bg_str){ argv[i], lens[i] };
-		if (first_slot < 0)
-			first_slot = bg_slot_of_command(argc, argv, lens, NULL);
-		bg_cmdlist_add(&run->taken, argc, a);
-	}
-	const struct command *x = &run->plan.cmd[run->plan.n - 1];
-	struct bg_str a[BG_CMDLIST_MAX_ARGS];
-	for (int i = 0; i < x->argc; i++)
-		a[i] = (struct bg_str){ x->argv[i], x->lens[i] };
-	bg_cmdlist_add(&run->taken, x->argc, a);
-	if (rc != 0 || run->taken.err) {
-		rc = rc ? -EBADMSG : run->taken.err;
-		bg_cmdlist_free(&run->taken);
-		return rc;
-	}
-	struct plan taken;
-	rc = plan_read(&taken, bg_cmdlist_blob(&run->taken), first_slot);
-	if (rc == 0) {
-		plan_free(&run->plan);
-		run->plan = taken;
-		struct bg_log_ids ids = bg_job_log_ids(t);
-		bg_log_task(BG_LOG_WARN, &ids,
-			    "entry %s: the previous worker's finish stopped "
-			    "after the session's part; its %d other part(s) "
-			    "are sent by this worker",
-			    t->id.entry_id, run->plan.parts);
-	} else {
-		bg_cmdlist_free(&run->taken);
-	}
-	return rc;
-}
-
-static void on_rest(struct bg_rconn *c, redisReply *r, void *priv)
-{
-	struct run *run = priv;
-	struct bg_job *t = bg_job_find(run->d, run->tag);
-	if (t == NULL) {
-		run_free(run);
-		return;
-	}
-	if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-		bg_rconn_reply_fn done = run->done;
-		run_free(run);
-		done(c, r, t); /* NULL: unknown; an error: retried whole */
-		return;
-	}
-	run->looked = true;
-	if (r->type == REDIS_REPLY_STRING &&
-	    !(r->len == 1 && r->str[0] == '1')) {
-		int rc = take_rest(run, t, (struct bg_str){ r->str, r->len });
-		if (rc == -ENOMEM) {
-			refused(c, run, t, "out of memory");
-			return;
-		}
-		if (rc != 0) {
-			struct bg_log_ids ids = bg_job_log_ids(t);
-			bg_log_task(
-				BG_LOG_ERROR, &ids,
-				"entry %s: the session's finish guard holds "
-				"no list of commands (%zu bytes); the "
-				"entry is acknowledged without it",
-				t->id.entry_id, (size_t)r->len);
-		}
-	}
-	go_on(c, run, t);
-}
-
 static void del_guard(struct bg_daemon *d, const struct bg_job *t, int slot)
 {
 	char *key = guard_key(d, t, slot);
@@ -492,6 +434,13 @@ static void forget_plan(struct bg_daemon *d, const struct bg_job *t,
 {
 	for (int part = 0; part < p->parts; part++)
 		del_guard(d, t, p->cmd[p->order[p->first[part]]].slot);
+	char *key;
+	for (int k = 0; k < TAKEN_MAX && (key = taken_guard(d, p, k)) != NULL;
+	     k++) {
+		bg_rconn_cmdv(d->wr, NULL, NULL, 0,
+			      (const char *const[]){ "DEL", key, NULL });
+		free(key);
+	}
 }
 
 void bg_finish_parts_forget(struct bg_daemon *d, struct bg_job *t)
@@ -511,11 +460,6 @@ static void on_xack(struct bg_rconn *c, redisReply *r, void *priv)
 	struct run *run = priv;
 	bg_rconn_reply_fn done = run->done;
 	struct bg_job *t = bg_job_find(run->d, run->tag);
-	if (t != NULL && run->taken.n && r && r->type != REDIS_REPLY_ERROR) {
-		/* the previous worker's guards: its session's, its rest's */
-		del_guard(run->d, t, session_slot(t));
-		forget_plan(run->d, t, &run->plan);
-	}
 	run_free(run);
 	if (t != NULL)
 		done(c, r, t);

@@ -42,14 +42,20 @@ int bg_finish_parts_send(struct bg_daemon *d, struct bg_job *t,
 /* The guard of t's part in its session's slot (malloc'd), NULL when t has
  * no session registry or no memory. It exists from the moment a finish of
  * t's entry has applied that part, the first, until the finish is
- * applied; it holds the commands of the finish's other parts. A worker
- * that takes the entry over (recovery, reclaim) and finds it acknowledges
- * the entry without running it again: its finish, an XACK alone, reads
- * the guard and sends those parts first, each skipped where already
- * applied. So a finish begun by a worker that lost the entry meanwhile
- * (its lease lapsed between two parts, or it died and another worker
- * reclaimed the entry) is completed by whichever worker acknowledges the
- * entry, never run twice. */
+ * applied, and holds the commands of the finish's other parts. The same
+ * part writes such a guard ("1") for each other entry the finish
+ * acknowledges (the RESUMEs its run took). A worker that takes an entry
+ * over (recovery, reclaim) reads it before the record (pickup.c):
+ * present, the task is not run again; the entry is acknowledged by a
+ * finish (finish_build.c) that carries the rest kept, after an EXPIRE of
+ * the session's registry that names its slot, so that the finish, as any
+ * other, is journaled, replayed and sent part after part, each part
+ * skipped where already applied. So a finish begun by a worker that lost
+ * the entry meanwhile (its lease lapsed between two parts, or it died and
+ * another worker reclaimed the entry) is completed by whichever worker
+ * acknowledges the entry, never run twice. A finish with no part in the
+ * session's slot (an entry without a session) keeps no rest: taken over,
+ * it is run again, as before. */
 char *bg_finish_parts_session_guard(struct bg_daemon *d,
 				    const struct bg_job *t);
 

@@ -218,6 +218,7 @@ static void release(struct bg_daemon *d, struct bg_job *t)
 	free(t->end.error_message);
 	free(t->end.duplicate_of);
 	bg_buf_free(&t->id.record);
+	bg_buf_free(&t->id.finish_rest);
 	bg_buf_free(&t->id.route_policy);
 	bg_buf_free(&t->id.route_status);
 	bg_buf_free(&t->end.content);

@@ -113,6 +113,8 @@ struct bg_job_id {
 	bool recovered;	   /* fetched by PEL reconcile or reclaim */
 	bool finish_begun; /* Cluster: a finish of this entry applied its
 			      session's part (finish_parts.h) */
+	struct bg_buf finish_rest; /* ...and the rest it kept there */
+	bool stale;		   /* older than max_entry_age (pickup.c) */
 	/* a RESUME waiting for its execution's run to end (admit.c, busy) */
 	bool waits_for_run;
 	uint64_t taken_by; /* the job whose run took it (resume_take.c) */

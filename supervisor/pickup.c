@@ -38,6 +38,7 @@ static void decide(struct bg_daemon *d, struct bg_job *t,
 		   const struct bg_str *js)
 {
 	if (t->id.finish_begun) {
+		/* its finish (finish_build.c) sends the rest kept */
 		struct bg_log_ids ids = bg_job_log_ids(t);
 		bg_log_task(BG_LOG_WARN, &ids,
 			    "entry %s: a finish of an earlier delivery was "
@@ -46,6 +47,11 @@ static void decide(struct bg_daemon *d, struct bg_job *t,
 			    "again",
 			    t->id.entry_id);
 		bg_end(d, t, BG_END_ACK_ONLY, NULL, NULL);
+		return;
+	}
+	if (t->id.stale) {
+		bg_end(d, t, BG_END_DEADLETTER, "stale",
+		       "entry is older than max_entry_age; not run");
 		return;
 	}
 	if (!bg_admit_examine(d, t, js))
@@ -139,13 +145,20 @@ static void on_pickup_guard(struct bg_rconn *c, redisReply *r, void *priv)
 	struct bg_job *t = priv;
 	if (!pickup_reply_ok(t, r))
 		return;
-	t->id.finish_begun = r->type == REDIS_REPLY_INTEGER && r->integer > 0;
+	bg_buf_reset(&t->id.finish_rest);
+	t->id.finish_begun = r->type == REDIS_REPLY_STRING;
+	if (t->id.finish_begun && !(r->len == 1 && r->str[0] == '1') &&
+	    bg_buf_append(&t->id.finish_rest, r->str, r->len) != 0) {
+		bg_job_move(t, BG_JOB_PICKUP_LOST); /* read again */
+		return;
+	}
 	send_map_read(t->d, t);
 }
 
 /* Under Cluster an entry taken over (recovery, reclaim) may have a finish
  * applied in part by its previous holder: the session's finish guard is
- * read first (finish_parts.h), then the record. */
+ * read first (finish_parts.h), with the rest of that finish, then the
+ * record. */
 static void send_pickup(struct bg_daemon *d, struct bg_job *t)
 {
 	bg_job_move(t, BG_JOB_PICKUP);
@@ -159,7 +172,7 @@ static void send_pickup(struct bg_daemon *d, struct bg_job *t)
 		return;
 	}
 	if (bg_rconn_cmdv(d->wr, on_pickup_guard, t, 0,
-			  (const char *const[]){ "EXISTS", guard, NULL }) != 0)
+			  (const char *const[]){ "GET", guard, NULL }) != 0)
 		bg_job_move(t, BG_JOB_PICKUP_LOST);
 	free(guard);
 }
@@ -369,7 +382,13 @@ static void accept_entry(struct bg_daemon *d, struct bg_job *t, int stream_idx,
 	}
 	uint64_t age_limit = (uint64_t)d->cfg->max_entry_age_s * 1000;
 	uint64_t now = (uint64_t)bg_redis_now_ms(d);
-	if (entry_ms(id) + age_limit < now) {
+	/* under Cluster, a recovered task's finish may have begun: its
+	 * guard is read first, then a stale entry is dead-lettered */
+	t->id.stale = entry_ms(id) + age_limit < now;
+	bool task = c->action == BG_ACTION_ASK_AGENT ||
+		    c->action == BG_ACTION_RESUME;
+	if (t->id.stale &&
+	    !(task && t->id.recovered && bg_rconn_clustered(d->wr))) {
 		bg_end(d, t, BG_END_DEADLETTER, "stale",
 		       "entry is older than max_entry_age; not run");
 		return;
@@ -399,7 +418,7 @@ static void accept_entry(struct bg_daemon *d, struct bg_job *t, int stream_idx,
 		   sizeof(t->run.lane), &t->run.priority);
 	t->run.resumes = c->action == BG_ACTION_RESUME;
 	t->run.role = bg_lane_role(c);
-	if (should_park(d, t)) {
+	if (!t->id.stale && should_park(d, t)) {
 		bg_ready_park(d, t);
 		return;
 	}

@@ -304,3 +304,33 @@ def test_a_retry_whose_entry_is_refused_puts_the_record_back(h):
                    env=cli_env(c))
     assert out.returncode == 0, out.stderr
     assert q.wait_status(h, mid, "COMPLETED", session=sess)
+
+
+def test_a_dead_letter_being_requeued_elsewhere_is_left_to_that_requeue(h):
+    """`bygate dlq requeue` under Cluster claims the dead letter first (a
+    key in its slot holding the requeue's token, for a minute): a second
+    requeue meanwhile is told so, changes nothing and leaves the first's
+    claim alone; a requeue whose record changed releases its own claim."""
+    import pyclient as pc
+    import test_queues as q
+    h.use_cluster()
+    c = h.redis.cluster
+    cl = h.client()
+    cmd = pc.ask_command(q.S, "echo", "claimed elsewhere")
+    dl = q.poison_letter(h, cmd, "exec-p9", "FAILED")
+    claim = "{%s}:bygate_requeue:%s" % (h.keys.deadletter(), dl)
+    cl.call("SET", claim, "rq-other", "PX", "60000")
+    out = h.bygate("dlq", "requeue", dl, env=cli_env(c))
+    assert out.returncode != 0
+    assert "being requeued by another client" in out.stderr, out.stderr
+    assert cl.call("GET", claim) == "rq-other"
+    assert len(cl.call("XRANGE", h.keys.deadletter(), dl, dl)) == 1
+    stream = h.keys.ctrl_agent_type("echo")
+    assert cl.call("XLEN", stream) == 0
+    # the other requeue gone (its claim expired): this one goes on
+    cl.call("DEL", claim)
+    out = h.bygate("--json", "dlq", "requeue", dl, env=cli_env(c))
+    assert out.returncode == 0, out.stderr
+    assert cl.call("EXISTS", claim) == 0
+    assert cl.call("XRANGE", h.keys.deadletter(), dl, dl) == []
+    assert cl.call("XLEN", stream) == 1

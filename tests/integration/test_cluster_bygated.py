@@ -278,6 +278,18 @@ def _check_call_once(c, cl, s, mid, workers):
     done = sum(int(cl.hgetall(K.worker_status(w)).get("completed_count", 0))
                for w in workers)
     assert done == 2, done
+    for w in workers:  # every run's running count came down again
+        st = cl.hgetall(K.worker_status(w))
+        assert int(st.get("running_count", 0)) == 0, (w, st)
+    wait_until(lambda: not guards_left(c), 10, what="the guards deleted")
+
+
+def guards_left(c):
+    out = []
+    for m in c.masters():
+        with c.client(m) as r:
+            out += r.call("KEYS", "*bygate_finish_guard*")
+    return out
 
 
 def test_a_finish_cut_after_the_sessions_part_is_completed_by_the_taker(h):
@@ -394,3 +406,35 @@ def test_a_trigger_fire_cut_after_its_entry_is_counted_once_by_the_outbox(h):
     assert int(st["fires"]) == len(times), (st, times)
     for s in tt.fire_sessions(cl, h, "tick"):
         assert len(tt.exec_records(cl, h, s)) == 1, s
+
+
+def test_a_takeover_cut_short_is_replayed_from_its_journal(h):
+    """The worker that takes a cut finish over (its blob: the rest kept in
+    the session's guard, then its XACK) is killed in turn between two of
+    its parts; restarted, it re-sends that blob from its journal: the
+    parts it had not sent are applied, none twice, the guards go."""
+    import pyclient as pc
+    h.use_cluster()
+    c = h.redis.cluster
+    cl = h.client()
+    cfg = _call_flow(h, c)
+    for n in (1, 2):
+        a = h.bygated(cfg, env=cli_env(
+            c, BYGATE_FAULT="finish.between_parts:1"))
+        a.start(wait=True, timeout=30)
+        s = "take-replay-%d" % n
+        mid, _ = pc.send(cl, K, s, "alpha", "trip %d" % n)
+        assert a.wait_exit(timeout=8) == 86, a.log_tail()
+        b = h.bygated(cfg, env=cli_env(
+            c, BYGATE_FAULT="finish.between_parts:%d" % n))
+        b.start(wait=True, timeout=30)
+        assert b.wait_exit(timeout=30) == 86, b.log_tail()
+        assert "is completed and the entry acknowledged" in b.log_text(
+            since_start=True)
+        b.env = cli_env(c)
+        b.start(wait=True, timeout=30)
+        _check_call_once(c, cl, s, mid, [a.config["worker"]["id"],
+                                         b.config["worker"]["id"]])
+        assert "re-sending the journaled finish" in b.log_text(
+            since_start=True)
+        b.stop()
