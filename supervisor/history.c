@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <event2/event.h>
+#include <jansson.h>
 
 #include "common/clock.h"
 #include "supervisor/daemon.h"
@@ -72,6 +73,16 @@ static const char tick_lua[] =
 	"redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[9])\n"
 	"return 1\n";
 
+/* Under Redis Cluster: the lock alone (KEYS[1]; ARGV worker id, TTL s):
+ * 1 held by this process, else 0. The point is then gathered by one
+ * command per key (each in its slot) and added by this process
+ * (gather_*), as the reference's collector does under Cluster. */
+static const char lock_lua[] =
+	"if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then\n"
+	"  if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
+	"  redis.call('EXPIRE', KEYS[1], ARGV[2]) end\n"
+	"return 1\n";
+
 static const char release_lua[] =
 	"if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
 	"  return redis.call('DEL', KEYS[1]) end\n"
@@ -130,10 +141,242 @@ static int split_key(const struct bg_daemon *d, enum bg_key_kind kind,
 	return 0;
 }
 
+/* ---- under Redis Cluster: the point gathered key by key ---- */
+
+struct gather {
+	struct bg_daemon *d;
+	int64_t ms;
+	int waiting; /* replies still to come */
+	bool failed; /* a reply lost or refused: no point this time */
+	long long online, act, que, com, fai, can, depth, pend, dl;
+};
+
+static long long num(const redisReply *r)
+{
+	if (r == NULL)
+		return 0;
+	if (r->type == REDIS_REPLY_INTEGER)
+		return r->integer;
+	if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS)
+		return strtoll(r->str, NULL, 10);
+	return 0;
+}
+
+static void gather_add_point(struct gather *g)
+{
+	struct bg_daemon *d = g->d;
+	char *hist = bg_dkey(d, BG_KEY_OBS_HISTORY, "");
+	long long ratio = g->com + g->fai > 0
+				  ? g->com * 1000000 / (g->com + g->fai)
+				  : 1000000;
+	json_t *p = json_pack(
+		"{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:i, "
+		"s:i, s:i, s:i, s:I, s:I, s:i}",
+		"generated_at", (json_int_t)g->ms, "workers_online",
+		(json_int_t)g->online, "active_executions", (json_int_t)g->act,
+		"queued_executions", (json_int_t)g->que, "completed_executions",
+		(json_int_t)g->com, "failed_executions", (json_int_t)g->fai,
+		"cancelled_executions", (json_int_t)g->can,
+		"terminal_executions", (json_int_t)(g->com + g->fai + g->can),
+		"queue_depth_total", (json_int_t)g->depth,
+		"consumer_pending_total", (json_int_t)g->pend,
+		"max_delivery_count", 0, "alert_count", 0, "latency_p95_ms", 0,
+		"queue_latency_p95_ms", 0, "total_latency_p95_ms", 0,
+		"success_ratio_ppm", (json_int_t)ratio, "deadletter_count",
+		(json_int_t)g->dl, "freshness_age_ms", 0);
+	char *text = p ? json_dumps(p, JSON_COMPACT) : NULL;
+	json_decref(p);
+	if (hist && text) {
+		char now[24], keep[24];
+		snprintf(now, sizeof(now), "%lld", (long long)g->ms);
+		snprintf(keep, sizeof(keep), "%lld",
+			 (long long)(g->ms - HISTORY_KEEP_MS));
+		bg_rconn_cmdv(d->wr, NULL, NULL, 0,
+			      (const char *const[]){ "ZADD", hist, now, text,
+						     NULL });
+		bg_rconn_cmdv(d->wr, NULL, NULL, 0,
+			      (const char *const[]){ "ZREMRANGEBYSCORE", hist,
+						     "-inf", keep, NULL });
+		if (d->history)
+			d->history->points++;
+	}
+	free(text);
+	free(hist);
+}
+
+/* One reply of the point's gathering in; the last adds the point. */
+static void gather_done(struct gather *g, const redisReply *r, bool may_fail)
+{
+	if (r == NULL || (r->type == REDIS_REPLY_ERROR && !may_fail))
+		g->failed = true;
+	if (--g->waiting > 0)
+		return;
+	if (!g->failed && g->d->history && g->d->history->holder)
+		gather_add_point(g);
+	free(g);
+}
+
+static void on_online(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	struct gather *g = priv;
+	if (r && r->type == REDIS_REPLY_INTEGER && r->integer > 0)
+		g->online++;
+	gather_done(g, r, false);
+}
+
+static void on_status(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	struct gather *g = priv;
+	if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 5) {
+		long long a = num(r->element[0]), q = num(r->element[1]);
+		g->act += a > 0 ? a : 0;
+		g->que += q > 0 ? q : 0;
+		g->com += num(r->element[2]);
+		g->fai += num(r->element[3]);
+		g->can += num(r->element[4]);
+	}
+	gather_done(g, r, false);
+}
+
+/* XINFO GROUPS: the group's pending and lag (a stream not there yet is
+ * an error reply: nothing to count). */
+static void on_groups(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	struct gather *g = priv;
+	for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements;
+	     i++) {
+		const redisReply *e = r->element[i];
+		bool ours = false;
+		long long pend = 0, lag = 0;
+		for (size_t j = 0;
+		     e->type == REDIS_REPLY_ARRAY && j + 1 < e->elements;
+		     j += 2) {
+			const redisReply *k = e->element[j],
+					 *v = e->element[j + 1];
+			if (k->type != REDIS_REPLY_STRING &&
+			    k->type != REDIS_REPLY_STATUS)
+				continue;
+			if (strcmp(k->str, "name") == 0)
+				ours = v->type == REDIS_REPLY_STRING &&
+				       strcmp(v->str, g->d->group) == 0;
+			else if (strcmp(k->str, "pending") == 0)
+				pend = num(v);
+			else if (strcmp(k->str, "lag") == 0)
+				lag = num(v);
+		}
+		if (ours) {
+			g->pend += pend;
+			g->depth += lag;
+		}
+	}
+	gather_done(g, r, true);
+}
+
+static void on_deadletters(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	struct gather *g = priv;
+	g->dl = num(r);
+	gather_done(g, r, false);
+}
+
+static void on_known(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	struct gather *g = priv;
+	struct bg_daemon *d = g->d;
+	if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
+		free(g);
+		return;
+	}
+	g->waiting = 1; /* held until every command is queued */
+	for (size_t i = 0; i < r->elements; i++) {
+		const redisReply *w = r->element[i];
+		if (w->type != REDIS_REPLY_STRING)
+			continue;
+		char *on = bg_dkey(d, BG_KEY_WORKER_ONLINE, w->str);
+		char *st = bg_dkey(d, BG_KEY_WORKER_STATUS, w->str);
+		if (on && bg_rconn_cmdv(d->wr, on_online, g, 0,
+					(const char *const[]){ "EXISTS", on,
+							       NULL }) == 0)
+			g->waiting++;
+		else
+			g->failed = true;
+		if (st &&
+		    bg_rconn_cmdv(d->wr, on_status, g, 0,
+				  (const char *const[]){
+					  "HMGET", st, "active_count",
+					  "queued_count", "completed_count",
+					  "failed_count", "cancelled_count",
+					  NULL }) == 0)
+			g->waiting++;
+		else
+			g->failed = true;
+		free(on);
+		free(st);
+	}
+	for (int i = 1; i < d->n_streams; i++) {
+		if (bg_rconn_cmdv(d->wr, on_groups, g, 0,
+				  (const char *const[]){ "XINFO", "GROUPS",
+							 d->streams[i],
+							 NULL }) == 0)
+			g->waiting++;
+		else
+			g->failed = true;
+	}
+	if (bg_rconn_cmdv(d->wr, on_deadletters, g, 0,
+			  (const char *const[]){ "XLEN", d->deadletter_key,
+						 NULL }) == 0)
+		g->waiting++;
+	else
+		g->failed = true;
+	gather_done(g, r, false);
+}
+
+static void on_lock_reply(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	struct bg_daemon *d = priv;
+	on_tick_reply(c, r, priv);
+	if (d->history == NULL || !d->history->holder)
+		return;
+	struct gather *g = calloc(1, sizeof(*g));
+	char *known = bg_dkey(d, BG_KEY_KNOWN_WORKERS, "");
+	if (g && known) {
+		*g = (struct gather){ .d = d, .ms = bg_redis_now_ms(d) };
+		if (bg_rconn_cmdv(d->wr, on_known, g, 0,
+				  (const char *const[]){ "SMEMBERS", known,
+							 NULL }) == 0)
+			g = NULL;
+	}
+	free(g);
+	free(known);
+}
+
+/* The lock, then (held) the point gathered key by key. */
+static void tick_clustered(struct bg_daemon *d)
+{
+	char *lock = bg_dkey(d, BG_KEY_OBS_COLLECTOR_LOCK, "");
+	char ttl[16];
+	snprintf(ttl, sizeof(ttl), "%d", lock_ttl(d));
+	if (lock)
+		bg_rconn_cmdv(d->wr, on_lock_reply, d, 0,
+			      (const char *const[]){ "EVAL", lock_lua, "1",
+						     lock, d->worker_id, ttl,
+						     NULL });
+	free(lock);
+}
+
 static void tick(struct bg_daemon *d)
 {
 	if (!bg_rconn_ready(d->wr))
 		return;
+	if (bg_rconn_clustered(d->wr)) {
+		tick_clustered(d);
+		return;
+	}
 	char *lock = bg_dkey(d, BG_KEY_OBS_COLLECTOR_LOCK, "");
 	char *hist = bg_dkey(d, BG_KEY_OBS_HISTORY, "");
 	char *known = bg_dkey(d, BG_KEY_KNOWN_WORKERS, "");
@@ -201,13 +444,6 @@ int bg_history_start(struct bg_daemon *d)
 {
 	if (!d->cfg->history_enabled)
 		return 0;
-	if (d->cfg->redis_cluster) {
-		/* one point is one script over every worker's lease, every
-		 * stream and the dead letters: many slots */
-		bg_info("metrics history (WIRE 9.3) is not collected under "
-			"Redis Cluster yet (docs/cluster.md)");
-		return 0;
-	}
 	struct bg_history *h = calloc(1, sizeof(*h));
 	if (h)
 		h->timer = evtimer_new(d->base, on_timer, d);

@@ -6,11 +6,12 @@ order, a call and its callback, a fan-out of 10 and its join, ask_user and
 the reply, a graceful cancel, kill -9 mid-task, the crash points of the
 finish, an unknown EXEC outcome, a dead peer's entries reclaimed, two
 concurrent retries, a dead letter requeued, a manual trigger fire, a
-bygated killed after a fire's claim and a webhook's replayed idempotency
-key."""
+bygated killed after a fire's claim, a webhook's replayed idempotency
+key and a point of the fleet's metrics history."""
 
 import test_agent_flows as flows
 import test_control as control
+import test_metrics_history as history
 import test_queues as queues
 import test_recovery as recovery
 import test_task_path as task_path
@@ -36,6 +37,7 @@ CASES = [
     triggers.test_a_manual_fire_request_is_fired_once_by_the_fleet,
     triggers.test_a_bygated_killed_after_its_fire_script_loses_and_doubles_nothing,
     webhooks.test_replayed_idempotency_header_is_a_duplicate_and_creates_nothing,
+    history.test_a_point_has_the_reference_keys_and_counts_outcomes,
 ]
 
 
