@@ -274,7 +274,8 @@ integration-test: deps user
 CLUSTER_SUITES := test_task_path test_agent_flows test_agent_routes \
   test_control test_recovery test_events test_workflows test_client \
   test_idempotency test_one_run test_suspects test_cancel_counters \
-  test_queues test_triggers test_webhooks test_metrics_history
+  test_queues test_triggers test_webhooks test_metrics_history \
+  test_agent_flows_python
 test-cluster: deps user
 	@$(MAKE) --no-print-directory all tests
 	BYGATE_TEST_REDIS=cluster $(PYTHON) tests/run.py --build $(BUILD) \

@@ -2,14 +2,15 @@
 tests, run unchanged on a private 3-master Redis Cluster with v2 keys
 (h.use_cluster(); `make test-cluster` runs all of them there,
 docs/cluster.md): the reference layout of an echo task, 1,000 tasks in
-order, a call and its callback, a fan-out of 10 and its join, ask_user and
-the reply, a graceful cancel, kill -9 mid-task, the crash points of the
-finish, an unknown EXEC outcome, a dead peer's entries reclaimed, two
-concurrent retries, a dead letter requeued, a manual trigger fire, a
-bygated killed after a fire's claim, a webhook's replayed idempotency
-key and a point of the fleet's metrics history."""
+order, a call and its callback, the planner flow, a fan-out of 10 and its
+join, ask_user and the reply, a graceful cancel, kill -9 mid-task, the
+crash points of the finish, an unknown EXEC outcome, a dead peer's entries
+reclaimed, two concurrent retries, a dead letter requeued, a manual
+trigger fire, a bygated killed after a fire's claim, a webhook's replayed
+idempotency key and a point of the fleet's metrics history."""
 
 import test_agent_flows as flows
+import test_agent_flows_python as pyflows
 import test_control as control
 import test_metrics_history as history
 import test_queues as queues
@@ -23,6 +24,7 @@ CASES = [
     task_path.test_1000_tasks_over_3_sessions_complete_once_in_order,
     task_path.test_finished_message_added_again_is_acked_not_run,
     flows.test_a_calls_b_and_b_resumes_a_exactly_once,
+    pyflows.test_persistent_planner_calls_researcher_then_writer_and_quotes_it,
     flows.test_fan_out_of_10_joins_once_with_every_result,
     flows.test_ask_user_round_trip_through_bygate_reply,
     control.test_graceful_cancel_reaches_the_handler_and_ends_cancelled,
