@@ -200,14 +200,11 @@ def test_each_crash_point_of_a_split_finish_recovers_once(h):
     For each n, kill -9 at the n-th point between two parts
     (finish.between_parts:n), restart: every record, event, callback and
     counter exactly once, nothing pending."""
-    import test_agent_flows as flows
     import pyclient as pc
     h.use_cluster()
     c = h.redis.cluster
     cl = h.client()
-    agents = [flows.flow(h, "alpha", "caller", "beta"),
-              flows.flow(h, "beta", "worker")]
-    cfg = dict(FAST, agent_types=agents)
+    cfg = _call_flow(h, c)
     crashed = 0
     for n in range(1, 10):
         d = h.bygated(cfg, env=cli_env(
@@ -222,25 +219,7 @@ def test_each_crash_point_of_a_split_finish_recovers_once(h):
             d.start(wait=True, timeout=30)
         except TimeoutError:
             pass  # fewer than n points in this flow: it ran through
-        r = flows.done(cl, K, s, mid, t=30)
-        assert r["status"] == "COMPLETED", (n, r)
-        recs = flows.all_records(cl, K, s)
-        child = [x for x in recs if x["target_agent_type"] == "beta"]
-        assert len(child) == 1 and child[0]["status"] == "COMPLETED", n
-        evs = pc.events(cl, K, s)
-        assert [e["event_type"] for e in evs
-                if e["message_id"] == mid].count("finalAnswer") == 1, n
-        assert [e["message_id"] for e in evs
-                if e["event_type"] == "appStreamResponse"] == [mid], n
-        resumes = [x for x in cl.stream_data(K.ctrl_agent_type("alpha"))
-                   if x["action_type"] == "RESUME" and
-                   x["header"]["message_id"] == mid]
-        assert len(resumes) == 1, (n, resumes)
-        for t in ("alpha", "beta"):
-            wait_until(lambda: pending(c, K.ctrl_agent_type(t)) == 0, 10,
-                       what="nothing pending on %s" % t)
-        st = cl.hgetall(K.worker_status(d.config["worker"]["id"]))
-        assert int(st.get("completed_count", 0)) == 2, (n, st)
+        _check_call_once(c, cl, s, mid, [d.config["worker"]["id"]])
         d.stop()
     assert crashed >= 6  # the flow has at least that many points
 
