@@ -341,6 +341,12 @@ static int requeue_clustered(struct bg_client *c, const char *dlq,
 		const char *rv[] = { "2", dlq,	 claim.p,
 				     id,  token, rc == 0 ? "1" : "0" };
 		int del = bg_client_eval(c, RELEASE_LUA, 6, rv, NULL, &r);
+		if (del == 0 &&
+		    (r->type != REDIS_REPLY_INTEGER || r->integer != 1)) {
+			del = -EAGAIN;
+			snprintf(c->errmsg, sizeof c->errmsg,
+				 "its claim expired meanwhile");
+		}
 		freeReplyObject(r);
 		if (rc == 0 && del != 0)
 			rc = bg_client_fail(

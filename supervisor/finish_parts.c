@@ -193,7 +193,6 @@ static char *guard_key(struct bg_daemon *d, const struct bg_job *t, int slot)
  * with the session's part: a worker that takes one of them over finds its
  * step consumed (pickup.c), as it finds the entry's own finish begun. The
  * k-th such XACK's guard, or NULL after the last (or without memory). */
-#define TAKEN_MAX 16
 static char *taken_guard(struct bg_daemon *d, const struct plan *p, int k)
 {
 	for (int i = 0; p->first_slot >= 0 && i < p->n - 1; i++) {
@@ -245,11 +244,19 @@ static int send_part(struct bg_daemon *d, struct bg_job *t, struct plan *p,
 		if (rc)
 			return rc;
 	}
-	char *marks[TAKEN_MAX] = { NULL };
 	int nmark = 0;
-	while (session && nmark < TAKEN_MAX &&
-	       (marks[nmark] = taken_guard(d, p, nmark)) != NULL)
-		nmark++;
+	for (int i = 0; session && i < p->n - 1; i++)
+		nmark += is_xack(&p->cmd[i]) && p->cmd[i].argc == 4;
+	char **marks = calloc((size_t)nmark + 1, sizeof(*marks));
+	if (marks == NULL)
+		return -ENOMEM;
+	for (int m = 0; m < nmark; m++)
+		if ((marks[m] = taken_guard(d, p, m)) == NULL) {
+			for (int k = 0; k < m; k++)
+				free(marks[k]);
+			free(marks);
+			return -ENOMEM;
+		}
 	int from = p->first[part], to = p->first[part + 1];
 	int ncmd = to - from;
 	int nargs = 0;
@@ -301,6 +308,7 @@ static int send_part(struct bg_daemon *d, struct bg_job *t, struct plan *p,
 	free(counts);
 	for (int m = 0; m < nmark; m++)
 		free(marks[m]);
+	free(marks);
 	return rc;
 }
 
@@ -435,8 +443,7 @@ static void forget_plan(struct bg_daemon *d, const struct bg_job *t,
 	for (int part = 0; part < p->parts; part++)
 		del_guard(d, t, p->cmd[p->order[p->first[part]]].slot);
 	char *key;
-	for (int k = 0; k < TAKEN_MAX && (key = taken_guard(d, p, k)) != NULL;
-	     k++) {
+	for (int k = 0; (key = taken_guard(d, p, k)) != NULL; k++) {
 		bg_rconn_cmdv(d->wr, NULL, NULL, 0,
 			      (const char *const[]){ "DEL", key, NULL });
 		free(key);

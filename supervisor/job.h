@@ -118,6 +118,9 @@ struct bg_job_id {
 	/* a RESUME waiting for its execution's run to end (admit.c, busy) */
 	bool waits_for_run;
 	uint64_t taken_by; /* the job whose run took it (resume_take.c) */
+	bool released;	   /* ...which ended without its finish: under
+			      Cluster that finish may have begun, its guard
+			      is read again (pickup.c) */
 	int wait_rounds;
 	int64_t wait_since_ms;
 };

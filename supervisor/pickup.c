@@ -164,7 +164,8 @@ static void send_pickup(struct bg_daemon *d, struct bg_job *t)
 	bg_job_move(t, BG_JOB_PICKUP);
 	t->id.execution_id[0] = '\0';
 	t->id.finish_begun = false;
-	char *guard = t->id.recovered && bg_rconn_clustered(d->wr)
+	char *guard = (t->id.recovered || t->id.released) &&
+				      bg_rconn_clustered(d->wr)
 			      ? bg_finish_parts_session_guard(d, t)
 			      : NULL;
 	if (guard == NULL) {

@@ -90,6 +90,7 @@ void bg_resume_take_release(struct bg_daemon *d, const struct bg_job *t,
 		struct bg_job *next = u->next;
 		if (u != t && u->id.taken_by == t->tag) {
 			u->id.taken_by = 0;
+			u->id.released = !acked;
 			if (acked) {
 				bg_job_free(d, u);
 			} else if (u->wait_ev) {

@@ -407,12 +407,26 @@ static void copy_elem(char *out, size_t cap, const redisReply *r, size_t i)
 }
 
 /* The outbox's answer (trigger_outbox.h): the fire's outcome. */
+/* The outbox's answer (trigger_outbox.h). A fire claimed is a fire sent,
+ * if not now then by the next poll: a step that failed (logged there) is
+ * answered as sent, with the fire's ids, so that its caller (a webhook's
+ * sender) does not send it again as a new fire. */
 static void outbox_done(struct bg_daemon *d, const struct bg_fire_result *res,
 			void *priv)
 {
 	(void)d;
+	struct fire *f = priv;
 	struct bg_fire_result copy = *res;
-	done(priv, &copy);
+	if (copy.outcome == BG_FIRE_ERROR) {
+		copy.outcome = BG_FIRE_SENT;
+		snprintf(copy.message_id, sizeof copy.message_id, "%s",
+			 f->message_id);
+		snprintf(copy.execution_id, sizeof copy.execution_id, "%s",
+			 f->execution_id);
+		snprintf(copy.session_id, sizeof copy.session_id, "%s",
+			 f->session_id);
+	}
+	done(f, &copy);
 }
 
 static void on_fired(struct bg_rconn *c, redisReply *r, void *priv)
@@ -455,10 +469,12 @@ static void on_fired(struct bg_rconn *c, redisReply *r, void *priv)
 						   strlen(f->outbox),
 						   outbox_done, f) == 0)
 				return;
-			snprintf(res.why, sizeof res.why,
-				 "the fire was claimed; sending it failed "
-				 "here (out of memory or no connection): "
-				 "the next poll sends it");
+			/* claimed is sent: the next poll sends it */
+			bg_warn("trigger %s: the fire of message %s is "
+				"claimed and not sent yet (out of memory or "
+				"no connection here): the next poll sends it",
+				f->name, f->message_id);
+			res.outcome = BG_FIRE_SENT;
 		} else if (code >= 0 && code <= 4)
 			res.outcome = by_code[code];
 		else
@@ -477,6 +493,37 @@ static void on_fired(struct bg_rconn *c, redisReply *r, void *priv)
 		copy_elem(res.execution_id, sizeof res.execution_id, r, 3);
 	}
 	done(f, &res);
+}
+
+/* Under Redis Cluster a webhook's idempotency key is in the stream's
+ * slot, out of the claim script's reach: it is read first, so that a
+ * request sent again is answered as a duplicate (as on a standalone
+ * server) rather than counted against the pause or max_running. Two
+ * copies at once both pass here; the outbox's entry step takes the key
+ * once (trigger_outbox.h). */
+static void on_precheck(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	struct fire *f = priv;
+	if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+	    r->element[0]->type == REDIS_REPLY_STRING) {
+		struct bg_fire_result res = { .outcome = BG_FIRE_DUPLICATE };
+		copy_elem(res.message_id, sizeof res.message_id, r, 0);
+		copy_elem(res.session_id, sizeof res.session_id, r, 1);
+		copy_elem(res.execution_id, sizeof res.execution_id, r, 2);
+		bg_rconn_cmdv(f->d->wr, NULL, NULL, 0,
+			      (const char *const[]){ "HINCRBY", f->keys[0],
+						     "duplicates", "1", NULL });
+		done(f, &res);
+		return;
+	}
+	if (send_fire(f) != 0) {
+		struct bg_fire_result res = { .outcome = BG_FIRE_ERROR };
+		snprintf(res.why, sizeof res.why,
+			 "the Redis connection was lost before the fire was "
+			 "sent: nothing was sent");
+		done(f, &res);
+	}
 }
 
 /* An idempotency key, which a webhook's scope prefix "hook:<name>:" may
@@ -539,7 +586,13 @@ int bg_trigger_fire(struct bg_daemon *d, const struct bg_fire_request *rq,
 		strcpy(f->outbox_flag, "1");
 		rc = build_outbox(f, t);
 	}
-	if (rc == 0)
+	if (rc == 0 && f->outbox && f->n_keys > 4)
+		rc = bg_rconn_cmdv(
+			d->wr, on_precheck, f, 0,
+			(const char *const[]){ "HMGET", f->keys[4],
+					       "message_id", "session_id",
+					       "execution_id", NULL });
+	else if (rc == 0)
 		rc = send_fire(f);
 	if (rc)
 		fire_free(f);

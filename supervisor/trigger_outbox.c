@@ -27,16 +27,18 @@ static const char RECORD_LUA[] =
 /* KEYS[1] the stream, KEYS[2] the sent mark, KEYS[3] (optional) the
  * idempotency hash; ARGV 1 the command, 2 message id, 3 session id, 4
  * execution id, 5 now ms, 6 the key's TTL ms, 7 the mark's TTL s. Sent
- * before: {0, entry id}; the key another message's: {1, its message,
- * session, execution}; else the key taken (as FIRE_LUA takes it), the
- * entry added, the mark written: {0, entry id}. */
+ * before: {0, entry id} (or {0, ""} when only the key, taken with the
+ * entry, says so: the mark expired); the key another message's: {1, its
+ * message, session, execution}; else the key taken (as FIRE_LUA takes
+ * it), the entry added, the mark written: {0, entry id}. */
 static const char SEND_LUA[] =
 	"local sent = redis.call('GET', KEYS[2])\n"
 	"if sent then return {0, sent} end\n"
 	"if KEYS[3] then\n"
 	"  local f = redis.call('HMGET', KEYS[3], 'message_id', 'session_id',\n"
 	"                       'execution_id')\n"
-	"  if f[1] and f[1] ~= ARGV[2] then\n"
+	"  if f[1] == ARGV[2] then return {0, ''} end\n"
+	"  if f[1] then\n"
 	"    return {1, f[1], f[2] or '', f[3] or ''}\n"
 	"  end\n"
 	"end\n"
@@ -177,12 +179,6 @@ static void on_done(struct bg_rconn *c, redisReply *r, void *priv)
 static void send_done(struct send *s)
 {
 	bool dup = s->res.outcome == BG_FIRE_DUPLICATE;
-	if (dup) {
-		const char *undo[] = { s->v[F_REGISTRY], s->v[F_EXEC_FIELD],
-				       s->v[F_MSG_FIELD],
-				       s->v[F_EXECUTION_ID] };
-		(void)eval(s, UNDO_LUA, NULL, 1, undo, 4);
-	}
 	const char *args[] = { s->state,	   s->active,
 			       s->v[F_MESSAGE_ID], dup ? "duplicate" : "sent",
 			       s->v[F_NOW],	   s->v[F_EXECUTION_ID],
@@ -193,6 +189,25 @@ static void send_done(struct send *s)
 			 "counting the fire: no connection");
 		finish(s);
 	}
+}
+
+/* A duplicate's record taken back, then the count: an undo lost leaves
+ * the field, and the next poll undoes it again. */
+static void on_undone(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	struct send *s = priv;
+	if (failed(s, r, "taking the duplicate's record back"))
+		return;
+	send_done(s);
+}
+
+static void send_undo(struct send *s)
+{
+	const char *undo[] = { s->v[F_REGISTRY], s->v[F_EXEC_FIELD],
+			       s->v[F_MSG_FIELD], s->v[F_EXECUTION_ID] };
+	if (eval(s, UNDO_LUA, on_undone, 1, undo, 4) != 0)
+		failed(s, NULL, "taking the duplicate's record back");
 }
 
 static void copy_elem(char *out, size_t cap, const redisReply *r, size_t i)
@@ -234,7 +249,10 @@ static void on_sent(struct bg_rconn *c, redisReply *r, void *priv)
 	}
 	if (bg_fault_hit("trigger.outbox_sent"))
 		_exit(BG_FAULT_EXIT);
-	send_done(s);
+	if (s->res.outcome == BG_FIRE_DUPLICATE)
+		send_undo(s);
+	else
+		send_done(s);
 }
 
 static void on_record(struct bg_rconn *c, redisReply *r, void *priv)

@@ -372,21 +372,22 @@ static void on_state(struct bg_rconn *c, redisReply *r, void *priv)
 }
 
 /* Under Redis Cluster: fires claimed and left unsent by a crash (the
- * outbox fields older than BG_OUTBOX_AGE_MS) are sent again. */
+ * outbox fields older than BG_OUTBOX_AGE_MS) are sent again, page after
+ * page of HSCAN. */
+static int scan_outbox(struct op *o, const char *cursor);
+
 static void on_outbox(struct bg_rconn *c, redisReply *r, void *priv)
 {
 	(void)c;
 	struct op *o = priv;
 	struct bg_daemon *d = o->tr->d;
 	struct tstate *st = bg_trigger_state(o->tr, o->name);
-	const redisReply *kv =
-		r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-				r->element[1]->type == REDIS_REPLY_ARRAY
-			? r->element[1]
-			: NULL;
-	for (size_t i = 0;
-	     kv && st && !d->draining && !d->stopping && i + 1 < kv->elements;
-	     i += 2) {
+	bool page = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+		    r->element[0]->type == REDIS_REPLY_STRING &&
+		    r->element[1]->type == REDIS_REPLY_ARRAY;
+	const redisReply *kv = page ? r->element[1] : NULL;
+	bool live = st && !d->draining && !d->stopping;
+	for (size_t i = 0; kv && live && i + 1 < kv->elements; i += 2) {
 		const redisReply *v = kv->element[i + 1];
 		if (v->type != REDIS_REPLY_STRING)
 			continue;
@@ -412,7 +413,23 @@ static void on_outbox(struct bg_rconn *c, redisReply *r, void *priv)
 					(int)kv->element[i]->len,
 					kv->element[i]->str, strerror(-rc));
 	}
+	if (page && live && strcmp(r->element[0]->str, "0") != 0 &&
+	    scan_outbox(o, r->element[0]->str) == 0)
+		return; /* the next page */
 	op_free(o);
+}
+
+static int scan_outbox(struct op *o, const char *cursor)
+{
+	char *key = bg_dkey(o->tr->d, BG_KEY_TRIGGER, o->name);
+	int rc = key ? bg_rconn_cmdv(o->tr->d->wr, on_outbox, o, 0,
+				     (const char *const[]){ "HSCAN", key,
+							    cursor, "MATCH",
+							    "outbox:*", "COUNT",
+							    "1000", NULL })
+		     : -ENOMEM;
+	free(key);
+	return rc;
 }
 
 static void look_at_outbox(struct bg_triggers *tr, struct tstate *st)
@@ -423,16 +440,8 @@ static void look_at_outbox(struct bg_triggers *tr, struct tstate *st)
 		return;
 	st->outbox_at = now;
 	struct op *o = op_new(tr, st->name);
-	char *key = bg_dkey(tr->d, BG_KEY_TRIGGER, st->name);
-	if (o && key &&
-	    bg_rconn_cmdv(tr->d->wr, on_outbox, o, 0,
-			  (const char *const[]){ "HSCAN", key, "0", "MATCH",
-						 "outbox:*", "COUNT", "1000",
-						 NULL }) == 0)
-		o = NULL;
-	if (o)
+	if (o && scan_outbox(o, "0") != 0)
 		op_free(o);
-	free(key);
 }
 
 static void poll_state(struct bg_triggers *tr, struct tstate *st)

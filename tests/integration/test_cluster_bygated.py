@@ -417,3 +417,31 @@ def test_a_takeover_cut_short_is_replayed_from_its_journal(h):
         assert "re-sending the journaled finish" in b.log_text(
             since_start=True)
         b.stop()
+
+
+def test_a_webhook_fire_claimed_is_accepted_though_its_entry_waits(h):
+    """A webhook's fire under Cluster, claimed into the trigger's outbox,
+    whose entry step is refused (the agent type's stream key holds a
+    string: WRONGTYPE): the request is answered 202 with the fire's ids,
+    not an error its sender would send again as a new fire; once the key
+    is a stream again, the next poll sends the entry, once."""
+    import test_webhooks as wh
+    h.use_cluster()
+    cl = h.client()
+    stream = K.ctrl_agent_type("nobody")
+    d = wh.start(h, {"gh": wh.hook("nobody")})
+    cl.call("SET", stream, "not a stream")
+    status, _, body = wh.post(d, "gh", b'{"x": 1}')
+    assert status == 202, body
+    assert "is not sent yet" in d.log_text(since_start=True)
+    cl.call("DEL", stream)
+    wait_until(lambda: cl.call("EXISTS", stream) == 1, 20,
+               what="the entry sent by the poll")
+    time.sleep(6)  # another look at the outbox: nothing more
+    [cmd] = cl.stream_data(stream)
+    assert cmd["header"]["message_id"] == body["message_id"]
+    st = cl.hgetall(K.trigger("gh"))
+    assert int(st["fires"]) == 1, st
+    assert not [k for k in st if k.startswith("outbox:")], st
+    rec = record(h.redis.cluster, body["session_id"], body["execution_id"])
+    assert rec["status"] == "QUEUED", rec
