@@ -41,6 +41,12 @@ struct bg_sandbox_conf {
 	int file_size_mb; /* largest file a task writes (RLIMIT_FSIZE) */
 };
 
+/* history.backend (docs/history.md) */
+enum bg_history_backend {
+	BG_HISTORY_REDIS = 0,
+	BG_HISTORY_OFF = 1,
+};
+
 enum bg_durability {
 	BG_DURABILITY_PROCESS = 0,
 	BG_DURABILITY_SYNC = 1,
@@ -113,6 +119,9 @@ struct bg_config {
 	int trace_max_spans;
 	int trace_flush_ms;
 	int trace_max_kept; /* spans kept between flushes at most */
+	/* each session's conversation (docs/history.md) */
+	int history_backend; /* enum bg_history_backend */
+	int history_max_messages;
 	/* the fleet metrics history (WIRE 9.3, supervisor/history.h) */
 	bool history_enabled;
 	int history_interval_s;

@@ -62,6 +62,9 @@ static const struct bg_conf_name schema_names[] = { { "v1", BG_SCHEMA_V1 },
 static const struct bg_conf_name redis_mode_names[] = { { "standalone", 0 },
 							{ "cluster", 1 },
 							{ NULL, 0 } };
+static const struct bg_conf_name history_backend_names[] = {
+	{ "redis", BG_HISTORY_REDIS }, { "off", BG_HISTORY_OFF }, { NULL, 0 }
+};
 static const struct bg_conf_name level_names[] = { { "debug", BG_LOG_DEBUG },
 						   { "info", BG_LOG_INFO },
 						   { "warn", BG_LOG_WARN },
@@ -376,6 +379,16 @@ const struct bg_conf_key bg_conf_keys[] = {
 	    "each: 20,000 is ten flushes' worth at 5,000 tasks/s); more are "
 	    "dropped and counted (bygate_trace_spans_dropped_total), so "
 	    "that a slow or absent Redis cannot grow bygated's memory."),
+	ENUM("history", "backend", C, history_backend, BG_HISTORY_REDIS,
+	     history_backend_names, R,
+	     "Where each session's conversation is kept (docs/history.md): "
+	     "\"redis\", a bounded list per session written in the same "
+	     "finish as the task's other writes, shared by the fleet; or "
+	     "\"off\"."),
+	INT("history", "max_messages", C, history_max_messages, 200, 1, 100000,
+	    NULL, R,
+	    "Messages kept per session (the oldest go first); the list "
+	    "lives as long as the session's registry (7 days)."),
 	BOOL("metrics", "history", C, history_enabled, 1, 0,
 	     "Take part in the fleet's metrics history (WIRE 9.3): the one "
 	     "process holding by_framework:obs:collector_lock (a bygated or "

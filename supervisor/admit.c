@@ -282,32 +282,6 @@ void bg_admit_drop_waiters(struct bg_daemon *d)
 
 /* ---- the examination (WIRE 6.4 steps 3-5) ---- */
 
-/* A RESUME that only carries a step of a run in progress: a sub-agent's
- * callback (its header names the sub-agent's type and message id, WIRE
- * 6.6) or a resume a handler posted (body.extra_payload.bygate_post: a
- * timer, a workflow's input). One that arrives after its execution ended
- * has nothing left to advance: re-running the ended execution would end
- * it a second time (a second end marker, a second callback to its own
- * caller), so it is acknowledged unrun ("late step"). A user's or
- * client's RESUME (no source agent type, or "client") still re-runs an
- * ended execution, as by-framework does. */
-static const char *late_step(const struct bg_cmd *c)
-{
-	struct bg_str src = c->hdr[BG_HDR_SOURCE_AGENT_TYPE];
-	if (src.len && !bg_str_eq(src, "client") &&
-	    c->hdr[BG_HDR_PARENT_MESSAGE_ID].len)
-		return "sub-agent's callback";
-	if (c->extra_payload.len <= 2 ||
-	    memmem(c->extra_payload.p, c->extra_payload.len, "bygate_post",
-		   11) == NULL)
-		return NULL;
-	json_t *x =
-		json_loadb(c->extra_payload.p, c->extra_payload.len, 0, NULL);
-	bool posted = json_is_object(json_object_get(x, "bygate_post"));
-	json_decref(x);
-	return posted ? "posted resume" : NULL;
-}
-
 static void poison(struct bg_daemon *d, struct bg_job *t, bool have)
 {
 	char why[320];
@@ -421,7 +395,7 @@ static bool examine(struct bg_daemon *d, struct bg_job *t,
 	bool go = false;
 	const char *late = have && bg_status_is_terminal(rec.status) &&
 					   is_resume
-				   ? late_step(&t->id.cmd)
+				   ? bg_cmd_resume_step(&t->id.cmd)
 				   : NULL;
 	if (late) {
 		struct bg_log_ids ids = bg_job_log_ids(t);

@@ -14,6 +14,7 @@
 #include "common/cmdlist.h"
 #include "common/fault.h"
 #include "state/state.h"
+#include "supervisor/conversation.h"
 #include "supervisor/daemon.h"
 #include "supervisor/finish_build.h"
 #include "supervisor/log.h"
@@ -317,20 +318,28 @@ static void build_finish(struct bg_daemon *d, struct bg_job *t,
 	    bg_status_is_terminal(v.status))
 		add_callback(d, t, x, &v);
 	bool wrote_data = false;
+	struct bg_buf fm = { 0 };
+	bool answered = false;
 	/* A cancelled task has no final answer (WIRE 3.6: callback, then
 	 * the end marker only). */
 	if (t->end.end_kind == BG_END_RESULT && !t->run.cancel_requested) {
-		struct bg_buf fm = { 0 };
-		bool present = false;
 		if (bg_result_final_message(v.content, v.reply_data, &fm,
-					    &present) == 0 &&
-		    present) {
+					    &answered) == 0 &&
+		    answered) {
 			add_event(d, t, x, BG_EVENT_FINAL_ANSWER,
 				  (struct bg_str){ fm.p, fm.len });
 			wrote_data = true;
+		} else {
+			answered = false;
 		}
-		bg_buf_free(&fm);
 	}
+	/* the turns of the session's conversation (docs/history.md): the
+	 * user's, the answer the data stream gets */
+	if (runs)
+		bg_conversation_add(d, t, x,
+				    answered ? &(struct bg_str){ fm.p, fm.len }
+					     : NULL);
+	bg_buf_free(&fm);
 	if (runs && bg_result_wants_end_marker(t->id.has_source_agent, v.status,
 					       t->run.permission_transferred,
 					       t->run.suspended,

@@ -395,6 +395,23 @@ int bg_cmd_scan(const char *data, size_t len, struct bg_cmd *cmd)
 	return rc ? rc : classify(&s);
 }
 
+const char *bg_cmd_resume_step(const struct bg_cmd *c)
+{
+	struct bg_str src = c->hdr[BG_HDR_SOURCE_AGENT_TYPE];
+	if (src.len && !bg_str_eq(src, "client") &&
+	    c->hdr[BG_HDR_PARENT_MESSAGE_ID].len)
+		return "sub-agent's callback";
+	if (c->extra_payload.len <= 2 ||
+	    memmem(c->extra_payload.p, c->extra_payload.len, "bygate_post",
+		   11) == NULL)
+		return NULL;
+	json_t *x =
+		json_loadb(c->extra_payload.p, c->extra_payload.len, 0, NULL);
+	bool posted = json_is_object(json_object_get(x, "bygate_post"));
+	json_decref(x);
+	return posted ? "posted resume" : NULL;
+}
+
 void bg_cmd_free(struct bg_cmd *cmd)
 {
 	bg_buf_free(&cmd->arena);

@@ -110,6 +110,16 @@ int bg_cmd_bad_id(const struct bg_cmd *cmd, struct bg_str *value);
  * and on a zeroed cmd. */
 void bg_cmd_free(struct bg_cmd *cmd);
 
+/* A RESUME that only carries a step of a run in progress: a sub-agent's
+ * callback (its header names the sub-agent's type and message id, WIRE
+ * 6.6: "sub-agent's callback") or a resume a handler posted
+ * (body.extra_payload.bygate_post: a timer, a workflow's input: "posted
+ * resume"); NULL for a user's or client's RESUME (no source agent type,
+ * or "client"). One that arrives after its execution ended is
+ * acknowledged unrun (supervisor/admit.c, "late step"); only a user's
+ * reply is a turn of the conversation (docs/history.md). */
+const char *bg_cmd_resume_step(const struct bg_cmd *c);
+
 /* WIRE 2.3 task rules on a scanned ASK_AGENT or RESUME: ASK content must be
  * a non-blank string, a non-empty array or an object; RESUME needs a
  * non-empty status or non-empty content (a non-empty string, array or

@@ -26,6 +26,8 @@ static const struct key_form forms[BG_KEY__COUNT] = {
 				      "session:{\1}:registry" },
 	[BG_KEY_SESSION_KV] = { "session:\1:bygate_kv",
 				"session:{\1}:bygate_kv" },
+	[BG_KEY_SESSION_HISTORY] = { "session:\1:bygate_history",
+				     "session:{\1}:bygate_history" },
 	[BG_KEY_TASK_GROUP] = { "task_group:\1", "task_group:{\1}" },
 	[BG_KEY_TASK_GROUP_RESULTS] = { "task_group:\1:results",
 					"task_group:{\1}:results" },

@@ -18,6 +18,8 @@ enum bg_key_kind {
 	BG_KEY_SESSION_CHECKPOINT, /* (S, consumer name) */
 	BG_KEY_SESSION_REGISTRY,   /* (S) execution records hash */
 	BG_KEY_SESSION_KV,	   /* (S) bygate's session kv hash */
+	BG_KEY_SESSION_HISTORY,	   /* (S) the conversation, a LIST of JSON
+				      messages (docs/history.md) */
 	BG_KEY_TASK_GROUP,	   /* (G) */
 	BG_KEY_TASK_GROUP_RESULTS, /* (G) */
 	BG_KEY_KNOWN_WORKERS,	   /* () */

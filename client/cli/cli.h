@@ -185,6 +185,8 @@ int cmd_queues(struct cli *cli, int argc, char **argv);
 int cmd_failed(struct cli *cli, int argc, char **argv);
 int cmd_retry(struct cli *cli, int argc, char **argv);
 int cmd_dlq(struct cli *cli, int argc, char **argv);
+/* history.c */
+int cmd_history(struct cli *cli, int argc, char **argv);
 /* events.c */
 int cmd_events(struct cli *cli, int argc, char **argv);
 /* top.c */

@@ -78,6 +78,7 @@ static const char usage_text[] =
 	"  retry  MESSAGE_ID [--session S]\n"
 	"  dlq list [--limit N] | dlq show ID | dlq requeue ID\n"
 	"  dlq purge ID... | dlq purge --all\n"
+	"  history --session S [--limit N]\n"
 	"  events [--file F] [--follow|-f] [--jsonl]\n"
 	"  events --replay FILE [--speed X] [--jsonl]\n"
 	"  top    [--once] [--interval MS] [--sort KEY] [--filter TEXT]\n"
@@ -161,6 +162,7 @@ static const struct {
 	{ "failed", cmd_failed },
 	{ "retry", cmd_retry },
 	{ "dlq", cmd_dlq },
+	{ "history", cmd_history },
 	{ "events", cmd_events },
 	{ "top", cmd_top },
 };

@@ -782,6 +782,19 @@ int bg_client_retry(struct bg_client *c, const char *session,
  * object}]}. */
 int bg_client_dlq_list(struct bg_client *c, int limit, char **json_out);
 
+/* ---- a session's conversation (docs/history.md) ---- */
+
+#define BG_HISTORY_MAX_LIMIT 100000
+
+/* The last `limit` (1..BG_HISTORY_MAX_LIMIT) messages of the session's
+ * conversation, oldest first, as JSON for the caller to free():
+ * {"session_id", "key", "length" (LLEN), "messages": [{"role" ("user" or
+ * "assistant"), "content", "metadata" {"message_id", "execution_id",
+ * "trace_id", "agent_type"}, "session_id", "created_at" (ms)}, or
+ * {"raw"} for an element that is not a JSON object]}. */
+int bg_client_history(struct bg_client *c, const char *session, int limit,
+		      char **json_out);
+
 /* One dead letter as an object of the list above. -EINVAL for an id that
  * is not <ms>-<seq>, -ENOENT when there is none. */
 int bg_client_dlq_show(struct bg_client *c, const char *id, char **json_out);

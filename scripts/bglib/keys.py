@@ -34,6 +34,10 @@ class Keys:
         return self._pick("session:%s:bygate_kv" % s,
                           "session:{%s}:bygate_kv" % s)
 
+    def session_history(self, s):
+        return self._pick("session:%s:bygate_history" % s,
+                          "session:{%s}:bygate_history" % s)
+
     def task_group(self, g):
         return self._pick("task_group:" + g, "task_group:{%s}" % g)
 
