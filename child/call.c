@@ -62,6 +62,16 @@ static const char *check_key(json_t *args)
 		       : "key must be a string of 1-256 bytes";
 }
 
+/* history: limit absent (20) or 1..BG_HISTORY_READ_MAX. */
+static const char *check_history(json_t *args)
+{
+	json_t *l = json_object_get(args, "limit");
+	return l == NULL || (json_is_integer(l) && json_integer_value(l) >= 1 &&
+			     json_integer_value(l) <= BG_HISTORY_READ_MAX)
+		       ? NULL
+		       : "limit must be an integer of 1-1000";
+}
+
 static const char *check_call_agent(json_t *args)
 {
 	const char *why = check_request(args);
@@ -187,6 +197,7 @@ static const struct op {
 	{ "ask_user", check_ask_user, "WAITING_USER", "WAITING_USER", waits },
 	{ "kv_get", check_key, NULL, NULL, NULL },
 	{ "kv_set", check_kv_set, NULL, NULL, NULL },
+	{ "history", check_history, NULL, NULL, NULL },
 	{ "resume_later", check_resume_later, "POSTED", "WAITING_AGENT",
 	  posts_to_itself },
 	{ "cancel_call", check_cancel_call, NULL, NULL, NULL },
@@ -400,6 +411,24 @@ int bg_ctx_kv_get(struct bg_ctx *ctx, const char *key, char **value_json)
 	else if (rc == 0 &&
 		 (*value_json = json_dumps(v, JSON_COMPACT |
 						      JSON_ENCODE_ANY)) == NULL)
+		rc = -ENOMEM;
+	json_decref(res);
+	return rc;
+}
+
+int bg_ctx_history(struct bg_ctx *ctx, int limit, char **messages_json)
+{
+	json_t *res;
+	if (messages_json == NULL || limit < 1 || limit > BG_HISTORY_READ_MAX)
+		return -EINVAL;
+	*messages_json = NULL;
+	int rc = sdk_call(ctx, "history", json_pack("{s:i}", "limit", limit),
+			  &res);
+	json_t *m = rc ? NULL : json_object_get(res, "messages");
+	if (rc == 0 && (json_object_get(res, "error") || !json_is_array(m)))
+		rc = -EIO;
+	else if (rc == 0 &&
+		 (*messages_json = json_dumps(m, JSON_COMPACT)) == NULL)
 		rc = -ENOMEM;
 	json_decref(res);
 	return rc;

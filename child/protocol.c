@@ -313,11 +313,12 @@ static int on_request(struct line *l)
 
 static const char *const event_kinds[] = { "chunk", "state", "artifact",
 					   "sub_step" };
-static const char *const requests[] = { "ask_user",	  "call_agent",
-					"dispatch_group", "kv_get",
-					"kv_set",	  "resume_later",
-					"cancel_call",	  "agent_types_served",
-					"check_cancelled" };
+static const char *const requests[] = {
+	"ask_user",	  "call_agent",	 "dispatch_group",
+	"kv_get",	  "kv_set",	 "history",
+	"resume_later",	  "cancel_call", "agent_types_served",
+	"check_cancelled"
+};
 
 static bool one_of(const char *s, const char *const *set, size_t n)
 {

@@ -36,6 +36,7 @@ enum bg_rec_kind {
 /* BG_REC_CALL: op is "kv_get", "kv_set", "call_agent", "dispatch_group"
  * or "ask_user"; args is a JSON object:
  *   kv_get          {"key": str}
+ *   history         {"limit": int 1..1000 (absent: 20)}
  *   kv_set          {"key": str, "value": any JSON}
  *   call_agent      {"target_agent_type": str, "content": str | array,
  *                    "wait_for_reply": bool (default true),

@@ -10,6 +10,7 @@
 
 #include <jansson.h>
 
+#include "bygate/handler.h"
 #include "ipc/record.h"
 #include "supervisor/calls.h"
 #include "supervisor/daemon.h"
@@ -91,6 +92,77 @@ static void kv_get(struct bg_daemon *d, struct bg_job *t, const char *id,
 	snprintf(p->id, sizeof(p->id), "%s", id);
 	if (bg_rconn_cmdv(d->wr, on_kv_get, p, 0,
 			  (const char *const[]){ "HGET", key, k, NULL }) != 0) {
+		free(p->key);
+		free(p);
+		bg_outbox_reply_error(d, t, id, "UNAVAILABLE",
+				      "Redis unavailable");
+	}
+}
+
+/* ---- the session's conversation (docs/history.md) ---- */
+
+static void on_history(struct bg_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	struct kv_read *p = priv;
+	struct bg_job *t = bg_outbox_task_of(p->d, p->tag, p->run_id);
+	if (t && (r == NULL || r->type != REDIS_REPLY_ARRAY)) {
+		bg_outbox_reply(p->d, t, p->id,
+				json_pack("{s:s,s:s}", "error",
+					  "Redis unavailable", "error_code",
+					  "UNAVAILABLE"));
+	} else if (t) {
+		json_t *a = json_array();
+		for (size_t i = 0; a && i < r->elements; i++) {
+			const redisReply *e = r->element[i];
+			json_t *m =
+				e->type == REDIS_REPLY_STRING
+					? json_loadb(e->str, e->len, 0, NULL)
+					: NULL;
+			if (json_is_object(m))
+				json_array_append_new(a, m);
+			else /* not written by bygate: skipped */
+				json_decref(m);
+		}
+		bg_outbox_reply(p->d, t, p->id,
+				json_pack("{s:o}", "messages",
+					  a ? a : json_array()));
+	}
+	free(p->key);
+	free(p);
+}
+
+static void history(struct bg_daemon *d, struct bg_job *t, const char *id,
+		    json_t *args)
+{
+	json_t *l = json_object_get(args, "limit");
+	json_int_t limit = l ? json_integer_value(l) : 20;
+	if ((l && !json_is_integer(l)) || limit < 1 ||
+	    limit > BG_HISTORY_READ_MAX) {
+		bg_outbox_reply_error(d, t, id, "INVALID_ARGUMENT",
+				      "history's limit must be an integer of "
+				      "1-1000");
+		return;
+	}
+	if (d->cfg->history_backend != BG_HISTORY_REDIS) {
+		bg_outbox_reply(d, t, id, json_pack("{s:[]}", "messages"));
+		return;
+	}
+	char *key = bg_dkey_s(d, BG_KEY_SESSION_HISTORY, S(t->id.session_id));
+	struct kv_read *p = calloc(1, sizeof(*p));
+	if (key == NULL || p == NULL) {
+		free(key);
+		free(p);
+		bg_outbox_reply_error(d, t, id, "INTERNAL", "out of memory");
+		return;
+	}
+	*p = (struct kv_read){ d, t->tag, t->run.run_id, "", key };
+	snprintf(p->id, sizeof(p->id), "%s", id);
+	char from[24];
+	snprintf(from, sizeof(from), "-%lld", (long long)limit);
+	if (bg_rconn_cmdv(d->wr, on_history, p, 0,
+			  (const char *const[]){ "LRANGE", key, from, "-1",
+						 NULL }) != 0) {
 		free(p->key);
 		free(p);
 		bg_outbox_reply_error(d, t, id, "UNAVAILABLE",
@@ -274,6 +346,8 @@ void bg_calls_take(struct bg_daemon *d, struct bg_job *t, const uint8_t *p,
 		kv_get(d, t, id, args);
 	else if (strcmp(op, "kv_set") == 0)
 		kv_set(d, t, id, args);
+	else if (strcmp(op, "history") == 0)
+		history(d, t, id, args);
 	else if (strcmp(op, "call_agent") == 0)
 		bg_route_call_agent(d, t, id, args);
 	else if (strcmp(op, "dispatch_group") == 0)

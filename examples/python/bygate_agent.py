@@ -227,6 +227,13 @@ class Context:
         result = self._checked("kv_get", key=key)
         return result.get("value") if result.get("found") else default
 
+    def history(self, limit=20):
+        """The session's conversation (docs/history.md): its last `limit`
+        (1-1000) messages, oldest first, each a dict {"role": "user" or
+        "assistant", "content", "metadata", "session_id", "created_at"};
+        the turns finished before this task."""
+        return self._checked("history", limit=limit)["messages"]
+
     def kv_set(self, key, value):
         """Store a JSON value (at most 64 KiB) when this task finishes."""
         self._checked("kv_set", key=key, value=value)

@@ -322,6 +322,16 @@ int bg_ctx_ask_user(struct bg_ctx *ctx, const char *prompt, char **reply);
  * value (free()) or -ENOENT; set stores a JSON value (at most 64 KiB per
  * value) when the attempt finishes; a get sees this attempt's own sets. */
 int bg_ctx_kv_get(struct bg_ctx *ctx, const char *key, char **value_json);
+
+/** The session's conversation (docs/history.md): the last @p limit
+ * (1..BG_HISTORY_READ_MAX) messages, oldest first, as a JSON array
+ * (free()) of {"role" ("user" or "assistant"), "content", "metadata",
+ * "session_id", "created_at"}: the turns finished before this task (this
+ * task's own turn is written when it finishes). An empty array when the
+ * session has none or history.backend is "off". 0, -EINVAL, -EIO (Redis
+ * unavailable), -ENOMEM. */
+#define BG_HISTORY_READ_MAX 1000
+int bg_ctx_history(struct bg_ctx *ctx, int limit, char **messages_json);
 int bg_ctx_kv_set(struct bg_ctx *ctx, const char *key, const char *value_json);
 
 /** Take the next RESUME of this task's execution waiting at this worker

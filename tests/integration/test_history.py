@@ -132,3 +132,29 @@ def test_a_crash_after_the_finish_is_applied_keeps_each_message_once(h):
     wait_until(lambda: len(history(h, "s-h6")) >= 2, 10,
                what="the conversation")
     assert [m["role"] for m in history(h, "s-h6")] == ["user", "assistant"]
+
+
+def test_agents_read_the_turns_finished_before_them(h):
+    """bg_ctx_history (C SDK) and ctx.history() (the Python helper) read
+    the session's conversation: the turns finished before this task."""
+    import pathlib
+    agents = pathlib.Path(__file__).resolve().parent / "agents"
+    start(h, [h.agent_type("echo"), h.agent_type("c", plugin="calls"),
+              {"name": "py", "handler": "exec", "mode": "persistent",
+               "command": "python3 %s" % (agents / "testagent.py")}])
+    m1, _ = ask(h, "s-h7", "hello")
+    first = history(h, "s-h7")
+    m2, _ = ask(h, "s-h7", "history", agent="c")
+    chunks = [e["data"]["choices"][0]["delta"]["content"]
+              for e in pc.events(h.client(), h.keys, "s-h7")
+              if e["message_id"] == m2 and e["event_type"] == "answerDelta"]
+    assert json.loads(chunks[0]) == first, chunks
+    assert chunks[1] == "rc -22", chunks  # a limit of 0 is refused
+    m3, rec = ask(h, "s-h7", "history 3", agent="py")
+    lines = [m["content"] for m in history(h, "s-h7")
+             if m["metadata"]["message_id"] == m3 and
+             m["role"] == "assistant"][0].splitlines()
+    # hello and its answer; the C agent's turn (its chunks are no
+    # finalAnswer: no answer kept)
+    assert lines == ["user: hello", "assistant: hello", "user: history"], \
+        lines

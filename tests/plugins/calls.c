@@ -88,6 +88,11 @@ static int process(void *state, const struct bg_task *task, struct bg_ctx *ctx)
 		show(ctx, bg_ctx_kv_get(ctx, "missing", &reply), &reply);
 		return 0;
 	}
+	if (!strcmp(what, "history")) { /* the conversation so far */
+		show(ctx, bg_ctx_history(ctx, 10, &reply), &reply);
+		show(ctx, bg_ctx_history(ctx, 0, &reply), &reply);
+		return 0;
+	}
 	if (!strcmp(what, "invalid")) {
 		show(ctx, bg_ctx_call_agent(ctx, "", "x", 1, NULL, &reply),
 		     &reply);

@@ -110,6 +110,9 @@ def handle(ctx):
         r = ctx.call_agent("researcher", "Find hotels")
         ctx.chunk(json.dumps(r, sort_keys=True))
         return None
+    if what == "history":  # the conversation so far, one line per message
+        return "\n".join("%s: %s" % (m["role"], m["content"])
+                         for m in ctx.history(int(arg or 20)))
     if what == "kv":
         ctx.kv_set("k", {"n": 1})
         return json.dumps(ctx.kv_get("k"))
