@@ -158,3 +158,46 @@ def test_agents_read_the_turns_finished_before_them(h):
     # finalAnswer: no answer kept)
     assert lines == ["user: hello", "assistant: hello", "user: history"], \
         lines
+
+
+def test_a_three_turn_conversation_on_two_bygated(h):
+    """The planner flow (examples/python: planner -> researcher -> writer)
+    three times in one session on two bygated sharing one Redis: the first
+    turn on A alone, the second on B alone (A stopped), the third on both.
+    Each turn's planner reads the turns before it from the conversation,
+    whichever bygated wrote them (its answer names its turn and the request
+    before it); the conversation ends with the three turns and their
+    answers, once each."""
+    import test_agent_flows_python as fp
+    conf = {"worker": dict(FAST), "pool": {"size": 2},
+            "agent_types": [{"name": n, "handler": "exec",
+                             "timeout_ms": 30000, "mode": "persistent",
+                             "command": "python3 %s" % (
+                                 fp.EXAMPLES / (n + ".py"))}
+                            for n in ("planner", "researcher", "writer")]}
+    a = h.start_bygated(conf)
+    b = h.bygated(conf)
+    c = h.client()
+    asks = ["a trip to Kyoto", "and to Osaka", "and back home"]
+    mids = []
+    for i, text in enumerate(asks):
+        if i == 1:
+            a.stop()
+            b.start()
+        elif i == 2:
+            a.start()
+        mid, _ = pc.send(c, h.keys, "s-3turn", "planner", text)
+        rec = fp.wait_status(c, h.keys, "s-3turn", mid, fp.TERMINAL, 60)
+        assert rec["status"] == "COMPLETED", rec
+        if i < 2:
+            assert rec["worker_id"] == (a, b)[i].config["worker"]["id"], rec
+        [final] = fp.answers(c, h.keys, "s-3turn", mid)
+        assert final.startswith('Plan for "%s": ' % text), final
+        if i:
+            assert final.endswith(' (turn %d, after "%s")'
+                                  % (i + 1, asks[i - 1])), final
+        mids.append(mid)
+    msgs = history(h, "s-3turn")
+    assert [(m["role"], m["metadata"]["message_id"]) for m in msgs] == [
+        (r, m) for m in mids for r in ("user", "assistant")], msgs
+    assert [m["content"] for m in msgs if m["role"] == "user"] == asks
