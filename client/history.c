@@ -37,18 +37,19 @@ int bg_client_history(struct bg_client *c, const char *session, int limit,
 	for (size_t i = 0;
 	     rc == 0 && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
 		const redisReply *e = r->element[i];
-		json_t *m = e->type == REDIS_REPLY_STRING
-				    ? json_loadb(e->str, e->len, 0, NULL)
-				    : NULL;
+		bool str = e->type == REDIS_REPLY_STRING;
+		json_t *m =
+			str ? json_loadb(e->str, e->len, JSON_ALLOW_NUL, NULL)
+			    : NULL;
 		if (!json_is_object(m)) { /* written by hand: shown raw */
 			json_decref(m);
-			m = json_pack(
-				"{s:s%}", "raw",
-				e->type == REDIS_REPLY_STRING ? e->str : "",
-				e->type == REDIS_REPLY_STRING ? e->len : 0);
+			m = json_object();
+			json_object_set_new(m, "raw",
+					    str ? json_stringn_nocheck(e->str,
+								       e->len)
+						: json_string(""));
 		}
-		if (m)
-			json_array_append_new(a, m);
+		json_array_append_new(a, m);
 	}
 	freeReplyObject(r);
 	freeReplyObject(len);

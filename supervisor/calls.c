@@ -117,7 +117,7 @@ static void on_history(struct bg_rconn *c, redisReply *r, void *priv)
 			const redisReply *e = r->element[i];
 			json_t *m =
 				e->type == REDIS_REPLY_STRING
-					? json_loadb(e->str, e->len, 0, NULL)
+					? json_loadb(e->str, e->len, JSON_ALLOW_NUL, NULL)
 					: NULL;
 			if (json_is_object(m))
 				json_array_append_new(a, m);
@@ -311,6 +311,8 @@ static void ask_user(struct bg_daemon *d, struct bg_job *t, const char *id,
 		BG_OUT(t, S("EXPIRE"), S(t->id.data_key), S("604800"));
 	}
 	bg_buf_free(&out);
+	bg_buf_reset(&t->run.asked); /* the conversation's (docs/history.md) */
+	(void)bg_buf_append(&t->run.asked, txt, txt_len);
 	free(txt);
 	t->run.suspended = true;
 	bg_outbox_reply(d, t, id, json_pack("{s:s}", "status", "WAITING_USER"));

@@ -228,6 +228,7 @@ static void release(struct bg_daemon *d, struct bg_job *t)
 	bg_buf_free(&t->fin.finish_blob);
 	bg_cmdlist_free(&t->run.outbox);
 	json_decref(t->run.kv);
+	bg_buf_free(&t->run.asked);
 	free(t->id.group_results);
 	bg_job_release_private(d, t);
 	free(t->run.ws);

@@ -155,8 +155,10 @@ struct bg_job_run {
 	struct event *kill_ev;
 	/* handler operations: writes applied in the finish transaction */
 	struct bg_cmdlist outbox;
-	struct json_t *kv; /* this attempt's kv sets */
-	bool suspended;	   /* call_agent/dispatch_group wait, ask_user */
+	struct json_t *kv;   /* this attempt's kv sets */
+	struct bg_buf asked; /* its ask_user question, for the conversation
+				(conversation.h) */
+	bool suspended;	     /* call_agent/dispatch_group wait, ask_user */
 	bool permission_transferred; /* handed the stream to a callee */
 	bool outbox_dropped; /* ended without its outbox (end.c, cancel) */
 	/* scheduling (schedule.c, docs/scheduling.md) */

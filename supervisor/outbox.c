@@ -285,6 +285,7 @@ void bg_outbox_reset(struct bg_job *t)
 	bg_cmdlist_reset(&t->run.outbox);
 	json_decref(t->run.kv);
 	t->run.kv = NULL;
+	bg_buf_reset(&t->run.asked);
 	t->run.suspended = false;
 	t->run.permission_transferred = false;
 	t->run.outbox_dropped = false;

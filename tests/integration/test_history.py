@@ -107,10 +107,9 @@ def test_a_users_reply_to_ask_user_is_a_user_turn(h):
     assert out.returncode == 0, out.stdout + out.stderr
     flows.done(c, h.keys, "s-h5", mid)
     msgs = history(h, "s-h5")
-    users = [m["content"] for m in msgs if m["role"] == "user"]
-    assert users == ["book a room", "Kyoto"], msgs
-    assert msgs[-1]["role"] == "assistant"
-    assert msgs[-1]["content"] == "answer: Kyoto"
+    assert [(m["role"], m["content"]) for m in msgs] == [
+        ("user", "book a room"), ("assistant", "Which city?"),
+        ("user", "Kyoto"), ("assistant", "answer: Kyoto")], msgs
 
 
 def test_a_crash_after_the_finish_is_applied_keeps_each_message_once(h):
@@ -201,3 +200,36 @@ def test_a_three_turn_conversation_on_two_bygated(h):
     assert [(m["role"], m["metadata"]["message_id"]) for m in msgs] == [
         (r, m) for m in mids for r in ("user", "assistant")], msgs
     assert [m["content"] for m in msgs if m["role"] == "user"] == asks
+
+
+def test_a_retried_message_keeps_its_turn_once(h):
+    """A task that failed, run again by `bygate retry` (the same message):
+    the user's turn was kept by the failed run's finish, not again; the
+    answer comes with the run that completes it."""
+    import test_queues as q
+    d = start(h, [h.agent_type("flaky", plugin="fail")])
+    c = h.client()
+    mid, _ = pc.send(c, h.keys, "s-h8", "flaky", "again")
+    q.wait_status(h, mid, "FAILED", session="s-h8")
+    assert [m["role"] for m in history(h, "s-h8")] == ["user"]
+    d.stop()
+    start(h, [h.agent_type("flaky", plugin="echo")])
+    out = h.bygate("retry", mid, "--session", "s-h8")
+    assert out.returncode == 0, out.stderr
+    q.wait_status(h, mid, "COMPLETED", session="s-h8")
+    wait_until(lambda: len(history(h, "s-h8")) >= 2, 10,
+               what="the answer kept")
+    msgs = history(h, "s-h8")
+    assert [(m["role"], m["content"]) for m in msgs] == [
+        ("user", "again"), ("assistant", "again")], msgs
+
+
+def test_content_with_a_nul_is_kept_as_sent(h):
+    start(h)
+    c = h.client()
+    mid, _ = pc.send(c, h.keys, "s-h9", "echo", "a\u0000b")
+    pc.wait_terminal(c, h.keys, "s-h9", mid)
+    msgs = history(h, "s-h9")
+    assert msgs[0]["content"] == "a\u0000b", msgs
+    out = h.bygate("--json", "history", "--session", "s-h9")
+    assert json.loads(out.stdout)["messages"][0]["content"] == "a\u0000b"
