@@ -115,10 +115,10 @@ static void on_history(struct bg_rconn *c, redisReply *r, void *priv)
 		json_t *a = json_array();
 		for (size_t i = 0; a && i < r->elements; i++) {
 			const redisReply *e = r->element[i];
-			json_t *m =
-				e->type == REDIS_REPLY_STRING
-					? json_loadb(e->str, e->len, JSON_ALLOW_NUL, NULL)
-					: NULL;
+			json_t *m = e->type == REDIS_REPLY_STRING
+					    ? json_loadb(e->str, e->len,
+							 JSON_ALLOW_NUL, NULL)
+					    : NULL;
 			if (json_is_object(m))
 				json_array_append_new(a, m);
 			else /* not written by bygate: skipped */
