@@ -39,6 +39,36 @@ struct kv_read {
 	char *key;
 };
 
+/* A read of one of the session's keys (kind) for operation `id`, its
+ * answer looked up again by tag and run: NULL (answered: no memory). */
+static struct kv_read *session_read(struct bg_daemon *d, struct bg_job *t,
+				    const char *id, enum bg_key_kind kind)
+{
+	char *key = bg_dkey_s(d, kind, S(t->id.session_id));
+	struct kv_read *p = calloc(1, sizeof(*p));
+	if (key == NULL || p == NULL) {
+		free(key);
+		free(p);
+		bg_outbox_reply_error(d, t, id, "INTERNAL", "out of memory");
+		return NULL;
+	}
+	*p = (struct kv_read){ d, t->tag, t->run.run_id, "", key };
+	snprintf(p->id, sizeof(p->id), "%s", id);
+	return p;
+}
+
+static void session_read_send(struct bg_daemon *d, struct bg_job *t,
+			      struct kv_read *p, bg_rconn_reply_fn fn,
+			      const char *const *argv)
+{
+	if (bg_rconn_cmdv(d->wr, fn, p, 0, argv) != 0) {
+		bg_outbox_reply_error(d, t, p->id, "UNAVAILABLE",
+				      "Redis unavailable");
+		free(p->key);
+		free(p);
+	}
+}
+
 static void on_kv_get(struct bg_rconn *c, redisReply *r, void *priv)
 {
 	(void)c;
@@ -80,23 +110,11 @@ static void kv_get(struct bg_daemon *d, struct bg_job *t, const char *id,
 					  own));
 		return;
 	}
-	char *key = bg_dkey_s(d, BG_KEY_SESSION_KV, S(t->id.session_id));
-	struct kv_read *p = calloc(1, sizeof(*p));
-	if (key == NULL || p == NULL) {
-		free(key);
-		free(p);
-		bg_outbox_reply_error(d, t, id, "INTERNAL", "out of memory");
-		return;
-	}
-	*p = (struct kv_read){ d, t->tag, t->run.run_id, "", key };
-	snprintf(p->id, sizeof(p->id), "%s", id);
-	if (bg_rconn_cmdv(d->wr, on_kv_get, p, 0,
-			  (const char *const[]){ "HGET", key, k, NULL }) != 0) {
-		free(p->key);
-		free(p);
-		bg_outbox_reply_error(d, t, id, "UNAVAILABLE",
-				      "Redis unavailable");
-	}
+	struct kv_read *p = session_read(d, t, id, BG_KEY_SESSION_KV);
+	if (p)
+		session_read_send(d, t, p, on_kv_get,
+				  (const char *const[]){ "HGET", p->key, k,
+							 NULL });
 }
 
 /* ---- the session's conversation (docs/history.md) ---- */
@@ -148,26 +166,13 @@ static void history(struct bg_daemon *d, struct bg_job *t, const char *id,
 		bg_outbox_reply(d, t, id, json_pack("{s:[]}", "messages"));
 		return;
 	}
-	char *key = bg_dkey_s(d, BG_KEY_SESSION_HISTORY, S(t->id.session_id));
-	struct kv_read *p = calloc(1, sizeof(*p));
-	if (key == NULL || p == NULL) {
-		free(key);
-		free(p);
-		bg_outbox_reply_error(d, t, id, "INTERNAL", "out of memory");
-		return;
-	}
-	*p = (struct kv_read){ d, t->tag, t->run.run_id, "", key };
-	snprintf(p->id, sizeof(p->id), "%s", id);
 	char from[24];
 	snprintf(from, sizeof(from), "-%lld", (long long)limit);
-	if (bg_rconn_cmdv(d->wr, on_history, p, 0,
-			  (const char *const[]){ "LRANGE", key, from, "-1",
-						 NULL }) != 0) {
-		free(p->key);
-		free(p);
-		bg_outbox_reply_error(d, t, id, "UNAVAILABLE",
-				      "Redis unavailable");
-	}
+	struct kv_read *p = session_read(d, t, id, BG_KEY_SESSION_HISTORY);
+	if (p)
+		session_read_send(d, t, p, on_history,
+				  (const char *const[]){ "LRANGE", p->key, from,
+							 "-1", NULL });
 }
 
 static void kv_set(struct bg_daemon *d, struct bg_job *t, const char *id,
