@@ -15,7 +15,7 @@ PYTHON   ?= python3
 PKGS     := hiredis libconfig lmdb libevent jansson libcrypto libsystemd libseccomp
 DEB_PKGS := build-essential pkg-config libhiredis-dev libconfig-dev liblmdb-dev \
             libevent-dev libjansson-dev libssl-dev libsystemd-dev libseccomp-dev \
-            libcmocka-dev redis-server redis-tools python3 tmux
+            libcmocka-dev redis-server redis-tools python3 tmux postgresql
 
 SAN_FLAGS ?=
 OPT       ?= -O2

@@ -110,6 +110,11 @@ def _child_setup(parent, sig):
 _history = []
 
 
+def _group_of(user):
+    import pwd
+    return pwd.getpwnam(user).pw_gid
+
+
 class Tracked:
     """A spawned process: its Popen, a label for reports, its log file and
     the descendants seen so far (pid -> start time)."""
@@ -186,10 +191,12 @@ class Tracked:
 
 def spawn(argv, *, label, log_path=None, env=None, cwd=None,
           stdin=subprocess.DEVNULL, stdout=None, stderr=None,
-          pdeathsig=SIGTERM, show_log=False):
+          pdeathsig=SIGTERM, show_log=False, user=None):
     """Start argv in its own session (a terminal's Ctrl-C does not reach it),
     with pdeathsig delivered if our spawning thread dies. With log_path,
-    stdout and stderr are appended to that file. Returns a Tracked."""
+    stdout and stderr are appended to that file. user: run as that user
+    (by name; root only), e.g. PostgreSQL, which refuses to run as root.
+    Returns a Tracked."""
     logf = None
     if log_path is not None:
         logf = open(log_path, "ab")
@@ -198,7 +205,9 @@ def spawn(argv, *, label, log_path=None, env=None, cwd=None,
         popen = subprocess.Popen(
             [str(a) for a in argv], env=env, cwd=cwd, stdin=stdin,
             stdout=stdout, stderr=stderr, start_new_session=True,
-            preexec_fn=_child_setup(os.getpid(), pdeathsig), close_fds=True)
+            preexec_fn=_child_setup(os.getpid(), pdeathsig), close_fds=True,
+            user=user, group=(_group_of(user) if user else None),
+            extra_groups=([] if user else None))
     finally:
         if logf is not None:
             logf.close()

@@ -212,6 +212,15 @@ class Harness:
         r.start()
         return r
 
+    def start_postgres(self):
+        """A private PostgreSQL (bglib.pgserver.PgServer): initdb under the
+        test's tmp, a free loopback port; stopped by pid at cleanup."""
+        from bglib.pgserver import PgServer
+        pg = PgServer(self.tmp / ("pg%d" % next(self._ids)))
+        self._owned.append(pg)
+        pg.start()
+        return pg
+
     def start_cluster(self, masters=3, replicas=0, node_timeout_ms=1000,
                       **kw):
         """A private Redis Cluster (bglib.rediscluster.RedisCluster), started
