@@ -14,6 +14,7 @@ import time
 from signal import SIGINT, SIGKILL
 
 from . import proc
+from .server import ServerProcess, read_from
 
 __all__ = ["PgServer", "PgStartError", "pg_bindir", "REFERENCE_DDL"]
 
@@ -60,7 +61,7 @@ def pg_bindir():
     return dirs[-1] if dirs else None
 
 
-class PgServer:
+class PgServer(ServerProcess):
     """start() runs initdb once, then the server on a free loopback port
     (retrying on a collision), ready when its log says so and pg_isready
     agrees; stop() sends SIGINT (a fast shutdown), then SIGKILL; a stopped
@@ -87,24 +88,6 @@ class PgServer:
         self.port = None
         self.proc = None
         self.run_as = "postgres" if os.geteuid() == 0 else None
-
-    def __enter__(self):
-        if self.proc is None:
-            self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __repr__(self):
-        return "PgServer(%s:%s pid %s)" % (self.host, self.port, self.pid)
-
-    @property
-    def pid(self):
-        return self.proc.pid if self.proc else None
-
-    def alive(self):
-        return self.proc is not None and self.proc.alive()
 
     def _bin(self, name):
         return os.path.join(self.bindir, name)
@@ -156,13 +139,13 @@ class PgServer:
             user=self.run_as)
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline and self.proc.alive():
-            if READY_LINE in _read_from(self.log_path, offset) and \
+            if READY_LINE in read_from({self.log_path: offset}) and \
                     self._ready():
                 return self
             time.sleep(0.05)
         self.proc.kill()
         raise PgStartError("postgres on port %d did not become ready:\n%s"
-                           % (port, _read_from(self.log_path, offset)))
+                           % (port, read_from({self.log_path: offset})))
 
     def _ready(self):
         r = subprocess.run([self._bin("pg_isready"), "-h", self.host, "-p",
@@ -204,14 +187,6 @@ class PgServer:
             shutil.rmtree(self.dir, ignore_errors=True)
             self._own_dir = False
 
-    def kill(self):
-        if self.proc is not None:
-            self.proc.kill()
-
-    def log_tail(self, lines=20):
-        return proc.tail_text(self.log_path, lines)
-
-
 def _searchable_above(path):
     """Give the directories above path the search bit for others (passable,
     not listable), so that the server's user reaches its directory under
@@ -222,12 +197,3 @@ def _searchable_above(path):
         if not mode & 0o001:
             os.chmod(d, (mode & 0o7777) | 0o001)
         d = os.path.dirname(d)
-
-
-def _read_from(path, offset):
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            return f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""

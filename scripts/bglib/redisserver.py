@@ -9,6 +9,7 @@ import tempfile
 import time
 
 from . import proc
+from .server import ServerProcess, read_from
 from .resp import RespClient, RespError
 
 __all__ = ["RedisServer", "RedisStartError"]
@@ -20,7 +21,7 @@ class RedisStartError(RuntimeError):
     pass
 
 
-class RedisServer:
+class RedisServer(ServerProcess):
     """start() picks a free port (retrying on a collision) and waits until
     PING answers; stop() sends SIGTERM, then SIGKILL after a timeout. A stopped
     server can be started again on the same port (Redis outage tests).
@@ -41,24 +42,6 @@ class RedisServer:
         self.host = "127.0.0.1"
         self.port = None
         self.proc = None
-
-    def __enter__(self):
-        if self.proc is None:
-            self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __repr__(self):
-        return "RedisServer(%s:%s pid %s)" % (self.host, self.port, self.pid)
-
-    @property
-    def pid(self):
-        return self.proc.pid if self.proc else None
-
-    def alive(self):
-        return self.proc is not None and self.proc.alive()
 
     def argv(self, port):
         return [self.binary, "--port", port, "--bind", self.host,
@@ -93,13 +76,13 @@ class RedisServer:
                                log_path=self.out_path, pdeathsig=SIGKILL)
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline and self.proc.alive():
-            if READY_LINE in _read_from({self.log_path: offsets[self.log_path]}):
+            if READY_LINE in read_from({self.log_path: offsets[self.log_path]}):
                 if self._answers():
                     return self
             time.sleep(0.02)
         self.proc.kill()
         raise RedisStartError("redis-server on port %d did not become ready:\n%s"
-                              % (port, _read_from(offsets)))
+                              % (port, read_from(offsets)))
 
     def _answers(self):
         try:
@@ -124,16 +107,6 @@ class RedisServer:
             shutil.rmtree(self.dir, ignore_errors=True)
             self._own_dir = False
 
-    def kill(self):
-        """SIGKILL, as in a crash."""
-        if self.proc is not None:
-            self.proc.kill()
-
-    def signal(self, sig):
-        """E.g. SIGSTOP / SIGCONT to simulate a hung server."""
-        if self.proc is not None:
-            self.proc.signal(sig)
-
     def client(self, **kw):
         """A new RespClient for this server (caller closes it)."""
         if self.port is None:
@@ -143,21 +116,3 @@ class RedisServer:
     def env(self):
         """The by-framework variables pointing a process at this server."""
         return {"REDIS_HOST": self.host, "REDIS_PORT": str(self.port)}
-
-    def log_tail(self, lines=20):
-        return proc.tail_text(self.log_path, lines)
-
-
-def _read_from(offsets):
-    """What each file gained since the given offsets, labelled."""
-    parts = []
-    for path, offset in offsets.items():
-        try:
-            with open(path, "rb") as f:
-                f.seek(offset)
-                text = f.read().decode("utf-8", "replace").strip()
-        except OSError:
-            continue
-        if text:
-            parts.append("--- %s ---\n%s" % (path, text[-2000:]))
-    return "\n".join(parts) or "(no output)"
